@@ -1,0 +1,170 @@
+/* coll.h -- Strata's collectives library: the one public header.
+ *
+ * Everything in Strata that moves tensors between ranks goes through this API: gradient
+ * all-reduce in data-parallel groups, activations between pipeline stages (send/recv),
+ * parameter all-gather for ZeRO-1, broadcast of the job spec. A communicator is built over an
+ * MPI communicator (used only for bootstrap: rank, size, address exchange, splitting) and a
+ * transport (MPI non-blocking point-to-point, or a libfabric RDM endpoint with tagged
+ * messages). The algorithms are the same code over both transports.
+ *
+ * Conventions
+ *  - Every call returns coll_result_t; COLL_OK is 0. On error, coll_last_error(comm) returns a
+ *    message naming the operation, the peer rank waited on and the bytes outstanding.
+ *  - Counts are element counts (size_t); any count is valid, 0 included. Buffers follow the
+ *    dtype's natural alignment.
+ *  - In place: pass the same pointer as send and recv (for reduce-scatter / all-gather the
+ *    NCCL convention: recv at offset rank*recvcount of send, or send at offset rank*sendcount
+ *    of recv).
+ *  - All ranks of a communicator must call its collectives in the same order with the same
+ *    count, dtype and op; with cfg.check set the library verifies this and fails with
+ *    COLL_ERR_MISMATCH on every rank rather than corrupting memory or hanging.
+ *  - No call blocks forever: every wait is bounded by cfg.timeout_s.
+ *
+ * Usage
+ *    coll_config_t cfg = coll_config_default();   // reads STRATA_COLL_* environment overrides
+ *    cfg.transport = COLL_TRANSPORT_OFI;
+ *    coll_comm_t *world;
+ *    if (coll_comm_create(MPI_COMM_WORLD, &cfg, &world) != COLL_OK) { ... }
+ *    coll_allreduce(grad, grad, n, COLL_F32, COLL_SUM, world);        // in place
+ *    coll_comm_t *dp;
+ *    coll_comm_split(world, stage, replica, &dp);                      // sub-communicator
+ *    coll_request_t *req;
+ *    coll_iallreduce(bucket, bucket, nb, COLL_F32, COLL_AVG, dp, &req);
+ *    while (more_backward_work) { do_work(); int done; coll_test(req, &done); }
+ *    coll_wait(req);                                                   // frees req
+ */
+#ifndef STRATA_COLL_H
+#define STRATA_COLL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  COLL_OK = 0,
+  COLL_ERR_ARG,       /* invalid argument (null buffer with count > 0, bad rank, bad enum) */
+  COLL_ERR_NOMEM,     /* allocation failed */
+  COLL_ERR_TIMEOUT,   /* a wait exceeded cfg.timeout_s */
+  COLL_ERR_TRANSPORT, /* the transport reported an error (MPI error, fi_cq_readerr entry) */
+  COLL_ERR_MISMATCH,  /* ranks called with different op / count / dtype (cfg.check) */
+  COLL_ERR_UNSUPPORTED
+} coll_result_t;
+
+typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, COLL_DTYPE_COUNT } coll_dtype_t;
+/* AVG divides the sum by the communicator size (integers: truncating division). 16-bit
+ * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
+typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
+/* AUTO: recursive doubling below cfg.rd_threshold_bytes, pipelined ring above.
+ * MPI: hand the whole operation to MPI's own collective (the baseline `strata bench` compares
+ * against); available over either transport because it only needs the bootstrap communicator. */
+typedef enum { COLL_ALGO_AUTO = 0, COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI } coll_algo_t;
+typedef enum { COLL_TRANSPORT_MPI = 0, COLL_TRANSPORT_OFI } coll_transport_kind_t;
+
+typedef struct {
+  coll_transport_kind_t transport; /* STRATA_COLL_TRANSPORT=mpi|ofi; default mpi */
+  const char *ofi_provider;        /* libfabric provider name (NULL: $FI_PROVIDER, else any RDM) */
+  coll_algo_t algo;                /* STRATA_COLL_ALGO=auto|ring|rd|mpi; default auto */
+  double timeout_s;                /* STRATA_COLL_TIMEOUT_S; bound on every wait; default 300 */
+  size_t chunk_bytes;              /* STRATA_COLL_CHUNK_BYTES; ring pipelining chunk */
+  size_t rd_threshold_bytes;       /* STRATA_COLL_RD_THRESHOLD; AUTO switches to ring at this size */
+  int check;                       /* STRATA_COLL_CHECK=1: verify op/count/dtype agree across ranks */
+  int progress_thread;             /* STRATA_COLL_PROGRESS_THREAD=1: non-blocking ops progress
+                                      in a background thread instead of in coll_test */
+} coll_config_t;
+
+typedef struct coll_comm coll_comm_t;
+typedef struct coll_request coll_request_t;
+
+/* Defaults, with STRATA_COLL_* environment overrides applied. */
+coll_config_t coll_config_default(void);
+
+/* Builds a communicator over `mpi` (collective over `mpi`: every rank must call it). The MPI
+ * communicator is duplicated; the caller keeps ownership of its own. */
+coll_result_t coll_comm_create(MPI_Comm mpi, const coll_config_t *cfg, coll_comm_t **out);
+/* Collective over `parent`: ranks with the same color form a new communicator, ordered by key
+ * (ties by parent rank), with the parent's configuration and transport kind. */
+coll_result_t coll_comm_split(coll_comm_t *parent, int color, int key, coll_comm_t **out);
+void coll_comm_destroy(coll_comm_t *comm); /* NULL is a no-op; must not have requests pending */
+
+int coll_rank(const coll_comm_t *comm);
+int coll_size(const coll_comm_t *comm);
+/* Rank of this communicator's member `rank` in MPI_COMM_WORLD (for error messages). */
+int coll_world_rank(const coll_comm_t *comm, int rank);
+MPI_Comm coll_mpi_comm(const coll_comm_t *comm); /* the bootstrap communicator */
+const char *coll_transport_name(const coll_comm_t *comm); /* "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
+/* The message of the last failed call on this communicator ("" if none). */
+const char *coll_last_error(const coll_comm_t *comm);
+/* Bytes this rank has sent / received through the transport since creation. */
+void coll_traffic(const coll_comm_t *comm, uint64_t *sent_bytes, uint64_t *recv_bytes);
+
+size_t coll_dtype_size(coll_dtype_t dtype);
+const char *coll_dtype_name(coll_dtype_t dtype);  /* "float", "double", "bfloat16", "half", "int32", "int64" (nccl-tests names) */
+const char *coll_op_name(coll_op_t op);           /* "sum", "prod", "min", "max", "avg" */
+const char *coll_algo_name(coll_algo_t algo);     /* "auto", "ring", "rd", "mpi" */
+const char *coll_result_string(coll_result_t r);
+/* Parse nccl-tests / CLI spellings; return 0 on success, -1 if unknown. */
+int coll_parse_dtype(const char *s, coll_dtype_t *out);
+int coll_parse_op(const char *s, coll_op_t *out);
+int coll_parse_algo(const char *s, coll_algo_t *out);
+int coll_parse_transport(const char *s, coll_transport_kind_t *out);
+
+/* ---- Collectives (blocking) ---- */
+
+/* recv[i] = op over ranks of send[i], i < count. Uses comm's configured algorithm. */
+coll_result_t coll_allreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                             coll_op_t op, coll_comm_t *comm);
+/* Same, with an explicit algorithm (the benchmark's --algo). */
+coll_result_t coll_allreduce_algo(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                                  coll_op_t op, coll_algo_t algo, coll_comm_t *comm);
+/* send holds size*recvcount elements; rank r receives block r of the reduction. */
+coll_result_t coll_reduce_scatter(const void *send, void *recv, size_t recvcount,
+                                  coll_dtype_t dtype, coll_op_t op, coll_comm_t *comm);
+/* recv (size*sendcount elements) = concatenation of every rank's send, in rank order. */
+coll_result_t coll_allgather(const void *send, void *recv, size_t sendcount, coll_dtype_t dtype,
+                             coll_comm_t *comm);
+/* buf on every rank = buf on root. */
+coll_result_t coll_broadcast(void *buf, size_t count, coll_dtype_t dtype, int root, coll_comm_t *comm);
+/* Out-of-place broadcast (nccl-tests' form): recv on every rank = send on root. */
+coll_result_t coll_broadcast2(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                              int root, coll_comm_t *comm);
+
+/* ---- Point to point (blocking, bounded by timeout) ----
+ * Messages between a pair of ranks with the same tag arrive in the order sent. tag >= 0 and
+ * < 2^24. A recv whose count differs from the matching send fails with COLL_ERR_MISMATCH. */
+coll_result_t coll_send(const void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                        coll_comm_t *comm);
+coll_result_t coll_recv(void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                        coll_comm_t *comm);
+/* Simultaneous send to `dst` and receive from `src` (pipeline neighbours, ring shifts). */
+coll_result_t coll_sendrecv(const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
+                            size_t recvcount, int src, coll_dtype_t dtype, int tag,
+                            coll_comm_t *comm);
+/* Non-blocking point to point; complete with coll_test / coll_wait. */
+coll_result_t coll_isend(const void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                         coll_comm_t *comm, coll_request_t **req);
+coll_result_t coll_irecv(void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                         coll_comm_t *comm, coll_request_t **req);
+
+/* ---- Non-blocking all-reduce ----
+ * Starts the operation and returns at once. Progress is made in coll_test / coll_wait (or by
+ * the progress thread when cfg.progress_thread is set). Buffers must stay valid and untouched
+ * until completion. Several may be in flight on one communicator; they complete in any order
+ * but must be started in the same order on every rank. */
+coll_result_t coll_iallreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                              coll_op_t op, coll_comm_t *comm, coll_request_t **req);
+/* *done = 1 once complete (the request stays valid until coll_wait). Drives progress. */
+coll_result_t coll_test(coll_request_t *req, int *done);
+/* Blocks (bounded by timeout) until complete, then frees the request. */
+coll_result_t coll_wait(coll_request_t *req);
+
+/* Waits on every rank of comm (bounded by timeout). */
+coll_result_t coll_barrier(coll_comm_t *comm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_COLL_H */

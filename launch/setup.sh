@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# setup.sh -- shared set-up for demo.sh and test.sh: installs the Debian packages Strata needs
+# (only those missing; quiet when all are present; sudo when not root), then configures and
+# builds with CMake into build/. Source it or run it; it is idempotent.
+set -euo pipefail
+
+STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STRATA_BUILD="${STRATA_BUILD:-$STRATA_ROOT/build}"
+
+STRATA_PACKAGES=(
+  build-essential cmake pkg-config
+  openmpi-bin libopenmpi-dev
+  libfabric-dev libfabric-bin
+  libprotobuf-c-dev protobuf-c-compiler
+  libopenblas-dev
+  libjson-c-dev libmicrohttpd-dev libxxhash-dev zlib1g-dev
+  gnuplot-nox
+)
+
+strata_install_packages() {
+  local missing=() p
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "[strata] error: need root or sudo to install: ${missing[*]}" >&2; return 1; }
+    sudo="sudo"
+  fi
+  echo "[strata] installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+strata_build() {
+  cmake -S "$STRATA_ROOT" -B "$STRATA_BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake --build "$STRATA_BUILD" -j "$(nproc)" 2>&1 | grep -E "error|warning|Error" || true
+  test -x "$STRATA_BUILD/bin/strata" || { echo "[strata] error: build failed (see cmake --build $STRATA_BUILD)" >&2; return 1; }
+}
+
+# Open MPI refuses to run as root without these; harmless otherwise.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Keep every test and demo on loopback.
+export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export FI_TCP_IFACE="${FI_TCP_IFACE:-lo}"
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  strata_install_packages "${STRATA_PACKAGES[@]}"
+  strata_build
+fi

@@ -1,0 +1,2 @@
+/* strata_proto.c -- encode/decode helpers for Strata messages. */
+#include "strata_proto.h"

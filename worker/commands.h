@@ -1,0 +1,9 @@
+/* commands.h -- the `strata` subcommands. Each lives in its own cmd_<name>.c and is called by
+ * main.c with MPI initialised and argv[0] = the subcommand name. Returns the process exit code
+ * (0 success, 2 bad usage, 1 any other failure). */
+#ifndef STRATA_COMMANDS_H
+#define STRATA_COMMANDS_H
+
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,57 @@
+/* strata -- the command-line entry point. Dispatches to a subcommand (cmd_*.c) after
+ * initialising MPI; `strata --help` and `strata CMD --help` work without mpirun. */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "log.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+    {"bench", cmd_bench, "measure collectives the way nccl-tests does (allreduce, reducescatter, ...)"},
+};
+static const int num_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: strata COMMAND [flags]        (multi-rank: mpirun -np N strata COMMAND ...)\n\n"
+          "Strata trains and serves a GPT-2-style transformer across MPI ranks, each a simulated\n"
+          "accelerator node.\n\ncommands:\n");
+  for (int i = 0; i < num_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n`strata COMMAND --help` describes a command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const command_t *cmd = NULL;
+  for (int i = 0; i < num_commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) cmd = &commands[i];
+  if (!cmd) {
+    fprintf(stderr, "[strata] error: unknown command '%s' (see strata --help)\n", argv[1]);
+    return 2;
+  }
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  strata_log_set_rank(rank);
+  int rc = cmd->run(argc - 1, argv + 1);
+  if (rc != 0) {
+    /* A failing rank must not leave the others waiting in a collective: abort the job with
+     * the exit code (the failing rank has already printed why). */
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  }
+  MPI_Finalize();
+  return rc;
+}
