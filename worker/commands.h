@@ -4,6 +4,9 @@
 #ifndef STRATA_COMMANDS_H
 #define STRATA_COMMANDS_H
 
-int cmd_bench(int argc, char **argv);
+int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
+int cmd_train(int argc, char **argv);    /* cmd_train.c */
+int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
+int cmd_simulate(int argc, char **argv); /* cmd_simulate.c */
 
 #endif

@@ -14,7 +14,10 @@ typedef struct {
 } command_t;
 
 static const command_t commands[] = {
+    {"train", cmd_train, "train the model (mpirun -np N: pipeline and data parallel)"},
+    {"eval", cmd_eval, "mean cross-entropy of a checkpoint on a data file"},
     {"bench", cmd_bench, "measure collectives the way nccl-tests does (allreduce, reducescatter, ...)"},
+    {"simulate", cmd_simulate, "predict a job's step time and memory on simulated accelerators"},
 };
 static const int num_commands = (int)(sizeof commands / sizeof commands[0]);
 
