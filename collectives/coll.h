@@ -74,6 +74,14 @@ typedef struct {
   int check;                       /* STRATA_COLL_CHECK=1: verify op/count/dtype agree across ranks */
   int progress_thread;             /* STRATA_COLL_PROGRESS_THREAD=1: non-blocking ops progress
                                       in a background thread instead of in coll_test */
+  int pipeline_depth;              /* STRATA_COLL_PIPELINE_DEPTH; ring receives posted ahead */
+  size_t eager_bytes;              /* STRATA_COLL_EAGER_BYTES; recursive doubling cuts messages of
+                                      up to 4x this size into segments of at most this size (keeps
+                                      them under the transport's eager limit); 0 = never */
+  int yield_idle;                  /* STRATA_COLL_YIELD=0|1; sched_yield() in idle polls;
+                                      default -1 = auto (yes when ranks outnumber cores) */
+  const char *env_error;           /* set by coll_config_default when a STRATA_COLL_* value
+                                      is invalid; coll_comm_create then fails with it */
 } coll_config_t;
 
 typedef struct coll_comm coll_comm_t;

@@ -15,6 +15,9 @@ STRATA_PACKAGES=(
   libopenblas-dev
   libjson-c-dev libmicrohttpd-dev libxxhash-dev zlib1g-dev
   gnuplot-nox
+  # Slurm batch-script tests (tests/slurm.cmake): a throw-away single-node cluster. Slurm's
+  # mpi/pmix plugin dlopens libpmix.so, which only libpmix-dev provides.
+  slurmd slurmctld slurm-client munge libpmix-dev
 )
 
 strata_install_packages() {

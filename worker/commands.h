@@ -8,5 +8,7 @@ int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 int cmd_train(int argc, char **argv);    /* cmd_train.c */
 int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
 int cmd_simulate(int argc, char **argv); /* cmd_simulate.c */
+int cmd_infer(int argc, char **argv);    /* cmd_infer.c */
+int cmd_serve(int argc, char **argv);    /* cmd_serve.c */
 
 #endif

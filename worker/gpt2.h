@@ -22,7 +22,9 @@
  *
  * Activations of one micro-batch live in a gpt2_acts_t, so a pipeline stage can keep several
  * micro-batches in flight (GPipe keeps M, 1F1B at most P). Gradients accumulate (+=) over
- * backward calls until gpt2_zero_grad.
+ * backward calls until gpt2_zero_grad. The gradients of activations live in scratch owned by
+ * the model, so calls on one model must not run concurrently (one thread per shard).
+ * Tunable: STRATA_ATTN_BLOCK_ROWS (query rows per causal attention sgemm block, default 64).
  *
  * Usage (one stage, micro-batch of B sequences of T tokens):
  *    gpt2_model_t *m; gpt2_create(&cfg, range, &m, err, sizeof err);
@@ -121,6 +123,10 @@ const gpt2_tensor_t *gpt2_find_tensor(const gpt2_model_t *m, const char *name);
 /* Activation storage for micro-batches of B sequences of length T (T <= ctx). */
 int gpt2_acts_create(const gpt2_model_t *m, int B, int T, gpt2_acts_t **out, char *err, size_t errlen);
 void gpt2_acts_free(gpt2_acts_t *a);
+/* Reuses activation storage for a smaller micro-batch: B <= the B and T <= the T it was created
+ * with (e.g. evaluation of a short tail, or generation with a growing prefix). Results are
+ * identical to those of storage created at (B, T). Returns -1 (message in err) if too large. */
+int gpt2_acts_reshape(gpt2_acts_t *a, int B, int T, char *err, size_t errlen);
 size_t gpt2_acts_bytes(const gpt2_acts_t *a);
 
 /* Forward over the shard's layers.
@@ -131,7 +137,8 @@ float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const
                    const int32_t *targets);
 /* Residual stream leaving the shard, (B, T, C): valid after forward when !has_head. */
 const float *gpt2_output(const gpt2_acts_t *a);
-/* Logits (B, T, V): valid after forward when has_head. */
+/* Logits (B, T, V): valid after forward when has_head, until the backward of the same
+ * micro-batch, which reuses the buffer for d(loss)/d(logits) (saves B*T*V floats). */
 const float *gpt2_logits(const gpt2_acts_t *a);
 /* Per-position loss (B, T): valid after forward when has_head and targets were given. */
 const float *gpt2_losses(const gpt2_acts_t *a);
@@ -148,5 +155,35 @@ void gpt2_zero_grad(gpt2_model_t *m);
 /* FLOPs of one forward+backward of this shard for B x T tokens (6 * params-in-matmuls * tokens
  * plus attention), for throughput and MFU reporting. */
 double gpt2_train_flops(const gpt2_model_t *m, int B, int T);
+
+/* ---- Generation with a KV cache (inference; see worker/infer.h) ----
+ * One sequence's slice of a forward call: n_new new positions starting at position pos0. The
+ * cache holds, for each layer of the shard, the keys and values of positions [0, pos0):
+ * k and v are (nl, cap, C) with nl = layer_end - layer_begin, row t of layer l at
+ * k + ((size_t)l * cap + t) * C. The call appends the keys and values of the new positions
+ * (pos0 + n_new <= cap and <= cfg.ctx). */
+typedef struct {
+  int n_new;  /* new positions in this call (>= 1) */
+  int pos0;   /* positions already cached (the first new token sits at position pos0) */
+  float *k;   /* (nl, cap, C) cached keys */
+  float *v;   /* (nl, cap, C) cached values */
+  int cap;    /* positions the cache has room for */
+} gpt2_kv_seq_t;
+
+/* Incremental forward of nseq sequences at once over the shard: the rows of all sequences
+ * (N = sum of n_new) go through the matrix products together; attention runs per sequence
+ * over its cached keys plus the new ones (causal). Inputs, rows in sequence order:
+ *   has_embed: tokens (N); otherwise x_in (N, C) (the residual stream from the previous stage).
+ * Output:
+ *   !has_head: out (N, C), the residual stream leaving the shard.
+ *   has_head:  logits into out: all N rows (N, V) when last_only == 0, else only the last new
+ *              position of each sequence (nseq, V).
+ * The result for a position equals gpt2_forward on the whole prefix (up to float rounding:
+ * within 1e-5 on logits in the tests). Returns 0, or -1 with a message in err (bad token,
+ * position past the context or the cache, out of memory). Not thread-safe per model. */
+int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
+                    const float *x_in, float *out, int last_only, char *err, size_t errlen);
+/* FLOPs of the forward of n_new positions after pos0 cached ones (matmuls + attention). */
+double gpt2_forward_kv_flops(const gpt2_model_t *m, int n_new, int pos0);
 
 #endif /* STRATA_GPT2_H */

@@ -18,6 +18,8 @@ static const command_t commands[] = {
     {"eval", cmd_eval, "mean cross-entropy of a checkpoint on a data file"},
     {"bench", cmd_bench, "measure collectives the way nccl-tests does (allreduce, reducescatter, ...)"},
     {"simulate", cmd_simulate, "predict a job's step time and memory on simulated accelerators"},
+    {"infer", cmd_infer, "generate text from a checkpoint, layers sharded over the ranks; sessions"},
+    {"serve", cmd_serve, "serve completions over HTTP (OpenAI-compatible subset; --backend fake for tests)"},
 };
 static const int num_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -1,0 +1,349 @@
+/* comm.c -- communicators: configuration defaults and their STRATA_COLL_* environment
+ * overrides, creation over an MPI communicator (duplicated, MPI_ERRORS_RETURN), splitting by
+ * colour/key, accessors, the last-error buffer, traffic counters and the scratch-buffer cache
+ * the algorithms draw their temporary memory from. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coll_internal.h"
+
+/* Tunables (documented in collectives/README.md). */
+#define COLL_DEFAULT_TIMEOUT_S 300.0
+#define COLL_DEFAULT_CHUNK_BYTES (256u << 10)
+#define COLL_DEFAULT_RD_THRESHOLD_BYTES (512u << 10)
+#define COLL_DEFAULT_PIPELINE_DEPTH 2
+#define COLL_DEFAULT_EAGER_BYTES 4000 /* Open MPI vader: 4 KiB eager limit including its header */
+
+/* coll_transport_ofi_ops is defined in transport_ofi.c (a weak stub here would shadow it:
+ * the linker never pulls transport_ofi.o out of the static library once comm.o satisfies it). */
+
+static char env_error_buf[256];
+
+double coll_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Parses "123", "64K", "4M", "1G" (powers of 1024). */
+static int parse_bytes(const char *s, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s) return -1;
+  unsigned long long mul = 1;
+  if (*end == 'K' || *end == 'k') mul = 1ull << 10, end++;
+  else if (*end == 'M' || *end == 'm') mul = 1ull << 20, end++;
+  else if (*end == 'G' || *end == 'g') mul = 1ull << 30, end++;
+  if (*end) return -1;
+  *out = (size_t)(v * mul);
+  return 0;
+}
+
+static void env_fail(coll_config_t *cfg, const char *var, const char *val, const char *want) {
+  snprintf(env_error_buf, sizeof env_error_buf, "invalid %s='%s': expected %s", var, val, want);
+  cfg->env_error = env_error_buf;
+}
+
+coll_config_t coll_config_default(void) {
+  coll_config_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.transport = COLL_TRANSPORT_MPI;
+  cfg.ofi_provider = NULL;
+  cfg.algo = COLL_ALGO_AUTO;
+  cfg.timeout_s = COLL_DEFAULT_TIMEOUT_S;
+  cfg.chunk_bytes = COLL_DEFAULT_CHUNK_BYTES;
+  cfg.rd_threshold_bytes = COLL_DEFAULT_RD_THRESHOLD_BYTES;
+  cfg.check = 0;
+  cfg.progress_thread = 0;
+  cfg.pipeline_depth = COLL_DEFAULT_PIPELINE_DEPTH;
+  cfg.yield_idle = -1;
+  cfg.eager_bytes = COLL_DEFAULT_EAGER_BYTES;
+  cfg.env_error = NULL;
+
+  const char *v;
+  if ((v = getenv("STRATA_COLL_TRANSPORT")) && *v)
+    if (coll_parse_transport(v, &cfg.transport)) env_fail(&cfg, "STRATA_COLL_TRANSPORT", v, "mpi or ofi");
+  if ((v = getenv("STRATA_COLL_ALGO")) && *v)
+    if (coll_parse_algo(v, &cfg.algo)) env_fail(&cfg, "STRATA_COLL_ALGO", v, "auto, ring, rd or mpi");
+  if ((v = getenv("STRATA_COLL_TIMEOUT_S")) && *v) {
+    char *end;
+    double t = strtod(v, &end);
+    if (*end || !(t > 0)) env_fail(&cfg, "STRATA_COLL_TIMEOUT_S", v, "a positive number of seconds");
+    else cfg.timeout_s = t;
+  }
+  if ((v = getenv("STRATA_COLL_CHUNK_BYTES")) && *v) {
+    size_t b;
+    if (parse_bytes(v, &b) || b < 64) env_fail(&cfg, "STRATA_COLL_CHUNK_BYTES", v, "bytes >= 64 (suffix K/M allowed)");
+    else cfg.chunk_bytes = b;
+  }
+  if ((v = getenv("STRATA_COLL_RD_THRESHOLD")) && *v) {
+    size_t b;
+    if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_RD_THRESHOLD", v, "bytes (suffix K/M allowed)");
+    else cfg.rd_threshold_bytes = b;
+  }
+  if ((v = getenv("STRATA_COLL_CHECK")) && *v) {
+    if (strcmp(v, "0") && strcmp(v, "1")) env_fail(&cfg, "STRATA_COLL_CHECK", v, "0 or 1");
+    else cfg.check = *v == '1';
+  }
+  if ((v = getenv("STRATA_COLL_PROGRESS_THREAD")) && *v) {
+    if (strcmp(v, "0") && strcmp(v, "1")) env_fail(&cfg, "STRATA_COLL_PROGRESS_THREAD", v, "0 or 1");
+    else cfg.progress_thread = *v == '1';
+  }
+  if ((v = getenv("STRATA_COLL_EAGER_BYTES")) && *v) {
+    size_t b;
+    if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_EAGER_BYTES", v, "bytes (suffix K allowed), 0 to disable");
+    else cfg.eager_bytes = b;
+  }
+  if ((v = getenv("STRATA_COLL_PIPELINE_DEPTH")) && *v) {
+    char *end;
+    long d = strtol(v, &end, 10);
+    if (*end || d < 1 || d > 64) env_fail(&cfg, "STRATA_COLL_PIPELINE_DEPTH", v, "an integer in 1..64");
+    else cfg.pipeline_depth = (int)d;
+  }
+  if ((v = getenv("STRATA_COLL_YIELD")) && *v) {
+    if (!strcmp(v, "auto")) cfg.yield_idle = -1;
+    else if (!strcmp(v, "0") || !strcmp(v, "1")) cfg.yield_idle = *v == '1';
+    else env_fail(&cfg, "STRATA_COLL_YIELD", v, "0, 1 or auto");
+  }
+  return cfg;
+}
+
+coll_result_t coll_set_error(coll_comm_t *comm, coll_result_t rc, const char *fmt, ...) {
+  if (!comm) return rc;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(comm->last_error, sizeof comm->last_error, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* Are there more ranks on this node than cores? Then idle polls yield the core. */
+static int node_oversubscribed(MPI_Comm comm) {
+  MPI_Comm node;
+  int local = 1;
+  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+  }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return cores > 0 && local > cores;
+}
+
+/* Common tail of create and split: `dup` is owned by the new communicator. */
+static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, coll_comm_t **out,
+                               char *err, size_t errlen) {
+  coll_result_t rc = COLL_OK;
+  coll_comm_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    snprintf(err, errlen, "out of memory creating a communicator");
+    MPI_Comm_free(&dup);
+    return COLL_ERR_NOMEM;
+  }
+  c->mpi = dup;
+  c->cfg = *cfg;
+  MPI_Comm_rank(dup, &c->rank);
+  MPI_Comm_size(dup, &c->size);
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  c->world_ranks = malloc(sizeof(int) * (size_t)c->size);
+  if (!c->world_ranks) {
+    snprintf(err, errlen, "out of memory creating a communicator");
+    rc = COLL_ERR_NOMEM;
+    goto free_comm;
+  }
+  {
+    MPI_Group g, wg;
+    int *idx = malloc(sizeof(int) * (size_t)c->size);
+    if (!idx) {
+      snprintf(err, errlen, "out of memory creating a communicator");
+      rc = COLL_ERR_NOMEM;
+      goto free_comm;
+    }
+    for (int i = 0; i < c->size; i++) idx[i] = i;
+    MPI_Comm_group(dup, &g);
+    MPI_Comm_group(MPI_COMM_WORLD, &wg);
+    MPI_Group_translate_ranks(g, c->size, idx, wg, c->world_ranks);
+    MPI_Group_free(&g);
+    MPI_Group_free(&wg);
+    free(idx);
+  }
+  c->yield_idle = cfg->yield_idle >= 0 ? cfg->yield_idle : node_oversubscribed(dup);
+  c->tops = cfg->transport == COLL_TRANSPORT_OFI ? &coll_transport_ofi_ops : &coll_transport_mpi_ops;
+  if (!c->tops->create) {
+    snprintf(err, errlen, "transport '%s' has no create function", c->tops->name);
+    rc = COLL_ERR_UNSUPPORTED;
+    goto free_comm;
+  }
+  rc = c->tops->create(dup, &c->cfg, &c->t, err, errlen);
+  if (rc != COLL_OK) goto free_comm;
+  if (cfg->progress_thread) {
+    int level = 0;
+    MPI_Query_thread(&level);
+    if (level < MPI_THREAD_MULTIPLE) {
+      snprintf(err, errlen, "STRATA_COLL_PROGRESS_THREAD=1 needs MPI initialised with "
+                            "MPI_THREAD_MULTIPLE (use MPI_Init_thread) or progress_thread=0");
+      rc = COLL_ERR_UNSUPPORTED;
+      goto destroy_transport;
+    }
+    if (coll_progress_thread_start(c)) {
+      snprintf(err, errlen, "could not start the collectives progress thread");
+      rc = COLL_ERR_NOMEM;
+      goto destroy_transport;
+    }
+  }
+  *out = c;
+  return COLL_OK;
+
+destroy_transport:
+  c->tops->destroy(c->t);
+free_comm:
+  free(c->world_ranks);
+  pthread_mutex_destroy(&c->lock);
+  pthread_cond_destroy(&c->cv);
+  MPI_Comm_free(&c->mpi);
+  free(c);
+  return rc;
+}
+
+static coll_result_t validate_cfg(const coll_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->env_error) {
+    snprintf(err, errlen, "%s", cfg->env_error);
+    return COLL_ERR_ARG;
+  }
+  if (!(cfg->timeout_s > 0)) {
+    snprintf(err, errlen, "timeout_s must be > 0 (got %g); set STRATA_COLL_TIMEOUT_S", cfg->timeout_s);
+    return COLL_ERR_ARG;
+  }
+  if (cfg->chunk_bytes < 64) {
+    snprintf(err, errlen, "chunk_bytes must be >= 64 (got %zu); set STRATA_COLL_CHUNK_BYTES", cfg->chunk_bytes);
+    return COLL_ERR_ARG;
+  }
+  if ((unsigned)cfg->algo > COLL_ALGO_MPI || (unsigned)cfg->transport > COLL_TRANSPORT_OFI) {
+    snprintf(err, errlen, "invalid algorithm or transport in the configuration");
+    return COLL_ERR_ARG;
+  }
+  return COLL_OK;
+}
+
+coll_result_t coll_comm_create(MPI_Comm mpi, const coll_config_t *cfg_in, coll_comm_t **out) {
+  char err[COLL_ERRLEN] = "";
+  coll_config_t cfg = cfg_in ? *cfg_in : coll_config_default();
+  if (!out) return COLL_ERR_ARG;
+  *out = NULL;
+  coll_result_t rc = validate_cfg(&cfg, err, sizeof err);
+  int rank = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rc == COLL_OK) {
+    MPI_Comm dup;
+    int mrc = MPI_Comm_dup(mpi, &dup);
+    if (mrc != MPI_SUCCESS) {
+      char msg[MPI_MAX_ERROR_STRING];
+      int len = 0;
+      MPI_Error_string(mrc, msg, &len);
+      snprintf(err, sizeof err, "MPI_Comm_dup failed: %s", msg);
+      rc = COLL_ERR_TRANSPORT;
+    } else {
+      MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+      rc = comm_init(dup, &cfg, out, err, sizeof err);
+    }
+  }
+  if (rc != COLL_OK)
+    fprintf(stderr, "[strata r%d] error: coll_comm_create: %s\n", rank, err);
+  return rc;
+}
+
+coll_result_t coll_comm_split(coll_comm_t *parent, int color, int key, coll_comm_t **out) {
+  char err[COLL_ERRLEN] = "";
+  if (!parent || !out) return COLL_ERR_ARG;
+  *out = NULL;
+  MPI_Comm sub;
+  int mrc = MPI_Comm_split(parent->mpi, color < 0 ? MPI_UNDEFINED : color, key, &sub);
+  if (mrc != MPI_SUCCESS) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(mrc, msg, &len);
+    return coll_set_error(parent, COLL_ERR_TRANSPORT, "coll_comm_split: MPI_Comm_split failed: %s", msg);
+  }
+  if (sub == MPI_COMM_NULL) return COLL_OK; /* negative colour: not a member of any group */
+  MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
+  coll_result_t rc = comm_init(sub, &parent->cfg, out, err, sizeof err);
+  if (rc != COLL_OK) coll_set_error(parent, rc, "coll_comm_split: %s", err);
+  return rc;
+}
+
+void coll_comm_destroy(coll_comm_t *comm) {
+  if (!comm) return;
+  coll_progress_thread_stop(comm);
+  if (comm->tops && comm->tops->destroy) comm->tops->destroy(comm->t);
+  for (int i = 0; i < COLL_SCRATCH_CACHE; i++) free(comm->cache_buf[i]);
+  free(comm->world_ranks);
+  pthread_mutex_destroy(&comm->lock);
+  pthread_cond_destroy(&comm->cv);
+  MPI_Comm_free(&comm->mpi);
+  free(comm);
+}
+
+int coll_rank(const coll_comm_t *comm) { return comm ? comm->rank : -1; }
+int coll_size(const coll_comm_t *comm) { return comm ? comm->size : 0; }
+int coll_world_rank(const coll_comm_t *comm, int rank) {
+  if (!comm || rank < 0 || rank >= comm->size) return -1;
+  return comm->world_ranks[rank];
+}
+MPI_Comm coll_mpi_comm(const coll_comm_t *comm) { return comm ? comm->mpi : MPI_COMM_NULL; }
+const char *coll_transport_name(const coll_comm_t *comm) {
+  if (!comm || !comm->tops) return "?";
+  return comm->tops->describe ? comm->tops->describe(comm->t) : comm->tops->name;
+}
+const char *coll_last_error(const coll_comm_t *comm) { return comm ? comm->last_error : ""; }
+void coll_traffic(const coll_comm_t *comm, uint64_t *sent_bytes, uint64_t *recv_bytes) {
+  if (sent_bytes) *sent_bytes = comm ? comm->sent_bytes : 0;
+  if (recv_bytes) *recv_bytes = comm ? comm->recv_bytes : 0;
+}
+
+/* Scratch cache: a few buffers kept per communicator so steady-state calls neither allocate
+ * nor page-fault. Callers hold comm->lock. */
+void *coll_scratch_get(coll_comm_t *comm, size_t bytes, size_t *cap) {
+  *cap = 0;
+  if (bytes == 0) return NULL;
+  int best = -1;
+  for (int i = 0; i < COLL_SCRATCH_CACHE; i++)
+    if (comm->cache_buf[i] && comm->cache_bytes[i] >= bytes &&
+        (best < 0 || comm->cache_bytes[i] < comm->cache_bytes[best]))
+      best = i;
+  if (best >= 0) {
+    void *p = comm->cache_buf[best];
+    comm->cache_buf[best] = NULL;
+    *cap = comm->cache_bytes[best];
+    return p;
+  }
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes)) return NULL;
+  *cap = bytes;
+  return p;
+}
+
+void coll_scratch_put(coll_comm_t *comm, void *buf, size_t bytes) {
+  if (!buf) return;
+  int slot = -1;
+  for (int i = 0; i < COLL_SCRATCH_CACHE; i++)
+    if (!comm->cache_buf[i]) { slot = i; break; }
+  if (slot < 0) { /* evict the smallest if this one is bigger */
+    slot = 0;
+    for (int i = 1; i < COLL_SCRATCH_CACHE; i++)
+      if (comm->cache_bytes[i] < comm->cache_bytes[slot]) slot = i;
+    if (comm->cache_bytes[slot] >= bytes) {
+      free(buf);
+      return;
+    }
+    free(comm->cache_buf[slot]);
+  }
+  comm->cache_buf[slot] = buf;
+  comm->cache_bytes[slot] = bytes;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# http_bench.sh -- throughput and p50/p99 latency of `strata serve` against the number of
+# concurrent clients (issue 6, "Speed"). Starts `strata serve --backend fake` on a free loopback
+# port (or uses a server you started, with PORT=...), then runs tests/serve/http_load (C client,
+# plain sockets, loopback only, bounded in requests and seconds) at each concurrency and prints
+# one line per level, plus the JSON lines to $OUT if set.
+# Usage: launch/http_bench.sh [CONCURRENCY... (default 1 2 4 8 16 32)]
+#   env STRATA_BUILD (default build), REQUESTS per level (default 400), MAX_TOKENS (default 16),
+#       STREAM=1 (server-sent events), FAKE_STEP_S (fake decode step, default 0.002),
+#       FAKE_BATCH (fake batch size, default 8), PORT (benchmark an already running server),
+#       DURATION_S per level (default 60), OUT (file for the JSON lines)
+# With the fake backend the numbers measure the HTTP layer and the batching hand-off, not a model.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${STRATA_BUILD:-$ROOT/build}"
+STRATA="$BUILD/bin/strata"
+LOAD="$BUILD/tests/http_load"
+LEVELS=("$@"); [ ${#LEVELS[@]} -gt 0 ] || LEVELS=(1 2 4 8 16 32)
+REQUESTS="${REQUESTS:-400}"; MAX_TOKENS="${MAX_TOKENS:-16}"; DURATION_S="${DURATION_S:-60}"
+[ -x "$LOAD" ] || { echo "http_bench: build first ($LOAD missing: cmake --build $BUILD --target http_load strata)" >&2; exit 2; }
+SERVER_PID=""
+W="$(mktemp -d)"
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$W"
+}
+trap cleanup EXIT
+if [ -z "${PORT:-}" ]; then
+  [ -x "$STRATA" ] || { echo "http_bench: build first ($STRATA missing)" >&2; exit 2; }
+  "$STRATA" serve --backend fake --listen 127.0.0.1:0 --max-queue 1024 --max-connections 1024 \
+    --max-tokens-limit 4096 --fake-step-s "${FAKE_STEP_S:-0.002}" --fake-batch "${FAKE_BATCH:-8}" \
+    > "$W/server.out" 2> "$W/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    PORT="$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$W/server.out" | head -1)"
+    [ -n "$PORT" ] && break; sleep 0.1
+  done
+  [ -n "$PORT" ] || { echo "http_bench: the server did not start:" >&2; cat "$W/server.err" >&2; exit 1; }
+  echo "# strata serve --backend fake (step ${FAKE_STEP_S:-0.002} s, batch ${FAKE_BATCH:-8}) on 127.0.0.1:$PORT"
+fi
+echo "# $REQUESTS requests per level, max_tokens $MAX_TOKENS, stream ${STREAM:-0}; $(nproc) cores"
+STREAM_FLAG=(); [ "${STREAM:-0}" = 1 ] && STREAM_FLAG=(--stream)
+for c in "${LEVELS[@]}"; do
+  "$LOAD" --port "$PORT" --connections "$c" --requests "$REQUESTS" --max-tokens "$MAX_TOKENS" \
+    --duration-s "$DURATION_S" "${STREAM_FLAG[@]}"
+  if [ -n "${OUT:-}" ]; then
+    "$LOAD" --port "$PORT" --connections "$c" --requests "$REQUESTS" --max-tokens "$MAX_TOKENS" \
+      --duration-s "$DURATION_S" "${STREAM_FLAG[@]}" --json >> "$OUT"
+  fi
+done

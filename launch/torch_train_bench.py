@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""torch_train_bench.py -- PyTorch reference for Strata's single-rank training speed.
+
+Trains the same GPT-2 as worker/gpt2.c (pre-LN, causal attention scaled 1/sqrt(C/H), tanh GELU,
+tied wte, mean cross-entropy; AdamW with weight decay on 2-D tensors) on random tokens, on ONE
+thread (torch.set_num_threads(1)), and prints tokens/s over the timed steps (wall clock, and
+per second of process CPU time, which a busy machine disturbs less), so it can be
+compared with `gpt2_bench` (tests/model/gpt2_bench.c) on the same model, batch and context.
+
+Usage (Debian python3-torch; not needed by the build or the tests):
+  /usr/bin/python3 launch/torch_train_bench.py --layers 6 --heads 6 --dim 384 --ctx 256 \
+      --batch 8 --vocab 256 --steps 10 [--warmup 2]
+"""
+import argparse
+import math
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, C, H):
+        super().__init__()
+        self.H = H
+        self.ln_1 = nn.LayerNorm(C, eps=1e-5)
+        self.c_attn = nn.Linear(C, 3 * C)
+        self.c_proj = nn.Linear(C, C)
+        self.ln_2 = nn.LayerNorm(C, eps=1e-5)
+        self.c_fc = nn.Linear(C, 4 * C)
+        self.mlp_proj = nn.Linear(4 * C, C)
+
+    def forward(self, x, mask):
+        B, T, C = x.shape
+        H = self.H
+        q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+        q = q.view(B, T, H, C // H).transpose(1, 2)
+        k = k.view(B, T, H, C // H).transpose(1, 2)
+        v = v.view(B, T, H, C // H).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(C // H))
+        att = att.masked_fill(mask[:T, :T] == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        x = x + self.c_proj(y)
+        x = x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, V, T, L, H, C):
+        super().__init__()
+        self.wte = nn.Embedding(V, C)
+        self.wpe = nn.Embedding(T, C)
+        self.h = nn.ModuleList([Block(C, H) for _ in range(L)])
+        self.ln_f = nn.LayerNorm(C, eps=1e-5)
+        self.register_buffer("mask", torch.tril(torch.ones(T, T)))
+        for n, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * L) if n.endswith("c_proj.weight") or n.endswith("mlp_proj.weight") else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif "ln" in n and n.endswith("weight"):
+                nn.init.ones_(p)
+            else:
+                nn.init.zeros_(p)
+
+    def forward(self, idx, targets):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(T))
+        for blk in self.h:
+            x = blk(x, self.mask)
+        logits = self.ln_f(x) @ self.wte.weight.t()
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--vocab", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = GPT(a.vocab, a.ctx, a.layers, a.heads, a.dim)
+    nparams = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    nodecay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": nodecay, "weight_decay": 0.0}],
+                            lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
+    g = torch.Generator().manual_seed(1)
+    t0 = None
+    for step in range(a.warmup + a.steps):
+        if step == a.warmup:
+            t0 = time.perf_counter()
+            c0 = time.process_time()
+        idx = torch.randint(0, a.vocab, (a.batch, a.ctx + 1), generator=g)
+        loss = model(idx[:, :-1], idx[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    dt = time.perf_counter() - t0
+    dc = time.process_time() - c0
+    toks = a.steps * a.batch * a.ctx
+    print(f"torch {torch.__version__} threads={a.threads} params={nparams} L={a.layers} H={a.heads} "
+          f"C={a.dim} T={a.ctx} B={a.batch} V={a.vocab} steps={a.steps} loss={loss.item():.4f} "
+          f"ms/step={1e3 * dt / a.steps:.1f} tokens/s={toks / dt:.0f} cpu_tokens/s={toks / dc:.0f} "
+          f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

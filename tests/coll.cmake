@@ -1,0 +1,41 @@
+# Collectives library tests (prefix coll_). One binary, coll_test_ops, runs a MODE per test
+# under mpirun; the transport comes from STRATA_COLL_TRANSPORT (default mpi), so the same binary
+# is registered again over ofi (see tests/ofi*.cmake if present).
+add_executable(coll_test_ops ${CMAKE_CURRENT_SOURCE_DIR}/coll/test_ops.c ${CMAKE_CURRENT_SOURCE_DIR}/test_util.c)
+target_include_directories(coll_test_ops PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(coll_test_ops PRIVATE strata_coll m)
+set_target_properties(coll_test_ops PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+
+strata_add_test(coll_units $<TARGET_FILE:coll_test_ops> units)
+set_tests_properties(coll_units PROPERTIES LABELS "unit;mpi")
+foreach(np 1 2 3 4 5 8)
+  strata_add_mpi_test(coll_ops_np${np} ${np} $<TARGET_FILE:coll_test_ops> ops)
+endforeach()
+foreach(np 2 3 5)
+  strata_add_mpi_test(coll_p2p_np${np} ${np} $<TARGET_FILE:coll_test_ops> p2p)
+endforeach()
+foreach(np 4 5)
+  strata_add_mpi_test(coll_split_np${np} ${np} $<TARGET_FILE:coll_test_ops> split)
+endforeach()
+foreach(np 2 3)
+  strata_add_mpi_test(coll_nonblocking_np${np} ${np} $<TARGET_FILE:coll_test_ops> nonblocking)
+endforeach()
+# The same non-blocking test with progress made by the background thread.
+strata_add_mpi_test(coll_nonblocking_thread_np3 3 $<TARGET_FILE:coll_test_ops> nonblocking)
+set_property(TEST coll_nonblocking_thread_np3 APPEND PROPERTY ENVIRONMENT "STRATA_COLL_PROGRESS_THREAD=1")
+strata_add_mpi_test(coll_timeout_np3 3 $<TARGET_FILE:coll_test_ops> timeout)
+strata_add_mpi_test(coll_mismatch_np3 3 $<TARGET_FILE:coll_test_ops> mismatch)
+
+# Tuning tool (not a test): all-reduce timings of ring / rd / mpi / a blocking sendrecv ring.
+add_executable(coll_bench_allreduce ${CMAKE_CURRENT_SOURCE_DIR}/coll/bench_allreduce.c)
+target_link_libraries(coll_bench_allreduce PRIVATE strata_coll)
+set_target_properties(coll_bench_allreduce PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+
+# The same operations with tiny chunks and a shallow pipeline: thousands of chunks per block,
+# every chunk boundary case of the ring / chain bookkeeping.
+strata_add_mpi_test(coll_ops_smallchunk_np3 3 $<TARGET_FILE:coll_test_ops> ops)
+set_property(TEST coll_ops_smallchunk_np3 APPEND PROPERTY ENVIRONMENT
+             "STRATA_COLL_CHUNK_BYTES=4K;STRATA_COLL_PIPELINE_DEPTH=1")
+strata_add_mpi_test(coll_nonblocking_smallchunk_np4 4 $<TARGET_FILE:coll_test_ops> nonblocking)
+set_property(TEST coll_nonblocking_smallchunk_np4 APPEND PROPERTY ENVIRONMENT
+             "STRATA_COLL_CHUNK_BYTES=1K;STRATA_COLL_PIPELINE_DEPTH=3;STRATA_COLL_EAGER_BYTES=0")

@@ -1,0 +1,131 @@
+/* bench_allreduce.c -- coll_bench_allreduce: a quick all-reduce timing tool for tuning the
+ * collectives library (chunk size, pipeline depth, rd threshold). Not a test: `strata bench`
+ * is the user-facing benchmark. fp32 sum, out of place, sizes from -b to -e bytes (x2), and
+ * for each size the median over -n timed iterations (after -w warm-ups) of:
+ *   ring, rd, mpi (MPI_Allreduce), and sendrecv (a plain ring of blocking MPI_Sendrecv,
+ *   reduce-scatter + all-gather, the "what users already have" baseline).
+ * Prints time (us) and busbw = bytes / time * 2(p-1)/p in GB/s.
+ *   mpirun -np 2 build/tests/coll_bench_allreduce -b 1K -e 64M -f 2 -n 20 -w 5 [-a ring,mpi]
+ *   [-m min|median] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll.h"
+
+static size_t parse_size(const char *s) {
+  char *end;
+  double v = strtod(s, &end);
+  if (*end == 'K' || *end == 'k') v *= 1024;
+  if (*end == 'M' || *end == 'm') v *= 1024 * 1024;
+  if (*end == 'G' || *end == 'g') v *= 1024.0 * 1024 * 1024;
+  return (size_t)v;
+}
+
+/* Blocking MPI_Sendrecv ring all-reduce (reduce-scatter then all-gather), fp32 sum. */
+static void sendrecv_ring(const float *send, float *recv, size_t n, float *tmp, MPI_Comm comm) {
+  int p, r;
+  MPI_Comm_size(comm, &p);
+  MPI_Comm_rank(comm, &r);
+  memcpy(recv, send, n * sizeof(float));
+  if (p == 1) return;
+  size_t base = n / (size_t)p, rem = n % (size_t)p;
+#define OFF(b) ((size_t)(b) * base + ((size_t)(b) < rem ? (size_t)(b) : rem))
+#define LEN(b) (base + ((size_t)(b) < rem ? 1 : 0))
+  int next = (r + 1) % p, prev = (r - 1 + p) % p;
+  for (int s = 0; s < p - 1; s++) {
+    int sb = ((r - s) % p + p) % p, rb = ((r - s - 1) % p + p) % p;
+    MPI_Sendrecv(recv + OFF(sb), (int)LEN(sb), MPI_FLOAT, next, 0, tmp, (int)LEN(rb), MPI_FLOAT,
+                 prev, 0, comm, MPI_STATUS_IGNORE);
+    float *d = recv + OFF(rb);
+    for (size_t i = 0; i < LEN(rb); i++) d[i] += tmp[i];
+  }
+  for (int s = 0; s < p - 1; s++) {
+    int sb = ((r + 1 - s) % p + p) % p, rb = ((r - s) % p + p) % p;
+    MPI_Sendrecv(recv + OFF(sb), (int)LEN(sb), MPI_FLOAT, next, 1, recv + OFF(rb), (int)LEN(rb),
+                 MPI_FLOAT, prev, 1, comm, MPI_STATUS_IGNORE);
+  }
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  size_t minb = 1024, maxb = 64u << 20;
+  int iters = 20, warm = 5, factor = 2;
+  const char *algos = "ring,rd,mpi,sendrecv";
+  int use_min = 0; /* -m min: best of the iterations (robust on a shared machine) */
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "-b")) minb = parse_size(argv[i + 1]);
+    else if (!strcmp(argv[i], "-e")) maxb = parse_size(argv[i + 1]);
+    else if (!strcmp(argv[i], "-n")) iters = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "-w")) warm = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "-f")) factor = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "-a")) algos = argv[i + 1];
+    else if (!strcmp(argv[i], "-m")) use_min = !strcmp(argv[i + 1], "min");
+  }
+  coll_config_t cfg = coll_config_default();
+  coll_comm_t *c;
+  if (coll_comm_create(MPI_COMM_WORLD, &cfg, &c) != COLL_OK) MPI_Abort(MPI_COMM_WORLD, 1);
+  int p = coll_size(c), r = coll_rank(c);
+  size_t maxn = maxb / 4;
+  float *send = malloc(maxn * 4 + 64), *recv = malloc(maxn * 4 + 64), *tmp = malloc(maxn * 4 + 64);
+  for (size_t i = 0; i < maxn; i++) send[i] = (float)((i + (size_t)r) % 7);
+  memset(recv, 0, maxn * 4);
+  memset(tmp, 0, maxn * 4);
+  const char *names[4] = {"ring", "rd", "mpi", "sendrecv"};
+  int use[4];
+  for (int a = 0; a < 4; a++) use[a] = strstr(algos, names[a]) != NULL;
+  if (r == 0) {
+    printf("# np=%d transport=%s chunk=%zu depth=%d  busbw GB/s (time us), %s of %d\n", p,
+           coll_transport_name(c), cfg.chunk_bytes, cfg.pipeline_depth,
+           use_min ? "min" : "median", iters);
+    printf("%12s", "bytes");
+    for (int a = 0; a < 4; a++)
+      if (use[a]) printf(" %22s", names[a]);
+    printf("\n");
+  }
+  double *t = malloc(sizeof(double) * (size_t)(iters > 0 ? iters : 1));
+  if (factor < 2) factor = 2;
+  for (size_t bytes = minb; bytes <= maxb; bytes *= (size_t)factor) {
+    size_t n = bytes / 4;
+    if (r == 0) printf("%12zu", bytes);
+    for (int a = 0; a < 4; a++) {
+      if (!use[a]) continue;
+      for (int it = -warm; it < iters; it++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        coll_result_t rc = COLL_OK;
+        if (a == 3) sendrecv_ring(send, recv, n, tmp, MPI_COMM_WORLD);
+        else rc = coll_allreduce_algo(send, recv, n, COLL_F32, COLL_SUM,
+                                      a == 0 ? COLL_ALGO_RING : a == 1 ? COLL_ALGO_RD : COLL_ALGO_MPI, c);
+        double dt = MPI_Wtime() - t0;
+        if (rc != COLL_OK) {
+          fprintf(stderr, "[r%d] %s\n", r, coll_last_error(c));
+          MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        if (it >= 0) t[it] = dt;
+      }
+      qsort(t, (size_t)iters, sizeof *t, cmp_d);
+      double med = use_min ? t[0] : t[iters / 2];
+      double busbw = (double)bytes / med / 1e9 * 2.0 * (p - 1) / p;
+      if (r == 0) printf(" %10.2f (%9.1f)", busbw, med * 1e6);
+    }
+    if (r == 0) {
+      printf("\n");
+      fflush(stdout);
+    }
+  }
+  free(t);
+  free(send);
+  free(recv);
+  free(tmp);
+  coll_comm_destroy(c);
+  MPI_Finalize();
+  return 0;
+}

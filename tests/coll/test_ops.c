@@ -1,0 +1,656 @@
+/* test_ops.c -- multi-rank specification tests of the collectives library (coll_test_ops).
+ *
+ * Usage: mpirun -np P coll_test_ops MODE
+ *   ops          every op x dtype x count {0, 1, p-1, p+1, 4099, 1000003, 4194304} x in/out of
+ *                place x every all-reduce algorithm, against exact closed-form results
+ *   p2p          send / recv / sendrecv / isend / irecv, and count mismatches
+ *   split        sub-communicators by colour / key, collectives inside them
+ *   nonblocking  several coll_iallreduce in flight while the caller computes between coll_test
+ *   timeout      one rank never joins: the others get COLL_ERR_TIMEOUT naming it (2 s timeout)
+ *   mismatch     cfg.check on, ranks pass different counts / dtypes: COLL_ERR_MISMATCH everywhere
+ *   units        16-bit conversions against PyTorch's bit patterns, config parsing
+ * The transport comes from the environment (STRATA_COLL_TRANSPORT=mpi|ofi through
+ * coll_config_default), so the same binary runs over every transport.
+ *
+ * Inputs are small integers so every float sum / product / min / max is exact in every dtype
+ * (bf16 holds integers up to 256 exactly, fp16 up to 2048; sums here stay within +-40 and
+ * products are powers of two up to 2^8): results are compared for exact equality. AVG divides
+ * the exact sum by p once; the expected value is that same single correctly rounded division
+ * (float for fp32 / bf16 / fp16 then rounded once to the 16-bit type, double for fp64,
+ * truncating for integers). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coll.h"
+#include "test_util.h"
+
+/* From the library (reduce.c): conversions under test in `units` and used to build inputs. */
+float coll_bf16_to_float(uint16_t h);
+uint16_t coll_float_to_bf16(float f);
+float coll_half_to_float(uint16_t h);
+uint16_t coll_float_to_half(float f);
+
+static int P, R; /* world size and rank */
+
+/* ---------------------------------------------------------------- values */
+
+static double gen(coll_op_t op, int r, size_t i) {
+  switch (op) {
+  case COLL_PROD: {
+    int k = (int)((i + (size_t)r) % 4);
+    return k == 0 ? 2.0 : k == 1 ? -1.0 : 1.0;
+  }
+  case COLL_MIN:
+  case COLL_MAX: return (double)((int)((i * 5 + (size_t)r * 3) % 17) - 8);
+  default: return (double)((int)((i * 7 + (size_t)r * 13) % 11) - 5);
+  }
+}
+
+static void put(void *buf, coll_dtype_t t, size_t i, double v) {
+  switch (t) {
+  case COLL_F32: ((float *)buf)[i] = (float)v; break;
+  case COLL_F64: ((double *)buf)[i] = v; break;
+  case COLL_BF16: ((uint16_t *)buf)[i] = coll_float_to_bf16((float)v); break;
+  case COLL_F16: ((uint16_t *)buf)[i] = coll_float_to_half((float)v); break;
+  case COLL_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
+  case COLL_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
+  default: break;
+  }
+}
+
+static double get(const void *buf, coll_dtype_t t, size_t i) {
+  switch (t) {
+  case COLL_F32: return ((const float *)buf)[i];
+  case COLL_F64: return ((const double *)buf)[i];
+  case COLL_BF16: return coll_bf16_to_float(((const uint16_t *)buf)[i]);
+  case COLL_F16: return coll_half_to_float(((const uint16_t *)buf)[i]);
+  case COLL_I32: return ((const int32_t *)buf)[i];
+  case COLL_I64: return (double)((const int64_t *)buf)[i];
+  default: return NAN;
+  }
+}
+
+/* Exact reduction over p ranks of element i (global index). */
+static double expect(coll_op_t op, coll_dtype_t t, int p, size_t i) {
+  double acc = gen(op, 0, i);
+  for (int r = 1; r < p; r++) {
+    double x = gen(op, r, i);
+    switch (op) {
+    case COLL_PROD: acc *= x; break;
+    case COLL_MIN: acc = x < acc ? x : acc; break;
+    case COLL_MAX: acc = x > acc ? x : acc; break;
+    default: acc += x; break;
+    }
+  }
+  if (op == COLL_AVG) {
+    switch (t) {
+    case COLL_F64: acc = acc / (double)p; break;
+    case COLL_I32:
+    case COLL_I64: acc = (double)((long long)acc / p); break;
+    case COLL_BF16: acc = coll_bf16_to_float(coll_float_to_bf16((float)acc / (float)p)); break;
+    case COLL_F16: acc = coll_half_to_float(coll_float_to_half((float)acc / (float)p)); break;
+    default: acc = (float)acc / (float)p; break;
+    }
+  }
+  return acc;
+}
+
+static const char *tname(coll_dtype_t t) { return coll_dtype_name(t); }
+
+/* Counts mismatched elements of buf[0..n) against expect(op, t, p, off + i). */
+static size_t count_wrong(const void *buf, coll_dtype_t t, coll_op_t op, int p, size_t off,
+                          size_t n, size_t *first) {
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; i++)
+    if (get(buf, t, i) != expect(op, t, p, off + i)) {
+      if (!wrong) *first = i;
+      wrong++;
+    }
+  return wrong;
+}
+
+static void *xalloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p) {
+    fprintf(stderr, "test: out of memory (%zu bytes)\n", bytes);
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  }
+  return p;
+}
+
+#define CHECK_OK(call, comm)                                                                   \
+  do {                                                                                         \
+    coll_result_t _rc = (call);                                                                \
+    test_checks++;                                                                             \
+    if (_rc != COLL_OK)                                                                        \
+      test_fail(__FILE__, __LINE__, "%s -> %s: %s", #call, coll_result_string(_rc),            \
+                coll_last_error(comm));                                                        \
+  } while (0)
+
+/* ---------------------------------------------------------------- ops */
+
+static void run_allreduce(coll_comm_t *c, coll_algo_t algo, coll_dtype_t t, coll_op_t op,
+                          size_t n, int inplace) {
+  int p = coll_size(c), r = coll_rank(c);
+  size_t esz = coll_dtype_size(t);
+  char *send = xalloc(n * esz), *recv = xalloc(n * esz);
+  for (size_t i = 0; i < n; i++) put(send, t, i, gen(op, r, i));
+  memset(recv, 0x7f, n * esz);
+  if (inplace) memcpy(recv, send, n * esz);
+  coll_result_t rc = coll_allreduce_algo(inplace ? recv : send, recv, n, t, op, algo, c);
+  test_checks++;
+  if (rc != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "allreduce algo=%s %s %s n=%zu inplace=%d: %s: %s",
+              coll_algo_name(algo), tname(t), coll_op_name(op), n, inplace,
+              coll_result_string(rc), coll_last_error(c));
+  } else {
+    size_t first = 0, w = count_wrong(recv, t, op, p, 0, n, &first);
+    test_checks++;
+    if (w)
+      test_fail(__FILE__, __LINE__, "allreduce algo=%s %s %s n=%zu inplace=%d: %zu wrong, first "
+                "[%zu] = %g expected %g", coll_algo_name(algo), tname(t), coll_op_name(op), n,
+                inplace, w, first, get(recv, t, first), expect(op, t, p, first));
+    /* out of place must not touch the send buffer */
+    if (!inplace)
+      for (size_t i = 0; i < n; i++)
+        if (get(send, t, i) != gen(op, r, i)) {
+          test_fail(__FILE__, __LINE__, "allreduce modified its send buffer at %zu", i);
+          break;
+        }
+  }
+  free(send);
+  free(recv);
+}
+
+static void run_reduce_scatter(coll_comm_t *c, coll_dtype_t t, coll_op_t op, size_t rc_n, int inplace) {
+  int p = coll_size(c), r = coll_rank(c);
+  size_t esz = coll_dtype_size(t), total = rc_n * (size_t)p;
+  char *send = xalloc(total * esz), *out = xalloc(rc_n * esz);
+  for (size_t i = 0; i < total; i++) put(send, t, i, gen(op, r, i));
+  void *recv = inplace ? send + (size_t)r * rc_n * esz : out;
+  coll_result_t rc = coll_reduce_scatter(send, recv, rc_n, t, op, c);
+  test_checks++;
+  if (rc != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "reduce_scatter %s %s n=%zu inplace=%d: %s: %s", tname(t),
+              coll_op_name(op), rc_n, inplace, coll_result_string(rc), coll_last_error(c));
+  } else {
+    size_t first = 0, w = count_wrong(recv, t, op, p, (size_t)r * rc_n, rc_n, &first);
+    test_checks++;
+    if (w)
+      test_fail(__FILE__, __LINE__, "reduce_scatter %s %s n=%zu inplace=%d: %zu wrong, first [%zu] "
+                "= %g expected %g", tname(t), coll_op_name(op), rc_n, inplace, w, first,
+                get(recv, t, first), expect(op, t, p, (size_t)r * rc_n + first));
+  }
+  free(send);
+  free(out);
+}
+
+static void run_allgather(coll_comm_t *c, coll_dtype_t t, size_t n, int inplace) {
+  int p = coll_size(c), r = coll_rank(c);
+  size_t esz = coll_dtype_size(t), total = n * (size_t)p;
+  char *send = xalloc(n * esz), *recv = xalloc(total * esz);
+  memset(recv, 0x7f, total * esz);
+  /* element i of rank q's block: gen(SUM, q, i) */
+  char *src = inplace ? recv + (size_t)r * n * esz : send;
+  for (size_t i = 0; i < n; i++) put(src, t, i, gen(COLL_SUM, r, i));
+  coll_result_t rc = coll_allgather(src, recv, n, t, c);
+  test_checks++;
+  if (rc != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "allgather %s n=%zu inplace=%d: %s: %s", tname(t), n, inplace,
+              coll_result_string(rc), coll_last_error(c));
+  } else {
+    size_t wrong = 0;
+    for (int q = 0; q < p; q++)
+      for (size_t i = 0; i < n; i++)
+        if (get(recv, t, (size_t)q * n + i) != gen(COLL_SUM, q, i)) wrong++;
+    test_checks++;
+    if (wrong) test_fail(__FILE__, __LINE__, "allgather %s n=%zu inplace=%d: %zu wrong", tname(t), n, inplace, wrong);
+  }
+  free(send);
+  free(recv);
+}
+
+static void run_broadcast(coll_comm_t *c, coll_dtype_t t, size_t n, int inplace, int root) {
+  int r = coll_rank(c);
+  size_t esz = coll_dtype_size(t);
+  char *send = xalloc(n * esz), *recv = xalloc(n * esz);
+  memset(recv, 0x7f, n * esz);
+  for (size_t i = 0; i < n; i++) put(inplace ? recv : send, t, i, r == root ? gen(COLL_SUM, root, i) : 0);
+  coll_result_t rc = inplace ? coll_broadcast(recv, n, t, root, c) : coll_broadcast2(send, recv, n, t, root, c);
+  test_checks++;
+  if (rc != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "broadcast %s n=%zu inplace=%d root=%d: %s: %s", tname(t), n,
+              inplace, root, coll_result_string(rc), coll_last_error(c));
+  } else {
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; i++)
+      if (get(recv, t, i) != gen(COLL_SUM, root, i)) wrong++;
+    test_checks++;
+    if (wrong) test_fail(__FILE__, __LINE__, "broadcast %s n=%zu inplace=%d root=%d: %zu wrong", tname(t), n, inplace, root, wrong);
+  }
+  free(send);
+  free(recv);
+}
+
+static void mode_ops(coll_comm_t *c) {
+  int p = coll_size(c);
+  size_t small[] = {0, 1, (size_t)(p - 1), (size_t)(p + 1), 4099};
+  const coll_algo_t algos[] = {COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_AUTO};
+  const size_t nsmall = sizeof small / sizeof small[0];
+  /* Every algorithm x dtype x op x small count x in/out of place. */
+  for (int a = 0; a < 4; a++)
+    for (int t = 0; t < COLL_DTYPE_COUNT; t++)
+      for (int op = 0; op < COLL_OP_COUNT; op++)
+        for (size_t k = 0; k < nsmall; k++)
+          for (int ip = 0; ip < 2; ip++) run_allreduce(c, algos[a], (coll_dtype_t)t, (coll_op_t)op, small[k], ip);
+  /* Large counts: every dtype with SUM on the ring (out of place and in place), every op on
+   * fp32 at 1000003 for every algorithm, and the 16-bit types through AVG at 4M. */
+  for (int t = 0; t < COLL_DTYPE_COUNT; t++)
+    for (int ip = 0; ip < 2; ip++) {
+      run_allreduce(c, COLL_ALGO_RING, (coll_dtype_t)t, COLL_SUM, 1000003, ip);
+      run_allreduce(c, COLL_ALGO_RING, (coll_dtype_t)t, COLL_SUM, 4194304, ip);
+    }
+  for (int a = 0; a < 4; a++)
+    for (int op = 0; op < COLL_OP_COUNT; op++)
+      run_allreduce(c, algos[a], COLL_F32, (coll_op_t)op, 1000003, op % 2);
+  run_allreduce(c, COLL_ALGO_RD, COLL_F32, COLL_SUM, 4194304, 0);
+  run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_AVG, 4194304, 0);
+  run_allreduce(c, COLL_ALGO_AUTO, COLL_F16, COLL_AVG, 4194304, 1);
+
+  /* reduce-scatter: recvcount per rank */
+  for (int t = 0; t < COLL_DTYPE_COUNT; t++)
+    for (int op = 0; op < COLL_OP_COUNT; op++)
+      for (size_t k = 0; k < nsmall; k++)
+        for (int ip = 0; ip < 2; ip++) run_reduce_scatter(c, (coll_dtype_t)t, (coll_op_t)op, small[k], ip);
+  for (int ip = 0; ip < 2; ip++) {
+    run_reduce_scatter(c, COLL_F32, COLL_SUM, 1000003, ip);
+    run_reduce_scatter(c, COLL_BF16, COLL_AVG, 4194304 / (size_t)p, ip);
+  }
+  run_reduce_scatter(c, COLL_I64, COLL_MAX, 1000003, 0);
+
+  /* all-gather: sendcount per rank */
+  for (int t = 0; t < COLL_DTYPE_COUNT; t++)
+    for (size_t k = 0; k < nsmall; k++)
+      for (int ip = 0; ip < 2; ip++) run_allgather(c, (coll_dtype_t)t, small[k], ip);
+  for (int ip = 0; ip < 2; ip++) {
+    run_allgather(c, COLL_F32, 1000003, ip);
+    run_allgather(c, COLL_F16, 4194304 / (size_t)p, ip);
+  }
+
+  /* broadcast: roots 0 and p-1, both forms */
+  for (int t = 0; t < COLL_DTYPE_COUNT; t++)
+    for (size_t k = 0; k < nsmall; k++)
+      for (int ip = 0; ip < 2; ip++) {
+        run_broadcast(c, (coll_dtype_t)t, small[k], ip, 0);
+        run_broadcast(c, (coll_dtype_t)t, small[k], ip, p - 1);
+      }
+  for (int ip = 0; ip < 2; ip++) {
+    run_broadcast(c, COLL_F32, 1000003, ip, p / 2);
+    run_broadcast(c, COLL_I64, 4194304, ip, p - 1);
+  }
+  CHECK_OK(coll_barrier(c), c);
+}
+
+/* ---------------------------------------------------------------- p2p */
+
+static void mode_p2p(coll_comm_t *c) {
+  int p = coll_size(c), r = coll_rank(c);
+  size_t counts[] = {0, 1, (size_t)(p + 1), 1000003};
+  for (size_t k = 0; k < 4; k++)
+    for (int t = 0; t < COLL_DTYPE_COUNT; t++) {
+      size_t n = counts[k], esz = coll_dtype_size((coll_dtype_t)t);
+      char *a = xalloc(n * esz), *b = xalloc(n * esz);
+      for (size_t i = 0; i < n; i++) put(a, (coll_dtype_t)t, i, gen(COLL_SUM, r, i));
+      /* ring shift: receive from the left neighbour */
+      int dst = (r + 1) % p, src = (r - 1 + p) % p;
+      CHECK_OK(coll_sendrecv(a, n, dst, b, n, src, (coll_dtype_t)t, 7, c), c);
+      size_t wrong = 0;
+      for (size_t i = 0; i < n; i++)
+        if (get(b, (coll_dtype_t)t, i) != gen(COLL_SUM, src, i)) wrong++;
+      CHECK_EQ_INT(wrong, 0);
+      /* blocking pairs: even ranks send to the next odd rank, which echoes back */
+      if (p > 1 && !(p % 2 == 1 && r == p - 1)) {
+        int peer = r % 2 == 0 ? r + 1 : r - 1;
+        if (r % 2 == 0) {
+          CHECK_OK(coll_send(a, n, (coll_dtype_t)t, peer, 3, c), c);
+          CHECK_OK(coll_recv(b, n, (coll_dtype_t)t, peer, 4, c), c);
+          wrong = 0;
+          for (size_t i = 0; i < n; i++)
+            if (get(b, (coll_dtype_t)t, i) != gen(COLL_SUM, r, i)) wrong++;
+          CHECK_EQ_INT(wrong, 0);
+        } else {
+          CHECK_OK(coll_recv(b, n, (coll_dtype_t)t, peer, 3, c), c);
+          CHECK_OK(coll_send(b, n, (coll_dtype_t)t, peer, 4, c), c);
+        }
+      }
+      free(a);
+      free(b);
+    }
+  /* Non-blocking: several messages with distinct tags, completed in reverse order. */
+  if (p > 1) {
+    enum { K = 4 };
+    int dst = (r + 1) % p, src = (r - 1 + p) % p;
+    int32_t out[K][100], in[K][100];
+    coll_request_t *rs[K], *ss[K];
+    for (int k = 0; k < K; k++) {
+      for (int i = 0; i < 100; i++) out[k][i] = r * 1000 + k * 100 + i;
+      CHECK_OK(coll_irecv(in[k], 100, COLL_I32, src, 100 + k, c, &rs[k]), c);
+    }
+    for (int k = K - 1; k >= 0; k--) CHECK_OK(coll_isend(out[k], 100, COLL_I32, dst, 100 + k, c, &ss[k]), c);
+    for (int k = K - 1; k >= 0; k--) CHECK_OK(coll_wait(rs[k]), c);
+    for (int k = 0; k < K; k++) CHECK_OK(coll_wait(ss[k]), c);
+    for (int k = 0; k < K; k++) CHECK_EQ_INT(in[k][99], src * 1000 + k * 100 + 99);
+  }
+  /* Count mismatch: the receiver posts more (then fewer) elements than were sent. */
+  if (p > 1 && r < 2) {
+    int32_t buf[16] = {0};
+    if (r == 0) {
+      CHECK_OK(coll_send(buf, 8, COLL_I32, 1, 9, c), c);
+      CHECK_OK(coll_send(buf, 16, COLL_I32, 1, 10, c), c);
+    } else {
+      coll_result_t rc = coll_recv(buf, 16, COLL_I32, 0, 9, c);
+      CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
+      CHECK_TRUE(strstr(coll_last_error(c), "rank 0") != NULL);
+      rc = coll_recv(buf, 8, COLL_I32, 0, 10, c);
+      CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
+    }
+  }
+  /* Bad arguments are refused with a message. */
+  int32_t x = 0;
+  CHECK_EQ_INT(coll_send(&x, 1, COLL_I32, p, 0, c), COLL_ERR_ARG);
+  CHECK_TRUE(strstr(coll_last_error(c), "peer") != NULL);
+  CHECK_EQ_INT(coll_send(&x, 1, COLL_I32, 0, 1 << 24, c), COLL_ERR_ARG);
+  CHECK_EQ_INT(coll_allreduce(NULL, NULL, 5, COLL_F32, COLL_SUM, c), COLL_ERR_ARG);
+  CHECK_EQ_INT(coll_allreduce(&x, &x, 1, (coll_dtype_t)99, COLL_SUM, c), COLL_ERR_ARG);
+  CHECK_TRUE(strstr(coll_last_error(c), "dtype") != NULL);
+  CHECK_EQ_INT(coll_allreduce(&x, &x, 1, COLL_I32, (coll_op_t)99, c), COLL_ERR_ARG);
+  CHECK_EQ_INT(coll_broadcast(&x, 1, COLL_I32, p, c), COLL_ERR_ARG);
+  CHECK_TRUE(strstr(coll_last_error(c), "root") != NULL);
+  CHECK_OK(coll_barrier(c), c);
+}
+
+/* ---------------------------------------------------------------- split */
+
+static void mode_split(coll_comm_t *world) {
+  int p = coll_size(world), r = coll_rank(world);
+  coll_comm_t *sub = NULL;
+  /* colour = parity, key = -rank: members ordered by decreasing world rank */
+  CHECK_OK(coll_comm_split(world, r % 2, -r, &sub), world);
+  if (!sub) return;
+  int members = (p - r % 2 + 1) / 2;
+  CHECK_EQ_INT(coll_size(sub), members);
+  int last = r % 2 + 2 * (members - 1); /* highest world rank of my colour */
+  CHECK_EQ_INT(coll_rank(sub), (last - r) / 2);
+  CHECK_EQ_INT(coll_world_rank(sub, coll_rank(sub)), r);
+  /* sum of world ranks of my colour */
+  int64_t v = r, want = 0;
+  for (int q = r % 2; q < p; q += 2) want += q;
+  CHECK_OK(coll_allreduce(&v, &v, 1, COLL_I64, COLL_SUM, sub), sub);
+  CHECK_EQ_INT(v, want);
+  /* all-gather of world ranks: reversed order */
+  int32_t *all = xalloc(sizeof(int32_t) * (size_t)members), me = r;
+  CHECK_OK(coll_allgather(&me, all, 1, COLL_I32, sub), sub);
+  for (int k = 0; k < members; k++) CHECK_EQ_INT(all[k], last - 2 * k);
+  free(all);
+  /* a large ring all-reduce and a broadcast inside the sub-communicator */
+  size_t n = 300007;
+  float *buf = xalloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) buf[i] = (float)((i + (size_t)r) % 5);
+  CHECK_OK(coll_allreduce_algo(buf, buf, n, COLL_F32, COLL_MAX, COLL_ALGO_RING, sub), sub);
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; i++) {
+    float m = 0;
+    for (int q = r % 2; q < p; q += 2) m = fmaxf(m, (float)((i + (size_t)q) % 5));
+    if (buf[i] != m) wrong++;
+  }
+  CHECK_EQ_INT(wrong, 0);
+  int root_val = coll_rank(sub) == 0 ? 12345 : -1;
+  CHECK_OK(coll_broadcast(&root_val, 1, COLL_I32, 0, sub), sub);
+  CHECK_EQ_INT(root_val, 12345);
+  /* nested split: a negative colour leaves a rank out (NULL communicator) */
+  coll_comm_t *sub2 = NULL;
+  CHECK_OK(coll_comm_split(sub, coll_rank(sub) == 0 ? -1 : 0, coll_rank(sub), &sub2), sub);
+  if (coll_rank(sub) == 0) CHECK_TRUE(sub2 == NULL);
+  else {
+    CHECK_TRUE(sub2 != NULL);
+    if (sub2) {
+      CHECK_EQ_INT(coll_size(sub2), members - 1);
+      int32_t one = 1;
+      CHECK_OK(coll_allreduce(&one, &one, 1, COLL_I32, COLL_SUM, sub2), sub2);
+      CHECK_EQ_INT(one, members - 1);
+    }
+  }
+  coll_comm_destroy(sub2);
+  /* the parent still works after the children were made */
+  int64_t w = 1;
+  CHECK_OK(coll_allreduce(&w, &w, 1, COLL_I64, COLL_SUM, world), world);
+  CHECK_EQ_INT(w, p);
+  coll_comm_destroy(sub);
+}
+
+/* ---------------------------------------------------------------- nonblocking */
+
+static volatile double sink;
+static void compute_a_little(void) { /* stand-in for backward-pass work between polls */
+  double s = 0;
+  for (int i = 0; i < 20000; i++) s += sqrt((double)i);
+  sink = s;
+}
+
+static void mode_nonblocking(coll_comm_t *c) {
+  int p = coll_size(c), r = coll_rank(c);
+  enum { K = 5 };
+  const size_t n[K] = {7, 1000, 100003, 1000003, 0};
+  const coll_dtype_t t[K] = {COLL_F32, COLL_I64, COLL_BF16, COLL_F32, COLL_F64};
+  const coll_op_t op[K] = {COLL_SUM, COLL_MAX, COLL_AVG, COLL_SUM, COLL_SUM};
+  for (int round = 0; round < 3; round++) {
+    void *buf[K];
+    coll_request_t *req[K];
+    for (int k = 0; k < K; k++) {
+      size_t esz = coll_dtype_size(t[k]);
+      buf[k] = xalloc(n[k] * esz);
+      for (size_t i = 0; i < n[k]; i++) put(buf[k], t[k], i, gen(op[k], r, i));
+      CHECK_OK(coll_iallreduce(buf[k], buf[k], n[k], t[k], op[k], c, &req[k]), c);
+    }
+    /* A blocking all-reduce while the others are in flight. */
+    int64_t one = 1;
+    CHECK_OK(coll_allreduce(&one, &one, 1, COLL_I64, COLL_SUM, c), c);
+    CHECK_EQ_INT(one, p);
+    int pending = K, polls = 0;
+    int done[K] = {0};
+    while (pending && polls < 10000000) {
+      compute_a_little();
+      for (int k = round == 1 ? K - 1 : 0; k >= 0 && k < K; k += round == 1 ? -1 : 1) {
+        if (done[k] || !req[k]) continue;
+        int d = 0;
+        CHECK_OK(coll_test(req[k], &d), c);
+        if (d) done[k] = 1, pending--;
+      }
+      polls++;
+    }
+    CHECK_EQ_INT(pending, 0);
+    for (int k = 0; k < K; k++) {
+      if (req[k]) CHECK_OK(coll_wait(req[k]), c);
+      size_t first = 0, w = count_wrong(buf[k], t[k], op[k], p, 0, n[k], &first);
+      CHECK_EQ_INT(w, 0);
+      free(buf[k]);
+    }
+  }
+  /* coll_wait alone (no coll_test) completes several in flight, waited in reverse order. */
+  float a[3][5000];
+  coll_request_t *rq[3];
+  for (int k = 0; k < 3; k++) {
+    for (int i = 0; i < 5000; i++) a[k][i] = (float)(k + 1);
+    CHECK_OK(coll_iallreduce(a[k], a[k], 5000, COLL_F32, COLL_SUM, c, &rq[k]), c);
+  }
+  for (int k = 2; k >= 0; k--) CHECK_OK(coll_wait(rq[k]), c);
+  for (int k = 0; k < 3; k++) CHECK_EQ_INT((int)a[k][4999], (k + 1) * p);
+}
+
+/* ---------------------------------------------------------------- timeout */
+
+static void mode_timeout(void) {
+  coll_config_t cfg = coll_config_default();
+  cfg.timeout_s = 2.0;
+  coll_comm_t *c;
+  if (coll_comm_create(MPI_COMM_WORLD, &cfg, &c) != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "comm create failed");
+    return;
+  }
+  int p = coll_size(c), r = coll_rank(c);
+  if (p < 2) {
+    coll_comm_destroy(c);
+    return;
+  }
+  const size_t sizes[2] = {10, 100000}; /* rd and ring */
+  for (int k = 0; k < 2; k++) {
+    float *buf = xalloc(sizes[k] * sizeof(float));
+    for (size_t i = 0; i < sizes[k]; i++) buf[i] = 1;
+    if (r != p - 1) { /* rank p-1 never joins */
+      double t0 = MPI_Wtime();
+      coll_result_t rc = coll_allreduce_algo(buf, buf, sizes[k], COLL_F32, COLL_SUM,
+                                             k ? COLL_ALGO_RING : COLL_ALGO_RD, c);
+      double dt = MPI_Wtime() - t0;
+      CHECK_EQ_INT(rc, COLL_ERR_TIMEOUT);
+      const char *msg = coll_last_error(c);
+      CHECK_TRUE(strstr(msg, "timed out") && strstr(msg, "allreduce") && strstr(msg, "world rank") &&
+                 strstr(msg, "bytes outstanding"));
+      CHECK_TRUE(dt >= 1.9 && dt < 60);
+      if (r == 0) { /* rank 0's first peer to hear from is the absent rank (ring: left neighbour) */
+        char want[64];
+        snprintf(want, sizeof want, "rank %d (world rank %d)", p - 1, p - 1);
+        if (k == 1 || p == 2) CHECK_TRUE(strstr(msg, want) != NULL);
+        if (!strstr(msg, want) && (k == 1 || p == 2)) fprintf(stderr, "message: %s\n", msg);
+      }
+    }
+    free(buf);
+  }
+  /* point to point: waiting for a message that never comes */
+  if (r == 0) {
+    int32_t x;
+    coll_result_t rc = coll_recv(&x, 1, COLL_I32, 1, 5, c);
+    CHECK_EQ_INT(rc, COLL_ERR_TIMEOUT);
+    CHECK_TRUE(strstr(coll_last_error(c), "rank 1 (world rank 1)") != NULL);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  coll_comm_destroy(c);
+}
+
+/* ---------------------------------------------------------------- mismatch */
+
+static void mode_mismatch(void) {
+  coll_config_t cfg = coll_config_default();
+  cfg.check = 1;
+  cfg.timeout_s = 60;
+  coll_comm_t *c;
+  if (coll_comm_create(MPI_COMM_WORLD, &cfg, &c) != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "comm create failed");
+    return;
+  }
+  int p = coll_size(c), r = coll_rank(c);
+  float buf[64] = {0};
+  if (p >= 2) {
+    /* different count on the last rank */
+    coll_result_t rc = coll_allreduce(buf, buf, r == p - 1 ? 33 : 32, COLL_F32, COLL_SUM, c);
+    CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
+    char want[64];
+    snprintf(want, sizeof want, "rank %d (world rank %d)", p - 1, p - 1);
+    CHECK_TRUE(strstr(coll_last_error(c), want) != NULL);
+    CHECK_TRUE(strstr(coll_last_error(c), "count=33") != NULL);
+    /* different dtype on rank 1, broadcast */
+    rc = coll_broadcast(buf, 8, r == 1 ? COLL_I32 : COLL_F32, 0, c);
+    CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
+    CHECK_TRUE(strstr(coll_last_error(c), "int32") != NULL);
+    /* different operations: all-gather vs all-reduce */
+    rc = r == 0 ? coll_allgather(buf, buf, 1, COLL_F32, c) : coll_allreduce(buf, buf, 1, COLL_F32, COLL_SUM, c);
+    CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
+  }
+  /* agreement passes, and the communicator is still usable after the failures */
+  for (int i = 0; i < 64; i++) buf[i] = (float)i;
+  CHECK_OK(coll_allreduce(buf, buf, 64, COLL_F32, COLL_SUM, c), c);
+  CHECK_EQ_INT((int)buf[63], 63 * p);
+  CHECK_OK(coll_reduce_scatter(buf, buf + r, 1, COLL_F32, COLL_MAX, c), c);
+  CHECK_OK(coll_barrier(c), c);
+  coll_comm_destroy(c);
+}
+
+/* ---------------------------------------------------------------- units */
+
+static void mode_units(void) {
+  /* Bit patterns from PyTorch 1.13: torch.tensor(v, dtype=float32).to(bfloat16 / float16). */
+  const float v[] = {1.0f / 3, -2.5f, 65504.0f, 65520.0f, 1e-7f, 6.1e-5f, 3.14159265f, 1e30f,
+                     -0.0f, 1.00390625f, 1.01171875f, 257.0f, 0x1.8p-24f};
+  const uint16_t bf[] = {0x3eab, 0xc020, 0x4780, 0x4780, 0x33d7, 0x3880, 0x4049, 0x714a,
+                         0x8000, 0x3f80, 0x3f82, 0x4380, 0x33c0};
+  const uint16_t hf[] = {0x3555, 0xc100, 0x7bff, 0x7c00, 0x0002, 0x03ff, 0x4248, 0x7c00,
+                         0x8000, 0x3c04, 0x3c0c, 0x5c04, 0x0002};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    CHECK_EQ_INT(coll_float_to_bf16(v[i]), bf[i]);
+    CHECK_EQ_INT(coll_float_to_half(v[i]), hf[i]);
+  }
+  /* Every finite half converts to float and back unchanged. */
+  int bad = 0;
+  for (uint32_t h = 0; h < 0x10000; h++) {
+    if ((h & 0x7c00) == 0x7c00) continue;
+    if (coll_float_to_half(coll_half_to_float((uint16_t)h)) != h) bad++;
+  }
+  CHECK_EQ_INT(bad, 0);
+  CHECK_NEAR(coll_half_to_float(0x3555), 0.333251953125, 0);
+  /* Invalid environment values are reported by comm creation. */
+  setenv("STRATA_COLL_CHUNK_BYTES", "12Q", 1);
+  coll_config_t cfg = coll_config_default();
+  CHECK_TRUE(cfg.env_error != NULL && strstr(cfg.env_error, "STRATA_COLL_CHUNK_BYTES"));
+  coll_comm_t *c = NULL;
+  CHECK_EQ_INT(coll_comm_create(MPI_COMM_WORLD, &cfg, &c), COLL_ERR_ARG);
+  unsetenv("STRATA_COLL_CHUNK_BYTES");
+  setenv("STRATA_COLL_CHUNK_BYTES", "256K", 1);
+  setenv("STRATA_COLL_ALGO", "rd", 1);
+  cfg = coll_config_default();
+  CHECK_EQ_INT(cfg.chunk_bytes, 256 * 1024);
+  CHECK_EQ_INT(cfg.algo, COLL_ALGO_RD);
+  CHECK_TRUE(cfg.env_error == NULL);
+  unsetenv("STRATA_COLL_CHUNK_BYTES");
+  unsetenv("STRATA_COLL_ALGO");
+}
+
+int main(int argc, char **argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  MPI_Comm_rank(MPI_COMM_WORLD, &R);
+  test_set_rank(R);
+  const char *mode = argc > 1 ? argv[1] : "ops";
+  char name[64];
+  snprintf(name, sizeof name, "coll_test_ops %s np=%d", mode, P);
+  if (!strcmp(mode, "timeout")) mode_timeout();
+  else if (!strcmp(mode, "mismatch")) mode_mismatch();
+  else if (!strcmp(mode, "units")) mode_units();
+  else {
+    coll_config_t cfg = coll_config_default();
+    coll_comm_t *c = NULL;
+    coll_result_t rc = coll_comm_create(MPI_COMM_WORLD, &cfg, &c);
+    if (rc != COLL_OK) {
+      test_fail(__FILE__, __LINE__, "coll_comm_create: %s", coll_result_string(rc));
+    } else {
+      if (R == 0) printf("transport %s\n", coll_transport_name(c));
+      if (!strcmp(mode, "ops")) mode_ops(c);
+      else if (!strcmp(mode, "p2p")) mode_p2p(c);
+      else if (!strcmp(mode, "split")) mode_split(c);
+      else if (!strcmp(mode, "nonblocking")) mode_nonblocking(c);
+      else test_fail(__FILE__, __LINE__, "unknown mode '%s' (ops, p2p, split, nonblocking, timeout, mismatch, units)", mode);
+      uint64_t s = 0, rv = 0;
+      coll_traffic(c, &s, &rv);
+      if (P > 1 && !strcmp(mode, "ops")) CHECK_TRUE(s > 0 && rv > 0);
+      coll_comm_destroy(c);
+    }
+  }
+  /* Every rank's failures count: the job fails if any rank failed. */
+  int mine = test_failures, total = 0;
+  MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  int rc = test_finish(name);
+  MPI_Finalize();
+  return total ? 1 : rc;
+}

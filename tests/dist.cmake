@@ -1,0 +1,33 @@
+# Distributed training (issue 4): equivalence of every layout with the single-rank run, resume
+# onto another layout, the coordinator's output, refusal of bad layouts. All under mpirun
+# (oversubscribed), label "mpi". The checker tool is C (json-c, the checkpoint loader).
+strata_test_exe(dist_tool ${CMAKE_CURRENT_SOURCE_DIR}/dist/dist_tool.c)
+string(JOIN " " DIST_MPIRUN_LINE ${STRATA_MPIRUN})
+
+# dist_test(NAME CASE ARGS...)
+function(dist_test name)
+  add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/dist/dist_cli.sh $<TARGET_FILE:strata>
+           $<TARGET_FILE:dist_tool> ${ARGN})
+  set_tests_properties(${name} PROPERTIES LABELS "mpi" TIMEOUT 300
+    ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;DIST_MPIRUN=${DIST_MPIRUN_LINE}")
+endfunction()
+
+# The layout matrix, covered pairwise rather than as a full product: every P in 1..4, every D in
+# 1..3, every M in {1,2,4}, both schedules, ZeRO on and off, transports mpi, ofi:shm, ofi:tcp.
+# Bucket sizes: the default 4 MiB is one bucket for this tiny model; --bucket-mb 0.02 (5243
+# floats, under one 12.7K-float layer) makes every layer its own bucket, all-reduced while the
+# backward of the layers below runs.
+#              name                         NP P D M schedule zero transport [extra flags]
+dist_test(dist_equiv_p1d1m1_gpipe     equiv  1 1 1 1 gpipe 0 mpi)
+dist_test(dist_equiv_p1d2m2_buckets   equiv  2 1 2 2 1f1b  0 mpi --bucket-mb 0.02)
+dist_test(dist_equiv_p1d3m1_zero      equiv  3 1 3 1 gpipe 1 mpi)
+dist_test(dist_equiv_p2d1m4_1f1b      equiv  2 2 1 4 1f1b  0 mpi)
+dist_test(dist_equiv_p2d2m2_gpipe_shm equiv  4 2 2 2 gpipe 1 shm)
+dist_test(dist_equiv_p2d2m1_tcp       equiv  4 2 2 1 1f1b  0 tcp)
+dist_test(dist_equiv_p3d1m2_layers    equiv  3 3 1 2 gpipe 0 mpi --stage-layers 1,2,1)
+dist_test(dist_equiv_p3d2m4_1f1b_shm  equiv  6 3 2 4 1f1b  0 shm --bucket-mb 0.02)
+dist_test(dist_equiv_p4d1m4_zero      equiv  4 4 1 4 1f1b  1 mpi)
+dist_test(dist_equiv_p4d3m2_gpipe     equiv 12 4 3 2 gpipe 0 mpi)
+dist_test(dist_resume_relayout resume)
+dist_test(dist_progress_rank0_only progress)
+dist_test(dist_bad_layouts badlayout)

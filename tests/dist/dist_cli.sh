@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# End-to-end tests of distributed `strata train` (issue 4). Usage:
+#   dist_cli.sh STRATA DIST_TOOL CASE [ARGS...]      ($DIST_MPIRUN: the mpirun command line)
+# Cases
+#   equiv NP P D M SCHED ZERO TRANSPORT [EXTRA FLAGS...]
+#        the layout trains 20 steps of the tiny model; its per-step losses equal the single-rank
+#        run's within 1e-4 relative and its final weights within WEIGHT_TOL (below).
+#   resume   a P=2 x D=2 run checkpointed at step 5 resumes onto P=1 x D=3 (and a single-rank
+#            checkpoint onto P=4 x D=1): steps 6..10 match the uninterrupted single-rank run.
+#   progress only rank 0 prints; one progress line per step with --log-every 1; report.json,
+#            steps.jsonl, report.pb and trace.json are complete and consistent, and the trace
+#            shows bucket all-reduces starting before the backward pass ended (overlap); the
+#            final validation loss equals the single-rank run's.
+#   badlayout  N != P*D, batch not divisible by D*M, P > L, bad --stage-layers, bad --schedule:
+#            exit 2 with a message naming the problem, printed once (by rank 0).
+set -euo pipefail
+STRATA="$1"; TOOL="$2"; CASE="$3"; shift 3
+read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
+W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+# The tiny model: L=4 so P can be 1..4; batch 24 divides by D*M for D in 1..3, M in 1,2,4 (but
+# D=3 with M=4 needs 12 | 24: fine). lr 3e-3 with warm-up keeps 20 steps well-conditioned.
+LOUD=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 24 --lr 3e-3 --warmup 5 --seed 11)
+TINY=("${LOUD[@]}" --quiet)
+# Loss tolerance: 1e-4 relative (the issue's bound). Measured differences are ~1e-7: only the
+# float summation order of the gradient differs (micro-batch accumulation, ring all-reduce).
+LOSS_RTOL=1e-4
+# Weight tolerance after 20 AdamW steps at lr 3e-3: measured maxima over the matrix are
+# 0.9e-6 .. 3.7e-6 (float summation order only). AdamW normalises each element's step to about
+# lr, so an element whose gradient is ~0 could flip a step's sign under another summation
+# order (up to 2 * lr = 6e-3 per step); 1e-4 leaves 25x margin over what we measure and still
+# catches a missing or doubled gradient (a skipped tied-wte sum moves weights by ~1e-3 within
+# a few steps).
+WEIGHT_TOL=1e-4
+fail() { echo "FAIL: $*" >&2; exit 1; }
+mpi() { local np="$1"; shift; "${MPIRUN[@]}" -np "$np" -x FI_PROVIDER -x FI_TCP_IFACE "$@"; }
+ref() { # ref STEPS OUT [extra flags]: the single-rank reference run
+  local steps="$1" out="$2"; shift 2
+  "$STRATA" train "${TINY[@]}" --steps "$steps" --out "$out" "$@"
+}
+
+case "$CASE" in
+equiv)
+  NP="$1"; P="$2"; D="$3"; M="$4"; SCHED="$5"; ZERO="$6"; TR="$7"; shift 7
+  extra=(--transport mpi)
+  case "$TR" in
+    mpi) ;;
+    shm) export FI_PROVIDER=shm; extra=(--transport ofi --ofi-provider shm) ;;
+    tcp) export FI_PROVIDER="tcp;ofi_rxm" FI_TCP_IFACE=lo; extra=(--transport ofi --ofi-provider "tcp;ofi_rxm") ;;
+    *) fail "unknown transport $TR" ;;
+  esac
+  export FI_PROVIDER="${FI_PROVIDER:-}" FI_TCP_IFACE="${FI_TCP_IFACE:-}"
+  extra+=("$@")
+  ref 20 "$W/ref"
+  mpi "$NP" "$STRATA" train "${TINY[@]}" --steps 20 --out "$W/dist" --pp "$P" --dp "$D" \
+      --microbatches "$M" --schedule "$SCHED" --zero "$ZERO" "${extra[@]}"
+  [ "$(wc -l < "$W/dist/steps.jsonl")" -eq 20 ] || fail "expected 20 lines in steps.jsonl"
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/dist/steps.jsonl" "$LOSS_RTOL" || fail "losses differ"
+  "$TOOL" diff "$W/ref/ckpt-00000020" "$W/dist/ckpt-00000020" "$WEIGHT_TOL" || fail "weights differ"
+  # P=1 x D=1 through the distributed loop is the single-rank computation, bit for bit
+  if [ "$NP" -eq 1 ]; then
+    cmp "$W/ref/ckpt-00000020/model.safetensors" "$W/dist/ckpt-00000020/model.safetensors" || fail "P=1 x D=1 weights are not bit-identical"
+    cmp "$W/ref/ckpt-00000020/optimizer.safetensors" "$W/dist/ckpt-00000020/optimizer.safetensors" || fail "P=1 x D=1 moments are not bit-identical"
+  fi
+  # the checkpoint of P stages has P shards and an index
+  if [ "$P" -gt 1 ]; then
+    [ -f "$W/dist/ckpt-00000020/model.safetensors.index.json" ] || fail "no index for $P shards"
+    [ "$(ls "$W/dist/ckpt-00000020"/model-*-of-*.safetensors | wc -l)" -eq "$P" ] || fail "expected $P shards"
+  fi
+  ;;
+resume)
+  ref 10 "$W/ref"
+  # P=2 x D=2 with 1F1B and ZeRO, checkpoint at step 5 ...
+  mpi 4 "$STRATA" train "${TINY[@]}" --steps 10 --ckpt-every 5 --out "$W/a" --pp 2 --dp 2 \
+      --microbatches 2 --schedule 1f1b --zero 1
+  [ -d "$W/a/ckpt-00000005" ] || fail "no step-5 checkpoint"
+  # ... resumed onto P=1 x D=3 (a different layout; the loader reshards by name)
+  mpi 3 "$STRATA" train --quiet --resume "$W/a/ckpt-00000005" --out "$W/b" --pp 1 --dp 3
+  [ "$(wc -l < "$W/b/steps.jsonl")" -eq 5 ] || fail "the resumed run should log steps 6..10"
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/b/steps.jsonl" "$LOSS_RTOL" 5 || fail "resumed losses differ"
+  "$TOOL" diff "$W/ref/ckpt-00000010" "$W/b/ckpt-00000010" "$WEIGHT_TOL" || fail "resumed weights differ"
+  # A single-rank checkpoint resumes onto P=4 x D=1 (moments included: losses still match).
+  ref 10 "$W/s" --ckpt-every 5
+  mpi 4 "$STRATA" train --quiet --resume "$W/s/ckpt-00000005" --out "$W/c" --pp 4 --dp 1 --microbatches 4 --schedule 1f1b
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/c/steps.jsonl" "$LOSS_RTOL" 5 || fail "P=4 resumed losses differ"
+  "$TOOL" diff "$W/ref/ckpt-00000010" "$W/c/ckpt-00000010" "$WEIGHT_TOL" || fail "P=4 resumed weights differ"
+  # and the distributed checkpoint also resumes on one rank (single-rank loop)
+  "$STRATA" train --quiet --resume "$W/a/ckpt-00000005" --out "$W/d"
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/d/steps.jsonl" "$LOSS_RTOL" 5 || fail "single-rank resume of a P=2 checkpoint differs"
+  ;;
+progress)
+  out=$(mpi 4 "$STRATA" train "${LOUD[@]}" --steps 6 --log-every 1 --out "$W/p" --pp 2 --dp 2 --schedule 1f1b --microbatches 2 --bucket-mb 0.02 2>&1)
+  echo "$out"
+  if echo "$out" | grep -E '^\[strata r[1-9]' ; then fail "a rank other than 0 printed"; fi
+  [ "$(echo "$out" | grep -c '^\[strata r0\] step [0-9]*/6 | loss')" -eq 6 ] || fail "expected 6 progress lines"
+  echo "$out" | grep -Eq '^\[strata r0\] step 6/6 \| loss [0-9.]+ \| [0-9]+ tok/s \| comm [0-9]+% \| idle [0-9]+% \| ETA ' || fail "progress line format"
+  echo "$out" | grep -q 'r3=(1,1)' || fail "the rank map was not printed"
+  echo "$out" | grep -Eq '^stage 1: layers 2-3 \(2\)' || fail "the stage layers were not printed"
+  "$TOOL" json "$W/p/report.json" world_size pp dp final_loss tokens_per_s stages layout config model || fail "report.json"
+  grep -q '"world_size": 4' "$W/p/report.json" && grep -q '"pp": 2' "$W/p/report.json" && grep -q '"dp": 2' "$W/p/report.json" || fail "report.json sizes"
+  [ "$(wc -l < "$W/p/steps.jsonl")" -eq 6 ] || fail "steps.jsonl lines"
+  for i in 1 2 3 4 5 6; do sed -n "${i}p" "$W/p/steps.jsonl" > "$W/line.json"; "$TOOL" json "$W/line.json" step loss tokens_per_s comm_share idle_share || fail "steps.jsonl line $i"; done
+  "$TOOL" pb "$W/p/report.pb" 4 2 2 || fail "report.pb"
+  # the validation loss at the end (batches of batch/M sequences, split over the replicas)
+  # equals the single-rank run's with the same M
+  ref 6 "$W/pref" --microbatches 2
+  "$TOOL" same "$W/pref/report.json" "$W/p/report.json" val_loss "$LOSS_RTOL" || fail "validation loss differs"
+  # small buckets: every rank's first bucket all-reduce starts while its backward still runs
+  "$TOOL" trace "$W/p/trace.json" 4 overlap || fail "trace.json"
+  ;;
+badlayout)
+  expect2() { # expect2 NP PATTERN ARGS...: exit 2, PATTERN in the output, printed once
+    local np="$1" pat="$2"; shift 2
+    set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
+    [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
+    echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
+    [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
+    echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
+  }
+  expect2 3 "but --pp 2 x --dp 2 = 4" --pp 2 --dp 2
+  expect2 2 "not divisible by --dp 2 x --microbatches 5" --pp 1 --dp 2 --microbatches 5
+  expect2 5 "5" --pp 5 --dp 1
+  expect2 2 "stage-layers" --pp 2 --dp 1 --stage-layers 3,3
+  expect2 2 "--schedule must be gpipe or 1f1b" --pp 2 --dp 1 --schedule zigzag
+  expect2 2 "--zero must be 0 or 1" --pp 1 --dp 2 --zero 2
+  ;;
+*) fail "unknown case $CASE" ;;
+esac
+echo "PASS: $CASE"

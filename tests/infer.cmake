@@ -1,0 +1,32 @@
+# Inference area (worker/gpt2.c gpt2_forward_kv, kv_cache.c, sampler.c, infer.c, cmd_infer.c).
+set(INFER_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/infer)
+strata_test_exe(test_infer_kv_forward ${INFER_TEST_DIR}/test_kv_forward.c)
+strata_add_test(infer_kv_forward test_infer_kv_forward)
+strata_test_exe(test_infer_sampler ${INFER_TEST_DIR}/test_sampler.c)
+strata_add_test(infer_sampler test_infer_sampler)
+
+# End-to-end: `strata infer` under mpirun with P = 1..4 stages (tests/infer/infer_cli_test.sh).
+# infer_setup trains the shared tiny checkpoint (about 3 s) that the other tests require.
+set(INFER_WORK ${CMAKE_BINARY_DIR}/infer_work)
+function(infer_cli_test name case)
+  add_test(NAME ${name} COMMAND bash ${INFER_TEST_DIR}/infer_cli_test.sh ${case} $<TARGET_FILE:strata>
+           ${INFER_WORK} ${STRATA_MPIRUN})
+  set_tests_properties(${name} PROPERTIES LABELS "mpi" TIMEOUT 600
+    ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+    ${ARGN})
+endfunction()
+infer_cli_test(infer_setup_checkpoint setup FIXTURES_SETUP infer_ckpt)
+infer_cli_test(infer_greedy_same_for_P_1_2_3_4 layouts FIXTURES_REQUIRED infer_ckpt)
+infer_cli_test(infer_seeded_sampling_reproducible seeded FIXTURES_REQUIRED infer_ckpt)
+infer_cli_test(infer_bad_input_errors errors FIXTURES_REQUIRED infer_ckpt)
+
+# The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
+strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)
+foreach(np 1 2)
+  strata_add_mpi_test(infer_engine_api_np${np} ${np} $<TARGET_FILE:test_infer_engine_api>
+                      ${INFER_WORK}/run/ckpt-00000200 ${INFER_WORK}/api_sessions_np${np})
+  set_tests_properties(infer_engine_api_np${np} PROPERTIES FIXTURES_REQUIRED infer_ckpt)
+endforeach()
+
+# Benchmark (not a test): mpirun -np P build/tests/infer_ttft_bench CKPT SESSION_DIR [HISTORY NEW REPS]
+strata_test_exe(infer_ttft_bench ${INFER_TEST_DIR}/infer_ttft_bench.c)

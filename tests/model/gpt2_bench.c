@@ -1,0 +1,140 @@
+/* gpt2_bench.c -- single-rank training throughput of worker/gpt2.c + worker/adamw.c: times
+ * whole steps (forward, backward, AdamW) on random tokens and prints tokens/s, the GEMM
+ * GFLOP/s achieved (gpt2_train_flops / step time), the split of a step into forward, backward
+ * and optimizer, tokens per second of process CPU time (less sensitive to a busy machine than
+ * wall time), and peak RSS. Compare with launch/torch_train_bench.py on the same flags.
+ * With --gemm-peak N it instead times cblas_sgemm on N x N x N matrices (the BLAS ceiling).
+ *
+ *   OPENBLAS_NUM_THREADS=1 build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 \
+ *       --batch 8 --steps 10
+ *   OPENBLAS_NUM_THREADS=1 build/tests/gpt2_bench --gemm-peak 2048
+ * A benchmark, not a test: registered as a build target only. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "adamw.h"
+#include "args.h"
+#include "gpt2.h"
+#include "rng.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+static int gemm_peak(int n, int reps) {
+  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+  if (!a || !b || !c) return 1;
+  for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    double t0 = now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double dt = now_s() - t0;
+    best = dt < best ? dt : best;
+  }
+  printf("sgemm %dx%dx%d: best of %d %.1f ms, %.1f GFLOP/s\n", n, n, n, reps, best * 1e3,
+         2.0 * n * n * (double)n / best / 1e9);
+  free(a);
+  free(b);
+  free(c);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0;
+  int64_t seed = 1;
+  arg_spec_t specs[] = {
+      {"--layers", NULL, ARG_INT, &L, "L", "transformer blocks (4)"},
+      {"--heads", NULL, ARG_INT, &H, "H", "attention heads (4)"},
+      {"--dim", NULL, ARG_INT, &C, "C", "embedding width (128)"},
+      {"--ctx", NULL, ARG_INT, &T, "T", "context = sequence length (128)"},
+      {"--batch", NULL, ARG_INT, &B, "B", "sequences per step (8)"},
+      {"--vocab", NULL, ARG_INT, &V, "V", "vocabulary (256)"},
+      {"--steps", NULL, ARG_INT, &steps, "N", "timed steps (10)"},
+      {"--warmup", NULL, ARG_INT, &warmup, "N", "untimed steps first (2)"},
+      {"--seed", NULL, ARG_INT64, &seed, "S", "init and data seed (1)"},
+      {"--gemm-peak", NULL, ARG_INT, &gemm, "N", "only time sgemm N x N x N and exit"},
+  };
+  int rc = args_parse("gpt2_bench", "Single-rank GPT-2 training throughput (forward + backward + AdamW).",
+                      argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), NULL, NULL);
+  if (rc != 0) return rc > 0 ? 0 : 2;
+  if (gemm > 0) return gemm_peak(gemm, 5);
+  if (steps <= 0 || warmup < 0) {
+    fprintf(stderr, "gpt2_bench: --steps must be > 0 and --warmup >= 0\n");
+    return 2;
+  }
+
+  gpt2_config_t cfg = {.vocab = V, .ctx = T, .layers = L, .heads = H, .dim = C};
+  gpt2_range_t range = {0, L, 1, 1};
+  gpt2_model_t *m = NULL;
+  gpt2_acts_t *a = NULL;
+  adamw_t *opt = NULL;
+  char err[256];
+  if (gpt2_create(&cfg, range, &m, err, sizeof err) != 0 || gpt2_acts_create(m, B, T, &a, err, sizeof err) != 0 ||
+      adamw_create(0, m->num_params, &opt, err, sizeof err) != 0) {
+    fprintf(stderr, "gpt2_bench: %s\n", err);
+    return 2;
+  }
+  gpt2_init_params(m, (uint64_t)seed);
+  adamw_hparams_t hp;
+  adamw_hparams_default(&hp);
+  int32_t *tok = malloc(sizeof(int32_t) * (B * T + 1));
+  rng_t r;
+  rng_seed(&r, (uint64_t)seed, rng_hash_str("gpt2_bench data"));
+  double t_fwd = 0, t_bwd = 0, t_opt = 0, t_all = 0, c_all = 0;
+  float loss = 0;
+  for (int s = 0; s < warmup + steps; s++) {
+    for (int i = 0; i < B * T + 1; i++) tok[i] = (int32_t)rng_below(&r, V);
+    double c0 = cpu_s();
+    double t0 = now_s();
+    loss = gpt2_forward(m, a, tok, NULL, tok + 1);
+    double t1 = now_s();
+    gpt2_zero_grad(m);
+    gpt2_backward(m, a, NULL, 1.0f, NULL);
+    double t2 = now_s();
+    double ss = adamw_sum_squares(m->grads, m->num_params);
+    adamw_step(opt, &hp, m->params, m->grads, m->tensors, m->num_tensors, adamw_lr_at(&hp, s),
+               adamw_clip_scale(ss, hp.grad_clip));
+    double t3 = now_s();
+    double c3 = cpu_s();
+    if (s >= warmup) {
+      c_all += c3 - c0;
+      t_fwd += t1 - t0;
+      t_bwd += t2 - t1;
+      t_opt += t3 - t2;
+      t_all += t3 - t0;
+    }
+  }
+  double tokens = (double)steps * B * T;
+  double flops = gpt2_train_flops(m, B, T) * steps;
+  printf("gpt2_bench params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d loss=%.4f\n", m->num_params, L, H, C, T, B,
+         V, steps, loss);
+  printf("ms/step=%.1f (forward %.1f, backward %.1f, adamw %.1f) tokens/s=%.0f GFLOP/s=%.1f "
+         "cpu_tokens/s=%.0f activations=%.1f MiB peak_rss=%.1f MiB\n",
+         1e3 * t_all / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, 1e3 * t_opt / steps, tokens / t_all,
+         flops / t_all / 1e9, tokens / c_all, gpt2_acts_bytes(a) / 1048576.0, peak_rss_mib());
+  free(tok);
+  adamw_free(opt);
+  gpt2_acts_free(a);
+  gpt2_free(m);
+  return 0;
+}

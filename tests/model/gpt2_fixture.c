@@ -1,0 +1,137 @@
+/* gpt2_fixture.c -- loader for the PyTorch GPT-2 fixture (see gpt2_fixture.h). */
+#include "gpt2_fixture.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static int rd_u32(const unsigned char *buf, size_t len, size_t *pos, uint32_t *out) {
+  if (*pos + 4 > len) return -1;
+  memcpy(out, buf + *pos, 4);
+  *pos += 4;
+  return 0;
+}
+
+int fx_load(fx_t *fx) {
+  memset(fx, 0, sizeof *fx);
+  const char *path = test_src_path("tests/fixtures/gpt2_small.bin");
+  fx->buf = test_read_file(path, &fx->len);
+  if (!fx->buf) {
+    fprintf(stderr, "cannot read fixture %s (set STRATA_SOURCE_DIR to the source tree)\n", path);
+    return -1;
+  }
+  const unsigned char *b = fx->buf;
+  size_t pos = 8;
+  uint32_t version, n;
+  if (fx->len < 16 || memcmp(b, "STRATAFX", 8) != 0 || rd_u32(b, fx->len, &pos, &version) ||
+      version != 1 || rd_u32(b, fx->len, &pos, &n)) {
+    fprintf(stderr, "%s: not a version-1 STRATAFX fixture\n", path);
+    return -1;
+  }
+  fx->rec = calloc(n, sizeof *fx->rec);
+  fx->nrec = (int)n;
+  for (uint32_t i = 0; i < n; i++) {
+    fx_record_t *r = &fx->rec[i];
+    uint32_t nl, dt, nd;
+    if (rd_u32(b, fx->len, &pos, &nl) || nl >= sizeof r->name || pos + nl > fx->len) goto bad;
+    memcpy(r->name, b + pos, nl);
+    pos += nl;
+    if (rd_u32(b, fx->len, &pos, &dt) || rd_u32(b, fx->len, &pos, &nd) || nd > 4) goto bad;
+    r->dtype = (int)dt;
+    r->ndim = (int)nd;
+    r->numel = 1;
+    for (uint32_t d = 0; d < nd; d++) {
+      uint32_t v;
+      if (rd_u32(b, fx->len, &pos, &v)) goto bad;
+      r->dims[d] = v;
+      r->numel *= v;
+    }
+    size_t esize = dt == 2 ? 8 : 4;
+    if (dt > 2 || pos + esize * r->numel > fx->len) goto bad;
+    r->data = b + pos;
+    pos += esize * r->numel;
+  }
+  const fx_record_t *c = fx_find(fx, "config");
+  if (!c || c->numel != 7) goto bad;
+  const int32_t *cv = c->data;
+  fx->cfg = (gpt2_config_t){.vocab = cv[0], .ctx = cv[1], .layers = cv[2], .heads = cv[3], .dim = cv[4]};
+  fx->B = cv[5];
+  fx->T = cv[6];
+  fx->tokens = fx_find(fx, "tokens")->data;
+  fx->targets = fx_find(fx, "targets")->data;
+  return 0;
+bad:
+  fprintf(stderr, "%s: truncated or malformed fixture\n", path);
+  return -1;
+}
+
+void fx_free(fx_t *fx) {
+  free(fx->buf);
+  free(fx->rec);
+  memset(fx, 0, sizeof *fx);
+}
+
+const fx_record_t *fx_find(const fx_t *fx, const char *name) {
+  for (int i = 0; i < fx->nrec; i++)
+    if (strcmp(fx->rec[i].name, name) == 0) return &fx->rec[i];
+  return NULL;
+}
+
+const float *fx_floats(const fx_t *fx, const char *name, size_t *numel) {
+  const fx_record_t *r = fx_find(fx, name);
+  if (!r || r->dtype != 0) return NULL;
+  if (numel) *numel = r->numel;
+  return r->data;
+}
+
+gpt2_model_t *fx_model(const fx_t *fx, int layer_begin, int layer_end, int has_embed, int has_head) {
+  gpt2_model_t *m = NULL;
+  char err[256];
+  gpt2_range_t range = {layer_begin, layer_end, has_embed, has_head};
+  if (gpt2_create(&fx->cfg, range, &m, err, sizeof err) != 0) {
+    fprintf(stderr, "gpt2_create: %s\n", err);
+    return NULL;
+  }
+  for (int i = 0; i < m->num_tensors; i++) {
+    const gpt2_tensor_t *t = &m->tensors[i];
+    char nm[128];
+    snprintf(nm, sizeof nm, "param/%s", t->name);
+    const fx_record_t *r = fx_find(fx, nm);
+    if (!r || r->dtype != 0 || r->numel != t->numel || r->ndim != t->ndim || r->dims[0] != t->shape[0] ||
+        (t->ndim == 2 && r->dims[1] != t->shape[1])) {
+      fprintf(stderr, "fixture has no tensor %s of the model's shape\n", nm);
+      gpt2_free(m);
+      return NULL;
+    }
+    memcpy(m->params + t->offset, r->data, sizeof(float) * t->numel);
+  }
+  return m;
+}
+
+const double *fx_doubles(const fx_t *fx, const char *name, size_t *numel) {
+  static double copy[64];
+  const fx_record_t *r = fx_find(fx, name);
+  if (!r || r->dtype != 2 || r->numel > 64) return NULL;
+  memcpy(copy, r->data, sizeof(double) * r->numel);
+  if (numel) *numel = r->numel;
+  return copy;
+}
+
+double fx_max_abs_diff(const float *a, const float *b, size_t n) {
+  double mx = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - (double)b[i]);
+    if (!(d <= mx)) mx = d; /* NaN propagates as the max */
+  }
+  return mx;
+}
+
+double fx_max_abs(const float *a, size_t n) {
+  double mx = 0.0;
+  for (size_t i = 0; i < n; i++)
+    if (fabs(a[i]) > mx) mx = fabs(a[i]);
+  return mx;
+}

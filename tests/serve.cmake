@@ -1,0 +1,43 @@
+# Serving (issue 6 server half, issue 8 serving security): the completion-request parser as a
+# pure function, and the HTTP server end to end against the deterministic fake backend
+# (worker/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
+strata_test_exe(test_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_http_request.c)
+strata_add_test(http_request_parse test_http_request)
+strata_test_exe(test_serve_metrics ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_metrics.c)
+strata_add_test(serve_metrics_exposition test_serve_metrics)
+strata_test_exe(test_serve ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+foreach(case happy stream concurrent bad_requests overload health metrics disconnect sessions shutdown)
+  strata_add_test(serve_${case} test_serve ${case})
+  set_tests_properties(serve_${case} PROPERTIES TIMEOUT 120)
+endforeach()
+strata_test_exe(test_serve_cli ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_cli.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+strata_add_test(serve_cli test_serve_cli $<TARGET_FILE:strata>)
+set_tests_properties(serve_cli PROPERTIES TIMEOUT 180)
+
+# libFuzzer target for the request parser (issue 8), only with clang and -DSTRATA_FUZZ=ON:
+#   CC=clang cmake -S . -B build-fuzz -DSTRATA_FUZZ=ON && cmake --build build-fuzz --target fuzz_http_request
+#   cd build-fuzz && ctest -R http_fuzz_request     (STRATA_FUZZ_SECONDS, default 60)
+# Seed corpus: tests/serve/corpus; new inputs go to the build tree.
+if(STRATA_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "STRATA_FUZZ needs clang: CC=clang cmake -DSTRATA_FUZZ=ON ...")
+  endif()
+  if(NOT DEFINED STRATA_FUZZ_SECONDS)
+    set(STRATA_FUZZ_SECONDS 60)
+  endif()
+  set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
+  add_executable(fuzz_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/fuzz_http_request.c
+                 ${PROJECT_SOURCE_DIR}/worker/http_request.c)
+  target_include_directories(fuzz_http_request PRIVATE ${PROJECT_SOURCE_DIR}/worker)
+  target_link_libraries(fuzz_http_request PRIVATE PkgConfig::JSONC m)
+  target_compile_options(fuzz_http_request PRIVATE ${STRATA_FUZZ_FLAGS})
+  target_link_options(fuzz_http_request PRIVATE ${STRATA_FUZZ_FLAGS})
+  set_target_properties(fuzz_http_request PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+  file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz/corpus_http_request)
+  add_test(NAME http_fuzz_request COMMAND fuzz_http_request -max_total_time=${STRATA_FUZZ_SECONDS}
+           -rss_limit_mb=2048 ${CMAKE_BINARY_DIR}/fuzz/corpus_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/corpus)
+  set_tests_properties(http_fuzz_request PROPERTIES LABELS "fuzz" TIMEOUT 900)
+endif()
+
+# The load generator of launch/http_bench.sh (a tool, not a test).
+strata_test_exe(http_load ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_load.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)

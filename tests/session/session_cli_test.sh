@@ -1,0 +1,132 @@
+#!/bin/bash
+# End-to-end tests of sessions in `strata infer` (registered in tests/session.cmake). Uses the
+# checkpoint that infer_setup_checkpoint trains (tests/infer/infer_cli_test.sh setup).
+# usage: session_cli_test.sh CASE STRATA_BIN WORK_DIR MPIRUN_ARGS...
+#   followup  in one process, a follow-up turn of a session equals the same text sent statelessly
+#             with the whole history (greedy: identical tokens), for P = 1 and P = 3
+#   restart   turn 1 in one process, turn 2 in a new process (P = 2): restored from disk, equal to stateless
+#   evict     a tiny --session-mem-mb evicts idle sessions; the next turn reloads from disk transparently
+#   manage    --list-sessions shows sessions, --delete-session removes them
+#   invalid   IDs "../x", "a/b", "", 65 characters are refused before touching the file system
+#   overflow  a follow-up that would pass n_ctx fails naming the lengths; a session of another model is refused
+set -u
+CASE=$1; S=$2; W0=$3; shift 3; MPI=("$@")
+CK=$W0/run/ckpt-00000200
+W=$W0/session_$CASE
+fail() { echo "FAIL: $*"; exit 1; }
+run() { local np=$1; shift; timeout 120 "${MPI[@]}" -np "$np" "$S" infer "$@"; }
+ids() { sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p' "$1" | tr -d ' '; }
+field() { sed -n "s/.*\"$2\": \"\\{0,1\\}\\([^\",]*\\).*/\\1/p" "$1"; }
+tok() { printf '%s' "$1" | od -An -tu1 | tr -s ' \n' ',,' | sed 's/^,//; s/,$//'; }
+test -f "$CK/model.safetensors" || fail "no checkpoint at $CK (run infer_setup_checkpoint first)"
+rm -rf "$W" && mkdir -p "$W"
+SD=$W/sessions
+
+# stateless reference: the tokens generated after HISTORY_IDS (comma list)
+stateless() { local h=$1 n=$2; shift 2; run 1 --checkpoint "$CK" --prompt-tokens "$h" --max-tokens "$n" --json "$@" > "$W/ref.jsonl" || fail "stateless run"; ids "$W/ref.jsonl"; }
+
+case $CASE in
+followup)
+  for np in 1 3; do
+    printf '{"prompt": "Hello", "session": "chat1", "max_tokens": 8}\n{"prompt": " and then", "session": "chat1", "max_tokens": 10}\n' > "$W/turns.jsonl"
+    run $np --checkpoint "$CK" --prompts "$W/turns.jsonl" --session-dir "$SD$np" --json > "$W/out$np.jsonl" || fail "np $np run"
+    t1=$(ids "$W/out$np.jsonl" | sed -n 1p); t2=$(ids "$W/out$np.jsonl" | sed -n 2p)
+    src2=$(field "$W/out$np.jsonl" session_source | sed -n 2p)
+    cached2=$(sed -n 's/.*"cached_tokens": \([0-9]*\).*/\1/p' "$W/out$np.jsonl" | sed -n 2p)
+    test "$src2" = memory || fail "np $np: turn 2 source '$src2', expected memory"
+    test "$cached2" = 12 || fail "np $np: turn 2 reused $cached2 cached positions, expected 5 + 8 - 1 = 12"
+    ref=$(stateless "$(tok Hello),$t1,$(tok ' and then')" 10)
+    echo "np $np: turn2 $t2 | stateless $ref"
+    test "$t2" = "$ref" || fail "np $np: follow-up differs from the stateless request with the whole history"
+    # sampled (temperature 1, seeded): any logit difference would show as a different draw
+    printf '{"prompt": " it was", "session": "chat1", "max_tokens": 12, "temperature": 1.0, "seed": 9}\n' > "$W/turn3.jsonl"
+    run $np --checkpoint "$CK" --prompts "$W/turn3.jsonl" --session-dir "$SD$np" --json > "$W/out3_$np.jsonl" || fail "np $np turn 3"
+    t3=$(ids "$W/out3_$np.jsonl")
+    ref=$(stateless "$(tok Hello),$t1,$(tok ' and then'),$t2,$(tok ' it was')" 12 --temperature 1.0 --seed 9)
+    echo "np $np: turn3 $t3 | stateless $ref"
+    test "$t3" = "$ref" || fail "np $np: sampled follow-up differs from stateless"
+    ls "$SD$np" | grep -q "chat1.stage$((np-1))-of-$np.kv" || fail "np $np: no session file per stage"
+  done
+  ;;
+restart)
+  run 2 --checkpoint "$CK" --session s-restart --prompt "Hello" --max-tokens 8 --session-dir "$SD" --json > "$W/t1.jsonl" || fail "turn 1"
+  test "$(field "$W/t1.jsonl" session_source)" = new || fail "turn 1 should create the session"
+  run 2 --checkpoint "$CK" --session s-restart --prompt " and then" --max-tokens 10 --session-dir "$SD" --json > "$W/t2.jsonl" || fail "turn 2"
+  test "$(field "$W/t2.jsonl" session_source)" = disk || fail "turn 2 was not restored from disk"
+  ref=$(stateless "$(tok Hello),$(ids "$W/t1.jsonl"),$(tok ' and then')" 10)
+  echo "restored: $(ids "$W/t2.jsonl") | stateless $ref"
+  test "$(ids "$W/t2.jsonl")" = "$ref" || fail "restored follow-up differs from stateless"
+  # a third turn without a prompt continues generating
+  run 2 --checkpoint "$CK" --session s-restart --max-tokens 4 --session-dir "$SD" --json > "$W/t3.jsonl" || fail "turn 3"
+  ref=$(stateless "$(tok Hello),$(ids "$W/t1.jsonl"),$(tok ' and then'),$(ids "$W/t2.jsonl")" 4)
+  test "$(ids "$W/t3.jsonl")" = "$ref" || fail "turn 3 (no prompt) differs from stateless"
+  ;;
+evict)
+  printf '%s\n' '{"prompt": "Hello", "session": "A", "max_tokens": 6}' '{"prompt": "Goodbye", "session": "B", "max_tokens": 6}' \
+    '{"prompt": " again", "session": "A", "max_tokens": 6}' > "$W/turns.jsonl"
+  run 2 --checkpoint "$CK" --prompts "$W/turns.jsonl" --session-dir "$SD" --session-mem-mb 0.0001 --max-batch 1 --json > "$W/out.jsonl" || fail "run"
+  test "$(field "$W/out.jsonl" session_source | tr '\n' ' ')" = "new new disk " || fail "sources: $(field "$W/out.jsonl" session_source | tr '\n' ' ') (expected new new disk)"
+  ref=$(stateless "$(tok Hello),$(ids "$W/out.jsonl" | sed -n 1p),$(tok ' again')" 6)
+  test "$(ids "$W/out.jsonl" | sed -n 3p)" = "$ref" || fail "reloaded session differs from stateless"
+  # with a large budget the same turns stay in memory
+  rm -rf "$SD"
+  run 2 --checkpoint "$CK" --prompts "$W/turns.jsonl" --session-dir "$SD" --session-mem-mb 100 --json > "$W/out2.jsonl" || fail "run 2"
+  test "$(field "$W/out2.jsonl" session_source | tr '\n' ' ')" = "new new memory " || fail "large budget: $(field "$W/out2.jsonl" session_source | tr '\n' ' ')"
+  test "$(ids "$W/out2.jsonl")" = "$(ids "$W/out.jsonl")" || fail "tokens depend on eviction"
+  ;;
+manage)
+  run 1 --checkpoint "$CK" --session keep-me --prompt "Hi" --max-tokens 3 --session-dir "$SD" > /dev/null || fail "create 1"
+  run 1 --checkpoint "$CK" --session drop_me --prompt "Yo" --max-tokens 3 --session-dir "$SD" > /dev/null || fail "create 2"
+  run 1 --list-sessions --session-dir "$SD" > "$W/list.txt" || fail "list"
+  cat "$W/list.txt"
+  grep -q '^keep-me ' "$W/list.txt" && grep -q '^drop_me ' "$W/list.txt" || fail "list lacks a session"
+  run 1 --delete-session drop_me --session-dir "$SD" || fail "delete"
+  run 1 --list-sessions --session-dir "$SD" --json > "$W/list2.txt" || fail "list 2"
+  grep -q '"keep-me"' "$W/list2.txt" || fail "keep-me gone"
+  grep -q 'drop_me' "$W/list2.txt" && fail "drop_me still listed"
+  ls "$SD" | grep -q drop_me && fail "drop_me files remain"
+  run 1 --delete-session drop_me --session-dir "$SD" 2> "$W/err.txt" && fail "deleting a missing session succeeded"
+  grep -q "no session 'drop_me'" "$W/err.txt" || fail "missing-session message"
+  # default directory: <checkpoint>/../sessions
+  run 1 --checkpoint "$CK" --session dflt --prompt "Hi" --max-tokens 2 > /dev/null || fail "default dir"
+  test -f "$W0/run/sessions/dflt.stage0-of-1.kv" || fail "default session dir is not <checkpoint>/../sessions"
+  run 1 --delete-session dflt --checkpoint "$CK" > /dev/null || fail "delete default"
+  ;;
+invalid)
+  for id in "../x" "a/b" "" "$(printf 'a%.0s' $(seq 1 65))" "x y" "é"; do
+    run 1 --checkpoint "$CK" --session "$id" --prompt "Hi" --max-tokens 2 --session-dir "$SD" > /dev/null 2> "$W/err.txt"
+    rc=$?
+    test $rc -ne 0 || fail "session ID '$id' accepted"
+    grep -q "invalid session ID" "$W/err.txt" || { cat "$W/err.txt"; fail "no clear message for '$id'"; }
+    run 1 --delete-session "$id" --session-dir "$SD" 2> "$W/err.txt" && fail "delete accepted '$id'"
+    grep -q "invalid session ID" "$W/err.txt" || fail "delete: no clear message for '$id'"
+  done
+  printf '{"prompt": "x", "session": "../evil"}\n' > "$W/bad.jsonl"
+  run 1 --checkpoint "$CK" --prompts "$W/bad.jsonl" --session-dir "$SD" 2> "$W/err.txt" && fail "JSONL ID accepted"
+  grep -q "line 1: invalid session ID" "$W/err.txt" || fail "JSONL: no clear message"
+  test ! -e "$W/evil.stage0-of-1.kv" -a ! -e "$W/x.stage0-of-1.kv" || fail "a file was written outside the session dir"
+  test "$(ls "$SD" 2>/dev/null | wc -l)" = 0 || fail "files were written for invalid IDs"
+  a64=$(printf 'a%.0s' $(seq 1 64))
+  run 1 --checkpoint "$CK" --session "$a64" --prompt "Hi" --max-tokens 2 --session-dir "$SD" > /dev/null || fail "64-character ID refused"
+  ;;
+overflow)
+  run 2 --checkpoint "$CK" --session long --prompt "0123456789012345678901234567890123456789" --max-tokens 10 --session-dir "$SD" > /dev/null || fail "turn 1"
+  # history 50 + prompt 5 + max_tokens 10 = 65 > 64
+  run 2 --checkpoint "$CK" --session long --prompt "abcde" --max-tokens 10 --session-dir "$SD" --json > "$W/out.jsonl" 2> "$W/err.txt"
+  rc=$?
+  test $rc -ne 0 -a $rc -ne 124 || fail "overflow: exit $rc"
+  grep -q "history 50 + prompt 5 + max_tokens 10 = 65 tokens > the model's context 64" "$W/err.txt" || { cat "$W/err.txt"; fail "overflow message"; }
+  # the session is untouched and still usable within the limit
+  run 2 --checkpoint "$CK" --session long --prompt "abcde" --max-tokens 9 --session-dir "$SD" --json > "$W/ok.jsonl" || fail "within the limit"
+  test "$(sed -n 's/.*"context_tokens": \([0-9]*\).*/\1/p' "$W/ok.jsonl")" = 64 || fail "context_tokens != 64"
+  # a session made with another model is refused
+  run 1 --checkpoint "$CK" --session m1 --prompt "Hi" --max-tokens 2 --session-dir "$SD" > /dev/null || fail "m1"
+  run 1 --checkpoint "$W0/other/ckpt-00000003" --session m1 --prompt "Hi" --max-tokens 2 --session-dir "$SD" 2> "$W/err.txt" > /dev/null && fail "other model accepted"
+  grep -q "made with another model" "$W/err.txt" || { cat "$W/err.txt"; fail "model mismatch message"; }
+  # and one made with another number of stages
+  run 2 --checkpoint "$CK" --session m1 --prompt "Hi" --max-tokens 2 --session-dir "$SD" 2> "$W/err.txt" > /dev/null && fail "other P accepted"
+  grep -q "saved by a job of 1 pipeline stages" "$W/err.txt" || { cat "$W/err.txt"; fail "stage-count message"; }
+  ;;
+*) fail "unknown case $CASE" ;;
+esac
+echo "PASS $CASE"

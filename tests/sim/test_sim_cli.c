@@ -1,0 +1,196 @@
+/* `strata simulate` end to end: runs the binary (path in argv[1]) and checks its text and JSON
+ * output, the sweep's ordering and best row, the fit message with --device-mem, JSON device
+ * profiles, and that invalid input exits with status 2 and a message naming the problem. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+static const char *strata;
+
+/* Runs `strata simulate ARGS` (stderr merged); returns the exit status, output in *out. */
+static int run(const char *args, char **out) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "%s simulate %s 2>&1", strata, args);
+  FILE *p = popen(cmd, "r");
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap);
+  size_t n;
+  while (p && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+    len += n;
+    if (cap - len < 4096) buf = realloc(buf, cap *= 2);
+  }
+  buf[len] = '\0';
+  int st = p ? pclose(p) : -1;
+  *out = buf;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect_ok_containing(const char *args, const char *needle) {
+  char *out;
+  int rc = run(args, &out);
+  if (rc != 0 || !strstr(out, needle))
+    test_fail(__FILE__, __LINE__, "'%s': exit %d, expected 0 and '%s' in:\n%s", args, rc, needle,
+              out);
+  test_checks++;
+  free(out);
+}
+
+static void expect_usage_error(const char *args, const char *needle) {
+  char *out;
+  int rc = run(args, &out);
+  if (rc != 2 || !strstr(out, needle))
+    test_fail(__FILE__, __LINE__, "'%s': exit %d, expected 2 and '%s' in:\n%s", args, rc, needle,
+              out);
+  test_checks++;
+  free(out);
+}
+
+static json_object *run_json(const char *args) {
+  char *out;
+  int rc = run(args, &out);
+  CHECK_EQ_INT(rc, 0);
+  json_object *o = json_tokener_parse(out);
+  if (!o) test_fail(__FILE__, __LINE__, "'%s' printed no valid JSON:\n%s", args, out);
+  free(out);
+  return o;
+}
+
+static double num(json_object *o, const char *key) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, key, &v)) {
+    test_fail(__FILE__, __LINE__, "missing key %s", key);
+    return -1;
+  }
+  return json_object_get_double(v);
+}
+
+static void test_xl_on_64_trn2(void) {
+  expect_ok_containing("--model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512",
+                       "tokens/s, MFU");
+  json_object *o = run_json("--model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512 --json");
+  if (!o) return;
+  CHECK_EQ_INT(num(o, "pp"), 4);
+  CHECK_EQ_INT(num(o, "dp"), 16);
+  CHECK_TRUE(num(o, "step_s") > 0);
+  CHECK_TRUE(num(o, "mfu") > 0 && num(o, "mfu") < 1);
+  CHECK_NEAR(num(o, "tokens_per_s") * num(o, "step_s"), 512.0 * 1024, 1e-6 * 512 * 1024);
+  json_object *st, *fits;
+  CHECK_TRUE(json_object_object_get_ex(o, "stages", &st) && json_object_array_length(st) == 4);
+  CHECK_TRUE(json_object_object_get_ex(o, "fits", &fits) && json_object_get_boolean(fits));
+  json_object_put(o);
+}
+
+static void test_sweep_sorted_and_best(void) {
+  expect_ok_containing("--model gpt2-xl --device trn2 --nodes 64 --sweep", "<- best");
+  json_object *o = run_json("--model gpt2-xl --device trn2 --nodes 64 --sweep --json");
+  if (!o) return;
+  json_object *rows, *best;
+  CHECK_TRUE(json_object_object_get_ex(o, "rows", &rows));
+  size_t n = json_object_array_length(rows);
+  CHECK_TRUE(n > 10);
+  double prev = 1e300;
+  int first_fit = -1;
+  for (size_t i = 0; i < n; i++) {
+    json_object *r = json_object_array_get_idx(rows, i), *f;
+    double t = num(r, "tokens_per_s");
+    CHECK_TRUE(t <= prev);
+    prev = t;
+    CHECK_EQ_INT(num(r, "pp") * num(r, "dp"), 64);
+    json_object_object_get_ex(r, "fits", &f);
+    if (first_fit < 0 && json_object_get_boolean(f)) first_fit = (int)i;
+  }
+  CHECK_TRUE(first_fit >= 0);
+  CHECK_TRUE(json_object_object_get_ex(o, "best", &best) && best);
+  if (first_fit >= 0 && best)
+    CHECK_NEAR(num(best, "tokens_per_s"),
+               num(json_object_array_get_idx(rows, (size_t)first_fit), "tokens_per_s"), 0);
+  json_object_put(o);
+}
+
+static void test_device_mem_override_reports_fit(void) {
+  char *out;
+  int rc = run("--model gpt2 --device trn1 --nodes 8 --dp 8 --microbatches 1 --batch 64 --schedule "
+               "gpipe --device-mem 8G",
+               &out);
+  CHECK_EQ_INT(rc, 0);
+  CHECK_TRUE(strstr(out, "DOES NOT FIT") && strstr(out, "stage 0 does not fit") &&
+             strstr(out, "A layout that fits on 8 nodes"));
+  free(out);
+  json_object *o =
+      run_json("--model gpt2 --device trn1 --nodes 8 --dp 8 --microbatches 1 --batch 64 "
+               "--schedule gpipe --device-mem 8G --json");
+  if (!o) return;
+  json_object *fits, *msg;
+  CHECK_TRUE(json_object_object_get_ex(o, "fits", &fits) && !json_object_get_boolean(fits));
+  CHECK_TRUE(json_object_object_get_ex(o, "fit_message", &msg) &&
+             strstr(json_object_get_string(msg), "--pp") != NULL);
+  CHECK_NEAR(num(o, "capacity_bytes"), 8.0 * 1073741824.0, 0);
+  json_object_put(o);
+}
+
+static void test_json_and_cpu_devices(void) {
+  char args[1024];
+  snprintf(args, sizeof args, "--model gpt2 --nodes 2 --pp 2 --batch 8 --device %s",
+           test_src_path("worker/devices/trn1-measured.json"));
+  expect_ok_containing(args, "trn1-measured");
+  expect_ok_containing(
+      "--layers 4 --heads 4 --dim 128 --ctx 64 --vocab 256 --device cpu --nodes 2 --dp 2 --batch 8",
+      "step time");
+}
+
+static void test_trace_file_is_json(void) {
+  char args[512], path[128];
+  snprintf(path, sizeof path, "/tmp/strata_sim_trace_%d.json", (int)getpid());
+  snprintf(args, sizeof args, "--model gpt2 --nodes 4 --pp 2 --batch 8 --zero 1 --trace %s", path);
+  expect_ok_containing(args, "step time");
+  json_object *t = json_object_from_file(path);
+  CHECK_TRUE(t && json_object_is_type(t, json_type_array) && json_object_array_length(t) > 20);
+  if (t) json_object_put(t);
+  unlink(path);
+  char *out;
+  int rc = run("--model gpt2 --nodes 2 --pp 2 --batch 8 --trace /nonexistent/dir/t.json", &out);
+  CHECK_EQ_INT(rc, 1);
+  CHECK_TRUE(strstr(out, "cannot write the trace") != NULL);
+  free(out);
+}
+
+static void test_bad_input_exits_2(void) {
+  expect_usage_error("--nodes 64 --pp 5", "not divisible by --pp 5");
+  expect_usage_error("--nodes 64 --pp 4 --dp 8", "--pp 4 x --dp 8 = 32");
+  expect_usage_error("--model gpt2 --nodes 16 --pp 16", "more stages than the model's 12 layers");
+  expect_usage_error("--nodes 8 --pp 2 --batch 90 --microbatches 4",
+                     "--batch 90 is not divisible by --dp 4 x --microbatches 4");
+  expect_usage_error("--device tpu", "unknown profile");
+  expect_usage_error("--device /nonexistent.json", "cannot read");
+  expect_usage_error("--schedule zb", "--schedule 'zb'");
+  expect_usage_error("--model gpt5", "unknown --model 'gpt5'");
+  expect_usage_error("--zero 2", "--zero must be 0 or 1");
+  expect_usage_error("--dtype int4", "--dtype 'int4'");
+  expect_usage_error("--pp 4 --stage-layers 1,1", "--pp is 4");
+  expect_usage_error("--dim 100 --heads 12", "not divisible by heads");
+  expect_usage_error("--frob", "unknown flag");
+  expect_usage_error("--nodes 64 --batch 7 --sweep", "no layout of 64 nodes");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: test_sim_cli PATH/TO/strata\n");
+    return 2;
+  }
+  strata = argv[1];
+  /* Open MPI's singleton start-up leaks by design; under a sanitizer build keep LeakSanitizer
+   * from failing the child processes for it (our own code is leak-checked by the unit tests). */
+  setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
+  test_xl_on_64_trn2();
+  test_sweep_sorted_and_best();
+  test_device_mem_override_reports_fit();
+  test_json_and_cpu_devices();
+  test_trace_file_is_json();
+  test_bad_input_exits_2();
+  return test_finish("sim_cli");
+}

@@ -1,0 +1,268 @@
+/* The event simulation against closed forms: GPipe and 1F1B bubble (p-1)/(m+p-1) and step
+ * (m+p-1)(f+b) for uniform stages with free links; a simulated DP all-reduce equals the ring
+ * formula; ZeRO-1 is reduce-scatter + all-gather; bucketed overlap hides all but the last
+ * bucket; activation transfers add alpha-beta time on the critical path; whole-model runs are
+ * self-consistent (tokens/s, shares sum to 1, model FLOPs). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simulate.h"
+#include "test_util.h"
+
+static device_t free_links(void) {
+  device_t d;
+  memset(&d, 0, sizeof d);
+  snprintf(d.name, sizeof d.name, "ideal");
+  for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] = 1e12;
+  d.hbm_bytes = 1e12;
+  d.hbm_Bps = 1e12;
+  d.chips_per_instance = 1 << 20;
+  d.intra_Bps = d.inter_Bps = 1e300;
+  d.intra_lat_s = d.inter_lat_s = 0;
+  return d;
+}
+
+/* Uniform hand-built stage costs: fwd f, bwd b, no gradients, no optimizer. */
+static sim_stage_cost_t *uniform_costs(int P, double f, double b, double act_bytes) {
+  sim_stage_cost_t *c = calloc((size_t)P, sizeof *c);
+  for (int s = 0; s < P; s++) {
+    c[s].fwd_s = f;
+    c[s].bwd_s = b;
+    c[s].fwd_flops = 1;
+    c[s].bwd_flops = 2;
+    c[s].act_bytes = act_bytes;
+  }
+  return c;
+}
+
+static void test_bubble_closed_form(sched_kind_t kind) {
+  layout_model_t m = {64, 8, 16, 2, 16};
+  device_t d = free_links();
+  sim_options_t o = sim_options_default();
+  o.kind = kind;
+  const int Ps[] = {1, 2, 3, 4, 8}, Ms[] = {1, 2, 3, 4, 8, 16};
+  for (int i = 0; i < 5; i++)
+    for (int j = 0; j < 6; j++) {
+      int P = Ps[i], M = Ms[j];
+      layout_t lay;
+      char err[256];
+      CHECK_EQ_INT(layout_init(&lay, &m, P, P, 1, M, M, NULL, err, sizeof err), 0);
+      sim_stage_cost_t *c = uniform_costs(P, 1.0, 2.0, 100);
+      sim_result_t r;
+      CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+      double bubble = (double)(P - 1) / (M + P - 1);
+      CHECK_NEAR(r.step_s, (M + P - 1) * 3.0, 1e-9);
+      CHECK_NEAR(r.pipeline_idle_share, bubble, 1e-12);
+      CHECK_NEAR(r.compute_share, 1 - bubble, 1e-12);
+      CHECK_NEAR(r.exposed_comm_share, 0, 1e-12);
+      sim_result_free(&r);
+      free(c);
+    }
+}
+
+static void test_activation_transfer_on_critical_path(void) {
+  /* P=2, M=1: F on stage 0, transfer, F+B on stage 1, transfer, B on stage 0. */
+  layout_model_t m = {64, 8, 4, 2, 16};
+  device_t d = free_links();
+  d.intra_lat_s = 0.25;
+  d.intra_Bps = 1000;
+  sim_options_t o = sim_options_default();
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 2, 1, 1, 1, NULL, err, sizeof err), 0);
+  sim_stage_cost_t *c = uniform_costs(2, 1.0, 2.0, 500); /* 0.25 + 500/1000 = 0.75 s per hop */
+  sim_result_t r;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  CHECK_NEAR(r.step_s, 1 + 0.75 + 1 + 2 + 0.75 + 2, 1e-12);
+  sim_result_free(&r);
+  free(c);
+}
+
+static device_t ring_device(double a, double B) {
+  device_t d = free_links();
+  d.intra_lat_s = a;
+  d.intra_Bps = B;
+  return d;
+}
+
+static void test_simulated_allreduce_equals_ring_formula(void) {
+  layout_model_t m = {64, 8, 4, 2, 16};
+  const int ps[] = {2, 3, 4, 8};
+  const double ns[] = {1e3, 4e6, 1e9};
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 3; j++) {
+      int p = ps[i];
+      double n = ns[j], a = 7e-6, B = 2.5e10;
+      device_t d = ring_device(a, B);
+      layout_t lay;
+      char err[256];
+      CHECK_EQ_INT(layout_init(&lay, &m, p, 1, p, 1, p, NULL, err, sizeof err), 0);
+      sim_stage_cost_t *c = uniform_costs(1, 0, 0, 0);
+      sim_region_t reg = {n, 0};
+      c[0].regions = &reg;
+      c[0].nregions = 1;
+      c[0].param_bytes = n;
+      sim_options_t o = sim_options_default();
+      o.bucket_bytes = 1e18;
+      sim_result_t r;
+      CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+      double ring = 2 * (p - 1) * a + 2.0 * (p - 1) / p * n / B;
+      CHECK_NEAR(r.step_s, ring, 1e-12 * ring);
+      CHECK_NEAR(r.exposed_comm_share, 1, 1e-12);
+      CHECK_NEAR(r.stages[0].comm_busy_s, ring, 1e-12 * ring);
+      sim_result_free(&r);
+      /* ZeRO-1: reduce-scatter of the gradients, then all-gather of the parameters */
+      o.zero = 1;
+      CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+      double rs = (p - 1) * a + (double)(p - 1) / p * n / B;
+      CHECK_NEAR(r.step_s, 2 * rs, 1e-12 * rs);
+      sim_result_free(&r);
+      free(c);
+    }
+}
+
+static void test_overlap_hides_all_but_last_bucket(void) {
+  /* P=1, D=2, one micro-batch, backward 4 s producing 4 equal regions at 1, 2, 3, 4 s; each
+   * bucket's all-reduce takes 0.5 s (n / B = 0.5, no latency). Overlapped: buckets finish at
+   * 1.5, 2.5, 3.5, 4.5 -> step 4.5. Not overlapped: 4 + 4 x 0.5 = 6. */
+  layout_model_t m = {64, 8, 4, 2, 16};
+  device_t d = ring_device(0, 1e6);
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 1, 2, NULL, err, sizeof err), 0);
+  sim_stage_cost_t *c = uniform_costs(1, 0, 4.0, 0);
+  sim_region_t reg[4] = {{5e5, 1}, {5e5, 2}, {5e5, 3}, {5e5, 4}};
+  c[0].regions = reg;
+  c[0].nregions = 4;
+  sim_options_t o = sim_options_default();
+  o.bucket_bytes = 5e5;
+  sim_result_t r;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  CHECK_NEAR(r.step_s, 4.5, 1e-12);
+  CHECK_NEAR(r.stages[0].exposed_comm_s, 0.5, 1e-12);
+  CHECK_NEAR(r.stages[0].comm_busy_s, 2.0, 1e-12);
+  sim_result_free(&r);
+  o.overlap = 0;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  CHECK_NEAR(r.step_s, 6.0, 1e-12);
+  sim_result_free(&r);
+  /* buckets of 1 MB: two all-reduces of 1 s, ready at 2 and 4 -> done at 3 and 5 */
+  o.overlap = 1;
+  o.bucket_bytes = 1e6;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  CHECK_NEAR(r.step_s, 5.0, 1e-12);
+  sim_result_free(&r);
+  free(c);
+}
+
+static void test_whole_model_is_consistent(void) {
+  layout_model_t m;
+  layout_model_preset("gpt2", &m);
+  device_t d;
+  device_builtin("trn2", &d);
+  const int cfg[][3] = {{1, 1, 1}, {2, 2, 4}, {4, 2, 8}, {3, 1, 6}};
+  for (int i = 0; i < 4; i++) {
+    int P = cfg[i][0], D = cfg[i][1], M = cfg[i][2];
+    layout_t lay;
+    char err[256];
+    CHECK_EQ_INT(layout_init(&lay, &m, P * D, P, D, M, 2 * D * M, NULL, err, sizeof err), 0);
+    for (int k = 0; k < 2; k++)
+      for (int z = 0; z < 2; z++) {
+        sim_options_t o = sim_options_default();
+        o.kind = (sched_kind_t)k;
+        o.zero = z;
+        sim_result_t r;
+        CHECK_EQ_INT(sim_simulate(&lay, &d, &o, d.hbm_bytes, &r, err, sizeof err), 0);
+        CHECK_TRUE(r.step_s > 0);
+        CHECK_NEAR(r.tokens_per_s, (double)lay.batch * m.ctx / r.step_s, 1e-9 * r.tokens_per_s);
+        CHECK_NEAR(r.compute_share + r.pipeline_idle_share + r.exposed_comm_share +
+                       r.optimizer_share,
+                   1, 1e-9);
+        CHECK_TRUE(r.pipeline_idle_share >= -1e-12 && r.exposed_comm_share >= -1e-12);
+        CHECK_TRUE(r.mfu > 0 && r.mfu < 1);
+        double flops = 0;
+        for (int s = 0; s < P; s++) flops += layout_stage_train_flops(&lay, s, lay.micro_batch);
+        CHECK_NEAR(r.model_flops, flops * M * D, 1e-9 * r.model_flops);
+        CHECK_TRUE(r.fits);
+        sim_result_free(&r);
+      }
+  }
+}
+
+static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
+  layout_model_t m;
+  layout_model_preset("gpt2", &m);
+  device_t d;
+  device_builtin("trn1", &d);
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 4, 4, 1, 16, 32, NULL, err, sizeof err), 0);
+  sim_options_t o = sim_options_default();
+  sim_result_t g, f;
+  o.kind = SCHED_GPIPE;
+  CHECK_EQ_INT(sim_simulate(&lay, &d, &o, d.hbm_bytes, &g, err, sizeof err), 0);
+  o.kind = SCHED_1F1B;
+  CHECK_EQ_INT(sim_simulate(&lay, &d, &o, d.hbm_bytes, &f, err, sizeof err), 0);
+  CHECK_EQ_INT(g.stages[0].mem.in_flight, 16);
+  CHECK_EQ_INT(f.stages[0].mem.in_flight, 4);
+  CHECK_TRUE(f.peak_mem_bytes < g.peak_mem_bytes);
+  sim_result_free(&g);
+  sim_result_free(&f);
+}
+
+static void test_recorded_timeline(void) {
+  /* P=3, M=4 GPipe, uniform f=1, b=2, free links: every compute interval is recorded, compute
+   * intervals of a rank never overlap, and the last one ends at the step time. */
+  layout_model_t m = {64, 8, 6, 2, 16};
+  device_t d = free_links();
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 3, 3, 1, 4, 4, NULL, err, sizeof err), 0);
+  sim_stage_cost_t *c = uniform_costs(3, 1.0, 2.0, 100);
+  sim_options_t o = sim_options_default();
+  o.kind = SCHED_GPIPE;
+  o.record_events = 1;
+  sim_result_t r;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  int nf = 0, nb = 0, ns = 0;
+  double last_end = 0, prev_end[3] = {0, 0, 0};
+  for (int i = 0; i < r.nevents; i++) {
+    const sim_event_t *e = &r.events[i];
+    if (e->kind == SIM_EV_FWD || e->kind == SIM_EV_BWD) {
+      nf += e->kind == SIM_EV_FWD;
+      nb += e->kind == SIM_EV_BWD;
+      CHECK_NEAR(e->end_s - e->start_s, e->kind == SIM_EV_FWD ? 1.0 : 2.0, 1e-12);
+      CHECK_TRUE(e->start_s >= prev_end[e->rank] - 1e-12); /* in order, no overlap per rank */
+      prev_end[e->rank] = e->end_s;
+      if (e->end_s > last_end) last_end = e->end_s;
+    }
+    if (e->kind == SIM_EV_SEND_ACT || e->kind == SIM_EV_SEND_GRAD) ns++;
+  }
+  CHECK_EQ_INT(nf, 12);
+  CHECK_EQ_INT(nb, 12);
+  CHECK_EQ_INT(ns, 2 * 2 * 4);
+  CHECK_NEAR(last_end, r.step_s, 1e-12);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  CHECK_EQ_INT(sim_write_chrome_trace(&r, f, 1, "sim"), 0);
+  fclose(f);
+  CHECK_TRUE(strstr(buf, "\"name\": \"bwd m3\"") && strstr(buf, "r2 comm"));
+  free(buf);
+  sim_result_free(&r);
+  free(c);
+}
+
+int main(void) {
+  test_recorded_timeline();
+  test_bubble_closed_form(SCHED_GPIPE);
+  test_bubble_closed_form(SCHED_1F1B);
+  test_activation_transfer_on_critical_path();
+  test_simulated_allreduce_equals_ring_formula();
+  test_overlap_hides_all_but_last_bucket();
+  test_whole_model_is_consistent();
+  test_1f1b_keeps_fewer_in_flight_than_gpipe();
+  return test_finish("sim_simulate");
+}

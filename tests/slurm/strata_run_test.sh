@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# strata_run_test.sh -- specification of launch/strata-run, the local launch wrapper.
+#
+# Usage: strata_run_test.sh CASE     (run by ctest; see tests/launch.cmake)
+#   dry_run_flags  --dry-run shows: no mpirun for one rank; root flags only as root;
+#                  --oversubscribe only when ranks > nproc; loopback MCA flags on one host and
+#                  none with --hosts; transport/provider env (FI_TCP_IFACE=lo for local tcp);
+#                  --out / --json pointed into the run directory unless the user gave them;
+#                  the binary found at <repo>/build/bin/strata beside the script.
+#   bad_input      every usage error exits 2 and names the problem.
+#   train_one_rank a real 3-step run: run dir with report.json (steps_done 3), console.log,
+#                  command.txt.
+#   bench_two_ranks a real 2-rank allreduce under mpirun: bench.json rows wrong 0, ranks 2
+#                  (77 = SKIP while `strata bench` is not implemented).
+#   train_two_ranks a real 2-rank `train --dp 2` (77 = SKIP until train has --dp).
+# Environment (set by ctest): STRATA_SOURCE_DIR, STRATA_BIN.
+set -uo pipefail
+
+case_name="${1:-}"
+src="${STRATA_SOURCE_DIR:?STRATA_SOURCE_DIR must name the repository}"
+strata="${STRATA_BIN:?STRATA_BIN must name the built strata binary}"
+run="$src/launch/strata-run"
+tmp="$(mktemp -d /tmp/strata-launch.XXXXXX)" || exit 1
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# contains TEXT NEEDLE WHAT / lacks TEXT NEEDLE WHAT: fixed-string checks on dry-run output.
+contains() { grep -qF -- "$2" <<<"$1" || fail "$3: expected '$2' in: $1"; }
+lacks() { ! grep -qF -- "$2" <<<"$1" || fail "$3: did not expect '$2' in: $1"; }
+is_root=0; [ "$(id -u)" -eq 0 ] && is_root=1
+cores="$(nproc)"
+
+case "$case_name" in
+  dry_run_flags)
+    out="$("$run" --strata "$strata" --dry-run -- train --steps 5)" || fail "dry run 1 rank exited $?"
+    lacks "$out" "mpirun" "one rank runs strata directly"
+    contains "$out" "command: $strata train --steps 5 --out runs/train-" "one rank: command and default run dir"
+    contains "$out" "STRATA_COLL_TRANSPORT=mpi" "default transport"
+    lacks "$out" "--transport" "no --transport flag unless asked"
+    contains "$out" "STRATA_RUN_DIR=runs/train-" "run dir exported"
+
+    out="$("$run" --strata "$strata" -n $((cores + 1)) --dry-run -- train)" || fail "dry run nproc+1 exited $?"
+    contains "$out" "mpirun -np $((cores + 1))" "mpirun with ranks"
+    contains "$out" "--oversubscribe" "ranks > cores oversubscribe"
+    contains "$out" "--mca btl self\\,vader\\,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo" "loopback MCA flags"
+    if [ $is_root -eq 1 ]; then
+      contains "$out" "--allow-run-as-root" "root flag as root"
+      contains "$out" "OMPI_ALLOW_RUN_AS_ROOT=1" "root env as root"
+    else
+      lacks "$out" "--allow-run-as-root" "no root flag when not root"
+      lacks "$out" "OMPI_ALLOW_RUN_AS_ROOT" "no root env when not root"
+    fi
+
+    out="$("$run" --strata "$strata" -n "$cores" --dry-run -- train)" || fail "dry run nproc exited $?"
+    if [ "$cores" -gt 1 ]; then
+      contains "$out" "mpirun -np $cores" "ranks = cores uses mpirun"
+    fi
+    lacks "$out" "--oversubscribe" "ranks <= cores: no oversubscribe"
+
+    out="$("$run" --strata "$strata" -n 2 --transport ofi --provider tcp --run-dir "$tmp/r" --dry-run \
+           -- bench allreduce -b 1K)" || fail "dry run ofi exited $?"
+    contains "$out" "STRATA_COLL_TRANSPORT=ofi" "ofi transport env"
+    contains "$out" "FI_PROVIDER=tcp" "provider env"
+    if [ -z "${FI_TCP_IFACE:-}" ]; then contains "$out" "FI_TCP_IFACE=lo" "local tcp on loopback"; fi
+    contains "$out" "-x FI_PROVIDER" "provider forwarded by mpirun"
+    contains "$out" "bench allreduce -b 1K --json $tmp/r/bench.json --transport ofi" "bench JSON into the run dir, transport flag"
+    [ ! -e "$tmp/r" ] || fail "--dry-run created the run directory"
+
+    out="$(env -u FI_PROVIDER "$run" --strata "$strata" -n 2 --transport ofi --dry-run -- bench allreduce --json my.json)" || fail "dry run shm exited $?"
+    contains "$out" "FI_PROVIDER=shm" "ofi default provider on one host is shm"
+    lacks "$out" "bench.json" "the user's --json is kept"
+    out="$(FI_PROVIDER=efa "$run" --strata "$strata" -n 2 --transport ofi --dry-run -- bench allreduce)" || fail "dry run efa exited $?"
+    contains "$out" "FI_PROVIDER=efa" "an exported FI_PROVIDER is the default provider"
+    lacks "$out" "FI_TCP_IFACE" "no tcp interface for efa"
+    out="$("$run" --strata "$strata" --dry-run -- train --out=mine)" || fail "dry run --out= exited $?"
+    lacks "$out" "--out runs/" "the user's --out= is kept"
+
+    out="$(env -u FI_PROVIDER "$run" --strata "$strata" -n 4 --hosts nodeA:2,nodeB:2 --transport ofi --dry-run -- train)" || fail "dry run hosts exited $?"
+    contains "$out" "--host nodeA:2\\,nodeB:2" "hosts passed to mpirun"
+    lacks "$out" "btl_tcp_if_include lo" "no loopback restriction across hosts"
+    lacks "$out" "--oversubscribe" "no oversubscribe across hosts"
+    contains "$out" "FI_PROVIDER=tcp" "ofi default provider across hosts is tcp"
+    lacks "$out" "FI_TCP_IFACE=lo" "no loopback interface across hosts"
+    contains "$out" "train --out runs/train-" "train gets the run dir"
+    contains "$out" "--transport ofi" "train gets the transport flag"
+    out="$("$run" --strata "$strata" --transport ofi --dry-run -- train --transport mpi)" || fail "dry run own --transport exited $?"
+    lacks "$out" "--transport ofi" "the user's --transport is kept"
+
+    # Binary discovery: <repo>/build/bin/strata beside launch/.
+    mkdir -p "$tmp/repo/launch" "$tmp/repo/build/bin"
+    cp "$run" "$tmp/repo/launch/strata-run"
+    printf '#!/bin/sh\nexit 0\n' >"$tmp/repo/build/bin/strata"; chmod +x "$tmp/repo/build/bin/strata"
+    out="$(env -u STRATA_BIN "$tmp/repo/launch/strata-run" --dry-run -- train)" || fail "dry run discovery exited $?"
+    contains "$out" "command: $tmp/repo/build/bin/strata train" "finds build/bin/strata"
+    ;;
+
+  bad_input)
+    expect_usage_error() { # expect_usage_error MESSAGE ARGS...
+      local msg="$1" out rc; shift
+      out="$("$@" 2>&1)"; rc=$?
+      [ $rc -eq 2 ] || fail "'$*' exited $rc, expected 2 ($out)"
+      grep -qF -- "$msg" <<<"$out" || fail "'$*' did not say '$msg': $out"
+    }
+    expect_usage_error "no strata COMMAND given" "$run" --strata "$strata"
+    expect_usage_error "--np 'zero' is not a positive integer" "$run" --strata "$strata" -n zero -- train
+    expect_usage_error "--np '0' is not a positive integer" "$run" --strata "$strata" -n 0 -- train
+    expect_usage_error "--transport 'nccl' is not one of: mpi, ofi" "$run" --strata "$strata" --transport nccl -- train
+    expect_usage_error "--provider tcp only applies to --transport ofi" "$run" --strata "$strata" --provider tcp -- train
+    expect_usage_error "unknown option '--frob'" "$run" --strata "$strata" --frob -- train
+    expect_usage_error "--run-dir needs a value" "$run" --strata "$strata" --run-dir
+    expect_usage_error "is not an executable file" "$run" --strata "$tmp/no-such-strata" -- train
+    # strata's own errors come back as strata's exit status.
+    out="$("$run" --strata "$strata" --run-dir "$tmp/bad" -- train --no-such-flag 2>&1)"; rc=$?
+    [ $rc -ne 0 ] || fail "a strata error must not exit 0"
+    grep -qF "no-such-flag" <<<"$out" || fail "strata's message not shown: $out"
+    ;;
+
+  train_one_rank)
+    out="$(cd "$tmp" && "$run" --strata "$strata" --run-dir "$tmp/run" -- train --steps 3 --layers 1 \
+           --heads 2 --dim 32 --ctx 32 --batch 2 --log-every 1 2>&1)"; rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] || fail "train exited $rc"
+    [ -s "$tmp/run/report.json" ] || fail "report.json missing"
+    grep -Eq '"steps_done": *3[,}[:space:]]' "$tmp/run/report.json" || fail "steps_done is not 3"
+    grep -q "done: 3 steps" "$tmp/run/console.log" || fail "console.log lacks strata's done line"
+    grep -qF -- "--out $tmp/run" "$tmp/run/command.txt" || fail "command.txt lacks the --out flag"
+    ;;
+
+  bench_two_ranks)
+    if "$strata" bench --help 2>&1 | grep -qi "not implemented"; then
+      echo "SKIP: strata bench is not implemented in this build yet"; exit 77
+    fi
+    out="$("$run" --strata "$strata" -n 2 --run-dir "$tmp/run" -- bench allreduce -b 1K -e 16K -f 4 2>&1)"; rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] || fail "bench exited $rc"
+    json="$tmp/run/bench.json"
+    [ -s "$json" ] || fail "bench.json missing"
+    rows="$(grep -o '"wrong": *[0-9]*' "$json" | wc -l)"
+    [ "$rows" -ge 3 ] || fail "bench.json has $rows rows, expected >= 3 (1K, 4K, 16K)"
+    [ "$(grep -o '"wrong": *[0-9]*' "$json" | grep -vc '"wrong": *0$')" -eq 0 ] || fail "a row has wrong != 0"
+    [ "$(grep -o '"ranks": *[0-9]*' "$json" | grep -vc '"ranks": *2$')" -eq 0 ] || fail "a row has ranks != 2"
+    ;;
+
+  train_two_ranks)
+    if ! "$strata" train --help 2>&1 | grep -qE -- '^ +--dp '; then
+      echo "SKIP: strata train has no --dp in this build yet"; exit 77
+    fi
+    out="$("$run" --strata "$strata" -n 2 --run-dir "$tmp/run" -- train --dp 2 --steps 3 --layers 1 \
+           --heads 2 --dim 32 --ctx 32 --batch 4 2>&1)"; rc=$?
+    echo "$out"
+    [ $rc -eq 0 ] || fail "train exited $rc"
+    grep -Eq '"world_size": *2[,}[:space:]]' "$tmp/run/report.json" 2>/dev/null || fail "report.json: world_size is not 2"
+    grep -Eq '"steps_done": *3[,}[:space:]]' "$tmp/run/report.json" 2>/dev/null || fail "report.json: steps_done is not 3"
+    ;;
+
+  *) echo "usage: $0 dry_run_flags|bad_input|train_one_rank|bench_two_ranks|train_two_ranks" >&2; exit 2 ;;
+esac
+
+if [ $failures -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
+echo "PASS: $case_name"

@@ -1,0 +1,866 @@
+/* checkpoint.c -- writes and reads Strata checkpoint directories (layout and contract in
+ * checkpoint.h): per-stage safetensors shards written through the model's tensor catalogue,
+ * the coordinator's index / config.json / train_state.pb with per-file XXH64 checksums, the
+ * atomic temp-directory-and-rename commit, and the verifying, resharding loader. */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+
+#define CKPT_DIR_PREFIX "ckpt-"
+#define CKPT_PATH_MAX 4096
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* fopen(path, "rb") of a regular file only (a FIFO or device would block or never end). */
+static FILE *fopen_regular(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return NULL;
+  if (!S_ISREG(st.st_mode)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return fopen(path, "rb");
+}
+
+static void join(char *buf, size_t len, const char *dir, const char *name) {
+  snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int fsync_path(const char *path, int directory) {
+  int fd = open(path, (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
+  size_t o = (size_t)snprintf(buf, len, "[");
+  for (int d = 0; d < ndim && o < len; d++)
+    o += (size_t)snprintf(buf + o, len - o, d ? ", %lld" : "%lld", (long long)shape[d]);
+  if (o < len) snprintf(buf + o, len - o, "]");
+}
+
+/* mkdir -p for the parent of a checkpoint directory. */
+static int mkdirs(const char *path) {
+  char tmp[CKPT_PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* Removes a flat directory: its files, then itself. */
+static int rm_flat_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *e;
+  int fd = dirfd(d), rc = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (unlinkat(fd, e->d_name, 0) != 0) rc = -1;
+  }
+  closedir(d);
+  if (rmdir(dir) != 0) rc = -1;
+  return rc;
+}
+
+/* Sorted list of regular file names in dir (excluding `skip`); caller frees. */
+static int list_files(const char *dir, const char *skip, char ***names_out, int *n_out) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  char **names = NULL;
+  int n = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' || (skip && !strcmp(e->d_name, skip))) continue;
+    char path[CKPT_PATH_MAX];
+    struct stat st;
+    join(path, sizeof path, dir, e->d_name);
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      char **nn = realloc(names, sizeof(char *) * (size_t)cap);
+      if (!nn) break;
+      names = nn;
+    }
+    names[n++] = strdup(e->d_name);
+  }
+  closedir(d);
+  for (int i = 1; i < n; i++) /* insertion sort: a handful of names */
+    for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+      char *t = names[j];
+      names[j] = names[j - 1];
+      names[j - 1] = t;
+    }
+  *names_out = names;
+  *n_out = n;
+  return 0;
+}
+
+static void free_names(char **names, int n) {
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+/* ------------------------------------------------------------------ config.json */
+
+int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen) {
+  int rc = -1;
+  json_object *o = json_object_new_object();
+  json_object *arch = json_object_new_array();
+  json_object_array_add(arch, json_object_new_string("GPT2LMHeadModel"));
+  json_object_object_add(o, "architectures", arch);
+  json_object_object_add(o, "model_type", json_object_new_string("gpt2"));
+  json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
+  json_object_object_add(o, "n_positions", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "n_ctx", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "n_embd", json_object_new_int(cfg->dim));
+  json_object_object_add(o, "n_layer", json_object_new_int(cfg->layers));
+  json_object_object_add(o, "n_head", json_object_new_int(cfg->heads));
+  json_object_object_add(o, "layer_norm_epsilon", json_object_new_double_s(CKPT_LAYER_NORM_EPS, "1e-05"));
+  json_object_object_add(o, "activation_function", json_object_new_string("gelu_new"));
+  json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(1));
+  json_object_object_add(o, "torch_dtype", json_object_new_string("float32"));
+  size_t len;
+  const char *js = json_object_to_json_string_length(
+      o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+  FILE *fp = fopen(path, "wb");
+  if (!fp) {
+    seterr(err, errlen, "config '%s': cannot create: %s", path, strerror(errno));
+    goto exit;
+  }
+  int ok = fwrite(js, 1, len, fp) == len && fputc('\n', fp) != EOF && fflush(fp) == 0 &&
+           fsync(fileno(fp)) == 0;
+  if (fclose(fp) != 0) ok = 0;
+  if (!ok) {
+    seterr(err, errlen, "config '%s': write failed: %s", path, strerror(errno));
+    goto exit;
+  }
+  rc = 0;
+exit:
+  json_object_put(o);
+  return rc;
+}
+
+static int cfg_int(json_object *o, const char *key, int *out, const char *path, char *err,
+                   size_t errlen) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int)) {
+    seterr(err, errlen, "config '%s': missing or non-integer \"%s\"", path, key);
+    return -1;
+  }
+  int64_t x = json_object_get_int64(v);
+  if (x <= 0 || x > (1 << 24)) {
+    seterr(err, errlen, "config '%s': \"%s\" = %lld out of range (1 .. %d)", path, key,
+           (long long)x, 1 << 24);
+    return -1;
+  }
+  *out = (int)x;
+  return 0;
+}
+
+int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen) {
+  char path[CKPT_PATH_MAX];
+  int rc = -1;
+  char *text = NULL;
+  json_object *o = NULL;
+  json_tokener *tok = NULL;
+  join(path, sizeof path, dir, CKPT_CONFIG_FILE);
+  FILE *fp = fopen_regular(path);
+  if (!fp) {
+    seterr(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
+           dir, CKPT_CONFIG_FILE, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fileno(fp), &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > CKPT_MAX_CONFIG_BYTES) {
+    seterr(err, errlen, "config '%s': empty or larger than %u bytes", path, CKPT_MAX_CONFIG_BYTES);
+    goto exit;
+  }
+  text = malloc((size_t)st.st_size);
+  if (!text || fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
+    seterr(err, errlen, "config '%s': read failed", path);
+    goto exit;
+  }
+  tok = json_tokener_new();
+  o = json_tokener_parse_ex(tok, text, (int)st.st_size);
+  if (!o || !json_object_is_type(o, json_type_object)) {
+    seterr(err, errlen, "config '%s': not a JSON object", path);
+    goto exit;
+  }
+  json_object *v;
+  if (!json_object_object_get_ex(o, "model_type", &v) || !json_object_is_type(v, json_type_string) ||
+      strcmp(json_object_get_string(v), "gpt2") != 0) {
+    seterr(err, errlen, "config '%s': \"model_type\" must be \"gpt2\"", path);
+    goto exit;
+  }
+  if (cfg_int(o, "vocab_size", &cfg->vocab, path, err, errlen) ||
+      cfg_int(o, "n_positions", &cfg->ctx, path, err, errlen) ||
+      cfg_int(o, "n_embd", &cfg->dim, path, err, errlen) ||
+      cfg_int(o, "n_layer", &cfg->layers, path, err, errlen) ||
+      cfg_int(o, "n_head", &cfg->heads, path, err, errlen))
+    goto exit;
+  if (cfg->dim % cfg->heads != 0) {
+    seterr(err, errlen, "config '%s': n_embd %d is not divisible by n_head %d", path, cfg->dim,
+           cfg->heads);
+    goto exit;
+  }
+  if (json_object_object_get_ex(o, "layer_norm_epsilon", &v)) {
+    double eps = json_object_get_double(v);
+    if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
+        fabs(eps - CKPT_LAYER_NORM_EPS) > 1e-12) {
+      seterr(err, errlen, "config '%s': layer_norm_epsilon %g is not supported; Strata's GPT-2 uses 1e-05",
+             path, eps);
+      goto exit;
+    }
+  }
+  if (json_object_object_get_ex(o, "activation_function", &v)) {
+    const char *a = json_object_get_string(v);
+    if (!a || (strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh"))) {
+      seterr(err, errlen, "config '%s': activation_function \"%s\" is not supported; expected \"gelu_new\"",
+             path, a ? a : "?");
+      goto exit;
+    }
+  }
+  if (json_object_object_get_ex(o, "tie_word_embeddings", &v) && !json_object_get_boolean(v)) {
+    seterr(err, errlen, "config '%s': tie_word_embeddings false is not supported (Strata ties lm_head to wte)",
+           path);
+    goto exit;
+  }
+  rc = 0;
+exit:
+  if (tok) json_tokener_free(tok);
+  json_object_put(o);
+  free(text);
+  fclose(fp);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ writing */
+
+void ckpt_step_dir(char *buf, size_t len, const char *run_dir, uint64_t step) {
+  snprintf(buf, len, "%s/" CKPT_DIR_PREFIX "%08llu", run_dir, (unsigned long long)step);
+}
+
+int ckpt_begin(const char *dir, char *tmp_out, size_t tmp_len, char *err, size_t errlen) {
+  char parent[CKPT_PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", dir);
+  size_t n = strlen(parent);
+  while (n > 1 && parent[n - 1] == '/') parent[--n] = 0; /* "run/ckpt/" -> "run/ckpt" */
+  char *slash = strrchr(parent, '/');
+  if (slash && slash != parent) {
+    *slash = 0;
+    if (mkdirs(parent) != 0) {
+      seterr(err, errlen, "checkpoint '%s': cannot create parent directory '%s': %s", dir, parent,
+             strerror(errno));
+      return -1;
+    }
+  }
+  if ((size_t)snprintf(tmp_out, tmp_len, "%.*s.tmp-XXXXXX", (int)n, dir) >= tmp_len) {
+    seterr(err, errlen, "checkpoint '%s': path too long", dir);
+    return -1;
+  }
+  if (!mkdtemp(tmp_out)) {
+    seterr(err, errlen, "checkpoint '%s': cannot create temporary directory '%s': %s", dir,
+           tmp_out, strerror(errno));
+    return -1;
+  }
+  chmod(tmp_out, 0755); /* mkdtemp makes it 0700; a published checkpoint is world-readable */
+  return 0;
+}
+
+void ckpt_abort(const char *tmp_dir) {
+  if (tmp_dir && *tmp_dir) rm_flat_dir(tmp_dir);
+}
+
+int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *exp_avg,
+                     const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
+  int rc = -1, n = 0;
+  if (num_stages < 1 || stage < 0 || stage >= num_stages) {
+    seterr(err, errlen, "checkpoint: stage %d of %d is out of range", stage, num_stages);
+    return -1;
+  }
+  if ((exp_avg == NULL) != (exp_avg_sq == NULL)) {
+    seterr(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
+    return -1;
+  }
+  st_tensor_desc_t *w = calloc((size_t)m->num_tensors + 1, sizeof *w);
+  st_tensor_desc_t *o = calloc(2 * (size_t)m->num_tensors + 1, sizeof *o);
+  char (*names)[2][96] = calloc((size_t)m->num_tensors + 1, sizeof *names);
+  if (!w || !o || !names) {
+    seterr(err, errlen, "checkpoint: out of memory");
+    goto exit;
+  }
+  for (int i = 0; i < m->num_tensors; i++) {
+    const gpt2_tensor_t *t = &m->tensors[i];
+    if (strcmp(t->name, "wte.weight") == 0 && !m->range.has_embed) continue; /* stage 0 writes it */
+    w[n] = (st_tensor_desc_t){.name = t->name, .dtype = ST_F32, .ndim = t->ndim,
+                              .data = m->params + t->offset};
+    for (int d = 0; d < t->ndim; d++) w[n].shape[d] = t->shape[d];
+    if (exp_avg) {
+      snprintf(names[n][0], sizeof names[n][0], "exp_avg.%s", t->name);
+      snprintf(names[n][1], sizeof names[n][1], "exp_avg_sq.%s", t->name);
+      o[2 * n] = w[n];
+      o[2 * n].name = names[n][0];
+      o[2 * n].data = exp_avg + t->offset;
+      o[2 * n + 1] = w[n];
+      o[2 * n + 1].name = names[n][1];
+      o[2 * n + 1].data = exp_avg_sq + t->offset;
+    }
+    n++;
+  }
+  char fname[128], path[CKPT_PATH_MAX];
+  const char *meta_w[] = {"format", "pt", "producer", "strata"};
+  const char *meta_o[] = {"format", "pt", "producer", "strata", "content", "AdamW exp_avg and exp_avg_sq"};
+  if (num_stages == 1)
+    snprintf(fname, sizeof fname, "%s", CKPT_MODEL_FILE);
+  else
+    st_shard_name(fname, sizeof fname, CKPT_MODEL_PREFIX, stage + 1, num_stages);
+  join(path, sizeof path, tmp_dir, fname);
+  if (st_write(path, w, n, meta_w, 2, NULL, NULL, err, errlen) != 0) goto exit;
+  if (exp_avg) {
+    if (num_stages == 1)
+      snprintf(fname, sizeof fname, "%s", CKPT_OPTIM_FILE);
+    else
+      st_shard_name(fname, sizeof fname, CKPT_OPTIM_PREFIX, stage + 1, num_stages);
+    join(path, sizeof path, tmp_dir, fname);
+    if (st_write(path, o, 2 * n, meta_o, 3, NULL, NULL, err, errlen) != 0) goto exit;
+  }
+  rc = 0;
+exit:
+  free(w);
+  free(o);
+  free(names);
+  return rc;
+}
+
+/* Builds and writes model.safetensors.index.json from the stage files in tmp_dir. */
+static int write_index(const char *tmp_dir, int num_stages, char *err, size_t errlen) {
+  int rc = -1, cap = 0;
+  st_index_t idx = {0};
+  char fname[128], path[CKPT_PATH_MAX];
+  for (int s = 0; s < num_stages; s++) {
+    st_shard_name(fname, sizeof fname, CKPT_MODEL_PREFIX, s + 1, num_stages);
+    join(path, sizeof path, tmp_dir, fname);
+    st_file_t *f;
+    if (st_open(path, &f, err, errlen) != 0) goto exit;
+    for (int i = 0; i < f->num_tensors; i++) {
+      const char *name = f->tensors[i].name;
+      for (int j = 0; j < idx.n; j++)
+        if (!strcmp(idx.names[j], name)) {
+          seterr(err, errlen, "checkpoint: tensor '%s' written by two stages (%s and %s)", name,
+                 idx.files[j], fname);
+          st_close(f);
+          goto exit;
+        }
+      if (idx.n == cap) {
+        cap = cap ? 2 * cap : 64;
+        char **a = realloc(idx.names, sizeof(char *) * (size_t)cap);
+        if (a) idx.names = a;
+        char **b = realloc(idx.files, sizeof(char *) * (size_t)cap);
+        if (b) idx.files = b;
+        if (!a || !b) {
+          st_close(f);
+          seterr(err, errlen, "checkpoint: out of memory");
+          goto exit;
+        }
+      }
+      idx.names[idx.n] = strdup(name);
+      idx.files[idx.n] = strdup(fname);
+      idx.n++;
+      idx.total_size += f->tensors[i].end - f->tensors[i].begin;
+    }
+    st_close(f);
+  }
+  join(path, sizeof path, tmp_dir, CKPT_INDEX_FILE);
+  rc = st_index_write(path, &idx, NULL, NULL, err, errlen);
+exit:
+  for (int i = 0; i < idx.n; i++) {
+    free(idx.names[i]);
+    free(idx.files[i]);
+  }
+  free(idx.names);
+  free(idx.files);
+  return rc;
+}
+
+static int write_state(const char *path, const strata_train_state_t *state, char *err,
+                       size_t errlen) {
+  uint8_t *buf;
+  size_t len;
+  if (strata_train_state_encode(state, &buf, &len, err, errlen) != 0) return -1;
+  int rc = -1;
+  FILE *fp = fopen(path, "wb");
+  if (!fp) {
+    seterr(err, errlen, "checkpoint: cannot create '%s': %s", path, strerror(errno));
+    goto exit;
+  }
+  int ok = fwrite(buf, 1, len, fp) == len && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+  if (fclose(fp) != 0) ok = 0;
+  if (!ok) {
+    seterr(err, errlen, "checkpoint: write of '%s' failed: %s", path, strerror(errno));
+    goto exit;
+  }
+  rc = 0;
+exit:
+  free(buf);
+  return rc;
+}
+
+/* Moves tmp_dir to dir; an existing dir is swapped out atomically and then removed. */
+static int publish(const char *tmp_dir, const char *dir, char *err, size_t errlen) {
+  if (rename(tmp_dir, dir) == 0) return 0;
+  if (errno != ENOTEMPTY && errno != EEXIST) {
+    seterr(err, errlen, "checkpoint: cannot rename '%s' to '%s': %s", tmp_dir, dir, strerror(errno));
+    return -1;
+  }
+  char probe[CKPT_PATH_MAX];
+  join(probe, sizeof probe, dir, CKPT_STATE_FILE);
+  if (access(probe, F_OK) != 0) { /* never swap out (and delete) a directory we did not write */
+    seterr(err, errlen, "checkpoint: '%s' exists and is not a Strata checkpoint (no %s); "
+                        "refusing to replace it: choose another --out directory",
+           dir, CKPT_STATE_FILE);
+    return -1;
+  }
+  if (renameat2(AT_FDCWD, tmp_dir, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+    seterr(err, errlen, "checkpoint: cannot replace existing '%s' with '%s': %s", dir, tmp_dir,
+           strerror(errno));
+    return -1;
+  }
+  rm_flat_dir(tmp_dir); /* now holds the previous checkpoint */
+  return 0;
+}
+
+int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
+                strata_train_state_t *state, int num_stages, char *err, size_t errlen) {
+  char path[CKPT_PATH_MAX], fname[128];
+  char **names = NULL;
+  int n = 0, rc = -1;
+  for (int s = 0; s < num_stages; s++) { /* every stage's weights must be there */
+    if (num_stages == 1)
+      snprintf(fname, sizeof fname, "%s", CKPT_MODEL_FILE);
+    else
+      st_shard_name(fname, sizeof fname, CKPT_MODEL_PREFIX, s + 1, num_stages);
+    join(path, sizeof path, tmp_dir, fname);
+    if (access(path, R_OK) != 0) {
+      seterr(err, errlen, "checkpoint: stage %d did not write '%s' into '%s'", s, fname, tmp_dir);
+      return -1;
+    }
+  }
+  if (num_stages > 1 && write_index(tmp_dir, num_stages, err, errlen) != 0) return -1;
+  join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
+  if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
+  if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0) {
+    seterr(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));
+    return -1;
+  }
+  if (n > STRATA_MAX_CKPT_FILES) {
+    seterr(err, errlen, "checkpoint: %d files, more than the %d a train state records", n,
+           STRATA_MAX_CKPT_FILES);
+    goto exit;
+  }
+  state->n_files = 0;
+  for (int i = 0; i < n; i++) {
+    strata_file_sum_t *fs = &state->files[state->n_files];
+    join(path, sizeof path, tmp_dir, names[i]);
+    if (st_file_xxh64(path, &fs->xxh64, &fs->size_bytes, err, errlen) != 0) goto exit;
+    snprintf(fs->name, sizeof fs->name, "%s", names[i]);
+    state->n_files++;
+  }
+  state->model = (strata_model_cfg_t){cfg->vocab, cfg->ctx, cfg->layers, cfg->heads, cfg->dim};
+  if (state->layout.pp != num_stages) {
+    seterr(err, errlen, "checkpoint: state layout.pp = %d but %d stages wrote", state->layout.pp,
+           num_stages);
+    goto exit;
+  }
+  join(path, sizeof path, tmp_dir, CKPT_STATE_FILE);
+  if (write_state(path, state, err, errlen) != 0) goto exit;
+  if (fsync_path(tmp_dir, 1) != 0) {
+    seterr(err, errlen, "checkpoint: fsync of '%s' failed: %s", tmp_dir, strerror(errno));
+    goto exit;
+  }
+  if (publish(tmp_dir, dir, err, errlen) != 0) goto exit;
+  char parent[CKPT_PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (slash) *slash = 0; else snprintf(parent, sizeof parent, ".");
+  fsync_path(*parent ? parent : "/", 1);
+  rc = 0;
+exit:
+  free_names(names, n);
+  return rc;
+}
+
+int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
+              const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen) {
+  char tmp[CKPT_PATH_MAX];
+  if (!m->range.has_embed || !m->range.has_head || m->range.layer_begin != 0 ||
+      m->range.layer_end != m->cfg.layers) {
+    seterr(err, errlen, "checkpoint: ckpt_save needs a model that owns every layer; pipeline "
+                        "stages use ckpt_write_shard + ckpt_commit");
+    return -1;
+  }
+  if (ckpt_begin(dir, tmp, sizeof tmp, err, errlen) != 0) return -1;
+  if (state->layout.pp == 0) state->layout.pp = 1;
+  if (ckpt_write_shard(tmp, m, exp_avg, exp_avg_sq, 0, 1, err, errlen) != 0 ||
+      ckpt_commit(tmp, dir, &m->cfg, state, 1, err, errlen) != 0) {
+    ckpt_abort(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, char *err,
+                    size_t errlen) {
+  char path[CKPT_PATH_MAX], msg[512];
+  int rc = -1;
+  uint8_t *buf = NULL;
+  join(path, sizeof path, dir, CKPT_STATE_FILE);
+  FILE *fp = fopen_regular(path);
+  if (!fp) {
+    seterr(err, errlen, "checkpoint '%s': missing %s (%s): not a complete Strata checkpoint", dir,
+           CKPT_STATE_FILE, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fileno(fp), &st) != 0 || (uint64_t)st.st_size > STRATA_TRAIN_STATE_MAX_BYTES) {
+    seterr(err, errlen, "checkpoint '%s': %s is larger than %u bytes (corrupt)", dir,
+           CKPT_STATE_FILE, STRATA_TRAIN_STATE_MAX_BYTES);
+    goto exit;
+  }
+  buf = malloc((size_t)st.st_size + 1);
+  if (!buf || fread(buf, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
+    seterr(err, errlen, "checkpoint '%s': cannot read %s", dir, CKPT_STATE_FILE);
+    goto exit;
+  }
+  if (strata_train_state_decode(buf, (size_t)st.st_size, state, msg, sizeof msg) != 0) {
+    seterr(err, errlen, "checkpoint '%s': %s: %s", dir, CKPT_STATE_FILE, msg);
+    goto exit;
+  }
+  if (verify) {
+    int has_config = 0, has_weights = 0;
+    for (int i = 0; i < state->n_files; i++) {
+      const strata_file_sum_t *fs = &state->files[i];
+      uint64_t h, size;
+      join(path, sizeof path, dir, fs->name);
+      if (access(path, F_OK) != 0) {
+        seterr(err, errlen, "checkpoint '%s': file '%s' is missing (recorded in %s): the "
+                            "checkpoint is incomplete; resume from another one",
+               dir, fs->name, CKPT_STATE_FILE);
+        goto exit;
+      }
+      if (st_file_xxh64(path, &h, &size, msg, sizeof msg) != 0) {
+        seterr(err, errlen, "checkpoint '%s': %s", dir, msg);
+        goto exit;
+      }
+      if (size != fs->size_bytes || h != fs->xxh64) {
+        seterr(err, errlen,
+               "checkpoint '%s': file '%s' checksum mismatch (recorded %llu bytes, xxh64 "
+               "%016llx; found %llu bytes, xxh64 %016llx): the file is corrupt or was modified",
+               dir, fs->name, (unsigned long long)fs->size_bytes, (unsigned long long)fs->xxh64,
+               (unsigned long long)size, (unsigned long long)h);
+        goto exit;
+      }
+      if (!strcmp(fs->name, CKPT_CONFIG_FILE)) has_config = 1;
+      if (!strcmp(fs->name, CKPT_MODEL_FILE) || !strcmp(fs->name, CKPT_INDEX_FILE)) has_weights = 1;
+    }
+    if (!has_config || !has_weights) {
+      seterr(err, errlen, "checkpoint '%s': %s does not record %s", dir, CKPT_STATE_FILE,
+             !has_config ? CKPT_CONFIG_FILE : "model.safetensors or its index");
+      goto exit;
+    }
+  }
+  rc = 0;
+exit:
+  free(buf);
+  fclose(fp);
+  return rc;
+}
+
+typedef struct {
+  int n;
+  st_file_t **files;
+  char **names;
+} open_set_t;
+
+static void open_set_free(open_set_t *s) {
+  for (int i = 0; i < s->n; i++) {
+    st_close(s->files[i]);
+    free(s->names[i]);
+  }
+  free(s->files);
+  free(s->names);
+  memset(s, 0, sizeof *s);
+}
+
+/* Finds `name` (or "transformer." + name) in the files whose names start with `prefix`. */
+static const st_tensor_t *find_in(const open_set_t *s, const char *prefix, const char *name,
+                                  const char **file_out) {
+  char alt[160];
+  snprintf(alt, sizeof alt, "transformer.%s", name);
+  for (int i = 0; i < s->n; i++) {
+    if (strncmp(s->names[i], prefix, strlen(prefix)) != 0) continue;
+    const st_tensor_t *t = st_find(s->files[i], name);
+    if (!t) t = st_find(s->files[i], alt);
+    if (t) {
+      if (file_out) *file_out = s->names[i];
+      return t;
+    }
+  }
+  return NULL;
+}
+
+/* Checks one checkpoint tensor against the model's, and copies it when dst is given. */
+static int take(const char *dir, const open_set_t *s, const char *prefix, const char *ck_name,
+                const gpt2_tensor_t *t, float *dst, char *err, size_t errlen) {
+  const char *file = NULL;
+  const st_tensor_t *c = find_in(s, prefix, ck_name, &file);
+  char ms[96], cs[96];
+  shape_str(ms, sizeof ms, t->ndim, t->shape);
+  if (!c) {
+    if (!strcmp(prefix, CKPT_OPTIM_PREFIX))
+      seterr(err, errlen, "checkpoint '%s': no optimizer moment '%s' (shape %s): the checkpoint "
+                          "was saved without AdamW moments; load the weights only",
+             dir, ck_name, ms);
+    else
+      seterr(err, errlen, "checkpoint '%s': tensor '%s' (shape %s in the model) is not in the "
+                          "checkpoint: it holds a different model",
+             dir, ck_name, ms);
+    return -1;
+  }
+  shape_str(cs, sizeof cs, c->ndim, c->shape);
+  int same = c->ndim == t->ndim;
+  for (int d = 0; same && d < t->ndim; d++) same = c->shape[d] == t->shape[d];
+  if (!same) {
+    seterr(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
+                        "the checkpoint is of another model shape",
+           dir, ck_name, cs, file, ms);
+    return -1;
+  }
+  if (c->dtype != ST_F32) {
+    seterr(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
+           ck_name, file, st_dtype_name(c->dtype));
+    return -1;
+  }
+  if (dst) memcpy(dst, c->data, t->numel * sizeof(float));
+  return 0;
+}
+
+int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_sq,
+              strata_train_state_t *state_out, char *err, size_t errlen) {
+  int rc = -1;
+  open_set_t set = {0};
+  st_index_t *idx = NULL;
+  gpt2_config_t cc;
+  char path[CKPT_PATH_MAX];
+  strata_train_state_t *state = malloc(sizeof *state);
+  if (!state) {
+    seterr(err, errlen, "checkpoint: out of memory");
+    return -1;
+  }
+  if ((exp_avg == NULL) != (exp_avg_sq == NULL)) {
+    seterr(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
+    goto exit;
+  }
+  if (ckpt_read_state(dir, state, 1, err, errlen) != 0) goto exit;
+  if (ckpt_read_config(dir, &cc, err, errlen) != 0) goto exit;
+  set.files = calloc((size_t)state->n_files + 1, sizeof *set.files);
+  set.names = calloc((size_t)state->n_files + 1, sizeof *set.names);
+  if (!set.files || !set.names) goto exit;
+  for (int i = 0; i < state->n_files; i++) {
+    const char *name = state->files[i].name;
+    if (!ends_with(name, ".safetensors")) continue;
+    join(path, sizeof path, dir, name);
+    if (st_open(path, &set.files[set.n], err, errlen) != 0) goto exit;
+    set.names[set.n++] = strdup(name);
+  }
+  join(path, sizeof path, dir, CKPT_INDEX_FILE);
+  if (access(path, F_OK) == 0) { /* the index must agree with the shards */
+    if (st_index_read(path, &idx, err, errlen) != 0) goto exit;
+    for (int i = 0; i < idx->n; i++) {
+      int found = 0;
+      for (int j = 0; j < set.n && !found; j++)
+        found = !strcmp(set.names[j], idx->files[i]) && st_find(set.files[j], idx->names[i]);
+      if (!found) {
+        seterr(err, errlen, "checkpoint '%s': index maps '%s' to '%s', which does not hold it "
+                            "(or is not recorded in %s)",
+               dir, idx->names[i], idx->files[i], CKPT_STATE_FILE);
+        goto exit;
+      }
+    }
+  }
+  /* two passes: validate everything, then copy, so a refused load changes nothing */
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < m->num_tensors; i++) {
+      const gpt2_tensor_t *t = &m->tensors[i];
+      char mname[160];
+      if (take(dir, &set, CKPT_MODEL_PREFIX, t->name, t, pass ? m->params + t->offset : NULL, err,
+               errlen) != 0)
+        goto exit;
+      if (!exp_avg) continue;
+      snprintf(mname, sizeof mname, "exp_avg.%s", t->name);
+      if (take(dir, &set, CKPT_OPTIM_PREFIX, mname, t, pass ? exp_avg + t->offset : NULL, err,
+               errlen) != 0)
+        goto exit;
+      snprintf(mname, sizeof mname, "exp_avg_sq.%s", t->name);
+      if (take(dir, &set, CKPT_OPTIM_PREFIX, mname, t, pass ? exp_avg_sq + t->offset : NULL, err,
+               errlen) != 0)
+        goto exit;
+    }
+    if (pass == 0) { /* same shapes can still hide another configuration (heads, ctx) */
+      const gpt2_config_t *mc = &m->cfg;
+      if (cc.vocab != mc->vocab || cc.ctx != mc->ctx || cc.layers != mc->layers ||
+          cc.heads != mc->heads || cc.dim != mc->dim) {
+        seterr(err, errlen,
+               "checkpoint '%s' is a model with vocab=%d ctx=%d layers=%d heads=%d dim=%d, but "
+               "the model has vocab=%d ctx=%d layers=%d heads=%d dim=%d: use matching --layers "
+               "--heads --dim --ctx (and data of the same vocabulary)",
+               dir, cc.vocab, cc.ctx, cc.layers, cc.heads, cc.dim, mc->vocab, mc->ctx, mc->layers,
+               mc->heads, mc->dim);
+        goto exit;
+      }
+    }
+  }
+  if (state_out) *state_out = *state;
+  rc = 0;
+exit:
+  st_index_free(idx);
+  open_set_free(&set);
+  free(state);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ run directories */
+
+/* Parses "ckpt-<digits>" exactly; -1 otherwise (temporaries "ckpt-N.tmp-X" do not match). */
+static int parse_ckpt_name(const char *name, uint64_t *step) {
+  size_t p = strlen(CKPT_DIR_PREFIX);
+  if (strncmp(name, CKPT_DIR_PREFIX, p) != 0 || !name[p]) return -1;
+  uint64_t v = 0;
+  for (const char *c = name + p; *c; c++) {
+    if (*c < '0' || *c > '9' || v > UINT64_MAX / 10) return -1;
+    v = v * 10 + (uint64_t)(*c - '0');
+  }
+  *step = v;
+  return 0;
+}
+
+typedef struct {
+  uint64_t step;
+  char name[256];
+} ckpt_entry_t;
+
+static int cmp_desc(const void *a, const void *b) {
+  const ckpt_entry_t *x = a, *y = b;
+  return x->step < y->step ? 1 : x->step > y->step ? -1 : 0;
+}
+
+static int scan_run(const char *run_dir, ckpt_entry_t **out, int *n_out, char *err, size_t errlen) {
+  DIR *d = opendir(run_dir);
+  if (!d) {
+    seterr(err, errlen, "run directory '%s': cannot open: %s", run_dir, strerror(errno));
+    return -1;
+  }
+  ckpt_entry_t *v = NULL;
+  int n = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    uint64_t step;
+    if (parse_ckpt_name(e->d_name, &step) != 0 || strlen(e->d_name) >= sizeof v->name) continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      ckpt_entry_t *nv = realloc(v, sizeof *v * (size_t)cap);
+      if (!nv) break;
+      v = nv;
+    }
+    v[n].step = step;
+    snprintf(v[n].name, sizeof v[n].name, "%s", e->d_name);
+    n++;
+  }
+  closedir(d);
+  if (n) qsort(v, (size_t)n, sizeof *v, cmp_desc);
+  *out = v;
+  *n_out = n;
+  return 0;
+}
+
+int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen) {
+  ckpt_entry_t *v;
+  int n;
+  if (scan_run(run_dir, &v, &n, err, errlen) != 0) return -1;
+  strata_train_state_t *st = malloc(sizeof *st);
+  int rc = -1;
+  char msg[512] = "";
+  for (int i = 0; st && i < n; i++) {
+    snprintf(out, outlen, "%s/%s", run_dir, v[i].name);
+    if (ckpt_read_state(out, st, 1, msg, sizeof msg) == 0) {
+      rc = 0;
+      break;
+    }
+  }
+  if (rc != 0)
+    seterr(err, errlen, "run directory '%s': no valid checkpoint (ckpt-<step>/) found%s%s",
+           run_dir, *msg ? "; newest problem: " : "", msg);
+  free(st);
+  free(v);
+  return rc;
+}
+
+int ckpt_prune(const char *run_dir, int keep, char *err, size_t errlen) {
+  ckpt_entry_t *v;
+  int n, removed = 0;
+  if (keep < 1) {
+    seterr(err, errlen, "--keep must be at least 1 (got %d)", keep);
+    return -1;
+  }
+  if (scan_run(run_dir, &v, &n, err, errlen) != 0) return -1;
+  char path[CKPT_PATH_MAX];
+  for (int i = keep; i < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", run_dir, v[i].name);
+    if (rm_flat_dir(path) == 0) removed++;
+  }
+  free(v);
+  /* stale temporaries of interrupted writes */
+  DIR *d = opendir(run_dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+      if (!strncmp(e->d_name, CKPT_DIR_PREFIX, strlen(CKPT_DIR_PREFIX)) && strstr(e->d_name, ".tmp-")) {
+        snprintf(path, sizeof path, "%s/%s", run_dir, e->d_name);
+        if (rm_flat_dir(path) == 0) removed++;
+      }
+    closedir(d);
+  }
+  return removed;
+}

@@ -1,0 +1,114 @@
+/* checkpoint.h -- checkpoints: a directory that Hugging Face tools and Strata both read.
+ *
+ * Layout of a checkpoint directory DIR:
+ *   config.json                      HF GPT-2 config (model_type "gpt2", vocab_size, n_positions,
+ *                                    n_embd, n_layer, n_head, layer_norm_epsilon 1e-5,
+ *                                    activation_function "gelu_new", tie_word_embeddings true,
+ *                                    architectures ["GPT2LMHeadModel"])
+ *   model.safetensors                weights of a one-stage run (HF names and [in, out] layout), or
+ *   model-0000s-of-0000P.safetensors one file per pipeline stage s (the tensors it owns), plus
+ *   model.safetensors.index.json     {"metadata": {"total_size": N}, "weight_map": {...}}
+ *   optimizer.safetensors            AdamW moments "exp_avg.<name>", "exp_avg_sq.<name>" (F32), or
+ *   optimizer-0000s-of-0000P.safetensors per stage (optional: only when moments are saved)
+ *   train_state.pb                   TrainState protobuf (proto/train_state.proto): step, data
+ *                                    seed and position, RNG state, full config, layout, and the
+ *                                    size + XXH64 of every other file above.
+ * wte.weight is written once, by the stage that has the embedding (stage 0), even when the
+ * last stage holds a tied copy; a loader fills every copy from that one tensor.
+ *
+ * Writing is atomic: files go into DIR.tmp-XXXXXX (same parent), are fsync'd, the directory
+ * is fsync'd and renamed to DIR (an existing DIR is swapped out atomically with
+ * renameat2(RENAME_EXCHANGE) and removed -- only if it is itself a Strata checkpoint; any other
+ * existing directory is refused, never deleted), and the parent is fsync'd. A crash leaves either the old DIR or the new one, plus at most a
+ * stale DIR.tmp-* that readers ignore.
+ *
+ * Pipeline use (one writer per stage; with data parallelism only replica 0 of each stage):
+ *    coordinator: ckpt_begin(dir, tmp, sizeof tmp, ...); broadcast tmp
+ *    every stage: ckpt_write_shard(tmp, model, exp_avg, exp_avg_sq, stage, P, ...); barrier
+ *    coordinator: ckpt_commit(tmp, dir, &cfg, &state, P, ...)
+ * Single rank: ckpt_save(dir, model, exp_avg, exp_avg_sq, &state, ...) does all three.
+ *
+ * Moments (exp_avg, exp_avg_sq) are flat float arrays with the layout of model->params
+ * (num_params elements, tensor t at t.offset); pass NULL to skip them.
+ *
+ * Reading: ckpt_load verifies the directory (train_state.pb decodes; every file it lists exists
+ * with the recorded size and XXH64; the weights are present) and then copies each tensor of the
+ * given shard by name, whatever layout wrote it (resume onto another pp x dp works). It refuses a
+ * checkpoint of another model shape naming the tensor and both shapes, a dtype other than F32,
+ * or a missing tensor. Tensor names may also carry HF's "transformer." prefix.
+ * Every function returns 0 or -1 with a message in err naming the file and the problem.
+ */
+#ifndef STRATA_CHECKPOINT_H
+#define STRATA_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpt2.h"
+#include "strata_proto.h"
+
+#define CKPT_CONFIG_FILE "config.json"
+#define CKPT_STATE_FILE "train_state.pb"
+#define CKPT_INDEX_FILE "model.safetensors.index.json"
+#define CKPT_MODEL_FILE "model.safetensors"
+#define CKPT_OPTIM_FILE "optimizer.safetensors"
+#define CKPT_MODEL_PREFIX "model"     /* model-00001-of-00002.safetensors */
+#define CKPT_OPTIM_PREFIX "optimizer" /* optimizer-00001-of-00002.safetensors */
+#define CKPT_LAYER_NORM_EPS 1e-5
+#define CKPT_MAX_CONFIG_BYTES (1u << 20)
+
+/* Creates DIR.tmp-XXXXXX next to DIR (creating DIR's parent if needed) and returns its path in
+ * tmp_out. */
+int ckpt_begin(const char *dir, char *tmp_out, size_t tmp_len, char *err, size_t errlen);
+
+/* Writes stage `stage` of `num_stages`: the weights the shard owns (wte.weight only when
+ * m->range.has_embed) into model.safetensors (num_stages == 1) or
+ * model-<stage+1>-of-<num_stages>.safetensors, and, when exp_avg and exp_avg_sq are given,
+ * the moments of the same tensors into the matching optimizer file. */
+int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *exp_avg,
+                     const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen);
+
+/* Coordinator, after every stage wrote: checks that all num_stages weight files exist, writes
+ * the index (num_stages > 1) and config.json, records every file's size and XXH64 in
+ * state->files, writes train_state.pb (state->model is set from cfg), fsyncs and renames
+ * tmp_dir to dir. On failure tmp_dir is left for ckpt_abort. */
+int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
+                strata_train_state_t *state, int num_stages, char *err, size_t errlen);
+
+/* Removes a temporary directory left by a failed write (flat directory only). */
+void ckpt_abort(const char *tmp_dir);
+
+/* Single-rank save: begin + write_shard(0, 1) + commit (abort on failure). The model must own
+ * the whole network (one stage). */
+int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
+              const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen);
+
+/* Reads DIR/config.json into cfg; validates model_type "gpt2", positive sizes, n_embd divisible
+ * by n_head, and (when present) layer_norm_epsilon 1e-5, activation gelu_new, tied embeddings. */
+int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen);
+
+/* Writes a config.json for cfg at `path` (fsync'd). */
+int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen);
+
+/* Reads DIR/train_state.pb; with verify, also checks every recorded file (exists, size,
+ * XXH64) and that config.json and the weights are among them. */
+int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, char *err,
+                    size_t errlen);
+
+/* Verifies DIR and loads the shard `m` (and its moments when exp_avg / exp_avg_sq are non-NULL)
+ * by tensor name. state_out (may be NULL) receives the training state. */
+int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_sq,
+              strata_train_state_t *state_out, char *err, size_t errlen);
+
+/* DIR name of the checkpoint of `step` in a run directory: RUN/ckpt-00000100. */
+void ckpt_step_dir(char *buf, size_t len, const char *run_dir, uint64_t step);
+
+/* --resume auto: the newest RUN/ckpt-<step> that verifies (torn or corrupt ones are skipped);
+ * returns 0 and its path in out, or -1 with a message if there is none. */
+int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen);
+
+/* --keep K: removes all but the newest K valid-named RUN/ckpt-* directories (and stale
+ * RUN/ckpt-*.tmp-* directories). Returns the number removed, or -1. */
+int ckpt_prune(const char *run_dir, int keep, char *err, size_t errlen);
+
+#endif /* STRATA_CHECKPOINT_H */

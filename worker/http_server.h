@@ -1,0 +1,70 @@
+/* http_server.h -- a small wrapper around libmicrohttpd for `strata serve`.
+ *
+ * One connection thread per client (MHD_USE_THREAD_PER_CONNECTION), so a handler may block while
+ * the inference main loop works on its request, and a streaming body is produced by a blocking
+ * reader callback. The wrapper bounds what a client can make the server hold:
+ *   - the request body (a body over max_body_bytes is discarded as it arrives and the handler is
+ *     told body_too_large, so it answers 413 -- a declared Content-Length over the limit is
+ *     answered before the body is read);
+ *   - the number of simultaneous connections (MHD_OPTION_CONNECTION_LIMIT; beyond it new
+ *     connections are closed at once) and an idle timeout per connection.
+ * The listen address is parsed here: "HOST:PORT" with a numeric IPv4 HOST or "localhost";
+ * PORT 0 picks a free port (http_server_port tells which).
+ */
+#ifndef STRATA_HTTP_SERVER_H
+#define STRATA_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct http_server http_server_t;
+
+/* What a handler answers. Either a complete body (body/body_len, malloc'd, taken by the server),
+ * or a stream: stream_read is called on the connection thread until it returns 0 (end) or -1
+ * (abort the connection); it may block, and must return at least 1 byte or 0/-1 (it is called
+ * again at once). stream_free is called exactly once when the response is done with, with
+ * completed = 1 if stream_read reached the end and 0 if the client went away first. */
+typedef struct {
+  int status;                /* HTTP status code */
+  const char *content_type;  /* static string */
+  char *body;                /* malloc'd complete body, or NULL */
+  size_t body_len;           /* bytes of body */
+  const char *allow;         /* value of an Allow header (405), or NULL */
+  int retry_after_s;         /* > 0: a Retry-After header (429/503) */
+  ssize_t (*stream_read)(void *cls, char *buf, size_t max); /* non-NULL: streaming body */
+  void (*stream_free)(void *cls, int completed);
+  void *stream_cls;
+} http_response_t;
+
+/* Called once per request on its connection thread, after the whole body arrived. `path` is
+ * the URL path without the query string. The handler fills *resp (zeroed on entry). `fd` is the
+ * client's socket, only for http_client_gone() while the handler blocks (-1 if unknown). */
+typedef void (*http_handler_fn)(void *cls, const char *method, const char *path, const char *body,
+                                size_t body_len, int body_too_large, int fd, http_response_t *resp);
+
+/* 1 if the client of socket fd has closed its side (an orderly shutdown or a reset), checked
+ * without blocking and without consuming data; 0 if it is still there or fd < 0. */
+int http_client_gone(int fd);
+
+typedef struct {
+  const char *listen;        /* "HOST:PORT"; default "127.0.0.1:8080" */
+  size_t max_body_bytes;     /* request body limit, bytes */
+  unsigned max_connections;  /* simultaneous connections */
+  unsigned timeout_s;        /* idle connection timeout, seconds (0 = none) */
+} http_server_opts_t;
+
+/* Parses "HOST:PORT" into a dotted IPv4 string and port; returns 0, or -1 with a message.
+ * *is_loopback is set when the address is in 127.0.0.0/8. */
+int http_parse_listen(const char *listen, char *host, size_t hostlen, int *port, int *is_loopback, char *err,
+                      size_t errlen);
+
+/* Binds and starts serving. Returns 0, or -1 with a message in err (e.g. address in use). */
+int http_server_start(const http_server_opts_t *opts, http_handler_fn handler, void *cls, http_server_t **out,
+                      char *err, size_t errlen);
+/* The bound TCP port (useful after PORT 0). */
+int http_server_port(const http_server_t *s);
+/* Stops accepting, closes every connection, joins all connection threads and frees. Handlers
+ * and stream readers still running must return promptly (the caller ends their work first). */
+void http_server_stop(http_server_t *s);
+
+#endif

@@ -1,0 +1,52 @@
+/* kv_cache.c -- per-sequence, per-stage key/value storage for generation (see kv_cache.h). */
+#include "kv_cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int kv_cache_create(int nl, int C, int cap, kv_cache_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (nl < 1 || C < 1 || cap < 1) {
+    snprintf(err, errlen, "kv cache: layers %d, width %d and positions %d must all be >= 1", nl, C, cap);
+    return -1;
+  }
+  kv_cache_t *c = calloc(1, sizeof *c);
+  size_t n = (size_t)nl * (size_t)cap * (size_t)C;
+  if (c) {
+    c->k = malloc(sizeof(float) * n);
+    c->v = malloc(sizeof(float) * n);
+  }
+  if (!c || !c->k || !c->v) {
+    snprintf(err, errlen, "kv cache: out of memory for %d layers x %d positions x %d floats (x2)", nl,
+             cap, C);
+    kv_cache_free(c);
+    return -1;
+  }
+  c->nl = nl;
+  c->C = C;
+  c->cap = cap;
+  *out = c;
+  return 0;
+}
+
+void kv_cache_free(kv_cache_t *c) {
+  if (!c) return;
+  free(c->k);
+  free(c->v);
+  free(c);
+}
+
+size_t kv_cache_bytes(const kv_cache_t *c) { return 2 * sizeof(float) * (size_t)c->nl * c->cap * c->C; }
+
+size_t kv_cache_used_bytes(const kv_cache_t *c) {
+  return 2 * sizeof(float) * (size_t)c->nl * c->n_pos * c->C;
+}
+
+gpt2_kv_seq_t kv_cache_seq(kv_cache_t *c, int n_new) {
+  gpt2_kv_seq_t s = {n_new, c->n_pos, c->k, c->v, c->cap};
+  return s;
+}
+
+void kv_cache_advance(kv_cache_t *c, int n_new) { c->n_pos += n_new; }
+
+void kv_cache_reset(kv_cache_t *c) { c->n_pos = 0; }

@@ -1,0 +1,331 @@
+/* layout.c -- the P x D layout: model presets and cost figures, validation, balanced or
+ * explicit stage -> layers assignment, the rank map (see layout.h for the contract). */
+#include "layout.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+int layout_model_preset(const char *name, layout_model_t *out) {
+  static const struct {
+    const char *name;
+    layout_model_t m;
+  } presets[] = {
+      {"gpt2", {50257, 1024, 12, 12, 768}},        {"gpt2-medium", {50257, 1024, 24, 16, 1024}},
+      {"gpt2-large", {50257, 1024, 36, 20, 1280}}, {"gpt2-xl", {50257, 1024, 48, 25, 1600}},
+      {"7b", {50257, 2048, 32, 32, 4096}},
+  };
+  for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+    if (name && !strcmp(name, presets[i].name)) {
+      *out = presets[i].m;
+      return 0;
+    }
+  return -1;
+}
+
+int layout_model_validate(const layout_model_t *m, char *err, size_t errlen) {
+  if (m->vocab < 1) return fail(err, errlen, "model: vocab must be >= 1 (got %d)", m->vocab);
+  if (m->ctx < 1) return fail(err, errlen, "model: ctx must be >= 1 (got %d)", m->ctx);
+  if (m->layers < 1) return fail(err, errlen, "model: layers must be >= 1 (got %d)", m->layers);
+  if (m->heads < 1) return fail(err, errlen, "model: heads must be >= 1 (got %d)", m->heads);
+  if (m->dim < 1) return fail(err, errlen, "model: dim must be >= 1 (got %d)", m->dim);
+  if (m->dim % m->heads)
+    return fail(err, errlen, "model: dim %d is not divisible by heads %d (choose dim = k * heads)",
+                m->dim, m->heads);
+  return 0;
+}
+
+int64_t layout_params_per_layer(const layout_model_t *m) {
+  int64_t C = m->dim;
+  return 12 * C * C + 13 * C;
+}
+int64_t layout_params_embed(const layout_model_t *m) {
+  return (int64_t)m->vocab * m->dim + (int64_t)m->ctx * m->dim;
+}
+int64_t layout_params_head(const layout_model_t *m) { return 2 * (int64_t)m->dim; }
+int64_t layout_params_total(const layout_model_t *m) {
+  return layout_params_embed(m) + m->layers * layout_params_per_layer(m) + layout_params_head(m);
+}
+
+/* ---- cost model ---- */
+
+static int add_op(layout_op_t *ops, int n, const char *name, double flops, double elems) {
+  ops[n].name = name;
+  ops[n].flops = flops;
+  ops[n].elems = elems;
+  return n + 1;
+}
+
+/* LayerNorm over N rows of C: mean, variance, normalise, scale and shift ~ 8 flops/element;
+ * reads x and the weights, writes y plus mean and rstd. */
+static int add_layernorm(layout_op_t *ops, int n, const char *name, double N, double C) {
+  return add_op(ops, n, name, 8 * N * C, 2 * N * C + 2 * N + 2 * C);
+}
+/* Matmul (N, in) x (in, out) + bias: reads x, W, b, writes y. */
+static int add_matmul(layout_op_t *ops, int n, const char *name, double N, double in, double out) {
+  return add_op(ops, n, name, 2 * N * in * out, N * in + in * out + out + N * out);
+}
+
+int layout_layer_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
+  double N = (double)B * T, C = m->dim, H = m->heads, Bd = B, Td = T;
+  double tri = Td * (Td + 1) / 2; /* causal (query, key) pairs per head and sequence */
+  int n = 0;
+  n = add_layernorm(ops, n, "ln1", N, C);
+  n = add_matmul(ops, n, "qkv", N, C, 3 * C);
+  /* QK^T and att@V over the lower triangle: 2 matmuls x 2 flops x (pairs x head dim) x heads,
+   * plus scale/max/exp/sum/normalise ~5 flops per score. llm.c stores preatt and att (B,H,T,T). */
+  n = add_op(ops, n, "attention", 4 * Bd * tri * C + 5 * Bd * H * tri,
+             3 * N * C + 2 * Bd * H * Td * Td + N * C);
+  n = add_matmul(ops, n, "attproj", N, C, C);
+  n = add_op(ops, n, "residual1", N * C, 3 * N * C);
+  n = add_layernorm(ops, n, "ln2", N, C);
+  n = add_matmul(ops, n, "fc", N, C, 4 * C);
+  n = add_op(ops, n, "gelu", 10 * 4 * N * C, 8 * N * C); /* tanh GELU ~10 flops/element */
+  n = add_matmul(ops, n, "fcproj", N, 4 * C, C);
+  n = add_op(ops, n, "residual2", N * C, 3 * N * C);
+  return n;
+}
+
+int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
+  double N = (double)B * T, C = m->dim;
+  /* out = wte[token] + wpe[t]: reads two rows and the token, writes one row. */
+  return add_op(ops, 0, "embed", N * C, 3 * N * C + N);
+}
+
+int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
+  double N = (double)B * T, C = m->dim, V = m->vocab;
+  int n = 0;
+  n = add_layernorm(ops, n, "lnf", N, C);
+  n = add_op(ops, n, "logits", 2 * N * C * V, N * C + V * C + N * V);
+  /* softmax + cross-entropy: max, exp, sum, normalise, pick ~5 flops per logit; reads logits,
+   * writes probs, reads targets and writes losses. */
+  n = add_op(ops, n, "softmax_ce", 5 * N * V, 2 * N * V + 2 * N);
+  return n;
+}
+
+double layout_ops_flops(const layout_op_t *ops, int n) {
+  double f = 0;
+  for (int i = 0; i < n; i++) f += ops[i].flops;
+  return f;
+}
+
+static double layer_flops(const layout_model_t *m, int B) {
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_layer_ops(m, B, m->ctx, ops);
+  return layout_ops_flops(ops, n);
+}
+static double embed_flops(const layout_model_t *m, int B) {
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_embed_ops(m, B, m->ctx, ops);
+  return layout_ops_flops(ops, n);
+}
+static double head_flops(const layout_model_t *m, int B) {
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_head_ops(m, B, m->ctx, ops);
+  return layout_ops_flops(ops, n);
+}
+
+/* ---- stage assignment ---- */
+
+int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, char *err,
+                              size_t errlen) {
+  int n = 0, sum = 0;
+  const char *p = s;
+  if (!s || !*s)
+    return fail(err, errlen, "--stage-layers: empty list (give %d counts like 3,3,2)", pp);
+  while (*p) {
+    char *end;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (end == p || errno || (*end && *end != ','))
+      return fail(err, errlen, "--stage-layers '%s': expected comma-separated integers like 3,3,2",
+                  s);
+    if (v < 1)
+      return fail(err, errlen,
+                  "--stage-layers '%s': stage %d has %ld layers; every stage needs at least 1 "
+                  "(use fewer stages)",
+                  s, n, v);
+    if (n >= pp || n >= LAYOUT_MAX_STAGES)
+      return fail(err, errlen, "--stage-layers '%s': more than --pp %d counts", s, pp);
+    if (v > layers)
+      return fail(err, errlen, "--stage-layers '%s': %ld exceeds the model's %d layers", s, v,
+                  layers);
+    counts[n++] = (int)v;
+    sum += (int)v;
+    p = *end ? end + 1 : end;
+    if (*end == ',' && !*p) return fail(err, errlen, "--stage-layers '%s': trailing comma", s);
+  }
+  if (n != pp)
+    return fail(err, errlen,
+                "--stage-layers '%s': %d counts given but --pp is %d (give one count per stage)", s,
+                n, pp);
+  if (sum != layers)
+    return fail(err, errlen, "--stage-layers '%s': counts sum to %d but the model has %d layers", s,
+                sum, layers);
+  return 0;
+}
+
+void layout_balance(const layout_model_t *m, int pp, int *counts) {
+  int L = m->layers;
+  double lc = layer_flops(m, 1), ec = embed_flops(m, 1), hc = head_flops(m, 1);
+  /* best[s][l]: smallest possible max stage cost placing the first l layers on stages 0..s;
+   * take[s][l]: layers on stage s in that optimum. Stage cost is linear in its layer count. */
+  /* best[s][l]: smallest possible max stage cost placing the first l layers on stages 0..s,
+   * and among those (approximately) the smallest sum of squared stage costs, so that stages
+   * below the maximum are evened out too; take[s][l]: layers on stage s in that optimum. */
+  double *best = malloc(sizeof(double) * (size_t)pp * (size_t)(L + 1));
+  double *sq = malloc(sizeof(double) * (size_t)pp * (size_t)(L + 1));
+  int *take = malloc(sizeof(int) * (size_t)pp * (size_t)(L + 1));
+  if (!best || !sq || !take) { /* fall back to an even split */
+    for (int s = 0; s < pp; s++) counts[s] = L / pp + (s < L % pp);
+    free(best);
+    free(sq);
+    free(take);
+    return;
+  }
+#define BEST(s, l) best[(size_t)(s) * (size_t)(L + 1) + (size_t)(l)]
+#define SQ(s, l) sq[(size_t)(s) * (size_t)(L + 1) + (size_t)(l)]
+#define TAKE(s, l) take[(size_t)(s) * (size_t)(L + 1) + (size_t)(l)]
+  for (int s = 0; s < pp; s++)
+    for (int l = 0; l <= L; l++) {
+      BEST(s, l) = 1e308;
+      SQ(s, l) = 1e308;
+      TAKE(s, l) = 0;
+      double extra = (s == 0 ? ec : 0) + (s == pp - 1 ? hc : 0);
+      if (s == 0) {
+        if (l >= 1) BEST(s, l) = l * lc + extra, SQ(s, l) = BEST(s, l) * BEST(s, l), TAKE(s, l) = l;
+        continue;
+      }
+      for (int k = 1; k <= l - s; k++) { /* stages 0..s-1 need >= s layers */
+        double prev = BEST(s - 1, l - k), here = k * lc + extra;
+        double v = prev > here ? prev : here, q = SQ(s - 1, l - k) + here * here;
+        double tol = 1e-12 * v;
+        if (v < BEST(s, l) - tol || (v <= BEST(s, l) + tol && q < SQ(s, l) * (1 - 1e-12)))
+          BEST(s, l) = v, SQ(s, l) = q, TAKE(s, l) = k;
+      }
+    }
+  int l = L;
+  for (int s = pp - 1; s >= 0; s--) {
+    counts[s] = TAKE(s, l);
+    l -= counts[s];
+  }
+#undef BEST
+#undef TAKE
+#undef SQ
+  free(best);
+  free(sq);
+  free(take);
+}
+
+int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int dp, int micro,
+                int batch, const char *stage_layers, char *err, size_t errlen) {
+  memset(lay, 0, sizeof *lay);
+  if (layout_model_validate(m, err, errlen)) return -1;
+  if (pp < 1) return fail(err, errlen, "--pp must be >= 1 (got %d)", pp);
+  if (dp < 1) return fail(err, errlen, "--dp must be >= 1 (got %d)", dp);
+  if (micro < 1) return fail(err, errlen, "--microbatches must be >= 1 (got %d)", micro);
+  if (batch < 1) return fail(err, errlen, "--batch must be >= 1 (got %d)", batch);
+  if ((int64_t)pp * dp != world)
+    return fail(
+        err, errlen,
+        "the job has %d ranks but --pp %d x --dp %d = %lld; launch P x D ranks or change --pp/--dp",
+        world, pp, dp, (long long)pp * dp);
+  if (pp > m->layers)
+    return fail(
+        err, errlen,
+        "--pp %d asks for more stages than the model's %d layers (every stage holds at least "
+        "one layer); use --pp <= %d",
+        pp, m->layers, m->layers);
+  if (pp > LAYOUT_MAX_STAGES)
+    return fail(err, errlen, "--pp %d exceeds the supported maximum of %d stages", pp,
+                LAYOUT_MAX_STAGES);
+  if (batch % ((int64_t)dp * micro))
+    return fail(
+        err, errlen,
+        "--batch %d is not divisible by --dp %d x --microbatches %d = %lld; choose a batch that "
+        "is a multiple of %lld",
+        batch, dp, micro, (long long)dp * micro, (long long)dp * micro);
+  lay->model = *m;
+  lay->world = world;
+  lay->pp = pp;
+  lay->dp = dp;
+  lay->micro = micro;
+  lay->batch = batch;
+  lay->micro_batch = batch / (dp * micro);
+  int counts[LAYOUT_MAX_STAGES];
+  if (stage_layers && *stage_layers) {
+    if (layout_parse_stage_layers(stage_layers, m->layers, pp, counts, err, errlen)) return -1;
+    lay->explicit_layers = 1;
+  } else {
+    layout_balance(m, pp, counts);
+  }
+  lay->layer_begin[0] = 0;
+  for (int s = 0; s < pp; s++) lay->layer_begin[s + 1] = lay->layer_begin[s] + counts[s];
+  return 0;
+}
+
+int64_t layout_stage_params(const layout_t *lay, int s) {
+  const layout_model_t *m = &lay->model;
+  int64_t p = layout_stage_layers(lay, s) * layout_params_per_layer(m);
+  if (s == 0) p += layout_params_embed(m);
+  if (s == lay->pp - 1) {
+    p += layout_params_head(m);
+    if (lay->pp > 1) p += (int64_t)m->vocab * m->dim; /* tied wte copy */
+  }
+  return p;
+}
+
+double layout_stage_train_flops(const layout_t *lay, int s, int B) {
+  const layout_model_t *m = &lay->model;
+  double f = layout_stage_layers(lay, s) * layer_flops(m, B);
+  if (s == 0) f += embed_flops(m, B);
+  if (s == lay->pp - 1) f += head_flops(m, B);
+  return 3 * f;
+}
+
+static void print_count(FILE *f, int64_t n) {
+  if (n >= 1000000000)
+    fprintf(f, "%.2fB", n / 1e9);
+  else if (n >= 1000000)
+    fprintf(f, "%.2fM", n / 1e6);
+  else if (n >= 1000)
+    fprintf(f, "%.1fK", n / 1e3);
+  else
+    fprintf(f, "%lld", (long long)n);
+}
+
+void layout_print(const layout_t *lay, FILE *f) {
+  fprintf(f,
+          "layout: %d ranks = %d stages x %d replicas; %d micro-batches of %d sequences (global "
+          "batch %d)\n",
+          lay->world, lay->pp, lay->dp, lay->micro, lay->micro_batch, lay->batch);
+  fprintf(f, "rank -> (stage, replica):");
+  int shown = lay->world < 64 ? lay->world : 64;
+  for (int r = 0; r < shown; r++)
+    fprintf(f, "%s r%d=(%d,%d)", r % 8 == 0 ? "\n " : "", r, layout_stage_of(lay, r),
+            layout_replica_of(lay, r));
+  if (shown < lay->world) fprintf(f, "\n  ... rank r = replica * %d + stage", lay->pp);
+  fprintf(f, "\n");
+  for (int s = 0; s < lay->pp; s++) {
+    fprintf(f, "stage %d: layers %d-%d (%d)%s%s, ", s, lay->layer_begin[s],
+            lay->layer_begin[s + 1] - 1, layout_stage_layers(lay, s), s == 0 ? " + embeddings" : "",
+            s == lay->pp - 1
+                ? (lay->pp > 1 ? " + ln_f/logits/loss (+ tied wte copy)" : " + ln_f/logits/loss")
+                : "");
+    print_count(f, layout_stage_params(lay, s));
+    fprintf(f, " params\n");
+  }
+}

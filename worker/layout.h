@@ -1,0 +1,133 @@
+/* layout.h -- the P x D layout of a Strata job: which rank is which (stage, replica), which
+ * layers each pipeline stage holds, and the model's shape and per-op cost figures the layout
+ * is balanced by. Shared by distributed training (`strata train`) and the simulator
+ * (`strata simulate`), so both split the model the same way.
+ *
+ * Rank mapping (stage-fastest):  rank = replica * P + stage,
+ *                                stage = rank % P, replica = rank / P.
+ * A replica's P stages are consecutive ranks, so a pipeline (whose activations cross every
+ * micro-batch) packs into as few instances as possible; the data-parallel group of stage s is
+ * the D ranks {s, P + s, 2P + s, ...} (its ring all-reduce crosses instances when P*D exceeds
+ * an instance). The pipeline group of replica d is the P ranks [d*P, d*P + P).
+ *
+ * Stage contents: stage s holds layers [layer_begin[s], layer_begin[s+1]); every stage holds at
+ * least one layer (so P <= L). Stage 0 also holds the embeddings (wte, wpe); stage P-1 holds
+ * ln_f, the logits matmul and the loss, and -- when P > 1 -- its own copy of the tied wte (the
+ * two copies' gradients are summed each step, see gpt2.h).
+ *
+ * Balancing: by default layers are assigned so that the largest per-stage compute (training
+ * FLOPs of one micro-batch, forward + backward, including the embedding on the first stage and
+ * ln_f + logits + loss on the last, which for GPT-2's 50257-token vocabulary costs about five
+ * 768-wide layers) is as small as possible (exact, by dynamic programming over contiguous
+ * splits). `--stage-layers 3,3,2` assigns explicitly (P numbers, each >= 1, summing to L).
+ *
+ * Usage
+ *    layout_model_t m = layout_model_preset("gpt2");           // or fill the five fields
+ *    layout_t lay; char err[256];
+ *    if (layout_init(&lay, &m, world, P, D, M, batch, "3,3,2" or NULL, err, sizeof err))
+ *      { strata_error("%s", err); return 2; }
+ *    int s = layout_stage_of(&lay, rank), d = layout_replica_of(&lay, rank);
+ *    layout_print(&lay, stdout);
+ */
+#ifndef STRATA_LAYOUT_H
+#define STRATA_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LAYOUT_MAX_STAGES 512 /* upper bound on P (P <= L as well) */
+
+/* The model's shape (GPT-2 family). Same meaning as gpt2_config_t. */
+typedef struct {
+  int vocab;  /* V: vocabulary size */
+  int ctx;    /* T: sequence length used for training (= n_positions, wpe rows) */
+  int layers; /* L: transformer blocks */
+  int heads;  /* H: attention heads; dim % heads == 0 */
+  int dim;    /* C: embedding width */
+} layout_model_t;
+
+/* Presets: "gpt2" (124M: 12L 12H 768), "gpt2-medium" (350M: 24L 16H 1024), "gpt2-large"
+ * (774M: 36L 20H 1280), "gpt2-xl" (1.5B: 48L 25H 1600), all ctx 1024, vocab 50257; "7b"
+ * (32L 32H 4096, ctx 2048, vocab 50257). Returns 0 and fills *out, or -1 if unknown. */
+int layout_model_preset(const char *name, layout_model_t *out);
+/* Checks positive sizes and dim % heads == 0; message names the field. 0 ok, -1 error. */
+int layout_model_validate(const layout_model_t *m, char *err, size_t errlen);
+
+/* ---- Parameter counts (elements), GPT-2 layout ---- */
+int64_t layout_params_per_layer(const layout_model_t *m); /* 12C^2 + 13C */
+int64_t layout_params_embed(const layout_model_t *m);     /* wte V*C + wpe T*C */
+int64_t layout_params_head(const layout_model_t *m);      /* ln_f 2C (wte copy not included) */
+int64_t layout_params_total(const layout_model_t *m);     /* the model, wte counted once */
+
+/* ---- Per-op cost of one micro-batch of `tokens` = B*T tokens, FORWARD pass ----
+ * flops: floating-point operations (multiply-add = 2). bytes_elems: tensor elements read +
+ * written (multiply by the element size of the compute dtype for roofline bytes). Backward is
+ * modelled as 2x forward (both flops and bytes): dX and dW matmuls each cost one forward.
+ *
+ * One transformer layer: matmuls 2*N*12C^2 (qkv C->3C, attn proj C->C, fc C->4C, fc proj
+ * 4C->C); causal attention QK^T and att@V over the lower triangle: 2*B*T*(T+1)*C; softmax,
+ * LayerNorms, GELU, residual adds as a few flops per element. */
+typedef struct {
+  const char *name; /* "ln1", "qkv", "attention", ... */
+  double flops;     /* forward flops */
+  double elems;     /* forward elements read + written (activations and weights) */
+} layout_op_t;
+/* Fills ops[] with one layer's forward ops for B sequences of T tokens; returns the count
+ * (<= LAYOUT_MAX_OPS). */
+#define LAYOUT_MAX_OPS 12
+int layout_layer_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
+/* Embedding forward (wte + wpe lookup and add). */
+int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
+/* Head forward: ln_f, logits matmul C->V, softmax + cross-entropy. */
+int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
+/* Sum of forward flops of an op list. */
+double layout_ops_flops(const layout_op_t *ops, int n);
+
+/* ---- The layout ---- */
+typedef struct {
+  layout_model_t model;
+  int world;                              /* N = P * D ranks */
+  int pp;                                 /* P: pipeline stages */
+  int dp;                                 /* D: data-parallel replicas */
+  int micro;                              /* M: micro-batches per step */
+  int batch;                              /* global batch, sequences per step; divisible by D * M */
+  int micro_batch;                        /* sequences per micro-batch = batch / (D * M) */
+  int explicit_layers;                    /* 1 if --stage-layers was given */
+  int layer_begin[LAYOUT_MAX_STAGES + 1]; /* stage s: [layer_begin[s], layer_begin[s+1]) */
+} layout_t;
+
+/* Validates and builds a layout. world must equal pp * dp; 1 <= pp <= L; batch divisible by
+ * dp * micro; stage_layers (e.g. "3,3,2", NULL or "" = balanced) must list pp counts >= 1
+ * summing to L. On error writes one sentence naming the problem, the numbers and the fix to
+ * err and returns -1. */
+int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int dp, int micro,
+                int batch, const char *stage_layers, char *err, size_t errlen);
+
+/* Parses "3,3,2" into counts[0..pp) and validates against L and pp. 0 ok, -1 error (err). */
+int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, char *err,
+                              size_t errlen);
+/* Balanced assignment: counts[0..pp) minimising the largest stage's training FLOPs for one
+ * sequence of ctx tokens (embedding on stage 0, head on stage pp-1). Requires 1 <= pp <= L.
+ * Among assignments with the same largest stage, the one with the smallest sum of squared
+ * stage costs is taken (stages below the maximum even out); then earlier stages take more. */
+void layout_balance(const layout_model_t *m, int pp, int *counts);
+/* Training FLOPs (forward + backward = 3x forward) of stage s's shard for B sequences. */
+double layout_stage_train_flops(const layout_t *lay, int s, int B);
+
+static inline int layout_stage_of(const layout_t *lay, int rank) { return rank % lay->pp; }
+static inline int layout_replica_of(const layout_t *lay, int rank) { return rank / lay->pp; }
+static inline int layout_rank_of(const layout_t *lay, int stage, int replica) {
+  return replica * lay->pp + stage;
+}
+static inline int layout_stage_layers(const layout_t *lay, int s) {
+  return lay->layer_begin[s + 1] - lay->layer_begin[s];
+}
+/* Parameter elements stage s holds (layers; + wte, wpe on stage 0; + ln_f and, when P > 1, the
+ * tied wte copy on the last stage). */
+int64_t layout_stage_params(const layout_t *lay, int s);
+
+/* Prints the rank -> (stage, replica) map and, per stage, its layers and parameter count. */
+void layout_print(const layout_t *lay, FILE *f);
+
+#endif /* STRATA_LAYOUT_H */

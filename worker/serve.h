@@ -1,0 +1,172 @@
+/* serve.h -- the serving core of `strata serve`: HTTP requests in, a generation backend out.
+ *
+ * The server owns an HTTP daemon (http_server.c, one thread per connection) and a bounded
+ * request queue. The thread that calls serve_run() -- the coordinator's main thread -- is the
+ * only one that ever calls the backend: each loop iteration it hands every queued request to
+ * the backend (so concurrent requests reach it together and can be batched), forwards
+ * cancellations, and calls backend->step() to advance all sequences in flight. The backend
+ * reports tokens and completion through callbacks, which it calls on that same thread; the
+ * server wakes the HTTP threads waiting on those requests.
+ *
+ * Endpoints: POST /v1/completions (OpenAI-compatible subset, see http_request.h; "stream": true
+ * answers with server-sent events "data: {chunk}\n\n" ... "data: [DONE]\n\n"), GET /health,
+ * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}.
+ * Errors are JSON {"error": {"message": ..., "type": ..., "code": status}}: 400 bad body or
+ * session id, 404 unknown path or session, 405 wrong method (with Allow), 413 body too large,
+ * 429 queue full (--max-queue) or backend busy, 503 shutting down, 500 backend failure.
+ *
+ * Usage (rank 0):
+ *    serve_opts_t o; serve_opts_default(&o); o.listen = "127.0.0.1:0";
+ *    serve_backend_t be; fake_backend_create(&fopts, &be, err, sizeof err);   // or the engine's
+ *    serve_t *s; if (serve_create(&o, &be, &s, err, sizeof err)) ...;
+ *    printf("listening on http://127.0.0.1:%d\n", serve_port(s));
+ *    serve_run(s);            // until serve_stop() (e.g. from a SIGTERM handler)
+ *    serve_destroy(s);        // joins every HTTP thread, then destroys the backend
+ */
+#ifndef STRATA_SERVE_H
+#define STRATA_SERVE_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- The backend interface ------------------------------------------------------------------
+ * A generation engine as the server sees it. Contract:
+ *  - Every function is called only from the serve_run() thread (no locking needed inside).
+ *  - submit() either refuses (returns an HTTP status: 429 busy, 400 e.g. a prompt longer than
+ *    the context, 404 unknown session, 500 other; message in err) and never calls back, or
+ *    returns 0 and later calls on_done(ctx, ...) EXACTLY ONCE -- also after cancel() -- from
+ *    inside step(), cancel() or destroy(). on_token() is called zero or more times before
+ *    on_done(), each with the text of one generated token (the pointer is valid only during the
+ *    call). After on_done() the backend never touches ctx again.
+ *  - cancel() of an id already finished is a no-op.
+ *  - step() does a bounded amount of work (one decode step of the batch, say) and returns 0, or
+ *    -1 after a fatal error (the server then fails all requests and stops).
+ *  - idle() returns 1 when no submitted request is unfinished (the loop then sleeps).
+ *  - sessions_json / session_delete may be NULL (the endpoints then answer 501).
+ *  - destroy() ends every unfinished request (on_done with SERVE_FINISH_CANCELLED) and frees.
+ */
+typedef struct {
+  const char *prompt;   /* UTF-8 text, NUL-terminated */
+  size_t prompt_bytes;  /* strlen(prompt) */
+  int max_tokens;       /* >= 1 */
+  double temperature;   /* 0 = greedy */
+  double top_p;         /* (0, 1] */
+  int top_k;            /* 0 = off */
+  int has_seed;         /* 0: backend chooses a seed */
+  uint64_t seed;
+  const char *session;  /* validated [A-Za-z0-9_-]{1,64}, or NULL = stateless */
+} serve_gen_request_t;
+
+typedef enum {
+  SERVE_FINISH_LENGTH = 0,    /* max_tokens reached ("length") */
+  SERVE_FINISH_STOP = 1,      /* end-of-text token or context full ("stop") */
+  SERVE_FINISH_CANCELLED = 2, /* cancel() or shutdown ("cancelled") */
+  SERVE_FINISH_ERROR = 3,     /* failed; http_status and message say why */
+} serve_finish_t;
+
+typedef struct {
+  serve_finish_t finish;
+  int prompt_tokens;      /* tokens of the prompt processed (excluding session history) */
+  int completion_tokens;  /* tokens generated */
+  int cached_tokens;      /* session tokens reused from the KV cache (0 when stateless) */
+  int http_status;        /* for SERVE_FINISH_ERROR: 400 / 500 ... */
+  char message[256];      /* for SERVE_FINISH_ERROR */
+} serve_gen_result_t;
+
+typedef void (*serve_on_token_fn)(void *ctx, const char *text, size_t text_bytes);
+typedef void (*serve_on_done_fn)(void *ctx, const serve_gen_result_t *result);
+
+typedef struct {
+  int64_t inflight_sequences; /* sequences being generated */
+  int64_t active_sessions;    /* sessions held (memory or disk) */
+  int64_t kv_cache_bytes;     /* KV-cache bytes held */
+  int ranks;                  /* MPI ranks serving */
+  int stages;                 /* pipeline stages */
+  char model[64];             /* model name for responses, e.g. "gpt2-small" */
+} serve_backend_stats_t;
+
+typedef struct {
+  void *impl;        /* the backend's state, passed to every function */
+  const char *name;  /* "fake", "engine" ... (shown by /health) */
+  int (*submit)(void *impl, const serve_gen_request_t *req, serve_on_token_fn on_token, serve_on_done_fn on_done,
+                void *ctx, uint64_t *id_out, char *err, size_t errlen);
+  void (*cancel)(void *impl, uint64_t id);
+  int (*step)(void *impl, char *err, size_t errlen);
+  int (*idle)(void *impl);
+  void (*stats)(void *impl, serve_backend_stats_t *out);
+  /* malloc'd JSON array text, e.g. [{"id":"a","tokens":12}]; returns 0 or -1 */
+  int (*sessions_json)(void *impl, char **json_out);
+  /* 0 deleted, 404 no such session, 409 in use, 500 other */
+  int (*session_delete)(void *impl, const char *id, char *err, size_t errlen);
+  void (*destroy)(void *impl);
+} serve_backend_t;
+
+/* ---- The server ------------------------------------------------------------------------------ */
+typedef struct {
+  const char *listen;          /* "HOST:PORT", default 127.0.0.1:8080; PORT 0 = any free port */
+  size_t max_request_bytes;    /* request body limit (413 above), default 64 KiB */
+  int max_tokens_limit;        /* max_tokens above this -> 400, default 1024 */
+  int default_max_tokens;      /* when the body has none, default 16 */
+  int max_queue;               /* admitted unfinished completions; more -> 429, default 64 */
+  int max_connections;         /* simultaneous HTTP connections, default 128 */
+  int timeout_s;               /* idle connection timeout, default 30 */
+  double shutdown_grace_s;     /* on stop: in-flight requests get this long, then are cancelled; default 10 */
+  double keepalive_s;          /* how often a waiting request checks for a departed client (streams: an SSE
+                                  comment after this long without tokens), default 1 s */
+} serve_opts_t;
+
+typedef struct serve serve_t;
+
+/* Defaults, each overridable by an environment variable of the same name in capitals prefixed
+ * STRATA_SERVE_ (e.g. STRATA_SERVE_MAX_QUEUE=8); the CLI flags override both. */
+void serve_opts_default(serve_opts_t *o);
+
+/* Starts the HTTP daemon on opts->listen with `backend`. On success the server owns the backend
+ * (serve_destroy destroys it); on failure the caller still does. Warns when the address is not
+ * loopback. Returns 0, or -1 with err. */
+int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve_t **out, char *err, size_t errlen);
+
+/* The bound port. */
+int serve_port(const serve_t *s);
+
+/* The main loop: hands requests to the backend and steps it until serve_stop(), then drains
+ * (new requests get 503; in-flight ones finish within shutdown_grace_s, else are cancelled).
+ * Returns 0, or -1 if the backend failed fatally (err says why). */
+int serve_run(serve_t *s, char *err, size_t errlen);
+
+/* Asks serve_run to finish. Async-signal-safe and callable from any thread. */
+void serve_stop(serve_t *s);
+
+/* Stops the HTTP daemon (joins every connection thread), destroys the backend and frees. Call
+ * after serve_run returned. */
+void serve_destroy(serve_t *s);
+
+/* The inference-engine backend. The engine's adapter provides these hooks and cmd_serve.c points
+ * serve_engine_hooks at them; while it is NULL, `strata serve --checkpoint DIR` explains that
+ * serving a checkpoint needs the inference engine (`--backend fake` still works). */
+typedef struct {
+  /* rank 0: loads the checkpoint across all ranks (collective with `worker` on the others) and
+   * fills *out. Returns 0, or -1 with err. */
+  int (*open)(const char *checkpoint_dir, serve_backend_t *out, char *err, size_t errlen);
+  /* ranks > 0: load their stage and serve until rank 0's backend is destroyed. 0 or -1 with err. */
+  int (*worker)(const char *checkpoint_dir, char *err, size_t errlen);
+} serve_engine_hooks_t;
+extern const serve_engine_hooks_t *serve_engine_hooks; /* defined in cmd_serve.c; NULL = no engine */
+
+/* The built-in fake backend (serve_fake.c), deterministic, for tests and load generation.
+ * Token i of a request is " w<k>" with k = (fnv1a64(prompt) + 7919 * seed + 104729 * i) mod 10000
+ * (seed 0 when not given; with a session, i counts from the session's stored token count).
+ * prompt_tokens = number of whitespace-separated words of the prompt. */
+typedef struct {
+  int max_batch;          /* sequences advanced per step; more wait in the backend (default 8) */
+  int max_pending;        /* submitted but unfinished sequences; more -> submit refuses with 429 (default 256) */
+  double step_delay_s;    /* sleep per step, simulating decode time (default 0.002) */
+  double prefill_delay_s; /* extra sleep when a sequence is first stepped (default 0) */
+} fake_backend_opts_t;
+void fake_backend_opts_default(fake_backend_opts_t *o);
+/* A prompt equal to "__fail__" finishes with SERVE_FINISH_ERROR / 500 (to test error paths);
+ * a prompt starting with "__toolong__" is refused by submit with 400. */
+int fake_backend_create(const fake_backend_opts_t *o, serve_backend_t *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,379 @@
+/* train.c -- the training job on one rank: data, model, AdamW, progress, checkpoints, the run
+ * directory (see train.h). The pipeline / data-parallel layout builds on this loop. */
+#include "train.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "grad_sync.h"
+#include "log.h"
+#include "strata_proto.h"
+
+void train_config_default(train_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->model = (gpt2_config_t){.vocab = 0, .ctx = 128, .layers = 4, .heads = 4, .dim = 128};
+  c->batch = 16;
+  c->seq_len = 0;
+  c->microbatches = 1;
+  c->steps = 300;
+  c->seed = 1337;
+  adamw_hparams_default(&c->opt);
+  c->opt.lr = 3e-3f;
+  c->opt.warmup_steps = 20;
+  c->out_dir = "runs/train";
+  c->ckpt_every = 0;
+  c->keep = 0;
+  c->log_every = 10;
+  c->eval_every = 0;
+  c->eval_batches = 8;
+  c->threads = 1;
+  c->pp = 1;
+  c->dp = 1;
+  c->schedule = 0;  /* SCHED_GPIPE */
+  c->transport = 0; /* COLL_TRANSPORT_MPI */
+  c->bucket_mb = GRAD_SYNC_BUCKET_MB_DEFAULT;
+  const char *bmb = getenv("STRATA_BUCKET_MB");
+  if (bmb && *bmb) c->bucket_mb = atof(bmb);
+  c->zero = 0;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* mkdir -p for the run directory. */
+static int make_dirs(const char *path, char *err, size_t errlen) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+    snprintf(err, errlen, "run directory path is too long: %s", path);
+    return -1;
+  }
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
+  struct stat st;
+  if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "run directory '%s' exists and is not a directory", path);
+    return -1;
+  }
+  return 0;
+fail:
+  snprintf(err, errlen, "cannot create run directory '%s': %s", buf, strerror(errno));
+  return -1;
+}
+
+static void format_duration(char *buf, size_t len, double s) {
+  if (!(s >= 0) || s > 1e7) s = 0;
+  int sec = (int)(s + 0.5);
+  if (sec >= 3600) snprintf(buf, len, "%dh%02dm", sec / 3600, (sec / 60) % 60);
+  else if (sec >= 60) snprintf(buf, len, "%dm%02ds", sec / 60, sec % 60);
+  else snprintf(buf, len, "%ds", sec);
+}
+
+/* Mean loss over the first `batches` sequential validation batches (B x T). */
+static int eval_split(gpt2_model_t *m, gpt2_acts_t *a, const data_set_t *ds, data_split_t split,
+                      int batches, int B, int T, int32_t *inputs, int32_t *targets, double *loss_out,
+                      char *err, size_t errlen) {
+  uint64_t avail = data_num_sequential_batches(ds, split, B, T);
+  if (avail == 0) {
+    snprintf(err, errlen, "the validation split has %zu tokens, fewer than one batch of %d x %d + 1",
+             data_num_tokens(ds, split), B, T);
+    return -1;
+  }
+  if ((uint64_t)batches > avail) batches = (int)avail;
+  double sum = 0;
+  for (int j = 0; j < batches; j++) {
+    if (data_fetch_sequential(ds, split, (uint64_t)j, B, T, inputs, targets, err, errlen)) return -1;
+    sum += gpt2_forward(m, a, inputs, NULL, targets);
+  }
+  *loss_out = sum / batches;
+  return 0;
+}
+
+static void fill_state(strata_train_state_t *s, const train_config_t *c, const gpt2_config_t *mc,
+                       const char *data_path, uint64_t step, uint64_t tokens, double last_loss) {
+  strata_train_state_init(s);
+  s->step = step;
+  s->data_seed = c->seed;
+  s->data_step = step;
+  s->tokens_seen = tokens;
+  /* The run has no stream of its own yet beyond the data order; record the seed's stream so
+   * a resumed run can continue any future sampling from the same place. */
+  s->rng_state[0] = c->seed;
+  s->last_loss = last_loss;
+  s->model = (strata_model_cfg_t){mc->vocab, mc->ctx, mc->layers, mc->heads, mc->dim};
+  s->train.batch = c->batch;
+  s->train.seq_len = c->seq_len;
+  s->train.microbatches = c->microbatches;
+  s->train.lr = c->opt.lr;
+  s->train.min_lr = c->opt.lr * c->opt.min_lr_ratio;
+  s->train.weight_decay = c->opt.weight_decay;
+  s->train.beta1 = c->opt.beta1;
+  s->train.beta2 = c->opt.beta2;
+  s->train.eps = c->opt.eps;
+  s->train.grad_clip = c->opt.grad_clip;
+  s->train.warmup_steps = c->opt.warmup_steps;
+  s->train.total_steps = c->steps;
+  s->train.seed = c->seed;
+  snprintf(s->train.schedule, sizeof s->train.schedule, "%s", "gpipe");
+  snprintf(s->train.data_path, sizeof s->train.data_path, "%s", data_path);
+  s->layout.pp = 1;
+  s->layout.dp = 1;
+  s->layout.n_stage_layers = 1;
+  s->layout.stage_layers[0] = mc->layers;
+}
+
+static int write_report(const char *out_dir, const train_config_t *c, const gpt2_model_t *m,
+                        const char *data_path, int64_t steps_done, double final_loss,
+                        double val_loss, double tokens_per_s, double train_s, char *err,
+                        size_t errlen) {
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s/report.json", out_dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  fprintf(f,
+          "{\n  \"world_size\": 1,\n  \"pp\": 1,\n  \"dp\": 1,\n"
+          "  \"model\": {\"vocab\": %d, \"ctx\": %d, \"layers\": %d, \"heads\": %d, \"dim\": %d, "
+          "\"params\": %zu},\n"
+          "  \"config\": {\"batch\": %d, \"seq_len\": %d, \"microbatches\": %d, \"steps\": %lld, "
+          "\"seed\": %llu, \"lr\": %.9g, \"warmup_steps\": %d, \"weight_decay\": %.9g, "
+          "\"grad_clip\": %.9g, \"data\": \"%s\"},\n"
+          "  \"steps_done\": %lld,\n  \"final_loss\": %.9g,\n  \"val_loss\": %.9g,\n"
+          "  \"tokens_per_s\": %.6g,\n  \"train_s\": %.6g\n}\n",
+          m->cfg.vocab, m->cfg.ctx, m->cfg.layers, m->cfg.heads, m->cfg.dim, m->num_params,
+          c->batch, c->seq_len, c->microbatches, (long long)c->steps, (unsigned long long)c->seed,
+          c->opt.lr, c->opt.warmup_steps, c->opt.weight_decay, c->opt.grad_clip, data_path,
+          (long long)steps_done, final_loss, val_loss, tokens_per_s, train_s);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int train_run(const train_config_t *cin) {
+  train_config_t c = *cin;
+  char err[1024] = "";
+  int rc = 1;
+  data_set_t *ds = NULL;
+  gpt2_model_t *m = NULL;
+  gpt2_acts_t *acts = NULL;
+  adamw_t *opt = NULL;
+  int32_t *inputs = NULL, *targets = NULL;
+  strata_train_state_t *state = calloc(1, sizeof *state);
+  FILE *steps_log = NULL;
+  char resume_dir[4096] = "";
+  if (!state) {
+    strata_error("train: out of memory");
+    return 1;
+  }
+  openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
+
+  if (make_dirs(c.out_dir, err, sizeof err)) goto config_fail;
+
+  /* Resume: the checkpoint's model and data order win; the flags may extend --steps. */
+  if (c.resume) {
+    if (!strcmp(c.resume, "auto")) {
+      if (ckpt_find_latest(c.out_dir, resume_dir, sizeof resume_dir, err, sizeof err)) goto config_fail;
+    } else {
+      snprintf(resume_dir, sizeof resume_dir, "%s", c.resume);
+    }
+    if (ckpt_read_state(resume_dir, state, 1, err, sizeof err)) goto config_fail;
+    gpt2_config_t ck = {state->model.vocab, state->model.ctx, state->model.layers,
+                        state->model.heads, state->model.dim};
+    c.model = ck;
+    c.batch = state->train.batch;
+    c.seq_len = state->train.seq_len;
+    c.microbatches = state->train.microbatches;
+    c.seed = state->train.seed;
+    c.opt.lr = (float)state->train.lr;
+    c.opt.weight_decay = (float)state->train.weight_decay;
+    c.opt.beta1 = (float)state->train.beta1;
+    c.opt.beta2 = (float)state->train.beta2;
+    c.opt.eps = (float)state->train.eps;
+    c.opt.grad_clip = (float)state->train.grad_clip;
+    c.opt.warmup_steps = (int)state->train.warmup_steps;
+    if (state->train.lr > 0 && state->train.min_lr >= 0)
+      c.opt.min_lr_ratio = (float)(state->train.min_lr / state->train.lr);
+    if (!c.data_path && state->train.data_path[0]) c.data_path = state->train.data_path;
+    if (c.steps == -1) c.steps = state->train.total_steps;
+  }
+  const char *data_path = c.data_path ? c.data_path : data_default_path();
+  if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto config_fail;
+  if (c.model.vocab == 0) c.model.vocab = data_vocab(ds);
+  if (data_vocab(ds) > c.model.vocab) {
+    snprintf(err, sizeof err, "data '%s' has vocabulary %d but the model's is %d", data_path,
+             data_vocab(ds), c.model.vocab);
+    goto config_fail;
+  }
+  if (c.seq_len == 0) c.seq_len = c.model.ctx;
+  if (c.seq_len < 1 || c.seq_len > c.model.ctx) {
+    snprintf(err, sizeof err, "--seq-len %d must be between 1 and --ctx %d", c.seq_len, c.model.ctx);
+    goto config_fail;
+  }
+  if (c.batch < 1 || c.microbatches < 1 || c.batch % c.microbatches) {
+    snprintf(err, sizeof err, "--batch %d must be a positive multiple of --microbatches %d", c.batch,
+             c.microbatches);
+    goto config_fail;
+  }
+  if (c.steps < 1) {
+    snprintf(err, sizeof err, "--steps must be at least 1 (got %lld)", (long long)c.steps);
+    goto config_fail;
+  }
+  if (c.opt.decay_steps == 0) c.opt.decay_steps = (int)c.steps;
+  if (adamw_hparams_check(&c.opt, err, sizeof err)) goto config_fail;
+  if (data_check_batch(ds, DATA_TRAIN, c.batch, c.seq_len, err, sizeof err)) goto config_fail;
+
+  gpt2_range_t all = {0, c.model.layers, 1, 1};
+  if (gpt2_create(&c.model, all, &m, err, sizeof err)) goto config_fail;
+  const int mb = c.batch / c.microbatches, T = c.seq_len;
+  if (gpt2_acts_create(m, mb, T, &acts, err, sizeof err)) goto fail;
+  if (adamw_create(0, m->num_params, &opt, err, sizeof err)) goto fail;
+  inputs = malloc(sizeof(int32_t) * (size_t)mb * T);
+  targets = malloc(sizeof(int32_t) * (size_t)mb * T);
+  if (!inputs || !targets) {
+    snprintf(err, sizeof err, "out of memory for a batch of %d x %d tokens", mb, T);
+    goto fail;
+  }
+
+  int64_t start_step = 0;
+  uint64_t tokens_seen = 0;
+  if (c.resume) {
+    if (ckpt_load(resume_dir, m, opt->m, opt->v, state, err, sizeof err)) goto fail;
+    start_step = (int64_t)state->step;
+    tokens_seen = state->tokens_seen;
+    opt->t = start_step;
+    if (start_step >= c.steps) {
+      snprintf(err, sizeof err, "checkpoint %s is at step %lld, already at --steps %lld; pass a larger --steps to continue",
+               resume_dir, (long long)start_step, (long long)c.steps);
+      goto config_fail;
+    }
+    strata_info("resumed from %s at step %lld", resume_dir, (long long)start_step);
+  } else {
+    gpt2_init_params(m, c.seed);
+  }
+
+  char steps_path[4200];
+  snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c.out_dir);
+  /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
+  steps_log = fopen(steps_path, c.resume ? "a" : "w");
+  if (!steps_log) {
+    snprintf(err, sizeof err, "cannot write %s: %s", steps_path, strerror(errno));
+    goto fail;
+  }
+  if (!c.quiet)
+    strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
+                "batch %d x %d tokens, %lld steps, data %s",
+                c.model.layers, c.model.heads, c.model.dim, c.model.ctx, c.model.vocab,
+                m->num_params, c.batch, T, (long long)c.steps, data_path);
+
+  const double tokens_per_step = (double)c.batch * T;
+  double t_start = now_s(), t_train = 0, last_loss = 0, val_loss = NAN;
+  int64_t step = start_step;
+  for (; step < c.steps; step++) {
+    double t0 = now_s();
+    gpt2_zero_grad(m);
+    double loss = 0;
+    for (int mi = 0; mi < c.microbatches; mi++) {
+      if (data_fetch(ds, DATA_TRAIN, c.seed, (uint64_t)step, c.batch, T, mi * mb, mb, inputs,
+                     targets, err, sizeof err))
+        goto fail;
+      loss += gpt2_forward(m, acts, inputs, NULL, targets);
+      gpt2_backward(m, acts, NULL, 1.0f / (float)c.microbatches, NULL);
+    }
+    loss /= c.microbatches;
+    double ss = adamw_sum_squares(m->grads, m->num_params);
+    float scale = adamw_clip_scale(ss, c.opt.grad_clip);
+    float lr = adamw_lr_at(&c.opt, step);
+    adamw_step(opt, &c.opt, m->params, m->grads, m->tensors, m->num_tensors, lr, scale);
+    double dt = now_s() - t0;
+    t_train += dt;
+    tokens_seen += (uint64_t)tokens_per_step;
+    last_loss = loss;
+    if (!isfinite(loss)) {
+      snprintf(err, sizeof err, "loss became %f at step %lld; lower --lr (now %g)", loss,
+               (long long)step + 1, c.opt.lr);
+      goto fail;
+    }
+    double tps = tokens_per_step / dt;
+    fprintf(steps_log, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+            "\"tokens_per_s\": %.6g, \"step_s\": %.6g}\n",
+            (long long)step + 1, loss, lr, sqrt(ss), tps, dt);
+    fflush(steps_log);
+
+    int is_last = step + 1 == c.steps;
+    if (c.eval_every > 0 && ((step + 1) % c.eval_every == 0)) {
+      gpt2_acts_t *ea = acts;
+      if (eval_split(m, ea, ds, DATA_VAL, c.eval_batches, mb, T, inputs, targets, &val_loss, err,
+                     sizeof err))
+        goto fail;
+      if (!c.quiet) strata_info("step %lld: validation loss %.4f", (long long)step + 1, val_loss);
+    }
+    if (!c.quiet && ((step + 1) % c.log_every == 0 || is_last || step == start_step)) {
+      double done = (double)(step + 1 - start_step);
+      double eta = (now_s() - t_start) / done * (double)(c.steps - step - 1);
+      char eta_s[32];
+      format_duration(eta_s, sizeof eta_s, eta);
+      strata_info("step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
+                  (long long)step + 1, (long long)c.steps, loss, lr, sqrt(ss), tps, eta_s);
+    }
+    if ((c.ckpt_every > 0 && (step + 1) % c.ckpt_every == 0) || is_last) {
+      char dir[4200];
+      ckpt_step_dir(dir, sizeof dir, c.out_dir, (uint64_t)step + 1);
+      fill_state(state, &c, &c.model, data_path, (uint64_t)step + 1, tokens_seen, loss);
+      if (ckpt_save(dir, m, opt->m, opt->v, state, err, sizeof err)) goto fail;
+      if (c.keep > 0 && ckpt_prune(c.out_dir, c.keep, err, sizeof err) < 0) goto fail;
+      if (!c.quiet) strata_info("checkpoint %s", dir);
+    }
+  }
+  if (c.eval_every == 0) {
+    if (eval_split(m, acts, ds, DATA_VAL, c.eval_batches, mb, T, inputs, targets, &val_loss, err,
+                   sizeof err))
+      goto fail;
+  }
+  double tokens_per_s = t_train > 0 ? tokens_per_step * (double)(step - start_step) / t_train : 0;
+  if (!c.quiet)
+    strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s",
+                (long long)step, last_loss, val_loss, tokens_per_s);
+  if (write_report(c.out_dir, &c, m, data_path, step, last_loss, val_loss, tokens_per_s, t_train,
+                   err, sizeof err))
+    goto fail;
+  rc = 0;
+  goto out;
+
+config_fail:
+  strata_error("train: %s", err);
+  rc = 2;
+  goto out;
+fail:
+  strata_error("train: %s", err);
+  rc = 1;
+out:
+  if (steps_log) fclose(steps_log);
+  free(inputs);
+  free(targets);
+  adamw_free(opt);
+  gpt2_acts_free(acts);
+  gpt2_free(m);
+  data_close(ds);
+  free(state);
+  return rc;
+}

@@ -1,0 +1,76 @@
+/* train.h -- the training job: configuration, the step loop, checkpoints and the run directory.
+ *
+ * A run is described by train_config_t (filled by `strata train`'s flags, or by a resumed
+ * checkpoint's training state). train_run executes it:
+ *   1. opens the data (default corpus when none is given) and builds the model shard;
+ *   2. initialises the weights from the seed, or loads them, the AdamW moments and the step
+ *      from --resume DIR (a checkpoint directory, or `auto`: the newest valid checkpoint under
+ *      the run directory);
+ *   3. for each step: zero the gradients; for each of M micro-batches fetch its slice of the
+ *      step's global batch (data_fetch: a pure function of seed and step), forward, backward
+ *      with loss scale 1/M; clip by global norm; AdamW with the warm-up + cosine schedule;
+ *   4. appends one object per step to RUN/steps.jsonl, prints one progress line per step
+ *      (every --log-every steps), writes RUN/ckpt-<step> every --ckpt-every steps and at the end,
+ *      and writes RUN/report.json at the end.
+ * Distributed (train_run_dist, train_dist.c): under mpirun with --pp P --dp D the same loop runs
+ * as a P-stage pipeline (pipeline.h) replicated D times, gradients reduced in buckets
+ * overlapping backward (grad_sync.h), reports gathered by rank 0 (coordinator.h). For the same
+ * seed, model and global batch every layout computes the same losses as one rank (up to float
+ * summation order).
+ * Determinism: the same configuration gives bit-identical losses; a run resumed from the
+ * checkpoint of step k continues bit-identically to the uninterrupted run (all state that
+ * influences later steps -- weights, moments, step count -- is in the checkpoint, and the
+ * data order is a function of (seed, step)).
+ */
+#ifndef STRATA_TRAIN_H
+#define STRATA_TRAIN_H
+
+#include <stdint.h>
+
+#include "adamw.h"
+#include "gpt2.h"
+
+typedef struct {
+  gpt2_config_t model;     /* vocab is set from the data when 0 */
+  int batch;               /* global sequences per step (--batch) */
+  int seq_len;             /* T: tokens per sequence (defaults to model.ctx) */
+  int microbatches;        /* M: micro-batches per step */
+  int64_t steps;           /* total optimizer steps (--steps); -1 with resume: the checkpoint's */
+  uint64_t seed;           /* initialisation and data-order seed (--seed) */
+  adamw_hparams_t opt;     /* lr, betas, weight decay, clip, warm-up, decay */
+  const char *data_path;   /* NULL: the default corpus */
+  const char *out_dir;     /* run directory (--out) */
+  const char *resume;      /* checkpoint dir, "auto", or NULL */
+  int ckpt_every;          /* steps between checkpoints; 0: only at the end */
+  int keep;                /* checkpoints kept (0: all) */
+  int log_every;           /* steps between progress lines */
+  int eval_every;          /* steps between validation evaluations (0: only at the end) */
+  int eval_batches;        /* validation batches per evaluation */
+  int threads;             /* BLAS threads per rank */
+  int quiet;               /* no progress lines */
+  /* distributed layout (train_run_dist) */
+  int pp;                  /* P: pipeline stages (--pp, default 1) */
+  int dp;                  /* D: data-parallel replicas (--dp, default 1) */
+  int microbatches_given;  /* 1 if --microbatches was on the command line (else resume keeps
+                              the checkpoint's) */
+  int schedule;            /* sched_kind_t: SCHED_GPIPE or SCHED_1F1B (--schedule) */
+  const char *stage_layers; /* "3,3,2" or NULL: balanced (--stage-layers) */
+  int transport;           /* coll_transport_kind_t (--transport mpi|ofi) */
+  const char *ofi_provider; /* libfabric provider or NULL (--ofi-provider) */
+  double bucket_mb;        /* all-reduce bucket size in MiB (--bucket-mb) */
+  int zero;                /* ZeRO stage 0 or 1 (--zero) */
+} train_config_t;
+
+/* The defaults `strata train` documents (tiny model, default corpus). */
+void train_config_default(train_config_t *c);
+
+/* Runs the job; returns 0, or 1 after printing an error (2 for a configuration error). */
+int train_run(const train_config_t *c);
+
+/* The distributed job (any world size, including 1 with --pp 1 --dp 1): every rank of
+ * MPI_COMM_WORLD calls it with the same configuration. Configuration errors are detected
+ * identically on every rank; rank 0 prints the message and every rank returns 2. Runtime
+ * failures return 1 (the failing rank prints why). */
+int train_run_dist(const train_config_t *c);
+
+#endif /* STRATA_TRAIN_H */

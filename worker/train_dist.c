@@ -1,0 +1,530 @@
+/* train_dist.c -- the distributed training job: P pipeline stages x D data-parallel replicas
+ * over MPI_COMM_WORLD (see train.h, layout.h for the rank map, pipeline.h, grad_sync.h,
+ * coordinator.h).
+ *
+ * One step on rank (stage s, replica d):
+ *   1. zero gradients; fetch the replica's slice of the step's global batch: sequences
+ *      [d * batch/D, (d+1) * batch/D), micro-batch j = the j-th block of mb = batch/(D*M)
+ *      (stage 0 uses the inputs, the last stage the targets);
+ *   2. run the stage's schedule (pipeline_step); the last micro-batch's backward starts the
+ *      bucketed DP all-reduce;
+ *   3. grad_sync_finish: tied wte sum, remaining reductions, global squared norm;
+ *   4. AdamW with the clip factor (ZeRO-1: slice update and parameter all-gather);
+ *   5. StepReport to the coordinator; checkpoint when due (replica 0 of every stage writes its
+ *      shard, rank 0 commits).
+ * Configuration is validated on every rank from the same inputs (flags, checkpoint, data), so
+ * every rank reaches the same verdict without communication; only rank 0 prints it.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "checkpoint.h"
+#include "coll.h"
+#include "coordinator.h"
+#include "data.h"
+#include "grad_sync.h"
+#include "layout.h"
+#include "log.h"
+#include "pipeline.h"
+#include "schedule.h"
+#include "strata_proto.h"
+#include "train.h"
+
+#define TRAIN_PATH_WORDS 1024 /* checkpoint temp path broadcast as int32 words (4 KiB) */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int make_dirs(const char *path, char *err, size_t errlen) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+    snprintf(err, errlen, "run directory path is too long: %s", path);
+    return -1;
+  }
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
+  struct stat st;
+  if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "run directory '%s' exists and is not a directory", path);
+    return -1;
+  }
+  return 0;
+fail:
+  snprintf(err, errlen, "cannot create run directory '%s': %s", buf, strerror(errno));
+  return -1;
+}
+
+static void fill_train_cfg(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
+  memset(t, 0, sizeof *t);
+  t->batch = c->batch;
+  t->seq_len = c->seq_len;
+  t->microbatches = c->microbatches;
+  t->lr = c->opt.lr;
+  t->min_lr = c->opt.lr * c->opt.min_lr_ratio;
+  t->weight_decay = c->opt.weight_decay;
+  t->beta1 = c->opt.beta1;
+  t->beta2 = c->opt.beta2;
+  t->eps = c->opt.eps;
+  t->grad_clip = c->opt.grad_clip;
+  t->warmup_steps = c->opt.warmup_steps;
+  t->total_steps = c->steps;
+  t->seed = c->seed;
+  t->zero = c->zero;
+  snprintf(t->schedule, sizeof t->schedule, "%s", schedule_kind_name((sched_kind_t)c->schedule));
+  snprintf(t->data_path, sizeof t->data_path, "%s", data_path);
+}
+
+static void fill_state(strata_train_state_t *s, const train_config_t *c, const layout_t *lay,
+                       const char *data_path, uint64_t step, uint64_t tokens, double last_loss) {
+  strata_train_state_init(s);
+  s->step = step;
+  s->data_seed = c->seed;
+  s->data_step = step;
+  s->tokens_seen = tokens;
+  s->rng_state[0] = c->seed;
+  s->last_loss = last_loss;
+  s->model = (strata_model_cfg_t){c->model.vocab, c->model.ctx, c->model.layers, c->model.heads,
+                                  c->model.dim};
+  fill_train_cfg(&s->train, c, data_path);
+  s->layout.pp = lay->pp;
+  s->layout.dp = lay->dp;
+  s->layout.n_stage_layers = lay->pp;
+  for (int i = 0; i < lay->pp; i++) s->layout.stage_layers[i] = layout_stage_layers(lay, i);
+}
+
+/* The communicators of one rank. */
+typedef struct {
+  coll_comm_t *world; /* all ranks */
+  coll_comm_t *pipe;  /* the replica's P stages, rank = stage */
+  coll_comm_t *dp;    /* the stage's D replicas, rank = replica */
+  coll_comm_t *tied;  /* {stage 0, stage P-1} of the replica when P > 1, else NULL */
+} comms_t;
+
+static void comms_traffic(const comms_t *cm, uint64_t *sent, uint64_t *recvd) {
+  coll_comm_t *all[4] = {cm->world, cm->pipe, cm->dp, cm->tied};
+  *sent = *recvd = 0;
+  for (int i = 0; i < 4; i++) {
+    if (!all[i]) continue;
+    uint64_t s = 0, r = 0;
+    coll_traffic(all[i], &s, &r);
+    *sent += s;
+    *recvd += r;
+  }
+}
+
+/* Agreement of all ranks on ok (1) / failed (0): MIN over the world. Returns the verdict. */
+static int all_ok(coll_comm_t *world, int ok) {
+  int32_t v = ok ? 1 : 0;
+  if (coll_allreduce(&v, &v, 1, COLL_I32, COLL_MIN, world) != COLL_OK) return 0;
+  return v == 1;
+}
+
+/* Collective validation: batches j = 0 .. nb-1 of eval_B = batch / M sequences of the
+ * validation split in file order (as the single-rank loop with the same M evaluates them);
+ * replica d forwards rows [d*mb, d*mb + mb) of each through its pipeline. Returns the mean loss
+ * on every rank in *val (an all-reduce over the world). */
+static int run_eval(const comms_t *cm, const layout_t *lay, pipeline_t *pl, const data_set_t *ds,
+                    int nb, int eval_B, int T, int32_t *ein, int32_t *etg, double *val, char *err,
+                    size_t errlen) {
+  const int rank = coll_rank(cm->world), P = lay->pp, D = lay->dp, mb = lay->micro_batch;
+  const int stage = layout_stage_of(lay, rank), replica = layout_replica_of(lay, rank);
+  double sum = 0;
+  int ok = 1;
+  for (int j = 0; j < nb && ok; j++) {
+    if ((stage == 0 || stage == P - 1) &&
+        data_fetch_sequential(ds, DATA_VAL, (uint64_t)j, eval_B, T, ein, etg, err, errlen)) {
+      ok = 0; /* identical on every rank that fetches: the others fail in the exchange below */
+      break;
+    }
+    double l = 0;
+    const size_t off = (size_t)replica * mb * T;
+    if (pipeline_eval(pl, ein + off, etg + off, &l, err, errlen)) return -1;
+    sum += l;
+  }
+  double v = stage == P - 1 && ok ? sum / ((double)nb * D) : 0;
+  if (!all_ok(cm->world, ok)) {
+    if (ok) snprintf(err, errlen, "evaluation failed on another rank (see its message)");
+    return -1;
+  }
+  if (coll_allreduce(&v, &v, 1, COLL_F64, COLL_SUM, cm->world) != COLL_OK) {
+    snprintf(err, errlen, "validation loss all-reduce failed: %s", coll_last_error(cm->world));
+    return -1;
+  }
+  *val = v;
+  return 0;
+}
+
+/* Collective checkpoint of step `step` into RUN/ckpt-<step>. */
+static int save_checkpoint(const comms_t *cm, const layout_t *lay, const train_config_t *c,
+                           gpt2_model_t *m, grad_sync_t *gs, float *full_m, float *full_v,
+                           const char *data_path, uint64_t step, uint64_t tokens, double loss,
+                           char *err, size_t errlen) {
+  const int rank = coll_rank(cm->world);
+  const int stage = layout_stage_of(lay, rank), replica = layout_replica_of(lay, rank);
+  char dir[4200];
+  ckpt_step_dir(dir, sizeof dir, c->out_dir, step);
+  int ok = grad_sync_gather_moments(gs, full_m, full_v, err, errlen) == 0;
+  /* rank 0 creates the temporary directory and tells everyone its name */
+  int32_t words[TRAIN_PATH_WORDS];
+  memset(words, 0, sizeof words);
+  char *tmp = (char *)words;
+  if (rank == 0 && ok && ckpt_begin(dir, tmp, sizeof words, err, errlen)) ok = 0;
+  if (!all_ok(cm->world, ok)) {
+    if (ok) snprintf(err, errlen, "checkpoint %s: another rank failed (see its message)", dir);
+    return -1;
+  }
+  if (coll_broadcast(words, TRAIN_PATH_WORDS, COLL_I32, 0, cm->world) != COLL_OK) {
+    snprintf(err, errlen, "checkpoint path broadcast failed: %s", coll_last_error(cm->world));
+    return -1;
+  }
+  tmp[sizeof words - 1] = '\0';
+  if (replica == 0 && ckpt_write_shard(tmp, m, full_m, full_v, stage, lay->pp, err, errlen)) ok = 0;
+  if (!all_ok(cm->world, ok)) {
+    if (rank == 0) ckpt_abort(tmp);
+    if (ok) snprintf(err, errlen, "checkpoint %s: a stage failed to write its shard (see its message)", dir);
+    return -1;
+  }
+  if (rank == 0) {
+    strata_train_state_t *st = calloc(1, sizeof *st);
+    if (!st) {
+      snprintf(err, errlen, "out of memory");
+      ok = 0;
+    } else {
+      fill_state(st, c, lay, data_path, step, tokens, loss);
+      if (ckpt_commit(tmp, dir, &c->model, st, lay->pp, err, errlen)) {
+        ckpt_abort(tmp);
+        ok = 0;
+      } else if (c->keep > 0 && ckpt_prune(c->out_dir, c->keep, err, errlen) < 0) {
+        ok = 0;
+      }
+      free(st);
+    }
+  }
+  if (!all_ok(cm->world, ok)) {
+    if (ok) snprintf(err, errlen, "checkpoint %s: the coordinator failed to commit it", dir);
+    return -1;
+  }
+  if (rank == 0 && !c->quiet) strata_info("checkpoint %s", dir);
+  return 0;
+}
+
+int train_run_dist(const train_config_t *cin) {
+  train_config_t c = *cin;
+  char err[1024] = "";
+  int rc = 1, wrank = 0, wsize = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  MPI_Comm_size(MPI_COMM_WORLD, &wsize);
+  comms_t cm = {0};
+  data_set_t *ds = NULL;
+  gpt2_model_t *m = NULL;
+  grad_sync_t *gs = NULL;
+  pipeline_t *pl = NULL;
+  coord_t *co = NULL;
+  int32_t *inputs = NULL, *targets = NULL, *eval_in = NULL, *eval_tg = NULL;
+  float *full_m = NULL, *full_v = NULL;
+  strata_train_state_t *state = calloc(1, sizeof *state);
+  layout_t *lay = calloc(1, sizeof *lay);
+  char resume_dir[4096] = "";
+  if (!state || !lay) {
+    strata_error("train: out of memory");
+    free(state);
+    free(lay);
+    return 1;
+  }
+  openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
+
+  /* ---- configuration: the same checks on every rank ---- */
+  if (make_dirs(c.out_dir, err, sizeof err)) goto config_fail;
+  if (c.resume) {
+    if (!strcmp(c.resume, "auto")) {
+      if (ckpt_find_latest(c.out_dir, resume_dir, sizeof resume_dir, err, sizeof err)) goto config_fail;
+    } else {
+      snprintf(resume_dir, sizeof resume_dir, "%s", c.resume);
+    }
+    if (ckpt_read_state(resume_dir, state, 1, err, sizeof err)) goto config_fail;
+    c.model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
+                              state->model.heads, state->model.dim};
+    c.batch = state->train.batch;
+    c.seq_len = state->train.seq_len;
+    if (!c.microbatches_given) c.microbatches = state->train.microbatches;
+    c.seed = state->train.seed;
+    c.opt.lr = state->train.lr;
+    c.opt.weight_decay = state->train.weight_decay;
+    c.opt.beta1 = state->train.beta1;
+    c.opt.beta2 = state->train.beta2;
+    c.opt.eps = state->train.eps;
+    c.opt.grad_clip = state->train.grad_clip;
+    c.opt.warmup_steps = (int)state->train.warmup_steps;
+    if (state->train.lr > 0 && state->train.min_lr >= 0)
+      c.opt.min_lr_ratio = state->train.min_lr / state->train.lr;
+    if (!c.data_path && state->train.data_path[0]) c.data_path = state->train.data_path;
+    if (c.steps == -1) c.steps = state->train.total_steps;
+  }
+  const char *data_path = c.data_path ? c.data_path : data_default_path();
+  if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto config_fail;
+  if (c.model.vocab == 0) c.model.vocab = data_vocab(ds);
+  if (data_vocab(ds) > c.model.vocab) {
+    snprintf(err, sizeof err, "data '%s' has vocabulary %d but the model's is %d", data_path,
+             data_vocab(ds), c.model.vocab);
+    goto config_fail;
+  }
+  if (c.seq_len == 0) c.seq_len = c.model.ctx;
+  if (c.seq_len < 1 || c.seq_len > c.model.ctx) {
+    snprintf(err, sizeof err, "--seq-len %d must be between 1 and --ctx %d", c.seq_len, c.model.ctx);
+    goto config_fail;
+  }
+  if (c.steps < 1) {
+    snprintf(err, sizeof err, "--steps must be at least 1 (got %lld)", (long long)c.steps);
+    goto config_fail;
+  }
+  if (c.pp < 1 || c.dp < 1) {
+    snprintf(err, sizeof err, "--pp and --dp must be at least 1 (got --pp %d --dp %d)", c.pp, c.dp);
+    goto config_fail;
+  }
+  if (c.microbatches < 1 || c.batch < 1) {
+    snprintf(err, sizeof err, "--batch (%d) and --microbatches (%d) must be at least 1", c.batch,
+             c.microbatches);
+    goto config_fail;
+  }
+  if (!(c.bucket_mb > 0)) {
+    snprintf(err, sizeof err, "--bucket-mb must be positive (got %g)", c.bucket_mb);
+    goto config_fail;
+  }
+  if (c.zero != 0 && c.zero != 1) {
+    snprintf(err, sizeof err, "--zero must be 0 or 1 (got %d)", c.zero);
+    goto config_fail;
+  }
+  {
+    layout_model_t lm = {c.model.vocab, c.model.ctx, c.model.layers, c.model.heads, c.model.dim};
+    if (layout_init(lay, &lm, wsize, c.pp, c.dp, c.microbatches, c.batch, c.stage_layers, err,
+                    sizeof err))
+      goto config_fail;
+  }
+  if (c.opt.decay_steps == 0) c.opt.decay_steps = (int)c.steps;
+  if (adamw_hparams_check(&c.opt, err, sizeof err)) goto config_fail;
+  if (data_check_batch(ds, DATA_TRAIN, c.batch, c.seq_len, err, sizeof err)) goto config_fail;
+  /* validation batches of batch / M sequences (those of the single-rank loop with this M) */
+  const int eval_B = c.batch / c.microbatches;
+  uint64_t eval_avail = data_num_sequential_batches(ds, DATA_VAL, eval_B, c.seq_len);
+  if (eval_avail == 0) {
+    snprintf(err, sizeof err, "the validation split has %zu tokens, fewer than one batch of %d x %d "
+             "+ 1 (--batch / --microbatches sequences); use a larger data file or a smaller batch",
+             data_num_tokens(ds, DATA_VAL), eval_B, c.seq_len);
+    goto config_fail;
+  }
+  const int eval_nb = (uint64_t)c.eval_batches < eval_avail ? c.eval_batches : (int)eval_avail;
+  const int P = lay->pp, D = lay->dp, M = lay->micro, mb = lay->micro_batch, T = c.seq_len;
+  const int stage = layout_stage_of(lay, wrank), replica = layout_replica_of(lay, wrank);
+  gpt2_range_t range = {lay->layer_begin[stage], lay->layer_begin[stage + 1], stage == 0,
+                        stage == P - 1};
+  if (gpt2_create(&c.model, range, &m, err, sizeof err)) goto config_fail;
+  int64_t start_step = 0;
+  uint64_t tokens_seen = 0;
+  if (c.resume) {
+    start_step = (int64_t)state->step;
+    tokens_seen = state->tokens_seen;
+    if (start_step >= c.steps) {
+      snprintf(err, sizeof err, "checkpoint %s is at step %lld, already at --steps %lld; pass a "
+               "larger --steps to continue", resume_dir, (long long)start_step, (long long)c.steps);
+      goto config_fail;
+    }
+  }
+
+  /* ---- communicators ---- */
+  coll_config_t cc = coll_config_default();
+  cc.transport = (coll_transport_kind_t)c.transport;
+  if (c.ofi_provider) cc.ofi_provider = c.ofi_provider;
+  if (coll_comm_create(MPI_COMM_WORLD, &cc, &cm.world) != COLL_OK) {
+    snprintf(err, sizeof err, "cannot create the %s communicator (see the message above; "
+             "--transport mpi|ofi, --ofi-provider shm|tcp)", c.transport ? "ofi" : "mpi");
+    goto fail;
+  }
+  if (coll_comm_split(cm.world, replica, stage, &cm.pipe) != COLL_OK ||
+      coll_comm_split(cm.world, stage, replica, &cm.dp) != COLL_OK ||
+      coll_comm_split(cm.world, (P > 1 && (stage == 0 || stage == P - 1)) ? replica : -1, stage,
+                      &cm.tied) != COLL_OK) {
+    snprintf(err, sizeof err, "cannot split the world communicator: %s", coll_last_error(cm.world));
+    goto fail;
+  }
+  if (wrank == 0 && !c.quiet) {
+    strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %lld parameters; "
+                "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, transport %s, data %s",
+                c.model.layers, c.model.heads, c.model.dim, c.model.ctx, c.model.vocab,
+                (long long)layout_params_total(&lay->model), c.batch, T, (long long)c.steps,
+                schedule_kind_name((sched_kind_t)c.schedule), c.zero,
+                coll_transport_name(cm.world), data_path);
+    layout_print(lay, stderr);
+    fflush(stderr);
+  }
+
+  /* ---- model, optimizer, pipeline ---- */
+  if (grad_sync_create(m, cm.dp, cm.tied, c.zero ? cm.world : cm.pipe, c.bucket_mb, c.zero, &gs,
+                       err, sizeof err))
+    goto fail;
+  if (pipeline_create(m, cm.pipe, (sched_kind_t)c.schedule, M, mb, T, &pl, err, sizeof err)) goto fail;
+  const int rows = c.batch / D; /* the replica's sequences per step */
+  inputs = malloc(sizeof(int32_t) * (size_t)rows * T);
+  targets = malloc(sizeof(int32_t) * (size_t)rows * T);
+  eval_in = malloc(sizeof(int32_t) * (size_t)eval_B * T);
+  eval_tg = malloc(sizeof(int32_t) * (size_t)eval_B * T);
+  full_m = malloc(sizeof(float) * (m->num_params ? m->num_params : 1));
+  full_v = malloc(sizeof(float) * (m->num_params ? m->num_params : 1));
+  if (!inputs || !targets || !full_m || !full_v || !eval_in || !eval_tg) {
+    snprintf(err, sizeof err, "out of memory for a batch of %d x %d tokens", rows, T);
+    goto fail;
+  }
+  if (c.resume) {
+    if (ckpt_load(resume_dir, m, full_m, full_v, NULL, err, sizeof err)) goto fail;
+    grad_sync_set_moments(gs, full_m, full_v);
+    grad_sync_optimizer(gs)->t = start_step;
+    if (wrank == 0 && !c.quiet)
+      strata_info("resumed from %s at step %lld (layout %d x %d)", resume_dir,
+                  (long long)start_step, P, D);
+  } else {
+    gpt2_init_params(m, c.seed);
+  }
+
+  coord_info_t info = {.layout = lay,
+                       .model = {c.model.vocab, c.model.ctx, c.model.layers, c.model.heads, c.model.dim},
+                       .out_dir = c.out_dir,
+                       .transport = coll_transport_name(cm.world),
+                       .start_step = start_step,
+                       .total_steps = c.steps,
+                       .log_every = c.log_every,
+                       .quiet = c.quiet,
+                       .append = c.resume != NULL,
+                       .bucket_mb = c.bucket_mb};
+  fill_train_cfg(&info.train, &c, data_path);
+  if (coord_create(cm.world, &info, &co, err, sizeof err)) goto fail;
+
+  /* ---- the step loop ---- */
+  const uint64_t tokens_per_step = (uint64_t)c.batch * (uint64_t)T;
+  double last_loss = NAN, sync_wait_s = 0;
+  uint64_t sent0 = 0, recv0 = 0;
+  comms_traffic(&cm, &sent0, &recv0);
+  for (int64_t step = start_step; step < c.steps; step++) {
+    double t0 = now_s();
+    gpt2_zero_grad(m);
+    if (stage == 0 || stage == P - 1) {
+      if (data_fetch(ds, DATA_TRAIN, c.seed, (uint64_t)step, c.batch, T, replica * rows, rows,
+                     inputs, targets, err, sizeof err))
+        goto fail;
+    }
+    pipeline_stats_t ps;
+    if (pipeline_step(pl, inputs, targets, gs, co, &ps, err, sizeof err)) goto fail;
+    double ta = coord_now(co), ss = 0;
+    if (grad_sync_finish(gs, &ss, err, sizeof err)) goto fail;
+    coord_trace(co, TRACE_ALLREDUCE, -1, ta, coord_now(co));
+    {
+      const double *b0, *b1;
+      int nb = grad_sync_bucket_times(gs, &b0, &b1);
+      for (int b = 0; b < nb; b++)
+        coord_trace(co, TRACE_ALLREDUCE, b, coord_from_mono(co, b0[b]), coord_from_mono(co, b1[b]));
+    }
+    if (!isfinite(ss)) {
+      snprintf(err, sizeof err, "the gradient norm became %g at step %lld; lower --lr (now %g)",
+               sqrt(ss), (long long)step + 1, c.opt.lr);
+      goto fail;
+    }
+    double sync_comm_s = grad_sync_stats(gs)->comm_s, sync_wait_stage_s = grad_sync_stats(gs)->wait_s;
+    float scale = adamw_clip_scale(ss, c.opt.grad_clip);
+    /* rounded to float as the single-rank loop does (train.c), so P=1 x D=1 is bit-identical */
+    float lr = (float)adamw_lr_at(&c.opt, step);
+    double to = coord_now(co);
+    if (grad_sync_update(gs, &c.opt, lr, scale, err, sizeof err)) goto fail;
+    coord_trace(co, TRACE_OPTIM, -1, to, coord_now(co));
+    double update_comm_s = grad_sync_stats(gs)->comm_s - sync_comm_s;
+    if (update_comm_s < 0) update_comm_s = 0;
+    /* The wait in the previous step's report gather is this rank waiting for the slowest one
+     * (the pipeline's tail bubble, replica imbalance): counted as idle time of this step. */
+    double step_s = now_s() - t0 + sync_wait_s;
+    uint64_t sent = 0, recvd = 0;
+    comms_traffic(&cm, &sent, &recvd);
+
+    strata_step_report_t rep;
+    strata_step_report_init(&rep);
+    rep.step = (uint64_t)step + 1;
+    rep.rank = wrank;
+    rep.stage = stage;
+    rep.replica = replica;
+    rep.has_loss = stage == P - 1 && ps.n_loss > 0;
+    rep.loss = rep.has_loss ? ps.loss_sum / ps.n_loss : 0;
+    rep.tokens = (uint64_t)rows * (uint64_t)T;
+    rep.comm_s = ps.comm_s + sync_comm_s + update_comm_s;
+    rep.idle_s = ps.idle_s + sync_wait_stage_s + sync_wait_s;
+    rep.compute_s = step_s - rep.comm_s - rep.idle_s;
+    if (rep.compute_s < 0) rep.compute_s = 0;
+    rep.bytes_sent = sent - sent0;
+    rep.bytes_recv = recvd - recv0;
+    sent0 = sent;
+    recv0 = recvd;
+    double loss = NAN, tg = now_s();
+    if (coord_step(co, &rep, step_s, lr, sqrt(ss), &loss, err, sizeof err)) goto fail;
+    sync_wait_s = now_s() - tg;
+    tokens_seen += tokens_per_step;
+    /* the checkpoint records rank 0's view of the loss; other ranks keep their own */
+    last_loss = wrank == 0 ? loss : (rep.has_loss ? rep.loss : last_loss);
+
+    int is_last = step + 1 == c.steps;
+    if ((c.eval_every > 0 && (step + 1) % c.eval_every == 0) || (c.eval_every == 0 && is_last)) {
+      double val = NAN;
+      if (run_eval(&cm, lay, pl, ds, eval_nb, eval_B, T, eval_in, eval_tg, &val, err, sizeof err))
+        goto fail;
+      coord_set_val_loss(co, val);
+      if (wrank == 0 && !c.quiet && c.eval_every > 0)
+        strata_info("step %lld: validation loss %.4f", (long long)step + 1, val);
+    }
+    if ((c.ckpt_every > 0 && (step + 1) % c.ckpt_every == 0) || is_last) {
+      double tc = coord_now(co);
+      if (save_checkpoint(&cm, lay, &c, m, gs, full_m, full_v, data_path, (uint64_t)step + 1,
+                          tokens_seen, isfinite(last_loss) ? last_loss : 0, err, sizeof err))
+        goto fail;
+      coord_trace(co, TRACE_CKPT, -1, tc, coord_now(co));
+    }
+  }
+  if (coord_finish(co, err, sizeof err)) goto fail;
+  rc = 0;
+  goto out;
+
+config_fail:
+  if (wrank == 0) strata_error("train: %s", err);
+  rc = 2;
+  goto out;
+fail:
+  strata_error("train: %s", err);
+  rc = 1;
+out:
+  coord_free(co);
+  pipeline_free(pl);
+  grad_sync_free(gs);
+  free(inputs);
+  free(targets);
+  free(eval_in);
+  free(eval_tg);
+  free(full_m);
+  free(full_v);
+  gpt2_free(m);
+  data_close(ds);
+  coll_comm_destroy(cm.tied);
+  coll_comm_destroy(cm.dp);
+  coll_comm_destroy(cm.pipe);
+  coll_comm_destroy(cm.world);
+  free(state);
+  free(lay);
+  return rc;
+}
