@@ -3,6 +3,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "log.h"
@@ -22,6 +23,24 @@ static const command_t commands[] = {
     {"serve", cmd_serve, "serve completions over HTTP (OpenAI-compatible subset; --backend fake for tests)"},
 };
 static const int num_commands = (int)(sizeof commands / sizeof commands[0]);
+
+/* Seconds the ranks wait for each other after a usage error (exit code 2) before aborting. */
+#define STRATA_EXIT_AGREE_S 10.0
+
+/* Usage and configuration errors (exit code 2) are usually found by every rank alike; then the
+ * job ends cleanly with that code and no MPI_Abort banner. If some rank does not arrive within
+ * `timeout_s` (it is still working, or failed differently), returns 0 and the caller aborts. */
+static int all_ranks_arrive(double timeout_s) {
+  MPI_Request req;
+  if (MPI_Ibarrier(MPI_COMM_WORLD, &req) != MPI_SUCCESS) return 0;
+  double deadline = MPI_Wtime() + timeout_s;
+  int done = 0;
+  while (!done && MPI_Wtime() < deadline) {
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (!done) usleep(1000);
+  }
+  return done;
+}
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -50,12 +69,12 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   strata_log_set_rank(rank);
   int rc = cmd->run(argc - 1, argv + 1);
-  if (rc != 0) {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (rc != 0 && size > 1 && !(rc == 2 && all_ranks_arrive(STRATA_EXIT_AGREE_S))) {
     /* A failing rank must not leave the others waiting in a collective: abort the job with
      * the exit code (the failing rank has already printed why). */
-    int size = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Abort(MPI_COMM_WORLD, rc);
   }
   MPI_Finalize();
   return rc;
