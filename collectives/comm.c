@@ -16,8 +16,8 @@
 /* Tunables (documented in collectives/README.md). */
 #define COLL_DEFAULT_TIMEOUT_S 300.0
 #define COLL_DEFAULT_CHUNK_BYTES (256u << 10)
-#define COLL_DEFAULT_RD_THRESHOLD_BYTES (512u << 10)
-#define COLL_DEFAULT_PIPELINE_DEPTH 2
+#define COLL_DEFAULT_RD_THRESHOLD_BYTES (256u << 10)
+#define COLL_DEFAULT_PIPELINE_DEPTH 4
 #define COLL_DEFAULT_EAGER_BYTES 4000 /* Open MPI vader: 4 KiB eager limit including its header */
 
 /* coll_transport_ofi_ops is defined in transport_ofi.c (a weak stub here would shadow it:

@@ -9,6 +9,10 @@
 #       STREAM=1 (server-sent events), FAKE_STEP_S (fake decode step, default 0.002),
 #       FAKE_BATCH (fake batch size, default 8), PORT (benchmark an already running server),
 #       DURATION_S per level (default 60), OUT (file for the JSON lines)
+#   CHECKPOINT=DIR serves a real model instead (`mpirun -np $NP strata serve --checkpoint DIR`,
+#       NP default 1; MPIRUN overrides the launcher command); SESSION_BENCH=1 then also measures
+#       the time to first token of a session follow-up against the same context sent statelessly
+#       (CONTEXT tokens of history, default 1000; needs a model with n_ctx > CONTEXT; uses curl).
 # With the fake backend the numbers measure the HTTP layer and the batching hand-off, not a model.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +29,33 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-if [ -z "${PORT:-}" ]; then
+if [ -z "${PORT:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
+  [ -x "$STRATA" ] || { echo "http_bench: build first ($STRATA missing)" >&2; exit 2; }
+  NP="${NP:-1}"
+  read -r -a MPI <<< "${MPIRUN:-mpirun --oversubscribe --bind-to none --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo}"
+  "${MPI[@]}" -np "$NP" "$STRATA" serve --checkpoint "$CHECKPOINT" --listen 127.0.0.1:0 --max-queue 1024 \
+    --max-connections 1024 --max-tokens-limit 4096 --session-dir "$W/sessions" > "$W/server.out" 2> "$W/server.err" &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    PORT="$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$W/server.out" | head -1)"
+    [ -n "$PORT" ] && break; sleep 0.1
+  done
+  [ -n "$PORT" ] || { echo "http_bench: the server did not start:" >&2; cat "$W/server.err" >&2; exit 1; }
+  echo "# mpirun -np $NP strata serve --checkpoint $CHECKPOINT on 127.0.0.1:$PORT"
+  if [ "${SESSION_BENCH:-0}" = 1 ]; then
+    CONTEXT="${CONTEXT:-1000}"
+    ttft() { curl -s "http://127.0.0.1:$PORT/v1/completions" -d "$1" | sed -n 's/.*"ttft_s":\([0-9.e-]*\).*/\1/p'; }
+    text() { head -c "$1" /dev/zero | tr '\0' 'a'; }
+    for rep in 1 2 3; do
+      sid="bench$rep"
+      ttft "{\"prompt\":\"$(text $((CONTEXT - 8)))\",\"max_tokens\":1,\"temperature\":0,\"session\":\"$sid\"}" >/dev/null
+      s_ttft="$(ttft "{\"prompt\":\"$(text 7)\",\"max_tokens\":1,\"temperature\":0,\"session\":\"$sid\"}")"
+      l_ttft="$(ttft "{\"prompt\":\"$(text "$CONTEXT")\",\"max_tokens\":1,\"temperature\":0}")"
+      echo "session follow-up at $CONTEXT tokens of context: ttft ${s_ttft} s with the session, ${l_ttft} s stateless" \
+        "($(awk -v a="$l_ttft" -v b="$s_ttft" 'BEGIN{printf "%.1f", a/b}')x)"
+    done
+  fi
+elif [ -z "${PORT:-}" ]; then
   [ -x "$STRATA" ] || { echo "http_bench: build first ($STRATA missing)" >&2; exit 2; }
   "$STRATA" serve --backend fake --listen 127.0.0.1:0 --max-queue 1024 --max-connections 1024 \
     --max-tokens-limit 4096 --fake-step-s "${FAKE_STEP_S:-0.002}" --fake-batch "${FAKE_BATCH:-8}" \

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "safetensors.h"
 
 #define CKPT_DIR_PREFIX "ckpt-"
@@ -347,6 +348,7 @@ int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *ex
     st_shard_name(fname, sizeof fname, CKPT_MODEL_PREFIX, stage + 1, num_stages);
   join(path, sizeof path, tmp_dir, fname);
   if (st_write(path, w, n, meta_w, 2, NULL, NULL, err, errlen) != 0) goto exit;
+  fault_point(FAULT_AT_CHECKPOINT, -1);
   if (exp_avg) {
     if (num_stages == 1)
       snprintf(fname, sizeof fname, "%s", CKPT_OPTIM_FILE);
@@ -477,6 +479,7 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
     }
   }
   if (num_stages > 1 && write_index(tmp_dir, num_stages, err, errlen) != 0) return -1;
+  fault_point(FAULT_AT_COMMIT, -1);
   join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
   if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
   if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0) {

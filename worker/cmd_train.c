@@ -24,7 +24,12 @@ static const char *usage_text =
     "  divide by D x M. Gradients are all-reduced in buckets of --bucket-mb MiB (default 4, env\n"
     "  STRATA_BUCKET_MB) as backward finishes them; --zero 1 shards the optimizer over replicas.\n"
     "  Rank 0 prints the layout and the progress; the run directory also receives report.pb and\n"
-    "  trace.json (Chrome trace: open in Perfetto). Resume works onto any P x D layout.";
+    "  trace.json (Chrome trace: open in Perfetto). Resume works onto any P x D layout.\n"
+    "  Simulated accelerator: --device trn1|trn2|trn3|h100|cpu|FILE.json (default cpu, calibrated\n"
+    "  at start-up), --device-mem BYTES. A stage that does not fit stops the job before step 1\n"
+    "  (exit 2, naming a layout that fits); the progress line, report.json (sim_step_s,\n"
+    "  sim_tokens_per_s, sim_mfu, per-stage sim_* and mem_model/mem_alloc_bytes) and trace.json\n"
+    "  (pid 1000 + rank) carry the device's simulated time.";
 
 int cmd_train(int argc, char **argv) {
   train_config_t c;
@@ -69,6 +74,8 @@ int cmd_train(int argc, char **argv) {
       {"--ofi-provider", NULL, ARG_STRING, &c.ofi_provider, "NAME", "libfabric provider with --transport ofi (shm, tcp; default $FI_PROVIDER)"},
       {"--bucket-mb", NULL, ARG_DOUBLE, &c.bucket_mb, "MB", "gradient all-reduce bucket size in MiB (default 4)"},
       {"--zero", NULL, ARG_INT, &c.zero, "0|1", "ZeRO-1: shard the AdamW moments over the replicas (default 0)"},
+      {"--device", NULL, ARG_STRING, &c.device, "DEV", "simulated accelerator: trn1|trn2|trn3|h100|cpu|FILE.json (default cpu, calibrated at start-up)"},
+      {"--device-mem", NULL, ARG_BYTES, &c.device_mem, "BYTES", "device memory per rank (K/M/G suffixes; default: the profile's HBM)"},
   };
   int rc = args_parse("train", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
                       NULL, NULL);
@@ -96,7 +103,7 @@ int cmd_train(int argc, char **argv) {
     c.transport = (int)k;
   }
   const int distributed = world > 1 || c.pp != 1 || c.dp != 1 || schedule || transport ||
-                          c.stage_layers || c.zero != 0;
+                          c.stage_layers || c.zero != 0 || c.device || c.device_mem;
   if (c.resume && (layers > 0 || heads > 0 || dim > 0 || ctx > 0 || seed >= 0)) {
     if (rank == 0) strata_error("train: --resume takes the model shape and seed from the checkpoint; drop "
                  "--layers/--heads/--dim/--ctx/--seed");

@@ -10,5 +10,6 @@ int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
 int cmd_simulate(int argc, char **argv); /* cmd_simulate.c */
 int cmd_infer(int argc, char **argv);    /* cmd_infer.c */
 int cmd_serve(int argc, char **argv);    /* cmd_serve.c */
+int cmd_report(int argc, char **argv);   /* cmd_report.c */
 
 #endif

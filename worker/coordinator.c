@@ -44,6 +44,9 @@ struct coord {
   double val_loss;         /* NaN until an evaluation ran */
   int64_t steps_done;      /* steps of this invocation */
   double wall_start_s;
+  coord_sim_t sim;         /* sim.res == NULL: no simulated device */
+  double sim_train_s;      /* summed simulated step seconds */
+  double sim_last_step_s;
 };
 
 static double mono_s(void) {
@@ -55,6 +58,7 @@ static double mono_s(void) {
 double coord_now(const coord_t *c) { return mono_s() - c->origin_s; }
 double coord_from_mono(const coord_t *c, double t) { return t - c->origin_s; }
 void coord_set_val_loss(coord_t *c, double v) { c->val_loss = v; }
+void coord_set_sim(coord_t *c, const coord_sim_t *sim) { c->sim = *sim; }
 
 int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, char *err,
                  size_t errlen) {
@@ -169,6 +173,7 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   double loss_sum = 0, comm = 0, idle = 0, wall = 0, slowest = 0;
   int n_loss = 0;
   uint64_t sent = 0, recvd = 0, tokens = 0;
+  double sim_s = 0;
   for (int r = 0; r < c->size; r++) {
     const int32_t *w = c->words + (size_t)r * COORD_REPORT_WORDS;
     strata_step_report_t rep;
@@ -186,6 +191,7 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
     idle += rep.idle_s;
     wall += rs;
     if (rs > slowest) slowest = rs;
+    if (rep.simulated_s > sim_s) sim_s = rep.simulated_s;
     sent += rep.bytes_sent;
     recvd += rep.bytes_recv;
     if (rep.stage == 0) tokens += rep.tokens;
@@ -203,15 +209,17 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   c->train_s += slowest;
   c->tokens += (double)tokens;
   c->steps_done++;
+  c->sim_train_s += sim_s;
+  c->sim_last_step_s = sim_s;
   double tps = slowest > 0 ? (double)tokens / slowest : 0;
   double comm_share = wall > 0 ? comm / wall : 0, idle_share = wall > 0 ? idle / wall : 0;
   int64_t step = (int64_t)mine.step;
   fprintf(c->steps_log,
           "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
           "\"tokens_per_s\": %.6g, \"step_s\": %.6g, \"comm_share\": %.4f, \"idle_share\": %.4f, "
-          "\"bytes_sent\": %llu, \"bytes_recv\": %llu}\n",
+          "\"bytes_sent\": %llu, \"bytes_recv\": %llu, \"sim_step_s\": %.6g}\n",
           (long long)step, loss, lr, grad_norm, tps, slowest, comm_share, idle_share,
-          (unsigned long long)sent, (unsigned long long)recvd);
+          (unsigned long long)sent, (unsigned long long)recvd, sim_s);
   fflush(c->steps_log);
   int is_last = step == c->info.total_steps;
   if (!c->info.quiet && (step % c->info.log_every == 0 || is_last || step == c->info.start_step + 1)) {
@@ -219,9 +227,11 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
     double eta = elapsed / (double)c->steps_done * (double)(c->info.total_steps - step);
     char eta_s[32];
     format_duration(eta_s, sizeof eta_s, eta);
-    strata_info("step %lld/%lld | loss %.4f | %.0f tok/s | comm %.0f%% | idle %.0f%% | ETA %s",
+    char sim_txt[64] = "";
+    if (c->sim.res) snprintf(sim_txt, sizeof sim_txt, " | sim %.4g ms/step", sim_s * 1e3);
+    strata_info("step %lld/%lld | loss %.4f | %.0f tok/s | comm %.0f%% | idle %.0f%% | ETA %s%s",
                 (long long)step, (long long)c->info.total_steps, loss, tps, 100 * comm_share,
-                100 * idle_share, eta_s);
+                100 * idle_share, eta_s, sim_txt);
   }
   (void)step_s;
   return 0;
@@ -238,6 +248,29 @@ static void write_events(FILE *f, int r, const double *ev, size_t n, int *first)
             *first ? "" : ",", trace_names[kind], kind == TRACE_FWD || kind == TRACE_BWD || kind == TRACE_OPTIM ? "compute" : "comm",
             r, e[3] * 1e6, (e[4] - e[3]) * 1e6, (long long)e[2], (int)e[1]);
     *first = 0;
+  }
+}
+
+/* The simulated timeline: per rank pid 1000 + rank ("sim rN"), tid 0 compute, tid 1 comm; the
+ * simulated step repeated for the first COORD_SIM_TRACE_STEPS steps. */
+static void write_sim_events(coord_t *c, FILE *f, int *first) {
+  const sim_result_t *res = c->sim.res;
+  for (int r = 0; r < c->size; r++) {
+    fprintf(f, "%s\n{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": {\"name\": "
+            "\"sim r%d (%s)\"}}", *first ? "" : ",", 1000 + r, r, c->sim.device);
+    *first = 0;
+  }
+  int64_t nsteps = c->steps_done < COORD_SIM_TRACE_STEPS ? c->steps_done : COORD_SIM_TRACE_STEPS;
+  for (int64_t k = 0; k < nsteps; k++) {
+    double off = (double)k * res->step_s;
+    for (int i = 0; i < res->nevents; i++) {
+      const sim_event_t *e = &res->events[i];
+      int comm = !(e->kind == SIM_EV_FWD || e->kind == SIM_EV_BWD || e->kind == SIM_EV_OPTIMIZER);
+      fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"sim\", \"ph\": \"X\", \"pid\": %d, \"tid\": %d, "
+              "\"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld, \"micro\": %d}}",
+              sim_event_name(e->kind), 1000 + e->rank, comm, (off + e->start_s) * 1e6,
+              (e->end_s - e->start_s) * 1e6, (long long)(c->info.start_step + k + 1), e->micro);
+    }
   }
 }
 
@@ -294,6 +327,7 @@ static int write_trace(coord_t *c, char *err, size_t errlen) {
     if (f) write_events(f, r, ev, (size_t)n, &first);
     free(ev);
   }
+  if (f && c->sim.res) write_sim_events(c, f, &first);
   if (f) {
     fprintf(f, "\n]}\n");
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
@@ -340,15 +374,40 @@ static int write_reports(coord_t *c, char *err, size_t errlen) {
   for (int s = 0; s < lay->pp; s++) {
     const stage_acc_t *a = &c->stages[s];
     fprintf(f, "    {\"stage\": %d, \"layer_begin\": %d, \"layer_end\": %d, \"params\": %lld, "
-            "\"compute_s\": %.6g, \"comm_s\": %.6g, \"idle_s\": %.6g, \"peak_mem_bytes\": %llu}%s\n",
+            "\"compute_s\": %.6g, \"comm_s\": %.6g, \"idle_s\": %.6g, \"peak_mem_bytes\": %llu",
             s, lay->layer_begin[s], lay->layer_begin[s + 1], (long long)layout_stage_params(lay, s),
             a->compute_s / lay->dp, a->comm_s / lay->dp, a->idle_s / lay->dp,
-            (unsigned long long)a->peak_mem_bytes, s + 1 < lay->pp ? "," : "");
+            (unsigned long long)a->peak_mem_bytes);
+    if (c->sim.res && s < c->sim.res->pp) {
+      /* per step: compute, comm (exposed DP/tied/all-gather waits), idle (pipeline bubble),
+       * optimizer; sums match the simulated step for the slowest rank */
+      const sim_stage_result_t *st = &c->sim.res->stages[s];
+      fprintf(f, ", \"sim_compute_s\": %.6g, \"sim_comm_s\": %.6g, \"sim_idle_s\": %.6g, "
+              "\"sim_optimizer_s\": %.6g, \"sim_comm_busy_s\": %.6g, \"mem_model_bytes\": %.0f, "
+              "\"mem_alloc_bytes\": %.0f",
+              st->compute_s, st->exposed_comm_s, st->idle_s, st->optimizer_s, st->comm_busy_s,
+              c->sim.mem_model_bytes[s], c->sim.mem_alloc_bytes[s]);
+    }
+    fprintf(f, "}%s\n", s + 1 < lay->pp ? "," : "");
   }
   char val[64];
   if (isfinite(c->val_loss)) snprintf(val, sizeof val, "%.9g", c->val_loss);
   else snprintf(val, sizeof val, "null");
-  fprintf(f, "  ],\n  \"steps_done\": %lld,\n  \"final_loss\": %.9g,\n  \"val_loss\": %s,\n"
+  fprintf(f, "  ],\n");
+  if (c->sim.res) {
+    double sim_step = c->steps_done > 0 ? c->sim_train_s / (double)c->steps_done : 0;
+    double sim_tps = c->sim_train_s > 0 ? c->tokens / c->sim_train_s : 0;
+    double sim_mfu = sim_step > 0 && c->sim.res->step_s > 0
+                         ? c->sim.res->mfu * c->sim.res->step_s / sim_step : 0;
+    fprintf(f, "  \"device\": \"%s\",\n  \"device_mem_bytes\": %.0f,\n  \"sim_step_s\": %.6g,\n"
+            "  \"sim_tokens_per_s\": %.6g,\n  \"sim_mfu\": %.6g,\n  \"sim_train_s\": %.6g,\n"
+            "  \"sim_compute_share\": %.4f,\n  \"sim_pipeline_idle_share\": %.4f,\n"
+            "  \"sim_exposed_comm_share\": %.4f,\n",
+            c->sim.device, c->sim.capacity_bytes, sim_step, sim_tps, sim_mfu, c->sim_train_s,
+            c->sim.res->compute_share, c->sim.res->pipeline_idle_share,
+            c->sim.res->exposed_comm_share);
+  }
+  fprintf(f, "  \"steps_done\": %lld,\n  \"final_loss\": %.9g,\n  \"val_loss\": %s,\n"
           "  \"tokens_per_s\": %.6g,\n  \"train_s\": %.6g,\n  \"wall_s\": %.6g\n}\n",
           (long long)steps_end, c->last_loss, val, tps, c->train_s, wall);
   if (fclose(f) != 0 || rename(tmp, path) != 0) {

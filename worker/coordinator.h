@@ -32,6 +32,7 @@
 
 #include "coll.h"
 #include "layout.h"
+#include "simulate.h"
 #include "strata_proto.h"
 
 #define COORD_TRACE_MAX_EVENTS 200000
@@ -90,6 +91,22 @@ int coord_step(coord_t *c, const strata_step_report_t *mine, double step_s, doub
  * NaN until set). */
 void coord_set_val_loss(coord_t *c, double val_loss);
 
+/* The simulated device of the run (sim_clock.h), rank 0. res (one simulated step, with events)
+ * and the per-stage arrays must stay valid until coord_finish. With it set, the progress line
+ * ends in "| sim 12.3 ms/step", steps.jsonl carries sim_step_s (max over ranks of the
+ * StepReports' simulated_s), report.json sim_step_s, sim_tokens_per_s, sim_mfu, device and per
+ * stage sim_compute_s / sim_comm_s / sim_idle_s / sim_optimizer_s, mem_model_bytes (the memory
+ * model) and mem_alloc_bytes (what the run allocated, max over replicas), and trace.json a
+ * second timeline per rank (pid 1000 + rank, "sim rN"; the first COORD_SIM_TRACE_STEPS steps). */
+#define COORD_SIM_TRACE_STEPS 20
+typedef struct {
+  const char *device;             /* profile name */
+  double capacity_bytes;          /* device memory used for the fit check */
+  const sim_result_t *res;        /* one step */
+  const double *mem_model_bytes;  /* [pp] */
+  const double *mem_alloc_bytes;  /* [pp] */
+} coord_sim_t;
+void coord_set_sim(coord_t *c, const coord_sim_t *sim);
 /* Collective over world, at the end: gathers the trace events and writes trace.json,
  * report.json and report.pb (rank 0). 0 or -1. */
 int coord_finish(coord_t *c, char *err, size_t errlen);

@@ -408,3 +408,72 @@ void device_describe(const device_t *d, char *buf, size_t len) {
       d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->chips_per_instance,
       d->intra_Bps / G9, d->intra_lat_s / US, d->inter_Bps / G9, d->inter_lat_s / US);
 }
+
+int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int *shapes,
+                       double *weight) {
+  int n = 0;
+  const int bT = b * T, C = dim, hs = heads > 0 ? dim / heads : dim;
+  /* linear (in -> out) with `count` uses per step: forward (bT x out, K = in), input gradient
+   * (bT x in, K = out), weight gradient (out x in, K = bT) */
+  const int lin[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, vocab}};
+  const double cnt[5] = {layers, layers, layers, layers, 1};
+  for (int i = 0; i < 5; i++) {
+    const int in = lin[i][0], out = lin[i][1];
+    const int s3[3][3] = {{bT, out, in}, {bT, in, out}, {out, in, bT}};
+    for (int k = 0; k < 3; k++) {
+      for (int j = 0; j < 3; j++) shapes[3 * n + j] = s3[k][j];
+      weight[n++] = cnt[i];
+    }
+  }
+  /* attention per (sequence, head): QK^T (T x T, K = hs), att V (T x hs, K = T); backward
+   * about twice the forward */
+  const int sa[2][3] = {{T, T, hs}, {T, hs, T}};
+  for (int k = 0; k < 2; k++) {
+    for (int j = 0; j < 3; j++) shapes[3 * n + j] = sa[k][j];
+    weight[n++] = 3.0 * layers * b * heads;
+  }
+  return n;
+}
+
+int device_calibrate_cpu_shapes(device_t *d, const int *shapes, const double *weight, int n) {
+  size_t amax = 1, bmax = 1, cmax = 1;
+  for (int i = 0; i < n; i++) {
+    size_t M = (size_t)shapes[3 * i], N = (size_t)shapes[3 * i + 1], K = (size_t)shapes[3 * i + 2];
+    if (M * K > amax) amax = M * K;
+    if (K * N > bmax) bmax = K * N;
+    if (M * N > cmax) cmax = M * N;
+  }
+  float *a = malloc(sizeof(float) * amax), *b = malloc(sizeof(float) * bmax),
+        *c = malloc(sizeof(float) * cmax);
+  int rc = -1;
+  if (!a || !b || !c) goto out;
+  for (size_t i = 0; i < amax; i++) a[i] = (float)(i % 7) * 0.25f;
+  for (size_t i = 0; i < bmax; i++) b[i] = (float)(i % 5) * 0.5f;
+  memset(c, 0, sizeof(float) * cmax);
+  int threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  double flops = 0, secs = 0;
+  for (int i = 0; i < n; i++) {
+    const int M = shapes[3 * i], N = shapes[3 * i + 1], K = shapes[3 * i + 2];
+    if (M < 1 || N < 1 || K < 1 || !(weight[i] > 0)) continue;
+    double best = INFINITY;
+    for (int r = 0; r < 3; r++) {
+      double t0 = now_s();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+      double t = now_s() - t0;
+      if (t < best) best = t;
+    }
+    flops += weight[i] * 2.0 * M * N * K;
+    secs += weight[i] * best;
+  }
+  openblas_set_num_threads(threads);
+  if (secs > 0 && flops > 0) {
+    d->peak_flops[DEV_FP32] = d->peak_flops[DEV_BF16] = d->peak_flops[DEV_FP8] = flops / secs;
+    rc = 0;
+  }
+out:
+  free(a);
+  free(b);
+  free(c);
+  return rc;
+}

@@ -86,6 +86,18 @@ double device_allgather_time(const device_t *d, const int *ranks, int p, double 
  * measures them. Takes well under a second. */
 int device_calibrate_cpu(device_t *out);
 
+/* Re-measures the cpu profile's peak on the matrix shapes a model actually runs (small
+ * matrices reach far less than the square 384 peak): shapes[3i..3i+2] = M, N, K of an
+ * sgemm C(MxN) = A(MxK) B(KxN), weight[i] how many times a step runs it. Sets every dtype's
+ * peak to sum(weight * 2MNK) / sum(weight * best time) (single thread, best of 3). 0 or -1. */
+int device_calibrate_cpu_shapes(device_t *d, const int *shapes, const double *weight, int n);
+/* The shapes of a GPT-2 step (every linear's forward, input-gradient and weight-gradient sgemm,
+ * the attention matmuls, the logits) for micro-batches of b sequences of T tokens; fills up to
+ * DEVICE_GPT2_SHAPES entries and returns the count. */
+#define DEVICE_GPT2_SHAPES 24
+int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int *shapes,
+                       double *weight);
+
 /* A round trip of `bytes` between two ranks, `iters` times; returns 0 and the seconds of one
  * round trip (device_pingpong_coll reports the fastest, least disturbed by other load).
  * Supplied by the caller, so the time model itself does not depend on a transport. */

@@ -85,6 +85,20 @@ struct gpt2_acts {
   float *losses;          /* (N) per-position cross-entropy */
 };
 
+
+/* Every float buffer the model computes on is 64-byte aligned (a cache line, an AVX-512
+ * vector). Besides speed this makes results independent of where the allocator happened to
+ * place a buffer: BLAS kernels and vector loops may take different paths (and so round
+ * differently) for differently aligned data, which would break bit-identical resume. */
+#define GPT2_ALIGN_BYTES 64
+static void *alloc_floats(size_t n, int zero) {
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  bytes = (bytes + GPT2_ALIGN_BYTES - 1) / GPT2_ALIGN_BYTES * GPT2_ALIGN_BYTES;
+  void *p = aligned_alloc(GPT2_ALIGN_BYTES, bytes);
+  if (p && zero) memset(p, 0, bytes);
+  return p;
+}
+
 static void set_err(char *err, size_t errlen, const char *fmt, ...) {
   if (!err || !errlen) return;
   va_list ap;
@@ -580,7 +594,7 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
   m->cfg = *cfg;
   m->range = range;
   m->impl = impl;
-  impl->vrow = malloc(sizeof(float) * cfg->vocab);
+  impl->vrow = alloc_floats((size_t)cfg->vocab, 0);
   impl->attn_block = GPT2_ATTN_BLOCK_ROWS_DEFAULT;
   const char *blk = getenv("STRATA_ATTN_BLOCK_ROWS");
   if (blk && *blk) {
@@ -629,8 +643,8 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
     add_tensor(m, cap, &off, "ln_f.bias", 1, C, 0, 0);
   }
   m->num_params = off;
-  m->params = calloc(off ? off : 1, sizeof(float));
-  m->grads = calloc(off ? off : 1, sizeof(float));
+  m->params = alloc_floats(off, 1);
+  m->grads = alloc_floats(off, 1);
   if (!m->params || !m->grads) goto oom;
   bind_views(m, m->params, &m->wte, &m->wpe, m->layer, &m->lnf_w, &m->lnf_b);
   bind_views(m, m->grads, &m->g_wte, &m->g_wpe, m->g_layer, &m->g_lnf_w, &m->g_lnf_b);
@@ -757,11 +771,11 @@ static int impl_reserve(gpt2_impl_t *impl, size_t N, int T, int C) {
   size_t n = N > impl->cap_tokens ? N : impl->cap_tokens;
   int t = T > impl->cap_T ? T : impl->cap_T;
   impl_free_scratch(impl);
-  impl->dres = malloc(sizeof(float) * n * C);
-  impl->dln = malloc(sizeof(float) * n * C);
-  impl->datty = malloc(sizeof(float) * n * C);
-  impl->dbig = malloc(sizeof(float) * n * 4 * C);
-  impl->datt = malloc(sizeof(float) * (size_t)t * t);
+  impl->dres = alloc_floats(n * C, 0);
+  impl->dln = alloc_floats(n * C, 0);
+  impl->datty = alloc_floats(n * C, 0);
+  impl->dbig = alloc_floats(n * 4 * C, 0);
+  impl->datt = alloc_floats((size_t)t * t, 0);
   if (!impl->dres || !impl->dln || !impl->datty || !impl->dbig || !impl->datt) {
     impl_free_scratch(impl);
     return -1;
@@ -1083,7 +1097,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   }
   /* scratch: x (N,C), ln (N,C), qkv (N,3C), atty (N,C), fch (N,4C), scores */
   size_t floats = N * (size_t)C * 10 + max_scores;
-  mem = malloc(sizeof(float) * floats);
+  mem = alloc_floats(floats, 0);
   if (!mem) {
     set_err(err, errlen, "gpt2_forward_kv: out of memory (%zu rows)", N);
     return -1;

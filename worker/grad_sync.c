@@ -1,6 +1,7 @@
 /* grad_sync.c -- bucketed data-parallel gradient all-reduce overlapped with backward, the tied
  * wte sum, the global gradient norm and the (ZeRO-1) optimizer update (see grad_sync.h). */
 #include "grad_sync.h"
+#include "fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,7 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
   double t0 = now_s(), wait_s = 0;
   float *g = gs->m->grads;
   flush_bucket(gs);
+  fault_point(FAULT_AT_ALLREDUCE, -1);
   for (int i = 0; i < gs->n_req; i++) {
     coll_result_t r = coll_wait(gs->req[i]);
     if (!gs->req_done[i]) gs->req_t1[i] = now_s();
@@ -337,4 +339,10 @@ int grad_sync_gather_moments(grad_sync_t *gs, float *exp_avg, float *exp_avg_sq,
 void grad_sync_set_moments(grad_sync_t *gs, const float *exp_avg, const float *exp_avg_sq) {
   memcpy(gs->opt->m, exp_avg + gs->begin, gs->count * sizeof(float));
   memcpy(gs->opt->v, exp_avg_sq + gs->begin, gs->count * sizeof(float));
+}
+
+size_t grad_sync_alloc_bytes(const grad_sync_t *gs) {
+  size_t b = 2 * sizeof(float) * (gs->count ? gs->count : 1);
+  if (gs->gpad) b += 2 * sizeof(float) * (gs->slice * (size_t)gs->D + 1);
+  return b;
 }

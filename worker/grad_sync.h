@@ -95,4 +95,7 @@ const grad_sync_stats_t *grad_sync_stats(const grad_sync_t *gs);
  * backward) or the final wait saw it done. For the trace. */
 int grad_sync_bucket_times(const grad_sync_t *gs, const double **t0_s, const double **t1_s);
 
+/* Bytes this object allocates for the optimizer and communication: the AdamW moments of the
+ * covered range (8 per element) plus, with ZeRO, the padded gradient and parameter buffers. */
+size_t grad_sync_alloc_bytes(const grad_sync_t *gs);
 #endif /* STRATA_GRAD_SYNC_H */

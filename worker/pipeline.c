@@ -1,5 +1,6 @@
 /* pipeline.c -- one stage's execution of a GPipe / 1F1B training step (see pipeline.h). */
 #include "pipeline.h"
+#include "fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
     coll_result_t rc = COLL_OK;
     switch (a->op) {
     case SCHED_RECV_ACT:
+      fault_point(FAULT_AT_RECV, -1);
       rc = coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, tag, pl->pipe);
       st->idle_s += now_s() - t0;
       if (tr) coord_trace(tr, TRACE_RECV, j, t0c, coord_now(tr));

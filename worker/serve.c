@@ -605,6 +605,7 @@ static void handle_health(serve_t *s, http_response_t *r) {
   json_object_object_add(o, "queue_depth", json_object_new_int(admitted));
   json_object_object_add(o, "max_queue", json_object_new_int(s->opts.max_queue));
   json_object_object_add(o, "inflight_sequences", json_object_new_int64(st.inflight_sequences));
+  json_object_object_add(o, "max_inflight_sequences", json_object_new_int64(st.max_inflight_sequences));
   json_object_object_add(o, "active_sessions", json_object_new_int64(st.active_sessions));
   respond_json(s, r, draining ? 503 : 200, o);
 }

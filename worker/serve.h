@@ -79,6 +79,7 @@ typedef void (*serve_on_done_fn)(void *ctx, const serve_gen_result_t *result);
 
 typedef struct {
   int64_t inflight_sequences; /* sequences being generated */
+  int64_t max_inflight_sequences; /* the most seen in flight at once since start (batching evidence) */
   int64_t active_sessions;    /* sessions held (memory or disk) */
   int64_t kv_cache_bytes;     /* KV-cache bytes held */
   int ranks;                  /* MPI ranks serving */
@@ -146,13 +147,23 @@ void serve_destroy(serve_t *s);
  * serve_engine_hooks at them; while it is NULL, `strata serve --checkpoint DIR` explains that
  * serving a checkpoint needs the inference engine (`--backend fake` still works). */
 typedef struct {
+  const char *session_dir; /* where sessions live; NULL = sessions off */
+  double session_mem_mb;   /* idle-session KV budget per stage; < 0 = engine default */
+  int max_batch;           /* sequences in flight; <= 0 = engine default */
+  int threads;             /* BLAS threads per rank; <= 0 = engine default */
+} serve_engine_opts_t;
+typedef struct {
   /* rank 0: loads the checkpoint across all ranks (collective with `worker` on the others) and
    * fills *out. Returns 0, or -1 with err. */
-  int (*open)(const char *checkpoint_dir, serve_backend_t *out, char *err, size_t errlen);
-  /* ranks > 0: load their stage and serve until rank 0's backend is destroyed. 0 or -1 with err. */
-  int (*worker)(const char *checkpoint_dir, char *err, size_t errlen);
+  int (*open)(const char *checkpoint_dir, const serve_engine_opts_t *opts, serve_backend_t *out, char *err,
+              size_t errlen);
+  /* ranks > 0: load their stage and serve until rank 0's backend is destroyed (they ignore
+   * SIGINT/SIGTERM, which mpirun forwards: rank 0 drains, then releases them). 0 or -1 with err. */
+  int (*worker)(const char *checkpoint_dir, const serve_engine_opts_t *opts, char *err, size_t errlen);
 } serve_engine_hooks_t;
 extern const serve_engine_hooks_t *serve_engine_hooks; /* defined in cmd_serve.c; NULL = no engine */
+/* The real engine's hooks (serve_engine.c): open/worker over infer.h. */
+extern const serve_engine_hooks_t *serve_engine_hooks_impl;
 
 /* The built-in fake backend (serve_fake.c), deterministic, for tests and load generation.
  * Token i of a request is " w<k>" with k = (fnv1a64(prompt) + 7919 * seed + 104729 * i) mod 10000

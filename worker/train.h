@@ -25,6 +25,7 @@
 #ifndef STRATA_TRAIN_H
 #define STRATA_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "adamw.h"
@@ -59,6 +60,9 @@ typedef struct {
   const char *ofi_provider; /* libfabric provider or NULL (--ofi-provider) */
   double bucket_mb;        /* all-reduce bucket size in MiB (--bucket-mb) */
   int zero;                /* ZeRO stage 0 or 1 (--zero) */
+  /* simulated accelerator (distributed loop; sim_clock.h) */
+  const char *device;      /* trn1|trn2|trn3|h100|cpu|FILE.json; NULL: cpu (calibrated) */
+  size_t device_mem;       /* bytes of device memory (--device-mem); 0: the profile's HBM */
 } train_config_t;
 
 /* The defaults `strata train` documents (tiny model, default corpus). */

@@ -29,11 +29,14 @@
 #include "coll.h"
 #include "coordinator.h"
 #include "data.h"
+#include "fault.h"
 #include "grad_sync.h"
 #include "layout.h"
 #include "log.h"
 #include "pipeline.h"
+#include "memory_model.h"
 #include "schedule.h"
+#include "sim_clock.h"
 #include "strata_proto.h"
 #include "train.h"
 
@@ -237,6 +240,10 @@ int train_run_dist(const train_config_t *cin) {
   coord_t *co = NULL;
   int32_t *inputs = NULL, *targets = NULL, *eval_in = NULL, *eval_tg = NULL;
   float *full_m = NULL, *full_v = NULL;
+  sim_clock_t simc;
+  memset(&simc, 0, sizeof simc);
+  double *mem_model = NULL, *mem_alloc = NULL;
+  device_t dev;
   strata_train_state_t *state = calloc(1, sizeof *state);
   layout_t *lay = calloc(1, sizeof *lay);
   char resume_dir[4096] = "";
@@ -372,6 +379,30 @@ int train_run_dist(const train_config_t *cin) {
     fflush(stderr);
   }
 
+  /* ---- the simulated device: resolution (all ranks agree), memory fit, the clock ---- */
+  if (sim_clock_resolve_device(c.device, (double)c.device_mem, cm.world, lay, T, &dev, err,
+                               sizeof err)) {
+    if (!c.device || !strcmp(c.device, "cpu")) goto fail;
+    goto config_fail;
+  }
+  {
+    char fit[2048];
+    if (memory_fit_check(lay, (sched_kind_t)c.schedule, c.zero, c.bucket_mb * 1048576.0,
+                         dev.hbm_bytes, fit, sizeof fit)) {
+      snprintf(err, sizeof err, "the job does not fit on device %s (%s), so it stops before "
+               "training: %s", dev.name, c.device_mem ? "--device-mem" : "its HBM", fit);
+      goto config_fail;
+    }
+  }
+  if (sim_clock_init(&simc, lay, &dev, (sched_kind_t)c.schedule, c.zero, c.bucket_mb * 1048576.0,
+                     wrank, err, sizeof err))
+    goto fail;
+  if (wrank == 0 && !c.quiet) {
+    char dd[512];
+    device_describe(&dev, dd, sizeof dd);
+    strata_info("simulated device: %s; predicted %.4g ms/step", dd, simc.res.step_s * 1e3);
+  }
+
   /* ---- model, optimizer, pipeline ---- */
   if (grad_sync_create(m, cm.dp, cm.tied, c.zero ? cm.world : cm.pipe, c.bucket_mb, c.zero, &gs,
                        err, sizeof err))
@@ -411,6 +442,34 @@ int train_run_dist(const train_config_t *cin) {
                        .bucket_mb = c.bucket_mb};
   fill_train_cfg(&info.train, &c, data_path);
   if (coord_create(cm.world, &info, &co, err, sizeof err)) goto fail;
+  /* memory: the model's per-stage figure against what this run allocated (max over replicas):
+   * parameters + gradients (the shard), optimizer moments and ZeRO buffers (grad_sync), the
+   * activations and message buffers (pipeline), and gpt2.c's backward scratch, which is private
+   * to gpt2.c and counted by its formula 4 (7 b T C + T^2) (memory_model.h) */
+  mem_model = calloc((size_t)P, sizeof(double));
+  mem_alloc = calloc((size_t)P, sizeof(double));
+  if (!mem_model || !mem_alloc) {
+    snprintf(err, sizeof err, "out of memory");
+    goto fail;
+  }
+  {
+    const double C = c.model.dim;
+    mem_alloc[stage] = 2.0 * sizeof(float) * (double)m->num_params +
+                       (double)grad_sync_alloc_bytes(gs) + (double)pipeline_act_bytes(pl) +
+                       4.0 * (7.0 * mb * T * C + (double)T * T);
+    if (coll_allreduce(mem_alloc, mem_alloc, (size_t)P, COLL_F64, COLL_MAX, cm.world) != COLL_OK) {
+      snprintf(err, sizeof err, "memory report all-reduce failed: %s", coll_last_error(cm.world));
+      goto fail;
+    }
+    for (int s = 0; s < P; s++) {
+      mem_stage_t ms;
+      memory_stage(lay, s, (sched_kind_t)c.schedule, c.zero, c.bucket_mb * 1048576.0, &ms);
+      mem_model[s] = ms.total_bytes;
+    }
+    coord_sim_t csim = {.device = dev.name, .capacity_bytes = dev.hbm_bytes, .res = &simc.res,
+                        .mem_model_bytes = mem_model, .mem_alloc_bytes = mem_alloc};
+    coord_set_sim(co, &csim);
+  }
 
   /* ---- the step loop ---- */
   const uint64_t tokens_per_step = (uint64_t)c.batch * (uint64_t)T;
@@ -418,6 +477,7 @@ int train_run_dist(const train_config_t *cin) {
   uint64_t sent0 = 0, recv0 = 0;
   comms_traffic(&cm, &sent0, &recv0);
   for (int64_t step = start_step; step < c.steps; step++) {
+    fault_point(FAULT_AT_STEP, step + 1);
     double t0 = now_s();
     gpt2_zero_grad(m);
     if (stage == 0 || stage == P - 1) {
@@ -469,6 +529,7 @@ int train_run_dist(const train_config_t *cin) {
     rep.idle_s = ps.idle_s + sync_wait_stage_s + sync_wait_s;
     rep.compute_s = step_s - rep.comm_s - rep.idle_s;
     if (rep.compute_s < 0) rep.compute_s = 0;
+    rep.simulated_s = sim_clock_step(&simc);
     rep.bytes_sent = sent - sent0;
     rep.bytes_recv = recvd - recv0;
     sent0 = sent;
@@ -506,10 +567,13 @@ config_fail:
   rc = 2;
   goto out;
 fail:
-  strata_error("train: %s", err);
+  fault_report_failure("train", err);
   rc = 1;
 out:
   coord_free(co);
+  sim_clock_free(&simc);
+  free(mem_model);
+  free(mem_alloc);
   pipeline_free(pl);
   grad_sync_free(gs);
   free(inputs);

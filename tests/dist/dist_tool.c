@@ -185,6 +185,7 @@ static int cmd_trace(const char *path, int nranks, int overlap) {
       return 1;
     }
     int p = json_object_get_int(pid);
+    if (p >= 1000) continue; /* the simulated-device timeline (pid 1000 + rank, issue 5) */
     if (p < 0 || p >= nranks) {
       fprintf(stderr, "dist_tool: event %zu has pid %d outside 0..%d\n", i, p, nranks - 1);
       return 1;
@@ -215,6 +216,7 @@ static int cmd_trace(const char *path, int nranks, int overlap) {
         !json_object_object_get_ex(args, "micro", &jmicro) || !json_object_object_get_ex(e, "ts", &ts))
       continue;
     int p = json_object_get_int(pid), step = json_object_get_int(jstep);
+    if (p < 0 || p >= nranks) continue; /* the simulated timeline */
     if (json_object_get_int(jmicro) < 0 || step < 0 || step >= MAX_STEPS) continue;
     if (json_object_get_double(ts) < bwd_end[(size_t)p * MAX_STEPS + step]) early[p]++;
   }

@@ -54,6 +54,21 @@ int fx_load(fx_t *fx) {
     r->data = b + pos;
     pos += esize * r->numel;
   }
+  { /* records are packed unaligned in the file: copy each to an 8-byte aligned offset (UBSan) */
+    size_t total = 0;
+    for (int i = 0; i < fx->nrec; i++) total += (fx->rec[i].numel * (fx->rec[i].dtype == 2 ? 8 : 4) + 7) & ~(size_t)7;
+    unsigned char *al = malloc(total ? total : 1);
+    if (!al) goto bad;
+    for (size_t i = 0, off = 0; i < (size_t)fx->nrec; i++) {
+      size_t nb = fx->rec[i].numel * (fx->rec[i].dtype == 2 ? 8 : 4);
+      memcpy(al + off, fx->rec[i].data, nb);
+      fx->rec[i].data = al + off;
+      off += (nb + 7) & ~(size_t)7;
+    }
+    free(fx->buf);
+    fx->buf = al;
+    fx->len = total;
+  }
   const fx_record_t *c = fx_find(fx, "config");
   if (!c || c->numel != 7) goto bad;
   const int32_t *cv = c->data;

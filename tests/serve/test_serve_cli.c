@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
   serve_and_stop(SIGTERM);
   serve_and_stop(SIGINT);
   const char *a1[] = {"serve", "--checkpoint", "/nonexistent-ckpt", NULL};
-  expect_refusal(a1, 1, "needs the inference engine");
+  expect_refusal(a1, 1, "cannot load");  /* the engine reports the missing checkpoint */
   const char *a2[] = {"serve", NULL};
   expect_refusal(a2, 2, "--checkpoint DIR is required");
   const char *a3[] = {"serve", "--backend", "fake", "--listen", "example.com:80", NULL};

@@ -32,16 +32,11 @@ source "$src/tests/slurm/cluster.sh"
 
 fail() { echo "[slurm-test] FAIL: $*" >&2; exit 1; }
 
-# --- a case that cannot run yet is a SKIP, decided before any daemon starts ------------------
+# --- the case names, checked before any daemon starts ------------------------------------------
 case "$case_name" in
   pmix) [ -x "${STRATA_MPI_HELLO:-}" ] || fail "STRATA_MPI_HELLO='${STRATA_MPI_HELLO:-}' is not built" ;;
-  train|bad_config) ;;
-  bench|bench_ofi)
-    if "$strata" bench --help 2>&1 | grep -qi "not implemented"; then
-      echo "[slurm-test] SKIP: 'strata bench' is not implemented in this build yet"
-      exit 77
-    fi ;;
-  *) echo "usage: $0 pmix|train|bench|bench_ofi|bad_config" >&2; exit 2 ;;
+  train|bad_config|serve|bench|bench_ofi) ;;
+  *) echo "usage: $0 pmix|train|bench|bench_ofi|bad_config|serve" >&2; exit 2 ;;
 esac
 
 tmp="$(mktemp -d /tmp/strata-slurm.XXXXXX)" || fail "mktemp failed"
@@ -214,6 +209,37 @@ case "$case_name" in
     out="$tmp/submit/strata-serve-$id.out"; cat "$out"
     [ "$state" = FAILED ] || fail "serve job without STRATA_CHECKPOINT ended $state, expected FAILED"
     expect_line "$out" '^\[serve\] error: STRATA_CHECKPOINT is not set' "missing checkpoint message"
+    ;;
+  serve)
+    # launch/slurm/serve.sbatch on 2 tasks (2 pipeline stages) with a tiny checkpoint: it comes
+    # up, /health reports 2 ranks and 2 stages, a greedy completion answers, scancel ends it.
+    command -v curl > /dev/null || fail "curl is needed for the serve case"
+    "$strata" train --layers 4 --dim 32 --heads 2 --ctx 64 --steps 2 --out "$tmp/model" > "$tmp/train.log" 2>&1 \
+      || fail "training the tiny checkpoint failed: $(tail -5 "$tmp/train.log")"
+    ck="$(ls -d "$tmp"/model/ckpt-* | head -1)"
+    id="$(STRATA_CHECKPOINT="$ck" STRATA_LISTEN=127.0.0.1:0 STRATA_SESSIONS_DIR="$tmp/sessions" \
+          submit --ntasks=2 --ntasks-per-node=2 --time=5 "$src/launch/slurm/serve.sbatch")" || exit 1
+    out="$tmp/submit/strata-serve-$id.out"
+    port=""
+    for _ in $(seq 1 $(( job_timeout_s * 2 ))); do
+      port="$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1)"
+      [ -n "$port" ] && break
+      state="$(scontrol show job "$id" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -1)"
+      case "$state" in PENDING|RUNNING|CONFIGURING) sleep 0.5 ;; *) cat "$out"; fail "serve job ended $state before listening" ;; esac
+    done
+    [ -n "$port" ] || { cat "$out"; fail "serve job did not print its port"; }
+    health="$(curl -s --max-time 30 "http://127.0.0.1:$port/health")"
+    echo "[slurm-test] /health: $health"
+    echo "$health" | grep -q '"ranks":2,"stages":2' || fail "/health does not report 2 ranks and 2 stages: $health"
+    reply="$(curl -s --max-time 60 -w ' HTTP%{http_code}' "http://127.0.0.1:$port/v1/completions" \
+             -d '{"prompt":"Hello","max_tokens":5,"temperature":0,"session":"slurm1"}')"
+    echo "[slurm-test] completion: $reply"
+    case "$reply" in *'"completion_tokens":5'*' HTTP200') ;; *) fail "completion failed: $reply" ;; esac
+    scancel "$id"
+    state="$(slurm_wait_job "$id" "$job_timeout_s")"
+    cat "$out"
+    [ "$state" = CANCELLED ] || [ "$state" = COMPLETED ] || fail "serve job ended $state after scancel"
+    ls "$tmp/sessions" | grep -q 'slurm1.stage1-of-2.kv' || fail "no session file per stage in STRATA_SESSIONS_DIR"
     ;;
 esac
 echo "[slurm-test] PASS: $case_name"

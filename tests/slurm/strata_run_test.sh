@@ -127,9 +127,6 @@ case "$case_name" in
     ;;
 
   bench_two_ranks)
-    if "$strata" bench --help 2>&1 | grep -qi "not implemented"; then
-      echo "SKIP: strata bench is not implemented in this build yet"; exit 77
-    fi
     out="$("$run" --strata "$strata" -n 2 --run-dir "$tmp/run" -- bench allreduce -b 1K -e 16K -f 4 2>&1)"; rc=$?
     echo "$out"
     [ $rc -eq 0 ] || fail "bench exited $rc"
@@ -142,9 +139,6 @@ case "$case_name" in
     ;;
 
   train_two_ranks)
-    if ! "$strata" train --help 2>&1 | grep -qE -- '^ +--dp '; then
-      echo "SKIP: strata train has no --dp in this build yet"; exit 77
-    fi
     out="$("$run" --strata "$strata" -n 2 --run-dir "$tmp/run" -- train --dp 2 --steps 3 --layers 1 \
            --heads 2 --dim 32 --ctx 32 --batch 4 2>&1)"; rc=$?
     echo "$out"

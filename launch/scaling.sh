@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# scaling.sh -- Strata's scaling benchmarks on this machine, as CSV, PNG plots (gnuplot,
+# launch/plots/*.gp) and a Markdown summary that BENCHMARKS.md is regenerated from.
+#
+#   (a) collective sweeps: `strata bench` allreduce / reducescatter / allgather per transport
+#       (mpi; ofi with the shm provider; ofi tcp on loopback in the full run) and algorithm
+#       (ring, rd [allreduce only], auto), with MPI's own collective (--algo mpi) as baseline,
+#       on 2 and 4 ranks        -> coll.csv, busbw_<op>_np<N>.png
+#   (b) training strong scaling (fixed global batch) and weak scaling (batch proportional to
+#       ranks) over 1, 2, 4 ranks, layouts dp only, pp only, pp x dp
+#                               -> train.csv, strong_scaling.png, weak_scaling.png
+#   (c) time breakdown (compute / communication / pipeline idle) per layout, from the strong
+#       runs' steps.jsonl comm_share / idle_share  -> breakdown.csv, breakdown.png
+#   (d) measured vs simulated step time per layout, when report.json has sim_step_s
+#                               -> sim_vs_measured.csv, sim_vs_measured.png
+#   (e) --ddp: the PyTorch DDP comparison (launch/ddp_bench.sh; slow) -> ddp.txt
+#   and summary.md: Markdown tables of the key figures, the exact commands, the environment.
+#
+# Usage: launch/scaling.sh [--quick] [--ddp] [--out DIR] [--steps N]
+#   --quick   tiny sizes, 2 ranks for the sweeps, a 4-layer toy model (well under a minute)
+#   --out DIR output directory (default scaling-YYYYmmdd-HHMMSS)
+#   env STRATA_BUILD (default build) or STRATA_BIN (the strata binary); full run only:
+#   SCALING_NPS (sweep rank counts, default "2 4"), SCALING_MAXBYTES (default 64M).
+#   The full run takes about 20-30 minutes on 2 cores (the 64M sweeps dominate).
+# tokens/s of a run = sum(tokens) / sum(step_s) over the steps after the first WARMUP (2)
+# (steps.jsonl); efficiency (strong) = tokens/s / (ranks x tokens/s of 1 rank), (weak) the same
+# with each run's own batch. Exit status: 0 ok, 1 a run failed or a check reported wrong
+# elements, 2 usage error.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STRATA="${STRATA_BIN:-${STRATA_BUILD:-$ROOT/build}/bin/strata}"
+QUICK=0; DDP=0; OUT=""; STEPS=""
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --ddp) DDP=1 ;;
+    --out) [ $# -ge 2 ] || { echo "scaling.sh: --out needs a directory" >&2; exit 2; }; OUT="$2"; shift ;;
+    --out=*) OUT="${1#--out=}" ;;
+    --steps) [ $# -ge 2 ] || { echo "scaling.sh: --steps needs a number" >&2; exit 2; }; STEPS="$2"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "scaling.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$STRATA" ] || { echo "scaling.sh: strata binary $STRATA not found: build first (cmake --build build) or set STRATA_BIN" >&2; exit 2; }
+command -v gnuplot >/dev/null || { echo "scaling.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 2; }
+OUT="${OUT:-scaling-$(date -u +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT/runs" "$OUT/data"
+OUT="$(cd "$OUT" && pwd)"
+PLOTS="$ROOT/launch/plots"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader,tcp
+        --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+START_DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+CMDS="$OUT/commands.txt"; : > "$CMDS"
+LOG="$OUT/scaling.log"; : > "$LOG"
+FAIL=0
+# run CMD...: logs the command, runs it with output to the log; records a failure.
+run() {
+  echo "$*" >> "$CMDS"
+  if ! "$@" >> "$LOG" 2>&1; then echo "scaling.sh: FAILED: $* (see $LOG)" >&2; FAIL=1; return 1; fi
+}
+
+if [ "$QUICK" = 1 ]; then
+  NPS="2"; MINB=1K; MAXB=64K; FACTOR=4; ITERS=(-n 2 -w 1)
+  TRANSPORTS="mpi ofi:shm"
+  MODEL=(--layers 4 --dim 32 --heads 2 --ctx 32); STEPS="${STEPS:-5}"; BATCH=8; WBATCH=4
+else
+  NPS="${SCALING_NPS:-2 4}"; MINB=1K; MAXB="${SCALING_MAXBYTES:-64M}"; FACTOR=2; ITERS=(-n 20 -w 5)
+  TRANSPORTS="mpi ofi:shm ofi:tcp"
+  MODEL=(--layers 4 --dim 128 --heads 4 --ctx 128); STEPS="${STEPS:-20}"; BATCH=16; WBATCH=8
+fi
+WARMUP=2
+
+# ---- (a) collective sweeps ---------------------------------------------------------------
+echo "== collective sweeps ($MINB..$MAXB, np $NPS, transports $TRANSPORTS)"
+COLL="$OUT/coll.csv"
+echo "op,ranks,transport,algo,inplace,bytes,count,dtype,time_us,algbw_gbs,busbw_gbs,wrong" > "$COLL"
+# json2csv FILE TRANSPORT_LABEL: strata bench --json rows (one key per line) -> CSV rows.
+json2csv() {
+  awk -v tl="$2" '
+    /"[a-z_]+":/ { line = $0; sub(/^[ \t]*"/, "", line); k = line; sub(/".*/, "", k)
+                   v = line; sub(/^[^:]*:/, "", v); sub(/,[ \t]*$/, "", v); gsub(/"/, "", v); r[k] = v }
+    /^[ \t]*}/ { if ("op" in r) printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", r["op"], r["ranks"], tl, r["algo"],
+                   r["inplace"], r["bytes"], r["count"], r["dtype"], r["time_us"], r["algbw_gbs"], r["busbw_gbs"],
+                   (r["wrong"] == "" ? "null" : r["wrong"]); delete r }' "$1"
+}
+for np in $NPS; do
+  for op in allreduce reducescatter allgather; do
+    for tr in $TRANSPORTS; do
+      algos="ring auto"; [ "$op" = allreduce ] && algos="ring rd auto"
+      [ "$tr" = mpi ] && algos="$algos mpi"
+      for algo in $algos; do
+        j="$OUT/data/bench_${op}_np${np}_${tr/:/_}_${algo}.json"
+        case "$tr" in
+          mpi) targs=(--transport mpi); envs=() ;;
+          ofi:shm) targs=(--transport ofi --ofi-provider shm); envs=(env FI_PROVIDER=shm) ;;
+          ofi:tcp) targs=(--transport ofi --ofi-provider tcp); envs=(env FI_PROVIDER=tcp FI_TCP_IFACE=lo) ;;
+        esac
+        run ${envs[@]+"${envs[@]}"} "${MPIRUN[@]}" -np "$np" "$STRATA" bench "$op" -b "$MINB" -e "$MAXB" \
+          -f "$FACTOR" "${ITERS[@]}" --algo "$algo" "${targs[@]}" --json "$j" || continue
+        json2csv "$j" "$tr" >> "$COLL"
+      done
+    done
+  done
+done
+WRONG="$(awk -F, 'NR > 1 && $12 != "0" { n++ } END { print n + 0 }' "$COLL")"
+[ "$WRONG" = 0 ] || { echo "scaling.sh: $WRONG collective rows have wrong elements (coll.csv)" >&2; FAIL=1; }
+for np in $NPS; do
+  for op in allreduce reducescatter allgather; do
+    files=""; titles=""
+    for key in $(awk -F, -v op="$op" -v np="$np" 'NR > 1 && $1 == op && $2 == np { print $3 "/" $4 }' "$COLL" | sort -u); do
+      d="$OUT/data/busbw_${op}_np${np}_${key//[:\/]/_}.dat"
+      awk -F, -v op="$op" -v np="$np" -v key="$key" 'NR > 1 && $1 == op && $2 == np && ($3 "/" $4) == key && $5 == "false" { print $6, $11 }' "$COLL" > "$d"
+      files="$files $d"; titles="$titles $key"
+    done
+    [ -n "$files" ] && gnuplot -e "out='$OUT/busbw_${op}_np${np}.png'; files='${files# }'; titles='${titles# }'; ttl='$op busbw, $np ranks (out-of-place)'" "$PLOTS/busbw.gp"
+  done
+done
+
+# ---- (b) training scaling ----------------------------------------------------------------
+echo "== training scaling (${MODEL[*]}, $STEPS steps, strong batch $BATCH, weak batch $WBATCH per rank)"
+TRAIN="$OUT/train.csv"
+echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s" > "$TRAIN"
+CTX="$(printf '%s\n' "${MODEL[@]}" | awk 'p { print; exit } $0 == "--ctx" { p = 1 }')"
+# tps FILE BATCH: tokens/s after warm-up; med FILE: median step_s; share FILE KEY: mean share.
+tps() { awk -v w="$WARMUP" -v tok="$(( $2 * CTX ))" 'NR > w { s = $0; sub(/.*"step_s": */, "", s); sub(/[,}].*/, "", s); t += s; n++ }
+        END { if (t > 0) printf "%.1f", n * tok / t; else print 0 }' "$1"; }
+med() { awk -v w="$WARMUP" 'NR > w { s = $0; sub(/.*"step_s": */, "", s); sub(/[,}].*/, "", s); print s }' "$1" |
+        sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+share() { awk -v w="$WARMUP" -v k="\"$2\": *" 'NR > w && $0 ~ k { s = $0; sub(".*" k, "", s); sub(/[,}].*/, "", s); t += s; n++ }
+          END { printf "%.4f", n ? t / n : 0 }' "$1"; }
+simstep() { grep -o '"sim_step_s": *[0-9.eE+-]*' "$1" 2>/dev/null | head -1 | sed 's/.*: *//' || true; }
+LAYOUTS="1x1:single 1x2:dp 2x1:pp 1x4:dp 4x1:pp 2x2:ppxdp"
+for mode in strong weak; do
+  base=""
+  for lay in $LAYOUTS; do
+    pd="${lay%%:*}"; fam="${lay##*:}"; pp="${pd%x*}"; dp="${pd#*x}"; n=$(( pp * dp ))
+    if [ "$mode" = strong ]; then b=$BATCH; else b=$(( WBATCH * n )); fi
+    m=1; if [ "$pp" -gt 1 ]; then m=$(( 2 * pp )); while [ $(( b / dp % m )) -ne 0 ] && [ "$m" -gt 1 ]; do m=$(( m - 1 )); done; fi
+    rd="$OUT/runs/${mode}_pp${pp}_dp${dp}"
+    rm -rf "$rd"
+    args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-batches 1 --out "$rd")
+    if [ "$n" -gt 1 ]; then
+      run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
+    else
+      run "$STRATA" "${args[@]}" || continue
+    fi
+    t="$(tps "$rd/steps.jsonl" "$b")"
+    if [ "$n" = 1 ]; then base="$t"; fi
+    eff="$(awk -v t="$t" -v b="$base" -v n="$n" 'BEGIN { if (b > 0) printf "%.3f", t / (n * b); else print "" }')"
+    echo "$mode,pp${pp}xdp${dp},$fam,$n,$pp,$dp,$b,$m,$t,$eff,$(med "$rd/steps.jsonl"),$(share "$rd/steps.jsonl" comm_share),$(share "$rd/steps.jsonl" idle_share),$(simstep "$rd/report.json")" >> "$TRAIN"
+  done
+  files=""; titles=""
+  for fam in dp pp ppxdp; do
+    d="$OUT/data/${mode}_${fam}.dat"
+    awk -F, -v mo="$mode" -v f="$fam" 'NR > 1 && $1 == mo && ($3 == f || $3 == "single") { print $4, $9, $10 }' "$TRAIN" > "$d"
+    files="$files $d"; titles="$titles $fam"
+  done
+  gnuplot -e "out='$OUT/${mode}_scaling.png'; files='${files# }'; titles='${titles# }'; ttl='$mode scaling: ${MODEL[*]}, batch $( [ "$mode" = strong ] && echo "$BATCH" || echo "$WBATCH x ranks")'" "$PLOTS/scaling.gp"
+done
+
+# ---- (c) breakdown, (d) simulated vs measured ---------------------------------------------
+echo "layout,ranks,compute_share,comm_share,idle_share" > "$OUT/breakdown.csv"
+awk -F, 'NR > 1 && $1 == "strong" { c = 1 - $12 - $13; printf "%s,%s,%.4f,%s,%s\n", $2, $4, c, $12, $13 }' "$TRAIN" >> "$OUT/breakdown.csv"
+awk -F, 'NR > 1 { print $1, $3, $4, $5 }' "$OUT/breakdown.csv" > "$OUT/data/breakdown.dat"
+gnuplot -e "out='$OUT/breakdown.png'; data='$OUT/data/breakdown.dat'" "$PLOTS/breakdown.gp"
+echo "mode,layout,ranks,measured_step_s,sim_step_s,ratio" > "$OUT/sim_vs_measured.csv"
+awk -F, 'NR > 1 && $14 != "" && $14 > 0 { printf "%s,%s,%s,%s,%s,%.3f\n", $1, $2, $4, $11, $14, $11 / $14 }' "$TRAIN" >> "$OUT/sim_vs_measured.csv"
+if [ "$(wc -l < "$OUT/sim_vs_measured.csv")" -gt 1 ]; then
+  awk -F, 'NR > 1 && $1 == "strong" { print $2, $4, $5 }' "$OUT/sim_vs_measured.csv" > "$OUT/data/sim.dat"
+  [ -s "$OUT/data/sim.dat" ] && gnuplot -e "out='$OUT/sim_vs_measured.png'; data='$OUT/data/sim.dat'" "$PLOTS/simvsmeas.gp"
+fi
+
+# ---- (e) PyTorch DDP ----------------------------------------------------------------------
+if [ "$DDP" = 1 ]; then
+  echo "== PyTorch DDP comparison (launch/ddp_bench.sh)"
+  echo "STRATA_BUILD=$(dirname "$(dirname "$STRATA")") $ROOT/launch/ddp_bench.sh" >> "$CMDS"
+  STRATA_BUILD="$(dirname "$(dirname "$STRATA")")" "$ROOT/launch/ddp_bench.sh" > "$OUT/ddp.txt" 2>&1 || { echo "scaling.sh: ddp_bench.sh failed (see $OUT/ddp.txt)" >&2; FAIL=1; }
+fi
+
+# ---- summary.md ---------------------------------------------------------------------------
+S="$OUT/summary.md"
+{
+  echo "# Strata scaling benchmarks"
+  echo
+  echo "Generated by \`launch/scaling.sh$( [ "$QUICK" = 1 ] && echo " --quick")$( [ "$DDP" = 1 ] && echo " --ddp")\` on $START_DATE."
+  echo
+  echo "## Environment"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') |"
+  echo "| cores | $(nproc) |"
+  echo "| load average at start | $LOAD_START |"
+  echo "| OPENBLAS_* | $(env | grep '^OPENBLAS_' | tr '\n' ' ' || true) |"
+  echo "| Open MPI | $(mpirun --version 2>/dev/null | head -1) |"
+  echo "| libfabric | $(fi_info --version 2>/dev/null | grep -m1 libfabric | sed 's/.*: *//' || echo unknown) |"
+  echo "| kernel | $(uname -r) |"
+  echo
+  echo "## Collectives: peak bus bandwidth (GB/s, out-of-place) and time at the smallest size"
+  echo
+  echo "| op | ranks | transport | algo | peak busbw GB/s | at bytes | time at $MINB (us) |"
+  echo "|---|---|---|---|---|---|---|"
+  awk -F, 'NR > 1 && $5 == "false" { k = $1 "|" $2 "|" $3 "|" $4; if (!(k in best) || $11 > best[k]) { best[k] = $11; at[k] = $6 }
+           if (!(k in small) || $6 < sb[k]) { sb[k] = $6; small[k] = $9 } }
+           END { for (k in best) { split(k, f, "|"); printf "| %s | %s | %s | %s | %.3f | %s | %.1f |\n", f[1], f[2], f[3], f[4], best[k], at[k], small[k] } }' "$COLL" | sort
+  echo
+  echo "Plots: $(cd "$OUT" && ls busbw_*.png | tr '\n' ' ')"
+  echo
+  echo "## Training scaling (${MODEL[*]}, $STEPS steps, tokens/s after $WARMUP warm-up steps)"
+  echo
+  echo "| mode | layout | ranks | batch | micro-batches | tokens/s | efficiency | median step (s) | comm | idle | sim step (s) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %.1f%% | %.1f%% | %s |\n", $1, $2, $4, $7, $8, $9, $10, $11, 100 * $12, 100 * $13, ($14 == "" ? "-" : $14) }' "$TRAIN"
+  echo
+  echo "Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode). Plots: strong_scaling.png, weak_scaling.png, breakdown.png$( [ -f "$OUT/sim_vs_measured.png" ] && echo ", sim_vs_measured.png")."
+  echo "All ranks share $(nproc) cores: beyond $(nproc) ranks the runs are oversubscribed and the efficiency measures the cores, not Strata."
+  if [ "$(wc -l < "$OUT/sim_vs_measured.csv")" -gt 1 ]; then
+    echo
+    echo "## Measured vs simulated step time"
+    echo
+    echo "| mode | layout | ranks | measured (s) | simulated (s) | measured / simulated |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$OUT/sim_vs_measured.csv"
+  fi
+  if [ "$DDP" = 1 ] && [ -f "$OUT/ddp.txt" ]; then
+    echo
+    echo "## PyTorch DDP comparison (launch/ddp_bench.sh)"
+    echo
+    echo '```'
+    cat "$OUT/ddp.txt" | tail -30
+    echo '```'
+  fi
+  echo
+  echo "## Commands"
+  echo
+  echo '```'
+  cat "$CMDS"
+  echo '```'
+} > "$S"
+echo "wrote $OUT: $(cd "$OUT" && ls *.csv *.png summary.md | tr '\n' ' ')"
+[ "$FAIL" = 0 ] || { echo "scaling.sh: some runs failed (see $LOG)" >&2; exit 1; }

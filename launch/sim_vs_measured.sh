@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# sim_vs_measured.sh -- simulated (calibrated `cpu` profile) against measured step time of
+# `strata train` for the distributed-training test layouts (tests/dist.cmake). Prints a table:
+#   layout | ranks | measured step s | simulated step s | error % | measured compute/rank s |
+#   simulated compute/rank s | error %
+# measured step = median of steps.jsonl step_s (slowest rank, wall) over steps 3..N;
+# simulated step = report.json sim_step_s. Per-rank compute: report.json stages[].compute_s
+# (step time minus communication and idle, i.e. forward + backward + optimizer, per step) against
+# sim_compute_s + sim_optimizer_s, averaged over stages. The simulation models dedicated chips:
+# with more ranks than cores (nproc) the wall step is inflated by time sharing, so the wall
+# comparison is marked "oversub" there and only the per-rank compute comparison is meaningful
+# (and even that is inflated by preemption inside a compute interval).
+# Usage: launch/sim_vs_measured.sh [STRATA]   env: STEPS (default 20), MODEL (model flags),
+#        MPIRUN (the mpirun command line)
+set -euo pipefail
+STRATA="${1:-$(dirname "$0")/../build/bin/strata}"
+STEPS="${STEPS:-20}"
+read -r -a MODEL <<< "${MODEL:---layers 4 --heads 2 --dim 32 --ctx 16 --batch 24}"
+read -r -a MPI <<< "${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+CORES=$(nproc)
+W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+echo "# $(nproc) cores, load average: $(cut -d" " -f1-3 /proc/loadavg); $STEPS steps; model: ${MODEL[*]}"
+printf "%-26s %5s %12s %12s %8s %12s %12s %8s\n" layout ranks meas_step_s sim_step_s err% \
+  meas_comp_s sim_comp_s err%
+while read -r np p d mm sched zero extra; do
+  name="P${p}D${d}M${mm}-${sched}-z${zero}${extra:+-x}"
+  out="$W/$name"
+  # shellcheck disable=SC2086
+  "${MPI[@]}" -np "$np" "$STRATA" train "${MODEL[@]}" --steps "$STEPS" --pp "$p" --dp "$d" \
+    --microbatches "$mm" --schedule "$sched" --zero "$zero" $extra --device cpu --quiet \
+    --out "$out" </dev/null >"$out.log" 2>&1 || { echo "$name: run failed"; cat "$out.log"; continue; }
+  meas=$(grep -o '"step_s": [0-9.eE+-]*' "$out/steps.jsonl" | sed 's/.*: //' | tail -n +3 | sort -g |
+         awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+  sim=$(grep -o '"sim_step_s": [0-9.eE+-]*' "$out/report.json" | head -1 | sed 's/.*: //')
+  steps=$(grep -o '"steps_done": [0-9]*' "$out/report.json" | sed 's/.*: //')
+  mc=$(grep -o '"compute_s": [0-9.eE+-]*' "$out/report.json" | sed 's/.*: //' |
+       awk -v n="$steps" '{ s += $1; k++ } END { print s / k / n }')
+  sc=$(grep '"sim_compute_s"' "$out/report.json" | sed 's/.*"sim_compute_s": \([0-9.eE+-]*\).*"sim_optimizer_s": \([0-9.eE+-]*\).*/\1 \2/' |
+       awk '{ s += $1 + $2; k++ } END { print s / k }')
+  tag=""; [ "$np" -gt "$CORES" ] && tag=" oversub"
+  awk -v n="$name" -v r="$np" -v m="$meas" -v s="$sim" -v mc="$mc" -v sc="$sc" -v t="$tag" 'BEGIN {
+    printf "%-26s %5d %12.6f %12.6f %7.1f%% %12.6f %12.6f %7.1f%%%s\n", n, r, m, s, 100 * (s - m) / m,
+      mc, sc, 100 * (sc - mc) / mc, t }'
+done <<'LAYOUTS'
+1 1 1 1 gpipe 0
+2 1 2 2 1f1b 0 --bucket-mb 0.02
+3 1 3 1 gpipe 1
+2 2 1 4 1f1b 0
+4 2 2 2 gpipe 1
+4 2 2 1 1f1b 0
+3 3 1 2 gpipe 0 --stage-layers 1,2,1
+6 3 2 4 1f1b 0 --bucket-mb 0.02
+4 4 1 4 1f1b 1
+12 4 3 2 gpipe 0
+LAYOUTS

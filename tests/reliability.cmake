@@ -1,0 +1,32 @@
+# Reliability (issue 8): fault injection under mpirun (kill / hang / exit of one rank at np 2
+# and 3), kills during checkpoint writes, exact resume after a kill at a seeded random step, bad
+# inputs to the real binary, serve's security properties. Prefix rel_. See RELIABILITY.md.
+string(JOIN " " REL_MPIRUN_LINE ${STRATA_MPIRUN})
+strata_test_exe(rel_fault_parse ${CMAKE_CURRENT_SOURCE_DIR}/reliability/test_fault_parse.c)
+strata_add_test(rel_fault_parse $<TARGET_FILE:rel_fault_parse>)
+
+# rel_test(NAME SCRIPT ARGS...)
+function(rel_test name script)
+  add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/reliability/${script} $<TARGET_FILE:strata> ${ARGN})
+  set_tests_properties(${name} PROPERTIES LABELS "mpi;reliability" TIMEOUT 240
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;REL_MPIRUN=${REL_MPIRUN_LINE};STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()
+
+#        name                          script    case     NP P D action rank step op
+rel_test(rel_fault_kill_step_np2       faults.sh fault     2 2 1 kill 1 3 step)
+rel_test(rel_fault_kill_allreduce_np3  faults.sh fault     3 1 3 kill 2 3 allreduce)
+rel_test(rel_fault_hang_allreduce_np2  faults.sh fault     2 1 2 hang 1 2 allreduce)
+rel_test(rel_fault_hang_allreduce_np3  faults.sh fault     3 1 3 hang 1 2 allreduce)
+rel_test(rel_fault_hang_recv_np2       faults.sh fault     2 2 1 hang 1 2 recv)
+rel_test(rel_fault_hang_recv_np3       faults.sh fault     3 3 1 hang 2 3 recv)
+rel_test(rel_fault_exit_np3            faults.sh fault     3 1 3 exit 0 4 step)
+rel_test(rel_ckpt_kill_mid_shard       faults.sh ckptkill  1 checkpoint)
+rel_test(rel_ckpt_kill_before_commit   faults.sh ckptkill  0 commit)
+rel_test(rel_resume_exact_seed1        faults.sh resume    1)
+rel_test(rel_resume_exact_seed2        faults.sh resume    2)
+if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/reliability/bad_inputs.sh)
+  rel_test(rel_bad_inputs bad_inputs.sh)
+  set_tests_properties(rel_bad_inputs PROPERTIES LABELS "reliability")
+endif()
+rel_test(rel_serve_security serve_security.sh)
+set_tests_properties(rel_serve_security PROPERTIES LABELS "reliability" RUN_SERIAL TRUE)

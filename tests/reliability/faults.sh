@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Fault-injection tests of distributed `strata train` (issue 8), driven by STRATA_FAULT (see
+# worker/fault.h). Usage: faults.sh STRATA CASE ARGS...      ($REL_MPIRUN: the mpirun line)
+#   fault NP P D ACTION RANK STEP OP
+#        inject ACTION (kill|hang|exit) into world rank RANK at step STEP in OP; the job must end
+#        non-zero within the bound (STRATA_COLL_TIMEOUT_S=5 here; `timeout` catches a hang),
+#        name the failed rank (a survivor's "rank R: step S: <op> ... rank Q" for a hang; mpirun's
+#        "process rank Q ... signal 9" / "Process name: [[..,Q]" for kill/exit), and leave no
+#        process behind (checked by the unique run directory in every rank's command line).
+#   ckptkill RANK OP   P=2 x D=1, checkpoints every 2 steps: RANK is killed while writing the
+#        step-4 checkpoint (OP checkpoint: mid-shard; commit: rank 0 before the rename). ckpt-2
+#        stays intact and no ckpt-4 appears; --resume auto continues from ckpt-2 and ends
+#        bit-identical (losses, weights, moments) to an uninterrupted run.
+#   resume SEED  P=2 x D=1: a rank chosen from SEED is SIGKILLed at a step in 3..11 chosen from SEED,
+#        resumed with --resume auto (--keep 2): the losses of every step and the final weights
+#        and AdamW moments equal the uninterrupted run bit for bit; --keep left 2 checkpoints.
+set -euo pipefail
+STRATA="$1"; CASE="$2"; shift 2
+read -r -a MPIRUN <<< "${REL_MPIRUN:?REL_MPIRUN must hold the mpirun command line}"
+W="$(mktemp -d /tmp/strata-rel.XXXXXX)"; trap 'rm -rf "$W"' EXIT
+TINY=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 24 --lr 3e-3 --warmup 5 --seed 11 --quiet)
+export STRATA_COLL_TIMEOUT_S=5
+BOUND_S=90 # a generous outer bound: a survivor stops within STRATA_COLL_TIMEOUT_S of the fault
+fail() { echo "FAIL: $*" >&2; exit 1; }
+mpi() { # mpi NP FAULT ARGS...: runs the job bounded by `timeout`; prints its rc
+  local np="$1" fault="$2"; shift 2
+  local rc=0
+  STRATA_FAULT="$fault" timeout -k 5 "$BOUND_S" "${MPIRUN[@]}" -np "$np" -x STRATA_FAULT \
+    -x STRATA_COLL_TIMEOUT_S "$STRATA" "$@" >"$W/out.txt" 2>&1 || rc=$?
+  cat "$W/out.txt" >&2
+  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 -o -n "$fault" ] || fail "job did not end within ${BOUND_S}s (rc $rc)"
+  echo "$rc"
+}
+no_leftovers() {
+  local i
+  for i in $(seq 1 20); do pgrep -f "$W" >/dev/null || return 0; sleep 0.5; done
+  pgrep -af "$W" >&2; fail "processes left behind after the job"
+}
+# last_losses FILE: "step loss" for each step, the last occurrence winning (a resumed run appends
+# the steps it re-runs after its checkpoint)
+last_losses() {
+  sed -nE 's/^\{"step": ([0-9]+), "loss": ([^,]*),.*/\1 \2/p' "$1" |
+    awk '{ l[$1] = $2; if ($1 > n) n = $1 } END { for (i = 1; i <= n; i++) print i, l[i] }'
+}
+same_ckpt() { # same_ckpt DIR_A DIR_B: every safetensors file identical
+  local f n=0
+  for f in "$1"/*.safetensors; do
+    cmp "$f" "$2/$(basename "$f")" || fail "$(basename "$f") differs between $1 and $2"
+    n=$((n + 1))
+  done
+  [ "$n" -ge 2 ] || fail "no safetensors files in $1"
+}
+
+case "$CASE" in
+fault)
+  NP="$1"; P="$2"; D="$3"; ACT="$4"; R="$5"; S="$6"; OP="$7"
+  rc=$(mpi "$NP" "$ACT:rank=$R:step=$S:op=$OP" train "${TINY[@]}" --steps 12 --pp "$P" --dp "$D" --out "$W/run")
+  [ "$rc" -ne 0 ] || fail "the job exited 0 after a $ACT fault"
+  grep -q "fault: injecting $ACT at step $S in $OP" "$W/out.txt" || fail "fault was not injected"
+  case "$ACT" in
+    hang)
+      grep -Eq "error: train: rank [0-9]+: step $S: .*(rank $R |rank $R\)|world rank $R\))" "$W/out.txt" ||
+        fail "no survivor named rank $R and step $S"
+      grep -q "STRATA_COLL_TIMEOUT_S" "$W/out.txt" || fail "timeout message does not name STRATA_COLL_TIMEOUT_S" ;;
+    kill)
+      grep -Eq "process rank $R with PID .* exited on signal 9" "$W/out.txt" || fail "mpirun did not name rank $R" ;;
+    exit)
+      grep -Eq "Process name: \[\[[0-9]+,[0-9]+\],$R\]" "$W/out.txt" || fail "mpirun did not name rank $R" ;;
+  esac
+  # steps.jsonl holds every step completed before the failed one, none after
+  n=$(grep -c '"step"' "$W/run/steps.jsonl" || true)
+  [ "$n" -le "$S" ] || fail "$n steps logged after a fault in step $S"
+  no_leftovers
+  ;;
+ckptkill)
+  R="$1"; OP="$2"
+  L=(train "${TINY[@]}" --steps 8 --pp 2 --dp 1 --ckpt-every 2)
+  rc=$(mpi 2 "" "${L[@]}" --out "$W/ref"); [ "$rc" -eq 0 ] || fail "reference run failed"
+  rc=$(mpi 2 "kill:rank=$R:step=4:op=$OP" "${L[@]}" --out "$W/run")
+  [ "$rc" -ne 0 ] || fail "killed job exited 0"
+  no_leftovers
+  [ ! -e "$W/run/ckpt-00000004" ] || fail "a half-written ckpt-00000004 counts as a checkpoint"
+  same_ckpt "$W/ref/ckpt-00000002" "$W/run/ckpt-00000002"
+  rc=$(mpi 2 "" train --quiet --steps 8 --pp 2 --dp 1 --ckpt-every 2 --resume auto --out "$W/run")
+  [ "$rc" -eq 0 ] || fail "resume failed"
+  diff <(last_losses "$W/ref/steps.jsonl") <(last_losses "$W/run/steps.jsonl") || fail "losses differ"
+  same_ckpt "$W/ref/ckpt-00000008" "$W/run/ckpt-00000008"
+  ;;
+resume)
+  SEED="$1"; RANDOM="$SEED"
+  K=$((3 + RANDOM % 9)); R=$((RANDOM % 2)) # step 3..11: ckpt-00000002 exists to resume from
+  echo "seed $SEED: killing rank $R at step $K" >&2
+  L=(train "${TINY[@]}" --steps 12 --pp 2 --dp 1 --ckpt-every 2 --keep 2)
+  rc=$(mpi 2 "" "${L[@]}" --out "$W/ref"); [ "$rc" -eq 0 ] || fail "reference run failed"
+  rc=$(mpi 2 "kill:rank=$R:step=$K" "${L[@]}" --out "$W/run")
+  [ "$rc" -ne 0 ] || fail "killed job exited 0"
+  no_leftovers
+  rc=$(mpi 2 "" train --quiet --steps 12 --pp 2 --dp 1 --ckpt-every 2 --keep 2 --resume auto --out "$W/run")
+  [ "$rc" -eq 0 ] || fail "resume failed"
+  diff <(last_losses "$W/ref/steps.jsonl") <(last_losses "$W/run/steps.jsonl") || fail "losses differ"
+  [ "$(last_losses "$W/run/steps.jsonl" | wc -l)" -eq 12 ] || fail "expected 12 steps"
+  same_ckpt "$W/ref/ckpt-00000012" "$W/run/ckpt-00000012"
+  n=$(ls -d "$W/run"/ckpt-* | wc -l); [ "$n" -eq 2 ] || fail "--keep 2 left $n checkpoints"
+  ;;
+*) fail "unknown case $CASE" ;;
+esac
+echo "PASS $CASE $*"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# check_scaling.sh STRATA OUT -- runs launch/scaling.sh --quick --out OUT and checks its outputs:
+# coll.csv has the right columns, rows for every op x transport x algorithm (rd for allreduce
+# only; the --algo mpi baseline on the mpi transport), numeric positive busbw and wrong == 0 in
+# every row; train.csv has a row per mode x layout with tokens/s > 0 and efficiency 1 for one
+# rank; breakdown.csv shares sum to 1; every PNG starts with the PNG magic bytes; summary.md has
+# its sections and the exact commands.
+set -uo pipefail
+STRATA="$1"; OUT="$2"
+ROOT="${STRATA_SOURCE_DIR:?STRATA_SOURCE_DIR must point at the source tree}"
+fails=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+rm -rf "$OUT"
+STRATA_BIN="$STRATA" "$ROOT/launch/scaling.sh" --quick --out "$OUT" || fail "scaling.sh --quick exited $?"
+[ -f "$OUT/scaling.log" ] && tail -5 "$OUT/scaling.log"
+
+# coll.csv
+H="op,ranks,transport,algo,inplace,bytes,count,dtype,time_us,algbw_gbs,busbw_gbs,wrong"
+[ "$(head -1 "$OUT/coll.csv")" = "$H" ] || fail "coll.csv header is '$(head -1 "$OUT/coll.csv")'"
+bad="$(awk -F, -v h="$H" 'BEGIN { n = split(h, x, ",") } NR > 1 && (NF != n || $12 != "0" || !($11 + 0 > 0) || !($6 + 0 > 0)) { c++ } END { print c + 0 }' "$OUT/coll.csv")"
+[ "$bad" = 0 ] || fail "$bad coll.csv rows have a wrong column count, wrong != 0 or busbw <= 0"
+for op in allreduce reducescatter allgather; do
+  for combo in mpi/ring mpi/auto mpi/mpi ofi:shm/ring ofi:shm/auto; do
+    n="$(awk -F, -v op="$op" -v c="$combo" 'NR > 1 && $1 == op && $2 == 2 && ($3 "/" $4) == c && $5 == "false" { k++ } END { print k + 0 }' "$OUT/coll.csv")"
+    # 1K..64K by x4 = 4 sizes
+    [ "$n" = 4 ] || fail "coll.csv: $n out-of-place rows for $op $combo on 2 ranks, expected 4"
+  done
+done
+for combo in mpi/rd ofi:shm/rd; do
+  n="$(awk -F, -v c="$combo" 'NR > 1 && $1 == "allreduce" && ($3 "/" $4) == c { k++ } END { print k + 0 }' "$OUT/coll.csv")"
+  [ "$n" = 8 ] || fail "coll.csv: $n allreduce $combo rows, expected 8 (4 sizes x 2 placements)"
+done
+
+# train.csv
+TH="mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s"
+[ "$(head -1 "$OUT/train.csv")" = "$TH" ] || fail "train.csv header is '$(head -1 "$OUT/train.csv")'"
+for mode in strong weak; do
+  for lay in pp1xdp1 pp1xdp2 pp2xdp1 pp1xdp4 pp4xdp1 pp2xdp2; do
+    row="$(awk -F, -v m="$mode" -v l="$lay" '$1 == m && $2 == l' "$OUT/train.csv")"
+    [ -n "$row" ] || { fail "train.csv has no $mode $lay row"; continue; }
+    awk -F, '{ exit !($9 + 0 > 0 && $11 + 0 > 0 && $4 == $5 * $6) }' <<< "$row" || fail "train.csv row '$row': tokens/s or step time not positive, or ranks != pp x dp"
+  done
+  e="$(awk -F, -v m="$mode" '$1 == m && $2 == "pp1xdp1" { print $10 }' "$OUT/train.csv")"
+  [ "$e" = "1.000" ] || fail "$mode 1-rank efficiency is '$e', expected 1.000"
+  # strong: the batch is the same everywhere; weak: batch / ranks is constant
+  nb="$(awk -F, -v m="$mode" '$1 == m { print (m == "strong" ? $7 : $7 / $4) }' "$OUT/train.csv" | sort -u | wc -l)"
+  [ "$nb" = 1 ] || fail "$mode scaling batch is not $( [ "$mode" = strong ] && echo fixed || echo "proportional to ranks")"
+done
+# efficiency = tokens/s / (ranks * 1-rank tokens/s), recomputed
+awk -F, 'NR > 1 { if ($2 == "pp1xdp1") b[$1] = $9; r[NR] = $0 }
+         END { for (i in r) { split(r[i], f, ","); e = f[9] / (f[4] * b[f[1]]); if (e - f[10] > 0.001 || f[10] - e > 0.001) { print "bad efficiency: " r[i]; bad = 1 } } exit bad }' "$OUT/train.csv" || fail "efficiency column does not match tokens/s"
+
+# breakdown.csv
+[ "$(head -1 "$OUT/breakdown.csv")" = "layout,ranks,compute_share,comm_share,idle_share" ] || fail "breakdown.csv header"
+[ "$(($(wc -l < "$OUT/breakdown.csv") - 1))" = 6 ] || fail "breakdown.csv should have 6 layouts"
+awk -F, 'NR > 1 { s = $3 + $4 + $5; if (s < 0.999 || s > 1.001 || $3 < 0) exit 1 }' "$OUT/breakdown.csv" || fail "breakdown shares do not sum to 1"
+
+# PNGs
+for png in busbw_allreduce_np2 busbw_reducescatter_np2 busbw_allgather_np2 strong_scaling weak_scaling breakdown; do
+  f="$OUT/$png.png"
+  [ -s "$f" ] || { fail "$f missing or empty"; continue; }
+  [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || fail "$f is not a PNG"
+done
+
+# summary.md
+for s in "## Environment" "| CPU |" "| load average at start |" "| Open MPI |" "| libfabric |" "## Collectives" \
+         "## Training scaling" "| strong | pp2xdp2 | 4 |" "## Commands" "bench allreduce -b 1K -e 64K" "--pp 2 --dp 2"; do
+  grep -qF -- "$s" "$OUT/summary.md" || fail "summary.md lacks '$s'"
+done
+# usage error
+"$ROOT/launch/scaling.sh" --bogus >/dev/null 2>&1; [ $? = 2 ] || fail "scaling.sh --bogus should exit 2"
+[ "$fails" = 0 ] && echo "scaling_quick: all checks passed" || echo "scaling_quick: $fails checks failed"
+[ "$fails" = 0 ]

@@ -1,0 +1,133 @@
+/* fault.c -- fault injection driven by STRATA_FAULT (see fault.h for the syntax).
+ *
+ * Hooks (fault_point) sit at step boundaries in train_dist.c, inside the gradient all-reduce
+ * wait (grad_sync.c), inside pipeline receives (pipeline.c) and in checkpoint writing
+ * (checkpoint.c). The environment is read lazily on the first hook: until then fault_armed_
+ * is 1 so that the first call parses; afterwards it is 1 only if a valid fault targets this
+ * process's rank.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "fault.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int fault_armed_ = 1; /* first call parses STRATA_FAULT */
+
+static int parsed;
+static fault_spec_t spec;
+static int64_t cur_step = -1;
+int64_t fault_step_ = -1;
+
+static const char *site_names[] = {"step", "allreduce", "recv", "checkpoint", "commit"};
+static const char *action_names[] = {"kill", "hang", "exit"};
+
+int fault_parse(const char *s, fault_spec_t *o, char *err, int errlen) {
+  memset(o, 0, sizeof *o);
+  o->step = -1;
+  o->code = 1;
+  char buf[256];
+  if (!s || strlen(s) >= sizeof buf) {
+    snprintf(err, (size_t)errlen, "STRATA_FAULT is empty or too long");
+    return -1;
+  }
+  strcpy(buf, s);
+  char *save = NULL;
+  char *tok = strtok_r(buf, ":", &save);
+  if (!tok) {
+    snprintf(err, (size_t)errlen, "STRATA_FAULT is empty; expected ACTION:rank=R:step=S[:op=OP]");
+    return -1;
+  }
+  o->action = -1;
+  for (int i = 0; i < 3; i++)
+    if (!strcmp(tok, action_names[i])) o->action = i;
+  if (o->action < 0) {
+    snprintf(err, (size_t)errlen, "STRATA_FAULT action '%s' unknown; use kill, hang or exit", tok);
+    return -1;
+  }
+  while ((tok = strtok_r(NULL, ":", &save))) {
+    char *eq = strchr(tok, '=');
+    if (!eq) {
+      snprintf(err, (size_t)errlen, "STRATA_FAULT field '%s' is not key=value", tok);
+      return -1;
+    }
+    *eq = '\0';
+    const char *k = tok, *v = eq + 1;
+    char *end = NULL;
+    if (!strcmp(k, "rank") || !strcmp(k, "step") || !strcmp(k, "code")) {
+      long long x = strtoll(v, &end, 10);
+      if (!*v || *end || x < 0 || x > 1000000000LL) {
+        snprintf(err, (size_t)errlen, "STRATA_FAULT %s='%s' is not a non-negative integer", k, v);
+        return -1;
+      }
+      if (k[0] == 'r') o->rank = (int)x;
+      else if (k[0] == 's') o->step = x;
+      else o->code = (int)x;
+    } else if (!strcmp(k, "op") || !strcmp(k, "during")) {
+      int f = -1;
+      for (int i = 0; i < 5; i++)
+        if (!strcmp(v, site_names[i])) f = i;
+      if (f < 0) {
+        snprintf(err, (size_t)errlen,
+                 "STRATA_FAULT %s='%s' unknown; use step, allreduce, recv, checkpoint or commit", k, v);
+        return -1;
+      }
+      o->site = (fault_site_t)f;
+    } else {
+      snprintf(err, (size_t)errlen, "STRATA_FAULT key '%s' unknown; use rank, step, op, during, code", k);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void parse_env(void) {
+  parsed = 1;
+  fault_armed_ = 0;
+  const char *s = getenv("STRATA_FAULT");
+  if (!s || !*s) return;
+  char err[256];
+  if (fault_parse(s, &spec, err, sizeof err)) {
+    strata_warn("%s; no fault injected", err);
+    return;
+  }
+  if (spec.rank != strata_log_rank()) return;
+  fault_armed_ = 1;
+}
+
+void fault_report_failure(const char *what, const char *msg) {
+  if (fault_step_ < 0)
+    strata_error("%s: rank %d: before the first step: %s", what, strata_log_rank(), msg);
+  else
+    strata_error("%s: rank %d: step %lld: %s", what, strata_log_rank(), (long long)fault_step_, msg);
+}
+
+void fault_point_slow(fault_site_t site, int64_t step) {
+  if (!parsed) {
+    parse_env();
+    if (!fault_armed_) return;
+  }
+  if (site == FAULT_AT_STEP && step >= 0) cur_step = step;
+  if (step < 0) step = cur_step;
+  if (site != spec.site) return;
+  if (spec.step >= 0 && step != spec.step) return;
+  fault_armed_ = 0; /* fire once */
+  fprintf(stderr, "[rank %d] fault: injecting %s at step %lld in %s (STRATA_FAULT)\n",
+          strata_log_rank(), action_names[spec.action], (long long)step, site_names[site]);
+  fflush(stderr);
+  if (spec.action == 0) {
+    raise(SIGKILL);
+  } else if (spec.action == 2) {
+    _exit(spec.code);
+  }
+  for (;;) { /* hang: no progress, until killed */
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+  }
+}

@@ -1,0 +1,68 @@
+/* fault.h -- fault injection for the reliability tests (issue 8).
+ *
+ * The environment variable STRATA_FAULT names one fault to inject into one rank:
+ *
+ *   STRATA_FAULT="ACTION:rank=R:step=S[:op=OP][:code=N]"
+ *
+ *   ACTION  kill  the rank SIGKILLs itself (no clean-up, like an OOM kill or a lost node)
+ *           hang  the rank stops making progress forever (sleeps; like a stuck device)
+ *           exit  the rank calls _exit(N) (default N = 1) without finalising MPI
+ *   rank=R  the MPI world rank that fails (default 0)
+ *   step=S  the 1-based training step in which it fails (default: the first point reached)
+ *   op=OP   where in that step (also spelled during=OP):
+ *           step        at the start of the step (default)
+ *           allreduce   inside the data-parallel gradient all-reduce wait
+ *           recv        inside a pipeline receive (activations or gradients)
+ *           checkpoint  in the middle of writing the rank's checkpoint shard
+ *           commit      on the coordinator, before the checkpoint directory is renamed
+ *
+ * Example: STRATA_FAULT="kill:rank=2:step=3", "hang:rank=1:step=2:op=allreduce",
+ * "kill:rank=1:during=checkpoint".
+ *
+ * Cost when STRATA_FAULT is unset: one predictable branch per hook (the variable is read once).
+ * A malformed STRATA_FAULT is reported on stderr once and ignored (never silently half-applied).
+ * Injection fires at most once per process.
+ */
+#ifndef STRATA_FAULT_H
+#define STRATA_FAULT_H
+
+#include <stdint.h>
+
+typedef enum {
+  FAULT_AT_STEP = 0,   /* step boundary (start of step) */
+  FAULT_AT_ALLREDUCE,  /* gradient all-reduce wait */
+  FAULT_AT_RECV,       /* pipeline receive */
+  FAULT_AT_CHECKPOINT, /* while writing a checkpoint shard */
+  FAULT_AT_COMMIT,     /* before the checkpoint rename (coordinator) */
+} fault_site_t;
+
+/* 0 when no fault is configured (after the first call; STRATA_FAULT is parsed once). */
+extern int fault_armed_;
+
+/* Marks a fault site. `step` is the 1-based step being run, or -1 to use the step last passed
+ * to a FAULT_AT_STEP point (sites that do not know the step). If STRATA_FAULT selects this
+ * rank, step and site, performs the action (does not return for kill/hang/exit). */
+void fault_point_slow(fault_site_t site, int64_t step);
+extern int64_t fault_step_; /* last step passed to a FAULT_AT_STEP point; -1 before */
+static inline void fault_point(fault_site_t site, int64_t step) {
+  if (site == FAULT_AT_STEP) fault_step_ = step;
+  if (fault_armed_) fault_point_slow(site, step);
+}
+
+/* Prints the failure of this rank as "[strata rR] error: WHAT: rank R: step S: MSG" (or
+ * "before the first step"), S being the step last marked by fault_point(FAULT_AT_STEP). MSG
+ * from the collectives names the operation, the peer rank and the bytes outstanding. */
+void fault_report_failure(const char *what, const char *msg);
+
+/* Parses a STRATA_FAULT spec (exposed for the unit test). Returns 0 and fills the fields, or
+ * -1 with a message in err naming the bad part. */
+typedef struct {
+  int action; /* 0 kill, 1 hang, 2 exit */
+  int rank;
+  int64_t step; /* -1 any */
+  fault_site_t site;
+  int code;
+} fault_spec_t;
+int fault_parse(const char *spec, fault_spec_t *out, char *err, int errlen);
+
+#endif
