@@ -7,11 +7,12 @@
 #   STRATA_TEST_ASAN=0   skip the sanitizer suite      STRATA_TEST_FUZZ=0  skip fuzzing
 #   STRATA_FUZZ_SECONDS  seconds per fuzz target (default 60)
 #   STRATA_ASAN_JOBS     ctest -j for the sanitizer suite (default 2)
+#   STRATA_TEST_JOBS     ctest -j for the main suite (default 2)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 strata_install_packages "${STRATA_PACKAGES[@]}"
 strata_build
-(cd "$STRATA_BUILD" && ctest --output-on-failure "$@")
+(cd "$STRATA_BUILD" && ctest --output-on-failure -j "${STRATA_TEST_JOBS:-2}" "$@")
 [ $# -eq 0 ] || exit 0
 
 # Test-only packages: clang and its libFuzzer/sanitizer runtimes (the fuzz build).
