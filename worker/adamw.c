@@ -4,6 +4,7 @@
 #include "adamw.h"
 
 #include "log.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -24,14 +25,6 @@
 #define ADAMW_DEFAULT_WARMUP 10
 #define ADAMW_DEFAULT_MIN_LR_RATIO 0.1
 #define ADAMW_CLIP_EPS 1e-6 /* torch.nn.utils.clip_grad_norm_'s denominator epsilon */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static void env_double(const char *name, double *dst) {
   const char *s = getenv(name);
@@ -69,36 +62,36 @@ void adamw_hparams_default(adamw_hparams_t *hp) {
 
 int adamw_hparams_check(const adamw_hparams_t *hp, char *err, size_t errlen) {
   if (!(hp->lr > 0.0) || !isfinite(hp->lr)) {
-    set_err(err, errlen, "lr = %g: the learning rate must be a positive number", hp->lr);
+    strata_fail(err, errlen, "lr = %g: the learning rate must be a positive number", hp->lr);
     return -1;
   }
   if (!(hp->beta1 >= 0.0 && hp->beta1 < 1.0)) {
-    set_err(err, errlen, "beta1 = %g: must be in [0, 1)", hp->beta1);
+    strata_fail(err, errlen, "beta1 = %g: must be in [0, 1)", hp->beta1);
     return -1;
   }
   if (!(hp->beta2 >= 0.0 && hp->beta2 < 1.0)) {
-    set_err(err, errlen, "beta2 = %g: must be in [0, 1)", hp->beta2);
+    strata_fail(err, errlen, "beta2 = %g: must be in [0, 1)", hp->beta2);
     return -1;
   }
   if (!(hp->eps > 0.0)) {
-    set_err(err, errlen, "eps = %g: must be positive", hp->eps);
+    strata_fail(err, errlen, "eps = %g: must be positive", hp->eps);
     return -1;
   }
   if (!(hp->weight_decay >= 0.0)) {
-    set_err(err, errlen, "weight_decay = %g: must be >= 0", hp->weight_decay);
+    strata_fail(err, errlen, "weight_decay = %g: must be >= 0", hp->weight_decay);
     return -1;
   }
   if (hp->warmup_steps < 0) {
-    set_err(err, errlen, "warmup_steps = %d: must be >= 0", hp->warmup_steps);
+    strata_fail(err, errlen, "warmup_steps = %d: must be >= 0", hp->warmup_steps);
     return -1;
   }
   if (hp->decay_steps < 0) {
-    set_err(err, errlen, "decay_steps = %d: must be >= 0 (0 disables the cosine decay)",
+    strata_fail(err, errlen, "decay_steps = %d: must be >= 0 (0 disables the cosine decay)",
             hp->decay_steps);
     return -1;
   }
   if (!(hp->min_lr_ratio >= 0.0 && hp->min_lr_ratio <= 1.0)) {
-    set_err(err, errlen, "min_lr_ratio = %g: must be in [0, 1]", hp->min_lr_ratio);
+    strata_fail(err, errlen, "min_lr_ratio = %g: must be in [0, 1]", hp->min_lr_ratio);
     return -1;
   }
   return 0;
@@ -116,7 +109,7 @@ int adamw_create(size_t begin, size_t count, adamw_t **out, char *err, size_t er
   *out = o;
   return 0;
 oom:
-  set_err(err, errlen, "out of memory for AdamW moments of %zu parameters", count);
+  strata_fail(err, errlen, "out of memory for AdamW moments of %zu parameters", count);
   adamw_free(o);
   return -1;
 }

@@ -18,28 +18,10 @@
 
 #include "fault.h"
 #include "safetensors.h"
+#include "util.h"
 
 #define CKPT_DIR_PREFIX "ckpt-"
 #define CKPT_PATH_MAX 4096
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-/* fopen(path, "rb") of a regular file only (a FIFO or device would block or never end). */
-static FILE *fopen_regular(const char *path) {
-  struct stat st;
-  if (stat(path, &st) != 0) return NULL;
-  if (!S_ISREG(st.st_mode)) {
-    errno = EINVAL;
-    return NULL;
-  }
-  return fopen(path, "rb");
-}
 
 static void join(char *buf, size_t len, const char *dir, const char *name) {
   snprintf(buf, len, "%s/%s", dir, name);
@@ -156,14 +138,14 @@ int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, siz
       o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
   FILE *fp = fopen(path, "wb");
   if (!fp) {
-    seterr(err, errlen, "config '%s': cannot create: %s", path, strerror(errno));
+    strata_fail(err, errlen, "config '%s': cannot create: %s", path, strerror(errno));
     goto exit;
   }
   int ok = fwrite(js, 1, len, fp) == len && fputc('\n', fp) != EOF && fflush(fp) == 0 &&
            fsync(fileno(fp)) == 0;
   if (fclose(fp) != 0) ok = 0;
   if (!ok) {
-    seterr(err, errlen, "config '%s': write failed: %s", path, strerror(errno));
+    strata_fail(err, errlen, "config '%s': write failed: %s", path, strerror(errno));
     goto exit;
   }
   rc = 0;
@@ -176,12 +158,12 @@ static int cfg_int(json_object *o, const char *key, int *out, const char *path, 
                    size_t errlen) {
   json_object *v;
   if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int)) {
-    seterr(err, errlen, "config '%s': missing or non-integer \"%s\"", path, key);
+    strata_fail(err, errlen, "config '%s': missing or non-integer \"%s\"", path, key);
     return -1;
   }
   int64_t x = json_object_get_int64(v);
   if (x <= 0 || x > (1 << 24)) {
-    seterr(err, errlen, "config '%s': \"%s\" = %lld out of range (1 .. %d)", path, key,
+    strata_fail(err, errlen, "config '%s': \"%s\" = %lld out of range (1 .. %d)", path, key,
            (long long)x, 1 << 24);
     return -1;
   }
@@ -196,32 +178,32 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
   json_object *o = NULL;
   json_tokener *tok = NULL;
   join(path, sizeof path, dir, CKPT_CONFIG_FILE);
-  FILE *fp = fopen_regular(path);
+  FILE *fp = strata_fopen_regular(path);
   if (!fp) {
-    seterr(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
+    strata_fail(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
            dir, CKPT_CONFIG_FILE, strerror(errno));
     return -1;
   }
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > CKPT_MAX_CONFIG_BYTES) {
-    seterr(err, errlen, "config '%s': empty or larger than %u bytes", path, CKPT_MAX_CONFIG_BYTES);
+    strata_fail(err, errlen, "config '%s': empty or larger than %u bytes", path, CKPT_MAX_CONFIG_BYTES);
     goto exit;
   }
   text = malloc((size_t)st.st_size);
   if (!text || fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
-    seterr(err, errlen, "config '%s': read failed", path);
+    strata_fail(err, errlen, "config '%s': read failed", path);
     goto exit;
   }
   tok = json_tokener_new();
   o = json_tokener_parse_ex(tok, text, (int)st.st_size);
   if (!o || !json_object_is_type(o, json_type_object)) {
-    seterr(err, errlen, "config '%s': not a JSON object", path);
+    strata_fail(err, errlen, "config '%s': not a JSON object", path);
     goto exit;
   }
   json_object *v;
   if (!json_object_object_get_ex(o, "model_type", &v) || !json_object_is_type(v, json_type_string) ||
       strcmp(json_object_get_string(v), "gpt2") != 0) {
-    seterr(err, errlen, "config '%s': \"model_type\" must be \"gpt2\"", path);
+    strata_fail(err, errlen, "config '%s': \"model_type\" must be \"gpt2\"", path);
     goto exit;
   }
   if (cfg_int(o, "vocab_size", &cfg->vocab, path, err, errlen) ||
@@ -231,7 +213,7 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
       cfg_int(o, "n_head", &cfg->heads, path, err, errlen))
     goto exit;
   if (cfg->dim % cfg->heads != 0) {
-    seterr(err, errlen, "config '%s': n_embd %d is not divisible by n_head %d", path, cfg->dim,
+    strata_fail(err, errlen, "config '%s': n_embd %d is not divisible by n_head %d", path, cfg->dim,
            cfg->heads);
     goto exit;
   }
@@ -239,7 +221,7 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
     double eps = json_object_get_double(v);
     if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
         fabs(eps - CKPT_LAYER_NORM_EPS) > 1e-12) {
-      seterr(err, errlen, "config '%s': layer_norm_epsilon %g is not supported; Strata's GPT-2 uses 1e-05",
+      strata_fail(err, errlen, "config '%s': layer_norm_epsilon %g is not supported; Strata's GPT-2 uses 1e-05",
              path, eps);
       goto exit;
     }
@@ -247,13 +229,13 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
   if (json_object_object_get_ex(o, "activation_function", &v)) {
     const char *a = json_object_get_string(v);
     if (!a || (strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh"))) {
-      seterr(err, errlen, "config '%s': activation_function \"%s\" is not supported; expected \"gelu_new\"",
+      strata_fail(err, errlen, "config '%s': activation_function \"%s\" is not supported; expected \"gelu_new\"",
              path, a ? a : "?");
       goto exit;
     }
   }
   if (json_object_object_get_ex(o, "tie_word_embeddings", &v) && !json_object_get_boolean(v)) {
-    seterr(err, errlen, "config '%s': tie_word_embeddings false is not supported (Strata ties lm_head to wte)",
+    strata_fail(err, errlen, "config '%s': tie_word_embeddings false is not supported (Strata ties lm_head to wte)",
            path);
     goto exit;
   }
@@ -281,17 +263,17 @@ int ckpt_begin(const char *dir, char *tmp_out, size_t tmp_len, char *err, size_t
   if (slash && slash != parent) {
     *slash = 0;
     if (mkdirs(parent) != 0) {
-      seterr(err, errlen, "checkpoint '%s': cannot create parent directory '%s': %s", dir, parent,
+      strata_fail(err, errlen, "checkpoint '%s': cannot create parent directory '%s': %s", dir, parent,
              strerror(errno));
       return -1;
     }
   }
   if ((size_t)snprintf(tmp_out, tmp_len, "%.*s.tmp-XXXXXX", (int)n, dir) >= tmp_len) {
-    seterr(err, errlen, "checkpoint '%s': path too long", dir);
+    strata_fail(err, errlen, "checkpoint '%s': path too long", dir);
     return -1;
   }
   if (!mkdtemp(tmp_out)) {
-    seterr(err, errlen, "checkpoint '%s': cannot create temporary directory '%s': %s", dir,
+    strata_fail(err, errlen, "checkpoint '%s': cannot create temporary directory '%s': %s", dir,
            tmp_out, strerror(errno));
     return -1;
   }
@@ -307,18 +289,18 @@ int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *ex
                      const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
   int rc = -1, n = 0;
   if (num_stages < 1 || stage < 0 || stage >= num_stages) {
-    seterr(err, errlen, "checkpoint: stage %d of %d is out of range", stage, num_stages);
+    strata_fail(err, errlen, "checkpoint: stage %d of %d is out of range", stage, num_stages);
     return -1;
   }
   if ((exp_avg == NULL) != (exp_avg_sq == NULL)) {
-    seterr(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
+    strata_fail(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
     return -1;
   }
   st_tensor_desc_t *w = calloc((size_t)m->num_tensors + 1, sizeof *w);
   st_tensor_desc_t *o = calloc(2 * (size_t)m->num_tensors + 1, sizeof *o);
   char (*names)[2][96] = calloc((size_t)m->num_tensors + 1, sizeof *names);
   if (!w || !o || !names) {
-    seterr(err, errlen, "checkpoint: out of memory");
+    strata_fail(err, errlen, "checkpoint: out of memory");
     goto exit;
   }
   for (int i = 0; i < m->num_tensors; i++) {
@@ -379,7 +361,7 @@ static int write_index(const char *tmp_dir, int num_stages, char *err, size_t er
       const char *name = f->tensors[i].name;
       for (int j = 0; j < idx.n; j++)
         if (!strcmp(idx.names[j], name)) {
-          seterr(err, errlen, "checkpoint: tensor '%s' written by two stages (%s and %s)", name,
+          strata_fail(err, errlen, "checkpoint: tensor '%s' written by two stages (%s and %s)", name,
                  idx.files[j], fname);
           st_close(f);
           goto exit;
@@ -392,7 +374,7 @@ static int write_index(const char *tmp_dir, int num_stages, char *err, size_t er
         if (b) idx.files = b;
         if (!a || !b) {
           st_close(f);
-          seterr(err, errlen, "checkpoint: out of memory");
+          strata_fail(err, errlen, "checkpoint: out of memory");
           goto exit;
         }
       }
@@ -423,13 +405,13 @@ static int write_state(const char *path, const strata_train_state_t *state, char
   int rc = -1;
   FILE *fp = fopen(path, "wb");
   if (!fp) {
-    seterr(err, errlen, "checkpoint: cannot create '%s': %s", path, strerror(errno));
+    strata_fail(err, errlen, "checkpoint: cannot create '%s': %s", path, strerror(errno));
     goto exit;
   }
   int ok = fwrite(buf, 1, len, fp) == len && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
   if (fclose(fp) != 0) ok = 0;
   if (!ok) {
-    seterr(err, errlen, "checkpoint: write of '%s' failed: %s", path, strerror(errno));
+    strata_fail(err, errlen, "checkpoint: write of '%s' failed: %s", path, strerror(errno));
     goto exit;
   }
   rc = 0;
@@ -442,19 +424,19 @@ exit:
 static int publish(const char *tmp_dir, const char *dir, char *err, size_t errlen) {
   if (rename(tmp_dir, dir) == 0) return 0;
   if (errno != ENOTEMPTY && errno != EEXIST) {
-    seterr(err, errlen, "checkpoint: cannot rename '%s' to '%s': %s", tmp_dir, dir, strerror(errno));
+    strata_fail(err, errlen, "checkpoint: cannot rename '%s' to '%s': %s", tmp_dir, dir, strerror(errno));
     return -1;
   }
   char probe[CKPT_PATH_MAX];
   join(probe, sizeof probe, dir, CKPT_STATE_FILE);
   if (access(probe, F_OK) != 0) { /* never swap out (and delete) a directory we did not write */
-    seterr(err, errlen, "checkpoint: '%s' exists and is not a Strata checkpoint (no %s); "
+    strata_fail(err, errlen, "checkpoint: '%s' exists and is not a Strata checkpoint (no %s); "
                         "refusing to replace it: choose another --out directory",
            dir, CKPT_STATE_FILE);
     return -1;
   }
   if (renameat2(AT_FDCWD, tmp_dir, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-    seterr(err, errlen, "checkpoint: cannot replace existing '%s' with '%s': %s", dir, tmp_dir,
+    strata_fail(err, errlen, "checkpoint: cannot replace existing '%s' with '%s': %s", dir, tmp_dir,
            strerror(errno));
     return -1;
   }
@@ -474,7 +456,7 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
       st_shard_name(fname, sizeof fname, CKPT_MODEL_PREFIX, s + 1, num_stages);
     join(path, sizeof path, tmp_dir, fname);
     if (access(path, R_OK) != 0) {
-      seterr(err, errlen, "checkpoint: stage %d did not write '%s' into '%s'", s, fname, tmp_dir);
+      strata_fail(err, errlen, "checkpoint: stage %d did not write '%s' into '%s'", s, fname, tmp_dir);
       return -1;
     }
   }
@@ -483,11 +465,11 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
   join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
   if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
   if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0) {
-    seterr(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));
+    strata_fail(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));
     return -1;
   }
   if (n > STRATA_MAX_CKPT_FILES) {
-    seterr(err, errlen, "checkpoint: %d files, more than the %d a train state records", n,
+    strata_fail(err, errlen, "checkpoint: %d files, more than the %d a train state records", n,
            STRATA_MAX_CKPT_FILES);
     goto exit;
   }
@@ -501,14 +483,14 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
   }
   state->model = (strata_model_cfg_t){cfg->vocab, cfg->ctx, cfg->layers, cfg->heads, cfg->dim};
   if (state->layout.pp != num_stages) {
-    seterr(err, errlen, "checkpoint: state layout.pp = %d but %d stages wrote", state->layout.pp,
+    strata_fail(err, errlen, "checkpoint: state layout.pp = %d but %d stages wrote", state->layout.pp,
            num_stages);
     goto exit;
   }
   join(path, sizeof path, tmp_dir, CKPT_STATE_FILE);
   if (write_state(path, state, err, errlen) != 0) goto exit;
   if (fsync_path(tmp_dir, 1) != 0) {
-    seterr(err, errlen, "checkpoint: fsync of '%s' failed: %s", tmp_dir, strerror(errno));
+    strata_fail(err, errlen, "checkpoint: fsync of '%s' failed: %s", tmp_dir, strerror(errno));
     goto exit;
   }
   if (publish(tmp_dir, dir, err, errlen) != 0) goto exit;
@@ -528,7 +510,7 @@ int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
   char tmp[CKPT_PATH_MAX];
   if (!m->range.has_embed || !m->range.has_head || m->range.layer_begin != 0 ||
       m->range.layer_end != m->cfg.layers) {
-    seterr(err, errlen, "checkpoint: ckpt_save needs a model that owns every layer; pipeline "
+    strata_fail(err, errlen, "checkpoint: ckpt_save needs a model that owns every layer; pipeline "
                         "stages use ckpt_write_shard + ckpt_commit");
     return -1;
   }
@@ -550,25 +532,25 @@ int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, ch
   int rc = -1;
   uint8_t *buf = NULL;
   join(path, sizeof path, dir, CKPT_STATE_FILE);
-  FILE *fp = fopen_regular(path);
+  FILE *fp = strata_fopen_regular(path);
   if (!fp) {
-    seterr(err, errlen, "checkpoint '%s': missing %s (%s): not a complete Strata checkpoint", dir,
+    strata_fail(err, errlen, "checkpoint '%s': missing %s (%s): not a complete Strata checkpoint", dir,
            CKPT_STATE_FILE, strerror(errno));
     return -1;
   }
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || (uint64_t)st.st_size > STRATA_TRAIN_STATE_MAX_BYTES) {
-    seterr(err, errlen, "checkpoint '%s': %s is larger than %u bytes (corrupt)", dir,
+    strata_fail(err, errlen, "checkpoint '%s': %s is larger than %u bytes (corrupt)", dir,
            CKPT_STATE_FILE, STRATA_TRAIN_STATE_MAX_BYTES);
     goto exit;
   }
   buf = malloc((size_t)st.st_size + 1);
   if (!buf || fread(buf, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
-    seterr(err, errlen, "checkpoint '%s': cannot read %s", dir, CKPT_STATE_FILE);
+    strata_fail(err, errlen, "checkpoint '%s': cannot read %s", dir, CKPT_STATE_FILE);
     goto exit;
   }
   if (strata_train_state_decode(buf, (size_t)st.st_size, state, msg, sizeof msg) != 0) {
-    seterr(err, errlen, "checkpoint '%s': %s: %s", dir, CKPT_STATE_FILE, msg);
+    strata_fail(err, errlen, "checkpoint '%s': %s: %s", dir, CKPT_STATE_FILE, msg);
     goto exit;
   }
   if (verify) {
@@ -578,17 +560,17 @@ int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, ch
       uint64_t h, size;
       join(path, sizeof path, dir, fs->name);
       if (access(path, F_OK) != 0) {
-        seterr(err, errlen, "checkpoint '%s': file '%s' is missing (recorded in %s): the "
+        strata_fail(err, errlen, "checkpoint '%s': file '%s' is missing (recorded in %s): the "
                             "checkpoint is incomplete; resume from another one",
                dir, fs->name, CKPT_STATE_FILE);
         goto exit;
       }
       if (st_file_xxh64(path, &h, &size, msg, sizeof msg) != 0) {
-        seterr(err, errlen, "checkpoint '%s': %s", dir, msg);
+        strata_fail(err, errlen, "checkpoint '%s': %s", dir, msg);
         goto exit;
       }
       if (size != fs->size_bytes || h != fs->xxh64) {
-        seterr(err, errlen,
+        strata_fail(err, errlen,
                "checkpoint '%s': file '%s' checksum mismatch (recorded %llu bytes, xxh64 "
                "%016llx; found %llu bytes, xxh64 %016llx): the file is corrupt or was modified",
                dir, fs->name, (unsigned long long)fs->size_bytes, (unsigned long long)fs->xxh64,
@@ -599,7 +581,7 @@ int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, ch
       if (!strcmp(fs->name, CKPT_MODEL_FILE) || !strcmp(fs->name, CKPT_INDEX_FILE)) has_weights = 1;
     }
     if (!has_config || !has_weights) {
-      seterr(err, errlen, "checkpoint '%s': %s does not record %s", dir, CKPT_STATE_FILE,
+      strata_fail(err, errlen, "checkpoint '%s': %s does not record %s", dir, CKPT_STATE_FILE,
              !has_config ? CKPT_CONFIG_FILE : "model.safetensors or its index");
       goto exit;
     }
@@ -653,11 +635,11 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
   shape_str(ms, sizeof ms, t->ndim, t->shape);
   if (!c) {
     if (!strcmp(prefix, CKPT_OPTIM_PREFIX))
-      seterr(err, errlen, "checkpoint '%s': no optimizer moment '%s' (shape %s): the checkpoint "
+      strata_fail(err, errlen, "checkpoint '%s': no optimizer moment '%s' (shape %s): the checkpoint "
                           "was saved without AdamW moments; load the weights only",
              dir, ck_name, ms);
     else
-      seterr(err, errlen, "checkpoint '%s': tensor '%s' (shape %s in the model) is not in the "
+      strata_fail(err, errlen, "checkpoint '%s': tensor '%s' (shape %s in the model) is not in the "
                           "checkpoint: it holds a different model",
              dir, ck_name, ms);
     return -1;
@@ -666,13 +648,13 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
   int same = c->ndim == t->ndim;
   for (int d = 0; same && d < t->ndim; d++) same = c->shape[d] == t->shape[d];
   if (!same) {
-    seterr(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
+    strata_fail(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
                         "the checkpoint is of another model shape",
            dir, ck_name, cs, file, ms);
     return -1;
   }
   if (c->dtype != ST_F32) {
-    seterr(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
+    strata_fail(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
            ck_name, file, st_dtype_name(c->dtype));
     return -1;
   }
@@ -689,11 +671,11 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
   char path[CKPT_PATH_MAX];
   strata_train_state_t *state = malloc(sizeof *state);
   if (!state) {
-    seterr(err, errlen, "checkpoint: out of memory");
+    strata_fail(err, errlen, "checkpoint: out of memory");
     return -1;
   }
   if ((exp_avg == NULL) != (exp_avg_sq == NULL)) {
-    seterr(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
+    strata_fail(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
     goto exit;
   }
   if (ckpt_read_state(dir, state, 1, err, errlen) != 0) goto exit;
@@ -716,7 +698,7 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
       for (int j = 0; j < set.n && !found; j++)
         found = !strcmp(set.names[j], idx->files[i]) && st_find(set.files[j], idx->names[i]);
       if (!found) {
-        seterr(err, errlen, "checkpoint '%s': index maps '%s' to '%s', which does not hold it "
+        strata_fail(err, errlen, "checkpoint '%s': index maps '%s' to '%s', which does not hold it "
                             "(or is not recorded in %s)",
                dir, idx->names[i], idx->files[i], CKPT_STATE_FILE);
         goto exit;
@@ -745,7 +727,7 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
       const gpt2_config_t *mc = &m->cfg;
       if (cc.vocab != mc->vocab || cc.ctx != mc->ctx || cc.layers != mc->layers ||
           cc.heads != mc->heads || cc.dim != mc->dim) {
-        seterr(err, errlen,
+        strata_fail(err, errlen,
                "checkpoint '%s' is a model with vocab=%d ctx=%d layers=%d heads=%d dim=%d, but "
                "the model has vocab=%d ctx=%d layers=%d heads=%d dim=%d: use matching --layers "
                "--heads --dim --ctx (and data of the same vocabulary)",
@@ -792,7 +774,7 @@ static int cmp_desc(const void *a, const void *b) {
 static int scan_run(const char *run_dir, ckpt_entry_t **out, int *n_out, char *err, size_t errlen) {
   DIR *d = opendir(run_dir);
   if (!d) {
-    seterr(err, errlen, "run directory '%s': cannot open: %s", run_dir, strerror(errno));
+    strata_fail(err, errlen, "run directory '%s': cannot open: %s", run_dir, strerror(errno));
     return -1;
   }
   ckpt_entry_t *v = NULL;
@@ -833,7 +815,7 @@ int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, s
     }
   }
   if (rc != 0)
-    seterr(err, errlen, "run directory '%s': no valid checkpoint (ckpt-<step>/) found%s%s",
+    strata_fail(err, errlen, "run directory '%s': no valid checkpoint (ckpt-<step>/) found%s%s",
            run_dir, *msg ? "; newest problem: " : "", msg);
   free(st);
   free(v);
@@ -844,7 +826,7 @@ int ckpt_prune(const char *run_dir, int keep, char *err, size_t errlen) {
   ckpt_entry_t *v;
   int n, removed = 0;
   if (keep < 1) {
-    seterr(err, errlen, "--keep must be at least 1 (got %d)", keep);
+    strata_fail(err, errlen, "--keep must be at least 1 (got %d)", keep);
     return -1;
   }
   if (scan_run(run_dir, &v, &n, err, errlen) != 0) return -1;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "rng.h"
+#include "util.h"
 
 #ifndef STRATA_SOURCE_DIR
 #define STRATA_SOURCE_DIR "."
@@ -40,14 +41,6 @@ struct data_set {
   int vocab;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static uint32_t rd_u32le(const uint8_t *p) {
   return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
@@ -67,7 +60,7 @@ static void file_close(data_file_t *f) {
 static int check_shard(data_file_t *f, char *err, size_t errlen) {
   const char *p = f->path;
   if (f->size_bytes < DATA_SHARD_HEADER_BYTES) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': token shard is %zu bytes, shorter than its 1024-byte header "
            "(256 int32: magic %d, version %d, token count): the file is truncated or not an "
            "llm.c token shard",
@@ -76,14 +69,14 @@ static int check_shard(data_file_t *f, char *err, size_t errlen) {
   }
   uint32_t magic = rd_u32le(f->map), version = rd_u32le(f->map + 4), count = rd_u32le(f->map + 8);
   if (magic != DATA_SHARD_MAGIC) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': bad token-shard magic %u (header int32 [0]); an llm.c token shard "
            "starts with %d. Pass a raw text file or a shard written by llm.c's tokenizer scripts",
            p, magic, DATA_SHARD_MAGIC);
     return -1;
   }
   if (version != DATA_SHARD_VERSION) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': unsupported token-shard version %u (header int32 [1]); expected %d "
            "(uint16 GPT-2 tokens)",
            p, version, DATA_SHARD_VERSION);
@@ -91,7 +84,7 @@ static int check_shard(data_file_t *f, char *err, size_t errlen) {
   }
   uint64_t want = (uint64_t)DATA_SHARD_HEADER_BYTES + 2ull * count;
   if ((uint64_t)f->size_bytes != want) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': token shard is %zu bytes but its header (int32 [2]) counts %u tokens, "
            "so it should be %llu bytes (1024-byte header + 2 bytes per token): the file is %s or "
            "its header is wrong",
@@ -100,7 +93,7 @@ static int check_shard(data_file_t *f, char *err, size_t errlen) {
     return -1;
   }
   if (count == 0) {
-    seterr(err, errlen, "data file '%s': token shard holds 0 tokens; it needs at least 2", p);
+    strata_fail(err, errlen, "data file '%s': token shard holds 0 tokens; it needs at least 2", p);
     return -1;
   }
   f->tok = f->map + DATA_SHARD_HEADER_BYTES;
@@ -109,7 +102,7 @@ static int check_shard(data_file_t *f, char *err, size_t errlen) {
   for (size_t i = 0; i < f->ntok; i++) {
     unsigned t = (unsigned)f->tok[2 * i] | ((unsigned)f->tok[2 * i + 1] << 8);
     if (t >= DATA_GPT2_VOCAB) {
-      seterr(err, errlen,
+      strata_fail(err, errlen,
              "data file '%s': token %zu is %u, outside the GPT-2 vocabulary [0, %d): not a GPT-2 "
              "token shard",
              p, i, t, DATA_GPT2_VOCAB);
@@ -123,32 +116,32 @@ static int file_open(const char *path, data_kind_t kind, data_file_t *f, char *e
   memset(f, 0, sizeof *f);
   int rc = -1, fd = -1;
   if (!path || !*path) {
-    seterr(err, errlen, "data file: empty path; pass --data FILE (raw text or llm.c .bin shard)");
+    strata_fail(err, errlen, "data file: empty path; pass --data FILE (raw text or llm.c .bin shard)");
     return -1;
   }
   f->path = strdup(path);
   if (!f->path) {
-    seterr(err, errlen, "data file '%s': out of memory", path);
+    strata_fail(err, errlen, "data file '%s': out of memory", path);
     return -1;
   }
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    seterr(err, errlen, "data file '%s': cannot open: %s; check the path given with --data", path,
+    strata_fail(err, errlen, "data file '%s': cannot open: %s; check the path given with --data", path,
            strerror(errno));
     goto fail;
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
-    seterr(err, errlen, "data file '%s': cannot stat: %s", path, strerror(errno));
+    strata_fail(err, errlen, "data file '%s': cannot stat: %s", path, strerror(errno));
     goto fail;
   }
   if (!S_ISREG(st.st_mode)) {
-    seterr(err, errlen, "data file '%s': not a regular file; pass a text file or a .bin token shard",
+    strata_fail(err, errlen, "data file '%s': not a regular file; pass a text file or a .bin token shard",
            path);
     goto fail;
   }
   if (st.st_size == 0) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': file is empty (0 bytes); pass a text file or a token shard with at "
            "least one batch of tokens",
            path);
@@ -158,7 +151,7 @@ static int file_open(const char *path, data_kind_t kind, data_file_t *f, char *e
   f->map = mmap(NULL, f->size_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   if (f->map == MAP_FAILED) {
     f->map = NULL;
-    seterr(err, errlen, "data file '%s': cannot map %zu bytes: %s", path, f->size_bytes,
+    strata_fail(err, errlen, "data file '%s': cannot map %zu bytes: %s", path, f->size_bytes,
            strerror(errno));
     goto fail;
   }
@@ -203,7 +196,7 @@ int data_open_pair(const char *train_path, const char *val_path, data_kind_t kin
   *out = NULL;
   data_set_t *ds = calloc(1, sizeof *ds);
   if (!ds) {
-    seterr(err, errlen, "data: out of memory");
+    strata_fail(err, errlen, "data: out of memory");
     return -1;
   }
   if (file_open(train_path, kind, &ds->train, err, errlen) != 0) goto fail;
@@ -281,14 +274,14 @@ static inline int32_t token_at(const data_file_t *f, size_t i) {
 int data_check_batch(const data_set_t *ds, data_split_t split, int batch, int T, char *err,
                      size_t errlen) {
   if (batch <= 0 || T <= 0) {
-    seterr(err, errlen, "data: batch (%d) and sequence length (%d) must be positive", batch, T);
+    strata_fail(err, errlen, "data: batch (%d) and sequence length (%d) must be positive", batch, T);
     return -1;
   }
   size_t off, n;
   const data_file_t *f = split_range(ds, split, &off, &n);
   uint64_t need = (uint64_t)batch * (uint64_t)T + 1;
   if ((uint64_t)n < need) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': the %s has %zu tokens, too few for one batch of %d x %d (+1) = %llu "
            "tokens; use a smaller --batch or --ctx, or a larger data file",
            f->path, split_name(split), n, batch, T, (unsigned long long)need);
@@ -356,7 +349,7 @@ int data_fetch(const data_set_t *ds, data_split_t split, uint64_t seed, uint64_t
                int T, int first_seq, int n_seq, int32_t *inputs, int32_t *targets, char *err,
                size_t errlen) {
   if (first_seq < 0 || n_seq < 1 || batch <= 0 || first_seq > batch - n_seq) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data: sequences [%d, %d) are not inside the global batch of %d sequences", first_seq,
            first_seq + n_seq, batch);
     return -1;
@@ -379,7 +372,7 @@ int data_fetch_sequential(const data_set_t *ds, data_split_t split, uint64_t bat
   const data_file_t *f = split_range(ds, split, &off, &n);
   uint64_t nb = data_num_sequential_batches(ds, split, B, T);
   if (batch_index >= nb) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "data file '%s': batch %llu of %d x %d tokens is past the end of the %s (%zu tokens "
            "hold %llu such batches); ask for fewer --batches",
            f->path, (unsigned long long)batch_index, B, T, split_name(split), n,

@@ -3,6 +3,7 @@
 #include "device.h"
 
 #include "coll.h"
+#include "util.h"
 
 #include <cblas.h>
 #include <json-c/json.h>
@@ -13,18 +14,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 const char *device_dtype_name(device_dtype_t d) {
   return d == DEV_FP32 ? "fp32" : d == DEV_BF16 ? "bf16" : d == DEV_FP8 ? "fp8" : "?";
@@ -115,13 +104,13 @@ int device_validate(const device_t *d, char *err, size_t errlen) {
            {"inter_gbps", d->inter_Bps}};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     if (!(f[i].v > 0) || !isfinite(f[i].v))
-      return fail(err, errlen, "device '%s': %s must be a positive number (got %g)", d->name,
+      return strata_fail(err, errlen, "device '%s': %s must be a positive number (got %g)", d->name,
                   f[i].field, f[i].v);
   if (!(d->intra_lat_s >= 0) || !(d->inter_lat_s >= 0))
-    return fail(err, errlen, "device '%s': intra_latency_us and inter_latency_us must be >= 0",
+    return strata_fail(err, errlen, "device '%s': intra_latency_us and inter_latency_us must be >= 0",
                 d->name);
   if (!(d->reduce_Bps >= 0))
-    return fail(err, errlen, "device '%s': reduce_gbps must be >= 0 (0 = ignore)", d->name);
+    return strata_fail(err, errlen, "device '%s': reduce_gbps must be >= 0 (0 = ignore)", d->name);
   return 0;
 }
 
@@ -129,13 +118,13 @@ static int json_number(json_object *o, const char *path, const char *field, doub
                        size_t errlen) {
   json_object *v;
   if (!json_object_object_get_ex(o, field, &v))
-    return fail(err, errlen,
+    return strata_fail(err, errlen,
                 "device file %s: missing field \"%s\" (every field is required; see "
                 "worker/SIMULATION.md)",
                 path, field);
   json_type t = json_object_get_type(v);
   if (t != json_type_double && t != json_type_int)
-    return fail(err, errlen, "device file %s: field \"%s\" must be a number", path, field);
+    return strata_fail(err, errlen, "device file %s: field \"%s\" must be a number", path, field);
   *out = json_object_get_double(v);
   return 0;
 }
@@ -144,17 +133,17 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
   int rc = -1;
   json_object *root = json_object_from_file(path);
   if (!root)
-    return fail(err, errlen, "device file %s: cannot read or parse JSON (%s)", path,
+    return strata_fail(err, errlen, "device file %s: cannot read or parse JSON (%s)", path,
                 json_util_get_last_err() ? json_util_get_last_err() : "unknown error");
   memset(out, 0, sizeof *out);
   json_object *name;
   if (!json_object_is_type(root, json_type_object)) {
-    fail(err, errlen, "device file %s: top level must be a JSON object", path);
+    strata_fail(err, errlen, "device file %s: top level must be a JSON object", path);
     goto put_root;
   }
   if (!json_object_object_get_ex(root, "name", &name) ||
       !json_object_is_type(name, json_type_string)) {
-    fail(err, errlen, "device file %s: missing string field \"name\"", path);
+    strata_fail(err, errlen, "device file %s: missing string field \"name\"", path);
     goto put_root;
   }
   snprintf(out->name, sizeof out->name, "%s", json_object_get_string(name));
@@ -172,7 +161,7 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
       json_number(root, path, "reduce_gbps", &reduce, err, errlen))
     goto put_root;
   if (chips < 1 || chips != floor(chips) || chips > 1e6) {
-    fail(err, errlen, "device file %s: chips_per_instance must be a positive integer (got %g)",
+    strata_fail(err, errlen, "device file %s: chips_per_instance must be a positive integer (got %g)",
          path, chips);
     goto put_root;
   }
@@ -201,15 +190,15 @@ put_root:
 
 int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
   if (!spec || !*spec)
-    return fail(err, errlen, "--device: empty (use trn1, trn2, trn3, h100, cpu or FILE.json)");
+    return strata_fail(err, errlen, "--device: empty (use trn1, trn2, trn3, h100, cpu or FILE.json)");
   if (!device_builtin(spec, out)) return 0;
   if (!strcmp(spec, "cpu")) {
-    if (device_calibrate_cpu(out)) return fail(err, errlen, "--device cpu: calibration failed");
+    if (device_calibrate_cpu(out)) return strata_fail(err, errlen, "--device cpu: calibration failed");
     return 0;
   }
   size_t n = strlen(spec);
   if (n > 5 && !strcmp(spec + n - 5, ".json")) return device_load_json(spec, out, err, errlen);
-  return fail(err, errlen,
+  return strata_fail(err, errlen,
               "--device '%s': unknown profile (use trn1, trn2, trn3, h100, cpu or a FILE.json)",
               spec);
 }
@@ -282,12 +271,6 @@ double device_allgather_time(const device_t *d, const int *ranks, int p, double 
 
 /* ---- calibration ---- */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Tunables of the calibration (small so start-up stays well under a second). */
 #define CAL_GEMM_N 384  /* square sgemm size */
 #define CAL_GEMM_REPS 5 /* best of */
@@ -308,18 +291,18 @@ int device_calibrate_cpu(device_t *out) {
   openblas_set_num_threads(1);
   double best = INFINITY;
   for (int r = 0; r < CAL_GEMM_REPS; r++) {
-    double t0 = now_s();
+    double t0 = strata_now_s();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    double t = now_s() - t0;
+    double t = strata_now_s() - t0;
     if (t < best) best = t;
   }
   openblas_set_num_threads(threads);
   double gflops = 2.0 * n * n * n / best;
   double best_copy = INFINITY;
   for (int r = 0; r < CAL_COPY_REPS; r++) {
-    double t0 = now_s();
+    double t0 = strata_now_s();
     memcpy(dst, src, CAL_COPY_BYTES);
-    double t = now_s() - t0;
+    double t = strata_now_s() - t0;
     src[r] = dst[CAL_COPY_BYTES - 1 - r]; /* keep the copies observable */
     if (t < best_copy) best_copy = t;
   }
@@ -378,14 +361,14 @@ int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per
     int peer = 1 - rank;
     result = INFINITY; /* best round trip: the least disturbed by other processes */
     for (int i = 0; i < iters && !rc; i++) {
-      double t0 = now_s();
+      double t0 = strata_now_s();
       if (rank == 0)
         rc = coll_send(buf, count, COLL_I32, peer, CAL_PING_TAG, comm) ||
              coll_recv(buf, count, COLL_I32, peer, CAL_PING_TAG, comm);
       else
         rc = coll_recv(buf, count, COLL_I32, peer, CAL_PING_TAG, comm) ||
              coll_send(buf, count, COLL_I32, peer, CAL_PING_TAG, comm);
-      double t = now_s() - t0;
+      double t = strata_now_s() - t0;
       if (t < result) result = t;
     }
   }
@@ -458,9 +441,9 @@ int device_calibrate_cpu_shapes(device_t *d, const int *shapes, const double *we
     if (M < 1 || N < 1 || K < 1 || !(weight[i] > 0)) continue;
     double best = INFINITY;
     for (int r = 0; r < 3; r++) {
-      double t0 = now_s();
+      double t0 = strata_now_s();
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-      double t = now_s() - t0;
+      double t = strata_now_s() - t0;
       if (t < best) best = t;
     }
     flops += weight[i] * 2.0 * M * N * K;

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "rng.h"
+#include "util.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -85,7 +86,6 @@ struct gpt2_acts {
   float *losses;          /* (N) per-position cross-entropy */
 };
 
-
 /* Every float buffer the model computes on is 64-byte aligned (a cache line, an AVX-512
  * vector). Besides speed this makes results independent of where the allocator happened to
  * place a buffer: BLAS kernels and vector loops may take different paths (and so round
@@ -97,14 +97,6 @@ static void *alloc_floats(size_t n, int zero) {
   void *p = aligned_alloc(GPT2_ALIGN_BYTES, bytes);
   if (p && zero) memset(p, 0, bytes);
   return p;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -533,55 +525,55 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
                 size_t errlen) {
   *out = NULL;
   if (cfg->vocab <= 0) {
-    set_err(err, errlen, "vocab = %d: the vocabulary size must be positive", cfg->vocab);
+    strata_fail(err, errlen, "vocab = %d: the vocabulary size must be positive", cfg->vocab);
     return -1;
   }
   if (cfg->ctx <= 0) {
-    set_err(err, errlen, "ctx = %d: the context length must be positive", cfg->ctx);
+    strata_fail(err, errlen, "ctx = %d: the context length must be positive", cfg->ctx);
     return -1;
   }
   if (cfg->layers <= 0) {
-    set_err(err, errlen, "layers = %d: the model needs at least one layer", cfg->layers);
+    strata_fail(err, errlen, "layers = %d: the model needs at least one layer", cfg->layers);
     return -1;
   }
   if (cfg->heads <= 0) {
-    set_err(err, errlen, "heads = %d: the number of attention heads must be positive", cfg->heads);
+    strata_fail(err, errlen, "heads = %d: the number of attention heads must be positive", cfg->heads);
     return -1;
   }
   if (cfg->dim <= 0) {
-    set_err(err, errlen, "dim = %d: the embedding width must be positive", cfg->dim);
+    strata_fail(err, errlen, "dim = %d: the embedding width must be positive", cfg->dim);
     return -1;
   }
   if (cfg->dim % cfg->heads != 0) {
-    set_err(err, errlen, "dim = %d is not divisible by heads = %d: choose dim a multiple of heads",
+    strata_fail(err, errlen, "dim = %d is not divisible by heads = %d: choose dim a multiple of heads",
             cfg->dim, cfg->heads);
     return -1;
   }
   if (range.layer_begin < 0 || range.layer_end > cfg->layers || range.layer_begin > range.layer_end) {
-    set_err(err, errlen,
+    strata_fail(err, errlen,
             "layer range [%d, %d) is not within the model's %d layers: need 0 <= layer_begin <= "
             "layer_end <= layers",
             range.layer_begin, range.layer_end, cfg->layers);
     return -1;
   }
   if (range.has_embed && range.layer_begin != 0) {
-    set_err(err, errlen, "has_embed with layer_begin = %d: the embedding belongs to the shard "
+    strata_fail(err, errlen, "has_embed with layer_begin = %d: the embedding belongs to the shard "
             "that starts at layer 0", range.layer_begin);
     return -1;
   }
   if (range.has_head && range.layer_end != cfg->layers) {
-    set_err(err, errlen, "has_head with layer_end = %d: the head belongs to the shard that ends "
+    strata_fail(err, errlen, "has_head with layer_end = %d: the head belongs to the shard that ends "
             "at layer %d", range.layer_end, cfg->layers);
     return -1;
   }
   if (range.layer_begin == range.layer_end && !range.has_embed && !range.has_head) {
-    set_err(err, errlen, "layer range [%d, %d) is empty and owns neither embedding nor head",
+    strata_fail(err, errlen, "layer range [%d, %d) is empty and owns neither embedding nor head",
             range.layer_begin, range.layer_end);
     return -1;
   }
   const int64_t C = cfg->dim;
   if ((int64_t)cfg->vocab * C > INT32_MAX || 4 * C * C > INT32_MAX) {
-    set_err(err, errlen, "dim = %d with vocab = %d is too large for 32-bit BLAS indices", cfg->dim,
+    strata_fail(err, errlen, "dim = %d with vocab = %d is too large for 32-bit BLAS indices", cfg->dim,
             cfg->vocab);
     return -1;
   }
@@ -601,7 +593,7 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
     char *end;
     long v = strtol(blk, &end, 10);
     if (*end != '\0' || v <= 0 || v > 1 << 20) {
-      set_err(err, errlen, "STRATA_ATTN_BLOCK_ROWS='%s': expected a positive integer (query rows per "
+      strata_fail(err, errlen, "STRATA_ATTN_BLOCK_ROWS='%s': expected a positive integer (query rows per "
               "attention block); unset it for the default %d", blk, GPT2_ATTN_BLOCK_ROWS_DEFAULT);
       gpt2_free(m);
       return -1;
@@ -651,7 +643,7 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
   *out = m;
   return 0;
 oom:
-  set_err(err, errlen, "out of memory building the model shard (%d layers, dim %d)", nl, cfg->dim);
+  strata_fail(err, errlen, "out of memory building the model shard (%d layers, dim %d)", nl, cfg->dim);
   if (m) {
     m->impl = impl;
     gpt2_free(m);
@@ -788,15 +780,15 @@ static int impl_reserve(gpt2_impl_t *impl, size_t N, int T, int C) {
 int gpt2_acts_create(const gpt2_model_t *m, int B, int T, gpt2_acts_t **out, char *err, size_t errlen) {
   *out = NULL;
   if (B <= 0) {
-    set_err(err, errlen, "batch B = %d: the micro-batch must hold at least one sequence", B);
+    strata_fail(err, errlen, "batch B = %d: the micro-batch must hold at least one sequence", B);
     return -1;
   }
   if (T <= 0 || T > m->cfg.ctx) {
-    set_err(err, errlen, "sequence length T = %d: must be in [1, ctx = %d]", T, m->cfg.ctx);
+    strata_fail(err, errlen, "sequence length T = %d: must be in [1, ctx = %d]", T, m->cfg.ctx);
     return -1;
   }
   if ((int64_t)B * T > INT32_MAX / (4 * (int64_t)m->cfg.dim)) {
-    set_err(err, errlen, "micro-batch B*T = %lld tokens is too large for 32-bit BLAS indices",
+    strata_fail(err, errlen, "micro-batch B*T = %lld tokens is too large for 32-bit BLAS indices",
             (long long)B * T);
     return -1;
   }
@@ -819,7 +811,7 @@ int gpt2_acts_create(const gpt2_model_t *m, int B, int T, gpt2_acts_t **out, cha
   *out = a;
   return 0;
 oom:
-  set_err(err, errlen, "out of memory for activations of B = %d, T = %d", B, T);
+  strata_fail(err, errlen, "out of memory for activations of B = %d, T = %d", B, T);
   gpt2_acts_free(a);
   return -1;
 }
@@ -835,7 +827,7 @@ void gpt2_acts_free(gpt2_acts_t *a) {
 
 int gpt2_acts_reshape(gpt2_acts_t *a, int B, int T, char *err, size_t errlen) {
   if (B <= 0 || T <= 0 || B > a->cap_B || T > a->cap_T) {
-    set_err(err, errlen, "micro-batch B = %d, T = %d does not fit activations created for B = %d, T = %d",
+    strata_fail(err, errlen, "micro-batch B = %d, T = %d does not fit activations created for B = %d, T = %d",
             B, T, a->cap_B, a->cap_T);
     return -1;
   }
@@ -1077,7 +1069,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   int rc = -1;
   float *mem = NULL;
   if (nseq < 1 || !out || (m->range.has_embed ? !tokens : !x_in)) {
-    set_err(err, errlen, "gpt2_forward_kv: no sequences, or a NULL %s / out",
+    strata_fail(err, errlen, "gpt2_forward_kv: no sequences, or a NULL %s / out",
             m->range.has_embed ? "tokens" : "x_in");
     return -1;
   }
@@ -1085,7 +1077,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     const gpt2_kv_seq_t *q = &seqs[s];
     if (q->n_new < 1 || q->pos0 < 0 || q->pos0 + q->n_new > q->cap || q->pos0 + q->n_new > m->cfg.ctx ||
         (nl > 0 && (!q->k || !q->v))) {
-      set_err(err, errlen,
+      strata_fail(err, errlen,
               "gpt2_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
               "or the model's context (%d)",
               s, q->pos0, q->pos0 + q->n_new, q->cap, m->cfg.ctx);
@@ -1099,7 +1091,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   size_t floats = N * (size_t)C * 10 + max_scores;
   mem = alloc_floats(floats, 0);
   if (!mem) {
-    set_err(err, errlen, "gpt2_forward_kv: out of memory (%zu rows)", N);
+    strata_fail(err, errlen, "gpt2_forward_kv: out of memory (%zu rows)", N);
     return -1;
   }
   float *x = mem, *ln = x + N * C, *qkv = ln + N * C, *atty = qkv + N * 3 * C, *fch = atty + N * C;
@@ -1112,7 +1104,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     for (int s = 0; s < nseq; s++)
       for (int t = 0; t < seqs[s].n_new; t++, r++) {
         if (tokens[r] < 0 || tokens[r] >= V) {
-          set_err(err, errlen, "gpt2_forward_kv: token %d is outside the vocabulary [0, %d)", tokens[r], V);
+          strata_fail(err, errlen, "gpt2_forward_kv: token %d is outside the vocabulary [0, %d)", tokens[r], V);
           goto out;
         }
         const float *we = m->wte + (size_t)tokens[r] * C, *pe = m->wpe + (size_t)(seqs[s].pos0 + t) * C;

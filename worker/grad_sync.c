@@ -2,6 +2,7 @@
  * wte sum, the global gradient norm and the (ZeRO-1) optimizer update (see grad_sync.h). */
 #include "grad_sync.h"
 #include "fault.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +35,6 @@ struct grad_sync {
   grad_sync_stats_t stats;
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Starts the all-reduce of the open bucket. */
 static void flush_bucket(grad_sync_t *gs) {
   if (gs->pend_hi == gs->pend_lo) return;
@@ -60,9 +55,9 @@ static void flush_bucket(grad_sync_t *gs) {
     gs->cb_failed = 1;
     return;
   }
-  if (gs->n_req == 0) gs->stats.first_start_s = now_s();
+  if (gs->n_req == 0) gs->stats.first_start_s = strata_now_s();
   gs->req_done[gs->n_req] = 0;
-  gs->req_t0[gs->n_req] = now_s();
+  gs->req_t0[gs->n_req] = strata_now_s();
   gs->req_t1[gs->n_req] = 0;
   gs->req[gs->n_req++] = r;
   gs->covered += cnt;
@@ -83,7 +78,7 @@ static void progress(grad_sync_t *gs) {
     }
     if (done) {
       gs->req_done[i] = 1;
-      gs->req_t1[i] = now_s();
+      gs->req_t1[i] = strata_now_s();
     }
   }
 }
@@ -202,13 +197,13 @@ static double owned_sumsq(const grad_sync_t *gs, const float *g, size_t lo, size
 
 int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
   int rc = -1;
-  double t0 = now_s(), wait_s = 0;
+  double t0 = strata_now_s(), wait_s = 0;
   float *g = gs->m->grads;
   flush_bucket(gs);
   fault_point(FAULT_AT_ALLREDUCE, -1);
   for (int i = 0; i < gs->n_req; i++) {
     coll_result_t r = coll_wait(gs->req[i]);
-    if (!gs->req_done[i]) gs->req_t1[i] = now_s();
+    if (!gs->req_done[i]) gs->req_t1[i] = strata_now_s();
     if (r != COLL_OK && !gs->cb_failed) {
       snprintf(gs->cb_err, sizeof gs->cb_err, "bucket all-reduce failed: %s", coll_last_error(gs->dp));
       gs->cb_failed = 1;
@@ -232,12 +227,12 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
     float *gw = g + gs->wte_off;
     /* Wait for the other end of the pipeline to finish its backward (a bubble, not transfer
      * time), then sum the copies. */
-    double tw = now_s();
+    double tw = strata_now_s();
     if (coll_barrier(gs->tied) != COLL_OK) {
       snprintf(err, errlen, "tied wte barrier failed: %s", coll_last_error(gs->tied));
       goto exit;
     }
-    wait_s += now_s() - tw;
+    wait_s += strata_now_s() - tw;
     if (coll_allreduce(gw, gw, gs->wte_n, COLL_F32, COLL_SUM, gs->tied) != COLL_OK) {
       snprintf(err, errlen, "tied wte gradient sum failed: %s", coll_last_error(gs->tied));
       goto exit;
@@ -267,13 +262,13 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
     ss = owned_sumsq(gs, g, 0, gs->n);
   }
   /* One double: its time is waiting for the slowest stage (or replica) to get here. */
-  double tn = now_s();
+  double tn = strata_now_s();
   if (coll_size(gs->norm) > 1 &&
       coll_allreduce(&ss, &ss, 1, COLL_F64, COLL_SUM, gs->norm) != COLL_OK) {
     snprintf(err, errlen, "gradient norm all-reduce failed: %s", coll_last_error(gs->norm));
     goto exit;
   }
-  wait_s += now_s() - tn;
+  wait_s += strata_now_s() - tn;
   *sumsq = ss;
   rc = 0;
 exit:
@@ -282,7 +277,7 @@ exit:
   gs->stats.buckets = 0;
   gs->pend_lo = gs->pend_hi = 0;
   gs->stats.wait_s = wait_s;
-  gs->stats.comm_s = now_s() - t0 - wait_s;
+  gs->stats.comm_s = strata_now_s() - t0 - wait_s;
   return rc;
 }
 
@@ -295,7 +290,7 @@ int grad_sync_update(grad_sync_t *gs, const adamw_hparams_t *hp, double lr, floa
   }
   adamw_step(gs->opt, hp, m->params, gs->gpad, m->tensors, m->num_tensors, lr, scale);
   if (gs->D == 1) return 0;
-  double t0 = now_s();
+  double t0 = strata_now_s();
   size_t S = gs->slice;
   float *mine = gs->ppad + S * (size_t)gs->drank;
   memset(mine, 0, S * sizeof(float));
@@ -305,7 +300,7 @@ int grad_sync_update(grad_sync_t *gs, const adamw_hparams_t *hp, double lr, floa
     return -1;
   }
   memcpy(m->params, gs->ppad, gs->n * sizeof(float));
-  gs->stats.comm_s += now_s() - t0;
+  gs->stats.comm_s += strata_now_s() - t0;
   return 0;
 }
 

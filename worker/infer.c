@@ -32,6 +32,7 @@
 #include "layout.h"
 #include "log.h"
 #include "session.h"
+#include "util.h"
 
 enum { OP_END = 0, OP_OPEN, OP_SAMPLER, OP_LOAD, OP_RUN, OP_SAVE, OP_FREE, OP_SHUTDOWN };
 enum { SLOT_FREE = 0, SLOT_ACTIVE, SLOT_IDLE };
@@ -111,12 +112,6 @@ struct infer_engine {
   int32_t *tok_bufs[MAX_GROUPS];
   int n_tok_reqs;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 infer_opts_t infer_opts_default(void) {
   infer_opts_t o;
@@ -665,7 +660,7 @@ int infer_submit(infer_engine_t *e, const infer_request_t *req, infer_token_fn o
   n->on_token = on_token;
   n->on_done = on_done;
   n->ctx = ctx;
-  n->t_submit = now_s();
+  n->t_submit = strata_now_s();
   pthread_mutex_lock(&e->mu);
   if (e->q_len >= INFER_MAX_QUEUE) {
     pthread_mutex_unlock(&e->mu);
@@ -881,7 +876,7 @@ static int admit(infer_engine_t *e, req_node_t *r) {
 static void complete(infer_engine_t *e, int s) {
   slot_t *sl = &e->slots[s];
   req_node_t *r = sl->req;
-  double t = now_s();
+  double t = strata_now_s();
   infer_result_t res;
   memset(&res, 0, sizeof res);
   res.ok = 1;
@@ -1017,7 +1012,7 @@ int infer_engine_step(infer_engine_t *e) {
   if (flush_msg(e)) return -1;
   if (nact == 0 && G == 0) e->prev_len = 0; /* an empty RUN drained the pipeline */
   /* 3. tokens that reached rank 0 in this RUN (with P > 1, mostly the previous RUN's) */
-  double t = now_s();
+  double t = strata_now_s();
   int fin[MAX_GROUPS * 2 + 32], nfin = 0;
   for (int i = 0; i < e->n_recv; i++) {
     slot_t *sl = &e->slots[e->recv_slots[i]];

@@ -1,23 +1,12 @@
 /* layout.c -- the P x D layout: model presets and cost figures, validation, balanced or
  * explicit stage -> layers assignment, the rank map (see layout.h for the contract). */
 #include "layout.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 int layout_model_preset(const char *name, layout_model_t *out) {
   static const struct {
@@ -37,13 +26,13 @@ int layout_model_preset(const char *name, layout_model_t *out) {
 }
 
 int layout_model_validate(const layout_model_t *m, char *err, size_t errlen) {
-  if (m->vocab < 1) return fail(err, errlen, "model: vocab must be >= 1 (got %d)", m->vocab);
-  if (m->ctx < 1) return fail(err, errlen, "model: ctx must be >= 1 (got %d)", m->ctx);
-  if (m->layers < 1) return fail(err, errlen, "model: layers must be >= 1 (got %d)", m->layers);
-  if (m->heads < 1) return fail(err, errlen, "model: heads must be >= 1 (got %d)", m->heads);
-  if (m->dim < 1) return fail(err, errlen, "model: dim must be >= 1 (got %d)", m->dim);
+  if (m->vocab < 1) return strata_fail(err, errlen, "model: vocab must be >= 1 (got %d)", m->vocab);
+  if (m->ctx < 1) return strata_fail(err, errlen, "model: ctx must be >= 1 (got %d)", m->ctx);
+  if (m->layers < 1) return strata_fail(err, errlen, "model: layers must be >= 1 (got %d)", m->layers);
+  if (m->heads < 1) return strata_fail(err, errlen, "model: heads must be >= 1 (got %d)", m->heads);
+  if (m->dim < 1) return strata_fail(err, errlen, "model: dim must be >= 1 (got %d)", m->dim);
   if (m->dim % m->heads)
-    return fail(err, errlen, "model: dim %d is not divisible by heads %d (choose dim = k * heads)",
+    return strata_fail(err, errlen, "model: dim %d is not divisible by heads %d (choose dim = k * heads)",
                 m->dim, m->heads);
   return 0;
 }
@@ -145,35 +134,35 @@ int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, ch
   int n = 0, sum = 0;
   const char *p = s;
   if (!s || !*s)
-    return fail(err, errlen, "--stage-layers: empty list (give %d counts like 3,3,2)", pp);
+    return strata_fail(err, errlen, "--stage-layers: empty list (give %d counts like 3,3,2)", pp);
   while (*p) {
     char *end;
     errno = 0;
     long v = strtol(p, &end, 10);
     if (end == p || errno || (*end && *end != ','))
-      return fail(err, errlen, "--stage-layers '%s': expected comma-separated integers like 3,3,2",
+      return strata_fail(err, errlen, "--stage-layers '%s': expected comma-separated integers like 3,3,2",
                   s);
     if (v < 1)
-      return fail(err, errlen,
+      return strata_fail(err, errlen,
                   "--stage-layers '%s': stage %d has %ld layers; every stage needs at least 1 "
                   "(use fewer stages)",
                   s, n, v);
     if (n >= pp || n >= LAYOUT_MAX_STAGES)
-      return fail(err, errlen, "--stage-layers '%s': more than --pp %d counts", s, pp);
+      return strata_fail(err, errlen, "--stage-layers '%s': more than --pp %d counts", s, pp);
     if (v > layers)
-      return fail(err, errlen, "--stage-layers '%s': %ld exceeds the model's %d layers", s, v,
+      return strata_fail(err, errlen, "--stage-layers '%s': %ld exceeds the model's %d layers", s, v,
                   layers);
     counts[n++] = (int)v;
     sum += (int)v;
     p = *end ? end + 1 : end;
-    if (*end == ',' && !*p) return fail(err, errlen, "--stage-layers '%s': trailing comma", s);
+    if (*end == ',' && !*p) return strata_fail(err, errlen, "--stage-layers '%s': trailing comma", s);
   }
   if (n != pp)
-    return fail(err, errlen,
+    return strata_fail(err, errlen,
                 "--stage-layers '%s': %d counts given but --pp is %d (give one count per stage)", s,
                 n, pp);
   if (sum != layers)
-    return fail(err, errlen, "--stage-layers '%s': counts sum to %d but the model has %d layers", s,
+    return strata_fail(err, errlen, "--stage-layers '%s': counts sum to %d but the model has %d layers", s,
                 sum, layers);
   return 0;
 }
@@ -234,26 +223,26 @@ int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int d
                 int batch, const char *stage_layers, char *err, size_t errlen) {
   memset(lay, 0, sizeof *lay);
   if (layout_model_validate(m, err, errlen)) return -1;
-  if (pp < 1) return fail(err, errlen, "--pp must be >= 1 (got %d)", pp);
-  if (dp < 1) return fail(err, errlen, "--dp must be >= 1 (got %d)", dp);
-  if (micro < 1) return fail(err, errlen, "--microbatches must be >= 1 (got %d)", micro);
-  if (batch < 1) return fail(err, errlen, "--batch must be >= 1 (got %d)", batch);
+  if (pp < 1) return strata_fail(err, errlen, "--pp must be >= 1 (got %d)", pp);
+  if (dp < 1) return strata_fail(err, errlen, "--dp must be >= 1 (got %d)", dp);
+  if (micro < 1) return strata_fail(err, errlen, "--microbatches must be >= 1 (got %d)", micro);
+  if (batch < 1) return strata_fail(err, errlen, "--batch must be >= 1 (got %d)", batch);
   if ((int64_t)pp * dp != world)
-    return fail(
+    return strata_fail(
         err, errlen,
         "the job has %d ranks but --pp %d x --dp %d = %lld; launch P x D ranks or change --pp/--dp",
         world, pp, dp, (long long)pp * dp);
   if (pp > m->layers)
-    return fail(
+    return strata_fail(
         err, errlen,
         "--pp %d asks for more stages than the model's %d layers (every stage holds at least "
         "one layer); use --pp <= %d",
         pp, m->layers, m->layers);
   if (pp > LAYOUT_MAX_STAGES)
-    return fail(err, errlen, "--pp %d exceeds the supported maximum of %d stages", pp,
+    return strata_fail(err, errlen, "--pp %d exceeds the supported maximum of %d stages", pp,
                 LAYOUT_MAX_STAGES);
   if (batch % ((int64_t)dp * micro))
-    return fail(
+    return strata_fail(
         err, errlen,
         "--batch %d is not divisible by --dp %d x --microbatches %d = %lld; choose a batch that "
         "is a multiple of %lld",

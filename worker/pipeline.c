@@ -1,6 +1,7 @@
 /* pipeline.c -- one stage's execution of a GPipe / 1F1B training step (see pipeline.h). */
 #include "pipeline.h"
 #include "fault.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +25,6 @@ struct pipeline {
   coll_request_t **act_req;    /* [K] pending activation sends */
   coll_request_t **grad_req;   /* [K] pending gradient sends */
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int pipeline_create(gpt2_model_t *m, coll_comm_t *pipe, sched_kind_t kind, int M, int mb, int T,
                     pipeline_t **out, char *err, size_t errlen) {
@@ -109,10 +104,10 @@ size_t pipeline_act_bytes(const pipeline_t *pl) {
 static int complete(pipeline_t *pl, coll_request_t **req, pipeline_stats_t *st, char *err,
                     size_t errlen) {
   if (!*req) return 0;
-  double t0 = now_s();
+  double t0 = strata_now_s();
   coll_result_t rc = coll_wait(*req);
   *req = NULL;
-  st->idle_s += now_s() - t0;
+  st->idle_s += strata_now_s() - t0;
   if (rc != COLL_OK) {
     snprintf(err, errlen, "pipeline send failed: %s", coll_last_error(pl->pipe));
     return -1;
@@ -129,23 +124,23 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
   for (int i = 0; i < pl->n_actions; i++) {
     const sched_action_t *a = &pl->actions[i];
     const int j = a->micro, k = j % pl->slots, tag = schedule_tag(a->op, j);
-    double t0 = now_s(), t0c = tr ? coord_now(tr) : 0;
+    double t0 = strata_now_s(), t0c = tr ? coord_now(tr) : 0;
     coll_result_t rc = COLL_OK;
     switch (a->op) {
     case SCHED_RECV_ACT:
       fault_point(FAULT_AT_RECV, -1);
       rc = coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, tag, pl->pipe);
-      st->idle_s += now_s() - t0;
+      st->idle_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_RECV, j, t0c, coord_now(tr));
       break;
     case SCHED_RECV_GRAD:
       rc = coll_recv(pl->dx_out, nact, COLL_F32, pl->stage + 1, tag, pl->pipe);
-      st->idle_s += now_s() - t0;
+      st->idle_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_RECV, j, t0c, coord_now(tr));
       break;
     case SCHED_FWD: {
       if (complete(pl, &pl->act_req[k], st, err, errlen)) return -1;
-      t0 = now_s();
+      t0 = strata_now_s();
       t0c = tr ? coord_now(tr) : 0;
       float loss = gpt2_forward(pl->m, pl->acts[k], first ? tokens + (size_t)j * ntok : NULL,
                                 first ? NULL : pl->x_in, last ? targets + (size_t)j * ntok : NULL);
@@ -153,7 +148,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
         st->loss_sum += loss;
         st->n_loss++;
       }
-      st->compute_s += now_s() - t0;
+      st->compute_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_FWD, j, t0c, coord_now(tr));
       break;
     }
@@ -166,11 +161,11 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       if (complete(pl, &pl->act_req[k], st, err, errlen)) return -1;
       if (complete(pl, &pl->grad_req[k], st, err, errlen)) return -1;
       if (j == pl->M - 1 && gs) grad_sync_arm(gs);
-      t0 = now_s();
+      t0 = strata_now_s();
       t0c = tr ? coord_now(tr) : 0;
       gpt2_backward(pl->m, pl->acts[k], last ? NULL : pl->dx_out, loss_scale,
                     first ? NULL : pl->dx_in[k]);
-      st->compute_s += now_s() - t0;
+      st->compute_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_BWD, j, t0c, coord_now(tr));
       break;
     }

@@ -3,6 +3,7 @@
  * buffer is streamed out with an XXH64 of the whole file computed on the way (the checkpoint
  * records it), and read back through a read-only mapping. Contract in safetensors.h. */
 #include "safetensors.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,25 +21,6 @@
 #define ST_MAX_INDEX_BYTES (64ull * 1024 * 1024)
 /* Write buffer for streaming tensors out. */
 #define ST_IO_CHUNK_BYTES (1u << 20)
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-/* fopen(path, "rb") of a regular file only (a FIFO or device would block or never end). */
-static FILE *fopen_regular(const char *path) {
-  struct stat st;
-  if (stat(path, &st) != 0) return NULL;
-  if (!S_ISREG(st.st_mode)) {
-    errno = EINVAL;
-    return NULL;
-  }
-  return fopen(path, "rb");
-}
 
 static const struct {
   const char *name;
@@ -108,7 +90,7 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
   wfile_t w = {-1, XXH64_createState(), 0};
   char *pad = NULL;
   if (!hdr || !w.xxh) {
-    seterr(err, errlen, "safetensors '%s': out of memory", path);
+    strata_fail(err, errlen, "safetensors '%s': out of memory", path);
     goto exit;
   }
   XXH64_reset(w.xxh, 0);
@@ -123,16 +105,16 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
     const st_tensor_desc_t *t = &tensors[i];
     uint64_t numel;
     if (!t->name || !*t->name || strcmp(t->name, "__metadata__") == 0) {
-      seterr(err, errlen, "safetensors '%s': tensor %d has an empty or reserved name", path, i);
+      strata_fail(err, errlen, "safetensors '%s': tensor %d has an empty or reserved name", path, i);
       goto exit;
     }
     if (json_object_object_get_ex(hdr, t->name, NULL)) {
-      seterr(err, errlen, "safetensors '%s': tensor '%s' given twice", path, t->name);
+      strata_fail(err, errlen, "safetensors '%s': tensor '%s' given twice", path, t->name);
       goto exit;
     }
     if ((unsigned)t->dtype >= ST_NUM_DTYPES || t->ndim < 0 || t->ndim > ST_MAX_DIMS ||
         checked_numel(t->ndim, t->shape, &numel) != 0) {
-      seterr(err, errlen, "safetensors '%s': tensor '%s' has an invalid dtype or shape", path,
+      strata_fail(err, errlen, "safetensors '%s': tensor '%s' has an invalid dtype or shape", path,
              t->name);
       goto exit;
     }
@@ -158,7 +140,7 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
   memset(pad, ' ', padded - jlen);
   w.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (w.fd < 0) {
-    seterr(err, errlen, "safetensors '%s': cannot create: %s", path, strerror(errno));
+    strata_fail(err, errlen, "safetensors '%s': cannot create: %s", path, strerror(errno));
     goto exit;
   }
   uint8_t len8[8];
@@ -171,7 +153,7 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
     const uint8_t *p = tensors[i].data;
     uint64_t bytes = numel * st_dtype_size(tensors[i].dtype);
     if (bytes > 0 && !p) {
-      seterr(err, errlen, "safetensors '%s': tensor '%s' has no data", path, tensors[i].name);
+      strata_fail(err, errlen, "safetensors '%s': tensor '%s' has no data", path, tensors[i].name);
       goto exit;
     }
     while (bytes > 0) {
@@ -187,7 +169,7 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
   rc = 0;
 exit:
   if (w.fd >= 0 && close(w.fd) != 0 && rc == 0) {
-    seterr(err, errlen, "safetensors '%s': close failed: %s", path, strerror(errno));
+    strata_fail(err, errlen, "safetensors '%s': close failed: %s", path, strerror(errno));
     rc = -1;
   }
   if (w.xxh) XXH64_freeState(w.xxh);
@@ -195,7 +177,7 @@ exit:
   json_object_put(hdr);
   return rc;
 io_fail:
-  seterr(err, errlen, "safetensors '%s': write failed: %s (disk full?)", path, strerror(errno));
+  strata_fail(err, errlen, "safetensors '%s': write failed: %s (disk full?)", path, strerror(errno));
   goto exit;
 }
 
@@ -233,27 +215,27 @@ static int parse_tensor(const char *name, json_object *e, st_tensor_t *t, uint64
                         char *err, size_t errlen) {
   json_object *jd, *js, *jo;
   if (!json_object_is_type(e, json_type_object)) {
-    seterr(err, errlen, "tensor '%s': entry is not a JSON object; expected {\"dtype\", \"shape\", \"data_offsets\"}", name);
+    strata_fail(err, errlen, "tensor '%s': entry is not a JSON object; expected {\"dtype\", \"shape\", \"data_offsets\"}", name);
     return -1;
   }
   if (!json_object_object_get_ex(e, "dtype", &jd) || !json_object_is_type(jd, json_type_string)) {
-    seterr(err, errlen, "tensor '%s': missing or non-string \"dtype\"", name);
+    strata_fail(err, errlen, "tensor '%s': missing or non-string \"dtype\"", name);
     return -1;
   }
   if (st_dtype_parse(json_object_get_string(jd), &t->dtype) != 0) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "tensor '%s': unknown dtype \"%.32s\"; expected one of F64 F32 F16 BF16 I64 I32 I16 "
            "I8 U64 U32 U16 U8 BOOL",
            name, json_object_get_string(jd));
     return -1;
   }
   if (!json_object_object_get_ex(e, "shape", &js) || !json_object_is_type(js, json_type_array)) {
-    seterr(err, errlen, "tensor '%s': missing or non-array \"shape\"", name);
+    strata_fail(err, errlen, "tensor '%s': missing or non-array \"shape\"", name);
     return -1;
   }
   size_t nd = json_object_array_length(js);
   if (nd > ST_MAX_DIMS) {
-    seterr(err, errlen, "tensor '%s': shape has %zu dimensions; at most %d are supported", name,
+    strata_fail(err, errlen, "tensor '%s': shape has %zu dimensions; at most %d are supported", name,
            nd, ST_MAX_DIMS);
     return -1;
   }
@@ -261,25 +243,25 @@ static int parse_tensor(const char *name, json_object *e, st_tensor_t *t, uint64
   for (size_t d = 0; d < nd; d++) {
     uint64_t v;
     if (get_u64(json_object_array_get_idx(js, d), &v) != 0 || v > (uint64_t)INT64_MAX) {
-      seterr(err, errlen, "tensor '%s': shape[%zu] is not a non-negative integer", name, d);
+      strata_fail(err, errlen, "tensor '%s': shape[%zu] is not a non-negative integer", name, d);
       return -1;
     }
     t->shape[d] = (int64_t)v;
   }
   if (checked_numel(t->ndim, t->shape, &t->numel) != 0 ||
       t->numel > UINT64_MAX / st_dtype_size(t->dtype)) {
-    seterr(err, errlen, "tensor '%s': shape overflows 64 bits", name);
+    strata_fail(err, errlen, "tensor '%s': shape overflows 64 bits", name);
     return -1;
   }
   if (!json_object_object_get_ex(e, "data_offsets", &jo) || !json_object_is_type(jo, json_type_array) ||
       json_object_array_length(jo) != 2 || get_u64(json_object_array_get_idx(jo, 0), &t->begin) ||
       get_u64(json_object_array_get_idx(jo, 1), &t->end)) {
-    seterr(err, errlen, "tensor '%s': \"data_offsets\" must be [begin, end] with non-negative integers",
+    strata_fail(err, errlen, "tensor '%s': \"data_offsets\" must be [begin, end] with non-negative integers",
            name);
     return -1;
   }
   if (t->end < t->begin) {
-    seterr(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before begin", name,
+    strata_fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before begin", name,
            (unsigned long long)t->begin, (unsigned long long)t->end);
     return -1;
   }
@@ -289,7 +271,7 @@ static int parse_tensor(const char *name, json_object *e, st_tensor_t *t, uint64
     size_t o = 0;
     for (int d = 0; d < t->ndim && o < sizeof shp - 24; d++)
       o += (size_t)snprintf(shp + o, sizeof shp - o, d ? ", %lld" : "%lld", (long long)t->shape[d]);
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "tensor '%s': shape [%s] of %s needs %llu bytes but data_offsets [%llu, %llu] span "
            "%llu bytes (shape mismatch)",
            name, shp, st_dtype_name(t->dtype), (unsigned long long)want,
@@ -298,7 +280,7 @@ static int parse_tensor(const char *name, json_object *e, st_tensor_t *t, uint64
     return -1;
   }
   if (t->end > buffer_len) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "tensor '%s': data_offsets [%llu, %llu] run past the end of the data buffer (%llu "
            "bytes): file truncated or offsets out of range",
            name, (unsigned long long)t->begin, (unsigned long long)t->end,
@@ -325,7 +307,7 @@ static int check_layout(st_file_t *f, char *err, size_t errlen) {
   int rc = -1, n = f->num_tensors;
   span_t *order = malloc(sizeof(span_t) * (size_t)(n ? n : 1));
   if (!order) {
-    seterr(err, errlen, "out of memory");
+    strata_fail(err, errlen, "out of memory");
     return -1;
   }
   for (int i = 0; i < n; i++) order[i] = (span_t){f->tensors[i].begin, f->tensors[i].end, i};
@@ -335,13 +317,13 @@ static int check_layout(st_file_t *f, char *err, size_t errlen) {
   for (int k = 0; k < n; k++) {
     const st_tensor_t *t = &f->tensors[order[k].index];
     if (t->begin < pos) {
-      seterr(err, errlen, "tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' (which ends at %llu)",
+      strata_fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' (which ends at %llu)",
              t->name, (unsigned long long)t->begin, (unsigned long long)t->end, prev,
              (unsigned long long)pos);
       goto exit;
     }
     if (t->begin > pos) {
-      seterr(err, errlen,
+      strata_fail(err, errlen,
              "tensor '%s': data_offsets begin at %llu but the previous tensor%s%s ends at %llu: "
              "a hole of %llu unused bytes",
              t->name, (unsigned long long)t->begin, prev ? " " : "", prev ? prev : "",
@@ -352,7 +334,7 @@ static int check_layout(st_file_t *f, char *err, size_t errlen) {
     prev = t->name;
   }
   if (pos != f->buffer_len) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "the tensors cover %llu bytes of a %llu-byte data buffer: %llu unused bytes at the "
            "end (a hole, or a truncated header)",
            (unsigned long long)pos, (unsigned long long)f->buffer_len,
@@ -373,26 +355,26 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
   *out = NULL;
   st_file_t *f = calloc(1, sizeof *f);
   if (!f) {
-    seterr(err, errlen, "out of memory");
+    strata_fail(err, errlen, "out of memory");
     return -1;
   }
   if (len < 8) {
-    seterr(err, errlen, "file is %zu bytes, shorter than the 8-byte header length", len);
+    strata_fail(err, errlen, "file is %zu bytes, shorter than the 8-byte header length", len);
     goto fail;
   }
   uint64_t n = 0;
   for (int i = 0; i < 8; i++) n |= (uint64_t)b[i] << (8 * i);
   if (n == 0) {
-    seterr(err, errlen, "header length is 0; expected a JSON header of at least 2 bytes");
+    strata_fail(err, errlen, "header length is 0; expected a JSON header of at least 2 bytes");
     goto fail;
   }
   if (n > ST_MAX_HEADER_BYTES) {
-    seterr(err, errlen, "header length %llu bytes exceeds the %llu-byte limit: not a safetensors file or corrupt",
+    strata_fail(err, errlen, "header length %llu bytes exceeds the %llu-byte limit: not a safetensors file or corrupt",
            (unsigned long long)n, (unsigned long long)ST_MAX_HEADER_BYTES);
     goto fail;
   }
   if (n > len - 8) {
-    seterr(err, errlen,
+    strata_fail(err, errlen,
            "header length %llu runs past the end of the file (%zu bytes, so at most %zu): file "
            "truncated",
            (unsigned long long)n, len, len - 8);
@@ -400,7 +382,7 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
   }
   const char *hdr = (const char *)b + 8;
   if (memchr(hdr, 0, (size_t)n)) {
-    seterr(err, errlen, "header contains a NUL byte; expected UTF-8 JSON");
+    strata_fail(err, errlen, "header contains a NUL byte; expected UTF-8 JSON");
     goto fail;
   }
   tok = json_tokener_new();
@@ -408,18 +390,18 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
   root = json_tokener_parse_ex(tok, hdr, (int)n);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
   if (!root || jerr != json_tokener_success) {
-    seterr(err, errlen, "header is not valid JSON (%s at byte %zu of %llu)",
+    strata_fail(err, errlen, "header is not valid JSON (%s at byte %zu of %llu)",
            jerr == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(jerr),
            json_tokener_get_parse_end(tok), (unsigned long long)n);
     goto fail;
   }
   for (size_t i = json_tokener_get_parse_end(tok); i < n; i++)
     if (hdr[i] != ' ' && hdr[i] != '\t' && hdr[i] != '\n' && hdr[i] != '\r') {
-      seterr(err, errlen, "header has trailing bytes after the JSON object (byte %zu); only space padding is allowed", i);
+      strata_fail(err, errlen, "header has trailing bytes after the JSON object (byte %zu); only space padding is allowed", i);
       goto fail;
     }
   if (!json_object_is_type(root, json_type_object)) {
-    seterr(err, errlen, "header is JSON but not an object; expected {\"name\": {...}, ...}");
+    strata_fail(err, errlen, "header is JSON but not an object; expected {\"name\": {...}, ...}");
     goto fail;
   }
   f->buffer = b + 8 + n;
@@ -430,7 +412,7 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
   json_object_object_foreach(root, key, val) {
     if (strcmp(key, "__metadata__") == 0) {
       if (!json_object_is_type(val, json_type_object)) {
-        seterr(err, errlen, "\"__metadata__\" is not an object; expected a map of strings");
+        strata_fail(err, errlen, "\"__metadata__\" is not an object; expected a map of strings");
         goto fail;
       }
       int m = json_object_object_length(val);
@@ -439,7 +421,7 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
       if (!f->meta_keys || !f->meta_vals) goto fail;
       json_object_object_foreach(val, mk, mv) {
         if (!json_object_is_type(mv, json_type_string)) {
-          seterr(err, errlen, "\"__metadata__\" value of \"%.64s\" is not a string (safetensors metadata values must be strings)", mk);
+          strata_fail(err, errlen, "\"__metadata__\" value of \"%.64s\" is not a string (safetensors metadata values must be strings)", mk);
           goto fail;
         }
         f->meta_keys[f->num_meta] = strdup(mk);
@@ -475,28 +457,28 @@ int st_open(const char *path, st_file_t **out, char *err, size_t errlen) {
   *out = NULL;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    seterr(err, errlen, "safetensors file '%s': cannot open: %s", path, strerror(errno));
+    strata_fail(err, errlen, "safetensors file '%s': cannot open: %s", path, strerror(errno));
     return -1;
   }
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    seterr(err, errlen, "safetensors file '%s': not a regular file", path);
+    strata_fail(err, errlen, "safetensors file '%s': not a regular file", path);
     goto exit;
   }
   size = (size_t)st.st_size;
   if (size < 8) {
-    seterr(err, errlen, "safetensors file '%s': file is %zu bytes, shorter than the 8-byte header length (truncated)",
+    strata_fail(err, errlen, "safetensors file '%s': file is %zu bytes, shorter than the 8-byte header length (truncated)",
            path, size);
     goto exit;
   }
   map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
   if (map == MAP_FAILED) {
     map = NULL;
-    seterr(err, errlen, "safetensors file '%s': cannot map: %s", path, strerror(errno));
+    strata_fail(err, errlen, "safetensors file '%s': cannot map: %s", path, strerror(errno));
     goto exit;
   }
   if (st_parse(map, size, out, msg, sizeof msg) != 0) {
-    seterr(err, errlen, "safetensors file '%s': %s", path, msg);
+    strata_fail(err, errlen, "safetensors file '%s': %s", path, msg);
     goto exit;
   }
   (*out)->map = map;
@@ -527,7 +509,7 @@ int st_file_xxh64(const char *path, uint64_t *xxh64_out, uint64_t *size_out, cha
                   size_t errlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
-    seterr(err, errlen, "file '%s': cannot open: %s", path, strerror(errno));
+    strata_fail(err, errlen, "file '%s': cannot open: %s", path, strerror(errno));
     return -1;
   }
   int rc = -1;
@@ -540,7 +522,7 @@ int st_file_xxh64(const char *path, uint64_t *xxh64_out, uint64_t *size_out, cha
     ssize_t k = read(fd, buf, ST_IO_CHUNK_BYTES);
     if (k < 0) {
       if (errno == EINTR) continue;
-      seterr(err, errlen, "file '%s': read failed: %s", path, strerror(errno));
+      strata_fail(err, errlen, "file '%s': read failed: %s", path, strerror(errno));
       goto exit;
     }
     if (k == 0) break;
@@ -597,14 +579,14 @@ int st_index_write(const char *path, const st_index_t *idx, uint64_t *xxh64_out,
       root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
   FILE *fp = fopen(path, "wb");
   if (!fp) {
-    seterr(err, errlen, "index '%s': cannot create: %s", path, strerror(errno));
+    strata_fail(err, errlen, "index '%s': cannot create: %s", path, strerror(errno));
     goto exit;
   }
   int ok = fwrite(js, 1, len, fp) == len && fputc('\n', fp) != EOF && fflush(fp) == 0 &&
            fsync(fileno(fp)) == 0;
   if (fclose(fp) != 0) ok = 0;
   if (!ok) {
-    seterr(err, errlen, "index '%s': write failed: %s", path, strerror(errno));
+    strata_fail(err, errlen, "index '%s': write failed: %s", path, strerror(errno));
     goto exit;
   }
   if (xxh64_out && st_file_xxh64(path, xxh64_out, size_out, err, errlen) != 0) goto exit;
@@ -621,38 +603,38 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
   json_tokener *tok = NULL;
   st_index_t *idx = NULL;
   *out = NULL;
-  FILE *fp = fopen_regular(path);
+  FILE *fp = strata_fopen_regular(path);
   if (!fp) {
-    seterr(err, errlen, "index '%s': cannot open: %s", path, strerror(errno));
+    strata_fail(err, errlen, "index '%s': cannot open: %s", path, strerror(errno));
     return -1;
   }
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || (uint64_t)st.st_size > ST_MAX_INDEX_BYTES || st.st_size == 0) {
-    seterr(err, errlen, "index '%s': size %lld bytes is empty or over the %llu-byte limit", path,
+    strata_fail(err, errlen, "index '%s': size %lld bytes is empty or over the %llu-byte limit", path,
            (long long)st.st_size, (unsigned long long)ST_MAX_INDEX_BYTES);
     goto exit;
   }
   text = malloc((size_t)st.st_size);
   if (!text || fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
-    seterr(err, errlen, "index '%s': read failed", path);
+    strata_fail(err, errlen, "index '%s': read failed", path);
     goto exit;
   }
   tok = json_tokener_new();
   root = json_tokener_parse_ex(tok, text, (int)st.st_size);
   json_object *meta, *ts, *map;
   if (!root || !json_object_is_type(root, json_type_object)) {
-    seterr(err, errlen, "index '%s': not a JSON object", path);
+    strata_fail(err, errlen, "index '%s': not a JSON object", path);
     goto exit;
   }
   idx = calloc(1, sizeof *idx);
   if (!idx) goto exit;
   if (!json_object_object_get_ex(root, "metadata", &meta) ||
       !json_object_object_get_ex(meta, "total_size", &ts) || get_u64(ts, &idx->total_size) != 0) {
-    seterr(err, errlen, "index '%s': missing or invalid \"metadata\": {\"total_size\": BYTES}", path);
+    strata_fail(err, errlen, "index '%s': missing or invalid \"metadata\": {\"total_size\": BYTES}", path);
     goto exit;
   }
   if (!json_object_object_get_ex(root, "weight_map", &map) || !json_object_is_type(map, json_type_object)) {
-    seterr(err, errlen, "index '%s': missing \"weight_map\" object", path);
+    strata_fail(err, errlen, "index '%s': missing \"weight_map\" object", path);
     goto exit;
   }
   int n = json_object_object_length(map);
@@ -661,7 +643,7 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
   if (!idx->names || !idx->files) goto exit;
   json_object_object_foreach(map, key, val) {
     if (!json_object_is_type(val, json_type_string) || !valid_shard_file_name(json_object_get_string(val))) {
-      seterr(err, errlen,
+      strata_fail(err, errlen,
              "index '%s': weight_map entry '%.64s' must name a file like "
              "model-00001-of-00002.safetensors in the same directory",
              path, key);

@@ -22,6 +22,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 
 /* How long the idle loop sleeps between checks of the stop flag, seconds. */
 #define SERVE_IDLE_WAIT_S 0.05
@@ -82,12 +83,6 @@ struct serve {
   serve_backend_stats_t stats;   /* last sampled backend stats */
   uint64_t next_id;              /* request id counter */
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void cv_init_monotonic(pthread_cond_t *cv) {
   pthread_condattr_t a;
@@ -185,7 +180,7 @@ static void job_fail_locked(serve_t *s, job_t *j, int status, const char *msg, i
   j->state = JOB_DONE;
   j->status = status;
   snprintf(j->errmsg, sizeof j->errmsg, "%s", msg);
-  j->t_done_s = now_s();
+  j->t_done_s = strata_now_s();
   pthread_cond_broadcast(&j->cv);
   if (drop_loop_ref && j->loop_ref) {
     j->loop_ref = 0;
@@ -199,7 +194,7 @@ static void on_token(void *ctx, const char *text, size_t len) {
   serve_t *s = j->s;
   pthread_mutex_lock(&s->mu);
   if (j->state == JOB_DONE) goto out; /* forced done at shutdown */
-  if (j->t_first_s < 0) j->t_first_s = now_s();
+  if (j->t_first_s < 0) j->t_first_s = strata_now_s();
   if (j->text_len + len + 1 > j->text_cap) {
     size_t ncap = j->text_cap ? j->text_cap : 256;
     while (ncap < j->text_len + len + 1) ncap *= 2;
@@ -233,7 +228,7 @@ static void on_done(void *ctx, const serve_gen_result_t *res) {
     s->admitted--;
     j->state = JOB_DONE;
     j->result = *res;
-    j->t_done_s = now_s();
+    j->t_done_s = strata_now_s();
     double ttft = j->t_first_s >= 0 ? j->t_first_s - j->t_arrival_s : -1;
     metrics_add_tokens(s->metrics, (uint64_t)(res->completion_tokens > 0 ? res->completion_tokens : 0),
                        (uint64_t)(res->prompt_tokens > 0 ? res->prompt_tokens : 0));
@@ -489,7 +484,7 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
     job_release_locked(j); /* never shared: no lock needed */
     return;
   }
-  j->t_arrival_s = now_s();
+  j->t_arrival_s = strata_now_s();
   j->created = (long long)time(NULL);
   pthread_mutex_lock(&s->mu);
   snprintf(j->id, sizeof j->id, "cmpl-%llx%06llx", (unsigned long long)j->created, (unsigned long long)++s->next_id);
@@ -744,7 +739,7 @@ int serve_run(serve_t *s, char *err, size_t errlen) {
     return -1;
   }
   for (;;) {
-    double t = now_s();
+    double t = strata_now_s();
     int ncancel = 0, forced_exit = 0;
     pthread_mutex_lock(&s->mu);
     if (s->stop && !s->draining) {

@@ -20,6 +20,7 @@
 #include "rng.h"
 #include "serve.h"
 #include "session.h"
+#include "util.h"
 
 #define SERVE_ENGINE_SESSION_SCAN_S 1.0 /* how often the session count for /metrics is refreshed */
 
@@ -39,12 +40,6 @@ typedef struct {
   void *ctx;
   int n_prompt;
 } se_req_t;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_comm_t **comm,
                        infer_engine_t **eng, char *err, size_t errlen) {
@@ -186,7 +181,7 @@ static void se_stats(void *impl, serve_backend_stats_t *out) {
   out->kv_cache_bytes = (int64_t)st.kv_cache_bytes;
   out->ranks = s->ranks;
   out->stages = s->ranks;
-  double t = now_s();
+  double t = strata_now_s();
   const char *dir = infer_session_dir(s->eng);
   if (dir && t - s->sessions_scanned_s >= SERVE_ENGINE_SESSION_SCAN_S) {
     session_info_t *v = NULL;

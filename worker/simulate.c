@@ -4,24 +4,13 @@
  * is linear in the number of actions. The data-parallel phase is then computed per stage from
  * the recorded backward times. */
 #include "simulate.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 sim_options_t sim_options_default(void) {
   sim_options_t o;
@@ -211,13 +200,13 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
   res->pp = P;
   if (!acts || !nacts || !last_bwd || !st || !act_arr || !grad_arr || !work || !comm_done ||
       !comm_busy || !opt_start || !final_t || !group || !res->stages) {
-    fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
+    strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
     goto free_all;
   }
   for (int s = 0; s < P; s++) {
     acts[s] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M));
     if (!acts[s] || schedule_build(opt->kind, P, M, s, acts[s], &nacts[s])) {
-      fail(err, errlen, "simulate: cannot build the %s schedule for stage %d",
+      strata_fail(err, errlen, "simulate: cannot build the %s schedule for stage %d",
            schedule_kind_name(opt->kind), s);
       goto free_all;
     }
@@ -279,7 +268,7 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
   }
   for (int r = 0; r < N; r++)
     if (st[r].pc < nacts[layout_stage_of(lay, r)]) {
-      fail(err, errlen, "simulate: the %s schedule deadlocked at rank %d (stage %d, action %d)",
+      strata_fail(err, errlen, "simulate: the %s schedule deadlocked at rank %d (stage %d, action %d)",
            schedule_kind_name(opt->kind), r, layout_stage_of(lay, r), st[r].pc);
       goto free_all;
     }
@@ -350,7 +339,7 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
     }
 
   if (rec_fail) {
-    fail(err, errlen, "simulate: out of memory recording the timeline");
+    strata_fail(err, errlen, "simulate: out of memory recording the timeline");
     goto free_all;
   }
 
@@ -408,7 +397,7 @@ free_all:
 int sim_simulate(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                  double capacity_bytes, sim_result_t *res, char *err, size_t errlen) {
   sim_stage_cost_t *costs = NULL;
-  if (sim_build_costs(lay, dev, opt, &costs)) return fail(err, errlen, "simulate: out of memory");
+  if (sim_build_costs(lay, dev, opt, &costs)) return strata_fail(err, errlen, "simulate: out of memory");
   int rc = sim_run(lay, dev, costs, opt, res, err, errlen);
   sim_costs_free(costs, lay->pp);
   if (rc) return rc;

@@ -16,6 +16,7 @@
 #include "grad_sync.h"
 #include "log.h"
 #include "strata_proto.h"
+#include "util.h"
 
 void train_config_default(train_config_t *c) {
   memset(c, 0, sizeof *c);
@@ -43,37 +44,6 @@ void train_config_default(train_config_t *c) {
   const char *bmb = getenv("STRATA_BUCKET_MB");
   if (bmb && *bmb) c->bucket_mb = atof(bmb);
   c->zero = 0;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* mkdir -p for the run directory. */
-static int make_dirs(const char *path, char *err, size_t errlen) {
-  char buf[4096];
-  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-    snprintf(err, errlen, "run directory path is too long: %s", path);
-    return -1;
-  }
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-    *p = '/';
-  }
-  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-  struct stat st;
-  if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    snprintf(err, errlen, "run directory '%s' exists and is not a directory", path);
-    return -1;
-  }
-  return 0;
-fail:
-  snprintf(err, errlen, "cannot create run directory '%s': %s", buf, strerror(errno));
-  return -1;
 }
 
 static void format_duration(char *buf, size_t len, double s) {
@@ -187,7 +157,7 @@ int train_run(const train_config_t *cin) {
   }
   openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
 
-  if (make_dirs(c.out_dir, err, sizeof err)) goto config_fail;
+  if (strata_mkdirs(c.out_dir, err, sizeof err)) goto config_fail;
 
   /* Resume: the checkpoint's model and data order win; the flags may extend --steps. */
   if (c.resume) {
@@ -286,10 +256,10 @@ int train_run(const train_config_t *cin) {
                 m->num_params, c.batch, T, (long long)c.steps, data_path);
 
   const double tokens_per_step = (double)c.batch * T;
-  double t_start = now_s(), t_train = 0, last_loss = 0, val_loss = NAN;
+  double t_start = strata_now_s(), t_train = 0, last_loss = 0, val_loss = NAN;
   int64_t step = start_step;
   for (; step < c.steps; step++) {
-    double t0 = now_s();
+    double t0 = strata_now_s();
     gpt2_zero_grad(m);
     double loss = 0;
     for (int mi = 0; mi < c.microbatches; mi++) {
@@ -304,7 +274,7 @@ int train_run(const train_config_t *cin) {
     float scale = adamw_clip_scale(ss, c.opt.grad_clip);
     float lr = adamw_lr_at(&c.opt, step);
     adamw_step(opt, &c.opt, m->params, m->grads, m->tensors, m->num_tensors, lr, scale);
-    double dt = now_s() - t0;
+    double dt = strata_now_s() - t0;
     t_train += dt;
     tokens_seen += (uint64_t)tokens_per_step;
     last_loss = loss;
@@ -329,7 +299,7 @@ int train_run(const train_config_t *cin) {
     }
     if (!c.quiet && ((step + 1) % c.log_every == 0 || is_last || step == start_step)) {
       double done = (double)(step + 1 - start_step);
-      double eta = (now_s() - t_start) / done * (double)(c.steps - step - 1);
+      double eta = (strata_now_s() - t_start) / done * (double)(c.steps - step - 1);
       char eta_s[32];
       format_duration(eta_s, sizeof eta_s, eta);
       strata_info("step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",

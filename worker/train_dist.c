@@ -39,38 +39,9 @@
 #include "sim_clock.h"
 #include "strata_proto.h"
 #include "train.h"
+#include "util.h"
 
 #define TRAIN_PATH_WORDS 1024 /* checkpoint temp path broadcast as int32 words (4 KiB) */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int make_dirs(const char *path, char *err, size_t errlen) {
-  char buf[4096];
-  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-    snprintf(err, errlen, "run directory path is too long: %s", path);
-    return -1;
-  }
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-    *p = '/';
-  }
-  if (mkdir(buf, 0755) != 0 && errno != EEXIST) goto fail;
-  struct stat st;
-  if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    snprintf(err, errlen, "run directory '%s' exists and is not a directory", path);
-    return -1;
-  }
-  return 0;
-fail:
-  snprintf(err, errlen, "cannot create run directory '%s': %s", buf, strerror(errno));
-  return -1;
-}
 
 static void fill_train_cfg(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
   memset(t, 0, sizeof *t);
@@ -256,7 +227,7 @@ int train_run_dist(const train_config_t *cin) {
   openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
 
   /* ---- configuration: the same checks on every rank ---- */
-  if (make_dirs(c.out_dir, err, sizeof err)) goto config_fail;
+  if (strata_mkdirs(c.out_dir, err, sizeof err)) goto config_fail;
   if (c.resume) {
     if (!strcmp(c.resume, "auto")) {
       if (ckpt_find_latest(c.out_dir, resume_dir, sizeof resume_dir, err, sizeof err)) goto config_fail;
@@ -478,7 +449,7 @@ int train_run_dist(const train_config_t *cin) {
   comms_traffic(&cm, &sent0, &recv0);
   for (int64_t step = start_step; step < c.steps; step++) {
     fault_point(FAULT_AT_STEP, step + 1);
-    double t0 = now_s();
+    double t0 = strata_now_s();
     gpt2_zero_grad(m);
     if (stage == 0 || stage == P - 1) {
       if (data_fetch(ds, DATA_TRAIN, c.seed, (uint64_t)step, c.batch, T, replica * rows, rows,
@@ -512,7 +483,7 @@ int train_run_dist(const train_config_t *cin) {
     if (update_comm_s < 0) update_comm_s = 0;
     /* The wait in the previous step's report gather is this rank waiting for the slowest one
      * (the pipeline's tail bubble, replica imbalance): counted as idle time of this step. */
-    double step_s = now_s() - t0 + sync_wait_s;
+    double step_s = strata_now_s() - t0 + sync_wait_s;
     uint64_t sent = 0, recvd = 0;
     comms_traffic(&cm, &sent, &recvd);
 
@@ -534,9 +505,9 @@ int train_run_dist(const train_config_t *cin) {
     rep.bytes_recv = recvd - recv0;
     sent0 = sent;
     recv0 = recvd;
-    double loss = NAN, tg = now_s();
+    double loss = NAN, tg = strata_now_s();
     if (coord_step(co, &rep, step_s, lr, sqrt(ss), &loss, err, sizeof err)) goto fail;
-    sync_wait_s = now_s() - tg;
+    sync_wait_s = strata_now_s() - tg;
     tokens_seen += tokens_per_step;
     /* the checkpoint records rank 0's view of the loss; other ranks keep their own */
     last_loss = wrank == 0 ? loss : (rep.has_loss ? rep.loss : last_loss);
