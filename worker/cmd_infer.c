@@ -313,20 +313,6 @@ static void print_result(const prompt_t *p, int idx, int vocab, int json) {
   fflush(stdout);
 }
 
-static void default_session_dir(char *buf, size_t len, const char *ckpt) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s", ckpt);
-  size_t n = strlen(tmp);
-  while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
-  char *slash = strrchr(tmp, '/');
-  if (!slash) snprintf(buf, len, "%s", SESSION_DIR_DEFAULT);
-  else if (slash == tmp) snprintf(buf, len, "/%s", SESSION_DIR_DEFAULT);
-  else {
-    *slash = 0;
-    snprintf(buf, len, "%s/%s", tmp, SESSION_DIR_DEFAULT);
-  }
-}
-
 int cmd_infer(int argc, char **argv) {
   const char *ckpt = NULL, *prompt = NULL, *prompts_path = NULL, *prompt_tokens = NULL;
   const char *session = NULL, *session_dir = NULL, *delete_id = NULL;
@@ -373,7 +359,7 @@ int cmd_infer(int argc, char **argv) {
   infer_engine_t *eng = NULL;
   rc = 0;
   if (session_dir) snprintf(sdir, sizeof sdir, "%s", session_dir);
-  else if (ckpt) default_session_dir(sdir, sizeof sdir, ckpt);
+  else if (ckpt) session_default_dir(sdir, sizeof sdir, ckpt);
   else snprintf(sdir, sizeof sdir, "%s", SESSION_DIR_DEFAULT);
 
   if (list || delete_id) {

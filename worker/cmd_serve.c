@@ -38,20 +38,6 @@ static const char *usage_text =
     "survive a restart with the same checkpoint, directory and P.\n"
     "--backend fake serves a deterministic fake model (one rank; for tests and load generation).";
 
-static void default_session_dir(char *buf, size_t len, const char *ckpt) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s", ckpt);
-  size_t n = strlen(tmp);
-  while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
-  char *slash = strrchr(tmp, '/');
-  if (!slash) snprintf(buf, len, "%s", SESSION_DIR_DEFAULT);
-  else if (slash == tmp) snprintf(buf, len, "/%s", SESSION_DIR_DEFAULT);
-  else {
-    *slash = 0;
-    snprintf(buf, len, "%s/%s", tmp, SESSION_DIR_DEFAULT);
-  }
-}
-
 int cmd_serve(int argc, char **argv) {
   serve_opts_t o;
   serve_opts_default(&o);
@@ -111,7 +97,7 @@ int cmd_serve(int argc, char **argv) {
     }
     char sdir[4096];
     if (session_dir) snprintf(sdir, sizeof sdir, "%s", session_dir);
-    else default_session_dir(sdir, sizeof sdir, ckpt);
+    else session_default_dir(sdir, sizeof sdir, ckpt);
     eo.session_dir = no_sessions ? NULL : sdir;
     if (rank != 0) {
       if (serve_engine_hooks->worker(ckpt, &eo, err, sizeof err)) {

@@ -379,3 +379,17 @@ int session_delete(const char *dir, const char *id, char *err, size_t errlen) {
   if (rc) return rc;
   return found ? 0 : 1;
 }
+
+void session_default_dir(char *buf, size_t len, const char *ckpt) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", ckpt);
+  size_t n = strlen(tmp);
+  while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
+  char *slash = strrchr(tmp, '/');
+  if (!slash) snprintf(buf, len, "%s", SESSION_DIR_DEFAULT);
+  else if (slash == tmp) snprintf(buf, len, "/%s", SESSION_DIR_DEFAULT);
+  else {
+    *slash = 0;
+    snprintf(buf, len, "%s/%s", tmp, SESSION_DIR_DEFAULT);
+  }
+}

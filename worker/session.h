@@ -48,6 +48,10 @@ typedef struct {
 
 /* 0 if id is a valid session ID, else -1 with a message quoting it and the rule. */
 int session_id_validate(const char *id, char *err, size_t errlen);
+
+/* The default session directory of a checkpoint: <checkpoint's parent>/sessions (the run
+ * directory's sessions/), or ./sessions when the checkpoint path has no parent. */
+void session_default_dir(char *buf, size_t len, const char *ckpt_dir);
 /* <dir>/<id>.stage<s>-of-<P>.kv */
 void session_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages);
 /* Identity of a checkpoint: hash of cfg and the XXH64 of its model*.safetensors files as

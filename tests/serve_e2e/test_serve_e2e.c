@@ -180,9 +180,14 @@ typedef struct {
 } client_t;
 static const char *cprompts[8] = {"The quick", "brown fox", "jumps over", "the lazy dog", "Hello", "world!",
                                   "abc def", "0123456789"};
+/* The concurrent clients wait here so their requests reach the server together and are
+ * batched, however loaded the machine is. */
+static pthread_barrier_t clients_ready;
+
 static void *client(void *arg) {
   client_t *c = arg;
   char body[256];
+  pthread_barrier_wait(&clients_ready);
   snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0}", cprompts[c->idx], MAXT);
   http_reply_t r;
   post(c->port, body, &r);
@@ -249,11 +254,13 @@ int main(int argc, char **argv) {
   /* 8 concurrent clients */
   pthread_t th[8];
   client_t cl[8];
+  pthread_barrier_init(&clients_ready, NULL, 8);
   for (int i = 0; i < 8; i++) cl[i] = (client_t){s.port, i, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
   for (int i = 0; i < 8; i++) {
     pthread_join(th[i], NULL);
     CHECK_TRUE(cl[i].ok);
   }
+  pthread_barrier_destroy(&clients_ready);
   usleep(1200000); /* the server samples backend stats periodically */
   hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
   CHECK_EQ_INT(r.status, 200);
