@@ -2,6 +2,7 @@
  * initialising MPI; `strata --help` and `strata CMD --help` work without mpirun. */
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,6 +44,19 @@ static int all_ranks_arrive(double timeout_s) {
   return done;
 }
 
+/* Seconds a failing rank waits before aborting the job (STRATA_ABORT_GRACE_S, default 2). */
+static double abort_grace_s(void) {
+  const char *v = getenv("STRATA_ABORT_GRACE_S");
+  char *end;
+  double s = v && *v ? strtod(v, &end) : 2.0;
+  if (v && *v && (*end || s < 0 || s > 600)) s = 2.0;
+  return s;
+}
+
+static void sleep_s(double s) {
+  if (s > 0) usleep((useconds_t)(s * 1e6));
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: strata COMMAND [flags]        (multi-rank: mpirun -np N strata COMMAND ...)\n\n"
@@ -74,7 +88,10 @@ int main(int argc, char **argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (rc != 0 && size > 1 && !(rc == 2 && all_ranks_arrive(STRATA_EXIT_AGREE_S))) {
     /* A failing rank must not leave the others waiting in a collective: abort the job with
-     * the exit code (the failing rank has already printed why). */
+     * the exit code (the failing rank has already printed why). First give the other ranks a
+     * moment to report too: when a rank hangs, its neighbours time out at about the same time,
+     * and the one that names the hung rank may not be the first to give up. */
+    if (rc != 2) sleep_s(abort_grace_s());
     MPI_Abort(MPI_COMM_WORLD, rc);
   }
   MPI_Finalize();
