@@ -11,7 +11,8 @@ if(STRATA_FUZZ)
   endif()
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_token_shard ${CMAKE_CURRENT_SOURCE_DIR}/data/fuzz/fuzz_token_shard.c
-                 ${PROJECT_SOURCE_DIR}/worker/data.c ${PROJECT_SOURCE_DIR}/worker/rng.c)
+                 ${PROJECT_SOURCE_DIR}/worker/data.c ${PROJECT_SOURCE_DIR}/worker/rng.c
+                 ${PROJECT_SOURCE_DIR}/worker/util.c)
   target_include_directories(fuzz_token_shard PRIVATE ${PROJECT_SOURCE_DIR}/worker)
   target_link_libraries(fuzz_token_shard PRIVATE m)
   target_compile_options(fuzz_token_shard PRIVATE ${STRATA_FUZZ_FLAGS})
