@@ -169,6 +169,17 @@ coll_result_t coll_test(coll_request_t *req, int *done);
 /* Blocks (bounded by timeout) until complete, then frees the request. */
 coll_result_t coll_wait(coll_request_t *req);
 
+/* ---- Communication buffers (the counterpart of ncclMemAlloc) ----
+ * Large buffers (2 MiB and up) are 2 MiB-aligned and advised for transparent huge pages
+ * (madvise MADV_HUGEPAGE; takes effect when /sys/kernel/mm/transparent_hugepage/enabled is
+ * `madvise` or `always`). Single-copy shared-memory transfers (Open MPI's CMA, libfabric shm)
+ * pin and map the source buffer page by page, so a buffer on 2 MiB pages moves a large
+ * message up to about twice as fast as one on 4 KiB pages (BENCHMARKS.md). Smaller buffers are
+ * 64-byte aligned. STRATA_COLL_HUGEPAGES=0 turns the advice off (for comparison). The memory is
+ * not zeroed. NULL on failure; release with coll_mem_free (or free()). */
+void *coll_mem_alloc(size_t bytes);
+void coll_mem_free(void *p);
+
 /* Waits on every rank of comm (bounded by timeout). */
 coll_result_t coll_barrier(coll_comm_t *comm);
 

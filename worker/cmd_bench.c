@@ -519,8 +519,9 @@ int cmd_bench(int argc, char **argv) {
   b.mpi = coll_mpi_comm(b.comm);
   size_t alloc = maxr ? maxr : BENCH_ALIGN_BYTES;
   alloc = (alloc + BENCH_ALIGN_BYTES - 1) / BENCH_ALIGN_BYTES * BENCH_ALIGN_BYTES;
-  int mem_ok = posix_memalign((void **)&sbuf, BENCH_ALIGN_BYTES, alloc) == 0 &&
-               posix_memalign((void **)&rbuf, BENCH_ALIGN_BYTES, alloc) == 0;
+  sbuf = coll_mem_alloc(alloc); /* huge-page advised, as users' buffers should be */
+  rbuf = coll_mem_alloc(alloc);
+  int mem_ok = sbuf && rbuf;
   int all_ok = 0;
   MPI_Allreduce(&mem_ok, &all_ok, 1, MPI_INT, MPI_MIN, b.mpi);
   if (!all_ok) {
@@ -605,8 +606,8 @@ int cmd_bench(int argc, char **argv) {
   MPI_Bcast(&wrong_total, 1, MPI_LONG_LONG, 0, b.mpi);
   rc = wrong_total ? 1 : 0;
 free_bufs:
-  free(sbuf);
-  free(rbuf);
+  coll_mem_free(sbuf);
+  coll_mem_free(rbuf);
   coll_comm_destroy(b.comm);
 close_json:
   if (jf) {

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coll.h"
 #include "log.h"
 #include "rng.h"
 #include "util.h"
@@ -94,7 +95,10 @@ struct gpt2_acts {
 static void *alloc_floats(size_t n, int zero) {
   size_t bytes = (n ? n : 1) * sizeof(float);
   bytes = (bytes + GPT2_ALIGN_BYTES - 1) / GPT2_ALIGN_BYTES * GPT2_ALIGN_BYTES;
-  void *p = aligned_alloc(GPT2_ALIGN_BYTES, bytes);
+  /* coll_mem_alloc: 64-byte aligned, and from 2 MiB up on huge pages -- the gradients are
+   * all-reduced straight from this memory, and single-copy transfers are faster from huge
+   * pages; activations and weights gain fewer TLB misses. Release with free(). */
+  void *p = coll_mem_alloc(bytes);
   if (p && zero) memset(p, 0, bytes);
   return p;
 }

@@ -73,7 +73,8 @@ int main(int argc, char **argv) {
   if (coll_comm_create(MPI_COMM_WORLD, &cfg, &c) != COLL_OK) MPI_Abort(MPI_COMM_WORLD, 1);
   int p = coll_size(c), r = coll_rank(c);
   size_t maxn = maxb / 4;
-  float *send = malloc(maxn * 4 + 64), *recv = malloc(maxn * 4 + 64), *tmp = malloc(maxn * 4 + 64);
+  float *send = coll_mem_alloc(maxn * 4 + 64), *recv = coll_mem_alloc(maxn * 4 + 64),
+        *tmp = coll_mem_alloc(maxn * 4 + 64);
   for (size_t i = 0; i < maxn; i++) send[i] = (float)((i + (size_t)r) % 7);
   memset(recv, 0, maxn * 4);
   memset(tmp, 0, maxn * 4);
@@ -122,9 +123,9 @@ int main(int argc, char **argv) {
     }
   }
   free(t);
-  free(send);
-  free(recv);
-  free(tmp);
+  coll_mem_free(send);
+  coll_mem_free(recv);
+  coll_mem_free(tmp);
   coll_comm_destroy(c);
   MPI_Finalize();
   return 0;
