@@ -78,6 +78,9 @@ typedef struct {
   size_t eager_bytes;              /* STRATA_COLL_EAGER_BYTES; recursive doubling cuts messages of
                                       up to 4x this size into segments of at most this size (keeps
                                       them under the transport's eager limit); 0 = never */
+  size_t stream_bytes;             /* STRATA_COLL_STREAM_BYTES; all-reduce / reduce-scatter of at
+                                      least this many bytes write their reductions with streaming
+                                      (non-temporal) stores; default 8M; "off" = never */
   int yield_idle;                  /* STRATA_COLL_YIELD=0|1; sched_yield() in idle polls;
                                       default -1 = auto (yes when ranks outnumber cores) */
   const char *env_error;           /* set by coll_config_default when a STRATA_COLL_* value

@@ -99,6 +99,7 @@ struct coll_request {
   double idle_s;            /* polled time without progress (timeout clock) */
   double last_poll_s;       /* time of the previous poll */
   int nonblocking;          /* 1: user owns it (coll_test / coll_wait) */
+  int stream_stores;        /* 1: reductions use streaming stores (cfg.stream_bytes) */
   int active;               /* 1 while on comm's active list */
   coll_desc_t desc;         /* this rank's descriptor (cfg.check) */
   struct coll_request *prev, *next; /* comm's active list */
@@ -180,7 +181,7 @@ void coll_progress_thread_stop(coll_comm_t *comm);
 /* dst = a op b elementwise for dtype in {F32, F64, I32, I64}; AVG reduces as SUM. dst may
  * alias a or b (every op is commutative). */
 void coll_reduce_kernel(void *dst, const void *a, const void *b, size_t n, coll_dtype_t dtype,
-                        coll_op_t op);
+                        coll_op_t op, int stream);
 /* buf[i] /= divisor (integers: truncating division); dtype in {F32, F64, I32, I64}. */
 void coll_scale_kernel(void *buf, size_t n, coll_dtype_t dtype, int divisor);
 void coll_f32_from_16(float *dst, const void *src, size_t n, coll_dtype_t dtype16);

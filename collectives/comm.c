@@ -15,9 +15,10 @@
 
 /* Tunables (documented in collectives/README.md). */
 #define COLL_DEFAULT_TIMEOUT_S 300.0
-#define COLL_DEFAULT_CHUNK_BYTES (256u << 10)
+#define COLL_DEFAULT_CHUNK_BYTES (512u << 10)
 #define COLL_DEFAULT_RD_THRESHOLD_BYTES (256u << 10)
-#define COLL_DEFAULT_PIPELINE_DEPTH 4
+#define COLL_DEFAULT_PIPELINE_DEPTH 2
+#define COLL_DEFAULT_STREAM_BYTES (8u << 20)
 #define COLL_DEFAULT_EAGER_BYTES 4000 /* Open MPI vader: 4 KiB eager limit including its header */
 
 /* coll_transport_ofi_ops is defined in transport_ofi.c (a weak stub here would shadow it:
@@ -64,6 +65,7 @@ coll_config_t coll_config_default(void) {
   cfg.progress_thread = 0;
   cfg.pipeline_depth = COLL_DEFAULT_PIPELINE_DEPTH;
   cfg.yield_idle = -1;
+  cfg.stream_bytes = COLL_DEFAULT_STREAM_BYTES;
   cfg.eager_bytes = COLL_DEFAULT_EAGER_BYTES;
   cfg.env_error = NULL;
 
@@ -106,6 +108,12 @@ coll_config_t coll_config_default(void) {
     long d = strtol(v, &end, 10);
     if (*end || d < 1 || d > 64) env_fail(&cfg, "STRATA_COLL_PIPELINE_DEPTH", v, "an integer in 1..64");
     else cfg.pipeline_depth = (int)d;
+  }
+  if ((v = getenv("STRATA_COLL_STREAM_BYTES")) && *v) {
+    size_t b;
+    if (!strcmp(v, "off")) cfg.stream_bytes = SIZE_MAX;
+    else if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_STREAM_BYTES", v, "bytes (suffix K/M allowed) or off");
+    else cfg.stream_bytes = b;
   }
   if ((v = getenv("STRATA_COLL_YIELD")) && *v) {
     if (!strcmp(v, "auto")) cfg.yield_idle = -1;

@@ -26,6 +26,7 @@ coll_result_t coll_reduce_scatter(const void *send, void *recv, size_t recvcount
            coll_op_name(op));
   coll_request_t *req = coll_req_new(comm, name, 1, check_b + work_b + coll_ring_scratch_bytes(comm, &L, esz));
   if (!req) return COLL_ERR_NOMEM;
+  req->stream_stores = total * esz >= comm->cfg.stream_bytes;
   char *area = req->scratch, *work = area + check_b, *tmp = work + work_b;
   coll_s_check(req, area, OPK_REDUCE_SCATTER, recvcount, (int)dtype, (int)op, -1, -1);
   if (is16) {

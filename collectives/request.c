@@ -359,7 +359,8 @@ static int step(coll_request_t *req) {
       break;
     }
     case ACT_REDUCE:
-      coll_reduce_kernel(a->dst, a->a, a->b, a->count, (coll_dtype_t)a->dtype, (coll_op_t)a->op);
+      coll_reduce_kernel(a->dst, a->a, a->b, a->count, (coll_dtype_t)a->dtype, (coll_op_t)a->op,
+                         req->stream_stores);
       break;
     case ACT_COPY: memcpy(a->dst, a->a, a->count); break;
     case ACT_SCALE: coll_scale_kernel(a->dst, a->count, (coll_dtype_t)a->dtype, c->size); break;
