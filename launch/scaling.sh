@@ -16,9 +16,12 @@
 #   (e) --ddp: the PyTorch DDP comparison (launch/ddp_bench.sh; slow) -> ddp.txt
 #   and summary.md: Markdown tables of the key figures, the exact commands, the environment.
 #
-# Usage: launch/scaling.sh [--quick] [--ddp] [--out DIR] [--steps N]
+# Usage: launch/scaling.sh [--quick] [--ddp] [--out DIR] [--steps N] [--publish]
 #   --quick   tiny sizes, 2 ranks for the sweeps, a 4-layer toy model (well under a minute)
 #   --out DIR output directory (default scaling-YYYYmmdd-HHMMSS)
+#   --publish after the run, copy summary.md, the CSVs and the PNGs to launch/results/ and
+#             replace the generated part of BENCHMARKS.md (between its `scaling.sh:begin` and
+#             `scaling.sh:end` markers) with summary.md, image links pointing at launch/results/
 #   env STRATA_BUILD (default build) or STRATA_BIN (the strata binary); full run only:
 #   SCALING_NPS (sweep rank counts, default "2 4"), SCALING_MAXBYTES (default 64M).
 #   The full run takes about 20-30 minutes on 2 cores (the 64M sweeps dominate).
@@ -29,12 +32,13 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STRATA="${STRATA_BIN:-${STRATA_BUILD:-$ROOT/build}/bin/strata}"
-QUICK=0; DDP=0; OUT=""; STEPS=""
+QUICK=0; DDP=0; OUT=""; STEPS=""; PUBLISH=0
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --ddp) DDP=1 ;;
+    --publish) PUBLISH=1 ;;
     --out) [ $# -ge 2 ] || { echo "scaling.sh: --out needs a directory" >&2; exit 2; }; OUT="$2"; shift ;;
     --out=*) OUT="${1#--out=}" ;;
     --steps) [ $# -ge 2 ] || { echo "scaling.sh: --steps needs a number" >&2; exit 2; }; STEPS="$2"; shift ;;
@@ -208,7 +212,31 @@ S="$OUT/summary.md"
            if (!(k in small) || $6 < sb[k]) { sb[k] = $6; small[k] = $9 } }
            END { for (k in best) { split(k, f, "|"); printf "| %s | %s | %s | %s | %.3f | %s | %.1f |\n", f[1], f[2], f[3], f[4], best[k], at[k], small[k] } }' "$COLL" | sort
   echo
-  echo "Plots: $(cd "$OUT" && ls busbw_*.png | tr '\n' ' ')"
+  echo "### Against MPI's own collective (issue 2's comparison)"
+  echo
+  echo "busbw in GB/s (mean of the timed iterations, out of place); ratio = Strata / MPI_Allreduce in the"
+  echo "same run; at 1 KiB and 4 KiB the times in microseconds (ratio = MPI time / Strata time)."
+  echo
+  echo "| ranks | bytes | ring (mpi) | auto (mpi) | MPI_Allreduce | auto / MPI | ring ofi:shm | ofi:shm / mpi (ring) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  awk -F, 'NR > 1 && $1 == "allreduce" && $5 == "false" { bw[$2 "|" $6 "|" $3 "|" $4] = $11; us[$2 "|" $6 "|" $3 "|" $4] = $9; nps[$2] = 1 }
+           END { n = split("1024 4096 1048576 4194304 16777216 67108864", B, " ");
+                 for (np in nps) for (i = 1; i <= n; i++) {
+                   k = np "|" B[i]; km = k "|mpi|mpi"; kr = k "|mpi|ring"; ka = k "|mpi|auto"; ks = k "|ofi:shm|ring";
+                   if (!(km in bw)) continue;
+                   hs = 0; if (ks in bw) hs = 1;
+                   if (B[i] <= 4096) {
+                     r = 0; if (us[ka] > 0) r = us[km] / us[ka];
+                     o = "-"; if (hs) o = sprintf("%.1f us", us[ks]);
+                     printf "%s|%s|%.1f us|%.1f us|%.1f us|%.2f|%s|-\n", np, B[i], us[kr], us[ka], us[km], r, o;
+                   } else {
+                     r = 0; if (bw[km] > 0) r = bw[ka] / bw[km];
+                     o = "-"; q = "-"; if (hs) { o = sprintf("%.2f", bw[ks]); if (bw[kr] > 0) q = sprintf("%.0f%%", 100 * bw[ks] / bw[kr]); }
+                     printf "%s|%s|%.2f|%.2f|%.2f|%.2f|%s|%s\n", np, B[i], bw[kr], bw[ka], bw[km], r, o, q;
+                   } } }' "$COLL" |
+    sort -t'|' -k1,1n -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
+  echo
+  for f in $(cd "$OUT" && ls busbw_*.png); do echo "![${f%.png}]($f)"; done
   echo
   echo "## Training scaling (${MODEL[*]}, $STEPS steps, tokens/s after $WARMUP warm-up steps)"
   echo
@@ -216,8 +244,10 @@ S="$OUT/summary.md"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %.1f%% | %.1f%% | %s |\n", $1, $2, $4, $7, $8, $9, $10, $11, 100 * $12, 100 * $13, ($14 == "" ? "-" : $14) }' "$TRAIN"
   echo
-  echo "Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode). Plots: strong_scaling.png, weak_scaling.png, breakdown.png$( [ -f "$OUT/sim_vs_measured.png" ] && echo ", sim_vs_measured.png")."
+  echo "Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode)."
   echo "All ranks share $(nproc) cores: beyond $(nproc) ranks the runs are oversubscribed and the efficiency measures the cores, not Strata."
+  echo
+  for f in strong_scaling.png weak_scaling.png breakdown.png sim_vs_measured.png; do [ -f "$OUT/$f" ] && echo "![${f%.png}]($f)"; done
   if [ "$(wc -l < "$OUT/sim_vs_measured.csv")" -gt 1 ]; then
     echo
     echo "## Measured vs simulated step time"
@@ -242,4 +272,21 @@ S="$OUT/summary.md"
   echo '```'
 } > "$S"
 echo "wrote $OUT: $(cd "$OUT" && ls *.csv *.png summary.md | tr '\n' ' ')"
+
+# ---- --publish: launch/results/ and the generated part of BENCHMARKS.md ---------------------
+if [ "$PUBLISH" = 1 ]; then
+  RES="$ROOT/launch/results"; BM="$ROOT/BENCHMARKS.md"
+  grep -q '^<!-- scaling.sh:begin' "$BM" && grep -q '^<!-- scaling.sh:end' "$BM" ||
+    { echo "scaling.sh: --publish: $BM has no scaling.sh:begin / scaling.sh:end markers" >&2; exit 1; }
+  mkdir -p "$RES"
+  rm -f "$RES"/*.png "$RES"/*.csv "$RES"/summary.md
+  cp "$OUT"/*.png "$OUT"/*.csv "$OUT"/summary.md "$RES"/
+  cp "$OUT/ddp.txt" "$RES"/ 2>/dev/null || true
+  # Splice: keep BENCHMARKS.md up to and including the begin marker and from the end marker on;
+  # in between, summary.md one heading level down, images from launch/results/.
+  { sed '/^<!-- scaling.sh:begin/q' "$BM"
+    sed -e 's/^#/##/' -e 's#](\([a-z_0-9]*\.png\))#](launch/results/\1)#' "$OUT/summary.md"
+    sed -n '/^<!-- scaling.sh:end/,$p' "$BM"; } > "$BM.tmp" && mv "$BM.tmp" "$BM"
+  echo "published to $RES and $BM"
+fi
 [ "$FAIL" = 0 ] || { echo "scaling.sh: some runs failed (see $LOG)" >&2; exit 1; }
