@@ -8,11 +8,26 @@
 #   STRATA_FUZZ_SECONDS  seconds per fuzz target (default 60)
 #   STRATA_ASAN_JOBS     ctest -j for the sanitizer suite (default 2)
 #   STRATA_TEST_JOBS     ctest -j for the main suite (default 2)
+#   STRATA_TEST_RETRY=0  do not re-run failed tests
+# A test that fails is re-run once, alone (the 2-core machines time-share every mpirun test with
+# another one); a pass on the re-run still prints its first failure's output and a FLAKY line
+# naming it, so intermittent failures stay visible. A test that fails twice fails the stage.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 strata_install_packages "${STRATA_PACKAGES[@]}"
 strata_build
-(cd "$STRATA_BUILD" && ctest --output-on-failure -j "${STRATA_TEST_JOBS:-2}" "$@")
+# ctest_suite DIR ARGS...: ctest in DIR, then the failed tests once more, one at a time.
+ctest_suite() {
+  local dir="$1"; shift
+  (cd "$dir" && ctest --output-on-failure "$@") && return 0
+  [ "${STRATA_TEST_RETRY:-1}" != 0 ] || return 1
+  local failed; failed="$(cut -d: -f2 "$dir/Testing/Temporary/LastTestsFailed.log" 2>/dev/null | tr '\n' ' ')"
+  [ -n "$failed" ] || return 1
+  echo "test.sh: re-running the failed tests once, alone: $failed"
+  (cd "$dir" && ctest --output-on-failure --rerun-failed -j 1) || return 1
+  echo "test.sh: FLAKY (failed, then passed alone): $failed"
+}
+ctest_suite "$STRATA_BUILD" -j "${STRATA_TEST_JOBS:-2}" "$@"
 [ $# -eq 0 ] || exit 0
 
 # Test-only packages: clang and its libFuzzer/sanitizer runtimes (the fuzz build).
@@ -25,10 +40,6 @@ STRATA_TEST_PACKAGES=(clang libclang-rt-14-dev)
 #   fuzz        libFuzzer targets exist only in the clang fuzz build (stage b)
 #   ofi_coll_p2p_tcp_np4  4 ranks over libfabric tcp on 2 cores exceed the 300 s test timeout
 #               under ASan (it passes in the normal suite)
-#   train_resume  KNOWN BUG found by this stage: in the sanitizer build a single-rank resume is
-#               not bit-identical (weights differ from byte 2297 of model.safetensors; losses
-#               match); the distributed resume tests (rel_resume_*, rel_ckpt_*) pass here.
-#               Remove from the list once fixed.
 # Leak reports from Open MPI / PMIx / hwloc / libfabric start-up are suppressed
 # (tests/lsan.supp); Strata's own leaks are not.
 if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
@@ -44,8 +55,8 @@ if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
   export LSAN_OPTIONS="suppressions=$STRATA_ROOT/tests/lsan.supp:print_suppressions=0"
   export OMPI_MCA_mca_base_component_disable_dlclose=1
-  (cd "$ASAN_BUILD" && ctest --output-on-failure -j "${STRATA_ASAN_JOBS:-2}" -E "${STRATA_ASAN_EXCLUDE:-^(slurm_.*|ofi_coll_p2p_tcp_np4|train_resume)\$}" -LE fuzz \
-     --timeout 900)
+  ctest_suite "$ASAN_BUILD" -j "${STRATA_ASAN_JOBS:-2}" -E "${STRATA_ASAN_EXCLUDE:-^(slurm_.*|ofi_coll_p2p_tcp_np4)\$}" -LE fuzz \
+     --timeout 900
   unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS OMPI_MCA_mca_base_component_disable_dlclose
 fi
 

@@ -4,6 +4,8 @@
 string(JOIN " " REL_MPIRUN_LINE ${STRATA_MPIRUN})
 strata_test_exe(rel_fault_parse ${CMAKE_CURRENT_SOURCE_DIR}/reliability/test_fault_parse.c)
 strata_add_test(rel_fault_parse $<TARGET_FILE:rel_fault_parse>)
+strata_test_exe(rel_rank_status ${CMAKE_CURRENT_SOURCE_DIR}/reliability/test_rank_status.c)
+strata_add_test(rel_rank_status $<TARGET_FILE:rel_rank_status>)
 
 # rel_test(NAME SCRIPT ARGS...)
 function(rel_test name script)
@@ -20,6 +22,18 @@ rel_test(rel_fault_hang_allreduce_np3  faults.sh fault     3 1 3 hang 1 2 allred
 rel_test(rel_fault_hang_recv_np2       faults.sh fault     2 2 1 hang 1 2 recv)
 rel_test(rel_fault_hang_recv_np3       faults.sh fault     3 3 1 hang 2 3 recv)
 rel_test(rel_fault_exit_np3            faults.sh fault     3 1 3 exit 0 4 step)
+# the failure line of launch/strata-run (rank, step, operation) from the ranks' status records
+rel_test(rel_report_kill_step_np2      faults.sh report    2 2 1 kill 1 3 step "step start")
+rel_test(rel_report_kill_allreduce_np3 faults.sh report    3 1 3 kill 2 3 allreduce "gradient all-reduce bucket 0")
+rel_test(rel_report_kill_recv_np2      faults.sh report    2 2 1 kill 1 2 recv "receive activations of micro-batch 0 from stage 0")
+rel_test(rel_report_exit_np3           faults.sh report    3 1 3 exit 0 4 step "step start")
+rel_test(rel_report_hang_np2           faults.sh report    2 1 2 hang 1 2 allreduce "gradient all-reduce bucket 0")
+# the same through launch/slurm/train.sbatch on the throw-away Slurm cluster of tests/slurm/
+# (named slurm_ so that the sanitizer stage skips it with the other Slurm tests)
+add_test(NAME slurm_job_kill_report
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/reliability/slurm_kill.sh $<TARGET_FILE:strata>)
+set_tests_properties(slurm_job_kill_report PROPERTIES LABELS "slurm;reliability" TIMEOUT 300
+                     RESOURCE_LOCK slurm_cluster ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 rel_test(rel_ckpt_kill_mid_shard       faults.sh ckptkill  1 checkpoint)
 rel_test(rel_ckpt_kill_before_commit   faults.sh ckptkill  0 commit)
 rel_test(rel_resume_exact_seed1        faults.sh resume    1)

@@ -1,16 +1,25 @@
-# Issue 6: `strata serve` on a real checkpoint end to end under mpirun (np 1 and 2): greedy and
-# streamed completions against `strata infer`, concurrent clients batched, sessions across a
-# restart, bad requests, /metrics, /health, clean shutdown by PID.
+# Issue 6: `strata serve` on a real checkpoint end to end under mpirun (tests/serve_e2e/):
+#   serve_e2e_np1/np2     greedy and streamed completions against `strata infer`, concurrent
+#                         clients batched, sessions across a restart, bad requests, /metrics,
+#                         /health, clean shutdown by signalling the ranks
+#   serve_e2e_overload    P=2, --max-queue 3 with the pipeline held: the excess gets 429 +
+#                         Retry-After + JSON, the admitted requests complete, /health stays 200
+#   serve_e2e_signal      P=2, SIGTERM then SIGINT to mpirun: every rank exits 0, the session is
+#                         on disk and a restarted server continues it as an uninterrupted one would
 strata_test_exe(test_serve_e2e ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_e2e.c
                 ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
 target_include_directories(test_serve_e2e PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/serve)
 target_link_libraries(test_serve_e2e PRIVATE pthread)
-foreach(np 1 2)
-  strata_add_test(serve_e2e_np${np} test_serve_e2e ${np} ${CMAKE_BINARY_DIR}/serve_e2e_np${np}
+function(serve_e2e_test name case np)
+  strata_add_test(${name} test_serve_e2e ${case} ${np} ${CMAKE_BINARY_DIR}/${name}
                   $<TARGET_FILE:strata> ${STRATA_MPIRUN})
-  set_tests_properties(serve_e2e_np${np} PROPERTIES TIMEOUT 300
+  set_tests_properties(${name} PROPERTIES TIMEOUT 300 LABELS "mpi"
                        ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
-endforeach()
+endfunction()
+serve_e2e_test(serve_e2e_np1 basic 1)
+serve_e2e_test(serve_e2e_np2 basic 2)
+serve_e2e_test(serve_e2e_overload overload 2)
+serve_e2e_test(serve_e2e_signal signal 2)
 
 # launch/slurm/serve.sbatch on the throw-away Slurm cluster (tests/slurm/cluster.sh): start,
 # /health, one completion, scancel. Label "slurm", shares the cluster lock with tests/slurm.cmake.

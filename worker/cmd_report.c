@@ -7,8 +7,11 @@
  * (loss.png, tokens_per_s.png, breakdown.png) into --plot-dir (default RUN_DIR/plots).
  *
  * Reads RUN_DIR/report.json and RUN_DIR/steps.jsonl with json-c. Runs on rank 0 only (other
- * ranks, if any, return 0 at once). Exit status: 0 ok, 2 bad usage or unreadable run directory,
- * 1 plotting failed. */
+ * ranks, if any, return 0 at once). Also lists each rank's last state from RUN_DIR/status/rank-R
+ * (rank_status.h: step, operation, and how it ended); for a run that did not finish (no
+ * report.json, e.g. a rank was killed) only those states are printed, with exit status 1.
+ * Exit status: 0 ok, 2 bad usage or unreadable run directory, 1 plotting failed or the run did
+ * not finish. */
 #include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -22,6 +25,7 @@
 #include "args.h"
 #include "commands.h"
 #include "log.h"
+#include "rank_status.h"
 
 /* Width and height (characters) of the terminal loss chart; env STRATA_REPORT_CHART_COLS. */
 #define REPORT_CHART_COLS 60
@@ -364,6 +368,56 @@ static int write_plots(const char *dir, const char *run_dir, const steps_t *s, j
   return 0;
 }
 
+/* The run's status records, in rank order: rank-0, rank-1, ... up to the first missing one.
+ * Returns the number read into recs (at most max); unreadable records are skipped with a
+ * warning. */
+static int load_rank_status(const char *dir, rank_status_record_t *recs, int max) {
+  int n = 0;
+  for (int r = 0; n < max; r++) {
+    char path[4300], err[512];
+    snprintf(path, sizeof path, "%s/status/rank-%d", dir, r);
+    if (access(path, F_OK) != 0) break;
+    if (rank_status_read(path, &recs[n], err, sizeof err)) {
+      strata_warn("report: %s", err);
+      continue;
+    }
+    n++;
+  }
+  return n;
+}
+
+static void print_rank_status(const rank_status_record_t *recs, int n) {
+  printf("\nlast state per rank (status/rank-R):\n");
+  for (int i = 0; i < n; i++) {
+    const rank_status_record_t *r = &recs[i];
+    char step[48];
+    if (r->step > 0) snprintf(step, sizeof step, "step %lld", (long long)r->step);
+    else snprintf(step, sizeof step, "before the first step");
+    const char *how = r->state;
+    if (!strcmp(how, "running")) how = "no final state: died without reporting (killed or exited)";
+    printf("  rank %d (stage %d, replica %d, pid %d): %s, %s: %s\n", r->rank, r->stage, r->replica,
+           r->pid, step, r->op, how);
+  }
+}
+
+static json_object *rank_status_json(const rank_status_record_t *recs, int n) {
+  json_object *a = json_object_new_array();
+  for (int i = 0; i < n; i++) {
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "rank", json_object_new_int(recs[i].rank));
+    json_object_object_add(o, "stage", json_object_new_int(recs[i].stage));
+    json_object_object_add(o, "replica", json_object_new_int(recs[i].replica));
+    json_object_object_add(o, "pid", json_object_new_int(recs[i].pid));
+    json_object_object_add(o, "step", json_object_new_int64(recs[i].step));
+    json_object_object_add(o, "operation", json_object_new_string(recs[i].op));
+    json_object_object_add(o, "state", json_object_new_string(recs[i].state));
+    json_object_array_add(a, o);
+  }
+  return a;
+}
+
+#define REPORT_MAX_RANKS 4096
+
 int cmd_report(int argc, char **argv) {
   int json = 0, plot = 0;
   const char *plot_dir = NULL;
@@ -378,8 +432,10 @@ int cmd_report(int argc, char **argv) {
                       "strata report RUN_DIR [--json] [--plot [--plot-dir DIR]]\n\n"
                       "Summarises a `strata train --out RUN_DIR` run: layout, loss curve, throughput, time\n"
                       "breakdown per stage, memory, simulated figures (sim_* keys) and checkpoints.\n"
-                      "Reads RUN_DIR/report.json and RUN_DIR/steps.jsonl. Exit status: 0 ok, 2 bad usage or\n"
-                      "unreadable run directory, 1 plotting failed.",
+                      "Reads RUN_DIR/report.json and RUN_DIR/steps.jsonl, and each rank's last state (step,\n"
+                      "operation, how it ended) from RUN_DIR/status/rank-R; a run that did not finish shows\n"
+                      "only those. Exit status: 0 ok, 2 bad usage or unreadable run directory, 1 plotting\n"
+                      "failed or the run did not finish.",
                       argc, argv, specs, 3, pos, &npos);
   if (rc != 0) return rc > 0 ? 0 : 2;
   if (strata_log_rank() > 0) return 0;
@@ -398,7 +454,25 @@ int cmd_report(int argc, char **argv) {
     return 2;
   }
   char path[4200], err[1024];
+  static rank_status_record_t recs[REPORT_MAX_RANKS];
+  int nrec = load_rank_status(dir, recs, REPORT_MAX_RANKS);
   snprintf(path, sizeof path, "%s/report.json", dir);
+  if (access(path, R_OK) != 0 && nrec > 0) {
+    /* A run that did not finish: what every rank was doing when it stopped. */
+    if (json) {
+      json_object *o = json_object_new_object();
+      json_object_object_add(o, "run_dir", json_object_new_string(dir));
+      json_object_object_add(o, "finished", json_object_new_boolean(0));
+      json_object_object_add(o, "rank_status", rank_status_json(recs, nrec));
+      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
+      json_object_put(o);
+    } else {
+      printf("run %s did not finish (no report.json)\n", dir);
+      print_rank_status(recs, nrec);
+    }
+    strata_error("report: %s is missing: the run did not finish; the last state of each rank is above", path);
+    return 1;
+  }
   if (access(path, R_OK) != 0) {
     strata_error("report: %s is missing (the run did not finish, or %s is not a `strata train --out` directory)", path, dir);
     return 2;
@@ -496,6 +570,7 @@ int cmd_report(int argc, char **argv) {
     json_object *ca = json_object_new_array();
     for (int i = 0; i < nck; i++) json_object_array_add(ca, json_object_new_string(ckpts[i]));
     json_object_object_add(o, "checkpoints", ca);
+    if (nrec > 0) json_object_object_add(o, "rank_status", rank_status_json(recs, nrec));
     printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED));
     json_object_put(o);
   } else {
@@ -554,6 +629,7 @@ int cmd_report(int argc, char **argv) {
     if (nck == 0) printf(" none");
     for (int i = 0; i < nck; i++) printf(" %s", ckpts[i]);
     printf("\n");
+    if (nrec > 0) print_rank_status(recs, nrec);
   }
   int out = 0;
   if (plot) {

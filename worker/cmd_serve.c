@@ -1,11 +1,14 @@
 /* strata serve -- the HTTP inference server (serve.c) on the coordinator, fed by the inference
  * engine across the ranks, or by the deterministic fake backend (`--backend fake`, one rank) for
  * tests and load generation. Stops cleanly on SIGINT/SIGTERM: in-flight requests finish (or are
- * cancelled after --shutdown-grace-s), the daemon stops, exit 0. */
+ * cancelled after --shutdown-grace-s), the daemon stops, every rank exits 0 (under mpirun's kill
+ * sequence without MPI_Finalize: see leave_together). */
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "commands.h"
@@ -17,11 +20,82 @@
 /* The engine adapter (serve_engine.c; see serve.h). */
 const serve_engine_hooks_t *serve_engine_hooks = NULL;
 
-static serve_t *g_server; /* for the signal handler */
+static serve_t *g_server; /* for the signal handler (rank 0) */
 
-static void on_signal(int sig) {
-  (void)sig;
-  if (g_server) serve_stop(g_server);
+/* Shutdown under Open MPI's launcher. mpirun (and orted) answers SIGTERM or SIGINT by killing
+ * the job: SIGCONT to every rank's process group, odls_base_sigkill_timeout seconds (default 1)
+ * later SIGTERM, and another timeout later SIGKILL -- or at once, as soon as any rank process
+ * exits (measured with Open MPI 4.1.4; mpirun itself then exits 1). Its event loop is blocked
+ * meanwhile, so MPI_Finalize, whose PMIx fence needs it, cannot complete. So after a stop
+ * signalled by the launcher every rank finishes its part (drain, session files, the engine's
+ * collective shutdown), the ranks agree in one allreduce -- also the proof that everyone is
+ * done -- and all leave together with _exit(0) instead of finalizing. */
+static pid_t g_launcher_pid = -1;             /* the local mpirun/orted, or -1: not launched by it */
+static int g_launcher_grace_ms = -1;          /* the drain's bound when the launcher signals, ms */
+static volatile sig_atomic_t g_launcher_stop; /* a SIGTERM/SIGINT came from the launcher */
+
+/* Finds the launcher: Open MPI sets OMPI_MCA_orte_jobfam_session_dir=.../pid.<daemon pid> for
+ * the processes it starts (the daemon is also the parent, unless a wrapper sits between). The
+ * kill delay is odls_base_sigkill_timeout (set with `mpirun --mca odls_base_sigkill_timeout S`
+ * or OMPI_MCA_odls_base_sigkill_timeout, both of which reach the ranks' environment). */
+static void launcher_detect(void) {
+  if (!getenv("OMPI_MCA_orte_hnp_uri")) return; /* srun, a singleton: no such deadline */
+  const char *dir = getenv("OMPI_MCA_orte_jobfam_session_dir");
+  const char *p = dir ? strstr(dir, "/pid.") : NULL;
+  g_launcher_pid = p ? (pid_t)atol(p + 5) : getppid();
+  double delay_s = 1.0;
+  const char *v = getenv("OMPI_MCA_odls_base_sigkill_timeout");
+  if (v && *v) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end != v && x >= 0) delay_s = x;
+  }
+  /* half the delay, less 0.25 s, for the requests in flight; the rest cancels them, writes
+   * their sessions and releases the other ranks before the SIGKILL */
+  double cap_s = 0.5 * delay_s - 0.25;
+  g_launcher_grace_ms = cap_s > 0 ? (int)(cap_s * 1000.0) : 0;
+}
+
+static int from_launcher(const siginfo_t *si) {
+  return g_launcher_pid > 0 && si && si->si_code == SI_USER && si->si_pid > 0 &&
+         (si->si_pid == g_launcher_pid || si->si_pid == getppid()); /* getppid: async-signal-safe */
+}
+
+/* Rank 0: stop serving. */
+static void on_signal(int sig, siginfo_t *si, void *uctx) {
+  (void)uctx;
+  int launcher = from_launcher(si);
+  if (launcher) g_launcher_stop = 1;
+  if (g_server) serve_stop_signal(g_server, sig, launcher ? g_launcher_grace_ms : -1);
+}
+
+/* Ranks > 0: keep going (rank 0 drains, then releases them); only note who asked. */
+static void on_signal_worker(int sig, siginfo_t *si, void *uctx) {
+  (void)sig, (void)uctx;
+  if (from_launcher(si)) g_launcher_stop = 1;
+}
+
+static void catch_stop_signals(void (*fn)(int, siginfo_t *, void *)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = fn;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN); /* a client or mpirun that closed its end must not kill the rank */
+}
+
+/* Every rank, after a clean shutdown (collective): returns normally (main finalizes MPI), or,
+ * when the launcher is killing the job, leaves at once with exit code 0 (see above). */
+static void leave_together(int rank) {
+  int killing = g_launcher_stop;
+  MPI_Allreduce(MPI_IN_PLACE, &killing, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (!killing) return;
+  if (rank == 0) strata_info("serve: stopped; every rank exits 0 now (mpirun is ending the job)");
+  fflush(stdout);
+  fflush(stderr);
+  _exit(0);
 }
 
 static const char *usage_text =
@@ -31,7 +105,9 @@ static const char *usage_text =
     "top_k, seed, stream, session; unknown fields are ignored), GET /health, GET /metrics\n"
     "(Prometheus), GET /v1/sessions, DELETE /v1/sessions/ID. Listens on loopback unless --listen\n"
     "names another address. PORT 0 picks a free port; the chosen one is printed as\n"
-    "'listening on http://HOST:PORT'. SIGINT/SIGTERM drain in-flight requests and exit 0.\n"
+    "'listening on http://HOST:PORT'. SIGINT/SIGTERM drain in-flight requests and exit 0; signalled\n"
+    "through Open MPI's mpirun (which SIGKILLs the ranks odls_base_sigkill_timeout s after its SIGTERM,\n"
+    "default 1, and exits 1 itself) the drain is cut to half that less 0.25 s.\n"
     "Byte-level models (vocab 256): the prompt's UTF-8 bytes are the tokens; each generated byte is\n"
     "returned as the code point of that value (Latin-1), as `strata infer --json` prints it.\n"
     "Sessions (\"session\": \"ID\") persist in --session-dir (default <checkpoint>/../sessions) and\n"
@@ -73,6 +149,7 @@ int cmd_serve(int argc, char **argv) {
   int world = 1, rank = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  launcher_detect();
   char err[512] = "";
   serve_backend_t be;
   memset(&be, 0, sizeof be);
@@ -100,10 +177,12 @@ int cmd_serve(int argc, char **argv) {
     else session_default_dir(sdir, sizeof sdir, ckpt);
     eo.session_dir = no_sessions ? NULL : sdir;
     if (rank != 0) {
+      catch_stop_signals(on_signal_worker);
       if (serve_engine_hooks->worker(ckpt, &eo, err, sizeof err)) {
         strata_error("serve: %s", err);
         return 1;
       }
+      leave_together(rank);
       return 0;
     }
     if (serve_engine_hooks->open(ckpt, &eo, &be, err, sizeof err)) {
@@ -122,13 +201,7 @@ int cmd_serve(int argc, char **argv) {
     return 1;
   }
   g_server = s;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  catch_stop_signals(on_signal);
   char host[64];
   int port, loop;
   http_parse_listen(o.listen, host, sizeof host, &port, &loop, err, sizeof err);
@@ -141,6 +214,7 @@ int cmd_serve(int argc, char **argv) {
     strata_error("serve: stopped after a backend failure: %s", err);
     return 1;
   }
+  leave_together(rank);
   strata_info("serve: stopped");
   return 0;
 }

@@ -164,9 +164,13 @@ static int run_one(const sim_job_t *j, int as_json) {
            layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
            j->model.ctx, j->model.vocab);
     printf("device: %s; compute dtype %s\n", dbuf, device_dtype_name(j->opt.dtype));
-    printf("schedule: %s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
-           schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
-           j->opt.overlap ? "overlapped with" : "after");
+    if (j->opt.zero)
+      printf("schedule: %s, ZeRO-%d: gradient reduce-scatter after backward\n",
+             schedule_kind_name(j->opt.kind), j->opt.zero);
+    else
+      printf("schedule: %s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
+             schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
+             j->opt.overlap ? "overlapped with" : "after");
     layout_print(lay, stdout);
     printf("\n%-6s %-9s %9s %9s %10s %10s %10s %10s %9s %7s %11s\n", "stage", "layers", "fwd_ms",
            "bwd_ms", "compute_ms", "idle_ms", "exposed_ms", "dpcomm_ms", "optim_ms", "inflight",

@@ -39,7 +39,10 @@ int device_parse_dtype(const char *s, device_dtype_t *out) {
 
 int device_builtin(const char *name, device_t *out) {
   /* name, fp32, bf16, fp8 (FLOP/s), HBM bytes, HBM B/s, chips/instance, intra B/s, intra s,
-   * inter B/s (whole instance), inter s, reduce B/s. Sources and assumptions: SIMULATION.md. */
+   * inter B/s (whole instance), inter s, reduce B/s, per-op overhead s and collective step
+   * latency s (0: none published in REFERENCE.md; kernels are assumed launched back to back,
+   * collectives pay the link latency). Sources and
+   * assumptions: SIMULATION.md. */
   static const device_t builtin[] = {
       {"trn1",
        {47.5 * T12, 190 * T12, 190 * T12},
@@ -50,6 +53,9 @@ int device_builtin(const char *name, device_t *out) {
        1.5 * US,
        100 * G9,
        15 * US,
+       0,
+       0,
+       0,
        0},
       {"trn2",
        {166.75 * T12, 667 * T12, 1299 * T12},
@@ -60,6 +66,9 @@ int device_builtin(const char *name, device_t *out) {
        1.5 * US,
        400 * G9,
        15 * US,
+       0,
+       0,
+       0,
        0},
       {"trn3",
        {167.75 * T12, 671 * T12, 2517 * T12},
@@ -70,6 +79,9 @@ int device_builtin(const char *name, device_t *out) {
        1.5 * US,
        400 * G9,
        15 * US,
+       0,
+       0,
+       0,
        0},
       {"h100",
        {67 * T12, 989 * T12, 1979 * T12},
@@ -80,6 +92,9 @@ int device_builtin(const char *name, device_t *out) {
        2 * US,
        400 * G9,
        15 * US,
+       0,
+       0,
+       0,
        0},
   };
   for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
@@ -111,6 +126,11 @@ int device_validate(const device_t *d, char *err, size_t errlen) {
                 d->name);
   if (!(d->reduce_Bps >= 0))
     return strata_fail(err, errlen, "device '%s': reduce_gbps must be >= 0 (0 = ignore)", d->name);
+  if (!(d->op_overhead_s >= 0) || !isfinite(d->op_overhead_s))
+    return strata_fail(err, errlen, "device '%s': op_overhead_us must be >= 0 (0 = none)", d->name);
+  if (!(d->coll_lat_s >= 0) || !isfinite(d->coll_lat_s))
+    return strata_fail(err, errlen, "device '%s': coll_latency_us must be >= 0 (0 = the link's)",
+                       d->name);
   return 0;
 }
 
@@ -176,6 +196,17 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
   out->inter_Bps = inter * G9;
   out->inter_lat_s = inter_us * US;
   out->reduce_Bps = reduce * G9;
+  json_object *ov; /* optional: fixed cost per op, microseconds (default 0) */
+  if (json_object_object_get_ex(root, "op_overhead_us", &ov)) {
+    double us = 0;
+    if (json_number(root, path, "op_overhead_us", &us, err, errlen)) goto put_root;
+    out->op_overhead_s = us * US;
+  }
+  if (json_object_object_get_ex(root, "coll_latency_us", &ov)) {
+    double us = 0;
+    if (json_number(root, path, "coll_latency_us", &us, err, errlen)) goto put_root;
+    out->coll_lat_s = us * US;
+  }
   if (device_validate(out, err, errlen)) {
     char tmp[256];
     snprintf(tmp, sizeof tmp, "device file %s: %s", path, err);
@@ -207,7 +238,7 @@ int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
 
 double device_op_time(const device_t *d, device_dtype_t dt, double flops, double bytes) {
   double tc = flops / d->peak_flops[dt], tm = bytes / d->hbm_Bps;
-  return tc > tm ? tc : tm;
+  return (tc > tm ? tc : tm) + d->op_overhead_s;
 }
 
 void device_link(const device_t *d, int a, int b, double *lat_s, double *Bps) {
@@ -240,6 +271,7 @@ void device_ring_bottleneck(const device_t *d, const int *ranks, int p, double *
     if (lat > *lat_s) *lat_s = lat;
     if (bw < *Bps) *Bps = bw;
   }
+  if (p > 1 && d->coll_lat_s > *lat_s) *lat_s = d->coll_lat_s; /* measured collective step */
 }
 
 static double gamma_time(const device_t *d, double bytes) {
@@ -332,7 +364,8 @@ free_bufs:
 
 int device_calibrate_link(device_t *d, device_pingpong_fn fn, void *ctx) {
   double t_small, t_large;
-  if (!fn || fn(ctx, CAL_PING_SMALL, 50, &t_small) || fn(ctx, CAL_PING_LARGE, 5, &t_large))
+  /* many small round trips: under load most wait for a time slice; the fastest is the link */
+  if (!fn || fn(ctx, CAL_PING_SMALL, 200, &t_small) || fn(ctx, CAL_PING_LARGE, 8, &t_large))
     return -1;
   /* one-way time = rt / 2 = alpha + bytes * beta */
   double one_small = t_small / 2, one_large = t_large / 2;
@@ -347,6 +380,8 @@ int device_calibrate_link(device_t *d, device_pingpong_fn fn, void *ctx) {
 }
 
 #define CAL_PING_TAG 0x5a5a /* message tag of the calibration ping-pong */
+#define CAL_PING_MIN 5          /* round trips before the time budget may stop the ping-pong */
+#define CAL_PING_BUDGET_S 0.15  /* seconds per ping-pong size (then the fastest so far) */
 
 int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per_rt) {
   coll_comm_t *comm = ctx;
@@ -360,14 +395,24 @@ int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per
   if (!rc && rank < 2) {
     int peer = 1 - rank;
     result = INFINITY; /* best round trip: the least disturbed by other processes */
+    /* rank 0 stops early once CAL_PING_MIN round trips are done and CAL_PING_BUDGET_S has
+     * passed (a loaded machine makes each round trip wait for a time slice); the first int of
+     * every message tells rank 1 whether another follows */
+    int32_t *flag = (int32_t *)buf;
+    double start = strata_now_s();
     for (int i = 0; i < iters && !rc; i++) {
       double t0 = strata_now_s();
-      if (rank == 0)
+      if (rank == 0) {
+        *flag = i + 1 < iters && !(i + 1 >= CAL_PING_MIN && t0 - start > CAL_PING_BUDGET_S);
+        int more = *flag;
         rc = coll_send(buf, count, COLL_I32, peer, CAL_PING_TAG, comm) ||
              coll_recv(buf, count, COLL_I32, peer, CAL_PING_TAG, comm);
-      else
+        if (!more) iters = 0;
+      } else {
         rc = coll_recv(buf, count, COLL_I32, peer, CAL_PING_TAG, comm) ||
              coll_send(buf, count, COLL_I32, peer, CAL_PING_TAG, comm);
+        if (!*flag) iters = 0;
+      }
       double t = strata_now_s() - t0;
       if (t < result) result = t;
     }
@@ -390,6 +435,15 @@ void device_describe(const device_t *d, char *buf, size_t len) {
       d->name, d->peak_flops[DEV_FP32] / T12, d->peak_flops[DEV_BF16] / T12,
       d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->chips_per_instance,
       d->intra_Bps / G9, d->intra_lat_s / US, d->inter_Bps / G9, d->inter_lat_s / US);
+  size_t n = strlen(buf);
+  if (d->op_overhead_s > 0 && n < len)
+    snprintf(buf + n, len - n, ", %.3g us per op", d->op_overhead_s / US);
+  n = strlen(buf);
+  if (d->coll_lat_s > 0 && n < len)
+    snprintf(buf + n, len - n, ", collective step %.3g us", d->coll_lat_s / US);
+  n = strlen(buf);
+  if (d->timeshare > 1 && n < len)
+    snprintf(buf + n, len - n, ", time-shared %.3gx (ranks per core)", d->timeshare);
 }
 
 int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int *shapes,

@@ -45,6 +45,14 @@ typedef struct {
   double inter_Bps;                   /* network bandwidth of a whole instance, bytes/s */
   double inter_lat_s;                 /* one hop between instances, s */
   double reduce_Bps;                  /* reduction throughput (gamma = 1/reduce_Bps); 0 = free */
+  double op_overhead_s;               /* fixed cost per op (kernel launch, loop set-up); 0 for the
+                                         built-in accelerators, measured for `cpu` */
+  double coll_lat_s;                  /* > 0: latency of one step of a collective (ring step),
+                                         replacing the link latency in collectives when larger;
+                                         0 for the built-ins, measured for `cpu` in strata train */
+  double timeshare;                   /* cpu in strata train: > 1 when the job's ranks outnumber
+                                         the host's cores; every figure above is already scaled
+                                         by it (informational; 0 or 1: dedicated) */
 } device_t;
 
 const char *device_dtype_name(device_dtype_t d); /* "fp32", "bf16", "fp8" */
@@ -63,7 +71,7 @@ int device_validate(const device_t *d, char *err, size_t errlen);
 int device_resolve(const char *spec, device_t *out, char *err, size_t errlen);
 
 /* ---- time model ---- */
-/* Roofline time of an op: max(flops / peak[dtype], bytes / hbm_Bps). */
+/* Roofline time of an op: max(flops / peak[dtype], bytes / hbm_Bps) + op_overhead_s. */
 double device_op_time(const device_t *d, device_dtype_t dt, double flops, double bytes);
 /* The link between two ranks: latency (s) and bandwidth (bytes/s); same rank: 0 and +inf. */
 void device_link(const device_t *d, int rank_a, int rank_b, double *lat_s, double *Bps);

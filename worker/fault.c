@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "rank_status.h"
 
 int fault_armed_ = 1; /* first call parses STRATA_FAULT */
 
@@ -102,10 +103,16 @@ static void parse_env(void) {
 }
 
 void fault_report_failure(const char *what, const char *msg) {
+  char text[1200];
   if (fault_step_ < 0)
-    strata_error("%s: rank %d: before the first step: %s", what, strata_log_rank(), msg);
+    snprintf(text, sizeof text, "%s: rank %d: before the first step: %s", what, strata_log_rank(), msg);
   else
-    strata_error("%s: rank %d: step %lld: %s", what, strata_log_rank(), (long long)fault_step_, msg);
+    snprintf(text, sizeof text, "%s: rank %d: step %lld: %s", what, strata_log_rank(),
+             (long long)fault_step_, msg);
+  strata_error("%s", text);
+  char state[1300];
+  snprintf(state, sizeof state, "failed: %s", msg);
+  rank_status_end(state); /* RUN/status/rank-R: the operation is already in the record */
 }
 
 void fault_point_slow(fault_site_t site, int64_t step) {

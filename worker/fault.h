@@ -51,7 +51,8 @@ static inline void fault_point(fault_site_t site, int64_t step) {
 
 /* Prints the failure of this rank as "[strata rR] error: WHAT: rank R: step S: MSG" (or
  * "before the first step"), S being the step last marked by fault_point(FAULT_AT_STEP). MSG
- * from the collectives names the operation, the peer rank and the bytes outstanding. */
+ * from the collectives names the operation, the peer rank and the bytes outstanding. Also
+ * records "failed: MSG" as the rank's final state in its status record (rank_status.h). */
 void fault_report_failure(const char *what, const char *msg);
 
 /* Parses a STRATA_FAULT spec (exposed for the unit test). Returns 0 and fills the fields, or

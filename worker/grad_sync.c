@@ -2,6 +2,8 @@
  * wte sum, the global gradient norm and the (ZeRO-1) optimizer update (see grad_sync.h). */
 #include "grad_sync.h"
 #include "fault.h"
+#include "rank_status.h"
+#include "sim_clock.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -33,6 +35,7 @@ struct grad_sync {
   float *gpad, *ppad;            /* ZeRO: D*S padded gradient / parameter buffers */
   adamw_t *opt;
   grad_sync_stats_t stats;
+  sim_clock_t *sim;              /* the simulated clock carried on the step, or NULL */
 };
 
 /* Starts the all-reduce of the open bucket. */
@@ -62,6 +65,7 @@ static void flush_bucket(grad_sync_t *gs) {
   gs->req[gs->n_req++] = r;
   gs->covered += cnt;
   gs->stats.buckets++;
+  sim_clock_bucket(gs->sim, (double)cnt * sizeof(float));
 }
 
 /* Drives in-flight bucket all-reduces (cheap when nothing is pending). */
@@ -86,6 +90,7 @@ static void progress(grad_sync_t *gs) {
 static void on_grad_ready(void *ctx, size_t offset, size_t count) {
   grad_sync_t *gs = ctx;
   if (!gs->armed || gs->zero || gs->D == 1) return;
+  sim_clock_grad_ready(gs->sim);
   progress(gs);
   if (gs->wte_separate && gs->wte_n && offset == gs->wte_off) return; /* reduced after backward */
   if (gs->pend_hi != gs->pend_lo && offset + count != gs->pend_lo) flush_bucket(gs);
@@ -200,8 +205,10 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
   double t0 = strata_now_s(), wait_s = 0;
   float *g = gs->m->grads;
   flush_bucket(gs);
+  rank_status_op(RS_ALLREDUCE, gs->n_req > 0 ? 0 : -1); /* RUN/status/rank-R */
   fault_point(FAULT_AT_ALLREDUCE, -1);
   for (int i = 0; i < gs->n_req; i++) {
+    rank_status_op(RS_ALLREDUCE, i);
     coll_result_t r = coll_wait(gs->req[i]);
     if (!gs->req_done[i]) gs->req_t1[i] = strata_now_s();
     if (r != COLL_OK && !gs->cb_failed) {
@@ -335,6 +342,8 @@ void grad_sync_set_moments(grad_sync_t *gs, const float *exp_avg, const float *e
   memcpy(gs->opt->m, exp_avg + gs->begin, gs->count * sizeof(float));
   memcpy(gs->opt->v, exp_avg_sq + gs->begin, gs->count * sizeof(float));
 }
+
+void grad_sync_set_sim_clock(grad_sync_t *gs, sim_clock_t *sc) { gs->sim = sc; }
 
 size_t grad_sync_alloc_bytes(const grad_sync_t *gs) {
   size_t b = 2 * sizeof(float) * (gs->count ? gs->count : 1);

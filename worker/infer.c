@@ -11,6 +11,8 @@
  *                                receives the previous RUN's tokens of group g just before
  *                                running group g (see exec_run)
  *   OP_SAVE slot len id...       write the slot's stage file of the session
+ *   OP_SYNC                      barrier: every stage has executed the ops before it (after the
+ *                                saves, so a request completes only once all its files are durable)
  *   OP_FREE slot                 release the slot's cache and sampler
  *   OP_SHUTDOWN                  leave infer_worker_loop
  * Rank 0 broadcasts the message (coll_broadcast; one collective for plans up to 255 words), then
@@ -34,7 +36,7 @@
 #include "session.h"
 #include "util.h"
 
-enum { OP_END = 0, OP_OPEN, OP_SAMPLER, OP_LOAD, OP_RUN, OP_SAVE, OP_FREE, OP_SHUTDOWN };
+enum { OP_END = 0, OP_OPEN, OP_SAMPLER, OP_LOAD, OP_RUN, OP_SAVE, OP_FREE, OP_SHUTDOWN, OP_SYNC };
 enum { SLOT_FREE = 0, SLOT_ACTIVE, SLOT_IDLE };
 #define TAG_ACT 100    /* + group: residual stream stage s -> s+1 */
 #define TAG_TOK 5000   /* + group: sampled tokens last stage -> rank 0 */
@@ -524,6 +526,16 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
     case OP_FREE:
       slot_release(e, &e->slots[*p++]);
       break;
+    case OP_SYNC:
+      if (e->P > 1) {
+        coll_result_t cr = coll_barrier(e->comm);
+        if (cr != COLL_OK) {
+          snprintf(e->err, sizeof e->err, "waiting for every stage's session files: %s: %s", coll_result_string(cr),
+                   coll_last_error(e->comm));
+          return -1;
+        }
+      }
+      break;
     case OP_SHUTDOWN:
       return 1;
     default:
@@ -900,7 +912,7 @@ static void complete(infer_engine_t *e, int s) {
 /* Completes the slots of act[] marked finished: plans and runs the session saves, calls
  * on_done, releases stateless slots and evicts idle sessions beyond the memory budget. */
 static int finish_slots(infer_engine_t *e, const int *act, int nact) {
-  int nfin = 0;
+  int nfin = 0, nsave = 0;
   for (int i = 0; i < nact; i++) {
     slot_t *sl = &e->slots[act[i]];
     if (!sl->finished) continue;
@@ -910,9 +922,14 @@ static int finish_slots(infer_engine_t *e, const int *act, int nact) {
       msg_push(e, act[i]);
       msg_push_str(e, sl->session);
       e->st.session_saves++;
+      nsave++;
     }
   }
   if (nfin == 0) return 0;
+  /* The request completes only when every stage's file is written: a client that has its answer
+   * can rely on the whole session on disk, and its next turn does not wait behind a later
+   * stage's save (fsync) of this one. */
+  if (nsave && e->P > 1) msg_push(e, OP_SYNC);
   if (flush_msg(e)) return -1;
   for (int i = 0; i < nact; i++) {
     slot_t *sl = &e->slots[act[i]];

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "rank_status.h"
 
 typedef struct {
   const char *name;
@@ -84,6 +85,7 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   strata_log_set_rank(rank);
   int rc = cmd->run(argc - 1, argv + 1);
+  rank_status_exit(rc); /* RUN/status/rank-R (train): done, or failed; before any abort */
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (rc != 0 && size > 1 && !(rc == 2 && all_ranks_arrive(STRATA_EXIT_AGREE_S))) {

@@ -45,7 +45,10 @@ void memory_stage(const layout_t *lay, int s, sched_kind_t kind, int zero, doubl
     comm += 2 * E * b * T * C;
     if (s == 0 || s == lay->pp - 1) comm += E * (double)m->vocab * C;
   }
-  if (lay->dp > 1) comm += bucket_bytes < out->grads_bytes ? bucket_bytes : out->grads_bytes;
+  if (zero) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
+    comm += 2 * E * ceil(params / lay->dp) * lay->dp;
+  else if (lay->dp > 1)
+    comm += bucket_bytes < out->grads_bytes ? bucket_bytes : out->grads_bytes;
   out->comm_bytes = comm;
   out->total_bytes = out->params_bytes + out->grads_bytes + out->optimizer_bytes +
                      out->activations_bytes + out->workspace_bytes + out->comm_bytes +

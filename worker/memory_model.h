@@ -12,7 +12,9 @@
  *   workspace    4 * (7 b T C + T^2)   the backward scratch gpt2.c keeps once per rank: dres,
  *                dln, datty (b,T,C), dbig (b,T,4C), datt (T,T)
  *   comm         pipeline: 2 b T C * 4 (gradient send + receive buffers) when P > 1;
- *                data parallel: one gradient bucket (min(bucket, gradients)) when D > 1;
+ *                data parallel: one gradient bucket (min(bucket, gradients)) when D > 1
+ *                without ZeRO; ZeRO-1 (any D): the padded gradient and parameter buffers
+ *                grad_sync.c keeps, 2 * 4 * D * ceil(params(s) / D) (no bucket);
  *                tied wte: V C * 4 exchange buffer on the first and last stage when P > 1
  *   kv cache     inference only: 2 * layers(s) * batch * ctx * C * 4
  * acts(s), in elements per micro-batch, as Strata's gpt2.c allocates them (gpt2_acts_t; llm.c's

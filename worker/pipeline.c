@@ -1,6 +1,8 @@
 /* pipeline.c -- one stage's execution of a GPipe / 1F1B training step (see pipeline.h). */
 #include "pipeline.h"
 #include "fault.h"
+#include "rank_status.h"
+#include "sim_clock.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -24,6 +26,7 @@ struct pipeline {
   float **dx_in;               /* [K] (mb, T, C) input gradients to send (stage > 0) */
   coll_request_t **act_req;    /* [K] pending activation sends */
   coll_request_t **grad_req;   /* [K] pending gradient sends */
+  sim_clock_t *sim;            /* the simulated clock carried on the step, or NULL */
 };
 
 int pipeline_create(gpt2_model_t *m, coll_comm_t *pipe, sched_kind_t kind, int M, int mb, int T,
@@ -91,6 +94,8 @@ void pipeline_free(pipeline_t *pl) {
   free(pl);
 }
 
+void pipeline_set_sim_clock(pipeline_t *pl, sim_clock_t *sc) { pl->sim = sc; }
+
 size_t pipeline_act_bytes(const pipeline_t *pl) {
   size_t nact = (size_t)pl->mb * pl->T * pl->C * sizeof(float), b = 0;
   for (int k = 0; k < pl->slots; k++) b += gpt2_acts_bytes(pl->acts[k]) + (pl->stage > 0 ? nact : 0);
@@ -126,15 +131,18 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
     const int j = a->micro, k = j % pl->slots, tag = schedule_tag(a->op, j);
     double t0 = strata_now_s(), t0c = tr ? coord_now(tr) : 0;
     coll_result_t rc = COLL_OK;
+    rank_status_op((rank_status_op_t)(RS_PIPE_RECV_ACT + a->op), j); /* RUN/status/rank-R */
     switch (a->op) {
     case SCHED_RECV_ACT:
       fault_point(FAULT_AT_RECV, -1);
       rc = coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, tag, pl->pipe);
+      if (rc == COLL_OK) sim_clock_recv(pl->sim, 1, tag);
       st->idle_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_RECV, j, t0c, coord_now(tr));
       break;
     case SCHED_RECV_GRAD:
       rc = coll_recv(pl->dx_out, nact, COLL_F32, pl->stage + 1, tag, pl->pipe);
+      if (rc == COLL_OK) sim_clock_recv(pl->sim, 0, tag);
       st->idle_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_RECV, j, t0c, coord_now(tr));
       break;
@@ -144,6 +152,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       t0c = tr ? coord_now(tr) : 0;
       float loss = gpt2_forward(pl->m, pl->acts[k], first ? tokens + (size_t)j * ntok : NULL,
                                 first ? NULL : pl->x_in, last ? targets + (size_t)j * ntok : NULL);
+      sim_clock_fwd(pl->sim);
       if (last) {
         st->loss_sum += loss;
         st->n_loss++;
@@ -153,6 +162,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       break;
     }
     case SCHED_SEND_ACT:
+      sim_clock_send(pl->sim, 1, j, tag); /* the clock goes first: the data implies it */
       rc = coll_isend(gpt2_output(pl->acts[k]), nact, COLL_F32, pl->stage + 1, tag, pl->pipe,
                       &pl->act_req[k]);
       if (tr) coord_trace(tr, TRACE_SEND, j, t0c, coord_now(tr));
@@ -161,15 +171,18 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       if (complete(pl, &pl->act_req[k], st, err, errlen)) return -1;
       if (complete(pl, &pl->grad_req[k], st, err, errlen)) return -1;
       if (j == pl->M - 1 && gs) grad_sync_arm(gs);
+      sim_clock_bwd_begin(pl->sim, j == pl->M - 1);
       t0 = strata_now_s();
       t0c = tr ? coord_now(tr) : 0;
       gpt2_backward(pl->m, pl->acts[k], last ? NULL : pl->dx_out, loss_scale,
                     first ? NULL : pl->dx_in[k]);
+      sim_clock_bwd_end(pl->sim, j == pl->M - 1);
       st->compute_s += strata_now_s() - t0;
       if (tr) coord_trace(tr, TRACE_BWD, j, t0c, coord_now(tr));
       break;
     }
     case SCHED_SEND_GRAD:
+      sim_clock_send(pl->sim, 0, j, tag);
       rc = coll_isend(pl->dx_in[k], nact, COLL_F32, pl->stage - 1, tag, pl->pipe, &pl->grad_req[k]);
       if (tr) coord_trace(tr, TRACE_SEND, j, t0c, coord_now(tr));
       break;

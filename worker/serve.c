@@ -80,6 +80,8 @@ struct serve {
   int admitted;                  /* completion jobs QUEUED or SUBMITTED */
   int draining;                  /* stop seen: refuse new work with 503 */
   volatile sig_atomic_t stop;    /* serve_stop() */
+  volatile sig_atomic_t stop_sig; /* the signal that stopped the server (0: serve_stop) */
+  volatile sig_atomic_t grace_cap_ms; /* >= 0: the drain gets at most this long (serve_stop_signal) */
   serve_backend_stats_t stats;   /* last sampled backend stats */
   uint64_t next_id;              /* request id counter */
 };
@@ -397,7 +399,8 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
     }
     if (j->state == JOB_DONE && !j->stream_final) {
       j->stream_final = 1;
-      if (j->status || j->result.finish == SERVE_FINISH_ERROR || j->result.finish == SERVE_FINISH_CANCELLED) {
+      if (j->status || j->result.finish == SERVE_FINISH_ERROR ||
+          (j->result.finish == SERVE_FINISH_CANCELLED && !j->result.session_kept)) {
         int st = j->status ? j->status : j->result.finish == SERVE_FINISH_ERROR ? j->result.http_status : 503;
         const char *msg = j->status ? j->errmsg
                           : j->result.finish == SERVE_FINISH_ERROR ? j->result.message
@@ -524,7 +527,9 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
       pthread_cond_signal(&s->loop_cv);
     }
   }
-  if (j->status || j->result.finish == SERVE_FINISH_ERROR || j->result.finish == SERVE_FINISH_CANCELLED) {
+  /* A cancelled session turn the session kept (shutdown) is answered with what it holds. */
+  if (j->status || j->result.finish == SERVE_FINISH_ERROR ||
+      (j->result.finish == SERVE_FINISH_CANCELLED && (!j->result.session_kept || j->cancel_requested))) {
     st = j->status ? j->status : j->result.finish == SERVE_FINISH_ERROR ? j->result.http_status : 503;
     if (st < 400 || st > 599) st = 500;
     snprintf(msg, sizeof msg, "%s",
@@ -674,6 +679,7 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
   s->limits.max_tokens_limit = opts->max_tokens_limit;
   s->limits.default_max_tokens =
       opts->default_max_tokens < opts->max_tokens_limit ? opts->default_max_tokens : opts->max_tokens_limit;
+  s->grace_cap_ms = -1;
   pthread_mutex_init(&s->mu, NULL);
   cv_init_monotonic(&s->loop_cv);
   s->metrics = metrics_create();
@@ -698,6 +704,19 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
 int serve_port(const serve_t *s) { return http_server_port(s->http); }
 
 void serve_stop(serve_t *s) { s->stop = 1; }
+
+void serve_stop_signal(serve_t *s, int sig, int grace_cap_ms) {
+  s->stop_sig = sig;
+  s->grace_cap_ms = grace_cap_ms;
+  s->stop = 1;
+}
+
+static const char *signal_name(int sig, char *buf, size_t cap) {
+  if (sig == SIGTERM) return "SIGTERM";
+  if (sig == SIGINT) return "SIGINT";
+  snprintf(buf, cap, "signal %d", sig);
+  return buf;
+}
 
 static void sample_stats(serve_t *s) {
   serve_backend_stats_t st;
@@ -744,10 +763,18 @@ int serve_run(serve_t *s, char *err, size_t errlen) {
     pthread_mutex_lock(&s->mu);
     if (s->stop && !s->draining) {
       s->draining = 1;
-      grace_end = t + s->opts.shutdown_grace_s;
+      double grace = s->opts.shutdown_grace_s;
+      int cap_ms = s->grace_cap_ms;
+      if (cap_ms >= 0 && grace > cap_ms / 1000.0) grace = cap_ms / 1000.0;
+      grace_end = t + grace;
       cancel_end = grace_end + SERVE_CANCEL_WAIT_S;
-      strata_info("serve: stopping: %d request(s) in flight get up to %.1f s to finish", s->admitted,
-                  s->opts.shutdown_grace_s);
+      char sb[32], on[64] = "";
+      if (s->stop_sig) snprintf(on, sizeof on, " on %s", signal_name(s->stop_sig, sb, sizeof sb));
+      strata_info("serve: shutting down%s: new requests get 503; %d request(s) in flight get up to %.2f s to "
+                  "finish%s, then are cancelled; sessions stay on disk",
+                  on, s->admitted, grace,
+                  cap_ms >= 0 && grace < s->opts.shutdown_grace_s ? " (shortened: the launcher kills the ranks soon)"
+                                                                   : "");
     }
     job_t *batch = s->queue_head;
     s->queue_head = s->queue_tail = NULL;

@@ -13,7 +13,9 @@
  * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}.
  * Errors are JSON {"error": {"message": ..., "type": ..., "code": status}}: 400 bad body or
  * session id, 404 unknown path or session, 405 wrong method (with Allow), 413 body too large,
- * 429 queue full (--max-queue) or backend busy, 503 shutting down, 500 backend failure.
+ * 429 queue full (--max-queue) or backend busy, 503 shutting down, 500 backend failure. A
+ * session turn cut short by the shutdown is answered 200 with finish_reason "cancelled" and the
+ * text generated so far, because its session keeps exactly that.
  *
  * Usage (rank 0):
  *    serve_opts_t o; serve_opts_default(&o); o.listen = "127.0.0.1:0";
@@ -70,6 +72,9 @@ typedef struct {
   int prompt_tokens;      /* tokens of the prompt processed (excluding session history) */
   int completion_tokens;  /* tokens generated */
   int cached_tokens;      /* session tokens reused from the KV cache (0 when stateless) */
+  int session_kept;       /* 1: the request's session now holds its prompt and these completion tokens
+                             (also when cancelled: the server then answers 200 with finish_reason
+                             "cancelled" and the partial text, so the client knows the session's state) */
   int http_status;        /* for SERVE_FINISH_ERROR: 400 / 500 ... */
   char message[256];      /* for SERVE_FINISH_ERROR */
 } serve_gen_result_t;
@@ -139,6 +144,12 @@ int serve_run(serve_t *s, char *err, size_t errlen);
 /* Asks serve_run to finish. Async-signal-safe and callable from any thread. */
 void serve_stop(serve_t *s);
 
+/* serve_stop() from a signal handler (async-signal-safe): `sig` names the signal in the
+ * shutdown log line ("serve: shutting down on SIGTERM ..."), and grace_cap_ms >= 0 shortens
+ * the drain to at most that many milliseconds -- for a launcher that kills the process soon
+ * after its SIGTERM (Open MPI's mpirun: see cmd_serve.c); -1 keeps shutdown_grace_s. */
+void serve_stop_signal(serve_t *s, int sig, int grace_cap_ms);
+
 /* Stops the HTTP daemon (joins every connection thread), destroys the backend and frees. Call
  * after serve_run returned. */
 void serve_destroy(serve_t *s);
@@ -157,8 +168,9 @@ typedef struct {
    * fills *out. Returns 0, or -1 with err. */
   int (*open)(const char *checkpoint_dir, const serve_engine_opts_t *opts, serve_backend_t *out, char *err,
               size_t errlen);
-  /* ranks > 0: load their stage and serve until rank 0's backend is destroyed (they ignore
-   * SIGINT/SIGTERM, which mpirun forwards: rank 0 drains, then releases them). 0 or -1 with err. */
+  /* ranks > 0: load their stage and serve until rank 0's backend is destroyed (SIGINT/SIGTERM,
+   * which mpirun forwards, must not stop them -- the caller catches those: rank 0 drains, then
+   * releases them). 0 or -1 with err. */
   int (*worker)(const char *checkpoint_dir, const serve_engine_opts_t *opts, char *err, size_t errlen);
 } serve_engine_hooks_t;
 extern const serve_engine_hooks_t *serve_engine_hooks; /* defined in cmd_serve.c; NULL = no engine */

@@ -88,6 +88,7 @@ static void se_on_done(void *ctx, uint64_t id, const infer_result_t *res) {
   r.prompt_tokens = res->n_prompt;
   r.completion_tokens = res->n_tokens;
   r.cached_tokens = res->cached_tokens;
+  r.session_kept = res->ok && res->session_source && strcmp(res->session_source, "none") != 0;
   if (res->ok) {
     r.finish = !strcmp(res->finish_reason ? res->finish_reason : "", "cancelled") ? SERVE_FINISH_CANCELLED
                                                                                  : SERVE_FINISH_LENGTH;
@@ -184,11 +185,9 @@ static void se_stats(void *impl, serve_backend_stats_t *out) {
   double t = strata_now_s();
   const char *dir = infer_session_dir(s->eng);
   if (dir && t - s->sessions_scanned_s >= SERVE_ENGINE_SESSION_SCAN_S) {
-    session_info_t *v = NULL;
-    int n = 0;
-    char err[256];
-    if (!session_list(dir, &v, &n, err, sizeof err)) s->sessions_cached = n;
-    free(v);
+    /* names only (session_count): this runs on the thread that feeds the pipeline, and reading
+     * every session file's header each second would stall it once there are many sessions */
+    s->sessions_cached = session_count(dir);
     s->sessions_scanned_s = t;
   }
   out->active_sessions = s->sessions_cached > st.sessions_resident ? s->sessions_cached : st.sessions_resident;
@@ -262,10 +261,9 @@ static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backen
 }
 
 static int se_worker(const char *ckpt, const serve_engine_opts_t *so, char *err, size_t errlen) {
-  /* mpirun forwards SIGINT/SIGTERM to every rank: the workers ignore them and end when rank 0,
-   * which drains its requests first, shuts the engine down */
-  signal(SIGINT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
+  /* mpirun forwards SIGINT/SIGTERM to every rank: the workers do not stop on them (the caller,
+   * cmd_serve.c, catches them) and end when rank 0, which drains its requests first, shuts the
+   * engine down */
   coll_comm_t *comm = NULL;
   infer_engine_t *eng = NULL;
   if (engine_make(ckpt, so, &comm, &eng, err, errlen)) return -1;

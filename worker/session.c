@@ -291,6 +291,20 @@ static int parse_name(const char *name, char *id, int *s, int *P) {
   return session_id_validate(id, e, sizeof e);
 }
 
+int session_count(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    char id[SESSION_ID_MAX + 1];
+    int s, P;
+    if (!parse_name(de->d_name, id, &s, &P) && s == 0) n++;
+  }
+  closedir(d);
+  return n;
+}
+
 int session_list(const char *dir, session_info_t **out, int *n_out, char *err, size_t errlen) {
   *out = NULL;
   *n_out = 0;

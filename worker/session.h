@@ -87,6 +87,10 @@ typedef struct {
 /* Lists the sessions in dir (by their stage-0 files); *out is malloc'd (free it). A missing
  * directory lists nothing. */
 int session_list(const char *dir, session_info_t **out, int *n_out, char *err, size_t errlen);
+/* Number of sessions in dir, counted by their stage-0 file names alone (no stat, no read: cheap
+ * enough for a metrics gauge; a session saved by jobs of two different P counts twice). A
+ * missing or unreadable directory counts 0. */
+int session_count(const char *dir);
 /* Number of stages of the job that saved session id in dir (from its stage-0 file name), or 0
  * if there is none. Lets a job with another P name the problem instead of starting afresh. */
 int session_saved_stages(const char *dir, const char *id);

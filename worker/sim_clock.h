@@ -3,22 +3,32 @@
  * is measured once and broadcast), the memory fit check before step 1, and each rank's
  * simulated clock.
  *
- * The clock. Every rank's clock advances, step by step, by the simulated time of the step on
- * the device, taken from the discrete-event model of simulate.h run on the job's own layout,
- * schedule, ZeRO setting, bucket size and compute dtype (fp32: Strata computes in fp32). That
- * model already honours the real dependencies of the step (pipeline sends and receives with
- * alpha-beta time on the link the two chips share, DP reductions at max(start) + ring cost on a
- * separate link timeline overlapping the remaining backward, ZeRO-1 reduce-scatter and
- * all-gather, the tied-wte exchange, AdamW). A step's simulated time is the same on every rank
- * (the step ends when the slowest rank is done: every rank waits for it at the report gather)
- * and depends only on the configuration, so `strata simulate` with the same model, layout and
- * device predicts exactly the in-run figure.
- * Limitation (see SIMULATION.md): the clock is not carried on the real messages; compute and
- * communication costs are the model's, not sampled from the run.
+ * The clock is carried on the real execution. Every rank advances its own clock by the device
+ * model's roofline time of each forward / backward it really runs (the per-micro-batch stage
+ * costs of simulate.c, sim_build_costs); every pipeline send carries the sender's clock: the
+ * message's simulated arrival (sender's link free time + alpha-beta on the link between the
+ * two chips) travels in an 8-byte message sent just before the activation (MPI, own
+ * communicator), and the receiver sets clock = max(own, arrival). Each gradient bucket that
+ * grad_sync.c starts records the simulated time it became ready (the region being reported);
+ * a non-blocking MPI_Iallreduce MAX over the DP group, started with the bucket, gives the
+ * group's start, and the bucket completes at max(that, the group's link free) + the ring time
+ * on a link timeline separate from compute, so it overlaps the remaining backward. After the
+ * real collectives of grad_sync_finish: clock = max(own, last bucket); the tied-wte sum
+ * (MAX over the 2 ranks + point-to-point), the wte DP all-reduce or the ZeRO-1 reduce-scatter
+ * (MAX over the DP group + ring time), the gradient-norm all-reduce (MAX over its group), then
+ * AdamW and the ZeRO-1 all-gather. Every MAX exchange runs after the real collective it
+ * stands for has completed, so it never waits for a rank the real run is not waiting for.
+ * The step's simulated time on a rank is its clock at the end of the step (every step starts
+ * at 0: the report gather synchronises the ranks); the coordinator takes the max over ranks.
+ * The event simulation (simulate.h) models exactly these actions, so `strata simulate` with
+ * the same model, layout, device, bucket size and --dtype fp32 predicts the same step (test
+ * simint_agree, to 1e-9 relative); the replay of that simulation (res) supplies the per-stage
+ * breakdown and the trace.json timeline.
  */
 #ifndef STRATA_SIM_CLOCK_H
 #define STRATA_SIM_CLOCK_H
 
+#include <mpi.h>
 #include <stddef.h>
 
 #include "coll.h"
@@ -38,20 +48,70 @@
 int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *world,
                              const layout_t *lay, int T, device_t *out, char *err, size_t errlen);
 
-typedef struct {
+typedef struct sim_clock {
   device_t dev;
   sim_options_t opt;
-  sim_result_t res; /* one step of the job (with events) */
+  sim_result_t res; /* one step of the job simulated by simulate.c (with events) */
   double clock_s;   /* this rank's simulated clock: seconds since the run's start */
   int rank;
   int steps;        /* steps advanced */
+  /* ---- the carried clock (sim_clock_attach) ---- */
+  int carry;                 /* 1: attached to the run's communicators */
+  double timeout_s;          /* bound on each wait for a peer's clock (STRATA_COLL_TIMEOUT_S) */
+  layout_t lay;
+  sim_stage_cost_t *costs;   /* [P] */
+  int stage, replica, zero;
+  double t;                  /* this step's clock */
+  double link_next_free, link_prev_free, last_bwd_start, end_bwd, cur_ready, comm_free;
+  int in_last_bwd, cb;       /* in the step's last backward; grad_ready callbacks seen */
+  int nb, cap_b;             /* buckets started this step */
+  double *b_ready, *b_max, *b_bytes;
+  MPI_Request *b_req;
+  double *send_val;          /* [2M] clock messages in flight (activation, gradient) */
+  MPI_Request *send_req;
+  int *dp_ranks, *norm_ranks, nnorm;
+  MPI_Comm pipe, dp, tied, norm; /* duplicates of the run's communicators (MPI_COMM_NULL: none) */
+  double step_min_s, step_max_s; /* carried step times seen on this rank */
+  double overhead_s;         /* wall seconds spent in the clock's exchanges */
 } sim_clock_t;
 
 /* Simulates one step of the job on dev. kind/zero/bucket_bytes as in the run. 0 or -1. */
 int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sched_kind_t kind,
                    int zero, double bucket_bytes, int rank, char *err, size_t errlen);
-/* Advances the clock by one step; returns the step's simulated seconds. */
+/* Carries the clock on the run (collective over world: duplicates the communicators). pipe, dp:
+ * the replica's pipeline and the stage's DP group; tied: {stage 0, stage P-1} or NULL. Without
+ * it the clock advances by the replayed simulation (res.step_s). 0 or -1. */
+int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
+                     coll_comm_t *tied, char *err, size_t errlen);
+/* Ends the step: returns this rank's simulated step seconds (carried clock, else the replay)
+ * and resets the carried clock for the next step. */
 double sim_clock_step(sim_clock_t *sc);
+/* Rank 0 prints the carried step time (max over ranks, %.17g) beside the replayed prediction;
+ * collective over world; no-op without attach. */
+void sim_clock_report(sim_clock_t *sc, coll_comm_t *world, int quiet);
 void sim_clock_free(sim_clock_t *sc);
+
+/* ---- hooks (every one a no-op when sc is NULL or not attached) ---- */
+void sim_clock_fwd(sim_clock_t *sc);
+void sim_clock_bwd_begin(sim_clock_t *sc, int last);
+void sim_clock_bwd_end(sim_clock_t *sc, int last);
+/* A pipeline send of micro-batch `micro` (fwd: activation to stage + 1, else gradient to
+ * stage - 1) with the data's tag: sends the simulated arrival. Call BEFORE the data's send. */
+void sim_clock_send(sim_clock_t *sc, int fwd, int micro, int tag);
+/* After the data's receive (fwd: activation from stage - 1): clock = max(own, arrival). */
+void sim_clock_recv(sim_clock_t *sc, int fwd, int tag);
+/* grad_sync.c: a grad_ready callback during the armed (last) backward; a bucket started. */
+void sim_clock_grad_ready(sim_clock_t *sc);
+void sim_clock_bucket(sim_clock_t *sc, double bytes);
+/* After grad_sync_finish succeeded: buckets, tied wte, wte DP all-reduce / ZeRO reduce-scatter,
+ * the norm all-reduce. After grad_sync_update: AdamW, ZeRO all-gather. */
+void sim_clock_sync_done(sim_clock_t *sc);
+void sim_clock_update_done(sim_clock_t *sc);
+
+/* Installs the clock in the pipeline / gradient sync (defined in pipeline.c, grad_sync.c). */
+struct pipeline;
+struct grad_sync;
+void pipeline_set_sim_clock(struct pipeline *pl, sim_clock_t *sc);
+void grad_sync_set_sim_clock(struct grad_sync *gs, sim_clock_t *sc);
 
 #endif /* STRATA_SIM_CLOCK_H */

@@ -67,29 +67,37 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     double opt_params = opt->zero ? ceil(params / lay->dp) : params;
     c->opt_s =
         device_op_time(dev, DEV_FP32, SIM_ADAMW_FLOPS * opt_params, SIM_ADAMW_BYTES * opt_params);
-    c->param_bytes = E * params;
-    c->tied_bytes = (P > 1 && (first || last)) ? E * V * C / (opt->zero ? lay->dp : 1) : 0;
-    c->regions = calloc((size_t)k + 3, sizeof(sim_region_t));
+    /* ZeRO-1 reduce-scatters and all-gathers the padded shard: D x ceil(params / D) floats */
+    c->param_bytes = opt->zero ? E * opt_params * lay->dp : E * params;
+    c->tied_bytes = (P > 1 && (first || last)) ? E * V * C : 0;
+    c->regions = calloc((size_t)k + 4, sizeof(sim_region_t));
     if (!c->regions) {
       sim_costs_free(costs, P);
       return -1;
     }
+    /* gpt2.c's grad_ready order: ln_f, layers last to first, wpe, wte (the last stage's wte copy
+     * at the very end); the copy lies between the layers and ln_f in memory */
     double t = 0;
     int n = 0;
     if (last) {
       t += hb;
-      c->regions[n].bytes = E * (2 * C + (P > 1 ? V * C : 0));
-      c->regions[n++].ready_s = t;
+      c->regions[n] = (sim_region_t){E * 2 * C, t, 0, P > 1};
+      n++;
     }
     for (int l = 0; l < k; l++) {
       t += lb;
-      c->regions[n].bytes = E * (double)layout_params_per_layer(m);
-      c->regions[n++].ready_s = t;
+      c->regions[n] = (sim_region_t){E * (double)layout_params_per_layer(m), t, 0, 0};
+      n++;
     }
     if (first) {
       t += eb;
-      c->regions[n].bytes = E * (double)layout_params_embed(m);
-      c->regions[n++].ready_s = t;
+      c->regions[n] = (sim_region_t){E * (double)m->ctx * C, t, 0, 0};
+      n++;
+      c->regions[n] = (sim_region_t){E * V * C, t, P > 1, 0};
+      n++;
+    } else if (last && P > 1) {
+      c->regions[n] = (sim_region_t){E * V * C, t, 1, 0};
+      n++;
     }
     c->nregions = n;
   }
@@ -195,11 +203,13 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
          *comm_busy = calloc((size_t)P, sizeof(double));
   double *opt_start = calloc((size_t)N, sizeof(double)),
          *final_t = calloc((size_t)N, sizeof(double));
-  int *group = malloc(sizeof(int) * (size_t)D);
+  int *group = malloc(sizeof(int) * (size_t)D), *norm_grp = malloc(sizeof(int) * (size_t)N);
+  double *norm_wait = calloc((size_t)N, sizeof(double));
   res->stages = calloc((size_t)P, sizeof *res->stages);
   res->pp = P;
   if (!acts || !nacts || !last_bwd || !st || !act_arr || !grad_arr || !work || !comm_done ||
-      !comm_busy || !opt_start || !final_t || !group || !res->stages) {
+      !comm_busy || !opt_start || !final_t || !group || !norm_grp || !norm_wait ||
+      !res->stages) {
     strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
     goto free_all;
   }
@@ -273,56 +283,104 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
       goto free_all;
     }
 
-  /* ---- data-parallel reduction per stage (one timeline per DP group) ---- */
+  /* ---- data-parallel reduction per stage (one timeline per DP group) ----
+   * The buckets of grad_sync.c: regions in report order, the tied wte skipped; the open bucket
+   * starts when it reaches bucket_bytes, or when the next region is not contiguous (brk), and
+   * the rest at the end of backward. ZeRO-1 has no buckets (reduce-scatter after backward). */
   for (int s = 0; s < P; s++) {
     const sim_stage_cost_t *c = &costs[s];
     for (int d = 0; d < D; d++) group[d] = layout_rank_of(lay, s, d);
-    double free_t = 0, busy = 0;
-    if (D > 1) {
-      double bytes = 0, ready_off = 0;
-      int bucket = 0;
-      for (int i = 0; i < c->nregions; i++) {
-        bytes += c->regions[i].bytes;
-        ready_off = c->regions[i].ready_s;
-        if (bytes < opt->bucket_bytes && i < c->nregions - 1) continue;
+    double free_t = 0, busy = 0, pend = 0;
+    int bucket = 0, prev_brk = 0;
+    for (int i = 0; D > 1 && !opt->zero && i <= c->nregions; i++) {
+      int at_end = i == c->nregions;
+      if (!at_end && c->regions[i].skip) continue;
+      double off = at_end ? 0 : c->regions[i].ready_s;
+      for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) { /* before region i: it is not contiguous with the open bucket, or end */
+          if (!(pend > 0 && (prev_brk || at_end))) continue;
+        } else {
+          if (at_end) break;
+          pend += c->regions[i].bytes;
+          prev_brk = c->regions[i].brk;
+          if (pend < opt->bucket_bytes) continue;
+        }
         double ready = 0;
         for (int d = 0; d < D; d++) {
           const rank_state_t *q = &st[group[d]];
-          double t = opt->overlap ? q->last_bwd_start + ready_off : q->end_bwd;
+          double t = (opt->overlap && !at_end) ? q->last_bwd_start + off : q->end_bwd;
           if (t > q->end_bwd) t = q->end_bwd;
           if (t > ready) ready = t;
         }
         double start = ready > free_t ? ready : free_t;
-        double dur = opt->zero ? device_reduce_scatter_time(dev, group, D, bytes)
-                               : device_allreduce_time(dev, group, D, bytes);
+        double dur = device_allreduce_time(dev, group, D, pend);
         free_t = start + dur;
         busy += dur;
         for (int d = 0; d < D && rec; d++)
           rec_fail |= record(res, rec, &ecap, group[d], SIM_EV_DP_REDUCE, bucket, start, free_t);
         bucket++;
-        bytes = 0;
+        pend = 0;
       }
     }
     comm_done[s] = free_t;
     comm_busy[s] = busy;
   }
-  /* gradients final per rank: own backward, the group's reduction, the tied wte exchange */
+  /* after the buckets, per rank (grad_sync_finish's order): the tied wte sum between the first
+   * and last stage, its DP all-reduce (no ZeRO), or the ZeRO-1 reduce-scatter, then the
+   * gradient-norm all-reduce that synchronises the norm group */
   for (int r = 0; r < N; r++) {
     int s = layout_stage_of(lay, r);
-    double t = st[r].end_bwd > comm_done[s] ? st[r].end_bwd : comm_done[s];
+    opt_start[r] = st[r].end_bwd > comm_done[s] ? st[r].end_bwd : comm_done[s];
+  }
+  for (int r = 0; r < N; r++) {
+    int s = layout_stage_of(lay, r);
+    final_t[r] = opt_start[r];
     if (costs[s].tied_bytes > 0 && P > 1) {
       int d = layout_replica_of(lay, r);
       int r0 = layout_rank_of(lay, 0, d), rl = layout_rank_of(lay, P - 1, d);
-      double t0 = st[r0].end_bwd > comm_done[0] ? st[r0].end_bwd : comm_done[0];
-      double tl = st[rl].end_bwd > comm_done[P - 1] ? st[rl].end_bwd : comm_done[P - 1];
-      double both = t0 > tl ? t0 : tl;
+      double both = opt_start[r0] > opt_start[rl] ? opt_start[r0] : opt_start[rl];
       double tied = both + device_p2p_time(dev, r0, rl, costs[s].tied_bytes);
       rec_fail |= record(res, rec, &ecap, r, SIM_EV_TIED, -1, both, tied);
-      if (tied > t) t = tied;
+      final_t[r] = tied;
     }
-    opt_start[r] = t;
-    final_t[r] = t + costs[s].opt_s;
-    rec_fail |= record(res, rec, &ecap, r, SIM_EV_OPTIMIZER, -1, t, final_t[r]);
+  }
+  for (int s = 0; s < P && D > 1; s++) {
+    const sim_stage_cost_t *c = &costs[s];
+    if (!opt->zero && !(c->tied_bytes > 0)) continue;
+    double all = 0;
+    for (int d = 0; d < D; d++) {
+      group[d] = layout_rank_of(lay, s, d);
+      if (final_t[group[d]] > all) all = final_t[group[d]];
+    }
+    double dur = opt->zero ? device_reduce_scatter_time(dev, group, D, c->param_bytes)
+                           : device_allreduce_time(dev, group, D, c->tied_bytes);
+    for (int d = 0; d < D; d++) {
+      final_t[group[d]] = all + dur;
+      rec_fail |= record(res, rec, &ecap, group[d], SIM_EV_DP_REDUCE, -1, all, all + dur);
+    }
+    comm_busy[s] += dur;
+  }
+  {
+    int gn = opt->zero ? N : P, ng = opt->zero ? 1 : D;
+    for (int gi = 0; gi < ng && gn > 1; gi++) {
+      double all = 0;
+      for (int i = 0; i < gn; i++) {
+        norm_grp[i] = opt->zero ? i : layout_rank_of(lay, i, gi);
+        if (final_t[norm_grp[i]] > all) all = final_t[norm_grp[i]];
+      }
+      double end = all + device_allreduce_time(dev, norm_grp, gn, SIM_NORM_BYTES);
+      for (int i = 0; i < gn; i++) {
+        /* waiting for the slowest rank of the group here is pipeline idle, not communication */
+        norm_wait[norm_grp[i]] = all - final_t[norm_grp[i]];
+        final_t[norm_grp[i]] = end;
+      }
+    }
+  }
+  for (int r = 0; r < N; r++) {
+    int s = layout_stage_of(lay, r);
+    opt_start[r] = final_t[r];
+    final_t[r] = opt_start[r] + costs[s].opt_s;
+    rec_fail |= record(res, rec, &ecap, r, SIM_EV_OPTIMIZER, -1, opt_start[r], final_t[r]);
   }
   if (opt->zero && D > 1)
     for (int s = 0; s < P; s++) {
@@ -357,7 +415,8 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
     int s = layout_stage_of(lay, r);
     sim_stage_result_t *sr = &res->stages[s];
     double opt_s = costs[s].opt_s;
-    double exposed = (opt_start[r] - st[r].end_bwd) + (final_t[r] - opt_start[r] - opt_s);
+    double exposed =
+        (opt_start[r] - st[r].end_bwd - norm_wait[r]) + (final_t[r] - opt_start[r] - opt_s);
     double idle = step - st[r].busy - exposed - opt_s;
     sr->compute_s += st[r].busy / D;
     sr->exposed_comm_s += exposed / D;
@@ -390,6 +449,8 @@ free_all:
   free(opt_start);
   free(final_t);
   free(group);
+  free(norm_grp);
+  free(norm_wait);
   if (rc) sim_result_free(res);
   return rc;
 }

@@ -13,10 +13,17 @@
  *    all-reduce (ZeRO-1: reduce-scatter) in the stage's DP group starts when every replica has
  *    finished that bucket's part of its last backward, on a per-group communication timeline
  *    that runs beside compute; without overlap all buckets wait for the end of backward.
+ *    ZeRO-1: no buckets; one reduce-scatter of the padded shard after backward (and after the
+ *    tied exchange), as grad_sync.c does.
  *  - P > 1: the two copies of the tied wte (first and last stage) exchange their gradients
- *    point-to-point after their DP reduction.
+ *    point-to-point after the buckets; without ZeRO and D > 1 the sum is then all-reduced in
+ *    the DP group.
+ *  - The global gradient norm: an 8-byte all-reduce over the replica's pipeline (ZeRO-1: all
+ *    ranks) synchronises the group before the optimizer.
  *  - Then AdamW on the stage's parameters (ZeRO-1: a 1/D slice, followed by an all-gather of
  *    the parameters). The step ends when the last rank is done.
+ * This is exactly what the carried clock of a real run (sim_clock.h) does, action by action,
+ * so both give the same step time.
  * Per-rank time splits into compute + pipeline idle + exposed communication + optimizer; the
  * shares reported are means over ranks of each part divided by the step time.
  */
@@ -31,6 +38,7 @@
 #include "schedule.h"
 
 #define SIM_DEFAULT_BUCKET_MB 25.0 /* PyTorch DDP's bucket size; STRATA_BUCKET_MB / --bucket-mb */
+#define SIM_NORM_BYTES 8.0 /* the gradient-norm all-reduce: one double (grad_sync.c) */
 
 typedef struct {
   sched_kind_t kind;    /* GPipe or 1F1B */
@@ -46,10 +54,14 @@ typedef struct {
 sim_options_t sim_options_default(void);
 
 /* A gradient region: `bytes` of gradients final `ready_s` after the stage's last backward
- * starts. */
+ * starts. Regions are listed in the order gpt2.c reports them (its grad_ready callback: ln_f,
+ * layers last to first, wpe, wte), so that the simulated buckets are the real ones. */
 typedef struct {
   double bytes;
   double ready_s;
+  int skip; /* 1: not bucketed (the tied wte when P > 1: summed first <-> last, then reduced) */
+  int brk;  /* 1: not contiguous with the next region in memory: the open bucket is started
+               when the next region is reported (grad_sync.c's rule) */
 } sim_region_t;
 
 /* What the simulation needs to know of a stage (per rank of that stage). */
@@ -58,8 +70,10 @@ typedef struct {
   double fwd_flops, bwd_flops; /* model FLOPs of one micro-batch (for MFU) */
   double act_bytes;            /* activation (and its gradient) message size */
   double opt_s;                /* optimizer step time (already divided for ZeRO-1) */
-  double param_bytes;          /* the stage's parameters in fp32 (all-gather size, ZeRO-1) */
-  double tied_bytes;           /* wte gradient bytes exchanged first <-> last stage (0: none) */
+  double param_bytes;          /* ZeRO-1: the padded shard in fp32, 4 ceil(params/D) D bytes
+                                  (reduce-scatter and all-gather size); else 4 params */
+  double tied_bytes;           /* wte gradient bytes exchanged first <-> last stage (0: none);
+                                  with D > 1 and no ZeRO then all-reduced in the DP group */
   int nregions;
   sim_region_t *regions; /* backward order; bytes sum to the stage's gradients */
 } sim_stage_cost_t;

@@ -15,6 +15,7 @@
 #include "data.h"
 #include "grad_sync.h"
 #include "log.h"
+#include "rank_status.h"
 #include "strata_proto.h"
 #include "util.h"
 
@@ -174,15 +175,21 @@ int train_run(const train_config_t *cin) {
     c.seq_len = state->train.seq_len;
     c.microbatches = state->train.microbatches;
     c.seed = state->train.seed;
-    c.opt.lr = (float)state->train.lr;
-    c.opt.weight_decay = (float)state->train.weight_decay;
-    c.opt.beta1 = (float)state->train.beta1;
-    c.opt.beta2 = (float)state->train.beta2;
-    c.opt.eps = (float)state->train.eps;
-    c.opt.grad_clip = (float)state->train.grad_clip;
+    /* The hyperparameters are doubles (adamw_hparams_t) and the checkpoint stores them as
+     * doubles: take them unrounded, as train_dist.c does. (They were once cast to float here:
+     * beta1 0.9 became 0.89999998, which changed 1 - beta1 and so every update after a resume.
+     * The release build's code (gcc 12 -O2 -march=native) copied the doubles without the
+     * rounding, so only the sanitizer build showed it.) min_lr / lr may differ from the
+     * original ratio in the last bit, but lr * ratio, the floor adamw_lr_at uses, does not. */
+    c.opt.lr = state->train.lr;
+    c.opt.weight_decay = state->train.weight_decay;
+    c.opt.beta1 = state->train.beta1;
+    c.opt.beta2 = state->train.beta2;
+    c.opt.eps = state->train.eps;
+    c.opt.grad_clip = state->train.grad_clip;
     c.opt.warmup_steps = (int)state->train.warmup_steps;
     if (state->train.lr > 0 && state->train.min_lr >= 0)
-      c.opt.min_lr_ratio = (float)(state->train.min_lr / state->train.lr);
+      c.opt.min_lr_ratio = state->train.min_lr / state->train.lr;
     if (!c.data_path && state->train.data_path[0]) c.data_path = state->train.data_path;
     if (c.steps == -1) c.steps = state->train.total_steps;
   }
@@ -241,6 +248,8 @@ int train_run(const train_config_t *cin) {
     gpt2_init_params(m, c.seed);
   }
 
+  if (rank_status_open(c.out_dir, 0, 1, 0, 0, err, sizeof err)) /* RUN/status/rank-0 */
+    strata_warn("%s; no status record", err);
   char steps_path[4200];
   snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c.out_dir);
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
@@ -260,19 +269,23 @@ int train_run(const train_config_t *cin) {
   int64_t step = start_step;
   for (; step < c.steps; step++) {
     double t0 = strata_now_s();
+    rank_status_step(step + 1);
     gpt2_zero_grad(m);
     double loss = 0;
     for (int mi = 0; mi < c.microbatches; mi++) {
       if (data_fetch(ds, DATA_TRAIN, c.seed, (uint64_t)step, c.batch, T, mi * mb, mb, inputs,
                      targets, err, sizeof err))
         goto fail;
+      rank_status_op(RS_PIPE_FWD, mi);
       loss += gpt2_forward(m, acts, inputs, NULL, targets);
+      rank_status_op(RS_PIPE_BWD, mi);
       gpt2_backward(m, acts, NULL, 1.0f / (float)c.microbatches, NULL);
     }
     loss /= c.microbatches;
     double ss = adamw_sum_squares(m->grads, m->num_params);
     float scale = adamw_clip_scale(ss, c.opt.grad_clip);
     float lr = adamw_lr_at(&c.opt, step);
+    rank_status_op(RS_OPTIMIZER, -1);
     adamw_step(opt, &c.opt, m->params, m->grads, m->tensors, m->num_tensors, lr, scale);
     double dt = strata_now_s() - t0;
     t_train += dt;
@@ -292,6 +305,7 @@ int train_run(const train_config_t *cin) {
     int is_last = step + 1 == c.steps;
     if (c.eval_every > 0 && ((step + 1) % c.eval_every == 0)) {
       gpt2_acts_t *ea = acts;
+      rank_status_op(RS_EVAL, -1);
       if (eval_split(m, ea, ds, DATA_VAL, c.eval_batches, mb, T, inputs, targets, &val_loss, err,
                      sizeof err))
         goto fail;
@@ -309,12 +323,14 @@ int train_run(const train_config_t *cin) {
       char dir[4200];
       ckpt_step_dir(dir, sizeof dir, c.out_dir, (uint64_t)step + 1);
       fill_state(state, &c, &c.model, data_path, (uint64_t)step + 1, tokens_seen, loss);
+      rank_status_op(RS_CHECKPOINT, -1);
       if (ckpt_save(dir, m, opt->m, opt->v, state, err, sizeof err)) goto fail;
       if (c.keep > 0 && ckpt_prune(c.out_dir, c.keep, err, sizeof err) < 0) goto fail;
       if (!c.quiet) strata_info("checkpoint %s", dir);
     }
   }
   if (c.eval_every == 0) {
+    rank_status_op(RS_EVAL, -1);
     if (eval_split(m, acts, ds, DATA_VAL, c.eval_batches, mb, T, inputs, targets, &val_loss, err,
                    sizeof err))
       goto fail;
@@ -335,6 +351,11 @@ config_fail:
   goto out;
 fail:
   strata_error("train: %s", err);
+  {
+    char st[1100];
+    snprintf(st, sizeof st, "failed: %s", err);
+    rank_status_end(st);
+  }
   rc = 1;
 out:
   if (steps_log) fclose(steps_log);

@@ -34,6 +34,7 @@
 #include "layout.h"
 #include "log.h"
 #include "pipeline.h"
+#include "rank_status.h"
 #include "memory_model.h"
 #include "schedule.h"
 #include "sim_clock.h"
@@ -308,6 +309,7 @@ int train_run_dist(const train_config_t *cin) {
   const int eval_nb = (uint64_t)c.eval_batches < eval_avail ? c.eval_batches : (int)eval_avail;
   const int P = lay->pp, D = lay->dp, M = lay->micro, mb = lay->micro_batch, T = c.seq_len;
   const int stage = layout_stage_of(lay, wrank), replica = layout_replica_of(lay, wrank);
+  if (rank_status_open(c.out_dir, wrank, wsize, stage, replica, err, sizeof err)) strata_warn("%s; no status record", err);
   gpt2_range_t range = {lay->layer_begin[stage], lay->layer_begin[stage + 1], stage == 0,
                         stage == P - 1};
   if (gpt2_create(&c.model, range, &m, err, sizeof err)) goto config_fail;
@@ -379,6 +381,9 @@ int train_run_dist(const train_config_t *cin) {
                        err, sizeof err))
     goto fail;
   if (pipeline_create(m, cm.pipe, (sched_kind_t)c.schedule, M, mb, T, &pl, err, sizeof err)) goto fail;
+  if (sim_clock_attach(&simc, cm.world, cm.pipe, cm.dp, cm.tied, err, sizeof err)) goto fail;
+  pipeline_set_sim_clock(pl, &simc);
+  grad_sync_set_sim_clock(gs, &simc);
   const int rows = c.batch / D; /* the replica's sequences per step */
   inputs = malloc(sizeof(int32_t) * (size_t)rows * T);
   targets = malloc(sizeof(int32_t) * (size_t)rows * T);
@@ -448,6 +453,7 @@ int train_run_dist(const train_config_t *cin) {
   uint64_t sent0 = 0, recv0 = 0;
   comms_traffic(&cm, &sent0, &recv0);
   for (int64_t step = start_step; step < c.steps; step++) {
+    rank_status_step(step + 1);
     fault_point(FAULT_AT_STEP, step + 1);
     double t0 = strata_now_s();
     gpt2_zero_grad(m);
@@ -460,6 +466,7 @@ int train_run_dist(const train_config_t *cin) {
     if (pipeline_step(pl, inputs, targets, gs, co, &ps, err, sizeof err)) goto fail;
     double ta = coord_now(co), ss = 0;
     if (grad_sync_finish(gs, &ss, err, sizeof err)) goto fail;
+    sim_clock_sync_done(&simc);
     coord_trace(co, TRACE_ALLREDUCE, -1, ta, coord_now(co));
     {
       const double *b0, *b1;
@@ -477,7 +484,9 @@ int train_run_dist(const train_config_t *cin) {
     /* rounded to float as the single-rank loop does (train.c), so P=1 x D=1 is bit-identical */
     float lr = (float)adamw_lr_at(&c.opt, step);
     double to = coord_now(co);
+    rank_status_op(RS_OPTIMIZER, -1);
     if (grad_sync_update(gs, &c.opt, lr, scale, err, sizeof err)) goto fail;
+    sim_clock_update_done(&simc);
     coord_trace(co, TRACE_OPTIM, -1, to, coord_now(co));
     double update_comm_s = grad_sync_stats(gs)->comm_s - sync_comm_s;
     if (update_comm_s < 0) update_comm_s = 0;
@@ -506,6 +515,7 @@ int train_run_dist(const train_config_t *cin) {
     sent0 = sent;
     recv0 = recvd;
     double loss = NAN, tg = strata_now_s();
+    rank_status_op(RS_REPORT, -1);
     if (coord_step(co, &rep, step_s, lr, sqrt(ss), &loss, err, sizeof err)) goto fail;
     sync_wait_s = strata_now_s() - tg;
     tokens_seen += tokens_per_step;
@@ -515,6 +525,7 @@ int train_run_dist(const train_config_t *cin) {
     int is_last = step + 1 == c.steps;
     if ((c.eval_every > 0 && (step + 1) % c.eval_every == 0) || (c.eval_every == 0 && is_last)) {
       double val = NAN;
+      rank_status_op(RS_EVAL, -1);
       if (run_eval(&cm, lay, pl, ds, eval_nb, eval_B, T, eval_in, eval_tg, &val, err, sizeof err))
         goto fail;
       coord_set_val_loss(co, val);
@@ -523,12 +534,15 @@ int train_run_dist(const train_config_t *cin) {
     }
     if ((c.ckpt_every > 0 && (step + 1) % c.ckpt_every == 0) || is_last) {
       double tc = coord_now(co);
+      rank_status_op(RS_CHECKPOINT, -1);
       if (save_checkpoint(&cm, lay, &c, m, gs, full_m, full_v, data_path, (uint64_t)step + 1,
                           tokens_seen, isfinite(last_loss) ? last_loss : 0, err, sizeof err))
         goto fail;
       coord_trace(co, TRACE_CKPT, -1, tc, coord_now(co));
     }
   }
+  rank_status_op(RS_FINISH, -1);
+  sim_clock_report(&simc, cm.world, c.quiet);
   if (coord_finish(co, err, sizeof err)) goto fail;
   rc = 0;
   goto out;

@@ -72,13 +72,31 @@ if [ "$STRATA_TRANSPORT" = ofi ] && [ -z "${FI_PROVIDER:-}" ]; then
   if [ "$STRATA_NNODES" -gt 1 ]; then export FI_PROVIDER=tcp; else export FI_PROVIDER=shm; fi
 fi
 
+# strata_rank_failures (launch/rank_failures.sh): which rank failed, at which step, in which operation.
+# shellcheck source=launch/rank_failures.sh
+source "$STRATA_ROOT/launch/rank_failures.sh"
+
 # strata_srun ARGS... -- one strata rank per task; a failing rank ends the step.
 # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the batch allocation: pass it.
+# srun's and the ranks' stderr is also kept in RUN_DIR/srun.err; when a `train` step fails,
+# strata_rank_failures prints which rank failed, at which step and in which operation.
 strata_srun() {
-  local cpt=()
+  local cpt=() rc marker="$STRATA_RUN_DIR/.srun-start" out="$STRATA_RUN_DIR" prev="" a
   [ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpt=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+  : >"$marker"
   # shellcheck disable=SC2086
-  srun --mpi="$STRATA_SRUN_MPI" --kill-on-bad-exit=1 "${cpt[@]}" ${STRATA_SRUN_ARGS:-} "$STRATA_BIN" "$@"
+  { srun --mpi="$STRATA_SRUN_MPI" --kill-on-bad-exit=1 "${cpt[@]}" ${STRATA_SRUN_ARGS:-} "$STRATA_BIN" "$@" \
+      2>&1 1>&3 3>&- | tee "$STRATA_RUN_DIR/srun.err" >&2; rc=${PIPESTATUS[0]}; } 3>&1
+  if [ "$rc" -ne 0 ] && [ "${1:-}" = train ]; then
+    for a in "$@"; do
+      [ "$prev" = --out ] && out="$a"
+      [[ "$a" == --out=* ]] && out="${a#--out=}"
+      prev="$a"
+    done
+    strata_rank_failures "$out" "$rc" "$STRATA_RUN_DIR/srun.err" "$marker"
+  fi
+  rm -f "$marker"
+  return "$rc"
 }
 
 strata_note "job $SLURM_JOB_ID: $STRATA_NNODES node(s) [${SLURM_JOB_NODELIST:-?}], $STRATA_NTASKS task(s)," \

@@ -11,6 +11,14 @@
 #        step-4 checkpoint (OP checkpoint: mid-shard; commit: rank 0 before the rename). ckpt-2
 #        stays intact and no ckpt-4 appears; --resume auto continues from ckpt-2 and ends
 #        bit-identical (losses, weights, moments) to an uninterrupted run.
+#   report NP P D ACTION RANK STEP OP OPERATION
+#        the same fault through launch/strata-run: after mpirun fails, the wrapper prints from
+#        the ranks' status records (RUN/status/rank-R) "strata: rank RANK (stage s, replica d)
+#        died (signal 9|exit code 1) at step STEP during OPERATION" (a hang: a survivor's
+#        "strata: rank Q (...) failed at step K during ...: ... rank RANK ..." and "strata: rank
+#        RANK (stage s, replica d), which rank Q waited on, was at step STEP during OPERATION"); the job
+#        exits non-zero, leaves no process, and `strata report RUN` (exit 1: unfinished) shows
+#        the failed rank's last state.
 #   resume SEED  P=2 x D=1: a rank chosen from SEED is SIGKILLed at a step in 3..11 chosen from SEED,
 #        resumed with --resume auto (--keep 2): the losses of every step and the final weights
 #        and AdamW moments equal the uninterrupted run bit for bit; --keep left 2 checkpoints.
@@ -85,6 +93,38 @@ ckptkill)
   [ "$rc" -eq 0 ] || fail "resume failed"
   diff <(last_losses "$W/ref/steps.jsonl") <(last_losses "$W/run/steps.jsonl") || fail "losses differ"
   same_ckpt "$W/ref/ckpt-00000008" "$W/run/ckpt-00000008"
+  ;;
+report)
+  NP="$1"; P="$2"; D="$3"; ACT="$4"; R="$5"; S="$6"; OP="$7"; OPERATION="$8"
+  RUN_WRAPPER="${STRATA_SOURCE_DIR:?}/launch/strata-run"
+  rc=0
+  STRATA_FAULT="$ACT:rank=$R:step=$S:op=$OP" timeout -k 5 "$BOUND_S" "$RUN_WRAPPER" --strata "$STRATA" \
+    -n "$NP" --run-dir "$W/run" -- train "${TINY[@]}" --steps 12 --pp "$P" --dp "$D" >"$W/out.txt" 2>&1 || rc=$?
+  cat "$W/out.txt" >&2
+  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 -o "$ACT" = kill ] || fail "job did not end within ${BOUND_S}s (rc $rc)"
+  [ "$rc" -ne 0 ] || fail "the job exited 0 after a $ACT fault"
+  grep -q "fault: injecting $ACT at step $S in $OP" "$W/out.txt" || fail "fault was not injected"
+  no_leftovers
+  who="strata: rank $R (stage $((R % P)), replica $((R / P)))"
+  case "$ACT" in
+    kill) line="$who died (signal 9) at step $S during $OPERATION" ;;
+    exit) line="$who died (exit code 1) at step $S during $OPERATION" ;;
+    hang) line="$who, which rank [0-9]+ waited on, was at step $S during $OPERATION"
+          line="${line//(/\\(}"; line="${line//)/\\)}"
+          # a survivor timed out and named the hung rank
+          grep -Eq "^strata: rank [0-9]+ .* failed at step $S during .*: .*rank $R[^0-9]" "$W/out.txt" ||
+            fail "no survivor's failure line naming rank $R" ;;
+  esac
+  has_line() { if [ "$ACT" = hang ]; then grep -Exq "$line" "$1"; else grep -Fxq "$line" "$1"; fi; }
+  has_line "$W/out.txt" || fail "no line '$line' from strata-run"
+  [ "$ACT" = hang ] || [ "$(grep -c '^strata: rank .* died' "$W/out.txt")" -eq 1 ] || fail "more than one rank reported dead"
+  has_line "$W/run/console.log" || fail "the failure line is not in console.log"
+  set +e; rep=$("$STRATA" report "$W/run" 2>&1); rrc=$?; set -e
+  echo "$rep" >&2
+  [ "$rrc" -eq 1 ] || fail "strata report of the unfinished run exited $rrc, expected 1"
+  [ "$ACT" = hang ] ||
+    echo "$rep" | grep -Eq "^  rank $R \(stage $((R % P)), replica $((R / P)), pid [0-9]+\): step $S, $OPERATION: no final state" ||
+    fail "strata report does not show rank $R's last state"
   ;;
 resume)
   SEED="$1"; RANDOM="$SEED"

@@ -1,15 +1,30 @@
-/* End-to-end test of `strata serve` on a real (tiny) checkpoint under mpirun: greedy HTTP
- * completions equal `strata infer` greedy output; streaming chunks concatenate to the same text
- * and end with [DONE]; 8 concurrent clients each get their single-request answer and are batched
- * (/health max_inflight_sequences > 1); a session follow-up equals the stateless request with the
- * whole history, also after a server restart; bad requests (400/404/413); /metrics and /health;
- * SIGTERM to rank 0 drains and every process exits 0.
- * Usage: test_serve_e2e NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...] */
+/* End-to-end tests of `strata serve` on a real (tiny) checkpoint under mpirun.
+ *
+ *   basic     greedy HTTP completions equal `strata infer` greedy output; streaming chunks
+ *             concatenate to the same text and end with [DONE]; 8 concurrent clients each get their
+ *             single-request answer and are batched (/health max_inflight_sequences > 1); a session
+ *             follow-up equals the stateless request with the whole history, also after a server
+ *             restart; bad requests (400/404/413); /metrics and /health; SIGTERM to the ranks
+ *             drains and every process exits 0.
+ *   overload  --max-queue 3 with the pipeline held (rank 1 stopped with SIGSTOP, so the admitted
+ *             requests stay unfinished however fast the machine is): 5 more concurrent requests get
+ *             429 with Retry-After and a JSON error; after SIGCONT the 3 admitted ones complete with
+ *             the `strata infer` answer, /health is 200 and a new request is served.
+ *   signal    SIGTERM, then SIGINT, to mpirun itself: every rank exits 0 (each rank runs under a
+ *             small wrapper that records its exit code), the shutdown is logged, no process is
+ *             left, the session's files are on disk, and a restarted server continues the session
+ *             with the answer an uninterrupted server gives for the same turns (greedy).
+ * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
+ *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,7 +36,7 @@
 static const char *strata, *work;
 static char **mpirun;
 static int nmpi, np;
-static char ckpt[1024], sdir[1024];
+static char ckpt[1024], sdir[1024], self_exe[1024];
 
 /* Runs a shell command, returns its stdout (malloc'd). */
 static char *run(const char *cmd) {
@@ -99,73 +114,184 @@ static int post(int port, const char *body, http_reply_t *r) {
   return hc_request(port, "POST", "/v1/completions", body, strlen(body), 60, r);
 }
 
+/* Reads a whole file, also a /proc one (whose size reads as 0), NUL-terminated; NULL if it
+ * cannot be opened. *len = bytes read. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0, k;
+  char *b = malloc(cap + 1);
+  while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
+    n += k;
+    if (n == cap) b = realloc(b, (cap *= 2) + 1);
+  }
+  fclose(f);
+  if (b) b[n] = '\0';
+  if (len) *len = n;
+  return b;
+}
+
+/* A server under mpirun: its stdout and stderr (every rank's, forwarded by mpirun) are captured
+ * in `log` so the shutdown lines can be checked. */
 typedef struct {
-  pid_t pid;
-  FILE *out;
+  pid_t pid;      /* mpirun */
+  int fd;         /* read end of its stdout + stderr */
+  char *log;      /* everything read so far, NUL-terminated */
+  size_t log_len, log_cap;
   int port;
 } server_t;
 
-static void start(server_t *s) {
+/* Reads what the server printed for up to wait_s seconds; stops early once `needle` is in the
+ * log (NULL: at end of file). Returns 1 if the needle was seen, 0 otherwise. */
+static int pump(server_t *s, double wait_s, const char *needle) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    if (needle && s->log && strstr(s->log, needle)) return 1;
+    if (s->fd < 0) return 0;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double left = wait_s - ((double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec));
+    if (left <= 0) return 0;
+    struct pollfd p = {s->fd, POLLIN, 0};
+    if (poll(&p, 1, (int)(left * 1000) + 1) <= 0) continue;
+    if (s->log_len + 4097 > s->log_cap) {
+      s->log_cap = (s->log_cap ? 2 * s->log_cap : 1 << 16) + 4097;
+      s->log = realloc(s->log, s->log_cap);
+    }
+    ssize_t n = read(s->fd, s->log + s->log_len, 4096);
+    if (n <= 0) {
+      close(s->fd);
+      s->fd = -1;
+      if (s->log) s->log[s->log_len] = '\0';
+      return 0;
+    }
+    s->log_len += (size_t)n;
+    s->log[s->log_len] = '\0';
+  }
+}
+
+/* Starts `mpirun -np NP [WRAPPER] strata serve ...` with `extra` flags; with exit_prefix, each
+ * rank runs under this program's `wrap` mode, which writes the rank's exit code to
+ * EXIT_PREFIX.<rank>. Returns once the server printed its port. */
+static void start(server_t *s, const char *const *extra, const char *exit_prefix) {
   int po[2];
   if (pipe(po)) exit(1);
+  memset(s, 0, sizeof *s);
   s->pid = fork();
   if (s->pid == 0) {
     dup2(po[1], 1);
+    dup2(po[1], 2);
     close(po[0]);
-    char *argv[64];
+    close(po[1]);
+    char *argv[96];
     int n = 0;
     for (int i = 0; i < nmpi; i++) argv[n++] = mpirun[i];
     char npb[16];
     snprintf(npb, sizeof npb, "%d", np);
-    const char *rest[] = {"-np", npb, strata, "serve", "--checkpoint", ckpt, "--listen", "127.0.0.1:0",
+    argv[n++] = "-np";
+    argv[n++] = npb;
+    if (exit_prefix) {
+#if defined(__SANITIZE_ADDRESS__)
+      /* Sanitized ranks start and stop several times slower: give them 3 s between mpirun's
+       * SIGTERM and its SIGKILL instead of the default 1 s (the server scales its drain to it). */
+      setenv("OMPI_MCA_odls_base_sigkill_timeout", "3", 1);
+#endif
+      argv[n++] = self_exe;
+      argv[n++] = "wrap";
+      argv[n++] = (char *)exit_prefix;
+    }
+    const char *rest[] = {strata, "serve", "--checkpoint", ckpt, "--listen", "127.0.0.1:0",
                           "--session-dir", sdir, "--max-request-bytes", "8192", NULL};
     for (int i = 0; rest[i]; i++) argv[n++] = (char *)rest[i];
+    for (int i = 0; extra && extra[i] && n < 94; i++) argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     execvp(argv[0], argv);
     _exit(127);
   }
   close(po[1]);
-  s->out = fdopen(po[0], "r");
-  s->port = 0;
-  char line[1024];
-  while (fgets(line, sizeof line, s->out)) {
-    const char *p = strstr(line, "listening on http://127.0.0.1:");
-    if (p) {
-      s->port = atoi(p + strlen("listening on http://127.0.0.1:"));
-      break;
-    }
+  s->fd = po[0];
+  const char *key = "listening on http://127.0.0.1:";
+  if (pump(s, 180, key)) s->port = atoi(strstr(s->log, key) + strlen(key));
+  if (s->port <= 0) {
+    fprintf(stderr, "the server did not start; its output:\n%s\n", s->log ? s->log : "");
+    CHECK_TRUE(s->port > 0);
+    kill(s->pid, SIGKILL);
+    exit(test_finish("serve_e2e"));
   }
-  CHECK_TRUE(s->port > 0);
-  if (s->port <= 0) exit(test_finish("serve_e2e"));
 }
 
-/* SIGTERM to rank 0 (the mpirun child whose parent is mpirun, rank 0 is the first launched). */
-static void stop(server_t *s) {
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "pgrep -P %d -f 'strata serve' | sort -n", (int)s->pid);
-  char *o = run(cmd);
-  int pids[16], n = 0;
-  for (char *p = o; *p && n < 16;) {
-    char *e;
-    pids[n] = (int)strtol(p, &e, 10);
-    if (e == p) break;
-    n++, p = e;
-    while (*p == '\n') p++;
-  }
-  free(o);
-  CHECK_EQ_INT(n, np);
-  /* rank 0 is the one that listens: it prints the port; send SIGTERM to every rank's process
-   * (workers ignore it, rank 0 drains and releases them) */
-  for (int i = 0; i < n; i++) kill(pids[i], SIGTERM);
+/* Waits (bounded) for mpirun to exit, reading its output to the end; returns the wait status,
+ * or -1 after killing a server that did not exit within wait_s. */
+static int reap(server_t *s, double wait_s) {
   int st = -1;
-  for (int i = 0; i < 3000; i++) {
-    if (waitpid(s->pid, &st, WNOHANG) == s->pid) break;
-    usleep(10000);
+  for (int i = 0; i < (int)(wait_s * 100); i++) {
+    if (s->fd >= 0) pump(s, 0.01, NULL);
+    else usleep(10000);
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      pump(s, 10, NULL); /* to end of file */
+      if (s->fd >= 0) close(s->fd), s->fd = -1;
+      return st;
+    }
   }
-  if (waitpid(s->pid, &st, WNOHANG) == 0) kill(s->pid, SIGKILL), waitpid(s->pid, &st, 0);
-  CHECK_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  for (int i = 0; i < n; i++) CHECK_TRUE(kill(pids[i], 0) != 0); /* gone */
-  fclose(s->out);
+  kill(s->pid, SIGKILL);
+  waitpid(s->pid, &st, 0);
+  if (s->fd >= 0) close(s->fd), s->fd = -1;
+  test_fail(__FILE__, __LINE__, "mpirun did not exit within %.0f s", wait_s);
+  return -1;
+}
+
+/* The PIDs of this test's `strata serve` processes (argv[0] is the strata binary, argv[1] is
+ * "serve" and an argument names this test's work directory), by MPI rank; returns how many
+ * were found. */
+static int serve_pids(pid_t *by_rank, int max_rank) {
+  for (int r = 0; r < max_rank; r++) by_rank[r] = 0;
+  DIR *d = opendir("/proc");
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0) continue;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    size_t len = 0;
+    char *cl = slurp(path, &len);
+    int match = 0;
+    if (cl && len > 0 && !strcmp(cl, strata) && strlen(cl) + 1 < len && !strcmp(cl + strlen(cl) + 1, "serve")) {
+      /* the arguments are NUL-separated: look for the work directory in any of them */
+      for (size_t k = 0; k < len; k += strlen(cl + k) + 1)
+        if (strstr(cl + k, work)) match = 1;
+    }
+    free(cl);
+    if (!match) continue;
+    n++;
+    snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+    char *env = slurp(path, &len);
+    for (size_t k = 0; env && k < len; k += strlen(env + k) + 1)
+      if (!strncmp(env + k, "OMPI_COMM_WORLD_RANK=", 21)) {
+        int r = atoi(env + k + 21);
+        if (r >= 0 && r < max_rank) by_rank[r] = (pid_t)pid;
+      }
+    free(env);
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+/* SIGTERM to every rank's process (not mpirun): rank 0 drains and releases the workers, which
+ * ignore the signal; mpirun then exits 0 with them. */
+static void stop(server_t *s) {
+  pid_t pids[16];
+  CHECK_EQ_INT(serve_pids(pids, 16), np);
+  for (int i = 0; i < np; i++) {
+    CHECK_TRUE(pids[i] > 0);
+    if (pids[i] > 0) kill(pids[i], SIGTERM);
+  }
+  int st = reap(s, 60);
+  CHECK_TRUE(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  for (int i = 0; i < np; i++) CHECK_TRUE(pids[i] <= 0 || kill(pids[i], 0) != 0); /* gone */
+  free(s->log);
+  s->log = NULL;
 }
 
 static int str_ids(const char *s, int *ids) {
@@ -176,24 +302,32 @@ static int str_ids(const char *s, int *ids) {
 
 typedef struct {
   int port, idx;
+  pthread_barrier_t *ready; /* the clients of a burst start together, or NULL */
   int ok;
+  int status;
+  int body_ok; /* the body is a JSON error object naming the status */
 } client_t;
 static const char *cprompts[8] = {"The quick", "brown fox", "jumps over", "the lazy dog", "Hello", "world!",
                                   "abc def", "0123456789"};
-/* The concurrent clients wait here so their requests reach the server together and are
- * batched, however loaded the machine is. */
-static pthread_barrier_t clients_ready;
 
+/* One greedy completion of cprompts[idx]; ok = 200 and the `strata infer` answer. */
 static void *client(void *arg) {
   client_t *c = arg;
   char body[256];
-  pthread_barrier_wait(&clients_ready);
+  /* The concurrent clients wait here so their requests reach the server together and are
+   * batched, however loaded the machine is. */
+  if (c->ready) pthread_barrier_wait(c->ready);
   snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0}", cprompts[c->idx], MAXT);
   http_reply_t r;
-  post(c->port, body, &r);
+  hc_request(c->port, "POST", "/v1/completions", body, strlen(body), 180, &r);
+  c->status = r.status;
   int tok[64], ids[64], got[64];
   int nt = str_ids(cprompts[c->idx], tok), ni = reference(tok, nt, ids), ng = texts(r.body ? r.body : "", got);
   c->ok = r.status == 200 && ni == MAXT && same(got, ng, ids, ni);
+  char code[32];
+  snprintf(code, sizeof code, "\"code\":%d", r.status);
+  c->body_ok = r.body && strstr(r.body, "{\"error\":{") && strstr(r.body, code);
+  if (!c->ok) fprintf(stderr, "client %d: status %d body %s\n", c->idx, r.status, r.body ? r.body : "");
   hc_reply_free(&r);
   return NULL;
 }
@@ -210,16 +344,33 @@ static long metric(int port, const char *name) {
   return v;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 5) {
-    fprintf(stderr, "usage: test_serve_e2e NP WORKDIR STRATA MPIRUN [ARGS...]\n");
-    return 2;
+/* Polls /health until its body contains `want` (bounded); returns 1 when it did. */
+static int wait_health(int port, const char *want) {
+  for (int i = 0; i < 600; i++) {
+    http_reply_t r;
+    hc_request(port, "GET", "/health", NULL, 0, 30, &r);
+    int hit = r.status == 200 && r.body && strstr(r.body, want);
+    hc_reply_free(&r);
+    if (hit) return 1;
+    usleep(50000);
   }
-  np = atoi(argv[1]);
-  work = argv[2];
-  strata = argv[3];
-  mpirun = argv + 4;
-  nmpi = argc - 4;
+  return 0;
+}
+
+/* The state letter of /proc/PID/stat ('T' = stopped), or 0. */
+static char proc_state(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  size_t len;
+  char *st = slurp(path, &len);
+  char c = 0;
+  const char *p = st ? strrchr(st, ')') : NULL;
+  if (p && p[1] == ' ') c = p[2];
+  free(st);
+  return c;
+}
+
+static void train_checkpoint(void) {
   char cmd[4096];
   snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && %s train --layers 4 --dim 32 --heads 2 --ctx 64 --steps 3 "
            "--out %s/m >/dev/null 2>&1 && ls -d %s/m/ckpt-*", work, work, strata, work, work);
@@ -229,8 +380,13 @@ int main(int argc, char **argv) {
   free(o);
   snprintf(sdir, sizeof sdir, "%s/sessions", work);
   CHECK_TRUE(ckpt[0]);
+  if (!ckpt[0]) exit(test_finish("serve_e2e"));
+}
+/* CASE basic (see the top of the file). */
+static void case_basic(void) {
+  train_checkpoint();
   server_t s;
-  start(&s);
+  start(&s, NULL, NULL);
   int tok[256], ids[256], got[4096];
 
   /* greedy equals strata infer */
@@ -254,13 +410,14 @@ int main(int argc, char **argv) {
   /* 8 concurrent clients */
   pthread_t th[8];
   client_t cl[8];
-  pthread_barrier_init(&clients_ready, NULL, 8);
-  for (int i = 0; i < 8; i++) cl[i] = (client_t){s.port, i, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
+  pthread_barrier_t ready;
+  pthread_barrier_init(&ready, NULL, 8);
+  for (int i = 0; i < 8; i++) cl[i] = (client_t){s.port, i, &ready, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
   for (int i = 0; i < 8; i++) {
     pthread_join(th[i], NULL);
     CHECK_TRUE(cl[i].ok);
   }
-  pthread_barrier_destroy(&clients_ready);
+  pthread_barrier_destroy(&ready);
   usleep(1200000); /* the server samples backend stats periodically */
   hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
   CHECK_EQ_INT(r.status, 200);
@@ -319,7 +476,7 @@ int main(int argc, char **argv) {
   stop(&s);
 
   /* restart: the session continues from disk */
-  start(&s);
+  start(&s, NULL, NULL);
   post(s.port, "{\"prompt\":\" again\",\"max_tokens\":10,\"temperature\":0,\"session\":\"s1\"}", &r);
   CHECK_EQ_INT(r.status, 200);
   nt = texts(r.body, got);
@@ -331,5 +488,299 @@ int main(int argc, char **argv) {
   CHECK_EQ_INT(r.status, 200);
   hc_reply_free(&r);
   stop(&s);
-  return test_finish("serve_e2e");
+}
+
+/* One request of an overload burst: waits at the barrier, then posts. */
+typedef struct {
+  int port;
+  pthread_barrier_t *ready;
+  http_reply_t r;
+} excess_t;
+
+static void *excess_client(void *arg) {
+  excess_t *x = arg;
+  pthread_barrier_wait(x->ready);
+  post(x->port, "{\"prompt\":\"one too many\",\"max_tokens\":4,\"temperature\":0}", &x->r);
+  return NULL;
+}
+
+/* CASE overload: more concurrent requests than --max-queue admits, with the real engine. */
+static void case_overload(void) {
+  enum { ADMITTED = 3, EXCESS = 5 };
+  train_checkpoint();
+  server_t s;
+  const char *extra[] = {"--max-queue", "3", NULL};
+  start(&s, extra, NULL);
+  client_t warm = {s.port, 4, NULL, 0, 0, 0};
+  client(&warm);
+  CHECK_TRUE(warm.ok);
+  /* Hold the pipeline: the last stage stops, so admitted requests stay unfinished. */
+  pid_t pids[16];
+  CHECK_EQ_INT(serve_pids(pids, 16), np);
+  pid_t held = pids[np - 1];
+  CHECK_TRUE(held > 0);
+  if (held <= 0) exit(test_finish("serve_e2e_overload"));
+  kill(held, SIGSTOP);
+  for (int i = 0; i < 500 && proc_state(held) != 'T'; i++) usleep(10000);
+  CHECK_TRUE(proc_state(held) == 'T');
+  pthread_t th[ADMITTED];
+  client_t cl[ADMITTED];
+  for (int i = 0; i < ADMITTED; i++)
+    cl[i] = (client_t){s.port, i, NULL, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
+  CHECK_TRUE(wait_health(s.port, "\"queue_depth\":3,"));
+  /* The excess arrives together; each is refused at once: 429, Retry-After, a JSON error. */
+  pthread_t ex[EXCESS];
+  excess_t xa[EXCESS];
+  pthread_barrier_t ready;
+  pthread_barrier_init(&ready, NULL, EXCESS);
+  for (int i = 0; i < EXCESS; i++) {
+    memset(&xa[i], 0, sizeof xa[i]);
+    xa[i].port = s.port, xa[i].ready = &ready;
+    pthread_create(&ex[i], NULL, excess_client, &xa[i]);
+  }
+  for (int i = 0; i < EXCESS; i++) {
+    pthread_join(ex[i], NULL);
+    http_reply_t *r = &xa[i].r;
+    CHECK_EQ_INT(r->status, 429);
+    char ra[16] = "";
+    CHECK_EQ_INT(hc_header(r, "Retry-After", ra, sizeof ra), 0);
+    CHECK_TRUE(atoi(ra) >= 1);
+    CHECK_TRUE(r->body && strstr(r->body, "{\"error\":{") && strstr(r->body, "\"code\":429") &&
+               strstr(r->body, "--max-queue 3"));
+    hc_reply_free(r);
+  }
+  pthread_barrier_destroy(&ready);
+  /* /health still answers while the queue is full */
+  http_reply_t r;
+  hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_TRUE(r.body && strstr(r.body, "\"queue_depth\":3,"));
+  hc_reply_free(&r);
+  /* Release the pipeline: the admitted requests complete with the right answers. */
+  kill(held, SIGCONT);
+  for (int i = 0; i < ADMITTED; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_TRUE(cl[i].ok);
+  }
+  CHECK_TRUE(wait_health(s.port, "\"queue_depth\":0,"));
+  client_t after = {s.port, 5, NULL, 0, 0, 0};
+  client(&after);
+  CHECK_TRUE(after.ok);
+  hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_TRUE(r.body && strstr(r.body, "\"status\":\"ok\""));
+  hc_reply_free(&r);
+  CHECK_TRUE(metric(s.port, "strata_http_requests_total{code=\"429\"}") == EXCESS);
+  stop(&s);
+}
+
+/* The exit code a wrapped rank recorded in PREFIX.<rank>, or -1. */
+static int rank_exit_code(const char *prefix, int rank) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s.%d", prefix, rank);
+  size_t len;
+  char *t = slurp(path, &len);
+  int c = t ? atoi(t) : -1;
+  free(t);
+  return c;
+}
+
+/* Signals mpirun itself and checks a clean collective shutdown: every rank exits 0, the log
+ * names the signal the ranks got, nothing is left running. Returns mpirun's wait status. */
+static int stop_mpirun(server_t *s, int sig, const char *prefix) {
+  kill(s->pid, sig);
+  int st = reap(s, 60);
+  CHECK_TRUE(st != -1 && WIFEXITED(st)); /* exited by itself (the status is Open MPI's: see README) */
+  for (int r = 0; r < np; r++) {
+    int c = rank_exit_code(prefix, r);
+    if (c != 0) fprintf(stderr, "rank %d exit code %d (-1: none recorded); log:\n%s\n", r, c, s->log ? s->log : "");
+    CHECK_EQ_INT(c, 0);
+  }
+  CHECK_TRUE(s->log && strstr(s->log, "serve: shutting down on SIG"));
+  CHECK_TRUE(s->log && strstr(s->log, "serve: stopped"));
+  pid_t pids[16];
+  CHECK_EQ_INT(serve_pids(pids, 16), 0); /* no process left behind */
+  printf("mpirun after %s: %s %d\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+         WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+  free(s->log);
+  s->log = NULL;
+  return st;
+}
+
+/* POSTs one greedy turn of `session`; appends the generated code points to out. Returns the count. */
+static int turn(int port, const char *session, const char *prompt, int *out, int *cached) {
+  char body[512];
+  snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"session\":\"%s\"}", prompt,
+           MAXT, session);
+  http_reply_t r;
+  post(port, body, &r);
+  CHECK_EQ_INT(r.status, 200);
+  int n = texts(r.body ? r.body : "", out);
+  const char *c = r.body ? strstr(r.body, "\"cached_tokens\":") : NULL;
+  if (cached) *cached = c ? atoi(c + 16) : -1;
+  hc_reply_free(&r);
+  return n;
+}
+
+/* A session turn posted from a thread (the one in flight when mpirun is signalled). */
+typedef struct {
+  int port;
+  const char *session, *prompt;
+  http_reply_t r;
+} turn_arg_t;
+
+static void *turn_thread(void *arg) {
+  turn_arg_t *t = arg;
+  char body[512];
+  snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"session\":\"%s\"}", t->prompt,
+           MAXT, t->session);
+  post(t->port, body, &t->r);
+  return NULL;
+}
+
+/* CASE signal: SIGTERM / SIGINT to mpirun. */
+static void case_signal(void) {
+  train_checkpoint();
+  char prefix[1100];
+  snprintf(prefix, sizeof prefix, "%s/exit", work);
+  server_t s;
+  start(&s, NULL, prefix);
+  int hist[1024], nh = 0, got[1024], ids[1024], t1[64], t2[64], n2 = 0;
+  int n1 = turn(s.port, "k1", "Hi there", t1, NULL);
+  nh = str_ids("Hi there", hist);
+  memcpy(hist + nh, t1, sizeof(int) * n1);
+  nh += n1;
+  /* Turn 2 is in flight when mpirun is signalled (held in the pipeline by stopping the last
+   * stage; mpirun's SIGCONT releases it). It either completes (200, "length"), is cut short
+   * (200, "cancelled", with the text the session kept) or is refused before it started (503,
+   * session unchanged) -- never left without an answer, and the answer says what the session holds. */
+  pid_t pids[16];
+  CHECK_EQ_INT(serve_pids(pids, 16), np);
+  pid_t held = pids[np - 1];
+  if (held > 0) kill(held, SIGSTOP);
+  for (int i = 0; held > 0 && i < 500 && proc_state(held) != 'T'; i++) usleep(10000);
+  turn_arg_t ta = {s.port, "k1", " and", {0}};
+  pthread_t th;
+  pthread_create(&th, NULL, turn_thread, &ta);
+  CHECK_TRUE(wait_health(s.port, "\"queue_depth\":1,"));
+  stop_mpirun(&s, SIGTERM, prefix);
+  if (held > 0) kill(held, SIGCONT); /* in case mpirun did not (the process is gone by now) */
+  pthread_join(th, NULL);
+  int full = 0;
+  if (ta.r.status == 200) {
+    n2 = texts(ta.r.body, t2);
+    nh += str_ids(" and", hist + nh);
+    int ni = reference(hist, nh, ids);
+    full = ta.r.body && strstr(ta.r.body, "\"finish_reason\":\"length\"");
+    CHECK_TRUE(full ? same(t2, n2, ids, ni) : (n2 <= ni && same(t2, n2, ids, n2)) &&
+                          strstr(ta.r.body, "\"finish_reason\":\"cancelled\""));
+    memcpy(hist + nh, t2, sizeof(int) * n2);
+    nh += n2;
+  } else {
+    CHECK_EQ_INT(ta.r.status, 503);
+    CHECK_TRUE(ta.r.body && strstr(ta.r.body, "{\"error\":{") && strstr(ta.r.body, "\"code\":503"));
+  }
+  printf("turn in flight at SIGTERM: %d %s (%d tokens)\n", ta.r.status,
+         ta.r.status != 200 ? "refused" : full ? "completed" : "cut short", n2);
+  hc_reply_free(&ta.r);
+  for (int st = 0; st < np; st++) {
+    char f[1200];
+    snprintf(f, sizeof f, "%s/k1.stage%d-of-%d.kv", sdir, st, np);
+    struct stat sb;
+    CHECK_TRUE(stat(f, &sb) == 0 && sb.st_size > 0);
+  }
+  /* Restart: the session continues from disk, as the stateless whole history does ... */
+  for (int r = 0; r < np; r++) {
+    char f[1200];
+    snprintf(f, sizeof f, "%s.%d", prefix, r);
+    unlink(f);
+  }
+  start(&s, NULL, prefix);
+  int cached = 0;
+  int n3 = turn(s.port, "k1", " more", got, &cached);
+  CHECK_TRUE(cached > 0);
+  nh += str_ids(" more", hist + nh);
+  int ni = reference(hist, nh, ids);
+  CHECK_TRUE(ni == MAXT && same(got, n3, ids, ni));
+  /* ... and as a server that was never interrupted does for the same turns */
+  int u[64];
+  int nu = turn(s.port, "u1", "Hi there", u, NULL);
+  CHECK_TRUE(same(u, nu, t1, n1));
+  if (full) {
+    nu = turn(s.port, "u1", " and", u, NULL);
+    CHECK_TRUE(same(u, nu, t2, n2));
+    nu = turn(s.port, "u1", " more", u, NULL);
+    CHECK_TRUE(same(u, nu, got, n3));
+  }
+  /* SIGINT (Ctrl-C on an interactive mpirun) ends it the same way. */
+  stop_mpirun(&s, SIGINT, prefix);
+}
+
+/* The per-rank wrapper of CASE signal: runs PROGRAM ARGS..., records its exit code in
+ * EXIT_PREFIX.<rank> (atomically) and exits with it. It survives SIGTERM/SIGINT itself (a no-op
+ * handler, reset to the default in the child by exec), so it outlives the program to record. */
+static void wrap_noop(int sig) { (void)sig; }
+
+static int wrap_main(int argc, char **argv) {
+  if (argc < 4) return 2;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = wrap_noop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  pid_t c = fork();
+  if (c == 0) {
+    execv(argv[3], argv + 3);
+    _exit(127);
+  }
+  int st = 0;
+  while (waitpid(c, &st, 0) < 0 && errno == EINTR) {
+  }
+  int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+  char path[1200], tmp[1300];
+  snprintf(path, sizeof path, "%s.%s", argv[2], rank ? rank : "unknown");
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (f) {
+    fprintf(f, "%d\n", code);
+    fclose(f);
+    rename(tmp, path);
+  }
+  /* Linger: mpirun, which is ending the job, SIGKILLs every rank's process group as soon as one
+   * of its children exits; a wrapper exiting now could cut short another rank's wrapper before
+   * it recorded. mpirun's own SIGKILL ends the lingering (after odls_base_sigkill_timeout). */
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    usleep(50000);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while ((double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) < 5.0);
+  return code;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "wrap")) return wrap_main(argc, argv);
+  if (argc < 6) {
+    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal NP WORKDIR STRATA MPIRUN [ARGS...]\n");
+    return 2;
+  }
+  const char *which = argv[1];
+  np = atoi(argv[2]);
+  work = argv[3];
+  strata = argv[4];
+  mpirun = argv + 5;
+  nmpi = argc - 5;
+  signal(SIGPIPE, SIG_IGN);
+  ssize_t k = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+  self_exe[k > 0 ? k : 0] = '\0';
+  if (!strcmp(which, "basic")) case_basic();
+  else if (!strcmp(which, "overload")) case_overload();
+  else if (!strcmp(which, "signal")) case_signal();
+  else {
+    fprintf(stderr, "unknown case '%s'\n", which);
+    return 2;
+  }
+  return test_finish(which);
 }

@@ -97,7 +97,16 @@ int main(void) {
     CHECK_EQ_INT(v[0].stages, 2);
   }
   free(v);
+  /* the metrics gauge's count: one per stage-0 file, other names ignored */
+  CHECK_EQ_INT(session_count(dir), 1);
+  char junk[4200];
+  snprintf(junk, sizeof junk, "%s/notes.txt", dir);
+  FILE *jf = fopen(junk, "w");
+  if (jf) fclose(jf);
+  CHECK_EQ_INT(session_count(dir), 1);
+  unlink(junk);
   CHECK_EQ_INT(session_delete(dir, "s1", err, sizeof err), 0);
+  CHECK_EQ_INT(session_count(dir), 0);
   CHECK_EQ_INT(session_delete(dir, "s1", err, sizeof err), 1);
   CHECK_EQ_INT(session_delete(dir, "../s1", err, sizeof err), -1);
   CHECK_EQ_INT(session_list(dir, &v, &n, err, sizeof err), 0);
@@ -106,5 +115,6 @@ int main(void) {
   kv_cache_free(c);
   kv_cache_free(d);
   rmdir(dir);
+  CHECK_EQ_INT(session_count(dir), 0); /* a missing directory counts 0 */
   return test_finish("session_file");
 }

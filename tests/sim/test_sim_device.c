@@ -76,6 +76,24 @@ static void test_roofline(void) {
   /* memory bound */
   CHECK_NEAR(device_op_time(&d, DEV_FP32, 1e9, 1e11), 1.0, 1e-12);
   CHECK_NEAR(device_op_time(&d, DEV_FP8, 8e12, 0), 1.0, 1e-12);
+  /* a fixed cost per op (the calibrated cpu's) adds to the roofline */
+  d.op_overhead_s = 3e-6;
+  CHECK_NEAR(device_op_time(&d, DEV_FP32, 1e9, 1e11), 1.0 + 3e-6, 1e-12);
+  CHECK_NEAR(device_op_time(&d, DEV_FP32, 0, 0), 3e-6, 1e-18);
+}
+
+static void test_collective_step_latency(void) {
+  /* coll_lat_s replaces the link latency in ring collectives when larger, not in p2p */
+  device_t d = flat_device();
+  int ranks[4] = {0, 1, 2, 3};
+  double n = 1e6, B = 1e10;
+  d.coll_lat_s = 40e-6;
+  CHECK_NEAR(device_allreduce_time(&d, ranks, 4, n), 2 * 3 * 40e-6 + 2.0 * 3 / 4 * n / B, 1e-15);
+  CHECK_NEAR(device_allgather_time(&d, ranks, 4, n), 3 * 40e-6 + 3.0 / 4 * n / B, 1e-15);
+  CHECK_NEAR(device_p2p_time(&d, 0, 1, n), 5e-6 + n / B, 1e-15);
+  d.coll_lat_s = 1e-6; /* smaller than the link's 5 us: the link latency stays */
+  CHECK_NEAR(device_allreduce_time(&d, ranks, 4, n), 2 * 3 * 5e-6 + 2.0 * 3 / 4 * n / B, 1e-15);
+  CHECK_NEAR(device_allreduce_time(&d, ranks, 1, n), 0, 0);
 }
 
 static void test_builtin_profiles(void) {
@@ -128,8 +146,18 @@ static void test_json_profile(void) {
   CHECK_NEAR(d.intra_lat_s, 1.5e-6, 1e-15);
   CHECK_NEAR(d.inter_Bps, 100e9, 1);
   CHECK_EQ_INT(d.chips_per_instance, 16);
+  CHECK_NEAR(d.op_overhead_s, 0, 0); /* optional fields default to 0 */
+  CHECK_NEAR(d.coll_lat_s, 0, 0);
   device_t r;
   CHECK_EQ_INT(device_resolve(p, &r, err, sizeof err), 0);
+
+  p = write_tmp("{\"name\": \"x\", " GOOD_FIELDS ", \"op_overhead_us\": 2.5, \"coll_latency_us\": 30}");
+  CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), 0);
+  CHECK_NEAR(d.op_overhead_s, 2.5e-6, 1e-18);
+  CHECK_NEAR(d.coll_lat_s, 30e-6, 1e-18);
+  p = write_tmp("{\"name\": \"x\", " GOOD_FIELDS ", \"op_overhead_us\": -1}");
+  CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "op_overhead_us must be >= 0") != NULL);
 
   p = write_tmp("{\"name\": \"x\", \"peak_tflops_fp32\": 40, \"peak_tflops_bf16\": 160}");
   CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), -1);
@@ -186,6 +214,7 @@ int main(void) {
   test_ring_spanning_instances_uses_slowest_link();
   test_p2p_link_choice();
   test_roofline();
+  test_collective_step_latency();
   test_builtin_profiles();
   test_json_profile();
   test_cpu_calibration();

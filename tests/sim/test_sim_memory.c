@@ -2,6 +2,7 @@
  * (V=64, T=8, L=2, H=2, C=16); ZeRO-1 divides the optimizer state by D; 1F1B keeps fewer
  * micro-batches than GPipe; the fit check names the stage and the bytes and suggests a layout
  * that really fits. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,10 +76,15 @@ static void test_two_stages_two_replicas_zero1(void) {
   CHECK_EQ_INT(m0.in_flight, 2);                   /* 1F1B: min(M, P - s) */
   CHECK_EQ_INT(m1.in_flight, 1);
   CHECK_NEAR(m0.activations_bytes, 4 * 2 * (layer_acts() + b * T * C + 2 * b * T), 0);
-  /* comm: gradient send + receive buffers, the tied-wte exchange buffer, one 1000-byte bucket */
-  CHECK_NEAR(m0.comm_bytes, 4 * (2 * b * T * C + V * C) + 1000, 0);
+  /* comm: gradient send + receive buffers, the tied-wte exchange buffer, and with ZeRO-1 the
+   * padded gradient and parameter buffers of 2 x ceil(p / 2) floats each (no bucket) */
+  CHECK_NEAR(m0.comm_bytes, 4 * (2 * b * T * C + V * C) + 2 * 4 * (p0 / 2) * 2, 0);
+  double p1pad = 2 * ceil(p1 / 2); /* padded to a multiple of D */
+  CHECK_NEAR(m1.comm_bytes, 4 * (2 * b * T * C + V * C) + 2 * 4 * p1pad, 0);
   memory_stage(&lay, 0, SCHED_1F1B, 0, 1000, &m0);
   CHECK_NEAR(m0.optimizer_bytes, 8 * p0, 0);
+  /* without ZeRO: one 1000-byte bucket instead of the padded buffers */
+  CHECK_NEAR(m0.comm_bytes, 4 * (2 * b * T * C + V * C) + 1000, 0);
 }
 
 static void test_kv_cache(void) {

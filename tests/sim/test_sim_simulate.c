@@ -75,7 +75,8 @@ static void test_activation_transfer_on_critical_path(void) {
   sim_stage_cost_t *c = uniform_costs(2, 1.0, 2.0, 500); /* 0.25 + 500/1000 = 0.75 s per hop */
   sim_result_t r;
   CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
-  CHECK_NEAR(r.step_s, 1 + 0.75 + 1 + 2 + 0.75 + 2, 1e-12);
+  /* then the gradient-norm all-reduce of 8 bytes over the 2-stage pipeline: 2a + 8/B */
+  CHECK_NEAR(r.step_s, 1 + 0.75 + 1 + 2 + 0.75 + 2 + (2 * 0.25 + 8.0 / 1000), 1e-12);
   sim_result_free(&r);
   free(c);
 }
@@ -100,7 +101,7 @@ static void test_simulated_allreduce_equals_ring_formula(void) {
       char err[256];
       CHECK_EQ_INT(layout_init(&lay, &m, p, 1, p, 1, p, NULL, err, sizeof err), 0);
       sim_stage_cost_t *c = uniform_costs(1, 0, 0, 0);
-      sim_region_t reg = {n, 0};
+      sim_region_t reg = {n, 0, 0, 0};
       c[0].regions = &reg;
       c[0].nregions = 1;
       c[0].param_bytes = n;
@@ -113,11 +114,13 @@ static void test_simulated_allreduce_equals_ring_formula(void) {
       CHECK_NEAR(r.exposed_comm_share, 1, 1e-12);
       CHECK_NEAR(r.stages[0].comm_busy_s, ring, 1e-12 * ring);
       sim_result_free(&r);
-      /* ZeRO-1: reduce-scatter of the gradients, then all-gather of the parameters */
+      /* ZeRO-1: reduce-scatter of the gradients, the gradient-norm all-reduce (8 bytes) over
+       * all ranks, then all-gather of the parameters */
       o.zero = 1;
       CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
       double rs = (p - 1) * a + (double)(p - 1) / p * n / B;
-      CHECK_NEAR(r.step_s, 2 * rs, 1e-12 * rs);
+      double norm = 2 * (p - 1) * a + 2.0 * (p - 1) / p * 8 / B;
+      CHECK_NEAR(r.step_s, 2 * rs + norm, 1e-12 * rs);
       sim_result_free(&r);
       free(c);
     }
@@ -133,7 +136,7 @@ static void test_overlap_hides_all_but_last_bucket(void) {
   char err[256];
   CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 1, 2, NULL, err, sizeof err), 0);
   sim_stage_cost_t *c = uniform_costs(1, 0, 4.0, 0);
-  sim_region_t reg[4] = {{5e5, 1}, {5e5, 2}, {5e5, 3}, {5e5, 4}};
+  sim_region_t reg[4] = {{5e5, 1, 0, 0}, {5e5, 2, 0, 0}, {5e5, 3, 0, 0}, {5e5, 4, 0, 0}};
   c[0].regions = reg;
   c[0].nregions = 4;
   sim_options_t o = sim_options_default();
@@ -153,6 +156,26 @@ static void test_overlap_hides_all_but_last_bucket(void) {
   o.bucket_bytes = 1e6;
   CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
   CHECK_NEAR(r.step_s, 5.0, 1e-12);
+  sim_result_free(&r);
+  /* grad_sync.c's rules: a region not contiguous with the next (brk) is started when the next
+   * one is reported; a skipped region (the tied wte) is not bucketed. Huge buckets: bucket 1 =
+   * region 0, ready when region 1 arrives at 2 s, done 2.5; bucket 2 = region 1 at the end of
+   * backward (4 s), done 4.5; region 2 (skip) and region 3 never reduced here. */
+  reg[0].brk = 1;
+  reg[2].skip = 1;
+  reg[3].skip = 1;
+  o.bucket_bytes = 1e18;
+  o.record_events = 1;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  CHECK_NEAR(r.step_s, 4.5, 1e-12);
+  CHECK_NEAR(r.stages[0].comm_busy_s, 1.0, 1e-12);
+  int nred = 0;
+  for (int i = 0; i < r.nevents; i++)
+    if (r.events[i].kind == SIM_EV_DP_REDUCE && r.events[i].rank == 0) {
+      CHECK_NEAR(r.events[i].start_s, nred == 0 ? 2.0 : 4.0, 1e-12);
+      nred++;
+    }
+  CHECK_EQ_INT(nred, 2);
   sim_result_free(&r);
   free(c);
 }

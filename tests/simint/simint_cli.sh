@@ -5,14 +5,20 @@
 #   fit     a tiny --device-mem: every rank exits 2 before step 1 (no steps.jsonl lines, no
 #           checkpoint) with one message naming the stage, the bytes needed and available and a
 #           layout that fits; a capacity just above the model's peak trains.
-#   agree   for several layouts on trn2 and h100, report.json's sim_step_s equals `strata
-#           simulate --json`'s step_s for the same model, layout, schedule, ZeRO, bucket and
-#           dtype fp32 (relative 1e-4: the same cost model; only printing rounds); report.json
+#   agree   for every layout of the distributed-training tests (tests/dist.cmake: P 1-4, D 1-3,
+#           M 1/2/4, GPipe and 1F1B, ZeRO on and off, mpi / ofi shm / ofi tcp transports) on
+#           trn2, h100 and trn1: the clock CARRIED on the run (pipeline messages, DP bucket MAX
+#           exchanges, tied wte, norm, ZeRO collectives; rank 0's "simulated clock carried on
+#           the run: step X s" line, %.17g, max over ranks and the same every step) equals
+#           `strata simulate --json`'s step_s for the same model, layout, schedule, ZeRO,
+#           bucket and dtype fp32 to 1e-9 relative (the event simulation models the same
+#           actions); report.json's sim_step_s (printed %.6g) agrees to 1e-5; report.json
 #           carries the sim fields, steps.jsonl sim_step_s, the progress line "| sim", and
 #           trace.json the "sim rN" timeline (pid 1000 + rank).
-#   mem     ZeRO-0 layouts: each stage's mem_model_bytes (memory_model.c) is within MEM_RTOL of
-#           mem_alloc_bytes (what the run allocated: parameters, gradients, moments, activation
-#           slots, message buffers, backward scratch).
+#   mem     each stage's mem_model_bytes (memory_model.c) is within MEM_RTOL of mem_alloc_bytes
+#           (what the run allocated: parameters, gradients, moments, ZeRO-1's padded gradient
+#           and parameter buffers, activation slots, message buffers, backward scratch), ZeRO
+#           off and on.
 #   cpu     the default device is the calibrated cpu profile, identical on all ranks (one
 #           simulated step time in every steps.jsonl line) and positive.
 set -euo pipefail
@@ -26,7 +32,16 @@ SIMMODEL=(--layers 4 --heads 2 --dim 32 --ctx 16 --vocab 256 --batch 24)
 # alignment padding: measured differences 0 .. 3.8 % on these layouts (exact for P = D = 1).
 MEM_RTOL=0.06
 fail() { echo "FAIL: $*" >&2; exit 1; }
-mpi() { local np="$1"; shift; "${MPIRUN[@]}" -np "$np" "$@" </dev/null; }
+mpi() { local np="$1"; shift; "${MPIRUN[@]}" -np "$np" -x FI_PROVIDER -x FI_TCP_IFACE "$@" </dev/null; }
+export FI_PROVIDER="${FI_PROVIDER:-}" FI_TCP_IFACE="${FI_TCP_IFACE:-}"
+transport_flags() { # transport_flags mpi|shm|tcp: sets TRF (and the libfabric provider env)
+  case "$1" in
+    mpi) TRF=(--transport mpi) ;;
+    shm) export FI_PROVIDER=shm; TRF=(--transport ofi --ofi-provider shm) ;;
+    tcp) export FI_PROVIDER="tcp;ofi_rxm" FI_TCP_IFACE=lo; TRF=(--transport ofi --ofi-provider "tcp;ofi_rxm") ;;
+    *) fail "unknown transport $1" ;;
+  esac
+}
 num() { # num FILE KEY: first numeric value of "KEY": in FILE
   grep -o "\"$2\": *[-0-9.eE+]*" "$1" | head -1 | sed 's/.*: *//'
 }
@@ -56,57 +71,75 @@ fit)
   echo "ok fit"
   ;;
 agree)
-  # NP P D M schedule zero device bucket
-  while read -r np p d mm sched zero dev bucket; do
-    out="$W/a$np$p$d$mm$zero"
-    mpi "$np" "$STRATA" train "${MODEL[@]}" --steps 3 --pp "$p" --dp "$d" --microbatches "$mm" \
-      --schedule "$sched" --zero "$zero" --device "$dev" --bucket-mb "$bucket" --out "$out" \
-      --log-every 1 >"$out.log" 2>&1 || { cat "$out.log"; fail "train $np $p $d $mm failed"; }
+  # NP P D M schedule zero device bucket transport [extra]
+  while read -r np p d mm sched zero dev bucket tr extra; do
+    out="$W/a$np$p$d$mm$zero$sched"
+    transport_flags "$tr"
+    # shellcheck disable=SC2086
+    mpi "$np" "$STRATA" train "${MODEL[@]}" --steps 2 --pp "$p" --dp "$d" --microbatches "$mm" \
+      --schedule "$sched" --zero "$zero" --device "$dev" --bucket-mb "$bucket" "${TRF[@]}" $extra \
+      --out "$out" --log-every 1 >"$out.log" 2>&1 || { cat "$out.log"; fail "train $np $p $d $mm failed"; }
+    # shellcheck disable=SC2086
     "$STRATA" simulate "${SIMMODEL[@]}" --pp "$p" --dp "$d" --microbatches "$mm" --schedule "$sched" \
-      --zero "$zero" --device "$dev" --dtype fp32 --bucket-mb "$bucket" --json >"$out.sim"
-    a=$(num "$out/report.json" sim_step_s); b=$(grep -o '"step_s": *[-0-9.eE+]*' "$out.sim" | head -1 | sed 's/.*: *//')
-    relerr_ok "$a" "$b" 1e-4 || fail "P$p D$d M$mm $sched zero $zero $dev: in-run sim_step_s $a != simulate step_s $b"
+      --zero "$zero" --device "$dev" --dtype fp32 --bucket-mb "$bucket" $extra --json >"$out.sim"
+    b=$(grep -o '"step_s": *[-0-9.eE+]*' "$out.sim" | head -1 | sed 's/.*: *//')
+    line=$(grep "simulated clock carried on the run" "$out.log") || { cat "$out.log"; fail "no carried-clock line"; }
+    c=$(echo "$line" | sed 's/.*on the run: step \([-0-9.eE+]*\) s.*/\1/')
+    echo "$line" | grep -q "the same every step" || fail "P$p D$d M$mm: the carried step differs between steps: $line"
+    relerr_ok "$c" "$b" 1e-9 || fail "P$p D$d M$mm $sched zero $zero $dev $tr: carried clock $c s != simulate step_s $b s"
+    a=$(num "$out/report.json" sim_step_s)
+    relerr_ok "$a" "$b" 1e-5 || fail "P$p D$d M$mm $sched zero $zero $dev: report.json sim_step_s $a != simulate step_s $b"
     for k in sim_tokens_per_s sim_mfu sim_train_s sim_compute_s sim_comm_s sim_idle_s mem_model_bytes mem_alloc_bytes; do
       v=$(num "$out/report.json" $k); [ -n "$v" ] || fail "report.json lacks $k"
     done
     grep -q "\"device\": \"$dev\"" "$out/report.json" || fail "report.json lacks the device"
-    [ "$(grep -c '"sim_step_s"' "$out/steps.jsonl")" = 3 ] || fail "steps.jsonl lacks sim_step_s"
-    [ "$(grep -c '| sim ' "$out.log")" = 3 ] || fail "progress line lacks '| sim'"
+    [ "$(grep -c '"sim_step_s"' "$out/steps.jsonl")" = 2 ] || fail "steps.jsonl lacks sim_step_s"
+    [ "$(grep -c '| sim ' "$out.log")" = 2 ] || fail "progress line lacks '| sim'"
     grep -q '"pid": 1000, "args": {"name": "sim r0' "$out/trace.json" || fail "trace.json lacks the sim timeline"
     n=$(grep -c '"cat": "sim"' "$out/trace.json"); [ "$n" -gt 0 ] || fail "no sim events in trace.json"
-    echo "ok P$p D$d M$mm $sched zero $zero $dev: sim $a s = simulate $b s"
+    echo "ok P$p D$d M$mm $sched zero $zero $dev $tr: carried $c s = simulate $b s (report $a)"
   done <<'LAYOUTS'
-2 2 1 4 1f1b 0 trn2 4
-2 2 1 4 gpipe 0 h100 4
-2 1 2 2 1f1b 0 trn2 0.02
-4 2 2 2 1f1b 1 trn2 4
-3 3 1 2 gpipe 0 trn1 4
+1 1 1 1 gpipe 0 trn2 4 mpi
+2 1 2 2 1f1b 0 trn2 0.02 mpi
+3 1 3 1 gpipe 1 h100 4 mpi
+2 2 1 4 1f1b 0 trn2 4 mpi
+4 2 2 2 gpipe 1 trn2 4 shm
+4 2 2 1 1f1b 0 h100 4 tcp
+3 3 1 2 gpipe 0 trn1 4 mpi --stage-layers 1,2,1
+6 3 2 4 1f1b 0 trn2 0.02 shm
+4 4 1 4 1f1b 1 trn2 4 mpi
+12 4 3 2 gpipe 0 trn2 4 mpi
 LAYOUTS
   ;;
 mem)
-  while read -r np p d mm sched; do
-    out="$W/m$np$p$d$mm"
+  while read -r np p d mm sched zero; do
+    out="$W/m$np$p$d$mm$zero"
     mpi "$np" "$STRATA" train --layers 4 --heads 4 --dim 64 --ctx 32 --batch 8 --steps 1 \
-      --pp "$p" --dp "$d" --microbatches "$mm" --schedule "$sched" --device trn2 --out "$out" --quiet \
-      || fail "train failed"
+      --pp "$p" --dp "$d" --microbatches "$mm" --schedule "$sched" --zero "$zero" --device trn2 \
+      --out "$out" --quiet || fail "train failed"
     grep '"mem_model_bytes"' "$out/report.json" | while read -r line; do
       mm_b=$(echo "$line" | grep -o '"mem_model_bytes": [0-9]*' | sed 's/.*: //')
       ma_b=$(echo "$line" | grep -o '"mem_alloc_bytes": [0-9]*' | sed 's/.*: //')
-      # D > 1: the model's one-bucket DP buffer, min(bucket, gradients) -- what a bucketed
-      # all-reduce into a separate buffer needs; Strata reduces in place (only the collectives
-      # library's small ring scratch), so it is taken off before the comparison.
+      # D > 1 without ZeRO: the model's one-bucket DP buffer, min(bucket, gradients) -- what a
+      # bucketed all-reduce into a separate buffer needs; Strata reduces in place (only the
+      # collectives library's small ring scratch), so it is taken off before the comparison.
+      # ZeRO-1: both count the padded gradient and parameter buffers (no bucket).
       pr=$(echo "$line" | grep -o '"params": [0-9]*' | sed 's/.*: //')
-      adj=$(awk -v d="$d" -v p="$pr" -v m="$mm_b" 'BEGIN { g = 4 * p; b = 4 * 1048576;
-        printf "%.0f", (d > 1 ? m - (g < b ? g : b) : m) }')
-      relerr_ok "$adj" "$ma_b" "$MEM_RTOL" || fail "P$p D$d M$mm $sched: model $mm_b (without DP bucket $adj) vs allocated $ma_b bytes ($line)"
-      echo "ok P$p D$d M$mm $sched: model $mm_b (without DP bucket $adj) allocated $ma_b"
+      adj=$(awk -v d="$d" -v z="$zero" -v p="$pr" -v m="$mm_b" 'BEGIN { g = 4 * p; b = 4 * 1048576;
+        printf "%.0f", (d > 1 && z == 0 ? m - (g < b ? g : b) : m) }')
+      relerr_ok "$adj" "$ma_b" "$MEM_RTOL" || fail "P$p D$d M$mm $sched zero $zero: model $mm_b (without DP bucket $adj) vs allocated $ma_b bytes ($line)"
+      echo "ok P$p D$d M$mm $sched zero $zero: model $mm_b (adjusted $adj) allocated $ma_b"
     done
   done <<'LAYOUTS'
-1 1 1 1 gpipe
-2 2 1 4 gpipe
-2 2 1 4 1f1b
-2 1 2 2 1f1b
-3 3 1 2 1f1b
+1 1 1 1 gpipe 0
+2 2 1 4 gpipe 0
+2 2 1 4 1f1b 0
+2 1 2 2 1f1b 0
+3 3 1 2 1f1b 0
+1 1 1 1 gpipe 1
+2 1 2 2 1f1b 1
+2 2 1 2 1f1b 1
+4 2 2 2 gpipe 1
 LAYOUTS
   ;;
 cpu)

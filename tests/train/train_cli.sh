@@ -2,6 +2,7 @@
 # End-to-end tests of `strata train` and `strata eval` on one rank. Usage: train_cli.sh STRATA CASE
 #   determinism  two runs with the same seed write identical losses and identical weights
 #   resume       a run resumed from its step-6 checkpoint continues bit-identically to step 12
+#                (losses, weights and AdamW moments; also in the sanitizer build)
 #   eval         eval --json of the final checkpoint reports the loss over the requested tokens,
 #                equal to what train measured on the same batches (same code path)
 #   badflags     bad flags and configurations are refused with exit 2 and a message
@@ -28,7 +29,9 @@ determinism)
   grep -q '"final_loss"' "$W/a/report.json" || fail "report.json lacks final_loss"
   ;;
 resume)
-  "$STRATA" train "${SMALL[@]}" --steps 12 --ckpt-every 6 --out "$W/full"
+  # --warmup 3: the resumed steps run on the cosine decay, whose floor comes from the
+  # checkpoint's min_lr / lr; AdamW's betas, eps and weight decay come from it too.
+  "$STRATA" train "${SMALL[@]}" --steps 12 --ckpt-every 6 --warmup 3 --out "$W/full"
   "$STRATA" train --quiet --resume "$W/full/ckpt-00000006" --out "$W/resumed"
   diff <(losses "$W/full/steps.jsonl" | tail -6) <(losses "$W/resumed/steps.jsonl") || fail "resumed losses differ"
   cmp "$W/full/ckpt-00000012/model.safetensors" "$W/resumed/ckpt-00000012/model.safetensors" || fail "resumed weights differ"

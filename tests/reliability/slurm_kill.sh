@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# slurm_kill.sh -- a rank SIGKILLed inside a Slurm job is named by launch/slurm/train.sbatch
+# (common.sh's strata_srun, from the ranks' status records RUN/status/rank-R and srun's "task Q:
+# Killed"): "strata: rank 1 (stage 0, replica 1) died (signal 9) at step 3 during gradient
+# all-reduce bucket 0". The job ends FAILED with a non-zero exit, and no strata process remains.
+# Runs on the throw-away single-node cluster of tests/slurm/cluster.sh (root, Debian's slurmd,
+# slurmctld, slurm-client, munge). Usage: slurm_kill.sh STRATA
+set -uo pipefail
+strata="${1:?usage: slurm_kill.sh STRATA}"
+src="${STRATA_SOURCE_DIR:?STRATA_SOURCE_DIR must name the repository}"
+# shellcheck source=../slurm/cluster.sh
+source "$src/tests/slurm/cluster.sh"
+fail() { echo "[slurm-kill] FAIL: $*" >&2; exit 1; }
+tmp="$(mktemp -d /tmp/strata-slurmkill.XXXXXX)" || fail "mktemp failed"
+cleanup() {
+  local rc=$?
+  scancel --quiet --user="$(id -un)" 2>/dev/null || true
+  for _ in $(seq 1 20); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
+  slurm_cluster_stop
+  rm -rf "$tmp"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+for v in $(compgen -e | grep '^SLURM_'); do unset "$v"; done
+slurm_cluster_start "$tmp/cluster" || fail "could not start the Slurm cluster"
+export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export FI_TCP_IFACE=lo STRATA_BIN="$strata" STRATA_RUN_ROOT="$tmp/runs" STRATA_COLL_TIMEOUT_S=20
+mkdir -p "$tmp/submit" && cd "$tmp/submit" || fail "cannot enter $tmp/submit"
+
+id="$(STRATA_FAULT=kill:rank=1:step=3:op=allreduce STRATA_STEPS=8 STRATA_LAYERS=2 STRATA_DIM=32 \
+      STRATA_HEADS=2 STRATA_CTX=32 STRATA_BATCH=4 \
+      sbatch --parsable --ntasks=2 --ntasks-per-node=2 --time=5 "$src/launch/slurm/train.sbatch" 2>&1)" ||
+  fail "sbatch failed: $id"
+id="${id%%;*}"; [[ "$id" =~ ^[0-9]+$ ]] || fail "sbatch printed no job id: $id"
+state="$(slurm_wait_job "$id" "${STRATA_SLURM_JOB_TIMEOUT_S:-120}")"
+out="$tmp/submit/strata-train-$id.out"
+echo "[slurm-kill] job $id: $state"; cat "$out" 2>/dev/null
+[ "$state" = FAILED ] || fail "job $id ended $state, expected FAILED"
+grep -q "fault: injecting kill at step 3 in allreduce" "$out" || fail "the fault was not injected"
+line="strata: rank 1 (stage 0, replica 1) died (signal 9) at step 3 during gradient all-reduce bucket 0"
+grep -Fxq "$line" "$out" || fail "no line '$line' in the job's output"
+[ "$(grep -c '^strata: rank .* died' "$out")" -eq 1 ] || fail "more than one rank reported dead"
+grep -Eq "finished: exit [1-9]" "$out" || fail "the script did not report a non-zero exit"
+for _ in $(seq 1 20); do pgrep -f "$tmp/runs" >/dev/null || break; sleep 0.5; done
+! pgrep -af "$tmp/runs" >&2 || fail "strata processes left behind"
+echo "[slurm-kill] PASS"
