@@ -32,13 +32,17 @@ trap cleanup EXIT
 if [ -z "${PORT:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
   [ -x "$STRATA" ] || { echo "http_bench: build first ($STRATA missing)" >&2; exit 2; }
   NP="${NP:-1}"
+  # mpirun refuses root without these (the machines these scripts target run as root)
+  if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
   read -r -a MPI <<< "${MPIRUN:-mpirun --oversubscribe --bind-to none --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo}"
   "${MPI[@]}" -np "$NP" "$STRATA" serve --checkpoint "$CHECKPOINT" --listen 127.0.0.1:0 --max-queue 1024 \
     --max-connections 1024 --max-tokens-limit 4096 --session-dir "$W/sessions" > "$W/server.out" 2> "$W/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do
     PORT="$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$W/server.out" | head -1)"
-    [ -n "$PORT" ] && break; sleep 0.1
+    [ -n "$PORT" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break # the launcher exited: say why at once
+    sleep 0.1
   done
   [ -n "$PORT" ] || { echo "http_bench: the server did not start:" >&2; cat "$W/server.err" >&2; exit 1; }
   echo "# mpirun -np $NP strata serve --checkpoint $CHECKPOINT on 127.0.0.1:$PORT"
