@@ -140,6 +140,30 @@ static int write_report(const char *out_dir, const train_config_t *c, const gpt2
   return 0;
 }
 
+void train_config_from_state(train_config_t *c, const strata_train_state_t *state) {
+  c->model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
+                             state->model.heads, state->model.dim};
+  c->batch = state->train.batch;
+  c->seq_len = state->train.seq_len;
+  if (!c->microbatches_given) c->microbatches = state->train.microbatches;
+  c->seed = state->train.seed;
+  /* Doubles, unrounded: a cast to float once turned beta1 0.9 into 0.89999998 and changed every
+   * update after a resume (seen only in the sanitizer build, where the cast was not folded
+   * away). min_lr / lr may differ from the original ratio in the last bit, but lr * ratio, the
+   * floor adamw_lr_at uses, does not. */
+  c->opt.lr = state->train.lr;
+  c->opt.weight_decay = state->train.weight_decay;
+  c->opt.beta1 = state->train.beta1;
+  c->opt.beta2 = state->train.beta2;
+  c->opt.eps = state->train.eps;
+  c->opt.grad_clip = state->train.grad_clip;
+  c->opt.warmup_steps = (int)state->train.warmup_steps;
+  if (state->train.lr > 0 && state->train.min_lr >= 0)
+    c->opt.min_lr_ratio = state->train.min_lr / state->train.lr;
+  if (!c->data_path && state->train.data_path[0]) c->data_path = state->train.data_path;
+  if (c->steps == -1) c->steps = state->train.total_steps;
+}
+
 int train_run(const train_config_t *cin) {
   train_config_t c = *cin;
   char err[1024] = "";
@@ -168,30 +192,7 @@ int train_run(const train_config_t *cin) {
       snprintf(resume_dir, sizeof resume_dir, "%s", c.resume);
     }
     if (ckpt_read_state(resume_dir, state, 1, err, sizeof err)) goto config_fail;
-    gpt2_config_t ck = {state->model.vocab, state->model.ctx, state->model.layers,
-                        state->model.heads, state->model.dim};
-    c.model = ck;
-    c.batch = state->train.batch;
-    c.seq_len = state->train.seq_len;
-    c.microbatches = state->train.microbatches;
-    c.seed = state->train.seed;
-    /* The hyperparameters are doubles (adamw_hparams_t) and the checkpoint stores them as
-     * doubles: take them unrounded, as train_dist.c does. (They were once cast to float here:
-     * beta1 0.9 became 0.89999998, which changed 1 - beta1 and so every update after a resume.
-     * The release build's code (gcc 12 -O2 -march=native) copied the doubles without the
-     * rounding, so only the sanitizer build showed it.) min_lr / lr may differ from the
-     * original ratio in the last bit, but lr * ratio, the floor adamw_lr_at uses, does not. */
-    c.opt.lr = state->train.lr;
-    c.opt.weight_decay = state->train.weight_decay;
-    c.opt.beta1 = state->train.beta1;
-    c.opt.beta2 = state->train.beta2;
-    c.opt.eps = state->train.eps;
-    c.opt.grad_clip = state->train.grad_clip;
-    c.opt.warmup_steps = (int)state->train.warmup_steps;
-    if (state->train.lr > 0 && state->train.min_lr >= 0)
-      c.opt.min_lr_ratio = state->train.min_lr / state->train.lr;
-    if (!c.data_path && state->train.data_path[0]) c.data_path = state->train.data_path;
-    if (c.steps == -1) c.steps = state->train.total_steps;
+    train_config_from_state(&c, state);
   }
   const char *data_path = c.data_path ? c.data_path : data_default_path();
   if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto config_fail;

@@ -30,6 +30,7 @@
 
 #include "adamw.h"
 #include "gpt2.h"
+#include "strata_proto.h"
 
 typedef struct {
   gpt2_config_t model;     /* vocab is set from the data when 0 */
@@ -70,6 +71,12 @@ void train_config_default(train_config_t *c);
 
 /* Runs the job; returns 0, or 1 after printing an error (2 for a configuration error). */
 int train_run(const train_config_t *c);
+
+/* Resume: takes the model shape, batch, sequence length, seed and AdamW hyperparameters (as the
+ * doubles the checkpoint stores: never rounded to float, or the resumed updates differ) and,
+ * unless given on the command line, the micro-batch count, data path and step count from a
+ * checkpoint's training state. Shared by train_run and train_run_dist. */
+void train_config_from_state(train_config_t *c, const strata_train_state_t *state);
 
 /* The distributed job (any world size, including 1 with --pp 1 --dp 1): every rank of
  * MPI_COMM_WORLD calls it with the same configuration. Configuration errors are detected

@@ -236,23 +236,7 @@ int train_run_dist(const train_config_t *cin) {
       snprintf(resume_dir, sizeof resume_dir, "%s", c.resume);
     }
     if (ckpt_read_state(resume_dir, state, 1, err, sizeof err)) goto config_fail;
-    c.model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
-                              state->model.heads, state->model.dim};
-    c.batch = state->train.batch;
-    c.seq_len = state->train.seq_len;
-    if (!c.microbatches_given) c.microbatches = state->train.microbatches;
-    c.seed = state->train.seed;
-    c.opt.lr = state->train.lr;
-    c.opt.weight_decay = state->train.weight_decay;
-    c.opt.beta1 = state->train.beta1;
-    c.opt.beta2 = state->train.beta2;
-    c.opt.eps = state->train.eps;
-    c.opt.grad_clip = state->train.grad_clip;
-    c.opt.warmup_steps = (int)state->train.warmup_steps;
-    if (state->train.lr > 0 && state->train.min_lr >= 0)
-      c.opt.min_lr_ratio = state->train.min_lr / state->train.lr;
-    if (!c.data_path && state->train.data_path[0]) c.data_path = state->train.data_path;
-    if (c.steps == -1) c.steps = state->train.total_steps;
+    train_config_from_state(&c, state);
   }
   const char *data_path = c.data_path ? c.data_path : data_default_path();
   if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto config_fail;
