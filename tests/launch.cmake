@@ -6,3 +6,12 @@ foreach(case dry_run_flags bad_input train_one_rank bench_two_ranks train_two_ra
   set_tests_properties(launch_${case} PROPERTIES LABELS "launch" TIMEOUT 300 SKIP_RETURN_CODE 77
                        ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_BIN=$<TARGET_FILE:strata>")
 endforeach()
+
+# launch/demo.sh end to end (README's first command), shortened to 10 steps: train on 4 ranks,
+# eval, generate on 2 stages. Catches a demo broken by a change elsewhere (it once asked for
+# more tokens than the default model's context).
+add_test(NAME launch_demo COMMAND bash ${PROJECT_SOURCE_DIR}/launch/demo.sh ${CMAKE_BINARY_DIR}/launch_demo_run)
+set_tests_properties(launch_demo PROPERTIES LABELS "launch;mpi" TIMEOUT 300
+                     ENVIRONMENT "STRATA_DEMO_NO_SETUP=1;DEMO_STEPS=10;STRATA_BUILD=${CMAKE_BINARY_DIR}"
+                     PASS_REGULAR_EXPRESSION "run directory: .*launch_demo_run"
+                     FAIL_REGULAR_EXPRESSION "error:")
