@@ -407,6 +407,7 @@ static void mode_split(coll_comm_t *world) {
     if (buf[i] != m) wrong++;
   }
   CHECK_EQ_INT(wrong, 0);
+  free(buf);
   int root_val = coll_rank(sub) == 0 ? 12345 : -1;
   CHECK_OK(coll_broadcast(&root_val, 1, COLL_I32, 0, sub), sub);
   CHECK_EQ_INT(root_val, 12345);
