@@ -178,8 +178,9 @@ coll_result_t coll_wait(coll_request_t *req);
  * `madvise` or `always`). Single-copy shared-memory transfers (Open MPI's CMA, libfabric shm)
  * pin and map the source buffer page by page, so a buffer on 2 MiB pages moves a large
  * message up to about twice as fast as one on 4 KiB pages (BENCHMARKS.md). Smaller buffers are
- * 64-byte aligned. STRATA_COLL_HUGEPAGES=0 turns the advice off (for comparison). The memory is
- * not zeroed. NULL on failure; release with coll_mem_free (or free()). */
+ * 64-byte aligned. STRATA_COLL_HUGEPAGES=0 turns the advice off (for comparison; another
+ * value than 0 or 1 makes coll_comm_create fail naming it). The memory is not zeroed. NULL on
+ * failure; release with coll_mem_free (or free()). */
 void *coll_mem_alloc(size_t bytes);
 void coll_mem_free(void *p);
 

@@ -115,6 +115,9 @@ coll_config_t coll_config_default(void) {
     else if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_STREAM_BYTES", v, "bytes (suffix K/M allowed) or off");
     else cfg.stream_bytes = b;
   }
+  /* read by coll_mem_alloc (it has no configuration); checked here so a typo is reported */
+  if ((v = getenv("STRATA_COLL_HUGEPAGES")) && *v && strcmp(v, "0") && strcmp(v, "1"))
+    env_fail(&cfg, "STRATA_COLL_HUGEPAGES", v, "0 or 1");
   if ((v = getenv("STRATA_COLL_YIELD")) && *v) {
     if (!strcmp(v, "auto")) cfg.yield_idle = -1;
     else if (!strcmp(v, "0") || !strcmp(v, "1")) cfg.yield_idle = *v == '1';

@@ -11,7 +11,6 @@
 #endif
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #ifdef __AVX__
 #include <immintrin.h>

@@ -615,6 +615,19 @@ static void mode_units(void) {
   CHECK_TRUE(cfg.env_error == NULL);
   unsetenv("STRATA_COLL_CHUNK_BYTES");
   unsetenv("STRATA_COLL_ALGO");
+  /* Streaming-store threshold: bytes with a suffix, or "off"; anything else is refused. */
+  setenv("STRATA_COLL_STREAM_BYTES", "2M", 1);
+  CHECK_EQ_INT(coll_config_default().stream_bytes, 2 << 20);
+  setenv("STRATA_COLL_STREAM_BYTES", "off", 1);
+  CHECK_TRUE(coll_config_default().stream_bytes == SIZE_MAX);
+  setenv("STRATA_COLL_STREAM_BYTES", "fast", 1);
+  cfg = coll_config_default();
+  CHECK_TRUE(cfg.env_error != NULL && strstr(cfg.env_error, "STRATA_COLL_STREAM_BYTES"));
+  unsetenv("STRATA_COLL_STREAM_BYTES");
+  setenv("STRATA_COLL_HUGEPAGES", "yes", 1);
+  cfg = coll_config_default();
+  CHECK_TRUE(cfg.env_error != NULL && strstr(cfg.env_error, "STRATA_COLL_HUGEPAGES"));
+  unsetenv("STRATA_COLL_HUGEPAGES");
 }
 
 int main(int argc, char **argv) {
