@@ -14,8 +14,6 @@ fail() { echo "[slurm-kill] FAIL: $*" >&2; exit 1; }
 tmp="$(mktemp -d /tmp/strata-slurmkill.XXXXXX)" || fail "mktemp failed"
 cleanup() {
   local rc=$?
-  scancel --quiet --user="$(id -un)" 2>/dev/null || true
-  for _ in $(seq 1 20); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
   slurm_cluster_stop
   rm -rf "$tmp"
   exit $rc

@@ -7,7 +7,8 @@
 #                          "debug"), starts slurmctld and slurmd in the foreground in the
 #                          background, remembers their PIDs, exports SLURM_CONF for the client
 #                          commands and waits (bounded) until the node is idle.
-# slurm_cluster_stop       stops exactly the daemons this file started, by PID (TERM, then
+# slurm_cluster_stop       cancels the cluster's jobs (waits up to 10 s for them), then stops
+#                          exactly the daemons this file started, by PID (TERM, then
 #                          KILL after a bounded wait). Safe to call twice; call it from a trap.
 # slurm_wait_job ID SECS   waits until job ID has ended (bounded; scancels it on timeout) and
 #                          prints its final state (COMPLETED, FAILED, ..., or TIMEOUT).
@@ -156,6 +157,11 @@ EOF
 
 slurm_cluster_stop() {
   local pid i alive
+  # Jobs first (bounded): a job still running would keep its strata processes alive.
+  if [ ${#SLURM_CLUSTER_PIDS[@]} -gt 0 ] && [ -n "${SLURM_CONF:-}" ]; then
+    scancel --quiet --user="$(id -un)" 2>/dev/null || true
+    for _ in $(seq 1 20); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
+  fi
   # Reverse order: slurmd, slurmctld, munged.
   for (( i=${#SLURM_CLUSTER_PIDS[@]}-1; i>=0; i-- )); do
     pid="${SLURM_CLUSTER_PIDS[$i]}"

@@ -42,13 +42,6 @@ esac
 tmp="$(mktemp -d /tmp/strata-slurm.XXXXXX)" || fail "mktemp failed"
 cleanup() {
   local rc=$?
-  if [ -n "${SLURM_CONF:-}" ]; then
-    scancel --quiet --user="$(id -un)" 2>/dev/null || true
-    for _ in $(seq 1 20); do
-      [ -z "$(squeue -h 2>/dev/null)" ] && break
-      sleep 0.5
-    done
-  fi
   slurm_cluster_stop
   if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
     echo "[slurm-test] --- daemon logs (tail) ---" >&2
