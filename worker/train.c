@@ -16,6 +16,7 @@
 #include "grad_sync.h"
 #include "log.h"
 #include "rank_status.h"
+#include "schedule.h"
 #include "strata_proto.h"
 #include "util.h"
 
@@ -87,21 +88,9 @@ static void fill_state(strata_train_state_t *s, const train_config_t *c, const g
   s->rng_state[0] = c->seed;
   s->last_loss = last_loss;
   s->model = (strata_model_cfg_t){mc->vocab, mc->ctx, mc->layers, mc->heads, mc->dim};
-  s->train.batch = c->batch;
-  s->train.seq_len = c->seq_len;
-  s->train.microbatches = c->microbatches;
-  s->train.lr = c->opt.lr;
-  s->train.min_lr = c->opt.lr * c->opt.min_lr_ratio;
-  s->train.weight_decay = c->opt.weight_decay;
-  s->train.beta1 = c->opt.beta1;
-  s->train.beta2 = c->opt.beta2;
-  s->train.eps = c->opt.eps;
-  s->train.grad_clip = c->opt.grad_clip;
-  s->train.warmup_steps = c->opt.warmup_steps;
-  s->train.total_steps = c->steps;
-  s->train.seed = c->seed;
+  train_config_to_state(&s->train, c, data_path);
+  s->train.zero = 0; /* one rank: no sharding, and its micro-batches run one after another */
   snprintf(s->train.schedule, sizeof s->train.schedule, "%s", "gpipe");
-  snprintf(s->train.data_path, sizeof s->train.data_path, "%s", data_path);
   s->layout.pp = 1;
   s->layout.dp = 1;
   s->layout.n_stage_layers = 1;
@@ -138,6 +127,26 @@ static int write_report(const char *out_dir, const train_config_t *c, const gpt2
     return -1;
   }
   return 0;
+}
+
+void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
+  memset(t, 0, sizeof *t);
+  t->batch = c->batch;
+  t->seq_len = c->seq_len;
+  t->microbatches = c->microbatches;
+  t->lr = c->opt.lr;
+  t->min_lr = c->opt.lr * c->opt.min_lr_ratio;
+  t->weight_decay = c->opt.weight_decay;
+  t->beta1 = c->opt.beta1;
+  t->beta2 = c->opt.beta2;
+  t->eps = c->opt.eps;
+  t->grad_clip = c->opt.grad_clip;
+  t->warmup_steps = c->opt.warmup_steps;
+  t->total_steps = c->steps;
+  t->seed = c->seed;
+  t->zero = c->zero;
+  snprintf(t->schedule, sizeof t->schedule, "%s", schedule_kind_name((sched_kind_t)c->schedule));
+  snprintf(t->data_path, sizeof t->data_path, "%s", data_path);
 }
 
 void train_config_from_state(train_config_t *c, const strata_train_state_t *state) {

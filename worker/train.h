@@ -77,6 +77,9 @@ int train_run(const train_config_t *c);
  * unless given on the command line, the micro-batch count, data path and step count from a
  * checkpoint's training state. Shared by train_run and train_run_dist. */
 void train_config_from_state(train_config_t *c, const strata_train_state_t *state);
+/* The reverse, for the checkpoint: the training configuration of c as the state records it
+ * (schedule by name, min_lr = lr x min_lr_ratio, data_path as given). */
+void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path);
 
 /* The distributed job (any world size, including 1 with --pp 1 --dp 1): every rank of
  * MPI_COMM_WORLD calls it with the same configuration. Configuration errors are detected

@@ -44,26 +44,6 @@
 
 #define TRAIN_PATH_WORDS 1024 /* checkpoint temp path broadcast as int32 words (4 KiB) */
 
-static void fill_train_cfg(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
-  memset(t, 0, sizeof *t);
-  t->batch = c->batch;
-  t->seq_len = c->seq_len;
-  t->microbatches = c->microbatches;
-  t->lr = c->opt.lr;
-  t->min_lr = c->opt.lr * c->opt.min_lr_ratio;
-  t->weight_decay = c->opt.weight_decay;
-  t->beta1 = c->opt.beta1;
-  t->beta2 = c->opt.beta2;
-  t->eps = c->opt.eps;
-  t->grad_clip = c->opt.grad_clip;
-  t->warmup_steps = c->opt.warmup_steps;
-  t->total_steps = c->steps;
-  t->seed = c->seed;
-  t->zero = c->zero;
-  snprintf(t->schedule, sizeof t->schedule, "%s", schedule_kind_name((sched_kind_t)c->schedule));
-  snprintf(t->data_path, sizeof t->data_path, "%s", data_path);
-}
-
 static void fill_state(strata_train_state_t *s, const train_config_t *c, const layout_t *lay,
                        const char *data_path, uint64_t step, uint64_t tokens, double last_loss) {
   strata_train_state_init(s);
@@ -75,7 +55,7 @@ static void fill_state(strata_train_state_t *s, const train_config_t *c, const l
   s->last_loss = last_loss;
   s->model = (strata_model_cfg_t){c->model.vocab, c->model.ctx, c->model.layers, c->model.heads,
                                   c->model.dim};
-  fill_train_cfg(&s->train, c, data_path);
+  train_config_to_state(&s->train, c, data_path);
   s->layout.pp = lay->pp;
   s->layout.dp = lay->dp;
   s->layout.n_stage_layers = lay->pp;
@@ -400,7 +380,7 @@ int train_run_dist(const train_config_t *cin) {
                        .quiet = c.quiet,
                        .append = c.resume != NULL,
                        .bucket_mb = c.bucket_mb};
-  fill_train_cfg(&info.train, &c, data_path);
+  train_config_to_state(&info.train, &c, data_path);
   if (coord_create(cm.world, &info, &co, err, sizeof err)) goto fail;
   /* memory: the model's per-stage figure against what this run allocated (max over replicas):
    * parameters + gradients (the shard), optimizer moments and ZeRO buffers (grad_sync), the
