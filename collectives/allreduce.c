@@ -279,7 +279,7 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   *out = NULL;
   if (!comm) return COLL_ERR_ARG;
   if (coll_valid_args(comm, "allreduce", dtype, (int)op, count, send, recv)) return COLL_ERR_ARG;
-  if ((unsigned)algo > COLL_ALGO_MPI)
+  if ((unsigned)algo >= COLL_ALGO_COUNT)
     return coll_set_error(comm, COLL_ERR_ARG, "allreduce: invalid algorithm %d", (int)algo);
   int is16 = coll_is_16bit(dtype);
   coll_dtype_t wt = is16 ? COLL_F32 : dtype;
@@ -290,7 +290,8 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   size_t check_b = ALIGN64(coll_check_scratch_bytes(comm));
   size_t work_b = is16 ? ALIGN64(count * esz) : 0;
   size_t algo_b = algo == COLL_ALGO_RING ? coll_ring_scratch_bytes(comm, &L, esz)
-                  : algo == COLL_ALGO_RD ? count * esz : 0;
+                  : algo == COLL_ALGO_RD ? count * esz
+                  : algo == COLL_ALGO_RABENSEIFNER ? coll_rh_scratch_bytes(comm, count, esz) : 0;
   char name[64];
   snprintf(name, sizeof name, "allreduce(%s, %zu x %s, %s)", coll_algo_name(algo), count,
            coll_dtype_name(dtype), coll_op_name(op));
@@ -307,6 +308,7 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   }
   switch (algo) {
   case COLL_ALGO_RD: coll_build_rd(req, src, dst, count, wt, op, tmp); break;
+  case COLL_ALGO_RABENSEIFNER: coll_build_rabenseifner(req, src, dst, count, wt, op, tmp); break;
   case COLL_ALGO_MPI:
     if (p == 1) coll_s_copy(req, dst, src, count * esz);
     else coll_s_mpi_allreduce(req, src, dst, count, wt, op);

@@ -59,17 +59,23 @@ typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, 
  * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
 typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
 /* AUTO: recursive doubling below cfg.rd_threshold_bytes, pipelined ring above.
+ * RABENSEIFNER: reduce-scatter by recursive halving + all-gather by recursive doubling,
+ * pipelined like the ring (2 lg p steps instead of 2(p-1)).
  * MPI: hand the whole operation to MPI's own collective (the baseline `strata bench` compares
  * against); available over either transport because it only needs the bootstrap communicator. */
-typedef enum { COLL_ALGO_AUTO = 0, COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI } coll_algo_t;
+typedef enum {
+  COLL_ALGO_AUTO = 0, COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_RABENSEIFNER,
+  COLL_ALGO_COUNT
+} coll_algo_t;
 typedef enum { COLL_TRANSPORT_MPI = 0, COLL_TRANSPORT_OFI } coll_transport_kind_t;
 
 typedef struct {
   coll_transport_kind_t transport; /* STRATA_COLL_TRANSPORT=mpi|ofi; default mpi */
   const char *ofi_provider;        /* libfabric provider name (NULL: $FI_PROVIDER, else any RDM) */
-  coll_algo_t algo;                /* STRATA_COLL_ALGO=auto|ring|rd|mpi; default auto */
+  coll_algo_t algo;                /* STRATA_COLL_ALGO=auto|ring|rd|rabenseifner|mpi; default auto */
   double timeout_s;                /* STRATA_COLL_TIMEOUT_S; bound on every wait; default 300 */
-  size_t chunk_bytes;              /* STRATA_COLL_CHUNK_BYTES; ring pipelining chunk */
+  size_t chunk_bytes;              /* STRATA_COLL_CHUNK_BYTES; ring pipelining chunk; 0 (the
+                                      default): the transport's, 512 KiB mpi, 1 MiB ofi */
   size_t rd_threshold_bytes;       /* STRATA_COLL_RD_THRESHOLD; AUTO switches to ring at this size */
   int check;                       /* STRATA_COLL_CHECK=1: verify op/count/dtype agree across ranks */
   int progress_thread;             /* STRATA_COLL_PROGRESS_THREAD=1: non-blocking ops progress
@@ -107,6 +113,8 @@ int coll_size(const coll_comm_t *comm);
 int coll_world_rank(const coll_comm_t *comm, int rank);
 MPI_Comm coll_mpi_comm(const coll_comm_t *comm); /* the bootstrap communicator */
 const char *coll_transport_name(const coll_comm_t *comm); /* "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
+/* The configuration in effect, defaults resolved (e.g. chunk_bytes is the transport's). */
+const coll_config_t *coll_comm_config(const coll_comm_t *comm);
 /* The message of the last failed call on this communicator ("" if none). */
 const char *coll_last_error(const coll_comm_t *comm);
 /* Bytes this rank has sent / received through the transport since creation. */

@@ -234,6 +234,14 @@ void coll_build_ring_ag(coll_request_t *req, void *recv, const void *first_src, 
 void coll_build_rd(coll_request_t *req, const void *send, void *recv, size_t count,
                    coll_dtype_t dtype, coll_op_t op, void *scratch);
 
+/* Rabenseifner all-reduce (allreduce_rabenseifner.c): recursive-halving reduce-scatter +
+ * recursive-doubling all-gather, chunk-pipelined; non-powers of two folded in first.
+ * Scratch: coll_rh_scratch_bytes() ((depth+1) chunk slots). */
+size_t coll_rh_chunk_elems(const coll_comm_t *comm, size_t count, size_t esz);
+size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz);
+void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, size_t count,
+                             coll_dtype_t dtype, coll_op_t op, void *scratch);
+
 /* Resolves AUTO for an all-reduce of `bytes`. */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes);
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op_or_neg,

@@ -14,12 +14,12 @@ static const struct {
     [COLL_I32] = {"int32", "int", 4},   [COLL_I64] = {"int64", "long", 8},
 };
 static const char *const ops[COLL_OP_COUNT] = {"sum", "prod", "min", "max", "avg"};
-static const char *const algos[] = {"auto", "ring", "rd", "mpi"};
+static const char *const algos[COLL_ALGO_COUNT] = {"auto", "ring", "rd", "mpi", "rabenseifner"};
 
 size_t coll_dtype_size(coll_dtype_t d) { return (unsigned)d < COLL_DTYPE_COUNT ? dtypes[d].size : 0; }
 const char *coll_dtype_name(coll_dtype_t d) { return (unsigned)d < COLL_DTYPE_COUNT ? dtypes[d].name : "?"; }
 const char *coll_op_name(coll_op_t op) { return (unsigned)op < COLL_OP_COUNT ? ops[op] : "?"; }
-const char *coll_algo_name(coll_algo_t a) { return (unsigned)a <= COLL_ALGO_MPI ? algos[a] : "?"; }
+const char *coll_algo_name(coll_algo_t a) { return (unsigned)a < COLL_ALGO_COUNT ? algos[a] : "?"; }
 
 const char *coll_result_string(coll_result_t r) {
   switch (r) {
@@ -53,7 +53,7 @@ int coll_parse_op(const char *s, coll_op_t *out) {
 }
 
 int coll_parse_algo(const char *s, coll_algo_t *out) {
-  for (int i = 0; i <= COLL_ALGO_MPI; i++)
+  for (int i = 0; i < COLL_ALGO_COUNT; i++)
     if (!strcmp(s, algos[i])) {
       *out = (coll_algo_t)i;
       return 0;

@@ -45,6 +45,8 @@ foreach(op ${STRATA_BENCH_OPS})
 endforeach()
 strata_bench_test(bench_allreduce_ring_np3 3 allreduce 4 1000 300000 7 "" -DALGO=ring -- --algo ring)
 strata_bench_test(bench_allreduce_rd_np3 3 allreduce 4 1000 300000 7 "" -DALGO=rd -- --algo rd)
+strata_bench_test(bench_allreduce_rabenseifner_np4 4 allreduce 4 1000 4000000 10 ""
+                  -DALGO=rabenseifner -- --algo rabenseifner)
 
 # Data types and reductions: inputs are small integers, so every expected value is exact
 # (avg: within 2 ulp of the dtype, see cmd_bench.c).
@@ -77,6 +79,8 @@ strata_bench_bad(bench_bad_algo "unknown --algo 'tree'" allreduce --algo tree)
 strata_bench_bad(bench_bad_transport "unknown --transport 'ib'" allreduce --transport ib)
 strata_bench_bad(bench_bad_root "--root 5 is not a rank" broadcast -r 5)
 strata_bench_bad(bench_bad_rd_op "--algo rd applies to allreduce only" allgather --algo rd)
+strata_bench_bad(bench_bad_rabenseifner_op "--algo rabenseifner applies to allreduce only"
+                 reducescatter --algo rabenseifner)
 strata_bench_bad(bench_bad_bytes "minbytes" allreduce -b 12Q)
 strata_bench_bad(bench_bad_iters "--iters must be at least 1" allreduce -n 0)
 strata_bench_bad(bench_bad_check "--check must be 0 or 1" allreduce -c 2)

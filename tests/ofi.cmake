@@ -6,6 +6,7 @@
 #  ofi_coll_ops_<prov>_np<N>    : the collectives' operation tests (coll_test_ops, tests/coll/)
 #                                 over STRATA_COLL_TRANSPORT=ofi, np 1 2 3 4 5 8
 #  ofi_coll_<mode>_<prov>_np4   : its p2p, nonblocking, split, timeout and mismatch modes
+#  ofi_coll_units_shm_np1       : its units mode (config defaults resolved for ofi)
 # The tcp provider must stay on loopback: FI_TCP_IFACE=lo.
 set(STRATA_OFI_BASE_ENV "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 set(STRATA_OFI_ENV_shm "FI_PROVIDER=shm")
@@ -51,6 +52,9 @@ if(TARGET coll_test_ops)
                       $<TARGET_FILE:coll_test_ops> ${mode})
     endforeach()
   endforeach()
+  # Configuration parsing and defaults as the ofi transport resolves them (its chunk size).
+  strata_ofi_test(ofi_coll_units_shm_np1 1 "STRATA_COLL_TRANSPORT=ofi;${STRATA_OFI_ENV_shm}"
+                  $<TARGET_FILE:coll_test_ops> units)
   # Progress made by the library's background thread: the transport's lock serialises it with
   # the caller's posts.
   strata_ofi_test(ofi_coll_nonblocking_thread_shm_np3 3

@@ -12,7 +12,7 @@
  * index, so every dtype holds the exact result) and #wrong counts the mismatched elements,
  * summed over ranks.
  *
- * --algo picks the all-reduce algorithm (ring | rd | auto | mpi). `mpi` is the baseline: MPI's
+ * --algo picks the all-reduce algorithm (ring | rd | rabenseifner | auto | mpi). `mpi` is the baseline: MPI's
  * own collective. For all-reduce the library provides it (coll_allreduce_algo(COLL_ALGO_MPI)).
  * The other operations have one algorithm in the library, so for them `--algo mpi` makes this
  * benchmark call MPI_Reduce_scatter_block / MPI_Allgather / MPI_Bcast / MPI_Sendrecv on the
@@ -400,8 +400,9 @@ static const char usage_text[] =
     "allgather (n-1)/n, broadcast and sendrecv 1), GB/s = 1e9 bytes/s; #wrong = mismatched\n"
     "elements summed over ranks in a check pass with exact inputs (N/A with -c 0).\n"
     "--algo mpi is the baseline: MPI's own collective (MPI_Allreduce via the library; for the\n"
-    "other ops MPI_Reduce_scatter_block / MPI_Allgather / MPI_Bcast / MPI_Sendrecv). ring, rd\n"
-    "and auto choose the library's all-reduce algorithm; the other ops have one algorithm\n"
+    "other ops MPI_Reduce_scatter_block / MPI_Allgather / MPI_Bcast / MPI_Sendrecv). ring, rd,\n"
+    "rabenseifner and auto choose the library's all-reduce algorithm; the other ops have one\n"
+    "algorithm\n"
     "(ring / auto). --json FILE writes a JSON array, one object per row and placement, with\n"
     "op, bytes, count, dtype, redop, root, ranks, transport, algo, inplace, time_us, algbw_gbs,\n"
     "busbw_gbs, wrong (null when not checked).\n"
@@ -427,7 +428,7 @@ int cmd_bench(int argc, char **argv) {
       {"--root", "-r", ARG_INT, &root, "R", "broadcast root rank (default 0)"},
       {"--transport", NULL, ARG_STRING, &transport_s, "mpi|ofi", "transport (default: $STRATA_COLL_TRANSPORT or mpi)"},
       {"--ofi-provider", NULL, ARG_STRING, &provider, "NAME", "libfabric provider, e.g. shm, tcp (default $FI_PROVIDER)"},
-      {"--algo", NULL, ARG_STRING, &algo_s, "A", "ring|rd|auto|mpi (default: $STRATA_COLL_ALGO or auto)"},
+      {"--algo", NULL, ARG_STRING, &algo_s, "A", "ring|rd|rabenseifner|auto|mpi (default: $STRATA_COLL_ALGO or auto)"},
       {"--json", NULL, ARG_STRING, &json_path, "FILE", "also write the rows as a JSON array to FILE"},
   };
   const char *pos[2] = {NULL, NULL};
@@ -463,7 +464,7 @@ int cmd_bench(int argc, char **argv) {
   if (cfg.env_error) USAGE_FAIL("bench: %s", cfg.env_error);
   b.algo = cfg.algo;
   if (algo_s && coll_parse_algo(algo_s, &b.algo))
-    USAGE_FAIL("bench: unknown --algo '%s': expected ring, rd, auto or mpi", algo_s);
+    USAGE_FAIL("bench: unknown --algo '%s': expected ring, rd, rabenseifner, auto or mpi", algo_s);
   if (transport_s && coll_parse_transport(transport_s, &cfg.transport))
     USAGE_FAIL("bench: unknown --transport '%s': expected mpi or ofi", transport_s);
   if (provider) {
@@ -479,9 +480,9 @@ int cmd_bench(int argc, char **argv) {
   if (check != 0 && check != 1) USAGE_FAIL("bench: --check must be 0 or 1 (got %d)", check);
   if (b.op == B_BROADCAST && (root < 0 || root >= b.nranks))
     USAGE_FAIL("bench: --root %d is not a rank of this job (0..%d)", root, b.nranks - 1);
-  if (b.op != B_ALLREDUCE && b.algo == COLL_ALGO_RD)
-    USAGE_FAIL("bench: --algo rd applies to allreduce only; %s has one algorithm (use ring, "
-               "auto or mpi)", pos[0]);
+  if (b.op != B_ALLREDUCE && (b.algo == COLL_ALGO_RD || b.algo == COLL_ALGO_RABENSEIFNER))
+    USAGE_FAIL("bench: --algo %s applies to allreduce only; %s has one algorithm (use ring, "
+               "auto or mpi)", coll_algo_name(b.algo), pos[0]);
   int reduces = b.op == B_ALLREDUCE || b.op == B_REDUCESCATTER;
   if (b.algo == COLL_ALGO_MPI && b.op == B_REDUCESCATTER &&
       (b.redop == COLL_AVG || b.dtype == COLL_BF16 || b.dtype == COLL_F16))

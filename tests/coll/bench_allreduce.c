@@ -2,11 +2,12 @@
  * collectives library (chunk size, pipeline depth, rd threshold). Not a test: `strata bench`
  * is the user-facing benchmark. fp32 sum, out of place, sizes from -b to -e bytes (x2), and
  * for each size the median over -n timed iterations (after -w warm-ups) of:
- *   ring, rd, mpi (MPI_Allreduce), and sendrecv (a plain ring of blocking MPI_Sendrecv,
+ *   ring, rd, rh (Rabenseifner), mpi (MPI_Allreduce), and sendrecv (a plain ring of blocking MPI_Sendrecv,
  *   reduce-scatter + all-gather, the "what users already have" baseline).
  * Prints time (us) and busbw = bytes / time * 2(p-1)/p in GB/s.
  *   mpirun -np 2 build/tests/coll_bench_allreduce -b 1K -e 64M -f 2 -n 20 -w 5 [-a ring,mpi]
- *   [-m min|median] */
+ *   [-m min|median] [-c 256K,ofi:1M (one column per
+ *   transport and chunk size for ring / rh)] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,8 @@ int main(int argc, char **argv) {
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   size_t minb = 1024, maxb = 64u << 20;
   int iters = 20, warm = 5, factor = 2;
-  const char *algos = "ring,rd,mpi,sendrecv";
+  const char *algos = "ring,rd,rh,mpi,sendrecv";
+  const char *chunks = NULL; /* -c 256K,1M: one communicator per chunk size, compared in one run */
   int use_min = 0; /* -m min: best of the iterations (robust on a shared machine) */
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "-b")) minb = parse_size(argv[i + 1]);
@@ -66,28 +68,60 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-w")) warm = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-f")) factor = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "-a")) algos = argv[i + 1];
+    else if (!strcmp(argv[i], "-c")) chunks = argv[i + 1];
     else if (!strcmp(argv[i], "-m")) use_min = !strcmp(argv[i + 1], "min");
   }
+  enum { MAXC = 8, NALG = 5 };
   coll_config_t cfg = coll_config_default();
-  coll_comm_t *c;
-  if (coll_comm_create(MPI_COMM_WORLD, &cfg, &c) != COLL_OK) MPI_Abort(MPI_COMM_WORLD, 1);
-  int p = coll_size(c), r = coll_rank(c);
+  coll_comm_t *cs[MAXC];
+  size_t cbytes[MAXC];
+  coll_transport_kind_t ctrans[MAXC];
+  int nc = 0;
+  if (chunks) { /* entries: [mpi:|ofi:]SIZE */
+    for (const char *q = chunks; *q && nc < MAXC; q = strchr(q, ',') ? strchr(q, ',') + 1 : "") {
+      ctrans[nc] = cfg.transport;
+      if (!strncmp(q, "mpi:", 4)) ctrans[nc] = COLL_TRANSPORT_MPI, q += 4;
+      else if (!strncmp(q, "ofi:", 4)) ctrans[nc] = COLL_TRANSPORT_OFI, q += 4;
+      cbytes[nc++] = parse_size(q);
+    }
+  } else {
+    ctrans[nc] = cfg.transport;
+    cbytes[nc++] = cfg.chunk_bytes;
+  }
+  for (int k = 0; k < nc; k++) {
+    coll_config_t ck = cfg;
+    ck.chunk_bytes = cbytes[k];
+    ck.transport = ctrans[k];
+    if (coll_comm_create(MPI_COMM_WORLD, &ck, &cs[k]) != COLL_OK) MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  int p = coll_size(cs[0]), r = coll_rank(cs[0]);
   size_t maxn = maxb / 4;
   float *send = coll_mem_alloc(maxn * 4 + 64), *recv = coll_mem_alloc(maxn * 4 + 64),
         *tmp = coll_mem_alloc(maxn * 4 + 64);
   for (size_t i = 0; i < maxn; i++) send[i] = (float)((i + (size_t)r) % 7);
   memset(recv, 0, maxn * 4);
   memset(tmp, 0, maxn * 4);
-  const char *names[4] = {"ring", "rd", "mpi", "sendrecv"};
-  int use[4];
-  for (int a = 0; a < 4; a++) use[a] = strstr(algos, names[a]) != NULL;
+  const char *names[NALG] = {"ring", "rd", "mpi", "sendrecv", "rh"};
+  const coll_algo_t ids[NALG] = {COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_AUTO,
+                                 COLL_ALGO_RABENSEIFNER};
+  /* Chunk size only matters to our own algorithms; the baselines get one column. */
+  const int chunked[NALG] = {1, 0, 0, 0, 1};
+  int use[NALG];
+  for (int a = 0; a < NALG; a++) use[a] = strstr(algos, names[a]) != NULL;
   if (r == 0) {
-    printf("# np=%d transport=%s chunk=%zu depth=%d  busbw GB/s (time us), %s of %d\n", p,
-           coll_transport_name(c), cfg.chunk_bytes, cfg.pipeline_depth,
-           use_min ? "min" : "median", iters);
+    printf("# np=%d transport=%s depth=%d  busbw GB/s (time us), %s of %d\n", p,
+           coll_transport_name(cs[0]), cfg.pipeline_depth, use_min ? "min" : "median", iters);
     printf("%12s", "bytes");
-    for (int a = 0; a < 4; a++)
-      if (use[a]) printf(" %22s", names[a]);
+    for (int a = 0; a < NALG; a++)
+      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++) {
+        char col[48];
+        if (chunked[a])
+          snprintf(col, sizeof col, "%s/%s%zuK", names[a],
+                   ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "",
+                   coll_comm_config(cs[k])->chunk_bytes >> 10);
+        else snprintf(col, sizeof col, "%s", names[a]);
+        printf(" %22s", col);
+      }
     printf("\n");
   }
   double *t = malloc(sizeof(double) * (size_t)(iters > 0 ? iters : 1));
@@ -95,28 +129,28 @@ int main(int argc, char **argv) {
   for (size_t bytes = minb; bytes <= maxb; bytes *= (size_t)factor) {
     size_t n = bytes / 4;
     if (r == 0) printf("%12zu", bytes);
-    for (int a = 0; a < 4; a++) {
-      if (!use[a]) continue;
-      for (int it = -warm; it < iters; it++) {
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = MPI_Wtime();
-        coll_result_t rc = COLL_OK;
-        if (a == 3) sendrecv_ring(send, recv, n, tmp, MPI_COMM_WORLD);
-        else rc = coll_allreduce_algo(send, recv, n, COLL_F32, COLL_SUM,
-                                      a == 0 ? COLL_ALGO_RING : a == 1 ? COLL_ALGO_RD : COLL_ALGO_MPI, c);
-        double dt = MPI_Wtime() - t0;
-        if (rc != COLL_OK) {
-          fprintf(stderr, "[r%d] %s\n", r, coll_last_error(c));
-          MPI_Abort(MPI_COMM_WORLD, 1);
+    for (int a = 0; a < NALG; a++)
+      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++) {
+        coll_comm_t *c = cs[k];
+        for (int it = -warm; it < iters; it++) {
+          MPI_Barrier(MPI_COMM_WORLD);
+          double t0 = MPI_Wtime();
+          coll_result_t rc = COLL_OK;
+          if (a == 3) sendrecv_ring(send, recv, n, tmp, MPI_COMM_WORLD);
+          else rc = coll_allreduce_algo(send, recv, n, COLL_F32, COLL_SUM, ids[a], c);
+          double dt = MPI_Wtime() - t0;
+          if (rc != COLL_OK) {
+            fprintf(stderr, "[r%d] %s\n", r, coll_last_error(c));
+            MPI_Abort(MPI_COMM_WORLD, 1);
+          }
+          MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+          if (it >= 0) t[it] = dt;
         }
-        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        if (it >= 0) t[it] = dt;
+        qsort(t, (size_t)iters, sizeof *t, cmp_d);
+        double med = use_min ? t[0] : t[iters / 2];
+        double busbw = (double)bytes / med / 1e9 * 2.0 * (p - 1) / p;
+        if (r == 0) printf(" %10.2f (%9.1f)", busbw, med * 1e6);
       }
-      qsort(t, (size_t)iters, sizeof *t, cmp_d);
-      double med = use_min ? t[0] : t[iters / 2];
-      double busbw = (double)bytes / med / 1e9 * 2.0 * (p - 1) / p;
-      if (r == 0) printf(" %10.2f (%9.1f)", busbw, med * 1e6);
-    }
     if (r == 0) {
       printf("\n");
       fflush(stdout);
@@ -126,7 +160,7 @@ int main(int argc, char **argv) {
   coll_mem_free(send);
   coll_mem_free(recv);
   coll_mem_free(tmp);
-  coll_comm_destroy(c);
+  for (int k = 0; k < nc; k++) coll_comm_destroy(cs[k]);
   MPI_Finalize();
   return 0;
 }

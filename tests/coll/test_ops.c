@@ -238,10 +238,12 @@ static void run_broadcast(coll_comm_t *c, coll_dtype_t t, size_t n, int inplace,
 static void mode_ops(coll_comm_t *c) {
   int p = coll_size(c);
   size_t small[] = {0, 1, (size_t)(p - 1), (size_t)(p + 1), 4099};
-  const coll_algo_t algos[] = {COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_AUTO};
+  const coll_algo_t algos[] = {COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_AUTO,
+                               COLL_ALGO_RABENSEIFNER};
+  const int nalgos = (int)(sizeof algos / sizeof algos[0]);
   const size_t nsmall = sizeof small / sizeof small[0];
   /* Every algorithm x dtype x op x small count x in/out of place. */
-  for (int a = 0; a < 4; a++)
+  for (int a = 0; a < nalgos; a++)
     for (int t = 0; t < COLL_DTYPE_COUNT; t++)
       for (int op = 0; op < COLL_OP_COUNT; op++)
         for (size_t k = 0; k < nsmall; k++)
@@ -253,10 +255,12 @@ static void mode_ops(coll_comm_t *c) {
       run_allreduce(c, COLL_ALGO_RING, (coll_dtype_t)t, COLL_SUM, 1000003, ip);
       run_allreduce(c, COLL_ALGO_RING, (coll_dtype_t)t, COLL_SUM, 4194304, ip);
     }
-  for (int a = 0; a < 4; a++)
+  for (int a = 0; a < nalgos; a++)
     for (int op = 0; op < COLL_OP_COUNT; op++)
       run_allreduce(c, algos[a], COLL_F32, (coll_op_t)op, 1000003, op % 2);
   run_allreduce(c, COLL_ALGO_RD, COLL_F32, COLL_SUM, 4194304, 0);
+  run_allreduce(c, COLL_ALGO_RABENSEIFNER, COLL_I64, COLL_SUM, 1000003, 1);
+  run_allreduce(c, COLL_ALGO_RABENSEIFNER, COLL_BF16, COLL_AVG, 4194304, 0);
   run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_AVG, 4194304, 0);
   run_allreduce(c, COLL_ALGO_AUTO, COLL_F16, COLL_AVG, 4194304, 1);
 
@@ -613,8 +617,25 @@ static void mode_units(void) {
   CHECK_EQ_INT(cfg.chunk_bytes, 256 * 1024);
   CHECK_EQ_INT(cfg.algo, COLL_ALGO_RD);
   CHECK_TRUE(cfg.env_error == NULL);
+  /* An explicit chunk size is kept by the communicator. */
+  CHECK_EQ_INT(coll_comm_create(MPI_COMM_WORLD, &cfg, &c), COLL_OK);
+  CHECK_EQ_INT(coll_comm_config(c)->chunk_bytes, 256 * 1024);
+  coll_comm_destroy(c);
   unsetenv("STRATA_COLL_CHUNK_BYTES");
   unsetenv("STRATA_COLL_ALGO");
+  setenv("STRATA_COLL_ALGO", "rabenseifner", 1);
+  CHECK_EQ_INT(coll_config_default().algo, COLL_ALGO_RABENSEIFNER);
+  setenv("STRATA_COLL_ALGO", "rh", 1);
+  cfg = coll_config_default();
+  CHECK_TRUE(cfg.env_error && strstr(cfg.env_error, "rabenseifner"));
+  unsetenv("STRATA_COLL_ALGO");
+  /* Unset, the chunk size is the transport's default: 512 KiB over mpi, 1 MiB over ofi. */
+  cfg = coll_config_default();
+  CHECK_EQ_INT(cfg.chunk_bytes, 0);
+  CHECK_EQ_INT(coll_comm_create(MPI_COMM_WORLD, &cfg, &c), COLL_OK);
+  CHECK_EQ_INT(coll_comm_config(c)->chunk_bytes,
+               cfg.transport == COLL_TRANSPORT_OFI ? 1024 * 1024 : 512 * 1024);
+  coll_comm_destroy(c);
   /* Streaming-store threshold: bytes with a suffix, or "off"; anything else is refused. */
   setenv("STRATA_COLL_STREAM_BYTES", "2M", 1);
   CHECK_EQ_INT(coll_config_default().stream_bytes, 2 << 20);
