@@ -37,15 +37,26 @@ size_t coll_pipeline_depth(const coll_comm_t *comm) {
   return comm->cfg.pipeline_depth > 0 ? (size_t)comm->cfg.pipeline_depth : 1;
 }
 
-/* AUTO: recursive doubling below cfg.rd_threshold_bytes, the ring from there; with 2 ranks
- * the switch is 4x later, because there both algorithms move n bytes per rank and rd does it in
- * one message instead of 2 x n/(2 x chunk) (measured: np=2 rd 12.4 against ring 8.1 GB/s at
- * 256 KiB, 13.5 against 11.3 at 512 KiB, 14.3 against 15.1 at 1 MiB; collectives/README.md). */
+/* AUTO: recursive doubling below cfg.rd_threshold_bytes; with 2 ranks the switch is 4x later,
+ * because there both algorithms move n bytes per rank and rd does it in one message instead of
+ * 2 x n/(2 x chunk) (measured: np=2 rd 12.4 against ring 8.1 GB/s at 256 KiB, 13.5 against
+ * 11.3 at 512 KiB, 14.3 against 15.1 at 1 MiB). From there, on a power of two above 2 ranks,
+ * Rabenseifner up to cfg.rabenseifner_max_bytes (2 lg p steps instead of the ring's 2(p-1)
+ * won at np=4 from 256 KiB to 4 MiB and tied at 16 MiB), else the ring. collectives/README.md
+ * has the runs. */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes) {
   if (algo != COLL_ALGO_AUTO) return algo;
   size_t thr = comm->cfg.rd_threshold_bytes;
-  if (comm->size == 2 && thr <= SIZE_MAX / 4) thr *= 4;
-  return bytes < thr ? COLL_ALGO_RD : COLL_ALGO_RING;
+  int p = comm->size;
+  if (p == 2 && thr <= SIZE_MAX / 4) thr *= 4;
+  if (bytes < thr) return COLL_ALGO_RD;
+  if (p > 2 && (p & (p - 1)) == 0 && bytes < comm->cfg.rabenseifner_max_bytes)
+    return COLL_ALGO_RABENSEIFNER;
+  return COLL_ALGO_RING;
+}
+
+coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes) {
+  return comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes) : COLL_ALGO_RING;
 }
 
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op,

@@ -58,7 +58,9 @@ typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, 
 /* AVG divides the sum by the communicator size (integers: truncating division). 16-bit
  * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
 typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
-/* AUTO: recursive doubling below cfg.rd_threshold_bytes, pipelined ring above.
+/* AUTO: recursive doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
+ * cfg.rabenseifner_max_bytes when the rank count is a power of two above 2; the pipelined ring
+ * otherwise (coll_allreduce_auto_algo says which).
  * RABENSEIFNER: reduce-scatter by recursive halving + all-gather by recursive doubling,
  * pipelined like the ring (2 lg p steps instead of 2(p-1)).
  * MPI: hand the whole operation to MPI's own collective (the baseline `strata bench` compares
@@ -81,6 +83,9 @@ typedef struct {
   int progress_thread;             /* STRATA_COLL_PROGRESS_THREAD=1: non-blocking ops progress
                                       in a background thread instead of in coll_test */
   int pipeline_depth;              /* STRATA_COLL_PIPELINE_DEPTH; ring receives posted ahead */
+  size_t rabenseifner_max_bytes;   /* STRATA_COLL_RABENSEIFNER_MAX; AUTO uses Rabenseifner from
+                                      rd_threshold_bytes up to this size on 4, 8, 16... ranks;
+                                      default 16M, 0 = never */
   size_t eager_bytes;              /* STRATA_COLL_EAGER_BYTES; recursive doubling cuts messages of
                                       up to 4x this size into segments of at most this size (keeps
                                       them under the transport's eager limit); 0 = never */
@@ -136,6 +141,8 @@ int coll_parse_transport(const char *s, coll_transport_kind_t *out);
 /* recv[i] = op over ranks of send[i], i < count. Uses comm's configured algorithm. */
 coll_result_t coll_allreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                              coll_op_t op, coll_comm_t *comm);
+/* The algorithm AUTO runs for an all-reduce of `bytes` on comm (never AUTO itself). */
+coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes);
 /* Same, with an explicit algorithm (the benchmark's --algo). */
 coll_result_t coll_allreduce_algo(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                                   coll_op_t op, coll_algo_t algo, coll_comm_t *comm);

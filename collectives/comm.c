@@ -24,6 +24,11 @@
 #define COLL_DEFAULT_RD_THRESHOLD_BYTES (256u << 10)
 #define COLL_DEFAULT_PIPELINE_DEPTH 2
 #define COLL_DEFAULT_STREAM_BYTES (8u << 20)
+/* np=4, 4 ranks on 2 cores, busbw / MPI_Allreduce's, median of 6 runs: Rabenseifner 1.17 /
+ * 1.15 / 1.34 / 1.74 at 256K / 1M / 4M / 16M against the ring's 1.03 / 1.05 / 1.20 / 1.72, and
+ * a second set of 6 runs 1.08 / 1.29 / 1.52 against 1.07 / 1.23 / 1.65 at 1M / 4M / 16M
+ * (collectives/README.md): Rabenseifner below 16 MiB. */
+#define COLL_DEFAULT_RABENSEIFNER_MAX_BYTES (16u << 20)
 #define COLL_DEFAULT_EAGER_BYTES 4000 /* Open MPI vader: 4 KiB eager limit including its header */
 
 /* coll_transport_ofi_ops is defined in transport_ofi.c (a weak stub here would shadow it:
@@ -72,6 +77,7 @@ coll_config_t coll_config_default(void) {
   cfg.yield_idle = -1;
   cfg.stream_bytes = COLL_DEFAULT_STREAM_BYTES;
   cfg.eager_bytes = COLL_DEFAULT_EAGER_BYTES;
+  cfg.rabenseifner_max_bytes = COLL_DEFAULT_RABENSEIFNER_MAX_BYTES;
   cfg.env_error = NULL;
 
   const char *v;
@@ -103,6 +109,12 @@ coll_config_t coll_config_default(void) {
   if ((v = getenv("STRATA_COLL_PROGRESS_THREAD")) && *v) {
     if (strcmp(v, "0") && strcmp(v, "1")) env_fail(&cfg, "STRATA_COLL_PROGRESS_THREAD", v, "0 or 1");
     else cfg.progress_thread = *v == '1';
+  }
+  if ((v = getenv("STRATA_COLL_RABENSEIFNER_MAX")) && *v) {
+    size_t b;
+    if (parse_bytes(v, &b))
+      env_fail(&cfg, "STRATA_COLL_RABENSEIFNER_MAX", v, "bytes (suffix K/M allowed), 0 to disable");
+    else cfg.rabenseifner_max_bytes = b;
   }
   if ((v = getenv("STRATA_COLL_EAGER_BYTES")) && *v) {
     size_t b;

@@ -260,6 +260,15 @@ static void mode_ops(coll_comm_t *c) {
       run_allreduce(c, algos[a], COLL_F32, (coll_op_t)op, 1000003, op % 2);
   run_allreduce(c, COLL_ALGO_RD, COLL_F32, COLL_SUM, 4194304, 0);
   run_allreduce(c, COLL_ALGO_RABENSEIFNER, COLL_I64, COLL_SUM, 1000003, 1);
+  /* What auto picks (defaults: rd below 256 KiB, 1 MiB with 2 ranks; Rabenseifner below 16 MiB
+   * on 4, 8, ... ranks; the ring otherwise). */
+  if (!getenv("STRATA_COLL_RD_THRESHOLD") && !getenv("STRATA_COLL_RABENSEIFNER_MAX")) {
+    int pof2 = p > 2 && (p & (p - 1)) == 0;
+    CHECK_EQ_INT(coll_allreduce_auto_algo(c, 64 << 10), COLL_ALGO_RD);
+    CHECK_EQ_INT(coll_allreduce_auto_algo(c, 512 << 10), p == 2 ? COLL_ALGO_RD : pof2 ? COLL_ALGO_RABENSEIFNER : COLL_ALGO_RING);
+    CHECK_EQ_INT(coll_allreduce_auto_algo(c, 4 << 20), pof2 ? COLL_ALGO_RABENSEIFNER : COLL_ALGO_RING);
+    CHECK_EQ_INT(coll_allreduce_auto_algo(c, 16 << 20), COLL_ALGO_RING);
+  }
   run_allreduce(c, COLL_ALGO_RABENSEIFNER, COLL_BF16, COLL_AVG, 4194304, 0);
   run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_AVG, 4194304, 0);
   run_allreduce(c, COLL_ALGO_AUTO, COLL_F16, COLL_AVG, 4194304, 1);
@@ -629,6 +638,12 @@ static void mode_units(void) {
   cfg = coll_config_default();
   CHECK_TRUE(cfg.env_error && strstr(cfg.env_error, "rabenseifner"));
   unsetenv("STRATA_COLL_ALGO");
+  setenv("STRATA_COLL_RABENSEIFNER_MAX", "4M", 1);
+  CHECK_EQ_INT(coll_config_default().rabenseifner_max_bytes, 4 << 20);
+  setenv("STRATA_COLL_RABENSEIFNER_MAX", "lots", 1);
+  cfg = coll_config_default();
+  CHECK_TRUE(cfg.env_error && strstr(cfg.env_error, "STRATA_COLL_RABENSEIFNER_MAX"));
+  unsetenv("STRATA_COLL_RABENSEIFNER_MAX");
   /* Unset, the chunk size is the transport's default: 512 KiB over mpi, 1 MiB over ofi. */
   cfg = coll_config_default();
   CHECK_EQ_INT(cfg.chunk_bytes, 0);
