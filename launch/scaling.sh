@@ -4,7 +4,7 @@
 #
 #   (a) collective sweeps: `strata bench` allreduce / reducescatter / allgather per transport
 #       (mpi; ofi with the shm provider; ofi tcp on loopback in the full run) and algorithm
-#       (ring, rd [allreduce only], auto), with MPI's own collective (--algo mpi) as baseline,
+#       (ring, rd and rabenseifner [allreduce only], auto), with MPI's own collective (--algo mpi) as baseline,
 #       on 2 and 4 ranks        -> coll.csv, busbw_<op>_np<N>.png
 #   (b) training strong scaling (fixed global batch) and weak scaling (batch proportional to
 #       ranks) over 1, 2, 4 ranks, layouts dp only, pp only, pp x dp
@@ -94,7 +94,7 @@ json2csv() {
 for np in $NPS; do
   for op in allreduce reducescatter allgather; do
     for tr in $TRANSPORTS; do
-      algos="ring auto"; [ "$op" = allreduce ] && algos="ring rd auto"
+      algos="ring auto"; [ "$op" = allreduce ] && algos="ring rd rabenseifner auto"
       [ "$tr" = mpi ] && algos="$algos mpi"
       for algo in $algos; do
         j="$OUT/data/bench_${op}_np${np}_${tr/:/_}_${algo}.json"

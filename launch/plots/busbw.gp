@@ -14,7 +14,7 @@ set grid
 set key top left
 algo(t) = t[strstrt(t, "/") + 1:]
 tran(t) = t[1:strstrt(t, "/") - 1]
-color(t) = algo(t) eq "ring" ? 0xd62728 : algo(t) eq "rd" ? 0x1f77b4 : algo(t) eq "auto" ? 0x2ca02c : 0x000000
+color(t) = algo(t) eq "ring" ? 0xd62728 : algo(t) eq "rd" ? 0x1f77b4 : algo(t) eq "rabenseifner" ? 0x9467bd : algo(t) eq "auto" ? 0x2ca02c : 0x000000
 dash(t) = tran(t) eq "mpi" ? 1 : tran(t) eq "ofi:shm" ? 2 : 3
 point(t) = tran(t) eq "mpi" ? 7 : tran(t) eq "ofi:shm" ? 5 : 9
 plot for [i=1:words(files)] word(files, i) using 1:2 with linespoints \
