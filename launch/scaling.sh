@@ -214,8 +214,10 @@ S="$OUT/summary.md"
   echo
   echo "### Against MPI's own collective (issue 2's comparison)"
   echo
-  echo "busbw in GB/s (mean of the timed iterations, out of place); ratio = Strata / MPI_Allreduce in the"
-  echo "same run; at 1 KiB and 4 KiB the times in microseconds (ratio = MPI time / Strata time)."
+  echo "busbw in GB/s (mean of the timed iterations, out of place); ratio = Strata / MPI_Allreduce; at 1 KiB"
+  echo "and 4 KiB the times in microseconds (ratio = MPI time / Strata time). Each column is a separate"
+  echo "mpirun, and this VM changes speed from run to run (2-4x at 256 KiB-4 MiB, see the collectives section"
+  echo "of BENCHMARKS.md), so these ratios compare runs, not algorithms; the issue-2 table there compares within runs."
   echo
   echo "| ranks | bytes | ring (mpi) | auto (mpi) | MPI_Allreduce | auto / MPI | ring ofi:shm | ofi:shm / mpi (ring) |"
   echo "|---|---|---|---|---|---|---|---|"
