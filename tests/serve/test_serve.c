@@ -209,6 +209,7 @@ static void case_stream(void) {
 typedef struct {
   int idx;
   int ok;
+  char why[160]; /* what went wrong when !ok: status and the start of the body */
 } conc_arg_t;
 
 static void *conc_client(void *arg) {
@@ -240,6 +241,8 @@ static void *conc_client(void *arg) {
       if (o) json_object_put(o);
     }
   }
+  if (!a->ok)
+    snprintf(a->why, sizeof a->why, "status %d, body %.100s", r.status, r.body ? r.body : "(none)");
   hc_reply_free(&r);
   return NULL;
 }
@@ -260,7 +263,10 @@ static void case_concurrent(void) {
   }
   for (int i = 0; i < N; i++) {
     pthread_join(th[i], NULL);
-    CHECK_TRUE(a[i].ok); /* client i got exactly its own text */
+    if (!a[i].ok) /* client i must get exactly its own text */
+      test_fail(__FILE__, __LINE__, "concurrent client %d (%s): %s", i, i % 2 ? "streamed" : "plain",
+                a[i].why);
+    test_checks++;
   }
   stop();
 }
