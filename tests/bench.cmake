@@ -47,6 +47,13 @@ strata_bench_test(bench_allreduce_ring_np3 3 allreduce 4 1000 300000 7 "" -DALGO
 strata_bench_test(bench_allreduce_rd_np3 3 allreduce 4 1000 300000 7 "" -DALGO=rd -- --algo rd)
 strata_bench_test(bench_allreduce_rabenseifner_np4 4 allreduce 4 1000 4000000 10 ""
                   -DALGO=rabenseifner -- --algo rabenseifner)
+# What auto runs per size with the default thresholds (rd below 256 KiB; Rabenseifner below
+# 16 MiB on 4 ranks; ring on 3), as the JSON's algo_used reports it.
+strata_bench_test(bench_allreduce_auto_np4 4 allreduce 4 65536 16777216 4 ""
+                  -DALGO=auto "-DAUTO_EXPECT=65536:rd,262144:rabenseifner,4194304:rabenseifner,16777216:ring"
+                  -- --algo auto)
+strata_bench_test(bench_allreduce_auto_np3 3 allreduce 4 65536 1048576 4 ""
+                  -DALGO=auto "-DAUTO_EXPECT=65536:rd,262144:ring,1048576:ring" -- --algo auto)
 
 # Data types and reductions: inputs are small integers, so every expected value is exact
 # (avg: within 2 ulp of the dtype, see cmd_bench.c).

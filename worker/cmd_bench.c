@@ -405,7 +405,8 @@ static const char usage_text[] =
     "algorithm\n"
     "(ring / auto). --json FILE writes a JSON array, one object per row and placement, with\n"
     "op, bytes, count, dtype, redop, root, ranks, transport, algo, inplace, time_us, algbw_gbs,\n"
-    "busbw_gbs, wrong (null when not checked).\n"
+    "busbw_gbs, wrong (null when not checked), and for allreduce algo_used (what auto ran at\n"
+    "that size; the table's header has an '# auto:' line with the switch points).\n"
     "Exit status: 0 ok, 1 a collective failed or #wrong > 0, 2 bad flags.\n"
     "Example: mpirun -np 4 strata bench allreduce -b 1K -e 64M -f 2 --algo ring";
 
@@ -536,6 +537,16 @@ int cmd_bench(int argc, char **argv) {
     printf("# strata bench %s: ranks %d transport %s algo %s minBytes %zu maxBytes %zu step: %g(factor) "
            "warmup iters: %d iters: %d validation: %d\n",
            bench_op_names[b.op], b.nranks, tname, aname, minbytes, maxbytes, factor, warmup, iters, check);
+    if (b.op == B_ALLREDUCE && b.algo == COLL_ALGO_AUTO) { /* where auto switches, on this job */
+      printf("# auto:");
+      coll_algo_t prev = COLL_ALGO_AUTO;
+      for (size_t at = 1; at && at <= ((size_t)1 << 40); at *= 2) {
+        coll_algo_t a = coll_allreduce_auto_algo(b.comm, at);
+        if (a != prev) printf("%s %s from %zu B", prev == COLL_ALGO_AUTO ? "" : ",", coll_algo_name(a), prev == COLL_ALGO_AUTO ? (size_t)0 : at);
+        prev = a;
+      }
+      printf("\n");
+    }
     printf("#\n");
     printf("# %10s  %12s  %8s  %6s  %6s  %28s   %28s\n", "", "", "", "", "", "out-of-place", "in-place");
     printf("# %10s  %12s  %8s  %6s  %6s  %8s %7s %7s %6s  %8s %7s %7s %6s\n", "size", "count", "type",
@@ -580,6 +591,9 @@ int cmd_bench(int argc, char **argv) {
           json_object_object_add(o, "ranks", json_object_new_int(b.nranks));
           json_object_object_add(o, "transport", json_object_new_string(tname));
           json_object_object_add(o, "algo", json_object_new_string(aname));
+          if (b.op == B_ALLREDUCE) /* what ran: auto resolved for this size */
+            json_object_object_add(o, "algo_used", json_object_new_string(coll_algo_name(
+                b.algo == COLL_ALGO_AUTO ? coll_allreduce_auto_algo(b.comm, s) : b.algo)));
           json_object_object_add(o, "inplace", json_object_new_boolean(ip));
           json_object_object_add(o, "time_us", json_object_new_double(t_us[ip]));
           json_object_object_add(o, "algbw_gbs", json_object_new_double(algbw));

@@ -1,14 +1,16 @@
 # check_bench.cmake -- runs one `strata bench` job and checks its table and JSON output.
 # Invoked by ctest as: cmake -DCMD="<mpirun ... strata bench OP ...>" (space-separated) -DJSON=<file>
 #   -DOP=<op> -DNP=<ranks> -DDSIZE=<dtype bytes> -DMINB=<bytes> -DMAXB=<bytes> -DFACTOR=<int>
-#   [-DTRANSPORT=<regex>] [-DALGO=<name>] -P check_bench.cmake
+#   [-DTRANSPORT=<regex>] [-DALGO=<name>] [-DAUTO_EXPECT=<bytes>:<algo>,...] -P check_bench.cmake
 # Checks (an independent re-derivation, not a copy of cmd_bench.c):
 #  - exit status 0, the nccl-tests footer "# Out of bounds values : 0 OK", "# Avg bus bandwidth";
 #  - the JSON array has one out-of-place and one in-place object per size, sizes in the order
 #    nccl-tests visits them (size *= factor, clamped to max, rounded down to the unit);
 #  - every object: op, transport, algo as requested, wrong == 0, count == bytes / dtype size,
 #    algbw_gbs == bytes / time_us / 1e3 and busbw_gbs == algbw_gbs * the op's factor, within
-#    1e-3 relative (the script truncates the printed decimals to 1e-9 units).
+#    1e-3 relative (the script truncates the printed decimals to 1e-9 units);
+#  - allreduce rows: algo_used is the requested algorithm, or with --algo auto the one
+#    AUTO_EXPECT names for that size (when given).
 cmake_minimum_required(VERSION 3.19)
 file(REMOVE "${JSON}")
 separate_arguments(cmd UNIX_COMMAND "${CMD}")
@@ -150,6 +152,26 @@ foreach(i RANGE 0 ${last})
   endif()
   if(DEFINED ALGO AND NOT r_algo STREQUAL ALGO)
     message(FATAL_ERROR "row ${i}: algo ${r_algo}, expected ${ALGO}")
+  endif()
+  if(OP STREQUAL "allreduce")
+    string(JSON r_used ERROR_VARIABLE jerr GET "${row}" algo_used)
+    if(jerr)
+      message(FATAL_ERROR "row ${i} lacks 'algo_used': ${row}")
+    endif()
+    if(NOT r_algo STREQUAL "auto" AND NOT r_used STREQUAL r_algo)
+      message(FATAL_ERROR "row ${i}: algo_used ${r_used} but --algo ${r_algo}")
+    endif()
+    if(DEFINED AUTO_EXPECT)
+      string(REPLACE "," ";" expects "${AUTO_EXPECT}")
+      foreach(e ${expects})
+        string(REPLACE ":" ";" kv "${e}")
+        list(GET kv 0 eb)
+        list(GET kv 1 ea)
+        if(wbytes EQUAL eb AND NOT r_used STREQUAL ea)
+          message(FATAL_ERROR "row ${i}: auto ran ${r_used} at ${wbytes} bytes, expected ${ea}")
+        endif()
+      endforeach()
+    endif()
   endif()
   # algbw = bytes / (time_us * 1e-6) / 1e9 = bytes / time_us / 1e3, in nano-GB/s:
   to_nano("${r_time_us}" tn) # time in nano-us
