@@ -86,15 +86,17 @@ static void rh_exchange(rh_t *h, int peer, const char *sbuf, size_t n_send, char
     for (size_t k = 0; k < ns; k++) coll_s_wait(req, h->hs[k]);
 }
 
-size_t coll_rh_chunk_elems(const coll_comm_t *comm, size_t count, size_t esz) {
-  size_t ce = comm->cfg.chunk_bytes / esz;
-  if (!ce) ce = 1;
-  return count && ce > count ? count : ce;
+/* Elements per chunk: the ring's rule (cfg.chunk_bytes, at most the whole vector), from the
+ * layout of the vector as one block. */
+static size_t rh_chunk_elems(const coll_comm_t *comm, size_t count, size_t esz) {
+  coll_layout_t L;
+  coll_layout_init(&L, count, 0, esz, comm->cfg.chunk_bytes);
+  return L.ce;
 }
 
 size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz) {
   if (comm->size == 1 || !count) return 0;
-  return (coll_pipeline_depth(comm) + 1) * coll_rh_chunk_elems(comm, count, esz) * esz;
+  return (coll_pipeline_depth(comm) + 1) * rh_chunk_elems(comm, count, esz) * esz;
 }
 
 void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, size_t count,
@@ -106,7 +108,7 @@ void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, 
     coll_s_copy(req, recv, send, count * esz);
     return;
   }
-  rh_t h = {req, dtype, op, esz, coll_rh_chunk_elems(comm, count, esz), coll_pipeline_depth(comm),
+  rh_t h = {req, dtype, op, esz, rh_chunk_elems(comm, count, esz), coll_pipeline_depth(comm),
             0, scratch, 0, NULL, NULL};
   h.S = h.W + 1;
   h.span = rh_chunks(&h, count) + 1;

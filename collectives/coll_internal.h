@@ -237,7 +237,6 @@ void coll_build_rd(coll_request_t *req, const void *send, void *recv, size_t cou
 /* Rabenseifner all-reduce (allreduce_rabenseifner.c): recursive-halving reduce-scatter +
  * recursive-doubling all-gather, chunk-pipelined; non-powers of two folded in first.
  * Scratch: coll_rh_scratch_bytes() ((depth+1) chunk slots). */
-size_t coll_rh_chunk_elems(const coll_comm_t *comm, size_t count, size_t esz);
 size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz);
 void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, size_t count,
                              coll_dtype_t dtype, coll_op_t op, void *scratch);
