@@ -51,9 +51,14 @@ strata_bench_test(bench_allreduce_rabenseifner_np4 4 allreduce 4 1000 4000000 10
 # 16 MiB on 4 ranks; ring on 3), as the JSON's algo_used reports it.
 strata_bench_test(bench_allreduce_auto_np4 4 allreduce 4 65536 16777216 4 ""
                   -DALGO=auto "-DAUTO_EXPECT=65536:rd,262144:rabenseifner,4194304:rabenseifner,16777216:ring"
+                  "-DAUTO_LINE=rd from 0 B, rabenseifner from 262144 B, ring from 16777216 B"
                   -- --algo auto)
 strata_bench_test(bench_allreduce_auto_np3 3 allreduce 4 65536 1048576 4 ""
                   -DALGO=auto "-DAUTO_EXPECT=65536:rd,262144:ring,1048576:ring" -- --algo auto)
+# A threshold that is not a power of two is reported to the byte.
+strata_bench_test(bench_allreduce_auto_threshold_np3 3 allreduce 4 1024 4096 4
+                  "STRATA_COLL_RD_THRESHOLD=300K" "-DAUTO_LINE=rd from 0 B, ring from 307200 B"
+                  -- --algo auto)
 
 # Data types and reductions: inputs are small integers, so every expected value is exact
 # (avg: within 2 ulp of the dtype, see cmd_bench.c).

@@ -410,6 +410,26 @@ static const char usage_text[] =
     "Exit status: 0 ok, 1 a collective failed or #wrong > 0, 2 bad flags.\n"
     "Example: mpirun -np 4 strata bench allreduce -b 1K -e 64M -f 2 --algo ring";
 
+/* "# auto: rd from 0 B, rabenseifner from 262144 B, ring from 16777216 B": where auto changes
+ * algorithm on this communicator, found by doubling the size up to 1 TiB and bisecting each
+ * change to the exact byte (the thresholds need not be powers of two). */
+static void print_auto_switches(const coll_comm_t *comm) {
+  coll_algo_t prev = coll_allreduce_auto_algo(comm, 0);
+  printf("# auto: %s from 0 B", coll_algo_name(prev));
+  for (size_t lo = 0, hi = 1; hi <= ((size_t)1 << 40); lo = hi, hi *= 2) {
+    coll_algo_t a = coll_allreduce_auto_algo(comm, hi);
+    if (a == prev) continue;
+    while (hi - lo > 1) { /* auto(lo) == prev, auto(hi) == a */
+      size_t mid = lo + (hi - lo) / 2;
+      if (coll_allreduce_auto_algo(comm, mid) == prev) lo = mid;
+      else hi = mid;
+    }
+    printf(", %s from %zu B", coll_algo_name(a), hi);
+    prev = a;
+  }
+  printf("\n");
+}
+
 int cmd_bench(int argc, char **argv) {
   size_t minbytes = 32u << 20, maxbytes = 32u << 20;
   double factor = 2.0;
@@ -537,16 +557,7 @@ int cmd_bench(int argc, char **argv) {
     printf("# strata bench %s: ranks %d transport %s algo %s minBytes %zu maxBytes %zu step: %g(factor) "
            "warmup iters: %d iters: %d validation: %d\n",
            bench_op_names[b.op], b.nranks, tname, aname, minbytes, maxbytes, factor, warmup, iters, check);
-    if (b.op == B_ALLREDUCE && b.algo == COLL_ALGO_AUTO) { /* where auto switches, on this job */
-      printf("# auto:");
-      coll_algo_t prev = COLL_ALGO_AUTO;
-      for (size_t at = 1; at && at <= ((size_t)1 << 40); at *= 2) {
-        coll_algo_t a = coll_allreduce_auto_algo(b.comm, at);
-        if (a != prev) printf("%s %s from %zu B", prev == COLL_ALGO_AUTO ? "" : ",", coll_algo_name(a), prev == COLL_ALGO_AUTO ? (size_t)0 : at);
-        prev = a;
-      }
-      printf("\n");
-    }
+    if (b.op == B_ALLREDUCE && b.algo == COLL_ALGO_AUTO) print_auto_switches(b.comm);
     printf("#\n");
     printf("# %10s  %12s  %8s  %6s  %6s  %28s   %28s\n", "", "", "", "", "", "out-of-place", "in-place");
     printf("# %10s  %12s  %8s  %6s  %6s  %8s %7s %7s %6s  %8s %7s %7s %6s\n", "size", "count", "type",

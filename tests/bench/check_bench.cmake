@@ -1,7 +1,8 @@
 # check_bench.cmake -- runs one `strata bench` job and checks its table and JSON output.
 # Invoked by ctest as: cmake -DCMD="<mpirun ... strata bench OP ...>" (space-separated) -DJSON=<file>
 #   -DOP=<op> -DNP=<ranks> -DDSIZE=<dtype bytes> -DMINB=<bytes> -DMAXB=<bytes> -DFACTOR=<int>
-#   [-DTRANSPORT=<regex>] [-DALGO=<name>] [-DAUTO_EXPECT=<bytes>:<algo>,...] -P check_bench.cmake
+#   [-DTRANSPORT=<regex>] [-DALGO=<name>] [-DAUTO_EXPECT=<bytes>:<algo>,...] [-DAUTO_LINE=<text>]
+#   -P check_bench.cmake
 # Checks (an independent re-derivation, not a copy of cmd_bench.c):
 #  - exit status 0, the nccl-tests footer "# Out of bounds values : 0 OK", "# Avg bus bandwidth";
 #  - the JSON array has one out-of-place and one in-place object per size, sizes in the order
@@ -10,7 +11,7 @@
 #    algbw_gbs == bytes / time_us / 1e3 and busbw_gbs == algbw_gbs * the op's factor, within
 #    1e-3 relative (the script truncates the printed decimals to 1e-9 units);
 #  - allreduce rows: algo_used is the requested algorithm, or with --algo auto the one
-#    AUTO_EXPECT names for that size (when given).
+#    AUTO_EXPECT names for that size (when given); AUTO_LINE: the table's "# auto:" header line.
 cmake_minimum_required(VERSION 3.19)
 file(REMOVE "${JSON}")
 separate_arguments(cmd UNIX_COMMAND "${CMD}")
@@ -24,6 +25,12 @@ if(NOT out MATCHES "# Out of bounds values : 0 OK")
 endif()
 if(NOT out MATCHES "# Avg bus bandwidth    : [0-9.e+-]+")
   message(FATAL_ERROR "table lacks '# Avg bus bandwidth'")
+endif()
+if(DEFINED AUTO_LINE)
+  string(FIND "${out}" "# auto: ${AUTO_LINE}\n" at)
+  if(at LESS 0)
+    message(FATAL_ERROR "table lacks the line '# auto: ${AUTO_LINE}'")
+  endif()
 endif()
 
 # Expected sizes.
