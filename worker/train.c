@@ -1,5 +1,7 @@
 /* train.c -- the training job on one rank: data, model, AdamW, progress, checkpoints, the run
- * directory (see train.h). The pipeline / data-parallel layout builds on this loop. */
+ * directory (see train.h). train_dist.c runs the same step as P stages x D replicas; this loop
+ * stays separate on purpose: it is the plain reference the distributed loop's equivalence tests
+ * (tests/dist) compare every layout against, with no pipeline, bucketing or coordinator. */
 #include "train.h"
 
 #include <cblas.h>
@@ -13,40 +15,10 @@
 
 #include "checkpoint.h"
 #include "data.h"
-#include "grad_sync.h"
 #include "log.h"
 #include "rank_status.h"
-#include "schedule.h"
 #include "strata_proto.h"
 #include "util.h"
-
-void train_config_default(train_config_t *c) {
-  memset(c, 0, sizeof *c);
-  c->model = (gpt2_config_t){.vocab = 0, .ctx = 128, .layers = 4, .heads = 4, .dim = 128};
-  c->batch = 16;
-  c->seq_len = 0;
-  c->microbatches = 1;
-  c->steps = 300;
-  c->seed = 1337;
-  adamw_hparams_default(&c->opt);
-  c->opt.lr = 3e-3f;
-  c->opt.warmup_steps = 20;
-  c->out_dir = "runs/train";
-  c->ckpt_every = 0;
-  c->keep = 0;
-  c->log_every = 10;
-  c->eval_every = 0;
-  c->eval_batches = 8;
-  c->threads = 1;
-  c->pp = 1;
-  c->dp = 1;
-  c->schedule = 0;  /* SCHED_GPIPE */
-  c->transport = 0; /* COLL_TRANSPORT_MPI */
-  c->bucket_mb = GRAD_SYNC_BUCKET_MB_DEFAULT;
-  const char *bmb = getenv("STRATA_BUCKET_MB");
-  if (bmb && *bmb) c->bucket_mb = atof(bmb);
-  c->zero = 0;
-}
 
 static void format_duration(char *buf, size_t len, double s) {
   if (!(s >= 0) || s > 1e7) s = 0;
@@ -129,50 +101,6 @@ static int write_report(const char *out_dir, const train_config_t *c, const gpt2
   return 0;
 }
 
-void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
-  memset(t, 0, sizeof *t);
-  t->batch = c->batch;
-  t->seq_len = c->seq_len;
-  t->microbatches = c->microbatches;
-  t->lr = c->opt.lr;
-  t->min_lr = c->opt.lr * c->opt.min_lr_ratio;
-  t->weight_decay = c->opt.weight_decay;
-  t->beta1 = c->opt.beta1;
-  t->beta2 = c->opt.beta2;
-  t->eps = c->opt.eps;
-  t->grad_clip = c->opt.grad_clip;
-  t->warmup_steps = c->opt.warmup_steps;
-  t->total_steps = c->steps;
-  t->seed = c->seed;
-  t->zero = c->zero;
-  snprintf(t->schedule, sizeof t->schedule, "%s", schedule_kind_name((sched_kind_t)c->schedule));
-  snprintf(t->data_path, sizeof t->data_path, "%s", data_path);
-}
-
-void train_config_from_state(train_config_t *c, const strata_train_state_t *state) {
-  c->model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
-                             state->model.heads, state->model.dim};
-  c->batch = state->train.batch;
-  c->seq_len = state->train.seq_len;
-  if (!c->microbatches_given) c->microbatches = state->train.microbatches;
-  c->seed = state->train.seed;
-  /* Doubles, unrounded: a cast to float once turned beta1 0.9 into 0.89999998 and changed every
-   * update after a resume (seen only in the sanitizer build, where the cast was not folded
-   * away). min_lr / lr may differ from the original ratio in the last bit, but lr * ratio, the
-   * floor adamw_lr_at uses, does not. */
-  c->opt.lr = state->train.lr;
-  c->opt.weight_decay = state->train.weight_decay;
-  c->opt.beta1 = state->train.beta1;
-  c->opt.beta2 = state->train.beta2;
-  c->opt.eps = state->train.eps;
-  c->opt.grad_clip = state->train.grad_clip;
-  c->opt.warmup_steps = (int)state->train.warmup_steps;
-  if (state->train.lr > 0 && state->train.min_lr >= 0)
-    c->opt.min_lr_ratio = state->train.min_lr / state->train.lr;
-  if (!c->data_path && state->train.data_path[0]) c->data_path = state->train.data_path;
-  if (c->steps == -1) c->steps = state->train.total_steps;
-}
-
 int train_run(const train_config_t *cin) {
   train_config_t c = *cin;
   char err[1024] = "";
@@ -191,42 +119,14 @@ int train_run(const train_config_t *cin) {
   }
   openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
 
-  if (strata_mkdirs(c.out_dir, err, sizeof err)) goto config_fail;
-
-  /* Resume: the checkpoint's model and data order win; the flags may extend --steps. */
-  if (c.resume) {
-    if (!strcmp(c.resume, "auto")) {
-      if (ckpt_find_latest(c.out_dir, resume_dir, sizeof resume_dir, err, sizeof err)) goto config_fail;
-    } else {
-      snprintf(resume_dir, sizeof resume_dir, "%s", c.resume);
-    }
-    if (ckpt_read_state(resume_dir, state, 1, err, sizeof err)) goto config_fail;
-    train_config_from_state(&c, state);
-  }
-  const char *data_path = c.data_path ? c.data_path : data_default_path();
-  if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto config_fail;
-  if (c.model.vocab == 0) c.model.vocab = data_vocab(ds);
-  if (data_vocab(ds) > c.model.vocab) {
-    snprintf(err, sizeof err, "data '%s' has vocabulary %d but the model's is %d", data_path,
-             data_vocab(ds), c.model.vocab);
+  const char *data_path = NULL;
+  if (train_prepare(&c, state, resume_dir, sizeof resume_dir, &ds, &data_path, err, sizeof err))
     goto config_fail;
-  }
-  if (c.seq_len == 0) c.seq_len = c.model.ctx;
-  if (c.seq_len < 1 || c.seq_len > c.model.ctx) {
-    snprintf(err, sizeof err, "--seq-len %d must be between 1 and --ctx %d", c.seq_len, c.model.ctx);
-    goto config_fail;
-  }
   if (c.batch < 1 || c.microbatches < 1 || c.batch % c.microbatches) {
     snprintf(err, sizeof err, "--batch %d must be a positive multiple of --microbatches %d", c.batch,
              c.microbatches);
     goto config_fail;
   }
-  if (c.steps < 1) {
-    snprintf(err, sizeof err, "--steps must be at least 1 (got %lld)", (long long)c.steps);
-    goto config_fail;
-  }
-  if (c.opt.decay_steps == 0) c.opt.decay_steps = (int)c.steps;
-  if (adamw_hparams_check(&c.opt, err, sizeof err)) goto config_fail;
   if (data_check_batch(ds, DATA_TRAIN, c.batch, c.seq_len, err, sizeof err)) goto config_fail;
 
   gpt2_range_t all = {0, c.model.layers, 1, 1};
@@ -248,11 +148,6 @@ int train_run(const train_config_t *cin) {
     start_step = (int64_t)state->step;
     tokens_seen = state->tokens_seen;
     opt->t = start_step;
-    if (start_step >= c.steps) {
-      snprintf(err, sizeof err, "checkpoint %s is at step %lld, already at --steps %lld; pass a larger --steps to continue",
-               resume_dir, (long long)start_step, (long long)c.steps);
-      goto config_fail;
-    }
     strata_info("resumed from %s at step %lld", resume_dir, (long long)start_step);
   } else {
     gpt2_init_params(m, c.seed);

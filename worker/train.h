@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "adamw.h"
+#include "data.h"
 #include "gpt2.h"
 #include "strata_proto.h"
 
@@ -77,6 +78,17 @@ int train_run(const train_config_t *c);
  * unless given on the command line, the micro-batch count, data path and step count from a
  * checkpoint's training state. Shared by train_run and train_run_dist. */
 void train_config_from_state(train_config_t *c, const strata_train_state_t *state);
+/* The configuration steps both loops take, identical on every rank so all reach the same verdict
+ * without communication: creates c->out_dir; with c->resume, finds the checkpoint ("auto": the
+ * newest valid one under out_dir) into resume_dir, reads its training state into *state and
+ * applies it to c (train_config_from_state); opens the data (*data_path: c->data_path or the
+ * default corpus) into *ds; sets the vocabulary from the data and seq_len from the context when
+ * 0; checks the vocabulary, seq_len, --steps (at least 1, and beyond a resumed checkpoint's
+ * step) and the AdamW hyperparameters (decay_steps defaults to steps). Returns 0, or -1 with a
+ * configuration error in err; *ds is set (or NULL) either way and is the caller's to close. */
+int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_dir,
+                  size_t resume_len, data_set_t **ds, const char **data_path, char *err,
+                  size_t errlen);
 /* The reverse, for the checkpoint: the training configuration of c as the state records it
  * (schedule by name, min_lr = lr x min_lr_ratio, data_path as given). */
 void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path);

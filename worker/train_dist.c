@@ -208,33 +208,9 @@ int train_run_dist(const train_config_t *cin) {
   openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
 
   /* ---- configuration: the same checks on every rank ---- */
-  if (strata_mkdirs(c.out_dir, err, sizeof err)) goto config_fail;
-  if (c.resume) {
-    if (!strcmp(c.resume, "auto")) {
-      if (ckpt_find_latest(c.out_dir, resume_dir, sizeof resume_dir, err, sizeof err)) goto config_fail;
-    } else {
-      snprintf(resume_dir, sizeof resume_dir, "%s", c.resume);
-    }
-    if (ckpt_read_state(resume_dir, state, 1, err, sizeof err)) goto config_fail;
-    train_config_from_state(&c, state);
-  }
-  const char *data_path = c.data_path ? c.data_path : data_default_path();
-  if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto config_fail;
-  if (c.model.vocab == 0) c.model.vocab = data_vocab(ds);
-  if (data_vocab(ds) > c.model.vocab) {
-    snprintf(err, sizeof err, "data '%s' has vocabulary %d but the model's is %d", data_path,
-             data_vocab(ds), c.model.vocab);
+  const char *data_path = NULL;
+  if (train_prepare(&c, state, resume_dir, sizeof resume_dir, &ds, &data_path, err, sizeof err))
     goto config_fail;
-  }
-  if (c.seq_len == 0) c.seq_len = c.model.ctx;
-  if (c.seq_len < 1 || c.seq_len > c.model.ctx) {
-    snprintf(err, sizeof err, "--seq-len %d must be between 1 and --ctx %d", c.seq_len, c.model.ctx);
-    goto config_fail;
-  }
-  if (c.steps < 1) {
-    snprintf(err, sizeof err, "--steps must be at least 1 (got %lld)", (long long)c.steps);
-    goto config_fail;
-  }
   if (c.pp < 1 || c.dp < 1) {
     snprintf(err, sizeof err, "--pp and --dp must be at least 1 (got --pp %d --dp %d)", c.pp, c.dp);
     goto config_fail;
@@ -258,8 +234,6 @@ int train_run_dist(const train_config_t *cin) {
                     sizeof err))
       goto config_fail;
   }
-  if (c.opt.decay_steps == 0) c.opt.decay_steps = (int)c.steps;
-  if (adamw_hparams_check(&c.opt, err, sizeof err)) goto config_fail;
   if (data_check_batch(ds, DATA_TRAIN, c.batch, c.seq_len, err, sizeof err)) goto config_fail;
   /* validation batches of batch / M sequences (those of the single-rank loop with this M) */
   const int eval_B = c.batch / c.microbatches;
@@ -282,11 +256,6 @@ int train_run_dist(const train_config_t *cin) {
   if (c.resume) {
     start_step = (int64_t)state->step;
     tokens_seen = state->tokens_seen;
-    if (start_step >= c.steps) {
-      snprintf(err, sizeof err, "checkpoint %s is at step %lld, already at --steps %lld; pass a "
-               "larger --steps to continue", resume_dir, (long long)start_step, (long long)c.steps);
-      goto config_fail;
-    }
   }
 
   /* ---- communicators ---- */
