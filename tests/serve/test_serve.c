@@ -88,11 +88,14 @@ static json_object *post_json(const char *body, int *status) {
 }
 
 static const char *jstr(json_object *o, const char *path) {
-  /* path like "choices.0.text" */
-  char buf[128];
+  /* path like "choices.0.text". strtok_r, not strtok: the concurrent case calls this from 16
+   * client threads at once, and strtok's shared position once made one thread walk another's
+   * path (it returned a whole choice object as the text, failing serve_concurrent about 1 run
+   * in 40 under load). */
+  char buf[128], *save = NULL;
   snprintf(buf, sizeof buf, "%s", path);
   json_object *cur = o;
-  for (char *tok = strtok(buf, "."); tok && cur; tok = strtok(NULL, ".")) {
+  for (char *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save)) {
     if (json_object_is_type(cur, json_type_array)) cur = json_object_array_get_idx(cur, (size_t)atoi(tok));
     else if (!json_object_object_get_ex(cur, tok, &cur)) cur = NULL;
   }
@@ -209,7 +212,7 @@ static void case_stream(void) {
 typedef struct {
   int idx;
   int ok;
-  char why[160]; /* what went wrong when !ok: status and the start of the body */
+  char why[768]; /* what went wrong when !ok: status, what the check saw, the start of the body */
 } conc_arg_t;
 
 static void *conc_client(void *arg) {
@@ -234,6 +237,9 @@ static void *conc_client(void *arg) {
         if (c) json_object_put(c);
       }
       a->ok = fr && ne == n + 2 && !strcmp(got, want);
+      if (!a->ok) /* the body is cut into events by now: say what the check saw */
+        snprintf(a->why, sizeof a->why, "framing %s, %d events (want %d), text '%.150s' (want '%.150s')",
+                 fr ? "ok" : "broken", ne, n + 2, got, want);
     } else {
       json_object *o = json_tokener_parse(r.body);
       const char *t = o ? jstr(o, "choices.0.text") : NULL;
@@ -241,7 +247,7 @@ static void *conc_client(void *arg) {
       if (o) json_object_put(o);
     }
   }
-  if (!a->ok)
+  if (!a->ok && !a->why[0])
     snprintf(a->why, sizeof a->why, "status %d, body %.100s", r.status, r.body ? r.body : "(none)");
   hc_reply_free(&r);
   return NULL;
@@ -259,6 +265,7 @@ static void case_concurrent(void) {
   conc_arg_t a[N];
   for (int i = 0; i < N; i++) {
     a[i].idx = i;
+    a[i].why[0] = '\0';
     pthread_create(&th[i], NULL, conc_client, &a[i]);
   }
   for (int i = 0; i < N; i++) {
@@ -465,7 +472,8 @@ typedef struct {
 static int parse_prom(char *text, sample_t *s, int cap) {
   char types[64][96];
   int ntypes = 0, n = 0;
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     if (!strncmp(line, "# TYPE ", 7)) {
       char name[96], kind[32];
       if (sscanf(line + 7, "%95s %31s", name, kind) != 2) return -1;
