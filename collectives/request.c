@@ -216,23 +216,17 @@ void coll_s_check(coll_request_t *req, void *area, coll_opkind_t kind, size_t co
   all[r] = d;
   if (p == 1) return;
   int next = (r + 1) % p, prev = (r - 1 + p) % p;
-  int32_t *hs = malloc(sizeof *hs * (size_t)(p - 1));
-  if (!hs) {
-    req->rc = COLL_ERR_NOMEM;
-    return;
-  }
-  for (int s = 0; s < p - 1; s++) { /* ring all-gather of the descriptors */
-    hs[s] = coll_s_send(req, &all[coll_mod(r - s, p)], sizeof d, next,
-                        coll_coll_tag(req, COLL_SUB_CHECK));
+  /* Ring all-gather of the descriptors. Each step also waits for its forward: a mismatch fails
+   * the request, which cancels what is still open, and a cancelled forward (libfabric can really
+   * cancel a queued send) would leave the next rank waiting for it until its timeout. */
+  for (int s = 0; s < p - 1; s++) {
+    int32_t hs = coll_s_send(req, &all[coll_mod(r - s, p)], sizeof d, next,
+                             coll_coll_tag(req, COLL_SUB_CHECK));
     int32_t hr = coll_s_recv(req, &all[coll_mod(r - s - 1, p)], sizeof d, prev,
                              coll_coll_tag(req, COLL_SUB_CHECK));
     coll_s_wait(req, hr);
+    coll_s_wait(req, hs);
   }
-  /* The forwarded descriptors must be delivered before the comparison: a mismatch fails the
-   * request, which cancels what is still open, and a cancelled forward (libfabric can really
-   * cancel a queued send) would leave the next rank waiting for it until its timeout. */
-  for (int s = 0; s < p - 1; s++) coll_s_wait(req, hs[s]);
-  free(hs);
   coll_action_t *a = add(req, ACT_CHECK);
   if (a) a->a = area;
 }
