@@ -30,6 +30,11 @@ strata_add_mpi_test(coll_mismatch_np3 3 $<TARGET_FILE:coll_test_ops> mismatch)
 add_executable(coll_bench_allreduce ${CMAKE_CURRENT_SOURCE_DIR}/coll/bench_allreduce.c)
 target_link_libraries(coll_bench_allreduce PRIVATE strata_coll)
 set_target_properties(coll_bench_allreduce PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+# An experiment beside the tuning tool, not a test: the direct shared-memory all-reduce that
+# collectives/README.md ("A direct shared-memory all-reduce") measures against MPI_Allreduce.
+add_executable(coll_direct_shm_probe ${CMAKE_CURRENT_SOURCE_DIR}/coll/direct_shm_probe.c)
+target_link_libraries(coll_direct_shm_probe PRIVATE MPI::MPI_C)
+set_target_properties(coll_direct_shm_probe PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
 
 # The same operations with tiny chunks and a shallow pipeline: thousands of chunks per block,
 # every chunk boundary case of the ring / chain bookkeeping.
