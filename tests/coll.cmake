@@ -35,6 +35,23 @@ set_target_properties(coll_bench_allreduce PROPERTIES RUNTIME_OUTPUT_DIRECTORY $
 add_executable(coll_direct_shm_probe ${CMAKE_CURRENT_SOURCE_DIR}/coll/direct_shm_probe.c)
 target_link_libraries(coll_direct_shm_probe PRIVATE MPI::MPI_C)
 set_target_properties(coll_direct_shm_probe PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+# Its own checks: exact results on /dev/shm at np 2 and 3 (exit 1 on any wrong element); a chunk
+# below its minimum is bad usage (exit 2, usage line); a directory that does not exist fails
+# naming the file it could not create (run as singletons, without mpirun).
+foreach(np 2 3)
+  strata_add_mpi_test(coll_direct_shm_probe_np${np} ${np} $<TARGET_FILE:coll_direct_shm_probe> /dev/shm)
+endforeach()
+add_test(NAME coll_direct_shm_probe_bad_chunk COMMAND $<TARGET_FILE:coll_direct_shm_probe> /dev/shm 1)
+add_test(NAME coll_direct_shm_probe_bad_chunk_status COMMAND ${CMAKE_COMMAND}
+         -DEXE=$<TARGET_FILE:coll_direct_shm_probe> "-DARGS=/dev/shm 1"
+         -P ${CMAKE_CURRENT_SOURCE_DIR}/bench/expect_exit2.cmake)
+add_test(NAME coll_direct_shm_probe_bad_dir COMMAND $<TARGET_FILE:coll_direct_shm_probe> /nonexistent-strata-dir)
+set_tests_properties(coll_direct_shm_probe_bad_chunk PROPERTIES PASS_REGULAR_EXPRESSION "usage: mpirun -np N")
+set_tests_properties(coll_direct_shm_probe_bad_dir PROPERTIES
+  PASS_REGULAR_EXPRESSION "cannot map /nonexistent-strata-dir/strata_probe_[0-9]+_0_send: No such file or directory")
+set_tests_properties(coll_direct_shm_probe_bad_chunk coll_direct_shm_probe_bad_chunk_status
+                     coll_direct_shm_probe_bad_dir PROPERTIES LABELS "unit" TIMEOUT 60
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 
 # The same operations with tiny chunks and a shallow pipeline: thousands of chunks per block,
 # every chunk boundary case of the ring / chain bookkeeping.
