@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "coll_internal.h"
+#include "strnum.h"
 
 /* Tunables (documented in collectives/README.md). */
 #define COLL_DEFAULT_TIMEOUT_S 300.0
@@ -42,23 +43,48 @@ double coll_now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Parses "123", "64K", "4M", "1G" (powers of 1024). */
-static int parse_bytes(const char *s, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s) return -1;
-  unsigned long long mul = 1;
-  if (*end == 'K' || *end == 'k') mul = 1ull << 10, end++;
-  else if (*end == 'M' || *end == 'm') mul = 1ull << 20, end++;
-  else if (*end == 'G' || *end == 'g') mul = 1ull << 30, end++;
-  if (*end) return -1;
-  *out = (size_t)(v * mul);
-  return 0;
+/* Every numeric STRATA_COLL_* / STRATA_OFI_* variable and what it must be (parsed by strnum.c);
+ * collectives/README.md says what each does and how its default was measured. */
+#define KIB 1024.0
+#define GIB (1024.0 * 1024.0 * 1024.0)
+static const strnum_env_t coll_env_vars[] = {
+    {"STRATA_COLL_TIMEOUT_S", {STRNUM_DOUBLE, 0, 1e6, STRNUM_OPEN_MIN}, NULL, "bound on every wait, seconds"},
+    {"STRATA_COLL_CHUNK_BYTES", {STRNUM_BYTES, 64, GIB, 0}, NULL, "ring / chain pipelining chunk"},
+    {"STRATA_COLL_RD_THRESHOLD", {STRNUM_BYTES, 0, 1024 * GIB, 0}, NULL, "auto: recursive doubling below"},
+    {"STRATA_COLL_RABENSEIFNER_MAX", {STRNUM_BYTES, 0, 1024 * GIB, 0}, NULL, "auto: Rabenseifner up to; 0 = never"},
+    {"STRATA_COLL_EAGER_BYTES", {STRNUM_BYTES, 0, 1024 * KIB * KIB, 0}, NULL, "rd segment size; 0 = off"},
+    {"STRATA_COLL_STREAM_BYTES", {STRNUM_BYTES, 0, 1024 * GIB, 0}, "off", "streaming stores from"},
+    {"STRATA_COLL_PIPELINE_DEPTH", {STRNUM_INT, 1, 64, 0}, NULL, "ring receives posted ahead"},
+    {"STRATA_COLL_CHECK", {STRNUM_INT, 0, 1, 0}, NULL, "1: check that ranks agree on each call"},
+    {"STRATA_COLL_PROGRESS_THREAD", {STRNUM_INT, 0, 1, 0}, NULL, "1: background progress thread"},
+    {"STRATA_COLL_PROGRESS_SLEEP_US", {STRNUM_INT, 0, 999999, 0}, NULL, "progress thread's idle sleep"},
+    {"STRATA_COLL_HUGEPAGES", {STRNUM_INT, 0, 1, 0}, NULL, "0: coll_mem_alloc gives no huge-page advice"},
+    {"STRATA_COLL_YIELD", {STRNUM_INT, 0, 1, 0}, "auto", "sched_yield() in idle polls"},
+    {"STRATA_OFI_MAX_MSG_BYTES", {STRNUM_BYTES, 1, 1024 * GIB, 0}, NULL, "ofi: cap on one fragment"},
+    {"STRATA_OFI_FORCE_MR", {STRNUM_INT, 0, 1, 0}, NULL, "ofi: 1 registers every buffer"},
+};
+#define COLL_ENV_COUNT ((int)(sizeof coll_env_vars / sizeof coll_env_vars[0]))
+
+int coll_env_number(const char *name, strnum_value_t *out, char *err, size_t errlen) {
+  return strnum_env(coll_env_vars, COLL_ENV_COUNT, name, out, err, errlen);
+}
+
+/* Reads one numeric variable into the configuration: returns strnum_env's code, and records
+ * the first bad value as the configuration's env_error. */
+static int env_number(coll_config_t *cfg, const char *name, strnum_value_t *v) {
+  char msg[sizeof env_error_buf];
+  int rc = coll_env_number(name, v, msg, sizeof msg);
+  if (rc < 0 && !cfg->env_error) {
+    snprintf(env_error_buf, sizeof env_error_buf, "%s", msg);
+    cfg->env_error = env_error_buf;
+  }
+  return rc;
 }
 
 static void env_fail(coll_config_t *cfg, const char *var, const char *val, const char *want) {
-  snprintf(env_error_buf, sizeof env_error_buf, "invalid %s='%s': expected %s", var, val, want);
+  if (cfg->env_error) return;
+  snprintf(env_error_buf, sizeof env_error_buf, "%s must be %s, got '%s' (environment variable; unset it for the default)",
+           var, want, val);
   cfg->env_error = env_error_buf;
 }
 
@@ -86,61 +112,27 @@ coll_config_t coll_config_default(void) {
   if ((v = getenv("STRATA_COLL_ALGO")) && *v)
     if (coll_parse_algo(v, &cfg.algo))
       env_fail(&cfg, "STRATA_COLL_ALGO", v, "auto, ring, rd, rabenseifner or mpi");
-  if ((v = getenv("STRATA_COLL_TIMEOUT_S")) && *v) {
-    char *end;
-    double t = strtod(v, &end);
-    if (*end || !(t > 0)) env_fail(&cfg, "STRATA_COLL_TIMEOUT_S", v, "a positive number of seconds");
-    else cfg.timeout_s = t;
-  }
-  if ((v = getenv("STRATA_COLL_CHUNK_BYTES")) && *v) {
-    size_t b;
-    if (parse_bytes(v, &b) || b < 64) env_fail(&cfg, "STRATA_COLL_CHUNK_BYTES", v, "bytes >= 64 (suffix K/M allowed)");
-    else cfg.chunk_bytes = b;
-  }
-  if ((v = getenv("STRATA_COLL_RD_THRESHOLD")) && *v) {
-    size_t b;
-    if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_RD_THRESHOLD", v, "bytes (suffix K/M allowed)");
-    else cfg.rd_threshold_bytes = b;
-  }
-  if ((v = getenv("STRATA_COLL_CHECK")) && *v) {
-    if (strcmp(v, "0") && strcmp(v, "1")) env_fail(&cfg, "STRATA_COLL_CHECK", v, "0 or 1");
-    else cfg.check = *v == '1';
-  }
-  if ((v = getenv("STRATA_COLL_PROGRESS_THREAD")) && *v) {
-    if (strcmp(v, "0") && strcmp(v, "1")) env_fail(&cfg, "STRATA_COLL_PROGRESS_THREAD", v, "0 or 1");
-    else cfg.progress_thread = *v == '1';
-  }
-  if ((v = getenv("STRATA_COLL_RABENSEIFNER_MAX")) && *v) {
-    size_t b;
-    if (parse_bytes(v, &b))
-      env_fail(&cfg, "STRATA_COLL_RABENSEIFNER_MAX", v, "bytes (suffix K/M allowed), 0 to disable");
-    else cfg.rabenseifner_max_bytes = b;
-  }
-  if ((v = getenv("STRATA_COLL_EAGER_BYTES")) && *v) {
-    size_t b;
-    if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_EAGER_BYTES", v, "bytes (suffix K allowed), 0 to disable");
-    else cfg.eager_bytes = b;
-  }
-  if ((v = getenv("STRATA_COLL_PIPELINE_DEPTH")) && *v) {
-    char *end;
-    long d = strtol(v, &end, 10);
-    if (*end || d < 1 || d > 64) env_fail(&cfg, "STRATA_COLL_PIPELINE_DEPTH", v, "an integer in 1..64");
-    else cfg.pipeline_depth = (int)d;
-  }
-  if ((v = getenv("STRATA_COLL_STREAM_BYTES")) && *v) {
-    size_t b;
-    if (!strcmp(v, "off")) cfg.stream_bytes = SIZE_MAX;
-    else if (parse_bytes(v, &b)) env_fail(&cfg, "STRATA_COLL_STREAM_BYTES", v, "bytes (suffix K/M allowed) or off");
-    else cfg.stream_bytes = b;
-  }
-  /* read by coll_mem_alloc (it has no configuration); checked here so a typo is reported */
-  if ((v = getenv("STRATA_COLL_HUGEPAGES")) && *v && strcmp(v, "0") && strcmp(v, "1"))
-    env_fail(&cfg, "STRATA_COLL_HUGEPAGES", v, "0 or 1");
-  if ((v = getenv("STRATA_COLL_YIELD")) && *v) {
-    if (!strcmp(v, "auto")) cfg.yield_idle = -1;
-    else if (!strcmp(v, "0") || !strcmp(v, "1")) cfg.yield_idle = *v == '1';
-    else env_fail(&cfg, "STRATA_COLL_YIELD", v, "0, 1 or auto");
-  }
+  strnum_value_t x;
+  if (env_number(&cfg, "STRATA_COLL_TIMEOUT_S", &x) == 1) cfg.timeout_s = x.d;
+  if (env_number(&cfg, "STRATA_COLL_CHUNK_BYTES", &x) == 1) cfg.chunk_bytes = (size_t)x.i;
+  if (env_number(&cfg, "STRATA_COLL_RD_THRESHOLD", &x) == 1) cfg.rd_threshold_bytes = (size_t)x.i;
+  if (env_number(&cfg, "STRATA_COLL_CHECK", &x) == 1) cfg.check = (int)x.i;
+  if (env_number(&cfg, "STRATA_COLL_PROGRESS_THREAD", &x) == 1) cfg.progress_thread = (int)x.i;
+  if (env_number(&cfg, "STRATA_COLL_RABENSEIFNER_MAX", &x) == 1) cfg.rabenseifner_max_bytes = (size_t)x.i;
+  if (env_number(&cfg, "STRATA_COLL_EAGER_BYTES", &x) == 1) cfg.eager_bytes = (size_t)x.i;
+  if (env_number(&cfg, "STRATA_COLL_PIPELINE_DEPTH", &x) == 1) cfg.pipeline_depth = (int)x.i;
+  int rc = env_number(&cfg, "STRATA_COLL_STREAM_BYTES", &x);
+  if (rc == 1) cfg.stream_bytes = (size_t)x.i;
+  else if (rc == 2) cfg.stream_bytes = SIZE_MAX; /* off */
+  rc = env_number(&cfg, "STRATA_COLL_YIELD", &x);
+  if (rc == 1) cfg.yield_idle = (int)x.i;
+  else if (rc == 2) cfg.yield_idle = -1; /* auto */
+  /* read where they act (coll_mem_alloc, the progress thread, the ofi transport), which have
+   * no way to report; checked here so a bad value is reported before anything starts */
+  env_number(&cfg, "STRATA_COLL_HUGEPAGES", &x);
+  env_number(&cfg, "STRATA_COLL_PROGRESS_SLEEP_US", &x);
+  env_number(&cfg, "STRATA_OFI_MAX_MSG_BYTES", &x);
+  env_number(&cfg, "STRATA_OFI_FORCE_MR", &x);
   return cfg;
 }
 

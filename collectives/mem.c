@@ -9,13 +9,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "coll.h"
+#include "coll_internal.h"
 
 #define HUGE_BYTES ((size_t)2 << 20)
 
 static int hugepages_wanted(void) {
-  const char *e = getenv("STRATA_COLL_HUGEPAGES");
-  return !(e && strcmp(e, "0") == 0);
+  strnum_value_t v;
+  return !(coll_env_number("STRATA_COLL_HUGEPAGES", &v, NULL, 0) == 1 && v.i == 0);
 }
 
 void *coll_mem_alloc(size_t bytes) {

@@ -558,9 +558,9 @@ static void *progress_main(void *arg) {
 }
 
 int coll_progress_thread_start(coll_comm_t *comm) {
-  const char *v = getenv("STRATA_COLL_PROGRESS_SLEEP_US");
-  comm->progress_sleep_us = v && *v ? atoi(v) : COLL_DEFAULT_PROGRESS_SLEEP_US;
-  if (comm->progress_sleep_us < 0) comm->progress_sleep_us = 0;
+  strnum_value_t v;
+  comm->progress_sleep_us = COLL_DEFAULT_PROGRESS_SLEEP_US;
+  if (coll_env_number("STRATA_COLL_PROGRESS_SLEEP_US", &v, NULL, 0) == 1) comm->progress_sleep_us = (int)v.i;
   comm->thread_stop = 0;
   if (pthread_create(&comm->thread, NULL, progress_main, comm)) return -1;
   comm->thread_running = 1;

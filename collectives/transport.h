@@ -27,8 +27,16 @@
 #include <stdint.h>
 
 #include "coll.h"
+#include "strnum.h"
 
 #define COLL_TAG_LIMIT (1u << 30)
+
+/* Numeric STRATA_COLL_* / STRATA_OFI_* variable `name` (comm.c's table says what each must be):
+ * strnum_env's codes (0 unset, 1 *out set, 2 its word, -1 bad, with a message in err when err
+ * is not NULL). coll_config_default checks every one of them, so a bad value is reported before
+ * a communicator exists; readers that act later (transports, mem.c, the progress thread) keep
+ * their default on -1. */
+int coll_env_number(const char *name, strnum_value_t *out, char *err, size_t errlen);
 
 typedef struct coll_transport coll_transport_t; /* per-communicator transport state */
 typedef struct coll_treq coll_treq_t;           /* one outstanding send or receive */

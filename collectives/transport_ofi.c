@@ -134,12 +134,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static size_t env_size(const char *name, size_t dflt) {
-  const char *s = getenv(name);
-  if (!s || !*s) return dflt;
-  char *end = NULL;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*end || v == 0) return dflt;
-  return (size_t)v;
+  strnum_value_t v;
+  return coll_env_number(name, &v, NULL, 0) == 1 ? (size_t)v.i : dflt;
 }
 
 static uint64_t make_tag(int src_rank, uint32_t tag) {
@@ -637,8 +633,8 @@ static coll_result_t open_local(coll_transport_t *t, const coll_config_t *cfg, c
   struct fi_info *info = t->info;
   snprintf(t->desc, sizeof t->desc, "ofi:%s", info->fabric_attr->prov_name);
   t->need_mr = (info->domain_attr->mr_mode & FI_MR_LOCAL) || (info->mode & FI_LOCAL_MR);
-  const char *force = getenv(OFI_ENV_FORCE_MR);
-  if (force && !strcmp(force, "1")) t->need_mr = 1;
+  strnum_value_t force;
+  if (coll_env_number(OFI_ENV_FORCE_MR, &force, NULL, 0) == 1 && force.i == 1) t->need_mr = 1;
   t->max_msg_bytes = info->ep_attr->max_msg_size ? info->ep_attr->max_msg_size : SIZE_MAX;
   t->max_msg_bytes = env_size(OFI_ENV_MAX_MSG, t->max_msg_bytes);
   if (t->max_msg_bytes > info->ep_attr->max_msg_size && info->ep_attr->max_msg_size)

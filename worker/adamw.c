@@ -3,6 +3,7 @@
  * precision: bias corrections in double, the per-element update in float. */
 #include "adamw.h"
 
+#include "env.h"
 #include "log.h"
 #include "util.h"
 
@@ -26,22 +27,17 @@
 #define ADAMW_DEFAULT_MIN_LR_RATIO 0.1
 #define ADAMW_CLIP_EPS 1e-6 /* torch.nn.utils.clip_grad_norm_'s denominator epsilon */
 
+/* Ranges: worker/env.c; `strata` refuses a bad value before it starts, library users get a warning. */
 static void env_double(const char *name, double *dst) {
-  const char *s = getenv(name);
-  if (!s || !*s) return;
-  char *end;
-  double v = strtod(s, &end);
-  if (*end == '\0') *dst = v;
-  else strata_warn("%s='%s' is not a number; using the default %g", name, s, *dst);
+  char err[256];
+  if (env_read_double(name, *dst, dst, err, sizeof err)) strata_warn("%s; using the default %g", err, *dst);
 }
 
 static void env_int(const char *name, int *dst) {
-  const char *s = getenv(name);
-  if (!s || !*s) return;
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (*end == '\0') *dst = (int)v;
-  else strata_warn("%s='%s' is not an integer; using the default %d", name, s, *dst);
+  char err[256];
+  int64_t v;
+  if (env_read_int(name, *dst, &v, err, sizeof err)) strata_warn("%s; using the default %d", err, *dst);
+  *dst = (int)v;
 }
 
 void adamw_hparams_default(adamw_hparams_t *hp) {

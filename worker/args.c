@@ -1,99 +1,101 @@
-/* The shared flag parser of the `strata` subcommands (see args.h). */
+/* The shared flag parser of the `strata` subcommands (see args.h); numbers go through
+ * collectives/strnum.c. */
 #include "args.h"
 
-#include <errno.h>
+#include "env.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int args_parse_int64(const char *s, int64_t *out) {
-  char *end;
-  if (!s || !*s) return -1;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || *end) return -1;
-  *out = (int64_t)v;
-  return 0;
-}
-
-int args_parse_double(const char *s, double *out) {
-  char *end;
-  if (!s || !*s) return -1;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || *end || !isfinite(v)) return -1;
-  *out = v;
-  return 0;
-}
-
-int args_parse_bytes(const char *s, size_t *out) {
-  char *end;
-  if (!s || !*s || *s == '-') return -1;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s) return -1;
-  unsigned long long mult = 1;
-  if (*end == 'K' || *end == 'k') mult = 1ull << 10, end++;
-  else if (*end == 'M' || *end == 'm') mult = 1ull << 20, end++;
-  else if (*end == 'G' || *end == 'g') mult = 1ull << 30, end++;
-  if (*end == 'B' || *end == 'b') end++;
-  if (*end) return -1;
-  if (v > (unsigned long long)SIZE_MAX / mult) return -1;
-  *out = (size_t)(v * mult);
-  return 0;
+void args_spec_range(const arg_spec_t *spec, strnum_range_t *out) {
+  memset(out, 0, sizeof *out);
+  out->kind = spec->kind == ARG_DOUBLE ? STRNUM_DOUBLE : spec->kind == ARG_BYTES ? STRNUM_BYTES : STRNUM_INT;
+  if (spec->env) {
+    int n;
+    const strnum_env_t *t = env_table(&n);
+    for (int i = 0; i < n; i++)
+      if (!strcmp(t[i].name, spec->env) && t[i].range.kind == out->kind) {
+        *out = t[i].range;
+        return;
+      }
+    /* a spec naming an undescribed variable: its kind's whole range (the flag-table test
+     * catches such a flag by its missing bounds) */
+  }
+  if (spec->min != 0 || spec->max != 0) {
+    out->min = spec->min;
+    out->max = spec->max;
+    out->open = spec->open;
+  } else if (spec->kind == ARG_DOUBLE) {
+    out->min = -INFINITY;
+    out->max = INFINITY;
+  } else if (spec->kind == ARG_INT) {
+    out->min = INT_MIN;
+    out->max = INT_MAX;
+  } else {
+    out->min = spec->kind == ARG_BYTES ? 0 : -9223372036854775808.0;
+    out->max = 9223372036854775808.0; /* any int64 */
+  }
+  if (spec->kind == ARG_INT) { /* never beyond int */
+    if (out->min < INT_MIN) out->min = INT_MIN;
+    if (out->max > INT_MAX) out->max = INT_MAX;
+  }
 }
 
 static void print_usage(const char *cmd, const char *usage, const arg_spec_t *specs, int nspecs) {
   printf("usage: strata %s [flags]\n\n%s\n\nflags:\n", cmd, usage);
   for (int i = 0; i < nspecs; i++) {
+    const arg_spec_t *sp = &specs[i];
     char left[96];
-    if (specs[i].alias)
-      snprintf(left, sizeof left, "%s, %s%s%s", specs[i].alias, specs[i].name,
-               specs[i].metavar ? " " : "", specs[i].metavar ? specs[i].metavar : "");
+    if (sp->alias)
+      snprintf(left, sizeof left, "%s, %s%s%s", sp->alias, sp->name, sp->metavar ? " " : "",
+               sp->metavar ? sp->metavar : "");
     else
-      snprintf(left, sizeof left, "%s%s%s", specs[i].name, specs[i].metavar ? " " : "",
-               specs[i].metavar ? specs[i].metavar : "");
-    printf("  %-28s %s\n", left, specs[i].help);
+      snprintf(left, sizeof left, "%s%s%s", sp->name, sp->metavar ? " " : "", sp->metavar ? sp->metavar : "");
+    char range[256] = "";
+    if (sp->kind != ARG_STRING && sp->kind != ARG_FLAG) {
+      strnum_range_t r;
+      char want[160];
+      args_spec_range(sp, &r);
+      strnum_describe(&r, want, sizeof want);
+      snprintf(range, sizeof range, "; %s: %s%s%s", sp->metavar ? sp->metavar : "value", want,
+               sp->env ? "; env " : "", sp->env ? sp->env : "");
+    }
+    printf("  %-28s %s%s\n", left, sp->help, range);
   }
   printf("  %-28s %s\n", "-h, --help", "show this help");
 }
 
 static int set_value(const char *cmd, const arg_spec_t *spec, const char *val) {
-  int64_t i64;
-  double d;
-  size_t z;
-  switch (spec->kind) {
-  case ARG_INT:
-    if (args_parse_int64(val, &i64) || i64 < INT_MIN || i64 > INT_MAX) goto bad;
-    *(int *)spec->dest = (int)i64;
-    return 0;
-  case ARG_INT64:
-    if (args_parse_int64(val, &i64)) goto bad;
-    *(int64_t *)spec->dest = i64;
-    return 0;
-  case ARG_DOUBLE:
-    if (args_parse_double(val, &d)) goto bad;
-    *(double *)spec->dest = d;
-    return 0;
-  case ARG_STRING:
+  if (spec->kind == ARG_STRING) {
     *(const char **)spec->dest = val;
     return 0;
-  case ARG_BYTES:
-    if (args_parse_bytes(val, &z)) goto bad;
-    *(size_t *)spec->dest = z;
-    return 0;
-  case ARG_FLAG:
-    break;
   }
-bad:
-  fprintf(stderr, "[strata] error: %s: %s expects %s, got '%s'\n", cmd, spec->name,
-          spec->kind == ARG_INT || spec->kind == ARG_INT64 ? "an integer"
-          : spec->kind == ARG_DOUBLE                      ? "a number"
-                                                           : "a byte size like 8, 64K, 16M or 1G",
-          val);
-  return -1;
+  strnum_range_t r;
+  args_spec_range(spec, &r);
+  strnum_value_t v;
+  char err[512];
+  int ok = strnum_parse(val, &r, &v) == STRNUM_OK;
+  if (!ok && spec->sentinel && !strcmp(val, spec->sentinel)) { /* a documented special value */
+    r.min = -INFINITY, r.max = INFINITY;
+    if (spec->kind != ARG_DOUBLE) r.min = -9223372036854775808.0, r.max = 9223372036854775808.0;
+    ok = strnum_parse(val, &r, &v) == STRNUM_OK;
+  }
+  if (!ok) {
+    strnum_check(spec->name, val, &r, &v, err, sizeof err);
+    fprintf(stderr, "[strata] error: %s: %s\n", cmd, err);
+    return -1;
+  }
+  switch (spec->kind) {
+  case ARG_INT: *(int *)spec->dest = (int)v.i; break;
+  case ARG_INT64: *(int64_t *)spec->dest = v.i; break;
+  case ARG_DOUBLE: *(double *)spec->dest = v.d; break;
+  case ARG_BYTES: *(size_t *)spec->dest = (size_t)v.i; break;
+  default: break;
+  }
+  return 0;
 }
 
 int args_parse(const char *cmd, const char *usage, int argc, char **argv, const arg_spec_t *specs,
@@ -133,6 +135,7 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
         return -1;
       }
       *(int *)spec->dest = 1;
+      if (spec->given) *spec->given = 1;
       continue;
     }
     const char *val = eq ? eq + 1 : NULL;
@@ -145,6 +148,7 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
       val = argv[++i];
     }
     if (set_value(cmd, spec, val)) return -1;
+    if (spec->given) *spec->given = 1;
   }
   if (npositional) *npositional = npos;
   return 0;

@@ -800,7 +800,9 @@ static int scan_run(const char *run_dir, ckpt_entry_t **out, int *n_out, char *e
   return 0;
 }
 
-int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen) {
+int ckpt_find_latest_logged(const char *run_dir, char *out, size_t outlen,
+                            void (*on_skip)(void *ctx, const char *dir, const char *why), void *ctx,
+                            char *err, size_t errlen) {
   ckpt_entry_t *v;
   int n;
   if (scan_run(run_dir, &v, &n, err, errlen) != 0) return -1;
@@ -813,6 +815,7 @@ int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, s
       rc = 0;
       break;
     }
+    if (on_skip) on_skip(ctx, out, msg);
   }
   if (rc != 0)
     strata_fail(err, errlen, "run directory '%s': no valid checkpoint (ckpt-<step>/) found%s%s",
@@ -820,6 +823,10 @@ int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, s
   free(st);
   free(v);
   return rc;
+}
+
+int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen) {
+  return ckpt_find_latest_logged(run_dir, out, outlen, NULL, NULL, err, errlen);
 }
 
 int ckpt_prune(const char *run_dir, int keep, char *err, size_t errlen) {

@@ -106,6 +106,11 @@ void ckpt_step_dir(char *buf, size_t len, const char *run_dir, uint64_t step);
 /* --resume auto: the newest RUN/ckpt-<step> that verifies (torn or corrupt ones are skipped);
  * returns 0 and its path in out, or -1 with a message if there is none. */
 int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, size_t errlen);
+/* The same, calling on_skip(ctx, dir, reason) for every newer checkpoint it skips (with the
+ * verification error that rejected it), so --resume auto can say what it passed over. */
+int ckpt_find_latest_logged(const char *run_dir, char *out, size_t outlen,
+                            void (*on_skip)(void *ctx, const char *dir, const char *why), void *ctx,
+                            char *err, size_t errlen);
 
 /* --keep K: removes all but the newest K valid-named RUN/ckpt-* directories (and stale
  * RUN/ckpt-*.tmp-* directories). Returns the number removed, or -1. */

@@ -437,16 +437,17 @@ int cmd_bench(int argc, char **argv) {
   const char *op_s = "sum", *dtype_s = "float", *algo_s = NULL, *transport_s = NULL;
   const char *provider = NULL, *json_path = NULL;
   arg_spec_t specs[] = {
-      {"--minbytes", "-b", ARG_BYTES, &minbytes, "BYTES", "smallest size (K/M/G = 1024^n; default 32M)"},
-      {"--maxbytes", "-e", ARG_BYTES, &maxbytes, "BYTES", "largest size (default 32M)"},
-      {"--stepfactor", "-f", ARG_DOUBLE, &factor, "F", "multiply the size by F each step, F > 1 (default 2)"},
-      {"--iters", "-n", ARG_INT, &iters, "N", "timed iterations per size (default 20)"},
-      {"--warmup_iters", "-w", ARG_INT, &warmup, "N", "untimed warm-up iterations per size (default 5)"},
-      {"--check", "-c", ARG_INT, &check, "0|1", "check results (default 1)"},
+      {"--minbytes", "-b", ARG_BYTES, &minbytes, "BYTES", "smallest size (default 32M)", .min = 0, .max = 0x1p40},
+      {"--maxbytes", "-e", ARG_BYTES, &maxbytes, "BYTES", "largest size (default 32M)", .min = 0, .max = 0x1p40},
+      {"--stepfactor", "-f", ARG_DOUBLE, &factor, "F", "multiply the size by F each step (default 2)",
+       .min = 1, .max = 1024, .open = ARG_OPEN_MIN},
+      {"--iters", "-n", ARG_INT, &iters, "N", "timed iterations per size (default 20)", .min = 1, .max = 1e9},
+      {"--warmup_iters", "-w", ARG_INT, &warmup, "N", "untimed warm-up iterations per size (default 5)", .min = 0, .max = 1e9},
+      {"--check", "-c", ARG_INT, &check, "0|1", "check results (default 1)", .min = 0, .max = 1},
       {"--op", "-o", ARG_STRING, &op_s, "OP", "reduction: sum|prod|min|max|avg (default sum)"},
       {"--datatype", "-d", ARG_STRING, &dtype_s, "T",
        "float|double|half|bfloat16|int32|int64 (or fp32, fp64, fp16, bf16, int, long)"},
-      {"--root", "-r", ARG_INT, &root, "R", "broadcast root rank (default 0)"},
+      {"--root", "-r", ARG_INT, &root, "R", "broadcast root rank (default 0)", .min = 0, .max = 1 << 24},
       {"--transport", NULL, ARG_STRING, &transport_s, "mpi|ofi", "transport (default: $STRATA_COLL_TRANSPORT or mpi)"},
       {"--ofi-provider", NULL, ARG_STRING, &provider, "NAME", "libfabric provider, e.g. shm, tcp (default $FI_PROVIDER)"},
       {"--algo", NULL, ARG_STRING, &algo_s, "A", "ring|rd|rabenseifner|auto|mpi (default: $STRATA_COLL_ALGO or auto)"},
@@ -459,9 +460,7 @@ int cmd_bench(int argc, char **argv) {
 
   bench_t b;
   memset(&b, 0, sizeof b);
-  MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &b.nranks);
-  int say = b.rank == 0; /* only rank 0 reports usage errors */
+  int say = 1; /* before MPI starts every rank refuses alike; after, only rank 0 reports */
 #define USAGE_FAIL(...)                                   \
   do {                                                    \
     if (say) strata_error(__VA_ARGS__);                   \
@@ -494,13 +493,6 @@ int cmd_bench(int argc, char **argv) {
   }
   if (minbytes > maxbytes)
     USAGE_FAIL("bench: --minbytes (%zu) is larger than --maxbytes (%zu); give -b <= -e", minbytes, maxbytes);
-  if (!(factor > 1.0))
-    USAGE_FAIL("bench: --stepfactor must be greater than 1 (got %g); sizes grow as size * F", factor);
-  if (iters < 1) USAGE_FAIL("bench: --iters must be at least 1 (got %d)", iters);
-  if (warmup < 0) USAGE_FAIL("bench: --warmup_iters must be >= 0 (got %d)", warmup);
-  if (check != 0 && check != 1) USAGE_FAIL("bench: --check must be 0 or 1 (got %d)", check);
-  if (b.op == B_BROADCAST && (root < 0 || root >= b.nranks))
-    USAGE_FAIL("bench: --root %d is not a rank of this job (0..%d)", root, b.nranks - 1);
   if (b.op != B_ALLREDUCE && (b.algo == COLL_ALGO_RD || b.algo == COLL_ALGO_RABENSEIFNER))
     USAGE_FAIL("bench: --algo %s applies to allreduce only; %s has one algorithm (use ring, "
                "auto or mpi)", coll_algo_name(b.algo), pos[0]);
@@ -510,6 +502,12 @@ int cmd_bench(int argc, char **argv) {
     USAGE_FAIL("bench: the MPI baseline of reducescatter has no %s %s (MPI has no avg and no "
                "16-bit float reductions); use another -o/-d or --algo ring",
                coll_dtype_name(b.dtype), coll_op_name(b.redop));
+  if (cli_mpi_start()) return 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &b.nranks);
+  say = b.rank == 0;
+  if (b.op == B_BROADCAST && root >= b.nranks)
+    USAGE_FAIL("bench: --root %d is not a rank of this job (0..%d)", root, b.nranks - 1);
   b.iters = iters;
   b.warmup = warmup;
   b.check = check;

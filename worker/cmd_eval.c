@@ -23,10 +23,11 @@ int cmd_eval(int argc, char **argv) {
   arg_spec_t specs[] = {
       {"--checkpoint", NULL, ARG_STRING, &ckpt, "DIR", "checkpoint directory (required)"},
       {"--data", NULL, ARG_STRING, &data_path, "FILE", "text file or token shard (default: data/fortunes.txt)"},
-      {"--batches", NULL, ARG_INT, &batches, "N", "batches to evaluate (default 8; fewer if the file is short)"},
-      {"--batch", NULL, ARG_INT, &B, "B", "sequences per batch (default 8)"},
-      {"--seq-len", NULL, ARG_INT, &T, "T", "tokens per sequence (default: the model's context)"},
-      {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads (default 1)"},
+      {"--batches", NULL, ARG_INT, &batches, "N", "batches to evaluate (default 8; fewer if the file is short)",
+       .min = 1, .max = 1 << 20},
+      {"--batch", NULL, ARG_INT, &B, "B", "sequences per batch (default 8)", .min = 1, .max = 1 << 20},
+      {"--seq-len", NULL, ARG_INT, &T, "T", "tokens per sequence (default: the model's context)", .min = 1, .max = 1 << 20},
+      {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads (default 1)", .min = 1, .max = 1024},
       {"--json", NULL, ARG_FLAG, &json, NULL, "print the result as JSON"},
   };
   int rc = args_parse("eval", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
@@ -36,13 +37,9 @@ int cmd_eval(int argc, char **argv) {
     strata_error("eval: --checkpoint DIR is required (a directory written by strata train)");
     return 2;
   }
-  if (batches < 1 || B < 1 || T < 0 || threads < 1) {
-    strata_error("eval: --batches, --batch and --threads must be >= 1, --seq-len >= 1");
-    return 2;
-  }
-  int world = 1, rank = 0;
+  if (cli_mpi_start()) return 1;
+  int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (world != 1) {
     strata_error("eval: runs on one rank; launch it without mpirun or with -np 1");
     return 2;
@@ -57,7 +54,7 @@ int cmd_eval(int argc, char **argv) {
   int32_t *in = NULL, *tg = NULL;
   rc = 1;
   if (ckpt_read_config(ckpt, &cfg, err, sizeof err)) goto fail;
-  if (T == 0) T = cfg.ctx;
+  if (T == 0) T = cfg.ctx; /* --seq-len not given */
   if (T > cfg.ctx) {
     snprintf(err, sizeof err, "--seq-len %d exceeds the model's context %d", T, cfg.ctx);
     goto fail;

@@ -10,11 +10,13 @@
  * [1,2,3] in JSONL); the output text is then the ids separated by spaces.
  */
 #include <json-c/json.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "checkpoint.h"
@@ -122,9 +124,57 @@ static int parse_token_list(const char *s, int32_t **out, int *n_out, char *err,
   return 0;
 }
 
-/* Reads the JSONL prompts file; each line inherits the defaults in *def. */
-static int read_prompts(const char *path, int vocab, const prompt_t *def, prompts_t *ps, char *err,
-                        size_t errlen) {
+/* The JSONL fields that are numbers, and the flag of the same meaning whose range they keep. */
+static const struct {
+  const char *key, *flag;
+} number_fields[] = {{"max_tokens", "--max-tokens"}, {"temperature", "--temperature"},
+                     {"top_p", "--top-p"}, {"top_k", "--top-k"}, {"seed", "--seed"}};
+
+static int number_field(const char *key) {
+  for (int i = 0; i < (int)(sizeof number_fields / sizeof number_fields[0]); i++)
+    if (!strcmp(number_fields[i].key, key)) return i;
+  return -1;
+}
+
+static const arg_spec_t *find_spec(const arg_spec_t *specs, int nspecs, const char *flag) {
+  for (int i = 0; i < nspecs; i++)
+    if (!strcmp(specs[i].name, flag)) return &specs[i];
+  return NULL;
+}
+
+/* A JSON number held to spec's range: an integer flag takes a JSON integer, or a number with an
+ * integral value (16.0); 0, or -1 with "field "seed" must be an integer in [0, 2^63), got 1e30". */
+static int json_number(json_object *val, const char *key, const arg_spec_t *spec, strnum_value_t *out,
+                       char *err, size_t errlen) {
+  strnum_range_t r;
+  args_spec_range(spec, &r);
+  strnum_value_t v = {0, 0.0};
+  int ok = 0;
+  if (json_object_is_type(val, json_type_int)) {
+    /* json-c clamps an integer literal beyond int64 to INT64_MIN / INT64_MAX (keeping up to
+     * UINT64_MAX as unsigned), so INT64_MAX is exact only if the unsigned value agrees */
+    v.i = json_object_get_int64(val);
+    v.d = (double)v.i;
+    ok = !(v.i == INT64_MAX && json_object_get_uint64(val) != (uint64_t)INT64_MAX);
+  } else if (json_object_is_type(val, json_type_double)) {
+    v.d = json_object_get_double(val);
+    ok = r.kind == STRNUM_DOUBLE ? isfinite(v.d) : strnum_double_to_int64(v.d, &v.i) == 0;
+  }
+  if (ok && strnum_in_range(&r, v)) {
+    *out = v;
+    return 0;
+  }
+  char want[160];
+  strnum_describe(&r, want, sizeof want);
+  snprintf(err, errlen, "field \"%s\" must be %s, got %s", key, want,
+           json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN));
+  return -1;
+}
+
+/* Reads the JSONL prompts file; each line inherits the defaults in *def; numbers keep the ranges
+ * of the flags of the same meaning (specs). */
+static int read_prompts(const char *path, int vocab, const prompt_t *def, const arg_spec_t *specs,
+                        int nspecs, prompts_t *ps, char *err, size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(err, errlen, "cannot open prompts file %s", path);
@@ -152,7 +202,7 @@ static int read_prompts(const char *path, int vocab, const prompt_t *def, prompt
     }
     prompt_t p = *def;
     p.tok = NULL;
-    int have_prompt = 0, bad = 0;
+    int have_prompt = 0, bad = 0, nf;
     json_object_object_foreach(o, key, val) {
       if (bad) break;
       if (!strcmp(key, "prompt")) {
@@ -178,22 +228,19 @@ static int read_prompts(const char *path, int vocab, const prompt_t *def, prompt
           p.tok[i] = (int32_t)json_object_get_int(t);
         }
         have_prompt = 1;
-      } else if (!strcmp(key, "max_tokens")) {
-        if (!json_object_is_type(val, json_type_int)) bad = 1;
-        p.max_tokens = json_object_get_int(val);
-      } else if (!strcmp(key, "temperature")) {
-        if (!json_object_is_type(val, json_type_double) && !json_object_is_type(val, json_type_int)) bad = 1;
-        p.sp.temperature = json_object_get_double(val);
-      } else if (!strcmp(key, "top_p")) {
-        if (!json_object_is_type(val, json_type_double) && !json_object_is_type(val, json_type_int)) bad = 1;
-        p.sp.top_p = json_object_get_double(val);
-      } else if (!strcmp(key, "top_k")) {
-        if (!json_object_is_type(val, json_type_int)) bad = 1;
-        p.sp.top_k = json_object_get_int(val);
-      } else if (!strcmp(key, "seed")) {
-        if (!json_object_is_type(val, json_type_int)) bad = 1;
-        p.sp.seed = (uint64_t)json_object_get_int64(val);
-        p.has_seed = 1;
+      } else if ((nf = number_field(key)) >= 0) {
+        strnum_value_t v;
+        if (json_number(val, key, find_spec(specs, nspecs, number_fields[nf].flag), &v, lerr, sizeof lerr)) {
+          snprintf(err, errlen, "%s line %d: %s", path, lineno, lerr);
+          free(p.tok);
+          json_object_put(o);
+          goto out;
+        }
+        if (!strcmp(key, "max_tokens")) p.max_tokens = (int)v.i;
+        else if (!strcmp(key, "temperature")) p.sp.temperature = v.d;
+        else if (!strcmp(key, "top_p")) p.sp.top_p = v.d;
+        else if (!strcmp(key, "top_k")) p.sp.top_k = (int)v.i;
+        else p.sp.seed = (uint64_t)v.i, p.has_seed = 1;
       } else if (!strcmp(key, "session")) {
         if (!json_object_is_type(val, json_type_string) ||
             session_id_validate(json_object_get_string(val), lerr, sizeof lerr)) {
@@ -313,12 +360,61 @@ static void print_result(const prompt_t *p, int idx, int vocab, int json) {
   fflush(stdout);
 }
 
+/* --list-sessions / --delete-session: rank 0 works on the directory; every rank returns its
+ * exit code (2 for a session that does not exist: bad input). */
+static int manage_sessions(const char *sdir, const char *delete_id, int list, int json, int rank) {
+  char err[2048];
+  int rc = 0;
+  if (rank == 0 && delete_id) {
+    int d = session_delete(sdir, delete_id, err, sizeof err);
+    if (d < 0) strata_error("infer: %s", err), rc = 2;
+    else if (d == 1) strata_error("infer: --delete-session: no session '%s' in %s (see --list-sessions)", delete_id, sdir), rc = 2;
+    else printf("deleted session %s from %s\n", delete_id, sdir);
+  }
+  if (rank == 0 && list && rc == 0) {
+    session_info_t *v;
+    int n;
+    if (session_list(sdir, &v, &n, err, sizeof err)) {
+      strata_error("infer: %s", err);
+      rc = 1;
+    } else {
+      for (int i = 0; i < n; i++) {
+        if (json)
+          printf("{\"id\": \"%s\", \"stages\": %d, \"context_tokens\": %d, \"bytes\": %llu, \"saved_unix_s\": %lld}\n",
+                 v[i].id, v[i].stages, v[i].n_tokens, (unsigned long long)v[i].bytes, (long long)v[i].saved_unix_s);
+        else
+          printf("%-24s stages %d  context %5d tokens  %10llu bytes\n", v[i].id, v[i].stages, v[i].n_tokens,
+                 (unsigned long long)v[i].bytes);
+      }
+      if (!json && n == 0) printf("no sessions in %s\n", sdir);
+      free(v);
+    }
+  }
+  fflush(stdout);
+  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD); /* every rank leaves with rank 0's verdict */
+  return rc;
+}
+
+/* A session continued by this job of P stages must have been saved by a job of P stages (its
+ * per-stage files hold that stage's KV cache): 0, or -1 with the fix in err. */
+static int check_session_stages(const char *sdir, const char *id, int P, char *err, size_t errlen) {
+  char path[4400];
+  session_path(path, sizeof path, sdir, id, 0, P);
+  if (access(path, F_OK) == 0) return 0;
+  int other = session_saved_stages(sdir, id);
+  if (other == 0 || other == P) return 0; /* a new session */
+  snprintf(err, errlen, "session '%s' in %s was saved by a job of %d pipeline stages; this job has %d: "
+           "continue it with mpirun -np %d, or delete it with --delete-session %s", id, sdir, other, P,
+           other, id);
+  return -1;
+}
+
 int cmd_infer(int argc, char **argv) {
   const char *ckpt = NULL, *prompt = NULL, *prompts_path = NULL, *prompt_tokens = NULL;
   const char *session = NULL, *session_dir = NULL, *delete_id = NULL;
-  int max_tokens = 32, top_k = 0, json = 0, list = 0, threads = 1, no_kv = 0;
+  int max_tokens = 32, top_k = 0, json = 0, list = 0, threads = 1, no_kv = 0, seed_given = 0;
   double temperature = 0.0, top_p = 1.0;
-  int64_t seed = -1;
+  int64_t seed = 0;
   infer_opts_t opts = infer_opts_default();
   double mem_mb = opts.session_mem_mb;
   int max_batch = opts.max_batch;
@@ -327,26 +423,30 @@ int cmd_infer(int argc, char **argv) {
       {"--prompt", NULL, ARG_STRING, &prompt, "TEXT", "one prompt (byte-level models)"},
       {"--prompt-tokens", NULL, ARG_STRING, &prompt_tokens, "1,2,3", "one prompt as token ids"},
       {"--prompts", NULL, ARG_STRING, &prompts_path, "FILE", "JSON lines of prompts (see above)"},
-      {"--max-tokens", NULL, ARG_INT, &max_tokens, "N", "tokens to generate per prompt (default 32)"},
-      {"--temperature", NULL, ARG_DOUBLE, &temperature, "T", "0 = greedy (default 0)"},
-      {"--top-k", NULL, ARG_INT, &top_k, "K", "sample among the K most likely tokens (default 0: all)"},
-      {"--top-p", NULL, ARG_DOUBLE, &top_p, "P", "nucleus mass in (0, 1] (default 1: all)"},
-      {"--seed", NULL, ARG_INT64, &seed, "S", "sampling seed; prompt i uses S + i (default: from the clock)"},
+      {"--max-tokens", NULL, ARG_INT, &max_tokens, "N", "tokens to generate per prompt (default 32)",
+       .min = 1, .max = 1 << 20},
+      {"--temperature", NULL, ARG_DOUBLE, &temperature, "T", "0 = greedy (default 0)", .min = 0, .max = 100},
+      {"--top-k", NULL, ARG_INT, &top_k, "K", "sample among the K most likely tokens (default 0: all)",
+       .min = 0, .max = 1 << 30},
+      {"--top-p", NULL, ARG_DOUBLE, &top_p, "P", "nucleus mass (default 1: all)", .min = 0, .max = 1,
+       .open = ARG_OPEN_MIN},
+      {"--seed", NULL, ARG_INT64, &seed, "S", "sampling seed; prompt i uses S + i (default: from the clock)",
+       .min = 0, .max = 0x1p63, .given = &seed_given},
       {"--json", NULL, ARG_FLAG, &json, NULL, "one JSON object per prompt per line"},
       {"--session", NULL, ARG_STRING, &session, "ID", "continue / create a persistent session"},
       {"--session-dir", NULL, ARG_STRING, &session_dir, "DIR", "session files (default <checkpoint>/../sessions)"},
-      {"--session-mem-mb", NULL, ARG_DOUBLE, &mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024; env STRATA_INFER_SESSION_MEM_MB)"},
-      {"--max-batch", NULL, ARG_INT, &max_batch, "N", "sequences in flight (default 16; env STRATA_INFER_MAX_BATCH)"},
-      {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads per rank (default 1)"},
+      {"--session-mem-mb", NULL, ARG_DOUBLE, &mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024)",
+       .env = "STRATA_INFER_SESSION_MEM_MB"},
+      {"--max-batch", NULL, ARG_INT, &max_batch, "N", "sequences in flight (default 16)", .env = "STRATA_INFER_MAX_BATCH"},
+      {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
       {"--no-kv-cache", NULL, ARG_FLAG, &no_kv, NULL, "benchmark baseline: recompute the whole context for every token"},
       {"--list-sessions", NULL, ARG_FLAG, &list, NULL, "list the sessions in the session directory"},
       {"--delete-session", NULL, ARG_STRING, &delete_id, "ID", "delete a session's files"},
   };
-  int rc = args_parse("infer", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), NULL, NULL);
+  const int nspecs = (int)(sizeof specs / sizeof specs[0]);
+  int rc = args_parse("infer", usage_text, argc, argv, specs, nspecs, NULL, NULL);
   if (rc) return rc > 0 ? 0 : 2;
-  int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  int rank = 0, world = 1; /* before MPI starts, every rank refuses bad input alike */
   char err[2048], sdir[4096];
 #define FAIL(code, ...)                                      \
   do {                                                       \
@@ -362,30 +462,11 @@ int cmd_infer(int argc, char **argv) {
   else if (ckpt) session_default_dir(sdir, sizeof sdir, ckpt);
   else snprintf(sdir, sizeof sdir, "%s", SESSION_DIR_DEFAULT);
 
+  if (delete_id && session_id_validate(delete_id, err, sizeof err)) FAIL(2, "--delete-session: %s", err);
   if (list || delete_id) {
-    if (rank != 0) return 0;
-    if (delete_id) {
-      int d = session_delete(sdir, delete_id, err, sizeof err);
-      if (d < 0) FAIL(2, "%s", err);
-      if (d == 1) FAIL(1, "no session '%s' in %s", delete_id, sdir);
-      printf("deleted session %s from %s\n", delete_id, sdir);
-    }
-    if (list) {
-      session_info_t *v;
-      int n;
-      if (session_list(sdir, &v, &n, err, sizeof err)) FAIL(1, "%s", err);
-      for (int i = 0; i < n; i++) {
-        if (json)
-          printf("{\"id\": \"%s\", \"stages\": %d, \"context_tokens\": %d, \"bytes\": %llu, \"saved_unix_s\": %lld}\n",
-                 v[i].id, v[i].stages, v[i].n_tokens, (unsigned long long)v[i].bytes, (long long)v[i].saved_unix_s);
-        else
-          printf("%-24s stages %d  context %5d tokens  %10llu bytes\n", v[i].id, v[i].stages, v[i].n_tokens,
-                 (unsigned long long)v[i].bytes);
-      }
-      if (!json && n == 0) printf("no sessions in %s\n", sdir);
-      free(v);
-    }
-    return rc;
+    if (cli_mpi_start()) return 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return manage_sessions(sdir, delete_id, list, json, rank);
   }
 
   if (opts.env_error) FAIL(2, "%s", opts.env_error);
@@ -393,12 +474,10 @@ int cmd_infer(int argc, char **argv) {
   int nsrc = (prompt != NULL) + (prompts_path != NULL) + (prompt_tokens != NULL);
   if (nsrc != 1 && !(nsrc == 0 && session))
     FAIL(2, "give exactly one of --prompt TEXT, --prompt-tokens 1,2,3 or --prompts FILE.jsonl");
-  if (max_tokens < 1) FAIL(2, "--max-tokens %d must be >= 1", max_tokens);
-  if (threads < 1) FAIL(2, "--threads %d must be >= 1", threads);
   if (session && session_id_validate(session, err, sizeof err)) FAIL(2, "--session: %s", err);
   gpt2_config_t cfg;
   if (ckpt_read_config(ckpt, &cfg, err, sizeof err)) FAIL(2, "%s", err);
-  if (seed < 0) seed = (int64_t)(rng_mix64((uint64_t)time(NULL)) >> 1);
+  if (!seed_given) seed = (int64_t)(rng_mix64((uint64_t)time(NULL)) >> 1);
   prompt_t def;
   memset(&def, 0, sizeof def);
   def.max_tokens = max_tokens;
@@ -409,7 +488,7 @@ int cmd_infer(int argc, char **argv) {
   if (session) snprintf(def.session, sizeof def.session, "%s", session);
   if (sampler_validate(&def.sp, err, sizeof err)) FAIL(2, "%s", err);
   if (prompts_path) {
-    if (read_prompts(prompts_path, cfg.vocab, &def, &ps, err, sizeof err)) FAIL(2, "%s", err);
+    if (read_prompts(prompts_path, cfg.vocab, &def, specs, nspecs, &ps, err, sizeof err)) FAIL(2, "%s", err);
     for (int i = 0; i < ps.n; i++)
       if (!ps.v[i].has_seed) ps.v[i].sp.seed = def.sp.seed + (uint64_t)i;
   } else {
@@ -427,18 +506,27 @@ int cmd_infer(int argc, char **argv) {
   for (int i = 0; i < ps.n; i++) {
     prompt_t *p = &ps.v[i];
     if (p->n_tok == 0 && !p->session[0]) FAIL(2, "prompt %d is empty", i + 1);
-    if (p->max_tokens < 1) FAIL(2, "prompt %d: max_tokens %d must be >= 1", i + 1, p->max_tokens);
-    if (p->n_tok + p->max_tokens > cfg.ctx)
-      FAIL(2, "prompt %d: %d prompt tokens + max_tokens %d = %d exceeds the model's context of %d tokens; "
-           "shorten the prompt or lower --max-tokens", i + 1, p->n_tok, p->max_tokens, p->n_tok + p->max_tokens, cfg.ctx);
+    if ((int64_t)p->n_tok + p->max_tokens > cfg.ctx)
+      FAIL(2, "prompt %d: %d prompt tokens + max_tokens %d = %lld exceeds the model's context of %d tokens; "
+           "shorten the prompt or lower --max-tokens", i + 1, p->n_tok, p->max_tokens,
+           (long long)p->n_tok + p->max_tokens, cfg.ctx);
     if (sampler_validate(&p->sp, err, sizeof err)) FAIL(2, "prompt %d: %s", i + 1, err);
     for (int j = 0; j < p->n_tok; j++)
       if (p->tok[j] < 0 || p->tok[j] >= cfg.vocab)
         FAIL(2, "prompt %d: token %d is outside the model's vocabulary [0, %d)", i + 1, p->tok[j], cfg.vocab);
   }
+  if (cli_mpi_start()) {
+    rc = 1;
+    goto out;
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
   if (cfg.layers < world)
     FAIL(2, "%d ranks but the model has only %d layers: every pipeline stage needs at least one layer; "
          "use mpirun -np %d or fewer", world, cfg.layers, cfg.layers);
+  for (int i = 0; i < ps.n; i++) /* every rank reads the same directory: all refuse alike */
+    if (ps.v[i].session[0] && check_session_stages(sdir, ps.v[i].session, world, err, sizeof err))
+      FAIL(2, "prompt %d: %s", i + 1, err);
 
   coll_config_t ccfg = coll_config_default();
   if (ccfg.env_error) FAIL(2, "%s", ccfg.env_error);

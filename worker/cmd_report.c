@@ -24,6 +24,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "env.h"
 #include "log.h"
 #include "rank_status.h"
 
@@ -180,8 +181,8 @@ static int list_ckpts(const char *dir, char names[][64], int max) {
 
 static void print_chart(const steps_t *s, const summary_t *m) {
   int cols = REPORT_CHART_COLS;
-  const char *env = getenv("STRATA_REPORT_CHART_COLS");
-  if (env && atoi(env) >= 10 && atoi(env) <= 400) cols = atoi(env);
+  int64_t env_cols; /* checked by strata at start-up (worker/env.c) */
+  if (env_read_int("STRATA_REPORT_CHART_COLS", cols, &env_cols, NULL, 0) == 0) cols = (int)env_cols;
   if (cols > s->n) cols = s->n;
   double lo = m->min, hi = -INFINITY;
   for (int i = 0; i < s->n; i++) if (s->rows[i].loss > hi) hi = s->rows[i].loss;

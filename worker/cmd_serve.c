@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "checkpoint.h"
 #include "commands.h"
 #include "http_server.h"
 #include "log.h"
 #include "serve.h"
 #include "session.h"
+#include "strnum.h"
 
 /* The engine adapter (serve_engine.c; see serve.h). */
 const serve_engine_hooks_t *serve_engine_hooks = NULL;
@@ -44,12 +46,8 @@ static void launcher_detect(void) {
   const char *p = dir ? strstr(dir, "/pid.") : NULL;
   g_launcher_pid = p ? (pid_t)atol(p + 5) : getppid();
   double delay_s = 1.0;
-  const char *v = getenv("OMPI_MCA_odls_base_sigkill_timeout");
-  if (v && *v) {
-    char *end;
-    double x = strtod(v, &end);
-    if (end != v && x >= 0) delay_s = x;
-  }
+  const char *v = getenv("OMPI_MCA_odls_base_sigkill_timeout"); /* Open MPI's: it validates it */
+  if (v && *v && (strnum_parse_double(v, &delay_s) != STRNUM_OK || delay_s < 0)) delay_s = 1.0;
   /* half the delay, less 0.25 s, for the requests in flight; the rest cancels them, writes
    * their sessions and releases the other ranks before the SIGKILL */
   double cap_s = 0.5 * delay_s - 0.25;
@@ -114,46 +112,107 @@ static const char *usage_text =
     "survive a restart with the same checkpoint, directory and P.\n"
     "--backend fake serves a deterministic fake model (one rank; for tests and load generation).";
 
+/* Rank 0 checks what every rank is about to load, and all ranks take its verdict: 0, or 2 after
+ * rank 0 printed why (a checkpoint that does not verify, a session directory that cannot be
+ * one). Bad input, found before the engine starts, so no rank fails later with exit code 1. */
+static int check_engine_input(const char *ckpt, const char *sdir, int rank) {
+  int rc = 0;
+  if (rank == 0) {
+    char err[1024];
+    gpt2_config_t cfg;
+    strata_train_state_t *st = malloc(sizeof *st);
+    if (!st) {
+      strata_error("serve: out of memory");
+      rc = 1;
+    } else if (ckpt_read_config(ckpt, &cfg, err, sizeof err) || ckpt_read_state(ckpt, st, 1, err, sizeof err)) {
+      strata_error("serve: --checkpoint: %s", err);
+      rc = 2;
+    } else if (sdir && session_make_dir(sdir, err, sizeof err)) {
+      strata_error("serve: --session-dir: %s", err);
+      rc = 2;
+    }
+    free(st);
+  }
+  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return rc;
+}
+
 int cmd_serve(int argc, char **argv) {
   serve_opts_t o;
   serve_opts_default(&o);
   fake_backend_opts_t fo;
   fake_backend_opts_default(&fo);
   const char *ckpt = NULL, *backend = "engine", *session_dir = NULL;
-  serve_engine_opts_t eo = {NULL, -1.0, 0, 1};
-  int no_sessions = 0;
+  serve_engine_opts_t eo = {NULL, -1.0, 0, 1}; /* < 0, 0: the engine's defaults (STRATA_INFER_*) */
+  int no_sessions = 0, g_mem = 0, g_batch = 0;
+  double session_mem_mb = 0;
+  int max_batch = 0;
   if (!serve_engine_hooks) serve_engine_hooks = serve_engine_hooks_impl;
   arg_spec_t specs[] = {
       {"--checkpoint", NULL, ARG_STRING, &ckpt, "DIR", "checkpoint directory to serve"},
       {"--listen", NULL, ARG_STRING, &o.listen, "HOST:PORT", "address (default 127.0.0.1:8080; PORT 0 = any free port)"},
       {"--backend", NULL, ARG_STRING, &backend, "NAME", "engine (default) or fake (deterministic test model)"},
-      {"--max-request-bytes", NULL, ARG_BYTES, &o.max_request_bytes, "N", "request body limit, larger -> 413 (default 64K)"},
-      {"--max-tokens-limit", NULL, ARG_INT, &o.max_tokens_limit, "N", "largest max_tokens accepted (default 1024)"},
-      {"--default-max-tokens", NULL, ARG_INT, &o.default_max_tokens, "N", "max_tokens when not given (default 16)"},
-      {"--max-queue", NULL, ARG_INT, &o.max_queue, "N", "requests queued or running; more -> 429 (default 64)"},
-      {"--max-connections", NULL, ARG_INT, &o.max_connections, "N", "simultaneous HTTP connections (default 128)"},
-      {"--timeout-s", NULL, ARG_INT, &o.timeout_s, "S", "idle connection timeout (default 30)"},
-      {"--shutdown-grace-s", NULL, ARG_DOUBLE, &o.shutdown_grace_s, "S", "on SIGTERM, time in-flight requests get (default 10)"},
+      {"--max-request-bytes", NULL, ARG_BYTES, &o.max_request_bytes, "N", "request body limit, larger -> 413 (default 64K)",
+       .env = "STRATA_SERVE_MAX_REQUEST_BYTES"},
+      {"--max-tokens-limit", NULL, ARG_INT, &o.max_tokens_limit, "N", "largest max_tokens accepted (default 1024)",
+       .env = "STRATA_SERVE_MAX_TOKENS_LIMIT"},
+      {"--default-max-tokens", NULL, ARG_INT, &o.default_max_tokens, "N", "max_tokens when not given (default 16)",
+       .env = "STRATA_SERVE_DEFAULT_MAX_TOKENS"},
+      {"--max-queue", NULL, ARG_INT, &o.max_queue, "N", "requests queued or running; more -> 429 (default 64)",
+       .env = "STRATA_SERVE_MAX_QUEUE"},
+      {"--max-connections", NULL, ARG_INT, &o.max_connections, "N", "simultaneous HTTP connections (default 128)",
+       .env = "STRATA_SERVE_MAX_CONNECTIONS"},
+      {"--timeout-s", NULL, ARG_INT, &o.timeout_s, "S", "idle connection timeout, 0 = none (default 30)",
+       .env = "STRATA_SERVE_TIMEOUT_S"},
+      {"--shutdown-grace-s", NULL, ARG_DOUBLE, &o.shutdown_grace_s, "S", "on SIGTERM, time in-flight requests get (default 10)",
+       .env = "STRATA_SERVE_SHUTDOWN_GRACE_S"},
       {"--session-dir", NULL, ARG_STRING, &session_dir, "DIR", "session files (default <checkpoint>/../sessions)"},
       {"--no-sessions", NULL, ARG_FLAG, &no_sessions, NULL, "serve stateless requests only (\"session\" -> 400)"},
-      {"--session-mem-mb", NULL, ARG_DOUBLE, &eo.session_mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024)"},
-      {"--max-batch", NULL, ARG_INT, &eo.max_batch, "N", "sequences in flight in the engine (default 16)"},
-      {"--threads", NULL, ARG_INT, &eo.threads, "N", "BLAS threads per rank (default 1)"},
-      {"--fake-batch", NULL, ARG_INT, &fo.max_batch, "N", "fake backend: sequences per step (default 8)"},
-      {"--fake-max-pending", NULL, ARG_INT, &fo.max_pending, "N", "fake backend: pending sequences; more -> 429 (default 256)"},
-      {"--fake-step-s", NULL, ARG_DOUBLE, &fo.step_delay_s, "S", "fake backend: seconds per decode step (default 0.002)"},
-      {"--fake-prefill-s", NULL, ARG_DOUBLE, &fo.prefill_delay_s, "S", "fake backend: extra seconds per prefill (default 0)"},
+      {"--session-mem-mb", NULL, ARG_DOUBLE, &session_mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024)",
+       .env = "STRATA_INFER_SESSION_MEM_MB", .given = &g_mem},
+      {"--max-batch", NULL, ARG_INT, &max_batch, "N", "sequences in flight in the engine (default 16)",
+       .env = "STRATA_INFER_MAX_BATCH", .given = &g_batch},
+      {"--threads", NULL, ARG_INT, &eo.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
+      {"--fake-batch", NULL, ARG_INT, &fo.max_batch, "N", "fake backend: sequences per step (default 8)",
+       .min = 1, .max = 1 << 20},
+      {"--fake-max-pending", NULL, ARG_INT, &fo.max_pending, "N", "fake backend: pending sequences; more -> 429 (default 256)",
+       .min = 1, .max = 1 << 20},
+      {"--fake-step-s", NULL, ARG_DOUBLE, &fo.step_delay_s, "S", "fake backend: seconds per decode step (default 0.002)",
+       .min = 0, .max = 60},
+      {"--fake-prefill-s", NULL, ARG_DOUBLE, &fo.prefill_delay_s, "S", "fake backend: extra seconds per prefill (default 0)",
+       .min = 0, .max = 60},
   };
   int rc = args_parse("serve", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), NULL, NULL);
   if (rc) return rc > 0 ? 0 : 2;
+  if (g_mem) eo.session_mem_mb = session_mem_mb;
+  if (g_batch) eo.max_batch = max_batch;
+  char err[512] = "";
+  /* Bad input is refused here, before MPI starts (every rank alike). A port out of range or a
+   * host that is not an address is bad input (2); an address in use or not on this host is found
+   * when the server binds, after start-up (1). */
+  char host[64];
+  int port, loop;
+  if (http_parse_listen(o.listen, host, sizeof host, &port, &loop, err, sizeof err)) {
+    strata_error("serve: %s", err);
+    return 2;
+  }
+  int fake = !strcmp(backend, "fake");
+  if (!fake && strcmp(backend, "engine")) {
+    strata_error("serve: --backend must be engine or fake, got '%s'", backend);
+    return 2;
+  }
+  if (!fake && !ckpt) {
+    strata_error("serve: --checkpoint DIR is required (a directory written by strata train), or --backend fake");
+    return 2;
+  }
+  if (cli_mpi_start()) return 1;
   int world = 1, rank = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   launcher_detect();
-  char err[512] = "";
   serve_backend_t be;
   memset(&be, 0, sizeof be);
-  if (!strcmp(backend, "fake")) {
+  if (fake) {
     if (world != 1) {
       strata_error("serve: --backend fake runs on one rank; launch it without mpirun or with -np 1");
       return 2;
@@ -162,11 +221,7 @@ int cmd_serve(int argc, char **argv) {
       strata_error("serve: %s", err);
       return 2;
     }
-  } else if (!strcmp(backend, "engine")) {
-    if (!ckpt) {
-      strata_error("serve: --checkpoint DIR is required (a directory written by strata train), or --backend fake");
-      return 2;
-    }
+  } else {
     if (!serve_engine_hooks) {
       strata_error("serve: serving a checkpoint needs the inference engine, which this build does not include "
                    "yet; use --backend fake to run the HTTP server against the deterministic fake model");
@@ -176,6 +231,8 @@ int cmd_serve(int argc, char **argv) {
     if (session_dir) snprintf(sdir, sizeof sdir, "%s", session_dir);
     else session_default_dir(sdir, sizeof sdir, ckpt);
     eo.session_dir = no_sessions ? NULL : sdir;
+    rc = check_engine_input(ckpt, eo.session_dir, rank);
+    if (rc) return rc;
     if (rank != 0) {
       catch_stop_signals(on_signal_worker);
       if (serve_engine_hooks->worker(ckpt, &eo, err, sizeof err)) {
@@ -189,9 +246,6 @@ int cmd_serve(int argc, char **argv) {
       strata_error("serve: cannot load '%s': %s", ckpt, err);
       return 1;
     }
-  } else {
-    strata_error("serve: --backend must be engine or fake, got '%s'", backend);
-    return 2;
   }
 
   serve_t *s = NULL;
@@ -202,9 +256,6 @@ int cmd_serve(int argc, char **argv) {
   }
   g_server = s;
   catch_stop_signals(on_signal);
-  char host[64];
-  int port, loop;
-  http_parse_listen(o.listen, host, sizeof host, &port, &loop, err, sizeof err);
   printf("[strata r%d] listening on http://%s:%d (backend %s)\n", rank, host, serve_port(s), be.name);
   fflush(stdout);
   rc = serve_run(s, err, sizeof err);

@@ -333,6 +333,9 @@ free_all:
   return rc;
 }
 
+/* Largest simulated job, devices. */
+#define SIM_MAX_NODES (1 << 24)
+
 int cmd_simulate(int argc, char **argv) {
   const char *trace = NULL;
   const char *model = NULL, *device = "trn2", *schedule = "1f1b", *dtype = NULL,
@@ -340,35 +343,39 @@ int cmd_simulate(int argc, char **argv) {
   int layers = 0, heads = 0, dim = 0, ctx = 0, vocab = 0;
   int nodes = 0, pp = 0, dp = 0, micro = 0, zero = 0, batch = 512, sweep = 0, as_json = 0,
       no_overlap = 0;
+  /* which of them the command line set (the model preset and the layout fill in the rest) */
+  int g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_vocab = 0, g_micro = 0, g_bucket = 0;
   double bucket_mb = 0;
   size_t device_mem = 0;
   arg_spec_t specs[] = {
       {"--model", NULL, ARG_STRING, &model, "NAME",
        "gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2)"},
-      {"--layers", NULL, ARG_INT, &layers, "L", "transformer blocks (overrides the preset)"},
-      {"--heads", NULL, ARG_INT, &heads, "H", "attention heads"},
-      {"--dim", NULL, ARG_INT, &dim, "C", "embedding width"},
-      {"--ctx", NULL, ARG_INT, &ctx, "T", "sequence length"},
-      {"--vocab", NULL, ARG_INT, &vocab, "V", "vocabulary size"},
+      {"--layers", NULL, ARG_INT, &layers, "L", "transformer blocks (overrides the preset)",
+       .min = 1, .max = 1 << 16, .given = &g_layers},
+      {"--heads", NULL, ARG_INT, &heads, "H", "attention heads", .min = 1, .max = 1 << 16, .given = &g_heads},
+      {"--dim", NULL, ARG_INT, &dim, "C", "embedding width", .min = 1, .max = 1 << 20, .given = &g_dim},
+      {"--ctx", NULL, ARG_INT, &ctx, "T", "sequence length", .min = 1, .max = 1 << 24, .given = &g_ctx},
+      {"--vocab", NULL, ARG_INT, &vocab, "V", "vocabulary size", .min = 1, .max = 1 << 24, .given = &g_vocab},
       {"--device", NULL, ARG_STRING, &device, "DEV",
        "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
       {"--dtype", NULL, ARG_STRING, &dtype, "T",
        "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
-      {"--nodes", NULL, ARG_INT, &nodes, "N", "simulated devices (= pp x dp)"},
-      {"--pp", NULL, ARG_INT, &pp, "P", "pipeline stages"},
-      {"--dp", NULL, ARG_INT, &dp, "D", "data-parallel replicas"},
-      {"--microbatches", NULL, ARG_INT, &micro, "M", "micro-batches per step"},
+      {"--nodes", NULL, ARG_INT, &nodes, "N", "simulated devices (= pp x dp)", .min = 1, .max = SIM_MAX_NODES},
+      {"--pp", NULL, ARG_INT, &pp, "P", "pipeline stages", .min = 1, .max = 1 << 16},
+      {"--dp", NULL, ARG_INT, &dp, "D", "data-parallel replicas", .min = 1, .max = SIM_MAX_NODES},
+      {"--microbatches", NULL, ARG_INT, &micro, "M", "micro-batches per step (default: the largest divisor of "
+       "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &g_micro},
       {"--schedule", NULL, ARG_STRING, &schedule, "S", "gpipe|1f1b (default 1f1b)"},
-      {"--zero", NULL, ARG_INT, &zero, "0|1", "ZeRO-1 optimizer sharding (default 0)"},
-      {"--batch", NULL, ARG_INT, &batch, "B", "global batch, sequences per step (default 512)"},
+      {"--zero", NULL, ARG_INT, &zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
+      {"--batch", NULL, ARG_INT, &batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},
       {"--bucket-mb", NULL, ARG_DOUBLE, &bucket_mb, "X",
-       "gradient bucket size in MiB (default 25)"},
+       "gradient bucket size in MiB (default 25)", .env = "STRATA_BUCKET_MB", .given = &g_bucket},
       {"--no-overlap", NULL, ARG_FLAG, &no_overlap, NULL,
        "all-reduce after backward instead of overlapped"},
       {"--device-mem", NULL, ARG_BYTES, &device_mem, "BYTES",
-       "override the device memory capacity (e.g. 16G)"},
+       "override the device memory capacity (e.g. 16G)", .min = 1, .max = 0x1p50},
       {"--sweep", NULL, ARG_FLAG, &sweep, NULL, "try every P x D, M and ZeRO; rank by tokens/s"},
       {"--trace", NULL, ARG_STRING, &trace, "FILE",
        "write the simulated timeline (Chrome trace JSON)"},
@@ -387,24 +394,13 @@ int cmd_simulate(int argc, char **argv) {
         "simulate: unknown --model '%s' (use gpt2, gpt2-medium, gpt2-large, gpt2-xl or 7b)", model);
     return 2;
   }
-  if (layers || heads || dim || ctx || vocab) {
+  if (g_layers || g_heads || g_dim || g_ctx || g_vocab) {
     if (!model) j.model_name = "custom";
-    const struct {
-      const char *flag;
-      int v;
-      int *dst;
-    } ov[] = {{"--layers", layers, &j.model.layers},
-              {"--heads", heads, &j.model.heads},
-              {"--dim", dim, &j.model.dim},
-              {"--ctx", ctx, &j.model.ctx},
-              {"--vocab", vocab, &j.model.vocab}};
-    for (size_t i = 0; i < sizeof ov / sizeof ov[0]; i++) {
-      if (ov[i].v < 0) {
-        strata_error("simulate: %s must be positive (got %d)", ov[i].flag, ov[i].v);
-        return 2;
-      }
-      if (ov[i].v > 0) *ov[i].dst = ov[i].v;
-    }
+    if (g_layers) j.model.layers = layers;
+    if (g_heads) j.model.heads = heads;
+    if (g_dim) j.model.dim = dim;
+    if (g_ctx) j.model.ctx = ctx;
+    if (g_vocab) j.model.vocab = vocab;
   }
   if (layout_model_validate(&j.model, err, sizeof err)) {
     strata_error("simulate: %s", err);
@@ -424,25 +420,13 @@ int cmd_simulate(int argc, char **argv) {
     strata_error("simulate: --schedule '%s' unknown (use gpipe or 1f1b)", schedule);
     return 2;
   }
-  if (zero != 0 && zero != 1) {
-    strata_error("simulate: --zero must be 0 or 1 (got %d)", zero);
-    return 2;
-  }
   j.opt.zero = zero;
   j.opt.overlap = !no_overlap;
-  if (bucket_mb < 0) {
-    strata_error("simulate: --bucket-mb must be > 0 (got %g)", bucket_mb);
-    return 2;
-  }
-  if (bucket_mb > 0) j.opt.bucket_bytes = bucket_mb * 1048576.0;
+  if (g_bucket) j.opt.bucket_bytes = bucket_mb * 1048576.0;
   j.capacity_bytes = device_mem ? (double)device_mem : j.dev.hbm_bytes;
-  if (nodes < 0 || pp < 0 || dp < 0 || micro < 0 || batch < 1) {
-    strata_error("simulate: --nodes, --pp, --dp, --microbatches must be >= 1 and --batch >= 1");
-    return 2;
-  }
-  /* resolve N = P x D from any two */
+  /* resolve N = P x D from any two (0: not given; the flags are >= 1) */
   if (nodes) {
-    if (pp && dp && pp * dp != nodes) {
+    if (pp && dp && (long long)pp * dp != nodes) {
       strata_error("simulate: --nodes %d but --pp %d x --dp %d = %d; give two of the three or make "
                    "them agree",
                    nodes, pp, dp, pp * dp);
@@ -469,6 +453,10 @@ int cmd_simulate(int argc, char **argv) {
   } else {
     if (!pp) pp = 1;
     if (!dp) dp = 1;
+    if ((long long)pp * dp > SIM_MAX_NODES) {
+      strata_error("simulate: --pp %d x --dp %d is more than %d devices", pp, dp, SIM_MAX_NODES);
+      return 2;
+    }
     nodes = pp * dp;
   }
   j.nodes = nodes;
@@ -483,7 +471,7 @@ int cmd_simulate(int argc, char **argv) {
     if (trace) strata_warn("simulate --sweep: --trace ignored (it records a single layout)");
     return run_sweep(&j, as_json);
   }
-  if (!micro) { /* largest divisor of batch / D up to 4P */
+  if (!g_micro) { /* largest divisor of batch / D up to 4P */
     int per = dp > 0 && batch % dp == 0 ? batch / dp : 1;
     micro = 1;
     for (int m = 1; m <= per && m <= 4 * pp; m++)

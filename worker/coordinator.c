@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "env.h"
 #include "log.h"
 
 /* A StepReport travels as int32 words: [0] = encoded length in bytes, then the bytes. */
@@ -74,8 +75,8 @@ int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, ch
   c->size = coll_size(world);
   c->cur_step = info->start_step + 1;
   c->val_loss = NAN;
-  const char *env = getenv("STRATA_TRACE_MAX_EVENTS");
-  long cap = env ? atol(env) : COORD_TRACE_MAX_EVENTS;
+  int64_t cap; /* a bad value is refused by strata at start-up (worker/env.c) */
+  env_read_int("STRATA_TRACE_MAX_EVENTS", COORD_TRACE_MAX_EVENTS, &cap, NULL, 0);
   c->cap_ev = cap > 0 ? (size_t)cap : 0;
   c->words = calloc((size_t)c->size * COORD_REPORT_WORDS, sizeof(int32_t));
   int32_t ok = c->words != NULL;

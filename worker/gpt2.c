@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "coll.h"
+#include "env.h"
 #include "log.h"
 #include "rng.h"
 #include "util.h"
@@ -592,18 +593,12 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
   m->impl = impl;
   impl->vrow = alloc_floats((size_t)cfg->vocab, 0);
   impl->attn_block = GPT2_ATTN_BLOCK_ROWS_DEFAULT;
-  const char *blk = getenv("STRATA_ATTN_BLOCK_ROWS");
-  if (blk && *blk) {
-    char *end;
-    long v = strtol(blk, &end, 10);
-    if (*end != '\0' || v <= 0 || v > 1 << 20) {
-      strata_fail(err, errlen, "STRATA_ATTN_BLOCK_ROWS='%s': expected a positive integer (query rows per "
-              "attention block); unset it for the default %d", blk, GPT2_ATTN_BLOCK_ROWS_DEFAULT);
-      gpt2_free(m);
-      return -1;
-    }
-    impl->attn_block = (int)v;
+  int64_t blk;
+  if (env_read_int("STRATA_ATTN_BLOCK_ROWS", GPT2_ATTN_BLOCK_ROWS_DEFAULT, &blk, err, errlen)) {
+    gpt2_free(m);
+    return -1;
   }
+  impl->attn_block = (int)blk;
   m->tensors = calloc(cap, sizeof *m->tensors);
   m->layer = calloc(nl > 0 ? nl : 1, sizeof *m->layer);
   m->g_layer = calloc(nl > 0 ? nl : 1, sizeof *m->g_layer);

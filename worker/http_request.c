@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strnum.h"
+
 /* JSON nesting deeper than this is refused (the accepted body is flat). */
 #define HTTP_REQUEST_MAX_DEPTH 16
 
@@ -52,25 +54,25 @@ static int field(json_object *root, const char *name, json_object **v) {
   return *v != NULL;
 }
 
-/* An integer field: a JSON int, or a double with an integral value (some clients send 16.0). */
+/* An integer field: a JSON int, or a double with an integral value (some clients send 16.0).
+ * -1: not an integer; -2: an integer outside [lo, hi]. */
 static int get_int(json_object *v, int64_t lo, int64_t hi, int64_t *out) {
+  int64_t x;
   if (json_object_is_type(v, json_type_int)) {
-    errno = 0;
-    int64_t x = json_object_get_int64(v);
-    /* json-c clamps out-of-range literals to INT64_MIN/MAX and sets errno. */
-    if (errno) return -1;
-    if (x < lo || x > hi) return -2;
-    *out = x;
-    return 0;
-  }
-  if (json_object_is_type(v, json_type_double)) {
+    x = json_object_get_int64(v);
+    /* json-c clamps a literal beyond int64 to INT64_MIN / INT64_MAX (keeping up to UINT64_MAX
+     * as unsigned): INT64_MAX is exact only if the unsigned value agrees */
+    if (x == INT64_MAX && json_object_get_uint64(v) != (uint64_t)INT64_MAX) return -2;
+  } else if (json_object_is_type(v, json_type_double)) {
     double d = json_object_get_double(v);
     if (!isfinite(d) || d != floor(d)) return -1;
-    if (d < (double)lo || d > (double)hi) return -2;
-    *out = (int64_t)d;
-    return 0;
+    if (strnum_double_to_int64(d, &x)) return -2; /* beyond int64: 1e30 */
+  } else {
+    return -1;
   }
-  return -1;
+  if (x < lo || x > hi) return -2;
+  *out = x;
+  return 0;
 }
 
 static int get_num(json_object *v, double *out) {
@@ -210,7 +212,7 @@ int http_request_parse_completion(const char *body, size_t len, const http_reque
     int64_t x;
     int r = get_int(v, 0, INT64_MAX, &x);
     if (r) {
-      status = fail(err, errlen, 400, r == -1 ? "field 'seed' must be an integer" : "field 'seed' must be >= 0");
+      status = fail(err, errlen, 400, "field 'seed' must be an integer in [0, 2^63)");
       goto done;
     }
     out->has_seed = 1;

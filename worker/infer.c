@@ -28,8 +28,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "args.h"
 #include "checkpoint.h"
+#include "env.h"
 #include "kv_cache.h"
 #include "layout.h"
 #include "log.h"
@@ -121,22 +121,13 @@ infer_opts_t infer_opts_default(void) {
   o.max_batch = INFER_MAX_BATCH_DEFAULT;
   o.session_mem_mb = INFER_SESSION_MEM_MB_DEFAULT;
   o.threads = 1;
-  const char *s = getenv("STRATA_INFER_MAX_BATCH");
+  static char env_err[2][256]; /* what o.env_error points to (worker/env.c: ranges) */
   int64_t v;
-  if (s && *s) {
-    if (args_parse_int64(s, &v) || v < 1 || v > MAX_GROUPS)
-      o.env_error = "STRATA_INFER_MAX_BATCH must be an integer in [1, 512]";
-    else
-      o.max_batch = (int)v;
-  }
-  s = getenv("STRATA_INFER_SESSION_MEM_MB");
   double d;
-  if (s && *s) {
-    if (args_parse_double(s, &d) || !(d >= 0))
-      o.env_error = "STRATA_INFER_SESSION_MEM_MB must be a number >= 0 (MiB)";
-    else
-      o.session_mem_mb = d;
-  }
+  if (env_read_int("STRATA_INFER_MAX_BATCH", o.max_batch, &v, env_err[0], sizeof env_err[0])) o.env_error = env_err[0];
+  o.max_batch = (int)v;
+  if (env_read_double("STRATA_INFER_SESSION_MEM_MB", o.session_mem_mb, &d, env_err[1], sizeof env_err[1])) o.env_error = env_err[1];
+  o.session_mem_mb = d;
   return o;
 }
 

@@ -1,12 +1,16 @@
-/* strata -- the command-line entry point. Dispatches to a subcommand (cmd_*.c) after
- * initialising MPI; `strata --help` and `strata CMD --help` work without mpirun. */
+/* strata -- the command-line entry point. Checks the numeric environment variables, then
+ * dispatches to a subcommand (cmd_*.c), which starts MPI (cli_mpi_start) only once its flags
+ * check out: `strata --help`, `strata CMD --help` and every bad flag or variable answer at once,
+ * without MPI start-up, with exit code 2. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "coll.h"
 #include "commands.h"
+#include "env.h"
 #include "log.h"
 #include "rank_status.h"
 
@@ -45,13 +49,28 @@ static int all_ranks_arrive(double timeout_s) {
   return done;
 }
 
-/* Seconds a failing rank waits before aborting the job (STRATA_ABORT_GRACE_S, default 2). */
+/* Seconds a failing rank waits before aborting the job (STRATA_ABORT_GRACE_S, default 2; its
+ * value was checked at start-up). */
 static double abort_grace_s(void) {
-  const char *v = getenv("STRATA_ABORT_GRACE_S");
-  char *end;
-  double s = v && *v ? strtod(v, &end) : 2.0;
-  if (v && *v && (*end || s < 0 || s > 600)) s = 2.0;
+  double s;
+  env_read_double("STRATA_ABORT_GRACE_S", 2.0, &s, NULL, 0);
   return s;
+}
+
+static int mpi_started; /* cli_mpi_start ran */
+
+int cli_mpi_start(void) {
+  if (mpi_started) return 0;
+  int provided = 0;
+  if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS) {
+    strata_error("MPI_Init_thread failed; run under mpirun (or alone) with a working Open MPI");
+    return 1;
+  }
+  mpi_started = 1;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  strata_log_set_rank(rank);
+  return 0;
 }
 
 static void sleep_s(double s) {
@@ -64,11 +83,39 @@ static void usage(FILE *f) {
           "Strata trains and serves a GPT-2-style transformer across MPI ranks, each a simulated\n"
           "accelerator node.\n\ncommands:\n");
   for (int i = 0; i < num_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f, "\n`strata COMMAND --help` describes a command's flags.\n");
+  fprintf(f, "\n`strata COMMAND --help` describes a command's flags; `strata help env` lists the numeric\n"
+             "environment variables. Exit codes: 0 success, 2 bad input (flags, environment variables,\n"
+             "configuration, data, checkpoints, sessions), 1 any other failure.\n");
+}
+
+static int asks_for_help(int argc, char **argv) {
+  for (int i = 2; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+  return 0;
+}
+
+/* Every numeric variable of the worker (worker/env.c) and of the collectives (collectives/comm.c)
+ * that is set must be valid: 0, or -1 after printing the first bad one. */
+static int check_environment(void) {
+  char err[512];
+  if (env_check_all(err, sizeof err)) {
+    strata_error("%s", err);
+    return -1;
+  }
+  coll_config_t cfg = coll_config_default();
+  if (cfg.env_error) {
+    strata_error("%s", cfg.env_error);
+    return -1;
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "env")) {
+      env_print_help(stdout);
+      return 0;
+    }
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
@@ -76,16 +123,13 @@ int main(int argc, char **argv) {
   for (int i = 0; i < num_commands; i++)
     if (!strcmp(argv[1], commands[i].name)) cmd = &commands[i];
   if (!cmd) {
-    fprintf(stderr, "[strata] error: unknown command '%s' (see strata --help)\n", argv[1]);
+    strata_error("unknown command '%s' (see strata --help)", argv[1]);
     return 2;
   }
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  strata_log_set_rank(rank);
+  if (!asks_for_help(argc, argv) && check_environment()) return 2;
   int rc = cmd->run(argc - 1, argv + 1);
   rank_status_exit(rc); /* RUN/status/rank-R (train): done, or failed; before any abort */
+  if (!mpi_started) return rc; /* refused before MPI start-up, or a command without MPI */
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (rc != 0 && size > 1 && !(rc == 2 && all_ranks_arrive(STRATA_EXIT_AGREE_S))) {

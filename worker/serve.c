@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "args.h"
+#include "env.h"
 #include "http_request.h"
 #include "http_server.h"
 #include "log.h"
@@ -105,17 +105,16 @@ static void cv_wait_s(pthread_cond_t *cv, pthread_mutex_t *mu, double wait_s) {
 }
 
 /* ---- options ---------------------------------------------------------------------------------- */
+/* Ranges: worker/env.c; `strata` refuses a bad value before it starts, library users get a warning. */
 static void env_int(const char *name, int *v) {
-  const char *e = getenv(name);
+  char err[256];
   int64_t x;
-  if (e && !args_parse_int64(e, &x) && x >= 0 && x <= 1 << 30) *v = (int)x;
-  else if (e) strata_warn("serve: ignoring %s='%s' (expected a non-negative integer)", name, e);
+  if (env_read_int(name, *v, &x, err, sizeof err)) strata_warn("serve: %s; using the default %d", err, *v);
+  *v = (int)x;
 }
 static void env_double(const char *name, double *v) {
-  const char *e = getenv(name);
-  double x;
-  if (e && !args_parse_double(e, &x) && x >= 0) *v = x;
-  else if (e) strata_warn("serve: ignoring %s='%s' (expected a non-negative number)", name, e);
+  char err[256];
+  if (env_read_double(name, *v, v, err, sizeof err)) strata_warn("serve: %s; using the default %g", err, *v);
 }
 
 void serve_opts_default(serve_opts_t *o) {
@@ -129,10 +128,9 @@ void serve_opts_default(serve_opts_t *o) {
   o->timeout_s = 30;
   o->shutdown_grace_s = 10;
   o->keepalive_s = 1;
-  const char *e = getenv("STRATA_SERVE_MAX_REQUEST_BYTES");
-  size_t z;
-  if (e && !args_parse_bytes(e, &z)) o->max_request_bytes = z;
-  else if (e) strata_warn("serve: ignoring STRATA_SERVE_MAX_REQUEST_BYTES='%s' (expected a byte size like 64K)", e);
+  char err[256];
+  if (env_read_bytes("STRATA_SERVE_MAX_REQUEST_BYTES", o->max_request_bytes, &o->max_request_bytes, err, sizeof err))
+    strata_warn("serve: %s; using the default %zu", err, o->max_request_bytes);
   env_int("STRATA_SERVE_MAX_TOKENS_LIMIT", &o->max_tokens_limit);
   env_int("STRATA_SERVE_DEFAULT_MAX_TOKENS", &o->default_max_tokens);
   env_int("STRATA_SERVE_MAX_QUEUE", &o->max_queue);

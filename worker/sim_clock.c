@@ -9,12 +9,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "gpt2.h"
 #include "log.h"
 #include "memory_model.h"
 #include "util.h"
 
 #define SIM_CLOCK_DEV_WORDS ((sizeof(device_t) + 3) / 4)
+
+/* A 0|1 STRATA_SIM_* switch (worker/env.c; strata refuses a bad value at start-up). */
+static int env_switch(const char *name, int dflt) {
+  int64_t v;
+  env_read_int(name, dflt, &v, NULL, 0);
+  return (int)v;
+}
 
 /* The cpu profile's fixed cost per op, measured on the job's own shape: one transformer layer
  * of the model (micro-batch b x T) runs forward + backward (best of CAL_LAYER_REPS after a
@@ -86,8 +94,8 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
     device_t d;
     memset(&d, 0, sizeof d);
     if (rank == 0 && device_calibrate_cpu(&d)) ok = 0;
-    const char *sq = getenv("STRATA_SIM_SQUARE_PEAK");
-    if (rank == 0 && ok && lay && !(sq && !strcmp(sq, "1"))) {
+    const int square_only = env_switch("STRATA_SIM_SQUARE_PEAK", 0);
+    if (rank == 0 && ok && lay && !square_only) {
       int shapes[3 * DEVICE_GPT2_SHAPES];
       double weight[DEVICE_GPT2_SHAPES];
       const layout_model_t *m = &lay->model;
@@ -95,8 +103,8 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
                                  weight);
       if (device_calibrate_cpu_shapes(&d, shapes, weight, n)) ok = 0;
     }
-    const char *ov = getenv("STRATA_SIM_OP_OVERHEAD"); /* 0: no per-op overhead (roofline only) */
-    if (rank == 0 && ok && lay && !(ov && !strcmp(ov, "0")) && calibrate_op_overhead(&d, lay))
+    const int op_overhead = env_switch("STRATA_SIM_OP_OVERHEAD", 1); /* 0: roofline only */
+    if (rank == 0 && ok && lay && op_overhead && calibrate_op_overhead(&d, lay))
       ok = 0;
     if (coll_allreduce(&ok, &ok, 1, COLL_I32, COLL_MIN, world) != COLL_OK || !ok) {
       snprintf(err, errlen, "calibrating the cpu device profile failed (use --device trn2 or a "
@@ -118,8 +126,8 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
     }
     /* the collectives library's real cost per collective step: a one-double all-reduce over
      * the world, the fastest of CAL_COLL_REPS, spread over the ring's 2(p-1) steps */
-    const char *cl = getenv("STRATA_SIM_COLL_LAT"); /* 0: the link latency (ideal ring) */
-    if (size >= 2 && lay && !(cl && !strcmp(cl, "0"))) {
+    const int coll_lat = env_switch("STRATA_SIM_COLL_LAT", 1); /* 0: the link latency (ideal ring) */
+    if (size >= 2 && lay && coll_lat) {
       double best = INFINITY, x = 1;
       for (int i = 0; i < CAL_COLL_REPS; i++) {
         double t0 = strata_now_s();
@@ -146,9 +154,9 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
         MPI_Comm_free(&node);
       }
     }
-    const char *ts = getenv("STRATA_SIM_TIMESHARE");
+    const int timeshare = env_switch("STRATA_SIM_TIMESHARE", 1);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (rank == 0 && lay && cores > 0 && local > cores && !(ts && !strcmp(ts, "0"))) {
+    if (rank == 0 && lay && cores > 0 && local > cores && timeshare) {
       double f = (double)local / (double)cores;
       for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] /= f;
       d.hbm_Bps /= f;
@@ -215,8 +223,7 @@ int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, col
                      coll_comm_t *tied, char *err, size_t errlen) {
   const layout_t *lay = &sc->lay;
   const int P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
-  const char *env = getenv("STRATA_SIM_CARRY"); /* 0: replay only (to measure the overhead) */
-  if (env && !strcmp(env, "0")) return 0;
+  if (!env_switch("STRATA_SIM_CARRY", 1)) return 0; /* 0: replay only (to measure the overhead) */
   sc->stage = layout_stage_of(lay, sc->rank);
   sc->replica = layout_replica_of(lay, sc->rank);
   if (sim_build_costs(lay, &sc->dev, &sc->opt, &sc->costs)) goto oom;

@@ -4,6 +4,7 @@
  * is linear in the number of actions. The data-parallel phase is then computed per stage from
  * the recorded backward times. */
 #include "simulate.h"
+#include "env.h"
 #include "util.h"
 
 #include <math.h>
@@ -17,9 +18,8 @@ sim_options_t sim_options_default(void) {
   o.kind = SCHED_1F1B;
   o.zero = 0;
   o.overlap = 1;
-  double mb = SIM_DEFAULT_BUCKET_MB;
-  const char *env = getenv("STRATA_BUCKET_MB");
-  if (env && atof(env) > 0) mb = atof(env);
+  double mb; /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/env.c) */
+  env_read_double("STRATA_BUCKET_MB", SIM_DEFAULT_BUCKET_MB, &mb, NULL, 0);
   o.bucket_bytes = mb * 1024 * 1024;
   o.dtype = DEV_BF16;
   o.record_events = 0;

@@ -38,7 +38,8 @@ typedef struct {
   int batch;               /* global sequences per step (--batch) */
   int seq_len;             /* T: tokens per sequence (defaults to model.ctx) */
   int microbatches;        /* M: micro-batches per step */
-  int64_t steps;           /* total optimizer steps (--steps); -1 with resume: the checkpoint's */
+  int64_t steps;           /* total optimizer steps (--steps); with resume and without
+                              TRAIN_GIVEN_STEPS: the checkpoint's */
   uint64_t seed;           /* initialisation and data-order seed (--seed) */
   adamw_hparams_t opt;     /* lr, betas, weight decay, clip, warm-up, decay */
   const char *data_path;   /* NULL: the default corpus */
@@ -65,7 +66,24 @@ typedef struct {
   /* simulated accelerator (distributed loop; sim_clock.h) */
   const char *device;      /* trn1|trn2|trn3|h100|cpu|FILE.json; NULL: cpu (calibrated) */
   size_t device_mem;       /* bytes of device memory (--device-mem); 0: the profile's HBM */
+  unsigned given;          /* TRAIN_GIVEN_* bits: what the command line set (resume compares
+                              each with the checkpoint's value; unset ones take the checkpoint's) */
 } train_config_t;
+
+/* train_config_t.given */
+#define TRAIN_GIVEN_STEPS (1u << 0)
+#define TRAIN_GIVEN_LAYERS (1u << 1)
+#define TRAIN_GIVEN_HEADS (1u << 2)
+#define TRAIN_GIVEN_DIM (1u << 3)
+#define TRAIN_GIVEN_CTX (1u << 4)
+#define TRAIN_GIVEN_BATCH (1u << 5)
+#define TRAIN_GIVEN_SEQ_LEN (1u << 6)
+#define TRAIN_GIVEN_SEED (1u << 7)
+#define TRAIN_GIVEN_LR (1u << 8)
+#define TRAIN_GIVEN_WARMUP (1u << 9)
+#define TRAIN_GIVEN_MIN_LR_RATIO (1u << 10)
+#define TRAIN_GIVEN_WEIGHT_DECAY (1u << 11)
+#define TRAIN_GIVEN_GRAD_CLIP (1u << 12)
 
 /* The defaults `strata train` documents (tiny model, default corpus). */
 void train_config_default(train_config_t *c);
@@ -76,8 +94,12 @@ int train_run(const train_config_t *c);
 /* Resume: takes the model shape, batch, sequence length, seed and AdamW hyperparameters (as the
  * doubles the checkpoint stores: never rounded to float, or the resumed updates differ) and,
  * unless given on the command line, the micro-batch count, data path and step count from a
- * checkpoint's training state. Shared by train_run and train_run_dist. */
-void train_config_from_state(train_config_t *c, const strata_train_state_t *state);
+ * checkpoint's training state. A model or training flag given on the command line (c->given)
+ * must equal the checkpoint's value: returns 0, or -1 with "--layers 3 differs from checkpoint
+ * DIR's 2; ..." in err (c unchanged then). Numbers are compared to 6 significant digits (the
+ * checkpoint keeps lr and its ratios as the run computed them). */
+int train_config_from_state(train_config_t *c, const strata_train_state_t *state,
+                            const char *ckpt_dir, char *err, size_t errlen);
 /* The configuration steps both loops take, identical on every rank so all reach the same verdict
  * without communication: creates c->out_dir; with c->resume, finds the checkpoint ("auto": the
  * newest valid one under out_dir) into resume_dir, reads its training state into *state and
@@ -85,7 +107,9 @@ void train_config_from_state(train_config_t *c, const strata_train_state_t *stat
  * default corpus) into *ds; sets the vocabulary from the data and seq_len from the context when
  * 0; checks the vocabulary, seq_len, --steps (at least 1, and beyond a resumed checkpoint's
  * step) and the AdamW hyperparameters (decay_steps defaults to steps). Returns 0, or -1 with a
- * configuration error in err; *ds is set (or NULL) either way and is the caller's to close. */
+ * configuration error in err; *ds is set (or NULL) either way and is the caller's to close.
+ * --resume auto logs (rank 0) every newer checkpoint it skips, with the reason, and the one it
+ * resumes from. */
 int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_dir,
                   size_t resume_len, data_set_t **ds, const char **data_path, char *err,
                   size_t errlen);

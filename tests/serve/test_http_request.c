@@ -57,6 +57,10 @@ static void test_defaults_and_ignored_fields(void) {
   CHECK_EQ_INT(r.stream, 0);
   CHECK_EQ_INT(r.session[0], 0);
   http_request_free(&r);
+  /* The largest seed, 2^63 - 1, is accepted exactly. */
+  CHECK_EQ_INT(parse("{\"prompt\":\"x\",\"seed\":9223372036854775807}", &r, err, sizeof err), 0);
+  CHECK_TRUE(r.has_seed == 1 && r.seed == (uint64_t)INT64_MAX);
+  http_request_free(&r);
   /* An integral double is an integer (some clients send 16.0); temperature 0 = greedy. */
   CHECK_EQ_INT(parse("{\"prompt\":\"x\",\"max_tokens\":16.0,\"temperature\":0}", &r, err, sizeof err), 0);
   CHECK_EQ_INT(r.max_tokens, 16);
@@ -118,8 +122,10 @@ static void test_wrong_types_name_the_field(void) {
   expect_refused("{\"prompt\": \"x\", \"top_p\": 1.5}", 400, "'top_p'");
   expect_refused("{\"prompt\": \"x\", \"top_k\": -3}", 400, "'top_k'");
   expect_refused("{\"prompt\": \"x\", \"top_k\": true}", 400, "'top_k' must be an integer");
-  expect_refused("{\"prompt\": \"x\", \"seed\": -1}", 400, "'seed' must be >= 0");
-  expect_refused("{\"prompt\": \"x\", \"seed\": \"7\"}", 400, "'seed' must be an integer");
+  expect_refused("{\"prompt\": \"x\", \"seed\": -1}", 400, "'seed' must be an integer in [0, 2^63)");
+  expect_refused("{\"prompt\": \"x\", \"seed\": \"7\"}", 400, "'seed' must be an integer in [0, 2^63)");
+  expect_refused("{\"prompt\": \"x\", \"seed\": 1e30}", 400, "'seed' must be an integer in [0, 2^63)");
+  expect_refused("{\"prompt\": \"x\", \"seed\": 9223372036854775808}", 400, "'seed' must be an integer in [0, 2^63)");
   expect_refused("{\"prompt\": \"x\", \"stream\": \"yes\"}", 400, "'stream' must be true or false");
   expect_refused("{\"prompt\": \"x\", \"stream\": 1}", 400, "'stream'");
   expect_refused("{\"prompt\": \"x\", \"session\": 5}", 400, "'session' must be a string");
