@@ -154,8 +154,8 @@ void strnum_describe(const strnum_range_t *r, char *buf, size_t len) {
   if (r->kind == STRNUM_DOUBLE) {
     const char *lo = (r->open & STRNUM_OPEN_MIN) ? "(" : "[", *hi = (r->open & STRNUM_OPEN_MAX) ? ")" : "]";
     if (isinf(r->max) && isinf(r->min)) snprintf(buf, len, "a finite number");
-    else if (isinf(r->max)) snprintf(buf, len, "a number %s %g", *lo == '(' ? ">" : ">=", r->min);
-    else snprintf(buf, len, "a number in %s%g, %g%s", lo, r->min, r->max, hi);
+    else if (isinf(r->max)) snprintf(buf, len, "a number %s %.15g", *lo == '(' ? ">" : ">=", r->min);
+    else snprintf(buf, len, "a number in %s%.15g, %.15g%s", lo, r->min, r->max, hi);
     return;
   }
   int64_t lo, hi;

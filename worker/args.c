@@ -3,6 +3,7 @@
 #include "args.h"
 
 #include "env.h"
+#include "log.h"
 
 #include <limits.h>
 #include <math.h>
@@ -85,7 +86,7 @@ static int set_value(const char *cmd, const arg_spec_t *spec, const char *val) {
   }
   if (!ok) {
     strnum_check(spec->name, val, &r, &v, err, sizeof err);
-    fprintf(stderr, "[strata] error: %s: %s\n", cmd, err);
+    strata_error("%s: %s", cmd, err);
     return -1;
   }
   switch (spec->kind) {
@@ -109,8 +110,7 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
     }
     if (a[0] != '-' || a[1] == '\0' || (a[1] >= '0' && a[1] <= '9')) {
       if (npos >= cap) {
-        fprintf(stderr, "[strata] error: %s: unexpected argument '%s' (see strata %s --help)\n", cmd,
-                a, cmd);
+        strata_error("%s: unexpected argument '%s' (see strata %s --help)", cmd, a, cmd);
         return -1;
       }
       positional[npos++] = a;
@@ -125,13 +125,12 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
         spec = &specs[s];
     }
     if (!spec) {
-      fprintf(stderr, "[strata] error: %s: unknown flag '%.*s' (see strata %s --help)\n", cmd,
-              (int)nlen, a, cmd);
+      strata_error("%s: unknown flag '%.*s' (see strata %s --help)", cmd, (int)nlen, a, cmd);
       return -1;
     }
     if (spec->kind == ARG_FLAG) {
       if (eq) {
-        fprintf(stderr, "[strata] error: %s: %s takes no value\n", cmd, spec->name);
+        strata_error("%s: %s takes no value", cmd, spec->name);
         return -1;
       }
       *(int *)spec->dest = 1;
@@ -141,8 +140,7 @@ int args_parse(const char *cmd, const char *usage, int argc, char **argv, const 
     const char *val = eq ? eq + 1 : NULL;
     if (!val) {
       if (i + 1 >= argc) {
-        fprintf(stderr, "[strata] error: %s: %s needs a value (%s)\n", cmd, spec->name,
-                spec->metavar ? spec->metavar : "value");
+        strata_error("%s: %s needs a value (%s)", cmd, spec->name, spec->metavar ? spec->metavar : "value");
         return -1;
       }
       val = argv[++i];

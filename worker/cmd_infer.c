@@ -403,7 +403,7 @@ static int check_session_stages(const char *sdir, const char *id, int P, char *e
   if (access(path, F_OK) == 0) return 0;
   int other = session_saved_stages(sdir, id);
   if (other == 0 || other == P) return 0; /* a new session */
-  snprintf(err, errlen, "session '%s' in %s was saved by a job of %d pipeline stages; this job has %d: "
+  snprintf(err, errlen, "session '%s' in %s was saved by a job of P = %d pipeline stages, this job has P = %d: "
            "continue it with mpirun -np %d, or delete it with --delete-session %s", id, sdir, other, P,
            other, id);
   return -1;

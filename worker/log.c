@@ -5,11 +5,14 @@
 #include <stdio.h>
 
 static int log_rank = -1;
+static int log_muted;
 
 void strata_log_set_rank(int rank) { log_rank = rank; }
 int strata_log_rank(void) { return log_rank; }
+void strata_log_mute(int mute) { log_muted = mute; }
 
 static void vlog(const char *level, const char *fmt, va_list ap) {
+  if (log_muted) return;
   char line[4096];
   int n;
   if (log_rank >= 0)

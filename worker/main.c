@@ -13,6 +13,7 @@
 #include "env.h"
 #include "log.h"
 #include "rank_status.h"
+#include "strnum.h"
 
 typedef struct {
   const char *name;
@@ -59,6 +60,18 @@ static double abort_grace_s(void) {
 
 static int mpi_started; /* cli_mpi_start ran */
 
+/* Is this process other than the first of its job? Known before MPI starts from the launcher's
+ * environment (mpirun, srun, hydra); 0 outside a job. */
+static int later_process_of_job(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    int64_t r;
+    const char *v = getenv(vars[i]);
+    if (v && strnum_parse_int64(v, &r) == STRNUM_OK) return r > 0 ? 1 : 0;
+  }
+  return 0;
+}
+
 int cli_mpi_start(void) {
   if (mpi_started) return 0;
   int provided = 0;
@@ -67,6 +80,7 @@ int cli_mpi_start(void) {
     return 1;
   }
   mpi_started = 1;
+  strata_log_mute(0);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   strata_log_set_rank(rank);
@@ -126,6 +140,9 @@ int main(int argc, char **argv) {
     strata_error("unknown command '%s' (see strata --help)", argv[1]);
     return 2;
   }
+  /* Until MPI starts, only the first process of a job reports: every rank refuses the same
+   * flags and variables, and the message should appear once. */
+  strata_log_mute(later_process_of_job());
   if (!asks_for_help(argc, argv) && check_environment()) return 2;
   int rc = cmd->run(argc - 1, argv + 1);
   rank_status_exit(rc); /* RUN/status/rank-R (train): done, or failed; before any abort */

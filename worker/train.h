@@ -108,8 +108,8 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
  * 0; checks the vocabulary, seq_len, --steps (at least 1, and beyond a resumed checkpoint's
  * step) and the AdamW hyperparameters (decay_steps defaults to steps). Returns 0, or -1 with a
  * configuration error in err; *ds is set (or NULL) either way and is the caller's to close.
- * --resume auto logs (rank 0) every newer checkpoint it skips, with the reason, and the one it
- * resumes from. */
+ * --resume auto logs (rank 0, also with --quiet) every newer checkpoint it skips, with the
+ * reason, and the one it resumes from. */
 int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_dir,
                   size_t resume_len, data_set_t **ds, const char **data_path, char *err,
                   size_t errlen);

@@ -107,8 +107,8 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
       snprintf(given, sizeof given, "%lld", (long long)st->gi);
       snprintf(ckpt, sizeof ckpt, "%lld", (long long)st->ci);
     } else {
-      snprintf(given, sizeof given, "%.9g", st->gd);
-      snprintf(ckpt, sizeof ckpt, "%.9g", st->cd);
+      snprintf(given, sizeof given, "%.6g", st->gd); /* the digits the comparison looks at */
+      snprintf(ckpt, sizeof ckpt, "%.6g", st->cd);
     }
     snprintf(err, errlen, "%s %s differs from checkpoint %s's %s: a resumed run keeps the checkpoint's "
              "model and training settings; drop %s or pass %s", st->flag, given, ckpt_dir, ckpt,
@@ -160,7 +160,7 @@ int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_d
     }
     if (ckpt_read_state(resume_dir, state, 1, err, errlen)) return -1;
     if (train_config_from_state(c, state, resume_dir, err, errlen)) return -1;
-    if (!strcmp(c->resume, "auto") && strata_log_rank() <= 0)
+    if (!strcmp(c->resume, "auto") && strata_log_rank() <= 0) /* also with --quiet: the choice */
       strata_info("train: --resume auto: resuming from %s (step %llu)", resume_dir,
                   (unsigned long long)state->step);
   }

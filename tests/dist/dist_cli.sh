@@ -121,7 +121,7 @@ badlayout)
   expect2 5 "5" --pp 5 --dp 1
   expect2 2 "stage-layers" --pp 2 --dp 1 --stage-layers 3,3
   expect2 2 "--schedule must be gpipe or 1f1b" --pp 2 --dp 1 --schedule zigzag
-  expect2 2 "--zero must be 0 or 1" --pp 1 --dp 2 --zero 2
+  expect2 2 "--zero must be an integer in \[0, 1\], got '2'" --pp 1 --dp 2 --zero 2
   ;;
 *) fail "unknown case $CASE" ;;
 esac

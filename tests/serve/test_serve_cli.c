@@ -1,6 +1,6 @@
 /* `strata serve` as a process: prints the port it chose for --listen 127.0.0.1:0, serves, and
- * exits 0 after SIGTERM or SIGINT; bad flags and a missing engine are refused with a message and
- * the documented exit code. Usage: test_serve_cli PATH/TO/strata */
+ * exits 0 after SIGTERM or SIGINT; bad input is refused with a message and exit code 2, a port
+ * in use with exit code 1. Usage: test_serve_cli PATH/TO/strata */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -147,19 +147,20 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   serve_and_stop(SIGTERM);
   serve_and_stop(SIGINT);
+  /* Bad input exits 2 (README), before the engine or the server starts. */
   const char *a1[] = {"serve", "--checkpoint", "/nonexistent-ckpt", NULL};
-  expect_refusal(a1, 1, "cannot load");  /* the engine reports the missing checkpoint */
+  expect_refusal(a1, 2, "serve: --checkpoint: checkpoint '/nonexistent-ckpt'");
   const char *a2[] = {"serve", NULL};
   expect_refusal(a2, 2, "--checkpoint DIR is required");
   const char *a3[] = {"serve", "--backend", "fake", "--listen", "example.com:80", NULL};
-  expect_refusal(a3, 1, "numeric IPv4 address");
+  expect_refusal(a3, 2, "numeric IPv4 address");
   const char *a4[] = {"serve", "--backend", "fake", "--listen", "127.0.0.1:99999", NULL};
-  expect_refusal(a4, 1, "from 0 to 65535");
+  expect_refusal(a4, 2, "from 0 to 65535");
   const char *a5[] = {"serve", "--backend", "bogus", NULL};
   expect_refusal(a5, 2, "--backend must be engine or fake");
   const char *a6[] = {"serve", "--backend", "fake", "--max-queue", "0", NULL};
-  expect_refusal(a6, 1, "--max-queue");
+  expect_refusal(a6, 2, "serve: --max-queue must be an integer in [1, 1000000], got '0'");
   const char *a7[] = {"serve", "--max-tokens-limit", "lots", NULL};
-  expect_refusal(a7, 2, "--max-tokens-limit expects an integer");
+  expect_refusal(a7, 2, "--max-tokens-limit must be an integer in [1, 1000000], got 'lots'");
   return test_finish("serve_cli");
 }

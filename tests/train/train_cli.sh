@@ -59,7 +59,7 @@ badflags)
     echo "$out" | grep -q -- "$pat" || fail "'$*' message lacks '$pat': $out"
   }
   expect_fail "unknown flag '--bogus'" train --bogus 1
-  expect_fail "expects an integer" train --steps ten
+  expect_fail "--steps must be an integer in \[1, 1000000000\], got 'ten'" train --steps ten
   expect_fail "needs a value" train --steps
   expect_fail "dim" train --dim 30 --heads 4 --out "$W/x"
   expect_fail "multiple of --microbatches" train --batch 6 --microbatches 4 --out "$W/x"
