@@ -5,7 +5,7 @@
 #   layouts  greedy output of 5 prompts (batched) is identical for P = 1, 2, 3, 4 stages and
 #            with --no-kv-cache (full recompute every token)
 #   seeded   temperature/top-k/top-p sampling with a seed repeats exactly (also across P); another seed differs
-#   errors   missing checkpoint, bad JSONL line, prompt past the context, P > layers, bad top_p: clear error, exit != 0
+#   errors   missing checkpoint, bad JSONL line, prompt past the context, P > layers, bad --top-p: clear error, exit != 0
 set -u
 CASE=$1; S=$2; W=$3; shift 3; MPI=("$@")
 SRC=${STRATA_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -86,7 +86,7 @@ errors)
   long=$(printf 'x%.0s' $(seq 1 60))
   expect 1 "exceeds the model's context of 64" --checkpoint "$CK" --prompt "$long" --max-tokens 10
   expect 5 "only 4 layers" --checkpoint "$CK" --prompt hi
-  expect 1 "top_p" --checkpoint "$CK" --prompt hi --top-p 1.5 --temperature 1
+  expect 1 "--top-p must be a number in (0, 1], got '1.5'" --checkpoint "$CK" --prompt hi --top-p 1.5 --temperature 1
   expect 1 "exactly one of" --checkpoint "$CK"
   expect 1 "vocabulary" --checkpoint "$CK" --prompt-tokens 1,300
   ;;
