@@ -51,6 +51,7 @@ typedef struct {
   int has_seed;  /* the JSONL line gave its own seed */
   /* result */
   int done, ok;
+  infer_error_t kind; /* why it failed (ok = 0) */
   char error[512];
   int32_t *out;
   int n_out, cached, context;
@@ -247,6 +248,7 @@ static void on_done(void *ctx, uint64_t id, const infer_result_t *res) {
   prompt_t *p = ctx;
   p->done = 1;
   p->ok = res->ok;
+  p->kind = res->error_kind;
   snprintf(p->error, sizeof p->error, "%s", res->error);
   p->n_out = res->n_tokens;
   p->out = malloc(sizeof(int32_t) * (res->n_tokens ? res->n_tokens : 1));
@@ -478,7 +480,11 @@ int cmd_infer(int argc, char **argv) {
     print_result(&ps.v[i], i, cfg.vocab, json);
     if (!ps.v[i].ok) {
       strata_error("infer: prompt %d: %s", i + 1, ps.v[i].error);
-      if (!rc) rc = 1;
+      /* a bad request or a session that cannot be restored is bad input (2); a failed save or an
+       * internal error is not (1) */
+      infer_error_t k = ps.v[i].kind;
+      int bad_input = k == INFER_ERR_INVALID || k == INFER_ERR_CONFLICT || k == INFER_ERR_SESSION_DATA;
+      if (!rc || (rc == 1 && bad_input)) rc = bad_input ? 2 : 1;
     }
   }
 out:

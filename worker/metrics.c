@@ -26,6 +26,8 @@ struct metrics {
   histogram_t latency;                /* request latency, seconds */
   histogram_t ttft;                   /* time to first token, seconds */
   int64_t queue_depth, active_sessions, kv_cache_bytes, inflight; /* gauges */
+  int64_t session_disk_bytes, session_quota_bytes, session_degraded; /* session store gauges */
+  uint64_t session_save_failures, session_evictions;                /* session store counters */
 };
 
 metrics_t *metrics_create(void) {
@@ -80,6 +82,17 @@ void metrics_set_gauges(metrics_t *m, int64_t queue_depth, int64_t active_sessio
   m->active_sessions = active_sessions;
   m->kv_cache_bytes = kv_cache_bytes;
   m->inflight = inflight_sequences;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_session_store(metrics_t *m, int64_t disk_bytes, int64_t quota_bytes, int degraded,
+                               uint64_t save_failures, uint64_t evictions) {
+  pthread_mutex_lock(&m->mu);
+  m->session_disk_bytes = disk_bytes;
+  m->session_quota_bytes = quota_bytes;
+  m->session_degraded = degraded;
+  m->session_save_failures = save_failures;
+  m->session_evictions = evictions;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -159,6 +172,13 @@ char *metrics_render(metrics_t *m, size_t *len_out) {
   render_gauge(&b, "strata_active_sessions", "Stateful sessions held by the backend.", s.active_sessions);
   render_gauge(&b, "strata_kv_cache_bytes", "KV-cache bytes held by the backend.", s.kv_cache_bytes);
   render_gauge(&b, "strata_inflight_sequences", "Sequences the backend is generating.", s.inflight);
+  render_gauge(&b, "strata_session_disk_bytes", "Bytes of committed sessions on disk, every stage.", s.session_disk_bytes);
+  render_gauge(&b, "strata_session_disk_quota_bytes", "The session disk quota (0: none).", s.session_quota_bytes);
+  render_gauge(&b, "strata_session_store_degraded", "1 while the most recent session save failed.", s.session_degraded);
+  render_counter(&b, "strata_session_save_failures_total", "Session saves that failed (the requests got 507).",
+                 s.session_save_failures);
+  render_counter(&b, "strata_session_disk_evictions_total", "Sessions deleted to keep within the disk quota.",
+                 s.session_evictions);
   if (b.oom) {
     free(b.buf);
     return NULL;

@@ -39,6 +39,12 @@ void metrics_observe_request(metrics_t *m, double latency_s, double ttft_s);
 void metrics_set_gauges(metrics_t *m, int64_t queue_depth, int64_t active_sessions, int64_t kv_cache_bytes,
                         int64_t inflight_sequences);
 
+/* The session store's state (sampled with the gauges): committed bytes on disk, the quota (0 =
+ * none), 1 while degraded (the most recent save failed), and the totals of failed saves and of
+ * sessions evicted to keep within the quota. */
+void metrics_set_session_store(metrics_t *m, int64_t disk_bytes, int64_t quota_bytes, int degraded,
+                               uint64_t save_failures, uint64_t evictions);
+
 /* Renders the exposition into a malloc'd NUL-terminated string (*len_out = strlen). NULL when
  * out of memory. */
 char *metrics_render(metrics_t *m, size_t *len_out);

@@ -261,6 +261,8 @@ static const char *error_type(int status) {
   case 405: return "method_not_allowed";
   case 409: return "conflict";
   case 413: return "request_too_large";
+  case 422: return "unprocessable_session";
+  case 507: return "insufficient_storage";
   case 429: return "overloaded";
   case 501: return "not_implemented";
   case 503: return "unavailable";
@@ -510,6 +512,25 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
     return;
   }
   if (j->req.stream) {
+    /* The status line goes out with the first token: an error found before it (a context too
+     * long for the session, a session that cannot be restored) gets the status the same request
+     * would get unstreamed, not 200 and then an error event. */
+    while (j->state != JOB_DONE && j->ntok == 0) {
+      cv_wait_s(&j->cv, &s->mu, s->opts.keepalive_s > 0 ? s->opts.keepalive_s : 1.0);
+      if (j->state != JOB_DONE && j->ntok == 0 && !j->cancel_requested && http_client_gone(fd)) {
+        j->cancel_requested = 1;
+        pthread_cond_signal(&s->loop_cv);
+      }
+    }
+    if (j->state == JOB_DONE && j->ntok == 0 && (j->status || j->result.finish == SERVE_FINISH_ERROR)) {
+      st = j->status ? j->status : j->result.http_status;
+      if (st < 400 || st > 599) st = 500;
+      snprintf(msg, sizeof msg, "%s", j->status ? j->errmsg : j->result.message);
+      job_release_locked(j);
+      pthread_mutex_unlock(&s->mu);
+      respond_error(s, r, st, msg);
+      return;
+    }
     pthread_mutex_unlock(&s->mu);
     r->status = 200;
     r->content_type = "text/event-stream";
@@ -607,6 +628,14 @@ static void handle_health(serve_t *s, http_response_t *r) {
   json_object_object_add(o, "inflight_sequences", json_object_new_int64(st.inflight_sequences));
   json_object_object_add(o, "max_inflight_sequences", json_object_new_int64(st.max_inflight_sequences));
   json_object_object_add(o, "active_sessions", json_object_new_int64(st.active_sessions));
+  json_object *store = json_object_new_object();
+  json_object_object_add(store, "status", json_object_new_string(st.session_store_state ? st.session_store_state : "off"));
+  json_object_object_add(store, "bytes", json_object_new_int64(st.session_disk_bytes));
+  json_object_object_add(store, "quota_bytes", json_object_new_int64(st.session_disk_quota_bytes));
+  json_object_object_add(store, "evictions", json_object_new_int64(st.session_disk_evictions));
+  json_object_object_add(store, "failed_saves", json_object_new_int64(st.session_save_failures));
+  json_object_object_add(store, "last_error", st.session_store_error[0] ? json_object_new_string(st.session_store_error) : NULL);
+  json_object_object_add(o, "session_store", store);
   respond_json(s, r, draining ? 503 : 200, o);
 }
 
@@ -727,6 +756,9 @@ static void sample_stats(serve_t *s) {
   int admitted = s->admitted;
   pthread_mutex_unlock(&s->mu);
   metrics_set_gauges(s->metrics, admitted, st.active_sessions, st.kv_cache_bytes, st.inflight_sequences);
+  metrics_set_session_store(s->metrics, st.session_disk_bytes, st.session_disk_quota_bytes,
+                            st.session_store_state && !strcmp(st.session_store_state, "degraded"),
+                            (uint64_t)st.session_save_failures, (uint64_t)st.session_disk_evictions);
 }
 
 /* Runs one session job on the loop thread. */
@@ -842,8 +874,9 @@ int serve_run(serve_t *s, char *err, size_t errlen) {
     }
     for (int i = 0; i < ncancel; i++) s->be.cancel(s->be.impl, cancel_ids[i]);
 
-    if (!s->be.idle(s->be.impl)) {
-      if (s->be.step(s->be.impl, err, errlen)) {
+    int failed = s->be.tick && s->be.tick(s->be.impl, err, errlen);
+    if (failed || !s->be.idle(s->be.impl)) {
+      if (failed || s->be.step(s->be.impl, err, errlen)) {
         strata_error("serve: the backend failed: %s", err);
         rc = -1;
         pthread_mutex_lock(&s->mu);
