@@ -25,7 +25,8 @@
  *   check-steps FILE   every line of a steps.jsonl parses as one JSON object with consecutive
  *                      "step" from 1 and a numeric "loss"; the file ends with a newline; prints
  *                      the number of lines.
- *   get FILE KEY[.KEY] prints the member as JSON text (exit 1 when absent or the file is not JSON).
+ *   get FILE KEY[.KEY] prints the member: a string as it is, anything else as JSON text (exit 1
+ *                      when absent or the file is not JSON).
  * Cases that mount a tmpfs exit 77 (ctest: skipped) with a message when mounting is not allowed. */
 #include <errno.h>
 #include <fcntl.h>
@@ -602,7 +603,8 @@ static int get_member(const char *path, const char *keys) {
       json_object_put(root);
       return 1;
     }
-  printf("%s\n", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  if (json_object_is_type(v, json_type_string)) printf("%s\n", json_object_get_string(v));
+  else printf("%s\n", json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put(root);
   return 0;
 }
