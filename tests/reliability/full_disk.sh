@@ -13,6 +13,10 @@
 #          run directory is on the normal disk): one warning, whole lines only, and the run
 #          finishes with exit 0, its final checkpoint, report.json "steps_log_complete": false
 #          (and "trace_written": true, distributed), and `strata report` reads the shortened log.
+#   start  --out on a tmpfs that is already full when the job starts: each rank warns that it
+#          has no status record (the record is allocated up front, so no store into it can fault:
+#          no SIGBUS), steps.jsonl warns once at step 1, training runs to the last step and the
+#          final checkpoint fails: exit 1 with an error naming the disk-full error.
 #   names  the run directory and the data file have '"', '\' and a newline in their names:
 #          report.json (and trace.json, distributed) parse with json-c and give the data path
 #          back intact; exit 0.
@@ -80,6 +84,22 @@ out)
   grep -q "error: .*No space left on device" "$W/out.txt" || fail "no error naming the full disk"
   if ls "$FS/run" | grep -q ckpt; then ls -la "$FS/run" >&2; fail "a checkpoint directory was left"; fi
   [ ! -e "$FS/run/report.json" ] || fail "report.json written after a failed checkpoint"
+  ;;
+start)
+  STEPS=20
+  mount_tmpfs 16k
+  mkdir -p "$FS/run"
+  head -c 1M /dev/zero >"$FS/ballast" 2>/dev/null || true # fills it: head fails with ENOSPC
+  rc=$(train "${MODEL[@]}" --steps "$STEPS" --out "$FS/run")
+  [ "$rc" -eq 1 ] || fail "exit $rc, expected 1 (the final checkpoint cannot be written on a full disk)"
+  ! grep -q "terminated with signal" "$W/out.txt" || fail "a rank died of a signal"
+  n=$(grep -c "warning: cannot size .*/status/rank-[0-9]*: No space left on device; no status record" "$W/out.txt" || true)
+  [ "$n" -eq "$NP" ] || fail "expected $NP warnings about the status records, got $n"
+  one_warning
+  grep -q "steps.jsonl: No space left on device; step 1 and later" "$W/out.txt" || fail "the warning does not name step 1"
+  [ "$("$TOOL" check-steps "$FS/run/steps.jsonl")" = 0 ] || fail "steps.jsonl is not empty"
+  grep -q "step $STEPS/$STEPS |" "$W/out.txt" || fail "training did not run to step $STEPS"
+  grep -q "error: .*No space left on device" "$W/out.txt" || fail "no error naming the full disk"
   ;;
 log)
   STEPS=$([ "$NP" -eq 1 ] && echo 150 || echo 80)
