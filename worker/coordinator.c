@@ -260,7 +260,8 @@ static void write_events(runlog_file_t *f, int r, const double *ev, size_t n, in
                        "\"tid\": 0, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld, "
                        "\"micro\": %d}}",
                        *first ? "" : ",", trace_names[kind],
-                       kind == TRACE_FWD || kind == TRACE_BWD || kind == TRACE_OPTIM ? "compute" : "comm",
+                       kind == TRACE_FWD || kind == TRACE_BWD || kind == TRACE_OPTIM ? "compute"
+                                                                                     : "comm",
                        r, e[3] * 1e6, (e[4] - e[3]) * 1e6, (long long)e[2], (int)e[1]);
     *first = 0;
   }
@@ -542,7 +543,8 @@ int coord_finish(coord_t *c, char *err, size_t errlen) {
   if (c->rank == 0 && rc == 0) rc = write_reports(c, err, errlen);
   int32_t ok = rc == 0;
   if (coll_broadcast(&ok, 1, COLL_I32, 0, c->world) != COLL_OK) {
-    if (rc == 0) snprintf(err, errlen, "run report broadcast failed: %s", coll_last_error(c->world));
+    if (rc == 0)
+      snprintf(err, errlen, "run report broadcast failed: %s", coll_last_error(c->world));
     return -1;
   }
   if (!ok && rc == 0) {

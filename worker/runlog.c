@@ -56,7 +56,8 @@ int runlog_lines_close(runlog_lines_t *l, char *err, size_t errlen) {
   int rc = 0;
   if (fsync(l->fd) != 0 && errno != EINVAL) /* EINVAL: a file (e.g. a device) without fsync */
     rc = strata_fail(err, errlen, "%s: fsync: %s", l->path, strerror(errno));
-  if (close(l->fd) != 0 && rc == 0) rc = strata_fail(err, errlen, "%s: close: %s", l->path, strerror(errno));
+  if (close(l->fd) != 0 && rc == 0)
+    rc = strata_fail(err, errlen, "%s: close: %s", l->path, strerror(errno));
   l->fd = -1;
   return rc;
 }

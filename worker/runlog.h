@@ -89,7 +89,8 @@ int runlog_file_open(runlog_file_t *w, const char *path, char *err, size_t errle
 
 /* Append to the temporary file. A failure is remembered (the first errno) and every later call
  * does nothing; runlog_file_commit reports it. */
-void runlog_file_printf(runlog_file_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void runlog_file_printf(runlog_file_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void runlog_file_write(runlog_file_t *w, const void *buf, size_t len);
 
 /* Publishes the file: checks that every write succeeded, then fflush, fsync, fclose and rename
