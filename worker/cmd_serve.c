@@ -119,6 +119,10 @@ static const char *usage_text =
     "the sessions on disk, deleting the least recently used. GET /health reports the session store.\n"
     "Idle workers wait without a deadline; rank 0's heartbeat (STRATA_INFER_HEARTBEAT_S, 1 s) ends the\n"
     "job within STRATA_INFER_LIVENESS_S (8 s) of a rank's death, naming it.\n"
+    "Connections: past --max-connections or --max-connections-per-client a new connection closes the\n"
+    "oldest one still sending its request; when every one is being served it gets 503. Requests with\n"
+    "ambiguous framing (two Content-Lengths, Content-Length with Transfer-Encoding, a NUL in the path,\n"
+    "more than 64 query parameters) get 400 and the connection is closed. HEAD works on GET endpoints.\n"
     "--backend fake serves a deterministic fake model (one rank; for tests and load generation).";
 
 int cmd_serve(int argc, char **argv) {
@@ -139,6 +143,10 @@ int cmd_serve(int argc, char **argv) {
       {"--default-max-tokens", NULL, ARG_INT, &o.default_max_tokens, "N", "max_tokens when not given (default 16)"},
       {"--max-queue", NULL, ARG_INT, &o.max_queue, "N", "requests queued or running; more -> 429 (default 64)"},
       {"--max-connections", NULL, ARG_INT, &o.max_connections, "N", "simultaneous HTTP connections (default 128)"},
+      {"--max-connections-per-client", NULL, ARG_INT, &o.max_connections_per_client, "N",
+       "simultaneous connections from one IP address, 0 = no own limit (default 64)"},
+      {"--header-timeout-s", NULL, ARG_DOUBLE, &o.header_timeout_s, "S",
+       "a request must arrive in full within S of connecting or of the previous response, 0 = none (default 10)"},
       {"--timeout-s", NULL, ARG_INT, &o.timeout_s, "S", "idle connection timeout (default 30)"},
       {"--shutdown-grace-s", NULL, ARG_DOUBLE, &o.shutdown_grace_s, "S", "on SIGTERM, time in-flight requests get (default 10)"},
       {"--session-dir", NULL, ARG_STRING, &session_dir, "DIR", "session files (default <checkpoint>/../sessions)"},

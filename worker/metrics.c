@@ -28,6 +28,7 @@ struct metrics {
   int64_t queue_depth, active_sessions, kv_cache_bytes, inflight; /* gauges */
   int64_t session_disk_bytes, session_quota_bytes, session_degraded; /* session store gauges */
   uint64_t session_save_failures, session_evictions;                /* session store counters */
+  http_server_counters_t http;        /* the HTTP layer's connection counters, as last set */
 };
 
 metrics_t *metrics_create(void) {
@@ -93,6 +94,12 @@ void metrics_set_session_store(metrics_t *m, int64_t disk_bytes, int64_t quota_b
   m->session_degraded = degraded;
   m->session_save_failures = save_failures;
   m->session_evictions = evictions;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_http_connections(metrics_t *m, const http_server_counters_t *c) {
+  pthread_mutex_lock(&m->mu);
+  m->http = *c;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -179,6 +186,22 @@ char *metrics_render(metrics_t *m, size_t *len_out) {
                  s.session_save_failures);
   render_counter(&b, "strata_session_disk_evictions_total", "Sessions deleted to keep within the disk quota.",
                  s.session_evictions);
+  render_gauge(&b, "strata_http_connections", "HTTP connections open.", (int64_t)s.http.open);
+  sb_printf(&b, "# HELP strata_http_connections_evicted_total Connections still receiving their request, closed "
+                "to admit a new one under the per-client or the total limit.\n"
+                "# TYPE strata_http_connections_evicted_total counter\n"
+                "strata_http_connections_evicted_total{limit=\"per_client\"} %llu\n"
+                "strata_http_connections_evicted_total{limit=\"total\"} %llu\n",
+            (unsigned long long)s.http.evicted_per_client, (unsigned long long)s.http.evicted_total);
+  sb_printf(&b, "# HELP strata_http_connections_refused_total New connections answered 503 because every connection "
+                "under the limit was being served.\n"
+                "# TYPE strata_http_connections_refused_total counter\n"
+                "strata_http_connections_refused_total{limit=\"per_client\"} %llu\n"
+                "strata_http_connections_refused_total{limit=\"total\"} %llu\n",
+            (unsigned long long)s.http.refused_per_client, (unsigned long long)s.http.refused_total);
+  render_counter(&b, "strata_http_header_deadline_closed_total",
+                 "Connections closed because their request had not arrived within the header deadline.",
+                 s.http.deadline_closed);
   if (b.oom) {
     free(b.buf);
     return NULL;

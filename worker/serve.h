@@ -10,7 +10,8 @@
  *
  * Endpoints: POST /v1/completions (OpenAI-compatible subset, see http_request.h; "stream": true
  * answers with server-sent events "data: {chunk}\n\n" ... "data: [DONE]\n\n"), GET /health,
- * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}.
+ * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}; HEAD on
+ * each GET endpoint answers as GET does, without the body.
  * Errors are JSON {"error": {"message": ..., "type": ..., "code": status}}: 400 bad body or
  * session id, 404 unknown path or session, 405 wrong method (with Allow), 409 a session of
  * another job shape or model, 413 body too large, 422 a session whose files are missing,
@@ -136,6 +137,10 @@ typedef struct {
   double shutdown_grace_s;     /* on stop: in-flight requests get this long, then are cancelled; default 10 */
   double keepalive_s;          /* how often a waiting request checks for a departed client (streams: an SSE
                                   comment after this long without tokens), default 1 s */
+  double header_timeout_s;     /* a request's headers and body must arrive within this long of the connection's
+                                  start (or of the previous response), default 10 s; 0 = no deadline */
+  int max_connections_per_client; /* simultaneous HTTP connections from one IPv4 address, default 64; 0 = only
+                                  max_connections (see http_server.h for eviction and refusal) */
 } serve_opts_t;
 
 typedef struct serve serve_t;
