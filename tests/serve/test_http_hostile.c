@@ -422,10 +422,10 @@ static int slow_closed(void) {
  * server has dealt with the burst of 200 connects (evicted all but 64 of them): the first answer
  * right after such a burst takes 20-50 ms here, as the listening thread also reaps the threads
  * of the 136 evicted connections. Bound: with the slow connections open and trickling, a /health
- * exchange over loopback takes 0.3-1 ms on average here (thread start, JSON, close) and at worst
- * 4 ms in 20 probes (8 runs on 2 cores shared with builds, load 2-4), so 100 ms leaves 25x
- * headroom; a server without the policy does not answer at all while the slow connections hold
- * every slot (until the 10 s deadline). */
+ * exchange over loopback takes 0.3-1.6 ms on average here (thread start, JSON, close) and at
+ * worst 6 ms in 20 probes (13 runs on 2 cores shared with builds, load 2-4), so 100 ms leaves
+ * 16x headroom; a server without the policy does not answer at all while the slow connections
+ * hold every slot (until the 10 s deadline). */
 static void case_slowloris(void) {
   serve_opts_t o;
   serve_opts_default(&o); /* the defaults: 128 connections, 64 per client, 10 s deadline */
