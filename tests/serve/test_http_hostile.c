@@ -11,11 +11,8 @@
  *  - limits:    per-client and total limits evict connections still receiving their request,
  *               refuse (503) when every connection is being served, and never cut a served one.
  * Clients other than 127.0.0.1 are other loopback addresses (127.0.0.2 ...), bound as the source. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <json-c/json.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,7 +20,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,42 +68,10 @@ static void server_down(void) {
   CHECK_EQ_INT(loop_rc, 0);
 }
 
-/* A socket to the server from loopback address src (e.g. "127.0.0.2"); -1 on failure. */
-static int connect_from(const char *src) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  struct timeval tv = {(time_t)TIMEOUT_S, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  if (src) {
-    inet_pton(AF_INET, src, &a.sin_addr);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a)) {
-      close(fd);
-      return -1;
-    }
-  }
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
+static int connect_from(const char *src) { return hc_connect_from(src, port, TIMEOUT_S); }
 
-static void send_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return; /* the server may close first (a refusal, a framing error) */
-    p += k, n -= (size_t)k;
-  }
-}
+/* Sends all bytes; the server may close first (a refusal, a framing error), which is no error here. */
+static void send_all(int fd, const char *p, size_t n) { (void)hc_send_all(fd, p, n); }
 
 /* What one exchange brought back: every byte until the server closed or the wait ran out. */
 typedef struct {
