@@ -400,11 +400,14 @@ static void *uri_cb(void *cls, const char *uri, struct MHD_Connection *mc) {
   if (!c) return NULL;
   c->mc = mc;
   c->responded = 0;
+  c->raw_target = NULL;
+  c->nul_in_path = 0;
+  c->nparams = 0;
+  if (!uri) return NULL; /* a request line without a target */
   c->raw_target = uri;
   c->raw_target_len = strlen(uri);
   const char *q = memchr(uri, '?', c->raw_target_len);
   c->nul_in_path = memmem(uri, q ? (size_t)(q - uri) : c->raw_target_len, "%00", 3) != NULL;
-  c->nparams = 0;
   if (q && q[1]) {
     c->nparams = 1;
     for (const char *p = q + 1; *p; p++) c->nparams += *p == '&';

@@ -556,8 +556,8 @@ static void case_deadline(void) {
   fd = connect_from(NULL);
   CHECK_TRUE(fd >= 0);
   const char *slow = "GET /health HTTP/1.0\r\nHost: x\r\n\r\n";
-  for (size_t i = 0; slow[i]; i += 6) {
-    send_all(fd, slow + i, strlen(slow + i) < 6 ? strlen(slow + i) : 6);
+  for (size_t i = 0, n = strlen(slow); i < n; i += 6) {
+    send_all(fd, slow + i, n - i < 6 ? n - i : 6);
     usleep(100000);
   }
   raw_t r;
