@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,7 +360,7 @@ static double metric(const char *series) {
 #define NSLOW 200
 #define SLOW_TRICKLE_S 0.5
 static int slow_fd[NSLOW];
-static volatile int slow_stop;
+static atomic_int slow_stop;
 
 static void *trickle_main(void *arg) {
   (void)arg;
