@@ -719,8 +719,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
   else strata_warn("http: %s", msg);
 }
 
-/* Raises the soft open-file limit to the hard one when `need` descriptors do not fit under it;
- * warns when even the hard limit is lower. */
+/* Raises the process's soft open-file limit to `need` (at most to the hard limit) when it is
+ * lower; warns when even the hard limit is lower. */
 static void ensure_fd_limit(unsigned max_connections, rlim_t need) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return;
