@@ -186,6 +186,20 @@ coll_result_t coll_iallreduce(const void *send, void *recv, size_t count, coll_d
 coll_result_t coll_test(coll_request_t *req, int *done);
 /* Blocks (bounded by timeout) until complete, then frees the request. */
 coll_result_t coll_wait(coll_request_t *req);
+/* Waits at most max_s seconds for req, for a rank that waits for work which may be long in
+ * coming (a serving rank waiting for its next request): it sleeps between polls (back-off up to
+ * 5 ms, about 0.2% of a core while idle) instead of spinning, and from its first call the
+ * request is exempt from cfg.timeout_s -- the caller bounds the wait itself, for example with a
+ * heartbeat. *done = 1: complete, the request is freed (as by coll_wait) and its result
+ * returned. *done = 0: max_s passed, COLL_OK, the request is still pending (wait again, or
+ * coll_cancel it). max_s = 0 polls once.
+ *    coll_irecv(&msg, n, COLL_I32, 0, TAG, comm, &req);
+ *    int done = 0;  double waited = 0;
+ *    while (!done && waited < liveness_s) { coll_wait_for(req, 1.0, &done); waited += 1.0; }
+ *    if (!done) { coll_cancel(req); ... the peer is gone ... } */
+coll_result_t coll_wait_for(coll_request_t *req, double max_s, int *done);
+/* Cancels a pending point-to-point request (a receive that is no longer wanted) and frees it. */
+void coll_cancel(coll_request_t *req);
 
 /* ---- Communication buffers (the counterpart of ncclMemAlloc) ----
  * Large buffers (2 MiB and up) are 2 MiB-aligned and advised for transparent huge pages

@@ -101,6 +101,8 @@ struct coll_request {
   int nonblocking;          /* 1: user owns it (coll_test / coll_wait) */
   int stream_stores;        /* 1: reductions use streaming stores (cfg.stream_bytes) */
   int active;               /* 1 while on comm's active list */
+  int untimed;              /* 1: exempt from cfg.timeout_s (coll_wait_for) */
+  double idle_wait_start_s; /* when coll_wait_for first waited on it (poll back-off) */
   coll_desc_t desc;         /* this rank's descriptor (cfg.check) */
   struct coll_request *prev, *next; /* comm's active list */
 };

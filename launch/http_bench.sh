@@ -36,7 +36,7 @@ if [ -z "${PORT:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
   if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
   read -r -a MPI <<< "${MPIRUN:-mpirun --oversubscribe --bind-to none --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo}"
   "${MPI[@]}" -np "$NP" "$STRATA" serve --checkpoint "$CHECKPOINT" --listen 127.0.0.1:0 --max-queue 1024 \
-    --max-connections 1024 --max-tokens-limit 4096 --session-dir "$W/sessions" > "$W/server.out" 2> "$W/server.err" &
+    --max-connections 1024 --max-connections-per-client 0 --max-tokens-limit 4096 --session-dir "$W/sessions" > "$W/server.out" 2> "$W/server.err" &
   SERVER_PID=$!
   for _ in $(seq 1 300); do
     PORT="$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$W/server.out" | head -1)"
@@ -61,7 +61,7 @@ if [ -z "${PORT:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
   fi
 elif [ -z "${PORT:-}" ]; then
   [ -x "$STRATA" ] || { echo "http_bench: build first ($STRATA missing)" >&2; exit 2; }
-  "$STRATA" serve --backend fake --listen 127.0.0.1:0 --max-queue 1024 --max-connections 1024 \
+  "$STRATA" serve --backend fake --listen 127.0.0.1:0 --max-queue 1024 --max-connections 1024 --max-connections-per-client 0 \
     --max-tokens-limit 4096 --fake-step-s "${FAKE_STEP_S:-0.002}" --fake-batch "${FAKE_BATCH:-8}" \
     > "$W/server.out" 2> "$W/server.err" &
   SERVER_PID=$!

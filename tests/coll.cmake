@@ -24,6 +24,9 @@ endforeach()
 strata_add_mpi_test(coll_nonblocking_thread_np3 3 $<TARGET_FILE:coll_test_ops> nonblocking)
 set_property(TEST coll_nonblocking_thread_np3 APPEND PROPERTY ENVIRONMENT "STRATA_COLL_PROGRESS_THREAD=1")
 strata_add_mpi_test(coll_timeout_np3 3 $<TARGET_FILE:coll_test_ops> timeout)
+foreach(np 2 3)
+  strata_add_mpi_test(coll_idle_wait_np${np} ${np} $<TARGET_FILE:coll_test_ops> idle)
+endforeach()
 strata_add_mpi_test(coll_mismatch_np3 3 $<TARGET_FILE:coll_test_ops> mismatch)
 
 # Tuning tool (not a test): all-reduce timings of ring / rd / mpi / a blocking sendrecv ring.

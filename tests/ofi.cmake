@@ -5,7 +5,7 @@
 #  ofi_transport_mr_*           : same with STRATA_OFI_FORCE_MR=1 forcing memory registration
 #  ofi_coll_ops_<prov>_np<N>    : the collectives' operation tests (coll_test_ops, tests/coll/)
 #                                 over STRATA_COLL_TRANSPORT=ofi, np 1 2 3 4 5 8
-#  ofi_coll_<mode>_<prov>_np4   : its p2p, nonblocking, split, timeout and mismatch modes
+#  ofi_coll_<mode>_<prov>_np4   : its p2p, nonblocking, split, timeout, mismatch and idle modes
 #  ofi_coll_units_shm_np1       : its units mode (config defaults resolved for ofi)
 # The tcp provider must stay on loopback: FI_TCP_IFACE=lo.
 set(STRATA_OFI_BASE_ENV "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
@@ -46,7 +46,7 @@ if(TARGET coll_test_ops)
                       "STRATA_COLL_TRANSPORT=ofi;${STRATA_OFI_ENV_${prov}}"
                       $<TARGET_FILE:coll_test_ops> ops)
     endforeach()
-    foreach(mode p2p nonblocking split timeout mismatch)
+    foreach(mode p2p nonblocking split timeout mismatch idle)
       strata_ofi_test(ofi_coll_${mode}_${prov}_np4 4
                       "STRATA_COLL_TRANSPORT=ofi;${STRATA_OFI_ENV_${prov}}"
                       $<TARGET_FILE:coll_test_ops> ${mode})

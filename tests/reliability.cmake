@@ -44,3 +44,25 @@ if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/reliability/bad_inputs.sh)
 endif()
 rel_test(rel_serve_security serve_security.sh)
 set_tests_properties(rel_serve_security PROPERTIES LABELS "reliability" RUN_SERIAL TRUE)
+
+# Full disk (RELIABILITY.md, "Full disk"). rel_runlog_*: worker/runlog.c's whole-line appends and
+# atomic files with write failures injected (/dev/full, a full tmpfs), its JSON (escaping, null
+# for non-finite numbers), and the coordinator's files (a 1-rank world): odd characters and NaN,
+# a lost steps log, a full disk. rel_full_disk_*: whole training runs (tests/reliability/
+# full_disk.sh). The tmpfs cases mount one (root) and are skipped (exit 77) where that is refused.
+strata_test_exe(rel_runlog ${CMAKE_CURRENT_SOURCE_DIR}/reliability/test_runlog.c)
+foreach(case append steps atomic json coord_nan coord_lost coord_full)
+  add_test(NAME rel_runlog_${case} COMMAND rel_runlog ${case})
+  set_tests_properties(rel_runlog_${case} PROPERTIES LABELS "unit;reliability" TIMEOUT 120
+    SKIP_RETURN_CODE 77 ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+endforeach()
+# full_disk.sh CASE NP P D: the single-rank loop (np 1) and distributed runs at np 2 (P=2) and 3 (D=3)
+foreach(spec "1;1;1" "2;2;1" "3;1;3")
+  list(GET spec 0 np)
+  list(GET spec 1 p)
+  list(GET spec 2 d)
+  foreach(case out log start names)
+    rel_test(rel_full_disk_${case}_np${np} full_disk.sh $<TARGET_FILE:rel_runlog> ${case} ${np} ${p} ${d})
+    set_tests_properties(rel_full_disk_${case}_np${np} PROPERTIES SKIP_RETURN_CODE 77)
+  endforeach()
+endforeach()

@@ -1,6 +1,5 @@
-# Serving (issue 6 server half, issue 8 serving security): the completion-request parser as a
-# pure function, and the HTTP server end to end against the deterministic fake backend
-# (worker/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
+# Serving: the completion-request parser as a pure function, and the HTTP server end to end
+# against the deterministic fake backend (worker/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
 strata_test_exe(test_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_http_request.c)
 strata_add_test(http_request_parse test_http_request)
 strata_test_exe(test_serve_metrics ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_metrics.c)
@@ -10,11 +9,18 @@ foreach(case happy stream concurrent bad_requests overload health metrics discon
   strata_add_test(serve_${case} test_serve ${case})
   set_tests_properties(serve_${case} PROPERTIES TIMEOUT 120)
 endforeach()
+# The HTTP layer against hostile clients: strict framing, HEAD, slowloris, the header deadline,
+# per-client and total connection limits (tests/serve/test_http_hostile.c).
+strata_test_exe(test_http_hostile ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_http_hostile.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+foreach(case strict head slowloris deadline limits)
+  strata_add_test(http_${case} test_http_hostile ${case})
+  set_tests_properties(http_${case} PROPERTIES TIMEOUT 120)
+endforeach()
 strata_test_exe(test_serve_cli ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve_cli.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
 strata_add_test(serve_cli test_serve_cli $<TARGET_FILE:strata>)
 set_tests_properties(serve_cli PROPERTIES TIMEOUT 180)
 
-# libFuzzer target for the request parser (issue 8), only with clang and -DSTRATA_FUZZ=ON:
+# libFuzzer target for the request parser, only with clang and -DSTRATA_FUZZ=ON:
 #   CC=clang cmake -S . -B build-fuzz -DSTRATA_FUZZ=ON && cmake --build build-fuzz --target fuzz_http_request
 #   cd build-fuzz && ctest -R http_fuzz_request     (STRATA_FUZZ_SECONDS, default 60)
 # Seed corpus: tests/serve/corpus; new inputs go to the build tree.

@@ -7,7 +7,7 @@
 #   serve_e2e_signal      P=2, SIGTERM then SIGINT to mpirun: every rank exits 0, the session is
 #                         on disk and a restarted server continues it as an uninterrupted one would
 strata_test_exe(test_serve_e2e ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_e2e.c
-                ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+                ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/serve_harness.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
 target_include_directories(test_serve_e2e PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/serve)
 target_link_libraries(test_serve_e2e PRIVATE pthread)
 function(serve_e2e_test name case np)
@@ -27,3 +27,21 @@ add_test(NAME serve_e2e_slurm COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/slurm/slu
 set_tests_properties(serve_e2e_slurm PROPERTIES LABELS "slurm" TIMEOUT 540 SKIP_RETURN_CODE 77
                      RESOURCE_LOCK slurm_cluster
                      ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_BIN=$<TARGET_FILE:strata>")
+
+# Resilience of `strata serve` under mpirun (tests/serve_e2e/test_serve_resilience.c): an idle
+# server neither dies nor spins, a lost rank ends the job naming it, and a bad session file, a
+# failed save, a crash inside a save, a full disk and the disk quota each stay inside the
+# request they concern.
+strata_test_exe(test_serve_resilience ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_resilience.c
+                ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/serve_harness.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+target_include_directories(test_serve_resilience PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/serve)
+foreach(spec idle:2 kill:2 kill:3 stuck:3 corrupt:2 corrupt:4 stagefail:2 stagefail:3 crash:2 disk:2 quota:2 stream:2)
+  string(REPLACE ":" ";" parts ${spec})
+  list(GET parts 0 case)
+  list(GET parts 1 np)
+  set(name serve_resilience_${case}_np${np})
+  strata_add_test(${name} test_serve_resilience ${case} ${np} ${CMAKE_BINARY_DIR}/${name}
+                  $<TARGET_FILE:strata> ${STRATA_MPIRUN})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 300 LABELS "mpi" SKIP_RETURN_CODE 77
+                       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+endforeach()

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "args.h"
 #include "checkpoint.h"
@@ -54,6 +53,7 @@ typedef struct {
   int has_seed;  /* the JSONL line gave its own seed */
   /* result */
   int done, ok;
+  infer_error_t kind; /* why it failed (ok = 0) */
   char error[512];
   int32_t *out;
   int n_out, cached, context;
@@ -295,6 +295,7 @@ static void on_done(void *ctx, uint64_t id, const infer_result_t *res) {
   prompt_t *p = ctx;
   p->done = 1;
   p->ok = res->ok;
+  p->kind = res->error_kind;
   snprintf(p->error, sizeof p->error, "%s", res->error);
   p->n_out = res->n_tokens;
   p->out = malloc(sizeof(int32_t) * (res->n_tokens ? res->n_tokens : 1));
@@ -361,8 +362,8 @@ static void print_result(const prompt_t *p, int idx, int vocab, int json) {
   fflush(stdout);
 }
 
-/* --list-sessions / --delete-session: rank 0 works on the directory; every rank returns its
- * exit code (2 for a session that does not exist: bad input). */
+/* --list-sessions / --delete-session: rank 0 works on the directory (2 for a session that does
+ * not exist: bad input); main.c ends every rank with rank 0's code. */
 static int manage_sessions(const char *sdir, const char *delete_id, int list, int json, int rank) {
   char err[2048];
   int rc = 0;
@@ -392,22 +393,7 @@ static int manage_sessions(const char *sdir, const char *delete_id, int list, in
     }
   }
   fflush(stdout);
-  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD); /* every rank leaves with rank 0's verdict */
   return rc;
-}
-
-/* A session continued by this job of P stages must have been saved by a job of P stages (its
- * per-stage files hold that stage's KV cache): 0, or -1 with the fix in err. */
-static int check_session_stages(const char *sdir, const char *id, int P, char *err, size_t errlen) {
-  char path[4400];
-  session_path(path, sizeof path, sdir, id, 0, P);
-  if (access(path, F_OK) == 0) return 0;
-  int other = session_saved_stages(sdir, id);
-  if (other == 0 || other == P) return 0; /* a new session */
-  snprintf(err, errlen, "session '%s' in %s was saved by a job of P = %d pipeline stages, this job has P = %d: "
-           "continue it with mpirun -np %d, or delete it with --delete-session %s", id, sdir, other, P,
-           other, id);
-  return -1;
 }
 
 int cmd_infer(int argc, char **argv) {
@@ -525,9 +511,6 @@ int cmd_infer(int argc, char **argv) {
   if (cfg.layers < world)
     FAIL(2, "%d ranks but the model has only %d layers: every pipeline stage needs at least one layer; "
          "use mpirun -np %d or fewer", world, cfg.layers, cfg.layers);
-  for (int i = 0; i < ps.n; i++) /* every rank reads the same directory: all refuse alike */
-    if (ps.v[i].session[0] && check_session_stages(sdir, ps.v[i].session, world, err, sizeof err))
-      FAIL(2, "prompt %d: %s", i + 1, err);
 
   coll_config_t ccfg = coll_config_default();
   if (ccfg.env_error) FAIL(2, "%s", ccfg.env_error);
@@ -567,7 +550,11 @@ int cmd_infer(int argc, char **argv) {
     print_result(&ps.v[i], i, cfg.vocab, json);
     if (!ps.v[i].ok) {
       strata_error("infer: prompt %d: %s", i + 1, ps.v[i].error);
-      if (!rc) rc = 1;
+      /* a bad request or a session that cannot be restored is bad input (2); a failed save or an
+       * internal error is not (1) */
+      infer_error_t k = ps.v[i].kind;
+      int bad_input = k == INFER_ERR_INVALID || k == INFER_ERR_CONFLICT || k == INFER_ERR_SESSION_DATA;
+      if (!rc || (rc == 1 && bad_input)) rc = bad_input ? 2 : 1;
     }
   }
 out:

@@ -7,7 +7,9 @@
  * (collective over the world: the StepReports travel as protobuf bytes packed into int32 words
  * through the collectives library) and coord_finish once at the end (collective: the trace
  * buffers are sent to rank 0). Only rank 0 prints and writes files; other ranks print only
- * errors.
+ * errors. The files go through runlog.h: steps.jsonl a whole line per step (a failed write warns
+ * once and the run goes on without the log), the others replaced atomically; json-c escapes
+ * the strings and writes non-finite numbers as null (RELIABILITY.md, "Full disk").
  *
  * Progress line (rank 0, every log_every steps, the first and the last):
  *   step 12/20 | loss 3.2101 | 5400 tok/s | comm 8% | idle 21% | ETA 4s
@@ -107,8 +109,11 @@ typedef struct {
   const double *mem_alloc_bytes;  /* [pp] */
 } coord_sim_t;
 void coord_set_sim(coord_t *c, const coord_sim_t *sim);
-/* Collective over world, at the end: gathers the trace events and writes trace.json,
- * report.json and report.pb (rank 0). 0 or -1. */
+/* Collective over world, at the end: closes steps.jsonl, gathers the trace events and writes
+ * trace.json, report.json and report.pb (rank 0). A trace.json that cannot be written warns
+ * (report.json: "trace_written": false); report.json "steps_log_complete" says whether every
+ * step reached steps.jsonl. -1 when the gather fails or report.json or report.pb cannot be
+ * written (err names each file; the previous ones stay as they were), else 0. */
 int coord_finish(coord_t *c, char *err, size_t errlen);
 
 #endif /* STRATA_COORDINATOR_H */

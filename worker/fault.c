@@ -26,7 +26,8 @@ static fault_spec_t spec;
 static int64_t cur_step = -1;
 int64_t fault_step_ = -1;
 
-static const char *site_names[] = {"step", "allreduce", "recv", "checkpoint", "commit"};
+static const char *site_names[] = {"step", "allreduce", "recv", "checkpoint", "commit", "session_save"};
+#define N_SITES ((int)(sizeof site_names / sizeof site_names[0]))
 static const char *action_names[] = {"kill", "hang", "exit"};
 
 int fault_parse(const char *s, fault_spec_t *o, char *err, int errlen) {
@@ -72,11 +73,11 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, int errlen) {
       else o->code = (int)x;
     } else if (!strcmp(k, "op") || !strcmp(k, "during")) {
       int f = -1;
-      for (int i = 0; i < 5; i++)
+      for (int i = 0; i < N_SITES; i++)
         if (!strcmp(v, site_names[i])) f = i;
       if (f < 0) {
         snprintf(err, (size_t)errlen,
-                 "STRATA_FAULT %s='%s' unknown; use step, allreduce, recv, checkpoint or commit", k, v);
+                 "STRATA_FAULT %s='%s' unknown; use step, allreduce, recv, checkpoint, commit or session_save", k, v);
         return -1;
       }
       o->site = (fault_site_t)f;

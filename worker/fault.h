@@ -15,6 +15,8 @@
  *           recv        inside a pipeline receive (activations or gradients)
  *           checkpoint  in the middle of writing the rank's checkpoint shard
  *           commit      on the coordinator, before the checkpoint directory is renamed
+ *           session_save  serving/inference: before the rank writes its part of a session
+ *                       turn; step=S counts this rank's session saves (1 = the first)
  *
  * Example: STRATA_FAULT="kill:rank=2:step=3", "hang:rank=1:step=2:op=allreduce",
  * "kill:rank=1:during=checkpoint".
@@ -34,6 +36,7 @@ typedef enum {
   FAULT_AT_RECV,       /* pipeline receive */
   FAULT_AT_CHECKPOINT, /* while writing a checkpoint shard */
   FAULT_AT_COMMIT,     /* before the checkpoint rename (coordinator) */
+  FAULT_AT_SESSION_SAVE, /* before a stage writes its session file (step = the rank's save count) */
 } fault_site_t;
 
 /* 0 when no fault is configured (after the first call; STRATA_FAULT is parsed once). */

@@ -6,8 +6,10 @@
  * round, embeds tokens, and receives the sampled tokens. Stage s > 0 receives the residual
  * stream (rows, C) of a group of sequences from stage s-1 (coll_recv), runs its layers, and
  * sends on (coll_isend); the last stage computes logits and samples (sampler.h) and sends the
- * tokens back to rank 0. All ranks move in lockstep: rank 0 broadcasts each round's plan
- * (coll_broadcast) and every rank executes it; ranks != 0 do this in infer_worker_loop().
+ * tokens back to rank 0. All ranks move in lockstep: rank 0 sends each round's plan to every
+ * rank and every rank executes it; ranks != 0 do this in infer_worker_loop(). Between plans a
+ * worker waits without a deadline and without spinning; rank 0's heartbeat (infer_engine_tick)
+ * lets each side notice the other's death within opts.liveness_s.
  *
  * One round (infer_engine_step) advances every in-flight sequence by one token: a sequence
  * that has just been admitted feeds its whole uncached prompt (prefill), the others their last
@@ -21,11 +23,16 @@
  *
  * Sessions. A request with a session ID continues that session: its prompt is appended to the
  * session's context and only the positions not yet in the KV cache are computed. When a
- * session request completes every stage writes its part of the session to
- * <session_dir>/<ID>.stage<s>-of-<P>.kv (atomically, session.h), so a new process with the same
- * session directory, checkpoint and P continues where the last left off. Idle sessions stay in
- * memory up to opts.session_mem_mb of KV cache per stage; beyond that the least recently used
- * are dropped from memory (their files are current) and reloaded transparently on next use.
+ * session request completes, every stage writes its part of the turn and rank 0 commits it
+ * (the two-phase save of session.h), so a new process with the same session directory,
+ * checkpoint and P continues where the last left off. A save that fails on any stage (a full
+ * or read-only disk) fails only its request (INFER_ERR_STORAGE); the session keeps its previous
+ * committed turn. A session whose files are missing, corrupt or disagree fails only its
+ * request (INFER_ERR_SESSION_DATA, naming the stage). Idle sessions stay in memory up to
+ * opts.session_mem_mb of KV cache per stage; beyond that the least recently used are dropped
+ * from memory (their files are current) and reloaded transparently on next use. With
+ * opts.session_disk_mb, committed sessions on disk are kept within that quota by deleting the
+ * least recently used (a log line each).
  * Requests for a session that is busy wait in the queue until it is free. A context that would
  * pass n_ctx (history + prompt + max_tokens > n_ctx) fails the request with a message naming
  * the lengths; nothing is truncated.
@@ -60,10 +67,18 @@
 #define INFER_SESSION_MEM_MB_DEFAULT 1024.0 /* STRATA_INFER_SESSION_MEM_MB: idle-session KV budget per stage */
 #define INFER_MAX_QUEUE 4096         /* submitted but not admitted requests */
 
+#define INFER_HEARTBEAT_S_DEFAULT 1.0 /* STRATA_INFER_HEARTBEAT_S */
+#define INFER_LIVENESS_S_DEFAULT 8.0  /* STRATA_INFER_LIVENESS_S */
+
 typedef struct {
   int max_batch;          /* sequences in flight at once (>= 1) */
   const char *session_dir;/* where session files live; NULL = sessions disabled */
   double session_mem_mb;  /* MiB of KV cache per stage idle sessions may keep in memory */
+  double session_disk_mb; /* MiB the committed sessions may take on disk, all stages; 0 = no quota
+                             (STRATA_INFER_SESSION_DISK_MB) */
+  double heartbeat_s;     /* rank 0 sends a heartbeat after this long without a plan (> 0) */
+  double liveness_s;      /* a rank silent for this long is dead: the job ends naming it
+                             (> heartbeat_s) */
   int threads;            /* BLAS threads per rank */
   int recompute;          /* benchmark baseline: no KV cache reuse, every round recomputes the
                              whole context (sessions then only keep tokens) */
@@ -82,9 +97,23 @@ typedef struct {
   const char *session;        /* session ID or NULL / "" for a stateless request; copied */
 } infer_request_t;
 
+/* Why a request failed (infer_submit's return value, infer_result_t.error_kind). */
+typedef enum {
+  INFER_OK = 0,
+  INFER_ERR_INVALID,      /* the request is wrong: bad tokens, context too long, bad id (HTTP 400) */
+  INFER_ERR_BUSY,         /* the queue is full (429) */
+  INFER_ERR_CONFLICT,     /* the session belongs to another job shape or model, or has files
+                             without a commit record (409) */
+  INFER_ERR_SESSION_DATA, /* a stage's session file is missing, corrupt or from another turn (422) */
+  INFER_ERR_STORAGE,      /* the turn was generated but its save failed on some stage (507) */
+  INFER_ERR_INTERNAL,     /* out of memory, a read error of the disk (500) */
+  INFER_ERR_CANCELLED,    /* cancelled before it started, or the engine shut down */
+} infer_error_t;
+
 /* What a finished request reports to its done callback (pointers valid during the call). */
 typedef struct {
   int ok;                     /* 1 completed, 0 failed (error says why) */
+  infer_error_t error_kind;   /* INFER_OK when ok */
   char error[512];
   const int32_t *tokens;      /* the generated tokens */
   int n_tokens;
@@ -113,8 +142,9 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
 
 /* Rank 0, any thread: queues a request. Validates it first (prompt tokens within the
  * vocabulary, max_tokens >= 1, sampling parameters, session ID syntax, prompt + max_tokens <=
- * n_ctx); returns -1 with the reason in err and calls nothing. Otherwise returns 0, sets *id,
- * and later calls on_token (may be NULL) once per generated token and on_done exactly once. */
+ * n_ctx); returns the infer_error_t (INFER_ERR_INVALID, INFER_ERR_BUSY ...) with the reason in
+ * err and calls nothing. Otherwise returns INFER_OK (0), sets *id, and later calls on_token
+ * (may be NULL) once per generated token and on_done exactly once. */
 int infer_submit(infer_engine_t *e, const infer_request_t *req, infer_token_fn on_token,
                  infer_done_fn on_done, void *ctx, uint64_t *id, char *err, size_t errlen);
 
@@ -125,6 +155,12 @@ int infer_engine_step(infer_engine_t *e);
 
 /* Rank 0, any thread: 1 when nothing is queued or in flight. */
 int infer_engine_idle(infer_engine_t *e);
+
+/* Rank 0, the stepping thread: the heartbeat. Call it often (every pass of the serving loop,
+ * idle or not; it costs a clock read and a poll): it sends a heartbeat plan when no plan went
+ * out for opts.heartbeat_s and checks the workers' answers. Returns 0, or -1 (message in
+ * infer_engine_error) when a worker has not answered for opts.liveness_s: the job must end. */
+int infer_engine_tick(infer_engine_t *e);
 
 /* Ranks != 0: executes rank 0's rounds until rank 0 calls infer_engine_shutdown. 0 on a clean
  * shutdown, -1 on error (message logged). */
@@ -157,6 +193,14 @@ typedef struct {
   int in_flight, queued, sessions_resident;
   uint64_t session_loads, session_evictions, session_saves;
   size_t kv_cache_bytes; /* this rank's allocated KV cache bytes */
+  /* the session store on disk (zero when sessions are off) */
+  int sessions_on_disk;           /* committed sessions */
+  uint64_t session_disk_bytes;    /* their bytes, all stages */
+  uint64_t session_disk_quota_bytes; /* 0 = no quota */
+  uint64_t session_disk_evictions;   /* evicted to keep within the quota */
+  uint64_t session_save_failures;    /* saves that failed (the requests got INFER_ERR_STORAGE) */
+  int session_store_degraded;        /* 1 while the most recent save failed */
+  char session_store_error[256];     /* why it failed */
 } infer_stats_t;
 void infer_engine_stats(infer_engine_t *e, infer_stats_t *out);
 

@@ -32,22 +32,25 @@ static const command_t commands[] = {
 };
 static const int num_commands = (int)(sizeof commands / sizeof commands[0]);
 
-/* Seconds the ranks wait for each other after a usage error (exit code 2) before aborting. */
+/* Seconds a rank that found bad input (exit code 2) waits for the others before aborting. */
 #define STRATA_EXIT_AGREE_S 10.0
 
-/* Usage and configuration errors (exit code 2) are usually found by every rank alike; then the
- * job ends cleanly with that code and no MPI_Abort banner. If some rank does not arrive within
- * `timeout_s` (it is still working, or failed differently), returns 0 and the caller aborts. */
-static int all_ranks_arrive(double timeout_s) {
+/* The job's exit code, agreed by the ranks that end normally: each brings its own, 0 or 2, and
+ * the largest wins, so bad input found by one rank (rank 0 reading the results, say) ends every
+ * rank with 2, cleanly and without an MPI_Abort banner. A rank that ends with 0 waits for the
+ * others as MPI_Finalize would; one that ends with 2 waits at most timeout_s (another rank may
+ * still be working, or be failing differently). Returns the agreed code, or -1: abort. */
+static int agree_exit_code(int rc, double timeout_s) {
+  int mine = rc, agreed = rc;
   MPI_Request req;
-  if (MPI_Ibarrier(MPI_COMM_WORLD, &req) != MPI_SUCCESS) return 0;
+  if (MPI_Iallreduce(&mine, &agreed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &req) != MPI_SUCCESS) return -1;
   double deadline = MPI_Wtime() + timeout_s;
   int done = 0;
-  while (!done && MPI_Wtime() < deadline) {
+  while (!done && (rc == 0 || MPI_Wtime() < deadline)) {
     MPI_Test(&req, &done, MPI_STATUS_IGNORE);
     if (!done) usleep(1000);
   }
-  return done;
+  return done ? agreed : -1;
 }
 
 /* Seconds a failing rank waits before aborting the job (STRATA_ABORT_GRACE_S, default 2; its
@@ -149,7 +152,8 @@ int main(int argc, char **argv) {
   if (!mpi_started) return rc; /* refused before MPI start-up, or a command without MPI */
   int size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (rc != 0 && size > 1 && !(rc == 2 && all_ranks_arrive(STRATA_EXIT_AGREE_S))) {
+  int agreed = size > 1 && (rc == 0 || rc == 2) ? agree_exit_code(rc, STRATA_EXIT_AGREE_S) : rc;
+  if (agreed < 0 || (rc != 0 && rc != 2 && size > 1)) {
     /* A failing rank must not leave the others waiting in a collective: abort the job with
      * the exit code (the failing rank has already printed why). First give the other ranks a
      * moment to report too: when a rank hangs, its neighbours time out at about the same time,
@@ -157,6 +161,7 @@ int main(int argc, char **argv) {
     if (rc != 2) sleep_s(abort_grace_s());
     MPI_Abort(MPI_COMM_WORLD, rc);
   }
+  rc = agreed;
   MPI_Finalize();
   return rc;
 }

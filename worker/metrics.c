@@ -26,6 +26,9 @@ struct metrics {
   histogram_t latency;                /* request latency, seconds */
   histogram_t ttft;                   /* time to first token, seconds */
   int64_t queue_depth, active_sessions, kv_cache_bytes, inflight; /* gauges */
+  int64_t session_disk_bytes, session_quota_bytes, session_degraded; /* session store gauges */
+  uint64_t session_save_failures, session_evictions;                /* session store counters */
+  http_server_counters_t http;        /* the HTTP layer's connection counters, as last set */
 };
 
 metrics_t *metrics_create(void) {
@@ -80,6 +83,23 @@ void metrics_set_gauges(metrics_t *m, int64_t queue_depth, int64_t active_sessio
   m->active_sessions = active_sessions;
   m->kv_cache_bytes = kv_cache_bytes;
   m->inflight = inflight_sequences;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_session_store(metrics_t *m, int64_t disk_bytes, int64_t quota_bytes, int degraded,
+                               uint64_t save_failures, uint64_t evictions) {
+  pthread_mutex_lock(&m->mu);
+  m->session_disk_bytes = disk_bytes;
+  m->session_quota_bytes = quota_bytes;
+  m->session_degraded = degraded;
+  m->session_save_failures = save_failures;
+  m->session_evictions = evictions;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_http_connections(metrics_t *m, const http_server_counters_t *c) {
+  pthread_mutex_lock(&m->mu);
+  m->http = *c;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -159,6 +179,29 @@ char *metrics_render(metrics_t *m, size_t *len_out) {
   render_gauge(&b, "strata_active_sessions", "Stateful sessions held by the backend.", s.active_sessions);
   render_gauge(&b, "strata_kv_cache_bytes", "KV-cache bytes held by the backend.", s.kv_cache_bytes);
   render_gauge(&b, "strata_inflight_sequences", "Sequences the backend is generating.", s.inflight);
+  render_gauge(&b, "strata_session_disk_bytes", "Bytes of committed sessions on disk, every stage.", s.session_disk_bytes);
+  render_gauge(&b, "strata_session_disk_quota_bytes", "The session disk quota (0: none).", s.session_quota_bytes);
+  render_gauge(&b, "strata_session_store_degraded", "1 while the most recent session save failed.", s.session_degraded);
+  render_counter(&b, "strata_session_save_failures_total", "Session saves that failed (the requests got 507).",
+                 s.session_save_failures);
+  render_counter(&b, "strata_session_disk_evictions_total", "Sessions deleted to keep within the disk quota.",
+                 s.session_evictions);
+  render_gauge(&b, "strata_http_connections", "HTTP connections open.", (int64_t)s.http.open);
+  sb_printf(&b, "# HELP strata_http_connections_evicted_total Connections still receiving their request, closed "
+                "to admit a new one under the per-client or the total limit.\n"
+                "# TYPE strata_http_connections_evicted_total counter\n"
+                "strata_http_connections_evicted_total{limit=\"per_client\"} %llu\n"
+                "strata_http_connections_evicted_total{limit=\"total\"} %llu\n",
+            (unsigned long long)s.http.evicted_per_client, (unsigned long long)s.http.evicted_total);
+  sb_printf(&b, "# HELP strata_http_connections_refused_total New connections answered 503 because every connection "
+                "under the limit was being served.\n"
+                "# TYPE strata_http_connections_refused_total counter\n"
+                "strata_http_connections_refused_total{limit=\"per_client\"} %llu\n"
+                "strata_http_connections_refused_total{limit=\"total\"} %llu\n",
+            (unsigned long long)s.http.refused_per_client, (unsigned long long)s.http.refused_total);
+  render_counter(&b, "strata_http_header_deadline_closed_total",
+                 "Connections closed because their request had not arrived within the header deadline.",
+                 s.http.deadline_closed);
   if (b.oom) {
     free(b.buf);
     return NULL;

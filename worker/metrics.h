@@ -12,6 +12,13 @@
  *   strata_active_sessions                   gauge, sessions the backend holds
  *   strata_kv_cache_bytes                    gauge, KV-cache bytes the backend holds
  *   strata_inflight_sequences                gauge, sequences the backend is generating
+ *   strata_http_connections                  gauge, HTTP connections open
+ *   strata_http_connections_evicted_total{limit="per_client"|"total"}
+ *                                            counter, connections still receiving their request
+ *                                            closed to admit a new one under that limit
+ *   strata_http_connections_refused_total{limit="per_client"|"total"}
+ *                                            counter, new connections answered 503 at that limit
+ *   strata_http_header_deadline_closed_total counter, connections closed at the header deadline
  * Histogram buckets (seconds) are fixed: 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 60 +Inf.
  */
 #ifndef STRATA_METRICS_H
@@ -19,6 +26,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "http_server.h"
 
 typedef struct metrics metrics_t;
 
@@ -38,6 +47,15 @@ void metrics_observe_request(metrics_t *m, double latency_s, double ttft_s);
 /* Sets the gauges (values sampled by the server's main loop). */
 void metrics_set_gauges(metrics_t *m, int64_t queue_depth, int64_t active_sessions, int64_t kv_cache_bytes,
                         int64_t inflight_sequences);
+
+/* The session store's state (sampled with the gauges): committed bytes on disk, the quota (0 =
+ * none), 1 while degraded (the most recent save failed), and the totals of failed saves and of
+ * sessions evicted to keep within the quota. */
+void metrics_set_session_store(metrics_t *m, int64_t disk_bytes, int64_t quota_bytes, int degraded,
+                               uint64_t save_failures, uint64_t evictions);
+
+/* Sets the HTTP layer's connection counters (http_server_counters(), sampled before a render). */
+void metrics_set_http_connections(metrics_t *m, const http_server_counters_t *c);
 
 /* Renders the exposition into a malloc'd NUL-terminated string (*len_out = strlen). NULL when
  * out of memory. */

@@ -133,8 +133,11 @@ int rank_status_open(const char *run_dir, int rank, int world, int stage, int re
   snprintf(path, sizeof path, "%s/rank-%d", dir, rank);
   int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return strata_fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
-  if (ftruncate(fd, RS_FILE_BYTES) != 0) {
-    strata_fail(err, errlen, "cannot size %s: %s", path, strerror(errno));
+  /* allocated, not just sized (ftruncate): a store into a hole of a full disk raises SIGBUS */
+  int alloc_err = posix_fallocate(fd, 0, RS_FILE_BYTES);
+  if (alloc_err != 0) {
+    strata_fail(err, errlen, "cannot size %s: %s", path, strerror(alloc_err));
+    unlink(path);
     close(fd);
     return -1;
   }

@@ -128,6 +128,8 @@ void serve_opts_default(serve_opts_t *o) {
   o->timeout_s = 30;
   o->shutdown_grace_s = 10;
   o->keepalive_s = 1;
+  o->header_timeout_s = 10;
+  o->max_connections_per_client = 64;
   char err[256];
   if (env_read_bytes("STRATA_SERVE_MAX_REQUEST_BYTES", o->max_request_bytes, &o->max_request_bytes, err, sizeof err))
     strata_warn("serve: %s; using the default %zu", err, o->max_request_bytes);
@@ -138,6 +140,8 @@ void serve_opts_default(serve_opts_t *o) {
   env_int("STRATA_SERVE_TIMEOUT_S", &o->timeout_s);
   env_double("STRATA_SERVE_SHUTDOWN_GRACE_S", &o->shutdown_grace_s);
   env_double("STRATA_SERVE_KEEPALIVE_S", &o->keepalive_s);
+  env_double("STRATA_SERVE_HEADER_TIMEOUT_S", &o->header_timeout_s);
+  env_int("STRATA_SERVE_MAX_CONNECTIONS_PER_CLIENT", &o->max_connections_per_client);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------------- */
@@ -258,7 +262,9 @@ static const char *error_type(int status) {
   case 404: return "not_found";
   case 405: return "method_not_allowed";
   case 409: return "conflict";
-  case 413: return "request_too_large";
+  case 413: case 414: case 431: return "request_too_large";
+  case 422: return "unprocessable_session";
+  case 507: return "insufficient_storage";
   case 429: return "overloaded";
   case 501: return "not_implemented";
   case 503: return "unavailable";
@@ -508,6 +514,25 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
     return;
   }
   if (j->req.stream) {
+    /* The status line goes out with the first token: an error found before it (a context too
+     * long for the session, a session that cannot be restored) gets the status the same request
+     * would get unstreamed, not 200 and then an error event. */
+    while (j->state != JOB_DONE && j->ntok == 0) {
+      cv_wait_s(&j->cv, &s->mu, s->opts.keepalive_s > 0 ? s->opts.keepalive_s : 1.0);
+      if (j->state != JOB_DONE && j->ntok == 0 && !j->cancel_requested && http_client_gone(fd)) {
+        j->cancel_requested = 1;
+        pthread_cond_signal(&s->loop_cv);
+      }
+    }
+    if (j->state == JOB_DONE && j->ntok == 0 && (j->status || j->result.finish == SERVE_FINISH_ERROR)) {
+      st = j->status ? j->status : j->result.http_status;
+      if (st < 400 || st > 599) st = 500;
+      snprintf(msg, sizeof msg, "%s", j->status ? j->errmsg : j->result.message);
+      job_release_locked(j);
+      pthread_mutex_unlock(&s->mu);
+      respond_error(s, r, st, msg);
+      return;
+    }
     pthread_mutex_unlock(&s->mu);
     r->status = 200;
     r->content_type = "text/event-stream";
@@ -605,11 +630,22 @@ static void handle_health(serve_t *s, http_response_t *r) {
   json_object_object_add(o, "inflight_sequences", json_object_new_int64(st.inflight_sequences));
   json_object_object_add(o, "max_inflight_sequences", json_object_new_int64(st.max_inflight_sequences));
   json_object_object_add(o, "active_sessions", json_object_new_int64(st.active_sessions));
+  json_object *store = json_object_new_object();
+  json_object_object_add(store, "status", json_object_new_string(st.session_store_state ? st.session_store_state : "off"));
+  json_object_object_add(store, "bytes", json_object_new_int64(st.session_disk_bytes));
+  json_object_object_add(store, "quota_bytes", json_object_new_int64(st.session_disk_quota_bytes));
+  json_object_object_add(store, "evictions", json_object_new_int64(st.session_disk_evictions));
+  json_object_object_add(store, "failed_saves", json_object_new_int64(st.session_save_failures));
+  json_object_object_add(store, "last_error", st.session_store_error[0] ? json_object_new_string(st.session_store_error) : NULL);
+  json_object_object_add(o, "session_store", store);
   respond_json(s, r, draining ? 503 : 200, o);
 }
 
 static void handle_metrics(serve_t *s, http_response_t *r) {
   metrics_count_response(s->metrics, 200); /* counted first, so it shows in its own scrape */
+  http_server_counters_t hc;
+  http_server_counters(s->http, &hc);
+  metrics_set_http_connections(s->metrics, &hc);
   r->status = 200;
   r->content_type = METRICS_CONTENT_TYPE;
   r->body = metrics_render(s->metrics, &r->body_len);
@@ -619,20 +655,22 @@ static void handle_metrics(serve_t *s, http_response_t *r) {
 static void handler(void *cls, const char *method, const char *path, const char *body, size_t len, int too_large,
                     int fd, http_response_t *r) {
   serve_t *s = cls;
-  int is_get = !strcmp(method, "GET"), is_post = !strcmp(method, "POST"), is_del = !strcmp(method, "DELETE");
+  /* HEAD is answered as GET; libmicrohttpd sends the same status and headers without the body. */
+  int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+  int is_post = !strcmp(method, "POST"), is_del = !strcmp(method, "DELETE");
   char msg[256];
   if (!strcmp(path, "/v1/completions")) {
     if (is_post) return handle_completion(s, body, len, too_large, fd, r);
     r->allow = "POST";
   } else if (!strcmp(path, "/health")) {
     if (is_get) return handle_health(s, r);
-    r->allow = "GET";
+    r->allow = "GET, HEAD";
   } else if (!strcmp(path, "/metrics")) {
     if (is_get) return handle_metrics(s, r);
-    r->allow = "GET";
+    r->allow = "GET, HEAD";
   } else if (!strcmp(path, "/v1/sessions")) {
     if (is_get) return handle_session_job(s, JOB_SESSIONS_LIST, NULL, r);
-    r->allow = "GET";
+    r->allow = "GET, HEAD";
   } else if (!strncmp(path, "/v1/sessions/", 13)) {
     const char *id = path + 13;
     if (is_del) {
@@ -654,6 +692,16 @@ static void handler(void *cls, const char *method, const char *path, const char 
   respond_error(s, r, 405, msg);
 }
 
+/* The error bodies of the answers the HTTP layer gives itself (framing errors, refused
+ * connections): the same JSON, counted in /metrics. */
+static char *http_error_body(void *cls, int status, const char *msg, size_t *len) {
+  http_response_t r;
+  memset(&r, 0, sizeof r);
+  respond_error(cls, &r, status, msg);
+  *len = r.body_len;
+  return r.body;
+}
+
 /* ---- lifecycle -------------------------------------------------------------------------------- */
 int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve_t **out, char *err, size_t errlen) {
   *out = NULL;
@@ -661,6 +709,11 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
       opts->max_request_bytes < 16 || opts->max_connections < 1) {
     snprintf(err, errlen, "serve: --max-queue, --max-tokens-limit and --max-connections must be >= 1 and "
                           "--max-request-bytes >= 16");
+    return -1;
+  }
+  if (opts->max_connections_per_client < 0 || !(opts->header_timeout_s >= 0)) {
+    snprintf(err, errlen, "serve: --max-connections-per-client must be >= 0 (0 = no per-client limit) and "
+                          "--header-timeout-s >= 0 (0 = no deadline)");
     return -1;
   }
   char host[64];
@@ -682,8 +735,13 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
   cv_init_monotonic(&s->loop_cv);
   s->metrics = metrics_create();
   if (s->be.stats) s->be.stats(s->be.impl, &s->stats);
-  http_server_opts_t ho = {opts->listen, opts->max_request_bytes, (unsigned)opts->max_connections,
-                           (unsigned)opts->timeout_s};
+  http_server_opts_t ho = {.listen = opts->listen,
+                           .max_body_bytes = opts->max_request_bytes,
+                           .max_connections = (unsigned)opts->max_connections,
+                           .timeout_s = (unsigned)opts->timeout_s,
+                           .max_connections_per_client = (unsigned)opts->max_connections_per_client,
+                           .header_timeout_s = opts->header_timeout_s,
+                           .error_body = http_error_body};
   if (!s->metrics || http_server_start(&ho, handler, s, &s->http, err, errlen)) {
     if (!s->metrics) snprintf(err, errlen, "out of memory");
     metrics_destroy(s->metrics);
@@ -725,6 +783,9 @@ static void sample_stats(serve_t *s) {
   int admitted = s->admitted;
   pthread_mutex_unlock(&s->mu);
   metrics_set_gauges(s->metrics, admitted, st.active_sessions, st.kv_cache_bytes, st.inflight_sequences);
+  metrics_set_session_store(s->metrics, st.session_disk_bytes, st.session_disk_quota_bytes,
+                            st.session_store_state && !strcmp(st.session_store_state, "degraded"),
+                            (uint64_t)st.session_save_failures, (uint64_t)st.session_disk_evictions);
 }
 
 /* Runs one session job on the loop thread. */
@@ -840,8 +901,9 @@ int serve_run(serve_t *s, char *err, size_t errlen) {
     }
     for (int i = 0; i < ncancel; i++) s->be.cancel(s->be.impl, cancel_ids[i]);
 
-    if (!s->be.idle(s->be.impl)) {
-      if (s->be.step(s->be.impl, err, errlen)) {
+    int failed = s->be.tick && s->be.tick(s->be.impl, err, errlen);
+    if (failed || !s->be.idle(s->be.impl)) {
+      if (failed || s->be.step(s->be.impl, err, errlen)) {
         strata_error("serve: the backend failed: %s", err);
         rc = -1;
         pthread_mutex_lock(&s->mu);

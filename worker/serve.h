@@ -10,12 +10,18 @@
  *
  * Endpoints: POST /v1/completions (OpenAI-compatible subset, see http_request.h; "stream": true
  * answers with server-sent events "data: {chunk}\n\n" ... "data: [DONE]\n\n"), GET /health,
- * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}.
+ * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}; HEAD on
+ * each GET endpoint answers as GET does, without the body.
  * Errors are JSON {"error": {"message": ..., "type": ..., "code": status}}: 400 bad body or
- * session id, 404 unknown path or session, 405 wrong method (with Allow), 413 body too large,
- * 429 queue full (--max-queue) or backend busy, 503 shutting down, 500 backend failure. A
- * session turn cut short by the shutdown is answered 200 with finish_reason "cancelled" and the
- * text generated so far, because its session keeps exactly that.
+ * session id, 404 unknown path or session, 405 wrong method (with Allow), 409 a session of
+ * another job shape or model, 413 body too large, 422 a session whose files are missing,
+ * corrupt or disagree (naming the stage), 429 queue full (--max-queue) or backend busy, 503
+ * shutting down, 507 a turn whose session could not be saved (full or read-only disk), 500
+ * backend failure. A streamed request gets the same status as an unstreamed one for every
+ * error known before its first token (the response starts only then); an error after that
+ * (507) arrives as a final SSE error event. A session turn cut short by the shutdown is
+ * answered 200 with finish_reason "cancelled" and the text generated so far, because its
+ * session keeps exactly that.
  *
  * Usage (rank 0):
  *    serve_opts_t o; serve_opts_default(&o); o.listen = "127.0.0.1:0";
@@ -45,6 +51,9 @@
  *  - step() does a bounded amount of work (one decode step of the batch, say) and returns 0, or
  *    -1 after a fatal error (the server then fails all requests and stops).
  *  - idle() returns 1 when no submitted request is unfinished (the loop then sleeps).
+ *  - tick() (may be NULL) is called on every pass of the loop, idle or not, at least every 50 ms:
+ *    a backend spread over several ranks keeps them alive with it (a heartbeat). -1 is fatal
+ *    (a rank died), as for step().
  *  - sessions_json / session_delete may be NULL (the endpoints then answer 501).
  *  - destroy() ends every unfinished request (on_done with SERVE_FINISH_CANCELLED) and frees.
  */
@@ -90,6 +99,13 @@ typedef struct {
   int ranks;                  /* MPI ranks serving */
   int stages;                 /* pipeline stages */
   char model[64];             /* model name for responses, e.g. "gpt2-small" */
+  /* the session store on disk (session_store_state "off" when the backend keeps no files) */
+  const char *session_store_state;  /* "ok", "degraded" (the most recent save failed) or "off" */
+  char session_store_error[256];    /* why the most recent failed save failed */
+  int64_t session_disk_bytes;       /* committed session bytes on disk, all stages */
+  int64_t session_disk_quota_bytes; /* 0 = no quota */
+  int64_t session_disk_evictions;   /* sessions deleted to keep within the quota */
+  int64_t session_save_failures;    /* saves that failed (those requests got 507) */
 } serve_backend_stats_t;
 
 typedef struct {
@@ -99,6 +115,7 @@ typedef struct {
                 void *ctx, uint64_t *id_out, char *err, size_t errlen);
   void (*cancel)(void *impl, uint64_t id);
   int (*step)(void *impl, char *err, size_t errlen);
+  int (*tick)(void *impl, char *err, size_t errlen);
   int (*idle)(void *impl);
   void (*stats)(void *impl, serve_backend_stats_t *out);
   /* malloc'd JSON array text, e.g. [{"id":"a","tokens":12}]; returns 0 or -1 */
@@ -120,6 +137,10 @@ typedef struct {
   double shutdown_grace_s;     /* on stop: in-flight requests get this long, then are cancelled; default 10 */
   double keepalive_s;          /* how often a waiting request checks for a departed client (streams: an SSE
                                   comment after this long without tokens), default 1 s */
+  double header_timeout_s;     /* a request's headers and body must arrive within this long of the connection's
+                                  start (or of the previous response), default 10 s; 0 = no deadline */
+  int max_connections_per_client; /* simultaneous HTTP connections from one IPv4 address, default 64; 0 = only
+                                  max_connections (see http_server.h for eviction and refusal) */
 } serve_opts_t;
 
 typedef struct serve serve_t;
@@ -162,6 +183,7 @@ typedef struct {
   double session_mem_mb;   /* idle-session KV budget per stage; < 0 = engine default */
   int max_batch;           /* sequences in flight; <= 0 = engine default */
   int threads;             /* BLAS threads per rank; <= 0 = engine default */
+  double session_disk_mb;  /* MiB committed sessions may take on disk, all stages; 0 = no quota */
 } serve_engine_opts_t;
 typedef struct {
   /* rank 0: loads the checkpoint across all ranks (collective with `worker` on the others) and
@@ -188,7 +210,8 @@ typedef struct {
   double prefill_delay_s; /* extra sleep when a sequence is first stepped (default 0) */
 } fake_backend_opts_t;
 void fake_backend_opts_default(fake_backend_opts_t *o);
-/* A prompt equal to "__fail__" finishes with SERVE_FINISH_ERROR / 500 (to test error paths);
+/* A prompt equal to "__fail__" finishes with SERVE_FINISH_ERROR / 500 before its first token, and
+ * "__fail_late__" after two tokens (to test error paths, streamed and not);
  * a prompt starting with "__toolong__" is refused by submit with 400. */
 int fake_backend_create(const fake_backend_opts_t *o, serve_backend_t *out, char *err, size_t errlen);
 

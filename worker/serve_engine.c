@@ -22,16 +22,12 @@
 #include "session.h"
 #include "util.h"
 
-#define SERVE_ENGINE_SESSION_SCAN_S 1.0 /* how often the session count for /metrics is refreshed */
-
 typedef struct {
   coll_comm_t *comm;
   infer_engine_t *eng;
   gpt2_config_t cfg;
   int ranks;
   int64_t max_inflight;
-  int64_t sessions_cached;
-  double sessions_scanned_s;
 } se_t;
 
 typedef struct {
@@ -59,6 +55,7 @@ static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_com
     if (so->session_mem_mb >= 0) o.session_mem_mb = so->session_mem_mb;
     if (so->threads > 0) o.threads = so->threads;
     o.session_dir = so->session_dir;
+    o.session_disk_mb = so->session_disk_mb;
   }
   if (infer_engine_create(ckpt, *comm, &o, eng, err, errlen)) {
     coll_comm_destroy(*comm);
@@ -80,6 +77,19 @@ static void se_on_token(void *ctx, uint64_t id, int32_t token) {
   q->on_token(q->ctx, buf, n);
 }
 
+/* The HTTP status of a request's failure. Engine failures end the job through step() instead. */
+static int http_status_of(infer_error_t kind) {
+  switch (kind) {
+  case INFER_ERR_INVALID: return 400;
+  case INFER_ERR_BUSY: return 429;
+  case INFER_ERR_CONFLICT: return 409;
+  case INFER_ERR_SESSION_DATA: return 422;
+  case INFER_ERR_STORAGE: return 507;
+  case INFER_ERR_CANCELLED: return 503;
+  default: return 500;
+  }
+}
+
 static void se_on_done(void *ctx, uint64_t id, const infer_result_t *res) {
   (void)id;
   se_req_t *q = ctx;
@@ -92,13 +102,11 @@ static void se_on_done(void *ctx, uint64_t id, const infer_result_t *res) {
   if (res->ok) {
     r.finish = !strcmp(res->finish_reason ? res->finish_reason : "", "cancelled") ? SERVE_FINISH_CANCELLED
                                                                                  : SERVE_FINISH_LENGTH;
-  } else if (!strcmp(res->error, "cancelled") || strstr(res->error, "shutting down")) {
+  } else if (res->error_kind == INFER_ERR_CANCELLED) {
     r.finish = SERVE_FINISH_CANCELLED;
   } else {
     r.finish = SERVE_FINISH_ERROR;
-    /* per-request failures are the request's fault (context too long, session of another P);
-     * engine failures end the job through step() instead */
-    r.http_status = 400;
+    r.http_status = http_status_of(res->error_kind);
     snprintf(r.message, sizeof r.message, "%s", res->error);
   }
   q->on_done(q->ctx, &r);
@@ -144,7 +152,7 @@ static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_
   free(tok);
   if (rc) {
     free(q);
-    return strstr(err, "queue full") ? 429 : strstr(err, "out of memory") ? 500 : 400;
+    return http_status_of((infer_error_t)rc);
   }
   *id_out = id;
   return 0;
@@ -167,6 +175,15 @@ static int se_step(void *impl, char *err, size_t errlen) {
   return 0;
 }
 
+static int se_tick(void *impl, char *err, size_t errlen) {
+  se_t *s = impl;
+  if (infer_engine_tick(s->eng)) {
+    snprintf(err, errlen, "%s", infer_engine_error(s->eng));
+    return -1;
+  }
+  return 0;
+}
+
 static int se_idle(void *impl) {
   se_t *s = impl;
   return infer_engine_idle(s->eng);
@@ -182,15 +199,14 @@ static void se_stats(void *impl, serve_backend_stats_t *out) {
   out->kv_cache_bytes = (int64_t)st.kv_cache_bytes;
   out->ranks = s->ranks;
   out->stages = s->ranks;
-  double t = strata_now_s();
   const char *dir = infer_session_dir(s->eng);
-  if (dir && t - s->sessions_scanned_s >= SERVE_ENGINE_SESSION_SCAN_S) {
-    /* names only (session_count): this runs on the thread that feeds the pipeline, and reading
-     * every session file's header each second would stall it once there are many sessions */
-    s->sessions_cached = session_count(dir);
-    s->sessions_scanned_s = t;
-  }
-  out->active_sessions = s->sessions_cached > st.sessions_resident ? s->sessions_cached : st.sessions_resident;
+  out->active_sessions = st.sessions_on_disk > st.sessions_resident ? st.sessions_on_disk : st.sessions_resident;
+  out->session_store_state = !dir ? "off" : st.session_store_degraded ? "degraded" : "ok";
+  snprintf(out->session_store_error, sizeof out->session_store_error, "%s", st.session_store_error);
+  out->session_disk_bytes = (int64_t)st.session_disk_bytes;
+  out->session_disk_quota_bytes = (int64_t)st.session_disk_quota_bytes;
+  out->session_disk_evictions = (int64_t)st.session_disk_evictions;
+  out->session_save_failures = (int64_t)st.session_save_failures;
   snprintf(out->model, sizeof out->model, "strata-gpt2-L%d-C%d", s->cfg.layers, s->cfg.dim);
 }
 
@@ -201,7 +217,7 @@ static int se_sessions_json(void *impl, char **json_out) {
   int n = 0;
   char err[256];
   if (dir && session_list(dir, &v, &n, err, sizeof err)) return -1;
-  size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 64), len = 0;
+  size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 128), len = 0; /* an entry is under 170 bytes */
   char *out = malloc(cap);
   if (!out) {
     free(v);
@@ -209,11 +225,11 @@ static int se_sessions_json(void *impl, char **json_out) {
   }
   len += (size_t)snprintf(out + len, cap - len, "[");
   for (int i = 0; i < n; i++)
-    len += (size_t)snprintf(out + len, cap - len, "%s{\"id\":\"%s\",\"tokens\":%d,\"bytes\":%llu}", i ? "," : "",
-                            v[i].id, v[i].n_tokens, (unsigned long long)v[i].bytes);
+    len += (size_t)snprintf(out + len, cap - len, "%s{\"id\":\"%s\",\"tokens\":%d,\"bytes\":%llu,\"turns\":%llu}",
+                            i ? "," : "", v[i].id, v[i].n_tokens, (unsigned long long)v[i].bytes,
+                            (unsigned long long)v[i].generation);
   snprintf(out + len, cap - len, "]");
   free(v);
-  s->sessions_scanned_s = 0; /* refresh the count soon */
   *json_out = out;
   return 0;
 }
@@ -221,7 +237,6 @@ static int se_sessions_json(void *impl, char **json_out) {
 static int se_session_delete(void *impl, const char *id, char *err, size_t errlen) {
   se_t *s = impl;
   int d = infer_session_delete(s->eng, id, err, errlen);
-  s->sessions_scanned_s = 0;
   return d == 0 ? 0 : d == 1 ? 404 : d == 2 ? 409 : 500;
 }
 
@@ -252,6 +267,7 @@ static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backen
   out->submit = se_submit;
   out->cancel = se_cancel;
   out->step = se_step;
+  out->tick = se_tick;
   out->idle = se_idle;
   out->stats = se_stats;
   out->sessions_json = infer_session_dir(s->eng) ? se_sessions_json : NULL;

@@ -23,7 +23,7 @@ typedef struct {
   uint64_t seed;
   int max_tokens, generated, first_index, prompt_tokens, cached_tokens;
   int started;            /* prefill done */
-  int fail;               /* prompt "__fail__" */
+  int fail_after;         /* fails after this many tokens: 0 for "__fail__", 2 for "__fail_late__"; -1 never */
   char session[65];
 } fake_seq_t;
 
@@ -121,7 +121,7 @@ static int fake_submit(void *impl, const serve_gen_request_t *req, serve_on_toke
   q->seed = req->has_seed ? req->seed : 0;
   q->max_tokens = req->max_tokens;
   q->prompt_tokens = count_words(req->prompt);
-  q->fail = !strcmp(req->prompt, "__fail__");
+  q->fail_after = !strcmp(req->prompt, "__fail__") ? 0 : !strcmp(req->prompt, "__fail_late__") ? 2 : -1;
   if (ss) {
     ss->busy = 1;
     q->cached_tokens = ss->tokens;
@@ -171,7 +171,7 @@ static int fake_step(void *impl, char *err, size_t errlen) {
   for (int k = 0; k < nb;) {
     fake_seq_t *q = &f->seqs[k];
     if (!q->started) q->started = 1, prefill = 1;
-    if (q->fail) {
+    if (q->fail_after >= 0 && q->generated >= q->fail_after) {
       finish(f, k, SERVE_FINISH_ERROR, 500, "generation failed (fake backend test failure)");
       nb--;
       continue;

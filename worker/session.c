@@ -1,5 +1,5 @@
-/* session.c -- session IDs, session files (atomic write, verified read), list and delete
- * (see session.h). */
+/* session.c -- session IDs, stage files and commit records (atomic writes, verified reads
+ * with roll-forward), list and delete (see session.h for the two-phase commit). */
 #include "session.h"
 
 #include <dirent.h>
@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include "checkpoint.h"
+#include "log.h"
 #include "rng.h"
 #include "strata_proto.h"
 
@@ -35,8 +36,29 @@ int session_id_validate(const char *id, char *err, size_t errlen) {
   return 0;
 }
 
+static const char commit_magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'S', 'C'};
+
+const char *session_status_name(session_status_t st) {
+  switch (st) {
+  case SESSION_OK: return "ok";
+  case SESSION_MISSING: return "missing";
+  case SESSION_CORRUPT: return "corrupt";
+  case SESSION_STALE: return "from another turn than the commit record names";
+  case SESSION_MISMATCH: return "for another model, format or stage layout";
+  default: return "unreadable or unwritable (I/O error)";
+  }
+}
+
 void session_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages) {
   snprintf(buf, len, "%s/%s.stage%d-of-%d.kv", dir, id, stage, stages);
+}
+
+void session_commit_path(char *buf, size_t len, const char *dir, const char *id) {
+  snprintf(buf, len, "%s/%s.session", dir, id);
+}
+
+static void next_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages) {
+  snprintf(buf, len, "%s/%s.stage%d-of-%d.kv.next", dir, id, stage, stages);
 }
 
 int session_model_id(const char *ckpt_dir, const gpt2_config_t *cfg, uint64_t *out, char *err,
@@ -92,28 +114,93 @@ fail:
   return -1;
 }
 
-static int write_all(int fd, const void *p, size_t n, XXH64_state_t *hs) {
-  const char *c = p;
-  if (hs) XXH64_update(hs, p, n);
-  while (n) {
-    ssize_t w = write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    c += w;
-    n -= (size_t)w;
+uint64_t session_file_bytes(int n_tokens, int n_kv, int nl, int C) {
+  return sizeof(session_header_t) + sizeof(int32_t) * (uint64_t)n_tokens +
+         2 * sizeof(float) * (uint64_t)n_kv * (uint64_t)C * (uint64_t)nl + sizeof(uint64_t);
+}
+
+static void fsync_dir(const char *dir) {
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
   }
+}
+
+/* ---- atomic writes: a temporary file in the same directory, fsync, rename, fsync of the
+ * directory; the checksum of everything written so far is kept as the pieces go out ---- */
+typedef struct {
+  int fd;
+  char tmp[4400];
+  XXH64_state_t *hs;
+  uint64_t bytes;
+  int failed_errno; /* 0 while every write succeeded */
+} atomic_file_t;
+
+static int af_open(atomic_file_t *a, const char *path) {
+  memset(a, 0, sizeof *a);
+  snprintf(a->tmp, sizeof a->tmp, "%s.tmp-XXXXXX", path);
+  a->fd = mkstemp(a->tmp);
+  if (a->fd < 0) return -1;
+  a->hs = XXH64_createState();
+  if (!a->hs) {
+    close(a->fd);
+    unlink(a->tmp);
+    errno = ENOMEM;
+    return -1;
+  }
+  XXH64_reset(a->hs, 0);
   return 0;
 }
 
-int session_write(const char *dir, const char *id, const session_header_t *hdr_in,
-                  const int32_t *tokens, int n_tokens, const kv_cache_t *c, char *err,
-                  size_t errlen) {
-  if (session_id_validate(id, err, errlen)) return -1;
-  char path[4352], tmp[4400];
-  session_path(path, sizeof path, dir, id, hdr_in->stage, hdr_in->stages);
-  snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
+static void af_write(atomic_file_t *a, const void *p, size_t n) {
+  if (a->failed_errno || n == 0) return;
+  if (a->hs) XXH64_update(a->hs, p, n); /* NULL after the digest: the trailer is not hashed */
+  const char *c = p;
+  while (n) {
+    ssize_t w = write(a->fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      a->failed_errno = errno;
+      return;
+    }
+    c += w;
+    n -= (size_t)w;
+    a->bytes += (uint64_t)w;
+  }
+}
+
+/* Appends the checksum trailer, syncs and renames onto path. 0, or -1 with errno set (the
+ * temporary is removed). */
+static int af_commit(atomic_file_t *a, const char *dir, const char *path, uint64_t *sum_out) {
+  uint64_t sum = XXH64_digest(a->hs);
+  XXH64_freeState(a->hs);
+  a->hs = NULL;
+  af_write(a, &sum, sizeof sum); /* the trailer */
+  if (!a->failed_errno && fsync(a->fd)) a->failed_errno = errno;
+  if (close(a->fd) && !a->failed_errno) a->failed_errno = errno;
+  if (!a->failed_errno && rename(a->tmp, path)) a->failed_errno = errno;
+  if (a->failed_errno) {
+    unlink(a->tmp);
+    errno = a->failed_errno;
+    return -1;
+  }
+  fsync_dir(dir);
+  if (sum_out) *sum_out = sum;
+  return 0;
+}
+
+session_status_t session_write_stage(const char *dir, const char *id, const session_header_t *hdr_in,
+                                     uint64_t generation, const int32_t *tokens, int n_tokens,
+                                     const kv_cache_t *c, uint64_t *sum_out, uint64_t *bytes_out,
+                                     int *errno_out, char *err, size_t errlen) {
+  *errno_out = 0;
+  if (session_id_validate(id, err, errlen)) {
+    *errno_out = EINVAL;
+    return SESSION_IO;
+  }
+  char path[4352];
+  next_path(path, sizeof path, dir, id, hdr_in->stage, hdr_in->stages);
   session_header_t h = *hdr_in;
   memcpy(h.magic, session_magic, 8);
   h.version = SESSION_FORMAT_VERSION;
@@ -121,49 +208,205 @@ int session_write(const char *dir, const char *id, const session_header_t *hdr_i
   h.n_tokens = n_tokens;
   h.n_kv = c->n_pos;
   h.saved_unix_s = (int64_t)time(NULL);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-    return -1;
+  h.generation = generation;
+  atomic_file_t a;
+  if (af_open(&a, path)) {
+    *errno_out = errno;
+    snprintf(err, errlen, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+    return SESSION_IO;
   }
-  XXH64_state_t *hs = XXH64_createState();
-  XXH64_reset(hs, 0);
-  int bad = write_all(fd, &h, sizeof h, hs);
-  if (!bad && n_tokens) bad = write_all(fd, tokens, sizeof(int32_t) * n_tokens, hs);
+  af_write(&a, &h, sizeof h);
+  if (n_tokens) af_write(&a, tokens, sizeof(int32_t) * (size_t)n_tokens);
   size_t row = (size_t)c->n_pos * c->C;
-  for (int l = 0; l < c->nl && !bad; l++) {
-    bad = write_all(fd, c->k + (size_t)l * c->cap * c->C, sizeof(float) * row, hs);
-    if (!bad) bad = write_all(fd, c->v + (size_t)l * c->cap * c->C, sizeof(float) * row, hs);
+  for (int l = 0; l < c->nl; l++) {
+    af_write(&a, c->k + (size_t)l * c->cap * c->C, sizeof(float) * row);
+    af_write(&a, c->v + (size_t)l * c->cap * c->C, sizeof(float) * row);
   }
-  uint64_t sum = XXH64_digest(hs);
-  XXH64_freeState(hs);
-  if (!bad) bad = write_all(fd, &sum, sizeof sum, NULL);
-  if (!bad) bad = fsync(fd);
-  if (close(fd)) bad = 1;
-  if (!bad) bad = rename(tmp, path);
-  if (bad) {
+  if (af_commit(&a, dir, path, sum_out)) {
+    *errno_out = errno;
     snprintf(err, errlen, "cannot write session file %s: %s", path, strerror(errno));
-    unlink(tmp);
+    return SESSION_IO;
+  }
+  *bytes_out = a.bytes;
+  return SESSION_OK;
+}
+
+/* The commit record's fixed part on disk. */
+typedef struct {
+  char magic[8];        /* "STRATASC" */
+  uint32_t version;     /* SESSION_FORMAT_VERSION */
+  uint32_t header_bytes;
+  uint64_t model_id;
+  int32_t stages, n_tokens, n_kv, reserved;
+  uint64_t generation;
+  int64_t saved_unix_s;
+} commit_head_t;
+
+uint64_t session_commit_bytes(int stages) { return sizeof(commit_head_t) + 16 * (uint64_t)stages + 8; }
+
+int session_commit_write(const char *dir, const char *id, const session_commit_t *rec, int *errno_out,
+                         char *err, size_t errlen) {
+  *errno_out = 0;
+  if (session_id_validate(id, err, errlen)) return -1;
+  if (rec->stages < 1 || rec->stages > SESSION_MAX_STAGES) {
+    snprintf(err, errlen, "a commit record holds 1 to %d stages, not %d", SESSION_MAX_STAGES, rec->stages);
     return -1;
   }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
+  char path[4352];
+  session_commit_path(path, sizeof path, dir, id);
+  commit_head_t h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, commit_magic, 8);
+  h.version = SESSION_FORMAT_VERSION;
+  h.header_bytes = sizeof h;
+  h.model_id = rec->model_id;
+  h.stages = rec->stages;
+  h.n_tokens = rec->n_tokens;
+  h.n_kv = rec->n_kv;
+  h.generation = rec->generation;
+  h.saved_unix_s = rec->saved_unix_s ? rec->saved_unix_s : (int64_t)time(NULL);
+  atomic_file_t a;
+  if (af_open(&a, path)) {
+    *errno_out = errno;
+    snprintf(err, errlen, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+    return -1;
+  }
+  af_write(&a, &h, sizeof h);
+  for (int s = 0; s < rec->stages; s++) {
+    af_write(&a, &rec->sum[s], sizeof rec->sum[s]);
+    af_write(&a, &rec->bytes[s], sizeof rec->bytes[s]);
+  }
+  if (af_commit(&a, dir, path, NULL)) {
+    *errno_out = errno;
+    snprintf(err, errlen, "cannot write the commit record %s: %s", path, strerror(errno));
+    return -1;
   }
   return 0;
 }
 
-static int check_header(const char *path, const session_header_t *h, const session_header_t *e,
-                        char *err, size_t errlen) {
-  if (memcmp(h->magic, session_magic, 8) || h->header_bytes != sizeof *h) {
-    snprintf(err, errlen, "%s is not a Strata session file (bad magic or header size)", path);
+/* Reads a whole file into a malloc'd buffer. 0, 1 if it does not exist, -1 with errno. */
+static int read_whole(const char *path, char **buf_out, size_t *len_out) {
+  *buf_out = NULL;
+  *len_out = 0;
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return errno == ENOENT ? 1 : -1;
+  struct stat sb;
+  if (fstat(fd, &sb)) {
+    int e = errno;
+    close(fd);
+    errno = e;
     return -1;
   }
-  if (h->version != SESSION_FORMAT_VERSION) {
+  size_t len = (size_t)sb.st_size;
+  char *buf = malloc(len ? len : 1);
+  if (!buf) {
+    close(fd);
+    errno = ENOMEM;
+    return -1;
+  }
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = read(fd, buf + got, len - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  *buf_out = buf;
+  *len_out = got;
+  return 0;
+}
+
+int session_commit_read(const char *dir, const char *id, session_commit_t *out, char *err, size_t errlen) {
+  if (session_id_validate(id, err, errlen)) return -1;
+  char path[4352];
+  session_commit_path(path, sizeof path, dir, id);
+  char *buf;
+  size_t len;
+  int r = read_whole(path, &buf, &len);
+  if (r == 1) return 1;
+  if (r < 0) {
+    snprintf(err, errlen, "cannot read the commit record %s: %s", path, strerror(errno));
+    return -1;
+  }
+  int rc = -1;
+  commit_head_t h;
+  if (len < sizeof h + 8) {
+    snprintf(err, errlen, "the commit record %s is truncated (%zu bytes)", path, len);
+    goto out;
+  }
+  memcpy(&h, buf, sizeof h);
+  if (memcmp(h.magic, commit_magic, 8) || h.header_bytes != sizeof h) {
+    snprintf(err, errlen, "%s is not a Strata session commit record", path);
+    goto out;
+  }
+  if (h.version != SESSION_FORMAT_VERSION) {
+    snprintf(err, errlen, "%s has session format version %u; this build reads version %d", path, h.version,
+             SESSION_FORMAT_VERSION);
+    goto out;
+  }
+  if (h.stages < 1 || h.stages > SESSION_MAX_STAGES || len != sizeof h + 16 * (size_t)h.stages + 8) {
+    snprintf(err, errlen, "the commit record %s is corrupt (%d stages in %zu bytes)", path, h.stages, len);
+    goto out;
+  }
+  uint64_t sum;
+  memcpy(&sum, buf + len - 8, 8);
+  if (XXH64(buf, len - 8, 0) != sum) {
+    snprintf(err, errlen, "the commit record %s fails its checksum (corrupt)", path);
+    goto out;
+  }
+  memset(out, 0, sizeof *out);
+  out->model_id = h.model_id;
+  out->stages = h.stages;
+  out->n_tokens = h.n_tokens;
+  out->n_kv = h.n_kv;
+  out->generation = h.generation;
+  out->saved_unix_s = h.saved_unix_s;
+  for (int s = 0; s < h.stages; s++) {
+    memcpy(&out->sum[s], buf + sizeof h + 16 * (size_t)s, 8);
+    memcpy(&out->bytes[s], buf + sizeof h + 16 * (size_t)s + 8, 8);
+  }
+  rc = 0;
+out:
+  free(buf);
+  return rc;
+}
+
+int session_promote(const char *dir, const char *id, int stage, int stages, uint64_t generation, char *err,
+                    size_t errlen) {
+  char from[4352], to[4352];
+  next_path(from, sizeof from, dir, id, stage, stages);
+  session_path(to, sizeof to, dir, id, stage, stages);
+  session_header_t h;
+  int fd = open(from, O_RDONLY);
+  if (fd < 0) return 0; /* already promoted (or discarded) */
+  ssize_t got = read(fd, &h, sizeof h);
+  close(fd);
+  if (got != (ssize_t)sizeof h || h.generation != generation) return 0; /* not the committed turn's */
+  if (rename(from, to)) {
+    snprintf(err, errlen, "cannot rename %s to %s: %s", from, to, strerror(errno));
+    return -1;
+  }
+  fsync_dir(dir);
+  return 0;
+}
+
+void session_discard_next(const char *dir, const char *id, int stage, int stages) {
+  char path[4352];
+  next_path(path, sizeof path, dir, id, stage, stages);
+  unlink(path);
+}
+
+static int check_header(const char *path, const session_header_t *h, const session_header_t *e,
+                        char *err, size_t errlen) {
+  if (memcmp(h->magic, session_magic, 8)) {
+    snprintf(err, errlen, "%s is not a Strata session file (bad magic)", path);
+    return SESSION_CORRUPT;
+  }
+  if (h->version != SESSION_FORMAT_VERSION || h->header_bytes != sizeof *h) {
     snprintf(err, errlen, "%s has session format version %u; this build reads version %d", path,
              h->version, SESSION_FORMAT_VERSION);
-    return -1;
+    return SESSION_MISMATCH;
   }
   if (h->model_id != e->model_id || h->vocab != e->vocab || h->ctx != e->ctx ||
       h->layers != e->layers || h->heads != e->heads || h->dim != e->dim) {
@@ -173,7 +416,7 @@ static int check_header(const char *path, const session_header_t *h, const sessi
              "use the checkpoint that made it",
              path, h->layers, h->heads, h->dim, h->ctx, h->vocab, (unsigned long long)h->model_id,
              e->layers, e->heads, e->dim, e->ctx, e->vocab, (unsigned long long)e->model_id);
-    return -1;
+    return SESSION_MISMATCH;
   }
   if (h->stages != e->stages || h->stage != e->stage || h->layer_begin != e->layer_begin ||
       h->layer_end != e->layer_end) {
@@ -182,72 +425,61 @@ static int check_header(const char *path, const session_header_t *h, const sessi
              "[%d, %d); restore the session with the same number of ranks",
              path, h->layer_begin, h->layer_end, h->stage, h->stages, e->stage, e->stages,
              e->layer_begin, e->layer_end);
-    return -1;
+    return SESSION_MISMATCH;
   }
   if (h->n_kv < 0 || h->n_tokens < 0 || h->n_kv > h->ctx || h->n_tokens > h->ctx) {
     snprintf(err, errlen, "%s is corrupt: %d tokens, %d cached positions, context %d", path,
              h->n_tokens, h->n_kv, h->ctx);
-    return -1;
+    return SESSION_CORRUPT;
   }
-  return 0;
+  return SESSION_OK;
 }
 
-int session_peek(const char *dir, const char *id, const session_header_t *expect,
-                 session_header_t *out, char *err, size_t errlen) {
-  if (session_id_validate(id, err, errlen)) return -1;
-  char path[4352];
-  session_path(path, sizeof path, dir, id, expect->stage, expect->stages);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    if (errno == ENOENT) return 1;
-    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-    return -1;
+/* Reads and verifies one stage file against the commit record; fills c and the tokens. */
+static session_status_t read_stage_file(const char *path, const session_header_t *expect,
+                                        const session_commit_t *rec, kv_cache_t *c, int32_t **tokens_out,
+                                        int *n_tokens_out, char *err, size_t errlen) {
+  char *buf;
+  size_t len;
+  int r = read_whole(path, &buf, &len);
+  if (r == 1) {
+    snprintf(err, errlen, "session file %s is missing", path);
+    return SESSION_MISSING;
   }
-  size_t got = fread(out, 1, sizeof *out, f);
-  fclose(f);
-  if (got != sizeof *out) {
-    snprintf(err, errlen, "%s is truncated (header)", path);
-    return -1;
+  if (r < 0) {
+    snprintf(err, errlen, "cannot read session file %s: %s", path, strerror(errno));
+    return SESSION_IO;
   }
-  return check_header(path, out, expect, err, errlen);
-}
-
-int session_read(const char *dir, const char *id, const session_header_t *expect, kv_cache_t *c,
-                 int32_t **tokens_out, int *n_tokens_out, char *err, size_t errlen) {
-  if (session_id_validate(id, err, errlen)) return -1;
-  char path[4352];
-  session_path(path, sizeof path, dir, id, expect->stage, expect->stages);
-  size_t len = 0;
-  char *buf = NULL;
-  int rc = -1;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(err, errlen, "cannot open session file %s: %s", path, strerror(errno));
-    return -1;
-  }
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long n = ftell(f);
-    if (n > 0) len = (size_t)n;
-    fseek(f, 0, SEEK_SET);
-  }
-  if (len < sizeof(session_header_t) + 8 || !(buf = malloc(len)) || fread(buf, 1, len, f) != len) {
-    snprintf(err, errlen, "cannot read session file %s (%zu bytes; truncated?)", path, len);
+  session_status_t st = SESSION_CORRUPT;
+  session_header_t h;
+  if (len < sizeof h + 8) {
+    snprintf(err, errlen, "session file %s is truncated (%zu bytes)", path, len);
     goto out;
   }
-  session_header_t h;
   memcpy(&h, buf, sizeof h);
-  if (check_header(path, &h, expect, err, errlen)) goto out;
+  st = (session_status_t)check_header(path, &h, expect, err, errlen);
+  if (st != SESSION_OK) goto out;
+  st = SESSION_CORRUPT;
   size_t row = (size_t)h.n_kv * c->C;
-  size_t want = sizeof h + sizeof(int32_t) * h.n_tokens + 2 * sizeof(float) * row * c->nl + 8;
+  size_t want = (size_t)session_file_bytes(h.n_tokens, h.n_kv, c->nl, c->C);
   if (len != want) {
-    snprintf(err, errlen, "session file %s has %zu bytes, expected %zu for %d tokens and %d positions",
+    snprintf(err, errlen, "session file %s has %zu bytes, expected %zu for %d tokens and %d positions (truncated?)",
              path, len, want, h.n_tokens, h.n_kv);
     goto out;
   }
   uint64_t sum;
   memcpy(&sum, buf + len - 8, 8);
   if (XXH64(buf, len - 8, 0) != sum) {
-    snprintf(err, errlen, "session file %s fails its checksum (corrupt); delete the session", path);
+    snprintf(err, errlen, "session file %s fails its checksum (corrupt)", path);
+    goto out;
+  }
+  if (h.generation != rec->generation || sum != rec->sum[expect->stage] || h.n_kv != rec->n_kv ||
+      (expect->stage == 0 && h.n_tokens != rec->n_tokens)) {
+    snprintf(err, errlen,
+             "session file %s holds turn %llu (%d positions), but the session's commit record names turn %llu "
+             "(%d positions): the stages hold different saves",
+             path, (unsigned long long)h.generation, h.n_kv, (unsigned long long)rec->generation, rec->n_kv);
+    st = SESSION_STALE;
     goto out;
   }
   if (h.n_kv > c->cap) {
@@ -256,15 +488,16 @@ int session_read(const char *dir, const char *id, const session_header_t *expect
   }
   const char *p = buf + sizeof h;
   if (tokens_out) {
-    *tokens_out = malloc(sizeof(int32_t) * (h.n_tokens ? h.n_tokens : 1));
+    *tokens_out = malloc(sizeof(int32_t) * (h.n_tokens ? (size_t)h.n_tokens : 1));
     if (!*tokens_out) {
-      snprintf(err, errlen, "out of memory");
+      snprintf(err, errlen, "out of memory reading %s", path);
+      st = SESSION_IO;
       goto out;
     }
-    memcpy(*tokens_out, p, sizeof(int32_t) * h.n_tokens);
+    memcpy(*tokens_out, p, sizeof(int32_t) * (size_t)h.n_tokens);
     *n_tokens_out = h.n_tokens;
   }
-  p += sizeof(int32_t) * h.n_tokens;
+  p += sizeof(int32_t) * (size_t)h.n_tokens;
   for (int l = 0; l < c->nl; l++) {
     memcpy(c->k + (size_t)l * c->cap * c->C, p, sizeof(float) * row);
     p += sizeof(float) * row;
@@ -272,23 +505,47 @@ int session_read(const char *dir, const char *id, const session_header_t *expect
     p += sizeof(float) * row;
   }
   c->n_pos = h.n_kv;
-  rc = 0;
+  st = SESSION_OK;
 out:
   free(buf);
-  fclose(f);
-  return rc;
+  return st;
 }
 
-/* parses "<id>.stage<s>-of-<P>.kv"; returns 0 and fills id, s, P */
-static int parse_name(const char *name, char *id, int *s, int *P) {
-  const char *dot = strstr(name, ".stage");
+session_status_t session_read_stage(const char *dir, const char *id, const session_header_t *expect,
+                                    const session_commit_t *rec, kv_cache_t *c, int32_t **tokens_out,
+                                    int *n_tokens_out, char *err, size_t errlen) {
+  if (session_id_validate(id, err, errlen)) return SESSION_MISMATCH;
+  char path[4352], npath[4352], nerr[1024];
+  session_path(path, sizeof path, dir, id, expect->stage, expect->stages);
+  session_status_t st = read_stage_file(path, expect, rec, c, tokens_out, n_tokens_out, err, errlen);
+  if (st != SESSION_MISSING && st != SESSION_STALE) return st;
+  /* a crash between the commit record and the rename: the record's turn is in .kv.next */
+  next_path(npath, sizeof npath, dir, id, expect->stage, expect->stages);
+  if (read_stage_file(npath, expect, rec, c, tokens_out, n_tokens_out, nerr, sizeof nerr) != SESSION_OK)
+    return st;
+  if (session_promote(dir, id, expect->stage, expect->stages, rec->generation, nerr, sizeof nerr))
+    strata_warn("session '%s': %s (the turn was read from the .kv.next file)", id, nerr);
+  return SESSION_OK;
+}
+
+/* Parses "<id>.stage<s>-of-<P>.kv[.next]" (*kind 1) or "<id>.session" (*kind 2); 0 on a match. */
+static int parse_name(const char *name, char *id, int *s, int *P, int *kind) {
+  const char *dot = strchr(name, '.');
   if (!dot || dot == name || (size_t)(dot - name) > SESSION_ID_MAX) return -1;
-  int n = 0;
-  if (sscanf(dot, ".stage%d-of-%d.kv%n", s, P, &n) != 2 || dot[n] != 0) return -1;
   memcpy(id, name, (size_t)(dot - name));
   id[dot - name] = 0;
   char e[8];
-  return session_id_validate(id, e, sizeof e);
+  if (session_id_validate(id, e, sizeof e)) return -1;
+  if (!strcmp(dot, ".session")) {
+    *kind = 2;
+    *s = *P = 0;
+    return 0;
+  }
+  int n = 0;
+  if (sscanf(dot, ".stage%d-of-%d.kv%n", s, P, &n) != 2) return -1;
+  if (dot[n] != 0 && strcmp(dot + n, ".next") != 0) return -1;
+  *kind = 1;
+  return 0;
 }
 
 int session_count(const char *dir) {
@@ -298,8 +555,8 @@ int session_count(const char *dir) {
   struct dirent *de;
   while ((de = readdir(d))) {
     char id[SESSION_ID_MAX + 1];
-    int s, P;
-    if (!parse_name(de->d_name, id, &s, &P) && s == 0) n++;
+    int s, P, kind;
+    if (!parse_name(de->d_name, id, &s, &P, &kind) && kind == 2) n++;
   }
   closedir(d);
   return n;
@@ -314,84 +571,115 @@ int session_list(const char *dir, session_info_t **out, int *n_out, char *err, s
     snprintf(err, errlen, "cannot list session directory %s: %s", dir, strerror(errno));
     return -1;
   }
-  int cap = 0, n = 0;
+  int cap = 0, n = 0, rc = 0;
   session_info_t *v = NULL;
+  session_commit_t *rec = malloc(sizeof *rec);
+  if (!rec) {
+    closedir(d);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
   struct dirent *de;
   while ((de = readdir(d))) {
-    char id[SESSION_ID_MAX + 1];
-    int s, P;
-    if (parse_name(de->d_name, id, &s, &P)) continue;
-    char path[4352];
-    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-    struct stat sb;
-    if (stat(path, &sb)) continue;
-    int k;
-    for (k = 0; k < n; k++)
-      if (!strcmp(v[k].id, id)) break;
-    if (k == n) {
-      if (n == cap) {
-        cap = cap ? 2 * cap : 16;
-        session_info_t *nv = realloc(v, sizeof *v * cap);
-        if (!nv) break;
-        v = nv;
+    char id[SESSION_ID_MAX + 1], e[512];
+    int s, P, kind;
+    if (parse_name(de->d_name, id, &s, &P, &kind) || kind != 2) continue;
+    if (session_commit_read(dir, id, rec, e, sizeof e)) continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      session_info_t *nv = realloc(v, sizeof *nv * (size_t)cap);
+      if (!nv) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+        break;
       }
-      memset(&v[n], 0, sizeof v[n]);
-      snprintf(v[n].id, sizeof v[n].id, "%s", id);
-      n++;
+      v = nv;
     }
-    v[k].bytes += (uint64_t)sb.st_size;
-    if (s == 0) {
-      session_header_t h;
-      FILE *f = fopen(path, "rb");
-      if (f && fread(&h, 1, sizeof h, f) == sizeof h && !memcmp(h.magic, session_magic, 8)) {
-        v[k].stages = h.stages;
-        v[k].n_tokens = h.n_tokens;
-        v[k].saved_unix_s = h.saved_unix_s;
-      }
-      if (f) fclose(f);
-    }
+    session_info_t *x = &v[n++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->id, sizeof x->id, "%s", id);
+    x->stages = rec->stages;
+    x->n_tokens = rec->n_tokens;
+    x->saved_unix_s = rec->saved_unix_s;
+    x->generation = rec->generation;
+    x->bytes = session_commit_bytes(rec->stages);
+    for (int k = 0; k < rec->stages; k++) x->bytes += rec->bytes[k];
   }
   closedir(d);
+  free(rec);
+  if (rc) {
+    free(v);
+    return -1;
+  }
   *out = v;
   *n_out = n;
   return 0;
 }
 
-int session_saved_stages(const char *dir, const char *id) {
+/* Calls fn(dir, file name) for every file of session id (stage files, .next files, the commit
+ * record and temporaries beside them); returns how many there were. */
+static int for_each_file(const char *dir, const char *id, void (*fn)(const char *dir, const char *name, void *arg),
+                         void *arg, int stage_files_only) {
   DIR *d = opendir(dir);
   if (!d) return 0;
+  size_t idn = strlen(id);
   int found = 0;
   struct dirent *de;
   while ((de = readdir(d))) {
+    const char *nm = de->d_name;
+    if (strncmp(nm, id, idn) || nm[idn] != '.') continue;
     char fid[SESSION_ID_MAX + 1];
-    int s, P;
-    if (parse_name(de->d_name, fid, &s, &P) == 0 && s == 0 && !strcmp(fid, id)) found = P;
+    int s, P, kind;
+    int ours = !parse_name(nm, fid, &s, &P, &kind) && !strcmp(fid, id);
+    /* temporaries: "<id>.stage...kv.next.tmp-XXXXXX", "<id>.session.tmp-XXXXXX" */
+    int tmp = strstr(nm, ".tmp-") != NULL && (!strncmp(nm + idn, ".stage", 6) || !strncmp(nm + idn, ".session", 8));
+    if (!ours && !tmp) continue;
+    if (stage_files_only && (kind != 1 || !ours || strstr(nm, ".next"))) continue;
+    found++;
+    if (fn) fn(dir, nm, arg);
   }
   closedir(d);
   return found;
 }
 
+int session_uncommitted_files(const char *dir, const char *id) {
+  char path[4352];
+  session_commit_path(path, sizeof path, dir, id);
+  struct stat sb;
+  if (stat(path, &sb) == 0) return 0;
+  return for_each_file(dir, id, NULL, NULL, 1) > 0;
+}
+
+static void unlink_in(const char *dir, const char *name, void *arg) {
+  int *failed = arg;
+  char path[4352];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (unlink(path) && errno != ENOENT && failed && !*failed) *failed = errno;
+}
+
 int session_delete(const char *dir, const char *id, char *err, size_t errlen) {
   if (session_id_validate(id, err, errlen)) return -1;
-  DIR *d = opendir(dir);
-  if (!d) return 1;
-  int found = 0, rc = 0;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    char fid[SESSION_ID_MAX + 1];
-    int s, P;
-    if (parse_name(de->d_name, fid, &s, &P) || strcmp(fid, id)) continue;
-    char path[4352];
-    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-    if (unlink(path)) {
-      snprintf(err, errlen, "cannot delete %s: %s", path, strerror(errno));
-      rc = -1;
-    }
-    found = 1;
+  char path[4352];
+  session_commit_path(path, sizeof path, dir, id);
+  int had_record = unlink(path) == 0;
+  if (!had_record && errno != ENOENT) {
+    snprintf(err, errlen, "cannot delete %s: %s", path, strerror(errno));
+    return -1;
   }
-  closedir(d);
-  if (rc) return rc;
-  return found ? 0 : 1;
+  int failed = 0;
+  int n = for_each_file(dir, id, unlink_in, &failed, 0);
+  if (failed) {
+    snprintf(err, errlen, "cannot delete a file of session '%s' in %s: %s", id, dir, strerror(failed));
+    return -1;
+  }
+  return had_record || n ? 0 : 1;
+}
+
+void session_delete_stage(const char *dir, const char *id, int stage, int stages) {
+  char path[4352];
+  session_path(path, sizeof path, dir, id, stage, stages);
+  unlink(path);
+  session_discard_next(dir, id, stage, stages);
 }
 
 void session_default_dir(char *buf, size_t len, const char *ckpt) {

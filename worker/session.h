@@ -1,24 +1,37 @@
 /* session.h -- persistent generation sessions on disk: ID validation, the per-stage session
- * file (tokens + KV cache), atomic write, verified read, list and delete.
+ * files (tokens + KV cache), the commit record that makes a turn durable across all stages,
+ * verified reads, list and delete.
  *
  * A session ID is 1 to 64 characters of [A-Za-z0-9_-]; anything else (empty, "../x", "a/b",
- * 65 characters) is refused before any path is built. A session of a P-stage job is P files in
- * the session directory, one per stage, each written by that stage's rank:
- *     <dir>/<ID>.stage<s>-of-<P>.kv
- * File format (little-endian, version SESSION_FORMAT_VERSION):
+ * 65 characters) is refused before any path is built. A session of a P-stage job is, in the
+ * session directory:
+ *     <ID>.session                   the commit record (written by stage 0's rank, last)
+ *     <ID>.stage<s>-of-<P>.kv        stage s's part of the committed turn, one per stage
+ *     <ID>.stage<s>-of-<P>.kv.next   stage s's part of a turn being saved (until committed)
+ * Saving turn g (a two-phase commit):
+ *   1. every stage writes its .kv.next with generation g in its header (atomically: temporary
+ *      file, fsync, rename, fsync of the directory) and reports the file's checksum and size;
+ *   2. only when every stage succeeded, stage 0 writes the commit record naming g and every
+ *      stage's checksum and size (atomically) -- this is the moment the turn becomes durable;
+ *   3. each stage renames its .kv.next over its .kv (session_promote).
+ * A crash or a failed write anywhere leaves the previous commit record, whose files are intact:
+ * the .kv files, or -- for a crash between steps 2 and 3 -- the .kv.next files the record names,
+ * which a reader takes instead ("roll forward"). A failed turn's .kv.next is removed
+ * (session_discard_next) or overwritten by the next save.
+ * Stage file format (little-endian, version SESSION_FORMAT_VERSION):
  *     header  session_header_t (magic "STRATAKV", version, model identity, model shape, stage,
- *             stages, layer range, n_tokens, n_kv, C)
+ *             stages, layer range, n_tokens, n_kv, generation)
  *     tokens  int32[n_tokens]   the whole context so far (stage 0's file only; 0 elsewhere)
  *     kv      for each layer of the stage: K float[n_kv * C], then V float[n_kv * C]
- *     trailer uint64 XXH64 (seed 0) of every byte before it
+ *     trailer uint64 XXH64 (seed 0) of every byte before it (the file's checksum)
  * n_kv <= n_tokens: the keys and values of the first n_kv context positions (the last sampled
  * token is in the context but has not been through the model yet).
- * Writing goes to a temporary file in the same directory, fsync, rename over the old file,
- * fsync of the directory: a crash leaves the old or the new file, never a torn one. Reading
- * refuses a file of another model (identity = hash of the checkpoint's config and the XXH64
- * of its weight files, from train_state.pb), of another stage layout, or with a bad checksum,
- * and names the file and the reason.
- * All functions return 0 or -1 with a message in err.
+ * Commit record format: session_commit_t's fixed part, then for each stage uint64 checksum and
+ * uint64 bytes of its file, then an XXH64 trailer.
+ * Reading refuses a file of another model (identity = hash of the checkpoint's config and the
+ * XXH64 of its weight files, from train_state.pb), of another stage layout, of another
+ * generation or checksum than the commit record names, or whose bytes fail the checksum, and
+ * says which (session_status_t) and why (err).
  */
 #ifndef STRATA_SESSION_H
 #define STRATA_SESSION_H
@@ -30,7 +43,8 @@
 #include "kv_cache.h"
 
 #define SESSION_ID_MAX 64
-#define SESSION_FORMAT_VERSION 1
+#define SESSION_FORMAT_VERSION 2
+#define SESSION_MAX_STAGES 256            /* stages a commit record can name */
 #define SESSION_DIR_DEFAULT "sessions" /* used when neither --session-dir nor a checkpoint parent */
 
 typedef struct {
@@ -44,7 +58,33 @@ typedef struct {
   int32_t n_tokens;     /* context tokens stored (stage 0 only) */
   int32_t n_kv;         /* positions of K/V stored */
   int64_t saved_unix_s; /* wall-clock time of the save (informational) */
+  uint64_t generation;  /* the turn this file belongs to (1 = the session's first save) */
 } session_header_t;
+
+/* The commit record of a session: which generation is durable, and each stage's file. */
+typedef struct {
+  uint64_t model_id;    /* the checkpoint's identity */
+  int32_t stages;       /* P of the job that saved it */
+  int32_t n_tokens;     /* context length */
+  int32_t n_kv;         /* cached positions */
+  uint64_t generation;  /* the committed turn */
+  int64_t saved_unix_s; /* when it was committed */
+  uint64_t sum[SESSION_MAX_STAGES];   /* checksum (trailer) of stage s's file */
+  uint64_t bytes[SESSION_MAX_STAGES]; /* size of stage s's file */
+} session_commit_t;
+
+/* Why a stage file could not be read or written (carried between ranks as a number). */
+typedef enum {
+  SESSION_OK = 0,
+  SESSION_MISSING,  /* the file the commit record names does not exist */
+  SESSION_CORRUPT,  /* truncated, wrong size, bad magic, or fails its checksum */
+  SESSION_STALE,    /* a file of another turn than the commit record names (stages disagree) */
+  SESSION_MISMATCH, /* another model, format version or stage layout */
+  SESSION_IO,       /* the file system refused (errno says why: ENOSPC, EROFS, EIO ...) */
+} session_status_t;
+
+/* "missing", "corrupt", "from another turn", "for another model or layout", "I/O error". */
+const char *session_status_name(session_status_t st);
 
 /* 0 if id is a valid session ID, else -1 with a message quoting it and the rule. */
 int session_id_validate(const char *id, char *err, size_t errlen);
@@ -54,47 +94,73 @@ int session_id_validate(const char *id, char *err, size_t errlen);
 void session_default_dir(char *buf, size_t len, const char *ckpt_dir);
 /* <dir>/<id>.stage<s>-of-<P>.kv */
 void session_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages);
+/* <dir>/<id>.session */
+void session_commit_path(char *buf, size_t len, const char *dir, const char *id);
 /* Identity of a checkpoint: hash of cfg and the XXH64 of its model*.safetensors files as
  * recorded in train_state.pb. */
 int session_model_id(const char *ckpt_dir, const gpt2_config_t *cfg, uint64_t *out, char *err,
                      size_t errlen);
-/* Creates dir (and parents) if missing. */
+/* Creates dir (and parents) if missing; refuses a path that exists and is not a directory. */
 int session_make_dir(const char *dir, char *err, size_t errlen);
 
-/* Writes stage `stage`'s file atomically. tokens may be NULL when n_tokens == 0. The cache's
- * first n_kv = c->n_pos positions are stored. hdr supplies model_id, shape, stage, stages and
- * the layer range (magic, version, counts and time are filled in). */
-int session_write(const char *dir, const char *id, const session_header_t *hdr,
-                  const int32_t *tokens, int n_tokens, const kv_cache_t *c, char *err,
-                  size_t errlen);
-/* Reads only the header of stage `stage`'s file and checks it against `expect` (model_id,
- * shape, stages, layer range). Returns 1 if the file does not exist, 0 if read, -1 on error. */
-int session_peek(const char *dir, const char *id, const session_header_t *expect,
-                 session_header_t *out, char *err, size_t errlen);
-/* Reads stage `expect->stage`'s file into c (c->n_pos = n_kv; capacity must suffice) and, when
- * tokens_out is non-NULL, the tokens into a malloc'd array. Verifies the checksum. */
-int session_read(const char *dir, const char *id, const session_header_t *expect, kv_cache_t *c,
-                 int32_t **tokens_out, int *n_tokens_out, char *err, size_t errlen);
+/* Bytes of a stage file holding n_tokens tokens and n_kv positions of nl layers of width C. */
+uint64_t session_file_bytes(int n_tokens, int n_kv, int nl, int C);
+/* Bytes of the commit record of a session of `stages` stages. */
+uint64_t session_commit_bytes(int stages);
+
+/* Phase 1: writes stage hdr->stage's .kv.next for turn `generation` atomically. tokens may be
+ * NULL when n_tokens == 0; the cache's first c->n_pos positions are stored. hdr supplies
+ * model_id, shape, stage, stages and the layer range. On success returns SESSION_OK with the
+ * file's checksum and size; on failure SESSION_IO with *errno_out and err. */
+session_status_t session_write_stage(const char *dir, const char *id, const session_header_t *hdr,
+                                     uint64_t generation, const int32_t *tokens, int n_tokens,
+                                     const kv_cache_t *c, uint64_t *sum_out, uint64_t *bytes_out,
+                                     int *errno_out, char *err, size_t errlen);
+/* Phase 2 (stage 0's rank): writes the commit record atomically. 0, or -1 with err and
+ * *errno_out. */
+int session_commit_write(const char *dir, const char *id, const session_commit_t *rec, int *errno_out,
+                         char *err, size_t errlen);
+/* Reads and verifies the commit record: 0 read, 1 there is none, -1 unreadable or corrupt (err). */
+int session_commit_read(const char *dir, const char *id, session_commit_t *out, char *err, size_t errlen);
+/* Phase 3: renames stage s's .kv.next over its .kv if the .kv.next belongs to `generation`.
+ * Returns 0 (also when there is nothing to rename), -1 with err. */
+int session_promote(const char *dir, const char *id, int stage, int stages, uint64_t generation, char *err,
+                    size_t errlen);
+/* Removes stage s's .kv.next (a turn that was not committed). Missing is not an error. */
+void session_discard_next(const char *dir, const char *id, int stage, int stages);
+
+/* Reads stage expect->stage's part of the committed turn rec->generation into c (c->n_pos =
+ * n_kv; its capacity must suffice) and, when tokens_out is non-NULL, the tokens into a malloc'd
+ * array. Takes the .kv, or the .kv.next when that is the one the record names (and promotes
+ * it). Verifies header, generation, size and checksum against rec. SESSION_OK, or another
+ * status with err naming the file and the reason. */
+session_status_t session_read_stage(const char *dir, const char *id, const session_header_t *expect,
+                                    const session_commit_t *rec, kv_cache_t *c, int32_t **tokens_out,
+                                    int *n_tokens_out, char *err, size_t errlen);
 
 /* One session found by session_list. */
 typedef struct {
   char id[SESSION_ID_MAX + 1];
-  int stages;        /* P of the job that wrote it */
+  int stages;        /* P of the job that saved it */
   int n_tokens;      /* context length */
   int64_t saved_unix_s;
-  uint64_t bytes;    /* total bytes of its files */
+  uint64_t generation; /* committed turns */
+  uint64_t bytes;    /* bytes of its committed stage files and commit record */
 } session_info_t;
-/* Lists the sessions in dir (by their stage-0 files); *out is malloc'd (free it). A missing
- * directory lists nothing. */
+/* Lists the committed sessions in dir (by their commit records; unreadable records are
+ * skipped); *out is malloc'd (free it). A missing directory lists nothing. */
 int session_list(const char *dir, session_info_t **out, int *n_out, char *err, size_t errlen);
-/* Number of sessions in dir, counted by their stage-0 file names alone (no stat, no read: cheap
- * enough for a metrics gauge; a session saved by jobs of two different P counts twice). A
+/* Number of commit records in dir, by file name alone (cheap enough for a metrics gauge). A
  * missing or unreadable directory counts 0. */
 int session_count(const char *dir);
-/* Number of stages of the job that saved session id in dir (from its stage-0 file name), or 0
- * if there is none. Lets a job with another P name the problem instead of starting afresh. */
-int session_saved_stages(const char *dir, const char *id);
-/* Removes every file of session id in dir. Returns 1 if there was none, 0 if removed. */
+/* 1 if dir holds stage files of id but no commit record (left by an older Strata, whose files
+ * had none, or by hand): such a session cannot be restored safely. */
+int session_uncommitted_files(const char *dir, const char *id);
+/* Removes every file of session id in dir: the commit record first (so a crash part-way leaves
+ * nothing that looks restorable), then every stage's files. 1 if there was none, 0 if removed,
+ * -1 with err. */
 int session_delete(const char *dir, const char *id, char *err, size_t errlen);
+/* Removes stage s's files of session id (.kv and .kv.next): each rank's part of a delete. */
+void session_delete_stage(const char *dir, const char *id, int stage, int stages);
 
 #endif /* STRATA_SESSION_H */

@@ -5,7 +5,6 @@
 #include "train.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include "data.h"
 #include "log.h"
 #include "rank_status.h"
+#include "runlog.h"
 #include "strata_proto.h"
 #include "util.h"
 
@@ -69,36 +69,47 @@ static void fill_state(strata_train_state_t *s, const train_config_t *c, const g
   s->layout.stage_layers[0] = mc->layers;
 }
 
+/* RUN/report.json of the single-rank loop (README lists the keys), written atomically; non-finite
+ * numbers are null. 0, or -1 with a message (RELIABILITY.md, "Full disk": the job exits 1). */
 static int write_report(const char *out_dir, const train_config_t *c, const gpt2_model_t *m,
                         const char *data_path, int64_t steps_done, double final_loss,
-                        double val_loss, double tokens_per_s, double train_s, char *err,
-                        size_t errlen) {
-  char path[4096], tmp[4200];
+                        double val_loss, double tokens_per_s, double train_s, int steps_log_complete,
+                        char *err, size_t errlen) {
+  char path[4200];
   snprintf(path, sizeof path, "%s/report.json", out_dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-    return -1;
-  }
-  fprintf(f,
-          "{\n  \"world_size\": 1,\n  \"pp\": 1,\n  \"dp\": 1,\n"
-          "  \"model\": {\"vocab\": %d, \"ctx\": %d, \"layers\": %d, \"heads\": %d, \"dim\": %d, "
-          "\"params\": %zu},\n"
-          "  \"config\": {\"batch\": %d, \"seq_len\": %d, \"microbatches\": %d, \"steps\": %lld, "
-          "\"seed\": %llu, \"lr\": %.9g, \"warmup_steps\": %d, \"weight_decay\": %.9g, "
-          "\"grad_clip\": %.9g, \"data\": \"%s\"},\n"
-          "  \"steps_done\": %lld,\n  \"final_loss\": %.9g,\n  \"val_loss\": %.9g,\n"
-          "  \"tokens_per_s\": %.6g,\n  \"train_s\": %.6g\n}\n",
-          m->cfg.vocab, m->cfg.ctx, m->cfg.layers, m->cfg.heads, m->cfg.dim, m->num_params,
-          c->batch, c->seq_len, c->microbatches, (long long)c->steps, (unsigned long long)c->seed,
-          c->opt.lr, c->opt.warmup_steps, c->opt.weight_decay, c->opt.grad_clip, data_path,
-          (long long)steps_done, final_loss, val_loss, tokens_per_s, train_s);
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    return -1;
-  }
-  return 0;
+  json_object *o = json_object_new_object();
+  runlog_json_add(o, "world_size", json_object_new_int(1));
+  runlog_json_add(o, "pp", json_object_new_int(1));
+  runlog_json_add(o, "dp", json_object_new_int(1));
+  json_object *model = json_object_new_object();
+  runlog_json_add(model, "vocab", json_object_new_int(m->cfg.vocab));
+  runlog_json_add(model, "ctx", json_object_new_int(m->cfg.ctx));
+  runlog_json_add(model, "layers", json_object_new_int(m->cfg.layers));
+  runlog_json_add(model, "heads", json_object_new_int(m->cfg.heads));
+  runlog_json_add(model, "dim", json_object_new_int(m->cfg.dim));
+  runlog_json_add(model, "params", json_object_new_uint64(m->num_params));
+  runlog_json_add(o, "model", model);
+  json_object *cfg = json_object_new_object();
+  runlog_json_add(cfg, "batch", json_object_new_int(c->batch));
+  runlog_json_add(cfg, "seq_len", json_object_new_int(c->seq_len));
+  runlog_json_add(cfg, "microbatches", json_object_new_int(c->microbatches));
+  runlog_json_add(cfg, "steps", json_object_new_int64(c->steps));
+  runlog_json_add(cfg, "seed", json_object_new_uint64(c->seed));
+  runlog_json_add(cfg, "lr", runlog_json_num(c->opt.lr, "%.9g"));
+  runlog_json_add(cfg, "warmup_steps", json_object_new_int(c->opt.warmup_steps));
+  runlog_json_add(cfg, "weight_decay", runlog_json_num(c->opt.weight_decay, "%.9g"));
+  runlog_json_add(cfg, "grad_clip", runlog_json_num(c->opt.grad_clip, "%.9g"));
+  runlog_json_add(cfg, "data", runlog_json_str(data_path));
+  runlog_json_add(o, "config", cfg);
+  runlog_json_add(o, "steps_done", json_object_new_int64(steps_done));
+  runlog_json_add(o, "final_loss", runlog_json_num(final_loss, "%.9g"));
+  runlog_json_add(o, "val_loss", runlog_json_num(val_loss, "%.9g"));
+  runlog_json_add(o, "tokens_per_s", runlog_json_num(tokens_per_s, "%.6g"));
+  runlog_json_add(o, "train_s", runlog_json_num(train_s, "%.6g"));
+  runlog_json_add(o, "steps_log_complete", json_object_new_boolean(steps_log_complete));
+  int rc = runlog_json_write(path, o, err, errlen);
+  json_object_put(o);
+  return rc;
 }
 
 int train_run(const train_config_t *cin) {
@@ -111,7 +122,7 @@ int train_run(const train_config_t *cin) {
   adamw_t *opt = NULL;
   int32_t *inputs = NULL, *targets = NULL;
   strata_train_state_t *state = calloc(1, sizeof *state);
-  FILE *steps_log = NULL;
+  runlog_lines_t steps_log = {.fd = -1};
   char resume_dir[4096] = "";
   if (!state) {
     strata_error("train: out of memory");
@@ -158,11 +169,7 @@ int train_run(const train_config_t *cin) {
   char steps_path[4200];
   snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c.out_dir);
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
-  steps_log = fopen(steps_path, c.resume ? "a" : "w");
-  if (!steps_log) {
-    snprintf(err, sizeof err, "cannot write %s: %s", steps_path, strerror(errno));
-    goto fail;
-  }
+  if (runlog_lines_open(&steps_log, steps_path, c.resume != NULL, err, sizeof err)) goto fail;
   if (!c.quiet)
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
                 "batch %d x %d tokens, %lld steps, data %s",
@@ -202,10 +209,14 @@ int train_run(const train_config_t *cin) {
       goto fail;
     }
     double tps = tokens_per_step / dt;
-    fprintf(steps_log, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-            "\"tokens_per_s\": %.6g, \"step_s\": %.6g}\n",
-            (long long)step + 1, loss, lr, sqrt(ss), tps, dt);
-    fflush(steps_log);
+    json_object *rec = json_object_new_object();
+    runlog_json_add(rec, "step", json_object_new_int64(step + 1));
+    runlog_json_add(rec, "loss", runlog_json_num(loss, "%.9g"));
+    runlog_json_add(rec, "lr", runlog_json_num(lr, "%.9g"));
+    runlog_json_add(rec, "grad_norm", runlog_json_num(sqrt(ss), "%.9g"));
+    runlog_json_add(rec, "tokens_per_s", runlog_json_num(tps, "%.6g"));
+    runlog_json_add(rec, "step_s", runlog_json_num(dt, "%.6g"));
+    runlog_steps_append(&steps_log, step + 1, rec); /* a failure warns once; the run goes on */
 
     int is_last = step + 1 == c.steps;
     if (c.eval_every > 0 && ((step + 1) % c.eval_every == 0)) {
@@ -244,9 +255,13 @@ int train_run(const train_config_t *cin) {
   if (!c.quiet)
     strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s",
                 (long long)step, last_loss, val_loss, tokens_per_s);
+  int steps_log_complete = runlog_steps_close(&steps_log);
   if (write_report(c.out_dir, &c, m, data_path, step, last_loss, val_loss, tokens_per_s, t_train,
-                   err, sizeof err))
+                   steps_log_complete, err, sizeof err)) {
+    snprintf(err + strlen(err), sizeof err - strlen(err),
+             " (the training itself finished: its checkpoints are complete)");
     goto fail;
+  }
   rc = 0;
   goto out;
 
@@ -263,7 +278,7 @@ fail:
   }
   rc = 1;
 out:
-  if (steps_log) fclose(steps_log);
+  runlog_lines_close(&steps_log, err, sizeof err); /* still open only on a failed run */
   free(inputs);
   free(targets);
   adamw_free(opt);

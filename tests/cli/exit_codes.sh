@@ -55,13 +55,13 @@ expect 2 "infer: --delete-session: no session 'nope'" "${M3[@]}" infer --checkpo
 expect 2 "infer: --delete-session: invalid session ID '\.\./x'" "$STRATA" infer --checkpoint "$G" --delete-session ../x
 # a session saved by a P = 1 job, continued by P = 2 and P = 3 jobs; and one saved by P = 2
 expect 0 "" "$STRATA" infer --checkpoint "$G" --session-dir "$W/sd" --session s1 --prompt hi --max-tokens 2
-expect 2 "infer: prompt 1: session 's1' in $W/sd was saved by a job of P = 1 pipeline stages, this job has P = 2: continue it with mpirun -np 1" \
+expect 2 "infer: prompt 1: session 's1' was saved by a job of 1 pipeline stages; this job has 2: restore it with mpirun -np 1" \
   "${M2[@]}" infer --checkpoint "$G" --session-dir "$W/sd" --session s1 --prompt " more" --max-tokens 2
-expect 2 "session 's1' .* P = 1 pipeline stages, this job has P = 3" \
+expect 2 "session 's1' was saved by a job of 1 pipeline stages; this job has 3" \
   "${M3[@]}" infer --checkpoint "$G" --session-dir "$W/sd" --session s1 --prompt " more" --max-tokens 2
 expect 0 "" "$STRATA" infer --checkpoint "$G" --session-dir "$W/sd" --session s1 --prompt " more" --max-tokens 2
 expect 0 "" "${M2[@]}" infer --checkpoint "$G" --session-dir "$W/sd" --session s2 --prompt hi --max-tokens 2
-expect 2 "session 's2' .* P = 2 pipeline stages, this job has P = 1" \
+expect 2 "session 's2' was saved by a job of 2 pipeline stages; this job has 1" \
   "$STRATA" infer --checkpoint "$G" --session-dir "$W/sd" --session s2 --prompt " more" --max-tokens 2
 expect 0 "deleted session s2" "${M2[@]}" infer --checkpoint "$G" --session-dir "$W/sd" --delete-session s2
 # JSONL numbers keep the flags' ranges

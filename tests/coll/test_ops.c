@@ -7,6 +7,7 @@
  *   split        sub-communicators by colour / key, collectives inside them
  *   nonblocking  several coll_iallreduce in flight while the caller computes between coll_test
  *   timeout      one rank never joins: the others get COLL_ERR_TIMEOUT naming it (2 s timeout)
+ *   idle         coll_wait_for: a receive that waits past the 1 s timeout without spinning
  *   mismatch     cfg.check on, ranks pass different counts / dtypes: COLL_ERR_MISMATCH everywhere
  *   units        16-bit conversions against PyTorch's bit patterns, config parsing
  * The transport comes from the environment (STRATA_COLL_TRANSPORT=mpi|ofi through
@@ -553,6 +554,80 @@ static void mode_timeout(void) {
   coll_comm_destroy(c);
 }
 
+/* ---------------------------------------------------------------- idle waits */
+
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Rank 0 sends each other rank a message after 3 s, three times the 1 s timeout. The receivers
+ * wait with coll_wait_for: no COLL_ERR_TIMEOUT, the message arrives, and the wait costs little
+ * CPU (a spinning wait would use one CPU-second per second; the back-off's polls about 0.3%; the
+ * bound of 10% leaves room for a loaded machine). A plain coll_wait on the same kind of receive
+ * still times out, a zero max_s polls once, and coll_cancel drops a receive nobody sends to. */
+static void mode_idle(void) {
+  coll_config_t cfg = coll_config_default();
+  cfg.timeout_s = 1.0;
+  coll_comm_t *c;
+  if (coll_comm_create(MPI_COMM_WORLD, &cfg, &c) != COLL_OK) {
+    test_fail(__FILE__, __LINE__, "comm create failed");
+    return;
+  }
+  int p = coll_size(c), r = coll_rank(c);
+  if (p < 2) {
+    coll_comm_destroy(c);
+    return;
+  }
+  const double delay_s = 3.0;
+  if (r == 0) {
+    struct timespec ts = {3, 0};
+    nanosleep(&ts, NULL);
+    for (int q = 1; q < p; q++) {
+      int32_t v = 1000 + q;
+      CHECK_OK(coll_send(&v, 1, COLL_I32, q, 7, c), c);
+    }
+  } else {
+    int32_t v = -1;
+    coll_request_t *req;
+    CHECK_OK(coll_irecv(&v, 1, COLL_I32, 0, 7, c, &req), c);
+    int done = 0;
+    CHECK_OK(coll_wait_for(req, 0, &done), c); /* one poll: nothing yet */
+    CHECK_EQ_INT(done, 0);
+    double t0 = MPI_Wtime(), cpu0 = cpu_s();
+    int polls = 0;
+    while (!done && MPI_Wtime() - t0 < 30) {
+      coll_result_t rc = coll_wait_for(req, 0.5, &done);
+      CHECK_EQ_INT(rc, COLL_OK);
+      if (rc != COLL_OK) break;
+      polls++;
+    }
+    double wall = MPI_Wtime() - t0, cpu = cpu_s() - cpu0;
+    CHECK_EQ_INT(done, 1);
+    CHECK_EQ_INT(v, 1000 + r);
+    CHECK_TRUE(wall > delay_s - 1.0); /* it really waited past the 1 s timeout */
+    CHECK_TRUE(polls >= 2);           /* each call returned after its 0.5 s */
+    CHECK_TRUE(cpu < 0.10 * wall);
+    printf("rank %d: idle wait %.2f s used %.3f CPU-s (%.2f%%)\n", r, wall, cpu, 100 * cpu / wall);
+    /* a receive nobody sends to: cancelled after a short wait */
+    int32_t w;
+    CHECK_OK(coll_irecv(&w, 1, COLL_I32, 0, 8, c, &req), c);
+    CHECK_OK(coll_wait_for(req, 0.05, &done), c);
+    CHECK_EQ_INT(done, 0);
+    coll_cancel(req);
+  }
+  /* the same receive through coll_wait keeps the deadline */
+  if (r == 1) {
+    int32_t w;
+    coll_request_t *req;
+    CHECK_OK(coll_irecv(&w, 1, COLL_I32, 0, 9, c, &req), c);
+    CHECK_EQ_INT(coll_wait(req), COLL_ERR_TIMEOUT);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  coll_comm_destroy(c);
+}
+
 /* ---------------------------------------------------------------- mismatch */
 
 static void mode_mismatch(void) {
@@ -676,6 +751,7 @@ int main(int argc, char **argv) {
   char name[64];
   snprintf(name, sizeof name, "coll_test_ops %s np=%d", mode, P);
   if (!strcmp(mode, "timeout")) mode_timeout();
+  else if (!strcmp(mode, "idle")) mode_idle();
   else if (!strcmp(mode, "mismatch")) mode_mismatch();
   else if (!strcmp(mode, "units")) mode_units();
   else {

@@ -142,18 +142,18 @@ int main(int argc, char **argv) {
     /* bad requests are refused at submit */
     int32_t big[80] = {0};
     infer_request_t r = {big, 60, 10, {0, 0, 1.0, 1}, NULL};
-    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), -1);
+    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), INFER_ERR_INVALID);
     CHECK_TRUE(strstr(err, "context") != NULL);
     r.n_prompt = 3;
     r.session = "../x";
-    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), -1);
+    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), INFER_ERR_INVALID);
     CHECK_TRUE(strstr(err, "invalid session ID") != NULL);
     r.session = NULL;
     r.sampling.top_p = 0;
-    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), -1);
+    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), INFER_ERR_INVALID);
     big[0] = 999;
     r.sampling.top_p = 1;
-    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), -1);
+    CHECK_EQ_INT(infer_submit(e, &r, NULL, on_done, &conc[0], NULL, err, sizeof err), INFER_ERR_INVALID);
     CHECK_TRUE(strstr(err, "vocabulary") != NULL);
     /* cancel: one in flight (ends with the tokens so far), one queued behind the same session */
     rec_t c1, c2;

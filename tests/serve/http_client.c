@@ -13,7 +13,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-int hc_connect(int port, double timeout_s) {
+int hc_connect(int port, double timeout_s) { return hc_connect_from(NULL, port, timeout_s); }
+
+int hc_connect_from(const char *src_ip, int port, double timeout_s) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
   struct timeval tv = {(time_t)timeout_s, (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
@@ -24,6 +26,10 @@ int hc_connect(int port, double timeout_s) {
   struct sockaddr_in a;
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
+  if (src_ip && (inet_pton(AF_INET, src_ip, &a.sin_addr) != 1 || bind(fd, (struct sockaddr *)&a, sizeof a))) {
+    close(fd);
+    return -1;
+  }
   a.sin_port = htons((uint16_t)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
@@ -33,7 +39,7 @@ int hc_connect(int port, double timeout_s) {
   return fd;
 }
 
-static int send_all(int fd, const char *p, size_t n) {
+int hc_send_all(int fd, const char *p, size_t n) {
   while (n) {
     ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
     if (k < 0 && errno == EINTR) continue;
@@ -67,7 +73,7 @@ long hc_raw(int port, const char *req, size_t req_len, double timeout_s, char **
   *out = NULL;
   int fd = hc_connect(port, timeout_s);
   if (fd < 0) return -1;
-  send_all(fd, req, req_len); /* the server may answer (413) before taking everything */
+  hc_send_all(fd, req, req_len); /* the server may answer (413) before taking everything */
   long n = read_all(fd, out);
   close(fd);
   return n;

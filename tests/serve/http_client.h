@@ -16,6 +16,11 @@ typedef struct {
 
 /* Connects to 127.0.0.1:port; returns the socket or -1. timeout_s bounds every recv/send. */
 int hc_connect(int port, double timeout_s);
+/* The same from loopback source address src_ip (e.g. "127.0.0.2", to be another client; NULL =
+ * the kernel's choice). */
+int hc_connect_from(const char *src_ip, int port, double timeout_s);
+/* Sends all n bytes; 0, or -1 when the peer closed or the send timed out. */
+int hc_send_all(int fd, const char *p, size_t n);
 /* Sends one request (raw body of body_len bytes, Content-Length set) on a fresh connection and
  * reads the whole reply. Returns 0 when a reply was parsed, -1 otherwise (r->status = -1). */
 int hc_request(int port, const char *method, const char *path, const char *body, size_t body_len,

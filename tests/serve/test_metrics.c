@@ -35,6 +35,9 @@ int main(void) {
   metrics_observe_request(m, 0.5, 0.2);
   metrics_observe_request(m, 100, -1);
   metrics_set_gauges(m, 3, 2, 4096, 1);
+  http_server_counters_t hc = {.evicted_per_client = 7, .evicted_total = 2, .refused_per_client = 1,
+                               .refused_total = 4, .deadline_closed = 9, .open = 12};
+  metrics_set_http_connections(m, &hc);
   t = metrics_render(m, &len);
   CHECK_TRUE(t != NULL);
   if (!t) return test_finish("metrics");
@@ -66,6 +69,16 @@ int main(void) {
   expect_line(t, "strata_active_sessions 2");
   expect_line(t, "strata_kv_cache_bytes 4096");
   expect_line(t, "strata_inflight_sequences 1");
+  expect_line(t, "# TYPE strata_http_connections gauge");
+  expect_line(t, "strata_http_connections 12");
+  expect_line(t, "# TYPE strata_http_connections_evicted_total counter");
+  expect_line(t, "strata_http_connections_evicted_total{limit=\"per_client\"} 7");
+  expect_line(t, "strata_http_connections_evicted_total{limit=\"total\"} 2");
+  expect_line(t, "# TYPE strata_http_connections_refused_total counter");
+  expect_line(t, "strata_http_connections_refused_total{limit=\"per_client\"} 1");
+  expect_line(t, "strata_http_connections_refused_total{limit=\"total\"} 4");
+  expect_line(t, "# TYPE strata_http_header_deadline_closed_total counter");
+  expect_line(t, "strata_http_header_deadline_closed_total 9");
   CHECK_TRUE(t[len - 1] == '\n'); /* the format requires a final line feed */
   free(t);
   metrics_destroy(m);

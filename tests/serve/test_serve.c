@@ -341,11 +341,16 @@ static void case_bad_requests(void) {
   /* Backend refusals and failures keep their status. */
   expect_error("POST", "/v1/completions", "{\"prompt\": \"__toolong__ x\"}", 400, "longer than the model's context");
   expect_error("POST", "/v1/completions", "{\"prompt\": \"__fail__\"}", 500, "generation failed");
-  /* A failure while streaming: an error event, then [DONE]. */
+  /* A failure before the first token gets the same status streamed as unstreamed ... */
+  expect_error("POST", "/v1/completions", "{\"prompt\": \"__fail__\", \"stream\": true}", 500, "generation failed");
+  expect_error("POST", "/v1/completions", "{\"prompt\": \"__toolong__ x\", \"stream\": true}", 400,
+               "longer than the model's context");
+  /* ... and one after tokens went out: the tokens, an error event, then [DONE]. */
   http_reply_t r;
-  const char *fs = "{\"prompt\": \"__fail__\", \"stream\": true}";
+  const char *fs = "{\"prompt\": \"__fail_late__\", \"stream\": true, \"max_tokens\": 5}";
   hc_request(port, "POST", "/v1/completions", fs, strlen(fs), TIMEOUT_S, &r);
   CHECK_EQ_INT(r.status, 200);
+  CHECK_TRUE(r.body && strstr(r.body, "\"text\":\" w") != NULL);
   CHECK_TRUE(r.body && strstr(r.body, "data: {\"error\"") && strstr(r.body, "generation failed"));
   CHECK_TRUE(r.body && strstr(r.body, "data: [DONE]\n\n"));
   hc_reply_free(&r);
