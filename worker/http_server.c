@@ -45,6 +45,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "strnum.h"
 #include "util.h"
 
 /* Stack of each connection thread. The deepest path (handler -> JSON parsing and formatting ->
@@ -132,10 +133,8 @@ int http_parse_listen(const char *listen, char *host, size_t hostlen, int *port,
   memcpy(h, listen, hl);
   h[hl] = '\0';
   if (!strcmp(h, "localhost")) strcpy(h, "127.0.0.1");
-  char *end;
-  errno = 0;
-  long p = strtol(colon + 1, &end, 10);
-  if (errno || *end || p < 0 || p > 65535) {
+  int64_t p;
+  if (strnum_parse_int64(colon + 1, &p) != STRNUM_OK || p < 0 || p > 65535) {
     snprintf(err, errlen, "--listen port '%s' must be a number from 0 to 65535", colon + 1);
     return -1;
   }

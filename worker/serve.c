@@ -58,7 +58,7 @@ typedef struct job {
   int ntok, tok_cap;
   serve_gen_result_t result;     /* valid when DONE and status == 0 */
   int status;                    /* != 0: refused before generating (HTTP status), message in errmsg */
-  char errmsg[256];
+  char errmsg[SERVE_MESSAGE_MAX];
   char *json_out;                /* JOB_SESSIONS_LIST result */
   /* streaming reader state (HTTP thread) */
   int stream_tok;                /* tokens already sent */
@@ -472,7 +472,7 @@ static int enqueue_locked(serve_t *s, job_t *j, char *msg, size_t msglen) {
 }
 
 static void handle_completion(serve_t *s, const char *body, size_t len, int too_large, int fd, http_response_t *r) {
-  char msg[256];
+  char msg[SERVE_MESSAGE_MAX];
   if (too_large) {
     snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes (server flag --max-request-bytes)",
              s->opts.max_request_bytes);
@@ -573,7 +573,7 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
 
 /* Runs a session job through the loop and answers. */
 static void handle_session_job(serve_t *s, job_kind_t kind, const char *id, http_response_t *r) {
-  char msg[256];
+  char msg[SERVE_MESSAGE_MAX];
   job_t *j = job_new(s, kind);
   if (!j) {
     respond_error(s, r, 500, "out of memory");
@@ -707,12 +707,12 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
   *out = NULL;
   if (opts->max_queue < 1 || opts->max_tokens_limit < 1 || opts->default_max_tokens < 1 ||
       opts->max_request_bytes < 16 || opts->max_connections < 1) {
-    snprintf(err, errlen, "serve: --max-queue, --max-tokens-limit and --max-connections must be >= 1 and "
+    snprintf(err, errlen, "--max-queue, --max-tokens-limit and --max-connections must be >= 1 and "
                           "--max-request-bytes >= 16");
     return -1;
   }
   if (opts->max_connections_per_client < 0 || !(opts->header_timeout_s >= 0)) {
-    snprintf(err, errlen, "serve: --max-connections-per-client must be >= 0 (0 = no per-client limit) and "
+    snprintf(err, errlen, "--max-connections-per-client must be >= 0 (0 = no per-client limit) and "
                           "--header-timeout-s >= 0 (0 = no deadline)");
     return -1;
   }
@@ -791,7 +791,7 @@ static void sample_stats(serve_t *s) {
 /* Runs one session job on the loop thread. */
 static void run_session_job(serve_t *s, job_t *j) {
   int st = 0;
-  char msg[256] = "";
+  char msg[SERVE_MESSAGE_MAX] = "";
   char *json = NULL;
   if (j->kind == JOB_SESSIONS_LIST) {
     if (!s->be.sessions_json) st = 501, snprintf(msg, sizeof msg, "this backend (%s) keeps no sessions", s->be.name);

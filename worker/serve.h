@@ -69,6 +69,8 @@ typedef struct {
   const char *session;  /* validated [A-Za-z0-9_-]{1,64}, or NULL = stateless */
 } serve_gen_request_t;
 
+#define SERVE_MESSAGE_MAX 1024 /* longest error message a request carries, bytes */
+
 typedef enum {
   SERVE_FINISH_LENGTH = 0,    /* max_tokens reached ("length") */
   SERVE_FINISH_STOP = 1,      /* end-of-text token or context full ("stop") */
@@ -85,7 +87,7 @@ typedef struct {
                              (also when cancelled: the server then answers 200 with finish_reason
                              "cancelled" and the partial text, so the client knows the session's state) */
   int http_status;        /* for SERVE_FINISH_ERROR: 400 / 500 ... */
-  char message[256];      /* for SERVE_FINISH_ERROR */
+  char message[SERVE_MESSAGE_MAX]; /* for SERVE_FINISH_ERROR */
 } serve_gen_result_t;
 
 typedef void (*serve_on_token_fn)(void *ctx, const char *text, size_t text_bytes);
