@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # rank_failures.sh -- sourced by launch/strata-run and launch/slurm/common.sh: after a failed
 # job, say which rank failed, at which step and in which operation, from the ranks' status
-# records (worker/rank_status.h) and the launcher's own messages.
+# records (worker/base/rank_status.h) and the launcher's own messages.
 
 # strata_rank_failures RUN_DIR RC [LOG] [NEWER_THAN] -- after a failed job: one line per failed
-# rank from the status records RUN_DIR/status/rank-R (worker/rank_status.h) that are newer than
+# rank from the status records RUN_DIR/status/rank-R (worker/base/rank_status.h) that are newer than
 # NEWER_THAN, the cause from the launcher's messages in LOG (mpirun / srun) or from RC:
 #   strata: rank Q (stage s, replica d) died (signal 9) at step S during <operation>
 #   strata: rank Q (stage s, replica d) failed at step S during <operation>: <its error>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch_ddp_bench.py -- PyTorch DDP reference for Strata's data-parallel training speed.
 
-Trains the same GPT-2 as worker/gpt2.c (the model class of torch_train_bench.py: pre-LN, causal
+Trains the same GPT-2 as worker/model/gpt2.c (the model class of torch_train_bench.py: pre-LN, causal
 attention, tanh GELU, tied wte; AdamW with weight decay on 2-D tensors) with
 torch.nn.parallel.DistributedDataParallel over the gloo backend on --world processes on this
 machine (init_method file://, so no network set-up is needed), ONE thread per rank

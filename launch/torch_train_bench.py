@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torch_train_bench.py -- PyTorch reference for Strata's single-rank training speed.
 
-Trains the same GPT-2 as worker/gpt2.c (pre-LN, causal attention scaled 1/sqrt(C/H), tanh GELU,
+Trains the same GPT-2 as worker/model/gpt2.c (pre-LN, causal attention scaled 1/sqrt(C/H), tanh GELU,
 tied wte, mean cross-entropy; AdamW with weight decay on 2-D tensors) on random tokens, on ONE
 thread (torch.set_num_threads(1)), and prints tokens/s over the timed steps (wall clock, and
 per second of process CPU time, which a busy machine disturbs less), so it can be

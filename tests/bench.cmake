@@ -1,4 +1,4 @@
-# `strata bench` (worker/cmd_bench.c), the nccl-tests clone. Each run is checked by
+# `strata bench` (worker/cli/cmd_bench.c), the nccl-tests clone. Each run is checked by
 # tests/bench/check_bench.cmake: exit 0, "# Out of bounds values : 0 OK", and a JSON row per
 # size and placement with #wrong 0 and consistent sizes / bandwidths.
 #  bench_<op>_np<N>            : every op on 2 and 3 ranks, mpi transport, library algorithms

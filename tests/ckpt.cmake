@@ -27,8 +27,8 @@ if(STRATA_FUZZ)
   endif()
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_safetensors ${CMAKE_CURRENT_SOURCE_DIR}/ckpt/fuzz/fuzz_safetensors.c
-                 ${PROJECT_SOURCE_DIR}/worker/safetensors.c ${PROJECT_SOURCE_DIR}/worker/util.c)
-  target_include_directories(fuzz_safetensors PRIVATE ${PROJECT_SOURCE_DIR}/worker)
+                 ${PROJECT_SOURCE_DIR}/worker/checkpoint/safetensors.c ${PROJECT_SOURCE_DIR}/worker/base/util.c)
+  target_include_directories(fuzz_safetensors PRIVATE ${PROJECT_SOURCE_DIR}/worker/checkpoint ${PROJECT_SOURCE_DIR}/worker/base)
   target_link_libraries(fuzz_safetensors PRIVATE PkgConfig::JSONC PkgConfig::XXHASH)
   add_executable(fuzz_proto ${CMAKE_CURRENT_SOURCE_DIR}/ckpt/fuzz/fuzz_proto.c
                  ${PROJECT_SOURCE_DIR}/proto/strata_proto.c ${PROJECT_SOURCE_DIR}/proto/report_proto.c)

@@ -7,8 +7,8 @@ add_test(NAME cli_unknown_command_message COMMAND strata frobnicate)
 set_tests_properties(cli_unknown_command_message PROPERTIES LABELS "unit"
                      PASS_REGULAR_EXPRESSION "unknown command 'frobnicate'")
 
-# The strict number parser (collectives/strnum.h) at its boundaries, flag ranges, sentinels and
-# given bits (worker/args.h), the environment reader (worker/env.h).
+# The strict number parser (collectives/include/strata/strnum.h) at its boundaries, flag ranges, sentinels and
+# given bits (worker/cli/args.h), the environment reader (worker/base/env.h).
 strata_test_exe(cli_strnum ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_strnum.c)
 strata_add_test(cli_strnum $<TARGET_FILE:cli_strnum>)
 

@@ -1,4 +1,4 @@
-# Data loading (worker/data.c): raw bytes and llm.c token shards, malformed-file refusal, the
+# Data loading (worker/dataset/data.c): raw bytes and llm.c token shards, malformed-file refusal, the
 # B*T+1 batch layout, deterministic order and the equivalence of sharded fetches.
 strata_test_exe(test_data ${CMAKE_CURRENT_SOURCE_DIR}/data/test_data.c)
 strata_add_test(data_loader test_data)
@@ -11,9 +11,9 @@ if(STRATA_FUZZ)
   endif()
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_token_shard ${CMAKE_CURRENT_SOURCE_DIR}/data/fuzz/fuzz_token_shard.c
-                 ${PROJECT_SOURCE_DIR}/worker/data.c ${PROJECT_SOURCE_DIR}/worker/rng.c
-                 ${PROJECT_SOURCE_DIR}/worker/util.c)
-  target_include_directories(fuzz_token_shard PRIVATE ${PROJECT_SOURCE_DIR}/worker)
+                 ${PROJECT_SOURCE_DIR}/worker/dataset/data.c ${PROJECT_SOURCE_DIR}/worker/base/rng.c
+                 ${PROJECT_SOURCE_DIR}/worker/base/util.c)
+  target_include_directories(fuzz_token_shard PRIVATE ${PROJECT_SOURCE_DIR}/worker/dataset ${PROJECT_SOURCE_DIR}/worker/base)
   target_link_libraries(fuzz_token_shard PRIVATE m)
   target_compile_options(fuzz_token_shard PRIVATE ${STRATA_FUZZ_FLAGS})
   target_link_options(fuzz_token_shard PRIVATE ${STRATA_FUZZ_FLAGS})

@@ -1,4 +1,4 @@
-# Model area (worker/gpt2.c, worker/adamw.c): PyTorch parity, sharding, micro-batching, the
+# Model area (worker/model/gpt2.c, worker/model/adamw.c): PyTorch parity, sharding, micro-batching, the
 # grad_ready contract, determinism, validation, initialisation, AdamW; plus the gpt2_bench
 # benchmark executable (built with the tests, never run by ctest).
 set(MODEL_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/model)

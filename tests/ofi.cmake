@@ -1,4 +1,4 @@
-# The libfabric transport (collectives/transport_ofi.c).
+# The libfabric transport (collectives/transports/ofi.c).
 #  ofi_transport_<prov>_np<N>   : the transport's own specification test (tests/ofi/), shm and tcp
 #  ofi_transport_frag_*         : same with STRATA_OFI_MAX_MSG_BYTES=64K forcing fragmentation
 #                                 (8 MiB = 128 fragments of one message)
@@ -13,7 +13,8 @@ set(STRATA_OFI_ENV_shm "FI_PROVIDER=shm")
 set(STRATA_OFI_ENV_tcp "FI_PROVIDER=tcp;FI_TCP_IFACE=lo")
 
 strata_test_exe(ofi_transport_test ${CMAKE_CURRENT_SOURCE_DIR}/ofi/test_ofi_transport.c)
-target_include_directories(ofi_transport_test PRIVATE ${PROJECT_SOURCE_DIR}/collectives)
+target_include_directories(ofi_transport_test PRIVATE ${PROJECT_SOURCE_DIR}/collectives/core
+                           ${PROJECT_SOURCE_DIR}/collectives/transports)
 
 # strata_ofi_test(NAME NP EXTRA_ENV COMMAND...)
 function(strata_ofi_test name np extra_env)

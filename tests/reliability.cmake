@@ -45,7 +45,7 @@ endif()
 rel_test(rel_serve_security serve_security.sh)
 set_tests_properties(rel_serve_security PROPERTIES LABELS "reliability" RUN_SERIAL TRUE)
 
-# Full disk (RELIABILITY.md, "Full disk"). rel_runlog_*: worker/runlog.c's whole-line appends and
+# Full disk (RELIABILITY.md, "Full disk"). rel_runlog_*: worker/base/runlog.c's whole-line appends and
 # atomic files with write failures injected (/dev/full, a full tmpfs), its JSON (escaping, null
 # for non-finite numbers), and the coordinator's files (a 1-rank world): odd characters and NaN,
 # a lost steps log, a full disk. rel_full_disk_*: whole training runs (tests/reliability/

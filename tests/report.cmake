@@ -1,4 +1,4 @@
-# `strata report` (worker/cmd_report.c) and launch/scaling.sh.
+# `strata report` (worker/cli/cmd_report.c) and launch/scaling.sh.
 #  report_setup_run1 / report_setup_run4 : tiny training runs (1 rank; 4 ranks pp2 x dp2) whose
 #                                          run directories the checks read (fixture report_runs)
 #  report_run1 / report_run4             : report --json / text / --plot against the run's files

@@ -1,5 +1,5 @@
 # Serving: the completion-request parser as a pure function, and the HTTP server end to end
-# against the deterministic fake backend (worker/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
+# against the deterministic fake backend (worker/serve/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
 strata_test_exe(test_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_http_request.c)
 strata_add_test(http_request_parse test_http_request)
 strata_test_exe(test_serve_metrics ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_metrics.c)
@@ -33,8 +33,8 @@ if(STRATA_FUZZ)
   endif()
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/fuzz_http_request.c
-                 ${PROJECT_SOURCE_DIR}/worker/http_request.c)
-  target_include_directories(fuzz_http_request PRIVATE ${PROJECT_SOURCE_DIR}/worker)
+                 ${PROJECT_SOURCE_DIR}/worker/serve/http_request.c ${PROJECT_SOURCE_DIR}/collectives/core/strnum.c)
+  target_include_directories(fuzz_http_request PRIVATE ${PROJECT_SOURCE_DIR}/worker/serve ${PROJECT_SOURCE_DIR}/collectives/include)
   target_link_libraries(fuzz_http_request PRIVATE PkgConfig::JSONC m)
   target_compile_options(fuzz_http_request PRIVATE ${STRATA_FUZZ_FLAGS})
   target_link_options(fuzz_http_request PRIVATE ${STRATA_FUZZ_FLAGS})

@@ -1,4 +1,4 @@
-# Session area (worker/session.c and the session paths of worker/infer.c): unit test of IDs and
+# Session area (worker/infer/session.c and the session paths of worker/infer/infer.c): unit test of IDs and
 # session files, and end-to-end tests under mpirun (tests/session/session_cli_test.sh), which use
 # the checkpoint trained by infer_setup_checkpoint (tests/infer.cmake).
 set(SESSION_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/session)

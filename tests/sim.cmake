@@ -1,4 +1,4 @@
-# Simulator, layout, schedule, device and memory model (worker/layout.c, schedule.c, device.c,
+# Simulator, layout, schedule, device and memory model (worker/parallel/layout.c, schedule.c, device.c,
 # memory_model.c, simulate.c, cmd_simulate.c). Unit tests; none needs mpirun.
 foreach(t layout schedule device memory simulate)
   strata_test_exe(test_sim_${t} ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_${t}.c)

@@ -6,7 +6,7 @@
 #
 # The variables come from the sources (every "STRATA_..." string literal in worker/*.c and
 # collectives/*.c); the non-numeric ones are listed below. A worker variable's range is read from
-# `strata help env`; the collectives' variables (collectives/comm.c) have their values here. A
+# `strata help env`; the collectives' variables (collectives/core/comm.c) have their values here. A
 # variable found in the sources that is in neither list fails the test, so a new variable
 # cannot escape it.
 #
@@ -17,7 +17,7 @@ SRC="$2"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # not numbers: a fault spec, paths, names
 NON_NUMERIC=" STRATA_FAULT STRATA_DATA_DIR STRATA_GNUPLOT STRATA_COLL_TRANSPORT STRATA_COLL_ALGO STRATA_OFI_DOMAIN "
-# collectives/comm.c's variables: "an accepted value|a value just outside the range"
+# collectives/core/comm.c's variables: "an accepted value|a value just outside the range"
 declare -A COLL=(
   [STRATA_COLL_TIMEOUT_S]="0.5|1000001"
   [STRATA_COLL_CHUNK_BYTES]="64|63"
@@ -64,7 +64,7 @@ for name in $names; do
   case "$NON_NUMERIC" in *" $name "*) continue ;; esac
   if [ -n "${COLL[$name]+x}" ]; then values="${COLL[$name]}"
   elif grep -qE "^  $name " "$W/help"; then values=$(worker_values "$name")
-  else fail "$name is read in the sources but is neither described by strata help env (worker/env.c), nor in this test's collectives table, nor listed as non-numeric"; fi
+  else fail "$name is read in the sources but is neither described by strata help env (worker/base/env.c), nor in this test's collectives table, nor listed as non-numeric"; fi
   [ -n "$values" ] || fail "$name: cannot read its range from strata help env"
   good="${values%%|*}" outside="${values#*|}"
   for bad in -1 0x10 1e309 nan lots "$outside"; do printf '2\t%s\t%s\n' "$name" "$bad" >> "$W/cases"; done

@@ -1,5 +1,5 @@
-/* The strict number parser (collectives/strnum.h) at its boundaries, the flag parser's ranges,
- * sentinels and given bits (worker/args.h) and the environment reader (worker/env.h).
+/* The strict number parser (collectives/include/strata/strnum.h) at its boundaries, the flag parser's ranges,
+ * sentinels and given bits (worker/cli/args.h) and the environment reader (worker/base/env.h).
  * Reference values are the C limits themselves (INT64_MAX, 2^63, DBL_MAX's decade). */
 #include <float.h>
 #include <math.h>
@@ -11,7 +11,7 @@
 
 #include "args.h"
 #include "env.h"
-#include "strnum.h"
+#include "strata/strnum.h"
 #include "test_util.h"
 
 static void expect_int(const char *s, int rc, int64_t want) {
@@ -174,7 +174,7 @@ static void test_args(void) {
   CHECK_EQ_INT(parse(specs, n, "--lr", "nan"), -1);
   CHECK_EQ_INT(parse(specs, n, "--lr", "1"), 0);
   CHECK_NEAR(lr, 1.0, 0);
-  /* the range of .env's variable (worker/env.c: [16, 1G]) */
+  /* the range of .env's variable (worker/base/env.c: [16, 1G]) */
   CHECK_EQ_INT(parse(specs, n, "--bytes", "15"), -1);
   CHECK_EQ_INT(parse(specs, n, "--bytes", "1G"), 0);
   CHECK_EQ_INT(bytes, 1 << 30);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coll.h"
+#include "strata/coll.h"
 
 static size_t parse_size(const char *s) {
   char *end;

@@ -25,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "coll.h"
+#include "strata/coll.h"
 #include "test_util.h"
 
 /* From the library (reduce.c): conversions under test in `units` and used to build inputs. */

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "coll.h"
+#include "strata/coll.h"
 #include "infer.h"
 
 static double now_s(void) {

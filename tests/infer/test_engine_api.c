@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "coll.h"
+#include "strata/coll.h"
 #include "infer.h"
 #include "test_util.h"
 

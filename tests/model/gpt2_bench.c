@@ -1,4 +1,4 @@
-/* gpt2_bench.c -- single-rank training throughput of worker/gpt2.c + worker/adamw.c: times
+/* gpt2_bench.c -- single-rank training throughput of worker/model/gpt2.c + worker/model/adamw.c: times
  * whole steps (forward, backward, AdamW) on random tokens and prints tokens/s, the GEMM
  * GFLOP/s achieved (gpt2_train_flops / step time), the split of a step into forward, backward
  * and optimizer, tokens per second of process CPU time (less sensitive to a busy machine than

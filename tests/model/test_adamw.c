@@ -1,4 +1,4 @@
-/* test_adamw.c -- worker/adamw.c against closed forms and an independent double-precision
+/* test_adamw.c -- worker/model/adamw.c against closed forms and an independent double-precision
  * reference of torch.optim.AdamW's update rule:
  *  - one step from zero moments: m = (1-b1) g, v = (1-b2) g^2, bias-corrected update
  *    lr * g/|g| (minus eps effects), decoupled decay p *= 1 - lr*wd;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fault-injection tests of distributed `strata train` (issue 8), driven by STRATA_FAULT (see
-# worker/fault.h). Usage: faults.sh STRATA CASE ARGS...      ($REL_MPIRUN: the mpirun line)
+# worker/base/fault.h). Usage: faults.sh STRATA CASE ARGS...      ($REL_MPIRUN: the mpirun line)
 #   fault NP P D ACTION RANK STEP OP
 #        inject ACTION (kill|hang|exit) into world rank RANK at step STEP in OP; the job must end
 #        non-zero within the bound (STRATA_COLL_TIMEOUT_S=5 here; `timeout` catches a hang),

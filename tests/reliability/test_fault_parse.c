@@ -1,4 +1,4 @@
-/* test_fault_parse.c -- unit test of the STRATA_FAULT parser (worker/fault.c): accepted
+/* test_fault_parse.c -- unit test of the STRATA_FAULT parser (worker/base/fault.c): accepted
  * specs give the expected fields, malformed ones are refused with a message naming the part. */
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* test_rank_status.c -- unit test of the per-rank status record (worker/rank_status.c):
+/* test_rank_status.c -- unit test of the per-rank status record (worker/base/rank_status.c):
  *   - what is written reads back (rank, stage, replica, pid, step, operation text, state);
  *   - a slot torn by a kill in mid-update is ignored and the previous state is read;
  *   - a child SIGKILLed after an update leaves that update and state "running";

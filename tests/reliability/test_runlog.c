@@ -1,5 +1,5 @@
-/* test_runlog.c -- the run directory's records under write failures (worker/runlog.c, and the
- * coordinator's use of it in worker/coordinator.c). One case per invocation:
+/* test_runlog.c -- the run directory's records under write failures (worker/base/runlog.c, and the
+ * coordinator's use of it in worker/train/coordinator.c). One case per invocation:
  *   append      a line log on /dev/full fails naming the file and the error; on a full tmpfs the
  *               line that does not fit is cut off again (ftruncate): the file holds exactly the
  *               whole lines that fitted, and appends after the failure fail without a byte.

@@ -1,4 +1,4 @@
-/* The HTTP layer of `strata serve` (worker/http_server.c) against hostile and broken clients, in
+/* The HTTP layer of `strata serve` (worker/serve/http_server.c) against hostile and broken clients, in
  * process with the fake backend, over raw loopback sockets. Run one case with
  *   test_http_hostile CASE     (CASE = strict, head, slowloris, deadline, limits)
  *  - strict:    each request with ambiguous or broken framing gets its 4xx with a JSON error

@@ -1,4 +1,4 @@
-/* The request parser of POST /v1/completions (worker/http_request.c) as a pure function: every
+/* The request parser of POST /v1/completions (worker/serve/http_request.c) as a pure function: every
  * accepted field and default, and every refusal with its status and a message naming the field. */
 #include <stdio.h>
 #include <string.h>

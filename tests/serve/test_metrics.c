@@ -1,4 +1,4 @@
-/* The Prometheus exposition of worker/metrics.c against hand-computed values: cumulative
+/* The Prometheus exposition of worker/serve/metrics.c against hand-computed values: cumulative
  * histogram buckets, _sum and _count, counters by status code, gauges, TYPE/HELP lines. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* `strata serve` end to end, in process: the HTTP server (worker/serve.c, http_server.c) with
- * the deterministic fake backend (worker/serve_fake.c), driven over loopback sockets by a plain
+/* `strata serve` end to end, in process: the HTTP server (worker/serve/serve.c, http_server.c) with
+ * the deterministic fake backend (worker/serve/serve_fake.c), driven over loopback sockets by a plain
  * HTTP/1.0 client. Each case starts its own server on a free port; run one with
  *   test_serve CASE        (CASE = happy, stream, concurrent, bad_requests, overload, health,
  *                           metrics, disconnect, sessions, shutdown)

@@ -3,7 +3,7 @@
 #include <mpi.h>
 #include <stdio.h>
 
-#include "coll.h"
+#include "strata/coll.h"
 #include "device.h"
 #include "test_util.h"
 

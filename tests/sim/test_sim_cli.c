@@ -136,7 +136,7 @@ static void test_device_mem_override_reports_fit(void) {
 static void test_json_and_cpu_devices(void) {
   char args[1024];
   snprintf(args, sizeof args, "--model gpt2 --nodes 2 --pp 2 --batch 8 --device %s",
-           test_src_path("worker/devices/trn1-measured.json"));
+           test_src_path("worker/sim/devices/trn1-measured.json"));
   expect_ok_containing(args, "trn1-measured");
   expect_ok_containing(
       "--layers 4 --heads 4 --dim 128 --ctx 64 --vocab 256 --device cpu --nodes 2 --dp 2 --batch 8",

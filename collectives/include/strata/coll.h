@@ -1,0 +1,225 @@
+/* coll.h -- Strata's collectives library: the one public header.
+ *
+ * Everything in Strata that moves tensors between ranks goes through this API: gradient
+ * all-reduce in data-parallel groups, activations between pipeline stages (send/recv),
+ * parameter all-gather for ZeRO-1, broadcast of the job spec. A communicator is built over an
+ * MPI communicator (used only for bootstrap: rank, size, address exchange, splitting) and a
+ * transport (MPI non-blocking point-to-point, or a libfabric RDM endpoint with tagged
+ * messages). The algorithms are the same code over both transports.
+ *
+ * Conventions
+ *  - Every call returns coll_result_t; COLL_OK is 0. On error, coll_last_error(comm) returns a
+ *    message naming the operation, the peer rank waited on and the bytes outstanding.
+ *  - Counts are element counts (size_t); any count is valid, 0 included. Buffers follow the
+ *    dtype's natural alignment.
+ *  - In place: pass the same pointer as send and recv (for reduce-scatter / all-gather the
+ *    NCCL convention: recv at offset rank*recvcount of send, or send at offset rank*sendcount
+ *    of recv).
+ *  - All ranks of a communicator must call its collectives in the same order with the same
+ *    count, dtype and op; with cfg.check set the library verifies this and fails with
+ *    COLL_ERR_MISMATCH on every rank rather than corrupting memory or hanging.
+ *  - No call blocks forever: every wait is bounded by cfg.timeout_s.
+ *
+ * Usage
+ *    coll_config_t cfg = coll_config_default();   // reads STRATA_COLL_* environment overrides
+ *    cfg.transport = COLL_TRANSPORT_OFI;
+ *    coll_comm_t *world;
+ *    if (coll_comm_create(MPI_COMM_WORLD, &cfg, &world) != COLL_OK) { ... }
+ *    coll_allreduce(grad, grad, n, COLL_F32, COLL_SUM, world);        // in place
+ *    coll_comm_t *dp;
+ *    coll_comm_split(world, stage, replica, &dp);                      // sub-communicator
+ *    coll_request_t *req;
+ *    coll_iallreduce(bucket, bucket, nb, COLL_F32, COLL_AVG, dp, &req);
+ *    while (more_backward_work) { do_work(); int done; coll_test(req, &done); }
+ *    coll_wait(req);                                                   // frees req
+ */
+#ifndef STRATA_COLL_H
+#define STRATA_COLL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  COLL_OK = 0,
+  COLL_ERR_ARG,       /* invalid argument (null buffer with count > 0, bad rank, bad enum) */
+  COLL_ERR_NOMEM,     /* allocation failed */
+  COLL_ERR_TIMEOUT,   /* a wait exceeded cfg.timeout_s */
+  COLL_ERR_TRANSPORT, /* the transport reported an error (MPI error, fi_cq_readerr entry) */
+  COLL_ERR_MISMATCH,  /* ranks called with different op / count / dtype (cfg.check) */
+  COLL_ERR_UNSUPPORTED
+} coll_result_t;
+
+typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, COLL_DTYPE_COUNT } coll_dtype_t;
+/* AVG divides the sum by the communicator size (integers: truncating division). 16-bit
+ * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
+typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
+/* AUTO: recursive doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
+ * cfg.rabenseifner_max_bytes when the rank count is a power of two above 2; the pipelined ring
+ * otherwise (coll_allreduce_auto_algo says which).
+ * RABENSEIFNER: reduce-scatter by recursive halving + all-gather by recursive doubling,
+ * pipelined like the ring (2 lg p steps instead of 2(p-1)).
+ * MPI: hand the whole operation to MPI's own collective (the baseline `strata bench` compares
+ * against); available over either transport because it only needs the bootstrap communicator. */
+typedef enum {
+  COLL_ALGO_AUTO = 0, COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_RABENSEIFNER,
+  COLL_ALGO_COUNT
+} coll_algo_t;
+typedef enum { COLL_TRANSPORT_MPI = 0, COLL_TRANSPORT_OFI } coll_transport_kind_t;
+
+typedef struct {
+  coll_transport_kind_t transport; /* STRATA_COLL_TRANSPORT=mpi|ofi; default mpi */
+  const char *ofi_provider;        /* libfabric provider name (NULL: $FI_PROVIDER, else any RDM) */
+  coll_algo_t algo;                /* STRATA_COLL_ALGO=auto|ring|rd|rabenseifner|mpi; default auto */
+  double timeout_s;                /* STRATA_COLL_TIMEOUT_S; bound on every wait; default 300 */
+  size_t chunk_bytes;              /* STRATA_COLL_CHUNK_BYTES; ring pipelining chunk; 0 (the
+                                      default): the transport's, 512 KiB mpi, 1 MiB ofi */
+  size_t rd_threshold_bytes;       /* STRATA_COLL_RD_THRESHOLD; AUTO switches to ring at this size */
+  int check;                       /* STRATA_COLL_CHECK=1: verify op/count/dtype agree across ranks */
+  int progress_thread;             /* STRATA_COLL_PROGRESS_THREAD=1: non-blocking ops progress
+                                      in a background thread instead of in coll_test */
+  int pipeline_depth;              /* STRATA_COLL_PIPELINE_DEPTH; ring receives posted ahead */
+  size_t rabenseifner_max_bytes;   /* STRATA_COLL_RABENSEIFNER_MAX; AUTO uses Rabenseifner from
+                                      rd_threshold_bytes up to this size on 4, 8, 16... ranks;
+                                      default 16M, 0 = never */
+  size_t eager_bytes;              /* STRATA_COLL_EAGER_BYTES; recursive doubling cuts messages of
+                                      up to 4x this size into segments of at most this size (keeps
+                                      them under the transport's eager limit); 0 = never */
+  size_t stream_bytes;             /* STRATA_COLL_STREAM_BYTES; all-reduce / reduce-scatter of at
+                                      least this many bytes write their reductions with streaming
+                                      (non-temporal) stores; default 8M; "off" = never */
+  int yield_idle;                  /* STRATA_COLL_YIELD=0|1; sched_yield() in idle polls;
+                                      default -1 = auto (yes when ranks outnumber cores) */
+  const char *env_error;           /* set by coll_config_default when a STRATA_COLL_* value
+                                      is invalid; coll_comm_create then fails with it */
+} coll_config_t;
+
+typedef struct coll_comm coll_comm_t;
+typedef struct coll_request coll_request_t;
+
+/* Defaults, with STRATA_COLL_* environment overrides applied. */
+coll_config_t coll_config_default(void);
+
+/* Builds a communicator over `mpi` (collective over `mpi`: every rank must call it). The MPI
+ * communicator is duplicated; the caller keeps ownership of its own. */
+coll_result_t coll_comm_create(MPI_Comm mpi, const coll_config_t *cfg, coll_comm_t **out);
+/* Collective over `parent`: ranks with the same color form a new communicator, ordered by key
+ * (ties by parent rank), with the parent's configuration and transport kind. */
+coll_result_t coll_comm_split(coll_comm_t *parent, int color, int key, coll_comm_t **out);
+void coll_comm_destroy(coll_comm_t *comm); /* NULL is a no-op; must not have requests pending */
+
+int coll_rank(const coll_comm_t *comm);
+int coll_size(const coll_comm_t *comm);
+/* Rank of this communicator's member `rank` in MPI_COMM_WORLD (for error messages). */
+int coll_world_rank(const coll_comm_t *comm, int rank);
+/* Collective over comm: how many of its ranks share this rank's host (a shared-memory node, as
+ * MPI_COMM_TYPE_SHARED sees it); 1 if that cannot be determined. */
+int coll_node_size(coll_comm_t *comm);
+MPI_Comm coll_mpi_comm(const coll_comm_t *comm); /* the bootstrap communicator */
+const char *coll_transport_name(const coll_comm_t *comm); /* "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
+/* The configuration in effect, defaults resolved (e.g. chunk_bytes is the transport's). */
+const coll_config_t *coll_comm_config(const coll_comm_t *comm);
+/* The message of the last failed call on this communicator ("" if none). */
+const char *coll_last_error(const coll_comm_t *comm);
+/* Bytes this rank has sent / received through the transport since creation. */
+void coll_traffic(const coll_comm_t *comm, uint64_t *sent_bytes, uint64_t *recv_bytes);
+
+size_t coll_dtype_size(coll_dtype_t dtype);
+const char *coll_dtype_name(coll_dtype_t dtype);  /* "float", "double", "bfloat16", "half", "int32", "int64" (nccl-tests names) */
+const char *coll_op_name(coll_op_t op);           /* "sum", "prod", "min", "max", "avg" */
+const char *coll_algo_name(coll_algo_t algo);     /* "auto", "ring", "rd", "mpi" */
+const char *coll_result_string(coll_result_t r);
+/* Parse nccl-tests / CLI spellings; return 0 on success, -1 if unknown. */
+int coll_parse_dtype(const char *s, coll_dtype_t *out);
+int coll_parse_op(const char *s, coll_op_t *out);
+int coll_parse_algo(const char *s, coll_algo_t *out);
+int coll_parse_transport(const char *s, coll_transport_kind_t *out);
+
+/* ---- Collectives (blocking) ---- */
+
+/* recv[i] = op over ranks of send[i], i < count. Uses comm's configured algorithm. */
+coll_result_t coll_allreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                             coll_op_t op, coll_comm_t *comm);
+/* The algorithm AUTO runs for an all-reduce of `bytes` on comm (never AUTO itself). */
+coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes);
+/* Same, with an explicit algorithm (the benchmark's --algo). */
+coll_result_t coll_allreduce_algo(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                                  coll_op_t op, coll_algo_t algo, coll_comm_t *comm);
+/* send holds size*recvcount elements; rank r receives block r of the reduction. */
+coll_result_t coll_reduce_scatter(const void *send, void *recv, size_t recvcount,
+                                  coll_dtype_t dtype, coll_op_t op, coll_comm_t *comm);
+/* recv (size*sendcount elements) = concatenation of every rank's send, in rank order. */
+coll_result_t coll_allgather(const void *send, void *recv, size_t sendcount, coll_dtype_t dtype,
+                             coll_comm_t *comm);
+/* buf on every rank = buf on root. */
+coll_result_t coll_broadcast(void *buf, size_t count, coll_dtype_t dtype, int root, coll_comm_t *comm);
+/* Out-of-place broadcast (nccl-tests' form): recv on every rank = send on root. */
+coll_result_t coll_broadcast2(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                              int root, coll_comm_t *comm);
+
+/* ---- Point to point (blocking, bounded by timeout) ----
+ * Messages between a pair of ranks with the same tag arrive in the order sent. tag >= 0 and
+ * < 2^24. A recv whose count differs from the matching send fails with COLL_ERR_MISMATCH. */
+coll_result_t coll_send(const void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                        coll_comm_t *comm);
+coll_result_t coll_recv(void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                        coll_comm_t *comm);
+/* Simultaneous send to `dst` and receive from `src` (pipeline neighbours, ring shifts). */
+coll_result_t coll_sendrecv(const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
+                            size_t recvcount, int src, coll_dtype_t dtype, int tag,
+                            coll_comm_t *comm);
+/* Non-blocking point to point; complete with coll_test / coll_wait. */
+coll_result_t coll_isend(const void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                         coll_comm_t *comm, coll_request_t **req);
+coll_result_t coll_irecv(void *buf, size_t count, coll_dtype_t dtype, int peer, int tag,
+                         coll_comm_t *comm, coll_request_t **req);
+
+/* ---- Non-blocking all-reduce ----
+ * Starts the operation and returns at once. Progress is made in coll_test / coll_wait (or by
+ * the progress thread when cfg.progress_thread is set). Buffers must stay valid and untouched
+ * until completion. Several may be in flight on one communicator; they complete in any order
+ * but must be started in the same order on every rank. */
+coll_result_t coll_iallreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
+                              coll_op_t op, coll_comm_t *comm, coll_request_t **req);
+/* *done = 1 once complete (the request stays valid until coll_wait). Drives progress. */
+coll_result_t coll_test(coll_request_t *req, int *done);
+/* Blocks (bounded by timeout) until complete, then frees the request. */
+coll_result_t coll_wait(coll_request_t *req);
+/* Waits at most max_s seconds for req, for a rank that waits for work which may be long in
+ * coming (a serving rank waiting for its next request): it sleeps between polls (back-off up to
+ * 5 ms, about 0.2% of a core while idle) instead of spinning, and from its first call the
+ * request is exempt from cfg.timeout_s -- the caller bounds the wait itself, for example with a
+ * heartbeat. *done = 1: complete, the request is freed (as by coll_wait) and its result
+ * returned. *done = 0: max_s passed, COLL_OK, the request is still pending (wait again, or
+ * coll_cancel it). max_s = 0 polls once.
+ *    coll_irecv(&msg, n, COLL_I32, 0, TAG, comm, &req);
+ *    int done = 0;  double waited = 0;
+ *    while (!done && waited < liveness_s) { coll_wait_for(req, 1.0, &done); waited += 1.0; }
+ *    if (!done) { coll_cancel(req); ... the peer is gone ... } */
+coll_result_t coll_wait_for(coll_request_t *req, double max_s, int *done);
+/* Cancels a pending point-to-point request (a receive that is no longer wanted) and frees it. */
+void coll_cancel(coll_request_t *req);
+
+/* ---- Communication buffers (the counterpart of ncclMemAlloc) ----
+ * Large buffers (2 MiB and up) are 2 MiB-aligned and advised for transparent huge pages
+ * (madvise MADV_HUGEPAGE; takes effect when /sys/kernel/mm/transparent_hugepage/enabled is
+ * `madvise` or `always`). Single-copy shared-memory transfers (Open MPI's CMA, libfabric shm)
+ * pin and map the source buffer page by page, so a buffer on 2 MiB pages moves a large
+ * message up to about twice as fast as one on 4 KiB pages (BENCHMARKS.md). Smaller buffers are
+ * 64-byte aligned. STRATA_COLL_HUGEPAGES=0 turns the advice off (for comparison; another
+ * value than 0 or 1 makes coll_comm_create fail naming it). The memory is not zeroed. NULL on
+ * failure; release with coll_mem_free (or free()). */
+void *coll_mem_alloc(size_t bytes);
+void coll_mem_free(void *p);
+
+/* Waits on every rank of comm (bounded by timeout). */
+coll_result_t coll_barrier(coll_comm_t *comm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_COLL_H */

@@ -1,0 +1,482 @@
+/* strata simulate -- predicts one training step of a GPT-2-style model on P x D simulated
+ * accelerators (step time, tokens/s, MFU, memory per device, pipeline-idle and exposed-
+ * communication shares, per-stage breakdown) with the layout, schedule, device and memory
+ * models of the real trainer, in one process and without numerics. `--sweep` tries every
+ * P x D = nodes, micro-batch count and ZeRO setting and ranks them; `--json` is for scripts.
+ * See worker/sim/SIMULATION.md for the model. */
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "commands.h"
+#include "device.h"
+#include "layout.h"
+#include "log.h"
+#include "memory_model.h"
+#include "schedule.h"
+#include "simulate.h"
+
+typedef struct {
+  const char *model_name;
+  layout_model_t model;
+  device_t dev;
+  double capacity_bytes;
+  sim_options_t opt;
+  int nodes, pp, dp, micro, batch;
+  const char *stage_layers;
+  const char *trace_path; /* --trace: write the simulated timeline here */
+} sim_job_t;
+
+static const char *USAGE =
+    "Predict a training step on simulated accelerators (no numerics, one process).\n\n"
+    "  strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512\n"
+    "  strata simulate --model 7b --device trn2 --nodes 256 --sweep\n\n"
+    "Model: --model gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2), or/and override\n"
+    "--layers/--heads/--dim/--ctx/--vocab. Layout: --nodes N = --pp P x --dp D (give two of\n"
+    "the three); --microbatches M (default: the largest divisor of batch/D up to 4P);\n"
+    "--batch is the global batch in sequences (default 512). Bucket size default 25 MiB\n"
+    "(env STRATA_BUCKET_MB). Exit status 2 on invalid input.";
+
+static void model_json(json_object *o, const sim_job_t *j) {
+  json_object *m = json_object_new_object();
+  json_object_object_add(m, "name", json_object_new_string(j->model_name));
+  json_object_object_add(m, "layers", json_object_new_int(j->model.layers));
+  json_object_object_add(m, "heads", json_object_new_int(j->model.heads));
+  json_object_object_add(m, "dim", json_object_new_int(j->model.dim));
+  json_object_object_add(m, "ctx", json_object_new_int(j->model.ctx));
+  json_object_object_add(m, "vocab", json_object_new_int(j->model.vocab));
+  json_object_object_add(m, "params", json_object_new_int64(layout_params_total(&j->model)));
+  json_object_object_add(o, "model", m);
+  json_object_object_add(o, "device", json_object_new_string(j->dev.name));
+  json_object_object_add(o, "dtype", json_object_new_string(device_dtype_name(j->opt.dtype)));
+  json_object_object_add(o, "capacity_bytes", json_object_new_double(j->capacity_bytes));
+  json_object_object_add(o, "nodes", json_object_new_int(j->nodes));
+  json_object_object_add(o, "batch", json_object_new_int(j->batch));
+  json_object_object_add(o, "schedule", json_object_new_string(schedule_kind_name(j->opt.kind)));
+}
+
+static void result_fields(json_object *o, const layout_t *lay, const sim_options_t *opt,
+                          const sim_result_t *r) {
+  json_object_object_add(o, "pp", json_object_new_int(lay->pp));
+  json_object_object_add(o, "dp", json_object_new_int(lay->dp));
+  json_object_object_add(o, "microbatches", json_object_new_int(lay->micro));
+  json_object_object_add(o, "micro_batch", json_object_new_int(lay->micro_batch));
+  json_object_object_add(o, "zero", json_object_new_int(opt->zero));
+  json_object_object_add(o, "step_s", json_object_new_double(r->step_s));
+  json_object_object_add(o, "tokens_per_s", json_object_new_double(r->tokens_per_s));
+  json_object_object_add(o, "mfu", json_object_new_double(r->mfu));
+  json_object_object_add(o, "compute_share", json_object_new_double(r->compute_share));
+  json_object_object_add(o, "pipeline_idle_share", json_object_new_double(r->pipeline_idle_share));
+  json_object_object_add(o, "exposed_comm_share", json_object_new_double(r->exposed_comm_share));
+  json_object_object_add(o, "optimizer_share", json_object_new_double(r->optimizer_share));
+  json_object_object_add(o, "peak_mem_bytes", json_object_new_double(r->peak_mem_bytes));
+  json_object_object_add(o, "fits", json_object_new_boolean(r->fits));
+}
+
+static void print_json(json_object *o) {
+  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* Shares are differences of times; a rounding residue below zero prints as 0. */
+static double clamp0(double x) { return x < 0 && x > -1e-9 ? 0 : x; }
+
+static int run_one(const sim_job_t *j, int as_json) {
+  int rc = 1;
+  char err[1024];
+  layout_t *lay = malloc(sizeof *lay);
+  sim_result_t r = {0};
+  if (!lay) return 1;
+  if (layout_init(lay, &j->model, j->nodes, j->pp, j->dp, j->micro, j->batch, j->stage_layers, err,
+                  sizeof err)) {
+    strata_error("simulate: %s", err);
+    rc = 2;
+    goto free_lay;
+  }
+  sim_options_t opt = j->opt;
+  opt.record_events = j->trace_path != NULL;
+  if (sim_simulate(lay, &j->dev, &opt, j->capacity_bytes, &r, err, sizeof err)) {
+    strata_error("%s", err);
+    goto free_lay;
+  }
+  if (j->trace_path) {
+    FILE *tf = fopen(j->trace_path, "w");
+    int bad = !tf || sim_write_chrome_trace(&r, tf, 0, "strata simulate");
+    if (tf && fclose(tf)) bad = 1;
+    if (bad) {
+      strata_error("simulate: cannot write the trace to %s (check the directory exists and is "
+                   "writable)",
+                   j->trace_path);
+      goto free_lay;
+    }
+  }
+  char fitmsg[2048] = "";
+  memory_fit_check(lay, j->opt.kind, j->opt.zero, j->opt.bucket_bytes, j->capacity_bytes, fitmsg,
+                   sizeof fitmsg);
+  if (as_json) {
+    json_object *o = json_object_new_object();
+    model_json(o, j);
+    result_fields(o, lay, &j->opt, &r);
+    json_object_object_add(o, "model_flops", json_object_new_double(r.model_flops));
+    json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
+    json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
+    if (!r.fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
+    json_object *st = json_object_new_array();
+    for (int s = 0; s < lay->pp; s++) {
+      const sim_stage_result_t *sr = &r.stages[s];
+      json_object *e = json_object_new_object();
+      json_object_object_add(e, "stage", json_object_new_int(s));
+      json_object_object_add(e, "layer_begin", json_object_new_int(lay->layer_begin[s]));
+      json_object_object_add(e, "layer_end", json_object_new_int(lay->layer_begin[s + 1]));
+      json_object_object_add(e, "params", json_object_new_int64(layout_stage_params(lay, s)));
+      json_object_object_add(e, "fwd_s", json_object_new_double(sr->fwd_s));
+      json_object_object_add(e, "bwd_s", json_object_new_double(sr->bwd_s));
+      json_object_object_add(e, "compute_s", json_object_new_double(sr->compute_s));
+      json_object_object_add(e, "idle_s", json_object_new_double(sr->idle_s));
+      json_object_object_add(e, "exposed_comm_s", json_object_new_double(sr->exposed_comm_s));
+      json_object_object_add(e, "comm_busy_s", json_object_new_double(sr->comm_busy_s));
+      json_object_object_add(e, "optimizer_s", json_object_new_double(sr->optimizer_s));
+      json_object_object_add(e, "in_flight", json_object_new_int(sr->mem.in_flight));
+      json_object *mem = json_object_new_object();
+      json_object_object_add(mem, "params_bytes", json_object_new_double(sr->mem.params_bytes));
+      json_object_object_add(mem, "grads_bytes", json_object_new_double(sr->mem.grads_bytes));
+      json_object_object_add(mem, "optimizer_bytes",
+                             json_object_new_double(sr->mem.optimizer_bytes));
+      json_object_object_add(mem, "activations_bytes",
+                             json_object_new_double(sr->mem.activations_bytes));
+      json_object_object_add(mem, "workspace_bytes",
+                             json_object_new_double(sr->mem.workspace_bytes));
+      json_object_object_add(mem, "comm_bytes", json_object_new_double(sr->mem.comm_bytes));
+      json_object_object_add(mem, "total_bytes", json_object_new_double(sr->mem.total_bytes));
+      json_object_object_add(e, "memory", mem);
+      json_object_array_add(st, e);
+    }
+    json_object_object_add(o, "stages", st);
+    print_json(o);
+    json_object_put(o);
+  } else {
+    char dbuf[512], b1[32], b2[32];
+    device_describe(&j->dev, dbuf, sizeof dbuf);
+    printf("model: %s, %.3fB parameters (L=%d, H=%d, C=%d, T=%d, V=%d)\n", j->model_name,
+           layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
+           j->model.ctx, j->model.vocab);
+    printf("device: %s; compute dtype %s\n", dbuf, device_dtype_name(j->opt.dtype));
+    if (j->opt.zero)
+      printf("schedule: %s, ZeRO-%d: gradient reduce-scatter after backward\n",
+             schedule_kind_name(j->opt.kind), j->opt.zero);
+    else
+      printf("schedule: %s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
+             schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
+             j->opt.overlap ? "overlapped with" : "after");
+    layout_print(lay, stdout);
+    printf("\n%-6s %-9s %9s %9s %10s %10s %10s %10s %9s %7s %11s\n", "stage", "layers", "fwd_ms",
+           "bwd_ms", "compute_ms", "idle_ms", "exposed_ms", "dpcomm_ms", "optim_ms", "inflight",
+           "memory");
+    for (int s = 0; s < lay->pp; s++) {
+      const sim_stage_result_t *sr = &r.stages[s];
+      char lr[32];
+      snprintf(lr, sizeof lr, "%d-%d", lay->layer_begin[s], lay->layer_begin[s + 1] - 1);
+      printf("%-6d %-9s %9.3f %9.3f %10.3f %10.3f %10.3f %10.3f %9.3f %7d %11s\n", s, lr,
+             sr->fwd_s * 1e3, sr->bwd_s * 1e3, sr->compute_s * 1e3, sr->idle_s * 1e3,
+             sr->exposed_comm_s * 1e3, sr->comm_busy_s * 1e3, sr->optimizer_s * 1e3,
+             sr->mem.in_flight, memory_format_bytes(sr->mem.total_bytes, b1, sizeof b1));
+    }
+    printf("\nstep time %.4f s, %.0f tokens/s, MFU %.1f%%\n", r.step_s, r.tokens_per_s,
+           100 * r.mfu);
+    printf("time shares: compute %.1f%%, pipeline idle %.1f%%, exposed communication %.1f%%, "
+           "optimizer %.1f%%\n",
+           100 * r.compute_share, 100 * clamp0(r.pipeline_idle_share),
+           100 * clamp0(r.exposed_comm_share), 100 * r.optimizer_share);
+    printf("memory: peak %s per device (stage %d) of %s: %s\n",
+           memory_format_bytes(r.peak_mem_bytes, b1, sizeof b1), r.worst_stage,
+           memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r.fits ? "fits" : "DOES NOT FIT");
+    if (!r.fits) printf("%s\n", fitmsg);
+  }
+  rc = 0;
+  fflush(stdout); /* before MPI_Finalize and any exit-time tooling */
+free_lay:
+  sim_result_free(&r);
+  free(lay);
+  return rc;
+}
+
+typedef struct {
+  int pp, dp, micro, zero;
+  double step_s, tokens_per_s, mfu, idle, exposed, peak;
+  int fits;
+} sweep_row_t;
+
+static int cmp_rows(const void *a, const void *b) {
+  const sweep_row_t *x = a, *y = b;
+  if (x->tokens_per_s != y->tokens_per_s) return x->tokens_per_s < y->tokens_per_s ? 1 : -1;
+  return x->pp - y->pp;
+}
+
+static int run_sweep(const sim_job_t *j, int as_json) {
+  int rc = 1, nrows = 0, cap = 64;
+  sweep_row_t *rows = malloc(sizeof *rows * (size_t)cap);
+  layout_t *lay = malloc(sizeof *lay);
+  char err[1024];
+  if (!rows || !lay) goto free_all;
+  for (int P = 1; P <= j->nodes && P <= j->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
+    if (j->nodes % P) continue;
+    int D = j->nodes / P;
+    if (j->batch % D) continue;
+    int per = j->batch / D;
+    for (int M = 1; M <= per; M++) {
+      if (per % M) continue;
+      for (int z = 0; z <= (D > 1); z++) {
+        if (layout_init(lay, &j->model, j->nodes, P, D, M, j->batch, NULL, err, sizeof err))
+          continue;
+        sim_options_t o = j->opt;
+        o.zero = z;
+        sim_result_t r;
+        if (sim_simulate(lay, &j->dev, &o, j->capacity_bytes, &r, err, sizeof err)) {
+          strata_error("%s", err);
+          goto free_all;
+        }
+        if (nrows == cap) {
+          sweep_row_t *nr = realloc(rows, sizeof *rows * (size_t)(cap *= 2));
+          if (!nr) {
+            sim_result_free(&r);
+            goto free_all;
+          }
+          rows = nr;
+        }
+        rows[nrows++] = (sweep_row_t){P,
+                                      D,
+                                      M,
+                                      z,
+                                      r.step_s,
+                                      r.tokens_per_s,
+                                      r.mfu,
+                                      clamp0(r.pipeline_idle_share),
+                                      clamp0(r.exposed_comm_share),
+                                      r.peak_mem_bytes,
+                                      r.fits};
+        sim_result_free(&r);
+      }
+    }
+  }
+  if (nrows == 0) {
+    strata_error(
+        "simulate --sweep: no layout of %d nodes divides the global batch %d (P must divide "
+        "the nodes and be <= %d layers, D must divide the batch); change --batch or --nodes",
+        j->nodes, j->batch, j->model.layers);
+    rc = 2;
+    goto free_all;
+  }
+  qsort(rows, (size_t)nrows, sizeof *rows, cmp_rows);
+  int best = -1;
+  for (int i = 0; i < nrows && best < 0; i++)
+    if (rows[i].fits) best = i;
+  if (as_json) {
+    json_object *o = json_object_new_object();
+    model_json(o, j);
+    json_object *arr = json_object_new_array();
+    for (int i = 0; i < nrows; i++) {
+      json_object *e = json_object_new_object();
+      json_object_object_add(e, "pp", json_object_new_int(rows[i].pp));
+      json_object_object_add(e, "dp", json_object_new_int(rows[i].dp));
+      json_object_object_add(e, "microbatches", json_object_new_int(rows[i].micro));
+      json_object_object_add(e, "zero", json_object_new_int(rows[i].zero));
+      json_object_object_add(e, "step_s", json_object_new_double(rows[i].step_s));
+      json_object_object_add(e, "tokens_per_s", json_object_new_double(rows[i].tokens_per_s));
+      json_object_object_add(e, "mfu", json_object_new_double(rows[i].mfu));
+      json_object_object_add(e, "pipeline_idle_share", json_object_new_double(rows[i].idle));
+      json_object_object_add(e, "exposed_comm_share", json_object_new_double(rows[i].exposed));
+      json_object_object_add(e, "peak_mem_bytes", json_object_new_double(rows[i].peak));
+      json_object_object_add(e, "fits", json_object_new_boolean(rows[i].fits));
+      json_object_array_add(arr, e);
+    }
+    json_object_object_add(o, "rows", arr);
+    json_object_object_add(o, "best",
+                           best >= 0 ? json_object_get(json_object_array_get_idx(arr, (size_t)best))
+                                     : NULL);
+    print_json(o);
+    json_object_put(o);
+  } else {
+    char b1[32], b2[32];
+    printf("sweep: %s on %d x %s (%s), global batch %d sequences of %d tokens, schedule %s, "
+           "capacity %s per device\n",
+           j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
+           j->model.ctx, schedule_kind_name(j->opt.kind),
+           memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
+    printf("%5s %5s %5s %4s %10s %13s %7s %8s %9s %11s %5s\n", "pp", "dp", "M", "zero", "step_s",
+           "tokens/s", "MFU%", "idle%", "exposed%", "peak_mem", "fits");
+    for (int i = 0; i < nrows; i++)
+      printf("%5d %5d %5d %4d %10.4f %13.0f %7.1f %8.1f %9.1f %11s %5s%s\n", rows[i].pp, rows[i].dp,
+             rows[i].micro, rows[i].zero, rows[i].step_s, rows[i].tokens_per_s, 100 * rows[i].mfu,
+             100 * rows[i].idle, 100 * rows[i].exposed,
+             memory_format_bytes(rows[i].peak, b1, sizeof b1), rows[i].fits ? "yes" : "NO",
+             i == best ? "  <- best" : "");
+    if (best >= 0)
+      printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s: %.0f tokens/s, MFU "
+             "%.1f%%, "
+             "peak %s per device\n",
+             rows[best].pp, rows[best].dp, rows[best].micro, rows[best].zero,
+             schedule_kind_name(j->opt.kind), rows[best].tokens_per_s, 100 * rows[best].mfu,
+             memory_format_bytes(rows[best].peak, b1, sizeof b1));
+    else
+      printf(
+          "best: none fits in %s per device; use more nodes, a smaller batch or a smaller model\n",
+          memory_format_bytes(j->capacity_bytes, b1, sizeof b1));
+  }
+  rc = 0;
+  fflush(stdout);
+free_all:
+  free(rows);
+  free(lay);
+  return rc;
+}
+
+/* Largest simulated job, devices. */
+#define SIM_MAX_NODES (1 << 24)
+
+int cmd_simulate(int argc, char **argv) {
+  const char *trace = NULL;
+  const char *model = NULL, *device = "trn2", *schedule = "1f1b", *dtype = NULL,
+             *stage_layers = NULL;
+  int layers = 0, heads = 0, dim = 0, ctx = 0, vocab = 0;
+  int nodes = 0, pp = 0, dp = 0, micro = 0, zero = 0, batch = 512, sweep = 0, as_json = 0,
+      no_overlap = 0;
+  /* which of them the command line set (the model preset and the layout fill in the rest) */
+  int g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_vocab = 0, g_micro = 0, g_bucket = 0;
+  double bucket_mb = 0;
+  size_t device_mem = 0;
+  arg_spec_t specs[] = {
+      {"--model", NULL, ARG_STRING, &model, "NAME",
+       "gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2)"},
+      {"--layers", NULL, ARG_INT, &layers, "L", "transformer blocks (overrides the preset)",
+       .min = 1, .max = 1 << 16, .given = &g_layers},
+      {"--heads", NULL, ARG_INT, &heads, "H", "attention heads", .min = 1, .max = 1 << 16, .given = &g_heads},
+      {"--dim", NULL, ARG_INT, &dim, "C", "embedding width", .min = 1, .max = 1 << 20, .given = &g_dim},
+      {"--ctx", NULL, ARG_INT, &ctx, "T", "sequence length", .min = 1, .max = 1 << 24, .given = &g_ctx},
+      {"--vocab", NULL, ARG_INT, &vocab, "V", "vocabulary size", .min = 1, .max = 1 << 24, .given = &g_vocab},
+      {"--device", NULL, ARG_STRING, &device, "DEV",
+       "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
+      {"--dtype", NULL, ARG_STRING, &dtype, "T",
+       "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
+      {"--nodes", NULL, ARG_INT, &nodes, "N", "simulated devices (= pp x dp)", .min = 1, .max = SIM_MAX_NODES},
+      {"--pp", NULL, ARG_INT, &pp, "P", "pipeline stages", .min = 1, .max = 1 << 16},
+      {"--dp", NULL, ARG_INT, &dp, "D", "data-parallel replicas", .min = 1, .max = SIM_MAX_NODES},
+      {"--microbatches", NULL, ARG_INT, &micro, "M", "micro-batches per step (default: the largest divisor of "
+       "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &g_micro},
+      {"--schedule", NULL, ARG_STRING, &schedule, "S", "gpipe|1f1b (default 1f1b)"},
+      {"--zero", NULL, ARG_INT, &zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
+      {"--batch", NULL, ARG_INT, &batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
+      {"--stage-layers", NULL, ARG_STRING, &stage_layers, "LIST",
+       "explicit layers per stage, e.g. 3,3,2"},
+      {"--bucket-mb", NULL, ARG_DOUBLE, &bucket_mb, "X",
+       "gradient bucket size in MiB (default 25)", .env = "STRATA_BUCKET_MB", .given = &g_bucket},
+      {"--no-overlap", NULL, ARG_FLAG, &no_overlap, NULL,
+       "all-reduce after backward instead of overlapped"},
+      {"--device-mem", NULL, ARG_BYTES, &device_mem, "BYTES",
+       "override the device memory capacity (e.g. 16G)", .min = 1, .max = 0x1p50},
+      {"--sweep", NULL, ARG_FLAG, &sweep, NULL, "try every P x D, M and ZeRO; rank by tokens/s"},
+      {"--trace", NULL, ARG_STRING, &trace, "FILE",
+       "write the simulated timeline (Chrome trace JSON)"},
+      {"--json", NULL, ARG_FLAG, &as_json, NULL, "print JSON"},
+  };
+  int prc = args_parse("simulate", USAGE, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
+                       NULL, NULL);
+  if (prc) return prc > 0 ? 0 : 2;
+
+  sim_job_t j;
+  memset(&j, 0, sizeof j);
+  char err[512];
+  j.model_name = model ? model : "gpt2";
+  if (layout_model_preset(j.model_name, &j.model)) {
+    strata_error(
+        "simulate: unknown --model '%s' (use gpt2, gpt2-medium, gpt2-large, gpt2-xl or 7b)", model);
+    return 2;
+  }
+  if (g_layers || g_heads || g_dim || g_ctx || g_vocab) {
+    if (!model) j.model_name = "custom";
+    if (g_layers) j.model.layers = layers;
+    if (g_heads) j.model.heads = heads;
+    if (g_dim) j.model.dim = dim;
+    if (g_ctx) j.model.ctx = ctx;
+    if (g_vocab) j.model.vocab = vocab;
+  }
+  if (layout_model_validate(&j.model, err, sizeof err)) {
+    strata_error("simulate: %s", err);
+    return 2;
+  }
+  if (device_resolve(device, &j.dev, err, sizeof err)) {
+    strata_error("simulate: %s", err);
+    return 2;
+  }
+  j.opt = sim_options_default();
+  if (!dtype) dtype = strcmp(j.dev.name, "cpu") ? "bf16" : "fp32"; /* Strata computes in fp32 */
+  if (device_parse_dtype(dtype, &j.opt.dtype)) {
+    strata_error("simulate: --dtype '%s' unknown (use bf16, fp32 or fp8)", dtype);
+    return 2;
+  }
+  if (schedule_parse_kind(schedule, &j.opt.kind)) {
+    strata_error("simulate: --schedule '%s' unknown (use gpipe or 1f1b)", schedule);
+    return 2;
+  }
+  j.opt.zero = zero;
+  j.opt.overlap = !no_overlap;
+  if (g_bucket) j.opt.bucket_bytes = bucket_mb * 1048576.0;
+  j.capacity_bytes = device_mem ? (double)device_mem : j.dev.hbm_bytes;
+  /* resolve N = P x D from any two (0: not given; the flags are >= 1) */
+  if (nodes) {
+    if (pp && dp && (long long)pp * dp != nodes) {
+      strata_error("simulate: --nodes %d but --pp %d x --dp %d = %d; give two of the three or make "
+                   "them agree",
+                   nodes, pp, dp, pp * dp);
+      return 2;
+    }
+    if (pp && !dp) {
+      if (nodes % pp) {
+        strata_error("simulate: --nodes %d is not divisible by --pp %d (D = N / P must be whole)",
+                     nodes, pp);
+        return 2;
+      }
+      dp = nodes / pp;
+    } else if (dp && !pp) {
+      if (nodes % dp) {
+        strata_error("simulate: --nodes %d is not divisible by --dp %d (P = N / D must be whole)",
+                     nodes, dp);
+        return 2;
+      }
+      pp = nodes / dp;
+    } else if (!pp && !dp) {
+      pp = 1;
+      dp = nodes;
+    }
+  } else {
+    if (!pp) pp = 1;
+    if (!dp) dp = 1;
+    if ((long long)pp * dp > SIM_MAX_NODES) {
+      strata_error("simulate: --pp %d x --dp %d is more than %d devices", pp, dp, SIM_MAX_NODES);
+      return 2;
+    }
+    nodes = pp * dp;
+  }
+  j.nodes = nodes;
+  j.pp = pp;
+  j.dp = dp;
+  j.batch = batch;
+  j.stage_layers = stage_layers;
+  j.trace_path = trace;
+  if (sweep) {
+    if (stage_layers)
+      strata_warn("simulate --sweep: --stage-layers ignored (every sweep layout is balanced)");
+    if (trace) strata_warn("simulate --sweep: --trace ignored (it records a single layout)");
+    return run_sweep(&j, as_json);
+  }
+  if (!g_micro) { /* largest divisor of batch / D up to 4P */
+    int per = dp > 0 && batch % dp == 0 ? batch / dp : 1;
+    micro = 1;
+    for (int m = 1; m <= per && m <= 4 * pp; m++)
+      if (per % m == 0) micro = m;
+  }
+  j.micro = micro;
+  return run_one(&j, as_json);
+}

@@ -1,0 +1,147 @@
+/* strata train -- flags of the training job (see train.h for what a run does). */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "args.h"
+#include "strata/coll.h"
+#include "schedule.h"
+#include "commands.h"
+#include "log.h"
+#include "train.h"
+
+static const char *usage_text =
+    "Train the GPT-2 model. With no flags: the tiny default model (4 layers, 4 heads, width 128,\n"
+    "context 128) on the shipped corpus (data/fortunes.txt, bytes), 300 steps of 16 x 128 tokens.\n"
+    "The run directory (--out) receives steps.jsonl, report.json and checkpoints ckpt-<step>/\n"
+    "(Hugging Face config.json + safetensors, AdamW moments, train_state.pb).\n"
+    "--resume DIR|auto continues a run bit-identically (auto: the newest valid checkpoint in --out);\n"
+    "the checkpoint's model and data order are kept, and --steps may extend the run.\n"
+    "\n"
+    "Distributed: mpirun -np N strata train --pp P --dp D [--microbatches M] [--schedule gpipe|1f1b]\n"
+    "  N must equal P x D; rank r is (stage r % P, replica r / P). Layers are split over the P\n"
+    "  stages balanced by compute (or --stage-layers 3,3,2); --batch is the global batch and must\n"
+    "  divide by D x M. Gradients are all-reduced in buckets of --bucket-mb MiB (default 4, env\n"
+    "  STRATA_BUCKET_MB) as backward finishes them; --zero 1 shards the optimizer over replicas.\n"
+    "  Rank 0 prints the layout and the progress; the run directory also receives report.pb and\n"
+    "  trace.json (Chrome trace: open in Perfetto). Resume works onto any P x D layout.\n"
+    "  Simulated accelerator: --device trn1|trn2|trn3|h100|cpu|FILE.json (default cpu, calibrated\n"
+    "  at start-up), --device-mem BYTES. A stage that does not fit stops the job before step 1\n"
+    "  (exit 2, naming a layout that fits); the progress line, report.json (sim_step_s,\n"
+    "  sim_tokens_per_s, sim_mfu, per-stage sim_* and mem_model/mem_alloc_bytes) and trace.json\n"
+    "  (pid 1000 + rank) carry the device's simulated time.";
+
+/* Bounds of the model and job flags: generous, so that only nonsense is refused here and the
+ * real limits (memory, the layout, the data) are checked where they are known. */
+#define TRAIN_MAX_COUNT 1e9 /* steps, warm-up, every-K intervals */
+
+int cmd_train(int argc, char **argv) {
+  train_config_t c;
+  train_config_default(&c);
+  double lr = c.opt.lr, wd = c.opt.weight_decay, clip = c.opt.grad_clip, min_lr_ratio = c.opt.min_lr_ratio;
+  int warmup = c.opt.warmup_steps;
+  int64_t seed = (int64_t)c.seed;
+  const char *schedule = NULL, *transport = NULL;
+  /* flags whose presence matters: resume compares them with the checkpoint */
+  int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
+      g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
+  arg_spec_t specs[] = {
+      {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes) or llm.c token shard (default: data/fortunes.txt)"},
+      {"--out", NULL, ARG_STRING, &c.out_dir, "DIR", "run directory (default runs/train)"},
+      {"--steps", NULL, ARG_INT64, &c.steps, "N", "optimizer steps in total (default 300; resume: the checkpoint's)",
+       .min = 1, .max = TRAIN_MAX_COUNT, .given = &g_steps},
+      {"--batch", NULL, ARG_INT, &c.batch, "B", "global batch in sequences per step (default 16)",
+       .min = 1, .max = 1 << 20, .given = &g_batch},
+      {"--microbatches", NULL, ARG_INT, &c.microbatches, "M", "micro-batches per step; must divide --batch (default 1)",
+       .min = 1, .max = 1 << 20, .given = &c.microbatches_given},
+      {"--seq-len", NULL, ARG_INT, &c.seq_len, "T", "tokens per sequence (default: --ctx)",
+       .min = 1, .max = 1 << 20, .given = &g_seq_len},
+      {"--layers", NULL, ARG_INT, &c.model.layers, "L", "transformer blocks (default 4)",
+       .min = 1, .max = 4096, .given = &g_layers},
+      {"--heads", NULL, ARG_INT, &c.model.heads, "H", "attention heads; must divide --dim (default 4)",
+       .min = 1, .max = 4096, .given = &g_heads},
+      {"--dim", NULL, ARG_INT, &c.model.dim, "C", "embedding width (default 128)",
+       .min = 1, .max = 1 << 20, .given = &g_dim},
+      {"--ctx", NULL, ARG_INT, &c.model.ctx, "T", "maximum context length (default 128)",
+       .min = 1, .max = 1 << 20, .given = &g_ctx},
+      {"--lr", NULL, ARG_DOUBLE, &lr, "LR", "peak learning rate (default 3e-3)",
+       .min = 0, .max = 100, .open = ARG_OPEN_MIN, .given = &g_lr},
+      {"--warmup", NULL, ARG_INT, &warmup, "N", "linear warm-up steps (default 20)",
+       .min = 0, .max = TRAIN_MAX_COUNT, .given = &g_warmup},
+      {"--min-lr-ratio", NULL, ARG_DOUBLE, &min_lr_ratio, "R", "cosine floor as a fraction of --lr (default 0.1)",
+       .min = 0, .max = 1, .given = &g_min_lr},
+      {"--weight-decay", NULL, ARG_DOUBLE, &wd, "WD", "AdamW decoupled weight decay on 2-D tensors (default 0.1)",
+       .env = "STRATA_WEIGHT_DECAY", .given = &g_wd},
+      {"--grad-clip", NULL, ARG_DOUBLE, &clip, "NORM", "clip gradients to this global L2 norm, 0 = off (default 1)",
+       .env = "STRATA_GRAD_CLIP", .given = &g_clip},
+      {"--seed", NULL, ARG_INT64, &seed, "S", "seed of the initialisation and the data order (default 1337)",
+       .min = 0, .max = 0x1p63, .given = &g_seed},
+      {"--ckpt-every", NULL, ARG_INT, &c.ckpt_every, "K", "checkpoint every K steps (default 0: only at the end)",
+       .min = 0, .max = TRAIN_MAX_COUNT},
+      {"--keep", NULL, ARG_INT, &c.keep, "K", "keep only the newest K checkpoints (default 0: all)",
+       .min = 0, .max = 1 << 20},
+      {"--resume", NULL, ARG_STRING, &c.resume, "DIR|auto", "continue from a checkpoint directory, or the newest in --out"},
+      {"--eval-every", NULL, ARG_INT, &c.eval_every, "K", "validation loss every K steps (default 0: at the end)",
+       .min = 0, .max = TRAIN_MAX_COUNT},
+      {"--eval-batches", NULL, ARG_INT, &c.eval_batches, "N", "validation batches per evaluation (default 8)",
+       .min = 1, .max = 1 << 20},
+      {"--log-every", NULL, ARG_INT, &c.log_every, "K", "progress line every K steps (default 10)",
+       .min = 1, .max = TRAIN_MAX_COUNT},
+      {"--threads", NULL, ARG_INT, &c.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
+      {"--quiet", NULL, ARG_FLAG, &c.quiet, NULL, "no progress lines"},
+      {"--pp", NULL, ARG_INT, &c.pp, "P", "pipeline stages (default 1)", .min = 1, .max = 4096},
+      {"--dp", NULL, ARG_INT, &c.dp, "D", "data-parallel replicas (default 1); mpirun -np P*D", .min = 1, .max = 1 << 20},
+      {"--schedule", NULL, ARG_STRING, &schedule, "gpipe|1f1b", "pipeline schedule (default gpipe)"},
+      {"--stage-layers", NULL, ARG_STRING, &c.stage_layers, "L0,L1,..", "layers per stage (default: balanced by compute)"},
+      {"--transport", NULL, ARG_STRING, &transport, "mpi|ofi", "collectives transport (default mpi)"},
+      {"--ofi-provider", NULL, ARG_STRING, &c.ofi_provider, "NAME", "libfabric provider with --transport ofi (shm, tcp; default $FI_PROVIDER)"},
+      {"--bucket-mb", NULL, ARG_DOUBLE, &c.bucket_mb, "MB", "gradient all-reduce bucket size in MiB (default 4)",
+       .env = "STRATA_BUCKET_MB"},
+      {"--zero", NULL, ARG_INT, &c.zero, "0|1", "ZeRO-1: shard the AdamW moments over the replicas (default 0)",
+       .min = 0, .max = 1},
+      {"--device", NULL, ARG_STRING, &c.device, "DEV", "simulated accelerator: trn1|trn2|trn3|h100|cpu|FILE.json (default cpu, calibrated at start-up)"},
+      {"--device-mem", NULL, ARG_BYTES, &c.device_mem, "BYTES", "device memory per rank (default: the profile's HBM)",
+       .min = 1, .max = 0x1p50},
+  };
+  int rc = args_parse("train", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
+                      NULL, NULL);
+  if (rc) return rc > 0 ? 0 : 2;
+  sched_kind_t sched_kind = SCHED_GPIPE;
+  if (schedule && schedule_parse_kind(schedule, &sched_kind)) {
+    strata_error("train: --schedule must be gpipe or 1f1b, got '%s'", schedule);
+    return 2;
+  }
+  coll_transport_kind_t transport_kind = COLL_TRANSPORT_MPI;
+  if (transport && coll_parse_transport(transport, &transport_kind)) {
+    strata_error("train: --transport must be mpi or ofi, got '%s'", transport);
+    return 2;
+  }
+  if (schedule) c.schedule = (int)sched_kind;
+  if (transport) c.transport = (int)transport_kind;
+  const unsigned given_bits[][2] = {
+      {(unsigned)g_steps, TRAIN_GIVEN_STEPS},   {(unsigned)g_layers, TRAIN_GIVEN_LAYERS},
+      {(unsigned)g_heads, TRAIN_GIVEN_HEADS},   {(unsigned)g_dim, TRAIN_GIVEN_DIM},
+      {(unsigned)g_ctx, TRAIN_GIVEN_CTX},       {(unsigned)g_batch, TRAIN_GIVEN_BATCH},
+      {(unsigned)g_seq_len, TRAIN_GIVEN_SEQ_LEN}, {(unsigned)g_seed, TRAIN_GIVEN_SEED},
+      {(unsigned)g_lr, TRAIN_GIVEN_LR},         {(unsigned)g_warmup, TRAIN_GIVEN_WARMUP},
+      {(unsigned)g_min_lr, TRAIN_GIVEN_MIN_LR_RATIO}, {(unsigned)g_wd, TRAIN_GIVEN_WEIGHT_DECAY},
+      {(unsigned)g_clip, TRAIN_GIVEN_GRAD_CLIP},
+  };
+  for (size_t i = 0; i < sizeof given_bits / sizeof given_bits[0]; i++)
+    if (given_bits[i][0]) c.given |= given_bits[i][1];
+  c.seed = (uint64_t)seed;
+  if (g_lr) c.opt.lr = (float)lr;
+  if (g_wd) c.opt.weight_decay = (float)wd;
+  if (g_clip) c.opt.grad_clip = (float)clip;
+  if (g_min_lr) c.opt.min_lr_ratio = (float)min_lr_ratio;
+  c.opt.warmup_steps = warmup;
+
+  if (cli_mpi_start()) return 1;
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const int distributed = world > 1 || c.pp != 1 || c.dp != 1 || schedule || transport ||
+                          c.stage_layers || c.zero != 0 || c.device || c.device_mem;
+  if (distributed) return train_run_dist(&c);
+  if (c.resume && !c.microbatches_given) c.microbatches = 1; /* train_run takes the checkpoint's */
+  return train_run(&c);
+}

@@ -1,0 +1,1763 @@
+/* infer.c -- the sharded generation engine (see infer.h): request queue and admission on
+ * rank 0, the per-round plan sent to every rank, the pipelined forward of sequence groups
+ * through the stages, sampling on the last stage, sessions (two-phase save, verified load,
+ * LRU eviction from memory and, with a quota, from disk), and the heartbeat that lets an idle
+ * job wait without a deadline.
+ *
+ * The plan of a round is a flat int32 message of operations, executed in order by every rank:
+ *   OP_OPEN slot                 allocate / reset the slot's KV cache
+ *   OP_SAMPLER slot t t k p p s s  (re)seed the slot's sampler (doubles and u64 as 2 words)
+ *   OP_LOAD slot n_kv n_tok gen gen sum*P id...  read the slot's stage file of the session's
+ *                                committed turn `gen` (sum: every stage's checksum, 2 words
+ *                                each); rank 0 already did so at admission and skips it
+ *   OP_RUN G {nseq {slot n_new}*}*  forward every group through the pipeline and sample; rank 0
+ *                                receives the previous RUN's tokens of group g just before
+ *                                running group g (see exec_run)
+ *   OP_SAVE slot gen gen id...   write the slot's stage file of turn gen (phase 1, session.h)
+ *   OP_VOTE n                    every rank hands rank 0 the outcome of its last n LOADs and
+ *                                SAVEs (an all-gather): rank 0 learns which stage failed, and
+ *                                nobody aborts for a bad file or a full disk
+ *   OP_COMMIT gen gen id...      the commit record is written: promote the .kv.next (phase 3)
+ *   OP_DISCARD id...             the turn was not committed: remove the .kv.next
+ *   OP_DELETE id...              remove this stage's files of a session (delete, disk quota)
+ *   OP_FREE slot                 release the slot's cache and sampler
+ *   OP_HEARTBEAT seq             rank 0 is alive and idle; each worker answers with seq
+ *   OP_SHUTDOWN                  leave infer_worker_loop
+ * Rank 0 sends the message to every other rank (point to point: one send of up to
+ * PLAN_INLINE_WORDS words, plus one for the rest of a longer plan), then executes it itself.
+ *
+ * Idle waits. A worker waits for its next plan with coll_wait_for: without cfg.timeout_s and
+ * without spinning, because a server may get no request for hours. Instead, rank 0 sends a
+ * heartbeat whenever it has sent nothing for opts.heartbeat_s, a worker that hears nothing from
+ * rank 0 for opts.liveness_s ends the job naming rank 0, and rank 0 ends the job naming a worker
+ * that has not answered a heartbeat for opts.liveness_s. Everything else (activations, tokens,
+ * votes) is a collective that has started and keeps the collective timeout.
+ */
+#include "infer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "env.h"
+#include "fault.h"
+#include "kv_cache.h"
+#include "layout.h"
+#include "log.h"
+#include "session.h"
+#include "session_store.h"
+#include "util.h"
+
+enum {
+  OP_END = 0, OP_OPEN, OP_SAMPLER, OP_LOAD, OP_RUN, OP_SAVE, OP_FREE, OP_SHUTDOWN, OP_VOTE, OP_COMMIT,
+  OP_DISCARD, OP_DELETE, OP_HEARTBEAT
+};
+enum { SLOT_FREE = 0, SLOT_ACTIVE, SLOT_IDLE };
+#define TAG_ACT 100        /* + group: residual stream stage s -> s+1 */
+#define TAG_TOK 5000       /* + group: sampled tokens last stage -> rank 0 */
+#define TAG_PLAN 9000      /* rank 0 -> workers: a plan's first PLAN_INLINE_WORDS words */
+#define TAG_PLAN_TAIL 9001 /* rank 0 -> workers: the rest of a longer plan */
+#define TAG_ACK 9002       /* workers -> rank 0: heartbeat answers */
+#define MAX_GROUPS 512
+#define VOTE_WORDS 6       /* one LOAD/SAVE outcome: status, errno, checksum (2), bytes (2) */
+#define HB_RING 64         /* heartbeat send times remembered (by sequence number) */
+#define PLAN_INLINE_WORDS 256 /* a plan's first message: its length and up to 255 words */
+
+typedef struct req_node {
+  uint64_t id;
+  int32_t *prompt;
+  int n_prompt;
+  int max_tokens;
+  sampler_params_t sp;
+  char session[SESSION_ID_MAX + 1];
+  infer_token_fn on_token;
+  infer_done_fn on_done;
+  void *ctx;
+  double t_submit;
+  struct req_node *next;
+} req_node_t;
+
+typedef struct {
+  int state;                 /* SLOT_* */
+  kv_cache_t *cache;         /* this rank's stage cache */
+  sampler_t sampler;         /* used on the last stage */
+  int has_sampler;
+  /* rank 0 only */
+  req_node_t *req;           /* the request in flight (ACTIVE) */
+  char session[SESSION_ID_MAX + 1]; /* "" = stateless */
+  int32_t *tokens;           /* (ctx) the context: history + prompt + generated */
+  int n_tokens;
+  int n_gen;
+  int cached_tokens;         /* positions reused at admission */
+  const char *source;
+  double t_first;
+  uint64_t lru;              /* last use (round counter) */
+  int n_kv;                  /* positions cached once the planned ops ran (rank 0's view) */
+  int finished;
+  int cancelled;             /* infer_cancel: finish at the start of the next round */
+  int group;                 /* pipeline group the sequence stays in (rank 0) */
+  int inflight;              /* tokens sampled but not yet received by rank 0 */
+  uint64_t gen;              /* the session's committed turn this slot holds (0: none yet) */
+  int save_failed;           /* the turn's save failed: finish with an error, drop the slot */
+  char save_error[512];      /* why */
+} slot_t;
+
+struct infer_engine {
+  coll_comm_t *comm;
+  int rank, P;
+  gpt2_config_t cfg;
+  gpt2_model_t *model;
+  layout_t lay;
+  int nl;                    /* this stage's layers */
+  int max_nl;                /* the largest stage's layers (for the memory budget) */
+  infer_opts_t opts;
+  char session_dir[4096];
+  int sessions_enabled;
+  session_header_t hdr;      /* this rank's session file identity */
+  slot_t *slots;
+  int nslots;
+  /* rank 0 */
+  pthread_mutex_t mu;
+  req_node_t *q_head, *q_tail;
+  int q_len;
+  uint64_t next_id;
+  uint64_t round;
+  int in_flight;
+  infer_stats_t st;
+  /* message being built */
+  int32_t *msg;
+  int msg_len, msg_cap;
+  char err[1024];
+  /* rank 0, P > 1: the previous RUN's groups, whose tokens arrive during the next RUN */
+  int32_t *prev_plan;        /* copy of that RUN's group list (G, {nseq, {slot, n_new}*}*) */
+  int prev_len, prev_cap;
+  int *recv_slots;           /* [nslots] slots that received a token in the last RUN, in order */
+  int n_recv;
+  /* last stage, P > 1: the previous RUN's token sends (complete during the next RUN) */
+  coll_request_t *tok_reqs[MAX_GROUPS];
+  int32_t *tok_bufs[MAX_GROUPS];
+  int n_tok_reqs;
+  /* session votes: this rank's LOAD/SAVE outcomes since the last VOTE (VOTE_WORDS each), and on
+   * rank 0 every rank's outcomes of the last VOTE ([P][n * VOTE_WORDS]) and what each was */
+  int32_t *pend;
+  int n_pend, pend_cap;
+  int32_t *votes;
+  int n_votes, votes_cap;
+  int *vote_slots;           /* rank 0: [nslots * 2] the slot of each planned LOAD/SAVE */
+  int n_vote_slots;
+  session_commit_t *rec;     /* scratch commit record */
+  session_store_t *store;    /* rank 0: committed sessions on disk, the quota, the store's health */
+  /* heartbeat (P > 1) */
+  double last_plan_s;        /* rank 0: when it last sent a plan */
+  uint32_t hb_seq;           /* rank 0: heartbeats sent */
+  double hb_sent_s[HB_RING]; /* rank 0: send time of heartbeat seq (by seq % HB_RING) */
+  int32_t *ack_buf;          /* rank 0: [P] one posted receive per worker */
+  coll_request_t **ack_req;  /* rank 0: [P] */
+  uint32_t *acked;           /* rank 0: [P] the last heartbeat each worker answered */
+  coll_request_t **plan_reqs;/* rank 0: [2P] the sends of one plan */
+  coll_request_t **hb_req;   /* rank 0: [P] each worker's heartbeat send, while not complete */
+  int32_t *hb_head;          /* rank 0: [P][PLAN_INLINE_WORDS] their messages */
+  uint64_t saves_done;       /* session stage files this rank has written (fault injection) */
+  int failed;                /* a fatal error: the job ends, so shutdown sends nothing more */
+};
+
+infer_opts_t infer_opts_default(void) {
+  infer_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.max_batch = INFER_MAX_BATCH_DEFAULT;
+  o.session_mem_mb = INFER_SESSION_MEM_MB_DEFAULT;
+  o.heartbeat_s = INFER_HEARTBEAT_S_DEFAULT;
+  o.liveness_s = INFER_LIVENESS_S_DEFAULT;
+  o.threads = 1;
+  static char env_err[2][256]; /* what o.env_error points to (worker/base/env.c: ranges) */
+  int64_t v;
+  double d;
+  if (env_read_int("STRATA_INFER_MAX_BATCH", o.max_batch, &v, env_err[0], sizeof env_err[0])) o.env_error = env_err[0];
+  o.max_batch = (int)v;
+  const struct {
+    const char *name;
+    double *dst;
+  } nums[] = {{"STRATA_INFER_SESSION_MEM_MB", &o.session_mem_mb}, {"STRATA_INFER_SESSION_DISK_MB", &o.session_disk_mb},
+              {"STRATA_INFER_HEARTBEAT_S", &o.heartbeat_s}, {"STRATA_INFER_LIVENESS_S", &o.liveness_s}};
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    if (env_read_double(nums[i].name, *nums[i].dst, &d, env_err[1], sizeof env_err[1])) o.env_error = env_err[1];
+    *nums[i].dst = d;
+  }
+  return o;
+}
+
+const char *infer_engine_error(const infer_engine_t *e) { return e->err; }
+const gpt2_config_t *infer_engine_config(const infer_engine_t *e) { return &e->cfg; }
+
+/* ------------------------------------------------------------------ heartbeat (rank 0) */
+
+/* Posts one receive per worker for its heartbeat answers. */
+static int start_heartbeat(infer_engine_t *e, char *err, size_t errlen) {
+  e->ack_buf = calloc((size_t)e->P, sizeof *e->ack_buf);
+  e->ack_req = calloc((size_t)e->P, sizeof *e->ack_req);
+  e->acked = calloc((size_t)e->P, sizeof *e->acked);
+  e->plan_reqs = calloc(2 * (size_t)e->P, sizeof *e->plan_reqs);
+  e->hb_req = calloc((size_t)e->P, sizeof *e->hb_req);
+  e->hb_head = calloc((size_t)e->P * PLAN_INLINE_WORDS, sizeof *e->hb_head);
+  if (!e->ack_buf || !e->ack_req || !e->acked || !e->plan_reqs || !e->hb_req || !e->hb_head) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for (int w = 1; w < e->P; w++) {
+    coll_result_t cr = coll_irecv(&e->ack_buf[w], 1, COLL_I32, w, TAG_ACK, e->comm, &e->ack_req[w]);
+    if (cr != COLL_OK) {
+      snprintf(err, errlen, "posting the heartbeat receive from rank %d: %s", w, coll_last_error(e->comm));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void stop_heartbeat(infer_engine_t *e) {
+  if (e->ack_req)
+    for (int w = 1; w < e->P; w++)
+      if (e->ack_req[w]) coll_cancel(e->ack_req[w]);
+  for (int w = 1; e->hb_req && w < e->P; w++) {
+    if (!e->hb_req[w]) continue;
+    if (e->failed) coll_cancel(e->hb_req[w]);
+    else coll_wait(e->hb_req[w]); /* delivered before OP_SHUTDOWN (same tag, in order) */
+  }
+  free(e->hb_req);
+  free(e->hb_head);
+  e->hb_req = NULL;
+  e->hb_head = NULL;
+  free(e->ack_req);
+  free(e->ack_buf);
+  free(e->acked);
+  free(e->plan_reqs);
+  e->ack_req = NULL;
+  e->ack_buf = NULL;
+  e->acked = NULL;
+  e->plan_reqs = NULL;
+}
+
+/* ------------------------------------------------------------------ creation */
+
+int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opts_t *opts,
+                        infer_engine_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  infer_engine_t *e = calloc(1, sizeof *e);
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  pthread_mutex_init(&e->mu, NULL);
+  e->comm = comm;
+  e->rank = coll_rank(comm);
+  e->P = coll_size(comm);
+  e->opts = *opts;
+  if (opts->env_error) {
+    snprintf(err, errlen, "%s", opts->env_error);
+    goto fail;
+  }
+  if (opts->max_batch < 1 || opts->max_batch > MAX_GROUPS) {
+    snprintf(err, errlen, "max batch %d must be in [1, %d] (--max-batch / STRATA_INFER_MAX_BATCH)",
+             opts->max_batch, MAX_GROUPS);
+    goto fail;
+  }
+  if (!(opts->session_mem_mb >= 0)) {
+    snprintf(err, errlen, "session memory budget %g MiB must be >= 0 (--session-mem-mb)", opts->session_mem_mb);
+    goto fail;
+  }
+  if (!(opts->session_disk_mb >= 0)) {
+    snprintf(err, errlen, "session disk quota %g MiB must be >= 0 (--session-disk-mb; 0 = none)",
+             opts->session_disk_mb);
+    goto fail;
+  }
+  if (!(opts->heartbeat_s > 0) || !(opts->liveness_s > opts->heartbeat_s)) {
+    snprintf(err, errlen,
+             "the liveness bound %g s must exceed the heartbeat period %g s, and both be > 0 "
+             "(STRATA_INFER_LIVENESS_S, STRATA_INFER_HEARTBEAT_S)",
+             opts->liveness_s, opts->heartbeat_s);
+    goto fail;
+  }
+  openblas_set_num_threads(opts->threads > 0 ? opts->threads : 1);
+  if (ckpt_read_config(ckpt_dir, &e->cfg, err, errlen)) goto fail;
+  layout_model_t lm = {e->cfg.vocab, e->cfg.ctx, e->cfg.layers, e->cfg.heads, e->cfg.dim};
+  char lerr[512];
+  if (layout_init(&e->lay, &lm, e->P, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
+    snprintf(err, errlen, "cannot split the model over %d ranks: %s", e->P, lerr);
+    goto fail;
+  }
+  int s = e->rank;
+  gpt2_range_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1};
+  e->nl = r.layer_end - r.layer_begin;
+  for (int i = 0; i < e->P; i++)
+    if (layout_stage_layers(&e->lay, i) > e->max_nl) e->max_nl = layout_stage_layers(&e->lay, i);
+  if (gpt2_create(&e->cfg, r, &e->model, err, errlen)) goto fail;
+  if (ckpt_load(ckpt_dir, e->model, NULL, NULL, NULL, err, errlen)) goto fail;
+  memset(&e->hdr, 0, sizeof e->hdr);
+  if (session_model_id(ckpt_dir, &e->cfg, &e->hdr.model_id, err, errlen)) goto fail;
+  e->hdr.vocab = e->cfg.vocab;
+  e->hdr.ctx = e->cfg.ctx;
+  e->hdr.layers = e->cfg.layers;
+  e->hdr.heads = e->cfg.heads;
+  e->hdr.dim = e->cfg.dim;
+  e->hdr.stage = s;
+  e->hdr.stages = e->P;
+  e->hdr.layer_begin = r.layer_begin;
+  e->hdr.layer_end = r.layer_end;
+  if (opts->session_dir && *opts->session_dir) {
+    snprintf(e->session_dir, sizeof e->session_dir, "%s", opts->session_dir);
+    e->sessions_enabled = 1;
+    if (session_make_dir(e->session_dir, err, errlen)) goto fail;
+  }
+  e->nslots = 2 * opts->max_batch + 16;
+  e->slots = calloc((size_t)e->nslots, sizeof *e->slots);
+  e->recv_slots = calloc((size_t)e->nslots, sizeof *e->recv_slots);
+  e->vote_slots = calloc((size_t)e->nslots * 2, sizeof *e->vote_slots);
+  e->rec = calloc(1, sizeof *e->rec);
+  if (!e->slots || !e->recv_slots || !e->vote_slots || !e->rec) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  if (e->P > SESSION_MAX_STAGES && e->sessions_enabled) {
+    snprintf(err, errlen, "sessions support at most %d pipeline stages, not %d (or turn sessions off)",
+             SESSION_MAX_STAGES, e->P);
+    goto fail;
+  }
+  if (e->rank == 0 && e->sessions_enabled &&
+      session_store_open(e->session_dir, (uint64_t)(opts->session_disk_mb * 1024.0 * 1024.0), &e->store, err,
+                         errlen))
+    goto fail;
+  if (e->rank == 0 && e->P > 1 && start_heartbeat(e, err, errlen)) goto fail;
+  e->last_plan_s = strata_now_s();
+  e->next_id = 1;
+  *out = e;
+  return 0;
+fail:
+  stop_heartbeat(e);
+  session_store_free(e->store);
+  gpt2_free(e->model);
+  free(e->slots);
+  free(e->recv_slots);
+  free(e->vote_slots);
+  free(e->rec);
+  pthread_mutex_destroy(&e->mu);
+  free(e);
+  return -1;
+}
+
+/* ------------------------------------------------------------------ messages */
+
+static int msg_push(infer_engine_t *e, int32_t v) {
+  if (e->msg_len == e->msg_cap) {
+    int cap = e->msg_cap ? 2 * e->msg_cap : 256;
+    int32_t *m = realloc(e->msg, sizeof(int32_t) * cap);
+    if (!m) return -1;
+    e->msg = m;
+    e->msg_cap = cap;
+  }
+  e->msg[e->msg_len++] = v;
+  return 0;
+}
+static void msg_push_u64(infer_engine_t *e, uint64_t v) {
+  msg_push(e, (int32_t)(uint32_t)(v & 0xffffffffu));
+  msg_push(e, (int32_t)(uint32_t)(v >> 32));
+}
+static uint64_t get_u64(const int32_t *p) { return (uint64_t)(uint32_t)p[0] | ((uint64_t)(uint32_t)p[1] << 32); }
+static void msg_push_double(infer_engine_t *e, double d) {
+  uint64_t u;
+  memcpy(&u, &d, 8);
+  msg_push_u64(e, u);
+}
+static double get_double(const int32_t *p) {
+  uint64_t u = get_u64(p);
+  double d;
+  memcpy(&d, &u, 8);
+  return d;
+}
+static void msg_push_str(infer_engine_t *e, const char *s) {
+  int n = (int)strlen(s);
+  msg_push(e, n);
+  for (int i = 0; i < n; i++) msg_push(e, (unsigned char)s[i]);
+}
+static const int32_t *get_str(const int32_t *p, char *out, size_t cap) {
+  int n = p[0];
+  int i;
+  for (i = 0; i < n && (size_t)i + 1 < cap; i++) out[i] = (char)p[1 + i];
+  out[i] = 0;
+  return p + 1 + n;
+}
+
+/* ------------------------------------------------------------------ execution (every rank) */
+
+static int slot_open(infer_engine_t *e, slot_t *sl) {
+  if (!sl->cache && kv_cache_create(e->nl, e->cfg.dim, e->cfg.ctx, &sl->cache, e->err, sizeof e->err))
+    return -1;
+  kv_cache_reset(sl->cache);
+  sl->state = SLOT_ACTIVE;
+  return 0;
+}
+
+static void slot_release(infer_engine_t *e, slot_t *sl) {
+  kv_cache_free(sl->cache);
+  sl->cache = NULL;
+  if (sl->has_sampler) sampler_free(&sl->sampler);
+  sl->has_sampler = 0;
+  free(sl->tokens);
+  sl->tokens = NULL;
+  sl->n_tokens = 0;
+  sl->state = SLOT_FREE;
+  sl->session[0] = 0;
+  sl->req = NULL;
+}
+
+/* Rank 0: a sampled token reaches its sequence. */
+static void apply_token(infer_engine_t *e, int s, int32_t tok) {
+  slot_t *sl = &e->slots[s];
+  sl->tokens[sl->n_tokens++] = tok;
+  sl->inflight--;
+  e->recv_slots[e->n_recv++] = s;
+}
+
+/* Rank 0, P > 1: receives the tokens of group g of the previous RUN (if it had any). */
+static int recv_prev_group(infer_engine_t *e, int g) {
+  if (!e->prev_len) return 0;
+  const int32_t *q = e->prev_plan;
+  int G = *q++;
+  if (g >= G) return 0;
+  for (int k = 0; k < g; k++) q += 1 + 2 * q[0];
+  int nseq = *q++;
+  if (nseq == 0) return 0;
+  int32_t t[2 * MAX_GROUPS + 32];
+  coll_result_t cr = coll_recv(t, (size_t)nseq, COLL_I32, e->P - 1, TAG_TOK + g, e->comm);
+  if (cr != COLL_OK) {
+    snprintf(e->err, sizeof e->err, "receiving tokens of group %d from stage %d: %s: %s", g, e->P - 1,
+             coll_result_string(cr), coll_last_error(e->comm));
+    return -1;
+  }
+  for (int i = 0; i < nseq; i++) apply_token(e, q[2 * i], t[i]);
+  return 0;
+}
+
+/* Last stage, P > 1: completes the token sends of the previous RUN. */
+static int wait_token_sends(infer_engine_t *e) {
+  int rc = 0;
+  for (int i = 0; i < e->n_tok_reqs; i++) {
+    coll_result_t cr = coll_wait(e->tok_reqs[i]);
+    if (cr != COLL_OK && rc == 0) {
+      snprintf(e->err, sizeof e->err, "sending tokens to rank 0: %s", coll_result_string(cr));
+      rc = -1;
+    }
+    free(e->tok_bufs[i]);
+  }
+  e->n_tok_reqs = 0;
+  return rc;
+}
+
+/* One RUN: the groups of sequences through this stage. Groups follow one another, so while
+ * stage s+1 runs group g, stage s runs group g+1. With P > 1 the RUNs overlap as well: the
+ * tokens of group g of one RUN return to rank 0 while the others are still in the pipeline, and
+ * rank 0 receives them just before it runs group g of the next RUN (a sequence keeps its group),
+ * so in steady state every stage is busy. */
+static int exec_run(infer_engine_t *e, const int32_t *p, const int32_t **end) {
+  const int C = e->cfg.dim, V = e->cfg.vocab;
+  const int first = e->rank == 0, last = e->rank == e->P - 1;
+  const int32_t *plan = p;
+  int G = *p++;
+  int rc = -1;
+  coll_request_t *reqs[MAX_GROUPS];
+  int nreq = 0;
+  void *bufs[MAX_GROUPS];
+  int nbufs = 0;
+  float *x = NULL, *y = NULL;
+  int32_t *tok = NULL;
+  gpt2_kv_seq_t *seqs = NULL;
+  coll_request_t *new_tok_reqs[MAX_GROUPS];
+  int32_t *new_tok_bufs[MAX_GROUPS];
+  int n_new_tok = 0;
+  if (first) e->n_recv = 0;
+  for (int g = 0; g < G; g++) {
+    int nseq = *p++;
+    const int32_t *items = p;
+    p += 2 * nseq;
+    if (first && !last && recv_prev_group(e, g)) goto out;
+    if (nseq == 0) continue;
+    size_t rows = 0;
+    for (int i = 0; i < nseq; i++) rows += (size_t)items[2 * i + 1];
+    free(seqs);
+    free(x);
+    free(tok);
+    seqs = malloc(sizeof *seqs * nseq);
+    x = malloc(sizeof(float) * rows * C);
+    tok = malloc(sizeof(int32_t) * rows);
+    if (!seqs || !x || !tok) {
+      snprintf(e->err, sizeof e->err, "out of memory for a round of %zu rows", rows);
+      goto out;
+    }
+    size_t r = 0;
+    for (int i = 0; i < nseq; i++) {
+      slot_t *sl = &e->slots[items[2 * i]];
+      int n_new = items[2 * i + 1];
+      seqs[i] = kv_cache_seq(sl->cache, n_new);
+      if (first) memcpy(tok + r, sl->tokens + sl->cache->n_pos, sizeof(int32_t) * n_new);
+      r += (size_t)n_new;
+    }
+    if (!first) {
+      coll_result_t cr = coll_recv(x, rows * C, COLL_F32, e->rank - 1, TAG_ACT + g, e->comm);
+      if (cr != COLL_OK) {
+        snprintf(e->err, sizeof e->err, "receiving group %d from stage %d: %s: %s", g, e->rank - 1,
+                 coll_result_string(cr), coll_last_error(e->comm));
+        goto out;
+      }
+    }
+    size_t out_floats = last ? (size_t)nseq * V : rows * C;
+    y = malloc(sizeof(float) * out_floats);
+    if (!y) {
+      snprintf(e->err, sizeof e->err, "out of memory");
+      goto out;
+    }
+    if (gpt2_forward_kv(e->model, seqs, nseq, tok, x, y, 1, e->err, sizeof e->err)) goto out;
+    for (int i = 0; i < nseq; i++) kv_cache_advance(e->slots[items[2 * i]].cache, items[2 * i + 1]);
+    if (!last) {
+      bufs[nbufs++] = y;
+      coll_result_t cr = coll_isend(y, rows * C, COLL_F32, e->rank + 1, TAG_ACT + g, e->comm, &reqs[nreq]);
+      y = NULL;
+      if (cr != COLL_OK) {
+        snprintf(e->err, sizeof e->err, "sending group %d to stage %d: %s", g, e->rank + 1, coll_result_string(cr));
+        goto out;
+      }
+      nreq++;
+    } else {
+      int32_t *t = malloc(sizeof(int32_t) * nseq);
+      if (!t) goto out;
+      for (int i = 0; i < nseq; i++) {
+        slot_t *sl = &e->slots[items[2 * i]];
+        t[i] = sampler_next(&sl->sampler, y + (size_t)i * V, V);
+      }
+      free(y);
+      y = NULL;
+      if (first) { /* P == 1 */
+        for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t[i]);
+        free(t);
+      } else {
+        coll_result_t cr = coll_isend(t, (size_t)nseq, COLL_I32, 0, TAG_TOK + g, e->comm, &new_tok_reqs[n_new_tok]);
+        if (cr != COLL_OK) {
+          free(t);
+          snprintf(e->err, sizeof e->err, "sending tokens of group %d to rank 0: %s", g, coll_result_string(cr));
+          goto out;
+        }
+        new_tok_bufs[n_new_tok++] = t;
+      }
+    }
+  }
+  if (first && !last) {
+    /* the previous RUN's groups beyond this one's */
+    int prevG = e->prev_len ? e->prev_plan[0] : 0;
+    for (int g = G; g < prevG; g++)
+      if (recv_prev_group(e, g)) goto out;
+    int len = (int)(p - plan);
+    if (len > e->prev_cap) {
+      int32_t *np = realloc(e->prev_plan, sizeof(int32_t) * len);
+      if (!np) {
+        snprintf(e->err, sizeof e->err, "out of memory");
+        goto out;
+      }
+      e->prev_plan = np;
+      e->prev_cap = len;
+    }
+    memcpy(e->prev_plan, plan, sizeof(int32_t) * len);
+    e->prev_len = len;
+  }
+  rc = 0;
+out:
+  for (int i = 0; i < nreq; i++) {
+    coll_result_t cr = coll_wait(reqs[i]);
+    if (cr != COLL_OK && rc == 0) {
+      snprintf(e->err, sizeof e->err, "completing a send: %s", coll_result_string(cr));
+      rc = -1;
+    }
+  }
+  for (int i = 0; i < nbufs; i++) free(bufs[i]);
+  if (last && !first) {
+    /* rank 0 has received the previous RUN's tokens by now (before running the groups whose
+     * activations reached this stage, or at the end of its RUN) */
+    if (wait_token_sends(e) && rc == 0) rc = -1;
+    for (int i = 0; i < n_new_tok; i++) {
+      e->tok_reqs[i] = new_tok_reqs[i];
+      e->tok_bufs[i] = new_tok_bufs[i];
+    }
+    e->n_tok_reqs = n_new_tok;
+  }
+  free(x);
+  free(y);
+  free(tok);
+  free(seqs);
+  *end = p;
+  return rc;
+}
+
+/* Records this rank's outcome of a LOAD or SAVE for the next VOTE. */
+static int pend_push(infer_engine_t *e, session_status_t st, int eno, uint64_t sum, uint64_t bytes) {
+  if (e->n_pend == e->pend_cap) {
+    int cap = e->pend_cap ? 2 * e->pend_cap : 16;
+    int32_t *np = realloc(e->pend, sizeof(int32_t) * VOTE_WORDS * (size_t)cap);
+    if (!np) {
+      snprintf(e->err, sizeof e->err, "out of memory recording a session outcome");
+      return -1;
+    }
+    e->pend = np;
+    e->pend_cap = cap;
+  }
+  int32_t *w = e->pend + (size_t)VOTE_WORDS * e->n_pend++;
+  w[0] = (int32_t)st;
+  w[1] = eno;
+  w[2] = (int32_t)(uint32_t)sum, w[3] = (int32_t)(uint32_t)(sum >> 32);
+  w[4] = (int32_t)(uint32_t)bytes, w[5] = (int32_t)(uint32_t)(bytes >> 32);
+  return 0;
+}
+
+/* OP_VOTE n: every rank's last n outcomes reach rank 0 (e->votes, [P][n * VOTE_WORDS]). */
+static int exec_vote(infer_engine_t *e, int n) {
+  if (n != e->n_pend) {
+    snprintf(e->err, sizeof e->err, "corrupt plan: a vote over %d outcomes, but this rank has %d", n, e->n_pend);
+    return -1;
+  }
+  size_t words = (size_t)VOTE_WORDS * n;
+  if (e->rank == 0 && (size_t)e->votes_cap < words * e->P) {
+    int32_t *nv = realloc(e->votes, sizeof(int32_t) * words * e->P);
+    if (!nv) {
+      snprintf(e->err, sizeof e->err, "out of memory for a vote");
+      return -1;
+    }
+    e->votes = nv;
+    e->votes_cap = (int)(words * e->P);
+  }
+  if (e->P == 1) {
+    if (words) memcpy(e->votes, e->pend, sizeof(int32_t) * words);
+  } else if (words) {
+    /* an all-gather (every rank learns every outcome; only rank 0 uses them) */
+    int32_t *all = e->rank == 0 ? e->votes : malloc(sizeof(int32_t) * words * e->P);
+    if (!all) {
+      snprintf(e->err, sizeof e->err, "out of memory for a vote");
+      return -1;
+    }
+    coll_result_t cr = coll_allgather(e->pend, all, words, COLL_I32, e->comm);
+    if (all != e->votes) free(all);
+    if (cr != COLL_OK) {
+      snprintf(e->err, sizeof e->err, "gathering every stage's session outcome: %s: %s", coll_result_string(cr),
+               coll_last_error(e->comm));
+      return -1;
+    }
+  }
+  e->n_votes = n;
+  e->n_pend = 0;
+  return 0;
+}
+
+/* Executes one plan message. Returns 0, 1 after OP_SHUTDOWN, -1 on a fatal error (e->err).
+ * A session file that cannot be read or written is not fatal: its outcome goes to the vote. */
+static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
+  const int32_t *endp = p + n;
+  char id[SESSION_ID_MAX + 8], serr[1024];
+  while (p < endp) {
+    int op = *p++;
+    switch (op) {
+    case OP_END:
+      return 0;
+    case OP_OPEN:
+      if (slot_open(e, &e->slots[*p++])) return -1;
+      break;
+    case OP_SAMPLER: {
+      slot_t *sl = &e->slots[*p++];
+      sampler_params_t sp;
+      sp.temperature = get_double(p);
+      sp.top_k = p[2];
+      sp.top_p = get_double(p + 3);
+      sp.seed = get_u64(p + 5);
+      p += 7;
+      if (sl->has_sampler) sampler_free(&sl->sampler);
+      sampler_init(&sl->sampler, &sp);
+      sl->has_sampler = 1;
+      break;
+    }
+    case OP_LOAD: {
+      slot_t *sl = &e->slots[*p++];
+      e->rec->n_kv = *p++;
+      e->rec->n_tokens = *p++;
+      e->rec->generation = get_u64(p);
+      p += 2;
+      for (int k = 0; k < e->P; k++, p += 2) e->rec->sum[k] = get_u64(p);
+      p = get_str(p, id, sizeof id);
+      if (e->rank == 0) { /* done at admission */
+        if (pend_push(e, SESSION_OK, 0, 0, 0)) return -1;
+        break;
+      }
+      if (slot_open(e, sl)) return -1;
+      session_status_t st = session_read_stage(e->session_dir, id, &e->hdr, e->rec, sl->cache, NULL, NULL, serr,
+                                               sizeof serr);
+      if (st != SESSION_OK) strata_warn("session '%s': stage %d: %s", id, e->rank, serr);
+      if (pend_push(e, st, 0, 0, 0)) return -1;
+      break;
+    }
+    case OP_RUN:
+      if (exec_run(e, p, &p)) return -1;
+      break;
+    case OP_SAVE: {
+      slot_t *sl = &e->slots[*p++];
+      uint64_t gen = get_u64(p);
+      p = get_str(p + 2, id, sizeof id);
+      uint64_t sum = 0, bytes = 0;
+      int eno = 0;
+      fault_point(FAULT_AT_SESSION_SAVE, (int64_t)++e->saves_done);
+      session_status_t st = session_write_stage(e->session_dir, id, &e->hdr, gen, e->rank == 0 ? sl->tokens : NULL,
+                                                e->rank == 0 ? sl->n_tokens : 0, sl->cache, &sum, &bytes, &eno,
+                                                serr, sizeof serr);
+      if (st != SESSION_OK) strata_warn("session '%s': stage %d: %s", id, e->rank, serr);
+      if (pend_push(e, st, eno, sum, bytes)) return -1;
+      break;
+    }
+    case OP_VOTE:
+      if (exec_vote(e, *p++)) return -1;
+      break;
+    case OP_COMMIT: {
+      uint64_t gen = get_u64(p);
+      p = get_str(p + 2, id, sizeof id);
+      if (session_promote(e->session_dir, id, e->rank, e->P, gen, serr, sizeof serr))
+        strata_warn("session '%s': %s (its next load reads the .kv.next file)", id, serr);
+      break;
+    }
+    case OP_DISCARD:
+      p = get_str(p, id, sizeof id);
+      session_discard_next(e->session_dir, id, e->rank, e->P);
+      break;
+    case OP_DELETE:
+      p = get_str(p, id, sizeof id);
+      session_delete_stage(e->session_dir, id, e->rank, e->P);
+      break;
+    case OP_FREE:
+      slot_release(e, &e->slots[*p++]);
+      break;
+    case OP_HEARTBEAT: {
+      int32_t seq = *p++;
+      if (e->rank != 0) {
+        coll_result_t cr = coll_send(&seq, 1, COLL_I32, 0, TAG_ACK, e->comm);
+        if (cr != COLL_OK) {
+          snprintf(e->err, sizeof e->err, "answering rank 0's heartbeat: %s: %s", coll_result_string(cr),
+                   coll_last_error(e->comm));
+          return -1;
+        }
+      }
+      break;
+    }
+    case OP_SHUTDOWN:
+      return 1;
+    default:
+      snprintf(e->err, sizeof e->err, "corrupt plan message (op %d)", op);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* A plan travels in one message of PLAN_INLINE_WORDS words (word 0 = the plan's length, then
+ * its first words); a longer plan sends the rest in a second one. One message per plan keeps
+ * the per-token latency of decode low. */
+/* Rank 0: sends the message built in e->msg to every worker and executes it. */
+static int flush_msg(infer_engine_t *e) {
+  if (e->msg_len == 0) return 0;
+  int32_t n = e->msg_len;
+  if (e->P > 1) {
+    int32_t head[PLAN_INLINE_WORDS];
+    int inl = n < PLAN_INLINE_WORDS - 1 ? n : PLAN_INLINE_WORDS - 1;
+    head[0] = n;
+    memcpy(head + 1, e->msg, sizeof(int32_t) * inl);
+    coll_request_t **reqs = e->plan_reqs;
+    int nreq = 0;
+    coll_result_t cr = COLL_OK;
+    for (int w = 1; w < e->P && cr == COLL_OK; w++) {
+      cr = coll_isend(head, PLAN_INLINE_WORDS, COLL_I32, w, TAG_PLAN, e->comm, &reqs[nreq]);
+      if (cr == COLL_OK) nreq++;
+      if (cr == COLL_OK && n > inl) {
+        cr = coll_isend(e->msg + inl, (size_t)(n - inl), COLL_I32, w, TAG_PLAN_TAIL, e->comm, &reqs[nreq]);
+        if (cr == COLL_OK) nreq++;
+      }
+    }
+    while (nreq > 0) {
+      coll_result_t wr = coll_wait(reqs[--nreq]);
+      if (cr == COLL_OK) cr = wr;
+    }
+    if (cr != COLL_OK) {
+      snprintf(e->err, sizeof e->err, "sending the round's plan: %s: %s", coll_result_string(cr),
+               coll_last_error(e->comm));
+      return -1;
+    }
+    e->last_plan_s = strata_now_s();
+  }
+  e->msg_len = 0;
+  int rc = exec_msg(e, e->msg, n);
+  return rc < 0 ? -1 : 0;
+}
+
+/* Worker: waits for rank 0's next plan without a deadline but the liveness bound; the plan's
+ * length in *n, its words in *buf (grown as needed). 0, or -1 with e->err. */
+static int recv_plan(infer_engine_t *e, int32_t **buf, int *cap, int32_t *n_out) {
+  int32_t head[PLAN_INLINE_WORDS];
+  coll_request_t *req;
+  coll_result_t cr = coll_irecv(head, PLAN_INLINE_WORDS, COLL_I32, 0, TAG_PLAN, e->comm, &req);
+  double t0 = strata_now_s();
+  int done = 0;
+  while (cr == COLL_OK && !done) {
+    cr = coll_wait_for(req, e->opts.heartbeat_s, &done);
+    if (cr == COLL_OK && !done && strata_now_s() - t0 > e->opts.liveness_s) {
+      coll_cancel(req);
+      snprintf(e->err, sizeof e->err,
+               "rank 0 (the coordinator) has sent neither a plan nor a heartbeat for %.1f s "
+               "(STRATA_INFER_LIVENESS_S): it is dead or stuck; ending the job",
+               strata_now_s() - t0);
+      return -1;
+    }
+  }
+  if (cr != COLL_OK) {
+    snprintf(e->err, sizeof e->err, "waiting for rank 0's plan: %s: %s", coll_result_string(cr),
+             coll_last_error(e->comm));
+    return -1;
+  }
+  int32_t n = head[0];
+  if (n < 0 || n > (1 << 28)) {
+    snprintf(e->err, sizeof e->err, "corrupt plan length %d", n);
+    return -1;
+  }
+  if (n > *cap) {
+    int32_t *nb = realloc(*buf, sizeof(int32_t) * (size_t)n);
+    if (!nb) {
+      snprintf(e->err, sizeof e->err, "out of memory for a plan of %d words", n);
+      return -1;
+    }
+    *buf = nb;
+    *cap = n;
+  }
+  int inl = n < PLAN_INLINE_WORDS - 1 ? n : PLAN_INLINE_WORDS - 1;
+  memcpy(*buf, head + 1, sizeof(int32_t) * inl);
+  if (n > inl) { /* the rest was sent with the head: a started transfer, bounded by the timeout */
+    cr = coll_recv(*buf + inl, (size_t)(n - inl), COLL_I32, 0, TAG_PLAN_TAIL, e->comm);
+    if (cr != COLL_OK) {
+      snprintf(e->err, sizeof e->err, "receiving the rest of rank 0's plan: %s: %s", coll_result_string(cr),
+               coll_last_error(e->comm));
+      return -1;
+    }
+  }
+  *n_out = n;
+  return 0;
+}
+
+int infer_worker_loop(infer_engine_t *e) {
+  int32_t *buf = NULL;
+  int cap = 0, rc = 0;
+  for (;;) {
+    int32_t n = 0;
+    if (recv_plan(e, &buf, &cap, &n)) {
+      strata_error("infer: stage %d: %s", e->rank, e->err);
+      rc = -1;
+      break;
+    }
+    int x = exec_msg(e, buf, n);
+    if (x < 0) {
+      strata_error("infer: stage %d: %s", e->rank, e->err);
+      rc = -1;
+      break;
+    }
+    if (x == 1) break;
+  }
+  free(buf);
+  if (rc) e->failed = 1;
+  return rc;
+}
+
+static int tick(infer_engine_t *e);
+int infer_engine_tick(infer_engine_t *e) {
+  if (e->rank != 0 || e->P == 1) return 0;
+  if (tick(e)) {
+    e->failed = 1;
+    return -1;
+  }
+  return 0;
+}
+
+static int tick(infer_engine_t *e) {
+  double now = strata_now_s();
+  for (int w = 1; w < e->P; w++) { /* answers that arrived */
+    int done = 0;
+    coll_result_t cr = coll_wait_for(e->ack_req[w], 0, &done);
+    if (cr == COLL_OK && done) {
+      e->ack_req[w] = NULL;
+      e->acked[w] = (uint32_t)e->ack_buf[w];
+      cr = coll_irecv(&e->ack_buf[w], 1, COLL_I32, w, TAG_ACK, e->comm, &e->ack_req[w]);
+    }
+    if (cr != COLL_OK) {
+      if (done) e->ack_req[w] = NULL;
+      snprintf(e->err, sizeof e->err, "heartbeat answers from rank %d: %s: %s", w, coll_result_string(cr),
+               coll_last_error(e->comm));
+      return -1;
+    }
+  }
+  for (int w = 1; w < e->P; w++) { /* the oldest heartbeat a worker has not answered */
+    if (e->acked[w] == e->hb_seq) continue;
+    uint32_t first = e->acked[w] + 1;
+    if (e->hb_seq - first >= HB_RING) first = e->hb_seq - HB_RING + 1;
+    double silent = now - e->hb_sent_s[first % HB_RING];
+    if (silent > e->opts.liveness_s) {
+      snprintf(e->err, sizeof e->err,
+               "rank %d (stage %d) has not answered rank 0's heartbeat for %.1f s (STRATA_INFER_LIVENESS_S): it is "
+               "dead or stuck; ending the job",
+               w, w, silent);
+      return -1;
+    }
+  }
+  if (now - e->last_plan_s < e->opts.heartbeat_s || e->msg_len) return 0;
+  /* Unlike a plan, a heartbeat is never waited for: a stopped worker may never take it, and rank
+   * 0 must stay free to notice that. A worker still holding the previous one is skipped. */
+  e->hb_seq++;
+  e->hb_sent_s[e->hb_seq % HB_RING] = now;
+  e->last_plan_s = now;
+  for (int w = 1; w < e->P; w++) {
+    int done = 1;
+    if (e->hb_req[w] && coll_wait_for(e->hb_req[w], 0, &done) == COLL_OK && done) e->hb_req[w] = NULL;
+    if (!done) continue;
+    if (done && e->hb_req[w]) { /* completed with an error */
+      e->hb_req[w] = NULL;
+      snprintf(e->err, sizeof e->err, "sending rank %d its heartbeat: %s", w, coll_last_error(e->comm));
+      return -1;
+    }
+    int32_t *h = e->hb_head + (size_t)w * PLAN_INLINE_WORDS;
+    h[0] = 2, h[1] = OP_HEARTBEAT, h[2] = (int32_t)e->hb_seq;
+    coll_result_t cr = coll_isend(h, PLAN_INLINE_WORDS, COLL_I32, w, TAG_PLAN, e->comm, &e->hb_req[w]);
+    if (cr != COLL_OK) {
+      e->hb_req[w] = NULL;
+      snprintf(e->err, sizeof e->err, "sending rank %d its heartbeat: %s: %s", w, coll_result_string(cr),
+               coll_last_error(e->comm));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ rank 0: queue */
+
+int infer_submit(infer_engine_t *e, const infer_request_t *req, infer_token_fn on_token,
+                 infer_done_fn on_done, void *ctx, uint64_t *id, char *err, size_t errlen) {
+  if (e->rank != 0) {
+    snprintf(err, errlen, "infer_submit is for rank 0 only");
+    return INFER_ERR_INVALID;
+  }
+  if (req->max_tokens < 1) {
+    snprintf(err, errlen, "max_tokens %d must be >= 1", req->max_tokens);
+    return INFER_ERR_INVALID;
+  }
+  if (req->n_prompt < 0 || (req->n_prompt > 0 && !req->prompt)) {
+    snprintf(err, errlen, "bad prompt (%d tokens)", req->n_prompt);
+    return INFER_ERR_INVALID;
+  }
+  int has_session = req->session && *req->session;
+  if (req->n_prompt == 0 && !has_session) {
+    snprintf(err, errlen, "empty prompt: give at least one token (or a session to continue)");
+    return INFER_ERR_INVALID;
+  }
+  for (int i = 0; i < req->n_prompt; i++)
+    if (req->prompt[i] < 0 || req->prompt[i] >= e->cfg.vocab) {
+      snprintf(err, errlen, "prompt token %d at position %d is outside the vocabulary [0, %d)",
+               req->prompt[i], i, e->cfg.vocab);
+      return INFER_ERR_INVALID;
+    }
+  if (req->n_prompt + req->max_tokens > e->cfg.ctx) {
+    snprintf(err, errlen,
+             "prompt of %d tokens + max_tokens %d = %d exceeds the model's context of %d tokens; "
+             "shorten the prompt or lower max_tokens",
+             req->n_prompt, req->max_tokens, req->n_prompt + req->max_tokens, e->cfg.ctx);
+    return INFER_ERR_INVALID;
+  }
+  if (sampler_validate(&req->sampling, err, errlen)) return INFER_ERR_INVALID;
+  if (has_session) {
+    if (session_id_validate(req->session, err, errlen)) return INFER_ERR_INVALID;
+    if (!e->sessions_enabled) {
+      snprintf(err, errlen, "sessions are disabled (no session directory)");
+      return INFER_ERR_INVALID;
+    }
+  }
+  req_node_t *n = calloc(1, sizeof *n);
+  if (!n || !(n->prompt = malloc(sizeof(int32_t) * (req->n_prompt ? req->n_prompt : 1)))) {
+    free(n);
+    snprintf(err, errlen, "out of memory");
+    return INFER_ERR_INTERNAL;
+  }
+  memcpy(n->prompt, req->prompt, sizeof(int32_t) * req->n_prompt);
+  n->n_prompt = req->n_prompt;
+  n->max_tokens = req->max_tokens;
+  n->sp = req->sampling;
+  if (has_session) snprintf(n->session, sizeof n->session, "%s", req->session);
+  n->on_token = on_token;
+  n->on_done = on_done;
+  n->ctx = ctx;
+  n->t_submit = strata_now_s();
+  pthread_mutex_lock(&e->mu);
+  if (e->q_len >= INFER_MAX_QUEUE) {
+    pthread_mutex_unlock(&e->mu);
+    free(n->prompt);
+    free(n);
+    snprintf(err, errlen, "queue full (%d requests waiting); retry later", INFER_MAX_QUEUE);
+    return INFER_ERR_BUSY;
+  }
+  n->id = e->next_id++;
+  if (e->q_tail)
+    e->q_tail->next = n;
+  else
+    e->q_head = n;
+  e->q_tail = n;
+  e->q_len++;
+  pthread_mutex_unlock(&e->mu);
+  if (id) *id = n->id;
+  return INFER_OK;
+}
+
+int infer_engine_idle(infer_engine_t *e) {
+  pthread_mutex_lock(&e->mu);
+  int idle = e->q_len == 0 && e->in_flight == 0;
+  pthread_mutex_unlock(&e->mu);
+  return idle;
+}
+
+static void fail_request(infer_engine_t *e, req_node_t *r, infer_error_t kind, const char *msg) {
+  infer_result_t res;
+  memset(&res, 0, sizeof res);
+  res.error_kind = kind;
+  snprintf(res.error, sizeof res.error, "%s", msg);
+  res.n_prompt = r->n_prompt;
+  res.session_source = "none";
+  res.finish_reason = "error";
+  e->st.requests_failed++;
+  if (r->on_done) r->on_done(r->ctx, r->id, &res);
+  free(r->prompt);
+  free(r);
+}
+
+static int find_session_slot(infer_engine_t *e, const char *id) {
+  for (int i = 0; i < e->nslots; i++)
+    if (e->slots[i].state != SLOT_FREE && !strcmp(e->slots[i].session, id)) return i;
+  return -1;
+}
+
+static int count_idle(infer_engine_t *e) {
+  int n = 0;
+  for (int i = 0; i < e->nslots; i++) n += e->slots[i].state == SLOT_IDLE;
+  return n;
+}
+
+/* Frees the least recently used idle session slot (plans OP_FREE). -1 if none. */
+static int evict_lru(infer_engine_t *e) {
+  int best = -1;
+  for (int i = 0; i < e->nslots; i++)
+    if (e->slots[i].state == SLOT_IDLE && (best < 0 || e->slots[i].lru < e->slots[best].lru)) best = i;
+  if (best < 0) return -1;
+  msg_push(e, OP_FREE);
+  msg_push(e, best);
+  e->slots[best].state = SLOT_FREE; /* released when the message executes */
+  e->st.session_evictions++;
+  return best;
+}
+
+static int free_slot(infer_engine_t *e) {
+  for (int i = 0; i < e->nslots; i++)
+    if (e->slots[i].state == SLOT_FREE && !e->slots[i].cache) return i;
+  return -1;
+}
+
+static void plan_sampler(infer_engine_t *e, int s, const sampler_params_t *sp) {
+  msg_push(e, OP_SAMPLER);
+  msg_push(e, s);
+  msg_push_double(e, sp->temperature);
+  msg_push(e, sp->top_k);
+  msg_push_double(e, sp->top_p);
+  msg_push_u64(e, sp->seed);
+}
+
+/* The request class of a stage file's read status. */
+static infer_error_t load_error_kind(session_status_t st) {
+  return st == SESSION_MISMATCH ? INFER_ERR_CONFLICT : st == SESSION_IO ? INFER_ERR_INTERNAL : INFER_ERR_SESSION_DATA;
+}
+
+/* Where a session that is not in memory stands on disk: 0 committed (e->rec read), 1 new, or -1
+ * after failing the request (request consumed). */
+static int session_on_disk(infer_engine_t *e, req_node_t *r) {
+  char err[1024], msg[1400];
+  int rc = session_commit_read(e->session_dir, r->session, e->rec, err, sizeof err);
+  if (rc < 0) {
+    snprintf(msg, sizeof msg, "session '%s' cannot be restored: %s; delete the session to start it afresh",
+             r->session, err);
+    fail_request(e, r, INFER_ERR_SESSION_DATA, msg);
+    return -1;
+  }
+  if (rc == 1) {
+    if (!session_uncommitted_files(e->session_dir, r->session)) return 1;
+    snprintf(msg, sizeof msg,
+             "session '%s' has stage files in %s but no commit record (written by an older Strata, or by "
+             "hand), so it cannot be restored safely; delete the session",
+             r->session, e->session_dir);
+    fail_request(e, r, INFER_ERR_CONFLICT, msg);
+    return -1;
+  }
+  if (e->rec->stages != e->P) {
+    snprintf(msg, sizeof msg,
+             "session '%s' was saved by a job of %d pipeline stages; this job has %d: restore it with "
+             "mpirun -np %d (or delete it)",
+             r->session, e->rec->stages, e->P, e->rec->stages);
+    fail_request(e, r, INFER_ERR_CONFLICT, msg);
+    return -1;
+  }
+  if (e->rec->model_id != e->hdr.model_id) {
+    snprintf(msg, sizeof msg,
+             "session '%s' was made with another model or checkpoint (identity %016llx, this one %016llx); "
+             "serve the checkpoint that made it, or delete the session",
+             r->session, (unsigned long long)e->rec->model_id, (unsigned long long)e->hdr.model_id);
+    fail_request(e, r, INFER_ERR_CONFLICT, msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* Admits one request into a slot (plans OPEN/LOAD/SAMPLER). Returns 0 admitted, 1 must wait
+ * (session busy or no slot), -1 failed (request consumed). A LOAD's outcome on the other
+ * stages is known only after the VOTE that infer_engine_step plans after admission. */
+static int admit(infer_engine_t *e, req_node_t *r) {
+  char err[1024];
+  int s = -1;
+  int32_t *hist = NULL;
+  int n_hist = 0, n_kv = 0;
+  uint64_t gen = 0;
+  const char *source = "none";
+  if (r->session[0]) {
+    s = find_session_slot(e, r->session);
+    if (s >= 0 && e->slots[s].state == SLOT_ACTIVE) return 1; /* busy: wait */
+    if (s >= 0) {
+      source = "memory";
+      n_hist = e->slots[s].n_tokens;
+      n_kv = e->slots[s].cache->n_pos;
+      gen = e->slots[s].gen;
+    } else {
+      int d = session_on_disk(e, r);
+      if (d < 0) return -1;
+      source = d == 0 ? "disk" : "new";
+      if (d == 0) {
+        n_hist = e->rec->n_tokens;
+        n_kv = e->rec->n_kv;
+        gen = e->rec->generation;
+      }
+    }
+  }
+  if (n_hist + r->n_prompt + r->max_tokens > e->cfg.ctx) {
+    snprintf(err, sizeof err,
+             "context would pass n_ctx: session '%s' history %d + prompt %d + max_tokens %d = %d tokens "
+             "> the model's context %d; start a new session or lower max_tokens",
+             r->session, n_hist, r->n_prompt, r->max_tokens, n_hist + r->n_prompt + r->max_tokens,
+             e->cfg.ctx);
+    fail_request(e, r, INFER_ERR_INVALID, err);
+    return -1;
+  }
+  if (n_hist + r->n_prompt == 0) {
+    fail_request(e, r, INFER_ERR_INVALID, "empty context: the session is new and the prompt is empty");
+    return -1;
+  }
+  if (s < 0) {
+    s = free_slot(e);
+    if (s < 0 && evict_lru(e) >= 0) s = free_slot(e);
+    if (s < 0) {
+      /* the evicted slot is released when the plan executes: take it directly */
+      for (int i = 0; i < e->nslots && s < 0; i++)
+        if (e->slots[i].state == SLOT_FREE) s = i;
+    }
+    if (s < 0) return 1;
+    if (!strcmp(source, "disk")) {
+      /* rank 0 loads its own stage now (a bad file fails only this request) */
+      slot_t *sl = &e->slots[s];
+      if (sl->cache) {
+        /* slot planned for release in this message: release now on rank 0 is unsafe; wait */
+        return 1;
+      }
+      session_status_t st = SESSION_IO;
+      if (kv_cache_create(e->nl, e->cfg.dim, e->cfg.ctx, &sl->cache, err, sizeof err) == 0)
+        st = session_read_stage(e->session_dir, r->session, &e->hdr, e->rec, sl->cache, &hist, &n_hist, err,
+                                sizeof err);
+      if (st != SESSION_OK) {
+        kv_cache_free(sl->cache);
+        sl->cache = NULL;
+        char msg[1400];
+        snprintf(msg, sizeof msg,
+                 "session '%s' cannot be restored: stage 0 (rank 0): its file is %s: %s; delete the session to "
+                 "start it afresh",
+                 r->session, session_status_name(st), err);
+        fail_request(e, r, load_error_kind(st), msg);
+        return -1;
+      }
+      n_kv = sl->cache->n_pos;
+      msg_push(e, OP_LOAD);
+      msg_push(e, s);
+      msg_push(e, n_kv);
+      msg_push(e, e->rec->n_tokens);
+      msg_push_u64(e, e->rec->generation);
+      for (int k = 0; k < e->P; k++) msg_push_u64(e, e->rec->sum[k]);
+      msg_push_str(e, r->session);
+      e->vote_slots[e->n_vote_slots++] = s;
+      e->st.session_loads++;
+      session_store_touch(e->store, r->session);
+    } else {
+      if (e->slots[s].cache) return 1; /* released at the end of this plan; next round */
+      msg_push(e, OP_OPEN);
+      msg_push(e, s);
+    }
+  }
+  slot_t *sl = &e->slots[s];
+  if (!sl->tokens) {
+    sl->tokens = malloc(sizeof(int32_t) * e->cfg.ctx);
+    if (!sl->tokens) {
+      free(hist);
+      fail_request(e, r, INFER_ERR_INTERNAL, "out of memory");
+      return -1;
+    }
+    sl->n_tokens = 0;
+  }
+  if (hist) {
+    memcpy(sl->tokens, hist, sizeof(int32_t) * n_hist);
+    sl->n_tokens = n_hist;
+    free(hist);
+  }
+  memcpy(sl->tokens + sl->n_tokens, r->prompt, sizeof(int32_t) * r->n_prompt);
+  sl->n_tokens += r->n_prompt;
+  sl->state = SLOT_ACTIVE;
+  sl->req = r;
+  snprintf(sl->session, sizeof sl->session, "%s", r->session);
+  sl->gen = gen;
+  sl->save_failed = 0;
+  sl->n_gen = 0;
+  sl->cached_tokens = n_kv;
+  sl->n_kv = n_kv;
+  sl->inflight = 0;
+  sl->cancelled = 0;
+  { /* the least loaded pipeline group; the sequence stays in it (see exec_run) */
+    int count[MAX_GROUPS] = {0}, G = e->P < MAX_GROUPS ? e->P : MAX_GROUPS;
+    for (int i = 0; i < e->nslots; i++)
+      if (i != s && e->slots[i].state == SLOT_ACTIVE && e->slots[i].req && e->slots[i].group < G)
+        count[e->slots[i].group]++;
+    int best = 0;
+    for (int g = 1; g < G; g++)
+      if (count[g] < count[best]) best = g;
+    sl->group = best;
+  }
+  sl->source = source;
+  sl->t_first = 0;
+  sl->finished = 0;
+  sl->lru = e->round;
+  e->st.prompt_tokens_cached += (uint64_t)n_kv;
+  e->st.prompt_tokens_computed += (uint64_t)(sl->n_tokens - n_kv);
+  plan_sampler(e, s, &r->sp);
+  return 0;
+}
+
+/* The first stage whose outcome k of the last VOTE failed, with its status and errno; -1 if
+ * every stage succeeded. */
+static int vote_failed_stage(const infer_engine_t *e, int k, session_status_t *st, int *eno) {
+  for (int r = 0; r < e->P; r++) {
+    const int32_t *w = e->votes + ((size_t)r * e->n_votes + k) * VOTE_WORDS;
+    if (w[0] != SESSION_OK) {
+      *st = (session_status_t)w[0];
+      *eno = w[1];
+      return r;
+    }
+  }
+  return -1;
+}
+static uint64_t vote_u64(const infer_engine_t *e, int r, int k, int word) {
+  return get_u64(e->votes + ((size_t)r * e->n_votes + k) * VOTE_WORDS + word);
+}
+
+/* After admission: the VOTE over the LOADs just planned. A request whose session failed to
+ * load on some stage fails (naming the stage) and its slot is released; the others run. */
+static int check_loads(infer_engine_t *e) {
+  int n = e->n_vote_slots;
+  e->n_vote_slots = 0;
+  if (n == 0) return 0;
+  msg_push(e, OP_VOTE);
+  msg_push(e, n);
+  if (flush_msg(e)) return -1;
+  for (int k = 0; k < n; k++) {
+    session_status_t st;
+    int eno, bad = vote_failed_stage(e, k, &st, &eno);
+    if (bad < 0) continue;
+    int s = e->vote_slots[k];
+    slot_t *sl = &e->slots[s];
+    char path[4352], msg[1400];
+    session_path(path, sizeof path, e->session_dir, sl->session, bad, e->P);
+    snprintf(msg, sizeof msg,
+             "session '%s' cannot be restored: stage %d (rank %d): its file %s is %s (that rank's log says more); "
+             "delete the session to start it afresh",
+             sl->session, bad, bad, path, session_status_name(st));
+    req_node_t *r = sl->req;
+    sl->req = NULL;
+    fail_request(e, r, load_error_kind(st), msg);
+    pthread_mutex_lock(&e->mu);
+    e->in_flight--;
+    pthread_mutex_unlock(&e->mu);
+    msg_push(e, OP_FREE);
+    msg_push(e, s);
+  }
+  return 0;
+}
+
+static void complete(infer_engine_t *e, int s) {
+  slot_t *sl = &e->slots[s];
+  req_node_t *r = sl->req;
+  double t = strata_now_s();
+  infer_result_t res;
+  memset(&res, 0, sizeof res);
+  res.ok = !sl->save_failed;
+  if (sl->save_failed) {
+    res.error_kind = INFER_ERR_STORAGE;
+    snprintf(res.error, sizeof res.error,
+             "the turn was generated, but session '%s' could not be saved: %s; the session keeps its previous "
+             "turn",
+             sl->session, sl->save_error);
+    e->st.requests_failed++;
+  } else {
+    e->st.requests_done++;
+  }
+  res.tokens = sl->tokens + sl->n_tokens - sl->n_gen;
+  res.n_tokens = sl->n_gen;
+  res.n_prompt = r->n_prompt;
+  res.cached_tokens = sl->cached_tokens;
+  res.context_tokens = sl->n_tokens;
+  res.session_source = sl->source;
+  res.finish_reason = sl->save_failed ? "error" : sl->cancelled ? "cancelled" : "length";
+  res.ttft_s = sl->t_first - r->t_submit;
+  res.total_s = t - r->t_submit;
+  res.tokens_per_s = res.total_s > 0 ? sl->n_gen / res.total_s : 0;
+  if (r->on_done) r->on_done(r->ctx, r->id, &res);
+  free(r->prompt);
+  free(r);
+  sl->req = NULL;
+}
+
+/* 1 if a session has a request in flight or queued (never evicted from disk then). */
+static int session_in_use(const char *id, void *arg) {
+  infer_engine_t *e = arg;
+  int s = find_session_slot(e, id);
+  if (s >= 0 && e->slots[s].state == SLOT_ACTIVE) return 1;
+  int queued = 0;
+  pthread_mutex_lock(&e->mu);
+  for (req_node_t *r = e->q_head; r && !queued; r = r->next) queued = !strcmp(r->session, id);
+  pthread_mutex_unlock(&e->mu);
+  return queued;
+}
+
+/* Plans the removal of a session from every stage (and from memory); rank 0 removes the
+ * commit record at once, so a crash part-way leaves nothing restorable. */
+static void plan_session_delete(infer_engine_t *e, const char *id) {
+  char path[4352];
+  session_commit_path(path, sizeof path, e->session_dir, id);
+  unlink(path);
+  msg_push(e, OP_DELETE);
+  msg_push_str(e, id);
+  int s = find_session_slot(e, id);
+  if (s >= 0 && e->slots[s].state == SLOT_IDLE) {
+    msg_push(e, OP_FREE);
+    msg_push(e, s);
+    e->slots[s].state = SLOT_FREE; /* released when the message executes */
+  }
+  session_store_remove(e->store, id);
+}
+
+/* The bytes slot s's session will take on disk after this save (every stage's file and the
+ * commit record). */
+static uint64_t save_bytes(const infer_engine_t *e, const slot_t *sl) {
+  uint64_t b = 0;
+  for (int k = 0; k < e->P; k++)
+    b += session_file_bytes(k == 0 ? sl->n_tokens : 0, sl->cache->n_pos, layout_stage_layers(&e->lay, k),
+                            e->cfg.dim);
+  return b + session_commit_bytes(e->P);
+}
+
+/* With a disk quota: evicts the least recently used sessions until slot s's save fits. 0, or
+ * -1 when it cannot fit (the reason in sl->save_error). */
+static int make_room(infer_engine_t *e, slot_t *sl) {
+  if (!e->store) return 0;
+  uint64_t need = save_bytes(e, sl);
+  char victim[SESSION_ID_MAX + 1];
+  uint64_t vbytes;
+  double idle;
+  while (session_store_excess(e->store, sl->session, need) > 0) {
+    if (!session_store_victim(e->store, sl->session, session_in_use, e, victim, &vbytes, &idle)) {
+      snprintf(sl->save_error, sizeof sl->save_error,
+               "it needs %.2f MiB and the other sessions in use leave too little of the quota of %.2f MiB "
+               "(--session-disk-mb)",
+               need / 1048576.0, e->opts.session_disk_mb);
+      return -1;
+    }
+    strata_info("session store: evicted session '%s' (%.2f MiB, unused for %.0f s) to stay within "
+                "--session-disk-mb %g",
+                victim, vbytes / 1048576.0, idle, e->opts.session_disk_mb);
+    plan_session_delete(e, victim);
+    session_store_note_eviction(e->store);
+  }
+  return 0;
+}
+
+/* After the VOTE over the saves: commits each save every stage wrote (rank 0 writes the commit
+ * record, then plans the promotion) or marks it failed and plans the discard. */
+static void commit_saves(infer_engine_t *e, int n) {
+  char err[1024];
+  for (int k = 0; k < n; k++) {
+    slot_t *sl = &e->slots[e->vote_slots[k]];
+    session_status_t st;
+    int eno, bad = vote_failed_stage(e, k, &st, &eno);
+    if (bad >= 0) {
+      snprintf(sl->save_error, sizeof sl->save_error, "stage %d (rank %d): %s", bad, bad,
+               eno ? strerror(eno) : session_status_name(st));
+    } else {
+      session_commit_t *rec = e->rec;
+      memset(rec, 0, sizeof *rec);
+      rec->model_id = e->hdr.model_id;
+      rec->stages = e->P;
+      rec->n_tokens = sl->n_tokens;
+      rec->n_kv = sl->cache->n_pos;
+      rec->generation = sl->gen + 1;
+      uint64_t total = session_commit_bytes(e->P);
+      for (int r = 0; r < e->P; r++) {
+        rec->sum[r] = vote_u64(e, r, k, 2);
+        rec->bytes[r] = vote_u64(e, r, k, 4);
+        total += rec->bytes[r];
+      }
+      if (session_commit_write(e->session_dir, sl->session, rec, &eno, err, sizeof err)) {
+        snprintf(sl->save_error, sizeof sl->save_error, "stage 0 (rank 0): %s", err);
+        bad = 0;
+      } else {
+        sl->gen++;
+        if (e->store && session_store_put(e->store, sl->session, total))
+          strata_warn("session store: out of memory recording session '%s'", sl->session);
+        if (e->store) session_store_note_success(e->store);
+        msg_push(e, OP_COMMIT);
+        msg_push_u64(e, sl->gen);
+        msg_push_str(e, sl->session);
+      }
+    }
+    if (bad >= 0) {
+      sl->save_failed = 1;
+      msg_push(e, OP_DISCARD);
+      msg_push_str(e, sl->session);
+    }
+  }
+}
+
+/* Completes the slots of act[] marked finished: plans the session saves (phase 1) and their
+ * VOTE, commits what every stage wrote, calls on_done, releases stateless slots and slots whose
+ * save failed (the session's next turn reloads its last committed turn), and evicts idle
+ * sessions beyond the memory budget. A request completes only once its turn is committed: a
+ * client that has its answer can rely on the whole session on disk. */
+static int finish_slots(infer_engine_t *e, const int *act, int nact) {
+  int nfin = 0;
+  e->n_vote_slots = 0;
+  for (int i = 0; i < nact; i++) {
+    slot_t *sl = &e->slots[act[i]];
+    if (!sl->finished) continue;
+    nfin++;
+    if (!sl->session[0]) continue;
+    if (make_room(e, sl)) {
+      sl->save_failed = 1;
+      continue;
+    }
+    msg_push(e, OP_SAVE);
+    msg_push(e, act[i]);
+    msg_push_u64(e, sl->gen + 1);
+    msg_push_str(e, sl->session);
+    e->vote_slots[e->n_vote_slots++] = act[i];
+    e->st.session_saves++;
+  }
+  if (nfin == 0) return 0;
+  int nsave = e->n_vote_slots;
+  e->n_vote_slots = 0;
+  if (nsave) {
+    msg_push(e, OP_VOTE);
+    msg_push(e, nsave);
+  }
+  if (flush_msg(e)) return -1;
+  commit_saves(e, nsave);
+  for (int i = 0; i < nact; i++) {
+    slot_t *sl = &e->slots[act[i]];
+    if (!sl->finished) continue;
+    if (sl->save_failed) {
+      e->st.session_save_failures++;
+      if (e->store) {
+        char why[600];
+        snprintf(why, sizeof why, "session '%s': %s", sl->session, sl->save_error);
+        session_store_note_failure(e->store, why);
+      }
+      strata_warn("session '%s' was not saved: %s; the request fails and the session keeps its previous turn",
+                  sl->session, sl->save_error);
+    }
+    complete(e, act[i]);
+    pthread_mutex_lock(&e->mu);
+    e->in_flight--;
+    pthread_mutex_unlock(&e->mu);
+    if (sl->session[0] && !sl->save_failed) {
+      sl->state = SLOT_IDLE;
+    } else {
+      msg_push(e, OP_FREE);
+      msg_push(e, act[i]);
+    }
+    sl->finished = 0;
+    sl->cancelled = 0;
+    sl->save_failed = 0;
+  }
+  size_t per_slot = 2 * sizeof(float) * (size_t)e->max_nl * e->cfg.ctx * e->cfg.dim;
+  double budget = e->opts.session_mem_mb * 1024.0 * 1024.0;
+  while (count_idle(e) > 0 && (double)count_idle(e) * (double)per_slot > budget) evict_lru(e);
+  return flush_msg(e);
+}
+
+static int step(infer_engine_t *e);
+int infer_engine_step(infer_engine_t *e) {
+  if (step(e)) {
+    e->failed = 1;
+    return -1;
+  }
+  return 0;
+}
+
+static int step(infer_engine_t *e) {
+  if (e->rank != 0) {
+    snprintf(e->err, sizeof e->err, "infer_engine_step is for rank 0 only");
+    return -1;
+  }
+  e->round++;
+  e->msg_len = 0;
+  e->n_vote_slots = 0;
+  /* 0. cancelled sequences with no token in flight finish with what they have */
+  int canc[MAX_GROUPS * 2 + 32], ncanc = 0;
+  for (int i = 0; i < e->nslots; i++)
+    if (e->slots[i].state == SLOT_ACTIVE && e->slots[i].req && e->slots[i].cancelled &&
+        e->slots[i].inflight == 0) {
+      e->slots[i].finished = 1;
+      canc[ncanc++] = i;
+    }
+  if (ncanc && finish_slots(e, canc, ncanc)) return -1;
+  /* 1. admission */
+  pthread_mutex_lock(&e->mu);
+  req_node_t *prev = NULL, *r = e->q_head;
+  while (r && e->in_flight < e->opts.max_batch) {
+    req_node_t *next = r->next;
+    pthread_mutex_unlock(&e->mu);
+    int a = admit(e, r);
+    pthread_mutex_lock(&e->mu);
+    if (a == 1) {
+      prev = r;
+    } else {
+      if (prev)
+        prev->next = next;
+      else
+        e->q_head = next;
+      if (e->q_tail == r) e->q_tail = prev;
+      e->q_len--;
+      if (a == 0) e->in_flight++;
+    }
+    r = next;
+  }
+  pthread_mutex_unlock(&e->mu);
+  /* 1b. the other stages' outcome of the session loads just planned */
+  if (check_loads(e)) return -1;
+  /* 2. the round: every active sequence that still needs a token, in its group */
+  int act[MAX_GROUPS * 2 + 32], nact = 0, G = 0;
+  for (int i = 0; i < e->nslots; i++) {
+    slot_t *sl = &e->slots[i];
+    if (sl->state == SLOT_ACTIVE && sl->req && !sl->cancelled && sl->n_gen + sl->inflight < sl->req->max_tokens) {
+      act[nact++] = i;
+      if (sl->group + 1 > G) G = sl->group + 1;
+    }
+  }
+  if (nact > 0 && e->opts.recompute) {
+    for (int i = 0; i < nact; i++) { /* baseline: forget the cache, feed the whole context */
+      msg_push(e, OP_OPEN);
+      msg_push(e, act[i]);
+      e->slots[act[i]].n_kv = 0;
+    }
+  }
+  if (nact > 0 || e->prev_len > 0) {
+    msg_push(e, OP_RUN);
+    msg_push(e, G);
+    for (int g = 0; g < G; g++) {
+      int nseq = 0;
+      for (int i = 0; i < nact; i++) nseq += e->slots[act[i]].group == g;
+      msg_push(e, nseq);
+      for (int i = 0; i < nact; i++) {
+        slot_t *sl = &e->slots[act[i]];
+        if (sl->group != g) continue;
+        msg_push(e, act[i]);
+        msg_push(e, sl->n_tokens + sl->inflight - sl->n_kv);
+        sl->n_kv = sl->n_tokens + sl->inflight;
+        sl->inflight++;
+      }
+    }
+  }
+  if (e->msg_len == 0) return 0;
+  e->n_recv = 0;
+  if (flush_msg(e)) return -1;
+  if (nact == 0 && G == 0) e->prev_len = 0; /* an empty RUN drained the pipeline */
+  /* 3. tokens that reached rank 0 in this RUN (with P > 1, mostly the previous RUN's) */
+  double t = strata_now_s();
+  int fin[MAX_GROUPS * 2 + 32], nfin = 0;
+  for (int i = 0; i < e->n_recv; i++) {
+    slot_t *sl = &e->slots[e->recv_slots[i]];
+    int32_t tok = sl->tokens[sl->n_tokens - 1];
+    if (tok < 0) {
+      snprintf(e->err, sizeof e->err, "sampling failed (out of memory)");
+      return -1;
+    }
+    sl->n_gen++;
+    e->st.tokens_generated++;
+    if (sl->n_gen == 1) sl->t_first = t;
+    if (sl->req->on_token) sl->req->on_token(sl->req->ctx, sl->req->id, tok);
+    sl->lru = e->round;
+    if (sl->n_gen >= sl->req->max_tokens || (sl->cancelled && sl->inflight == 0)) {
+      sl->finished = 1;
+      fin[nfin++] = e->recv_slots[i];
+    }
+  }
+  /* 4. finished: save sessions, free stateless slots, enforce the idle-session budget */
+  return finish_slots(e, fin, nfin);
+}
+
+int infer_cancel(infer_engine_t *e, uint64_t id) {
+  if (e->rank != 0) return 0;
+  pthread_mutex_lock(&e->mu);
+  req_node_t *prev = NULL, *r = e->q_head;
+  while (r && r->id != id) prev = r, r = r->next;
+  if (r) {
+    if (prev)
+      prev->next = r->next;
+    else
+      e->q_head = r->next;
+    if (e->q_tail == r) e->q_tail = prev;
+    e->q_len--;
+  }
+  pthread_mutex_unlock(&e->mu);
+  if (r) {
+    fail_request(e, r, INFER_ERR_CANCELLED, "cancelled");
+    return 1;
+  }
+  for (int i = 0; i < e->nslots; i++)
+    if (e->slots[i].state == SLOT_ACTIVE && e->slots[i].req && e->slots[i].req->id == id) {
+      e->slots[i].cancelled = 1;
+      return 1;
+    }
+  return 0;
+}
+
+int infer_session_delete(infer_engine_t *e, const char *id, char *err, size_t errlen) {
+  if (session_id_validate(id, err, errlen)) return -1;
+  if (!e->sessions_enabled) {
+    snprintf(err, errlen, "sessions are disabled (no session directory)");
+    return -1;
+  }
+  int s = find_session_slot(e, id);
+  if (s >= 0 && e->slots[s].state == SLOT_ACTIVE) {
+    snprintf(err, errlen, "session '%s' has a request in flight; retry when it is done", id);
+    return 2;
+  }
+  pthread_mutex_lock(&e->mu);
+  int queued = 0;
+  for (req_node_t *r = e->q_head; r; r = r->next) queued |= !strcmp(r->session, id);
+  pthread_mutex_unlock(&e->mu);
+  if (queued) {
+    snprintf(err, errlen, "session '%s' has a queued request; retry when it is done", id);
+    return 2;
+  }
+  /* rank 0 removes the record and every file it sees; each stage removes its own (on a
+   * directory that is not shared) */
+  int d = session_delete(e->session_dir, id, err, errlen);
+  if (d < 0) return -1;
+  e->msg_len = 0;
+  plan_session_delete(e, id);
+  if (flush_msg(e)) {
+    snprintf(err, errlen, "%s", e->err);
+    return -1;
+  }
+  if (d == 1 && s < 0) {
+    snprintf(err, errlen, "no session '%s'", id);
+    return 1;
+  }
+  return 0;
+}
+
+const char *infer_session_dir(const infer_engine_t *e) { return e->sessions_enabled ? e->session_dir : NULL; }
+
+void infer_engine_stats(infer_engine_t *e, infer_stats_t *out) {
+  pthread_mutex_lock(&e->mu);
+  *out = e->st;
+  out->in_flight = e->in_flight;
+  out->queued = e->q_len;
+  pthread_mutex_unlock(&e->mu);
+  out->sessions_resident = 0;
+  out->kv_cache_bytes = 0;
+  for (int i = 0; i < e->nslots; i++) {
+    if (e->slots[i].cache) out->kv_cache_bytes += kv_cache_bytes(e->slots[i].cache);
+    out->sessions_resident += e->slots[i].state == SLOT_IDLE;
+  }
+  if (e->store) {
+    session_store_health_t h;
+    session_store_health(e->store, &h);
+    out->sessions_on_disk = h.sessions;
+    out->session_disk_bytes = h.bytes;
+    out->session_disk_quota_bytes = h.quota_bytes;
+    out->session_disk_evictions = h.evictions;
+    out->session_store_degraded = h.degraded;
+    snprintf(out->session_store_error, sizeof out->session_store_error, "%s", h.last_error);
+  }
+}
+
+void infer_engine_shutdown(infer_engine_t *e) {
+  if (!e) return;
+  if (e->rank == 0) {
+    e->msg_len = 0;
+    if (e->P > 1) { /* an empty RUN collects the tokens still in the pipeline */
+      msg_push(e, OP_RUN);
+      msg_push(e, 0);
+    }
+    msg_push(e, OP_SHUTDOWN);
+    /* after a fatal error the job is ending: a dead or stuck rank would not take the message */
+    if (!e->failed && flush_msg(e)) strata_warn("infer: shutdown: %s", e->err);
+    for (int i = 0; i < e->nslots; i++)
+      if (e->slots[i].req) {
+        fail_request(e, e->slots[i].req, INFER_ERR_CANCELLED, "shutting down");
+        e->slots[i].req = NULL;
+      }
+    req_node_t *r = e->q_head;
+    while (r) {
+      req_node_t *n = r->next;
+      fail_request(e, r, INFER_ERR_CANCELLED, "shutting down");
+      r = n;
+    }
+    e->q_head = e->q_tail = NULL;
+  }
+  if (e->n_tok_reqs && !e->failed) wait_token_sends(e);
+  stop_heartbeat(e);
+  for (int i = 0; i < e->nslots; i++) slot_release(e, &e->slots[i]);
+  free(e->slots);
+  free(e->recv_slots);
+  free(e->prev_plan);
+  free(e->msg);
+  free(e->pend);
+  free(e->votes);
+  free(e->vote_slots);
+  free(e->rec);
+  session_store_free(e->store);
+  gpt2_free(e->model);
+  pthread_mutex_destroy(&e->mu);
+  free(e);
+}

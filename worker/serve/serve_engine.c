@@ -1,0 +1,294 @@
+/* serve_engine.c -- the adapter between the HTTP server (serve.h) and the sharded generation
+ * engine (infer.h): a serve_backend_t over infer_engine_t on rank 0, and the loop of the other
+ * ranks, which hold the later pipeline stages and follow rank 0's rounds until it shuts down.
+ *
+ * Tokens: models with a 256-token vocabulary are byte-level; the prompt's bytes are the tokens.
+ * A generated token (a byte) is sent as the Unicode code point of the same value, UTF-8 encoded
+ * (bytes >= 0x80 read as Latin-1), so every response is valid UTF-8 JSON and equals what
+ * `strata infer --json` prints. Other vocabularies are refused (no BPE tokenizer ships).
+ * Sessions live in the engine's session directory (serve_engine_opts_t.session_dir). */
+#include <mpi.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "strata/coll.h"
+#include "infer.h"
+#include "log.h"
+#include "rng.h"
+#include "serve.h"
+#include "session.h"
+#include "util.h"
+
+typedef struct {
+  coll_comm_t *comm;
+  infer_engine_t *eng;
+  gpt2_config_t cfg;
+  int ranks;
+  int64_t max_inflight;
+} se_t;
+
+typedef struct {
+  serve_on_token_fn on_token;
+  serve_on_done_fn on_done;
+  void *ctx;
+  int n_prompt;
+} se_req_t;
+
+static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_comm_t **comm,
+                       infer_engine_t **eng, char *err, size_t errlen) {
+  coll_config_t ccfg = coll_config_default();
+  if (ccfg.env_error) {
+    snprintf(err, errlen, "%s", ccfg.env_error);
+    return -1;
+  }
+  coll_result_t cr = coll_comm_create(MPI_COMM_WORLD, &ccfg, comm);
+  if (cr != COLL_OK) {
+    snprintf(err, errlen, "cannot create the communicator: %s", coll_result_string(cr));
+    return -1;
+  }
+  infer_opts_t o = infer_opts_default();
+  if (so) {
+    if (so->max_batch > 0) o.max_batch = so->max_batch;
+    if (so->session_mem_mb >= 0) o.session_mem_mb = so->session_mem_mb;
+    if (so->threads > 0) o.threads = so->threads;
+    o.session_dir = so->session_dir;
+    o.session_disk_mb = so->session_disk_mb;
+  }
+  if (infer_engine_create(ckpt, *comm, &o, eng, err, errlen)) {
+    coll_comm_destroy(*comm);
+    *comm = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void se_on_token(void *ctx, uint64_t id, int32_t token) {
+  (void)id;
+  se_req_t *q = ctx;
+  if (!q->on_token) return;
+  char buf[4];
+  size_t n;
+  unsigned c = (unsigned)token & 0xff;
+  if (c < 0x80) buf[0] = (char)c, n = 1;
+  else buf[0] = (char)(0xc0 | (c >> 6)), buf[1] = (char)(0x80 | (c & 0x3f)), n = 2;
+  q->on_token(q->ctx, buf, n);
+}
+
+/* The HTTP status of a request's failure. Engine failures end the job through step() instead. */
+static int http_status_of(infer_error_t kind) {
+  switch (kind) {
+  case INFER_ERR_INVALID: return 400;
+  case INFER_ERR_BUSY: return 429;
+  case INFER_ERR_CONFLICT: return 409;
+  case INFER_ERR_SESSION_DATA: return 422;
+  case INFER_ERR_STORAGE: return 507;
+  case INFER_ERR_CANCELLED: return 503;
+  default: return 500;
+  }
+}
+
+static void se_on_done(void *ctx, uint64_t id, const infer_result_t *res) {
+  (void)id;
+  se_req_t *q = ctx;
+  serve_gen_result_t r;
+  memset(&r, 0, sizeof r);
+  r.prompt_tokens = res->n_prompt;
+  r.completion_tokens = res->n_tokens;
+  r.cached_tokens = res->cached_tokens;
+  r.session_kept = res->ok && res->session_source && strcmp(res->session_source, "none") != 0;
+  if (res->ok) {
+    r.finish = !strcmp(res->finish_reason ? res->finish_reason : "", "cancelled") ? SERVE_FINISH_CANCELLED
+                                                                                 : SERVE_FINISH_LENGTH;
+  } else if (res->error_kind == INFER_ERR_CANCELLED) {
+    r.finish = SERVE_FINISH_CANCELLED;
+  } else {
+    r.finish = SERVE_FINISH_ERROR;
+    r.http_status = http_status_of(res->error_kind);
+    snprintf(r.message, sizeof r.message, "%s", res->error);
+  }
+  q->on_done(q->ctx, &r);
+  free(q);
+}
+
+static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_fn on_token,
+                     serve_on_done_fn on_done, void *ctx, uint64_t *id_out, char *err, size_t errlen) {
+  se_t *s = impl;
+  if (s->cfg.vocab != 256) {
+    snprintf(err, errlen,
+             "the model's vocabulary has %d tokens, not 256 bytes, and no BPE tokenizer ships: "
+             "serve a byte-level model (made by strata train from text)",
+             s->cfg.vocab);
+    return 400;
+  }
+  int n = (int)req->prompt_bytes;
+  int32_t *tok = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+  se_req_t *q = malloc(sizeof *q);
+  if (!tok || !q) {
+    free(tok);
+    free(q);
+    snprintf(err, errlen, "out of memory");
+    return 500;
+  }
+  for (int i = 0; i < n; i++) tok[i] = (unsigned char)req->prompt[i];
+  q->on_token = on_token;
+  q->on_done = on_done;
+  q->ctx = ctx;
+  q->n_prompt = n;
+  infer_request_t r;
+  memset(&r, 0, sizeof r);
+  r.prompt = tok;
+  r.n_prompt = n;
+  r.max_tokens = req->max_tokens;
+  r.sampling.temperature = req->temperature;
+  r.sampling.top_p = req->top_p;
+  r.sampling.top_k = req->top_k;
+  r.sampling.seed = req->has_seed ? req->seed : rng_mix64((uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)q);
+  r.session = req->session;
+  uint64_t id = 0;
+  int rc = infer_submit(s->eng, &r, se_on_token, se_on_done, q, &id, err, errlen);
+  free(tok);
+  if (rc) {
+    free(q);
+    return http_status_of((infer_error_t)rc);
+  }
+  *id_out = id;
+  return 0;
+}
+
+static void se_cancel(void *impl, uint64_t id) {
+  se_t *s = impl;
+  infer_cancel(s->eng, id);
+}
+
+static int se_step(void *impl, char *err, size_t errlen) {
+  se_t *s = impl;
+  if (infer_engine_step(s->eng)) {
+    snprintf(err, errlen, "%s", infer_engine_error(s->eng));
+    return -1;
+  }
+  infer_stats_t st;
+  infer_engine_stats(s->eng, &st);
+  if (st.in_flight > s->max_inflight) s->max_inflight = st.in_flight;
+  return 0;
+}
+
+static int se_tick(void *impl, char *err, size_t errlen) {
+  se_t *s = impl;
+  if (infer_engine_tick(s->eng)) {
+    snprintf(err, errlen, "%s", infer_engine_error(s->eng));
+    return -1;
+  }
+  return 0;
+}
+
+static int se_idle(void *impl) {
+  se_t *s = impl;
+  return infer_engine_idle(s->eng);
+}
+
+static void se_stats(void *impl, serve_backend_stats_t *out) {
+  se_t *s = impl;
+  infer_stats_t st;
+  infer_engine_stats(s->eng, &st);
+  memset(out, 0, sizeof *out);
+  out->inflight_sequences = st.in_flight;
+  out->max_inflight_sequences = s->max_inflight;
+  out->kv_cache_bytes = (int64_t)st.kv_cache_bytes;
+  out->ranks = s->ranks;
+  out->stages = s->ranks;
+  const char *dir = infer_session_dir(s->eng);
+  out->active_sessions = st.sessions_on_disk > st.sessions_resident ? st.sessions_on_disk : st.sessions_resident;
+  out->session_store_state = !dir ? "off" : st.session_store_degraded ? "degraded" : "ok";
+  snprintf(out->session_store_error, sizeof out->session_store_error, "%s", st.session_store_error);
+  out->session_disk_bytes = (int64_t)st.session_disk_bytes;
+  out->session_disk_quota_bytes = (int64_t)st.session_disk_quota_bytes;
+  out->session_disk_evictions = (int64_t)st.session_disk_evictions;
+  out->session_save_failures = (int64_t)st.session_save_failures;
+  snprintf(out->model, sizeof out->model, "strata-gpt2-L%d-C%d", s->cfg.layers, s->cfg.dim);
+}
+
+static int se_sessions_json(void *impl, char **json_out) {
+  se_t *s = impl;
+  const char *dir = infer_session_dir(s->eng);
+  session_info_t *v = NULL;
+  int n = 0;
+  char err[256];
+  if (dir && session_list(dir, &v, &n, err, sizeof err)) return -1;
+  size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 128), len = 0; /* an entry is under 170 bytes */
+  char *out = malloc(cap);
+  if (!out) {
+    free(v);
+    return -1;
+  }
+  len += (size_t)snprintf(out + len, cap - len, "[");
+  for (int i = 0; i < n; i++)
+    len += (size_t)snprintf(out + len, cap - len, "%s{\"id\":\"%s\",\"tokens\":%d,\"bytes\":%llu,\"turns\":%llu}",
+                            i ? "," : "", v[i].id, v[i].n_tokens, (unsigned long long)v[i].bytes,
+                            (unsigned long long)v[i].generation);
+  snprintf(out + len, cap - len, "]");
+  free(v);
+  *json_out = out;
+  return 0;
+}
+
+static int se_session_delete(void *impl, const char *id, char *err, size_t errlen) {
+  se_t *s = impl;
+  int d = infer_session_delete(s->eng, id, err, errlen);
+  return d == 0 ? 0 : d == 1 ? 404 : d == 2 ? 409 : 500;
+}
+
+static void se_destroy(void *impl) {
+  se_t *s = impl;
+  if (!s) return;
+  infer_engine_shutdown(s->eng); /* ends unfinished requests and releases the other ranks */
+  coll_comm_destroy(s->comm);
+  free(s);
+}
+
+static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backend_t *out, char *err,
+                   size_t errlen) {
+  se_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (engine_make(ckpt, so, &s->comm, &s->eng, err, errlen)) {
+    free(s);
+    return -1;
+  }
+  s->ranks = coll_size(s->comm);
+  s->cfg = *infer_engine_config(s->eng);
+  memset(out, 0, sizeof *out);
+  out->impl = s;
+  out->name = "engine";
+  out->submit = se_submit;
+  out->cancel = se_cancel;
+  out->step = se_step;
+  out->tick = se_tick;
+  out->idle = se_idle;
+  out->stats = se_stats;
+  out->sessions_json = infer_session_dir(s->eng) ? se_sessions_json : NULL;
+  out->session_delete = infer_session_dir(s->eng) ? se_session_delete : NULL;
+  out->destroy = se_destroy;
+  return 0;
+}
+
+static int se_worker(const char *ckpt, const serve_engine_opts_t *so, char *err, size_t errlen) {
+  /* mpirun forwards SIGINT/SIGTERM to every rank: the workers do not stop on them (the caller,
+   * cmd_serve.c, catches them) and end when rank 0, which drains its requests first, shuts the
+   * engine down */
+  coll_comm_t *comm = NULL;
+  infer_engine_t *eng = NULL;
+  if (engine_make(ckpt, so, &comm, &eng, err, errlen)) return -1;
+  int rc = infer_worker_loop(eng);
+  if (rc) snprintf(err, errlen, "%s", infer_engine_error(eng));
+  infer_engine_shutdown(eng);
+  coll_comm_destroy(comm);
+  return rc ? -1 : 0;
+}
+
+static const serve_engine_hooks_t hooks = {se_open, se_worker};
+const serve_engine_hooks_t *serve_engine_hooks_impl = &hooks;

@@ -1,0 +1,516 @@
+/* device.c -- device profiles, the roofline / alpha-beta / ring-collective time model, JSON
+ * profiles and the `cpu` calibration (contract in device.h, figures in SIMULATION.md). */
+#include "device.h"
+
+#include "strata/coll.h"
+#include "util.h"
+
+#include <cblas.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *device_dtype_name(device_dtype_t d) {
+  return d == DEV_FP32 ? "fp32" : d == DEV_BF16 ? "bf16" : d == DEV_FP8 ? "fp8" : "?";
+}
+int device_dtype_size(device_dtype_t d) { return d == DEV_FP32 ? 4 : d == DEV_BF16 ? 2 : 1; }
+int device_parse_dtype(const char *s, device_dtype_t *out) {
+  if (!s) return -1;
+  if (!strcmp(s, "fp32"))
+    *out = DEV_FP32;
+  else if (!strcmp(s, "bf16"))
+    *out = DEV_BF16;
+  else if (!strcmp(s, "fp8"))
+    *out = DEV_FP8;
+  else
+    return -1;
+  return 0;
+}
+
+#define GIB 1073741824.0
+#define T12 1e12
+#define G9 1e9
+#define US 1e-6
+
+int device_builtin(const char *name, device_t *out) {
+  /* name, fp32, bf16, fp8 (FLOP/s), HBM bytes, HBM B/s, chips/instance, intra B/s, intra s,
+   * inter B/s (whole instance), inter s, reduce B/s, per-op overhead s and collective step
+   * latency s (0: none published in REFERENCE.md; kernels are assumed launched back to back,
+   * collectives pay the link latency). Sources and
+   * assumptions: SIMULATION.md. */
+  static const device_t builtin[] = {
+      {"trn1",
+       {47.5 * T12, 190 * T12, 190 * T12},
+       32 * GIB,
+       820 * G9,
+       16,
+       384 * G9,
+       1.5 * US,
+       100 * G9,
+       15 * US,
+       0,
+       0,
+       0,
+       0},
+      {"trn2",
+       {166.75 * T12, 667 * T12, 1299 * T12},
+       96 * GIB,
+       2900 * G9,
+       16,
+       1000 * G9,
+       1.5 * US,
+       400 * G9,
+       15 * US,
+       0,
+       0,
+       0,
+       0},
+      {"trn3",
+       {167.75 * T12, 671 * T12, 2517 * T12},
+       144 * GIB,
+       4900 * G9,
+       16,
+       2000 * G9,
+       1.5 * US,
+       400 * G9,
+       15 * US,
+       0,
+       0,
+       0,
+       0},
+      {"h100",
+       {67 * T12, 989 * T12, 1979 * T12},
+       80e9,
+       3350 * G9,
+       8,
+       450 * G9,
+       2 * US,
+       400 * G9,
+       15 * US,
+       0,
+       0,
+       0,
+       0},
+  };
+  for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
+    if (name && !strcmp(name, builtin[i].name)) {
+      *out = builtin[i];
+      return 0;
+    }
+  return -1;
+}
+
+int device_validate(const device_t *d, char *err, size_t errlen) {
+  const struct {
+    const char *field;
+    double v;
+  } f[] = {{"peak_tflops_fp32", d->peak_flops[DEV_FP32]},
+           {"peak_tflops_bf16", d->peak_flops[DEV_BF16]},
+           {"peak_tflops_fp8", d->peak_flops[DEV_FP8]},
+           {"hbm_gib", d->hbm_bytes},
+           {"hbm_gbps", d->hbm_Bps},
+           {"chips_per_instance", d->chips_per_instance},
+           {"intra_gbps", d->intra_Bps},
+           {"inter_gbps", d->inter_Bps}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (!(f[i].v > 0) || !isfinite(f[i].v))
+      return strata_fail(err, errlen, "device '%s': %s must be a positive number (got %g)", d->name,
+                  f[i].field, f[i].v);
+  if (!(d->intra_lat_s >= 0) || !(d->inter_lat_s >= 0))
+    return strata_fail(err, errlen, "device '%s': intra_latency_us and inter_latency_us must be >= 0",
+                d->name);
+  if (!(d->reduce_Bps >= 0))
+    return strata_fail(err, errlen, "device '%s': reduce_gbps must be >= 0 (0 = ignore)", d->name);
+  if (!(d->op_overhead_s >= 0) || !isfinite(d->op_overhead_s))
+    return strata_fail(err, errlen, "device '%s': op_overhead_us must be >= 0 (0 = none)", d->name);
+  if (!(d->coll_lat_s >= 0) || !isfinite(d->coll_lat_s))
+    return strata_fail(err, errlen, "device '%s': coll_latency_us must be >= 0 (0 = the link's)",
+                       d->name);
+  return 0;
+}
+
+static int json_number(json_object *o, const char *path, const char *field, double *out, char *err,
+                       size_t errlen) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, field, &v))
+    return strata_fail(err, errlen,
+                "device file %s: missing field \"%s\" (every field is required; see "
+                "worker/sim/SIMULATION.md)",
+                path, field);
+  json_type t = json_object_get_type(v);
+  if (t != json_type_double && t != json_type_int)
+    return strata_fail(err, errlen, "device file %s: field \"%s\" must be a number", path, field);
+  *out = json_object_get_double(v);
+  return 0;
+}
+
+int device_load_json(const char *path, device_t *out, char *err, size_t errlen) {
+  int rc = -1;
+  json_object *root = json_object_from_file(path);
+  if (!root)
+    return strata_fail(err, errlen, "device file %s: cannot read or parse JSON (%s)", path,
+                json_util_get_last_err() ? json_util_get_last_err() : "unknown error");
+  memset(out, 0, sizeof *out);
+  json_object *name;
+  if (!json_object_is_type(root, json_type_object)) {
+    strata_fail(err, errlen, "device file %s: top level must be a JSON object", path);
+    goto put_root;
+  }
+  if (!json_object_object_get_ex(root, "name", &name) ||
+      !json_object_is_type(name, json_type_string)) {
+    strata_fail(err, errlen, "device file %s: missing string field \"name\"", path);
+    goto put_root;
+  }
+  snprintf(out->name, sizeof out->name, "%s", json_object_get_string(name));
+  double fp32, bf16, fp8, hbm_gib, hbm_gbps, chips, intra, intra_us, inter, inter_us, reduce;
+  if (json_number(root, path, "peak_tflops_fp32", &fp32, err, errlen) ||
+      json_number(root, path, "peak_tflops_bf16", &bf16, err, errlen) ||
+      json_number(root, path, "peak_tflops_fp8", &fp8, err, errlen) ||
+      json_number(root, path, "hbm_gib", &hbm_gib, err, errlen) ||
+      json_number(root, path, "hbm_gbps", &hbm_gbps, err, errlen) ||
+      json_number(root, path, "chips_per_instance", &chips, err, errlen) ||
+      json_number(root, path, "intra_gbps", &intra, err, errlen) ||
+      json_number(root, path, "intra_latency_us", &intra_us, err, errlen) ||
+      json_number(root, path, "inter_gbps", &inter, err, errlen) ||
+      json_number(root, path, "inter_latency_us", &inter_us, err, errlen) ||
+      json_number(root, path, "reduce_gbps", &reduce, err, errlen))
+    goto put_root;
+  if (chips < 1 || chips != floor(chips) || chips > 1e6) {
+    strata_fail(err, errlen, "device file %s: chips_per_instance must be a positive integer (got %g)",
+         path, chips);
+    goto put_root;
+  }
+  out->peak_flops[DEV_FP32] = fp32 * T12;
+  out->peak_flops[DEV_BF16] = bf16 * T12;
+  out->peak_flops[DEV_FP8] = fp8 * T12;
+  out->hbm_bytes = hbm_gib * GIB;
+  out->hbm_Bps = hbm_gbps * G9;
+  out->chips_per_instance = (int)chips;
+  out->intra_Bps = intra * G9;
+  out->intra_lat_s = intra_us * US;
+  out->inter_Bps = inter * G9;
+  out->inter_lat_s = inter_us * US;
+  out->reduce_Bps = reduce * G9;
+  json_object *ov; /* optional: fixed cost per op, microseconds (default 0) */
+  if (json_object_object_get_ex(root, "op_overhead_us", &ov)) {
+    double us = 0;
+    if (json_number(root, path, "op_overhead_us", &us, err, errlen)) goto put_root;
+    out->op_overhead_s = us * US;
+  }
+  if (json_object_object_get_ex(root, "coll_latency_us", &ov)) {
+    double us = 0;
+    if (json_number(root, path, "coll_latency_us", &us, err, errlen)) goto put_root;
+    out->coll_lat_s = us * US;
+  }
+  if (device_validate(out, err, errlen)) {
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "device file %s: %s", path, err);
+    snprintf(err, errlen, "%s", tmp);
+    goto put_root;
+  }
+  rc = 0;
+put_root:
+  json_object_put(root);
+  return rc;
+}
+
+int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
+  if (!spec || !*spec)
+    return strata_fail(err, errlen, "--device: empty (use trn1, trn2, trn3, h100, cpu or FILE.json)");
+  if (!device_builtin(spec, out)) return 0;
+  if (!strcmp(spec, "cpu")) {
+    if (device_calibrate_cpu(out)) return strata_fail(err, errlen, "--device cpu: calibration failed");
+    return 0;
+  }
+  size_t n = strlen(spec);
+  if (n > 5 && !strcmp(spec + n - 5, ".json")) return device_load_json(spec, out, err, errlen);
+  return strata_fail(err, errlen,
+              "--device '%s': unknown profile (use trn1, trn2, trn3, h100, cpu or a FILE.json)",
+              spec);
+}
+
+/* ---- time model ---- */
+
+double device_op_time(const device_t *d, device_dtype_t dt, double flops, double bytes) {
+  double tc = flops / d->peak_flops[dt], tm = bytes / d->hbm_Bps;
+  return (tc > tm ? tc : tm) + d->op_overhead_s;
+}
+
+void device_link(const device_t *d, int a, int b, double *lat_s, double *Bps) {
+  if (a == b) {
+    *lat_s = 0;
+    *Bps = INFINITY;
+  } else if (a / d->chips_per_instance == b / d->chips_per_instance) {
+    *lat_s = d->intra_lat_s;
+    *Bps = d->intra_Bps;
+  } else {
+    *lat_s = d->inter_lat_s;
+    *Bps = d->inter_Bps / d->chips_per_instance;
+  }
+}
+
+double device_p2p_time(const device_t *d, int a, int b, double bytes) {
+  double lat, bw;
+  if (a == b) return 0;
+  device_link(d, a, b, &lat, &bw);
+  return lat + bytes / bw;
+}
+
+void device_ring_bottleneck(const device_t *d, const int *ranks, int p, double *lat_s,
+                            double *Bps) {
+  *lat_s = 0;
+  *Bps = INFINITY;
+  for (int i = 0; i < p && p > 1; i++) {
+    double lat, bw;
+    device_link(d, ranks[i], ranks[(i + 1) % p], &lat, &bw);
+    if (lat > *lat_s) *lat_s = lat;
+    if (bw < *Bps) *Bps = bw;
+  }
+  if (p > 1 && d->coll_lat_s > *lat_s) *lat_s = d->coll_lat_s; /* measured collective step */
+}
+
+static double gamma_time(const device_t *d, double bytes) {
+  return d->reduce_Bps > 0 ? bytes / d->reduce_Bps : 0;
+}
+
+double device_allreduce_time(const device_t *d, const int *ranks, int p, double bytes) {
+  if (p <= 1) return 0;
+  double a, B;
+  device_ring_bottleneck(d, ranks, p, &a, &B);
+  double f = (double)(p - 1) / p;
+  return 2 * (p - 1) * a + 2 * f * bytes / B + f * gamma_time(d, bytes);
+}
+
+double device_reduce_scatter_time(const device_t *d, const int *ranks, int p, double bytes) {
+  if (p <= 1) return 0;
+  double a, B;
+  device_ring_bottleneck(d, ranks, p, &a, &B);
+  double f = (double)(p - 1) / p;
+  return (p - 1) * a + f * bytes / B + f * gamma_time(d, bytes);
+}
+
+double device_allgather_time(const device_t *d, const int *ranks, int p, double bytes) {
+  if (p <= 1) return 0;
+  double a, B;
+  device_ring_bottleneck(d, ranks, p, &a, &B);
+  return (p - 1) * a + (double)(p - 1) / p * bytes / B;
+}
+
+/* ---- calibration ---- */
+
+/* Tunables of the calibration (small so start-up stays well under a second). */
+#define CAL_GEMM_N 384  /* square sgemm size */
+#define CAL_GEMM_REPS 5 /* best of */
+#define CAL_COPY_BYTES (32u << 20)
+#define CAL_COPY_REPS 6
+
+int device_calibrate_cpu(device_t *out) {
+  int rc = -1;
+  const int n = CAL_GEMM_N;
+  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
+        *c = malloc(sizeof(float) * n * n);
+  char *src = malloc(CAL_COPY_BYTES), *dst = malloc(CAL_COPY_BYTES);
+  if (!a || !b || !c || !src || !dst) goto free_bufs;
+  for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.25f, c[i] = 0;
+  memset(src, 1, CAL_COPY_BYTES);
+  memset(dst, 0, CAL_COPY_BYTES);
+  int threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  double best = INFINITY;
+  for (int r = 0; r < CAL_GEMM_REPS; r++) {
+    double t0 = strata_now_s();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double t = strata_now_s() - t0;
+    if (t < best) best = t;
+  }
+  openblas_set_num_threads(threads);
+  double gflops = 2.0 * n * n * n / best;
+  double best_copy = INFINITY;
+  for (int r = 0; r < CAL_COPY_REPS; r++) {
+    double t0 = strata_now_s();
+    memcpy(dst, src, CAL_COPY_BYTES);
+    double t = strata_now_s() - t0;
+    src[r] = dst[CAL_COPY_BYTES - 1 - r]; /* keep the copies observable */
+    if (t < best_copy) best_copy = t;
+  }
+  double copy_Bps = CAL_COPY_BYTES / best_copy;
+  memset(out, 0, sizeof *out);
+  snprintf(out->name, sizeof out->name, "cpu");
+  out->peak_flops[DEV_FP32] = out->peak_flops[DEV_BF16] = out->peak_flops[DEV_FP8] = gflops;
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  out->hbm_bytes = pages > 0 && page > 0 ? (double)pages * (double)page : 8 * GIB;
+  out->hbm_Bps = 2 * copy_Bps;       /* memcpy reads and writes every byte */
+  out->chips_per_instance = 1 << 20; /* one machine: every rank on one "instance" */
+  out->intra_Bps = out->inter_Bps = copy_Bps;
+  out->intra_lat_s = out->inter_lat_s = 1 * US;
+  out->reduce_Bps = copy_Bps / 1.5; /* reduce reads two operands and writes one */
+  rc = 0;
+free_bufs:
+  free(a);
+  free(b);
+  free(c);
+  free(src);
+  free(dst);
+  return rc;
+}
+
+#define CAL_PING_SMALL 8
+#define CAL_PING_LARGE (4u << 20)
+
+int device_calibrate_link(device_t *d, device_pingpong_fn fn, void *ctx) {
+  double t_small, t_large;
+  /* many small round trips: under load most wait for a time slice; the fastest is the link */
+  if (!fn || fn(ctx, CAL_PING_SMALL, 200, &t_small) || fn(ctx, CAL_PING_LARGE, 8, &t_large))
+    return -1;
+  /* one-way time = rt / 2 = alpha + bytes * beta */
+  double one_small = t_small / 2, one_large = t_large / 2;
+  double beta = (one_large - one_small) / (double)(CAL_PING_LARGE - CAL_PING_SMALL);
+  if (!(beta > 0)) beta = one_large / CAL_PING_LARGE;
+  double alpha = one_small - CAL_PING_SMALL * beta;
+  if (alpha < 0) alpha = 0;
+  d->intra_lat_s = d->inter_lat_s = alpha;
+  d->intra_Bps = 1.0 / beta;
+  d->inter_Bps = d->intra_Bps * d->chips_per_instance; /* per-chip share = measured */
+  return 0;
+}
+
+#define CAL_PING_TAG 0x5a5a /* message tag of the calibration ping-pong */
+#define CAL_PING_MIN 5          /* round trips before the time budget may stop the ping-pong */
+#define CAL_PING_BUDGET_S 0.15  /* seconds per ping-pong size (then the fastest so far) */
+
+int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per_rt) {
+  coll_comm_t *comm = ctx;
+  if (!comm || coll_size(comm) < 2 || iters < 1) return -1;
+  int rank = coll_rank(comm), rc = 0;
+  size_t count =
+      bytes / 4 ? bytes / 4 : 1; /* int32 elements; the transport moves 4 * count bytes */
+  char *buf = calloc(count, 4);
+  double result = 0;
+  if (!buf) rc = -1;
+  if (!rc && rank < 2) {
+    int peer = 1 - rank;
+    result = INFINITY; /* best round trip: the least disturbed by other processes */
+    /* rank 0 stops early once CAL_PING_MIN round trips are done and CAL_PING_BUDGET_S has
+     * passed (a loaded machine makes each round trip wait for a time slice); the first int of
+     * every message tells rank 1 whether another follows */
+    int32_t *flag = (int32_t *)buf;
+    double start = strata_now_s();
+    for (int i = 0; i < iters && !rc; i++) {
+      double t0 = strata_now_s();
+      if (rank == 0) {
+        *flag = i + 1 < iters && !(i + 1 >= CAL_PING_MIN && t0 - start > CAL_PING_BUDGET_S);
+        int more = *flag;
+        rc = coll_send(buf, count, COLL_I32, peer, CAL_PING_TAG, comm) ||
+             coll_recv(buf, count, COLL_I32, peer, CAL_PING_TAG, comm);
+        if (!more) iters = 0;
+      } else {
+        rc = coll_recv(buf, count, COLL_I32, peer, CAL_PING_TAG, comm) ||
+             coll_send(buf, count, COLL_I32, peer, CAL_PING_TAG, comm);
+        if (!*flag) iters = 0;
+      }
+      double t = strata_now_s() - t0;
+      if (t < result) result = t;
+    }
+  }
+  free(buf);
+  /* agree on failure and share rank 0's timing */
+  double msg[2] = {result, rc ? 1.0 : 0.0};
+  if (coll_allreduce(msg + 1, msg + 1, 1, COLL_F64, COLL_MAX, comm) != COLL_OK) return -1;
+  if (msg[1] != 0) return -1;
+  if (coll_broadcast(msg, 1, COLL_F64, 0, comm) != COLL_OK) return -1;
+  *seconds_per_rt = msg[0];
+  return 0;
+}
+
+void device_describe(const device_t *d, char *buf, size_t len) {
+  snprintf(
+      buf, len,
+      "%s: fp32 %.4g / bf16 %.4g / fp8 %.4g TFLOP/s, HBM %.1f GiB @ %.0f GB/s, %d chips/instance, "
+      "intra %.0f GB/s %.1f us, inter %.0f GB/s/instance %.1f us",
+      d->name, d->peak_flops[DEV_FP32] / T12, d->peak_flops[DEV_BF16] / T12,
+      d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->chips_per_instance,
+      d->intra_Bps / G9, d->intra_lat_s / US, d->inter_Bps / G9, d->inter_lat_s / US);
+  size_t n = strlen(buf);
+  if (d->op_overhead_s > 0 && n < len)
+    snprintf(buf + n, len - n, ", %.3g us per op", d->op_overhead_s / US);
+  n = strlen(buf);
+  if (d->coll_lat_s > 0 && n < len)
+    snprintf(buf + n, len - n, ", collective step %.3g us", d->coll_lat_s / US);
+  n = strlen(buf);
+  if (d->timeshare > 1 && n < len)
+    snprintf(buf + n, len - n, ", time-shared %.3gx (ranks per core)", d->timeshare);
+}
+
+int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int *shapes,
+                       double *weight) {
+  int n = 0;
+  const int bT = b * T, C = dim, hs = heads > 0 ? dim / heads : dim;
+  /* linear (in -> out) with `count` uses per step: forward (bT x out, K = in), input gradient
+   * (bT x in, K = out), weight gradient (out x in, K = bT) */
+  const int lin[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, vocab}};
+  const double cnt[5] = {layers, layers, layers, layers, 1};
+  for (int i = 0; i < 5; i++) {
+    const int in = lin[i][0], out = lin[i][1];
+    const int s3[3][3] = {{bT, out, in}, {bT, in, out}, {out, in, bT}};
+    for (int k = 0; k < 3; k++) {
+      for (int j = 0; j < 3; j++) shapes[3 * n + j] = s3[k][j];
+      weight[n++] = cnt[i];
+    }
+  }
+  /* attention per (sequence, head): QK^T (T x T, K = hs), att V (T x hs, K = T); backward
+   * about twice the forward */
+  const int sa[2][3] = {{T, T, hs}, {T, hs, T}};
+  for (int k = 0; k < 2; k++) {
+    for (int j = 0; j < 3; j++) shapes[3 * n + j] = sa[k][j];
+    weight[n++] = 3.0 * layers * b * heads;
+  }
+  return n;
+}
+
+int device_calibrate_cpu_shapes(device_t *d, const int *shapes, const double *weight, int n) {
+  size_t amax = 1, bmax = 1, cmax = 1;
+  for (int i = 0; i < n; i++) {
+    size_t M = (size_t)shapes[3 * i], N = (size_t)shapes[3 * i + 1], K = (size_t)shapes[3 * i + 2];
+    if (M * K > amax) amax = M * K;
+    if (K * N > bmax) bmax = K * N;
+    if (M * N > cmax) cmax = M * N;
+  }
+  float *a = malloc(sizeof(float) * amax), *b = malloc(sizeof(float) * bmax),
+        *c = malloc(sizeof(float) * cmax);
+  int rc = -1;
+  if (!a || !b || !c) goto out;
+  for (size_t i = 0; i < amax; i++) a[i] = (float)(i % 7) * 0.25f;
+  for (size_t i = 0; i < bmax; i++) b[i] = (float)(i % 5) * 0.5f;
+  memset(c, 0, sizeof(float) * cmax);
+  int threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  double flops = 0, secs = 0;
+  for (int i = 0; i < n; i++) {
+    const int M = shapes[3 * i], N = shapes[3 * i + 1], K = shapes[3 * i + 2];
+    if (M < 1 || N < 1 || K < 1 || !(weight[i] > 0)) continue;
+    double best = INFINITY;
+    for (int r = 0; r < 3; r++) {
+      double t0 = strata_now_s();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+      double t = strata_now_s() - t0;
+      if (t < best) best = t;
+    }
+    flops += weight[i] * 2.0 * M * N * K;
+    secs += weight[i] * best;
+  }
+  openblas_set_num_threads(threads);
+  if (secs > 0 && flops > 0) {
+    d->peak_flops[DEV_FP32] = d->peak_flops[DEV_BF16] = d->peak_flops[DEV_FP8] = flops / secs;
+    rc = 0;
+  }
+out:
+  free(a);
+  free(b);
+  free(c);
+  return rc;
+}

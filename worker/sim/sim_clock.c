@@ -1,0 +1,447 @@
+/* sim_clock.c -- device resolution with cross-rank agreement, and the per-rank simulated clock
+ * of a training run (see sim_clock.h). */
+#include "sim_clock.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "env.h"
+#include "log.h"
+#include "memory_model.h"
+#include "util.h"
+
+#define SIM_CLOCK_DEV_WORDS ((sizeof(device_t) + 3) / 4)
+
+/* A 0|1 STRATA_SIM_* switch (worker/base/env.c; strata refuses a bad value at start-up). */
+static int env_switch(const char *name, int dflt) {
+  int64_t v;
+  env_read_int(name, dflt, &v, NULL, 0);
+  return (int)v;
+}
+
+/* The cpu profile's fixed cost per op, measured on the job's own shape: one transformer layer
+ * of the model (micro-batch b x T) runs forward + backward (the caller's layer_time, which
+ * runs the model: this folder does not); the overhead is what the measured time exceeds the
+ * roofline of the layer's ops by, spread over its forward and backward ops (>= 0). Skipped (0)
+ * when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
+ * measuring it would be slow). Strata's small ops do not reach the roofline (loop set-up, cache
+ * misses, the sgemm of a 32-wide matrix): this term carries that difference. 0 or -1. */
+#define CAL_COLL_REPS 30
+static int calibrate_op_overhead(device_t *d, const layout_t *lay, sim_layer_time_fn layer_time) {
+  const layout_model_t *lm = &lay->model;
+  const int b = lay->micro_batch, T = lm->ctx;
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_layer_ops(lm, b, T, ops);
+  device_t d0 = *d;
+  d0.op_overhead_s = 0;
+  double roof = 0;
+  for (int i = 0; i < n; i++)
+    roof += device_op_time(&d0, DEV_FP32, ops[i].flops, ops[i].elems * MEM_ELEM_BYTES) +
+            device_op_time(&d0, DEV_FP32, 2 * ops[i].flops, 2 * ops[i].elems * MEM_ELEM_BYTES);
+  d->op_overhead_s = 0;
+  if (n == 0 || roof > 0.02 || !layer_time) return 0;
+  double best = layer_time(lm, b, T);
+  if (best < 0) return -1;
+  double ov = (best - roof) / (2.0 * n);
+  d->op_overhead_s = ov > 0 && isfinite(ov) ? ov : 0;
+  return 0;
+}
+
+int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *world, const layout_t *lay,
+                             int T, sim_layer_time_fn layer_time, device_t *out, char *err, size_t errlen) {
+  const int rank = coll_rank(world), size = coll_size(world);
+  memset(out, 0, sizeof *out);
+  if (!spec || !strcmp(spec, "cpu")) {
+    int32_t words[SIM_CLOCK_DEV_WORDS + 1];
+    memset(words, 0, sizeof words);
+    int32_t ok = 1;
+    device_t d;
+    memset(&d, 0, sizeof d);
+    if (rank == 0 && device_calibrate_cpu(&d)) ok = 0;
+    const int square_only = env_switch("STRATA_SIM_SQUARE_PEAK", 0);
+    if (rank == 0 && ok && lay && !square_only) {
+      int shapes[3 * DEVICE_GPT2_SHAPES];
+      double weight[DEVICE_GPT2_SHAPES];
+      const layout_model_t *m = &lay->model;
+      int n = device_gpt2_shapes(m->vocab, m->layers, m->heads, m->dim, lay->micro_batch, T, shapes,
+                                 weight);
+      if (device_calibrate_cpu_shapes(&d, shapes, weight, n)) ok = 0;
+    }
+    const int op_overhead = env_switch("STRATA_SIM_OP_OVERHEAD", 1); /* 0: roofline only */
+    if (rank == 0 && ok && lay && op_overhead && calibrate_op_overhead(&d, lay, layer_time))
+      ok = 0;
+    if (coll_allreduce(&ok, &ok, 1, COLL_I32, COLL_MIN, world) != COLL_OK || !ok) {
+      snprintf(err, errlen, "calibrating the cpu device profile failed (use --device trn2 or a "
+               "JSON profile instead)");
+      return -1;
+    }
+    /* the link: three fits, keeping the lowest latency and highest bandwidth (a loaded
+     * machine can stall a whole ping-pong series; every rank takes the same decisions, since
+     * device_pingpong_coll shares rank 0's timings) */
+    for (int k = 0; k < 3 && size >= 2; k++) {
+      device_t e = d;
+      if (device_calibrate_link(&e, device_pingpong_coll, world)) {
+        snprintf(err, errlen, "calibrating the link between ranks failed: %s",
+                 coll_last_error(world));
+        return -1;
+      }
+      if (k == 0 || e.intra_lat_s < d.intra_lat_s) d.intra_lat_s = d.inter_lat_s = e.intra_lat_s;
+      if (k == 0 || e.intra_Bps > d.intra_Bps) d.intra_Bps = e.intra_Bps, d.inter_Bps = e.inter_Bps;
+    }
+    /* the collectives library's real cost per collective step: a one-double all-reduce over
+     * the world, the fastest of CAL_COLL_REPS, spread over the ring's 2(p-1) steps */
+    const int coll_lat = env_switch("STRATA_SIM_COLL_LAT", 1); /* 0: the link latency (ideal ring) */
+    if (size >= 2 && lay && coll_lat) {
+      double best = INFINITY, x = 1;
+      for (int i = 0; i < CAL_COLL_REPS; i++) {
+        double t0 = strata_now_s();
+        if (coll_allreduce(&x, &x, 1, COLL_F64, COLL_SUM, world) != COLL_OK) {
+          snprintf(err, errlen, "calibrating the collective latency failed: %s",
+                   coll_last_error(world));
+          return -1;
+        }
+        double t = strata_now_s() - t0;
+        if (t < best) best = t;
+      }
+      d.coll_lat_s = best / (2.0 * (size - 1));
+    }
+    /* time sharing: R ranks of this job on one host with C cores run like chips R/C times
+     * slower (every rank also spins while it waits); scale every figure of the profile so
+     * that every simulated time is multiplied by f = max(1, R / C) (STRATA_SIM_TIMESHARE=0:
+     * dedicated cores assumed) */
+    int local = coll_node_size(world);
+    const int timeshare = env_switch("STRATA_SIM_TIMESHARE", 1);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (rank == 0 && lay && cores > 0 && local > cores && timeshare) {
+      double f = (double)local / (double)cores;
+      for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] /= f;
+      d.hbm_Bps /= f;
+      d.reduce_Bps /= f;
+      d.intra_Bps /= f;
+      d.inter_Bps /= f;
+      d.intra_lat_s *= f;
+      d.inter_lat_s *= f;
+      d.op_overhead_s *= f;
+      d.coll_lat_s *= f;
+      d.timeshare = f;
+    }
+    memcpy(words, &d, sizeof d);
+    if (coll_broadcast(words, SIM_CLOCK_DEV_WORDS, COLL_I32, 0, world) != COLL_OK) {
+      snprintf(err, errlen, "broadcasting the calibrated device failed: %s", coll_last_error(world));
+      return -1;
+    }
+    memcpy(out, words, sizeof *out);
+  } else if (device_resolve(spec, out, err, errlen)) {
+    return -1;
+  }
+  if (device_mem < 0) {
+    snprintf(err, errlen, "--device-mem must be positive (got %g)", device_mem);
+    return -1;
+  }
+  if (device_mem > 0) out->hbm_bytes = device_mem;
+  return 0;
+}
+
+int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sched_kind_t kind,
+                   int zero, double bucket_bytes, int rank, char *err, size_t errlen) {
+  memset(sc, 0, sizeof *sc);
+  sc->dev = *dev;
+  sc->rank = rank;
+  sc->lay = *lay;
+  sc->zero = zero;
+  sc->opt = sim_options_default();
+  sc->opt.kind = kind;
+  sc->opt.zero = zero;
+  sc->opt.overlap = 1;
+  sc->opt.bucket_bytes = bucket_bytes;
+  sc->opt.dtype = DEV_FP32;
+  sc->opt.record_events = 1;
+  return sim_simulate(lay, dev, &sc->opt, dev->hbm_bytes, &sc->res, err, errlen);
+}
+
+/* A communicator of the same ranks as c, for the clock's messages alone (collective over c). It
+ * uses the mpi transport whatever the run's: an 8-byte message goes out eagerly with MPI, while
+ * over libfabric it would move only when its endpoint is polled, and the clock polls its own
+ * only when it waits -- a sender busy in the real transfers would hold its peer's clock up. */
+static int dup_comm(coll_comm_t *c, coll_comm_t **out) {
+  *out = NULL;
+  if (!c) return 0;
+  coll_config_t cfg = *coll_comm_config(c);
+  cfg.transport = COLL_TRANSPORT_MPI;
+  cfg.chunk_bytes = 0; /* the mpi transport's own default */
+  return coll_comm_create(coll_mpi_comm(c), &cfg, out) != COLL_OK ? -1 : 0;
+}
+
+static void reset_step(sim_clock_t *sc) {
+  sc->t = sc->link_next_free = sc->link_prev_free = 0;
+  sc->last_bwd_start = sc->end_bwd = sc->cur_ready = sc->comm_free = 0;
+  sc->in_last_bwd = sc->cb = sc->nb = 0;
+}
+
+int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
+                     coll_comm_t *tied, char *err, size_t errlen) {
+  const layout_t *lay = &sc->lay;
+  const int P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
+  if (!env_switch("STRATA_SIM_CARRY", 1)) return 0; /* 0: replay only (to measure the overhead) */
+  sc->stage = layout_stage_of(lay, sc->rank);
+  sc->replica = layout_replica_of(lay, sc->rank);
+  if (sim_build_costs(lay, &sc->dev, &sc->opt, &sc->costs)) goto oom;
+  sc->cap_b = sc->costs[sc->stage].nregions + 2;
+  sc->b_ready = calloc((size_t)sc->cap_b, sizeof(double));
+  sc->b_max = calloc((size_t)sc->cap_b, sizeof(double));
+  sc->b_bytes = calloc((size_t)sc->cap_b, sizeof(double));
+  sc->b_req = calloc((size_t)sc->cap_b, sizeof *sc->b_req);
+  sc->send_val = calloc((size_t)2 * M, sizeof(double));
+  sc->send_req = calloc((size_t)2 * M, sizeof *sc->send_req);
+  sc->dp_ranks = calloc((size_t)D, sizeof(int));
+  sc->norm_ranks = calloc((size_t)N, sizeof(int));
+  if (!sc->b_ready || !sc->b_max || !sc->b_bytes || !sc->b_req || !sc->send_val || !sc->send_req ||
+      !sc->dp_ranks || !sc->norm_ranks)
+    goto oom;
+  for (int d = 0; d < D; d++) sc->dp_ranks[d] = layout_rank_of(lay, sc->stage, d);
+  /* the gradient-norm group of grad_sync.c: the replica's pipeline, with ZeRO-1 the world */
+  sc->nnorm = sc->zero ? N : P;
+  for (int i = 0; i < sc->nnorm; i++)
+    sc->norm_ranks[i] = sc->zero ? i : layout_rank_of(lay, i, sc->replica);
+  /* the same order on every rank: world-wide collective calls cannot cross */
+  if (dup_comm(pipe, &sc->pipe) || dup_comm(dp, &sc->dp) || dup_comm(tied, &sc->tied) ||
+      dup_comm(sc->zero ? world : pipe, &sc->norm)) {
+    snprintf(err, errlen, "simulated clock: cannot duplicate the communicators");
+    return -1;
+  }
+  sc->step_min_s = INFINITY;
+  sc->step_max_s = 0;
+  reset_step(sc);
+  sc->carry = 1;
+  return 0;
+oom:
+  snprintf(err, errlen, "simulated clock: out of memory");
+  return -1;
+}
+
+static int on(const sim_clock_t *sc) { return sc && sc->carry; }
+
+/* The clock stops carrying after a failed exchange: every exchange sits next to a real transfer
+ * that is itself bounded, and the real collective that follows reports a stuck peer; from then
+ * on the step reports the replayed figure. */
+static void stop_carrying(sim_clock_t *sc, coll_comm_t *c) {
+  strata_warn("simulated clock: a peer's clock did not arrive (%s); reporting the replayed step time from now on",
+              coll_last_error(c));
+  sc->carry = 0;
+}
+
+/* Completes *r (bounded by the collectives' timeout, STRATA_COLL_TIMEOUT_S). 0 when complete. */
+static int wait_req(sim_clock_t *sc, coll_request_t **r, coll_comm_t *c) {
+  if (!*r) return 0;
+  coll_result_t rc = coll_wait(*r);
+  *r = NULL;
+  if (rc == COLL_OK) return 0;
+  stop_carrying(sc, c);
+  return -1;
+}
+
+void sim_clock_fwd(sim_clock_t *sc) {
+  if (on(sc)) sc->t += sc->costs[sc->stage].fwd_s;
+}
+
+void sim_clock_bwd_begin(sim_clock_t *sc, int last) {
+  if (!on(sc) || !last) return;
+  sc->last_bwd_start = sc->t;
+  sc->in_last_bwd = 1;
+  sc->cb = 0;
+}
+
+void sim_clock_bwd_end(sim_clock_t *sc, int last) {
+  if (!on(sc)) return;
+  sc->t += sc->costs[sc->stage].bwd_s;
+  if (last) {
+    sc->end_bwd = sc->t;
+    sc->cur_ready = sc->t; /* a bucket started after backward (grad_sync_finish) */
+    sc->in_last_bwd = 0;
+  }
+}
+
+void sim_clock_send(sim_clock_t *sc, int fwd, int micro, int tag) {
+  if (!on(sc)) return;
+  double t0 = strata_now_s();
+  int dst = fwd ? sc->rank + 1 : sc->rank - 1; /* the neighbour stage, same replica */
+  double lat, bw;
+  device_link(&sc->dev, sc->rank, dst, &lat, &bw);
+  double *free_t = fwd ? &sc->link_next_free : &sc->link_prev_free;
+  double start = sc->t > *free_t ? sc->t : *free_t;
+  double wire = sc->costs[sc->stage].act_bytes / bw;
+  *free_t = start + wire;
+  int k = (fwd ? 0 : sc->lay.micro) + micro;
+  if (wait_req(sc, &sc->send_req[k], sc->pipe)) return;
+  sc->send_val[k] = start + lat + wire;
+  if (coll_isend(&sc->send_val[k], 1, COLL_F64, sc->stage + (fwd ? 1 : -1), tag, sc->pipe, &sc->send_req[k]) !=
+      COLL_OK) {
+    sc->send_req[k] = NULL;
+    stop_carrying(sc, sc->pipe);
+  }
+  sc->overhead_s += strata_now_s() - t0;
+}
+
+void sim_clock_recv(sim_clock_t *sc, int fwd, int tag) {
+  if (!on(sc)) return;
+  double t0 = strata_now_s(), at = 0;
+  if (coll_recv(&at, 1, COLL_F64, sc->stage + (fwd ? -1 : 1), tag, sc->pipe) != COLL_OK) stop_carrying(sc, sc->pipe);
+  else if (at > sc->t) sc->t = at;
+  sc->overhead_s += strata_now_s() - t0;
+}
+
+void sim_clock_grad_ready(sim_clock_t *sc) {
+  if (!on(sc) || !sc->in_last_bwd) return;
+  const sim_stage_cost_t *c = &sc->costs[sc->stage];
+  if (sc->cb >= c->nregions) return;
+  /* as simulate.c: the region's offset into the last backward, no later than its end */
+  double end = sc->last_bwd_start + c->bwd_s, t = sc->last_bwd_start + c->regions[sc->cb++].ready_s;
+  sc->cur_ready = t > end ? end : t;
+}
+
+void sim_clock_bucket(sim_clock_t *sc, double bytes) {
+  if (!on(sc) || !sc->dp || sc->nb >= sc->cap_b) return;
+  double t0 = strata_now_s();
+  int b = sc->nb++;
+  sc->b_ready[b] = sc->cur_ready;
+  sc->b_bytes[b] = bytes;
+  sc->b_max[b] = sc->cur_ready;
+  if (coll_iallreduce(&sc->b_ready[b], &sc->b_max[b], 1, COLL_F64, COLL_MAX, sc->dp, &sc->b_req[b]) != COLL_OK) {
+    sc->b_req[b] = NULL;
+    stop_carrying(sc, sc->dp);
+  }
+  sc->overhead_s += strata_now_s() - t0;
+}
+
+/* clock = max over comm of the clock (the collective's synchronisation) + dur. */
+static void sync_max(sim_clock_t *sc, coll_comm_t *comm, double dur) {
+  if (!sc->carry) return;
+  double v = sc->t;
+  if (comm && coll_allreduce(&sc->t, &v, 1, COLL_F64, COLL_MAX, comm) != COLL_OK) {
+    stop_carrying(sc, comm);
+    return;
+  }
+  sc->t = v + dur;
+}
+
+void sim_clock_sync_done(sim_clock_t *sc) {
+  if (!on(sc)) return;
+  double t0 = strata_now_s();
+  const layout_t *lay = &sc->lay;
+  const sim_stage_cost_t *c = &sc->costs[sc->stage];
+  const int P = lay->pp, D = lay->dp;
+  /* the buckets, in start order on the DP group's link timeline */
+  for (int b = 0; b < sc->nb; b++) {
+    if (wait_req(sc, &sc->b_req[b], sc->dp)) return;
+    double start = sc->b_max[b] > sc->comm_free ? sc->b_max[b] : sc->comm_free;
+    sc->comm_free = start + device_allreduce_time(&sc->dev, sc->dp_ranks, D, sc->b_bytes[b]);
+  }
+  if (sc->comm_free > sc->t) sc->t = sc->comm_free;
+  if (c->tied_bytes > 0 && P > 1) {
+    int r0 = layout_rank_of(lay, 0, sc->replica), rl = layout_rank_of(lay, P - 1, sc->replica);
+    sync_max(sc, sc->tied, device_p2p_time(&sc->dev, r0, rl, c->tied_bytes));
+  }
+  if (D > 1 && sc->zero)
+    sync_max(sc, sc->dp, device_reduce_scatter_time(&sc->dev, sc->dp_ranks, D, c->param_bytes));
+  else if (D > 1 && c->tied_bytes > 0)
+    sync_max(sc, sc->dp, device_allreduce_time(&sc->dev, sc->dp_ranks, D, c->tied_bytes));
+  if (sc->nnorm > 1)
+    sync_max(sc, sc->norm,
+             device_allreduce_time(&sc->dev, sc->norm_ranks, sc->nnorm, SIM_NORM_BYTES));
+  sc->overhead_s += strata_now_s() - t0;
+}
+
+void sim_clock_update_done(sim_clock_t *sc) {
+  if (!on(sc)) return;
+  double t0 = strata_now_s();
+  const sim_stage_cost_t *c = &sc->costs[sc->stage];
+  sc->t += c->opt_s;
+  if (sc->zero && sc->lay.dp > 1)
+    sync_max(sc, sc->dp,
+             device_allgather_time(&sc->dev, sc->dp_ranks, sc->lay.dp, c->param_bytes));
+  sc->overhead_s += strata_now_s() - t0;
+}
+
+double sim_clock_step(sim_clock_t *sc) {
+  double s = sc->res.step_s;
+  if (sc->carry) {
+    s = sc->t;
+    double t0 = strata_now_s();
+    for (int i = 0; i < 2 * sc->lay.micro && sc->carry; i++) wait_req(sc, &sc->send_req[i], sc->pipe);
+    sc->overhead_s += strata_now_s() - t0;
+    if (s < sc->step_min_s) sc->step_min_s = s;
+    if (s > sc->step_max_s) sc->step_max_s = s;
+    reset_step(sc);
+  }
+  sc->clock_s += s;
+  sc->steps++;
+  return s;
+}
+
+void sim_clock_report(sim_clock_t *sc, coll_comm_t *world, int quiet) {
+  if (!sc->carry || sc->steps == 0) return;
+  /* max over ranks of: the largest step, a rank's spread between its steps, the overhead */
+  double v[3] = {sc->step_max_s, sc->step_max_s - sc->step_min_s, sc->overhead_s / sc->steps};
+  if (coll_allreduce(v, v, 3, COLL_F64, COLL_MAX, world) != COLL_OK) return;
+  if (coll_rank(world) == 0 && !quiet)
+    strata_info("simulated clock carried on the run: step %.17g s (max over ranks; %s%.3g s), "
+                "event simulation %.17g s, relative difference %.3g; clock exchanges %.3g ms/step",
+                v[0], v[1] == 0 ? "the same every step, spread " : "steps differ on a rank by ",
+                v[1], sc->res.step_s, fabs(v[0] - sc->res.step_s) / sc->res.step_s, v[2] * 1e3);
+}
+
+void sim_clock_free(sim_clock_t *sc) {
+  if (!sc) return;
+  sim_result_free(&sc->res);
+  if (sc->costs) sim_costs_free(sc->costs, sc->lay.pp);
+  sc->costs = NULL;
+  if (sc->carry) { /* the communicators exist only once attached */
+    /* no waiting here (an error path may have left a peer behind): what is still pending is
+     * cancelled with its communicator */
+    for (int i = 0; i < 2 * sc->lay.micro; i++)
+      if (sc->send_req[i]) coll_cancel(sc->send_req[i]);
+    for (int b = 0; b < sc->cap_b; b++)
+      if (sc->b_req[b]) coll_cancel(sc->b_req[b]);
+    coll_comm_t **cs[4] = {&sc->pipe, &sc->dp, &sc->tied, &sc->norm};
+    for (int i = 0; i < 4; i++) {
+      coll_comm_destroy(*cs[i]);
+      *cs[i] = NULL;
+    }
+  }
+  free(sc->b_ready);
+  free(sc->b_max);
+  free(sc->b_bytes);
+  free(sc->b_req);
+  free(sc->send_val);
+  free(sc->send_req);
+  free(sc->dp_ranks);
+  free(sc->norm_ranks);
+  sc->b_ready = sc->b_max = sc->b_bytes = sc->send_val = NULL;
+  sc->b_req = sc->send_req = NULL;
+  sc->dp_ranks = sc->norm_ranks = NULL;
+  sc->carry = 0;
+}
+
+/* ---- the runtime's hooks (step_hooks.h) ---- */
+static void hk_fwd(void *c) { sim_clock_fwd(c); }
+static void hk_bwd_begin(void *c, int last) { sim_clock_bwd_begin(c, last); }
+static void hk_bwd_end(void *c, int last) { sim_clock_bwd_end(c, last); }
+static void hk_send(void *c, int fwd, int micro, int tag) { sim_clock_send(c, fwd, micro, tag); }
+static void hk_recv(void *c, int fwd, int tag) { sim_clock_recv(c, fwd, tag); }
+static void hk_grad_ready(void *c) { sim_clock_grad_ready(c); }
+static void hk_bucket(void *c, double bytes) { sim_clock_bucket(c, bytes); }
+
+void sim_clock_step_hooks(sim_clock_t *sc, step_hooks_t *h) {
+  h->clock_ctx = sc;
+  h->clock_fwd = hk_fwd;
+  h->clock_bwd_begin = hk_bwd_begin;
+  h->clock_bwd_end = hk_bwd_end;
+  h->clock_send = hk_send;
+  h->clock_recv = hk_recv;
+  h->clock_grad_ready = hk_grad_ready;
+  h->clock_bucket = hk_bucket;
+}

@@ -1,0 +1,150 @@
+/* simulate.h -- discrete-event simulation of one training step of a P x D layout on simulated
+ * devices: no numerics, no data, one process. Used by `strata simulate` (what-if for models
+ * and layouts far beyond this machine) and by `strata train` (the simulated clock beside the
+ * measured one).
+ *
+ * Model (details and assumptions in worker/sim/SIMULATION.md):
+ *  - Every rank runs its stage's schedule (schedule.h). FWD / BWD take the stage's roofline
+ *    compute time per micro-batch. SEND_* are non-blocking: the message leaves when the
+ *    rank's link in that direction is free, arrives latency + bytes / bandwidth later (link
+ *    between the two ranks, device.h); RECV_* wait for the arrival.
+ *  - Gradients of a stage form regions in backward order (ln_f and the head, layers last to
+ *    first, embeddings), grouped into buckets of >= bucket_bytes. With overlap, a bucket's
+ *    all-reduce (ZeRO-1: reduce-scatter) in the stage's DP group starts when every replica has
+ *    finished that bucket's part of its last backward, on a per-group communication timeline
+ *    that runs beside compute; without overlap all buckets wait for the end of backward.
+ *    ZeRO-1: no buckets; one reduce-scatter of the padded shard after backward (and after the
+ *    tied exchange), as grad_sync.c does.
+ *  - P > 1: the two copies of the tied wte (first and last stage) exchange their gradients
+ *    point-to-point after the buckets; without ZeRO and D > 1 the sum is then all-reduced in
+ *    the DP group.
+ *  - The global gradient norm: an 8-byte all-reduce over the replica's pipeline (ZeRO-1: all
+ *    ranks) synchronises the group before the optimizer.
+ *  - Then AdamW on the stage's parameters (ZeRO-1: a 1/D slice, followed by an all-gather of
+ *    the parameters). The step ends when the last rank is done.
+ * This is exactly what the carried clock of a real run (sim_clock.h) does, action by action,
+ * so both give the same step time.
+ * Per-rank time splits into compute + pipeline idle + exposed communication + optimizer; the
+ * shares reported are means over ranks of each part divided by the step time.
+ */
+#ifndef STRATA_SIMULATE_H
+#define STRATA_SIMULATE_H
+
+#include <stdio.h>
+
+#include "device.h"
+#include "layout.h"
+#include "memory_model.h"
+#include "schedule.h"
+
+#define SIM_DEFAULT_BUCKET_MB 25.0 /* PyTorch DDP's bucket size; STRATA_BUCKET_MB / --bucket-mb */
+#define SIM_NORM_BYTES 8.0 /* the gradient-norm all-reduce: one double (grad_sync.c) */
+
+typedef struct {
+  sched_kind_t kind;    /* GPipe or 1F1B */
+  int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather */
+  int overlap;          /* 1: bucket reduction overlaps the remaining backward */
+  double bucket_bytes;  /* gradient bucket size, bytes */
+  device_dtype_t dtype; /* compute dtype: peak FLOP/s and op / activation element size */
+  int record_events;    /* 1: fill sim_result_t.events (the simulated timeline) */
+} sim_options_t;
+
+/* Defaults: 1F1B, ZeRO 0, overlap on, 25 MiB buckets (env STRATA_BUCKET_MB overrides, in MiB),
+ * bf16 compute. */
+sim_options_t sim_options_default(void);
+
+/* A gradient region: `bytes` of gradients final `ready_s` after the stage's last backward
+ * starts. Regions are listed in the order gpt2.c reports them (its grad_ready callback: ln_f,
+ * layers last to first, wpe, wte), so that the simulated buckets are the real ones. */
+typedef struct {
+  double bytes;
+  double ready_s;
+  int skip; /* 1: not bucketed (the tied wte when P > 1: summed first <-> last, then reduced) */
+  int brk;  /* 1: not contiguous with the next region in memory: the open bucket is started
+               when the next region is reported (grad_sync.c's rule) */
+} sim_region_t;
+
+/* What the simulation needs to know of a stage (per rank of that stage). */
+typedef struct {
+  double fwd_s, bwd_s;         /* compute time of one micro-batch */
+  double fwd_flops, bwd_flops; /* model FLOPs of one micro-batch (for MFU) */
+  double act_bytes;            /* activation (and its gradient) message size */
+  double opt_s;                /* optimizer step time (already divided for ZeRO-1) */
+  double param_bytes;          /* ZeRO-1: the padded shard in fp32, 4 ceil(params/D) D bytes
+                                  (reduce-scatter and all-gather size); else 4 params */
+  double tied_bytes;           /* wte gradient bytes exchanged first <-> last stage (0: none);
+                                  with D > 1 and no ZeRO then all-reduced in the DP group */
+  int nregions;
+  sim_region_t *regions; /* backward order; bytes sum to the stage's gradients */
+} sim_stage_cost_t;
+
+/* Builds costs[0..P) for the layout on the device (free with sim_costs_free). 0 ok, -1 OOM. */
+int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
+                    sim_stage_cost_t **costs);
+void sim_costs_free(sim_stage_cost_t *costs, int pp);
+
+typedef struct {
+  double fwd_s, bwd_s;   /* one micro-batch */
+  double compute_s;      /* mean over the stage's ranks */
+  double idle_s;         /* pipeline idle (waiting for neighbours or the slowest rank) */
+  double exposed_comm_s; /* waiting for DP reduction / tied exchange / all-gather */
+  double comm_busy_s;    /* time the DP group's collectives ran (overlapped or not) */
+  double optimizer_s;
+  mem_stage_t mem; /* memory per rank of the stage */
+} sim_stage_result_t;
+
+/* One interval of the simulated timeline (recorded with opt.record_events). */
+typedef enum {
+  SIM_EV_FWD = 0,   /* forward of a micro-batch */
+  SIM_EV_BWD,       /* backward of a micro-batch */
+  SIM_EV_SEND_ACT,  /* activation on the wire to stage + 1 (start .. arrival) */
+  SIM_EV_SEND_GRAD, /* gradient on the wire to stage - 1 */
+  SIM_EV_DP_REDUCE, /* one bucket's all-reduce (ZeRO-1: reduce-scatter) in the DP group */
+  SIM_EV_TIED,      /* wte gradient exchange between the first and last stage */
+  SIM_EV_OPTIMIZER, /* AdamW */
+  SIM_EV_ALLGATHER, /* ZeRO-1 parameter all-gather */
+} sim_event_kind_t;
+
+typedef struct {
+  int rank;
+  sim_event_kind_t kind;
+  int micro;      /* micro-batch (FWD, BWD, SEND_*), bucket index (DP_REDUCE), else -1 */
+  double start_s; /* from the start of the step */
+  double end_s;
+} sim_event_t;
+
+const char *sim_event_name(sim_event_kind_t k); /* "fwd", "bwd", "send_act", ... */
+
+typedef struct {
+  double step_s;
+  double tokens_per_s;
+  double model_flops; /* training FLOPs of one step, all ranks */
+  double mfu;         /* model_flops / (step_s * N * peak[dtype]) */
+  double compute_share, pipeline_idle_share, exposed_comm_share, optimizer_share;
+  double peak_mem_bytes; /* largest stage total */
+  int worst_stage;       /* stage with peak_mem_bytes */
+  int fits;              /* peak_mem_bytes <= capacity used */
+  int pp;
+  sim_stage_result_t *stages; /* [pp]; free with sim_result_free */
+  sim_event_t *events;        /* [nevents] when opt.record_events, else NULL */
+  int nevents;
+} sim_result_t;
+
+/* Runs the event simulation with given costs (tests build costs by hand). Memory fields are
+ * left zero. 0 ok, -1 on error (deadlocked schedule, OOM) with a message in err. */
+int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *costs,
+            const sim_options_t *opt, sim_result_t *res, char *err, size_t errlen);
+
+/* Costs from the model + sim_run + memory per stage and the fit against capacity_bytes
+ * (pass dev->hbm_bytes, or the --device-mem override). */
+int sim_simulate(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
+                 double capacity_bytes, sim_result_t *res, char *err, size_t errlen);
+
+void sim_result_free(sim_result_t *res);
+
+/* Writes res->events as Chrome trace events (the JSON array form, opens in Perfetto /
+ * chrome://tracing): one process `pid` named `label`, per rank one track for compute and one
+ * for communication ("r3 compute", "r3 comm"); times in microseconds. 0 ok, -1 on write error. */
+int sim_write_chrome_trace(const sim_result_t *res, FILE *f, int pid, const char *label);
+
+#endif /* STRATA_SIMULATE_H */

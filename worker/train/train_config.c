@@ -1,0 +1,191 @@
+/* train_config.c -- what both training loops (train.c on one rank, train_dist.c under mpirun)
+ * share about a run's configuration: the defaults, the round trip through a checkpoint's training
+ * state, and the preparation steps that must give every rank the same verdict (see train.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "data.h"
+#include "env.h"
+#include "grad_sync.h"
+#include "log.h"
+#include "schedule.h"
+#include "train.h"
+#include "util.h"
+
+void train_config_default(train_config_t *c) {
+  memset(c, 0, sizeof *c);
+  c->model = (gpt2_config_t){.vocab = 0, .ctx = 128, .layers = 4, .heads = 4, .dim = 128};
+  c->batch = 16;
+  c->seq_len = 0;
+  c->microbatches = 1;
+  c->steps = 300;
+  c->seed = 1337;
+  adamw_hparams_default(&c->opt);
+  c->opt.lr = 3e-3f;
+  c->opt.warmup_steps = 20;
+  c->out_dir = "runs/train";
+  c->ckpt_every = 0;
+  c->keep = 0;
+  c->log_every = 10;
+  c->eval_every = 0;
+  c->eval_batches = 8;
+  c->threads = 1;
+  c->pp = 1;
+  c->dp = 1;
+  c->schedule = 0;  /* SCHED_GPIPE */
+  c->transport = 0; /* COLL_TRANSPORT_MPI */
+  /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/base/env.c) */
+  env_read_double("STRATA_BUCKET_MB", GRAD_SYNC_BUCKET_MB_DEFAULT, &c->bucket_mb, NULL, 0);
+  c->zero = 0;
+}
+
+void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
+  memset(t, 0, sizeof *t);
+  t->batch = c->batch;
+  t->seq_len = c->seq_len;
+  t->microbatches = c->microbatches;
+  t->lr = c->opt.lr;
+  t->min_lr = c->opt.lr * c->opt.min_lr_ratio;
+  t->weight_decay = c->opt.weight_decay;
+  t->beta1 = c->opt.beta1;
+  t->beta2 = c->opt.beta2;
+  t->eps = c->opt.eps;
+  t->grad_clip = c->opt.grad_clip;
+  t->warmup_steps = c->opt.warmup_steps;
+  t->total_steps = c->steps;
+  t->seed = c->seed;
+  t->zero = c->zero;
+  snprintf(t->schedule, sizeof t->schedule, "%s", schedule_kind_name((sched_kind_t)c->schedule));
+  snprintf(t->data_path, sizeof t->data_path, "%s", data_path);
+}
+
+/* One model or training setting a resumed run takes from its checkpoint. */
+typedef struct {
+  unsigned bit;     /* TRAIN_GIVEN_* */
+  const char *flag; /* "--layers" */
+  int integer;      /* compare i (exactly), else d (to 6 significant digits) */
+  int64_t gi, ci;   /* given, checkpoint's */
+  double gd, cd;
+} resume_setting_t;
+
+static int setting_equal(const resume_setting_t *s) {
+  if (s->integer) return s->gi == s->ci;
+  double scale = fabs(s->gd) > fabs(s->cd) ? fabs(s->gd) : fabs(s->cd);
+  return fabs(s->gd - s->cd) <= 1e-6 * scale;
+}
+
+static double ckpt_min_lr_ratio(const strata_train_state_t *state) {
+  return state->train.lr > 0 && state->train.min_lr >= 0 ? state->train.min_lr / state->train.lr : 0;
+}
+
+int train_config_from_state(train_config_t *c, const strata_train_state_t *state,
+                            const char *ckpt_dir, char *err, size_t errlen) {
+  const strata_train_cfg_t *t = &state->train;
+  const resume_setting_t settings[] = {
+      {TRAIN_GIVEN_LAYERS, "--layers", 1, c->model.layers, state->model.layers, 0, 0},
+      {TRAIN_GIVEN_HEADS, "--heads", 1, c->model.heads, state->model.heads, 0, 0},
+      {TRAIN_GIVEN_DIM, "--dim", 1, c->model.dim, state->model.dim, 0, 0},
+      {TRAIN_GIVEN_CTX, "--ctx", 1, c->model.ctx, state->model.ctx, 0, 0},
+      {TRAIN_GIVEN_BATCH, "--batch", 1, c->batch, t->batch, 0, 0},
+      {TRAIN_GIVEN_SEQ_LEN, "--seq-len", 1, c->seq_len, t->seq_len, 0, 0},
+      /* seeds are below 2^63: exact as int64 */
+      {TRAIN_GIVEN_SEED, "--seed", 1, (int64_t)c->seed, (int64_t)t->seed, 0, 0},
+      {TRAIN_GIVEN_WARMUP, "--warmup", 1, c->opt.warmup_steps, t->warmup_steps, 0, 0},
+      {TRAIN_GIVEN_LR, "--lr", 0, 0, 0, c->opt.lr, t->lr},
+      {TRAIN_GIVEN_MIN_LR_RATIO, "--min-lr-ratio", 0, 0, 0, c->opt.min_lr_ratio, ckpt_min_lr_ratio(state)},
+      {TRAIN_GIVEN_WEIGHT_DECAY, "--weight-decay", 0, 0, 0, c->opt.weight_decay, t->weight_decay},
+      {TRAIN_GIVEN_GRAD_CLIP, "--grad-clip", 0, 0, 0, c->opt.grad_clip, t->grad_clip},
+  };
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    const resume_setting_t *st = &settings[i];
+    if (!(c->given & st->bit) || setting_equal(st)) continue;
+    char given[40], ckpt[40];
+    if (st->integer) {
+      snprintf(given, sizeof given, "%lld", (long long)st->gi);
+      snprintf(ckpt, sizeof ckpt, "%lld", (long long)st->ci);
+    } else {
+      snprintf(given, sizeof given, "%.6g", st->gd); /* the digits the comparison looks at */
+      snprintf(ckpt, sizeof ckpt, "%.6g", st->cd);
+    }
+    snprintf(err, errlen, "%s %s differs from checkpoint %s's %s: a resumed run keeps the checkpoint's "
+             "model and training settings; drop %s or pass %s", st->flag, given, ckpt_dir, ckpt,
+             st->flag, ckpt);
+    return -1;
+  }
+  c->model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
+                             state->model.heads, state->model.dim};
+  c->batch = t->batch;
+  c->seq_len = t->seq_len;
+  if (!c->microbatches_given) c->microbatches = t->microbatches;
+  c->seed = t->seed;
+  /* Doubles, unrounded: a cast to float once turned beta1 0.9 into 0.89999998 and changed every
+   * update after a resume (seen only in the sanitizer build, where the cast was not folded
+   * away). min_lr / lr may differ from the original ratio in the last bit, but lr * ratio, the
+   * floor adamw_lr_at uses, does not. */
+  c->opt.lr = t->lr;
+  c->opt.weight_decay = t->weight_decay;
+  c->opt.beta1 = t->beta1;
+  c->opt.beta2 = t->beta2;
+  c->opt.eps = t->eps;
+  c->opt.grad_clip = t->grad_clip;
+  c->opt.warmup_steps = (int)t->warmup_steps;
+  if (t->lr > 0 && t->min_lr >= 0) c->opt.min_lr_ratio = ckpt_min_lr_ratio(state);
+  if (!c->data_path && t->data_path[0]) c->data_path = t->data_path;
+  if (!(c->given & TRAIN_GIVEN_STEPS)) c->steps = t->total_steps;
+  return 0;
+}
+
+/* --resume auto, on rank 0 (or a single rank): one line per checkpoint skipped. */
+static void log_skipped(void *ctx, const char *dir, const char *why) {
+  (void)ctx;
+  if (strata_log_rank() <= 0) strata_warn("train: --resume auto: skipping %s: %s", dir, why);
+}
+
+int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_dir,
+                  size_t resume_len, data_set_t **ds, const char **data_path, char *err,
+                  size_t errlen) {
+  *ds = NULL;
+  resume_dir[0] = '\0';
+  if (strata_mkdirs(c->out_dir, err, errlen)) return -1;
+  /* Resume: the checkpoint's model and data order win; the flags may extend --steps. */
+  if (c->resume) {
+    if (!strcmp(c->resume, "auto")) {
+      if (ckpt_find_latest_logged(c->out_dir, resume_dir, resume_len, log_skipped, NULL, err, errlen))
+        return -1;
+    } else {
+      snprintf(resume_dir, resume_len, "%s", c->resume);
+    }
+    if (ckpt_read_state(resume_dir, state, 1, err, errlen)) return -1;
+    if (train_config_from_state(c, state, resume_dir, err, errlen)) return -1;
+    if (!strcmp(c->resume, "auto") && strata_log_rank() <= 0) /* also with --quiet: the choice */
+      strata_info("train: --resume auto: resuming from %s (step %llu)", resume_dir,
+                  (unsigned long long)state->step);
+  }
+  *data_path = c->data_path ? c->data_path : data_default_path();
+  if (data_open(*data_path, DATA_KIND_AUTO, ds, err, errlen)) return -1;
+  if (c->model.vocab == 0) c->model.vocab = data_vocab(*ds);
+  if (data_vocab(*ds) > c->model.vocab) {
+    snprintf(err, errlen, "data '%s' has vocabulary %d but the model's is %d", *data_path,
+             data_vocab(*ds), c->model.vocab);
+    return -1;
+  }
+  if (c->seq_len == 0) c->seq_len = c->model.ctx;
+  if (c->seq_len < 1 || c->seq_len > c->model.ctx) {
+    snprintf(err, errlen, "--seq-len %d must be between 1 and --ctx %d", c->seq_len, c->model.ctx);
+    return -1;
+  }
+  if (c->steps < 1) {
+    snprintf(err, errlen, "--steps must be at least 1 (got %lld)", (long long)c->steps);
+    return -1;
+  }
+  if (c->resume && (int64_t)state->step >= c->steps) {
+    snprintf(err, errlen, "checkpoint %s is at step %lld, already at --steps %lld; pass a larger "
+             "--steps to continue", resume_dir, (long long)state->step, (long long)c->steps);
+    return -1;
+  }
+  if (c->opt.decay_steps == 0) c->opt.decay_steps = (int)c->steps;
+  return adamw_hparams_check(&c->opt, err, errlen);
+}
