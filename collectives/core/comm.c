@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checks.h"
 #include "coll_internal.h"
 #include "strata/strnum.h"
 
@@ -32,8 +33,8 @@
 #define COLL_DEFAULT_RABENSEIFNER_MAX_BYTES (16u << 20)
 #define COLL_DEFAULT_EAGER_BYTES 4000 /* Open MPI vader: 4 KiB eager limit including its header */
 
-/* coll_transport_ofi_ops is defined in transport_ofi.c (a weak stub here would shadow it:
- * the linker never pulls transport_ofi.o out of the static library once comm.o satisfies it). */
+/* coll_transport_ofi_ops is defined in transports/ofi.c (a weak stub here would shadow it:
+ * the linker never pulls ofi.o out of the static library once comm.o satisfies it). */
 
 static char env_error_buf[256];
 
@@ -145,80 +146,86 @@ coll_result_t coll_set_error(coll_comm_t *comm, coll_result_t rc, const char *fm
   return rc;
 }
 
-/* Are there more ranks on this node than cores? Then idle polls yield the core. */
-static int node_oversubscribed(MPI_Comm comm) {
+/* Ranks of `comm` on this node (collective over comm). Best effort, for a heuristic and a
+ * time-sharing factor: 1 when MPI cannot split the communicator by node. */
+static int node_ranks(MPI_Comm comm) {
   MPI_Comm node;
-  int local = 1;
+  int n = 1;
   if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-    MPI_Comm_size(node, &local);
+    MPI_Comm_size(node, &n);
     MPI_Comm_free(&node);
   }
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  return cores > 0 && local > cores;
+  return n;
 }
 
-/* Common tail of create and split: `dup` is owned by the new communicator. */
+/* Are there more ranks on this node than cores? Then idle polls yield the core. */
+static int node_oversubscribed(MPI_Comm comm) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return cores > 0 && node_ranks(comm) > cores;
+}
+
+/* Every member's rank in MPI_COMM_WORLD, into c->world_ranks (c->size entries). */
+static coll_result_t map_world_ranks(coll_comm_t *c, char *err, size_t errlen) {
+  coll_result_t res = COLL_OK;
+  MPI_Group g = MPI_GROUP_NULL, wg = MPI_GROUP_NULL;
+  int *idx = malloc(sizeof(int) * (size_t)c->size);
+  if (!idx)
+    return coll_err(err, errlen, COLL_ERR_NOMEM, "out of memory for the rank map of a %d-rank communicator",
+                    c->size);
+  for (int i = 0; i < c->size; i++) idx[i] = i;
+  MPICHECKGOTO(MPI_Comm_group(c->mpi, &g), res, free_groups, "MPI_Comm_group");
+  MPICHECKGOTO(MPI_Comm_group(MPI_COMM_WORLD, &wg), res, free_groups, "MPI_Comm_group(MPI_COMM_WORLD)");
+  MPICHECKGOTO(MPI_Group_translate_ranks(g, c->size, idx, wg, c->world_ranks), res, free_groups,
+               "MPI_Group_translate_ranks");
+free_groups:
+  if (g != MPI_GROUP_NULL) MPI_Group_free(&g);
+  if (wg != MPI_GROUP_NULL) MPI_Group_free(&wg);
+  free(idx);
+  return res;
+}
+
+/* Common tail of create and split: `dup` (a new communicator) is owned by the new
+ * communicator, and gets MPI_ERRORS_RETURN so MPI failures come back as codes. */
 static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, coll_comm_t **out,
                                char *err, size_t errlen) {
-  coll_result_t rc = COLL_OK;
   coll_comm_t *c = calloc(1, sizeof *c);
   if (!c) {
-    snprintf(err, errlen, "out of memory creating a communicator");
     MPI_Comm_free(&dup);
-    return COLL_ERR_NOMEM;
+    return coll_err(err, errlen, COLL_ERR_NOMEM, "out of memory for a communicator's state");
   }
+  coll_result_t res = COLL_OK;
   c->mpi = dup;
   c->cfg = *cfg;
-  MPI_Comm_rank(dup, &c->rank);
-  MPI_Comm_size(dup, &c->size);
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->cv, NULL);
+  MPICHECKGOTO(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN), res, free_comm, "MPI_Comm_set_errhandler");
+  MPICHECKGOTO(MPI_Comm_rank(dup, &c->rank), res, free_comm, "MPI_Comm_rank");
+  MPICHECKGOTO(MPI_Comm_size(dup, &c->size), res, free_comm, "MPI_Comm_size");
   c->world_ranks = malloc(sizeof(int) * (size_t)c->size);
   if (!c->world_ranks) {
-    snprintf(err, errlen, "out of memory creating a communicator");
-    rc = COLL_ERR_NOMEM;
+    res = coll_err(err, errlen, COLL_ERR_NOMEM, "out of memory for the rank map of a %d-rank communicator",
+                   c->size);
     goto free_comm;
   }
-  {
-    MPI_Group g, wg;
-    int *idx = malloc(sizeof(int) * (size_t)c->size);
-    if (!idx) {
-      snprintf(err, errlen, "out of memory creating a communicator");
-      rc = COLL_ERR_NOMEM;
-      goto free_comm;
-    }
-    for (int i = 0; i < c->size; i++) idx[i] = i;
-    MPI_Comm_group(dup, &g);
-    MPI_Comm_group(MPI_COMM_WORLD, &wg);
-    MPI_Group_translate_ranks(g, c->size, idx, wg, c->world_ranks);
-    MPI_Group_free(&g);
-    MPI_Group_free(&wg);
-    free(idx);
-  }
+  res = map_world_ranks(c, err, errlen);
+  if (res != COLL_OK) goto free_comm;
   c->yield_idle = cfg->yield_idle >= 0 ? cfg->yield_idle : node_oversubscribed(dup);
   c->tops = cfg->transport == COLL_TRANSPORT_OFI ? &coll_transport_ofi_ops : &coll_transport_mpi_ops;
   if (!c->cfg.chunk_bytes)
     c->cfg.chunk_bytes = cfg->transport == COLL_TRANSPORT_OFI ? COLL_DEFAULT_CHUNK_BYTES_OFI
                                                                : COLL_DEFAULT_CHUNK_BYTES_MPI;
-  if (!c->tops->create) {
-    snprintf(err, errlen, "transport '%s' has no create function", c->tops->name);
-    rc = COLL_ERR_UNSUPPORTED;
-    goto free_comm;
-  }
-  rc = c->tops->create(dup, &c->cfg, &c->t, err, errlen);
-  if (rc != COLL_OK) goto free_comm;
+  res = c->tops->create(dup, &c->cfg, &c->t, err, errlen);
+  if (res != COLL_OK) goto free_comm;
   if (cfg->progress_thread) {
     int level = 0;
-    MPI_Query_thread(&level);
+    MPICHECKGOTO(MPI_Query_thread(&level), res, destroy_transport, "MPI_Query_thread");
     if (level < MPI_THREAD_MULTIPLE) {
-      snprintf(err, errlen, "STRATA_COLL_PROGRESS_THREAD=1 needs MPI initialised with "
-                            "MPI_THREAD_MULTIPLE (use MPI_Init_thread) or progress_thread=0");
-      rc = COLL_ERR_UNSUPPORTED;
+      res = coll_err(err, errlen, COLL_ERR_UNSUPPORTED, "STRATA_COLL_PROGRESS_THREAD=1 needs MPI initialised "
+                     "with MPI_THREAD_MULTIPLE (use MPI_Init_thread) or progress_thread=0");
       goto destroy_transport;
     }
     if (coll_progress_thread_start(c)) {
-      snprintf(err, errlen, "could not start the collectives progress thread");
-      rc = COLL_ERR_NOMEM;
+      res = coll_err(err, errlen, COLL_ERR_NOMEM, "could not start the collectives progress thread");
       goto destroy_transport;
     }
   }
@@ -233,83 +240,57 @@ free_comm:
   pthread_cond_destroy(&c->cv);
   MPI_Comm_free(&c->mpi);
   free(c);
-  return rc;
+  return res;
 }
 
 static coll_result_t validate_cfg(const coll_config_t *cfg, char *err, size_t errlen) {
-  if (cfg->env_error) {
-    snprintf(err, errlen, "%s", cfg->env_error);
-    return COLL_ERR_ARG;
-  }
-  if (!(cfg->timeout_s > 0)) {
-    snprintf(err, errlen, "timeout_s must be > 0 (got %g); set STRATA_COLL_TIMEOUT_S", cfg->timeout_s);
-    return COLL_ERR_ARG;
-  }
-  if (cfg->chunk_bytes && cfg->chunk_bytes < 64) {
-    snprintf(err, errlen, "chunk_bytes must be 0 (the transport's default) or >= 64 (got %zu); set STRATA_COLL_CHUNK_BYTES", cfg->chunk_bytes);
-    return COLL_ERR_ARG;
-  }
-  if ((unsigned)cfg->algo >= COLL_ALGO_COUNT || (unsigned)cfg->transport > COLL_TRANSPORT_OFI) {
-    snprintf(err, errlen, "invalid algorithm or transport in the configuration");
-    return COLL_ERR_ARG;
-  }
+  if (cfg->env_error) return coll_err(err, errlen, COLL_ERR_ARG, "%s", cfg->env_error);
+  if (!(cfg->timeout_s > 0))
+    return coll_err(err, errlen, COLL_ERR_ARG, "timeout_s must be > 0 (got %g); set STRATA_COLL_TIMEOUT_S",
+                    cfg->timeout_s);
+  if (cfg->chunk_bytes && cfg->chunk_bytes < 64)
+    return coll_err(err, errlen, COLL_ERR_ARG, "chunk_bytes must be 0 (the transport's default) or >= 64 "
+                    "(got %zu); set STRATA_COLL_CHUNK_BYTES", cfg->chunk_bytes);
+  if ((unsigned)cfg->algo >= COLL_ALGO_COUNT || (unsigned)cfg->transport > COLL_TRANSPORT_OFI)
+    return coll_err(err, errlen, COLL_ERR_ARG, "invalid algorithm or transport in the configuration");
   return COLL_OK;
 }
 
 coll_result_t coll_comm_create(MPI_Comm mpi, const coll_config_t *cfg_in, coll_comm_t **out) {
   char err[COLL_ERRLEN] = "";
+  size_t errlen = sizeof err;
   coll_config_t cfg = cfg_in ? *cfg_in : coll_config_default();
   if (!out) return COLL_ERR_ARG;
   *out = NULL;
-  coll_result_t rc = validate_cfg(&cfg, err, sizeof err);
+  MPI_Comm dup;
+  coll_result_t res = validate_cfg(&cfg, err, errlen);
+  if (res != COLL_OK) goto report;
+  MPICHECKGOTO(MPI_Comm_dup(mpi, &dup), res, report, "MPI_Comm_dup");
+  res = comm_init(dup, &cfg, out, err, errlen);
+  if (res == COLL_OK) return COLL_OK;
+report:;
   int rank = -1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rc == COLL_OK) {
-    MPI_Comm dup;
-    int mrc = MPI_Comm_dup(mpi, &dup);
-    if (mrc != MPI_SUCCESS) {
-      char msg[MPI_MAX_ERROR_STRING];
-      int len = 0;
-      MPI_Error_string(mrc, msg, &len);
-      snprintf(err, sizeof err, "MPI_Comm_dup failed: %s", msg);
-      rc = COLL_ERR_TRANSPORT;
-    } else {
-      MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-      rc = comm_init(dup, &cfg, out, err, sizeof err);
-    }
-  }
-  if (rc != COLL_OK)
-    fprintf(stderr, "[strata r%d] error: coll_comm_create: %s\n", rank, err);
-  return rc;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank); /* for the message only */
+  fprintf(stderr, "[strata r%d] error: coll_comm_create: %s\n", rank, err);
+  return res;
 }
 
-int coll_node_size(coll_comm_t *comm) {
-  MPI_Comm node;
-  int n = 1;
-  if (MPI_Comm_split_type(comm->mpi, MPI_COMM_TYPE_SHARED, comm->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-    MPI_Comm_size(node, &n);
-    MPI_Comm_free(&node);
-  }
-  return n;
-}
+int coll_node_size(coll_comm_t *comm) { return node_ranks(comm->mpi); }
 
 coll_result_t coll_comm_split(coll_comm_t *parent, int color, int key, coll_comm_t **out) {
   char err[COLL_ERRLEN] = "";
+  size_t errlen = sizeof err;
   if (!parent || !out) return COLL_ERR_ARG;
   *out = NULL;
   MPI_Comm sub;
-  int mrc = MPI_Comm_split(parent->mpi, color < 0 ? MPI_UNDEFINED : color, key, &sub);
-  if (mrc != MPI_SUCCESS) {
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(mrc, msg, &len);
-    return coll_set_error(parent, COLL_ERR_TRANSPORT, "coll_comm_split: MPI_Comm_split failed: %s", msg);
-  }
+  coll_result_t res = COLL_OK;
+  MPICHECKGOTO(MPI_Comm_split(parent->mpi, color < 0 ? MPI_UNDEFINED : color, key, &sub), res, report,
+               "MPI_Comm_split");
   if (sub == MPI_COMM_NULL) return COLL_OK; /* negative colour: not a member of any group */
-  MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
-  coll_result_t rc = comm_init(sub, &parent->cfg, out, err, sizeof err);
-  if (rc != COLL_OK) coll_set_error(parent, rc, "coll_comm_split: %s", err);
-  return rc;
+  res = comm_init(sub, &parent->cfg, out, err, errlen);
+  if (res == COLL_OK) return COLL_OK;
+report:
+  return coll_set_error(parent, res, "coll_comm_split: %s", err);
 }
 
 void coll_comm_destroy(coll_comm_t *comm) {

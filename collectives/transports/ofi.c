@@ -1,4 +1,4 @@
-/* transport_ofi.c -- the libfabric transport of the collectives library.
+/* ofi.c -- the libfabric transport of the collectives library.
  *
  * One reliable-datagram endpoint (FI_EP_RDM) per communicator, with tagged messages
  * (FI_TAGGED | FI_MSG) and send-after-send ordering (FI_ORDER_SAS), so two messages with the
@@ -43,9 +43,7 @@
  */
 #include "transport.h"
 
-#include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +55,8 @@
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
+
+#include "checks.h"
 
 /* libfabric API version this file is written against (mr_mode bits need >= 1.5). */
 #define OFI_API_VERSION FI_VERSION(1, 10)
@@ -123,15 +123,6 @@ struct coll_transport {
   int nqueued;            /* requests in all backlogs */
   char desc[96];          /* "ofi:<provider>" */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static size_t env_size(const char *name, size_t dflt) {
   strnum_value_t v;
@@ -251,11 +242,8 @@ static coll_result_t drain_cq(coll_transport_t *t, char *err, size_t errlen) {
       struct fi_cq_err_entry e;
       memset(&e, 0, sizeof e);
       ssize_t rc = fi_cq_readerr(t->cq, &e, 0);
-      if (rc < 0) {
-        if (rc == -FI_EAGAIN) continue;
-        set_err(err, errlen, "ofi: fi_cq_readerr failed: %s", fi_strerror((int)-rc));
-        return COLL_ERR_TRANSPORT;
-      }
+      if (rc == -FI_EAGAIN) continue;
+      if (rc < 0) return coll_fi_fail(rc, err, errlen, "ofi: fi_cq_readerr");
       ofi_frag_t *f = e.op_context;
       if (!f) continue;
       coll_treq_t *r = f->req;
@@ -280,10 +268,7 @@ static coll_result_t drain_cq(coll_transport_t *t, char *err, size_t errlen) {
       frag_finished(t, f);
       continue;
     }
-    if (n < 0) {
-      set_err(err, errlen, "ofi: fi_cq_read failed: %s", fi_strerror((int)-n));
-      return COLL_ERR_TRANSPORT;
-    }
+    if (n < 0) return coll_fi_fail(n, err, errlen, "ofi: fi_cq_read");
     for (ssize_t i = 0; i < n; i++) {
       ofi_frag_t *f = ent[i].op_context;
       if (!f) continue;
@@ -298,24 +283,20 @@ static coll_result_t drain_cq(coll_transport_t *t, char *err, size_t errlen) {
 static coll_result_t frag_register(coll_transport_t *t, ofi_frag_t *f, void *buf, uint64_t access,
                                    char *err, size_t errlen) {
   if (!t->need_mr || f->cap_bytes == 0) return COLL_OK;
-  int rc = fi_mr_reg(t->domain, buf, f->cap_bytes, access, 0, t->next_mr_key++, 0, &f->mr, NULL);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_mr_reg of %zu bytes failed: %s", f->cap_bytes, fi_strerror(-rc));
-    f->mr = NULL;
-    return COLL_ERR_TRANSPORT;
-  }
+  coll_result_t res = COLL_OK;
+  FICHECKGOTO(fi_mr_reg(t->domain, buf, f->cap_bytes, access, 0, t->next_mr_key++, 0, &f->mr, NULL), res,
+              forget_mr, "ofi: fi_mr_reg of %zu bytes", f->cap_bytes);
   if (t->info->domain_attr->mr_mode & FI_MR_ENDPOINT) {
-    rc = fi_mr_bind(f->mr, &t->ep->fid, 0);
-    if (!rc) rc = fi_mr_enable(f->mr);
-    if (rc) {
-      set_err(err, errlen, "ofi: binding a memory registration to the endpoint failed: %s",
-              fi_strerror(-rc));
-      fi_close(&f->mr->fid);
-      f->mr = NULL;
-      return COLL_ERR_TRANSPORT;
-    }
+    FICHECKGOTO(fi_mr_bind(f->mr, &t->ep->fid, 0), res, close_mr,
+                "ofi: binding a memory registration to the endpoint");
+    FICHECKGOTO(fi_mr_enable(f->mr), res, close_mr, "ofi: enabling a memory registration");
   }
   return COLL_OK;
+close_mr:
+  fi_close(&f->mr->fid);
+forget_mr:
+  f->mr = NULL;
+  return res;
 }
 
 /* Hands fragment i of r to the provider once. Returns 0 posted (or injected and finished),
@@ -324,12 +305,8 @@ static int frag_post_once(coll_transport_t *t, coll_treq_t *r, int i) {
   ofi_frag_t *f = &r->frags[i];
   char *p = r->buf ? r->buf + (size_t)i * t->max_msg_bytes : NULL;
   if (t->need_mr && !f->mr && f->cap_bytes > 0) {
-    char e[200];
-    if (frag_register(t, f, p, r->is_send ? FI_SEND : FI_RECV, e, sizeof e) != COLL_OK) {
-      r->error = COLL_ERR_TRANSPORT;
-      snprintf(r->errmsg, sizeof r->errmsg, "%s", e);
-      return -1;
-    }
+    r->error = frag_register(t, f, p, r->is_send ? FI_SEND : FI_RECV, r->errmsg, sizeof r->errmsg);
+    if (r->error != COLL_OK) return -1;
   }
   void *desc = f->mr ? fi_mr_desc(f->mr) : NULL;
   ssize_t rc;
@@ -350,10 +327,9 @@ static int frag_post_once(coll_transport_t *t, coll_treq_t *r, int i) {
    * (shm's receive queue). Either way: retry after progress. */
   if (rc == -FI_EAGAIN || rc == -FI_ENOMEM) return 1;
   if (rc != 0) {
-    r->error = COLL_ERR_TRANSPORT;
-    snprintf(r->errmsg, sizeof r->errmsg, "ofi: %s of %zu bytes %s rank %d (tag %u) failed: %s",
-             r->is_send ? "fi_tsend" : "fi_trecv", f->cap_bytes, r->is_send ? "to" : "from",
-             r->peer, r->tag, fi_strerror((int)-rc));
+    r->error = coll_fi_fail(rc, r->errmsg, sizeof r->errmsg, "ofi: %s of %zu bytes %s rank %d (tag %u)",
+                            r->is_send ? "fi_tsend" : "fi_trecv", f->cap_bytes, r->is_send ? "to" : "from",
+                            r->peer, r->tag);
     return -1;
   }
   if (injected) {
@@ -423,24 +399,18 @@ static void flush_backlog(coll_transport_t *t) {
 static coll_result_t post_op(coll_transport_t *t, int is_send, void *buf, size_t bytes, int peer,
                              uint32_t tag, coll_treq_t **out, char *err, size_t errlen) {
   *out = NULL;
-  if (peer < 0 || peer >= t->size) {
-    set_err(err, errlen, "ofi: %s peer rank %d is outside the communicator (size %d)",
-            is_send ? "send" : "receive", peer, t->size);
-    return COLL_ERR_ARG;
-  }
-  if (tag >= COLL_TAG_LIMIT) {
-    set_err(err, errlen, "ofi: tag %u is not below the limit 2^30", tag);
-    return COLL_ERR_ARG;
-  }
-  if (!buf && bytes > 0) {
-    set_err(err, errlen, "ofi: NULL buffer for a %zu-byte %s", bytes, is_send ? "send" : "receive");
-    return COLL_ERR_ARG;
-  }
+  if (peer < 0 || peer >= t->size)
+    return coll_err(err, errlen, COLL_ERR_ARG, "ofi: %s peer rank %d is outside the communicator (size %d)",
+                    is_send ? "send" : "receive", peer, t->size);
+  if (tag >= COLL_TAG_LIMIT)
+    return coll_err(err, errlen, COLL_ERR_ARG, "ofi: tag %u is not below the limit 2^30", tag);
+  if (!buf && bytes > 0)
+    return coll_err(err, errlen, COLL_ERR_ARG, "ofi: NULL buffer for a %zu-byte %s", bytes,
+                    is_send ? "send" : "receive");
   coll_treq_t *r = req_new(t, is_send, peer, tag, bytes);
-  if (!r) {
-    set_err(err, errlen, "ofi: out of memory for a request");
-    return COLL_ERR_NOMEM;
-  }
+  if (!r)
+    return coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory for a %zu-byte %s request",
+                    bytes, is_send ? "send" : "receive");
   r->buf = buf;
   live_push(t, r);
   int q = 2 * peer + is_send;
@@ -452,8 +422,7 @@ static coll_result_t post_op(coll_transport_t *t, int is_send, void *buf, size_t
       queue_push(t, r);
     } else if (s < 0 && r->next_post == 0) {
       /* Nothing reached the provider: fail the call itself. */
-      set_err(err, errlen, "%s", r->errmsg);
-      coll_result_t rc = r->error;
+      coll_result_t rc = coll_err(err, errlen, r->error, "%s", r->errmsg);
       r->released = 1;
       maybe_reap(t, r);
       return rc;
@@ -491,8 +460,7 @@ static coll_result_t ofi_test(coll_transport_t *t, coll_treq_t *r, int *done, si
   coll_result_t rc = drain_cq(t, err, errlen);
   if (rc == COLL_OK && r->complete) {
     if (r->error != COLL_OK) {
-      rc = r->error;
-      set_err(err, errlen, "%s", r->errmsg);
+      rc = coll_err(err, errlen, r->error, "%s", r->errmsg);
     } else {
       *done = 1;
       if (recv_bytes) {
@@ -554,18 +522,18 @@ static void ofi_destroy(coll_transport_t *t) {
   free(t);
 }
 
-/* Opens fabric, domain, CQ, AV and endpoint for this rank (no communication). */
-static coll_result_t open_local(coll_transport_t *t, const coll_config_t *cfg, char *err, size_t errlen) {
-  coll_result_t cr = COLL_ERR_TRANSPORT;
-  int rc;
+static int tcp_iface_set(void) {
+  const char *v = getenv("FI_TCP_IFACE");
+  return v && *v;
+}
+
+/* The fi_getinfo hints: a reliable tagged endpoint with send-after-send order on provider
+ * `prov` (NULL: FI_PROVIDER or libfabric's choice; `shown` names it), on the domain
+ * STRATA_OFI_DOMAIN names, else "lo" for tcp unless FI_TCP_IFACE is set. NULL when out of
+ * memory. */
+static struct fi_info *make_hints(const char *prov, const char *shown) {
   struct fi_info *hints = fi_allocinfo();
-  if (!hints) {
-    set_err(err, errlen, "ofi: fi_allocinfo failed (out of memory)");
-    return COLL_ERR_NOMEM;
-  }
-  const char *prov = cfg && cfg->ofi_provider && *cfg->ofi_provider ? cfg->ofi_provider : NULL;
-  const char *env_prov = getenv("FI_PROVIDER");
-  const char *shown = prov ? prov : (env_prov && *env_prov ? env_prov : "any");
+  if (!hints) return NULL;
   hints->ep_attr->type = FI_EP_RDM;
   hints->caps = FI_TAGGED | FI_MSG;
   hints->mode = FI_CONTEXT | FI_CONTEXT2; /* every operation carries a struct fi_context2 */
@@ -576,203 +544,180 @@ static coll_result_t open_local(coll_transport_t *t, const coll_config_t *cfg, c
   hints->domain_attr->threading = FI_THREAD_DOMAIN; /* we serialise calls with t->lock */
   hints->domain_attr->data_progress = FI_PROGRESS_MANUAL;
   hints->addr_format = FI_FORMAT_UNSPEC;
-  if (prov) hints->fabric_attr->prov_name = strdup(prov);
+  if (prov && !(hints->fabric_attr->prov_name = strdup(prov))) goto free_hints;
   const char *dom = getenv(OFI_ENV_DOMAIN);
-  const char *tcp_iface = getenv("FI_TCP_IFACE");
-  if (dom && *dom) {
-    hints->domain_attr->name = strdup(dom);
-  } else if (strstr(shown, "tcp") && !(tcp_iface && *tcp_iface)) {
-    hints->domain_attr->name = strdup("lo");
-  }
-  rc = fi_getinfo(OFI_API_VERSION, NULL, NULL, 0, hints, &t->info);
+  const char *want = dom && *dom ? dom : strstr(shown, "tcp") && !tcp_iface_set() ? "lo" : NULL;
+  if (want && !(hints->domain_attr->name = strdup(want))) goto free_hints;
+  return hints;
+free_hints:
+  fi_freeinfo(hints); /* frees the strings too */
+  return NULL;
+}
+
+/* fi_getinfo for `hints` into t->info, narrowed to the entry of the wanted domain: providers
+ * layered over tcp (ofi_rxm) ignore the domain hint and list one entry per interface. With no
+ * provider named and tcp as libfabric's first choice, its loopback entry is preferred too (see
+ * the top of the file). */
+static coll_result_t pick_info(coll_transport_t *t, const struct fi_info *hints, const char *shown,
+                               char *err, size_t errlen) {
+  const char *hint_dom = hints->domain_attr->name;
+  int rc = fi_getinfo(OFI_API_VERSION, NULL, NULL, 0, hints, &t->info);
   if (rc || !t->info) {
-    set_err(err, errlen,
-            "ofi: no libfabric provider offers a reliable tagged endpoint (FI_EP_RDM, "
-            "FI_TAGGED|FI_MSG, FI_ORDER_SAS) for provider '%s'%s%s: %s. `fi_info -t FI_EP_RDM` "
-            "lists the providers here; pick one with FI_PROVIDER=shm (one host) or "
-            "FI_PROVIDER=tcp, or use --transport mpi",
-            shown, hints->domain_attr->name ? " domain " : "",
-            hints->domain_attr->name ? hints->domain_attr->name : "", fi_strerror(-rc));
     t->info = NULL;
-    cr = COLL_ERR_UNSUPPORTED;
-    goto free_hints;
+    return coll_err(err, errlen, COLL_ERR_UNSUPPORTED,
+                    "ofi: no libfabric provider offers a reliable tagged endpoint (FI_EP_RDM, "
+                    "FI_TAGGED|FI_MSG, FI_ORDER_SAS) for provider '%s'%s%s: %s. `fi_info -t FI_EP_RDM` "
+                    "lists the providers here; pick one with FI_PROVIDER=shm (one host) or "
+                    "FI_PROVIDER=tcp, or use --transport mpi",
+                    shown, hint_dom ? " domain " : "", hint_dom ? hint_dom : "", fi_strerror(-rc));
   }
-  /* Providers layered over tcp (ofi_rxm) ignore the domain hint and list one entry per
-   * interface: pick the wanted domain from the list. With no provider named and tcp as
-   * libfabric's first choice, prefer its loopback entry too (see the top of the file). */
-  const char *want_dom = hints->domain_attr->name;
-  int strict = want_dom != NULL;
-  if (!want_dom && !strcmp(shown, "any") && !(tcp_iface && *tcp_iface) &&
-      strstr(t->info->fabric_attr->prov_name, "tcp"))
-    want_dom = "lo";
-  if (want_dom) {
-    struct fi_info *e = t->info;
-    for (; e; e = e->next)
-      if (e->domain_attr->name && !strcmp(e->domain_attr->name, want_dom) &&
-          !strcmp(e->fabric_attr->prov_name, t->info->fabric_attr->prov_name))
-        break;
-    if (!e && strict) {
-      set_err(err, errlen,
-              "ofi: provider '%s' offers no endpoint on domain (interface) '%s'; set "
-              "STRATA_OFI_DOMAIN or FI_TCP_IFACE to one `fi_info -t FI_EP_RDM` lists",
-              t->info->fabric_attr->prov_name, want_dom);
-      cr = COLL_ERR_UNSUPPORTED;
-      goto free_hints;
-    }
-    if (e && e != t->info) {
-      struct fi_info *d = fi_dupinfo(e);
-      if (!d) {
-        set_err(err, errlen, "ofi: fi_dupinfo failed (out of memory)");
-        cr = COLL_ERR_NOMEM;
-        goto free_hints;
-      }
-      fi_freeinfo(t->info);
-      t->info = d;
-    }
-  }
-  struct fi_info *info = t->info;
+  const char *prov_name = t->info->fabric_attr->prov_name;
+  const char *want_dom = hint_dom;
+  if (!want_dom && !strcmp(shown, "any") && !tcp_iface_set() && strstr(prov_name, "tcp")) want_dom = "lo";
+  if (!want_dom) return COLL_OK;
+  struct fi_info *e = t->info;
+  while (e && !(e->domain_attr->name && !strcmp(e->domain_attr->name, want_dom) &&
+                !strcmp(e->fabric_attr->prov_name, prov_name)))
+    e = e->next;
+  if (!e && hint_dom)
+    return coll_err(err, errlen, COLL_ERR_UNSUPPORTED,
+                    "ofi: provider '%s' offers no endpoint on domain (interface) '%s'; set "
+                    "STRATA_OFI_DOMAIN or FI_TCP_IFACE to one `fi_info -t FI_EP_RDM` lists",
+                    prov_name, want_dom);
+  if (!e || e == t->info) return COLL_OK;
+  struct fi_info *d = fi_dupinfo(e);
+  if (!d) return coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory copying the fi_info of domain '%s'", want_dom);
+  fi_freeinfo(t->info);
+  t->info = d;
+  return COLL_OK;
+}
+
+/* Fragment size, inject limit and registration need of t->info's provider, with the
+ * STRATA_OFI_MAX_MSG_BYTES and STRATA_OFI_FORCE_MR overrides. */
+static void set_limits(coll_transport_t *t) {
+  const struct fi_info *info = t->info;
   snprintf(t->desc, sizeof t->desc, "ofi:%s", info->fabric_attr->prov_name);
   t->need_mr = (info->domain_attr->mr_mode & FI_MR_LOCAL) || (info->mode & FI_LOCAL_MR);
   strnum_value_t force;
   if (coll_env_number(OFI_ENV_FORCE_MR, &force, NULL, 0) == 1 && force.i == 1) t->need_mr = 1;
-  t->max_msg_bytes = info->ep_attr->max_msg_size ? info->ep_attr->max_msg_size : SIZE_MAX;
-  t->max_msg_bytes = env_size(OFI_ENV_MAX_MSG, t->max_msg_bytes);
-  if (t->max_msg_bytes > info->ep_attr->max_msg_size && info->ep_attr->max_msg_size)
-    t->max_msg_bytes = info->ep_attr->max_msg_size;
+  size_t prov_max = info->ep_attr->max_msg_size;
+  t->max_msg_bytes = env_size(OFI_ENV_MAX_MSG, prov_max ? prov_max : SIZE_MAX);
+  if (prov_max && t->max_msg_bytes > prov_max) t->max_msg_bytes = prov_max;
   t->inject_bytes = info->tx_attr->inject_size;
   if (t->inject_bytes > t->max_msg_bytes) t->inject_bytes = t->max_msg_bytes;
   t->next_mr_key = 1;
+}
 
-  rc = fi_fabric(info->fabric_attr, &t->fabric, NULL);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_fabric(%s) failed: %s", info->fabric_attr->prov_name, fi_strerror(-rc));
-    goto free_hints;
-  }
-  rc = fi_domain(t->fabric, info, &t->domain, NULL);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_domain(%s) failed: %s", info->domain_attr->name, fi_strerror(-rc));
-    goto free_hints;
-  }
+/* Opens fabric, domain, CQ, AV and endpoint of t->info and enables the endpoint; on failure
+ * ofi_destroy closes whatever was opened. */
+static coll_result_t open_endpoint(coll_transport_t *t, char *err, size_t errlen) {
+  struct fi_info *info = t->info;
+  FICHECK(fi_fabric(info->fabric_attr, &t->fabric, NULL), "ofi: fi_fabric(%s)", info->fabric_attr->prov_name);
+  FICHECK(fi_domain(t->fabric, info, &t->domain, NULL), "ofi: fi_domain(%s)", info->domain_attr->name);
   struct fi_cq_attr cq_attr = {.format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_NONE};
-  rc = fi_cq_open(t->domain, &cq_attr, &t->cq, NULL);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_cq_open failed: %s", fi_strerror(-rc));
-    goto free_hints;
-  }
+  FICHECK(fi_cq_open(t->domain, &cq_attr, &t->cq, NULL), "ofi: fi_cq_open");
   struct fi_av_attr av_attr = {.type = FI_AV_TABLE, .count = (size_t)t->size};
-  rc = fi_av_open(t->domain, &av_attr, &t->av, NULL);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_av_open(FI_AV_TABLE, %d entries) failed: %s", t->size, fi_strerror(-rc));
-    goto free_hints;
-  }
-  rc = fi_endpoint(t->domain, info, &t->ep, NULL);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_endpoint failed: %s", fi_strerror(-rc));
-    goto free_hints;
-  }
-  rc = fi_ep_bind(t->ep, &t->cq->fid, FI_TRANSMIT | FI_RECV);
-  if (!rc) rc = fi_ep_bind(t->ep, &t->av->fid, 0);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_ep_bind failed: %s", fi_strerror(-rc));
-    goto free_hints;
-  }
-  rc = fi_enable(t->ep);
-  if (rc) {
-    set_err(err, errlen, "ofi: fi_enable failed: %s", fi_strerror(-rc));
-    goto free_hints;
-  }
-  cr = COLL_OK;
-free_hints:
+  FICHECK(fi_av_open(t->domain, &av_attr, &t->av, NULL), "ofi: fi_av_open(FI_AV_TABLE, %d entries)", t->size);
+  FICHECK(fi_endpoint(t->domain, info, &t->ep, NULL), "ofi: fi_endpoint");
+  FICHECK(fi_ep_bind(t->ep, &t->cq->fid, FI_TRANSMIT | FI_RECV), "ofi: fi_ep_bind of the completion queue");
+  FICHECK(fi_ep_bind(t->ep, &t->av->fid, 0), "ofi: fi_ep_bind of the address vector");
+  FICHECK(fi_enable(t->ep), "ofi: fi_enable");
+  return COLL_OK;
+}
+
+/* Opens this rank's endpoint (no communication) and writes its name, *namelen bytes (on entry:
+ * the room at `name`), for the address exchange. */
+static coll_result_t open_local(coll_transport_t *t, const coll_config_t *cfg, char *name,
+                                size_t *namelen, char *err, size_t errlen) {
+  const char *prov = cfg && cfg->ofi_provider && *cfg->ofi_provider ? cfg->ofi_provider : NULL;
+  const char *env_prov = getenv("FI_PROVIDER");
+  const char *shown = prov ? prov : (env_prov && *env_prov ? env_prov : "any");
+  struct fi_info *hints = make_hints(prov, shown);
+  if (!hints) return coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory for the fi_getinfo hints");
+  coll_result_t res = pick_info(t, hints, shown, err, errlen);
   fi_freeinfo(hints);
-  return cr;
+  if (res != COLL_OK) return res;
+  set_limits(t);
+  res = open_endpoint(t, err, errlen);
+  if (res != COLL_OK) return res;
+  size_t room = *namelen;
+  FICHECK(fi_getname(&t->ep->fid, name, namelen), "ofi: fi_getname (the name needs %zu bytes, %zu fit)",
+          *namelen, room);
+  return COLL_OK;
+}
+
+/* Lets every rank know whether all of them succeeded at a step, so a rank that failed does not
+ * leave the others blocked in the next collective. COLL_OK when all did; else this rank's own
+ * result `mine` with its message `mine_msg`, or `others_rc` with `others_msg` on the ranks that
+ * succeeded. */
+static coll_result_t agree(MPI_Comm comm, coll_result_t mine, const char *mine_msg, coll_result_t others_rc,
+                           const char *others_msg, char *err, size_t errlen) {
+  int ok = mine == COLL_OK, all_ok = 0;
+  MPICHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm), "ofi: MPI_Allreduce of the set-up's outcome");
+  if (all_ok) return COLL_OK;
+  if (!ok) return coll_err(err, errlen, mine, "%s", mine_msg);
+  return coll_err(err, errlen, others_rc, "%s", others_msg);
+}
+
+/* Every rank's endpoint name to every rank (MPI_Allgather of names padded to the longest),
+ * inserted into the address vector in rank order. */
+static coll_result_t exchange_addresses(coll_transport_t *t, MPI_Comm comm, const char *name, size_t namelen,
+                                        char *err, size_t errlen) {
+  int len = (int)namelen, maxlen = 0;
+  MPICHECK(MPI_Allreduce(&len, &maxlen, 1, MPI_INT, MPI_MAX, comm), "ofi: MPI_Allreduce of the name lengths");
+  char *names = calloc((size_t)t->size, (size_t)maxlen);
+  char *padded = calloc(1, (size_t)maxlen);
+  t->addrs = calloc((size_t)t->size, sizeof *t->addrs);
+  const char *oom = "ofi: out of memory for the address exchange (on this or another rank)";
+  coll_result_t res = agree(comm, names && padded && t->addrs ? COLL_OK : COLL_ERR_NOMEM, oom,
+                            COLL_ERR_NOMEM, oom, err, errlen);
+  if (res != COLL_OK) goto free_names;
+  memcpy(padded, name, namelen);
+  MPICHECKGOTO(MPI_Allgather(padded, maxlen, MPI_BYTE, names, maxlen, MPI_BYTE, comm), res, free_names,
+               "ofi: MPI_Allgather of the endpoint names");
+  int n = fi_av_insert(t->av, names, (size_t)t->size, t->addrs, 0, NULL);
+  char local_err[256] = "";
+  if (n != t->size)
+    snprintf(local_err, sizeof local_err, "ofi: fi_av_insert accepted %d of %d addresses: %s", n,
+             t->size, n < 0 ? fi_strerror(-n) : "a peer's address was rejected");
+  res = agree(comm, n == t->size ? COLL_OK : COLL_ERR_TRANSPORT, local_err, COLL_ERR_TRANSPORT,
+              "ofi: another rank failed to insert the peers' addresses", err, errlen);
+free_names:
+  free(names);
+  free(padded);
+  return res;
 }
 
 static coll_result_t ofi_create(MPI_Comm comm, const coll_config_t *cfg, coll_transport_t **out,
                                 char *err, size_t errlen) {
   *out = NULL;
   coll_transport_t *t = calloc(1, sizeof *t);
-  if (!t) {
-    set_err(err, errlen, "ofi: out of memory");
-    return COLL_ERR_NOMEM;
-  }
+  if (!t) return coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory for the transport's state");
   pthread_mutex_init(&t->lock, NULL);
-  MPI_Comm_rank(comm, &t->rank);
-  MPI_Comm_size(comm, &t->size);
+  snprintf(t->desc, sizeof t->desc, "ofi");
+  coll_result_t res = COLL_OK;
+  MPICHECKGOTO(MPI_Comm_rank(comm, &t->rank), res, destroy, "ofi: MPI_Comm_rank");
+  MPICHECKGOTO(MPI_Comm_size(comm, &t->size), res, destroy, "ofi: MPI_Comm_size");
   t->q_head = calloc((size_t)(2 * t->size), sizeof *t->q_head);
   t->q_tail = calloc((size_t)(2 * t->size), sizeof *t->q_tail);
-  if (!t->q_head || !t->q_tail) {
-    free(t->q_head);
-    free(t->q_tail);
-    pthread_mutex_destroy(&t->lock);
-    free(t);
-    set_err(err, errlen, "ofi: out of memory");
-    return COLL_ERR_NOMEM; /* before any collective call: every rank returns here or not */
+  if (!t->q_head || !t->q_tail) { /* before any collective call: every rank returns here or not */
+    res = coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory for the send and receive backlogs "
+                   "of %d peers", t->size);
+    goto destroy;
   }
-  snprintf(t->desc, sizeof t->desc, "ofi");
-
-  char local_err[512] = "";
-  coll_result_t cr = open_local(t, cfg, local_err, sizeof local_err);
-
-  /* Name of this rank's endpoint. */
-  char name[OFI_MAX_NAME_BYTES];
+  char name[OFI_MAX_NAME_BYTES], local_err[512] = "";
   size_t namelen = sizeof name;
-  if (cr == COLL_OK) {
-    int rc = fi_getname(&t->ep->fid, name, &namelen);
-    if (rc) {
-      snprintf(local_err, sizeof local_err, "ofi: fi_getname failed: %s (name needs %zu bytes)",
-               fi_strerror(-rc), namelen);
-      cr = COLL_ERR_TRANSPORT;
-    }
+  res = agree(comm, open_local(t, cfg, name, &namelen, local_err, sizeof local_err), local_err,
+              COLL_ERR_TRANSPORT, "ofi: another rank of the communicator failed to open its libfabric "
+              "endpoint (see that rank's error)", err, errlen);
+  if (res == COLL_OK) res = exchange_addresses(t, comm, name, namelen, err, errlen);
+  if (res == COLL_OK) {
+    *out = t;
+    return COLL_OK;
   }
-  /* Agree that every rank got this far before exchanging addresses: a rank whose provider
-   * failed must not leave the others blocked in the allgather. */
-  int mine[2] = {cr == COLL_OK ? 1 : 0, cr == COLL_OK ? (int)namelen : 0}, all[2] = {0, 0};
-  int minok = 0, maxlen = 0;
-  MPI_Allreduce(&mine[0], &all[0], 1, MPI_INT, MPI_MIN, comm);
-  MPI_Allreduce(&mine[1], &all[1], 1, MPI_INT, MPI_MAX, comm);
-  minok = all[0];
-  maxlen = all[1];
-  if (!minok) {
-    if (cr != COLL_OK) set_err(err, errlen, "%s", local_err);
-    else {
-      set_err(err, errlen, "ofi: another rank of the communicator failed to open its libfabric "
-                           "endpoint (see that rank's error)");
-      cr = COLL_ERR_TRANSPORT;
-    }
-    ofi_destroy(t);
-    return cr;
-  }
-  char *names = calloc((size_t)t->size, (size_t)maxlen);
-  t->addrs = calloc((size_t)t->size, sizeof *t->addrs);
-  char *padded = calloc(1, (size_t)maxlen);
-  int ok = names && t->addrs && padded;
-  int allok = 0;
-  MPI_Allreduce(&ok, &allok, 1, MPI_INT, MPI_MIN, comm);
-  if (!allok) {
-    set_err(err, errlen, "ofi: out of memory for the address exchange (on this or another rank)");
-    free(names);
-    free(padded);
-    ofi_destroy(t);
-    return COLL_ERR_NOMEM;
-  }
-  memcpy(padded, name, namelen);
-  MPI_Allgather(padded, maxlen, MPI_BYTE, names, maxlen, MPI_BYTE, comm);
-  free(padded);
-  int n = fi_av_insert(t->av, names, (size_t)t->size, t->addrs, 0, NULL);
-  free(names);
-  ok = n == t->size;
-  if (!ok)
-    snprintf(local_err, sizeof local_err, "ofi: fi_av_insert accepted %d of %d addresses: %s", n,
-             t->size, n < 0 ? fi_strerror(-n) : "a peer's address was rejected");
-  MPI_Allreduce(&ok, &allok, 1, MPI_INT, MPI_MIN, comm);
-  if (!allok) {
-    if (!ok) set_err(err, errlen, "%s", local_err);
-    else set_err(err, errlen, "ofi: another rank failed to insert the peers' addresses");
-    ofi_destroy(t);
-    return COLL_ERR_TRANSPORT;
-  }
-  *out = t;
-  return COLL_OK;
+destroy:
+  ofi_destroy(t);
+  return res;
 }
 
 const coll_transport_ops_t coll_transport_ofi_ops = {

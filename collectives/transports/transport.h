@@ -2,8 +2,9 @@
  * Private to collectives/. Algorithms (allreduce.c, ...) only ever call through a
  * coll_transport_ops_t table; they never call MPI_* or fi_* themselves. Each transport file
  * ends with one `const coll_transport_ops_t` instance:
- *   transport_mpi.c : coll_transport_mpi_ops (MPI_Isend / MPI_Irecv / MPI_Test)
- *   transport_ofi.c : coll_transport_ofi_ops (libfabric RDM endpoint, fi_tsend / fi_trecv, CQ polling)
+ *   mpi.c : coll_transport_mpi_ops (MPI_Isend / MPI_Irecv / MPI_Test)
+ *   ofi.c : coll_transport_ofi_ops (libfabric RDM endpoint, fi_tsend / fi_trecv, CQ polling)
+ * Their MPI and libfabric calls go through checks.h's MPICHECK / FICHECK.
  *
  * Semantics every transport provides
  *  - Tagged, point-to-point, non-blocking messages between ranks of the communicator the
