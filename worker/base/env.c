@@ -1,9 +1,11 @@
 /* env.c -- the table of the worker's numeric environment variables and their validated reader
  * (env.h). The collectives' STRATA_COLL_* / STRATA_OFI_* variables have their own table in
- * collectives/core/comm.c; both go through collectives/strnum.c. */
+ * collectives/core/comm.c; both go through collectives/core/strnum.c. */
 #include "env.h"
 
 #include <string.h>
+
+#include "util.h"
 
 #define MIB_D (1024.0 * 1024.0)
 #define GIB_D (1024.0 * 1024.0 * 1024.0)
@@ -66,9 +68,8 @@ static int read_kind(const char *name, strnum_kind_t kind, strnum_value_t *v, ch
     if (env_vars[i].range.kind != kind) break;
     return strnum_env(env_vars, ENV_COUNT, name, v, err, errlen) < 0 ? -1 : 0;
   }
-  if (err && errlen)
-    snprintf(err, errlen, "environment variable %s is not described with this kind in worker/base/env.c", name);
-  return -1;
+  return strata_fail(err, errlen, "environment variable %s is not described with this kind in worker/base/env.c",
+                     name);
 }
 
 int env_read_int(const char *name, int64_t dflt, int64_t *out, char *err, size_t errlen) {

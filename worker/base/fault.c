@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "rank_status.h"
+#include "util.h"
 
 int fault_armed_ = 1; /* first call parses STRATA_FAULT */
 
@@ -30,44 +31,34 @@ static const char *site_names[] = {"step", "allreduce", "recv", "checkpoint", "c
 #define N_SITES ((int)(sizeof site_names / sizeof site_names[0]))
 static const char *action_names[] = {"kill", "hang", "exit"};
 
-int fault_parse(const char *s, fault_spec_t *o, char *err, int errlen) {
+int fault_parse(const char *s, fault_spec_t *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   o->step = -1;
   o->code = 1;
   char buf[256];
-  if (!s || strlen(s) >= sizeof buf) {
-    snprintf(err, (size_t)errlen, "STRATA_FAULT is empty or too long");
-    return -1;
-  }
+  if (!s || strlen(s) >= sizeof buf)
+    return strata_fail(err, errlen, "STRATA_FAULT is empty or too long");
   strcpy(buf, s);
   char *save = NULL;
   char *tok = strtok_r(buf, ":", &save);
-  if (!tok) {
-    snprintf(err, (size_t)errlen, "STRATA_FAULT is empty; expected ACTION:rank=R:step=S[:op=OP]");
-    return -1;
-  }
+  if (!tok)
+    return strata_fail(err, errlen, "STRATA_FAULT is empty; expected ACTION:rank=R:step=S[:op=OP]");
   o->action = -1;
   for (int i = 0; i < 3; i++)
     if (!strcmp(tok, action_names[i])) o->action = i;
-  if (o->action < 0) {
-    snprintf(err, (size_t)errlen, "STRATA_FAULT action '%s' unknown; use kill, hang or exit", tok);
-    return -1;
-  }
+  if (o->action < 0)
+    return strata_fail(err, errlen, "STRATA_FAULT action '%s' unknown; use kill, hang or exit", tok);
   while ((tok = strtok_r(NULL, ":", &save))) {
     char *eq = strchr(tok, '=');
-    if (!eq) {
-      snprintf(err, (size_t)errlen, "STRATA_FAULT field '%s' is not key=value", tok);
-      return -1;
-    }
+    if (!eq)
+      return strata_fail(err, errlen, "STRATA_FAULT field '%s' is not key=value", tok);
     *eq = '\0';
     const char *k = tok, *v = eq + 1;
     char *end = NULL;
     if (!strcmp(k, "rank") || !strcmp(k, "step") || !strcmp(k, "code")) {
       long long x = strtoll(v, &end, 10);
-      if (!*v || *end || x < 0 || x > 1000000000LL) {
-        snprintf(err, (size_t)errlen, "STRATA_FAULT %s='%s' is not a non-negative integer", k, v);
-        return -1;
-      }
+      if (!*v || *end || x < 0 || x > 1000000000LL)
+        return strata_fail(err, errlen, "STRATA_FAULT %s='%s' is not a non-negative integer", k, v);
       if (k[0] == 'r') o->rank = (int)x;
       else if (k[0] == 's') o->step = x;
       else o->code = (int)x;
@@ -75,15 +66,12 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, int errlen) {
       int f = -1;
       for (int i = 0; i < N_SITES; i++)
         if (!strcmp(v, site_names[i])) f = i;
-      if (f < 0) {
-        snprintf(err, (size_t)errlen,
-                 "STRATA_FAULT %s='%s' unknown; use step, allreduce, recv, checkpoint, commit or session_save", k, v);
-        return -1;
-      }
+      if (f < 0)
+        return strata_fail(err, errlen, "STRATA_FAULT %s='%s' unknown; use step, allreduce, recv, checkpoint, "
+                           "commit or session_save", k, v);
       o->site = (fault_site_t)f;
     } else {
-      snprintf(err, (size_t)errlen, "STRATA_FAULT key '%s' unknown; use rank, step, op, during, code", k);
-      return -1;
+      return strata_fail(err, errlen, "STRATA_FAULT key '%s' unknown; use rank, step, op, during, code", k);
     }
   }
   return 0;

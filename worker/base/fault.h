@@ -1,4 +1,4 @@
-/* fault.h -- fault injection for the reliability tests (issue 8).
+/* fault.h -- fault injection for the reliability tests.
  *
  * The environment variable STRATA_FAULT names one fault to inject into one rank:
  *
@@ -28,6 +28,7 @@
 #ifndef STRATA_FAULT_H
 #define STRATA_FAULT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -67,6 +68,6 @@ typedef struct {
   fault_site_t site;
   int code;
 } fault_spec_t;
-int fault_parse(const char *spec, fault_spec_t *out, char *err, int errlen);
+int fault_parse(const char *spec, fault_spec_t *out, char *err, size_t errlen);
 
 #endif

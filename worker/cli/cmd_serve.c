@@ -272,12 +272,12 @@ int cmd_serve(int argc, char **argv) {
   serve_t *s = NULL;
   if (serve_create(&o, &be, &s, err, sizeof err)) {
     strata_error("serve: %s", err);
-    if (be.destroy) be.destroy(be.impl);
+    be.ops->destroy(be.impl);
     return 1;
   }
   g_server = s;
   catch_stop_signals(on_signal);
-  printf("[strata r%d] listening on http://%s:%d (backend %s)\n", rank, host, serve_port(s), be.name);
+  printf("[strata r%d] listening on http://%s:%d (backend %s)\n", rank, host, serve_port(s), be.ops->name);
   fflush(stdout);
   rc = serve_run(s, err, sizeof err);
   g_server = NULL;

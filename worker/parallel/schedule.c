@@ -3,10 +3,11 @@
  * schedule.h. */
 #include "schedule.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util.h"
 
 const char *schedule_kind_name(sched_kind_t k) { return k == SCHED_1F1B ? "1f1b" : "gpipe"; }
 
@@ -90,29 +91,19 @@ int schedule_tag(sched_op_t op, int micro) {
   return micro * 2 + grad;
 }
 
-static int errf(char *err, int errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int errf(char *err, int errlen, const char *fmt, ...) {
-  if (err && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, (size_t)errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
 /* Index of a message: kind (0 act, 1 grad) x receiving stage x micro-batch. */
 static size_t msg_index(int grad, int recv_stage, int micro, int P, int M) {
   return ((size_t)grad * (size_t)P + (size_t)recv_stage) * (size_t)M + (size_t)micro;
 }
 
 int schedule_check_lists(int P, int M, sched_action_t *const *acts, const int *n, int rendezvous,
-                         char *err, int errlen) {
+                         char *err, size_t errlen) {
   int rc = -1;
   int *pc = calloc((size_t)P, sizeof(int));
   unsigned char *posted = calloc(2 * (size_t)P * (size_t)M, 1); /* 0 none, 1 posted, 2 received */
   if (!pc || !posted) {
-    errf(err, errlen, "out of memory");
+    strata_fail(err, errlen, "out of memory for checking the schedules of %d stages and %d micro-batches",
+                P, M);
     goto free_all;
   }
   for (;;) {
@@ -121,8 +112,8 @@ int schedule_check_lists(int P, int M, sched_action_t *const *acts, const int *n
       while (pc[s] < n[s]) {
         const sched_action_t *a = &acts[s][pc[s]];
         if (a->micro < 0 || a->micro >= M) {
-          errf(err, errlen, "stage %d action %d (%s): micro-batch %d out of range", s, pc[s],
-               schedule_op_name(a->op), a->micro);
+          strata_fail(err, errlen, "stage %d action %d (%s): micro-batch %d out of range", s, pc[s],
+                      schedule_op_name(a->op), a->micro);
           goto free_all;
         }
         if (a->op == SCHED_FWD || a->op == SCHED_BWD) {
@@ -133,14 +124,14 @@ int schedule_check_lists(int P, int M, sched_action_t *const *acts, const int *n
         int grad = (a->op == SCHED_SEND_GRAD || a->op == SCHED_RECV_GRAD);
         int expect_peer = (a->op == SCHED_SEND_ACT || a->op == SCHED_RECV_GRAD) ? s + 1 : s - 1;
         if (a->peer != expect_peer || a->peer < 0 || a->peer >= P) {
-          errf(err, errlen, "stage %d action %d (%s m%d): peer %d, expected neighbour %d", s, pc[s],
-               schedule_op_name(a->op), a->micro, a->peer, expect_peer);
+          strata_fail(err, errlen, "stage %d action %d (%s m%d): peer %d, expected neighbour %d", s, pc[s],
+                      schedule_op_name(a->op), a->micro, a->peer, expect_peer);
           goto free_all;
         }
         if (a->op == SCHED_SEND_ACT || a->op == SCHED_SEND_GRAD) {
           size_t k = msg_index(grad, a->peer, a->micro, P, M);
           if (posted[k]) {
-            errf(err, errlen, "stage %d sends %s m%d twice", s, schedule_op_name(a->op), a->micro);
+            strata_fail(err, errlen, "stage %d sends %s m%d twice", s, schedule_op_name(a->op), a->micro);
             goto free_all;
           }
           if (rendezvous) {
@@ -164,7 +155,7 @@ int schedule_check_lists(int P, int M, sched_action_t *const *acts, const int *n
         /* receive: needs the message from the expected neighbour */
         size_t k = msg_index(grad, s, a->micro, P, M);
         if (posted[k] == 2 && !rendezvous) {
-          errf(err, errlen, "stage %d receives %s m%d twice", s, schedule_op_name(a->op), a->micro);
+          strata_fail(err, errlen, "stage %d receives %s m%d twice", s, schedule_op_name(a->op), a->micro);
           goto free_all;
         }
         if (posted[k] == 1) {
@@ -182,15 +173,15 @@ int schedule_check_lists(int P, int M, sched_action_t *const *acts, const int *n
       int s = 0;
       while (s < P && pc[s] >= n[s]) s++;
       const sched_action_t *a = &acts[s][pc[s]];
-      errf(err, errlen, "deadlock: stage %d blocked at action %d (%s m%d, peer %d)%s", s, pc[s],
-           schedule_op_name(a->op), a->micro, a->peer, rendezvous ? " with rendezvous sends" : "");
+      strata_fail(err, errlen, "deadlock: stage %d blocked at action %d (%s m%d, peer %d)%s", s, pc[s],
+                  schedule_op_name(a->op), a->micro, a->peer, rendezvous ? " with rendezvous sends" : "");
       goto free_all;
     }
   }
   for (size_t k = 0; k < 2 * (size_t)P * (size_t)M; k++)
     if (posted[k] == 1) {
-      errf(err, errlen, "a %s message for stage %d micro-batch %d was sent but never received",
-           k / ((size_t)P * M) ? "gradient" : "activation", (int)(k / M % P), (int)(k % M));
+      strata_fail(err, errlen, "a %s message for stage %d micro-batch %d was sent but never received",
+                  k / ((size_t)P * M) ? "gradient" : "activation", (int)(k / M % P), (int)(k % M));
       goto free_all;
     }
   rc = 0;
@@ -201,18 +192,22 @@ free_all:
 }
 
 int schedule_check_deadlock_free(sched_kind_t kind, int P, int M, int rendezvous, char *err,
-                                 int errlen) {
+                                 size_t errlen) {
   int rc = -1;
   sched_action_t **acts = calloc((size_t)P, sizeof *acts);
   int *n = calloc((size_t)P, sizeof(int));
   if (!acts || !n) {
-    errf(err, errlen, "out of memory");
+    strata_fail(err, errlen, "out of memory for the schedules of %d stages", P);
     goto free_all;
   }
   for (int s = 0; s < P; s++) {
     acts[s] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M));
-    if (!acts[s] || schedule_build(kind, P, M, s, acts[s], &n[s])) {
-      errf(err, errlen, "cannot build schedule (P %d, M %d)", P, M);
+    if (!acts[s]) {
+      strata_fail(err, errlen, "out of memory for the schedule of stage %d (%d micro-batches)", s, M);
+      goto free_all;
+    }
+    if (schedule_build(kind, P, M, s, acts[s], &n[s])) {
+      strata_fail(err, errlen, "cannot build schedule (P %d, M %d)", P, M);
       goto free_all;
     }
   }

@@ -29,6 +29,8 @@
 #ifndef STRATA_SCHEDULE_H
 #define STRATA_SCHEDULE_H
 
+#include <stddef.h>
+
 typedef enum { SCHED_GPIPE = 0, SCHED_1F1B = 1 } sched_kind_t;
 
 typedef enum {
@@ -72,9 +74,9 @@ int schedule_tag(sched_op_t op, int micro);
  * (rendezvous = 1). Returns 0 if every stage completes, -1 on deadlock or a mismatched
  * send/receive (description in err). */
 int schedule_check_deadlock_free(sched_kind_t kind, int P, int M, int rendezvous, char *err,
-                                 int errlen);
+                                 size_t errlen);
 /* Same check for caller-supplied lists: acts[s][0..n[s]) per stage. */
 int schedule_check_lists(int P, int M, sched_action_t *const *acts, const int *n, int rendezvous,
-                         char *err, int errlen);
+                         char *err, size_t errlen);
 
 #endif /* STRATA_SCHEDULE_H */

@@ -3,7 +3,6 @@
 #include "http_request.h"
 
 #include <json-c/json.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,6 +82,117 @@ static int get_num(json_object *v, double *out) {
   return 0;
 }
 
+/* The body as one JSON object, parsed strictly with a depth limit; only whitespace may follow
+ * it. 0 with *root_out (the caller puts it), or an HTTP status with err. */
+static int parse_object(const char *body, size_t len, json_object **root_out, char *err, size_t errlen) {
+  *root_out = NULL;
+  json_tokener *tok = json_tokener_new_ex(HTTP_REQUEST_MAX_DEPTH);
+  if (!tok) return fail(err, errlen, 500, "out of memory for the JSON parser");
+  json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+  json_object *root = json_tokener_parse_ex(tok, body, (int)len);
+  enum json_tokener_error jerr = json_tokener_get_error(tok);
+  size_t used = tok->char_offset;
+  json_tokener_free(tok);
+  int status = 0;
+  if (!root || jerr != json_tokener_success) {
+    if (jerr == json_tokener_continue)
+      status = fail(err, errlen, 400, "malformed JSON: the body ends before the JSON value is complete");
+    else
+      status = fail(err, errlen, 400, "malformed JSON at byte %zu: %s", used,
+                    json_tokener_error_desc(jerr == json_tokener_success ? json_tokener_error_parse_unexpected : jerr));
+    goto put_root;
+  }
+  for (size_t i = used; i < len && !status; i++)
+    if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n')
+      status = fail(err, errlen, 400, "malformed JSON: unexpected data after the JSON object at byte %zu", i);
+  if (!status && !json_object_is_type(root, json_type_object))
+    status = fail(err, errlen, 400, "the body must be a JSON object like {\"prompt\": \"Hello\"}, got a JSON %s",
+                  json_type_to_name(json_object_get_type(root)));
+  if (!status) {
+    *root_out = root;
+    return 0;
+  }
+put_root:
+  if (root) json_object_put(root);
+  return status;
+}
+
+/* "prompt": a non-empty string without NUL, copied into out->prompt. */
+static int read_prompt(json_object *root, http_completion_req_t *out, char *err, size_t errlen) {
+  json_object *v;
+  if (!field(root, "prompt", &v)) return fail(err, errlen, 400, "missing field 'prompt' (a string)");
+  if (!json_object_is_type(v, json_type_string))
+    return fail(err, errlen, 400, "field 'prompt' must be a string, got %s", json_type_to_name(json_object_get_type(v)));
+  const char *p = json_object_get_string(v);
+  size_t plen = (size_t)json_object_get_string_len(v);
+  if (plen == 0) return fail(err, errlen, 400, "field 'prompt' is empty: give at least one character");
+  if (memchr(p, '\0', plen))
+    return fail(err, errlen, 400, "field 'prompt' contains a NUL character (\\u0000), which is not allowed");
+  out->prompt = malloc(plen + 1);
+  if (!out->prompt) return fail(err, errlen, 500, "out of memory for a prompt of %zu bytes", plen);
+  memcpy(out->prompt, p, plen + 1);
+  out->prompt_bytes = plen;
+  return 0;
+}
+
+/* "max_tokens", "temperature", "top_p", "top_k", "seed", each with its default when absent. */
+static int read_sampling(json_object *root, const http_request_limits_t *lim, http_completion_req_t *out,
+                         char *err, size_t errlen) {
+  json_object *v;
+  int64_t x;
+  int r;
+  out->max_tokens = lim->default_max_tokens;
+  if (field(root, "max_tokens", &v)) {
+    if ((r = get_int(v, 1, lim->max_tokens_limit, &x)) == -1)
+      return fail(err, errlen, 400, "field 'max_tokens' must be an integer");
+    if (r == -2)
+      return fail(err, errlen, 400, "field 'max_tokens' must be between 1 and %d (the server's --max-tokens-limit)",
+                  lim->max_tokens_limit);
+    out->max_tokens = (int)x;
+  }
+  out->temperature = 1.0;
+  if (field(root, "temperature", &v)) {
+    if (get_num(v, &out->temperature)) return fail(err, errlen, 400, "field 'temperature' must be a number");
+    if (out->temperature < 0 || out->temperature > 100)
+      return fail(err, errlen, 400, "field 'temperature' must be between 0 (greedy) and 100");
+  }
+  out->top_p = 1.0;
+  if (field(root, "top_p", &v)) {
+    if (get_num(v, &out->top_p)) return fail(err, errlen, 400, "field 'top_p' must be a number");
+    if (!(out->top_p > 0 && out->top_p <= 1)) return fail(err, errlen, 400, "field 'top_p' must be in (0, 1]");
+  }
+  if (field(root, "top_k", &v)) {
+    if ((r = get_int(v, 0, 1 << 30, &x)))
+      return fail(err, errlen, 400, r == -1 ? "field 'top_k' must be an integer" : "field 'top_k' must be >= 0 (0 = off)");
+    out->top_k = (int)x;
+  }
+  if (field(root, "seed", &v)) {
+    if (get_int(v, 0, INT64_MAX, &x)) return fail(err, errlen, 400, "field 'seed' must be an integer in [0, 2^63)");
+    out->has_seed = 1;
+    out->seed = (uint64_t)x;
+  }
+  return 0;
+}
+
+/* "stream" (a boolean) and "session" (a valid session ID). */
+static int read_options(json_object *root, http_completion_req_t *out, char *err, size_t errlen) {
+  json_object *v;
+  if (field(root, "stream", &v)) {
+    if (!json_object_is_type(v, json_type_boolean)) return fail(err, errlen, 400, "field 'stream' must be true or false");
+    out->stream = json_object_get_boolean(v) ? 1 : 0;
+  }
+  if (field(root, "session", &v)) {
+    if (!json_object_is_type(v, json_type_string)) return fail(err, errlen, 400, "field 'session' must be a string");
+    const char *s = json_object_get_string(v);
+    size_t slen = (size_t)json_object_get_string_len(v);
+    if (slen != strlen(s) || !http_session_id_valid(s))
+      return fail(err, errlen, 400, "field 'session' must be 1 to %d characters from A-Z a-z 0-9 _ -",
+                  HTTP_SESSION_ID_MAX);
+    memcpy(out->session, s, slen + 1);
+  }
+  return 0;
+}
+
 int http_request_parse_completion(const char *body, size_t len, const http_request_limits_t *lim,
                                   http_completion_req_t *out, char *err, size_t errlen) {
   http_request_limits_t dflt;
@@ -98,153 +208,13 @@ int http_request_parse_completion(const char *body, size_t len, const http_reque
   if (len == 0 || !body)
     return fail(err, errlen, 400, "empty request body: send a JSON object like {\"prompt\": \"Hello\", \"max_tokens\": 16}");
   if (len > (size_t)INT32_MAX) return fail(err, errlen, 413, "request body too large");
-
-  int status = 0;
-  json_tokener *tok = json_tokener_new_ex(HTTP_REQUEST_MAX_DEPTH);
-  if (!tok) return fail(err, errlen, 500, "out of memory");
-  json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-  json_object *root = json_tokener_parse_ex(tok, body, (int)len);
-  enum json_tokener_error jerr = json_tokener_get_error(tok);
-  size_t used = tok->char_offset;
-  if (!root || jerr != json_tokener_success) {
-    if (jerr == json_tokener_continue)
-      status = fail(err, errlen, 400, "malformed JSON: the body ends before the JSON value is complete");
-    else
-      status = fail(err, errlen, 400, "malformed JSON at byte %zu: %s", used,
-                    json_tokener_error_desc(jerr == json_tokener_success ? json_tokener_error_parse_unexpected : jerr));
-    goto done;
-  }
-  /* Only whitespace may follow the JSON value. */
-  for (size_t i = used; i < len; i++) {
-    char c = body[i];
-    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-      status = fail(err, errlen, 400, "malformed JSON: unexpected data after the JSON object at byte %zu", i);
-      goto done;
-    }
-  }
-  if (!json_object_is_type(root, json_type_object)) {
-    status = fail(err, errlen, 400, "the body must be a JSON object like {\"prompt\": \"Hello\"}, got a JSON %s",
-                  json_type_to_name(json_object_get_type(root)));
-    goto done;
-  }
-
-  json_object *v;
-  /* prompt */
-  if (!field(root, "prompt", &v)) {
-    status = fail(err, errlen, 400, "missing field 'prompt' (a string)");
-    goto done;
-  }
-  if (!json_object_is_type(v, json_type_string)) {
-    status = fail(err, errlen, 400, "field 'prompt' must be a string, got %s", json_type_to_name(json_object_get_type(v)));
-    goto done;
-  }
-  {
-    const char *p = json_object_get_string(v);
-    size_t plen = (size_t)json_object_get_string_len(v);
-    if (plen == 0) {
-      status = fail(err, errlen, 400, "field 'prompt' is empty: give at least one character");
-      goto done;
-    }
-    if (memchr(p, '\0', plen)) {
-      status = fail(err, errlen, 400, "field 'prompt' contains a NUL character (\\u0000), which is not allowed");
-      goto done;
-    }
-    out->prompt = malloc(plen + 1);
-    if (!out->prompt) {
-      status = fail(err, errlen, 500, "out of memory");
-      goto done;
-    }
-    memcpy(out->prompt, p, plen + 1);
-    out->prompt_bytes = plen;
-  }
-  /* max_tokens */
-  out->max_tokens = lim->default_max_tokens;
-  if (field(root, "max_tokens", &v)) {
-    int64_t x;
-    int r = get_int(v, 1, lim->max_tokens_limit, &x);
-    if (r == -1) {
-      status = fail(err, errlen, 400, "field 'max_tokens' must be an integer");
-      goto done;
-    }
-    if (r == -2) {
-      status = fail(err, errlen, 400, "field 'max_tokens' must be between 1 and %d (the server's --max-tokens-limit)",
-                    lim->max_tokens_limit);
-      goto done;
-    }
-    out->max_tokens = (int)x;
-  }
-  /* temperature */
-  out->temperature = 1.0;
-  if (field(root, "temperature", &v)) {
-    if (get_num(v, &out->temperature)) {
-      status = fail(err, errlen, 400, "field 'temperature' must be a number");
-      goto done;
-    }
-    if (out->temperature < 0 || out->temperature > 100) {
-      status = fail(err, errlen, 400, "field 'temperature' must be between 0 (greedy) and 100");
-      goto done;
-    }
-  }
-  /* top_p */
-  out->top_p = 1.0;
-  if (field(root, "top_p", &v)) {
-    if (get_num(v, &out->top_p)) {
-      status = fail(err, errlen, 400, "field 'top_p' must be a number");
-      goto done;
-    }
-    if (!(out->top_p > 0 && out->top_p <= 1)) {
-      status = fail(err, errlen, 400, "field 'top_p' must be in (0, 1]");
-      goto done;
-    }
-  }
-  /* top_k */
-  if (field(root, "top_k", &v)) {
-    int64_t x;
-    int r = get_int(v, 0, 1 << 30, &x);
-    if (r) {
-      status = fail(err, errlen, 400, r == -1 ? "field 'top_k' must be an integer" : "field 'top_k' must be >= 0 (0 = off)");
-      goto done;
-    }
-    out->top_k = (int)x;
-  }
-  /* seed */
-  if (field(root, "seed", &v)) {
-    int64_t x;
-    int r = get_int(v, 0, INT64_MAX, &x);
-    if (r) {
-      status = fail(err, errlen, 400, "field 'seed' must be an integer in [0, 2^63)");
-      goto done;
-    }
-    out->has_seed = 1;
-    out->seed = (uint64_t)x;
-  }
-  /* stream */
-  if (field(root, "stream", &v)) {
-    if (!json_object_is_type(v, json_type_boolean)) {
-      status = fail(err, errlen, 400, "field 'stream' must be true or false");
-      goto done;
-    }
-    out->stream = json_object_get_boolean(v) ? 1 : 0;
-  }
-  /* session */
-  if (field(root, "session", &v)) {
-    if (!json_object_is_type(v, json_type_string)) {
-      status = fail(err, errlen, 400, "field 'session' must be a string");
-      goto done;
-    }
-    const char *s = json_object_get_string(v);
-    size_t slen = (size_t)json_object_get_string_len(v);
-    if (slen != strlen(s) || !http_session_id_valid(s)) {
-      status = fail(err, errlen, 400,
-                    "field 'session' must be 1 to %d characters from A-Z a-z 0-9 _ -", HTTP_SESSION_ID_MAX);
-      goto done;
-    }
-    memcpy(out->session, s, slen + 1);
-  }
-
-done:
-  if (root) json_object_put(root);
-  json_tokener_free(tok);
+  json_object *root;
+  int status = parse_object(body, len, &root, err, errlen);
+  if (status) return status;
+  status = read_prompt(root, out, err, errlen);
+  if (!status) status = read_sampling(root, lim, out, err, errlen);
+  if (!status) status = read_options(root, out, err, errlen);
+  json_object_put(root);
   if (status) http_request_free(out);
   return status;
 }

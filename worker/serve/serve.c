@@ -305,7 +305,7 @@ static json_object *completion_head(serve_t *s, job_t *j) {
   json_object_object_add(o, "id", json_object_new_string(j->id));
   json_object_object_add(o, "object", json_object_new_string("text_completion"));
   json_object_object_add(o, "created", json_object_new_int64(j->created));
-  json_object_object_add(o, "model", json_object_new_string(s->stats.model[0] ? s->stats.model : s->be.name));
+  json_object_object_add(o, "model", json_object_new_string(s->stats.model[0] ? s->stats.model : s->be.ops->name));
   return o;
 }
 
@@ -621,7 +621,7 @@ static void handle_health(serve_t *s, http_response_t *r) {
   pthread_mutex_unlock(&s->mu);
   json_object *o = json_object_new_object();
   json_object_object_add(o, "status", json_object_new_string(draining ? "shutting_down" : "ok"));
-  json_object_object_add(o, "backend", json_object_new_string(s->be.name ? s->be.name : "?"));
+  json_object_object_add(o, "backend", json_object_new_string(s->be.ops->name));
   json_object_object_add(o, "model", json_object_new_string(st.model));
   json_object_object_add(o, "ranks", json_object_new_int(st.ranks));
   json_object_object_add(o, "stages", json_object_new_int(st.stages));
@@ -734,7 +734,7 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
   pthread_mutex_init(&s->mu, NULL);
   cv_init_monotonic(&s->loop_cv);
   s->metrics = metrics_create();
-  if (s->be.stats) s->be.stats(s->be.impl, &s->stats);
+  s->be.ops->stats(s->be.impl, &s->stats);
   http_server_opts_t ho = {.listen = opts->listen,
                            .max_body_bytes = opts->max_request_bytes,
                            .max_connections = (unsigned)opts->max_connections,
@@ -777,7 +777,7 @@ static const char *signal_name(int sig, char *buf, size_t cap) {
 static void sample_stats(serve_t *s) {
   serve_backend_stats_t st;
   memset(&st, 0, sizeof st);
-  if (s->be.stats) s->be.stats(s->be.impl, &st);
+  s->be.ops->stats(s->be.impl, &st);
   pthread_mutex_lock(&s->mu);
   s->stats = st;
   int admitted = s->admitted;
@@ -794,127 +794,140 @@ static void run_session_job(serve_t *s, job_t *j) {
   char msg[SERVE_MESSAGE_MAX] = "";
   char *json = NULL;
   if (j->kind == JOB_SESSIONS_LIST) {
-    if (!s->be.sessions_json) st = 501, snprintf(msg, sizeof msg, "this backend (%s) keeps no sessions", s->be.name);
-    else if (s->be.sessions_json(s->be.impl, &json)) st = 500, snprintf(msg, sizeof msg, "listing sessions failed");
+    st = s->be.ops->sessions_json(s->be.impl, &json);
+    if (st && st != 501) st = 500, snprintf(msg, sizeof msg, "listing sessions failed");
   } else {
-    if (!s->be.session_delete) st = 501, snprintf(msg, sizeof msg, "this backend (%s) keeps no sessions", s->be.name);
-    else st = s->be.session_delete(s->be.impl, j->session_id, msg, sizeof msg);
+    st = s->be.ops->session_delete(s->be.impl, j->session_id, msg, sizeof msg);
     if (st == 404 && !msg[0]) snprintf(msg, sizeof msg, "no session '%s'", j->session_id);
   }
+  if (st == 501) snprintf(msg, sizeof msg, "this backend (%s) keeps no sessions", s->be.ops->name);
   pthread_mutex_lock(&s->mu);
   j->json_out = json;
   job_fail_locked(s, j, st, msg, 1);
   pthread_mutex_unlock(&s->mu);
 }
 
+/* The loop's state between its passes. */
+typedef struct {
+  double grace_end_s, cancel_end_s, next_stats_s; /* monotonic clock; 0 until draining */
+  uint64_t *cancel_ids; /* backend ids to cancel in this pass */
+  int ncancel, ncancel_cap;
+} loop_t;
+
+/* Under s->mu, once serve_stop() was called: starts the drain and says so. */
+static void start_drain_locked(serve_t *s, loop_t *L, double t) {
+  s->draining = 1;
+  double grace = s->opts.shutdown_grace_s;
+  int cap_ms = s->grace_cap_ms;
+  if (cap_ms >= 0 && grace > cap_ms / 1000.0) grace = cap_ms / 1000.0;
+  L->grace_end_s = t + grace;
+  L->cancel_end_s = L->grace_end_s + SERVE_CANCEL_WAIT_S;
+  char sb[32], on[64] = "";
+  if (s->stop_sig) snprintf(on, sizeof on, " on %s", signal_name(s->stop_sig, sb, sizeof sb));
+  strata_info("serve: shutting down%s: new requests get 503; %d request(s) in flight get up to %.2f s to "
+              "finish%s, then are cancelled; sessions stay on disk",
+              on, s->admitted, grace,
+              cap_ms >= 0 && grace < s->opts.shutdown_grace_s ? " (shortened: the launcher kills the ranks soon)"
+                                                               : "");
+}
+
+/* Under s->mu: the cancellations due (client gone, or the drain's grace over) into L. When the
+ * list cannot grow, the rest wait for the next pass. */
+static void collect_cancels_locked(serve_t *s, loop_t *L, double t) {
+  L->ncancel = 0;
+  for (job_t *j = s->active; j; j = j->act_next) {
+    int want = j->cancel_requested || (s->draining && t >= L->grace_end_s);
+    if (!want || j->cancel_sent) continue;
+    if (L->ncancel == L->ncancel_cap) {
+      uint64_t *nc = realloc(L->cancel_ids, sizeof *nc * (size_t)(2 * L->ncancel_cap));
+      if (!nc) break;
+      L->cancel_ids = nc, L->ncancel_cap *= 2;
+    }
+    j->cancel_sent = 1;
+    L->cancel_ids[L->ncancel++] = j->backend_id;
+  }
+}
+
+/* Hands one queued job to the backend (session jobs run here). */
+static void submit_job(serve_t *s, job_t *j) {
+  if (j->kind != JOB_COMPLETION && !s->draining) {
+    run_session_job(s, j);
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  if (j->kind != JOB_COMPLETION || j->cancel_requested || s->draining) {
+    job_fail_locked(s, j, 503, s->draining ? "the server is shutting down" : "client went away", 1);
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
+  j->state = JOB_SUBMITTED;
+  j->act_next = s->active;
+  if (s->active) s->active->act_prev = j;
+  s->active = j;
+  pthread_mutex_unlock(&s->mu);
+  serve_gen_request_t g = {j->req.prompt, j->req.prompt_bytes, j->req.max_tokens, j->req.temperature,
+                           j->req.top_p,  j->req.top_k,        j->req.has_seed,   j->req.seed,
+                           j->req.session[0] ? j->req.session : NULL};
+  char berr[256] = "";
+  uint64_t id = 0;
+  int st = s->be.ops->submit(s->be.impl, &g, on_token, on_done, j, &id, berr, sizeof berr);
+  pthread_mutex_lock(&s->mu);
+  if (st) {
+    if (st < 400 || st > 599) st = 500;
+    job_fail_locked(s, j, st, berr[0] ? berr : "the backend refused the request", 1);
+  } else {
+    j->backend_id = id;
+    pthread_cond_broadcast(&j->cv); /* SUBMITTED: a streaming handler may start */
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Under s->mu: refuses every queued job with 503. */
+static void refuse_queued_locked(serve_t *s) {
+  for (job_t *j = s->queue_head; j;) {
+    job_t *nx = j->next;
+    job_fail_locked(s, j, 503, "the server is shutting down", 1);
+    j = nx;
+  }
+  s->queue_head = s->queue_tail = NULL;
+}
+
 int serve_run(serve_t *s, char *err, size_t errlen) {
   int rc = 0;
-  double grace_end = 0, cancel_end = 0, next_stats = 0;
-  int ncancel_cap = 64;
-  uint64_t *cancel_ids = malloc(sizeof *cancel_ids * (size_t)ncancel_cap);
-  if (!cancel_ids) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  loop_t L = {0, 0, 0, malloc(sizeof(uint64_t) * 64), 0, 64};
+  if (!L.cancel_ids) return strata_fail(err, errlen, "out of memory for the serve loop's cancellation list");
   for (;;) {
     double t = strata_now_s();
-    int ncancel = 0, forced_exit = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->stop && !s->draining) {
-      s->draining = 1;
-      double grace = s->opts.shutdown_grace_s;
-      int cap_ms = s->grace_cap_ms;
-      if (cap_ms >= 0 && grace > cap_ms / 1000.0) grace = cap_ms / 1000.0;
-      grace_end = t + grace;
-      cancel_end = grace_end + SERVE_CANCEL_WAIT_S;
-      char sb[32], on[64] = "";
-      if (s->stop_sig) snprintf(on, sizeof on, " on %s", signal_name(s->stop_sig, sb, sizeof sb));
-      strata_info("serve: shutting down%s: new requests get 503; %d request(s) in flight get up to %.2f s to "
-                  "finish%s, then are cancelled; sessions stay on disk",
-                  on, s->admitted, grace,
-                  cap_ms >= 0 && grace < s->opts.shutdown_grace_s ? " (shortened: the launcher kills the ranks soon)"
-                                                                   : "");
-    }
+    if (s->stop && !s->draining) start_drain_locked(s, &L, t);
     job_t *batch = s->queue_head;
     s->queue_head = s->queue_tail = NULL;
-    for (job_t *j = s->active; j; j = j->act_next) {
-      int want = j->cancel_requested || (s->draining && t >= grace_end);
-      if (want && !j->cancel_sent) {
-        if (ncancel == ncancel_cap) {
-          uint64_t *nc = realloc(cancel_ids, sizeof *nc * (size_t)(2 * ncancel_cap));
-          if (!nc) break;
-          cancel_ids = nc, ncancel_cap *= 2;
-        }
-        j->cancel_sent = 1;
-        cancel_ids[ncancel++] = j->backend_id;
-      }
-    }
-    if (s->draining && t >= cancel_end && s->active) {
+    collect_cancels_locked(s, &L, t);
+    if (s->draining && t >= L.cancel_end_s && s->active) {
       /* The backend did not finish cancelled requests in time: fail them here. */
       while (s->active) job_fail_locked(s, s->active, 503, "request cancelled: the server is shutting down", 0);
     }
-    if (s->draining && !batch && s->admitted == 0) forced_exit = 1;
+    int drained = s->draining && !batch && s->admitted == 0;
     pthread_mutex_unlock(&s->mu);
-    if (forced_exit) break;
+    if (drained) break;
 
-    /* Hand queued requests to the backend, in arrival order. */
-    while (batch) {
+    while (batch) { /* in arrival order */
       job_t *j = batch;
       batch = j->next;
       j->next = NULL;
-      if (j->kind != JOB_COMPLETION) {
-        if (s->draining) {
-          pthread_mutex_lock(&s->mu);
-          job_fail_locked(s, j, 503, "the server is shutting down", 1);
-          pthread_mutex_unlock(&s->mu);
-        } else {
-          run_session_job(s, j);
-        }
-        continue;
-      }
-      pthread_mutex_lock(&s->mu);
-      if (j->cancel_requested || s->draining) {
-        job_fail_locked(s, j, 503, s->draining ? "the server is shutting down" : "client went away", 1);
-        pthread_mutex_unlock(&s->mu);
-        continue;
-      }
-      j->state = JOB_SUBMITTED;
-      j->act_next = s->active;
-      if (s->active) s->active->act_prev = j;
-      s->active = j;
-      pthread_mutex_unlock(&s->mu);
-      serve_gen_request_t g = {j->req.prompt, j->req.prompt_bytes, j->req.max_tokens, j->req.temperature,
-                               j->req.top_p,  j->req.top_k,        j->req.has_seed,   j->req.seed,
-                               j->req.session[0] ? j->req.session : NULL};
-      char berr[256] = "";
-      uint64_t id = 0;
-      int st = s->be.submit(s->be.impl, &g, on_token, on_done, j, &id, berr, sizeof berr);
-      pthread_mutex_lock(&s->mu);
-      if (st) {
-        if (st < 400 || st > 599) st = 500;
-        job_fail_locked(s, j, st, berr[0] ? berr : "the backend refused the request", 1);
-      } else {
-        j->backend_id = id;
-        pthread_cond_broadcast(&j->cv); /* SUBMITTED: a streaming handler may start */
-      }
-      pthread_mutex_unlock(&s->mu);
+      submit_job(s, j);
     }
-    for (int i = 0; i < ncancel; i++) s->be.cancel(s->be.impl, cancel_ids[i]);
+    for (int i = 0; i < L.ncancel; i++) s->be.ops->cancel(s->be.impl, L.cancel_ids[i]);
 
-    int failed = s->be.tick && s->be.tick(s->be.impl, err, errlen);
-    if (failed || !s->be.idle(s->be.impl)) {
-      if (failed || s->be.step(s->be.impl, err, errlen)) {
+    int failed = s->be.ops->tick && s->be.ops->tick(s->be.impl, err, errlen);
+    if (failed || !s->be.ops->idle(s->be.impl)) {
+      if (failed || s->be.ops->step(s->be.impl, err, errlen)) {
         strata_error("serve: the backend failed: %s", err);
         rc = -1;
         pthread_mutex_lock(&s->mu);
         s->draining = 1;
         while (s->active) job_fail_locked(s, s->active, 500, "the inference backend failed; see the server log", 0);
-        for (job_t *j = s->queue_head; j;) {
-          job_t *nx = j->next;
-          job_fail_locked(s, j, 503, "the server is shutting down", 1);
-          j = nx;
-        }
-        s->queue_head = s->queue_tail = NULL;
+        refuse_queued_locked(s);
         pthread_mutex_unlock(&s->mu);
         break;
       }
@@ -923,12 +936,12 @@ int serve_run(serve_t *s, char *err, size_t errlen) {
       if (!s->queue_head && !s->stop) cv_wait_s(&s->loop_cv, &s->mu, SERVE_IDLE_WAIT_S);
       pthread_mutex_unlock(&s->mu);
     }
-    if (t >= next_stats) {
+    if (t >= L.next_stats_s) {
       sample_stats(s);
-      next_stats = t + SERVE_STATS_PERIOD_S;
+      L.next_stats_s = t + SERVE_STATS_PERIOD_S;
     }
   }
-  free(cancel_ids);
+  free(L.cancel_ids);
   sample_stats(s);
   return rc;
 }
@@ -937,17 +950,11 @@ void serve_destroy(serve_t *s) {
   if (!s) return;
   pthread_mutex_lock(&s->mu);
   s->draining = 1;
-  /* Anything still queued (serve_run not called or returned early) is refused. */
-  for (job_t *j = s->queue_head; j;) {
-    job_t *nx = j->next;
-    job_fail_locked(s, j, 503, "the server is shutting down", 1);
-    j = nx;
-  }
-  s->queue_head = s->queue_tail = NULL;
+  refuse_queued_locked(s); /* serve_run not called or returned early */
   pthread_mutex_unlock(&s->mu);
   http_server_stop(s->http);
   /* The backend goes last: it may still call on_done for requests failed at shutdown. */
-  if (s->be.destroy) s->be.destroy(s->be.impl);
+  s->be.ops->destroy(s->be.impl);
   metrics_destroy(s->metrics);
   pthread_cond_destroy(&s->loop_cv);
   pthread_mutex_destroy(&s->mu);

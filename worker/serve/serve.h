@@ -39,7 +39,8 @@
 #include <stdint.h>
 
 /* ---- The backend interface ------------------------------------------------------------------
- * A generation engine as the server sees it. Contract:
+ * A generation engine as the server sees it: a const table of functions, one per backend at the
+ * end of its file (serve_engine.c, serve_fake.c), and the state they are called with. Contract:
  *  - Every function is called only from the serve_run() thread (no locking needed inside).
  *  - submit() either refuses (returns an HTTP status: 429 busy, 400 e.g. a prompt longer than
  *    the context, 404 unknown session, 500 other; message in err) and never calls back, or
@@ -54,7 +55,8 @@
  *  - tick() (may be NULL) is called on every pass of the loop, idle or not, at least every 50 ms:
  *    a backend spread over several ranks keeps them alive with it (a heartbeat). -1 is fatal
  *    (a rank died), as for step().
- *  - sessions_json / session_delete may be NULL (the endpoints then answer 501).
+ *  - sessions_json / session_delete return 501 when this backend keeps no sessions (the
+ *    endpoints then answer 501).
  *  - destroy() ends every unfinished request (on_done with SERVE_FINISH_CANCELLED) and frees.
  */
 typedef struct {
@@ -110,21 +112,25 @@ typedef struct {
   int64_t session_save_failures;    /* saves that failed (those requests got 507) */
 } serve_backend_stats_t;
 
-typedef struct {
-  void *impl;        /* the backend's state, passed to every function */
+typedef struct serve_backend_ops {
   const char *name;  /* "fake", "engine" ... (shown by /health) */
   int (*submit)(void *impl, const serve_gen_request_t *req, serve_on_token_fn on_token, serve_on_done_fn on_done,
                 void *ctx, uint64_t *id_out, char *err, size_t errlen);
   void (*cancel)(void *impl, uint64_t id);
   int (*step)(void *impl, char *err, size_t errlen);
-  int (*tick)(void *impl, char *err, size_t errlen);
+  int (*tick)(void *impl, char *err, size_t errlen); /* NULL: nothing to keep alive */
   int (*idle)(void *impl);
   void (*stats)(void *impl, serve_backend_stats_t *out);
-  /* malloc'd JSON array text, e.g. [{"id":"a","tokens":12}]; returns 0 or -1 */
+  /* malloc'd JSON array text, e.g. [{"id":"a","tokens":12}]; returns 0, -1 on failure or 501 */
   int (*sessions_json)(void *impl, char **json_out);
-  /* 0 deleted, 404 no such session, 409 in use, 500 other */
+  /* 0 deleted, 404 no such session, 409 in use, 500 other, 501 keeps no sessions */
   int (*session_delete)(void *impl, const char *id, char *err, size_t errlen);
   void (*destroy)(void *impl);
+} serve_backend_ops_t;
+
+typedef struct {
+  const serve_backend_ops_t *ops; /* the backend's functions */
+  void *impl;                     /* its state, passed to every one of them */
 } serve_backend_t;
 
 /* ---- The server ------------------------------------------------------------------------------ */

@@ -30,6 +30,8 @@ typedef struct {
   int64_t max_inflight;
 } se_t;
 
+static const serve_backend_ops_t engine_ops; /* at the end of the file */
+
 typedef struct {
   serve_on_token_fn on_token;
   serve_on_done_fn on_done;
@@ -216,7 +218,8 @@ static int se_sessions_json(void *impl, char **json_out) {
   session_info_t *v = NULL;
   int n = 0;
   char err[256];
-  if (dir && session_list(dir, &v, &n, err, sizeof err)) return -1;
+  if (!dir) return 501;
+  if (session_list(dir, &v, &n, err, sizeof err)) return -1;
   size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 128), len = 0; /* an entry is under 170 bytes */
   char *out = malloc(cap);
   if (!out) {
@@ -236,6 +239,7 @@ static int se_sessions_json(void *impl, char **json_out) {
 
 static int se_session_delete(void *impl, const char *id, char *err, size_t errlen) {
   se_t *s = impl;
+  if (!infer_session_dir(s->eng)) return 501;
   int d = infer_session_delete(s->eng, id, err, errlen);
   return d == 0 ? 0 : d == 1 ? 404 : d == 2 ? 409 : 500;
 }
@@ -261,18 +265,8 @@ static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backen
   }
   s->ranks = coll_size(s->comm);
   s->cfg = *infer_engine_config(s->eng);
-  memset(out, 0, sizeof *out);
+  out->ops = &engine_ops;
   out->impl = s;
-  out->name = "engine";
-  out->submit = se_submit;
-  out->cancel = se_cancel;
-  out->step = se_step;
-  out->tick = se_tick;
-  out->idle = se_idle;
-  out->stats = se_stats;
-  out->sessions_json = infer_session_dir(s->eng) ? se_sessions_json : NULL;
-  out->session_delete = infer_session_dir(s->eng) ? se_session_delete : NULL;
-  out->destroy = se_destroy;
   return 0;
 }
 
@@ -292,3 +286,16 @@ static int se_worker(const char *ckpt, const serve_engine_opts_t *so, char *err,
 
 static const serve_engine_hooks_t hooks = {se_open, se_worker};
 const serve_engine_hooks_t *serve_engine_hooks_impl = &hooks;
+
+static const serve_backend_ops_t engine_ops = {
+    .name = "engine",
+    .submit = se_submit,
+    .cancel = se_cancel,
+    .step = se_step,
+    .tick = se_tick,
+    .idle = se_idle,
+    .stats = se_stats,
+    .sessions_json = se_sessions_json,
+    .session_delete = se_session_delete,
+    .destroy = se_destroy,
+};

@@ -14,6 +14,8 @@
 
 #define FAKE_KV_BYTES_PER_TOKEN 1024 /* pretend KV-cache bytes per stored session token */
 
+static const serve_backend_ops_t fake_ops; /* at the end of the file */
+
 typedef struct {
   uint64_t id;
   serve_on_token_fn on_token;
@@ -249,16 +251,20 @@ int fake_backend_create(const fake_backend_opts_t *o, serve_backend_t *out, char
   fake_t *f = calloc(1, sizeof *f);
   if (!f) return snprintf(err, errlen, "out of memory"), -1;
   f->o = *o;
-  memset(out, 0, sizeof *out);
+  out->ops = &fake_ops;
   out->impl = f;
-  out->name = "fake";
-  out->submit = fake_submit;
-  out->cancel = fake_cancel;
-  out->step = fake_step;
-  out->idle = fake_idle;
-  out->stats = fake_stats;
-  out->sessions_json = fake_sessions_json;
-  out->session_delete = fake_session_delete;
-  out->destroy = fake_destroy;
   return 0;
 }
+
+static const serve_backend_ops_t fake_ops = {
+    .name = "fake",
+    .submit = fake_submit,
+    .cancel = fake_cancel,
+    .step = fake_step,
+    .tick = NULL, /* one process: nothing to keep alive */
+    .idle = fake_idle,
+    .stats = fake_stats,
+    .sessions_json = fake_sessions_json,
+    .session_delete = fake_session_delete,
+    .destroy = fake_destroy,
+};
