@@ -457,146 +457,148 @@ static int wait_token_sends(infer_engine_t *e) {
   return rc;
 }
 
+/* What one RUN has in flight, and its scratch buffers. */
+typedef struct {
+  coll_request_t *reqs[MAX_GROUPS];     /* activation sends to the next stage */
+  float *bufs[MAX_GROUPS];              /* their buffers */
+  int nreq, nbufs;
+  coll_request_t *tok_reqs[MAX_GROUPS]; /* last stage, P > 1: token sends to rank 0 */
+  int32_t *tok_bufs[MAX_GROUPS];        /* their buffers */
+  int n_tok;
+  float *x;                             /* (rows, C) input activations */
+  int32_t *tok;                         /* (rows) first stage: input tokens */
+  gpt2_kv_seq_t *seqs;                  /* (nseq) the sequences' caches */
+} run_t;
+
+/* Group g of a RUN (nseq sequences, items = their (slot, new tokens) pairs) through this stage:
+ * its input from the slots' tokens (first stage) or the previous stage, forward, then its
+ * output to the next stage or, on the last, the sampled tokens to rank 0 (applied at once when
+ * P == 1). Returns 0 or -1 with e->err. */
+static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t *items) {
+  const int C = e->cfg.dim, V = e->cfg.vocab;
+  const int first = e->rank == 0, last = e->rank == e->P - 1;
+  size_t rows = 0;
+  for (int i = 0; i < nseq; i++) rows += (size_t)items[2 * i + 1];
+  free(R->seqs);
+  free(R->x);
+  free(R->tok);
+  R->seqs = malloc(sizeof *R->seqs * nseq);
+  R->x = malloc(sizeof(float) * rows * C);
+  R->tok = malloc(sizeof(int32_t) * rows);
+  if (!R->seqs || !R->x || !R->tok) return strata_fail(e->err, sizeof e->err, "out of memory for a round of %zu rows", rows);
+  size_t r = 0;
+  for (int i = 0; i < nseq; i++) {
+    slot_t *sl = &e->slots[items[2 * i]];
+    int n_new = items[2 * i + 1];
+    R->seqs[i] = kv_cache_seq(sl->cache, n_new);
+    if (first) memcpy(R->tok + r, sl->tokens + sl->cache->n_pos, sizeof(int32_t) * n_new);
+    r += (size_t)n_new;
+  }
+  coll_result_t cr;
+  if (!first && (cr = coll_recv(R->x, rows * C, COLL_F32, e->rank - 1, TAG_ACT + g, e->comm)) != COLL_OK)
+    return strata_fail(e->err, sizeof e->err, "receiving group %d from stage %d: %s: %s", g, e->rank - 1,
+                       coll_result_string(cr), coll_last_error(e->comm));
+  size_t out_floats = last ? (size_t)nseq * V : rows * C;
+  float *y = malloc(sizeof(float) * out_floats);
+  if (!y) return strata_fail(e->err, sizeof e->err, "out of memory for the output of a round (%zu floats)", out_floats);
+  if (gpt2_forward_kv(e->model, R->seqs, nseq, R->tok, R->x, y, 1, e->err, sizeof e->err)) {
+    free(y);
+    return -1;
+  }
+  for (int i = 0; i < nseq; i++) kv_cache_advance(e->slots[items[2 * i]].cache, items[2 * i + 1]);
+  if (!last) {
+    R->bufs[R->nbufs++] = y;
+    if ((cr = coll_isend(y, rows * C, COLL_F32, e->rank + 1, TAG_ACT + g, e->comm, &R->reqs[R->nreq])) != COLL_OK)
+      return strata_fail(e->err, sizeof e->err, "sending group %d to stage %d: %s", g, e->rank + 1,
+                         coll_result_string(cr));
+    R->nreq++;
+    return 0;
+  }
+  int32_t *t = malloc(sizeof(int32_t) * nseq);
+  if (!t) {
+    free(y);
+    return strata_fail(e->err, sizeof e->err, "out of memory for the sampled tokens of %d sequences", nseq);
+  }
+  for (int i = 0; i < nseq; i++) t[i] = sampler_next(&e->slots[items[2 * i]].sampler, y + (size_t)i * V, V);
+  free(y);
+  if (first) { /* P == 1 */
+    for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t[i]);
+    free(t);
+    return 0;
+  }
+  if ((cr = coll_isend(t, (size_t)nseq, COLL_I32, 0, TAG_TOK + g, e->comm, &R->tok_reqs[R->n_tok])) != COLL_OK) {
+    free(t);
+    return strata_fail(e->err, sizeof e->err, "sending tokens of group %d to rank 0: %s", g, coll_result_string(cr));
+  }
+  R->tok_bufs[R->n_tok++] = t;
+  return 0;
+}
+
+/* Rank 0, P > 1, after its RUN of G groups: receives the previous RUN's groups beyond G, then
+ * keeps this RUN's plan (len words) to know which tokens the next RUN receives. */
+static int keep_plan(infer_engine_t *e, const int32_t *plan, int G, int len) {
+  int prevG = e->prev_len ? e->prev_plan[0] : 0;
+  for (int g = G; g < prevG; g++)
+    if (recv_prev_group(e, g)) return -1;
+  if (len > e->prev_cap) {
+    int32_t *np = realloc(e->prev_plan, sizeof(int32_t) * len);
+    if (!np) return strata_fail(e->err, sizeof e->err, "out of memory for a plan of %d words", len);
+    e->prev_plan = np;
+    e->prev_cap = len;
+  }
+  memcpy(e->prev_plan, plan, sizeof(int32_t) * len);
+  e->prev_len = len;
+  return 0;
+}
+
+/* Completes the RUN's activation sends and, on the last stage, the previous RUN's token sends
+ * (this RUN's stay in flight for the next); frees the scratch. Returns rc, or -1 when a send
+ * failed. */
+static int end_run(infer_engine_t *e, run_t *R, int rc) {
+  for (int i = 0; i < R->nreq; i++) {
+    coll_result_t cr = coll_wait(R->reqs[i]);
+    if (cr != COLL_OK && rc == 0)
+      rc = strata_fail(e->err, sizeof e->err, "completing a send: %s", coll_result_string(cr));
+  }
+  for (int i = 0; i < R->nbufs; i++) free(R->bufs[i]);
+  if (e->rank == e->P - 1 && e->rank != 0) {
+    /* rank 0 has received the previous RUN's tokens by now (before running the groups whose
+     * activations reached this stage, or at the end of its RUN) */
+    if (wait_token_sends(e) && rc == 0) rc = -1;
+    for (int i = 0; i < R->n_tok; i++) {
+      e->tok_reqs[i] = R->tok_reqs[i];
+      e->tok_bufs[i] = R->tok_bufs[i];
+    }
+    e->n_tok_reqs = R->n_tok;
+  }
+  free(R->x);
+  free(R->tok);
+  free(R->seqs);
+  return rc;
+}
+
 /* One RUN: the groups of sequences through this stage. Groups follow one another, so while
  * stage s+1 runs group g, stage s runs group g+1. With P > 1 the RUNs overlap as well: the
  * tokens of group g of one RUN return to rank 0 while the others are still in the pipeline, and
  * rank 0 receives them just before it runs group g of the next RUN (a sequence keeps its group),
  * so in steady state every stage is busy. */
 static int exec_run(infer_engine_t *e, const int32_t *p, const int32_t **end) {
-  const int C = e->cfg.dim, V = e->cfg.vocab;
   const int first = e->rank == 0, last = e->rank == e->P - 1;
   const int32_t *plan = p;
-  int G = *p++;
-  int rc = -1;
-  coll_request_t *reqs[MAX_GROUPS];
-  int nreq = 0;
-  void *bufs[MAX_GROUPS];
-  int nbufs = 0;
-  float *x = NULL, *y = NULL;
-  int32_t *tok = NULL;
-  gpt2_kv_seq_t *seqs = NULL;
-  coll_request_t *new_tok_reqs[MAX_GROUPS];
-  int32_t *new_tok_bufs[MAX_GROUPS];
-  int n_new_tok = 0;
+  int G = *p++, rc = 0;
+  run_t R;
+  memset(&R, 0, sizeof R);
   if (first) e->n_recv = 0;
-  for (int g = 0; g < G; g++) {
+  for (int g = 0; g < G && rc == 0; g++) {
     int nseq = *p++;
     const int32_t *items = p;
     p += 2 * nseq;
-    if (first && !last && recv_prev_group(e, g)) goto out;
-    if (nseq == 0) continue;
-    size_t rows = 0;
-    for (int i = 0; i < nseq; i++) rows += (size_t)items[2 * i + 1];
-    free(seqs);
-    free(x);
-    free(tok);
-    seqs = malloc(sizeof *seqs * nseq);
-    x = malloc(sizeof(float) * rows * C);
-    tok = malloc(sizeof(int32_t) * rows);
-    if (!seqs || !x || !tok) {
-      snprintf(e->err, sizeof e->err, "out of memory for a round of %zu rows", rows);
-      goto out;
-    }
-    size_t r = 0;
-    for (int i = 0; i < nseq; i++) {
-      slot_t *sl = &e->slots[items[2 * i]];
-      int n_new = items[2 * i + 1];
-      seqs[i] = kv_cache_seq(sl->cache, n_new);
-      if (first) memcpy(tok + r, sl->tokens + sl->cache->n_pos, sizeof(int32_t) * n_new);
-      r += (size_t)n_new;
-    }
-    if (!first) {
-      coll_result_t cr = coll_recv(x, rows * C, COLL_F32, e->rank - 1, TAG_ACT + g, e->comm);
-      if (cr != COLL_OK) {
-        snprintf(e->err, sizeof e->err, "receiving group %d from stage %d: %s: %s", g, e->rank - 1,
-                 coll_result_string(cr), coll_last_error(e->comm));
-        goto out;
-      }
-    }
-    size_t out_floats = last ? (size_t)nseq * V : rows * C;
-    y = malloc(sizeof(float) * out_floats);
-    if (!y) {
-      snprintf(e->err, sizeof e->err, "out of memory");
-      goto out;
-    }
-    if (gpt2_forward_kv(e->model, seqs, nseq, tok, x, y, 1, e->err, sizeof e->err)) goto out;
-    for (int i = 0; i < nseq; i++) kv_cache_advance(e->slots[items[2 * i]].cache, items[2 * i + 1]);
-    if (!last) {
-      bufs[nbufs++] = y;
-      coll_result_t cr = coll_isend(y, rows * C, COLL_F32, e->rank + 1, TAG_ACT + g, e->comm, &reqs[nreq]);
-      y = NULL;
-      if (cr != COLL_OK) {
-        snprintf(e->err, sizeof e->err, "sending group %d to stage %d: %s", g, e->rank + 1, coll_result_string(cr));
-        goto out;
-      }
-      nreq++;
-    } else {
-      int32_t *t = malloc(sizeof(int32_t) * nseq);
-      if (!t) goto out;
-      for (int i = 0; i < nseq; i++) {
-        slot_t *sl = &e->slots[items[2 * i]];
-        t[i] = sampler_next(&sl->sampler, y + (size_t)i * V, V);
-      }
-      free(y);
-      y = NULL;
-      if (first) { /* P == 1 */
-        for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t[i]);
-        free(t);
-      } else {
-        coll_result_t cr = coll_isend(t, (size_t)nseq, COLL_I32, 0, TAG_TOK + g, e->comm, &new_tok_reqs[n_new_tok]);
-        if (cr != COLL_OK) {
-          free(t);
-          snprintf(e->err, sizeof e->err, "sending tokens of group %d to rank 0: %s", g, coll_result_string(cr));
-          goto out;
-        }
-        new_tok_bufs[n_new_tok++] = t;
-      }
-    }
+    if (first && !last && recv_prev_group(e, g)) rc = -1;
+    else if (nseq > 0) rc = run_group(e, &R, g, nseq, items);
   }
-  if (first && !last) {
-    /* the previous RUN's groups beyond this one's */
-    int prevG = e->prev_len ? e->prev_plan[0] : 0;
-    for (int g = G; g < prevG; g++)
-      if (recv_prev_group(e, g)) goto out;
-    int len = (int)(p - plan);
-    if (len > e->prev_cap) {
-      int32_t *np = realloc(e->prev_plan, sizeof(int32_t) * len);
-      if (!np) {
-        snprintf(e->err, sizeof e->err, "out of memory");
-        goto out;
-      }
-      e->prev_plan = np;
-      e->prev_cap = len;
-    }
-    memcpy(e->prev_plan, plan, sizeof(int32_t) * len);
-    e->prev_len = len;
-  }
-  rc = 0;
-out:
-  for (int i = 0; i < nreq; i++) {
-    coll_result_t cr = coll_wait(reqs[i]);
-    if (cr != COLL_OK && rc == 0) {
-      snprintf(e->err, sizeof e->err, "completing a send: %s", coll_result_string(cr));
-      rc = -1;
-    }
-  }
-  for (int i = 0; i < nbufs; i++) free(bufs[i]);
-  if (last && !first) {
-    /* rank 0 has received the previous RUN's tokens by now (before running the groups whose
-     * activations reached this stage, or at the end of its RUN) */
-    if (wait_token_sends(e) && rc == 0) rc = -1;
-    for (int i = 0; i < n_new_tok; i++) {
-      e->tok_reqs[i] = new_tok_reqs[i];
-      e->tok_bufs[i] = new_tok_bufs[i];
-    }
-    e->n_tok_reqs = n_new_tok;
-  }
-  free(x);
-  free(y);
-  free(tok);
-  free(seqs);
+  if (rc == 0 && first && !last) rc = keep_plan(e, plan, G, (int)(p - plan));
   *end = p;
-  return rc;
+  return end_run(e, &R, rc);
 }
 
 /* Records this rank's outcome of a LOAD or SAVE for the next VOTE. */
@@ -1126,36 +1128,115 @@ static int session_on_disk(infer_engine_t *e, req_node_t *r) {
   return 0;
 }
 
+/* Where request r's session lives: *s its resident slot (-1: none), *source "memory", "disk"
+ * or "new" ("none" without a session), and what it holds. Returns 0, 1 when the session is busy
+ * (wait), -1 failed (request consumed). */
+static int locate_session(infer_engine_t *e, req_node_t *r, int *s, const char **source, int *n_hist, int *n_kv,
+                          uint64_t *gen) {
+  *s = -1;
+  *source = "none";
+  *n_hist = *n_kv = 0;
+  *gen = 0;
+  if (!r->session[0]) return 0;
+  *s = find_session_slot(e, r->session);
+  if (*s >= 0) {
+    const slot_t *sl = &e->slots[*s];
+    if (sl->state == SLOT_ACTIVE) return 1;
+    *source = "memory";
+    *n_hist = sl->n_tokens;
+    *n_kv = sl->cache->n_pos;
+    *gen = sl->gen;
+    return 0;
+  }
+  int d = session_on_disk(e, r);
+  if (d < 0) return -1;
+  *source = d == 0 ? "disk" : "new";
+  if (d == 0) {
+    *n_hist = e->rec->n_tokens;
+    *n_kv = e->rec->n_kv;
+    *gen = e->rec->generation;
+  }
+  return 0;
+}
+
+/* Rank 0 loads its own stage of session r->session into slot s now (a bad file fails only this
+ * request) and plans the LOAD of the other stages; their outcome comes with the next VOTE.
+ * Returns 0 with the history in *hist (malloc'd, *n_hist tokens) and *n_kv, -1 failed. */
+static int load_session(infer_engine_t *e, req_node_t *r, int s, int32_t **hist, int *n_hist, int *n_kv) {
+  char err[1024];
+  slot_t *sl = &e->slots[s];
+  session_status_t st = SESSION_IO;
+  if (kv_cache_create(e->nl, e->cfg.dim, e->cfg.ctx, &sl->cache, err, sizeof err) == 0)
+    st = session_read_stage(e->session_dir, r->session, &e->hdr, e->rec, sl->cache, hist, n_hist, err, sizeof err);
+  if (st != SESSION_OK) {
+    kv_cache_free(sl->cache);
+    sl->cache = NULL;
+    char msg[1400];
+    snprintf(msg, sizeof msg,
+             "session '%s' cannot be restored: stage 0 (rank 0): its file is %s: %s; delete the session to "
+             "start it afresh",
+             r->session, session_status_name(st), err);
+    fail_request(e, r, load_error_kind(st), msg);
+    return -1;
+  }
+  *n_kv = sl->cache->n_pos;
+  msg_push(e, OP_LOAD);
+  msg_push(e, s);
+  msg_push(e, *n_kv);
+  msg_push(e, e->rec->n_tokens);
+  msg_push_u64(e, e->rec->generation);
+  for (int k = 0; k < e->P; k++) msg_push_u64(e, e->rec->sum[k]);
+  msg_push_str(e, r->session);
+  e->vote_slots[e->n_vote_slots++] = s;
+  e->st.session_loads++;
+  session_store_touch(e->store, r->session);
+  return 0;
+}
+
+/* A slot for a request whose session is not resident (evicting the least recently used idle
+ * one if needed), opened empty or loaded from disk. Returns 0 with *s, 1 when none is free
+ * this round (wait), -1 failed (request consumed). */
+static int take_slot(infer_engine_t *e, req_node_t *r, int from_disk, int *s, int32_t **hist, int *n_hist,
+                     int *n_kv) {
+  *s = free_slot(e);
+  if (*s < 0 && evict_lru(e) >= 0) *s = free_slot(e);
+  /* the evicted slot is released when the plan executes: take it directly */
+  for (int i = 0; i < e->nslots && *s < 0; i++)
+    if (e->slots[i].state == SLOT_FREE) *s = i;
+  if (*s < 0) return 1;
+  /* a slot planned for release in this message still holds its cache until the plan executes:
+   * releasing it now on rank 0 is unsafe, so the request waits for the next round */
+  if (e->slots[*s].cache) return 1;
+  if (from_disk) return load_session(e, r, *s, hist, n_hist, n_kv);
+  msg_push(e, OP_OPEN);
+  msg_push(e, *s);
+  return 0;
+}
+
+/* The least loaded pipeline group, for a sequence starting in slot s; it stays there (see
+ * exec_run). */
+static int least_loaded_group(const infer_engine_t *e, int s) {
+  int count[MAX_GROUPS] = {0}, G = e->P < MAX_GROUPS ? e->P : MAX_GROUPS;
+  for (int i = 0; i < e->nslots; i++)
+    if (i != s && e->slots[i].state == SLOT_ACTIVE && e->slots[i].req && e->slots[i].group < G)
+      count[e->slots[i].group]++;
+  int best = 0;
+  for (int g = 1; g < G; g++)
+    if (count[g] < count[best]) best = g;
+  return best;
+}
+
 /* Admits one request into a slot (plans OPEN/LOAD/SAMPLER). Returns 0 admitted, 1 must wait
  * (session busy or no slot), -1 failed (request consumed). A LOAD's outcome on the other
  * stages is known only after the VOTE that infer_engine_step plans after admission. */
 static int admit(infer_engine_t *e, req_node_t *r) {
-  char err[1024];
-  int s = -1;
-  int32_t *hist = NULL;
-  int n_hist = 0, n_kv = 0;
-  uint64_t gen = 0;
-  const char *source = "none";
-  if (r->session[0]) {
-    s = find_session_slot(e, r->session);
-    if (s >= 0 && e->slots[s].state == SLOT_ACTIVE) return 1; /* busy: wait */
-    if (s >= 0) {
-      source = "memory";
-      n_hist = e->slots[s].n_tokens;
-      n_kv = e->slots[s].cache->n_pos;
-      gen = e->slots[s].gen;
-    } else {
-      int d = session_on_disk(e, r);
-      if (d < 0) return -1;
-      source = d == 0 ? "disk" : "new";
-      if (d == 0) {
-        n_hist = e->rec->n_tokens;
-        n_kv = e->rec->n_kv;
-        gen = e->rec->generation;
-      }
-    }
-  }
+  int s, n_hist, n_kv;
+  uint64_t gen;
+  const char *source;
+  int rc = locate_session(e, r, &s, &source, &n_hist, &n_kv, &gen);
+  if (rc) return rc;
   if (n_hist + r->n_prompt + r->max_tokens > e->cfg.ctx) {
+    char err[1024];
     snprintf(err, sizeof err,
              "context would pass n_ctx: session '%s' history %d + prompt %d + max_tokens %d = %d tokens "
              "> the model's context %d; start a new session or lower max_tokens",
@@ -1168,60 +1249,14 @@ static int admit(infer_engine_t *e, req_node_t *r) {
     fail_request(e, r, INFER_ERR_INVALID, "empty context: the session is new and the prompt is empty");
     return -1;
   }
-  if (s < 0) {
-    s = free_slot(e);
-    if (s < 0 && evict_lru(e) >= 0) s = free_slot(e);
-    if (s < 0) {
-      /* the evicted slot is released when the plan executes: take it directly */
-      for (int i = 0; i < e->nslots && s < 0; i++)
-        if (e->slots[i].state == SLOT_FREE) s = i;
-    }
-    if (s < 0) return 1;
-    if (!strcmp(source, "disk")) {
-      /* rank 0 loads its own stage now (a bad file fails only this request) */
-      slot_t *sl = &e->slots[s];
-      if (sl->cache) {
-        /* slot planned for release in this message: release now on rank 0 is unsafe; wait */
-        return 1;
-      }
-      session_status_t st = SESSION_IO;
-      if (kv_cache_create(e->nl, e->cfg.dim, e->cfg.ctx, &sl->cache, err, sizeof err) == 0)
-        st = session_read_stage(e->session_dir, r->session, &e->hdr, e->rec, sl->cache, &hist, &n_hist, err,
-                                sizeof err);
-      if (st != SESSION_OK) {
-        kv_cache_free(sl->cache);
-        sl->cache = NULL;
-        char msg[1400];
-        snprintf(msg, sizeof msg,
-                 "session '%s' cannot be restored: stage 0 (rank 0): its file is %s: %s; delete the session to "
-                 "start it afresh",
-                 r->session, session_status_name(st), err);
-        fail_request(e, r, load_error_kind(st), msg);
-        return -1;
-      }
-      n_kv = sl->cache->n_pos;
-      msg_push(e, OP_LOAD);
-      msg_push(e, s);
-      msg_push(e, n_kv);
-      msg_push(e, e->rec->n_tokens);
-      msg_push_u64(e, e->rec->generation);
-      for (int k = 0; k < e->P; k++) msg_push_u64(e, e->rec->sum[k]);
-      msg_push_str(e, r->session);
-      e->vote_slots[e->n_vote_slots++] = s;
-      e->st.session_loads++;
-      session_store_touch(e->store, r->session);
-    } else {
-      if (e->slots[s].cache) return 1; /* released at the end of this plan; next round */
-      msg_push(e, OP_OPEN);
-      msg_push(e, s);
-    }
-  }
+  int32_t *hist = NULL;
+  if (s < 0 && (rc = take_slot(e, r, !strcmp(source, "disk"), &s, &hist, &n_hist, &n_kv))) return rc;
   slot_t *sl = &e->slots[s];
   if (!sl->tokens) {
     sl->tokens = malloc(sizeof(int32_t) * e->cfg.ctx);
     if (!sl->tokens) {
       free(hist);
-      fail_request(e, r, INFER_ERR_INTERNAL, "out of memory");
+      fail_request(e, r, INFER_ERR_INTERNAL, "out of memory for a sequence's tokens");
       return -1;
     }
     sl->n_tokens = 0;
@@ -1243,16 +1278,7 @@ static int admit(infer_engine_t *e, req_node_t *r) {
   sl->n_kv = n_kv;
   sl->inflight = 0;
   sl->cancelled = 0;
-  { /* the least loaded pipeline group; the sequence stays in it (see exec_run) */
-    int count[MAX_GROUPS] = {0}, G = e->P < MAX_GROUPS ? e->P : MAX_GROUPS;
-    for (int i = 0; i < e->nslots; i++)
-      if (i != s && e->slots[i].state == SLOT_ACTIVE && e->slots[i].req && e->slots[i].group < G)
-        count[e->slots[i].group]++;
-    int best = 0;
-    for (int g = 1; g < G; g++)
-      if (count[g] < count[best]) best = g;
-    sl->group = best;
-  }
+  sl->group = least_loaded_group(e, s);
   sl->source = source;
   sl->t_first = 0;
   sl->finished = 0;

@@ -18,6 +18,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,9 +468,30 @@ static void attention_backward(float *dqkv, float *datt, const float *dout, cons
 /* ---------------------------------------------------------------------------------------- */
 /* model construction */
 
-static int add_tensor(gpt2_model_t *m, int cap, size_t *off, const char *name, int ndim, int64_t d0,
-                      int64_t d1, int decay) {
-  if (m->num_tensors >= cap) return -1;
+/* The tensors of one transformer layer in flat-buffer order: name after "h.<l>.", the view in
+ * gpt2_layer_t, the shape in units of C (d1 = 0 for 1-D) and whether AdamW decays it. */
+static const struct {
+  const char *suffix;
+  size_t view; /* offsetof(gpt2_layer_t, ...) */
+  int ndim, d0, d1, decay;
+} layer_tensors[] = {
+    {"ln_1.weight", offsetof(gpt2_layer_t, ln1_w), 1, 1, 0, 0},
+    {"ln_1.bias", offsetof(gpt2_layer_t, ln1_b), 1, 1, 0, 0},
+    {"attn.c_attn.weight", offsetof(gpt2_layer_t, attn_w), 2, 1, 3, 1},
+    {"attn.c_attn.bias", offsetof(gpt2_layer_t, attn_b), 1, 3, 0, 0},
+    {"attn.c_proj.weight", offsetof(gpt2_layer_t, attn_proj_w), 2, 1, 1, 1},
+    {"attn.c_proj.bias", offsetof(gpt2_layer_t, attn_proj_b), 1, 1, 0, 0},
+    {"ln_2.weight", offsetof(gpt2_layer_t, ln2_w), 1, 1, 0, 0},
+    {"ln_2.bias", offsetof(gpt2_layer_t, ln2_b), 1, 1, 0, 0},
+    {"mlp.c_fc.weight", offsetof(gpt2_layer_t, fc_w), 2, 1, 4, 1},
+    {"mlp.c_fc.bias", offsetof(gpt2_layer_t, fc_b), 1, 4, 0, 0},
+    {"mlp.c_proj.weight", offsetof(gpt2_layer_t, fc_proj_w), 2, 4, 1, 1},
+    {"mlp.c_proj.bias", offsetof(gpt2_layer_t, fc_proj_b), 1, 1, 0, 0},
+};
+#define LAYER_TENSORS ((int)(sizeof layer_tensors / sizeof layer_tensors[0]))
+
+static void add_tensor(gpt2_model_t *m, size_t *off, const char *name, int ndim, int64_t d0, int64_t d1,
+                       int decay) {
   gpt2_tensor_t *t = &m->tensors[m->num_tensors++];
   memset(t, 0, sizeof *t);
   snprintf(t->name, sizeof t->name, "%s", name);
@@ -480,7 +502,31 @@ static int add_tensor(gpt2_model_t *m, int cap, size_t *off, const char *name, i
   t->offset = *off;
   t->decay = decay;
   *off += t->numel;
-  return 0;
+}
+
+/* The shard's tensor catalogue (m->tensors has room for 6 + LAYER_TENSORS per layer) in
+ * flat-buffer order; returns the number of parameters. */
+static size_t add_tensors(gpt2_model_t *m) {
+  const gpt2_config_t *cfg = &m->cfg;
+  const int64_t C = cfg->dim;
+  size_t off = 0;
+  char nm[64];
+  if (m->range.has_embed) {
+    add_tensor(m, &off, "wte.weight", 2, cfg->vocab, C, 1);
+    add_tensor(m, &off, "wpe.weight", 2, cfg->ctx, C, 1);
+  }
+  for (int l = m->range.layer_begin; l < m->range.layer_end; l++)
+    for (int i = 0; i < LAYER_TENSORS; i++) {
+      snprintf(nm, sizeof nm, "h.%d.%s", l, layer_tensors[i].suffix);
+      add_tensor(m, &off, nm, layer_tensors[i].ndim, layer_tensors[i].d0 * C, layer_tensors[i].d1 * C,
+                 layer_tensors[i].decay);
+    }
+  if (m->range.has_head) {
+    if (!m->range.has_embed) add_tensor(m, &off, "wte.weight", 2, cfg->vocab, C, 1);
+    add_tensor(m, &off, "ln_f.weight", 1, C, 0, 0);
+    add_tensor(m, &off, "ln_f.bias", 1, C, 0, 0);
+  }
+  return off;
 }
 
 static float *param_of(gpt2_model_t *m, float *base, const char *name) {
@@ -495,137 +541,73 @@ static void bind_views(gpt2_model_t *m, float *base, float **wte, float **wpe, g
   *wpe = param_of(m, base, "wpe.weight");
   *lnf_w = param_of(m, base, "ln_f.weight");
   *lnf_b = param_of(m, base, "ln_f.bias");
-  for (int l = m->range.layer_begin; l < m->range.layer_end; l++) {
-    gpt2_layer_t *L = &layer[l - m->range.layer_begin];
-#define BIND(field, suffix)                              \
-  snprintf(nm, sizeof nm, "h.%d.%s", l, suffix);         \
-  L->field = param_of(m, base, nm);
-    BIND(ln1_w, "ln_1.weight");
-    BIND(ln1_b, "ln_1.bias");
-    BIND(attn_w, "attn.c_attn.weight");
-    BIND(attn_b, "attn.c_attn.bias");
-    BIND(attn_proj_w, "attn.c_proj.weight");
-    BIND(attn_proj_b, "attn.c_proj.bias");
-    BIND(ln2_w, "ln_2.weight");
-    BIND(ln2_b, "ln_2.bias");
-    BIND(fc_w, "mlp.c_fc.weight");
-    BIND(fc_b, "mlp.c_fc.bias");
-    BIND(fc_proj_w, "mlp.c_proj.weight");
-    BIND(fc_proj_b, "mlp.c_proj.bias");
-#undef BIND
-  }
+  for (int l = m->range.layer_begin; l < m->range.layer_end; l++)
+    for (int i = 0; i < LAYER_TENSORS; i++) {
+      snprintf(nm, sizeof nm, "h.%d.%s", l, layer_tensors[i].suffix);
+      *(float **)((char *)&layer[l - m->range.layer_begin] + layer_tensors[i].view) = param_of(m, base, nm);
+    }
+}
+
+/* The configuration and the shard's range make a model: every size positive, heads dividing
+ * dim, the range inside the model, and the embedding and head on the shards at its ends. */
+static int check_config(const gpt2_config_t *cfg, gpt2_range_t range, char *err, size_t errlen) {
+  if (cfg->vocab <= 0) return strata_fail(err, errlen, "vocab = %d: the vocabulary size must be positive", cfg->vocab);
+  if (cfg->ctx <= 0) return strata_fail(err, errlen, "ctx = %d: the context length must be positive", cfg->ctx);
+  if (cfg->layers <= 0)
+    return strata_fail(err, errlen, "layers = %d: the model needs at least one layer", cfg->layers);
+  if (cfg->heads <= 0)
+    return strata_fail(err, errlen, "heads = %d: the number of attention heads must be positive", cfg->heads);
+  if (cfg->dim <= 0) return strata_fail(err, errlen, "dim = %d: the embedding width must be positive", cfg->dim);
+  if (cfg->dim % cfg->heads != 0)
+    return strata_fail(err, errlen, "dim = %d is not divisible by heads = %d: choose dim a multiple of heads",
+                       cfg->dim, cfg->heads);
+  if (range.layer_begin < 0 || range.layer_end > cfg->layers || range.layer_begin > range.layer_end)
+    return strata_fail(err, errlen,
+                       "layer range [%d, %d) is not within the model's %d layers: need 0 <= layer_begin <= "
+                       "layer_end <= layers",
+                       range.layer_begin, range.layer_end, cfg->layers);
+  if (range.has_embed && range.layer_begin != 0)
+    return strata_fail(err, errlen, "has_embed with layer_begin = %d: the embedding belongs to the shard "
+                       "that starts at layer 0", range.layer_begin);
+  if (range.has_head && range.layer_end != cfg->layers)
+    return strata_fail(err, errlen, "has_head with layer_end = %d: the head belongs to the shard that ends "
+                       "at layer %d", range.layer_end, cfg->layers);
+  if (range.layer_begin == range.layer_end && !range.has_embed && !range.has_head)
+    return strata_fail(err, errlen, "layer range [%d, %d) is empty and owns neither embedding nor head",
+                       range.layer_begin, range.layer_end);
+  const int64_t C = cfg->dim;
+  if ((int64_t)cfg->vocab * C > INT32_MAX || 4 * C * C > INT32_MAX)
+    return strata_fail(err, errlen, "dim = %d with vocab = %d is too large for 32-bit BLAS indices", cfg->dim,
+                       cfg->vocab);
+  return 0;
 }
 
 int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out, char *err,
                 size_t errlen) {
   *out = NULL;
-  if (cfg->vocab <= 0) {
-    strata_fail(err, errlen, "vocab = %d: the vocabulary size must be positive", cfg->vocab);
-    return -1;
-  }
-  if (cfg->ctx <= 0) {
-    strata_fail(err, errlen, "ctx = %d: the context length must be positive", cfg->ctx);
-    return -1;
-  }
-  if (cfg->layers <= 0) {
-    strata_fail(err, errlen, "layers = %d: the model needs at least one layer", cfg->layers);
-    return -1;
-  }
-  if (cfg->heads <= 0) {
-    strata_fail(err, errlen, "heads = %d: the number of attention heads must be positive", cfg->heads);
-    return -1;
-  }
-  if (cfg->dim <= 0) {
-    strata_fail(err, errlen, "dim = %d: the embedding width must be positive", cfg->dim);
-    return -1;
-  }
-  if (cfg->dim % cfg->heads != 0) {
-    strata_fail(err, errlen, "dim = %d is not divisible by heads = %d: choose dim a multiple of heads",
-            cfg->dim, cfg->heads);
-    return -1;
-  }
-  if (range.layer_begin < 0 || range.layer_end > cfg->layers || range.layer_begin > range.layer_end) {
-    strata_fail(err, errlen,
-            "layer range [%d, %d) is not within the model's %d layers: need 0 <= layer_begin <= "
-            "layer_end <= layers",
-            range.layer_begin, range.layer_end, cfg->layers);
-    return -1;
-  }
-  if (range.has_embed && range.layer_begin != 0) {
-    strata_fail(err, errlen, "has_embed with layer_begin = %d: the embedding belongs to the shard "
-            "that starts at layer 0", range.layer_begin);
-    return -1;
-  }
-  if (range.has_head && range.layer_end != cfg->layers) {
-    strata_fail(err, errlen, "has_head with layer_end = %d: the head belongs to the shard that ends "
-            "at layer %d", range.layer_end, cfg->layers);
-    return -1;
-  }
-  if (range.layer_begin == range.layer_end && !range.has_embed && !range.has_head) {
-    strata_fail(err, errlen, "layer range [%d, %d) is empty and owns neither embedding nor head",
-            range.layer_begin, range.layer_end);
-    return -1;
-  }
-  const int64_t C = cfg->dim;
-  if ((int64_t)cfg->vocab * C > INT32_MAX || 4 * C * C > INT32_MAX) {
-    strata_fail(err, errlen, "dim = %d with vocab = %d is too large for 32-bit BLAS indices", cfg->dim,
-            cfg->vocab);
-    return -1;
-  }
-
+  if (check_config(cfg, range, err, errlen)) return -1;
+  int nl = range.layer_end - range.layer_begin;
   gpt2_model_t *m = calloc(1, sizeof *m);
   gpt2_impl_t *impl = calloc(1, sizeof *impl);
-  int nl = range.layer_end - range.layer_begin;
-  int cap = 6 + 12 * nl;
-  if (!m || !impl) goto oom;
+  if (!m || !impl) {
+    free(m);
+    free(impl);
+    return strata_fail(err, errlen, "out of memory for a model shard's state");
+  }
   m->cfg = *cfg;
   m->range = range;
   m->impl = impl;
-  impl->vrow = alloc_floats((size_t)cfg->vocab, 0);
-  impl->attn_block = GPT2_ATTN_BLOCK_ROWS_DEFAULT;
   int64_t blk;
-  if (env_read_int("STRATA_ATTN_BLOCK_ROWS", GPT2_ATTN_BLOCK_ROWS_DEFAULT, &blk, err, errlen)) {
-    gpt2_free(m);
-    return -1;
-  }
+  if (env_read_int("STRATA_ATTN_BLOCK_ROWS", GPT2_ATTN_BLOCK_ROWS_DEFAULT, &blk, err, errlen)) goto free_model;
   impl->attn_block = (int)blk;
-  m->tensors = calloc(cap, sizeof *m->tensors);
+  impl->vrow = alloc_floats((size_t)cfg->vocab, 0);
+  m->tensors = calloc(6 + (size_t)LAYER_TENSORS * nl, sizeof *m->tensors);
   m->layer = calloc(nl > 0 ? nl : 1, sizeof *m->layer);
   m->g_layer = calloc(nl > 0 ? nl : 1, sizeof *m->g_layer);
   if (!impl->vrow || !m->tensors || !m->layer || !m->g_layer) goto oom;
-
-  size_t off = 0;
-  char nm[64];
-  if (range.has_embed) {
-    add_tensor(m, cap, &off, "wte.weight", 2, cfg->vocab, C, 1);
-    add_tensor(m, cap, &off, "wpe.weight", 2, cfg->ctx, C, 1);
-  }
-  for (int l = range.layer_begin; l < range.layer_end; l++) {
-#define ADD(suffix, nd, d0, d1, dec)                 \
-  snprintf(nm, sizeof nm, "h.%d.%s", l, suffix);     \
-  add_tensor(m, cap, &off, nm, nd, d0, d1, dec);
-    ADD("ln_1.weight", 1, C, 0, 0);
-    ADD("ln_1.bias", 1, C, 0, 0);
-    ADD("attn.c_attn.weight", 2, C, 3 * C, 1);
-    ADD("attn.c_attn.bias", 1, 3 * C, 0, 0);
-    ADD("attn.c_proj.weight", 2, C, C, 1);
-    ADD("attn.c_proj.bias", 1, C, 0, 0);
-    ADD("ln_2.weight", 1, C, 0, 0);
-    ADD("ln_2.bias", 1, C, 0, 0);
-    ADD("mlp.c_fc.weight", 2, C, 4 * C, 1);
-    ADD("mlp.c_fc.bias", 1, 4 * C, 0, 0);
-    ADD("mlp.c_proj.weight", 2, 4 * C, C, 1);
-    ADD("mlp.c_proj.bias", 1, C, 0, 0);
-#undef ADD
-  }
-  if (range.has_head) {
-    if (!range.has_embed) add_tensor(m, cap, &off, "wte.weight", 2, cfg->vocab, C, 1);
-    add_tensor(m, cap, &off, "ln_f.weight", 1, C, 0, 0);
-    add_tensor(m, cap, &off, "ln_f.bias", 1, C, 0, 0);
-  }
-  m->num_params = off;
-  m->params = alloc_floats(off, 1);
-  m->grads = alloc_floats(off, 1);
+  m->num_params = add_tensors(m);
+  m->params = alloc_floats(m->num_params, 1);
+  m->grads = alloc_floats(m->num_params, 1);
   if (!m->params || !m->grads) goto oom;
   bind_views(m, m->params, &m->wte, &m->wpe, m->layer, &m->lnf_w, &m->lnf_b);
   bind_views(m, m->grads, &m->g_wte, &m->g_wpe, m->g_layer, &m->g_lnf_w, &m->g_lnf_b);
@@ -633,13 +615,8 @@ int gpt2_create(const gpt2_config_t *cfg, gpt2_range_t range, gpt2_model_t **out
   return 0;
 oom:
   strata_fail(err, errlen, "out of memory building the model shard (%d layers, dim %d)", nl, cfg->dim);
-  if (m) {
-    m->impl = impl;
-    gpt2_free(m);
-  } else if (impl) {
-    free(impl->vrow);
-    free(impl);
-  }
+free_model:
+  gpt2_free(m);
   return -1;
 }
 
