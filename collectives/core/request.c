@@ -25,7 +25,7 @@ coll_request_t *coll_req_new(coll_comm_t *comm, const char *opname, int collecti
                              size_t scratch_bytes) {
   coll_request_t *req = calloc(1, sizeof *req);
   if (!req) {
-    coll_set_error(comm, COLL_ERR_NOMEM, "%s: out of memory", opname);
+    coll_set_error(comm, COLL_ERR_NOMEM, "%s: out of memory for a request", opname);
     return NULL;
   }
   req->comm = comm;

@@ -586,7 +586,8 @@ static coll_result_t pick_info(coll_transport_t *t, const struct fi_info *hints,
                     prov_name, want_dom);
   if (!e || e == t->info) return COLL_OK;
   struct fi_info *d = fi_dupinfo(e);
-  if (!d) return coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory copying the fi_info of domain '%s'", want_dom);
+  if (!d)
+    return coll_err(err, errlen, COLL_ERR_NOMEM, "ofi: out of memory copying the fi_info of domain '%s'", want_dom);
   fi_freeinfo(t->info);
   t->info = d;
   return COLL_OK;

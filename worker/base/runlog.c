@@ -316,7 +316,7 @@ char *runlog_json_text(json_object *v, int multiline, size_t *len_out) {
 int runlog_json_write(const char *path, json_object *doc, char *err, size_t errlen) {
   size_t len = 0;
   char *text = doc ? runlog_json_text(doc, 1, &len) : NULL;
-  if (!text) return strata_fail(err, errlen, "cannot write %s: out of memory", path);
+  if (!text) return strata_fail(err, errlen, "cannot write %s: out of memory for its JSON text", path);
   runlog_file_t w;
   int rc = runlog_file_open(&w, path, err, errlen);
   if (rc == 0) {

@@ -76,7 +76,13 @@ static int rm_flat_dir(const char *dir) {
   return rc;
 }
 
-/* Sorted list of regular file names in dir (excluding `skip`); caller frees. */
+static void free_names(char **names, int n) {
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+/* Sorted list of regular file names in dir (excluding `skip`); caller frees. -1 with errno
+ * (ENOMEM when out of memory for the list). */
 static int list_files(const char *dir, const char *skip, char ***names_out, int *n_out) {
   DIR *d = opendir(dir);
   if (!d) return -1;
@@ -92,10 +98,11 @@ static int list_files(const char *dir, const char *skip, char ***names_out, int 
     if (n == cap) {
       cap = cap ? 2 * cap : 16;
       char **nn = realloc(names, sizeof(char *) * (size_t)cap);
-      if (!nn) break;
+      if (!nn) goto oom;
       names = nn;
     }
-    names[n++] = strdup(e->d_name);
+    if (!(names[n] = strdup(e->d_name))) goto oom;
+    n++;
   }
   closedir(d);
   for (int i = 1; i < n; i++) /* insertion sort: a handful of names */
@@ -107,11 +114,11 @@ static int list_files(const char *dir, const char *skip, char ***names_out, int 
   *names_out = names;
   *n_out = n;
   return 0;
-}
-
-static void free_names(char **names, int n) {
-  for (int i = 0; i < n; i++) free(names[i]);
-  free(names);
+oom:
+  closedir(d);
+  free_names(names, n);
+  errno = ENOMEM;
+  return -1;
 }
 
 /* ------------------------------------------------------------------ config.json */
@@ -157,16 +164,12 @@ exit:
 static int cfg_int(json_object *o, const char *key, int *out, const char *path, char *err,
                    size_t errlen) {
   json_object *v;
-  if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int)) {
-    strata_fail(err, errlen, "config '%s': missing or non-integer \"%s\"", path, key);
-    return -1;
-  }
+  if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+    return strata_fail(err, errlen, "config '%s': missing or non-integer \"%s\"", path, key);
   int64_t x = json_object_get_int64(v);
-  if (x <= 0 || x > (1 << 24)) {
-    strata_fail(err, errlen, "config '%s': \"%s\" = %lld out of range (1 .. %d)", path, key,
-           (long long)x, 1 << 24);
-    return -1;
-  }
+  if (x <= 0 || x > (1 << 24))
+    return strata_fail(err, errlen, "config '%s': \"%s\" = %lld out of range (1 .. %d)", path, key,
+                       (long long)x, 1 << 24);
   *out = (int)x;
   return 0;
 }
@@ -179,22 +182,24 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
   json_tokener *tok = NULL;
   join(path, sizeof path, dir, CKPT_CONFIG_FILE);
   FILE *fp = strata_fopen_regular(path);
-  if (!fp) {
-    strata_fail(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
-           dir, CKPT_CONFIG_FILE, strerror(errno));
-    return -1;
-  }
+  if (!fp)
+    return strata_fail(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
+                       dir, CKPT_CONFIG_FILE, strerror(errno));
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > CKPT_MAX_CONFIG_BYTES) {
     strata_fail(err, errlen, "config '%s': empty or larger than %u bytes", path, CKPT_MAX_CONFIG_BYTES);
     goto exit;
   }
   text = malloc((size_t)st.st_size);
-  if (!text || fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
+  tok = json_tokener_new();
+  if (!text || !tok) {
+    strata_fail(err, errlen, "config '%s': out of memory for reading %lld bytes", path, (long long)st.st_size);
+    goto exit;
+  }
+  if (fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
     strata_fail(err, errlen, "config '%s': read failed", path);
     goto exit;
   }
-  tok = json_tokener_new();
   o = json_tokener_parse_ex(tok, text, (int)st.st_size);
   if (!o || !json_object_is_type(o, json_type_object)) {
     strata_fail(err, errlen, "config '%s': not a JSON object", path);
@@ -262,21 +267,15 @@ int ckpt_begin(const char *dir, char *tmp_out, size_t tmp_len, char *err, size_t
   char *slash = strrchr(parent, '/');
   if (slash && slash != parent) {
     *slash = 0;
-    if (mkdirs(parent) != 0) {
-      strata_fail(err, errlen, "checkpoint '%s': cannot create parent directory '%s': %s", dir, parent,
-             strerror(errno));
-      return -1;
-    }
+    if (mkdirs(parent) != 0)
+      return strata_fail(err, errlen, "checkpoint '%s': cannot create parent directory '%s': %s", dir, parent,
+                         strerror(errno));
   }
-  if ((size_t)snprintf(tmp_out, tmp_len, "%.*s.tmp-XXXXXX", (int)n, dir) >= tmp_len) {
-    strata_fail(err, errlen, "checkpoint '%s': path too long", dir);
-    return -1;
-  }
-  if (!mkdtemp(tmp_out)) {
-    strata_fail(err, errlen, "checkpoint '%s': cannot create temporary directory '%s': %s", dir,
-           tmp_out, strerror(errno));
-    return -1;
-  }
+  if ((size_t)snprintf(tmp_out, tmp_len, "%.*s.tmp-XXXXXX", (int)n, dir) >= tmp_len)
+    return strata_fail(err, errlen, "checkpoint '%s': path too long", dir);
+  if (!mkdtemp(tmp_out))
+    return strata_fail(err, errlen, "checkpoint '%s': cannot create temporary directory '%s': %s", dir,
+                       tmp_out, strerror(errno));
   chmod(tmp_out, 0755); /* mkdtemp makes it 0700; a published checkpoint is world-readable */
   return 0;
 }
@@ -288,19 +287,15 @@ void ckpt_abort(const char *tmp_dir) {
 int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *exp_avg,
                      const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
   int rc = -1, n = 0;
-  if (num_stages < 1 || stage < 0 || stage >= num_stages) {
-    strata_fail(err, errlen, "checkpoint: stage %d of %d is out of range", stage, num_stages);
-    return -1;
-  }
-  if ((exp_avg == NULL) != (exp_avg_sq == NULL)) {
-    strata_fail(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
-    return -1;
-  }
+  if (num_stages < 1 || stage < 0 || stage >= num_stages)
+    return strata_fail(err, errlen, "checkpoint: stage %d of %d is out of range", stage, num_stages);
+  if ((exp_avg == NULL) != (exp_avg_sq == NULL))
+    return strata_fail(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
   st_tensor_desc_t *w = calloc((size_t)m->num_tensors + 1, sizeof *w);
   st_tensor_desc_t *o = calloc(2 * (size_t)m->num_tensors + 1, sizeof *o);
   char (*names)[2][96] = calloc((size_t)m->num_tensors + 1, sizeof *names);
   if (!w || !o || !names) {
-    strata_fail(err, errlen, "checkpoint: out of memory");
+    strata_fail(err, errlen, "checkpoint: out of memory for the descriptors of %d tensors", m->num_tensors);
     goto exit;
   }
   for (int i = 0; i < m->num_tensors; i++) {
@@ -374,13 +369,18 @@ static int write_index(const char *tmp_dir, int num_stages, char *err, size_t er
         if (b) idx.files = b;
         if (!a || !b) {
           st_close(f);
-          strata_fail(err, errlen, "checkpoint: out of memory");
+          strata_fail(err, errlen, "checkpoint: out of memory for an index of %d tensors", cap);
           goto exit;
         }
       }
-      idx.names[idx.n] = strdup(name);
-      idx.files[idx.n] = strdup(fname);
-      idx.n++;
+      int k = idx.n++; /* freed below, also when one copy failed */
+      idx.names[k] = strdup(name);
+      idx.files[k] = strdup(fname);
+      if (!idx.names[k] || !idx.files[k]) {
+        st_close(f);
+        strata_fail(err, errlen, "checkpoint: out of memory for the index entry of tensor '%s'", name);
+        goto exit;
+      }
       idx.total_size += f->tensors[i].end - f->tensors[i].begin;
     }
     st_close(f);
@@ -423,10 +423,8 @@ exit:
 /* Moves tmp_dir to dir; an existing dir is swapped out atomically and then removed. */
 static int publish(const char *tmp_dir, const char *dir, char *err, size_t errlen) {
   if (rename(tmp_dir, dir) == 0) return 0;
-  if (errno != ENOTEMPTY && errno != EEXIST) {
-    strata_fail(err, errlen, "checkpoint: cannot rename '%s' to '%s': %s", tmp_dir, dir, strerror(errno));
-    return -1;
-  }
+  if (errno != ENOTEMPTY && errno != EEXIST)
+    return strata_fail(err, errlen, "checkpoint: cannot rename '%s' to '%s': %s", tmp_dir, dir, strerror(errno));
   char probe[CKPT_PATH_MAX];
   join(probe, sizeof probe, dir, CKPT_STATE_FILE);
   if (access(probe, F_OK) != 0) { /* never swap out (and delete) a directory we did not write */
@@ -435,11 +433,9 @@ static int publish(const char *tmp_dir, const char *dir, char *err, size_t errle
            dir, CKPT_STATE_FILE);
     return -1;
   }
-  if (renameat2(AT_FDCWD, tmp_dir, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-    strata_fail(err, errlen, "checkpoint: cannot replace existing '%s' with '%s': %s", dir, tmp_dir,
-           strerror(errno));
-    return -1;
-  }
+  if (renameat2(AT_FDCWD, tmp_dir, AT_FDCWD, dir, RENAME_EXCHANGE) != 0)
+    return strata_fail(err, errlen, "checkpoint: cannot replace existing '%s' with '%s': %s", dir, tmp_dir,
+                       strerror(errno));
   rm_flat_dir(tmp_dir); /* now holds the previous checkpoint */
   return 0;
 }
@@ -455,19 +451,15 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
     else
       st_shard_name(fname, sizeof fname, CKPT_MODEL_PREFIX, s + 1, num_stages);
     join(path, sizeof path, tmp_dir, fname);
-    if (access(path, R_OK) != 0) {
-      strata_fail(err, errlen, "checkpoint: stage %d did not write '%s' into '%s'", s, fname, tmp_dir);
-      return -1;
-    }
+    if (access(path, R_OK) != 0)
+      return strata_fail(err, errlen, "checkpoint: stage %d did not write '%s' into '%s'", s, fname, tmp_dir);
   }
   if (num_stages > 1 && write_index(tmp_dir, num_stages, err, errlen) != 0) return -1;
   fault_point(FAULT_AT_COMMIT, -1);
   join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
   if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
-  if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0) {
-    strata_fail(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));
-    return -1;
-  }
+  if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0)
+    return strata_fail(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));
   if (n > STRATA_MAX_CKPT_FILES) {
     strata_fail(err, errlen, "checkpoint: %d files, more than the %d a train state records", n,
            STRATA_MAX_CKPT_FILES);
@@ -509,11 +501,9 @@ int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
               const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen) {
   char tmp[CKPT_PATH_MAX];
   if (!m->range.has_embed || !m->range.has_head || m->range.layer_begin != 0 ||
-      m->range.layer_end != m->cfg.layers) {
-    strata_fail(err, errlen, "checkpoint: ckpt_save needs a model that owns every layer; pipeline "
-                        "stages use ckpt_write_shard + ckpt_commit");
-    return -1;
-  }
+      m->range.layer_end != m->cfg.layers)
+    return strata_fail(err, errlen, "checkpoint: ckpt_save needs a model that owns every layer; pipeline "
+                       "stages use ckpt_write_shard + ckpt_commit");
   if (ckpt_begin(dir, tmp, sizeof tmp, err, errlen) != 0) return -1;
   if (state->layout.pp == 0) state->layout.pp = 1;
   if (ckpt_write_shard(tmp, m, exp_avg, exp_avg_sq, 0, 1, err, errlen) != 0 ||
@@ -533,11 +523,9 @@ int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, ch
   uint8_t *buf = NULL;
   join(path, sizeof path, dir, CKPT_STATE_FILE);
   FILE *fp = strata_fopen_regular(path);
-  if (!fp) {
-    strata_fail(err, errlen, "checkpoint '%s': missing %s (%s): not a complete Strata checkpoint", dir,
-           CKPT_STATE_FILE, strerror(errno));
-    return -1;
-  }
+  if (!fp)
+    return strata_fail(err, errlen, "checkpoint '%s': missing %s (%s): not a complete Strata checkpoint", dir,
+                       CKPT_STATE_FILE, strerror(errno));
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || (uint64_t)st.st_size > STRATA_TRAIN_STATE_MAX_BYTES) {
     strata_fail(err, errlen, "checkpoint '%s': %s is larger than %u bytes (corrupt)", dir,
@@ -545,7 +533,11 @@ int ckpt_read_state(const char *dir, strata_train_state_t *state, int verify, ch
     goto exit;
   }
   buf = malloc((size_t)st.st_size + 1);
-  if (!buf || fread(buf, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
+  if (!buf) {
+    strata_fail(err, errlen, "checkpoint '%s': out of memory for reading %s", dir, CKPT_STATE_FILE);
+    goto exit;
+  }
+  if (fread(buf, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
     strata_fail(err, errlen, "checkpoint '%s': cannot read %s", dir, CKPT_STATE_FILE);
     goto exit;
   }
@@ -647,17 +639,13 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
   shape_str(cs, sizeof cs, c->ndim, c->shape);
   int same = c->ndim == t->ndim;
   for (int d = 0; same && d < t->ndim; d++) same = c->shape[d] == t->shape[d];
-  if (!same) {
-    strata_fail(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
-                        "the checkpoint is of another model shape",
-           dir, ck_name, cs, file, ms);
-    return -1;
-  }
-  if (c->dtype != ST_F32) {
-    strata_fail(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
-           ck_name, file, st_dtype_name(c->dtype));
-    return -1;
-  }
+  if (!same)
+    return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
+                       "the checkpoint is of another model shape",
+                       dir, ck_name, cs, file, ms);
+  if (c->dtype != ST_F32)
+    return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
+                       ck_name, file, st_dtype_name(c->dtype));
   if (dst) memcpy(dst, c->data, t->numel * sizeof(float));
   return 0;
 }
@@ -670,10 +658,7 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
   gpt2_config_t cc;
   char path[CKPT_PATH_MAX];
   strata_train_state_t *state = malloc(sizeof *state);
-  if (!state) {
-    strata_fail(err, errlen, "checkpoint: out of memory");
-    return -1;
-  }
+  if (!state) return strata_fail(err, errlen, "checkpoint: out of memory for the train state");
   if ((exp_avg == NULL) != (exp_avg_sq == NULL)) {
     strata_fail(err, errlen, "checkpoint: pass both AdamW moments (exp_avg, exp_avg_sq) or neither");
     goto exit;
@@ -682,13 +667,19 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
   if (ckpt_read_config(dir, &cc, err, errlen) != 0) goto exit;
   set.files = calloc((size_t)state->n_files + 1, sizeof *set.files);
   set.names = calloc((size_t)state->n_files + 1, sizeof *set.names);
-  if (!set.files || !set.names) goto exit;
+  if (!set.files || !set.names) {
+    strata_fail(err, errlen, "checkpoint '%s': out of memory for a list of %d files", dir, state->n_files);
+    goto exit;
+  }
   for (int i = 0; i < state->n_files; i++) {
     const char *name = state->files[i].name;
     if (!ends_with(name, ".safetensors")) continue;
     join(path, sizeof path, dir, name);
     if (st_open(path, &set.files[set.n], err, errlen) != 0) goto exit;
-    set.names[set.n++] = strdup(name);
+    if (!(set.names[set.n++] = strdup(name))) {
+      strata_fail(err, errlen, "checkpoint '%s': out of memory for the name of %s", dir, name);
+      goto exit;
+    }
   }
   join(path, sizeof path, dir, CKPT_INDEX_FILE);
   if (access(path, F_OK) == 0) { /* the index must agree with the shards */
@@ -773,10 +764,8 @@ static int cmp_desc(const void *a, const void *b) {
 
 static int scan_run(const char *run_dir, ckpt_entry_t **out, int *n_out, char *err, size_t errlen) {
   DIR *d = opendir(run_dir);
-  if (!d) {
-    strata_fail(err, errlen, "run directory '%s': cannot open: %s", run_dir, strerror(errno));
-    return -1;
-  }
+  if (!d)
+    return strata_fail(err, errlen, "run directory '%s': cannot open: %s", run_dir, strerror(errno));
   ckpt_entry_t *v = NULL;
   int n = 0, cap = 0;
   struct dirent *e;
@@ -786,7 +775,12 @@ static int scan_run(const char *run_dir, ckpt_entry_t **out, int *n_out, char *e
     if (n == cap) {
       cap = cap ? 2 * cap : 16;
       ckpt_entry_t *nv = realloc(v, sizeof *v * (size_t)cap);
-      if (!nv) break;
+      if (!nv) {
+        closedir(d);
+        free(v);
+        return strata_fail(err, errlen, "run directory '%s': out of memory for a list of %d checkpoints", run_dir,
+                           cap);
+      }
       v = nv;
     }
     v[n].step = step;
@@ -807,9 +801,13 @@ int ckpt_find_latest_logged(const char *run_dir, char *out, size_t outlen,
   int n;
   if (scan_run(run_dir, &v, &n, err, errlen) != 0) return -1;
   strata_train_state_t *st = malloc(sizeof *st);
+  if (!st) {
+    free(v);
+    return strata_fail(err, errlen, "run directory '%s': out of memory for a train state", run_dir);
+  }
   int rc = -1;
   char msg[512] = "";
-  for (int i = 0; st && i < n; i++) {
+  for (int i = 0; i < n; i++) {
     snprintf(out, outlen, "%s/%s", run_dir, v[i].name);
     if (ckpt_read_state(out, st, 1, msg, sizeof msg) == 0) {
       rc = 0;
@@ -832,10 +830,8 @@ int ckpt_find_latest(const char *run_dir, char *out, size_t outlen, char *err, s
 int ckpt_prune(const char *run_dir, int keep, char *err, size_t errlen) {
   ckpt_entry_t *v;
   int n, removed = 0;
-  if (keep < 1) {
-    strata_fail(err, errlen, "--keep must be at least 1 (got %d)", keep);
-    return -1;
-  }
+  if (keep < 1)
+    return strata_fail(err, errlen, "--keep must be at least 1 (got %d)", keep);
   if (scan_run(run_dir, &v, &n, err, errlen) != 0) return -1;
   char path[CKPT_PATH_MAX];
   for (int i = keep; i < n; i++) {

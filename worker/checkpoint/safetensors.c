@@ -90,7 +90,7 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
   wfile_t w = {-1, XXH64_createState(), 0};
   char *pad = NULL;
   if (!hdr || !w.xxh) {
-    strata_fail(err, errlen, "safetensors '%s': out of memory", path);
+    strata_fail(err, errlen, "safetensors '%s': out of memory for its header", path);
     goto exit;
   }
   XXH64_reset(w.xxh, 0);
@@ -135,8 +135,11 @@ int st_write(const char *path, const st_tensor_desc_t *tensors, int n, const cha
   const char *js =
       json_object_to_json_string_length(hdr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &jlen);
   size_t padded = (jlen + 7) & ~(size_t)7; /* 8 + padded is a multiple of 8 */
-  pad = malloc(padded - jlen + 1);
-  if (!pad) goto exit;
+  pad = js ? malloc(padded - jlen + 1) : NULL;
+  if (!pad) {
+    strata_fail(err, errlen, "safetensors '%s': out of memory for the header of %d tensors", path, n);
+    goto exit;
+  }
   memset(pad, ' ', padded - jlen);
   w.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (w.fd < 0) {
@@ -214,57 +217,40 @@ static int get_u64(json_object *v, uint64_t *out) {
 static int parse_tensor(const char *name, json_object *e, st_tensor_t *t, uint64_t buffer_len,
                         char *err, size_t errlen) {
   json_object *jd, *js, *jo;
-  if (!json_object_is_type(e, json_type_object)) {
-    strata_fail(err, errlen, "tensor '%s': entry is not a JSON object; expected {\"dtype\", \"shape\", \"data_offsets\"}", name);
-    return -1;
-  }
-  if (!json_object_object_get_ex(e, "dtype", &jd) || !json_object_is_type(jd, json_type_string)) {
-    strata_fail(err, errlen, "tensor '%s': missing or non-string \"dtype\"", name);
-    return -1;
-  }
-  if (st_dtype_parse(json_object_get_string(jd), &t->dtype) != 0) {
-    strata_fail(err, errlen,
-           "tensor '%s': unknown dtype \"%.32s\"; expected one of F64 F32 F16 BF16 I64 I32 I16 "
-           "I8 U64 U32 U16 U8 BOOL",
-           name, json_object_get_string(jd));
-    return -1;
-  }
-  if (!json_object_object_get_ex(e, "shape", &js) || !json_object_is_type(js, json_type_array)) {
-    strata_fail(err, errlen, "tensor '%s': missing or non-array \"shape\"", name);
-    return -1;
-  }
+  if (!json_object_is_type(e, json_type_object))
+    return strata_fail(err, errlen, "tensor '%s': entry is not a JSON object; expected {\"dtype\", \"shape\", "
+                       "\"data_offsets\"}", name);
+  if (!json_object_object_get_ex(e, "dtype", &jd) || !json_object_is_type(jd, json_type_string))
+    return strata_fail(err, errlen, "tensor '%s': missing or non-string \"dtype\"", name);
+  if (st_dtype_parse(json_object_get_string(jd), &t->dtype) != 0)
+    return strata_fail(err, errlen,
+                  "tensor '%s': unknown dtype \"%.32s\"; expected one of F64 F32 F16 BF16 I64 I32 I16 "
+                  "I8 U64 U32 U16 U8 BOOL",
+                  name, json_object_get_string(jd));
+  if (!json_object_object_get_ex(e, "shape", &js) || !json_object_is_type(js, json_type_array))
+    return strata_fail(err, errlen, "tensor '%s': missing or non-array \"shape\"", name);
   size_t nd = json_object_array_length(js);
-  if (nd > ST_MAX_DIMS) {
-    strata_fail(err, errlen, "tensor '%s': shape has %zu dimensions; at most %d are supported", name,
-           nd, ST_MAX_DIMS);
-    return -1;
-  }
+  if (nd > ST_MAX_DIMS)
+    return strata_fail(err, errlen, "tensor '%s': shape has %zu dimensions; at most %d are supported", name,
+                       nd, ST_MAX_DIMS);
   t->ndim = (int)nd;
   for (size_t d = 0; d < nd; d++) {
     uint64_t v;
-    if (get_u64(json_object_array_get_idx(js, d), &v) != 0 || v > (uint64_t)INT64_MAX) {
-      strata_fail(err, errlen, "tensor '%s': shape[%zu] is not a non-negative integer", name, d);
-      return -1;
-    }
+    if (get_u64(json_object_array_get_idx(js, d), &v) != 0 || v > (uint64_t)INT64_MAX)
+      return strata_fail(err, errlen, "tensor '%s': shape[%zu] is not a non-negative integer", name, d);
     t->shape[d] = (int64_t)v;
   }
   if (checked_numel(t->ndim, t->shape, &t->numel) != 0 ||
-      t->numel > UINT64_MAX / st_dtype_size(t->dtype)) {
-    strata_fail(err, errlen, "tensor '%s': shape overflows 64 bits", name);
-    return -1;
-  }
+      t->numel > UINT64_MAX / st_dtype_size(t->dtype))
+    return strata_fail(err, errlen, "tensor '%s': shape overflows 64 bits", name);
   if (!json_object_object_get_ex(e, "data_offsets", &jo) || !json_object_is_type(jo, json_type_array) ||
       json_object_array_length(jo) != 2 || get_u64(json_object_array_get_idx(jo, 0), &t->begin) ||
-      get_u64(json_object_array_get_idx(jo, 1), &t->end)) {
-    strata_fail(err, errlen, "tensor '%s': \"data_offsets\" must be [begin, end] with non-negative integers",
-           name);
-    return -1;
-  }
-  if (t->end < t->begin) {
-    strata_fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before begin", name,
-           (unsigned long long)t->begin, (unsigned long long)t->end);
-    return -1;
-  }
+      get_u64(json_object_array_get_idx(jo, 1), &t->end))
+    return strata_fail(err, errlen, "tensor '%s': \"data_offsets\" must be [begin, end] with non-negative integers",
+                       name);
+  if (t->end < t->begin)
+    return strata_fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] end before begin", name,
+                       (unsigned long long)t->begin, (unsigned long long)t->end);
   uint64_t want = t->numel * st_dtype_size(t->dtype);
   if (t->end - t->begin != want) {
     char shp[160] = "";
@@ -279,14 +265,12 @@ static int parse_tensor(const char *name, json_object *e, st_tensor_t *t, uint64
            (unsigned long long)(t->end - t->begin));
     return -1;
   }
-  if (t->end > buffer_len) {
-    strata_fail(err, errlen,
-           "tensor '%s': data_offsets [%llu, %llu] run past the end of the data buffer (%llu "
-           "bytes): file truncated or offsets out of range",
-           name, (unsigned long long)t->begin, (unsigned long long)t->end,
-           (unsigned long long)buffer_len);
-    return -1;
-  }
+  if (t->end > buffer_len)
+    return strata_fail(err, errlen,
+                  "tensor '%s': data_offsets [%llu, %llu] run past the end of the data buffer (%llu "
+                  "bytes): file truncated or offsets out of range",
+                  name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                  (unsigned long long)buffer_len);
   return 0;
 }
 
@@ -306,10 +290,7 @@ static int cmp_by_offset(const void *a, const void *b) {
 static int check_layout(st_file_t *f, char *err, size_t errlen) {
   int rc = -1, n = f->num_tensors;
   span_t *order = malloc(sizeof(span_t) * (size_t)(n ? n : 1));
-  if (!order) {
-    strata_fail(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!order) return strata_fail(err, errlen, "out of memory for checking the layout of %d tensors", n);
   for (int i = 0; i < n; i++) order[i] = (span_t){f->tensors[i].begin, f->tensors[i].end, i};
   qsort(order, (size_t)n, sizeof(span_t), cmp_by_offset);
   uint64_t pos = 0;
@@ -347,6 +328,27 @@ exit:
   return rc;
 }
 
+/* "__metadata__": a map of strings, copied into f->meta_keys / meta_vals. */
+static int read_metadata(st_file_t *f, json_object *meta, char *err, size_t errlen) {
+  if (!json_object_is_type(meta, json_type_object))
+    return strata_fail(err, errlen, "\"__metadata__\" is not an object; expected a map of strings");
+  int m = json_object_object_length(meta);
+  f->meta_keys = calloc((size_t)(m ? m : 1), sizeof(char *));
+  f->meta_vals = calloc((size_t)(m ? m : 1), sizeof(char *));
+  if (!f->meta_keys || !f->meta_vals) return strata_fail(err, errlen, "out of memory for %d metadata entries", m);
+  json_object_object_foreach(meta, mk, mv) {
+    if (!json_object_is_type(mv, json_type_string))
+      return strata_fail(err, errlen, "\"__metadata__\" value of \"%.64s\" is not a string (safetensors metadata "
+                         "values must be strings)", mk);
+    int i = f->num_meta++; /* st_close frees both, also when one copy failed */
+    f->meta_keys[i] = strdup(mk);
+    f->meta_vals[i] = strdup(json_object_get_string(mv));
+    if (!f->meta_keys[i] || !f->meta_vals[i])
+      return strata_fail(err, errlen, "out of memory for the metadata entry \"%.64s\"", mk);
+  }
+  return 0;
+}
+
 int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t errlen) {
   const uint8_t *b = buf;
   int rc = -1;
@@ -354,10 +356,7 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
   json_tokener *tok = NULL;
   *out = NULL;
   st_file_t *f = calloc(1, sizeof *f);
-  if (!f) {
-    strata_fail(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!f) return strata_fail(err, errlen, "out of memory for a safetensors file's state");
   if (len < 8) {
     strata_fail(err, errlen, "file is %zu bytes, shorter than the 8-byte header length", len);
     goto fail;
@@ -408,31 +407,21 @@ int st_parse(const void *buf, size_t len, st_file_t **out, char *err, size_t err
   f->buffer_len = len - 8 - n;
   int cap = json_object_object_length(root);
   f->tensors = calloc((size_t)(cap ? cap : 1), sizeof *f->tensors);
-  if (!f->tensors) goto fail;
+  if (!f->tensors) {
+    strata_fail(err, errlen, "out of memory for a header of %d tensors", cap);
+    goto fail;
+  }
   json_object_object_foreach(root, key, val) {
     if (strcmp(key, "__metadata__") == 0) {
-      if (!json_object_is_type(val, json_type_object)) {
-        strata_fail(err, errlen, "\"__metadata__\" is not an object; expected a map of strings");
-        goto fail;
-      }
-      int m = json_object_object_length(val);
-      f->meta_keys = calloc((size_t)(m ? m : 1), sizeof(char *));
-      f->meta_vals = calloc((size_t)(m ? m : 1), sizeof(char *));
-      if (!f->meta_keys || !f->meta_vals) goto fail;
-      json_object_object_foreach(val, mk, mv) {
-        if (!json_object_is_type(mv, json_type_string)) {
-          strata_fail(err, errlen, "\"__metadata__\" value of \"%.64s\" is not a string (safetensors metadata values must be strings)", mk);
-          goto fail;
-        }
-        f->meta_keys[f->num_meta] = strdup(mk);
-        f->meta_vals[f->num_meta] = strdup(json_object_get_string(mv));
-        f->num_meta++;
-      }
+      if (read_metadata(f, val, err, errlen)) goto fail;
       continue;
     }
     st_tensor_t *t = &f->tensors[f->num_tensors];
     t->name = strdup(key);
-    if (!t->name) goto fail;
+    if (!t->name) {
+      strata_fail(err, errlen, "out of memory for the name of tensor '%.64s'", key);
+      goto fail;
+    }
     f->num_tensors++;
     if (parse_tensor(key, val, t, f->buffer_len, err, errlen) != 0) goto fail;
     t->data = f->buffer + t->begin;
@@ -456,10 +445,8 @@ int st_open(const char *path, st_file_t **out, char *err, size_t errlen) {
   size_t size = 0;
   *out = NULL;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    strata_fail(err, errlen, "safetensors file '%s': cannot open: %s", path, strerror(errno));
-    return -1;
-  }
+  if (fd < 0)
+    return strata_fail(err, errlen, "safetensors file '%s': cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     strata_fail(err, errlen, "safetensors file '%s': not a regular file", path);
@@ -508,15 +495,16 @@ const char *st_meta(const st_file_t *f, const char *key) {
 int st_file_xxh64(const char *path, uint64_t *xxh64_out, uint64_t *size_out, char *err,
                   size_t errlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    strata_fail(err, errlen, "file '%s': cannot open: %s", path, strerror(errno));
-    return -1;
-  }
+  if (fd < 0)
+    return strata_fail(err, errlen, "file '%s': cannot open: %s", path, strerror(errno));
   int rc = -1;
   XXH64_state_t *s = XXH64_createState();
   char *buf = malloc(ST_IO_CHUNK_BYTES);
   uint64_t total = 0;
-  if (!s || !buf) goto exit;
+  if (!s || !buf) {
+    strata_fail(err, errlen, "file '%s': out of memory for checksumming it", path);
+    goto exit;
+  }
   XXH64_reset(s, 0);
   for (;;) {
     ssize_t k = read(fd, buf, ST_IO_CHUNK_BYTES);
@@ -604,10 +592,8 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
   st_index_t *idx = NULL;
   *out = NULL;
   FILE *fp = strata_fopen_regular(path);
-  if (!fp) {
-    strata_fail(err, errlen, "index '%s': cannot open: %s", path, strerror(errno));
-    return -1;
-  }
+  if (!fp)
+    return strata_fail(err, errlen, "index '%s': cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || (uint64_t)st.st_size > ST_MAX_INDEX_BYTES || st.st_size == 0) {
     strata_fail(err, errlen, "index '%s': size %lld bytes is empty or over the %llu-byte limit", path,
@@ -615,11 +601,15 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
     goto exit;
   }
   text = malloc((size_t)st.st_size);
-  if (!text || fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
+  tok = json_tokener_new();
+  if (!text || !tok) {
+    strata_fail(err, errlen, "index '%s': out of memory for reading %lld bytes", path, (long long)st.st_size);
+    goto exit;
+  }
+  if (fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
     strata_fail(err, errlen, "index '%s': read failed", path);
     goto exit;
   }
-  tok = json_tokener_new();
   root = json_tokener_parse_ex(tok, text, (int)st.st_size);
   json_object *meta, *ts, *map;
   if (!root || !json_object_is_type(root, json_type_object)) {
@@ -627,7 +617,10 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
     goto exit;
   }
   idx = calloc(1, sizeof *idx);
-  if (!idx) goto exit;
+  if (!idx) {
+    strata_fail(err, errlen, "index '%s': out of memory for its state", path);
+    goto exit;
+  }
   if (!json_object_object_get_ex(root, "metadata", &meta) ||
       !json_object_object_get_ex(meta, "total_size", &ts) || get_u64(ts, &idx->total_size) != 0) {
     strata_fail(err, errlen, "index '%s': missing or invalid \"metadata\": {\"total_size\": BYTES}", path);
@@ -640,7 +633,10 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
   int n = json_object_object_length(map);
   idx->names = calloc((size_t)(n ? n : 1), sizeof(char *));
   idx->files = calloc((size_t)(n ? n : 1), sizeof(char *));
-  if (!idx->names || !idx->files) goto exit;
+  if (!idx->names || !idx->files) {
+    strata_fail(err, errlen, "index '%s': out of memory for %d entries", path, n);
+    goto exit;
+  }
   json_object_object_foreach(map, key, val) {
     if (!json_object_is_type(val, json_type_string) || !valid_shard_file_name(json_object_get_string(val))) {
       strata_fail(err, errlen,
@@ -649,9 +645,13 @@ int st_index_read(const char *path, st_index_t **out, char *err, size_t errlen) 
              path, key);
       goto exit;
     }
-    idx->names[idx->n] = strdup(key);
-    idx->files[idx->n] = strdup(json_object_get_string(val));
-    idx->n++;
+    int i = idx->n++; /* st_index_free frees both, also when one copy failed */
+    idx->names[i] = strdup(key);
+    idx->files[i] = strdup(json_object_get_string(val));
+    if (!idx->names[i] || !idx->files[i]) {
+      strata_fail(err, errlen, "index '%s': out of memory for the entry '%.64s'", path, key);
+      goto exit;
+    }
   }
   *out = idx;
   idx = NULL;

@@ -59,55 +59,43 @@ static void file_close(data_file_t *f) {
 /* Validates an llm.c shard header against the file size; on success sets tok/ntok. */
 static int check_shard(data_file_t *f, char *err, size_t errlen) {
   const char *p = f->path;
-  if (f->size_bytes < DATA_SHARD_HEADER_BYTES) {
-    strata_fail(err, errlen,
-           "data file '%s': token shard is %zu bytes, shorter than its 1024-byte header "
-           "(256 int32: magic %d, version %d, token count): the file is truncated or not an "
-           "llm.c token shard",
-           p, f->size_bytes, DATA_SHARD_MAGIC, DATA_SHARD_VERSION);
-    return -1;
-  }
+  if (f->size_bytes < DATA_SHARD_HEADER_BYTES)
+    return strata_fail(err, errlen,
+                  "data file '%s': token shard is %zu bytes, shorter than its 1024-byte header "
+                  "(256 int32: magic %d, version %d, token count): the file is truncated or not an "
+                  "llm.c token shard",
+                  p, f->size_bytes, DATA_SHARD_MAGIC, DATA_SHARD_VERSION);
   uint32_t magic = rd_u32le(f->map), version = rd_u32le(f->map + 4), count = rd_u32le(f->map + 8);
-  if (magic != DATA_SHARD_MAGIC) {
-    strata_fail(err, errlen,
-           "data file '%s': bad token-shard magic %u (header int32 [0]); an llm.c token shard "
-           "starts with %d. Pass a raw text file or a shard written by llm.c's tokenizer scripts",
-           p, magic, DATA_SHARD_MAGIC);
-    return -1;
-  }
-  if (version != DATA_SHARD_VERSION) {
-    strata_fail(err, errlen,
-           "data file '%s': unsupported token-shard version %u (header int32 [1]); expected %d "
-           "(uint16 GPT-2 tokens)",
-           p, version, DATA_SHARD_VERSION);
-    return -1;
-  }
+  if (magic != DATA_SHARD_MAGIC)
+    return strata_fail(err, errlen,
+                  "data file '%s': bad token-shard magic %u (header int32 [0]); an llm.c token shard "
+                  "starts with %d. Pass a raw text file or a shard written by llm.c's tokenizer scripts",
+                  p, magic, DATA_SHARD_MAGIC);
+  if (version != DATA_SHARD_VERSION)
+    return strata_fail(err, errlen,
+                  "data file '%s': unsupported token-shard version %u (header int32 [1]); expected %d "
+                  "(uint16 GPT-2 tokens)",
+                  p, version, DATA_SHARD_VERSION);
   uint64_t want = (uint64_t)DATA_SHARD_HEADER_BYTES + 2ull * count;
-  if ((uint64_t)f->size_bytes != want) {
-    strata_fail(err, errlen,
-           "data file '%s': token shard is %zu bytes but its header (int32 [2]) counts %u tokens, "
-           "so it should be %llu bytes (1024-byte header + 2 bytes per token): the file is %s or "
-           "its header is wrong",
-           p, f->size_bytes, count, (unsigned long long)want,
-           (uint64_t)f->size_bytes < want ? "truncated" : "has trailing bytes");
-    return -1;
-  }
-  if (count == 0) {
-    strata_fail(err, errlen, "data file '%s': token shard holds 0 tokens; it needs at least 2", p);
-    return -1;
-  }
+  if ((uint64_t)f->size_bytes != want)
+    return strata_fail(err, errlen,
+                  "data file '%s': token shard is %zu bytes but its header (int32 [2]) counts %u tokens, "
+                  "so it should be %llu bytes (1024-byte header + 2 bytes per token): the file is %s or "
+                  "its header is wrong",
+                  p, f->size_bytes, count, (unsigned long long)want,
+                  (uint64_t)f->size_bytes < want ? "truncated" : "has trailing bytes");
+  if (count == 0)
+    return strata_fail(err, errlen, "data file '%s': token shard holds 0 tokens; it needs at least 2", p);
   f->tok = f->map + DATA_SHARD_HEADER_BYTES;
   f->ntok = count;
   /* every token must be inside the GPT-2 vocabulary */
   for (size_t i = 0; i < f->ntok; i++) {
     unsigned t = (unsigned)f->tok[2 * i] | ((unsigned)f->tok[2 * i + 1] << 8);
-    if (t >= DATA_GPT2_VOCAB) {
-      strata_fail(err, errlen,
-             "data file '%s': token %zu is %u, outside the GPT-2 vocabulary [0, %d): not a GPT-2 "
-             "token shard",
-             p, i, t, DATA_GPT2_VOCAB);
-      return -1;
-    }
+    if (t >= DATA_GPT2_VOCAB)
+      return strata_fail(err, errlen,
+                    "data file '%s': token %zu is %u, outside the GPT-2 vocabulary [0, %d): not a GPT-2 "
+                    "token shard",
+                    p, i, t, DATA_GPT2_VOCAB);
   }
   return 0;
 }
@@ -115,15 +103,10 @@ static int check_shard(data_file_t *f, char *err, size_t errlen) {
 static int file_open(const char *path, data_kind_t kind, data_file_t *f, char *err, size_t errlen) {
   memset(f, 0, sizeof *f);
   int rc = -1, fd = -1;
-  if (!path || !*path) {
-    strata_fail(err, errlen, "data file: empty path; pass --data FILE (raw text or llm.c .bin shard)");
-    return -1;
-  }
+  if (!path || !*path)
+    return strata_fail(err, errlen, "data file: empty path; pass --data FILE (raw text or llm.c .bin shard)");
   f->path = strdup(path);
-  if (!f->path) {
-    strata_fail(err, errlen, "data file '%s': out of memory", path);
-    return -1;
-  }
+  if (!f->path) return strata_fail(err, errlen, "data file '%s': out of memory for its path", path);
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     strata_fail(err, errlen, "data file '%s': cannot open: %s; check the path given with --data", path,
@@ -195,10 +178,7 @@ int data_open_pair(const char *train_path, const char *val_path, data_kind_t kin
                    data_set_t **out, char *err, size_t errlen) {
   *out = NULL;
   data_set_t *ds = calloc(1, sizeof *ds);
-  if (!ds) {
-    strata_fail(err, errlen, "data: out of memory");
-    return -1;
-  }
+  if (!ds) return strata_fail(err, errlen, "data: out of memory for the data set's state");
   if (file_open(train_path, kind, &ds->train, err, errlen) != 0) goto fail;
   if (val_path) {
     if (file_open(val_path, ds->train.kind, &ds->val, err, errlen) != 0) goto fail;
@@ -273,20 +253,16 @@ static inline int32_t token_at(const data_file_t *f, size_t i) {
 
 int data_check_batch(const data_set_t *ds, data_split_t split, int batch, int T, char *err,
                      size_t errlen) {
-  if (batch <= 0 || T <= 0) {
-    strata_fail(err, errlen, "data: batch (%d) and sequence length (%d) must be positive", batch, T);
-    return -1;
-  }
+  if (batch <= 0 || T <= 0)
+    return strata_fail(err, errlen, "data: batch (%d) and sequence length (%d) must be positive", batch, T);
   size_t off, n;
   const data_file_t *f = split_range(ds, split, &off, &n);
   uint64_t need = (uint64_t)batch * (uint64_t)T + 1;
-  if ((uint64_t)n < need) {
-    strata_fail(err, errlen,
-           "data file '%s': the %s has %zu tokens, too few for one batch of %d x %d (+1) = %llu "
-           "tokens; use a smaller --batch or --ctx, or a larger data file",
-           f->path, split_name(split), n, batch, T, (unsigned long long)need);
-    return -1;
-  }
+  if ((uint64_t)n < need)
+    return strata_fail(err, errlen,
+                  "data file '%s': the %s has %zu tokens, too few for one batch of %d x %d (+1) = %llu "
+                  "tokens; use a smaller --batch or --ctx, or a larger data file",
+                  f->path, split_name(split), n, batch, T, (unsigned long long)need);
   return 0;
 }
 
@@ -348,12 +324,10 @@ static void cut(const data_file_t *f, size_t base, int T, int n_seq, int32_t *in
 int data_fetch(const data_set_t *ds, data_split_t split, uint64_t seed, uint64_t step, int batch,
                int T, int first_seq, int n_seq, int32_t *inputs, int32_t *targets, char *err,
                size_t errlen) {
-  if (first_seq < 0 || n_seq < 1 || batch <= 0 || first_seq > batch - n_seq) {
-    strata_fail(err, errlen,
-           "data: sequences [%d, %d) are not inside the global batch of %d sequences", first_seq,
-           first_seq + n_seq, batch);
-    return -1;
-  }
+  if (first_seq < 0 || n_seq < 1 || batch <= 0 || first_seq > batch - n_seq)
+    return strata_fail(err, errlen,
+                  "data: sequences [%d, %d) are not inside the global batch of %d sequences", first_seq,
+                  first_seq + n_seq, batch);
   size_t start, off, n;
   if (data_batch_start(ds, split, seed, step, batch, T, &start, err, errlen) != 0) return -1;
   const data_file_t *f = split_range(ds, split, &off, &n);
@@ -371,14 +345,12 @@ int data_fetch_sequential(const data_set_t *ds, data_split_t split, uint64_t bat
   size_t off, n;
   const data_file_t *f = split_range(ds, split, &off, &n);
   uint64_t nb = data_num_sequential_batches(ds, split, B, T);
-  if (batch_index >= nb) {
-    strata_fail(err, errlen,
-           "data file '%s': batch %llu of %d x %d tokens is past the end of the %s (%zu tokens "
-           "hold %llu such batches); ask for fewer --batches",
-           f->path, (unsigned long long)batch_index, B, T, split_name(split), n,
-           (unsigned long long)nb);
-    return -1;
-  }
+  if (batch_index >= nb)
+    return strata_fail(err, errlen,
+                  "data file '%s': batch %llu of %d x %d tokens is past the end of the %s (%zu tokens "
+                  "hold %llu such batches); ask for fewer --batches",
+                  f->path, (unsigned long long)batch_index, B, T, split_name(split), n,
+                  (unsigned long long)nb);
   cut(f, off + (size_t)batch_index * (size_t)B * (size_t)T, T, B, inputs, targets);
   return 0;
 }

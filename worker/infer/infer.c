@@ -133,6 +133,7 @@ struct infer_engine {
   /* message being built */
   int32_t *msg;
   int msg_len, msg_cap;
+  int msg_oom;               /* a word could not be added: the message is incomplete */
   char err[1024];
   /* rank 0, P > 1: the previous RUN's groups, whose tokens arrive during the next RUN */
   int32_t *prev_plan;        /* copy of that RUN's group list (G, {nseq, {slot, n_new}*}*) */
@@ -205,16 +206,12 @@ static int start_heartbeat(infer_engine_t *e, char *err, size_t errlen) {
   e->plan_reqs = calloc(2 * (size_t)e->P, sizeof *e->plan_reqs);
   e->hb_req = calloc((size_t)e->P, sizeof *e->hb_req);
   e->hb_head = calloc((size_t)e->P * PLAN_INLINE_WORDS, sizeof *e->hb_head);
-  if (!e->ack_buf || !e->ack_req || !e->acked || !e->plan_reqs || !e->hb_req || !e->hb_head) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!e->ack_buf || !e->ack_req || !e->acked || !e->plan_reqs || !e->hb_req || !e->hb_head)
+    return strata_fail(err, errlen, "out of memory for the heartbeat state of %d ranks", e->P);
   for (int w = 1; w < e->P; w++) {
     coll_result_t cr = coll_irecv(&e->ack_buf[w], 1, COLL_I32, w, TAG_ACK, e->comm, &e->ack_req[w]);
-    if (cr != COLL_OK) {
-      snprintf(err, errlen, "posting the heartbeat receive from rank %d: %s", w, coll_last_error(e->comm));
-      return -1;
-    }
+    if (cr != COLL_OK)
+      return strata_fail(err, errlen, "posting the heartbeat receive from rank %d: %s", w, coll_last_error(e->comm));
   }
   return 0;
 }
@@ -248,10 +245,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
                         infer_engine_t **out, char *err, size_t errlen) {
   *out = NULL;
   infer_engine_t *e = calloc(1, sizeof *e);
-  if (!e) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!e) return strata_fail(err, errlen, "out of memory for the inference engine's state");
   pthread_mutex_init(&e->mu, NULL);
   e->comm = comm;
   e->rank = coll_rank(comm);
@@ -319,7 +313,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   e->vote_slots = calloc((size_t)e->nslots * 2, sizeof *e->vote_slots);
   e->rec = calloc(1, sizeof *e->rec);
   if (!e->slots || !e->recv_slots || !e->vote_slots || !e->rec) {
-    snprintf(err, errlen, "out of memory");
+    strata_fail(err, errlen, "out of memory for %d sequence slots", e->nslots);
     goto fail;
   }
   if (e->P > SESSION_MAX_STAGES && e->sessions_enabled) {
@@ -351,16 +345,24 @@ fail:
 
 /* ------------------------------------------------------------------ messages */
 
-static int msg_push(infer_engine_t *e, int32_t v) {
+/* Appends a word to the message being built; out of memory, the message is marked incomplete
+ * and flush_msg fails it. */
+static void msg_push(infer_engine_t *e, int32_t v) {
   if (e->msg_len == e->msg_cap) {
     int cap = e->msg_cap ? 2 * e->msg_cap : 256;
-    int32_t *m = realloc(e->msg, sizeof(int32_t) * cap);
-    if (!m) return -1;
+    int32_t *m = e->msg_oom ? NULL : realloc(e->msg, sizeof(int32_t) * cap);
+    if (!m) {
+      e->msg_oom = 1;
+      return;
+    }
     e->msg = m;
     e->msg_cap = cap;
   }
   e->msg[e->msg_len++] = v;
-  return 0;
+}
+static void msg_reset(infer_engine_t *e) {
+  e->msg_len = 0;
+  e->msg_oom = 0;
 }
 static void msg_push_u64(infer_engine_t *e, uint64_t v) {
   msg_push(e, (int32_t)(uint32_t)(v & 0xffffffffu));
@@ -485,7 +487,8 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
   R->seqs = malloc(sizeof *R->seqs * nseq);
   R->x = malloc(sizeof(float) * rows * C);
   R->tok = malloc(sizeof(int32_t) * rows);
-  if (!R->seqs || !R->x || !R->tok) return strata_fail(e->err, sizeof e->err, "out of memory for a round of %zu rows", rows);
+  if (!R->seqs || !R->x || !R->tok)
+    return strata_fail(e->err, sizeof e->err, "out of memory for a round of %zu rows", rows);
   size_t r = 0;
   for (int i = 0; i < nseq; i++) {
     slot_t *sl = &e->slots[items[2 * i]];
@@ -500,7 +503,8 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
                        coll_result_string(cr), coll_last_error(e->comm));
   size_t out_floats = last ? (size_t)nseq * V : rows * C;
   float *y = malloc(sizeof(float) * out_floats);
-  if (!y) return strata_fail(e->err, sizeof e->err, "out of memory for the output of a round (%zu floats)", out_floats);
+  if (!y)
+    return strata_fail(e->err, sizeof e->err, "out of memory for the output of a round (%zu floats)", out_floats);
   if (gpt2_forward_kv(e->model, R->seqs, nseq, R->tok, R->x, y, 1, e->err, sizeof e->err)) {
     free(y);
     return -1;
@@ -519,7 +523,12 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
     free(y);
     return strata_fail(e->err, sizeof e->err, "out of memory for the sampled tokens of %d sequences", nseq);
   }
-  for (int i = 0; i < nseq; i++) t[i] = sampler_next(&e->slots[items[2 * i]].sampler, y + (size_t)i * V, V);
+  for (int i = 0; i < nseq; i++)
+    if ((t[i] = sampler_next(&e->slots[items[2 * i]].sampler, y + (size_t)i * V, V)) < 0) {
+      free(t);
+      free(y);
+      return strata_fail(e->err, sizeof e->err, "out of memory for sampling from %d logits", V);
+    }
   free(y);
   if (first) { /* P == 1 */
     for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t[i]);
@@ -769,6 +778,10 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
  * the per-token latency of decode low. */
 /* Rank 0: sends the message built in e->msg to every worker and executes it. */
 static int flush_msg(infer_engine_t *e) {
+  if (e->msg_oom) {
+    msg_reset(e);
+    return strata_fail(e->err, sizeof e->err, "out of memory for a plan of more than %d words", e->msg_cap);
+  }
   if (e->msg_len == 0) return 0;
   int32_t n = e->msg_len;
   if (e->P > 1) {
@@ -798,7 +811,7 @@ static int flush_msg(infer_engine_t *e) {
     }
     e->last_plan_s = strata_now_s();
   }
-  e->msg_len = 0;
+  msg_reset(e);
   int rc = exec_msg(e, e->msg, n);
   return rc < 0 ? -1 : 0;
 }
@@ -991,7 +1004,7 @@ int infer_submit(infer_engine_t *e, const infer_request_t *req, infer_token_fn o
   req_node_t *n = calloc(1, sizeof *n);
   if (!n || !(n->prompt = malloc(sizeof(int32_t) * (req->n_prompt ? req->n_prompt : 1)))) {
     free(n);
-    snprintf(err, errlen, "out of memory");
+    snprintf(err, errlen, "out of memory for a request with a prompt of %d tokens", req->n_prompt);
     return INFER_ERR_INTERNAL;
   }
   memcpy(n->prompt, req->prompt, sizeof(int32_t) * req->n_prompt);
@@ -1563,7 +1576,7 @@ static int step(infer_engine_t *e) {
     return -1;
   }
   e->round++;
-  e->msg_len = 0;
+  msg_reset(e);
   e->n_vote_slots = 0;
   /* 0. cancelled sequences with no token in flight finish with what they have */
   int canc[MAX_GROUPS * 2 + 32], ncanc = 0;
@@ -1631,7 +1644,7 @@ static int step(infer_engine_t *e) {
       }
     }
   }
-  if (e->msg_len == 0) return 0;
+  if (e->msg_len == 0 && !e->msg_oom) return 0;
   e->n_recv = 0;
   if (flush_msg(e)) return -1;
   if (nact == 0 && G == 0) e->prev_len = 0; /* an empty RUN drained the pipeline */
@@ -1687,10 +1700,8 @@ int infer_cancel(infer_engine_t *e, uint64_t id) {
 
 int infer_session_delete(infer_engine_t *e, const char *id, char *err, size_t errlen) {
   if (session_id_validate(id, err, errlen)) return -1;
-  if (!e->sessions_enabled) {
-    snprintf(err, errlen, "sessions are disabled (no session directory)");
-    return -1;
-  }
+  if (!e->sessions_enabled)
+    return strata_fail(err, errlen, "sessions are disabled (no session directory)");
   int s = find_session_slot(e, id);
   if (s >= 0 && e->slots[s].state == SLOT_ACTIVE) {
     snprintf(err, errlen, "session '%s' has a request in flight; retry when it is done", id);
@@ -1708,12 +1719,10 @@ int infer_session_delete(infer_engine_t *e, const char *id, char *err, size_t er
    * directory that is not shared) */
   int d = session_delete(e->session_dir, id, err, errlen);
   if (d < 0) return -1;
-  e->msg_len = 0;
+  msg_reset(e);
   plan_session_delete(e, id);
-  if (flush_msg(e)) {
-    snprintf(err, errlen, "%s", e->err);
-    return -1;
-  }
+  if (flush_msg(e))
+    return strata_fail(err, errlen, "%s", e->err);
   if (d == 1 && s < 0) {
     snprintf(err, errlen, "no session '%s'", id);
     return 1;
@@ -1750,7 +1759,7 @@ void infer_engine_stats(infer_engine_t *e, infer_stats_t *out) {
 void infer_engine_shutdown(infer_engine_t *e) {
   if (!e) return;
   if (e->rank == 0) {
-    e->msg_len = 0;
+    msg_reset(e);
     if (e->P > 1) { /* an empty RUN collects the tokens still in the pipeline */
       msg_push(e, OP_RUN);
       msg_push(e, 0);

@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "util.h"
+
 int kv_cache_create(int nl, int C, int cap, kv_cache_t **out, char *err, size_t errlen) {
   *out = NULL;
-  if (nl < 1 || C < 1 || cap < 1) {
-    snprintf(err, errlen, "kv cache: layers %d, width %d and positions %d must all be >= 1", nl, C, cap);
-    return -1;
-  }
+  if (nl < 1 || C < 1 || cap < 1)
+    return strata_fail(err, errlen, "kv cache: layers %d, width %d and positions %d must all be >= 1", nl, C, cap);
   kv_cache_t *c = calloc(1, sizeof *c);
   size_t n = (size_t)nl * (size_t)cap * (size_t)C;
   if (c) {

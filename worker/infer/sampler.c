@@ -5,19 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "util.h"
+
 int sampler_validate(const sampler_params_t *p, char *err, size_t errlen) {
-  if (!(p->temperature >= 0) || !isfinite(p->temperature)) {
-    snprintf(err, errlen, "temperature %g must be >= 0 (0 = greedy)", p->temperature);
-    return -1;
-  }
-  if (!(p->top_p > 0 && p->top_p <= 1)) {
-    snprintf(err, errlen, "top_p %g must be in (0, 1] (1 = no nucleus filtering)", p->top_p);
-    return -1;
-  }
-  if (p->top_k < 0) {
-    snprintf(err, errlen, "top_k %d must be >= 0 (0 = no top-k filtering)", p->top_k);
-    return -1;
-  }
+  if (!(p->temperature >= 0) || !isfinite(p->temperature))
+    return strata_fail(err, errlen, "temperature %g must be >= 0 (0 = greedy)", p->temperature);
+  if (!(p->top_p > 0 && p->top_p <= 1))
+    return strata_fail(err, errlen, "top_p %g must be in (0, 1] (1 = no nucleus filtering)", p->top_p);
+  if (p->top_k < 0)
+    return strata_fail(err, errlen, "top_k %d must be >= 0 (0 = no top-k filtering)", p->top_k);
   return 0;
 }
 

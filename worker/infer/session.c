@@ -17,6 +17,7 @@
 #include "log.h"
 #include "rng.h"
 #include "strata_proto.h"
+#include "util.h"
 
 static const char session_magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'K', 'V'};
 
@@ -64,10 +65,7 @@ static void next_path(char *buf, size_t len, const char *dir, const char *id, in
 int session_model_id(const char *ckpt_dir, const gpt2_config_t *cfg, uint64_t *out, char *err,
                      size_t errlen) {
   strata_train_state_t *st = malloc(sizeof *st);
-  if (!st) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!st) return strata_fail(err, errlen, "out of memory for the train state of %s", ckpt_dir);
   if (ckpt_read_state(ckpt_dir, st, 0, err, errlen)) {
     free(st);
     return -1;
@@ -84,11 +82,9 @@ int session_model_id(const char *ckpt_dir, const gpt2_config_t *cfg, uint64_t *o
     nweights++;
   }
   free(st);
-  if (nweights == 0) {
-    snprintf(err, errlen, "%s/%s lists no model*.safetensors file to identify the model", ckpt_dir,
-             CKPT_STATE_FILE);
-    return -1;
-  }
+  if (nweights == 0)
+    return strata_fail(err, errlen, "%s/%s lists no model*.safetensors file to identify the model", ckpt_dir,
+                       CKPT_STATE_FILE);
   *out = h;
   return 0;
 }
@@ -104,10 +100,8 @@ int session_make_dir(const char *dir, char *err, size_t errlen) {
   }
   if (mkdir(buf, 0755) && errno != EEXIST) goto fail;
   struct stat sb;
-  if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
-    snprintf(err, errlen, "session directory %s is not a directory", dir);
-    return -1;
-  }
+  if (stat(dir, &sb) || !S_ISDIR(sb.st_mode))
+    return strata_fail(err, errlen, "session directory %s is not a directory", dir);
   return 0;
 fail:
   snprintf(err, errlen, "cannot create session directory %s: %s (set --session-dir)", buf, strerror(errno));
@@ -248,10 +242,8 @@ int session_commit_write(const char *dir, const char *id, const session_commit_t
                          char *err, size_t errlen) {
   *errno_out = 0;
   if (session_id_validate(id, err, errlen)) return -1;
-  if (rec->stages < 1 || rec->stages > SESSION_MAX_STAGES) {
-    snprintf(err, errlen, "a commit record holds 1 to %d stages, not %d", SESSION_MAX_STAGES, rec->stages);
-    return -1;
-  }
+  if (rec->stages < 1 || rec->stages > SESSION_MAX_STAGES)
+    return strata_fail(err, errlen, "a commit record holds 1 to %d stages, not %d", SESSION_MAX_STAGES, rec->stages);
   char path[4352];
   session_commit_path(path, sizeof path, dir, id);
   commit_head_t h;
@@ -325,10 +317,8 @@ int session_commit_read(const char *dir, const char *id, session_commit_t *out, 
   size_t len;
   int r = read_whole(path, &buf, &len);
   if (r == 1) return 1;
-  if (r < 0) {
-    snprintf(err, errlen, "cannot read the commit record %s: %s", path, strerror(errno));
-    return -1;
-  }
+  if (r < 0)
+    return strata_fail(err, errlen, "cannot read the commit record %s: %s", path, strerror(errno));
   int rc = -1;
   commit_head_t h;
   if (len < sizeof h + 8) {
@@ -383,10 +373,8 @@ int session_promote(const char *dir, const char *id, int stage, int stages, uint
   ssize_t got = read(fd, &h, sizeof h);
   close(fd);
   if (got != (ssize_t)sizeof h || h.generation != generation) return 0; /* not the committed turn's */
-  if (rename(from, to)) {
-    snprintf(err, errlen, "cannot rename %s to %s: %s", from, to, strerror(errno));
-    return -1;
-  }
+  if (rename(from, to))
+    return strata_fail(err, errlen, "cannot rename %s to %s: %s", from, to, strerror(errno));
   fsync_dir(dir);
   return 0;
 }
@@ -576,8 +564,7 @@ int session_list(const char *dir, session_info_t **out, int *n_out, char *err, s
   session_commit_t *rec = malloc(sizeof *rec);
   if (!rec) {
     closedir(d);
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    return strata_fail(err, errlen, "out of memory for listing the sessions in %s", dir);
   }
   struct dirent *de;
   while ((de = readdir(d))) {
@@ -589,7 +576,7 @@ int session_list(const char *dir, session_info_t **out, int *n_out, char *err, s
       cap = cap ? 2 * cap : 16;
       session_info_t *nv = realloc(v, sizeof *nv * (size_t)cap);
       if (!nv) {
-        snprintf(err, errlen, "out of memory");
+        strata_fail(err, errlen, "out of memory for a list of %d sessions in %s", cap, dir);
         rc = -1;
         break;
       }
@@ -662,16 +649,12 @@ int session_delete(const char *dir, const char *id, char *err, size_t errlen) {
   char path[4352];
   session_commit_path(path, sizeof path, dir, id);
   int had_record = unlink(path) == 0;
-  if (!had_record && errno != ENOENT) {
-    snprintf(err, errlen, "cannot delete %s: %s", path, strerror(errno));
-    return -1;
-  }
+  if (!had_record && errno != ENOENT)
+    return strata_fail(err, errlen, "cannot delete %s: %s", path, strerror(errno));
   int failed = 0;
   int n = for_each_file(dir, id, unlink_in, &failed, 0);
-  if (failed) {
-    snprintf(err, errlen, "cannot delete a file of session '%s' in %s: %s", id, dir, strerror(failed));
-    return -1;
-  }
+  if (failed)
+    return strata_fail(err, errlen, "cannot delete a file of session '%s' in %s: %s", id, dir, strerror(failed));
   return had_record || n ? 0 : 1;
 }
 

@@ -46,10 +46,7 @@ static entry_t *add(session_store_t *st, const char *id) {
 int session_store_open(const char *dir, uint64_t quota_bytes, session_store_t **out, char *err, size_t errlen) {
   *out = NULL;
   session_store_t *st = calloc(1, sizeof *st);
-  if (!st) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!st) return strata_fail(err, errlen, "out of memory for the session store of %s", dir);
   st->quota = quota_bytes;
   session_info_t *v = NULL;
   int n = 0;
@@ -63,8 +60,7 @@ int session_store_open(const char *dir, uint64_t quota_bytes, session_store_t **
     if (!e) {
       free(v);
       session_store_free(st);
-      snprintf(err, errlen, "out of memory");
-      return -1;
+      return strata_fail(err, errlen, "out of memory for the session store's list of %d sessions", n);
     }
     e->bytes = v[i].bytes;
     double age = wall - (double)v[i].saved_unix_s;

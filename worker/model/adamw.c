@@ -57,39 +57,23 @@ void adamw_hparams_default(adamw_hparams_t *hp) {
 }
 
 int adamw_hparams_check(const adamw_hparams_t *hp, char *err, size_t errlen) {
-  if (!(hp->lr > 0.0) || !isfinite(hp->lr)) {
-    strata_fail(err, errlen, "lr = %g: the learning rate must be a positive number", hp->lr);
-    return -1;
-  }
-  if (!(hp->beta1 >= 0.0 && hp->beta1 < 1.0)) {
-    strata_fail(err, errlen, "beta1 = %g: must be in [0, 1)", hp->beta1);
-    return -1;
-  }
-  if (!(hp->beta2 >= 0.0 && hp->beta2 < 1.0)) {
-    strata_fail(err, errlen, "beta2 = %g: must be in [0, 1)", hp->beta2);
-    return -1;
-  }
-  if (!(hp->eps > 0.0)) {
-    strata_fail(err, errlen, "eps = %g: must be positive", hp->eps);
-    return -1;
-  }
-  if (!(hp->weight_decay >= 0.0)) {
-    strata_fail(err, errlen, "weight_decay = %g: must be >= 0", hp->weight_decay);
-    return -1;
-  }
-  if (hp->warmup_steps < 0) {
-    strata_fail(err, errlen, "warmup_steps = %d: must be >= 0", hp->warmup_steps);
-    return -1;
-  }
-  if (hp->decay_steps < 0) {
-    strata_fail(err, errlen, "decay_steps = %d: must be >= 0 (0 disables the cosine decay)",
-            hp->decay_steps);
-    return -1;
-  }
-  if (!(hp->min_lr_ratio >= 0.0 && hp->min_lr_ratio <= 1.0)) {
-    strata_fail(err, errlen, "min_lr_ratio = %g: must be in [0, 1]", hp->min_lr_ratio);
-    return -1;
-  }
+  if (!(hp->lr > 0.0) || !isfinite(hp->lr))
+    return strata_fail(err, errlen, "lr = %g: the learning rate must be a positive number", hp->lr);
+  if (!(hp->beta1 >= 0.0 && hp->beta1 < 1.0))
+    return strata_fail(err, errlen, "beta1 = %g: must be in [0, 1)", hp->beta1);
+  if (!(hp->beta2 >= 0.0 && hp->beta2 < 1.0))
+    return strata_fail(err, errlen, "beta2 = %g: must be in [0, 1)", hp->beta2);
+  if (!(hp->eps > 0.0))
+    return strata_fail(err, errlen, "eps = %g: must be positive", hp->eps);
+  if (!(hp->weight_decay >= 0.0))
+    return strata_fail(err, errlen, "weight_decay = %g: must be >= 0", hp->weight_decay);
+  if (hp->warmup_steps < 0)
+    return strata_fail(err, errlen, "warmup_steps = %d: must be >= 0", hp->warmup_steps);
+  if (hp->decay_steps < 0)
+    return strata_fail(err, errlen, "decay_steps = %d: must be >= 0 (0 disables the cosine decay)",
+                       hp->decay_steps);
+  if (!(hp->min_lr_ratio >= 0.0 && hp->min_lr_ratio <= 1.0))
+    return strata_fail(err, errlen, "min_lr_ratio = %g: must be in [0, 1]", hp->min_lr_ratio);
   return 0;
 }
 

@@ -551,7 +551,8 @@ static void bind_views(gpt2_model_t *m, float *base, float **wte, float **wpe, g
 /* The configuration and the shard's range make a model: every size positive, heads dividing
  * dim, the range inside the model, and the embedding and head on the shards at its ends. */
 static int check_config(const gpt2_config_t *cfg, gpt2_range_t range, char *err, size_t errlen) {
-  if (cfg->vocab <= 0) return strata_fail(err, errlen, "vocab = %d: the vocabulary size must be positive", cfg->vocab);
+  if (cfg->vocab <= 0)
+    return strata_fail(err, errlen, "vocab = %d: the vocabulary size must be positive", cfg->vocab);
   if (cfg->ctx <= 0) return strata_fail(err, errlen, "ctx = %d: the context length must be positive", cfg->ctx);
   if (cfg->layers <= 0)
     return strata_fail(err, errlen, "layers = %d: the model needs at least one layer", cfg->layers);
@@ -745,19 +746,13 @@ static int impl_reserve(gpt2_impl_t *impl, size_t N, int T, int C) {
 
 int gpt2_acts_create(const gpt2_model_t *m, int B, int T, gpt2_acts_t **out, char *err, size_t errlen) {
   *out = NULL;
-  if (B <= 0) {
-    strata_fail(err, errlen, "batch B = %d: the micro-batch must hold at least one sequence", B);
-    return -1;
-  }
-  if (T <= 0 || T > m->cfg.ctx) {
-    strata_fail(err, errlen, "sequence length T = %d: must be in [1, ctx = %d]", T, m->cfg.ctx);
-    return -1;
-  }
-  if ((int64_t)B * T > INT32_MAX / (4 * (int64_t)m->cfg.dim)) {
-    strata_fail(err, errlen, "micro-batch B*T = %lld tokens is too large for 32-bit BLAS indices",
-            (long long)B * T);
-    return -1;
-  }
+  if (B <= 0)
+    return strata_fail(err, errlen, "batch B = %d: the micro-batch must hold at least one sequence", B);
+  if (T <= 0 || T > m->cfg.ctx)
+    return strata_fail(err, errlen, "sequence length T = %d: must be in [1, ctx = %d]", T, m->cfg.ctx);
+  if ((int64_t)B * T > INT32_MAX / (4 * (int64_t)m->cfg.dim))
+    return strata_fail(err, errlen, "micro-batch B*T = %lld tokens is too large for 32-bit BLAS indices",
+                       (long long)B * T);
   gpt2_acts_t *a = calloc(1, sizeof *a);
   if (!a) goto oom;
   a->B = a->cap_B = B;
@@ -792,11 +787,9 @@ void gpt2_acts_free(gpt2_acts_t *a) {
 }
 
 int gpt2_acts_reshape(gpt2_acts_t *a, int B, int T, char *err, size_t errlen) {
-  if (B <= 0 || T <= 0 || B > a->cap_B || T > a->cap_T) {
-    strata_fail(err, errlen, "micro-batch B = %d, T = %d does not fit activations created for B = %d, T = %d",
-            B, T, a->cap_B, a->cap_T);
-    return -1;
-  }
+  if (B <= 0 || T <= 0 || B > a->cap_B || T > a->cap_T)
+    return strata_fail(err, errlen, "micro-batch B = %d, T = %d does not fit activations created for B = %d, T = %d",
+                       B, T, a->cap_B, a->cap_T);
   /* every buffer was sized for (cap_B, cap_T) and is indexed with the current (B, T) */
   a->B = B;
   a->T = T;
@@ -1034,21 +1027,17 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   size_t N = 0, max_scores = 0;
   int rc = -1;
   float *mem = NULL;
-  if (nseq < 1 || !out || (m->range.has_embed ? !tokens : !x_in)) {
-    strata_fail(err, errlen, "gpt2_forward_kv: no sequences, or a NULL %s / out",
-            m->range.has_embed ? "tokens" : "x_in");
-    return -1;
-  }
+  if (nseq < 1 || !out || (m->range.has_embed ? !tokens : !x_in))
+    return strata_fail(err, errlen, "gpt2_forward_kv: no sequences, or a NULL %s / out",
+                       m->range.has_embed ? "tokens" : "x_in");
   for (int s = 0; s < nseq; s++) {
     const gpt2_kv_seq_t *q = &seqs[s];
     if (q->n_new < 1 || q->pos0 < 0 || q->pos0 + q->n_new > q->cap || q->pos0 + q->n_new > m->cfg.ctx ||
-        (nl > 0 && (!q->k || !q->v))) {
-      strata_fail(err, errlen,
-              "gpt2_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
-              "or the model's context (%d)",
-              s, q->pos0, q->pos0 + q->n_new, q->cap, m->cfg.ctx);
-      return -1;
-    }
+        (nl > 0 && (!q->k || !q->v)))
+      return strata_fail(err, errlen,
+                     "gpt2_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
+                     "or the model's context (%d)",
+                     s, q->pos0, q->pos0 + q->n_new, q->cap, m->cfg.ctx);
     N += (size_t)q->n_new;
     size_t sc = (size_t)q->n_new * (size_t)(q->pos0 + q->n_new);
     if (sc > max_scores) max_scores = sc;
@@ -1056,10 +1045,8 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   /* scratch: x (N,C), ln (N,C), qkv (N,3C), atty (N,C), fch (N,4C), scores */
   size_t floats = N * (size_t)C * 10 + max_scores;
   mem = alloc_floats(floats, 0);
-  if (!mem) {
-    strata_fail(err, errlen, "gpt2_forward_kv: out of memory (%zu rows)", N);
-    return -1;
-  }
+  if (!mem)
+    return strata_fail(err, errlen, "gpt2_forward_kv: out of memory (%zu rows)", N);
   float *x = mem, *ln = x + N * C, *qkv = ln + N * C, *atty = qkv + N * 3 * C, *fch = atty + N * C;
   float *sc = fch + N * 4 * C;
   float *mean = qkv, *rstd = qkv + N; /* LayerNorm statistics are not needed: reuse qkv space */

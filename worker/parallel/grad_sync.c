@@ -101,10 +101,8 @@ static void on_grad_ready(void *ctx, size_t offset, size_t count) {
 int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
                      double bucket_mb, int zero, grad_sync_t **out, char *err, size_t errlen) {
   *out = NULL;
-  if (!(bucket_mb > 0)) {
-    snprintf(err, errlen, "--bucket-mb must be positive (got %g)", bucket_mb);
-    return -1;
-  }
+  if (!(bucket_mb > 0))
+    return strata_fail(err, errlen, "--bucket-mb must be positive (got %g)", bucket_mb);
   grad_sync_t *gs = calloc(1, sizeof *gs);
   if (!gs) goto oom;
   gs->m = m;
@@ -301,10 +299,8 @@ int grad_sync_update(grad_sync_t *gs, const adamw_hparams_t *hp, double lr, floa
   float *mine = gs->ppad + S * (size_t)gs->drank;
   memset(mine, 0, S * sizeof(float));
   memcpy(mine, m->params + gs->begin, gs->count * sizeof(float));
-  if (coll_allgather(mine, gs->ppad, S, COLL_F32, gs->dp) != COLL_OK) {
-    snprintf(err, errlen, "parameter all-gather failed: %s", coll_last_error(gs->dp));
-    return -1;
-  }
+  if (coll_allgather(mine, gs->ppad, S, COLL_F32, gs->dp) != COLL_OK)
+    return strata_fail(err, errlen, "parameter all-gather failed: %s", coll_last_error(gs->dp));
   memcpy(m->params, gs->ppad, gs->n * sizeof(float));
   gs->stats.comm_s += strata_now_s() - t0;
   return 0;
@@ -317,10 +313,8 @@ static int gather_one(grad_sync_t *gs, const float *slice_vals, float *full, cha
   float *mine = gs->ppad + S * (size_t)gs->drank;
   memset(mine, 0, S * sizeof(float));
   memcpy(mine, slice_vals, gs->count * sizeof(float));
-  if (gs->D > 1 && coll_allgather(mine, gs->ppad, S, COLL_F32, gs->dp) != COLL_OK) {
-    snprintf(err, errlen, "moment all-gather failed: %s", coll_last_error(gs->dp));
-    return -1;
-  }
+  if (gs->D > 1 && coll_allgather(mine, gs->ppad, S, COLL_F32, gs->dp) != COLL_OK)
+    return strata_fail(err, errlen, "moment all-gather failed: %s", coll_last_error(gs->dp));
   memcpy(full, gs->ppad, gs->n * sizeof(float));
   return 0;
 }

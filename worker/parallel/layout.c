@@ -33,7 +33,7 @@ int layout_model_validate(const layout_model_t *m, char *err, size_t errlen) {
   if (m->dim < 1) return strata_fail(err, errlen, "model: dim must be >= 1 (got %d)", m->dim);
   if (m->dim % m->heads)
     return strata_fail(err, errlen, "model: dim %d is not divisible by heads %d (choose dim = k * heads)",
-                m->dim, m->heads);
+                       m->dim, m->heads);
   return 0;
 }
 
@@ -141,7 +141,7 @@ int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, ch
     long v = strtol(p, &end, 10);
     if (end == p || errno || (*end && *end != ','))
       return strata_fail(err, errlen, "--stage-layers '%s': expected comma-separated integers like 3,3,2",
-                  s);
+                         s);
     if (v < 1)
       return strata_fail(err, errlen,
                   "--stage-layers '%s': stage %d has %ld layers; every stage needs at least 1 "
@@ -151,7 +151,7 @@ int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, ch
       return strata_fail(err, errlen, "--stage-layers '%s': more than --pp %d counts", s, pp);
     if (v > layers)
       return strata_fail(err, errlen, "--stage-layers '%s': %ld exceeds the model's %d layers", s, v,
-                  layers);
+                         layers);
     counts[n++] = (int)v;
     sum += (int)v;
     p = *end ? end + 1 : end;
@@ -163,28 +163,22 @@ int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, ch
                 n, pp);
   if (sum != layers)
     return strata_fail(err, errlen, "--stage-layers '%s': counts sum to %d but the model has %d layers", s,
-                sum, layers);
+                       sum, layers);
   return 0;
 }
 
-void layout_balance(const layout_model_t *m, int pp, int *counts) {
+int layout_balance(const layout_model_t *m, int pp, int *counts) {
   int L = m->layers;
   double lc = layer_flops(m, 1), ec = embed_flops(m, 1), hc = head_flops(m, 1);
-  /* best[s][l]: smallest possible max stage cost placing the first l layers on stages 0..s;
-   * take[s][l]: layers on stage s in that optimum. Stage cost is linear in its layer count. */
-  /* best[s][l]: smallest possible max stage cost placing the first l layers on stages 0..s,
-   * and among those (approximately) the smallest sum of squared stage costs, so that stages
-   * below the maximum are evened out too; take[s][l]: layers on stage s in that optimum. */
+  /* Stage cost is linear in its layer count. best[s][l]: smallest possible max stage cost
+   * placing the first l layers on stages 0..s, and among those (approximately) the smallest sum
+   * of squared stage costs, so that stages below the maximum are evened out too; take[s][l]:
+   * layers on stage s in that optimum. */
   double *best = malloc(sizeof(double) * (size_t)pp * (size_t)(L + 1));
   double *sq = malloc(sizeof(double) * (size_t)pp * (size_t)(L + 1));
   int *take = malloc(sizeof(int) * (size_t)pp * (size_t)(L + 1));
-  if (!best || !sq || !take) { /* fall back to an even split */
-    for (int s = 0; s < pp; s++) counts[s] = L / pp + (s < L % pp);
-    free(best);
-    free(sq);
-    free(take);
-    return;
-  }
+  int rc = -1;
+  if (!best || !sq || !take) goto free_tables;
 #define BEST(s, l) best[(size_t)(s) * (size_t)(L + 1) + (size_t)(l)]
 #define SQ(s, l) sq[(size_t)(s) * (size_t)(L + 1) + (size_t)(l)]
 #define TAKE(s, l) take[(size_t)(s) * (size_t)(L + 1) + (size_t)(l)]
@@ -214,9 +208,12 @@ void layout_balance(const layout_model_t *m, int pp, int *counts) {
 #undef BEST
 #undef TAKE
 #undef SQ
+  rc = 0;
+free_tables:
   free(best);
   free(sq);
   free(take);
+  return rc;
 }
 
 int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int dp, int micro,
@@ -240,7 +237,7 @@ int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int d
         pp, m->layers, m->layers);
   if (pp > LAYOUT_MAX_STAGES)
     return strata_fail(err, errlen, "--pp %d exceeds the supported maximum of %d stages", pp,
-                LAYOUT_MAX_STAGES);
+                       LAYOUT_MAX_STAGES);
   if (batch % ((int64_t)dp * micro))
     return strata_fail(
         err, errlen,
@@ -258,8 +255,8 @@ int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int d
   if (stage_layers && *stage_layers) {
     if (layout_parse_stage_layers(stage_layers, m->layers, pp, counts, err, errlen)) return -1;
     lay->explicit_layers = 1;
-  } else {
-    layout_balance(m, pp, counts);
+  } else if (layout_balance(m, pp, counts)) {
+    return strata_fail(err, errlen, "out of memory for balancing %d layers over %d stages", m->layers, pp);
   }
   lay->layer_begin[0] = 0;
   for (int s = 0; s < pp; s++) lay->layer_begin[s + 1] = lay->layer_begin[s] + counts[s];

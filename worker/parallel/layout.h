@@ -110,8 +110,9 @@ int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, ch
 /* Balanced assignment: counts[0..pp) minimising the largest stage's training FLOPs for one
  * sequence of ctx tokens (embedding on stage 0, head on stage pp-1). Requires 1 <= pp <= L.
  * Among assignments with the same largest stage, the one with the smallest sum of squared
- * stage costs is taken (stages below the maximum even out); then earlier stages take more. */
-void layout_balance(const layout_model_t *m, int pp, int *counts);
+ * stage costs is taken (stages below the maximum even out); then earlier stages take more.
+ * Returns 0, or -1 when out of memory for its tables. */
+int layout_balance(const layout_model_t *m, int pp, int *counts);
 /* Training FLOPs (forward + backward = 3x forward) of stage s's shard for B sequences. */
 double layout_stage_train_flops(const layout_t *lay, int s, int B);
 

@@ -121,10 +121,8 @@ static int complete(pipeline_t *pl, coll_request_t **req, pipeline_stats_t *st, 
   coll_result_t rc = coll_wait(*req);
   *req = NULL;
   st->idle_s += strata_now_s() - t0;
-  if (rc != COLL_OK) {
-    snprintf(err, errlen, "pipeline send failed: %s", coll_last_error(pl->pipe));
-    return -1;
-  }
+  if (rc != COLL_OK)
+    return strata_fail(err, errlen, "pipeline send failed: %s", coll_last_error(pl->pipe));
   return 0;
 }
 
@@ -196,11 +194,9 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       hook_trace(h, TRACE_SEND, j, t0c);
       break;
     }
-    if (rc != COLL_OK) {
-      snprintf(err, errlen, "pipeline %s of micro-batch %d (stage %d) failed: %s",
-               schedule_op_name(a->op), j, pl->stage, coll_last_error(pl->pipe));
-      return -1;
-    }
+    if (rc != COLL_OK)
+      return strata_fail(err, errlen, "pipeline %s of micro-batch %d (stage %d) failed: %s",
+                         schedule_op_name(a->op), j, pl->stage, coll_last_error(pl->pipe));
   }
   for (int k = 0; k < pl->slots; k++) {
     if (complete(pl, &pl->act_req[k], st, err, errlen)) return -1;
@@ -214,19 +210,15 @@ int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
   const size_t nact = (size_t)pl->mb * pl->T * pl->C;
   const int first = pl->stage == 0, last = pl->stage == pl->P - 1;
   *loss = 0;
-  if (!first && coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, PIPELINE_EVAL_TAG, pl->pipe) != COLL_OK) {
-    snprintf(err, errlen, "evaluation: receiving activations from stage %d failed: %s",
-             pl->stage - 1, coll_last_error(pl->pipe));
-    return -1;
-  }
+  if (!first && coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, PIPELINE_EVAL_TAG, pl->pipe) != COLL_OK)
+    return strata_fail(err, errlen, "evaluation: receiving activations from stage %d failed: %s",
+                       pl->stage - 1, coll_last_error(pl->pipe));
   float l = gpt2_forward(pl->m, pl->acts[0], first ? tokens : NULL, first ? NULL : pl->x_in,
                          last ? targets : NULL);
   if (last) *loss = l;
   if (!last && coll_send(gpt2_output(pl->acts[0]), nact, COLL_F32, pl->stage + 1, PIPELINE_EVAL_TAG,
-                         pl->pipe) != COLL_OK) {
-    snprintf(err, errlen, "evaluation: sending activations to stage %d failed: %s", pl->stage + 1,
-             coll_last_error(pl->pipe));
-    return -1;
-  }
+                         pl->pipe) != COLL_OK)
+    return strata_fail(err, errlen, "evaluation: sending activations to stage %d failed: %s", pl->stage + 1,
+                       coll_last_error(pl->pipe));
   return 0;
 }

@@ -122,7 +122,8 @@ static int read_prompt(json_object *root, http_completion_req_t *out, char *err,
   json_object *v;
   if (!field(root, "prompt", &v)) return fail(err, errlen, 400, "missing field 'prompt' (a string)");
   if (!json_object_is_type(v, json_type_string))
-    return fail(err, errlen, 400, "field 'prompt' must be a string, got %s", json_type_to_name(json_object_get_type(v)));
+    return fail(err, errlen, 400, "field 'prompt' must be a string, got %s",
+                json_type_to_name(json_object_get_type(v)));
   const char *p = json_object_get_string(v);
   size_t plen = (size_t)json_object_get_string_len(v);
   if (plen == 0) return fail(err, errlen, 400, "field 'prompt' is empty: give at least one character");
@@ -163,7 +164,8 @@ static int read_sampling(json_object *root, const http_request_limits_t *lim, ht
   }
   if (field(root, "top_k", &v)) {
     if ((r = get_int(v, 0, 1 << 30, &x)))
-      return fail(err, errlen, 400, r == -1 ? "field 'top_k' must be an integer" : "field 'top_k' must be >= 0 (0 = off)");
+      return fail(err, errlen, 400,
+                  r == -1 ? "field 'top_k' must be an integer" : "field 'top_k' must be >= 0 (0 = off)");
     out->top_k = (int)x;
   }
   if (field(root, "seed", &v)) {
@@ -178,7 +180,8 @@ static int read_sampling(json_object *root, const http_request_limits_t *lim, ht
 static int read_options(json_object *root, http_completion_req_t *out, char *err, size_t errlen) {
   json_object *v;
   if (field(root, "stream", &v)) {
-    if (!json_object_is_type(v, json_type_boolean)) return fail(err, errlen, 400, "field 'stream' must be true or false");
+    if (!json_object_is_type(v, json_type_boolean))
+      return fail(err, errlen, 400, "field 'stream' must be true or false");
     out->stream = json_object_get_boolean(v) ? 1 : 0;
   }
   if (field(root, "session", &v)) {
@@ -203,10 +206,11 @@ int http_request_parse_completion(const char *body, size_t len, const http_reque
   memset(out, 0, sizeof *out);
   if (err && errlen) err[0] = '\0';
   if (len > lim->max_body_bytes)
-    return fail(err, errlen, 413, "request body of %zu bytes exceeds the limit of %zu bytes (server flag --max-request-bytes)",
-                len, lim->max_body_bytes);
+    return fail(err, errlen, 413, "request body of %zu bytes exceeds the limit of %zu bytes (server flag "
+                "--max-request-bytes)", len, lim->max_body_bytes);
   if (len == 0 || !body)
-    return fail(err, errlen, 400, "empty request body: send a JSON object like {\"prompt\": \"Hello\", \"max_tokens\": 16}");
+    return fail(err, errlen, 400, "empty request body: send a JSON object like {\"prompt\": \"Hello\", "
+                "\"max_tokens\": 16}");
   if (len > (size_t)INT32_MAX) return fail(err, errlen, 413, "request body too large");
   json_object *root;
   int status = parse_object(body, len, &root, err, errlen);

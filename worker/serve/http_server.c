@@ -119,34 +119,25 @@ static __thread conn_t *tls_conn;
 int http_parse_listen(const char *listen, char *host, size_t hostlen, int *port, int *is_loopback, char *err,
                       size_t errlen) {
   const char *colon = listen ? strrchr(listen, ':') : NULL;
-  if (!colon || colon == listen || !colon[1]) {
-    snprintf(err, errlen, "--listen '%s' must be HOST:PORT, e.g. 127.0.0.1:8080 (PORT 0 = any free port)",
-             listen ? listen : "");
-    return -1;
-  }
+  if (!colon || colon == listen || !colon[1])
+    return strata_fail(err, errlen, "--listen '%s' must be HOST:PORT, e.g. 127.0.0.1:8080 (PORT 0 = any free port)",
+                       listen ? listen : "");
   char h[64];
   size_t hl = (size_t)(colon - listen);
-  if (hl >= sizeof h) {
-    snprintf(err, errlen, "--listen host '%.*s' is too long", (int)hl, listen);
-    return -1;
-  }
+  if (hl >= sizeof h)
+    return strata_fail(err, errlen, "--listen host '%.*s' is too long", (int)hl, listen);
   memcpy(h, listen, hl);
   h[hl] = '\0';
   if (!strcmp(h, "localhost")) strcpy(h, "127.0.0.1");
   int64_t p;
-  if (strnum_parse_int64(colon + 1, &p) != STRNUM_OK || p < 0 || p > 65535) {
-    snprintf(err, errlen, "--listen port '%s' must be a number from 0 to 65535", colon + 1);
-    return -1;
-  }
+  if (strnum_parse_int64(colon + 1, &p) != STRNUM_OK || p < 0 || p > 65535)
+    return strata_fail(err, errlen, "--listen port '%s' must be a number from 0 to 65535", colon + 1);
   struct in_addr a;
-  if (inet_pton(AF_INET, h, &a) != 1) {
-    snprintf(err, errlen, "--listen host '%s' must be a numeric IPv4 address such as 127.0.0.1 (or localhost)", h);
-    return -1;
-  }
-  if (strlen(h) + 1 > hostlen) {
-    snprintf(err, errlen, "--listen host too long");
-    return -1;
-  }
+  if (inet_pton(AF_INET, h, &a) != 1)
+    return strata_fail(err, errlen, "--listen host '%s' must be a numeric IPv4 address such as 127.0.0.1 "
+                       "(or localhost)", h);
+  if (strlen(h) + 1 > hostlen)
+    return strata_fail(err, errlen, "--listen host too long");
   strcpy(host, h);
   *port = (int)p;
   *is_loopback = (ntohl(a.s_addr) >> 24) == 127;
@@ -283,8 +274,11 @@ static void notify_connection(void *cls, struct MHD_Connection *mc, void **socke
   const union MHD_ConnectionInfo *fi = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
   const union MHD_ConnectionInfo *ai = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   conn_t *c = fi ? calloc(1, sizeof *c) : NULL;
-  if (!c) { /* out of memory: the access handler refuses a connection without its conn_t */
-    if (fi) shutdown(fi->connect_fd, SHUT_RDWR);
+  if (!c) { /* the access handler refuses a connection without its conn_t */
+    if (fi) {
+      strata_warn("http: out of memory for a connection's state (%zu bytes); closing it", sizeof *c);
+      shutdown(fi->connect_fd, SHUT_RDWR);
+    }
     return;
   }
   c->fd = fi->connect_fd;
@@ -540,6 +534,12 @@ static void answer_mhd_error(http_server_t *s, unsigned status) {
 }
 
 /* ---- requests --------------------------------------------------------------------------------- */
+/* Refuses what libmicrohttpd asked for, out of memory for `what`: it then closes the connection. */
+static enum MHD_Result out_of_memory(const char *what, size_t bytes) {
+  strata_warn("http: out of memory for %s (%zu bytes); closing the connection", what, bytes);
+  return MHD_NO;
+}
+
 static enum MHD_Result queue(conn_t *c, struct MHD_Connection *conn, http_response_t *r) {
   struct MHD_Response *resp = NULL;
   c->responded = 1;
@@ -547,7 +547,7 @@ static enum MHD_Result queue(conn_t *c, struct MHD_Connection *conn, http_respon
     stream_t *st = calloc(1, sizeof *st);
     if (!st) {
       r->stream_free(r->stream_cls, 0);
-      return MHD_NO;
+      return out_of_memory("a response stream", sizeof *st);
     }
     st->read = r->stream_read;
     st->free = r->stream_free;
@@ -603,7 +603,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
   conn_state_t *cs = *con_cls;
   if (!cs) {
     cs = calloc(1, sizeof *cs);
-    if (!cs) return MHD_NO;
+    if (!cs) return out_of_memory("a request's state", sizeof *cs);
     *con_cls = cs;
     char msg[256];
     int st = check_framing(c, conn, version, msg, sizeof msg);
@@ -631,7 +631,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
           size_t ncap = cs->cap ? cs->cap : 1024;
           while (ncap < cs->len + n + 1) ncap *= 2;
           char *nb = realloc(cs->body, ncap);
-          if (!nb) return MHD_NO;
+          if (!nb) return out_of_memory("a request body", ncap);
           cs->body = nb;
           cs->cap = ncap;
         }
@@ -741,10 +741,7 @@ int http_server_start(const http_server_opts_t *opts, http_handler_fn handler, v
   if (http_parse_listen(opts->listen ? opts->listen : "127.0.0.1:8080", host, sizeof host, &port, &loop, err, errlen))
     return -1;
   http_server_t *s = calloc(1, sizeof *s);
-  if (!s) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!s) return strata_fail(err, errlen, "out of memory for the HTTP server's state");
   s->handler = handler;
   s->cls = cls;
   s->error_body = opts->error_body;

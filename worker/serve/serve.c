@@ -65,6 +65,7 @@ typedef struct job {
   int stream_final;              /* final chunk and [DONE] formatted */
   char *pend;                    /* formatted bytes not yet handed to MHD */
   size_t pend_len, pend_off;
+  int pend_oom;                  /* an event could not be formatted: the stream ends with an error */
 } job_t;
 
 struct serve {
@@ -203,14 +204,14 @@ static void on_token(void *ctx, const char *text, size_t len) {
     size_t ncap = j->text_cap ? j->text_cap : 256;
     while (ncap < j->text_len + len + 1) ncap *= 2;
     char *nt = realloc(j->text, ncap);
-    if (!nt) goto out; /* drop the token text; the count below stays right */
+    if (!nt) goto oom;
     j->text = nt;
     j->text_cap = ncap;
   }
   if (j->ntok == j->tok_cap) {
     int ncap = j->tok_cap ? 2 * j->tok_cap : 64;
     size_t *nt = realloc(j->tok_end, sizeof *nt * (size_t)ncap);
-    if (!nt) goto out;
+    if (!nt) goto oom;
     j->tok_end = nt;
     j->tok_cap = ncap;
   }
@@ -219,6 +220,9 @@ static void on_token(void *ctx, const char *text, size_t len) {
   j->text[j->text_len] = '\0';
   j->tok_end[j->ntok++] = j->text_len;
   pthread_cond_broadcast(&j->cv);
+  goto out;
+oom: /* the request fails; the backend's later tokens and its on_done find it DONE */
+  job_fail_locked(s, j, 500, "out of memory for the generated text", 0);
 out:
   pthread_mutex_unlock(&s->mu);
 }
@@ -350,8 +354,11 @@ static json_object *completion_obj_locked(serve_t *s, job_t *j) {
 /* ---- streaming -------------------------------------------------------------------------------- */
 static void pend_append(job_t *j, const char *a, size_t n) {
   if (j->pend_off == j->pend_len) j->pend_off = j->pend_len = 0;
-  char *np = realloc(j->pend, j->pend_len + n);
-  if (!np) return;
+  char *np = j->pend_oom ? NULL : realloc(j->pend, j->pend_len + n);
+  if (!np) {
+    j->pend_oom = 1;
+    return;
+  }
   j->pend = np;
   memcpy(j->pend + j->pend_len, a, n);
   j->pend_len += n;
@@ -360,7 +367,10 @@ static void pend_append(job_t *j, const char *a, size_t n) {
 static void pend_event(job_t *j, json_object *o) {
   size_t n = 0;
   char *t = json_take(o, &n);
-  if (!t) return;
+  if (!t) {
+    j->pend_oom = 1;
+    return;
+  }
   pend_append(j, "data: ", 6);
   pend_append(j, t, n);
   pend_append(j, "\n\n", 2);
@@ -387,6 +397,11 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
   ssize_t n = 0;
   pthread_mutex_lock(&s->mu);
   for (;;) {
+    if (j->pend_oom) { /* a broken event stream would be worse than a closed one */
+      strata_warn("serve: out of memory for the event stream of request %s; closing it", j->id);
+      n = -1;
+      break;
+    }
     if (j->pend_off < j->pend_len) {
       size_t k = j->pend_len - j->pend_off;
       if (k > max) k = max;
@@ -481,7 +496,7 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
   }
   job_t *j = job_new(s, JOB_COMPLETION);
   if (!j) {
-    respond_error(s, r, 500, "out of memory");
+    respond_error(s, r, 500, "out of memory for a request");
     return;
   }
   int st = http_request_parse_completion(body, len, &s->limits, &j->req, msg, sizeof msg);
@@ -576,7 +591,7 @@ static void handle_session_job(serve_t *s, job_kind_t kind, const char *id, http
   char msg[SERVE_MESSAGE_MAX];
   job_t *j = job_new(s, kind);
   if (!j) {
-    respond_error(s, r, 500, "out of memory");
+    respond_error(s, r, 500, "out of memory for a request");
     return;
   }
   if (id) snprintf(j->session_id, sizeof j->session_id, "%s", id);
@@ -649,7 +664,7 @@ static void handle_metrics(serve_t *s, http_response_t *r) {
   r->status = 200;
   r->content_type = METRICS_CONTENT_TYPE;
   r->body = metrics_render(s->metrics, &r->body_len);
-  if (!r->body) r->status = 500;
+  if (!r->body) respond_error(s, r, 500, "out of memory for the metrics page");
 }
 
 static void handler(void *cls, const char *method, const char *path, const char *body, size_t len, int too_large,
@@ -706,24 +721,17 @@ static char *http_error_body(void *cls, int status, const char *msg, size_t *len
 int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve_t **out, char *err, size_t errlen) {
   *out = NULL;
   if (opts->max_queue < 1 || opts->max_tokens_limit < 1 || opts->default_max_tokens < 1 ||
-      opts->max_request_bytes < 16 || opts->max_connections < 1) {
-    snprintf(err, errlen, "--max-queue, --max-tokens-limit and --max-connections must be >= 1 and "
-                          "--max-request-bytes >= 16");
-    return -1;
-  }
-  if (opts->max_connections_per_client < 0 || !(opts->header_timeout_s >= 0)) {
-    snprintf(err, errlen, "--max-connections-per-client must be >= 0 (0 = no per-client limit) and "
-                          "--header-timeout-s >= 0 (0 = no deadline)");
-    return -1;
-  }
+      opts->max_request_bytes < 16 || opts->max_connections < 1)
+    return strata_fail(err, errlen, "--max-queue, --max-tokens-limit and --max-connections must be >= 1 and "
+                       "--max-request-bytes >= 16");
+  if (opts->max_connections_per_client < 0 || !(opts->header_timeout_s >= 0))
+    return strata_fail(err, errlen, "--max-connections-per-client must be >= 0 (0 = no per-client limit) and "
+                       "--header-timeout-s >= 0 (0 = no deadline)");
   char host[64];
   int port, loop;
   if (http_parse_listen(opts->listen, host, sizeof host, &port, &loop, err, errlen)) return -1;
   serve_t *s = calloc(1, sizeof *s);
-  if (!s) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!s) return strata_fail(err, errlen, "out of memory for the server's state");
   s->opts = *opts;
   s->be = *backend;
   s->limits.max_body_bytes = opts->max_request_bytes;
@@ -743,7 +751,7 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
                            .header_timeout_s = opts->header_timeout_s,
                            .error_body = http_error_body};
   if (!s->metrics || http_server_start(&ho, handler, s, &s->http, err, errlen)) {
-    if (!s->metrics) snprintf(err, errlen, "out of memory");
+    if (!s->metrics) snprintf(err, errlen, "out of memory for the server's metrics");
     metrics_destroy(s->metrics);
     pthread_cond_destroy(&s->loop_cv);
     pthread_mutex_destroy(&s->mu);
@@ -794,8 +802,9 @@ static void run_session_job(serve_t *s, job_t *j) {
   char msg[SERVE_MESSAGE_MAX] = "";
   char *json = NULL;
   if (j->kind == JOB_SESSIONS_LIST) {
-    st = s->be.ops->sessions_json(s->be.impl, &json);
-    if (st && st != 501) st = 500, snprintf(msg, sizeof msg, "listing sessions failed");
+    st = s->be.ops->sessions_json(s->be.impl, &json, msg, sizeof msg);
+    if (st && st != 501) st = 500;
+    if (st == 500 && !msg[0]) snprintf(msg, sizeof msg, "listing sessions failed");
   } else {
     st = s->be.ops->session_delete(s->be.impl, j->session_id, msg, sizeof msg);
     if (st == 404 && !msg[0]) snprintf(msg, sizeof msg, "no session '%s'", j->session_id);

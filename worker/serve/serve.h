@@ -121,8 +121,8 @@ typedef struct serve_backend_ops {
   int (*tick)(void *impl, char *err, size_t errlen); /* NULL: nothing to keep alive */
   int (*idle)(void *impl);
   void (*stats)(void *impl, serve_backend_stats_t *out);
-  /* malloc'd JSON array text, e.g. [{"id":"a","tokens":12}]; returns 0, -1 on failure or 501 */
-  int (*sessions_json)(void *impl, char **json_out);
+  /* malloc'd JSON array text, e.g. [{"id":"a","tokens":12}]; returns 0, -1 with err, or 501 */
+  int (*sessions_json)(void *impl, char **json_out, char *err, size_t errlen);
   /* 0 deleted, 404 no such session, 409 in use, 500 other, 501 keeps no sessions */
   int (*session_delete)(void *impl, const char *id, char *err, size_t errlen);
   void (*destroy)(void *impl);

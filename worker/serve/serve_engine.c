@@ -42,15 +42,11 @@ typedef struct {
 static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_comm_t **comm,
                        infer_engine_t **eng, char *err, size_t errlen) {
   coll_config_t ccfg = coll_config_default();
-  if (ccfg.env_error) {
-    snprintf(err, errlen, "%s", ccfg.env_error);
-    return -1;
-  }
+  if (ccfg.env_error)
+    return strata_fail(err, errlen, "%s", ccfg.env_error);
   coll_result_t cr = coll_comm_create(MPI_COMM_WORLD, &ccfg, comm);
-  if (cr != COLL_OK) {
-    snprintf(err, errlen, "cannot create the communicator: %s", coll_result_string(cr));
-    return -1;
-  }
+  if (cr != COLL_OK)
+    return strata_fail(err, errlen, "cannot create the communicator: %s", coll_result_string(cr));
   infer_opts_t o = infer_opts_default();
   if (so) {
     if (so->max_batch > 0) o.max_batch = so->max_batch;
@@ -131,7 +127,7 @@ static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_
   if (!tok || !q) {
     free(tok);
     free(q);
-    snprintf(err, errlen, "out of memory");
+    snprintf(err, errlen, "out of memory for a request with a prompt of %d bytes", n);
     return 500;
   }
   for (int i = 0; i < n; i++) tok[i] = (unsigned char)req->prompt[i];
@@ -167,10 +163,8 @@ static void se_cancel(void *impl, uint64_t id) {
 
 static int se_step(void *impl, char *err, size_t errlen) {
   se_t *s = impl;
-  if (infer_engine_step(s->eng)) {
-    snprintf(err, errlen, "%s", infer_engine_error(s->eng));
-    return -1;
-  }
+  if (infer_engine_step(s->eng))
+    return strata_fail(err, errlen, "%s", infer_engine_error(s->eng));
   infer_stats_t st;
   infer_engine_stats(s->eng, &st);
   if (st.in_flight > s->max_inflight) s->max_inflight = st.in_flight;
@@ -179,10 +173,8 @@ static int se_step(void *impl, char *err, size_t errlen) {
 
 static int se_tick(void *impl, char *err, size_t errlen) {
   se_t *s = impl;
-  if (infer_engine_tick(s->eng)) {
-    snprintf(err, errlen, "%s", infer_engine_error(s->eng));
-    return -1;
-  }
+  if (infer_engine_tick(s->eng))
+    return strata_fail(err, errlen, "%s", infer_engine_error(s->eng));
   return 0;
 }
 
@@ -212,19 +204,18 @@ static void se_stats(void *impl, serve_backend_stats_t *out) {
   snprintf(out->model, sizeof out->model, "strata-gpt2-L%d-C%d", s->cfg.layers, s->cfg.dim);
 }
 
-static int se_sessions_json(void *impl, char **json_out) {
+static int se_sessions_json(void *impl, char **json_out, char *err, size_t errlen) {
   se_t *s = impl;
   const char *dir = infer_session_dir(s->eng);
   session_info_t *v = NULL;
   int n = 0;
-  char err[256];
   if (!dir) return 501;
-  if (session_list(dir, &v, &n, err, sizeof err)) return -1;
+  if (session_list(dir, &v, &n, err, errlen)) return -1;
   size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 128), len = 0; /* an entry is under 170 bytes */
   char *out = malloc(cap);
   if (!out) {
     free(v);
-    return -1;
+    return strata_fail(err, errlen, "out of memory for the list of %d sessions", n);
   }
   len += (size_t)snprintf(out + len, cap - len, "[");
   for (int i = 0; i < n; i++)
@@ -255,10 +246,7 @@ static void se_destroy(void *impl) {
 static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backend_t *out, char *err,
                    size_t errlen) {
   se_t *s = calloc(1, sizeof *s);
-  if (!s) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
+  if (!s) return strata_fail(err, errlen, "out of memory for the engine backend's state");
   if (engine_make(ckpt, so, &s->comm, &s->eng, err, errlen)) {
     free(s);
     return -1;

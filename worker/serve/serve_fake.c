@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "serve.h"
+#include "util.h"
 
 #define FAKE_KV_BYTES_PER_TOKEN 1024 /* pretend KV-cache bytes per stored session token */
 
@@ -101,7 +102,7 @@ static int fake_submit(void *impl, const serve_gen_request_t *req, serve_on_toke
       if (f->nsess == f->sess_cap) {
         int nc = f->sess_cap ? 2 * f->sess_cap : 16;
         fake_session_t *ns = realloc(f->sess, sizeof *ns * (size_t)nc);
-        if (!ns) return snprintf(err, errlen, "out of memory"), 500;
+        if (!ns) return snprintf(err, errlen, "out of memory for %d sessions", nc), 500;
         f->sess = ns, f->sess_cap = nc;
       }
       ss = &f->sess[f->nsess++];
@@ -112,7 +113,7 @@ static int fake_submit(void *impl, const serve_gen_request_t *req, serve_on_toke
   if (f->nseq == f->seq_cap) {
     int nc = f->seq_cap ? 2 * f->seq_cap : 16;
     fake_seq_t *ns = realloc(f->seqs, sizeof *ns * (size_t)nc);
-    if (!ns) return snprintf(err, errlen, "out of memory"), 500;
+    if (!ns) return snprintf(err, errlen, "out of memory for %d sequences", nc), 500;
     f->seqs = ns, f->seq_cap = nc;
   }
   fake_seq_t *q = &f->seqs[f->nseq++];
@@ -209,11 +210,11 @@ static void fake_stats(void *impl, serve_backend_stats_t *out) {
   snprintf(out->model, sizeof out->model, "fake");
 }
 
-static int fake_sessions_json(void *impl, char **json_out) {
+static int fake_sessions_json(void *impl, char **json_out, char *err, size_t errlen) {
   fake_t *f = impl;
   size_t cap = 16 + (size_t)f->nsess * 112;
   char *b = malloc(cap);
-  if (!b) return -1;
+  if (!b) return strata_fail(err, errlen, "out of memory for the list of %d sessions", f->nsess);
   size_t n = 0;
   n += (size_t)snprintf(b + n, cap - n, "[");
   for (int i = 0; i < f->nsess; i++)
@@ -244,12 +245,10 @@ static void fake_destroy(void *impl) {
 int fake_backend_create(const fake_backend_opts_t *o, serve_backend_t *out, char *err, size_t errlen) {
   fake_backend_opts_t d;
   if (!o) fake_backend_opts_default(&d), o = &d;
-  if (o->max_batch < 1 || o->max_pending < 1 || o->step_delay_s < 0 || o->prefill_delay_s < 0) {
-    snprintf(err, errlen, "fake backend: batch and pending limits must be >= 1 and delays >= 0");
-    return -1;
-  }
+  if (o->max_batch < 1 || o->max_pending < 1 || o->step_delay_s < 0 || o->prefill_delay_s < 0)
+    return strata_fail(err, errlen, "fake backend: batch and pending limits must be >= 1 and delays >= 0");
   fake_t *f = calloc(1, sizeof *f);
-  if (!f) return snprintf(err, errlen, "out of memory"), -1;
+  if (!f) return strata_fail(err, errlen, "out of memory for the fake backend's state");
   f->o = *o;
   out->ops = &fake_ops;
   out->impl = f;
