@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 double strata_now_s(void) {
   struct timespec ts;
@@ -39,6 +40,17 @@ int strata_mkdirs(const char *path, char *err, size_t errlen) {
   struct stat st;
   if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
     return strata_fail(err, errlen, "'%s' exists and is not a directory", path);
+  return 0;
+}
+
+int strata_write_synced(const char *what, const char *path, const void *buf, size_t len, const char *tail,
+                        char *err, size_t errlen) {
+  FILE *fp = fopen(path, "wb");
+  if (!fp) return strata_fail(err, errlen, "%s '%s': cannot create: %s", what, path, strerror(errno));
+  int ok = fwrite(buf, 1, len, fp) == len && (!tail || fputs(tail, fp) != EOF) && fflush(fp) == 0 &&
+           fsync(fileno(fp)) == 0;
+  if (fclose(fp) != 0) ok = 0;
+  if (!ok) return strata_fail(err, errlen, "%s '%s': write failed: %s", what, path, strerror(errno));
   return 0;
 }
 

@@ -17,6 +17,12 @@ int strata_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((f
  * cannot be created or `path` exists and is not a directory. Returns 0 or -1. */
 int strata_mkdirs(const char *path, char *err, size_t errlen);
 
+/* Creates (or truncates) `path` with buf[0..len) followed by `tail` (NULL: nothing), then
+ * fflush, fsync and fclose, each checked: the file is on disk when this returns 0. -1 with
+ * err "<what> '<path>': cannot create / write failed: <errno text>". */
+int strata_write_synced(const char *what, const char *path, const void *buf, size_t len, const char *tail,
+                        char *err, size_t errlen);
+
 /* fopen(path, "rb") of a regular file only: a FIFO or a device would block or never end.
  * NULL with errno set (EINVAL for a non-regular file). */
 FILE *strata_fopen_regular(const char *path);

@@ -143,20 +143,8 @@ int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, siz
   size_t len;
   const char *js = json_object_to_json_string_length(
       o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  FILE *fp = fopen(path, "wb");
-  if (!fp) {
-    strata_fail(err, errlen, "config '%s': cannot create: %s", path, strerror(errno));
-    goto exit;
-  }
-  int ok = fwrite(js, 1, len, fp) == len && fputc('\n', fp) != EOF && fflush(fp) == 0 &&
-           fsync(fileno(fp)) == 0;
-  if (fclose(fp) != 0) ok = 0;
-  if (!ok) {
-    strata_fail(err, errlen, "config '%s': write failed: %s", path, strerror(errno));
-    goto exit;
-  }
-  rc = 0;
-exit:
+  if (!js) strata_fail(err, errlen, "config '%s': out of memory for its text", path);
+  else rc = strata_write_synced("config", path, js, len, "\n", err, errlen);
   json_object_put(o);
   return rc;
 }
@@ -402,20 +390,7 @@ static int write_state(const char *path, const strata_train_state_t *state, char
   uint8_t *buf;
   size_t len;
   if (strata_train_state_encode(state, &buf, &len, err, errlen) != 0) return -1;
-  int rc = -1;
-  FILE *fp = fopen(path, "wb");
-  if (!fp) {
-    strata_fail(err, errlen, "checkpoint: cannot create '%s': %s", path, strerror(errno));
-    goto exit;
-  }
-  int ok = fwrite(buf, 1, len, fp) == len && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-  if (fclose(fp) != 0) ok = 0;
-  if (!ok) {
-    strata_fail(err, errlen, "checkpoint: write of '%s' failed: %s", path, strerror(errno));
-    goto exit;
-  }
-  rc = 0;
-exit:
+  int rc = strata_write_synced("checkpoint state", path, buf, len, NULL, err, errlen);
   free(buf);
   return rc;
 }

@@ -565,18 +565,11 @@ int st_index_write(const char *path, const st_index_t *idx, uint64_t *xxh64_out,
   size_t len;
   const char *js = json_object_to_json_string_length(
       root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  FILE *fp = fopen(path, "wb");
-  if (!fp) {
-    strata_fail(err, errlen, "index '%s': cannot create: %s", path, strerror(errno));
+  if (!js) {
+    strata_fail(err, errlen, "index '%s': out of memory for its text", path);
     goto exit;
   }
-  int ok = fwrite(js, 1, len, fp) == len && fputc('\n', fp) != EOF && fflush(fp) == 0 &&
-           fsync(fileno(fp)) == 0;
-  if (fclose(fp) != 0) ok = 0;
-  if (!ok) {
-    strata_fail(err, errlen, "index '%s': write failed: %s", path, strerror(errno));
-    goto exit;
-  }
+  if (strata_write_synced("index", path, js, len, "\n", err, errlen) != 0) goto exit;
   if (xxh64_out && st_file_xxh64(path, xxh64_out, size_out, err, errlen) != 0) goto exit;
   rc = 0;
 exit:

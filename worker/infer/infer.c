@@ -241,6 +241,26 @@ static void stop_heartbeat(infer_engine_t *e) {
 
 /* ------------------------------------------------------------------ creation */
 
+static void slot_release(infer_engine_t *e, slot_t *sl);
+
+/* Stops the heartbeat and frees everything the engine holds (also a half-created one). */
+static void engine_free(infer_engine_t *e) {
+  stop_heartbeat(e);
+  for (int i = 0; e->slots && i < e->nslots; i++) slot_release(e, &e->slots[i]);
+  free(e->slots);
+  free(e->recv_slots);
+  free(e->vote_slots);
+  free(e->rec);
+  free(e->prev_plan);
+  free(e->msg);
+  free(e->pend);
+  free(e->votes);
+  session_store_free(e->store);
+  gpt2_free(e->model);
+  pthread_mutex_destroy(&e->mu);
+  free(e);
+}
+
 int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opts_t *opts,
                         infer_engine_t **out, char *err, size_t errlen) {
   *out = NULL;
@@ -331,15 +351,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   *out = e;
   return 0;
 fail:
-  stop_heartbeat(e);
-  session_store_free(e->store);
-  gpt2_free(e->model);
-  free(e->slots);
-  free(e->recv_slots);
-  free(e->vote_slots);
-  free(e->rec);
-  pthread_mutex_destroy(&e->mu);
-  free(e);
+  engine_free(e);
   return -1;
 }
 
@@ -1781,18 +1793,5 @@ void infer_engine_shutdown(infer_engine_t *e) {
     e->q_head = e->q_tail = NULL;
   }
   if (e->n_tok_reqs && !e->failed) wait_token_sends(e);
-  stop_heartbeat(e);
-  for (int i = 0; i < e->nslots; i++) slot_release(e, &e->slots[i]);
-  free(e->slots);
-  free(e->recv_slots);
-  free(e->prev_plan);
-  free(e->msg);
-  free(e->pend);
-  free(e->votes);
-  free(e->vote_slots);
-  free(e->rec);
-  session_store_free(e->store);
-  gpt2_free(e->model);
-  pthread_mutex_destroy(&e->mu);
-  free(e);
+  engine_free(e);
 }

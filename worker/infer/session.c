@@ -309,6 +309,12 @@ static int read_whole(const char *path, char **buf_out, size_t *len_out) {
   return 0;
 }
 
+/* Does the XXH64 of buf[0, len - 8) match the trailer in its last 8 bytes (into *sum)? */
+static int checksum_ok(const char *buf, size_t len, uint64_t *sum) {
+  memcpy(sum, buf + len - 8, 8);
+  return XXH64(buf, len - 8, 0) == *sum;
+}
+
 int session_commit_read(const char *dir, const char *id, session_commit_t *out, char *err, size_t errlen) {
   if (session_id_validate(id, err, errlen)) return -1;
   char path[4352];
@@ -340,8 +346,7 @@ int session_commit_read(const char *dir, const char *id, session_commit_t *out, 
     goto out;
   }
   uint64_t sum;
-  memcpy(&sum, buf + len - 8, 8);
-  if (XXH64(buf, len - 8, 0) != sum) {
+  if (!checksum_ok(buf, len, &sum)) {
     snprintf(err, errlen, "the commit record %s fails its checksum (corrupt)", path);
     goto out;
   }
@@ -456,8 +461,7 @@ static session_status_t read_stage_file(const char *path, const session_header_t
     goto out;
   }
   uint64_t sum;
-  memcpy(&sum, buf + len - 8, 8);
-  if (XXH64(buf, len - 8, 0) != sum) {
+  if (!checksum_ok(buf, len, &sum)) {
     snprintf(err, errlen, "session file %s fails its checksum (corrupt)", path);
     goto out;
   }

@@ -808,6 +808,16 @@ const float *gpt2_losses(const gpt2_acts_t *a) { return a->losses; }
 /* ---------------------------------------------------------------------------------------- */
 /* forward */
 
+/* Are the n ids (tokens or targets, named by `what`) all in [0, V)? Says which is not. */
+static int in_vocab(const char *what, const int32_t *ids, size_t n, int V) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= V) {
+      strata_error("gpt2_forward: %s %d at position %zu is outside the vocabulary [0, %d)", what, ids[i], i, V);
+      return 0;
+    }
+  return 1;
+}
+
 float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const float *x_in,
                    const int32_t *targets) {
   const int B = a->B, T = a->T, C = m->cfg.dim, V = m->cfg.vocab, H = m->cfg.heads;
@@ -820,13 +830,7 @@ float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const
     return NAN;
   }
   if (m->range.has_embed) {
-    for (size_t i = 0; i < N; i++) {
-      if (tokens[i] < 0 || tokens[i] >= V) {
-        strata_error("gpt2_forward: token %d at position %zu is outside the vocabulary [0, %d)",
-                     tokens[i], i, V);
-        return NAN;
-      }
-    }
+    if (!in_vocab("token", tokens, N, V)) return NAN;
     memcpy(a->tokens, tokens, sizeof(int32_t) * N);
     for (int b = 0; b < B; b++)
       for (int t = 0; t < T; t++) {
@@ -862,13 +866,7 @@ float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const
                 a->logits, V);
     a->have_targets = targets != NULL;
     if (targets) {
-      for (size_t i = 0; i < N; i++) {
-        if (targets[i] < 0 || targets[i] >= V) {
-          strata_error("gpt2_forward: target %d at position %zu is outside the vocabulary [0, %d)",
-                       targets[i], i, V);
-          return NAN;
-        }
-      }
+      if (!in_vocab("target", targets, N, V)) return NAN;
       memcpy(a->targets, targets, sizeof(int32_t) * N);
     }
     double total = 0.0;

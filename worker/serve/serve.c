@@ -283,15 +283,20 @@ static void respond_json(serve_t *s, http_response_t *r, int status, json_object
   metrics_count_response(s->metrics, status);
 }
 
-static void respond_error(serve_t *s, http_response_t *r, int status, const char *msg) {
+/* {"error": {"message": msg, "type": ..., "code": status}} */
+static json_object *error_obj(int status, const char *msg) {
   json_object *e = json_object_new_object();
   json_object_object_add(e, "message", json_object_new_string(msg));
   json_object_object_add(e, "type", json_object_new_string(error_type(status)));
   json_object_object_add(e, "code", json_object_new_int(status));
   json_object *o = json_object_new_object();
   json_object_object_add(o, "error", e);
+  return o;
+}
+
+static void respond_error(serve_t *s, http_response_t *r, int status, const char *msg) {
   if (status == 429 || status == 503) r->retry_after_s = 1;
-  respond_json(s, r, status, o);
+  respond_json(s, r, status, error_obj(status, msg));
 }
 
 static const char *finish_name(serve_finish_t f) {
@@ -424,13 +429,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
         const char *msg = j->status ? j->errmsg
                           : j->result.finish == SERVE_FINISH_ERROR ? j->result.message
                                                                    : "request cancelled: the server is shutting down";
-        json_object *e = json_object_new_object();
-        json_object_object_add(e, "message", json_object_new_string(msg));
-        json_object_object_add(e, "type", json_object_new_string(error_type(st)));
-        json_object_object_add(e, "code", json_object_new_int(st));
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "error", e);
-        pend_event(j, o);
+        pend_event(j, error_obj(st, msg));
       } else {
         json_object *o = chunk_obj(s, j, "", 0, finish_name(j->result.finish));
         json_object_object_add(o, "usage", usage_obj(j));
