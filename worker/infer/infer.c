@@ -447,11 +447,9 @@ static int recv_prev_group(infer_engine_t *e, int g) {
   if (nseq == 0) return 0;
   int32_t t[2 * MAX_GROUPS + 32];
   coll_result_t cr = coll_recv(t, (size_t)nseq, COLL_I32, e->P - 1, TAG_TOK + g, e->comm);
-  if (cr != COLL_OK) {
-    snprintf(e->err, sizeof e->err, "receiving tokens of group %d from stage %d: %s: %s", g, e->P - 1,
-             coll_result_string(cr), coll_last_error(e->comm));
-    return -1;
-  }
+  if (cr != COLL_OK)
+    return strata_fail(e->err, sizeof e->err, "receiving tokens of group %d from stage %d: %s: %s", g, e->P - 1,
+                       coll_result_string(cr), coll_last_error(e->comm));
   for (int i = 0; i < nseq; i++) apply_token(e, q[2 * i], t[i]);
   return 0;
 }
@@ -627,10 +625,8 @@ static int pend_push(infer_engine_t *e, session_status_t st, int eno, uint64_t s
   if (e->n_pend == e->pend_cap) {
     int cap = e->pend_cap ? 2 * e->pend_cap : 16;
     int32_t *np = realloc(e->pend, sizeof(int32_t) * VOTE_WORDS * (size_t)cap);
-    if (!np) {
-      snprintf(e->err, sizeof e->err, "out of memory recording a session outcome");
-      return -1;
-    }
+    if (!np)
+      return strata_fail(e->err, sizeof e->err, "out of memory recording a session outcome");
     e->pend = np;
     e->pend_cap = cap;
   }
@@ -644,17 +640,14 @@ static int pend_push(infer_engine_t *e, session_status_t st, int eno, uint64_t s
 
 /* OP_VOTE n: every rank's last n outcomes reach rank 0 (e->votes, [P][n * VOTE_WORDS]). */
 static int exec_vote(infer_engine_t *e, int n) {
-  if (n != e->n_pend) {
-    snprintf(e->err, sizeof e->err, "corrupt plan: a vote over %d outcomes, but this rank has %d", n, e->n_pend);
-    return -1;
-  }
+  if (n != e->n_pend)
+    return strata_fail(e->err, sizeof e->err, "corrupt plan: a vote over %d outcomes, but this rank has %d", n,
+                       e->n_pend);
   size_t words = (size_t)VOTE_WORDS * n;
   if (e->rank == 0 && (size_t)e->votes_cap < words * e->P) {
     int32_t *nv = realloc(e->votes, sizeof(int32_t) * words * e->P);
-    if (!nv) {
-      snprintf(e->err, sizeof e->err, "out of memory for a vote");
-      return -1;
-    }
+    if (!nv)
+      return strata_fail(e->err, sizeof e->err, "out of memory for a vote over %d outcomes", n);
     e->votes = nv;
     e->votes_cap = (int)(words * e->P);
   }
@@ -663,17 +656,13 @@ static int exec_vote(infer_engine_t *e, int n) {
   } else if (words) {
     /* an all-gather (every rank learns every outcome; only rank 0 uses them) */
     int32_t *all = e->rank == 0 ? e->votes : malloc(sizeof(int32_t) * words * e->P);
-    if (!all) {
-      snprintf(e->err, sizeof e->err, "out of memory for a vote");
-      return -1;
-    }
+    if (!all)
+      return strata_fail(e->err, sizeof e->err, "out of memory for a vote over %d outcomes", n);
     coll_result_t cr = coll_allgather(e->pend, all, words, COLL_I32, e->comm);
     if (all != e->votes) free(all);
-    if (cr != COLL_OK) {
-      snprintf(e->err, sizeof e->err, "gathering every stage's session outcome: %s: %s", coll_result_string(cr),
-               coll_last_error(e->comm));
-      return -1;
-    }
+    if (cr != COLL_OK)
+      return strata_fail(e->err, sizeof e->err, "gathering every stage's session outcome: %s: %s",
+                         coll_result_string(cr), coll_last_error(e->comm));
   }
   e->n_votes = n;
   e->n_pend = 0;
@@ -767,11 +756,9 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
       int32_t seq = *p++;
       if (e->rank != 0) {
         coll_result_t cr = coll_send(&seq, 1, COLL_I32, 0, TAG_ACK, e->comm);
-        if (cr != COLL_OK) {
-          snprintf(e->err, sizeof e->err, "answering rank 0's heartbeat: %s: %s", coll_result_string(cr),
-                   coll_last_error(e->comm));
-          return -1;
-        }
+        if (cr != COLL_OK)
+          return strata_fail(e->err, sizeof e->err, "answering rank 0's heartbeat: %s: %s", coll_result_string(cr),
+                             coll_last_error(e->comm));
       }
       break;
     }
@@ -816,11 +803,9 @@ static int flush_msg(infer_engine_t *e) {
       coll_result_t wr = coll_wait(reqs[--nreq]);
       if (cr == COLL_OK) cr = wr;
     }
-    if (cr != COLL_OK) {
-      snprintf(e->err, sizeof e->err, "sending the round's plan: %s: %s", coll_result_string(cr),
-               coll_last_error(e->comm));
-      return -1;
-    }
+    if (cr != COLL_OK)
+      return strata_fail(e->err, sizeof e->err, "sending the round's plan: %s: %s", coll_result_string(cr),
+                         coll_last_error(e->comm));
     e->last_plan_s = strata_now_s();
   }
   msg_reset(e);
@@ -847,22 +832,16 @@ static int recv_plan(infer_engine_t *e, int32_t **buf, int *cap, int32_t *n_out)
       return -1;
     }
   }
-  if (cr != COLL_OK) {
-    snprintf(e->err, sizeof e->err, "waiting for rank 0's plan: %s: %s", coll_result_string(cr),
-             coll_last_error(e->comm));
-    return -1;
-  }
+  if (cr != COLL_OK)
+    return strata_fail(e->err, sizeof e->err, "waiting for rank 0's plan: %s: %s", coll_result_string(cr),
+                       coll_last_error(e->comm));
   int32_t n = head[0];
-  if (n < 0 || n > (1 << 28)) {
-    snprintf(e->err, sizeof e->err, "corrupt plan length %d", n);
-    return -1;
-  }
+  if (n < 0 || n > (1 << 28))
+    return strata_fail(e->err, sizeof e->err, "corrupt plan length %d", n);
   if (n > *cap) {
     int32_t *nb = realloc(*buf, sizeof(int32_t) * (size_t)n);
-    if (!nb) {
-      snprintf(e->err, sizeof e->err, "out of memory for a plan of %d words", n);
-      return -1;
-    }
+    if (!nb)
+      return strata_fail(e->err, sizeof e->err, "out of memory for a plan of %d words", n);
     *buf = nb;
     *cap = n;
   }
@@ -870,11 +849,9 @@ static int recv_plan(infer_engine_t *e, int32_t **buf, int *cap, int32_t *n_out)
   memcpy(*buf, head + 1, sizeof(int32_t) * inl);
   if (n > inl) { /* the rest was sent with the head: a started transfer, bounded by the timeout */
     cr = coll_recv(*buf + inl, (size_t)(n - inl), COLL_I32, 0, TAG_PLAN_TAIL, e->comm);
-    if (cr != COLL_OK) {
-      snprintf(e->err, sizeof e->err, "receiving the rest of rank 0's plan: %s: %s", coll_result_string(cr),
-               coll_last_error(e->comm));
-      return -1;
-    }
+    if (cr != COLL_OK)
+      return strata_fail(e->err, sizeof e->err, "receiving the rest of rank 0's plan: %s: %s", coll_result_string(cr),
+                         coll_last_error(e->comm));
   }
   *n_out = n;
   return 0;
@@ -935,13 +912,11 @@ static int tick(infer_engine_t *e) {
     uint32_t first = e->acked[w] + 1;
     if (e->hb_seq - first >= HB_RING) first = e->hb_seq - HB_RING + 1;
     double silent = now - e->hb_sent_s[first % HB_RING];
-    if (silent > e->opts.liveness_s) {
-      snprintf(e->err, sizeof e->err,
-               "rank %d (stage %d) has not answered rank 0's heartbeat for %.1f s (STRATA_INFER_LIVENESS_S): it is "
-               "dead or stuck; ending the job",
-               w, w, silent);
-      return -1;
-    }
+    if (silent > e->opts.liveness_s)
+      return strata_fail(e->err, sizeof e->err,
+                         "rank %d (stage %d) has not answered rank 0's heartbeat for %.1f s "
+                         "(STRATA_INFER_LIVENESS_S): it is dead or stuck; ending the job",
+                         w, w, silent);
   }
   if (now - e->last_plan_s < e->opts.heartbeat_s || e->msg_len) return 0;
   /* Unlike a plan, a heartbeat is never waited for: a stopped worker may never take it, and rank
@@ -1583,10 +1558,8 @@ int infer_engine_step(infer_engine_t *e) {
 }
 
 static int step(infer_engine_t *e) {
-  if (e->rank != 0) {
-    snprintf(e->err, sizeof e->err, "infer_engine_step is for rank 0 only");
-    return -1;
-  }
+  if (e->rank != 0)
+    return strata_fail(e->err, sizeof e->err, "infer_engine_step is for rank 0 only");
   e->round++;
   msg_reset(e);
   e->n_vote_slots = 0;
@@ -1666,10 +1639,8 @@ static int step(infer_engine_t *e) {
   for (int i = 0; i < e->n_recv; i++) {
     slot_t *sl = &e->slots[e->recv_slots[i]];
     int32_t tok = sl->tokens[sl->n_tokens - 1];
-    if (tok < 0) {
-      snprintf(e->err, sizeof e->err, "sampling failed (out of memory)");
-      return -1;
-    }
+    if (tok < 0)
+      return strata_fail(e->err, sizeof e->err, "sampling failed (out of memory)");
     sl->n_gen++;
     e->st.tokens_generated++;
     if (sl->n_gen == 1) sl->t_first = t;
