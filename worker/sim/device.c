@@ -168,7 +168,8 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
     goto put_root;
   }
   snprintf(out->name, sizeof out->name, "%s", json_object_get_string(name));
-  double fp32, bf16, fp8, hbm_gib, hbm_gbps, chips, intra, intra_us, inter, inter_us, reduce;
+  double fp32 = 0, bf16 = 0, fp8 = 0, hbm_gib = 0, hbm_gbps = 0, chips = 0, intra = 0, intra_us = 0,
+         inter = 0, inter_us = 0, reduce = 0; /* set by json_number (zeros: gcc -O3 cannot see it) */
   if (json_number(root, path, "peak_tflops_fp32", &fp32, err, errlen) ||
       json_number(root, path, "peak_tflops_bf16", &bf16, err, errlen) ||
       json_number(root, path, "peak_tflops_fp8", &fp8, err, errlen) ||
