@@ -41,9 +41,9 @@ run_demo() {
   local exe="$1" np out
   for np in 2 3; do
     out="$("${mpirun[@]}" -np "$np" "$exe" 2>&1)" || { echo "$out"; fail "$exe on $np ranks exited $?"; }
-    echo "$out" | grep -q "allreduce_demo: $np ranks, sum of 1..$np = $((np * (np + 1) / 2)), 1048583 elements exact" ||
+    grep -q "allreduce_demo: $np ranks, sum of 1..$np = $((np * (np + 1) / 2)), 1048583 elements exact" <<< "$out" ||
       { echo "$out"; fail "$exe on $np ranks: no exact sum in its output"; }
-    echo "ok: $(basename "$exe") on $np ranks: $(echo "$out" | grep allreduce_demo:)"
+    echo "ok: $(basename "$exe") on $np ranks: $(grep allreduce_demo: <<< "$out")"
   done
 }
 
@@ -100,7 +100,8 @@ pkgconfig)
     # -rpath: the prefix's lib/ is not on the loader's path.
     "$compiler" "${test_cflags[@]}" "$here/allreduce_demo.c" "${pc_flags[@]}" -Wl,-rpath,"$prefix/$libdir" -o "$exe" ||
       fail "$compiler allreduce_demo.c \$(pkg-config --cflags --libs strata-coll) failed"
-    ldd "$exe" | grep -q "libstrata_coll.so.* => $prefix/$libdir/" || { ldd "$exe"; fail "$exe does not load the installed libstrata_coll.so"; }
+    libs="$(ldd "$exe")" # (not piped into grep -q: its early exit would fail ldd under pipefail)
+    grep -q "libstrata_coll.so.* => $prefix/$libdir/" <<< "$libs" || { echo "$libs"; fail "$exe does not load the installed libstrata_coll.so"; }
     run_demo "$exe"
   done
   ;;
@@ -111,10 +112,11 @@ find_package)
     { cat "$work/consumer.log"; fail "configuring the find_package(StrataColl) project failed"; }
   "$cmake_cmd" --build "$work/consumer" >> "$work/consumer.log" 2>&1 ||
     { cat "$work/consumer.log"; fail "building the find_package(StrataColl) project failed"; }
-  ldd "$work/consumer/allreduce_demo" | grep -q "libstrata_coll.so.* => $prefix/$libdir/" ||
-    fail "allreduce_demo (Strata::coll) does not load the installed libstrata_coll.so"
-  ! ldd "$work/consumer/allreduce_demo_static" | grep -q libstrata_coll ||
-    fail "allreduce_demo_static (Strata::coll_static) loads libstrata_coll.so"
+  libs="$(ldd "$work/consumer/allreduce_demo")"
+  grep -q "libstrata_coll.so.* => $prefix/$libdir/" <<< "$libs" ||
+    { echo "$libs"; fail "allreduce_demo (Strata::coll) does not load the installed libstrata_coll.so"; }
+  libs="$(ldd "$work/consumer/allreduce_demo_static")"
+  ! grep -q libstrata_coll <<< "$libs" || fail "allreduce_demo_static (Strata::coll_static) loads libstrata_coll.so"
   run_demo "$work/consumer/allreduce_demo"
   run_demo "$work/consumer/allreduce_demo_static"
   ;;
@@ -145,10 +147,10 @@ relocated)
   [ "$got" = "strata $version" ] || fail "strata --version printed '$got'"
   out="$(hidden "$strata" simulate --model gpt2 --device trn2 --nodes 2 --pp 2 --batch 8 2>&1)" ||
     { echo "$out"; fail "strata simulate --device trn2 exited $?"; }
-  echo "$out" | grep -q "trn2" || { echo "$out"; fail "simulate --device trn2 does not name its device"; }
+  grep -q "trn2" <<< "$out" || { echo "$out"; fail "simulate --device trn2 does not name its device"; }
   out="$(hidden "$strata" simulate --model gpt2 --device trn1-measured --nodes 2 --pp 2 --batch 8 2>&1)" ||
     { echo "$out"; fail "strata simulate --device trn1-measured (share/strata/devices) exited $?"; }
-  echo "$out" | grep -q "trn1-measured" || { echo "$out"; fail "simulate --device trn1-measured does not name its device"; }
+  grep -q "trn1-measured" <<< "$out" || { echo "$out"; fail "simulate --device trn1-measured does not name its device"; }
   echo "ok: simulate with the built-in trn2 and the shipped trn1-measured profile"
   out="$(hidden "$strata" train --steps 2 --device trn2 --out "$work/run" 2>&1)" ||
     { echo "$out"; fail "strata train on the default corpus exited $?"; }
@@ -163,14 +165,14 @@ relocated)
   rc=$?
   set -e
   [ "$rc" = 2 ] || { echo "$out"; fail "simulate with a missing profile exited $rc, expected 2"; }
-  echo "$out" | grep -q "$moved/share/strata/devices" || { echo "$out"; fail "the unknown-profile error does not name $moved/share/strata/devices"; }
+  grep -q "$moved/share/strata/devices" <<< "$out" || { echo "$out"; fail "the unknown-profile error does not name $moved/share/strata/devices"; }
   rm "$moved/share/strata/data/fortunes.txt"
   set +e
   out="$(hidden "$strata" train --steps 2 --device trn2 --out "$work/run2" 2>&1)"
   rc=$?
   set -e
   [ "$rc" = 2 ] || { echo "$out"; fail "train without the shipped corpus exited $rc, expected 2"; }
-  echo "$out" | grep -q "$moved/share/strata/data/fortunes.txt" || { echo "$out"; fail "the missing-corpus error does not name $moved/share/strata/data/fortunes.txt"; }
+  grep -q "$moved/share/strata/data/fortunes.txt" <<< "$out" || { echo "$out"; fail "the missing-corpus error does not name $moved/share/strata/data/fortunes.txt"; }
   echo "ok: missing shipped files are reported by their paths in the moved prefix"
   ;;
 
