@@ -375,18 +375,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "transport", runlog_json_str(c->info.transport));
   runlog_json_add(o, "bucket_mb", runlog_json_num(c->info.bucket_mb, "%g"));
   runlog_json_add(o, "model", train_model_json(m, layout_params_total(&lay->model)));
-  json_object *cfg = json_object_new_object();
-  runlog_json_add(cfg, "batch", json_object_new_int(t->batch));
-  runlog_json_add(cfg, "seq_len", json_object_new_int(t->seq_len));
-  runlog_json_add(cfg, "micro_batch", json_object_new_int(lay->micro_batch));
-  runlog_json_add(cfg, "steps", json_object_new_int64((int64_t)t->total_steps));
-  runlog_json_add(cfg, "seed", json_object_new_uint64(t->seed));
-  runlog_json_add(cfg, "lr", runlog_json_num(t->lr, "%.9g"));
-  runlog_json_add(cfg, "warmup_steps", json_object_new_int64((int64_t)t->warmup_steps));
-  runlog_json_add(cfg, "weight_decay", runlog_json_num(t->weight_decay, "%.9g"));
-  runlog_json_add(cfg, "grad_clip", runlog_json_num(t->grad_clip, "%.9g"));
-  runlog_json_add(cfg, "data", runlog_json_str(t->data_path));
-  runlog_json_add(o, "config", cfg);
+  runlog_json_add(o, "config", train_config_json(t, "micro_batch", lay->micro_batch));
   json_object *layout = json_object_new_object(), *ranks = json_object_new_array();
   for (int r = 0; ranks && r < lay->world; r++) {
     json_object *e = json_object_new_object();

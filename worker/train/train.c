@@ -70,7 +70,7 @@ typedef struct {
 
 /* RUN/report.json of the single-rank loop (README lists the keys), written atomically; non-finite
  * numbers are null. 0, or -1 with a message (RELIABILITY.md, "Full disk": the job exits 1). */
-static int write_report(const solo_job_t *j, double tokens_per_s, int steps_log_complete) {
+static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_complete) {
   const train_config_t *c = &j->c;
   char path[4200];
   snprintf(path, sizeof path, "%s/report.json", c->out_dir);
@@ -80,18 +80,9 @@ static int write_report(const solo_job_t *j, double tokens_per_s, int steps_log_
   runlog_json_add(o, "dp", json_object_new_int(1));
   strata_model_cfg_t mc = train_model_cfg(&j->m->cfg);
   runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->m->num_params));
-  json_object *cfg = json_object_new_object();
-  runlog_json_add(cfg, "batch", json_object_new_int(c->batch));
-  runlog_json_add(cfg, "seq_len", json_object_new_int(c->seq_len));
-  runlog_json_add(cfg, "microbatches", json_object_new_int(c->microbatches));
-  runlog_json_add(cfg, "steps", json_object_new_int64(c->steps));
-  runlog_json_add(cfg, "seed", json_object_new_uint64(c->seed));
-  runlog_json_add(cfg, "lr", runlog_json_num(c->opt.lr, "%.9g"));
-  runlog_json_add(cfg, "warmup_steps", json_object_new_int(c->opt.warmup_steps));
-  runlog_json_add(cfg, "weight_decay", runlog_json_num(c->opt.weight_decay, "%.9g"));
-  runlog_json_add(cfg, "grad_clip", runlog_json_num(c->opt.grad_clip, "%.9g"));
-  runlog_json_add(cfg, "data", runlog_json_str(j->data_path));
-  runlog_json_add(o, "config", cfg);
+  strata_train_cfg_t tc;
+  train_config_to_state(&tc, c, j->data_path);
+  runlog_json_add(o, "config", train_config_json(&tc, "microbatches", c->microbatches));
   runlog_json_add(o, "steps_done", json_object_new_int64(j->step));
   runlog_json_add(o, "final_loss", runlog_json_num(j->last_loss, "%.9g"));
   runlog_json_add(o, "val_loss", runlog_json_num(j->val_loss, "%.9g"));

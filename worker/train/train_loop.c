@@ -56,6 +56,21 @@ json_object *train_model_json(const strata_model_cfg_t *m, int64_t params) {
   return model;
 }
 
+json_object *train_config_json(const strata_train_cfg_t *t, const char *micro_key, int64_t micro) {
+  json_object *cfg = json_object_new_object();
+  runlog_json_add(cfg, "batch", json_object_new_int(t->batch));
+  runlog_json_add(cfg, "seq_len", json_object_new_int(t->seq_len));
+  runlog_json_add(cfg, micro_key, json_object_new_int64(micro));
+  runlog_json_add(cfg, "steps", json_object_new_int64(t->total_steps));
+  runlog_json_add(cfg, "seed", json_object_new_uint64(t->seed));
+  runlog_json_add(cfg, "lr", runlog_json_num(t->lr, "%.9g"));
+  runlog_json_add(cfg, "warmup_steps", json_object_new_int64(t->warmup_steps));
+  runlog_json_add(cfg, "weight_decay", runlog_json_num(t->weight_decay, "%.9g"));
+  runlog_json_add(cfg, "grad_clip", runlog_json_num(t->grad_clip, "%.9g"));
+  runlog_json_add(cfg, "data", runlog_json_str(t->data_path));
+  return cfg;
+}
+
 void train_state_fill(strata_train_state_t *s, const train_config_t *c, const char *data_path,
                       uint64_t step, uint64_t tokens, double last_loss, int pp, int dp,
                       const int *stage_layers) {

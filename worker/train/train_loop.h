@@ -54,6 +54,12 @@ strata_model_cfg_t train_model_cfg(const gpt2_config_t *m);
 /* report.json's "model" object: vocab, ctx, layers, heads, dim, params. */
 json_object *train_model_json(const strata_model_cfg_t *m, int64_t params);
 
+/* report.json's "config" object from the training configuration t: batch, seq_len, then
+ * micro_key (the single-rank loop: "microbatches", the count; the distributed one: "micro_batch",
+ * sequences per micro-batch) = micro, steps, seed, lr, warmup_steps, weight_decay, grad_clip,
+ * data. */
+json_object *train_config_json(const strata_train_cfg_t *t, const char *micro_key, int64_t micro);
+
 /* The training state a checkpoint of `step` records: the step, the data order (seed and step),
  * the tokens seen, the loss, the model, the training configuration (train_config_to_state) and
  * the layout, pp stages of stage_layers[0 .. pp) layers over dp replicas. */
