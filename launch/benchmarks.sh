@@ -97,7 +97,7 @@ MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self
         --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
 START_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
 COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || COMMIT="$COMMIT-dirty"
+[ "$COMMIT" = unknown ] || git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || COMMIT="$COMMIT-dirty"
 TORCH="$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)"
 MODE="full, $REPEATS repeats"; [ "$QUICK" = 1 ] && MODE="--quick (small sizes and models, not comparable with a full run), $REPEATS repeats"
 # The environment in one line, at the head of every block (blocks of different runs may sit
@@ -226,13 +226,16 @@ section_coll() {
   done
   block_head coll
   {
-    echo "All-reduce, fp32 sum, out of place, buffers from \`coll_mem_alloc\`; each figure is the median"
-    echo "of the timed iterations of one run, then the median [range] over the $REPEATS runs. \"auto runs\" is"
+    echo "All-reduce, fp32 sum, out of place, buffers from \`coll_mem_alloc\`; each time is the median"
+    echo "of the timed iterations of one run, then the median [range] over the $REPEATS runs; bus bandwidth ="
+    echo "bytes / time x 2(p-1)/p. \"auto runs\" is"
     echo "the algorithm \`--algo auto\` picks at that size on this job (\`strata bench\`'s \`# auto:\` line:"
     sed 's/^\([0-9]*\) /np=\1: /; s/$/;/' "$D/auto.txt" | tr '\n' ' ' | sed 's/; $/)./'
     echo " Up to 4 KiB the figures are times (lower is better), from 1 MiB bus bandwidth in GB/s"
-    echo "(higher is better). The ratios are taken within each run, against \`MPI_Allreduce\` and against"
-    echo "a ring of blocking \`MPI_Sendrecv\` (\"sendrecv ring\", the lowest ratio over the runs)."
+    echo "(higher is better). The ratios are taken within each run from the times (auto's time over"
+    echo "MPI's up to 4 KiB, MPI's over auto's from 1 MiB, so above 1 is better there), against"
+    echo "\`MPI_Allreduce\` and against a ring of blocking \`MPI_Sendrecv\` (\"sendrecv ring\", its time over"
+    echo "auto's: the lowest over the runs)."
     echo
     echo "| np | size | auto runs | auto | MPI_Allreduce | auto / MPI, same run | goal | auto / sendrecv ring, lowest |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -240,15 +243,17 @@ section_coll() {
       BEGIN { while ((getline l < AUTO) > 0) { split(l, w, " "); np = w[1]; sub(/^[0-9]+ /, "", l); na[np] = split(l, parts, ", ")
                 for (i = 1; i <= na[np]; i++) { split(parts[i], q, " "); an[np, i] = q[1]; at[np, i] = q[3] } } }
       function algo(np, b,   i, a) { a = "ring"; for (i = 1; i <= na[np]; i++) if (b >= at[np, i]) a = an[np, i]; return a }
-      NR > 1 && $3 == "mpi" { bw[$1, $2, $5, $4] = $6; us[$1, $2, $5, $4] = $7; runs[$1] = 1; nps[$2] = 1; sz[$5] = 1 }
+      NR > 1 && $3 == "mpi" { bw[$1, $2, $5, $4] = ($7 > 0 ? $5 / ($7 * 1e3) * 2 * ($2 - 1) / $2 : 0); us[$1, $2, $5, $4] = $7
+                              runs[$1] = 1; nps[$2] = 1; sz[$5] = 1 }
       END {
         split("1024 4096 1048576 4194304 16777216 67108864", S, " ")
         for (np = 2; np <= 4; np += 2) for (k = 1; k <= 6; k++) { b = S[k]; if (!(b in sz) || !(np in nps)) continue
           a = algo(np, b); col = (a == "rabenseifner" ? "rh" : a); A = M = R = X = ""
           for (r in runs) { if (!((r, np, b, "mpi") in bw)) continue
-            if (b <= 4096) { A = A " " us[r, np, b, col]; M = M " " us[r, np, b, "mpi"]; R = R " " us[r, np, b, col] / us[r, np, b, "mpi"] }
-            else { A = A " " bw[r, np, b, col]; M = M " " bw[r, np, b, "mpi"]; R = R " " bw[r, np, b, col] / bw[r, np, b, "mpi"] }
-            if (bw[r, np, b, "sendrecv"] > 0) X = X " " bw[r, np, b, col] / bw[r, np, b, "sendrecv"] }
+            ta = us[r, np, b, col]; tm = us[r, np, b, "mpi"]; ts = us[r, np, b, "sendrecv"]
+            if (b <= 4096) { A = A " " ta; M = M " " tm; if (tm > 0) R = R " " ta / tm }
+            else { A = A " " bw[r, np, b, col]; M = M " " bw[r, np, b, "mpi"]; if (ta > 0) R = R " " tm / ta }
+            if (ta > 0 && ts > 0) X = X " " ts / ta }
           n = nval(R)
           if (b <= 4096) { g = "<= 1.2x time"; ok = cnt(R, "le", 1.2); met = (med(R) <= 1.2); fa = mr(A, "%.1f") " us"; fm = mr(M, "%.1f") " us" }
           else { x = (b >= 16777216 ? 2 : 1.2); g = ">= " x "x"; ok = cnt(R, "ge", x); met = (med(R) >= x); fa = mr(A, "%.1f") " GB/s"; fm = mr(M, "%.1f") " GB/s" }
@@ -261,12 +266,12 @@ section_coll() {
     echo "| size | mpi transport | ofi:shm | ofi / mpi, same run | goal |"
     echo "|---|---|---|---|---|"
     awk -F, "$AWKLIB"'
-      NR > 1 && $3 == "ofi" { bw[$1, $5, $4] = $6; us[$1, $5, $4] = $7; runs[$1] = 1; sz[$5] = 1 }
+      NR > 1 && $3 == "ofi" { bw[$1, $5, $4] = ($7 > 0 ? $5 / ($7 * 1e3) : 0); us[$1, $5, $4] = $7; runs[$1] = 1; sz[$5] = 1 }
       END { split("1024 1048576 4194304 16777216 67108864", S, " ")
         for (k = 1; k <= 5; k++) { b = S[k]; if (!(b in sz)) continue; A = O = R = ""
           for (r in runs) { if (!((r, b, "ring") in bw)) continue
             if (b <= 4096) { A = A " " us[r, b, "ring"]; O = O " " us[r, b, "ring_ofi"] }
-            else { A = A " " bw[r, b, "ring"]; O = O " " bw[r, b, "ring_ofi"]; R = R " " bw[r, b, "ring_ofi"] / bw[r, b, "ring"] } }
+            else { A = A " " bw[r, b, "ring"]; O = O " " bw[r, b, "ring_ofi"]; if (us[r, b, "ring_ofi"] > 0) R = R " " us[r, b, "ring"] / us[r, b, "ring_ofi"] } }
           if (b <= 4096) printf "| %s latency | %s us | %s us | | |\n", human(b), mr(A, "%.1f"), mr(O, "%.1f")
           else printf "| %s | %s GB/s | %s GB/s | %s | >= 0.8: %s (%d of %d runs) |\n", human(b), mr(A, "%.1f"), mr(O, "%.1f"),
                  mr(R, "%.2f"), (med(R) >= 0.8 ? "met" : "**not met**"), cnt(R, "ge", 0.8), nval(R) } }' "$OUT/bench_coll.csv"
