@@ -30,8 +30,9 @@
 # OPENBLAS_L2_SIZE, Open MPI, libfabric, PyTorch, compiler, git commit, load) is recorded.
 #
 # Usage: launch/benchmarks.sh [--quick] [--publish] [--only LIST] [--repeats N] [--out DIR]
-#   --quick      small sizes and models, 2 repeats: every table in a few minutes; its figures
-#                show that the pipeline works and are not comparable with a full run
+#   --quick      small sizes and models, 2 repeats: every table in a few minutes (5.5-6.5
+#                minutes measured with other builds keeping the load at 22-25 on 2 cores); its
+#                figures show that the pipeline works and are not comparable with a full run
 #   --publish    copy the run's CSV and Markdown to launch/results/ and replace each generated
 #                block of BENCHMARKS.md (`<!-- benchmarks.sh:begin NAME -->` to
 #                `<!-- benchmarks.sh:end NAME -->`; the sweeps through scaling.sh's own
