@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh -- installs what is missing, builds, and runs the whole test suite through ctest;
-# then (issue 8) the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
+# then the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
 # build-asan, and every libFuzzer target for STRATA_FUZZ_SECONDS in build-fuzz (clang).
 # Extra arguments go to the first ctest (for example: ./launch/test.sh -L mpi); with extra
 # arguments the sanitizer and fuzz stages are skipped. Stages can be switched off:
