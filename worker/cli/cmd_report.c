@@ -8,9 +8,10 @@
  *
  * Reads RUN_DIR/report.json and RUN_DIR/steps.jsonl (worker/train/report_read.h), prints the
  * summary (report_print.h) and plots (report_plot.h); this file is the flags. Runs on rank 0
- * only (other ranks, if any, return 0 at once). Also lists each rank's last state from RUN_DIR/status/rank-R
- * (rank_status.h: step, operation, and how it ended); for a run that did not finish (no
- * report.json, e.g. a rank was killed) only those states are printed, with exit status 1.
+ * only (other ranks, if any, return 0 at once). Also lists each rank's last state from
+ * RUN_DIR/status/rank-R (rank_status.h: step, operation, and how it ended); for a run that did
+ * not finish (no report.json, e.g. a rank was killed) only those states are printed, with exit
+ * status 1.
  * Exit status: 0 ok, 2 bad usage or unreadable run directory, 1 plotting failed or the run did
  * not finish. */
 #include <stdio.h>

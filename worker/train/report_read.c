@@ -183,12 +183,17 @@ static void read_layout(report_run_t *run) {
   run->dp = (int)report_json_num(rep, "dp", 1);
   json_object_object_get_ex(rep, "model", &run->model);
   json_object_object_get_ex(rep, "config", &run->config);
-  if (json_object_object_get_ex(rep, "layout", &layout)) json_object_object_get_ex(layout, "ranks", &run->ranks);
-  if (json_object_object_get_ex(rep, "stages", &tmp) && json_object_is_type(tmp, json_type_array)) run->stages = tmp;
+  if (json_object_object_get_ex(rep, "layout", &layout))
+    json_object_object_get_ex(layout, "ranks", &run->ranks);
+  if (json_object_object_get_ex(rep, "stages", &tmp) && json_object_is_type(tmp, json_type_array))
+    run->stages = tmp;
   if (run->ranks && !json_object_is_type(run->ranks, json_type_array)) run->ranks = NULL;
-  run->transport = json_object_object_get_ex(rep, "transport", &tmp) ? json_object_get_string(tmp) : "local";
-  run->schedule = json_object_object_get_ex(rep, "schedule", &tmp) ? json_object_get_string(tmp) : "-";
-  run->micro = (int)report_json_num(rep, "microbatches", report_json_num(run->config, "microbatches", 1));
+  run->transport =
+      json_object_object_get_ex(rep, "transport", &tmp) ? json_object_get_string(tmp) : "local";
+  run->schedule =
+      json_object_object_get_ex(rep, "schedule", &tmp) ? json_object_get_string(tmp) : "-";
+  run->micro = (int)report_json_num(rep, "microbatches",
+                                    report_json_num(run->config, "microbatches", 1));
   run->nstages = run->stages ? json_object_array_length(run->stages) : 0;
 }
 

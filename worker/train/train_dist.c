@@ -10,9 +10,11 @@
  *      bucketed DP all-reduce;
  *   3. grad_sync_finish: tied wte sum, remaining reductions, global squared norm;
  *   4. AdamW with the clip factor (ZeRO-1: slice update and parameter all-gather);
- *   5. StepReport to the coordinator; checkpoint when due (replica 0 of every stage writes its
- *      shard, rank 0 commits).
- * Configuration is validated on every rank from the same inputs (flags, checkpoint, data), so
+ *   5. StepReport to the coordinator; validation and checkpoint when due (train_loop.h; replica
+ *      0 of every stage writes its shard, rank 0 commits).
+ * The job runs phase by phase over a dist_job_t (dist_configure, dist_connect, dist_device,
+ * dist_runtime, dist_coordinator, then per step dist_step, dist_report, dist_step_end, and
+ * dist_finish). Configuration is validated on every rank from the same inputs (flags, checkpoint, data), so
  * every rank reaches the same verdict without communication; only rank 0 prints it.
  */
 #include <cblas.h>
