@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # http_bench.sh -- throughput and p50/p99 latency of `strata serve` against the number of
-# concurrent clients (issue 6, "Speed"). Starts `strata serve --backend fake` on a free loopback
+# concurrent clients. Starts `strata serve --backend fake` on a free loopback
 # port (or uses a server you started, with PORT=...), then runs tests/serve/http_load (C client,
 # plain sockets, loopback only, bounded in requests and seconds) at each concurrency and prints
-# one line per level, plus the JSON lines to $OUT if set.
+# one line per level (a JSON line, also appended to $OUT, when OUT is set).
 # Usage: launch/http_bench.sh [CONCURRENCY... (default 1 2 4 8 16 32)]
 #   env STRATA_BUILD (default build), REQUESTS per level (default 400), MAX_TOKENS (default 16),
 #       STREAM=1 (server-sent events), FAKE_STEP_S (fake decode step, default 0.002),
@@ -12,7 +12,8 @@
 #   CHECKPOINT=DIR serves a real model instead (`mpirun -np $NP strata serve --checkpoint DIR`,
 #       NP default 1; MPIRUN overrides the launcher command); SESSION_BENCH=1 then also measures
 #       the time to first token of a session follow-up against the same context sent statelessly
-#       (CONTEXT tokens of history, default 1000; needs a model with n_ctx > CONTEXT; uses curl).
+#       (CONTEXT tokens of history, default 1000; needs a model with n_ctx > CONTEXT; uses curl;
+#       SESSION_REPS times, default 3).
 # With the fake backend the numbers measure the HTTP layer and the batching hand-off, not a model.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,7 +51,7 @@ if [ -z "${PORT:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
     CONTEXT="${CONTEXT:-1000}"
     ttft() { curl -s "http://127.0.0.1:$PORT/v1/completions" -d "$1" | sed -n 's/.*"ttft_s":\([0-9.e-]*\).*/\1/p'; }
     text() { head -c "$1" /dev/zero | tr '\0' 'a'; }
-    for rep in 1 2 3; do
+    for rep in $(seq 1 "${SESSION_REPS:-3}"); do
       sid="bench$rep"
       ttft "{\"prompt\":\"$(text $((CONTEXT - 8)))\",\"max_tokens\":1,\"temperature\":0,\"session\":\"$sid\"}" >/dev/null
       s_ttft="$(ttft "{\"prompt\":\"$(text 7)\",\"max_tokens\":1,\"temperature\":0,\"session\":\"$sid\"}")"
@@ -74,11 +75,14 @@ elif [ -z "${PORT:-}" ]; then
 fi
 echo "# $REQUESTS requests per level, max_tokens $MAX_TOKENS, stream ${STREAM:-0}; $(nproc) cores"
 STREAM_FLAG=(); [ "${STREAM:-0}" = 1 ] && STREAM_FLAG=(--stream)
+# One measurement per level: printed, and with OUT set also appended there as a JSON line
+# (a level may be listed several times, e.g. "1 2 4 1 2 4", for repeats on the same server).
 for c in "${LEVELS[@]}"; do
-  "$LOAD" --port "$PORT" --connections "$c" --requests "$REQUESTS" --max-tokens "$MAX_TOKENS" \
-    --duration-s "$DURATION_S" "${STREAM_FLAG[@]}"
   if [ -n "${OUT:-}" ]; then
     "$LOAD" --port "$PORT" --connections "$c" --requests "$REQUESTS" --max-tokens "$MAX_TOKENS" \
-      --duration-s "$DURATION_S" "${STREAM_FLAG[@]}" --json >> "$OUT"
+      --duration-s "$DURATION_S" ${STREAM_FLAG[@]+"${STREAM_FLAG[@]}"} --json | tee -a "$OUT"
+  else
+    "$LOAD" --port "$PORT" --connections "$c" --requests "$REQUESTS" --max-tokens "$MAX_TOKENS" \
+      --duration-s "$DURATION_S" ${STREAM_FLAG[@]+"${STREAM_FLAG[@]}"}
   fi
 done

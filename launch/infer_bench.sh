@@ -7,7 +7,11 @@
 #   3. the same through the engine API in one process (tests/infer_ttft_bench): follow-up with
 #      the session resident in memory, reloaded from disk, and stateless.
 # usage: launch/infer_bench.sh [BUILD_DIR] [WORK_DIR]
-#        env: REPS=3, DIM=128, LAYERS=4, HEADS=4, TOKENS=256 (decode length)
+#        env: REPS=3, DIM=128, LAYERS=4, HEADS=4, TOKENS=256 (decode length); PREPARE_ONLY=1
+#        only trains the model (WORK_DIR/run/ckpt-00000002, reused when present) and exits
+# Lines: "P=p kv|recompute tokens/s: v1 v2 ...", "P=p session (restored from disk) ttft_s: ...",
+# "P=p stateless (1000-token history) ttft_s: ..." (REPS values each, run i of one line paired
+# with run i of the other), then infer_ttft_bench's "P=p context ...: ttft median of REPS ..." line.
 # The model has random-ish weights (2 training steps): speed does not depend on the weights.
 set -eu
 BUILD=${1:-build}; WORK=${2:-/tmp/strata_infer_bench}
@@ -21,21 +25,22 @@ if [ ! -f "$CK/model.safetensors" ]; then
   "$S" train --layers "$LAYERS" --dim "$DIM" --heads "$HEADS" --ctx 1024 --steps 2 --batch 2 \
     --out "$WORK/run" --quiet
 fi
+[ "${PREPARE_ONLY:-0}" = 1 ] && { echo "model: $CK"; exit 0; }
 num() { sed -n "s/.*\"$1\": \([0-9.e+-]*\).*/\1/p"; }
 text() { head -c "$1" /dev/urandom | base64 -w0 | head -c "$1"; }
 echo "# model: ${LAYERS}L ${HEADS}H ${DIM}C ctx 1024 vocab 256; $(nproc) cores; $(date -u +%FT%TZ)"
 echo "## decode: 16-token prompt, $TOKENS generated tokens (tokens_per_s over the whole request)"
 P16=$(text 16)
 for np in 1 2; do
-  for mode in kv recompute; do
-    flag=(); [ $mode = recompute ] && flag=(--no-kv-cache)
-    vals=""
-    for r in $(seq "$REPS"); do
-      v=$("${MPI[@]}" -np $np "$S" infer --checkpoint "$CK" --prompt "$P16" --max-tokens "$TOKENS" --json "${flag[@]}" | num tokens_per_s)
-      vals="$vals $v"
-    done
-    echo "P=$np $mode tokens/s:$vals"
+  kv=""; re=""
+  for r in $(seq "$REPS"); do # interleaved, so run i of kv and of recompute see the same machine
+    v=$("${MPI[@]}" -np $np "$S" infer --checkpoint "$CK" --prompt "$P16" --max-tokens "$TOKENS" --json | num tokens_per_s)
+    kv="$kv $v"
+    v=$("${MPI[@]}" -np $np "$S" infer --checkpoint "$CK" --prompt "$P16" --max-tokens "$TOKENS" --json --no-kv-cache | num tokens_per_s)
+    re="$re $v"
   done
+  echo "P=$np kv tokens/s:$kv"
+  echo "P=$np recompute tokens/s:$re"
 done
 echo "## TTFT of a follow-up turn at ~1,000 tokens of context (history 980 + 20 new tokens, 1 generated)"
 H=$(text 979); F=$(text 20)

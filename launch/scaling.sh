@@ -20,9 +20,11 @@
 #   --quick   tiny sizes, 2 ranks for the sweeps, a 4-layer toy model (well under a minute)
 #   --out DIR output directory (default scaling-YYYYmmdd-HHMMSS)
 #   --publish after the run, copy summary.md, the CSVs and the PNGs to launch/results/ and
-#             replace the generated part of BENCHMARKS.md (between its `scaling.sh:begin` and
+#             replace the scaling part of BENCHMARKS.md (between its `scaling.sh:begin` and
 #             `scaling.sh:end` markers) with summary.md, image links pointing at launch/results/
-#   env STRATA_BUILD (default build) or STRATA_BIN (the strata binary); full run only:
+#             (launch/benchmarks.sh --publish runs this script with --publish, among the others)
+#   env STRATA_BUILD (default build) or STRATA_BIN (the strata binary); RESULTS_DIR (default
+#   launch/results) and BENCHMARKS_MD (default BENCHMARKS.md) for --publish; full run only:
 #   SCALING_NPS (sweep rank counts, default "2 4"), SCALING_MAXBYTES (default 64M).
 #   The full run takes about 20-30 minutes on 2 cores (the 64M sweeps dominate).
 # tokens/s of a run = sum(tokens) / sum(step_s) over the steps after the first WARMUP (2)
@@ -212,12 +214,13 @@ S="$OUT/summary.md"
            if (!(k in small) || $6 < sb[k]) { sb[k] = $6; small[k] = $9 } }
            END { for (k in best) { split(k, f, "|"); printf "| %s | %s | %s | %s | %.3f | %s | %.1f |\n", f[1], f[2], f[3], f[4], best[k], at[k], small[k] } }' "$COLL" | sort
   echo
-  echo "### Against MPI's own collective (issue 2's comparison)"
+  echo "### Against MPI's own collective"
   echo
   echo "busbw in GB/s (mean of the timed iterations, out of place); ratio = Strata / MPI_Allreduce; at 1 KiB"
   echo "and 4 KiB the times in microseconds (ratio = MPI time / Strata time). Each column is a separate"
   echo "mpirun, and this VM changes speed from run to run (2-4x at 256 KiB-4 MiB, see the collectives section"
-  echo "of BENCHMARKS.md), so these ratios compare runs, not algorithms; the issue-2 table there compares within runs."
+  echo "of BENCHMARKS.md), so these ratios compare runs, not algorithms; the collectives table of"
+  echo "BENCHMARKS.md (launch/benchmarks.sh) compares algorithms within one run."
   echo
   echo "| ranks | bytes | ring (mpi) | auto (mpi) | MPI_Allreduce | auto / MPI | ring ofi:shm | ofi:shm / mpi (ring) |"
   echo "|---|---|---|---|---|---|---|---|"
@@ -270,18 +273,20 @@ S="$OUT/summary.md"
   echo "## Commands"
   echo
   echo '```'
-  cat "$CMDS"
+  while IFS= read -r l; do l="${l//$OUT\//OUT/}"; l="${l//$ROOT\//}"; printf '%s\n' "$l"; done < "$CMDS"
   echo '```'
 } > "$S"
 echo "wrote $OUT: $(cd "$OUT" && ls *.csv *.png summary.md | tr '\n' ' ')"
 
 # ---- --publish: launch/results/ and the generated part of BENCHMARKS.md ---------------------
 if [ "$PUBLISH" = 1 ]; then
-  RES="$ROOT/launch/results"; BM="$ROOT/BENCHMARKS.md"
+  RES="${RESULTS_DIR:-$ROOT/launch/results}"; BM="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
   grep -q '^<!-- scaling.sh:begin' "$BM" && grep -q '^<!-- scaling.sh:end' "$BM" ||
     { echo "scaling.sh: --publish: $BM has no scaling.sh:begin / scaling.sh:end markers" >&2; exit 1; }
   mkdir -p "$RES"
-  rm -f "$RES"/*.png "$RES"/*.csv "$RES"/summary.md
+  # only this script's files: launch/benchmarks.sh keeps its own (bench_*.csv) beside them
+  rm -f "$RES"/busbw_*.png "$RES"/{strong_scaling,weak_scaling,breakdown,sim_vs_measured}.png \
+        "$RES"/{coll,train,breakdown,sim_vs_measured}.csv "$RES"/summary.md "$RES"/ddp.txt
   cp "$OUT"/*.png "$OUT"/*.csv "$OUT"/summary.md "$RES"/
   cp "$OUT/ddp.txt" "$RES"/ 2>/dev/null || true
   # Splice: keep BENCHMARKS.md up to and including the begin marker and from the end marker on;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh -- shared set-up for demo.sh and test.sh: installs the Debian packages Strata needs
 # (only those missing; quiet when all are present; sudo when not root), then configures and
-# builds with CMake into build/. Source it or run it; it is idempotent.
+# builds with CMake into build/ (tuned for this machine, warnings as errors). Source it or run
+# it; it is idempotent.
 set -euo pipefail
 
 STRATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,10 +39,22 @@ strata_install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# strata_cmake_build DIR [CMAKE_ARGS...] -- configures and builds DIR for this machine
+# (-DSTRATA_NATIVE=ON) with warnings as errors (-DSTRATA_WERROR=ON): the tree builds clean, so
+# any warning fails the build. Quiet on success; on failure prints the end of DIR/build.log.
+strata_cmake_build() {
+  local dir="$1"; shift
+  mkdir -p "$dir"
+  if ! { cmake -S "$STRATA_ROOT" -B "$dir" -DSTRATA_NATIVE=ON -DSTRATA_WERROR=ON "$@" &&
+         cmake --build "$dir" -j "$(nproc)"; } > "$dir/build.log" 2>&1; then
+    tail -n 60 "$dir/build.log" >&2
+    echo "[strata] error: the build in $dir failed (whole log: $dir/build.log)" >&2
+    return 1
+  fi
+}
+
 strata_build() {
-  cmake -S "$STRATA_ROOT" -B "$STRATA_BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-  cmake --build "$STRATA_BUILD" -j "$(nproc)" 2>&1 | grep -E "error|warning|Error" || true
-  test -x "$STRATA_BUILD/bin/strata" || { echo "[strata] error: build failed (see cmake --build $STRATA_BUILD)" >&2; return 1; }
+  strata_cmake_build "$STRATA_BUILD" -DCMAKE_BUILD_TYPE=Release "$@"
 }
 
 # Open MPI refuses to run as root without these; harmless otherwise.

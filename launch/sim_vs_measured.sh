@@ -11,8 +11,9 @@
 # comparison is marked "oversub" there and only the per-rank compute comparison is meaningful
 # (and even that is inflated by preemption inside a compute interval).
 # Each layout runs REPS times (default 3); the table shows the medians over the runs of the
-# measured and simulated figures (the cpu profile is re-calibrated at every start), and the
-# calibrated per-op overhead and collective step latency of the last run.
+# measured and simulated figures (the cpu profile is re-calibrated at every start), the range
+# of the step-time error over the runs (err_range%), and the calibrated per-op overhead and
+# collective step latency of the last run.
 # Usage: launch/sim_vs_measured.sh [STRATA]   env: STEPS (default 20), REPS (default 3), MODEL
 #        (model flags), MPIRUN (the mpirun command line), MAXRANKS (skip layouts with more
 #        ranks, e.g. MAXRANKS=$(nproc) for only the dedicated-core comparisons)
@@ -26,7 +27,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 CORES=$(nproc)
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 echo "# $(nproc) cores, load average: $(cut -d" " -f1-3 /proc/loadavg); $STEPS steps x $REPS runs; model: ${MODEL[*]}"
-printf "%-26s %5s %12s %12s %8s %12s %12s %8s %s\n" layout ranks meas_step_s sim_step_s err% \
+printf "%-26s %5s %12s %12s %8s %15s %12s %12s %8s %s\n" layout ranks meas_step_s sim_step_s err% err_range% \
   meas_comp_s sim_comp_s err% "op_us/coll_us"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 while read -r np p d mm sched zero extra; do
@@ -54,8 +55,10 @@ while read -r np p d mm sched zero extra; do
   meas=$(awk '{ print $1 }' "$W/runs" | median); sim=$(awk '{ print $2 }' "$W/runs" | median)
   mc=$(awk '{ print $3 }' "$W/runs" | median); sc=$(awk '{ print $4 }' "$W/runs" | median)
   tag=""; [ "$np" -gt "$CORES" ] && tag=" oversub"
-  awk -v n="$name" -v r="$np" -v m="$meas" -v s="$sim" -v mc="$mc" -v sc="$sc" -v t="$tag" -v c="${cal:-0}" 'BEGIN {
-    printf "%-26s %5d %12.6f %12.6f %7.1f%% %12.6f %12.6f %7.1f%% %s%s\n", n, r, m, s, 100 * (s - m) / m,
+  range=$(awk '{ e = 100 * ($2 - $1) / $1; if (NR == 1 || e < lo) lo = e; if (NR == 1 || e > hi) hi = e }
+               END { printf "%.1f..%.1f", lo, hi }' "$W/runs")
+  awk -v n="$name" -v r="$np" -v m="$meas" -v s="$sim" -v mc="$mc" -v sc="$sc" -v t="$tag" -v c="${cal:-0}" -v g="$range" 'BEGIN {
+    printf "%-26s %5d %12.6f %12.6f %7.1f%% %15s %12.6f %12.6f %7.1f%% %s%s\n", n, r, m, s, 100 * (s - m) / m, g,
       mc, sc, 100 * (sc - mc) / mc, c, t }'
 done <<'LAYOUTS'
 1 1 1 1 gpipe 0

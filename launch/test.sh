@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh -- installs what is missing, builds, and runs the whole test suite through ctest;
-# then (issue 8) the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in
-# build-asan, and every libFuzzer target for STRATA_FUZZ_SECONDS in build-fuzz (clang).
+# then the suite again under AddressSanitizer + UndefinedBehaviorSanitizer in build-asan, and
+# every libFuzzer target for STRATA_FUZZ_SECONDS in build-fuzz (clang). Every build has
+# warnings as errors (setup.sh's strata_cmake_build).
 # Extra arguments go to the first ctest (for example: ./launch/test.sh -L mpi); with extra
 # arguments the sanitizer and fuzz stages are skipped. Stages can be switched off:
 #   STRATA_TEST_ASAN=0   skip the sanitizer suite      STRATA_TEST_FUZZ=0  skip fuzzing
@@ -45,9 +46,7 @@ STRATA_TEST_PACKAGES=(clang libclang-rt-14-dev)
 if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
   ASAN_BUILD="$STRATA_ROOT/build-asan"
   echo "[strata] sanitizer suite (ASan + UBSan) in $ASAN_BUILD"
-  cmake -S "$STRATA_ROOT" -B "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON >/dev/null
-  cmake --build "$ASAN_BUILD" -j "$(nproc)" 2>&1 | grep -E "error|warning" || true
-  test -x "$ASAN_BUILD/bin/strata" || { echo "[strata] error: sanitizer build failed" >&2; exit 1; }
+  strata_cmake_build "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_SANITIZE=ON
   # fast_unwind_on_malloc=0: Open MPI's libraries have no frame pointers, so only the slow
   # unwinder sees through them to the library names the suppressions match; disable_dlclose
   # keeps MCA components mapped so their frames are not "<unknown module>" at exit.
@@ -66,9 +65,8 @@ if [ "${STRATA_TEST_FUZZ:-1}" != 0 ]; then
   FUZZ_BUILD="$STRATA_ROOT/build-fuzz"
   FUZZ_S="${STRATA_FUZZ_SECONDS:-60}"
   echo "[strata] fuzzing every target for ${FUZZ_S}s in $FUZZ_BUILD"
-  CC=clang cmake -S "$STRATA_ROOT" -B "$FUZZ_BUILD" -DCMAKE_BUILD_TYPE=Release -DSTRATA_FUZZ=ON \
-    -DSTRATA_FUZZ_SECONDS="$FUZZ_S" >/dev/null
-  cmake --build "$FUZZ_BUILD" -j "$(nproc)" 2>&1 | grep -E "error|warning" || true
+  CC=clang strata_cmake_build "$FUZZ_BUILD" -DCMAKE_BUILD_TYPE=Release -DSTRATA_FUZZ=ON \
+    -DSTRATA_FUZZ_SECONDS="$FUZZ_S"
   (cd "$FUZZ_BUILD" && ctest -L fuzz -V --timeout $((FUZZ_S * 3 + 120)) > "$FUZZ_BUILD/fuzz.log" 2>&1) || {
     tail -n 80 "$FUZZ_BUILD/fuzz.log"; echo "[strata] error: a fuzz target failed (log: $FUZZ_BUILD/fuzz.log)" >&2; exit 1; }
   # one line per target: executions and seconds (libFuzzer's "Done N runs in S second(s)")

@@ -1,6 +1,7 @@
-# `strata bench` (worker/cli/cmd_bench.c), the nccl-tests clone. Each run is checked by
-# tests/bench/check_bench.cmake: exit 0, "# Out of bounds values : 0 OK", and a JSON row per
-# size and placement with #wrong 0 and consistent sizes / bandwidths.
+# `strata bench` (worker/cli/cmd_bench.c; the measurement in worker/parallel/coll_bench.c), the
+# nccl-tests clone. Each run is checked by tests/bench/check_bench.cmake: exit 0, "# Out of
+# bounds values : 0 OK", and a JSON row per size and placement with #wrong 0 and consistent
+# sizes / bandwidths.
 #  bench_<op>_np<N>            : every op on 2 and 3 ranks, mpi transport, library algorithms
 #  bench_<op>_mpi_np3          : the --algo mpi baseline of every op
 #  bench_<op>_ofi_shm_np3      : every op over the ofi transport (shm provider)
@@ -61,7 +62,7 @@ strata_bench_test(bench_allreduce_auto_threshold_np3 3 allreduce 4 1024 4096 4
                   -- --algo auto)
 
 # Data types and reductions: inputs are small integers, so every expected value is exact
-# (avg: within 2 ulp of the dtype, see cmd_bench.c).
+# (avg: within 2 ulp of the dtype, see worker/parallel/coll_bench.c).
 foreach(combo "double;prod;8" "half;avg;2" "bfloat16;sum;2" "int32;min;4" "int64;max;8" "float;avg;4" "int32;avg;4")
   list(GET combo 0 dt)
   list(GET combo 1 rop)

@@ -13,7 +13,7 @@ foreach(np 2 3)
   strata_add_mpi_test(ckpt_pipeline_mpi_np${np} ${np} $<TARGET_FILE:test_ckpt_mpi>)
 endforeach()
 
-# libFuzzer targets (issue 8), only in a clang build configured with -DSTRATA_FUZZ=ON:
+# libFuzzer targets, only in a clang build configured with -DSTRATA_FUZZ=ON:
 #   CC=clang cmake -S . -B build-fuzz -DSTRATA_FUZZ=ON && cmake --build build-fuzz --target fuzz_safetensors
 #   cd build-fuzz && ctest -L fuzz      (each target runs STRATA_FUZZ_SECONDS, default 60)
 # The code under test is compiled into each fuzzer with coverage instrumentation, ASan and UBSan;

@@ -1,6 +1,17 @@
 # The `strata` command line: help, unknown commands and flags.
 add_test(NAME cli_help COMMAND strata --help)
 set_tests_properties(cli_help PROPERTIES LABELS "unit" PASS_REGULAR_EXPRESSION "commands:.*bench")
+# --version and `version` print the project version; --help's first line names it too; --env is
+# `help env` (the STRATA_* table).
+foreach(spelling --version version)
+  add_test(NAME cli_version_${spelling} COMMAND strata ${spelling})
+  set_tests_properties(cli_version_${spelling} PROPERTIES LABELS "unit"
+                       PASS_REGULAR_EXPRESSION "^strata ${PROJECT_VERSION}\n$")
+endforeach()
+add_test(NAME cli_help_version COMMAND strata --help)
+set_tests_properties(cli_help_version PROPERTIES LABELS "unit" PASS_REGULAR_EXPRESSION "^strata ${PROJECT_VERSION}\n")
+add_test(NAME cli_env COMMAND strata --env)
+set_tests_properties(cli_env PROPERTIES LABELS "unit" PASS_REGULAR_EXPRESSION "STRATA_BUCKET_MB")
 add_test(NAME cli_unknown_command COMMAND strata frobnicate)
 set_tests_properties(cli_unknown_command PROPERTIES LABELS "unit" WILL_FAIL TRUE)
 add_test(NAME cli_unknown_command_message COMMAND strata frobnicate)

@@ -12,7 +12,7 @@ if(STRATA_FUZZ)
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_token_shard ${CMAKE_CURRENT_SOURCE_DIR}/data/fuzz/fuzz_token_shard.c
                  ${PROJECT_SOURCE_DIR}/worker/dataset/data.c ${PROJECT_SOURCE_DIR}/worker/base/rng.c
-                 ${PROJECT_SOURCE_DIR}/worker/base/util.c)
+                 ${PROJECT_SOURCE_DIR}/worker/base/util.c ${PROJECT_SOURCE_DIR}/worker/base/datapath.c)
   target_include_directories(fuzz_token_shard PRIVATE ${PROJECT_SOURCE_DIR}/worker/dataset ${PROJECT_SOURCE_DIR}/worker/base)
   target_link_libraries(fuzz_token_shard PRIVATE m)
   target_compile_options(fuzz_token_shard PRIVATE ${STRATA_FUZZ_FLAGS})

@@ -1,4 +1,4 @@
-# Distributed training (issue 4): equivalence of every layout with the single-rank run, resume
+# Distributed training: equivalence of every layout with the single-rank run, resume
 # onto another layout, the coordinator's output, refusal of bad layouts. All under mpirun
 # (oversubscribed), label "mpi". The checker tool is C (json-c, the checkpoint loader).
 strata_test_exe(dist_tool ${CMAKE_CURRENT_SOURCE_DIR}/dist/dist_tool.c)

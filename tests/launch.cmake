@@ -8,10 +8,19 @@ foreach(case dry_run_flags bad_input train_one_rank bench_two_ranks train_two_ra
 endforeach()
 
 # launch/demo.sh end to end (README's first command), shortened to 10 steps: train on 4 ranks,
-# eval, generate on 2 stages. Catches a demo broken by a change elsewhere (it once asked for
-# more tokens than the default model's context).
+# eval, generate on 2 stages. Catches a demo broken by a change elsewhere (for example one that
+# asks for more tokens than the default model's context).
 add_test(NAME launch_demo COMMAND bash ${PROJECT_SOURCE_DIR}/launch/demo.sh ${CMAKE_BINARY_DIR}/launch_demo_run)
 set_tests_properties(launch_demo PROPERTIES LABELS "launch;mpi" TIMEOUT 300
                      ENVIRONMENT "STRATA_DEMO_NO_SETUP=1;DEMO_STEPS=10;STRATA_BUILD=${CMAKE_BINARY_DIR}"
                      PASS_REGULAR_EXPRESSION "run directory: .*launch_demo_run"
                      FAIL_REGULAR_EXPRESSION "error:")
+
+# launch/benchmarks.sh without a real measurement (tests/report/check_benchmarks.sh): every
+# benchmark script parses, usage errors exit 2, and its cheapest section (`--quick --only
+# simulate`: deterministic `strata simulate` runs, a few seconds) published into a copy of
+# BENCHMARKS.md rewrites exactly the simulate and env blocks.
+add_test(NAME launch_benchmarks COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/report/check_benchmarks.sh
+         ${CMAKE_CURRENT_BINARY_DIR}/launch_benchmarks)
+set_tests_properties(launch_benchmarks PROPERTIES LABELS "launch" TIMEOUT 300
+                     ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_BUILD=${CMAKE_BINARY_DIR}")

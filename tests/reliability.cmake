@@ -1,4 +1,4 @@
-# Reliability (issue 8): fault injection under mpirun (kill / hang / exit of one rank at np 2
+# Reliability: fault injection under mpirun (kill / hang / exit of one rank at np 2
 # and 3), kills during checkpoint writes, exact resume after a kill at a seeded random step, bad
 # inputs to the real binary, serve's security properties. Prefix rel_. See RELIABILITY.md.
 string(JOIN " " REL_MPIRUN_LINE ${STRATA_MPIRUN})

@@ -1,4 +1,5 @@
-# `strata report` (worker/cli/cmd_report.c) and launch/scaling.sh.
+# `strata report` (worker/cli/cmd_report.c; worker/train/report_read.c, report_print.c,
+# report_plot.c) and launch/scaling.sh.
 #  report_setup_run1 / report_setup_run4 : tiny training runs (1 rank; 4 ranks pp2 x dp2) whose
 #                                          run directories the checks read (fixture report_runs)
 #  report_run1 / report_run4             : report --json / text / --plot against the run's files

@@ -1,4 +1,4 @@
-# Issue 6: `strata serve` on a real checkpoint end to end under mpirun (tests/serve_e2e/):
+# `strata serve` on a real checkpoint end to end under mpirun (tests/serve_e2e/):
 #   serve_e2e_np1/np2     greedy and streamed completions against `strata infer`, concurrent
 #                         clients batched, sessions across a restart, bad requests, /metrics,
 #                         /health, clean shutdown by signalling the ranks

@@ -1,4 +1,4 @@
-# The simulated accelerator inside training runs (issue 5): memory fit refusal, the in-run
+# The simulated accelerator inside training runs: memory fit refusal, the in-run
 # simulated clock against `strata simulate`, memory accounting against the real allocations, the
 # calibrated cpu default. Under mpirun (oversubscribed), label "mpi".
 string(JOIN " " SIMINT_MPIRUN_LINE ${STRATA_MPIRUN})

@@ -9,7 +9,7 @@
 extern int test_failures; /* number of failed checks so far in this process */
 extern int test_checks;   /* number of checks run so far */
 void test_set_rank(int rank);
-void test_fail(const char *file, int line, const char *fmt, ...);
+void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int test_finish(const char *name); /* prints a summary line, returns process exit code */
 /* Reads a whole file into a malloc'd buffer; NULL on failure. */
 void *test_read_file(const char *path, size_t *len_out);

@@ -4,8 +4,8 @@
 # naming the variable and the value, before the command starts; a value inside the range (its
 # lower bound) is accepted. Empty means unset (the default): not an error.
 #
-# The variables come from the sources (every "STRATA_..." string literal in worker/*.c and
-# collectives/*.c); the non-numeric ones are listed below. A worker variable's range is read from
+# The variables come from the sources (every "STRATA_..." string literal in worker/*/*.c and
+# collectives/*/*.c); the non-numeric ones are listed below. A worker variable's range is read from
 # `strata help env`; the collectives' variables (collectives/core/comm.c) have their values here. A
 # variable found in the sources that is in neither list fails the test, so a new variable
 # cannot escape it.
@@ -57,7 +57,7 @@ worker_values() {
   esac
 }
 
-names=$(cat "$SRC"/worker/*.c "$SRC"/collectives/*.c | grep -ohE '"STRATA_[A-Z0-9_]+"' | tr -d '"' | sort -u)
+names=$(cat "$SRC"/worker/*/*.c "$SRC"/collectives/*/*.c | grep -ohE '"STRATA_[A-Z0-9_]+"' | tr -d '"' | sort -u)
 nvars=0
 : > "$W/cases"
 for name in $names; do

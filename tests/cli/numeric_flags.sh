@@ -6,7 +6,7 @@
 #
 # The flags come from each command's --help (every ARG_INT/INT64/DOUBLE/BYTES flag prints
 # "METAVAR: an integer in [a, b]" / "a number ..." / "a byte size ..."), checked against two
-# independent counts: the numeric specs in worker/cmd_*.c, and MIN_FLAGS below (raise it when
+# independent counts: the numeric specs in worker/cli/cmd_*.c, and MIN_FLAGS below (raise it when
 # a flag is added), so a new flag cannot escape the table. A flag without a real range (its
 # type's whole range) fails the test.
 #
@@ -32,9 +32,9 @@ for cmd in "${COMMANDS[@]}"; do
     done >> "$W/flags"
 done
 nflags=$(wc -l < "$W/flags")
-nsrc=$(cat "$SRC"/worker/cmd_*.c | grep -cE '\{"--[^"]*", [^,]*, ARG_(INT|INT64|DOUBLE|BYTES),')
+nsrc=$(cat "$SRC"/worker/cli/cmd_*.c | grep -cE '\{"--[^"]*", [^,]*, ARG_(INT|INT64|DOUBLE|BYTES),')
 [ "$nflags" -ge "$MIN_FLAGS" ] || fail "--help shows $nflags numeric flags, fewer than the $MIN_FLAGS checked in"
-[ "$nflags" -eq "$nsrc" ] || fail "--help shows $nflags numeric flags but worker/cmd_*.c declares $nsrc"
+[ "$nflags" -eq "$nsrc" ] || fail "--help shows $nflags numeric flags but worker/cli/cmd_*.c declares $nsrc"
 
 # ---- the cases: "cmd<TAB>flag<TAB>value" for each bad value
 bytes_value() { # 1024G -> 1099511627776

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end tests of distributed `strata train` (issue 4). Usage:
+# End-to-end tests of distributed `strata train`. Usage:
 #   dist_cli.sh STRATA DIST_TOOL CASE [ARGS...]      ($DIST_MPIRUN: the mpirun command line)
 # Cases
 #   equiv NP P D M SCHED ZERO TRANSPORT [EXTRA FLAGS...]

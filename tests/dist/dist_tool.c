@@ -185,7 +185,7 @@ static int cmd_trace(const char *path, int nranks, int overlap) {
       return 1;
     }
     int p = json_object_get_int(pid);
-    if (p >= 1000) continue; /* the simulated-device timeline (pid 1000 + rank, issue 5) */
+    if (p >= 1000) continue; /* the simulated-device timeline (pid 1000 + rank) */
     if (p < 0 || p >= nranks) {
       fprintf(stderr, "dist_tool: event %zu has pid %d outside 0..%d\n", i, p, nranks - 1);
       return 1;

@@ -16,7 +16,7 @@
 static void run(uint64_t seed, float *losses, float **params_out, size_t *n_out) {
   gpt2_config_t cfg = {.vocab = 96, .ctx = 24, .layers = 2, .heads = 2, .dim = 48};
   gpt2_range_t range = {0, cfg.layers, 1, 1};
-  const int B = 3, T = 24;
+  enum { B = 3, T = 24 }; /* constants, so tok and tgt below are not VLAs */
   gpt2_model_t *m = NULL;
   gpt2_acts_t *a = NULL;
   adamw_t *opt = NULL;

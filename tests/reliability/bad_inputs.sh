@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bad input to the real binary (issue 8): every case must exit 2, print a message naming the
+# Bad input to the real binary: every case must exit 2, print a message naming the
 # problem (and how to fix it), and leave an existing run directory untouched: every failing
 # command below points --out at a finished run, whose files are checksummed before and after.
 # Usage: bad_inputs.sh STRATA           ($REL_MPIRUN: the mpirun line, for multi-rank cases)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault-injection tests of distributed `strata train` (issue 8), driven by STRATA_FAULT (see
+# Fault-injection tests of distributed `strata train`, driven by STRATA_FAULT (see
 # worker/base/fault.h). Usage: faults.sh STRATA CASE ARGS...      ($REL_MPIRUN: the mpirun line)
 #   fault NP P D ACTION RANK STEP OP
 #        inject ACTION (kill|hang|exit) into world rank RANK at step STEP in OP; the job must end

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Security properties of `strata serve` (issue 8) on the real binary with the fake backend:
+# Security properties of `strata serve` on the real binary with the fake backend:
 #  - with no --listen it binds loopback only (127.0.0.1:8080): the listening socket (ss) is on
 #    127.0.0.1 and not on a wildcard address; a non-loopback --listen prints a warning;
 #  - an oversized request body and an oversized header block are refused with 4xx, not read;

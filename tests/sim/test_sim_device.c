@@ -106,7 +106,7 @@ static void test_builtin_profiles(void) {
     CHECK_TRUE(d.peak_flops[DEV_FP32] < d.peak_flops[DEV_BF16]);
   }
   device_t d;
-  device_builtin("trn2", &d); /* REFERENCE.md: 667 TFLOP/s bf16, 96 GiB, 2.9 TB/s, 3200 Gbps EFA */
+  device_builtin("trn2", &d); /* AWS Neuron documentation: 667 TFLOP/s bf16, 96 GiB, 2.9 TB/s, 3200 Gbps EFA */
   CHECK_NEAR(d.peak_flops[DEV_BF16], 667e12, 1);
   CHECK_NEAR(d.hbm_bytes, 96.0 * 1073741824.0, 1);
   CHECK_NEAR(d.hbm_Bps, 2.9e12, 1);

@@ -1,4 +1,4 @@
-/* Pipeline schedules: action order per REFERENCE.md (GPipe all-F-then-all-B; 1F1B with p-s-1
+/* Pipeline schedules: action order (GPipe all-F-then-all-B; 1F1B as PipeDream-Flush, with p-s-1
  * warm-up forwards), FWD before BWD for every micro-batch, sends matched by receives on the
  * neighbour, in-flight counts, and deadlock freedom under buffered sends (and the detection
  * of deadlocks, so the checker can fail). */

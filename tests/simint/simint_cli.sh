@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end tests of the simulated accelerator inside `strata train` (issue 5). Usage:
+# End-to-end tests of the simulated accelerator inside `strata train`. Usage:
 #   simint_cli.sh STRATA CASE            ($SIMINT_MPIRUN: the mpirun command line)
 # Cases
 #   fit     a tiny --device-mem: every rank exits 2 before step 1 (no steps.jsonl lines, no

@@ -11,6 +11,7 @@ void strata_log_set_rank(int rank) { log_rank = rank; }
 int strata_log_rank(void) { return log_rank; }
 void strata_log_mute(int mute) { log_muted = mute; }
 
+static void vlog(const char *level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void vlog(const char *level, const char *fmt, va_list ap) {
   if (log_muted) return;
   char line[4096];

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "rng.h"
 #include "session.h"
+#include "util.h"
 
 #define INFER_MAX_PROMPTS 100000
 #define INFER_MAX_LINE_BYTES (1 << 20)
@@ -172,6 +173,93 @@ static int json_number(json_object *val, const char *key, const arg_spec_t *spec
   return -1;
 }
 
+/* One field of a JSONL prompt line into *p (*have_prompt: "prompt" or "prompt_tokens" was
+ * seen). 0, or -1 with a message in err. */
+static int prompt_field(const char *key, json_object *val, int vocab, const arg_spec_t *specs,
+                        int nspecs, prompt_t *p, int *have_prompt, char *err, size_t errlen) {
+  int nf, bad = 0;
+  if (!strcmp(key, "prompt")) {
+    if (!json_object_is_type(val, json_type_string)) {
+      bad = 1;
+    } else {
+      free(p->tok);
+      p->tok = NULL;
+      if (text_tokens(json_object_get_string(val), (size_t)json_object_get_string_len(val), vocab,
+                      &p->tok, &p->n_tok, err, errlen))
+        return -1;
+    }
+    *have_prompt = 1;
+  } else if (!strcmp(key, "prompt_tokens")) {
+    if (!json_object_is_type(val, json_type_array)) {
+      bad = 1;
+    } else {
+      int n = (int)json_object_array_length(val);
+      free(p->tok);
+      p->tok = malloc(sizeof(int32_t) * (n ? n : 1));
+      if (!p->tok) return strata_fail(err, errlen, "out of memory for %d prompt tokens", n);
+      p->n_tok = n;
+      for (int i = 0; i < n; i++) {
+        json_object *t = json_object_array_get_idx(val, i);
+        if (!json_object_is_type(t, json_type_int)) bad = 1;
+        p->tok[i] = (int32_t)json_object_get_int(t);
+      }
+      *have_prompt = 1;
+    }
+  } else if ((nf = number_field(key)) >= 0) {
+    strnum_value_t v;
+    if (json_number(val, key, find_spec(specs, nspecs, number_fields[nf].flag), &v, err, errlen))
+      return -1;
+    if (!strcmp(key, "max_tokens")) p->max_tokens = (int)v.i;
+    else if (!strcmp(key, "temperature")) p->sp.temperature = v.d;
+    else if (!strcmp(key, "top_p")) p->sp.top_p = v.d;
+    else if (!strcmp(key, "top_k")) p->sp.top_k = (int)v.i;
+    else p->sp.seed = (uint64_t)v.i, p->has_seed = 1;
+  } else if (!strcmp(key, "session")) {
+    if (!json_object_is_type(val, json_type_string))
+      return strata_fail(err, errlen, "\"session\" must be a string");
+    if (session_id_validate(json_object_get_string(val), err, errlen)) return -1;
+    snprintf(p->session, sizeof p->session, "%s", json_object_get_string(val));
+  } else {
+    return strata_fail(err, errlen,
+                       "unknown field \"%s\" (known: prompt, prompt_tokens, max_tokens, "
+                       "temperature, top_k, top_p, seed, session)", key);
+  }
+  if (bad) return strata_fail(err, errlen, "field \"%s\" has the wrong type", key);
+  return 0;
+}
+
+/* One JSONL line (trimmed, not empty) as a prompt inheriting *def. 0, or -1 with a message in
+ * err (p->tok freed). */
+static int prompt_from_line(char *line, int vocab, const prompt_t *def, const arg_spec_t *specs,
+                            int nspecs, prompt_t *p, char *err, size_t errlen) {
+  enum json_tokener_error jerr;
+  json_object *o = json_tokener_parse_verbose(line, &jerr);
+  if (!o || !json_object_is_type(o, json_type_object)) {
+    snprintf(err, errlen, "not a JSON object (%s); expected {\"prompt\": \"...\", ...}",
+             o ? "another JSON type" : json_tokener_error_desc(jerr));
+    json_object_put(o);
+    return -1;
+  }
+  *p = *def;
+  p->tok = NULL;
+  int have_prompt = 0, rc = 0;
+  json_object_object_foreach(o, key, val) {
+    if ((rc = prompt_field(key, val, vocab, specs, nspecs, p, &have_prompt, err, errlen))) break;
+  }
+  json_object_put(o);
+  if (rc == 0 && !have_prompt && !p->session[0]) {
+    snprintf(err, errlen, "no \"prompt\" (or \"prompt_tokens\")");
+    rc = -1;
+  }
+  if (rc) {
+    free(p->tok);
+    p->tok = NULL;
+    return -1;
+  }
+  if (!have_prompt) p->tok = malloc(sizeof(int32_t)), p->n_tok = 0;
+  return 0;
+}
+
 /* Reads the JSONL prompts file; each line inherits the defaults in *def; numbers keep the ranges
  * of the flags of the same meaning (specs). */
 static int read_prompts(const char *path, int vocab, const prompt_t *def, const arg_spec_t *specs,
@@ -183,7 +271,7 @@ static int read_prompts(const char *path, int vocab, const prompt_t *def, const 
   }
   char *line = malloc(INFER_MAX_LINE_BYTES);
   int lineno = 0, rc = -1;
-  char lerr[512];
+  char lerr[2048] = "";
   while (line && fgets(line, INFER_MAX_LINE_BYTES, f)) {
     lineno++;
     size_t len = strlen(line);
@@ -193,88 +281,11 @@ static int read_prompts(const char *path, int vocab, const prompt_t *def, const 
     }
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = 0;
     if (len == 0) continue;
-    enum json_tokener_error jerr;
-    json_object *o = json_tokener_parse_verbose(line, &jerr);
-    if (!o || !json_object_is_type(o, json_type_object)) {
-      snprintf(err, errlen, "%s line %d: not a JSON object (%s); expected {\"prompt\": \"...\", ...}",
-               path, lineno, o ? "another JSON type" : json_tokener_error_desc(jerr));
-      json_object_put(o);
+    prompt_t p;
+    if (prompt_from_line(line, vocab, def, specs, nspecs, &p, lerr, sizeof lerr)) {
+      snprintf(err, errlen, "%s line %d: %s", path, lineno, lerr);
       goto out;
     }
-    prompt_t p = *def;
-    p.tok = NULL;
-    int have_prompt = 0, bad = 0, nf;
-    json_object_object_foreach(o, key, val) {
-      if (bad) break;
-      if (!strcmp(key, "prompt")) {
-        if (!json_object_is_type(val, json_type_string)) bad = 1;
-        else if (text_tokens(json_object_get_string(val), (size_t)json_object_get_string_len(val), vocab,
-                             &p.tok, &p.n_tok, lerr, sizeof lerr)) {
-          snprintf(err, errlen, "%s line %d: %s", path, lineno, lerr);
-          json_object_put(o);
-          goto out;
-        }
-        have_prompt = 1;
-      } else if (!strcmp(key, "prompt_tokens")) {
-        if (!json_object_is_type(val, json_type_array)) {
-          bad = 1;
-          break;
-        }
-        int n = (int)json_object_array_length(val);
-        p.tok = malloc(sizeof(int32_t) * (n ? n : 1));
-        p.n_tok = n;
-        for (int i = 0; i < n && p.tok; i++) {
-          json_object *t = json_object_array_get_idx(val, i);
-          if (!json_object_is_type(t, json_type_int)) bad = 1;
-          p.tok[i] = (int32_t)json_object_get_int(t);
-        }
-        have_prompt = 1;
-      } else if ((nf = number_field(key)) >= 0) {
-        strnum_value_t v;
-        if (json_number(val, key, find_spec(specs, nspecs, number_fields[nf].flag), &v, lerr, sizeof lerr)) {
-          snprintf(err, errlen, "%s line %d: %s", path, lineno, lerr);
-          free(p.tok);
-          json_object_put(o);
-          goto out;
-        }
-        if (!strcmp(key, "max_tokens")) p.max_tokens = (int)v.i;
-        else if (!strcmp(key, "temperature")) p.sp.temperature = v.d;
-        else if (!strcmp(key, "top_p")) p.sp.top_p = v.d;
-        else if (!strcmp(key, "top_k")) p.sp.top_k = (int)v.i;
-        else p.sp.seed = (uint64_t)v.i, p.has_seed = 1;
-      } else if (!strcmp(key, "session")) {
-        if (!json_object_is_type(val, json_type_string) ||
-            session_id_validate(json_object_get_string(val), lerr, sizeof lerr)) {
-          snprintf(err, errlen, "%s line %d: %s", path, lineno,
-                   json_object_is_type(val, json_type_string) ? lerr : "\"session\" must be a string");
-          free(p.tok);
-          json_object_put(o);
-          goto out;
-        }
-        snprintf(p.session, sizeof p.session, "%s", json_object_get_string(val));
-      } else {
-        snprintf(err, errlen,
-                 "%s line %d: unknown field \"%s\" (known: prompt, prompt_tokens, max_tokens, "
-                 "temperature, top_k, top_p, seed, session)",
-                 path, lineno, key);
-        free(p.tok);
-        json_object_put(o);
-        goto out;
-      }
-      if (bad) {
-        snprintf(err, errlen, "%s line %d: field \"%s\" has the wrong type", path, lineno, key);
-      }
-    }
-    json_object_put(o);
-    if (bad) {
-      free(p.tok);
-      goto out;
-    }
-    if (!have_prompt && !p.session[0]) {
-      snprintf(err, errlen, "%s line %d: no \"prompt\" (or \"prompt_tokens\")", path, lineno);
-      goto out;
-    }
-    if (!have_prompt) p.tok = malloc(sizeof(int32_t)), p.n_tok = 0;
     if (push_prompt(ps, &p) || ps->n > INFER_MAX_PROMPTS) {
       snprintf(err, errlen, "%s: more than %d prompts", path, INFER_MAX_PROMPTS);
       goto out;
@@ -396,140 +407,111 @@ static int manage_sessions(const char *sdir, const char *delete_id, int list, in
   return rc;
 }
 
-int cmd_infer(int argc, char **argv) {
-  const char *ckpt = NULL, *prompt = NULL, *prompts_path = NULL, *prompt_tokens = NULL;
-  const char *session = NULL, *session_dir = NULL, *delete_id = NULL;
-  int max_tokens = 32, top_k = 0, json = 0, list = 0, threads = 1, no_kv = 0, seed_given = 0;
-  double temperature = 0.0, top_p = 1.0;
-  int64_t seed = 0;
-  infer_opts_t opts = infer_opts_default();
-  double mem_mb = opts.session_mem_mb;
-  int max_batch = opts.max_batch;
-  arg_spec_t specs[] = {
-      {"--checkpoint", NULL, ARG_STRING, &ckpt, "DIR", "checkpoint directory (required)"},
-      {"--prompt", NULL, ARG_STRING, &prompt, "TEXT", "one prompt (byte-level models)"},
-      {"--prompt-tokens", NULL, ARG_STRING, &prompt_tokens, "1,2,3", "one prompt as token ids"},
-      {"--prompts", NULL, ARG_STRING, &prompts_path, "FILE", "JSON lines of prompts (see above)"},
-      {"--max-tokens", NULL, ARG_INT, &max_tokens, "N", "tokens to generate per prompt (default 32)",
-       .min = 1, .max = 1 << 20},
-      {"--temperature", NULL, ARG_DOUBLE, &temperature, "T", "0 = greedy (default 0)", .min = 0, .max = 100},
-      {"--top-k", NULL, ARG_INT, &top_k, "K", "sample among the K most likely tokens (default 0: all)",
-       .min = 0, .max = 1 << 30},
-      {"--top-p", NULL, ARG_DOUBLE, &top_p, "P", "nucleus mass (default 1: all)", .min = 0, .max = 1,
-       .open = ARG_OPEN_MIN},
-      {"--seed", NULL, ARG_INT64, &seed, "S", "sampling seed; prompt i uses S + i (default: from the clock)",
-       .min = 0, .max = 0x1p63, .given = &seed_given},
-      {"--json", NULL, ARG_FLAG, &json, NULL, "one JSON object per prompt per line"},
-      {"--session", NULL, ARG_STRING, &session, "ID", "continue / create a persistent session"},
-      {"--session-dir", NULL, ARG_STRING, &session_dir, "DIR", "session files (default <checkpoint>/../sessions)"},
-      {"--session-mem-mb", NULL, ARG_DOUBLE, &mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024)",
-       .env = "STRATA_INFER_SESSION_MEM_MB"},
-      {"--max-batch", NULL, ARG_INT, &max_batch, "N", "sequences in flight (default 16)", .env = "STRATA_INFER_MAX_BATCH"},
-      {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
-      {"--no-kv-cache", NULL, ARG_FLAG, &no_kv, NULL, "benchmark baseline: recompute the whole context for every token"},
-      {"--list-sessions", NULL, ARG_FLAG, &list, NULL, "list the sessions in the session directory"},
-      {"--delete-session", NULL, ARG_STRING, &delete_id, "ID", "delete a session's files"},
-  };
-  const int nspecs = (int)(sizeof specs / sizeof specs[0]);
-  int rc = args_parse("infer", usage_text, argc, argv, specs, nspecs, NULL, NULL);
-  if (rc) return rc > 0 ? 0 : 2;
-  int rank = 0, world = 1; /* before MPI starts, every rank refuses bad input alike */
-  char err[2048], sdir[4096];
+/* The command line of `strata infer`. */
+typedef struct {
+  const char *ckpt, *prompt, *prompts_path, *prompt_tokens;
+  const char *session, *session_dir, *delete_id;
+  int max_tokens, top_k, json, list, threads, no_kv, seed_given;
+  double temperature, top_p;
+  int64_t seed;
+  infer_opts_t opts;
+  double mem_mb;
+  int max_batch;
+} infer_flags_t;
+
+/* Refuses bad input before MPI starts (every rank alike): "infer: MESSAGE", and the code. */
+#define INFER_FAIL(code, ...)                           \
+  do {                                                  \
+    strata_error("infer: " __VA_ARGS__);                \
+    return code;                                        \
+  } while (0)
+
+/* The prompts to generate from, each checked against the model (cfg): from --prompts, or the
+ * one of --prompt / --prompt-tokens (or none, continuing --session), with the sampling flags.
+ * 0, or 2 after saying what is wrong. */
+static int gather_prompts(const infer_flags_t *f, const arg_spec_t *specs, int nspecs,
+                          const gpt2_config_t *cfg, prompts_t *ps) {
+  char err[2048];
+  prompt_t def;
+  memset(&def, 0, sizeof def);
+  def.max_tokens = f->max_tokens;
+  def.sp.temperature = f->temperature;
+  def.sp.top_k = f->top_k;
+  def.sp.top_p = f->top_p;
+  def.sp.seed = (uint64_t)f->seed;
+  if (f->session) snprintf(def.session, sizeof def.session, "%s", f->session);
+  if (sampler_validate(&def.sp, err, sizeof err)) INFER_FAIL(2, "%s", err);
+  if (f->prompts_path) {
+    if (read_prompts(f->prompts_path, cfg->vocab, &def, specs, nspecs, ps, err, sizeof err))
+      INFER_FAIL(2, "%s", err);
+    for (int i = 0; i < ps->n; i++)
+      if (!ps->v[i].has_seed) ps->v[i].sp.seed = def.sp.seed + (uint64_t)i;
+  } else {
+    prompt_t p = def;
+    if (f->prompt_tokens) {
+      if (parse_token_list(f->prompt_tokens, &p.tok, &p.n_tok, err, sizeof err)) INFER_FAIL(2, "%s", err);
+    } else if (f->prompt) {
+      if (text_tokens(f->prompt, strlen(f->prompt), cfg->vocab, &p.tok, &p.n_tok, err, sizeof err))
+        INFER_FAIL(2, "%s", err);
+    } else {
+      p.tok = malloc(sizeof(int32_t));
+      p.n_tok = 0;
+    }
+    push_prompt(ps, &p);
+  }
+  for (int i = 0; i < ps->n; i++) {
+    prompt_t *p = &ps->v[i];
+    if (p->n_tok == 0 && !p->session[0]) INFER_FAIL(2, "prompt %d is empty", i + 1);
+    if ((int64_t)p->n_tok + p->max_tokens > cfg->ctx)
+      INFER_FAIL(2, "prompt %d: %d prompt tokens + max_tokens %d = %lld exceeds the model's context of %d tokens; "
+                 "shorten the prompt or lower --max-tokens", i + 1, p->n_tok, p->max_tokens,
+                 (long long)p->n_tok + p->max_tokens, cfg->ctx);
+    if (sampler_validate(&p->sp, err, sizeof err)) INFER_FAIL(2, "prompt %d: %s", i + 1, err);
+    for (int j = 0; j < p->n_tok; j++)
+      if (p->tok[j] < 0 || p->tok[j] >= cfg->vocab)
+        INFER_FAIL(2, "prompt %d: token %d is outside the model's vocabulary [0, %d)", i + 1, p->tok[j], cfg->vocab);
+  }
+  return 0;
+}
+
+/* Every rank, after MPI started: the communicator and the engine over the ranks; rank 0 submits
+ * every prompt and steps the engine until all are done (results through on_done; *done = 1,
+ * the results are to be printed), the others serve their stages. 0, 1 or 2 (the engine refused
+ * the checkpoint or a prompt); only rank 0 reports bad input. */
+static int run_engine(infer_flags_t *f, const char *sdir, const gpt2_config_t *cfg, prompts_t *ps,
+                      int *done) {
+  int rank = 0, world = 1, rc = 0;
+  *done = 0;
+  char err[2048];
+  coll_comm_t *comm = NULL;
+  infer_engine_t *eng = NULL;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
 #define FAIL(code, ...)                                      \
   do {                                                       \
     if (rank == 0) strata_error("infer: " __VA_ARGS__);      \
     rc = code;                                               \
     goto out;                                                \
   } while (0)
-  prompts_t ps = {0};
-  coll_comm_t *comm = NULL;
-  infer_engine_t *eng = NULL;
-  rc = 0;
-  if (session_dir) snprintf(sdir, sizeof sdir, "%s", session_dir);
-  else if (ckpt) session_default_dir(sdir, sizeof sdir, ckpt);
-  else snprintf(sdir, sizeof sdir, "%s", SESSION_DIR_DEFAULT);
-
-  if (delete_id && session_id_validate(delete_id, err, sizeof err)) FAIL(2, "--delete-session: %s", err);
-  if (list || delete_id) {
-    if (cli_mpi_start()) return 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    return manage_sessions(sdir, delete_id, list, json, rank);
-  }
-
-  if (opts.env_error) FAIL(2, "%s", opts.env_error);
-  if (!ckpt) FAIL(2, "--checkpoint DIR is required (a directory written by strata train, e.g. runs/train/ckpt-00000300)");
-  int nsrc = (prompt != NULL) + (prompts_path != NULL) + (prompt_tokens != NULL);
-  if (nsrc != 1 && !(nsrc == 0 && session))
-    FAIL(2, "give exactly one of --prompt TEXT, --prompt-tokens 1,2,3 or --prompts FILE.jsonl");
-  if (session && session_id_validate(session, err, sizeof err)) FAIL(2, "--session: %s", err);
-  gpt2_config_t cfg;
-  if (ckpt_read_config(ckpt, &cfg, err, sizeof err)) FAIL(2, "%s", err);
-  if (!seed_given) seed = (int64_t)(rng_mix64((uint64_t)time(NULL)) >> 1);
-  prompt_t def;
-  memset(&def, 0, sizeof def);
-  def.max_tokens = max_tokens;
-  def.sp.temperature = temperature;
-  def.sp.top_k = top_k;
-  def.sp.top_p = top_p;
-  def.sp.seed = (uint64_t)seed;
-  if (session) snprintf(def.session, sizeof def.session, "%s", session);
-  if (sampler_validate(&def.sp, err, sizeof err)) FAIL(2, "%s", err);
-  if (prompts_path) {
-    if (read_prompts(prompts_path, cfg.vocab, &def, specs, nspecs, &ps, err, sizeof err)) FAIL(2, "%s", err);
-    for (int i = 0; i < ps.n; i++)
-      if (!ps.v[i].has_seed) ps.v[i].sp.seed = def.sp.seed + (uint64_t)i;
-  } else {
-    prompt_t p = def;
-    if (prompt_tokens) {
-      if (parse_token_list(prompt_tokens, &p.tok, &p.n_tok, err, sizeof err)) FAIL(2, "%s", err);
-    } else if (prompt) {
-      if (text_tokens(prompt, strlen(prompt), cfg.vocab, &p.tok, &p.n_tok, err, sizeof err)) FAIL(2, "%s", err);
-    } else {
-      p.tok = malloc(sizeof(int32_t));
-      p.n_tok = 0;
-    }
-    push_prompt(&ps, &p);
-  }
-  for (int i = 0; i < ps.n; i++) {
-    prompt_t *p = &ps.v[i];
-    if (p->n_tok == 0 && !p->session[0]) FAIL(2, "prompt %d is empty", i + 1);
-    if ((int64_t)p->n_tok + p->max_tokens > cfg.ctx)
-      FAIL(2, "prompt %d: %d prompt tokens + max_tokens %d = %lld exceeds the model's context of %d tokens; "
-           "shorten the prompt or lower --max-tokens", i + 1, p->n_tok, p->max_tokens,
-           (long long)p->n_tok + p->max_tokens, cfg.ctx);
-    if (sampler_validate(&p->sp, err, sizeof err)) FAIL(2, "prompt %d: %s", i + 1, err);
-    for (int j = 0; j < p->n_tok; j++)
-      if (p->tok[j] < 0 || p->tok[j] >= cfg.vocab)
-        FAIL(2, "prompt %d: token %d is outside the model's vocabulary [0, %d)", i + 1, p->tok[j], cfg.vocab);
-  }
-  if (cli_mpi_start()) {
-    rc = 1;
-    goto out;
-  }
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  if (cfg.layers < world)
+  if (cfg->layers < world)
     FAIL(2, "%d ranks but the model has only %d layers: every pipeline stage needs at least one layer; "
-         "use mpirun -np %d or fewer", world, cfg.layers, cfg.layers);
-
+         "use mpirun -np %d or fewer", world, cfg->layers, cfg->layers);
   coll_config_t ccfg = coll_config_default();
   if (ccfg.env_error) FAIL(2, "%s", ccfg.env_error);
   coll_result_t cr = coll_comm_create(MPI_COMM_WORLD, &ccfg, &comm);
   if (cr != COLL_OK) FAIL(1, "cannot create the communicator: %s", coll_result_string(cr));
-  opts.max_batch = max_batch;
-  opts.session_mem_mb = mem_mb;
-  opts.session_dir = sdir;
-  opts.threads = threads;
-  opts.recompute = no_kv;
-  if (infer_engine_create(ckpt, comm, &opts, &eng, err, sizeof err)) FAIL(2, "%s", err);
+  f->opts.max_batch = f->max_batch;
+  f->opts.session_mem_mb = f->mem_mb;
+  f->opts.session_dir = sdir;
+  f->opts.threads = f->threads;
+  f->opts.recompute = f->no_kv;
+  if (infer_engine_create(f->ckpt, comm, &f->opts, &eng, err, sizeof err)) FAIL(2, "%s", err);
   if (rank != 0) {
     rc = infer_worker_loop(eng) ? 1 : 0;
-    infer_engine_shutdown(eng);
-    eng = NULL;
     goto out;
   }
-  for (int i = 0; i < ps.n; i++) {
-    prompt_t *p = &ps.v[i];
+  for (int i = 0; i < ps->n; i++) {
+    prompt_t *p = &ps->v[i];
     infer_request_t rq = {p->tok, p->n_tok, p->max_tokens, p->sp, p->session[0] ? p->session : NULL};
     if (infer_submit(eng, &rq, NULL, on_done, p, NULL, err, sizeof err)) {
       infer_engine_shutdown(eng);
@@ -544,26 +526,105 @@ int cmd_infer(int argc, char **argv) {
       break;
     }
   }
-  infer_engine_shutdown(eng);
-  eng = NULL;
-  for (int i = 0; i < ps.n; i++) {
-    print_result(&ps.v[i], i, cfg.vocab, json);
-    if (!ps.v[i].ok) {
-      strata_error("infer: prompt %d: %s", i + 1, ps.v[i].error);
-      /* a bad request or a session that cannot be restored is bad input (2); a failed save or an
-       * internal error is not (1) */
-      infer_error_t k = ps.v[i].kind;
+  *done = 1;
+#undef FAIL
+out:
+  if (eng) infer_engine_shutdown(eng);
+  coll_comm_destroy(comm);
+  return rc;
+}
+
+/* Rank 0: every result in input order; the exit code from rc (the engine's) and the failed
+ * prompts: a bad request or a session that cannot be restored is bad input (2), a failed save
+ * or an internal error is not (1). */
+static int print_results(const prompts_t *ps, int vocab, int json, int rc) {
+  for (int i = 0; i < ps->n; i++) {
+    print_result(&ps->v[i], i, vocab, json);
+    if (!ps->v[i].ok) {
+      strata_error("infer: prompt %d: %s", i + 1, ps->v[i].error);
+      infer_error_t k = ps->v[i].kind;
       int bad_input = k == INFER_ERR_INVALID || k == INFER_ERR_CONFLICT || k == INFER_ERR_SESSION_DATA;
       if (!rc || (rc == 1 && bad_input)) rc = bad_input ? 2 : 1;
     }
   }
-out:
-  if (eng) infer_engine_shutdown(eng);
-  coll_comm_destroy(comm);
-  for (int i = 0; i < ps.n; i++) {
-    free(ps.v[i].tok);
-    free(ps.v[i].out);
-  }
-  free(ps.v);
   return rc;
+}
+
+static void free_prompts(prompts_t *ps) {
+  for (int i = 0; i < ps->n; i++) {
+    free(ps->v[i].tok);
+    free(ps->v[i].out);
+  }
+  free(ps->v);
+}
+
+/* Checks what it can alone, then runs the engine (see run_engine) and prints the results. */
+static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
+  char err[2048], sdir[4096];
+  if (f->session_dir) snprintf(sdir, sizeof sdir, "%s", f->session_dir);
+  else if (f->ckpt) session_default_dir(sdir, sizeof sdir, f->ckpt);
+  else snprintf(sdir, sizeof sdir, "%s", SESSION_DIR_DEFAULT);
+  if (f->delete_id && session_id_validate(f->delete_id, err, sizeof err))
+    INFER_FAIL(2, "--delete-session: %s", err);
+  if (f->list || f->delete_id) {
+    if (cli_mpi_start()) return 1;
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return manage_sessions(sdir, f->delete_id, f->list, f->json, rank);
+  }
+  if (f->opts.env_error) INFER_FAIL(2, "%s", f->opts.env_error);
+  if (!f->ckpt) INFER_FAIL(2, "--checkpoint DIR is required (a directory written by strata train, e.g. runs/train/ckpt-00000300)");
+  int nsrc = (f->prompt != NULL) + (f->prompts_path != NULL) + (f->prompt_tokens != NULL);
+  if (nsrc != 1 && !(nsrc == 0 && f->session))
+    INFER_FAIL(2, "give exactly one of --prompt TEXT, --prompt-tokens 1,2,3 or --prompts FILE.jsonl");
+  if (f->session && session_id_validate(f->session, err, sizeof err)) INFER_FAIL(2, "--session: %s", err);
+  gpt2_config_t cfg;
+  if (ckpt_read_config(f->ckpt, &cfg, err, sizeof err)) INFER_FAIL(2, "%s", err);
+  if (!f->seed_given) f->seed = (int64_t)(rng_mix64((uint64_t)time(NULL)) >> 1);
+  prompts_t ps = {0};
+  int rc = gather_prompts(f, specs, nspecs, &cfg, &ps);
+  if (rc == 0 && cli_mpi_start()) rc = 1;
+  if (rc == 0) {
+    int done = 0;
+    rc = run_engine(f, sdir, &cfg, &ps, &done);
+    if (done) rc = print_results(&ps, cfg.vocab, f->json, rc);
+  }
+  free_prompts(&ps);
+  return rc;
+}
+#undef INFER_FAIL
+
+int cmd_infer(int argc, char **argv) {
+  infer_flags_t f = {.max_tokens = 32, .threads = 1, .top_p = 1.0, .opts = infer_opts_default()};
+  f.mem_mb = f.opts.session_mem_mb;
+  f.max_batch = f.opts.max_batch;
+  arg_spec_t specs[] = {
+      {"--checkpoint", NULL, ARG_STRING, &f.ckpt, "DIR", "checkpoint directory (required)"},
+      {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt (byte-level models)"},
+      {"--prompt-tokens", NULL, ARG_STRING, &f.prompt_tokens, "1,2,3", "one prompt as token ids"},
+      {"--prompts", NULL, ARG_STRING, &f.prompts_path, "FILE", "JSON lines of prompts (see above)"},
+      {"--max-tokens", NULL, ARG_INT, &f.max_tokens, "N", "tokens to generate per prompt (default 32)",
+       .min = 1, .max = 1 << 20},
+      {"--temperature", NULL, ARG_DOUBLE, &f.temperature, "T", "0 = greedy (default 0)", .min = 0, .max = 100},
+      {"--top-k", NULL, ARG_INT, &f.top_k, "K", "sample among the K most likely tokens (default 0: all)",
+       .min = 0, .max = 1 << 30},
+      {"--top-p", NULL, ARG_DOUBLE, &f.top_p, "P", "nucleus mass (default 1: all)", .min = 0, .max = 1,
+       .open = ARG_OPEN_MIN},
+      {"--seed", NULL, ARG_INT64, &f.seed, "S", "sampling seed; prompt i uses S + i (default: from the clock)",
+       .min = 0, .max = 0x1p63, .given = &f.seed_given},
+      {"--json", NULL, ARG_FLAG, &f.json, NULL, "one JSON object per prompt per line"},
+      {"--session", NULL, ARG_STRING, &f.session, "ID", "continue / create a persistent session"},
+      {"--session-dir", NULL, ARG_STRING, &f.session_dir, "DIR", "session files (default <checkpoint>/../sessions)"},
+      {"--session-mem-mb", NULL, ARG_DOUBLE, &f.mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024)",
+       .env = "STRATA_INFER_SESSION_MEM_MB"},
+      {"--max-batch", NULL, ARG_INT, &f.max_batch, "N", "sequences in flight (default 16)", .env = "STRATA_INFER_MAX_BATCH"},
+      {"--threads", NULL, ARG_INT, &f.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
+      {"--no-kv-cache", NULL, ARG_FLAG, &f.no_kv, NULL, "benchmark baseline: recompute the whole context for every token"},
+      {"--list-sessions", NULL, ARG_FLAG, &f.list, NULL, "list the sessions in the session directory"},
+      {"--delete-session", NULL, ARG_STRING, &f.delete_id, "ID", "delete a session's files"},
+  };
+  const int nspecs = (int)(sizeof specs / sizeof specs[0]);
+  int rc = args_parse("infer", usage_text, argc, argv, specs, nspecs, NULL, NULL);
+  if (rc) return rc > 0 ? 0 : 2;
+  return infer_job(&f, specs, nspecs);
 }

@@ -148,6 +148,71 @@ static int check_engine_input(const char *ckpt, const char *sdir, int rank) {
   return rc;
 }
 
+/* The engine on every rank (ranks > 0: a pipeline stage until rank 0 releases them; rank 0:
+ * the backend in *be). Returns 0 with *served_as_worker = 1 when this rank's part is over,
+ * 0 on rank 0 with the backend open, or the exit code after saying why. */
+static int engine_backend(const char *ckpt, const char *session_dir, int no_sessions,
+                          serve_engine_opts_t *eo, int rank, serve_backend_t *be,
+                          int *served_as_worker) {
+  char err[512] = "";
+  *served_as_worker = 0;
+  if (!serve_engine_hooks) {
+    strata_error("serve: serving a checkpoint needs the inference engine, which this build does not include "
+                 "yet; use --backend fake to run the HTTP server against the deterministic fake model");
+    return 1;
+  }
+  static char sdir[4096]; /* the engine keeps the pointer while it runs */
+  if (session_dir) snprintf(sdir, sizeof sdir, "%s", session_dir);
+  else session_default_dir(sdir, sizeof sdir, ckpt);
+  eo->session_dir = no_sessions ? NULL : sdir;
+  int rc = check_engine_input(ckpt, eo->session_dir, rank);
+  if (rc) return rc;
+  if (rank != 0) {
+    catch_stop_signals(on_signal_worker);
+    if (serve_engine_hooks->worker(ckpt, eo, err, sizeof err)) {
+      strata_error("serve: %s", err);
+      return 1;
+    }
+    leave_together(rank);
+    *served_as_worker = 1;
+    return 0;
+  }
+  if (serve_engine_hooks->open(ckpt, eo, be, err, sizeof err)) {
+    strata_error("serve: cannot load '%s': %s", ckpt, err);
+    return 1;
+  }
+  return 0;
+}
+
+/* Rank 0: the HTTP server on backend be until a stop signal or a backend failure; every rank
+ * leaves together after a clean stop. 0 or 1. */
+static int serve_until_stopped(const serve_opts_t *o, serve_backend_t *be, const char *host,
+                               int rank) {
+  char err[512] = "";
+  serve_t *s = NULL;
+  if (serve_create(o, be, &s, err, sizeof err)) {
+    strata_error("serve: %s", err);
+    be->ops->destroy(be->impl);
+    return 1;
+  }
+  g_server = s;
+  catch_stop_signals(on_signal);
+  printf("[strata r%d] listening on http://%s:%d (backend %s)\n", rank, host, serve_port(s), be->ops->name);
+  fflush(stdout);
+  int rc = serve_run(s, err, sizeof err);
+  g_server = NULL;
+  serve_destroy(s);
+  if (rc) {
+    strata_error("serve: stopped after a backend failure: %s", err);
+    return 1;
+  }
+  leave_together(rank);
+  strata_info("serve: stopped");
+  return 0;
+}
+
+/* A flag table, then the three phases: bad input refused before MPI starts, the backend, the
+ * server. */
 int cmd_serve(int argc, char **argv) {
   serve_opts_t o;
   serve_opts_default(&o);
@@ -243,50 +308,9 @@ int cmd_serve(int argc, char **argv) {
       return 2;
     }
   } else {
-    if (!serve_engine_hooks) {
-      strata_error("serve: serving a checkpoint needs the inference engine, which this build does not include "
-                   "yet; use --backend fake to run the HTTP server against the deterministic fake model");
-      return 1;
-    }
-    char sdir[4096];
-    if (session_dir) snprintf(sdir, sizeof sdir, "%s", session_dir);
-    else session_default_dir(sdir, sizeof sdir, ckpt);
-    eo.session_dir = no_sessions ? NULL : sdir;
-    rc = check_engine_input(ckpt, eo.session_dir, rank);
-    if (rc) return rc;
-    if (rank != 0) {
-      catch_stop_signals(on_signal_worker);
-      if (serve_engine_hooks->worker(ckpt, &eo, err, sizeof err)) {
-        strata_error("serve: %s", err);
-        return 1;
-      }
-      leave_together(rank);
-      return 0;
-    }
-    if (serve_engine_hooks->open(ckpt, &eo, &be, err, sizeof err)) {
-      strata_error("serve: cannot load '%s': %s", ckpt, err);
-      return 1;
-    }
+    int served_as_worker = 0;
+    rc = engine_backend(ckpt, session_dir, no_sessions, &eo, rank, &be, &served_as_worker);
+    if (rc || served_as_worker) return rc;
   }
-
-  serve_t *s = NULL;
-  if (serve_create(&o, &be, &s, err, sizeof err)) {
-    strata_error("serve: %s", err);
-    be.ops->destroy(be.impl);
-    return 1;
-  }
-  g_server = s;
-  catch_stop_signals(on_signal);
-  printf("[strata r%d] listening on http://%s:%d (backend %s)\n", rank, host, serve_port(s), be.ops->name);
-  fflush(stdout);
-  rc = serve_run(s, err, sizeof err);
-  g_server = NULL;
-  serve_destroy(s);
-  if (rc) {
-    strata_error("serve: stopped after a backend failure: %s", err);
-    return 1;
-  }
-  leave_together(rank);
-  strata_info("serve: stopped");
-  return 0;
+  return serve_until_stopped(&o, &be, host, rank);
 }

@@ -84,6 +84,106 @@ static void print_json(json_object *o) {
 /* Shares are differences of times; a rounding residue below zero prints as 0. */
 static double clamp0(double x) { return x < 0 && x > -1e-9 ? 0 : x; }
 
+/* Writes the simulated timeline of r to j->trace_path. 0, or -1 after saying why. */
+static int write_trace(const sim_job_t *j, const sim_result_t *r) {
+  FILE *tf = fopen(j->trace_path, "w");
+  int bad = !tf || sim_write_chrome_trace(r, tf, 0, "strata simulate");
+  if (tf && fclose(tf)) bad = 1;
+  if (bad) {
+    strata_error("simulate: cannot write the trace to %s (check the directory exists and is "
+                 "writable)",
+                 j->trace_path);
+    return -1;
+  }
+  return 0;
+}
+
+/* A stage of the --json result: its layers, times and memory per device. */
+static json_object *stage_json(const layout_t *lay, int s, const sim_stage_result_t *sr) {
+  json_object *e = json_object_new_object();
+  json_object_object_add(e, "stage", json_object_new_int(s));
+  json_object_object_add(e, "layer_begin", json_object_new_int(lay->layer_begin[s]));
+  json_object_object_add(e, "layer_end", json_object_new_int(lay->layer_begin[s + 1]));
+  json_object_object_add(e, "params", json_object_new_int64(layout_stage_params(lay, s)));
+  json_object_object_add(e, "fwd_s", json_object_new_double(sr->fwd_s));
+  json_object_object_add(e, "bwd_s", json_object_new_double(sr->bwd_s));
+  json_object_object_add(e, "compute_s", json_object_new_double(sr->compute_s));
+  json_object_object_add(e, "idle_s", json_object_new_double(sr->idle_s));
+  json_object_object_add(e, "exposed_comm_s", json_object_new_double(sr->exposed_comm_s));
+  json_object_object_add(e, "comm_busy_s", json_object_new_double(sr->comm_busy_s));
+  json_object_object_add(e, "optimizer_s", json_object_new_double(sr->optimizer_s));
+  json_object_object_add(e, "in_flight", json_object_new_int(sr->mem.in_flight));
+  json_object *mem = json_object_new_object();
+  json_object_object_add(mem, "params_bytes", json_object_new_double(sr->mem.params_bytes));
+  json_object_object_add(mem, "grads_bytes", json_object_new_double(sr->mem.grads_bytes));
+  json_object_object_add(mem, "optimizer_bytes", json_object_new_double(sr->mem.optimizer_bytes));
+  json_object_object_add(mem, "activations_bytes",
+                         json_object_new_double(sr->mem.activations_bytes));
+  json_object_object_add(mem, "workspace_bytes", json_object_new_double(sr->mem.workspace_bytes));
+  json_object_object_add(mem, "comm_bytes", json_object_new_double(sr->mem.comm_bytes));
+  json_object_object_add(mem, "total_bytes", json_object_new_double(sr->mem.total_bytes));
+  json_object_object_add(e, "memory", mem);
+  return e;
+}
+
+static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_result_t *r,
+                           const char *fitmsg) {
+  json_object *o = json_object_new_object();
+  model_json(o, j);
+  result_fields(o, lay, &j->opt, r);
+  json_object_object_add(o, "model_flops", json_object_new_double(r->model_flops));
+  json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
+  json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
+  if (!r->fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
+  json_object *st = json_object_new_array();
+  for (int s = 0; s < lay->pp; s++) json_object_array_add(st, stage_json(lay, s, &r->stages[s]));
+  json_object_object_add(o, "stages", st);
+  print_json(o);
+  json_object_put(o);
+}
+
+static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_result_t *r,
+                           const char *fitmsg) {
+  char dbuf[512], b1[32], b2[32];
+  device_describe(&j->dev, dbuf, sizeof dbuf);
+  printf("model: %s, %.3fB parameters (L=%d, H=%d, C=%d, T=%d, V=%d)\n", j->model_name,
+         layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
+         j->model.ctx, j->model.vocab);
+  printf("device: %s; compute dtype %s\n", dbuf, device_dtype_name(j->opt.dtype));
+  if (j->opt.zero)
+    printf("schedule: %s, ZeRO-%d: gradient reduce-scatter after backward\n",
+           schedule_kind_name(j->opt.kind), j->opt.zero);
+  else
+    printf("schedule: %s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
+           schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
+           j->opt.overlap ? "overlapped with" : "after");
+  layout_print(lay, stdout);
+  printf("\n%-6s %-9s %9s %9s %10s %10s %10s %10s %9s %7s %11s\n", "stage", "layers", "fwd_ms",
+         "bwd_ms", "compute_ms", "idle_ms", "exposed_ms", "dpcomm_ms", "optim_ms", "inflight",
+         "memory");
+  for (int s = 0; s < lay->pp; s++) {
+    const sim_stage_result_t *sr = &r->stages[s];
+    char lr[32];
+    snprintf(lr, sizeof lr, "%d-%d", lay->layer_begin[s], lay->layer_begin[s + 1] - 1);
+    printf("%-6d %-9s %9.3f %9.3f %10.3f %10.3f %10.3f %10.3f %9.3f %7d %11s\n", s, lr,
+           sr->fwd_s * 1e3, sr->bwd_s * 1e3, sr->compute_s * 1e3, sr->idle_s * 1e3,
+           sr->exposed_comm_s * 1e3, sr->comm_busy_s * 1e3, sr->optimizer_s * 1e3,
+           sr->mem.in_flight, memory_format_bytes(sr->mem.total_bytes, b1, sizeof b1));
+  }
+  printf("\nstep time %.4f s, %.0f tokens/s, MFU %.1f%%\n", r->step_s, r->tokens_per_s,
+         100 * r->mfu);
+  printf("time shares: compute %.1f%%, pipeline idle %.1f%%, exposed communication %.1f%%, "
+         "optimizer %.1f%%\n",
+         100 * r->compute_share, 100 * clamp0(r->pipeline_idle_share),
+         100 * clamp0(r->exposed_comm_share), 100 * r->optimizer_share);
+  printf("memory: peak %s per device (stage %d) of %s: %s\n",
+         memory_format_bytes(r->peak_mem_bytes, b1, sizeof b1), r->worst_stage,
+         memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r->fits ? "fits" : "DOES NOT FIT");
+  if (!r->fits) printf("%s\n", fitmsg);
+}
+
+/* One layout: simulate, optionally write its timeline, print the result. 0, 1 or 2 (a layout
+ * that does not divide). */
 static int run_one(const sim_job_t *j, int as_json) {
   int rc = 1;
   char err[1024];
@@ -102,99 +202,12 @@ static int run_one(const sim_job_t *j, int as_json) {
     strata_error("%s", err);
     goto free_lay;
   }
-  if (j->trace_path) {
-    FILE *tf = fopen(j->trace_path, "w");
-    int bad = !tf || sim_write_chrome_trace(&r, tf, 0, "strata simulate");
-    if (tf && fclose(tf)) bad = 1;
-    if (bad) {
-      strata_error("simulate: cannot write the trace to %s (check the directory exists and is "
-                   "writable)",
-                   j->trace_path);
-      goto free_lay;
-    }
-  }
+  if (j->trace_path && write_trace(j, &r)) goto free_lay;
   char fitmsg[2048] = "";
   memory_fit_check(lay, j->opt.kind, j->opt.zero, j->opt.bucket_bytes, j->capacity_bytes, fitmsg,
                    sizeof fitmsg);
-  if (as_json) {
-    json_object *o = json_object_new_object();
-    model_json(o, j);
-    result_fields(o, lay, &j->opt, &r);
-    json_object_object_add(o, "model_flops", json_object_new_double(r.model_flops));
-    json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
-    json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
-    if (!r.fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
-    json_object *st = json_object_new_array();
-    for (int s = 0; s < lay->pp; s++) {
-      const sim_stage_result_t *sr = &r.stages[s];
-      json_object *e = json_object_new_object();
-      json_object_object_add(e, "stage", json_object_new_int(s));
-      json_object_object_add(e, "layer_begin", json_object_new_int(lay->layer_begin[s]));
-      json_object_object_add(e, "layer_end", json_object_new_int(lay->layer_begin[s + 1]));
-      json_object_object_add(e, "params", json_object_new_int64(layout_stage_params(lay, s)));
-      json_object_object_add(e, "fwd_s", json_object_new_double(sr->fwd_s));
-      json_object_object_add(e, "bwd_s", json_object_new_double(sr->bwd_s));
-      json_object_object_add(e, "compute_s", json_object_new_double(sr->compute_s));
-      json_object_object_add(e, "idle_s", json_object_new_double(sr->idle_s));
-      json_object_object_add(e, "exposed_comm_s", json_object_new_double(sr->exposed_comm_s));
-      json_object_object_add(e, "comm_busy_s", json_object_new_double(sr->comm_busy_s));
-      json_object_object_add(e, "optimizer_s", json_object_new_double(sr->optimizer_s));
-      json_object_object_add(e, "in_flight", json_object_new_int(sr->mem.in_flight));
-      json_object *mem = json_object_new_object();
-      json_object_object_add(mem, "params_bytes", json_object_new_double(sr->mem.params_bytes));
-      json_object_object_add(mem, "grads_bytes", json_object_new_double(sr->mem.grads_bytes));
-      json_object_object_add(mem, "optimizer_bytes",
-                             json_object_new_double(sr->mem.optimizer_bytes));
-      json_object_object_add(mem, "activations_bytes",
-                             json_object_new_double(sr->mem.activations_bytes));
-      json_object_object_add(mem, "workspace_bytes",
-                             json_object_new_double(sr->mem.workspace_bytes));
-      json_object_object_add(mem, "comm_bytes", json_object_new_double(sr->mem.comm_bytes));
-      json_object_object_add(mem, "total_bytes", json_object_new_double(sr->mem.total_bytes));
-      json_object_object_add(e, "memory", mem);
-      json_object_array_add(st, e);
-    }
-    json_object_object_add(o, "stages", st);
-    print_json(o);
-    json_object_put(o);
-  } else {
-    char dbuf[512], b1[32], b2[32];
-    device_describe(&j->dev, dbuf, sizeof dbuf);
-    printf("model: %s, %.3fB parameters (L=%d, H=%d, C=%d, T=%d, V=%d)\n", j->model_name,
-           layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
-           j->model.ctx, j->model.vocab);
-    printf("device: %s; compute dtype %s\n", dbuf, device_dtype_name(j->opt.dtype));
-    if (j->opt.zero)
-      printf("schedule: %s, ZeRO-%d: gradient reduce-scatter after backward\n",
-             schedule_kind_name(j->opt.kind), j->opt.zero);
-    else
-      printf("schedule: %s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
-             schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
-             j->opt.overlap ? "overlapped with" : "after");
-    layout_print(lay, stdout);
-    printf("\n%-6s %-9s %9s %9s %10s %10s %10s %10s %9s %7s %11s\n", "stage", "layers", "fwd_ms",
-           "bwd_ms", "compute_ms", "idle_ms", "exposed_ms", "dpcomm_ms", "optim_ms", "inflight",
-           "memory");
-    for (int s = 0; s < lay->pp; s++) {
-      const sim_stage_result_t *sr = &r.stages[s];
-      char lr[32];
-      snprintf(lr, sizeof lr, "%d-%d", lay->layer_begin[s], lay->layer_begin[s + 1] - 1);
-      printf("%-6d %-9s %9.3f %9.3f %10.3f %10.3f %10.3f %10.3f %9.3f %7d %11s\n", s, lr,
-             sr->fwd_s * 1e3, sr->bwd_s * 1e3, sr->compute_s * 1e3, sr->idle_s * 1e3,
-             sr->exposed_comm_s * 1e3, sr->comm_busy_s * 1e3, sr->optimizer_s * 1e3,
-             sr->mem.in_flight, memory_format_bytes(sr->mem.total_bytes, b1, sizeof b1));
-    }
-    printf("\nstep time %.4f s, %.0f tokens/s, MFU %.1f%%\n", r.step_s, r.tokens_per_s,
-           100 * r.mfu);
-    printf("time shares: compute %.1f%%, pipeline idle %.1f%%, exposed communication %.1f%%, "
-           "optimizer %.1f%%\n",
-           100 * r.compute_share, 100 * clamp0(r.pipeline_idle_share),
-           100 * clamp0(r.exposed_comm_share), 100 * r.optimizer_share);
-    printf("memory: peak %s per device (stage %d) of %s: %s\n",
-           memory_format_bytes(r.peak_mem_bytes, b1, sizeof b1), r.worst_stage,
-           memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r.fits ? "fits" : "DOES NOT FIT");
-    if (!r.fits) printf("%s\n", fitmsg);
-  }
+  if (as_json) print_one_json(j, lay, &r, fitmsg);
+  else print_one_text(j, lay, &r, fitmsg);
   rc = 0;
   fflush(stdout); /* before MPI_Finalize and any exit-time tooling */
 free_lay:
@@ -215,12 +228,16 @@ static int cmp_rows(const void *a, const void *b) {
   return x->pp - y->pp;
 }
 
-static int run_sweep(const sim_job_t *j, int as_json) {
-  int rc = 1, nrows = 0, cap = 64;
-  sweep_row_t *rows = malloc(sizeof *rows * (size_t)cap);
-  layout_t *lay = malloc(sizeof *lay);
+/* The sweep's rows, growing. */
+typedef struct {
+  sweep_row_t *v;
+  int n, cap;
+} sweep_rows_t;
+
+/* Simulates every P x D = nodes (P <= layers), every M dividing the replica's batch and, with
+ * D > 1, ZeRO 0 and 1, into rows. 0, or 1 after saying why. */
+static int sweep_collect(const sim_job_t *j, layout_t *lay, sweep_rows_t *rows) {
   char err[1024];
-  if (!rows || !lay) goto free_all;
   for (int P = 1; P <= j->nodes && P <= j->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
     if (j->nodes % P) continue;
     int D = j->nodes / P;
@@ -236,32 +253,98 @@ static int run_sweep(const sim_job_t *j, int as_json) {
         sim_result_t r;
         if (sim_simulate(lay, &j->dev, &o, j->capacity_bytes, &r, err, sizeof err)) {
           strata_error("%s", err);
-          goto free_all;
+          return 1;
         }
-        if (nrows == cap) {
-          sweep_row_t *nr = realloc(rows, sizeof *rows * (size_t)(cap *= 2));
+        if (rows->n == rows->cap) {
+          int cap = rows->cap ? 2 * rows->cap : 64;
+          sweep_row_t *nr = realloc(rows->v, sizeof *nr * (size_t)cap);
           if (!nr) {
             sim_result_free(&r);
-            goto free_all;
+            return 1;
           }
-          rows = nr;
+          rows->v = nr;
+          rows->cap = cap;
         }
-        rows[nrows++] = (sweep_row_t){P,
-                                      D,
-                                      M,
-                                      z,
-                                      r.step_s,
-                                      r.tokens_per_s,
-                                      r.mfu,
-                                      clamp0(r.pipeline_idle_share),
-                                      clamp0(r.exposed_comm_share),
-                                      r.peak_mem_bytes,
-                                      r.fits};
+        rows->v[rows->n++] = (sweep_row_t){P,
+                                           D,
+                                           M,
+                                           z,
+                                           r.step_s,
+                                           r.tokens_per_s,
+                                           r.mfu,
+                                           clamp0(r.pipeline_idle_share),
+                                           clamp0(r.exposed_comm_share),
+                                           r.peak_mem_bytes,
+                                           r.fits};
         sim_result_free(&r);
       }
     }
   }
-  if (nrows == 0) {
+  return 0;
+}
+
+static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nrows, int best) {
+  json_object *o = json_object_new_object();
+  model_json(o, j);
+  json_object *arr = json_object_new_array();
+  for (int i = 0; i < nrows; i++) {
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "pp", json_object_new_int(rows[i].pp));
+    json_object_object_add(e, "dp", json_object_new_int(rows[i].dp));
+    json_object_object_add(e, "microbatches", json_object_new_int(rows[i].micro));
+    json_object_object_add(e, "zero", json_object_new_int(rows[i].zero));
+    json_object_object_add(e, "step_s", json_object_new_double(rows[i].step_s));
+    json_object_object_add(e, "tokens_per_s", json_object_new_double(rows[i].tokens_per_s));
+    json_object_object_add(e, "mfu", json_object_new_double(rows[i].mfu));
+    json_object_object_add(e, "pipeline_idle_share", json_object_new_double(rows[i].idle));
+    json_object_object_add(e, "exposed_comm_share", json_object_new_double(rows[i].exposed));
+    json_object_object_add(e, "peak_mem_bytes", json_object_new_double(rows[i].peak));
+    json_object_object_add(e, "fits", json_object_new_boolean(rows[i].fits));
+    json_object_array_add(arr, e);
+  }
+  json_object_object_add(o, "rows", arr);
+  json_object_object_add(o, "best",
+                         best >= 0 ? json_object_get(json_object_array_get_idx(arr, (size_t)best))
+                                   : NULL);
+  print_json(o);
+  json_object_put(o);
+}
+
+static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nrows, int best) {
+  char b1[32], b2[32];
+  printf("sweep: %s on %d x %s (%s), global batch %d sequences of %d tokens, schedule %s, "
+         "capacity %s per device\n",
+         j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
+         j->model.ctx, schedule_kind_name(j->opt.kind),
+         memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
+  printf("%5s %5s %5s %4s %10s %13s %7s %8s %9s %11s %5s\n", "pp", "dp", "M", "zero", "step_s",
+         "tokens/s", "MFU%", "idle%", "exposed%", "peak_mem", "fits");
+  for (int i = 0; i < nrows; i++)
+    printf("%5d %5d %5d %4d %10.4f %13.0f %7.1f %8.1f %9.1f %11s %5s%s\n", rows[i].pp, rows[i].dp,
+           rows[i].micro, rows[i].zero, rows[i].step_s, rows[i].tokens_per_s, 100 * rows[i].mfu,
+           100 * rows[i].idle, 100 * rows[i].exposed,
+           memory_format_bytes(rows[i].peak, b1, sizeof b1), rows[i].fits ? "yes" : "NO",
+           i == best ? "  <- best" : "");
+  if (best >= 0)
+    printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s: %.0f tokens/s, MFU "
+           "%.1f%%, "
+           "peak %s per device\n",
+           rows[best].pp, rows[best].dp, rows[best].micro, rows[best].zero,
+           schedule_kind_name(j->opt.kind), rows[best].tokens_per_s, 100 * rows[best].mfu,
+           memory_format_bytes(rows[best].peak, b1, sizeof b1));
+  else
+    printf("best: none fits in %s per device; use more nodes, a smaller batch or a smaller model\n",
+           memory_format_bytes(j->capacity_bytes, b1, sizeof b1));
+}
+
+/* --sweep: every layout ranked by tokens/s, the fastest that fits marked best. 0, 1 or 2 (no
+ * layout divides). */
+static int run_sweep(const sim_job_t *j, int as_json) {
+  int rc = 1;
+  sweep_rows_t rows = {0};
+  layout_t *lay = malloc(sizeof *lay);
+  if (!lay || sweep_collect(j, lay, &rows)) goto free_all;
+  if (rows.n == 0) {
     strata_error(
         "simulate --sweep: no layout of %d nodes divides the global batch %d (P must divide "
         "the nodes and be <= %d layers, D must divide the batch); change --batch or --nodes",
@@ -269,66 +352,16 @@ static int run_sweep(const sim_job_t *j, int as_json) {
     rc = 2;
     goto free_all;
   }
-  qsort(rows, (size_t)nrows, sizeof *rows, cmp_rows);
+  qsort(rows.v, (size_t)rows.n, sizeof *rows.v, cmp_rows);
   int best = -1;
-  for (int i = 0; i < nrows && best < 0; i++)
-    if (rows[i].fits) best = i;
-  if (as_json) {
-    json_object *o = json_object_new_object();
-    model_json(o, j);
-    json_object *arr = json_object_new_array();
-    for (int i = 0; i < nrows; i++) {
-      json_object *e = json_object_new_object();
-      json_object_object_add(e, "pp", json_object_new_int(rows[i].pp));
-      json_object_object_add(e, "dp", json_object_new_int(rows[i].dp));
-      json_object_object_add(e, "microbatches", json_object_new_int(rows[i].micro));
-      json_object_object_add(e, "zero", json_object_new_int(rows[i].zero));
-      json_object_object_add(e, "step_s", json_object_new_double(rows[i].step_s));
-      json_object_object_add(e, "tokens_per_s", json_object_new_double(rows[i].tokens_per_s));
-      json_object_object_add(e, "mfu", json_object_new_double(rows[i].mfu));
-      json_object_object_add(e, "pipeline_idle_share", json_object_new_double(rows[i].idle));
-      json_object_object_add(e, "exposed_comm_share", json_object_new_double(rows[i].exposed));
-      json_object_object_add(e, "peak_mem_bytes", json_object_new_double(rows[i].peak));
-      json_object_object_add(e, "fits", json_object_new_boolean(rows[i].fits));
-      json_object_array_add(arr, e);
-    }
-    json_object_object_add(o, "rows", arr);
-    json_object_object_add(o, "best",
-                           best >= 0 ? json_object_get(json_object_array_get_idx(arr, (size_t)best))
-                                     : NULL);
-    print_json(o);
-    json_object_put(o);
-  } else {
-    char b1[32], b2[32];
-    printf("sweep: %s on %d x %s (%s), global batch %d sequences of %d tokens, schedule %s, "
-           "capacity %s per device\n",
-           j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
-           j->model.ctx, schedule_kind_name(j->opt.kind),
-           memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
-    printf("%5s %5s %5s %4s %10s %13s %7s %8s %9s %11s %5s\n", "pp", "dp", "M", "zero", "step_s",
-           "tokens/s", "MFU%", "idle%", "exposed%", "peak_mem", "fits");
-    for (int i = 0; i < nrows; i++)
-      printf("%5d %5d %5d %4d %10.4f %13.0f %7.1f %8.1f %9.1f %11s %5s%s\n", rows[i].pp, rows[i].dp,
-             rows[i].micro, rows[i].zero, rows[i].step_s, rows[i].tokens_per_s, 100 * rows[i].mfu,
-             100 * rows[i].idle, 100 * rows[i].exposed,
-             memory_format_bytes(rows[i].peak, b1, sizeof b1), rows[i].fits ? "yes" : "NO",
-             i == best ? "  <- best" : "");
-    if (best >= 0)
-      printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s: %.0f tokens/s, MFU "
-             "%.1f%%, "
-             "peak %s per device\n",
-             rows[best].pp, rows[best].dp, rows[best].micro, rows[best].zero,
-             schedule_kind_name(j->opt.kind), rows[best].tokens_per_s, 100 * rows[best].mfu,
-             memory_format_bytes(rows[best].peak, b1, sizeof b1));
-    else
-      printf(
-          "best: none fits in %s per device; use more nodes, a smaller batch or a smaller model\n",
-          memory_format_bytes(j->capacity_bytes, b1, sizeof b1));
-  }
+  for (int i = 0; i < rows.n && best < 0; i++)
+    if (rows.v[i].fits) best = i;
+  if (as_json) print_sweep_json(j, rows.v, rows.n, best);
+  else print_sweep_text(j, rows.v, rows.n, best);
   rc = 0;
   fflush(stdout);
 free_all:
-  free(rows);
+  free(rows.v);
   free(lay);
   return rc;
 }
@@ -336,50 +369,145 @@ free_all:
 /* Largest simulated job, devices. */
 #define SIM_MAX_NODES (1 << 24)
 
-int cmd_simulate(int argc, char **argv) {
-  const char *trace = NULL;
-  const char *model = NULL, *device = "trn2", *schedule = "1f1b", *dtype = NULL,
-             *stage_layers = NULL;
-  int layers = 0, heads = 0, dim = 0, ctx = 0, vocab = 0;
-  int nodes = 0, pp = 0, dp = 0, micro = 0, zero = 0, batch = 512, sweep = 0, as_json = 0,
-      no_overlap = 0;
+/* The command line of `strata simulate`. */
+typedef struct {
+  const char *trace, *model, *device, *schedule, *dtype, *stage_layers;
+  int layers, heads, dim, ctx, vocab;
+  int nodes, pp, dp, micro, zero, batch, sweep, as_json, no_overlap;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
-  int g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_vocab = 0, g_micro = 0, g_bucket = 0;
-  double bucket_mb = 0;
-  size_t device_mem = 0;
+  int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket;
+  double bucket_mb;
+  size_t device_mem;
+} sim_flags_t;
+
+/* The model (a preset, then the shape flags), the device, dtype, schedule and options. 0, or 2
+ * after saying what is wrong. */
+static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
+  char err[512];
+  j->model_name = f->model ? f->model : "gpt2";
+  if (layout_model_preset(j->model_name, &j->model)) {
+    strata_error(
+        "simulate: unknown --model '%s' (use gpt2, gpt2-medium, gpt2-large, gpt2-xl or 7b)",
+        f->model);
+    return 2;
+  }
+  if (f->g_layers || f->g_heads || f->g_dim || f->g_ctx || f->g_vocab) {
+    if (!f->model) j->model_name = "custom";
+    if (f->g_layers) j->model.layers = f->layers;
+    if (f->g_heads) j->model.heads = f->heads;
+    if (f->g_dim) j->model.dim = f->dim;
+    if (f->g_ctx) j->model.ctx = f->ctx;
+    if (f->g_vocab) j->model.vocab = f->vocab;
+  }
+  if (layout_model_validate(&j->model, err, sizeof err)) {
+    strata_error("simulate: %s", err);
+    return 2;
+  }
+  if (device_resolve(f->device, &j->dev, err, sizeof err)) {
+    strata_error("simulate: %s", err);
+    return 2;
+  }
+  j->opt = sim_options_default();
+  /* Strata computes in fp32 */
+  const char *dtype = f->dtype ? f->dtype : strcmp(j->dev.name, "cpu") ? "bf16" : "fp32";
+  if (device_parse_dtype(dtype, &j->opt.dtype)) {
+    strata_error("simulate: --dtype '%s' unknown (use bf16, fp32 or fp8)", dtype);
+    return 2;
+  }
+  if (schedule_parse_kind(f->schedule, &j->opt.kind)) {
+    strata_error("simulate: --schedule '%s' unknown (use gpipe or 1f1b)", f->schedule);
+    return 2;
+  }
+  j->opt.zero = f->zero;
+  j->opt.overlap = !f->no_overlap;
+  if (f->g_bucket) j->opt.bucket_bytes = f->bucket_mb * 1048576.0;
+  j->capacity_bytes = f->device_mem ? (double)f->device_mem : j->dev.hbm_bytes;
+  return 0;
+}
+
+/* N = P x D from any two of --nodes, --pp, --dp (0: not given; the flags are >= 1) into
+ * *nodes, *pp, *dp. 0, or 2 after saying why they disagree. */
+static int resolve_nodes(int *nodes, int *pp, int *dp) {
+  if (!*nodes) {
+    if (!*pp) *pp = 1;
+    if (!*dp) *dp = 1;
+    if ((long long)*pp * *dp > SIM_MAX_NODES) {
+      strata_error("simulate: --pp %d x --dp %d is more than %d devices", *pp, *dp, SIM_MAX_NODES);
+      return 2;
+    }
+    *nodes = *pp * *dp;
+    return 0;
+  }
+  if (*pp && *dp && (long long)*pp * *dp != *nodes) {
+    strata_error("simulate: --nodes %d but --pp %d x --dp %d = %d; give two of the three or make "
+                 "them agree",
+                 *nodes, *pp, *dp, *pp * *dp);
+    return 2;
+  }
+  if (*pp && !*dp) {
+    if (*nodes % *pp) {
+      strata_error("simulate: --nodes %d is not divisible by --pp %d (D = N / P must be whole)",
+                   *nodes, *pp);
+      return 2;
+    }
+    *dp = *nodes / *pp;
+  } else if (*dp && !*pp) {
+    if (*nodes % *dp) {
+      strata_error("simulate: --nodes %d is not divisible by --dp %d (P = N / D must be whole)",
+                   *nodes, *dp);
+      return 2;
+    }
+    *pp = *nodes / *dp;
+  } else if (!*pp && !*dp) {
+    *pp = 1;
+    *dp = *nodes;
+  }
+  return 0;
+}
+
+/* The default micro-batch count: the largest divisor of batch / D up to 4P. */
+static int default_micro(int batch, int pp, int dp) {
+  int per = dp > 0 && batch % dp == 0 ? batch / dp : 1, micro = 1;
+  for (int m = 1; m <= per && m <= 4 * pp; m++)
+    if (per % m == 0) micro = m;
+  return micro;
+}
+
+int cmd_simulate(int argc, char **argv) {
+  sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512};
   arg_spec_t specs[] = {
-      {"--model", NULL, ARG_STRING, &model, "NAME",
+      {"--model", NULL, ARG_STRING, &f.model, "NAME",
        "gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2)"},
-      {"--layers", NULL, ARG_INT, &layers, "L", "transformer blocks (overrides the preset)",
-       .min = 1, .max = 1 << 16, .given = &g_layers},
-      {"--heads", NULL, ARG_INT, &heads, "H", "attention heads", .min = 1, .max = 1 << 16, .given = &g_heads},
-      {"--dim", NULL, ARG_INT, &dim, "C", "embedding width", .min = 1, .max = 1 << 20, .given = &g_dim},
-      {"--ctx", NULL, ARG_INT, &ctx, "T", "sequence length", .min = 1, .max = 1 << 24, .given = &g_ctx},
-      {"--vocab", NULL, ARG_INT, &vocab, "V", "vocabulary size", .min = 1, .max = 1 << 24, .given = &g_vocab},
-      {"--device", NULL, ARG_STRING, &device, "DEV",
+      {"--layers", NULL, ARG_INT, &f.layers, "L", "transformer blocks (overrides the preset)",
+       .min = 1, .max = 1 << 16, .given = &f.g_layers},
+      {"--heads", NULL, ARG_INT, &f.heads, "H", "attention heads", .min = 1, .max = 1 << 16, .given = &f.g_heads},
+      {"--dim", NULL, ARG_INT, &f.dim, "C", "embedding width", .min = 1, .max = 1 << 20, .given = &f.g_dim},
+      {"--ctx", NULL, ARG_INT, &f.ctx, "T", "sequence length", .min = 1, .max = 1 << 24, .given = &f.g_ctx},
+      {"--vocab", NULL, ARG_INT, &f.vocab, "V", "vocabulary size", .min = 1, .max = 1 << 24, .given = &f.g_vocab},
+      {"--device", NULL, ARG_STRING, &f.device, "DEV",
        "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
-      {"--dtype", NULL, ARG_STRING, &dtype, "T",
+      {"--dtype", NULL, ARG_STRING, &f.dtype, "T",
        "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
-      {"--nodes", NULL, ARG_INT, &nodes, "N", "simulated devices (= pp x dp)", .min = 1, .max = SIM_MAX_NODES},
-      {"--pp", NULL, ARG_INT, &pp, "P", "pipeline stages", .min = 1, .max = 1 << 16},
-      {"--dp", NULL, ARG_INT, &dp, "D", "data-parallel replicas", .min = 1, .max = SIM_MAX_NODES},
-      {"--microbatches", NULL, ARG_INT, &micro, "M", "micro-batches per step (default: the largest divisor of "
-       "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &g_micro},
-      {"--schedule", NULL, ARG_STRING, &schedule, "S", "gpipe|1f1b (default 1f1b)"},
-      {"--zero", NULL, ARG_INT, &zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
-      {"--batch", NULL, ARG_INT, &batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
-      {"--stage-layers", NULL, ARG_STRING, &stage_layers, "LIST",
+      {"--nodes", NULL, ARG_INT, &f.nodes, "N", "simulated devices (= pp x dp)", .min = 1, .max = SIM_MAX_NODES},
+      {"--pp", NULL, ARG_INT, &f.pp, "P", "pipeline stages", .min = 1, .max = 1 << 16},
+      {"--dp", NULL, ARG_INT, &f.dp, "D", "data-parallel replicas", .min = 1, .max = SIM_MAX_NODES},
+      {"--microbatches", NULL, ARG_INT, &f.micro, "M", "micro-batches per step (default: the largest divisor of "
+       "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &f.g_micro},
+      {"--schedule", NULL, ARG_STRING, &f.schedule, "S", "gpipe|1f1b (default 1f1b)"},
+      {"--zero", NULL, ARG_INT, &f.zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
+      {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
+      {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},
-      {"--bucket-mb", NULL, ARG_DOUBLE, &bucket_mb, "X",
-       "gradient bucket size in MiB (default 25)", .env = "STRATA_BUCKET_MB", .given = &g_bucket},
-      {"--no-overlap", NULL, ARG_FLAG, &no_overlap, NULL,
+      {"--bucket-mb", NULL, ARG_DOUBLE, &f.bucket_mb, "X",
+       "gradient bucket size in MiB (default 25)", .env = "STRATA_BUCKET_MB", .given = &f.g_bucket},
+      {"--no-overlap", NULL, ARG_FLAG, &f.no_overlap, NULL,
        "all-reduce after backward instead of overlapped"},
-      {"--device-mem", NULL, ARG_BYTES, &device_mem, "BYTES",
+      {"--device-mem", NULL, ARG_BYTES, &f.device_mem, "BYTES",
        "override the device memory capacity (e.g. 16G)", .min = 1, .max = 0x1p50},
-      {"--sweep", NULL, ARG_FLAG, &sweep, NULL, "try every P x D, M and ZeRO; rank by tokens/s"},
-      {"--trace", NULL, ARG_STRING, &trace, "FILE",
+      {"--sweep", NULL, ARG_FLAG, &f.sweep, NULL, "try every P x D, M and ZeRO; rank by tokens/s"},
+      {"--trace", NULL, ARG_STRING, &f.trace, "FILE",
        "write the simulated timeline (Chrome trace JSON)"},
-      {"--json", NULL, ARG_FLAG, &as_json, NULL, "print JSON"},
+      {"--json", NULL, ARG_FLAG, &f.as_json, NULL, "print JSON"},
   };
   int prc = args_parse("simulate", USAGE, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
                        NULL, NULL);
@@ -387,96 +515,19 @@ int cmd_simulate(int argc, char **argv) {
 
   sim_job_t j;
   memset(&j, 0, sizeof j);
-  char err[512];
-  j.model_name = model ? model : "gpt2";
-  if (layout_model_preset(j.model_name, &j.model)) {
-    strata_error(
-        "simulate: unknown --model '%s' (use gpt2, gpt2-medium, gpt2-large, gpt2-xl or 7b)", model);
-    return 2;
-  }
-  if (g_layers || g_heads || g_dim || g_ctx || g_vocab) {
-    if (!model) j.model_name = "custom";
-    if (g_layers) j.model.layers = layers;
-    if (g_heads) j.model.heads = heads;
-    if (g_dim) j.model.dim = dim;
-    if (g_ctx) j.model.ctx = ctx;
-    if (g_vocab) j.model.vocab = vocab;
-  }
-  if (layout_model_validate(&j.model, err, sizeof err)) {
-    strata_error("simulate: %s", err);
-    return 2;
-  }
-  if (device_resolve(device, &j.dev, err, sizeof err)) {
-    strata_error("simulate: %s", err);
-    return 2;
-  }
-  j.opt = sim_options_default();
-  if (!dtype) dtype = strcmp(j.dev.name, "cpu") ? "bf16" : "fp32"; /* Strata computes in fp32 */
-  if (device_parse_dtype(dtype, &j.opt.dtype)) {
-    strata_error("simulate: --dtype '%s' unknown (use bf16, fp32 or fp8)", dtype);
-    return 2;
-  }
-  if (schedule_parse_kind(schedule, &j.opt.kind)) {
-    strata_error("simulate: --schedule '%s' unknown (use gpipe or 1f1b)", schedule);
-    return 2;
-  }
-  j.opt.zero = zero;
-  j.opt.overlap = !no_overlap;
-  if (g_bucket) j.opt.bucket_bytes = bucket_mb * 1048576.0;
-  j.capacity_bytes = device_mem ? (double)device_mem : j.dev.hbm_bytes;
-  /* resolve N = P x D from any two (0: not given; the flags are >= 1) */
-  if (nodes) {
-    if (pp && dp && (long long)pp * dp != nodes) {
-      strata_error("simulate: --nodes %d but --pp %d x --dp %d = %d; give two of the three or make "
-                   "them agree",
-                   nodes, pp, dp, pp * dp);
-      return 2;
-    }
-    if (pp && !dp) {
-      if (nodes % pp) {
-        strata_error("simulate: --nodes %d is not divisible by --pp %d (D = N / P must be whole)",
-                     nodes, pp);
-        return 2;
-      }
-      dp = nodes / pp;
-    } else if (dp && !pp) {
-      if (nodes % dp) {
-        strata_error("simulate: --nodes %d is not divisible by --dp %d (P = N / D must be whole)",
-                     nodes, dp);
-        return 2;
-      }
-      pp = nodes / dp;
-    } else if (!pp && !dp) {
-      pp = 1;
-      dp = nodes;
-    }
-  } else {
-    if (!pp) pp = 1;
-    if (!dp) dp = 1;
-    if ((long long)pp * dp > SIM_MAX_NODES) {
-      strata_error("simulate: --pp %d x --dp %d is more than %d devices", pp, dp, SIM_MAX_NODES);
-      return 2;
-    }
-    nodes = pp * dp;
-  }
-  j.nodes = nodes;
-  j.pp = pp;
-  j.dp = dp;
-  j.batch = batch;
-  j.stage_layers = stage_layers;
-  j.trace_path = trace;
-  if (sweep) {
-    if (stage_layers)
+  if (job_from_flags(&f, &j) || resolve_nodes(&f.nodes, &f.pp, &f.dp)) return 2;
+  j.nodes = f.nodes;
+  j.pp = f.pp;
+  j.dp = f.dp;
+  j.batch = f.batch;
+  j.stage_layers = f.stage_layers;
+  j.trace_path = f.trace;
+  if (f.sweep) {
+    if (f.stage_layers)
       strata_warn("simulate --sweep: --stage-layers ignored (every sweep layout is balanced)");
-    if (trace) strata_warn("simulate --sweep: --trace ignored (it records a single layout)");
-    return run_sweep(&j, as_json);
+    if (f.trace) strata_warn("simulate --sweep: --trace ignored (it records a single layout)");
+    return run_sweep(&j, f.as_json);
   }
-  if (!g_micro) { /* largest divisor of batch / D up to 4P */
-    int per = dp > 0 && batch % dp == 0 ? batch / dp : 1;
-    micro = 1;
-    for (int m = 1; m <= per && m <= 4 * pp; m++)
-      if (per % m == 0) micro = m;
-  }
-  j.micro = micro;
-  return run_one(&j, as_json);
+  j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp);
+  return run_one(&j, f.as_json);
 }

@@ -35,6 +35,8 @@ static const char *usage_text =
  * real limits (memory, the layout, the data) are checked where they are known. */
 #define TRAIN_MAX_COUNT 1e9 /* steps, warm-up, every-K intervals */
 
+/* Long for its flag table; the rest records which flags were given (resume compares them with
+ * the checkpoint) and picks the loop. */
 int cmd_train(int argc, char **argv) {
   train_config_t c;
   train_config_default(&c);

@@ -15,6 +15,10 @@
 #include "rank_status.h"
 #include "strata/strnum.h"
 
+#ifndef STRATA_VERSION
+#error "STRATA_VERSION must be defined by the build (project VERSION in CMakeLists.txt)"
+#endif
+
 typedef struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -96,12 +100,14 @@ static void sleep_s(double s) {
 
 static void usage(FILE *f) {
   fprintf(f,
+          "strata " STRATA_VERSION "\n"
           "usage: strata COMMAND [flags]        (multi-rank: mpirun -np N strata COMMAND ...)\n\n"
           "Strata trains and serves a GPT-2-style transformer across MPI ranks, each a simulated\n"
           "accelerator node.\n\ncommands:\n");
   for (int i = 0; i < num_commands; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f, "\n`strata COMMAND --help` describes a command's flags; `strata help env` lists the numeric\n"
-             "environment variables. Exit codes: 0 success, 2 bad input (flags, environment variables,\n"
+  fprintf(f, "\n`strata COMMAND --help` describes a command's flags; `strata help env` (or `strata --env`)\n"
+             "lists the numeric environment variables; `strata --version` (or `strata version`) prints\n"
+             "the version. Exit codes: 0 success, 2 bad input (flags, environment variables,\n"
              "configuration, data, checkpoints, sessions), 1 any other failure.\n");
 }
 
@@ -128,6 +134,14 @@ static int check_environment(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
+    printf("strata %s\n", STRATA_VERSION);
+    return 0;
+  }
+  if (argc >= 2 && !strcmp(argv[1], "--env")) {
+    env_print_help(stdout);
+    return 0;
+  }
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "env")) {
       env_print_help(stdout);

@@ -14,12 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datapath.h"
 #include "rng.h"
 #include "util.h"
-
-#ifndef STRATA_SOURCE_DIR
-#define STRATA_SOURCE_DIR "."
-#endif
 
 /* Rounds of the keyed Feistel network that permutes windows within an epoch (4 rounds of a
  * 64-bit mixing function make a well-scrambled permutation; this is not cryptography). */
@@ -204,8 +201,8 @@ const char *data_default_path(void) {
   const char *dir = getenv("STRATA_DATA_DIR");
   if (dir && *dir)
     snprintf(buf, sizeof buf, "%s/fortunes.txt", dir);
-  else
-    snprintf(buf, sizeof buf, "%s/%s", STRATA_SOURCE_DIR, DATA_DEFAULT_CORPUS);
+  else /* a missing file is reported by data_open, naming this path */
+    (void)strata_data_path(DATA_DEFAULT_CORPUS, buf, sizeof buf);
   return buf;
 }
 

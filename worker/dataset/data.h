@@ -78,7 +78,8 @@ int data_open_pair(const char *train_path, const char *val_path, data_kind_t kin
 void data_close(data_set_t *ds);
 
 /* Path to the default corpus: $STRATA_DATA_DIR/fortunes.txt if that env var is set, else the
- * source tree's data/fortunes.txt (compiled-in STRATA_SOURCE_DIR). Static buffer. */
+ * shipped data/fortunes.txt in share/strata/ beside the executable's directory (datapath.h).
+ * Static buffer. */
 const char *data_default_path(void);
 
 int data_vocab(const data_set_t *ds);           /* 256 or 50257 */

@@ -38,6 +38,8 @@ int http_session_id_valid(const char *id) {
   return n >= 1;
 }
 
+static int fail(char *err, size_t errlen, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t errlen, int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

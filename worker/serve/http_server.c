@@ -687,6 +687,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
  * storm past the connection limit would otherwise log a line per connection). Its error-page
  * message is answered first (answer_mhd_error). */
 #define HTTP_LOG_PERIOD_S 1
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   http_server_t *s = cls;
   if (!strncmp(fmt, MHD_ERROR_PAGE_LOG_PREFIX, strlen(MHD_ERROR_PAGE_LOG_PREFIX))) {

@@ -109,6 +109,7 @@ typedef struct {
   int oom;
 } sbuf_t;
 
+static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(sbuf_t *b, const char *fmt, ...) {
   if (b->oom) return;
   for (;;) {

@@ -2,6 +2,7 @@
  * profiles and the `cpu` calibration (contract in device.h, figures in SIMULATION.md). */
 #include "device.h"
 
+#include "datapath.h"
 #include "strata/coll.h"
 #include "util.h"
 
@@ -167,7 +168,8 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
     goto put_root;
   }
   snprintf(out->name, sizeof out->name, "%s", json_object_get_string(name));
-  double fp32, bf16, fp8, hbm_gib, hbm_gbps, chips, intra, intra_us, inter, inter_us, reduce;
+  double fp32 = 0, bf16 = 0, fp8 = 0, hbm_gib = 0, hbm_gbps = 0, chips = 0, intra = 0, intra_us = 0,
+         inter = 0, inter_us = 0, reduce = 0; /* set by json_number (zeros: gcc -O3 cannot see it) */
   if (json_number(root, path, "peak_tflops_fp32", &fp32, err, errlen) ||
       json_number(root, path, "peak_tflops_bf16", &bf16, err, errlen) ||
       json_number(root, path, "peak_tflops_fp8", &fp8, err, errlen) ||
@@ -229,9 +231,15 @@ int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
   }
   size_t n = strlen(spec);
   if (n > 5 && !strcmp(spec + n - 5, ".json")) return device_load_json(spec, out, err, errlen);
+  /* A shipped profile by name: devices/NAME.json in share/strata (datapath.h). */
+  char rel[128], path[4096];
+  if (!strchr(spec, '/') && snprintf(rel, sizeof rel, "devices/%s.json", spec) < (int)sizeof rel &&
+      strata_data_path(rel, path, sizeof path) == 0)
+    return device_load_json(path, out, err, errlen);
+  (void)strata_data_path("devices", path, sizeof path); /* only named in the message */
   return strata_fail(err, errlen,
-              "--device '%s': unknown profile (use trn1, trn2, trn3, h100, cpu or a FILE.json)",
-              spec);
+              "--device '%s': unknown profile (use trn1, trn2, trn3, h100, cpu, the name of a "
+              "profile in %s, or a FILE.json)", spec, path);
 }
 
 /* ---- time model ---- */

@@ -67,7 +67,8 @@ int device_builtin(const char *name, device_t *out);
 int device_load_json(const char *path, device_t *out, char *err, size_t errlen);
 /* Checks that every figure is positive (reduce_Bps may be 0); message names the field. */
 int device_validate(const device_t *d, char *err, size_t errlen);
-/* "trn1"/.../"cpu" (calibrated) or a path to a .json file. */
+/* "trn1"/.../"cpu" (calibrated), a path to a .json file, or the NAME of a shipped profile,
+ * share/strata/devices/NAME.json (datapath.h; "trn1-measured"). */
 int device_resolve(const char *spec, device_t *out, char *err, size_t errlen);
 
 /* ---- time model ---- */

@@ -160,21 +160,6 @@ const char *sim_event_name(sim_event_kind_t k) {
   return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
-/* Appends an event when recording; returns -1 on allocation failure. */
-static int record(sim_result_t *res, int on, int *cap, int rank, sim_event_kind_t kind, int micro,
-                  double start, double end) {
-  if (!on) return 0;
-  if (res->nevents == *cap) {
-    int ncap = *cap ? 2 * *cap : 1024;
-    sim_event_t *e = realloc(res->events, sizeof *e * (size_t)ncap);
-    if (!e) return -1;
-    res->events = e;
-    *cap = ncap;
-  }
-  res->events[res->nevents++] = (sim_event_t){rank, kind, micro, start, end};
-  return 0;
-}
-
 /* Per-rank state of the pipeline phase. */
 typedef struct {
   int pc;                /* next action */
@@ -187,270 +172,369 @@ typedef struct {
   double end_bwd;        /* end of its final backward */
 } rank_state_t;
 
-int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *costs,
-            const sim_options_t *opt, sim_result_t *res, char *err, size_t errlen) {
-  int rc = -1;
-  int P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
-  memset(res, 0, sizeof *res);
-  int rec = opt->record_events, ecap = 0, rec_fail = 0;
-  sched_action_t **acts = calloc((size_t)P, sizeof *acts);
-  int *nacts = calloc((size_t)P, sizeof(int)), *last_bwd = calloc((size_t)P, sizeof(int));
-  rank_state_t *st = calloc((size_t)N, sizeof *st);
-  double *act_arr = malloc(sizeof(double) * (size_t)N * M),
-         *grad_arr = malloc(sizeof(double) * (size_t)N * M);
-  int *work = malloc(sizeof(int) * (size_t)N * 2 + sizeof(int));
-  double *comm_done = calloc((size_t)P, sizeof(double)),
-         *comm_busy = calloc((size_t)P, sizeof(double));
-  double *opt_start = calloc((size_t)N, sizeof(double)),
-         *final_t = calloc((size_t)N, sizeof(double));
-  int *group = malloc(sizeof(int) * (size_t)D), *norm_grp = malloc(sizeof(int) * (size_t)N);
-  double *norm_wait = calloc((size_t)N, sizeof(double));
-  res->stages = calloc((size_t)P, sizeof *res->stages);
-  res->pp = P;
-  if (!acts || !nacts || !last_bwd || !st || !act_arr || !grad_arr || !work || !comm_done ||
-      !comm_busy || !opt_start || !final_t || !group || !norm_grp || !norm_wait ||
-      !res->stages) {
-    strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
-    goto free_all;
-  }
-  for (int s = 0; s < P; s++) {
-    acts[s] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M));
-    if (!acts[s] || schedule_build(opt->kind, P, M, s, acts[s], &nacts[s])) {
-      strata_fail(err, errlen, "simulate: cannot build the %s schedule for stage %d",
-           schedule_kind_name(opt->kind), s);
-      goto free_all;
-    }
-    last_bwd[s] = -1;
-    for (int i = 0; i < nacts[s]; i++)
-      if (acts[s][i].op == SCHED_BWD) last_bwd[s] = i;
-  }
-  for (size_t i = 0; i < (size_t)N * M; i++) act_arr[i] = grad_arr[i] = -1;
+/* One simulation, phase to phase: set-up, the pipeline's event loop, the data-parallel
+ * reductions, the steps after them (tied exchange, ZeRO reduce-scatter, norm, optimizer,
+ * all-gather) and the result. */
+typedef struct {
+  const layout_t *lay;
+  const device_t *dev;
+  const sim_stage_cost_t *costs;
+  const sim_options_t *opt;
+  sim_result_t *res;
+  int P, D, M, N;        /* stages, replicas, micro-batches, ranks */
+  int ecap, rec_fail;    /* res->events capacity; 1 once recording ran out of memory */
+  sched_action_t **acts; /* [P] the stage's schedule */
+  int *nacts, *last_bwd; /* [P] its length, the index of its final backward */
+  rank_state_t *st;      /* [N] */
+  double *act_arr, *grad_arr; /* [N x M] arrival of activations / gradients, -1: not yet sent */
+  int *work, nwork;      /* runnable ranks (a stack) */
+  double *comm_done, *comm_busy; /* [P] end of the stage's bucket reductions; their busy time */
+  double *opt_start, *final_t;   /* [N] when the rank is ready for the next phase; its clock */
+  int *group, *norm_grp; /* scratch: a DP group [D], a norm group [N] */
+  double *norm_wait;     /* [N] waiting for the norm group's slowest rank (pipeline idle) */
+} sim_t;
 
-  /* ---- pipeline phase: worklist of runnable ranks ---- */
-  int nwork = 0;
-  for (int r = N - 1; r >= 0; r--) work[nwork++] = r;
-  while (nwork > 0) {
-    int r = work[--nwork];
-    rank_state_t *q = &st[r];
-    int s = layout_stage_of(lay, r);
-    const sim_stage_cost_t *c = &costs[s];
-    q->blocked = 0;
-    while (q->pc < nacts[s]) {
-      const sched_action_t *a = &acts[s][q->pc];
-      if (a->op == SCHED_FWD) {
-        rec_fail |= record(res, rec, &ecap, r, SIM_EV_FWD, a->micro, q->t, q->t + c->fwd_s);
-        q->t += c->fwd_s;
-        q->busy += c->fwd_s;
-      } else if (a->op == SCHED_BWD) {
-        if (q->pc == last_bwd[s]) q->last_bwd_start = q->t;
-        rec_fail |= record(res, rec, &ecap, r, SIM_EV_BWD, a->micro, q->t, q->t + c->bwd_s);
-        q->t += c->bwd_s;
-        q->busy += c->bwd_s;
-        if (q->pc == last_bwd[s]) q->end_bwd = q->t;
-      } else if (a->op == SCHED_SEND_ACT || a->op == SCHED_SEND_GRAD) {
-        int fwd = a->op == SCHED_SEND_ACT;
-        int dst = fwd ? r + 1 : r - 1;
-        double lat, bw;
-        device_link(dev, r, dst, &lat, &bw);
-        double *free_t = fwd ? &q->link_next_free : &q->link_prev_free;
-        double start = q->t > *free_t ? q->t : *free_t;
-        double wire = c->act_bytes / bw;
-        *free_t = start + wire;
-        double *arr = fwd ? act_arr : grad_arr;
-        arr[(size_t)dst * M + a->micro] = start + lat + wire;
-        rec_fail |= record(res, rec, &ecap, r, fwd ? SIM_EV_SEND_ACT : SIM_EV_SEND_GRAD, a->micro,
-                           start, start + lat + wire);
-        if (st[dst].blocked) {
-          st[dst].blocked = 0;
-          work[nwork++] = dst;
-        }
-      } else { /* receive */
-        double *arr = a->op == SCHED_RECV_ACT ? act_arr : grad_arr;
-        double at = arr[(size_t)r * M + a->micro];
-        if (at < 0) {
-          q->blocked = 1;
-          break;
-        }
-        if (at > q->t) q->t = at;
+/* Appends an event when recording (an allocation failure sets s->rec_fail). */
+static void record(sim_t *s, int rank, sim_event_kind_t kind, int micro, double start,
+                   double end) {
+  sim_result_t *res = s->res;
+  if (!s->opt->record_events) return;
+  if (res->nevents == s->ecap) {
+    int ncap = s->ecap ? 2 * s->ecap : 1024;
+    sim_event_t *e = realloc(res->events, sizeof *e * (size_t)ncap);
+    if (!e) {
+      s->rec_fail = 1;
+      return;
+    }
+    res->events = e;
+    s->ecap = ncap;
+  }
+  res->events[res->nevents++] = (sim_event_t){rank, kind, micro, start, end};
+}
+
+static void sim_free(sim_t *s) {
+  if (s->acts)
+    for (int i = 0; i < s->P; i++) free(s->acts[i]);
+  free(s->acts);
+  free(s->nacts);
+  free(s->last_bwd);
+  free(s->st);
+  free(s->act_arr);
+  free(s->grad_arr);
+  free(s->work);
+  free(s->comm_done);
+  free(s->comm_busy);
+  free(s->opt_start);
+  free(s->final_t);
+  free(s->group);
+  free(s->norm_grp);
+  free(s->norm_wait);
+}
+
+/* Set-up: the arrays and every stage's schedule. 0, or -1 with a message. */
+static int sim_setup(sim_t *s, char *err, size_t errlen) {
+  const int P = s->P, D = s->D, M = s->M, N = s->N;
+  s->acts = calloc((size_t)P, sizeof *s->acts);
+  s->nacts = calloc((size_t)P, sizeof(int));
+  s->last_bwd = calloc((size_t)P, sizeof(int));
+  s->st = calloc((size_t)N, sizeof *s->st);
+  s->act_arr = malloc(sizeof(double) * (size_t)N * M);
+  s->grad_arr = malloc(sizeof(double) * (size_t)N * M);
+  s->work = malloc(sizeof(int) * (size_t)N * 2 + sizeof(int));
+  s->comm_done = calloc((size_t)P, sizeof(double));
+  s->comm_busy = calloc((size_t)P, sizeof(double));
+  s->opt_start = calloc((size_t)N, sizeof(double));
+  s->final_t = calloc((size_t)N, sizeof(double));
+  s->group = malloc(sizeof(int) * (size_t)D);
+  s->norm_grp = malloc(sizeof(int) * (size_t)N);
+  s->norm_wait = calloc((size_t)N, sizeof(double));
+  s->res->stages = calloc((size_t)P, sizeof *s->res->stages);
+  s->res->pp = P;
+  if (!s->acts || !s->nacts || !s->last_bwd || !s->st || !s->act_arr || !s->grad_arr ||
+      !s->work || !s->comm_done || !s->comm_busy || !s->opt_start || !s->final_t || !s->group ||
+      !s->norm_grp || !s->norm_wait || !s->res->stages)
+    return strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
+  for (int st = 0; st < P; st++) {
+    s->acts[st] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M));
+    if (!s->acts[st] || schedule_build(s->opt->kind, P, M, st, s->acts[st], &s->nacts[st]))
+      return strata_fail(err, errlen, "simulate: cannot build the %s schedule for stage %d",
+                         schedule_kind_name(s->opt->kind), st);
+    s->last_bwd[st] = -1;
+    for (int i = 0; i < s->nacts[st]; i++)
+      if (s->acts[st][i].op == SCHED_BWD) s->last_bwd[st] = i;
+  }
+  for (size_t i = 0; i < (size_t)N * M; i++) s->act_arr[i] = s->grad_arr[i] = -1;
+  return 0;
+}
+
+/* A send of rank r: the message leaves when the link in its direction is free and arrives
+ * latency + bytes / bandwidth later; a rank blocked on it becomes runnable. */
+static void sim_send(sim_t *s, int r, const sched_action_t *a, const sim_stage_cost_t *c) {
+  rank_state_t *q = &s->st[r];
+  int fwd = a->op == SCHED_SEND_ACT;
+  int dst = fwd ? r + 1 : r - 1;
+  double lat, bw;
+  device_link(s->dev, r, dst, &lat, &bw);
+  double *free_t = fwd ? &q->link_next_free : &q->link_prev_free;
+  double start = q->t > *free_t ? q->t : *free_t;
+  double wire = c->act_bytes / bw;
+  *free_t = start + wire;
+  double *arr = fwd ? s->act_arr : s->grad_arr;
+  arr[(size_t)dst * s->M + a->micro] = start + lat + wire;
+  record(s, r, fwd ? SIM_EV_SEND_ACT : SIM_EV_SEND_GRAD, a->micro, start, start + lat + wire);
+  if (s->st[dst].blocked) {
+    s->st[dst].blocked = 0;
+    s->work[s->nwork++] = dst;
+  }
+}
+
+/* Runs rank r's actions until it ends its schedule or blocks on a receive not yet sent. */
+static void sim_run_rank(sim_t *s, int r) {
+  rank_state_t *q = &s->st[r];
+  int stage = layout_stage_of(s->lay, r);
+  const sim_stage_cost_t *c = &s->costs[stage];
+  q->blocked = 0;
+  while (q->pc < s->nacts[stage]) {
+    const sched_action_t *a = &s->acts[stage][q->pc];
+    int last = q->pc == s->last_bwd[stage];
+    if (a->op == SCHED_FWD) {
+      record(s, r, SIM_EV_FWD, a->micro, q->t, q->t + c->fwd_s);
+      q->t += c->fwd_s;
+      q->busy += c->fwd_s;
+    } else if (a->op == SCHED_BWD) {
+      if (last) q->last_bwd_start = q->t;
+      record(s, r, SIM_EV_BWD, a->micro, q->t, q->t + c->bwd_s);
+      q->t += c->bwd_s;
+      q->busy += c->bwd_s;
+      if (last) q->end_bwd = q->t;
+    } else if (a->op == SCHED_SEND_ACT || a->op == SCHED_SEND_GRAD) {
+      sim_send(s, r, a, c);
+    } else { /* receive */
+      double *arr = a->op == SCHED_RECV_ACT ? s->act_arr : s->grad_arr;
+      double at = arr[(size_t)r * s->M + a->micro];
+      if (at < 0) {
+        q->blocked = 1;
+        return;
       }
-      q->pc++;
+      if (at > q->t) q->t = at;
     }
+    q->pc++;
   }
-  for (int r = 0; r < N; r++)
-    if (st[r].pc < nacts[layout_stage_of(lay, r)]) {
-      strata_fail(err, errlen, "simulate: the %s schedule deadlocked at rank %d (stage %d, action %d)",
-           schedule_kind_name(opt->kind), r, layout_stage_of(lay, r), st[r].pc);
-      goto free_all;
-    }
+}
 
-  /* ---- data-parallel reduction per stage (one timeline per DP group) ----
-   * The buckets of grad_sync.c: regions in report order, the tied wte skipped; the open bucket
-   * starts when it reaches bucket_bytes, or when the next region is not contiguous (brk), and
-   * the rest at the end of backward. ZeRO-1 has no buckets (reduce-scatter after backward). */
-  for (int s = 0; s < P; s++) {
-    const sim_stage_cost_t *c = &costs[s];
-    for (int d = 0; d < D; d++) group[d] = layout_rank_of(lay, s, d);
+/* The pipeline phase: a worklist of runnable ranks; a rank blocked on a receive sleeps until
+ * the matching send is posted. 0, or -1 when a schedule deadlocks. */
+static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
+  s->nwork = 0;
+  for (int r = s->N - 1; r >= 0; r--) s->work[s->nwork++] = r;
+  while (s->nwork > 0) sim_run_rank(s, s->work[--s->nwork]);
+  for (int r = 0; r < s->N; r++)
+    if (s->st[r].pc < s->nacts[layout_stage_of(s->lay, r)])
+      return strata_fail(err, errlen,
+                         "simulate: the %s schedule deadlocked at rank %d (stage %d, action %d)",
+                         schedule_kind_name(s->opt->kind), r, layout_stage_of(s->lay, r),
+                         s->st[r].pc);
+  return 0;
+}
+
+/* One bucket of `bytes` in stage st's DP group: it starts when every replica has finished its
+ * part (offset `off` into the last backward with overlap, else the end of backward) and the
+ * group's timeline is free. Returns the timeline's new free time. */
+static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off, int at_end,
+                         double free_t, double *busy) {
+  double ready = 0;
+  for (int d = 0; d < s->D; d++) {
+    const rank_state_t *q = &s->st[s->group[d]];
+    double t = (s->opt->overlap && !at_end) ? q->last_bwd_start + off : q->end_bwd;
+    if (t > q->end_bwd) t = q->end_bwd;
+    if (t > ready) ready = t;
+  }
+  double start = ready > free_t ? ready : free_t;
+  double dur = device_allreduce_time(s->dev, s->group, s->D, bytes);
+  *busy += dur;
+  for (int d = 0; d < s->D; d++)
+    record(s, s->group[d], SIM_EV_DP_REDUCE, bucket, start, start + dur);
+  return start + dur;
+}
+
+/* Data-parallel reduction per stage (one timeline per DP group). The buckets of grad_sync.c:
+ * regions in report order, the tied wte skipped; the open bucket starts when it reaches
+ * bucket_bytes, or when the next region is not contiguous (brk), and the rest at the end of
+ * backward. ZeRO-1 has no buckets (reduce-scatter after backward). */
+static void sim_dp_buckets(sim_t *s) {
+  const int D = s->D;
+  for (int st = 0; st < s->P; st++) {
+    const sim_stage_cost_t *c = &s->costs[st];
+    for (int d = 0; d < D; d++) s->group[d] = layout_rank_of(s->lay, st, d);
     double free_t = 0, busy = 0, pend = 0;
     int bucket = 0, prev_brk = 0;
-    for (int i = 0; D > 1 && !opt->zero && i <= c->nregions; i++) {
+    for (int i = 0; D > 1 && !s->opt->zero && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
       double off = at_end ? 0 : c->regions[i].ready_s;
-      for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0) { /* before region i: it is not contiguous with the open bucket, or end */
-          if (!(pend > 0 && (prev_brk || at_end))) continue;
-        } else {
-          if (at_end) break;
-          pend += c->regions[i].bytes;
-          prev_brk = c->regions[i].brk;
-          if (pend < opt->bucket_bytes) continue;
-        }
-        double ready = 0;
-        for (int d = 0; d < D; d++) {
-          const rank_state_t *q = &st[group[d]];
-          double t = (opt->overlap && !at_end) ? q->last_bwd_start + off : q->end_bwd;
-          if (t > q->end_bwd) t = q->end_bwd;
-          if (t > ready) ready = t;
-        }
-        double start = ready > free_t ? ready : free_t;
-        double dur = device_allreduce_time(dev, group, D, pend);
-        free_t = start + dur;
-        busy += dur;
-        for (int d = 0; d < D && rec; d++)
-          rec_fail |= record(res, rec, &ecap, group[d], SIM_EV_DP_REDUCE, bucket, start, free_t);
-        bucket++;
+      /* before region i: it is not contiguous with the open bucket, or the end */
+      if (pend > 0 && (prev_brk || at_end)) {
+        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy);
+        pend = 0;
+      }
+      if (at_end) break;
+      pend += c->regions[i].bytes;
+      prev_brk = c->regions[i].brk;
+      if (pend >= s->opt->bucket_bytes) {
+        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy);
         pend = 0;
       }
     }
-    comm_done[s] = free_t;
-    comm_busy[s] = busy;
+    s->comm_done[st] = free_t;
+    s->comm_busy[st] = busy;
   }
-  /* after the buckets, per rank (grad_sync_finish's order): the tied wte sum between the first
-   * and last stage, its DP all-reduce (no ZeRO), or the ZeRO-1 reduce-scatter, then the
-   * gradient-norm all-reduce that synchronises the norm group */
-  for (int r = 0; r < N; r++) {
-    int s = layout_stage_of(lay, r);
-    opt_start[r] = st[r].end_bwd > comm_done[s] ? st[r].end_bwd : comm_done[s];
+}
+
+/* The tied wte's gradient sum between the first and last stage of each replica, once both
+ * have finished backward and their buckets (final_t, from opt_start). */
+static void sim_tied(sim_t *s) {
+  for (int r = 0; r < s->N; r++) {
+    int st = layout_stage_of(s->lay, r);
+    s->opt_start[r] = s->st[r].end_bwd > s->comm_done[st] ? s->st[r].end_bwd : s->comm_done[st];
   }
-  for (int r = 0; r < N; r++) {
-    int s = layout_stage_of(lay, r);
-    final_t[r] = opt_start[r];
-    if (costs[s].tied_bytes > 0 && P > 1) {
-      int d = layout_replica_of(lay, r);
-      int r0 = layout_rank_of(lay, 0, d), rl = layout_rank_of(lay, P - 1, d);
-      double both = opt_start[r0] > opt_start[rl] ? opt_start[r0] : opt_start[rl];
-      double tied = both + device_p2p_time(dev, r0, rl, costs[s].tied_bytes);
-      rec_fail |= record(res, rec, &ecap, r, SIM_EV_TIED, -1, both, tied);
-      final_t[r] = tied;
+  for (int r = 0; r < s->N; r++) {
+    int st = layout_stage_of(s->lay, r);
+    s->final_t[r] = s->opt_start[r];
+    if (s->costs[st].tied_bytes > 0 && s->P > 1) {
+      int d = layout_replica_of(s->lay, r);
+      int r0 = layout_rank_of(s->lay, 0, d), rl = layout_rank_of(s->lay, s->P - 1, d);
+      double both = s->opt_start[r0] > s->opt_start[rl] ? s->opt_start[r0] : s->opt_start[rl];
+      double tied = both + device_p2p_time(s->dev, r0, rl, s->costs[st].tied_bytes);
+      record(s, r, SIM_EV_TIED, -1, both, tied);
+      s->final_t[r] = tied;
     }
   }
-  for (int s = 0; s < P && D > 1; s++) {
-    const sim_stage_cost_t *c = &costs[s];
-    if (!opt->zero && !(c->tied_bytes > 0)) continue;
+}
+
+/* The latest final_t of stage st's DP group (filled into s->group). */
+static double sim_group_ready(sim_t *s, int st) {
+  double all = 0;
+  for (int d = 0; d < s->D; d++) {
+    s->group[d] = layout_rank_of(s->lay, st, d);
+    if (s->final_t[s->group[d]] > all) all = s->final_t[s->group[d]];
+  }
+  return all;
+}
+
+/* After the tied sum, per DP group: its all-reduce (no ZeRO), or the ZeRO-1 reduce-scatter. */
+static void sim_dp_after(sim_t *s) {
+  const int D = s->D;
+  for (int st = 0; st < s->P && D > 1; st++) {
+    const sim_stage_cost_t *c = &s->costs[st];
+    if (!s->opt->zero && !(c->tied_bytes > 0)) continue;
+    double all = sim_group_ready(s, st);
+    double dur = s->opt->zero ? device_reduce_scatter_time(s->dev, s->group, D, c->param_bytes)
+                              : device_allreduce_time(s->dev, s->group, D, c->tied_bytes);
+    for (int d = 0; d < D; d++) {
+      s->final_t[s->group[d]] = all + dur;
+      record(s, s->group[d], SIM_EV_DP_REDUCE, -1, all, all + dur);
+    }
+    s->comm_busy[st] += dur;
+  }
+}
+
+/* The gradient-norm all-reduce that synchronises each norm group (the replica's pipeline;
+ * ZeRO-1: all ranks). */
+static void sim_norm(sim_t *s) {
+  int gn = s->opt->zero ? s->N : s->P, ng = s->opt->zero ? 1 : s->D;
+  for (int gi = 0; gi < ng && gn > 1; gi++) {
     double all = 0;
-    for (int d = 0; d < D; d++) {
-      group[d] = layout_rank_of(lay, s, d);
-      if (final_t[group[d]] > all) all = final_t[group[d]];
+    for (int i = 0; i < gn; i++) {
+      s->norm_grp[i] = s->opt->zero ? i : layout_rank_of(s->lay, i, gi);
+      if (s->final_t[s->norm_grp[i]] > all) all = s->final_t[s->norm_grp[i]];
     }
-    double dur = opt->zero ? device_reduce_scatter_time(dev, group, D, c->param_bytes)
-                           : device_allreduce_time(dev, group, D, c->tied_bytes);
-    for (int d = 0; d < D; d++) {
-      final_t[group[d]] = all + dur;
-      rec_fail |= record(res, rec, &ecap, group[d], SIM_EV_DP_REDUCE, -1, all, all + dur);
-    }
-    comm_busy[s] += dur;
-  }
-  {
-    int gn = opt->zero ? N : P, ng = opt->zero ? 1 : D;
-    for (int gi = 0; gi < ng && gn > 1; gi++) {
-      double all = 0;
-      for (int i = 0; i < gn; i++) {
-        norm_grp[i] = opt->zero ? i : layout_rank_of(lay, i, gi);
-        if (final_t[norm_grp[i]] > all) all = final_t[norm_grp[i]];
-      }
-      double end = all + device_allreduce_time(dev, norm_grp, gn, SIM_NORM_BYTES);
-      for (int i = 0; i < gn; i++) {
-        /* waiting for the slowest rank of the group here is pipeline idle, not communication */
-        norm_wait[norm_grp[i]] = all - final_t[norm_grp[i]];
-        final_t[norm_grp[i]] = end;
-      }
+    double end = all + device_allreduce_time(s->dev, s->norm_grp, gn, SIM_NORM_BYTES);
+    for (int i = 0; i < gn; i++) {
+      /* waiting for the slowest rank of the group here is pipeline idle, not communication */
+      s->norm_wait[s->norm_grp[i]] = all - s->final_t[s->norm_grp[i]];
+      s->final_t[s->norm_grp[i]] = end;
     }
   }
-  for (int r = 0; r < N; r++) {
-    int s = layout_stage_of(lay, r);
-    opt_start[r] = final_t[r];
-    final_t[r] = opt_start[r] + costs[s].opt_s;
-    rec_fail |= record(res, rec, &ecap, r, SIM_EV_OPTIMIZER, -1, opt_start[r], final_t[r]);
-  }
-  if (opt->zero && D > 1)
-    for (int s = 0; s < P; s++) {
-      double all = 0;
-      for (int d = 0; d < D; d++) {
-        group[d] = layout_rank_of(lay, s, d);
-        if (final_t[group[d]] > all) all = final_t[group[d]];
-      }
-      double end = all + device_allgather_time(dev, group, D, costs[s].param_bytes);
-      for (int d = 0; d < D; d++) {
-        final_t[group[d]] = end;
-        rec_fail |= record(res, rec, &ecap, group[d], SIM_EV_ALLGATHER, -1, all, end);
-      }
-    }
+}
 
-  if (rec_fail) {
-    strata_fail(err, errlen, "simulate: out of memory recording the timeline");
-    goto free_all;
+/* AdamW on every rank, then the ZeRO-1 parameter all-gather per DP group. */
+static void sim_optimizer(sim_t *s) {
+  for (int r = 0; r < s->N; r++) {
+    int st = layout_stage_of(s->lay, r);
+    s->opt_start[r] = s->final_t[r];
+    s->final_t[r] = s->opt_start[r] + s->costs[st].opt_s;
+    record(s, r, SIM_EV_OPTIMIZER, -1, s->opt_start[r], s->final_t[r]);
   }
+  if (!(s->opt->zero && s->D > 1)) return;
+  for (int st = 0; st < s->P; st++) {
+    double all = sim_group_ready(s, st);
+    double end = all + device_allgather_time(s->dev, s->group, s->D, s->costs[st].param_bytes);
+    for (int d = 0; d < s->D; d++) {
+      s->final_t[s->group[d]] = end;
+      record(s, s->group[d], SIM_EV_ALLGATHER, -1, all, end);
+    }
+  }
+}
 
-  /* ---- results ---- */
+/* The result: the step time (the last rank done), throughput, MFU, and per stage the mean of
+ * its ranks' compute, exposed communication and idle time; the shares. */
+static void sim_results(sim_t *s) {
+  sim_result_t *res = s->res;
+  const int P = s->P, D = s->D, N = s->N;
   double step = 0;
   for (int r = 0; r < N; r++)
-    if (final_t[r] > step) step = final_t[r];
+    if (s->final_t[r] > step) step = s->final_t[r];
   res->step_s = step;
   double flops = 0;
-  for (int s = 0; s < P; s++) flops += (double)M * (costs[s].fwd_flops + costs[s].bwd_flops);
+  for (int st = 0; st < P; st++)
+    flops += (double)s->M * (s->costs[st].fwd_flops + s->costs[st].bwd_flops);
   res->model_flops = flops * D;
-  res->tokens_per_s = step > 0 ? (double)lay->batch * lay->model.ctx / step : 0;
-  res->mfu = step > 0 ? res->model_flops / (step * N * dev->peak_flops[opt->dtype]) : 0;
+  res->tokens_per_s = step > 0 ? (double)s->lay->batch * s->lay->model.ctx / step : 0;
+  res->mfu = step > 0 ? res->model_flops / (step * N * s->dev->peak_flops[s->opt->dtype]) : 0;
   for (int r = 0; r < N; r++) {
-    int s = layout_stage_of(lay, r);
-    sim_stage_result_t *sr = &res->stages[s];
-    double opt_s = costs[s].opt_s;
-    double exposed =
-        (opt_start[r] - st[r].end_bwd - norm_wait[r]) + (final_t[r] - opt_start[r] - opt_s);
-    double idle = step - st[r].busy - exposed - opt_s;
-    sr->compute_s += st[r].busy / D;
+    int st = layout_stage_of(s->lay, r);
+    sim_stage_result_t *sr = &res->stages[st];
+    double opt_s = s->costs[st].opt_s;
+    double exposed = (s->opt_start[r] - s->st[r].end_bwd - s->norm_wait[r]) +
+                     (s->final_t[r] - s->opt_start[r] - opt_s);
+    double idle = step - s->st[r].busy - exposed - opt_s;
+    sr->compute_s += s->st[r].busy / D;
     sr->exposed_comm_s += exposed / D;
     sr->idle_s += idle / D;
     sr->optimizer_s = opt_s;
-    sr->comm_busy_s = comm_busy[s];
-    sr->fwd_s = costs[s].fwd_s;
-    sr->bwd_s = costs[s].bwd_s;
+    sr->comm_busy_s = s->comm_busy[st];
+    sr->fwd_s = s->costs[st].fwd_s;
+    sr->bwd_s = s->costs[st].bwd_s;
   }
   if (step > 0)
-    for (int s = 0; s < P; s++) {
-      res->compute_share += res->stages[s].compute_s / step / P;
-      res->pipeline_idle_share += res->stages[s].idle_s / step / P;
-      res->exposed_comm_share += res->stages[s].exposed_comm_s / step / P;
-      res->optimizer_share += res->stages[s].optimizer_s / step / P;
+    for (int st = 0; st < P; st++) {
+      res->compute_share += res->stages[st].compute_s / step / P;
+      res->pipeline_idle_share += res->stages[st].idle_s / step / P;
+      res->exposed_comm_share += res->stages[st].exposed_comm_s / step / P;
+      res->optimizer_share += res->stages[st].optimizer_s / step / P;
     }
-  rc = 0;
-free_all:
-  if (acts)
-    for (int s = 0; s < P; s++) free(acts[s]);
-  free(acts);
-  free(nacts);
-  free(last_bwd);
-  free(st);
-  free(act_arr);
-  free(grad_arr);
-  free(work);
-  free(comm_done);
-  free(comm_busy);
-  free(opt_start);
-  free(final_t);
-  free(group);
-  free(norm_grp);
-  free(norm_wait);
+}
+
+int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *costs,
+            const sim_options_t *opt, sim_result_t *res, char *err, size_t errlen) {
+  memset(res, 0, sizeof *res);
+  sim_t s = {.lay = lay, .dev = dev, .costs = costs, .opt = opt, .res = res,
+             .P = lay->pp, .D = lay->dp, .M = lay->micro, .N = lay->world};
+  int rc = sim_setup(&s, err, errlen);
+  if (rc == 0) rc = sim_pipeline(&s, err, errlen);
+  if (rc == 0) {
+    sim_dp_buckets(&s);
+    /* after the buckets, per rank (grad_sync_finish's order): the tied wte sum between the first
+     * and last stage, its DP all-reduce (no ZeRO), or the ZeRO-1 reduce-scatter, then the
+     * gradient-norm all-reduce that synchronises the norm group */
+    sim_tied(&s);
+    sim_dp_after(&s);
+    sim_norm(&s);
+    sim_optimizer(&s);
+    if (s.rec_fail) rc = strata_fail(err, errlen, "simulate: out of memory recording the timeline");
+  }
+  if (rc == 0) sim_results(&s);
+  sim_free(&s);
   if (rc) sim_result_free(res);
   return rc;
 }

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "env.h"
 #include "log.h"
 #include "runlog.h"
+#include "train_loop.h"
 #include "util.h"
 
 /* A StepReport travels as int32 words: [0] = encoded length in bytes, then the bytes. */
@@ -54,13 +54,7 @@ struct coord {
   double sim_last_step_s;
 };
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-double coord_now(const coord_t *c) { return mono_s() - c->origin_s; }
+double coord_now(const coord_t *c) { return strata_now_s() - c->origin_s; }
 double coord_from_mono(const coord_t *c, double t) { return t - c->origin_s; }
 
 static double hk_now(void *c) { return coord_now(c); }
@@ -117,7 +111,7 @@ int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, ch
     snprintf(err, errlen, "barrier failed: %s", coll_last_error(world));
     ok = 0;
   }
-  c->origin_s = mono_s();
+  c->origin_s = strata_now_s();
   c->wall_start_s = c->origin_s;
   if (!ok) {
     coord_free(c);
@@ -153,14 +147,6 @@ void coord_trace(coord_t *c, trace_kind_t kind, int micro, double t0_s, double t
   e[3] = t0_s;
   e[4] = t1_s;
   c->n_ev++;
-}
-
-static void format_duration(char *buf, size_t len, double s) {
-  if (!(s >= 0) || s > 1e7) s = 0;
-  int sec = (int)(s + 0.5);
-  if (sec >= 3600) snprintf(buf, len, "%dh%02dm", sec / 3600, (sec / 60) % 60);
-  else if (sec >= 60) snprintf(buf, len, "%dm%02ds", sec / 60, sec % 60);
-  else snprintf(buf, len, "%ds", sec);
 }
 
 static uint64_t peak_rss_bytes(void) {
@@ -232,25 +218,18 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   double tps = slowest > 0 ? (double)tokens / slowest : 0;
   double comm_share = wall > 0 ? comm / wall : 0, idle_share = wall > 0 ? idle / wall : 0;
   int64_t step = (int64_t)mine.step;
-  json_object *rec = json_object_new_object();
-  runlog_json_add(rec, "step", json_object_new_int64(step));
-  runlog_json_add(rec, "loss", runlog_json_num(loss, "%.9g"));
-  runlog_json_add(rec, "lr", runlog_json_num(lr, "%.9g"));
-  runlog_json_add(rec, "grad_norm", runlog_json_num(grad_norm, "%.9g"));
-  runlog_json_add(rec, "tokens_per_s", runlog_json_num(tps, "%.6g"));
-  runlog_json_add(rec, "step_s", runlog_json_num(slowest, "%.6g"));
+  json_object *rec = train_step_record(step, loss, lr, grad_norm, tps, slowest);
   runlog_json_add(rec, "comm_share", runlog_json_num(comm_share, "%.4f"));
   runlog_json_add(rec, "idle_share", runlog_json_num(idle_share, "%.4f"));
   runlog_json_add(rec, "bytes_sent", json_object_new_uint64(sent));
   runlog_json_add(rec, "bytes_recv", json_object_new_uint64(recvd));
   runlog_json_add(rec, "sim_step_s", runlog_json_num(sim_s, "%.6g"));
   runlog_steps_append(&c->steps_log, step, rec); /* a failure warns once; the run goes on */
-  int is_last = step == c->info.total_steps;
-  if (!c->info.quiet && (step % c->info.log_every == 0 || is_last || step == c->info.start_step + 1)) {
-    double elapsed = mono_s() - c->wall_start_s;
-    double eta = elapsed / (double)c->steps_done * (double)(c->info.total_steps - step);
+  if (!c->info.quiet &&
+      train_progress_due(step, c->info.start_step, c->info.total_steps, c->info.log_every)) {
     char eta_s[32];
-    format_duration(eta_s, sizeof eta_s, eta);
+    train_format_eta(eta_s, sizeof eta_s, strata_now_s() - c->wall_start_s, c->steps_done,
+                     c->info.total_steps - step);
     char sim_txt[64] = "";
     if (c->sim.res) snprintf(sim_txt, sizeof sim_txt, " | sim %.4g ms/step", sim_s * 1e3);
     strata_info("step %lld/%lld | loss %.4f | %.0f tok/s | comm %.0f%% | idle %.0f%% | ETA %s%s",
@@ -395,26 +374,8 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "zero", json_object_new_int(t->zero));
   runlog_json_add(o, "transport", runlog_json_str(c->info.transport));
   runlog_json_add(o, "bucket_mb", runlog_json_num(c->info.bucket_mb, "%g"));
-  json_object *model = json_object_new_object();
-  runlog_json_add(model, "vocab", json_object_new_int(m->vocab));
-  runlog_json_add(model, "ctx", json_object_new_int(m->ctx));
-  runlog_json_add(model, "layers", json_object_new_int(m->layers));
-  runlog_json_add(model, "heads", json_object_new_int(m->heads));
-  runlog_json_add(model, "dim", json_object_new_int(m->dim));
-  runlog_json_add(model, "params", json_object_new_int64(layout_params_total(&lay->model)));
-  runlog_json_add(o, "model", model);
-  json_object *cfg = json_object_new_object();
-  runlog_json_add(cfg, "batch", json_object_new_int(t->batch));
-  runlog_json_add(cfg, "seq_len", json_object_new_int(t->seq_len));
-  runlog_json_add(cfg, "micro_batch", json_object_new_int(lay->micro_batch));
-  runlog_json_add(cfg, "steps", json_object_new_int64((int64_t)t->total_steps));
-  runlog_json_add(cfg, "seed", json_object_new_uint64(t->seed));
-  runlog_json_add(cfg, "lr", runlog_json_num(t->lr, "%.9g"));
-  runlog_json_add(cfg, "warmup_steps", json_object_new_int64((int64_t)t->warmup_steps));
-  runlog_json_add(cfg, "weight_decay", runlog_json_num(t->weight_decay, "%.9g"));
-  runlog_json_add(cfg, "grad_clip", runlog_json_num(t->grad_clip, "%.9g"));
-  runlog_json_add(cfg, "data", runlog_json_str(t->data_path));
-  runlog_json_add(o, "config", cfg);
+  runlog_json_add(o, "model", train_model_json(m, layout_params_total(&lay->model)));
+  runlog_json_add(o, "config", train_config_json(t, "micro_batch", lay->micro_batch));
   json_object *layout = json_object_new_object(), *ranks = json_object_new_array();
   for (int r = 0; ranks && r < lay->world; r++) {
     json_object *e = json_object_new_object();
@@ -527,7 +488,7 @@ static int write_report_pb(const coord_t *c, double tps, double wall, int64_t st
  * naming each (RELIABILITY.md, "Full disk": the job then exits 1, its checkpoints complete). */
 static int write_reports(coord_t *c, char *err, size_t errlen) {
   double tps = c->train_s > 0 ? c->tokens / c->train_s : 0;
-  double wall = mono_s() - c->wall_start_s;
+  double wall = strata_now_s() - c->wall_start_s;
   int64_t steps_end = c->info.start_step + c->steps_done;
   char path[4200], e1[RUNLOG_PATH_MAX + 256] = "", e2[RUNLOG_PATH_MAX + 256] = "";
   snprintf(path, sizeof path, "%s/report.json", c->info.out_dir);

@@ -1,7 +1,9 @@
 /* train.c -- the training job on one rank: data, model, AdamW, progress, checkpoints, the run
  * directory (see train.h). train_dist.c runs the same step as P stages x D replicas; this loop
  * stays separate on purpose: it is the plain reference the distributed loop's equivalence tests
- * (tests/dist) compare every layout against, with no pipeline, bucketing or coordinator. */
+ * (tests/dist) compare every layout against, with no pipeline, bucketing or coordinator. What
+ * the two share is the bookkeeping around the step (train_loop.h: what is due after a step, its
+ * record in steps.jsonl, the ETA, the training state of a checkpoint). */
 #include "train.h"
 
 #include <cblas.h>
@@ -9,24 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "checkpoint.h"
 #include "data.h"
 #include "log.h"
 #include "rank_status.h"
 #include "runlog.h"
+#include "schedule.h"
 #include "strata_proto.h"
+#include "train_loop.h"
 #include "util.h"
-
-static void format_duration(char *buf, size_t len, double s) {
-  if (!(s >= 0) || s > 1e7) s = 0;
-  int sec = (int)(s + 0.5);
-  if (sec >= 3600) snprintf(buf, len, "%dh%02dm", sec / 3600, (sec / 60) % 60);
-  else if (sec >= 60) snprintf(buf, len, "%dm%02ds", sec / 60, sec % 60);
-  else snprintf(buf, len, "%ds", sec);
-}
 
 /* Mean loss over the first `batches` sequential validation batches (B x T). */
 static int eval_split(gpt2_model_t *m, gpt2_acts_t *a, const data_set_t *ds, data_split_t split,
@@ -48,243 +42,255 @@ static int eval_split(gpt2_model_t *m, gpt2_acts_t *a, const data_set_t *ds, dat
   return 0;
 }
 
-static void fill_state(strata_train_state_t *s, const train_config_t *c, const gpt2_config_t *mc,
-                       const char *data_path, uint64_t step, uint64_t tokens, double last_loss) {
-  strata_train_state_init(s);
-  s->step = step;
-  s->data_seed = c->seed;
-  s->data_step = step;
-  s->tokens_seen = tokens;
-  /* The run has no stream of its own yet beyond the data order; record the seed's stream so
-   * a resumed run can continue any future sampling from the same place. */
-  s->rng_state[0] = c->seed;
-  s->last_loss = last_loss;
-  s->model = (strata_model_cfg_t){mc->vocab, mc->ctx, mc->layers, mc->heads, mc->dim};
-  train_config_to_state(&s->train, c, data_path);
-  s->train.zero = 0; /* one rank: no sharding, and its micro-batches run one after another */
-  snprintf(s->train.schedule, sizeof s->train.schedule, "%s", "gpipe");
-  s->layout.pp = 1;
-  s->layout.dp = 1;
-  s->layout.n_stage_layers = 1;
-  s->layout.stage_layers[0] = mc->layers;
-}
+/* The single-rank job, phase to phase (setup, step, step end, finish). */
+typedef struct {
+  train_config_t c;          /* the configuration, completed by train_prepare */
+  char err[1024];            /* the message of the failing phase */
+  data_set_t *ds;
+  const char *data_path;     /* c.data_path or the default corpus */
+  gpt2_model_t *m;
+  gpt2_acts_t *acts;         /* activations of one micro-batch (mb x T) */
+  adamw_t *opt;
+  int32_t *inputs, *targets; /* one micro-batch, mb x T tokens */
+  int mb, T;                 /* sequences per micro-batch, tokens per sequence */
+  strata_train_state_t *state;
+  runlog_lines_t steps_log;  /* RUN/steps.jsonl */
+  char resume_dir[4096];
+  int64_t start_step;        /* the resumed checkpoint's step, or 0 */
+  int64_t step;              /* steps done */
+  uint64_t tokens_seen;      /* all steps so far, resumed ones included */
+  double t_start_s, train_s; /* wall clock at the first step; summed step seconds */
+  double last_loss, val_loss;
+} solo_job_t;
+
+/* One step's figures, for its record and its progress line. */
+typedef struct {
+  double loss, lr, grad_norm, step_s, tokens_per_s;
+} solo_step_t;
 
 /* RUN/report.json of the single-rank loop (README lists the keys), written atomically; non-finite
  * numbers are null. 0, or -1 with a message (RELIABILITY.md, "Full disk": the job exits 1). */
-static int write_report(const char *out_dir, const train_config_t *c, const gpt2_model_t *m,
-                        const char *data_path, int64_t steps_done, double final_loss,
-                        double val_loss, double tokens_per_s, double train_s, int steps_log_complete,
-                        char *err, size_t errlen) {
+static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_complete) {
+  const train_config_t *c = &j->c;
   char path[4200];
-  snprintf(path, sizeof path, "%s/report.json", out_dir);
+  snprintf(path, sizeof path, "%s/report.json", c->out_dir);
   json_object *o = json_object_new_object();
   runlog_json_add(o, "world_size", json_object_new_int(1));
   runlog_json_add(o, "pp", json_object_new_int(1));
   runlog_json_add(o, "dp", json_object_new_int(1));
-  json_object *model = json_object_new_object();
-  runlog_json_add(model, "vocab", json_object_new_int(m->cfg.vocab));
-  runlog_json_add(model, "ctx", json_object_new_int(m->cfg.ctx));
-  runlog_json_add(model, "layers", json_object_new_int(m->cfg.layers));
-  runlog_json_add(model, "heads", json_object_new_int(m->cfg.heads));
-  runlog_json_add(model, "dim", json_object_new_int(m->cfg.dim));
-  runlog_json_add(model, "params", json_object_new_uint64(m->num_params));
-  runlog_json_add(o, "model", model);
-  json_object *cfg = json_object_new_object();
-  runlog_json_add(cfg, "batch", json_object_new_int(c->batch));
-  runlog_json_add(cfg, "seq_len", json_object_new_int(c->seq_len));
-  runlog_json_add(cfg, "microbatches", json_object_new_int(c->microbatches));
-  runlog_json_add(cfg, "steps", json_object_new_int64(c->steps));
-  runlog_json_add(cfg, "seed", json_object_new_uint64(c->seed));
-  runlog_json_add(cfg, "lr", runlog_json_num(c->opt.lr, "%.9g"));
-  runlog_json_add(cfg, "warmup_steps", json_object_new_int(c->opt.warmup_steps));
-  runlog_json_add(cfg, "weight_decay", runlog_json_num(c->opt.weight_decay, "%.9g"));
-  runlog_json_add(cfg, "grad_clip", runlog_json_num(c->opt.grad_clip, "%.9g"));
-  runlog_json_add(cfg, "data", runlog_json_str(data_path));
-  runlog_json_add(o, "config", cfg);
-  runlog_json_add(o, "steps_done", json_object_new_int64(steps_done));
-  runlog_json_add(o, "final_loss", runlog_json_num(final_loss, "%.9g"));
-  runlog_json_add(o, "val_loss", runlog_json_num(val_loss, "%.9g"));
+  strata_model_cfg_t mc = train_model_cfg(&j->m->cfg);
+  runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->m->num_params));
+  strata_train_cfg_t tc;
+  train_config_to_state(&tc, c, j->data_path);
+  runlog_json_add(o, "config", train_config_json(&tc, "microbatches", c->microbatches));
+  runlog_json_add(o, "steps_done", json_object_new_int64(j->step));
+  runlog_json_add(o, "final_loss", runlog_json_num(j->last_loss, "%.9g"));
+  runlog_json_add(o, "val_loss", runlog_json_num(j->val_loss, "%.9g"));
   runlog_json_add(o, "tokens_per_s", runlog_json_num(tokens_per_s, "%.6g"));
-  runlog_json_add(o, "train_s", runlog_json_num(train_s, "%.6g"));
+  runlog_json_add(o, "train_s", runlog_json_num(j->train_s, "%.6g"));
   runlog_json_add(o, "steps_log_complete", json_object_new_boolean(steps_log_complete));
-  int rc = runlog_json_write(path, o, err, errlen);
+  int rc = runlog_json_write(path, o, j->err, sizeof j->err);
   json_object_put(o);
   return rc;
 }
 
-int train_run(const train_config_t *cin) {
-  train_config_t c = *cin;
-  char err[1024] = "";
-  int rc = 1;
-  data_set_t *ds = NULL;
-  gpt2_model_t *m = NULL;
-  gpt2_acts_t *acts = NULL;
-  adamw_t *opt = NULL;
-  int32_t *inputs = NULL, *targets = NULL;
-  strata_train_state_t *state = calloc(1, sizeof *state);
-  runlog_lines_t steps_log = {.fd = -1};
-  char resume_dir[4096] = "";
-  if (!state) {
-    strata_error("train: out of memory");
-    return 1;
+/* Set-up: configuration (TRAIN_BAD_CONFIG on bad input), the model, its optimizer and buffers,
+ * the weights (initialised, or loaded with --resume), the status record and steps.jsonl. */
+static int solo_setup(solo_job_t *j) {
+  train_config_t *c = &j->c;
+  if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path,
+                    j->err, sizeof j->err))
+    return TRAIN_BAD_CONFIG;
+  if (c->batch < 1 || c->microbatches < 1 || c->batch % c->microbatches) {
+    snprintf(j->err, sizeof j->err, "--batch %d must be a positive multiple of --microbatches %d",
+             c->batch, c->microbatches);
+    return TRAIN_BAD_CONFIG;
   }
-  openblas_set_num_threads(c.threads > 0 ? c.threads : 1);
-
-  const char *data_path = NULL;
-  if (train_prepare(&c, state, resume_dir, sizeof resume_dir, &ds, &data_path, err, sizeof err))
-    goto config_fail;
-  if (c.batch < 1 || c.microbatches < 1 || c.batch % c.microbatches) {
-    snprintf(err, sizeof err, "--batch %d must be a positive multiple of --microbatches %d", c.batch,
-             c.microbatches);
-    goto config_fail;
+  if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, j->err, sizeof j->err))
+    return TRAIN_BAD_CONFIG;
+  gpt2_range_t all = {0, c->model.layers, 1, 1};
+  if (gpt2_create(&c->model, all, &j->m, j->err, sizeof j->err)) return TRAIN_BAD_CONFIG;
+  j->mb = c->batch / c->microbatches;
+  j->T = c->seq_len;
+  if (gpt2_acts_create(j->m, j->mb, j->T, &j->acts, j->err, sizeof j->err)) return TRAIN_FAILED;
+  if (adamw_create(0, j->m->num_params, &j->opt, j->err, sizeof j->err)) return TRAIN_FAILED;
+  j->inputs = malloc(sizeof(int32_t) * (size_t)j->mb * j->T);
+  j->targets = malloc(sizeof(int32_t) * (size_t)j->mb * j->T);
+  if (!j->inputs || !j->targets) {
+    snprintf(j->err, sizeof j->err, "out of memory for a batch of %d x %d tokens", j->mb, j->T);
+    return TRAIN_FAILED;
   }
-  if (data_check_batch(ds, DATA_TRAIN, c.batch, c.seq_len, err, sizeof err)) goto config_fail;
-
-  gpt2_range_t all = {0, c.model.layers, 1, 1};
-  if (gpt2_create(&c.model, all, &m, err, sizeof err)) goto config_fail;
-  const int mb = c.batch / c.microbatches, T = c.seq_len;
-  if (gpt2_acts_create(m, mb, T, &acts, err, sizeof err)) goto fail;
-  if (adamw_create(0, m->num_params, &opt, err, sizeof err)) goto fail;
-  inputs = malloc(sizeof(int32_t) * (size_t)mb * T);
-  targets = malloc(sizeof(int32_t) * (size_t)mb * T);
-  if (!inputs || !targets) {
-    snprintf(err, sizeof err, "out of memory for a batch of %d x %d tokens", mb, T);
-    goto fail;
-  }
-
-  int64_t start_step = 0;
-  uint64_t tokens_seen = 0;
-  if (c.resume) {
-    if (ckpt_load(resume_dir, m, opt->m, opt->v, state, err, sizeof err)) goto fail;
-    start_step = (int64_t)state->step;
-    tokens_seen = state->tokens_seen;
-    opt->t = start_step;
-    strata_info("resumed from %s at step %lld", resume_dir, (long long)start_step);
+  if (c->resume) {
+    if (ckpt_load(j->resume_dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err))
+      return TRAIN_FAILED;
+    j->start_step = (int64_t)j->state->step;
+    j->tokens_seen = j->state->tokens_seen;
+    j->opt->t = j->start_step;
+    strata_info("resumed from %s at step %lld", j->resume_dir, (long long)j->start_step);
   } else {
-    gpt2_init_params(m, c.seed);
+    gpt2_init_params(j->m, c->seed);
   }
-
-  if (rank_status_open(c.out_dir, 0, 1, 0, 0, err, sizeof err)) /* RUN/status/rank-0 */
-    strata_warn("%s; no status record", err);
+  if (rank_status_open(c->out_dir, 0, 1, 0, 0, j->err, sizeof j->err)) /* RUN/status/rank-0 */
+    strata_warn("%s; no status record", j->err);
   char steps_path[4200];
-  snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c.out_dir);
+  snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c->out_dir);
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
-  if (runlog_lines_open(&steps_log, steps_path, c.resume != NULL, err, sizeof err)) goto fail;
-  if (!c.quiet)
+  if (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err))
+    return TRAIN_FAILED;
+  if (!c->quiet)
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
                 "batch %d x %d tokens, %lld steps, data %s",
-                c.model.layers, c.model.heads, c.model.dim, c.model.ctx, c.model.vocab,
-                m->num_params, c.batch, T, (long long)c.steps, data_path);
+                c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
+                j->m->num_params, c->batch, j->T, (long long)c->steps, j->data_path);
+  return TRAIN_OK;
+}
 
-  const double tokens_per_step = (double)c.batch * T;
-  double t_start = strata_now_s(), t_train = 0, last_loss = 0, val_loss = NAN;
-  int64_t step = start_step;
-  for (; step < c.steps; step++) {
-    double t0 = strata_now_s();
-    rank_status_step(step + 1);
-    gpt2_zero_grad(m);
-    double loss = 0;
-    for (int mi = 0; mi < c.microbatches; mi++) {
-      if (data_fetch(ds, DATA_TRAIN, c.seed, (uint64_t)step, c.batch, T, mi * mb, mb, inputs,
-                     targets, err, sizeof err))
-        goto fail;
-      rank_status_op(RS_PIPE_FWD, mi);
-      loss += gpt2_forward(m, acts, inputs, NULL, targets);
-      rank_status_op(RS_PIPE_BWD, mi);
-      gpt2_backward(m, acts, NULL, 1.0f / (float)c.microbatches, NULL);
-    }
-    loss /= c.microbatches;
-    double ss = adamw_sum_squares(m->grads, m->num_params);
-    float scale = adamw_clip_scale(ss, c.opt.grad_clip);
-    float lr = adamw_lr_at(&c.opt, step);
-    rank_status_op(RS_OPTIMIZER, -1);
-    adamw_step(opt, &c.opt, m->params, m->grads, m->tensors, m->num_tensors, lr, scale);
-    double dt = strata_now_s() - t0;
-    t_train += dt;
-    tokens_seen += (uint64_t)tokens_per_step;
-    last_loss = loss;
-    if (!isfinite(loss)) {
-      snprintf(err, sizeof err, "loss became %f at step %lld; lower --lr (now %g)", loss,
-               (long long)step + 1, c.opt.lr);
-      goto fail;
-    }
-    double tps = tokens_per_step / dt;
-    json_object *rec = json_object_new_object();
-    runlog_json_add(rec, "step", json_object_new_int64(step + 1));
-    runlog_json_add(rec, "loss", runlog_json_num(loss, "%.9g"));
-    runlog_json_add(rec, "lr", runlog_json_num(lr, "%.9g"));
-    runlog_json_add(rec, "grad_norm", runlog_json_num(sqrt(ss), "%.9g"));
-    runlog_json_add(rec, "tokens_per_s", runlog_json_num(tps, "%.6g"));
-    runlog_json_add(rec, "step_s", runlog_json_num(dt, "%.6g"));
-    runlog_steps_append(&steps_log, step + 1, rec); /* a failure warns once; the run goes on */
+/* Step `step` (0-based): M micro-batches forward and backward with loss scale 1/M, the global
+ * norm's clip factor, AdamW. 0, or -1 with a message (a failed fetch, a non-finite loss). */
+static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
+  const train_config_t *c = &j->c;
+  double t0 = strata_now_s();
+  rank_status_step(step + 1);
+  gpt2_zero_grad(j->m);
+  double loss = 0;
+  for (int mi = 0; mi < c->microbatches; mi++) {
+    if (data_fetch(j->ds, DATA_TRAIN, c->seed, (uint64_t)step, c->batch, j->T, mi * j->mb, j->mb,
+                   j->inputs, j->targets, j->err, sizeof j->err))
+      return -1;
+    rank_status_op(RS_PIPE_FWD, mi);
+    loss += gpt2_forward(j->m, j->acts, j->inputs, NULL, j->targets);
+    rank_status_op(RS_PIPE_BWD, mi);
+    gpt2_backward(j->m, j->acts, NULL, 1.0f / (float)c->microbatches, NULL);
+  }
+  loss /= c->microbatches;
+  double ss = adamw_sum_squares(j->m->grads, j->m->num_params);
+  float scale = adamw_clip_scale(ss, c->opt.grad_clip);
+  float lr = adamw_lr_at(&c->opt, step); /* rounded to float: train_dist.c does the same */
+  rank_status_op(RS_OPTIMIZER, -1);
+  adamw_step(j->opt, &c->opt, j->m->params, j->m->grads, j->m->tensors, j->m->num_tensors, lr,
+             scale);
+  double dt = strata_now_s() - t0;
+  j->train_s += dt;
+  j->tokens_seen += (uint64_t)((double)c->batch * j->T);
+  j->last_loss = loss;
+  if (!isfinite(loss)) {
+    snprintf(j->err, sizeof j->err, "loss became %f at step %lld; lower --lr (now %g)", loss,
+             (long long)step + 1, c->opt.lr);
+    return -1;
+  }
+  *out = (solo_step_t){loss, lr, sqrt(ss), dt, (double)c->batch * j->T / dt};
+  return 0;
+}
 
-    int is_last = step + 1 == c.steps;
-    if (c.eval_every > 0 && ((step + 1) % c.eval_every == 0)) {
-      gpt2_acts_t *ea = acts;
-      rank_status_op(RS_EVAL, -1);
-      if (eval_split(m, ea, ds, DATA_VAL, c.eval_batches, mb, T, inputs, targets, &val_loss, err,
-                     sizeof err))
-        goto fail;
-      if (!c.quiet) strata_info("step %lld: validation loss %.4f", (long long)step + 1, val_loss);
-    }
-    if (!c.quiet && ((step + 1) % c.log_every == 0 || is_last || step == start_step)) {
-      double done = (double)(step + 1 - start_step);
-      double eta = (strata_now_s() - t_start) / done * (double)(c.steps - step - 1);
-      char eta_s[32];
-      format_duration(eta_s, sizeof eta_s, eta);
-      strata_info("step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
-                  (long long)step + 1, (long long)c.steps, loss, lr, sqrt(ss), tps, eta_s);
-    }
-    if ((c.ckpt_every > 0 && (step + 1) % c.ckpt_every == 0) || is_last) {
-      char dir[4200];
-      ckpt_step_dir(dir, sizeof dir, c.out_dir, (uint64_t)step + 1);
-      fill_state(state, &c, &c.model, data_path, (uint64_t)step + 1, tokens_seen, loss);
-      rank_status_op(RS_CHECKPOINT, -1);
-      if (ckpt_save(dir, m, opt->m, opt->v, state, err, sizeof err)) goto fail;
-      if (c.keep > 0 && ckpt_prune(c.out_dir, c.keep, err, sizeof err) < 0) goto fail;
-      if (!c.quiet) strata_info("checkpoint %s", dir);
-    }
+/* The validation loss into j->val_loss. 0 or -1. */
+static int solo_eval(solo_job_t *j) {
+  rank_status_op(RS_EVAL, -1);
+  return eval_split(j->m, j->acts, j->ds, DATA_VAL, j->c.eval_batches, j->mb, j->T, j->inputs,
+                    j->targets, &j->val_loss, j->err, sizeof j->err);
+}
+
+/* RUN/ckpt-<step> with the model, the AdamW moments and the training state. 0 or -1. */
+static int solo_checkpoint(solo_job_t *j, int64_t step, double loss) {
+  const train_config_t *c = &j->c;
+  char dir[4200];
+  ckpt_step_dir(dir, sizeof dir, c->out_dir, (uint64_t)step);
+  train_state_fill(j->state, c, j->data_path, (uint64_t)step, j->tokens_seen, loss, 1, 1,
+                   &c->model.layers);
+  rank_status_op(RS_CHECKPOINT, -1);
+  if (ckpt_save(dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err)) return -1;
+  if (c->keep > 0 && ckpt_prune(c->out_dir, c->keep, j->err, sizeof j->err) < 0) return -1;
+  if (!c->quiet) strata_info("checkpoint %s", dir);
+  return 0;
+}
+
+/* After step `step` (1-based): its record, then what is due -- a periodic evaluation, the
+ * progress line, a checkpoint (the end-of-run evaluation follows in solo_finish). 0 or -1. */
+static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
+  const train_config_t *c = &j->c;
+  runlog_steps_append(&j->steps_log, step,
+                      train_step_record(step, s->loss, s->lr, s->grad_norm, s->tokens_per_s,
+                                        s->step_s)); /* a failure warns once; the run goes on */
+  train_due_t due = train_step_due(c, step);
+  if (train_every(step, c->eval_every)) {
+    if (solo_eval(j)) return -1;
+    if (!c->quiet) strata_info("step %lld: validation loss %.4f", (long long)step, j->val_loss);
   }
-  if (c.eval_every == 0) {
-    rank_status_op(RS_EVAL, -1);
-    if (eval_split(m, acts, ds, DATA_VAL, c.eval_batches, mb, T, inputs, targets, &val_loss, err,
-                   sizeof err))
-      goto fail;
+  if (!c->quiet && train_progress_due(step, j->start_step, c->steps, c->log_every)) {
+    char eta[32];
+    train_format_eta(eta, sizeof eta, strata_now_s() - j->t_start_s, step - j->start_step,
+                     c->steps - step);
+    strata_info("step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s",
+                (long long)step, (long long)c->steps, s->loss, s->lr, s->grad_norm,
+                s->tokens_per_s, eta);
   }
-  double tokens_per_s = t_train > 0 ? tokens_per_step * (double)(step - start_step) / t_train : 0;
-  if (!c.quiet)
+  if (due.ckpt && solo_checkpoint(j, step, s->loss)) return -1;
+  return 0;
+}
+
+/* The end of the run: the validation loss when --eval-every is 0, the summary line,
+ * steps.jsonl closed and report.json. 0 or -1. */
+static int solo_finish(solo_job_t *j) {
+  const train_config_t *c = &j->c;
+  if (c->eval_every == 0 && solo_eval(j)) return -1;
+  double tokens_per_s =
+      j->train_s > 0 ? (double)c->batch * j->T * (double)(j->step - j->start_step) / j->train_s : 0;
+  if (!c->quiet)
     strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s",
-                (long long)step, last_loss, val_loss, tokens_per_s);
-  int steps_log_complete = runlog_steps_close(&steps_log);
-  if (write_report(c.out_dir, &c, m, data_path, step, last_loss, val_loss, tokens_per_s, t_train,
-                   steps_log_complete, err, sizeof err)) {
-    snprintf(err + strlen(err), sizeof err - strlen(err),
+                (long long)j->step, j->last_loss, j->val_loss, tokens_per_s);
+  int steps_log_complete = runlog_steps_close(&j->steps_log);
+  if (write_report(j, tokens_per_s, steps_log_complete)) {
+    size_t n = strlen(j->err);
+    snprintf(j->err + n, sizeof j->err - n,
              " (the training itself finished: its checkpoints are complete)");
-    goto fail;
+    return -1;
   }
-  rc = 0;
-  goto out;
+  return 0;
+}
 
-config_fail:
-  strata_error("train: %s", err);
-  rc = 2;
-  goto out;
-fail:
-  strata_error("train: %s", err);
-  {
+static void solo_free(solo_job_t *j) {
+  runlog_lines_close(&j->steps_log, j->err, sizeof j->err); /* still open only on a failed run */
+  free(j->inputs);
+  free(j->targets);
+  adamw_free(j->opt);
+  gpt2_acts_free(j->acts);
+  gpt2_free(j->m);
+  data_close(j->ds);
+  free(j->state);
+}
+
+int train_run(const train_config_t *cin) {
+  solo_job_t *j = calloc(1, sizeof *j);
+  if (j) j->state = calloc(1, sizeof *j->state);
+  if (!j || !j->state) {
+    strata_error("train: out of memory");
+    free(j);
+    return TRAIN_FAILED;
+  }
+  j->c = *cin;
+  /* one rank: no sharding, and its micro-batches run one after another (the checkpoint says so) */
+  j->c.zero = 0;
+  j->c.schedule = SCHED_GPIPE;
+  j->steps_log.fd = -1;
+  j->val_loss = NAN;
+  openblas_set_num_threads(j->c.threads > 0 ? j->c.threads : 1);
+
+  int rc = solo_setup(j);
+  if (rc == TRAIN_OK) {
+    j->t_start_s = strata_now_s();
+    for (j->step = j->start_step; rc == TRAIN_OK && j->step < j->c.steps;) {
+      solo_step_t s;
+      if (solo_step(j, j->step, &s)) rc = TRAIN_FAILED;
+      else if (solo_step_end(j, ++j->step, &s)) rc = TRAIN_FAILED;
+    }
+    if (rc == TRAIN_OK && solo_finish(j)) rc = TRAIN_FAILED;
+  }
+  if (rc != TRAIN_OK) strata_error("train: %s", j->err);
+  if (rc == TRAIN_FAILED) {
     char st[1100];
-    snprintf(st, sizeof st, "failed: %s", err);
+    snprintf(st, sizeof st, "failed: %s", j->err);
     rank_status_end(st);
   }
-  rc = 1;
-out:
-  runlog_lines_close(&steps_log, err, sizeof err); /* still open only on a failed run */
-  free(inputs);
-  free(targets);
-  adamw_free(opt);
-  gpt2_acts_free(acts);
-  gpt2_free(m);
-  data_close(ds);
-  free(state);
+  solo_free(j);
+  free(j);
   return rc;
 }

@@ -121,9 +121,9 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
   c->seq_len = t->seq_len;
   if (!c->microbatches_given) c->microbatches = t->microbatches;
   c->seed = t->seed;
-  /* Doubles, unrounded: a cast to float once turned beta1 0.9 into 0.89999998 and changed every
-   * update after a resume (seen only in the sanitizer build, where the cast was not folded
-   * away). min_lr / lr may differ from the original ratio in the last bit, but lr * ratio, the
+  /* Doubles, unrounded: a cast to float turns beta1 0.9 into 0.89999998 and changes every
+   * update after a resume (a build that does not fold the cast away shows it, e.g. the sanitizer
+   * build). min_lr / lr may differ from the original ratio in the last bit, but lr * ratio, the
    * floor adamw_lr_at uses, does not. */
   c->opt.lr = t->lr;
   c->opt.weight_decay = t->weight_decay;

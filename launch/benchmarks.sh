@@ -1,0 +1,602 @@
+#!/usr/bin/env bash
+# benchmarks.sh -- every benchmark BENCHMARKS.md reports, with the peers it compares against, in
+# one run on this machine: CSV and Markdown under launch/results/, and with --publish the
+# generated blocks of BENCHMARKS.md rewritten from that run. It drives the existing tools and
+# scripts (it does not copy them):
+#   coll      all-reduce (what auto picks per size, and ring, rd, Rabenseifner) against
+#             MPI_Allreduce and a blocking MPI_Sendrecv ring in the same mpirun, np 2 and 4;
+#             the ofi transport (shm provider) against the mpi transport, np 2
+#             (build/tests/coll_bench_allreduce; `strata bench --algo auto` names auto's choice)
+#   train     single-rank training against PyTorch on one thread, runs alternating
+#             (build/tests/gpt2_bench, launch/torch_train_bench.py); the sgemm peak
+#   ddp       Strata D=2 against PyTorch DDP (gloo), communication efficiency, 1F1B bubble
+#             (launch/ddp_bench.sh)
+#   scaling   launch/scaling.sh: `strata bench` sweeps of every op, transport and algorithm
+#             with --algo mpi as baseline, strong and weak training scaling, time breakdown,
+#             measured against simulated step time (its own block of BENCHMARKS.md)
+#   simulate  `strata simulate` predictions (deterministic, under a second each)
+#   simacc    simulated against measured step time per layout (launch/sim_vs_measured.sh)
+#   infer     decode with and without the KV cache, session time to first token
+#             (launch/infer_bench.sh)
+#   serve     `strata serve` over HTTP on 2 ranks: throughput and latency against concurrent
+#             clients, session time to first token (launch/http_bench.sh)
+# PyTorch figures need Debian's python3-torch for /usr/bin/python3; without it the run says
+# so in its output and in the tables, and measures everything else.
+#
+# Statistics: every measured figure is the median over the repeats with its range
+# [min-max]. A ratio is taken within one run -- the same mpirun, or runs interleaved in the same
+# round -- and the per-run ratios are summarised the same way, so a ratio never compares two
+# states of the machine. The environment (date, machine, cores, CPU, OPENBLAS_CORETYPE,
+# OPENBLAS_L2_SIZE, Open MPI, libfabric, PyTorch, compiler, git commit, load) is recorded.
+#
+# Usage: launch/benchmarks.sh [--quick] [--publish] [--only LIST] [--repeats N] [--out DIR]
+#   --quick      small sizes and models, 2 repeats: every table in a few minutes (5.5-6.5
+#                minutes measured with other builds keeping the load at 22-25 on 2 cores); its
+#                figures show that the pipeline works and are not comparable with a full run
+#   --publish    copy the run's CSV and Markdown to launch/results/ and replace each generated
+#                block of BENCHMARKS.md (`<!-- benchmarks.sh:begin NAME -->` to
+#                `<!-- benchmarks.sh:end NAME -->`; the sweeps through scaling.sh's own
+#                markers) with this run's; only the blocks of the sections that ran
+#   --only LIST  comma-separated sections (default: all, in the order above)
+#   --repeats N  repeats per figure (default 5; --quick 2)
+#   --out DIR    the run's directory (default launch/results/run-YYYYmmdd-HHMMSS, git-ignored)
+#   env STRATA_BUILD (default build), PYTHON (default /usr/bin/python3), RESULTS_DIR (default
+#   launch/results) and BENCHMARKS_MD (default BENCHMARKS.md): where --publish writes.
+# A full run takes about an hour on 2 cores and should have the machine to itself.
+# Exit status: 0 ok, 1 a benchmark failed (the others still run; OUT/logs/ has its output),
+# 2 usage error.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${STRATA_BUILD:-$ROOT/build}"
+BUILD="$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")"
+STRATA="$BUILD/bin/strata"
+PY="${PYTHON:-/usr/bin/python3}"
+RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
+BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
+ALL_SECTIONS="coll train ddp scaling simulate simacc infer serve"
+QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
+die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --publish) PUBLISH=1 ;;
+    --only) [ $# -ge 2 ] || die2 "--only needs a list of sections ($ALL_SECTIONS)"; ONLY="$2"; shift ;;
+    --only=*) ONLY="${1#--only=}" ;;
+    --repeats) [ $# -ge 2 ] || die2 "--repeats needs a number"; REPEATS="$2"; shift ;;
+    --repeats=*) REPEATS="${1#--repeats=}" ;;
+    --out) [ $# -ge 2 ] || die2 "--out needs a directory"; OUT="$2"; shift ;;
+    --out=*) OUT="${1#--out=}" ;;
+    -h|--help) usage; exit 0 ;;
+    *) die2 "unknown argument '$1' (see --help)" ;;
+  esac
+  shift
+done
+SECTIONS="$ALL_SECTIONS"
+if [ -n "$ONLY" ]; then
+  SECTIONS=""
+  for s in ${ONLY//,/ }; do
+    case " $ALL_SECTIONS " in *" $s "*) SECTIONS="$SECTIONS $s" ;; *) die2 "--only: unknown section '$s' (sections: $ALL_SECTIONS)" ;; esac
+  done
+fi
+if [ -z "$REPEATS" ]; then REPEATS=5; [ "$QUICK" = 1 ] && REPEATS=2; fi
+case "$REPEATS" in ''|*[!0-9]*) die2 "--repeats must be an integer in [1, 100], got '$REPEATS'" ;; esac
+[ "$REPEATS" -ge 1 ] && [ "$REPEATS" -le 100 ] || die2 "--repeats must be an integer in [1, 100], got '$REPEATS'"
+[ -x "$STRATA" ] || die2 "$STRATA not found: build first (launch/setup.sh) or set STRATA_BUILD"
+if [ "$PUBLISH" = 1 ]; then
+  [ -f "$BENCHMARKS_MD" ] || die2 "--publish: $BENCHMARKS_MD does not exist"
+  for s in env $SECTIONS; do
+    [ "$s" = scaling ] && m="scaling.sh:begin " || m="benchmarks.sh:begin $s "
+    grep -qF "<!-- $m" "$BENCHMARKS_MD" || die2 "--publish: $BENCHMARKS_MD has no '<!-- $m-->' marker for section $s"
+  done
+fi
+OUT="${OUT:-$ROOT/launch/results/run-$(date -u +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT/logs"
+OUT="$(cd "$OUT" && pwd)"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader,tcp
+        --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+START_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')"
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ "$COMMIT" = unknown ] || git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || COMMIT="$COMMIT-dirty"
+TORCH="$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)"
+MODE="full, $REPEATS repeats"; [ "$QUICK" = 1 ] && MODE="--quick (small sizes and models, not comparable with a full run), $REPEATS repeats"
+# The environment in one line, at the head of every block (blocks of different runs may sit
+# side by side in BENCHMARKS.md); the env block has the full table.
+ENV_LINE="$(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+ENV_LINE="$ENV_LINE OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}, Open MPI $(mpirun --version 2>/dev/null | head -1 | sed 's/.*) //')"
+ENV_LINE="$ENV_LINE, libfabric $(fi_info --version 2>/dev/null | sed -n 's/^libfabric: *//p' | head -1), PyTorch ${TORCH:-not installed}"
+ENV_LINE="$ENV_LINE, load $(cut -d' ' -f1 /proc/loadavg) at the start"
+FAIL=0
+SECTION=""
+
+# ---- helpers ---------------------------------------------------------------------------------
+# show CMD...: the command as a reader would type it (paths relative to the source tree).
+show() {
+  local a out=""
+  for a in "$@"; do
+    case "$a" in *[[:space:]]*|'') a="'$a'" ;; esac
+    out="$out $a"
+  done
+  out="${out# }"
+  out="${out//${MPIRUN[*]}/\$MPIRUN}"
+  out="${out//$BUILD\//build/}"; out="${out//$ROOT\//}"; out="${out//$OUT\//OUT/}"
+  printf '%s\n' "$out"
+}
+# run_to FILE CMD...: records the command for the section's block and runs it, its output
+# (stdout and stderr) to FILE and the section's log. A failure is reported and remembered.
+run_to() {
+  local f="$1"; shift
+  show "$@" >> "$OUT/commands_$SECTION.txt"
+  echo "+ $(show "$@")" >> "$OUT/logs/$SECTION.log"
+  if "$@" > "$f" 2>&1; then cat "$f" >> "$OUT/logs/$SECTION.log"; return 0; fi
+  cat "$f" >> "$OUT/logs/$SECTION.log"
+  echo "benchmarks.sh: FAILED: $(show "$@") (output: $f)" >&2
+  FAIL=1; return 1
+}
+# The awk functions every table uses: mr(list, fmt) formats a space-separated list of numbers as
+# "median [min-max]" (just the value for one); med(list); lo(list); hi(list); cnt(list, op, x)
+# counts the values satisfying op ("ge" or "le") x.
+AWKLIB='
+function _sort(list, a,   n, i, j, t) { n = split(list, a, " "); for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t } return n }
+function med(list,   a, n) { n = _sort(list, a); if (n == 0) return ""; return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+function lo(list,   a, n) { n = _sort(list, a); return n ? a[1] : "" }
+function hi(list,   a, n) { n = _sort(list, a); return n ? a[n] : "" }
+function mr(list, fmt,   a, n) { n = _sort(list, a); if (n == 0) return "-"; if (n == 1 || a[1] == a[n]) return sprintf(fmt, med(list))
+  return sprintf(fmt " [" fmt "-" fmt "]", med(list), a[1], a[n]) }
+function cnt(list, op, x,   a, n, i, k) { n = _sort(list, a); for (i = 1; i <= n; i++) if ((op == "ge" && a[i] >= x) || (op == "le" && a[i] <= x)) k++; return k + 0 }
+function nval(list,   a) { return _sort(list, a) }
+function human(b) { if (b >= 1048576) return sprintf("%d MiB", b / 1048576); if (b >= 1024) return sprintf("%d KiB", b / 1024); return b " B" }
+'
+# block_head NAME TITLE: starts OUT/bench_NAME.md with its provenance line.
+block_head() {
+  { if [ "$QUICK" = 1 ]; then
+      echo "Measured by \`launch/benchmarks.sh --quick\` on $START_DATE (commit $COMMIT, $REPEATS repeats) on $ENV_LINE:"
+      echo "small sizes and models that show the pipeline works, not figures to compare with a full run."
+    else
+      echo "Measured by \`launch/benchmarks.sh\` on $START_DATE (commit $COMMIT, $REPEATS repeats) on $ENV_LINE."
+    fi
+    echo; } > "$OUT/bench_$1.md"
+}
+# block_commands NAME: appends the section's commands (each once) to its block.
+block_commands() {
+  [ -s "$OUT/commands_$1.txt" ] || return 0
+  { echo; echo "Commands (each run once per repeat):"; echo
+    grep -q 'MPIRUN' "$OUT/commands_$1.txt" && echo "    MPIRUN='${MPIRUN[*]}'"
+    awk '!seen[$0]++ { print "    " $0 }' "$OUT/commands_$1.txt"; } >> "$OUT/bench_$1.md"
+}
+torch_note() { echo "PyTorch: not installed (\`$PY\` cannot import torch; \`apt-get install python3-torch\`): its columns are empty."; }
+
+# ---- env -------------------------------------------------------------------------------------
+section_env() {
+  local blas cc
+  blas="$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || dpkg-query -W -f='${Version}' libopenblas0 2>/dev/null || echo unknown)"
+  cc="$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -1)"
+  cc="$("${cc:-cc}" --version 2>/dev/null | head -1), $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -1)"
+  {
+    echo "| | |"
+    echo "|---|---|"
+    echo "| date | $START_DATE |"
+    echo "| machine | $(uname -n), $(uname -sr) |"
+    echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) |"
+    echo "| OPENBLAS_CORETYPE | ${OPENBLAS_CORETYPE:-unset} |"
+    echo "| OPENBLAS_L2_SIZE | ${OPENBLAS_L2_SIZE:-unset} |"
+    echo "| OpenBLAS | $blas |"
+    echo "| compiler, build | $cc |"
+    echo "| Open MPI | $(mpirun --version 2>/dev/null | head -1 | sed 's/.*) //') |"
+    echo "| libfabric | $(fi_info --version 2>/dev/null | sed -n 's/^libfabric: *//p' | head -1) |"
+    echo "| PyTorch | ${TORCH:-not installed (python3-torch)} |"
+    echo "| git commit | $COMMIT |"
+    echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+    echo "| mode | $MODE |"
+    echo "| sections | ${SECTIONS# } |"
+  } > "$OUT/bench_env.md"
+  [ -n "$TORCH" ] || torch_note >> "$OUT/bench_env.md"
+}
+
+# ---- coll ------------------------------------------------------------------------------------
+# coll_csv RUN NP TEST FILE: coll_bench_allreduce's table -> CSV rows (column names without the
+# chunk size; a column of another transport than the default gets _ofi / _mpi).
+coll_csv() {
+  awk -v run="$1" -v np="$2" -v test="$3" '
+    /^ *bytes/ { for (i = 2; i <= NF; i++) { c = $i; if (c ~ /\//) { b = c; sub(/\/.*/, "", b); t = c; sub(/^[^\/]*\//, "", t)
+                   c = b; if (t ~ /^ofi/) c = b "_ofi"; else if (t ~ /^mpi/) c = b "_mpi" } col[i - 1] = c } nc = NF - 1; next }
+    /^ *[0-9]/ { gsub(/[()]/, " "); for (i = 1; i <= nc; i++) printf "%s,%s,%s,%s,%s,%s,%s\n", run, np, test, col[i], $1, $(2 * i), $(2 * i + 1) }' "$4"
+}
+section_coll() {
+  local minb=1K maxb=64M it=(-n 20 -w 3) np rep f
+  [ "$QUICK" = 1 ] && { maxb=1M; it=(-n 5 -w 1); }
+  local CB="$BUILD/tests/coll_bench_allreduce" D="$OUT/coll"
+  [ -x "$CB" ] || { echo "benchmarks.sh: $CB missing (cmake --build build --target coll_bench_allreduce)" >&2; FAIL=1; return 1; }
+  mkdir -p "$D"
+  echo "run,np,test,column,bytes,busbw_gbs,time_us" > "$OUT/bench_coll.csv"
+  : > "$D/auto.txt"
+  for np in 2 4; do # what auto picks on this job, from strata bench's own "# auto:" line
+    run_to "$D/auto_np$np.txt" "${MPIRUN[@]}" -np "$np" "$STRATA" bench allreduce -b 1K -e 1K -n 1 -w 0 --algo auto || return 1
+    echo "$np $(sed -n 's/^# auto: //p' "$D/auto_np$np.txt")" >> "$D/auto.txt"
+  done
+  for rep in $(seq 1 "$REPEATS"); do
+    for np in 2 4; do
+      f="$D/np${np}_r$rep.txt"
+      run_to "$f" "${MPIRUN[@]}" -np "$np" "$CB" -b "$minb" -e "$maxb" -f 4 "${it[@]}" -a ring,rd,rh,mpi,sendrecv &&
+        coll_csv "$rep" "$np" mpi "$f" >> "$OUT/bench_coll.csv"
+    done
+    f="$D/ofi_r$rep.txt"
+    run_to "$f" env FI_PROVIDER=shm "${MPIRUN[@]}" -np 2 -x FI_PROVIDER "$CB" -b "$minb" -e "$maxb" -f 4 "${it[@]}" \
+      -a ring -c mpi:0,ofi:0 && coll_csv "$rep" 2 ofi "$f" >> "$OUT/bench_coll.csv"
+  done
+  block_head coll
+  {
+    echo "All-reduce, fp32 sum, out of place, buffers from \`coll_mem_alloc\`; each time is the median"
+    echo "of the timed iterations of one run, then the median [range] over the $REPEATS runs; bus bandwidth ="
+    echo "bytes / time x 2(p-1)/p. \"auto runs\" is"
+    echo "the algorithm \`--algo auto\` picks at that size on this job (\`strata bench\`'s \`# auto:\` line:"
+    sed 's/^\([0-9]*\) /np=\1: /; s/$/;/' "$D/auto.txt" | tr '\n' ' ' | sed 's/; $/)./'
+    echo " Up to 4 KiB the figures are times (lower is better), from 1 MiB bus bandwidth in GB/s"
+    echo "(higher is better). The ratios are taken within each run from the times (auto's time over"
+    echo "MPI's up to 4 KiB, MPI's over auto's from 1 MiB, so above 1 is better there), against"
+    echo "\`MPI_Allreduce\` and against a ring of blocking \`MPI_Sendrecv\` (\"sendrecv ring\", its time over"
+    echo "auto's: the lowest over the runs)."
+    echo
+    echo "| np | size | auto runs | auto | MPI_Allreduce | auto / MPI, same run | goal | auto / sendrecv ring, lowest |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F, -v AUTO="$D/auto.txt" "$AWKLIB"'
+      BEGIN { while ((getline l < AUTO) > 0) { split(l, w, " "); np = w[1]; sub(/^[0-9]+ /, "", l); na[np] = split(l, parts, ", ")
+                for (i = 1; i <= na[np]; i++) { split(parts[i], q, " "); an[np, i] = q[1]; at[np, i] = q[3] } } }
+      function algo(np, b,   i, a) { a = "ring"; for (i = 1; i <= na[np]; i++) if (b >= at[np, i]) a = an[np, i]; return a }
+      NR > 1 && $3 == "mpi" { bw[$1, $2, $5, $4] = ($7 > 0 ? $5 / ($7 * 1e3) * 2 * ($2 - 1) / $2 : 0); us[$1, $2, $5, $4] = $7
+                              runs[$1] = 1; nps[$2] = 1; sz[$5] = 1 }
+      END {
+        split("1024 4096 1048576 4194304 16777216 67108864", S, " ")
+        for (np = 2; np <= 4; np += 2) for (k = 1; k <= 6; k++) { b = S[k]; if (!(b in sz) || !(np in nps)) continue
+          a = algo(np, b); col = (a == "rabenseifner" ? "rh" : a); A = M = R = X = ""
+          for (r in runs) { if (!((r, np, b, "mpi") in bw)) continue
+            ta = us[r, np, b, col]; tm = us[r, np, b, "mpi"]; ts = us[r, np, b, "sendrecv"]
+            if (b <= 4096) { A = A " " ta; M = M " " tm; if (tm > 0) R = R " " ta / tm }
+            else { A = A " " bw[r, np, b, col]; M = M " " bw[r, np, b, "mpi"]; if (ta > 0) R = R " " tm / ta }
+            if (ta > 0 && ts > 0) X = X " " ts / ta }
+          n = nval(R)
+          if (b <= 4096) { g = "<= 1.2x time"; ok = cnt(R, "le", 1.2); met = (med(R) <= 1.2); fa = mr(A, "%.1f") " us"; fm = mr(M, "%.1f") " us" }
+          else { x = (b >= 16777216 ? 2 : 1.2); g = ">= " x "x"; ok = cnt(R, "ge", x); met = (med(R) >= x); fa = mr(A, "%.1f") " GB/s"; fm = mr(M, "%.1f") " GB/s" }
+          printf "| %d | %s | %s | %s | %s | %s | %s: %s (%d of %d runs) | %s |\n", np, human(b), a, fa, fm, mr(R, "%.2f"), g,
+            (met ? "met" : "**not met**"), ok, n, (X == "" ? "-" : sprintf("%.2f", lo(X))) } }' "$OUT/bench_coll.csv"
+    echo
+    echo "The ofi transport (libfabric, \`shm\` provider) against the mpi transport, ring, np=2, each at"
+    echo "its default chunk size, in the same run:"
+    echo
+    echo "| size | mpi transport | ofi:shm | ofi / mpi, same run | goal |"
+    echo "|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 && $3 == "ofi" { bw[$1, $5, $4] = ($7 > 0 ? $5 / ($7 * 1e3) : 0); us[$1, $5, $4] = $7; runs[$1] = 1; sz[$5] = 1 }
+      END { split("1024 1048576 4194304 16777216 67108864", S, " ")
+        for (k = 1; k <= 5; k++) { b = S[k]; if (!(b in sz)) continue; A = O = R = ""
+          for (r in runs) { if (!((r, b, "ring") in bw)) continue
+            if (b <= 4096) { A = A " " us[r, b, "ring"]; O = O " " us[r, b, "ring_ofi"] }
+            else { A = A " " bw[r, b, "ring"]; O = O " " bw[r, b, "ring_ofi"]; if (us[r, b, "ring_ofi"] > 0) R = R " " us[r, b, "ring"] / us[r, b, "ring_ofi"] } }
+          if (b <= 4096) printf "| %s latency | %s us | %s us | | |\n", human(b), mr(A, "%.1f"), mr(O, "%.1f")
+          else printf "| %s | %s GB/s | %s GB/s | %s | >= 0.8: %s (%d of %d runs) |\n", human(b), mr(A, "%.1f"), mr(O, "%.1f"),
+                 mr(R, "%.2f"), (med(R) >= 0.8 ? "met" : "**not met**"), cnt(R, "ge", 0.8), nval(R) } }' "$OUT/bench_coll.csv"
+  } >> "$OUT/bench_coll.md"
+  block_commands coll
+}
+
+# ---- train -----------------------------------------------------------------------------------
+section_train() {
+  local GB="$BUILD/tests/gpt2_bench" rep name flags steps f gemm
+  [ -x "$GB" ] || { echo "benchmarks.sh: $GB missing (cmake --build build --target gpt2_bench)" >&2; FAIL=1; return 1; }
+  local models=("10.8M model|--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8|5 2"
+                "tiny default|--layers 4 --heads 4 --dim 128 --ctx 128 --batch 8|20 2")
+  gemm=2048
+  if [ "$QUICK" = 1 ]; then
+    models=("small|--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4|3 1" "tiny default|--layers 4 --heads 4 --dim 128 --ctx 128 --batch 8|3 1")
+    gemm=384
+  fi
+  local D="$OUT/train"; mkdir -p "$D"
+  echo "run,model,impl,params,tokens_per_s,gflops,peak_rss_mib" > "$OUT/bench_train.csv"
+  echo "run,gemm_n,gflops" > "$D/gemm.csv"
+  [ -n "$TORCH" ] || echo "benchmarks.sh: train: $(torch_note)"
+  for rep in $(seq 1 "$REPEATS"); do
+    for m in "${models[@]}"; do
+      name="${m%%|*}"; flags="${m#*|}"; flags="${flags%|*}"; steps="${m##*|}"
+      f="$D/strata_${name// /_}_r$rep.txt"
+      # shellcheck disable=SC2086
+      run_to "$f" env OPENBLAS_NUM_THREADS=1 "$GB" $flags --steps "${steps% *}" --warmup "${steps#* }" &&
+        sed -n 's/.*params=\([0-9]*\).*/\1/p; s/.*tokens\/s=\([0-9.]*\) GFLOP\/s=\([0-9.]*\).*peak_rss=\([0-9.]*\).*/\1 \2 \3/p' "$f" |
+        paste -sd' ' | awk -v r="$rep" -v n="$name" '{ printf "%s,%s,strata,%s,%s,%s,%s\n", r, n, $1, $2, $3, $4 }' >> "$OUT/bench_train.csv"
+      if [ -n "$TORCH" ]; then
+        f="$D/torch_${name// /_}_r$rep.txt"
+        # shellcheck disable=SC2086
+        run_to "$f" env OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/launch/torch_train_bench.py" $flags --vocab 256 \
+          --steps "${steps% *}" --warmup "${steps#* }" &&
+          sed -n 's/.*params=\([0-9]*\) .*tokens\/s=\([0-9.]*\) .*peak_rss=\([0-9.]*\).*/\1 \2 \3/p' "$f" |
+          awk -v r="$rep" -v n="$name" '{ printf "%s,%s,torch,%s,%s,,%s\n", r, n, $1, $2, $3 }' >> "$OUT/bench_train.csv"
+      fi
+    done
+    f="$D/gemm_r$rep.txt"
+    run_to "$f" env OPENBLAS_NUM_THREADS=1 "$GB" --gemm-peak "$gemm" &&
+      sed -n 's/.*, \([0-9.]*\) GFLOP\/s.*/\1/p' "$f" | awk -v r="$rep" -v n="$gemm" '{ print r "," n "," $1 }' >> "$D/gemm.csv"
+  done
+  block_head train
+  {
+    echo "One thread each (\`OPENBLAS_NUM_THREADS=1\`; PyTorch \`torch.set_num_threads(1)\`), random tokens,"
+    echo "vocabulary 256, whole steps (forward, backward, AdamW); tokens/s over the timed steps after the"
+    echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat."
+    [ -n "$TORCH" ] || { echo; torch_note; }
+    echo
+    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of sgemm peak) | peak RSS Strata / PyTorch |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, -v GEMM="$D/gemm.csv" "$AWKLIB"'
+      BEGIN { while ((getline l < GEMM) > 0) { split(l, g, ","); if (g[3] + 0 > 0) P = P " " g[3] } }
+      NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+               if ($3 == "strata") { s[k] = s[k] " " $5; gf[k] = gf[k] " " $6; rs[k] = rs[k] " " $7; sv[k, $1] = $5; pa[k] = $4 }
+               else { t[k] = t[k] " " $5; rt[k] = rt[k] " " $7; tv[k, $1] = $5 } }
+      END { for (i = 1; i <= n; i++) { k = order[i]; R = ""
+              for (key in sv) { split(key, kk, SUBSEP); if (kk[1] == k && (k, kk[2]) in tv && tv[k, kk[2]] > 0) R = R " " sv[key] / tv[k, kk[2]] }
+              printf "| %s (%.1fM parameters) | %s | %s | %s | %s (%.0f%%) | %.0f / %s MiB |\n", k, pa[k] / 1e6, mr(s[k], "%.0f"),
+                (t[k] == "" ? "not measured" : mr(t[k], "%.0f")), (R == "" ? "-" : mr(R, "%.2f")), mr(gf[k], "%.1f"),
+                (P == "" ? 0 : 100 * med(gf[k]) / med(P)), med(rs[k]), (rt[k] == "" ? "-" : sprintf("%.0f", med(rt[k]))) }
+            if (P != "") printf "\nSingle-thread `cblas_sgemm` peak on %s^3: %s GFLOP/s.\n", G, mr(P, "%.1f") }' G="$gemm" "$OUT/bench_train.csv"
+  } >> "$OUT/bench_train.md"
+  block_commands train
+}
+
+# ---- ddp -------------------------------------------------------------------------------------
+section_ddp() {
+  local D="$OUT/ddp" steps=12 batch=16 envs=()
+  mkdir -p "$D"
+  [ "$QUICK" = 1 ] && { steps=4; batch=16; envs=(MODEL="--layers 2 --heads 2 --dim 64 --ctx 64" BUBBLE_MODEL="--layers 2 --dim 64 --heads 2 --ctx 32 --batch 16"); }
+  run_to "$D/ddp_bench.txt" env STRATA_BUILD="$BUILD" PYTHON="$PY" ROUNDS="$REPEATS" ${envs[@]+"${envs[@]}"} \
+    "$ROOT/launch/ddp_bench.sh" "$steps" "$batch" || return 1
+  echo "round,strata_d2,torch_ddp,single_a,single_b,speedup,efficiency_pct" > "$OUT/bench_ddp.csv"
+  awk '/^ROUND / { for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } split(v["single"], ab, "+"); sub(/%/, "", v["efficiency"])
+         printf "%s,%s,%s,%s,%s,%s,%s\n", $2, v["strata_d2"], v["torch_ddp"], ab[1], ab[2], v["speedup"], v["efficiency"] }' \
+    "$D/ddp_bench.txt" >> "$OUT/bench_ddp.csv"
+  echo "microbatches,idle_pct,theory_pct" > "$OUT/bench_bubble.csv"
+  awk '/^BUBBLE / { for (i = 2; i <= NF; i++) { split($i, kv, "="); sub(/%/, "", kv[2]); v[kv[1]] = kv[2] } print v["M"] "," v["idle"] "," v["theory"] }' \
+    "$D/ddp_bench.txt" >> "$OUT/bench_bubble.csv"
+  local model="${envs[0]#MODEL=}"; [ -n "$model" ] || model="--layers 6 --heads 6 --dim 384 --ctx 256 (10.8M parameters)"
+  block_head ddp
+  {
+    echo "Model $model, global batch $batch, $steps steps (tokens/s after 2 warm-up steps), $REPEATS rounds;"
+    echo "in each round Strata D=2, PyTorch DDP and two independent single-rank Strata runs side by side"
+    echo "run one after the other, and the ratios are taken within the round."
+    grep -q "PyTorch not installed" "$D/ddp_bench.txt" && { echo; torch_note; }
+    echo
+    echo "| measurement | median [range] over the rounds | goal |"
+    echo "|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { d2 = d2 " " $2; if ($3 != "none") { t = t " " $3; sp = sp " " $6 } s = s " " ($4 + $5); e = e " " $7 }
+      END { printf "| Strata D=2, tokens/s | %s | |\n", mr(d2, "%.0f")
+            printf "| PyTorch DDP (gloo, 1 thread per rank), tokens/s | %s | |\n", (t == "" ? "not measured" : mr(t, "%.0f"))
+            printf "| Strata D=2 / PyTorch DDP | %s | >= 1.2x: %s |\n", (sp == "" ? "-" : mr(sp, "%.2f")), (sp == "" ? "-" : (med(sp) >= 1.2 ? "met" : "**not met**"))
+            printf "| two single-rank Strata runs side by side, tokens/s summed | %s | |\n", mr(s, "%.0f")
+            printf "| communication efficiency: D=2 / that sum | %s%% | >= 97%%: %s (%d of %d rounds) |\n", mr(e, "%.1f"),
+              (med(e) >= 97 ? "met" : "**not met**"), cnt(e, "ge", 97), nval(e) }' "$OUT/bench_ddp.csv"
+    echo
+    echo "Pipeline bubble, 1F1B on P=2 uniform stages, measured idle share (time blocked receiving from"
+    echo "a neighbour over step time, over all ranks) against (P-1)/(M+P-1):"
+    echo
+    echo "| micro-batches M | idle share | theory | goal: within 5 points |"
+    echo "|---|---|---|---|"
+    awk -F, 'NR > 1 { d = $2 - $3; printf "| %s | %.1f%% | %.1f%% | %s |\n", $1, $2, $3, (d <= 5 && d >= -5 ? "met" : "**not met**") }' "$OUT/bench_bubble.csv"
+  } >> "$OUT/bench_ddp.md"
+  block_commands ddp
+}
+
+# ---- scaling ---------------------------------------------------------------------------------
+section_scaling() {
+  local args=(--out "$OUT/scaling")
+  [ "$QUICK" = 1 ] && args+=(--quick)
+  [ "$PUBLISH" = 1 ] && args+=(--publish)
+  run_to "$OUT/logs/scaling_sh.txt" env STRATA_BIN="$STRATA" RESULTS_DIR="$RESULTS_DIR" BENCHMARKS_MD="$BENCHMARKS_MD" \
+    "$ROOT/launch/scaling.sh" "${args[@]}" || return 1
+  cp "$OUT/scaling/summary.md" "$OUT/bench_scaling.md"
+}
+
+# ---- simulate --------------------------------------------------------------------------------
+# sim_fields FILE: "pp dp microbatches zero step_s tokens_per_s mfu peak_mem_bytes" of
+# `strata simulate --json` (one key per line), from the "best" layout of a sweep.
+sim_fields() {
+  awk 'BEGIN { split("pp dp microbatches zero step_s tokens_per_s mfu peak_mem_bytes", K, " ") }
+       /"best":/ { best = 1; delete v }
+       { line = $0; gsub(/[ ",]/, "", line); split(line, kv, ":"); if (!(kv[1] in v)) v[kv[1]] = kv[2] }
+       END { for (i = 1; i <= 8; i++) printf "%s%s", v[K[i]], (i < 8 ? " " : "\n") }' "$1"
+}
+section_simulate() {
+  local D="$OUT/simulate" i=0 c f
+  mkdir -p "$D"
+  local cmds=("--model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512"
+              "--model gpt2-xl --device trn2 --nodes 64 --sweep"
+              "--model 7b --device trn2 --nodes 256 --batch 1024 --sweep"
+              "--model 7b --device trn2 --nodes 1024 --batch 2048 --sweep")
+  echo "command,pp,dp,microbatches,zero,step_s,tokens_per_s,mfu,peak_mem_bytes" > "$OUT/bench_simulate.csv"
+  for c in "${cmds[@]}"; do
+    i=$((i + 1)); f="$D/sim$i.json"
+    # shellcheck disable=SC2086
+    run_to "$f" "$STRATA" simulate $c --json || continue
+    echo "strata simulate $c,$(sim_fields "$f" | tr ' ' ',')" >> "$OUT/bench_simulate.csv"
+  done
+  block_head simulate
+  {
+    echo "\`strata simulate\` is deterministic: one run each. A sweep's row is its best layout."
+    echo
+    echo "| command | layout | step | tokens/s | MFU | memory per device |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, 'NR > 1 { printf "| `%s` | pp %s x dp %s, M=%s, ZeRO-%s | %.4f s | %.2fM | %.1f%% | %.2f GiB |\n", $1, $2, $3, $4, $5, $6, $7 / 1e6, 100 * $8, $9 / 1073741824 }' \
+      "$OUT/bench_simulate.csv"
+  } >> "$OUT/bench_simulate.md"
+}
+
+# ---- simacc ----------------------------------------------------------------------------------
+section_simacc() {
+  local D="$OUT/simacc" envs=(REPS="$REPEATS" STEPS=40)
+  mkdir -p "$D"
+  [ "$QUICK" = 1 ] && envs=(REPS="$REPEATS" STEPS=6 MAXRANKS=4)
+  run_to "$D/sim_vs_measured.txt" env "${envs[@]}" "$ROOT/launch/sim_vs_measured.sh" "$STRATA" || return 1
+  echo "layout,ranks,measured_step_s,sim_step_s,err_pct,err_range_pct,timeshared" > "$OUT/bench_simacc.csv"
+  awk '$1 ~ /^P[0-9]/ && $2 ~ /^[0-9]+$/ { e = $5; sub(/%/, "", e); printf "%s,%s,%s,%s,%s,%s,%s\n", $1, $2, $3, $4, e, $6, ($NF == "oversub" ? 1 : 0) }' \
+    "$D/sim_vs_measured.txt" >> "$OUT/bench_simacc.csv"
+  block_head simacc
+  {
+    echo "Tiny distributed-test model (\`--layers 4 --heads 2 --dim 32 --ctx 16 --batch 24\`: steps of a few"
+    echo "milliseconds, where per-op overhead dominates), calibrated \`cpu\` profile. Measured step: median"
+    echo "of steps.jsonl \`step_s\` after the first 2 steps; simulated: report.json \`sim_step_s\`; each the"
+    echo "median of $REPEATS runs (the profile is re-calibrated at every start); the error range is over the"
+    echo "runs. \"time-shared\": more ranks than the $(nproc) cores."
+    echo
+    echo "| layout | ranks | measured step | simulated | error (medians) | error range | within 15% |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -F, 'NR > 1 { e = $5 + 0; printf "| %s | %s%s | %.2f ms | %.2f ms | %+.1f%% | %s%% | %s |\n", $1, $2, ($7 ? " (time-shared)" : ""),
+                 1e3 * $3, 1e3 * $4, e, $6, (e <= 15 && e >= -15 ? "yes" : "no") }' "$OUT/bench_simacc.csv"
+  } >> "$OUT/bench_simacc.md"
+  block_commands simacc
+}
+
+# ---- infer -----------------------------------------------------------------------------------
+infer_env() { # the model and lengths of the infer and serve sections
+  if [ "$QUICK" = 1 ]; then echo "LAYERS=2 HEADS=2 DIM=64 TOKENS=32"; else echo "LAYERS=4 HEADS=4 DIM=128 TOKENS=256"; fi
+}
+section_infer() {
+  local D="$OUT/infer"; mkdir -p "$D"
+  # shellcheck disable=SC2046
+  run_to "$D/infer_bench.txt" env REPS="$REPEATS" $(infer_env) "$ROOT/launch/infer_bench.sh" "$BUILD" "$OUT/infer_work" || return 1
+  local I="$D/infer_bench.txt"
+  echo "p,kind,run,value" > "$OUT/bench_infer.csv"
+  awk '/^P=[0-9]+ (kv|recompute) tokens\/s:/ { p = substr($1, 3); for (i = 4; i <= NF; i++) print p "," $2 "_tokens_per_s," i - 3 "," $i }
+       /^P=[0-9]+ session \(restored/ { p = substr($1, 3); for (i = 7; i <= NF; i++) print p ",cli_session_ttft_s," i - 6 "," $i }
+       /^P=[0-9]+ stateless \(/ { p = substr($1, 3); for (i = 6; i <= NF; i++) print p ",cli_stateless_ttft_s," i - 5 "," $i }
+       /^P=[0-9]+ context / { p = substr($1, 3); l = $0; gsub(/,/, "", l); nw = split(l, w, " ")
+         for (i = 1; i <= nw; i++) { if (w[i] == "session/memory") print p ",api_memory_ttft_s,median," w[i + 1]
+           if (w[i] == "session/disk") print p ",api_disk_ttft_s,median," w[i + 1]; if (w[i] == "stateless") print p ",api_stateless_ttft_s,median," w[i + 1] } }' \
+    "$I" >> "$OUT/bench_infer.csv"
+  block_head infer
+  {
+    echo "Model $(sed -n 's/^# model: \([^;]*\);.*/\1/p' "$I") (trained 2 steps: speed does not depend on"
+    echo "the weights), \`strata infer\` under mpirun, P pipeline stages. Decode: 16-token prompt, $(infer_env | sed 's/.*TOKENS=//')"
+    echo "generated tokens, tokens/s over the whole request; the runs with and without the KV cache"
+    echo "alternate and the speed-up is taken per pair."
+    echo
+    echo "| P | KV cache | full recompute | speed-up |"
+    echo "|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { v[$1, $2, $3] = $4; ps[$1] = 1; if ($3 + 0 > n) n = $3 + 0 }
+      END { for (p = 1; p <= 2; p++) { if (!(p in ps)) continue; K = R = S = ""
+              for (r = 1; r <= n; r++) { k = v[p, "kv_tokens_per_s", r]; q = v[p, "recompute_tokens_per_s", r]
+                if (k != "") K = K " " k; if (q != "") R = R " " q; if (k > 0 && q > 0) S = S " " k / q }
+              printf "| %d | %s tokens/s | %s tokens/s | %s |\n", p, mr(K, "%.0f"), mr(R, "%.0f"), mr(S, "%.1fx") } }' "$OUT/bench_infer.csv"
+    echo
+    echo "Time to first token of a follow-up turn at 1,000 tokens of context (980 of history + 20 new"
+    echo "tokens, one generated) against the same request sent statelessly with the whole history:"
+    echo
+    echo "| path | P | with the session | stateless | speed-up | goal >= 10x |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { v[$1, $2, $3] = $4; ps[$1] = 1; if ($3 + 0 > n) n = $3 + 0 }
+      function row(label, p, a, b,   A, B, S, r, x, y) { A = B = S = ""
+        for (r = 1; r <= n; r++) { x = v[p, a, r]; y = v[p, b, r]; if (x != "") A = A " " 1e3 * x; if (y != "") B = B " " 1e3 * y; if (x > 0 && y > 0) S = S " " y / x }
+        if ((p, a, "median") in v) { A = 1e3 * v[p, a, "median"]; B = 1e3 * v[p, b, "median"]; S = (A > 0 ? B / A : "") }
+        if (A == "") return
+        printf "| %s | %d | %s ms | %s ms | %s | %s |\n", label, p, mr(A, "%.2f"), mr(B, "%.1f"), mr(S, "%.1fx"), (med(S) >= 10 ? "met" : "not met") }
+      END { for (p = 1; p <= 2; p++) if (p in ps) {
+              row("engine API, session in memory", p, "api_memory_ttft_s", "api_stateless_ttft_s")
+              row("engine API, session reloaded from disk", p, "api_disk_ttft_s", "api_stateless_ttft_s")
+              row("CLI, a new `strata infer` process restoring the session from disk", p, "cli_session_ttft_s", "cli_stateless_ttft_s") } }' \
+      "$OUT/bench_infer.csv"
+    echo
+    echo "(The engine API rows are the medians that \`build/tests/infer_ttft_bench\` computes over its"
+    echo "$REPEATS repeats; the CLI row pays a new process's first touch of the model and the session files"
+    echo "inside the measured time.)"
+  } >> "$OUT/bench_infer.md"
+  block_commands infer
+}
+
+# ---- serve -----------------------------------------------------------------------------------
+section_serve() {
+  local D="$OUT/serve" levels=(1 2 4 8 16) requests=200 lv=() rep
+  mkdir -p "$D"
+  [ "$QUICK" = 1 ] && { levels=(1 2 4); requests=20; }
+  for rep in $(seq 1 "$REPEATS"); do lv+=("${levels[@]}"); done
+  # shellcheck disable=SC2046
+  run_to "$D/prepare.txt" env PREPARE_ONLY=1 $(infer_env) "$ROOT/launch/infer_bench.sh" "$BUILD" "$OUT/infer_work" || return 1
+  rm -f "$D/load.jsonl"
+  run_to "$D/http_bench.txt" env STRATA_BUILD="$BUILD" CHECKPOINT="$OUT/infer_work/run/ckpt-00000002" NP=2 SESSION_BENCH=1 \
+    SESSION_REPS="$REPEATS" REQUESTS="$requests" MAX_TOKENS=16 OUT="$D/load.jsonl" "$ROOT/launch/http_bench.sh" "${lv[@]}" || return 1
+  echo "connections,requests,errors,requests_per_s,tokens_per_s,p50_s,p99_s" > "$OUT/bench_serve.csv"
+  awk '{ l = $0; gsub(/[{}"]/, "", l); n = split(l, kv, ","); for (i = 1; i <= n; i++) { split(kv[i], x, ":"); v[x[1]] = x[2] }
+         print v["connections"] "," v["requests"] "," v["errors"] "," v["requests_per_s"] "," v["tokens_per_s"] "," v["p50_s"] "," v["p99_s"] }' \
+    "$D/load.jsonl" >> "$OUT/bench_serve.csv"
+  block_head serve
+  {
+    echo "\`mpirun -np 2 strata serve\` (2 pipeline stages) on the model of the inference section,"
+    echo "\`build/tests/http_load\` as the client on loopback: $requests requests per level, 16 tokens each, the"
+    echo "levels cycled $REPEATS times on the same server (median [range] over the cycles)."
+    echo
+    echo "| clients | requests/s | tokens/s | p50 | p99 | errors |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { c = $1; if (!(c in seen)) { seen[c] = 1; order[++n] = c } rq[c] = rq[c] " " $4; tk[c] = tk[c] " " $5
+               p5[c] = p5[c] " " 1e3 * $6; p9[c] = p9[c] " " 1e3 * $7; er[c] += $3 }
+      END { for (i = 1; i <= n; i++) { c = order[i]; printf "| %s | %s | %s | %s ms | %s ms | %d |\n", c, mr(rq[c], "%.0f"), mr(tk[c], "%.0f"),
+              mr(p5[c], "%.1f"), mr(p9[c], "%.1f"), er[c] } }' "$OUT/bench_serve.csv"
+    echo
+    awk "$AWKLIB"'
+      /^session follow-up/ { s = s " " 1e3 * $9; t = t " " 1e3 * $14; x = $NF; gsub(/[()x]/, "", x); r = r " " x; ctx = $4 }
+      END { if (s != "") printf "Session follow-up over HTTP at %s tokens of context: time to first token %s ms with the session, %s ms stateless, speed-up %s (goal >= 10x: %s).\n",
+              ctx, mr(s, "%.2f"), mr(t, "%.1f"), mr(r, "%.1fx"), (med(r) >= 10 ? "met" : "not met") }' "$D/http_bench.txt"
+  } >> "$OUT/bench_serve.md"
+  block_commands serve
+}
+
+title() {
+  case "$1" in
+    coll) echo "Collectives: all-reduce against MPI" ;; train) echo "Single-rank training against PyTorch" ;;
+    ddp) echo "Data parallelism against PyTorch DDP, pipeline bubble" ;; simulate) echo "Simulated devices" ;;
+    simacc) echo "Simulated against measured step time" ;; infer) echo "Inference" ;; serve) echo "Serving over HTTP" ;;
+  esac
+}
+
+# ---- run -------------------------------------------------------------------------------------
+echo "benchmarks.sh: $MODE; sections:$SECTIONS; writing $OUT"
+SECTION=env; section_env
+for SECTION in $SECTIONS; do
+  echo "== $SECTION ($(date -u +%H:%M:%S))"
+  : > "$OUT/commands_$SECTION.txt"
+  "section_$SECTION" || { echo "benchmarks.sh: section $SECTION failed (see $OUT/logs/$SECTION.log)" >&2; FAIL=1; }
+done
+echo "| load average at end | $(cut -d' ' -f1-3 /proc/loadavg) |" > "$OUT/load_end.txt"
+sed -i "/^| load average at start/r $OUT/load_end.txt" "$OUT/bench_env.md"
+
+# benchmarks.md: every block of this run, in order.
+{
+  echo "# Strata benchmarks: run of $START_DATE"
+  echo
+  echo "## Environment"
+  echo
+  cat "$OUT/bench_env.md"
+  for s in $SECTIONS; do
+    [ -f "$OUT/bench_$s.md" ] || continue
+    echo
+    if [ "$s" = scaling ]; then sed 's/^#/##/' "$OUT/bench_$s.md"; else echo "## $(title "$s")"; echo; cat "$OUT/bench_$s.md"; fi
+  done
+} > "$OUT/benchmarks.md"
+echo "wrote $OUT/benchmarks.md and $(cd "$OUT" && ls bench_*.csv 2>/dev/null | tr '\n' ' ')"
+
+# --publish: the run's files to launch/results/, its blocks into BENCHMARKS.md.
+if [ "$PUBLISH" = 1 ]; then
+  mkdir -p "$RESULTS_DIR"
+  for s in env $SECTIONS; do
+    [ "$s" = scaling ] && continue # scaling.sh --publish has written its own part
+    [ -f "$OUT/bench_$s.md" ] || { echo "benchmarks.sh: --publish: no figures for section $s: its block is left as it was" >&2; continue; }
+    cp "$OUT/bench_$s.md" "$RESULTS_DIR/"
+    for c in "$OUT"/bench_"$s".csv "$OUT"/bench_bubble.csv; do
+      case "$c" in *bench_bubble.csv) [ "$s" = ddp ] || continue ;; esac
+      [ -f "$c" ] && cp "$c" "$RESULTS_DIR/"
+    done
+    awk -v name="$s" -v f="$OUT/bench_$s.md" '
+      index($0, "<!-- benchmarks.sh:begin " name " -->") == 1 { print; while ((getline l < f) > 0) print l; skip = 1; next }
+      index($0, "<!-- benchmarks.sh:end " name " -->") == 1 { skip = 0 }
+      !skip' "$BENCHMARKS_MD" > "$BENCHMARKS_MD.tmp" && mv "$BENCHMARKS_MD.tmp" "$BENCHMARKS_MD"
+  done
+  echo "published to $RESULTS_DIR and $BENCHMARKS_MD"
+fi
+[ "$FAIL" = 0 ] || { echo "benchmarks.sh: some benchmarks failed (see $OUT/logs/)" >&2; exit 1; }
