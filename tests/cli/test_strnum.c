@@ -14,9 +14,10 @@
 #include "strata/strnum.h"
 #include "test_util.h"
 
-static void expect_int(const char *s, int rc, int64_t want) {
+static void expect_int(const char *s_in, int rc, int64_t want) {
+  const char *s = s_in ? s_in : "(null)"; /* printed below; the parser gets s_in */
   int64_t v = 12345;
-  int got = strnum_parse_int64(s, &v);
+  int got = strnum_parse_int64(s_in, &v);
   if (got != rc) test_fail(__FILE__, __LINE__, "strnum_parse_int64('%s') = %d, expected %d", s, got, rc);
   test_checks++;
   if (rc == STRNUM_OK && v != want)
