@@ -190,7 +190,7 @@ static int run_one(const sim_job_t *j, int as_json) {
   layout_t *lay = malloc(sizeof *lay);
   sim_result_t r = {0};
   if (!lay) return 1;
-  if (layout_init(lay, &j->model, j->nodes, j->pp, j->dp, j->micro, j->batch, j->stage_layers, err,
+  if (layout_init(lay, &j->model, j->nodes, 1, j->pp, j->dp, j->micro, j->batch, j->stage_layers, err,
                   sizeof err)) {
     strata_error("simulate: %s", err);
     rc = 2;
@@ -246,7 +246,7 @@ static int sweep_collect(const sim_job_t *j, layout_t *lay, sweep_rows_t *rows) 
     for (int M = 1; M <= per; M++) {
       if (per % M) continue;
       for (int z = 0; z <= (D > 1); z++) {
-        if (layout_init(lay, &j->model, j->nodes, P, D, M, j->batch, NULL, err, sizeof err))
+        if (layout_init(lay, &j->model, j->nodes, 1, P, D, M, j->batch, NULL, err, sizeof err))
           continue;
         sim_options_t o = j->opt;
         o.zero = z;

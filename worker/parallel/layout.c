@@ -216,19 +216,25 @@ free_tables:
   return rc;
 }
 
-int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int dp, int micro,
+int layout_init(layout_t *lay, const layout_model_t *m, int world, int tp, int pp, int dp, int micro,
                 int batch, const char *stage_layers, char *err, size_t errlen) {
   memset(lay, 0, sizeof *lay);
   if (layout_model_validate(m, err, errlen)) return -1;
+  if (tp < 1) return strata_fail(err, errlen, "--tp must be >= 1 (got %d)", tp);
+  if (m->heads % tp)
+    return strata_fail(err, errlen,
+                       "--tp %d does not divide the model's %d attention heads (each tensor-parallel rank holds "
+                       "whole heads); use a --tp that divides %d",
+                       tp, m->heads, m->heads);
   if (pp < 1) return strata_fail(err, errlen, "--pp must be >= 1 (got %d)", pp);
   if (dp < 1) return strata_fail(err, errlen, "--dp must be >= 1 (got %d)", dp);
   if (micro < 1) return strata_fail(err, errlen, "--microbatches must be >= 1 (got %d)", micro);
   if (batch < 1) return strata_fail(err, errlen, "--batch must be >= 1 (got %d)", batch);
-  if ((int64_t)pp * dp != world)
-    return strata_fail(
-        err, errlen,
-        "the job has %d ranks but --pp %d x --dp %d = %lld; launch P x D ranks or change --pp/--dp",
-        world, pp, dp, (long long)pp * dp);
+  if ((int64_t)tp * pp * dp != world)
+    return strata_fail(err, errlen,
+                       "the job has %d ranks but --tp %d x --pp %d x --dp %d = %lld; launch T x P x D ranks or "
+                       "change --tp/--pp/--dp",
+                       world, tp, pp, dp, (long long)tp * pp * dp);
   if (pp > m->layers)
     return strata_fail(
         err, errlen,
@@ -246,6 +252,7 @@ int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int d
         batch, dp, micro, (long long)dp * micro, (long long)dp * micro);
   lay->model = *m;
   lay->world = world;
+  lay->tp = tp;
   lay->pp = pp;
   lay->dp = dp;
   lay->micro = micro;
@@ -274,6 +281,26 @@ int64_t layout_stage_params(const layout_t *lay, int s) {
   return p;
 }
 
+int layout_padded_vocab(int vocab, int tp) {
+  if (tp <= 1) return vocab;
+  int64_t q = 128 * (int64_t)tp;
+  return (int)((vocab + q - 1) / q * q);
+}
+
+int64_t layout_rank_params(const layout_t *lay, int s) {
+  const layout_model_t *m = &lay->model;
+  const int64_t C = m->dim, T = lay->tp, Vp = layout_padded_vocab(m->vocab, lay->tp);
+  /* per layer: split 12C^2 + 7C (c_attn w+b, attn.c_proj w, c_fc w+b, mlp.c_proj w), replicated
+   * 6C (two LayerNorms, the two row-parallel biases) */
+  int64_t p = layout_stage_layers(lay, s) * ((12 * C * C + 7 * C) / T + 6 * C);
+  if (s == 0) p += Vp * C / T + (int64_t)m->ctx * C;
+  if (s == lay->pp - 1) {
+    p += layout_params_head(m);
+    if (lay->pp > 1) p += Vp * C / T; /* tied wte copy */
+  }
+  return p;
+}
+
 double layout_stage_train_flops(const layout_t *lay, int s, int B) {
   const layout_model_t *m = &lay->model;
   double f = layout_stage_layers(lay, s) * layer_flops(m, B);
@@ -295,15 +322,15 @@ static void print_count(FILE *f, int64_t n) {
 
 void layout_print(const layout_t *lay, FILE *f) {
   fprintf(f,
-          "layout: %d ranks = %d stages x %d replicas; %d micro-batches of %d sequences (global "
-          "batch %d)\n",
-          lay->world, lay->pp, lay->dp, lay->micro, lay->micro_batch, lay->batch);
-  fprintf(f, "rank -> (stage, replica):");
+          "layout: %d ranks = %d tensor-parallel x %d stages x %d replicas; %d micro-batches of %d sequences "
+          "(global batch %d)\n",
+          lay->world, lay->tp, lay->pp, lay->dp, lay->micro, lay->micro_batch, lay->batch);
+  fprintf(f, "rank -> (t, stage, replica):");
   int shown = lay->world < 64 ? lay->world : 64;
   for (int r = 0; r < shown; r++)
-    fprintf(f, "%s r%d=(%d,%d)", r % 8 == 0 ? "\n " : "", r, layout_stage_of(lay, r),
+    fprintf(f, "%s r%d=(%d,%d,%d)", r % 8 == 0 ? "\n " : "", r, layout_tp_of(lay, r), layout_stage_of(lay, r),
             layout_replica_of(lay, r));
-  if (shown < lay->world) fprintf(f, "\n  ... rank r = replica * %d + stage", lay->pp);
+  if (shown < lay->world) fprintf(f, "\n  ... rank r = (replica * %d + stage) * %d + t", lay->pp, lay->tp);
   fprintf(f, "\n");
   for (int s = 0; s < lay->pp; s++) {
     fprintf(f, "stage %d: layers %d-%d (%d)%s%s, ", s, lay->layer_begin[s],
@@ -312,6 +339,12 @@ void layout_print(const layout_t *lay, FILE *f) {
                 ? (lay->pp > 1 ? " + ln_f/logits/loss (+ tied wte copy)" : " + ln_f/logits/loss")
                 : "");
     print_count(f, layout_stage_params(lay, s));
-    fprintf(f, " params\n");
+    if (lay->tp > 1) {
+      fprintf(f, " params, ");
+      print_count(f, layout_rank_params(lay, s));
+      fprintf(f, " per tensor-parallel rank\n");
+    } else {
+      fprintf(f, " params\n");
+    }
   }
 }

@@ -95,7 +95,7 @@ int memory_suggest(const layout_t *lay, sched_kind_t kind, int zero, double buck
     for (int M = 1; M <= per_replica; M++) {
       if (per_replica % M) continue;
       char err[256];
-      if (layout_init(cand, &lay->model, N, P, D, M, lay->batch, NULL, err, sizeof err)) continue;
+      if (layout_init(cand, &lay->model, N, 1, P, D, M, lay->batch, NULL, err, sizeof err)) continue;
       for (int k = 0; k < 2; k++)
         for (int z = 0; z < 2; z++) {
           double peak = memory_peak(cand, (sched_kind_t)k, z, bucket_bytes, NULL);

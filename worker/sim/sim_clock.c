@@ -202,11 +202,11 @@ int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, col
   if (!sc->b_ready || !sc->b_max || !sc->b_bytes || !sc->b_req || !sc->send_val || !sc->send_req ||
       !sc->dp_ranks || !sc->norm_ranks)
     goto oom;
-  for (int d = 0; d < D; d++) sc->dp_ranks[d] = layout_rank_of(lay, sc->stage, d);
+  for (int d = 0; d < D; d++) sc->dp_ranks[d] = layout_rank(lay, 0, sc->stage, d);
   /* the gradient-norm group of grad_sync.c: the replica's pipeline, with ZeRO-1 the world */
   sc->nnorm = sc->zero ? N : P;
   for (int i = 0; i < sc->nnorm; i++)
-    sc->norm_ranks[i] = sc->zero ? i : layout_rank_of(lay, i, sc->replica);
+    sc->norm_ranks[i] = sc->zero ? i : layout_rank(lay, 0, i, sc->replica);
   /* the same order on every rank: world-wide collective calls cannot cross */
   if (dup_comm(pipe, &sc->pipe) || dup_comm(dp, &sc->dp) || dup_comm(tied, &sc->tied) ||
       dup_comm(sc->zero ? world : pipe, &sc->norm)) {
@@ -342,7 +342,7 @@ void sim_clock_sync_done(sim_clock_t *sc) {
   }
   if (sc->comm_free > sc->t) sc->t = sc->comm_free;
   if (c->tied_bytes > 0 && P > 1) {
-    int r0 = layout_rank_of(lay, 0, sc->replica), rl = layout_rank_of(lay, P - 1, sc->replica);
+    int r0 = layout_rank(lay, 0, 0, sc->replica), rl = layout_rank(lay, 0, P - 1, sc->replica);
     sync_max(sc, sc->tied, device_p2p_time(&sc->dev, r0, rl, c->tied_bytes));
   }
   if (D > 1 && sc->zero)

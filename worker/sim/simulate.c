@@ -365,7 +365,7 @@ static void sim_dp_buckets(sim_t *s) {
   const int D = s->D;
   for (int st = 0; st < s->P; st++) {
     const sim_stage_cost_t *c = &s->costs[st];
-    for (int d = 0; d < D; d++) s->group[d] = layout_rank_of(s->lay, st, d);
+    for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, 0, st, d);
     double free_t = 0, busy = 0, pend = 0;
     int bucket = 0, prev_brk = 0;
     for (int i = 0; D > 1 && !s->opt->zero && i <= c->nregions; i++) {
@@ -402,7 +402,7 @@ static void sim_tied(sim_t *s) {
     s->final_t[r] = s->opt_start[r];
     if (s->costs[st].tied_bytes > 0 && s->P > 1) {
       int d = layout_replica_of(s->lay, r);
-      int r0 = layout_rank_of(s->lay, 0, d), rl = layout_rank_of(s->lay, s->P - 1, d);
+      int r0 = layout_rank(s->lay, 0, 0, d), rl = layout_rank(s->lay, 0, s->P - 1, d);
       double both = s->opt_start[r0] > s->opt_start[rl] ? s->opt_start[r0] : s->opt_start[rl];
       double tied = both + device_p2p_time(s->dev, r0, rl, s->costs[st].tied_bytes);
       record(s, r, SIM_EV_TIED, -1, both, tied);
@@ -415,7 +415,7 @@ static void sim_tied(sim_t *s) {
 static double sim_group_ready(sim_t *s, int st) {
   double all = 0;
   for (int d = 0; d < s->D; d++) {
-    s->group[d] = layout_rank_of(s->lay, st, d);
+    s->group[d] = layout_rank(s->lay, 0, st, d);
     if (s->final_t[s->group[d]] > all) all = s->final_t[s->group[d]];
   }
   return all;
@@ -445,7 +445,7 @@ static void sim_norm(sim_t *s) {
   for (int gi = 0; gi < ng && gn > 1; gi++) {
     double all = 0;
     for (int i = 0; i < gn; i++) {
-      s->norm_grp[i] = s->opt->zero ? i : layout_rank_of(s->lay, i, gi);
+      s->norm_grp[i] = s->opt->zero ? i : layout_rank(s->lay, 0, i, gi);
       if (s->final_t[s->norm_grp[i]] > all) all = s->final_t[s->norm_grp[i]];
     }
     double end = all + device_allreduce_time(s->dev, s->norm_grp, gn, SIM_NORM_BYTES);
