@@ -45,10 +45,11 @@ static const char *USAGE =
     "warned about). --sequence-parallel (T > 1, ctx divisible by T) and --recompute\n"
     "none|selective|full (Korthikanti et al. 2022). --microbatches M (default: the largest\n"
     "divisor of batch/D up to 4P); --batch is the global batch in sequences (default 512).\n"
-    "Memory: --dtype fp32 counts Strata's own fp32 buffers, bf16/fp8 Megatron-style mixed\n"
-    "precision (worker/sim/SIMULATION.md). --sweep tries every T (dividing the heads, up to an\n"
-    "instance), P, D, M, ZeRO, sequence parallelism and the least recomputation that fits; a\n"
-    "given --tp, --sequence-parallel or --recompute is held fixed. Bucket size default 25 MiB\n"
+    "Memory: --memory strata (default) counts Strata's own fp32 buffers, --memory mixed\n"
+    "Megatron-style mixed precision in --dtype (worker/sim/SIMULATION.md). --sweep tries every\n"
+    "T dividing the heads up to an instance's chips (beyond it, with a warning, only when none\n"
+    "of those fits), P, D, M, ZeRO, sequence parallelism and the least recomputation that fits;\n"
+    "a given --tp, --sequence-parallel or --recompute is held fixed. Bucket size default 25 MiB\n"
     "(env STRATA_BUCKET_MB). Exit status 2 on invalid input.";
 
 static void model_json(json_object *o, const sim_job_t *j) {
@@ -68,7 +69,7 @@ static void model_json(json_object *o, const sim_job_t *j) {
   json_object_object_add(o, "batch", json_object_new_int(j->batch));
   json_object_object_add(o, "schedule", json_object_new_string(schedule_kind_name(j->opt.kind)));
   json_object_object_add(o, "memory_accounting",
-                         json_object_new_string(j->opt.dtype == DEV_FP32 ? "strata-fp32" : "mixed-precision"));
+                         json_object_new_string(memory_accounting_name(j->opt.memory)));
 }
 
 static void result_fields(json_object *o, const layout_t *lay, const sim_options_t *opt,
@@ -180,6 +181,7 @@ static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_re
   json_object_object_add(o, "model_flops", json_object_new_double(r->model_flops));
   json_object_object_add(o, "hw_flops", json_object_new_double(r->hw_flops));
   json_object_object_add(o, "op_flops", json_object_new_double(r->op_flops));
+  json_object_object_add(o, "narayanan_flops", json_object_new_double(r->narayanan_flops));
   json_object_object_add(o, "rank_map", rank_map_json(lay));
   json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
   json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
@@ -199,7 +201,8 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
          layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
          j->model.ctx, j->model.vocab);
   printf("device: %s; compute dtype %s; memory %s\n", dbuf, device_dtype_name(j->opt.dtype),
-         j->opt.dtype == DEV_FP32 ? "as Strata allocates it (fp32)" : "mixed precision (Megatron-style)");
+         j->opt.memory == MEM_ACCOUNT_MIXED ? "in mixed precision (Megatron-style)"
+                                            : "as Strata allocates it (fp32)");
   if (lay->tp > 1)
     printf("tensor parallel: %d ranks per stage, sequence parallelism %s, recomputation %s; "
            "per-layer collectives exposed (not overlapped)\n",
@@ -341,17 +344,17 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
   return 0;
 }
 
-/* Simulates every T x P x D = nodes (T dividing the heads, at most an instance's chips; P <=
+/* Simulates every T x P x D = nodes with T in [tp_lo, tp_hi] (dividing the heads; P <=
  * layers), every M dividing the replica's batch, with D > 1 ZeRO 0 and 1, with T > 1 sequence
  * parallelism off and on, and recomputation none, then selective, then full until one fits
- * (more recomputation is only slower), into rows; a given --tp / --sequence-parallel /
- * --recompute is held fixed. 0, or 1 after saying why. */
-static int sweep_collect(const sim_job_t *j, layout_t *lay, sweep_rows_t *rows) {
+ * (more recomputation is only slower), into rows; a given --sequence-parallel / --recompute is
+ * held fixed. *any_fits: whether some row fits. 0, or 1 after saying why. */
+static int sweep_collect(const sim_job_t *j, layout_t *lay, int tp_lo, int tp_hi,
+                         sweep_rows_t *rows, int *any_fits) {
   char err[1024];
   const int H = j->model.heads;
-  for (int T = 1; T <= j->nodes && T <= H; T++) {
+  for (int T = tp_lo; T <= tp_hi && T <= j->nodes && T <= H; T++) {
     if (j->nodes % T || H % T) continue;
-    if (j->sweep_tp ? T != j->tp : T > j->dev.chips_per_instance) continue;
     const int NP = j->nodes / T;
     for (int P = 1; P <= NP && P <= j->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
       if (NP % P) continue;
@@ -374,6 +377,7 @@ static int sweep_collect(const sim_job_t *j, layout_t *lay, sweep_rows_t *rows) 
               o.recompute = (mem_recompute_t)rc;
               int fits = 0;
               if (sweep_add(j, lay, &o, rows, &fits)) return 1;
+              *any_fits |= fits;
               if (fits) break;
             }
           }
@@ -454,7 +458,19 @@ static int run_sweep(const sim_job_t *j, int as_json) {
   int rc = 1;
   sweep_rows_t rows = {0};
   layout_t *lay = malloc(sizeof *lay);
-  if (!lay || sweep_collect(j, lay, &rows)) goto free_all;
+  const int K = j->dev.chips_per_instance;
+  int any_fits = 0;
+  if (!lay) goto free_all;
+  /* a given --tp alone; else T up to an instance, and beyond it only when none of those fits */
+  if (sweep_collect(j, lay, j->sweep_tp ? j->tp : 1, j->sweep_tp ? j->tp : K, &rows, &any_fits))
+    goto free_all;
+  if (!j->sweep_tp && !any_fits && K < j->model.heads && K < j->nodes) {
+    strata_warn("simulate --sweep: no layout with --tp up to %d (one %s instance) fits; trying "
+                "larger --tp, whose tensor-parallel groups span instances and all-reduce over the "
+                "slower inter-instance network",
+                K, j->dev.name);
+    if (sweep_collect(j, lay, K + 1, j->model.heads, &rows, &any_fits)) goto free_all;
+  }
   if (rows.n == 0) {
     strata_error(
         "simulate --sweep: no layout of %d nodes divides the global batch %d (T must divide the "
@@ -469,6 +485,12 @@ static int run_sweep(const sim_job_t *j, int as_json) {
   int best = -1;
   for (int i = 0; i < rows.n && best < 0; i++)
     if (rows.v[i].fits) best = i;
+  char note[1024];
+  if (best >= 0 && rows.v[best].tp > 1 &&
+      !layout_init(lay, &j->model, j->nodes, rows.v[best].tp, rows.v[best].pp, rows.v[best].dp,
+                   rows.v[best].micro, j->batch, NULL, note, sizeof note) &&
+      sim_tp_link_note(lay, &j->dev, note, sizeof note))
+    strata_warn("simulate --sweep: the best layout: %s", note);
   if (as_json) print_sweep_json(j, rows.v, rows.n, best);
   else print_sweep_text(j, rows.v, rows.n, best);
   rc = 0;
@@ -487,6 +509,7 @@ typedef struct {
   const char *trace, *model, *device, *schedule, *dtype, *stage_layers, *recompute;
   int layers, heads, dim, ctx, vocab;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par;
+  const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute;
   double bucket_mb;
@@ -533,6 +556,10 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   }
   if (f->recompute && memory_parse_recompute(f->recompute, &j->opt.recompute)) {
     strata_error("simulate: --recompute '%s' unknown (use none, selective or full)", f->recompute);
+    return 2;
+  }
+  if (f->memory && memory_parse_accounting(f->memory, &j->opt.memory)) {
+    strata_error("simulate: --memory '%s' unknown (use strata or mixed)", f->memory);
     return 2;
   }
   j->opt.zero = f->zero;
@@ -615,7 +642,10 @@ int cmd_simulate(int argc, char **argv) {
       {"--device", NULL, ARG_STRING, &f.device, "DEV",
        "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
       {"--dtype", NULL, ARG_STRING, &f.dtype, "T",
-       "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu); fp32 = Strata's memory"},
+       "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
+      {"--memory", NULL, ARG_STRING, &f.memory, "M",
+       "memory accounting strata (Strata's fp32 buffers, default) | mixed (Megatron-style "
+       "mixed precision, Korthikanti et al.'s activations)"},
       {"--nodes", NULL, ARG_INT, &f.nodes, "N", "simulated devices (= tp x pp x dp)", .min = 1, .max = SIM_MAX_NODES},
       {"--tp", NULL, ARG_INT, &f.tp, "T", "tensor-parallel ranks per stage, dividing the heads (default 1)",
        .min = 1, .max = 1 << 16, .given = &f.g_tp},
@@ -651,10 +681,10 @@ int cmd_simulate(int argc, char **argv) {
   sim_job_t j;
   memset(&j, 0, sizeof j);
   if (job_from_flags(&f, &j)) return 2;
-  if (j.model.heads % f.tp) {
-    strata_error("simulate: --tp %d does not divide the model's %d attention heads (each "
-                 "tensor-parallel rank holds whole heads); use a --tp that divides %d",
-                 f.tp, j.model.heads, j.model.heads);
+  char err[512];
+  /* a --sweep without --tp tries every T (a --sequence-parallel one every T > 1) */
+  if ((!f.sweep || f.g_tp) && sim_check_tp(&j.model, f.tp, f.seq_par, err, sizeof err)) {
+    strata_error("simulate: %s", err);
     return 2;
   }
   if (resolve_nodes(f.tp, &f.nodes, &f.pp, &f.dp)) return 2;
@@ -672,12 +702,6 @@ int cmd_simulate(int argc, char **argv) {
     j.sweep_tp = f.g_tp;
     j.sweep_sp = f.seq_par;
     j.sweep_rc = f.g_recompute;
-    if (f.seq_par && f.g_tp && f.tp < 2) {
-      strata_error("simulate: --sequence-parallel needs --tp 2 or more (with --tp %d there is "
-                   "nothing to split); drop one of them",
-                   f.tp);
-      return 2;
-    }
     return run_sweep(&j, f.as_json);
   }
   j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp);

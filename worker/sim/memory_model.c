@@ -24,8 +24,21 @@ int memory_parse_recompute(const char *s, mem_recompute_t *out) {
   return -1;
 }
 
+const char *memory_accounting_name(mem_accounting_t a) {
+  return a == MEM_ACCOUNT_STRATA ? "strata" : a == MEM_ACCOUNT_MIXED ? "mixed" : "?";
+}
+
+int memory_parse_accounting(const char *s, mem_accounting_t *out) {
+  for (int a = MEM_ACCOUNT_STRATA; a <= MEM_ACCOUNT_MIXED && s; a++)
+    if (!strcmp(s, memory_accounting_name((mem_accounting_t)a))) {
+      *out = (mem_accounting_t)a;
+      return 0;
+    }
+  return -1;
+}
+
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
-  mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, DEV_FP32};
+  mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32};
   return o;
 }
 
@@ -75,7 +88,8 @@ static double mixed_scale(device_dtype_t dt) { return device_dtype_size(dt) / 2.
 
 double memory_stage_act_bytes(const layout_t *lay, int s, const mem_options_t *o) {
   const int sp = o->sequence_parallel && lay->tp > 1;
-  if (o->dtype == DEV_FP32) return MEM_ELEM_BYTES * stage_act_elems(lay, s, sp, o->recompute);
+  if (o->accounting != MEM_ACCOUNT_MIXED)
+    return MEM_ELEM_BYTES * stage_act_elems(lay, s, sp, o->recompute);
   const layout_model_t *m = &lay->model;
   int b = lay->micro_batch, T = m->ctx;
   double sbh = (double)T * b * m->dim, t = lay->tp, r = sp ? t : 1;
@@ -96,7 +110,7 @@ double memory_kv_cache_bytes(const layout_model_t *m, int layers, int batch, int
  * back for the one layer being differentiated. */
 static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int sp) {
   const layout_model_t *m = &lay->model;
-  const int mixed = o->dtype != DEV_FP32;
+  const int mixed = o->accounting == MEM_ACCOUNT_MIXED;
   double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
   double E = mixed ? device_dtype_size(o->dtype) : MEM_ELEM_BYTES;
   double w = E * ((2 / r + 5 / t) * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
@@ -114,7 +128,7 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
 
 void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_stage_t *out) {
   const layout_model_t *m = &lay->model;
-  const int mixed = o->dtype != DEV_FP32, sp = o->sequence_parallel && lay->tp > 1;
+  const int mixed = o->accounting == MEM_ACCOUNT_MIXED, sp = o->sequence_parallel && lay->tp > 1;
   double E = MEM_ELEM_BYTES, b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp,
          r = sp ? t : 1, Vp = layout_padded_vocab(m->vocab, lay->tp);
   double params = (double)layout_rank_params(lay, s);
@@ -192,8 +206,8 @@ typedef struct {
 /* Tries every schedule, ZeRO setting, sequence parallelism and recomputation the search allows
  * on one candidate layout. */
 static void suggest_try(const layout_t *lay, const layout_t *cand, const mem_options_t *o,
-                        const mem_search_t *search, double capacity_bytes, suggest_state_t *st) {
-  const int T = cand->tp, vary = search && search->vary_sp_recompute;
+                        int vary, double capacity_bytes, suggest_state_t *st) {
+  const int T = cand->tp;
   const int sp_lo = vary ? 0 : (T > 1 ? o->sequence_parallel : 0);
   const int sp_hi = vary ? (T > 1) : sp_lo;
   const int rc_lo = vary ? 0 : (int)o->recompute, rc_hi = vary ? MEM_RECOMPUTE_COUNT - 1 : rc_lo;
@@ -230,14 +244,15 @@ static void suggest_try(const layout_t *lay, const layout_t *cand, const mem_opt
   }
 }
 
-int memory_suggest_opt(const layout_t *lay, const mem_options_t *o, const mem_search_t *search,
-                       double capacity_bytes, mem_suggestion_t *out) {
-  const int N = lay->world, max_tp = search ? search->max_tp : 0;
-  suggest_state_t st = {0};
+/* Every layout of the job's N ranks and global batch with T in [tp_lo, tp_hi] (dividing N and
+ * the heads) through suggest_try. -1 when out of memory. */
+static int suggest_scan(const layout_t *lay, const mem_options_t *o, int tp_lo, int tp_hi, int vary,
+                        double capacity_bytes, suggest_state_t *st) {
+  const int N = lay->world;
   layout_t *cand = malloc(sizeof *cand);
   if (!cand) return -1;
-  for (int T = 1; T <= N && T <= lay->model.heads; T++) {
-    if (N % T || lay->model.heads % T || (max_tp > 0 && T > max_tp)) continue;
+  for (int T = tp_lo; T <= tp_hi && T <= N && T <= lay->model.heads; T++) {
+    if (N % T || lay->model.heads % T) continue;
     int NP = N / T;
     for (int P = 1; P <= NP && P <= lay->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
       if (NP % P) continue;
@@ -248,11 +263,28 @@ int memory_suggest_opt(const layout_t *lay, const mem_options_t *o, const mem_se
         if (per_replica % M) continue;
         char err[256];
         if (layout_init(cand, &lay->model, N, T, P, D, M, lay->batch, NULL, err, sizeof err)) continue;
-        suggest_try(lay, cand, o, search, capacity_bytes, &st);
+        suggest_try(lay, cand, o, vary, capacity_bytes, st);
       }
     }
   }
   free(cand);
+  return 0;
+}
+
+int memory_suggest_opt(const layout_t *lay, const mem_options_t *o, const mem_search_t *search,
+                       double capacity_bytes, mem_suggestion_t *out) {
+  const int N = lay->world, max_tp = search && search->max_tp > 0 ? search->max_tp : N;
+  const int vary = search && search->vary_sp_recompute;
+  /* the least disruptive first: the job's own T with its sequence parallelism and
+   * recomputation; then (vary) other SP / recomputation; then every T up to an instance; then
+   * any T (tensor-parallel groups across instances) */
+  const int tier[4][3] = {{lay->tp, lay->tp, 0}, {lay->tp, lay->tp, vary}, {1, max_tp, vary}, {1, N, vary}};
+  suggest_state_t st = {0};
+  for (int i = 0; i < 4 && !st.found; i++) {
+    if (i == 1 && !vary) continue;
+    if (i == 3 && max_tp >= N) break;
+    if (suggest_scan(lay, o, tier[i][0], tier[i][1], tier[i][2], capacity_bytes, &st)) return -1;
+  }
   if (st.found) *out = st.best;
   return st.found ? 0 : -1;
 }
@@ -294,20 +326,21 @@ int memory_fit_check_opt(const layout_t *lay, const mem_options_t *o, const mem_
     if (sg.tp > 1 || lay->tp > 1) snprintf(tp, sizeof tp, " --tp %d", sg.tp);
     if (sg.recompute != MEM_RECOMPUTE_NONE || o->recompute != MEM_RECOMPUTE_NONE)
       snprintf(rc, sizeof rc, " --recompute %s", memory_recompute_name(sg.recompute));
+    char span[96] = "";
+    if (search && search->max_tp > 0 && sg.tp > search->max_tp)
+      snprintf(span, sizeof span, "; its tensor-parallel groups span instances (the slower network)");
     snprintf(msg + n, msglen - (size_t)n,
              "A layout that fits on %d nodes: --pp %d --dp %d --microbatches %d --schedule %s "
-             "--zero %d%s%s%s (peak %s per device).",
+             "--zero %d%s%s%s (peak %s per device%s).",
              lay->world, sg.pp, sg.dp, sg.micro, schedule_kind_name(sg.kind), sg.zero, tp,
              sg.sequence_parallel ? " --sequence-parallel" : "", rc,
-             memory_format_bytes(sg.peak_bytes, pk, sizeof pk));
+             memory_format_bytes(sg.peak_bytes, pk, sizeof pk), span);
   } else {
-    char lim[48] = "";
-    if (search && search->max_tp > 0) snprintf(lim, sizeof lim, ", at most %d per instance", search->max_tp);
     snprintf(msg + n, msglen - (size_t)n,
              "No layout of %d nodes with global batch %d fits (tried every T x P x D with T "
-             "dividing the %d heads%s, micro-batch count, GPipe/1F1B and ZeRO 0/1%s): use more "
+             "dividing the %d heads, micro-batch count, GPipe/1F1B and ZeRO 0/1%s): use more "
              "nodes, a smaller batch or a smaller model.",
-             lay->world, lay->batch, lay->model.heads, lim,
+             lay->world, lay->batch, lay->model.heads,
              vary ? ", sequence parallelism and recomputation" : "");
   }
   return -1;

@@ -2,10 +2,10 @@
  * replicas), and the fit check that stops a job before training when a stage would not fit in
  * the device's HBM (suggesting a layout that would).
  *
- * Two accountings, chosen by the storage dtype (mem_options_t.dtype):
+ * Two accountings (mem_options_t.accounting):
  *
- * fp32 -- what Strata itself allocates (gpt2.c stores everything in fp32; `strata train`, and
- * `strata simulate --dtype fp32`). Per rank of stage s (micro-batches of b sequences of T
+ * MEM_ACCOUNT_STRATA (the default) -- what Strata itself allocates: gpt2.c stores everything in
+ * fp32, whatever the compute dtype (`strata train`; `strata simulate`, `--memory strata`). Per rank of stage s (micro-batches of b sequences of T
  * tokens, t = tensor-parallel ranks, r = t with sequence parallelism else 1):
  *   parameters   4 * params(s)      params(s) = layout_rank_params: 1/t of the split matrices
  *   gradients    4 * params(s)
@@ -37,8 +37,8 @@
  *              losses (b,T)
  * (gpt2.c rounds each buffer up for alignment; those few bytes are not counted.)
  *
- * bf16 / fp8 -- Megatron-LM-style mixed precision (what a production run on the simulated
- * devices keeps): parameters 2 (bf16) + gradients 2 + optimizer 12 (fp32 master copy 4, Adam
+ * MEM_ACCOUNT_MIXED (`strata simulate --memory mixed`) -- Megatron-LM-style mixed precision in
+ * the compute dtype (what a production run on the simulated devices keeps): parameters 2 (bf16) + gradients 2 + optimizer 12 (fp32 master copy 4, Adam
  * moments 8; ZeRO-1: 12 ceil(params / D)) bytes per parameter (the ZeRO paper's 16); activations
  * per layer from Korthikanti et al. 2022, Table 2 (bytes for 2-byte activations, scaled by
  * sizeof(dtype) / 2), s = T, h = C, a = H:
@@ -50,6 +50,17 @@
  * workspace: the backward scratch above in the dtype, + one layer's scores (selective) or one
  * layer's activations (full); comm: pipeline buffers 2 sbh/r in the dtype, the tied wte
  * exchange 2 Vp C / t, the DP bucket without ZeRO (ZeRO-1 reduce-scatters in place).
+ *
+ * How the two relate, per layer at t = 1: Korthikanti et al. count sbh (34 + 5as/h) bytes of
+ * 16-bit activations (11 sbh for attention without the scores, 19 sbh for the MLP, 4 sbh for
+ * the LayerNorms; 1-byte dropout masks, the scores 2as^2b and their softmax and dropout
+ * 3as^2b). Strata's gpt2.c keeps 16 bTC + 4 bT + bHT^2 fp32 elements = 64 sbh + 16 sb + 4 as^2b
+ * bytes: no dropout (no masks), only the post-softmax scores (not preatt), no copies of the
+ * projections' outputs, but every element 4 bytes -- about 1.9x the linear term and 0.8x the
+ * scores term. Under tensor parallelism both split the same tensors (the qkv, attention, fc
+ * and GELU outputs 1/t; the LayerNorm and residual region replicated, 1/t with sequence
+ * parallelism): Strata's fp32 linear term (4/r + 12/t) bTC against Korthikanti's (10 + 24/t)
+ * sbh / 2 or 34/t sbh / 2 in elements.
  */
 #ifndef STRATA_MEMORY_MODEL_H
 #define STRATA_MEMORY_MODEL_H
@@ -70,6 +81,11 @@ typedef enum { MEM_RECOMPUTE_NONE = 0, MEM_RECOMPUTE_SELECTIVE = 1, MEM_RECOMPUT
 const char *memory_recompute_name(mem_recompute_t r); /* "none", "selective", "full" */
 int memory_parse_recompute(const char *s, mem_recompute_t *out); /* 0, or -1 if unknown */
 
+/* Which bytes are counted (the header above). */
+typedef enum { MEM_ACCOUNT_STRATA = 0, MEM_ACCOUNT_MIXED = 1 } mem_accounting_t;
+const char *memory_accounting_name(mem_accounting_t a); /* "strata", "mixed" */
+int memory_parse_accounting(const char *s, mem_accounting_t *out); /* 0, or -1 if unknown */
+
 /* What the memory of a layout depends on besides the layout itself. */
 typedef struct {
   sched_kind_t kind;         /* GPipe or 1F1B (micro-batches in flight) */
@@ -77,9 +93,10 @@ typedef struct {
   double bucket_bytes;       /* the DP all-reduce bucket size */
   int sequence_parallel;     /* 1: LayerNorm / residual regions split over the t ranks (t > 1) */
   mem_recompute_t recompute;
-  device_dtype_t dtype;      /* DEV_FP32: Strata's fp32 storage; bf16/fp8: mixed precision */
+  mem_accounting_t accounting; /* Strata's fp32 buffers (default) or mixed precision */
+  device_dtype_t dtype;      /* mixed precision: the activations' element type */
 } mem_options_t;
-/* Strata's run: fp32 storage, no sequence parallelism, no recomputation. */
+/* Strata's run: Strata's fp32 accounting, no sequence parallelism, no recomputation. */
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes);
 
 typedef struct {
@@ -132,18 +149,22 @@ typedef struct {
 
 /* Where memory_suggest looks. */
 typedef struct {
-  int max_tp;              /* largest T tried (a device instance's chips); 0: any */
+  int max_tp;              /* largest T preferred (a device instance's chips); 0: any */
   int vary_sp_recompute;   /* 1: also try sequence parallelism on/off and every recomputation;
-                              0: keep the requested ones (strata train has neither) */
+                              0: keep the requested ones */
 } mem_search_t;
 
-/* Searches layouts with the same world size and global batch (T dividing the heads and N,
- * T <= max_tp; P dividing N / T and <= L; every M dividing batch / D; GPipe and 1F1B; ZeRO 0
- * and 1; with vary_sp_recompute sequence parallelism and recomputation; balanced stages) for
- * the one that fits in capacity_bytes with the fewest changes from the given layout (then the
- * closest T, P and M and the least recomputation, then the smallest peak). Returns 0 and fills
- * *out, or -1 if nothing fits. memory_suggest: Strata's fp32 run, any T, nothing varied but
- * the layout, schedule and ZeRO. */
+/* Searches layouts with the same world size and global batch (T dividing the heads and N;
+ * P dividing N / T and <= L; every M dividing batch / D; GPipe and 1F1B; ZeRO 0 and 1;
+ * balanced stages) in tiers, the least disruptive first, and returns the first tier's best:
+ *   1. the job's own T, its sequence parallelism and recomputation;
+ *   2. (vary_sp_recompute) the job's own T, sequence parallelism on/off, every recomputation;
+ *   3. every T <= max_tp (the same variations) -- so a T = 1 job gets a TP-free layout when
+ *      one fits and a tensor-parallel one only when none does;
+ *   4. (max_tp > 0) any T, tensor-parallel groups spanning instances.
+ * Within a tier: the fewest changes from the given layout, then the closest T, P and M and
+ * the least recomputation, then the smallest peak. Returns 0 and fills *out, or -1 if nothing
+ * fits. memory_suggest: Strata's fp32 run, search NULL (any T, no SP / recomputation). */
 int memory_suggest_opt(const layout_t *lay, const mem_options_t *o, const mem_search_t *search,
                        double capacity_bytes, mem_suggestion_t *out);
 int memory_suggest(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,

@@ -188,16 +188,24 @@ static void reset_step(sim_clock_t *sc) {
   sc->in_last_bwd = sc->cb = sc->nb = 0;
 }
 
-int sim_clock_attach_mp(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
-                        coll_comm_t *tied, coll_comm_t *mp, char *err, size_t errlen) {
+/* The clock's gradient-norm communicator (collective over world): ZeRO-1 the world; else the
+ * replica's T x P model-parallel ranks -- its pipeline when T = 1, else split from the world
+ * by replica (consecutive ranks, ordered by rank). */
+static int norm_comm(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe) {
+  if (sc->zero) return dup_comm(world, &sc->norm);
+  if (sc->lay.tp == 1) return dup_comm(pipe, &sc->norm);
+  coll_comm_t *w = NULL;
+  if (dup_comm(world, &w)) return -1;
+  int rc = coll_comm_split(w, sc->replica, sc->rank, &sc->norm) != COLL_OK ? -1 : 0;
+  coll_comm_destroy(w);
+  return rc;
+}
+
+int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
+                     coll_comm_t *tied, char *err, size_t errlen) {
   const layout_t *lay = &sc->lay;
   const int T = lay->tp, P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
   if (!env_switch("STRATA_SIM_CARRY", 1)) return 0; /* 0: replay only (to measure the overhead) */
-  if (T > 1 && !sc->zero && !mp) {
-    snprintf(err, errlen, "simulated clock: with --tp %d the gradient-norm group is the replica's "
-             "%d x %d model-parallel ranks; pass its communicator (sim_clock_attach_mp)", T, T, P);
-    return -1;
-  }
   sc->stage = layout_stage_of(lay, sc->rank);
   sc->replica = layout_replica_of(lay, sc->rank);
   sc->tp_rank = layout_tp_of(lay, sc->rank);
@@ -221,7 +229,7 @@ int sim_clock_attach_mp(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, 
   for (int i = 0; i < sc->nnorm; i++) sc->norm_ranks[i] = sc->zero ? i : sc->replica * T * P + i;
   /* the same order on every rank: world-wide collective calls cannot cross */
   if (dup_comm(pipe, &sc->pipe) || dup_comm(dp, &sc->dp) || dup_comm(tied, &sc->tied) ||
-      dup_comm(sc->zero ? world : mp ? mp : pipe, &sc->norm)) {
+      norm_comm(sc, world, pipe)) {
     snprintf(err, errlen, "simulated clock: cannot duplicate the communicators");
     return -1;
   }
@@ -233,11 +241,6 @@ int sim_clock_attach_mp(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, 
 oom:
   snprintf(err, errlen, "simulated clock: out of memory");
   return -1;
-}
-
-int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
-                     coll_comm_t *tied, char *err, size_t errlen) {
-  return sim_clock_attach_mp(sc, world, pipe, dp, tied, NULL, err, errlen);
 }
 
 static int on(const sim_clock_t *sc) { return sc && sc->carry; }

@@ -5,7 +5,8 @@
  *
  * The clock is carried on the real execution. Every rank advances its own clock by the device
  * model's roofline time of each forward / backward it really runs (the per-micro-batch stage
- * costs of simulate.c, sim_build_costs); every pipeline send carries the sender's clock: the
+ * costs of simulate.c, sim_build_costs: with T > 1 one tensor-parallel rank's share of the math
+ * plus the layers' tensor-parallel collectives and any recomputation); every pipeline send carries the sender's clock: the
  * message's simulated arrival (sender's link free time + alpha-beta on the link between the
  * two chips) travels in an 8-byte message sent just before the activation (the collectives
  * library, on a communicator of its own), and the receiver sets clock = max(own, arrival). Each gradient bucket that
@@ -91,12 +92,9 @@ int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sc
 /* Carries the clock on the run (collective over world: copies the communicators). pipe: the
  * P ranks of this rank's pipeline (same replica and tensor-parallel rank t), ranked by stage;
  * dp: the D ranks of its DP group (same stage and t); tied: {stage 0, stage P-1} of the same t
- * and replica, or NULL; mp: the replica's T x P model-parallel ranks, over which the gradient
- * norm is reduced (NULL: the pipeline, which it is when T = 1; ignored with ZeRO-1, whose norm
- * group is the world). Without it the clock advances by the replayed simulation (res.step_s).
- * 0 or -1. sim_clock_attach: mp = NULL. */
-int sim_clock_attach_mp(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
-                        coll_comm_t *tied, coll_comm_t *mp, char *err, size_t errlen);
+ * and replica, or NULL. The gradient norm's group (the replica's T x P model-parallel ranks,
+ * ZeRO-1: the world) is derived from world and the layout. Without it the clock advances by
+ * the replayed simulation (res.step_s). 0 or -1. */
 int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
                      coll_comm_t *tied, char *err, size_t errlen);
 /* Ends the step: returns this rank's simulated step seconds (carried clock, else the replay)

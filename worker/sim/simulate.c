@@ -25,6 +25,7 @@ sim_options_t sim_options_default(void) {
   o.record_events = 0;
   o.sequence_parallel = 0;
   o.recompute = MEM_RECOMPUTE_NONE;
+  o.memory = MEM_ACCOUNT_STRATA;
   return o;
 }
 
@@ -32,23 +33,34 @@ mem_options_t sim_mem_options(const sim_options_t *opt) {
   mem_options_t m = memory_options(opt->kind, opt->zero, opt->bucket_bytes);
   m.sequence_parallel = opt->sequence_parallel;
   m.recompute = opt->recompute;
+  m.accounting = opt->memory;
   m.dtype = opt->dtype;
   return m;
 }
 
-int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
-  if (opt->sequence_parallel && lay->tp < 2)
+int sim_check_tp(const layout_model_t *m, int tp, int sequence_parallel, char *err, size_t errlen) {
+  if (tp < 1 || m->heads % tp)
+    return strata_fail(err, errlen,
+                       "--tp %d does not divide the model's %d attention heads (each "
+                       "tensor-parallel rank holds whole heads); use a --tp that divides %d",
+                       tp, m->heads, m->heads);
+  if (sequence_parallel && tp < 2)
     return strata_fail(err, errlen,
                        "--sequence-parallel needs --tp 2 or more (it splits the LayerNorm and "
                        "residual regions over the tensor-parallel ranks; with --tp %d there is "
                        "nothing to split); drop it or give --tp",
-                       lay->tp);
-  if (opt->sequence_parallel && lay->model.ctx % lay->tp)
+                       tp);
+  if (sequence_parallel && m->ctx % tp)
     return strata_fail(err, errlen,
                        "--sequence-parallel splits each sequence of %d tokens over --tp %d ranks, "
                        "which does not divide it; use a --tp that divides %d or a --ctx that is a "
                        "multiple of %d",
-                       lay->model.ctx, lay->tp, lay->model.ctx, lay->tp);
+                       m->ctx, tp, m->ctx, tp);
+  return 0;
+}
+
+int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
+  if (sim_check_tp(&lay->model, lay->tp, opt->sequence_parallel, err, errlen)) return -1;
   if ((unsigned)opt->recompute >= MEM_RECOMPUTE_COUNT)
     return strata_fail(err, errlen, "recompute must be none, selective or full");
   return 0;
@@ -102,6 +114,20 @@ double sim_narayanan_flops(const layout_t *lay, mem_recompute_t rc) {
   if (rc == MEM_RECOMPUTE_SELECTIVE) /* one more forward of the attention matmuls: 4 B s^2 h per layer */
     return model + 4 * B * s * s * l * h;
   return model;
+}
+
+double sim_step_flops(const layout_t *lay, mem_recompute_t rc) {
+  const layout_model_t *m = &lay->model;
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_layer_ops(m, lay->micro_batch, m->ctx, ops);
+  double extra = 0; /* per layer and micro-batch */
+  for (int i = 0; i < n; i++)
+    if (rc == MEM_RECOMPUTE_FULL || (rc == MEM_RECOMPUTE_SELECTIVE && !strcmp(ops[i].name, "attention")))
+      extra += ops[i].flops;
+  double f = 0;
+  for (int s = 0; s < lay->pp; s++)
+    f += layout_stage_train_flops(lay, s, lay->micro_batch) + layout_stage_layers(lay, s) * extra;
+  return f * lay->micro * lay->dp;
 }
 
 /* Roofline time of an op list; backward = 2x forward flops and bytes. */
@@ -653,8 +679,9 @@ static void sim_results(sim_t *s) {
   for (int st = 0; st < P; st++)
     flops += (double)s->M * (s->costs[st].fwd_flops + s->costs[st].bwd_flops);
   res->op_flops = flops * D * T;
-  res->model_flops = sim_narayanan_flops(s->lay, MEM_RECOMPUTE_NONE);
-  res->hw_flops = sim_narayanan_flops(s->lay, s->opt->recompute);
+  res->model_flops = sim_step_flops(s->lay, MEM_RECOMPUTE_NONE);
+  res->hw_flops = sim_step_flops(s->lay, s->opt->recompute);
+  res->narayanan_flops = sim_narayanan_flops(s->lay, MEM_RECOMPUTE_NONE);
   res->tokens_per_s = step > 0 ? (double)s->lay->batch * s->lay->model.ctx / step : 0;
   double peak = step * N * s->dev->peak_flops[s->opt->dtype];
   res->mfu = step > 0 ? res->model_flops / peak : 0;

@@ -53,20 +53,24 @@ typedef struct {
   int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather */
   int overlap;          /* 1: bucket reduction overlaps the remaining backward */
   double bucket_bytes;  /* gradient bucket size, bytes */
-  device_dtype_t dtype; /* compute dtype: peak FLOP/s and op / activation element size; the
-                           memory accounting (memory_model.h: fp32 Strata, else mixed) */
+  device_dtype_t dtype; /* compute dtype: peak FLOP/s and op / activation element size */
+  mem_accounting_t memory; /* memory_model.h: Strata's fp32 buffers (default) or mixed precision
+                              in dtype */
   int record_events;    /* 1: fill sim_result_t.events (the simulated timeline) */
   int sequence_parallel; /* 1: Megatron's sequence parallelism (needs T > 1, ctx % T == 0) */
   mem_recompute_t recompute; /* activation recomputation: none, selective, full */
 } sim_options_t;
 
 /* Defaults: 1F1B, ZeRO 0, overlap on, 25 MiB buckets (env STRATA_BUCKET_MB overrides, in MiB),
- * bf16 compute, no sequence parallelism, no recomputation. */
+ * bf16 compute, Strata's memory accounting, no sequence parallelism, no recomputation. */
 sim_options_t sim_options_default(void);
 /* The memory model's options for a simulation's (schedule, ZeRO, bucket, SP, recompute, dtype). */
 mem_options_t sim_mem_options(const sim_options_t *opt);
-/* Checks the options against the layout: sequence parallelism needs T > 1 and a sequence
- * length divisible by T. 0, or -1 with one sentence naming the numbers and the fix. */
+/* Checks tensor parallelism against the model: T divides the heads; sequence parallelism
+ * needs T > 1 and a sequence length divisible by T. 0, or -1 with one sentence naming the
+ * numbers and the fix. */
+int sim_check_tp(const layout_model_t *m, int tp, int sequence_parallel, char *err, size_t errlen);
+/* sim_check_tp on the layout's T and a valid recomputation. 0, or -1 with one sentence. */
 int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen);
 /* The link a pipeline message from `rank` to `peer` (the same TP rank of a neighbouring stage)
  * is charged: the slowest (highest latency, lowest bandwidth) of the T pairs of the two
@@ -78,10 +82,16 @@ void sim_pipe_link(const layout_t *lay, const device_t *dev, int rank, int peer,
  * the slower link and its figures; 0 otherwise. A warning, not an error. */
 int sim_tp_link_note(const layout_t *lay, const device_t *dev, char *msg, size_t len);
 /* Megatron's FLOPs of one step (Narayanan et al. SC21) for the global batch B, s = ctx,
- * l = layers, h = dim, V = vocab: 72 B s l h^2 (1 + s/(6h) + V/(12 l h)) (model FLOPs, what MFU
- * counts); with full recomputation 96 B s l h^2 (1 + s/(6h) + V/(16 l h)); selective adds one
- * forward of the attention matmuls, 4 B s^2 l h (what HFU counts). */
+ * l = layers, h = dim, V = vocab: 72 B s l h^2 (1 + s/(6h) + V/(12 l h)); with full
+ * recomputation 96 B s l h^2 (1 + s/(6h) + V/(16 l h)); selective adds one forward of the
+ * attention matmuls, 4 B s^2 l h. Reported beside the simulator's own counts for comparison
+ * (the dense formula counts the full, not the causal, attention and no elementwise ops). */
 double sim_narayanan_flops(const layout_t *lay, mem_recompute_t rc);
+/* The simulator's FLOPs of one step at T = 1 (the model's work, whatever the layout):
+ * sum over stages of layout_stage_train_flops x M x D, plus with recomputation, per layer
+ * and micro-batch, the attention op's forward (selective) or the whole layer forward (full).
+ * rc = NONE: the model FLOPs MFU counts; else the hardware FLOPs HFU counts. */
+double sim_step_flops(const layout_t *lay, mem_recompute_t rc);
 
 /* A gradient region: `bytes` of gradients final `ready_s` after the stage's last backward
  * starts. Regions are listed in the order gpt2.c reports them (its grad_ready callback: ln_f,
@@ -153,8 +163,9 @@ const char *sim_event_name(sim_event_kind_t k); /* "fwd", "bwd", "send_act", ...
 typedef struct {
   double step_s;
   double tokens_per_s;
-  double model_flops; /* Megatron's model FLOPs of one step (sim_narayanan_flops, no recompute) */
-  double hw_flops;    /* the same counting recomputation (what the hardware executes) */
+  double model_flops; /* the model's FLOPs of one step (sim_step_flops, no recomputation) */
+  double hw_flops;    /* the same counting recomputation (sim_step_flops with opt.recompute) */
+  double narayanan_flops; /* Megatron's formula for comparison (sim_narayanan_flops, none) */
   double op_flops;    /* the simulator's op counts summed over all ranks (causal attention,
                          elementwise ops, TP-replicated work, recomputation) */
   double mfu;         /* model_flops / (step_s * N * peak[dtype]) */
