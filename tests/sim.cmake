@@ -31,6 +31,11 @@ set_tests_properties(sim_cli_bad_layout PROPERTIES
 strata_test_exe(test_sim_calibrate_mpi ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_calibrate_mpi.c)
 strata_add_mpi_test(sim_calibrate_link_mpi 2 ${CMAKE_BINARY_DIR}/tests/test_sim_calibrate_mpi)
 
+# The clock carried on a tensor-parallel run equals the event simulation (T = 2 and 3, P = 2).
+strata_test_exe(test_sim_clock_tp_mpi ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_clock_tp_mpi.c)
+strata_add_mpi_test(sim_clock_tp_mpi_4 4 ${CMAKE_BINARY_DIR}/tests/test_sim_clock_tp_mpi)
+strata_add_mpi_test(sim_clock_tp_mpi_6 6 ${CMAKE_BINARY_DIR}/tests/test_sim_clock_tp_mpi)
+
 # The memory model against the bytes gpt2.c really allocates (parameters and activations).
 strata_test_exe(test_sim_vs_gpt2 ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_vs_gpt2.c)
 strata_add_test(sim_memory_vs_gpt2 ${CMAKE_BINARY_DIR}/tests/test_sim_vs_gpt2)

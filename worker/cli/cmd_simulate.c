@@ -344,48 +344,48 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
   return 0;
 }
 
-/* Simulates every T x P x D = nodes with T in [tp_lo, tp_hi] (dividing the heads; P <=
- * layers), every M dividing the replica's batch, with D > 1 ZeRO 0 and 1, with T > 1 sequence
- * parallelism off and on, and recomputation none, then selective, then full until one fits
- * (more recomputation is only slower), into rows; a given --sequence-parallel / --recompute is
- * held fixed. *any_fits: whether some row fits. 0, or 1 after saying why. */
-static int sweep_collect(const sim_job_t *j, layout_t *lay, int tp_lo, int tp_hi,
-                         sweep_rows_t *rows, int *any_fits) {
-  char err[1024];
-  const int H = j->model.heads;
-  for (int T = tp_lo; T <= tp_hi && T <= j->nodes && T <= H; T++) {
-    if (j->nodes % T || H % T) continue;
-    const int NP = j->nodes / T;
-    for (int P = 1; P <= NP && P <= j->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
-      if (NP % P) continue;
-      int D = NP / P;
-      if (j->batch % D) continue;
-      int per = j->batch / D;
-      for (int M = 1; M <= per; M++) {
-        if (per % M) continue;
-        if (layout_init(lay, &j->model, j->nodes, T, P, D, M, j->batch, NULL, err, sizeof err))
-          continue;
-        for (int sp = j->sweep_sp ? 1 : 0; sp <= (T > 1); sp++) {
-          if (sp && j->model.ctx % T) continue;
-          for (int z = 0; z <= (D > 1); z++) {
-            int rc_lo = j->sweep_rc ? (int)j->opt.recompute : 0;
-            int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
-            for (int rc = rc_lo; rc <= rc_hi; rc++) {
-              sim_options_t o = j->opt;
-              o.zero = z;
-              o.sequence_parallel = sp;
-              o.recompute = (mem_recompute_t)rc;
-              int fits = 0;
-              if (sweep_add(j, lay, &o, rows, &fits)) return 1;
-              *any_fits |= fits;
-              if (fits) break;
-            }
-          }
-        }
+/* sweep_collect's context. */
+typedef struct {
+  const sim_job_t *j;
+  sweep_rows_t *rows;
+  int any_fits;
+} sweep_ctx_t;
+
+/* One sweep layout: with D > 1 ZeRO 0 and 1, with T > 1 sequence parallelism off and on, and
+ * recomputation none, then selective, then full until one fits (more recomputation is only
+ * slower); a given --sequence-parallel / --recompute is held fixed. 0, or 1 after saying why. */
+static int sweep_layout(const layout_t *lay, void *ctx) {
+  sweep_ctx_t *c = ctx;
+  const sim_job_t *j = c->j;
+  const int T = lay->tp;
+  for (int sp = j->sweep_sp ? 1 : 0; sp <= (T > 1); sp++) {
+    if (sp && j->model.ctx % T) continue;
+    for (int z = 0; z <= (lay->dp > 1); z++) {
+      int rc_lo = j->sweep_rc ? (int)j->opt.recompute : 0;
+      int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
+      for (int rc = rc_lo; rc <= rc_hi; rc++) {
+        sim_options_t o = j->opt;
+        o.zero = z;
+        o.sequence_parallel = sp;
+        o.recompute = (mem_recompute_t)rc;
+        int fits = 0;
+        if (sweep_add(j, lay, &o, c->rows, &fits)) return 1;
+        c->any_fits |= fits;
+        if (fits) break;
       }
     }
   }
   return 0;
+}
+
+/* Simulates every T x P x D = nodes with T in [tp_lo, tp_hi] (layout_for_each) through
+ * sweep_layout into rows. *any_fits: whether some row fits. 0, or 1 after saying why. */
+static int sweep_collect(const sim_job_t *j, layout_t *lay, int tp_lo, int tp_hi,
+                         sweep_rows_t *rows, int *any_fits) {
+  sweep_ctx_t c = {j, rows, *any_fits};
+  int rc = layout_for_each(&j->model, j->nodes, j->batch, tp_lo, tp_hi, lay, sweep_layout, &c);
+  *any_fits = c.any_fits;
+  return rc;
 }
 
 static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nrows, int best) {
@@ -643,7 +643,7 @@ int cmd_simulate(int argc, char **argv) {
        "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
       {"--dtype", NULL, ARG_STRING, &f.dtype, "T",
        "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
-      {"--memory", NULL, ARG_STRING, &f.memory, "M",
+      {"--memory", NULL, ARG_STRING, &f.memory, "ACCT",
        "memory accounting strata (Strata's fp32 buffers, default) | mixed (Megatron-style "
        "mixed precision, Korthikanti et al.'s activations)"},
       {"--nodes", NULL, ARG_INT, &f.nodes, "N", "simulated devices (= tp x pp x dp)", .min = 1, .max = SIM_MAX_NODES},

@@ -156,6 +156,26 @@ static double head_flops(const layout_model_t *m, int B) {
   return layout_ops_flops(ops, n);
 }
 
+int layout_for_each(const layout_model_t *m, int world, int batch, int tp_lo, int tp_hi, layout_t *lay,
+                    int (*fn)(const layout_t *lay, void *ctx), void *ctx) {
+  for (int T = tp_lo < 1 ? 1 : tp_lo; T <= tp_hi && T <= world && T <= m->heads; T++) {
+    if (world % T || m->heads % T) continue;
+    const int NP = world / T;
+    for (int P = 1; P <= NP && P <= m->layers && P <= LAYOUT_MAX_STAGES; P++) {
+      if (NP % P || batch % (NP / P)) continue;
+      const int D = NP / P, per_replica = batch / D;
+      for (int M = 1; M <= per_replica; M++) {
+        char err[256];
+        if (per_replica % M || layout_init(lay, m, world, T, P, D, M, batch, NULL, err, sizeof err))
+          continue;
+        int rc = fn(lay, ctx);
+        if (rc) return rc;
+      }
+    }
+  }
+  return 0;
+}
+
 /* ---- stage assignment ---- */
 
 int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, char *err,

@@ -119,6 +119,13 @@ typedef struct {
 int layout_init(layout_t *lay, const layout_model_t *m, int world, int tp, int pp, int dp, int micro,
                 int batch, const char *stage_layers, char *err, size_t errlen);
 
+/* Calls fn(lay, ctx) for every balanced layout of `world` ranks and global batch `batch`:
+ * T in [tp_lo, tp_hi] dividing world and the heads, P dividing world / T (P <= L), D = world /
+ * (T P) dividing batch, every M dividing batch / D (lay is the caller's scratch, rebuilt for
+ * each). Stops at fn's first non-zero return and returns it; else 0. */
+int layout_for_each(const layout_model_t *m, int world, int batch, int tp_lo, int tp_hi, layout_t *lay,
+                    int (*fn)(const layout_t *lay, void *ctx), void *ctx);
+
 /* Parses "3,3,2" into counts[0..pp) and validates against L and pp. 0 ok, -1 error (err). */
 int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, char *err,
                               size_t errlen);

@@ -244,29 +244,29 @@ static void suggest_try(const layout_t *lay, const layout_t *cand, const mem_opt
   }
 }
 
-/* Every layout of the job's N ranks and global batch with T in [tp_lo, tp_hi] (dividing N and
- * the heads) through suggest_try. -1 when out of memory. */
+/* suggest_scan's context: the job, its options and the search state. */
+typedef struct {
+  const layout_t *lay;
+  const mem_options_t *o;
+  int vary;
+  double capacity_bytes;
+  suggest_state_t *st;
+} suggest_ctx_t;
+
+static int suggest_each(const layout_t *cand, void *ctx) {
+  suggest_ctx_t *c = ctx;
+  suggest_try(c->lay, cand, c->o, c->vary, c->capacity_bytes, c->st);
+  return 0;
+}
+
+/* Every layout of the job's N ranks and global batch with T in [tp_lo, tp_hi] through
+ * suggest_try. -1 when out of memory. */
 static int suggest_scan(const layout_t *lay, const mem_options_t *o, int tp_lo, int tp_hi, int vary,
                         double capacity_bytes, suggest_state_t *st) {
-  const int N = lay->world;
   layout_t *cand = malloc(sizeof *cand);
   if (!cand) return -1;
-  for (int T = tp_lo; T <= tp_hi && T <= N && T <= lay->model.heads; T++) {
-    if (N % T || lay->model.heads % T) continue;
-    int NP = N / T;
-    for (int P = 1; P <= NP && P <= lay->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
-      if (NP % P) continue;
-      int D = NP / P;
-      if (lay->batch % D) continue;
-      int per_replica = lay->batch / D;
-      for (int M = 1; M <= per_replica; M++) {
-        if (per_replica % M) continue;
-        char err[256];
-        if (layout_init(cand, &lay->model, N, T, P, D, M, lay->batch, NULL, err, sizeof err)) continue;
-        suggest_try(lay, cand, o, vary, capacity_bytes, st);
-      }
-    }
-  }
+  suggest_ctx_t c = {lay, o, vary, capacity_bytes, st};
+  layout_for_each(&lay->model, lay->world, lay->batch, tp_lo, tp_hi, cand, suggest_each, &c);
   free(cand);
   return 0;
 }
