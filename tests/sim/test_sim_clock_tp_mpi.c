@@ -19,8 +19,9 @@ int main(int argc, char **argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_n);
   test_set_rank(rank);
-  const int P = 2, T = world_n / P, M = 4;
-  layout_model_t m = {512, 32, 4, 6, 48}; /* V, ctx, L, H (divisible by 2 and 3), C */
+  enum { M = 4 };
+  const int P = 2, T = world_n / P;
+  layout_model_t m = {512, 48, 4, 6, 48}; /* V, ctx, L, H, C: ctx and H divisible by 2 and 3 */
   layout_t lay;
   char err[512];
   CHECK_EQ_INT(world_n % P, 0);
