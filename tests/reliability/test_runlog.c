@@ -358,7 +358,7 @@ static int coord_env(coord_env_t *e, const char *out_dir, const char *data, cons
   coll_config_t cc = coll_config_default();
   if (coll_comm_create(MPI_COMM_WORLD, &cc, &e->world) != COLL_OK) return -1;
   layout_model_t lm = {256, 16, 1, 2, 16};
-  if (layout_init(&e->lay, &lm, 1, 1, 1, 1, 4, NULL, err, sizeof err)) {
+  if (layout_init(&e->lay, &lm, 1, 1, 1, 1, 1, 4, NULL, err, sizeof err)) {
     fprintf(stderr, "layout: %s\n", err);
     return -1;
   }

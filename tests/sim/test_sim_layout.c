@@ -16,13 +16,13 @@ static void test_mapping_is_stage_fastest(void) {
   layout_model_t m = small_model();
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 6, 3, 2, 2, 8, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 6, 1, 3, 2, 2, 8, NULL, err, sizeof err), 0);
   /* rank = replica * P + stage */
   int expect_stage[6] = {0, 1, 2, 0, 1, 2}, expect_rep[6] = {0, 0, 0, 1, 1, 1};
   for (int r = 0; r < 6; r++) {
     CHECK_EQ_INT(layout_stage_of(&lay, r), expect_stage[r]);
     CHECK_EQ_INT(layout_replica_of(&lay, r), expect_rep[r]);
-    CHECK_EQ_INT(layout_rank_of(&lay, expect_stage[r], expect_rep[r]), r);
+    CHECK_EQ_INT(layout_rank(&lay, 0, expect_stage[r], expect_rep[r]), r);
   }
   CHECK_EQ_INT(lay.micro_batch, 2); /* 8 / (2 x 2) */
 }
@@ -31,7 +31,7 @@ static void test_world_mismatch_names_numbers(void) {
   layout_model_t m = small_model();
   layout_t lay;
   char err[256] = "";
-  CHECK_EQ_INT(layout_init(&lay, &m, 5, 2, 2, 1, 8, NULL, err, sizeof err), -1);
+  CHECK_EQ_INT(layout_init(&lay, &m, 5, 1, 2, 2, 1, 8, NULL, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "5 ranks") && strstr(err, "--pp 2 x --dp 2 = 4"));
 }
 
@@ -39,7 +39,7 @@ static void test_more_stages_than_layers_refused(void) {
   layout_model_t m = small_model();
   layout_t lay;
   char err[256] = "";
-  CHECK_EQ_INT(layout_init(&lay, &m, 9, 9, 1, 1, 8, NULL, err, sizeof err), -1);
+  CHECK_EQ_INT(layout_init(&lay, &m, 9, 1, 9, 1, 1, 8, NULL, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "--pp 9") && strstr(err, "8 layers"));
 }
 
@@ -47,7 +47,7 @@ static void test_batch_not_divisible_refused(void) {
   layout_model_t m = small_model();
   layout_t lay;
   char err[256] = "";
-  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 3, 8, NULL, err, sizeof err), -1);
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 1, 2, 3, 8, NULL, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "--batch 8") && strstr(err, "= 6"));
 }
 
@@ -63,7 +63,7 @@ static void test_explicit_stage_layers(void) {
   layout_model_t m = small_model();
   layout_t lay;
   char err[256] = "";
-  CHECK_EQ_INT(layout_init(&lay, &m, 3, 3, 1, 1, 4, "3,3,2", err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 3, 1, 3, 1, 1, 4, "3,3,2", err, sizeof err), 0);
   CHECK_EQ_INT(lay.layer_begin[0], 0);
   CHECK_EQ_INT(lay.layer_begin[1], 3);
   CHECK_EQ_INT(lay.layer_begin[2], 6);
@@ -103,11 +103,11 @@ static void test_stage_params_sum_to_model_plus_tied_copy(void) {
   layout_model_preset("gpt2", &m);
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 4, 4, 1, 4, 8, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 4, 1, 4, 1, 4, 8, NULL, err, sizeof err), 0);
   long long sum = 0;
   for (int s = 0; s < 4; s++) sum += layout_stage_params(&lay, s);
   CHECK_EQ_INT(sum, 124439808LL + 50257LL * 768); /* + the last stage's wte copy */
-  CHECK_EQ_INT(layout_init(&lay, &m, 1, 1, 1, 1, 8, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 1, 1, 1, 1, 1, 8, NULL, err, sizeof err), 0);
   CHECK_EQ_INT(layout_stage_params(&lay, 0), 124439808LL);
 }
 
@@ -132,8 +132,8 @@ static void test_balance_gives_head_stage_fewer_layers(void) {
   layout_model_preset("gpt2", &m);
   layout_t bal, even;
   char err[256];
-  CHECK_EQ_INT(layout_init(&bal, &m, 4, 4, 1, 4, 8, NULL, err, sizeof err), 0);
-  CHECK_EQ_INT(layout_init(&even, &m, 4, 4, 1, 4, 8, "3,3,3,3", err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&bal, &m, 4, 1, 4, 1, 4, 8, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&even, &m, 4, 1, 4, 1, 4, 8, "3,3,3,3", err, sizeof err), 0);
   CHECK_TRUE(layout_stage_layers(&bal, 3) < 3);
   double worst_bal = 0, worst_even = 0;
   for (int s = 0; s < 4; s++) {
@@ -162,11 +162,11 @@ static void test_print_lists_every_stage(void) {
   layout_t lay;
   char err[256], *buf = NULL;
   size_t len = 0;
-  CHECK_EQ_INT(layout_init(&lay, &m, 4, 2, 2, 1, 4, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 4, 1, 2, 2, 1, 4, NULL, err, sizeof err), 0);
   FILE *f = open_memstream(&buf, &len);
   layout_print(&lay, f);
   fclose(f);
-  CHECK_TRUE(strstr(buf, "r3=(1,1)") && strstr(buf, "stage 0: layers 0-3") &&
+  CHECK_TRUE(strstr(buf, "r3=(0,1,1)") && strstr(buf, "stage 0: layers 0-3") &&
              strstr(buf, "stage 1: layers 4-7"));
   free(buf);
 }

@@ -30,7 +30,7 @@ static double layer_acts(void) {
 static void test_single_rank_matches_hand_count(void) {
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &tiny, 1, 1, 1, 2, 4, NULL, err, sizeof err), 0); /* b = 2 */
+  CHECK_EQ_INT(layout_init(&lay, &tiny, 1, 1, 1, 1, 2, 4, NULL, err, sizeof err), 0); /* b = 2 */
   double wte = 64 * 16, wpe = 8 * 16, lnf = 2 * 16;
   double params = wte + wpe + 2 * layer_params() + lnf;
   CHECK_NEAR(params, 7744, 0); /* 1024 + 128 + 2 x 3280 + 32 */
@@ -62,7 +62,7 @@ static void test_single_rank_matches_hand_count(void) {
 static void test_two_stages_two_replicas_zero1(void) {
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &tiny, 4, 2, 2, 2, 8, NULL, err, sizeof err), 0); /* b = 2 */
+  CHECK_EQ_INT(layout_init(&lay, &tiny, 4, 1, 2, 2, 2, 8, NULL, err, sizeof err), 0); /* b = 2 */
   CHECK_EQ_INT(layout_stage_layers(&lay, 0), 1);
   double b = 2, T = 8, C = 16, V = 64;
   double p0 = 64 * 16 + 8 * 16 + layer_params(); /* wte, wpe, layer 0 */
@@ -97,7 +97,7 @@ static void test_fit_check_names_stage_and_suggests_fitting_layout(void) {
   layout_t lay;
   char err[256], msg[2048];
   /* 8 nodes as 8 replicas, one micro-batch of 8 sequences each, GPipe: ~20 GiB per device */
-  CHECK_EQ_INT(layout_init(&lay, &m, 8, 1, 8, 1, 64, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 8, 1, 1, 8, 1, 64, NULL, err, sizeof err), 0);
   double cap = 8.0 * 1073741824.0;
   double peak = memory_peak(&lay, SCHED_GPIPE, 0, 25 << 20, NULL);
   CHECK_TRUE(peak > cap);
@@ -110,7 +110,7 @@ static void test_fit_check_names_stage_and_suggests_fitting_layout(void) {
   mem_suggestion_t sg;
   CHECK_EQ_INT(memory_suggest(&lay, SCHED_GPIPE, 0, 25 << 20, cap, &sg), 0);
   layout_t fit;
-  CHECK_EQ_INT(layout_init(&fit, &m, 8, sg.pp, sg.dp, sg.micro, 64, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&fit, &m, 8, 1, sg.pp, sg.dp, sg.micro, 64, NULL, err, sizeof err), 0);
   double fpeak = memory_peak(&fit, sg.kind, sg.zero, 25 << 20, NULL);
   CHECK_TRUE(fpeak <= cap);
   CHECK_NEAR(fpeak, sg.peak_bytes, 0);

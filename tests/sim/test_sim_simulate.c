@@ -48,7 +48,7 @@ static void test_bubble_closed_form(sched_kind_t kind) {
       int P = Ps[i], M = Ms[j];
       layout_t lay;
       char err[256];
-      CHECK_EQ_INT(layout_init(&lay, &m, P, P, 1, M, M, NULL, err, sizeof err), 0);
+      CHECK_EQ_INT(layout_init(&lay, &m, P, 1, P, 1, M, M, NULL, err, sizeof err), 0);
       sim_stage_cost_t *c = uniform_costs(P, 1.0, 2.0, 100);
       sim_result_t r;
       CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
@@ -71,7 +71,7 @@ static void test_activation_transfer_on_critical_path(void) {
   sim_options_t o = sim_options_default();
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 2, 2, 1, 1, 1, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 1, 1, 1, NULL, err, sizeof err), 0);
   sim_stage_cost_t *c = uniform_costs(2, 1.0, 2.0, 500); /* 0.25 + 500/1000 = 0.75 s per hop */
   sim_result_t r;
   CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
@@ -99,7 +99,7 @@ static void test_simulated_allreduce_equals_ring_formula(void) {
       device_t d = ring_device(a, B);
       layout_t lay;
       char err[256];
-      CHECK_EQ_INT(layout_init(&lay, &m, p, 1, p, 1, p, NULL, err, sizeof err), 0);
+      CHECK_EQ_INT(layout_init(&lay, &m, p, 1, 1, p, 1, p, NULL, err, sizeof err), 0);
       sim_stage_cost_t *c = uniform_costs(1, 0, 0, 0);
       sim_region_t reg = {n, 0, 0, 0};
       c[0].regions = &reg;
@@ -134,7 +134,7 @@ static void test_overlap_hides_all_but_last_bucket(void) {
   device_t d = ring_device(0, 1e6);
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 1, 2, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 1, 2, 1, 2, NULL, err, sizeof err), 0);
   sim_stage_cost_t *c = uniform_costs(1, 0, 4.0, 0);
   sim_region_t reg[4] = {{5e5, 1, 0, 0}, {5e5, 2, 0, 0}, {5e5, 3, 0, 0}, {5e5, 4, 0, 0}};
   c[0].regions = reg;
@@ -190,7 +190,7 @@ static void test_whole_model_is_consistent(void) {
     int P = cfg[i][0], D = cfg[i][1], M = cfg[i][2];
     layout_t lay;
     char err[256];
-    CHECK_EQ_INT(layout_init(&lay, &m, P * D, P, D, M, 2 * D * M, NULL, err, sizeof err), 0);
+    CHECK_EQ_INT(layout_init(&lay, &m, P * D, 1, P, D, M, 2 * D * M, NULL, err, sizeof err), 0);
     for (int k = 0; k < 2; k++)
       for (int z = 0; z < 2; z++) {
         sim_options_t o = sim_options_default();
@@ -221,7 +221,7 @@ static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
   device_builtin("trn1", &d);
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 4, 4, 1, 16, 32, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 4, 1, 4, 1, 16, 32, NULL, err, sizeof err), 0);
   sim_options_t o = sim_options_default();
   sim_result_t g, f;
   o.kind = SCHED_GPIPE;
@@ -242,7 +242,7 @@ static void test_recorded_timeline(void) {
   device_t d = free_links();
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 3, 3, 1, 4, 4, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 3, 1, 3, 1, 4, 4, NULL, err, sizeof err), 0);
   sim_stage_cost_t *c = uniform_costs(3, 1.0, 2.0, 100);
   sim_options_t o = sim_options_default();
   o.kind = SCHED_GPIPE;

@@ -11,7 +11,7 @@
 static void check_layout(const layout_model_t *m, int P, int M, int batch) {
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, m, P, P, 1, M, batch, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, m, P, 1, P, 1, M, batch, NULL, err, sizeof err), 0);
   gpt2_config_t cfg = {m->vocab, m->ctx, m->layers, m->heads, m->dim};
   for (int s = 0; s < P; s++) {
     gpt2_range_t range = {lay.layer_begin[s], lay.layer_begin[s + 1], s == 0, s == P - 1};

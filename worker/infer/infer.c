@@ -300,7 +300,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   if (ckpt_read_config(ckpt_dir, &e->cfg, err, errlen)) goto fail;
   layout_model_t lm = {e->cfg.vocab, e->cfg.ctx, e->cfg.layers, e->cfg.heads, e->cfg.dim};
   char lerr[512];
-  if (layout_init(&e->lay, &lm, e->P, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
+  if (layout_init(&e->lay, &lm, e->P, 1, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
     snprintf(err, errlen, "cannot split the model over %d ranks: %s", e->P, lerr);
     goto fail;
   }

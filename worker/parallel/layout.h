@@ -1,14 +1,16 @@
-/* layout.h -- the P x D layout of a Strata job: which rank is which (stage, replica), which
- * layers each pipeline stage holds, and the model's shape and per-op cost figures the layout
- * is balanced by. Shared by distributed training (`strata train`) and the simulator
- * (`strata simulate`), so both split the model the same way.
+/* layout.h -- the T x P x D layout of a Strata job: which rank is which (tensor-parallel rank,
+ * stage, replica), which layers each pipeline stage holds, and the model's shape and per-op
+ * cost figures the layout is balanced by. Shared by distributed training (`strata train`),
+ * inference and the simulator (`strata simulate`), so all split the model the same way.
  *
- * Rank mapping (stage-fastest):  rank = replica * P + stage,
- *                                stage = rank % P, replica = rank / P.
- * A replica's P stages are consecutive ranks, so a pipeline (whose activations cross every
- * micro-batch) packs into as few instances as possible; the data-parallel group of stage s is
- * the D ranks {s, P + s, 2P + s, ...} (its ring all-reduce crosses instances when P*D exceeds
- * an instance). The pipeline group of replica d is the P ranks [d*P, d*P + P).
+ * Rank mapping, Megatron-LM's order (tensor-parallel fastest, then pipeline, then data):
+ *     rank = (replica * P + stage) * T + t,
+ *     t = rank % T, stage = (rank / T) % P, replica = rank / (T * P).
+ * A tensor-parallel group (the T ranks that split every matrix of one stage, and all-reduce
+ * inside every layer) is T consecutive ranks: one instance's fast link. A replica's P stages
+ * follow, so a pipeline packs into as few instances as possible; the data-parallel group of
+ * (t, stage) is the D ranks that hold the same shard in every replica. With T = 1 the map is
+ * the pipeline-first rank = replica * P + stage.
  *
  * Stage contents: stage s holds layers [layer_begin[s], layer_begin[s+1]); every stage holds at
  * least one layer (so P <= L). Stage 0 also holds the embeddings (wte, wpe); stage P-1 holds
@@ -81,13 +83,26 @@ int layout_layer_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
 int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
 /* Head forward: ln_f, logits matmul C->V, softmax + cross-entropy. */
 int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
+/* The same ops on ONE of tp tensor-parallel ranks (Megatron-LM's split; tp = 1, sp = 0 gives
+ * exactly the functions above). qkv and fc are column-parallel (each rank reads all of x, holds
+ * and writes 1/tp of W, b, y), attproj and fcproj row-parallel (reads 1/tp of x and W, writes a
+ * full partial y; the bias is added after the all-reduce), attention and GELU act on the rank's
+ * H/tp heads and 4C/tp columns. LayerNorms and residual adds: every rank does all N rows,
+ * with sequence parallelism (sp = 1) N/tp of them. Embedding: vocabulary-parallel lookup, the
+ * same work on every rank. Head: ln_f (N or N/tp rows), logits and softmax + cross-entropy on
+ * 1/tp of the padded vocabulary (layout_padded_vocab). No communication is included: the
+ * simulator adds the all-reduces (worker/sim/SIMULATION.md). */
+int layout_layer_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops);
+int layout_embed_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops);
+int layout_head_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops);
 /* Sum of forward flops of an op list. */
 double layout_ops_flops(const layout_op_t *ops, int n);
 
 /* ---- The layout ---- */
 typedef struct {
   layout_model_t model;
-  int world;                              /* N = P * D ranks */
+  int world;                              /* N = T * P * D ranks */
+  int tp;                                 /* T: tensor-parallel ranks per stage; heads % T == 0 */
   int pp;                                 /* P: pipeline stages */
   int dp;                                 /* D: data-parallel replicas */
   int micro;                              /* M: micro-batches per step */
@@ -97,12 +112,19 @@ typedef struct {
   int layer_begin[LAYOUT_MAX_STAGES + 1]; /* stage s: [layer_begin[s], layer_begin[s+1]) */
 } layout_t;
 
-/* Validates and builds a layout. world must equal pp * dp; 1 <= pp <= L; batch divisible by
- * dp * micro; stage_layers (e.g. "3,3,2", NULL or "" = balanced) must list pp counts >= 1
- * summing to L. On error writes one sentence naming the problem, the numbers and the fix to
- * err and returns -1. */
-int layout_init(layout_t *lay, const layout_model_t *m, int world, int pp, int dp, int micro,
+/* Validates and builds a layout. world must equal tp * pp * dp; heads divisible by tp;
+ * 1 <= pp <= L; batch divisible by dp * micro; stage_layers (e.g. "3,3,2", NULL or "" =
+ * balanced) must list pp counts >= 1 summing to L. On error writes one sentence naming the
+ * problem, the numbers and the fix to err and returns -1. */
+int layout_init(layout_t *lay, const layout_model_t *m, int world, int tp, int pp, int dp, int micro,
                 int batch, const char *stage_layers, char *err, size_t errlen);
+
+/* Calls fn(lay, ctx) for every balanced layout of `world` ranks and global batch `batch`:
+ * T in [tp_lo, tp_hi] dividing world and the heads, P dividing world / T (P <= L), D = world /
+ * (T P) dividing batch, every M dividing batch / D (lay is the caller's scratch, rebuilt for
+ * each). Stops at fn's first non-zero return and returns it; else 0. */
+int layout_for_each(const layout_model_t *m, int world, int batch, int tp_lo, int tp_hi, layout_t *lay,
+                    int (*fn)(const layout_t *lay, void *ctx), void *ctx);
 
 /* Parses "3,3,2" into counts[0..pp) and validates against L and pp. 0 ok, -1 error (err). */
 int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, char *err,
@@ -116,19 +138,32 @@ int layout_balance(const layout_model_t *m, int pp, int *counts);
 /* Training FLOPs (forward + backward = 3x forward) of stage s's shard for B sequences. */
 double layout_stage_train_flops(const layout_t *lay, int s, int B);
 
-static inline int layout_stage_of(const layout_t *lay, int rank) { return rank % lay->pp; }
-static inline int layout_replica_of(const layout_t *lay, int rank) { return rank / lay->pp; }
-static inline int layout_rank_of(const layout_t *lay, int stage, int replica) {
-  return replica * lay->pp + stage;
+static inline int layout_tp_of(const layout_t *lay, int rank) { return rank % lay->tp; }
+static inline int layout_stage_of(const layout_t *lay, int rank) { return (rank / lay->tp) % lay->pp; }
+static inline int layout_replica_of(const layout_t *lay, int rank) { return rank / (lay->tp * lay->pp); }
+/* The rank of tensor-parallel rank t of stage `stage` in replica `replica`. */
+static inline int layout_rank(const layout_t *lay, int t, int stage, int replica) {
+  return (replica * lay->pp + stage) * lay->tp + t;
 }
 static inline int layout_stage_layers(const layout_t *lay, int s) {
   return lay->layer_begin[s + 1] - lay->layer_begin[s];
 }
-/* Parameter elements stage s holds (layers; + wte, wpe on stage 0; + ln_f and, when P > 1, the
- * tied wte copy on the last stage). */
+/* Parameter elements stage s holds over all its T ranks (layers; + wte, wpe on stage 0; + ln_f
+ * and, when P > 1, the tied wte copy on the last stage; the vocabulary unpadded). */
 int64_t layout_stage_params(const layout_t *lay, int s);
+/* Parameter elements ONE rank of stage s holds: 1/T of every split matrix (the c_attn, c_fc
+ * and projection weights, the column-parallel biases, and wte's rows of the padded vocabulary,
+ * layout_padded_vocab), all of the replicated LayerNorms, row-parallel biases and wpe. */
+int64_t layout_rank_params(const layout_t *lay, int s);
+/* Parameter elements of one transformer layer on one of tp ranks: (12C^2 + 7C) / tp split +
+ * 6C replicated (= layout_params_per_layer when tp = 1). */
+int64_t layout_rank_layer_params(const layout_model_t *m, int tp);
+/* The vocabulary a T-way split stores: V itself when T = 1, else V rounded up to a multiple
+ * of 128 * T (Megatron-LM's --make-vocab-size-divisible-by 128), so every rank holds the same
+ * number of rows. The padding rows never reach the loss or a checkpoint. */
+int layout_padded_vocab(int vocab, int tp);
 
-/* Prints the rank -> (stage, replica) map and, per stage, its layers and parameter count. */
+/* Prints the rank -> (t, stage, replica) map and, per stage, its layers and parameter count. */
 void layout_print(const layout_t *lay, FILE *f);
 
 #endif /* STRATA_LAYOUT_H */

@@ -232,7 +232,7 @@ static int dist_configure(dist_job_t *j) {
     return TRAIN_BAD_CONFIG;
   }
   layout_model_t lm = {c->model.vocab, c->model.ctx, c->model.layers, c->model.heads, c->model.dim};
-  if (layout_init(j->lay, &lm, j->wsize, c->pp, c->dp, c->microbatches, c->batch, c->stage_layers,
+  if (layout_init(j->lay, &lm, j->wsize, 1, c->pp, c->dp, c->microbatches, c->batch, c->stage_layers,
                   err, errlen))
     return TRAIN_BAD_CONFIG;
   if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, err, errlen))
