@@ -116,7 +116,7 @@ badlayout)
     [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
     echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
   }
-  expect2 3 "but --pp 2 x --dp 2 = 4" --pp 2 --dp 2
+  expect2 3 "but --tp 1 x --pp 2 x --dp 2 = 4" --pp 2 --dp 2
   expect2 2 "not divisible by --dp 2 x --microbatches 5" --pp 1 --dp 2 --microbatches 5
   expect2 5 "5" --pp 5 --dp 1
   expect2 2 "stage-layers" --pp 2 --dp 1 --stage-layers 3,3
