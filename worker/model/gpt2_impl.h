@@ -1,0 +1,79 @@
+/* gpt2_impl.h -- state shared by the files of the GPT-2 model (private to worker/model):
+ * gpt2.c (construction, activations, training forward / backward), gpt2_tensor.c (the tensor
+ * catalogue, its tensor-parallel split rules, slicing, initialisation) and gpt2_kv.c (the
+ * KV-cache forward for generation). */
+#ifndef STRATA_GPT2_IMPL_H
+#define STRATA_GPT2_IMPL_H
+
+#include <stddef.h>
+
+#include "gpt2.h"
+
+#define GPT2_ALIGN_FLOATS 16 /* sub-buffers aligned to 64 bytes */
+
+/* One layer's activations of a micro-batch. rows = B*T, or B*T/tp with sequence parallelism
+ * (the LayerNorm / residual region); N = B*T always for the tensor-parallel region, whose
+ * width is this rank's share (Cl = C/tp, Hl = H/tp). */
+typedef struct {
+  float *ln1, *ln1_mean, *ln1_rstd; /* (rows, C), (rows), (rows) */
+  float *qkv;                       /* (N, 3Cl) [q | k | v] of the local heads */
+  float *att;                       /* (B, Hl, T, T) softmax probabilities; NULL unless NONE */
+  float *atty;                      /* (N, Cl) attention output before c_proj */
+  float *res2;                      /* (rows, C) residual after attention */
+  float *ln2, *ln2_mean, *ln2_rstd; /* (rows, C), (rows), (rows) */
+  float *fch;                       /* (N, 4Cl) c_fc output (pre-GELU) */
+  float *fch_gelu;                  /* (N, 4Cl) GELU output */
+  float *res3;                      /* (rows, C) residual leaving the block */
+} gpt2_layer_acts_t;
+
+typedef struct {
+  /* shape of this rank's part */
+  int tp, t;             /* tensor-parallel size and rank (range.tp_size, range.tp_rank) */
+  int Cl, Hl;            /* C/tp, H/tp */
+  int Vl, voff, vvalid;  /* local vocabulary rows, the id of row 0, rows below V (the rest pad) */
+  size_t layer_numel;    /* parameters of one layer on this rank */
+  int attn_block;        /* query rows per attention block (STRATA_ATTN_BLOCK_ROWS) */
+  /* settings */
+  coll_comm_t *comm;     /* TP communicator (gpt2_set_tp; NULL at tp = 1) */
+  int sp;                /* sequence parallelism on (tp > 1 only) */
+  gpt2_recompute_t recompute; /* mode for activations created from now on */
+  /* scratch shared by all micro-batches: one allocation, sized for cap_N = B*T positions of
+   * length cap_T; the optional parts exist once an activation set needing them was created */
+  float *mem;
+  size_t mem_floats;
+  size_t cap_N, cap_rows;  /* positions, and rows of the LayerNorm / residual region */
+  int cap_T;
+  int have_patt, have_layer, have_sp;
+  float *row;            /* (max(Vl, 4C)) one row: exponentials for the log-sum-exp, or a
+                            logical weight row being drawn by gpt2_init_params */
+  float *dres;           /* (rows, C) gradient of the residual stream */
+  float *dln;            /* (N, C) gradient of a LayerNorm output (partial sums before f's reduction) */
+  float *datty;          /* (N, Cl) gradient of the attention output (before c_proj) */
+  float *dbig;           /* (N, 4Cl) gradient of the MLP hidden layer, or of qkv (N, 3Cl) */
+  float *datt;           /* (T, T) gradient of one head's attention probabilities */
+  float *patt;           /* (T, T) one head's probabilities when they are not kept */
+  float *part;           /* (N, C) tp > 1: partial sums of a row-parallel product / embedding
+                            before g's reduction; the all-gathered gradient of the stream */
+  float *lnfull;         /* (N, C) sequence parallel: an all-gathered LayerNorm output */
+  float *lngrad;         /* (4C) sequence parallel: this backward's LayerNorm gradients
+                            [ln_1.w, ln_1.b, ln_2.w, ln_2.b] (or ln_f's) before their all-reduce */
+  float *ce;             /* (2N) tp > 1: exp-sums and target logits before their all-reduce */
+  gpt2_layer_acts_t rl;  /* FULL recomputation: one layer's activations (att NULL) */
+} gpt2_impl_t;
+
+static inline size_t gpt2_round_up(size_t n) {
+  return (n + GPT2_ALIGN_FLOATS - 1) / GPT2_ALIGN_FLOATS * GPT2_ALIGN_FLOATS;
+}
+
+/* gpt2_tensor.c: fills m->tensors (room for 6 + 12 per layer) in flat-buffer order with this
+ * rank's local shapes; returns the number of parameters. */
+size_t gpt2_catalogue(gpt2_model_t *m);
+/* gpt2_tensor.c: points wte, wpe, layer[], lnf_w/b at their tensors inside base. */
+void gpt2_bind_views(gpt2_model_t *m, float *base, float **wte, float **wpe, gpt2_layer_t *layer, float **lnf_w,
+                     float **lnf_b);
+
+/* gpt2.c: logs "gpt2: tensor-parallel <what> failed: <coll_last_error>" when rc != COLL_OK and
+ * returns -1 (0 on COLL_OK). */
+int gpt2_coll_check(gpt2_model_t *m, coll_result_t rc, const char *what);
+
+#endif /* STRATA_GPT2_IMPL_H */
