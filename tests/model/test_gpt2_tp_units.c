@@ -4,7 +4,9 @@
  *    seen), and a TP rank's gpt2_init_params equals the slice of tp = 1's weights;
  *  - gpt2_logits_assemble puts every rank's columns in tp = 1's order and drops padding;
  *  - bad configurations (heads % tp, tp_rank out of range) are refused naming the numbers;
- *  - recompute selective and full at tp = 1 (one shard and two) are bit-identical to none;
+ *  - recompute selective and full at tp = 1 (one shard and two) are bit-identical to none, also
+ *    with two micro-batches in flight (both forwards, then both backwards: FULL keeps the
+ *    head's logits in the model's scratch, so the second forward overwrites the first's);
  *  - activation bytes on the 10.8M-parameter shape (L 6, H 6, C 384, ctx 256, V 50257, B 4,
  *    T 256): full <= 0.35 * none, selective < none (counted, not allocated). */
 #include <math.h>
@@ -160,6 +162,49 @@ static void test_bad_config(void) {
   CHECK_TRUE(strcmp(gpt2_recompute_name(GPT2_RECOMPUTE_NONE), "none") == 0);
 }
 
+/* Two micro-batches (the halves of c's batch) forward, then backward in the same order, with
+ * recompute `mode`; returns the summed losses, gradients into grads. */
+static float two_in_flight(const tpx_case_t *c, gpt2_recompute_t mode, float *grads, size_t *n) {
+  gpt2_model_t *m = tpx_model(c, 0, c->cfg.layers, 1, 1, 0, 1, NULL, 0, mode);
+  if (!m) return NAN;
+  gpt2_acts_t *a[2];
+  char err[256];
+  float loss = 0;
+  const int T = c->T, half = c->B / 2;
+  gpt2_zero_grad(m);
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ_INT(gpt2_acts_create(m, half, T, &a[k], err, sizeof err), 0);
+    loss += gpt2_forward(m, a[k], c->tokens + k * half * T, NULL, c->targets + k * half * T);
+  }
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ_INT(gpt2_backward(m, a[k], NULL, 0.5f, NULL), 0);
+    gpt2_acts_free(a[k]);
+  }
+  *n = m->num_params;
+  memcpy(grads, m->grads, sizeof(float) * m->num_params);
+  gpt2_free(m);
+  return loss;
+}
+
+static void test_in_flight(void) {
+  tpx_case_t c;
+  tpx_case(&c, 4, 32, 4, 16);
+  size_t n = 0;
+  float *g[3];
+  float loss[3];
+  for (int mode = 0; mode < 3; mode++) {
+    g[mode] = malloc(sizeof(float) * 200000);
+    loss[mode] = two_in_flight(&c, (gpt2_recompute_t)mode, g[mode], &n);
+  }
+  CHECK_TRUE(n > 0 && n <= 200000);
+  for (int mode = 1; mode < 3; mode++) {
+    CHECK_TRUE(memcmp(&loss[mode], &loss[0], sizeof(float)) == 0);
+    CHECK_TRUE(memcmp(g[mode], g[0], sizeof(float) * n) == 0);
+  }
+  for (int mode = 0; mode < 3; mode++) free(g[mode]);
+  tpx_case_free(&c);
+}
+
 static void test_acts_bytes(void) {
   gpt2_config_t cfg = {.vocab = 50257, .ctx = 256, .layers = 6, .heads = 6, .dim = 384};
   gpt2_model_t *m = make(&cfg, 0, 1);
@@ -186,6 +231,7 @@ int main(void) {
   tpx_check_recompute(&c, 0, 1, NULL, 0, 1);
   tpx_check_recompute(&c, 0, 1, NULL, 0, 2);
   tpx_case_free(&c);
+  test_in_flight();
   test_acts_bytes();
   return test_finish("test_gpt2_tp_units");
 }
