@@ -66,16 +66,8 @@ static size_t acts_layout(const gpt2_model_t *m, gpt2_acts_t *a, float *base) {
   return o;
 }
 
-/* What the model's scratch must hold (gpt2_impl_t): N positions, `rows` region rows, sequence
- * length T, and which optional parts (patt: one head's probabilities; layer: one layer's
- * activations; head: ln_f and the logits; sp: the sequence-parallel gathers). */
-typedef struct {
-  size_t N, rows;
-  int T, patt, layer, head, sp;
-} scratch_need_t;
-
 /* Carves the scratch allocation into s's pointers; with base == NULL only counts floats. */
-static size_t scratch_layout(const gpt2_model_t *m, gpt2_impl_t *s, float *base, const scratch_need_t *n) {
+static size_t scratch_layout(const gpt2_model_t *m, gpt2_impl_t *s, float *base, const gpt2_scratch_need_t *n) {
   size_t C = m->cfg.dim, Cl = s->Cl, o = 0, *off = &o, TT = (size_t)n->T * n->T;
   gpt2_impl_t tmp, *p = base ? s : &tmp;
   TAKE(p->dres, n->rows * C);
@@ -102,21 +94,21 @@ static size_t scratch_layout(const gpt2_model_t *m, gpt2_impl_t *s, float *base,
 #undef TAKE
 
 /* Grows the model's scratch to cover `want` as well as what it covers now. */
-static int impl_reserve(gpt2_model_t *m, scratch_need_t want) {
+static int impl_reserve(gpt2_model_t *m, gpt2_scratch_need_t want) {
   gpt2_impl_t *s = gpt2_impl_of(m);
-  if (s->mem && want.N <= s->cap_N && want.rows <= s->cap_rows && want.T <= s->cap_T &&
-      want.patt <= s->have_patt && want.layer <= s->have_layer && want.head <= s->have_head &&
-      want.sp <= s->have_sp)
+  const gpt2_scratch_need_t *c = &s->cap;
+  if (s->mem && want.N <= c->N && want.rows <= c->rows && want.T <= c->T && want.patt <= c->patt &&
+      want.layer <= c->layer && want.head <= c->head && want.sp <= c->sp)
     return 0;
-  scratch_need_t n = want;
+  gpt2_scratch_need_t n = want;
   if (s->mem) {
-    n.N = s->cap_N > n.N ? s->cap_N : n.N;
-    n.rows = s->cap_rows > n.rows ? s->cap_rows : n.rows;
-    n.T = s->cap_T > n.T ? s->cap_T : n.T;
-    n.patt |= s->have_patt;
-    n.layer |= s->have_layer;
-    n.head |= s->have_head;
-    n.sp |= s->have_sp;
+    n.N = c->N > n.N ? c->N : n.N;
+    n.rows = c->rows > n.rows ? c->rows : n.rows;
+    n.T = c->T > n.T ? c->T : n.T;
+    n.patt |= c->patt;
+    n.layer |= c->layer;
+    n.head |= c->head;
+    n.sp |= c->sp;
   }
   size_t floats = scratch_layout(m, s, NULL, &n);
   float *mem = gpt2_alloc_floats(floats, 0);
@@ -126,13 +118,7 @@ static int impl_reserve(gpt2_model_t *m, scratch_need_t want) {
   s->mem_floats = floats;
   memset(&s->rl, 0, sizeof s->rl);
   scratch_layout(m, s, mem, &n);
-  s->cap_N = n.N;
-  s->cap_rows = n.rows;
-  s->cap_T = n.T;
-  s->have_patt = n.patt;
-  s->have_layer = n.layer;
-  s->have_head = n.head;
-  s->have_sp = n.sp;
+  s->cap = n;
   return 0;
 }
 
@@ -177,7 +163,7 @@ int gpt2_acts_create(const gpt2_model_t *m, int B, int T, gpt2_acts_t **out, cha
   acts_layout(m, a, a->mem);
   size_t N = (size_t)B * T;
   int full = a->recompute == GPT2_RECOMPUTE_FULL;
-  scratch_need_t need = {N, gpt2_region_rows(N, a->tp, a->sp), T, a->recompute != GPT2_RECOMPUTE_NONE, full,
+  gpt2_scratch_need_t need = {N, gpt2_region_rows(N, a->tp, a->sp), T, a->recompute != GPT2_RECOMPUTE_NONE, full,
                          full && a->has_head, a->sp};
   /* the model's scratch is not part of its logical state: growing it through a const model is
    * the documented side effect of this call */

@@ -28,6 +28,14 @@ typedef struct {
   float *res3;                      /* (rows, C) residual leaving the block */
 } gpt2_layer_acts_t;
 
+/* What the model's scratch must hold (gpt2_impl_t below): N positions, `rows` region rows,
+ * sequence length T, and which optional parts (patt: one head's probabilities; layer: one
+ * layer's activations; head: ln_f and the logits; sp: the sequence-parallel gathers). */
+typedef struct {
+  size_t N, rows;
+  int T, patt, layer, head, sp;
+} gpt2_scratch_need_t;
+
 typedef struct {
   /* shape of this rank's part */
   int tp, t;             /* tensor-parallel size and rank (range.tp_size, range.tp_rank) */
@@ -39,13 +47,11 @@ typedef struct {
   coll_comm_t *comm;     /* TP communicator (gpt2_set_tp; NULL at tp = 1) */
   int sp;                /* sequence parallelism on (tp > 1 only) */
   gpt2_recompute_t recompute; /* mode for activations created from now on */
-  /* scratch shared by all micro-batches: one allocation, sized for cap_N = B*T positions of
-   * length cap_T; the optional parts exist once an activation set needing them was created */
+  /* scratch shared by all micro-batches: one allocation, sized for what cap covers (the largest
+   * activation sets created so far; the optional parts once one needing them was created) */
   float *mem;
   size_t mem_floats;
-  size_t cap_N, cap_rows;  /* positions, and rows of the LayerNorm / residual region */
-  int cap_T;
-  int have_patt, have_layer, have_head, have_sp;
+  gpt2_scratch_need_t cap;
   float *row;            /* (max(Vl, 4C)) one row: exponentials for the log-sum-exp, or a
                             logical weight row being drawn by gpt2_init_params */
   float *dres;           /* (rows, C) gradient of the residual stream */
