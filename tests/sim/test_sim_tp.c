@@ -68,6 +68,24 @@ static void test_strata_fp32_split(void) {
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_SELECTIVE), repl + split, 0);
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_FULL), bTC, 0);
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 1, MEM_RECOMPUTE_FULL), bTC / t, 0);
+  /* The head stage under full recomputation keeps each layer's input, the stage input, the
+   * token copies and the per-position log-sum-exp and loss: no ln_f, no logits (re-run in
+   * backward one micro-batch at a time, so they sit in the workspace instead).
+   * T x P x D = 2 x 1 x 1, one micro-batch of b = 2. */
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 2, 1, 1, 1, 2, NULL, err, sizeof err), 0);
+  mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+  mem_stage_t none, full;
+  memory_stage_opt(&lay, 0, &o, &none);
+  o.recompute = MEM_RECOMPUTE_FULL;
+  memory_stage_opt(&lay, 0, &o, &full);
+  CHECK_NEAR(full.activations_bytes, 4 * (2 * bTC + bTC + 2 * bT + 2 * bT), 0);
+  /* the workspace gains ln_f (b,T,C), its statistics (2 b T) and the logits slice (b,T,Vp/t) */
+  const double Vp = layout_padded_vocab(64, 2);
+  CHECK_NEAR(full.workspace_bytes - none.workspace_bytes,
+             4 * memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_NONE) +
+                 4 * (bTC + 2 * bT + bT * Vp / t), 1e-9);
   /* t = 1 is the unsplit count */
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 1, 0, MEM_RECOMPUTE_NONE),
              memory_layer_act_elems(&m, 2, 8), 0);

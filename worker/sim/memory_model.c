@@ -74,7 +74,9 @@ static double stage_act_elems(const layout_t *lay, int s, int sp, mem_recompute_
   double e = layout_stage_layers(lay, s) * memory_layer_act_elems_tp(m, b, T, lay->tp, sp, rc);
   e += bT * m->dim / r; /* stage input x0 (embedding output or received activation) */
   e += 2 * bT;          /* int32 copies of the tokens and targets */
-  if (s == lay->pp - 1) /* lnf, mean/rstd, logits (1/t of the padded vocabulary), lse, losses */
+  if (s == lay->pp - 1 && rc == MEM_RECOMPUTE_FULL) /* lse, losses; the rest is re-run */
+    e += 2 * bT;
+  else if (s == lay->pp - 1) /* lnf, mean/rstd, logits (1/t of the padded vocabulary), lse, losses */
     e += bT * m->dim / r + 2 * bT / r + bT * layout_padded_vocab(m->vocab, lay->tp) / t + 2 * bT;
   return e;
 }
@@ -95,7 +97,9 @@ double memory_stage_act_bytes(const layout_t *lay, int s, const mem_options_t *o
   double sbh = (double)T * b * m->dim, t = lay->tp, r = sp ? t : 1;
   double e = layout_stage_layers(lay, s) *
              memory_layer_act_bytes_mixed(m, b, T, lay->tp, sp, o->recompute) * mixed_scale(o->dtype);
-  if (s == lay->pp - 1) /* ln_f input and output in the dtype, the fp32 logits slice */
+  if (s == lay->pp - 1 && o->recompute == MEM_RECOMPUTE_FULL) /* fp32 lse and losses */
+    e += 8.0 * T * b;
+  else if (s == lay->pp - 1) /* ln_f input and output in the dtype, the fp32 logits slice */
     e += mixed_scale(o->dtype) * 4 * sbh / r +
          4.0 * T * b * layout_padded_vocab(m->vocab, lay->tp) / t;
   return e;
@@ -107,8 +111,9 @@ double memory_kv_cache_bytes(const layout_model_t *m, int layers, int batch, int
 
 /* The backward's transient buffers, once per rank, in bytes: gpt2.c's scratch (dres, dln
  * replicated; datty, dbig split; datt) in the element size, plus what recomputation brings
- * back for the one layer being differentiated. */
-static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int sp) {
+ * back for the one layer being differentiated, and on the last stage (head) under full
+ * recomputation the one micro-batch's ln_f and fp32 logits slice the backward re-runs. */
+static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int sp, int head) {
   const layout_model_t *m = &lay->model;
   const int mixed = o->accounting == MEM_ACCOUNT_MIXED;
   double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
@@ -123,6 +128,8 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
                                                   MEM_RECOMPUTE_NONE)
                : E * memory_layer_act_elems_tp(m, lay->micro_batch, m->ctx, lay->tp, sp,
                                                MEM_RECOMPUTE_NONE);
+  if (head && o->recompute == MEM_RECOMPUTE_FULL)
+    w += E * (b * T * C + 2 * b * T / r) + 4.0 * b * T * layout_padded_vocab(m->vocab, lay->tp) / t;
   return w;
 }
 
@@ -144,7 +151,7 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
   }
   out->in_flight = schedule_in_flight(o->kind, lay->pp, lay->micro, s);
   out->activations_bytes = memory_stage_act_bytes(lay, s, o) * out->in_flight;
-  out->workspace_bytes = workspace_bytes(lay, o, sp);
+  out->workspace_bytes = workspace_bytes(lay, o, sp, s == lay->pp - 1);
   double comm = 0, A = mixed ? device_dtype_size(o->dtype) : E, G = mixed ? 2 : E;
   if (lay->pp > 1) {
     comm += 2 * A * b * T * C / r; /* gradient send + receive buffers */

@@ -14,7 +14,9 @@
  *   workspace    4 * ((2/r + 5/t) b T C + T^2)   the backward scratch gpt2.c keeps once per
  *                rank: dres, dln (b,T,C; replicated), datty (b,T,C), dbig (b,T,4C), datt (T,T);
  *                + selective recomputation: one layer's att (b,H/t,T,T); + full recomputation:
- *                one layer's activations (the layer being recomputed)
+ *                one layer's activations (the layer being recomputed), and on the last
+ *                stage ln_f and the logits slice, which full recomputation re-runs for one
+ *                micro-batch at a time instead of keeping them per micro-batch
  *   comm         pipeline: 2 b T C / r * 4 (gradient send + receive buffers) when P > 1;
  *                data parallel: one gradient bucket (min(bucket, gradients)) when D > 1
  *                without ZeRO; ZeRO-1 (any D): the padded gradient and parameter buffers
@@ -46,7 +48,9 @@
  *   + SP       sbh (34/t + 5as/(ht))
  *   selective  the 5as/(ht) term dropped     (TP + SP + selective: sbh 34/t)
  *   full       2sbh (the layer input; 2sbh/t with SP, whose input is sequence-split)
- * plus on the last stage ln_f and the fp32 logits, 4sbh/r + 4sbVp/t (Korthikanti et al. 4.3);
+ * plus on the last stage ln_f and the fp32 logits, 4sbh/r + 4sbVp/t (Korthikanti et al. 4.3;
+ * with full recomputation only the fp32 log-sum-exp and loss per position, 8sb, and the rest
+ * in the workspace);
  * workspace: the backward scratch above in the dtype, + one layer's scores (selective) or one
  * layer's activations (full); comm: pipeline buffers 2 sbh/r in the dtype, the tied wte
  * exchange 2 Vp C / t, the DP bucket without ZeRO (ZeRO-1 reduce-scatters in place).
