@@ -19,7 +19,7 @@
  *             a session's third turn after a server restart equals the third turn of a session
  *             that never left memory and the stateless request; one part file per (stage, t);
  *             /v1/sessions lists the layout; a server at --tp 1 answers the session with 409
- *             naming --tp 2.
+ *             naming --tp 2; 3 ranks at --tp 2, and --tp 3 of 4 heads, exit 2 naming the numbers.
  * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
  *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
 #include <dirent.h>
@@ -260,6 +260,25 @@ static int session_turn(int port, const char *session, const char *prompt, int *
   return n;
 }
 
+/* `mpirun -np NRANKS strata serve --checkpoint ckpt FLAGS` must exit 2 before serving, with
+ * `needle` in its output. */
+static void expect_bad_layout(int nranks, const char *flags, const char *needle) {
+  char cmd[8192], log[2048];
+  int k = 0;
+  for (int i = 0; i < nmpi; i++) k += snprintf(cmd + k, sizeof cmd - k, "%s ", mpirun[i]);
+  snprintf(log, sizeof log, "%s/bad_layout.txt", work);
+  snprintf(cmd + k, sizeof cmd - k, "-np %d %s serve --checkpoint %s --listen 127.0.0.1:0 %s > %s 2>&1; echo $?",
+           nranks, strata, ckpt, flags, log);
+  char *rc = run(cmd);
+  size_t len;
+  char *out = slurp(log, &len);
+  CHECK_EQ_INT(atoi(rc), 2);
+  CHECK_TRUE(out && strstr(out, needle));
+  if (!out || !strstr(out, needle)) fprintf(stderr, "np %d %s: exit %s output %s\n", nranks, flags, rc, out ? out : "");
+  free(rc);
+  free(out);
+}
+
 /* CASE tp (see the top of the file). */
 static void case_tp(void) {
   train_model("--layers 4 --dim 32 --heads 4 --ctx 64 --steps 100 --batch 8");
@@ -323,6 +342,8 @@ static void case_tp(void) {
   CHECK_TRUE(r.body && strstr(r.body, "--tp 2"));
   hc_reply_free(&r);
   stop(&s);
+  expect_bad_layout(3, "--tp 2", "3 ranks cannot be split into --tp 2 tensor-parallel ranks x P pipeline stages");
+  expect_bad_layout(3, "--tp 3", "--tp 3 does not divide the model's 4 attention heads");
 }
 
 /* One request of an overload burst: waits at the barrier, then posts. */
