@@ -138,6 +138,20 @@ static void *client(void *arg) {
   return NULL;
 }
 
+/* 8 clients (cprompts, of different lengths) at once: each gets its one-process answer. */
+static void concurrent_clients(int port) {
+  pthread_t th[8];
+  client_t cl[8];
+  pthread_barrier_t ready;
+  pthread_barrier_init(&ready, NULL, 8);
+  for (int i = 0; i < 8; i++) cl[i] = (client_t){port, i, &ready, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
+  for (int i = 0; i < 8; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_TRUE(cl[i].ok);
+  }
+  pthread_barrier_destroy(&ready);
+}
+
 /* CASE basic (see the top of the file). */
 static void case_basic(void) {
   train_checkpoint();
@@ -164,16 +178,7 @@ static void case_basic(void) {
   hc_reply_free(&r);
 
   /* 8 concurrent clients */
-  pthread_t th[8];
-  client_t cl[8];
-  pthread_barrier_t ready;
-  pthread_barrier_init(&ready, NULL, 8);
-  for (int i = 0; i < 8; i++) cl[i] = (client_t){s.port, i, &ready, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
-  for (int i = 0; i < 8; i++) {
-    pthread_join(th[i], NULL);
-    CHECK_TRUE(cl[i].ok);
-  }
-  pthread_barrier_destroy(&ready);
+  concurrent_clients(s.port);
   usleep(1200000); /* the server samples backend stats periodically */
   hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
   CHECK_EQ_INT(r.status, 200);
@@ -293,16 +298,7 @@ static void case_tp(void) {
   CHECK_TRUE(r.body && strstr(r.body, want));
   hc_reply_free(&r);
   /* concurrent clients, batched, each with the one-process answer */
-  pthread_t th[8];
-  client_t cl[8];
-  pthread_barrier_t ready;
-  pthread_barrier_init(&ready, NULL, 8);
-  for (int i = 0; i < 8; i++) cl[i] = (client_t){s.port, i, &ready, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
-  for (int i = 0; i < 8; i++) {
-    pthread_join(th[i], NULL);
-    CHECK_TRUE(cl[i].ok);
-  }
-  pthread_barrier_destroy(&ready);
+  concurrent_clients(s.port);
   /* session u never leaves this server; session s1 crosses a restart */
   const char *turns[3] = {"Hi there", " more", " again"};
   int u[3][64], nu[3], hist[1024], nh = 0, got[64], ids[64];
