@@ -9,7 +9,8 @@
 #   errors   missing checkpoint, bad JSONL line, prompt past the context, P > layers, bad --top-p: clear error, exit != 0
 #   tp       --tp T: greedy tokens of the 5 prompts (batched) and of 12 prompts of different
 #            lengths through --max-batch 3 (continuous batching) are identical for T in {1, 2, 4}
-#            x P in {1, 2} (np = T x P: 1, 2, 4, 2, 4, 8); seeded sampling repeats across layouts
+#            x P in {1, 2} (np = T x P: 1, 2, 4, 2, 4, 8) and with --no-kv-cache; seeded sampling
+#            repeats across layouts
 #   tp_errors --tp not dividing the heads, a world that is not T x P, more stages than layers:
 #            exit 2 with one sentence naming the numbers
 set -u
@@ -129,6 +130,10 @@ tp)
       cmp -s "$W/tpm_t1_p1.ids" "$W/tpm_t${tp}_p$pp.ids" || fail "12 prompts: T=1 P=1 and T=$tp P=$pp differ"
     done
   done
+  # the recompute baseline (no KV cache reuse) at --tp 2 x P 2 gives the same tokens
+  run 4 --tp 2 --checkpoint "$CKT" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json --no-kv-cache \
+    > "$W/tp_nokv.jsonl" || fail "--tp 2 --no-kv-cache exited $?"
+  cmp -s "$W/tp_t1_p1.ids" <(ids "$W/tp_nokv.jsonl") || fail "--tp 2: KV cache and full recompute differ"
   # seeded sampling draws from the assembled whole-vocabulary logits: the same on every layout
   common=(--checkpoint "$CKT" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json
           --temperature 1.0 --top-k 40 --top-p 0.95 --seed 42)
