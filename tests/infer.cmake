@@ -19,6 +19,9 @@ infer_cli_test(infer_setup_checkpoint setup FIXTURES_SETUP infer_ckpt)
 infer_cli_test(infer_greedy_same_for_P_1_2_3_4 layouts FIXTURES_REQUIRED infer_ckpt)
 infer_cli_test(infer_seeded_sampling_reproducible seeded FIXTURES_REQUIRED infer_ckpt)
 infer_cli_test(infer_bad_input_errors errors FIXTURES_REQUIRED infer_ckpt)
+# Tensor parallelism (--tp T, world = T x P) on the 4-head checkpoint of infer_setup_checkpoint.
+infer_cli_test(infer_tp_greedy_same_for_T_1_2_4_x_P_1_2 tp FIXTURES_REQUIRED infer_ckpt)
+infer_cli_test(infer_tp_bad_layouts tp_errors FIXTURES_REQUIRED infer_ckpt)
 
 # The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
 strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)

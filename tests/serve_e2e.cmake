@@ -6,6 +6,8 @@
 #                         Retry-After + JSON, the admitted requests complete, /health stays 200
 #   serve_e2e_signal      P=2, SIGTERM then SIGINT to mpirun: every rank exits 0, the session is
 #                         on disk and a restarted server continues it as an uninterrupted one would
+#   serve_e2e_tp2_np4     --tp 2 x P=2: concurrent clients get the one-process answer, a session
+#                         continues across a restart as an uninterrupted one, --tp 1 gets 409
 strata_test_exe(test_serve_e2e ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_e2e.c
                 ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/serve_harness.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
 target_include_directories(test_serve_e2e PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/serve)
@@ -20,6 +22,7 @@ serve_e2e_test(serve_e2e_np1 basic 1)
 serve_e2e_test(serve_e2e_np2 basic 2)
 serve_e2e_test(serve_e2e_overload overload 2)
 serve_e2e_test(serve_e2e_signal signal 2)
+serve_e2e_test(serve_e2e_tp2_np4 tp 4)
 
 # launch/slurm/serve.sbatch on the throw-away Slurm cluster (tests/slurm/cluster.sh): start,
 # /health, one completion, scancel. Label "slurm", shares the cluster lock with tests/slurm.cmake.
@@ -35,7 +38,7 @@ set_tests_properties(serve_e2e_slurm PROPERTIES LABELS "slurm" TIMEOUT 540 SKIP_
 strata_test_exe(test_serve_resilience ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_resilience.c
                 ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/serve_harness.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
 target_include_directories(test_serve_resilience PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/serve)
-foreach(spec idle:2 kill:2 kill:3 stuck:3 corrupt:2 corrupt:4 stagefail:2 stagefail:3 crash:2 disk:2 quota:2 stream:2)
+foreach(spec idle:2 kill:2 kill:3 stuck:3 stucktp:4 corrupt:2 corrupt:4 stagefail:2 stagefail:3 crash:2 disk:2 quota:2 stream:2)
   string(REPLACE ":" ";" parts ${spec})
   list(GET parts 0 case)
   list(GET parts 1 np)

@@ -1,15 +1,23 @@
 #!/bin/bash
 # End-to-end tests of `strata infer` under mpirun (registered in tests/infer.cmake).
 # usage: infer_cli_test.sh CASE STRATA_BIN WORK_DIR MPIRUN_ARGS...
-#   setup    trains the tiny test checkpoint (4 layers, width 32, 2 heads, ctx 64, 200 steps)
+#   setup    trains the tiny test checkpoint (4 layers, width 32, 2 heads, ctx 64, 200 steps), and
+#            the tensor-parallel one (the same with 4 heads, so that --tp 4 divides them)
 #   layouts  greedy output of 5 prompts (batched) is identical for P = 1, 2, 3, 4 stages and
 #            with --no-kv-cache (full recompute every token)
 #   seeded   temperature/top-k/top-p sampling with a seed repeats exactly (also across P); another seed differs
 #   errors   missing checkpoint, bad JSONL line, prompt past the context, P > layers, bad --top-p: clear error, exit != 0
+#   tp       --tp T: greedy tokens of the 5 prompts (batched) and of 12 prompts of different
+#            lengths through --max-batch 3 (continuous batching) are identical for T in {1, 2, 4}
+#            x P in {1, 2} (np = T x P: 1, 2, 4, 2, 4, 8) and with --no-kv-cache; seeded sampling
+#            repeats across layouts
+#   tp_errors --tp not dividing the heads, a world that is not T x P, more stages than layers:
+#            exit 2 with one sentence naming the numbers
 set -u
 CASE=$1; S=$2; W=$3; shift 3; MPI=("$@")
 SRC=${STRATA_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 CK=$W/run/ckpt-00000200
+CKT=$W/tp/ckpt-00000200
 fail() { echo "FAIL: $*"; exit 1; }
 run() { local np=$1; shift; timeout 120 "${MPI[@]}" -np "$np" "$S" infer "$@"; }
 ids() { sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p' "$1"; }
@@ -21,6 +29,9 @@ setup)
     || fail "strata train"
   "$S" train --layers 4 --dim 32 --heads 2 --ctx 64 --steps 3 --seed 7 --out "$W/other" --quiet \
     || fail "strata train (second model)"
+  "$S" train --layers 4 --dim 32 --heads 4 --ctx 64 --steps 200 --batch 8 --out "$W/tp" --quiet \
+    || fail "strata train (tensor-parallel model)"
+  test -f "$CKT/model.safetensors" || fail "no checkpoint at $CKT"
   test -f "$CK/model.safetensors" || fail "no checkpoint at $CK"
   ;;
 layouts)
@@ -89,6 +100,65 @@ errors)
   expect 1 "--top-p must be a number in (0, 1], got '1.5'" --checkpoint "$CK" --prompt hi --top-p 1.5 --temperature 1
   expect 1 "exactly one of" --checkpoint "$CK"
   expect 1 "vocabulary" --checkpoint "$CK" --prompt-tokens 1,300
+  ;;
+tp)
+  test -f "$CKT/model.safetensors" || fail "no checkpoint at $CKT (run infer_setup_checkpoint first)"
+  for i in $(seq 1 12); do
+    printf '{"prompt": "%s", "max_tokens": %d}\n' "$(head -c $((1 + 3 * i)) <<< 'Once upon a time there was a little girl who lived')" $((2 + i % 6))
+  done > "$W/tp_many.jsonl"
+  for tp in 1 2 4; do
+    for pp in 1 2; do
+      np=$((tp * pp))
+      run $np --tp $tp --checkpoint "$CKT" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json \
+        > "$W/tp_t${tp}_p$pp.jsonl" || fail "--tp $tp np $np exited $?"
+      ids "$W/tp_t${tp}_p$pp.jsonl" > "$W/tp_t${tp}_p$pp.ids"
+      test "$(wc -l < "$W/tp_t${tp}_p$pp.ids")" = 5 || fail "--tp $tp np $np: expected 5 results"
+      run $np --tp $tp --checkpoint "$CKT" --prompts "$W/tp_many.jsonl" --max-batch 3 --json > "$W/tpm_t${tp}_p$pp.jsonl" \
+        || fail "--tp $tp np $np (12 prompts, max-batch 3) exited $?"
+      ids "$W/tpm_t${tp}_p$pp.jsonl" > "$W/tpm_t${tp}_p$pp.ids"
+      test "$(wc -l < "$W/tpm_t${tp}_p$pp.ids")" = 12 || fail "--tp $tp np $np: expected 12 results"
+      echo "T=$tp P=$pp: $(head -1 "$W/tp_t${tp}_p$pp.ids")"
+    done
+  done
+  test "$(sed -n 's/.*"tokens": \([0-9]*\),.*/\1/p' "$W/tp_t1_p1.jsonl" | tr '\n' ' ')" = "16 12 16 20 5 " \
+    || fail "token counts differ from max_tokens"
+  test "$(cat "$W"/tp_t1_p1.ids "$W"/tpm_t1_p1.ids | tr -c '0-9\n' '\n' | grep -v '^$' | sort -u | wc -l)" -ge 3 \
+    || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
+  for tp in 1 2 4; do
+    for pp in 1 2; do
+      cmp -s "$W/tp_t1_p1.ids" "$W/tp_t${tp}_p$pp.ids" || fail "greedy tokens differ between T=1 P=1 and T=$tp P=$pp"
+      cmp -s "$W/tpm_t1_p1.ids" "$W/tpm_t${tp}_p$pp.ids" || fail "12 prompts: T=1 P=1 and T=$tp P=$pp differ"
+    done
+  done
+  # the recompute baseline (no KV cache reuse) at --tp 2 x P 2 gives the same tokens
+  run 4 --tp 2 --checkpoint "$CKT" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json --no-kv-cache \
+    > "$W/tp_nokv.jsonl" || fail "--tp 2 --no-kv-cache exited $?"
+  cmp -s "$W/tp_t1_p1.ids" <(ids "$W/tp_nokv.jsonl") || fail "--tp 2: KV cache and full recompute differ"
+  # seeded sampling draws from the assembled whole-vocabulary logits: the same on every layout
+  common=(--checkpoint "$CKT" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json
+          --temperature 1.0 --top-k 40 --top-p 0.95 --seed 42)
+  run 1 "${common[@]}" > "$W/tps1.jsonl" || fail "seeded T=1"
+  run 4 --tp 2 "${common[@]}" > "$W/tps4.jsonl" || fail "seeded T=2 P=2"
+  run 4 --tp 4 "${common[@]}" > "$W/tps4b.jsonl" || fail "seeded T=4 P=1"
+  cmp -s <(ids "$W/tps1.jsonl") <(ids "$W/tps4.jsonl") || fail "seeded sampling: T=1 and T=2 x P=2 differ"
+  cmp -s <(ids "$W/tps1.jsonl") <(ids "$W/tps4b.jsonl") || fail "seeded sampling: T=1 and T=4 differ"
+  cmp -s <(ids "$W/tps1.jsonl") <(ids "$W/tp_t1_p1.jsonl") && fail "seeded sampling gave the greedy tokens"
+  ;;
+tp_errors)
+  expect() { # expect NP CODE PATTERN ARGS... : exit CODE and stderr matches PATTERN
+    local np=$1 code=$2 pat=$3; shift 3
+    run "$np" "$@" > "$W/err.out" 2> "$W/err.txt"
+    local rc=$?
+    test $rc -eq "$code" || { cat "$W/err.txt"; fail "exit $rc, expected $code for: $*"; }
+    grep -q -- "$pat" "$W/err.txt" || { cat "$W/err.txt"; fail "stderr lacks '$pat' for: $*"; }
+    echo "ok ($rc): $(grep -m1 -- "$pat" "$W/err.txt")"
+  }
+  expect 3 2 "--tp 3 does not divide the model's 4 attention heads" --tp 3 --checkpoint "$CKT" --prompt hi
+  expect 4 2 "--tp 4 does not divide the model's 2 attention heads" --tp 4 --checkpoint "$CK" --prompt hi
+  expect 3 2 "3 ranks cannot be split into --tp 2 tensor-parallel ranks x P pipeline stages" --tp 2 --checkpoint "$CKT" --prompt hi
+  expect 1 2 "1 ranks cannot be split into --tp 2" --tp 2 --checkpoint "$CKT" --prompt hi
+  expect 5 2 "5 ranks with --tp 1 make 5 pipeline stages but the model has only 4 layers" --checkpoint "$CKT" --prompt hi
+  expect 1 2 "--tp must be" --tp 0 --checkpoint "$CKT" --prompt hi
   ;;
 *) fail "unknown case $CASE" ;;
 esac

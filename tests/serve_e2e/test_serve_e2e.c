@@ -14,6 +14,12 @@
  *             small wrapper that records its exit code), the shutdown is logged, no process is
  *             left, the session's files are on disk, and a restarted server continues the session
  *             with the answer an uninterrupted server gives for the same turns (greedy).
+ *   tp        --tp 2 (NP = 2 x P, a 4-head model): /health names ranks, stages and tp; 8 concurrent
+ *             clients of different prompt lengths each get the one-process `strata infer` answer;
+ *             a session's third turn after a server restart equals the third turn of a session
+ *             that never left memory and the stateless request; one part file per (stage, t);
+ *             /v1/sessions lists the layout; a server at --tp 1 answers the session with 409
+ *             naming --tp 2; 3 ranks at --tp 2, and --tp 3 of 4 heads, exit 2 naming the numbers.
  * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
  *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
 #include <dirent.h>
@@ -132,6 +138,20 @@ static void *client(void *arg) {
   return NULL;
 }
 
+/* 8 clients (cprompts, of different lengths) at once: each gets its one-process answer. */
+static void concurrent_clients(int port) {
+  pthread_t th[8];
+  client_t cl[8];
+  pthread_barrier_t ready;
+  pthread_barrier_init(&ready, NULL, 8);
+  for (int i = 0; i < 8; i++) cl[i] = (client_t){port, i, &ready, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
+  for (int i = 0; i < 8; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_TRUE(cl[i].ok);
+  }
+  pthread_barrier_destroy(&ready);
+}
+
 /* CASE basic (see the top of the file). */
 static void case_basic(void) {
   train_checkpoint();
@@ -158,16 +178,7 @@ static void case_basic(void) {
   hc_reply_free(&r);
 
   /* 8 concurrent clients */
-  pthread_t th[8];
-  client_t cl[8];
-  pthread_barrier_t ready;
-  pthread_barrier_init(&ready, NULL, 8);
-  for (int i = 0; i < 8; i++) cl[i] = (client_t){s.port, i, &ready, 0, 0, 0}, pthread_create(&th[i], NULL, client, &cl[i]);
-  for (int i = 0; i < 8; i++) {
-    pthread_join(th[i], NULL);
-    CHECK_TRUE(cl[i].ok);
-  }
-  pthread_barrier_destroy(&ready);
+  concurrent_clients(s.port);
   usleep(1200000); /* the server samples backend stats periodically */
   hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
   CHECK_EQ_INT(r.status, 200);
@@ -238,6 +249,97 @@ static void case_basic(void) {
   CHECK_EQ_INT(r.status, 200);
   hc_reply_free(&r);
   stop(&s);
+}
+
+/* A greedy session turn of MAXT tokens: the reply's code points into got (their count), or -1
+ * when the status is not 200. */
+static int session_turn(int port, const char *session, const char *prompt, int *got) {
+  char body[512];
+  snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":%d,\"temperature\":0,\"session\":\"%s\"}", prompt,
+           MAXT, session);
+  http_reply_t r;
+  post(port, body, &r);
+  int n = r.status == 200 ? texts(r.body, got) : -1;
+  if (r.status != 200) fprintf(stderr, "session %s: status %d body %s\n", session, r.status, r.body ? r.body : "");
+  hc_reply_free(&r);
+  return n;
+}
+
+/* `mpirun -np NRANKS strata serve --checkpoint ckpt FLAGS` must exit 2 before serving, with
+ * `needle` in its output. */
+static void expect_bad_layout(int nranks, const char *flags, const char *needle) {
+  char cmd[8192], log[2048];
+  int k = 0;
+  for (int i = 0; i < nmpi; i++) k += snprintf(cmd + k, sizeof cmd - k, "%s ", mpirun[i]);
+  snprintf(log, sizeof log, "%s/bad_layout.txt", work);
+  snprintf(cmd + k, sizeof cmd - k, "-np %d %s serve --checkpoint %s --listen 127.0.0.1:0 %s > %s 2>&1; echo $?",
+           nranks, strata, ckpt, flags, log);
+  char *rc = run(cmd);
+  size_t len;
+  char *out = slurp(log, &len);
+  CHECK_EQ_INT(atoi(rc), 2);
+  CHECK_TRUE(out && strstr(out, needle));
+  if (!out || !strstr(out, needle)) fprintf(stderr, "np %d %s: exit %s output %s\n", nranks, flags, rc, out ? out : "");
+  free(rc);
+  free(out);
+}
+
+/* CASE tp (see the top of the file). */
+static void case_tp(void) {
+  train_model("--layers 4 --dim 32 --heads 4 --ctx 64 --steps 100 --batch 8");
+  const char *tp2[] = {"--tp", "2", NULL};
+  server_t s;
+  start(&s, tp2, NULL);
+  http_reply_t r;
+  hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
+  CHECK_EQ_INT(r.status, 200);
+  char want[96];
+  snprintf(want, sizeof want, "\"ranks\":%d,\"stages\":%d,\"tp\":2", np, np / 2);
+  CHECK_TRUE(r.body && strstr(r.body, want));
+  hc_reply_free(&r);
+  /* concurrent clients, batched, each with the one-process answer */
+  concurrent_clients(s.port);
+  /* session u never leaves this server; session s1 crosses a restart */
+  const char *turns[3] = {"Hi there", " more", " again"};
+  int u[3][64], nu[3], hist[1024], nh = 0, got[64], ids[64];
+  for (int k = 0; k < 3; k++) nu[k] = session_turn(s.port, "u", turns[k], u[k]);
+  for (int k = 0; k < 2; k++) {
+    int n = session_turn(s.port, "s1", turns[k], got);
+    CHECK_TRUE(same(got, n, u[k], nu[k]));
+    nh += str_ids(turns[k], hist + nh);
+    if (n > 0) memcpy(hist + nh, got, sizeof(int) * n), nh += n;
+  }
+  stop(&s);
+  start(&s, tp2, NULL);
+  int n = session_turn(s.port, "s1", turns[2], got);
+  nh += str_ids(turns[2], hist + nh);
+  int ni = reference(hist, nh, ids);
+  printf("turn 3 after the restart: %d tokens, equal to the uninterrupted session: %d, to the stateless request: %d\n",
+         n, same(got, n, u[2], nu[2]), same(got, n, ids, ni));
+  CHECK_EQ_INT(n, MAXT);
+  CHECK_TRUE(same(got, n, u[2], nu[2]));
+  CHECK_TRUE(same(got, n, ids, ni));
+  char path[2048];
+  for (int st = 0; st < np / 2; st++)
+    for (int t = 0; t < 2; t++) {
+      snprintf(path, sizeof path, "%s/s1.stage%d-of-%d.tp%d-of-2.kv", sdir, st, np / 2, t);
+      CHECK_TRUE(access(path, F_OK) == 0);
+    }
+  hc_request(s.port, "GET", "/v1/sessions", NULL, 0, 30, &r);
+  CHECK_EQ_INT(r.status, 200);
+  snprintf(want, sizeof want, "\"stages\":%d,\"tp\":2", np / 2);
+  CHECK_TRUE(r.body && strstr(r.body, want));
+  hc_reply_free(&r);
+  stop(&s);
+  /* the same ranks without --tp: the session is refused, naming the layout that saved it */
+  start(&s, NULL, NULL);
+  post(s.port, "{\"prompt\":\"x\",\"max_tokens\":2,\"temperature\":0,\"session\":\"s1\"}", &r);
+  CHECK_EQ_INT(r.status, 409);
+  CHECK_TRUE(r.body && strstr(r.body, "--tp 2"));
+  hc_reply_free(&r);
+  stop(&s);
+  expect_bad_layout(3, "--tp 2", "3 ranks cannot be split into --tp 2 tensor-parallel ranks x P pipeline stages");
+  expect_bad_layout(3, "--tp 3", "--tp 3 does not divide the model's 4 attention heads");
 }
 
 /* One request of an overload burst: waits at the barrier, then posts. */
@@ -513,13 +615,14 @@ static int wrap_main(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "wrap")) return wrap_main(argc, argv);
   if (harness_args(argc, argv)) {
-    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal NP WORKDIR STRATA MPIRUN [ARGS...]\n");
+    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp NP WORKDIR STRATA MPIRUN [ARGS...]\n");
     return 2;
   }
   const char *which = argv[1];
   if (!strcmp(which, "basic")) case_basic();
   else if (!strcmp(which, "overload")) case_overload();
   else if (!strcmp(which, "signal")) case_signal();
+  else if (!strcmp(which, "tp")) case_tp();
   else {
     fprintf(stderr, "unknown case '%s'\n", which);
     return 2;

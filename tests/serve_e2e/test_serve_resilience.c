@@ -8,6 +8,8 @@
  *             rank 1.
  *   stuck     SIGSTOP to rank 1 (alive but silent): rank 0's heartbeat ends the job within
  *             STRATA_INFER_LIVENESS_S (3 s here) plus start-up slack, naming rank 1.
+ *   stucktp   the same with --tp 2 (NP = 2 x P, a 4-head model) for the last rank, tensor-parallel
+ *             rank 1 of the last stage: the heartbeat covers every TP rank and names it.
  *   corrupt   for every stage and three kinds of damage (a flipped byte, a truncated file, a
  *             deleted file), a follow-up on the damaged session gets 422 naming that stage, and a
  *             request for another session then succeeds. Sessions leave memory after each turn
@@ -119,30 +121,41 @@ static void case_idle(void) {
   unsetenv("STRATA_COLL_TIMEOUT_S");
 }
 
-/* CASE kill / stuck: one rank dies (SIGKILL) or stops (SIGSTOP) while the server idles. */
-static void case_rank_lost(int sig) {
-  train_checkpoint();
+/* CASE kill / stuck / stucktp: one rank dies (SIGKILL) or stops (SIGSTOP) while the server
+ * idles; with tp = 2 the last rank (the last stage's tensor-parallel rank 1) stops. */
+static void case_rank_lost(int sig, int tp) {
+  if (tp > 1) train_model("--layers 4 --dim 32 --heads 4 --ctx 64 --steps 3");
+  else train_checkpoint();
   setenv("STRATA_INFER_LIVENESS_S", "3", 1);
   server_t s;
-  start(&s, NULL, NULL);
+  const char *tp_flags[] = {"--tp", "2", NULL};
+  start(&s, tp > 1 ? tp_flags : NULL, NULL);
   CHECK_EQ_INT(status_of(s.port, NULL, "warm", 4), 200);
   pump(&s, 2, NULL); /* idle a while first */
   pid_t pids[16];
   CHECK_EQ_INT(serve_pids(pids, 16), np);
+  const int victim = tp > 1 ? np - 1 : 1;
+  char silent[128], killed[64], pid_line[64];
+  if (tp > 1)
+    snprintf(silent, sizeof silent, "rank %d (stage %d, tensor-parallel rank %d) has not answered", victim,
+             victim / tp, victim % tp);
+  else
+    snprintf(silent, sizeof silent, "rank %d (stage %d) has not answered", victim, victim);
+  snprintf(killed, sizeof killed, "process rank %d", victim);
+  snprintf(pid_line, sizeof pid_line, "rank %d with PID", victim);
   double t0 = now_s();
-  kill(pids[1], sig);
+  kill(pids[victim], sig);
   int st = reap(&s, 60);
   double took = now_s() - t0;
-  if (sig == SIGSTOP) kill(pids[1], SIGKILL); /* if it outlived the job */
-  printf("the job ended %.2f s after signal %d to rank 1 (exit status %d)\n", took, sig, st);
+  if (sig == SIGSTOP) kill(pids[victim], SIGKILL); /* if it outlived the job */
+  printf("the job ended %.2f s after signal %d to rank %d (exit status %d)\n", took, sig, victim, st);
   CHECK_TRUE(st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0));
   CHECK_TRUE(took < 10.0);
   /* mpirun names a killed rank ("process rank 1"); rank 0's heartbeat names a silent one */
-  int named = s.log && (strstr(s.log, "rank 1 (stage 1) has not answered") || strstr(s.log, "process rank 1") ||
-                        strstr(s.log, "rank 1 with PID"));
+  int named = s.log && (strstr(s.log, silent) || strstr(s.log, killed) || strstr(s.log, pid_line));
   CHECK_TRUE(named);
   if (!named) fprintf(stderr, "the job's output:\n%s\n", s.log ? s.log : "");
-  if (sig == SIGSTOP) CHECK_TRUE(s.log && strstr(s.log, "rank 1 (stage 1) has not answered"));
+  if (sig == SIGSTOP) CHECK_TRUE(s.log && strstr(s.log, silent));
   free(s.log);
   unsetenv("STRATA_INFER_LIVENESS_S");
 }
@@ -381,8 +394,9 @@ int main(int argc, char **argv) {
   }
   const char *which = argv[1];
   if (!strcmp(which, "idle")) case_idle();
-  else if (!strcmp(which, "kill")) case_rank_lost(SIGKILL);
-  else if (!strcmp(which, "stuck")) case_rank_lost(SIGSTOP);
+  else if (!strcmp(which, "kill")) case_rank_lost(SIGKILL, 1);
+  else if (!strcmp(which, "stuck")) case_rank_lost(SIGSTOP, 1);
+  else if (!strcmp(which, "stucktp")) case_rank_lost(SIGSTOP, 2);
   else if (!strcmp(which, "corrupt")) case_corrupt();
   else if (!strcmp(which, "stagefail")) case_stagefail();
   else if (!strcmp(which, "crash")) case_crash();

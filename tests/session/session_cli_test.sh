@@ -9,9 +9,13 @@
 #   manage    --list-sessions shows sessions, --delete-session removes them
 #   invalid   IDs "../x", "a/b", "", 65 characters are refused before touching the file system
 #   overflow  a follow-up that would pass n_ctx fails naming the lengths; a session of another model is refused
+#   tp        --tp 2 x P = 2 (np 4, the 4-head checkpoint): turn 1 in one process, turns 2 and 3 each in
+#             a new one equal the same turns in one uninterrupted process and the stateless request;
+#             one part file per (stage, t); restoring at --tp 1 or --tp 4 is refused naming --tp 2 (exit 2)
 set -u
 CASE=$1; S=$2; W0=$3; shift 3; MPI=("$@")
 CK=$W0/run/ckpt-00000200
+CKT=$W0/tp/ckpt-00000200
 W=$W0/session_$CASE
 fail() { echo "FAIL: $*"; exit 1; }
 run() { local np=$1; shift; timeout 120 "${MPI[@]}" -np "$np" "$S" infer "$@"; }
@@ -126,6 +130,49 @@ overflow)
   # and one made with another number of stages
   run 2 --checkpoint "$CK" --session m1 --prompt "Hi" --max-tokens 2 --session-dir "$SD" 2> "$W/err.txt" > /dev/null && fail "other P accepted"
   grep -q "saved by a job of 1 pipeline stages" "$W/err.txt" || { cat "$W/err.txt"; fail "stage-count message"; }
+  ;;
+tp)
+  test -f "$CKT/model.safetensors" || fail "no checkpoint at $CKT (run infer_setup_checkpoint first)"
+  # the uninterrupted reference: three turns of one session in one process
+  printf '%s\n' '{"prompt": "Hello", "session": "u", "max_tokens": 8}' '{"prompt": " and then", "session": "u", "max_tokens": 10}' \
+    '{"prompt": " it was", "session": "u", "max_tokens": 12, "temperature": 1.0, "seed": 9}' > "$W/turns.jsonl"
+  run 4 --tp 2 --checkpoint "$CKT" --prompts "$W/turns.jsonl" --session-dir "$SD/u" --json > "$W/u.jsonl" || fail "uninterrupted"
+  test "$(field "$W/u.jsonl" session_source | tr '\n' ' ')" = "new memory memory " || fail "uninterrupted sources"
+  # the same turns, each in a new process (restored from disk)
+  r() { run 4 --tp 2 --checkpoint "$CKT" --session s-tp --session-dir "$SD/r" --json "$@"; }
+  r --prompt "Hello" --max-tokens 8 > "$W/t1.jsonl" || fail "turn 1"
+  r --prompt " and then" --max-tokens 10 > "$W/t2.jsonl" || fail "turn 2"
+  r --prompt " it was" --max-tokens 12 --temperature 1.0 --seed 9 > "$W/t3.jsonl" || fail "turn 3"
+  test "$(field "$W/t2.jsonl" session_source)$(field "$W/t3.jsonl" session_source)" = diskdisk || fail "turns 2, 3 not restored from disk"
+  for k in 1 2 3; do
+    echo "turn $k: restarted $(ids "$W/t$k.jsonl") | uninterrupted $(ids "$W/u.jsonl" | sed -n ${k}p)"
+    test "$(ids "$W/t$k.jsonl")" = "$(ids "$W/u.jsonl" | sed -n ${k}p)" || fail "turn $k after a restart differs from the uninterrupted run"
+  done
+  t1=$(ids "$W/t1.jsonl"); t2=$(ids "$W/t2.jsonl")
+  ref=$(run 1 --checkpoint "$CKT" --prompt-tokens "$(tok Hello),$t1,$(tok ' and then')" --max-tokens 10 --json | sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p' | tr -d ' ')
+  test "$t2" = "$ref" || fail "turn 2 with --tp 2 x P 2 differs from the stateless T=1 request ($ref)"
+  test "$(sed -n 's/.*"cached_tokens": \([0-9]*\).*/\1/p' "$W/t2.jsonl")" = 12 || fail "turn 2 did not reuse 12 cached positions"
+  for st in 0 1; do
+    for t in 0 1; do
+      test -f "$SD/r/s-tp.stage$st-of-2.tp$t-of-2.kv" || fail "no part file for stage $st, tp rank $t"
+    done
+  done
+  test -f "$SD/r/s-tp.session" || fail "no commit record"
+  run 1 --list-sessions --session-dir "$SD/r" --json > "$W/list.txt" || fail "list"
+  grep -q '"stages": 2, "tp": 2' "$W/list.txt" || { cat "$W/list.txt"; fail "--list-sessions lacks stages 2, tp 2"; }
+  # another T (or P) is refused, naming the layout that saved it; nothing is changed
+  for lay in "2 1" "4 4" "2 2 --no-tp"; do
+    set -- $lay
+    args=(--tp "$2"); test "${3:-}" = --no-tp && args=()
+    run "$1" "${args[@]}" --checkpoint "$CKT" --session s-tp --prompt "x" --max-tokens 2 --session-dir "$SD/r" \
+      > /dev/null 2> "$W/err.txt"
+    rc=$?
+    test $rc = 2 || { cat "$W/err.txt"; fail "np $1 ${args[*]}: exit $rc, expected 2"; }
+    grep -q "saved by a job of --tp 2 x 2 pipeline stages.*restore it with --tp 2 and mpirun -np 4" "$W/err.txt" \
+      || { cat "$W/err.txt"; fail "np $1 ${args[*]}: no message naming --tp 2"; }
+  done
+  grep -m1 "saved by" "$W/err.txt"
+  r --max-tokens 3 > "$W/t4.jsonl" || fail "the session is still usable at --tp 2 x 2"
   ;;
 *) fail "unknown case $CASE" ;;
 esac

@@ -2,7 +2,10 @@
  * the filled part of a KV cache bit for bit; a reader rolls forward to the .kv.next a commit
  * record names; an uncommitted turn is ignored; a flipped byte, a truncated, a missing and a
  * stale file each get their own status; a file of another model or stage layout is refused with
- * a message saying so; a corrupt commit record is refused; list, delete, and a failed write. */
+ * a message saying so; a corrupt commit record is refused; list, delete, and a failed write.
+ * Tensor parallelism: a one-stage turn split over T = 2 ranks (one part file per rank, named
+ * .tp<t>-of-2, the commit record naming T and both parts) round-trips; a part read as another
+ * tensor-parallel rank or T is refused naming --tp; list and delete cover every part. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,10 +95,10 @@ int main(void) {
       }
   CHECK_TRUE(same);
   free(rt);
-  session_path(path, sizeof path, dir, "s1", 0, 2);
+  session_path(path, sizeof path, dir, "s1", 0, 2, 0, 1);
   CHECK_TRUE(access(path, F_OK) == 0); /* ... and promoted it */
   /* stage 1 promotes as phase 3 does */
-  CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 1, err, sizeof err), 0);
+  CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 0, 1, 1, err, sizeof err), 0);
   CHECK_EQ_INT(session_read_stage(dir, "s1", &h1, &got, d, NULL, NULL, err, sizeof err), SESSION_OK);
 
   /* another model / another layout */
@@ -106,7 +109,7 @@ int main(void) {
   other = h1;
   other.layer_begin = 2;
   CHECK_EQ_INT(session_read_stage(dir, "s1", &other, &got, d, NULL, NULL, err, sizeof err), SESSION_MISMATCH);
-  CHECK_TRUE(strstr(err, "same number of ranks") != NULL);
+  CHECK_TRUE(strstr(err, "same --tp and number of ranks") != NULL);
 
   /* turn 2 written by stage 1 only, never committed: the record's turn 1 is still read */
   c->n_pos = 12;
@@ -114,18 +117,18 @@ int main(void) {
   CHECK_EQ_INT(session_write_stage(dir, "s1", &h1, 2, NULL, 0, c, &sum2, &bytes2, &eno, err, sizeof err), SESSION_OK);
   CHECK_EQ_INT(session_read_stage(dir, "s1", &h1, &got, d, NULL, NULL, err, sizeof err), SESSION_OK);
   CHECK_EQ_INT(d->n_pos, 11);
-  session_discard_next(dir, "s1", 1, 2);
+  session_discard_next(dir, "s1", 1, 2, 0, 1);
   /* ... a stage file of another turn than the record names: stale, naming both turns */
   CHECK_EQ_INT(session_write_stage(dir, "s1", &h1, 2, NULL, 0, c, &sum2, &bytes2, &eno, err, sizeof err), SESSION_OK);
-  CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 2, err, sizeof err), 0);
+  CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 0, 1, 2, err, sizeof err), 0);
   CHECK_EQ_INT(session_read_stage(dir, "s1", &h1, &got, d, NULL, NULL, err, sizeof err), SESSION_STALE);
   CHECK_TRUE(strstr(err, "turn 2") && strstr(err, "turn 1"));
   /* corruption: a flipped byte, a truncated file, a missing file */
   c->n_pos = 11;
   CHECK_EQ_INT(session_write_stage(dir, "s1", &h1, 1, NULL, 0, c, &sum2, &bytes2, &eno, err, sizeof err), SESSION_OK);
-  CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 1, err, sizeof err), 0);
+  CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 0, 1, 1, err, sizeof err), 0);
   CHECK_EQ_INT(session_read_stage(dir, "s1", &h1, &got, d, NULL, NULL, err, sizeof err), SESSION_OK);
-  session_path(path, sizeof path, dir, "s1", 1, 2);
+  session_path(path, sizeof path, dir, "s1", 1, 2, 0, 1);
   FILE *f = fopen(path, "r+b");
   CHECK_TRUE(f != NULL);
   fseek(f, (long)sizeof(session_header_t) + 60, SEEK_SET);
@@ -188,9 +191,9 @@ int main(void) {
   /* stage files without a commit record (an older Strata's): not restorable, and said so */
   CHECK_EQ_INT(session_write_stage(dir, "old", &h0, 1, toks, 12, c, &sum2, &bytes2, &eno, err, sizeof err),
                SESSION_OK);
-  CHECK_EQ_INT(session_promote(dir, "old", 0, 2, 1, err, sizeof err), 0);
+  CHECK_EQ_INT(session_promote(dir, "old", 0, 2, 0, 1, 1, err, sizeof err), 0);
   CHECK_EQ_INT(session_uncommitted_files(dir, "old"), 1);
-  session_delete_stage(dir, "old", 0, 2);
+  session_delete_stage(dir, "old", 0, 2, 0, 1);
   CHECK_EQ_INT(session_uncommitted_files(dir, "old"), 0);
   /* a write that fails (the target is a directory): SESSION_IO with errno, nothing left over */
   char blocker[4400];
@@ -205,6 +208,59 @@ int main(void) {
   unlink(junk);
   rmdir(blocker);
   CHECK_EQ_INT(session_delete(dir, "b", err, sizeof err), 1); /* the temporary was removed */
+  /* tensor parallelism: stage 0 of 1 split over T = 2 ranks, each holding half of the heads */
+  {
+    session_header_t p0 = h0, p1;
+    p0.stages = 1, p0.layer_end = 3, p0.tp_rank = 0, p0.tp_size = 2;
+    p1 = p0;
+    p1.tp_rank = 1;
+    session_commit_t tr;
+    memset(&tr, 0, sizeof tr);
+    tr.model_id = 0x1234, tr.stages = 1, tr.tp = 2, tr.n_tokens = 12, tr.n_kv = 11, tr.generation = 1;
+    CHECK_EQ_INT(session_write_stage(dir, "tp", &p0, 1, toks, 12, c, &tr.sum[0], &tr.bytes[0], &eno, err, sizeof err),
+                 SESSION_OK);
+    for (size_t i = 0; i < 3 * 20 * 8; i++) c->k[i] += 1000.0f; /* rank 1's heads differ */
+    CHECK_EQ_INT(session_write_stage(dir, "tp", &p1, 1, NULL, 0, c, &tr.sum[1], &tr.bytes[1], &eno, err, sizeof err),
+                 SESSION_OK);
+    CHECK_EQ_INT(session_commit_write(dir, "tp", &tr, &eno, err, sizeof err), 0);
+    session_commit_path(path, sizeof path, dir, "tp");
+    free(test_read_file(path, &reclen));
+    CHECK_EQ_INT(reclen, session_commit_bytes(2));
+    CHECK_EQ_INT(session_commit_read(dir, "tp", &got, err, sizeof err), 0);
+    CHECK_EQ_INT(got.tp, 2);
+    CHECK_EQ_INT(got.stages, 1);
+    CHECK_TRUE(got.sum[1] == tr.sum[1] && got.bytes[1] == tr.bytes[1]);
+    CHECK_EQ_INT(session_promote(dir, "tp", 0, 1, 0, 2, 1, err, sizeof err), 0);
+    CHECK_EQ_INT(session_promote(dir, "tp", 0, 1, 1, 2, 1, err, sizeof err), 0);
+    session_path(path, sizeof path, dir, "tp", 0, 1, 1, 2);
+    CHECK_TRUE(strstr(path, "/tp.stage0-of-1.tp1-of-2.kv") != NULL);
+    CHECK_TRUE(access(path, F_OK) == 0);
+    CHECK_EQ_INT(session_read_stage(dir, "tp", &p1, &got, d, NULL, NULL, err, sizeof err), SESSION_OK);
+    CHECK_TRUE(d->n_pos == 11 && d->k[8 * 20 + 3] == c->k[8 * 20 + 3]); /* layer 1, position 0, column 3 */
+    CHECK_EQ_INT(session_read_stage(dir, "tp", &p0, &got, d, &rt, &nrt, err, sizeof err), SESSION_OK);
+    CHECK_TRUE(nrt == 12 && rt && rt[11] == toks[11]);
+    free(rt);
+    CHECK_TRUE(d->k[8 * 20 + 3] == c->k[8 * 20 + 3] - 1000.0f);
+    /* rank 1's file presented as rank 0's (renamed): another layout, naming --tp */
+    session_header_t q = p0;
+    q.tp_size = 4;
+    CHECK_EQ_INT(session_read_stage(dir, "tp", &q, &got, d, NULL, NULL, err, sizeof err), SESSION_MISSING);
+    char p0path[4400];
+    session_path(p0path, sizeof p0path, dir, "tp", 0, 1, 0, 2);
+    CHECK_EQ_INT(rename(path, p0path), 0);
+    CHECK_EQ_INT(session_read_stage(dir, "tp", &p0, &got, d, NULL, NULL, err, sizeof err), SESSION_MISMATCH);
+    CHECK_TRUE(strstr(err, "--tp") != NULL);
+    CHECK_EQ_INT(rename(p0path, path), 0);
+    CHECK_EQ_INT(session_list(dir, &v, &n, err, sizeof err), 0);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+      CHECK_EQ_INT(v[0].tp, 2);
+      CHECK_EQ_INT(v[0].bytes, tr.bytes[0] + tr.bytes[1] + session_commit_bytes(2));
+    }
+    free(v);
+    CHECK_EQ_INT(session_delete(dir, "tp", err, sizeof err), 0);
+    CHECK_EQ_INT(session_count(dir), 0);
+  }
   kv_cache_free(c);
   kv_cache_free(d);
   CHECK_EQ_INT(rmdir(dir), 0);

@@ -1,5 +1,5 @@
-/* strata infer -- generate text with a checkpoint, the model's layers sharded over the ranks
- * (mpirun -np P: one pipeline stage per rank), with persistent sessions. A thin front end of
+/* strata infer -- generate text with a checkpoint, the model sharded over the ranks (mpirun -np
+ * T x P: P pipeline stages of T tensor-parallel ranks, --tp T), with persistent sessions. A thin front end of
  * the engine in infer.h: it reads the prompts (--prompt, --prompt-tokens or a JSONL file),
  * submits them all at once (the engine batches them), prints the results in input order, and
  * lists or deletes sessions.
@@ -31,10 +31,12 @@
 #define INFER_MAX_LINE_BYTES (1 << 20)
 
 static const char *usage_text =
-    "Generate from a checkpoint: mpirun -np P strata infer --checkpoint DIR (--prompt TEXT |\n"
-    "--prompt-tokens 1,2,3 | --prompts FILE.jsonl) [sampling flags] [--json] [--session ID].\n"
-    "The layers are split over the P ranks (one pipeline stage each, balanced as in training);\n"
-    "several prompts are generated together (continuous batching). Byte-level models (vocab\n"
+    "Generate from a checkpoint: mpirun -np T*P strata infer --checkpoint DIR [--tp T] (--prompt TEXT\n"
+    "| --prompt-tokens 1,2,3 | --prompts FILE.jsonl) [sampling flags] [--json] [--session ID].\n"
+    "The layers are split over P pipeline stages (balanced as in training); with --tp T each stage\n"
+    "is T ranks that split its matrices by attention heads (T divides the heads; the ranks are T x P,\n"
+    "rank = stage * T + t). Any checkpoint loads on any T; greedy and seeded output is the same on\n"
+    "every layout. Several prompts are generated together (continuous batching). Byte-level models (vocab\n"
     "256) take text; others take token ids. JSONL lines: {\"prompt\": \"...\" | \"prompt_tokens\":\n"
     "[..], \"max_tokens\": N, \"temperature\": T, \"top_k\": K, \"top_p\": P, \"seed\": S,\n"
     "\"session\": \"ID\"}; missing fields take the command-line values; numbers keep the flags'\n"
@@ -43,7 +45,8 @@ static const char *usage_text =
     "prompt_tokens, cached_tokens, context_tokens, session, session_source.\n"
     "Sessions (--session ID, 1-64 of [A-Za-z0-9_-]) keep the context and KV cache between runs in\n"
     "--session-dir (default: <checkpoint>/../sessions): a follow-up appends its prompt to the\n"
-    "history without recomputing it. --list-sessions and --delete-session ID manage them.";
+    "history without recomputing it; a session restores only with the --tp and P that saved it.\n"
+    "--list-sessions and --delete-session ID manage them.";
 
 typedef struct {
   int32_t *tok;
@@ -393,11 +396,13 @@ static int manage_sessions(const char *sdir, const char *delete_id, int list, in
     } else {
       for (int i = 0; i < n; i++) {
         if (json)
-          printf("{\"id\": \"%s\", \"stages\": %d, \"context_tokens\": %d, \"bytes\": %llu, \"saved_unix_s\": %lld}\n",
-                 v[i].id, v[i].stages, v[i].n_tokens, (unsigned long long)v[i].bytes, (long long)v[i].saved_unix_s);
+          printf("{\"id\": \"%s\", \"stages\": %d, \"tp\": %d, \"context_tokens\": %d, \"bytes\": %llu, "
+                 "\"saved_unix_s\": %lld}\n",
+                 v[i].id, v[i].stages, v[i].tp, v[i].n_tokens, (unsigned long long)v[i].bytes,
+                 (long long)v[i].saved_unix_s);
         else
-          printf("%-24s stages %d  context %5d tokens  %10llu bytes\n", v[i].id, v[i].stages, v[i].n_tokens,
-                 (unsigned long long)v[i].bytes);
+          printf("%-24s stages %d  tp %d  context %5d tokens  %10llu bytes\n", v[i].id, v[i].stages, v[i].tp,
+                 v[i].n_tokens, (unsigned long long)v[i].bytes);
       }
       if (!json && n == 0) printf("no sessions in %s\n", sdir);
       free(v);
@@ -411,7 +416,7 @@ static int manage_sessions(const char *sdir, const char *delete_id, int list, in
 typedef struct {
   const char *ckpt, *prompt, *prompts_path, *prompt_tokens;
   const char *session, *session_dir, *delete_id;
-  int max_tokens, top_k, json, list, threads, no_kv, seed_given;
+  int max_tokens, top_k, json, list, threads, no_kv, seed_given, tp;
   double temperature, top_p;
   int64_t seed;
   infer_opts_t opts;
@@ -493,9 +498,7 @@ static int run_engine(infer_flags_t *f, const char *sdir, const gpt2_config_t *c
     rc = code;                                               \
     goto out;                                                \
   } while (0)
-  if (cfg->layers < world)
-    FAIL(2, "%d ranks but the model has only %d layers: every pipeline stage needs at least one layer; "
-         "use mpirun -np %d or fewer", world, cfg->layers, cfg->layers);
+  if (infer_check_layout(cfg, world, f->tp, err, sizeof err)) FAIL(2, "%s", err);
   coll_config_t ccfg = coll_config_default();
   if (ccfg.env_error) FAIL(2, "%s", ccfg.env_error);
   coll_result_t cr = coll_comm_create(MPI_COMM_WORLD, &ccfg, &comm);
@@ -505,6 +508,7 @@ static int run_engine(infer_flags_t *f, const char *sdir, const gpt2_config_t *c
   f->opts.session_dir = sdir;
   f->opts.threads = f->threads;
   f->opts.recompute = f->no_kv;
+  f->opts.tp = f->tp;
   if (infer_engine_create(f->ckpt, comm, &f->opts, &eng, err, sizeof err)) FAIL(2, "%s", err);
   if (rank != 0) {
     rc = infer_worker_loop(eng) ? 1 : 0;
@@ -595,11 +599,13 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
 #undef INFER_FAIL
 
 int cmd_infer(int argc, char **argv) {
-  infer_flags_t f = {.max_tokens = 32, .threads = 1, .top_p = 1.0, .opts = infer_opts_default()};
+  infer_flags_t f = {.max_tokens = 32, .threads = 1, .tp = 1, .top_p = 1.0, .opts = infer_opts_default()};
   f.mem_mb = f.opts.session_mem_mb;
   f.max_batch = f.opts.max_batch;
   arg_spec_t specs[] = {
       {"--checkpoint", NULL, ARG_STRING, &f.ckpt, "DIR", "checkpoint directory (required)"},
+      {"--tp", NULL, ARG_INT, &f.tp, "T", "tensor-parallel ranks per pipeline stage (default 1); ranks = T x P",
+       .min = 1, .max = 1 << 16},
       {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt (byte-level models)"},
       {"--prompt-tokens", NULL, ARG_STRING, &f.prompt_tokens, "1,2,3", "one prompt as token ids"},
       {"--prompts", NULL, ARG_STRING, &f.prompts_path, "FILE", "JSON lines of prompts (see above)"},

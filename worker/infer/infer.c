@@ -110,10 +110,15 @@ typedef struct {
 
 struct infer_engine {
   coll_comm_t *comm;
-  int rank, P;
+  int rank, world;           /* world = T * P ranks, rank = stage * T + t */
+  int P, T;                  /* pipeline stages, tensor-parallel ranks per stage */
+  int stage, t;              /* this rank's stage and tensor-parallel rank */
+  coll_comm_t *tp_comm;      /* T > 1: the stage's T ranks, ordered by t */
   gpt2_config_t cfg;
   gpt2_model_t *model;
   layout_t lay;
+  int Cl;                    /* KV width of this rank's heads: C / T */
+  int Vl;                    /* logits columns of this rank (last stage): gpt2_local_vocab */
   int nl;                    /* this stage's layers */
   int max_nl;                /* the largest stage's layers (for the memory budget) */
   infer_opts_t opts;
@@ -145,7 +150,7 @@ struct infer_engine {
   int32_t *tok_bufs[MAX_GROUPS];
   int n_tok_reqs;
   /* session votes: this rank's LOAD/SAVE outcomes since the last VOTE (VOTE_WORDS each), and on
-   * rank 0 every rank's outcomes of the last VOTE ([P][n * VOTE_WORDS]) and what each was */
+   * rank 0 every rank's outcomes of the last VOTE ([world][n * VOTE_WORDS]) and what each was */
   int32_t *pend;
   int n_pend, pend_cap;
   int32_t *votes;
@@ -154,19 +159,26 @@ struct infer_engine {
   int n_vote_slots;
   session_commit_t *rec;     /* scratch commit record */
   session_store_t *store;    /* rank 0: committed sessions on disk, the quota, the store's health */
-  /* heartbeat (P > 1) */
+  /* heartbeat (world > 1) */
   double last_plan_s;        /* rank 0: when it last sent a plan */
   uint32_t hb_seq;           /* rank 0: heartbeats sent */
   double hb_sent_s[HB_RING]; /* rank 0: send time of heartbeat seq (by seq % HB_RING) */
-  int32_t *ack_buf;          /* rank 0: [P] one posted receive per worker */
-  coll_request_t **ack_req;  /* rank 0: [P] */
-  uint32_t *acked;           /* rank 0: [P] the last heartbeat each worker answered */
-  coll_request_t **plan_reqs;/* rank 0: [2P] the sends of one plan */
-  coll_request_t **hb_req;   /* rank 0: [P] each worker's heartbeat send, while not complete */
-  int32_t *hb_head;          /* rank 0: [P][PLAN_INLINE_WORDS] their messages */
+  int32_t *ack_buf;          /* rank 0: [world] one posted receive per worker */
+  coll_request_t **ack_req;  /* rank 0: [world] */
+  uint32_t *acked;           /* rank 0: [world] the last heartbeat each worker answered */
+  coll_request_t **plan_reqs;/* rank 0: [2 world] the sends of one plan */
+  coll_request_t **hb_req;   /* rank 0: [world] each worker's heartbeat send, while not complete */
+  int32_t *hb_head;          /* rank 0: [world][PLAN_INLINE_WORDS] their messages */
   uint64_t saves_done;       /* session stage files this rank has written (fault injection) */
   int failed;                /* a fatal error: the job ends, so shutdown sends nothing more */
+  char name[96];             /* this rank in log lines: "stage 1" or "stage 1, tensor-parallel rank 0" */
 };
+
+/* Which part of the job rank r is: "stage s" at T = 1, else "stage s, tensor-parallel rank t". */
+static void rank_name(const infer_engine_t *e, int r, char *buf, size_t len) {
+  if (e->T == 1) snprintf(buf, len, "stage %d", r);
+  else snprintf(buf, len, "stage %d, tensor-parallel rank %d", r / e->T, r % e->T);
+}
 
 infer_opts_t infer_opts_default(void) {
   infer_opts_t o;
@@ -200,15 +212,15 @@ const gpt2_config_t *infer_engine_config(const infer_engine_t *e) { return &e->c
 
 /* Posts one receive per worker for its heartbeat answers. */
 static int start_heartbeat(infer_engine_t *e, char *err, size_t errlen) {
-  e->ack_buf = calloc((size_t)e->P, sizeof *e->ack_buf);
-  e->ack_req = calloc((size_t)e->P, sizeof *e->ack_req);
-  e->acked = calloc((size_t)e->P, sizeof *e->acked);
-  e->plan_reqs = calloc(2 * (size_t)e->P, sizeof *e->plan_reqs);
-  e->hb_req = calloc((size_t)e->P, sizeof *e->hb_req);
-  e->hb_head = calloc((size_t)e->P * PLAN_INLINE_WORDS, sizeof *e->hb_head);
+  e->ack_buf = calloc((size_t)e->world, sizeof *e->ack_buf);
+  e->ack_req = calloc((size_t)e->world, sizeof *e->ack_req);
+  e->acked = calloc((size_t)e->world, sizeof *e->acked);
+  e->plan_reqs = calloc(2 * (size_t)e->world, sizeof *e->plan_reqs);
+  e->hb_req = calloc((size_t)e->world, sizeof *e->hb_req);
+  e->hb_head = calloc((size_t)e->world * PLAN_INLINE_WORDS, sizeof *e->hb_head);
   if (!e->ack_buf || !e->ack_req || !e->acked || !e->plan_reqs || !e->hb_req || !e->hb_head)
-    return strata_fail(err, errlen, "out of memory for the heartbeat state of %d ranks", e->P);
-  for (int w = 1; w < e->P; w++) {
+    return strata_fail(err, errlen, "out of memory for the heartbeat state of %d ranks", e->world);
+  for (int w = 1; w < e->world; w++) {
     coll_result_t cr = coll_irecv(&e->ack_buf[w], 1, COLL_I32, w, TAG_ACK, e->comm, &e->ack_req[w]);
     if (cr != COLL_OK)
       return strata_fail(err, errlen, "posting the heartbeat receive from rank %d: %s", w, coll_last_error(e->comm));
@@ -218,9 +230,9 @@ static int start_heartbeat(infer_engine_t *e, char *err, size_t errlen) {
 
 static void stop_heartbeat(infer_engine_t *e) {
   if (e->ack_req)
-    for (int w = 1; w < e->P; w++)
+    for (int w = 1; w < e->world; w++)
       if (e->ack_req[w]) coll_cancel(e->ack_req[w]);
-  for (int w = 1; e->hb_req && w < e->P; w++) {
+  for (int w = 1; e->hb_req && w < e->world; w++) {
     if (!e->hb_req[w]) continue;
     if (e->failed) coll_cancel(e->hb_req[w]);
     else coll_wait(e->hb_req[w]); /* delivered before OP_SHUTDOWN (same tag, in order) */
@@ -257,8 +269,62 @@ static void engine_free(infer_engine_t *e) {
   free(e->votes);
   session_store_free(e->store);
   gpt2_free(e->model);
+  coll_comm_destroy(e->tp_comm);
   pthread_mutex_destroy(&e->mu);
   free(e);
+}
+
+int infer_check_layout(const gpt2_config_t *cfg, int world, int tp, char *err, size_t errlen) {
+  if (tp < 1)
+    return strata_fail(err, errlen, "--tp %d must be >= 1", tp);
+  if (cfg->heads % tp)
+    return strata_fail(err, errlen,
+                       "--tp %d does not divide the model's %d attention heads: each tensor-parallel rank "
+                       "holds heads / T of them; use a --tp that divides %d",
+                       tp, cfg->heads, cfg->heads);
+  if (world % tp)
+    return strata_fail(err, errlen,
+                       "%d ranks cannot be split into --tp %d tensor-parallel ranks x P pipeline stages "
+                       "(world = T x P); launch a multiple of %d ranks (mpirun -np %d x P)",
+                       world, tp, tp, tp);
+  if (world / tp > cfg->layers)
+    return strata_fail(err, errlen,
+                       "%d ranks with --tp %d make %d pipeline stages but the model has only %d layers: every "
+                       "stage needs at least one layer; use mpirun -np %d or fewer",
+                       world, tp, world / tp, cfg->layers, tp * cfg->layers);
+  return 0;
+}
+
+/* Loads this rank's shard from the checkpoint. At T > 1 the checkpoint holds whole tensors: a
+ * whole (tp = 1) copy of the stage is loaded and each tensor sliced into this rank's part
+ * (gpt2_tensor_slice); the copy is freed at once. */
+static int load_weights(const char *ckpt_dir, gpt2_model_t *m, char *err, size_t errlen) {
+  if (m->range.tp_size <= 1) return ckpt_load(ckpt_dir, m, NULL, NULL, NULL, err, errlen);
+  gpt2_range_t whole = m->range;
+  whole.tp_rank = 0;
+  whole.tp_size = 1;
+  gpt2_model_t *full = NULL;
+  int rc = -1;
+  if (gpt2_create(&m->cfg, whole, &full, err, errlen) || ckpt_load(ckpt_dir, full, NULL, NULL, NULL, err, errlen))
+    goto out;
+  if (full->num_tensors != m->num_tensors) {
+    strata_fail(err, errlen, "internal: the whole stage has %d tensors, the tensor-parallel part %d",
+                full->num_tensors, m->num_tensors);
+    goto out;
+  }
+  for (int i = 0; i < m->num_tensors; i++) {
+    const gpt2_tensor_t *tl = &m->tensors[i], *tf = &full->tensors[i];
+    if (strcmp(tl->name, tf->name) || tf->numel != tl->full_numel ||
+        gpt2_tensor_slice(tl, m->range.tp_rank, full->params + tf->offset, m->params + tl->offset)) {
+      strata_fail(err, errlen, "internal: cannot slice tensor %s for tensor-parallel rank %d of %d", tl->name,
+                  m->range.tp_rank, m->range.tp_size);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  gpt2_free(full);
+  return rc;
 }
 
 int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opts_t *opts,
@@ -269,8 +335,13 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   pthread_mutex_init(&e->mu, NULL);
   e->comm = comm;
   e->rank = coll_rank(comm);
-  e->P = coll_size(comm);
+  e->world = coll_size(comm);
+  e->T = opts->tp > 0 ? opts->tp : 1;
+  e->P = e->world / e->T;
+  e->stage = e->rank / e->T;
+  e->t = e->rank % e->T;
   e->opts = *opts;
+  rank_name(e, e->rank, e->name, sizeof e->name);
   if (opts->env_error) {
     snprintf(err, errlen, "%s", opts->env_error);
     goto fail;
@@ -298,19 +369,31 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   }
   openblas_set_num_threads(opts->threads > 0 ? opts->threads : 1);
   if (ckpt_read_config(ckpt_dir, &e->cfg, err, errlen)) goto fail;
+  if (infer_check_layout(&e->cfg, e->world, e->T, err, errlen)) goto fail;
   layout_model_t lm = {e->cfg.vocab, e->cfg.ctx, e->cfg.layers, e->cfg.heads, e->cfg.dim};
   char lerr[512];
-  if (layout_init(&e->lay, &lm, e->P, 1, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
-    snprintf(err, errlen, "cannot split the model over %d ranks: %s", e->P, lerr);
+  if (layout_init(&e->lay, &lm, e->world, e->T, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
+    snprintf(err, errlen, "cannot split the model over %d ranks: %s", e->world, lerr);
     goto fail;
   }
-  int s = e->rank;
-  gpt2_range_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1};
+  int s = e->stage;
+  gpt2_range_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1, .tp_rank = e->t,
+                    .tp_size = e->T};
   e->nl = r.layer_end - r.layer_begin;
   for (int i = 0; i < e->P; i++)
     if (layout_stage_layers(&e->lay, i) > e->max_nl) e->max_nl = layout_stage_layers(&e->lay, i);
+  if (e->T > 1) { /* collective over comm: every rank makes the split */
+    coll_result_t cr = coll_comm_split(comm, e->stage, e->t, &e->tp_comm);
+    if (cr != COLL_OK) {
+      snprintf(err, errlen, "cannot make the tensor-parallel group of stage %d: %s", s, coll_result_string(cr));
+      goto fail;
+    }
+  }
   if (gpt2_create(&e->cfg, r, &e->model, err, errlen)) goto fail;
-  if (ckpt_load(ckpt_dir, e->model, NULL, NULL, NULL, err, errlen)) goto fail;
+  if (gpt2_set_tp(e->model, e->tp_comm, 0, err, errlen)) goto fail;
+  e->Cl = gpt2_local_dim(e->model);
+  e->Vl = gpt2_local_vocab(e->model);
+  if (load_weights(ckpt_dir, e->model, err, errlen)) goto fail;
   memset(&e->hdr, 0, sizeof e->hdr);
   if (session_model_id(ckpt_dir, &e->cfg, &e->hdr.model_id, err, errlen)) goto fail;
   e->hdr.vocab = e->cfg.vocab;
@@ -320,6 +403,8 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   e->hdr.dim = e->cfg.dim;
   e->hdr.stage = s;
   e->hdr.stages = e->P;
+  e->hdr.tp_rank = (int16_t)e->t;
+  e->hdr.tp_size = (int16_t)e->T;
   e->hdr.layer_begin = r.layer_begin;
   e->hdr.layer_end = r.layer_end;
   if (opts->session_dir && *opts->session_dir) {
@@ -336,16 +421,16 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
     strata_fail(err, errlen, "out of memory for %d sequence slots", e->nslots);
     goto fail;
   }
-  if (e->P > SESSION_MAX_STAGES && e->sessions_enabled) {
-    snprintf(err, errlen, "sessions support at most %d pipeline stages, not %d (or turn sessions off)",
-             SESSION_MAX_STAGES, e->P);
+  if (e->world > SESSION_MAX_PARTS && e->sessions_enabled) {
+    snprintf(err, errlen, "sessions support at most %d ranks (T x P), not %d (or turn sessions off)",
+             SESSION_MAX_PARTS, e->world);
     goto fail;
   }
   if (e->rank == 0 && e->sessions_enabled &&
       session_store_open(e->session_dir, (uint64_t)(opts->session_disk_mb * 1024.0 * 1024.0), &e->store, err,
                          errlen))
     goto fail;
-  if (e->rank == 0 && e->P > 1 && start_heartbeat(e, err, errlen)) goto fail;
+  if (e->rank == 0 && e->world > 1 && start_heartbeat(e, err, errlen)) goto fail;
   e->last_plan_s = strata_now_s();
   e->next_id = 1;
   *out = e;
@@ -408,7 +493,7 @@ static const int32_t *get_str(const int32_t *p, char *out, size_t cap) {
 /* ------------------------------------------------------------------ execution (every rank) */
 
 static int slot_open(infer_engine_t *e, slot_t *sl) {
-  if (!sl->cache && kv_cache_create(e->nl, e->cfg.dim, e->cfg.ctx, &sl->cache, e->err, sizeof e->err))
+  if (!sl->cache && kv_cache_create(e->nl, e->Cl, e->cfg.ctx, &sl->cache, e->err, sizeof e->err))
     return -1;
   kv_cache_reset(sl->cache);
   sl->state = SLOT_ACTIVE;
@@ -446,10 +531,11 @@ static int recv_prev_group(infer_engine_t *e, int g) {
   int nseq = *q++;
   if (nseq == 0) return 0;
   int32_t t[2 * MAX_GROUPS + 32];
-  coll_result_t cr = coll_recv(t, (size_t)nseq, COLL_I32, e->P - 1, TAG_TOK + g, e->comm);
+  int src = (e->P - 1) * e->T; /* tensor-parallel rank 0 of the last stage samples */
+  coll_result_t cr = coll_recv(t, (size_t)nseq, COLL_I32, src, TAG_TOK + g, e->comm);
   if (cr != COLL_OK)
-    return strata_fail(e->err, sizeof e->err, "receiving tokens of group %d from stage %d: %s: %s", g, e->P - 1,
-                       coll_result_string(cr), coll_last_error(e->comm));
+    return strata_fail(e->err, sizeof e->err, "receiving tokens of group %d from stage %d (rank %d): %s: %s", g,
+                       e->P - 1, src, coll_result_string(cr), coll_last_error(e->comm));
   for (int i = 0; i < nseq; i++) apply_token(e, q[2 * i], t[i]);
   return 0;
 }
@@ -482,13 +568,44 @@ typedef struct {
   gpt2_kv_seq_t *seqs;                  /* (nseq) the sequences' caches */
 } run_t;
 
+/* The last stage: this rank's logits (nseq, Vl) of a group, all-gathered over the TP group and
+ * assembled into the whole vocabulary (nseq, V) in *full (malloc'd; y itself at T = 1). 0, or
+ * -1 with e->err. */
+static int whole_logits(infer_engine_t *e, float *y, int nseq, float **full) {
+  *full = y;
+  if (e->T == 1) return 0;
+  size_t local = (size_t)nseq * e->Vl;
+  float *all = malloc(sizeof(float) * local * e->T);
+  float *f = malloc(sizeof(float) * (size_t)nseq * e->cfg.vocab);
+  if (!all || !f) {
+    free(all);
+    free(f);
+    return strata_fail(e->err, sizeof e->err, "out of memory for the logits of %d sequences", nseq);
+  }
+  coll_result_t cr = coll_allgather(y, all, local, COLL_F32, e->tp_comm);
+  if (cr != COLL_OK) {
+    free(all);
+    free(f);
+    return strata_fail(e->err, sizeof e->err, "gathering the logits over the %d tensor-parallel ranks: %s: %s",
+                       e->T, coll_result_string(cr), coll_last_error(e->tp_comm));
+  }
+  gpt2_logits_assemble(e->model, all, (size_t)nseq, f);
+  free(all);
+  *full = f;
+  return 0;
+}
+
 /* Group g of a RUN (nseq sequences, items = their (slot, new tokens) pairs) through this stage:
- * its input from the slots' tokens (first stage) or the previous stage, forward, then its
- * output to the next stage or, on the last, the sampled tokens to rank 0 (applied at once when
- * P == 1). Returns 0 or -1 with e->err. */
+ * its input from the slots' tokens (first stage; rank 0 holds them and broadcasts them over the
+ * TP group) or the previous stage, forward, then its output to the next stage or, on the last,
+ * the sampled tokens to rank 0 (applied at once when P == 1). Between stages, rank (s, t) sends
+ * to (s+1, t): the residual stream is whole and identical on every TP rank, so each rank of the
+ * next stage gets its copy straight from its peer, with no broadcast after the receive. On the
+ * last stage every TP rank all-gathers the logits (a collective); TP rank 0 samples from the
+ * whole vocabulary and sends the tokens. Returns 0 or -1 with e->err. */
 static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t *items) {
-  const int C = e->cfg.dim, V = e->cfg.vocab;
-  const int first = e->rank == 0, last = e->rank == e->P - 1;
+  const int C = e->cfg.dim, V = e->cfg.vocab, T = e->T;
+  const int first = e->stage == 0, last = e->stage == e->P - 1;
   size_t rows = 0;
   for (int i = 0; i < nseq; i++) rows += (size_t)items[2 * i + 1];
   free(R->seqs);
@@ -504,14 +621,17 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
     slot_t *sl = &e->slots[items[2 * i]];
     int n_new = items[2 * i + 1];
     R->seqs[i] = kv_cache_seq(sl->cache, n_new);
-    if (first) memcpy(R->tok + r, sl->tokens + sl->cache->n_pos, sizeof(int32_t) * n_new);
+    if (e->rank == 0) memcpy(R->tok + r, sl->tokens + sl->cache->n_pos, sizeof(int32_t) * n_new);
     r += (size_t)n_new;
   }
   coll_result_t cr;
-  if (!first && (cr = coll_recv(R->x, rows * C, COLL_F32, e->rank - 1, TAG_ACT + g, e->comm)) != COLL_OK)
-    return strata_fail(e->err, sizeof e->err, "receiving group %d from stage %d: %s: %s", g, e->rank - 1,
-                       coll_result_string(cr), coll_last_error(e->comm));
-  size_t out_floats = last ? (size_t)nseq * V : rows * C;
+  if (first && T > 1 && (cr = coll_broadcast(R->tok, rows, COLL_I32, 0, e->tp_comm)) != COLL_OK)
+    return strata_fail(e->err, sizeof e->err, "broadcasting the tokens of group %d over stage 0's %d tensor-parallel "
+                       "ranks: %s: %s", g, T, coll_result_string(cr), coll_last_error(e->tp_comm));
+  if (!first && (cr = coll_recv(R->x, rows * C, COLL_F32, e->rank - T, TAG_ACT + g, e->comm)) != COLL_OK)
+    return strata_fail(e->err, sizeof e->err, "receiving group %d from stage %d (rank %d): %s: %s", g, e->stage - 1,
+                       e->rank - T, coll_result_string(cr), coll_last_error(e->comm));
+  size_t out_floats = last ? (size_t)nseq * e->Vl : rows * C;
   float *y = malloc(sizeof(float) * out_floats);
   if (!y)
     return strata_fail(e->err, sizeof e->err, "out of memory for the output of a round (%zu floats)", out_floats);
@@ -522,25 +642,35 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
   for (int i = 0; i < nseq; i++) kv_cache_advance(e->slots[items[2 * i]].cache, items[2 * i + 1]);
   if (!last) {
     R->bufs[R->nbufs++] = y;
-    if ((cr = coll_isend(y, rows * C, COLL_F32, e->rank + 1, TAG_ACT + g, e->comm, &R->reqs[R->nreq])) != COLL_OK)
-      return strata_fail(e->err, sizeof e->err, "sending group %d to stage %d: %s", g, e->rank + 1,
-                         coll_result_string(cr));
+    if ((cr = coll_isend(y, rows * C, COLL_F32, e->rank + T, TAG_ACT + g, e->comm, &R->reqs[R->nreq])) != COLL_OK)
+      return strata_fail(e->err, sizeof e->err, "sending group %d to stage %d (rank %d): %s", g, e->stage + 1,
+                         e->rank + T, coll_result_string(cr));
     R->nreq++;
+    return 0;
+  }
+  float *full;
+  if (whole_logits(e, y, nseq, &full)) {
+    free(y);
+    return -1;
+  }
+  if (full != y) free(y);
+  if (e->t != 0) { /* TP rank 0 samples */
+    free(full);
     return 0;
   }
   int32_t *t = malloc(sizeof(int32_t) * nseq);
   if (!t) {
-    free(y);
+    free(full);
     return strata_fail(e->err, sizeof e->err, "out of memory for the sampled tokens of %d sequences", nseq);
   }
   for (int i = 0; i < nseq; i++)
-    if ((t[i] = sampler_next(&e->slots[items[2 * i]].sampler, y + (size_t)i * V, V)) < 0) {
+    if ((t[i] = sampler_next(&e->slots[items[2 * i]].sampler, full + (size_t)i * V, V)) < 0) {
       free(t);
-      free(y);
+      free(full);
       return strata_fail(e->err, sizeof e->err, "out of memory for sampling from %d logits", V);
     }
-  free(y);
-  if (first) { /* P == 1 */
+  free(full);
+  if (e->rank == 0) { /* P == 1 */
     for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t[i]);
     free(t);
     return 0;
@@ -580,7 +710,7 @@ static int end_run(infer_engine_t *e, run_t *R, int rc) {
       rc = strata_fail(e->err, sizeof e->err, "completing a send: %s", coll_result_string(cr));
   }
   for (int i = 0; i < R->nbufs; i++) free(R->bufs[i]);
-  if (e->rank == e->P - 1 && e->rank != 0) {
+  if (e->stage == e->P - 1 && e->t == 0 && e->rank != 0) {
     /* rank 0 has received the previous RUN's tokens by now (before running the groups whose
      * activations reached this stage, or at the end of its RUN) */
     if (wait_token_sends(e) && rc == 0) rc = -1;
@@ -602,20 +732,20 @@ static int end_run(infer_engine_t *e, run_t *R, int rc) {
  * rank 0 receives them just before it runs group g of the next RUN (a sequence keeps its group),
  * so in steady state every stage is busy. */
 static int exec_run(infer_engine_t *e, const int32_t *p, const int32_t **end) {
-  const int first = e->rank == 0, last = e->rank == e->P - 1;
+  const int coord_pipelined = e->rank == 0 && e->P > 1; /* tokens come back from the last stage */
   const int32_t *plan = p;
   int G = *p++, rc = 0;
   run_t R;
   memset(&R, 0, sizeof R);
-  if (first) e->n_recv = 0;
+  if (e->rank == 0) e->n_recv = 0;
   for (int g = 0; g < G && rc == 0; g++) {
     int nseq = *p++;
     const int32_t *items = p;
     p += 2 * nseq;
-    if (first && !last && recv_prev_group(e, g)) rc = -1;
+    if (coord_pipelined && recv_prev_group(e, g)) rc = -1;
     else if (nseq > 0) rc = run_group(e, &R, g, nseq, items);
   }
-  if (rc == 0 && first && !last) rc = keep_plan(e, plan, G, (int)(p - plan));
+  if (rc == 0 && coord_pipelined) rc = keep_plan(e, plan, G, (int)(p - plan));
   *end = p;
   return end_run(e, &R, rc);
 }
@@ -638,24 +768,24 @@ static int pend_push(infer_engine_t *e, session_status_t st, int eno, uint64_t s
   return 0;
 }
 
-/* OP_VOTE n: every rank's last n outcomes reach rank 0 (e->votes, [P][n * VOTE_WORDS]). */
+/* OP_VOTE n: every rank's last n outcomes reach rank 0 (e->votes, [world][n * VOTE_WORDS]). */
 static int exec_vote(infer_engine_t *e, int n) {
   if (n != e->n_pend)
     return strata_fail(e->err, sizeof e->err, "corrupt plan: a vote over %d outcomes, but this rank has %d", n,
                        e->n_pend);
   size_t words = (size_t)VOTE_WORDS * n;
-  if (e->rank == 0 && (size_t)e->votes_cap < words * e->P) {
-    int32_t *nv = realloc(e->votes, sizeof(int32_t) * words * e->P);
+  if (e->rank == 0 && (size_t)e->votes_cap < words * e->world) {
+    int32_t *nv = realloc(e->votes, sizeof(int32_t) * words * e->world);
     if (!nv)
       return strata_fail(e->err, sizeof e->err, "out of memory for a vote over %d outcomes", n);
     e->votes = nv;
-    e->votes_cap = (int)(words * e->P);
+    e->votes_cap = (int)(words * e->world);
   }
-  if (e->P == 1) {
+  if (e->world == 1) {
     if (words) memcpy(e->votes, e->pend, sizeof(int32_t) * words);
   } else if (words) {
     /* an all-gather (every rank learns every outcome; only rank 0 uses them) */
-    int32_t *all = e->rank == 0 ? e->votes : malloc(sizeof(int32_t) * words * e->P);
+    int32_t *all = e->rank == 0 ? e->votes : malloc(sizeof(int32_t) * words * e->world);
     if (!all)
       return strata_fail(e->err, sizeof e->err, "out of memory for a vote over %d outcomes", n);
     coll_result_t cr = coll_allgather(e->pend, all, words, COLL_I32, e->comm);
@@ -701,7 +831,7 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
       e->rec->n_tokens = *p++;
       e->rec->generation = get_u64(p);
       p += 2;
-      for (int k = 0; k < e->P; k++, p += 2) e->rec->sum[k] = get_u64(p);
+      for (int k = 0; k < e->world; k++, p += 2) e->rec->sum[k] = get_u64(p);
       p = get_str(p, id, sizeof id);
       if (e->rank == 0) { /* done at admission */
         if (pend_push(e, SESSION_OK, 0, 0, 0)) return -1;
@@ -710,7 +840,7 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
       if (slot_open(e, sl)) return -1;
       session_status_t st = session_read_stage(e->session_dir, id, &e->hdr, e->rec, sl->cache, NULL, NULL, serr,
                                                sizeof serr);
-      if (st != SESSION_OK) strata_warn("session '%s': stage %d: %s", id, e->rank, serr);
+      if (st != SESSION_OK) strata_warn("session '%s': %s: %s", id, e->name, serr);
       if (pend_push(e, st, 0, 0, 0)) return -1;
       break;
     }
@@ -727,7 +857,7 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
       session_status_t st = session_write_stage(e->session_dir, id, &e->hdr, gen, e->rank == 0 ? sl->tokens : NULL,
                                                 e->rank == 0 ? sl->n_tokens : 0, sl->cache, &sum, &bytes, &eno,
                                                 serr, sizeof serr);
-      if (st != SESSION_OK) strata_warn("session '%s': stage %d: %s", id, e->rank, serr);
+      if (st != SESSION_OK) strata_warn("session '%s': %s: %s", id, e->name, serr);
       if (pend_push(e, st, eno, sum, bytes)) return -1;
       break;
     }
@@ -737,17 +867,17 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
     case OP_COMMIT: {
       uint64_t gen = get_u64(p);
       p = get_str(p + 2, id, sizeof id);
-      if (session_promote(e->session_dir, id, e->rank, e->P, gen, serr, sizeof serr))
+      if (session_promote(e->session_dir, id, e->stage, e->P, e->t, e->T, gen, serr, sizeof serr))
         strata_warn("session '%s': %s (its next load reads the .kv.next file)", id, serr);
       break;
     }
     case OP_DISCARD:
       p = get_str(p, id, sizeof id);
-      session_discard_next(e->session_dir, id, e->rank, e->P);
+      session_discard_next(e->session_dir, id, e->stage, e->P, e->t, e->T);
       break;
     case OP_DELETE:
       p = get_str(p, id, sizeof id);
-      session_delete_stage(e->session_dir, id, e->rank, e->P);
+      session_delete_stage(e->session_dir, id, e->stage, e->P, e->t, e->T);
       break;
     case OP_FREE:
       slot_release(e, &e->slots[*p++]);
@@ -783,7 +913,7 @@ static int flush_msg(infer_engine_t *e) {
   }
   if (e->msg_len == 0) return 0;
   int32_t n = e->msg_len;
-  if (e->P > 1) {
+  if (e->world > 1) {
     int32_t head[PLAN_INLINE_WORDS];
     int inl = n < PLAN_INLINE_WORDS - 1 ? n : PLAN_INLINE_WORDS - 1;
     head[0] = n;
@@ -791,7 +921,7 @@ static int flush_msg(infer_engine_t *e) {
     coll_request_t **reqs = e->plan_reqs;
     int nreq = 0;
     coll_result_t cr = COLL_OK;
-    for (int w = 1; w < e->P && cr == COLL_OK; w++) {
+    for (int w = 1; w < e->world && cr == COLL_OK; w++) {
       cr = coll_isend(head, PLAN_INLINE_WORDS, COLL_I32, w, TAG_PLAN, e->comm, &reqs[nreq]);
       if (cr == COLL_OK) nreq++;
       if (cr == COLL_OK && n > inl) {
@@ -863,13 +993,13 @@ int infer_worker_loop(infer_engine_t *e) {
   for (;;) {
     int32_t n = 0;
     if (recv_plan(e, &buf, &cap, &n)) {
-      strata_error("infer: stage %d: %s", e->rank, e->err);
+      strata_error("infer: %s: %s", e->name, e->err);
       rc = -1;
       break;
     }
     int x = exec_msg(e, buf, n);
     if (x < 0) {
-      strata_error("infer: stage %d: %s", e->rank, e->err);
+      strata_error("infer: %s: %s", e->name, e->err);
       rc = -1;
       break;
     }
@@ -882,7 +1012,7 @@ int infer_worker_loop(infer_engine_t *e) {
 
 static int tick(infer_engine_t *e);
 int infer_engine_tick(infer_engine_t *e) {
-  if (e->rank != 0 || e->P == 1) return 0;
+  if (e->rank != 0 || e->world == 1) return 0;
   if (tick(e)) {
     e->failed = 1;
     return -1;
@@ -892,7 +1022,7 @@ int infer_engine_tick(infer_engine_t *e) {
 
 static int tick(infer_engine_t *e) {
   double now = strata_now_s();
-  for (int w = 1; w < e->P; w++) { /* answers that arrived */
+  for (int w = 1; w < e->world; w++) { /* answers that arrived */
     int done = 0;
     coll_result_t cr = coll_wait_for(e->ack_req[w], 0, &done);
     if (cr == COLL_OK && done) {
@@ -907,16 +1037,19 @@ static int tick(infer_engine_t *e) {
       return -1;
     }
   }
-  for (int w = 1; w < e->P; w++) { /* the oldest heartbeat a worker has not answered */
+  for (int w = 1; w < e->world; w++) { /* the oldest heartbeat a worker has not answered */
     if (e->acked[w] == e->hb_seq) continue;
     uint32_t first = e->acked[w] + 1;
     if (e->hb_seq - first >= HB_RING) first = e->hb_seq - HB_RING + 1;
     double silent = now - e->hb_sent_s[first % HB_RING];
-    if (silent > e->opts.liveness_s)
+    if (silent > e->opts.liveness_s) {
+      char who[96];
+      rank_name(e, w, who, sizeof who);
       return strata_fail(e->err, sizeof e->err,
-                         "rank %d (stage %d) has not answered rank 0's heartbeat for %.1f s "
+                         "rank %d (%s) has not answered rank 0's heartbeat for %.1f s "
                          "(STRATA_INFER_LIVENESS_S): it is dead or stuck; ending the job",
-                         w, w, silent);
+                         w, who, silent);
+    }
   }
   if (now - e->last_plan_s < e->opts.heartbeat_s || e->msg_len) return 0;
   /* Unlike a plan, a heartbeat is never waited for: a stopped worker may never take it, and rank
@@ -924,7 +1057,7 @@ static int tick(infer_engine_t *e) {
   e->hb_seq++;
   e->hb_sent_s[e->hb_seq % HB_RING] = now;
   e->last_plan_s = now;
-  for (int w = 1; w < e->P; w++) {
+  for (int w = 1; w < e->world; w++) {
     int done = 1;
     if (e->hb_req[w] && coll_wait_for(e->hb_req[w], 0, &done) == COLL_OK && done) e->hb_req[w] = NULL;
     if (!done) continue;
@@ -1109,11 +1242,18 @@ static int session_on_disk(infer_engine_t *e, req_node_t *r) {
     fail_request(e, r, INFER_ERR_CONFLICT, msg);
     return -1;
   }
-  if (e->rec->stages != e->P) {
-    snprintf(msg, sizeof msg,
-             "session '%s' was saved by a job of %d pipeline stages; this job has %d: restore it with "
-             "mpirun -np %d (or delete it)",
-             r->session, e->rec->stages, e->P, e->rec->stages);
+  if (e->rec->stages != e->P || e->rec->tp != e->T) {
+    /* a KV cache split by heads over T ranks is not re-sliced for another T */
+    if (e->rec->tp == 1 && e->T == 1)
+      snprintf(msg, sizeof msg,
+               "session '%s' was saved by a job of %d pipeline stages; this job has %d: restore it with "
+               "mpirun -np %d (or delete it)",
+               r->session, e->rec->stages, e->P, e->rec->stages);
+    else
+      snprintf(msg, sizeof msg,
+               "session '%s' was saved by a job of --tp %d x %d pipeline stages; this job is --tp %d x %d: "
+               "restore it with --tp %d and mpirun -np %d (or delete it)",
+               r->session, e->rec->tp, e->rec->stages, e->T, e->P, e->rec->tp, e->rec->tp * e->rec->stages);
     fail_request(e, r, INFER_ERR_CONFLICT, msg);
     return -1;
   }
@@ -1166,7 +1306,7 @@ static int load_session(infer_engine_t *e, req_node_t *r, int s, int32_t **hist,
   char err[1024];
   slot_t *sl = &e->slots[s];
   session_status_t st = SESSION_IO;
-  if (kv_cache_create(e->nl, e->cfg.dim, e->cfg.ctx, &sl->cache, err, sizeof err) == 0)
+  if (kv_cache_create(e->nl, e->Cl, e->cfg.ctx, &sl->cache, err, sizeof err) == 0)
     st = session_read_stage(e->session_dir, r->session, &e->hdr, e->rec, sl->cache, hist, n_hist, err, sizeof err);
   if (st != SESSION_OK) {
     kv_cache_free(sl->cache);
@@ -1185,7 +1325,7 @@ static int load_session(infer_engine_t *e, req_node_t *r, int s, int32_t **hist,
   msg_push(e, *n_kv);
   msg_push(e, e->rec->n_tokens);
   msg_push_u64(e, e->rec->generation);
-  for (int k = 0; k < e->P; k++) msg_push_u64(e, e->rec->sum[k]);
+  for (int k = 0; k < e->world; k++) msg_push_u64(e, e->rec->sum[k]);
   msg_push_str(e, r->session);
   e->vote_slots[e->n_vote_slots++] = s;
   e->st.session_loads++;
@@ -1289,10 +1429,10 @@ static int admit(infer_engine_t *e, req_node_t *r) {
   return 0;
 }
 
-/* The first stage whose outcome k of the last VOTE failed, with its status and errno; -1 if
- * every stage succeeded. */
-static int vote_failed_stage(const infer_engine_t *e, int k, session_status_t *st, int *eno) {
-  for (int r = 0; r < e->P; r++) {
+/* The first rank whose outcome k of the last VOTE failed, with its status and errno; -1 if
+ * every rank succeeded. */
+static int vote_failed_rank(const infer_engine_t *e, int k, session_status_t *st, int *eno) {
+  for (int r = 0; r < e->world; r++) {
     const int32_t *w = e->votes + ((size_t)r * e->n_votes + k) * VOTE_WORDS;
     if (w[0] != SESSION_OK) {
       *st = (session_status_t)w[0];
@@ -1317,16 +1457,17 @@ static int check_loads(infer_engine_t *e) {
   if (flush_msg(e)) return -1;
   for (int k = 0; k < n; k++) {
     session_status_t st;
-    int eno, bad = vote_failed_stage(e, k, &st, &eno);
+    int eno, bad = vote_failed_rank(e, k, &st, &eno);
     if (bad < 0) continue;
     int s = e->vote_slots[k];
     slot_t *sl = &e->slots[s];
-    char path[4352], msg[1400];
-    session_path(path, sizeof path, e->session_dir, sl->session, bad, e->P);
+    char path[4352], msg[1400], who[96];
+    session_path(path, sizeof path, e->session_dir, sl->session, bad / e->T, e->P, bad % e->T, e->T);
+    rank_name(e, bad, who, sizeof who);
     snprintf(msg, sizeof msg,
-             "session '%s' cannot be restored: stage %d (rank %d): its file %s is %s (that rank's log says more); "
+             "session '%s' cannot be restored: %s (rank %d): its file %s is %s (that rank's log says more); "
              "delete the session to start it afresh",
-             sl->session, bad, bad, path, session_status_name(st));
+             sl->session, who, bad, path, session_status_name(st));
     req_node_t *r = sl->req;
     sl->req = NULL;
     fail_request(e, r, load_error_kind(st), msg);
@@ -1401,14 +1542,14 @@ static void plan_session_delete(infer_engine_t *e, const char *id) {
   session_store_remove(e->store, id);
 }
 
-/* The bytes slot s's session will take on disk after this save (every stage's file and the
+/* The bytes slot s's session will take on disk after this save (every rank's part file and the
  * commit record). */
 static uint64_t save_bytes(const infer_engine_t *e, const slot_t *sl) {
   uint64_t b = 0;
-  for (int k = 0; k < e->P; k++)
-    b += session_file_bytes(k == 0 ? sl->n_tokens : 0, sl->cache->n_pos, layout_stage_layers(&e->lay, k),
-                            e->cfg.dim);
-  return b + session_commit_bytes(e->P);
+  for (int k = 0; k < e->world; k++)
+    b += session_file_bytes(k == 0 ? sl->n_tokens : 0, sl->cache->n_pos, layout_stage_layers(&e->lay, k / e->T),
+                            e->Cl);
+  return b + session_commit_bytes(e->world);
 }
 
 /* With a disk quota: evicts the least recently used sessions until slot s's save fits. 0, or
@@ -1443,20 +1584,23 @@ static void commit_saves(infer_engine_t *e, int n) {
   for (int k = 0; k < n; k++) {
     slot_t *sl = &e->slots[e->vote_slots[k]];
     session_status_t st;
-    int eno, bad = vote_failed_stage(e, k, &st, &eno);
+    int eno, bad = vote_failed_rank(e, k, &st, &eno);
     if (bad >= 0) {
-      snprintf(sl->save_error, sizeof sl->save_error, "stage %d (rank %d): %s", bad, bad,
+      char who[96];
+      rank_name(e, bad, who, sizeof who);
+      snprintf(sl->save_error, sizeof sl->save_error, "%s (rank %d): %s", who, bad,
                eno ? strerror(eno) : session_status_name(st));
     } else {
       session_commit_t *rec = e->rec;
       memset(rec, 0, sizeof *rec);
       rec->model_id = e->hdr.model_id;
       rec->stages = e->P;
+      rec->tp = e->T;
       rec->n_tokens = sl->n_tokens;
       rec->n_kv = sl->cache->n_pos;
       rec->generation = sl->gen + 1;
-      uint64_t total = session_commit_bytes(e->P);
-      for (int r = 0; r < e->P; r++) {
+      uint64_t total = session_commit_bytes(e->world);
+      for (int r = 0; r < e->world; r++) {
         rec->sum[r] = vote_u64(e, r, k, 2);
         rec->bytes[r] = vote_u64(e, r, k, 4);
         total += rec->bytes[r];
@@ -1542,7 +1686,7 @@ static int finish_slots(infer_engine_t *e, const int *act, int nact) {
     sl->cancelled = 0;
     sl->save_failed = 0;
   }
-  size_t per_slot = 2 * sizeof(float) * (size_t)e->max_nl * e->cfg.ctx * e->cfg.dim;
+  size_t per_slot = 2 * sizeof(float) * (size_t)e->max_nl * e->cfg.ctx * e->Cl;
   double budget = e->opts.session_mem_mb * 1024.0 * 1024.0;
   while (count_idle(e) > 0 && (double)count_idle(e) * (double)per_slot > budget) evict_lru(e);
   return flush_msg(e);

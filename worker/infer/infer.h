@@ -1,6 +1,7 @@
-/* infer.h -- the sharded generation engine: a GPT-2 split into P pipeline stages (one per rank
- * of the communicator, layers balanced as in training with D = 1), a KV cache per sequence per
- * stage, continuous batching of concurrent requests, and persistent sessions.
+/* infer.h -- the sharded generation engine: a GPT-2 split into P pipeline stages of T
+ * tensor-parallel ranks each (world = T x P ranks, rank = stage * T + t, layers balanced as in
+ * training with D = 1), a KV cache per sequence per rank, continuous batching of concurrent
+ * requests, and persistent sessions.
  *
  * Roles. Rank 0 is the coordinator and stage 0: it holds the request queue, decides every
  * round, embeds tokens, and receives the sampled tokens. Stage s > 0 receives the residual
@@ -10,6 +11,18 @@
  * rank and every rank executes it; ranks != 0 do this in infer_worker_loop(). Between plans a
  * worker waits without a deadline and without spinning; rank 0's heartbeat (infer_engine_tick)
  * lets each side notice the other's death within opts.liveness_s.
+ *
+ * Tensor parallelism (opts.tp = T > 1, Megatron-LM's split, gpt2.h). Each stage is a TP group
+ * of T ranks that hold 1/T of every matrix (heads [t*H/T, (t+1)*H/T) of attention, a slice of
+ * the MLP and of the vocabulary) and make the same gpt2_forward_kv calls, since the plan reaches
+ * every rank. Rank 0 (stage 0, t = 0) stays the coordinator and broadcasts each group's input
+ * tokens over stage 0's TP group. The residual stream between stages is whole and identical on
+ * every TP rank, so rank (s, t) sends it to (s+1, t): each rank receives its own copy and no
+ * broadcast follows the receive. The last stage all-gathers its logits over its TP group and
+ * assembles the whole vocabulary; its TP rank 0 samples (greedy or seeded, on the same full
+ * logits as T = 1) and sends the tokens to rank 0. A KV cache holds only the rank's heads (C/T
+ * wide). The checkpoint holds whole tensors; each rank loads its stage and slices its part, so
+ * any checkpoint serves on any T dividing the heads. The heartbeat covers every rank.
  *
  * One round (infer_engine_step) advances every in-flight sequence by one token: a sequence
  * that has just been admitted feeds its whole uncached prompt (prefill), the others their last
@@ -23,9 +36,11 @@
  *
  * Sessions. A request with a session ID continues that session: its prompt is appended to the
  * session's context and only the positions not yet in the KV cache are computed. When a
- * session request completes, every stage writes its part of the turn and rank 0 commits it
- * (the two-phase save of session.h), so a new process with the same session directory,
- * checkpoint and P continues where the last left off. A save that fails on any stage (a full
+ * session request completes, every rank writes its part of the turn (its layers, its heads)
+ * and rank 0 commits it (the two-phase save of session.h), so a new process with the same
+ * session directory, checkpoint, T and P continues where the last left off; a session saved
+ * with another T or P is refused (INFER_ERR_CONFLICT, naming both layouts): a KV cache split by
+ * heads is not re-sliced. A save that fails on any stage (a full
  * or read-only disk) fails only its request (INFER_ERR_STORAGE); the session keeps its previous
  * committed turn. A session whose files are missing, corrupt or disagree fails only its
  * request (INFER_ERR_SESSION_DATA, naming the stage). Idle sessions stay in memory up to
@@ -82,6 +97,8 @@ typedef struct {
   int threads;            /* BLAS threads per rank */
   int recompute;          /* benchmark baseline: no KV cache reuse, every round recomputes the
                              whole context (sessions then only keep tokens) */
+  int tp;                 /* T: tensor-parallel ranks per stage (--tp; 0 or 1 = none); T divides
+                             the heads and the number of ranks */
   const char *env_error;  /* set by infer_opts_default when a STRATA_INFER_* value does not
                              parse; infer_engine_create then fails with it */
 } infer_opts_t;
@@ -133,10 +150,16 @@ typedef void (*infer_done_fn)(void *ctx, uint64_t id, const infer_result_t *res)
 
 typedef struct infer_engine infer_engine_t;
 
+/* The layout check of infer_engine_create, for callers that refuse bad input early: T >= 1
+ * divides the model's heads and the world, and world / T stages <= layers. 0, or -1 with one
+ * sentence naming the numbers and the fix. */
+int infer_check_layout(const gpt2_config_t *cfg, int world, int tp, char *err, size_t errlen);
+
 /* Collective over comm (every rank): reads DIR/config.json, splits the layers over
- * coll_size(comm) stages (layout balancing, D = 1), loads this rank's stage from the checkpoint
- * and identifies the model for sessions. Fails (same message on every rank) for a missing or
- * bad checkpoint, more stages than layers, or bad options. */
+ * coll_size(comm) / opts.tp stages of opts.tp ranks (layout balancing, D = 1), loads this
+ * rank's part from the checkpoint and identifies the model for sessions. Fails (same message on
+ * every rank) for a missing or bad checkpoint, a bad layout (infer_check_layout), or bad
+ * options. */
 int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opts_t *opts,
                         infer_engine_t **out, char *err, size_t errlen);
 

@@ -20,6 +20,9 @@
 #include "util.h"
 
 static const char session_magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'K', 'V'};
+/* tp_rank and tp_size took what was padding before saved_unix_s: the header (and so the
+ * format) kept its size, and older files read as T = 1 */
+_Static_assert(sizeof(session_header_t) == 88, "the session header's size is part of the file format");
 
 int session_id_validate(const char *id, char *err, size_t errlen) {
   size_t n = id ? strlen(id) : 0;
@@ -50,17 +53,23 @@ const char *session_status_name(session_status_t st) {
   }
 }
 
-void session_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages) {
-  snprintf(buf, len, "%s/%s.stage%d-of-%d.kv", dir, id, stage, stages);
+void session_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages, int t, int tp) {
+  if (tp <= 1) snprintf(buf, len, "%s/%s.stage%d-of-%d.kv", dir, id, stage, stages);
+  else snprintf(buf, len, "%s/%s.stage%d-of-%d.tp%d-of-%d.kv", dir, id, stage, stages, t, tp);
 }
 
 void session_commit_path(char *buf, size_t len, const char *dir, const char *id) {
   snprintf(buf, len, "%s/%s.session", dir, id);
 }
 
-static void next_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages) {
-  snprintf(buf, len, "%s/%s.stage%d-of-%d.kv.next", dir, id, stage, stages);
+static void next_path(char *buf, size_t len, const char *dir, const char *id, int stage, int stages, int t, int tp) {
+  session_path(buf, len, dir, id, stage, stages, t, tp);
+  size_t n = strlen(buf);
+  if (n + 5 < len) memcpy(buf + n, ".next", 6);
 }
+
+/* T of a header or commit record: 0 (written before tensor parallelism) means 1. */
+static int tp_of(int tp) { return tp < 1 ? 1 : tp; }
 
 int session_model_id(const char *ckpt_dir, const gpt2_config_t *cfg, uint64_t *out, char *err,
                      size_t errlen) {
@@ -194,8 +203,9 @@ session_status_t session_write_stage(const char *dir, const char *id, const sess
     return SESSION_IO;
   }
   char path[4352];
-  next_path(path, sizeof path, dir, id, hdr_in->stage, hdr_in->stages);
+  next_path(path, sizeof path, dir, id, hdr_in->stage, hdr_in->stages, hdr_in->tp_rank, tp_of(hdr_in->tp_size));
   session_header_t h = *hdr_in;
+  h.tp_size = (int16_t)tp_of(h.tp_size);
   memcpy(h.magic, session_magic, 8);
   h.version = SESSION_FORMAT_VERSION;
   h.header_bytes = sizeof h;
@@ -231,19 +241,21 @@ typedef struct {
   uint32_t version;     /* SESSION_FORMAT_VERSION */
   uint32_t header_bytes;
   uint64_t model_id;
-  int32_t stages, n_tokens, n_kv, reserved;
+  int32_t stages, n_tokens, n_kv, tp; /* tp: 0 in records written before tensor parallelism (= 1) */
   uint64_t generation;
   int64_t saved_unix_s;
 } commit_head_t;
 
-uint64_t session_commit_bytes(int stages) { return sizeof(commit_head_t) + 16 * (uint64_t)stages + 8; }
+uint64_t session_commit_bytes(int parts) { return sizeof(commit_head_t) + 16 * (uint64_t)parts + 8; }
 
 int session_commit_write(const char *dir, const char *id, const session_commit_t *rec, int *errno_out,
                          char *err, size_t errlen) {
   *errno_out = 0;
   if (session_id_validate(id, err, errlen)) return -1;
-  if (rec->stages < 1 || rec->stages > SESSION_MAX_STAGES)
-    return strata_fail(err, errlen, "a commit record holds 1 to %d stages, not %d", SESSION_MAX_STAGES, rec->stages);
+  int parts = rec->stages * tp_of(rec->tp);
+  if (rec->stages < 1 || parts > SESSION_MAX_PARTS)
+    return strata_fail(err, errlen, "a commit record names 1 to %d part files, not %d stages x %d", SESSION_MAX_PARTS,
+                       rec->stages, tp_of(rec->tp));
   char path[4352];
   session_commit_path(path, sizeof path, dir, id);
   commit_head_t h;
@@ -253,6 +265,7 @@ int session_commit_write(const char *dir, const char *id, const session_commit_t
   h.header_bytes = sizeof h;
   h.model_id = rec->model_id;
   h.stages = rec->stages;
+  h.tp = tp_of(rec->tp);
   h.n_tokens = rec->n_tokens;
   h.n_kv = rec->n_kv;
   h.generation = rec->generation;
@@ -264,7 +277,7 @@ int session_commit_write(const char *dir, const char *id, const session_commit_t
     return -1;
   }
   af_write(&a, &h, sizeof h);
-  for (int s = 0; s < rec->stages; s++) {
+  for (int s = 0; s < parts; s++) {
     af_write(&a, &rec->sum[s], sizeof rec->sum[s]);
     af_write(&a, &rec->bytes[s], sizeof rec->bytes[s]);
   }
@@ -341,8 +354,9 @@ int session_commit_read(const char *dir, const char *id, session_commit_t *out, 
              SESSION_FORMAT_VERSION);
     goto out;
   }
-  if (h.stages < 1 || h.stages > SESSION_MAX_STAGES || len != sizeof h + 16 * (size_t)h.stages + 8) {
-    snprintf(err, errlen, "the commit record %s is corrupt (%d stages in %zu bytes)", path, h.stages, len);
+  int parts = h.stages * tp_of(h.tp);
+  if (h.stages < 1 || h.tp < 0 || parts > SESSION_MAX_PARTS || len != sizeof h + 16 * (size_t)parts + 8) {
+    snprintf(err, errlen, "the commit record %s is corrupt (%d stages x %d in %zu bytes)", path, h.stages, h.tp, len);
     goto out;
   }
   uint64_t sum;
@@ -353,11 +367,12 @@ int session_commit_read(const char *dir, const char *id, session_commit_t *out, 
   memset(out, 0, sizeof *out);
   out->model_id = h.model_id;
   out->stages = h.stages;
+  out->tp = tp_of(h.tp);
   out->n_tokens = h.n_tokens;
   out->n_kv = h.n_kv;
   out->generation = h.generation;
   out->saved_unix_s = h.saved_unix_s;
-  for (int s = 0; s < h.stages; s++) {
+  for (int s = 0; s < parts; s++) {
     memcpy(&out->sum[s], buf + sizeof h + 16 * (size_t)s, 8);
     memcpy(&out->bytes[s], buf + sizeof h + 16 * (size_t)s + 8, 8);
   }
@@ -367,11 +382,11 @@ out:
   return rc;
 }
 
-int session_promote(const char *dir, const char *id, int stage, int stages, uint64_t generation, char *err,
-                    size_t errlen) {
+int session_promote(const char *dir, const char *id, int stage, int stages, int t, int tp, uint64_t generation,
+                    char *err, size_t errlen) {
   char from[4352], to[4352];
-  next_path(from, sizeof from, dir, id, stage, stages);
-  session_path(to, sizeof to, dir, id, stage, stages);
+  next_path(from, sizeof from, dir, id, stage, stages, t, tp);
+  session_path(to, sizeof to, dir, id, stage, stages, t, tp);
   session_header_t h;
   int fd = open(from, O_RDONLY);
   if (fd < 0) return 0; /* already promoted (or discarded) */
@@ -384,9 +399,9 @@ int session_promote(const char *dir, const char *id, int stage, int stages, uint
   return 0;
 }
 
-void session_discard_next(const char *dir, const char *id, int stage, int stages) {
+void session_discard_next(const char *dir, const char *id, int stage, int stages, int t, int tp) {
   char path[4352];
-  next_path(path, sizeof path, dir, id, stage, stages);
+  next_path(path, sizeof path, dir, id, stage, stages, t, tp);
   unlink(path);
 }
 
@@ -412,12 +427,13 @@ static int check_header(const char *path, const session_header_t *h, const sessi
     return SESSION_MISMATCH;
   }
   if (h->stages != e->stages || h->stage != e->stage || h->layer_begin != e->layer_begin ||
-      h->layer_end != e->layer_end) {
+      h->layer_end != e->layer_end || tp_of(h->tp_size) != tp_of(e->tp_size) || h->tp_rank != e->tp_rank) {
     snprintf(err, errlen,
-             "%s holds layers [%d, %d) of stage %d of %d but this rank is stage %d of %d with layers "
-             "[%d, %d); restore the session with the same number of ranks",
-             path, h->layer_begin, h->layer_end, h->stage, h->stages, e->stage, e->stages,
-             e->layer_begin, e->layer_end);
+             "%s holds layers [%d, %d) of stage %d of %d, tensor-parallel rank %d of %d, but this rank is stage %d "
+             "of %d with layers [%d, %d), tensor-parallel rank %d of %d; restore the session with the same --tp "
+             "and number of ranks",
+             path, h->layer_begin, h->layer_end, h->stage, h->stages, h->tp_rank, tp_of(h->tp_size), e->stage,
+             e->stages, e->layer_begin, e->layer_end, e->tp_rank, tp_of(e->tp_size));
     return SESSION_MISMATCH;
   }
   if (h->n_kv < 0 || h->n_tokens < 0 || h->n_kv > h->ctx || h->n_tokens > h->ctx) {
@@ -465,8 +481,9 @@ static session_status_t read_stage_file(const char *path, const session_header_t
     snprintf(err, errlen, "session file %s fails its checksum (corrupt)", path);
     goto out;
   }
-  if (h.generation != rec->generation || sum != rec->sum[expect->stage] || h.n_kv != rec->n_kv ||
-      (expect->stage == 0 && h.n_tokens != rec->n_tokens)) {
+  int part = expect->stage * tp_of(expect->tp_size) + expect->tp_rank;
+  if (h.generation != rec->generation || sum != rec->sum[part] || h.n_kv != rec->n_kv ||
+      (part == 0 && h.n_tokens != rec->n_tokens)) {
     snprintf(err, errlen,
              "session file %s holds turn %llu (%d positions), but the session's commit record names turn %llu "
              "(%d positions): the stages hold different saves",
@@ -508,19 +525,21 @@ session_status_t session_read_stage(const char *dir, const char *id, const sessi
                                     int *n_tokens_out, char *err, size_t errlen) {
   if (session_id_validate(id, err, errlen)) return SESSION_MISMATCH;
   char path[4352], npath[4352], nerr[1024];
-  session_path(path, sizeof path, dir, id, expect->stage, expect->stages);
+  int t = expect->tp_rank, T = tp_of(expect->tp_size);
+  session_path(path, sizeof path, dir, id, expect->stage, expect->stages, t, T);
   session_status_t st = read_stage_file(path, expect, rec, c, tokens_out, n_tokens_out, err, errlen);
   if (st != SESSION_MISSING && st != SESSION_STALE) return st;
   /* a crash between the commit record and the rename: the record's turn is in .kv.next */
-  next_path(npath, sizeof npath, dir, id, expect->stage, expect->stages);
+  next_path(npath, sizeof npath, dir, id, expect->stage, expect->stages, t, T);
   if (read_stage_file(npath, expect, rec, c, tokens_out, n_tokens_out, nerr, sizeof nerr) != SESSION_OK)
     return st;
-  if (session_promote(dir, id, expect->stage, expect->stages, rec->generation, nerr, sizeof nerr))
+  if (session_promote(dir, id, expect->stage, expect->stages, t, T, rec->generation, nerr, sizeof nerr))
     strata_warn("session '%s': %s (the turn was read from the .kv.next file)", id, nerr);
   return SESSION_OK;
 }
 
-/* Parses "<id>.stage<s>-of-<P>.kv[.next]" (*kind 1) or "<id>.session" (*kind 2); 0 on a match. */
+/* Parses "<id>.stage<s>-of-<P>[.tp<t>-of-<T>].kv[.next]" (*kind 1) or "<id>.session" (*kind 2);
+ * 0 on a match. */
 static int parse_name(const char *name, char *id, int *s, int *P, int *kind) {
   const char *dot = strchr(name, '.');
   if (!dot || dot == name || (size_t)(dot - name) > SESSION_ID_MAX) return -1;
@@ -533,8 +552,11 @@ static int parse_name(const char *name, char *id, int *s, int *P, int *kind) {
     *s = *P = 0;
     return 0;
   }
-  int n = 0;
-  if (sscanf(dot, ".stage%d-of-%d.kv%n", s, P, &n) != 2) return -1;
+  int n = 0, m = 0, t, T;
+  if (sscanf(dot, ".stage%d-of-%d%n", s, P, &n) != 2) return -1;
+  if (sscanf(dot + n, ".tp%d-of-%d%n", &t, &T, &m) == 2) n += m;
+  if (strncmp(dot + n, ".kv", 3)) return -1;
+  n += 3;
   if (dot[n] != 0 && strcmp(dot + n, ".next") != 0) return -1;
   *kind = 1;
   return 0;
@@ -590,11 +612,12 @@ int session_list(const char *dir, session_info_t **out, int *n_out, char *err, s
     memset(x, 0, sizeof *x);
     snprintf(x->id, sizeof x->id, "%s", id);
     x->stages = rec->stages;
+    x->tp = rec->tp;
     x->n_tokens = rec->n_tokens;
     x->saved_unix_s = rec->saved_unix_s;
     x->generation = rec->generation;
-    x->bytes = session_commit_bytes(rec->stages);
-    for (int k = 0; k < rec->stages; k++) x->bytes += rec->bytes[k];
+    x->bytes = session_commit_bytes(rec->stages * rec->tp);
+    for (int k = 0; k < rec->stages * rec->tp; k++) x->bytes += rec->bytes[k];
   }
   closedir(d);
   free(rec);
@@ -662,11 +685,11 @@ int session_delete(const char *dir, const char *id, char *err, size_t errlen) {
   return had_record || n ? 0 : 1;
 }
 
-void session_delete_stage(const char *dir, const char *id, int stage, int stages) {
+void session_delete_stage(const char *dir, const char *id, int stage, int stages, int t, int tp) {
   char path[4352];
-  session_path(path, sizeof path, dir, id, stage, stages);
+  session_path(path, sizeof path, dir, id, stage, stages, t, tp);
   unlink(path);
-  session_discard_next(dir, id, stage, stages);
+  session_discard_next(dir, id, stage, stages, t, tp);
 }
 
 void session_default_dir(char *buf, size_t len, const char *ckpt) {

@@ -639,6 +639,7 @@ static void handle_health(serve_t *s, http_response_t *r) {
   json_object_object_add(o, "model", json_object_new_string(st.model));
   json_object_object_add(o, "ranks", json_object_new_int(st.ranks));
   json_object_object_add(o, "stages", json_object_new_int(st.stages));
+  json_object_object_add(o, "tp", json_object_new_int(st.tp > 0 ? st.tp : 1));
   json_object_object_add(o, "queue_depth", json_object_new_int(admitted));
   json_object_object_add(o, "max_queue", json_object_new_int(s->opts.max_queue));
   json_object_object_add(o, "inflight_sequences", json_object_new_int64(st.inflight_sequences));

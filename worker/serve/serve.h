@@ -102,6 +102,7 @@ typedef struct {
   int64_t kv_cache_bytes;     /* KV-cache bytes held */
   int ranks;                  /* MPI ranks serving */
   int stages;                 /* pipeline stages */
+  int tp;                     /* tensor-parallel ranks per stage (ranks = tp x stages); 0 = 1 */
   char model[64];             /* model name for responses, e.g. "gpt2-small" */
   /* the session store on disk (session_store_state "off" when the backend keeps no files) */
   const char *session_store_state;  /* "ok", "degraded" (the most recent save failed) or "off" */
@@ -192,6 +193,7 @@ typedef struct {
   int max_batch;           /* sequences in flight; <= 0 = engine default */
   int threads;             /* BLAS threads per rank; <= 0 = engine default */
   double session_disk_mb;  /* MiB committed sessions may take on disk, all stages; 0 = no quota */
+  int tp;                  /* tensor-parallel ranks per stage (--tp); <= 0 = 1 */
 } serve_engine_opts_t;
 typedef struct {
   /* rank 0: loads the checkpoint across all ranks (collective with `worker` on the others) and

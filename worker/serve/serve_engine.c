@@ -27,6 +27,7 @@ typedef struct {
   infer_engine_t *eng;
   gpt2_config_t cfg;
   int ranks;
+  int tp; /* tensor-parallel ranks per stage: stages = ranks / tp */
   int64_t max_inflight;
 } se_t;
 
@@ -54,6 +55,7 @@ static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_com
     if (so->threads > 0) o.threads = so->threads;
     o.session_dir = so->session_dir;
     o.session_disk_mb = so->session_disk_mb;
+    o.tp = so->tp > 0 ? so->tp : 1;
   }
   if (infer_engine_create(ckpt, *comm, &o, eng, err, errlen)) {
     coll_comm_destroy(*comm);
@@ -192,7 +194,8 @@ static void se_stats(void *impl, serve_backend_stats_t *out) {
   out->max_inflight_sequences = s->max_inflight;
   out->kv_cache_bytes = (int64_t)st.kv_cache_bytes;
   out->ranks = s->ranks;
-  out->stages = s->ranks;
+  out->tp = s->tp;
+  out->stages = s->ranks / s->tp;
   const char *dir = infer_session_dir(s->eng);
   out->active_sessions = st.sessions_on_disk > st.sessions_resident ? st.sessions_on_disk : st.sessions_resident;
   out->session_store_state = !dir ? "off" : st.session_store_degraded ? "degraded" : "ok";
@@ -211,7 +214,7 @@ static int se_sessions_json(void *impl, char **json_out, char *err, size_t errle
   int n = 0;
   if (!dir) return 501;
   if (session_list(dir, &v, &n, err, errlen)) return -1;
-  size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 128), len = 0; /* an entry is under 170 bytes */
+  size_t cap = 16 + (size_t)n * (SESSION_ID_MAX + 160), len = 0; /* an entry is under 200 bytes */
   char *out = malloc(cap);
   if (!out) {
     free(v);
@@ -219,9 +222,10 @@ static int se_sessions_json(void *impl, char **json_out, char *err, size_t errle
   }
   len += (size_t)snprintf(out + len, cap - len, "[");
   for (int i = 0; i < n; i++)
-    len += (size_t)snprintf(out + len, cap - len, "%s{\"id\":\"%s\",\"tokens\":%d,\"bytes\":%llu,\"turns\":%llu}",
+    len += (size_t)snprintf(out + len, cap - len,
+                            "%s{\"id\":\"%s\",\"tokens\":%d,\"bytes\":%llu,\"turns\":%llu,\"stages\":%d,\"tp\":%d}",
                             i ? "," : "", v[i].id, v[i].n_tokens, (unsigned long long)v[i].bytes,
-                            (unsigned long long)v[i].generation);
+                            (unsigned long long)v[i].generation, v[i].stages, v[i].tp);
   snprintf(out + len, cap - len, "]");
   free(v);
   *json_out = out;
@@ -252,6 +256,7 @@ static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backen
     return -1;
   }
   s->ranks = coll_size(s->comm);
+  s->tp = so && so->tp > 0 ? so->tp : 1;
   s->cfg = *infer_engine_config(s->eng);
   out->ops = &engine_ops;
   out->impl = s;
