@@ -24,3 +24,10 @@ add_test(NAME launch_benchmarks COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/report/
          ${CMAKE_CURRENT_BINARY_DIR}/launch_benchmarks)
 set_tests_properties(launch_benchmarks PROPERTIES LABELS "launch" TIMEOUT 300
                      ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_BUILD=${CMAKE_BINARY_DIR}")
+
+# launch/compare_revisions.sh's usage and bad-argument paths only (never a build or a benchmark):
+# each usage error exits 2 with its sentence and creates no output directory.
+add_test(NAME launch_compare_revisions_usage COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/report/check_compare_revisions.sh
+         ${CMAKE_CURRENT_BINARY_DIR}/launch_compare_revisions_usage)
+set_tests_properties(launch_compare_revisions_usage PROPERTIES LABELS "launch" TIMEOUT 60
+                     ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
