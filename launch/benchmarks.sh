@@ -11,6 +11,9 @@
 #             (build/tests/gpt2_bench, launch/torch_train_bench.py); the sgemm peak
 #   ddp       Strata D=2 against PyTorch DDP (gloo), communication efficiency, 1F1B bubble
 #             (launch/ddp_bench.sh)
+#   tp        tensor parallelism T=2 against data parallelism D=2, same model and global batch,
+#             with the tensor-parallel communication share apart from the data-parallel one
+#             (launch/tp_bench.sh)
 #   scaling   launch/scaling.sh: `strata bench` sweeps of every op, transport and algorithm
 #             with --algo mpi as baseline, strong and weak training scaling, time breakdown,
 #             measured against simulated step time (its own block of BENCHMARKS.md)
@@ -53,7 +56,7 @@ STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
 BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
-ALL_SECTIONS="coll train ddp scaling simulate simacc infer serve"
+ALL_SECTIONS="coll train ddp tp scaling simulate simacc infer serve"
 QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
@@ -383,6 +386,40 @@ section_ddp() {
   block_commands ddp
 }
 
+# ---- tp --------------------------------------------------------------------------------------
+section_tp() {
+  local D="$OUT/tp" steps=12 batch=16 envs=()
+  mkdir -p "$D"
+  [ "$QUICK" = 1 ] && { steps=4; envs=(MODEL="--layers 2 --heads 2 --dim 64 --ctx 64"); }
+  run_to "$D/tp_bench.txt" env STRATA_BUILD="$BUILD" ROUNDS="$REPEATS" ${envs[@]+"${envs[@]}"} \
+    "$ROOT/launch/tp_bench.sh" "$steps" "$batch" || return 1
+  echo "round,layout,tokens_per_s,tp_comm_pct,dp_comm_pct" > "$OUT/bench_tp.csv"
+  awk '/^RUN / { for (i = 3; i <= NF; i++) { split($i, kv, "="); sub(/%/, "", kv[2]); v[kv[1]] = kv[2] }
+         printf "%s,%s,%s,%s,%s\n", $2, v["layout"], v["tokens_per_s"], v["tp_comm"], v["dp_comm"] }' \
+    "$D/tp_bench.txt" >> "$OUT/bench_tp.csv"
+  local model="${envs[0]#MODEL=}"; [ -n "$model" ] || model="--layers 6 --heads 6 --dim 384 --ctx 256 (10.8M parameters)"
+  block_head tp
+  {
+    echo "Model $model, global batch $batch, $steps steps (tokens/s after 2 warm-up steps), $REPEATS rounds;"
+    echo "in each round D=2 and T=2 run one after the other (ABBA order over the rounds), and the ratio"
+    echo "is taken within the round. Communication shares are of all ranks' summed time: tensor-parallel"
+    echo "(the all-reduces inside forward and backward) apart from data-parallel (the gradient all-reduce)."
+    echo
+    echo "| measurement | median [range] over the rounds | goal |"
+    echo "|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { k = $1; if ($2 == "d2") { d[k] = $3; dd = dd " " $5 } else { t[k] = $3; tt = tt " " $4; td = td " " $5 } }
+      END { for (k in d) { a = a " " d[k]; if (k in t) { b = b " " t[k]; if (d[k] > 0) r = r " " t[k] / d[k] } }
+            printf "| D=2, tokens/s | %s | |\n", mr(a, "%.0f")
+            printf "| T=2, tokens/s | %s | |\n", mr(b, "%.0f")
+            printf "| T=2 / D=2 | %s | >= 0.85x: %s |\n", mr(r, "%.2f"), (r == "" ? "-" : (med(r) >= 0.85 ? "met" : "**not met**"))
+            printf "| T=2: tensor-parallel communication share | %s%% | |\n", mr(tt, "%.1f")
+            printf "| T=2: data-parallel communication share | %s%% | |\n", mr(td, "%.1f")
+            printf "| D=2: data-parallel communication share | %s%% | |\n", mr(dd, "%.1f") }' "$OUT/bench_tp.csv"
+  } >> "$OUT/bench_tp.md"
+  block_commands tp
+}
+
 # ---- scaling ---------------------------------------------------------------------------------
 section_scaling() {
   local args=(--out "$OUT/scaling")
@@ -551,6 +588,7 @@ title() {
   case "$1" in
     coll) echo "Collectives: all-reduce against MPI" ;; train) echo "Single-rank training against PyTorch" ;;
     ddp) echo "Data parallelism against PyTorch DDP, pipeline bubble" ;; simulate) echo "Simulated devices" ;;
+    tp) echo "Tensor parallelism against data parallelism" ;;
     simacc) echo "Simulated against measured step time" ;; infer) echo "Inference" ;; serve) echo "Serving over HTTP" ;;
   esac
 }
