@@ -1,4 +1,4 @@
-# Model area (worker/model/gpt2.c, worker/model/adamw.c): PyTorch parity, sharding, micro-batching, the
+# Model area (worker/model/: gpt2*.c, nn.c, adamw.c): PyTorch parity, sharding, micro-batching, the
 # grad_ready contract, determinism, validation, initialisation, AdamW; plus the gpt2_bench
 # benchmark executable (built with the tests, never run by ctest).
 set(MODEL_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/model)
@@ -19,3 +19,14 @@ strata_test_exe(gpt2_bench ${MODEL_TEST_DIR}/gpt2_bench.c)
 strata_add_test(model_gpt2_parity_attn_blocks test_gpt2_parity)
 set_tests_properties(model_gpt2_parity_attn_blocks PROPERTIES
                      ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_ATTN_BLOCK_ROWS=5")
+# Tensor parallelism and activation recomputation (tests/model/tp_harness.c: a small random
+# model V 300, L 2, one step): the single-process parts (slicing, vocabulary padding, logits
+# assembly, bad configurations, recompute at tp = 1, activation bytes) and, under mpirun, tp = np
+# against tp = 1 with and without sequence parallelism, one shard and a pipeline split,
+# recompute at tp = np, forward_kv.
+strata_test_exe(test_gpt2_tp_units ${MODEL_TEST_DIR}/test_gpt2_tp_units.c ${MODEL_TEST_DIR}/tp_harness.c)
+strata_add_test(model_gpt2_tp_units test_gpt2_tp_units)
+strata_test_exe(test_gpt2_tp ${MODEL_TEST_DIR}/test_gpt2_tp.c ${MODEL_TEST_DIR}/tp_harness.c)
+foreach(np 2 3 4)
+  strata_add_mpi_test(model_gpt2_tp_np${np} ${np} $<TARGET_FILE:test_gpt2_tp>)
+endforeach()

@@ -61,6 +61,7 @@ struct gpt2_acts {
   float *lnf;             /* (N, C) ln_f output, every row (all-gathered with SP) */
   float *lnf_mean, *lnf_rstd; /* (rows) */
   float *logits;          /* (N, Vl); overwritten by d(loss)/d(logits) during backward */
+                          /* FULL: these four point into the model's scratch (bind_head) */
   float *lse;             /* (N) log-sum-exp of each logits row (all vocabulary columns) */
   float *losses;          /* (N) per-position cross-entropy */
 };
@@ -290,10 +291,12 @@ static size_t acts_layout(const gpt2_model_t *m, gpt2_acts_t *a, float *base) {
       carve_layer(L, base, off, N, rows, C, Cl, att);
   }
   if (a->has_head) {
-    TAKE(a->lnf, N * C);
-    TAKE(a->lnf_mean, rows);
-    TAKE(a->lnf_rstd, rows);
-    TAKE(a->logits, N * s->Vl);
+    if (a->recompute != GPT2_RECOMPUTE_FULL) { /* FULL: in the model's scratch (bind_head) */
+      TAKE(a->lnf, N * C);
+      TAKE(a->lnf_mean, rows);
+      TAKE(a->lnf_rstd, rows);
+      TAKE(a->logits, N * s->Vl);
+    }
     TAKE(a->lse, N);
     TAKE(a->losses, N);
   }
@@ -301,10 +304,11 @@ static size_t acts_layout(const gpt2_model_t *m, gpt2_acts_t *a, float *base) {
 }
 
 /* What the model's scratch must hold (gpt2_impl_t): N positions, `rows` region rows, sequence
- * length T, and which optional parts. */
+ * length T, and which optional parts (patt: one head's probabilities; layer: one layer's
+ * activations; head: ln_f and the logits; sp: the sequence-parallel gathers). */
 typedef struct {
   size_t N, rows;
-  int T, patt, layer, sp;
+  int T, patt, layer, head, sp;
 } scratch_need_t;
 
 /* Carves the scratch allocation into s's pointers; with base == NULL only counts floats. */
@@ -317,15 +321,19 @@ static size_t scratch_layout(const gpt2_model_t *m, gpt2_impl_t *s, float *base,
   TAKE(p->dbig, n->N * 4 * Cl);
   TAKE(p->datt, TT);
   if (n->patt) TAKE(p->patt, TT);
-  if (s->tp > 1) {
-    TAKE(p->part, n->N * C);
-    TAKE(p->ce, 2 * n->N);
-  }
+  TAKE(p->ce, 2 * n->N);
+  if (s->tp > 1) TAKE(p->part, n->N * C);
   if (n->sp) {
     TAKE(p->lnfull, n->N * C);
     TAKE(p->lngrad, 4 * C);
   }
   if (n->layer) carve_layer(&p->rl, base, off, n->N, n->rows, C, Cl, 0);
+  if (n->head) {
+    TAKE(p->lnf, n->N * C);
+    TAKE(p->lnf_mean, n->rows);
+    TAKE(p->lnf_rstd, n->rows);
+    TAKE(p->logits, n->N * s->Vl);
+  }
   return o;
 }
 #undef TAKE
@@ -334,7 +342,8 @@ static size_t scratch_layout(const gpt2_model_t *m, gpt2_impl_t *s, float *base,
 static int impl_reserve(gpt2_model_t *m, scratch_need_t want) {
   gpt2_impl_t *s = impl_of(m);
   if (s->mem && want.N <= s->cap_N && want.rows <= s->cap_rows && want.T <= s->cap_T &&
-      want.patt <= s->have_patt && want.layer <= s->have_layer && want.sp <= s->have_sp)
+      want.patt <= s->have_patt && want.layer <= s->have_layer && want.head <= s->have_head &&
+      want.sp <= s->have_sp)
     return 0;
   scratch_need_t n = want;
   if (s->mem) {
@@ -343,6 +352,7 @@ static int impl_reserve(gpt2_model_t *m, scratch_need_t want) {
     n.T = s->cap_T > n.T ? s->cap_T : n.T;
     n.patt |= s->have_patt;
     n.layer |= s->have_layer;
+    n.head |= s->have_head;
     n.sp |= s->have_sp;
   }
   size_t floats = scratch_layout(m, s, NULL, &n);
@@ -358,6 +368,7 @@ static int impl_reserve(gpt2_model_t *m, scratch_need_t want) {
   s->cap_T = n.T;
   s->have_patt = n.patt;
   s->have_layer = n.layer;
+  s->have_head = n.head;
   s->have_sp = n.sp;
   return 0;
 }
@@ -402,8 +413,9 @@ int gpt2_acts_create(const gpt2_model_t *m, int B, int T, gpt2_acts_t **out, cha
   memset(a->mem, 0, sizeof(float) * a->mem_floats);
   acts_layout(m, a, a->mem);
   size_t N = (size_t)B * T;
-  scratch_need_t need = {N, region_rows(N, a->tp, a->sp), T, a->recompute != GPT2_RECOMPUTE_NONE,
-                         a->recompute == GPT2_RECOMPUTE_FULL, a->sp};
+  int full = a->recompute == GPT2_RECOMPUTE_FULL;
+  scratch_need_t need = {N, region_rows(N, a->tp, a->sp), T, a->recompute != GPT2_RECOMPUTE_NONE, full,
+                         full && a->has_head, a->sp};
   /* the model's scratch is not part of its logical state: growing it through a const model is
    * the documented side effect of this call */
   if (impl_reserve((gpt2_model_t *)m, need) != 0) goto oom;
@@ -456,6 +468,17 @@ size_t gpt2_scratch_bytes(const gpt2_model_t *m) {
 
 const float *gpt2_output(const gpt2_acts_t *a) { return a->nl > 0 ? a->layer[a->nl - 1].res3 : a->x0; }
 const float *gpt2_logits(const gpt2_acts_t *a) { return a->logits; }
+
+/* FULL recomputation keeps ln_f's output and the logits in the model's scratch, not in the
+ * micro-batch: points a at them (the scratch may have moved since a's last call). */
+static void bind_head(const gpt2_model_t *m, gpt2_acts_t *a) {
+  const gpt2_impl_t *s = impl_of(m);
+  if (!a->has_head || a->recompute != GPT2_RECOMPUTE_FULL) return;
+  a->lnf = s->lnf;
+  a->lnf_mean = s->lnf_mean;
+  a->lnf_rstd = s->lnf_rstd;
+  a->logits = s->logits;
+}
 const float *gpt2_losses(const gpt2_acts_t *a) { return a->losses; }
 
 /* Can `a` run on m now? A TP shard needs its communicator, and the activations' layout must
@@ -607,41 +630,13 @@ static int layer_forward(gpt2_model_t *m, int l, gpt2_layer_acts_t *L, const flo
   return row_parallel_forward(m, L->res3, L->res2, L->fch_gelu, P->fc_proj_w, P->fc_proj_b, N, 4 * Cl, sp);
 }
 
-/* ln_f, logits and (with targets) the mean cross-entropy at tp = 1. */
-static int head_forward_whole(gpt2_model_t *m, gpt2_acts_t *a, const float *x, const int32_t *targets,
-                              float *loss) {
+/* ln_f of the shard's output x (rows, C) into a->lnf (N, C: every row, all-gathered with
+ * sequence parallelism; mean and 1/std of this rank's rows) and this rank's logits (N, Vl): the
+ * columns of its vocabulary slice (all V at tp = 1), padding columns -INFINITY. Used by the
+ * forward and by FULL recomputation in the backward (same code, same bits). */
+static int head_logits(gpt2_model_t *m, gpt2_acts_t *a, const float *x) {
   gpt2_impl_t *s = impl_of(m);
-  const int C = m->cfg.dim, V = m->cfg.vocab;
-  const size_t N = (size_t)a->B * a->T;
-  nn_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->lnf_w, m->lnf_b, N, C);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, V, C, 1.0f, a->lnf, C, m->wte, C, 0.0f,
-              a->logits, V);
-  a->have_targets = targets != NULL;
-  if (targets) {
-    if (!in_vocab("target", targets, N, V)) return -1;
-    memcpy(a->targets, targets, sizeof(int32_t) * N);
-  }
-  double total = 0.0;
-  for (size_t i = 0; i < N; i++) {
-    const float *lg = a->logits + i * V;
-    float mx = nn_max_of(lg, V);
-    memcpy(s->row, lg, sizeof(float) * V);
-    float sum = nn_exp_shift_sum(s->row, V, mx);
-    a->lse[i] = mx + logf(sum);
-    if (targets) {
-      a->losses[i] = a->lse[i] - lg[targets[i]];
-      total += a->losses[i];
-    }
-  }
-  if (targets) *loss = (float)(total / (double)N);
-  return 0;
-}
-
-/* The same, vocabulary-parallel (tp > 1): local logits (N, Vl), padding columns -INFINITY; the
- * row maxima all-reduced (MAX), then the exp-sums and target logits (SUM, one call). */
-static int head_forward_tp(gpt2_model_t *m, gpt2_acts_t *a, const float *x, const int32_t *targets, float *loss) {
-  gpt2_impl_t *s = impl_of(m);
-  const int C = m->cfg.dim, V = m->cfg.vocab, Vl = s->Vl, nv = s->vvalid;
+  const int C = m->cfg.dim, Vl = s->Vl, nv = s->vvalid;
   const size_t N = (size_t)a->B * a->T, rows = region_rows(N, s->tp, a->sp);
   if (a->sp) {
     float *mine = a->lnf + (size_t)s->t * rows * C;
@@ -655,12 +650,24 @@ static int head_forward_tp(gpt2_model_t *m, gpt2_acts_t *a, const float *x, cons
                 a->logits, Vl);
   for (size_t i = 0; i < N; i++)
     for (int j = nv; j < Vl; j++) a->logits[i * Vl + j] = -INFINITY;
+  return 0;
+}
+
+/* With targets: the per-position cross-entropy and its mean into *loss, keeping each row's
+ * log-sum-exp for the backward. Vocabulary-parallel at tp > 1: the row maxima are all-reduced
+ * (MAX), then the exp-sums and target logits (SUM, one call); at tp = 1 the same arithmetic
+ * without the collectives. */
+static int head_loss(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *targets, float *loss) {
+  gpt2_impl_t *s = impl_of(m);
+  const int Vl = s->Vl, nv = s->vvalid;
+  const size_t N = (size_t)a->B * a->T;
   a->have_targets = targets != NULL;
   if (!targets) return 0;
-  if (!in_vocab("target", targets, N, V)) return -1;
+  if (!in_vocab("target", targets, N, m->cfg.vocab)) return -1;
   memcpy(a->targets, targets, sizeof(int32_t) * N);
   for (size_t i = 0; i < N; i++) a->lse[i] = nn_max_of(a->logits + i * Vl, nv);
-  if (gpt2_coll_check(m, coll_allreduce(a->lse, a->lse, N, COLL_F32, COLL_MAX, s->comm), "all-reduce (max)"))
+  if (s->tp > 1 &&
+      gpt2_coll_check(m, coll_allreduce(a->lse, a->lse, N, COLL_F32, COLL_MAX, s->comm), "all-reduce (max)"))
     return -1;
   for (size_t i = 0; i < N; i++) {
     const float *lg = a->logits + i * Vl;
@@ -669,7 +676,8 @@ static int head_forward_tp(gpt2_model_t *m, gpt2_acts_t *a, const float *x, cons
     int tl = targets[i] - s->voff;
     s->ce[N + i] = tl >= 0 && tl < nv ? lg[tl] : 0.0f;
   }
-  if (gpt2_coll_check(m, coll_allreduce(s->ce, s->ce, 2 * N, COLL_F32, COLL_SUM, s->comm), "all-reduce"))
+  if (s->tp > 1 &&
+      gpt2_coll_check(m, coll_allreduce(s->ce, s->ce, 2 * N, COLL_F32, COLL_SUM, s->comm), "all-reduce"))
     return -1;
   double total = 0.0;
   for (size_t i = 0; i < N; i++) {
@@ -694,6 +702,7 @@ float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const
     return NAN;
   }
   if (acts_usable(m, a, "gpt2_forward")) return NAN;
+  bind_head(m, a);
   if (m->range.has_embed) {
     if (!in_vocab("token", tokens, N, m->cfg.vocab)) return NAN;
     memcpy(a->tokens, tokens, sizeof(int32_t) * N);
@@ -715,9 +724,7 @@ float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const
   }
 
   float loss = 0.0f;
-  if (m->range.has_head &&
-      (s->tp == 1 ? head_forward_whole(m, a, x, targets, &loss) : head_forward_tp(m, a, x, targets, &loss)))
-    return NAN;
+  if (m->range.has_head && (head_logits(m, a, x) || head_loss(m, a, targets, &loss))) return NAN;
   a->forward_done = 1;
   return loss;
 }
@@ -865,6 +872,8 @@ int gpt2_backward(gpt2_model_t *m, gpt2_acts_t *a, const float *dx_out, float lo
   const float *x_last = gpt2_output(a);
 
   if (m->range.has_head) {
+    bind_head(m, a);
+    if (a->recompute == GPT2_RECOMPUTE_FULL && head_logits(m, a, x_last)) return -1; /* lse is kept */
     if (head_backward(m, a, x_last, loss_scale)) return -1;
     report(m, gpt2_find_tensor(m, "ln_f.weight")->offset, 2 * (size_t)C);
   } else {
@@ -913,8 +922,9 @@ double gpt2_recompute_flops(const gpt2_model_t *m, int B, int T) {
   double qk = nl * 2.0 * C * (double)T * tokens / tp; /* Q K^T of every layer, once */
   switch (s->recompute) {
   case GPT2_RECOMPUTE_SELECTIVE: return qk;
-  case GPT2_RECOMPUTE_FULL: /* the layers' forward (matmuls + attention), plus Q K^T in backward */
-    return nl * (24.0 * C * C + 4.0 * C * (double)T) * tokens / tp + qk;
+  case GPT2_RECOMPUTE_FULL: /* the layers' forward (matmuls + attention) and the logits, plus Q K^T */
+    return nl * (24.0 * C * C + 4.0 * C * (double)T) * tokens / tp + qk +
+           (m->range.has_head ? 2.0 * C * s->vvalid * tokens : 0.0);
   case GPT2_RECOMPUTE_NONE: break;
   }
   return 0.0;

@@ -61,10 +61,13 @@
  * Activation recomputation (gpt2_set_recompute, before gpt2_acts_create): NONE keeps every
  * activation; SELECTIVE does not keep the attention probabilities (B, H/tp, T, T) and
  * recomputes them from q and k in backward; FULL keeps only each layer's input (and the
- * shard's output) and re-runs the layer's forward inside the backward, into one layer of
- * scratch owned by the model (gpt2_scratch_bytes). Recomputation repeats the same operations
- * on the same inputs (TP collectives included), so losses and gradients are bit-identical to
- * NONE on the same layout (OpenBLAS is deterministic for equal shapes and thread counts).
+ * shard's output, and on the head shard each position's log-sum-exp and loss) and re-runs the
+ * layer's forward inside the backward, into one layer of scratch owned by the model
+ * (gpt2_scratch_bytes); the head shard's ln_f output and logits then also live in that scratch
+ * and are recomputed in the backward from the shard's output. Recomputation repeats the same
+ * operations on the same inputs (TP collectives included), so losses and gradients are
+ * bit-identical to NONE on the same layout (OpenBLAS is deterministic for equal shapes and
+ * thread counts).
  *
  * Activations of one micro-batch live in a gpt2_acts_t, so a pipeline stage can keep several
  * micro-batches in flight (GPipe keeps M, 1F1B at most P). Gradients accumulate (+=) over
@@ -300,7 +303,9 @@ const float *gpt2_output(const gpt2_acts_t *a);
 /* Logits (B, T, Vp/tp): this rank's vocabulary columns [vocab_offset, vocab_offset + Vp/tp)
  * (all V at tp = 1), padding columns (ids >= V) set to -INFINITY. Valid after forward when
  * has_head, until the backward of the same micro-batch, which reuses the buffer for
- * d(loss)/d(logits) (saves B*T*Vp/tp floats). */
+ * d(loss)/d(logits) (saves B*T*Vp/tp floats). With FULL recomputation the buffer is the
+ * model's scratch, shared by the micro-batches: valid until the next forward or backward on
+ * the model. */
 const float *gpt2_logits(const gpt2_acts_t *a);
 /* Per-position loss (B, T), every position on every TP rank: valid after forward when
  * has_head and targets were given. */

@@ -43,7 +43,7 @@ typedef struct {
   size_t mem_floats;
   size_t cap_N, cap_rows;  /* positions, and rows of the LayerNorm / residual region */
   int cap_T;
-  int have_patt, have_layer, have_sp;
+  int have_patt, have_layer, have_head, have_sp;
   float *row;            /* (max(Vl, 4C)) one row: exponentials for the log-sum-exp, or a
                             logical weight row being drawn by gpt2_init_params */
   float *dres;           /* (rows, C) gradient of the residual stream */
@@ -57,8 +57,11 @@ typedef struct {
   float *lnfull;         /* (N, C) sequence parallel: an all-gathered LayerNorm output */
   float *lngrad;         /* (4C) sequence parallel: this backward's LayerNorm gradients
                             [ln_1.w, ln_1.b, ln_2.w, ln_2.b] (or ln_f's) before their all-reduce */
-  float *ce;             /* (2N) tp > 1: exp-sums and target logits before their all-reduce */
+  float *ce;             /* (2N) exp-sums and target logits (before their all-reduce at tp > 1) */
   gpt2_layer_acts_t rl;  /* FULL recomputation: one layer's activations (att NULL) */
+  float *lnf, *lnf_mean, *lnf_rstd, *logits; /* FULL recomputation on the head shard: ln_f's output
+                          (N, C), its statistics (rows) and the logits (N, Vl) of the micro-batch
+                          being run (gpt2_acts_t points at them during its forward / backward) */
 } gpt2_impl_t;
 
 static inline size_t gpt2_round_up(size_t n) {
