@@ -1,5 +1,6 @@
 /* gpt2_impl.h -- state shared by the files of the GPT-2 model (private to worker/model):
- * gpt2.c (construction, activations, training forward / backward), gpt2_tensor.c (the tensor
+ * gpt2.c (construction, settings, FLOPs), gpt2_acts.c (activation storage and the model's
+ * scratch), gpt2_pass.c (the training forward and backward), gpt2_tensor.c (the tensor
  * catalogue, its tensor-parallel split rules, slicing, initialisation) and gpt2_kv.c (the
  * KV-cache forward for generation). */
 #ifndef STRATA_GPT2_IMPL_H
@@ -7,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "buffer.h"
 #include "gpt2.h"
 
 #define GPT2_ALIGN_FLOATS 16 /* sub-buffers aligned to 64 bytes */
@@ -26,6 +28,14 @@ typedef struct {
   float *res3;                      /* (rows, C) residual leaving the block */
 } gpt2_layer_acts_t;
 
+/* What the model's scratch must hold (gpt2_impl_t below): N positions, `rows` region rows,
+ * sequence length T, and which optional parts (patt: one head's probabilities; layer: one
+ * layer's activations; head: ln_f and the logits; sp: the sequence-parallel gathers). */
+typedef struct {
+  size_t N, rows;
+  int T, patt, layer, head, sp;
+} gpt2_scratch_need_t;
+
 typedef struct {
   /* shape of this rank's part */
   int tp, t;             /* tensor-parallel size and rank (range.tp_size, range.tp_rank) */
@@ -37,13 +47,11 @@ typedef struct {
   coll_comm_t *comm;     /* TP communicator (gpt2_set_tp; NULL at tp = 1) */
   int sp;                /* sequence parallelism on (tp > 1 only) */
   gpt2_recompute_t recompute; /* mode for activations created from now on */
-  /* scratch shared by all micro-batches: one allocation, sized for cap_N = B*T positions of
-   * length cap_T; the optional parts exist once an activation set needing them was created */
+  /* scratch shared by all micro-batches: one allocation, sized for what cap covers (the largest
+   * activation sets created so far; the optional parts once one needing them was created) */
   float *mem;
   size_t mem_floats;
-  size_t cap_N, cap_rows;  /* positions, and rows of the LayerNorm / residual region */
-  int cap_T;
-  int have_patt, have_layer, have_head, have_sp;
+  gpt2_scratch_need_t cap;
   float *row;            /* (max(Vl, 4C)) one row: exponentials for the log-sum-exp, or a
                             logical weight row being drawn by gpt2_init_params */
   float *dres;           /* (rows, C) gradient of the residual stream */
@@ -67,6 +75,50 @@ typedef struct {
 static inline size_t gpt2_round_up(size_t n) {
   return (n + GPT2_ALIGN_FLOATS - 1) / GPT2_ALIGN_FLOATS * GPT2_ALIGN_FLOATS;
 }
+
+/* One micro-batch's activations (gpt2_acts.c carves them; gpt2_pass.c computes them). */
+struct gpt2_acts {
+  int B, T;               /* micro-batch shape */
+  int cap_B, cap_T;       /* shape the storage was created for */
+  int nl;                 /* layers of the shard */
+  int has_head;
+  int tp, sp;             /* TP size and sequence parallelism the storage is laid out for */
+  gpt2_recompute_t recompute; /* what the storage keeps */
+  float *mem;             /* the one allocation all float buffers view into */
+  size_t mem_floats;
+  int32_t *tokens;        /* (N) copy of the input tokens (has_embed) */
+  int32_t *targets;       /* (N) copy of the targets (has_head) */
+  int have_targets;       /* forward was given targets */
+  int forward_done;       /* forward ran since creation / last backward */
+  float *x0;              /* (rows, C) residual entering the first layer of the shard */
+  gpt2_layer_acts_t *layer; /* [nl]; FULL keeps only res3 (each next layer's input) */
+  float *lnf;             /* (N, C) ln_f output, every row (all-gathered with SP) */
+  float *lnf_mean, *lnf_rstd; /* (rows) */
+  float *logits;          /* (N, Vl); overwritten by d(loss)/d(logits) during backward;
+                             FULL: these four point into the model's scratch (bind_head) */
+  float *lse;             /* (N) log-sum-exp of each logits row (all vocabulary columns) */
+  float *losses;          /* (N) per-position cross-entropy */
+};
+
+/* Every float buffer the model computes on is 64-byte aligned (a cache line, an AVX-512
+ * vector): faster, and it keeps vector loops on the same path whatever the allocator did. */
+static inline void *gpt2_alloc_floats(size_t n, int zero) { return buffer_alloc(n * sizeof(float), zero); }
+
+static inline gpt2_impl_t *gpt2_impl_of(const gpt2_model_t *m) { return (gpt2_impl_t *)m->impl; }
+
+/* Rows of the LayerNorm / residual region for N positions. */
+static inline size_t gpt2_region_rows(size_t N, int tp, int sp) { return sp ? N / (size_t)tp : N; }
+
+/* gpt2_acts.c: can `a` run on m now? A TP shard needs its communicator, and the activations'
+ * layout must match the model's tensor-parallel setting. Logs (naming fn) and returns -1 if not. */
+int gpt2_acts_usable(const gpt2_model_t *m, const gpt2_acts_t *a, const char *fn);
+/* gpt2_acts.c: with FULL recomputation on the head shard, points a's ln_f output and logits at the
+ * model's scratch (which may have moved since a's last call); otherwise nothing. */
+void gpt2_acts_bind_head(const gpt2_model_t *m, gpt2_acts_t *a);
+
+/* gpt2_pass.c: out (N, C) = this rank's wte rows of the N tokens, zeros for tokens of other
+ * ranks' vocabulary slices (the vocabulary-parallel embedding before its TP sum). */
+void gpt2_vocab_lookup(const gpt2_model_t *m, const int32_t *tokens, size_t N, float *out);
 
 /* gpt2_tensor.c: fills m->tensors (room for 6 + 12 per layer) in flat-buffer order with this
  * rank's local shapes; returns the number of parameters. */

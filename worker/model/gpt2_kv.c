@@ -41,13 +41,7 @@ static int kv_embed(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     if (tokens[r] < 0 || tokens[r] >= V)
       return strata_fail(err, errlen, "gpt2_forward_kv: token %d is outside the vocabulary [0, %d)", tokens[r], V);
   if (s->tp > 1) {
-    for (size_t r = 0; r < N; r++) {
-      int local = tokens[r] - s->voff;
-      if (local >= 0 && local < s->vvalid)
-        memcpy(x + r * C, m->wte + (size_t)local * C, sizeof(float) * C);
-      else
-        memset(x + r * C, 0, sizeof(float) * C);
-    }
+    gpt2_vocab_lookup(m, tokens, N, x);
     if (gpt2_coll_check(m, coll_allreduce(x, x, N * C, COLL_F32, COLL_SUM, s->comm), "all-reduce"))
       return strata_fail(err, errlen, "gpt2_forward_kv: the tensor-parallel all-reduce of the embedding failed");
   }

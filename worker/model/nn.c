@@ -362,7 +362,8 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
       const float *P = att ? att + ((size_t)b * H + h) * T * T : pscratch;
       const float *dy = dout + (size_t)b * T * C + h * hs;
       if (!att)
-        for (int i0 = 0; i0 < T; i0 += blk) probs_block(pscratch, q, k, i0, i0 + blk < T ? i0 + blk : T, T, C3, hs, scale);
+        for (int i0 = 0; i0 < T; i0 += blk)
+          probs_block(pscratch, q, k, i0, i0 + blk < T ? i0 + blk : T, T, C3, hs, scale);
       for (int t = 0; t < T; t++) {
         memset(dk + (size_t)t * C3, 0, sizeof(float) * hs);
         memset(dv + (size_t)t * C3, 0, sizeof(float) * hs);
