@@ -63,6 +63,14 @@ transport_flags() { # transport_flags mpi|shm|tcp: sets TRF (and the libfabric e
   esac
   export FI_PROVIDER="${FI_PROVIDER:-}" FI_TCP_IFACE="${FI_TCP_IFACE:-}"
 }
+expect2() { # expect2 NP PATTERN ARGS...: exit 2, PATTERN in the output, printed once
+  local np="$1" pat="$2"; shift 2
+  set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
+  [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
+  echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
+  [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
+  echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
+}
 # json_num FILE KEY: the first number after "KEY": in FILE (pretty-printed report.json)
 json_num() { grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | sed 's/.*: //'; }
 # stage_mem FILE: the stages' mem_activations_bytes, comma-separated
@@ -131,14 +139,6 @@ progress)
   "$TOOL" trace "$W/p/trace.json" 4 overlap || fail "trace.json"
   ;;
 badlayout)
-  expect2() { # expect2 NP PATTERN ARGS...: exit 2, PATTERN in the output, printed once
-    local np="$1" pat="$2"; shift 2
-    set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
-    [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
-    echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
-    [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
-    echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
-  }
   expect2 3 "but --tp 1 x --pp 2 x --dp 2 = 4" --pp 2 --dp 2
   expect2 2 "not divisible by --dp 2 x --microbatches 5" --pp 1 --dp 2 --microbatches 5
   expect2 5 "5" --pp 5 --dp 1
@@ -217,20 +217,12 @@ tpresume)
   "$TOOL" same "$W/er.json" "$W/ea.json" loss "$LOSS_RTOL" || fail "eval of the T=2 checkpoint differs"
   ;;
 tpbad)
-  expect2tp() { # expect2tp NP PATTERN ARGS...: exit 2, PATTERN in the output, printed once
-    local np="$1" pat="$2"; shift 2
-    set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
-    [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
-    echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
-    [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
-    echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
-  }
   # the tiny model has 2 heads
-  expect2tp 4 "--tp 4 does not divide the model's 2 attention heads.*use a --tp that divides 2" --tp 4
-  expect2tp 3 "the job has 3 ranks but --tp 2 x --pp 1 x --dp 1 = 2" "${TPM[@]}" --tp 2
-  expect2tp 1 "--sequence-parallel .* but --tp is 1; add --tp 2 or more" --sequence-parallel
-  expect2tp 2 "sequence of 15 tokens over --tp 2 ranks, but 15 is not divisible by 2" "${TPM[@]}" --tp 2 --sequence-parallel --seq-len 15
-  expect2tp 1 "--recompute must be none, selective or full, got 'some'" --recompute some
+  expect2 4 "--tp 4 does not divide the model's 2 attention heads.*use a --tp that divides 2" --tp 4
+  expect2 3 "the job has 3 ranks but --tp 2 x --pp 1 x --dp 1 = 2" "${TPM[@]}" --tp 2
+  expect2 1 "--sequence-parallel .* but --tp is 1; add --tp 2 or more" --sequence-parallel
+  expect2 2 "sequence of 15 tokens over --tp 2 ranks, but 15 is not divisible by 2" "${TPM[@]}" --tp 2 --sequence-parallel --seq-len 15
+  expect2 1 "--recompute must be none, selective or full, got 'some'" --recompute some
   ;;
 *) fail "unknown case $CASE" ;;
 esac
