@@ -18,7 +18,7 @@
 #        steps with --tp T --pp P --dp D; losses and weights equal the single-rank run's as in
 #        equiv; the checkpoint holds whole tensors (it loads into a one-rank model); report.json
 #        has tp, the t of every rank, a positive TP communication share and each stage's
-#        measured activation memory. With --recompute in EXTRA the same layout also runs
+#        measured activation memory; trace.json and `strata report` name (t, stage, replica). With --recompute in EXTRA the same layout also runs
 #        without it: losses, weights and moments bit-identical, activation memory smaller.
 #   tpresume  a T=2 x P=2 checkpoint (whole tensors: equal to the single-rank run's at the same
 #            step) resumes onto T=1 x D=2, and a T=1 x D=2 one onto T=2 x P=2 with sequence
@@ -167,6 +167,9 @@ tp)
   [ "$(echo "$mem" | tr ',' '\n' | grep -c '^[1-9]')" -eq "$P" ] || fail "mem_activations_bytes for $P stages: '$mem'"
   grep -q "\"rank $((NP - 1)) (t $((T - 1)), stage $((P - 1)), replica $((D - 1)))\"" "$W/dist/trace.json" ||
     fail "trace.json does not name the last rank's (t, stage, replica)"
+  rpt=$("$STRATA" report "$W/dist")
+  echo "$rpt" | grep -q "layout: world $NP = tp $T x pp $P x dp $D" || fail "strata report: no T x P x D layout line"
+  echo "$rpt" | grep -q "rank $((NP - 1)): t $((T - 1)), stage $((P - 1)), replica $((D - 1))" || fail "strata report: rank map without t"
   if printf '%s\n' "$@" | grep -qx -- --recompute; then
     # the same layout without recomputation: the same numbers bit for bit, more activation memory
     args=(); skip=0
