@@ -9,6 +9,8 @@
 
 #include <rdma/fi_errno.h>
 
+/* The format attribute lets the compiler check vsnprintf's use of a caller's format. */
+__attribute__((format(printf, 3, 0)))
 static void vformat(char *err, size_t errlen, const char *fmt, va_list ap) {
   if (err && errlen) vsnprintf(err, errlen, fmt, ap);
 }

@@ -36,8 +36,8 @@ bad "unknown command 'trian'" "$STRATA" trian
 bad "--steps must be an integer in .*, got 'abc'" "$STRATA" train --steps=abc --out "$W/good"
 bad "needs a value" "$STRATA" train --out "$W/good" --steps
 bad "--steps must be an integer in \[1, 1000000000\], got '-3'" "$STRATA" train --steps -3 --out "$W/good"
-bad "1 ranks but --pp 2 x --dp 1 = 2; launch P x D ranks" "$STRATA" train "${T[@]}" --pp 2 --out "$W/good"
-bad "2 ranks but --pp 2 x --dp 2 = 4" "${MPI2[@]}" train "${T[@]}" --pp 2 --dp 2 --out "$W/good"
+bad "1 ranks but --tp 1 x --pp 2 x --dp 1 = 2; launch T x P x D ranks" "$STRATA" train "${T[@]}" --pp 2 --out "$W/good"
+bad "2 ranks but --tp 1 x --pp 2 x --dp 2 = 4" "${MPI2[@]}" train "${T[@]}" --pp 2 --dp 2 --out "$W/good"
 bad "more stages than the model's 1 layers.*use --pp <= 1" "${MPI2[@]}" train --layers 1 --heads 2 --dim 32 --ctx 16 --batch 4 --pp 2 --out "$W/good"
 bad "not divisible by heads = 3: choose dim a multiple of heads" "$STRATA" train --layers 2 --heads 3 --dim 32 --out "$W/good"
 bad "--batch 6 is not divisible by --dp 2 x --microbatches 2 = 4; choose a batch" "${MPI2[@]}" train "${T[@]}" --batch 6 --dp 2 --microbatches 2 --out "$W/good"

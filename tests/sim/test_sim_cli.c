@@ -159,7 +159,91 @@ static void test_trace_file_is_json(void) {
   free(out);
 }
 
+/* The tensor-parallel run: 7b on 256 trn1 chips as 8 x 4 x 8, with a TP share. */
+static void test_tp_7b_trn1(void) {
+  const char *args = "--model 7b --device trn1 --nodes 256 --tp 8 --pp 4 --dp 8";
+  expect_ok_containing(args, "tensor-parallel communication");
+  char ja[256];
+  snprintf(ja, sizeof ja, "%s --json", args);
+  json_object *o = run_json(ja);
+  if (!o) return;
+  CHECK_EQ_INT(num(o, "tp"), 8);
+  CHECK_EQ_INT(num(o, "pp"), 4);
+  CHECK_EQ_INT(num(o, "dp"), 8);
+  CHECK_TRUE(num(o, "tp_comm_share") > 0.01 && num(o, "tp_comm_share") < 0.5);
+  CHECK_TRUE(num(o, "mfu") > 0 && num(o, "mfu") < 1);
+  CHECK_NEAR(num(o, "compute_share") + num(o, "tp_comm_share") + num(o, "pipeline_idle_share") +
+                 num(o, "exposed_comm_share") + num(o, "optimizer_share"),
+             1, 1e-9);
+  json_object *st, *rm, *ranks;
+  CHECK_TRUE(json_object_object_get_ex(o, "stages", &st) && json_object_array_length(st) == 4);
+  for (size_t s = 0; s < 4; s++) CHECK_TRUE(num(json_object_array_get_idx(st, s), "tp_comm_s") > 0);
+  /* rank 13 = (d*P + p)*T + t with t = 5, p = 1, d = 0 */
+  CHECK_TRUE(json_object_object_get_ex(o, "rank_map", &rm) &&
+             json_object_object_get_ex(rm, "ranks", &ranks));
+  json_object *r13 = json_object_array_get_idx(ranks, 13);
+  CHECK_TRUE(r13 && json_object_get_int(json_object_array_get_idx(r13, 0)) == 5 &&
+             json_object_get_int(json_object_array_get_idx(r13, 1)) == 1 &&
+             json_object_get_int(json_object_array_get_idx(r13, 2)) == 0);
+  json_object_put(o);
+  /* a TP group larger than a trn1 instance (16 chips) runs, with a warning naming the link */
+  expect_ok_containing("--model 7b --device trn1 --nodes 32 --tp 32 --batch 32",
+                       "--tp 32 is larger than a trn1 instance (16 chips)");
+}
+
+/* gpt2 on 8 trn1 chips with 1 GiB each: no T = 1 layout fits (any recomputation); the sweep
+ * finds one with T > 1, and the single run's fit message suggests one. */
+static void test_sweep_needs_tp(void) {
+  const char *args = "--model gpt2 --device trn1 --nodes 8 --batch 8 --device-mem 1G";
+  char a[256];
+  snprintf(a, sizeof a, "%s --sweep --json", args);
+  json_object *o = run_json(a);
+  if (!o) return;
+  json_object *rows, *best, *f;
+  CHECK_TRUE(json_object_object_get_ex(o, "rows", &rows));
+  size_t n = json_object_array_length(rows);
+  int t1 = 0, tn = 0;
+  for (size_t i = 0; i < n; i++) {
+    json_object *r = json_object_array_get_idx(rows, i);
+    CHECK_EQ_INT(num(r, "tp") * num(r, "pp") * num(r, "dp"), 8);
+    json_object_object_get_ex(r, "fits", &f);
+    if (num(r, "tp") == 1) {
+      t1++;
+      CHECK_TRUE(!json_object_get_boolean(f));
+    } else {
+      tn++;
+    }
+  }
+  CHECK_TRUE(t1 > 0 && tn > 0);
+  CHECK_TRUE(json_object_object_get_ex(o, "best", &best) && best);
+  if (best) {
+    CHECK_TRUE(num(best, "tp") > 1);
+    CHECK_TRUE(num(best, "peak_mem_bytes") <= 1073741824.0);
+  }
+  json_object_put(o);
+  snprintf(a, sizeof a, "%s --sweep", args);
+  expect_ok_containing(a, "<- best");
+  /* single run: the suggestion needs TP; with 2 GiB a TP-free one fits and is suggested */
+  expect_ok_containing(args, " --tp 4 (peak");
+  char *out;
+  snprintf(a, sizeof a, "--model gpt2 --device trn1 --nodes 8 --batch 8 --device-mem 2G");
+  CHECK_EQ_INT(run(a, &out), 0);
+  CHECK_TRUE(strstr(out, "A layout that fits on 8 nodes") && !strstr(out, "--tp"));
+  free(out);
+}
+
 static void test_bad_input_exits_2(void) {
+  expect_usage_error("--model gpt2 --nodes 10 --tp 5",
+                     "--tp 5 does not divide the model's 12 attention heads");
+  expect_usage_error("--nodes 64 --tp 2 --pp 4 --dp 4", "--tp 2 x --pp 4 x --dp 4 = 32");
+  expect_usage_error("--nodes 12 --tp 8 --heads 8 --dim 64", "--nodes 12 is not divisible by --tp 8");
+  expect_usage_error("--nodes 4 --sequence-parallel", "--sequence-parallel needs --tp 2 or more");
+  expect_usage_error("--nodes 4 --tp 1 --sequence-parallel --sweep",
+                     "--sequence-parallel needs --tp 2 or more");
+  expect_usage_error("--model gpt2 --ctx 1000 --nodes 6 --tp 3 --sequence-parallel",
+                     "sequence of 1000 tokens over --tp 3 ranks");
+  expect_usage_error("--recompute some", "--recompute 'some' unknown");
+  expect_usage_error("--memory fp16", "--memory 'fp16' unknown");
   expect_usage_error("--nodes 64 --pp 5", "not divisible by --pp 5");
   expect_usage_error("--nodes 64 --pp 4 --dp 8", "--pp 4 x --dp 8 = 32");
   expect_usage_error("--model gpt2 --nodes 16 --pp 16", "more stages than the model's 12 layers");
@@ -191,6 +275,8 @@ int main(int argc, char **argv) {
   test_device_mem_override_reports_fit();
   test_json_and_cpu_devices();
   test_trace_file_is_json();
+  test_tp_7b_trn1();
+  test_sweep_needs_tp();
   test_bad_input_exits_2();
   return test_finish("sim_cli");
 }

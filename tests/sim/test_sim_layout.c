@@ -166,7 +166,7 @@ static void test_print_lists_every_stage(void) {
   FILE *f = open_memstream(&buf, &len);
   layout_print(&lay, f);
   fclose(f);
-  CHECK_TRUE(strstr(buf, "r3=(1,1)") && strstr(buf, "stage 0: layers 0-3") &&
+  CHECK_TRUE(strstr(buf, "r3=(0,1,1)") && strstr(buf, "stage 0: layers 0-3") &&
              strstr(buf, "stage 1: layers 4-7"));
   free(buf);
 }

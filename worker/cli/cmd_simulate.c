@@ -1,9 +1,10 @@
-/* strata simulate -- predicts one training step of a GPT-2-style model on P x D simulated
- * accelerators (step time, tokens/s, MFU, memory per device, pipeline-idle and exposed-
- * communication shares, per-stage breakdown) with the layout, schedule, device and memory
- * models of the real trainer, in one process and without numerics. `--sweep` tries every
- * P x D = nodes, micro-batch count and ZeRO setting and ranks them; `--json` is for scripts.
- * See worker/sim/SIMULATION.md for the model. */
+/* strata simulate -- predicts one training step of a GPT-2-style model on T x P x D simulated
+ * accelerators (step time, tokens/s, MFU and HFU, memory per device, tensor-parallel,
+ * pipeline-idle and exposed-communication shares, per-stage breakdown) with the layout,
+ * schedule, device and memory models of the real trainer, in one process and without numerics.
+ * `--sweep` tries every T x P x D = nodes, micro-batch count, ZeRO setting, sequence
+ * parallelism and recomputation and ranks them; `--json` is for scripts. See
+ * worker/sim/SIMULATION.md for the model. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,7 +26,9 @@ typedef struct {
   device_t dev;
   double capacity_bytes;
   sim_options_t opt;
-  int nodes, pp, dp, micro, batch;
+  int nodes, tp, pp, dp, micro, batch;
+  int sweep_tp, sweep_sp, sweep_rc; /* --sweep: the given --tp / --sequence-parallel / --recompute
+                                       hold those fixed (else every value is tried) */
   const char *stage_layers;
   const char *trace_path; /* --trace: write the simulated timeline here */
 } sim_job_t;
@@ -33,11 +36,20 @@ typedef struct {
 static const char *USAGE =
     "Predict a training step on simulated accelerators (no numerics, one process).\n\n"
     "  strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512\n"
+    "  strata simulate --model 7b --device trn1 --nodes 256 --tp 8 --pp 4 --dp 8\n"
     "  strata simulate --model 7b --device trn2 --nodes 256 --sweep\n\n"
     "Model: --model gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2), or/and override\n"
-    "--layers/--heads/--dim/--ctx/--vocab. Layout: --nodes N = --pp P x --dp D (give two of\n"
-    "the three); --microbatches M (default: the largest divisor of batch/D up to 4P);\n"
-    "--batch is the global batch in sequences (default 512). Bucket size default 25 MiB\n"
+    "--layers/--heads/--dim/--ctx/--vocab. Layout: --nodes N = --tp T x --pp P x --dp D (T\n"
+    "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
+    "is T consecutive ranks (one instance's fast link when T fits an instance; a larger T is\n"
+    "warned about). --sequence-parallel (T > 1, ctx divisible by T) and --recompute\n"
+    "none|selective|full (Korthikanti et al. 2022). --microbatches M (default: the largest\n"
+    "divisor of batch/D up to 4P); --batch is the global batch in sequences (default 512).\n"
+    "Memory: --memory strata (default) counts Strata's own fp32 buffers, --memory mixed\n"
+    "Megatron-style mixed precision in --dtype (worker/sim/SIMULATION.md). --sweep tries every\n"
+    "T dividing the heads up to an instance's chips (beyond it, with a warning, only when none\n"
+    "of those fits), P, D, M, ZeRO, sequence parallelism and the least recomputation that fits;\n"
+    "a given --tp, --sequence-parallel or --recompute is held fixed. Bucket size default 25 MiB\n"
     "(env STRATA_BUCKET_MB). Exit status 2 on invalid input.";
 
 static void model_json(json_object *o, const sim_job_t *j) {
@@ -56,19 +68,31 @@ static void model_json(json_object *o, const sim_job_t *j) {
   json_object_object_add(o, "nodes", json_object_new_int(j->nodes));
   json_object_object_add(o, "batch", json_object_new_int(j->batch));
   json_object_object_add(o, "schedule", json_object_new_string(schedule_kind_name(j->opt.kind)));
+  json_object_object_add(o, "memory_accounting",
+                         json_object_new_string(memory_accounting_name(j->opt.memory)));
 }
 
 static void result_fields(json_object *o, const layout_t *lay, const sim_options_t *opt,
                           const sim_result_t *r) {
+  json_object_object_add(o, "tp", json_object_new_int(lay->tp));
   json_object_object_add(o, "pp", json_object_new_int(lay->pp));
   json_object_object_add(o, "dp", json_object_new_int(lay->dp));
   json_object_object_add(o, "microbatches", json_object_new_int(lay->micro));
   json_object_object_add(o, "micro_batch", json_object_new_int(lay->micro_batch));
   json_object_object_add(o, "zero", json_object_new_int(opt->zero));
+  json_object_object_add(o, "sequence_parallel", json_object_new_boolean(opt->sequence_parallel));
+  json_object_object_add(o, "recompute", json_object_new_string(memory_recompute_name(opt->recompute)));
   json_object_object_add(o, "step_s", json_object_new_double(r->step_s));
   json_object_object_add(o, "tokens_per_s", json_object_new_double(r->tokens_per_s));
   json_object_object_add(o, "mfu", json_object_new_double(r->mfu));
+  json_object_object_add(o, "hfu", json_object_new_double(r->hfu));
+  /* tensor-parallel communication per rank and step, the slowest stage */
+  double tp_s = 0;
+  for (int s = 0; s < lay->pp; s++)
+    if (r->stages[s].tp_comm_s > tp_s) tp_s = r->stages[s].tp_comm_s;
+  json_object_object_add(o, "tp_comm_s", json_object_new_double(tp_s));
   json_object_object_add(o, "compute_share", json_object_new_double(r->compute_share));
+  json_object_object_add(o, "tp_comm_share", json_object_new_double(r->tp_comm_share));
   json_object_object_add(o, "pipeline_idle_share", json_object_new_double(r->pipeline_idle_share));
   json_object_object_add(o, "exposed_comm_share", json_object_new_double(r->exposed_comm_share));
   json_object_object_add(o, "optimizer_share", json_object_new_double(r->optimizer_share));
@@ -107,7 +131,11 @@ static json_object *stage_json(const layout_t *lay, int s, const sim_stage_resul
   json_object_object_add(e, "params", json_object_new_int64(layout_stage_params(lay, s)));
   json_object_object_add(e, "fwd_s", json_object_new_double(sr->fwd_s));
   json_object_object_add(e, "bwd_s", json_object_new_double(sr->bwd_s));
+  json_object_object_add(e, "rank_params", json_object_new_int64(layout_rank_params(lay, s)));
+  json_object_object_add(e, "fwd_tp_s", json_object_new_double(sr->fwd_tp_s));
+  json_object_object_add(e, "bwd_tp_s", json_object_new_double(sr->bwd_tp_s));
   json_object_object_add(e, "compute_s", json_object_new_double(sr->compute_s));
+  json_object_object_add(e, "tp_comm_s", json_object_new_double(sr->tp_comm_s));
   json_object_object_add(e, "idle_s", json_object_new_double(sr->idle_s));
   json_object_object_add(e, "exposed_comm_s", json_object_new_double(sr->exposed_comm_s));
   json_object_object_add(e, "comm_busy_s", json_object_new_double(sr->comm_busy_s));
@@ -126,12 +154,35 @@ static json_object *stage_json(const layout_t *lay, int s, const sim_stage_resul
   return e;
 }
 
+/* The rank map: the order's formula, and [t, p, d] of every rank up to RANK_MAP_MAX ranks. */
+#define RANK_MAP_MAX 4096
+static json_object *rank_map_json(const layout_t *lay) {
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "order", json_object_new_string("rank = (d * pp + p) * tp + t"));
+  if (lay->world <= RANK_MAP_MAX) {
+    json_object *a = json_object_new_array();
+    for (int r = 0; r < lay->world; r++) {
+      json_object *e = json_object_new_array();
+      json_object_array_add(e, json_object_new_int(layout_tp_of(lay, r)));
+      json_object_array_add(e, json_object_new_int(layout_stage_of(lay, r)));
+      json_object_array_add(e, json_object_new_int(layout_replica_of(lay, r)));
+      json_object_array_add(a, e);
+    }
+    json_object_object_add(o, "ranks", a);
+  }
+  return o;
+}
+
 static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_result_t *r,
                            const char *fitmsg) {
   json_object *o = json_object_new_object();
   model_json(o, j);
   result_fields(o, lay, &j->opt, r);
   json_object_object_add(o, "model_flops", json_object_new_double(r->model_flops));
+  json_object_object_add(o, "hw_flops", json_object_new_double(r->hw_flops));
+  json_object_object_add(o, "op_flops", json_object_new_double(r->op_flops));
+  json_object_object_add(o, "narayanan_flops", json_object_new_double(r->narayanan_flops));
+  json_object_object_add(o, "rank_map", rank_map_json(lay));
   json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
   json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
   if (!r->fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
@@ -149,7 +200,15 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   printf("model: %s, %.3fB parameters (L=%d, H=%d, C=%d, T=%d, V=%d)\n", j->model_name,
          layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
          j->model.ctx, j->model.vocab);
-  printf("device: %s; compute dtype %s\n", dbuf, device_dtype_name(j->opt.dtype));
+  printf("device: %s; compute dtype %s; memory %s\n", dbuf, device_dtype_name(j->opt.dtype),
+         j->opt.memory == MEM_ACCOUNT_MIXED ? "in mixed precision (Megatron-style)"
+                                            : "as Strata allocates it (fp32)");
+  if (lay->tp > 1)
+    printf("tensor parallel: %d ranks per stage, sequence parallelism %s, recomputation %s; "
+           "per-layer collectives exposed (not overlapped)\n",
+           lay->tp, j->opt.sequence_parallel ? "on" : "off", memory_recompute_name(j->opt.recompute));
+  else if (j->opt.recompute != MEM_RECOMPUTE_NONE)
+    printf("recomputation %s\n", memory_recompute_name(j->opt.recompute));
   if (j->opt.zero)
     printf("schedule: %s, ZeRO-%d: gradient reduce-scatter after backward\n",
            schedule_kind_name(j->opt.kind), j->opt.zero);
@@ -158,23 +217,27 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
            schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
            j->opt.overlap ? "overlapped with" : "after");
   layout_print(lay, stdout);
-  printf("\n%-6s %-9s %9s %9s %10s %10s %10s %10s %9s %7s %11s\n", "stage", "layers", "fwd_ms",
-         "bwd_ms", "compute_ms", "idle_ms", "exposed_ms", "dpcomm_ms", "optim_ms", "inflight",
-         "memory");
+  /* per stage and rank: fwd/bwd of one micro-batch (TP communication included), then over the
+   * step the math, the tensor-parallel communication, the pipeline's idle time, the exposed
+   * and the busy data-parallel communication, the optimizer */
+  printf("\n%-6s %-9s %9s %9s %10s %10s %10s %10s %10s %9s %7s %11s\n", "stage", "layers",
+         "fwd_ms", "bwd_ms", "compute_ms", "tpcomm_ms", "idle_ms", "exposed_ms", "dpcomm_ms",
+         "optim_ms", "inflight", "memory");
   for (int s = 0; s < lay->pp; s++) {
     const sim_stage_result_t *sr = &r->stages[s];
     char lr[32];
     snprintf(lr, sizeof lr, "%d-%d", lay->layer_begin[s], lay->layer_begin[s + 1] - 1);
-    printf("%-6d %-9s %9.3f %9.3f %10.3f %10.3f %10.3f %10.3f %9.3f %7d %11s\n", s, lr,
-           sr->fwd_s * 1e3, sr->bwd_s * 1e3, sr->compute_s * 1e3, sr->idle_s * 1e3,
-           sr->exposed_comm_s * 1e3, sr->comm_busy_s * 1e3, sr->optimizer_s * 1e3,
-           sr->mem.in_flight, memory_format_bytes(sr->mem.total_bytes, b1, sizeof b1));
+    printf("%-6d %-9s %9.3f %9.3f %10.3f %10.3f %10.3f %10.3f %10.3f %9.3f %7d %11s\n", s, lr,
+           sr->fwd_s * 1e3, sr->bwd_s * 1e3, sr->compute_s * 1e3, sr->tp_comm_s * 1e3,
+           sr->idle_s * 1e3, sr->exposed_comm_s * 1e3, sr->comm_busy_s * 1e3,
+           sr->optimizer_s * 1e3, sr->mem.in_flight,
+           memory_format_bytes(sr->mem.total_bytes, b1, sizeof b1));
   }
-  printf("\nstep time %.4f s, %.0f tokens/s, MFU %.1f%%\n", r->step_s, r->tokens_per_s,
-         100 * r->mfu);
-  printf("time shares: compute %.1f%%, pipeline idle %.1f%%, exposed communication %.1f%%, "
-         "optimizer %.1f%%\n",
-         100 * r->compute_share, 100 * clamp0(r->pipeline_idle_share),
+  printf("\nstep time %.4f s, %.0f tokens/s, MFU %.1f%%, HFU %.1f%%\n", r->step_s,
+         r->tokens_per_s, 100 * r->mfu, 100 * r->hfu);
+  printf("time shares: compute %.1f%%, tensor-parallel communication %.1f%%, pipeline idle "
+         "%.1f%%, exposed communication %.1f%%, optimizer %.1f%%\n",
+         100 * r->compute_share, 100 * r->tp_comm_share, 100 * clamp0(r->pipeline_idle_share),
          100 * clamp0(r->exposed_comm_share), 100 * r->optimizer_share);
   printf("memory: peak %s per device (stage %d) of %s: %s\n",
          memory_format_bytes(r->peak_mem_bytes, b1, sizeof b1), r->worst_stage,
@@ -190,12 +253,14 @@ static int run_one(const sim_job_t *j, int as_json) {
   layout_t *lay = malloc(sizeof *lay);
   sim_result_t r = {0};
   if (!lay) return 1;
-  if (layout_init(lay, &j->model, j->nodes, 1, j->pp, j->dp, j->micro, j->batch, j->stage_layers, err,
-                  sizeof err)) {
+  if (layout_init(lay, &j->model, j->nodes, j->tp, j->pp, j->dp, j->micro, j->batch, j->stage_layers,
+                  err, sizeof err) ||
+      sim_check_options(lay, &j->opt, err, sizeof err)) {
     strata_error("simulate: %s", err);
     rc = 2;
     goto free_lay;
   }
+  if (sim_tp_link_note(lay, &j->dev, err, sizeof err)) strata_warn("simulate: %s", err);
   sim_options_t opt = j->opt;
   opt.record_events = j->trace_path != NULL;
   if (sim_simulate(lay, &j->dev, &opt, j->capacity_bytes, &r, err, sizeof err)) {
@@ -204,8 +269,9 @@ static int run_one(const sim_job_t *j, int as_json) {
   }
   if (j->trace_path && write_trace(j, &r)) goto free_lay;
   char fitmsg[2048] = "";
-  memory_fit_check(lay, j->opt.kind, j->opt.zero, j->opt.bucket_bytes, j->capacity_bytes, fitmsg,
-                   sizeof fitmsg);
+  mem_options_t mo = sim_mem_options(&j->opt);
+  mem_search_t search = {j->dev.chips_per_instance, 1};
+  memory_fit_check_opt(lay, &mo, &search, j->capacity_bytes, fitmsg, sizeof fitmsg);
   if (as_json) print_one_json(j, lay, &r, fitmsg);
   else print_one_text(j, lay, &r, fitmsg);
   rc = 0;
@@ -217,15 +283,17 @@ free_lay:
 }
 
 typedef struct {
-  int pp, dp, micro, zero;
-  double step_s, tokens_per_s, mfu, idle, exposed, peak;
+  int tp, pp, dp, micro, zero, sp;
+  mem_recompute_t rc;
+  double step_s, tokens_per_s, mfu, hfu, tp_share, idle, exposed, peak;
   int fits;
 } sweep_row_t;
 
 static int cmp_rows(const void *a, const void *b) {
   const sweep_row_t *x = a, *y = b;
   if (x->tokens_per_s != y->tokens_per_s) return x->tokens_per_s < y->tokens_per_s ? 1 : -1;
-  return x->pp - y->pp;
+  if (x->pp != y->pp) return x->pp - y->pp;
+  return x->tp - y->tp;
 }
 
 /* The sweep's rows, growing. */
@@ -234,53 +302,90 @@ typedef struct {
   int n, cap;
 } sweep_rows_t;
 
-/* Simulates every P x D = nodes (P <= layers), every M dividing the replica's batch and, with
- * D > 1, ZeRO 0 and 1, into rows. 0, or 1 after saying why. */
-static int sweep_collect(const sim_job_t *j, layout_t *lay, sweep_rows_t *rows) {
+/* Simulates one sweep layout with options o into a new row (*fits: whether it fits). 0, or 1
+ * after saying why. */
+static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_t *o,
+                     sweep_rows_t *rows, int *fits) {
   char err[1024];
-  for (int P = 1; P <= j->nodes && P <= j->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
-    if (j->nodes % P) continue;
-    int D = j->nodes / P;
-    if (j->batch % D) continue;
-    int per = j->batch / D;
-    for (int M = 1; M <= per; M++) {
-      if (per % M) continue;
-      for (int z = 0; z <= (D > 1); z++) {
-        if (layout_init(lay, &j->model, j->nodes, 1, P, D, M, j->batch, NULL, err, sizeof err))
-          continue;
+  sim_result_t r;
+  if (sim_simulate(lay, &j->dev, o, j->capacity_bytes, &r, err, sizeof err)) {
+    strata_error("%s", err);
+    return 1;
+  }
+  if (rows->n == rows->cap) {
+    int cap = rows->cap ? 2 * rows->cap : 64;
+    sweep_row_t *nr = realloc(rows->v, sizeof *nr * (size_t)cap);
+    if (!nr) {
+      sim_result_free(&r);
+      strata_error("simulate --sweep: out of memory for %d rows", cap);
+      return 1;
+    }
+    rows->v = nr;
+    rows->cap = cap;
+  }
+  rows->v[rows->n++] = (sweep_row_t){lay->tp,
+                                     lay->pp,
+                                     lay->dp,
+                                     lay->micro,
+                                     o->zero,
+                                     o->sequence_parallel,
+                                     o->recompute,
+                                     r.step_s,
+                                     r.tokens_per_s,
+                                     r.mfu,
+                                     r.hfu,
+                                     r.tp_comm_share,
+                                     clamp0(r.pipeline_idle_share),
+                                     clamp0(r.exposed_comm_share),
+                                     r.peak_mem_bytes,
+                                     r.fits};
+  *fits = r.fits;
+  sim_result_free(&r);
+  return 0;
+}
+
+/* sweep_collect's context. */
+typedef struct {
+  const sim_job_t *j;
+  sweep_rows_t *rows;
+  int any_fits;
+} sweep_ctx_t;
+
+/* One sweep layout: with D > 1 ZeRO 0 and 1, with T > 1 sequence parallelism off and on, and
+ * recomputation none, then selective, then full until one fits (more recomputation is only
+ * slower); a given --sequence-parallel / --recompute is held fixed. 0, or 1 after saying why. */
+static int sweep_layout(const layout_t *lay, void *ctx) {
+  sweep_ctx_t *c = ctx;
+  const sim_job_t *j = c->j;
+  const int T = lay->tp;
+  for (int sp = j->sweep_sp ? 1 : 0; sp <= (T > 1); sp++) {
+    if (sp && j->model.ctx % T) continue;
+    for (int z = 0; z <= (lay->dp > 1); z++) {
+      int rc_lo = j->sweep_rc ? (int)j->opt.recompute : 0;
+      int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
+      for (int rc = rc_lo; rc <= rc_hi; rc++) {
         sim_options_t o = j->opt;
         o.zero = z;
-        sim_result_t r;
-        if (sim_simulate(lay, &j->dev, &o, j->capacity_bytes, &r, err, sizeof err)) {
-          strata_error("%s", err);
-          return 1;
-        }
-        if (rows->n == rows->cap) {
-          int cap = rows->cap ? 2 * rows->cap : 64;
-          sweep_row_t *nr = realloc(rows->v, sizeof *nr * (size_t)cap);
-          if (!nr) {
-            sim_result_free(&r);
-            return 1;
-          }
-          rows->v = nr;
-          rows->cap = cap;
-        }
-        rows->v[rows->n++] = (sweep_row_t){P,
-                                           D,
-                                           M,
-                                           z,
-                                           r.step_s,
-                                           r.tokens_per_s,
-                                           r.mfu,
-                                           clamp0(r.pipeline_idle_share),
-                                           clamp0(r.exposed_comm_share),
-                                           r.peak_mem_bytes,
-                                           r.fits};
-        sim_result_free(&r);
+        o.sequence_parallel = sp;
+        o.recompute = (mem_recompute_t)rc;
+        int fits = 0;
+        if (sweep_add(j, lay, &o, c->rows, &fits)) return 1;
+        c->any_fits |= fits;
+        if (fits) break;
       }
     }
   }
   return 0;
+}
+
+/* Simulates every T x P x D = nodes with T in [tp_lo, tp_hi] (layout_for_each) through
+ * sweep_layout into rows. *any_fits: whether some row fits. 0, or 1 after saying why. */
+static int sweep_collect(const sim_job_t *j, layout_t *lay, int tp_lo, int tp_hi,
+                         sweep_rows_t *rows, int *any_fits) {
+  sweep_ctx_t c = {j, rows, *any_fits};
+  int rc = layout_for_each(&j->model, j->nodes, j->batch, tp_lo, tp_hi, lay, sweep_layout, &c);
+  *any_fits = c.any_fits;
+  return rc;
 }
 
 static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nrows, int best) {
@@ -289,13 +394,18 @@ static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nr
   json_object *arr = json_object_new_array();
   for (int i = 0; i < nrows; i++) {
     json_object *e = json_object_new_object();
+    json_object_object_add(e, "tp", json_object_new_int(rows[i].tp));
     json_object_object_add(e, "pp", json_object_new_int(rows[i].pp));
     json_object_object_add(e, "dp", json_object_new_int(rows[i].dp));
     json_object_object_add(e, "microbatches", json_object_new_int(rows[i].micro));
     json_object_object_add(e, "zero", json_object_new_int(rows[i].zero));
+    json_object_object_add(e, "sequence_parallel", json_object_new_boolean(rows[i].sp));
+    json_object_object_add(e, "recompute", json_object_new_string(memory_recompute_name(rows[i].rc)));
     json_object_object_add(e, "step_s", json_object_new_double(rows[i].step_s));
     json_object_object_add(e, "tokens_per_s", json_object_new_double(rows[i].tokens_per_s));
     json_object_object_add(e, "mfu", json_object_new_double(rows[i].mfu));
+    json_object_object_add(e, "hfu", json_object_new_double(rows[i].hfu));
+    json_object_object_add(e, "tp_comm_share", json_object_new_double(rows[i].tp_share));
     json_object_object_add(e, "pipeline_idle_share", json_object_new_double(rows[i].idle));
     json_object_object_add(e, "exposed_comm_share", json_object_new_double(rows[i].exposed));
     json_object_object_add(e, "peak_mem_bytes", json_object_new_double(rows[i].peak));
@@ -317,24 +427,29 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
          j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
          j->model.ctx, schedule_kind_name(j->opt.kind),
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
-  printf("%5s %5s %5s %4s %10s %13s %7s %8s %9s %11s %5s\n", "pp", "dp", "M", "zero", "step_s",
-         "tokens/s", "MFU%", "idle%", "exposed%", "peak_mem", "fits");
+  printf("%4s %5s %5s %5s %4s %3s %9s %10s %13s %7s %7s %6s %8s %9s %11s %5s\n", "tp", "pp", "dp",
+         "M", "zero", "sp", "recompute", "step_s", "tokens/s", "MFU%", "HFU%", "tp%", "idle%",
+         "exposed%", "peak_mem", "fits");
   for (int i = 0; i < nrows; i++)
-    printf("%5d %5d %5d %4d %10.4f %13.0f %7.1f %8.1f %9.1f %11s %5s%s\n", rows[i].pp, rows[i].dp,
-           rows[i].micro, rows[i].zero, rows[i].step_s, rows[i].tokens_per_s, 100 * rows[i].mfu,
+    printf("%4d %5d %5d %5d %4d %3s %9s %10.4f %13.0f %7.1f %7.1f %6.1f %8.1f %9.1f %11s %5s%s\n",
+           rows[i].tp, rows[i].pp, rows[i].dp, rows[i].micro, rows[i].zero,
+           rows[i].sp ? "on" : "-", memory_recompute_name(rows[i].rc), rows[i].step_s,
+           rows[i].tokens_per_s, 100 * rows[i].mfu, 100 * rows[i].hfu, 100 * rows[i].tp_share,
            100 * rows[i].idle, 100 * rows[i].exposed,
            memory_format_bytes(rows[i].peak, b1, sizeof b1), rows[i].fits ? "yes" : "NO",
            i == best ? "  <- best" : "");
-  if (best >= 0)
-    printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s: %.0f tokens/s, MFU "
-           "%.1f%%, "
-           "peak %s per device\n",
-           rows[best].pp, rows[best].dp, rows[best].micro, rows[best].zero,
-           schedule_kind_name(j->opt.kind), rows[best].tokens_per_s, 100 * rows[best].mfu,
-           memory_format_bytes(rows[best].peak, b1, sizeof b1));
-  else
+  if (best >= 0) {
+    const sweep_row_t *w = &rows[best];
+    printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s --tp %d%s%s%s: %.0f "
+           "tokens/s, MFU %.1f%%, peak %s per device\n",
+           w->pp, w->dp, w->micro, w->zero, schedule_kind_name(j->opt.kind), w->tp,
+           w->sp ? " --sequence-parallel" : "", w->rc != MEM_RECOMPUTE_NONE ? " --recompute " : "",
+           w->rc != MEM_RECOMPUTE_NONE ? memory_recompute_name(w->rc) : "", w->tokens_per_s,
+           100 * w->mfu, memory_format_bytes(w->peak, b1, sizeof b1));
+  } else {
     printf("best: none fits in %s per device; use more nodes, a smaller batch or a smaller model\n",
            memory_format_bytes(j->capacity_bytes, b1, sizeof b1));
+  }
 }
 
 /* --sweep: every layout ranked by tokens/s, the fastest that fits marked best. 0, 1 or 2 (no
@@ -343,12 +458,26 @@ static int run_sweep(const sim_job_t *j, int as_json) {
   int rc = 1;
   sweep_rows_t rows = {0};
   layout_t *lay = malloc(sizeof *lay);
-  if (!lay || sweep_collect(j, lay, &rows)) goto free_all;
+  const int K = j->dev.chips_per_instance;
+  int any_fits = 0;
+  if (!lay) goto free_all;
+  /* a given --tp alone; else T up to an instance, and beyond it only when none of those fits */
+  if (sweep_collect(j, lay, j->sweep_tp ? j->tp : 1, j->sweep_tp ? j->tp : K, &rows, &any_fits))
+    goto free_all;
+  if (!j->sweep_tp && !any_fits && K < j->model.heads && K < j->nodes) {
+    strata_warn("simulate --sweep: no layout with --tp up to %d (one %s instance) fits; trying "
+                "larger --tp, whose tensor-parallel groups span instances and all-reduce over the "
+                "slower inter-instance network",
+                K, j->dev.name);
+    if (sweep_collect(j, lay, K + 1, j->model.heads, &rows, &any_fits)) goto free_all;
+  }
   if (rows.n == 0) {
     strata_error(
-        "simulate --sweep: no layout of %d nodes divides the global batch %d (P must divide "
-        "the nodes and be <= %d layers, D must divide the batch); change --batch or --nodes",
-        j->nodes, j->batch, j->model.layers);
+        "simulate --sweep: no layout of %d nodes divides the global batch %d (T must divide the "
+        "nodes and the %d heads%s, P must divide N / T and be <= %d layers, D must divide the "
+        "batch); change --batch or --nodes",
+        j->nodes, j->batch, j->model.heads, j->sweep_sp ? " and the sequence length" : "",
+        j->model.layers);
     rc = 2;
     goto free_all;
   }
@@ -356,6 +485,12 @@ static int run_sweep(const sim_job_t *j, int as_json) {
   int best = -1;
   for (int i = 0; i < rows.n && best < 0; i++)
     if (rows.v[i].fits) best = i;
+  char note[1024];
+  if (best >= 0 && rows.v[best].tp > 1 &&
+      !layout_init(lay, &j->model, j->nodes, rows.v[best].tp, rows.v[best].pp, rows.v[best].dp,
+                   rows.v[best].micro, j->batch, NULL, note, sizeof note) &&
+      sim_tp_link_note(lay, &j->dev, note, sizeof note))
+    strata_warn("simulate --sweep: the best layout: %s", note);
   if (as_json) print_sweep_json(j, rows.v, rows.n, best);
   else print_sweep_text(j, rows.v, rows.n, best);
   rc = 0;
@@ -371,11 +506,12 @@ free_all:
 
 /* The command line of `strata simulate`. */
 typedef struct {
-  const char *trace, *model, *device, *schedule, *dtype, *stage_layers;
+  const char *trace, *model, *device, *schedule, *dtype, *stage_layers, *recompute;
   int layers, heads, dim, ctx, vocab;
-  int nodes, pp, dp, micro, zero, batch, sweep, as_json, no_overlap;
+  int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par;
+  const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
-  int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket;
+  int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute;
   double bucket_mb;
   size_t device_mem;
 } sim_flags_t;
@@ -418,49 +554,68 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     strata_error("simulate: --schedule '%s' unknown (use gpipe or 1f1b)", f->schedule);
     return 2;
   }
+  if (f->recompute && memory_parse_recompute(f->recompute, &j->opt.recompute)) {
+    strata_error("simulate: --recompute '%s' unknown (use none, selective or full)", f->recompute);
+    return 2;
+  }
+  if (f->memory && memory_parse_accounting(f->memory, &j->opt.memory)) {
+    strata_error("simulate: --memory '%s' unknown (use strata or mixed)", f->memory);
+    return 2;
+  }
   j->opt.zero = f->zero;
   j->opt.overlap = !f->no_overlap;
+  j->opt.sequence_parallel = f->seq_par;
   if (f->g_bucket) j->opt.bucket_bytes = f->bucket_mb * 1048576.0;
   j->capacity_bytes = f->device_mem ? (double)f->device_mem : j->dev.hbm_bytes;
   return 0;
 }
 
-/* N = P x D from any two of --nodes, --pp, --dp (0: not given; the flags are >= 1) into
- * *nodes, *pp, *dp. 0, or 2 after saying why they disagree. */
-static int resolve_nodes(int *nodes, int *pp, int *dp) {
+/* N = T x P x D from T (default 1) and any two of --nodes, --pp, --dp (0: not given; the flags
+ * are >= 1) into *nodes, *pp, *dp. 0, or 2 after saying why they disagree. */
+static int resolve_nodes(int tp, int *nodes, int *pp, int *dp) {
   if (!*nodes) {
     if (!*pp) *pp = 1;
     if (!*dp) *dp = 1;
-    if ((long long)*pp * *dp > SIM_MAX_NODES) {
-      strata_error("simulate: --pp %d x --dp %d is more than %d devices", *pp, *dp, SIM_MAX_NODES);
+    if ((long long)tp * *pp * *dp > SIM_MAX_NODES) {
+      strata_error("simulate: --tp %d x --pp %d x --dp %d is more than %d devices", tp, *pp, *dp,
+                   SIM_MAX_NODES);
       return 2;
     }
-    *nodes = *pp * *dp;
+    *nodes = tp * *pp * *dp;
     return 0;
   }
-  if (*pp && *dp && (long long)*pp * *dp != *nodes) {
-    strata_error("simulate: --nodes %d but --pp %d x --dp %d = %d; give two of the three or make "
-                 "them agree",
-                 *nodes, *pp, *dp, *pp * *dp);
+  if (*pp && *dp && (long long)tp * *pp * *dp != *nodes) {
+    strata_error("simulate: --nodes %d but --tp %d x --pp %d x --dp %d = %lld; give two of nodes, "
+                 "pp and dp or make them agree",
+                 *nodes, tp, *pp, *dp, (long long)tp * *pp * *dp);
     return 2;
   }
+  if (*nodes % tp) {
+    strata_error("simulate: --nodes %d is not divisible by --tp %d (P x D = N / T must be whole); "
+                 "use a multiple of %d nodes",
+                 *nodes, tp, tp);
+    return 2;
+  }
+  int np = *nodes / tp; /* P x D */
   if (*pp && !*dp) {
-    if (*nodes % *pp) {
-      strata_error("simulate: --nodes %d is not divisible by --pp %d (D = N / P must be whole)",
-                   *nodes, *pp);
+    if (np % *pp) {
+      strata_error("simulate: --nodes %d is not divisible by --pp %d%s (D = N / (T x P) must be "
+                   "whole)",
+                   *nodes, *pp, tp > 1 ? " x --tp" : "");
       return 2;
     }
-    *dp = *nodes / *pp;
+    *dp = np / *pp;
   } else if (*dp && !*pp) {
-    if (*nodes % *dp) {
-      strata_error("simulate: --nodes %d is not divisible by --dp %d (P = N / D must be whole)",
-                   *nodes, *dp);
+    if (np % *dp) {
+      strata_error("simulate: --nodes %d is not divisible by --dp %d%s (P = N / (T x D) must be "
+                   "whole)",
+                   *nodes, *dp, tp > 1 ? " x --tp" : "");
       return 2;
     }
-    *pp = *nodes / *dp;
+    *pp = np / *dp;
   } else if (!*pp && !*dp) {
     *pp = 1;
-    *dp = *nodes;
+    *dp = np;
   }
   return 0;
 }
@@ -474,7 +629,7 @@ static int default_micro(int batch, int pp, int dp) {
 }
 
 int cmd_simulate(int argc, char **argv) {
-  sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512};
+  sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512, .tp = 1};
   arg_spec_t specs[] = {
       {"--model", NULL, ARG_STRING, &f.model, "NAME",
        "gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2)"},
@@ -488,9 +643,18 @@ int cmd_simulate(int argc, char **argv) {
        "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
       {"--dtype", NULL, ARG_STRING, &f.dtype, "T",
        "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
-      {"--nodes", NULL, ARG_INT, &f.nodes, "N", "simulated devices (= pp x dp)", .min = 1, .max = SIM_MAX_NODES},
+      {"--memory", NULL, ARG_STRING, &f.memory, "ACCT",
+       "memory accounting strata (Strata's fp32 buffers, default) | mixed (Megatron-style "
+       "mixed precision, Korthikanti et al.'s activations)"},
+      {"--nodes", NULL, ARG_INT, &f.nodes, "N", "simulated devices (= tp x pp x dp)", .min = 1, .max = SIM_MAX_NODES},
+      {"--tp", NULL, ARG_INT, &f.tp, "T", "tensor-parallel ranks per stage, dividing the heads (default 1)",
+       .min = 1, .max = 1 << 16, .given = &f.g_tp},
       {"--pp", NULL, ARG_INT, &f.pp, "P", "pipeline stages", .min = 1, .max = 1 << 16},
       {"--dp", NULL, ARG_INT, &f.dp, "D", "data-parallel replicas", .min = 1, .max = SIM_MAX_NODES},
+      {"--sequence-parallel", NULL, ARG_FLAG, &f.seq_par, NULL,
+       "split LayerNorm/residual regions over the T ranks (needs --tp > 1)"},
+      {"--recompute", NULL, ARG_STRING, &f.recompute, "R",
+       "activation recomputation none|selective|full (default none)", .given = &f.g_recompute},
       {"--microbatches", NULL, ARG_INT, &f.micro, "M", "micro-batches per step (default: the largest divisor of "
        "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &f.g_micro},
       {"--schedule", NULL, ARG_STRING, &f.schedule, "S", "gpipe|1f1b (default 1f1b)"},
@@ -504,7 +668,8 @@ int cmd_simulate(int argc, char **argv) {
        "all-reduce after backward instead of overlapped"},
       {"--device-mem", NULL, ARG_BYTES, &f.device_mem, "BYTES",
        "override the device memory capacity (e.g. 16G)", .min = 1, .max = 0x1p50},
-      {"--sweep", NULL, ARG_FLAG, &f.sweep, NULL, "try every P x D, M and ZeRO; rank by tokens/s"},
+      {"--sweep", NULL, ARG_FLAG, &f.sweep, NULL,
+       "try every T x P x D, M, ZeRO, SP and recomputation; rank by tokens/s"},
       {"--trace", NULL, ARG_STRING, &f.trace, "FILE",
        "write the simulated timeline (Chrome trace JSON)"},
       {"--json", NULL, ARG_FLAG, &f.as_json, NULL, "print JSON"},
@@ -515,8 +680,16 @@ int cmd_simulate(int argc, char **argv) {
 
   sim_job_t j;
   memset(&j, 0, sizeof j);
-  if (job_from_flags(&f, &j) || resolve_nodes(&f.nodes, &f.pp, &f.dp)) return 2;
+  if (job_from_flags(&f, &j)) return 2;
+  char err[512];
+  /* a --sweep without --tp tries every T (a --sequence-parallel one every T > 1) */
+  if ((!f.sweep || f.g_tp) && sim_check_tp(&j.model, f.tp, f.seq_par, err, sizeof err)) {
+    strata_error("simulate: %s", err);
+    return 2;
+  }
+  if (resolve_nodes(f.tp, &f.nodes, &f.pp, &f.dp)) return 2;
   j.nodes = f.nodes;
+  j.tp = f.tp;
   j.pp = f.pp;
   j.dp = f.dp;
   j.batch = f.batch;
@@ -526,6 +699,9 @@ int cmd_simulate(int argc, char **argv) {
     if (f.stage_layers)
       strata_warn("simulate --sweep: --stage-layers ignored (every sweep layout is balanced)");
     if (f.trace) strata_warn("simulate --sweep: --trace ignored (it records a single layout)");
+    j.sweep_tp = f.g_tp;
+    j.sweep_sp = f.seq_par;
+    j.sweep_rc = f.g_recompute;
     return run_sweep(&j, f.as_json);
   }
   j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp);

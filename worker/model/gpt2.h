@@ -1,7 +1,7 @@
 /* gpt2.h -- GPT-2 on CBLAS, for a contiguous range of layers (one pipeline stage's shard) and,
  * with tensor parallelism, 1/tp of every matrix of those layers (one tensor-parallel rank).
  *
- * The model is GPT-2 as Hugging Face GPT2LMHeadModel and llm.c define it (../shared/REFERENCE.md):
+ * The model is GPT-2 as Hugging Face GPT2LMHeadModel and llm.c define it:
  * pre-LayerNorm blocks (eps 1e-5), causal multi-head attention scaled by 1/sqrt(C/H), MLP
  * C -> 4C -> C with tanh GELU, final ln_f, logits = ln_f(x) @ wte^T (tied), mean cross-entropy.
  *

@@ -1,4 +1,4 @@
-/* layout.c -- the P x D layout: model presets and cost figures, validation, balanced or
+/* layout.c -- the T x P x D layout: model presets and cost figures, validation, balanced or
  * explicit stage -> layers assignment, the rank map (see layout.h for the contract). */
 #include "layout.h"
 #include "util.h"
@@ -63,46 +63,75 @@ static int add_op(layout_op_t *ops, int n, const char *name, double flops, doubl
 static int add_layernorm(layout_op_t *ops, int n, const char *name, double N, double C) {
   return add_op(ops, n, name, 8 * N * C, 2 * N * C + 2 * N + 2 * C);
 }
-/* Matmul (N, in) x (in, out) + bias: reads x, W, b, writes y. */
-static int add_matmul(layout_op_t *ops, int n, const char *name, double N, double in, double out) {
-  return add_op(ops, n, name, 2 * N * in * out, N * in + in * out + out + N * out);
+/* Matmul (N, in) x (in, out) + bias split over tp ranks. Column-parallel (W's columns, the bias
+ * and the output split): each rank reads all of x and writes 1/tp of y. Row-parallel (W's rows
+ * and x's columns split): each rank reads 1/tp of x and writes a full-size partial y (summed by
+ * the all-reduce that follows); the bias is added once, after it, on every rank. tp = 1: the
+ * plain matmul (reads x, W, b, writes y). */
+static int add_matmul_col(layout_op_t *ops, int n, const char *name, double N, double in, double out,
+                          double tp) {
+  return add_op(ops, n, name, 2 * N * in * out / tp, N * in + in * out / tp + out / tp + N * out / tp);
+}
+static int add_matmul_row(layout_op_t *ops, int n, const char *name, double N, double in, double out,
+                          double tp) {
+  return add_op(ops, n, name, 2 * N * in * out / tp, N * in / tp + in * out / tp + out + N * out);
+}
+
+int layout_layer_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops) {
+  double N = (double)B * T, C = m->dim, H = m->heads, Bd = B, Td = T, t = tp;
+  double Nr = sp ? N / t : N; /* rows of the LayerNorm / residual region on one rank */
+  double tri = Td * (Td + 1) / 2; /* causal (query, key) pairs per head and sequence */
+  int n = 0;
+  n = add_layernorm(ops, n, "ln1", Nr, C);
+  n = add_matmul_col(ops, n, "qkv", N, C, 3 * C, t);
+  /* QK^T and att@V over the lower triangle: 2 matmuls x 2 flops x (pairs x head dim) x heads,
+   * plus scale/max/exp/sum/normalise ~5 flops per score. llm.c stores preatt and att (B,H,T,T).
+   * Each tensor-parallel rank holds H / tp whole heads. */
+  n = add_op(ops, n, "attention", (4 * Bd * tri * C + 5 * Bd * H * tri) / t,
+             (3 * N * C + 2 * Bd * H * Td * Td + N * C) / t);
+  n = add_matmul_row(ops, n, "attproj", N, C, C, t);
+  n = add_op(ops, n, "residual1", Nr * C, 3 * Nr * C);
+  n = add_layernorm(ops, n, "ln2", Nr, C);
+  n = add_matmul_col(ops, n, "fc", N, C, 4 * C, t);
+  /* tanh GELU ~10 flops/element, on the column-parallel fc output (1/tp of it per rank) */
+  n = add_op(ops, n, "gelu", 10 * 4 * N * C / t, 8 * N * C / t);
+  n = add_matmul_row(ops, n, "fcproj", N, 4 * C, C, t);
+  n = add_op(ops, n, "residual2", Nr * C, 3 * Nr * C);
+  return n;
 }
 
 int layout_layer_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
-  double N = (double)B * T, C = m->dim, H = m->heads, Bd = B, Td = T;
-  double tri = Td * (Td + 1) / 2; /* causal (query, key) pairs per head and sequence */
-  int n = 0;
-  n = add_layernorm(ops, n, "ln1", N, C);
-  n = add_matmul(ops, n, "qkv", N, C, 3 * C);
-  /* QK^T and att@V over the lower triangle: 2 matmuls x 2 flops x (pairs x head dim) x heads,
-   * plus scale/max/exp/sum/normalise ~5 flops per score. llm.c stores preatt and att (B,H,T,T). */
-  n = add_op(ops, n, "attention", 4 * Bd * tri * C + 5 * Bd * H * tri,
-             3 * N * C + 2 * Bd * H * Td * Td + N * C);
-  n = add_matmul(ops, n, "attproj", N, C, C);
-  n = add_op(ops, n, "residual1", N * C, 3 * N * C);
-  n = add_layernorm(ops, n, "ln2", N, C);
-  n = add_matmul(ops, n, "fc", N, C, 4 * C);
-  n = add_op(ops, n, "gelu", 10 * 4 * N * C, 8 * N * C); /* tanh GELU ~10 flops/element */
-  n = add_matmul(ops, n, "fcproj", N, 4 * C, C);
-  n = add_op(ops, n, "residual2", N * C, 3 * N * C);
-  return n;
+  return layout_layer_ops_tp(m, B, T, 1, 0, ops);
 }
 
-int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
+int layout_embed_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops) {
   double N = (double)B * T, C = m->dim;
-  /* out = wte[token] + wpe[t]: reads two rows and the token, writes one row. */
+  (void)tp, (void)sp;
+  /* out = wte[token] + wpe[t]: reads two rows and the token, writes one row. Vocabulary-parallel
+   * (tp > 1): every rank looks all tokens up in its slice of the rows (zeros outside it), the
+   * same work on every rank; the all-reduce (sequence parallel: reduce-scatter) follows. */
   return add_op(ops, 0, "embed", N * C, 3 * N * C + N);
 }
 
-int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
-  double N = (double)B * T, C = m->dim, V = m->vocab;
+int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
+  return layout_embed_ops_tp(m, B, T, 1, 0, ops);
+}
+
+int layout_head_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops) {
+  double N = (double)B * T, C = m->dim, t = tp, V = layout_padded_vocab(m->vocab, tp);
+  double Nr = sp ? N / t : N;
   int n = 0;
-  n = add_layernorm(ops, n, "lnf", N, C);
-  n = add_op(ops, n, "logits", 2 * N * C * V, N * C + V * C + N * V);
+  n = add_layernorm(ops, n, "lnf", Nr, C);
+  /* logits over the rank's 1/tp of the (padded) vocabulary: reads all of ln_f's output */
+  n = add_op(ops, n, "logits", 2 * N * C * V / t, N * C + V * C / t + N * V / t);
   /* softmax + cross-entropy: max, exp, sum, normalise, pick ~5 flops per logit; reads logits,
-   * writes probs, reads targets and writes losses. */
-  n = add_op(ops, n, "softmax_ce", 5 * N * V, 2 * N * V + 2 * N);
+   * writes probs, reads targets and writes losses. Vocabulary-parallel: on the rank's slice. */
+  n = add_op(ops, n, "softmax_ce", 5 * N * V / t, 2 * N * V / t + 2 * N);
   return n;
+}
+
+int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops) {
+  return layout_head_ops_tp(m, B, T, 1, 0, ops);
 }
 
 double layout_ops_flops(const layout_op_t *ops, int n) {
@@ -125,6 +154,26 @@ static double head_flops(const layout_model_t *m, int B) {
   layout_op_t ops[LAYOUT_MAX_OPS];
   int n = layout_head_ops(m, B, m->ctx, ops);
   return layout_ops_flops(ops, n);
+}
+
+int layout_for_each(const layout_model_t *m, int world, int batch, int tp_lo, int tp_hi, layout_t *lay,
+                    int (*fn)(const layout_t *lay, void *ctx), void *ctx) {
+  for (int T = tp_lo < 1 ? 1 : tp_lo; T <= tp_hi && T <= world && T <= m->heads; T++) {
+    if (world % T || m->heads % T) continue;
+    const int NP = world / T;
+    for (int P = 1; P <= NP && P <= m->layers && P <= LAYOUT_MAX_STAGES; P++) {
+      if (NP % P || batch % (NP / P)) continue;
+      const int D = NP / P, per_replica = batch / D;
+      for (int M = 1; M <= per_replica; M++) {
+        char err[256];
+        if (per_replica % M || layout_init(lay, m, world, T, P, D, M, batch, NULL, err, sizeof err))
+          continue;
+        int rc = fn(lay, ctx);
+        if (rc) return rc;
+      }
+    }
+  }
+  return 0;
 }
 
 /* ---- stage assignment ---- */
@@ -287,12 +336,17 @@ int layout_padded_vocab(int vocab, int tp) {
   return (int)((vocab + q - 1) / q * q);
 }
 
+int64_t layout_rank_layer_params(const layout_model_t *m, int tp) {
+  const int64_t C = m->dim, T = tp;
+  /* split 12C^2 + 7C (c_attn w+b, attn.c_proj w, c_fc w+b, mlp.c_proj w), replicated 6C (two
+   * LayerNorms, the two row-parallel biases) */
+  return (12 * C * C + 7 * C) / T + 6 * C;
+}
+
 int64_t layout_rank_params(const layout_t *lay, int s) {
   const layout_model_t *m = &lay->model;
   const int64_t C = m->dim, T = lay->tp, Vp = layout_padded_vocab(m->vocab, lay->tp);
-  /* per layer: split 12C^2 + 7C (c_attn w+b, attn.c_proj w, c_fc w+b, mlp.c_proj w), replicated
-   * 6C (two LayerNorms, the two row-parallel biases) */
-  int64_t p = layout_stage_layers(lay, s) * ((12 * C * C + 7 * C) / T + 6 * C);
+  int64_t p = layout_stage_layers(lay, s) * layout_rank_layer_params(m, lay->tp);
   if (s == 0) p += Vp * C / T + (int64_t)m->ctx * C;
   if (s == lay->pp - 1) {
     p += layout_params_head(m);

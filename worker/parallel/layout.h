@@ -83,6 +83,18 @@ int layout_layer_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
 int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
 /* Head forward: ln_f, logits matmul C->V, softmax + cross-entropy. */
 int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
+/* The same ops on ONE of tp tensor-parallel ranks (Megatron-LM's split; tp = 1, sp = 0 gives
+ * exactly the functions above). qkv and fc are column-parallel (each rank reads all of x, holds
+ * and writes 1/tp of W, b, y), attproj and fcproj row-parallel (reads 1/tp of x and W, writes a
+ * full partial y; the bias is added after the all-reduce), attention and GELU act on the rank's
+ * H/tp heads and 4C/tp columns. LayerNorms and residual adds: every rank does all N rows,
+ * with sequence parallelism (sp = 1) N/tp of them. Embedding: vocabulary-parallel lookup, the
+ * same work on every rank. Head: ln_f (N or N/tp rows), logits and softmax + cross-entropy on
+ * 1/tp of the padded vocabulary (layout_padded_vocab). No communication is included: the
+ * simulator adds the all-reduces (worker/sim/SIMULATION.md). */
+int layout_layer_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops);
+int layout_embed_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops);
+int layout_head_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops);
 /* Sum of forward flops of an op list. */
 double layout_ops_flops(const layout_op_t *ops, int n);
 
@@ -106,6 +118,13 @@ typedef struct {
  * problem, the numbers and the fix to err and returns -1. */
 int layout_init(layout_t *lay, const layout_model_t *m, int world, int tp, int pp, int dp, int micro,
                 int batch, const char *stage_layers, char *err, size_t errlen);
+
+/* Calls fn(lay, ctx) for every balanced layout of `world` ranks and global batch `batch`:
+ * T in [tp_lo, tp_hi] dividing world and the heads, P dividing world / T (P <= L), D = world /
+ * (T P) dividing batch, every M dividing batch / D (lay is the caller's scratch, rebuilt for
+ * each). Stops at fn's first non-zero return and returns it; else 0. */
+int layout_for_each(const layout_model_t *m, int world, int batch, int tp_lo, int tp_hi, layout_t *lay,
+                    int (*fn)(const layout_t *lay, void *ctx), void *ctx);
 
 /* Parses "3,3,2" into counts[0..pp) and validates against L and pp. 0 ok, -1 error (err). */
 int layout_parse_stage_layers(const char *s, int layers, int pp, int *counts, char *err,
@@ -136,6 +155,9 @@ int64_t layout_stage_params(const layout_t *lay, int s);
  * and projection weights, the column-parallel biases, and wte's rows of the padded vocabulary,
  * layout_padded_vocab), all of the replicated LayerNorms, row-parallel biases and wpe. */
 int64_t layout_rank_params(const layout_t *lay, int s);
+/* Parameter elements of one transformer layer on one of tp ranks: (12C^2 + 7C) / tp split +
+ * 6C replicated (= layout_params_per_layer when tp = 1). */
+int64_t layout_rank_layer_params(const layout_model_t *m, int tp);
 /* The vocabulary a T-way split stores: V itself when T = 1, else V rounded up to a multiple
  * of 128 * T (Megatron-LM's --make-vocab-size-divisible-by 128), so every rank holds the same
  * number of rows. The padding rows never reach the loss or a checkpoint. */

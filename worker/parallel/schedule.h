@@ -3,7 +3,7 @@
  * stages) for GPipe and 1F1B. The same arrays drive the real pipeline (`strata train`) and the
  * simulator (`strata simulate`).
  *
- * Schedules (../shared/REFERENCE.md), P stages, M micro-batches, stage s:
+ * Schedules (GPipe; 1F1B as Megatron-LM), P stages, M micro-batches, stage s:
  *   GPipe: F0 .. F(M-1), then B0 .. B(M-1). Stage s keeps M micro-batches of activations.
  *   1F1B : w = min(P - s - 1, M) warm-up forwards F0..F(w-1); then M - w steady rounds
  *          "F(w+j), B(j)"; then the cool-down backwards B(M-w) .. B(M-1). At most

@@ -1,5 +1,6 @@
-/* memory_model.c -- per-rank memory accounting, the fit check and the search for a layout
- * that fits (contract and the itemised formulas in memory_model.h). */
+/* memory_model.c -- per-rank memory accounting (Strata's fp32 buffers, or Megatron-style mixed
+ * precision with Korthikanti et al.'s activation formulas), the fit check and the search for a
+ * layout that fits (contract and the itemised formulas in memory_model.h). */
 #include "memory_model.h"
 
 #include <math.h>
@@ -7,20 +8,100 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *memory_recompute_name(mem_recompute_t r) {
+  return r == MEM_RECOMPUTE_NONE        ? "none"
+         : r == MEM_RECOMPUTE_SELECTIVE ? "selective"
+         : r == MEM_RECOMPUTE_FULL      ? "full"
+                                        : "?";
+}
+
+int memory_parse_recompute(const char *s, mem_recompute_t *out) {
+  for (int r = 0; r < MEM_RECOMPUTE_COUNT && s; r++)
+    if (!strcmp(s, memory_recompute_name((mem_recompute_t)r))) {
+      *out = (mem_recompute_t)r;
+      return 0;
+    }
+  return -1;
+}
+
+const char *memory_accounting_name(mem_accounting_t a) {
+  return a == MEM_ACCOUNT_STRATA ? "strata" : a == MEM_ACCOUNT_MIXED ? "mixed" : "?";
+}
+
+int memory_parse_accounting(const char *s, mem_accounting_t *out) {
+  for (int a = MEM_ACCOUNT_STRATA; a <= MEM_ACCOUNT_MIXED && s; a++)
+    if (!strcmp(s, memory_accounting_name((mem_accounting_t)a))) {
+      *out = (mem_accounting_t)a;
+      return 0;
+    }
+  return -1;
+}
+
+mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
+  mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32};
+  return o;
+}
+
 double memory_layer_act_elems(const layout_model_t *m, int b, int T) {
-  double bT = (double)b * T, C = m->dim, H = m->heads;
-  return 16 * bT * C + 4 * bT + (double)b * H * (double)T * T;
+  return memory_layer_act_elems_tp(m, b, T, 1, 0, MEM_RECOMPUTE_NONE);
+}
+
+double memory_layer_act_elems_tp(const layout_model_t *m, int b, int T, int tp, int sp,
+                                 mem_recompute_t rc) {
+  double bT = (double)b * T, C = m->dim, H = m->heads, t = tp, r = sp ? t : 1;
+  if (rc == MEM_RECOMPUTE_FULL) return bT * C / r; /* the layer input */
+  /* replicated (1/t with sequence parallelism): ln1, res2, ln2, res3 and the four LayerNorm
+   * statistics; split: qkv, atty, fch, fch_gelu (12 bTC) and att (bHT^2) */
+  double e = (4 / r + 12 / t) * bT * C + 4 * bT / r;
+  if (rc == MEM_RECOMPUTE_SELECTIVE) return e;
+  return e + (double)b * H * (double)T * T / t;
+}
+
+double memory_layer_act_bytes_mixed(const layout_model_t *m, int b, int T, int tp, int sp,
+                                    mem_recompute_t rc) {
+  double s = T, h = m->dim, a = m->heads, t = tp, sbh = s * b * h;
+  if (rc == MEM_RECOMPUTE_FULL) return sp ? 2 * sbh / t : 2 * sbh;
+  double linear = sp ? 34 / t : 10 + 24 / t;
+  double scores = rc == MEM_RECOMPUTE_SELECTIVE ? 0 : 5 * a * s / (h * t);
+  return sbh * (linear + scores);
+}
+
+/* Stage s's activation elements per micro-batch, fp32 accounting. */
+static double stage_act_elems(const layout_t *lay, int s, int sp, mem_recompute_t rc) {
+  const layout_model_t *m = &lay->model;
+  int b = lay->micro_batch, T = m->ctx;
+  double bT = (double)b * T, t = lay->tp, r = sp ? t : 1;
+  double e = layout_stage_layers(lay, s) * memory_layer_act_elems_tp(m, b, T, lay->tp, sp, rc);
+  e += bT * m->dim / r; /* stage input x0 (embedding output or received activation) */
+  e += 2 * bT;          /* int32 copies of the tokens and targets */
+  if (s == lay->pp - 1 && rc == MEM_RECOMPUTE_FULL) /* lse, losses; the rest is re-run */
+    e += 2 * bT;
+  else if (s == lay->pp - 1) /* lnf, mean/rstd, logits (1/t of the padded vocabulary), lse, losses */
+    e += bT * m->dim / r + 2 * bT / r + bT * layout_padded_vocab(m->vocab, lay->tp) / t + 2 * bT;
+  return e;
 }
 
 double memory_stage_act_elems(const layout_t *lay, int s) {
+  return stage_act_elems(lay, s, 0, MEM_RECOMPUTE_NONE);
+}
+
+/* sizeof(dtype) / 2: Korthikanti et al.'s formulas count 2-byte activations. */
+static double mixed_scale(device_dtype_t dt) { return device_dtype_size(dt) / 2.0; }
+
+double memory_stage_act_bytes(const layout_t *lay, int s, const mem_options_t *o) {
+  const int sp = o->sequence_parallel && lay->tp > 1;
+  if (o->accounting != MEM_ACCOUNT_MIXED)
+    return MEM_ELEM_BYTES * stage_act_elems(lay, s, sp, o->recompute);
   const layout_model_t *m = &lay->model;
   int b = lay->micro_batch, T = m->ctx;
-  double bT = (double)b * T;
-  double e = layout_stage_layers(lay, s) * memory_layer_act_elems(m, b, T);
-  e += bT * m->dim; /* stage input x0 (embedding output or received activation) */
-  e += 2 * bT;      /* int32 copies of the tokens and targets */
-  if (s == lay->pp - 1)
-    e += bT * m->dim + 2 * bT + bT * m->vocab + 2 * bT; /* lnf, mean/rstd, logits, lse, losses */
+  double sbh = (double)T * b * m->dim, t = lay->tp, r = sp ? t : 1;
+  double e = layout_stage_layers(lay, s) *
+             memory_layer_act_bytes_mixed(m, b, T, lay->tp, sp, o->recompute) * mixed_scale(o->dtype);
+  if (s == lay->pp - 1 && o->recompute == MEM_RECOMPUTE_FULL) /* fp32 lse and losses */
+    e += 8.0 * T * b;
+  else if (s == lay->pp - 1) /* ln_f input and output in the dtype, the fp32 logits slice */
+    e += mixed_scale(o->dtype) * 4 * sbh / r +
+         4.0 * T * b * layout_padded_vocab(m->vocab, lay->tp) / t;
   return e;
 }
 
@@ -28,44 +109,86 @@ double memory_kv_cache_bytes(const layout_model_t *m, int layers, int batch, int
   return 2.0 * layers * (double)batch * ctx * m->dim * MEM_ELEM_BYTES;
 }
 
-void memory_stage(const layout_t *lay, int s, sched_kind_t kind, int zero, double bucket_bytes,
-                  mem_stage_t *out) {
+/* The backward's transient buffers, once per rank, in bytes: gpt2.c's scratch (dres, dln
+ * replicated; datty, dbig split; datt) in the element size, plus what recomputation brings
+ * back for the one layer being differentiated, and on the last stage (head) under full
+ * recomputation the one micro-batch's ln_f and fp32 logits slice the backward re-runs. */
+static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int sp, int head) {
   const layout_model_t *m = &lay->model;
-  double E = MEM_ELEM_BYTES, b = lay->micro_batch, T = m->ctx, C = m->dim;
-  double params = (double)layout_stage_params(lay, s);
+  const int mixed = o->accounting == MEM_ACCOUNT_MIXED;
+  double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
+  double E = mixed ? device_dtype_size(o->dtype) : MEM_ELEM_BYTES;
+  double w = E * ((2 / r + 5 / t) * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
+  if (o->recompute == MEM_RECOMPUTE_SELECTIVE) /* one layer's recomputed attention scores */
+    w += mixed ? mixed_scale(o->dtype) * 5 * b * m->heads * T * T / t
+               : E * b * m->heads * T * T / t;
+  else if (o->recompute == MEM_RECOMPUTE_FULL) /* one layer's recomputed activations */
+    w += mixed ? mixed_scale(o->dtype) *
+                     memory_layer_act_bytes_mixed(m, lay->micro_batch, m->ctx, lay->tp, sp,
+                                                  MEM_RECOMPUTE_NONE)
+               : E * memory_layer_act_elems_tp(m, lay->micro_batch, m->ctx, lay->tp, sp,
+                                               MEM_RECOMPUTE_NONE);
+  if (head && o->recompute == MEM_RECOMPUTE_FULL)
+    w += E * (b * T * C + 2 * b * T / r) + 4.0 * b * T * layout_padded_vocab(m->vocab, lay->tp) / t;
+  return w;
+}
+
+void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_stage_t *out) {
+  const layout_model_t *m = &lay->model;
+  const int mixed = o->accounting == MEM_ACCOUNT_MIXED, sp = o->sequence_parallel && lay->tp > 1;
+  double E = MEM_ELEM_BYTES, b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp,
+         r = sp ? t : 1, Vp = layout_padded_vocab(m->vocab, lay->tp);
+  double params = (double)layout_rank_params(lay, s);
   memset(out, 0, sizeof *out);
-  out->params_bytes = E * params;
-  out->grads_bytes = E * params;
-  out->optimizer_bytes = 2 * E * (zero ? ceil(params / lay->dp) : params);
-  out->in_flight = schedule_in_flight(kind, lay->pp, lay->micro, s);
-  out->activations_bytes = E * memory_stage_act_elems(lay, s) * out->in_flight;
-  out->workspace_bytes = E * (7 * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
-  double comm = 0;
-  if (lay->pp > 1) {
-    comm += 2 * E * b * T * C;
-    if (s == 0 || s == lay->pp - 1) comm += E * (double)m->vocab * C;
+  if (mixed) { /* bf16 weights and gradients, fp32 master weights and Adam moments */
+    out->params_bytes = 2 * params;
+    out->grads_bytes = 2 * params;
+    out->optimizer_bytes = 12 * (o->zero ? ceil(params / lay->dp) : params);
+  } else {
+    out->params_bytes = E * params;
+    out->grads_bytes = E * params;
+    out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / lay->dp) : params);
   }
-  if (zero) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
+  out->in_flight = schedule_in_flight(o->kind, lay->pp, lay->micro, s);
+  out->activations_bytes = memory_stage_act_bytes(lay, s, o) * out->in_flight;
+  out->workspace_bytes = workspace_bytes(lay, o, sp, s == lay->pp - 1);
+  double comm = 0, A = mixed ? device_dtype_size(o->dtype) : E, G = mixed ? 2 : E;
+  if (lay->pp > 1) {
+    comm += 2 * A * b * T * C / r; /* gradient send + receive buffers */
+    if (s == 0 || s == lay->pp - 1) comm += G * Vp * C / t; /* tied wte exchange */
+  }
+  if (o->zero && !mixed) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
     comm += 2 * E * ceil(params / lay->dp) * lay->dp;
-  else if (lay->dp > 1)
-    comm += bucket_bytes < out->grads_bytes ? bucket_bytes : out->grads_bytes;
+  else if (!o->zero && lay->dp > 1)
+    comm += o->bucket_bytes < out->grads_bytes ? o->bucket_bytes : out->grads_bytes;
   out->comm_bytes = comm;
   out->total_bytes = out->params_bytes + out->grads_bytes + out->optimizer_bytes +
                      out->activations_bytes + out->workspace_bytes + out->comm_bytes +
                      out->kv_cache_bytes;
 }
 
-double memory_peak(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,
-                   int *worst_stage) {
+void memory_stage(const layout_t *lay, int s, sched_kind_t kind, int zero, double bucket_bytes,
+                  mem_stage_t *out) {
+  mem_options_t o = memory_options(kind, zero, bucket_bytes);
+  memory_stage_opt(lay, s, &o, out);
+}
+
+double memory_peak_opt(const layout_t *lay, const mem_options_t *o, int *worst_stage) {
   double peak = -1;
   int worst = 0;
   for (int s = 0; s < lay->pp; s++) {
     mem_stage_t ms;
-    memory_stage(lay, s, kind, zero, bucket_bytes, &ms);
+    memory_stage_opt(lay, s, o, &ms);
     if (ms.total_bytes > peak) peak = ms.total_bytes, worst = s;
   }
   if (worst_stage) *worst_stage = worst;
   return peak;
+}
+
+double memory_peak(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,
+                   int *worst_stage) {
+  mem_options_t o = memory_options(kind, zero, bucket_bytes);
+  return memory_peak_opt(lay, &o, worst_stage);
 }
 
 const char *memory_format_bytes(double bytes, char *buf, size_t len) {
@@ -80,60 +203,115 @@ const char *memory_format_bytes(double bytes, char *buf, size_t len) {
   return buf;
 }
 
-int memory_suggest(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,
-                   double capacity_bytes, mem_suggestion_t *out) {
-  int N = lay->world, found = 0;
-  int best_changes = 1 << 30;
-  double best_dist = 0, best_peak = 0;
-  layout_t *cand = malloc(sizeof *cand);
-  if (!cand) return -1;
-  for (int P = 1; P <= N && P <= lay->model.layers && P <= LAYOUT_MAX_STAGES; P++) {
-    if (N % P) continue;
-    int D = N / P;
-    if (lay->batch % D) continue;
-    int per_replica = lay->batch / D;
-    for (int M = 1; M <= per_replica; M++) {
-      if (per_replica % M) continue;
-      char err[256];
-      if (layout_init(cand, &lay->model, N, 1, P, D, M, lay->batch, NULL, err, sizeof err)) continue;
+/* The search state of memory_suggest_opt: the best candidate so far and its rank. */
+typedef struct {
+  int found, changes;
+  double dist, peak;
+  mem_suggestion_t best;
+} suggest_state_t;
+
+/* Tries every schedule, ZeRO setting, sequence parallelism and recomputation the search allows
+ * on one candidate layout. */
+static void suggest_try(const layout_t *lay, const layout_t *cand, const mem_options_t *o,
+                        int vary, double capacity_bytes, suggest_state_t *st) {
+  const int T = cand->tp;
+  const int sp_lo = vary ? 0 : (T > 1 ? o->sequence_parallel : 0);
+  const int sp_hi = vary ? (T > 1) : sp_lo;
+  const int rc_lo = vary ? 0 : (int)o->recompute, rc_hi = vary ? MEM_RECOMPUTE_COUNT - 1 : rc_lo;
+  for (int sp = sp_lo; sp <= sp_hi; sp++) {
+    if (sp && cand->model.ctx % T) continue; /* the sequence must split evenly */
+    for (int rc = rc_lo; rc <= rc_hi; rc++)
       for (int k = 0; k < 2; k++)
         for (int z = 0; z < 2; z++) {
-          double peak = memory_peak(cand, (sched_kind_t)k, z, bucket_bytes, NULL);
+          mem_options_t c = *o;
+          c.kind = (sched_kind_t)k;
+          c.zero = z;
+          c.sequence_parallel = sp;
+          c.recompute = (mem_recompute_t)rc;
+          double peak = memory_peak_opt(cand, &c, NULL);
           if (peak > capacity_bytes) continue;
-          int changes = (P != lay->pp) + (M != lay->micro) + (k != (int)kind) + (z != zero);
-          double dist = fabs(log((double)P / lay->pp)) + fabs(log((double)M / lay->micro));
-          if (!found || changes < best_changes ||
-              (changes == best_changes &&
-               (dist < best_dist - 1e-12 ||
-                (fabs(dist - best_dist) <= 1e-12 && peak < best_peak)))) {
-            found = 1;
-            best_changes = changes;
-            best_dist = dist;
-            best_peak = peak;
-            out->pp = P;
-            out->dp = D;
-            out->micro = M;
-            out->zero = z;
-            out->kind = (sched_kind_t)k;
-            out->peak_bytes = peak;
+          int sp0 = o->sequence_parallel && lay->tp > 1;
+          int changes = (T != lay->tp) + (cand->pp != lay->pp) + (cand->micro != lay->micro) +
+                        (k != (int)o->kind) + (z != o->zero) + (sp != sp0) +
+                        (rc != (int)o->recompute);
+          /* closest T, P, M; then the least recomputation */
+          double dist = fabs(log((double)T / lay->tp)) + fabs(log((double)cand->pp / lay->pp)) +
+                        fabs(log((double)cand->micro / lay->micro)) + 0.1 * rc;
+          if (!st->found || changes < st->changes ||
+              (changes == st->changes &&
+               (dist < st->dist - 1e-12 || (fabs(dist - st->dist) <= 1e-12 && peak < st->peak)))) {
+            st->found = 1;
+            st->changes = changes;
+            st->dist = dist;
+            st->peak = peak;
+            st->best = (mem_suggestion_t){T,  cand->pp, cand->dp,           cand->micro, z,
+                                          (sched_kind_t)k, sp, (mem_recompute_t)rc, peak};
           }
         }
-    }
   }
-  free(cand);
-  return found ? 0 : -1;
 }
 
-int memory_fit_check(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,
-                     double capacity_bytes, char *msg, size_t msglen) {
+/* suggest_scan's context: the job, its options and the search state. */
+typedef struct {
+  const layout_t *lay;
+  const mem_options_t *o;
+  int vary;
+  double capacity_bytes;
+  suggest_state_t *st;
+} suggest_ctx_t;
+
+static int suggest_each(const layout_t *cand, void *ctx) {
+  suggest_ctx_t *c = ctx;
+  suggest_try(c->lay, cand, c->o, c->vary, c->capacity_bytes, c->st);
+  return 0;
+}
+
+/* Every layout of the job's N ranks and global batch with T in [tp_lo, tp_hi] through
+ * suggest_try. -1 when out of memory. */
+static int suggest_scan(const layout_t *lay, const mem_options_t *o, int tp_lo, int tp_hi, int vary,
+                        double capacity_bytes, suggest_state_t *st) {
+  layout_t *cand = malloc(sizeof *cand);
+  if (!cand) return -1;
+  suggest_ctx_t c = {lay, o, vary, capacity_bytes, st};
+  layout_for_each(&lay->model, lay->world, lay->batch, tp_lo, tp_hi, cand, suggest_each, &c);
+  free(cand);
+  return 0;
+}
+
+int memory_suggest_opt(const layout_t *lay, const mem_options_t *o, const mem_search_t *search,
+                       double capacity_bytes, mem_suggestion_t *out) {
+  const int N = lay->world, max_tp = search && search->max_tp > 0 ? search->max_tp : N;
+  const int vary = search && search->vary_sp_recompute;
+  /* the least disruptive first: the job's own T with its sequence parallelism and
+   * recomputation; then (vary) other SP / recomputation; then every T up to an instance; then
+   * any T (tensor-parallel groups across instances) */
+  const int tier[4][3] = {{lay->tp, lay->tp, 0}, {lay->tp, lay->tp, vary}, {1, max_tp, vary}, {1, N, vary}};
+  suggest_state_t st = {0};
+  for (int i = 0; i < 4 && !st.found; i++) {
+    if (i == 1 && !vary) continue;
+    if (i == 3 && max_tp >= N) break;
+    if (suggest_scan(lay, o, tier[i][0], tier[i][1], tier[i][2], capacity_bytes, &st)) return -1;
+  }
+  if (st.found) *out = st.best;
+  return st.found ? 0 : -1;
+}
+
+int memory_suggest(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,
+                   double capacity_bytes, mem_suggestion_t *out) {
+  mem_options_t o = memory_options(kind, zero, bucket_bytes);
+  return memory_suggest_opt(lay, &o, NULL, capacity_bytes, out);
+}
+
+int memory_fit_check_opt(const layout_t *lay, const mem_options_t *o, const mem_search_t *search,
+                         double capacity_bytes, char *msg, size_t msglen) {
   int worst;
-  double peak = memory_peak(lay, kind, zero, bucket_bytes, &worst);
+  double peak = memory_peak_opt(lay, o, &worst);
   if (peak <= capacity_bytes) {
     if (msg && msglen) msg[0] = '\0';
     return 0;
   }
   mem_stage_t ms;
-  memory_stage(lay, worst, kind, zero, bucket_bytes, &ms);
+  memory_stage_opt(lay, worst, o, &ms);
   char need[32], have[32], pb[32], gb[32], ob[32], ab[32], wb[32], cb[32];
   int n = snprintf(msg, msglen,
                    "stage %d does not fit: it needs %s (%.0f bytes: parameters %s, gradients %s, "
@@ -149,20 +327,34 @@ int memory_fit_check(const layout_t *lay, sched_kind_t kind, int zero, double bu
                    memory_format_bytes(capacity_bytes, have, sizeof have), capacity_bytes);
   if (n < 0 || (size_t)n >= msglen) return -1;
   mem_suggestion_t sg;
-  if (!memory_suggest(lay, kind, zero, bucket_bytes, capacity_bytes, &sg)) {
-    char pk[32];
-    snprintf(
-        msg + n, msglen - (size_t)n,
-        "A layout that fits on %d nodes: --pp %d --dp %d --microbatches %d --schedule %s --zero %d "
-        "(peak %s per device).",
-        lay->world, sg.pp, sg.dp, sg.micro, schedule_kind_name(sg.kind), sg.zero,
-        memory_format_bytes(sg.peak_bytes, pk, sizeof pk));
+  const int vary = search && search->vary_sp_recompute;
+  if (!memory_suggest_opt(lay, o, search, capacity_bytes, &sg)) {
+    char pk[32], tp[32] = "", rc[48] = "";
+    if (sg.tp > 1 || lay->tp > 1) snprintf(tp, sizeof tp, " --tp %d", sg.tp);
+    if (sg.recompute != MEM_RECOMPUTE_NONE || o->recompute != MEM_RECOMPUTE_NONE)
+      snprintf(rc, sizeof rc, " --recompute %s", memory_recompute_name(sg.recompute));
+    char span[96] = "";
+    if (search && search->max_tp > 0 && sg.tp > search->max_tp)
+      snprintf(span, sizeof span, "; its tensor-parallel groups span instances (the slower network)");
+    snprintf(msg + n, msglen - (size_t)n,
+             "A layout that fits on %d nodes: --pp %d --dp %d --microbatches %d --schedule %s "
+             "--zero %d%s%s%s (peak %s per device%s).",
+             lay->world, sg.pp, sg.dp, sg.micro, schedule_kind_name(sg.kind), sg.zero, tp,
+             sg.sequence_parallel ? " --sequence-parallel" : "", rc,
+             memory_format_bytes(sg.peak_bytes, pk, sizeof pk), span);
   } else {
-    snprintf(
-        msg + n, msglen - (size_t)n,
-        "No layout of %d nodes with global batch %d fits (tried every P x D, micro-batch count, "
-        "GPipe/1F1B and ZeRO 0/1): use more nodes, a smaller batch or a smaller model.",
-        lay->world, lay->batch);
+    snprintf(msg + n, msglen - (size_t)n,
+             "No layout of %d nodes with global batch %d fits (tried every T x P x D with T "
+             "dividing the %d heads, micro-batch count, GPipe/1F1B and ZeRO 0/1%s): use more "
+             "nodes, a smaller batch or a smaller model.",
+             lay->world, lay->batch, lay->model.heads,
+             vary ? ", sequence parallelism and recomputation" : "");
   }
   return -1;
+}
+
+int memory_fit_check(const layout_t *lay, sched_kind_t kind, int zero, double bucket_bytes,
+                     double capacity_bytes, char *msg, size_t msglen) {
+  mem_options_t o = memory_options(kind, zero, bucket_bytes);
+  return memory_fit_check_opt(lay, &o, NULL, capacity_bytes, msg, msglen);
 }

@@ -146,21 +146,27 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
   return 0;
 }
 
-int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sched_kind_t kind,
-                   int zero, double bucket_bytes, int rank, char *err, size_t errlen) {
+int sim_clock_init_opt(sim_clock_t *sc, const layout_t *lay, const device_t *dev,
+                       const sim_options_t *opt, int rank, char *err, size_t errlen) {
   memset(sc, 0, sizeof *sc);
   sc->dev = *dev;
   sc->rank = rank;
   sc->lay = *lay;
-  sc->zero = zero;
-  sc->opt = sim_options_default();
-  sc->opt.kind = kind;
-  sc->opt.zero = zero;
+  sc->zero = opt->zero;
+  sc->opt = *opt;
   sc->opt.overlap = 1;
-  sc->opt.bucket_bytes = bucket_bytes;
-  sc->opt.dtype = DEV_FP32;
   sc->opt.record_events = 1;
   return sim_simulate(lay, dev, &sc->opt, dev->hbm_bytes, &sc->res, err, errlen);
+}
+
+int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sched_kind_t kind,
+                   int zero, double bucket_bytes, int rank, char *err, size_t errlen) {
+  sim_options_t o = sim_options_default();
+  o.kind = kind;
+  o.zero = zero;
+  o.bucket_bytes = bucket_bytes;
+  o.dtype = DEV_FP32; /* Strata computes in fp32 */
+  return sim_clock_init_opt(sc, lay, dev, &o, rank, err, errlen);
 }
 
 /* A communicator of the same ranks as c, for the clock's messages alone (collective over c). It
@@ -182,13 +188,27 @@ static void reset_step(sim_clock_t *sc) {
   sc->in_last_bwd = sc->cb = sc->nb = 0;
 }
 
+/* The clock's gradient-norm communicator (collective over world): ZeRO-1 the world; else the
+ * replica's T x P model-parallel ranks -- its pipeline when T = 1, else split from the world
+ * by replica (consecutive ranks, ordered by rank). */
+static int norm_comm(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe) {
+  if (sc->zero) return dup_comm(world, &sc->norm);
+  if (sc->lay.tp == 1) return dup_comm(pipe, &sc->norm);
+  coll_comm_t *w = NULL;
+  if (dup_comm(world, &w)) return -1;
+  int rc = coll_comm_split(w, sc->replica, sc->rank, &sc->norm) != COLL_OK ? -1 : 0;
+  coll_comm_destroy(w);
+  return rc;
+}
+
 int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
                      coll_comm_t *tied, char *err, size_t errlen) {
   const layout_t *lay = &sc->lay;
-  const int P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
+  const int T = lay->tp, P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
   if (!env_switch("STRATA_SIM_CARRY", 1)) return 0; /* 0: replay only (to measure the overhead) */
   sc->stage = layout_stage_of(lay, sc->rank);
   sc->replica = layout_replica_of(lay, sc->rank);
+  sc->tp_rank = layout_tp_of(lay, sc->rank);
   if (sim_build_costs(lay, &sc->dev, &sc->opt, &sc->costs)) goto oom;
   sc->cap_b = sc->costs[sc->stage].nregions + 2;
   sc->b_ready = calloc((size_t)sc->cap_b, sizeof(double));
@@ -202,14 +222,14 @@ int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, col
   if (!sc->b_ready || !sc->b_max || !sc->b_bytes || !sc->b_req || !sc->send_val || !sc->send_req ||
       !sc->dp_ranks || !sc->norm_ranks)
     goto oom;
-  for (int d = 0; d < D; d++) sc->dp_ranks[d] = layout_rank(lay, 0, sc->stage, d);
-  /* the gradient-norm group of grad_sync.c: the replica's pipeline, with ZeRO-1 the world */
-  sc->nnorm = sc->zero ? N : P;
-  for (int i = 0; i < sc->nnorm; i++)
-    sc->norm_ranks[i] = sc->zero ? i : layout_rank(lay, 0, i, sc->replica);
+  for (int d = 0; d < D; d++) sc->dp_ranks[d] = layout_rank(lay, sc->tp_rank, sc->stage, d);
+  /* the gradient-norm group of grad_sync.c: the replica's T x P ranks (its pipeline when
+   * T = 1), with ZeRO-1 the world */
+  sc->nnorm = sc->zero ? N : T * P;
+  for (int i = 0; i < sc->nnorm; i++) sc->norm_ranks[i] = sc->zero ? i : sc->replica * T * P + i;
   /* the same order on every rank: world-wide collective calls cannot cross */
   if (dup_comm(pipe, &sc->pipe) || dup_comm(dp, &sc->dp) || dup_comm(tied, &sc->tied) ||
-      dup_comm(sc->zero ? world : pipe, &sc->norm)) {
+      norm_comm(sc, world, pipe)) {
     snprintf(err, errlen, "simulated clock: cannot duplicate the communicators");
     return -1;
   }
@@ -268,9 +288,10 @@ void sim_clock_bwd_end(sim_clock_t *sc, int last) {
 void sim_clock_send(sim_clock_t *sc, int fwd, int micro, int tag) {
   if (!on(sc)) return;
   double t0 = strata_now_s();
-  int dst = fwd ? sc->rank + 1 : sc->rank - 1; /* the neighbour stage, same replica */
+  /* the same tensor-parallel rank of the neighbour stage, same replica */
+  int dst = fwd ? sc->rank + sc->lay.tp : sc->rank - sc->lay.tp;
   double lat, bw;
-  device_link(&sc->dev, sc->rank, dst, &lat, &bw);
+  sim_pipe_link(&sc->lay, &sc->dev, sc->rank, dst, &lat, &bw);
   double *free_t = fwd ? &sc->link_next_free : &sc->link_prev_free;
   double start = sc->t > *free_t ? sc->t : *free_t;
   double wire = sc->costs[sc->stage].act_bytes / bw;
@@ -342,7 +363,8 @@ void sim_clock_sync_done(sim_clock_t *sc) {
   }
   if (sc->comm_free > sc->t) sc->t = sc->comm_free;
   if (c->tied_bytes > 0 && P > 1) {
-    int r0 = layout_rank(lay, 0, 0, sc->replica), rl = layout_rank(lay, 0, P - 1, sc->replica);
+    int r0 = layout_rank(lay, sc->tp_rank, 0, sc->replica),
+        rl = layout_rank(lay, sc->tp_rank, P - 1, sc->replica);
     sync_max(sc, sc->tied, device_p2p_time(&sc->dev, r0, rl, c->tied_bytes));
   }
   if (D > 1 && sc->zero)

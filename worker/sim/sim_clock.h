@@ -5,7 +5,8 @@
  *
  * The clock is carried on the real execution. Every rank advances its own clock by the device
  * model's roofline time of each forward / backward it really runs (the per-micro-batch stage
- * costs of simulate.c, sim_build_costs); every pipeline send carries the sender's clock: the
+ * costs of simulate.c, sim_build_costs: with T > 1 one tensor-parallel rank's share of the math
+ * plus the layers' tensor-parallel collectives and any recomputation); every pipeline send carries the sender's clock: the
  * message's simulated arrival (sender's link free time + alpha-beta on the link between the
  * two chips) travels in an 8-byte message sent just before the activation (the collectives
  * library, on a communicator of its own), and the receiver sets clock = max(own, arrival). Each gradient bucket that
@@ -64,7 +65,7 @@ typedef struct sim_clock {
   int carry;                 /* 1: attached to the run's communicators */
   layout_t lay;
   sim_stage_cost_t *costs;   /* [P] */
-  int stage, replica, zero;
+  int stage, replica, zero, tp_rank;
   double t;                  /* this step's clock */
   double link_next_free, link_prev_free, last_bwd_start, end_bwd, cur_ready, comm_free;
   int in_last_bwd, cb;       /* in the step's last backward; grad_ready callbacks seen */
@@ -79,12 +80,21 @@ typedef struct sim_clock {
   double overhead_s;         /* wall seconds spent in the clock's exchanges */
 } sim_clock_t;
 
-/* Simulates one step of the job on dev. kind/zero/bucket_bytes as in the run. 0 or -1. */
+/* Simulates one step of the job on dev with the run's options (kind, zero, bucket_bytes,
+ * sequence_parallel, recompute; the compute dtype the run uses: fp32 for Strata). The costs take
+ * T from lay: every forward / backward the clock advances includes the stage's tensor-parallel
+ * communication, so a run with T > 1 layouts needs nothing more. 0 or -1. */
+int sim_clock_init_opt(sim_clock_t *sc, const layout_t *lay, const device_t *dev,
+                       const sim_options_t *opt, int rank, char *err, size_t errlen);
+/* sim_clock_init_opt with kind/zero/bucket_bytes, fp32 compute, no SP, no recomputation. */
 int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sched_kind_t kind,
                    int zero, double bucket_bytes, int rank, char *err, size_t errlen);
-/* Carries the clock on the run (collective over world: copies the communicators). pipe, dp:
- * the replica's pipeline and the stage's DP group; tied: {stage 0, stage P-1} or NULL. Without
- * it the clock advances by the replayed simulation (res.step_s). 0 or -1. */
+/* Carries the clock on the run (collective over world: copies the communicators). pipe: the
+ * P ranks of this rank's pipeline (same replica and tensor-parallel rank t), ranked by stage;
+ * dp: the D ranks of its DP group (same stage and t); tied: {stage 0, stage P-1} of the same t
+ * and replica, or NULL. The gradient norm's group (the replica's T x P model-parallel ranks,
+ * ZeRO-1: the world) is derived from world and the layout. Without it the clock advances by
+ * the replayed simulation (res.step_s). 0 or -1. */
 int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
                      coll_comm_t *tied, char *err, size_t errlen);
 /* Ends the step: returns this rank's simulated step seconds (carried clock, else the replay)
@@ -100,7 +110,8 @@ void sim_clock_fwd(sim_clock_t *sc);
 void sim_clock_bwd_begin(sim_clock_t *sc, int last);
 void sim_clock_bwd_end(sim_clock_t *sc, int last);
 /* A pipeline send of micro-batch `micro` (fwd: activation to stage + 1, else gradient to
- * stage - 1) with the data's tag: sends the simulated arrival. Call BEFORE the data's send. */
+ * stage - 1; the same tensor-parallel rank) with the data's tag: sends the simulated arrival.
+ * Call BEFORE the data's send. */
 void sim_clock_send(sim_clock_t *sc, int fwd, int micro, int tag);
 /* After the data's receive (fwd: activation from stage - 1): clock = max(own, arrival). */
 void sim_clock_recv(sim_clock_t *sc, int fwd, int tag);

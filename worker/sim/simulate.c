@@ -23,7 +23,111 @@ sim_options_t sim_options_default(void) {
   o.bucket_bytes = mb * 1024 * 1024;
   o.dtype = DEV_BF16;
   o.record_events = 0;
+  o.sequence_parallel = 0;
+  o.recompute = MEM_RECOMPUTE_NONE;
+  o.memory = MEM_ACCOUNT_STRATA;
   return o;
+}
+
+mem_options_t sim_mem_options(const sim_options_t *opt) {
+  mem_options_t m = memory_options(opt->kind, opt->zero, opt->bucket_bytes);
+  m.sequence_parallel = opt->sequence_parallel;
+  m.recompute = opt->recompute;
+  m.accounting = opt->memory;
+  m.dtype = opt->dtype;
+  return m;
+}
+
+int sim_check_tp(const layout_model_t *m, int tp, int sequence_parallel, char *err, size_t errlen) {
+  if (tp < 1 || m->heads % tp)
+    return strata_fail(err, errlen,
+                       "--tp %d does not divide the model's %d attention heads (each "
+                       "tensor-parallel rank holds whole heads); use a --tp that divides %d",
+                       tp, m->heads, m->heads);
+  if (sequence_parallel && tp < 2)
+    return strata_fail(err, errlen,
+                       "--sequence-parallel needs --tp 2 or more (it splits the LayerNorm and "
+                       "residual regions over the tensor-parallel ranks; with --tp %d there is "
+                       "nothing to split); drop it or give --tp",
+                       tp);
+  if (sequence_parallel && m->ctx % tp)
+    return strata_fail(err, errlen,
+                       "--sequence-parallel splits each sequence of %d tokens over --tp %d ranks, "
+                       "which does not divide it; use a --tp that divides %d or a --ctx that is a "
+                       "multiple of %d",
+                       m->ctx, tp, m->ctx, tp);
+  return 0;
+}
+
+int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
+  if (sim_check_tp(&lay->model, lay->tp, opt->sequence_parallel, err, errlen)) return -1;
+  if ((unsigned)opt->recompute >= MEM_RECOMPUTE_COUNT)
+    return strata_fail(err, errlen, "recompute must be none, selective or full");
+  return 0;
+}
+
+void sim_pipe_link(const layout_t *lay, const device_t *dev, int rank, int peer, double *lat_s,
+                   double *Bps) {
+  int T = lay->tp, base = rank - layout_tp_of(lay, rank), pbase = peer - layout_tp_of(lay, peer);
+  device_link(dev, rank, peer, lat_s, Bps);
+  for (int t = 0; t < T && T > 1; t++) { /* the slowest pair of the two tensor-parallel groups */
+    double lat, bw;
+    device_link(dev, base + t, pbase + t, &lat, &bw);
+    if (lat > *lat_s) *lat_s = lat;
+    if (bw < *Bps) *Bps = bw;
+  }
+}
+
+int sim_tp_link_note(const layout_t *lay, const device_t *dev, char *msg, size_t len) {
+  const int T = lay->tp, K = dev->chips_per_instance;
+  if (T <= 1) return 0;
+  int crossing = 0, groups = lay->pp * lay->dp;
+  for (int g = 0; g < groups; g++)
+    if ((g * T) / K != (g * T + T - 1) / K) crossing++;
+  if (!crossing) return 0;
+  double GB = 1e9, us = 1e-6;
+  if (T > K)
+    snprintf(msg, len,
+             "--tp %d is larger than a %s instance (%d chips): every tensor-parallel group spans "
+             "instances, so its per-layer all-reduces run on the inter-instance network (%.3g "
+             "GB/s per chip, %.3g us) instead of the intra-instance link (%.3g GB/s, %.3g us); "
+             "use --tp %d or less to keep them on the fast link",
+             T, dev->name, K, dev->inter_Bps / K / GB, dev->inter_lat_s / us, dev->intra_Bps / GB,
+             dev->intra_lat_s / us, K);
+  else
+    snprintf(msg, len,
+             "--tp %d does not divide a %s instance's %d chips: %d of the %d tensor-parallel "
+             "groups straddle two instances, so their per-layer all-reduces run on the "
+             "inter-instance network (%.3g GB/s per chip, %.3g us) instead of the intra-instance "
+             "link (%.3g GB/s, %.3g us); use a --tp that divides %d",
+             T, dev->name, K, crossing, groups, dev->inter_Bps / K / GB, dev->inter_lat_s / us,
+             dev->intra_Bps / GB, dev->intra_lat_s / us, K);
+  return 1;
+}
+
+double sim_narayanan_flops(const layout_t *lay, mem_recompute_t rc) {
+  const layout_model_t *m = &lay->model;
+  double B = lay->batch, s = m->ctx, l = m->layers, h = m->dim, V = m->vocab;
+  double model = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+  if (rc == MEM_RECOMPUTE_FULL) /* one more forward of every layer: 96 B s l h^2 (1 + s/6h + V/16lh) */
+    return 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+  if (rc == MEM_RECOMPUTE_SELECTIVE) /* one more forward of the attention matmuls: 4 B s^2 h per layer */
+    return model + 4 * B * s * s * l * h;
+  return model;
+}
+
+double sim_step_flops(const layout_t *lay, mem_recompute_t rc) {
+  const layout_model_t *m = &lay->model;
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_layer_ops(m, lay->micro_batch, m->ctx, ops);
+  double extra = 0; /* per layer and micro-batch */
+  for (int i = 0; i < n; i++)
+    if (rc == MEM_RECOMPUTE_FULL || (rc == MEM_RECOMPUTE_SELECTIVE && !strcmp(ops[i].name, "attention")))
+      extra += ops[i].flops;
+  double f = 0;
+  for (int s = 0; s < lay->pp; s++)
+    f += layout_stage_train_flops(lay, s, lay->micro_batch) + layout_stage_layers(lay, s) * extra;
+  return f * lay->micro * lay->dp;
 }
 
 /* Roofline time of an op list; backward = 2x forward flops and bytes. */
@@ -35,68 +139,138 @@ static double ops_time(const device_t *dev, device_dtype_t dt, const layout_op_t
   return t;
 }
 
+/* The op named `name` in ops[0..n) (the attention, for selective recomputation), or NULL. */
+static const layout_op_t *find_op(const layout_op_t *ops, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(ops[i].name, name)) return &ops[i];
+  return NULL;
+}
+
 /* AdamW per parameter: ~12 flops; reads p, g, m, v and writes p, m, v in fp32 (28 bytes). */
 #define SIM_ADAMW_FLOPS 12.0
 #define SIM_ADAMW_BYTES 28.0
 
+/* Tensor-parallel communication of one micro-batch, seconds: per layer forward / backward (the
+ * backward without recomputation), the embedding and the head. */
+typedef struct {
+  double layer_f, layer_b, embed_f, embed_b, head_f, head_b;
+} tp_comm_t;
+
+/* Stage s's TP communication: the slowest of its D groups (one per replica) for each
+ * collective; n = one micro-batch's activation b T C in the compute dtype; the cross-entropy's
+ * all-reduces carry b T fp32 values. Megatron-LM's operators: per layer g (forward all-reduce)
+ * after the attention and MLP row-parallel matmuls and f (backward all-reduce) before the
+ * column-parallel ones; sequence parallelism turns every all-reduce into a reduce-scatter
+ * and an all-gather of the same array. Embedding: all-reduce (SP: reduce-scatter) forward,
+ * SP: all-gather backward. Head: SP: all-gather before the logits; vocabulary-parallel
+ * cross-entropy: 3 all-reduces (max, sum of exp, target logit) forward; backward f's
+ * all-reduce (SP: reduce-scatter) of the logits' input gradient. */
+static int tp_comm(const layout_t *lay, const device_t *dev, int s, int sp, double n, double n_ce,
+                   tp_comm_t *out) {
+  const int T = lay->tp;
+  memset(out, 0, sizeof *out);
+  if (T <= 1) return 0;
+  int *ranks = malloc(sizeof(int) * (size_t)T);
+  if (!ranks) return -1;
+  double ar = 0, rs = 0, ag = 0, ce = 0;
+  for (int d = 0; d < lay->dp; d++) {
+    for (int t = 0; t < T; t++) ranks[t] = layout_rank(lay, t, s, d);
+    double v[4] = {device_allreduce_time(dev, ranks, T, n), device_reduce_scatter_time(dev, ranks, T, n),
+                   device_allgather_time(dev, ranks, T, n), device_allreduce_time(dev, ranks, T, n_ce)};
+    if (v[0] > ar) ar = v[0];
+    if (v[1] > rs) rs = v[1];
+    if (v[2] > ag) ag = v[2];
+    if (v[3] > ce) ce = v[3];
+  }
+  free(ranks);
+  out->layer_f = out->layer_b = sp ? 2 * (rs + ag) : 2 * ar;
+  out->embed_f = sp ? rs : ar;
+  out->embed_b = sp ? ag : 0;
+  out->head_f = (sp ? ag : 0) + 3 * ce;
+  out->head_b = sp ? rs : ar;
+  return 0;
+}
+
 int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                     sim_stage_cost_t **costs_out) {
   const layout_model_t *m = &lay->model;
-  int P = lay->pp, b = lay->micro_batch, T = m->ctx;
+  int P = lay->pp, b = lay->micro_batch, T = m->ctx, tp = lay->tp;
+  int sp = opt->sequence_parallel && tp > 1;
   device_dtype_t dt = opt->dtype;
   sim_stage_cost_t *costs = calloc((size_t)P, sizeof *costs);
   if (!costs) return -1;
   layout_op_t lops[LAYOUT_MAX_OPS], eops[LAYOUT_MAX_OPS], hops[LAYOUT_MAX_OPS];
-  int nl = layout_layer_ops(m, b, T, lops), ne = layout_embed_ops(m, b, T, eops),
-      nh = layout_head_ops(m, b, T, hops);
-  double lf = ops_time(dev, dt, lops, nl, 1), lb = ops_time(dev, dt, lops, nl, 2);
-  double ef = ops_time(dev, dt, eops, ne, 1), eb = ops_time(dev, dt, eops, ne, 2);
-  double hf = ops_time(dev, dt, hops, nh, 1), hb = ops_time(dev, dt, hops, nh, 2);
+  int nl = layout_layer_ops_tp(m, b, T, tp, sp, lops), ne = layout_embed_ops_tp(m, b, T, tp, sp, eops),
+      nh = layout_head_ops_tp(m, b, T, tp, sp, hops);
+  /* the math of one micro-batch on one rank (roofline) */
+  double lf0 = ops_time(dev, dt, lops, nl, 1), lb0 = ops_time(dev, dt, lops, nl, 2);
+  double ef0 = ops_time(dev, dt, eops, ne, 1), eb0 = ops_time(dev, dt, eops, ne, 2);
+  double hf0 = ops_time(dev, dt, hops, nh, 1), hb0 = ops_time(dev, dt, hops, nh, 2);
   double lfl = layout_ops_flops(lops, nl), efl = layout_ops_flops(eops, ne),
          hfl = layout_ops_flops(hops, nh);
-  double E = MEM_ELEM_BYTES, C = m->dim, V = m->vocab;
+  /* recomputation in backward: the attention's forward (selective) or the layer's (full) */
+  const layout_op_t *att = find_op(lops, nl, "attention");
+  double rc_s = 0, rc_flops = 0;
+  if (opt->recompute == MEM_RECOMPUTE_SELECTIVE && att)
+    rc_s = ops_time(dev, dt, att, 1, 1), rc_flops = att->flops;
+  else if (opt->recompute == MEM_RECOMPUTE_FULL)
+    rc_s = lf0, rc_flops = lfl;
+  double E = MEM_ELEM_BYTES, C = m->dim, t = tp, Vp = layout_padded_vocab(m->vocab, tp);
+  double n_act = (double)b * T * C * device_dtype_size(dt); /* a TP collective's array */
   for (int s = 0; s < P; s++) {
     sim_stage_cost_t *c = &costs[s];
     int k = layout_stage_layers(lay, s), first = (s == 0), last = (s == P - 1);
+    tp_comm_t tc;
+    if (tp_comm(lay, dev, s, sp, n_act, 4.0 * b * T, &tc)) {
+      sim_costs_free(costs, P);
+      return -1;
+    }
+    /* full recomputation runs the layer's forward again, communication included */
+    double rc_tp = opt->recompute == MEM_RECOMPUTE_FULL ? tc.layer_f : 0;
+    double lf = lf0 + tc.layer_f, lb = lb0 + tc.layer_b + rc_s + rc_tp;
+    double ef = ef0 + tc.embed_f, eb = eb0 + tc.embed_b, hf = hf0 + tc.head_f, hb = hb0 + tc.head_b;
     c->fwd_s = k * lf + (first ? ef : 0) + (last ? hf : 0);
     c->bwd_s = k * lb + (first ? eb : 0) + (last ? hb : 0);
+    c->fwd_tp_s = k * tc.layer_f + (first ? tc.embed_f : 0) + (last ? tc.head_f : 0);
+    c->bwd_tp_s = k * (tc.layer_b + rc_tp) + (first ? tc.embed_b : 0) + (last ? tc.head_b : 0);
     c->fwd_flops = k * lfl + (first ? efl : 0) + (last ? hfl : 0);
-    c->bwd_flops = 2 * c->fwd_flops;
-    c->act_bytes = (double)b * T * C * device_dtype_size(dt);
-    double params = (double)layout_stage_params(lay, s);
+    c->bwd_flops = 2 * c->fwd_flops + k * rc_flops;
+    c->act_bytes = (double)b * T * C * device_dtype_size(dt) / (sp ? t : 1);
+    double params = (double)layout_rank_params(lay, s);
     double opt_params = opt->zero ? ceil(params / lay->dp) : params;
     c->opt_s =
         device_op_time(dev, DEV_FP32, SIM_ADAMW_FLOPS * opt_params, SIM_ADAMW_BYTES * opt_params);
     /* ZeRO-1 reduce-scatters and all-gathers the padded shard: D x ceil(params / D) floats */
     c->param_bytes = opt->zero ? E * opt_params * lay->dp : E * params;
-    c->tied_bytes = (P > 1 && (first || last)) ? E * V * C : 0;
+    c->tied_bytes = (P > 1 && (first || last)) ? E * Vp * C / t : 0;
     c->regions = calloc((size_t)k + 4, sizeof(sim_region_t));
     if (!c->regions) {
       sim_costs_free(costs, P);
       return -1;
     }
     /* gpt2.c's grad_ready order: ln_f, layers last to first, wpe, wte (the last stage's wte copy
-     * at the very end); the copy lies between the layers and ln_f in memory */
-    double t = 0;
+     * at the very end); the copy lies between the layers and ln_f in memory. One rank's
+     * gradients: 1/T of the split matrices. */
+    double t_off = 0;
     int n = 0;
     if (last) {
-      t += hb;
-      c->regions[n] = (sim_region_t){E * 2 * C, t, 0, P > 1};
+      t_off += hb;
+      c->regions[n] = (sim_region_t){E * 2 * C, t_off, 0, P > 1};
       n++;
     }
     for (int l = 0; l < k; l++) {
-      t += lb;
-      c->regions[n] = (sim_region_t){E * (double)layout_params_per_layer(m), t, 0, 0};
+      t_off += lb;
+      c->regions[n] = (sim_region_t){E * (double)layout_rank_layer_params(m, tp), t_off, 0, 0};
       n++;
     }
     if (first) {
-      t += eb;
-      c->regions[n] = (sim_region_t){E * (double)m->ctx * C, t, 0, 0};
+      t_off += eb;
+      c->regions[n] = (sim_region_t){E * (double)m->ctx * C, t_off, 0, 0};
       n++;
-      c->regions[n] = (sim_region_t){E * V * C, t, P > 1, 0};
+      c->regions[n] = (sim_region_t){E * Vp * C / t, t_off, P > 1, 0};
       n++;
     } else if (last && P > 1) {
-      c->regions[n] = (sim_region_t){E * V * C, t, 1, 0};
+      c->regions[n] = (sim_region_t){E * Vp * C / t, t_off, 1, 0};
       n++;
     }
     c->nregions = n;
@@ -128,14 +302,22 @@ int sim_write_chrome_trace(const sim_result_t *res, FILE *f, int pid, const char
       f,
       "[\n{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": {\"name\": \"%s\"}}",
       pid, label ? label : "simulated");
-  /* track ids: 2r for the compute of rank r, 2r + 1 for its communication */
-  for (int r = 0; r <= maxrank; r++)
+  /* track ids: 2r for the compute of rank r, 2r + 1 for its communication; with tensor
+   * parallelism the names carry the rank's (t, stage, replica) */
+  int T = res->tp > 1 ? res->tp : 1, P = res->pp > 0 ? res->pp : 1;
+  for (int r = 0; r <= maxrank; r++) {
+    char who[64];
+    if (T > 1)
+      snprintf(who, sizeof who, "r%d (t%d p%d d%d)", r, r % T, (r / T) % P, r / (T * P));
+    else
+      snprintf(who, sizeof who, "r%d", r);
     fprintf(
         f,
         ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": %d, \"args\": "
-        "{\"name\": \"r%d compute\"}},\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
-        "\"tid\": %d, \"args\": {\"name\": \"r%d comm\"}}",
-        pid, 2 * r, r, pid, 2 * r + 1, r);
+        "{\"name\": \"%s compute\"}},\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
+        "\"tid\": %d, \"args\": {\"name\": \"%s comm\"}}",
+        pid, 2 * r, who, pid, 2 * r + 1, who);
+  }
   for (int i = 0; i < res->nevents; i++) {
     const sim_event_t *e = &res->events[i];
     int compute = e->kind == SIM_EV_FWD || e->kind == SIM_EV_BWD || e->kind == SIM_EV_OPTIMIZER;
@@ -181,14 +363,15 @@ typedef struct {
   const sim_stage_cost_t *costs;
   const sim_options_t *opt;
   sim_result_t *res;
-  int P, D, M, N;        /* stages, replicas, micro-batches, ranks */
+  int T, P, D, M, N;     /* tensor-parallel ranks, stages, replicas, micro-batches, ranks */
   int ecap, rec_fail;    /* res->events capacity; 1 once recording ran out of memory */
   sched_action_t **acts; /* [P] the stage's schedule */
   int *nacts, *last_bwd; /* [P] its length, the index of its final backward */
   rank_state_t *st;      /* [N] */
   double *act_arr, *grad_arr; /* [N x M] arrival of activations / gradients, -1: not yet sent */
   int *work, nwork;      /* runnable ranks (a stack) */
-  double *comm_done, *comm_busy; /* [P] end of the stage's bucket reductions; their busy time */
+  double *comm_done, *comm_busy; /* [P x T] end of the bucket reductions of the DP group of
+                                    (stage, t), index stage * T + t; their busy time */
   double *opt_start, *final_t;   /* [N] when the rank is ready for the next phase; its clock */
   int *group, *norm_grp; /* scratch: a DP group [D], a norm group [N] */
   double *norm_wait;     /* [N] waiting for the norm group's slowest rank (pipeline idle) */
@@ -233,7 +416,7 @@ static void sim_free(sim_t *s) {
 
 /* Set-up: the arrays and every stage's schedule. 0, or -1 with a message. */
 static int sim_setup(sim_t *s, char *err, size_t errlen) {
-  const int P = s->P, D = s->D, M = s->M, N = s->N;
+  const int P = s->P, D = s->D, M = s->M, N = s->N, T = s->T;
   s->acts = calloc((size_t)P, sizeof *s->acts);
   s->nacts = calloc((size_t)P, sizeof(int));
   s->last_bwd = calloc((size_t)P, sizeof(int));
@@ -241,8 +424,8 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->act_arr = malloc(sizeof(double) * (size_t)N * M);
   s->grad_arr = malloc(sizeof(double) * (size_t)N * M);
   s->work = malloc(sizeof(int) * (size_t)N * 2 + sizeof(int));
-  s->comm_done = calloc((size_t)P, sizeof(double));
-  s->comm_busy = calloc((size_t)P, sizeof(double));
+  s->comm_done = calloc((size_t)P * T, sizeof(double));
+  s->comm_busy = calloc((size_t)P * T, sizeof(double));
   s->opt_start = calloc((size_t)N, sizeof(double));
   s->final_t = calloc((size_t)N, sizeof(double));
   s->group = malloc(sizeof(int) * (size_t)D);
@@ -267,14 +450,16 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* A send of rank r: the message leaves when the link in its direction is free and arrives
- * latency + bytes / bandwidth later; a rank blocked on it becomes runnable. */
+/* A send of rank r to the same tensor-parallel rank of the next (previous) stage, T ranks on:
+ * the message leaves when the link in its direction is free and arrives latency + bytes /
+ * bandwidth later (the slowest link between the two TP groups: sim_pipe_link); a rank blocked
+ * on it becomes runnable. */
 static void sim_send(sim_t *s, int r, const sched_action_t *a, const sim_stage_cost_t *c) {
   rank_state_t *q = &s->st[r];
   int fwd = a->op == SCHED_SEND_ACT;
-  int dst = fwd ? r + 1 : r - 1;
+  int dst = fwd ? r + s->T : r - s->T;
   double lat, bw;
-  device_link(s->dev, r, dst, &lat, &bw);
+  sim_pipe_link(s->lay, s->dev, r, dst, &lat, &bw);
   double *free_t = fwd ? &q->link_next_free : &q->link_prev_free;
   double start = q->t > *free_t ? q->t : *free_t;
   double wire = c->act_bytes / bw;
@@ -357,15 +542,16 @@ static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off,
   return start + dur;
 }
 
-/* Data-parallel reduction per stage (one timeline per DP group). The buckets of grad_sync.c:
- * regions in report order, the tied wte skipped; the open bucket starts when it reaches
- * bucket_bytes, or when the next region is not contiguous (brk), and the rest at the end of
- * backward. ZeRO-1 has no buckets (reduce-scatter after backward). */
+/* Data-parallel reduction per DP group (stage, t) (one timeline each). The buckets of
+ * grad_sync.c: regions in report order, the tied wte skipped; the open bucket starts when it
+ * reaches bucket_bytes, or when the next region is not contiguous (brk), and the rest at the
+ * end of backward. ZeRO-1 has no buckets (reduce-scatter after backward). */
 static void sim_dp_buckets(sim_t *s) {
   const int D = s->D;
-  for (int st = 0; st < s->P; st++) {
+  for (int g = 0; g < s->P * s->T; g++) {
+    const int st = g / s->T, tr = g % s->T;
     const sim_stage_cost_t *c = &s->costs[st];
-    for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, 0, st, d);
+    for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, tr, st, d);
     double free_t = 0, busy = 0, pend = 0;
     int bucket = 0, prev_brk = 0;
     for (int i = 0; D > 1 && !s->opt->zero && i <= c->nregions; i++) {
@@ -385,8 +571,8 @@ static void sim_dp_buckets(sim_t *s) {
         pend = 0;
       }
     }
-    s->comm_done[st] = free_t;
-    s->comm_busy[st] = busy;
+    s->comm_done[g] = free_t;
+    s->comm_busy[g] = busy;
   }
 }
 
@@ -394,15 +580,15 @@ static void sim_dp_buckets(sim_t *s) {
  * have finished backward and their buckets (final_t, from opt_start). */
 static void sim_tied(sim_t *s) {
   for (int r = 0; r < s->N; r++) {
-    int st = layout_stage_of(s->lay, r);
-    s->opt_start[r] = s->st[r].end_bwd > s->comm_done[st] ? s->st[r].end_bwd : s->comm_done[st];
+    int g = layout_stage_of(s->lay, r) * s->T + layout_tp_of(s->lay, r);
+    s->opt_start[r] = s->st[r].end_bwd > s->comm_done[g] ? s->st[r].end_bwd : s->comm_done[g];
   }
   for (int r = 0; r < s->N; r++) {
     int st = layout_stage_of(s->lay, r);
     s->final_t[r] = s->opt_start[r];
     if (s->costs[st].tied_bytes > 0 && s->P > 1) {
-      int d = layout_replica_of(s->lay, r);
-      int r0 = layout_rank(s->lay, 0, 0, d), rl = layout_rank(s->lay, 0, s->P - 1, d);
+      int d = layout_replica_of(s->lay, r), tr = layout_tp_of(s->lay, r);
+      int r0 = layout_rank(s->lay, tr, 0, d), rl = layout_rank(s->lay, tr, s->P - 1, d);
       double both = s->opt_start[r0] > s->opt_start[rl] ? s->opt_start[r0] : s->opt_start[rl];
       double tied = both + device_p2p_time(s->dev, r0, rl, s->costs[st].tied_bytes);
       record(s, r, SIM_EV_TIED, -1, both, tied);
@@ -411,11 +597,12 @@ static void sim_tied(sim_t *s) {
   }
 }
 
-/* The latest final_t of stage st's DP group (filled into s->group). */
-static double sim_group_ready(sim_t *s, int st) {
+/* The latest final_t of the DP group of (stage st, tensor-parallel rank tr), filled into
+ * s->group. */
+static double sim_group_ready(sim_t *s, int st, int tr) {
   double all = 0;
   for (int d = 0; d < s->D; d++) {
-    s->group[d] = layout_rank(s->lay, 0, st, d);
+    s->group[d] = layout_rank(s->lay, tr, st, d);
     if (s->final_t[s->group[d]] > all) all = s->final_t[s->group[d]];
   }
   return all;
@@ -424,28 +611,29 @@ static double sim_group_ready(sim_t *s, int st) {
 /* After the tied sum, per DP group: its all-reduce (no ZeRO), or the ZeRO-1 reduce-scatter. */
 static void sim_dp_after(sim_t *s) {
   const int D = s->D;
-  for (int st = 0; st < s->P && D > 1; st++) {
+  for (int g = 0; g < s->P * s->T && D > 1; g++) {
+    const int st = g / s->T;
     const sim_stage_cost_t *c = &s->costs[st];
     if (!s->opt->zero && !(c->tied_bytes > 0)) continue;
-    double all = sim_group_ready(s, st);
+    double all = sim_group_ready(s, st, g % s->T);
     double dur = s->opt->zero ? device_reduce_scatter_time(s->dev, s->group, D, c->param_bytes)
                               : device_allreduce_time(s->dev, s->group, D, c->tied_bytes);
     for (int d = 0; d < D; d++) {
       s->final_t[s->group[d]] = all + dur;
       record(s, s->group[d], SIM_EV_DP_REDUCE, -1, all, all + dur);
     }
-    s->comm_busy[st] += dur;
+    s->comm_busy[g] += dur;
   }
 }
 
-/* The gradient-norm all-reduce that synchronises each norm group (the replica's pipeline;
- * ZeRO-1: all ranks). */
+/* The gradient-norm all-reduce that synchronises each norm group (the replica's T x P ranks,
+ * its model-parallel group: consecutive ranks; ZeRO-1: all ranks). */
 static void sim_norm(sim_t *s) {
-  int gn = s->opt->zero ? s->N : s->P, ng = s->opt->zero ? 1 : s->D;
+  int gn = s->opt->zero ? s->N : s->T * s->P, ng = s->opt->zero ? 1 : s->D;
   for (int gi = 0; gi < ng && gn > 1; gi++) {
     double all = 0;
     for (int i = 0; i < gn; i++) {
-      s->norm_grp[i] = s->opt->zero ? i : layout_rank(s->lay, 0, i, gi);
+      s->norm_grp[i] = s->opt->zero ? i : gi * gn + i;
       if (s->final_t[s->norm_grp[i]] > all) all = s->final_t[s->norm_grp[i]];
     }
     double end = all + device_allreduce_time(s->dev, s->norm_grp, gn, SIM_NORM_BYTES);
@@ -466,8 +654,9 @@ static void sim_optimizer(sim_t *s) {
     record(s, r, SIM_EV_OPTIMIZER, -1, s->opt_start[r], s->final_t[r]);
   }
   if (!(s->opt->zero && s->D > 1)) return;
-  for (int st = 0; st < s->P; st++) {
-    double all = sim_group_ready(s, st);
+  for (int g = 0; g < s->P * s->T; g++) {
+    const int st = g / s->T;
+    double all = sim_group_ready(s, st, g % s->T);
     double end = all + device_allgather_time(s->dev, s->group, s->D, s->costs[st].param_bytes);
     for (int d = 0; d < s->D; d++) {
       s->final_t[s->group[d]] = end;
@@ -476,11 +665,12 @@ static void sim_optimizer(sim_t *s) {
   }
 }
 
-/* The result: the step time (the last rank done), throughput, MFU, and per stage the mean of
- * its ranks' compute, exposed communication and idle time; the shares. */
+/* The result: the step time (the last rank done), throughput, MFU and HFU, and per stage the
+ * mean over its T x D ranks of compute, tensor-parallel communication, exposed (DP)
+ * communication and idle time; the shares. */
 static void sim_results(sim_t *s) {
   sim_result_t *res = s->res;
-  const int P = s->P, D = s->D, N = s->N;
+  const int P = s->P, D = s->D, N = s->N, T = s->T;
   double step = 0;
   for (int r = 0; r < N; r++)
     if (s->final_t[r] > step) step = s->final_t[r];
@@ -488,27 +678,39 @@ static void sim_results(sim_t *s) {
   double flops = 0;
   for (int st = 0; st < P; st++)
     flops += (double)s->M * (s->costs[st].fwd_flops + s->costs[st].bwd_flops);
-  res->model_flops = flops * D;
+  res->op_flops = flops * D * T;
+  res->model_flops = sim_step_flops(s->lay, MEM_RECOMPUTE_NONE);
+  res->hw_flops = sim_step_flops(s->lay, s->opt->recompute);
+  res->narayanan_flops = sim_narayanan_flops(s->lay, MEM_RECOMPUTE_NONE);
   res->tokens_per_s = step > 0 ? (double)s->lay->batch * s->lay->model.ctx / step : 0;
-  res->mfu = step > 0 ? res->model_flops / (step * N * s->dev->peak_flops[s->opt->dtype]) : 0;
+  double peak = step * N * s->dev->peak_flops[s->opt->dtype];
+  res->mfu = step > 0 ? res->model_flops / peak : 0;
+  res->hfu = step > 0 ? res->hw_flops / peak : 0;
+  res->tp = T;
   for (int r = 0; r < N; r++) {
     int st = layout_stage_of(s->lay, r);
+    const sim_stage_cost_t *c = &s->costs[st];
     sim_stage_result_t *sr = &res->stages[st];
-    double opt_s = s->costs[st].opt_s;
+    double opt_s = c->opt_s;
     double exposed = (s->opt_start[r] - s->st[r].end_bwd - s->norm_wait[r]) +
                      (s->final_t[r] - s->opt_start[r] - opt_s);
     double idle = step - s->st[r].busy - exposed - opt_s;
-    sr->compute_s += s->st[r].busy / D;
-    sr->exposed_comm_s += exposed / D;
-    sr->idle_s += idle / D;
+    double tp_s = s->M * (c->fwd_tp_s + c->bwd_tp_s); /* inside busy: the math waits for it */
+    sr->compute_s += (s->st[r].busy - tp_s) / (D * T);
+    sr->tp_comm_s += tp_s / (D * T);
+    sr->exposed_comm_s += exposed / (D * T);
+    sr->idle_s += idle / (D * T);
     sr->optimizer_s = opt_s;
-    sr->comm_busy_s = s->comm_busy[st];
-    sr->fwd_s = s->costs[st].fwd_s;
-    sr->bwd_s = s->costs[st].bwd_s;
+    sr->fwd_s = c->fwd_s;
+    sr->bwd_s = c->bwd_s;
+    sr->fwd_tp_s = c->fwd_tp_s;
+    sr->bwd_tp_s = c->bwd_tp_s;
   }
+  for (int g = 0; g < P * T; g++) res->stages[g / T].comm_busy_s += s->comm_busy[g] / T;
   if (step > 0)
     for (int st = 0; st < P; st++) {
       res->compute_share += res->stages[st].compute_s / step / P;
+      res->tp_comm_share += res->stages[st].tp_comm_s / step / P;
       res->pipeline_idle_share += res->stages[st].idle_s / step / P;
       res->exposed_comm_share += res->stages[st].exposed_comm_s / step / P;
       res->optimizer_share += res->stages[st].optimizer_s / step / P;
@@ -519,7 +721,7 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
             const sim_options_t *opt, sim_result_t *res, char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
   sim_t s = {.lay = lay, .dev = dev, .costs = costs, .opt = opt, .res = res,
-             .P = lay->pp, .D = lay->dp, .M = lay->micro, .N = lay->world};
+             .T = lay->tp, .P = lay->pp, .D = lay->dp, .M = lay->micro, .N = lay->world};
   int rc = sim_setup(&s, err, errlen);
   if (rc == 0) rc = sim_pipeline(&s, err, errlen);
   if (rc == 0) {
@@ -542,13 +744,16 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
 int sim_simulate(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                  double capacity_bytes, sim_result_t *res, char *err, size_t errlen) {
   sim_stage_cost_t *costs = NULL;
+  memset(res, 0, sizeof *res);
+  if (sim_check_options(lay, opt, err, errlen)) return -1;
   if (sim_build_costs(lay, dev, opt, &costs)) return strata_fail(err, errlen, "simulate: out of memory");
   int rc = sim_run(lay, dev, costs, opt, res, err, errlen);
   sim_costs_free(costs, lay->pp);
   if (rc) return rc;
   res->peak_mem_bytes = 0;
+  mem_options_t mo = sim_mem_options(opt);
   for (int s = 0; s < lay->pp; s++) {
-    memory_stage(lay, s, opt->kind, opt->zero, opt->bucket_bytes, &res->stages[s].mem);
+    memory_stage_opt(lay, s, &mo, &res->stages[s].mem);
     if (res->stages[s].mem.total_bytes > res->peak_mem_bytes)
       res->peak_mem_bytes = res->stages[s].mem.total_bytes, res->worst_stage = s;
   }

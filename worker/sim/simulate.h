@@ -1,13 +1,19 @@
-/* simulate.h -- discrete-event simulation of one training step of a P x D layout on simulated
+/* simulate.h -- discrete-event simulation of one training step of a T x P x D layout on simulated
  * devices: no numerics, no data, one process. Used by `strata simulate` (what-if for models
  * and layouts far beyond this machine) and by `strata train` (the simulated clock beside the
  * measured one).
  *
  * Model (details and assumptions in worker/sim/SIMULATION.md):
  *  - Every rank runs its stage's schedule (schedule.h). FWD / BWD take the stage's roofline
- *    compute time per micro-batch. SEND_* are non-blocking: the message leaves when the
- *    rank's link in that direction is free, arrives latency + bytes / bandwidth later (link
- *    between the two ranks, device.h); RECV_* wait for the arrival.
+ *    compute time per micro-batch on one tensor-parallel rank (1/T of the split ops) plus the
+ *    tensor-parallel communication of its layers (the all-reduces, or with sequence parallelism
+ *    reduce-scatters and all-gathers, inside every layer: exposed, the math waits for them),
+ *    plus recomputation in backward. SEND_* go to the same tensor-parallel rank of the next /
+ *    previous stage and are non-blocking: the message leaves when the rank's link in that
+ *    direction is free, arrives latency + bytes / bandwidth later (the slowest link between
+ *    the two TP groups, sim_pipe_link; device.h); RECV_* wait for the arrival. The T ranks of
+ *    a stage have equal costs and equal links, so they run in lockstep (as their per-layer
+ *    all-reduces force).
  *  - Gradients of a stage form regions in backward order (ln_f and the head, layers last to
  *    first, embeddings), grouped into buckets of >= bucket_bytes. With overlap, a bucket's
  *    all-reduce (ZeRO-1: reduce-scatter) in the stage's DP group starts when every replica has
@@ -18,14 +24,16 @@
  *  - P > 1: the two copies of the tied wte (first and last stage) exchange their gradients
  *    point-to-point after the buckets; without ZeRO and D > 1 the sum is then all-reduced in
  *    the DP group.
- *  - The global gradient norm: an 8-byte all-reduce over the replica's pipeline (ZeRO-1: all
- *    ranks) synchronises the group before the optimizer.
+ *  - The global gradient norm: an 8-byte all-reduce over the replica's T x P ranks (its
+ *    model-parallel group; ZeRO-1: all ranks) synchronises the group before the optimizer.
  *  - Then AdamW on the stage's parameters (ZeRO-1: a 1/D slice, followed by an all-gather of
  *    the parameters). The step ends when the last rank is done.
  * This is exactly what the carried clock of a real run (sim_clock.h) does, action by action,
  * so both give the same step time.
- * Per-rank time splits into compute + pipeline idle + exposed communication + optimizer; the
- * shares reported are means over ranks of each part divided by the step time.
+ * Data-parallel groups are (stage, t): the D ranks holding the same shard.
+ * Per-rank time splits into compute + tensor-parallel communication + pipeline idle + exposed
+ * (data-parallel) communication + optimizer; the shares reported are means over ranks of each
+ * part divided by the step time.
  */
 #ifndef STRATA_SIMULATE_H
 #define STRATA_SIMULATE_H
@@ -46,12 +54,44 @@ typedef struct {
   int overlap;          /* 1: bucket reduction overlaps the remaining backward */
   double bucket_bytes;  /* gradient bucket size, bytes */
   device_dtype_t dtype; /* compute dtype: peak FLOP/s and op / activation element size */
+  mem_accounting_t memory; /* memory_model.h: Strata's fp32 buffers (default) or mixed precision
+                              in dtype */
   int record_events;    /* 1: fill sim_result_t.events (the simulated timeline) */
+  int sequence_parallel; /* 1: Megatron's sequence parallelism (needs T > 1, ctx % T == 0) */
+  mem_recompute_t recompute; /* activation recomputation: none, selective, full */
 } sim_options_t;
 
 /* Defaults: 1F1B, ZeRO 0, overlap on, 25 MiB buckets (env STRATA_BUCKET_MB overrides, in MiB),
- * bf16 compute. */
+ * bf16 compute, Strata's memory accounting, no sequence parallelism, no recomputation. */
 sim_options_t sim_options_default(void);
+/* The memory model's options for a simulation's (schedule, ZeRO, bucket, SP, recompute, dtype). */
+mem_options_t sim_mem_options(const sim_options_t *opt);
+/* Checks tensor parallelism against the model: T divides the heads; sequence parallelism
+ * needs T > 1 and a sequence length divisible by T. 0, or -1 with one sentence naming the
+ * numbers and the fix. */
+int sim_check_tp(const layout_model_t *m, int tp, int sequence_parallel, char *err, size_t errlen);
+/* sim_check_tp on the layout's T and a valid recomputation. 0, or -1 with one sentence. */
+int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen);
+/* The link a pipeline message from `rank` to `peer` (the same TP rank of a neighbouring stage)
+ * is charged: the slowest (highest latency, lowest bandwidth) of the T pairs of the two
+ * tensor-parallel groups, which move their messages together (device_link when T = 1). */
+void sim_pipe_link(const layout_t *lay, const device_t *dev, int rank, int peer, double *lat_s,
+                   double *Bps);
+/* 1 and a sentence in msg when some tensor-parallel group of the layout leaves the fast
+ * intra-instance link (T larger than, or not dividing, the device's chips per instance), naming
+ * the slower link and its figures; 0 otherwise. A warning, not an error. */
+int sim_tp_link_note(const layout_t *lay, const device_t *dev, char *msg, size_t len);
+/* Megatron's FLOPs of one step (Narayanan et al. SC21) for the global batch B, s = ctx,
+ * l = layers, h = dim, V = vocab: 72 B s l h^2 (1 + s/(6h) + V/(12 l h)); with full
+ * recomputation 96 B s l h^2 (1 + s/(6h) + V/(16 l h)); selective adds one forward of the
+ * attention matmuls, 4 B s^2 l h. Reported beside the simulator's own counts for comparison
+ * (the dense formula counts the full, not the causal, attention and no elementwise ops). */
+double sim_narayanan_flops(const layout_t *lay, mem_recompute_t rc);
+/* The simulator's FLOPs of one step at T = 1 (the model's work, whatever the layout):
+ * sum over stages of layout_stage_train_flops x M x D, plus with recomputation, per layer
+ * and micro-batch, the attention op's forward (selective) or the whole layer forward (full).
+ * rc = NONE: the model FLOPs MFU counts; else the hardware FLOPs HFU counts. */
+double sim_step_flops(const layout_t *lay, mem_recompute_t rc);
 
 /* A gradient region: `bytes` of gradients final `ready_s` after the stage's last backward
  * starts. Regions are listed in the order gpt2.c reports them (its grad_ready callback: ln_f,
@@ -66,8 +106,11 @@ typedef struct {
 
 /* What the simulation needs to know of a stage (per rank of that stage). */
 typedef struct {
-  double fwd_s, bwd_s;         /* compute time of one micro-batch */
-  double fwd_flops, bwd_flops; /* model FLOPs of one micro-batch (for MFU) */
+  double fwd_s, bwd_s;         /* time of one micro-batch: compute, TP communication and (bwd)
+                                  recomputation */
+  double fwd_tp_s, bwd_tp_s;   /* the tensor-parallel communication inside fwd_s / bwd_s */
+  double fwd_flops, bwd_flops; /* FLOPs one rank executes per micro-batch (the op counts;
+                                  bwd includes recomputation) */
   double act_bytes;            /* activation (and its gradient) message size */
   double opt_s;                /* optimizer step time (already divided for ZeRO-1) */
   double param_bytes;          /* ZeRO-1: the padded shard in fp32, 4 ceil(params/D) D bytes
@@ -84,8 +127,10 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
 void sim_costs_free(sim_stage_cost_t *costs, int pp);
 
 typedef struct {
-  double fwd_s, bwd_s;   /* one micro-batch */
-  double compute_s;      /* mean over the stage's ranks */
+  double fwd_s, bwd_s;   /* one micro-batch (TP communication included) */
+  double fwd_tp_s, bwd_tp_s; /* the TP communication of one micro-batch */
+  double compute_s;      /* mean over the stage's ranks (the math; TP communication apart) */
+  double tp_comm_s;      /* tensor-parallel communication per rank and step (exposed) */
   double idle_s;         /* pipeline idle (waiting for neighbours or the slowest rank) */
   double exposed_comm_s; /* waiting for DP reduction / tied exchange / all-gather */
   double comm_busy_s;    /* time the DP group's collectives ran (overlapped or not) */
@@ -118,13 +163,18 @@ const char *sim_event_name(sim_event_kind_t k); /* "fwd", "bwd", "send_act", ...
 typedef struct {
   double step_s;
   double tokens_per_s;
-  double model_flops; /* training FLOPs of one step, all ranks */
+  double model_flops; /* the model's FLOPs of one step (sim_step_flops, no recomputation) */
+  double hw_flops;    /* the same counting recomputation (sim_step_flops with opt.recompute) */
+  double narayanan_flops; /* Megatron's formula for comparison (sim_narayanan_flops, none) */
+  double op_flops;    /* the simulator's op counts summed over all ranks (causal attention,
+                         elementwise ops, TP-replicated work, recomputation) */
   double mfu;         /* model_flops / (step_s * N * peak[dtype]) */
-  double compute_share, pipeline_idle_share, exposed_comm_share, optimizer_share;
+  double hfu;         /* hw_flops / (step_s * N * peak[dtype]) */
+  double compute_share, tp_comm_share, pipeline_idle_share, exposed_comm_share, optimizer_share;
   double peak_mem_bytes; /* largest stage total */
   int worst_stage;       /* stage with peak_mem_bytes */
   int fits;              /* peak_mem_bytes <= capacity used */
-  int pp;
+  int pp, tp;
   sim_stage_result_t *stages; /* [pp]; free with sim_result_free */
   sim_event_t *events;        /* [nevents] when opt.record_events, else NULL */
   int nevents;
@@ -135,8 +185,8 @@ typedef struct {
 int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *costs,
             const sim_options_t *opt, sim_result_t *res, char *err, size_t errlen);
 
-/* Costs from the model + sim_run + memory per stage and the fit against capacity_bytes
- * (pass dev->hbm_bytes, or the --device-mem override). */
+/* sim_check_options + costs from the model + sim_run + memory per stage (sim_mem_options) and
+ * the fit against capacity_bytes (pass dev->hbm_bytes, or the --device-mem override). */
 int sim_simulate(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                  double capacity_bytes, sim_result_t *res, char *err, size_t errlen);
 
@@ -144,7 +194,9 @@ void sim_result_free(sim_result_t *res);
 
 /* Writes res->events as Chrome trace events (the JSON array form, opens in Perfetto /
  * chrome://tracing): one process `pid` named `label`, per rank one track for compute and one
- * for communication ("r3 compute", "r3 comm"); times in microseconds. 0 ok, -1 on write error. */
+ * for communication ("r3 compute", "r3 comm"; with T > 1 "r3 (t1 p1 d0) compute"); a FWD/BWD
+ * slice includes its tensor-parallel communication; times in microseconds. 0 ok, -1 on write
+ * error. */
 int sim_write_chrome_trace(const sim_result_t *res, FILE *f, int pid, const char *label);
 
 #endif /* STRATA_SIMULATE_H */

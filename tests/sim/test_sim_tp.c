@@ -1,0 +1,307 @@
+/* Tensor parallelism, sequence parallelism and activation recomputation in the simulator and
+ * the memory model, against hand-computed values: per-layer activation bytes of every mode
+ * equal Korthikanti et al. 2022's formulas (mixed accounting) and the tensor-by-tensor count
+ * of Strata's fp32 buffers split over t ranks; the per-layer TP collectives cost the ring
+ * formula on the TP group's link (bytes / bandwidth + latency); recomputation adds exactly one
+ * attention forward (selective) or one layer forward (full) per layer to backward; parameters
+ * and optimizer state per rank follow layout_rank_params (ZeRO-1 still / D); the simulated
+ * step carries the TP time; the fit suggestion turns to TP only when no TP-free layout fits. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "memory_model.h"
+#include "simulate.h"
+#include "test_util.h"
+
+/* Korthikanti et al. 2022, Table 2, one layer, 2-byte activations: s = 2048, b = 1, h = 4096,
+ * a = 32, t = 8 (a 7B-like layer; 5as/h = 80). */
+static void test_korthikanti_bytes_per_mode(void) {
+  const layout_model_t m = {50257, 2048, 32, 32, 4096};
+  const double sbh = 2048.0 * 1 * 4096, t = 8;
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 1, 0, MEM_RECOMPUTE_NONE), sbh * (34 + 80), 0);
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 0, MEM_RECOMPUTE_NONE),
+             sbh * (10 + 24 / t + 80 / t), 0); /* 23 sbh */
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 1, MEM_RECOMPUTE_NONE),
+             sbh / t * (34 + 80), 0); /* 14.25 sbh */
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 1, MEM_RECOMPUTE_SELECTIVE), sbh * 34 / t, 0);
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 0, MEM_RECOMPUTE_SELECTIVE),
+             sbh * (10 + 24 / t), 0);
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 1, 0, MEM_RECOMPUTE_FULL), 2 * sbh, 0);
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 0, MEM_RECOMPUTE_FULL), 2 * sbh, 0);
+  /* with SP the kept layer input is the sequence-split one */
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 1, MEM_RECOMPUTE_FULL), 2 * sbh / t, 0);
+  /* b scales linearly */
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 4, 2048, 8, 1, MEM_RECOMPUTE_SELECTIVE),
+             4 * sbh * 34 / t, 0);
+
+  /* A middle stage (no embedding, no head) in the mixed accounting: its layers x the formula x
+   * the micro-batches in flight (bf16: the paper's 2 bytes). T x P x D = 8 x 4 x 1. */
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 32, 8, 4, 1, 8, 8, NULL, err, sizeof err), 0); /* b = 1 */
+  mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+  o.accounting = MEM_ACCOUNT_MIXED;
+  o.dtype = DEV_BF16;
+  o.sequence_parallel = 1;
+  o.recompute = MEM_RECOMPUTE_SELECTIVE;
+  mem_stage_t ms;
+  memory_stage_opt(&lay, 1, &o, &ms);
+  CHECK_EQ_INT(ms.in_flight, 3); /* 1F1B: min(M, P - s) */
+  CHECK_NEAR(ms.activations_bytes, 3 * layout_stage_layers(&lay, 1) * sbh * 34 / t, 0);
+  /* mixed: 2 + 2 bytes of weights and gradients, 12 of optimizer state per rank parameter */
+  double p = (double)layout_rank_params(&lay, 1);
+  CHECK_NEAR(ms.params_bytes, 2 * p, 0);
+  CHECK_NEAR(ms.optimizer_bytes, 12 * p, 0);
+}
+
+/* Strata's fp32 buffers split over t = 2 ranks (tiny model V=64, T=8, L=2, H=2, C=16; b = 2):
+ * replicated ln1, res2, ln2, res3 (b,T,C) and four (b,T) LayerNorm statistics; split qkv
+ * (b,T,3C), att (b,H,T,T), atty (b,T,C), fch and fch_gelu (b,T,4C). */
+static void test_strata_fp32_split(void) {
+  const layout_model_t m = {64, 8, 2, 2, 16};
+  const double bTC = 2 * 8 * 16, bT = 2 * 8, bHTT = 2 * 2 * 8 * 8, t = 2;
+  double repl = 4 * bTC + 4 * bT, split = (3 + 1 + 4 + 4) * bTC / t, att = bHTT / t;
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_NONE), repl + split + att, 0);
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_NONE), 2752, 0);
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 1, MEM_RECOMPUTE_NONE), repl / t + split + att, 0);
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_SELECTIVE), repl + split, 0);
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_FULL), bTC, 0);
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 1, MEM_RECOMPUTE_FULL), bTC / t, 0);
+  /* The head stage under full recomputation keeps each layer's input, the stage input, the
+   * token copies and the per-position log-sum-exp and loss: no ln_f, no logits (re-run in
+   * backward one micro-batch at a time, so they sit in the workspace instead).
+   * T x P x D = 2 x 1 x 1, one micro-batch of b = 2. */
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 2, 1, 1, 1, 2, NULL, err, sizeof err), 0);
+  mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+  mem_stage_t none, full;
+  memory_stage_opt(&lay, 0, &o, &none);
+  o.recompute = MEM_RECOMPUTE_FULL;
+  memory_stage_opt(&lay, 0, &o, &full);
+  CHECK_NEAR(full.activations_bytes, 4 * (2 * bTC + bTC + 2 * bT + 2 * bT), 0);
+  /* the workspace gains ln_f (b,T,C), its statistics (2 b T) and the logits slice (b,T,Vp/t) */
+  const double Vp = layout_padded_vocab(64, 2);
+  CHECK_NEAR(full.workspace_bytes - none.workspace_bytes,
+             4 * memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_NONE) +
+                 4 * (bTC + 2 * bT + bT * Vp / t), 1e-9);
+  /* t = 1 is the unsplit count */
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 1, 0, MEM_RECOMPUTE_NONE),
+             memory_layer_act_elems(&m, 2, 8), 0);
+}
+
+/* Parameters, gradients and optimizer state per rank: layout_rank_params; ZeRO-1 / D. */
+static void test_rank_state_divided_by_t(void) {
+  const layout_model_t m = {64, 8, 4, 4, 16};
+  layout_t lay;
+  char err[256];
+  /* T x P x D = 2 x 2 x 3 */
+  CHECK_EQ_INT(layout_init(&lay, &m, 12, 2, 2, 3, 1, 6, NULL, err, sizeof err), 0);
+  const double C = 16, Vp = 256; /* 64 padded to a multiple of 128 x 2 */
+  CHECK_EQ_INT(layout_padded_vocab(64, 2), 256);
+  /* stage 1 (the last): its layers of (12C^2 + 7C)/2 + 6C each, ln_f 2C, half the wte copy */
+  double p1 = layout_stage_layers(&lay, 1) * ((12 * C * C + 7 * C) / 2 + 6 * C) + 2 * C + Vp * C / 2;
+  CHECK_NEAR((double)layout_rank_params(&lay, 1), p1, 0);
+  for (int z = 0; z < 2; z++) {
+    mem_stage_t ms;
+    memory_stage(&lay, 1, SCHED_1F1B, z, 25 << 20, &ms);
+    CHECK_NEAR(ms.params_bytes, 4 * p1, 0);
+    CHECK_NEAR(ms.grads_bytes, 4 * p1, 0);
+    CHECK_NEAR(ms.optimizer_bytes, z ? 8 * ceil(p1 / 3) : 8 * p1, 0);
+  }
+}
+
+/* A device with one link everywhere (a = 1 us, B = 1 GB/s), no reduce cost, 1 TFLOP/s. */
+static device_t one_link(void) {
+  device_t d;
+  memset(&d, 0, sizeof d);
+  snprintf(d.name, sizeof d.name, "flat");
+  for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] = 1e12;
+  d.hbm_bytes = 1e12;
+  d.hbm_Bps = 1e12;
+  d.chips_per_instance = 1 << 20;
+  d.intra_Bps = d.inter_Bps = 1e9;
+  d.intra_lat_s = d.inter_lat_s = 1e-6;
+  return d;
+}
+
+/* V=256, ctx 16, L=6, H=4, C=32 on T x P x D = 4 x 3 x 1, M = 2 micro-batches of b = 2. */
+static const layout_model_t small = {256, 16, 6, 4, 32};
+
+/* Per layer: 2 all-reduces forward, 2 backward, of the b s h activation (bf16: 2048 bytes);
+ * ring over p = 4: 2(p-1) a + 2 (p-1)/p n / B = 6 us + 3.072 us. Sequence parallelism: a
+ * reduce-scatter and an all-gather in place of each, the same total on a ring. Embedding: one
+ * more forward; head: 3 cross-entropy all-reduces of b s fp32 forward, 1 backward. */
+static void test_tp_comm_per_layer(void) {
+  device_t d = one_link();
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &small, 12, 4, 3, 1, 2, 4, NULL, err, sizeof err), 0);
+  const double n = 2.0 * 16 * 32 * 2, ar = 2 * 3 * 1e-6 + 2 * 0.75 * n / 1e9;
+  const double nce = 4.0 * 2 * 16, ce = 2 * 3 * 1e-6 + 2 * 0.75 * nce / 1e9;
+  CHECK_NEAR(ar, 9.072e-6, 1e-18);
+  for (int sp = 0; sp < 2; sp++)
+    for (int rc = 0; rc < MEM_RECOMPUTE_COUNT; rc++) {
+      sim_options_t o = sim_options_default();
+      o.sequence_parallel = sp;
+      o.recompute = (mem_recompute_t)rc;
+      sim_stage_cost_t *c = NULL;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+      if (!c) return;
+      const double rcf = rc == MEM_RECOMPUTE_FULL ? 2 * ar : 0; /* full: the forward again */
+      const int k0 = layout_stage_layers(&lay, 0), k1 = layout_stage_layers(&lay, 1),
+                k2 = layout_stage_layers(&lay, 2);
+      CHECK_NEAR(c[1].fwd_tp_s, k1 * 2 * ar, 1e-15);
+      CHECK_NEAR(c[1].bwd_tp_s, k1 * (2 * ar + rcf), 1e-15);
+      /* embedding: all-reduce (SP: reduce-scatter) forward, SP: all-gather backward -- each
+       * half a ring all-reduce here */
+      CHECK_NEAR(c[0].fwd_tp_s, k0 * 2 * ar + (sp ? ar / 2 : ar), 1e-15);
+      CHECK_NEAR(c[0].bwd_tp_s, k0 * (2 * ar + rcf) + (sp ? ar / 2 : 0), 1e-15);
+      CHECK_NEAR(c[2].fwd_tp_s, k2 * 2 * ar + (sp ? ar / 2 : 0) + 3 * ce, 1e-15);
+      CHECK_NEAR(c[2].bwd_tp_s, k2 * (2 * ar + rcf) + (sp ? ar / 2 : ar), 1e-15);
+      /* the activation sent between stages is sequence-split with SP */
+      CHECK_NEAR(c[1].act_bytes, sp ? n / 4 : n, 0);
+      /* the simulated step carries it: per rank M x (fwd + bwd) TP seconds, and the shares
+       * still add up to one */
+      sim_result_t r;
+      CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+      CHECK_NEAR(r.stages[1].tp_comm_s, 2 * (c[1].fwd_tp_s + c[1].bwd_tp_s), 1e-15);
+      CHECK_NEAR(r.compute_share + r.tp_comm_share + r.pipeline_idle_share + r.exposed_comm_share +
+                     r.optimizer_share,
+                 1, 1e-9);
+      CHECK_TRUE(r.tp_comm_share > 0);
+      sim_result_free(&r);
+      sim_costs_free(c, lay.pp);
+    }
+  /* T = 1: no TP time at all */
+  CHECK_EQ_INT(layout_init(&lay, &small, 3, 1, 3, 1, 2, 4, NULL, err, sizeof err), 0);
+  sim_options_t o = sim_options_default();
+  sim_stage_cost_t *c = NULL;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+  for (int s = 0; c && s < 3; s++) CHECK_TRUE(c[s].fwd_tp_s == 0 && c[s].bwd_tp_s == 0);
+  sim_costs_free(c, lay.pp);
+}
+
+/* One layer's forward FLOPs on one of t ranks (b = 2, s = 16, C = 32, H = 4): LayerNorms
+ * 8NC and residuals NC on every rank, the four matmuls 24 N C^2 / t, the causal attention
+ * (4 b tri C + 5 b H tri) / t with tri = s(s+1)/2 = 136, GELU 40 N C / t. */
+static double layer_flops(double t) {
+  const double N = 32, C = 32, tri = 136, b = 2, H = 4;
+  return 2 * 8 * N * C + 2 * N * C + 24 * N * C * C / t + (4 * b * tri * C + 5 * b * H * tri) / t +
+         40 * N * C / t;
+}
+static double attention_flops(double t) { return (4 * 2 * 136 * 32.0 + 5 * 2 * 4 * 136.0) / t; }
+
+static void test_recompute_flops(void) {
+  device_t d = one_link();
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &small, 12, 4, 3, 1, 2, 4, NULL, err, sizeof err), 0);
+  CHECK_NEAR(attention_flops(4), 10064, 0);
+  double fwd_none = 0;
+  for (int rc = 0; rc < MEM_RECOMPUTE_COUNT; rc++) {
+    sim_options_t o = sim_options_default();
+    o.recompute = (mem_recompute_t)rc;
+    sim_stage_cost_t *c = NULL;
+    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+    if (!c) return;
+    const int k = layout_stage_layers(&lay, 1);
+    CHECK_NEAR(c[1].fwd_flops, k * layer_flops(4), 1e-6);
+    if (rc == 0) fwd_none = c[1].fwd_flops;
+    double extra = rc == MEM_RECOMPUTE_SELECTIVE ? attention_flops(4)
+                   : rc == MEM_RECOMPUTE_FULL    ? layer_flops(4)
+                                                 : 0;
+    CHECK_NEAR(c[1].fwd_flops, fwd_none, 0); /* forward unchanged */
+    CHECK_NEAR(c[1].bwd_flops - 2 * c[1].fwd_flops, k * extra, 1e-6);
+    /* HFU's FLOPs: the model's (T = 1 count) plus L x M x D recomputations */
+    double t1 = rc == MEM_RECOMPUTE_SELECTIVE ? attention_flops(1)
+                : rc == MEM_RECOMPUTE_FULL    ? layer_flops(1)
+                                              : 0;
+    CHECK_NEAR(sim_step_flops(&lay, (mem_recompute_t)rc) - sim_step_flops(&lay, MEM_RECOMPUTE_NONE),
+               6 * 2 * 1 * t1, 1e-6);
+    sim_result_t r;
+    CHECK_EQ_INT(sim_simulate(&lay, &d, &o, d.hbm_bytes, &r, err, sizeof err), 0);
+    CHECK_NEAR(r.hw_flops - r.model_flops, 6 * 2 * t1, 1e-6);
+    CHECK_TRUE(rc == 0 ? r.hfu == r.mfu : r.hfu > r.mfu);
+    sim_result_free(&r);
+    sim_costs_free(c, lay.pp);
+  }
+  /* the model FLOPs do not depend on T */
+  layout_t one;
+  CHECK_EQ_INT(layout_init(&one, &small, 3, 1, 3, 1, 2, 4, NULL, err, sizeof err), 0);
+  CHECK_NEAR(sim_step_flops(&lay, MEM_RECOMPUTE_NONE), sim_step_flops(&one, MEM_RECOMPUTE_NONE), 0);
+}
+
+/* Bad combinations name the numbers and the fix. */
+static void test_check_tp(void) {
+  char err[512];
+  layout_model_t m = small;
+  CHECK_EQ_INT(sim_check_tp(&m, 3, 0, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "--tp 3 does not divide the model's 4 attention heads") != NULL);
+  CHECK_EQ_INT(sim_check_tp(&m, 1, 1, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "--sequence-parallel needs --tp 2 or more") != NULL);
+  m.ctx = 18;
+  CHECK_EQ_INT(sim_check_tp(&m, 4, 1, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "sequence of 18 tokens over --tp 4") != NULL);
+  CHECK_EQ_INT(sim_check_tp(&m, 4, 0, err, sizeof err), 0);
+  CHECK_EQ_INT(sim_check_tp(&m, 2, 1, err, sizeof err), 0);
+}
+
+/* T beyond an instance is a warning naming the slower link; inside one, none. */
+static void test_tp_link_note(void) {
+  device_t d;
+  CHECK_EQ_INT(device_builtin("trn1", &d), 0); /* 16 chips per instance */
+  layout_model_t m = {50257, 2048, 32, 32, 4096};
+  layout_t lay;
+  char err[256], note[1024];
+  CHECK_EQ_INT(layout_init(&lay, &m, 64, 16, 2, 2, 1, 2, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(sim_tp_link_note(&lay, &d, note, sizeof note), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 64, 32, 2, 1, 1, 1, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(sim_tp_link_note(&lay, &d, note, sizeof note), 1);
+  CHECK_TRUE(strstr(note, "--tp 32 is larger than a trn1 instance (16 chips)") &&
+             strstr(note, "inter-instance network"));
+}
+
+/* The fit suggestion keeps T = 1 when a TP-free layout fits and turns to TP when none does
+ * (gpt2 on 8 trn1 chips, global batch 8; figures of the Strata accounting). */
+static void test_suggestion_turns_to_tp(void) {
+  layout_model_t m;
+  CHECK_EQ_INT(layout_model_preset("gpt2", &m), 0);
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 8, 1, 1, 8, 1, 8, NULL, err, sizeof err), 0);
+  mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+  mem_search_t search = {16, 1};
+  mem_suggestion_t sg;
+  const double GiB = 1073741824.0;
+  CHECK_EQ_INT(memory_suggest_opt(&lay, &o, &search, 2 * GiB, &sg), 0);
+  CHECK_EQ_INT(sg.tp, 1);
+  CHECK_TRUE(sg.peak_bytes <= 2 * GiB);
+  /* at 1 GiB no T = 1 layout fits, whatever the recomputation */
+  CHECK_EQ_INT(memory_suggest_opt(&lay, &o, &search, 1 * GiB, &sg), 0);
+  CHECK_TRUE(sg.tp > 1 && sg.peak_bytes <= 1 * GiB);
+  layout_t fit;
+  CHECK_EQ_INT(layout_init(&fit, &m, 8, sg.tp, sg.pp, sg.dp, sg.micro, 8, NULL, err, sizeof err), 0);
+  mem_options_t fo = o;
+  fo.kind = sg.kind;
+  fo.zero = sg.zero;
+  fo.sequence_parallel = sg.sequence_parallel;
+  fo.recompute = sg.recompute;
+  CHECK_NEAR(memory_peak_opt(&fit, &fo, NULL), sg.peak_bytes, 0);
+  char msg[2048];
+  CHECK_EQ_INT(memory_fit_check_opt(&lay, &o, &search, 1 * GiB, msg, sizeof msg), -1);
+  CHECK_TRUE(strstr(msg, "--tp ") != NULL);
+}
+
+int main(void) {
+  test_korthikanti_bytes_per_mode();
+  test_strata_fp32_split();
+  test_rank_state_divided_by_t();
+  test_tp_comm_per_layer();
+  test_recompute_flops();
+  test_check_tp();
+  test_tp_link_note();
+  test_suggestion_turns_to_tp();
+  return test_finish("sim_tp");
+}
