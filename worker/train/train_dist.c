@@ -72,7 +72,6 @@ typedef struct {
   char err[1024];           /* the message of the failing phase */
   int wrank, wsize;         /* rank and size of MPI_COMM_WORLD */
   layout_t *lay;            /* the T x P x D rank map and the stages' layers */
-  layout_t *lay_sim;        /* the same with T = 1 for the simulated device (T = 1 semantics) */
   int tp_rank, stage, replica; /* this rank's place in it */
   int rows;                 /* the replica's sequences per step, batch / D */
   int eval_B, eval_nb;      /* validation: sequences per batch (batch / M) and batches */
@@ -304,10 +303,6 @@ static int dist_configure(dist_job_t *j) {
              "multiple of %d", c->seq_len, c->tp, c->seq_len, c->tp, c->tp);
     return TRAIN_BAD_CONFIG;
   }
-  /* the simulated device models the job at T = 1: the same P x D job of one rank per shard */
-  *j->lay_sim = *j->lay;
-  j->lay_sim->tp = 1;
-  j->lay_sim->world = j->lay->pp * j->lay->dp;
   if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, err, errlen))
     return TRAIN_BAD_CONFIG;
   /* validation batches of batch / M sequences (those of the single-rank loop with this M) */
@@ -385,23 +380,39 @@ static int dist_connect(dist_job_t *j) {
   return TRAIN_OK;
 }
 
+/* The simulation's options of this run: its schedule, ZeRO, buckets, sequence parallelism and
+ * recomputation, fp32 compute and Strata's memory accounting. */
+static sim_options_t run_sim_options(const train_config_t *c) {
+  sim_options_t o = sim_options_default();
+  o.kind = (sched_kind_t)c->schedule;
+  o.zero = c->zero;
+  o.bucket_bytes = c->bucket_mb * 1048576.0;
+  o.dtype = DEV_FP32; /* Strata computes in fp32 */
+  o.sequence_parallel = c->sequence_parallel && c->tp > 1;
+  o.recompute = (mem_recompute_t)c->recompute; /* the same three modes, in the same order */
+  return o;
+}
+_Static_assert((int)MEM_RECOMPUTE_NONE == (int)GPT2_RECOMPUTE_NONE &&
+                   (int)MEM_RECOMPUTE_SELECTIVE == (int)GPT2_RECOMPUTE_SELECTIVE &&
+                   (int)MEM_RECOMPUTE_FULL == (int)GPT2_RECOMPUTE_FULL,
+               "the memory model's recompute modes must follow the model's");
+
 /* The simulated device: resolution (all ranks agree), the memory fit (a job that does not fit
  * is bad input), the simulated clock. */
 static int dist_device(dist_job_t *j) {
   const train_config_t *c = &j->c;
-  const double bucket_bytes = c->bucket_mb * 1048576.0;
-  if (sim_clock_resolve_device(c->device, (double)c->device_mem, j->cm.world, j->lay_sim, c->seq_len,
+  const sim_options_t so = run_sim_options(c);
+  const mem_options_t mo = sim_mem_options(&so);
+  if (sim_clock_resolve_device(c->device, (double)c->device_mem, j->cm.world, j->lay, c->seq_len,
                                calibrate_layer_time, &j->dev, j->err, sizeof j->err))
     return !c->device || !strcmp(c->device, "cpu") ? TRAIN_FAILED : TRAIN_BAD_CONFIG;
   char fit[2048];
-  if (memory_fit_check(j->lay_sim, (sched_kind_t)c->schedule, c->zero, bucket_bytes,
-                       j->dev.hbm_bytes, fit, sizeof fit)) {
+  if (memory_fit_check_opt(j->lay, &mo, NULL, j->dev.hbm_bytes, fit, sizeof fit)) {
     snprintf(j->err, sizeof j->err, "the job does not fit on device %s (%s), so it stops before "
              "training: %s", j->dev.name, c->device_mem ? "--device-mem" : "its HBM", fit);
     return TRAIN_BAD_CONFIG;
   }
-  if (sim_clock_init(&j->simc, j->lay_sim, &j->dev, (sched_kind_t)c->schedule, c->zero, bucket_bytes,
-                     layout_rank(j->lay_sim, 0, j->stage, j->replica), j->err, sizeof j->err))
+  if (sim_clock_init_opt(&j->simc, j->lay, &j->dev, &so, j->wrank, j->err, sizeof j->err))
     return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
     char dd[512];
@@ -459,7 +470,7 @@ static int dist_runtime(dist_job_t *j) {
  * allocated (max over replicas and TP ranks): parameters + gradients (the shard), optimizer
  * moments and ZeRO buffers (grad_sync), the activations and message buffers (pipeline), and the
  * model's scratch (gpt2_scratch_bytes); and the activations alone (the micro-batches in flight
- * plus the scratch). The memory model is the T = 1 job's. Collective. */
+ * plus the scratch). Collective. */
 static int dist_memory_report(dist_job_t *j) {
   const train_config_t *c = &j->c;
   const int P = j->lay->pp;
@@ -481,9 +492,11 @@ static int dist_memory_report(dist_job_t *j) {
              coll_last_error(j->cm.world));
     return TRAIN_FAILED;
   }
+  const sim_options_t so = run_sim_options(c);
+  const mem_options_t mo = sim_mem_options(&so);
   for (int s = 0; s < P; s++) {
     mem_stage_t ms;
-    memory_stage(j->lay_sim, s, (sched_kind_t)c->schedule, c->zero, c->bucket_mb * 1048576.0, &ms);
+    memory_stage_opt(j->lay, s, &mo, &ms);
     j->mem_model[s] = ms.total_bytes;
   }
   coord_sim_t csim = {.device = j->dev.name, .capacity_bytes = j->dev.hbm_bytes,
@@ -671,7 +684,6 @@ static void dist_free(dist_job_t *j) {
   coll_comm_destroy(j->cm.world);
   free(j->state);
   free(j->lay);
-  free(j->lay_sim);
   free(j);
 }
 
@@ -680,9 +692,8 @@ int train_run_dist(const train_config_t *cin) {
   if (j) {
     j->state = calloc(1, sizeof *j->state);
     j->lay = calloc(1, sizeof *j->lay);
-    j->lay_sim = calloc(1, sizeof *j->lay_sim);
   }
-  if (!j || !j->state || !j->lay || !j->lay_sim) {
+  if (!j || !j->state || !j->lay) {
     strata_error("train: out of memory");
     if (j) dist_free(j);
     return TRAIN_FAILED;
