@@ -25,6 +25,7 @@ void strata_run_report_init(strata_run_report_t *r) {
   r->world_size = 1;
   r->layout.pp = 1;
   r->layout.dp = 1;
+  r->layout.tp = 1;
 }
 
 static int check_step(const strata_step_report_t *r, char *err, size_t errlen) {
@@ -32,15 +33,16 @@ static int check_step(const strata_step_report_t *r, char *err, size_t errlen) {
     seterr(err, errlen, "step report: version %u, expected %d", r->version, STRATA_REPORT_VERSION);
     return -1;
   }
-  if (r->rank < 0 || r->stage < 0 || r->replica < 0 || r->stage >= STRATA_MAX_STAGES) {
-    seterr(err, errlen, "step report: rank %d / stage %d / replica %d out of range", r->rank,
-           r->stage, r->replica);
+  if (r->rank < 0 || r->stage < 0 || r->replica < 0 || r->tp_rank < 0 || r->stage >= STRATA_MAX_STAGES) {
+    seterr(err, errlen, "step report: rank %d / t %d / stage %d / replica %d out of range", r->rank,
+           r->tp_rank, r->stage, r->replica);
     return -1;
   }
-  if (bad_time(r->compute_s) || bad_time(r->comm_s) || bad_time(r->idle_s) || bad_time(r->simulated_s)) {
+  if (bad_time(r->compute_s) || bad_time(r->comm_s) || bad_time(r->idle_s) || bad_time(r->simulated_s) ||
+      bad_time(r->tp_comm_s)) {
     seterr(err, errlen, "step report from rank %d: compute_s %g comm_s %g idle_s %g simulated_s %g "
-                        "must be finite and >= 0",
-           r->rank, r->compute_s, r->comm_s, r->idle_s, r->simulated_s);
+                        "tp_comm_s %g must be finite and >= 0",
+           r->rank, r->compute_s, r->comm_s, r->idle_s, r->simulated_s, r->tp_comm_s);
     return -1;
   }
   if (r->has_loss != 0 && r->has_loss != 1) {
@@ -59,6 +61,8 @@ int strata_step_report_encode(const strata_step_report_t *r, uint8_t *buf, size_
   m.rank = r->rank;
   m.stage = r->stage;
   m.replica = r->replica;
+  m.tp_rank = r->tp_rank;
+  m.tp_comm_s = r->tp_comm_s;
   m.has_loss = r->has_loss;
   m.loss = r->loss;
   m.tokens = r->tokens;
@@ -96,6 +100,8 @@ int strata_step_report_decode(const uint8_t *buf, size_t len, strata_step_report
   out->rank = m->rank;
   out->stage = m->stage;
   out->replica = m->replica;
+  out->tp_rank = m->tp_rank;
+  out->tp_comm_s = m->tp_comm_s;
   out->has_loss = m->has_loss ? 1 : 0;
   out->loss = m->loss;
   out->tokens = m->tokens;
@@ -116,9 +122,10 @@ static int check_run(const strata_run_report_t *r, char *err, size_t errlen) {
     return -1;
   }
   if (proto_check_config(&r->model, &r->train, &r->layout, "run report", err, errlen) != 0) return -1;
-  if ((int64_t)r->world_size != (int64_t)r->layout.pp * r->layout.dp) {
-    seterr(err, errlen, "run report: world_size %d is not pp x dp = %d x %d", r->world_size,
-           r->layout.pp, r->layout.dp);
+  const int64_t tp = r->layout.tp ? r->layout.tp : 1; /* 0: not set (1) */
+  if ((int64_t)r->world_size != tp * r->layout.pp * r->layout.dp) {
+    seterr(err, errlen, "run report: world_size %d is not tp x pp x dp = %d x %d x %d",
+           r->world_size, (int)tp, r->layout.pp, r->layout.dp);
     return -1;
   }
   if (r->n_stages != 0 && r->n_stages != r->layout.pp) {

@@ -33,6 +33,7 @@ void strata_train_state_init(strata_train_state_t *s) {
   s->format_version = STRATA_TRAIN_STATE_VERSION;
   s->layout.pp = 1;
   s->layout.dp = 1;
+  s->layout.tp = 1;
 }
 
 static int valid_file_name(const char *n) {
@@ -52,9 +53,11 @@ int proto_check_config(const strata_model_cfg_t *m, const strata_train_cfg_t *t,
            what, m->vocab, m->ctx, m->layers, m->heads, m->dim);
     return -1;
   }
-  if (l->pp < 1 || l->pp > STRATA_MAX_STAGES || l->pp > m->layers || l->dp < 1 || l->dp > (1 << 20)) {
-    seterr(err, errlen, "%s: layout pp=%d dp=%d out of range (1 <= pp <= layers=%d, dp >= 1)",
-           what, l->pp, l->dp, m->layers);
+  const int tp = l->tp ? l->tp : 1; /* 0: not set (1) */
+  if (l->pp < 1 || l->pp > STRATA_MAX_STAGES || l->pp > m->layers || l->dp < 1 || l->dp > (1 << 20) ||
+      tp < 1 || tp > m->heads || m->heads % tp != 0) {
+    seterr(err, errlen, "%s: layout tp=%d pp=%d dp=%d out of range (tp divides heads=%d, "
+           "1 <= pp <= layers=%d, dp >= 1)", what, l->tp, l->pp, l->dp, m->heads, m->layers);
     return -1;
   }
   if (l->n_stage_layers != 0) {
@@ -219,6 +222,7 @@ void proto_layout_to_msg(const strata_layout_t *c, Strata__Layout *msg) {
   strata__layout__init(msg);
   msg->pp = c->pp;
   msg->dp = c->dp;
+  msg->tp = c->tp;
   msg->n_stage_layers = (size_t)c->n_stage_layers;
   msg->stage_layers = (int32_t *)c->stage_layers;
 }
@@ -265,6 +269,7 @@ int proto_layout_from_msg(const Strata__Layout *msg, strata_layout_t *c, const c
   }
   c->pp = msg->pp;
   c->dp = msg->dp;
+  c->tp = msg->tp ? msg->tp : 1; /* absent before tensor parallelism */
   c->n_stage_layers = (int32_t)msg->n_stage_layers;
   for (size_t i = 0; i < msg->n_stage_layers; i++) c->stage_layers[i] = msg->stage_layers[i];
   return 0;

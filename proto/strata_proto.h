@@ -50,6 +50,7 @@ typedef struct {
 
 typedef struct {
   int32_t pp, dp;                          /* stages, replicas (>= 1) */
+  int32_t tp;                              /* tensor-parallel ranks per stage (>= 1) */
   int32_t n_stage_layers;                  /* 0 or pp */
   int32_t stage_layers[STRATA_MAX_STAGES]; /* layers per stage, sums to model.layers */
 } strata_layout_t;
@@ -69,7 +70,7 @@ typedef struct {
   strata_file_sum_t files[STRATA_MAX_CKPT_FILES];
 } strata_train_state_t;
 
-/* Zeroes the struct and sets format_version, pp = dp = 1. */
+/* Zeroes the struct and sets format_version, tp = pp = dp = 1. */
 void strata_train_state_init(strata_train_state_t *s);
 
 /* Encodes into a malloc'd buffer (*buf, *len); the caller frees it. Validates first (the same
@@ -97,12 +98,14 @@ typedef struct {
   uint32_t version;        /* STRATA_REPORT_VERSION */
   uint64_t step;
   int32_t rank, stage, replica; /* >= 0 */
+  int32_t tp_rank;         /* tensor-parallel rank t (>= 0) */
   int32_t has_loss;        /* 1 on last-stage ranks */
   double loss;             /* valid when has_loss */
   uint64_t tokens;         /* tokens this rank processed in the step */
   double compute_s;        /* measured compute seconds (>= 0, finite) */
   double comm_s;           /* measured seconds blocked in communication */
   double idle_s;           /* pipeline bubble seconds */
+  double tp_comm_s;        /* the part of comm_s inside tensor-parallel collectives */
   double simulated_s;      /* device-model seconds */
   uint64_t bytes_sent, bytes_recv;
   uint64_t peak_mem_bytes; /* simulated device memory high-water mark */
@@ -118,7 +121,7 @@ typedef struct {
 /* The coordinator's summary of a run (report.pb; report.json carries the same). */
 typedef struct {
   uint32_t version;     /* STRATA_REPORT_VERSION */
-  int32_t world_size;   /* = layout.pp * layout.dp */
+  int32_t world_size;   /* = layout.tp * layout.pp * layout.dp */
   strata_model_cfg_t model;
   strata_train_cfg_t train;
   strata_layout_t layout;

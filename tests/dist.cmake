@@ -31,3 +31,21 @@ dist_test(dist_equiv_p4d3m2_gpipe     equiv 12 4 3 2 gpipe 0 mpi)
 dist_test(dist_resume_relayout resume)
 dist_test(dist_progress_rank0_only progress)
 dist_test(dist_bad_layouts badlayout)
+
+# Tensor parallelism (--tp T) with the pipeline, data parallelism, ZeRO, both schedules,
+# sequence parallelism, recomputation and the transports, pairwise: T in {2, 4}; P in {1, 2};
+# D in {1, 2, 3}; ZeRO on and off; GPipe and 1F1B; --sequence-parallel on and off; --recompute
+# none, selective and full (those two also against none, bit for bit); mpi, ofi:shm, ofi:tcp.
+#              name                               NP T P D M schedule zero transport [extra flags]
+dist_test(dist_tp_t2_seq                tp   2 2 1 1 1 gpipe 0 mpi)
+dist_test(dist_tp_t2_sp_full            tp   2 2 1 1 2 1f1b  0 mpi --sequence-parallel --recompute full)
+dist_test(dist_tp_t4_sp_selective       tp   4 4 1 1 1 gpipe 0 mpi --sequence-parallel --recompute selective)
+dist_test(dist_tp_t2p2_1f1b_shm         tp   4 2 2 1 4 1f1b  0 shm --sequence-parallel)
+dist_test(dist_tp_t2p2_gpipe_full       tp   4 2 2 1 2 gpipe 0 mpi --recompute full)
+dist_test(dist_tp_t2d2_zero_tcp         tp   4 2 1 2 2 1f1b  1 tcp --sequence-parallel)
+dist_test(dist_tp_t2d2_buckets_selective tp  4 2 1 2 1 gpipe 0 mpi --bucket-mb 0.02 --recompute selective)
+dist_test(dist_tp_t2d3_odd              tp   6 2 1 3 2 gpipe 1 mpi --sequence-parallel)
+dist_test(dist_tp_t2p2d2_shm            tp   8 2 2 2 2 1f1b  0 shm --bucket-mb 0.02 --recompute selective)
+dist_test(dist_tp_t2p2d2_zero_sp        tp   8 2 2 2 4 gpipe 1 mpi --sequence-parallel)
+dist_test(dist_tp_resume_relayout tpresume)
+dist_test(dist_tp_bad_layouts tpbad)

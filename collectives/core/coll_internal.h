@@ -116,6 +116,8 @@ struct coll_comm {
   coll_transport_t *t;
   uint32_t seq;             /* next collective sequence number */
   uint64_t sent_bytes, recv_bytes; /* traffic through the transport */
+  double busy_s;            /* seconds inside blocking calls (coll_busy) */
+  uint64_t busy_calls;
   char last_error[COLL_ERRLEN];
   pthread_mutex_t lock;     /* serialises the engine and the transport */
   coll_request_t *active_head, *active_tail; /* requests in progress, start order */

@@ -322,6 +322,10 @@ void coll_traffic(const coll_comm_t *comm, uint64_t *sent_bytes, uint64_t *recv_
   if (sent_bytes) *sent_bytes = comm ? comm->sent_bytes : 0;
   if (recv_bytes) *recv_bytes = comm ? comm->recv_bytes : 0;
 }
+void coll_busy(const coll_comm_t *comm, double *seconds, uint64_t *calls) {
+  if (seconds) *seconds = comm ? comm->busy_s : 0;
+  if (calls) *calls = comm ? comm->busy_calls : 0;
+}
 
 /* Scratch cache: a few buffers kept per communicator so steady-state calls neither allocate
  * nor page-fault. Callers hold comm->lock. */

@@ -496,11 +496,20 @@ static coll_result_t wait_done(coll_request_t *req) {
   }
 }
 
+/* Adds one blocking call that started at t0 to the communicator's busy time (coll_busy). */
+static void count_busy(coll_comm_t *c, double t0) {
+  c->busy_s += coll_now_s() - t0;
+  c->busy_calls++;
+}
+
 coll_result_t coll_req_run(coll_request_t *req) {
+  coll_comm_t *c = req->comm;
+  double t0 = coll_now_s();
   coll_result_t rc = coll_req_start(req);
   if (rc == COLL_OK && !req->done) rc = wait_done(req);
   else if (rc == COLL_OK) rc = req->rc;
   coll_req_free(req);
+  count_busy(c, t0);
   return rc;
 }
 
@@ -519,8 +528,11 @@ coll_result_t coll_test(coll_request_t *req, int *done) {
 
 coll_result_t coll_wait(coll_request_t *req) {
   if (!req) return COLL_ERR_ARG;
+  coll_comm_t *c = req->comm;
+  double t0 = coll_now_s();
   coll_result_t rc = req->done ? req->rc : wait_done(req);
   coll_req_free(req);
+  count_busy(c, t0);
   return rc;
 }
 

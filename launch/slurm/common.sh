@@ -15,6 +15,10 @@
 #   FI_PROVIDER      libfabric provider for the ofi transport (default: shm on one node, tcp
 #                    on several; efa on AWS, see below)
 #   STRATA_SRUN_ARGS extra srun flags (e.g. "--cpu-bind=cores")
+#   STRATA_TP        train.sbatch: tensor-parallel ranks per stage (passed as --tp). A TP group
+#                    is STRATA_TP consecutive ranks and all-reduces inside every layer: keep the
+#                    default block distribution (consecutive tasks on one node) and
+#                    --ntasks-per-node a multiple of STRATA_TP, so no group spans two nodes
 #
 # AWS EFA (p4d/p5/hpc7g...): submit with STRATA_TRANSPORT=ofi FI_PROVIDER=efa and, on
 # instances with GPUDirect/RDMA-capable EFA, FI_EFA_USE_DEVICE_RDMA=1; FI_EFA_FORK_SAFE=1 when
@@ -100,6 +104,7 @@ strata_srun() {
 }
 
 strata_note "job $SLURM_JOB_ID: $STRATA_NNODES node(s) [${SLURM_JOB_NODELIST:-?}], $STRATA_NTASKS task(s)," \
-            "srun --mpi=$STRATA_SRUN_MPI, transport $STRATA_TRANSPORT${FI_PROVIDER:+ (FI_PROVIDER=$FI_PROVIDER)}"
+            "srun --mpi=$STRATA_SRUN_MPI, transport $STRATA_TRANSPORT${FI_PROVIDER:+ (FI_PROVIDER=$FI_PROVIDER)}" \
+            "${STRATA_TP:+STRATA_TP=$STRATA_TP}"
 strata_note "binary $STRATA_BIN"
 strata_note "run dir $STRATA_RUN_DIR"

@@ -2,7 +2,9 @@
  * restores every parameter and AdamW moment bit for bit along with the training state; a
  * checkpoint written by 2 pipeline stages loads into 1 and into 3 stages (resharding by tensor
  * name, wte written once); the directory has the HF file set and config keys; corrupted, missing
- * or foreign files are refused naming the file or tensor; an interrupted write never replaces a
+ * or foreign files are refused naming the file or tensor; a tensor-parallel shard's parts
+ * assemble into whole tensors (the tp = 1 ones, bit for bit, padding dropped) and load back into
+ * any tensor-parallel size; an interrupted write never replaces a
  * good checkpoint; --resume auto finds the newest valid one and --keep prunes. The reference for
  * every value is the model built from the same seed (gpt2_init_params depends only on
  * (seed, tensor name), so every sharding has identical weights). */
@@ -432,6 +434,91 @@ static void test_kill_during_write(gpt2_model_t *full, float *m1, float *m2) {
   free(r);
 }
 
+/* Tensor parallelism, tp = 2 (vocabulary 64 padded to 256): the two ranks' parts assemble into
+ * the tp = 1 tensors; ckpt_write_shard refuses a part; the whole tensors written with
+ * ckpt_write_shard_full load into a tp = 1 model and back into each tp rank bit for bit. */
+static void test_tensor_parallel(gpt2_model_t *full, float *m1, float *m2) {
+  char err[1024], tmp[1024], dir[512];
+  snprintf(dir, sizeof dir, "%s", tpath("tprun/ckpt-00000030"));
+  gpt2_model_t *tp[2];
+  float *p1[2], *p2[2];
+  for (int r = 0; r < 2; r++) {
+    gpt2_range_t range = {0, CFG.layers, 1, 1, .tp_rank = r, .tp_size = 2};
+    if (gpt2_create(&CFG, range, &tp[r], err, sizeof err)) {
+      test_fail(__FILE__, __LINE__, "gpt2_create tp: %s", err);
+      return;
+    }
+    gpt2_init_params(tp[r], 77);
+    p1[r] = fcalloc(tp[r]->num_params);
+    p2[r] = fcalloc(tp[r]->num_params);
+    for (int i = 0; i < tp[r]->num_tensors; i++) { /* the moments' slices */
+      const gpt2_tensor_t *t = &tp[r]->tensors[i];
+      const gpt2_tensor_t *u = gpt2_find_tensor(full, t->name);
+      CHECK_TRUE(u && gpt2_tensor_slice(t, r, m1 + u->offset, p1[r] + t->offset) == 0 &&
+                 gpt2_tensor_slice(t, r, m2 + u->offset, p2[r] + t->offset) == 0);
+    }
+  }
+  const size_t np = tp[0]->num_params, nf = ckpt_full_numel(tp[0]);
+  CHECK_EQ_INT(tp[1]->num_params, np);
+  CHECK_EQ_INT(nf, full->num_params);
+  CHECK_TRUE(np * 2 > nf); /* parts are half of every split tensor plus the replicated ones */
+  float *parts = fcalloc(2 * np), *whole = fcalloc(3 * nf);
+  const float *src[2][3] = {{tp[0]->params, p1[0], p2[0]}, {tp[1]->params, p1[1], p2[1]}};
+  for (int a = 0; a < 3; a++) {
+    memcpy(parts, src[0][a], np * sizeof(float));
+    memcpy(parts + np, src[1][a], np * sizeof(float));
+    CHECK_EQ_INT(ckpt_assemble_full(tp[0], parts, whole + (size_t)a * nf, err, sizeof err), 0);
+  }
+  CHECK_TRUE(memcmp(whole, full->params, nf * sizeof(float)) == 0);
+  CHECK_TRUE(memcmp(whole + nf, m1, nf * sizeof(float)) == 0);
+  CHECK_TRUE(memcmp(whole + 2 * nf, m2, nf * sizeof(float)) == 0);
+  strata_train_state_t *s = malloc(sizeof *s);
+  state_for(s, 30, 1);
+  s->layout.tp = 2;
+  CHECK_EQ_INT(ckpt_begin(dir, tmp, sizeof tmp, err, sizeof err), 0);
+  CHECK_EQ_INT(ckpt_write_shard(tmp, tp[0], p1[0], p2[0], 0, 1, err, sizeof err), -1);
+  CHECK_TRUE(contains(err, "ckpt_write_shard_full"));
+  CHECK_EQ_INT(ckpt_write_shard_full(tmp, tp[0], whole, whole + nf, whole + 2 * nf, 0, 1, err,
+                                     sizeof err), 0);
+  CHECK_EQ_INT(ckpt_commit(tmp, dir, &CFG, s, 1, err, sizeof err), 0);
+  /* whole tensors: a one-rank model loads them as they were */
+  gpt2_model_t *one = make(&CFG, 0, 3, 1, 1);
+  float *o1 = fcalloc(one->num_params), *o2 = fcalloc(one->num_params);
+  strata_train_state_t *r = malloc(sizeof *r);
+  CHECK_EQ_INT(ckpt_load(dir, one, o1, o2, r, err, sizeof err), 0);
+  check_same(one, o1, o2, full, m1, m2);
+  CHECK_EQ_INT(r->layout.tp, 2);
+  /* and each tensor-parallel rank takes its part back, padding rows zero */
+  for (int k = 0; k < 2; k++) {
+    gpt2_range_t range = {0, CFG.layers, 1, 1, .tp_rank = k, .tp_size = 2};
+    gpt2_model_t *back = NULL;
+    if (gpt2_create(&CFG, range, &back, err, sizeof err)) {
+      test_fail(__FILE__, __LINE__, "gpt2_create tp: %s", err);
+      break;
+    }
+    float *b1 = fcalloc(np), *b2 = fcalloc(np);
+    memset(back->params, 0x7f, np * sizeof(float)); /* no stale values survive */
+    CHECK_EQ_INT(ckpt_load(dir, back, b1, b2, NULL, err, sizeof err), 0);
+    CHECK_TRUE(memcmp(back->params, tp[k]->params, np * sizeof(float)) == 0);
+    CHECK_TRUE(memcmp(b1, p1[k], np * sizeof(float)) == 0 && memcmp(b2, p2[k], np * sizeof(float)) == 0);
+    gpt2_free(back);
+    free(b1);
+    free(b2);
+  }
+  gpt2_free(one);
+  free(o1);
+  free(o2);
+  free(r);
+  free(s);
+  free(parts);
+  free(whole);
+  for (int k = 0; k < 2; k++) {
+    gpt2_free(tp[k]);
+    free(p1[k]);
+    free(p2[k]);
+  }
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/strata_ckpt_test_XXXXXX");
   if (!mkdtemp(tmpdir)) return 2;
@@ -441,6 +528,7 @@ int main(void) {
   fill_moments(full, m1, m2);
   test_round_trip(full, m1, m2);
   test_reshard(full, m1, m2);
+  test_tensor_parallel(full, m1, m2);
   test_refusals();
   test_run_dir(full);
   test_kill_during_write(full, m1, m2);

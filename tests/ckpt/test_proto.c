@@ -71,6 +71,8 @@ static void test_step_report(void) {
   r.rank = 5;
   r.stage = 2;
   r.replica = 1;
+  r.tp_rank = 3;
+  r.tp_comm_s = 0.015625;
   r.has_loss = 1;
   r.loss = 2.718281828459045;
   r.tokens = 4096;
@@ -94,6 +96,10 @@ static void test_step_report(void) {
   CHECK_TRUE(contains(err, "comm_s -1"));
   r.comm_s = INFINITY;
   CHECK_EQ_INT(strata_step_report_encode(&r, buf, sizeof buf, &len, err, sizeof err), -1);
+  r.comm_s = 0.0625;
+  r.tp_comm_s = NAN;
+  CHECK_EQ_INT(strata_step_report_encode(&r, buf, sizeof buf, &len, err, sizeof err), -1);
+  CHECK_TRUE(contains(err, "tp_comm_s nan"));
   /* hand-built: version 1, rank -3 (int32 varint of a negative: 10 bytes) */
   const uint8_t neg[] = {0x08, 0x01, 0x18, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
   CHECK_EQ_INT(strata_step_report_decode(neg, sizeof neg, &q, err, sizeof err), -1);
@@ -139,9 +145,23 @@ static void test_run_report(void) {
   CHECK_TRUE(memcmp(q.stages, r.stages, 3 * sizeof r.stages[0]) == 0);
   CHECK_EQ_INT(strata_run_report_decode(buf, len / 2, &q, err, sizeof err), -1);
   free(buf);
-  r.world_size = 4; /* not pp x dp */
+  r.world_size = 4; /* not tp x pp x dp */
   CHECK_EQ_INT(strata_run_report_encode(&r, &buf, &len, err, sizeof err), -1);
-  CHECK_TRUE(contains(err, "world_size 4 is not pp x dp = 3 x 2"));
+  CHECK_TRUE(contains(err, "world_size 4 is not tp x pp x dp = 1 x 3 x 2"));
+  /* tensor parallelism: 4 x 3 x 2 ranks; the tp survives the round trip */
+  r.layout.tp = 4;
+  r.world_size = 6;
+  CHECK_EQ_INT(strata_run_report_encode(&r, &buf, &len, err, sizeof err), -1);
+  CHECK_TRUE(contains(err, "world_size 6 is not tp x pp x dp = 4 x 3 x 2"));
+  r.world_size = 24;
+  CHECK_EQ_INT(strata_run_report_encode(&r, &buf, &len, err, sizeof err), 0);
+  CHECK_EQ_INT(strata_run_report_decode(buf, len, &q, err, sizeof err), 0);
+  CHECK_TRUE(q.world_size == 24 && q.layout.tp == 4);
+  free(buf);
+  r.layout.tp = 5; /* does not divide the 12 heads */
+  CHECK_EQ_INT(strata_run_report_encode(&r, &buf, &len, err, sizeof err), -1);
+  CHECK_TRUE(contains(err, "tp=5"));
+  r.layout.tp = 1;
   r.world_size = 6;
   r.stages[1].layer_end = 99;
   CHECK_EQ_INT(strata_run_report_encode(&r, &buf, &len, err, sizeof err), -1);

@@ -770,6 +770,10 @@ int main(int argc, char **argv) {
       uint64_t s = 0, rv = 0;
       coll_traffic(c, &s, &rv);
       if (P > 1 && !strcmp(mode, "ops")) CHECK_TRUE(s > 0 && rv > 0);
+      double busy_s = -1;
+      uint64_t calls = 0;
+      coll_busy(c, &busy_s, &calls);
+      if (!strcmp(mode, "ops")) CHECK_TRUE(calls > 0 && busy_s >= 0);
       coll_comm_destroy(c);
     }
   }

@@ -13,6 +13,20 @@
 #            final validation loss equals the single-rank run's.
 #   badlayout  N != P*D, batch not divisible by D*M, P > L, bad --stage-layers, bad --schedule:
 #            exit 2 with a message naming the problem, printed once (by rank 0).
+#   tp NP T P D M SCHED ZERO TRANSPORT [EXTRA FLAGS...]
+#        tensor parallelism: the tiny model with 4 heads (T = 2 or 4 divides them) trains 20
+#        steps with --tp T --pp P --dp D; losses and weights equal the single-rank run's as in
+#        equiv; the checkpoint holds whole tensors (it loads into a one-rank model); report.json
+#        has tp, the t of every rank, a positive TP communication share and each stage's
+#        measured activation memory; trace.json and `strata report` name (t, stage, replica). With --recompute in EXTRA the same layout also runs
+#        without it: losses, weights and moments bit-identical, activation memory smaller.
+#   tpresume  a T=2 x P=2 checkpoint (whole tensors: equal to the single-rank run's at the same
+#            step) resumes onto T=1 x D=2, and a T=1 x D=2 one onto T=2 x P=2 with sequence
+#            parallelism, both continuing the single-rank run; resuming T=2 x P=2 on itself is
+#            bit-identical to not stopping; strata eval reads the T=2 checkpoint.
+#   tpbad    --tp not dividing the heads, T x P x D != ranks, --sequence-parallel with T = 1, a
+#            sequence length not divisible by T under sequence parallelism, a bad --recompute:
+#            exit 2 with one sentence naming the numbers, printed once.
 set -euo pipefail
 STRATA="$1"; TOOL="$2"; CASE="$3"; shift 3
 read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
@@ -37,19 +51,36 @@ ref() { # ref STEPS OUT [extra flags]: the single-rank reference run
   local steps="$1" out="$2"; shift 2
   "$STRATA" train "${TINY[@]}" --steps "$steps" --out "$out" "$@"
 }
+# Tensor parallelism needs heads divisible by T: 4 heads of width 8 (T = 1, 2, 4).
+TPM=(--heads 4)
+transport_flags() { # transport_flags mpi|shm|tcp: sets TRF (and the libfabric environment)
+  TRF=(--transport mpi)
+  case "$1" in
+    mpi) ;;
+    shm) export FI_PROVIDER=shm; TRF=(--transport ofi --ofi-provider shm) ;;
+    tcp) export FI_PROVIDER="tcp;ofi_rxm" FI_TCP_IFACE=lo; TRF=(--transport ofi --ofi-provider "tcp;ofi_rxm") ;;
+    *) fail "unknown transport $1" ;;
+  esac
+  export FI_PROVIDER="${FI_PROVIDER:-}" FI_TCP_IFACE="${FI_TCP_IFACE:-}"
+}
+expect2() { # expect2 NP PATTERN ARGS...: exit 2, PATTERN in the output, printed once
+  local np="$1" pat="$2"; shift 2
+  set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
+  [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
+  echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
+  [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
+  echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
+}
+# json_num FILE KEY: the first number after "KEY": in FILE (pretty-printed report.json)
+json_num() { grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | sed 's/.*: //'; }
+# stage_mem FILE: the stages' mem_activations_bytes, comma-separated
+stage_mem() { grep -o '"mem_activations_bytes": [0-9]*' "$1" | sed 's/.*: //' | paste -sd, -; }
 
 case "$CASE" in
 equiv)
   NP="$1"; P="$2"; D="$3"; M="$4"; SCHED="$5"; ZERO="$6"; TR="$7"; shift 7
-  extra=(--transport mpi)
-  case "$TR" in
-    mpi) ;;
-    shm) export FI_PROVIDER=shm; extra=(--transport ofi --ofi-provider shm) ;;
-    tcp) export FI_PROVIDER="tcp;ofi_rxm" FI_TCP_IFACE=lo; extra=(--transport ofi --ofi-provider "tcp;ofi_rxm") ;;
-    *) fail "unknown transport $TR" ;;
-  esac
-  export FI_PROVIDER="${FI_PROVIDER:-}" FI_TCP_IFACE="${FI_TCP_IFACE:-}"
-  extra+=("$@")
+  transport_flags "$TR"
+  extra=("${TRF[@]}" "$@")
   ref 20 "$W/ref"
   mpi "$NP" "$STRATA" train "${TINY[@]}" --steps 20 --out "$W/dist" --pp "$P" --dp "$D" \
       --microbatches "$M" --schedule "$SCHED" --zero "$ZERO" "${extra[@]}"
@@ -108,20 +139,93 @@ progress)
   "$TOOL" trace "$W/p/trace.json" 4 overlap || fail "trace.json"
   ;;
 badlayout)
-  expect2() { # expect2 NP PATTERN ARGS...: exit 2, PATTERN in the output, printed once
-    local np="$1" pat="$2"; shift 2
-    set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
-    [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
-    echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
-    [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
-    echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
-  }
   expect2 3 "but --tp 1 x --pp 2 x --dp 2 = 4" --pp 2 --dp 2
   expect2 2 "not divisible by --dp 2 x --microbatches 5" --pp 1 --dp 2 --microbatches 5
   expect2 5 "5" --pp 5 --dp 1
   expect2 2 "stage-layers" --pp 2 --dp 1 --stage-layers 3,3
   expect2 2 "--schedule must be gpipe or 1f1b" --pp 2 --dp 1 --schedule zigzag
   expect2 2 "--zero must be an integer in \[0, 1\], got '2'" --pp 1 --dp 2 --zero 2
+  ;;
+tp)
+  NP="$1"; T="$2"; P="$3"; D="$4"; M="$5"; SCHED="$6"; ZERO="$7"; TR="$8"; shift 8
+  transport_flags "$TR"
+  extra=("${TRF[@]}" "$@")
+  layout=(--tp "$T" --pp "$P" --dp "$D" --microbatches "$M" --schedule "$SCHED" --zero "$ZERO")
+  ref 20 "$W/ref" "${TPM[@]}"
+  mpi "$NP" "$STRATA" train "${TINY[@]}" "${TPM[@]}" --steps 20 --out "$W/dist" "${layout[@]}" "${extra[@]}"
+  [ "$(wc -l < "$W/dist/steps.jsonl")" -eq 20 ] || fail "expected 20 lines in steps.jsonl"
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/dist/steps.jsonl" "$LOSS_RTOL" || fail "losses differ"
+  # loads into a one-rank model by name and shape: the checkpoint holds whole tensors
+  "$TOOL" diff "$W/ref/ckpt-00000020" "$W/dist/ckpt-00000020" "$WEIGHT_TOL" || fail "weights differ"
+  r="$W/dist/report.json"
+  "$TOOL" json "$r" tp tp_comm_share dp_comm_share sequence_parallel recompute || fail "report.json keys"
+  [ "$(json_num "$r" tp)" = "$T" ] || fail "report.json tp is not $T"
+  [ "$(grep -o '"t": ' "$r" | wc -l)" -eq "$NP" ] || fail "report.json: expected a t for each of the $NP ranks"
+  grep -q "\"t\": $((T - 1))," "$r" || fail "report.json: no rank with t = $((T - 1))"
+  awk -v x="$(json_num "$r" tp_comm_share)" 'BEGIN { exit !(x > 0) }' || fail "no TP communication time"
+  mem=$(stage_mem "$r")
+  [ "$(echo "$mem" | tr ',' '\n' | grep -c '^[1-9]')" -eq "$P" ] || fail "mem_activations_bytes for $P stages: '$mem'"
+  grep -q "\"rank $((NP - 1)) (t $((T - 1)), stage $((P - 1)), replica $((D - 1)))\"" "$W/dist/trace.json" ||
+    fail "trace.json does not name the last rank's (t, stage, replica)"
+  rpt=$("$STRATA" report "$W/dist")
+  echo "$rpt" | grep -q "layout: world $NP = tp $T x pp $P x dp $D" || fail "strata report: no T x P x D layout line"
+  echo "$rpt" | grep -q "rank $((NP - 1)): t $((T - 1)), stage $((P - 1)), replica $((D - 1))" || fail "strata report: rank map without t"
+  if printf '%s\n' "$@" | grep -qx -- --recompute; then
+    # the same layout without recomputation: the same numbers bit for bit, more activation memory
+    args=(); skip=0
+    for a in "$@"; do
+      if [ "$skip" -eq 1 ]; then skip=0; continue; fi
+      if [ "$a" = --recompute ]; then skip=1; continue; fi
+      args+=("$a")
+    done
+    mpi "$NP" "$STRATA" train "${TINY[@]}" "${TPM[@]}" --steps 20 --out "$W/none" "${layout[@]}" "${TRF[@]}" "${args[@]}"
+    cmp <(grep -o '"loss": [^,]*' "$W/none/steps.jsonl") <(grep -o '"loss": [^,]*' "$W/dist/steps.jsonl") ||
+      fail "losses with recomputation are not bit-identical to --recompute none"
+    for f in "$W/none/ckpt-00000020"/*.safetensors; do
+      cmp "$f" "$W/dist/ckpt-00000020/$(basename "$f")" || fail "$(basename "$f") with recomputation is not bit-identical"
+    done
+    none_mem=$(stage_mem "$W/none/report.json")
+    paste -d' ' <(echo "$mem" | tr ',' '\n') <(echo "$none_mem" | tr ',' '\n') |
+      awk '{ if (!($1 < $2)) bad = 1 } END { exit bad }' ||
+      fail "recomputation did not lower the activation memory: $mem vs $none_mem without"
+    echo "activation memory per stage: $mem with recomputation, $none_mem without"
+  fi
+  ;;
+tpresume)
+  ref 10 "$W/ref" "${TPM[@]}" --ckpt-every 5
+  # T=2 x P=2 with 1F1B, checkpoint at step 5: the same weights as the single-rank step 5
+  mpi 4 "$STRATA" train "${TINY[@]}" "${TPM[@]}" --steps 10 --ckpt-every 5 --out "$W/a" --tp 2 --pp 2 \
+      --microbatches 2 --schedule 1f1b
+  "$TOOL" diff "$W/ref/ckpt-00000005" "$W/a/ckpt-00000005" "$WEIGHT_TOL" || fail "T=2 x P=2 step-5 weights differ"
+  # ... resumes onto T=1 x D=2
+  mpi 2 "$STRATA" train --quiet --resume "$W/a/ckpt-00000005" --out "$W/b" --dp 2
+  [ "$(wc -l < "$W/b/steps.jsonl")" -eq 5 ] || fail "the resumed run should log steps 6..10"
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/b/steps.jsonl" "$LOSS_RTOL" 5 || fail "T=1 x D=2 resumed losses differ"
+  "$TOOL" diff "$W/ref/ckpt-00000010" "$W/b/ckpt-00000010" "$WEIGHT_TOL" || fail "T=1 x D=2 resumed weights differ"
+  # the reverse: T=1 x D=2 (ZeRO) onto T=2 x P=2 with sequence parallelism
+  mpi 2 "$STRATA" train "${TINY[@]}" "${TPM[@]}" --steps 10 --ckpt-every 5 --out "$W/c" --dp 2 --zero 1
+  mpi 4 "$STRATA" train --quiet --resume "$W/c/ckpt-00000005" --out "$W/d" --tp 2 --pp 2 --sequence-parallel
+  "$TOOL" losses "$W/ref/steps.jsonl" "$W/d/steps.jsonl" "$LOSS_RTOL" 5 || fail "T=2 x P=2 resumed losses differ"
+  "$TOOL" diff "$W/ref/ckpt-00000010" "$W/d/ckpt-00000010" "$WEIGHT_TOL" || fail "T=2 x P=2 resumed weights differ"
+  # exact resume on the same layout: bit-identical to the uninterrupted run
+  mpi 4 "$STRATA" train --quiet --resume "$W/a/ckpt-00000005" --out "$W/e" --tp 2 --pp 2 --microbatches 2 --schedule 1f1b
+  for f in "$W/a/ckpt-00000010"/*.safetensors; do
+    cmp "$f" "$W/e/ckpt-00000010/$(basename "$f")" || fail "resume on T=2 x P=2: $(basename "$f") is not bit-identical"
+  done
+  cmp <(sed -n '6,10p' "$W/a/steps.jsonl" | grep -o '"loss": [^,]*') <(grep -o '"loss": [^,]*' "$W/e/steps.jsonl") ||
+    fail "resume on T=2 x P=2: losses are not bit-identical"
+  # eval reads the tensor-parallel checkpoint like any other: the same loss as the single-rank one
+  "$STRATA" eval --checkpoint "$W/a/ckpt-00000010" --json > "$W/ea.json"
+  "$STRATA" eval --checkpoint "$W/ref/ckpt-00000010" --json > "$W/er.json"
+  "$TOOL" same "$W/er.json" "$W/ea.json" loss "$LOSS_RTOL" || fail "eval of the T=2 checkpoint differs"
+  ;;
+tpbad)
+  # the tiny model has 2 heads
+  expect2 4 "--tp 4 does not divide the model's 2 attention heads.*use a --tp that divides 2" --tp 4
+  expect2 3 "the job has 3 ranks but --tp 2 x --pp 1 x --dp 1 = 2" "${TPM[@]}" --tp 2
+  expect2 1 "--sequence-parallel .* but --tp is 1; add --tp 2 or more" --sequence-parallel
+  expect2 2 "sequence of 15 tokens over --tp 2 ranks, but 15 is not divisible by 2" "${TPM[@]}" --tp 2 --sequence-parallel --seq-len 15
+  expect2 1 "--recompute must be none, selective or full, got 'some'" --recompute some
   ;;
 *) fail "unknown case $CASE" ;;
 esac

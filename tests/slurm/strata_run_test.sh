@@ -38,6 +38,12 @@ case "$case_name" in
     contains "$out" "STRATA_COLL_TRANSPORT=mpi" "default transport"
     lacks "$out" "--transport" "no --transport flag unless asked"
     contains "$out" "STRATA_RUN_DIR=runs/train-" "run dir exported"
+    lacks "$out" "--tp" "no --tp unless STRATA_TP is set"
+    out="$(STRATA_TP=2 "$run" --strata "$strata" -n 4 --dry-run -- train --steps 5)" || fail "dry run STRATA_TP exited $?"
+    contains "$out" "train --steps 5 --out runs/train-" "STRATA_TP: the command"
+    contains "$out" " --tp 2" "STRATA_TP=2 adds --tp 2"
+    out="$(STRATA_TP=2 "$run" --strata "$strata" -n 4 --dry-run -- train --tp 4)" || fail "dry run STRATA_TP + --tp exited $?"
+    lacks "$out" "--tp 2" "an explicit --tp wins over STRATA_TP"
 
     out="$("$run" --strata "$strata" -n $((cores + 1)) --dry-run -- train)" || fail "dry run nproc+1 exited $?"
     contains "$out" "mpirun -np $((cores + 1))" "mpirun with ranks"

@@ -272,8 +272,32 @@ void ckpt_abort(const char *tmp_dir) {
   if (tmp_dir && *tmp_dir) rm_flat_dir(tmp_dir);
 }
 
-int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *exp_avg,
-                     const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
+size_t ckpt_full_numel(const gpt2_model_t *m) {
+  size_t n = 0;
+  for (int i = 0; i < m->num_tensors; i++) n += m->tensors[i].full_numel;
+  return n;
+}
+
+int ckpt_assemble_full(const gpt2_model_t *m, const float *parts, float *full, char *err,
+                       size_t errlen) {
+  const int tp = m->range.tp_size;
+  size_t off = 0;
+  for (int i = 0; i < m->num_tensors; i++) {
+    const gpt2_tensor_t *t = &m->tensors[i];
+    for (int r = 0; r < tp; r++)
+      if (gpt2_tensor_unslice(t, r, parts + (size_t)r * m->num_params + t->offset, full + off))
+        return strata_fail(err, errlen, "checkpoint: cannot assemble tensor '%s' from tensor-parallel "
+                           "rank %d of %d", t->name, r, tp);
+    off += t->full_numel;
+  }
+  return 0;
+}
+
+/* Writes the shard's tensors from flat buffers: whole tensors (`full`: tensor i at the sum of the
+ * full_numel before it, full_shape) or this rank's parts (m's layout and shapes). */
+static int write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *params,
+                       const float *exp_avg, const float *exp_avg_sq, int full, int stage,
+                       int num_stages, char *err, size_t errlen) {
   int rc = -1, n = 0;
   if (num_stages < 1 || stage < 0 || stage >= num_stages)
     return strata_fail(err, errlen, "checkpoint: stage %d of %d is out of range", stage, num_stages);
@@ -286,21 +310,24 @@ int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *ex
     strata_fail(err, errlen, "checkpoint: out of memory for the descriptors of %d tensors", m->num_tensors);
     goto exit;
   }
+  size_t foff = 0;
   for (int i = 0; i < m->num_tensors; i++) {
     const gpt2_tensor_t *t = &m->tensors[i];
+    const size_t off = full ? foff : t->offset;
+    foff += t->full_numel;
     if (strcmp(t->name, "wte.weight") == 0 && !m->range.has_embed) continue; /* stage 0 writes it */
     w[n] = (st_tensor_desc_t){.name = t->name, .dtype = ST_F32, .ndim = t->ndim,
-                              .data = m->params + t->offset};
-    for (int d = 0; d < t->ndim; d++) w[n].shape[d] = t->shape[d];
+                              .data = params + off};
+    for (int d = 0; d < t->ndim; d++) w[n].shape[d] = full ? t->full_shape[d] : t->shape[d];
     if (exp_avg) {
       snprintf(names[n][0], sizeof names[n][0], "exp_avg.%s", t->name);
       snprintf(names[n][1], sizeof names[n][1], "exp_avg_sq.%s", t->name);
       o[2 * n] = w[n];
       o[2 * n].name = names[n][0];
-      o[2 * n].data = exp_avg + t->offset;
+      o[2 * n].data = exp_avg + off;
       o[2 * n + 1] = w[n];
       o[2 * n + 1].name = names[n][1];
-      o[2 * n + 1].data = exp_avg_sq + t->offset;
+      o[2 * n + 1].data = exp_avg_sq + off;
     }
     n++;
   }
@@ -328,6 +355,21 @@ exit:
   free(o);
   free(names);
   return rc;
+}
+
+int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *exp_avg,
+                     const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
+  if (m->range.tp_size > 1)
+    return strata_fail(err, errlen, "checkpoint: stage %d is 1/%d of a tensor-parallel group; gather "
+                       "its whole tensors (ckpt_assemble_full) and use ckpt_write_shard_full",
+                       stage, m->range.tp_size);
+  return write_shard(tmp_dir, m, m->params, exp_avg, exp_avg_sq, 0, stage, num_stages, err, errlen);
+}
+
+int ckpt_write_shard_full(const char *tmp_dir, const gpt2_model_t *m, const float *params,
+                          const float *exp_avg, const float *exp_avg_sq, int stage,
+                          int num_stages, char *err, size_t errlen) {
+  return write_shard(tmp_dir, m, params, exp_avg, exp_avg_sq, 1, stage, num_stages, err, errlen);
 }
 
 /* Builds and writes model.safetensors.index.json from the stage files in tmp_dir. */
@@ -593,13 +635,14 @@ static const st_tensor_t *find_in(const open_set_t *s, const char *prefix, const
   return NULL;
 }
 
-/* Checks one checkpoint tensor against the model's, and copies it when dst is given. */
+/* Checks one checkpoint tensor (whole) against the model's logical tensor, and copies this TP
+ * rank's part of it (gpt2_tensor_slice; the whole tensor at tp = 1) when dst is given. */
 static int take(const char *dir, const open_set_t *s, const char *prefix, const char *ck_name,
-                const gpt2_tensor_t *t, float *dst, char *err, size_t errlen) {
+                const gpt2_tensor_t *t, int tp_rank, float *dst, char *err, size_t errlen) {
   const char *file = NULL;
   const st_tensor_t *c = find_in(s, prefix, ck_name, &file);
   char ms[96], cs[96];
-  shape_str(ms, sizeof ms, t->ndim, t->shape);
+  shape_str(ms, sizeof ms, t->ndim, t->full_shape); /* a checkpoint holds whole tensors */
   if (!c) {
     if (!strcmp(prefix, CKPT_OPTIM_PREFIX))
       strata_fail(err, errlen, "checkpoint '%s': no optimizer moment '%s' (shape %s): the checkpoint "
@@ -613,7 +656,7 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
   }
   shape_str(cs, sizeof cs, c->ndim, c->shape);
   int same = c->ndim == t->ndim;
-  for (int d = 0; same && d < t->ndim; d++) same = c->shape[d] == t->shape[d];
+  for (int d = 0; same && d < t->ndim; d++) same = c->shape[d] == t->full_shape[d];
   if (!same)
     return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
                        "the checkpoint is of another model shape",
@@ -621,7 +664,9 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
   if (c->dtype != ST_F32)
     return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
                        ck_name, file, st_dtype_name(c->dtype));
-  if (dst) memcpy(dst, c->data, t->numel * sizeof(float));
+  if (dst && gpt2_tensor_slice(t, t->tp_size > 1 ? tp_rank : 0, (const float *)c->data, dst))
+    return strata_fail(err, errlen, "checkpoint '%s': tensor-parallel rank %d is outside the "
+                       "model's %d", dir, tp_rank, t->tp_size);
   return 0;
 }
 
@@ -676,17 +721,18 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
     for (int i = 0; i < m->num_tensors; i++) {
       const gpt2_tensor_t *t = &m->tensors[i];
       char mname[160];
-      if (take(dir, &set, CKPT_MODEL_PREFIX, t->name, t, pass ? m->params + t->offset : NULL, err,
-               errlen) != 0)
+      const int tr = m->range.tp_rank;
+      if (take(dir, &set, CKPT_MODEL_PREFIX, t->name, t, tr, pass ? m->params + t->offset : NULL,
+               err, errlen) != 0)
         goto exit;
       if (!exp_avg) continue;
       snprintf(mname, sizeof mname, "exp_avg.%s", t->name);
-      if (take(dir, &set, CKPT_OPTIM_PREFIX, mname, t, pass ? exp_avg + t->offset : NULL, err,
+      if (take(dir, &set, CKPT_OPTIM_PREFIX, mname, t, tr, pass ? exp_avg + t->offset : NULL, err,
                errlen) != 0)
         goto exit;
       snprintf(mname, sizeof mname, "exp_avg_sq.%s", t->name);
-      if (take(dir, &set, CKPT_OPTIM_PREFIX, mname, t, pass ? exp_avg_sq + t->offset : NULL, err,
-               errlen) != 0)
+      if (take(dir, &set, CKPT_OPTIM_PREFIX, mname, t, tr, pass ? exp_avg_sq + t->offset : NULL,
+               err, errlen) != 0)
         goto exit;
     }
     if (pass == 0) { /* same shapes can still hide another configuration (heads, ctx) */

@@ -15,6 +15,10 @@
  *                                    size + XXH64 of every other file above.
  * wte.weight is written once, by the stage that has the embedding (stage 0), even when the
  * last stage holds a tied copy; a loader fills every copy from that one tensor.
+ * Tensors are always whole (the logical, tp = 1 shape; vocabulary unpadded), whatever tensor
+ * parallelism wrote them: a tensor-parallel stage gathers its T parts (ckpt_assemble_full) and
+ * one rank writes them (ckpt_write_shard_full); a loader takes its rank's part of each
+ * (gpt2_tensor_slice), so any T x P x D layout loads any checkpoint.
  *
  * Writing is atomic: files go into DIR.tmp-XXXXXX (same parent), are fsync'd, the directory
  * is fsync'd and renamed to DIR (an existing DIR is swapped out atomically with
@@ -25,6 +29,8 @@
  * Pipeline use (one writer per stage; with data parallelism only replica 0 of each stage):
  *    coordinator: ckpt_begin(dir, tmp, sizeof tmp, ...); broadcast tmp
  *    every stage: ckpt_write_shard(tmp, model, exp_avg, exp_avg_sq, stage, P, ...); barrier
+ *                 (tensor-parallel: all-gather the parts of params and moments over the TP
+ *                 group, ckpt_assemble_full each, and TP rank 0 ckpt_write_shard_full)
  *    coordinator: ckpt_commit(tmp, dir, &cfg, &state, P, ...)
  * Single rank: ckpt_save(dir, model, exp_avg, exp_avg_sq, &state, ...) does all three.
  *
@@ -33,7 +39,8 @@
  *
  * Reading: ckpt_load verifies the directory (train_state.pb decodes; every file it lists exists
  * with the recorded size and XXH64; the weights are present) and then copies each tensor of the
- * given shard by name, whatever layout wrote it (resume onto another pp x dp works). It refuses a
+ * given shard by name, whatever layout wrote it (resume onto another tp x pp x dp works; a
+ * tensor-parallel shard takes its slice of each whole tensor). It refuses a
  * checkpoint of another model shape naming the tensor and both shapes, a dtype other than F32,
  * or a missing tensor. Tensor names may also carry HF's "transformer." prefix.
  * Every function returns 0 or -1 with a message in err naming the file and the problem.
@@ -64,9 +71,26 @@ int ckpt_begin(const char *dir, char *tmp_out, size_t tmp_len, char *err, size_t
 /* Writes stage `stage` of `num_stages`: the weights the shard owns (wte.weight only when
  * m->range.has_embed) into model.safetensors (num_stages == 1) or
  * model-<stage+1>-of-<num_stages>.safetensors, and, when exp_avg and exp_avg_sq are given,
- * the moments of the same tensors into the matching optimizer file. */
+ * the moments of the same tensors into the matching optimizer file. The shard must be whole
+ * (m->range.tp_size == 1; otherwise ckpt_write_shard_full). */
 int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *exp_avg,
                      const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen);
+
+/* Tensor parallelism. The "full layout" of a shard: its whole logical tensors in catalogue
+ * order, tensor i at the sum of full_numel of the tensors before it (at tp = 1 the model's own
+ * flat layout). ckpt_full_numel: the elements of that layout. */
+size_t ckpt_full_numel(const gpt2_model_t *m);
+/* Assembles one flat array (parameters or a moment) of the full layout from the parts of all
+ * m->range.tp_size ranks: parts holds tp_size arrays of m->num_params, rank r's at
+ * r * num_params (as coll_allgather leaves them); padding rows of the vocabulary are dropped.
+ * full receives ckpt_full_numel(m) floats. 0, or -1 with a message. */
+int ckpt_assemble_full(const gpt2_model_t *m, const float *parts, float *full, char *err,
+                       size_t errlen);
+/* ckpt_write_shard from whole tensors: params, exp_avg, exp_avg_sq (the moments may be NULL) in
+ * the full layout, written with the logical shapes. Any tp_size. */
+int ckpt_write_shard_full(const char *tmp_dir, const gpt2_model_t *m, const float *params,
+                          const float *exp_avg, const float *exp_avg_sq, int stage,
+                          int num_stages, char *err, size_t errlen);
 
 /* Coordinator, after every stage wrote: checks that all num_stages weight files exist, writes
  * the index (num_stages > 1) and config.json, records every file's size and XXH64 in

@@ -18,13 +18,19 @@ static const char *usage_text =
     "--resume DIR|auto continues a run bit-identically (auto: the newest valid checkpoint in --out);\n"
     "the checkpoint's model and data order are kept, and --steps may extend the run.\n"
     "\n"
-    "Distributed: mpirun -np N strata train --pp P --dp D [--microbatches M] [--schedule gpipe|1f1b]\n"
-    "  N must equal P x D; rank r is (stage r % P, replica r / P). Layers are split over the P\n"
-    "  stages balanced by compute (or --stage-layers 3,3,2); --batch is the global batch and must\n"
-    "  divide by D x M. Gradients are all-reduced in buckets of --bucket-mb MiB (default 4, env\n"
-    "  STRATA_BUCKET_MB) as backward finishes them; --zero 1 shards the optimizer over replicas.\n"
-    "  Rank 0 prints the layout and the progress; the run directory also receives report.pb and\n"
-    "  trace.json (Chrome trace: open in Perfetto). Resume works onto any P x D layout.\n"
+    "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
+    "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
+    "  N must equal T x P x D; rank r is (t r % T, stage (r / T) % P, replica r / (T x P)).\n"
+    "  Tensor parallelism splits every matrix of a stage over T ranks (Megatron-LM; T divides the\n"
+    "  heads); --sequence-parallel also splits the LayerNorm/residual rows (T divides --seq-len);\n"
+    "  --recompute drops activations and recomputes them in backward (selective: the attention\n"
+    "  probabilities; full: all but each layer's input), with the same losses. Layers are split\n"
+    "  over the P stages balanced by compute (or --stage-layers 3,3,2); --batch is the global\n"
+    "  batch and must divide by D x M. Gradients are all-reduced in buckets of --bucket-mb MiB\n"
+    "  (default 4, env STRATA_BUCKET_MB) as backward finishes them; --zero 1 shards the optimizer\n"
+    "  over replicas. Rank 0 prints the layout and the progress; the run directory also receives\n"
+    "  report.pb and trace.json (Chrome trace: open in Perfetto). Checkpoints hold whole tensors:\n"
+    "  resume works onto any T x P x D layout.\n"
     "  Simulated accelerator: --device trn1|trn2|trn3|h100|cpu|FILE.json (default cpu, calibrated\n"
     "  at start-up), --device-mem BYTES. A stage that does not fit stops the job before step 1\n"
     "  (exit 2, naming a layout that fits); the progress line, report.json (sim_step_s,\n"
@@ -43,7 +49,7 @@ int cmd_train(int argc, char **argv) {
   double lr = c.opt.lr, wd = c.opt.weight_decay, clip = c.opt.grad_clip, min_lr_ratio = c.opt.min_lr_ratio;
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
-  const char *schedule = NULL, *transport = NULL;
+  const char *schedule = NULL, *transport = NULL, *recompute = NULL;
   /* flags whose presence matters: resume compares them with the checkpoint */
   int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
       g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
@@ -91,8 +97,14 @@ int cmd_train(int argc, char **argv) {
        .min = 1, .max = TRAIN_MAX_COUNT},
       {"--threads", NULL, ARG_INT, &c.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
       {"--quiet", NULL, ARG_FLAG, &c.quiet, NULL, "no progress lines"},
+      {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads (default 1)",
+       .min = 1, .max = 4096},
+      {"--sequence-parallel", NULL, ARG_FLAG, &c.sequence_parallel, NULL,
+       "split the LayerNorm/residual rows over the --tp ranks too (needs --tp >= 2)"},
+      {"--recompute", NULL, ARG_STRING, &recompute, "none|selective|full",
+       "activation recomputation in backward (default none)"},
       {"--pp", NULL, ARG_INT, &c.pp, "P", "pipeline stages (default 1)", .min = 1, .max = 4096},
-      {"--dp", NULL, ARG_INT, &c.dp, "D", "data-parallel replicas (default 1); mpirun -np P*D", .min = 1, .max = 1 << 20},
+      {"--dp", NULL, ARG_INT, &c.dp, "D", "data-parallel replicas (default 1); mpirun -np T*P*D", .min = 1, .max = 1 << 20},
       {"--schedule", NULL, ARG_STRING, &schedule, "gpipe|1f1b", "pipeline schedule (default gpipe)"},
       {"--stage-layers", NULL, ARG_STRING, &c.stage_layers, "L0,L1,..", "layers per stage (default: balanced by compute)"},
       {"--transport", NULL, ARG_STRING, &transport, "mpi|ofi", "collectives transport (default mpi)"},
@@ -118,6 +130,12 @@ int cmd_train(int argc, char **argv) {
     strata_error("train: --transport must be mpi or ofi, got '%s'", transport);
     return 2;
   }
+  gpt2_recompute_t recompute_mode = GPT2_RECOMPUTE_NONE;
+  if (recompute && gpt2_parse_recompute(recompute, &recompute_mode)) {
+    strata_error("train: --recompute must be none, selective or full, got '%s'", recompute);
+    return 2;
+  }
+  c.recompute = (int)recompute_mode;
   if (schedule) c.schedule = (int)sched_kind;
   if (transport) c.transport = (int)transport_kind;
   const unsigned given_bits[][2] = {
@@ -141,8 +159,9 @@ int cmd_train(int argc, char **argv) {
   if (cli_mpi_start()) return 1;
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
-  const int distributed = world > 1 || c.pp != 1 || c.dp != 1 || schedule || transport ||
-                          c.stage_layers || c.zero != 0 || c.device || c.device_mem;
+  const int distributed = world > 1 || c.tp != 1 || c.pp != 1 || c.dp != 1 || schedule ||
+                          transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
+                          c.sequence_parallel || recompute;
   if (distributed) return train_run_dist(&c);
   if (c.resume && !c.microbatches_given) c.microbatches = 1; /* train_run takes the checkpoint's */
   return train_run(&c);

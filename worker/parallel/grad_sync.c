@@ -18,8 +18,11 @@ struct grad_sync {
   size_t n;                      /* shard elements */
   size_t bucket_elems;           /* bucket threshold in floats */
   int wte_separate;              /* 1: wte is tied across stages, reduced after backward */
-  int wte_is_copy;               /* 1: this shard's wte is the last stage's copy (not in norm) */
   size_t wte_off, wte_n;         /* wte's flat range (wte_n = 0 when not held) */
+  size_t *skip;                  /* [2 * n_skip] flat ranges [lo, hi) left out of the norm, in
+                                    increasing order: the last stage's wte copy, and on TP ranks
+                                    t > 0 the replicated tensors (counted on t = 0) */
+  int n_skip;
   int armed;                     /* buckets start during this backward */
   size_t pend_lo, pend_hi;       /* open bucket [pend_lo, pend_hi) (empty when equal) */
   size_t covered;                /* elements handed to bucket all-reduces this step */
@@ -121,7 +124,20 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
     gs->wte_n = wte->numel;
   }
   gs->wte_separate = tied != NULL && wte != NULL;
-  gs->wte_is_copy = gs->wte_separate && !m->range.has_embed;
+  gs->skip = calloc(2 * (size_t)m->num_tensors + 2, sizeof *gs->skip);
+  if (!gs->skip) goto oom;
+  const int wte_is_copy = gs->wte_separate && !m->range.has_embed;
+  for (int i = 0; i < m->num_tensors; i++) { /* catalogue order = flat order */
+    const gpt2_tensor_t *t = &m->tensors[i];
+    if (!((wte_is_copy && t == wte) || (t->replicated && m->range.tp_rank > 0))) continue;
+    if (gs->n_skip > 0 && gs->skip[2 * gs->n_skip - 1] == t->offset) { /* merge adjacent */
+      gs->skip[2 * gs->n_skip - 1] += t->numel;
+      continue;
+    }
+    gs->skip[2 * gs->n_skip] = t->offset;
+    gs->skip[2 * gs->n_skip + 1] = t->offset + t->numel;
+    gs->n_skip++;
+  }
   gs->cap_req = m->num_tensors + 8;
   gs->req = calloc((size_t)gs->cap_req, sizeof *gs->req);
   gs->req_done = calloc((size_t)gs->cap_req, sizeof *gs->req_done);
@@ -162,6 +178,7 @@ void grad_sync_free(grad_sync_t *gs) {
     gs->m->grad_ready_ctx = NULL;
   }
   for (int i = 0; i < gs->n_req; i++) coll_wait(gs->req[i]);
+  free(gs->skip);
   free(gs->req);
   free(gs->req_done);
   free(gs->req_t0);
@@ -183,17 +200,17 @@ int grad_sync_bucket_times(const grad_sync_t *gs, const double **t0_s, const dou
 
 void grad_sync_arm(grad_sync_t *gs) { gs->armed = 1; }
 
-/* Sum of squares of g over [lo, hi) minus the wte copy's range. */
+/* Sum of squares of g over [lo, hi) minus the skipped ranges (gs->skip). */
 static double owned_sumsq(const grad_sync_t *gs, const float *g, size_t lo, size_t hi) {
-  if (lo >= hi) return 0;
-  if (!gs->wte_is_copy) return adamw_sum_squares(g + lo, hi - lo);
-  size_t a = gs->wte_off, b = gs->wte_off + gs->wte_n;
   double s = 0;
-  if (lo < a) s += adamw_sum_squares(g + lo, (hi < a ? hi : a) - lo);
-  if (hi > b) {
-    size_t from = lo > b ? lo : b;
-    s += adamw_sum_squares(g + from, hi - from);
+  size_t from = lo;
+  for (int i = 0; i < gs->n_skip && from < hi; i++) {
+    size_t a = gs->skip[2 * i], b = gs->skip[2 * i + 1];
+    if (b <= from) continue;
+    if (a > from) s += adamw_sum_squares(g + from, (hi < a ? hi : a) - from);
+    from = b;
   }
+  if (from < hi) s += adamw_sum_squares(g + from, hi - from);
   return s;
 }
 

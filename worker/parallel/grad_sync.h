@@ -23,9 +23,15 @@
  *
  * Global norm. Each rank sums the squares of the gradients it owns -- the whole shard
  * (ZeRO off; the wte copy of the last stage excluded, so wte counts once) or its slice (ZeRO) --
- * and the sums are all-reduced over the `norm` communicator passed at creation (the pipeline
- * group of the replica without ZeRO, since replicas are identical after averaging; the world
- * with ZeRO). Every rank derives the same clipping factor.
+ * and the sums are all-reduced over the `norm` communicator passed at creation (the replica's
+ * ranks without ZeRO -- its pipeline, times its T tensor-parallel ranks -- since replicas are
+ * identical after averaging; the world with ZeRO). With tensor parallelism (m->range.tp_size >
+ * 1) each rank holds its own part of every split tensor, counted on that rank, and the whole of
+ * every replicated tensor (gpt2_tensor_t.replicated), counted only on TP rank 0, so each
+ * element of the model is counted once. Every rank derives the same clipping factor.
+ *
+ * Tensor parallelism changes nothing else here: dp is the DP group of (t, stage) and tied the
+ * pair of stage 0 and stage P-1 with the same t (both hold the same vocabulary rows of wte).
  *
  * Usage per step:
  *    gpt2_zero_grad(m); ...pipeline: before the last micro-batch's backward grad_sync_arm(gs)...
@@ -57,9 +63,9 @@ typedef struct {
   int buckets;         /* buckets all-reduced during backward */
 } grad_sync_stats_t;
 
-/* dp: the stage's data-parallel group (size D, may be 1); tied: the 2-rank {stage 0, stage P-1}
- * communicator of this replica, or NULL (P == 1, or a middle stage); norm: the communicator
- * the squared norms are summed over (see above). bucket_mb > 0. zero: 0 or 1. Installs the
+/* dp: the data-parallel group of this shard (size D, may be 1); tied: the 2-rank {stage 0,
+ * stage P-1} communicator of this replica (and TP rank), or NULL (P == 1, or a middle stage);
+ * norm: the communicator the squared norms are summed over (see above). bucket_mb > 0. zero: 0 or 1. Installs the
  * model's grad_ready callback. Returns 0, or -1 with a message. */
 int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
                      double bucket_mb, int zero, grad_sync_t **out, char *err, size_t errlen);

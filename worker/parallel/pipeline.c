@@ -25,13 +25,14 @@ struct pipeline {
   gpt2_model_t *m;
   coll_comm_t *pipe;
   int P, stage, M, mb, T, C;
+  size_t nact;                 /* floats of one micro-batch's residual stream message */
   sched_action_t *actions;
   int n_actions;
   int slots;                   /* K: activation slots */
   gpt2_acts_t **acts;          /* [K] */
-  float *x_in;                 /* (mb, T, C) received activation (stage > 0) */
-  float *dx_out;               /* (mb, T, C) received output gradient (stage < P-1) */
-  float **dx_in;               /* [K] (mb, T, C) input gradients to send (stage > 0) */
+  float *x_in;                 /* (rows, C) received activation (stage > 0) */
+  float *dx_out;               /* (rows, C) received output gradient (stage < P-1) */
+  float **dx_in;               /* [K] (rows, C) input gradients to send (stage > 0) */
   coll_request_t **act_req;    /* [K] pending activation sends */
   coll_request_t **grad_req;   /* [K] pending gradient sends */
   const step_hooks_t *hooks;   /* the trace and the simulated clock, or NULL */
@@ -65,7 +66,7 @@ int pipeline_create(gpt2_model_t *m, coll_comm_t *pipe, sched_kind_t kind, int M
   pl->act_req = calloc((size_t)pl->slots, sizeof *pl->act_req);
   pl->grad_req = calloc((size_t)pl->slots, sizeof *pl->grad_req);
   if (!pl->acts || !pl->dx_in || !pl->act_req || !pl->grad_req) goto oom;
-  const size_t nact = (size_t)mb * T * pl->C;
+  const size_t nact = pl->nact = (size_t)gpt2_stream_rows(m, mb, T) * pl->C;
   for (int k = 0; k < pl->slots; k++) {
     if (gpt2_acts_create(m, mb, T, &pl->acts[k], err, errlen)) {
       pipeline_free(pl);
@@ -104,9 +105,15 @@ void pipeline_free(pipeline_t *pl) {
 
 void pipeline_set_hooks(pipeline_t *pl, const step_hooks_t *h) { pl->hooks = h; }
 
+size_t pipeline_acts_in_flight_bytes(const pipeline_t *pl) {
+  size_t b = 0;
+  for (int k = 0; k < pl->slots; k++) b += gpt2_acts_bytes(pl->acts[k]);
+  return b;
+}
+
 size_t pipeline_act_bytes(const pipeline_t *pl) {
-  size_t nact = (size_t)pl->mb * pl->T * pl->C * sizeof(float), b = 0;
-  for (int k = 0; k < pl->slots; k++) b += gpt2_acts_bytes(pl->acts[k]) + (pl->stage > 0 ? nact : 0);
+  size_t nact = pl->nact * sizeof(float), b = pipeline_acts_in_flight_bytes(pl);
+  for (int k = 0; k < pl->slots; k++) b += pl->stage > 0 ? nact : 0;
   if (pl->x_in) b += nact;
   if (pl->dx_out) b += nact;
   return b;
@@ -130,7 +137,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
                   pipeline_stats_t *st, char *err, size_t errlen) {
   const step_hooks_t *h = pl->hooks;
   memset(st, 0, sizeof *st);
-  const size_t nact = (size_t)pl->mb * pl->T * pl->C, ntok = (size_t)pl->mb * pl->T;
+  const size_t nact = pl->nact, ntok = (size_t)pl->mb * pl->T;
   const int first = pl->stage == 0, last = pl->stage == pl->P - 1;
   const float loss_scale = 1.0f / (float)pl->M;
   for (int i = 0; i < pl->n_actions; i++) {
@@ -181,8 +188,10 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       hook_clock_bwd_begin(h, j == pl->M - 1);
       t0 = strata_now_s();
       t0c = hook_now(h);
-      gpt2_backward(pl->m, pl->acts[k], last ? NULL : pl->dx_out, loss_scale,
-                    first ? NULL : pl->dx_in[k]);
+      if (gpt2_backward(pl->m, pl->acts[k], last ? NULL : pl->dx_out, loss_scale,
+                        first ? NULL : pl->dx_in[k]))
+        return strata_fail(err, errlen, "backward of micro-batch %d (stage %d) failed (see the "
+                           "message above)", j, pl->stage);
       hook_clock_bwd_end(h, j == pl->M - 1);
       st->compute_s += strata_now_s() - t0;
       hook_trace(h, TRACE_BWD, j, t0c);
@@ -207,7 +216,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
 
 int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets, double *loss,
                   char *err, size_t errlen) {
-  const size_t nact = (size_t)pl->mb * pl->T * pl->C;
+  const size_t nact = pl->nact;
   const int first = pl->stage == 0, last = pl->stage == pl->P - 1;
   *loss = 0;
   if (!first && coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, PIPELINE_EVAL_TAG, pl->pipe) != COLL_OK)

@@ -6,7 +6,10 @@
  * (gpt2_acts_t), micro-batch j in slot j % K (forwards and backwards both run in micro-batch
  * order, so the live micro-batches are always K consecutive ones). Received activations and
  * received output gradients go to one buffer each (gpt2 copies them in at once); the input
- * gradient sent back to stage - 1 has a buffer per slot.
+ * gradient sent back to stage - 1 has a buffer per slot. A message is the residual stream of
+ * one micro-batch, gpt2_stream_rows(m, mb, T) rows of C floats: all mb x T rows, or with
+ * tensor-parallel sequence parallelism this TP rank's 1/T of them. With tensor parallelism the
+ * pipeline communicator joins the same TP rank t of every stage, so t talks to t.
  *
  * Execution rule (schedule.h): receives block (coll_recv, bounded by the library's timeout);
  * sends are coll_isend and are completed before their buffer is reused and at the end of the
@@ -65,5 +68,8 @@ int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
 
 /* Bytes of activation storage this stage holds (all slots and message buffers). */
 size_t pipeline_act_bytes(const pipeline_t *pl);
+/* The activations of the K micro-batches in flight alone (gpt2_acts_bytes of every slot, in the
+ * model's recompute mode); add gpt2_scratch_bytes for the stage's activation peak. */
+size_t pipeline_acts_in_flight_bytes(const pipeline_t *pl);
 
 #endif /* STRATA_PIPELINE_H */

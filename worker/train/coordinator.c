@@ -25,7 +25,8 @@ static const char *const trace_names[TRACE_KINDS] = {"fwd",       "bwd",   "send
                                                      "allreduce", "optim", "checkpoint"};
 
 typedef struct {
-  double compute_s, comm_s, idle_s; /* summed over steps and replicas */
+  double compute_s, comm_s, idle_s; /* summed over steps, replicas and TP ranks */
+  double tp_comm_s;                 /* the part of comm_s in TP collectives, likewise */
   uint64_t peak_mem_bytes;          /* max over replicas */
 } stage_acc_t;
 
@@ -44,6 +45,7 @@ struct coord {
   int trace_written;       /* trace.json holds this invocation's trace (coord_finish) */
   stage_acc_t *stages;     /* [pp] */
   double train_s;          /* summed slowest-rank step seconds */
+  double wall_sum_s, comm_sum_s, tp_comm_sum_s; /* over ranks and steps: step, comm, TP comm */
   double tokens;           /* tokens processed in this invocation */
   double last_loss;
   double val_loss;         /* NaN until an evaluation ran */
@@ -174,7 +176,7 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   if (c->rank != 0) return 0;
 
   const layout_t *lay = c->info.layout;
-  double loss_sum = 0, comm = 0, idle = 0, wall = 0, slowest = 0;
+  double loss_sum = 0, comm = 0, tp_comm = 0, idle = 0, wall = 0, slowest = 0;
   int n_loss = 0;
   uint64_t sent = 0, recvd = 0, tokens = 0;
   double sim_s = 0;
@@ -192,17 +194,19 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
     }
     double rs = rep.compute_s + rep.comm_s + rep.idle_s;
     comm += rep.comm_s;
+    tp_comm += rep.tp_comm_s;
     idle += rep.idle_s;
     wall += rs;
     if (rs > slowest) slowest = rs;
     if (rep.simulated_s > sim_s) sim_s = rep.simulated_s;
     sent += rep.bytes_sent;
     recvd += rep.bytes_recv;
-    if (rep.stage == 0) tokens += rep.tokens;
+    if (rep.stage == 0 && rep.tp_rank == 0) tokens += rep.tokens; /* TP ranks share them */
     if (rep.stage >= 0 && rep.stage < lay->pp) {
       stage_acc_t *s = &c->stages[rep.stage];
       s->compute_s += rep.compute_s;
       s->comm_s += rep.comm_s;
+      s->tp_comm_s += rep.tp_comm_s;
       s->idle_s += rep.idle_s;
       if (rep.peak_mem_bytes > s->peak_mem_bytes) s->peak_mem_bytes = rep.peak_mem_bytes;
     }
@@ -211,6 +215,9 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   if (loss_out) *loss_out = loss;
   c->last_loss = loss;
   c->train_s += slowest;
+  c->wall_sum_s += wall;
+  c->comm_sum_s += comm;
+  c->tp_comm_sum_s += tp_comm;
   c->tokens += (double)tokens;
   c->steps_done++;
   c->sim_train_s += sim_s;
@@ -220,6 +227,7 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   int64_t step = (int64_t)mine.step;
   json_object *rec = train_step_record(step, loss, lr, grad_norm, tps, slowest);
   runlog_json_add(rec, "comm_share", runlog_json_num(comm_share, "%.4f"));
+  runlog_json_add(rec, "tp_comm_share", runlog_json_num(wall > 0 ? tp_comm / wall : 0, "%.4f"));
   runlog_json_add(rec, "idle_share", runlog_json_num(idle_share, "%.4f"));
   runlog_json_add(rec, "bytes_sent", json_object_new_uint64(sent));
   runlog_json_add(rec, "bytes_recv", json_object_new_uint64(recvd));
@@ -326,8 +334,8 @@ static int write_trace(coord_t *c, char *err, size_t errlen) {
   runlog_file_printf(&f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [");
   for (int r = 0; r < c->size; r++) {
     char name[128];
-    snprintf(name, sizeof name, "rank %d (stage %d, replica %d)", r, layout_stage_of(lay, r),
-             layout_replica_of(lay, r));
+    snprintf(name, sizeof name, "rank %d (t %d, stage %d, replica %d)", r, layout_tp_of(lay, r),
+             layout_stage_of(lay, r), layout_replica_of(lay, r));
     write_process_name(&f, r, name, &first);
   }
   write_events(&f, 0, c->ev, c->n_ev, &first);
@@ -367,6 +375,9 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   const strata_model_cfg_t *m = &c->info.model;
   json_object *o = json_object_new_object();
   runlog_json_add(o, "world_size", json_object_new_int(lay->world));
+  runlog_json_add(o, "tp", json_object_new_int(lay->tp));
+  runlog_json_add(o, "sequence_parallel", json_object_new_boolean(c->info.sequence_parallel));
+  runlog_json_add(o, "recompute", runlog_json_str(c->info.recompute));
   runlog_json_add(o, "pp", json_object_new_int(lay->pp));
   runlog_json_add(o, "dp", json_object_new_int(lay->dp));
   runlog_json_add(o, "microbatches", json_object_new_int(lay->micro));
@@ -380,6 +391,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   for (int r = 0; ranks && r < lay->world; r++) {
     json_object *e = json_object_new_object();
     runlog_json_add(e, "rank", json_object_new_int(r));
+    runlog_json_add(e, "t", json_object_new_int(layout_tp_of(lay, r)));
     runlog_json_add(e, "stage", json_object_new_int(layout_stage_of(lay, r)));
     runlog_json_add(e, "replica", json_object_new_int(layout_replica_of(lay, r)));
     json_object_array_add(ranks, e);
@@ -393,11 +405,16 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
     runlog_json_add(e, "stage", json_object_new_int(s));
     runlog_json_add(e, "layer_begin", json_object_new_int(lay->layer_begin[s]));
     runlog_json_add(e, "layer_end", json_object_new_int(lay->layer_begin[s + 1]));
+    const double nr = (double)lay->dp * lay->tp; /* the stage's ranks */
     runlog_json_add(e, "params", json_object_new_int64(layout_stage_params(lay, s)));
-    runlog_json_add(e, "compute_s", runlog_json_num(a->compute_s / lay->dp, "%.6g"));
-    runlog_json_add(e, "comm_s", runlog_json_num(a->comm_s / lay->dp, "%.6g"));
-    runlog_json_add(e, "idle_s", runlog_json_num(a->idle_s / lay->dp, "%.6g"));
+    runlog_json_add(e, "rank_params", json_object_new_int64(layout_rank_params(lay, s)));
+    runlog_json_add(e, "compute_s", runlog_json_num(a->compute_s / nr, "%.6g"));
+    runlog_json_add(e, "comm_s", runlog_json_num(a->comm_s / nr, "%.6g"));
+    runlog_json_add(e, "tp_comm_s", runlog_json_num(a->tp_comm_s / nr, "%.6g"));
+    runlog_json_add(e, "idle_s", runlog_json_num(a->idle_s / nr, "%.6g"));
     runlog_json_add(e, "peak_mem_bytes", json_object_new_uint64(a->peak_mem_bytes));
+    if (c->sim.mem_act_bytes)
+      runlog_json_add(e, "mem_activations_bytes", runlog_json_num(c->sim.mem_act_bytes[s], "%.0f"));
     if (c->sim.res && s < c->sim.res->pp) {
       /* per step: compute, comm (exposed DP/tied/all-gather waits), idle (pipeline bubble),
        * optimizer; sums match the simulated step for the slowest rank */
@@ -434,6 +451,13 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "final_loss", runlog_json_num(c->last_loss, "%.9g"));
   runlog_json_add(o, "val_loss", runlog_json_num(c->val_loss, "%.9g"));
   runlog_json_add(o, "tokens_per_s", runlog_json_num(tps, "%.6g"));
+  /* shares of all ranks' step time: communication in all, in the TP groups, and the rest (DP
+   * reductions, tied wte, norm, ZeRO gathers) */
+  const double ws = c->wall_sum_s;
+  runlog_json_add(o, "comm_share", runlog_json_num(ws > 0 ? c->comm_sum_s / ws : 0, "%.4f"));
+  runlog_json_add(o, "tp_comm_share", runlog_json_num(ws > 0 ? c->tp_comm_sum_s / ws : 0, "%.4f"));
+  runlog_json_add(o, "dp_comm_share",
+                  runlog_json_num(ws > 0 ? (c->comm_sum_s - c->tp_comm_sum_s) / ws : 0, "%.4f"));
   runlog_json_add(o, "train_s", runlog_json_num(c->train_s, "%.6g"));
   runlog_json_add(o, "wall_s", runlog_json_num(wall, "%.6g"));
   runlog_json_add(o, "steps_log_complete", json_object_new_boolean(c->steps_log_complete));
@@ -451,6 +475,7 @@ static int write_report_pb(const coord_t *c, double tps, double wall, int64_t st
   rr->world_size = lay->world;
   rr->model = c->info.model;
   rr->train = c->info.train;
+  rr->layout.tp = lay->tp;
   rr->layout.pp = lay->pp;
   rr->layout.dp = lay->dp;
   rr->layout.n_stage_layers = lay->pp;
@@ -466,9 +491,9 @@ static int write_report_pb(const coord_t *c, double tps, double wall, int64_t st
     ss->layer_begin = lay->layer_begin[s];
     ss->layer_end = lay->layer_begin[s + 1];
     ss->params = (uint64_t)layout_stage_params(lay, s);
-    ss->compute_s = c->stages[s].compute_s / lay->dp;
-    ss->comm_s = c->stages[s].comm_s / lay->dp;
-    ss->idle_s = c->stages[s].idle_s / lay->dp;
+    ss->compute_s = c->stages[s].compute_s / ((double)lay->dp * lay->tp);
+    ss->comm_s = c->stages[s].comm_s / ((double)lay->dp * lay->tp);
+    ss->idle_s = c->stages[s].idle_s / ((double)lay->dp * lay->tp);
     ss->peak_mem_bytes = c->stages[s].peak_mem_bytes;
   }
   snprintf(rr->transport, sizeof rr->transport, "%s", c->info.transport);

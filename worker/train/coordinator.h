@@ -14,14 +14,15 @@
  * Progress line (rank 0, every log_every steps, the first and the last):
  *   step 12/20 | loss 3.2101 | 5400 tok/s | comm 8% | idle 21% | ETA 4s
  * comm = summed communication seconds / summed step seconds over ranks (DP reduction, tied
- * embedding sum, norm, ZeRO gathers); idle = the same for time blocked receiving from or
+ * embedding sum, norm, ZeRO gathers, and the tensor-parallel collectives inside forward and
+ * backward, which steps.jsonl also gives alone as tp_comm_share); idle = the same for time blocked receiving from or
  * completing sends to a neighbour stage, plus the time waiting for the slowest rank at the previous
  * step's report gather (together: the pipeline bubble, (P-1)/(M+P-1) of the step for uniform
  * stages, and any imbalance).
  *
  * trace.json: {"traceEvents": [{"name": "fwd", "ph": "X", "pid": rank, "tid": 0, "ts": us,
  * "dur": us, "args": {"micro": j, "step": k}}, ...]} plus process_name metadata
- * "rank r (stage s, replica d)". Bucket all-reduces are "allreduce" events with args.micro =
+ * "rank r (t t, stage s, replica d)". Bucket all-reduces are "allreduce" events with args.micro =
  * the bucket index (in start order); the remaining reductions after backward (tied wte, norm,
  * ZeRO reduce-scatter) form one "allreduce" event with micro = -1. Opens in Perfetto / chrome://tracing. At most
  * COORD_TRACE_MAX_EVENTS per rank (env STRATA_TRACE_MAX_EVENTS); later events are dropped.
@@ -54,6 +55,8 @@ typedef struct {
   int quiet;                  /* no progress lines */
   int append;                 /* append to steps.jsonl (resume) */
   double bucket_mb;
+  int sequence_parallel;      /* report.json: sequence_parallel */
+  const char *recompute;      /* report.json: recompute ("none", "selective", "full") */
 } coord_info_t;
 
 typedef struct coord coord_t;
@@ -102,6 +105,8 @@ typedef struct {
   const sim_result_t *res;        /* one step */
   const double *mem_model_bytes;  /* [pp] */
   const double *mem_alloc_bytes;  /* [pp] */
+  const double *mem_act_bytes;    /* [pp] activations (micro-batches in flight + the model's
+                                     scratch), measured; NULL: not reported */
 } coord_sim_t;
 void coord_set_sim(coord_t *c, const coord_sim_t *sim);
 /* Collective over world, at the end: closes steps.jsonl, gathers the trace events and writes

@@ -99,8 +99,10 @@ static void print_layout(const report_run_t *run) {
   json_object *model = run->model, *config = run->config;
   char b1[64];
   printf("run %s\n\n", run->dir);
-  printf("layout: world %d = pp %d x dp %d, %d micro-batch(es), schedule %s, transport %s\n",
-         run->world, run->pp, run->dp, run->micro, run->schedule, run->transport);
+  char tp_txt[32] = "";
+  if (run->tp > 1) snprintf(tp_txt, sizeof tp_txt, "tp %d x ", run->tp);
+  printf("layout: world %d = %spp %d x dp %d, %d micro-batch(es), schedule %s, transport %s\n",
+         run->world, tp_txt, run->pp, run->dp, run->micro, run->schedule, run->transport);
   if (model)
     printf("model:  %d layers, dim %d, %d heads, ctx %d, vocab %d, %.0f params\n", (int)jnum(model, "layers", 0),
            (int)jnum(model, "dim", 0), (int)jnum(model, "heads", 0), (int)jnum(model, "ctx", 0),
@@ -112,7 +114,9 @@ static void print_layout(const report_run_t *run) {
     printf("\nrank map:\n");
     for (size_t i = 0; i < json_object_array_length(run->ranks); i++) {
       json_object *r = json_object_array_get_idx(run->ranks, i);
-      printf("  rank %d: stage %d, replica %d, peak memory %s\n", (int)jnum(r, "rank", 0),
+      char t_txt[32] = "";
+      if (run->tp > 1) snprintf(t_txt, sizeof t_txt, "t %d, ", (int)jnum(r, "t", 0));
+      printf("  rank %d: %sstage %d, replica %d, peak memory %s\n", (int)jnum(r, "rank", 0), t_txt,
              (int)jnum(r, "stage", 0), (int)jnum(r, "replica", 0),
              fmt_bytes(rank_peak_mem(run, r), b1, sizeof b1));
     }
@@ -206,6 +210,7 @@ static json_object *ranks_json(const report_run_t *run) {
     json_object *r = json_object_array_get_idx(run->ranks, i), *c = json_object_new_object();
     int sidx = (int)jnum(r, "stage", 0);
     json_object_object_add(c, "rank", json_object_new_int((int)jnum(r, "rank", 0)));
+    json_object_object_add(c, "t", json_object_new_int((int)jnum(r, "t", 0)));
     json_object_object_add(c, "stage", json_object_new_int(sidx));
     json_object_object_add(c, "replica", json_object_new_int((int)jnum(r, "replica", 0)));
     if (run->stages && sidx >= 0 && (size_t)sidx < run->nstages)
@@ -266,6 +271,7 @@ void report_print_json(const report_run_t *run) {
   json_object *o = json_object_new_object();
   json_object_object_add(o, "run_dir", json_object_new_string(run->dir));
   json_object_object_add(o, "world_size", json_object_new_int(run->world));
+  json_object_object_add(o, "tp", json_object_new_int(run->tp));
   json_object_object_add(o, "pp", json_object_new_int(run->pp));
   json_object_object_add(o, "dp", json_object_new_int(run->dp));
   json_object_object_add(o, "microbatches", json_object_new_int(run->micro));

@@ -179,6 +179,7 @@ void report_stage_shares(json_object *st, double *c, double *m, double *i) {
 static void read_layout(report_run_t *run) {
   json_object *rep = run->rep, *layout = NULL, *tmp;
   run->world = (int)report_json_num(rep, "world_size", 1);
+  run->tp = (int)report_json_num(rep, "tp", 1);
   run->pp = (int)report_json_num(rep, "pp", 1);
   run->dp = (int)report_json_num(rep, "dp", 1);
   json_object_object_get_ex(rep, "model", &run->model);

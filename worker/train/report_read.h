@@ -51,7 +51,7 @@ typedef struct {
   json_object *rep;       /* report.json; NULL for a run that did not finish */
   report_steps_t steps;   /* steps.jsonl */
   report_summary_t sum;
-  int world, pp, dp, micro;          /* from report.json (1 when missing) */
+  int world, tp, pp, dp, micro;      /* from report.json (1 when missing) */
   const char *schedule, *transport;  /* "-" and "local" when missing */
   json_object *model, *config;       /* objects, or NULL */
   json_object *ranks, *stages;       /* arrays, or NULL */

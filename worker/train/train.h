@@ -12,11 +12,11 @@
  *   4. appends one object per step to RUN/steps.jsonl, prints one progress line per step
  *      (every --log-every steps), writes RUN/ckpt-<step> every --ckpt-every steps and at the end,
  *      and writes RUN/report.json at the end.
- * Distributed (train_run_dist, train_dist.c): under mpirun with --pp P --dp D the same loop runs
- * as a P-stage pipeline (pipeline.h) replicated D times, gradients reduced in buckets
- * overlapping backward (grad_sync.h), reports gathered by rank 0 (coordinator.h). For the same
- * seed, model and global batch every layout computes the same losses as one rank (up to float
- * summation order).
+ * Distributed (train_run_dist, train_dist.c): under mpirun with --tp T --pp P --dp D the same
+ * loop runs as a P-stage pipeline (pipeline.h) whose every stage is split over T tensor-parallel
+ * ranks (gpt2.h), replicated D times, gradients reduced in buckets overlapping backward
+ * (grad_sync.h), reports gathered by rank 0 (coordinator.h). For the same seed, model and global
+ * batch every layout computes the same losses as one rank (up to float summation order).
  * Determinism: the same configuration gives bit-identical losses; a run resumed from the
  * checkpoint of step k continues bit-identically to the uninterrupted run (all state that
  * influences later steps -- weights, moments, step count -- is in the checkpoint, and the
@@ -53,6 +53,9 @@ typedef struct {
   int threads;             /* BLAS threads per rank */
   int quiet;               /* no progress lines */
   /* distributed layout (train_run_dist) */
+  int tp;                  /* T: tensor-parallel ranks per stage (--tp, default 1) */
+  int sequence_parallel;   /* 1: sequence parallelism in the TP group (--sequence-parallel; T > 1) */
+  int recompute;           /* gpt2_recompute_t: activation recomputation (--recompute) */
   int pp;                  /* P: pipeline stages (--pp, default 1) */
   int dp;                  /* D: data-parallel replicas (--dp, default 1) */
   int microbatches_given;  /* 1 if --microbatches was on the command line (else resume keeps
@@ -117,7 +120,7 @@ int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_d
  * (schedule by name, min_lr = lr x min_lr_ratio, data_path as given). */
 void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path);
 
-/* The distributed job (any world size, including 1 with --pp 1 --dp 1): every rank of
+/* The distributed job (any world size, including 1 with --tp 1 --pp 1 --dp 1): every rank of
  * MPI_COMM_WORLD calls it with the same configuration. Configuration errors are detected
  * identically on every rank; rank 0 prints the message and every rank returns 2. Runtime
  * failures return 1 (the failing rank prints why). */

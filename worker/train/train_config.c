@@ -33,6 +33,9 @@ void train_config_default(train_config_t *c) {
   c->eval_every = 0;
   c->eval_batches = 8;
   c->threads = 1;
+  c->tp = 1;
+  c->sequence_parallel = 0;
+  c->recompute = 0; /* GPT2_RECOMPUTE_NONE */
   c->pp = 1;
   c->dp = 1;
   c->schedule = 0;  /* SCHED_GPIPE */

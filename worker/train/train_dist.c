@@ -1,17 +1,25 @@
-/* train_dist.c -- the distributed training job: P pipeline stages x D data-parallel replicas
- * over MPI_COMM_WORLD (see train.h, layout.h for the rank map, pipeline.h, grad_sync.h,
- * coordinator.h).
+/* train_dist.c -- the distributed training job: T tensor-parallel ranks x P pipeline stages x D
+ * data-parallel replicas over MPI_COMM_WORLD (see train.h, layout.h for the rank map,
+ * pipeline.h, grad_sync.h, coordinator.h).
  *
- * One step on rank (stage s, replica d):
+ * Communicators of rank (t, stage s, replica d): the TP group of (s, d) (the T ranks that split
+ * the stage's matrices, ordered by t; only when T > 1), the pipeline of (t, d) (stage s talks to
+ * the same t on the adjacent stages), the DP group of (t, s), the tied-wte pair {stage 0, stage
+ * P-1} of (t, d), and for the gradient norm the replica's T x P ranks (the world with ZeRO).
+ *
+ * One step on rank (t, s, d):
  *   1. zero gradients; fetch the replica's slice of the step's global batch: sequences
  *      [d * batch/D, (d+1) * batch/D), micro-batch j = the j-th block of mb = batch/(D*M)
- *      (stage 0 uses the inputs, the last stage the targets);
+ *      (stage 0 uses the inputs, the last stage the targets; every TP rank the same ones);
  *   2. run the stage's schedule (pipeline_step); the last micro-batch's backward starts the
  *      bucketed DP all-reduce;
- *   3. grad_sync_finish: tied wte sum, remaining reductions, global squared norm;
+ *   3. grad_sync_finish: tied wte sum, remaining reductions, global squared norm (each TP
+ *      shard once, each replicated tensor once);
  *   4. AdamW with the clip factor (ZeRO-1: slice update and parameter all-gather);
- *   5. StepReport to the coordinator; validation and checkpoint when due (train_loop.h; replica
- *      0 of every stage writes its shard, rank 0 commits).
+ *   5. StepReport to the coordinator (the loss from t = 0 of the last stage; the time inside
+ *      the TP group's collectives as tp_comm_s); validation and checkpoint when due
+ *      (train_loop.h; replica 0 of every stage gathers its whole tensors over TP and t = 0 writes
+ *      them, rank 0 commits).
  * The job runs phase by phase over a dist_job_t (dist_configure, dist_connect, dist_device,
  * dist_runtime, dist_coordinator, then per step dist_step, dist_report, dist_step_end, and
  * dist_finish). Configuration is validated on every rank from the same inputs (flags, checkpoint, data), so
@@ -48,9 +56,11 @@
 /* The communicators of one rank. */
 typedef struct {
   coll_comm_t *world; /* all ranks */
-  coll_comm_t *pipe;  /* the replica's P stages, rank = stage */
-  coll_comm_t *dp;    /* the stage's D replicas, rank = replica */
-  coll_comm_t *tied;  /* {stage 0, stage P-1} of the replica when P > 1, else NULL */
+  coll_comm_t *tp;    /* the stage's T tensor-parallel ranks of the replica, rank = t (T > 1) */
+  coll_comm_t *pipe;  /* the replica's P stages of the same t, rank = stage */
+  coll_comm_t *dp;    /* the D replicas of (t, stage), rank = replica */
+  coll_comm_t *tied;  /* {stage 0, stage P-1} of (t, replica) when P > 1, else NULL */
+  coll_comm_t *rep;   /* the replica's T x P ranks (T > 1 without ZeRO: the norm), else NULL */
 } comms_t;
 
 /* The distributed job on one rank, phase to phase: configuration, communicators, the simulated
@@ -61,8 +71,8 @@ typedef struct {
   train_config_t c;         /* the configuration, completed by train_prepare */
   char err[1024];           /* the message of the failing phase */
   int wrank, wsize;         /* rank and size of MPI_COMM_WORLD */
-  layout_t *lay;            /* the P x D rank map and the stages' layers */
-  int stage, replica;       /* this rank's place in it */
+  layout_t *lay;            /* the T x P x D rank map and the stages' layers */
+  int tp_rank, stage, replica; /* this rank's place in it */
   int rows;                 /* the replica's sequences per step, batch / D */
   int eval_B, eval_nb;      /* validation: sequences per batch (batch / M) and batches */
   comms_t cm;
@@ -81,17 +91,19 @@ typedef struct {
   int32_t *eval_in, *eval_tg; /* one validation batch, eval_B x T */
   float *full_m, *full_v;   /* the shard's AdamW moments, whole (checkpoints and resume) */
   double *mem_model, *mem_alloc; /* [pp] bytes per stage: the memory model's, what was allocated */
+  double *mem_acts;         /* [pp] activation bytes per stage (micro-batches in flight + scratch) */
   int64_t start_step;       /* the resumed checkpoint's step, or 0 */
   uint64_t tokens_seen;     /* all steps so far, resumed ones included */
   double last_loss;         /* rank 0: the coordinator's loss; others: their own, if any */
   double sync_wait_s;       /* the previous step's wait in the report gather */
   uint64_t sent0, recv0;    /* traffic counters at the previous step's end */
+  double tp_busy0;          /* seconds inside TP collectives at the step's start */
 } dist_job_t;
 
 static void comms_traffic(const comms_t *cm, uint64_t *sent, uint64_t *recvd) {
-  coll_comm_t *all[4] = {cm->world, cm->pipe, cm->dp, cm->tied};
+  coll_comm_t *all[6] = {cm->world, cm->tp, cm->pipe, cm->dp, cm->tied, cm->rep};
   *sent = *recvd = 0;
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 6; i++) {
     if (!all[i]) continue;
     uint64_t s = 0, r = 0;
     coll_traffic(all[i], &s, &r);
@@ -129,7 +141,8 @@ static int run_eval(dist_job_t *j, double *val) {
       return -1;
     sum += l;
   }
-  double v = j->stage == P - 1 && ok ? sum / ((double)j->eval_nb * D) : 0;
+  /* every TP rank of the last stage has the same loss: t = 0 counts it */
+  double v = j->stage == P - 1 && j->tp_rank == 0 && ok ? sum / ((double)j->eval_nb * D) : 0;
   if (!all_ok(world, ok)) {
     if (ok) snprintf(j->err, sizeof j->err, "evaluation failed on another rank (see its message)");
     return -1;
@@ -151,7 +164,7 @@ static int commit_checkpoint(dist_job_t *j, const char *tmp, const char *dir, ui
   int stage_layers[LAYOUT_MAX_STAGES];
   for (int i = 0; i < lay->pp; i++) stage_layers[i] = layout_stage_layers(lay, i);
   train_state_fill(st, &j->c, j->data_path, step, j->tokens_seen, loss, lay->pp, lay->dp,
-                   stage_layers);
+                   stage_layers); /* and lay->tp, from the configuration */
   int rc = 0;
   if (ckpt_commit(tmp, dir, &j->c.model, st, lay->pp, j->err, sizeof j->err)) {
     ckpt_abort(tmp);
@@ -163,9 +176,53 @@ static int commit_checkpoint(dist_job_t *j, const char *tmp, const char *dir, ui
   return rc;
 }
 
+/* Replica 0's part of a checkpoint: the stage's whole tensors into tmp. With T > 1 the T ranks
+ * all-gather their parts of the parameters and of both moments (collective over the TP group)
+ * and t = 0 assembles and writes them; a failure on any TP rank fails every one. 0 or -1. */
+static int write_shard(dist_job_t *j, const char *tmp) {
+  char *err = j->err;
+  const size_t errlen = sizeof j->err;
+  gpt2_model_t *m = j->m;
+  const int T = j->lay->tp;
+  if (T == 1)
+    return ckpt_write_shard(tmp, m, j->full_m, j->full_v, j->stage, j->lay->pp, err, errlen);
+  const size_t n = m->num_params, nf = ckpt_full_numel(m);
+  float *parts = malloc(sizeof(float) * n * (size_t)T + 1);
+  float *full = j->tp_rank == 0 ? malloc(sizeof(float) * 3 * nf + 1) : NULL;
+  int ok = parts && (j->tp_rank != 0 || full);
+  if (!ok) snprintf(err, errlen, "checkpoint: out of memory for the %d tensor-parallel parts of %zu "
+                    "parameters", T, n);
+  const float *src[3] = {m->params, j->full_m, j->full_v};
+  for (int a = 0; a < 3; a++) {
+    int32_t v = ok;
+    if (coll_allreduce(&v, &v, 1, COLL_I32, COLL_MIN, j->cm.tp) != COLL_OK) {
+      snprintf(err, errlen, "checkpoint: tensor-parallel agreement failed: %s", coll_last_error(j->cm.tp));
+      ok = 0;
+      break;
+    }
+    if (!v) {
+      if (ok) snprintf(err, errlen, "checkpoint: another tensor-parallel rank failed (see its message)");
+      ok = 0;
+      break;
+    }
+    if (coll_allgather(src[a], parts, n, COLL_F32, j->cm.tp) != COLL_OK) {
+      snprintf(err, errlen, "checkpoint: tensor-parallel gather failed: %s", coll_last_error(j->cm.tp));
+      ok = 0;
+      break;
+    }
+    if (full && ckpt_assemble_full(m, parts, full + (size_t)a * nf, err, errlen)) ok = 0;
+  }
+  if (ok && full && ckpt_write_shard_full(tmp, m, full, full + nf, full + 2 * nf, j->stage,
+                                          j->lay->pp, err, errlen))
+    ok = 0;
+  free(parts);
+  free(full);
+  return ok ? 0 : -1;
+}
+
 /* Collective checkpoint of step `step` into RUN/ckpt-<step>: rank 0 creates the temporary
- * directory and tells everyone its name, replica 0 of every stage writes its shard, rank 0
- * commits; every rank learns of any failure. */
+ * directory and tells everyone its name, replica 0 of every stage writes its shard (whole
+ * tensors, write_shard), rank 0 commits; every rank learns of any failure. */
 static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
   coll_comm_t *world = j->cm.world;
   char *err = j->err;
@@ -186,9 +243,7 @@ static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
     return -1;
   }
   tmp[sizeof words - 1] = '\0';
-  if (j->replica == 0 &&
-      ckpt_write_shard(tmp, j->m, j->full_m, j->full_v, j->stage, j->lay->pp, err, errlen))
-    ok = 0;
+  if (j->replica == 0 && write_shard(j, tmp)) ok = 0;
   if (!all_ok(world, ok)) {
     if (j->wrank == 0) ckpt_abort(tmp);
     if (ok) snprintf(err, errlen, "checkpoint %s: a stage failed to write its shard (see its message)", dir);
@@ -214,8 +269,9 @@ static int dist_configure(dist_job_t *j) {
   if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path, err,
                     errlen))
     return TRAIN_BAD_CONFIG;
-  if (c->pp < 1 || c->dp < 1) {
-    snprintf(err, errlen, "--pp and --dp must be at least 1 (got --pp %d --dp %d)", c->pp, c->dp);
+  if (c->tp < 1 || c->pp < 1 || c->dp < 1) {
+    snprintf(err, errlen, "--tp, --pp and --dp must be at least 1 (got --tp %d --pp %d --dp %d)",
+             c->tp, c->pp, c->dp);
     return TRAIN_BAD_CONFIG;
   }
   if (c->microbatches < 1 || c->batch < 1) {
@@ -232,9 +288,21 @@ static int dist_configure(dist_job_t *j) {
     return TRAIN_BAD_CONFIG;
   }
   layout_model_t lm = {c->model.vocab, c->model.ctx, c->model.layers, c->model.heads, c->model.dim};
-  if (layout_init(j->lay, &lm, j->wsize, 1, c->pp, c->dp, c->microbatches, c->batch, c->stage_layers,
-                  err, errlen))
+  if (layout_init(j->lay, &lm, j->wsize, c->tp, c->pp, c->dp, c->microbatches, c->batch,
+                  c->stage_layers, err, errlen))
     return TRAIN_BAD_CONFIG;
+  if (c->sequence_parallel && c->tp < 2) {
+    snprintf(err, errlen, "--sequence-parallel splits the sequence over the tensor-parallel ranks "
+             "but --tp is %d; add --tp 2 or more (and launch T x P x D ranks) or drop "
+             "--sequence-parallel", c->tp);
+    return TRAIN_BAD_CONFIG;
+  }
+  if (c->sequence_parallel && c->seq_len % c->tp) {
+    snprintf(err, errlen, "--sequence-parallel splits each sequence of %d tokens over --tp %d "
+             "ranks, but %d is not divisible by %d; choose a --seq-len (or --ctx) that is a "
+             "multiple of %d", c->seq_len, c->tp, c->seq_len, c->tp, c->tp);
+    return TRAIN_BAD_CONFIG;
+  }
   if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, err, errlen))
     return TRAIN_BAD_CONFIG;
   /* validation batches of batch / M sequences (those of the single-rank loop with this M) */
@@ -248,14 +316,20 @@ static int dist_configure(dist_job_t *j) {
   }
   j->eval_nb = (uint64_t)c->eval_batches < eval_avail ? c->eval_batches : (int)eval_avail;
   const int P = j->lay->pp;
+  j->tp_rank = layout_tp_of(j->lay, j->wrank);
   j->stage = layout_stage_of(j->lay, j->wrank);
   j->replica = layout_replica_of(j->lay, j->wrank);
   j->rows = c->batch / j->lay->dp;
   if (rank_status_open(c->out_dir, j->wrank, j->wsize, j->stage, j->replica, err, errlen))
     strata_warn("%s; no status record", err);
   gpt2_range_t range = {j->lay->layer_begin[j->stage], j->lay->layer_begin[j->stage + 1],
-                        j->stage == 0, j->stage == P - 1};
+                        j->stage == 0, j->stage == P - 1, .tp_rank = j->tp_rank,
+                        .tp_size = j->lay->tp};
   if (gpt2_create(&c->model, range, &j->m, err, errlen)) return TRAIN_BAD_CONFIG;
+  if (gpt2_set_recompute(j->m, (gpt2_recompute_t)c->recompute)) {
+    snprintf(err, errlen, "--recompute: unknown mode %d (none, selective or full)", c->recompute);
+    return TRAIN_BAD_CONFIG;
+  }
   if (c->resume) {
     j->start_step = (int64_t)j->state->step;
     j->tokens_seen = j->state->tokens_seen;
@@ -263,12 +337,13 @@ static int dist_configure(dist_job_t *j) {
   return TRAIN_OK;
 }
 
-/* The world communicator on the chosen transport and its splits: the replica's pipeline, the
- * stage's replicas, the tied-embedding pair. Rank 0 prints the job and the layout. */
+/* The world communicator on the chosen transport and its splits: the stage's TP group, the
+ * pipeline, the DP group, the tied-embedding pair, the replica (see the top of the file); the
+ * model gets its TP group. Rank 0 prints the job and the layout. */
 static int dist_connect(dist_job_t *j) {
   const train_config_t *c = &j->c;
   comms_t *cm = &j->cm;
-  const int P = j->lay->pp, stage = j->stage, replica = j->replica;
+  const int T = j->lay->tp, P = j->lay->pp, t = j->tp_rank, stage = j->stage, replica = j->replica;
   coll_config_t cc = coll_config_default();
   cc.transport = (coll_transport_kind_t)c->transport;
   if (c->ofi_provider) cc.ofi_provider = c->ofi_provider;
@@ -277,20 +352,27 @@ static int dist_connect(dist_job_t *j) {
              "--transport mpi|ofi, --ofi-provider shm|tcp)", c->transport ? "ofi" : "mpi");
     return TRAIN_FAILED;
   }
-  if (coll_comm_split(cm->world, replica, stage, &cm->pipe) != COLL_OK ||
-      coll_comm_split(cm->world, stage, replica, &cm->dp) != COLL_OK ||
-      coll_comm_split(cm->world, (P > 1 && (stage == 0 || stage == P - 1)) ? replica : -1, stage,
-                      &cm->tied) != COLL_OK) {
+  /* colours: a group's fixed coordinates; keys: the coordinate that orders it */
+  if ((T > 1 && coll_comm_split(cm->world, replica * P + stage, t, &cm->tp) != COLL_OK) ||
+      coll_comm_split(cm->world, replica * T + t, stage, &cm->pipe) != COLL_OK ||
+      coll_comm_split(cm->world, stage * T + t, replica, &cm->dp) != COLL_OK ||
+      coll_comm_split(cm->world, (P > 1 && (stage == 0 || stage == P - 1)) ? replica * T + t : -1,
+                      stage, &cm->tied) != COLL_OK ||
+      (T > 1 && !c->zero && coll_comm_split(cm->world, replica, j->wrank, &cm->rep) != COLL_OK)) {
     snprintf(j->err, sizeof j->err, "cannot split the world communicator: %s",
              coll_last_error(cm->world));
     return TRAIN_FAILED;
   }
+  if (gpt2_set_tp(j->m, cm->tp, c->sequence_parallel, j->err, sizeof j->err)) return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %lld parameters; "
-                "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, transport %s, data %s",
+                "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, sequence parallelism "
+                "%s, recompute %s, transport %s, data %s",
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
                 (long long)layout_params_total(&j->lay->model), c->batch, c->seq_len,
                 (long long)c->steps, schedule_kind_name((sched_kind_t)c->schedule), c->zero,
+                gpt2_sequence_parallel(j->m) ? "on" : "off",
+                gpt2_recompute_name((gpt2_recompute_t)c->recompute),
                 coll_transport_name(cm->world), j->data_path);
     layout_print(j->lay, stderr);
     fflush(stderr);
@@ -298,23 +380,39 @@ static int dist_connect(dist_job_t *j) {
   return TRAIN_OK;
 }
 
+/* The simulation's options of this run: its schedule, ZeRO, buckets, sequence parallelism and
+ * recomputation, fp32 compute and Strata's memory accounting. */
+static sim_options_t run_sim_options(const train_config_t *c) {
+  sim_options_t o = sim_options_default();
+  o.kind = (sched_kind_t)c->schedule;
+  o.zero = c->zero;
+  o.bucket_bytes = c->bucket_mb * 1048576.0;
+  o.dtype = DEV_FP32; /* Strata computes in fp32 */
+  o.sequence_parallel = c->sequence_parallel && c->tp > 1;
+  o.recompute = (mem_recompute_t)c->recompute; /* the same three modes, in the same order */
+  return o;
+}
+_Static_assert((int)MEM_RECOMPUTE_NONE == (int)GPT2_RECOMPUTE_NONE &&
+                   (int)MEM_RECOMPUTE_SELECTIVE == (int)GPT2_RECOMPUTE_SELECTIVE &&
+                   (int)MEM_RECOMPUTE_FULL == (int)GPT2_RECOMPUTE_FULL,
+               "the memory model's recompute modes must follow the model's");
+
 /* The simulated device: resolution (all ranks agree), the memory fit (a job that does not fit
  * is bad input), the simulated clock. */
 static int dist_device(dist_job_t *j) {
   const train_config_t *c = &j->c;
-  const double bucket_bytes = c->bucket_mb * 1048576.0;
+  const sim_options_t so = run_sim_options(c);
+  const mem_options_t mo = sim_mem_options(&so);
   if (sim_clock_resolve_device(c->device, (double)c->device_mem, j->cm.world, j->lay, c->seq_len,
                                calibrate_layer_time, &j->dev, j->err, sizeof j->err))
     return !c->device || !strcmp(c->device, "cpu") ? TRAIN_FAILED : TRAIN_BAD_CONFIG;
   char fit[2048];
-  if (memory_fit_check(j->lay, (sched_kind_t)c->schedule, c->zero, bucket_bytes,
-                       j->dev.hbm_bytes, fit, sizeof fit)) {
+  if (memory_fit_check_opt(j->lay, &mo, NULL, j->dev.hbm_bytes, fit, sizeof fit)) {
     snprintf(j->err, sizeof j->err, "the job does not fit on device %s (%s), so it stops before "
              "training: %s", j->dev.name, c->device_mem ? "--device-mem" : "its HBM", fit);
     return TRAIN_BAD_CONFIG;
   }
-  if (sim_clock_init(&j->simc, j->lay, &j->dev, (sched_kind_t)c->schedule, c->zero, bucket_bytes,
-                     j->wrank, j->err, sizeof j->err))
+  if (sim_clock_init_opt(&j->simc, j->lay, &j->dev, &so, j->wrank, j->err, sizeof j->err))
     return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
     char dd[512];
@@ -332,8 +430,8 @@ static int dist_runtime(dist_job_t *j) {
   const size_t errlen = sizeof j->err;
   const int T = c->seq_len;
   comms_t *cm = &j->cm;
-  if (grad_sync_create(j->m, cm->dp, cm->tied, c->zero ? cm->world : cm->pipe, c->bucket_mb,
-                       c->zero, &j->gs, err, errlen))
+  coll_comm_t *norm = c->zero ? cm->world : cm->rep ? cm->rep : cm->pipe;
+  if (grad_sync_create(j->m, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, &j->gs, err, errlen))
     return TRAIN_FAILED;
   if (pipeline_create(j->m, cm->pipe, (sched_kind_t)c->schedule, j->lay->micro,
                       j->lay->micro_batch, T, &j->pl, err, errlen))
@@ -360,8 +458,8 @@ static int dist_runtime(dist_job_t *j) {
     grad_sync_set_moments(j->gs, j->full_m, j->full_v);
     grad_sync_optimizer(j->gs)->t = j->start_step;
     if (j->wrank == 0 && !c->quiet)
-      strata_info("resumed from %s at step %lld (layout %d x %d)", j->resume_dir,
-                  (long long)j->start_step, j->lay->pp, j->lay->dp);
+      strata_info("resumed from %s at step %lld (layout %d x %d x %d)", j->resume_dir,
+                  (long long)j->start_step, j->lay->tp, j->lay->pp, j->lay->dp);
   } else {
     gpt2_init_params(j->m, c->seed);
   }
@@ -369,37 +467,41 @@ static int dist_runtime(dist_job_t *j) {
 }
 
 /* The memory of each stage for the coordinator: the model's figure against what this run
- * allocated (max over replicas): parameters + gradients (the shard), optimizer moments and ZeRO
- * buffers (grad_sync), the activations and message buffers (pipeline), and gpt2.c's backward
- * scratch, which is private to gpt2.c and counted by its formula 4 (7 b T C + T^2)
- * (memory_model.h). Collective. */
+ * allocated (max over replicas and TP ranks): parameters + gradients (the shard), optimizer
+ * moments and ZeRO buffers (grad_sync), the activations and message buffers (pipeline), and the
+ * model's scratch (gpt2_scratch_bytes); and the activations alone (the micro-batches in flight
+ * plus the scratch). Collective. */
 static int dist_memory_report(dist_job_t *j) {
   const train_config_t *c = &j->c;
-  const int P = j->lay->pp, mb = j->lay->micro_batch, T = c->seq_len;
+  const int P = j->lay->pp;
   j->mem_model = calloc((size_t)P, sizeof(double));
-  j->mem_alloc = calloc((size_t)P, sizeof(double));
+  j->mem_alloc = calloc(2 * (size_t)P, sizeof(double));
   if (!j->mem_model || !j->mem_alloc) {
     snprintf(j->err, sizeof j->err, "out of memory");
     return TRAIN_FAILED;
   }
-  const double C = c->model.dim;
+  j->mem_acts = j->mem_alloc + P;
+  const double scratch = (double)gpt2_scratch_bytes(j->m);
   j->mem_alloc[j->stage] = 2.0 * sizeof(float) * (double)j->m->num_params +
                            (double)grad_sync_alloc_bytes(j->gs) + (double)pipeline_act_bytes(j->pl) +
-                           4.0 * (7.0 * mb * T * C + (double)T * T);
-  if (coll_allreduce(j->mem_alloc, j->mem_alloc, (size_t)P, COLL_F64, COLL_MAX, j->cm.world) !=
+                           scratch;
+  j->mem_acts[j->stage] = (double)pipeline_acts_in_flight_bytes(j->pl) + scratch;
+  if (coll_allreduce(j->mem_alloc, j->mem_alloc, 2 * (size_t)P, COLL_F64, COLL_MAX, j->cm.world) !=
       COLL_OK) {
     snprintf(j->err, sizeof j->err, "memory report all-reduce failed: %s",
              coll_last_error(j->cm.world));
     return TRAIN_FAILED;
   }
+  const sim_options_t so = run_sim_options(c);
+  const mem_options_t mo = sim_mem_options(&so);
   for (int s = 0; s < P; s++) {
     mem_stage_t ms;
-    memory_stage(j->lay, s, (sched_kind_t)c->schedule, c->zero, c->bucket_mb * 1048576.0, &ms);
+    memory_stage_opt(j->lay, s, &mo, &ms);
     j->mem_model[s] = ms.total_bytes;
   }
   coord_sim_t csim = {.device = j->dev.name, .capacity_bytes = j->dev.hbm_bytes,
                       .res = &j->simc.res, .mem_model_bytes = j->mem_model,
-                      .mem_alloc_bytes = j->mem_alloc};
+                      .mem_alloc_bytes = j->mem_alloc, .mem_act_bytes = j->mem_acts};
   coord_set_sim(j->co, &csim);
   return TRAIN_OK;
 }
@@ -416,7 +518,9 @@ static int dist_coordinator(dist_job_t *j) {
                        .log_every = c->log_every,
                        .quiet = c->quiet,
                        .append = c->resume != NULL,
-                       .bucket_mb = c->bucket_mb};
+                       .bucket_mb = c->bucket_mb,
+                       .sequence_parallel = gpt2_sequence_parallel(j->m),
+                       .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute)};
   train_config_to_state(&info.train, c, j->data_path);
   if (coord_create(j->cm.world, &info, &j->co, j->err, sizeof j->err)) return TRAIN_FAILED;
   coord_step_hooks(j->co, &j->hooks);
@@ -444,6 +548,7 @@ static int dist_step(dist_job_t *j, int64_t step, dist_step_t *st) {
   rank_status_step(step + 1);
   fault_point(FAULT_AT_STEP, step + 1);
   st->t0_s = strata_now_s();
+  coll_busy(j->cm.tp, &j->tp_busy0, NULL); /* evaluation and checkpoints are not the step's */
   gpt2_zero_grad(j->m);
   if ((j->stage == 0 || j->stage == P - 1) &&
       data_fetch(j->ds, DATA_TRAIN, c->seed, (uint64_t)step, c->batch, T, j->replica * j->rows,
@@ -496,10 +601,18 @@ static int dist_report(dist_job_t *j, int64_t step, const dist_step_t *st) {
   rep.rank = j->wrank;
   rep.stage = j->stage;
   rep.replica = j->replica;
-  rep.has_loss = j->stage == j->lay->pp - 1 && st->ps.n_loss > 0;
+  rep.tp_rank = j->tp_rank;
+  /* every TP rank of the last stage computes the same loss: t = 0 reports it */
+  rep.has_loss = j->stage == j->lay->pp - 1 && j->tp_rank == 0 && st->ps.n_loss > 0;
   rep.loss = rep.has_loss ? st->ps.loss_sum / st->ps.n_loss : 0;
   rep.tokens = (uint64_t)j->rows * (uint64_t)T;
-  rep.comm_s = st->ps.comm_s + st->sync_comm_s + st->update_comm_s;
+  /* the TP collectives run inside forward and backward (pipeline compute): moved to comm */
+  double tp_busy = 0;
+  coll_busy(j->cm.tp, &tp_busy, NULL);
+  rep.tp_comm_s = tp_busy - j->tp_busy0;
+  if (rep.tp_comm_s < 0) rep.tp_comm_s = 0;
+  j->tp_busy0 = tp_busy;
+  rep.comm_s = st->ps.comm_s + st->sync_comm_s + st->update_comm_s + rep.tp_comm_s;
   rep.idle_s = st->ps.idle_s + st->sync_wait_s + j->sync_wait_s;
   rep.compute_s = step_s - rep.comm_s - rep.idle_s;
   if (rep.compute_s < 0) rep.compute_s = 0;
@@ -563,9 +676,11 @@ static void dist_free(dist_job_t *j) {
   free(j->full_v);
   gpt2_free(j->m);
   data_close(j->ds);
+  coll_comm_destroy(j->cm.rep);
   coll_comm_destroy(j->cm.tied);
   coll_comm_destroy(j->cm.dp);
   coll_comm_destroy(j->cm.pipe);
+  coll_comm_destroy(j->cm.tp);
   coll_comm_destroy(j->cm.world);
   free(j->state);
   free(j->lay);

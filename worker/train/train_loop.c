@@ -85,6 +85,7 @@ void train_state_fill(strata_train_state_t *s, const train_config_t *c, const ch
   s->last_loss = last_loss;
   s->model = train_model_cfg(&c->model);
   train_config_to_state(&s->train, c, data_path);
+  s->layout.tp = c->tp > 0 ? c->tp : 1;
   s->layout.pp = pp;
   s->layout.dp = dp;
   s->layout.n_stage_layers = pp;

@@ -62,7 +62,8 @@ json_object *train_config_json(const strata_train_cfg_t *t, const char *micro_ke
 
 /* The training state a checkpoint of `step` records: the step, the data order (seed and step),
  * the tokens seen, the loss, the model, the training configuration (train_config_to_state) and
- * the layout, pp stages of stage_layers[0 .. pp) layers over dp replicas. */
+ * the layout, c->tp tensor-parallel ranks x pp stages of stage_layers[0 .. pp) layers x dp
+ * replicas. */
 void train_state_fill(strata_train_state_t *s, const train_config_t *c, const char *data_path,
                       uint64_t step, uint64_t tokens, double last_loss, int pp, int dp,
                       const int *stage_layers);

@@ -127,6 +127,11 @@ const coll_config_t *coll_comm_config(const coll_comm_t *comm);
 const char *coll_last_error(const coll_comm_t *comm);
 /* Bytes this rank has sent / received through the transport since creation. */
 void coll_traffic(const coll_comm_t *comm, uint64_t *sent_bytes, uint64_t *recv_bytes);
+/* Seconds this rank has spent inside blocking calls on this communicator since creation
+ * (collectives, blocking send / recv, barrier, coll_wait) and the number of such calls: how much
+ * of a run one group's communication takes (e.g. tensor parallelism's versus data parallelism's).
+ * Counted by the calling thread; coll_test and coll_wait_for are not counted. */
+void coll_busy(const coll_comm_t *comm, double *seconds, uint64_t *calls);
 
 size_t coll_dtype_size(coll_dtype_t dtype);
 const char *coll_dtype_name(coll_dtype_t dtype);  /* "float", "double", "bfloat16", "half", "int32", "int64" (nccl-tests names) */
