@@ -357,7 +357,7 @@ section_ddp() {
   echo "microbatches,idle_pct,theory_pct" > "$OUT/bench_bubble.csv"
   awk '/^BUBBLE / { for (i = 2; i <= NF; i++) { split($i, kv, "="); sub(/%/, "", kv[2]); v[kv[1]] = kv[2] } print v["M"] "," v["idle"] "," v["theory"] }' \
     "$D/ddp_bench.txt" >> "$OUT/bench_bubble.csv"
-  local model="${envs[0]#MODEL=}"; [ -n "$model" ] || model="--layers 6 --heads 6 --dim 384 --ctx 256 (10.8M parameters)"
+  local model="${envs[0]:-}"; model="${model#MODEL=}"; [ -n "$model" ] || model="--layers 6 --heads 6 --dim 384 --ctx 256 (10.8M parameters)"
   block_head ddp
   {
     echo "Model $model, global batch $batch, $steps steps (tokens/s after 2 warm-up steps), $REPEATS rounds;"
@@ -397,7 +397,7 @@ section_tp() {
   awk '/^RUN / { for (i = 3; i <= NF; i++) { split($i, kv, "="); sub(/%/, "", kv[2]); v[kv[1]] = kv[2] }
          printf "%s,%s,%s,%s,%s\n", $2, v["layout"], v["tokens_per_s"], v["tp_comm"], v["dp_comm"] }' \
     "$D/tp_bench.txt" >> "$OUT/bench_tp.csv"
-  local model="${envs[0]#MODEL=}"; [ -n "$model" ] || model="--layers 6 --heads 6 --dim 384 --ctx 256 (10.8M parameters)"
+  local model="${envs[0]:-}"; model="${model#MODEL=}"; [ -n "$model" ] || model="--layers 6 --heads 6 --dim 384 --ctx 256 (10.8M parameters)"
   block_head tp
   {
     echo "Model $model, global batch $batch, $steps steps (tokens/s after 2 warm-up steps), $REPEATS rounds;"
