@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sim_vs_measured.sh -- simulated (calibrated `cpu` profile) against measured step time of
-# `strata train` for the distributed-training test layouts (tests/dist.cmake). Prints a table:
+# `strata train` for the distributed-training test layouts (tests/dist.cmake) and tensor-parallel
+# ones (T=2 with sequence parallelism or full recomputation; the name starts with T2). Prints a table:
 #   layout | ranks | measured step s | simulated step s | error % | measured compute/rank s |
 #   simulated compute/rank s | error %
 # measured step = median of steps.jsonl step_s (slowest rank, wall) over steps 3..N;
@@ -31,7 +32,9 @@ printf "%-26s %5s %12s %12s %8s %15s %12s %12s %8s %s\n" layout ranks meas_step_
   meas_comp_s sim_comp_s err% "op_us/coll_us"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 while read -r np p d mm sched zero extra; do
-  name="P${p}D${d}M${mm}-${sched}-z${zero}${extra:+-x}"
+  tp=$(echo "$extra" | sed -n 's/.*--tp \([0-9]*\).*/\1/p')
+  rest=$(echo "$extra" | sed 's/--tp [0-9]*//; s/^ *//; s/ *$//')
+  name="${tp:+T${tp}}P${p}D${d}M${mm}-${sched}-z${zero}${rest:+-x}"
   [ -n "${MAXRANKS:-}" ] && [ "$np" -gt "$MAXRANKS" ] && continue
   : >"$W/runs"
   for rep in $(seq "$REPS"); do
@@ -71,4 +74,8 @@ done <<'LAYOUTS'
 6 3 2 4 1f1b 0 --bucket-mb 0.02
 4 4 1 4 1f1b 1
 12 4 3 2 gpipe 0
+2 1 1 2 1f1b 0 --tp 2
+2 1 1 2 gpipe 0 --tp 2 --sequence-parallel
+4 2 1 2 1f1b 0 --tp 2
+4 1 2 2 1f1b 1 --tp 2 --recompute full
 LAYOUTS

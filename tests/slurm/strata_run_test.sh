@@ -44,6 +44,12 @@ case "$case_name" in
     contains "$out" " --tp 2" "STRATA_TP=2 adds --tp 2"
     out="$(STRATA_TP=2 "$run" --strata "$strata" -n 4 --dry-run -- train --tp 4)" || fail "dry run STRATA_TP + --tp exited $?"
     lacks "$out" "--tp 2" "an explicit --tp wins over STRATA_TP"
+    out="$(STRATA_TP=2 "$run" --strata "$strata" -n 4 --dry-run -- serve --checkpoint c)" || fail "dry run STRATA_TP serve exited $?"
+    contains "$out" "serve --checkpoint c --tp 2" "STRATA_TP=2 adds --tp 2 to serve"
+    out="$(STRATA_TP=2 "$run" --strata "$strata" -n 2 --dry-run -- infer --checkpoint c)" || fail "dry run STRATA_TP infer exited $?"
+    contains "$out" "infer --checkpoint c --tp 2" "STRATA_TP=2 adds --tp 2 to infer"
+    out="$(STRATA_TP=2 "$run" --strata "$strata" -n 1 --dry-run -- bench allreduce)" || fail "dry run STRATA_TP bench exited $?"
+    lacks "$out" "--tp" "STRATA_TP does not touch bench"
 
     out="$("$run" --strata "$strata" -n $((cores + 1)) --dry-run -- train)" || fail "dry run nproc+1 exited $?"
     contains "$out" "mpirun -np $((cores + 1))" "mpirun with ranks"
