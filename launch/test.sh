@@ -41,9 +41,13 @@ STRATA_TEST_PACKAGES=(clang libclang-rt-14-dev)
 #   fuzz        libFuzzer targets exist only in the clang fuzz build (stage b)
 #   ofi_coll_p2p_tcp_np4  4 ranks over libfabric tcp on 2 cores exceed the 300 s test timeout
 #               under ASan (it passes in the normal suite)
-#   coll_ops_np8, ofi_coll_ops_{shm,tcp}_np5/np8  the same code paths as their np3/np4/np5
-#               siblings at more ranks than cores; under ASan they cost minutes of CI time and
-#               check nothing the smaller counts do not (they run in the normal suite)
+#   coll_ops_np8, ofi_coll_ops_{shm,tcp}_np5/np8, dist_equiv_p4d3m2_gpipe (12 ranks),
+#   dist_tp_t2p2d2_shm (8 ranks)  the same code paths as their siblings at fewer ranks; under
+#               ASan they cost minutes of CI time and check nothing the smaller counts do not
+#   cli_exit_codes, cli_numeric_flags, cli_numeric_env  tables of several hundred bad flags,
+#               one process each (over 6 minutes under ASan); the parser they exercise runs
+#               under ASan in cli_strnum and every command's bad-input tests
+# (all of these run in the normal suite)
 # Leak reports from Open MPI / PMIx / hwloc / libfabric start-up are suppressed
 # (tests/lsan.supp); Strata's own leaks are not.
 if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
@@ -57,7 +61,7 @@ if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
   export LSAN_OPTIONS="suppressions=$STRATA_ROOT/tests/lsan.supp:print_suppressions=0"
   export OMPI_MCA_mca_base_component_disable_dlclose=1
-  ctest_suite "$ASAN_BUILD" -j "${STRATA_ASAN_JOBS:-2}" -E "${STRATA_ASAN_EXCLUDE:-^(slurm_.*|ofi_coll_p2p_tcp_np4|coll_ops_np8|ofi_coll_ops_(shm|tcp)_np[58])\$}" -LE fuzz \
+  ctest_suite "$ASAN_BUILD" -j "${STRATA_ASAN_JOBS:-2}" -E "${STRATA_ASAN_EXCLUDE:-^(slurm_.*|ofi_coll_p2p_tcp_np4|coll_ops_np8|ofi_coll_ops_(shm|tcp)_np[58]|dist_equiv_p4d3m2_gpipe|dist_tp_t2p2d2_shm|cli_exit_codes|cli_numeric_(flags|env))\$}" -LE fuzz \
      --timeout 900
   unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS OMPI_MCA_mca_base_component_disable_dlclose
 fi
