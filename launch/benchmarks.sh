@@ -110,6 +110,13 @@ ENV_LINE="$(nproc) cores $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 ENV_LINE="$ENV_LINE OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset}, Open MPI $(mpirun --version 2>/dev/null | head -1 | sed 's/.*) //')"
 ENV_LINE="$ENV_LINE, libfabric $(fi_info --version 2>/dev/null | sed -n 's/^libfabric: *//p' | head -1), PyTorch ${TORCH:-not installed}"
 ENV_LINE="$ENV_LINE, load $(cut -d' ' -f1 /proc/loadavg) at the start"
+# A run started with a raised scheduling priority (echo -20 > /proc/self/autogroup: its
+# processes run ahead of the machine's other load) says so: the load average then counts
+# processes that mostly waited.
+AUTOGROUP_NICE=$(sed -n 's/.* nice //p' /proc/self/autogroup 2>/dev/null || true)
+PRIORITY="default"
+[ -n "$AUTOGROUP_NICE" ] && [ "$AUTOGROUP_NICE" != 0 ] && PRIORITY="autogroup nice $AUTOGROUP_NICE (ahead of the other load)"
+[ "$PRIORITY" != default ] && ENV_LINE="$ENV_LINE, scheduling $PRIORITY"
 FAIL=0
 SECTION=""
 
@@ -191,6 +198,7 @@ section_env() {
     echo "| PyTorch | ${TORCH:-not installed (python3-torch)} |"
     echo "| git commit | $COMMIT |"
     echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+    echo "| scheduling | $PRIORITY |"
     echo "| mode | $MODE |"
     echo "| sections | ${SECTIONS# } |"
   } > "$OUT/bench_env.md"
