@@ -104,7 +104,7 @@ case "$case_name" in
     # Binary discovery: <repo>/build/bin/strata beside launch/.
     mkdir -p "$tmp/repo/launch" "$tmp/repo/build/bin"
     cp "$run" "$tmp/repo/launch/strata-run"
-    cp "$(dirname "$run")/rank_failures.sh" "$tmp/repo/launch/"
+    cp "$(dirname "$run")/rank_failures.sh" "$(dirname "$run")/restart.sh" "$tmp/repo/launch/"
     printf '#!/bin/sh\nexit 0\n' >"$tmp/repo/build/bin/strata"; chmod +x "$tmp/repo/build/bin/strata"
     out="$(env -u STRATA_BIN "$tmp/repo/launch/strata-run" --dry-run -- train)" || fail "dry run discovery exited $?"
     contains "$out" "command: $tmp/repo/build/bin/strata train" "finds build/bin/strata"
