@@ -33,7 +33,8 @@ if(STRATA_FUZZ)
   endif()
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/fuzz_http_request.c
-                 ${PROJECT_SOURCE_DIR}/worker/serve/http_request.c ${PROJECT_SOURCE_DIR}/collectives/core/strnum.c)
+                 ${PROJECT_SOURCE_DIR}/worker/serve/http_request.c ${PROJECT_SOURCE_DIR}/worker/serve/openai_params.c
+                 ${PROJECT_SOURCE_DIR}/worker/serve/openai_chat.c ${PROJECT_SOURCE_DIR}/collectives/core/strnum.c)
   target_include_directories(fuzz_http_request PRIVATE ${PROJECT_SOURCE_DIR}/worker/serve ${PROJECT_SOURCE_DIR}/collectives/include)
   target_link_libraries(fuzz_http_request PRIVATE PkgConfig::JSONC m)
   target_compile_options(fuzz_http_request PRIVATE ${STRATA_FUZZ_FLAGS})
