@@ -46,8 +46,8 @@ static void test_all_fields(void) {
 static void test_defaults_and_ignored_fields(void) {
   http_completion_req_t r;
   char err[256];
-  /* OpenAI clients send model/n/user: ignored. null means default. */
-  CHECK_EQ_INT(parse("{\"model\":\"gpt2\",\"n\":1,\"user\":{\"a\":[1,2]},\"prompt\":\"x\",\"seed\":null,\"stream\":null}",
+  /* OpenAI clients send model/n/user: accepted. null means default. */
+  CHECK_EQ_INT(parse("{\"model\":\"gpt2\",\"n\":1,\"user\":\"u-1\",\"prompt\":\"x\",\"seed\":null,\"stream\":null}",
                      &r, err, sizeof err), 0);
   CHECK_EQ_INT(r.max_tokens, lim.default_max_tokens);
   CHECK_NEAR(r.temperature, 1.0, 0);
@@ -110,7 +110,8 @@ static void test_malformed_json(void) {
 static void test_wrong_types_name_the_field(void) {
   expect_refused("{}", 400, "missing field 'prompt'");
   expect_refused("{\"prompt\": 5}", 400, "'prompt' must be a string");
-  expect_refused("{\"prompt\": [\"a\"]}", 400, "'prompt' must be a string");
+  expect_refused("{\"prompt\": [1, 2]}", 400, "token-id prompts are not supported");
+  expect_refused("{\"prompt\": []}", 400, "1 to 16 prompts");
   expect_refused("{\"prompt\": \"\"}", 400, "'prompt' is empty");
   expect_refused("{\"prompt\": \"a\\u0000b\"}", 400, "NUL");
   expect_refused("{\"prompt\": \"x\", \"max_tokens\": \"10\"}", 400, "'max_tokens' must be an integer");

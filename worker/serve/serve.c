@@ -555,16 +555,6 @@ static void handle_completion(serve_t *s, oai_api_t api, const char *body, size_
     return;
   }
   int st = http_request_parse(body, len, &s->limits, api, &j->req, msg, sizeof msg, param, sizeof param);
-  if (!st && j->req.oai.model[0]) {
-    pthread_mutex_lock(&s->mu);
-    if (strcmp(j->req.oai.model, model_name(s))) {
-      snprintf(msg, sizeof msg, "the model '%s' does not exist; this server serves '%s' (GET /v1/models)",
-               j->req.oai.model, model_name(s));
-      snprintf(param, sizeof param, "model");
-      st = 404;
-    }
-    pthread_mutex_unlock(&s->mu);
-  }
   if (!st && job_setup(s, j)) st = 500, snprintf(msg, sizeof msg, "out of memory for a request's choices");
   if (st) {
     respond_error_param(s, r, st, msg, param);
