@@ -48,3 +48,13 @@ endif()
 
 # The load generator of launch/http_bench.sh (a tool, not a test).
 strata_test_exe(http_load ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_load.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+
+# The OpenAI wire format with curl and jq (skipped without them): the fake backend in full, and the
+# engine's logprobs, stop, penalties and n on P = 1 and P = 3 (the checkpoint of infer_setup_checkpoint).
+add_test(NAME serve_openai_wire COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_wire_test.sh fake
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_wire_fake)
+set_tests_properties(serve_openai_wire PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+add_test(NAME serve_openai_engine COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_wire_test.sh engine
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_wire_engine ${STRATA_MPIRUN})
+set_tests_properties(serve_openai_engine PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "mpi"
+  FIXTURES_REQUIRED infer_ckpt ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")

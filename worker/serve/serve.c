@@ -111,14 +111,15 @@ static void cv_init_monotonic(pthread_cond_t *cv) {
   pthread_condattr_destroy(&a);
 }
 
-static void cv_wait_s(pthread_cond_t *cv, pthread_mutex_t *mu, double wait_s) {
+/* Waits on cv for at most wait_s; returns 1 when the time ran out. */
+static int cv_wait_s(pthread_cond_t *cv, pthread_mutex_t *mu, double wait_s) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + wait_s;
   ts.tv_sec = (time_t)t;
   ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-  pthread_cond_timedwait(cv, mu, &ts);
+  return pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT;
 }
 
 /* ---- options ---------------------------------------------------------------------------------- */
@@ -478,9 +479,10 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
     if (j->stream_final) break; /* n = 0: end of stream */
     int ntok = j->ntok;
     job_state_t st = j->state;
-    cv_wait_s(&j->cv, &s->mu, s->opts.keepalive_s > 0 ? s->opts.keepalive_s : 1.0);
+    int timed_out = cv_wait_s(&j->cv, &s->mu, s->opts.keepalive_s > 0 ? s->opts.keepalive_s : 1.0);
     /* Nothing new for keepalive_s: an SSE comment, so a departed client is noticed. */
-    if (j->ntok == ntok && j->state == st && s->opts.keepalive_s > 0) pend_append(j, ": keep-alive\n\n", 14);
+    if (timed_out && j->ntok == ntok && j->state == st && s->opts.keepalive_s > 0)
+      pend_append(j, ": keep-alive\n\n", 14);
   }
   pthread_mutex_unlock(&s->mu);
   return n;
