@@ -58,3 +58,7 @@ add_test(NAME serve_openai_engine COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve
          $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_wire_engine ${STRATA_MPIRUN})
 set_tests_properties(serve_openai_engine PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "mpi"
   FIXTURES_REQUIRED infer_ckpt ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+# The official `openai` npm client (installed by the test; skipped without npm or network).
+add_test(NAME serve_openai_npm COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_npm_test.sh
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_npm)
+set_tests_properties(serve_openai_npm PROPERTIES TIMEOUT 400 SKIP_RETURN_CODE 77)
