@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "openai_params.h"
+
 
 static const char *const role_names[3] = {"system", "user", "assistant"};
 
@@ -164,17 +166,6 @@ static void sb_pattern(sbuf_t *s, const char *pat, const char *role, const char 
   }
 }
 
-static int refuse(char *err, size_t errlen, char *param, size_t paramlen, const char *pname, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static int refuse(char *err, size_t errlen, char *param, size_t paramlen, const char *pname, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  if (param && paramlen) snprintf(param, paramlen, "%s", pname);
-  return 400;
-}
-
 /* The text of message i's content (a string, or text parts joined) appended to *c. 0 or 400. */
 static int content_text(json_object *content, int i, sbuf_t *c, char *err, size_t errlen, char *param,
                         size_t paramlen) {
@@ -185,14 +176,14 @@ static int content_text(json_object *content, int i, sbuf_t *c, char *err, size_
     return 0;
   }
   if (!json_object_is_type(content, json_type_array))
-    return refuse(err, errlen, param, paramlen, pname, "%s must be a string or an array of text parts", pname);
+    return oai_refuse(err, errlen, param, paramlen, pname, "%s must be a string or an array of text parts", pname);
   size_t n = json_object_array_length(content);
   for (size_t k = 0; k < n; k++) {
     json_object *part = json_object_array_get_idx(content, k), *type, *text;
     if (!part || !json_object_is_type(part, json_type_object) || !json_object_object_get_ex(part, "type", &type) ||
         !json_object_is_type(type, json_type_string) || strcmp(json_object_get_string(type), "text") ||
         !json_object_object_get_ex(part, "text", &text) || !json_object_is_type(text, json_type_string))
-      return refuse(err, errlen, param, paramlen, pname,
+      return oai_refuse(err, errlen, param, paramlen, pname,
                     "%s[%zu] must be {\"type\": \"text\", \"text\": \"...\"}: strata serve takes text only", pname, k);
     sb_put(c, json_object_get_string(text), (size_t)json_object_get_string_len(text));
   }
@@ -205,7 +196,7 @@ int chat_render(const chat_template_t *t, json_object *messages, char **out, siz
   *out_len = 0;
   if (!messages || !json_object_is_type(messages, json_type_array) || json_object_array_length(messages) == 0 ||
       json_object_array_length(messages) > CHAT_MESSAGES_MAX)
-    return refuse(err, errlen, param, paramlen, "messages",
+    return oai_refuse(err, errlen, param, paramlen, "messages",
                   "parameter 'messages' must be an array of 1 to %d messages {\"role\", \"content\"}",
                   CHAT_MESSAGES_MAX);
   sbuf_t s = {0}, c = {0};
@@ -217,14 +208,14 @@ int chat_render(const chat_template_t *t, json_object *messages, char **out, siz
     char pname[64];
     snprintf(pname, sizeof pname, "messages[%d]", i);
     if (!m || !json_object_is_type(m, json_type_object)) {
-      st = refuse(err, errlen, param, paramlen, pname, "%s must be an object {\"role\", \"content\"}", pname);
+      st = oai_refuse(err, errlen, param, paramlen, pname, "%s must be an object {\"role\", \"content\"}", pname);
       break;
     }
     json_object_object_foreach(m, k, val) {
       (void)val;
       if (strcmp(k, "role") && strcmp(k, "content")) {
         snprintf(pname, sizeof pname, "messages[%d].%.32s", i, k);
-        st = refuse(err, errlen, param, paramlen, pname, "%s is not supported by strata serve (messages take role "
+        st = oai_refuse(err, errlen, param, paramlen, pname, "%s is not supported by strata serve (messages take role "
                     "and content only)", pname);
         break;
       }
@@ -236,13 +227,13 @@ int chat_render(const chat_template_t *t, json_object *messages, char **out, siz
     int ri = !strcmp(r, "system") || !strcmp(r, "developer") ? 0 : !strcmp(r, "user") ? 1 : !strcmp(r, "assistant") ? 2 : -1;
     if (ri < 0) {
       snprintf(pname, sizeof pname, "messages[%d].role", i);
-      st = refuse(err, errlen, param, paramlen, pname, "%s must be \"system\", \"developer\", \"user\" or "
+      st = oai_refuse(err, errlen, param, paramlen, pname, "%s must be \"system\", \"developer\", \"user\" or "
                   "\"assistant\" (tools are not supported)", pname);
       break;
     }
     if (!content) {
       snprintf(pname, sizeof pname, "messages[%d].content", i);
-      st = refuse(err, errlen, param, paramlen, pname, "%s is missing", pname);
+      st = oai_refuse(err, errlen, param, paramlen, pname, "%s is missing", pname);
       break;
     }
     c.len = 0;
@@ -251,7 +242,7 @@ int chat_render(const chat_template_t *t, json_object *messages, char **out, siz
     sb_pattern(&s, t->role[ri] ? t->role[ri] : t->message, role_names[ri], c.b ? c.b : "", c.len);
   }
   if (!st) sb_put(&s, t->generation ? t->generation : "", t->generation ? strlen(t->generation) : 0);
-  if (!st && (s.oom || c.oom)) st = refuse(err, errlen, param, paramlen, "messages", "out of memory rendering the messages"), st = 500;
+  if (!st && (s.oom || c.oom)) st = oai_refuse(err, errlen, param, paramlen, "messages", "out of memory rendering the messages"), st = 500;
   free(c.b);
   if (st) {
     free(s.b);

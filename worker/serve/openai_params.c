@@ -19,10 +19,7 @@ static const char *const chat_keys[] = {
     "logit_bias", "response_format", "tools", "tool_choice", "parallel_tool_calls", "store", "metadata", "session",
     NULL};
 
-/* Fills err and param; returns 400. */
-static int refuse(char *err, size_t errlen, char *param, size_t paramlen, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static int refuse(char *err, size_t errlen, char *param, size_t paramlen, const char *name, const char *fmt, ...) {
+int oai_refuse(char *err, size_t errlen, char *param, size_t paramlen, const char *name, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   if (err && errlen) vsnprintf(err, errlen, fmt, ap);
@@ -78,7 +75,7 @@ static int check_keys(json_object *root, oai_api_t api, char *err, size_t errlen
     int ok = 0;
     for (int i = 0; keys[i] && !ok; i++) ok = !strcmp(keys[i], k);
     if (!ok)
-      return refuse(err, errlen, param, paramlen, k,
+      return oai_refuse(err, errlen, param, paramlen, k,
                     "parameter '%.64s' is not supported by strata serve's %s endpoint; remove it (README lists the "
                     "accepted parameters)",
                     k, api == OAI_CHAT ? "/v1/chat/completions" : "/v1/completions");
@@ -108,7 +105,7 @@ static int read_unimplemented(json_object *root, oai_api_t api, char *err, size_
     if (!strcmp(empty_only[i], "tool_choice") && json_object_is_type(v, json_type_string) &&
         !strcmp(json_object_get_string(v), "none"))
       continue;
-    return refuse(err, errlen, param, paramlen, empty_only[i],
+    return oai_refuse(err, errlen, param, paramlen, empty_only[i],
                   "parameter '%s' is not implemented by strata serve; remove it or leave it empty", empty_only[i]);
   }
   json_object *v;
@@ -116,13 +113,13 @@ static int read_unimplemented(json_object *root, oai_api_t api, char *err, size_
     json_object *t;
     if (!json_object_is_type(v, json_type_object) || !json_object_object_get_ex(v, "type", &t) ||
         !json_object_is_type(t, json_type_string) || strcmp(json_object_get_string(t), "text"))
-      return refuse(err, errlen, param, paramlen, "response_format",
+      return oai_refuse(err, errlen, param, paramlen, "response_format",
                     "parameter 'response_format' supports only {\"type\": \"text\"} (no JSON mode or schemas)");
   }
   if (api == OAI_CHAT && oai_field(root, "parallel_tool_calls", &v) && !json_object_is_type(v, json_type_boolean))
-    return refuse(err, errlen, param, paramlen, "parallel_tool_calls", "parameter 'parallel_tool_calls' must be a boolean");
+    return oai_refuse(err, errlen, param, paramlen, "parallel_tool_calls", "parameter 'parallel_tool_calls' must be a boolean");
   if (oai_field(root, "user", &v) && !json_object_is_type(v, json_type_string))
-    return refuse(err, errlen, param, paramlen, "user", "parameter 'user' must be a string");
+    return oai_refuse(err, errlen, param, paramlen, "user", "parameter 'user' must be a string");
   return 0;
 }
 
@@ -134,22 +131,22 @@ static int read_stop(json_object *root, oai_params_t *out, char *err, size_t err
   if (json_object_is_type(v, json_type_array)) {
     n = (int)json_object_array_length(v);
     if (n > OAI_STOP_MAX)
-      return refuse(err, errlen, param, paramlen, "stop", "parameter 'stop' has %d strings; give at most %d", n,
+      return oai_refuse(err, errlen, param, paramlen, "stop", "parameter 'stop' has %d strings; give at most %d", n,
                     OAI_STOP_MAX);
   } else if (!json_object_is_type(v, json_type_string)) {
-    return refuse(err, errlen, param, paramlen, "stop", "parameter 'stop' must be a string or an array of strings");
+    return oai_refuse(err, errlen, param, paramlen, "stop", "parameter 'stop' must be a string or an array of strings");
   }
   for (int i = 0; i < n; i++) {
     json_object *s = json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, (size_t)i) : v;
     if (!s || !json_object_is_type(s, json_type_string))
-      return refuse(err, errlen, param, paramlen, "stop", "parameter 'stop' must be a string or an array of strings");
+      return oai_refuse(err, errlen, param, paramlen, "stop", "parameter 'stop' must be a string or an array of strings");
     size_t len = (size_t)json_object_get_string_len(s);
     const char *t = json_object_get_string(s);
     if (len == 0 || len > OAI_STOP_BYTES_MAX || memchr(t, '\0', len))
-      return refuse(err, errlen, param, paramlen, "stop",
+      return oai_refuse(err, errlen, param, paramlen, "stop",
                     "each string of parameter 'stop' must be 1 to %d bytes without NUL", OAI_STOP_BYTES_MAX);
     if (!(out->stop[out->n_stop] = strdup(t)))
-      return refuse(err, errlen, param, paramlen, "stop", "out of memory for the stop strings");
+      return oai_refuse(err, errlen, param, paramlen, "stop", "out of memory for the stop strings");
     out->n_stop++;
   }
   return 0;
@@ -162,9 +159,9 @@ static int read_int(json_object *root, const char *name, int lo, int hi, int *x,
   int64_t y;
   if (!oai_field(root, name, &v)) return 0;
   int r = oai_get_int(v, lo, hi, &y);
-  if (r == -1) return refuse(err, errlen, param, paramlen, name, "parameter '%s' must be an integer", name);
+  if (r == -1) return oai_refuse(err, errlen, param, paramlen, name, "parameter '%s' must be an integer", name);
   if (r == -2)
-    return refuse(err, errlen, param, paramlen, name, "parameter '%s' must be between %d and %d", name, lo, hi);
+    return oai_refuse(err, errlen, param, paramlen, name, "parameter '%s' must be between %d and %d", name, lo, hi);
   *x = (int)y;
   return 0;
 }
@@ -174,7 +171,7 @@ static int read_penalty(json_object *root, const char *name, double *x, char *er
   json_object *v;
   if (!oai_field(root, name, &v)) return 0;
   if (oai_get_num(v, x) || *x < -2 || *x > 2)
-    return refuse(err, errlen, param, paramlen, name, "parameter '%s' must be a number between -2 and 2", name);
+    return oai_refuse(err, errlen, param, paramlen, name, "parameter '%s' must be a number between -2 and 2", name);
   return 0;
 }
 
@@ -183,7 +180,7 @@ static int read_bool(json_object *root, const char *name, int *x, char *err, siz
   json_object *v;
   if (!oai_field(root, name, &v)) return 0;
   if (!json_object_is_type(v, json_type_boolean))
-    return refuse(err, errlen, param, paramlen, name, "parameter '%s' must be true or false", name);
+    return oai_refuse(err, errlen, param, paramlen, name, "parameter '%s' must be true or false", name);
   *x = json_object_get_boolean(v) ? 1 : 0;
   return 0;
 }
@@ -199,7 +196,7 @@ static int read_logprobs(json_object *root, oai_api_t api, oai_params_t *out, ch
   if ((st = read_bool(root, "logprobs", &want, err, errlen, param, paramlen))) return st;
   if ((st = read_int(root, "top_logprobs", 0, OAI_TOP_LOGPROBS_MAX, &top, err, errlen, param, paramlen))) return st;
   if (top >= 0 && !want)
-    return refuse(err, errlen, param, paramlen, "top_logprobs",
+    return oai_refuse(err, errlen, param, paramlen, "top_logprobs",
                   "parameter 'top_logprobs' needs \"logprobs\": true");
   if (want) out->logprobs = top >= 0 ? top : 0;
   return 0;
@@ -216,7 +213,7 @@ int oai_params_read(json_object *root, oai_api_t api, oai_params_t *out, char *e
   json_object *v;
   if (oai_field(root, "model", &v)) {
     if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) >= (int)sizeof out->model)
-      return refuse(err, errlen, param, paramlen, "model", "parameter 'model' must be a string of under %zu bytes",
+      return oai_refuse(err, errlen, param, paramlen, "model", "parameter 'model' must be a string of under %zu bytes",
                     sizeof out->model);
     snprintf(out->model, sizeof out->model, "%s", json_object_get_string(v));
   }
@@ -225,7 +222,7 @@ int oai_params_read(json_object *root, oai_api_t api, oai_params_t *out, char *e
     int best_of = out->n;
     if ((st = read_int(root, "best_of", 1, OAI_N_MAX, &best_of, err, errlen, param, paramlen))) return st;
     if (best_of != out->n)
-      return refuse(err, errlen, param, paramlen, "best_of",
+      return oai_refuse(err, errlen, param, paramlen, "best_of",
                     "parameter 'best_of' (%d) must equal n (%d): strata serve does not rank candidates", best_of,
                     out->n);
     if ((st = read_bool(root, "echo", &out->echo, err, errlen, param, paramlen))) return st;
@@ -233,18 +230,18 @@ int oai_params_read(json_object *root, oai_api_t api, oai_params_t *out, char *e
   if ((st = read_stop(root, out, err, errlen, param, paramlen))) return st;
   if ((st = read_logprobs(root, api, out, err, errlen, param, paramlen))) return st;
   if (out->echo && out->logprobs >= 0)
-    return refuse(err, errlen, param, paramlen, "echo",
+    return oai_refuse(err, errlen, param, paramlen, "echo",
                   "parameter 'echo' cannot be combined with 'logprobs': strata serve does not compute the prompt's "
                   "log-probabilities");
   if ((st = read_penalty(root, "presence_penalty", &out->presence_penalty, err, errlen, param, paramlen))) return st;
   if ((st = read_penalty(root, "frequency_penalty", &out->frequency_penalty, err, errlen, param, paramlen))) return st;
   if (oai_field(root, "stream_options", &v)) {
     if (!json_object_is_type(v, json_type_object))
-      return refuse(err, errlen, param, paramlen, "stream_options", "parameter 'stream_options' must be an object");
+      return oai_refuse(err, errlen, param, paramlen, "stream_options", "parameter 'stream_options' must be an object");
     json_object_object_foreach(v, k, val) {
       (void)val;
       if (strcmp(k, "include_usage"))
-        return refuse(err, errlen, param, paramlen, "stream_options",
+        return oai_refuse(err, errlen, param, paramlen, "stream_options",
                       "parameter 'stream_options' accepts only include_usage, not '%.64s'", k);
     }
     if ((st = read_bool(v, "include_usage", &out->include_usage, err, errlen, param, paramlen))) return st;

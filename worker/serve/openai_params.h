@@ -55,5 +55,8 @@ void oai_params_free(oai_params_t *p);
 int oai_field(json_object *root, const char *name, json_object **v);
 int oai_get_int(json_object *v, int64_t lo, int64_t hi, int64_t *out);
 int oai_get_num(json_object *v, double *out);
+/* Writes the message into err and `name` into param; returns 400. */
+int oai_refuse(char *err, size_t errlen, char *param, size_t paramlen, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 #endif
