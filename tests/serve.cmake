@@ -2,6 +2,8 @@
 # against the deterministic fake backend (worker/serve/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
 strata_test_exe(test_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_http_request.c)
 strata_add_test(http_request_parse test_http_request)
+strata_test_exe(test_openai_response ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_openai_response.c)
+strata_add_test(serve_openai_stop_strings test_openai_response)
 strata_test_exe(test_serve_metrics ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_metrics.c)
 strata_add_test(serve_metrics_exposition test_serve_metrics)
 strata_test_exe(test_serve ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
