@@ -2,6 +2,7 @@
 # metadata (process and track names), fixed-precision timestamps, and slices that strictly nest
 # on every track.
 #  trace_check_accepts / trace_check_rejects_* : the checker itself on small fixtures
+#  trace_single_rank_artifacts                 : a single-rank run writes every file README lists
 #  trace_copy_reset                            : empties build/tests/traces before the tests run
 #  trace_check_all                             : after every other test, checks each trace.json
 #                                                the run wrote: tests/CMakeLists.txt gives every
@@ -29,3 +30,7 @@ set_tests_properties(trace_copy_reset PROPERTIES LABELS "unit" FIXTURES_SETUP st
 set_tests_properties(trace_copy_mkdir PROPERTIES LABELS "unit" FIXTURES_SETUP strata_traces
                      FIXTURES_REQUIRED strata_traces_reset)
 set_tests_properties(trace_check_all PROPERTIES LABELS "unit" FIXTURES_CLEANUP strata_traces TIMEOUT 600)
+add_test(NAME trace_single_rank_artifacts COMMAND bash ${trace_fx}/single_rank.sh $<TARGET_FILE:strata>
+         $<TARGET_FILE:trace_check> $<TARGET_FILE:dist_tool>)
+set_tests_properties(trace_single_rank_artifacts PROPERTIES LABELS "unit" TIMEOUT 300
+                     ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")

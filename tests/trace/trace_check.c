@@ -9,7 +9,8 @@
  *     with the same number of decimals (no float artefacts such as 12.300000000001 or 1e-05),
  *     dur >= 0;
  *   - every process with slices has a process_name, every track (pid, tid) with slices a
- *     thread_name, and each process names a "compute" and a "communication" track;
+ *     thread_name, and each process names a "compute" and a "communication" track; a simulated
+ *     timeline's name ("sim r0 (...)") says which steps it shows;
  *   - slices on one track strictly nest: sorted by start (longer first), no slice starts inside
  *     another and ends after it (times compared exactly, in integer nanoseconds).
  *
@@ -154,6 +155,8 @@ static int check_file(const char *path) {
         const char *v = args ? get_str(args, "name") : NULL;
         if (!v || !*v) problem(&c, "event %zu (%s of pid %d) has no args.name", i, name, pid);
         else names[nn++] = (named_t){pid, is_thread ? tid : -1, v};
+        if (v && !is_thread && !strncmp(v, "sim ", 4) && !strstr(v, "steps"))
+          problem(&c, "pid %d: the simulated timeline \"%s\" does not say which steps it shows", pid, v);
       } else if (!strcmp(name, "process_sort_index") || !strcmp(name, "thread_sort_index")) {
         int k;
         if (!args || get_int(args, "sort_index", &k))
