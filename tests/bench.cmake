@@ -7,6 +7,9 @@
 #  bench_<op>_ofi_shm_np3      : every op over the ofi transport (shm provider)
 #  bench_allreduce_<dtype>_<op>: data types and reductions (exact expected values)
 #  bench_bad_*                 : bad flags exit 2 with a message naming the problem
+#  bench_nccl_sample           : nccl-tests' printf formats reproduce real nccl-tests output
+#  bench_nccl_format_*         : strata bench's header, device lines, table and footer match that
+#                                output character by character (tests/bench/nccl_format_check.c)
 set(STRATA_BENCH_ENV "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 
 # strata_bench_test(NAME NP OP DSIZE MINB MAXB FACTOR EXTRA_ENV [CHECK_ARGS...] -- [BENCH_ARGS...])
@@ -101,3 +104,20 @@ strata_bench_bad(bench_bad_json "cannot write --json file" allreduce -b 1K -e 1K
 add_test(NAME bench_help COMMAND $<TARGET_FILE:strata> bench --help)
 set_tests_properties(bench_help PROPERTIES LABELS "unit;bench"
                      PASS_REGULAR_EXPRESSION "allreduce \\| reducescatter.*--minbytes.*--stepfactor.*--algo.*--json")
+
+# nccl-tests' output format, to the character: the checker holds real nccl-tests output.
+strata_test_exe(nccl_format_check bench/nccl_format_check.c)
+strata_add_test(bench_nccl_sample $<TARGET_FILE:nccl_format_check> --sample)
+function(strata_bench_format name np)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${name}.txt)
+  set(cmd ${STRATA_MPIRUN} -np ${np} $<TARGET_FILE:strata> bench ${ARGN})
+  string(REPLACE ";" " " cmd_string "${cmd}")
+  add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} "-DCMD=${cmd_string}" -DOUT=${out}
+           -DCHECKER=$<TARGET_FILE:nccl_format_check> -DNP=${np}
+           -P ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_format.cmake)
+  set_tests_properties(${name} PROPERTIES LABELS "mpi;bench" TIMEOUT 300 ENVIRONMENT "${STRATA_BENCH_ENV}")
+endfunction()
+# auto (with its "# auto:" line) over sizes 8 B to 4 MiB, per-rank counts with -c 0 (N/A), one rank
+strata_bench_format(bench_nccl_format_allreduce_np3 3 allreduce -b 8 -e 4M -f 32 -n 2 -w 1 --algo auto)
+strata_bench_format(bench_nccl_format_allgather_np2 2 allgather -b 0 -e 64K -f 8 -n 2 -w 1 -c 0)
+strata_bench_format(bench_nccl_format_broadcast_np1 1 broadcast -b 1K -e 1K -n 1 -w 0)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -116,10 +117,13 @@ static const char usage_text[] =
     "OP: allreduce | reducescatter | allgather | broadcast | sendrecv (ring shift: each rank\n"
     "sends to rank+1 and receives from rank-1). Sizes are bytes of the whole array S; they are\n"
     "rounded down to a multiple of the dtype size (times the rank count for reducescatter and\n"
-    "allgather). Rank 0 prints one row per size: time = max over ranks of the mean time of one\n"
-    "iteration, algbw = S/time, busbw = algbw * factor (allreduce 2(n-1)/n, reducescatter and\n"
-    "allgather (n-1)/n, broadcast and sendrecv 1), GB/s = 1e9 bytes/s; #wrong = mismatched\n"
-    "elements summed over ranks in a check pass with exact inputs (N/A with -c 0).\n"
+    "allgather). Rank 0 prints nccl-tests' output to the character (the '# nThread 1 nGpus 1 ...'\n"
+    "line, '# Using devices' with a line per rank and its simulated device, Strata's own lines as\n"
+    "'#' comments, the table, the footer) with one row per size: time = max over ranks of the\n"
+    "mean time of one iteration, algbw = S/time, busbw = algbw * factor (allreduce 2(n-1)/n,\n"
+    "reducescatter and allgather (n-1)/n, broadcast and sendrecv 1), GB/s = 1e9 bytes/s;\n"
+    "#wrong = mismatched elements summed over ranks in a check pass with exact inputs (N/A with\n"
+    "-c 0); count is per rank for reducescatter and allgather, as in nccl-tests.\n"
     "--algo mpi is the baseline: MPI's own collective (MPI_Allreduce via the library; for the\n"
     "other ops MPI_Reduce_scatter_block / MPI_Allgather / MPI_Bcast / MPI_Sendrecv). ring, rd,\n"
     "rabenseifner and auto choose the library's all-reduce algorithm; the other ops have one\n"
@@ -188,6 +192,45 @@ static int bench_from_flags(const char *op_name, const bench_flags_t *f, coll_be
   return 0;
 }
 
+#define BENCH_DEVICE_LINE 512
+
+/* nccl-tests' device list: every rank's "#  Rank %2d Group %2d Pid %6d on %10s device %2d [...]
+ * NAME" line, gathered in rank order to rank 0 (collective over mpi). The device is the simulated
+ * device the rank stands for: its index on the host (node-local rank), in brackets the transport
+ * that carries its data. Rank 0 gets a malloc'd string (NULL when out of memory); the others NULL. */
+static char *device_lines(const coll_bench_t *b, MPI_Comm mpi) {
+  char host[256] = "unknown", line[BENCH_DEVICE_LINE];
+  if (gethostname(host, sizeof host) == 0) {
+    host[sizeof host - 1] = '\0';
+    char *dot = strchr(host, '.'); /* nccl-tests prints the name up to the first dot */
+    if (dot) *dot = '\0';
+  }
+  int local = 0;
+  MPI_Comm node;
+  if (MPI_Comm_split_type(mpi, MPI_COMM_TYPE_SHARED, b->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_rank(node, &local);
+    MPI_Comm_free(&node);
+  }
+  memset(line, 0, sizeof line);
+  snprintf(line, sizeof line, "#  Rank %2d Group %2d Pid %6d on %10s device %2d [%s] Strata simulated "
+           "device (host CPU)\n", b->rank, 0, (int)getpid(), host, local, coll_transport_name(b->comm));
+  char *all = b->rank == 0 ? malloc((size_t)b->nranks * BENCH_DEVICE_LINE) : NULL;
+  int ok = b->rank != 0 || all != NULL; /* rank 0's verdict: out of memory lists no devices */
+  MPI_Bcast(&ok, 1, MPI_INT, 0, mpi);
+  if (!ok) return NULL;
+  MPI_Gather(line, BENCH_DEVICE_LINE, MPI_CHAR, all, BENCH_DEVICE_LINE, MPI_CHAR, 0, mpi);
+  if (!all) return NULL;
+  size_t len = 0;
+  for (int r = 0; r < b->nranks; r++) { /* pack the fixed-size records into one string */
+    const char *l = all + (size_t)r * BENCH_DEVICE_LINE;
+    size_t n = strnlen(l, BENCH_DEVICE_LINE - 1);
+    memmove(all + len, l, n);
+    len += n;
+  }
+  all[len] = '\0';
+  return all;
+}
+
 /* The measurement on the communicator, with the --json file (rank 0) written at the end. The
  * file is opened up front so a bad path fails before the measurement. 0, 1 (a collective failed
  * or #wrong > 0) or 2. */
@@ -213,6 +256,8 @@ static int bench_run(coll_bench_t *b, coll_config_t *cfg, const char *json_path)
   } else {
     MPI_Comm mpi = coll_mpi_comm(b->comm);
     b->rt = (coll_bench_rt_t){&mpi, rt_barrier, rt_max_f64, rt_max_int, rt_sum_ll, rt_baseline};
+    char *devices = device_lines(b, mpi);
+    b->devices = devices;
     long long wrong = 0;
     if (coll_bench_run(b, rows, &wrong) == 0) {
       if (wrong && b->rank == 0) strata_error("bench: %lld wrong values (see the #wrong columns)", wrong);
@@ -220,6 +265,8 @@ static int bench_run(coll_bench_t *b, coll_config_t *cfg, const char *json_path)
     }
     coll_comm_destroy(b->comm);
     b->comm = NULL;
+    b->devices = NULL;
+    free(devices);
   }
   if (jf) {
     const char *text = json_object_to_json_string_ext(rows, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);

@@ -315,18 +315,25 @@ static void print_auto_switches(const coll_comm_t *comm) {
   printf("\n");
 }
 
+/* nccl-tests' header, to the character (its src/common.cu of versions 2.13 to 2.16: the
+ * "# nThread" line first, the devices, the table's three header lines), with Strata's own lines
+ * as '#' comments between the devices and the table. One process per rank, so nThread 1 nGpus 1
+ * and a device per rank; no aggregation and no CUDA graphs. */
 static void print_header(const coll_bench_t *b) {
-  printf("# strata bench %s: ranks %d transport %s algo %s minBytes %zu maxBytes %zu step: %g(factor) "
-         "warmup iters: %d iters: %d validation: %d\n",
-         op_names[b->op], b->nranks, coll_transport_name(b->comm), coll_algo_name(b->algo),
-         b->minbytes, b->maxbytes, b->factor, b->warmup, b->iters, b->check);
+  printf("# nThread 1 nGpus 1 minBytes %zu maxBytes %zu step: %g(factor) warmup iters: %d iters: %d "
+         "agg iters: 1 validation: %d graph: 0\n", b->minbytes, b->maxbytes, b->factor, b->warmup,
+         b->iters, b->check);
+  printf("#\n# Using devices\n%s", b->devices ? b->devices : "");
+  printf("# strata bench %s: ranks %d transport %s algo %s\n", op_names[b->op], b->nranks,
+         coll_transport_name(b->comm), coll_algo_name(b->algo));
   if (b->op == COLL_BENCH_ALLREDUCE && b->algo == COLL_ALGO_AUTO) print_auto_switches(b->comm);
   printf("#\n");
-  printf("# %10s  %12s  %8s  %6s  %6s  %28s   %28s\n", "", "", "", "", "", "out-of-place", "in-place");
-  printf("# %10s  %12s  %8s  %6s  %6s  %8s %7s %7s %6s  %8s %7s %7s %6s\n", "size", "count", "type",
-         "redop", "root", "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
-  printf("# %10s  %12s  %8s  %6s  %6s  %8s %7s %7s %6s  %8s %7s %7s %6s\n", "(B)", "(elements)", "", "",
-         "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "");
+  printf("# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place          \n",
+         "", "", "", "", "");
+  printf("# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s %6s  %7s  %6s  %6s %6s\n", "size", "count",
+         "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
+  printf("# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s\n", "(B)", "(elements)",
+         "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "");
   fflush(stdout);
 }
 
@@ -370,8 +377,9 @@ static int bench_size(const coll_bench_t *b, char *sbuf, char *rbuf, size_t byte
   long long wrong[2] = {-1, -1};
   for (int inplace = 0; inplace < 2; inplace++)
     if (measure(b, sbuf, rbuf, count, inplace, &t_us[inplace], &wrong[inplace])) return 1;
-  if (b->rank == 0)
-    printf("  %10zu  %12zu  %8s  %6s  %6d", bytes, count, coll_dtype_name(b->dtype),
+  if (b->rank == 0) /* count as nccl-tests gives it: per rank for reduce-scatter and all-gather */
+    printf("%12zu  %12zu  %8s  %6s  %6d", bytes, coll_bench_unit(b) > coll_dtype_size(b->dtype)
+           ? count / (size_t)b->nranks : count, coll_dtype_name(b->dtype),
            reduces(b) ? coll_op_name(b->redop) : "none", b->root);
   for (int ip = 0; ip < 2; ip++) {
     double algbw = t_us[ip] > 0 ? (double)bytes / (t_us[ip] * 1e-6) / 1e9 : 0;
@@ -380,10 +388,11 @@ static int bench_size(const coll_bench_t *b, char *sbuf, char *rbuf, size_t byte
     tot->nbw++;
     if (wrong[ip] > 0) tot->wrong += wrong[ip];
     if (b->rank != 0) continue;
-    char wbuf[24];
-    if (wrong[ip] < 0) snprintf(wbuf, sizeof wbuf, "N/A");
-    else snprintf(wbuf, sizeof wbuf, "%lld", wrong[ip]);
-    printf("  %8.2f %7.2f %7.2f %6s", t_us[ip], algbw, busbw, wbuf);
+    char tbuf[32]; /* nccl-tests: 2 decimals below 100 us, 1 below 10 ms, then none */
+    snprintf(tbuf, sizeof tbuf, t_us[ip] >= 10000.0 ? "%7.0f" : t_us[ip] >= 100.0 ? "%7.1f" : "%7.2f",
+             t_us[ip]);
+    if (wrong[ip] < 0) printf("  %7s  %6.2f  %6.2f  %5s", tbuf, algbw, busbw, "N/A");
+    else printf("  %7s  %6.2f  %6.2f  %5g", tbuf, algbw, busbw, (double)wrong[ip]);
     json_object_array_add(rows, row_json(b, bytes, ip, t_us[ip], algbw, busbw, wrong[ip]));
   }
   if (b->rank == 0) {

@@ -4,7 +4,11 @@
  * For each size from minbytes to maxbytes (multiplied by factor; rounded down to a multiple of
  * the dtype size, times the rank count for reduce-scatter and all-gather), every rank runs
  * `warmup` untimed and `iters` timed iterations of the operation, out of place and then in
- * place. Rank 0 prints nccl-tests' table: size, count, type, redop, root, then per placement
+ * place. Rank 0 prints nccl-tests' header and table, to the character (the layout of its
+ * versions 2.13 to 2.16: "# nThread 1 nGpus 1 minBytes ..." first, "# Using devices" and the
+ * caller's device lines, then Strata's own lines as '#' comments, then the table): size, count
+ * (elements of the whole array; per rank for reduce-scatter and all-gather, as nccl-tests
+ * counts), type, redop, root, then per placement
  * the time (max over ranks of the mean per-iteration time, us), algbw = S / t and busbw = algbw *
  * factor (all-reduce 2(n-1)/n, reduce-scatter and all-gather (n-1)/n with S the whole array,
  * broadcast and sendrecv 1) in decimal GB/s, and #wrong. With check = 1, after the timing every
@@ -93,6 +97,8 @@ struct coll_bench {
   int rank, nranks;
   coll_comm_t *comm;       /* the communicator measured */
   coll_bench_rt_t rt;
+  const char *devices;     /* rank 0: nccl-tests' "#  Rank  0 Group  0 Pid ..." lines of every
+                              rank, each ending in '\n' (the caller gathers them), or NULL */
 };
 
 /* Sizes are multiples of this many bytes (the dtype, times nranks for reduce-scatter and

@@ -11,7 +11,9 @@
 
 #include "env.h"
 #include "log.h"
+#include "run_report.h"
 #include "runlog.h"
+#include "trace_json.h"
 #include "train_loop.h"
 #include "util.h"
 
@@ -226,12 +228,8 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   double comm_share = wall > 0 ? comm / wall : 0, idle_share = wall > 0 ? idle / wall : 0;
   int64_t step = (int64_t)mine.step;
   json_object *rec = train_step_record(step, loss, lr, grad_norm, tps, slowest);
-  runlog_json_add(rec, "comm_share", runlog_json_num(comm_share, "%.4f"));
-  runlog_json_add(rec, "tp_comm_share", runlog_json_num(wall > 0 ? tp_comm / wall : 0, "%.4f"));
-  runlog_json_add(rec, "idle_share", runlog_json_num(idle_share, "%.4f"));
-  runlog_json_add(rec, "bytes_sent", json_object_new_uint64(sent));
-  runlog_json_add(rec, "bytes_recv", json_object_new_uint64(recvd));
-  runlog_json_add(rec, "sim_step_s", runlog_json_num(sim_s, "%.6g"));
+  run_step_add_comm(rec, &(run_step_comm_t){comm_share, wall > 0 ? tp_comm / wall : 0, idle_share,
+                                             sent, recvd, sim_s});
   runlog_steps_append(&c->steps_log, step, rec); /* a failure warns once; the run goes on */
   if (!c->info.quiet &&
       train_progress_due(step, c->info.start_step, c->info.total_steps, c->info.log_every)) {
@@ -248,70 +246,76 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   return 0;
 }
 
-/* Writes `n` events of rank `r` (comma-separated after the first overall). */
-static void write_events(runlog_file_t *f, int r, const double *ev, size_t n, int *first) {
-  for (size_t i = 0; i < n; i++) {
+/* Rank events (COORD_EVENT_DOUBLES each: kind, micro, step, t0_s, t1_s) as trace slices: fwd,
+ * bwd, optim and checkpoint on the compute track, send, recv and allreduce on the
+ * communication track. NULL when out of memory (or n == 0). */
+static trace_slice_t *event_slices(const double *ev, size_t n, size_t *out_n) {
+  *out_n = 0;
+  trace_slice_t *s = n ? malloc(n * sizeof *s) : NULL;
+  for (size_t i = 0; s && i < n; i++) {
     const double *e = ev + i * COORD_EVENT_DOUBLES;
     int kind = (int)e[0];
     if (kind < 0 || kind >= TRACE_KINDS) continue;
-    runlog_file_printf(f, "%s\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"pid\": %d, "
-                       "\"tid\": 0, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld, "
-                       "\"micro\": %d}}",
-                       *first ? "" : ",", trace_names[kind],
-                       kind == TRACE_FWD || kind == TRACE_BWD || kind == TRACE_OPTIM ? "compute"
-                                                                                     : "comm",
-                       r, e[3] * 1e6, (e[4] - e[3]) * 1e6, (long long)e[2], (int)e[1]);
-    *first = 0;
+    const int comm = kind == TRACE_SEND || kind == TRACE_RECV || kind == TRACE_ALLREDUCE;
+    s[(*out_n)++] = (trace_slice_t){trace_names[kind], comm, (int)e[1], (int64_t)e[2],
+                                    trace_ns(e[3]), trace_ns(e[4]), 0};
   }
+  return s;
 }
 
-/* A process_name metadata event; the name goes through json-c (a device profile's name is the
- * user's text). */
-static void write_process_name(runlog_file_t *f, int pid, const char *name, int *first) {
-  json_object *ev = json_object_new_object(), *args = json_object_new_object();
-  runlog_json_add(args, "name", runlog_json_str(name));
-  runlog_json_add(ev, "name", json_object_new_string("process_name"));
-  runlog_json_add(ev, "ph", json_object_new_string("M"));
-  runlog_json_add(ev, "pid", json_object_new_int(pid));
-  runlog_json_add(ev, "args", args);
-  char *text = ev ? runlog_json_text(ev, 0, NULL) : NULL;
-  json_object_put(ev);
-  if (!text) {
-    if (!f->err_no) f->err_no = ENOMEM;
-    return;
-  }
-  runlog_file_printf(f, "%s\n%s", *first ? "" : ",", text);
-  free(text);
-  *first = 0;
+/* One rank's timeline into the trace (rank 0: t != NULL). */
+static void trace_rank(coord_t *c, trace_json_t *t, int r, const double *ev, size_t n) {
+  if (!t) return;
+  const layout_t *lay = c->info.layout;
+  char name[128];
+  snprintf(name, sizeof name, "rank %d (t %d, stage %d, replica %d)", r, layout_tp_of(lay, r),
+           layout_stage_of(lay, r), layout_replica_of(lay, r));
+  size_t ns = 0;
+  trace_slice_t *s = event_slices(ev, n, &ns);
+  if (n && !s && !t->f.err_no) t->f.err_no = ENOMEM;
+  trace_json_process(t, r, name, NULL, s, ns);
+  free(s);
 }
 
-/* The simulated timeline: per rank pid 1000 + rank ("sim rN"), tid 0 compute, tid 1 comm; the
- * simulated step repeated for the first COORD_SIM_TRACE_STEPS steps. */
-static void write_sim_events(coord_t *c, runlog_file_t *f, int *first) {
+/* The simulated timeline: per rank pid 1000 + rank, "sim rN (DEVICE; steps A-B on the simulated
+ * clock)": the simulated step repeated back to back for the steps of this invocation (as many
+ * as STRATA_TRACE_MAX_EVENTS allows per rank), numbered as the real ones. */
+static void write_sim_events(coord_t *c, trace_json_t *t) {
   const sim_result_t *res = c->sim.res;
+  size_t per_step = 0; /* events of the busiest rank in one step */
   for (int r = 0; r < c->size; r++) {
+    size_t k = 0;
+    for (int i = 0; i < res->nevents; i++) k += res->events[i].rank == r;
+    if (k > per_step) per_step = k;
+  }
+  int64_t nsteps = c->steps_done;
+  if (per_step > 0 && (size_t)nsteps > c->cap_ev / per_step) nsteps = (int64_t)(c->cap_ev / per_step);
+  const int64_t step_ns = trace_ns(res->step_s), first = c->info.start_step + 1;
+  trace_slice_t *s = per_step ? malloc(((size_t)nsteps * per_step + 1) * sizeof *s) : NULL;
+  if (per_step && nsteps && !s && !t->f.err_no) t->f.err_no = ENOMEM;
+  for (int r = 0; r < c->size; r++) {
+    size_t n = 0;
+    for (int64_t k = 0; s && k < nsteps; k++)
+      for (int i = 0; i < res->nevents; i++) {
+        const sim_event_t *e = &res->events[i];
+        if (e->rank != r) continue;
+        const int comm = !(e->kind == SIM_EV_FWD || e->kind == SIM_EV_BWD || e->kind == SIM_EV_OPTIMIZER);
+        s[n++] = (trace_slice_t){sim_event_name(e->kind), comm, e->micro, first + k,
+                                 k * step_ns + trace_ns(e->start_s), k * step_ns + trace_ns(e->end_s), 0};
+      }
     char name[256];
-    snprintf(name, sizeof name, "sim r%d (%s)", r, c->sim.device);
-    write_process_name(f, 1000 + r, name, first);
+    if (nsteps > 0)
+      snprintf(name, sizeof name, "sim r%d (%s; steps %lld-%lld on the simulated clock)", r,
+               c->sim.device, (long long)first, (long long)(first + nsteps - 1));
+    else
+      snprintf(name, sizeof name, "sim r%d (%s; no steps)", r, c->sim.device);
+    trace_json_process(t, 1000 + r, name, "sim", s, n);
   }
-  int64_t nsteps = c->steps_done < COORD_SIM_TRACE_STEPS ? c->steps_done : COORD_SIM_TRACE_STEPS;
-  for (int64_t k = 0; k < nsteps; k++) {
-    double off = (double)k * res->step_s;
-    for (int i = 0; i < res->nevents; i++) {
-      const sim_event_t *e = &res->events[i];
-      int comm = !(e->kind == SIM_EV_FWD || e->kind == SIM_EV_BWD || e->kind == SIM_EV_OPTIMIZER);
-      runlog_file_printf(f, ",\n{\"name\": \"%s\", \"cat\": \"sim\", \"ph\": \"X\", \"pid\": %d, "
-                         "\"tid\": %d, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld, "
-                         "\"micro\": %d}}",
-                         sim_event_name(e->kind), 1000 + e->rank, comm, (off + e->start_s) * 1e6,
-                         (e->end_s - e->start_s) * 1e6, (long long)(c->info.start_step + k + 1),
-                         e->micro);
-    }
-  }
+  free(s);
 }
 
-/* Gathers every rank's events and, on rank 0, writes trace.json atomically. -1 only when the
- * gather fails (the job is broken); a file that cannot be written warns and leaves
+/* Gathers every rank's events and, on rank 0, writes trace.json atomically (trace_json.h). -1
+ * only when the gather fails (the job is broken); a file that cannot be written warns and leaves
  * c->trace_written 0 (RELIABILITY.md, "Full disk": the trace is a diagnostic view). */
 static int write_trace(coord_t *c, char *err, size_t errlen) {
   /* Every rank but 0 sends [count] then its events; rank 0 receives them in rank order. */
@@ -327,41 +331,30 @@ static int write_trace(coord_t *c, char *err, size_t errlen) {
   }
   char path[4200], ferr[RUNLOG_PATH_MAX + 256];
   snprintf(path, sizeof path, "%s/trace.json", c->info.out_dir);
-  runlog_file_t f;
-  int opened = runlog_file_open(&f, path, ferr, sizeof ferr) == 0; /* else: still drain the ranks */
-  int first = 1;
-  const layout_t *lay = c->info.layout;
-  runlog_file_printf(&f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [");
-  for (int r = 0; r < c->size; r++) {
-    char name[128];
-    snprintf(name, sizeof name, "rank %d (t %d, stage %d, replica %d)", r, layout_tp_of(lay, r),
-             layout_stage_of(lay, r), layout_replica_of(lay, r));
-    write_process_name(&f, r, name, &first);
-  }
-  write_events(&f, 0, c->ev, c->n_ev, &first);
+  trace_json_t tj;
+  trace_json_t *t = trace_json_open(&tj, path, ferr, sizeof ferr) == 0 ? &tj : NULL; /* else: still drain the ranks */
+  trace_rank(c, t, 0, c->ev, c->n_ev);
   for (int r = 1; r < c->size; r++) {
     int64_t n = 0;
     if (coll_recv(&n, 1, COLL_I64, r, COORD_TAG_TRACE_COUNT, c->world) != COLL_OK || n < 0) {
       snprintf(err, errlen, "receiving the trace of rank %d failed: %s", r, coll_last_error(c->world));
-      runlog_file_abort(&f);
+      if (t) trace_json_abort(t);
       return -1;
     }
-    if (n == 0) continue;
-    double *ev = malloc((size_t)n * COORD_EVENT_DOUBLES * sizeof(double));
-    if (!ev || coll_recv(ev, (size_t)n * COORD_EVENT_DOUBLES, COLL_F64, r, COORD_TAG_TRACE_DATA,
-                         c->world) != COLL_OK) {
+    double *ev = n ? malloc((size_t)n * COORD_EVENT_DOUBLES * sizeof(double)) : NULL;
+    if (n && (!ev || coll_recv(ev, (size_t)n * COORD_EVENT_DOUBLES, COLL_F64, r,
+                               COORD_TAG_TRACE_DATA, c->world) != COLL_OK)) {
       snprintf(err, errlen, "receiving the trace of rank %d failed: %s", r,
                ev ? coll_last_error(c->world) : "out of memory");
       free(ev);
-      runlog_file_abort(&f);
+      if (t) trace_json_abort(t);
       return -1;
     }
-    write_events(&f, r, ev, (size_t)n, &first);
+    trace_rank(c, t, r, ev, (size_t)n);
     free(ev);
   }
-  if (c->sim.res) write_sim_events(c, &f, &first);
-  runlog_file_printf(&f, "\n]}\n");
-  if (opened && runlog_file_commit(&f, ferr, sizeof ferr) == 0) c->trace_written = 1;
+  if (t && c->sim.res) write_sim_events(c, t);
+  if (t && trace_json_commit(t, ferr, sizeof ferr) == 0) c->trace_written = 1;
   else strata_warn("%s; the trace of this run is not saved (report.json records \"trace_written\": "
                    "false)", ferr);
   return 0;
@@ -497,15 +490,8 @@ static int write_report_pb(const coord_t *c, double tps, double wall, int64_t st
     ss->peak_mem_bytes = c->stages[s].peak_mem_bytes;
   }
   snprintf(rr->transport, sizeof rr->transport, "%s", c->info.transport);
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  int rc = strata_run_report_encode(rr, &buf, &len, err, errlen);
+  int rc = run_report_pb_write(c->info.out_dir, rr, err, errlen);
   free(rr);
-  if (rc) return -1;
-  char path[4200];
-  snprintf(path, sizeof path, "%s/report.pb", c->info.out_dir);
-  rc = runlog_write_file(path, buf, len, err, errlen);
-  free(buf);
   return rc;
 }
 

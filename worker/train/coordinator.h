@@ -20,12 +20,15 @@
  * step's report gather (together: the pipeline bubble, (P-1)/(M+P-1) of the step for uniform
  * stages, and any imbalance).
  *
- * trace.json: {"traceEvents": [{"name": "fwd", "ph": "X", "pid": rank, "tid": 0, "ts": us,
- * "dur": us, "args": {"micro": j, "step": k}}, ...]} plus process_name metadata
- * "rank r (t t, stage s, replica d)". Bucket all-reduces are "allreduce" events with args.micro =
- * the bucket index (in start order); the remaining reductions after backward (tied wte, norm,
- * ZeRO reduce-scatter) form one "allreduce" event with micro = -1. Opens in Perfetto / chrome://tracing. At most
- * COORD_TRACE_MAX_EVENTS per rank (env STRATA_TRACE_MAX_EVENTS); later events are dropped.
+ * trace.json (trace_json.h): per rank a process "rank r (t t, stage s, replica d)" (pid r) with a
+ * "compute" track (fwd, bwd, optim, checkpoint) and a "communication" track (send, recv,
+ * allreduce), slices {"name": "fwd", "ph": "X", "pid": r, "tid": 0, "ts": us, "dur": us,
+ * "args": {"step": k, "micro": j}} that strictly nest per track. Bucket all-reduces are "allreduce"
+ * events with args.micro = the bucket index (in start order), from start to completion; the
+ * remaining reductions after backward (tied wte, norm, ZeRO reduce-scatter) form one "allreduce"
+ * event with micro = -1 that starts when the last bucket has completed. Opens in Perfetto /
+ * chrome://tracing. At most COORD_TRACE_MAX_EVENTS per rank (env STRATA_TRACE_MAX_EVENTS); later
+ * events are dropped.
  */
 #ifndef STRATA_COORDINATOR_H
 #define STRATA_COORDINATOR_H
@@ -97,8 +100,9 @@ void coord_set_val_loss(coord_t *c, double val_loss);
  * StepReports' simulated_s), report.json sim_step_s, sim_tokens_per_s, sim_mfu, device and per
  * stage sim_compute_s / sim_comm_s / sim_idle_s / sim_optimizer_s, mem_model_bytes (the memory
  * model) and mem_alloc_bytes (what the run allocated, max over replicas), and trace.json a
- * second timeline per rank (pid 1000 + rank, "sim rN"; the first COORD_SIM_TRACE_STEPS steps). */
-#define COORD_SIM_TRACE_STEPS 20
+ * second timeline per rank (pid 1000 + rank, "sim rN (DEVICE; steps A-B on the simulated clock)"):
+ * the simulated step repeated back to back for the same steps as the real timeline (within
+ * STRATA_TRACE_MAX_EVENTS per rank). */
 typedef struct {
   const char *device;             /* profile name */
   double capacity_bytes;          /* device memory used for the fit check */

@@ -14,11 +14,14 @@
 
 #include "checkpoint.h"
 #include "data.h"
+#include "env.h"
 #include "log.h"
 #include "rank_status.h"
+#include "run_report.h"
 #include "runlog.h"
 #include "schedule.h"
 #include "strata_proto.h"
+#include "trace_json.h"
 #include "train_loop.h"
 #include "util.h"
 
@@ -61,6 +64,8 @@ typedef struct {
   uint64_t tokens_seen;      /* all steps so far, resumed ones included */
   double t_start_s, train_s; /* wall clock at the first step; summed step seconds */
   double last_loss, val_loss;
+  trace_buf_t trace;         /* RUN/trace.json's slices, times since origin_s */
+  double origin_s;
 } solo_job_t;
 
 /* One step's figures, for its record and its progress line. */
@@ -70,7 +75,8 @@ typedef struct {
 
 /* RUN/report.json of the single-rank loop (README lists the keys), written atomically; non-finite
  * numbers are null. 0, or -1 with a message (RELIABILITY.md, "Full disk": the job exits 1). */
-static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_complete) {
+static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_complete,
+                        int trace_written) {
   const train_config_t *c = &j->c;
   char path[4200];
   snprintf(path, sizeof path, "%s/report.json", c->out_dir);
@@ -89,6 +95,7 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   runlog_json_add(o, "tokens_per_s", runlog_json_num(tokens_per_s, "%.6g"));
   runlog_json_add(o, "train_s", runlog_json_num(j->train_s, "%.6g"));
   runlog_json_add(o, "steps_log_complete", json_object_new_boolean(steps_log_complete));
+  runlog_json_add(o, "trace_written", json_object_new_boolean(trace_written));
   int rc = runlog_json_write(path, o, j->err, sizeof j->err);
   json_object_put(o);
   return rc;
@@ -137,6 +144,10 @@ static int solo_setup(solo_job_t *j) {
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
   if (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err))
     return TRAIN_FAILED;
+  int64_t cap; /* a bad value is refused by strata at start-up (worker/base/env.c) */
+  env_read_int("STRATA_TRACE_MAX_EVENTS", 200000, &cap, NULL, 0);
+  j->trace.max = cap > 0 ? (size_t)cap : 0;
+  j->origin_s = strata_now_s();
   if (!c->quiet)
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
                 "batch %d x %d tokens, %lld steps, data %s",
@@ -158,17 +169,23 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
                    j->inputs, j->targets, j->err, sizeof j->err))
       return -1;
     rank_status_op(RS_PIPE_FWD, mi);
+    double tf = strata_now_s();
     loss += gpt2_forward(j->m, j->acts, j->inputs, NULL, j->targets);
+    double tb = strata_now_s();
+    trace_buf_add(&j->trace, "fwd", 0, mi, step + 1, tf - j->origin_s, tb - j->origin_s);
     rank_status_op(RS_PIPE_BWD, mi);
     gpt2_backward(j->m, j->acts, NULL, 1.0f / (float)c->microbatches, NULL);
+    trace_buf_add(&j->trace, "bwd", 0, mi, step + 1, tb - j->origin_s, strata_now_s() - j->origin_s);
   }
   loss /= c->microbatches;
   double ss = adamw_sum_squares(j->m->grads, j->m->num_params);
   float scale = adamw_clip_scale(ss, c->opt.grad_clip);
   float lr = adamw_lr_at(&c->opt, step); /* rounded to float: train_dist.c does the same */
   rank_status_op(RS_OPTIMIZER, -1);
+  double to = strata_now_s();
   adamw_step(j->opt, &c->opt, j->m->params, j->m->grads, j->m->tensors, j->m->num_tensors, lr,
              scale);
+  trace_buf_add(&j->trace, "optim", 0, -1, step + 1, to - j->origin_s, strata_now_s() - j->origin_s);
   double dt = strata_now_s() - t0;
   j->train_s += dt;
   j->tokens_seen += (uint64_t)((double)c->batch * j->T);
@@ -197,7 +214,9 @@ static int solo_checkpoint(solo_job_t *j, int64_t step, double loss) {
   train_state_fill(j->state, c, j->data_path, (uint64_t)step, j->tokens_seen, loss, 1, 1,
                    &c->model.layers);
   rank_status_op(RS_CHECKPOINT, -1);
+  double tc = strata_now_s();
   if (ckpt_save(dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err)) return -1;
+  trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
   if (c->keep > 0 && ckpt_prune(c->out_dir, c->keep, j->err, sizeof j->err) < 0) return -1;
   if (!c->quiet) strata_info("checkpoint %s", dir);
   return 0;
@@ -207,9 +226,9 @@ static int solo_checkpoint(solo_job_t *j, int64_t step, double loss) {
  * progress line, a checkpoint (the end-of-run evaluation follows in solo_finish). 0 or -1. */
 static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
   const train_config_t *c = &j->c;
-  runlog_steps_append(&j->steps_log, step,
-                      train_step_record(step, s->loss, s->lr, s->grad_norm, s->tokens_per_s,
-                                        s->step_s)); /* a failure warns once; the run goes on */
+  json_object *rec = train_step_record(step, s->loss, s->lr, s->grad_norm, s->tokens_per_s, s->step_s);
+  run_step_add_comm(rec, &(run_step_comm_t){0, 0, 0, 0, 0, NAN}); /* one rank: no communication */
+  runlog_steps_append(&j->steps_log, step, rec); /* a failure warns once; the run goes on */
   train_due_t due = train_step_due(c, step);
   if (train_every(step, c->eval_every)) {
     if (solo_eval(j)) return -1;
@@ -227,8 +246,51 @@ static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
   return 0;
 }
 
+/* RUN/trace.json (trace_json.h): one process, rank 0, with its compute track. A file that cannot
+ * be written warns (RELIABILITY.md, "Full disk": the trace is a diagnostic view). 1 if written. */
+static int solo_write_trace(solo_job_t *j) {
+  char path[4200], err[RUNLOG_PATH_MAX + 256];
+  snprintf(path, sizeof path, "%s/trace.json", j->c.out_dir);
+  trace_json_t t;
+  if (trace_json_open(&t, path, err, sizeof err) == 0) {
+    trace_json_process(&t, 0, "rank 0 (t 0, stage 0, replica 0)", NULL, j->trace.s, j->trace.n);
+    if (trace_json_commit(&t, err, sizeof err) == 0) return 1;
+  }
+  strata_warn("%s; the trace of this run is not saved (report.json records \"trace_written\": "
+              "false)", err);
+  return 0;
+}
+
+/* RUN/report.pb: the RunReport of one rank (one stage, all of its time compute). 0, or -1 with
+ * a message. */
+static int solo_write_report_pb(solo_job_t *j, double tokens_per_s, char *err, size_t errlen) {
+  strata_run_report_t *rr = calloc(1, sizeof *rr);
+  snprintf(err, errlen, "cannot write report.pb: out of memory");
+  int rc = -1;
+  if (rr) {
+    strata_run_report_init(rr);
+    rr->world_size = 1;
+    rr->model = train_model_cfg(&j->m->cfg);
+    train_config_to_state(&rr->train, &j->c, j->data_path);
+    rr->layout.tp = rr->layout.pp = rr->layout.dp = 1;
+    rr->layout.n_stage_layers = 1;
+    rr->layout.stage_layers[0] = j->c.model.layers;
+    rr->steps = (uint64_t)j->step;
+    rr->final_loss = j->last_loss;
+    rr->tokens_per_s = tokens_per_s;
+    rr->wall_s = strata_now_s() - j->t_start_s;
+    rr->n_stages = 1;
+    rr->stages[0] = (strata_stage_summary_t){.stage = 0, .layer_begin = 0,
+                                             .layer_end = j->c.model.layers,
+                                             .params = j->m->num_params, .compute_s = j->train_s};
+    rc = run_report_pb_write(j->c.out_dir, rr, err, errlen);
+    free(rr);
+  }
+  return rc;
+}
+
 /* The end of the run: the validation loss when --eval-every is 0, the summary line,
- * steps.jsonl closed and report.json. 0 or -1. */
+ * steps.jsonl closed, trace.json, report.pb and report.json. 0 or -1. */
 static int solo_finish(solo_job_t *j) {
   const train_config_t *c = &j->c;
   if (c->eval_every == 0 && solo_eval(j)) return -1;
@@ -238,10 +300,14 @@ static int solo_finish(solo_job_t *j) {
     strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s",
                 (long long)j->step, j->last_loss, j->val_loss, tokens_per_s);
   int steps_log_complete = runlog_steps_close(&j->steps_log);
-  if (write_report(j, tokens_per_s, steps_log_complete)) {
-    size_t n = strlen(j->err);
-    snprintf(j->err + n, sizeof j->err - n,
-             " (the training itself finished: its checkpoints are complete)");
+  int trace_written = solo_write_trace(j);
+  char pb_err[RUNLOG_PATH_MAX + 256];
+  int bad_pb = solo_write_report_pb(j, tokens_per_s, pb_err, sizeof pb_err) != 0;
+  int bad_json = write_report(j, tokens_per_s, steps_log_complete, trace_written) != 0;
+  if (bad_pb || bad_json) { /* both attempted; err names each */
+    size_t n = bad_json ? strlen(j->err) : 0;
+    snprintf(j->err + n, sizeof j->err - n, "%s%s (the training itself finished: its checkpoints "
+             "are complete)", bad_json && bad_pb ? "; " : "", bad_pb ? pb_err : "");
     return -1;
   }
   return 0;
@@ -249,6 +315,7 @@ static int solo_finish(solo_job_t *j) {
 
 static void solo_free(solo_job_t *j) {
   runlog_lines_close(&j->steps_log, j->err, sizeof j->err); /* still open only on a failed run */
+  trace_buf_free(&j->trace);
   free(j->inputs);
   free(j->targets);
   adamw_free(j->opt);

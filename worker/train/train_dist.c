@@ -561,12 +561,15 @@ static int dist_step(dist_job_t *j, int64_t step, dist_step_t *st) {
   st->ss = 0;
   if (grad_sync_finish(j->gs, &st->ss, j->err, sizeof j->err)) return -1;
   sim_clock_sync_done(&j->simc);
-  coord_trace(j->co, TRACE_ALLREDUCE, -1, ta, coord_now(j->co));
+  const double tz = coord_now(j->co);
   const double *b0, *b1;
   int nb = grad_sync_bucket_times(j->gs, &b0, &b1);
-  for (int b = 0; b < nb; b++)
+  for (int b = 0; b < nb; b++) { /* the rest starts once the buckets are complete */
     coord_trace(j->co, TRACE_ALLREDUCE, b, coord_from_mono(j->co, b0[b]),
                 coord_from_mono(j->co, b1[b]));
+    if (coord_from_mono(j->co, b1[b]) > ta) ta = coord_from_mono(j->co, b1[b]);
+  }
+  coord_trace(j->co, TRACE_ALLREDUCE, -1, ta < tz ? ta : tz, tz);
   if (!isfinite(st->ss)) {
     snprintf(j->err, sizeof j->err, "the gradient norm became %g at step %lld; lower --lr (now %g)",
              sqrt(st->ss), (long long)step + 1, c->opt.lr);
