@@ -8,3 +8,5 @@ target_link_libraries(test_bpe_fixture PRIVATE ZLIB::ZLIB)
 strata_add_test(tokenizer_gpt2_fixture test_bpe_fixture)
 strata_test_exe(test_bpe ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/test_bpe.c)
 strata_add_test(tokenizer_bpe test_bpe)
+# Throughput (launch/tokenizer_bench.sh runs it beside npm's js-tiktoken); not a test.
+strata_test_exe(bpe_bench ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/bpe_bench.c)

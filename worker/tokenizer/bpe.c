@@ -300,7 +300,10 @@ static int encode_piece(tok_t *t, const char *p, size_t n, tok_ids_t *out) {
   bpe_cache_entry_t *ce = NULL;
   uint64_t h = 0;
   if (n <= BPE_CACHE_PIECE_BYTES) {
-    if (!t->cache && !(t->cache = calloc(BPE_CACHE_SLOTS, sizeof *t->cache))) return -1;
+    if (!t->cache) {
+      if (!(t->cache = aligned_alloc(64, BPE_CACHE_SLOTS * sizeof *t->cache))) return -1;
+      memset(t->cache, 0, BPE_CACHE_SLOTS * sizeof *t->cache);
+    }
     h = hash_bytes(p, n);
     ce = &t->cache[h & (BPE_CACHE_SLOTS - 1)];
     if (ce->hash == h && ce->len == n && !memcmp(ce->bytes, p, n)) {

@@ -15,11 +15,11 @@
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 /* Pieces up to this many bytes are cached (longer ones are rare and would crowd it). */
-#define BPE_CACHE_PIECE_BYTES 24
-#define BPE_CACHE_IDS 12
+#define BPE_CACHE_PIECE_BYTES 22 /* with BPE_CACHE_IDS: an entry is one 64-byte cache line */
+#define BPE_CACHE_IDS 8
 #define BPE_CACHE_SLOTS (1u << 16) /* direct-mapped: a new piece replaces the one in its slot */
 
-typedef struct {
+typedef struct __attribute__((aligned(64))) {
   uint64_t hash;                      /* XXH3 of the piece; 0 = empty */
   uint8_t len;                        /* piece bytes */
   uint8_t n_ids;                      /* its tokens */
