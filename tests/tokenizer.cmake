@@ -10,3 +10,7 @@ strata_test_exe(test_bpe ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/test_bpe.c)
 strata_add_test(tokenizer_bpe test_bpe)
 # Throughput (launch/tokenizer_bench.sh runs it beside npm's js-tiktoken); not a test.
 strata_test_exe(bpe_bench ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/bpe_bench.c)
+# `strata tokenize`: llm.c shards (header, <|endoftext|> per document, --val-fraction,
+# --split-docs), --ids and --decode, bad input, and a tiny vocabulary-50257 model training on
+# the shard it wrote.
+strata_add_test(tokenizer_cli ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/tokenize_cli.sh $<TARGET_FILE:strata> ${PROJECT_SOURCE_DIR})
