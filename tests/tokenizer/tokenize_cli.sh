@@ -74,4 +74,23 @@ last="$(tail -1 "$W/run/steps.jsonl" | sed 's/.*"loss": *\([0-9.e+-]*\).*/\1/')"
 # initial weights give near-uniform logits: loss ln(50257) = 10.825 within 0.5
 awk -v f="$first" -v l="$last" 'BEGIN { exit !(f > 10.3 && f < 11.3 && l < f - 0.5) }' ||
   fail "losses: first $first (expected 10.825 +- 0.5), last $last (expected below first - 0.5)"
-echo "tokenize: shards, ids, decode, documents, bad input and training on a shard: ok (loss $first -> $last)"
+
+# ---- infer on the BPE checkpoint takes and prints text: the shipped GPT-2 vocabulary, or the
+# tokenizer files in the checkpoint directory; the text is the decoding of the generated ids
+ck="$(ls -d "$W/run"/ckpt-* | tail -1)"
+[ -d "$ck" ] || fail "no checkpoint in $W/run"
+gen() { "$STRATA" infer --checkpoint "$ck" --prompt "Hello world, it's" --max-tokens 8 --temperature 0 "$@"; }
+gen --json > "$W/gen.json" || fail "infer --json on the BPE checkpoint exited $?"
+grep -q '"prompt_tokens": 5,' "$W/gen.json" || fail "the prompt is not 5 BPE tokens: $(cat "$W/gen.json")"
+sed 's/.*"token_ids": \[\([0-9, ]*\)\].*/\1/' "$W/gen.json" | tr -d ',' > "$W/gen_ids"
+gen > "$W/gen.txt" || fail "infer on the BPE checkpoint exited $?"
+"$STRATA" tokenize --decode < "$W/gen_ids" > "$W/gen_decoded" || fail "generated ids do not decode: $(cat "$W/gen_ids")"
+{ cat "$W/gen_decoded"; echo; } > "$W/gen_want"
+tail -n +2 "$W/gen.txt" | cmp -s - "$W/gen_want" || fail "infer printed '$(tail -n +2 "$W/gen.txt")', the ids $(cat "$W/gen_ids") decode to '$(cat "$W/gen_decoded")'"
+cp "$SRC/data/gpt2/encoder.json" "$ck/vocab.json"; cp "$SRC/data/gpt2/vocab.bpe" "$ck/merges.txt"
+gen > "$W/gen2.txt" || fail "infer with the checkpoint's vocab.json + merges.txt exited $?"
+tail -n +2 "$W/gen2.txt" | cmp -s - "$W/gen_want" || fail "the checkpoint's own tokenizer files gave other text"
+printf '{"a": 1}' > "$ck/vocab.json"
+"$STRATA" infer --checkpoint "$ck" --prompt "Hi" --max-tokens 2 > /dev/null 2> "$W/e"; rc=$?
+[ "$rc" = 2 ] && grep -q "vocab.json" "$W/e" || fail "a broken vocab.json in the checkpoint: exit $rc, $(cat "$W/e")"
+echo "tokenize: shards, ids, decode, documents, bad input, training on a shard and infer on it: ok (loss $first -> $last; generated ids $(cat "$W/gen_ids"))"

@@ -330,6 +330,13 @@ static int file_exists(const char *dir, const char *name, char *path, size_t len
   return n > 0 && (size_t)n < len && stat(path, &st) == 0;
 }
 
+int tok_dir_has_files(const char *dir) {
+  char a[4096], b[4096];
+  return file_exists(dir, "tokenizer.json", a, sizeof a) ||
+         (file_exists(dir, "vocab.json", a, sizeof a) && file_exists(dir, "merges.txt", b, sizeof b)) ||
+         (file_exists(dir, "encoder.json", a, sizeof a) && file_exists(dir, "vocab.bpe", b, sizeof b));
+}
+
 int tok_load_dir(const char *dir, tok_t **out, char *err, size_t errlen) {
   char a[4096], b[4096];
   *out = NULL;

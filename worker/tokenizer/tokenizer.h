@@ -60,6 +60,8 @@ void tok_ids_free(tok_ids_t *ids);
 /* The shipped GPT-2 vocabulary, relative to share/strata/ (datapath.h). */
 #define TOK_GPT2_DIR "data/gpt2"
 
+/* 1 when DIR holds one of the sets of Files (a checkpoint that carries its tokenizer), else 0. */
+int tok_dir_has_files(const char *dir);
 /* Loads a tokenizer from DIR (see Files). 0, or -1 with err. */
 int tok_load_dir(const char *dir, tok_t **out, char *err, size_t errlen);
 /* From a vocabulary (encoder.json / vocab.json: {"token": id, ...}) and a merges file
