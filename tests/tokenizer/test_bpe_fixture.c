@@ -3,13 +3,14 @@
  * tests/fixtures/make_bpe_fixture.mjs) on about 1 MB of prose, code, whitespace runs, digits,
  * contractions, accented, CJK and emoji text; every case decodes back to its text; the same
  * vocabulary read as vocab.json + merges.txt and as a Hugging Face tokenizer.json gives the same
- * ids. Exact equality: token ids are integers, there is no tolerance to allow. */
+ * ids; the heap merge of long pieces gives the same ids as the scan. Exact equality: token ids are integers, there is no tolerance to allow. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "bpe_impl.h" /* heap_min_bytes and the piece cache, to test the heap merge */
 #include "test_util.h"
 #include "tokenizer.h"
 
@@ -163,6 +164,12 @@ int main(void) {
   CHECK_EQ_INT(tok_vocab_size(t), TOK_GPT2_VOCAB);
   CHECK_EQ_INT(tok_eot(t), TOK_GPT2_EOT);
   check_fixture(t, "encoder.json + vocab.bpe", 1);
+  /* every piece of two bytes or more through the heap merge (long pieces' path), the cache
+   * emptied first: the same ids */
+  t->heap_min_bytes = 2;
+  if (t->cache) memset(t->cache, 0, BPE_CACHE_SLOTS * sizeof *t->cache);
+  check_fixture(t, "heap merge", 3);
+  t->heap_min_bytes = BPE_HEAP_MIN_BYTES;
 
   /* special tokens: text only when allowed (tiktoken's encode with allowed_special) */
   expect_ids(t, "Hello world", 0, (const int32_t[]){15496, 995}, 2);

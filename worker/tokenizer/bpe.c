@@ -63,6 +63,7 @@ int bpe_new(int n_vocab, tok_t **out, char *err, size_t errlen) {
   if (!t) return strata_fail(err, errlen, "out of memory for the tokenizer");
   t->n_vocab = n_vocab;
   t->eot = -1;
+  t->heap_min_bytes = BPE_HEAP_MIN_BYTES;
   t->tok_off = malloc(sizeof(uint32_t) * (size_t)n_vocab);
   t->tok_len = malloc(sizeof(uint32_t) * (size_t)n_vocab);
   t->is_special = calloc((size_t)n_vocab, 1);
@@ -252,8 +253,8 @@ static int ids_reserve(tok_ids_t *out, size_t more) {
 
 /* Merges the bytes of one piece by rank into ids[0..*n): the adjacent pair of lowest rank,
  * leftmost first, until none has a merge. rank[i] is the rank of pair (i, i+1) (INT32_MAX:
- * none). Quadratic in the piece length: pieces are words, numbers, runs of punctuation or
- * whitespace, almost all short. */
+ * none). Quadratic in the piece length, the fastest for words; pieces of BPE_HEAP_MIN_BYTES or
+ * more go to merge_piece_heap, so a megabyte of spaces takes a fraction of a second. */
 static void merge_piece(const tok_t *t, int32_t *ids, int32_t *rank, int32_t *merged, size_t *np) {
   size_t n = *np;
   for (size_t i = 0; i + 1 < n; i++) {
@@ -281,6 +282,76 @@ static void merge_piece(const tok_t *t, int32_t *ids, int32_t *rank, int32_t *me
     }
   }
   *np = n;
+}
+
+/* A candidate merge: the pair starting at symbol `pos` (its original byte offset). */
+typedef struct {
+  int32_t rank, pos, left, right;
+} bpe_cand_t;
+
+static int cand_less(const bpe_cand_t *a, const bpe_cand_t *b) {
+  return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void heap_push(bpe_cand_t *h, size_t *n, bpe_cand_t c) {
+  size_t i = (*n)++;
+  while (i > 0 && cand_less(&c, &h[(i - 1) / 2])) {
+    h[i] = h[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  h[i] = c;
+}
+
+static bpe_cand_t heap_pop(bpe_cand_t *h, size_t *n) {
+  bpe_cand_t top = h[0], last = h[--(*n)];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && cand_less(&h[c + 1], &h[c])) c++;
+    if (!cand_less(&h[c], &last)) break;
+    h[i] = h[c];
+    i = c;
+  }
+  if (*n > 0) h[i] = last;
+  return top;
+}
+
+/* The same merges as merge_piece (lowest rank, leftmost first), for long pieces: symbols in a
+ * linked list over their byte offsets, candidate pairs in a min-heap by (rank, offset); a
+ * popped candidate whose symbols have changed since it was pushed is skipped. */
+static int merge_piece_heap(const tok_t *t, int32_t *ids, size_t *np) {
+  size_t n = *np, nh = 0;
+  int32_t *next = malloc(sizeof(int32_t) * n), *prev = malloc(sizeof(int32_t) * n);
+  bpe_cand_t *heap = malloc(sizeof(bpe_cand_t) * 2 * n); /* n - 1 pairs, plus 2 per merge */
+  if (!next || !prev || !heap) {
+    free(next), free(prev), free(heap);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) next[i] = i + 1 < n ? (int32_t)i + 1 : -1, prev[i] = (int32_t)i - 1;
+  for (size_t i = 0; i + 1 < n; i++) {
+    const bpe_merge_slot_t *m = find_merge(t, ids[i], ids[i + 1]);
+    if (m) heap_push(heap, &nh, (bpe_cand_t){m->rank, (int32_t)i, ids[i], ids[i + 1]});
+  }
+  while (nh > 0) {
+    bpe_cand_t c = heap_pop(heap, &nh);
+    int32_t i = c.pos, j = next[i];
+    if (ids[i] != c.left || j < 0 || ids[j] != c.right) continue; /* stale */
+    ids[i] = find_merge(t, c.left, c.right)->id;
+    ids[j] = -1; /* gone */
+    next[i] = next[j];
+    if (next[j] >= 0) prev[next[j]] = i;
+    const bpe_merge_slot_t *m;
+    if (prev[i] >= 0 && (m = find_merge(t, ids[prev[i]], ids[i])))
+      heap_push(heap, &nh, (bpe_cand_t){m->rank, prev[i], ids[prev[i]], ids[i]});
+    if (next[i] >= 0 && (m = find_merge(t, ids[i], ids[next[i]])))
+      heap_push(heap, &nh, (bpe_cand_t){m->rank, i, ids[i], ids[next[i]]});
+  }
+  size_t w = 0;
+  for (int32_t i = 0; i >= 0; i = next[i]) ids[w++] = ids[i];
+  *np = w;
+  free(next), free(prev), free(heap);
+  return 0;
 }
 
 /* Encodes one piece (bytes p[0..n)), appending its ids. */
@@ -320,7 +391,11 @@ static int encode_piece(tok_t *t, const char *p, size_t n, tok_ids_t *out) {
   int32_t *ids = out->v + out->n;
   for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[(unsigned char)p[i]];
   size_t m = n;
-  merge_piece(t, ids, t->work, t->work + n, &m);
+  if (n >= t->heap_min_bytes) {
+    if (merge_piece_heap(t, ids, &m)) return -1;
+  } else {
+    merge_piece(t, ids, t->work, t->work + n, &m);
+  }
   out->n += m;
   if (ce && m <= BPE_CACHE_IDS) {
     ce->hash = h;

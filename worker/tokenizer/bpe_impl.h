@@ -18,6 +18,9 @@
 #define BPE_CACHE_PIECE_BYTES 22 /* with BPE_CACHE_IDS: an entry is one 64-byte cache line */
 #define BPE_CACHE_IDS 8
 #define BPE_CACHE_SLOTS (1u << 16) /* direct-mapped: a new piece replaces the one in its slot */
+/* Pieces shorter than this merge by scanning all pairs per merge (quadratic, fastest for
+ * words); longer ones (whitespace runs, long numbers) through a heap, O(n log n). */
+#define BPE_HEAP_MIN_BYTES 128
 
 typedef struct __attribute__((aligned(64))) {
   uint64_t hash;                      /* XXH3 of the piece; 0 = empty */
@@ -63,6 +66,7 @@ struct tok {
   pcre2_match_context *mctx;
   pcre2_jit_stack *jit_stack;
 
+  size_t heap_min_bytes;    /* pieces this long or longer merge through a heap (BPE_HEAP_MIN_BYTES) */
   bpe_cache_entry_t *cache; /* (BPE_CACHE_SLOTS), allocated on first use */
   int32_t *work;            /* scratch for merging a piece: ids and ranks */
   size_t work_cap;
