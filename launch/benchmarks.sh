@@ -23,6 +23,8 @@
 #             (launch/infer_bench.sh)
 #   serve     `strata serve` over HTTP on 2 ranks: throughput and latency against concurrent
 #             clients, session time to first token (launch/http_bench.sh)
+#   tokenizer GPT-2 BPE encoding MB/s on English prose against npm's js-tiktoken in the same
+#             run (launch/tokenizer_bench.sh; without node and npm its row says so)
 # PyTorch figures need Debian's python3-torch for /usr/bin/python3; without it the run says
 # so in its output and in the tables, and measures everything else.
 #
@@ -56,7 +58,7 @@ STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
 BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
-ALL_SECTIONS="coll train ddp tp scaling simulate simacc infer serve"
+ALL_SECTIONS="coll train ddp tp scaling simulate simacc infer serve tokenizer"
 QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
@@ -599,7 +601,39 @@ title() {
     ddp) echo "Data parallelism against PyTorch DDP, pipeline bubble" ;; simulate) echo "Simulated devices" ;;
     tp) echo "Tensor parallelism against data parallelism" ;;
     simacc) echo "Simulated against measured step time" ;; infer) echo "Inference" ;; serve) echo "Serving over HTTP" ;;
+    tokenizer) echo "Tokenizer" ;;
   esac
+}
+
+# ---- tokenizer -------------------------------------------------------------------------------
+section_tokenizer() {
+  local D="$OUT/tokenizer" runs=5 r
+  mkdir -p "$D"
+  [ "$QUICK" = 1 ] && runs=2
+  echo "repeat,impl,bytes,tokens,cold_cpu_mb_s,best_wall_mb_s,best_cpu_mb_s" > "$OUT/bench_tokenizer.csv"
+  for r in $(seq 1 "$REPEATS"); do
+    run_to "$D/run$r.csv" "$ROOT/launch/tokenizer_bench.sh" "$BUILD" "$ROOT/data/fortunes.txt" "$runs" || continue
+    grep -v '^impl,' "$D/run$r.csv" | grep ',' | sed "s/^/$r,/" >> "$OUT/bench_tokenizer.csv"
+  done
+  block_head tokenizer
+  {
+    echo "GPT-2 BPE encoding of data/fortunes.txt (2.56 MB of English prose), one thread, the same ids"
+    echo "(token counts below); each repeat runs both, Strata first. MB/s of CPU time (the process's own:"
+    echo "the fair figure on a shared machine), the first encoding (cold caches) and the best of $runs;"
+    echo "wall-clock beside it. Ratio: Strata over js-tiktoken within each repeat."
+    echo
+    echo "| implementation | tokens | cold MB/s (cpu) | best MB/s (cpu) | best MB/s (wall) | ratio (best cpu) |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { tok[$2] = $4; c[$2] = c[$2] " " $5; w[$2] = w[$2] " " $6; b[$2] = b[$2] " " $7; best[$1, $2] = $7; rep[$1] = 1 }
+      END {
+        for (r in rep) if ((r, "js-tiktoken") in best && best[r, "js-tiktoken"] > 0) ratio = ratio " " best[r, "strata"] / best[r, "js-tiktoken"]
+        n = split("strata js-tiktoken", impls, " ")
+        for (i = 1; i <= n; i++) { k = impls[i]; if (!(k in tok)) { printf "| %s | not measured (node or npm missing) | | | | |\n", k; continue }
+          printf "| %s | %s | %s | %s | %s | %s |\n", k, tok[k], mr(c[k], "%.1f"), mr(b[k], "%.1f"), mr(w[k], "%.1f"), (k == "strata" && ratio != "") ? mr(ratio, "%.1fx") : "" } }' \
+      "$OUT/bench_tokenizer.csv"
+  } >> "$OUT/bench_tokenizer.md"
+  block_commands tokenizer
 }
 
 # ---- run -------------------------------------------------------------------------------------

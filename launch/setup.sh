@@ -14,7 +14,7 @@ STRATA_PACKAGES=(
   libfabric-dev libfabric-bin
   libprotobuf-c-dev protobuf-c-compiler
   libopenblas-dev
-  libjson-c-dev libmicrohttpd-dev libxxhash-dev zlib1g-dev
+  libjson-c-dev libmicrohttpd-dev libxxhash-dev zlib1g-dev libpcre2-dev
   gnuplot-nox
   # Slurm batch-script tests (tests/slurm.cmake): a throw-away single-node cluster. Slurm's
   # mpi/pmix plugin dlopens libpmix.so, which only libpmix-dev provides.

@@ -12,13 +12,14 @@ declare -A allowed=(
   [base]="base"
   [model]="base model coll"
   [dataset]="base dataset"
+  [tokenizer]="base tokenizer"
   [checkpoint]="base model checkpoint proto"
   [parallel]="base model parallel coll"
   [sim]="base parallel sim coll proto"
   [infer]="base model checkpoint parallel infer coll proto"
   [serve]="base infer serve coll"
   [train]="base model dataset checkpoint parallel sim train coll proto"
-  [cli]="base model dataset checkpoint parallel sim infer serve train cli coll proto"
+  [cli]="base model dataset tokenizer checkpoint parallel sim infer serve train cli coll proto"
 )
 # which layer owns a header: the worker folders, the collectives' public headers, proto
 declare -A owner

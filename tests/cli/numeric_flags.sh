@@ -14,8 +14,8 @@
 set -uo pipefail
 STRATA="$1"
 SRC="$2"
-MIN_FLAGS=78
-COMMANDS=(train eval infer serve bench simulate report)
+MIN_FLAGS=79
+COMMANDS=(train eval infer serve bench simulate report tokenize)
 # Values a flag's help documents as meaningful although outside its range: "FLAG VALUE" -> reason.
 declare -A SKIP=()
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -14,7 +14,7 @@ fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 rm -rf "$OUT"; mkdir -p "$OUT"
 
-for s in benchmarks.sh scaling.sh ddp_bench.sh sim_vs_measured.sh infer_bench.sh http_bench.sh; do
+for s in benchmarks.sh scaling.sh ddp_bench.sh sim_vs_measured.sh infer_bench.sh http_bench.sh tokenizer_bench.sh; do
   bash -n "$ROOT/launch/$s" || fail "launch/$s does not parse"
 done
 
@@ -44,7 +44,7 @@ awk -F, 'NR > 1 && !($2 >= 1 && $3 >= 1 && $6 > 0 && $7 > 0 && $8 > 0 && $8 < 1 
 grep -q "^strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512,4,16,16,0," "$csv" ||
   fail "bench_simulate.csv: the gpt2-xl pp 4 run is not pp 4 x dp 16, M=16, ZeRO-0"
 M="$OUT/BENCHMARKS.md"
-for name in env coll train ddp tp simulate simacc infer serve; do
+for name in env coll train ddp tp simulate simacc infer serve tokenizer; do
   for e in begin end; do
     [ "$(grep -cF "<!-- benchmarks.sh:$e $name -->" "$M")" = 1 ] || fail "the copy does not have exactly one '$e $name' marker"
   done

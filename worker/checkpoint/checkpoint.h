@@ -10,6 +10,8 @@
  *   model.safetensors.index.json     {"metadata": {"total_size": N}, "weight_map": {...}}
  *   optimizer.safetensors            AdamW moments "exp_avg.<name>", "exp_avg_sq.<name>" (F32), or
  *   optimizer-0000s-of-0000P.safetensors per stage (optional: only when moments are saved)
+ *   vocab.json, merges.txt,          a vocabulary-50257 model's tokenizer: GPT-2's (the shipped
+ *   tokenizer_config.json            data/gpt2/ files), as a Hugging Face gpt2 directory has it
  *   train_state.pb                   TrainState protobuf (proto/train_state.proto): step, data
  *                                    seed and position, RNG state, full config, layout, and the
  *                                    size + XXH64 of every other file above.

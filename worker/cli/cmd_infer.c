@@ -5,8 +5,12 @@
  * lists or deletes sessions.
  *
  * Tokens: a model with a 256-token vocabulary (what `strata train` makes from text) is
- * byte-level: token = byte, so prompts are plain text. For other vocabularies (e.g. 50257 of
- * GPT-2) no BPE tokenizer ships: give token ids (--prompt-tokens 1,2,3 or "prompt_tokens":
+ * byte-level: token = byte, so prompts are plain text. A larger vocabulary is BPE: the
+ * tokenizer files in the checkpoint directory (tokenizer.json, vocab.json + merges.txt or
+ * encoder.json + vocab.bpe, tokenizer.h), or for 50257 tokens without them the shipped GPT-2
+ * vocabulary, turn prompts into ids (special-token text such as <|endoftext|> becomes that
+ * token) and the output back into text (bytes that are not whole UTF-8 characters become
+ * U+FFFD). Without a tokenizer, give token ids (--prompt-tokens 1,2,3 or "prompt_tokens":
  * [1,2,3] in JSONL); the output text is then the ids separated by spaces.
  */
 #include <json-c/json.h>
@@ -25,6 +29,8 @@
 #include "log.h"
 #include "rng.h"
 #include "session.h"
+#include "tokenizer.h"
+#include "utf8.h"
 #include "util.h"
 
 #define INFER_MAX_PROMPTS 100000
@@ -37,7 +43,9 @@ static const char *usage_text =
     "is T ranks that split its matrices by attention heads (T divides the heads; the ranks are T x P,\n"
     "rank = stage * T + t). Any checkpoint loads on any T; greedy and seeded output is the same on\n"
     "every layout. Several prompts are generated together (continuous batching). Byte-level models (vocab\n"
-    "256) take text; others take token ids. JSONL lines: {\"prompt\": \"...\" | \"prompt_tokens\":\n"
+    "256) take text; so do BPE models with a tokenizer (the checkpoint's tokenizer.json or vocab.json +\n"
+    "merges.txt, or GPT-2's shipped vocabulary for 50257 tokens; strata tokenize --help); others take\n"
+    "token ids. JSONL lines: {\"prompt\": \"...\" | \"prompt_tokens\":\n"
     "[..], \"max_tokens\": N, \"temperature\": T, \"top_k\": K, \"top_p\": P, \"seed\": S,\n"
     "\"session\": \"ID\"}; missing fields take the command-line values; numbers keep the flags'\n"
     "ranges. --json prints one object per prompt per line: index, text, tokens, token_ids,\n"
@@ -82,12 +90,51 @@ static int push_prompt(prompts_t *ps, prompt_t *p) {
   return 0;
 }
 
+static tok_t *bpe_tok; /* the BPE tokenizer of a model of more than 256 tokens, or NULL */
+
+/* Loads the tokenizer of a BPE model: the checkpoint's files, else GPT-2's for 50257 tokens;
+ * none (ids only) otherwise. 0, or -1 with err for files that cannot be used. */
+static int load_bpe(const char *ckpt, int vocab, char *err, size_t errlen) {
+  if (vocab == 256) return 0;
+  int rc = tok_dir_has_files(ckpt) ? tok_load_dir(ckpt, &bpe_tok, err, errlen)
+           : vocab == TOK_GPT2_VOCAB ? tok_load_gpt2(&bpe_tok, err, errlen) : 0;
+  if (rc == 0 && bpe_tok && tok_vocab_size(bpe_tok) > vocab) {
+    snprintf(err, errlen, "the tokenizer has %d tokens but the model's vocabulary %d", tok_vocab_size(bpe_tok), vocab);
+    rc = -1;
+  }
+  return rc;
+}
+
+/* The text of a BPE model's tokens as valid UTF-8 (U+FFFD for bytes that are not whole
+ * characters): a new buffer, or NULL (no tokenizer, an id outside it, out of memory). */
+static char *bpe_text(const int32_t *t, int n, size_t *len) {
+  char *raw, err[256];
+  size_t rlen;
+  if (!bpe_tok || tok_decode(bpe_tok, t, (size_t)n, &raw, &rlen, err, sizeof err)) return NULL;
+  char *out = malloc(UTF8_STREAM_OUT_BYTES(rlen) + 3);
+  if (out) {
+    utf8_stream_t st = {0};
+    *len = utf8_stream_feed(&st, raw, rlen, out);
+    *len += utf8_stream_finish(&st, out + *len);
+  }
+  free(raw);
+  return out;
+}
+
 static int text_tokens(const char *s, size_t n, int vocab, int32_t **out, int *n_out, char *err,
                        size_t errlen) {
+  if (vocab != 256 && bpe_tok) {
+    tok_ids_t ids = {0};
+    if (tok_encode(bpe_tok, s, n, 1, &ids, err, errlen)) return -1;
+    *out = ids.v ? ids.v : malloc(sizeof(int32_t));
+    *n_out = (int)ids.n;
+    return *out ? 0 : -1;
+  }
   if (vocab != 256) {
     snprintf(err, errlen,
-             "the model's vocabulary has %d tokens, not 256 bytes, and no BPE tokenizer ships: give "
-             "token ids (--prompt-tokens 1,2,3 or \"prompt_tokens\": [1,2,3])",
+             "the model's vocabulary has %d tokens, not 256 bytes, and its checkpoint carries no tokenizer "
+             "(tokenizer.json, vocab.json + merges.txt): give token ids (--prompt-tokens 1,2,3 or "
+             "\"prompt_tokens\": [1,2,3])",
              vocab);
     return -1;
   }
@@ -323,6 +370,21 @@ static void on_done(void *ctx, uint64_t id, const infer_result_t *res) {
 }
 
 static void print_json_text(FILE *f, const int32_t *t, int n, int vocab) {
+  size_t len;
+  char *text = vocab != 256 ? bpe_text(t, n, &len) : NULL;
+  if (text) { /* valid UTF-8: escape the JSON specials and control characters only */
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+      unsigned char c = (unsigned char)text[i];
+      if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+      else if (c == '\n') fputs("\\n", f);
+      else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+      else fputc(c, f);
+    }
+    fputc('"', f);
+    free(text);
+    return;
+  }
   fputc('"', f);
   for (int i = 0; i < n; i++) {
     if (vocab != 256) {
@@ -367,10 +429,14 @@ static void print_result(const prompt_t *p, int idx, int vocab, int json) {
     }
     printf("--- [%d] %d tokens, ttft %.4f s, %.1f tokens/s%s%s\n", idx, p->n_out, p->ttft_s, p->tps,
            p->session[0] ? ", session " : "", p->session);
-    for (int i = 0; i < p->n_out; i++) {
+    size_t len;
+    char *text = vocab != 256 ? bpe_text(p->out, p->n_out, &len) : NULL;
+    if (text) fwrite(text, 1, len, stdout);
+    for (int i = 0; !text && i < p->n_out; i++) {
       if (vocab == 256) putchar(p->out[i]);
       else printf("%s%d", i ? " " : "", p->out[i]);
     }
+    free(text);
     printf("\n");
   }
   fflush(stdout);
@@ -584,6 +650,7 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
   if (f->session && session_id_validate(f->session, err, sizeof err)) INFER_FAIL(2, "--session: %s", err);
   gpt2_config_t cfg;
   if (ckpt_read_config(f->ckpt, &cfg, err, sizeof err)) INFER_FAIL(2, "%s", err);
+  if (load_bpe(f->ckpt, cfg.vocab, err, sizeof err)) INFER_FAIL(2, "%s", err);
   if (!f->seed_given) f->seed = (int64_t)(rng_mix64((uint64_t)time(NULL)) >> 1);
   prompts_t ps = {0};
   int rc = gather_prompts(f, specs, nspecs, &cfg, &ps);
@@ -594,6 +661,8 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
     if (done) rc = print_results(&ps, cfg.vocab, f->json, rc);
   }
   free_prompts(&ps);
+  tok_free(bpe_tok);
+  bpe_tok = NULL;
   return rc;
 }
 #undef INFER_FAIL

@@ -17,6 +17,7 @@ int cmd_simulate(int argc, char **argv); /* cmd_simulate.c */
 int cmd_infer(int argc, char **argv);    /* cmd_infer.c */
 int cmd_serve(int argc, char **argv);    /* cmd_serve.c */
 int cmd_report(int argc, char **argv);   /* cmd_report.c */
+int cmd_tokenize(int argc, char **argv); /* cmd_tokenize.c */
 
 /* Initialises MPI (MPI_THREAD_MULTIPLE) once and the rank of the log prefix; 0, or 1 after
  * printing why MPI could not start (main.c). */

@@ -32,6 +32,7 @@ static const command_t commands[] = {
     {"simulate", cmd_simulate, "predict a job's step time and memory on simulated accelerators"},
     {"infer", cmd_infer, "generate text from a checkpoint, layers sharded over the ranks; sessions"},
     {"serve", cmd_serve, "serve completions over HTTP (OpenAI-compatible subset; --backend fake for tests)"},
+    {"tokenize", cmd_tokenize, "turn text into GPT-2 BPE token shards for train --data; --ids, --decode"},
     {"report", cmd_report, "summarise a training run directory (layout, loss, throughput, breakdown; --plot PNGs)"},
 };
 static const int num_commands = (int)(sizeof commands / sizeof commands[0]);
