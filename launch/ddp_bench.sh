@@ -47,7 +47,7 @@ W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 # tokens/s over the steps after the warm-up: sum(tokens) / sum(step_s) from steps.jsonl
 tps() { awk -v w="$WARMUP" -v tok="$2" -F'"step_s": ' 'NR > w { split($2, a, /[,}]/); s += a[1]; n++ }
        END { if (s > 0) printf "%.0f", n * tok / s; else print 0 }' "$1"; }
-COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-batches 1 --warmup 5)
+COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-tokens 128 --warmup 5)
 
 ROUND_LINES=()
 for rep in $(seq 1 "$ROUNDS"); do
@@ -88,7 +88,7 @@ BUB=()
 for M in 2 4 8; do
   rm -rf "$W/bubble$M"
   "${MPIRUN[@]}" -np 2 "$STRATA" train --pp 2 --microbatches "$M" --schedule 1f1b "${BUBBLE_MODEL[@]}" \
-    --steps "$STEPS" --quiet --eval-batches 1 --out "$W/bubble$M"
+    --steps "$STEPS" --quiet --eval-tokens 128 --out "$W/bubble$M"
   BUB+=("$(awk -v w="$WARMUP" -v M="$M" -F'"idle_share": ' 'NR > w { split($2, a, /[,}]/); s += a[1]; n++ }
     END { printf "BUBBLE P=2 M=%d idle=%.1f%% theory=%.1f%%", M, (n ? 100 * s / n : 0), 100 / (M + 1) }' "$W/bubble$M/steps.jsonl")")
 done

@@ -148,7 +148,7 @@ for mode in strong weak; do
     m=1; if [ "$pp" -gt 1 ]; then m=$(( 2 * pp )); while [ $(( b / dp % m )) -ne 0 ] && [ "$m" -gt 1 ]; do m=$(( m - 1 )); done; fi
     rd="$OUT/runs/${mode}_pp${pp}_dp${dp}"
     rm -rf "$rd"
-    args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-batches 1 --out "$rd")
+    args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-tokens 128 --out "$rd")
     if [ "$n" -gt 1 ]; then
       run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
     else

@@ -45,7 +45,7 @@ tps() { awk -v w="$WARMUP" -v tok="$2" -F'"step_s": ' 'NR > w { split($2, a, /[,
 # a number from report.json's top level (one "key": value per line), as a percentage
 share() { awk -v k="\"$2\":" '$1 == k { x = $2; sub(/,$/, "", x); printf "%.1f", 100 * x; f = 1; exit }
           END { if (!f) printf "none" }' "$1"; }
-COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-batches 1 --warmup 5 --batch "$BATCH"
+COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-tokens 128 --warmup 5 --batch "$BATCH"
         ${EXTRA[@]+"${EXTRA[@]}"})
 
 RUN_LINES=(); declare -A TPS

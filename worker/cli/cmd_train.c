@@ -89,14 +89,19 @@ int cmd_train(int argc, char **argv) {
       {"--keep", NULL, ARG_INT, &c.keep, "K", "keep only the newest K checkpoints (default 0: all)",
        .min = 0, .max = 1 << 20},
       {"--resume", NULL, ARG_STRING, &c.resume, "DIR|auto", "continue from a checkpoint directory, or the newest in --out"},
+      {"--eval-only", NULL, ARG_FLAG, &c.eval_only, NULL,
+       "with --resume: print the checkpoint's validation loss on this layout and exit, no training"},
       {"--eval-every", NULL, ARG_INT, &c.eval_every, "K", "validation loss every K steps (default 0: at the end)",
        .min = 0, .max = TRAIN_MAX_COUNT},
-      {"--eval-batches", NULL, ARG_INT, &c.eval_batches, "N", "validation batches per evaluation (default 8)",
-       .min = 1, .max = 1 << 20},
+      {"--eval-tokens", NULL, ARG_INT64, &c.eval_tokens, "N",
+       "held-out tokens per validation: the first N / --seq-len sequences of the validation split, "
+       "the same set on every layout and micro-batch count (default 65536; fewer if the split is short)",
+       .min = 1, .max = 0x1p40},
       {"--log-every", NULL, ARG_INT, &c.log_every, "K", "progress line every K steps (default 10)",
        .min = 1, .max = TRAIN_MAX_COUNT},
       {"--threads", NULL, ARG_INT, &c.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
       {"--quiet", NULL, ARG_FLAG, &c.quiet, NULL, "no progress lines"},
+      {"--verbose", NULL, ARG_FLAG, &c.verbose, NULL, "details in the banner (every figure of the simulated device)"},
       {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads (default 1)",
        .min = 1, .max = 4096},
       {"--sequence-parallel", NULL, ARG_FLAG, &c.sequence_parallel, NULL,
@@ -133,6 +138,10 @@ int cmd_train(int argc, char **argv) {
   gpt2_recompute_t recompute_mode = GPT2_RECOMPUTE_NONE;
   if (recompute && gpt2_parse_recompute(recompute, &recompute_mode)) {
     strata_error("train: --recompute must be none, selective or full, got '%s'", recompute);
+    return 2;
+  }
+  if (c.eval_only && !c.resume) {
+    strata_error("train: --eval-only scores a checkpoint: add --resume DIR (or --resume auto)");
     return 2;
   }
   c.recompute = (int)recompute_mode;

@@ -12,6 +12,7 @@
 #include "env.h"
 #include "log.h"
 #include "runlog.h"
+#include "validation.h"
 #include "train_loop.h"
 #include "util.h"
 
@@ -49,6 +50,7 @@ struct coord {
   double tokens;           /* tokens processed in this invocation */
   double last_loss;
   double val_loss;         /* NaN until an evaluation ran */
+  int64_t val_tokens;      /* held-out tokens it scored (0 until then) */
   int64_t steps_done;      /* steps of this invocation */
   double wall_start_s;
   coord_sim_t sim;         /* sim.res == NULL: no simulated device */
@@ -68,7 +70,10 @@ void coord_step_hooks(coord_t *c, step_hooks_t *h) {
   h->trace_now = hk_now;
   h->trace = hk_trace;
 }
-void coord_set_val_loss(coord_t *c, double v) { c->val_loss = v; }
+void coord_set_val_loss(coord_t *c, double v, int64_t tokens) {
+  c->val_loss = v;
+  c->val_tokens = tokens;
+}
 void coord_set_sim(coord_t *c, const coord_sim_t *sim) { c->sim = *sim; }
 
 int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, char *err,
@@ -450,6 +455,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "steps_done", json_object_new_int64(steps_end));
   runlog_json_add(o, "final_loss", runlog_json_num(c->last_loss, "%.9g"));
   runlog_json_add(o, "val_loss", runlog_json_num(c->val_loss, "%.9g"));
+  runlog_json_add(o, "val_tokens", json_object_new_int64(c->val_tokens));
   runlog_json_add(o, "tokens_per_s", runlog_json_num(tps, "%.6g"));
   /* shares of all ranks' step time: communication in all, in the TP groups, and the rest (DP
    * reductions, tied wte, norm, ZeRO gathers) */
@@ -526,11 +532,13 @@ static int write_reports(coord_t *c, char *err, size_t errlen) {
              e1, bad_json && bad_pb ? "; " : "", e2);
     return -1;
   }
+  char vl[96];
+  valset_format_loss(vl, sizeof vl, c->val_loss, (int)c->info.model.vocab);
   if (!c->info.quiet)
-    strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s; wrote "
-                "%s/report.json, report.pb%s%s", (long long)steps_end, c->last_loss, c->val_loss,
-                tps, c->info.out_dir, c->steps_log_complete ? ", steps.jsonl" : "",
-                c->trace_written ? ", trace.json" : "");
+    strata_info("done: %lld steps, final loss %.4f, validation loss %s over %lld held-out tokens, "
+                "%.0f tokens/s; wrote %s/report.json, report.pb%s%s", (long long)steps_end,
+                c->last_loss, vl, (long long)c->val_tokens, tps, c->info.out_dir,
+                c->steps_log_complete ? ", steps.jsonl" : "", c->trace_written ? ", trace.json" : "");
   return 0;
 }
 
