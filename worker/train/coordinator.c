@@ -42,6 +42,7 @@ struct coord {
   int32_t *words;          /* size * COORD_REPORT_WORDS gather buffer */
   /* rank 0 */
   runlog_lines_t steps_log; /* RUN/steps.jsonl (fd -1 on other ranks) */
+  runlog_lines_t val_log;   /* RUN/val.jsonl (fd -1 on other ranks) */
   int steps_log_complete;  /* every step of this invocation reached steps.jsonl (coord_finish) */
   int trace_written;       /* trace.json holds this invocation's trace (coord_finish) */
   stage_acc_t *stages;     /* [pp] */
@@ -70,9 +71,10 @@ void coord_step_hooks(coord_t *c, step_hooks_t *h) {
   h->trace_now = hk_now;
   h->trace = hk_trace;
 }
-void coord_set_val_loss(coord_t *c, double v, int64_t tokens) {
+void coord_set_val_loss(coord_t *c, int64_t step, double v, int64_t tokens) {
   c->val_loss = v;
   c->val_tokens = tokens;
+  if (c->rank == 0) train_val_log_append(&c->val_log, step, v, tokens);
 }
 void coord_set_sim(coord_t *c, const coord_sim_t *sim) { c->sim = *sim; }
 
@@ -85,6 +87,7 @@ int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, ch
     return -1;
   }
   c->steps_log.fd = -1;
+  c->val_log.fd = -1;
   c->world = world;
   c->info = *info;
   c->rank = coll_rank(world);
@@ -103,7 +106,8 @@ int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, ch
     if (!c->stages) {
       snprintf(err, errlen, "out of memory for the coordinator");
       ok = 0;
-    } else if (runlog_lines_open(&c->steps_log, path, info->append, err, errlen)) {
+    } else if (runlog_lines_open(&c->steps_log, path, info->append, err, errlen) ||
+               train_val_log_open(&c->val_log, info->out_dir, info->append, err, errlen)) {
       ok = 0;
     }
   }
@@ -132,6 +136,7 @@ void coord_free(coord_t *c) {
   if (!c) return;
   char err[64]; /* a failed run's log: closed without a word, the run has already failed */
   runlog_lines_close(&c->steps_log, err, sizeof err);
+  runlog_lines_close(&c->val_log, err, sizeof err);
   free(c->ev);
   free(c->words);
   free(c->stages);
@@ -543,7 +548,8 @@ static int write_reports(coord_t *c, char *err, size_t errlen) {
 }
 
 int coord_finish(coord_t *c, char *err, size_t errlen) {
-  c->steps_log_complete = runlog_steps_close(&c->steps_log); /* 1 on ranks without the log */
+  c->steps_log_complete = runlog_steps_close(&c->steps_log) & /* 1 on ranks without the logs */
+                          runlog_steps_close(&c->val_log);
   int rc = write_trace(c, err, errlen);
   if (c->rank == 0 && rc == 0) rc = write_reports(c, err, errlen);
   int32_t ok = rc == 0;

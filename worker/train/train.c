@@ -37,6 +37,7 @@ typedef struct {
   int64_t val_seqs;          /* sequences of the validation set (validation.h) */
   strata_train_state_t *state;
   runlog_lines_t steps_log;  /* RUN/steps.jsonl */
+  runlog_lines_t val_log;    /* RUN/val.jsonl */
   char resume_dir[4096];
   int64_t start_step;        /* the resumed checkpoint's step, or 0 */
   int64_t step;              /* steps done */
@@ -120,7 +121,8 @@ static int solo_setup(solo_job_t *j) {
   char steps_path[4200];
   snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c->out_dir);
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
-  if (!c->eval_only && runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err))
+  if (!c->eval_only && (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err) ||
+                        train_val_log_open(&j->val_log, c->out_dir, c->resume != NULL, j->err, sizeof j->err)))
     return TRAIN_FAILED;
   if (!c->quiet)
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
@@ -167,11 +169,14 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
   return 0;
 }
 
-/* The validation loss into j->val_loss. 0 or -1. */
+/* The validation loss into j->val_loss, and its line in val.jsonl (when training). 0 or -1. */
 static int solo_eval(solo_job_t *j) {
   rank_status_op(RS_EVAL, -1);
-  return valset_loss(j->m, j->acts, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
-                     j->targets, &j->val_loss, j->err, sizeof j->err);
+  if (valset_loss(j->m, j->acts, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
+                  j->targets, &j->val_loss, j->err, sizeof j->err))
+    return -1;
+  if (!j->c.eval_only) train_val_log_append(&j->val_log, j->step, j->val_loss, j->val_seqs * j->T);
+  return 0;
 }
 
 /* RUN/ckpt-<step> with the model, the AdamW moments and the training state. 0 or -1. */
@@ -227,7 +232,7 @@ static int solo_finish(solo_job_t *j) {
     strata_info("done: %lld steps, final loss %.4f, validation loss %s over %lld held-out tokens, "
                 "%.0f tokens/s", (long long)j->step, j->last_loss, vl,
                 (long long)(j->val_seqs * j->T), tokens_per_s);
-  int steps_log_complete = runlog_steps_close(&j->steps_log);
+  int steps_log_complete = runlog_steps_close(&j->steps_log) & runlog_steps_close(&j->val_log);
   if (write_report(j, tokens_per_s, steps_log_complete)) {
     size_t n = strlen(j->err);
     snprintf(j->err + n, sizeof j->err - n,
@@ -239,6 +244,7 @@ static int solo_finish(solo_job_t *j) {
 
 static void solo_free(solo_job_t *j) {
   runlog_lines_close(&j->steps_log, j->err, sizeof j->err); /* still open only on a failed run */
+  runlog_lines_close(&j->val_log, j->err, sizeof j->err);
   free(j->inputs);
   free(j->targets);
   adamw_free(j->opt);
@@ -261,6 +267,7 @@ int train_run(const train_config_t *cin) {
   j->c.zero = 0;
   j->c.schedule = SCHED_GPIPE;
   j->steps_log.fd = -1;
+  j->val_log.fd = -1;
   j->val_loss = NAN;
   openblas_set_num_threads(j->c.threads > 0 ? j->c.threads : 1);
 

@@ -637,7 +637,7 @@ static int dist_step_end(dist_job_t *j, int64_t step) {
     double val = NAN;
     rank_status_op(RS_EVAL, -1);
     if (run_eval(j, &val)) return -1;
-    coord_set_val_loss(j->co, val, j->val_seqs * c->seq_len);
+    coord_set_val_loss(j->co, step, val, j->val_seqs * c->seq_len);
     char vl[96];
     valset_format_loss(vl, sizeof vl, val, c->model.vocab);
     if (j->wrank == 0 && !c->quiet && c->eval_every > 0)
