@@ -6,6 +6,10 @@
 #   eval         eval --json of the final checkpoint scores the held-out split by default, equal
 #                (1e-6) to train's validation loss over the same --eval-tokens whatever --batch
 #                groups the sequences; --split train scores the training split
+#   hfconfig     a byte model's checkpoint has bos/eos 0 in config.json and a tokenizer.json whose
+#                vocabulary is GPT-2's byte-to-character map (an independent Python reference);
+#                with Python's `transformers` installed, AutoTokenizer loads the directory and
+#                round-trips text byte for byte (else that part says it is skipped)
 #   badflags     bad flags and configurations are refused with exit 2 and a message
 set -euo pipefail
 STRATA="$1"; CASE="$2"
@@ -70,6 +74,43 @@ eval)
   [ "$(echo "$tr" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')" != "$loss" ] || fail "--split train scored the validation split"
   "$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --split test 2> "$W/err.txt" && fail "--split test accepted"
   grep -q -- "--split must be val or train, got 'test'" "$W/err.txt" || fail "unexpected --split error: $(cat "$W/err.txt")"
+  ;;
+hfconfig)
+  "$STRATA" train "${SMALL[@]}" --steps 1 --out "$W/h"
+  CK="$W/h/ckpt-00000001"
+  grep -q '"bos_token_id": 0' "$CK/config.json" && grep -q '"eos_token_id": 0' "$CK/config.json" \
+    || fail "config.json lacks bos_token_id / eos_token_id 0: $(cat "$CK/config.json")"
+  command -v python3 > /dev/null || { echo "hfconfig: python3 not found: tokenizer files not checked"; exit 0; }
+  python3 - "$CK" <<'PY' || fail "tokenizer files"
+import json, sys
+ck = sys.argv[1]
+# GPT-2's bytes_to_unicode (openai/gpt-2 encoder.py), the reference the vocabulary must match
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs = bs[:]
+n = 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+want = {chr(c): b for b, c in zip(bs, cs)}
+t = json.load(open(ck + "/tokenizer.json"))
+assert t["model"]["type"] == "BPE" and t["model"]["merges"] == [], "not a merge-free BPE"
+assert t["model"]["vocab"] == want, "vocabulary is not the byte map"
+assert t["pre_tokenizer"]["type"] == "ByteLevel" and t["decoder"]["type"] == "ByteLevel"
+c = json.load(open(ck + "/tokenizer_config.json"))
+assert want[c["eos_token"]] == 0 and want[c["bos_token"]] == 0, "bos/eos differ from config.json"
+try:
+    from transformers import AutoTokenizer
+except ImportError:
+    print("hfconfig: Python transformers not installed: AutoTokenizer load skipped")
+    sys.exit(0)
+tok = AutoTokenizer.from_pretrained(ck)
+text = "Hello, world!\n\tcaf\u00e9 -- 42"
+ids = tok.encode(text, add_special_tokens=False)
+assert ids == list(text.encode("utf-8")), ids
+assert tok.decode(ids) == text
+assert tok.eos_token_id == 0 and tok.bos_token_id == 0
+print("hfconfig: AutoTokenizer round trip ok")
+PY
   ;;
 badflags)
   expect_fail() { # expect_fail PATTERN ARGS...: exit code 2 and PATTERN in stderr
