@@ -12,7 +12,11 @@
 
 static const char *usage_text =
     "Train the GPT-2 model. With no flags: the tiny default model (4 layers, 4 heads, width 128,\n"
-    "context 128) on the shipped corpus (data/fortunes.txt, bytes), 300 steps of 16 x 128 tokens.\n"
+    "context 128) on the shipped corpus (data/fortunes.txt, bytes), 2000 steps of 16 x 128 tokens\n"
+    "at learning rate 3e-3 (100 warm-up steps, cosine decay to 3e-4): validation loss about 1.8\n"
+    "nats/byte (2.6 bits/byte), text of mostly real words; launch/demo.sh runs it on 4 ranks.\n"
+    "Validation scores the first --eval-tokens of the held-out split (the last 10% of the file),\n"
+    "the same set on every layout; RUN/val.jsonl records each evaluation.\n"
     "The run directory (--out) receives steps.jsonl, report.json and checkpoints ckpt-<step>/\n"
     "(Hugging Face config.json + safetensors, AdamW moments, train_state.pb).\n"
     "--resume DIR|auto continues a run bit-identically (auto: the newest valid checkpoint in --out);\n"
@@ -56,7 +60,7 @@ int cmd_train(int argc, char **argv) {
   arg_spec_t specs[] = {
       {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes) or llm.c token shard (default: data/fortunes.txt)"},
       {"--out", NULL, ARG_STRING, &c.out_dir, "DIR", "run directory (default runs/train)"},
-      {"--steps", NULL, ARG_INT64, &c.steps, "N", "optimizer steps in total (default 300; resume: the checkpoint's)",
+      {"--steps", NULL, ARG_INT64, &c.steps, "N", "optimizer steps in total (default 2000; resume: the checkpoint's)",
        .min = 1, .max = TRAIN_MAX_COUNT, .given = &g_steps},
       {"--batch", NULL, ARG_INT, &c.batch, "B", "global batch in sequences per step (default 16)",
        .min = 1, .max = 1 << 20, .given = &g_batch},
@@ -74,7 +78,7 @@ int cmd_train(int argc, char **argv) {
        .min = 1, .max = 1 << 20, .given = &g_ctx},
       {"--lr", NULL, ARG_DOUBLE, &lr, "LR", "peak learning rate (default 3e-3)",
        .min = 0, .max = 100, .open = ARG_OPEN_MIN, .given = &g_lr},
-      {"--warmup", NULL, ARG_INT, &warmup, "N", "linear warm-up steps (default 20)",
+      {"--warmup", NULL, ARG_INT, &warmup, "N", "linear warm-up steps (default 100)",
        .min = 0, .max = TRAIN_MAX_COUNT, .given = &g_warmup},
       {"--min-lr-ratio", NULL, ARG_DOUBLE, &min_lr_ratio, "R", "cosine floor as a fraction of --lr (default 0.1)",
        .min = 0, .max = 1, .given = &g_min_lr},

@@ -22,11 +22,11 @@ void train_config_default(train_config_t *c) {
   c->batch = 16;
   c->seq_len = 0;
   c->microbatches = 1;
-  c->steps = 300;
+  c->steps = 2000;
   c->seed = 1337;
   adamw_hparams_default(&c->opt);
   c->opt.lr = 3e-3f;
-  c->opt.warmup_steps = 20;
+  c->opt.warmup_steps = 100;
   c->out_dir = "runs/train";
   c->ckpt_every = 0;
   c->keep = 0;
