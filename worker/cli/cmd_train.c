@@ -14,7 +14,7 @@ static const char *usage_text =
     "Train the GPT-2 model. With no flags: the tiny default model (4 layers, 4 heads, width 128,\n"
     "context 128) on the shipped corpus (data/fortunes.txt, bytes), 2000 steps of 16 x 128 tokens\n"
     "at learning rate 3e-3 (100 warm-up steps, cosine decay to 3e-4): validation loss about 1.8\n"
-    "nats/byte (2.6 bits/byte), text of mostly real words; launch/demo.sh runs it on 4 ranks.\n"
+    "nats/byte (2.6 bits/byte) and word-like text; launch/demo.sh runs it on 4 ranks.\n"
     "Validation scores the first --eval-tokens of the held-out split (the last 10% of the file),\n"
     "the same set on every layout; RUN/val.jsonl records each evaluation.\n"
     "The run directory (--out) receives steps.jsonl, report.json and checkpoints ckpt-<step>/\n"
