@@ -13,7 +13,9 @@
 # Then the pipeline bubble: 1F1B on P=2 uniform stages (BUBBLE_MODEL, 2 layers each) with
 # M = 2, 4, 8 micro-batches: measured idle share (time blocked receiving from a neighbour over
 # step time, summed over ranks; steps.jsonl idle_share) against (P-1)/(M+P-1).
-# Strata's tokens/s is taken from steps.jsonl over the steps after the first WARMUP (2).
+# Strata's tokens/s is the tokens per step over the median step time of steps.jsonl after the
+# first WARMUP (2) steps (launch/lib/stats.sh). A load average above the core count is warned
+# about at the start and before the results.
 # Output: one line per measurement, machine-readable (launch/benchmarks.sh reads them):
 #   ROUND r strata_d2=X torch_ddp=Y|none single=A+B speedup=S|none efficiency=E%
 #   BUBBLE P=2 M=m idle=I% theory=T%
@@ -25,6 +27,7 @@
 #   (default "--layers 4 --dim 256 --heads 4 --ctx 128 --batch 32")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/launch/lib/stats.sh"
 BUILD="${STRATA_BUILD:-$ROOT/build}"
 STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
@@ -44,10 +47,9 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "ddp_bench: PyTorch not installed ($PY cannot import torch; apt-get install python3-torch): the DDP comparison is skipped"
 fi
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
-# tokens/s over the steps after the warm-up: sum(tokens) / sum(step_s) from steps.jsonl
-tps() { awk -v w="$WARMUP" -v tok="$2" -F'"step_s": ' 'NR > w { split($2, a, /[,}]/); s += a[1]; n++ }
-       END { if (s > 0) printf "%.0f", n * tok / s; else print 0 }' "$1"; }
-COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-batches 1 --warmup 5)
+tps() { strata_tps "$1" "$WARMUP" "$2" | awk '{ printf "%.0f", $1 }'; }
+strata_load_warning
+COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-tokens 128 --warmup 5)
 
 ROUND_LINES=()
 for rep in $(seq 1 "$ROUNDS"); do
@@ -88,7 +90,7 @@ BUB=()
 for M in 2 4 8; do
   rm -rf "$W/bubble$M"
   "${MPIRUN[@]}" -np 2 "$STRATA" train --pp 2 --microbatches "$M" --schedule 1f1b "${BUBBLE_MODEL[@]}" \
-    --steps "$STEPS" --quiet --eval-batches 1 --out "$W/bubble$M"
+    --steps "$STEPS" --quiet --eval-tokens 128 --out "$W/bubble$M"
   BUB+=("$(awk -v w="$WARMUP" -v M="$M" -F'"idle_share": ' 'NR > w { split($2, a, /[,}]/); s += a[1]; n++ }
     END { printf "BUBBLE P=2 M=%d idle=%.1f%% theory=%.1f%%", M, (n ? 100 * s / n : 0), 100 / (M + 1) }' "$W/bubble$M/steps.jsonl")")
 done
@@ -96,9 +98,8 @@ done
 echo
 printf '%s\n' "${ROUND_LINES[@]}" "${BUB[@]}"
 # Medians over the rounds, with the range.
-printf '%s\n' "${ROUND_LINES[@]}" | awk '
-  function med(k,   n, i, j, t) { n = cnt[k]; for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[k, j] < v[k, i]) { t = v[k, i]; v[k, i] = v[k, j]; v[k, j] = t }
-    if (n == 0) return "none"; return sprintf("%g [%g-%g]", (n % 2 ? v[k, (n + 1) / 2] : (v[k, n / 2] + v[k, n / 2 + 1]) / 2), v[k, 1], v[k, n]) }
+strata_load_warning
+printf '%s\n' "${ROUND_LINES[@]}" | awk "$STRATA_MED_AWK"'
   { for (i = 3; i <= NF; i++) { split($i, kv, "="); x = kv[2]; sub(/%$/, "", x)
       if (kv[1] == "single") { split(x, ab, "+"); x = ab[1] + ab[2] }
       if (x != "none") v[kv[1], ++cnt[kv[1]]] = x + 0 } }

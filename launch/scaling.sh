@@ -33,6 +33,7 @@
 # elements, 2 usage error.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/launch/lib/stats.sh"
 STRATA="${STRATA_BIN:-${STRATA_BUILD:-$ROOT/build}/bin/strata}"
 QUICK=0; DDP=0; OUT=""; STEPS=""; PUBLISH=0
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
@@ -129,15 +130,13 @@ done
 # ---- (b) training scaling ----------------------------------------------------------------
 echo "== training scaling (${MODEL[*]}, $STEPS steps, strong batch $BATCH, weak batch $WBATCH per rank)"
 TRAIN="$OUT/train.csv"
-echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s" > "$TRAIN"
+echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max" > "$TRAIN"
 CTX="$(printf '%s\n' "${MODEL[@]}" | awk 'p { print; exit } $0 == "--ctx" { p = 1 }')"
-# tps FILE BATCH: tokens/s after warm-up; med FILE: median step_s; share FILE KEY: mean share.
-tps() { awk -v w="$WARMUP" -v tok="$(( $2 * CTX ))" 'NR > w { s = $0; sub(/.*"step_s": */, "", s); sub(/[,}].*/, "", s); t += s; n++ }
-        END { if (t > 0) printf "%.1f", n * tok / t; else print 0 }' "$1"; }
-med() { awk -v w="$WARMUP" 'NR > w { s = $0; sub(/.*"step_s": */, "", s); sub(/[,}].*/, "", s); print s }' "$1" |
-        sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-share() { awk -v w="$WARMUP" -v k="\"$2\": *" 'NR > w && $0 ~ k { s = $0; sub(".*" k, "", s); sub(/[,}].*/, "", s); t += s; n++ }
-          END { printf "%.4f", n ? t / n : 0 }' "$1"; }
+# launch/lib/stats.sh: tokens/s from the median step after the warm-up, with the spread over the
+# steps; median step_s; mean shares
+tps_spread() { strata_tps_spread "$1" "$WARMUP" "$(( $2 * CTX ))"; }
+med() { strata_step_median "$1" "$WARMUP"; }
+share() { strata_share "$1" "$WARMUP" "$2"; }
 simstep() { grep -o '"sim_step_s": *[0-9.eE+-]*' "$1" 2>/dev/null | head -1 | sed 's/.*: *//' || true; }
 LAYOUTS="1x1:single 1x2:dp 2x1:pp 1x4:dp 4x1:pp 2x2:ppxdp"
 for mode in strong weak; do
@@ -148,16 +147,16 @@ for mode in strong weak; do
     m=1; if [ "$pp" -gt 1 ]; then m=$(( 2 * pp )); while [ $(( b / dp % m )) -ne 0 ] && [ "$m" -gt 1 ]; do m=$(( m - 1 )); done; fi
     rd="$OUT/runs/${mode}_pp${pp}_dp${dp}"
     rm -rf "$rd"
-    args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-batches 1 --out "$rd")
+    args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-tokens 128 --out "$rd")
     if [ "$n" -gt 1 ]; then
       run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
     else
       run "$STRATA" "${args[@]}" || continue
     fi
-    t="$(tps "$rd/steps.jsonl" "$b")"
+    read -r t tmin tmax <<< "$(tps_spread "$rd/steps.jsonl" "$b")"
     if [ "$n" = 1 ]; then base="$t"; fi
     eff="$(awk -v t="$t" -v b="$base" -v n="$n" 'BEGIN { if (b > 0) printf "%.3f", t / (n * b); else print "" }')"
-    echo "$mode,pp${pp}xdp${dp},$fam,$n,$pp,$dp,$b,$m,$t,$eff,$(med "$rd/steps.jsonl"),$(share "$rd/steps.jsonl" comm_share),$(share "$rd/steps.jsonl" idle_share),$(simstep "$rd/report.json")" >> "$TRAIN"
+    echo "$mode,pp${pp}xdp${dp},$fam,$n,$pp,$dp,$b,$m,$t,$eff,$(med "$rd/steps.jsonl"),$(share "$rd/steps.jsonl" comm_share),$(share "$rd/steps.jsonl" idle_share),$(simstep "$rd/report.json"),$tmin,$tmax" >> "$TRAIN"
   done
   files=""; titles=""
   for fam in dp pp ppxdp; do
@@ -201,10 +200,15 @@ S="$OUT/summary.md"
   echo "| CPU | $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') |"
   echo "| cores | $(nproc) |"
   echo "| load average at start | $LOAD_START |"
+  echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| OPENBLAS_* | $(env | grep '^OPENBLAS_' | tr '\n' ' ' || true) |"
   echo "| Open MPI | $(mpirun --version 2>/dev/null | head -1) |"
   echo "| libfabric | $(fi_info --version 2>/dev/null | grep -m1 libfabric | sed 's/.*: *//' || echo unknown) |"
   echo "| kernel | $(uname -r) |"
+  echo
+  w_start="$(awk -v l="${LOAD_START%% *}" -v c="$(nproc)" 'BEGIN { if (l > c) printf "WARNING: the load average at the start, %s, exceeded the %d cores: other work shared them, so these figures are slower and noisier than on a quiet machine.", l, c }')"
+  w_end="$(strata_load_warning)"
+  [ -n "$w_start$w_end" ] && { echo; echo "**${w_start:-$w_end}**"; }
   echo
   echo "## Collectives: peak bus bandwidth (GB/s, out-of-place) and time at the smallest size"
   echo
@@ -222,9 +226,13 @@ S="$OUT/summary.md"
   echo "of BENCHMARKS.md), so these ratios compare runs, not algorithms; the collectives table of"
   echo "BENCHMARKS.md (launch/benchmarks.sh) compares algorithms within one run."
   echo
-  echo "| ranks | bytes | ring (mpi) | auto (mpi) | MPI_Allreduce | auto / MPI | ring ofi:shm | ofi:shm / mpi (ring) |"
+  echo "One cell is one run: a ratio beyond 5x either way is shown as \"noisy\" (a hiccup in one of"
+  echo "the two runs, not a property of the algorithm), never as a figure."
+  echo
+  echo "| ranks | bytes | ring (mpi) | auto (mpi) | MPI_Allreduce | auto / MPI (one run each) | ring ofi:shm | ofi:shm / mpi (ring) |"
   echo "|---|---|---|---|---|---|---|---|"
-  awk -F, 'NR > 1 && $1 == "allreduce" && $5 == "false" { bw[$2 "|" $6 "|" $3 "|" $4] = $11; us[$2 "|" $6 "|" $3 "|" $4] = $9; nps[$2] = 1 }
+  awk -F, 'function ratio(r) { return (r > 0.2 && r < 5) ? sprintf("%.2f", r) : "noisy" }
+           NR > 1 && $1 == "allreduce" && $5 == "false" { bw[$2 "|" $6 "|" $3 "|" $4] = $11; us[$2 "|" $6 "|" $3 "|" $4] = $9; nps[$2] = 1 }
            END { n = split("1024 4096 1048576 4194304 16777216 67108864", B, " ");
                  for (np in nps) for (i = 1; i <= n; i++) {
                    k = np "|" B[i]; km = k "|mpi|mpi"; kr = k "|mpi|ring"; ka = k "|mpi|auto"; ks = k "|ofi:shm|ring";
@@ -233,11 +241,11 @@ S="$OUT/summary.md"
                    if (B[i] <= 4096) {
                      r = 0; if (us[ka] > 0) r = us[km] / us[ka];
                      o = "-"; if (hs) o = sprintf("%.1f us", us[ks]);
-                     printf "%s|%s|%.1f us|%.1f us|%.1f us|%.2f|%s|-\n", np, B[i], us[kr], us[ka], us[km], r, o;
+                     printf "%s|%s|%.1f us|%.1f us|%.1f us|%s|%s|-\n", np, B[i], us[kr], us[ka], us[km], ratio(r), o;
                    } else {
                      r = 0; if (bw[km] > 0) r = bw[ka] / bw[km];
                      o = "-"; q = "-"; if (hs) { o = sprintf("%.2f", bw[ks]); if (bw[kr] > 0) q = sprintf("%.0f%%", 100 * bw[ks] / bw[kr]); }
-                     printf "%s|%s|%.2f|%.2f|%.2f|%.2f|%s|%s\n", np, B[i], bw[kr], bw[ka], bw[km], r, o, q;
+                     printf "%s|%s|%.2f|%.2f|%.2f|%s|%s|%s\n", np, B[i], bw[kr], bw[ka], bw[km], ratio(r), o, q;
                    } } }' "$COLL" |
     sort -t'|' -k1,1n -k2,2n | sed 's/|/ | /g; s/^/| /; s/$/ |/'
   echo
@@ -245,11 +253,12 @@ S="$OUT/summary.md"
   echo
   echo "## Training scaling (${MODEL[*]}, $STEPS steps, tokens/s after $WARMUP warm-up steps)"
   echo
-  echo "| mode | layout | ranks | batch | micro-batches | tokens/s | efficiency | median step (s) | comm | idle | sim step (s) |"
+  echo "| mode | layout | ranks | batch | micro-batches | tokens/s median [slowest-fastest step] | efficiency | median step (s) | comm | idle | sim step (s) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %.1f%% | %.1f%% | %s |\n", $1, $2, $4, $7, $8, $9, $10, $11, 100 * $12, 100 * $13, ($14 == "" ? "-" : $14) }' "$TRAIN"
+  awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %.0f [%.0f-%.0f] | %s | %s | %.1f%% | %.1f%% | %s |\n", $1, $2, $4, $7, $8, $9, $15, $16, $10, $11, 100 * $12, 100 * $13, ($14 == "" ? "-" : $14) }' "$TRAIN"
   echo
-  echo "Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode)."
+  echo "tokens/s = tokens per step / median step time after the warm-up, with the range over the steps"
+  echo "(launch/lib/stats.sh). Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode)."
   echo "All ranks share $(nproc) cores: beyond $(nproc) ranks the runs are oversubscribed and the efficiency measures the cores, not Strata."
   echo
   for f in strong_scaling.png weak_scaling.png breakdown.png sim_vs_measured.png; do [ -f "$OUT/$f" ] && echo "![${f%.png}]($f)"; done

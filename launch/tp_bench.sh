@@ -21,6 +21,7 @@
 #   "--sequence-parallel")
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/launch/lib/stats.sh"
 BUILD="${STRATA_BUILD:-$ROOT/build}"
 STRATA="$BUILD/bin/strata"
 STEPS="${1:-12}"; BATCH="${2:-16}"; WARMUP=2
@@ -39,13 +40,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun --allow-run-as-root --bind-to none --mca btl self,vader,tcp
         --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
-# tokens/s over the steps after the warm-up: sum(tokens) / sum(step_s) from steps.jsonl
-tps() { awk -v w="$WARMUP" -v tok="$2" -F'"step_s": ' 'NR > w { split($2, a, /[,}]/); s += a[1]; n++ }
-       END { if (s > 0) printf "%.0f", n * tok / s; else print 0 }' "$1"; }
+# tokens/s: tokens per step over the median step time after the warm-up (launch/lib/stats.sh)
+tps() { strata_tps "$1" "$WARMUP" "$2" | awk '{ printf "%.0f", $1 }'; }
+strata_load_warning
 # a number from report.json's top level (one "key": value per line), as a percentage
 share() { awk -v k="\"$2\":" '$1 == k { x = $2; sub(/,$/, "", x); printf "%.1f", 100 * x; f = 1; exit }
           END { if (!f) printf "none" }' "$1"; }
-COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-batches 1 --warmup 5 --batch "$BATCH"
+COMMON=("${MODEL[@]}" --steps "$STEPS" --quiet --eval-tokens 128 --warmup 5 --batch "$BATCH"
         ${EXTRA[@]+"${EXTRA[@]}"})
 
 RUN_LINES=(); declare -A TPS
@@ -68,9 +69,8 @@ done
 
 echo
 printf '%s\n' "${RUN_LINES[@]}" "${ROUND_LINES[@]}"
-printf '%s\n' "${RUN_LINES[@]}" "${ROUND_LINES[@]}" | awk '
-  function med(k,   n, i, j, t) { n = cnt[k]; for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[k, j] < v[k, i]) { t = v[k, i]; v[k, i] = v[k, j]; v[k, j] = t }
-    if (n == 0) return "none"; return sprintf("%g [%g-%g]", (n % 2 ? v[k, (n + 1) / 2] : (v[k, n / 2] + v[k, n / 2 + 1]) / 2), v[k, 1], v[k, n]) }
+strata_load_warning
+printf '%s\n' "${RUN_LINES[@]}" "${ROUND_LINES[@]}" | awk "$STRATA_MED_AWK"'
   $1 == "RUN" { split($3, l, "="); for (i = 4; i <= NF; i++) { split($i, kv, "="); x = kv[2]; sub(/%$/, "", x)
       if (x != "none") v[l[2] "_" kv[1], ++cnt[l[2] "_" kv[1]]] = x + 0 } }
   $1 == "ROUND" { split($5, kv, "="); v["ratio", ++cnt["ratio"]] = kv[2] + 0 }

@@ -30,6 +30,7 @@ dist_test(dist_equiv_p4d1m4_zero      equiv  4 4 1 4 1f1b  1 mpi)
 dist_test(dist_equiv_p4d3m2_gpipe     equiv 12 4 3 2 gpipe 0 mpi)
 dist_test(dist_resume_relayout resume)
 dist_test(dist_progress_rank0_only progress)
+dist_test(dist_eval_layouts evallayouts)
 dist_test(dist_bad_layouts badlayout)
 
 # Tensor parallelism (--tp T) with the pipeline, data parallelism, ZeRO, both schedules,

@@ -1,5 +1,5 @@
 # `strata train` and `strata eval` end to end on one rank: determinism, bit-identical resume,
-# evaluation output, refusal of bad flags.
-foreach(case determinism resume eval badflags)
+# evaluation output, Hugging Face config and tokenizer files, refusal of bad flags.
+foreach(case determinism resume eval hfconfig badflags)
   strata_add_test(train_${case} ${CMAKE_CURRENT_SOURCE_DIR}/train/train_cli.sh $<TARGET_FILE:strata> ${case})
 endforeach()

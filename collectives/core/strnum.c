@@ -1,6 +1,7 @@
 /* strnum.c -- strict parsing of numbers from text, ranges and their error sentence (strnum.h). */
 #include "strata/strnum.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -68,6 +69,23 @@ int strnum_parse_double(const char *s, double *out) {
   return STRNUM_OK;
 }
 
+/* The multiplier of a size suffix: "" or "B" 1; K, M, G, T (either case) and KiB, MiB, GiB, TiB
+ * powers of 1024 (IEC; the bare letters as nccl-tests reads them); KB, MB, GB, TB powers of 1000
+ * (SI). 0 for anything else. */
+static uint64_t size_suffix_mult(const char *p) {
+  if (!strcmp(p, "") || !strcmp(p, "B")) return 1;
+  static const char prefixes[] = "KMGT";
+  const char *at = *p ? strchr(prefixes, toupper((unsigned char)*p)) : NULL;
+  if (!at) return 0;
+  const int n = (int)(at - prefixes) + 1;
+  uint64_t iec = 1, si = 1;
+  for (int k = 0; k < n; k++) iec *= 1024, si *= 1000;
+  const char *rest = p + 1;
+  if (!strcmp(rest, "") || !strcmp(rest, "iB")) return iec;
+  if (!strcmp(rest, "B")) return si;
+  return 0;
+}
+
 int strnum_parse_bytes(const char *s, int64_t *out) {
   if (!s || !is_digit(*s)) return STRNUM_ESYNTAX;
   const char *p = s;
@@ -78,14 +96,8 @@ int strnum_parse_bytes(const char *s, int64_t *out) {
     if (v > ((uint64_t)INT64_MAX - d) / 10) overflow = 1;
     else v = v * 10 + d;
   }
-  uint64_t mult = 1;
-  switch (*p) {
-  case 'K': case 'k': mult = 1ull << 10, p++; break;
-  case 'M': case 'm': mult = 1ull << 20, p++; break;
-  case 'G': case 'g': mult = 1ull << 30, p++; break;
-  default: break;
-  }
-  if (*p) return STRNUM_ESYNTAX;
+  const uint64_t mult = size_suffix_mult(p);
+  if (!mult) return STRNUM_ESYNTAX;
   if (overflow || v > (uint64_t)INT64_MAX / mult) return STRNUM_ERANGE;
   *out = (int64_t)(v * mult);
   return STRNUM_OK;
@@ -136,12 +148,12 @@ int strnum_parse(const char *s, const strnum_range_t *r, strnum_value_t *out) {
   return STRNUM_OK;
 }
 
-/* An integer bound as text: bytes with the largest exact K/M/G suffix. */
+/* An integer bound as text: bytes with the largest exact K/M/G/T suffix. */
 static void fmt_int(char *buf, size_t len, int64_t v, int bytes) {
-  static const char suffix[] = "GMK";
+  static const char suffix[] = "TGMK";
   if (bytes && v > 0)
-    for (int k = 0; k < 3; k++) {
-      int64_t unit = (int64_t)1 << (10 * (3 - k));
+    for (int k = 0; k < 4; k++) {
+      int64_t unit = (int64_t)1 << (10 * (4 - k));
       if (v % unit == 0) {
         snprintf(buf, len, "%lld%c", (long long)(v / unit), suffix[k]);
         return;
@@ -165,7 +177,7 @@ void strnum_describe(const strnum_range_t *r, char *buf, size_t len) {
   fmt_int(a, sizeof a, lo, bytes);
   fmt_int(b, sizeof b, hi, bytes);
   const char *upper = hi == INT64_MAX ? "2^63)" : b, *close = hi == INT64_MAX ? "" : "]";
-  if (bytes) snprintf(buf, len, "a byte size in [%s, %s%s (suffix K, M or G = 1024^n)", a, upper, close);
+  if (bytes) snprintf(buf, len, "a byte size in [%s, %s%s (suffix K, M, G, T or KiB, MiB, GiB, TiB = 1024^n; KB, MB, GB, TB = 1000^n)", a, upper, close);
   else snprintf(buf, len, "an integer in [%s, %s%s", a, upper, close);
 }
 

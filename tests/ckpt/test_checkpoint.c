@@ -519,6 +519,32 @@ static void test_tensor_parallel(gpt2_model_t *full, float *m1, float *m2) {
   }
 }
 
+/* config.json's bos / eos: GPT-2's <|endoftext|> only where the vocabulary has it; a byte model
+ * gets 0 (Hugging Face's generate() would otherwise default to 50256, outside 256 tokens). Only
+ * byte models get tokenizer files (tests/train's hfconfig case checks their content). */
+static void test_special_tokens(void) {
+  CHECK_EQ_INT(ckpt_special_token(256), 0);
+  CHECK_EQ_INT(ckpt_special_token(50257), 50256);
+  CHECK_EQ_INT(ckpt_special_token(50304), 50256);
+  CHECK_EQ_INT(ckpt_special_token(1000), 0);
+  char dir[700], path[800], err[256];
+  snprintf(dir, sizeof dir, "%s/tok", tmpdir);
+  CHECK_EQ_INT(mkdir(dir, 0755), 0);
+  gpt2_config_t bpe = {50257, 16, 1, 1, 8};
+  CHECK_EQ_INT(ckpt_write_tokenizer(dir, &bpe, err, sizeof err), 0);
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  CHECK_TRUE(access(path, F_OK) != 0);
+  gpt2_config_t bytes = {256, 16, 1, 1, 8};
+  CHECK_EQ_INT(ckpt_write_tokenizer(dir, &bytes, err, sizeof err), 0);
+  CHECK_TRUE(access(path, R_OK) == 0);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  CHECK_EQ_INT(ckpt_write_config(path, &bytes, err, sizeof err), 0);
+  json_object *o = json_object_from_file(path), *v = NULL;
+  CHECK_TRUE(o && json_object_object_get_ex(o, "eos_token_id", &v) && json_object_get_int(v) == 0);
+  CHECK_TRUE(o && json_object_object_get_ex(o, "bos_token_id", &v) && json_object_get_int(v) == 0);
+  json_object_put(o);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/strata_ckpt_test_XXXXXX");
   if (!mkdtemp(tmpdir)) return 2;
@@ -532,6 +558,7 @@ int main(void) {
   test_refusals();
   test_run_dir(full);
   test_kill_during_write(full, m1, m2);
+  test_special_tokens();
   gpt2_free(full);
   free(m1);
   free(m2);

@@ -10,7 +10,7 @@ set -euo pipefail
 STRATA="$1"
 read -r -a MPIRUN <<< "${CLI_MPIRUN:?CLI_MPIRUN must hold the mpirun command line}"
 W="$(mktemp -d /tmp/strata-exit.XXXXXX)"; trap 'rm -rf "$W"' EXIT
-T=(--layers 3 --heads 2 --dim 32 --ctx 16 --batch 4 --quiet)
+T=(--layers 3 --heads 2 --dim 32 --ctx 16 --batch 4 --warmup 20 --quiet)  # pinned: not the defaults
 fail() { echo "FAIL: $*" >&2; exit 1; }
 n=0
 # expect CODE PATTERN CMD...: exit code CODE and PATTERN (grep -E) in the output

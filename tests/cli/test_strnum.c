@@ -87,7 +87,23 @@ static void test_bytes(void) {
   expect_bytes("8589934592G", STRNUM_ERANGE, 0);                      /* 2^63: overflows */
   expect_bytes("9007199254740992K", STRNUM_ERANGE, 0);                 /* 2^53 K = 2^63 */
   expect_bytes("9223372036854775808", STRNUM_ERANGE, 0);
-  const char *bad[] = {"", "-1", "+1", " 1", "1 ", "K", "1KB", "1T", "1.5M", "0x10", "1e3", "12Q", "nan", NULL};
+  /* IEC and SI suffixes: KiB.. = 1024^n (as the bare letters), KB.. = 1000^n, B = bytes */
+  expect_bytes("1MiB", STRNUM_OK, 1 << 20);
+  expect_bytes("16GiB", STRNUM_OK, (int64_t)16 << 30);
+  expect_bytes("16G", STRNUM_OK, (int64_t)16 << 30);
+  expect_bytes("1M", STRNUM_OK, 1 << 20);
+  expect_bytes("1MB", STRNUM_OK, 1000000);
+  expect_bytes("16GB", STRNUM_OK, 16000000000);
+  expect_bytes("2kB", STRNUM_OK, 2000);
+  expect_bytes("3KiB", STRNUM_OK, 3072);
+  expect_bytes("1T", STRNUM_OK, (int64_t)1 << 40);
+  expect_bytes("1TB", STRNUM_OK, 1000000000000);
+  expect_bytes("512B", STRNUM_OK, 512);
+  expect_bytes("8388607TiB", STRNUM_OK, (int64_t)8388607 << 40);       /* the largest whole TiB */
+  expect_bytes("8388608TiB", STRNUM_ERANGE, 0);                        /* 2^63 */
+  expect_bytes("9223373TB", STRNUM_ERANGE, 0);                         /* 9.223373e18 > INT64_MAX */
+  const char *bad[] = {"", "-1", "+1", " 1", "1 ", "K", "KiB", "1Kib", "1Mb", "1MIB", "1iB", "1BB",
+                       "1 MiB", "1P", "1.5M", "0x10", "1e3", "12Q", "nan", NULL};
   for (int i = 0; bad[i]; i++) expect_bytes(bad[i], STRNUM_ESYNTAX, 0);
 }
 
@@ -124,8 +140,10 @@ static void test_ranges(void) {
   const strnum_range_t bytes = {STRNUM_BYTES, 16, 1 << 30, 0};
   expect_check("16", &bytes, 1, NULL);
   expect_check("1G", &bytes, 1, NULL);
-  expect_check("15", &bytes, 0, "--x must be a byte size in [16, 1G] (suffix K, M or G = 1024^n), got '15'");
-  expect_check("1025M", &bytes, 0, "--x must be a byte size in [16, 1G] (suffix K, M or G = 1024^n), got '1025M'");
+  expect_check("15", &bytes, 0, "--x must be a byte size in [16, 1G] (suffix K, M, G, T or KiB, MiB, GiB, TiB = 1024^n; "
+               "KB, MB, GB, TB = 1000^n), got '15'");
+  expect_check("1025M", &bytes, 0, "--x must be a byte size in [16, 1G] (suffix K, M, G, T or KiB, MiB, GiB, TiB = 1024^n; "
+               "KB, MB, GB, TB = 1000^n), got '1025M'");
   /* an open integer bound excludes the integer itself */
   const strnum_range_t open_int = {STRNUM_INT, 0, 10, STRNUM_OPEN_MIN | STRNUM_OPEN_MAX};
   expect_check("1", &open_int, 1, NULL);
@@ -179,6 +197,10 @@ static void test_args(void) {
   CHECK_EQ_INT(parse(specs, n, "--bytes", "15"), -1);
   CHECK_EQ_INT(parse(specs, n, "--bytes", "1G"), 0);
   CHECK_EQ_INT(bytes, 1 << 30);
+  CHECK_EQ_INT(parse(specs, n, "--bytes", "1MiB"), 0); /* every size flag takes IEC and SI units */
+  CHECK_EQ_INT(bytes, 1 << 20);
+  CHECK_EQ_INT(parse(specs, n, "--bytes", "1MB"), 0);
+  CHECK_EQ_INT(bytes, 1000000);
   strnum_range_t r;
   args_spec_range(&specs[3], &r);
   CHECK_TRUE(r.kind == STRNUM_BYTES && r.min == 16 && r.max == 1 << 30);
@@ -219,6 +241,12 @@ static void test_env(void) {
   setenv("STRATA_SERVE_MAX_REQUEST_BYTES", "64K", 1);
   CHECK_EQ_INT(env_read_bytes("STRATA_SERVE_MAX_REQUEST_BYTES", 1, &z, err, sizeof err), 0);
   CHECK_EQ_INT(z, 65536);
+  setenv("STRATA_SERVE_MAX_REQUEST_BYTES", "64KiB", 1); /* variables take the same suffixes */
+  CHECK_EQ_INT(env_read_bytes("STRATA_SERVE_MAX_REQUEST_BYTES", 1, &z, err, sizeof err), 0);
+  CHECK_EQ_INT(z, 65536);
+  setenv("STRATA_SERVE_MAX_REQUEST_BYTES", "64kB", 1);
+  CHECK_EQ_INT(env_read_bytes("STRATA_SERVE_MAX_REQUEST_BYTES", 1, &z, err, sizeof err), 0);
+  CHECK_EQ_INT(z, 64000);
   unsetenv("STRATA_SERVE_MAX_REQUEST_BYTES");
   /* a name the table does not describe, or with another kind, is a programming error */
   CHECK_EQ_INT(env_read_int("STRATA_NO_SUCH_VARIABLE", 1, &v, err, sizeof err), -1);

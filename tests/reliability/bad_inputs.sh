@@ -65,7 +65,7 @@ bad "not a regular file" "$STRATA" train "${T[@]}" --data /dev/null --out "$W/go
 # ---- checkpoints (copies of the good one, damaged)
 mk() { rm -rf "$W/c"; cp -r "$G" "$W/c"; }
 edit() { perl -0777 -pi -e "$1" "$2"; cmp -s "$2" "$G/$(basename "$2")" && fail "edit '$1' changed nothing"; return 0; }
-ck=("$STRATA" eval --checkpoint "$W/c" --batches 1 --batch 2)
+ck=("$STRATA" eval --checkpoint "$W/c" --tokens 32 --batch 2)
 rs=("$STRATA" train --quiet --resume "$W/c" --out "$W/good")
 mk; truncate -s -100 "$W/c/model.safetensors"
 bad "'model.safetensors' checksum mismatch.*corrupt" "${ck[@]}"

@@ -417,7 +417,7 @@ static void case_coord_nan(void) {
   CHECK_EQ_INT(coord_create(e.world, &e.info, &c, err, sizeof err), 0);
   if (!c) return;
   CHECK_EQ_INT(coord_one_step(c, 1, 0, NAN, INFINITY), 0);
-  coord_set_val_loss(c, NAN);
+  coord_set_val_loss(c, 1, NAN, 0);
   CHECK_EQ_INT(coord_finish(c, err, sizeof err), 0);
   coord_free(c);
   coll_comm_destroy(e.world);

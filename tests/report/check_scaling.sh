@@ -32,13 +32,15 @@ for combo in mpi/rd ofi:shm/rd; do
 done
 
 # train.csv
-TH="mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s"
+TH="mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max"
 [ "$(head -1 "$OUT/train.csv")" = "$TH" ] || fail "train.csv header is '$(head -1 "$OUT/train.csv")'"
 for mode in strong weak; do
   for lay in pp1xdp1 pp1xdp2 pp2xdp1 pp1xdp4 pp4xdp1 pp2xdp2; do
     row="$(awk -F, -v m="$mode" -v l="$lay" '$1 == m && $2 == l' "$OUT/train.csv")"
     [ -n "$row" ] || { fail "train.csv has no $mode $lay row"; continue; }
     awk -F, '{ exit !($9 + 0 > 0 && $11 + 0 > 0 && $4 == $5 * $6) }' <<< "$row" || fail "train.csv row '$row': tokens/s or step time not positive, or ranks != pp x dp"
+    # the median between the slowest and the fastest step's tokens/s
+    awk -F, '{ exit !($15 + 0 > 0 && $15 <= $9 + 0.1 && $9 <= $16 + 0.1) }' <<< "$row" || fail "train.csv row '$row': tokens/s not within [min, max]"
   done
   e="$(awk -F, -v m="$mode" '$1 == m && $2 == "pp1xdp1" { print $10 }' "$OUT/train.csv")"
   [ "$e" = "1.000" ] || fail "$mode 1-rank efficiency is '$e', expected 1.000"
@@ -63,10 +65,20 @@ for png in busbw_allreduce_np2 busbw_reducescatter_np2 busbw_allgather_np2 stron
 done
 
 # summary.md
-for s in "## Environment" "| CPU |" "| load average at start |" "| Open MPI |" "| libfabric |" "## Collectives" \
+for s in "## Environment" "| CPU |" "| load average at start |" "| load average at the end |" \
+         "tokens/s median [slowest-fastest step]" "| Open MPI |" "| libfabric |" "## Collectives" \
          "## Training scaling" "| strong | pp2xdp2 | 4 |" "## Commands" "bench allreduce -b 1K -e 64K" "--pp 2 --dp 2"; do
   grep -qF -- "$s" "$OUT/summary.md" || fail "summary.md lacks '$s'"
 done
+# a load average above the core count at the start is warned about
+l0="$(sed -nE 's/^\| load average at start \| ([0-9.]+) .*/\1/p' "$OUT/summary.md")"
+if awk -v l="$l0" -v c="$(nproc)" 'BEGIN { exit !(l > c) }'; then
+  grep -q "^\*\*WARNING: the load average at the start, $l0, exceeded the $(nproc) cores" "$OUT/summary.md" || fail "summary.md lacks the load warning (load $l0)"
+fi
+# no headline from one noisy cell: every auto / MPI ratio is moderate, or says "noisy"
+bad="$(awk -F' [|] ' '/^\| [0-9]+ \| [0-9]+ \|/ && NF == 8 { r = $6; if (r != "noisy" && !(r + 0 > 0.2 && r + 0 < 5)) print }' "$OUT/summary.md")"
+[ -z "$bad" ] || fail "summary.md has an auto / MPI ratio beyond 5x: $bad"
+grep -qi "issue" "$OUT/summary.md" && fail "summary.md refers to an issue"
 # usage error
 "$ROOT/launch/scaling.sh" --bogus >/dev/null 2>&1; [ $? = 2 ] || fail "scaling.sh --bogus should exit 2"
 [ "$fails" = 0 ] && echo "scaling_quick: all checks passed" || echo "scaling_quick: $fails checks failed"

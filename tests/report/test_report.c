@@ -186,6 +186,37 @@ static void check_run(const char *dir, int world, int pp, int dp) {
     snprintf(p, sizeof p, "%s/plots_test/%s", dir, pngs[i]);
     check_png(p);
   }
+  /* validation drawn as points where it was measured (val.jsonl: the run's one evaluation, at
+   * its last step), the loss with its EMA line; the EMA of the first step is that step's loss
+   * (bias-corrected), and every EMA lies within the losses' range */
+  snprintf(p, sizeof p, "%s/plots_test/val.dat", dir);
+  txt = slurp(p);
+  char want_val[128];
+  snprintf(want_val, sizeof want_val, "\n%d %.9g\n", (int)num(rep, "steps_done"), val);
+  CHECK_TRUE(contains(txt, want_val, "val.dat: the validation point at the last step"));
+  free(txt);
+  snprintf(p, sizeof p, "%s/plots_test/report.gp", dir);
+  txt = slurp(p);
+  CHECK_TRUE(contains(txt, "'val.dat' using 1:2 with points", "report.gp: validation as points"));
+  CHECK_TRUE(contains(txt, "using 1:5 with lines lw 2 title 'loss (EMA)'", "report.gp: the EMA line"));
+  free(txt);
+  snprintf(p, sizeof p, "%s/plots_test/steps.dat", dir);
+  FILE *sf = fopen(p, "r");
+  CHECK_TRUE(sf != NULL);
+  char row[512];
+  int rows = 0;
+  double lo = INFINITY, hi = -INFINITY;
+  while (sf && fgets(row, sizeof row, sf)) {
+    double st, loss, rate, ss, ema;
+    if (row[0] == '#') continue;
+    CHECK_EQ_INT(sscanf(row, "%lf %lf %lf %lf %lf", &st, &loss, &rate, &ss, &ema), 5);
+    if (loss < lo) lo = loss;
+    if (loss > hi) hi = loss;
+    if (rows++ == 0) CHECK_NEAR(ema, loss, 1e-6 * loss);
+    CHECK_TRUE(ema >= lo - 1e-6 && ema <= hi + 1e-6);
+  }
+  if (sf) fclose(sf);
+  CHECK_TRUE(rows == (int)num(rep, "steps_done"));
   json_object_put(rep);
 }
 

@@ -3,13 +3,18 @@
 #   determinism  two runs with the same seed write identical losses and identical weights
 #   resume       a run resumed from its step-6 checkpoint continues bit-identically to step 12
 #                (losses, weights and AdamW moments; also in the sanitizer build)
-#   eval         eval --json of the final checkpoint reports the loss over the requested tokens,
-#                equal to what train measured on the same batches (same code path)
+#   eval         eval --json of the final checkpoint scores the held-out split by default, equal
+#                (1e-6) to train's validation loss over the same --eval-tokens whatever --batch
+#                groups the sequences; --split train scores the training split
+#   hfconfig     a byte model's checkpoint has bos/eos 0 in config.json and a tokenizer.json whose
+#                vocabulary is GPT-2's byte-to-character map (an independent Python reference);
+#                with Python's `transformers` installed, AutoTokenizer loads the directory and
+#                round-trips text byte for byte (else that part says it is skipped)
 #   badflags     bad flags and configurations are refused with exit 2 and a message
 set -euo pipefail
 STRATA="$1"; CASE="$2"
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
-SMALL=(--layers 2 --heads 2 --dim 32 --ctx 32 --batch 4 --quiet --eval-batches 2)
+SMALL=(--layers 2 --heads 2 --dim 32 --ctx 32 --batch 4 --quiet --eval-tokens 128)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }
 
@@ -43,13 +48,69 @@ resume)
   [ -d "$W/full/ckpt-00000014" ] || fail "resume auto did not continue to step 14"
   ;;
 eval)
-  "$STRATA" train "${SMALL[@]}" --steps 4 --out "$W/a"
-  out=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --batches 3 --batch 2 --json)
-  echo "$out" | grep -Eq '^\{"loss": [0-9.]+, "tokens": 192, "batches": 3\}$' || fail "unexpected eval output: $out"
+  "$STRATA" train "${SMALL[@]}" --steps 4 --eval-tokens 256 --out "$W/a"
+  val=$(sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$W/a/report.json")
+  grep -q '"val_tokens": 256' "$W/a/report.json" || fail "report.json lacks val_tokens 256"
+  out=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --batch 3 --json)
+  echo "$out" | grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val"\}$' \
+    || fail "unexpected eval output: $out"
   loss=$(echo "$out" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')
+  bits=$(echo "$out" | sed -E 's/.*"bits": ([0-9.]+).*/\1/')
+  # the same 8 held-out sequences as train's validation, in passes of 3 + 3 + 2 (padded) against
+  # train's 4 + 4: the positions' losses are summed in double, so only float rounding inside a
+  # forward pass may differ (far below 1e-6 for 256 positions)
+  awk -v a="$loss" -v b="$val" 'BEGIN { d = a - b; exit !(d < 1e-6 && d > -1e-6) }' \
+    || fail "eval loss $loss differs from train's validation loss $val"
+  awk -v l="$loss" -v b="$bits" 'BEGIN { d = l / log(2) - b; exit !(d < 1e-6 && d > -1e-6) }' \
+    || fail "bits $bits is not loss $loss / ln 2"
   # A 256-way byte model after 4 steps is far from uniform ln(256)=5.55 only if it learnt; it
   # must at least be a finite loss below uniform + 1.
   awk -v l="$loss" 'BEGIN { exit !(l > 0 && l < 6.6) }' || fail "implausible loss $loss"
+  text=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256)
+  echo "$text" | grep -q "nats/byte (.* bits/byte) over 256 tokens (8 sequences of 32) of the validation split" \
+    || fail "unexpected eval text: $text"
+  tr=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --split train --json)
+  echo "$tr" | grep -q '"split": "train"' || fail "unexpected --split train output: $tr"
+  [ "$(echo "$tr" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')" != "$loss" ] || fail "--split train scored the validation split"
+  "$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --split test 2> "$W/err.txt" && fail "--split test accepted"
+  grep -q -- "--split must be val or train, got 'test'" "$W/err.txt" || fail "unexpected --split error: $(cat "$W/err.txt")"
+  ;;
+hfconfig)
+  "$STRATA" train "${SMALL[@]}" --steps 1 --out "$W/h"
+  CK="$W/h/ckpt-00000001"
+  grep -q '"bos_token_id": 0' "$CK/config.json" && grep -q '"eos_token_id": 0' "$CK/config.json" \
+    || fail "config.json lacks bos_token_id / eos_token_id 0: $(cat "$CK/config.json")"
+  command -v python3 > /dev/null || { echo "hfconfig: python3 not found: tokenizer files not checked"; exit 0; }
+  python3 - "$CK" <<'PY' || fail "tokenizer files"
+import json, sys
+ck = sys.argv[1]
+# GPT-2's bytes_to_unicode (openai/gpt-2 encoder.py), the reference the vocabulary must match
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs = bs[:]
+n = 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+want = {chr(c): b for b, c in zip(bs, cs)}
+t = json.load(open(ck + "/tokenizer.json"))
+assert t["model"]["type"] == "BPE" and t["model"]["merges"] == [], "not a merge-free BPE"
+assert t["model"]["vocab"] == want, "vocabulary is not the byte map"
+assert t["pre_tokenizer"]["type"] == "ByteLevel" and t["decoder"]["type"] == "ByteLevel"
+c = json.load(open(ck + "/tokenizer_config.json"))
+assert want[c["eos_token"]] == 0 and want[c["bos_token"]] == 0, "bos/eos differ from config.json"
+try:
+    from transformers import AutoTokenizer
+except ImportError:
+    print("hfconfig: Python transformers not installed: AutoTokenizer load skipped")
+    sys.exit(0)
+tok = AutoTokenizer.from_pretrained(ck)
+text = "Hello, world!\n\tcaf\u00e9 -- 42"
+ids = tok.encode(text, add_special_tokens=False)
+assert ids == list(text.encode("utf-8")), ids
+assert tok.decode(ids) == text
+assert tok.eos_token_id == 0 and tok.bos_token_id == 0
+print("hfconfig: AutoTokenizer round trip ok")
+PY
   ;;
 badflags)
   expect_fail() { # expect_fail PATTERN ARGS...: exit code 2 and PATTERN in stderr
@@ -67,6 +128,8 @@ badflags)
   : > "$W/empty.txt"
   expect_fail "empty" train --data "$W/empty.txt" --out "$W/x"
   expect_fail "required" eval
+  expect_fail "eval-only scores a checkpoint: add --resume" train --eval-only --out "$W/x"
+  expect_fail "less than one sequence of 32 tokens" train "${SMALL[@]}" --eval-tokens 31 --out "$W/x"
   expect_fail "config.json\|No such file\|cannot" eval --checkpoint "$W/nothing"
   ;;
 *) fail "unknown case $CASE" ;;

@@ -142,12 +142,77 @@ int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, siz
   json_object_object_add(o, "activation_function", json_object_new_string("gelu_new"));
   json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(1));
   json_object_object_add(o, "torch_dtype", json_object_new_string("float32"));
+  const int special = ckpt_special_token(cfg->vocab);
+  json_object_object_add(o, "bos_token_id", json_object_new_int(special));
+  json_object_object_add(o, "eos_token_id", json_object_new_int(special));
   size_t len;
   const char *js = json_object_to_json_string_length(
       o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
   if (!js) strata_fail(err, errlen, "config '%s': out of memory for its text", path);
   else rc = strata_write_synced("config", path, js, len, "\n", err, errlen);
   json_object_put(o);
+  return rc;
+}
+
+int ckpt_special_token(int vocab) { return vocab > CKPT_GPT2_EOT ? CKPT_GPT2_EOT : 0; }
+
+/* GPT-2's byte-to-character map (Radford et al.'s bytes_to_unicode): the printable bytes
+ * 33-126, 161-172 and 174-255 stand for themselves, the other 68 for U+0100 upwards in byte
+ * order, so every byte is one visible character. Writes its UTF-8 (1 or 2 bytes) to out. */
+static int byte_char_utf8(int b, char *out) {
+  int cp = b;
+  if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
+    int n = 0; /* the rank of b among the bytes that are remapped */
+    for (int k = 0; k < b; k++)
+      if (!((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || (k >= 174 && k <= 255))) n++;
+    cp = 256 + n;
+  }
+  if (cp < 0x80) {
+    out[0] = (char)cp;
+    return 1;
+  }
+  out[0] = (char)(0xC0 | (cp >> 6));
+  out[1] = (char)(0x80 | (cp & 0x3F));
+  return 2;
+}
+
+int ckpt_write_tokenizer(const char *dir, const gpt2_config_t *cfg, char *err, size_t errlen) {
+  if (cfg->vocab != 256) return 0; /* token shards: GPT-2's own tokenizer files apply */
+  /* tokenizer.json: a byte-level BPE with the 256 byte characters as its vocabulary and no
+   * merges, so token id = byte value both ways (the ByteLevel pre-tokenizer maps bytes to the
+   * characters above, the decoder maps them back) */
+  char *js = malloc(16384);
+  if (!js) return strata_fail(err, errlen, "checkpoint: out of memory for tokenizer.json");
+  size_t n = (size_t)snprintf(js, 16384,
+      "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
+      "  \"added_tokens\": [],\n  \"normalizer\": null,\n"
+      "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false},\n"
+      "  \"post_processor\": null,\n"
+      "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false},\n"
+      "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null,"
+      " \"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false,\n"
+      "    \"vocab\": {");
+  for (int b = 0; b < 256; b++) {
+    char ch[2];
+    int k = byte_char_utf8(b, ch);
+    const int esc = ch[0] == '"' || ch[0] == '\\';
+    n += (size_t)snprintf(js + n, 16384 - n, "%s\"%s%.*s\": %d", b ? ", " : "", esc ? "\\" : "", k, ch, b);
+  }
+  n += (size_t)snprintf(js + n, 16384 - n, "},\n    \"merges\": []\n  }\n}");
+  char path[CKPT_PATH_MAX];
+  join(path, sizeof path, dir, CKPT_TOKENIZER_FILE);
+  int rc = strata_write_synced("tokenizer", path, js, n, "\n", err, errlen);
+  /* tokenizer_config.json: the class AutoTokenizer builds from tokenizer.json, and bos / eos as
+   * config.json has them (byte 0, drawn U+0100) */
+  char eot[2];
+  int k = byte_char_utf8(ckpt_special_token(cfg->vocab), eot);
+  n = (size_t)snprintf(js, 16384,
+      "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"model_max_length\": %d,\n"
+      "  \"bos_token\": \"%.*s\",\n  \"eos_token\": \"%.*s\",\n  \"clean_up_tokenization_spaces\": false\n}",
+      cfg->ctx, k, eot, k, eot);
+  join(path, sizeof path, dir, CKPT_TOKENIZER_CONFIG_FILE);
+  if (rc == 0) rc = strata_write_synced("tokenizer config", path, js, n, "\n", err, errlen);
+  free(js);
   return rc;
 }
 
@@ -518,6 +583,7 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
   join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
   if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
   if (cfg->vocab == CKPT_GPT2_VOCAB && write_gpt2_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
+  if (ckpt_write_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
   if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0)
     return strata_fail(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));
   if (n > STRATA_MAX_CKPT_FILES) {

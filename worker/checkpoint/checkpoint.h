@@ -63,6 +63,9 @@
 #define CKPT_OPTIM_FILE "optimizer.safetensors"
 #define CKPT_MODEL_PREFIX "model"     /* model-00001-of-00002.safetensors */
 #define CKPT_OPTIM_PREFIX "optimizer" /* optimizer-00001-of-00002.safetensors */
+#define CKPT_TOKENIZER_FILE "tokenizer.json"                /* byte-level models only */
+#define CKPT_TOKENIZER_CONFIG_FILE "tokenizer_config.json"
+#define CKPT_GPT2_EOT 50256 /* GPT-2's <|endoftext|> */
 #define CKPT_LAYER_NORM_EPS 1e-5
 #define CKPT_MAX_CONFIG_BYTES (1u << 20)
 
@@ -113,8 +116,17 @@ int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
  * by n_head, and (when present) layer_norm_epsilon 1e-5, activation gelu_new, tied embeddings. */
 int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen);
 
-/* Writes a config.json for cfg at `path` (fsync'd). */
+/* Writes a config.json for cfg at `path` (fsync'd): Hugging Face GPT-2 keys, with bos_token_id
+ * and eos_token_id = ckpt_special_token(vocab). */
 int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen);
+/* The bos / eos id of a vocabulary: GPT-2's <|endoftext|> 50256 when the vocabulary has it, else
+ * 0 (a byte model: the NUL byte, which text does not contain, so generation is not cut short). */
+int ckpt_special_token(int vocab);
+/* A byte-level model (vocab 256): DIR/tokenizer.json (a Hugging Face `tokenizers` byte-level BPE
+ * without merges: id = byte value) and DIR/tokenizer_config.json (PreTrainedTokenizerFast, bos /
+ * eos as config.json), so AutoTokenizer.from_pretrained(DIR) loads it. Other vocabularies: nothing
+ * (0). 0, or -1 with a message. */
+int ckpt_write_tokenizer(const char *dir, const gpt2_config_t *cfg, char *err, size_t errlen);
 
 /* Reads DIR/train_state.pb; with verify, also checks every recorded file (exists, size,
  * XXH64) and that config.json and the weights are among them. */

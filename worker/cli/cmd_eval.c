@@ -1,4 +1,5 @@
-/* strata eval -- mean cross-entropy of a checkpoint on the first N batches of a data file. */
+/* strata eval -- mean cross-entropy of a checkpoint on the held-out set (validation.h) of a data
+ * file's validation or training split. */
 #include <cblas.h>
 #include <math.h>
 #include <mpi.h>
@@ -11,21 +12,28 @@
 #include "data.h"
 #include "gpt2.h"
 #include "log.h"
+#include "validation.h"
 
 static const char *usage_text =
-    "Evaluate a checkpoint: mean cross-entropy (nats per token) over the first N batches of B\n"
-    "sequences of T tokens of FILE, read in file order (batch j = tokens [j*B*T, j*B*T + B*T + 1)).\n"
-    "With --json it prints {\"loss\": ..., \"tokens\": ..., \"batches\": ...}.";
+    "Evaluate a checkpoint: mean cross-entropy over the first N tokens of a split of FILE, read in\n"
+    "file order as sequences of T tokens (sequence i predicts tokens [i*T + 1, i*T + T + 1)), the\n"
+    "same set strata train's validation loss scores. --split val (default) is the held-out split:\n"
+    "the last 10% of a single file, or NAME_val.bin beside NAME_train.bin; --split train the rest.\n"
+    "Prints nats and bits per byte (per token for token shards); with --json\n"
+    "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ...}.";
 
 int cmd_eval(int argc, char **argv) {
-  const char *ckpt = NULL, *data_path = NULL;
-  int batches = 8, B = 8, T = 0, json = 0, threads = 1;
+  const char *ckpt = NULL, *data_path = NULL, *split_name = "val";
+  int B = 8, T = 0, json = 0, threads = 1;
+  int64_t tokens = VALSET_TOKENS_DEFAULT;
   arg_spec_t specs[] = {
       {"--checkpoint", NULL, ARG_STRING, &ckpt, "DIR", "checkpoint directory (required)"},
       {"--data", NULL, ARG_STRING, &data_path, "FILE", "text file or token shard (default: data/fortunes.txt)"},
-      {"--batches", NULL, ARG_INT, &batches, "N", "batches to evaluate (default 8; fewer if the file is short)",
+      {"--split", NULL, ARG_STRING, &split_name, "val|train", "held-out split (default) or training split"},
+      {"--tokens", NULL, ARG_INT64, &tokens, "N", "tokens to score (default 65536; fewer if the split is short)",
+       .min = 1, .max = 0x1p40},
+      {"--batch", NULL, ARG_INT, &B, "B", "sequences per forward pass: memory only, the loss does not depend on it (default 8)",
        .min = 1, .max = 1 << 20},
-      {"--batch", NULL, ARG_INT, &B, "B", "sequences per batch (default 8)", .min = 1, .max = 1 << 20},
       {"--seq-len", NULL, ARG_INT, &T, "T", "tokens per sequence (default: the model's context)", .min = 1, .max = 1 << 20},
       {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads (default 1)", .min = 1, .max = 1024},
       {"--json", NULL, ARG_FLAG, &json, NULL, "print the result as JSON"},
@@ -33,6 +41,11 @@ int cmd_eval(int argc, char **argv) {
   int rc = args_parse("eval", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
                       NULL, NULL);
   if (rc) return rc > 0 ? 0 : 2;
+  data_split_t split = DATA_VAL;
+  if (valset_parse_split(split_name, &split)) {
+    strata_error("eval: --split must be val or train, got '%s'", split_name);
+    return 2;
+  }
   if (!ckpt) {
     strata_error("eval: --checkpoint DIR is required (a directory written by strata train)");
     return 2;
@@ -66,7 +79,9 @@ int cmd_eval(int argc, char **argv) {
              data_path, data_vocab(ds), cfg.vocab);
     goto fail;
   }
-  if (data_check_batch(ds, DATA_ALL, B, T, err, sizeof err)) goto fail;
+  int64_t seqs = 0;
+  if (valset_size(ds, split, tokens, T, &seqs, err, sizeof err)) goto fail;
+  if (B > seqs) B = (int)seqs; /* no forward pass larger than the set */
   gpt2_range_t all = {0, cfg.layers, 1, 1};
   if (gpt2_create(&cfg, all, &m, err, sizeof err)) goto fail;
   if (ckpt_load(ckpt, m, NULL, NULL, NULL, err, sizeof err)) goto fail;
@@ -77,20 +92,19 @@ int cmd_eval(int argc, char **argv) {
     snprintf(err, sizeof err, "out of memory");
     goto fail;
   }
-  uint64_t avail = data_num_sequential_batches(ds, DATA_ALL, B, T);
-  if ((uint64_t)batches > avail) batches = (int)avail;
-  double sum = 0;
-  for (int j = 0; j < batches; j++) {
-    if (data_fetch_sequential(ds, DATA_ALL, (uint64_t)j, B, T, in, tg, err, sizeof err)) goto fail;
-    sum += gpt2_forward(m, a, in, NULL, tg);
+  double loss = 0;
+  if (valset_loss(m, a, B, ds, split, seqs, T, in, tg, &loss, err, sizeof err)) goto fail;
+  long long scored = (long long)(seqs * T);
+  if (json) {
+    printf("{\"loss\": %.9g, \"bits\": %.9g, \"tokens\": %lld, \"sequences\": %lld, "
+           "\"seq_len\": %d, \"split\": \"%s\"}\n", loss, loss / M_LN2, scored, (long long)seqs, T,
+           split_name);
+  } else {
+    char vl[96];
+    valset_format_loss(vl, sizeof vl, loss, cfg.vocab);
+    printf("loss %s over %lld tokens (%lld sequences of %d) of the %s split of %s\n", vl, scored,
+           (long long)seqs, T, split == DATA_VAL ? "validation" : "training", data_path);
   }
-  double loss = sum / batches;
-  long long tokens = (long long)batches * B * T;
-  if (json)
-    printf("{\"loss\": %.9g, \"tokens\": %lld, \"batches\": %d}\n", loss, tokens, batches);
-  else
-    printf("loss %.6f over %lld tokens (%d batches of %d x %d) of %s\n", loss, tokens, batches, B,
-           T, data_path);
   rc = 0;
   goto out;
 fail:

@@ -50,7 +50,9 @@ static const char *usage_text =
     "\"session\": \"ID\"}; missing fields take the command-line values; numbers keep the flags'\n"
     "ranges. --json prints one object per prompt per line: index, text, tokens, token_ids,\n"
     "ttft_s, tokens_per_s, total_s,\n"
-    "prompt_tokens, cached_tokens, context_tokens, session, session_source.\n"
+    "prompt_tokens, cached_tokens, context_tokens, session, session_source. Without --json the\n"
+    "generated text goes to stdout (one line per prompt) and a statistics line per prompt\n"
+    "(\"--- [i] N tokens, ttft S s, R tokens/s\") and any error to stderr.\n"
     "Sessions (--session ID, 1-64 of [A-Za-z0-9_-]) keep the context and KV cache between runs in\n"
     "--session-dir (default: <checkpoint>/../sessions): a follow-up appends its prompt to the\n"
     "history without recomputing it; a session restores only with the --tp and P that saved it.\n"
@@ -423,12 +425,15 @@ static void print_result(const prompt_t *p, int idx, int vocab, int json) {
     printf("\"session\": \"%s\", \"session_source\": \"%s\", ", p->session, p->source ? p->source : "none");
     printf("\"ttft_s\": %.6f, \"total_s\": %.6f, \"tokens_per_s\": %.3f}\n", p->ttft_s, p->total_s, p->tps);
   } else {
+    /* the text alone on stdout (pipes and redirections get the generation), statistics and
+     * errors on stderr */
     if (!p->ok) {
-      printf("--- [%d] error: %s\n", idx, p->error);
+      fprintf(stderr, "--- [%d] error: %s\n", idx, p->error);
       return;
     }
-    printf("--- [%d] %d tokens, ttft %.4f s, %.1f tokens/s%s%s\n", idx, p->n_out, p->ttft_s, p->tps,
-           p->session[0] ? ", session " : "", p->session);
+    fprintf(stderr, "--- [%d] %d tokens, ttft %.4f s, %.1f tokens/s%s%s\n", idx, p->n_out, p->ttft_s,
+            p->tps, p->session[0] ? ", session " : "", p->session);
+    fflush(stderr);
     size_t len;
     char *text = vocab != 256 ? bpe_text(p->out, p->n_out, &len) : NULL;
     if (text) fwrite(text, 1, len, stdout);

@@ -214,17 +214,24 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
   return 0;
 }
 
-int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets, double *loss,
-                  char *err, size_t errlen) {
+int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets, int rows,
+                  double *loss_sum, char *err, size_t errlen) {
   const size_t nact = pl->nact;
   const int first = pl->stage == 0, last = pl->stage == pl->P - 1;
-  *loss = 0;
+  *loss_sum = 0;
+  if (rows < 0 || rows > pl->mb)
+    return strata_fail(err, errlen, "evaluation: %d rows asked of a micro-batch of %d", rows, pl->mb);
   if (!first && coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, PIPELINE_EVAL_TAG, pl->pipe) != COLL_OK)
     return strata_fail(err, errlen, "evaluation: receiving activations from stage %d failed: %s",
                        pl->stage - 1, coll_last_error(pl->pipe));
-  float l = gpt2_forward(pl->m, pl->acts[0], first ? tokens : NULL, first ? NULL : pl->x_in,
-                         last ? targets : NULL);
-  if (last) *loss = l;
+  (void)gpt2_forward(pl->m, pl->acts[0], first ? tokens : NULL, first ? NULL : pl->x_in,
+                     last ? targets : NULL);
+  if (last) { /* in double, position by position: the same sum however the rows are grouped */
+    const float *l = gpt2_losses(pl->acts[0]);
+    double sum = 0;
+    for (size_t i = 0; i < (size_t)rows * pl->T; i++) sum += l[i];
+    *loss_sum = sum;
+  }
   if (!last && coll_send(gpt2_output(pl->acts[0]), nact, COLL_F32, pl->stage + 1, PIPELINE_EVAL_TAG,
                          pl->pipe) != COLL_OK)
     return strata_fail(err, errlen, "evaluation: sending activations to stage %d failed: %s", pl->stage + 1,

@@ -61,10 +61,11 @@ void pipeline_set_hooks(pipeline_t *pl, const step_hooks_t *h);
 
 /* Forward only (evaluation) of one micro-batch of mb sequences through the pipeline: stage 0
  * embeds tokens (mb, T), each stage forwards and sends on (blocking: a chain cannot deadlock),
- * the last stage computes the mean loss against targets (mb, T) into *loss (0 elsewhere). Uses
- * activation slot 0; call between training steps. 0, or -1 with a message. */
-int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets, double *loss,
-                  char *err, size_t errlen);
+ * the last stage sums the per-position losses against targets (mb, T) of the first `rows`
+ * sequences (0 <= rows <= mb; the rest are padding) into *loss_sum, in double (0 elsewhere).
+ * Uses activation slot 0; call between training steps. 0, or -1 with a message. */
+int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets, int rows,
+                  double *loss_sum, char *err, size_t errlen);
 
 /* Bytes of activation storage this stage holds (all slots and message buffers). */
 size_t pipeline_act_bytes(const pipeline_t *pl);

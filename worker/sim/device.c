@@ -353,7 +353,7 @@ int device_calibrate_cpu(device_t *out) {
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   out->hbm_bytes = pages > 0 && page > 0 ? (double)pages * (double)page : 8 * GIB;
   out->hbm_Bps = 2 * copy_Bps;       /* memcpy reads and writes every byte */
-  out->chips_per_instance = 1 << 20; /* one machine: every rank on one "instance" */
+  out->chips_per_instance = DEVICE_ONE_MACHINE; /* every rank on one "instance" */
   out->intra_Bps = out->inter_Bps = copy_Bps;
   out->intra_lat_s = out->inter_lat_s = 1 * US;
   out->reduce_Bps = copy_Bps / 1.5; /* reduce reads two operands and writes one */
@@ -452,6 +452,26 @@ void device_describe(const device_t *d, char *buf, size_t len) {
   n = strlen(buf);
   if (d->timeshare > 1 && n < len)
     snprintf(buf + n, len - n, ", time-shared %.3gx (ranks per core)", d->timeshare);
+}
+
+/* A rate with a readable unit: "38.2 GFLOP/s", "667 TFLOP/s". */
+static void fmt_flops(char *buf, size_t len, double flops) {
+  if (flops >= T12) snprintf(buf, len, "%.4g TFLOP/s", flops / T12);
+  else snprintf(buf, len, "%.3g GFLOP/s", flops / G9);
+}
+
+void device_summary(const device_t *d, char *buf, size_t len) {
+  char f[32];
+  if (d->chips_per_instance >= DEVICE_ONE_MACHINE) { /* the calibrated host: no instances */
+    fmt_flops(f, sizeof f, d->peak_flops[DEV_FP32]);
+    snprintf(buf, len, "%s (this machine, measured): %s per rank, %.1f GiB memory, ranks exchange "
+             "%.3g GB/s%s", d->name, f, d->hbm_bytes / GIB, d->intra_Bps / G9,
+             d->timeshare > 1 ? ", ranks share cores" : "");
+    return;
+  }
+  fmt_flops(f, sizeof f, d->peak_flops[DEV_BF16]);
+  snprintf(buf, len, "%s: %s bf16, %.0f GiB HBM per chip, %d chips per instance", d->name, f,
+           d->hbm_bytes / GIB, d->chips_per_instance);
 }
 
 int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int tp, int *shapes,

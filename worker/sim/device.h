@@ -34,12 +34,15 @@
 
 typedef enum { DEV_FP32 = 0, DEV_BF16 = 1, DEV_FP8 = 2, DEV_DTYPE_COUNT } device_dtype_t;
 
+#define DEVICE_ONE_MACHINE (1 << 20) /* chips_per_instance of the calibrated `cpu` device */
+
 typedef struct {
   char name[64];
   double peak_flops[DEV_DTYPE_COUNT]; /* dense FLOP/s per compute dtype */
   double hbm_bytes;                   /* device memory capacity, bytes */
   double hbm_Bps;                     /* device memory bandwidth, bytes/s */
-  int chips_per_instance;             /* chips (ranks) per instance */
+  int chips_per_instance;             /* chips (ranks) per instance; DEVICE_ONE_MACHINE for the
+                                         calibrated host (every rank on one "instance") */
   double intra_Bps;                   /* chip-to-chip link bandwidth inside an instance, bytes/s */
   double intra_lat_s;                 /* one hop inside an instance, s */
   double inter_Bps;                   /* network bandwidth of a whole instance, bytes/s */
@@ -123,7 +126,12 @@ int device_calibrate_link(device_t *d, device_pingpong_fn fn, void *ctx);
  *    device_calibrate_link(&dev, device_pingpong_coll, world_comm);   // on every rank */
 int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per_rt);
 
-/* One line: "trn2: bf16 667 TFLOP/s, HBM 96 GiB @ 2900 GB/s, 16 chips/instance, ..." */
+/* Every figure of the profile in one line, for --verbose and `strata simulate`:
+ * "trn2: fp32 166.8 / bf16 667 / fp8 1299 TFLOP/s, HBM 96.0 GiB @ 2900 GB/s, 16 chips/instance, ..." */
 void device_describe(const device_t *d, char *buf, size_t len);
+/* The banner's readable line: "trn2: 667 TFLOP/s bf16, 96 GiB HBM per chip, 16 chips per
+ * instance", or for the calibrated host "cpu (this machine, measured): 38.2 GFLOP/s per rank,
+ * 23.5 GiB memory, ranks exchange 9.8 GB/s". */
+void device_summary(const device_t *d, char *buf, size_t len);
 
 #endif /* STRATA_DEVICE_H */

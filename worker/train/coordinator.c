@@ -14,6 +14,7 @@
 #include "run_report.h"
 #include "runlog.h"
 #include "trace_json.h"
+#include "validation.h"
 #include "train_loop.h"
 #include "util.h"
 
@@ -43,6 +44,7 @@ struct coord {
   int32_t *words;          /* size * COORD_REPORT_WORDS gather buffer */
   /* rank 0 */
   runlog_lines_t steps_log; /* RUN/steps.jsonl (fd -1 on other ranks) */
+  runlog_lines_t val_log;   /* RUN/val.jsonl (fd -1 on other ranks) */
   int steps_log_complete;  /* every step of this invocation reached steps.jsonl (coord_finish) */
   int trace_written;       /* trace.json holds this invocation's trace (coord_finish) */
   stage_acc_t *stages;     /* [pp] */
@@ -51,6 +53,7 @@ struct coord {
   double tokens;           /* tokens processed in this invocation */
   double last_loss;
   double val_loss;         /* NaN until an evaluation ran */
+  int64_t val_tokens;      /* held-out tokens it scored (0 until then) */
   int64_t steps_done;      /* steps of this invocation */
   double wall_start_s;
   coord_sim_t sim;         /* sim.res == NULL: no simulated device */
@@ -70,7 +73,11 @@ void coord_step_hooks(coord_t *c, step_hooks_t *h) {
   h->trace_now = hk_now;
   h->trace = hk_trace;
 }
-void coord_set_val_loss(coord_t *c, double v) { c->val_loss = v; }
+void coord_set_val_loss(coord_t *c, int64_t step, double v, int64_t tokens) {
+  c->val_loss = v;
+  c->val_tokens = tokens;
+  if (c->rank == 0) train_val_log_append(&c->val_log, step, v, tokens);
+}
 void coord_set_sim(coord_t *c, const coord_sim_t *sim) { c->sim = *sim; }
 
 int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, char *err,
@@ -82,6 +89,7 @@ int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, ch
     return -1;
   }
   c->steps_log.fd = -1;
+  c->val_log.fd = -1;
   c->world = world;
   c->info = *info;
   c->rank = coll_rank(world);
@@ -100,7 +108,8 @@ int coord_create(coll_comm_t *world, const coord_info_t *info, coord_t **out, ch
     if (!c->stages) {
       snprintf(err, errlen, "out of memory for the coordinator");
       ok = 0;
-    } else if (runlog_lines_open(&c->steps_log, path, info->append, err, errlen)) {
+    } else if (runlog_lines_open(&c->steps_log, path, info->append, err, errlen) ||
+               train_val_log_open(&c->val_log, info->out_dir, info->append, err, errlen)) {
       ok = 0;
     }
   }
@@ -129,6 +138,7 @@ void coord_free(coord_t *c) {
   if (!c) return;
   char err[64]; /* a failed run's log: closed without a word, the run has already failed */
   runlog_lines_close(&c->steps_log, err, sizeof err);
+  runlog_lines_close(&c->val_log, err, sizeof err);
   free(c->ev);
   free(c->words);
   free(c->stages);
@@ -443,6 +453,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "steps_done", json_object_new_int64(steps_end));
   runlog_json_add(o, "final_loss", runlog_json_num(c->last_loss, "%.9g"));
   runlog_json_add(o, "val_loss", runlog_json_num(c->val_loss, "%.9g"));
+  runlog_json_add(o, "val_tokens", json_object_new_int64(c->val_tokens));
   runlog_json_add(o, "tokens_per_s", runlog_json_num(tps, "%.6g"));
   /* shares of all ranks' step time: communication in all, in the TP groups, and the rest (DP
    * reductions, tied wte, norm, ZeRO gathers) */
@@ -512,16 +523,19 @@ static int write_reports(coord_t *c, char *err, size_t errlen) {
              e1, bad_json && bad_pb ? "; " : "", e2);
     return -1;
   }
+  char vl[96];
+  valset_format_loss(vl, sizeof vl, c->val_loss, (int)c->info.model.vocab);
   if (!c->info.quiet)
-    strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s; wrote "
-                "%s/report.json, report.pb%s%s", (long long)steps_end, c->last_loss, c->val_loss,
-                tps, c->info.out_dir, c->steps_log_complete ? ", steps.jsonl" : "",
-                c->trace_written ? ", trace.json" : "");
+    strata_info("done: %lld steps, final loss %.4f, validation loss %s over %lld held-out tokens, "
+                "%.0f tokens/s; wrote %s/report.json, report.pb%s%s", (long long)steps_end,
+                c->last_loss, vl, (long long)c->val_tokens, tps, c->info.out_dir,
+                c->steps_log_complete ? ", steps.jsonl" : "", c->trace_written ? ", trace.json" : "");
   return 0;
 }
 
 int coord_finish(coord_t *c, char *err, size_t errlen) {
-  c->steps_log_complete = runlog_steps_close(&c->steps_log); /* 1 on ranks without the log */
+  c->steps_log_complete = runlog_steps_close(&c->steps_log) & /* 1 on ranks without the logs */
+                          runlog_steps_close(&c->val_log);
   int rc = write_trace(c, err, errlen);
   if (c->rank == 0 && rc == 0) rc = write_reports(c, err, errlen);
   int32_t ok = rc == 0;

@@ -90,9 +90,10 @@ void coord_step_hooks(coord_t *c, step_hooks_t *h);
 int coord_step(coord_t *c, const strata_step_report_t *mine, double step_s, double lr,
                double grad_norm, double *loss_out, char *err, size_t errlen);
 
-/* Records the latest validation loss (rank 0: printed and written to report.json as val_loss;
- * NaN until set). */
-void coord_set_val_loss(coord_t *c, double val_loss);
+/* Records the validation loss over `tokens` held-out tokens after `step` (rank 0: a line of
+ * RUN/val.jsonl; the latest is printed and written to report.json as val_loss and val_tokens;
+ * NaN and 0 until set). */
+void coord_set_val_loss(coord_t *c, int64_t step, double val_loss, int64_t tokens);
 
 /* The simulated device of the run (sim_clock.h), rank 0. res (one simulated step, with events)
  * and the per-stage arrays must stay valid until coord_finish. With it set, the progress line

@@ -55,16 +55,41 @@ static int open_out(const char *dir, const char *name, FILE **f, char *err, size
   return 0;
 }
 
-/* steps.dat and breakdown.dat. 0 or -1. */
+/* The EMA's span in steps: a tenth of the run, between 1 and 50 (TensorBoard-like smoothing
+ * for long runs, little lag for short ones). */
+static double ema_beta(int n) {
+  double span = n / 10.0;
+  if (span < 1) span = 1;
+  if (span > 50) span = 50;
+  return 1.0 - 2.0 / (span + 1.0);
+}
+
+/* steps.dat (with the loss's bias-corrected EMA: m = beta m + (1 - beta) loss, shown as
+ * m / (1 - beta^k) after k steps, as Adam corrects its moments), val.dat (one point per
+ * validation) and breakdown.dat. 0 or -1. */
 static int write_data(const char *dir, const report_run_t *run, char *err, size_t errlen) {
   const report_steps_t *s = &run->steps;
   const report_summary_t *m = &run->sum;
   FILE *f;
   if (open_out(dir, "steps.dat", &f, err, errlen)) return -1;
-  fprintf(f, "# step loss tokens_per_s step_s\n");
-  for (int i = 0; i < s->n; i++)
-    fprintf(f, "%.0f %.9g %.9g %.9g\n", s->rows[i].step, s->rows[i].loss,
-            isnan(s->rows[i].tokens_per_s) ? 0 : s->rows[i].tokens_per_s, isnan(s->rows[i].step_s) ? 0 : s->rows[i].step_s);
+  fprintf(f, "# step loss tokens_per_s step_s loss_ema\n");
+  const double beta = ema_beta(s->n);
+  double ema = 0, corr = 1;
+  for (int i = 0; i < s->n; i++) {
+    ema = beta * ema + (1 - beta) * s->rows[i].loss;
+    corr *= beta;
+    fprintf(f, "%.0f %.9g %.9g %.9g %.9g\n", s->rows[i].step, s->rows[i].loss,
+            isnan(s->rows[i].tokens_per_s) ? 0 : s->rows[i].tokens_per_s,
+            isnan(s->rows[i].step_s) ? 0 : s->rows[i].step_s, ema / (1 - corr));
+  }
+  fclose(f);
+  if (open_out(dir, "val.dat", &f, err, errlen)) return -1;
+  fprintf(f, "# step val_loss\n");
+  for (int i = 0; i < run->val.n; i++)
+    fprintf(f, "%.0f %.9g\n", run->val.rows[i].step, run->val.rows[i].loss);
+  /* a run without val.jsonl (older builds): report.json's final validation at the last step */
+  if (run->val.n == 0 && !isnan(m->val) && s->n > 0)
+    fprintf(f, "%.0f %.9g\n", s->rows[s->n - 1].step, m->val);
   fclose(f);
   if (open_out(dir, "breakdown.dat", &f, err, errlen)) return -1;
   fprintf(f, "# label compute comm idle (shares)\n");
@@ -85,14 +110,16 @@ static int write_data(const char *dir, const report_run_t *run, char *err, size_
 static int write_script(const char *dir, const report_run_t *run, const char *terminal, char *err,
                         size_t errlen) {
   char valplot[96] = "", p[4200];
-  if (!isnan(run->sum.val)) snprintf(valplot, sizeof valplot, ", %.9g with lines dt 2 lw 2 title 'validation loss'", run->sum.val);
+  if (run->val.n > 0 || !isnan(run->sum.val))
+    snprintf(valplot, sizeof valplot, ", 'val.dat' using 1:2 with points pt 7 ps 1.5 title 'validation loss'");
   FILE *f;
   if (open_out(dir, "report.gp", &f, err, errlen)) return -1;
   fprintf(f,
           "# written by strata report for %s\n"
           "set terminal %s\nset grid\ncd '%s'\n"
           "set output 'loss.png'\nset title 'training loss'\nset xlabel 'step'\nset ylabel 'loss'\n"
-          "plot 'steps.dat' using 1:2 with linespoints pt 7 ps 0.5 title 'loss'%s\n"
+          "plot 'steps.dat' using 1:2 with points pt 7 ps 0.3 lc rgb '#b0b0b0' title 'loss', "
+          "'' using 1:5 with lines lw 2 title 'loss (EMA)'%s\n"
           "set output 'tokens_per_s.png'\nset title 'throughput'\nset ylabel 'tokens/s'\n"
           "plot 'steps.dat' using 1:3 with linespoints pt 7 ps 0.5 title 'tokens/s'\n"
           "set output 'breakdown.png'\nset title 'time breakdown per stage (share of stage time)'\n"

@@ -37,10 +37,10 @@ static double median(const double *v, int n) {
   return m;
 }
 
-/* One parsed line of steps.jsonl into r. */
-static void step_from_json(json_object *o, report_step_t *r) {
+/* One parsed line of steps.jsonl (loss_key "loss") or val.jsonl ("val_loss") into r. */
+static void step_from_json(json_object *o, const char *loss_key, report_step_t *r) {
   r->step = report_json_num(o, "step", NAN);
-  r->loss = report_json_num(o, "loss", NAN);
+  r->loss = report_json_num(o, loss_key, NAN);
   r->tokens_per_s = report_json_num(o, "tokens_per_s", NAN);
   r->step_s = report_json_num(o, "step_s", NAN);
   r->comm_share = report_json_num(o, "comm_share", NAN);
@@ -48,8 +48,10 @@ static void step_from_json(json_object *o, report_step_t *r) {
   r->has_shares = !isnan(r->comm_share) && !isnan(r->idle_share);
 }
 
-/* Loads steps.jsonl. 0, or -1 with a message naming the file and line. */
-static int load_steps(const char *path, report_steps_t *s, char *err, size_t errlen) {
+/* Loads steps.jsonl (or val.jsonl, whose loss is under loss_key "val_loss"). 0, or -1 with a
+ * message naming the file and line. */
+static int load_steps(const char *path, const char *loss_key, report_steps_t *s, char *err,
+                      size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(err, errlen, "cannot open %s: %s (is this a `strata train --out` run directory?)", path,
@@ -69,9 +71,9 @@ static int load_steps(const char *path, report_steps_t *s, char *err, size_t err
     if (len == 0) continue;
     json_object *o = json_tokener_parse(line);
     if (!o || !json_object_is_type(o, json_type_object) || isnan(report_json_num(o, "step", NAN)) ||
-        isnan(report_json_num(o, "loss", NAN))) {
-      snprintf(err, errlen, "%s line %d is not a JSON step record with \"step\" and \"loss\" (corrupt file? re-run `strata train`)",
-               path, lineno);
+        isnan(report_json_num(o, loss_key, NAN))) {
+      snprintf(err, errlen, "%s line %d is not a JSON step record with \"step\" and \"%s\" (corrupt file? re-run `strata train`)",
+               path, lineno, loss_key);
       json_object_put(o);
       rc = -1;
       break;
@@ -82,7 +84,7 @@ static int load_steps(const char *path, report_steps_t *s, char *err, size_t err
       if (!nr) { json_object_put(o); rc = -1; snprintf(err, errlen, "out of memory"); break; }
       s->rows = nr;
     }
-    step_from_json(o, &s->rows[s->n++]);
+    step_from_json(o, loss_key, &s->rows[s->n++]);
     json_object_put(o);
   }
   free(line);
@@ -231,7 +233,10 @@ report_load_t report_run_load(const char *dir, report_run_t *run, char *err, siz
     return REPORT_RUN_BAD;
   }
   snprintf(path, sizeof path, "%s/steps.jsonl", dir);
-  if (load_steps(path, &run->steps, err, errlen) != 0) return REPORT_RUN_BAD;
+  if (load_steps(path, "loss", &run->steps, err, errlen) != 0) return REPORT_RUN_BAD;
+  snprintf(path, sizeof path, "%s/val.jsonl", dir); /* absent in runs of older builds */
+  if (access(path, R_OK) == 0 && load_steps(path, "val_loss", &run->val, err, errlen) != 0)
+    return REPORT_RUN_BAD;
   summarise(&run->steps, run->rep, &run->sum);
   read_layout(run);
   run->nckpts = list_ckpts(dir, run->ckpts, REPORT_MAX_CKPTS);
@@ -240,6 +245,7 @@ report_load_t report_run_load(const char *dir, report_run_t *run, char *err, siz
 
 void report_run_free(report_run_t *run) {
   free(run->steps.rows);
+  free(run->val.rows);
   json_object_put(run->rep);
   free(run->ckpts);
   free(run->recs);

@@ -1,5 +1,5 @@
 /* report_read.h -- reading a training run directory (what `strata train --out RUN` wrote) for
- * `strata report`: RUN/report.json, RUN/steps.jsonl, each rank's status record
+ * `strata report`: RUN/report.json, RUN/steps.jsonl, RUN/val.jsonl, each rank's status record
  * (RUN/status/rank-R, rank_status.h) and the checkpoints present (RUN/ckpt-*), and the summary
  * figures computed from them (first / min / final loss, tokens/s and step time mean and median,
  * mean communication and idle shares).
@@ -50,6 +50,7 @@ typedef struct {
   const char *dir;
   json_object *rep;       /* report.json; NULL for a run that did not finish */
   report_steps_t steps;   /* steps.jsonl */
+  report_steps_t val;     /* val.jsonl: each validation's step and loss (none: n = 0) */
   report_summary_t sum;
   int world, tp, pp, dp, micro;      /* from report.json (1 when missing) */
   const char *schedule, *transport;  /* "-" and "local" when missing */

@@ -24,26 +24,7 @@
 #include "trace_json.h"
 #include "train_loop.h"
 #include "util.h"
-
-/* Mean loss over the first `batches` sequential validation batches (B x T). */
-static int eval_split(gpt2_model_t *m, gpt2_acts_t *a, const data_set_t *ds, data_split_t split,
-                      int batches, int B, int T, int32_t *inputs, int32_t *targets, double *loss_out,
-                      char *err, size_t errlen) {
-  uint64_t avail = data_num_sequential_batches(ds, split, B, T);
-  if (avail == 0) {
-    snprintf(err, errlen, "the validation split has %zu tokens, fewer than one batch of %d x %d + 1",
-             data_num_tokens(ds, split), B, T);
-    return -1;
-  }
-  if ((uint64_t)batches > avail) batches = (int)avail;
-  double sum = 0;
-  for (int j = 0; j < batches; j++) {
-    if (data_fetch_sequential(ds, split, (uint64_t)j, B, T, inputs, targets, err, errlen)) return -1;
-    sum += gpt2_forward(m, a, inputs, NULL, targets);
-  }
-  *loss_out = sum / batches;
-  return 0;
-}
+#include "validation.h"
 
 /* The single-rank job, phase to phase (setup, step, step end, finish). */
 typedef struct {
@@ -56,8 +37,10 @@ typedef struct {
   adamw_t *opt;
   int32_t *inputs, *targets; /* one micro-batch, mb x T tokens */
   int mb, T;                 /* sequences per micro-batch, tokens per sequence */
+  int64_t val_seqs;          /* sequences of the validation set (validation.h) */
   strata_train_state_t *state;
   runlog_lines_t steps_log;  /* RUN/steps.jsonl */
+  runlog_lines_t val_log;    /* RUN/val.jsonl */
   char resume_dir[4096];
   int64_t start_step;        /* the resumed checkpoint's step, or 0 */
   int64_t step;              /* steps done */
@@ -92,6 +75,7 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   runlog_json_add(o, "steps_done", json_object_new_int64(j->step));
   runlog_json_add(o, "final_loss", runlog_json_num(j->last_loss, "%.9g"));
   runlog_json_add(o, "val_loss", runlog_json_num(j->val_loss, "%.9g"));
+  runlog_json_add(o, "val_tokens", json_object_new_int64(j->val_seqs * j->T));
   runlog_json_add(o, "tokens_per_s", runlog_json_num(tokens_per_s, "%.6g"));
   runlog_json_add(o, "train_s", runlog_json_num(j->train_s, "%.6g"));
   runlog_json_add(o, "steps_log_complete", json_object_new_boolean(steps_log_complete));
@@ -114,6 +98,8 @@ static int solo_setup(solo_job_t *j) {
     return TRAIN_BAD_CONFIG;
   }
   if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, j->err, sizeof j->err))
+    return TRAIN_BAD_CONFIG;
+  if (valset_size(j->ds, DATA_VAL, c->eval_tokens, c->seq_len, &j->val_seqs, j->err, sizeof j->err))
     return TRAIN_BAD_CONFIG;
   gpt2_range_t all = {0, c->model.layers, 1, 1};
   if (gpt2_create(&c->model, all, &j->m, j->err, sizeof j->err)) return TRAIN_BAD_CONFIG;
@@ -142,7 +128,8 @@ static int solo_setup(solo_job_t *j) {
   char steps_path[4200];
   snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c->out_dir);
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
-  if (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err))
+  if (!c->eval_only && (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err) ||
+                        train_val_log_open(&j->val_log, c->out_dir, c->resume != NULL, j->err, sizeof j->err)))
     return TRAIN_FAILED;
   int64_t cap; /* a bad value is refused by strata at start-up (worker/base/env.c) */
   env_read_int("STRATA_TRACE_MAX_EVENTS", 200000, &cap, NULL, 0);
@@ -199,11 +186,14 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
   return 0;
 }
 
-/* The validation loss into j->val_loss. 0 or -1. */
+/* The validation loss into j->val_loss, and its line in val.jsonl (when training). 0 or -1. */
 static int solo_eval(solo_job_t *j) {
   rank_status_op(RS_EVAL, -1);
-  return eval_split(j->m, j->acts, j->ds, DATA_VAL, j->c.eval_batches, j->mb, j->T, j->inputs,
-                    j->targets, &j->val_loss, j->err, sizeof j->err);
+  if (valset_loss(j->m, j->acts, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
+                  j->targets, &j->val_loss, j->err, sizeof j->err))
+    return -1;
+  if (!j->c.eval_only) train_val_log_append(&j->val_log, j->step, j->val_loss, j->val_seqs * j->T);
+  return 0;
 }
 
 /* RUN/ckpt-<step> with the model, the AdamW moments and the training state. 0 or -1. */
@@ -232,7 +222,9 @@ static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
   train_due_t due = train_step_due(c, step);
   if (train_every(step, c->eval_every)) {
     if (solo_eval(j)) return -1;
-    if (!c->quiet) strata_info("step %lld: validation loss %.4f", (long long)step, j->val_loss);
+    char vl[96];
+    valset_format_loss(vl, sizeof vl, j->val_loss, c->model.vocab);
+    if (!c->quiet) strata_info("step %lld: validation loss %s", (long long)step, vl);
   }
   if (!c->quiet && train_progress_due(step, j->start_step, c->steps, c->log_every)) {
     char eta[32];
@@ -296,10 +288,13 @@ static int solo_finish(solo_job_t *j) {
   if (c->eval_every == 0 && solo_eval(j)) return -1;
   double tokens_per_s =
       j->train_s > 0 ? (double)c->batch * j->T * (double)(j->step - j->start_step) / j->train_s : 0;
+  char vl[96];
+  valset_format_loss(vl, sizeof vl, j->val_loss, c->model.vocab);
   if (!c->quiet)
-    strata_info("done: %lld steps, final loss %.4f, validation loss %.4f, %.0f tokens/s",
-                (long long)j->step, j->last_loss, j->val_loss, tokens_per_s);
-  int steps_log_complete = runlog_steps_close(&j->steps_log);
+    strata_info("done: %lld steps, final loss %.4f, validation loss %s over %lld held-out tokens, "
+                "%.0f tokens/s", (long long)j->step, j->last_loss, vl,
+                (long long)(j->val_seqs * j->T), tokens_per_s);
+  int steps_log_complete = runlog_steps_close(&j->steps_log) & runlog_steps_close(&j->val_log);
   int trace_written = solo_write_trace(j);
   char pb_err[RUNLOG_PATH_MAX + 256];
   int bad_pb = solo_write_report_pb(j, tokens_per_s, pb_err, sizeof pb_err) != 0;
@@ -316,6 +311,7 @@ static int solo_finish(solo_job_t *j) {
 static void solo_free(solo_job_t *j) {
   runlog_lines_close(&j->steps_log, j->err, sizeof j->err); /* still open only on a failed run */
   trace_buf_free(&j->trace);
+  runlog_lines_close(&j->val_log, j->err, sizeof j->err);
   free(j->inputs);
   free(j->targets);
   adamw_free(j->opt);
@@ -338,11 +334,22 @@ int train_run(const train_config_t *cin) {
   j->c.zero = 0;
   j->c.schedule = SCHED_GPIPE;
   j->steps_log.fd = -1;
+  j->val_log.fd = -1;
   j->val_loss = NAN;
   openblas_set_num_threads(j->c.threads > 0 ? j->c.threads : 1);
 
   int rc = solo_setup(j);
-  if (rc == TRAIN_OK) {
+  if (rc == TRAIN_OK && j->c.eval_only) { /* --eval-only: the checkpoint's validation loss */
+    if (solo_eval(j)) {
+      rc = TRAIN_FAILED;
+    } else {
+      char vl[96];
+      valset_format_loss(vl, sizeof vl, j->val_loss, j->c.model.vocab);
+      strata_info("checkpoint %s: validation loss %.9f over %lld held-out tokens (%s; one rank, "
+                  "%d micro-batches)", j->resume_dir, j->val_loss, (long long)(j->val_seqs * j->T),
+                  vl, j->c.microbatches);
+    }
+  } else if (rc == TRAIN_OK) {
     j->t_start_s = strata_now_s();
     for (j->step = j->start_step; rc == TRAIN_OK && j->step < j->c.steps;) {
       solo_step_t s;

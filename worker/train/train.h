@@ -49,9 +49,13 @@ typedef struct {
   int keep;                /* checkpoints kept (0: all) */
   int log_every;           /* steps between progress lines */
   int eval_every;          /* steps between validation evaluations (0: only at the end) */
-  int eval_batches;        /* validation batches per evaluation */
+  int64_t eval_tokens;     /* held-out tokens per evaluation (validation.h: the same set on
+                              every layout and micro-batch count) */
   int threads;             /* BLAS threads per rank */
   int quiet;               /* no progress lines */
+  int eval_only;           /* with resume: the checkpoint's validation loss on this layout, no
+                              training and no run files but the status record (--eval-only) */
+  int verbose;             /* details in the banner (every figure of the simulated device) */
   /* distributed layout (train_run_dist) */
   int tp;                  /* T: tensor-parallel ranks per stage (--tp, default 1) */
   int sequence_parallel;   /* 1: sequence parallelism in the TP group (--sequence-parallel; T > 1) */

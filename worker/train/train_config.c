@@ -14,6 +14,7 @@
 #include "schedule.h"
 #include "train.h"
 #include "util.h"
+#include "validation.h"
 
 void train_config_default(train_config_t *c) {
   memset(c, 0, sizeof *c);
@@ -21,17 +22,17 @@ void train_config_default(train_config_t *c) {
   c->batch = 16;
   c->seq_len = 0;
   c->microbatches = 1;
-  c->steps = 300;
+  c->steps = 2000;
   c->seed = 1337;
   adamw_hparams_default(&c->opt);
   c->opt.lr = 3e-3f;
-  c->opt.warmup_steps = 20;
+  c->opt.warmup_steps = 100;
   c->out_dir = "runs/train";
   c->ckpt_every = 0;
   c->keep = 0;
   c->log_every = 10;
   c->eval_every = 0;
-  c->eval_batches = 8;
+  c->eval_tokens = VALSET_TOKENS_DEFAULT;
   c->threads = 1;
   c->tp = 1;
   c->sequence_parallel = 0;
@@ -184,7 +185,7 @@ int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_d
     snprintf(err, errlen, "--steps must be at least 1 (got %lld)", (long long)c->steps);
     return -1;
   }
-  if (c->resume && (int64_t)state->step >= c->steps) {
+  if (c->resume && !c->eval_only && (int64_t)state->step >= c->steps) {
     snprintf(err, errlen, "checkpoint %s is at step %lld, already at --steps %lld; pass a larger "
              "--steps to continue", resume_dir, (long long)state->step, (long long)c->steps);
     return -1;

@@ -50,6 +50,7 @@
 #include "train.h"
 #include "train_loop.h"
 #include "util.h"
+#include "validation.h"
 
 #define TRAIN_PATH_WORDS 1024 /* checkpoint temp path broadcast as int32 words (4 KiB) */
 
@@ -74,7 +75,7 @@ typedef struct {
   layout_t *lay;            /* the T x P x D rank map and the stages' layers */
   int tp_rank, stage, replica; /* this rank's place in it */
   int rows;                 /* the replica's sequences per step, batch / D */
-  int eval_B, eval_nb;      /* validation: sequences per batch (batch / M) and batches */
+  int64_t val_seqs;         /* sequences of the validation set (validation.h) */
   comms_t cm;
   data_set_t *ds;
   const char *data_path;    /* c.data_path or the default corpus */
@@ -88,7 +89,7 @@ typedef struct {
   sim_clock_t simc;
   step_hooks_t hooks;       /* the trace and the simulated clock, as the runtime sees them */
   int32_t *inputs, *targets; /* the replica's rows of a step, rows x T tokens */
-  int32_t *eval_in, *eval_tg; /* one validation batch, eval_B x T */
+  int32_t *eval_in, *eval_tg; /* one validation micro-batch, micro_batch x T */
   float *full_m, *full_v;   /* the shard's AdamW moments, whole (checkpoints and resume) */
   double *mem_model, *mem_alloc; /* [pp] bytes per stage: the memory model's, what was allocated */
   double *mem_acts;         /* [pp] activation bytes per stage (micro-batches in flight + scratch) */
@@ -119,30 +120,30 @@ static int all_ok(coll_comm_t *world, int ok) {
   return v == 1;
 }
 
-/* Collective validation: batches j = 0 .. eval_nb-1 of eval_B = batch / M sequences of the
- * validation split in file order (as the single-rank loop with the same M evaluates them);
- * replica d forwards rows [d*mb, d*mb + mb) of each through its pipeline. Returns the mean loss
- * on every rank in *val (an all-reduce over the world). */
+/* Collective validation of the held-out set (validation.h): its sequences in chunks of one
+ * micro-batch (mb rows, the last chunk padded), chunk k forwarded by replica k % D through its
+ * pipeline; the last stage's t = 0 rank sums the real rows' per-position losses and an all-reduce
+ * over the world gives every rank the mean over the set's S x T positions in *val. */
 static int run_eval(dist_job_t *j, double *val) {
   const int P = j->lay->pp, D = j->lay->dp, mb = j->lay->micro_batch, T = j->c.seq_len;
   coll_comm_t *world = j->cm.world;
+  const int64_t chunks = (j->val_seqs + mb - 1) / mb;
   double sum = 0;
   int ok = 1;
-  for (int b = 0; b < j->eval_nb && ok; b++) {
+  for (int64_t k = j->replica; k < chunks && ok; k += D) {
+    int rows = 0;
     if ((j->stage == 0 || j->stage == P - 1) &&
-        data_fetch_sequential(j->ds, DATA_VAL, (uint64_t)b, j->eval_B, T, j->eval_in, j->eval_tg,
-                              j->err, sizeof j->err)) {
+        valset_fetch(j->ds, DATA_VAL, j->val_seqs, T, k * mb, mb, j->eval_in, j->eval_tg, &rows,
+                     j->err, sizeof j->err)) {
       ok = 0; /* identical on every rank that fetches: the others fail in the exchange below */
       break;
     }
     double l = 0;
-    const size_t off = (size_t)j->replica * mb * T;
-    if (pipeline_eval(j->pl, j->eval_in + off, j->eval_tg + off, &l, j->err, sizeof j->err))
-      return -1;
+    if (pipeline_eval(j->pl, j->eval_in, j->eval_tg, rows, &l, j->err, sizeof j->err)) return -1;
     sum += l;
   }
-  /* every TP rank of the last stage has the same loss: t = 0 counts it */
-  double v = j->stage == P - 1 && j->tp_rank == 0 && ok ? sum / ((double)j->eval_nb * D) : 0;
+  /* every TP rank of the last stage has the same losses: t = 0 counts them */
+  double v = j->stage == P - 1 && j->tp_rank == 0 && ok ? sum : 0;
   if (!all_ok(world, ok)) {
     if (ok) snprintf(j->err, sizeof j->err, "evaluation failed on another rank (see its message)");
     return -1;
@@ -151,7 +152,7 @@ static int run_eval(dist_job_t *j, double *val) {
     snprintf(j->err, sizeof j->err, "validation loss all-reduce failed: %s", coll_last_error(world));
     return -1;
   }
-  *val = v;
+  *val = v / ((double)j->val_seqs * T);
   return 0;
 }
 
@@ -305,16 +306,8 @@ static int dist_configure(dist_job_t *j) {
   }
   if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, err, errlen))
     return TRAIN_BAD_CONFIG;
-  /* validation batches of batch / M sequences (those of the single-rank loop with this M) */
-  j->eval_B = c->batch / c->microbatches;
-  uint64_t eval_avail = data_num_sequential_batches(j->ds, DATA_VAL, j->eval_B, c->seq_len);
-  if (eval_avail == 0) {
-    snprintf(err, errlen, "the validation split has %zu tokens, fewer than one batch of %d x %d "
-             "+ 1 (--batch / --microbatches sequences); use a larger data file or a smaller batch",
-             data_num_tokens(j->ds, DATA_VAL), j->eval_B, c->seq_len);
+  if (valset_size(j->ds, DATA_VAL, c->eval_tokens, c->seq_len, &j->val_seqs, err, errlen))
     return TRAIN_BAD_CONFIG;
-  }
-  j->eval_nb = (uint64_t)c->eval_batches < eval_avail ? c->eval_batches : (int)eval_avail;
   const int P = j->lay->pp;
   j->tp_rank = layout_tp_of(j->lay, j->wrank);
   j->stage = layout_stage_of(j->lay, j->wrank);
@@ -417,8 +410,12 @@ static int dist_device(dist_job_t *j) {
     return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
     char dd[512];
-    device_describe(&j->dev, dd, sizeof dd);
+    device_summary(&j->dev, dd, sizeof dd);
     strata_info("simulated device: %s; predicted %.4g ms/step", dd, j->simc.res.step_s * 1e3);
+    if (c->verbose) {
+      device_describe(&j->dev, dd, sizeof dd);
+      strata_info("simulated device, every figure: %s", dd);
+    }
   }
   return TRAIN_OK;
 }
@@ -445,8 +442,8 @@ static int dist_runtime(dist_job_t *j) {
   const size_t np = j->m->num_params ? j->m->num_params : 1;
   j->inputs = malloc(sizeof(int32_t) * (size_t)j->rows * T);
   j->targets = malloc(sizeof(int32_t) * (size_t)j->rows * T);
-  j->eval_in = malloc(sizeof(int32_t) * (size_t)j->eval_B * T);
-  j->eval_tg = malloc(sizeof(int32_t) * (size_t)j->eval_B * T);
+  j->eval_in = malloc(sizeof(int32_t) * (size_t)j->lay->micro_batch * T);
+  j->eval_tg = malloc(sizeof(int32_t) * (size_t)j->lay->micro_batch * T);
   j->full_m = malloc(sizeof(float) * np);
   j->full_v = malloc(sizeof(float) * np);
   if (!j->inputs || !j->targets || !j->full_m || !j->full_v || !j->eval_in || !j->eval_tg) {
@@ -644,9 +641,11 @@ static int dist_step_end(dist_job_t *j, int64_t step) {
     double val = NAN;
     rank_status_op(RS_EVAL, -1);
     if (run_eval(j, &val)) return -1;
-    coord_set_val_loss(j->co, val);
+    coord_set_val_loss(j->co, step, val, j->val_seqs * c->seq_len);
+    char vl[96];
+    valset_format_loss(vl, sizeof vl, val, c->model.vocab);
     if (j->wrank == 0 && !c->quiet && c->eval_every > 0)
-      strata_info("step %lld: validation loss %.4f", (long long)step, val);
+      strata_info("step %lld: validation loss %s", (long long)step, vl);
   }
   if (due.ckpt) {
     double tc = coord_now(j->co);
@@ -691,6 +690,23 @@ static void dist_free(dist_job_t *j) {
   free(j);
 }
 
+/* --eval-only: the resumed checkpoint's validation loss on this layout, printed by rank 0 to
+ * nine decimals (tests/dist compares layouts to 1e-6). TRAIN_OK or TRAIN_FAILED. */
+static int dist_eval_only(dist_job_t *j) {
+  double val = NAN;
+  rank_status_op(RS_EVAL, -1);
+  if (run_eval(j, &val)) return TRAIN_FAILED;
+  if (j->wrank == 0) {
+    char vl[96];
+    valset_format_loss(vl, sizeof vl, val, j->c.model.vocab);
+    strata_info("checkpoint %s: validation loss %.9f over %lld held-out tokens (%s; layout T=%d x "
+                "P=%d x D=%d, %d micro-batches)", j->resume_dir, val,
+                (long long)(j->val_seqs * j->c.seq_len), vl, j->lay->tp, j->lay->pp, j->lay->dp,
+                j->c.microbatches);
+  }
+  return TRAIN_OK;
+}
+
 int train_run_dist(const train_config_t *cin) {
   dist_job_t *j = calloc(1, sizeof *j);
   if (j) {
@@ -712,14 +728,15 @@ int train_run_dist(const train_config_t *cin) {
   if (rc == TRAIN_OK) rc = dist_connect(j);
   if (rc == TRAIN_OK) rc = dist_device(j);
   if (rc == TRAIN_OK) rc = dist_runtime(j);
-  if (rc == TRAIN_OK) rc = dist_coordinator(j);
+  if (rc == TRAIN_OK && j->c.eval_only) rc = dist_eval_only(j);
+  else if (rc == TRAIN_OK) rc = dist_coordinator(j);
   if (rc == TRAIN_OK) comms_traffic(&j->cm, &j->sent0, &j->recv0);
-  for (int64_t step = j->start_step; rc == TRAIN_OK && step < j->c.steps; step++) {
+  for (int64_t step = j->start_step; rc == TRAIN_OK && !j->c.eval_only && step < j->c.steps; step++) {
     dist_step_t st;
     if (dist_step(j, step, &st) || dist_report(j, step, &st) || dist_step_end(j, step + 1))
       rc = TRAIN_FAILED;
   }
-  if (rc == TRAIN_OK) rc = dist_finish(j);
+  if (rc == TRAIN_OK && !j->c.eval_only) rc = dist_finish(j);
   if (rc == TRAIN_BAD_CONFIG && j->wrank == 0) strata_error("train: %s", j->err);
   if (rc == TRAIN_FAILED) fault_report_failure("train", j->err);
   dist_free(j);

@@ -91,3 +91,19 @@ void train_state_fill(strata_train_state_t *s, const train_config_t *c, const ch
   s->layout.n_stage_layers = pp;
   for (int i = 0; i < pp; i++) s->layout.stage_layers[i] = stage_layers[i];
 }
+
+int train_val_log_open(runlog_lines_t *log, const char *out_dir, int append, char *err, size_t errlen) {
+  char path[RUNLOG_PATH_MAX];
+  snprintf(path, sizeof path, "%s/val.jsonl", out_dir);
+  return runlog_lines_open(log, path, append, err, errlen);
+}
+
+void train_val_log_append(runlog_lines_t *log, int64_t step, double val_loss, int64_t val_tokens) {
+  json_object *o = json_object_new_object();
+  if (o) {
+    runlog_json_add(o, "step", json_object_new_int64(step));
+    runlog_json_add(o, "val_loss", runlog_json_num(val_loss, "%.9g"));
+    runlog_json_add(o, "val_tokens", json_object_new_int64(val_tokens));
+  }
+  runlog_steps_append(log, step, o);
+}

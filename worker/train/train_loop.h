@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runlog.h"
 #include "strata_proto.h"
 #include "train.h"
 
@@ -47,6 +48,12 @@ void train_format_eta(char *buf, size_t len, double elapsed_s, int64_t steps_don
  * are null. NULL when out of memory (runlog_steps_append then skips the line). */
 json_object *train_step_record(int64_t step, double loss, double lr, double grad_norm,
                                double tokens_per_s, double step_s);
+
+/* RUN/val.jsonl, one line per validation: {"step": S, "val_loss": V, "val_tokens": N}, appended
+ * with the steps log's policy (a failure warns once; the run goes on). open: append != 0 keeps
+ * a resumed run's lines. 0, or -1 with a message (open only). */
+int train_val_log_open(runlog_lines_t *log, const char *out_dir, int append, char *err, size_t errlen);
+void train_val_log_append(runlog_lines_t *log, int64_t step, double val_loss, int64_t val_tokens);
 
 /* The model shape as checkpoints and reports record it. */
 strata_model_cfg_t train_model_cfg(const gpt2_config_t *m);

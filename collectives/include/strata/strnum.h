@@ -9,7 +9,10 @@
  *   number     -?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?   finite after rounding
  *              ("1e308" is a number, "1e309" overflows, "nan", "inf", "0x10", "1e", "." are not;
  *              a value below the smallest subnormal rounds to 0)
- *   byte size  [0-9]+[KMGkmg]?   K/M/G = 1024, 1024^2, 1024^3; at most INT64_MAX bytes
+ *   byte size  [0-9]+ then nothing or B (bytes), K/M/G/T or KiB/MiB/GiB/TiB (1024^n: IEC, and
+ *              the bare letters as nccl-tests reads them), or KB/MB/GB/TB (1000^n: SI); the
+ *              prefix letter in either case ("8k" = "8K"), at most INT64_MAX bytes; "1.5M", "1Mb" and
+ *              "1 MiB" are refused
  *
  * A range (strnum_range_t) bounds a value; strnum_check parses and bounds in one call and
  * writes the one error sentence every caller prints:
@@ -31,7 +34,7 @@
 typedef enum {
   STRNUM_INT = 1,  /* an integer */
   STRNUM_DOUBLE,   /* a finite decimal number */
-  STRNUM_BYTES,    /* a non-negative integer with an optional K/M/G suffix */
+  STRNUM_BYTES,    /* a non-negative integer with an optional size suffix (above) */
 } strnum_kind_t;
 
 #define STRNUM_OPEN_MIN 1u /* the lower bound itself is excluded: (min, ... */
@@ -68,7 +71,7 @@ int strnum_parse(const char *s, const strnum_range_t *r, strnum_value_t *out);
 /* Is v (of r->kind) inside r? */
 int strnum_in_range(const strnum_range_t *r, strnum_value_t v);
 /* "an integer in [1, 512]", "a number in (0, 1]", "a number >= 0", "a byte size in [16, 1G]
- * (suffix K, M or G = 1024^n)". */
+ * (suffix K, M, G, T or KiB, MiB, GiB, TiB = 1024^n; KB, MB, GB, TB = 1000^n)". */
 void strnum_describe(const strnum_range_t *r, char *buf, size_t len);
 /* strnum_parse, and on failure "<what> must be <describe>, got '<s>'" in err; 0 or -1. */
 int strnum_check(const char *what, const char *s, const strnum_range_t *r, strnum_value_t *out,
