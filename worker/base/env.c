@@ -26,6 +26,7 @@ static const strnum_env_t env_vars[] = {
     {"STRATA_WEIGHT_DECAY", NUM_RANGE(0, 10), NULL, "AdamW weight decay (train: --weight-decay; default 0.1)"},
     {"STRATA_GRAD_CLIP", NUM_RANGE(0, 1e6), NULL, "global gradient-norm clip, 0 = off (train: --grad-clip; default 1)"},
     {"STRATA_ATTN_BLOCK_ROWS", INT_RANGE(1, 1 << 20), NULL, "query rows per attention block (default 64)"},
+    {"STRATA_ATTEMPT", INT_RANGE(0, 1000), NULL, "launch of the job, 0 first (launch/strata-run --max-restarts sets it; STRATA_FAULT's attempt=N)"},
     {"STRATA_TRACE_MAX_EVENTS", INT_RANGE(0, 1e8), NULL, "trace.json events kept per run, 0 = none (default 200000)"},
     {"STRATA_REPORT_CHART_COLS", INT_RANGE(10, 400), NULL, "columns of strata report's loss chart (default 60)"},
     {"STRATA_INFER_MAX_BATCH", INT_RANGE(1, 512), NULL, "infer / serve --max-batch: sequences in flight (default 16)"},

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "log.h"
 #include "rank_status.h"
 #include "util.h"
@@ -91,8 +92,13 @@ static void parse_env(void) {
   }
   if (spec.rank != strata_log_rank()) return;
   if (spec.attempt >= 0) { /* only in that launch of the job (launch/strata-run's restarts) */
-    const char *a = getenv("STRATA_ATTEMPT");
-    if ((a && *a ? atoi(a) : 0) != spec.attempt) return;
+    int64_t a;
+    char aerr[256];
+    if (env_read_int("STRATA_ATTEMPT", 0, &a, aerr, sizeof aerr)) {
+      strata_warn("%s; no fault injected", aerr);
+      return;
+    }
+    if (a != spec.attempt) return;
   }
   fault_armed_ = 1;
 }
