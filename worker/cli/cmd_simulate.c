@@ -599,12 +599,10 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     strata_error("simulate: --dtype '%s' unknown (use bf16, fp32 or fp8)", dtype);
     return 2;
   }
-  j->opt.fused_attention = j->dev.attn_fused_eff > 0;
   if (f->attention && strcmp(f->attention, "fused") && strcmp(f->attention, "unfused")) {
     strata_error("simulate: --attention '%s' unknown (use fused or unfused)", f->attention);
     return 2;
   }
-  if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
   if (schedule_parse_kind(f->schedule, &j->opt.kind)) {
     strata_error("simulate: --schedule '%s' unknown (use gpipe or 1f1b)", f->schedule);
     return 2;
@@ -623,6 +621,13 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     strata_error("simulate: --memory '%s' unknown (use strata or mixed)", f->memory);
     return 2;
   }
+  /* A production job (--precision or --memory mixed) runs the device's fused attention and its
+   * overlapped reductions slow the compute; Strata's own run (--memory strata, what strata
+   * train's carried clock models) has unfused kernels and no interference term. */
+  const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
+  j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
+  if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
+  j->opt.interference = production;
   j->opt.zero = f->zero;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
@@ -712,8 +717,8 @@ int cmd_simulate(int argc, char **argv) {
        "fp32 | bf16 (fp32 master weights and Adam moments) | bf16-sr (bf16 weights with "
        "stochastic rounding, no master copy): optimizer time, gradient bytes and memory"},
       {"--attention", NULL, ARG_STRING, &f.attention, "K",
-       "fused (flash-style) | unfused (default: fused where the device profile has a fused "
-       "kernel figure)"},
+       "fused (flash-style) | unfused (default: fused with --precision or --memory mixed where "
+       "the device has a fused-kernel figure; unfused for Strata's own fp32 run)"},
       {"--dtype", NULL, ARG_STRING, &f.dtype, "T",
        "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
       {"--memory", NULL, ARG_STRING, &f.memory, "ACCT",

@@ -28,6 +28,7 @@ sim_options_t sim_options_default(void) {
   o.memory = MEM_ACCOUNT_STRATA;
   o.precision = MEM_PREC_NONE;
   o.fused_attention = 0;
+  o.interference = 0;
   return o;
 }
 
@@ -597,7 +598,7 @@ static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off,
   *busy += dur;
   /* the part of the reduction that runs beside backward slows it (0 without the model) */
   double ov = (start + dur < end_bwd ? start + dur : end_bwd) - start;
-  if (ov > 0) *interf += s->dev->overlap_slowdown * ov;
+  if (ov > 0 && s->opt->interference) *interf += s->dev->overlap_slowdown * ov;
   for (int d = 0; d < s->D; d++)
     record(s, s->group[d], SIM_EV_DP_REDUCE, bucket, start, start + dur);
   return start + dur;

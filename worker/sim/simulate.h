@@ -63,6 +63,9 @@ typedef struct {
                                 NONE: Strata's fp32 optimizer and gradients */
   int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
                                 traffic or scores kept); 0: unfused */
+  int interference;          /* 1: overlapped DP buckets slow the backward they overlap by the
+                                device's overlap_slowdown; 0 (default, and the carried clock of
+                                strata train): they do not */
 } sim_options_t;
 
 /* Optimizer bytes moved and FLOPs per parameter, and the gradient bytes per parameter the DP
