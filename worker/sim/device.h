@@ -1,7 +1,8 @@
 /* device.h -- the simulated accelerator: a device profile (peak FLOP/s per dtype, HBM capacity
  * and bandwidth, the intra- and inter-instance links), the time model built on it (roofline op
  * time, alpha-beta transfer time on the link a transfer crosses, ring collective costs), the
- * built-in profiles (trn1, trn2, trn3, h100), JSON profile files, and the calibration of the
+ * built-in profiles (a100, h100, trn1, trn1-core, trn2, trn3, trn4) with their efficiency model,
+ * JSON profile files, and the calibration of the
  * `cpu` profile on the machine Strata runs on.
  *
  * Topology: rank r is chip r; chips fill instances in order, instance = r / chips_per_instance.
