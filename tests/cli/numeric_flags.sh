@@ -14,7 +14,7 @@
 set -uo pipefail
 STRATA="$1"
 SRC="$2"
-MIN_FLAGS=78
+MIN_FLAGS=80
 COMMANDS=(train eval infer serve bench simulate report)
 # Values a flag's help documents as meaningful although outside its range: "FLAG VALUE" -> reason.
 declare -A SKIP=()

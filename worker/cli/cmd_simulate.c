@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "cmd_simulate_validate.h"
 #include "commands.h"
 #include "device.h"
 #include "layout.h"
@@ -38,10 +39,6 @@ typedef struct {
   "gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-1.3b, gpt3-6.7b, gpt3-13b, gpt3-175b, "          \
   "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b or 7b"
 
-/* --validate (cmd_simulate_validate.c): 0, 1 or 2. */
-int sim_validate_csv(const char *path, int explain);
-/* The --explain breakdown of one result (also used by --validate --explain). */
-void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out);
 
 static const char *USAGE =
     "Predict a training step on simulated accelerators (no numerics, one process).\n\n"

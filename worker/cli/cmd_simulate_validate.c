@@ -13,9 +13,7 @@
 #include "log.h"
 #include "memory_model.h"
 #include "simulate.h"
-
-int sim_validate_csv(const char *path, int explain);
-void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out);
+#include "cmd_simulate_validate.h"
 
 void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out) {
   const double st = r->step_s;
