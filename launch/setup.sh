@@ -19,6 +19,9 @@ STRATA_PACKAGES=(
   # Slurm batch-script tests (tests/slurm.cmake): a throw-away single-node cluster. Slurm's
   # mpi/pmix plugin dlopens libpmix.so, which only libpmix-dev provides.
   slurmd slurmctld slurm-client munge libpmix-dev
+  # the namespace cluster of the multi-node tests (tests/cluster/: ip, tc, nsenter, unshare) and
+  # the HTTP wire-format tests (curl, jq)
+  iproute2 util-linux curl jq
 )
 
 strata_install_packages() {

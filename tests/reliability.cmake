@@ -34,6 +34,12 @@ add_test(NAME slurm_job_kill_report
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/reliability/slurm_kill.sh $<TARGET_FILE:strata>)
 set_tests_properties(slurm_job_kill_report PROPERTIES LABELS "slurm;reliability" TIMEOUT 300
                      RESOURCE_LOCK slurm_cluster ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+# STRATA_MAX_RESTARTS: the same kill in the first launch only; train.sbatch relaunches inside
+# the allocation from the newest checkpoint and the job completes with the uninterrupted loss
+add_test(NAME slurm_job_restart
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/reliability/slurm_kill.sh $<TARGET_FILE:strata> restart)
+set_tests_properties(slurm_job_restart PROPERTIES LABELS "slurm;reliability" TIMEOUT 300
+                     RESOURCE_LOCK slurm_cluster ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 rel_test(rel_ckpt_kill_mid_shard       faults.sh ckptkill  1 checkpoint)
 rel_test(rel_ckpt_kill_before_commit   faults.sh ckptkill  0 commit)
 rel_test(rel_resume_exact_seed1        faults.sh resume    1)

@@ -2,6 +2,8 @@
 # against the deterministic fake backend (worker/serve/serve_fake.c) over loopback sockets; plus `strata serve` as a process (SIGTERM -> 0).
 strata_test_exe(test_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_http_request.c)
 strata_add_test(http_request_parse test_http_request)
+strata_test_exe(test_openai_response ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_openai_response.c)
+strata_add_test(serve_openai_stop_strings test_openai_response)
 strata_test_exe(test_serve_metrics ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_metrics.c)
 strata_add_test(serve_metrics_exposition test_serve_metrics)
 strata_test_exe(test_serve ${CMAKE_CURRENT_SOURCE_DIR}/serve/test_serve.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
@@ -33,7 +35,8 @@ if(STRATA_FUZZ)
   endif()
   set(STRATA_FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g)
   add_executable(fuzz_http_request ${CMAKE_CURRENT_SOURCE_DIR}/serve/fuzz_http_request.c
-                 ${PROJECT_SOURCE_DIR}/worker/serve/http_request.c ${PROJECT_SOURCE_DIR}/collectives/core/strnum.c)
+                 ${PROJECT_SOURCE_DIR}/worker/serve/http_request.c ${PROJECT_SOURCE_DIR}/worker/serve/openai_params.c
+                 ${PROJECT_SOURCE_DIR}/worker/serve/openai_chat.c ${PROJECT_SOURCE_DIR}/collectives/core/strnum.c)
   target_include_directories(fuzz_http_request PRIVATE ${PROJECT_SOURCE_DIR}/worker/serve ${PROJECT_SOURCE_DIR}/collectives/include)
   target_link_libraries(fuzz_http_request PRIVATE PkgConfig::JSONC m)
   target_compile_options(fuzz_http_request PRIVATE ${STRATA_FUZZ_FLAGS})
@@ -47,3 +50,17 @@ endif()
 
 # The load generator of launch/http_bench.sh (a tool, not a test).
 strata_test_exe(http_load ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_load.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
+
+# The OpenAI wire format with curl and jq (skipped without them): the fake backend in full, and the
+# engine's logprobs, stop, penalties and n on P = 1 and P = 3 (the checkpoint of infer_setup_checkpoint).
+add_test(NAME serve_openai_wire COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_wire_test.sh fake
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_wire_fake)
+set_tests_properties(serve_openai_wire PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
+add_test(NAME serve_openai_engine COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_wire_test.sh engine
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_wire_engine ${STRATA_MPIRUN})
+set_tests_properties(serve_openai_engine PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "mpi"
+  FIXTURES_REQUIRED infer_ckpt ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+# The official `openai` npm client (installed by the test; skipped without npm or network).
+add_test(NAME serve_openai_npm COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_npm_test.sh
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_npm)
+set_tests_properties(serve_openai_npm PROPERTIES TIMEOUT 400 SKIP_RETURN_CODE 77)

@@ -79,12 +79,18 @@ fi
 # strata_rank_failures (launch/rank_failures.sh): which rank failed, at which step, in which operation.
 # shellcheck source=launch/rank_failures.sh
 source "$STRATA_ROOT/launch/rank_failures.sh"
+# strata_restart_next (launch/restart.sh): whether and how STRATA_MAX_RESTARTS relaunches.
+# shellcheck source=launch/restart.sh
+source "$STRATA_ROOT/launch/restart.sh"
 
 # strata_srun ARGS... -- one strata rank per task; a failing rank ends the step.
 # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the batch allocation: pass it.
 # srun's and the ranks' stderr is also kept in RUN_DIR/srun.err; when a `train` step fails,
-# strata_rank_failures prints which rank failed, at which step and in which operation.
+# strata_rank_failures prints which rank failed, at which step and in which operation (also
+# kept in STRATA_LAST_FAILURES for the restart decision).
+STRATA_LAST_FAILURES=""
 strata_srun() {
+  STRATA_LAST_FAILURES=""
   local cpt=() rc marker="$STRATA_RUN_DIR/.srun-start" out="$STRATA_RUN_DIR" prev="" a
   [ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpt=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
   : >"$marker"
@@ -97,7 +103,8 @@ strata_srun() {
       [[ "$a" == --out=* ]] && out="${a#--out=}"
       prev="$a"
     done
-    strata_rank_failures "$out" "$rc" "$STRATA_RUN_DIR/srun.err" "$marker"
+    STRATA_LAST_FAILURES=$(strata_rank_failures "$out" "$rc" "$STRATA_RUN_DIR/srun.err" "$marker" 2>&1)
+    [ -z "$STRATA_LAST_FAILURES" ] || echo "$STRATA_LAST_FAILURES"
   fi
   rm -f "$marker"
   return "$rc"

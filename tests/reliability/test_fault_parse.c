@@ -22,6 +22,12 @@ int main(void) {
   CHECK_EQ_INT(fault_parse("kill:rank=1:during=checkpoint", &s, err, sizeof err), 0);
   CHECK_EQ_INT((int)s.site, (int)FAULT_AT_CHECKPOINT);
   CHECK_EQ_INT((int)s.step, -1);
+  CHECK_EQ_INT(s.attempt, -1);
+  CHECK_EQ_INT(fault_parse("kill:rank=1:step=7:attempt=0", &s, err, sizeof err), 0);
+  CHECK_EQ_INT(s.attempt, 0);
+  CHECK_EQ_INT((int)s.step, 7);
+  CHECK_EQ_INT(fault_parse("kill:rank=1:attempt=two", &s, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "attempt") != NULL);
   CHECK_EQ_INT(fault_parse("kill:rank=1:op=recv", &s, err, sizeof err), 0);
   CHECK_EQ_INT((int)s.site, (int)FAULT_AT_RECV);
   CHECK_EQ_INT(fault_parse("explode:rank=1", &s, err, sizeof err), -1);

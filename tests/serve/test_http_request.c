@@ -46,8 +46,8 @@ static void test_all_fields(void) {
 static void test_defaults_and_ignored_fields(void) {
   http_completion_req_t r;
   char err[256];
-  /* OpenAI clients send model/n/user: ignored. null means default. */
-  CHECK_EQ_INT(parse("{\"model\":\"gpt2\",\"n\":1,\"user\":{\"a\":[1,2]},\"prompt\":\"x\",\"seed\":null,\"stream\":null}",
+  /* OpenAI clients send model/n/user: accepted. null means default. */
+  CHECK_EQ_INT(parse("{\"model\":\"gpt2\",\"n\":1,\"user\":\"u-1\",\"prompt\":\"x\",\"seed\":null,\"stream\":null}",
                      &r, err, sizeof err), 0);
   CHECK_EQ_INT(r.max_tokens, lim.default_max_tokens);
   CHECK_NEAR(r.temperature, 1.0, 0);
@@ -110,7 +110,8 @@ static void test_malformed_json(void) {
 static void test_wrong_types_name_the_field(void) {
   expect_refused("{}", 400, "missing field 'prompt'");
   expect_refused("{\"prompt\": 5}", 400, "'prompt' must be a string");
-  expect_refused("{\"prompt\": [\"a\"]}", 400, "'prompt' must be a string");
+  expect_refused("{\"prompt\": [1, 2]}", 400, "token-id prompts are not supported");
+  expect_refused("{\"prompt\": []}", 400, "1 to 16 prompts");
   expect_refused("{\"prompt\": \"\"}", 400, "'prompt' is empty");
   expect_refused("{\"prompt\": \"a\\u0000b\"}", 400, "NUL");
   expect_refused("{\"prompt\": \"x\", \"max_tokens\": \"10\"}", 400, "'max_tokens' must be an integer");
@@ -206,11 +207,52 @@ static void test_listen_parse(void) {
   CHECK_TRUE(strstr(err, "numeric IPv4") != NULL);
 }
 
+/* The OpenAI parameters and chat messages through the default template. */
+static void test_openai_params(void) {
+  http_completion_req_t r;
+  char err[256], param[64];
+  const char *b = "{\"prompt\": [\"a\", \"b c\"], \"n\": 2, \"stop\": [\"\\n\", \"END\"], \"logprobs\": 3, "
+                  "\"echo\": true, \"presence_penalty\": -1.5, \"frequency_penalty\": 0.5, "
+                  "\"stream_options\": {\"include_usage\": true}}";
+  /* echo with logprobs is refused; without logprobs the rest is read */
+  CHECK_EQ_INT(http_request_parse(b, strlen(b), &lim, OAI_COMPLETIONS, &r, err, sizeof err, param, sizeof param), 400);
+  CHECK_TRUE(!strcmp(param, "echo"));
+  b = "{\"prompt\": [\"a\", \"b c\"], \"n\": 2, \"stop\": [\"\\n\", \"END\"], \"logprobs\": 3, "
+      "\"presence_penalty\": -1.5, \"frequency_penalty\": 0.5, \"stream_options\": {\"include_usage\": true}}";
+  CHECK_EQ_INT(http_request_parse(b, strlen(b), &lim, OAI_COMPLETIONS, &r, err, sizeof err, param, sizeof param), 0);
+  CHECK_EQ_INT(r.n_prompts, 2);
+  CHECK_TRUE(!strcmp(r.prompts[1], "b c"));
+  CHECK_EQ_INT(r.oai.n, 2);
+  CHECK_EQ_INT(r.oai.n_stop, 2);
+  CHECK_TRUE(!strcmp(r.oai.stop[0], "\n") && !strcmp(r.oai.stop[1], "END"));
+  CHECK_EQ_INT(r.oai.logprobs, 3);
+  CHECK_NEAR(r.oai.presence_penalty, -1.5, 0);
+  CHECK_NEAR(r.oai.frequency_penalty, 0.5, 0);
+  CHECK_EQ_INT(r.oai.include_usage, 1);
+  http_request_free(&r);
+  b = "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": "
+      "[{\"type\": \"text\", \"text\": \"hi \"}, {\"type\": \"text\", \"text\": \"there\"}]}], "
+      "\"logprobs\": true, \"top_logprobs\": 2, \"max_completion_tokens\": 9}";
+  CHECK_EQ_INT(http_request_parse(b, strlen(b), &lim, OAI_CHAT, &r, err, sizeof err, param, sizeof param), 0);
+  CHECK_TRUE(!strcmp(r.prompt, "system: S\nuser: hi there\nassistant:"));
+  CHECK_EQ_INT(r.oai.logprobs, 2);
+  CHECK_EQ_INT(r.max_tokens, 9);
+  http_request_free(&r);
+  /* chat's logprobs is a boolean; completions' an integer */
+  b = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"logprobs\": 2}";
+  CHECK_EQ_INT(http_request_parse(b, strlen(b), &lim, OAI_CHAT, &r, err, sizeof err, param, sizeof param), 400);
+  CHECK_TRUE(!strcmp(param, "logprobs"));
+  b = "{\"prompt\": \"x\", \"max_tokens\": 0}";
+  CHECK_EQ_INT(http_request_parse(b, strlen(b), &lim, OAI_COMPLETIONS, &r, err, sizeof err, param, sizeof param), 400);
+  CHECK_TRUE(!strcmp(param, "max_tokens"));
+}
+
 int main(void) {
   http_request_limits_default(&lim);
   CHECK_EQ_INT(lim.max_body_bytes, 65536);
   test_all_fields();
   test_defaults_and_ignored_fields();
+  test_openai_params();
   test_length_is_respected();
   test_malformed_json();
   test_wrong_types_name_the_field();

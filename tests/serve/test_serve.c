@@ -164,8 +164,8 @@ static int sse_events(char *body, char **ev, int cap, int *framing_ok) {
 
 static void check_stream(const char *prompt, uint64_t seed, int max_tokens) {
   char body[256];
-  snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"max_tokens\": %d, \"seed\": %llu, \"stream\": true}", prompt,
-           max_tokens, (unsigned long long)seed);
+  snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"max_tokens\": %d, \"seed\": %llu, \"stream\": true, "
+           "\"stream_options\": {\"include_usage\": true}}", prompt, max_tokens, (unsigned long long)seed);
   http_reply_t r;
   hc_request(port, "POST", "/v1/completions", body, strlen(body), TIMEOUT_S, &r);
   CHECK_EQ_INT(r.status, 200);
@@ -175,8 +175,8 @@ static void check_stream(const char *prompt, uint64_t seed, int max_tokens) {
   char *ev[2048];
   int ok = 0, n = r.body ? sse_events(r.body, ev, 2048, &ok) : 0;
   CHECK_TRUE(ok);
-  CHECK_EQ_INT(n, max_tokens + 2); /* one chunk per token, the final chunk, [DONE] */
-  if (n == max_tokens + 2) {
+  CHECK_EQ_INT(n, max_tokens + 3); /* one chunk per token, the finish chunk, the usage chunk, [DONE] */
+  if (n == max_tokens + 3) {
     CHECK_TRUE(!strcmp(ev[n - 1], "[DONE]"));
     char got[8192] = "", want[8192];
     for (int i = 0; i < max_tokens; i++) {
@@ -192,11 +192,15 @@ static void check_stream(const char *prompt, uint64_t seed, int max_tokens) {
     }
     expected_text(prompt, seed, 0, max_tokens, want, sizeof want);
     if (strcmp(got, want)) test_fail(__FILE__, __LINE__, "streamed '%s', expected '%s'", got, want);
-    json_object *fin = json_tokener_parse(ev[n - 2]);
+    json_object *fin = json_tokener_parse(ev[n - 3]);
     CHECK_TRUE(fin && !strcmp(jstr(fin, "choices.0.finish_reason"), "length"));
     CHECK_TRUE(fin && !strcmp(jstr(fin, "choices.0.text"), ""));
-    CHECK_EQ_INT(jnum(fin, "usage.completion_tokens"), max_tokens);
+    CHECK_TRUE(fin && !json_object_object_get_ex(fin, "usage", NULL)); /* usage only in its own chunk */
     if (fin) json_object_put(fin);
+    json_object *use = json_tokener_parse(ev[n - 2]);
+    CHECK_TRUE(use && json_object_array_length(json_object_object_get(use, "choices")) == 0);
+    CHECK_EQ_INT(jnum(use, "usage.completion_tokens"), max_tokens);
+    if (use) json_object_put(use);
   }
   hc_reply_free(&r);
 }
@@ -663,7 +667,7 @@ static void case_sessions(void) {
   json_object *o = post_json("{\"prompt\": \"a b\", \"max_tokens\": 3, \"session\": \"s-1\"}", &st);
   CHECK_EQ_INT(st, 200);
   CHECK_TRUE(o && !strcmp(jstr(o, "session"), "s-1"));
-  CHECK_EQ_INT(o ? jnum(o, "usage.cached_tokens") : -1, 0);
+  CHECK_EQ_INT(o ? jnum(o, "usage.prompt_tokens_details.cached_tokens") : -1, 0);
   if (o) json_object_put(o);
   http_reply_t r;
   hc_request(port, "GET", "/v1/sessions", NULL, 0, TIMEOUT_S, &r);
@@ -678,7 +682,7 @@ static void case_sessions(void) {
   char want[128];
   expected_text("c", 0, 5, 2, want, sizeof want);
   CHECK_TRUE(o && !strcmp(jstr(o, "choices.0.text"), want));
-  CHECK_EQ_INT(o ? jnum(o, "usage.cached_tokens") : -1, 5);
+  CHECK_EQ_INT(o ? jnum(o, "usage.prompt_tokens_details.cached_tokens") : -1, 5);
   if (o) json_object_put(o);
   hc_request(port, "DELETE", "/v1/sessions/s-1", NULL, 0, TIMEOUT_S, &r);
   CHECK_EQ_INT(r.status, 200);

@@ -1,6 +1,7 @@
 /* Device model: ring collective costs against the alpha-beta closed forms, bottleneck link
  * when a ring spans instances, roofline, point-to-point link choice, built-in and JSON
- * profiles (errors name the field), cpu calibration and the alpha-beta fit of a ping-pong. */
+ * profiles (errors name the field), cpu calibration, the alpha-beta fit of a ping-pong, and
+ * the calibration's GEMM shapes of one tensor-parallel rank. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +210,33 @@ static void test_link_calibration_fits_alpha_beta(void) {
   CHECK_NEAR(device_p2p_time(&d, 0, 1, 1e6), 3e-6 + 1e6 / 2e9, 1e-9);
 }
 
+/* The calibration's GEMM shapes are one tensor-parallel rank's: at T = 2 c_attn's forward is
+ * (bT x 3C/2, K = C), attn.c_proj's (bT x C, K = C/2), the logits' (bT x Vp/2, K = C), and the
+ * attention matmuls run for half the heads; the same FLOPs in total as T = 1 over two ranks. */
+static void test_gpt2_shapes_per_tp_rank(void) {
+  int s1[3 * DEVICE_GPT2_SHAPES], s2[3 * DEVICE_GPT2_SHAPES];
+  double w1[DEVICE_GPT2_SHAPES], w2[DEVICE_GPT2_SHAPES];
+  const int L = 4, H = 4, C = 64, b = 3, T = 16, Vp = 256;
+  int n1 = device_gpt2_shapes(Vp, L, H, C, b, T, 1, s1, w1);
+  int n2 = device_gpt2_shapes(Vp, L, H, C, b, T, 2, s2, w2);
+  CHECK_EQ_INT(n1, n2);
+  CHECK_EQ_INT(s2[0], b * T);
+  CHECK_EQ_INT(s2[1], 3 * C / 2);
+  CHECK_EQ_INT(s2[2], C);
+  CHECK_EQ_INT(s2[9], b * T);
+  CHECK_EQ_INT(s2[10], C);
+  CHECK_EQ_INT(s2[11], C / 2);
+  CHECK_EQ_INT(s2[36], b * T);
+  CHECK_EQ_INT(s2[37], Vp / 2);
+  CHECK_EQ_INT(s2[38], C);
+  double f1 = 0, f2 = 0;
+  for (int i = 0; i < n1; i++) {
+    f1 += w1[i] * 2.0 * s1[3 * i] * s1[3 * i + 1] * s1[3 * i + 2];
+    f2 += w2[i] * 2.0 * s2[3 * i] * s2[3 * i + 1] * s2[3 * i + 2];
+  }
+  CHECK_NEAR(2 * f2, f1, 1e-9 * f1);
+}
+
 int main(void) {
   test_ring_allreduce_closed_form();
   test_ring_spanning_instances_uses_slowest_link();
@@ -219,5 +247,6 @@ int main(void) {
   test_json_profile();
   test_cpu_calibration();
   test_link_calibration_fits_alpha_beta();
+  test_gpt2_shapes_per_tp_rank();
   return test_finish("sim_device");
 }

@@ -13,6 +13,9 @@
 #   bench_two_ranks a real 2-rank allreduce under mpirun: bench.json rows wrong 0, ranks 2
 #                  (77 = SKIP while `strata bench` is not implemented).
 #   train_two_ranks a real 2-rank `train --dp 2` (77 = SKIP until train has --dp).
+#   restart_after_kill --max-restarts: a rank of 3 killed mid-run in the first launch; the job
+#                  resumes from its newest checkpoint and ends with the uninterrupted final loss.
+#   restart_repeats --max-restarts: a failure at the same step twice stops the restarts.
 # Environment (set by ctest): STRATA_SOURCE_DIR, STRATA_BIN.
 set -uo pipefail
 
@@ -101,7 +104,7 @@ case "$case_name" in
     # Binary discovery: <repo>/build/bin/strata beside launch/.
     mkdir -p "$tmp/repo/launch" "$tmp/repo/build/bin"
     cp "$run" "$tmp/repo/launch/strata-run"
-    cp "$(dirname "$run")/rank_failures.sh" "$tmp/repo/launch/"
+    cp "$(dirname "$run")/rank_failures.sh" "$(dirname "$run")/restart.sh" "$tmp/repo/launch/"
     printf '#!/bin/sh\nexit 0\n' >"$tmp/repo/build/bin/strata"; chmod +x "$tmp/repo/build/bin/strata"
     out="$(env -u STRATA_BIN "$tmp/repo/launch/strata-run" --dry-run -- train)" || fail "dry run discovery exited $?"
     contains "$out" "command: $tmp/repo/build/bin/strata train" "finds build/bin/strata"
@@ -122,6 +125,8 @@ case "$case_name" in
     expect_usage_error "unknown option '--frob'" "$run" --strata "$strata" --frob -- train
     expect_usage_error "--run-dir needs a value" "$run" --strata "$strata" --run-dir
     expect_usage_error "is not an executable file" "$run" --strata "$tmp/no-such-strata" -- train
+    expect_usage_error "--max-restarts 'x' is not an integer in [0, 1000]" "$run" --strata "$strata" --max-restarts x -- train
+    expect_usage_error "--max-restarts applies to train only (got bench)" "$run" --strata "$strata" --max-restarts 1 -- bench allreduce
     # strata's own errors come back as strata's exit status.
     out="$("$run" --strata "$strata" --run-dir "$tmp/bad" -- train --no-such-flag 2>&1)"; rc=$?
     [ $rc -ne 0 ] || fail "a strata error must not exit 0"
@@ -160,7 +165,40 @@ case "$case_name" in
     grep -Eq '"steps_done": *3[,}[:space:]]' "$tmp/run/report.json" 2>/dev/null || fail "report.json: steps_done is not 3"
     ;;
 
-  *) echo "usage: $0 dry_run_flags|bad_input|train_one_rank|bench_two_ranks|train_two_ranks" >&2; exit 2 ;;
+  restart_after_kill)
+    # rank 2 of 3 (odd D) is killed at step 7 in the first launch only (attempt=0); checkpoints
+    # every 4 steps: the restart resumes from step 4, losing steps 5 and 6, and ends where an
+    # uninterrupted run ends, bit for bit (exact resume)
+    model=(--dp 3 --steps 12 --ckpt-every 4 --layers 1 --heads 2 --dim 32 --ctx 16 --batch 6)
+    "$run" --strata "$strata" -n 3 --run-dir "$tmp/ref" -- train "${model[@]}" >"$tmp/ref.log" 2>&1 ||
+      fail "the uninterrupted run exited $?"
+    out="$(STRATA_FAULT="kill:rank=2:step=7:attempt=0" "$run" --strata "$strata" -n 3 --max-restarts 2 \
+           --run-dir "$tmp/run" -- train "${model[@]}" 2>&1)"; rc=$?
+    echo "$out" | grep -E "strata-run|strata: rank|done:"
+    [ $rc -eq 0 ] || fail "the restarted job exited $rc"
+    contains "$out" "strata: rank 2 (stage 0, replica 2) died (signal 9) at step 7" "the failure is named"
+    contains "$out" "restart 1 of 2: rank 2 (stage 0, replica 2) failed at step 7; relaunching from checkpoint step 4 (--resume auto), 2 finished step(s) lost" "the restart line"
+    lacks "$out" "restart 2 of 2" "one restart only"
+    grep -Eq '"steps_done": *12[,}[:space:]]' "$tmp/run/report.json" 2>/dev/null || fail "steps_done is not 12"
+    ref_loss=$(grep -o '"final_loss": *[0-9.eE+-]*' "$tmp/ref/report.json" 2>/dev/null)
+    got_loss=$(grep -o '"final_loss": *[0-9.eE+-]*' "$tmp/run/report.json" 2>/dev/null)
+    [ -n "$ref_loss" ] && [ "$ref_loss" = "$got_loss" ] || fail "final loss '$got_loss' differs from the uninterrupted '$ref_loss'"
+    ;;
+
+  restart_repeats)
+    # the fault fires in every launch at step 3 (no attempt=): the first restart fails at the
+    # same step, and the loop stops there instead of using up --max-restarts
+    out="$(STRATA_FAULT="exit:rank=1:step=3:code=3" "$run" --strata "$strata" -n 2 --max-restarts 5 \
+           --run-dir "$tmp/run" -- train --dp 2 --steps 6 --ckpt-every 2 --layers 1 --heads 2 --dim 32 \
+           --ctx 16 --batch 4 2>&1)"; rc=$?
+    echo "$out" | grep -E "strata-run|strata: rank"
+    [ $rc -ne 0 ] || fail "a failure that repeats must end the job non-zero"
+    contains "$out" "restart 1 of 5: rank 1 (stage 0, replica 1) failed at step 3; relaunching from checkpoint step 2" "the first restart"
+    contains "$out" "the job failed at step 3 again, as in the previous launch; not restarting" "the repeat is named"
+    lacks "$out" "restart 2 of 5" "no second restart"
+    ;;
+
+  *) echo "usage: $0 dry_run_flags|bad_input|train_one_rank|bench_two_ranks|train_two_ranks|restart_after_kill|restart_repeats" >&2; exit 2 ;;
 esac
 
 if [ $failures -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi

@@ -35,6 +35,7 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   o->step = -1;
   o->code = 1;
+  o->attempt = -1;
   char buf[256];
   if (!s || strlen(s) >= sizeof buf)
     return strata_fail(err, errlen, "STRATA_FAULT is empty or too long");
@@ -55,12 +56,13 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, size_t errlen) {
     *eq = '\0';
     const char *k = tok, *v = eq + 1;
     char *end = NULL;
-    if (!strcmp(k, "rank") || !strcmp(k, "step") || !strcmp(k, "code")) {
+    if (!strcmp(k, "rank") || !strcmp(k, "step") || !strcmp(k, "code") || !strcmp(k, "attempt")) {
       long long x = strtoll(v, &end, 10);
       if (!*v || *end || x < 0 || x > 1000000000LL)
         return strata_fail(err, errlen, "STRATA_FAULT %s='%s' is not a non-negative integer", k, v);
       if (k[0] == 'r') o->rank = (int)x;
       else if (k[0] == 's') o->step = x;
+      else if (k[0] == 'a') o->attempt = (int)x;
       else o->code = (int)x;
     } else if (!strcmp(k, "op") || !strcmp(k, "during")) {
       int f = -1;
@@ -71,7 +73,7 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, size_t errlen) {
                            "commit or session_save", k, v);
       o->site = (fault_site_t)f;
     } else {
-      return strata_fail(err, errlen, "STRATA_FAULT key '%s' unknown; use rank, step, op, during, code", k);
+      return strata_fail(err, errlen, "STRATA_FAULT key '%s' unknown; use rank, step, op, during, code, attempt", k);
     }
   }
   return 0;
@@ -88,6 +90,10 @@ static void parse_env(void) {
     return;
   }
   if (spec.rank != strata_log_rank()) return;
+  if (spec.attempt >= 0) { /* only in that launch of the job (launch/strata-run's restarts) */
+    const char *a = getenv("STRATA_ATTEMPT");
+    if ((a && *a ? atoi(a) : 0) != spec.attempt) return;
+  }
   fault_armed_ = 1;
 }
 

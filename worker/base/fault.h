@@ -9,6 +9,9 @@
  *           exit  the rank calls _exit(N) (default N = 1) without finalising MPI
  *   rank=R  the MPI world rank that fails (default 0)
  *   step=S  the 1-based training step in which it fails (default: the first point reached)
+ *   attempt=N  only in launch N of the job: launch/strata-run --max-restarts exports
+ *           STRATA_ATTEMPT (0 for the first launch, 1 for the first restart, ...); unset
+ *           counts as 0. Without it the fault fires in every launch.
  *   op=OP   where in that step (also spelled during=OP):
  *           step        at the start of the step (default)
  *           allreduce   inside the data-parallel gradient all-reduce wait
@@ -67,6 +70,7 @@ typedef struct {
   int64_t step; /* -1 any */
   fault_site_t site;
   int code;
+  int attempt; /* -1 any launch; else only when STRATA_ATTEMPT (default 0) equals it */
 } fault_spec_t;
 int fault_parse(const char *spec, fault_spec_t *out, char *err, size_t errlen);
 

@@ -16,6 +16,7 @@
 #include "http_server.h"
 #include "infer.h"
 #include "log.h"
+#include "openai_chat.h"
 #include "serve.h"
 #include "session.h"
 #include "strata/strnum.h"
@@ -101,9 +102,10 @@ static const char *usage_text =
     "Serve a checkpoint over HTTP (rank 0; the ranks hold P pipeline stages of T tensor-parallel ranks):\n"
     "  mpirun -np T*P strata serve --checkpoint DIR [--tp T] [--listen 127.0.0.1:8080]\n"
     "--tp T splits every stage's matrices by attention heads over T ranks (T divides the heads).\n"
-    "Endpoints: POST /v1/completions (OpenAI-compatible: prompt, max_tokens, temperature, top_p,\n"
-    "top_k, seed, stream, session; unknown fields are ignored), GET /health, GET /metrics\n"
-    "(Prometheus), GET /v1/sessions, DELETE /v1/sessions/ID. Listens on loopback unless --listen\n"
+    "Endpoints (OpenAI's API): POST /v1/completions, POST /v1/chat/completions (messages through\n"
+    "--chat-template FILE, default \"{role}: {content}\\n\" ... \"assistant:\"), GET /v1/models[/ID]; with\n"
+    "n, stop, logprobs, echo, penalties, seed, stream_options; parameters it does not implement get\n"
+    "400 naming them. Also GET /health, GET /metrics (Prometheus), GET /v1/sessions, DELETE /v1/sessions/ID. Listens on loopback unless --listen\n"
     "names another address. PORT 0 picks a free port; the chosen one is printed as\n"
     "'listening on http://HOST:PORT'. SIGINT/SIGTERM drain in-flight requests and exit 0; signalled\n"
     "through Open MPI's mpirun (which SIGKILLs the ranks odls_base_sigkill_timeout s after its SIGTERM,\n"
@@ -221,6 +223,7 @@ static int serve_until_stopped(const serve_opts_t *o, serve_backend_t *be, const
 int cmd_serve(int argc, char **argv) {
   serve_opts_t o;
   serve_opts_default(&o);
+  o.version = STRATA_VERSION;
   fake_backend_opts_t fo;
   fake_backend_opts_default(&fo);
   const char *ckpt = NULL, *backend = "engine", *session_dir = NULL;
@@ -236,6 +239,8 @@ int cmd_serve(int argc, char **argv) {
        .min = 1, .max = 1 << 16},
       {"--listen", NULL, ARG_STRING, &o.listen, "HOST:PORT", "address (default 127.0.0.1:8080; PORT 0 = any free port)"},
       {"--backend", NULL, ARG_STRING, &backend, "NAME", "engine (default) or fake (deterministic test model)"},
+      {"--chat-template", NULL, ARG_STRING, &o.chat_template, "FILE",
+       "JSON chat template for /v1/chat/completions (README: Serving; default: role: content lines)"},
       {"--max-request-bytes", NULL, ARG_BYTES, &o.max_request_bytes, "N", "request body limit, larger -> 413 (default 64K)",
        .env = "STRATA_SERVE_MAX_REQUEST_BYTES"},
       {"--max-tokens-limit", NULL, ARG_INT, &o.max_tokens_limit, "N", "largest max_tokens accepted (default 1024)",
@@ -288,6 +293,14 @@ int cmd_serve(int argc, char **argv) {
   if (http_parse_listen(o.listen, host, sizeof host, &port, &loop, err, sizeof err)) {
     strata_error("serve: %s", err);
     return 2;
+  }
+  if (o.chat_template) { /* a bad template is bad input: refused before serving */
+    chat_template_t t;
+    if (chat_template_load(o.chat_template, &t, err, sizeof err)) {
+      strata_error("serve: %s", err);
+      return 2;
+    }
+    chat_template_free(&t);
   }
   int fake = !strcmp(backend, "fake");
   if (!fake && strcmp(backend, "engine")) {

@@ -6,7 +6,8 @@
  *
  * The plan of a round is a flat int32 message of operations, executed in order by every rank:
  *   OP_OPEN slot                 allocate / reset the slot's KV cache
- *   OP_SAMPLER slot t t k p p s s  (re)seed the slot's sampler (doubles and u64 as 2 words)
+ *   OP_SAMPLER slot t t k p p s s pp pp fp fp lp top  (re)seed the slot's sampler (doubles and u64
+ *                                as 2 words; penalties; log-probabilities wanted and how many)
  *   OP_LOAD slot n_kv n_tok gen gen sum*P id...  read the slot's stage file of the session's
  *                                committed turn `gen` (sum: every stage's checksum, 2 words
  *                                each); rank 0 already did so at admission and skips it
@@ -60,7 +61,10 @@ enum {
 };
 enum { SLOT_FREE = 0, SLOT_ACTIVE, SLOT_IDLE };
 #define TAG_ACT 100        /* + group: residual stream stage s -> s+1 */
-#define TAG_TOK 5000       /* + group: sampled tokens last stage -> rank 0 */
+#define TAG_TOK 5000       /* + group: sampled tokens last stage -> rank 0 (TOK_WORDS each) */
+/* One sampled token as the last stage sends it: token, logprob (float bits), n_top, then n_top
+ * (id, logprob bits) pairs; the rest is zero. */
+#define TOK_WORDS (3 + 2 * INFER_TOP_LOGPROBS_MAX)
 #define TAG_PLAN 9000      /* rank 0 -> workers: a plan's first PLAN_INLINE_WORDS words */
 #define TAG_PLAN_TAIL 9001 /* rank 0 -> workers: the rest of a longer plan */
 #define TAG_ACK 9002       /* workers -> rank 0: heartbeat answers */
@@ -75,6 +79,7 @@ typedef struct req_node {
   int n_prompt;
   int max_tokens;
   sampler_params_t sp;
+  infer_logprob_fn on_logprob;
   char session[SESSION_ID_MAX + 1];
   infer_token_fn on_token;
   infer_done_fn on_done;
@@ -103,6 +108,7 @@ typedef struct {
   int cancelled;             /* infer_cancel: finish at the start of the next round */
   int group;                 /* pipeline group the sequence stays in (rank 0) */
   int inflight;              /* tokens sampled but not yet received by rank 0 */
+  infer_logprob_t lp;        /* the last received token's log-probabilities (rank 0) */
   uint64_t gen;              /* the session's committed turn this slot holds (0: none yet) */
   int save_failed;           /* the turn's save failed: finish with an error, drop the slot */
   char save_error[512];      /* why */
@@ -513,9 +519,17 @@ static void slot_release(infer_engine_t *e, slot_t *sl) {
   sl->req = NULL;
 }
 
-/* Rank 0: a sampled token reaches its sequence. */
-static void apply_token(infer_engine_t *e, int s, int32_t tok) {
+/* Rank 0: a sampled token (its TOK_WORDS record) reaches its sequence. */
+static void apply_token(infer_engine_t *e, int s, const int32_t *rec) {
   slot_t *sl = &e->slots[s];
+  int32_t tok = rec[0];
+  sl->lp.token = tok;
+  memcpy(&sl->lp.logprob, &rec[1], sizeof(float));
+  sl->lp.n_top = rec[2] >= 0 && rec[2] <= INFER_TOP_LOGPROBS_MAX ? rec[2] : 0;
+  for (int k = 0; k < sl->lp.n_top; k++) {
+    sl->lp.top_ids[k] = rec[3 + 2 * k];
+    memcpy(&sl->lp.top_lps[k], &rec[4 + 2 * k], sizeof(float));
+  }
   sl->tokens[sl->n_tokens++] = tok;
   sl->inflight--;
   e->recv_slots[e->n_recv++] = s;
@@ -530,13 +544,17 @@ static int recv_prev_group(infer_engine_t *e, int g) {
   for (int k = 0; k < g; k++) q += 1 + 2 * q[0];
   int nseq = *q++;
   if (nseq == 0) return 0;
-  int32_t t[2 * MAX_GROUPS + 32];
+  int32_t *t = malloc(sizeof(int32_t) * TOK_WORDS * (size_t)nseq);
+  if (!t) return strata_fail(e->err, sizeof e->err, "out of memory for the tokens of %d sequences", nseq);
   int src = (e->P - 1) * e->T; /* tensor-parallel rank 0 of the last stage samples */
-  coll_result_t cr = coll_recv(t, (size_t)nseq, COLL_I32, src, TAG_TOK + g, e->comm);
-  if (cr != COLL_OK)
+  coll_result_t cr = coll_recv(t, (size_t)nseq * TOK_WORDS, COLL_I32, src, TAG_TOK + g, e->comm);
+  if (cr != COLL_OK) {
+    free(t);
     return strata_fail(e->err, sizeof e->err, "receiving tokens of group %d from stage %d (rank %d): %s: %s", g,
                        e->P - 1, src, coll_result_string(cr), coll_last_error(e->comm));
-  for (int i = 0; i < nseq; i++) apply_token(e, q[2 * i], t[i]);
+  }
+  for (int i = 0; i < nseq; i++) apply_token(e, q[2 * i], t + (size_t)i * TOK_WORDS);
+  free(t);
   return 0;
 }
 
@@ -658,24 +676,41 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
     free(full);
     return 0;
   }
-  int32_t *t = malloc(sizeof(int32_t) * nseq);
+  int32_t *t = calloc((size_t)nseq * TOK_WORDS, sizeof(int32_t));
   if (!t) {
     free(full);
     return strata_fail(e->err, sizeof e->err, "out of memory for the sampled tokens of %d sequences", nseq);
   }
-  for (int i = 0; i < nseq; i++)
-    if ((t[i] = sampler_next(&e->slots[items[2 * i]].sampler, full + (size_t)i * V, V)) < 0) {
+  for (int i = 0; i < nseq; i++) {
+    sampler_t *sm = &e->slots[items[2 * i]].sampler;
+    int32_t *rec = t + (size_t)i * TOK_WORDS;
+    const float *row = full + (size_t)i * V;
+    if ((rec[0] = sampler_next(sm, row, V)) < 0) {
       free(t);
       free(full);
       return strata_fail(e->err, sizeof e->err, "out of memory for sampling from %d logits", V);
     }
+    if (sm->p.want_logprobs) {
+      float lp, top_lps[INFER_TOP_LOGPROBS_MAX];
+      int32_t top_ids[INFER_TOP_LOGPROBS_MAX];
+      int k = sm->p.top_logprobs < V ? sm->p.top_logprobs : V;
+      sampler_logprobs(row, V, rec[0], k, &lp, top_ids, top_lps);
+      memcpy(&rec[1], &lp, sizeof(float));
+      rec[2] = k;
+      for (int m = 0; m < k; m++) {
+        rec[3 + 2 * m] = top_ids[m];
+        memcpy(&rec[4 + 2 * m], &top_lps[m], sizeof(float));
+      }
+    }
+  }
   free(full);
   if (e->rank == 0) { /* P == 1 */
-    for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t[i]);
+    for (int i = 0; i < nseq; i++) apply_token(e, items[2 * i], t + (size_t)i * TOK_WORDS);
     free(t);
     return 0;
   }
-  if ((cr = coll_isend(t, (size_t)nseq, COLL_I32, 0, TAG_TOK + g, e->comm, &R->tok_reqs[R->n_tok])) != COLL_OK) {
+  if ((cr = coll_isend(t, (size_t)nseq * TOK_WORDS, COLL_I32, 0, TAG_TOK + g, e->comm, &R->tok_reqs[R->n_tok])) !=
+      COLL_OK) {
     free(t);
     return strata_fail(e->err, sizeof e->err, "sending tokens of group %d to rank 0: %s", g, coll_result_string(cr));
   }
@@ -819,7 +854,11 @@ static int exec_msg(infer_engine_t *e, const int32_t *p, int n) {
       sp.top_k = p[2];
       sp.top_p = get_double(p + 3);
       sp.seed = get_u64(p + 5);
-      p += 7;
+      sp.presence_penalty = get_double(p + 7);
+      sp.frequency_penalty = get_double(p + 9);
+      sp.want_logprobs = p[11];
+      sp.top_logprobs = p[12];
+      p += 13;
       if (sl->has_sampler) sampler_free(&sl->sampler);
       sampler_init(&sl->sampler, &sp);
       sl->has_sampler = 1;
@@ -1131,6 +1170,7 @@ int infer_submit(infer_engine_t *e, const infer_request_t *req, infer_token_fn o
   n->n_prompt = req->n_prompt;
   n->max_tokens = req->max_tokens;
   n->sp = req->sampling;
+  n->on_logprob = req->on_logprob;
   if (has_session) snprintf(n->session, sizeof n->session, "%s", req->session);
   n->on_token = on_token;
   n->on_done = on_done;
@@ -1215,6 +1255,10 @@ static void plan_sampler(infer_engine_t *e, int s, const sampler_params_t *sp) {
   msg_push(e, sp->top_k);
   msg_push_double(e, sp->top_p);
   msg_push_u64(e, sp->seed);
+  msg_push_double(e, sp->presence_penalty);
+  msg_push_double(e, sp->frequency_penalty);
+  msg_push(e, sp->want_logprobs);
+  msg_push(e, sp->top_logprobs);
 }
 
 /* The request class of a stage file's read status. */
@@ -1788,6 +1832,7 @@ static int step(infer_engine_t *e) {
     sl->n_gen++;
     e->st.tokens_generated++;
     if (sl->n_gen == 1) sl->t_first = t;
+    if (sl->req->sp.want_logprobs && sl->req->on_logprob) sl->req->on_logprob(sl->req->ctx, sl->req->id, &sl->lp);
     if (sl->req->on_token) sl->req->on_token(sl->req->ctx, sl->req->id, tok);
     sl->lru = e->round;
     if (sl->n_gen >= sl->req->max_tokens || (sl->cancelled && sl->inflight == 0)) {

@@ -106,12 +106,25 @@ typedef struct {
 /* Defaults with the STRATA_INFER_* environment overrides applied. */
 infer_opts_t infer_opts_default(void);
 
+/* One generated token's log-probabilities (sampler_logprobs, on the last stage's full logits). */
+#define INFER_TOP_LOGPROBS_MAX SAMPLER_TOP_LOGPROBS_MAX
+typedef struct {
+  int32_t token;                          /* the token sampled */
+  float logprob;                          /* its log-probability */
+  int n_top;                              /* sampling.top_logprobs alternatives follow */
+  int32_t top_ids[INFER_TOP_LOGPROBS_MAX];/* most likely first */
+  float top_lps[INFER_TOP_LOGPROBS_MAX];
+} infer_logprob_t;
+typedef void (*infer_logprob_fn)(void *ctx, uint64_t id, const infer_logprob_t *lp);
+
 typedef struct {
   const int32_t *prompt;      /* token ids; copied by infer_submit */
   int n_prompt;               /* >= 1, or 0 for a session follow-up that only continues */
   int max_tokens;             /* tokens to generate (>= 1) */
-  sampler_params_t sampling;  /* temperature 0 = greedy */
+  sampler_params_t sampling;  /* temperature 0 = greedy; penalties; want_logprobs / top_logprobs */
   const char *session;        /* session ID or NULL / "" for a stateless request; copied */
+  infer_logprob_fn on_logprob;/* with sampling.want_logprobs: called with each token's log-probabilities
+                                 just before on_token (NULL: none) */
 } infer_request_t;
 
 /* Why a request failed (infer_submit's return value, infer_result_t.error_kind). */

@@ -22,9 +22,11 @@ void http_request_limits_default(http_request_limits_t *lim) {
 
 void http_request_free(http_completion_req_t *req) {
   if (!req) return;
-  free(req->prompt);
+  for (int i = 0; i < req->n_prompts; i++) free(req->prompts[i]);
+  req->n_prompts = 0;
   req->prompt = NULL;
   req->prompt_bytes = 0;
+  oai_params_free(&req->oai);
 }
 
 int http_session_id_valid(const char *id) {
@@ -48,41 +50,9 @@ static int fail(char *err, size_t errlen, int status, const char *fmt, ...) {
   return status;
 }
 
-/* Field lookup: 0 = absent or null (use the default), 1 = present. */
-static int field(json_object *root, const char *name, json_object **v) {
-  *v = NULL;
-  if (!json_object_object_get_ex(root, name, v)) return 0;
-  return *v != NULL;
-}
-
-/* An integer field: a JSON int, or a double with an integral value (some clients send 16.0).
- * -1: not an integer; -2: an integer outside [lo, hi]. */
-static int get_int(json_object *v, int64_t lo, int64_t hi, int64_t *out) {
-  int64_t x;
-  if (json_object_is_type(v, json_type_int)) {
-    x = json_object_get_int64(v);
-    /* json-c clamps a literal beyond int64 to INT64_MIN / INT64_MAX (keeping up to UINT64_MAX
-     * as unsigned): INT64_MAX is exact only if the unsigned value agrees */
-    if (x == INT64_MAX && json_object_get_uint64(v) != (uint64_t)INT64_MAX) return -2;
-  } else if (json_object_is_type(v, json_type_double)) {
-    double d = json_object_get_double(v);
-    if (!isfinite(d) || d != floor(d)) return -1;
-    if (strnum_double_to_int64(d, &x)) return -2; /* beyond int64: 1e30 */
-  } else {
-    return -1;
-  }
-  if (x < lo || x > hi) return -2;
-  *out = x;
-  return 0;
-}
-
-static int get_num(json_object *v, double *out) {
-  if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double)) return -1;
-  double d = json_object_get_double(v);
-  if (!isfinite(d)) return -1;
-  *out = d;
-  return 0;
-}
+#define field oai_field
+#define get_int oai_get_int
+#define get_num oai_get_num
 
 /* The body as one JSON object, parsed strictly with a depth limit; only whitespace may follow
  * it. 0 with *root_out (the caller puts it), or an HTTP status with err. */
@@ -119,23 +89,67 @@ put_root:
   return status;
 }
 
-/* "prompt": a non-empty string without NUL, copied into out->prompt. */
+/* One prompt string (non-empty, no NUL) into out->prompts[out->n_prompts++]. */
+static int add_prompt(http_completion_req_t *out, const char *p, size_t plen, const char *what, char *err,
+                      size_t errlen) {
+  if (plen == 0) return fail(err, errlen, 400, "%s is empty: give at least one character", what);
+  if (memchr(p, '\0', plen)) return fail(err, errlen, 400, "%s contains a NUL character (\\u0000), which is not allowed", what);
+  char *c = malloc(plen + 1);
+  if (!c) return fail(err, errlen, 500, "out of memory for a prompt of %zu bytes", plen);
+  memcpy(c, p, plen);
+  c[plen] = '\0';
+  out->prompts[out->n_prompts] = c;
+  out->prompt_lens[out->n_prompts++] = plen;
+  out->prompt = out->prompts[0];
+  out->prompt_bytes = out->prompt_lens[0];
+  return 0;
+}
+
+/* "prompt": a string or an array of 1 .. HTTP_PROMPTS_MAX strings. */
 static int read_prompt(json_object *root, http_completion_req_t *out, char *err, size_t errlen) {
   json_object *v;
   if (!field(root, "prompt", &v)) return fail(err, errlen, 400, "missing field 'prompt' (a string)");
-  if (!json_object_is_type(v, json_type_string))
-    return fail(err, errlen, 400, "field 'prompt' must be a string, got %s",
+  if (json_object_is_type(v, json_type_string))
+    return add_prompt(out, json_object_get_string(v), (size_t)json_object_get_string_len(v), "field 'prompt'", err,
+                      errlen);
+  if (!json_object_is_type(v, json_type_array))
+    return fail(err, errlen, 400, "field 'prompt' must be a string or an array of strings, got %s",
                 json_type_to_name(json_object_get_type(v)));
-  const char *p = json_object_get_string(v);
-  size_t plen = (size_t)json_object_get_string_len(v);
-  if (plen == 0) return fail(err, errlen, 400, "field 'prompt' is empty: give at least one character");
-  if (memchr(p, '\0', plen))
-    return fail(err, errlen, 400, "field 'prompt' contains a NUL character (\\u0000), which is not allowed");
-  out->prompt = malloc(plen + 1);
-  if (!out->prompt) return fail(err, errlen, 500, "out of memory for a prompt of %zu bytes", plen);
-  memcpy(out->prompt, p, plen + 1);
-  out->prompt_bytes = plen;
+  size_t n = json_object_array_length(v);
+  if (n == 0 || n > HTTP_PROMPTS_MAX)
+    return fail(err, errlen, 400, "field 'prompt' must hold 1 to %d prompts, not %zu", HTTP_PROMPTS_MAX, n);
+  for (size_t i = 0; i < n; i++) {
+    json_object *e = json_object_array_get_idx(v, i);
+    if (!e || !json_object_is_type(e, json_type_string))
+      return fail(err, errlen, 400, "field 'prompt' must be an array of strings (token-id prompts are not "
+                  "supported): element %zu is %s", i, json_type_to_name(json_object_get_type(e)));
+    char what[48];
+    snprintf(what, sizeof what, "field 'prompt' element %zu", i);
+    int st = add_prompt(out, json_object_get_string(e), (size_t)json_object_get_string_len(e), what, err, errlen);
+    if (st) return st;
+  }
   return 0;
+}
+
+/* "messages" rendered through the chat template into the one prompt. */
+static int read_messages(json_object *root, const http_request_limits_t *lim, http_completion_req_t *out,
+                         char *err, size_t errlen, char *param, size_t paramlen) {
+  json_object *v = NULL;
+  chat_template_t dflt;
+  const chat_template_t *t = lim->chat_template;
+  if (!t) {
+    if (chat_template_default(&dflt, err, errlen)) return 500;
+    t = &dflt;
+  }
+  char *text = NULL;
+  size_t len = 0;
+  field(root, "messages", &v);
+  int st = chat_render(t, v, &text, &len, err, errlen, param, paramlen);
+  if (t == &dflt) chat_template_free(&dflt);
+  if (st) return st;
+  st = add_prompt(out, text, len, "the rendered 'messages'", err, errlen);
+  free(text);
+  return st;
 }
 
 /* "max_tokens", "temperature", "top_p", "top_k", "seed", each with its default when absent. */
@@ -145,11 +159,13 @@ static int read_sampling(json_object *root, const http_request_limits_t *lim, ht
   int64_t x;
   int r;
   out->max_tokens = lim->default_max_tokens;
-  if (field(root, "max_tokens", &v)) {
+  for (int k = 0; k < 2; k++) { /* chat's max_completion_tokens is the same limit */
+    const char *name = k ? "max_completion_tokens" : "max_tokens";
+    if (!field(root, name, &v)) continue;
     if ((r = get_int(v, 1, lim->max_tokens_limit, &x)) == -1)
-      return fail(err, errlen, 400, "field 'max_tokens' must be an integer");
+      return fail(err, errlen, 400, "field '%s' must be an integer", name);
     if (r == -2)
-      return fail(err, errlen, 400, "field 'max_tokens' must be between 1 and %d (the server's --max-tokens-limit)",
+      return fail(err, errlen, 400, "field '%s' must be between 1 and %d (the server's --max-tokens-limit)", name,
                   lim->max_tokens_limit);
     out->max_tokens = (int)x;
   }
@@ -198,15 +214,17 @@ static int read_options(json_object *root, http_completion_req_t *out, char *err
   return 0;
 }
 
-int http_request_parse_completion(const char *body, size_t len, const http_request_limits_t *lim,
-                                  http_completion_req_t *out, char *err, size_t errlen) {
+int http_request_parse(const char *body, size_t len, const http_request_limits_t *lim, oai_api_t api,
+                       http_completion_req_t *out, char *err, size_t errlen, char *param, size_t paramlen) {
   http_request_limits_t dflt;
   if (!lim) {
     http_request_limits_default(&dflt);
     lim = &dflt;
   }
   memset(out, 0, sizeof *out);
+  out->api = api;
   if (err && errlen) err[0] = '\0';
+  if (param && paramlen) param[0] = '\0';
   if (len > lim->max_body_bytes)
     return fail(err, errlen, 413, "request body of %zu bytes exceeds the limit of %zu bytes (server flag "
                 "--max-request-bytes)", len, lim->max_body_bytes);
@@ -217,10 +235,34 @@ int http_request_parse_completion(const char *body, size_t len, const http_reque
   json_object *root;
   int status = parse_object(body, len, &root, err, errlen);
   if (status) return status;
-  status = read_prompt(root, out, err, errlen);
+  status = oai_params_read(root, api, &out->oai, err, errlen, param, paramlen);
+  if (!status) status = api == OAI_CHAT ? read_messages(root, lim, out, err, errlen, param, paramlen)
+                                        : read_prompt(root, out, err, errlen);
   if (!status) status = read_sampling(root, lim, out, err, errlen);
   if (!status) status = read_options(root, out, err, errlen);
+  if (!status && out->session[0] && (out->n_prompts > 1 || out->oai.n > 1))
+    status = fail(err, errlen, 400, "field 'session' needs one prompt and n = 1 (a session continues one "
+                  "conversation)");
+  if (!status && out->oai.n * out->n_prompts > HTTP_PROMPTS_MAX)
+    status = fail(err, errlen, 400, "field 'n' (%d) times %d prompts is %d choices; at most %d per request",
+                  out->oai.n, out->n_prompts, out->oai.n * out->n_prompts, HTTP_PROMPTS_MAX);
   json_object_put(root);
-  if (status) http_request_free(out);
+  if (status) {
+    if (param && paramlen && !param[0]) { /* the parser's own messages name the field in quotes */
+      const char *q = strstr(err ? err : "", "field '");
+      if (q) {
+        q += 7;
+        size_t k = 0;
+        while (q[k] && q[k] != '\'' && k + 1 < paramlen) param[k] = q[k], k++;
+        param[k] = '\0';
+      }
+    }
+    http_request_free(out);
+  }
   return status;
+}
+
+int http_request_parse_completion(const char *body, size_t len, const http_request_limits_t *lim,
+                                  http_completion_req_t *out, char *err, size_t errlen) {
+  return http_request_parse(body, len, lim, OAI_COMPLETIONS, out, err, errlen, NULL, 0);
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "process_metrics.h"
+
 static const double metrics_buckets_s[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define METRICS_NBUCKETS ((int)(sizeof metrics_buckets_s / sizeof metrics_buckets_s[0]))
 #define METRICS_NCODES 600 /* HTTP status codes 0..599 */
@@ -29,7 +31,24 @@ struct metrics {
   int64_t session_disk_bytes, session_quota_bytes, session_degraded; /* session store gauges */
   uint64_t session_save_failures, session_evictions;                /* session store counters */
   http_server_counters_t http;        /* the HTTP layer's connection counters, as last set */
+  int64_t running, waiting;           /* sequences generating / waiting for the backend */
+  char version[64];                   /* strata_build_info's version label */
+  char model[64];                     /* its model label */
 };
+
+void metrics_set_requests(metrics_t *m, int64_t running, int64_t waiting) {
+  pthread_mutex_lock(&m->mu);
+  m->running = running;
+  m->waiting = waiting;
+  pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_build_info(metrics_t *m, const char *version, const char *model) {
+  pthread_mutex_lock(&m->mu);
+  snprintf(m->version, sizeof m->version, "%s", version && *version ? version : "unknown");
+  snprintf(m->model, sizeof m->model, "%s", model ? model : "");
+  pthread_mutex_unlock(&m->mu);
+}
 
 metrics_t *metrics_create(void) {
   metrics_t *m = calloc(1, sizeof *m);
@@ -188,6 +207,15 @@ char *metrics_render(metrics_t *m, size_t *len_out) {
   render_counter(&b, "strata_session_disk_evictions_total", "Sessions deleted to keep within the disk quota.",
                  s.session_evictions);
   render_gauge(&b, "strata_http_connections", "HTTP connections open.", (int64_t)s.http.open);
+  render_gauge(&b, "strata_num_requests_running", "Sequences (choices) the backend is generating.", s.running);
+  render_gauge(&b, "strata_num_requests_waiting", "Sequences (choices) admitted and waiting for the backend.",
+               s.waiting);
+  /* label values: the version and model names hold no quotes or backslashes (checked by their makers) */
+  sb_printf(&b, "# HELP strata_build_info Strata's version and the served model (value 1).\n"
+                "# TYPE strata_build_info gauge\nstrata_build_info{version=\"%s\",model=\"%s\"} 1\n",
+            s.version[0] ? s.version : "unknown", s.model);
+  char proc[2048];
+  if (process_metrics_format(proc, sizeof proc) < sizeof proc) sb_printf(&b, "%s", proc);
   sb_printf(&b, "# HELP strata_http_connections_evicted_total Connections still receiving their request, closed "
                 "to admit a new one under the per-client or the total limit.\n"
                 "# TYPE strata_http_connections_evicted_total counter\n"

@@ -19,6 +19,11 @@
  *   strata_http_connections_refused_total{limit="per_client"|"total"}
  *                                            counter, new connections answered 503 at that limit
  *   strata_http_header_deadline_closed_total counter, connections closed at the header deadline
+ *   strata_num_requests_running              gauge, sequences (choices) the backend is generating
+ *   strata_num_requests_waiting              gauge, sequences admitted, not yet generating
+ *                                            (vLLM's vllm:num_requests_running / _waiting)
+ *   strata_build_info{version,model}         gauge, always 1
+ * and the standard process_* series (process_metrics.h).
  * Histogram buckets (seconds) are fixed: 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 60 +Inf.
  */
 #ifndef STRATA_METRICS_H
@@ -56,6 +61,11 @@ void metrics_set_session_store(metrics_t *m, int64_t disk_bytes, int64_t quota_b
 
 /* Sets the HTTP layer's connection counters (http_server_counters(), sampled before a render). */
 void metrics_set_http_connections(metrics_t *m, const http_server_counters_t *c);
+
+/* Sets the running / waiting gauges (sampled by the server's main loop). */
+void metrics_set_requests(metrics_t *m, int64_t running, int64_t waiting);
+/* Sets strata_build_info's labels (no quotes or backslashes). */
+void metrics_set_build_info(metrics_t *m, const char *version, const char *model);
 
 /* Renders the exposition into a malloc'd NUL-terminated string (*len_out = strlen). NULL when
  * out of memory. */

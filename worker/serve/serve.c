@@ -22,6 +22,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "openai_response.h"
 #include "util.h"
 
 /* How long the idle loop sleeps between checks of the stop flag, seconds. */
@@ -35,6 +36,19 @@
 typedef enum { JOB_COMPLETION, JOB_SESSIONS_LIST, JOB_SESSION_DELETE } job_kind_t;
 typedef enum { JOB_QUEUED, JOB_SUBMITTED, JOB_DONE } job_state_t;
 
+struct job;
+/* One choice of a completion: one backend request. */
+typedef struct {
+  struct job *job;
+  oai_choice_t c;                /* its text, tokens, logprobs (openai_response.h) */
+  int prompt_idx;                /* which prompt of the request */
+  uint64_t backend_id;
+  int submitted, done;
+  serve_gen_result_t result;     /* valid when done */
+  int stream_tok;                /* tokens already streamed */
+  int stream_final;              /* finish chunk formatted */
+} choice_t;
+
 typedef struct job {
   struct job *next;              /* in s->queue (QUEUED) */
   struct job *act_prev, *act_next; /* in s->active (SUBMITTED) */
@@ -45,23 +59,23 @@ typedef struct job {
   int loop_ref;                  /* 1 while the loop/backend side holds its reference */
   pthread_cond_t cv;             /* signalled on every change the HTTP thread waits for */
   http_completion_req_t req;     /* the parsed body (immutable once queued) */
+  char *stops[OAI_STOP_MAX + CHAT_STOP_MAX]; /* the request's stop strings, then the chat template's */
+  int n_stops;
   char session_id[HTTP_SESSION_ID_MAX + 1]; /* JOB_SESSION_DELETE */
-  uint64_t backend_id;           /* id from backend->submit */
+  choice_t *ch;                  /* the choices: n per prompt, index = prompt * n + k */
+  int nch;
+  int pending;                   /* choices submitted whose on_done has not come */
   int cancel_requested;          /* the client went away */
-  int cancel_sent;               /* backend->cancel was called */
+  int cancel_sent;               /* backend->cancel was called for every submitted choice */
   double t_arrival_s, t_first_s, t_done_s; /* monotonic clock, seconds (t_first_s < 0: no token yet) */
   char id[40];                   /* "cmpl-..." */
   long long created;             /* unix time, seconds */
-  char *text;                    /* generated text so far (NUL-terminated) */
-  size_t text_len, text_cap;     /* bytes, capacity */
-  size_t *tok_end;               /* tok_end[i] = text offset after token i */
-  int ntok, tok_cap;
-  serve_gen_result_t result;     /* valid when DONE and status == 0 */
+  int ntok;                      /* tokens received over all choices */
+  serve_gen_result_t result;     /* valid when DONE and status == 0: finish of the first unusual choice, token sums */
   int status;                    /* != 0: refused before generating (HTTP status), message in errmsg */
   char errmsg[SERVE_MESSAGE_MAX];
   char *json_out;                /* JOB_SESSIONS_LIST result */
   /* streaming reader state (HTTP thread) */
-  int stream_tok;                /* tokens already sent */
   int stream_final;              /* final chunk and [DONE] formatted */
   char *pend;                    /* formatted bytes not yet handed to MHD */
   size_t pend_len, pend_off;
@@ -84,6 +98,8 @@ struct serve {
   volatile sig_atomic_t stop_sig; /* the signal that stopped the server (0: serve_stop) */
   volatile sig_atomic_t grace_cap_ms; /* >= 0: the drain gets at most this long (serve_stop_signal) */
   serve_backend_stats_t stats;   /* last sampled backend stats */
+  chat_template_t chat;          /* renders chat messages */
+  long long started;             /* unix seconds at start ("created" of the model) */
   uint64_t next_id;              /* request id counter */
 };
 
@@ -95,14 +111,15 @@ static void cv_init_monotonic(pthread_cond_t *cv) {
   pthread_condattr_destroy(&a);
 }
 
-static void cv_wait_s(pthread_cond_t *cv, pthread_mutex_t *mu, double wait_s) {
+/* Waits on cv for at most wait_s; returns 1 when the time ran out. */
+static int cv_wait_s(pthread_cond_t *cv, pthread_mutex_t *mu, double wait_s) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + wait_s;
   ts.tv_sec = (time_t)t;
   ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-  pthread_cond_timedwait(cv, mu, &ts);
+  return pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT;
 }
 
 /* ---- options ---------------------------------------------------------------------------------- */
@@ -163,8 +180,8 @@ static void job_release_locked(job_t *j) {
   if (--j->refs > 0) return;
   pthread_cond_destroy(&j->cv);
   http_request_free(&j->req);
-  free(j->text);
-  free(j->tok_end);
+  for (int i = 0; i < j->nch; i++) oai_choice_free(&j->ch[i].c);
+  free(j->ch);
   free(j->json_out);
   free(j->pend);
   free(j);
@@ -187,67 +204,100 @@ static void job_fail_locked(serve_t *s, job_t *j, int status, const char *msg, i
   snprintf(j->errmsg, sizeof j->errmsg, "%s", msg);
   j->t_done_s = strata_now_s();
   pthread_cond_broadcast(&j->cv);
-  if (drop_loop_ref && j->loop_ref) {
+  /* the loop's reference goes once the backend holds none of the job's choices */
+  (void)drop_loop_ref;
+  if (j->loop_ref && j->pending == 0) {
     j->loop_ref = 0;
     job_release_locked(j);
   }
 }
 
 /* ---- backend callbacks (loop thread) ---------------------------------------------------------- */
-static void on_token(void *ctx, const char *text, size_t len) {
-  job_t *j = ctx;
-  serve_t *s = j->s;
-  pthread_mutex_lock(&s->mu);
-  if (j->state == JOB_DONE) goto out; /* forced done at shutdown */
-  if (j->t_first_s < 0) j->t_first_s = strata_now_s();
-  if (j->text_len + len + 1 > j->text_cap) {
-    size_t ncap = j->text_cap ? j->text_cap : 256;
-    while (ncap < j->text_len + len + 1) ncap *= 2;
-    char *nt = realloc(j->text, ncap);
-    if (!nt) goto oom;
-    j->text = nt;
-    j->text_cap = ncap;
-  }
-  if (j->ntok == j->tok_cap) {
-    int ncap = j->tok_cap ? 2 * j->tok_cap : 64;
-    size_t *nt = realloc(j->tok_end, sizeof *nt * (size_t)ncap);
-    if (!nt) goto oom;
-    j->tok_end = nt;
-    j->tok_cap = ncap;
-  }
-  memcpy(j->text + j->text_len, text, len);
-  j->text_len += len;
-  j->text[j->text_len] = '\0';
-  j->tok_end[j->ntok++] = j->text_len;
-  pthread_cond_broadcast(&j->cv);
-  goto out;
-oom: /* the request fails; the backend's later tokens and its on_done find it DONE */
-  job_fail_locked(s, j, 500, "out of memory for the generated text", 0);
-out:
-  pthread_mutex_unlock(&s->mu);
-}
-
-static void on_done(void *ctx, const serve_gen_result_t *res) {
-  job_t *j = ctx;
-  serve_t *s = j->s;
-  pthread_mutex_lock(&s->mu);
-  if (j->state != JOB_DONE) {
-    active_remove_locked(s, j);
-    s->admitted--;
-    j->state = JOB_DONE;
-    j->result = *res;
-    j->t_done_s = strata_now_s();
-    double ttft = j->t_first_s >= 0 ? j->t_first_s - j->t_arrival_s : -1;
-    metrics_add_tokens(s->metrics, (uint64_t)(res->completion_tokens > 0 ? res->completion_tokens : 0),
-                       (uint64_t)(res->prompt_tokens > 0 ? res->prompt_tokens : 0));
-    if (res->finish == SERVE_FINISH_LENGTH || res->finish == SERVE_FINISH_STOP)
-      metrics_observe_request(s->metrics, j->t_done_s - j->t_arrival_s, ttft);
-    pthread_cond_broadcast(&j->cv);
-  }
-  if (j->loop_ref) {
+/* Drops the loop's reference once no choice is held by the backend and the job is done. */
+static void loop_release_locked(job_t *j) {
+  if (j->loop_ref && j->pending == 0 && j->state == JOB_DONE) {
     j->loop_ref = 0;
     job_release_locked(j);
   }
+}
+
+static int on_token(void *ctx, const char *text, size_t len, const serve_logprobs_t *lp) {
+  choice_t *c = ctx;
+  job_t *j = c->job;
+  serve_t *s = j->s;
+  int stop = 0;
+  pthread_mutex_lock(&s->mu);
+  if (j->state == JOB_DONE || c->c.stopped) { /* forced done at shutdown, or past a stop string */
+    stop = 1;
+    goto out;
+  }
+  if (j->t_first_s < 0) j->t_first_s = strata_now_s();
+  int r = oai_choice_add(&c->c, text, len, j->req.oai.logprobs >= 0 ? lp : NULL, j->stops, j->n_stops);
+  if (r < 0) {
+    /* the request fails; the backend's later tokens and its on_done find it DONE */
+    job_fail_locked(s, j, 500, "out of memory for the generated text", 0);
+    stop = 1;
+    goto out;
+  }
+  stop = r == 1;
+  j->ntok++;
+  pthread_cond_broadcast(&j->cv);
+out:
+  pthread_mutex_unlock(&s->mu);
+  return stop;
+}
+
+/* The job's outcome once every choice is done: the first error or cancellation decides it. */
+static void job_finish_locked(serve_t *s, job_t *j) {
+  serve_gen_result_t r;
+  memset(&r, 0, sizeof r);
+  r.finish = SERVE_FINISH_LENGTH;
+  for (int i = 0; i < j->nch; i++) {
+    const serve_gen_result_t *x = &j->ch[i].result;
+    if (i % j->req.oai.n == 0) r.prompt_tokens += x->prompt_tokens; /* a prompt counts once */
+    r.completion_tokens += x->completion_tokens;
+    r.cached_tokens += x->cached_tokens;
+    r.session_kept |= x->session_kept;
+    if ((x->finish == SERVE_FINISH_ERROR || x->finish == SERVE_FINISH_CANCELLED) &&
+        r.finish != SERVE_FINISH_ERROR) {
+      r.finish = x->finish;
+      r.http_status = x->http_status;
+      snprintf(r.message, sizeof r.message, "%s", x->message);
+    }
+  }
+  active_remove_locked(s, j);
+  s->admitted--;
+  j->state = JOB_DONE;
+  j->result = r;
+  j->t_done_s = strata_now_s();
+  double ttft = j->t_first_s >= 0 ? j->t_first_s - j->t_arrival_s : -1;
+  if (r.finish == SERVE_FINISH_LENGTH || r.finish == SERVE_FINISH_STOP)
+    metrics_observe_request(s->metrics, j->t_done_s - j->t_arrival_s, ttft);
+}
+
+static void on_done(void *ctx, const serve_gen_result_t *res) {
+  choice_t *c = ctx;
+  job_t *j = c->job;
+  serve_t *s = j->s;
+  pthread_mutex_lock(&s->mu);
+  c->done = 1;
+  c->result = *res;
+  if (c->c.stopped && (res->finish == SERVE_FINISH_CANCELLED || res->finish == SERVE_FINISH_LENGTH))
+    c->result.finish = SERVE_FINISH_STOP;
+  j->pending--;
+  metrics_add_tokens(s->metrics, (uint64_t)(res->completion_tokens > 0 ? res->completion_tokens : 0),
+                     (uint64_t)(res->prompt_tokens > 0 ? res->prompt_tokens : 0));
+  if (j->state != JOB_DONE) {
+    if (res->finish == SERVE_FINISH_ERROR && !j->cancel_requested) { /* the other choices are not wanted */
+      j->cancel_requested = 1;
+      pthread_cond_signal(&s->loop_cv);
+    }
+    int all = 1;
+    for (int i = 0; i < j->nch; i++) all &= j->ch[i].done;
+    if (all) job_finish_locked(s, j);
+    pthread_cond_broadcast(&j->cv);
+  }
+  loop_release_locked(j);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -283,20 +333,16 @@ static void respond_json(serve_t *s, http_response_t *r, int status, json_object
   metrics_count_response(s->metrics, status);
 }
 
-/* {"error": {"message": msg, "type": ..., "code": status}} */
-static json_object *error_obj(int status, const char *msg) {
-  json_object *e = json_object_new_object();
-  json_object_object_add(e, "message", json_object_new_string(msg));
-  json_object_object_add(e, "type", json_object_new_string(error_type(status)));
-  json_object_object_add(e, "code", json_object_new_int(status));
-  json_object *o = json_object_new_object();
-  json_object_object_add(o, "error", e);
-  return o;
+/* {"error": {"message": msg, "type": ..., "param": ..., "code": status}} */
+static json_object *error_obj(int status, const char *msg) { return oai_error(status, error_type(status), msg, NULL); }
+
+static void respond_error_param(serve_t *s, http_response_t *r, int status, const char *msg, const char *param) {
+  if (status == 429 || status == 503) r->retry_after_s = 1;
+  respond_json(s, r, status, oai_error(status, error_type(status), msg, param));
 }
 
 static void respond_error(serve_t *s, http_response_t *r, int status, const char *msg) {
-  if (status == 429 || status == 503) r->retry_after_s = 1;
-  respond_json(s, r, status, error_obj(status, msg));
+  respond_error_param(s, r, status, msg, NULL);
 }
 
 static const char *finish_name(serve_finish_t f) {
@@ -308,23 +354,15 @@ static const char *finish_name(serve_finish_t f) {
   }
 }
 
-/* The common head of a completion object or chunk. */
-static json_object *completion_head(serve_t *s, job_t *j) {
-  json_object *o = json_object_new_object();
-  json_object_object_add(o, "id", json_object_new_string(j->id));
-  json_object_object_add(o, "object", json_object_new_string("text_completion"));
-  json_object_object_add(o, "created", json_object_new_int64(j->created));
-  json_object_object_add(o, "model", json_object_new_string(s->stats.model[0] ? s->stats.model : s->be.ops->name));
-  return o;
+static const char *model_name(serve_t *s) { return s->stats.model[0] ? s->stats.model : s->be.ops->name; }
+
+static oai_head_t head_of(serve_t *s, job_t *j) {
+  oai_head_t h = {j->id, model_name(s), j->created, j->req.api, j->req.oai.logprobs};
+  return h;
 }
 
 static json_object *usage_obj(job_t *j) {
-  json_object *u = json_object_new_object();
-  json_object_object_add(u, "prompt_tokens", json_object_new_int(j->result.prompt_tokens));
-  json_object_object_add(u, "completion_tokens", json_object_new_int(j->result.completion_tokens));
-  json_object_object_add(u, "total_tokens", json_object_new_int(j->result.prompt_tokens + j->result.completion_tokens));
-  if (j->req.session[0]) json_object_object_add(u, "cached_tokens", json_object_new_int(j->result.cached_tokens));
-  return u;
+  return oai_usage(j->result.prompt_tokens, j->result.completion_tokens, j->result.cached_tokens);
 }
 
 static json_object *timing_obj(job_t *j) {
@@ -341,16 +379,11 @@ static json_object *timing_obj(job_t *j) {
 
 /* Full (non-streaming) completion body; s->mu held. */
 static json_object *completion_obj_locked(serve_t *s, job_t *j) {
-  json_object *o = completion_head(s, j);
-  json_object *c = json_object_new_object();
-  json_object_object_add(c, "text", json_object_new_string_len(j->text ? j->text : "", (int)j->text_len));
-  json_object_object_add(c, "index", json_object_new_int(0));
-  json_object_object_add(c, "logprobs", NULL);
-  json_object_object_add(c, "finish_reason", json_object_new_string(finish_name(j->result.finish)));
-  json_object *arr = json_object_new_array();
-  json_object_array_add(arr, c);
-  json_object_object_add(o, "choices", arr);
-  json_object_object_add(o, "usage", usage_obj(j));
+  oai_head_t h = head_of(s, j);
+  oai_choice_t *cs[HTTP_PROMPTS_MAX];
+  const char *fin[HTTP_PROMPTS_MAX];
+  for (int i = 0; i < j->nch; i++) cs[i] = &j->ch[i].c, fin[i] = finish_name(j->ch[i].result.finish);
+  json_object *o = oai_response(&h, cs, fin, j->nch, usage_obj(j));
   json_object_object_add(o, "strata", timing_obj(j));
   if (j->req.session[0]) json_object_object_add(o, "session", json_object_new_string(j->req.session));
   return o;
@@ -382,17 +415,28 @@ static void pend_event(job_t *j, json_object *o) {
   free(t);
 }
 
-static json_object *chunk_obj(serve_t *s, job_t *j, const char *text, size_t len, const char *finish) {
-  json_object *o = completion_head(s, j);
-  json_object *c = json_object_new_object();
-  json_object_object_add(c, "text", json_object_new_string_len(text, (int)len));
-  json_object_object_add(c, "index", json_object_new_int(0));
-  json_object_object_add(c, "logprobs", NULL);
-  json_object_object_add(c, "finish_reason", finish ? json_object_new_string(finish) : NULL);
-  json_object *arr = json_object_new_array();
-  json_object_array_add(arr, c);
-  json_object_object_add(o, "choices", arr);
-  return o;
+/* Formats what the choices have ready: their safe tokens, one chunk per token, and once a choice
+ * is done its finish chunk. Returns 1 if anything was formatted. s->mu held. */
+static int stream_choices_locked(serve_t *s, job_t *j) {
+  oai_head_t h = head_of(s, j);
+  int any = 0;
+  for (int i = 0; i < j->nch; i++) {
+    choice_t *c = &j->ch[i];
+    int done = c->done || j->state == JOB_DONE;
+    int ready = oai_choice_safe_tokens(&c->c, j->stops, j->n_stops, done);
+    for (; c->stream_tok < ready; c->stream_tok++, any = 1)
+      pend_event(j, oai_chunk(&h, &c->c, c->stream_tok, c->stream_tok + 1, c->stream_tok == 0, NULL));
+    if (c->done && !c->stream_final && j->state == JOB_DONE && !j->status &&
+        j->result.finish != SERVE_FINISH_ERROR) {
+      c->stream_final = 1;
+      any = 1;
+      json_object *o = oai_chunk(&h, &c->c, c->stream_tok, c->stream_tok, c->stream_tok == 0,
+                                 finish_name(c->result.finish));
+      json_object_object_add(o, "strata", timing_obj(j));
+      pend_event(j, o);
+    }
+  }
+  return any;
 }
 
 /* Blocks until there is something to send; returns bytes, or 0 at the end. */
@@ -415,12 +459,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
       n = (ssize_t)k;
       break;
     }
-    if (j->stream_tok < j->ntok) {
-      size_t a = j->stream_tok ? j->tok_end[j->stream_tok - 1] : 0, b = j->tok_end[j->stream_tok];
-      pend_event(j, chunk_obj(s, j, j->text + a, b - a, NULL));
-      j->stream_tok++;
-      continue;
-    }
+    if (!j->stream_final && stream_choices_locked(s, j)) continue;
     if (j->state == JOB_DONE && !j->stream_final) {
       j->stream_final = 1;
       if (j->status || j->result.finish == SERVE_FINISH_ERROR ||
@@ -430,11 +469,9 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
                           : j->result.finish == SERVE_FINISH_ERROR ? j->result.message
                                                                    : "request cancelled: the server is shutting down";
         pend_event(j, error_obj(st, msg));
-      } else {
-        json_object *o = chunk_obj(s, j, "", 0, finish_name(j->result.finish));
-        json_object_object_add(o, "usage", usage_obj(j));
-        json_object_object_add(o, "strata", timing_obj(j));
-        pend_event(j, o);
+      } else if (j->req.oai.include_usage) {
+        oai_head_t h = head_of(s, j);
+        pend_event(j, oai_usage_chunk(&h, usage_obj(j)));
       }
       pend_append(j, "data: [DONE]\n\n", 14);
       continue;
@@ -442,9 +479,10 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
     if (j->stream_final) break; /* n = 0: end of stream */
     int ntok = j->ntok;
     job_state_t st = j->state;
-    cv_wait_s(&j->cv, &s->mu, s->opts.keepalive_s > 0 ? s->opts.keepalive_s : 1.0);
+    int timed_out = cv_wait_s(&j->cv, &s->mu, s->opts.keepalive_s > 0 ? s->opts.keepalive_s : 1.0);
     /* Nothing new for keepalive_s: an SSE comment, so a departed client is noticed. */
-    if (j->ntok == ntok && j->state == st && s->opts.keepalive_s > 0) pend_append(j, ": keep-alive\n\n", 14);
+    if (timed_out && j->ntok == ntok && j->state == st && s->opts.keepalive_s > 0)
+      pend_append(j, ": keep-alive\n\n", 14);
   }
   pthread_mutex_unlock(&s->mu);
   return n;
@@ -485,8 +523,28 @@ static int enqueue_locked(serve_t *s, job_t *j, char *msg, size_t msglen) {
   return 0;
 }
 
-static void handle_completion(serve_t *s, const char *body, size_t len, int too_large, int fd, http_response_t *r) {
-  char msg[SERVE_MESSAGE_MAX];
+/* The job's choices (n per prompt) and stop strings from its parsed request. 0, or -1 (OOM). */
+static int job_setup(serve_t *s, job_t *j) {
+  int n = j->req.oai.n;
+  j->nch = j->req.n_prompts * n;
+  j->ch = calloc((size_t)j->nch, sizeof *j->ch);
+  if (!j->ch) return -1;
+  for (int i = 0; i < j->nch; i++) {
+    choice_t *c = &j->ch[i];
+    c->job = j;
+    c->prompt_idx = i / n;
+    c->c.index = i;
+    if (j->req.oai.echo) c->c.echo = j->req.prompts[i / n], c->c.echo_len = j->req.prompt_lens[i / n];
+  }
+  for (int i = 0; i < j->req.oai.n_stop; i++) j->stops[j->n_stops++] = j->req.oai.stop[i];
+  if (j->req.api == OAI_CHAT)
+    for (int i = 0; i < s->chat.n_stop; i++) j->stops[j->n_stops++] = s->chat.stop[i];
+  return 0;
+}
+
+static void handle_completion(serve_t *s, oai_api_t api, const char *body, size_t len, int too_large, int fd,
+                              http_response_t *r) {
+  char msg[SERVE_MESSAGE_MAX], param[96] = "";
   if (too_large) {
     snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes (server flag --max-request-bytes)",
              s->opts.max_request_bytes);
@@ -498,9 +556,10 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
     respond_error(s, r, 500, "out of memory for a request");
     return;
   }
-  int st = http_request_parse_completion(body, len, &s->limits, &j->req, msg, sizeof msg);
+  int st = http_request_parse(body, len, &s->limits, api, &j->req, msg, sizeof msg, param, sizeof param);
+  if (!st && job_setup(s, j)) st = 500, snprintf(msg, sizeof msg, "out of memory for a request's choices");
   if (st) {
-    respond_error(s, r, st, msg);
+    respond_error_param(s, r, st, msg, param);
     j->refs = 1;
     job_release_locked(j); /* never shared: no lock needed */
     return;
@@ -508,7 +567,8 @@ static void handle_completion(serve_t *s, const char *body, size_t len, int too_
   j->t_arrival_s = strata_now_s();
   j->created = (long long)time(NULL);
   pthread_mutex_lock(&s->mu);
-  snprintf(j->id, sizeof j->id, "cmpl-%llx%06llx", (unsigned long long)j->created, (unsigned long long)++s->next_id);
+  snprintf(j->id, sizeof j->id, "%s-%llx%06llx", api == OAI_CHAT ? "chatcmpl" : "cmpl", (unsigned long long)j->created,
+           (unsigned long long)++s->next_id);
   st = enqueue_locked(s, j, msg, sizeof msg);
   if (st) {
     pthread_mutex_unlock(&s->mu);
@@ -656,6 +716,19 @@ static void handle_health(serve_t *s, http_response_t *r) {
   respond_json(s, r, draining ? 503 : 200, o);
 }
 
+/* GET /v1/models, GET /v1/models/{id} (404 for another id). */
+static void handle_models(serve_t *s, const char *id, http_response_t *r) {
+  pthread_mutex_lock(&s->mu);
+  char model[sizeof s->stats.model];
+  snprintf(model, sizeof model, "%s", model_name(s));
+  pthread_mutex_unlock(&s->mu);
+  if (!id) return respond_json(s, r, 200, oai_model_list(model, s->started));
+  if (!strcmp(id, model)) return respond_json(s, r, 200, oai_model(model, s->started));
+  char msg[256];
+  snprintf(msg, sizeof msg, "the model '%.100s' does not exist; this server serves '%s'", id, model);
+  respond_error_param(s, r, 404, msg, "model");
+}
+
 static void handle_metrics(serve_t *s, http_response_t *r) {
   metrics_count_response(s->metrics, 200); /* counted first, so it shows in its own scrape */
   http_server_counters_t hc;
@@ -674,9 +747,13 @@ static void handler(void *cls, const char *method, const char *path, const char 
   int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   int is_post = !strcmp(method, "POST"), is_del = !strcmp(method, "DELETE");
   char msg[256];
-  if (!strcmp(path, "/v1/completions")) {
-    if (is_post) return handle_completion(s, body, len, too_large, fd, r);
+  if (!strcmp(path, "/v1/completions") || !strcmp(path, "/v1/chat/completions")) {
+    if (is_post) return handle_completion(s, path[4] == 'c' && path[5] == 'h' ? OAI_CHAT : OAI_COMPLETIONS, body, len,
+                                          too_large, fd, r);
     r->allow = "POST";
+  } else if (!strcmp(path, "/v1/models") || !strncmp(path, "/v1/models/", 11)) {
+    if (is_get) return handle_models(s, path[10] == '/' ? path + 11 : NULL, r);
+    r->allow = "GET, HEAD";
   } else if (!strcmp(path, "/health")) {
     if (is_get) return handle_health(s, r);
     r->allow = "GET, HEAD";
@@ -698,8 +775,8 @@ static void handler(void *cls, const char *method, const char *path, const char 
     r->allow = "DELETE";
   } else {
     snprintf(msg, sizeof msg,
-             "no such endpoint '%.100s'; the server has POST /v1/completions, GET /health, GET /metrics, "
-             "GET /v1/sessions, DELETE /v1/sessions/{id}",
+             "no such endpoint '%.100s'; the server has POST /v1/completions, POST /v1/chat/completions, "
+             "GET /v1/models, GET /health, GET /metrics, GET /v1/sessions, DELETE /v1/sessions/{id}",
              path);
     return respond_error(s, r, 404, msg);
   }
@@ -738,6 +815,13 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
   s->limits.max_tokens_limit = opts->max_tokens_limit;
   s->limits.default_max_tokens =
       opts->default_max_tokens < opts->max_tokens_limit ? opts->default_max_tokens : opts->max_tokens_limit;
+  s->started = (long long)time(NULL);
+  if (opts->chat_template ? chat_template_load(opts->chat_template, &s->chat, err, errlen)
+                          : chat_template_default(&s->chat, err, errlen)) {
+    free(s);
+    return -1;
+  }
+  s->limits.chat_template = &s->chat;
   s->grace_cap_ms = -1;
   pthread_mutex_init(&s->mu, NULL);
   cv_init_monotonic(&s->loop_cv);
@@ -753,6 +837,7 @@ int serve_create(const serve_opts_t *opts, const serve_backend_t *backend, serve
   if (!s->metrics || http_server_start(&ho, handler, s, &s->http, err, errlen)) {
     if (!s->metrics) snprintf(err, errlen, "out of memory for the server's metrics");
     metrics_destroy(s->metrics);
+    chat_template_free(&s->chat);
     pthread_cond_destroy(&s->loop_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -789,8 +874,13 @@ static void sample_stats(serve_t *s) {
   pthread_mutex_lock(&s->mu);
   s->stats = st;
   int admitted = s->admitted;
+  int64_t unfinished = 0; /* choices admitted and not finished */
+  for (job_t *j = s->queue_head; j; j = j->next) unfinished += j->kind == JOB_COMPLETION ? j->nch : 0;
+  for (job_t *j = s->active; j; j = j->act_next) unfinished += j->pending;
   pthread_mutex_unlock(&s->mu);
   metrics_set_gauges(s->metrics, admitted, st.active_sessions, st.kv_cache_bytes, st.inflight_sequences);
+  metrics_set_requests(s->metrics, st.inflight_sequences, unfinished > st.inflight_sequences ? unfinished - st.inflight_sequences : 0);
+  metrics_set_build_info(s->metrics, s->opts.version, st.model[0] ? st.model : s->be.ops->name);
   metrics_set_session_store(s->metrics, st.session_disk_bytes, st.session_disk_quota_bytes,
                             st.session_store_state && !strcmp(st.session_store_state, "degraded"),
                             (uint64_t)st.session_save_failures, (uint64_t)st.session_disk_evictions);
@@ -847,13 +937,14 @@ static void collect_cancels_locked(serve_t *s, loop_t *L, double t) {
   for (job_t *j = s->active; j; j = j->act_next) {
     int want = j->cancel_requested || (s->draining && t >= L->grace_end_s);
     if (!want || j->cancel_sent) continue;
-    if (L->ncancel == L->ncancel_cap) {
-      uint64_t *nc = realloc(L->cancel_ids, sizeof *nc * (size_t)(2 * L->ncancel_cap));
+    if (L->ncancel + j->nch > L->ncancel_cap) {
+      uint64_t *nc = realloc(L->cancel_ids, sizeof *nc * (size_t)(2 * L->ncancel_cap + j->nch));
       if (!nc) break;
-      L->cancel_ids = nc, L->ncancel_cap *= 2;
+      L->cancel_ids = nc, L->ncancel_cap = 2 * L->ncancel_cap + j->nch;
     }
     j->cancel_sent = 1;
-    L->cancel_ids[L->ncancel++] = j->backend_id;
+    for (int i = 0; i < j->nch; i++)
+      if (j->ch[i].submitted && !j->ch[i].done) L->cancel_ids[L->ncancel++] = j->ch[i].backend_id;
   }
 }
 
@@ -874,18 +965,38 @@ static void submit_job(serve_t *s, job_t *j) {
   if (s->active) s->active->act_prev = j;
   s->active = j;
   pthread_mutex_unlock(&s->mu);
-  serve_gen_request_t g = {j->req.prompt, j->req.prompt_bytes, j->req.max_tokens, j->req.temperature,
-                           j->req.top_p,  j->req.top_k,        j->req.has_seed,   j->req.seed,
-                           j->req.session[0] ? j->req.session : NULL};
+  int st = 0;
   char berr[256] = "";
-  uint64_t id = 0;
-  int st = s->be.ops->submit(s->be.impl, &g, on_token, on_done, j, &id, berr, sizeof berr);
+  for (int i = 0; i < j->nch && !st; i++) {
+    choice_t *c = &j->ch[i];
+    int k = i % j->req.oai.n; /* choice k of its prompt: seed + k, so n choices differ yet repeat */
+    serve_gen_request_t g = {j->req.prompts[c->prompt_idx], j->req.prompt_lens[c->prompt_idx], j->req.max_tokens,
+                             j->req.temperature, j->req.top_p, j->req.top_k, j->req.has_seed,
+                             j->req.seed + (uint64_t)k, j->req.oai.presence_penalty,
+                             j->req.oai.frequency_penalty, j->req.oai.logprobs,
+                             j->req.session[0] ? j->req.session : NULL};
+    uint64_t id = 0;
+    pthread_mutex_lock(&s->mu);
+    j->pending++; /* before submit: its on_done may come from inside a later call */
+    pthread_mutex_unlock(&s->mu);
+    st = s->be.ops->submit(s->be.impl, &g, on_token, on_done, c, &id, berr, sizeof berr);
+    pthread_mutex_lock(&s->mu);
+    if (st) j->pending--;
+    else c->submitted = 1, c->backend_id = id;
+    pthread_mutex_unlock(&s->mu);
+  }
   pthread_mutex_lock(&s->mu);
   if (st) {
     if (st < 400 || st > 599) st = 500;
+    for (int i = 0; i < j->nch; i++) /* the choices already submitted are not wanted */
+      if (j->ch[i].submitted && !j->ch[i].done) {
+        uint64_t id = j->ch[i].backend_id;
+        pthread_mutex_unlock(&s->mu);
+        s->be.ops->cancel(s->be.impl, id);
+        pthread_mutex_lock(&s->mu);
+      }
     job_fail_locked(s, j, st, berr[0] ? berr : "the backend refused the request", 1);
   } else {
-    j->backend_id = id;
     pthread_cond_broadcast(&j->cv); /* SUBMITTED: a streaming handler may start */
   }
   pthread_mutex_unlock(&s->mu);
@@ -965,6 +1076,7 @@ void serve_destroy(serve_t *s) {
   /* The backend goes last: it may still call on_done for requests failed at shutdown. */
   s->be.ops->destroy(s->be.impl);
   metrics_destroy(s->metrics);
+  chat_template_free(&s->chat);
   pthread_cond_destroy(&s->loop_cv);
   pthread_mutex_destroy(&s->mu);
   free(s);

@@ -8,8 +8,10 @@
  * reports tokens and completion through callbacks, which it calls on that same thread; the
  * server wakes the HTTP threads waiting on those requests.
  *
- * Endpoints: POST /v1/completions (OpenAI-compatible subset, see http_request.h; "stream": true
- * answers with server-sent events "data: {chunk}\n\n" ... "data: [DONE]\n\n"), GET /health,
+ * Endpoints: POST /v1/completions and POST /v1/chat/completions (OpenAI's wire format, see
+ * http_request.h, openai_params.h, openai_chat.h, openai_response.h; "stream": true answers with
+ * server-sent events "data: {chunk}\n\n" ... "data: [DONE]\n\n"), GET /v1/models,
+ * GET /v1/models/{id}, GET /health,
  * GET /metrics (Prometheus text 0.0.4), GET /v1/sessions, DELETE /v1/sessions/{id}; HEAD on
  * each GET endpoint answers as GET does, without the body.
  * Errors are JSON {"error": {"message": ..., "type": ..., "code": status}}: 400 bad body or
@@ -46,8 +48,13 @@
  *    the context, 404 unknown session, 500 other; message in err) and never calls back, or
  *    returns 0 and later calls on_done(ctx, ...) EXACTLY ONCE -- also after cancel() -- from
  *    inside step(), cancel() or destroy(). on_token() is called zero or more times before
- *    on_done(), each with the text of one generated token (the pointer is valid only during the
- *    call). After on_done() the backend never touches ctx again.
+ *    on_done(), each with the text of one generated token and, when the request asked for
+ *    logprobs, its log-probabilities (pointers valid only during the call). on_token() returns 1
+ *    to end the request (a stop string matched): the backend then finishes it as soon as it can
+ *    with SERVE_FINISH_STOP (tokens it still reports are ignored). After on_done() the backend
+ *    never touches ctx again.
+ *  - Token <-> text is the backend's business (a byte-level model maps bytes to Latin-1 code
+ *    points; a tokenizer would decode its pieces): the server sees UTF-8 text only.
  *  - cancel() of an id already finished is a no-op.
  *  - step() does a bounded amount of work (one decode step of the batch, say) and returns 0, or
  *    -1 after a fatal error (the server then fails all requests and stops).
@@ -68,14 +75,32 @@ typedef struct {
   int top_k;            /* 0 = off */
   int has_seed;         /* 0: backend chooses a seed */
   uint64_t seed;
+  double presence_penalty;  /* [-2, 2], OpenAI's definition (sampler.h) */
+  double frequency_penalty; /* [-2, 2] */
+  int logprobs;         /* -1: none; k >= 0: each token's log-probability and its k most likely
+                           alternatives (k <= SERVE_TOP_LOGPROBS_MAX) */
   const char *session;  /* validated [A-Za-z0-9_-]{1,64}, or NULL = stateless */
 } serve_gen_request_t;
+
+#define SERVE_TOP_LOGPROBS_MAX 20 /* alternatives per token at most */
+#define SERVE_TOKEN_TEXT_MAX 64   /* bytes of one token's text, with its NUL */
+
+/* One generated token's log-probabilities, under the model's distribution (before penalties and
+ * temperature). */
+typedef struct {
+  double logprob;       /* of the generated token */
+  int n_top;            /* alternatives below, most likely first */
+  struct {
+    char text[SERVE_TOKEN_TEXT_MAX]; /* the alternative token's text, UTF-8 */
+    double logprob;
+  } top[SERVE_TOP_LOGPROBS_MAX];
+} serve_logprobs_t;
 
 #define SERVE_MESSAGE_MAX 1024 /* longest error message a request carries, bytes */
 
 typedef enum {
   SERVE_FINISH_LENGTH = 0,    /* max_tokens reached ("length") */
-  SERVE_FINISH_STOP = 1,      /* end-of-text token or context full ("stop") */
+  SERVE_FINISH_STOP = 1,      /* end-of-text token, context full, or on_token() asked to stop ("stop") */
   SERVE_FINISH_CANCELLED = 2, /* cancel() or shutdown ("cancelled") */
   SERVE_FINISH_ERROR = 3,     /* failed; http_status and message say why */
 } serve_finish_t;
@@ -92,7 +117,7 @@ typedef struct {
   char message[SERVE_MESSAGE_MAX]; /* for SERVE_FINISH_ERROR */
 } serve_gen_result_t;
 
-typedef void (*serve_on_token_fn)(void *ctx, const char *text, size_t text_bytes);
+typedef int (*serve_on_token_fn)(void *ctx, const char *text, size_t text_bytes, const serve_logprobs_t *lp);
 typedef void (*serve_on_done_fn)(void *ctx, const serve_gen_result_t *result);
 
 typedef struct {
@@ -150,6 +175,8 @@ typedef struct {
                                   start (or of the previous response), default 10 s; 0 = no deadline */
   int max_connections_per_client; /* simultaneous HTTP connections from one IPv4 address, default 64; 0 = only
                                   max_connections (see http_server.h for eviction and refusal) */
+  const char *chat_template;   /* --chat-template FILE (openai_chat.h); NULL = the default template */
+  const char *version;         /* Strata's version for strata_build_info; NULL = "unknown" */
 } serve_opts_t;
 
 typedef struct serve serve_t;

@@ -5,7 +5,9 @@
  * Tokens: models with a 256-token vocabulary are byte-level; the prompt's bytes are the tokens.
  * A generated token (a byte) is sent as the Unicode code point of the same value, UTF-8 encoded
  * (bytes >= 0x80 read as Latin-1), so every response is valid UTF-8 JSON and equals what
- * `strata infer --json` prints. Other vocabularies are refused (no BPE tokenizer ships).
+ * `strata infer --json` prints (token_text() is the one place ids become text, log-probability
+ * alternatives included). Other vocabularies are refused (no BPE tokenizer ships). A stop string
+ * found by the server ends the request through infer_cancel, from the token callback.
  * Sessions live in the engine's session directory (serve_engine_opts_t.session_dir). */
 #include <mpi.h>
 #include <signal.h>
@@ -34,10 +36,15 @@ typedef struct {
 static const serve_backend_ops_t engine_ops; /* at the end of the file */
 
 typedef struct {
+  se_t *s;
+  uint64_t id;              /* the engine's request id */
   serve_on_token_fn on_token;
   serve_on_done_fn on_done;
   void *ctx;
   int n_prompt;
+  int has_lp;               /* lp holds the next token's log-probabilities */
+  int stopped;              /* on_token asked to stop: the engine was told to end the request */
+  serve_logprobs_t lp;
 } se_req_t;
 
 static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_comm_t **comm,
@@ -65,16 +72,43 @@ static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_com
   return 0;
 }
 
-static void se_on_token(void *ctx, uint64_t id, int32_t token) {
-  (void)id;
-  se_req_t *q = ctx;
-  if (!q->on_token) return;
-  char buf[4];
+/* The text of one token, NUL-terminated, into buf[SERVE_TOKEN_TEXT_MAX]; its length. This is
+ * the one place token ids become text: a byte-level model's byte is the Unicode code point of
+ * the same value (Latin-1), UTF-8 encoded. */
+static size_t token_text(const se_t *s, int32_t token, char *buf) {
+  (void)s;
   size_t n;
   unsigned c = (unsigned)token & 0xff;
   if (c < 0x80) buf[0] = (char)c, n = 1;
   else buf[0] = (char)(0xc0 | (c >> 6)), buf[1] = (char)(0x80 | (c & 0x3f)), n = 2;
-  q->on_token(q->ctx, buf, n);
+  buf[n] = '\0';
+  return n;
+}
+
+static void se_on_logprob(void *ctx, uint64_t id, const infer_logprob_t *lp) {
+  (void)id;
+  se_req_t *q = ctx;
+  q->has_lp = 1;
+  q->lp.logprob = lp->logprob;
+  q->lp.n_top = lp->n_top < SERVE_TOP_LOGPROBS_MAX ? lp->n_top : SERVE_TOP_LOGPROBS_MAX;
+  for (int k = 0; k < q->lp.n_top; k++) {
+    token_text(q->s, lp->top_ids[k], q->lp.top[k].text);
+    q->lp.top[k].logprob = lp->top_lps[k];
+  }
+}
+
+static void se_on_token(void *ctx, uint64_t id, int32_t token) {
+  (void)id;
+  se_req_t *q = ctx;
+  if (!q->on_token || q->stopped) return;
+  char buf[SERVE_TOKEN_TEXT_MAX];
+  size_t n = token_text(q->s, token, buf);
+  const serve_logprobs_t *lp = q->has_lp ? &q->lp : NULL;
+  q->has_lp = 0;
+  if (q->on_token(q->ctx, buf, n, lp)) { /* a stop string: end it now (on this thread, allowed) */
+    q->stopped = 1;
+    infer_cancel(q->s->eng, q->id);
+  }
 }
 
 /* The HTTP status of a request's failure. Engine failures end the job through step() instead. */
@@ -100,8 +134,9 @@ static void se_on_done(void *ctx, uint64_t id, const infer_result_t *res) {
   r.cached_tokens = res->cached_tokens;
   r.session_kept = res->ok && res->session_source && strcmp(res->session_source, "none") != 0;
   if (res->ok) {
-    r.finish = !strcmp(res->finish_reason ? res->finish_reason : "", "cancelled") ? SERVE_FINISH_CANCELLED
-                                                                                 : SERVE_FINISH_LENGTH;
+    r.finish = q->stopped ? SERVE_FINISH_STOP
+               : !strcmp(res->finish_reason ? res->finish_reason : "", "cancelled") ? SERVE_FINISH_CANCELLED
+                                                                                    : SERVE_FINISH_LENGTH;
   } else if (res->error_kind == INFER_ERR_CANCELLED) {
     r.finish = SERVE_FINISH_CANCELLED;
   } else {
@@ -125,7 +160,7 @@ static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_
   }
   int n = (int)req->prompt_bytes;
   int32_t *tok = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-  se_req_t *q = malloc(sizeof *q);
+  se_req_t *q = calloc(1, sizeof *q);
   if (!tok || !q) {
     free(tok);
     free(q);
@@ -133,6 +168,7 @@ static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_
     return 500;
   }
   for (int i = 0; i < n; i++) tok[i] = (unsigned char)req->prompt[i];
+  q->s = s;
   q->on_token = on_token;
   q->on_done = on_done;
   q->ctx = ctx;
@@ -146,6 +182,11 @@ static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_
   r.sampling.top_p = req->top_p;
   r.sampling.top_k = req->top_k;
   r.sampling.seed = req->has_seed ? req->seed : rng_mix64((uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)q);
+  r.sampling.presence_penalty = req->presence_penalty;
+  r.sampling.frequency_penalty = req->frequency_penalty;
+  r.sampling.want_logprobs = req->logprobs >= 0;
+  r.sampling.top_logprobs = req->logprobs >= 0 ? req->logprobs : 0;
+  r.on_logprob = se_on_logprob;
   r.session = req->session;
   uint64_t id = 0;
   int rc = infer_submit(s->eng, &r, se_on_token, se_on_done, q, &id, err, errlen);
@@ -154,6 +195,7 @@ static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_
     free(q);
     return http_status_of((infer_error_t)rc);
   }
+  q->id = id;
   *id_out = id;
   return 0;
 }

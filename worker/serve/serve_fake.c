@@ -1,7 +1,8 @@
 /* serve_fake.c -- a deterministic fake generation backend for `strata serve --backend fake`,
  * the HTTP tests and the load generator. It implements serve_backend_t (serve.h) without a
  * model: token i of a request is " w<k>", k = (fnv1a64(prompt) + 7919*seed + 104729*i) mod 10000,
- * so any client can predict the exact answer; a configurable batch size, per-step delay and
+ * so any client can predict the exact answer (with logprobs: the token at -0.1*(1 + k mod 10), then
+ * alternatives " x1", " x2" ... one nat apart; penalties are accepted and change nothing); a configurable batch size, per-step delay and
  * pending-request capacity make batching, overload, streaming and cancellation observable.
  * Sessions remember how many tokens they hold (prompt + generated); a follow-up continues the
  * token index from there, and their "KV cache" is counted as FAKE_KV_BYTES_PER_TOKEN each. */
@@ -27,6 +28,7 @@ typedef struct {
   int max_tokens, generated, first_index, prompt_tokens, cached_tokens;
   int started;            /* prefill done */
   int fail_after;         /* fails after this many tokens: 0 for "__fail__", 2 for "__fail_late__"; -1 never */
+  int logprobs;           /* -1 none, else alternatives per token */
   char session[65];
 } fake_seq_t;
 
@@ -123,6 +125,7 @@ static int fake_submit(void *impl, const serve_gen_request_t *req, serve_on_toke
   q->prompt_hash = fnv1a64(req->prompt, req->prompt_bytes);
   q->seed = req->has_seed ? req->seed : 0;
   q->max_tokens = req->max_tokens;
+  q->logprobs = req->logprobs;
   q->prompt_tokens = count_words(req->prompt);
   q->fail_after = !strcmp(req->prompt, "__fail__") ? 0 : !strcmp(req->prompt, "__fail_late__") ? 2 : -1;
   if (ss) {
@@ -184,7 +187,22 @@ static int fake_step(void *impl, char *err, size_t errlen) {
     unsigned k10 = (unsigned)((q->prompt_hash + 7919ull * q->seed + 104729ull * i) % 10000ull);
     int n = snprintf(text, sizeof text, " w%u", k10);
     q->generated++;
-    q->on_token(q->ctx, text, (size_t)n);
+    serve_logprobs_t lp, *lpp = NULL;
+    if (q->logprobs >= 0) { /* the token itself, then " x1" .. one nat apart */
+      lpp = &lp;
+      lp.logprob = -0.1 * (double)(1 + k10 % 10);
+      lp.n_top = q->logprobs;
+      for (int m = 0; m < lp.n_top; m++) {
+        if (m == 0) snprintf(lp.top[m].text, sizeof lp.top[m].text, "%s", text);
+        else snprintf(lp.top[m].text, sizeof lp.top[m].text, " x%d", m);
+        lp.top[m].logprob = lp.logprob - m;
+      }
+    }
+    if (q->on_token(q->ctx, text, (size_t)n, lpp)) {
+      finish(f, k, SERVE_FINISH_STOP, 0, NULL);
+      nb--;
+      continue;
+    }
     if (q->generated >= q->max_tokens) {
       finish(f, k, SERVE_FINISH_LENGTH, 0, NULL);
       nb--;

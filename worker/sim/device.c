@@ -568,13 +568,16 @@ void device_describe(const device_t *d, char *buf, size_t len) {
     snprintf(buf + n, len - n, ", time-shared %.3gx (ranks per core)", d->timeshare);
 }
 
-int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int *shapes,
+int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int tp, int *shapes,
                        double *weight) {
   int n = 0;
+  const int t = tp > 1 ? tp : 1;
   const int bT = b * T, C = dim, hs = heads > 0 ? dim / heads : dim;
   /* linear (in -> out) with `count` uses per step: forward (bT x out, K = in), input gradient
-   * (bT x in, K = out), weight gradient (out x in, K = bT) */
-  const int lin[5][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, vocab}};
+   * (bT x in, K = out), weight gradient (out x in, K = bT). One tensor-parallel rank's share:
+   * c_attn and c_fc keep 1/t of their columns, the two projections 1/t of their rows, the
+   * logits 1/t of the vocabulary (vocab is the padded one when t > 1) */
+  const int lin[5][2] = {{C, 3 * C / t}, {C / t, C}, {C, 4 * C / t}, {4 * C / t, C}, {C, vocab / t}};
   const double cnt[5] = {layers, layers, layers, layers, 1};
   for (int i = 0; i < 5; i++) {
     const int in = lin[i][0], out = lin[i][1];
@@ -589,7 +592,7 @@ int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, 
   const int sa[2][3] = {{T, T, hs}, {T, hs, T}};
   for (int k = 0; k < 2; k++) {
     for (int j = 0; j < 3; j++) shapes[3 * n + j] = sa[k][j];
-    weight[n++] = 3.0 * layers * b * heads;
+    weight[n++] = 3.0 * layers * b * heads / t;
   }
   return n;
 }

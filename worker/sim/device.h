@@ -135,10 +135,11 @@ int device_calibrate_cpu(device_t *out);
  * peak to sum(weight * 2MNK) / sum(weight * best time) (single thread, best of 3). 0 or -1. */
 int device_calibrate_cpu_shapes(device_t *d, const int *shapes, const double *weight, int n);
 /* The shapes of a GPT-2 step (every linear's forward, input-gradient and weight-gradient sgemm,
- * the attention matmuls, the logits) for micro-batches of b sequences of T tokens; fills up to
- * DEVICE_GPT2_SHAPES entries and returns the count. */
+ * the attention matmuls, the logits) for micro-batches of b sequences of T tokens, as one of tp
+ * tensor-parallel ranks runs them (tp <= 1: the whole layer; else vocab is the padded
+ * vocabulary); fills up to DEVICE_GPT2_SHAPES entries and returns the count. */
 #define DEVICE_GPT2_SHAPES 24
-int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int *shapes,
+int device_gpt2_shapes(int vocab, int layers, int heads, int dim, int b, int T, int tp, int *shapes,
                        double *weight);
 
 /* A round trip of `bytes` between two ranks, `iters` times; returns 0 and the seconds of one

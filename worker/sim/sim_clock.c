@@ -23,19 +23,41 @@ static int env_switch(const char *name, int dflt) {
   return (int)v;
 }
 
-/* The cpu profile's fixed cost per op, measured on the job's own shape: one transformer layer
- * of the model (micro-batch b x T) runs forward + backward (the caller's layer_time, which
- * runs the model: this folder does not); the overhead is what the measured time exceeds the
- * roofline of the layer's ops by, spread over its forward and backward ops (>= 0). Skipped (0)
- * when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
- * measuring it would be slow). Strata's small ops do not reach the roofline (loop set-up, cache
- * misses, the sgemm of a 32-wide matrix): this term carries that difference. 0 or -1. */
+/* Modelled tensor-parallel communication of one layer, forward + backward, on device d: Megatron's
+ * g and f all-reduces of the b x T x C activation (two each way), or with sequence parallelism
+ * their reduce-scatter + all-gather pairs (sim/simulate.c's tp_comm for one layer). */
+static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, int b, int T) {
+  const int tp = lay->tp;
+  if (tp <= 1) return 0;
+  int *ranks = malloc(sizeof(int) * (size_t)tp);
+  if (!ranks) return 0;
+  for (int t = 0; t < tp; t++) ranks[t] = t; /* group 0: ranks 0..tp-1 */
+  double n = (double)b * T * lay->model.dim * MEM_ELEM_BYTES;
+  double one = sp ? device_reduce_scatter_time(d, ranks, tp, n) + device_allgather_time(d, ranks, tp, n)
+                  : device_allreduce_time(d, ranks, tp, n);
+  free(ranks);
+  return 2 * 2 * one;
+}
+
+/* The cpu profile's fixed cost per op, measured on the job's own shape: every rank runs one
+ * transformer layer of the model (micro-batch b x T; with tensor parallelism its own 1/tp of
+ * the layer, with the real collectives over its TP group) forward + backward at the same time
+ * as the others, as in the run (the caller's layer_time runs the model: this folder does not).
+ * The overhead is what the mean of the ranks' times exceeds the layer's roofline and its
+ * modelled TP communication by, spread over the layer's forward and backward ops (>= 0); time
+ * sharing (more ranks than cores) is divided out first, since resolve scales every figure by
+ * it afterwards. It carries what the roofline does not see: Strata's small ops do not reach it
+ * (loop set-up, cache misses, the sgemm of a 32-wide matrix), ranks sharing the caches and
+ * memory, and collectives of small arrays costing more than the ring model's steps. Skipped
+ * (0) when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
+ * measuring it would be slow). Collective over world; d must be the same on every rank. */
 #define CAL_COLL_REPS 30
-static int calibrate_op_overhead(device_t *d, const layout_t *lay, sim_layer_time_fn layer_time) {
+static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, double timeshare,
+                                 sim_layer_time_fn layer_time, coll_comm_t *world) {
   const layout_model_t *lm = &lay->model;
-  const int b = lay->micro_batch, T = lm->ctx;
+  const int b = lay->micro_batch, T = lm->ctx, tp = lay->tp > 1 ? lay->tp : 1;
   layout_op_t ops[LAYOUT_MAX_OPS];
-  int n = layout_layer_ops(lm, b, T, ops);
+  int n = layout_layer_ops_tp(lm, b, T, tp, sp, ops);
   device_t d0 = *d;
   d0.op_overhead_s = 0;
   double roof = 0;
@@ -44,15 +66,22 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, sim_layer_tim
             device_op_time(&d0, DEV_FP32, 2 * ops[i].flops, 2 * ops[i].elems * MEM_ELEM_BYTES);
   d->op_overhead_s = 0;
   if (n == 0 || roof > 0.02 || !layer_time) return 0;
-  double best = layer_time(lm, b, T);
-  if (best < 0) return -1;
-  double ov = (best - roof) / (2.0 * n);
+  coll_comm_t *group = NULL;
+  if (tp > 1 && coll_comm_split(world, coll_rank(world) / tp, coll_rank(world), &group) != COLL_OK)
+    return -1;
+  double t = layer_time(lm, b, T, tp, sp, group);
+  coll_comm_destroy(group);
+  double msg[2] = {t >= 0 ? t : 0, t >= 0 ? 0 : 1};
+  if (coll_allreduce(msg, msg, 2, COLL_F64, COLL_SUM, world) != COLL_OK || msg[1] != 0) return -1;
+  double mean = msg[0] / coll_size(world) / (timeshare > 1 ? timeshare : 1);
+  double ov = (mean - roof - layer_tp_comm_s(d, lay, sp, b, T)) / (2.0 * n);
   d->op_overhead_s = ov > 0 && isfinite(ov) ? ov : 0;
   return 0;
 }
 
 int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *world, const layout_t *lay,
-                             int T, sim_layer_time_fn layer_time, device_t *out, char *err, size_t errlen) {
+                             int T, int sp, sim_layer_time_fn layer_time, device_t *out, char *err,
+                             size_t errlen) {
   const int rank = coll_rank(world), size = coll_size(world);
   memset(out, 0, sizeof *out);
   if (!spec || !strcmp(spec, "cpu")) {
@@ -67,13 +96,12 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
       int shapes[3 * DEVICE_GPT2_SHAPES];
       double weight[DEVICE_GPT2_SHAPES];
       const layout_model_t *m = &lay->model;
-      int n = device_gpt2_shapes(m->vocab, m->layers, m->heads, m->dim, lay->micro_batch, T, shapes,
+      int tp = lay->tp > 1 ? lay->tp : 1;
+      int vocab = tp > 1 ? layout_padded_vocab(m->vocab, tp) : m->vocab;
+      int n = device_gpt2_shapes(vocab, m->layers, m->heads, m->dim, lay->micro_batch, T, tp, shapes,
                                  weight);
       if (device_calibrate_cpu_shapes(&d, shapes, weight, n)) ok = 0;
     }
-    const int op_overhead = env_switch("STRATA_SIM_OP_OVERHEAD", 1); /* 0: roofline only */
-    if (rank == 0 && ok && lay && op_overhead && calibrate_op_overhead(&d, lay, layer_time))
-      ok = 0;
     if (coll_allreduce(&ok, &ok, 1, COLL_I32, COLL_MIN, world) != COLL_OK || !ok) {
       snprintf(err, errlen, "calibrating the cpu device profile failed (use --device trn2 or a "
                "JSON profile instead)");
@@ -116,8 +144,24 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
     int local = coll_node_size(world);
     const int timeshare = env_switch("STRATA_SIM_TIMESHARE", 1);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (rank == 0 && lay && cores > 0 && local > cores && timeshare) {
-      double f = (double)local / (double)cores;
+    double f = lay && cores > 0 && local > cores && timeshare ? (double)local / (double)cores : 1;
+    /* the per-op overhead: every rank times a layer (rank 0's profile so far is shared first,
+     * so that every rank takes the same decisions) */
+    const int op_overhead = env_switch("STRATA_SIM_OP_OVERHEAD", 1); /* 0: roofline only */
+    if (lay && op_overhead) {
+      memcpy(words, &d, sizeof d);
+      if (coll_broadcast(words, SIM_CLOCK_DEV_WORDS, COLL_I32, 0, world) != COLL_OK) {
+        snprintf(err, errlen, "broadcasting the calibrated device failed: %s", coll_last_error(world));
+        return -1;
+      }
+      memcpy(&d, words, sizeof d);
+      if (calibrate_op_overhead(&d, lay, sp, f, layer_time, world)) {
+        snprintf(err, errlen, "calibrating the cpu device profile's per-op overhead failed (use "
+                 "STRATA_SIM_OP_OVERHEAD=0, --device trn2 or a JSON profile instead)");
+        return -1;
+      }
+    }
+    if (rank == 0 && f > 1) {
       for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] /= f;
       d.hbm_Bps /= f;
       d.reduce_Bps /= f;

@@ -39,9 +39,13 @@
 #include "step_hooks.h"
 
 /* Seconds one transformer layer of model m takes forward + backward on this CPU for a micro-batch
- * of b sequences of T tokens (the best of several runs), or -1 on failure. The caller runs the
- * model (train/calibrate.c); the simulator only does the arithmetic. */
-typedef double (*sim_layer_time_fn)(const layout_model_t *m, int b, int T);
+ * of b sequences of T tokens (the median of several runs), or -1 on failure. With tp > 1 it is
+ * one tensor-parallel rank's share of the layer (sequence parallel when sp), run with its real
+ * collectives: collective over tp_comm, the tp ranks of one group ordered by t (NULL when
+ * tp = 1). The caller runs the model (train/calibrate.c); the simulator only does the
+ * arithmetic. */
+typedef double (*sim_layer_time_fn)(const layout_model_t *m, int b, int T, int tp, int sp,
+                                    coll_comm_t *tp_comm);
 
 /* Resolves --device on every rank of world (collective). "cpu" (or NULL): rank 0 measures sgemm
  * and memory bandwidth, all ranks measure the link (device_calibrate_link, needs >= 2 ranks;
@@ -49,10 +53,13 @@ typedef double (*sim_layer_time_fn)(const layout_model_t *m, int b, int T);
  * ranks agree. The cpu peak is measured on the job's own sgemm shapes (lay's model, micro-batches
  * of lay->micro_batch sequences of T tokens; device_calibrate_cpu_shapes), unless the env
  * STRATA_SIM_SQUARE_PEAK=1 keeps the square-384 figure. Other specs (trn1/trn2/trn3/h100/FILE.json) are resolved on every rank alike.
- * The per-op overhead comes from layer_time (NULL: none). device_mem > 0 overrides the HBM
- * capacity. 0, or -1 with a message (identical on every rank for a bad spec). */
+ * The per-op overhead comes from layer_time (NULL: none), which every rank runs at once, each
+ * on its own tensor-parallel share of the layer (lay->tp; sequence parallel when sp), as in the
+ * run. device_mem > 0 overrides the HBM capacity. 0, or -1 with a message (identical on every
+ * rank for a bad spec). */
 int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *world, const layout_t *lay,
-                             int T, sim_layer_time_fn layer_time, device_t *out, char *err, size_t errlen);
+                             int T, int sp, sim_layer_time_fn layer_time, device_t *out, char *err,
+                             size_t errlen);
 
 typedef struct sim_clock {
   device_t dev;

@@ -1,13 +1,18 @@
 /* calibrate.h -- what the training run measures of this CPU for the simulated `cpu` device that
  * only running the model can tell (sim/sim_clock.h's sim_layer_time_fn): one transformer layer
- * forward and backward, timed. */
+ * forward and backward, timed; with tensor parallelism one rank's share of it, with its real
+ * collectives. */
 #ifndef STRATA_CALIBRATE_H
 #define STRATA_CALIBRATE_H
 
 #include "layout.h"
+#include "strata/coll.h"
 
-/* The best of CAL_LAYER_REPS timed runs (after a warm-up) of one layer of model m, forward and
- * backward, for a micro-batch of b sequences of T tokens, in seconds; -1 if it cannot be built. */
-double calibrate_layer_time(const layout_model_t *m, int b, int T);
+/* The median of CAL_LAYER_REPS timed runs (after a warm-up) of one layer of model m, forward and
+ * backward, for a micro-batch of b sequences of T tokens, in seconds; -1 if it cannot be built
+ * (on any rank of tp_comm). tp > 1: tensor-parallel rank coll_rank(tp_comm) of tp, sequence
+ * parallel when sp; collective over tp_comm (NULL when tp = 1). The median, not the best: the
+ * run it stands for meets the same interference. */
+double calibrate_layer_time(const layout_model_t *m, int b, int T, int tp, int sp, coll_comm_t *tp_comm);
 
 #endif /* STRATA_CALIBRATE_H */

@@ -404,7 +404,8 @@ static int dist_device(dist_job_t *j) {
   const sim_options_t so = run_sim_options(c);
   const mem_options_t mo = sim_mem_options(&so);
   if (sim_clock_resolve_device(c->device, (double)c->device_mem, j->cm.world, j->lay, c->seq_len,
-                               calibrate_layer_time, &j->dev, j->err, sizeof j->err))
+                               so.sequence_parallel && j->lay->tp > 1, calibrate_layer_time, &j->dev,
+                               j->err, sizeof j->err))
     return !c->device || !strcmp(c->device, "cpu") ? TRAIN_FAILED : TRAIN_BAD_CONFIG;
   char fit[2048];
   if (memory_fit_check_opt(j->lay, &mo, NULL, j->dev.hbm_bytes, fit, sizeof fit)) {

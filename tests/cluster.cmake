@@ -1,0 +1,9 @@
+# Strata across nodes on a multi-node Slurm cluster built from network namespaces on this machine
+# (tests/cluster/cluster.sh): training (P inside a node, D across; TP inside a node) against one
+# rank, all-reduce across nodes beside MPI's, serving queried from another node, and a teardown
+# that leaves nothing behind. Root and Slurm; named slurm_ so that the sanitizer stage skips it
+# with the other cluster tests, and holding their lock (they share the two cores).
+add_test(NAME slurm_cluster_nodes_3x2
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cluster/cluster_test.sh $<TARGET_FILE:strata> $<TARGET_FILE:dist_tool>)
+set_tests_properties(slurm_cluster_nodes_3x2 PROPERTIES LABELS "slurm;cluster" TIMEOUT 900
+                     SKIP_RETURN_CODE 77 RESOURCE_LOCK slurm_cluster)
