@@ -6,9 +6,15 @@ foreach(t layout schedule device memory simulate tp)
   strata_add_test(sim_${t} ${CMAKE_BINARY_DIR}/tests/test_sim_${t})
 endforeach()
 
+# Presets, Llama, precision, the efficiency model, the shipped device files.
+strata_test_exe(test_sim_models ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_models.c)
+strata_add_test(sim_models ${CMAKE_BINARY_DIR}/tests/test_sim_models
+                ${PROJECT_SOURCE_DIR}/worker/sim/devices)
+
 # `strata simulate` end to end (text, JSON parsed with json-c, sweep order, exit codes).
 strata_test_exe(test_sim_cli ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_cli.c)
-strata_add_test(sim_cli ${CMAKE_BINARY_DIR}/tests/test_sim_cli $<TARGET_FILE:strata>)
+strata_add_test(sim_cli ${CMAKE_BINARY_DIR}/tests/test_sim_cli $<TARGET_FILE:strata>
+                ${PROJECT_SOURCE_DIR}/worker/sim/validation.csv)
 
 # The issue's headline runs, as a user would type them.
 strata_add_test(sim_cli_xl_64_trn2 $<TARGET_FILE:strata> simulate --model gpt2-xl --device trn2

@@ -261,9 +261,117 @@ static void test_bad_input_exits_2(void) {
   expect_usage_error("--nodes 64 --batch 7 --sweep", "no layout of 64 nodes");
 }
 
+/* Presets and families through the command: Llama's exact parameter count, GQA and the untied
+ * head in the JSON; --precision's bytes per parameter; trn4 says it is a projection. */
+static void test_presets_precision(void) {
+  json_object *o = run_json("--model llama2-70b --device h100 --nodes 64 --tp 8 --pp 8 --batch 64 "
+                            "--precision bf16 --sequence-parallel --json");
+  json_object *m, *v;
+  CHECK_TRUE(json_object_object_get_ex(o, "model", &m));
+  CHECK_NEAR(num(m, "params"), 68976648192.0, 0);
+  CHECK_NEAR(num(m, "kv_heads"), 8, 0);
+  CHECK_NEAR(num(m, "ffn"), 28672, 0);
+  CHECK_TRUE(json_object_object_get_ex(m, "arch", &v) && !strcmp(json_object_get_string(v), "llama"));
+  CHECK_TRUE(json_object_object_get_ex(o, "attention", &v) && !strcmp(json_object_get_string(v), "fused"));
+  json_object_put(o);
+  /* the override flags: a gpt3-1.3b with llama's family */
+  o = run_json("--model gpt3-1.3b --arch llama --ffn 5504 --kv-heads 4 --nodes 1 --batch 1 --json");
+  CHECK_TRUE(json_object_object_get_ex(o, "model", &m));
+  CHECK_NEAR(num(m, "kv_heads"), 4, 0);
+  CHECK_NEAR(num(m, "ffn"), 5504, 0);
+  json_object_put(o);
+  /* precision: parameters' bytes of a single-device job, stage 0 */
+  const char *prec[] = {"fp32", "bf16", "bf16-sr"};
+  const double bytes[] = {16, 18, 8};
+  for (int i = 0; i < 3; i++) {
+    char args[256];
+    snprintf(args, sizeof args, "--model gpt2 --device a100 --nodes 1 --batch 8 --precision %s --json",
+             prec[i]);
+    o = run_json(args);
+    json_object *st, *s0, *mem;
+    CHECK_TRUE(json_object_object_get_ex(o, "stages", &st));
+    s0 = json_object_array_get_idx(st, 0);
+    CHECK_TRUE(json_object_object_get_ex(s0, "memory", &mem));
+    double P = num(s0, "rank_params");
+    CHECK_NEAR(num(mem, "params_bytes") + num(mem, "grads_bytes") + num(mem, "optimizer_bytes"),
+               bytes[i] * P, 0);
+    json_object_put(o);
+  }
+  expect_ok_containing("--model llama3-8b --device trn4 --nodes 16 --tp 8 --batch 16 --precision bf16",
+                       "NOTE: trn4 is a projection");
+  expect_ok_containing("--model gpt2 --device a100 --nodes 8 --batch 64 --explain",
+                       "pipeline bubble");
+  expect_usage_error("--precision fp16", "--precision 'fp16' unknown (use fp32, bf16 or bf16-sr)");
+  expect_usage_error("--model gpt2 --arch llama --kv-heads 4 --tp 6 --nodes 6", "key/value heads");
+  expect_usage_error("--arch mamba", "--arch 'mamba' unknown (use gpt or llama)");
+}
+
+/* --validate on the shipped CSV: every job predicted, the held-out summary, and the error
+ * bounds this model reaches (a regression bound, not a target: see SIMULATION.md). */
+static void test_validate(const char *csv) {
+  char args[1200], *out;
+  snprintf(args, sizeof args, "--validate %s", csv);
+  int rc = run(args, &out);
+  CHECK_EQ_INT(rc, 0);
+  const char *h = strstr(out, "held-out: ");
+  int jobs = 0;
+  double geo = -1, worst = -1;
+  CHECK_TRUE(h && sscanf(h, "held-out: %d jobs, geometric-mean error %lf%%, largest %lf%%", &jobs,
+                         &geo, &worst) == 3);
+  CHECK_EQ_INT(jobs, 18);
+  /* reached when written: 15.7% and 51.2% (the Trainium rows); fail if the model drifts */
+  CHECK_TRUE(geo > 0 && geo <= 17);
+  CHECK_TRUE(worst <= 55);
+  CHECK_TRUE(strstr(out, "megatron21-1008b") != NULL && strstr(out, "nxd-llama3.1-70b") != NULL);
+  free(out);
+  snprintf(args, sizeof args, "--validate %s --explain", csv);
+  expect_ok_containing(args, "data-parallel communication (exposed)");
+  /* malformed files name the line and the problem */
+  char path[64];
+  snprintf(path, sizeof path, "/tmp/strata_val_%d.csv", (int)getpid());
+  const char *hdr = "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,dp,"
+                    "global_batch,micro_batch,precision,recompute,sequence_parallel,attention,zero,"
+                    "measured,unit,flop_convention,role,source\n";
+  const struct {
+    const char *row, *needle;
+  } bad[] = {
+      {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000,furlongs,,held-out,me\n",
+       "unit 'furlongs'"},
+      {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,100,tflops/device,,held-out,me\n",
+       "flop_convention ''"},
+      {"x,gpt2,,,,,,,,,a100,8,1,1,8,60,1,bf16,none,no,,0,1000,tokens/s,,held-out,me\n",
+       "global_batch 60 is not a multiple of dp 8"},
+      {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000,tokens/s,,maybe,me\n",
+       "role 'maybe'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    FILE *f = fopen(path, "w");
+    fputs(hdr, f);
+    fputs(bad[i].row, f);
+    fclose(f);
+    snprintf(args, sizeof args, "--validate %s", path);
+    expect_usage_error(args, bad[i].needle);
+  }
+  FILE *f = fopen(path, "w");
+  fputs("name,model\n", f);
+  fclose(f);
+  expect_usage_error(args, "column 2 must be 'preset'");
+  /* a good file: tokens/s and sequences/s rows, the summary lines */
+  f = fopen(path, "w");
+  fputs(hdr, f);
+  fputs("# a comment\n", f);
+  fputs("a,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,me\n", f);
+  fputs("b,llama2-7b,,,,,,,,,h100,8,8,1,1,8,1,bf16-sr,full,yes,fused,0,10,sequences/s,,informs,me\n", f);
+  fclose(f);
+  snprintf(args, sizeof args, "--validate %s", path);
+  expect_ok_containing(args, "informing constants: 1 jobs");
+  expect_ok_containing(args, "all: 2 jobs");
+  remove(path);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: test_sim_cli PATH/TO/strata\n");
+    fprintf(stderr, "usage: test_sim_cli PATH/TO/strata [worker/sim/validation.csv]\n");
     return 2;
   }
   strata = argv[1];
@@ -278,5 +386,7 @@ int main(int argc, char **argv) {
   test_tp_7b_trn1();
   test_sweep_needs_tp();
   test_bad_input_exits_2();
+  test_presets_precision();
+  if (argc > 2) test_validate(argv[2]);
   return test_finish("sim_cli");
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "cmd_simulate_validate.h"
 #include "commands.h"
 #include "device.h"
 #include "layout.h"
@@ -31,15 +32,23 @@ typedef struct {
                                        hold those fixed (else every value is tried) */
   const char *stage_layers;
   const char *trace_path; /* --trace: write the simulated timeline here */
+  int explain;            /* --explain: print the time breakdown */
 } sim_job_t;
+
+#define PRESET_LIST                                                                               \
+  "gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-1.3b, gpt3-6.7b, gpt3-13b, gpt3-175b, "          \
+  "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b or 7b"
+
 
 static const char *USAGE =
     "Predict a training step on simulated accelerators (no numerics, one process).\n\n"
     "  strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512\n"
     "  strata simulate --model 7b --device trn1 --nodes 256 --tp 8 --pp 4 --dp 8\n"
     "  strata simulate --model 7b --device trn2 --nodes 256 --sweep\n\n"
-    "Model: --model gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2), or/and override\n"
-    "--layers/--heads/--dim/--ctx/--vocab. Layout: --nodes N = --tp T x --pp P x --dp D (T\n"
+    "Model: --model PRESET (GPT-2, GPT-3, Llama 2 and 3 shapes; default gpt2), --arch gpt|llama,\n"
+    "and --layers/--dim/--heads/--kv-heads/--ffn/--vocab/--ctx override it. --precision\n"
+    "fp32|bf16|bf16-sr, --attention fused|unfused. --explain shows where the time goes;\n"
+    "--validate FILE.csv predicts measured jobs (worker/sim/validation.csv). Layout: --nodes N = --tp T x --pp P x --dp D (T\n"
     "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
     "is T consecutive ranks (one instance's fast link when T fits an instance; a larger T is\n"
     "warned about). --sequence-parallel (T > 1, ctx divisible by T) and --recompute\n"
@@ -60,10 +69,16 @@ static void model_json(json_object *o, const sim_job_t *j) {
   json_object_object_add(m, "dim", json_object_new_int(j->model.dim));
   json_object_object_add(m, "ctx", json_object_new_int(j->model.ctx));
   json_object_object_add(m, "vocab", json_object_new_int(j->model.vocab));
+  json_object_object_add(m, "arch", json_object_new_string(layout_arch_name((layout_arch_t)j->model.arch)));
+  json_object_object_add(m, "kv_heads", json_object_new_int(layout_model_kv_heads(&j->model)));
+  json_object_object_add(m, "ffn", json_object_new_int(layout_model_ffn(&j->model)));
   json_object_object_add(m, "params", json_object_new_int64(layout_params_total(&j->model)));
   json_object_object_add(o, "model", m);
   json_object_object_add(o, "device", json_object_new_string(j->dev.name));
   json_object_object_add(o, "dtype", json_object_new_string(device_dtype_name(j->opt.dtype)));
+  json_object_object_add(o, "precision", json_object_new_string(memory_precision_name(j->opt.precision)));
+  json_object_object_add(o, "attention", json_object_new_string(j->opt.fused_attention ? "fused" : "unfused"));
+  json_object_object_add(o, "projection", json_object_new_boolean(j->dev.projection));
   json_object_object_add(o, "capacity_bytes", json_object_new_double(j->capacity_bytes));
   json_object_object_add(o, "nodes", json_object_new_int(j->nodes));
   json_object_object_add(o, "batch", json_object_new_int(j->batch));
@@ -197,12 +212,18 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
                            const char *fitmsg) {
   char dbuf[512], b1[32], b2[32];
   device_describe(&j->dev, dbuf, sizeof dbuf);
-  printf("model: %s, %.3fB parameters (L=%d, H=%d, C=%d, T=%d, V=%d)\n", j->model_name,
-         layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads, j->model.dim,
-         j->model.ctx, j->model.vocab);
-  printf("device: %s; compute dtype %s; memory %s\n", dbuf, device_dtype_name(j->opt.dtype),
-         j->opt.memory == MEM_ACCOUNT_MIXED ? "in mixed precision (Megatron-style)"
-                                            : "as Strata allocates it (fp32)");
+  printf("model: %s (%s), %.3fB parameters (L=%d, H=%d, KV=%d, C=%d, F=%d, T=%d, V=%d)\n",
+         j->model_name, layout_arch_name((layout_arch_t)j->model.arch),
+         layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads,
+         layout_model_kv_heads(&j->model), j->model.dim, layout_model_ffn(&j->model), j->model.ctx,
+         j->model.vocab);
+  printf("device: %s; compute dtype %s; memory %s; attention %s\n", dbuf,
+         device_dtype_name(j->opt.dtype),
+         j->opt.precision != MEM_PREC_NONE  ? memory_precision_name(j->opt.precision)
+         : j->opt.memory == MEM_ACCOUNT_MIXED ? "in mixed precision (Megatron-style)"
+                                              : "as Strata allocates it (fp32)",
+         j->opt.fused_attention ? "fused" : "unfused");
+  if (j->dev.projection) printf("NOTE: %s is a projection, not a shipped chip\n", j->dev.name);
   if (lay->tp > 1)
     printf("tensor parallel: %d ranks per stage, sequence parallelism %s, recomputation %s; "
            "per-layer collectives exposed (not overlapped)\n",
@@ -243,6 +264,7 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
          memory_format_bytes(r->peak_mem_bytes, b1, sizeof b1), r->worst_stage,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r->fits ? "fits" : "DOES NOT FIT");
   if (!r->fits) printf("%s\n", fitmsg);
+  if (j->explain) sim_print_explain(lay, r, stdout);
 }
 
 /* One layout: simulate, optionally write its timeline, print the result. 0, 1 or 2 (a layout
@@ -507,11 +529,12 @@ free_all:
 /* The command line of `strata simulate`. */
 typedef struct {
   const char *trace, *model, *device, *schedule, *dtype, *stage_layers, *recompute;
-  int layers, heads, dim, ctx, vocab;
+  const char *arch, *precision, *attention, *validate;
+  int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par;
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
-  int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute;
+  int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
   double bucket_mb;
   size_t device_mem;
 } sim_flags_t;
@@ -522,18 +545,29 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   char err[512];
   j->model_name = f->model ? f->model : "gpt2";
   if (layout_model_preset(j->model_name, &j->model)) {
-    strata_error(
-        "simulate: unknown --model '%s' (use gpt2, gpt2-medium, gpt2-large, gpt2-xl or 7b)",
-        f->model);
+    strata_error("simulate: unknown --model '%s' (use %s)", f->model, PRESET_LIST);
     return 2;
   }
-  if (f->g_layers || f->g_heads || f->g_dim || f->g_ctx || f->g_vocab) {
+  layout_arch_t arch = (layout_arch_t)j->model.arch;
+  if (f->arch && layout_parse_arch(f->arch, &arch)) {
+    strata_error("simulate: --arch '%s' unknown (use gpt or llama)", f->arch);
+    return 2;
+  }
+  if (f->g_layers || f->g_heads || f->g_dim || f->g_ctx || f->g_vocab || f->g_kv || f->g_ffn ||
+      (int)arch != j->model.arch) {
     if (!f->model) j->model_name = "custom";
+    if ((int)arch != j->model.arch) j->model.kv_heads = j->model.ffn = 0; /* the family's defaults */
+    j->model.arch = arch;
     if (f->g_layers) j->model.layers = f->layers;
     if (f->g_heads) j->model.heads = f->heads;
     if (f->g_dim) j->model.dim = f->dim;
     if (f->g_ctx) j->model.ctx = f->ctx;
     if (f->g_vocab) j->model.vocab = f->vocab;
+    if (f->g_kv) j->model.kv_heads = f->kv_heads;
+    else if (f->g_heads && j->model.kv_heads && f->heads % j->model.kv_heads)
+      j->model.kv_heads = 0; /* the preset's grouping no longer divides: plain attention */
+    if (f->g_ffn) j->model.ffn = f->ffn;
+    else if (f->g_dim && j->model.arch == LAYOUT_ARCH_GPT) j->model.ffn = 0; /* 4 C */
   }
   if (layout_model_validate(&j->model, err, sizeof err)) {
     strata_error("simulate: %s", err);
@@ -544,10 +578,26 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     return 2;
   }
   j->opt = sim_options_default();
+  if (j->dev.projection)
+    strata_warn("simulate: the %s profile is a projection: %s is announced but not shipped, and "
+                "every figure beyond the announcement is an assumption (worker/sim/SIMULATION.md)",
+                j->dev.name, j->dev.name);
   /* Strata computes in fp32 */
   const char *dtype = f->dtype ? f->dtype : strcmp(j->dev.name, "cpu") ? "bf16" : "fp32";
+  if (f->precision) {
+    if (memory_parse_precision(f->precision, &j->opt.precision)) {
+      strata_error("simulate: --precision '%s' unknown (use fp32, bf16 or bf16-sr)", f->precision);
+      return 2;
+    }
+    if (!f->dtype) dtype = j->opt.precision == MEM_PREC_FP32 ? "fp32" : "bf16";
+    j->opt.memory = MEM_ACCOUNT_MIXED; /* the precision's bytes per parameter */
+  }
   if (device_parse_dtype(dtype, &j->opt.dtype)) {
     strata_error("simulate: --dtype '%s' unknown (use bf16, fp32 or fp8)", dtype);
+    return 2;
+  }
+  if (f->attention && strcmp(f->attention, "fused") && strcmp(f->attention, "unfused")) {
+    strata_error("simulate: --attention '%s' unknown (use fused or unfused)", f->attention);
     return 2;
   }
   if (schedule_parse_kind(f->schedule, &j->opt.kind)) {
@@ -558,10 +608,23 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     strata_error("simulate: --recompute '%s' unknown (use none, selective or full)", f->recompute);
     return 2;
   }
+  if (f->memory && f->precision && strcmp(f->memory, "mixed")) {
+    strata_error("simulate: --precision counts memory per precision (the mixed accounting); drop "
+                 "--memory %s or --precision",
+                 f->memory);
+    return 2;
+  }
   if (f->memory && memory_parse_accounting(f->memory, &j->opt.memory)) {
     strata_error("simulate: --memory '%s' unknown (use strata or mixed)", f->memory);
     return 2;
   }
+  /* A production job (--precision or --memory mixed) runs the device's fused attention and its
+   * overlapped reductions slow the compute; Strata's own run (--memory strata, what strata
+   * train's carried clock models) has unfused kernels and no interference term. */
+  const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
+  j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
+  if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
+  j->opt.interference = production;
   j->opt.zero = f->zero;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
@@ -631,8 +694,14 @@ static int default_micro(int batch, int pp, int dp) {
 int cmd_simulate(int argc, char **argv) {
   sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512, .tp = 1};
   arg_spec_t specs[] = {
-      {"--model", NULL, ARG_STRING, &f.model, "NAME",
-       "gpt2|gpt2-medium|gpt2-large|gpt2-xl|7b (default gpt2)"},
+      {"--model", NULL, ARG_STRING, &f.model, "NAME", "a preset: " PRESET_LIST " (default gpt2)"},
+      {"--arch", NULL, ARG_STRING, &f.arch, "A",
+       "model family gpt (LayerNorm, GELU, tied head) | llama (RMSNorm, rotary, SwiGLU, GQA, "
+       "untied head); default: the preset's"},
+      {"--kv-heads", NULL, ARG_INT, &f.kv_heads, "K", "key/value heads (grouped-query attention)",
+       .min = 1, .max = 1 << 16, .given = &f.g_kv},
+      {"--ffn", NULL, ARG_INT, &f.ffn, "F", "MLP intermediate width (gpt default 4 x dim)",
+       .min = 1, .max = 1 << 24, .given = &f.g_ffn},
       {"--layers", NULL, ARG_INT, &f.layers, "L", "transformer blocks (overrides the preset)",
        .min = 1, .max = 1 << 16, .given = &f.g_layers},
       {"--heads", NULL, ARG_INT, &f.heads, "H", "attention heads", .min = 1, .max = 1 << 16, .given = &f.g_heads},
@@ -640,7 +709,13 @@ int cmd_simulate(int argc, char **argv) {
       {"--ctx", NULL, ARG_INT, &f.ctx, "T", "sequence length", .min = 1, .max = 1 << 24, .given = &f.g_ctx},
       {"--vocab", NULL, ARG_INT, &f.vocab, "V", "vocabulary size", .min = 1, .max = 1 << 24, .given = &f.g_vocab},
       {"--device", NULL, ARG_STRING, &f.device, "DEV",
-       "trn1|trn2|trn3|h100|cpu|FILE.json (default trn2)"},
+       "a100|h100|trn1|trn1-core|trn2|trn3|trn4|cpu|FILE.json (default trn2)"},
+      {"--precision", NULL, ARG_STRING, &f.precision, "P",
+       "fp32 | bf16 (fp32 master weights and Adam moments) | bf16-sr (bf16 weights with "
+       "stochastic rounding, no master copy): optimizer time, gradient bytes and memory"},
+      {"--attention", NULL, ARG_STRING, &f.attention, "K",
+       "fused (flash-style) | unfused (default: fused with --precision or --memory mixed where "
+       "the device has a fused-kernel figure; unfused for Strata's own fp32 run)"},
       {"--dtype", NULL, ARG_STRING, &f.dtype, "T",
        "compute dtype bf16|fp32|fp8 (default bf16; fp32 for cpu)"},
       {"--memory", NULL, ARG_STRING, &f.memory, "ACCT",
@@ -673,14 +748,20 @@ int cmd_simulate(int argc, char **argv) {
       {"--trace", NULL, ARG_STRING, &f.trace, "FILE",
        "write the simulated timeline (Chrome trace JSON)"},
       {"--json", NULL, ARG_FLAG, &f.as_json, NULL, "print JSON"},
+      {"--explain", NULL, ARG_FLAG, &f.explain, NULL,
+       "show where the step's time goes (compute, TP, pipeline bubble, DP, optimizer)"},
+      {"--validate", NULL, ARG_STRING, &f.validate, "FILE.csv",
+       "predict every job of a CSV of measured runs and print the errors (worker/sim/validation.csv)"},
   };
   int prc = args_parse("simulate", USAGE, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
                        NULL, NULL);
   if (prc) return prc > 0 ? 0 : 2;
 
+  if (f.validate) return sim_validate_csv(f.validate, f.explain);
   sim_job_t j;
   memset(&j, 0, sizeof j);
   if (job_from_flags(&f, &j)) return 2;
+  j.explain = f.explain;
   char err[512];
   /* a --sweep without --tp tries every T (a --sequence-parallel one every T > 1) */
   if ((!f.sweep || f.g_tp) && sim_check_tp(&j.model, f.tp, f.seq_par, err, sizeof err)) {

@@ -8,15 +8,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *layout_arch_name(layout_arch_t a) {
+  return a == LAYOUT_ARCH_GPT ? "gpt" : a == LAYOUT_ARCH_LLAMA ? "llama" : "?";
+}
+
+int layout_parse_arch(const char *s, layout_arch_t *out) {
+  if (s && !strcmp(s, "gpt")) return *out = LAYOUT_ARCH_GPT, 0;
+  if (s && !strcmp(s, "llama")) return *out = LAYOUT_ARCH_LLAMA, 0;
+  return -1;
+}
+
+int layout_model_kv_heads(const layout_model_t *m) { return m->kv_heads > 0 ? m->kv_heads : m->heads; }
+int layout_model_ffn(const layout_model_t *m) { return m->ffn > 0 ? m->ffn : 4 * m->dim; }
+int layout_model_tied(const layout_model_t *m) { return m->arch == LAYOUT_ARCH_GPT; }
+
+/* Shapes as published: GPT-2 (Radford et al. 2019 and its released checkpoints), GPT-3 (Brown
+ * et al. 2020, Table 2.1; heads chosen so that the head dimension is 128 where the paper's
+ * d_model / n_heads is not whole, as Megatron-LM's GPT-3 configurations do), Llama 2 (Touvron
+ * et al. 2023 and the released config.json files), Llama 3 (Meta's released config.json). */
+static const struct {
+  const char *name;
+  layout_model_t m;
+} presets[] = {
+    {"gpt2", {50257, 1024, 12, 12, 768, 0, 0, 0}},
+    {"gpt2-medium", {50257, 1024, 24, 16, 1024, 0, 0, 0}},
+    {"gpt2-large", {50257, 1024, 36, 20, 1280, 0, 0, 0}},
+    {"gpt2-xl", {50257, 1024, 48, 25, 1600, 0, 0, 0}},
+    {"gpt3-1.3b", {50257, 2048, 24, 16, 2048, 0, 0, 0}},
+    {"gpt3-6.7b", {50257, 2048, 32, 32, 4096, 0, 0, 0}},
+    {"gpt3-13b", {50257, 2048, 40, 40, 5120, 0, 0, 0}},
+    {"gpt3-175b", {50257, 2048, 96, 96, 12288, 0, 0, 0}},
+    {"llama2-7b", {32000, 4096, 32, 32, 4096, LAYOUT_ARCH_LLAMA, 32, 11008}},
+    {"llama2-13b", {32000, 4096, 40, 40, 5120, LAYOUT_ARCH_LLAMA, 40, 13824}},
+    {"llama2-70b", {32000, 4096, 80, 64, 8192, LAYOUT_ARCH_LLAMA, 8, 28672}},
+    {"llama3-8b", {128256, 8192, 32, 32, 4096, LAYOUT_ARCH_LLAMA, 8, 14336}},
+    {"llama3-70b", {128256, 8192, 80, 64, 8192, LAYOUT_ARCH_LLAMA, 8, 28672}},
+    {"7b", {50257, 2048, 32, 32, 4096, 0, 0, 0}},
+};
+const char *const layout_model_preset_names[] = {
+    "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-1.3b", "gpt3-6.7b", "gpt3-13b",
+    "gpt3-175b", "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "llama3-70b", "7b", NULL};
+
 int layout_model_preset(const char *name, layout_model_t *out) {
-  static const struct {
-    const char *name;
-    layout_model_t m;
-  } presets[] = {
-      {"gpt2", {50257, 1024, 12, 12, 768}},        {"gpt2-medium", {50257, 1024, 24, 16, 1024}},
-      {"gpt2-large", {50257, 1024, 36, 20, 1280}}, {"gpt2-xl", {50257, 1024, 48, 25, 1600}},
-      {"7b", {50257, 2048, 32, 32, 4096}},
-  };
   for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
     if (name && !strcmp(name, presets[i].name)) {
       *out = presets[i].m;
@@ -34,17 +67,28 @@ int layout_model_validate(const layout_model_t *m, char *err, size_t errlen) {
   if (m->dim % m->heads)
     return strata_fail(err, errlen, "model: dim %d is not divisible by heads %d (choose dim = k * heads)",
                        m->dim, m->heads);
+  if (m->arch != LAYOUT_ARCH_GPT && m->arch != LAYOUT_ARCH_LLAMA)
+    return strata_fail(err, errlen, "model: arch must be gpt or llama");
+  if (m->kv_heads < 0 || m->ffn < 0 || m->heads % layout_model_kv_heads(m))
+    return strata_fail(err, errlen,
+                       "model: kv_heads %d does not divide heads %d (each key/value head serves "
+                       "a whole group of query heads); choose a divisor of %d",
+                       m->kv_heads, m->heads, m->heads);
   return 0;
 }
 
 int64_t layout_params_per_layer(const layout_model_t *m) {
-  int64_t C = m->dim;
-  return 12 * C * C + 13 * C;
+  int64_t C = m->dim, F = layout_model_ffn(m), kv = C / m->heads * layout_model_kv_heads(m);
+  if (m->arch == LAYOUT_ARCH_LLAMA) return 2 * C * C + 2 * C * kv + 3 * C * F + 2 * C;
+  return 4 * C * C + 2 * C * F + 9 * C + F;
 }
 int64_t layout_params_embed(const layout_model_t *m) {
-  return (int64_t)m->vocab * m->dim + (int64_t)m->ctx * m->dim;
+  return (int64_t)m->vocab * m->dim + (layout_model_tied(m) ? (int64_t)m->ctx * m->dim : 0);
 }
-int64_t layout_params_head(const layout_model_t *m) { return 2 * (int64_t)m->dim; }
+int64_t layout_params_head(const layout_model_t *m) {
+  if (m->arch == LAYOUT_ARCH_LLAMA) return (int64_t)m->dim + (int64_t)m->vocab * m->dim;
+  return 2 * (int64_t)m->dim;
+}
 int64_t layout_params_total(const layout_model_t *m) {
   return layout_params_embed(m) + m->layers * layout_params_per_layer(m) + layout_params_head(m);
 }
@@ -52,6 +96,7 @@ int64_t layout_params_total(const layout_model_t *m) {
 /* ---- cost model ---- */
 
 static int add_op(layout_op_t *ops, int n, const char *name, double flops, double elems) {
+  memset(&ops[n], 0, sizeof ops[n]);
   ops[n].name = name;
   ops[n].flops = flops;
   ops[n].elems = elems;
@@ -59,43 +104,78 @@ static int add_op(layout_op_t *ops, int n, const char *name, double flops, doubl
 }
 
 /* LayerNorm over N rows of C: mean, variance, normalise, scale and shift ~ 8 flops/element;
- * reads x and the weights, writes y plus mean and rstd. */
+ * reads x and the weights, writes y plus mean and rstd. RMSNorm (LLAMA): sum of squares,
+ * scale ~ 4 flops/element, one statistic per row, weights only. */
 static int add_layernorm(layout_op_t *ops, int n, const char *name, double N, double C) {
   return add_op(ops, n, name, 8 * N * C, 2 * N * C + 2 * N + 2 * C);
+}
+static int add_rmsnorm(layout_op_t *ops, int n, const char *name, double N, double C) {
+  return add_op(ops, n, name, 4 * N * C, 2 * N * C + N + C);
+}
+static int add_norm(const layout_model_t *m, layout_op_t *ops, int n, const char *name, double N,
+                    double C) {
+  return m->arch == LAYOUT_ARCH_LLAMA ? add_rmsnorm(ops, n, name, N, C)
+                                      : add_layernorm(ops, n, name, N, C);
+}
+/* The GEMM shape of the matmul just added: (N x out/tp) = (N x in) (in x out/tp) for a
+ * column-parallel one, (N x out) = (N x in/tp) (in/tp x out) for a row-parallel one. */
+static int gemm(layout_op_t *ops, int n, double m, double nn, double k) {
+  ops[n - 1].mm_m = m, ops[n - 1].mm_n = nn, ops[n - 1].mm_k = k, ops[n - 1].mm_count = 1;
+  return n;
 }
 /* Matmul (N, in) x (in, out) + bias split over tp ranks. Column-parallel (W's columns, the bias
  * and the output split): each rank reads all of x and writes 1/tp of y. Row-parallel (W's rows
  * and x's columns split): each rank reads 1/tp of x and writes a full-size partial y (summed by
  * the all-reduce that follows); the bias is added once, after it, on every rank. tp = 1: the
- * plain matmul (reads x, W, b, writes y). */
+ * plain matmul (reads x, W, b, writes y). bias 0: no bias (LLAMA). */
 static int add_matmul_col(layout_op_t *ops, int n, const char *name, double N, double in, double out,
-                          double tp) {
-  return add_op(ops, n, name, 2 * N * in * out / tp, N * in + in * out / tp + out / tp + N * out / tp);
+                          double tp, int bias) {
+  n = add_op(ops, n, name, 2 * N * in * out / tp,
+             N * in + in * out / tp + (bias ? out / tp : 0) + N * out / tp);
+  return gemm(ops, n, N, out / tp, in);
 }
 static int add_matmul_row(layout_op_t *ops, int n, const char *name, double N, double in, double out,
-                          double tp) {
-  return add_op(ops, n, name, 2 * N * in * out / tp, N * in / tp + in * out / tp + out + N * out);
+                          double tp, int bias) {
+  n = add_op(ops, n, name, 2 * N * in * out / tp, N * in / tp + in * out / tp + (bias ? out : 0) + N * out);
+  return gemm(ops, n, N, out, in / tp);
 }
 
 int layout_layer_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, layout_op_t *ops) {
+  const int gpt = m->arch != LAYOUT_ARCH_LLAMA;
   double N = (double)B * T, C = m->dim, H = m->heads, Bd = B, Td = T, t = tp;
+  /* key/value width; with more ranks than key/value heads each rank holds one head's copy
+   * (replicated, as NeuronX Distributed's kv replication does): tp heads in total */
+  int kvh = layout_model_kv_heads(m);
+  double F = layout_model_ffn(m), kv = C / H * (kvh < tp ? tp : kvh);
   double Nr = sp ? N / t : N; /* rows of the LayerNorm / residual region on one rank */
   double tri = Td * (Td + 1) / 2; /* causal (query, key) pairs per head and sequence */
   int n = 0;
-  n = add_layernorm(ops, n, "ln1", Nr, C);
-  n = add_matmul_col(ops, n, "qkv", N, C, 3 * C, t);
+  n = add_norm(m, ops, n, "ln1", Nr, C);
+  n = add_matmul_col(ops, n, "qkv", N, C, C + 2 * kv, t, gpt);
+  /* rotary positions on q and k: a rotation of each pair, ~3 flops per element, read + write */
+  if (!gpt) n = add_op(ops, n, "rope", 3 * N * (C + kv) / t, 2 * N * (C + kv) / t);
   /* QK^T and att@V over the lower triangle: 2 matmuls x 2 flops x (pairs x head dim) x heads,
    * plus scale/max/exp/sum/normalise ~5 flops per score. llm.c stores preatt and att (B,H,T,T).
-   * Each tensor-parallel rank holds H / tp whole heads. */
+   * Each tensor-parallel rank holds H / tp whole heads (and kv_heads / tp key/value heads). */
+  double scores = 2 * Bd * H * Td * Td / t;
   n = add_op(ops, n, "attention", (4 * Bd * tri * C + 5 * Bd * H * tri) / t,
-             (3 * N * C + 2 * Bd * H * Td * Td + N * C) / t);
-  n = add_matmul_row(ops, n, "attproj", N, C, C, t);
+             (N * C + 2 * N * kv + N * C) / t + scores); /* reads q, k, v; writes y */
+  ops[n - 1].mm_m = Td, ops[n - 1].mm_n = Td, ops[n - 1].mm_k = C / H;
+  ops[n - 1].mm_count = Bd * H / t, ops[n - 1].scores_elems = scores;
+  n = add_matmul_row(ops, n, "attproj", N, C, C, t, gpt);
   n = add_op(ops, n, "residual1", Nr * C, 3 * Nr * C);
-  n = add_layernorm(ops, n, "ln2", Nr, C);
-  n = add_matmul_col(ops, n, "fc", N, C, 4 * C, t);
-  /* tanh GELU ~10 flops/element, on the column-parallel fc output (1/tp of it per rank) */
-  n = add_op(ops, n, "gelu", 10 * 4 * N * C / t, 8 * N * C / t);
-  n = add_matmul_row(ops, n, "fcproj", N, 4 * C, C, t);
+  n = add_norm(m, ops, n, "ln2", Nr, C);
+  if (gpt) {
+    n = add_matmul_col(ops, n, "fc", N, C, F, t, 1);
+    /* tanh GELU ~10 flops/element, on the column-parallel fc output (1/tp of it per rank) */
+    n = add_op(ops, n, "gelu", 10 * N * F / t, 2 * N * F / t);
+    n = add_matmul_row(ops, n, "fcproj", N, F, C, t, 1);
+  } else {
+    n = add_matmul_col(ops, n, "gate_up", N, C, 2 * F, t, 0);
+    /* silu(gate) * up: ~6 flops per output element; reads 2F, writes F per row */
+    n = add_op(ops, n, "swiglu", 6 * N * F / t, 3 * N * F / t);
+    n = add_matmul_row(ops, n, "down", N, F, C, t, 0);
+  }
   n = add_op(ops, n, "residual2", Nr * C, 3 * Nr * C);
   return n;
 }
@@ -109,7 +189,9 @@ int layout_embed_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, l
   (void)tp, (void)sp;
   /* out = wte[token] + wpe[t]: reads two rows and the token, writes one row. Vocabulary-parallel
    * (tp > 1): every rank looks all tokens up in its slice of the rows (zeros outside it), the
-   * same work on every rank; the all-reduce (sequence parallel: reduce-scatter) follows. */
+   * same work on every rank; the all-reduce (sequence parallel: reduce-scatter) follows.
+   * LLAMA: wte[token] alone (rotary positions are applied in each layer). */
+  if (m->arch == LAYOUT_ARCH_LLAMA) return add_op(ops, 0, "embed", 0, 2 * N * C + N);
   return add_op(ops, 0, "embed", N * C, 3 * N * C + N);
 }
 
@@ -121,9 +203,10 @@ int layout_head_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, la
   double N = (double)B * T, C = m->dim, t = tp, V = layout_padded_vocab(m->vocab, tp);
   double Nr = sp ? N / t : N;
   int n = 0;
-  n = add_layernorm(ops, n, "lnf", Nr, C);
+  n = add_norm(m, ops, n, "lnf", Nr, C);
   /* logits over the rank's 1/tp of the (padded) vocabulary: reads all of ln_f's output */
   n = add_op(ops, n, "logits", 2 * N * C * V / t, N * C + V * C / t + N * V / t);
+  n = gemm(ops, n, N, V / t, C);
   /* softmax + cross-entropy: max, exp, sum, normalise, pick ~5 flops per logit; reads logits,
    * writes probs, reads targets and writes losses. Vocabulary-parallel: on the rank's slice. */
   n = add_op(ops, n, "softmax_ce", 5 * N * V / t, 2 * N * V / t + 2 * N);
@@ -325,7 +408,7 @@ int64_t layout_stage_params(const layout_t *lay, int s) {
   if (s == 0) p += layout_params_embed(m);
   if (s == lay->pp - 1) {
     p += layout_params_head(m);
-    if (lay->pp > 1) p += (int64_t)m->vocab * m->dim; /* tied wte copy */
+    if (lay->pp > 1 && layout_model_tied(m)) p += (int64_t)m->vocab * m->dim; /* tied wte copy */
   }
   return p;
 }
@@ -338,6 +421,12 @@ int layout_padded_vocab(int vocab, int tp) {
 
 int64_t layout_rank_layer_params(const layout_model_t *m, int tp) {
   const int64_t C = m->dim, T = tp;
+  if (m->arch == LAYOUT_ARCH_LLAMA) { /* q, k, v, o, gate, up, down split; the RMSNorms whole;
+                                        more ranks than key/value heads: one replicated each */
+    const int64_t kvh = layout_model_kv_heads(m), hd = C / m->heads;
+    const int64_t rep = kvh < T ? 2 * C * hd * (T - kvh) : 0;
+    return (layout_params_per_layer(m) - 2 * C + rep) / T + 2 * C;
+  }
   /* split 12C^2 + 7C (c_attn w+b, attn.c_proj w, c_fc w+b, mlp.c_proj w), replicated 6C (two
    * LayerNorms, the two row-parallel biases) */
   return (12 * C * C + 7 * C) / T + 6 * C;
@@ -347,10 +436,15 @@ int64_t layout_rank_params(const layout_t *lay, int s) {
   const layout_model_t *m = &lay->model;
   const int64_t C = m->dim, T = lay->tp, Vp = layout_padded_vocab(m->vocab, lay->tp);
   int64_t p = layout_stage_layers(lay, s) * layout_rank_layer_params(m, lay->tp);
-  if (s == 0) p += Vp * C / T + (int64_t)m->ctx * C;
+  const int tied = layout_model_tied(m);
+  if (s == 0) p += Vp * C / T + (tied ? (int64_t)m->ctx * C : 0);
   if (s == lay->pp - 1) {
-    p += layout_params_head(m);
-    if (lay->pp > 1) p += Vp * C / T; /* tied wte copy */
+    if (tied) {
+      p += layout_params_head(m);
+      if (lay->pp > 1) p += Vp * C / T; /* tied wte copy */
+    } else {
+      p += C + Vp * C / T; /* final RMSNorm, the rank's lm_head rows */
+    }
   }
   return p;
 }

@@ -40,27 +40,51 @@
 
 #define LAYOUT_MAX_STAGES 512 /* upper bound on P (P <= L as well) */
 
-/* The model's shape (GPT-2 family). Same meaning as gpt2_config_t. */
+/* Model families. GPT (GPT-2 / GPT-3): learned positions (wpe), LayerNorm with bias, biased
+ * linears, GELU MLP of width F, the output head tied to wte. LLAMA (Llama 2 / 3): rotary
+ * positions (no wpe), RMSNorm (weight only), bias-free linears, SwiGLU MLP (gate and up C -> F,
+ * down F -> C), grouped-query attention with kv_heads key/value heads, an untied lm_head. */
+typedef enum { LAYOUT_ARCH_GPT = 0, LAYOUT_ARCH_LLAMA = 1 } layout_arch_t;
+const char *layout_arch_name(layout_arch_t a); /* "gpt", "llama" */
+int layout_parse_arch(const char *s, layout_arch_t *out); /* 0, or -1 if unknown */
+
+/* The model's shape. The first five fields mean what they mean in gpt2_config_t; the last
+ * three are zero for Strata's own GPT-2 (gpt, kv_heads = heads, ffn = 4 dim). */
 typedef struct {
   int vocab;  /* V: vocabulary size */
   int ctx;    /* T: sequence length used for training (= n_positions, wpe rows) */
   int layers; /* L: transformer blocks */
-  int heads;  /* H: attention heads; dim % heads == 0 */
+  int heads;  /* H: attention (query) heads; dim % heads == 0 */
   int dim;    /* C: embedding width */
+  int arch;   /* layout_arch_t (0: GPT) */
+  int kv_heads; /* key/value heads (grouped-query attention), dividing heads; 0: = heads */
+  int ffn;      /* MLP intermediate width F; 0: 4 C */
 } layout_model_t;
+int layout_model_kv_heads(const layout_model_t *m); /* kv_heads, or heads when 0 */
+int layout_model_ffn(const layout_model_t *m);      /* ffn, or 4 dim when 0 */
+int layout_model_tied(const layout_model_t *m);    /* 1: the head shares wte (GPT) */
 
-/* Presets: "gpt2" (124M: 12L 12H 768), "gpt2-medium" (350M: 24L 16H 1024), "gpt2-large"
- * (774M: 36L 20H 1280), "gpt2-xl" (1.5B: 48L 25H 1600), all ctx 1024, vocab 50257; "7b"
- * (32L 32H 4096, ctx 2048, vocab 50257). Returns 0 and fills *out, or -1 if unknown. */
+/* Presets (shapes and published parameter counts in worker/sim/SIMULATION.md): GPT-2 "gpt2"
+ * (124M), "gpt2-medium", "gpt2-large", "gpt2-xl" (ctx 1024, vocab 50257); GPT-3 "gpt3-1.3b",
+ * "gpt3-6.7b", "gpt3-13b", "gpt3-175b" (ctx 2048, vocab 50257); "llama2-7b", "llama2-13b",
+ * "llama2-70b" (ctx 4096, vocab 32000), "llama3-8b", "llama3-70b" (ctx 8192, vocab 128256);
+ * "7b" (32L 32H 4096 GPT, ctx 2048, vocab 50257). Returns 0 and fills *out, or -1 if unknown. */
 int layout_model_preset(const char *name, layout_model_t *out);
-/* Checks positive sizes and dim % heads == 0; message names the field. 0 ok, -1 error. */
+/* The preset names, NULL-terminated (for messages and tests). */
+extern const char *const layout_model_preset_names[];
+/* Checks positive sizes, dim % heads == 0 and heads % kv_heads == 0; message names the field.
+ * 0 ok, -1 error. */
 int layout_model_validate(const layout_model_t *m, char *err, size_t errlen);
 
-/* ---- Parameter counts (elements), GPT-2 layout ---- */
-int64_t layout_params_per_layer(const layout_model_t *m); /* 12C^2 + 13C */
-int64_t layout_params_embed(const layout_model_t *m);     /* wte V*C + wpe T*C */
-int64_t layout_params_head(const layout_model_t *m);      /* ln_f 2C (wte copy not included) */
-int64_t layout_params_total(const layout_model_t *m);     /* the model, wte counted once */
+/* ---- Parameter counts (elements) ----
+ * GPT: per layer 4C^2 + 2CF + 9C + F (12C^2 + 13C at F = 4C); embedding wte VC + wpe TC; head
+ * ln_f 2C (the tied wte not counted again).
+ * LLAMA (kv = kv_heads x C / H): per layer 2C^2 + 2C kv + 3CF + 2C; embedding VC; head the
+ * final RMSNorm C + lm_head VC. */
+int64_t layout_params_per_layer(const layout_model_t *m);
+int64_t layout_params_embed(const layout_model_t *m);
+int64_t layout_params_head(const layout_model_t *m); /* GPT: no wte copy; LLAMA: with lm_head */
+int64_t layout_params_total(const layout_model_t *m); /* the model, a tied wte counted once */
 
 /* ---- Per-op cost of one micro-batch of `tokens` = B*T tokens, FORWARD pass ----
  * flops: floating-point operations (multiply-add = 2). bytes_elems: tensor elements read +
@@ -74,12 +98,21 @@ typedef struct {
   const char *name; /* "ln1", "qkv", "attention", ... */
   double flops;     /* forward flops */
   double elems;     /* forward elements read + written (activations and weights) */
+  /* For the simulator's efficiency model (0 for elementwise ops): a matmul's forward GEMM
+   * C(m x n) = A(m x k) B(k x n) on one rank; for "attention" the per-(sequence, head) score
+   * GEMM (m = n = T, k = head dim) and count = sequences x heads on the rank; scores_elems is
+   * the part of elems that is the (B, H, T, T) score matrices (absent from a fused kernel). */
+  double mm_m, mm_n, mm_k, mm_count;
+  double scores_elems;
 } layout_op_t;
 /* Fills ops[] with one layer's forward ops for B sequences of T tokens; returns the count
  * (<= LAYOUT_MAX_OPS). */
-#define LAYOUT_MAX_OPS 12
+#define LAYOUT_MAX_OPS 14
 int layout_layer_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
-/* Embedding forward (wte + wpe lookup and add). */
+/* LLAMA layers: ln1 and ln2 are RMSNorms (4 flops per element), "rope" rotates q and k,
+ * qkv is C -> C + 2 kv, the MLP is "gate_up" C -> 2F (column-parallel), "swiglu" and "down"
+ * F -> C (row-parallel); no biases. GPT's MLP is fc C -> F, gelu, fcproj F -> C. */
+/* Embedding forward (wte + wpe lookup and add; LLAMA: wte only). */
 int layout_embed_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
 /* Head forward: ln_f, logits matmul C->V, softmax + cross-entropy. */
 int layout_head_ops(const layout_model_t *m, int B, int T, layout_op_t *ops);
@@ -155,7 +188,9 @@ int64_t layout_stage_params(const layout_t *lay, int s);
  * and projection weights, the column-parallel biases, and wte's rows of the padded vocabulary,
  * layout_padded_vocab), all of the replicated LayerNorms, row-parallel biases and wpe. */
 int64_t layout_rank_params(const layout_t *lay, int s);
-/* Parameter elements of one transformer layer on one of tp ranks: (12C^2 + 7C) / tp split +
+/* LLAMA: (2C^2 + 2C kv + 3CF) / tp split + 2C replicated (the RMSNorms); the lm_head is split
+ * like wte (vocabulary-parallel) and is never tied.
+ * Parameter elements of one transformer layer on one of tp ranks: (12C^2 + 7C) / tp split +
  * 6C replicated (= layout_params_per_layer when tp = 1). */
 int64_t layout_rank_layer_params(const layout_model_t *m, int tp);
 /* The vocabulary a T-way split stores: V itself when T = 1, else V rounded up to a multiple

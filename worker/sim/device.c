@@ -38,65 +38,43 @@ int device_parse_dtype(const char *s, device_dtype_t *out) {
 #define G9 1e9
 #define US 1e-6
 
+/* The efficiency figures of a GPU (NVIDIA) and of a Trainium profile; sources and which are
+ * assumptions: SIMULATION.md and devices/NAME.json. */
+#define GPU_EFF(mm, units, attn, hbm, intra_bus, inter_bus)                                       \
+  .op_overhead_s = 3 * US, .mm_eff = (mm), .mm_tile_m = 256, .mm_tile_n = 128, .mm_units = (units), \
+  .attn_fused_eff = (attn), .hbm_eff = (hbm), .intra_bus_eff = (intra_bus),                        \
+  .inter_bus_eff = (inter_bus), .coll_base_s = 8 * US, .coll_auto = 1, .overlap_slowdown = 0.1
+#define TRN_EFF(units)                                                                            \
+  .op_overhead_s = 2 * US, .mm_eff = 0.8, .mm_tile_m = 128, .mm_tile_n = 512, .mm_units = (units), \
+  .attn_fused_eff = 0.5, .hbm_eff = 0.8, .intra_bus_eff = 52.8 / 384, .inter_bus_eff = 0.75,       \
+  .coll_base_s = 55 * US, .coll_auto = 1, .overlap_slowdown = 0.1
+
 int device_builtin(const char *name, device_t *out) {
-  /* name, fp32, bf16, fp8 (FLOP/s), HBM bytes, HBM B/s, chips/instance, intra B/s, intra s,
-   * inter B/s (whole instance), inter s, reduce B/s, per-op overhead s and collective step
-   * latency s (0: none published in REFERENCE.md; kernels are assumed launched back to back,
-   * collectives pay the link latency). Sources and
-   * assumptions: SIMULATION.md. */
+  /* peak FLOP/s (fp32, bf16, fp8), HBM bytes and B/s, chips per instance, intra-instance link
+   * B/s and latency, the instance's network B/s and latency, then the efficiency model. */
   static const device_t builtin[] = {
-      {"trn1",
-       {47.5 * T12, 190 * T12, 190 * T12},
-       32 * GIB,
-       820 * G9,
-       16,
-       384 * G9,
-       1.5 * US,
-       100 * G9,
-       15 * US,
-       0,
-       0,
-       0,
-       0},
-      {"trn2",
-       {166.75 * T12, 667 * T12, 1299 * T12},
-       96 * GIB,
-       2900 * G9,
-       16,
-       1000 * G9,
-       1.5 * US,
-       400 * G9,
-       15 * US,
-       0,
-       0,
-       0,
-       0},
-      {"trn3",
-       {167.75 * T12, 671 * T12, 2517 * T12},
-       144 * GIB,
-       4900 * G9,
-       16,
-       2000 * G9,
-       1.5 * US,
-       400 * G9,
-       15 * US,
-       0,
-       0,
-       0,
-       0},
-      {"h100",
-       {67 * T12, 989 * T12, 1979 * T12},
-       80e9,
-       3350 * G9,
-       8,
-       450 * G9,
-       2 * US,
-       400 * G9,
-       15 * US,
-       0,
-       0,
-       0,
-       0},
+      {.name = "trn1", .peak_flops = {47.5 * T12, 190 * T12, 190 * T12}, .hbm_bytes = 32 * GIB,
+       .hbm_Bps = 820 * G9, .chips_per_instance = 16, .intra_Bps = 384 * G9, .intra_lat_s = 1.5 * US,
+       .inter_Bps = 100 * G9, .inter_lat_s = 15 * US, TRN_EFF(2)},
+      {.name = "trn1-core", .peak_flops = {23.75 * T12, 95 * T12, 95 * T12}, .hbm_bytes = 16 * GIB,
+       .hbm_Bps = 410 * G9, .chips_per_instance = 32, .intra_Bps = 192 * G9,
+       .intra_lat_s = 1.5 * US, .inter_Bps = 100 * G9, .inter_lat_s = 15 * US, TRN_EFF(1)},
+      {.name = "trn2", .peak_flops = {166.75 * T12, 667 * T12, 1299 * T12}, .hbm_bytes = 96 * GIB,
+       .hbm_Bps = 2900 * G9, .chips_per_instance = 16, .intra_Bps = 1000 * G9,
+       .intra_lat_s = 1.5 * US, .inter_Bps = 400 * G9, .inter_lat_s = 15 * US, TRN_EFF(8)},
+      {.name = "trn3", .peak_flops = {167.75 * T12, 671 * T12, 2517 * T12}, .hbm_bytes = 144 * GIB,
+       .hbm_Bps = 4900 * G9, .chips_per_instance = 16, .intra_Bps = 2000 * G9,
+       .intra_lat_s = 1.5 * US, .inter_Bps = 400 * G9, .inter_lat_s = 15 * US, TRN_EFF(8)},
+      {.name = "trn4", .peak_flops = {503.25 * T12, 2013 * T12, 7551 * T12}, .hbm_bytes = 144 * GIB,
+       .hbm_Bps = 19600 * G9, .chips_per_instance = 16, .intra_Bps = 4000 * G9,
+       .intra_lat_s = 1.5 * US, .inter_Bps = 400 * G9, .inter_lat_s = 15 * US, TRN_EFF(8),
+       .projection = 1},
+      {.name = "h100", .peak_flops = {67 * T12, 989 * T12, 1979 * T12}, .hbm_bytes = 80e9,
+       .hbm_Bps = 3350 * G9, .chips_per_instance = 8, .intra_Bps = 450 * G9, .intra_lat_s = 2 * US,
+       .inter_Bps = 400 * G9, .inter_lat_s = 15 * US, GPU_EFF(0.75, 132, 0.35, 0.9, 0.8, 0.9)},
+      {.name = "a100", .peak_flops = {19.5 * T12, 312 * T12, 312 * T12}, .hbm_bytes = 80 * GIB,
+       .hbm_Bps = 2039 * G9, .chips_per_instance = 8, .intra_Bps = 300 * G9, .intra_lat_s = 2 * US,
+       .inter_Bps = 200 * G9, .inter_lat_s = 15 * US, GPU_EFF(0.8, 108, 0.6, 0.85, 0.78, 0.9)},
   };
   for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
     if (name && !strcmp(name, builtin[i].name)) {
@@ -104,6 +82,23 @@ int device_builtin(const char *name, device_t *out) {
       return 0;
     }
   return -1;
+}
+
+int device_has_eff(const device_t *d) { return d->mm_eff > 0; }
+
+double device_matmul_eff(const device_t *d, double m, double n, double k, double count) {
+  (void)k;
+  if (!device_has_eff(d) || !(m >= 1) || !(n >= 1)) return 1;
+  double e = d->mm_eff;
+  double tiles_m = d->mm_tile_m > 0 ? ceil(m / d->mm_tile_m) : 1,
+         tiles_n = d->mm_tile_n > 0 ? ceil(n / d->mm_tile_n) : 1;
+  if (d->mm_tile_m > 0 && d->mm_tile_n > 0)
+    e *= m * n / (tiles_m * d->mm_tile_m * tiles_n * d->mm_tile_n);
+  if (d->mm_units > 0) {
+    double tiles = tiles_m * tiles_n * (count >= 1 ? count : 1);
+    e *= tiles / (ceil(tiles / d->mm_units) * d->mm_units);
+  }
+  return e;
 }
 
 int device_validate(const device_t *d, char *err, size_t errlen) {
@@ -132,6 +127,17 @@ int device_validate(const device_t *d, char *err, size_t errlen) {
   if (!(d->coll_lat_s >= 0) || !isfinite(d->coll_lat_s))
     return strata_fail(err, errlen, "device '%s': coll_latency_us must be >= 0 (0 = the link's)",
                        d->name);
+  const double fr[] = {d->mm_eff, d->attn_fused_eff, d->hbm_eff, d->intra_bus_eff,
+                       d->inter_bus_eff, d->overlap_slowdown};
+  for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++)
+    if (!(fr[i] >= 0 && fr[i] <= 1))
+      return strata_fail(err, errlen,
+                         "device '%s': the efficiency fractions (mm_efficiency, "
+                         "attention_fused_efficiency, hbm_efficiency, intra/inter_bus_efficiency, "
+                         "overlap_slowdown) must lie in [0, 1]; 0 means none",
+                         d->name);
+  if (!(d->coll_base_s >= 0) || !isfinite(d->coll_base_s))
+    return strata_fail(err, errlen, "device '%s': coll_base_us must be >= 0", d->name);
   return 0;
 }
 
@@ -209,6 +215,41 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
     if (json_number(root, path, "coll_latency_us", &us, err, errlen)) goto put_root;
     out->coll_lat_s = us * US;
   }
+  /* the efficiency model, all optional (absent: factors of 1) */
+  const struct {
+    const char *field;
+    double scale;
+    double *dst;
+  } eff[] = {{"mm_efficiency", 1, &out->mm_eff},
+             {"attention_fused_efficiency", 1, &out->attn_fused_eff},
+             {"hbm_efficiency", 1, &out->hbm_eff},
+             {"intra_bus_efficiency", 1, &out->intra_bus_eff},
+             {"inter_bus_efficiency", 1, &out->inter_bus_eff},
+             {"coll_base_us", US, &out->coll_base_s},
+             {"overlap_slowdown", 1, &out->overlap_slowdown}};
+  for (size_t i = 0; i < sizeof eff / sizeof eff[0]; i++)
+    if (json_object_object_get_ex(root, eff[i].field, &ov)) {
+      double v = 0;
+      if (json_number(root, path, eff[i].field, &v, err, errlen)) goto put_root;
+      *eff[i].dst = v * eff[i].scale;
+    }
+  const struct {
+    const char *field;
+    int *dst;
+  } ints[] = {{"mm_tile_m", &out->mm_tile_m}, {"mm_tile_n", &out->mm_tile_n},
+              {"mm_units", &out->mm_units}, {"collective_auto", &out->coll_auto},
+              {"projection", &out->projection}};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+    if (json_object_object_get_ex(root, ints[i].field, &ov)) {
+      double v = 0;
+      if (json_number(root, path, ints[i].field, &v, err, errlen)) goto put_root;
+      if (v < 0 || v != floor(v) || v > 1e6) {
+        strata_fail(err, errlen, "device file %s: %s must be a non-negative integer (got %g)", path,
+                    ints[i].field, v);
+        goto put_root;
+      }
+      *ints[i].dst = (int)v;
+    }
   if (device_validate(out, err, errlen)) {
     char tmp[256];
     snprintf(tmp, sizeof tmp, "device file %s: %s", path, err);
@@ -223,7 +264,7 @@ put_root:
 
 int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
   if (!spec || !*spec)
-    return strata_fail(err, errlen, "--device: empty (use trn1, trn2, trn3, h100, cpu or FILE.json)");
+    return strata_fail(err, errlen, "--device: empty (use a100, h100, trn1, trn1-core, trn2, trn3, trn4, cpu or FILE.json)");
   if (!device_builtin(spec, out)) return 0;
   if (!strcmp(spec, "cpu")) {
     if (device_calibrate_cpu(out)) return strata_fail(err, errlen, "--device cpu: calibration failed");
@@ -238,7 +279,7 @@ int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
     return device_load_json(path, out, err, errlen);
   (void)strata_data_path("devices", path, sizeof path); /* only named in the message */
   return strata_fail(err, errlen,
-              "--device '%s': unknown profile (use trn1, trn2, trn3, h100, cpu, the name of a "
+              "--device '%s': unknown profile (use a100, h100, trn1, trn1-core, trn2, trn3, trn4, cpu, the name of a "
               "profile in %s, or a FILE.json)", spec, path);
 }
 
@@ -246,6 +287,13 @@ int device_resolve(const char *spec, device_t *out, char *err, size_t errlen) {
 
 double device_op_time(const device_t *d, device_dtype_t dt, double flops, double bytes) {
   double tc = flops / d->peak_flops[dt], tm = bytes / d->hbm_Bps;
+  return (tc > tm ? tc : tm) + d->op_overhead_s;
+}
+
+double device_op_time_eff(const device_t *d, device_dtype_t dt, double flops, double bytes,
+                          double flop_eff) {
+  double fe = flop_eff > 0 ? flop_eff : 1, he = d->hbm_eff > 0 ? d->hbm_eff : 1;
+  double tc = flops / (d->peak_flops[dt] * fe), tm = bytes / (d->hbm_Bps * he);
   return (tc > tm ? tc : tm) + d->op_overhead_s;
 }
 
@@ -286,27 +334,93 @@ static double gamma_time(const device_t *d, double bytes) {
   return d->reduce_Bps > 0 ? bytes / d->reduce_Bps : 0;
 }
 
-double device_allreduce_time(const device_t *d, const int *ranks, int p, double bytes) {
-  if (p <= 1) return 0;
+/* The efficiency model's bus bandwidth of the ring's slowest link: line rate x the bus
+ * efficiency of that link's kind (intra- or inter-instance). */
+static double bus_Bps(const device_t *d, const int *ranks, int p, double line_Bps) {
+  int cross = 0;
+  for (int i = 0; i < p; i++)
+    if (ranks[i] / d->chips_per_instance != ranks[(i + 1) % p] / d->chips_per_instance) cross = 1;
+  double e = cross ? d->inter_bus_eff : d->intra_bus_eff;
+  return line_Bps * (e > 0 ? e : 1);
+}
+
+/* Ring (kind 0 all-reduce, 1 reduce-scatter, 2 all-gather) over ranks: the classic formula. */
+static double ring_time(const device_t *d, const int *ranks, int p, double bytes, int kind) {
   double a, B;
   device_ring_bottleneck(d, ranks, p, &a, &B);
-  double f = (double)(p - 1) / p;
-  return 2 * (p - 1) * a + 2 * f * bytes / B + f * gamma_time(d, bytes);
+  if (d->coll_auto) B = bus_Bps(d, ranks, p, B);
+  double f = (double)(p - 1) / p, steps = kind == 0 ? 2.0 * (p - 1) : p - 1.0;
+  double t = steps * a + (kind == 0 ? 2 : 1) * f * bytes / B;
+  if (kind != 2) t += f * gamma_time(d, bytes);
+  return t;
+}
+
+/* The efficiency model's choice: the cheapest of ring, tree (all-reduce only; NCCL's double
+ * binary tree: 2 ceil(log2 p) hops, the whole array down and up) and hierarchical (when the
+ * ranks span instances with m > 1 on each: the collective inside each instance on the fast
+ * link, the inter-instance part on n / m bytes by the m chips in parallel), plus the fixed
+ * cost of a call. */
+static double coll_time(const device_t *d, const int *ranks, int p, double bytes, int kind) {
+  if (p <= 1) return 0;
+  double best = ring_time(d, ranks, p, bytes, kind);
+  if (!d->coll_auto) return best;
+  double a, B;
+  device_ring_bottleneck(d, ranks, p, &a, &B);
+  B = bus_Bps(d, ranks, p, B);
+  if (kind == 0) {
+    double tree = 2 * ceil(log2((double)p)) * a + 2 * bytes / B;
+    if (tree < best) best = tree;
+  }
+  /* hierarchical: ranks grouped by instance, every instance holding the same m > 1 */
+  const int K = d->chips_per_instance;
+  int m = 0, ok = 1;
+  for (int i = 0; i < p && ok; i++) {
+    int c = 0;
+    for (int j = 0; j < p; j++) c += ranks[j] / K == ranks[i] / K;
+    if (m == 0) m = c;
+    ok = c == m;
+  }
+  if (ok && m > 1 && m < p) {
+    const int inst = p / m;
+    int *loc = malloc(sizeof(int) * (size_t)(m > inst ? m : inst));
+    if (loc) {
+      int n = 0; /* one instance: the first rank's chips */
+      for (int j = 0; j < p; j++)
+        if (ranks[j] / K == ranks[0] / K) loc[n++] = ranks[j];
+      double in_rs = ring_time(d, loc, m, bytes, kind == 2 ? 2 : 1);
+      double in_ag = kind == 0 ? ring_time(d, loc, m, bytes, 2) : 0;
+      n = 0; /* across instances: one chip of each */
+      for (int j = 0; j < p && n < inst; j++) {
+        int first = 1;
+        for (int q = 0; q < j; q++) first &= ranks[q] / K != ranks[j] / K;
+        if (first) loc[n++] = ranks[j];
+      }
+      double cross = ring_time(d, loc, inst, bytes / m, kind);
+      if (kind == 0) {
+        double ia, iB;
+        device_ring_bottleneck(d, loc, inst, &ia, &iB);
+        iB = bus_Bps(d, loc, inst, iB);
+        double tree = 2 * ceil(log2((double)inst)) * ia + 2 * bytes / m / iB;
+        if (tree < cross) cross = tree;
+      }
+      double h = (kind == 2 ? 0 : in_rs) + cross + (kind == 1 ? 0 : (kind == 0 ? in_ag : in_rs));
+      if (h < best) best = h;
+      free(loc);
+    }
+  }
+  return best + d->coll_base_s;
+}
+
+double device_allreduce_time(const device_t *d, const int *ranks, int p, double bytes) {
+  return coll_time(d, ranks, p, bytes, 0);
 }
 
 double device_reduce_scatter_time(const device_t *d, const int *ranks, int p, double bytes) {
-  if (p <= 1) return 0;
-  double a, B;
-  device_ring_bottleneck(d, ranks, p, &a, &B);
-  double f = (double)(p - 1) / p;
-  return (p - 1) * a + f * bytes / B + f * gamma_time(d, bytes);
+  return coll_time(d, ranks, p, bytes, 1);
 }
 
 double device_allgather_time(const device_t *d, const int *ranks, int p, double bytes) {
-  if (p <= 1) return 0;
-  double a, B;
-  device_ring_bottleneck(d, ranks, p, &a, &B);
-  return (p - 1) * a + (double)(p - 1) / p * bytes / B;
+  return coll_time(d, ranks, p, bytes, 2);
 }
 
 /* ---- calibration ---- */

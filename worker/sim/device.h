@@ -1,7 +1,8 @@
 /* device.h -- the simulated accelerator: a device profile (peak FLOP/s per dtype, HBM capacity
  * and bandwidth, the intra- and inter-instance links), the time model built on it (roofline op
  * time, alpha-beta transfer time on the link a transfer crosses, ring collective costs), the
- * built-in profiles (trn1, trn2, trn3, h100), JSON profile files, and the calibration of the
+ * built-in profiles (a100, h100, trn1, trn1-core, trn2, trn3, trn4) with their efficiency model,
+ * JSON profile files, and the calibration of the
  * `cpu` profile on the machine Strata runs on.
  *
  * Topology: rank r is chip r; chips fill instances in order, instance = r / chips_per_instance.
@@ -56,14 +57,38 @@ typedef struct {
   double timeshare;                   /* cpu in strata train: > 1 when the job's ranks outnumber
                                          the host's cores; every figure above is already scaled
                                          by it (informational; 0 or 1: dedicated) */
+  /* ---- efficiency model (SIMULATION.md "Efficiency model"): every field 0 = the ideal
+   * roofline and ring, factors of 1 -- the cpu profile and JSON files without these fields */
+  double mm_eff;            /* fraction of peak a large GEMM reaches (cuBLAS / NKI microbenchmarks) */
+  int mm_tile_m, mm_tile_n; /* output tile of the GEMM library: tile quantisation (0: none) */
+  int mm_units;             /* tiles computed at once (SMs, NeuronCores): wave quantisation */
+  double attn_fused_eff;    /* > 0: fused (flash) attention available, at this fraction of peak
+                               with no T^2 HBM traffic (used unless the job asks for unfused) */
+  double hbm_eff;           /* fraction of hbm_Bps memory-bound ops reach (STREAM-like copies) */
+  double intra_bus_eff, inter_bus_eff; /* collective bus bandwidth / line rate (nccl-tests,
+                                          nccom-test busbw) */
+  double coll_base_s;       /* fixed cost of one collective call (launch, synchronisation) */
+  int coll_auto;            /* 1: the algorithm the library would pick (ring, tree, or
+                               hierarchical intra- then inter-instance), the fastest modelled */
+  double overlap_slowdown;  /* compute time lost per second of DP communication it overlaps
+                               (the collective's kernels share the chip) */
+  int projection;           /* 1: an unreleased chip; figures beyond the announcement assumed */
 } device_t;
+
+/* 1 when the profile carries an efficiency model (mm_eff > 0), 0 for the ideal roofline. */
+int device_has_eff(const device_t *d);
+/* Achievable fraction of peak of `count` independent GEMMs C(m x n) = A(m x k) B(k x n):
+ * mm_eff x tile quantisation (m n / (ceil(m/tm) tm ceil(n/tn) tn)) x wave quantisation
+ * (tiles / (ceil(tiles / units) units)). 1 without an efficiency model. */
+double device_matmul_eff(const device_t *d, double m, double n, double k, double count);
 
 const char *device_dtype_name(device_dtype_t d); /* "fp32", "bf16", "fp8" */
 int device_dtype_size(device_dtype_t d);         /* bytes per element: 4, 2, 1 */
 int device_parse_dtype(const char *s, device_dtype_t *out);
 
-/* Built-in profiles: "trn1", "trn2", "trn3", "h100" (figures and assumptions in
- * worker/sim/SIMULATION.md). 0 ok, -1 unknown name. */
+/* Built-in profiles: "trn1", "trn1-core", "trn2", "trn3", "trn4" (a projection), "h100",
+ * "a100" (figures, sources and assumptions in worker/sim/SIMULATION.md and in
+ * worker/sim/devices/NAME.json, which hold the same figures). 0 ok, -1 unknown name. */
 int device_builtin(const char *name, device_t *out);
 /* Loads a JSON profile (format above). On error returns -1 with a message naming the file and
  * the field (missing, not a number, not positive). */
@@ -77,13 +102,22 @@ int device_resolve(const char *spec, device_t *out, char *err, size_t errlen);
 /* ---- time model ---- */
 /* Roofline time of an op: max(flops / peak[dtype], bytes / hbm_Bps) + op_overhead_s. */
 double device_op_time(const device_t *d, device_dtype_t dt, double flops, double bytes);
+/* The same with the efficiency model: flops at peak x flop_eff (a GEMM's device_matmul_eff, the
+ * fused attention's attn_fused_eff; 0 or 1 = peak), bytes at hbm_Bps x hbm_eff. */
+double device_op_time_eff(const device_t *d, device_dtype_t dt, double flops, double bytes,
+                          double flop_eff);
 /* The link between two ranks: latency (s) and bandwidth (bytes/s); same rank: 0 and +inf. */
 void device_link(const device_t *d, int rank_a, int rank_b, double *lat_s, double *Bps);
 /* alpha-beta point-to-point time of `bytes` from rank a to rank b (0 if a == b). */
 double device_p2p_time(const device_t *d, int rank_a, int rank_b, double bytes);
 /* Slowest link of the ring ranks[0] -> ranks[1] -> ... -> ranks[p-1] -> ranks[0]. */
 void device_ring_bottleneck(const device_t *d, const int *ranks, int p, double *lat_s, double *Bps);
-/* Ring all-reduce of n bytes over ranks[0..p): 2(p-1)a + 2(p-1)/p n/B + (p-1)/p n g; 0 if p<=1. */
+/* Ring all-reduce of n bytes over ranks[0..p): 2(p-1)a + 2(p-1)/p n/B + (p-1)/p n g; 0 if p<=1.
+ * With an efficiency model (coll_auto): B is the bus bandwidth (line rate x bus efficiency of
+ * the slowest link), every call pays coll_base_s, and the cheapest of ring, tree (2 ceil(log2 p)
+ * a + 2 n/B) and -- when the ranks span instances with m > 1 of them on each -- hierarchical
+ * (reduce-scatter inside the instance, all-reduce of n/m across instances, all-gather inside)
+ * is taken, as NCCL's tuner picks the fastest algorithm for the size. */
 double device_allreduce_time(const device_t *d, const int *ranks, int p, double bytes);
 /* Ring reduce-scatter or all-gather of an n-byte array: (p-1)a + (p-1)/p n/B (+ (p-1)/p n g
  * for reduce-scatter); 0 if p <= 1. */

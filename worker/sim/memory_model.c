@@ -38,8 +38,29 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out) {
 }
 
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
-  mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32};
+  mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32,
+                     MEM_PREC_NONE, 0};
   return o;
+}
+
+const char *memory_precision_name(mem_precision_t p) {
+  return p == MEM_PREC_NONE ? "none" : p == MEM_PREC_FP32 ? "fp32" : p == MEM_PREC_BF16 ? "bf16"
+         : p == MEM_PREC_BF16_SR ? "bf16-sr" : "?";
+}
+
+int memory_parse_precision(const char *s, mem_precision_t *out) {
+  for (int p = MEM_PREC_FP32; p <= MEM_PREC_BF16_SR && s; p++)
+    if (!strcmp(s, memory_precision_name((mem_precision_t)p))) {
+      *out = (mem_precision_t)p;
+      return 0;
+    }
+  return -1;
+}
+
+void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer) {
+  static const double b[4][3] = {{2, 2, 12}, {4, 4, 8}, {2, 4, 12}, {2, 2, 4}};
+  int i = p >= MEM_PREC_NONE && p <= MEM_PREC_BF16_SR ? (int)p : 0;
+  *weights = b[i][0], *grads = b[i][1], *optimizer = b[i][2];
 }
 
 double memory_layer_act_elems(const layout_model_t *m, int b, int T) {
@@ -61,6 +82,15 @@ double memory_layer_act_bytes_mixed(const layout_model_t *m, int b, int T, int t
                                     mem_recompute_t rc) {
   double s = T, h = m->dim, a = m->heads, t = tp, sbh = s * b * h;
   if (rc == MEM_RECOMPUTE_FULL) return sp ? 2 * sbh / t : 2 * sbh;
+  if (m->arch == LAYOUT_ARCH_LLAMA) {
+    /* Korthikanti et al.'s count for a Llama layer (no dropout): replicated (1/t with SP) the
+     * two norms' and the two blocks' inputs, 8 sbh; split q 2, k and v 4 kv/h, the output
+     * projection's input 2, gate, up and their product 6F/h; the softmax output 2as/h */
+    double g = (double)layout_model_kv_heads(m) / m->heads, F = layout_model_ffn(m);
+    double split = 2 + 4 * g + 2 + 6 * F / h;
+    double lin = (sp ? 8 / t : 8) + split / t;
+    return sbh * (lin + (rc == MEM_RECOMPUTE_SELECTIVE ? 0 : 2 * a * s / (h * t)));
+  }
   double linear = sp ? 34 / t : 10 + 24 / t;
   double scores = rc == MEM_RECOMPUTE_SELECTIVE ? 0 : 5 * a * s / (h * t);
   return sbh * (linear + scores);
@@ -95,8 +125,11 @@ double memory_stage_act_bytes(const layout_t *lay, int s, const mem_options_t *o
   const layout_model_t *m = &lay->model;
   int b = lay->micro_batch, T = m->ctx;
   double sbh = (double)T * b * m->dim, t = lay->tp, r = sp ? t : 1;
+  /* a fused (flash) attention keeps no scores: the selective count without recomputing */
+  mem_recompute_t rc = o->fused_attention && o->recompute == MEM_RECOMPUTE_NONE
+                           ? MEM_RECOMPUTE_SELECTIVE : o->recompute;
   double e = layout_stage_layers(lay, s) *
-             memory_layer_act_bytes_mixed(m, b, T, lay->tp, sp, o->recompute) * mixed_scale(o->dtype);
+             memory_layer_act_bytes_mixed(m, b, T, lay->tp, sp, rc) * mixed_scale(o->dtype);
   if (s == lay->pp - 1 && o->recompute == MEM_RECOMPUTE_FULL) /* fp32 lse and losses */
     e += 8.0 * T * b;
   else if (s == lay->pp - 1) /* ln_f input and output in the dtype, the fp32 logits slice */
@@ -119,7 +152,8 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
   double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
   double E = mixed ? device_dtype_size(o->dtype) : MEM_ELEM_BYTES;
   double w = E * ((2 / r + 5 / t) * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
-  if (o->recompute == MEM_RECOMPUTE_SELECTIVE) /* one layer's recomputed attention scores */
+  if (o->recompute == MEM_RECOMPUTE_SELECTIVE && !(mixed && o->fused_attention))
+    /* one layer's recomputed attention scores */
     w += mixed ? mixed_scale(o->dtype) * 5 * b * m->heads * T * T / t
                : E * b * m->heads * T * T / t;
   else if (o->recompute == MEM_RECOMPUTE_FULL) /* one layer's recomputed activations */
@@ -140,10 +174,12 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
          r = sp ? t : 1, Vp = layout_padded_vocab(m->vocab, lay->tp);
   double params = (double)layout_rank_params(lay, s);
   memset(out, 0, sizeof *out);
-  if (mixed) { /* bf16 weights and gradients, fp32 master weights and Adam moments */
-    out->params_bytes = 2 * params;
-    out->grads_bytes = 2 * params;
-    out->optimizer_bytes = 12 * (o->zero ? ceil(params / lay->dp) : params);
+  if (mixed) { /* by precision; NONE: bf16 weights and gradients, fp32 master and moments */
+    double wb, gb, ob;
+    memory_precision_bytes(o->precision, &wb, &gb, &ob);
+    out->params_bytes = wb * params;
+    out->grads_bytes = gb * params;
+    out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);
   } else {
     out->params_bytes = E * params;
     out->grads_bytes = E * params;
@@ -155,7 +191,8 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
   double comm = 0, A = mixed ? device_dtype_size(o->dtype) : E, G = mixed ? 2 : E;
   if (lay->pp > 1) {
     comm += 2 * A * b * T * C / r; /* gradient send + receive buffers */
-    if (s == 0 || s == lay->pp - 1) comm += G * Vp * C / t; /* tied wte exchange */
+    if ((s == 0 || s == lay->pp - 1) && layout_model_tied(m))
+      comm += G * Vp * C / t; /* tied wte exchange */
   }
   if (o->zero && !mixed) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
     comm += 2 * E * ceil(params / lay->dp) * lay->dp;

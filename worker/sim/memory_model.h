@@ -90,6 +90,19 @@ typedef enum { MEM_ACCOUNT_STRATA = 0, MEM_ACCOUNT_MIXED = 1 } mem_accounting_t;
 const char *memory_accounting_name(mem_accounting_t a); /* "strata", "mixed" */
 int memory_parse_accounting(const char *s, mem_accounting_t *out); /* 0, or -1 if unknown */
 
+/* Training precision (`--precision`; SIMULATION.md "Precision"), bytes per parameter in the
+ * mixed accounting: FP32 -- fp32 weights 4, gradients 4, Adam m and v 8; BF16 -- bf16 compute
+ * with fp32 master weights: bf16 weights 2, fp32 gradients 4 (Megatron-LM accumulates and
+ * all-reduces bf16 gradients in fp32), master weights and Adam moments 12 (Megatron-LM's
+ * distributed-optimizer table: 18 bytes); BF16_SR -- Neuron's bf16 with stochastic rounding:
+ * weights 2, gradients 2, Adam moments in bf16 4, no master copy. NONE: the accounting's own
+ * (fp32 buffers, or mixed's 2 + 2 + 12). */
+typedef enum { MEM_PREC_NONE = 0, MEM_PREC_FP32, MEM_PREC_BF16, MEM_PREC_BF16_SR } mem_precision_t;
+const char *memory_precision_name(mem_precision_t p); /* "none", "fp32", "bf16", "bf16-sr" */
+int memory_parse_precision(const char *s, mem_precision_t *out); /* 0, or -1 if unknown */
+/* Bytes per parameter of the weights, the gradients and the optimizer state under p. */
+void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer);
+
 /* What the memory of a layout depends on besides the layout itself. */
 typedef struct {
   sched_kind_t kind;         /* GPipe or 1F1B (micro-batches in flight) */
@@ -99,6 +112,8 @@ typedef struct {
   mem_recompute_t recompute;
   mem_accounting_t accounting; /* Strata's fp32 buffers (default) or mixed precision */
   device_dtype_t dtype;      /* mixed precision: the activations' element type */
+  mem_precision_t precision; /* mixed accounting: bytes per parameter (NONE: 2 + 2 + 12) */
+  int fused_attention;       /* mixed: 1 = flash-style attention keeps no (B, H, T, T) scores */
 } mem_options_t;
 /* Strata's run: Strata's fp32 accounting, no sequence parallelism, no recomputation. */
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes);

@@ -26,6 +26,9 @@ sim_options_t sim_options_default(void) {
   o.sequence_parallel = 0;
   o.recompute = MEM_RECOMPUTE_NONE;
   o.memory = MEM_ACCOUNT_STRATA;
+  o.precision = MEM_PREC_NONE;
+  o.fused_attention = 0;
+  o.interference = 0;
   return o;
 }
 
@@ -35,6 +38,8 @@ mem_options_t sim_mem_options(const sim_options_t *opt) {
   m.recompute = opt->recompute;
   m.accounting = opt->memory;
   m.dtype = opt->dtype;
+  m.precision = opt->precision;
+  m.fused_attention = opt->fused_attention;
   return m;
 }
 
@@ -44,6 +49,13 @@ int sim_check_tp(const layout_model_t *m, int tp, int sequence_parallel, char *e
                        "--tp %d does not divide the model's %d attention heads (each "
                        "tensor-parallel rank holds whole heads); use a --tp that divides %d",
                        tp, m->heads, m->heads);
+  const int kvh = layout_model_kv_heads(m);
+  if (m->heads % tp == 0 && kvh % tp && tp % kvh)
+    return strata_fail(err, errlen,
+                       "--tp %d neither divides the model's %d key/value heads nor is a multiple "
+                       "of them (each tensor-parallel rank holds whole key/value groups, or one "
+                       "replicated head); use a --tp that divides %d or a multiple of it",
+                       tp, kvh, kvh);
   if (sequence_parallel && tp < 2)
     return strata_fail(err, errlen,
                        "--sequence-parallel needs --tp 2 or more (it splits the LayerNorm and "
@@ -130,12 +142,33 @@ double sim_step_flops(const layout_t *lay, mem_recompute_t rc) {
   return f * lay->micro * lay->dp;
 }
 
-/* Roofline time of an op list; backward = 2x forward flops and bytes. */
+/* Time of one op (mult = 1 forward, 2 backward: twice the flops and bytes). Without an
+ * efficiency model the roofline. With one: a GEMM at device_matmul_eff of its shape; the
+ * attention fused (flash-style: at attn_fused_eff, without the score traffic) or unfused (its
+ * score GEMMs at their shape's efficiency, then the softmax's traffic: separate kernels, the
+ * times add); memory-bound ops at hbm_eff; each op pays the per-kernel overhead. */
+static double op_time(const device_t *dev, device_dtype_t dt, const layout_op_t *o, double mult,
+                      int fused) {
+  const double E = device_dtype_size(dt), f = mult * o->flops, bytes = mult * o->elems * E;
+  if (!device_has_eff(dev)) return device_op_time(dev, dt, f, bytes);
+  if (o->scores_elems > 0 && fused)
+    return device_op_time_eff(dev, dt, f, mult * (o->elems - o->scores_elems) * E,
+                              dev->attn_fused_eff > 0
+                                  ? dev->attn_fused_eff
+                                  : device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count));
+  if (o->scores_elems > 0)
+    return device_op_time_eff(dev, dt, f, 0,
+                              device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count)) +
+           device_op_time_eff(dev, dt, 0, bytes, 1);
+  double eff = o->mm_count > 0 ? device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count) : 1;
+  return device_op_time_eff(dev, dt, f, bytes, eff);
+}
+
+/* Time of an op list; backward = 2x forward flops and bytes. */
 static double ops_time(const device_t *dev, device_dtype_t dt, const layout_op_t *ops, int n,
-                       double mult) {
+                       double mult, int fused) {
   double t = 0;
-  for (int i = 0; i < n; i++)
-    t += device_op_time(dev, dt, mult * ops[i].flops, mult * ops[i].elems * device_dtype_size(dt));
+  for (int i = 0; i < n; i++) t += op_time(dev, dt, &ops[i], mult, fused);
   return t;
 }
 
@@ -149,6 +182,21 @@ static const layout_op_t *find_op(const layout_op_t *ops, int n, const char *nam
 /* AdamW per parameter: ~12 flops; reads p, g, m, v and writes p, m, v in fp32 (28 bytes). */
 #define SIM_ADAMW_FLOPS 12.0
 #define SIM_ADAMW_BYTES 28.0
+
+void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops,
+                         double *grad_bytes) {
+  *opt_flops = SIM_ADAMW_FLOPS;
+  *opt_bytes = SIM_ADAMW_BYTES; /* NONE and FP32: fp32 p, g, m, v read, p, m, v written */
+  *grad_bytes = 4;
+  if (p == MEM_PREC_BF16) /* + the bf16 copy of the updated fp32 master weights (the cast) */
+    *opt_bytes = SIM_ADAMW_BYTES + 2;
+  else if (p == MEM_PREC_BF16_SR) { /* everything bf16: 8 bytes read, 6 written; rounding
+                                       adds a random draw and an add per written value */
+    *opt_bytes = 14;
+    *opt_flops = SIM_ADAMW_FLOPS + 6;
+    *grad_bytes = 2;
+  }
+}
 
 /* Tensor-parallel communication of one micro-batch, seconds: per layer forward / backward (the
  * backward without recomputation), the embedding and the head. */
@@ -203,19 +251,23 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   int nl = layout_layer_ops_tp(m, b, T, tp, sp, lops), ne = layout_embed_ops_tp(m, b, T, tp, sp, eops),
       nh = layout_head_ops_tp(m, b, T, tp, sp, hops);
   /* the math of one micro-batch on one rank (roofline) */
-  double lf0 = ops_time(dev, dt, lops, nl, 1), lb0 = ops_time(dev, dt, lops, nl, 2);
-  double ef0 = ops_time(dev, dt, eops, ne, 1), eb0 = ops_time(dev, dt, eops, ne, 2);
-  double hf0 = ops_time(dev, dt, hops, nh, 1), hb0 = ops_time(dev, dt, hops, nh, 2);
+  const int fz = opt->fused_attention;
+  double lf0 = ops_time(dev, dt, lops, nl, 1, fz), lb0 = ops_time(dev, dt, lops, nl, 2, fz);
+  double ef0 = ops_time(dev, dt, eops, ne, 1, fz), eb0 = ops_time(dev, dt, eops, ne, 2, fz);
+  double hf0 = ops_time(dev, dt, hops, nh, 1, fz), hb0 = ops_time(dev, dt, hops, nh, 2, fz);
   double lfl = layout_ops_flops(lops, nl), efl = layout_ops_flops(eops, ne),
          hfl = layout_ops_flops(hops, nh);
   /* recomputation in backward: the attention's forward (selective) or the layer's (full) */
   const layout_op_t *att = find_op(lops, nl, "attention");
   double rc_s = 0, rc_flops = 0;
   if (opt->recompute == MEM_RECOMPUTE_SELECTIVE && att)
-    rc_s = ops_time(dev, dt, att, 1, 1), rc_flops = att->flops;
+    rc_s = ops_time(dev, dt, att, 1, 1, fz), rc_flops = att->flops;
   else if (opt->recompute == MEM_RECOMPUTE_FULL)
     rc_s = lf0, rc_flops = lfl;
-  double E = MEM_ELEM_BYTES, C = m->dim, t = tp, Vp = layout_padded_vocab(m->vocab, tp);
+  double opt_bytes, opt_flops, E;
+  sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
+  double C = m->dim, t = tp, Vp = layout_padded_vocab(m->vocab, tp);
+  const int tied = layout_model_tied(m);
   double n_act = (double)b * T * C * device_dtype_size(dt); /* a TP collective's array */
   for (int s = 0; s < P; s++) {
     sim_stage_cost_t *c = &costs[s];
@@ -238,11 +290,12 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     c->act_bytes = (double)b * T * C * device_dtype_size(dt) / (sp ? t : 1);
     double params = (double)layout_rank_params(lay, s);
     double opt_params = opt->zero ? ceil(params / lay->dp) : params;
-    c->opt_s =
-        device_op_time(dev, DEV_FP32, SIM_ADAMW_FLOPS * opt_params, SIM_ADAMW_BYTES * opt_params);
+    c->opt_s = device_has_eff(dev)
+                   ? device_op_time_eff(dev, DEV_FP32, opt_flops * opt_params, opt_bytes * opt_params, 1)
+                   : device_op_time(dev, DEV_FP32, opt_flops * opt_params, opt_bytes * opt_params);
     /* ZeRO-1 reduce-scatters and all-gathers the padded shard: D x ceil(params / D) floats */
     c->param_bytes = opt->zero ? E * opt_params * lay->dp : E * params;
-    c->tied_bytes = (P > 1 && (first || last)) ? E * Vp * C / t : 0;
+    c->tied_bytes = (P > 1 && tied && (first || last)) ? E * Vp * C / t : 0;
     c->regions = calloc((size_t)k + 4, sizeof(sim_region_t));
     if (!c->regions) {
       sim_costs_free(costs, P);
@@ -253,9 +306,9 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
      * gradients: 1/T of the split matrices. */
     double t_off = 0;
     int n = 0;
-    if (last) {
+    if (last) { /* GPT: ln_f (the tied wte copy comes last); LLAMA: the norm and lm_head */
       t_off += hb;
-      c->regions[n] = (sim_region_t){E * 2 * C, t_off, 0, P > 1};
+      c->regions[n] = (sim_region_t){tied ? E * 2 * C : E * (C + Vp * C / t), t_off, 0, tied && P > 1};
       n++;
     }
     for (int l = 0; l < k; l++) {
@@ -265,11 +318,13 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     }
     if (first) {
       t_off += eb;
-      c->regions[n] = (sim_region_t){E * (double)m->ctx * C, t_off, 0, 0};
+      if (tied) {
+        c->regions[n] = (sim_region_t){E * (double)m->ctx * C, t_off, 0, 0};
+        n++;
+      }
+      c->regions[n] = (sim_region_t){E * Vp * C / t, t_off, tied && P > 1, 0};
       n++;
-      c->regions[n] = (sim_region_t){E * Vp * C / t, t_off, P > 1, 0};
-      n++;
-    } else if (last && P > 1) {
+    } else if (last && P > 1 && tied) {
       c->regions[n] = (sim_region_t){E * Vp * C / t, t_off, 1, 0};
       n++;
     }
@@ -370,6 +425,7 @@ typedef struct {
   rank_state_t *st;      /* [N] */
   double *act_arr, *grad_arr; /* [N x M] arrival of activations / gradients, -1: not yet sent */
   int *work, nwork;      /* runnable ranks (a stack) */
+  double *interf; /* [P x T] compute lost to the overlapped buckets (overlap_slowdown) */
   double *comm_done, *comm_busy; /* [P x T] end of the bucket reductions of the DP group of
                                     (stage, t), index stage * T + t; their busy time */
   double *opt_start, *final_t;   /* [N] when the rank is ready for the next phase; its clock */
@@ -407,6 +463,7 @@ static void sim_free(sim_t *s) {
   free(s->work);
   free(s->comm_done);
   free(s->comm_busy);
+  free(s->interf);
   free(s->opt_start);
   free(s->final_t);
   free(s->group);
@@ -426,6 +483,7 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->work = malloc(sizeof(int) * (size_t)N * 2 + sizeof(int));
   s->comm_done = calloc((size_t)P * T, sizeof(double));
   s->comm_busy = calloc((size_t)P * T, sizeof(double));
+  s->interf = calloc((size_t)P * T, sizeof(double));
   s->opt_start = calloc((size_t)N, sizeof(double));
   s->final_t = calloc((size_t)N, sizeof(double));
   s->group = malloc(sizeof(int) * (size_t)D);
@@ -434,7 +492,7 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->res->stages = calloc((size_t)P, sizeof *s->res->stages);
   s->res->pp = P;
   if (!s->acts || !s->nacts || !s->last_bwd || !s->st || !s->act_arr || !s->grad_arr ||
-      !s->work || !s->comm_done || !s->comm_busy || !s->opt_start || !s->final_t || !s->group ||
+      !s->work || !s->comm_done || !s->comm_busy || !s->interf || !s->opt_start || !s->final_t || !s->group ||
       !s->norm_grp || !s->norm_wait || !s->res->stages)
     return strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
   for (int st = 0; st < P; st++) {
@@ -526,17 +584,21 @@ static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
  * part (offset `off` into the last backward with overlap, else the end of backward) and the
  * group's timeline is free. Returns the timeline's new free time. */
 static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off, int at_end,
-                         double free_t, double *busy) {
-  double ready = 0;
+                         double free_t, double *busy, double *interf) {
+  double ready = 0, end_bwd = 0;
   for (int d = 0; d < s->D; d++) {
     const rank_state_t *q = &s->st[s->group[d]];
     double t = (s->opt->overlap && !at_end) ? q->last_bwd_start + off : q->end_bwd;
     if (t > q->end_bwd) t = q->end_bwd;
     if (t > ready) ready = t;
+    if (q->end_bwd > end_bwd) end_bwd = q->end_bwd;
   }
   double start = ready > free_t ? ready : free_t;
   double dur = device_allreduce_time(s->dev, s->group, s->D, bytes);
   *busy += dur;
+  /* the part of the reduction that runs beside backward slows it (0 without the model) */
+  double ov = (start + dur < end_bwd ? start + dur : end_bwd) - start;
+  if (ov > 0 && s->opt->interference) *interf += s->dev->overlap_slowdown * ov;
   for (int d = 0; d < s->D; d++)
     record(s, s->group[d], SIM_EV_DP_REDUCE, bucket, start, start + dur);
   return start + dur;
@@ -560,14 +622,14 @@ static void sim_dp_buckets(sim_t *s) {
       double off = at_end ? 0 : c->regions[i].ready_s;
       /* before region i: it is not contiguous with the open bucket, or the end */
       if (pend > 0 && (prev_brk || at_end)) {
-        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy);
+        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
         pend = 0;
       }
       if (at_end) break;
       pend += c->regions[i].bytes;
       prev_brk = c->regions[i].brk;
       if (pend >= s->opt->bucket_bytes) {
-        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy);
+        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
         pend = 0;
       }
     }
@@ -581,7 +643,8 @@ static void sim_dp_buckets(sim_t *s) {
 static void sim_tied(sim_t *s) {
   for (int r = 0; r < s->N; r++) {
     int g = layout_stage_of(s->lay, r) * s->T + layout_tp_of(s->lay, r);
-    s->opt_start[r] = s->st[r].end_bwd > s->comm_done[g] ? s->st[r].end_bwd : s->comm_done[g];
+    double end = s->st[r].end_bwd + s->interf[g]; /* + compute lost to overlapped buckets */
+    s->opt_start[r] = end > s->comm_done[g] ? end : s->comm_done[g];
   }
   for (int r = 0; r < s->N; r++) {
     int st = layout_stage_of(s->lay, r);

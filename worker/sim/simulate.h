@@ -59,7 +59,19 @@ typedef struct {
   int record_events;    /* 1: fill sim_result_t.events (the simulated timeline) */
   int sequence_parallel; /* 1: Megatron's sequence parallelism (needs T > 1, ctx % T == 0) */
   mem_recompute_t recompute; /* activation recomputation: none, selective, full */
+  mem_precision_t precision; /* training precision (optimizer time, gradient bytes, memory);
+                                NONE: Strata's fp32 optimizer and gradients */
+  int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
+                                traffic or scores kept); 0: unfused */
+  int interference;          /* 1: overlapped DP buckets slow the backward they overlap by the
+                                device's overlap_slowdown; 0 (default, and the carried clock of
+                                strata train): they do not */
 } sim_options_t;
+
+/* Optimizer bytes moved and FLOPs per parameter, and the gradient bytes per parameter the DP
+ * collectives carry, under a precision (SIMULATION.md "Precision"). */
+void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops,
+                         double *grad_bytes);
 
 /* Defaults: 1F1B, ZeRO 0, overlap on, 25 MiB buckets (env STRATA_BUCKET_MB overrides, in MiB),
  * bf16 compute, Strata's memory accounting, no sequence parallelism, no recomputation. */

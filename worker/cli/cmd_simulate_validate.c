@@ -1,0 +1,302 @@
+/* strata simulate --validate FILE.csv -- predicts every measured job of a CSV and prints the
+ * predicted against the measured throughput, the relative error per job and the geometric-mean
+ * error, the held-out rows apart (format in worker/sim/SIMULATION.md "Validation"); and the
+ * --explain breakdown shared with a single simulation. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device.h"
+#include "layout.h"
+#include "log.h"
+#include "memory_model.h"
+#include "simulate.h"
+#include "cmd_simulate_validate.h"
+
+void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out) {
+  const double st = r->step_s;
+  const struct {
+    const char *what;
+    double share;
+  } parts[] = {{"compute (the math of forward, backward, recomputation)", r->compute_share},
+               {"tensor-parallel communication (exposed)", r->tp_comm_share},
+               {"pipeline bubble (waiting for neighbours / the slowest rank)", r->pipeline_idle_share},
+               {"data-parallel communication (exposed)", r->exposed_comm_share},
+               {"optimizer", r->optimizer_share}};
+  fprintf(out, "where the time goes (mean over ranks, step %.4f s, T=%d P=%d D=%d, M=%d):\n", st,
+          lay->tp, lay->pp, lay->dp, lay->micro);
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    double sh = parts[i].share < 0 && parts[i].share > -1e-9 ? 0 : parts[i].share;
+    fprintf(out, "  %-62s %10.4f s %6.1f%%\n", parts[i].what, sh * st, 100 * sh);
+  }
+}
+
+#define VAL_MAX_FIELDS 32
+#define VAL_MAX_ROWS 1024
+
+/* Splits a CSV line in place on commas (no quoting); the last column takes the rest of the
+ * line (a source citation may contain commas). Returns the field count. */
+static int split_csv(char *line, char **f, int ncols) {
+  int n = 0;
+  char *p = line;
+  while (n < ncols) {
+    while (*p == ' ') p++;
+    f[n++] = p;
+    if (n == ncols) break;
+    char *c = strchr(p, ',');
+    if (!c) break;
+    *c = '\0';
+    p = c + 1;
+  }
+  for (int i = 0; i < n; i++) { /* trim trailing blanks and the newline */
+    size_t l = strlen(f[i]);
+    while (l && isspace((unsigned char)f[i][l - 1])) f[i][--l] = '\0';
+  }
+  return n;
+}
+
+static const char *const COLS[] = {
+    "name", "preset", "arch", "layers", "dim", "heads", "kv_heads", "ffn", "vocab", "ctx",
+    "device", "nodes", "tp", "pp", "dp", "global_batch", "micro_batch", "precision", "recompute",
+    "sequence_parallel", "attention", "zero", "measured", "unit", "flop_convention", "role",
+    "source"};
+enum {
+  C_NAME, C_PRESET, C_ARCH, C_LAYERS, C_DIM, C_HEADS, C_KV, C_FFN, C_VOCAB, C_CTX, C_DEVICE,
+  C_NODES, C_TP, C_PP, C_DP, C_BATCH, C_MB, C_PREC, C_RC, C_SP, C_ATTN, C_ZERO, C_MEAS, C_UNIT,
+  C_CONV, C_ROLE, C_SOURCE, C_COUNT
+};
+
+/* An integer field: empty keeps *out; 0 ok, -1 not a positive integer. */
+static int int_field(const char *s, int *out) {
+  if (!*s) return 0;
+  char *e;
+  long v = strtol(s, &e, 10);
+  if (*e || v < 0 || v > (1L << 30)) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+/* FLOPs per token under a named convention (the measured TFLOP/s figures' counting). */
+static int flops_per_token(const char *conv, const layout_model_t *m, double *out) {
+  double l = m->layers, h = m->dim, s = m->ctx, V = m->vocab, N = (double)layout_params_total(m);
+  if (!strcmp(conv, "megatron")) /* Korthikanti et al.: model FLOPs, 72 B s l h^2 (...) */
+    *out = 72 * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+  else if (!strcmp(conv, "megatron-hw")) /* Narayanan et al.: with full recomputation */
+    *out = 96 * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+  else if (!strcmp(conv, "6n"))
+    *out = 6 * N;
+  else if (!strcmp(conv, "palm")) /* Chowdhery et al. 2022, App. B: 6N + 12 L H Q T */
+    *out = 6 * N + 12 * l * h * s;
+  else
+    return -1;
+  return 0;
+}
+
+typedef struct {
+  char name[64];
+  int role; /* 0 held out, 1 informed a constant */
+  double measured_tps, predicted_tps;
+  int fits;
+} val_row_t;
+
+/* One row: the job, simulated. 0, or -1 with a message naming the row and field. */
+static int val_row(char **f, int line, const char *path, val_row_t *out, int explain, char *err,
+                   size_t errlen) {
+  layout_model_t m;
+  const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
+  snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
+  if (layout_model_preset(preset, &m))
+    return snprintf(err, errlen, "%s:%d: unknown preset '%s'", path, line, preset), -1;
+  if (*f[C_ARCH]) {
+    layout_arch_t a;
+    if (layout_parse_arch(f[C_ARCH], &a))
+      return snprintf(err, errlen, "%s:%d: arch '%s' (use gpt or llama)", path, line, f[C_ARCH]), -1;
+    if ((int)a != m.arch) m.kv_heads = m.ffn = 0;
+    m.arch = a;
+  }
+  int *ints[] = {&m.layers, &m.dim, &m.heads, &m.kv_heads, &m.ffn, &m.vocab, &m.ctx};
+  for (int c = C_LAYERS; c <= C_CTX; c++)
+    if (int_field(f[c], ints[c - C_LAYERS]))
+      return snprintf(err, errlen, "%s:%d: column %s: '%s' is not a whole number", path, line,
+                      COLS[c], f[c]),
+             -1;
+  if (*f[C_DIM] && !*f[C_FFN] && m.arch == LAYOUT_ARCH_GPT) m.ffn = 0;
+  if (layout_model_validate(&m, err, errlen)) return -1;
+  device_t dev;
+  char derr[512];
+  if (device_resolve(f[C_DEVICE], &dev, derr, sizeof derr))
+    return snprintf(err, errlen, "%s:%d: %s", path, line, derr), -1;
+  int nodes = 0, tp = 1, pp = 1, dp = 0, batch = 0, mb = 1, zero = 0;
+  int *li[] = {&nodes, &tp, &pp, &dp, &batch, &mb};
+  for (int c = C_NODES; c <= C_MB; c++)
+    if (int_field(f[c], li[c - C_NODES]))
+      return snprintf(err, errlen, "%s:%d: column %s: '%s' is not a whole number", path, line,
+                      COLS[c], f[c]),
+             -1;
+  if (int_field(f[C_ZERO], &zero) || zero > 1)
+    return snprintf(err, errlen, "%s:%d: zero must be 0 or 1", path, line), -1;
+  if (!dp && nodes && tp && pp) dp = nodes / (tp * pp);
+  if (!nodes) nodes = tp * pp * dp;
+  if (!batch || !mb || !dp || batch % (dp * mb))
+    return snprintf(err, errlen,
+                    "%s:%d: global_batch %d is not a multiple of dp %d x micro_batch %d", path,
+                    line, batch, dp, mb),
+           -1;
+  sim_options_t opt = sim_options_default();
+  opt.memory = MEM_ACCOUNT_MIXED;
+  opt.precision = MEM_PREC_BF16;
+  if (*f[C_PREC] && memory_parse_precision(f[C_PREC], &opt.precision))
+    return snprintf(err, errlen, "%s:%d: precision '%s' (use fp32, bf16 or bf16-sr)", path, line,
+                    f[C_PREC]),
+           -1;
+  opt.dtype = opt.precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
+  if (*f[C_RC] && memory_parse_recompute(f[C_RC], &opt.recompute))
+    return snprintf(err, errlen, "%s:%d: recompute '%s' (use none, selective or full)", path,
+                    line, f[C_RC]),
+           -1;
+  opt.sequence_parallel = !strcmp(f[C_SP], "yes") || !strcmp(f[C_SP], "1");
+  opt.fused_attention = *f[C_ATTN] ? !strcmp(f[C_ATTN], "fused") : dev.attn_fused_eff > 0;
+  opt.zero = zero;
+  opt.interference = 1;
+  char *e;
+  double meas = strtod(f[C_MEAS], &e);
+  if (e == f[C_MEAS] || *e || !(meas > 0))
+    return snprintf(err, errlen, "%s:%d: measured '%s' is not a positive number", path, line,
+                    f[C_MEAS]),
+           -1;
+  if (!strcmp(f[C_UNIT], "tokens/s"))
+    out->measured_tps = meas;
+  else if (!strcmp(f[C_UNIT], "sequences/s"))
+    out->measured_tps = meas * m.ctx;
+  else if (!strcmp(f[C_UNIT], "tflops/device")) {
+    double fpt;
+    if (flops_per_token(f[C_CONV], &m, &fpt))
+      return snprintf(err, errlen,
+                      "%s:%d: flop_convention '%s' (use megatron, megatron-hw, 6n or palm) is "
+                      "needed with tflops/device",
+                      path, line, f[C_CONV]),
+             -1;
+    out->measured_tps = meas * 1e12 * nodes / fpt;
+  } else {
+    return snprintf(err, errlen, "%s:%d: unit '%s' (use tokens/s, sequences/s or tflops/device)",
+                    path, line, f[C_UNIT]),
+           -1;
+  }
+  if (strcmp(f[C_ROLE], "held-out") && strcmp(f[C_ROLE], "informs"))
+    return snprintf(err, errlen, "%s:%d: role '%s' (use held-out or informs)", path, line,
+                    f[C_ROLE]),
+           -1;
+  out->role = !strcmp(f[C_ROLE], "informs");
+  layout_t *lay = malloc(sizeof *lay);
+  if (!lay) return snprintf(err, errlen, "out of memory"), -1;
+  sim_result_t r = {0};
+  int rc = -1;
+  char lerr[512];
+  if (layout_init(lay, &m, nodes, tp, pp, dp, batch / (dp * mb), batch, NULL, lerr, sizeof lerr) ||
+      sim_simulate(lay, &dev, &opt, dev.hbm_bytes, &r, lerr, sizeof lerr)) {
+    snprintf(err, errlen, "%s:%d (%s): %s", path, line, out->name, lerr);
+  } else {
+    out->predicted_tps = r.tokens_per_s;
+    out->fits = r.fits;
+    if (explain) {
+      printf("\n%s (%s on %d x %s):\n", out->name, preset, nodes, dev.name);
+      sim_print_explain(lay, &r, stdout);
+    }
+    rc = 0;
+  }
+  sim_result_free(&r);
+  free(lay);
+  return rc;
+}
+
+/* Geometric-mean error of rows with the given role (-1: all): exp(mean |ln(pred/meas)|) - 1,
+ * and the largest |relative error|. Returns the count. */
+static int summary(const val_row_t *v, int n, int role, double *geo, double *worst) {
+  double s = 0;
+  int k = 0;
+  *worst = 0;
+  for (int i = 0; i < n; i++) {
+    if (role >= 0 && v[i].role != role) continue;
+    double q = v[i].predicted_tps / v[i].measured_tps;
+    s += fabs(log(q));
+    if (fabs(q - 1) > *worst) *worst = fabs(q - 1);
+    k++;
+  }
+  *geo = k ? exp(s / k) - 1 : 0;
+  return k;
+}
+
+int sim_validate_csv(const char *path, int explain) {
+  FILE *fp = fopen(path, "r");
+  if (!fp) {
+    strata_error("simulate --validate: cannot open %s (check the path)", path);
+    return 2;
+  }
+  val_row_t *v = calloc(VAL_MAX_ROWS, sizeof *v);
+  char line[4096], err[1024];
+  int n = 0, lineno = 0, header = 0, rc = 0;
+  while (v && fgets(line, sizeof line, fp)) {
+    lineno++;
+    char *p = line;
+    while (*p == ' ') p++;
+    if (*p == '#' || *p == '\n' || *p == '\0') continue;
+    char *f[VAL_MAX_FIELDS];
+    int nf = split_csv(p, f, C_COUNT);
+    if (!header) {
+      for (int c = 0; c < C_COUNT; c++)
+        if (c >= nf || strcmp(f[c], COLS[c])) {
+          strata_error("simulate --validate: %s:%d: the header's column %d must be '%s' (columns: "
+                       "name, preset, arch, layers, dim, heads, kv_heads, ffn, vocab, ctx, device, "
+                       "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
+                       "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
+                       "source)",
+                       path, lineno, c + 1, COLS[c]);
+          rc = 2;
+          goto done;
+        }
+      header = 1;
+      continue;
+    }
+    if (nf < C_COUNT) {
+      strata_error("simulate --validate: %s:%d: %d columns, expected %d", path, lineno, nf, C_COUNT);
+      rc = 2;
+      goto done;
+    }
+    if (n >= VAL_MAX_ROWS) {
+      strata_error("simulate --validate: %s: more than %d jobs; split the file", path, VAL_MAX_ROWS);
+      rc = 2;
+      goto done;
+    }
+    if (val_row(f, lineno, path, &v[n], explain, err, sizeof err)) {
+      strata_error("simulate --validate: %s", err);
+      rc = 2;
+      goto done;
+    }
+    n++;
+  }
+  if (!v || !header || n == 0) {
+    strata_error("simulate --validate: %s has no jobs (a header line and one row per measured job)",
+                 path);
+    rc = 2;
+    goto done;
+  }
+  printf("\n%-34s %-9s %14s %14s %8s %5s\n", "job", "role", "measured tok/s", "predicted",
+         "error", "fits");
+  for (int i = 0; i < n; i++)
+    printf("%-34s %-9s %14.0f %14.0f %+7.1f%% %5s\n", v[i].name,
+           v[i].role ? "informs" : "held-out", v[i].measured_tps, v[i].predicted_tps,
+           100 * (v[i].predicted_tps / v[i].measured_tps - 1), v[i].fits ? "yes" : "NO");
+  double g, w;
+  int k = summary(v, n, 0, &g, &w);
+  printf("held-out: %d jobs, geometric-mean error %.1f%%, largest %.1f%%\n", k, 100 * g, 100 * w);
+  k = summary(v, n, 1, &g, &w);
+  if (k) printf("informing constants: %d jobs, geometric-mean error %.1f%%, largest %.1f%%\n", k, 100 * g, 100 * w);
+  k = summary(v, n, -1, &g, &w);
+  printf("all: %d jobs, geometric-mean error %.1f%%, largest %.1f%%\n", k, 100 * g, 100 * w);
+done:
+  fclose(fp);
+  free(v);
+  return rc;
+}
