@@ -321,6 +321,7 @@ static void print_header(const coll_bench_t *b) {
          op_names[b->op], b->nranks, coll_transport_name(b->comm), coll_algo_name(b->algo),
          b->minbytes, b->maxbytes, b->factor, b->warmup, b->iters, b->check);
   if (b->op == COLL_BENCH_ALLREDUCE && b->algo == COLL_ALGO_AUTO) print_auto_switches(b->comm);
+  if (b->op == COLL_BENCH_ALLREDUCE) printf("# tuning: %s\n", coll_tune_describe(b->comm));
   printf("#\n");
   printf("# %10s  %12s  %8s  %6s  %6s  %28s   %28s\n", "", "", "", "", "", "out-of-place", "in-place");
   printf("# %10s  %12s  %8s  %6s  %6s  %8s %7s %7s %6s  %8s %7s %7s %6s\n", "size", "count", "type",
