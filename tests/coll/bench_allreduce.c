@@ -7,8 +7,9 @@
  * Prints time (us) and busbw = bytes / time * 2(p-1)/p in GB/s.
  *   mpirun -np 2 build/tests/coll_bench_allreduce -b 1K -e 64M -f 2 -n 20 -w 5 [-a ring,mpi]
  *   [-m min|median] [-c 256K,ofi:1M (one column per
- *   transport and chunk size for ring / rh)] [-i 1: every column in place too (recv = send,
- *   refilled untimed before each iteration), as an "ip" column beside it] */
+ *   transport and chunk size for ring / rh)] [-i 1: every column in place too (send = recv, which
+ *   holds the previous result: no refill between iterations, as in `strata bench`), as an "ip"
+ *   column beside it] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,6 @@ int main(int argc, char **argv) {
         for (int ip = 0; ip <= inplace_too; ip++) {
         coll_comm_t *c = cs[k];
         for (int it = -warm; it < iters; it++) {
-          if (ip) memcpy(recv, send, bytes);
           MPI_Barrier(MPI_COMM_WORLD);
           double t0 = MPI_Wtime();
           coll_result_t rc = COLL_OK;
