@@ -16,7 +16,7 @@ STRATA="$1"
 SRC="$2"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # not numbers: a fault spec, paths, names
-NON_NUMERIC=" STRATA_FAULT STRATA_DATA_DIR STRATA_GNUPLOT STRATA_COLL_TRANSPORT STRATA_COLL_ALGO STRATA_OFI_DOMAIN "
+NON_NUMERIC=" STRATA_FAULT STRATA_DATA_DIR STRATA_GNUPLOT STRATA_COLL_TRANSPORT STRATA_COLL_ALGO STRATA_COLL_TUNE_FILE STRATA_OFI_DOMAIN "
 # collectives/core/comm.c's variables: "an accepted value|a value just outside the range"
 declare -A COLL=(
   [STRATA_COLL_TIMEOUT_S]="0.5|1000001"

@@ -58,7 +58,9 @@ typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, 
 /* AVG divides the sum by the communicator size (integers: truncating division). 16-bit
  * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
 typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
-/* AUTO: recursive doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
+/* AUTO: the decision table's rule for this communicator's size and transport and the call's
+ * dtype when it has one ("Decision table" below); otherwise the built-in rules: recursive
+ * doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
  * cfg.rabenseifner_max_bytes when the rank count is a power of two above 2; the pipelined ring
  * otherwise (coll_allreduce_auto_algo says which).
  * RABENSEIFNER: reduce-scatter by recursive halving + all-gather by recursive doubling,
