@@ -14,7 +14,8 @@ separate_arguments(mpirun UNIX_COMMAND "${MPIRUN}")
 set(sizes -b 1K -e 64K -f 8 -n 2 -w 1)
 file(REMOVE "${TABLE}" "${JSON}")
 
-execute_process(COMMAND ${mpirun} -np ${NP} ${STRATA} bench allreduce --tune ${sizes}
+# --tune last: Open MPI's mpirun also reads "--tune FILE" anywhere on its command line.
+execute_process(COMMAND ${mpirun} -np ${NP} ${STRATA} bench allreduce ${sizes} --tune
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}")
 if(NOT rc EQUAL 0)

@@ -15,7 +15,8 @@
  * before timing, max of times, sum of #wrong) also uses MPI on the bootstrap communicator so it
  * cannot be skewed by the library under test.
  *
- * --json FILE writes a JSON array with one object per table row and placement.
+ * --json FILE writes a JSON array with one object per table row and placement. --tune (all-reduce)
+ * measures every algorithm and chunk size and writes the decision table instead (coll_tune.h).
  */
 #include <mpi.h>
 #include <stdint.h>
@@ -133,7 +134,8 @@ static const char usage_text[] =
     "size at each size for this rank count, transport and -d dtype, and writes the fastest to\n"
     "the decision table that auto follows ($STRATA_COLL_TUNE_FILE, default\n"
     "~/.cache/strata/coll_tune.txt; rules for other rank counts, transports and dtypes are kept;\n"
-    "collectives/README.md, \"Tuning\"). The header's '# tuning:' line says which table auto used.\n"
+    "collectives/README.md, \"Tuning\"). Put --tune last (Open MPI's mpirun reads a --tune FILE of\n"
+    "its own anywhere in its arguments). The header's '# tuning:' line says which table auto used.\n"
     "Exit status: 0 ok, 1 a collective failed or #wrong > 0, 2 bad flags.\n"
     "Example: mpirun -np 4 strata bench allreduce -b 1K -e 64M -f 2 --algo ring";
 

@@ -54,9 +54,11 @@ static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *
   return n;
 }
 
-/* The fastest candidate at `bytes` into *best. 0, or -1 on a failure. */
+/* The fastest candidate at `bytes` into *best with its time; also the times of MPI_Allreduce
+ * and of what the built-in rules pick (the candidate like `builtin`), for the printed ratios.
+ * 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
-                     size_t bytes, candidate_t *best, double *best_us) {
+                     size_t bytes, const candidate_t *builtin, candidate_t *best, double us[3]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
   int n = candidates_at(bytes, all, nall, cs), iters[TUNE_MAX_CANDIDATES];
   double t[TUNE_MAX_CANDIDATES];
@@ -86,7 +88,12 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
   for (int i = 1; i < n; i++)
     if (t[i] < t[bi]) bi = i;
   *best = cs[bi];
-  *best_us = t[bi] * 1e6;
+  us[0] = t[bi] * 1e6;
+  us[1] = us[2] = -1;
+  for (int i = 0; i < n; i++) {
+    if (cs[i].algo == COLL_ALGO_MPI) us[1] = t[i] * 1e6;
+    if (cs[i].algo == builtin->algo && cs[i].chunk_bytes == builtin->chunk_bytes) us[2] = t[i] * 1e6;
+  }
   return 0;
 }
 
@@ -140,19 +147,28 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            "%d candidates (rd, mpi, ring and rabenseifner x chunks 256K-2M)\n",
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
-    printf("# %10s  %-13s %10s  %10s\n", "size (B)", "algo", "chunk (B)", "time (us)");
+    printf("# time: out of place + in place; ratios: the fastest's speed over MPI_Allreduce's and over "
+           "the built-in rules' choice\n");
+    printf("# %10s  %-13s %10s  %10s  %8s  %8s\n", "size (B)", "algo", "chunk (B)", "time (us)", "vs mpi",
+           "vs built-in");
     fflush(stdout);
   }
-  size_t prev = (size_t)-1;
+  size_t prev = (size_t)-1, dflt_chunk = coll_comm_config(b->comm)->chunk_bytes;
   for (size_t size = b->minbytes;; size = tune_next_size(b, size, unit)) {
     size_t s = size - size % unit;
     if (s && s != prev) {
-      candidate_t best;
-      double us;
-      if (tune_size(b, all, nall, sbuf, rbuf, s, &best, &us)) goto out;
+      candidate_t best, builtin = {COLL_ALGO_RING, 0, NULL};
+      size_t bchunk = 0;
+      for (int i = 0; i < nall; i++) /* the communicator with the transport's default chunk */
+        if (all[i].algo == COLL_ALGO_RING && all[i].chunk_bytes == dflt_chunk) {
+          builtin.algo = coll_allreduce_auto_choice(all[i].comm, s, b->dtype, &bchunk);
+          builtin.chunk_bytes = builtin.algo == COLL_ALGO_RING || builtin.algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
+        }
+      double us[3];
+      if (tune_size(b, all, nall, sbuf, rbuf, s, &builtin, &best, us)) goto out;
       if (b->rank == 0) {
-        printf("  %10zu  %-13s %10zu  %10.2f (out of place + in place)\n", s, coll_algo_name(best.algo),
-               best.chunk_bytes, us);
+        printf("  %10zu  %-13s %10zu  %10.2f  %8.2f  %8.2f\n", s, coll_algo_name(best.algo), best.chunk_bytes,
+               us[0], us[1] > 0 ? us[1] / us[0] : 0.0, us[2] > 0 ? us[2] / us[0] : 0.0);
         fflush(stdout);
       }
       int same = nrules && rules[nrules - 1].algo == best.algo && rules[nrules - 1].chunk_bytes == best.chunk_bytes;
