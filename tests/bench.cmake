@@ -64,6 +64,19 @@ strata_bench_test(bench_allreduce_auto_threshold_np3 3 allreduce 4 1024 4096 4
                   "STRATA_COLL_RD_THRESHOLD=300K" "-DAUTO_LINE=rd from 0 B, ring from 307200 B"
                   -- --algo auto)
 
+# --tune writes the decision table, the next run follows it, a malformed one is ignored with a
+# one-sentence warning (tests/bench/check_tune.cmake); the table lives in the build tree.
+string(REPLACE ";" " " mpirun_string "${STRATA_MPIRUN}")
+foreach(np 2 3)
+  set(table ${CMAKE_CURRENT_BINARY_DIR}/bench_tune_np${np}/coll_tune.txt)
+  add_test(NAME bench_tune_np${np} COMMAND ${CMAKE_COMMAND} "-DMPIRUN=${mpirun_string}"
+           -DSTRATA=$<TARGET_FILE:strata> -DNP=${np} -DTABLE=${table}
+           -DJSON=${CMAKE_CURRENT_BINARY_DIR}/bench_tune_np${np}.json
+           -P ${CMAKE_CURRENT_SOURCE_DIR}/bench/check_tune.cmake)
+  set_tests_properties(bench_tune_np${np} PROPERTIES LABELS "mpi;bench" TIMEOUT 300
+                       ENVIRONMENT "${STRATA_BENCH_ENV};STRATA_COLL_TUNE_FILE=${table}")
+endforeach()
+
 # Data types and reductions: inputs are small integers, so every expected value is exact
 # (avg: within 2 ulp of the dtype, see worker/parallel/coll_bench.c).
 foreach(combo "double;prod;8" "half;avg;2" "bfloat16;sum;2" "int32;min;4" "int64;max;8" "float;avg;4" "int32;avg;4")

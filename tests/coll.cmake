@@ -28,6 +28,10 @@ foreach(np 2 3)
   strata_add_mpi_test(coll_idle_wait_np${np} ${np} $<TARGET_FILE:coll_test_ops> idle)
 endforeach()
 strata_add_mpi_test(coll_mismatch_np3 3 $<TARGET_FILE:coll_test_ops> mismatch)
+# The decision table: round trip, auto following it with exact results, bad tables ignored.
+foreach(np 2 3 4)
+  strata_add_mpi_test(coll_tune_np${np} ${np} $<TARGET_FILE:coll_test_ops> tune)
+endforeach()
 
 # Tuning tool (not a test): all-reduce timings of ring / rd / mpi / a blocking sendrecv ring.
 add_executable(coll_bench_allreduce ${CMAKE_CURRENT_SOURCE_DIR}/coll/bench_allreduce.c)

@@ -44,8 +44,7 @@ size_t coll_pipeline_depth(const coll_comm_t *comm) {
  * Rabenseifner up to cfg.rabenseifner_max_bytes (2 lg p steps instead of the ring's 2(p-1)
  * won at np=4 from 256 KiB to 4 MiB and tied at 16 MiB), else the ring. collectives/README.md
  * has the runs. */
-coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes) {
-  if (algo != COLL_ALGO_AUTO) return algo;
+static coll_algo_t builtin_algo(const coll_comm_t *comm, size_t bytes) {
   size_t thr = comm->cfg.rd_threshold_bytes;
   int p = comm->size;
   if (p == 2 && thr <= SIZE_MAX / 4) thr *= 4;
@@ -55,8 +54,28 @@ coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t 
   return COLL_ALGO_RING;
 }
 
+/* AUTO follows the decision table where it has a rule (tune.c); its chunk size is used unless
+ * the caller set one. */
+coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
+                              coll_dtype_t dtype, size_t *chunk_bytes) {
+  *chunk_bytes = comm->cfg.chunk_bytes;
+  if (algo != COLL_ALGO_AUTO) return algo;
+  const coll_tune_rule_t *rule = coll_tune_lookup(comm, bytes, dtype);
+  if (!rule) return builtin_algo(comm, bytes);
+  if (rule->chunk_bytes && !comm->chunk_explicit) *chunk_bytes = rule->chunk_bytes;
+  return rule->algo;
+}
+
+coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype,
+                                       size_t *chunk_bytes) {
+  size_t chunk = 0;
+  coll_algo_t a = comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, &chunk) : COLL_ALGO_RING;
+  if (chunk_bytes) *chunk_bytes = chunk;
+  return a;
+}
+
 coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes) {
-  return comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes) : COLL_ALGO_RING;
+  return coll_allreduce_auto_choice(comm, bytes, COLL_F32, NULL);
 }
 
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op,
@@ -295,14 +314,15 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   int is16 = coll_is_16bit(dtype);
   coll_dtype_t wt = is16 ? COLL_F32 : dtype;
   size_t esz = coll_dtype_size(wt), p = (size_t)comm->size;
-  algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype));
+  size_t chunk_bytes;
+  algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, &chunk_bytes);
   coll_layout_t L;
-  coll_layout_init(&L, count / p, count % p, esz, comm->cfg.chunk_bytes);
+  coll_layout_init(&L, count / p, count % p, esz, chunk_bytes);
   size_t check_b = ALIGN64(coll_check_scratch_bytes(comm));
   size_t work_b = is16 ? ALIGN64(count * esz) : 0;
   size_t algo_b = algo == COLL_ALGO_RING ? coll_ring_scratch_bytes(comm, &L, esz)
                   : algo == COLL_ALGO_RD ? count * esz
-                  : algo == COLL_ALGO_RABENSEIFNER ? coll_rh_scratch_bytes(comm, count, esz) : 0;
+                  : algo == COLL_ALGO_RABENSEIFNER ? coll_rh_scratch_bytes(comm, count, esz, chunk_bytes) : 0;
   char name[64];
   snprintf(name, sizeof name, "allreduce(%s, %zu x %s, %s)", coll_algo_name(algo), count,
            coll_dtype_name(dtype), coll_op_name(op));
@@ -319,7 +339,7 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   }
   switch (algo) {
   case COLL_ALGO_RD: coll_build_rd(req, src, dst, count, wt, op, tmp); break;
-  case COLL_ALGO_RABENSEIFNER: coll_build_rabenseifner(req, src, dst, count, wt, op, tmp); break;
+  case COLL_ALGO_RABENSEIFNER: coll_build_rabenseifner(req, src, dst, count, wt, op, chunk_bytes, tmp); break;
   case COLL_ALGO_MPI:
     if (p == 1) coll_s_copy(req, dst, src, count * esz);
     else coll_s_mpi_allreduce(req, src, dst, count, wt, op);

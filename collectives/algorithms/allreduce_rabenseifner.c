@@ -7,7 +7,7 @@
  * Reduce-scatter, step i (i = 0 .. lg p - 1, partner = newrank ^ (pof2 >> (i+1))): both
  * partners hold the same region [lo, hi); the one whose partner bit is clear keeps the lower
  * half, the other the upper half. Each sends the half it gives away and reduces the half it
- * keeps with what arrives. As in the ring, transfers are pipelined in chunks of cfg.chunk_bytes
+ * keeps with what arrives. As in the ring, transfers are pipelined in chunks of cfg.chunk_bytes (or the decision table's)
  * with the receive of chunk k+W (W = cfg.pipeline_depth) posted before chunk k is reduced, and
  * received chunks land in W+1 cache-resident scratch slots; the reduction reads send (step 0) or
  * recv (later steps) plus the slot and writes recv. The all-gather walks the steps backwards,
@@ -86,21 +86,21 @@ static void rh_exchange(rh_t *h, int peer, const char *sbuf, size_t n_send, char
     for (size_t k = 0; k < ns; k++) coll_s_wait(req, h->hs[k]);
 }
 
-/* Elements per chunk: the ring's rule (cfg.chunk_bytes, at most the whole vector), from the
+/* Elements per chunk: the ring's rule (chunk_bytes, at most the whole vector), from the
  * layout of the vector as one block. */
-static size_t rh_chunk_elems(const coll_comm_t *comm, size_t count, size_t esz) {
+static size_t rh_chunk_elems(size_t count, size_t esz, size_t chunk_bytes) {
   coll_layout_t L;
-  coll_layout_init(&L, count, 0, esz, comm->cfg.chunk_bytes);
+  coll_layout_init(&L, count, 0, esz, chunk_bytes);
   return L.ce;
 }
 
-size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz) {
+size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz, size_t chunk_bytes) {
   if (comm->size == 1 || !count) return 0;
-  return (coll_pipeline_depth(comm) + 1) * rh_chunk_elems(comm, count, esz) * esz;
+  return (coll_pipeline_depth(comm) + 1) * rh_chunk_elems(count, esz, chunk_bytes) * esz;
 }
 
 void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, size_t count,
-                             coll_dtype_t dtype, coll_op_t op, void *scratch) {
+                             coll_dtype_t dtype, coll_op_t op, size_t chunk_bytes, void *scratch) {
   coll_comm_t *comm = req->comm;
   int p = comm->size, r = comm->rank;
   size_t esz = coll_dtype_size(dtype);
@@ -108,7 +108,7 @@ void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, 
     coll_s_copy(req, recv, send, count * esz);
     return;
   }
-  rh_t h = {req, dtype, op, esz, rh_chunk_elems(comm, count, esz), coll_pipeline_depth(comm),
+  rh_t h = {req, dtype, op, esz, rh_chunk_elems(count, esz, chunk_bytes), coll_pipeline_depth(comm),
             0, scratch, 0, NULL, NULL};
   h.S = h.W + 1;
   h.span = rh_chunks(&h, count) + 1;

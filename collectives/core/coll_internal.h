@@ -128,6 +128,12 @@ struct coll_comm {
   pthread_cond_t cv;        /* wakes the progress thread when work arrives */
   int thread_running, thread_stop;
   int progress_sleep_us;    /* progress thread's sleep between idle polls (microseconds) */
+  int chunk_explicit;       /* 1: the caller set cfg.chunk_bytes (the table's chunk is not used) */
+  coll_tune_rule_t *tune_all; /* every rule of the decision table (tune.c), for splits */
+  coll_tune_rule_t *tune;   /* the rules for this communicator's size and transport */
+  int ntune_all, ntune;
+  char tune_path[512];      /* the table's path ("" when turned off) */
+  char tune_desc[COLL_ERRLEN]; /* coll_tune_describe */
 };
 
 /* ---- comm.c ---- */
@@ -138,6 +144,18 @@ coll_result_t coll_set_error(coll_comm_t *comm, coll_result_t rc, const char *fm
 void *coll_scratch_get(coll_comm_t *comm, size_t bytes, size_t *cap);
 void coll_scratch_put(coll_comm_t *comm, void *buf, size_t bytes);
 double coll_now_s(void);
+
+/* ---- tune.c: the decision table ---- */
+/* Collective over c: rank 0 reads the table at coll_tune_path and broadcasts it; every rank
+ * keeps the rules for c's size and transport. A missing, malformed or mismatched table leaves
+ * the built-in rules (rank 0 reports the last two in one sentence); errors only for MPI
+ * failures and memory. */
+coll_result_t coll_tune_load(coll_comm_t *c, char *err, size_t errlen);
+/* A split communicator takes its parent's table (not collective). */
+coll_result_t coll_tune_inherit(coll_comm_t *c, const coll_comm_t *parent, char *err, size_t errlen);
+void coll_tune_free(coll_comm_t *c);
+/* The rule for an all-reduce of `bytes` of dtype on c, or NULL (the built-in rules apply). */
+const coll_tune_rule_t *coll_tune_lookup(const coll_comm_t *c, size_t bytes, coll_dtype_t dtype);
 
 /* ---- request.c: building schedules ---- */
 /* New request for `comm` with a name for messages; collectives get the next sequence number.
@@ -241,12 +259,14 @@ void coll_build_rd(coll_request_t *req, const void *send, void *recv, size_t cou
 /* Rabenseifner all-reduce (allreduce_rabenseifner.c): recursive-halving reduce-scatter +
  * recursive-doubling all-gather, chunk-pipelined; non-powers of two folded in first.
  * Scratch: coll_rh_scratch_bytes() ((depth+1) chunk slots). */
-size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz);
+size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz, size_t chunk_bytes);
 void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, size_t count,
-                             coll_dtype_t dtype, coll_op_t op, void *scratch);
+                             coll_dtype_t dtype, coll_op_t op, size_t chunk_bytes, void *scratch);
 
-/* Resolves AUTO for an all-reduce of `bytes`. */
-coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes);
+/* Resolves AUTO for an all-reduce of `bytes` of dtype: the algorithm, and the chunk size it
+ * runs with in *chunk_bytes (the decision table's or the communicator's). */
+coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
+                              coll_dtype_t dtype, size_t *chunk_bytes);
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op_or_neg,
                     size_t count, const void *a, const void *b);
 

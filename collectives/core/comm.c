@@ -106,6 +106,7 @@ coll_config_t coll_config_default(void) {
   cfg.eager_bytes = COLL_DEFAULT_EAGER_BYTES;
   cfg.rabenseifner_max_bytes = COLL_DEFAULT_RABENSEIFNER_MAX_BYTES;
   cfg.env_error = NULL;
+  cfg.tune_file = NULL; /* coll_tune_path reads STRATA_COLL_TUNE_FILE */
 
   const char *v;
   if ((v = getenv("STRATA_COLL_TRANSPORT")) && *v)
@@ -186,8 +187,8 @@ free_groups:
 
 /* Common tail of create and split: `dup` (a new communicator) is owned by the new
  * communicator, and gets MPI_ERRORS_RETURN so MPI failures come back as codes. */
-static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, coll_comm_t **out,
-                               char *err, size_t errlen) {
+static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, const coll_comm_t *parent,
+                               coll_comm_t **out, char *err, size_t errlen) {
   coll_comm_t *c = calloc(1, sizeof *c);
   if (!c) {
     MPI_Comm_free(&dup);
@@ -211,11 +212,14 @@ static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, coll_comm
   if (res != COLL_OK) goto free_comm;
   c->yield_idle = cfg->yield_idle >= 0 ? cfg->yield_idle : node_oversubscribed(dup);
   c->tops = cfg->transport == COLL_TRANSPORT_OFI ? &coll_transport_ofi_ops : &coll_transport_mpi_ops;
+  c->chunk_explicit = parent ? parent->chunk_explicit : cfg->chunk_bytes != 0;
   if (!c->cfg.chunk_bytes)
     c->cfg.chunk_bytes = cfg->transport == COLL_TRANSPORT_OFI ? COLL_DEFAULT_CHUNK_BYTES_OFI
                                                                : COLL_DEFAULT_CHUNK_BYTES_MPI;
   res = c->tops->create(dup, &c->cfg, &c->t, err, errlen);
   if (res != COLL_OK) goto free_comm;
+  res = parent ? coll_tune_inherit(c, parent, err, errlen) : coll_tune_load(c, err, errlen);
+  if (res != COLL_OK) goto destroy_transport;
   if (cfg->progress_thread) {
     int level = 0;
     MPICHECKGOTO(MPI_Query_thread(&level), res, destroy_transport, "MPI_Query_thread");
@@ -235,6 +239,7 @@ static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, coll_comm
 destroy_transport:
   c->tops->destroy(c->t);
 free_comm:
+  coll_tune_free(c);
   free(c->world_ranks);
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->cv);
@@ -266,7 +271,7 @@ coll_result_t coll_comm_create(MPI_Comm mpi, const coll_config_t *cfg_in, coll_c
   coll_result_t res = validate_cfg(&cfg, err, errlen);
   if (res != COLL_OK) goto report;
   MPICHECKGOTO(MPI_Comm_dup(mpi, &dup), res, report, "MPI_Comm_dup");
-  res = comm_init(dup, &cfg, out, err, errlen);
+  res = comm_init(dup, &cfg, NULL, out, err, errlen);
   if (res == COLL_OK) return COLL_OK;
 report:;
   int rank = -1;
@@ -287,7 +292,7 @@ coll_result_t coll_comm_split(coll_comm_t *parent, int color, int key, coll_comm
   MPICHECKGOTO(MPI_Comm_split(parent->mpi, color < 0 ? MPI_UNDEFINED : color, key, &sub), res, report,
                "MPI_Comm_split");
   if (sub == MPI_COMM_NULL) return COLL_OK; /* negative colour: not a member of any group */
-  res = comm_init(sub, &parent->cfg, out, err, errlen);
+  res = comm_init(sub, &parent->cfg, parent, out, err, errlen);
   if (res == COLL_OK) return COLL_OK;
 report:
   return coll_set_error(parent, res, "coll_comm_split: %s", err);
@@ -298,6 +303,7 @@ void coll_comm_destroy(coll_comm_t *comm) {
   coll_progress_thread_stop(comm);
   if (comm->tops && comm->tops->destroy) comm->tops->destroy(comm->t);
   for (int i = 0; i < COLL_SCRATCH_CACHE; i++) free(comm->cache_buf[i]);
+  coll_tune_free(comm);
   free(comm->world_ranks);
   pthread_mutex_destroy(&comm->lock);
   pthread_cond_destroy(&comm->cv);

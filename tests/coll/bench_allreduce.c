@@ -7,7 +7,9 @@
  * Prints time (us) and busbw = bytes / time * 2(p-1)/p in GB/s.
  *   mpirun -np 2 build/tests/coll_bench_allreduce -b 1K -e 64M -f 2 -n 20 -w 5 [-a ring,mpi]
  *   [-m min|median] [-c 256K,ofi:1M (one column per
- *   transport and chunk size for ring / rh)] */
+ *   transport and chunk size for ring / rh)] [-i 1: every column in place too (send = recv, which
+ *   holds the previous result: no refill between iterations, as in `strata bench`), as an "ip"
+ *   column beside it] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,7 @@ int main(int argc, char **argv) {
   const char *algos = "ring,rd,rh,mpi,sendrecv";
   const char *chunks = NULL; /* -c 256K,1M: one communicator per chunk size, compared in one run */
   int use_min = 0; /* -m min: best of the iterations (robust on a shared machine) */
+  int inplace_too = 0; /* -i 1: an in-place column beside each */
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "-b")) minb = parse_size(argv[i + 1]);
     else if (!strcmp(argv[i], "-e")) maxb = parse_size(argv[i + 1]);
@@ -70,6 +73,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-a")) algos = argv[i + 1];
     else if (!strcmp(argv[i], "-c")) chunks = argv[i + 1];
     else if (!strcmp(argv[i], "-m")) use_min = !strcmp(argv[i + 1], "min");
+    else if (!strcmp(argv[i], "-i")) inplace_too = atoi(argv[i + 1]) != 0;
   }
   enum { MAXC = 8, NALG = 5 };
   coll_config_t cfg = coll_config_default();
@@ -113,13 +117,15 @@ int main(int argc, char **argv) {
            coll_transport_name(cs[0]), cfg.pipeline_depth, use_min ? "min" : "median", iters);
     printf("%12s", "bytes");
     for (int a = 0; a < NALG; a++)
-      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++) {
+      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
+        for (int ip = 0; ip <= inplace_too; ip++) {
         char col[48];
         if (chunked[a])
           snprintf(col, sizeof col, "%s/%s%zuK", names[a],
                    ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "",
                    coll_comm_config(cs[k])->chunk_bytes >> 10);
         else snprintf(col, sizeof col, "%s", names[a]);
+        if (ip) strcat(col, " ip");
         printf(" %22s", col);
       }
     printf("\n");
@@ -130,14 +136,15 @@ int main(int argc, char **argv) {
     size_t n = bytes / 4;
     if (r == 0) printf("%12zu", bytes);
     for (int a = 0; a < NALG; a++)
-      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++) {
+      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
+        for (int ip = 0; ip <= inplace_too; ip++) {
         coll_comm_t *c = cs[k];
         for (int it = -warm; it < iters; it++) {
           MPI_Barrier(MPI_COMM_WORLD);
           double t0 = MPI_Wtime();
           coll_result_t rc = COLL_OK;
           if (a == 3) sendrecv_ring(send, recv, n, tmp, MPI_COMM_WORLD);
-          else rc = coll_allreduce_algo(send, recv, n, COLL_F32, COLL_SUM, ids[a], c);
+          else rc = coll_allreduce_algo(ip ? recv : send, recv, n, COLL_F32, COLL_SUM, ids[a], c);
           double dt = MPI_Wtime() - t0;
           if (rc != COLL_OK) {
             fprintf(stderr, "[r%d] %s\n", r, coll_last_error(c));

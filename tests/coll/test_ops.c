@@ -10,6 +10,9 @@
  *   idle         coll_wait_for: a receive that waits past the 1 s timeout without spinning
  *   mismatch     cfg.check on, ranks pass different counts / dtypes: COLL_ERR_MISMATCH everywhere
  *   units        16-bit conversions against PyTorch's bit patterns, config parsing
+ *   tune         the decision table: written by coll_tune_save, loaded by coll_comm_create, auto
+ *                follows it (algorithm and chunk) with exact results in every algorithm it
+ *                picks; a malformed or other-version table is ignored for the built-in rules
  * The transport comes from the environment (STRATA_COLL_TRANSPORT=mpi|ofi through
  * coll_config_default), so the same binary runs over every transport.
  *
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "strata/coll.h"
 #include "test_util.h"
@@ -741,6 +745,160 @@ static void mode_units(void) {
   unsetenv("STRATA_COLL_HUGEPAGES");
 }
 
+/* ---------------------------------------------------------------- tune */
+
+static coll_comm_t *tune_comm(const char *table, size_t chunk_bytes) {
+  coll_config_t cfg = coll_config_default();
+  cfg.tune_file = table;
+  cfg.chunk_bytes = chunk_bytes;
+  cfg.algo = COLL_ALGO_AUTO;
+  coll_comm_t *c = NULL;
+  CHECK_EQ_INT(coll_comm_create(MPI_COMM_WORLD, &cfg, &c), COLL_OK);
+  return c;
+}
+
+static coll_tune_rule_t tune_rule(int ranks, const char *transport, coll_dtype_t t, size_t from,
+                                  coll_algo_t algo, size_t chunk) {
+  coll_tune_rule_t r;
+  memset(&r, 0, sizeof r);
+  r.ranks = ranks;
+  snprintf(r.transport, sizeof r.transport, "%s", transport);
+  r.dtype = t;
+  r.from_bytes = from;
+  r.algo = algo;
+  r.chunk_bytes = chunk;
+  return r;
+}
+
+/* Rank 0 writes `text` to path; everyone waits for it. */
+static void tune_write_text(const char *path, const char *text) {
+  if (R == 0) {
+    FILE *f = fopen(path, "w");
+    CHECK_TRUE(f != NULL);
+    if (f) {
+      fputs(text, f);
+      fclose(f);
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void check_choice(coll_comm_t *c, size_t bytes, coll_dtype_t t, coll_algo_t algo, size_t chunk) {
+  size_t got_chunk = 0;
+  coll_algo_t got = coll_allreduce_auto_choice(c, bytes, t, &got_chunk);
+  test_checks++;
+  if (got != algo || got_chunk != chunk)
+    test_fail(__FILE__, __LINE__, "auto at %zu B of %s: %s with %zu-byte chunks, expected %s with %zu",
+              bytes, coll_dtype_name(t), coll_algo_name(got), got_chunk, coll_algo_name(algo), chunk);
+}
+
+static void mode_tune(void) {
+  char path[256];
+  long id = (long)getpid();
+  MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+  snprintf(path, sizeof path, "/tmp/strata_coll_tune_test_%ld/coll_tune.txt", id); /* dir made by save */
+  coll_comm_t *plain = tune_comm("off", 0);
+  if (!plain) return;
+  const char *tn = coll_transport_name(plain);
+  size_t dflt_chunk = coll_comm_config(plain)->chunk_bytes;
+  CHECK_TRUE(strstr(coll_tune_describe(plain), "built-in rules") != NULL);
+  /* Round trip: the rules below, every algorithm at least once, written and loaded. */
+  coll_tune_rule_t rules[] = {
+      tune_rule(P, tn, COLL_F32, 0, COLL_ALGO_RD, 0),
+      tune_rule(P, tn, COLL_F32, 4096, COLL_ALGO_RING, 4096),
+      tune_rule(P, tn, COLL_F32, 65536, COLL_ALGO_RABENSEIFNER, 8192),
+      tune_rule(P, tn, COLL_F32, 1 << 20, COLL_ALGO_MPI, 0),
+      tune_rule(P, tn, COLL_F32, 4 << 20, COLL_ALGO_RING, 0),
+      tune_rule(P, tn, COLL_BF16, 0, COLL_ALGO_RING, 1024),
+  };
+  char err[512] = "";
+  if (R == 0) {
+    CHECK_EQ_INT(coll_tune_save(path, rules, 6, err, sizeof err), COLL_OK);
+    if (err[0]) printf("coll_tune_save: %s\n", err);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  coll_comm_t *c = tune_comm(path, 0);
+  if (c) {
+    CHECK_TRUE(strstr(coll_tune_describe(c), "table /tmp/strata_coll_tune_test_") != NULL);
+    check_choice(c, 100, COLL_F32, COLL_ALGO_RD, dflt_chunk);
+    check_choice(c, 5000, COLL_F32, COLL_ALGO_RING, 4096);
+    check_choice(c, 70000, COLL_F32, COLL_ALGO_RABENSEIFNER, 8192);
+    check_choice(c, 2 << 20, COLL_F32, COLL_ALGO_MPI, dflt_chunk);
+    check_choice(c, 8 << 20, COLL_F32, COLL_ALGO_RING, dflt_chunk);
+    check_choice(c, 10, COLL_BF16, COLL_ALGO_RING, 1024);
+    CHECK_EQ_INT(coll_allreduce_auto_algo(c, 70000), COLL_ALGO_RABENSEIFNER);
+    for (size_t b = 0; b <= (64u << 20); b = b ? b * 4 : 1) /* fp64 has no rules: built-in */
+      check_choice(c, b, COLL_F64, coll_allreduce_auto_choice(plain, b, COLL_F64, NULL), dflt_chunk);
+    /* Every algorithm the table picks, exact, in and out of place (sizes inside each rule). */
+    const size_t counts[] = {1, (size_t)P + 1, 4099, 30001, 300007, 1100003};
+    for (int k = 0; k < 6; k++)
+      for (int ip = 0; ip < 2; ip++) {
+        run_allreduce(c, COLL_ALGO_AUTO, COLL_F32, COLL_SUM, counts[k], ip);
+        run_allreduce(c, COLL_ALGO_AUTO, COLL_F32, COLL_AVG, counts[k], ip);
+      }
+    run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_SUM, 5003, 1);
+    coll_comm_t *sub = NULL; /* a split of the same size keeps the table */
+    CHECK_EQ_INT(coll_comm_split(c, 0, R, &sub), COLL_OK);
+    if (sub) check_choice(sub, 5000, COLL_F32, COLL_ALGO_RING, 4096);
+    coll_comm_destroy(sub);
+    coll_comm_destroy(c);
+  }
+  /* An explicit chunk size wins over the table's. */
+  if ((c = tune_comm(path, 2048))) {
+    check_choice(c, 5000, COLL_F32, COLL_ALGO_RING, 2048);
+    run_allreduce(c, COLL_ALGO_AUTO, COLL_F32, COLL_SUM, 30001, 1);
+    coll_comm_destroy(c);
+  }
+  /* Saving another key keeps these rules; saving this key again replaces them. */
+  if (R == 0) {
+    coll_tune_rule_t other = tune_rule(P + 1, tn, COLL_F32, 0, COLL_ALGO_MPI, 0);
+    CHECK_EQ_INT(coll_tune_save(path, &other, 1, err, sizeof err), COLL_OK);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if ((c = tune_comm(path, 0))) {
+    check_choice(c, 5000, COLL_F32, COLL_ALGO_RING, 4096);
+    coll_comm_destroy(c);
+  }
+  if (R == 0) {
+    coll_tune_rule_t again = tune_rule(P, tn, COLL_F32, 0, COLL_ALGO_MPI, 0);
+    CHECK_EQ_INT(coll_tune_save(path, &again, 1, err, sizeof err), COLL_OK);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if ((c = tune_comm(path, 0))) {
+    check_choice(c, 5000, COLL_F32, COLL_ALGO_MPI, dflt_chunk);
+    check_choice(c, 10, COLL_BF16, COLL_ALGO_RING, 1024); /* bf16 rules kept */
+    coll_comm_destroy(c);
+  }
+  /* Malformed and other-version tables: ignored, built-in rules. */
+  for (int k = 0; k < 7; k++) {
+    char text[512]; /* the rules are this communicator's, so only the error keeps them out */
+    switch (k) {
+    case 0: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float zero ring 0\n", P, tn); break;
+    case 1: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 0 ring 0 extra\n", P, tn); break;
+    case 2: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 10 ring 0\n%d %s float 10 rd 0\n", P, tn, P, tn); break;
+    case 3: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 0 auto 0\n", P, tn); break;
+    case 4: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float 0 ring 0\n", P, tn); break;
+    case 5: snprintf(text, sizeof text, "{\"rules\": []}\n"); break;
+    default: text[0] = 0; break;
+    }
+    tune_write_text(path, text);
+    if ((c = tune_comm(path, 0))) {
+      test_checks++;
+      if (!strstr(coll_tune_describe(c), "is invalid"))
+        test_fail(__FILE__, __LINE__, "table %d: described as '%s'", k, coll_tune_describe(c));
+      for (size_t b = 0; b <= (64u << 20); b = b ? b * 4 : 1)
+        check_choice(c, b, COLL_F32, coll_allreduce_auto_choice(plain, b, COLL_F32, NULL), dflt_chunk);
+      coll_comm_destroy(c);
+    }
+  }
+  if (R == 0) {
+    unlink(path);
+    *strrchr(path, '/') = 0;
+    rmdir(path);
+  }
+  coll_comm_destroy(plain);
+}
+
 int main(int argc, char **argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -754,6 +912,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(mode, "idle")) mode_idle();
   else if (!strcmp(mode, "mismatch")) mode_mismatch();
   else if (!strcmp(mode, "units")) mode_units();
+  else if (!strcmp(mode, "tune")) mode_tune();
   else {
     coll_config_t cfg = coll_config_default();
     coll_comm_t *c = NULL;

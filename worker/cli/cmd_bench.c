@@ -15,7 +15,8 @@
  * before timing, max of times, sum of #wrong) also uses MPI on the bootstrap communicator so it
  * cannot be skewed by the library under test.
  *
- * --json FILE writes a JSON array with one object per table row and placement.
+ * --json FILE writes a JSON array with one object per table row and placement. --tune (all-reduce)
+ * measures every algorithm and chunk size and writes the decision table instead (coll_tune.h).
  */
 #include <mpi.h>
 #include <stdint.h>
@@ -28,6 +29,7 @@
 
 #include "args.h"
 #include "coll_bench.h"
+#include "coll_tune.h"
 #include "strata/coll.h"
 #include "commands.h"
 #include "log.h"
@@ -132,6 +134,12 @@ static const char usage_text[] =
     "op, bytes, count, dtype, redop, root, ranks, transport, algo, inplace, time_us, algbw_gbs,\n"
     "busbw_gbs, wrong (null when not checked), and for allreduce algo_used (what auto ran at\n"
     "that size; the table's header has an '# auto:' line with the switch points).\n"
+    "--tune (allreduce only; sizes default to -b 1K -e 256M) measures every algorithm and chunk\n"
+    "size at each size for this rank count, transport and -d dtype, and writes the fastest to\n"
+    "the decision table that auto follows ($STRATA_COLL_TUNE_FILE, default\n"
+    "~/.cache/strata/coll_tune.txt; rules for other rank counts, transports and dtypes are kept;\n"
+    "collectives/README.md, \"Tuning\"). Put --tune last (Open MPI's mpirun reads a --tune FILE of\n"
+    "its own anywhere in its arguments). The header's '# tuning:' line says which table auto used.\n"
     "Exit status: 0 ok, 1 a collective failed or #wrong > 0, 2 bad flags.\n"
     "Example: mpirun -np 4 strata bench allreduce -b 1K -e 64M -f 2 --algo ring";
 
@@ -139,7 +147,7 @@ static const char usage_text[] =
 typedef struct {
   size_t minbytes, maxbytes;
   double factor;
-  int iters, warmup, check, root;
+  int iters, warmup, check, root, tune;
   const char *op_s, *dtype_s, *algo_s, *transport_s, *provider, *json_path;
 } bench_flags_t;
 
@@ -177,6 +185,9 @@ static int bench_from_flags(const char *op_name, const bench_flags_t *f, coll_be
   if (b->op != COLL_BENCH_ALLREDUCE && (b->algo == COLL_ALGO_RD || b->algo == COLL_ALGO_RABENSEIFNER))
     USAGE_FAIL("bench: --algo %s applies to allreduce only; %s has one algorithm (use ring, "
                "auto or mpi)", coll_algo_name(b->algo), op_name);
+  if (f->tune && (b->op != COLL_BENCH_ALLREDUCE || f->algo_s))
+    USAGE_FAIL("bench: --tune measures every all-reduce algorithm: give it with allreduce and "
+               "without --algo");
   if (b->algo == COLL_ALGO_MPI && b->op == COLL_BENCH_REDUCESCATTER &&
       (b->redop == COLL_AVG || b->dtype == COLL_BF16 || b->dtype == COLL_F16))
     USAGE_FAIL("bench: the MPI baseline of reducescatter has no %s %s (MPI has no avg and no "
@@ -234,7 +245,7 @@ static char *device_lines(const coll_bench_t *b, MPI_Comm mpi) {
 /* The measurement on the communicator, with the --json file (rank 0) written at the end. The
  * file is opened up front so a bad path fails before the measurement. 0, 1 (a collective failed
  * or #wrong > 0) or 2. */
-static int bench_run(coll_bench_t *b, coll_config_t *cfg, const char *json_path) {
+static int bench_run(coll_bench_t *b, coll_config_t *cfg, const char *json_path, int tune) {
   FILE *jf = NULL;
   int jok = 1;
   if (json_path && b->rank == 0) {
@@ -259,7 +270,14 @@ static int bench_run(coll_bench_t *b, coll_config_t *cfg, const char *json_path)
     char *devices = device_lines(b, mpi);
     b->devices = devices;
     long long wrong = 0;
-    if (coll_bench_run(b, rows, &wrong) == 0) {
+    char path[512];
+    if (tune) {
+      if (coll_tune_path(cfg, path, sizeof path)) {
+        if (b->rank == 0) strata_error("bench --tune: no table path (STRATA_COLL_TUNE_FILE is off, or HOME is unset); set STRATA_COLL_TUNE_FILE to a file");
+      } else {
+        rc = coll_tune_run(b, cfg, path) ? 1 : 0;
+      }
+    } else if (coll_bench_run(b, rows, &wrong) == 0) {
       if (wrong && b->rank == 0) strata_error("bench: %lld wrong values (see the #wrong columns)", wrong);
       rc = wrong ? 1 : 0;
     }
@@ -281,11 +299,11 @@ static int bench_run(coll_bench_t *b, coll_config_t *cfg, const char *json_path)
 }
 
 int cmd_bench(int argc, char **argv) {
-  bench_flags_t f = {.minbytes = 32u << 20, .maxbytes = 32u << 20, .factor = 2.0, .iters = 20,
+  bench_flags_t f = {.minbytes = SIZE_MAX, .maxbytes = SIZE_MAX, .factor = 2.0, .iters = 20,
                      .warmup = 5, .check = 1, .root = 0, .op_s = "sum", .dtype_s = "float"};
   arg_spec_t specs[] = {
-      {"--minbytes", "-b", ARG_BYTES, &f.minbytes, "BYTES", "smallest size (default 32M)", .min = 0, .max = 0x1p40},
-      {"--maxbytes", "-e", ARG_BYTES, &f.maxbytes, "BYTES", "largest size (default 32M)", .min = 0, .max = 0x1p40},
+      {"--minbytes", "-b", ARG_BYTES, &f.minbytes, "BYTES", "smallest size (default 32M; 1K with --tune)", .min = 0, .max = 0x1p40},
+      {"--maxbytes", "-e", ARG_BYTES, &f.maxbytes, "BYTES", "largest size (default 32M; 256M with --tune)", .min = 0, .max = 0x1p40},
       {"--stepfactor", "-f", ARG_DOUBLE, &f.factor, "F", "multiply the size by F each step (default 2)",
        .min = 1, .max = 1024, .open = ARG_OPEN_MIN},
       {"--iters", "-n", ARG_INT, &f.iters, "N", "timed iterations per size (default 20)", .min = 1, .max = 1e9},
@@ -299,6 +317,7 @@ int cmd_bench(int argc, char **argv) {
       {"--ofi-provider", NULL, ARG_STRING, &f.provider, "NAME", "libfabric provider, e.g. shm, tcp (default $FI_PROVIDER)"},
       {"--algo", NULL, ARG_STRING, &f.algo_s, "A", "ring|rd|rabenseifner|auto|mpi (default: $STRATA_COLL_ALGO or auto)"},
       {"--json", NULL, ARG_STRING, &f.json_path, "FILE", "also write the rows as a JSON array to FILE"},
+      {"--tune", NULL, ARG_FLAG, &f.tune, NULL, "measure every all-reduce algorithm and chunk; write the decision table"},
   };
   const char *pos[2] = {NULL, NULL};
   int npos = 2;
@@ -309,6 +328,8 @@ int cmd_bench(int argc, char **argv) {
                  "sendrecv (see strata bench --help)");
     return 2;
   }
+  if (f.minbytes == SIZE_MAX) f.minbytes = f.tune ? 1u << 10 : 32u << 20; /* not given */
+  if (f.maxbytes == SIZE_MAX) f.maxbytes = f.tune ? 256u << 20 : 32u << 20;
   coll_bench_t b;
   memset(&b, 0, sizeof b);
   coll_config_t cfg;
@@ -322,5 +343,5 @@ int cmd_bench(int argc, char **argv) {
     return 2;
   }
   b.root = b.op == COLL_BENCH_BROADCAST ? f.root : -1;
-  return bench_run(&b, &cfg, f.json_path);
+  return bench_run(&b, &cfg, f.json_path, f.tune);
 }

@@ -327,6 +327,7 @@ static void print_header(const coll_bench_t *b) {
   printf("# strata bench %s: ranks %d transport %s algo %s\n", op_names[b->op], b->nranks,
          coll_transport_name(b->comm), coll_algo_name(b->algo));
   if (b->op == COLL_BENCH_ALLREDUCE && b->algo == COLL_ALGO_AUTO) print_auto_switches(b->comm);
+  if (b->op == COLL_BENCH_ALLREDUCE) printf("# tuning: %s\n", coll_tune_describe(b->comm));
   printf("#\n");
   printf("# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place          \n",
          "", "", "", "", "");

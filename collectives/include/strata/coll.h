@@ -58,7 +58,9 @@ typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, 
 /* AVG divides the sum by the communicator size (integers: truncating division). 16-bit
  * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
 typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
-/* AUTO: recursive doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
+/* AUTO: the decision table's rule for this communicator's size and transport and the call's
+ * dtype when it has one ("Decision table" below); otherwise the built-in rules: recursive
+ * doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
  * cfg.rabenseifner_max_bytes when the rank count is a power of two above 2; the pipelined ring
  * otherwise (coll_allreduce_auto_algo says which).
  * RABENSEIFNER: reduce-scatter by recursive halving + all-gather by recursive doubling,
@@ -96,6 +98,8 @@ typedef struct {
                                       default -1 = auto (yes when ranks outnumber cores) */
   const char *env_error;           /* set by coll_config_default when a STRATA_COLL_* value
                                       is invalid; coll_comm_create then fails with it */
+  const char *tune_file;           /* STRATA_COLL_TUNE_FILE; the decision table AUTO follows
+                                      (coll_tune_path); NULL: the default path; "off": none */
 } coll_config_t;
 
 typedef struct coll_comm coll_comm_t;
@@ -149,8 +153,13 @@ int coll_parse_transport(const char *s, coll_transport_kind_t *out);
 /* recv[i] = op over ranks of send[i], i < count. Uses comm's configured algorithm. */
 coll_result_t coll_allreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                              coll_op_t op, coll_comm_t *comm);
-/* The algorithm AUTO runs for an all-reduce of `bytes` on comm (never AUTO itself). */
+/* The algorithm AUTO runs for an all-reduce of `bytes` of fp32 on comm (never AUTO itself). */
 coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes);
+/* The same for any dtype, with the ring / Rabenseifner chunk it would use in *chunk_bytes
+ * (may be NULL): the decision table's rule when comm has one for (its size, its transport,
+ * dtype), else the built-in rules. */
+coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype,
+                                       size_t *chunk_bytes);
 /* Same, with an explicit algorithm (the benchmark's --algo). */
 coll_result_t coll_allreduce_algo(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                                   coll_op_t op, coll_algo_t algo, coll_comm_t *comm);
@@ -220,6 +229,42 @@ void coll_cancel(coll_request_t *req);
  * failure; release with coll_mem_free (or free()). */
 void *coll_mem_alloc(size_t bytes);
 void coll_mem_free(void *p);
+
+/* ---- Decision table (`strata bench --tune` writes it; coll_comm_create reads it) ----
+ * A text file of rules, one per line: for communicators of `ranks` ranks over `transport`, an
+ * all-reduce of `dtype` of at least from_bytes (up to the next rule's from_bytes) runs `algo`
+ * with chunks of chunk_bytes. AUTO follows it where it has a rule and the built-in thresholds
+ * elsewhere; an explicit algorithm, and an explicit cfg.chunk_bytes, take precedence.
+ *    strata-coll-tune 1
+ *    # ranks transport dtype from_bytes algo chunk_bytes
+ *    2 mpi float 0 rd 0
+ *    2 mpi float 1048576 ring 524288
+ * Lines starting with '#' and blank lines are ignored; rules of one (ranks, transport, dtype)
+ * are in increasing from_bytes. coll_comm_create reads it on rank 0 and broadcasts it, so every
+ * rank follows the same table; a malformed table, or one of another format version, is
+ * reported by rank 0 in one sentence on stderr and ignored. */
+typedef struct {
+  int ranks;              /* communicator size */
+  char transport[32];     /* coll_transport_name(): "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
+  coll_dtype_t dtype;
+  size_t from_bytes;      /* the rule holds from this size up to the next rule's */
+  coll_algo_t algo;       /* never COLL_ALGO_AUTO */
+  size_t chunk_bytes;     /* ring / Rabenseifner chunk; 0 = the communicator's */
+} coll_tune_rule_t;
+
+/* The table's path into buf: cfg->tune_file, else $STRATA_COLL_TUNE_FILE, else
+ * $XDG_CACHE_HOME/strata/coll_tune.txt, else $HOME/.cache/strata/coll_tune.txt. Returns 0, or
+ * -1 when the table is turned off ("off") or no path can be formed (no HOME). */
+int coll_tune_path(const coll_config_t *cfg, char *buf, size_t len);
+/* Writes rules[0..n) (rules of one key in increasing from_bytes) to path, keeping the rules of
+ * other (ranks, transport, dtype) keys already in a valid file there (a malformed one is
+ * replaced); creates the directory; replaces the file atomically. COLL_OK, or an error with
+ * one sentence in err. */
+coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, int n, char *err,
+                             size_t errlen);
+/* One line saying which rules AUTO follows on comm: "table PATH (N rules for 2 ranks over
+ * mpi)", or "built-in rules (...why...)". */
+const char *coll_tune_describe(const coll_comm_t *comm);
 
 /* Waits on every rank of comm (bounded by timeout). */
 coll_result_t coll_barrier(coll_comm_t *comm);

@@ -1,0 +1,34 @@
+/* coll_tune.h -- `strata bench allreduce --tune`: measures every all-reduce algorithm and chunk
+ * size at each size of the benchmark's range on the benchmark's communicator (its ranks,
+ * transport and dtype) and writes the fastest as the decision table that coll_comm_create loads
+ * (coll.h, "Decision table"; collectives/README.md, "Tuning").
+ *
+ * Candidates: rd (up to COLL_TUNE_RD_MAX_BYTES: it needs a scratch copy of the vector), mpi
+ * (MPI_Allreduce), and ring and Rabenseifner with chunks of 256K, 512K, 1M and 2M (a chunk is
+ * measured only when the next smaller one does not already hold the whole vector). At each size
+ * every candidate runs a warm-up, then 3 interleaved rounds of `iters` iterations out of place
+ * and `iters` in place (fewer iterations when one takes long: about 20 ms a round at most, at
+ * least 2); its time is the smaller round's sum of the two placements' means (max over ranks).
+ * The fastest candidate of each size holds from that size up to the next measured size, the
+ * first from 0 B; equal neighbours are merged. Rules already in the file for other (ranks,
+ * transport, dtype) keys are kept.
+ *
+ * Usage (every rank; b as for coll_bench_run, b->comm the communicator measured)
+ *    if (coll_tune_run(&b, &cfg, path) != 0) ... failed (said on the rank that failed) ...
+ */
+#ifndef STRATA_COLL_TUNE_H
+#define STRATA_COLL_TUNE_H
+
+#include "coll_bench.h"
+#include "strata/coll.h"
+
+#define COLL_TUNE_RD_MAX_BYTES ((size_t)64 << 20)
+
+/* Collective. Measures as above, prints the chosen rule per size with its speed over
+ * MPI_Allreduce's and over the built-in rules' choice (rank 0, stdout), writes the
+ * table to `path` (rank 0). cfg is the benchmark communicator's configuration (the candidates'
+ * communicators are built from it with their chunk size and without a table). 0, or -1 with the
+ * reason said (every rank returns the same). */
+int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path);
+
+#endif /* STRATA_COLL_TUNE_H */
