@@ -128,25 +128,7 @@ SlurmctldPidFile=${dir}/run/slurmctld.pid
 SlurmdPidFile=${dir}/run/slurmd-%n.pid
 SlurmctldLogFile=${dir}/log/slurmctld.log
 SlurmdLogFile=${dir}/log/slurmd-%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SwitchType=switch/none
-MpiDefault=pmix
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-ReturnToService=2
-SlurmdTimeout=60
-InactiveLimit=0
-MinJobAge=300
-KillWait=5
-Waittime=0
-MailProg=/bin/true
+$(slurm_conf_policy pmix)
 ${nodes_line}PartitionName=debug Nodes=${names} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
   # no PMIxCliTmpDirBase: the pmix plugin's per-step directories go to each node's own /tmp

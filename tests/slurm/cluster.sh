@@ -37,6 +37,33 @@ slurm_free_port() {
   return 1
 }
 
+# slurm_conf_policy MPI_DEFAULT: the slurm.conf lines every test cluster shares (plugins,
+# scheduling, timeouts; no accounting, no cgroups), for the generated configurations here and
+# in tests/cluster/cluster.sh.
+slurm_conf_policy() {
+  cat <<EOF
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SwitchType=switch/none
+MpiDefault=$1
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+ReturnToService=2
+SlurmdTimeout=60
+InactiveLimit=0
+MinJobAge=300
+KillWait=5
+Waittime=0
+MailProg=/bin/true
+EOF
+}
+
 slurm_cluster_require() {
   local missing=() c
   for c in munged mungekey slurmctld slurmd sbatch squeue sinfo scontrol scancel; do
@@ -107,25 +134,7 @@ SlurmctldPidFile=${dir}/run/slurmctld.pid
 SlurmdPidFile=${dir}/run/slurmd.pid
 SlurmctldLogFile=${dir}/log/slurmctld.log
 SlurmdLogFile=${dir}/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SwitchType=switch/none
-MpiDefault=${mpi_default}
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-SchedulerType=sched/backfill
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-ReturnToService=2
-SlurmdTimeout=60
-InactiveLimit=0
-MinJobAge=300
-KillWait=5
-Waittime=0
-MailProg=/bin/true
+$(slurm_conf_policy "$mpi_default")
 NodeName=${host} NodeAddr=127.0.0.1 ${cpus}RealMemory=${mem} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
