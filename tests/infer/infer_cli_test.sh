@@ -147,11 +147,12 @@ tp)
 tp_errors)
   expect() { # expect NP CODE PATTERN ARGS... : exit CODE and stderr matches PATTERN
     local np=$1 code=$2 pat=$3; shift 3
-    run "$np" "$@" > "$W/err.out" 2> "$W/err.txt"
+    # its own files: infer_bad_input_errors runs at the same time in the same work directory
+    run "$np" "$@" > "$W/tp_err.out" 2> "$W/tp_err.txt"
     local rc=$?
-    test $rc -eq "$code" || { cat "$W/err.txt"; fail "exit $rc, expected $code for: $*"; }
-    grep -q -- "$pat" "$W/err.txt" || { cat "$W/err.txt"; fail "stderr lacks '$pat' for: $*"; }
-    echo "ok ($rc): $(grep -m1 -- "$pat" "$W/err.txt")"
+    test $rc -eq "$code" || { cat "$W/tp_err.txt"; fail "exit $rc, expected $code for: $*"; }
+    grep -q -- "$pat" "$W/tp_err.txt" || { cat "$W/tp_err.txt"; fail "stderr lacks '$pat' for: $*"; }
+    echo "ok ($rc): $(grep -m1 -- "$pat" "$W/tp_err.txt")"
   }
   expect 3 2 "--tp 3 does not divide the model's 4 attention heads" --tp 3 --checkpoint "$CKT" --prompt hi
   expect 4 2 "--tp 4 does not divide the model's 2 attention heads" --tp 4 --checkpoint "$CK" --prompt hi
