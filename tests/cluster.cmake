@@ -5,5 +5,5 @@
 # with the other cluster tests, and holding their lock (they share the two cores).
 add_test(NAME slurm_cluster_nodes_3x2
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cluster/cluster_test.sh $<TARGET_FILE:strata> $<TARGET_FILE:dist_tool>)
-set_tests_properties(slurm_cluster_nodes_3x2 PROPERTIES LABELS "slurm;cluster" TIMEOUT 900
+set_tests_properties(slurm_cluster_nodes_3x2 PROPERTIES LABELS "slurm;cluster" TIMEOUT 1500
                      SKIP_RETURN_CODE 77 RESOURCE_LOCK slurm_cluster)

@@ -35,7 +35,9 @@ ns_cluster_shape 1gbit || fail "tc could not shape the links"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include="$NS_CLUSTER_SUBNET.0/24"
 export OMPI_MCA_oob_tcp_if_include="$NS_CLUSTER_SUBNET.0/24" FI_TCP_IFACE=eth0 STRATA_COLL_TIMEOUT_S=60
-step_srun() { timeout 300 srun --mpi=pmix --time=5 "$@"; }
+# bounded: a stuck step fails the test and the trap tears the cluster down (6 steps x 240 s
+# stay below ctest's TIMEOUT, whose kill would skip the trap)
+step_srun() { timeout 240 srun --mpi=pmix --time=5 "$@"; }
 
 # 1. training across nodes against one rank
 model=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 12 --steps 50 --log-every 100)
