@@ -24,7 +24,7 @@ for v in $(compgen -e | grep '^SLURM_'); do unset "$v"; done
 dir="$(mktemp -d /var/tmp/strata-cluster.XXXXXX)" || fail "mktemp failed"
 cleanup() {
   local rc=$?
-  ns_cluster_down "$dir"
+  ns_cluster_down "$dir/c"
   rm -rf "$dir"
   exit $rc
 }
