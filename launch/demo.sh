@@ -34,7 +34,10 @@ echo "[strata] a sample from $CKPT, generated on 2 pipeline stages (KV cache, te
 echo "----"
 PROMPT="The meaning of life is"
 printf '%s' "$PROMPT"  # infer prints the continuation only
+# infer's statistics line goes to stderr: kept aside and shown after the sample, not inside it
 "${MPIRUN[@]}" -np 2 "$STRATA" infer --checkpoint "$CKPT" --prompt "$PROMPT" \
-  --max-tokens 100 --temperature 0.8 --top-k 40 --seed 7  # 22 prompt bytes + 100 < context 128
+  --max-tokens 100 --temperature 0.8 --top-k 40 --seed 7 2>"$RUN/sample.err" || {  # 22 + 100 < context 128
+  cat "$RUN/sample.err" >&2; exit 1; }
 echo "----"
+sed -n 's/^--- \[0\] /[strata] sample: /p' "$RUN/sample.err"
 echo "[strata] run directory: $RUN (report.json, steps.jsonl, val.jsonl, report.pb, trace.json -> open in https://ui.perfetto.dev)"
