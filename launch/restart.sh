@@ -2,6 +2,18 @@
 # restart.sh -- sourced by launch/strata-run and launch/slurm/train.sbatch: whether and how to
 # relaunch a failed training job from its newest checkpoint.
 
+# strata_train_out DEFAULT ARGS...: the --out of a `strata train` command line (ARGS), else DEFAULT.
+strata_train_out() {
+  local out="$1" prev="" a
+  shift
+  for a in "$@"; do
+    [ "$prev" = --out ] && out="$a"
+    [[ "$a" == --out=* ]] && out="${a#--out=}"
+    prev="$a"
+  done
+  echo "$out"
+}
+
 # The last step a training run finished (OUT/steps.jsonl), 0 if none.
 strata_last_step() {
   grep -o '"step": *[0-9]*' "$1/steps.jsonl" 2>/dev/null | tail -n 1 | grep -o '[0-9]*$' || echo 0

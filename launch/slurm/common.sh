@@ -91,18 +91,14 @@ source "$STRATA_ROOT/launch/restart.sh"
 STRATA_LAST_FAILURES=""
 strata_srun() {
   STRATA_LAST_FAILURES=""
-  local cpt=() rc marker="$STRATA_RUN_DIR/.srun-start" out="$STRATA_RUN_DIR" prev="" a
+  local cpt=() rc marker="$STRATA_RUN_DIR/.srun-start" out
   [ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpt=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
   : >"$marker"
   # shellcheck disable=SC2086
   { srun --mpi="$STRATA_SRUN_MPI" --kill-on-bad-exit=1 "${cpt[@]}" ${STRATA_SRUN_ARGS:-} "$STRATA_BIN" "$@" \
       2>&1 1>&3 3>&- | tee "$STRATA_RUN_DIR/srun.err" >&2; rc=${PIPESTATUS[0]}; } 3>&1
   if [ "$rc" -ne 0 ] && [ "${1:-}" = train ]; then
-    for a in "$@"; do
-      [ "$prev" = --out ] && out="$a"
-      [[ "$a" == --out=* ]] && out="${a#--out=}"
-      prev="$a"
-    done
+    out="$(strata_train_out "$STRATA_RUN_DIR" "$@")"
     STRATA_LAST_FAILURES=$(strata_rank_failures "$out" "$rc" "$STRATA_RUN_DIR/srun.err" "$marker" 2>&1)
     [ -z "$STRATA_LAST_FAILURES" ] || echo "$STRATA_LAST_FAILURES"
   fi

@@ -62,7 +62,7 @@ ns_cluster_up() {
   ns_cluster_require || return 1
   case "$dir" in /tmp/*) ns_log "error: DIR $dir is under /tmp, which every node replaces by its own"; return 1 ;; esac
   [[ "$n" =~ ^[1-9][0-9]?$ ]] || { ns_log "error: N='$n' is not a node count in [1, 99]"; return 1; }
-  mkdir -p "$dir"/{munge,state,log,run,nodes} || return 1
+  mkdir -p "$dir"/{state,log,run,nodes} || return 1
   dir="$(cd "$dir" && pwd)"
   NS_CLUSTER_DIR="$dir"
   : >"$dir/created"
@@ -88,17 +88,11 @@ ns_cluster_up() {
     NS_CLUSTER_NODES+=("n$k") NS_CLUSTER_NETNS+=("$ns") NS_CLUSTER_VETH+=("$veth") NS_CLUSTER_ADDR+=("$addr")
   done
 
-  # munge and slurmctld on the host (slurm/cluster.sh's munged start, then our own slurm.conf)
-  mungekey --create --keyfile="$dir/munge/munge.key" >/dev/null 2>&1 ||
-    dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none || return 1
-  chmod 700 "$dir/munge"; chmod 400 "$dir/munge/munge.key"
+  # munge (slurm/cluster.sh's) and slurmctld on the host, then our own slurm.conf
+  slurm_munge_start "$dir"; local rc=$?
+  [ -n "$SLURM_MUNGED_PID" ] && ns_record "pid $SLURM_MUNGED_PID"
+  [ $rc -eq 0 ] || return 1
   local sock="$dir/munge/munge.socket"
-  munged --foreground --force --socket="$sock" --key-file="$dir/munge/munge.key" \
-         --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" \
-         --seed-file="$dir/munge/munged.seed" >"$dir/log/munged.out" 2>&1 &
-  ns_record "pid $!"
-  for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  [ -S "$sock" ] || { ns_log "error: munged did not start: $(cat "$dir/log/munged.out")"; return 1; }
 
   host="$(hostname -s)"
   local ctld_port slurmd_port cpus mem nodes_line="" names
@@ -117,18 +111,13 @@ ClusterName=stratans
 SlurmctldHost=${host}(${subnet}.1)
 SlurmctldPort=${ctld_port}
 SlurmdPort=${slurmd_port}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=${sock}
 StateSaveLocation=${dir}/state
 SlurmdSpoolDir=${dir}/nodes/%n/spool
 SlurmctldPidFile=${dir}/run/slurmctld.pid
 SlurmdPidFile=${dir}/run/slurmd-%n.pid
 SlurmctldLogFile=${dir}/log/slurmctld.log
 SlurmdLogFile=${dir}/log/slurmd-%n.log
-$(slurm_conf_policy pmix)
+$(slurm_conf_policy pmix "$sock")
 ${nodes_line}PartitionName=debug Nodes=${names} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
   # no PMIxCliTmpDirBase: the pmix plugin's per-step directories go to each node's own /tmp

@@ -37,11 +37,16 @@ slurm_free_port() {
   return 1
 }
 
-# slurm_conf_policy MPI_DEFAULT: the slurm.conf lines every test cluster shares (plugins,
-# scheduling, timeouts; no accounting, no cgroups), for the generated configurations here and
-# in tests/cluster/cluster.sh.
+# slurm_conf_policy MPI_DEFAULT MUNGE_SOCKET: the slurm.conf lines every test cluster shares
+# (root daemons, munge on that socket, plugins, scheduling, timeouts; no accounting, no
+# cgroups), for the generated configurations here and in tests/cluster/cluster.sh.
 slurm_conf_policy() {
   cat <<EOF
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$2
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
@@ -64,6 +69,28 @@ MailProg=/bin/true
 EOF
 }
 
+# slurm_munge_start DIR: a munge key DIR/munge/munge.key and a munged on the socket
+# DIR/munge/munge.socket (logs in DIR/log), in the background; SLURM_MUNGED_PID is its PID (empty
+# if it did not start; the caller stops it). Waits (bounded) for the socket: 0, or 1 with the log.
+slurm_munge_start() {
+  local dir="$1" sock="$1/munge/munge.socket"
+  SLURM_MUNGED_PID=""
+  mkdir -p "$dir/munge" "$dir/log" && chmod 700 "$dir/munge" || return 1
+  # own key, own socket; --force because we are root and the dir may live in /tmp
+  mungekey --create --keyfile="$dir/munge/munge.key" >/dev/null 2>&1 \
+    || dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none || return 1
+  chmod 400 "$dir/munge/munge.key"
+  munged --foreground --force --socket="$sock" --key-file="$dir/munge/munge.key" \
+         --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" \
+         --seed-file="$dir/munge/munged.seed" >"$dir/log/munged.out" 2>&1 &
+  SLURM_MUNGED_PID=$!
+  local i
+  for i in $(seq 1 100); do [ -S "$sock" ] && return 0; sleep 0.1; done
+  echo "[slurm-test] error: munged did not create $sock; log:" >&2
+  cat "$dir/log/munged.out" "$dir/log/munged.log" >&2 2>/dev/null
+  return 1
+}
+
 slurm_cluster_require() {
   local missing=() c
   for c in munged mungekey slurmctld slurmd sbatch squeue sinfo scontrol scancel; do
@@ -83,25 +110,12 @@ slurm_cluster_require() {
 slurm_cluster_start() {
   local dir="$1"
   slurm_cluster_require || return 1
-  mkdir -p "$dir"/{munge,state,spool,log,run} || return 1
-  chmod 700 "$dir/munge"
+  mkdir -p "$dir"/{state,spool,log,run} || return 1
 
-  # munge: own key, own socket; --force because we are root and the dir may live in /tmp.
-  mungekey --create --keyfile="$dir/munge/munge.key" >/dev/null 2>&1 \
-    || dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none || return 1
-  chmod 400 "$dir/munge/munge.key"
-  local sock="$dir/munge/munge.socket"
-  munged --foreground --force --socket="$sock" --key-file="$dir/munge/munge.key" \
-         --pid-file="$dir/munge/munged.pid" --log-file="$dir/log/munged.log" \
-         --seed-file="$dir/munge/munged.seed" >"$dir/log/munged.out" 2>&1 &
-  SLURM_CLUSTER_PIDS+=($!)
-  local i
-  for i in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  if [ ! -S "$sock" ]; then
-    echo "[slurm-test] error: munged did not create $sock; log:" >&2
-    cat "$dir/log/munged.out" "$dir/log/munged.log" >&2 2>/dev/null
-    return 1
-  fi
+  slurm_munge_start "$dir"; local rc=$?
+  [ -n "$SLURM_MUNGED_PID" ] && SLURM_CLUSTER_PIDS+=("$SLURM_MUNGED_PID")
+  [ $rc -eq 0 ] || return 1
+  local sock="$dir/munge/munge.socket" i
 
   local host ctld_port slurmd_port cpus mem mpi_default
   host="$(hostname -s)"
@@ -123,18 +137,13 @@ ClusterName=stratatest
 SlurmctldHost=${host}(127.0.0.1)
 SlurmctldPort=${ctld_port}
 SlurmdPort=${slurmd_port}
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=${sock}
 StateSaveLocation=${dir}/state
 SlurmdSpoolDir=${dir}/spool
 SlurmctldPidFile=${dir}/run/slurmctld.pid
 SlurmdPidFile=${dir}/run/slurmd.pid
 SlurmctldLogFile=${dir}/log/slurmctld.log
 SlurmdLogFile=${dir}/log/slurmd.log
-$(slurm_conf_policy "$mpi_default")
+$(slurm_conf_policy "$mpi_default" "$sock")
 NodeName=${host} NodeAddr=127.0.0.1 ${cpus}RealMemory=${mem} State=UNKNOWN
 PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF

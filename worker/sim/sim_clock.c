@@ -15,6 +15,7 @@
 #include "util.h"
 
 #define SIM_CLOCK_DEV_WORDS ((sizeof(device_t) + 3) / 4)
+#define CAL_COLL_REPS 30 /* one-double all-reduces timed for the collective step latency */
 
 /* A 0|1 STRATA_SIM_* switch (worker/base/env.c; strata refuses a bad value at start-up). */
 static int env_switch(const char *name, int dflt) {
@@ -51,7 +52,6 @@ static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, in
  * memory, and collectives of small arrays costing more than the ring model's steps. Skipped
  * (0) when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
  * measuring it would be slow). Collective over world; d must be the same on every rank. */
-#define CAL_COLL_REPS 30
 static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, double timeshare,
                                  sim_layer_time_fn layer_time, coll_comm_t *world) {
   const layout_model_t *lm = &lay->model;
