@@ -188,14 +188,21 @@ case "$case_name" in
     expect_line "$out" '^\[bench\] finished: exit 0;' "finished line"
     ;;
   bad_config)
-    # A layout that does not fit the job, and a serve job without a checkpoint: each job must
-    # stop early (exit 2, state FAILED) with a message that names the fix.
+    # A layout that does not fit the job, a restart count that is not a number, and a serve job
+    # without a checkpoint: each job must stop early (exit 2, state FAILED) with a message that
+    # names the fix.
     id="$(STRATA_PP=3 submit --ntasks=2 --ntasks-per-node=2 --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
     state="$(slurm_wait_job "$id" "$job_timeout_s")"
     out="$tmp/submit/strata-train-$id.out"; cat "$out"
     [ "$state" = FAILED ] || fail "train job with STRATA_PP=3 on 2 tasks ended $state, expected FAILED"
     scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad layout: exit code is not 2"
     expect_line "$out" '^\[train\] error: STRATA_PP=3 does not divide the 2 tasks' "bad layout message"
+    id="$(STRATA_MAX_RESTARTS=many submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
+    state="$(slurm_wait_job "$id" "$job_timeout_s")"
+    out="$tmp/submit/strata-train-$id.out"; cat "$out"
+    [ "$state" = FAILED ] || fail "train job with STRATA_MAX_RESTARTS=many ended $state, expected FAILED"
+    scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad STRATA_MAX_RESTARTS: exit code is not 2"
+    expect_line "$out" "^\\[train\\] error: STRATA_MAX_RESTARTS='many' is not an integer in \\[0, 1000\\]" "bad restart count message"
     unset STRATA_CHECKPOINT
     id="$(submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/serve.sbatch")" || exit 1
     state="$(slurm_wait_job "$id" "$job_timeout_s")"
