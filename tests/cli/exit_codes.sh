@@ -19,10 +19,11 @@ expect() {
   local out code=0
   out=$(timeout -k 5 120 "$@" 2>&1) || code=$?
   [ "$code" -eq "$want" ] || fail "'$*' exited $code, expected $want; output: $out"
-  echo "$out" | grep -Eq -- "$pat" || fail "'$*': output lacks /$pat/: $out"
+  # here-strings, not `echo | grep -q`: under pipefail grep -q's early exit can fail the echo
+  grep -Eq -- "$pat" <<<"$out" || fail "'$*': output lacks /$pat/: $out"
   if [ "$want" = 2 ]; then
-    echo "$out" | grep -q "MPI_ABORT" && fail "'$*': a rank aborted the job instead of exiting 2: $out"
-    echo "$out" | grep -q "serve: serve:" && fail "'$*': doubled prefix: $out"
+    grep -q "MPI_ABORT" <<<"$out" && fail "'$*': a rank aborted the job instead of exiting 2: $out"
+    grep -q "serve: serve:" <<<"$out" && fail "'$*': doubled prefix: $out"
   fi
   echo "ok ($code): $(echo "$out" | grep -m1 -E "error|warning|resumed" || true)"
   n=$((n + 1))
