@@ -15,9 +15,9 @@ static int rd_u32(const unsigned char *buf, size_t len, size_t *pos, uint32_t *o
   return 0;
 }
 
-int fx_load(fx_t *fx) {
+int fx_load_file(fx_t *fx, const char *rel) {
   memset(fx, 0, sizeof *fx);
-  const char *path = test_src_path("tests/fixtures/gpt2_small.bin");
+  const char *path = test_src_path(rel);
   fx->buf = test_read_file(path, &fx->len);
   if (!fx->buf) {
     fprintf(stderr, "cannot read fixture %s (set STRATA_SOURCE_DIR to the source tree)\n", path);
@@ -69,6 +69,14 @@ int fx_load(fx_t *fx) {
     fx->buf = al;
     fx->len = total;
   }
+  return 0;
+bad:
+  fprintf(stderr, "%s: truncated or malformed fixture\n", path);
+  return -1;
+}
+
+int fx_load(fx_t *fx) {
+  if (fx_load_file(fx, "tests/fixtures/gpt2_small.bin")) return -1;
   const fx_record_t *c = fx_find(fx, "config");
   if (!c || c->numel != 7) goto bad;
   const int32_t *cv = c->data;
@@ -79,7 +87,7 @@ int fx_load(fx_t *fx) {
   fx->targets = fx_find(fx, "targets")->data;
   return 0;
 bad:
-  fprintf(stderr, "%s: truncated or malformed fixture\n", path);
+  fprintf(stderr, "gpt2_small.bin: no GPT-2 config record of 7 values\n");
   return -1;
 }
 

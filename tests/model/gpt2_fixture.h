@@ -30,6 +30,9 @@ typedef struct {
 
 /* Loads the fixture at $STRATA_SOURCE_DIR/tests/fixtures/gpt2_small.bin; 0 on success. */
 int fx_load(fx_t *fx);
+/* Loads the records of any STRATAFX fixture at $STRATA_SOURCE_DIR/<rel> (cfg, B, T, tokens and
+ * targets left zero); 0 on success. */
+int fx_load_file(fx_t *fx, const char *rel);
 void fx_free(fx_t *fx);
 /* Record by name, NULL if absent. */
 const fx_record_t *fx_find(const fx_t *fx, const char *name);
