@@ -73,31 +73,31 @@ static llama_model_t *case_model(const fx_t *fx, const lcase_t *c) {
     fprintf(stderr, "llama_create: %s\n", err);
     return NULL;
   }
-  for (int i = 0; i < m->num_tensors; i++) {
-    const gpt2_tensor_t *t = &m->tensors[i];
-    char nm[160];
-    snprintf(nm, sizeof nm, "%sparam/%s", c->prefix, t->name);
-    const fx_record_t *r = fx_find(fx, nm);
-    if (!r || r->dtype != 0 || r->numel != t->numel || r->ndim != t->ndim || r->dims[0] != t->shape[0] ||
-        (t->ndim == 2 && r->dims[1] != t->shape[1])) {
-      fprintf(stderr, "fixture has no tensor %s of the model's shape\n", nm);
-      llama_free(m);
-      return NULL;
-    }
-    memcpy(m->params + t->offset, r->data, sizeof(float) * t->numel);
+  if (fx_copy_params(fx, c->prefix, m->tensors, m->num_tensors, m->params)) {
+    llama_free(m);
+    return NULL;
   }
   return m;
 }
 
+/* Loads case `prefix` into c, its model into *m and activations for its batch into *a; 0 on success. */
+static int case_setup(const fx_t *fx, const char *prefix, lcase_t *c, llama_model_t **m, llama_acts_t **a) {
+  char err[256];
+  *a = NULL;
+  *m = load_case(fx, prefix, c) ? NULL : case_model(fx, c);
+  CHECK_TRUE(*m != NULL);
+  if (!*m) return -1;
+  CHECK_EQ_INT(llama_acts_create(*m, c->B, c->T, a, err, sizeof err), 0);
+  if (*a) return 0;
+  llama_free(*m);
+  return -1;
+}
+
 static void test_forward_backward_match_pytorch(const fx_t *fx, const char *prefix) {
   lcase_t c;
-  CHECK_EQ_INT(load_case(fx, prefix, &c), 0);
-  llama_model_t *m = case_model(fx, &c);
-  CHECK_TRUE(m != NULL);
-  if (!m) return;
-  llama_acts_t *a = NULL;
-  char err[256];
-  CHECK_EQ_INT(llama_acts_create(m, c.B, c.T, &a, err, sizeof err), 0);
+  llama_model_t *m;
+  llama_acts_t *a;
+  if (case_setup(fx, prefix, &c, &m, &a)) return;
   float loss = llama_forward(m, a, c.tokens, c.targets);
   size_t nlog;
   const float *ref_loss = rec_floats(fx, &c, "loss", NULL), *ref_logits = rec_floats(fx, &c, "logits", &nlog);
@@ -114,26 +114,8 @@ static void test_forward_backward_match_pytorch(const fx_t *fx, const char *pref
 
   llama_zero_grad(m);
   CHECK_EQ_INT(llama_backward(m, a, 1.0f), 0);
-  double worst = 0;
-  const char *worst_name = "";
-  for (int i = 0; i < m->num_tensors; i++) {
-    const gpt2_tensor_t *t = &m->tensors[i];
-    char nm[128];
-    snprintf(nm, sizeof nm, "grad/%s", t->name);
-    size_t n;
-    const float *ref = rec_floats(fx, &c, nm, &n);
-    CHECK_TRUE(ref != NULL && n == t->numel);
-    if (!ref || n != t->numel) continue;
-    double d = fx_max_abs_diff(m->grads + t->offset, ref, n) / fx_max_abs(ref, n);
-    if (!(d <= TOL_GRAD_REL))
-      test_fail(__FILE__, __LINE__, "%s gradient %s: max |diff| / max |grad| %.3g > %.1g", prefix, t->name, d,
-                TOL_GRAD_REL);
-    test_checks++;
-    if (!(d <= worst)) {
-      worst = d;
-      worst_name = t->name;
-    }
-  }
+  const char *worst_name;
+  double worst = fx_check_grads(fx, prefix, m->tensors, m->num_tensors, m->grads, TOL_GRAD_REL, 1, &worst_name);
   printf("%s gradients: %d tensors, worst max |diff| / max |grad| %.2e (%s)\n", prefix, m->num_tensors, worst,
          worst_name);
   /* one forward allows one backward */
@@ -144,25 +126,17 @@ static void test_forward_backward_match_pytorch(const fx_t *fx, const char *pref
 
 static void test_adamw_steps_match_pytorch(const fx_t *fx, const char *prefix) {
   lcase_t c;
-  CHECK_EQ_INT(load_case(fx, prefix, &c), 0);
-  llama_model_t *m = case_model(fx, &c);
-  CHECK_TRUE(m != NULL);
-  if (!m) return;
-  llama_acts_t *a = NULL;
+  llama_model_t *m;
+  llama_acts_t *a;
+  if (case_setup(fx, prefix, &c, &m, &a)) return;
   adamw_t *opt = NULL;
   char err[256], nm[64];
-  CHECK_EQ_INT(llama_acts_create(m, c.B, c.T, &a, err, sizeof err), 0);
   CHECK_EQ_INT(adamw_create(0, m->num_params, &opt, err, sizeof err), 0);
   snprintf(nm, sizeof nm, "%sadamw/hparams", prefix);
-  size_t nh, ns;
-  double h[9];
-  memcpy(h, fx_doubles(fx, nm, &nh), sizeof h);
-  CHECK_EQ_INT(nh, 9);
+  size_t ns;
+  adamw_hparams_t hp;
+  CHECK_EQ_INT(fx_adamw_hparams(fx, nm, &hp), 0);
   const float *ref = rec_floats(fx, &c, "adamw/losses", &ns);
-  adamw_hparams_t hp = {.lr = h[0], .beta1 = h[1], .beta2 = h[2], .eps = h[3], .weight_decay = h[4],
-                        .grad_clip = h[5], .warmup_steps = (int)h[6], .decay_steps = (int)h[7],
-                        .min_lr_ratio = h[8]};
-  CHECK_EQ_INT(adamw_hparams_check(&hp, err, sizeof err), 0);
   double worst = 0;
   for (size_t s = 0; s < ns; s++) {
     float loss = llama_forward(m, a, c.tokens, c.targets);
