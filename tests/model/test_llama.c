@@ -196,6 +196,10 @@ static void test_catalogue_uses_hf_names_and_out_in_shapes(void) {
              m->grads + llama_find_tensor(m, "model.layers.0.mlp.down_proj.weight")->offset);
   CHECK_TRUE(m->lm_head != m->embed);
   CHECK_TRUE(llama_find_tensor(m, "wte.weight") == NULL);
+  /* FLOPs: 6 per matrix-product parameter per token (every parameter but the embedding lookup
+   * and the 2L + 1 RMSNorm weights) plus attention's 12 C T per token per layer */
+  const double B = 3, T = 8, matmul = (double)m->num_params - 10 * 16 - (2 * 2 + 1) * 16;
+  CHECK_NEAR(llama_train_flops(m, 3, 8), 6 * matmul * B * T + 2 * 12.0 * 16 * T * B * T, 1e-6);
   llama_free(m);
 }
 

@@ -537,6 +537,10 @@ float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, co
   const int B = a->B, T = a->T, C = m->cfg.dim, V = m->cfg.vocab;
   const size_t N = (size_t)B * T;
   a->forward_done = 0;
+  if (!tokens) {
+    strata_error("llama_forward: tokens is NULL (give the batch's B x T token ids)");
+    return NAN;
+  }
   if (!ids_valid("token", tokens, N, V) || (targets && !ids_valid("target", targets, N, V))) return NAN;
   memcpy(a->tokens, tokens, sizeof(int32_t) * N);
   for (size_t r = 0; r < N; r++) memcpy(a->x0 + r * C, m->embed + (size_t)tokens[r] * C, sizeof(float) * C);
