@@ -3,7 +3,8 @@
  * LlamaForCausalLM's math) in three attention layouts: grouped-query (kv_heads 2 of 4 heads),
  * multi-head (kv_heads = heads) and multi-query (kv_heads 1): logits, mean loss, the gradient
  * of every parameter, and the losses of three AdamW steps (adamw.c on the Llama catalogue).
- * Also: the catalogue's Hugging Face names and [out, in] shapes, configuration errors, bad
+ * Also: causality (a prefix run gives the same logits), gradient accumulation under a loss
+ * scale, the catalogue's Hugging Face names and [out, in] shapes, configuration errors, bad
  * token ids, backward without forward, and initialisation.
  *
  * Tolerances. The reference is float64 on float32 weights, so every gap is this model's float32
@@ -15,6 +16,7 @@
  * The reached errors are printed. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adamw.h"
@@ -155,6 +157,56 @@ static void test_adamw_steps_match_pytorch(const fx_t *fx, const char *prefix) {
   llama_free(m);
 }
 
+/* Causality and positions: the logits of the first T' < T positions of each sequence, run as
+ * sequences of T' tokens (a smaller activation set; RoPE at the same positions), equal the
+ * full run's. And gradient accumulation: two backward passes with loss scale 1/2 sum to the
+ * gradients of one with scale 1, within float rounding (1e-6 of the largest gradient: the
+ * halves are exact, but sgemm adds into a non-zero accumulator block by block, so the second
+ * pass rounds differently). */
+static void test_prefix_logits_and_loss_scale(const fx_t *fx) {
+  lcase_t c;
+  llama_model_t *m;
+  llama_acts_t *a, *p = NULL;
+  if (case_setup(fx, "gqa/", &c, &m, &a)) return;
+  const int Tp = 7, V = c.cfg.vocab;
+  int32_t tok[64];
+  char err[256];
+  CHECK_TRUE(c.B * Tp <= 64);
+  for (int b = 0; b < c.B; b++) memcpy(tok + b * Tp, c.tokens + b * c.T, sizeof(int32_t) * Tp);
+  CHECK_EQ_INT(llama_acts_create(m, c.B, Tp, &p, err, sizeof err), 0);
+  (void)llama_forward(m, a, c.tokens, c.targets);
+  CHECK_TRUE(llama_forward(m, p, tok, NULL) == 0.0f);
+  double worst = 0;
+  for (int b = 0; b < c.B; b++)
+    for (int t = 0; t < Tp; t++) {
+      double d = fx_max_abs_diff(llama_logits(p) + ((size_t)b * Tp + t) * V,
+                                 llama_logits(a) + ((size_t)b * c.T + t) * V, (size_t)V);
+      worst = d > worst ? d : worst;
+    }
+  printf("prefix of %d positions: logits max |diff| %.2e\n", Tp, worst);
+  CHECK_TRUE(worst <= 1e-5);
+
+  llama_zero_grad(m);
+  CHECK_EQ_INT(llama_backward(m, a, 1.0f), 0);
+  float *once = malloc(sizeof(float) * m->num_params);
+  CHECK_TRUE(once != NULL);
+  if (once) {
+    memcpy(once, m->grads, sizeof(float) * m->num_params);
+    llama_zero_grad(m);
+    for (int k = 0; k < 2; k++) {
+      (void)llama_forward(m, a, c.tokens, c.targets);
+      CHECK_EQ_INT(llama_backward(m, a, 0.5f), 0);
+    }
+    double d = fx_max_abs_diff(m->grads, once, m->num_params), scale = fx_max_abs(once, m->num_params);
+    printf("two half-scaled backward passes vs one: max |diff| %.2e of max |grad| %.2e\n", d, scale);
+    CHECK_TRUE(d <= 1e-6 * scale);
+    free(once);
+  }
+  llama_acts_free(p);
+  llama_acts_free(a);
+  llama_free(m);
+}
+
 static const llama_config_t tiny = {.vocab = 10, .ctx = 8, .layers = 2, .heads = 4, .kv_heads = 2, .dim = 16,
                                     .ffn = 24, .rms_norm_eps = 1e-5, .rope_theta = 10000.0};
 
@@ -285,6 +337,7 @@ int main(void) {
     test_forward_backward_match_pytorch(&fx, cases[i]);
     test_adamw_steps_match_pytorch(&fx, cases[i]);
   }
+  test_prefix_logits_and_loss_scale(&fx);
   fx_free(&fx);
   test_catalogue_uses_hf_names_and_out_in_shapes();
   test_bad_configurations_are_named();
