@@ -46,9 +46,14 @@ strata_restart_next() {
   done_step=$(strata_last_step "$out")
   ckpt_step=$(strata_newest_ckpt_step "$out")
   step=$(echo "$failures" | grep -oE "at step [0-9]+" | head -n 1 | grep -oE "[0-9]+" || true)
-  [ -n "$step" ] || step=$((done_step + 1))
+  # step 0: the launch failed before its first step (start-up)
+  if [ -z "$step" ]; then
+    if grep -q "before the first step" <<<"$failures"; then step=0; else step=$((done_step + 1)); fi
+  fi
   if [ "$step" = "$prev" ]; then
-    echo "[restart] error: the job failed at step $step again, as in the previous launch; not restarting" \
+    local at="at step $step"
+    [ "$step" -ne 0 ] || at="at start-up"
+    echo "[restart] error: the job failed $at again, as in the previous launch; not restarting" \
          "(a failure that repeats is not a lost node: fix its cause, then continue with --resume auto)" >&2
     return 1
   fi
@@ -62,7 +67,108 @@ strata_restart_next() {
   else
     from="from step 0 (no checkpoint yet)"
   fi
-  echo "[restart] restart $((attempt + 1)) of $max: ${who:-a rank} failed at step $step; relaunching" \
+  local at="at step $step"
+  [ "$step" -ne 0 ] || at="at start-up"
+  echo "[restart] restart $((attempt + 1)) of $max: ${who:-a rank} failed $at; relaunching" \
        "$from, $((done_step - ckpt_step)) finished step(s) lost" >&2
   return 0
+}
+
+# strata_drop_layout_flags ARGS...: ARGS without the layout flags (--tp --pp --dp --microbatches
+# --zero --sequence-parallel --recompute --stage-layers), one per line, for a new layout.
+strata_drop_layout_flags() {
+  local skip=0 a
+  for a in "$@"; do
+    if [ $skip -eq 1 ]; then skip=0; continue; fi
+    case "$a" in
+      --tp|--pp|--dp|--microbatches|--zero|--recompute|--stage-layers) skip=1 ;;
+      --tp=*|--pp=*|--dp=*|--microbatches=*|--zero=*|--recompute=*|--stage-layers=*|--sequence-parallel) ;;
+      *) printf '%s\n' "$a" ;;
+    esac
+  done
+}
+
+# strata_flag_value NAME DEFAULT ARGS...: the value of --NAME in a command line, else DEFAULT.
+strata_flag_value() {
+  local name="$1" v="$2" prev="" a
+  shift 2
+  for a in "$@"; do
+    [ "$prev" = "--$name" ] && v="$a"
+    [[ "$a" == "--$name="* ]] && v="${a#--"$name"=}"
+    prev="$a"
+  done
+  echo "$v"
+}
+
+# strata_shrink_layout STRATA RANKS CKPT ARGS... -- the layout flags for `strata train` ARGS on
+# RANKS ranks, one per line: the fastest layout that fits the device memory in `strata simulate
+# --sweep`, for the model of checkpoint CKPT (its config.json; "" for the flags and strata
+# train's defaults) on the command's --device, --device-mem, --batch, --seq-len and --schedule.
+# The global batch is the command's, so the loss curve continues as before (the sweep divides
+# it into more micro-batches when there are fewer replicas). Returns 1, saying why, when no
+# layout of RANKS ranks fits.
+strata_shrink_layout() {
+  local strata="$1" ranks="$2" ckpt="$3" cfg="" sim row
+  shift 3
+  local layers heads dim ctx vocab=256
+  layers=$(strata_flag_value layers 4 "$@"); heads=$(strata_flag_value heads 4 "$@")
+  dim=$(strata_flag_value dim 128 "$@"); ctx=$(strata_flag_value ctx 128 "$@")
+  [ -n "$ckpt" ] && [ -f "$ckpt/config.json" ] && cfg="$ckpt/config.json"
+  if [ -n "$cfg" ]; then # the checkpoint's shape wins: it is what the restart loads
+    layers=$(jq -r '.n_layer' "$cfg"); heads=$(jq -r '.n_head' "$cfg"); dim=$(jq -r '.n_embd' "$cfg")
+    ctx=$(jq -r '.n_positions // .n_ctx' "$cfg"); vocab=$(jq -r '.vocab_size' "$cfg")
+  fi
+  sim=("$strata" simulate --arch gpt --layers "$layers" --heads "$heads" --dim "$dim"
+       --ctx "$(strata_flag_value seq-len "$ctx" "$@")" --vocab "$vocab" --nodes "$ranks"
+       --batch "$(strata_flag_value batch 16 "$@")" --device "$(strata_flag_value device cpu "$@")"
+       --schedule "$(strata_flag_value schedule gpipe "$@")" --sweep --json)
+  local mem; mem=$(strata_flag_value device-mem "" "$@")
+  [ -z "$mem" ] || sim+=(--device-mem "$mem")
+  row=$("${sim[@]}" 2>&1 | jq -ec '[.rows[] | select(.fits)][0]' 2>/dev/null) || {
+    echo "[restart] error: no layout of $ranks rank(s) fits this job (strata simulate --sweep: $("${sim[@]}" 2>&1 | tail -n 1))" >&2
+    return 1
+  }
+  jq -r '"--tp", .tp, "--pp", .pp, "--dp", .dp, "--microbatches", .microbatches, "--zero", .zero,
+         "--recompute", .recompute, (if .sequence_parallel then "--sequence-parallel" else empty end)' <<<"$row"
+}
+
+# strata_newest_ckpt_dir OUT: the newest checkpoint directory in OUT, "" if none.
+strata_newest_ckpt_dir() {
+  local s; s=$(strata_newest_ckpt_step "$1")
+  [ "$s" -gt 0 ] || return 0
+  ls -d "$1"/ckpt-*"$s" 2>/dev/null | tail -n 1
+}
+
+# strata_dead_nodes FAILURES PER_NODE NODE... -- the nodes (of NODE..., in rank order: ranks
+# k*PER_NODE .. (k+1)*PER_NODE-1 on the k-th) on which every rank died, according to FAILURES
+# (strata_rank_failures' lines): one "NODE FIRST-LAST" line each.
+strata_dead_nodes() {
+  local failures="$1" per="$2" k=0 node q dead
+  shift 2
+  for node in "$@"; do
+    dead=0
+    for ((q = k * per; q < (k + 1) * per; q++)); do
+      grep -qE "rank $q \(stage [0-9]+, replica [0-9]+\) died" <<<"$failures" && dead=$((dead + 1))
+    done
+    [ "$dead" -ne "$per" ] || echo "$node $((k * per))-$(((k + 1) * per - 1))"
+    k=$((k + 1))
+  done
+}
+
+# strata_lost_nodes DEAD PER_NODE PROBE NODE... -- the nodes a failed job lost, one "NODE REASON"
+# line each: every rank on it died at once (DEAD: strata_dead_nodes' lines), or it does not
+# answer PROBE NODE (a command that fails or times out when the node is gone: a lost link, a
+# dead slurmd). A collective time-out alone cannot tell which side of a broken link is cut off:
+# every rank times out waiting on some other; the probe from the launching node decides.
+strata_lost_nodes() {
+  local dead="$1" per="$2" probe="$3" node k=0
+  shift 3
+  for node in "$@"; do
+    if grep -q "^$node " <<<"$dead"; then
+      echo "$node every rank on it (ranks $(awk -v n="$node" '$1 == n { print $2 }' <<<"$dead")) died"
+    elif ! $probe "$node" >/dev/null 2>&1; then
+      echo "$node it does not answer (ranks $((k * per))-$(((k + 1) * per - 1)) ran on it)"
+    fi
+    k=$((k + 1))
+  done
 }

@@ -7,3 +7,10 @@ add_test(NAME slurm_cluster_nodes_3x2
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cluster/cluster_test.sh $<TARGET_FILE:strata> $<TARGET_FILE:dist_tool>)
 set_tests_properties(slurm_cluster_nodes_3x2 PROPERTIES LABELS "slurm;cluster" TIMEOUT 1500
                      SKIP_RETURN_CODE 77 RESOURCE_LOCK slurm_cluster)
+# Node loss on the same kind of cluster: every rank of a random node killed at a random step,
+# and a link taken down mid-step; launch/slurm/train.sbatch restarts without the node (shrink to
+# fit). tests/cluster/node_loss_test.sh STRATA DIST_TOOL 10 runs the node loss ten times.
+add_test(NAME slurm_cluster_node_loss
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cluster/node_loss_test.sh $<TARGET_FILE:strata> $<TARGET_FILE:dist_tool>)
+set_tests_properties(slurm_cluster_node_loss PROPERTIES LABELS "slurm;cluster" TIMEOUT 1500
+                     SKIP_RETURN_CODE 77 RESOURCE_LOCK slurm_cluster)

@@ -107,10 +107,14 @@ struct coll_request {
   struct coll_request *prev, *next; /* comm's active list */
 };
 
+#define COLL_HOST_LEN 64
+
 struct coll_comm {
   MPI_Comm mpi;             /* duplicated bootstrap communicator (MPI_ERRORS_RETURN) */
   int rank, size;
   int *world_ranks;         /* [size] rank in MPI_COMM_WORLD of each member */
+  char (*hosts)[COLL_HOST_LEN]; /* [size] each member's host (MPI_Get_processor_name, cut), for
+                                   messages naming an unreachable peer's node */
   coll_config_t cfg;
   const coll_transport_ops_t *tops;
   coll_transport_t *t;

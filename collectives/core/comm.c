@@ -185,6 +185,24 @@ free_groups:
   return res;
 }
 
+/* Every member's host name, into c->hosts (c->size entries). */
+static coll_result_t gather_hosts(coll_comm_t *c, char *err, size_t errlen) {
+  char name[MPI_MAX_PROCESSOR_NAME] = "";
+  char mine[COLL_HOST_LEN] = "";
+  int len = 0;
+  c->hosts = calloc((size_t)c->size, COLL_HOST_LEN);
+  if (!c->hosts)
+    return coll_err(err, errlen, COLL_ERR_NOMEM, "out of memory for the host names of a %d-rank communicator",
+                    c->size);
+  if (MPI_Get_processor_name(name, &len) != MPI_SUCCESS) strcpy(name, "?");
+  snprintf(mine, sizeof mine, "%s", name);
+  coll_result_t res = COLL_OK;
+  MPICHECKGOTO(MPI_Allgather(mine, COLL_HOST_LEN, MPI_CHAR, c->hosts, COLL_HOST_LEN, MPI_CHAR, c->mpi), res,
+               out, "MPI_Allgather(host names)");
+out:
+  return res;
+}
+
 /* Common tail of create and split: `dup` (a new communicator) is owned by the new
  * communicator, and gets MPI_ERRORS_RETURN so MPI failures come back as codes. */
 static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, const coll_comm_t *parent,
@@ -209,6 +227,8 @@ static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, const col
     goto free_comm;
   }
   res = map_world_ranks(c, err, errlen);
+  if (res != COLL_OK) goto free_comm;
+  res = gather_hosts(c, err, errlen);
   if (res != COLL_OK) goto free_comm;
   c->yield_idle = cfg->yield_idle >= 0 ? cfg->yield_idle : node_oversubscribed(dup);
   c->tops = cfg->transport == COLL_TRANSPORT_OFI ? &coll_transport_ofi_ops : &coll_transport_mpi_ops;
@@ -241,6 +261,7 @@ destroy_transport:
 free_comm:
   coll_tune_free(c);
   free(c->world_ranks);
+  free(c->hosts);
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->cv);
   MPI_Comm_free(&c->mpi);
@@ -305,6 +326,7 @@ void coll_comm_destroy(coll_comm_t *comm) {
   for (int i = 0; i < COLL_SCRATCH_CACHE; i++) free(comm->cache_buf[i]);
   coll_tune_free(comm);
   free(comm->world_ranks);
+  free(comm->hosts);
   pthread_mutex_destroy(&comm->lock);
   pthread_cond_destroy(&comm->cv);
   MPI_Comm_free(&comm->mpi);
@@ -317,6 +339,10 @@ const coll_config_t *coll_comm_config(const coll_comm_t *comm) { return comm ? &
 int coll_world_rank(const coll_comm_t *comm, int rank) {
   if (!comm || rank < 0 || rank >= comm->size) return -1;
   return comm->world_ranks[rank];
+}
+const char *coll_peer_host(const coll_comm_t *comm, int rank) {
+  if (!comm || !comm->hosts || rank < 0 || rank >= comm->size) return "?";
+  return comm->hosts[rank];
 }
 MPI_Comm coll_mpi_comm(const coll_comm_t *comm) { return comm ? comm->mpi : MPI_COMM_NULL; }
 const char *coll_transport_name(const coll_comm_t *comm) {

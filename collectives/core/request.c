@@ -262,9 +262,9 @@ static int test_handle(coll_request_t *req, int32_t i) {
   if (rc != COLL_OK) {
     h->state = 2; /* the transport released it */
     h->treq = NULL;
-    coll_set_error(c, rc, "%s: %s %zu bytes %s rank %d (world rank %d) failed: %s", req->opname,
+    coll_set_error(c, rc, "%s: %s %zu bytes %s rank %d (world rank %d, host %s) failed: %s", req->opname,
                    h->is_recv ? "receiving" : "sending", h->bytes, h->is_recv ? "from" : "to",
-                   h->peer, coll_world_rank(c, h->peer), err);
+                   h->peer, coll_world_rank(c, h->peer), coll_peer_host(c, h->peer), err);
     fail(req, rc);
     return -1;
   }
@@ -348,9 +348,10 @@ static int step(coll_request_t *req) {
               ? c->tops->isend(c->t, a->a, a->count, a->peer, a->tag, &h->treq, err, sizeof err)
               : c->tops->irecv(c->t, a->dst, a->count, a->peer, a->tag, &h->treq, err, sizeof err);
       if (rc != COLL_OK) {
-        coll_set_error(c, rc, "%s: posting a %s of %zu bytes %s rank %d (world rank %d) failed: %s",
+        coll_set_error(c, rc, "%s: posting a %s of %zu bytes %s rank %d (world rank %d, host %s) failed: %s",
                        req->opname, a->kind == ACT_SEND ? "send" : "receive", a->count,
-                       a->kind == ACT_SEND ? "to" : "from", a->peer, coll_world_rank(c, a->peer), err);
+                       a->kind == ACT_SEND ? "to" : "from", a->peer, coll_world_rank(c, a->peer),
+                       coll_peer_host(c, a->peer), err);
         fail(req, rc);
         return 1;
       }
@@ -417,9 +418,9 @@ static void timeout_fail(coll_request_t *req) {
     coll_handle_t *h = &req->hs[blocked];
     coll_set_error(c, COLL_ERR_TIMEOUT,
                    "%s timed out after %.1f s (STRATA_COLL_TIMEOUT_S) waiting on rank %d (world "
-                   "rank %d) to %s %zu bytes; %zu bytes outstanding in %d transfers; is that rank "
+                   "rank %d, host %s) to %s %zu bytes; %zu bytes outstanding in %d transfers; is that rank "
                    "alive and making the same call?",
-                   req->opname, c->cfg.timeout_s, h->peer, coll_world_rank(c, h->peer),
+                   req->opname, c->cfg.timeout_s, h->peer, coll_world_rank(c, h->peer), coll_peer_host(c, h->peer),
                    h->is_recv ? "send it" : "receive", h->bytes, outstanding, nopen);
   } else {
     coll_set_error(c, COLL_ERR_TIMEOUT, "%s timed out after %.1f s (STRATA_COLL_TIMEOUT_S)",

@@ -88,14 +88,17 @@ source "$STRATA_ROOT/launch/restart.sh"
 # srun's and the ranks' stderr is also kept in RUN_DIR/srun.err; when a `train` step fails,
 # strata_rank_failures prints which rank failed, at which step and in which operation (also
 # kept in STRATA_LAST_FAILURES for the restart decision).
+# STRATA_SRUN_PLACE (an array, empty by default: the whole allocation) adds placement flags,
+# e.g. (-N 2 -n 4 -w n1,n3) when a restart continues without a lost node.
 STRATA_LAST_FAILURES=""
+STRATA_SRUN_PLACE=()
 strata_srun() {
   STRATA_LAST_FAILURES=""
   local cpt=() rc marker="$STRATA_RUN_DIR/.srun-start" out
   [ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpt=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
   : >"$marker"
   # shellcheck disable=SC2086
-  { srun --mpi="$STRATA_SRUN_MPI" --kill-on-bad-exit=1 "${cpt[@]}" ${STRATA_SRUN_ARGS:-} "$STRATA_BIN" "$@" \
+  { srun --mpi="$STRATA_SRUN_MPI" --kill-on-bad-exit=1 "${cpt[@]}" "${STRATA_SRUN_PLACE[@]}" ${STRATA_SRUN_ARGS:-} "$STRATA_BIN" "$@" \
       2>&1 1>&3 3>&- | tee "$STRATA_RUN_DIR/srun.err" >&2; rc=${PIPESTATUS[0]}; } 3>&1
   if [ "$rc" -ne 0 ] && [ "${1:-}" = train ]; then
     out="$(strata_train_out "$STRATA_RUN_DIR" "$@")"

@@ -207,3 +207,23 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     *) echo "usage: $0 up DIR N | down DIR" >&2; exit 2 ;;
   esac
 fi
+
+# ns_cluster_test_start NAME: what every cluster test starts with: exit 77 (skip) without root or
+# Slurm, no SLURM_* from the caller, a work directory $dir under /var/tmp (shared by the nodes,
+# whose /tmp is their own), and a trap that tears the cluster ($dir/c) down and removes $dir
+# however the test ends. Defines fail MESSAGE (prints "[NAME] FAIL: MESSAGE", exit 1).
+ns_cluster_test_start() {
+  NS_CLUSTER_TEST_NAME="$1"
+  fail() { echo "[$NS_CLUSTER_TEST_NAME] FAIL: $*" >&2; exit 1; }
+  ns_cluster_require || exit 77
+  for v in $(compgen -e | grep '^SLURM_'); do unset "$v"; done
+  dir="$(mktemp -d "/var/tmp/strata-$1.XXXXXX")" || fail "mktemp failed"
+  ns_cluster_test_cleanup() {
+    local rc=$?
+    ns_cluster_down "$dir/c"
+    rm -rf "$dir"
+    exit $rc
+  }
+  trap ns_cluster_test_cleanup EXIT
+  trap 'exit 130' INT TERM
+}

@@ -18,18 +18,7 @@ dist_tool="${2:?usage: cluster_test.sh STRATA DIST_TOOL}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=cluster.sh
 source "$here/cluster.sh"
-fail() { echo "[cluster-test] FAIL: $*" >&2; exit 1; }
-ns_cluster_require || exit 77
-for v in $(compgen -e | grep '^SLURM_'); do unset "$v"; done
-dir="$(mktemp -d /var/tmp/strata-cluster.XXXXXX)" || fail "mktemp failed"
-cleanup() {
-  local rc=$?
-  ns_cluster_down "$dir/c"
-  rm -rf "$dir"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+ns_cluster_test_start cluster-test
 ns_cluster_up "$dir/c" 3 || fail "the namespace cluster did not come up"
 ns_cluster_shape 1gbit || fail "tc could not shape the links"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

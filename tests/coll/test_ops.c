@@ -540,7 +540,7 @@ static void mode_timeout(void) {
       CHECK_TRUE(dt >= 1.9 && dt < 60);
       if (r == 0) { /* rank 0's first peer to hear from is the absent rank (ring: left neighbour) */
         char want[64];
-        snprintf(want, sizeof want, "rank %d (world rank %d)", p - 1, p - 1);
+        snprintf(want, sizeof want, "rank %d (world rank %d, host ", p - 1, p - 1);
         if (k == 1 || p == 2) CHECK_TRUE(strstr(msg, want) != NULL);
         if (!strstr(msg, want) && (k == 1 || p == 2)) fprintf(stderr, "message: %s\n", msg);
       }
@@ -552,7 +552,7 @@ static void mode_timeout(void) {
     int32_t x;
     coll_result_t rc = coll_recv(&x, 1, COLL_I32, 1, 5, c);
     CHECK_EQ_INT(rc, COLL_ERR_TIMEOUT);
-    CHECK_TRUE(strstr(coll_last_error(c), "rank 1 (world rank 1)") != NULL);
+    CHECK_TRUE(strstr(coll_last_error(c), "rank 1 (world rank 1, host ") != NULL);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   coll_comm_destroy(c);
@@ -650,7 +650,7 @@ static void mode_mismatch(void) {
     coll_result_t rc = coll_allreduce(buf, buf, r == p - 1 ? 33 : 32, COLL_F32, COLL_SUM, c);
     CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
     char want[64];
-    snprintf(want, sizeof want, "rank %d (world rank %d)", p - 1, p - 1);
+    snprintf(want, sizeof want, "rank %d (world rank %d, host ", p - 1, p - 1);
     CHECK_TRUE(strstr(coll_last_error(c), want) != NULL);
     CHECK_TRUE(strstr(coll_last_error(c), "count=33") != NULL);
     /* different dtype on rank 1, broadcast */

@@ -67,7 +67,7 @@ fault)
   grep -q "fault: injecting $ACT at step $S in $OP" "$W/out.txt" || fail "fault was not injected"
   case "$ACT" in
     hang)
-      grep -Eq "error: train: rank [0-9]+: step $S: .*(rank $R |rank $R\)|world rank $R\))" "$W/out.txt" ||
+      grep -Eq "error: train: rank [0-9]+: step $S: .*(rank $R |rank $R\)|world rank $R,)" "$W/out.txt" ||
         fail "no survivor named rank $R and step $S"
       grep -q "STRATA_COLL_TIMEOUT_S" "$W/out.txt" || fail "timeout message does not name STRATA_COLL_TIMEOUT_S" ;;
     kill)

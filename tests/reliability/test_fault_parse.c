@@ -26,6 +26,12 @@ int main(void) {
   CHECK_EQ_INT(fault_parse("kill:rank=1:step=7:attempt=0", &s, err, sizeof err), 0);
   CHECK_EQ_INT(s.attempt, 0);
   CHECK_EQ_INT((int)s.step, 7);
+  CHECK_TRUE(s.host[0] == '\0');
+  CHECK_EQ_INT(fault_parse("kill:host=n2:step=9", &s, err, sizeof err), 0);
+  CHECK_TRUE(strcmp(s.host, "n2") == 0);
+  CHECK_EQ_INT((int)s.step, 9);
+  CHECK_EQ_INT(fault_parse("kill:host=:step=9", &s, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "host") != NULL);
   CHECK_EQ_INT(fault_parse("kill:rank=1:attempt=two", &s, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "attempt") != NULL);
   CHECK_EQ_INT(fault_parse("kill:rank=1:op=recv", &s, err, sizeof err), 0);

@@ -65,6 +65,11 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, size_t errlen) {
       else if (k[0] == 's') o->step = x;
       else if (k[0] == 'a') o->attempt = (int)x;
       else o->code = (int)x;
+    } else if (!strcmp(k, "host")) {
+      if (!*v || strlen(v) >= sizeof o->host)
+        return strata_fail(err, errlen, "STRATA_FAULT host='%s' is not a host name (1-%zu characters)", v,
+                           sizeof o->host - 1);
+      strcpy(o->host, v);
     } else if (!strcmp(k, "op") || !strcmp(k, "during")) {
       int f = -1;
       for (int i = 0; i < N_SITES; i++)
@@ -74,7 +79,7 @@ int fault_parse(const char *s, fault_spec_t *o, char *err, size_t errlen) {
                            "commit or session_save", k, v);
       o->site = (fault_site_t)f;
     } else {
-      return strata_fail(err, errlen, "STRATA_FAULT key '%s' unknown; use rank, step, op, during, code, attempt", k);
+      return strata_fail(err, errlen, "STRATA_FAULT key '%s' unknown; use rank, host, step, op, during, code, attempt", k);
     }
   }
   return 0;
@@ -90,7 +95,12 @@ static void parse_env(void) {
     strata_warn("%s; no fault injected", err);
     return;
   }
-  if (spec.rank != strata_log_rank()) return;
+  if (spec.host[0]) {
+    char me[256] = "";
+    if (gethostname(me, sizeof me - 1) || strcmp(me, spec.host)) return;
+  } else if (spec.rank != strata_log_rank()) {
+    return;
+  }
   if (spec.attempt >= 0) { /* only in that launch of the job (launch/strata-run's restarts) */
     int64_t a;
     char aerr[256];

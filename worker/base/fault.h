@@ -8,6 +8,8 @@
  *           hang  the rank stops making progress forever (sleeps; like a stuck device)
  *           exit  the rank calls _exit(N) (default N = 1) without finalising MPI
  *   rank=R  the MPI world rank that fails (default 0)
+ *   host=H  instead of rank=R: every rank on the host named H (gethostname) fails at once, as
+ *           when a node is lost (the namespace cluster's nodes are n1, n2, ...)
  *   step=S  the 1-based training step in which it fails (default: the first point reached)
  *   attempt=N  only in launch N of the job: launch/strata-run --max-restarts exports
  *           STRATA_ATTEMPT (0 for the first launch, 1 for the first restart, ...); unset
@@ -22,7 +24,7 @@
  *                       turn; step=S counts this rank's session saves (1 = the first)
  *
  * Example: STRATA_FAULT="kill:rank=2:step=3", "hang:rank=1:step=2:op=allreduce",
- * "kill:rank=1:during=checkpoint".
+ * "kill:rank=1:during=checkpoint", "kill:host=n2:step=7".
  *
  * Cost when STRATA_FAULT is unset: one predictable branch per hook (the variable is read once).
  * A malformed STRATA_FAULT is reported on stderr once and ignored (never silently half-applied).
@@ -71,6 +73,7 @@ typedef struct {
   fault_site_t site;
   int code;
   int attempt; /* -1 any launch; else only when STRATA_ATTEMPT (default 0) equals it */
+  char host[64]; /* "" : the rank selects; else every rank on this host */
 } fault_spec_t;
 int fault_parse(const char *spec, fault_spec_t *out, char *err, size_t errlen);
 

@@ -102,9 +102,14 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
                                  weight);
       if (device_calibrate_cpu_shapes(&d, shapes, weight, n)) ok = 0;
     }
-    if (coll_allreduce(&ok, &ok, 1, COLL_I32, COLL_MIN, world) != COLL_OK || !ok) {
-      snprintf(err, errlen, "calibrating the cpu device profile failed (use --device trn2 or a "
-               "JSON profile instead)");
+    if (coll_allreduce(&ok, &ok, 1, COLL_I32, COLL_MIN, world) != COLL_OK) {
+      snprintf(err, errlen, "calibrating the cpu device profile: sharing rank 0's result failed: %s",
+               coll_last_error(world));
+      return -1;
+    }
+    if (!ok) {
+      snprintf(err, errlen, "calibrating the cpu device profile failed: rank 0 could not time its matrix "
+               "products (out of memory?); use --device trn2 or a JSON profile instead");
       return -1;
     }
     /* the link: three fits, keeping the lowest latency and highest bandwidth (a loaded

@@ -120,6 +120,9 @@ int coll_rank(const coll_comm_t *comm);
 int coll_size(const coll_comm_t *comm);
 /* Rank of this communicator's member `rank` in MPI_COMM_WORLD (for error messages). */
 int coll_world_rank(const coll_comm_t *comm, int rank);
+/* The host that member `rank` runs on (its MPI processor name, at most 63 characters), "?" for
+ * an invalid rank. Error messages about a peer name it, so a lost link names the node. */
+const char *coll_peer_host(const coll_comm_t *comm, int rank);
 /* Collective over comm: how many of its ranks share this rank's host (a shared-memory node, as
  * MPI_COMM_TYPE_SHARED sees it); 1 if that cannot be determined. */
 int coll_node_size(coll_comm_t *comm);
