@@ -667,7 +667,7 @@ int cmd_infer(int argc, char **argv) {
       {"--checkpoint", NULL, ARG_STRING, &f.ckpt, "DIR", "checkpoint directory (required)"},
       {"--tp", NULL, ARG_INT, &f.tp, "T", "tensor-parallel ranks per pipeline stage (default 1); ranks = T x P",
        .min = 1, .max = 1 << 16},
-      {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt (byte-level models)"},
+      {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt as text (byte-level models, BPE models with a tokenizer)"},
       {"--prompt-tokens", NULL, ARG_STRING, &f.prompt_tokens, "1,2,3", "one prompt as token ids"},
       {"--prompts", NULL, ARG_STRING, &f.prompts_path, "FILE", "JSON lines of prompts (see above)"},
       {"--max-tokens", NULL, ARG_INT, &f.max_tokens, "N", "tokens to generate per prompt (default 32)",
