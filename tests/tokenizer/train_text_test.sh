@@ -7,6 +7,8 @@
 #     out the last 10% of the tokens), and the log names the tokenizer;
 #   - a BPE checkpoint resumed on the .txt without --tokenizer encodes it with the checkpoint's
 #     tokenizer: its steps 4-5 equal the uninterrupted run's;
+#   - `strata eval` of that checkpoint on the .txt scores train's validation loss (1e-6: the
+#     same set through the same forward pass, one rank);
 #   - a --tokenizer directory without vocabulary files exits 2 naming it.
 # Exit 77 (skipped) without jq.
 set -u
@@ -45,6 +47,13 @@ grep -q "encoded with the tokenizer of checkpoint .*ckpt-00000003" "$W/res2.log"
   || fail "the resumed run does not use the checkpoint's tokenizer: $(head -5 "$W/res2.log")"
 A=$(jq -c '.loss' "$W/res2/steps.jsonl" | tail -2 | tr '\n' ' '); B=$(jq -c '.loss' "$W/bin1/steps.jsonl" | tail -2 | tr '\n' ' ')
 [ "$A" = "$B" ] || fail "resumed steps 4-5 '$A', uninterrupted '$B'"
+
+# eval reads the .txt through the checkpoint's tokenizer: train's validation loss again
+"$S" eval --checkpoint "$W/txt1/ckpt-00000005" --data "$W/text.txt" --tokens 2048 --json > "$W/eval.json" 2> "$W/eval.log" \
+  || fail "eval: $(cat "$W/eval.log")"
+grep -q "encoded with the tokenizer of checkpoint" "$W/eval.log" || fail "eval does not name the tokenizer: $(cat "$W/eval.log")"
+jq -e -s '(.[0].loss - .[1].val_loss | fabs) < 1e-6 and .[0].tokens == .[1].val_tokens' "$W/eval.json" "$W/txt1/report.json" \
+  > /dev/null || fail "eval $(cat "$W/eval.json") differs from train's validation $(jq -c '[.val_loss, .val_tokens]' "$W/txt1/report.json")"
 
 mkdir -p "$W/empty"
 "$S" train --data "$W/text.txt" --tokenizer "$W/empty" --steps 1 > "$W/bad.log" 2>&1

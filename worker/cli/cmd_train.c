@@ -3,7 +3,6 @@
  * when it is opened (data.h's text encoder), as `strata tokenize` would write its shard. */
 #include <mpi.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
@@ -11,11 +10,9 @@
 #include "strata/coll.h"
 #include "schedule.h"
 #include "commands.h"
-#include "data.h"
+#include "data_tokenizer.h"
 #include "log.h"
-#include "tokenizer.h"
 #include "train.h"
-#include "util.h"
 
 static const char *usage_text =
     "Train the GPT-2 model. With no flags: the tiny default model (4 layers, 4 heads, width 128,\n"
@@ -56,71 +53,6 @@ static const char *usage_text =
 /* Bounds of the model and job flags: generous, so that only nonsense is refused here and the
  * real limits (memory, the layout, the data) are checked where they are known. */
 #define TRAIN_MAX_COUNT 1e9 /* steps, warm-up, every-K intervals */
-
-/* The text encoder of data.h over a BPE tokenizer: <|endoftext|>, then the ids of the whole
- * file (ordinary text: special-token spellings are not special), as cmd_tokenize.c writes a
- * document. */
-typedef struct {
-  tok_t *tok;
-  char name[4200]; /* for the log line */
-} train_tok_t;
-
-static int encode_text(void *ctx, const char *path, const char *text, size_t n, int32_t **ids, size_t *n_ids,
-                       char *err, size_t errlen) {
-  train_tok_t *t = ctx;
-  double t0 = strata_now_s();
-  tok_ids_t v = {0};
-  int32_t eot = tok_eot(t->tok);
-  if (!(v.v = malloc(sizeof(int32_t) * 64))) return strata_fail(err, errlen, "out of memory encoding '%s'", path);
-  v.cap = 64;
-  v.v[v.n++] = eot;
-  if (tok_encode(t->tok, text, n, 0, &v, err, errlen)) {
-    tok_ids_free(&v);
-    return -1;
-  }
-  if (strata_log_rank() <= 0)
-    strata_info("train: %s is text, encoded with %s: %zu bytes -> %zu tokens (<|endoftext|> first) in %.2f s",
-                path, t->name, n, v.n, strata_now_s() - t0);
-  *ids = v.v;
-  *n_ids = v.n;
-  return 0;
-}
-
-/* The tokenizer for text data: --tokenizer gpt2|DIR, else the resumed checkpoint's when its
- * model is not byte-level (--resume DIR, or auto: the newest in the run directory), else none
- * (bytes). 0, or 2 after saying what is wrong. */
-static int text_tokenizer(const char *flag, const char *resume, const char *out_dir, train_tok_t *t) {
-  char err[2048], dir[4096];
-  int rc = 0;
-  t->tok = NULL;
-  if (flag && !strcmp(flag, "gpt2")) {
-    rc = tok_load_gpt2(&t->tok, err, sizeof err);
-    snprintf(t->name, sizeof t->name, "GPT-2's shipped BPE tokenizer (%s)", TOK_GPT2_DIR);
-  } else if (flag) {
-    rc = tok_load_dir(flag, &t->tok, err, sizeof err);
-    snprintf(t->name, sizeof t->name, "the BPE tokenizer of %s", flag);
-  } else if (resume) {
-    gpt2_config_t cfg;
-    if (!strcmp(resume, "auto") ? ckpt_find_latest(out_dir, dir, sizeof dir, err, sizeof err)
-                                : snprintf(dir, sizeof dir, "%s", resume) < 0)
-      return 0; /* train reports a missing checkpoint */
-    if (ckpt_read_config(dir, &cfg, err, sizeof err)) return 0;
-    rc = tok_load_model(dir, cfg.vocab, &t->tok, err, sizeof err);
-    snprintf(t->name, sizeof t->name, "the tokenizer of checkpoint %s", dir);
-  }
-  if (rc) {
-    strata_error("train: --tokenizer: %s", err);
-    return 2;
-  }
-  if (t->tok && (tok_vocab_size(t->tok) > 65536 || tok_eot(t->tok) < 0)) {
-    strata_error("train: %s has %s; training data holds uint16 tokens and starts every document with it", t->name,
-                 tok_eot(t->tok) < 0 ? "no end-of-text token" : "more than 65536 tokens");
-    tok_free(t->tok);
-    t->tok = NULL;
-    return 2;
-  }
-  return 0;
-}
 
 /* Long for its flag table; the rest records which flags were given (resume compares them with
  * the checkpoint) and picks the loop. */
@@ -248,12 +180,12 @@ int cmd_train(int argc, char **argv) {
   if (g_min_lr) c.opt.min_lr_ratio = (float)min_lr_ratio;
   c.opt.warmup_steps = warmup;
 
-  static train_tok_t tt; /* the data set's encoder context: lives as long as the run */
-  if ((rc = text_tokenizer(tokenizer, c.resume, c.out_dir, &tt))) return rc;
-  if (tt.tok) {
-    data_text_encoder_t enc = {encode_text, &tt, tok_vocab_size(tt.tok)};
-    data_set_text_encoder(&enc);
-  }
+  /* text data through --tokenizer, or a resumed BPE model's own (--resume auto: the newest
+   * checkpoint in --out; train itself reports one that is missing) */
+  char ckpt[4096] = "", cerr[256];
+  if (c.resume && strcmp(c.resume, "auto")) snprintf(ckpt, sizeof ckpt, "%s", c.resume);
+  else if (c.resume && ckpt_find_latest(c.out_dir, ckpt, sizeof ckpt, cerr, sizeof cerr)) ckpt[0] = '\0';
+  if ((rc = data_tokenizer_install("train", tokenizer, ckpt[0] ? ckpt : NULL))) return rc;
   if (cli_mpi_start()) return 1;
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -262,8 +194,6 @@ int cmd_train(int argc, char **argv) {
                           c.sequence_parallel || recompute;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
   rc = distributed ? train_run_dist(&c) : train_run(&c);
-  data_set_text_encoder(NULL);
-  tok_free(tt.tok);
-  tt.tok = NULL;
+  data_tokenizer_remove();
   return rc;
 }
