@@ -18,23 +18,8 @@
 set -u
 S=$1; W=$2; shift 2; MPI=("$@")
 for t in curl jq iconv; do command -v $t >/dev/null || { echo "SKIP: $t is not installed"; exit 77; }; done
-fail() { echo "FAIL: $*"; [ -f "$W/srv.log" ] && tail -5 "$W/srv.log"; exit 1; }
 rm -rf "$W" && mkdir -p "$W"
-PID=
-start() { # start ARGS...: a server on a free port, URL in $U
-  "$@" --listen 127.0.0.1:0 > "$W/srv.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 600); do
-    U=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$W/srv.log" | head -1)
-    [ -n "$U" ] && return 0
-    kill -0 $PID 2>/dev/null || fail "server exited: $(cat "$W/srv.log")"
-    sleep 0.1
-  done
-  fail "server did not start"
-}
-stop_server() { [ -n "$PID" ] && kill -TERM $PID 2>/dev/null && wait $PID 2>/dev/null; PID=; }
-trap stop_server EXIT
-post() { curl -s -o "$W/body" -w '%{http_code}' "$U$1" -H 'Content-Type: application/json' -d "$2"; }
+. "$(dirname "$0")/http_test_lib.sh"
 expect() { jq -e "$@" "$W/body" >/dev/null || fail "body does not satisfy $*: $(head -c 800 "$W/body")"; }
 # the chunks of the last (streamed) body, one JSON per line, after checking the stream is UTF-8
 chunks() {
