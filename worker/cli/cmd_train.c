@@ -67,7 +67,7 @@ int cmd_train(int argc, char **argv) {
   int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
       g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
   arg_spec_t specs[] = {
-      {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes) or llm.c token shard (default: data/fortunes.txt)"},
+      {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes; BPE tokens with --tokenizer) or llm.c token shard (default: data/fortunes.txt)"},
       {"--tokenizer", NULL, ARG_STRING, &tokenizer, "gpt2|DIR",
        "encode text --data with a BPE tokenizer: gpt2 (the shipped vocabulary) or a directory as strata tokenize takes"},
       {"--out", NULL, ARG_STRING, &c.out_dir, "DIR", "run directory (default runs/train)"},
