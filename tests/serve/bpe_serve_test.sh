@@ -13,7 +13,8 @@
 #   - chat (a template that passes the message through) gives infer's text, prompt_tokens
 #     counts the rendered prompt, the "bytes" of all tokens concatenate to the text's UTF-8;
 #   - a stop string (an emoji) cuts the text before it, streamed or not;
-#   - a session's second turn counts only its own prompt and reuses the first turn's tokens.
+#   - a session's second turn counts only its own prompt and reuses the first turn's tokens;
+#   - --tp 2 gives the same greedy text.
 # Exit 77 (skipped) without curl, jq or iconv.
 set -u
 S=$1; W=$2; shift 2; MPI=("$@")
@@ -98,4 +99,9 @@ for np in 1 2; do
   stop_server
 done
 cmp -s "$W/turn2_1" "$W/turn2_2" || fail "the session's second turn differs between P = 1 and P = 2"
+# tensor parallelism: the tokenizer lives on rank 0 only, the text is the same
+start timeout 300 "${MPI[@]}" -np 2 "$S" serve --tp 2 --checkpoint "$CK" --no-sessions
+[ "$(post /v1/completions '{"prompt":"I like","max_tokens":12,"temperature":0}')" = 200 ] || fail "tp 2 greedy"
+expect --arg t "$REF" --argjson p "$N_PROMPT" '.choices[0].text == $t and .usage.prompt_tokens == $p'
+stop_server
 echo "bpe_serve: ok"
