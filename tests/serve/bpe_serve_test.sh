@@ -14,7 +14,8 @@
 #     counts the rendered prompt, the "bytes" of all tokens concatenate to the text's UTF-8;
 #   - a stop string (an emoji) cuts the text before it, streamed or not;
 #   - a session's second turn counts only its own prompt and reuses the first turn's tokens;
-#   - --tp 2 gives the same greedy text.
+#   - --tp 2 gives the same greedy text;
+#   - a model trained on documents stops at <|endoftext|> (finish_reason stop, not in the text).
 # Exit 77 (skipped) without curl, jq or iconv.
 set -u
 S=$1; W=$2; shift 2; MPI=("$@")
@@ -103,5 +104,35 @@ cmp -s "$W/turn2_1" "$W/turn2_2" || fail "the session's second turn differs betw
 start timeout 300 "${MPI[@]}" -np 2 "$S" serve --tp 2 --checkpoint "$CK" --no-sessions
 [ "$(post /v1/completions '{"prompt":"I like","max_tokens":12,"temperature":0}')" = 200 ] || fail "tp 2 greedy"
 expect --arg t "$REF" --argjson p "$N_PROMPT" '.choices[0].text == $t and .usage.prompt_tokens == $p'
+stop_server
+
+# end of text: a model trained on documents (strata tokenize --split-docs: <|endoftext|> before
+# each) ends its reply there: finish_reason stop, infer's text up to the token, streamed alike
+for i in $(seq 1500); do printf 'I like 😀🎉 and ü 😀😀 über 🎉🎉\n\n'; done > "$W/docs.txt"
+"$S" tokenize --in "$W/docs.txt" --out "$W/docs" --split-docs > /dev/null 2>&1 || fail "tokenize --split-docs"
+"$S" train --data "$W/docs_train.bin" --layers 2 --heads 2 --dim 32 --ctx 32 --batch 8 --steps 50 --lr 1e-2 \
+  --warmup 5 --quiet --out "$W/docrun" > "$W/train2.log" 2>&1 || fail "train on documents: $(tail -3 "$W/train2.log")"
+P2="I like 😀🎉 and ü 😀😀 über 🎉"
+"$S" infer --checkpoint "$W/docrun/ckpt-00000050" --prompt "$P2" --max-tokens 8 --temperature 0 --json > "$W/infer2.json" \
+  || fail "infer on the document model"
+str REF2 .text "$W/infer2.json"
+case $REF2 in *"<|endoftext|>"*) ;; *) fail "the document model's greedy text '$REF2' has no end of text: the test needs one" ;; esac
+REF2=${REF2%%"<|endoftext|>"*}
+start timeout 300 "${MPI[@]}" -np 1 "$S" serve --checkpoint "$W/docrun/ckpt-00000050" --no-sessions
+for st in false true; do
+  [ "$(post /v1/completions "$(jq -n --arg p "$P2" --argjson st $st '{"prompt":$p,"max_tokens":8,"temperature":0,"stream":$st}')")" = 200 ] \
+    || fail "end of text (stream $st)"
+  if [ $st = false ]; then
+    # completion_tokens counts the end-of-text token (P = 1: the engine ends the request there)
+    expect --arg t "$REF2" --argjson n "$(jq '.token_ids | index(50256) + 1' "$W/infer2.json")" \
+      '.choices[0].text == $t and .choices[0].finish_reason == "stop" and .usage.completion_tokens == $n'
+  else
+    chunks
+    str GOT '.choices[0].text // empty' "$W/chunks"
+    [ "$GOT" = "$REF2" ] || fail "streamed text before the end of text '$GOT', expected '$REF2'"
+    jq -se 'map(select((.choices | length) > 0 and .choices[0].finish_reason != null)) | .[0].choices[0].finish_reason == "stop"' \
+      "$W/chunks" > /dev/null || fail "streamed finish_reason at the end of text: $(cat "$W/chunks")"
+  fi
+done
 stop_server
 echo "bpe_serve: ok"
