@@ -60,6 +60,12 @@ add_test(NAME serve_openai_engine COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve
          $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_wire_engine ${STRATA_MPIRUN})
 set_tests_properties(serve_openai_engine PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "mpi"
   FIXTURES_REQUIRED infer_ckpt ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+# A BPE checkpoint (GPT-2's vocabulary) served on P = 1 and 2 and --tp 2: text in and out, usage in its
+# tokens, streams of whole characters, logprobs, stop strings, sessions (curl and jq; skipped without).
+add_test(NAME serve_bpe_text COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/bpe_serve_test.sh
+         $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/serve_bpe_text ${STRATA_MPIRUN})
+set_tests_properties(serve_bpe_text PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS "mpi"
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 # The official `openai` npm client (installed by the test; skipped without npm or network).
 add_test(NAME serve_openai_npm COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/serve/openai_npm_test.sh
          $<TARGET_FILE:strata> ${CMAKE_BINARY_DIR}/openai_npm)

@@ -17,7 +17,7 @@ declare -A allowed=(
   [parallel]="base model parallel coll"
   [sim]="base parallel sim coll proto"
   [infer]="base model checkpoint parallel infer coll proto"
-  [serve]="base infer serve coll"
+  [serve]="base infer tokenizer serve coll"
   [train]="base model dataset checkpoint parallel sim train coll proto"
   [cli]="base model dataset tokenizer checkpoint parallel sim infer serve train cli coll proto"
 )

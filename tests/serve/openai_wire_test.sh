@@ -14,24 +14,8 @@
 set -u
 CASE=$1; S=$2; W=$3; shift 3; MPI=("$@")
 for t in curl jq; do command -v $t >/dev/null || { echo "SKIP: $t is not installed (apt-get install $t)"; exit 77; }; done
-fail() { echo "FAIL: $*"; [ -f "$W/srv.log" ] && tail -5 "$W/srv.log"; exit 1; }
 rm -rf "$W" && mkdir -p "$W"
-PID=
-
-start() { # start ARGS...: a server on a free port, URL in $U
-  "$@" --listen 127.0.0.1:0 > "$W/srv.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 600); do
-    U=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$W/srv.log" | head -1)
-    [ -n "$U" ] && return 0
-    kill -0 $PID 2>/dev/null || fail "server exited: $(cat "$W/srv.log")"
-    sleep 0.1
-  done
-  fail "server did not start"
-}
-stop_server() { [ -n "$PID" ] && kill -TERM $PID 2>/dev/null && wait $PID 2>/dev/null; PID=; }
-trap stop_server EXIT
-post() { curl -s -o "$W/body" -w '%{http_code}' "$U$1" -H 'Content-Type: application/json' -d "$2"; }
+. "$(dirname "$0")/http_test_lib.sh"
 # expect JQ_EXPR: the last body satisfies it
 expect() { jq -e "$1" "$W/body" >/dev/null || fail "body does not satisfy $1: $(head -c 600 "$W/body")"; }
 # bad PATH BODY PARAM: 400 with the OpenAI error naming PARAM

@@ -1,6 +1,8 @@
 /* The per-choice text of openai_response.c: stop strings cut the text at the earliest match, the
  * stop text is never kept, tokens past it are dropped, the token holding it keeps only its part
- * before it, and a stream may send only tokens that cannot be the start of a stop string. */
+ * before it, and a stream may send only tokens that cannot be the start of a stop string. Also
+ * the logprobs of BPE tokens that split a character (serve.h: the first has no text of its own,
+ * its logprobs text reads "bytes:\xNN..."). */
 #include <stdio.h>
 #include <string.h>
 
@@ -56,7 +58,50 @@ static void test_stream_holds_back(void) {
   oai_choice_free(&c);
 }
 
+/* " 😀" as GPT-2's tokens " \xf0\x9f\x98" and "\x80": the first adds no text, the second the
+ * character; logprobs show each token's own bytes. */
+static void test_split_character_logprobs(void) {
+  oai_choice_t c = {0};
+  serve_logprobs_t lp;
+  memset(&lp, 0, sizeof lp);
+  snprintf(lp.text, sizeof lp.text, "bytes:\\x20\\xf0\\x9f\\x98");
+  lp.logprob = -1;
+  lp.n_top = 1;
+  snprintf(lp.top[0].text, sizeof lp.top[0].text, "%s", lp.text);
+  lp.top[0].logprob = -1;
+  CHECK_EQ_INT(oai_choice_add(&c, "", 0, &lp, NULL, 0), 0);
+  snprintf(lp.text, sizeof lp.text, "bytes:\\x80");
+  snprintf(lp.top[0].text, sizeof lp.top[0].text, "%s", lp.text);
+  CHECK_EQ_INT(oai_choice_add(&c, " \xf0\x9f\x98\x80", 5, &lp, NULL, 0), 0);
+  CHECK_EQ_INT(c.ntok, 2);
+  oai_choice_t *cs[1] = {&c};
+  const char *fin[1] = {"length"};
+  oai_head_t chat = {"chatcmpl-1", "m", 1, OAI_CHAT, 1};
+  json_object *o = oai_response(&chat, cs, fin, 1, oai_usage(1, 2, 0));
+  const char *j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  CHECK_TRUE(strstr(j, "\"content\":\" \xf0\x9f\x98\x80\"") != NULL);
+  CHECK_TRUE(strstr(j, "{\"token\":\"bytes:\\\\x20\\\\xf0\\\\x9f\\\\x98\",\"logprob\":-1,\"bytes\":[32,240,159,152]") != NULL);
+  CHECK_TRUE(strstr(j, "{\"token\":\"bytes:\\\\x80\",\"logprob\":-1,\"bytes\":[128]") != NULL);
+  json_object_put(o);
+  oai_head_t cmpl = {"cmpl-1", "m", 1, OAI_COMPLETIONS, 1};
+  o = oai_response(&cmpl, cs, fin, 1, oai_usage(1, 2, 0));
+  j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+  CHECK_TRUE(strstr(j, "\"tokens\":[\"bytes:\\\\x20\\\\xf0\\\\x9f\\\\x98\",\"bytes:\\\\x80\"]") != NULL);
+  CHECK_TRUE(strstr(j, "\"text_offset\":[0,0]") != NULL); /* both start where the character does */
+  json_object_put(o);
+  oai_choice_free(&c);
+  /* a stop string equal to the character drops both tokens */
+  char *stop[1] = {"\xf0\x9f\x98\x80"};
+  CHECK_EQ_INT(oai_choice_add(&c, " ", 1, NULL, stop, 1), 0);
+  CHECK_EQ_INT(oai_choice_add(&c, "", 0, NULL, stop, 1), 0);
+  CHECK_EQ_INT(oai_choice_safe_tokens(&c, stop, 1, 0), 2);
+  CHECK_EQ_INT(oai_choice_add(&c, "\xf0\x9f\x98\x80", 4, NULL, stop, 1), 1);
+  CHECK_TRUE(!strcmp(c.text, " "));
+  oai_choice_free(&c);
+}
+
 int main(void) {
+  test_split_character_logprobs();
   test_stop_spanning_tokens();
   test_earliest_and_first_token();
   test_stream_holds_back();

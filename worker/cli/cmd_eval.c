@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "commands.h"
 #include "data.h"
+#include "data_tokenizer.h"
 #include "gpt2.h"
 #include "log.h"
 #include "validation.h"
@@ -19,7 +20,8 @@ static const char *usage_text =
     "file order as sequences of T tokens (sequence i predicts tokens [i*T + 1, i*T + T + 1)), the\n"
     "same set strata train's validation loss scores. --split val (default) is the held-out split:\n"
     "the last 10% of a single file, or NAME_val.bin beside NAME_train.bin; --split train the rest.\n"
-    "Prints nats and bits per byte (per token for token shards); with --json\n"
+    "A BPE model (vocabulary not 256) reads a text FILE through its checkpoint's tokenizer, as\n"
+    "strata train --tokenizer does. Prints nats and bits per byte (per token for token shards); with --json\n"
     "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ...}.";
 
 int cmd_eval(int argc, char **argv) {
@@ -73,6 +75,9 @@ int cmd_eval(int argc, char **argv) {
     goto fail;
   }
   if (!data_path) data_path = data_default_path();
+  /* a BPE model reads text through its checkpoint's tokenizer, as train --tokenizer did */
+  if ((rc = data_tokenizer_install("eval", NULL, ckpt))) goto out;
+  rc = 1;
   if (data_open(data_path, DATA_KIND_AUTO, &ds, err, sizeof err)) goto fail;
   if (data_vocab(ds) > cfg.vocab) {
     snprintf(err, sizeof err, "data '%s' has vocabulary %d but the checkpoint's model has %d",
@@ -117,5 +122,6 @@ out:
   gpt2_acts_free(a);
   gpt2_free(m);
   data_close(ds);
+  data_tokenizer_remove();
   return rc;
 }

@@ -94,19 +94,6 @@ static int push_prompt(prompts_t *ps, prompt_t *p) {
 
 static tok_t *bpe_tok; /* the BPE tokenizer of a model of more than 256 tokens, or NULL */
 
-/* Loads the tokenizer of a BPE model: the checkpoint's files, else GPT-2's for 50257 tokens;
- * none (ids only) otherwise. 0, or -1 with err for files that cannot be used. */
-static int load_bpe(const char *ckpt, int vocab, char *err, size_t errlen) {
-  if (vocab == 256) return 0;
-  int rc = tok_dir_has_files(ckpt) ? tok_load_dir(ckpt, &bpe_tok, err, errlen)
-           : vocab == TOK_GPT2_VOCAB ? tok_load_gpt2(&bpe_tok, err, errlen) : 0;
-  if (rc == 0 && bpe_tok && tok_vocab_size(bpe_tok) > vocab) {
-    snprintf(err, errlen, "the tokenizer has %d tokens but the model's vocabulary %d", tok_vocab_size(bpe_tok), vocab);
-    rc = -1;
-  }
-  return rc;
-}
-
 /* The text of a BPE model's tokens as valid UTF-8 (U+FFFD for bytes that are not whole
  * characters): a new buffer, or NULL (no tokenizer, an id outside it, out of memory). */
 static char *bpe_text(const int32_t *t, int n, size_t *len) {
@@ -655,7 +642,7 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
   if (f->session && session_id_validate(f->session, err, sizeof err)) INFER_FAIL(2, "--session: %s", err);
   gpt2_config_t cfg;
   if (ckpt_read_config(f->ckpt, &cfg, err, sizeof err)) INFER_FAIL(2, "%s", err);
-  if (load_bpe(f->ckpt, cfg.vocab, err, sizeof err)) INFER_FAIL(2, "%s", err);
+  if (tok_load_model(f->ckpt, cfg.vocab, &bpe_tok, err, sizeof err)) INFER_FAIL(2, "%s", err);
   if (!f->seed_given) f->seed = (int64_t)(rng_mix64((uint64_t)time(NULL)) >> 1);
   prompts_t ps = {0};
   int rc = gather_prompts(f, specs, nspecs, &cfg, &ps);
@@ -680,7 +667,7 @@ int cmd_infer(int argc, char **argv) {
       {"--checkpoint", NULL, ARG_STRING, &f.ckpt, "DIR", "checkpoint directory (required)"},
       {"--tp", NULL, ARG_INT, &f.tp, "T", "tensor-parallel ranks per pipeline stage (default 1); ranks = T x P",
        .min = 1, .max = 1 << 16},
-      {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt (byte-level models)"},
+      {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt as text (byte-level models, BPE models with a tokenizer)"},
       {"--prompt-tokens", NULL, ARG_STRING, &f.prompt_tokens, "1,2,3", "one prompt as token ids"},
       {"--prompts", NULL, ARG_STRING, &f.prompts_path, "FILE", "JSON lines of prompts (see above)"},
       {"--max-tokens", NULL, ARG_INT, &f.max_tokens, "N", "tokens to generate per prompt (default 32)",

@@ -1,12 +1,16 @@
-/* strata train -- flags of the training job (see train.h for what a run does). */
+/* strata train -- flags of the training job (see train.h for what a run does), and the
+ * tokenizer of text data: with --tokenizer (or resuming a BPE model) a text --data is encoded
+ * when it is opened (data.h's text encoder), as `strata tokenize` would write its shard. */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "args.h"
+#include "checkpoint.h"
 #include "strata/coll.h"
 #include "schedule.h"
 #include "commands.h"
+#include "data_tokenizer.h"
 #include "log.h"
 #include "train.h"
 
@@ -22,6 +26,10 @@ static const char *usage_text =
     "(Hugging Face config.json + safetensors, AdamW moments, train_state.pb).\n"
     "--resume DIR|auto continues a run bit-identically (auto: the newest valid checkpoint in --out);\n"
     "the checkpoint's model and data order are kept, and --steps may extend the run.\n"
+    "Text data is bytes (vocabulary 256) unless --tokenizer gpt2|DIR names a BPE tokenizer: the\n"
+    "text is then encoded at start-up (<|endoftext|> first, exactly the tokens of the shard strata\n"
+    "tokenize --in FILE writes) and the model's vocabulary is the tokenizer's (50257 for gpt2, the\n"
+    "shipped GPT-2 vocabulary). --resume of a BPE model encodes text with the checkpoint's tokenizer.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -54,12 +62,14 @@ int cmd_train(int argc, char **argv) {
   double lr = c.opt.lr, wd = c.opt.weight_decay, clip = c.opt.grad_clip, min_lr_ratio = c.opt.min_lr_ratio;
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
-  const char *schedule = NULL, *transport = NULL, *recompute = NULL;
+  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL;
   /* flags whose presence matters: resume compares them with the checkpoint */
   int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
       g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
   arg_spec_t specs[] = {
-      {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes) or llm.c token shard (default: data/fortunes.txt)"},
+      {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes; BPE tokens with --tokenizer) or llm.c token shard (default: data/fortunes.txt)"},
+      {"--tokenizer", NULL, ARG_STRING, &tokenizer, "gpt2|DIR",
+       "encode text --data with a BPE tokenizer: gpt2 (the shipped vocabulary) or a directory as strata tokenize takes"},
       {"--out", NULL, ARG_STRING, &c.out_dir, "DIR", "run directory (default runs/train)"},
       {"--steps", NULL, ARG_INT64, &c.steps, "N", "optimizer steps in total (default 2000; resume: the checkpoint's)",
        .min = 1, .max = TRAIN_MAX_COUNT, .given = &g_steps},
@@ -170,13 +180,20 @@ int cmd_train(int argc, char **argv) {
   if (g_min_lr) c.opt.min_lr_ratio = (float)min_lr_ratio;
   c.opt.warmup_steps = warmup;
 
+  /* text data through --tokenizer, or a resumed BPE model's own (--resume auto: the newest
+   * checkpoint in --out; train itself reports one that is missing) */
+  char ckpt[4096] = "", cerr[256];
+  if (c.resume && strcmp(c.resume, "auto")) snprintf(ckpt, sizeof ckpt, "%s", c.resume);
+  else if (c.resume && ckpt_find_latest(c.out_dir, ckpt, sizeof ckpt, cerr, sizeof cerr)) ckpt[0] = '\0';
+  if ((rc = data_tokenizer_install("train", tokenizer, ckpt[0] ? ckpt : NULL))) return rc;
   if (cli_mpi_start()) return 1;
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   const int distributed = world > 1 || c.tp != 1 || c.pp != 1 || c.dp != 1 || schedule ||
                           transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
                           c.sequence_parallel || recompute;
-  if (distributed) return train_run_dist(&c);
-  if (c.resume && !c.microbatches_given) c.microbatches = 1; /* train_run takes the checkpoint's */
-  return train_run(&c);
+  if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
+  rc = distributed ? train_run_dist(&c) : train_run(&c);
+  data_tokenizer_remove();
+  return rc;
 }

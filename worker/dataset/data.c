@@ -27,9 +27,18 @@ typedef struct {
   uint8_t *map;        /* whole file, read-only mapping */
   size_t size_bytes;   /* file size */
   data_kind_t kind;    /* BYTES or TOKENS */
-  const uint8_t *tok;  /* first token byte (map, or map + 1024 for shards) */
+  const uint8_t *tok;  /* first token byte (map, or map + 1024 for shards, or encoded) */
   size_t ntok;         /* tokens in the file */
+  uint8_t *encoded;    /* a text file's tokens from the text encoder, uint16 little-endian */
+  int vocab;           /* 256, 50257, or the text encoder's */
 } data_file_t;
+
+static data_text_encoder_t text_encoder; /* encode == NULL: text is bytes */
+
+void data_set_text_encoder(const data_text_encoder_t *enc) {
+  if (enc) text_encoder = *enc;
+  else memset(&text_encoder, 0, sizeof text_encoder);
+}
 
 struct data_set {
   data_file_t train;
@@ -49,6 +58,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 static void file_close(data_file_t *f) {
   if (f->map) munmap(f->map, f->size_bytes);
+  free(f->encoded);
   free(f->path);
   memset(f, 0, sizeof *f);
 }
@@ -97,6 +107,37 @@ static int check_shard(data_file_t *f, char *err, size_t errlen) {
   return 0;
 }
 
+/* A text file through the text encoder: its ids as uint16 LE tokens (a shard's layout). */
+static int encode_text(data_file_t *f, char *err, size_t errlen) {
+  int32_t *ids = NULL;
+  size_t n = 0;
+  if (text_encoder.vocab < 1 || text_encoder.vocab > 65536)
+    return strata_fail(err, errlen, "data file '%s': the text encoder's vocabulary %d is not in [1, 65536]",
+                       f->path, text_encoder.vocab);
+  if (text_encoder.encode(text_encoder.ctx, f->path, (const char *)f->map, f->size_bytes, &ids, &n, err, errlen))
+    return -1;
+  f->encoded = malloc(2 * (n ? n : 1));
+  if (!f->encoded) {
+    free(ids);
+    return strata_fail(err, errlen, "data file '%s': out of memory for its %zu tokens", f->path, n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= text_encoder.vocab) {
+      free(ids);
+      return strata_fail(err, errlen, "data file '%s': the text encoder gave token %d at %zu, outside its "
+                         "vocabulary [0, %d)", f->path, ids[i], i, text_encoder.vocab);
+    }
+    f->encoded[2 * i] = (uint8_t)(ids[i] & 0xff);
+    f->encoded[2 * i + 1] = (uint8_t)(ids[i] >> 8);
+  }
+  free(ids);
+  f->kind = DATA_KIND_TOKENS;
+  f->tok = f->encoded;
+  f->ntok = n;
+  f->vocab = text_encoder.vocab;
+  return 0;
+}
+
 static int file_open(const char *path, data_kind_t kind, data_file_t *f, char *err, size_t errlen) {
   memset(f, 0, sizeof *f);
   int rc = -1, fd = -1;
@@ -142,9 +183,13 @@ static int file_open(const char *path, data_kind_t kind, data_file_t *f, char *e
   f->kind = kind;
   if (kind == DATA_KIND_TOKENS) {
     if (check_shard(f, err, errlen) != 0) goto fail;
+    f->vocab = DATA_GPT2_VOCAB;
+  } else if (text_encoder.encode) {
+    if (encode_text(f, err, errlen) != 0) goto fail;
   } else {
     f->tok = f->map;
     f->ntok = f->size_bytes;
+    f->vocab = DATA_BYTES_VOCAB;
   }
   rc = 0;
 exit:
@@ -181,7 +226,7 @@ int data_open_pair(const char *train_path, const char *val_path, data_kind_t kin
     if (file_open(val_path, ds->train.kind, &ds->val, err, errlen) != 0) goto fail;
     ds->has_val_file = 1;
   }
-  ds->vocab = ds->train.kind == DATA_KIND_TOKENS ? DATA_GPT2_VOCAB : DATA_BYTES_VOCAB;
+  ds->vocab = ds->train.vocab;
   *out = ds;
   return 0;
 fail:

@@ -8,6 +8,13 @@
  * With DATA_KIND_AUTO a file is a token shard when its first int32 is the magic or its name
  * ends in ".bin" (so a damaged shard is refused rather than silently read as text).
  *
+ * Text through a tokenizer. With a text encoder installed (data_set_text_encoder; the CLI
+ * installs a BPE tokenizer's), a text file is encoded when it is opened instead of read as
+ * bytes: its tokens are what the encoder returns for the whole file (the CLI's: the
+ * end-of-text token, then the file's ids, exactly what `strata tokenize --in FILE` writes into
+ * the shard), held in memory, and the data set's vocabulary is the encoder's. Splits and batches
+ * then work on those tokens as on a shard's (the last 10% held out, as for bytes).
+ *
  * Splits. DATA_ALL is every token of the file. When only one file is given, DATA_VAL is its
  * last 10% of tokens (floor(N / 10)) and DATA_TRAIN the first N - floor(N / 10); when a
  * separate validation file is given, DATA_TRAIN is the whole training file and DATA_VAL the
@@ -64,6 +71,20 @@ typedef enum {
 
 typedef struct data_set data_set_t;
 
+/* Encodes text[0..n) of file `path` into a new array *ids of *n_ids ids, each below the
+ * encoder's vocab (free it). 0, or -1 with err. */
+typedef int (*data_encode_fn)(void *ctx, const char *path, const char *text, size_t n, int32_t **ids,
+                              size_t *n_ids, char *err, size_t errlen);
+typedef struct {
+  data_encode_fn encode;
+  void *ctx;   /* passed to encode */
+  int vocab;   /* ids are below it; at most 65536 (stored as uint16, as in a shard) */
+} data_text_encoder_t;
+
+/* Installs (enc) or removes (NULL) the encoder of text files for every later data_open in this
+ * process (copied; enc->ctx must outlive those calls). Not thread-safe: call it at start-up. */
+void data_set_text_encoder(const data_text_encoder_t *enc);
+
 /* Opens `path` (memory-mapped, read-only) and validates it as `kind` (and its NAME_val.bin
  * sibling when `path` is an llm.c NAME_train.bin shard, see Splits). On failure returns -1
  * with e.g. "data file 'x.bin': token shard is 2000 bytes but its header counts 600 tokens,
@@ -82,8 +103,8 @@ void data_close(data_set_t *ds);
  * Static buffer. */
 const char *data_default_path(void);
 
-int data_vocab(const data_set_t *ds);           /* 256 or 50257 */
-data_kind_t data_kind(const data_set_t *ds);    /* DATA_KIND_BYTES or DATA_KIND_TOKENS */
+int data_vocab(const data_set_t *ds);           /* 256, 50257, or the text encoder's */
+data_kind_t data_kind(const data_set_t *ds);    /* DATA_KIND_BYTES or DATA_KIND_TOKENS (also encoded text) */
 const char *data_path(const data_set_t *ds);    /* training file path */
 const char *data_val_path(const data_set_t *ds); /* separate validation file, or NULL */
 size_t data_num_tokens(const data_set_t *ds, data_split_t split);

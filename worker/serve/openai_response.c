@@ -102,10 +102,30 @@ static json_object *head_obj(const oai_head_t *h, const char *object) {
   return o;
 }
 
+/* The bytes of a token's text: its UTF-8, or for "bytes:\\xNN..." (a token that is not whole
+ * characters, serve.h) the bytes it spells. */
 static json_object *bytes_arr(const char *p, size_t n) {
   json_object *a = json_object_new_array();
+  unsigned v;
+  if (n >= 6 && !memcmp(p, "bytes:", 6)) {
+    for (size_t i = 6; i + 4 <= n && sscanf(p + i, "\\x%2x", &v) == 1; i += 4)
+      json_object_array_add(a, json_object_new_int((int)v));
+    return a;
+  }
   for (size_t i = 0; i < n; i++) json_object_array_add(a, json_object_new_int((unsigned char)p[i]));
   return a;
+}
+
+/* Token i of c as logprobs show it: its own text when the backend gave one, else its slice of
+ * the generated text. */
+static const char *lp_token(const oai_choice_t *c, int i, size_t *len) {
+  size_t a = i ? c->tok_end[i - 1] : 0;
+  if (c->lps[i].text[0]) {
+    *len = strlen(c->lps[i].text);
+    return c->lps[i].text;
+  }
+  *len = c->tok_end[i] - a;
+  return c->text + a;
 }
 
 /* Logprobs of tokens [from, to) of c in the endpoint's format. text_base: the text offset of the
@@ -115,18 +135,19 @@ static json_object *logprobs_obj(const oai_head_t *h, const oai_choice_t *c, int
   if (h->api == OAI_CHAT) {
     json_object *content = json_object_new_array();
     for (int i = from; i < to; i++) {
-      size_t a = i ? c->tok_end[i - 1] : 0, b = c->tok_end[i];
+      size_t tl;
+      const char *tt = lp_token(c, i, &tl);
       json_object *e = json_object_new_object();
-      json_object_object_add(e, "token", str_len(c->text + a, b - a));
+      json_object_object_add(e, "token", str_len(tt, tl));
       json_object_object_add(e, "logprob", num(c->lps[i].logprob));
-      json_object_object_add(e, "bytes", bytes_arr(c->text + a, b - a));
+      json_object_object_add(e, "bytes", bytes_arr(tt, tl));
       json_object *top = json_object_new_array();
       for (int k = 0; k < c->lps[i].n_top; k++) {
         json_object *t = json_object_new_object();
-        const char *tt = c->lps[i].top[k].text;
-        json_object_object_add(t, "token", json_object_new_string(tt));
+        const char *alt = c->lps[i].top[k].text;
+        json_object_object_add(t, "token", json_object_new_string(alt));
         json_object_object_add(t, "logprob", num(c->lps[i].top[k].logprob));
-        json_object_object_add(t, "bytes", bytes_arr(tt, strlen(tt)));
+        json_object_object_add(t, "bytes", bytes_arr(alt, strlen(alt)));
         json_object_array_add(top, t);
       }
       json_object_object_add(e, "top_logprobs", top);
@@ -139,8 +160,9 @@ static json_object *logprobs_obj(const oai_head_t *h, const oai_choice_t *c, int
   json_object *tokens = json_object_new_array(), *lps = json_object_new_array(), *tops = json_object_new_array(),
               *offs = json_object_new_array();
   for (int i = from; i < to; i++) {
-    size_t a = i ? c->tok_end[i - 1] : 0, b = c->tok_end[i];
-    json_object_array_add(tokens, str_len(c->text + a, b - a));
+    size_t a = i ? c->tok_end[i - 1] : 0, tl;
+    const char *tt = lp_token(c, i, &tl);
+    json_object_array_add(tokens, str_len(tt, tl));
     json_object_array_add(lps, num(c->lps[i].logprob));
     json_object *t = json_object_new_object();
     for (int k = 0; k < c->lps[i].n_top; k++)

@@ -415,8 +415,12 @@ static void pend_event(job_t *j, json_object *o) {
   free(t);
 }
 
-/* Formats what the choices have ready: their safe tokens, one chunk per token, and once a choice
- * is done its finish chunk. Returns 1 if anything was formatted. s->mu held. */
+/* 1 when token i of c has no text of its own (a BPE token ending inside a character). */
+static int token_empty(const oai_choice_t *c, int i) { return c->tok_end[i] == (i ? c->tok_end[i - 1] : 0); }
+
+/* Formats what the choices have ready: their safe tokens, one chunk per token (a token without
+ * text goes with the next, which completes its character), and once a choice is done its
+ * finish chunk. Returns 1 if anything was formatted. s->mu held. */
 static int stream_choices_locked(serve_t *s, job_t *j) {
   oai_head_t h = head_of(s, j);
   int any = 0;
@@ -424,8 +428,14 @@ static int stream_choices_locked(serve_t *s, job_t *j) {
     choice_t *c = &j->ch[i];
     int done = c->done || j->state == JOB_DONE;
     int ready = oai_choice_safe_tokens(&c->c, j->stops, j->n_stops, done);
-    for (; c->stream_tok < ready; c->stream_tok++, any = 1)
-      pend_event(j, oai_chunk(&h, &c->c, c->stream_tok, c->stream_tok + 1, c->stream_tok == 0, NULL));
+    while (c->stream_tok < ready) {
+      int to = c->stream_tok + 1;
+      while (to < ready && token_empty(&c->c, to - 1)) to++;
+      if (!done && token_empty(&c->c, to - 1)) break; /* its character is not complete yet */
+      pend_event(j, oai_chunk(&h, &c->c, c->stream_tok, to, c->stream_tok == 0, NULL));
+      c->stream_tok = to;
+      any = 1;
+    }
     if (c->done && !c->stream_final && j->state == JOB_DONE && !j->status &&
         j->result.finish != SERVE_FINISH_ERROR) {
       c->stream_final = 1;

@@ -54,7 +54,10 @@
  *    with SERVE_FINISH_STOP (tokens it still reports are ignored). After on_done() the backend
  *    never touches ctx again.
  *  - Token <-> text is the backend's business (a byte-level model maps bytes to Latin-1 code
- *    points; a tokenizer would decode its pieces): the server sees UTF-8 text only.
+ *    points; a BPE model decodes its pieces): the server sees UTF-8 text only, always whole
+ *    characters. A token's text may be empty (a BPE token that ends inside a character: the
+ *    next token's text carries the character); a stream sends such a token with the next.
+ *    prompt_tokens and completion_tokens count the model's tokens.
  *  - cancel() of an id already finished is a no-op.
  *  - step() does a bounded amount of work (one decode step of the batch, say) and returns 0, or
  *    -1 after a fatal error (the server then fails all requests and stops).
@@ -88,10 +91,14 @@ typedef struct {
 /* One generated token's log-probabilities, under the model's distribution (before penalties and
  * temperature). */
 typedef struct {
+  char text[SERVE_TOKEN_TEXT_MAX]; /* the generated token's own text when it differs from the text
+                           on_token reports for it (a BPE token that ends inside a character:
+                           "bytes:\\xe2\\x80"), else "" (the reported text is the token) */
   double logprob;       /* of the generated token */
   int n_top;            /* alternatives below, most likely first */
   struct {
-    char text[SERVE_TOKEN_TEXT_MAX]; /* the alternative token's text, UTF-8 */
+    char text[SERVE_TOKEN_TEXT_MAX]; /* the alternative token's text, UTF-8 ("bytes:\\xNN..." for
+                                        bytes that are not whole characters) */
     double logprob;
   } top[SERVE_TOP_LOGPROBS_MAX];
 } serve_logprobs_t;

@@ -5,9 +5,17 @@
  * Tokens: models with a 256-token vocabulary are byte-level; the prompt's bytes are the tokens.
  * A generated token (a byte) is sent as the Unicode code point of the same value, UTF-8 encoded
  * (bytes >= 0x80 read as Latin-1), so every response is valid UTF-8 JSON and equals what
- * `strata infer --json` prints (token_text() is the one place ids become text, log-probability
- * alternatives included). Other vocabularies are refused (no BPE tokenizer ships). A stop string
- * found by the server ends the request through infer_cancel, from the token callback.
+ * `strata infer --json` prints. A BPE model (a larger vocabulary with a tokenizer: the
+ * checkpoint's files, or GPT-2's shipped vocabulary for 50257 tokens, tok_load_model) has its
+ * prompt encoded (special-token text such as <|endoftext|> becomes that token, as in `strata
+ * infer`) and its tokens decoded through a UTF-8 stream per request (utf8.h): a token's text is
+ * the whole characters it completes, so a token that ends inside a character has the empty
+ * text and the next one carries the character; the last token (max_tokens) flushes an
+ * unfinished character as U+FFFD. Its end-of-text token ends the request like a stop string
+ * (finish "stop", not part of the text). token_text() is the one place ids become text for
+ * log-probabilities: a BPE token that is not whole UTF-8 by itself is written "bytes:\xNN..."
+ * (OpenAI's form). Vocabularies without a tokenizer are refused. A stop string found by the
+ * server ends the request through infer_cancel, from the token callback.
  * Sessions live in the engine's session directory (serve_engine_opts_t.session_dir). */
 #include <mpi.h>
 #include <signal.h>
@@ -22,6 +30,8 @@
 #include "rng.h"
 #include "serve.h"
 #include "session.h"
+#include "tokenizer.h"
+#include "utf8.h"
 #include "util.h"
 
 typedef struct {
@@ -31,6 +41,8 @@ typedef struct {
   int ranks;
   int tp; /* tensor-parallel ranks per stage: stages = ranks / tp */
   int64_t max_inflight;
+  tok_t *tok;     /* a BPE model's tokenizer (rank 0), NULL for a byte-level model */
+  int32_t eot;    /* its end-of-text token, or -1 */
 } se_t;
 
 static const serve_backend_ops_t engine_ops; /* at the end of the file */
@@ -45,6 +57,8 @@ typedef struct {
   int has_lp;               /* lp holds the next token's log-probabilities */
   int stopped;              /* on_token asked to stop: the engine was told to end the request */
   serve_logprobs_t lp;
+  utf8_stream_t u8;         /* BPE: the bytes of an unfinished character */
+  int n_gen, max_tokens;    /* tokens generated so far, and at most */
 } se_req_t;
 
 static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_comm_t **comm,
@@ -73,11 +87,28 @@ static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_com
 }
 
 /* The text of one token, NUL-terminated, into buf[SERVE_TOKEN_TEXT_MAX]; its length. This is
- * the one place token ids become text: a byte-level model's byte is the Unicode code point of
- * the same value (Latin-1), UTF-8 encoded. */
+ * the one place token ids become text for log-probabilities: a byte-level model's byte is the
+ * Unicode code point of the same value (Latin-1), UTF-8 encoded; a BPE token is its bytes when
+ * they are whole UTF-8, else "bytes:" and \xNN per byte (OpenAI's form), cut to the buffer on a
+ * character boundary. */
 static size_t token_text(const se_t *s, int32_t token, char *buf) {
-  (void)s;
   size_t n;
+  if (s->tok) {
+    size_t len = 0;
+    const char *b = tok_token_bytes(s->tok, token, &len);
+    if (!b) len = 0;
+    if (utf8_valid(b, len, NULL)) {
+      n = len < SERVE_TOKEN_TEXT_MAX ? len : SERVE_TOKEN_TEXT_MAX - 1;
+      while (n < len && n > 0 && ((unsigned char)b[n] & 0xC0) == 0x80) n--; /* not inside a character */
+      memcpy(buf, b, n);
+    } else {
+      n = (size_t)snprintf(buf, SERVE_TOKEN_TEXT_MAX, "bytes:");
+      for (size_t i = 0; i < len && n + 4 < SERVE_TOKEN_TEXT_MAX; i++)
+        n += (size_t)snprintf(buf + n, SERVE_TOKEN_TEXT_MAX - n, "\\x%02x", (unsigned char)b[i]);
+    }
+    buf[n] = '\0';
+    return n;
+  }
   unsigned c = (unsigned)token & 0xff;
   if (c < 0x80) buf[0] = (char)c, n = 1;
   else buf[0] = (char)(0xc0 | (c >> 6)), buf[1] = (char)(0x80 | (c & 0x3f)), n = 2;
@@ -97,15 +128,41 @@ static void se_on_logprob(void *ctx, uint64_t id, const infer_logprob_t *lp) {
   }
 }
 
+/* A BPE token's text: the whole characters it completes (utf8.h), a new buffer of *n bytes,
+ * with the U+FFFD of an unfinished character when it is the request's last token. NULL when
+ * out of memory. */
+static char *bpe_piece(se_req_t *q, int32_t token, size_t *n) {
+  size_t len = 0;
+  const char *b = tok_token_bytes(q->s->tok, token, &len);
+  if (!b) len = 0;
+  char *out = malloc(UTF8_STREAM_OUT_BYTES(len) + 3);
+  if (!out) return NULL;
+  *n = utf8_stream_feed(&q->u8, b, len, out);
+  if (++q->n_gen >= q->max_tokens) *n += utf8_stream_finish(&q->u8, out + *n);
+  return out;
+}
+
 static void se_on_token(void *ctx, uint64_t id, int32_t token) {
   (void)id;
   se_req_t *q = ctx;
   if (!q->on_token || q->stopped) return;
-  char buf[SERVE_TOKEN_TEXT_MAX];
-  size_t n = token_text(q->s, token, buf);
   const serve_logprobs_t *lp = q->has_lp ? &q->lp : NULL;
   q->has_lp = 0;
-  if (q->on_token(q->ctx, buf, n, lp)) { /* a stop string: end it now (on this thread, allowed) */
+  char buf[SERVE_TOKEN_TEXT_MAX], *text = buf;
+  size_t n;
+  int stop;
+  if (q->s->tok && token == q->s->eot) {
+    stop = 1; /* end of text: the reply is complete */
+  } else if (q->s->tok) {
+    text = bpe_piece(q, token, &n);
+    if (lp) token_text(q->s, token, q->lp.text);
+    stop = text ? q->on_token(q->ctx, text, n, lp) : 1;
+    free(text);
+  } else {
+    n = token_text(q->s, token, buf);
+    stop = q->on_token(q->ctx, buf, n, lp);
+  }
+  if (stop) { /* a stop string: end it now (on this thread, allowed) */
     q->stopped = 1;
     infer_cancel(q->s->eng, q->id);
   }
@@ -151,24 +208,36 @@ static void se_on_done(void *ctx, uint64_t id, const infer_result_t *res) {
 static int se_submit(void *impl, const serve_gen_request_t *req, serve_on_token_fn on_token,
                      serve_on_done_fn on_done, void *ctx, uint64_t *id_out, char *err, size_t errlen) {
   se_t *s = impl;
-  if (s->cfg.vocab != 256) {
+  if (s->cfg.vocab != 256 && !s->tok) {
     snprintf(err, errlen,
-             "the model's vocabulary has %d tokens, not 256 bytes, and no BPE tokenizer ships: "
-             "serve a byte-level model (made by strata train from text)",
+             "the model's vocabulary has %d tokens, not 256 bytes, and its checkpoint carries no tokenizer "
+             "(tokenizer.json, vocab.json + merges.txt): put the tokenizer's files in the checkpoint directory",
              s->cfg.vocab);
     return 400;
   }
   int n = (int)req->prompt_bytes;
-  int32_t *tok = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+  int32_t *tok = NULL;
+  if (s->tok) {
+    tok_ids_t ids = {0};
+    if (tok_encode(s->tok, req->prompt, req->prompt_bytes, 1, &ids, err, errlen)) {
+      tok_ids_free(&ids);
+      return 500;
+    }
+    tok = ids.v;
+    n = (int)ids.n;
+  } else {
+    tok = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    for (int i = 0; tok && i < n; i++) tok[i] = (unsigned char)req->prompt[i];
+  }
   se_req_t *q = calloc(1, sizeof *q);
-  if (!tok || !q) {
+  if ((!tok && n) || !q) {
     free(tok);
     free(q);
-    snprintf(err, errlen, "out of memory for a request with a prompt of %d bytes", n);
+    snprintf(err, errlen, "out of memory for a request with a prompt of %zu bytes", req->prompt_bytes);
     return 500;
   }
-  for (int i = 0; i < n; i++) tok[i] = (unsigned char)req->prompt[i];
   q->s = s;
+  q->max_tokens = req->max_tokens;
   q->on_token = on_token;
   q->on_done = on_done;
   q->ctx = ctx;
@@ -286,6 +355,7 @@ static void se_destroy(void *impl) {
   if (!s) return;
   infer_engine_shutdown(s->eng); /* ends unfinished requests and releases the other ranks */
   coll_comm_destroy(s->comm);
+  tok_free(s->tok);
   free(s);
 }
 
@@ -300,6 +370,14 @@ static int se_open(const char *ckpt, const serve_engine_opts_t *so, serve_backen
   s->ranks = coll_size(s->comm);
   s->tp = so && so->tp > 0 ? so->tp : 1;
   s->cfg = *infer_engine_config(s->eng);
+  if (tok_load_model(ckpt, s->cfg.vocab, &s->tok, err, errlen)) {
+    se_destroy(s);
+    return -1;
+  }
+  s->eot = s->tok ? tok_eot(s->tok) : -1;
+  if (s->tok)
+    strata_info("serve: the model's %d-token vocabulary takes and returns text through %s", s->cfg.vocab,
+                tok_dir_has_files(ckpt) ? "the checkpoint's tokenizer" : "GPT-2's shipped tokenizer");
   out->ops = &engine_ops;
   out->impl = s;
   return 0;

@@ -190,6 +190,7 @@ static int fake_step(void *impl, char *err, size_t errlen) {
     serve_logprobs_t lp, *lpp = NULL;
     if (q->logprobs >= 0) { /* the token itself, then " x1" .. one nat apart */
       lpp = &lp;
+      lp.text[0] = '\0'; /* the token is its text */
       lp.logprob = -0.1 * (double)(1 + k10 % 10);
       lp.n_top = q->logprobs;
       for (int m = 0; m < lp.n_top; m++) {

@@ -363,3 +363,18 @@ int tok_load_gpt2(tok_t **out, char *err, size_t errlen) {
   if (slash) *slash = '\0';
   return tok_load_dir(path, out, err, errlen);
 }
+
+int tok_load_model(const char *dir, int vocab, tok_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (vocab == 256) return 0;
+  int rc = tok_dir_has_files(dir) ? tok_load_dir(dir, out, err, errlen)
+           : vocab == TOK_GPT2_VOCAB ? tok_load_gpt2(out, err, errlen) : 0;
+  if (rc == 0 && *out && tok_vocab_size(*out) > vocab) {
+    snprintf(err, errlen, "the tokenizer of %s has %d tokens but the model's vocabulary %d", dir,
+             tok_vocab_size(*out), vocab);
+    tok_free(*out);
+    *out = NULL;
+    rc = -1;
+  }
+  return rc;
+}

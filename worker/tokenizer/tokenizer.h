@@ -72,6 +72,12 @@ int tok_load_files(const char *vocab_json, const char *merges_txt, tok_t **out, 
 int tok_load_hf_json(const char *path, tok_t **out, char *err, size_t errlen);
 /* The shipped GPT-2 files (share/strata/data/gpt2/). */
 int tok_load_gpt2(tok_t **out, char *err, size_t errlen);
+/* The tokenizer of a model with `vocab` tokens whose checkpoint is `dir`: none (*out NULL, 0)
+ * for a byte-level model (256: token = byte); else the checkpoint's files (Files), or for
+ * 50257 tokens without them GPT-2's shipped vocabulary; none for another vocabulary without
+ * files (the model then takes token ids). -1 with err for files that cannot be read or a
+ * tokenizer with more tokens than the model. */
+int tok_load_model(const char *dir, int vocab, tok_t **out, char *err, size_t errlen);
 void tok_free(tok_t *t);
 
 /* Largest id + 1 (50257 for GPT-2). */
