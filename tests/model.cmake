@@ -11,6 +11,20 @@ foreach(t determinism create init)
   strata_add_test(model_gpt2_${t} test_gpt2_${t})
 endforeach()
 strata_test_exe(test_adamw ${MODEL_TEST_DIR}/test_adamw.c)
+# GEMM backends (worker/model/gemm.h) against a double-precision reference, and the model's
+# tests again on each backend alone (STRATA_GEMM), so neither library is only covered by auto.
+strata_test_exe(test_gemm ${MODEL_TEST_DIR}/test_gemm.c)
+strata_add_test(model_gemm test_gemm)
+foreach(backend openblas onednn)
+  foreach(t parity sharded microbatch grad_ready determinism tp_units)
+    strata_add_test(model_gemm_${backend}_${t} test_gpt2_${t})
+    set_tests_properties(model_gemm_${backend}_${t} PROPERTIES
+                         ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_GEMM=${backend}")
+  endforeach()
+  strata_add_mpi_test(model_gemm_${backend}_tp_np3 3 $<TARGET_FILE:test_gpt2_tp>)
+  set_tests_properties(model_gemm_${backend}_tp_np3 PROPERTIES ENVIRONMENT
+      "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;STRATA_GEMM=${backend}")
+endforeach()
 strata_add_test(model_adamw test_adamw)
 # Benchmark (not a test): gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8
 strata_test_exe(gpt2_bench ${MODEL_TEST_DIR}/gpt2_bench.c)

@@ -35,6 +35,13 @@ int env_read_int(const char *name, int64_t dflt, int64_t *out, char *err, size_t
 int env_read_double(const char *name, double dflt, double *out, char *err, size_t errlen);
 int env_read_bytes(const char *name, size_t dflt, size_t *out, char *err, size_t errlen);
 
+/* A variable of env.c's table of words (STRATA_GEMM): *out = the index of its value among the
+ * listed words, 0 (the first, the default) when unset or empty. 0, or -1 with
+ *   "STRATA_GEMM must be one of auto, openblas, onednn, got 'x' (environment variable; unset it
+ *    for the default)"
+ * in err (*out = 0 then). */
+int env_read_choice(const char *name, int *out, char *err, size_t errlen);
+
 /* Checks every variable of the table that is set: 0, or -1 with the first bad one in err. */
 int env_check_all(char *err, size_t errlen);
 
