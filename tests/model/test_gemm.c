@@ -150,6 +150,7 @@ static void check_rule(void) {
       CHECK_EQ_INT(gemm_rule(GEMM_F32, t >> 1, t & 1, shapes[i][0], shapes[i][1], shapes[i][2]), GEMM_ONEDNN);
   CHECK_EQ_INT(gemm_rule(GEMM_F32, 0, 1, 1, 1, 1), GEMM_OPENBLAS);
   CHECK_EQ_INT(gemm_rule(GEMM_F32, 0, 0, 16, 16, 16), GEMM_OPENBLAS);
+  CHECK_EQ_INT(gemm_rule(GEMM_F32, 0, 0, 1, 1536, 384), GEMM_ONEDNN); /* one decoded token */
   /* a function of the shape: the same answer every time */
   for (int i = 0; i < 100; i++) CHECK_EQ_INT(gemm_rule(GEMM_F32, 0, 0, 64, 64, 64 + i % 2), gemm_rule(GEMM_F32, 0, 0, 64, 64, 64 + i % 2));
 }

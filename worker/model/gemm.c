@@ -15,11 +15,13 @@ static const gemm_backend_ops_t *const backends[GEMM_NBACKENDS] = {
     [GEMM_ONEDNN] = &gemm_onednn_ops,
 };
 
-/* The auto rule for fp32, from single-thread measurements at the model's shapes on this
- * project's machines (BENCHMARKS.md, "GEMM backends", OPENBLAS_CORETYPE=Haswell): oneDNN wins
- * every product with at least GEMM_AUTO_MIN_FLOP_ONEDNN multiply-adds (M N K), OpenBLAS the
- * smaller ones, where oneDNN's per-call set-up outweighs its faster kernel. */
-#define GEMM_AUTO_MIN_MNK_ONEDNN (64.0 * 64 * 64)
+/* The auto rule for fp32, from single-thread measurements of `gpt2_bench --gemm-shapes` on this
+ * project's machines (BENCHMARKS.md, "GEMM backends"; OPENBLAS_CORETYPE=Haswell holds OpenBLAS
+ * to AVX2, oneDNN uses AVX-512): oneDNN is faster on every product of the models measured, from
+ * the 10.8M model's (about 2x) down to one decoded token (M = 1) and 16 x 32 x 32 blocks.
+ * Below GEMM_AUTO_MIN_MNK_ONEDNN multiply-adds the two were within the noise of a loaded
+ * machine, and OpenBLAS keeps those. */
+#define GEMM_AUTO_MIN_MNK_ONEDNN (16.0 * 32 * 32)
 
 static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
 static gemm_backend_t gemm_selected = GEMM_AUTO;
