@@ -387,9 +387,10 @@ section_gemm() {
   block_head gemm
   {
     echo "One thread (\`gemm_set_threads(1)\`, as every rank), \`OPENBLAS_CORETYPE\` as the machine sets it."
-    echo "Products: \`gpt2_bench $model --gemm-shapes\`, GFLOP/s as the median of 5 calls per"
-    echo "repeat, the two libraries back to back for each product; \"oneDNN / OpenBLAS\" is taken within"
-    echo "a repeat. \"auto\" is what \`STRATA_GEMM=auto\` (the default) picks for that shape."
+    echo "Products: \`gpt2_bench $model --gemm-shapes\`, GFLOP per second of the thread's CPU time"
+    echo "(a loaded machine lowers it less than wall-clock time), median of 5 calls per repeat, the two"
+    echo "libraries back to back for each product; \"oneDNN / OpenBLAS\" is taken within a repeat. \"auto\""
+    echo "is what \`STRATA_GEMM=auto\` (the default) picks for that shape."
     echo
     echo "| product | op | M x N x K | OpenBLAS GFLOP/s | oneDNN GFLOP/s | oneDNN / OpenBLAS, same repeat | faster | auto |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -401,21 +402,21 @@ section_gemm() {
                 mr(r[k], "%.2f"), (med(r[k]) >= 1 ? "oneDNN" : "OpenBLAS"), au[k] } }' "$OUT/bench_gemm.csv"
     echo
     echo "Training, \`STRATA_GEMM=B gpt2_bench $model --steps $steps --warmup $warmup\` (forward, backward,"
-    echo "AdamW; tokens/s after the warm-up), the three backends alternating within each repeat. Model"
-    echo "GFLOP/s is gpt2_train_flops over step time; its share is of the fastest library's rate on the"
-    echo "weight products of the same repeat (the median over the twelve forward and backward products"
-    echo "of the faster library on each). CPU tokens/s (per second of the process's CPU time) is less"
-    echo "sensitive to a loaded machine than wall-clock tokens/s."
+    echo "AdamW; tokens/s after the warm-up), the three backends alternating within each repeat. CPU"
+    echo "tokens/s (per second of the process's CPU time) is less sensitive to a loaded machine than"
+    echo "wall-clock tokens/s. Model GFLOP/s is gpt2_train_flops per second of CPU time; its share is of"
+    echo "the fastest library's rate on the weight products of the same repeat (the median over the"
+    echo "twelve forward and backward products of the faster library on each), CPU time both."
     echo
-    echo "| STRATA_GEMM | tokens/s | / openblas, same repeat | CPU tokens/s | / openblas, same repeat | model GFLOP/s | share of the fastest GEMM rate | load average (1 min) |"
+    echo "| STRATA_GEMM | tokens/s | / openblas, same repeat | CPU tokens/s | / openblas, same repeat | model GFLOP/s (CPU time) | share of the fastest GEMM rate | load average (1 min) |"
     echo "|---|---|---|---|---|---|---|---|"
     awk -F, -v SH="$OUT/bench_gemm.csv" "$AWKLIB"'
       BEGIN { while ((getline l < SH) > 0) { split(l, g, ","); if (g[1] == "run" || g[2] !~ /^(d_)?(qkv|attn_proj|fc|fc_proj)(_in|_w)?$/) continue
                 best = g[7] > g[8] ? g[7] : g[8]; rl[g[1]] = rl[g[1]] " " best }
               for (r in rl) peak[r] = med(rl[r]) }
-      NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1 }; tv[k, $1] = $3; t[k] = t[k] " " $3; gf[k] = gf[k] " " $4; ld[k] = ld[k] " " $6
-               cv[k, $1] = $5; c[k] = c[k] " " $5
-               if ($1 in peak && peak[$1] > 0) sh[k] = sh[k] " " 100 * $4 / peak[$1] }
+      NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1 }; tv[k, $1] = $3; t[k] = t[k] " " $3; ld[k] = ld[k] " " $6
+               cv[k, $1] = $5; c[k] = c[k] " " $5; cg = $3 > 0 ? $4 * $5 / $3 : 0; gf[k] = gf[k] " " cg
+               if ($1 in peak && peak[$1] > 0) sh[k] = sh[k] " " 100 * cg / peak[$1] }
       END { split("openblas onednn auto", names, " ")
             for (i = 1; i <= 3; i++) { k = names[i]; if (!(k in seen)) continue; R = ""; RC = ""
               for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == k && ("openblas", kk[2]) in tv && tv["openblas", kk[2]] > 0) {

@@ -10,8 +10,9 @@
  * the backward's NT for the input gradient and TN for the weight gradient, one attention block
  * of each kind, the logits, one token of KV-cache decoding) and prints one line per product:
  *   gemm name=fc op=NN M=2048 N=1536 K=384 openblas=110.2 onednn=212.9 auto=onednn
- * (GFLOP/s, median of 5 calls each; the backends alternate which goes first from product to
- * product).
+ * (GFLOP per second of the thread's CPU time, median of 5 calls each, so a machine shared with
+ * other processes lowers it less than wall-clock time would; the backends alternate which goes
+ * first from product to product).
  *
  *   build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8 --steps 10
  *   build/tests/gpt2_bench --gemm-peak 2048
@@ -72,15 +73,22 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* GFLOP/s of backend b on one product: the median of 5 timed calls after one untimed. */
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* GFLOP/s of backend b on one product per second of this thread's CPU time (one thread: robust
+ * to other processes sharing the cores), the median of 5 timed calls after one untimed. */
 static double time_product(gemm_backend_t b, int ta, int tb, int M, int N, int K, const float *A, const float *B,
                            float *C) {
   double t[5];
   gemm_f32_on(b, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
   for (int r = 0; r < 5; r++) {
-    double t0 = now_s();
+    double t0 = thread_cpu_s();
     gemm_f32_on(b, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
-    t[r] = now_s() - t0;
+    t[r] = thread_cpu_s() - t0;
   }
   qsort(t, 5, sizeof t[0], cmp_double);
   return 2.0 * M * N * (double)K / t[2] / 1e9;
