@@ -6,6 +6,8 @@
  * the strict parser of collectives/include/strata/strnum.h (decimal only, finite, in range), so "abc", "0x10",
  * "-1" where it makes no sense or "1e309" is an error naming the variable, the value and the
  * accepted range, never silently ignored. An unset or empty variable means "the default".
+ * A variable whose value is one of a few words (STRATA_GEMM) is in a second table of env.c and
+ * read with env_read_choice, checked and printed the same way.
  *
  * `strata` checks every variable of the table (and the collectives' STRATA_COLL_* ones) before
  * a command starts (env_check_all), so a bad value ends any command with exit code 2 at once;
