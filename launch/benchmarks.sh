@@ -8,7 +8,7 @@
 #             the ofi transport (shm provider) against the mpi transport, np 2
 #             (build/tests/coll_bench_allreduce; `strata bench --algo auto` names auto's choice)
 #   train     single-rank training against PyTorch on one thread, runs alternating
-#             (build/tests/gpt2_bench, launch/torch_train_bench.py); the sgemm peak
+#             (build/tests/gpt2_bench, launch/torch_train_bench.py); the GEMM peak
 #   gemm      the GEMM backends (worker/model/gemm.h: OpenBLAS, oneDNN) on one thread at the
 #             10.8M model's products, which wins where and what auto picks; training tokens/s
 #             of that model on each backend, runs alternating (build/tests/gpt2_bench
@@ -340,7 +340,7 @@ section_train() {
     echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat."
     [ -n "$TORCH" ] || { echo; torch_note; }
     echo
-    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of sgemm peak) | peak RSS Strata / PyTorch |"
+    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of GEMM peak) | peak RSS Strata / PyTorch |"
     echo "|---|---|---|---|---|---|"
     awk -F, -v GEMM="$D/gemm.csv" "$AWKLIB"'
       BEGIN { while ((getline l < GEMM) > 0) { split(l, g, ","); if (g[3] + 0 > 0) P = P " " g[3] } }
@@ -352,7 +352,7 @@ section_train() {
               printf "| %s (%.1fM parameters) | %s | %s | %s | %s (%.0f%%) | %.0f / %s MiB |\n", k, pa[k] / 1e6, mr(s[k], "%.0f"),
                 (t[k] == "" ? "not measured" : mr(t[k], "%.0f")), (R == "" ? "-" : mr(R, "%.2f")), mr(gf[k], "%.1f"),
                 (P == "" ? 0 : 100 * med(gf[k]) / med(P)), med(rs[k]), (rt[k] == "" ? "-" : sprintf("%.0f", med(rt[k]))) }
-            if (P != "") printf "\nSingle-thread `cblas_sgemm` peak on %s^3: %s GFLOP/s.\n", G, mr(P, "%.1f") }' G="$gemm" "$OUT/bench_train.csv"
+            if (P != "") printf "\nSingle-thread GEMM peak (`gemm_f32`, the library `STRATA_GEMM` picks) on %s^3: %s GFLOP/s.\n", G, mr(P, "%.1f") }' G="$gemm" "$OUT/bench_train.csv"
   } >> "$OUT/bench_train.md"
   block_commands train
 }
