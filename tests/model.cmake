@@ -1,4 +1,4 @@
-# Model area (worker/model/: gpt2*.c, nn.c, gemm*.c, adamw.c): PyTorch parity, sharding, micro-batching, the
+# Model area (worker/model/: gpt2*.c, llama.c, nn.c, gemm*.c, adamw.c): PyTorch parity, sharding, micro-batching, the
 # grad_ready contract, determinism, validation, initialisation, AdamW; plus the gpt2_bench
 # benchmark executable (built with the tests, never run by ctest).
 set(MODEL_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/model)
@@ -46,3 +46,16 @@ strata_test_exe(test_gpt2_tp ${MODEL_TEST_DIR}/test_gpt2_tp.c ${MODEL_TEST_DIR}/
 foreach(np 2 3 4)
   strata_add_mpi_test(model_gpt2_tp_np${np} ${np} $<TARGET_FILE:test_gpt2_tp>)
 endforeach()
+# Llama (worker/model/llama.c) against the plain-PyTorch Llama of make_llama_fixture.py:
+# grouped-query, multi-head and multi-query cases; rerun with 5-row attention blocks so the
+# multi-block causal path is checked (the fixtures' T <= 16 fit one default block).
+strata_test_exe(test_llama ${MODEL_TEST_DIR}/test_llama.c ${MODEL_TEST_DIR}/gpt2_fixture.c)
+strata_add_test(model_llama test_llama)
+foreach(backend openblas onednn) # on each GEMM library alone, as the GPT-2 tests above
+  strata_add_test(model_gemm_${backend}_llama test_llama)
+  set_tests_properties(model_gemm_${backend}_llama PROPERTIES
+                       ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_GEMM=${backend}")
+endforeach()
+strata_add_test(model_llama_attn_blocks test_llama)
+set_tests_properties(model_llama_attn_blocks PROPERTIES
+                     ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_ATTN_BLOCK_ROWS=5")

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adamw.h"
 #include "test_util.h"
 
 static int rd_u32(const unsigned char *buf, size_t len, size_t *pos, uint32_t *out) {
@@ -15,9 +16,9 @@ static int rd_u32(const unsigned char *buf, size_t len, size_t *pos, uint32_t *o
   return 0;
 }
 
-int fx_load(fx_t *fx) {
+int fx_load_file(fx_t *fx, const char *rel) {
   memset(fx, 0, sizeof *fx);
-  const char *path = test_src_path("tests/fixtures/gpt2_small.bin");
+  const char *path = test_src_path(rel);
   fx->buf = test_read_file(path, &fx->len);
   if (!fx->buf) {
     fprintf(stderr, "cannot read fixture %s (set STRATA_SOURCE_DIR to the source tree)\n", path);
@@ -69,6 +70,14 @@ int fx_load(fx_t *fx) {
     fx->buf = al;
     fx->len = total;
   }
+  return 0;
+bad:
+  fprintf(stderr, "%s: truncated or malformed fixture\n", path);
+  return -1;
+}
+
+int fx_load(fx_t *fx) {
+  if (fx_load_file(fx, "tests/fixtures/gpt2_small.bin")) return -1;
   const fx_record_t *c = fx_find(fx, "config");
   if (!c || c->numel != 7) goto bad;
   const int32_t *cv = c->data;
@@ -79,7 +88,7 @@ int fx_load(fx_t *fx) {
   fx->targets = fx_find(fx, "targets")->data;
   return 0;
 bad:
-  fprintf(stderr, "%s: truncated or malformed fixture\n", path);
+  fprintf(stderr, "gpt2_small.bin: no GPT-2 config record of 7 values\n");
   return -1;
 }
 
@@ -110,20 +119,53 @@ gpt2_model_t *fx_model(const fx_t *fx, int layer_begin, int layer_end, int has_e
     fprintf(stderr, "gpt2_create: %s\n", err);
     return NULL;
   }
-  for (int i = 0; i < m->num_tensors; i++) {
-    const gpt2_tensor_t *t = &m->tensors[i];
-    char nm[128];
-    snprintf(nm, sizeof nm, "param/%s", t->name);
+  if (fx_copy_params(fx, "", m->tensors, m->num_tensors, m->params)) {
+    gpt2_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+int fx_copy_params(const fx_t *fx, const char *prefix, const gpt2_tensor_t *tensors, int n, float *params) {
+  for (int i = 0; i < n; i++) {
+    const gpt2_tensor_t *t = &tensors[i];
+    char nm[160];
+    snprintf(nm, sizeof nm, "%sparam/%s", prefix, t->name);
     const fx_record_t *r = fx_find(fx, nm);
     if (!r || r->dtype != 0 || r->numel != t->numel || r->ndim != t->ndim || r->dims[0] != t->shape[0] ||
         (t->ndim == 2 && r->dims[1] != t->shape[1])) {
       fprintf(stderr, "fixture has no tensor %s of the model's shape\n", nm);
-      gpt2_free(m);
-      return NULL;
+      return -1;
     }
-    memcpy(m->params + t->offset, r->data, sizeof(float) * t->numel);
+    memcpy(params + t->offset, r->data, sizeof(float) * t->numel);
   }
-  return m;
+  return 0;
+}
+
+double fx_check_grads(const fx_t *fx, const char *prefix, const gpt2_tensor_t *tensors, int n, const float *grads,
+                      double tol, int relative, const char **worst_name) {
+  double worst = 0;
+  *worst_name = "";
+  for (int i = 0; i < n; i++) {
+    const gpt2_tensor_t *t = &tensors[i];
+    char nm[160];
+    snprintf(nm, sizeof nm, "%sgrad/%s", prefix, t->name);
+    size_t numel;
+    const float *ref = fx_floats(fx, nm, &numel);
+    CHECK_TRUE(ref != NULL && numel == t->numel);
+    if (!ref || numel != t->numel) continue;
+    double d = fx_max_abs_diff(grads + t->offset, ref, numel);
+    if (relative) d /= fx_max_abs(ref, numel);
+    if (!(d <= tol))
+      test_fail(__FILE__, __LINE__, "%sgradient %s: max |diff|%s %.3g > %.1g", prefix, t->name,
+                relative ? " / max |grad|" : "", d, tol);
+    test_checks++;
+    if (!(d <= worst)) {
+      worst = d;
+      *worst_name = t->name;
+    }
+  }
+  return worst;
 }
 
 const double *fx_doubles(const fx_t *fx, const char *name, size_t *numel) {
@@ -133,6 +175,22 @@ const double *fx_doubles(const fx_t *fx, const char *name, size_t *numel) {
   memcpy(copy, r->data, sizeof(double) * r->numel);
   if (numel) *numel = r->numel;
   return copy;
+}
+
+int fx_adamw_hparams(const fx_t *fx, const char *name, adamw_hparams_t *hp) {
+  size_t n;
+  const double *h = fx_doubles(fx, name, &n);
+  char err[256];
+  if (!h || n != 9) {
+    fprintf(stderr, "fixture has no record %s of 9 AdamW hyperparameters\n", name);
+    return -1;
+  }
+  *hp = (adamw_hparams_t){.lr = h[0], .beta1 = h[1], .beta2 = h[2], .eps = h[3], .weight_decay = h[4],
+                          .grad_clip = h[5], .warmup_steps = (int)h[6], .decay_steps = (int)h[7],
+                          .min_lr_ratio = h[8]};
+  if (adamw_hparams_check(hp, err, sizeof err) == 0) return 0;
+  fprintf(stderr, "fixture record %s: %s\n", name, err);
+  return -1;
 }
 
 double fx_max_abs_diff(const float *a, const float *b, size_t n) {

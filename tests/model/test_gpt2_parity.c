@@ -46,24 +46,8 @@ static void test_forward_backward_match_pytorch(const fx_t *fx) {
 
   gpt2_zero_grad(m);
   gpt2_backward(m, a, NULL, 1.0f, NULL);
-  double worst = 0;
-  const char *worst_name = "";
-  for (int i = 0; i < m->num_tensors; i++) {
-    const gpt2_tensor_t *t = &m->tensors[i];
-    char nm[128];
-    snprintf(nm, sizeof nm, "grad/%s", t->name);
-    size_t n;
-    const float *ref = fx_floats(fx, nm, &n);
-    CHECK_TRUE(ref != NULL && n == t->numel);
-    if (!ref || n != t->numel) continue;
-    double d = fx_max_abs_diff(m->grads + t->offset, ref, n);
-    if (!(d <= TOL_GRAD)) test_fail(__FILE__, __LINE__, "gradient %s: max |diff| %.3g > %.1g", t->name, d, TOL_GRAD);
-    test_checks++;
-    if (!(d <= worst)) {
-      worst = d;
-      worst_name = t->name;
-    }
-  }
+  const char *worst_name;
+  double worst = fx_check_grads(fx, "", m->tensors, m->num_tensors, m->grads, TOL_GRAD, 0, &worst_name);
   printf("gradients: %d tensors, worst max |diff| %.2e (%s)\n", m->num_tensors, worst, worst_name);
   gpt2_acts_free(a);
   gpt2_free(m);
@@ -78,17 +62,13 @@ static void test_adamw_steps_match_pytorch(const fx_t *fx) {
   char err[256];
   CHECK_EQ_INT(gpt2_acts_create(m, fx->B, fx->T, &a, err, sizeof err), 0);
   CHECK_EQ_INT(adamw_create(0, m->num_params, &opt, err, sizeof err), 0);
-  size_t nh, ns;
-  double h[9], ref_lrs[64];
-  memcpy(h, fx_doubles(fx, "adamw/hparams", &nh), sizeof h);
+  size_t ns;
+  double ref_lrs[64];
+  adamw_hparams_t hp;
+  CHECK_EQ_INT(fx_adamw_hparams(fx, "adamw/hparams", &hp), 0);
   const float *ref_losses = fx_floats(fx, "adamw/losses", &ns);
   memcpy(ref_lrs, fx_doubles(fx, "adamw/lrs", NULL), sizeof(double) * ns);
   const float *ref_norms = fx_floats(fx, "adamw/norms", NULL);
-  CHECK_EQ_INT(nh, 9);
-  adamw_hparams_t hp = {.lr = h[0], .beta1 = h[1], .beta2 = h[2], .eps = h[3], .weight_decay = h[4],
-                        .grad_clip = h[5], .warmup_steps = (int)h[6], .decay_steps = (int)h[7],
-                        .min_lr_ratio = h[8]};
-  CHECK_EQ_INT(adamw_hparams_check(&hp, err, sizeof err), 0);
   double worst = 0;
   for (size_t s = 0; s < ns; s++) {
     float loss = gpt2_forward(m, a, fx->tokens, NULL, fx->targets);

@@ -1,0 +1,150 @@
+/* llama.h -- a Llama-family decoder on CBLAS, whole model on one rank: forward (logits and mean
+ * cross-entropy), backward (the gradient of every parameter) and, through adamw.h, AdamW.
+ *
+ * The model is Hugging Face LlamaForCausalLM's math, in float32:
+ *     x = embed_tokens[token]
+ *     per layer:  h = x + o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))),
+ *                     n = input_layernorm(x)
+ *                 x = h + down_proj(silu(gate_proj(n2)) * up_proj(n2)),  n2 = post_attention_layernorm(h)
+ *     logits = lm_head(norm(x))   (untied: lm_head.weight is its own tensor)
+ *     loss = mean over the B*T positions of cross-entropy(logits, target)
+ * RMSNorm(x) = weight * x * rsqrt(mean(x^2) + rms_norm_eps), no bias, no mean subtraction.
+ * RoPE, Hugging Face's rotate-half convention: head size hs (even), inv_freq[i] =
+ * rope_theta^(-2i/hs) for i < hs/2, angle(t, i) = t * inv_freq[i] at position t = 0..T-1 of
+ * each sequence; for i < hs/2, with c = cos(angle), s = sin(angle):
+ *     out[i] = x[i] c - x[i + hs/2] s,   out[i + hs/2] = x[i + hs/2] c + x[i] s
+ * applied to every query and key head. Grouped-query attention: kv_heads divides heads and
+ * query head h reads key / value head h / (heads / kv_heads) (HF repeat_kv); kv_heads == heads
+ * is multi-head, kv_heads == 1 multi-query attention. Causal softmax scaled by 1/sqrt(hs).
+ * No biases anywhere.
+ *
+ * Memory, as llm.c and gpt2.h: all parameters in one flat float allocation, all gradients in
+ * another with the same layout, typed views into both. The layout is layer-major, in Hugging
+ * Face names, linear weights [out, in] row-major (nn.Linear), so a checkpoint is a 1:1 copy of
+ * each tensor by name (m->tensors is the catalogue; hs = dim / heads, Ckv = kv_heads * hs):
+ *     model.embed_tokens.weight (V, C)
+ *     layer l, "model.layers.<l>.":
+ *       input_layernorm.weight (C)
+ *       self_attn.q_proj.weight (C, C)      self_attn.k_proj.weight (Ckv, C)
+ *       self_attn.v_proj.weight (Ckv, C)    self_attn.o_proj.weight (C, C)
+ *       post_attention_layernorm.weight (C)
+ *       mlp.gate_proj.weight (F, C)  mlp.up_proj.weight (F, C)  mlp.down_proj.weight (C, F)
+ *     model.norm.weight (C)
+ *     lm_head.weight (V, C)
+ * The catalogue uses gpt2_tensor_t (split NONE, replicated, tp_size 1; decay = 1 on the 2-D
+ * tensors), so adamw_step and the gradient-norm helpers of adamw.h apply unchanged.
+ *
+ * Scope: the whole model on one rank. Pipeline ranges, tensor parallelism, recomputation and
+ * the KV-cache forward of gpt2.h do not exist here yet.
+ *
+ * Activations of one batch live in a llama_acts_t; the gradients of activations live in
+ * scratch owned by the model (one thread per model). Gradients accumulate (+=) over backward
+ * calls until llama_zero_grad. Tunable: STRATA_ATTN_BLOCK_ROWS, as for GPT-2 (query rows per
+ * causal attention sgemm block).
+ *
+ * Usage (B sequences of T tokens, one AdamW step):
+ *    llama_config_t cfg = {.vocab = 96, .ctx = 16, .layers = 2, .heads = 4, .kv_heads = 2,
+ *                          .dim = 64, .ffn = 160, .rms_norm_eps = 1e-5, .rope_theta = 1e4};
+ *    llama_model_t *m; llama_create(&cfg, &m, err, sizeof err); llama_init_params(m, seed);
+ *    llama_acts_t *a; llama_acts_create(m, B, T, &a, err, sizeof err);
+ *    float loss = llama_forward(m, a, tokens, targets);
+ *    llama_zero_grad(m); llama_backward(m, a, 1.0f);
+ *    double ss = adamw_sum_squares(m->grads, m->num_params);
+ *    adamw_step(opt, &hp, m->params, m->grads, m->tensors, m->num_tensors, lr,
+ *               adamw_clip_scale(ss, hp.grad_clip));
+ */
+#ifndef STRATA_LLAMA_H
+#define STRATA_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpt2.h" /* gpt2_tensor_t: the tensor catalogue entry shared by the model families */
+
+typedef struct {
+  int vocab;          /* V: vocabulary size (HF vocab_size) */
+  int ctx;            /* maximum sequence length (HF max_position_embeddings) */
+  int layers;         /* L: decoder layers (HF num_hidden_layers) */
+  int heads;          /* H: query heads (HF num_attention_heads); dim % heads == 0 */
+  int kv_heads;       /* key / value heads (HF num_key_value_heads); heads % kv_heads == 0 */
+  int dim;            /* C: hidden width (HF hidden_size); dim / heads even (RoPE pairs) */
+  int ffn;            /* F: SwiGLU hidden width (HF intermediate_size) */
+  double rms_norm_eps; /* RMSNorm epsilon (HF rms_norm_eps, e.g. 1e-5 or 1e-6) */
+  double rope_theta;   /* RoPE base (HF rope_theta, e.g. 10000 or 500000) */
+} llama_config_t;
+
+typedef struct {
+  float *attn_norm;  /* (C) input_layernorm.weight */
+  float *wq;         /* (C, C) self_attn.q_proj.weight [out, in] */
+  float *wk;         /* (Ckv, C) self_attn.k_proj.weight */
+  float *wv;         /* (Ckv, C) self_attn.v_proj.weight */
+  float *wo;         /* (C, C) self_attn.o_proj.weight */
+  float *mlp_norm;   /* (C) post_attention_layernorm.weight */
+  float *w_gate;     /* (F, C) mlp.gate_proj.weight */
+  float *w_up;       /* (F, C) mlp.up_proj.weight */
+  float *w_down;     /* (C, F) mlp.down_proj.weight */
+} llama_layer_t;
+
+typedef struct llama_model {
+  llama_config_t cfg;
+  size_t num_params;      /* elements in params / grads */
+  float *params;          /* flat, layout above */
+  float *grads;           /* flat, same layout */
+  gpt2_tensor_t *tensors; /* catalogue in flat-buffer order, HF names */
+  int num_tensors;
+  /* typed views into params */
+  float *embed;           /* (V, C) model.embed_tokens.weight */
+  llama_layer_t *layer;   /* [L] */
+  float *norm;            /* (C) model.norm.weight */
+  float *lm_head;         /* (V, C) lm_head.weight */
+  /* the same views into grads */
+  float *g_embed;
+  llama_layer_t *g_layer;
+  float *g_norm;
+  float *g_lm_head;
+  void *impl;             /* private: RoPE tables, scratch (llama.c) */
+} llama_model_t;
+
+typedef struct llama_acts llama_acts_t; /* activations of one batch (opaque) */
+
+/* Checks a configuration: positive sizes, dim % heads == 0, an even head size, kv_heads
+ * dividing heads, eps > 0, theta > 0, sizes within 32-bit BLAS indices. 0, or -1 with a
+ * message naming the field and the fix in err. */
+int llama_config_check(const llama_config_t *cfg, char *err, size_t errlen);
+
+/* Builds the model with zeroed parameters and gradients (llama_config_check first). 0, or -1
+ * with a message in err. */
+int llama_create(const llama_config_t *cfg, llama_model_t **out, char *err, size_t errlen);
+void llama_free(llama_model_t *m);
+
+/* HF LlamaPreTrainedModel initialisation: every 2-D tensor N(0, 0.02), RMSNorm weights 1. Each
+ * tensor's values depend only on (seed, tensor name). */
+void llama_init_params(llama_model_t *m, uint64_t seed);
+
+/* Tensor by Hugging Face name, NULL if absent. */
+const gpt2_tensor_t *llama_find_tensor(const llama_model_t *m, const char *name);
+
+/* Activation storage for batches of up to B sequences of T <= ctx tokens. The model's scratch
+ * grows to fit. 0, or -1 with a message in err. */
+int llama_acts_create(llama_model_t *m, int B, int T, llama_acts_t **out, char *err, size_t errlen);
+void llama_acts_free(llama_acts_t *a);
+
+/* Forward of tokens (B, T) (ids in [0, V)). With targets (B, T) returns the mean cross-entropy
+ * and keeps what llama_backward needs; with targets NULL computes the logits only and returns
+ * 0. NAN on a bad token or target id (logged with its index). */
+float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, const int32_t *targets);
+/* Logits (B, T, V) of the last forward (overwritten by llama_backward). */
+const float *llama_logits(const llama_acts_t *a);
+/* Per-position cross-entropy (B, T) of the last forward with targets. */
+const float *llama_losses(const llama_acts_t *a);
+
+void llama_zero_grad(llama_model_t *m);
+/* Backward of the last forward with targets: grads += d(loss * loss_scale)/d(params). Each
+ * forward allows one backward. 0, or -1 (logged) without such a forward. */
+int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale);
+
+/* Training FLOPs of one forward + backward of B x T tokens: 6 per parameter of the matrix
+ * products per token plus attention (Q K^T and P V over T positions, x3 with backward). */
+double llama_train_flops(const llama_model_t *m, int B, int T);
+
+#endif /* STRATA_LLAMA_H */
