@@ -1,6 +1,6 @@
 /* gemm.h -- the model's one matrix-product interface: C = alpha op(A) op(B) + beta C on
  * row-major float arrays, with the semantics of cblas_sgemm(CblasRowMajor, ...). Every matrix
- * product of the model (nn.c, gpt2_pass.c, gpt2_kv.c) goes through here; which library computes
+ * product of the models (nn.c, gpt2_pass.c, gpt2_kv.c, llama.c) goes through here; which library computes
  * it is a backend, one file each (gemm_openblas.c, gemm_onednn.c, described in gemm_backend.h),
  * so a third library is a file and a row of gemm.c's table, not a change to the model.
  *
