@@ -8,7 +8,11 @@
 #             the ofi transport (shm provider) against the mpi transport, np 2
 #             (build/tests/coll_bench_allreduce; `strata bench --algo auto` names auto's choice)
 #   train     single-rank training against PyTorch on one thread, runs alternating
-#             (build/tests/gpt2_bench, launch/torch_train_bench.py); the sgemm peak
+#             (build/tests/gpt2_bench, launch/torch_train_bench.py); the GEMM peak
+#   gemm      the GEMM backends (worker/model/gemm.h: OpenBLAS, oneDNN) on one thread at the
+#             10.8M model's products, which wins where and what auto picks; training tokens/s
+#             of that model on each backend, runs alternating (build/tests/gpt2_bench
+#             --gemm-shapes, STRATA_GEMM)
 #   ddp       Strata D=2 against PyTorch DDP (gloo), communication efficiency, 1F1B bubble
 #             (launch/ddp_bench.sh)
 #   tp        tensor parallelism T=2 against data parallelism D=2, same model and global batch,
@@ -58,7 +62,7 @@ STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
 BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
-ALL_SECTIONS="coll train ddp tp scaling simulate simacc infer serve tokenizer"
+ALL_SECTIONS="coll train gemm ddp tp scaling simulate simacc infer serve tokenizer"
 QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
@@ -336,7 +340,7 @@ section_train() {
     echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat."
     [ -n "$TORCH" ] || { echo; torch_note; }
     echo
-    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of sgemm peak) | peak RSS Strata / PyTorch |"
+    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of GEMM peak) | peak RSS Strata / PyTorch |"
     echo "|---|---|---|---|---|---|"
     awk -F, -v GEMM="$D/gemm.csv" "$AWKLIB"'
       BEGIN { while ((getline l < GEMM) > 0) { split(l, g, ","); if (g[3] + 0 > 0) P = P " " g[3] } }
@@ -348,9 +352,79 @@ section_train() {
               printf "| %s (%.1fM parameters) | %s | %s | %s | %s (%.0f%%) | %.0f / %s MiB |\n", k, pa[k] / 1e6, mr(s[k], "%.0f"),
                 (t[k] == "" ? "not measured" : mr(t[k], "%.0f")), (R == "" ? "-" : mr(R, "%.2f")), mr(gf[k], "%.1f"),
                 (P == "" ? 0 : 100 * med(gf[k]) / med(P)), med(rs[k]), (rt[k] == "" ? "-" : sprintf("%.0f", med(rt[k]))) }
-            if (P != "") printf "\nSingle-thread `cblas_sgemm` peak on %s^3: %s GFLOP/s.\n", G, mr(P, "%.1f") }' G="$gemm" "$OUT/bench_train.csv"
+            if (P != "") printf "\nSingle-thread GEMM peak (`gemm_f32`, the library `STRATA_GEMM` picks) on %s^3: %s GFLOP/s.\n", G, mr(P, "%.1f") }' G="$gemm" "$OUT/bench_train.csv"
   } >> "$OUT/bench_train.md"
   block_commands train
+}
+
+# ---- gemm ------------------------------------------------------------------------------------
+section_gemm() {
+  local GB="$BUILD/tests/gpt2_bench" D="$OUT/gemm" rep f b k order
+  [ -x "$GB" ] || { echo "benchmarks.sh: $GB missing (cmake --build build --target gpt2_bench)" >&2; FAIL=1; return 1; }
+  local model="--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8" steps=5 warmup=2
+  [ "$QUICK" = 1 ] && { model="--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4"; steps=3; warmup=1; }
+  local backends=(openblas onednn auto)
+  mkdir -p "$D"
+  echo "run,name,op,M,N,K,openblas,onednn,auto" > "$OUT/bench_gemm.csv"
+  echo "run,backend,tokens_per_s,gflops,cpu_tokens_per_s,load1" > "$D/train.csv"
+  for rep in $(seq 1 "$REPEATS"); do
+    f="$D/shapes_r$rep.txt"
+    # shellcheck disable=SC2086
+    run_to "$f" "$GB" $model --gemm-shapes &&
+      sed -n 's/^gemm name=\([^ ]*\) op=\([^ ]*\) M=\([0-9]*\) N=\([0-9]*\) K=\([0-9]*\) openblas=\([0-9.]*\) onednn=\([0-9.]*\) auto=\([a-z]*\)$/\1,\2,\3,\4,\5,\6,\7,\8/p' "$f" |
+      sed "s/^/$rep,/" >> "$OUT/bench_gemm.csv"
+    # the backends' training runs in a different order each repeat
+    order=()
+    for k in 0 1 2; do order+=("${backends[$(((k + rep) % 3))]}"); done
+    for b in "${order[@]}"; do
+      f="$D/train_${b}_r$rep.txt"
+      # shellcheck disable=SC2086
+      run_to "$f" env STRATA_GEMM="$b" "$GB" $model --steps "$steps" --warmup "$warmup" &&
+        sed -n 's/.* tokens\/s=\([0-9.]*\) GFLOP\/s=\([0-9.]*\) cpu_tokens\/s=\([0-9.]*\).*/\1 \2 \3/p' "$f" |
+        awk -v r="$rep" -v b="$b" -v l="$(cut -d' ' -f1 /proc/loadavg)" '{ print r "," b "," $1 "," $2 "," $3 "," l }' >> "$D/train.csv"
+    done
+  done
+  block_head gemm
+  {
+    echo "One thread (\`gemm_set_threads(1)\`, as every rank), \`OPENBLAS_CORETYPE\` as the machine sets it."
+    echo "Products: \`gpt2_bench $model --gemm-shapes\`, GFLOP per second of the thread's CPU time"
+    echo "(a loaded machine lowers it less than wall-clock time), median of 5 calls per repeat, the two"
+    echo "libraries back to back for each product; \"oneDNN / OpenBLAS\" is taken within a repeat. \"auto\""
+    echo "is what \`STRATA_GEMM=auto\` (the default) picks for that shape."
+    echo
+    echo "| product | op | M x N x K | OpenBLAS GFLOP/s | oneDNN GFLOP/s | oneDNN / OpenBLAS, same repeat | faster | auto |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k; op[k] = $3; dims[k] = $4 " x " $5 " x " $6; au[k] = $9 }
+               o[k] = o[k] " " $7; d[k] = d[k] " " $8; if ($7 > 0) r[k] = r[k] " " $8 / $7 }
+      END { for (i = 1; i <= n; i++) { k = order[i]
+              printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", k, op[k], dims[k], mr(o[k], "%.1f"), mr(d[k], "%.1f"),
+                mr(r[k], "%.2f"), (med(r[k]) >= 1 ? "oneDNN" : "OpenBLAS"), au[k] } }' "$OUT/bench_gemm.csv"
+    echo
+    echo "Training, \`STRATA_GEMM=B gpt2_bench $model --steps $steps --warmup $warmup\` (forward, backward,"
+    echo "AdamW; tokens/s after the warm-up), the three backends alternating within each repeat. CPU"
+    echo "tokens/s (per second of the process's CPU time) is less sensitive to a loaded machine than"
+    echo "wall-clock tokens/s. Model GFLOP/s is gpt2_train_flops per second of CPU time; its share is of"
+    echo "the fastest library's rate on the weight products of the same repeat (the median over the"
+    echo "twelve forward and backward products of the faster library on each), CPU time both."
+    echo
+    echo "| STRATA_GEMM | tokens/s | / openblas, same repeat | CPU tokens/s | / openblas, same repeat | model GFLOP/s (CPU time) | share of the fastest GEMM rate | load average (1 min) |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F, -v SH="$OUT/bench_gemm.csv" "$AWKLIB"'
+      BEGIN { while ((getline l < SH) > 0) { split(l, g, ","); if (g[1] == "run" || g[2] !~ /^(d_)?(qkv|attn_proj|fc|fc_proj)(_in|_w)?$/) continue
+                best = g[7] > g[8] ? g[7] : g[8]; rl[g[1]] = rl[g[1]] " " best }
+              for (r in rl) peak[r] = med(rl[r]) }
+      NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1 }; tv[k, $1] = $3; t[k] = t[k] " " $3; ld[k] = ld[k] " " $6
+               cv[k, $1] = $5; c[k] = c[k] " " $5; cg = $3 > 0 ? $4 * $5 / $3 : 0; gf[k] = gf[k] " " cg
+               if ($1 in peak && peak[$1] > 0) sh[k] = sh[k] " " 100 * cg / peak[$1] }
+      END { split("openblas onednn auto", names, " ")
+            for (i = 1; i <= 3; i++) { k = names[i]; if (!(k in seen)) continue; R = ""; RC = ""
+              for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == k && ("openblas", kk[2]) in tv && tv["openblas", kk[2]] > 0) {
+                R = R " " tv[key] / tv["openblas", kk[2]]; RC = RC " " cv[key] / cv["openblas", kk[2]] } }
+              printf "| %s | %s | %s | %s | %s | %s | %s%% | %s |\n", k, mr(t[k], "%.0f"), mr(R, "%.2f"), mr(c[k], "%.0f"), mr(RC, "%.2f"),
+                mr(gf[k], "%.1f"), mr(sh[k], "%.0f"), mr(ld[k], "%.1f") } }' "$D/train.csv"
+  } >> "$OUT/bench_gemm.md"
+  block_commands gemm
 }
 
 # ---- ddp -------------------------------------------------------------------------------------
@@ -601,7 +675,7 @@ title() {
     ddp) echo "Data parallelism against PyTorch DDP, pipeline bubble" ;; simulate) echo "Simulated devices" ;;
     tp) echo "Tensor parallelism against data parallelism" ;;
     simacc) echo "Simulated against measured step time" ;; infer) echo "Inference" ;; serve) echo "Serving over HTTP" ;;
-    tokenizer) echo "Tokenizer" ;;
+    tokenizer) echo "Tokenizer" ;; gemm) echo "GEMM backends" ;;
   esac
 }
 

@@ -13,7 +13,7 @@ STRATA_PACKAGES=(
   openmpi-bin libopenmpi-dev
   libfabric-dev libfabric-bin
   libprotobuf-c-dev protobuf-c-compiler
-  libopenblas-dev
+  libopenblas-dev libdnnl-dev
   libjson-c-dev libmicrohttpd-dev libxxhash-dev zlib1g-dev libpcre2-dev
   gnuplot-nox
   # Slurm batch-script tests (tests/slurm.cmake): a throw-away single-node cluster. Slurm's

@@ -1,4 +1,4 @@
-# Model area (worker/model/: gpt2*.c, llama.c, nn.c, adamw.c): PyTorch parity, sharding, micro-batching, the
+# Model area (worker/model/: gpt2*.c, llama.c, nn.c, gemm*.c, adamw.c): PyTorch parity, sharding, micro-batching, the
 # grad_ready contract, determinism, validation, initialisation, AdamW; plus the gpt2_bench
 # benchmark executable (built with the tests, never run by ctest).
 set(MODEL_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/model)
@@ -12,6 +12,22 @@ foreach(t determinism create init)
 endforeach()
 strata_test_exe(test_adamw ${MODEL_TEST_DIR}/test_adamw.c)
 strata_add_test(model_adamw test_adamw)
+# GEMM backends (worker/model/gemm.h) against a double-precision reference, and the model's
+# tests again on each backend alone (STRATA_GEMM), so neither library is only covered by auto.
+strata_test_exe(test_gemm ${MODEL_TEST_DIR}/test_gemm.c)
+strata_add_test(model_gemm test_gemm)
+foreach(backend openblas onednn)
+  foreach(t parity sharded microbatch grad_ready determinism tp_units)
+    strata_add_test(model_gemm_${backend}_${t} test_gpt2_${t})
+    set_tests_properties(model_gemm_${backend}_${t} PROPERTIES
+                         ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_GEMM=${backend}")
+  endforeach()
+  strata_add_mpi_test(model_gemm_${backend}_tp_np3 3 $<TARGET_FILE:test_gpt2_tp>)
+  set_tests_properties(model_gemm_${backend}_tp_np3 PROPERTIES ENVIRONMENT
+      "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;STRATA_GEMM=${backend}")
+endforeach()
+# strata train on each backend: losses within 1e-4 relative, the start-up line, a bad value
+strata_add_test(model_gemm_train ${MODEL_TEST_DIR}/gemm_train.sh $<TARGET_FILE:strata>)
 # Benchmark (not a test): gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8
 strata_test_exe(gpt2_bench ${MODEL_TEST_DIR}/gpt2_bench.c)
 # The fixture's T = 16 fits in one attention block at the default block size; rerun the parity
@@ -35,6 +51,11 @@ endforeach()
 # multi-block causal path is checked (the fixtures' T <= 16 fit one default block).
 strata_test_exe(test_llama ${MODEL_TEST_DIR}/test_llama.c ${MODEL_TEST_DIR}/gpt2_fixture.c)
 strata_add_test(model_llama test_llama)
+foreach(backend openblas onednn) # on each GEMM library alone, as the GPT-2 tests above
+  strata_add_test(model_gemm_${backend}_llama test_llama)
+  set_tests_properties(model_gemm_${backend}_llama PROPERTIES
+                       ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_GEMM=${backend}")
+endforeach()
 strata_add_test(model_llama_attn_blocks test_llama)
 set_tests_properties(model_llama_attn_blocks PROPERTIES
                      ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_ATTN_BLOCK_ROWS=5")

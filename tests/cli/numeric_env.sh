@@ -53,6 +53,7 @@ worker_values() {
   "a number in "*)
     awk -v w="$want" 'BEGIN { open = substr(w, 13, 1) == "("; split(substr(w, 14), a, /, |[\])]/);
       lo = a[1] + 0; hi = a[2] + 0; printf "%.17g|%.17g\n", open ? (lo + hi) / 2 : lo, 2 * hi + 1 }' ;;
+  "one of:"*) echo "$(awk '{ print $3 }' <<< "$want")|none-of-these" ;; # words: the first is accepted
   *) echo "" ;;
   esac
 }

@@ -3,13 +3,21 @@
  * GFLOP/s achieved (gpt2_train_flops / step time), the split of a step into forward, backward
  * and optimizer, tokens per second of process CPU time (less sensitive to a busy machine than
  * wall time), and peak RSS. Compare with launch/torch_train_bench.py on the same flags.
- * With --gemm-peak N it instead times cblas_sgemm on N x N x N matrices (the BLAS ceiling).
+ * Products go through worker/model/gemm.h on --threads threads (default 1), so STRATA_GEMM picks
+ * the library as in `strata train`.
+ * With --gemm-peak N it instead times gemm_f32 on N x N x N matrices (the library's ceiling).
+ * With --gemm-shapes it times every backend on the model's matrix products (the forward's NN,
+ * the backward's NT for the input gradient and TN for the weight gradient, one attention block
+ * of each kind, the logits, one token of KV-cache decoding) and prints one line per product:
+ *   gemm name=fc op=NN M=2048 N=1536 K=384 openblas=110.2 onednn=212.9 auto=onednn
+ * (GFLOP per second of the thread's CPU time, median of 5 calls each, so a machine shared with
+ * other processes lowers it less than wall-clock time would; the backends alternate which goes
+ * first from product to product).
  *
- *   OPENBLAS_NUM_THREADS=1 build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 \
- *       --batch 8 --steps 10
- *   OPENBLAS_NUM_THREADS=1 build/tests/gpt2_bench --gemm-peak 2048
+ *   build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8 --steps 10
+ *   build/tests/gpt2_bench --gemm-peak 2048
+ *   build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8 --gemm-shapes
  * A benchmark, not a test: registered as a build target only. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +26,7 @@
 
 #include "adamw.h"
 #include "args.h"
+#include "gemm.h"
 #include "gpt2.h"
 #include "rng.h"
 
@@ -43,24 +52,91 @@ static int gemm_peak(int n, int reps) {
   float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
   if (!a || !b || !c) return 1;
   for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+  gemm_f32(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
   double best = 1e30;
   for (int r = 0; r < reps; r++) {
     double t0 = now_s();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    gemm_f32(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     double dt = now_s() - t0;
     best = dt < best ? dt : best;
   }
-  printf("sgemm %dx%dx%d: best of %d %.1f ms, %.1f GFLOP/s\n", n, n, n, reps, best * 1e3,
-         2.0 * n * n * (double)n / best / 1e9);
+  printf("sgemm %dx%dx%d (%s): best of %d %.1f ms, %.1f GFLOP/s\n", n, n, n,
+         gemm_backend_name(gemm_choose(GEMM_F32, 0, 0, n, n, n)), reps, best * 1e3, 2.0 * n * n * (double)n / best / 1e9);
   free(a);
   free(b);
   free(c);
   return 0;
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* GFLOP/s of backend b on one product per second of this thread's CPU time (one thread: robust
+ * to other processes sharing the cores), the median of 5 timed calls after one untimed. */
+static double time_product(gemm_backend_t b, int ta, int tb, int M, int N, int K, const float *A, const float *B,
+                           float *C) {
+  double t[5];
+  gemm_f32_on(b, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+  for (int r = 0; r < 5; r++) {
+    double t0 = thread_cpu_s();
+    gemm_f32_on(b, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+    t[r] = thread_cpu_s() - t0;
+  }
+  qsort(t, 5, sizeof t[0], cmp_double);
+  return 2.0 * M * N * (double)K / t[2] / 1e9;
+}
+
+/* Every backend on the matrix products of one training step of the model (see the header). */
+static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
+  const int BT = B * T, hs = C / H;
+  const struct {
+    const char *name;
+    int ta, tb, M, N, K;
+  } p[] = {
+      {"qkv", 0, 0, BT, 3 * C, C},       {"attn_proj", 0, 0, BT, C, C},   {"fc", 0, 0, BT, 4 * C, C},
+      {"fc_proj", 0, 0, BT, C, 4 * C},   {"d_qkv_in", 0, 1, BT, C, 3 * C}, {"d_attn_proj_in", 0, 1, BT, C, C},
+      {"d_fc_in", 0, 1, BT, C, 4 * C},   {"d_fc_proj_in", 0, 1, BT, 4 * C, C},
+      {"d_qkv_w", 1, 0, C, 3 * C, BT},   {"d_attn_proj_w", 1, 0, C, C, BT}, {"d_fc_w", 1, 0, C, 4 * C, BT},
+      {"d_fc_proj_w", 1, 0, 4 * C, C, BT}, {"attn_scores", 0, 1, blk, T, hs}, {"attn_values", 0, 0, blk, hs, T},
+      {"attn_d_values", 1, 0, T, hs, blk}, {"logits", 0, 1, BT, V, C},
+      /* one token of KV-cache decoding (gpt2_kv.c): a row vector times a weight */
+      {"decode_fc", 0, 0, 1, 4 * C, C},    {"decode_logits", 0, 1, 1, V, C},
+  };
+  size_t most = 0;
+  for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+    size_t a = (size_t)p[i].M * p[i].K, b = (size_t)p[i].K * p[i].N, c = (size_t)p[i].M * p[i].N;
+    most = a > most ? a : most, most = b > most ? b : most, most = c > most ? c : most;
+  }
+  float *A = malloc(sizeof(float) * most), *Bm = malloc(sizeof(float) * most), *Cm = malloc(sizeof(float) * most);
+  if (!A || !Bm || !Cm) return 1;
+  rng_t r;
+  rng_seed(&r, 1, rng_hash_str("gpt2_bench gemm"));
+  for (size_t i = 0; i < most; i++) A[i] = rng_uniform(&r) - 0.5f, Bm[i] = rng_uniform(&r) - 0.5f;
+  for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+    double gf[GEMM_NBACKENDS] = {0};
+    for (int k = 1; k < GEMM_NBACKENDS; k++) { /* alternate which backend goes first */
+      int b = i % 2 ? GEMM_NBACKENDS - k : k;
+      gf[b] = time_product((gemm_backend_t)b, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, Bm, Cm);
+    }
+    printf("gemm name=%s op=%c%c M=%d N=%d K=%d", p[i].name, p[i].ta ? 'T' : 'N', p[i].tb ? 'T' : 'N', p[i].M, p[i].N,
+           p[i].K);
+    for (int b = 1; b < GEMM_NBACKENDS; b++) printf(" %s=%.1f", gemm_backend_name((gemm_backend_t)b), gf[b]);
+    printf(" auto=%s\n", gemm_backend_name(gemm_rule(GEMM_F32, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K)));
+  }
+  free(A), free(Bm), free(Cm);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0;
+  int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0, shapes = 0, threads = 1;
   int64_t seed = 1;
   arg_spec_t specs[] = {
       {"--layers", NULL, ARG_INT, &L, "L", "transformer blocks (4)"},
@@ -72,12 +148,16 @@ int main(int argc, char **argv) {
       {"--steps", NULL, ARG_INT, &steps, "N", "timed steps (10)"},
       {"--warmup", NULL, ARG_INT, &warmup, "N", "untimed steps first (2)"},
       {"--seed", NULL, ARG_INT64, &seed, "S", "init and data seed (1)"},
+      {"--threads", NULL, ARG_INT, &threads, "N", "GEMM threads (1)"},
       {"--gemm-peak", NULL, ARG_INT, &gemm, "N", "only time sgemm N x N x N and exit"},
+      {"--gemm-shapes", NULL, ARG_FLAG, &shapes, NULL, "only time every GEMM backend on the model's products and exit"},
   };
   int rc = args_parse("gpt2_bench", "Single-rank GPT-2 training throughput (forward + backward + AdamW).",
                       argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), NULL, NULL);
   if (rc != 0) return rc > 0 ? 0 : 2;
+  gemm_set_threads(threads);
   if (gemm > 0) return gemm_peak(gemm, 5);
+  if (shapes) return gemm_shapes(H, C, T, B, V, 64);
   if (steps <= 0 || warmup < 0) {
     fprintf(stderr, "gpt2_bench: --steps must be > 0 and --warmup >= 0\n");
     return 2;

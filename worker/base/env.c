@@ -3,6 +3,8 @@
  * collectives/core/comm.c; both go through collectives/core/strnum.c. */
 #include "env.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -57,6 +59,17 @@ static const strnum_env_t env_vars[] = {
 };
 #define ENV_COUNT ((int)(sizeof env_vars / sizeof env_vars[0]))
 
+/* Variables whose value is one of a few words; env_read_choice returns the word's index. */
+#define ENV_MAX_WORDS 4
+static const struct {
+  const char *name;
+  const char *words[ENV_MAX_WORDS]; /* the first is the default */
+  const char *meaning;
+} env_choices[] = {
+    {"STRATA_GEMM", {"auto", "openblas", "onednn"}, "matrix-product library of the model (worker/model/gemm.h): auto picks per shape from measurements (default auto)"},
+};
+#define ENV_CHOICE_COUNT ((int)(sizeof env_choices / sizeof env_choices[0]))
+
 const strnum_env_t *env_table(int *n) {
   *n = ENV_COUNT;
   return env_vars;
@@ -94,15 +107,47 @@ int env_read_bytes(const char *name, size_t dflt, size_t *out, char *err, size_t
   return rc;
 }
 
-int env_check_all(char *err, size_t errlen) { return strnum_env_check(env_vars, ENV_COUNT, err, errlen); }
+int env_read_choice(const char *name, int *out, char *err, size_t errlen) {
+  *out = 0;
+  for (int i = 0; i < ENV_CHOICE_COUNT; i++) {
+    if (strcmp(env_choices[i].name, name)) continue;
+    const char *s = getenv(name);
+    if (!s || !*s) return 0;
+    char list[128] = "";
+    for (int w = 0; w < ENV_MAX_WORDS && env_choices[i].words[w]; w++) {
+      if (!strcmp(s, env_choices[i].words[w])) {
+        *out = w;
+        return 0;
+      }
+      size_t used = strlen(list);
+      snprintf(list + used, sizeof list - used, "%s%s", w ? ", " : "", env_choices[i].words[w]);
+    }
+    return strata_fail(err, errlen, "%s must be one of %s, got '%s' (environment variable; unset it for the default)",
+                       name, list, s);
+  }
+  return strata_fail(err, errlen, "environment variable %s is not described as a choice in worker/base/env.c", name);
+}
+
+int env_check_all(char *err, size_t errlen) {
+  for (int i = 0; i < ENV_CHOICE_COUNT; i++) {
+    int w;
+    if (env_read_choice(env_choices[i].name, &w, err, errlen)) return -1;
+  }
+  return strnum_env_check(env_vars, ENV_COUNT, err, errlen);
+}
 
 void env_print_help(FILE *f) {
-  fprintf(f, "Numeric environment variables of the worker (unset or empty: the default). A bad value\n"
-             "stops every command with exit code 2 before it starts.\n\n");
+  fprintf(f, "Environment variables of the worker: numbers, and words where listed (unset or empty:\n"
+             "the default). A bad value stops every command with exit code 2 before it starts.\n\n");
   for (int i = 0; i < ENV_COUNT; i++) {
     char want[160];
     strnum_describe(&env_vars[i].range, want, sizeof want);
     fprintf(f, "  %-32s %s\n  %-32s   %s\n", env_vars[i].name, env_vars[i].meaning, "", want);
+  }
+  for (int i = 0; i < ENV_CHOICE_COUNT; i++) {
+    fprintf(f, "  %-32s %s\n  %-32s   one of:", env_choices[i].name, env_choices[i].meaning, "");
+    for (int w = 0; w < ENV_MAX_WORDS && env_choices[i].words[w]; w++) fprintf(f, " %s", env_choices[i].words[w]);
+    fprintf(f, "\n");
   }
   fprintf(f, "\nThe collectives' STRATA_COLL_* and STRATA_OFI_* variables: collectives/README.md.\n");
 }

@@ -6,6 +6,8 @@
  * the strict parser of collectives/include/strata/strnum.h (decimal only, finite, in range), so "abc", "0x10",
  * "-1" where it makes no sense or "1e309" is an error naming the variable, the value and the
  * accepted range, never silently ignored. An unset or empty variable means "the default".
+ * A variable whose value is one of a few words (STRATA_GEMM) is in a second table of env.c and
+ * read with env_read_choice, checked and printed the same way.
  *
  * `strata` checks every variable of the table (and the collectives' STRATA_COLL_* ones) before
  * a command starts (env_check_all), so a bad value ends any command with exit code 2 at once;
@@ -34,6 +36,13 @@
 int env_read_int(const char *name, int64_t dflt, int64_t *out, char *err, size_t errlen);
 int env_read_double(const char *name, double dflt, double *out, char *err, size_t errlen);
 int env_read_bytes(const char *name, size_t dflt, size_t *out, char *err, size_t errlen);
+
+/* A variable of env.c's table of words (STRATA_GEMM): *out = the index of its value among the
+ * listed words, 0 (the first, the default) when unset or empty. 0, or -1 with
+ *   "STRATA_GEMM must be one of auto, openblas, onednn, got 'x' (environment variable; unset it
+ *    for the default)"
+ * in err (*out = 0 then). */
+int env_read_choice(const char *name, int *out, char *err, size_t errlen);
 
 /* Checks every variable of the table that is set: 0, or -1 with the first bad one in err. */
 int env_check_all(char *err, size_t errlen);

@@ -1,6 +1,5 @@
 /* strata eval -- mean cross-entropy of a checkpoint on the held-out set (validation.h) of a data
  * file's validation or training split. */
-#include <cblas.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include "commands.h"
 #include "data.h"
 #include "data_tokenizer.h"
+#include "gemm.h"
 #include "gpt2.h"
 #include "log.h"
 #include "validation.h"
@@ -59,7 +59,7 @@ int cmd_eval(int argc, char **argv) {
     strata_error("eval: runs on one rank; launch it without mpirun or with -np 1");
     return 2;
   }
-  openblas_set_num_threads(threads);
+  gemm_set_threads(threads);
 
   char err[1024];
   gpt2_config_t cfg;

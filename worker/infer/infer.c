@@ -36,7 +36,6 @@
  */
 #include "infer.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -48,6 +47,7 @@
 #include "checkpoint.h"
 #include "env.h"
 #include "fault.h"
+#include "gemm.h"
 #include "kv_cache.h"
 #include "layout.h"
 #include "log.h"
@@ -373,7 +373,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
              opts->liveness_s, opts->heartbeat_s);
     goto fail;
   }
-  openblas_set_num_threads(opts->threads > 0 ? opts->threads : 1);
+  gemm_set_threads(opts->threads > 0 ? opts->threads : 1);
   if (ckpt_read_config(ckpt_dir, &e->cfg, err, errlen)) goto fail;
   if (infer_check_layout(&e->cfg, e->world, e->T, err, errlen)) goto fail;
   layout_model_t lm = {e->cfg.vocab, e->cfg.ctx, e->cfg.layers, e->cfg.heads, e->cfg.dim};

@@ -3,12 +3,12 @@
  * runs per sequence against its cache. Tensor-parallel ranks keep their own heads' keys and
  * values and end with their vocabulary slice of the logits; the row-parallel products are
  * all-reduced as in training (no sequence parallelism: a step has few rows). */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buffer.h"
+#include "gemm.h"
 #include "gpt2.h"
 #include "gpt2_impl.h"
 #include "nn.h"
@@ -24,7 +24,7 @@ static int kv_row_parallel(gpt2_model_t *m, float *x, const float *inp, const fl
     nn_matmul_forward(x, inp, w, bias, N, K, C, 1);
     return 0;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, part, C);
+  gemm_f32(0, 0, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, part, C);
   if (gpt2_coll_check(m, coll_allreduce(part, part, N * C, COLL_F32, COLL_SUM, s->comm), "all-reduce")) return -1;
   for (size_t r = 0; r < N; r++)
     for (int i = 0; i < C; i++) x[r * C + i] = x[r * C + i] + bias[i] + part[r * C + i];
@@ -140,7 +140,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     }
     nn_layernorm_forward(ln, mean, rstd, sel, m->lnf_w, m->lnf_b, rows, C);
     if (nv > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, nv, C, 1.0f, ln, C, m->wte, C, 0.0f, out,
+      gemm_f32(0, 1, (int)rows, nv, C, 1.0f, ln, C, m->wte, C, 0.0f, out,
                   Vl);
     for (size_t i = 0; i < rows; i++)
       for (int j = nv; j < Vl; j++) out[i * Vl + j] = -INFINITY;

@@ -4,7 +4,7 @@
  *
  * The structure follows llm.c's train_gpt2.c: every operation is a plain function pair
  * *_forward / *_backward over flat (rows, width) float arrays (nn.h); all matrix products go
- * through cblas_sgemm on Hugging Face Conv1D [in, out] weights; attention runs one sgemm per
+ * through gemm_f32 (gemm.h) on Hugging Face Conv1D [in, out] weights; attention runs one sgemm per
  * (batch, head) block for Q K^T and P V. Time goes ~87% to sgemm at tp = 1.
  *
  * Tensor parallelism touches a layer in four places, each one helper below: the row-parallel
@@ -21,13 +21,13 @@
  */
 #include "gpt2.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "gpt2_impl.h"
 #include "log.h"
 #include "nn.h"
@@ -56,7 +56,7 @@ static int row_parallel_forward(gpt2_model_t *m, float *out, const float *res, c
     nn_matmul_forward(out, inp, w, bias, N, K, C, 1);
     return 0;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, s->part, C);
+  gemm_f32(0, 0, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, s->part, C);
   size_t rows = gpt2_region_rows(N, s->tp, sp);
   float *sum = s->part + (sp ? (size_t)s->t * rows * C : 0);
   coll_result_t rc = sp ? coll_reduce_scatter(s->part, sum, rows * C, COLL_F32, COLL_SUM, s->comm)
@@ -188,7 +188,7 @@ static int head_logits(gpt2_model_t *m, gpt2_acts_t *a, const float *x) {
     nn_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->lnf_w, m->lnf_b, N, C);
   }
   if (nv > 0)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, nv, C, 1.0f, a->lnf, C, m->wte, C, 0.0f,
+    gemm_f32(0, 1, (int)N, nv, C, 1.0f, a->lnf, C, m->wte, C, 0.0f,
                 a->logits, Vl);
   for (size_t i = 0; i < N; i++)
     for (int j = nv; j < Vl; j++) a->logits[i * Vl + j] = -INFINITY;
@@ -300,9 +300,9 @@ static int head_backward(gpt2_model_t *m, gpt2_acts_t *a, const float *x_last, f
     if (tl >= 0 && tl < nv) lg[tl] -= dscale;
   }
   if (nv > 0) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, C, nv, 1.0f, a->logits, Vl, m->wte, C, 0.0f,
+    gemm_f32(0, 0, (int)N, C, nv, 1.0f, a->logits, Vl, m->wte, C, 0.0f,
                 s->dln, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nv, C, (int)N, 1.0f, a->logits, Vl, a->lnf, C, 1.0f,
+    gemm_f32(1, 0, nv, C, (int)N, 1.0f, a->logits, Vl, a->lnf, C, 1.0f,
                 m->g_wte, C);
   } else {
     memset(s->dln, 0, sizeof(float) * N * C);

@@ -9,7 +9,6 @@
  */
 #include "llama.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "buffer.h"
 #include "env.h"
+#include "gemm.h"
 #include "log.h"
 #include "nn.h"
 #include "rng.h"
@@ -390,15 +390,15 @@ const float *llama_losses(const llama_acts_t *a) { return a->losses; }
 /* out (N, nout) (row stride ldo) = inp (N, nin) @ w^T for w (nout, nin) [out, in]; beta 1 adds to out. */
 static void linear_forward(float *out, int ldo, const float *inp, const float *w, size_t N, int nin, int nout,
                            float beta) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, ldo);
+  gemm_f32(0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, ldo);
 }
 
 /* Given dout (N, nout) (row stride ldd): dw (nout, nin) += dout^T inp, and dinp (N, nin) = dout w
  * (beta 0) or += (beta 1). */
 static void linear_backward(float *dinp, float beta, float *dw, const float *dout, int ldd, const float *inp,
                             const float *w, size_t N, int nin, int nout) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, nin, nout, 1.0f, dout, ldd, w, nin, beta, dinp, nin);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, (int)N, 1.0f, dout, ldd, inp, nin, 1.0f, dw, nin);
+  gemm_f32(0, 0, (int)N, nin, nout, 1.0f, dout, ldd, w, nin, beta, dinp, nin);
+  gemm_f32(1, 0, nout, nin, (int)N, 1.0f, dout, ldd, inp, nin, 1.0f, dw, nin);
 }
 
 /* out (N, C) = w * x * rsqrt(mean(x^2) + eps) per row; saves the reciprocal rms in rstd (N). */

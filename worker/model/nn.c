@@ -1,5 +1,5 @@
 /* nn.c -- the numeric kernels of the model (see nn.h): vectorised exp/tanh, GELU, LayerNorm,
- * matrix products on CBLAS and causal attention, each a plain function over flat row-major
+ * matrix products (gemm.h) and causal attention, each a plain function over flat row-major
  * float arrays, as llm.c's train_gpt2.c writes them. The elementwise kernels (exp, tanh,
  * LayerNorm, softmax, bias sums) use AVX2 + FMA when the compiler targets it (-march=native)
  * and plain loops otherwise; both builds pass the PyTorch parity tests. Every vector loop
@@ -8,9 +8,10 @@
  */
 #include "nn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
+
+#include "gemm.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -293,7 +294,7 @@ void nn_matmul_forward(float *out, const float *inp, const float *w, const float
   } else {
     for (size_t r = 0; r < N; r++) nn_add_to(out + r * OC, bias, OC);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f,
+  gemm_f32(0, 0, (int)N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f,
               out, OC);
 }
 
@@ -302,9 +303,9 @@ void nn_matmul_forward(float *out, const float *inp, const float *w, const float
 void nn_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, size_t N, int IC, int OC) {
   if (dinp)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
+    gemm_f32(0, 1, (int)N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
                 dinp, IC);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IC, OC, (int)N, 1.0f, inp, IC, dout, OC, 1.0f,
+  gemm_f32(1, 0, IC, OC, (int)N, 1.0f, inp, IC, dout, OC, 1.0f,
               dw, OC);
   for (size_t r = 0; r < N; r++) nn_add_to(db, dout + r * OC, OC);
 }
@@ -315,7 +316,7 @@ void nn_matmul_backward(float *dinp, float *dw, float *db, const float *dout, co
  * probabilities are bit-identical to the forward's. */
 static void probs_block(float *P, const float *q, const float *k, int i0, int i1, int T, int C3, int hs,
                         float scale) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, i1 - i0, i1, hs, scale, q + (size_t)i0 * C3, C3, k,
+  gemm_f32(0, 1, i1 - i0, i1, hs, scale, q + (size_t)i0 * C3, C3, k,
               C3, 0.0f, P + (size_t)i0 * T, T);
   for (int i = i0; i < i1; i++) {
     float *p = P + (size_t)i * T;
@@ -340,7 +341,7 @@ void nn_attention_forward(float *out, float *att, float *pscratch, const float *
       for (int i0 = 0; i0 < T; i0 += blk) {
         int i1 = i0 + blk < T ? i0 + blk : T;
         probs_block(P, q, k, i0, i1, T, C3, hs, scale);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, i1 - i0, hs, i1, 1.0f, P + (size_t)i0 * T, T,
+        gemm_f32(0, 0, i1 - i0, hs, i1, 1.0f, P + (size_t)i0 * T, T,
                     v, C3, 0.0f, y + (size_t)i0 * C, C);
       }
     }
@@ -374,10 +375,10 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
         const float *Pb = P + (size_t)i0 * T;
         float *dPb = datt + (size_t)i0 * T;
         /* dP = dY V^T over keys [0, i1) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, i1, hs, 1.0f, dy + (size_t)i0 * C, C,
+        gemm_f32(0, 1, rows, i1, hs, 1.0f, dy + (size_t)i0 * C, C,
                     v, C3, 0.0f, dPb, T);
         /* dV[0, i1) += P^T dY */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hs, rows, 1.0f, Pb, T,
+        gemm_f32(1, 0, i1, hs, rows, 1.0f, Pb, T,
                     dy + (size_t)i0 * C, C, 1.0f, dv, C3);
         /* softmax backward in place: dS = P * (dP - sum(P * dP)) */
         for (int i = i0; i < i1; i++) {
@@ -387,9 +388,9 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
           for (int j = i + 1; j < i1; j++) dp[j] = 0.0f;
         }
         /* dQ[i0, i1) = scale dS K; dK[0, i1) += scale dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, i1, scale, dPb, T, k, C3, 0.0f,
+        gemm_f32(0, 0, rows, hs, i1, scale, dPb, T, k, C3, 0.0f,
                     dq + (size_t)i0 * C3, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1, hs, rows, scale, dPb, T,
+        gemm_f32(1, 0, i1, hs, rows, scale, dPb, T,
                     q + (size_t)i0 * C3, C3, 1.0f, dk, C3);
       }
     }
@@ -401,7 +402,7 @@ void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, con
   const int hs = C / H, C3 = 3 * C, L = pos0 + n;
   const float scale = 1.0f / sqrtf((float)hs);
   for (int h = 0; h < H; h++) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, L, hs, scale, qkv + h * hs, C3,
+    gemm_f32(0, 1, n, L, hs, scale, qkv + h * hs, C3,
                 kc + h * hs, C, 0.0f, sc, L);
     for (int i = 0; i < n; i++) {
       float *p = sc + (size_t)i * L;
@@ -411,7 +412,7 @@ void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, con
       nn_scale_by(p, valid, 1.0f / s);
       for (int j = valid; j < L; j++) p[j] = 0.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, L, 1.0f, sc, L, vc + h * hs, C,
+    gemm_f32(0, 0, n, hs, L, 1.0f, sc, L, vc + h * hs, C,
                 0.0f, y + h * hs, C);
   }
 }

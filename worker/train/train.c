@@ -6,7 +6,6 @@
  * record in steps.jsonl, the ETA, the training state of a checkpoint). */
 #include "train.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "env.h"
+#include "gemm.h"
 #include "log.h"
 #include "rank_status.h"
 #include "run_report.h"
@@ -336,7 +336,12 @@ int train_run(const train_config_t *cin) {
   j->steps_log.fd = -1;
   j->val_log.fd = -1;
   j->val_loss = NAN;
-  openblas_set_num_threads(j->c.threads > 0 ? j->c.threads : 1);
+  gemm_set_threads(j->c.threads > 0 ? j->c.threads : 1);
+  if (!j->c.quiet) {
+    char gemm[320];
+    gemm_backend_describe(gemm, sizeof gemm);
+    strata_info("%s", gemm);
+  }
 
   int rc = solo_setup(j);
   if (rc == TRAIN_OK && j->c.eval_only) { /* --eval-only: the checkpoint's validation loss */

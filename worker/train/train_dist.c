@@ -25,7 +25,6 @@
  * dist_finish). Configuration is validated on every rank from the same inputs (flags, checkpoint, data), so
  * every rank reaches the same verdict without communication; only rank 0 prints it.
  */
-#include <cblas.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "coordinator.h"
 #include "data.h"
 #include "fault.h"
+#include "gemm.h"
 #include "grad_sync.h"
 #include "layout.h"
 #include "log.h"
@@ -722,7 +722,12 @@ int train_run_dist(const train_config_t *cin) {
   j->last_loss = NAN;
   MPI_Comm_rank(MPI_COMM_WORLD, &j->wrank);
   MPI_Comm_size(MPI_COMM_WORLD, &j->wsize);
-  openblas_set_num_threads(j->c.threads > 0 ? j->c.threads : 1);
+  gemm_set_threads(j->c.threads > 0 ? j->c.threads : 1);
+  if (j->wrank == 0 && !j->c.quiet) {
+    char gemm[320];
+    gemm_backend_describe(gemm, sizeof gemm);
+    strata_info("%s", gemm);
+  }
 
   int rc = dist_configure(j);
   if (rc == TRAIN_OK) rc = dist_connect(j);

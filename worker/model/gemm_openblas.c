@@ -1,0 +1,25 @@
+/* gemm_openblas.c -- the OpenBLAS backend of gemm.h: cblas_sgemm, row-major. OpenBLAS picks its
+ * kernels by OPENBLAS_CORETYPE (Haswell, AVX2, on the machines Strata runs on). */
+#include <cblas.h>
+#include <stdio.h>
+
+#include "gemm_backend.h"
+
+static void openblas_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc) {
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
+              alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void openblas_threads(int n) { openblas_set_num_threads(n); }
+
+static void openblas_version(char *buf, size_t len) {
+  /* openblas_get_config(): "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64" */
+  const char *cfg = openblas_get_config();
+  int vlen = 0;
+  for (int spaces = 0; cfg[vlen] && (cfg[vlen] != ' ' || ++spaces < 2); vlen++) {
+  }
+  snprintf(buf, len, "%.*s (%s)", vlen, cfg, openblas_get_corename());
+}
+
+const gemm_backend_ops_t gemm_openblas_ops = {"openblas", openblas_f32, openblas_threads, openblas_version};
