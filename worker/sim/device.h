@@ -125,7 +125,12 @@ double device_reduce_scatter_time(const device_t *d, const int *ranks, int p, do
 double device_allgather_time(const device_t *d, const int *ranks, int p, double bytes);
 
 /* ---- calibration of the `cpu` profile ---- */
-/* Measures single-thread cblas_sgemm GFLOP/s (M=N=K=384, best of 5), memcpy bandwidth (32 MiB
+/* The single-thread matrix product the calibration times: row-major C (M x N) = A (M x K)
+ * B (K x N). The default (NULL) is OpenBLAS's cblas_sgemm; the strata binary installs the
+ * model's GEMM (gemm.h), so that the profile measures the library training runs on. */
+typedef void (*device_matmul_fn)(int M, int N, int K, const float *a, const float *b, float *c);
+void device_set_matmul(device_matmul_fn fn);
+/* Measures single-thread sgemm GFLOP/s (M=N=K=384, best of 5), memcpy bandwidth (32 MiB
  * copies, best of 6) and fills a "cpu" profile: fp32 = bf16 = fp8 peak = the sgemm rate, HBM =
  * installed RAM, hbm_Bps = 2x the memcpy rate (read + write), reduce_Bps = memcpy / 1.5, every
  * rank on one instance, links = the memcpy rate with 1 us latency until device_calibrate_link
