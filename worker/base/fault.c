@@ -3,7 +3,8 @@
  * Hooks (fault_point) sit at step boundaries in train_dist.c, inside the gradient all-reduce
  * wait (grad_sync.c), inside pipeline receives (pipeline.c) and in checkpoint writing
  * (checkpoint.c, run by the background writer of ckpt_async.c with asynchronous checkpoints:
- * fault_set_thread_step gives that thread the checkpoint's step). The environment is read lazily on the first hook: until then fault_armed_
+ * fault_set_thread_step gives that thread the checkpoint's step). The environment is read
+ * lazily on the first hook: until then fault_armed_
  * is 1 so that the first call parses; afterwards it is 1 only if a valid fault targets this
  * process's rank.
  */

@@ -275,10 +275,10 @@ static int begin_checkpoint(dist_job_t *j, uint64_t step, const char *dir, char 
   memcpy(tmp, path, sizeof words);
   if (j->replica == 0 && write_shard(j, tmp, step)) ok = 0;
   if (!all_ok(world, ok)) {
-    if (j->wrank == 0) {
-      ckpt_async_join(j->ckw, NULL, err, errlen); /* no writer of tmp is left running */
-      ckpt_abort(tmp);
-    }
+    char ignored[1024]; /* the failure that counts is the one all_ok reported */
+    ckpt_async_join(j->ckw, NULL, ignored, sizeof ignored); /* a background write just started */
+    all_ok(world, 1); /* ... has ended on every rank before tmp is removed */
+    if (j->wrank == 0) ckpt_abort(tmp);
     if (ok) snprintf(err, errlen, "checkpoint %s: a stage failed to write its shard (see its message)", dir);
     return -1;
   }
@@ -308,20 +308,17 @@ static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
  * -> rank 0 starts the commit in its background writer (the checkpoint appears only after every
  * rank's write succeeded); the commit done -> the checkpoint is complete; a failure anywhere ->
  * rank 0 removes the temporary directory and every rank fails. With `wait` it blocks until the
- * checkpoint is complete or failed (the next checkpoint is due: one write in flight; or the end
- * of the run). `step` is the boundary's step. 0 or -1. */
+ * checkpoint is complete or failed (1: the end of the run; 2: the next checkpoint is due -- one
+ * write in flight -- and rank 0 logs how long it waited). `step` is the boundary's step. 0 or
+ * -1. */
 static int poll_checkpoint(dist_job_t *j, int64_t step, int wait) {
   const double t0 = strata_now_s();
-  int waited = 0;
   while (j->ck_phase != CK_IDLE) {
     char msg[1024] = "";
     int32_t v = 2;
     if (ckpt_async_pending(j->ckw)) {
       if (!wait && ckpt_async_busy(j->ckw)) v = 0;
-      else {
-        waited |= ckpt_async_busy(j->ckw);
-        v = ckpt_async_join(j->ckw, NULL, msg, sizeof msg) ? 1 : 2;
-      }
+      else v = ckpt_async_join(j->ckw, NULL, msg, sizeof msg) ? 1 : 2;
     }
     if (coll_allreduce(&v, &v, 1, COLL_I32, COLL_MIN, j->cm.world) != COLL_OK) {
       snprintf(j->err, sizeof j->err, "checkpoint %s: agreement on its background writes failed: %s",
@@ -357,9 +354,10 @@ static int poll_checkpoint(dist_job_t *j, int64_t step, int wait) {
     } else {
       j->ck_phase = CK_IDLE;
       if (j->wrank == 0 && !j->c.quiet) {
-        if (waited && step < j->c.steps)
+        const double waited_s = strata_now_s() - t0;
+        if (wait == 2 && waited_s >= 0.001)
           strata_info("step %lld: waited %.3f s for the background write of %s (one write in "
-                      "flight)", (long long)step, strata_now_s() - t0, j->ck_dir);
+                      "flight)", (long long)step, waited_s, j->ck_dir);
         strata_info("checkpoint %s", j->ck_dir);
       }
     }
@@ -371,11 +369,17 @@ static int poll_checkpoint(dist_job_t *j, int64_t step, int wait) {
  * snapshot and the background writes started (begin_checkpoint), rank 0's training state kept
  * for the commit; poll_checkpoint finishes it at later step boundaries. 0 or -1. */
 static int save_checkpoint_async(dist_job_t *j, uint64_t step, double loss) {
-  if (poll_checkpoint(j, (int64_t)step, 1)) return -1;
-  if (!j->ckw && ckpt_async_create(&j->ckw, j->err, sizeof j->err)) return -1; /* no collective yet:
-    all ranks fail alike only on out-of-memory, which the next collective's timeout reports */
-  if (!j->ck_state && !(j->ck_state = calloc(1, sizeof *j->ck_state)))
-    return strata_fail(j->err, sizeof j->err, "out of memory for a checkpoint's training state");
+  if (poll_checkpoint(j, (int64_t)step, 2)) return -1;
+  int ok = j->ckw || ckpt_async_create(&j->ckw, j->err, sizeof j->err) == 0;
+  if (ok && !j->ck_state && !(j->ck_state = calloc(1, sizeof *j->ck_state))) {
+    snprintf(j->err, sizeof j->err, "out of memory for a checkpoint's training state");
+    ok = 0;
+  }
+  if (!all_ok(j->cm.world, ok)) {
+    if (ok) snprintf(j->err, sizeof j->err, "checkpoint of step %llu: another rank failed (see its "
+                     "message)", (unsigned long long)step);
+    return -1;
+  }
   ckpt_step_dir(j->ck_dir, sizeof j->ck_dir, j->c.out_dir, step);
   fill_state(j, j->ck_state, step, loss);
   if (begin_checkpoint(j, step, j->ck_dir, j->ck_tmp)) return -1;
