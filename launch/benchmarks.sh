@@ -644,7 +644,7 @@ section_tokenizer() {
 # over the wall time of the whole `strata train` process, so start-up, the end-of-run validation and
 # the final checkpoint (written in every mode) count alike in all three.
 section_ckpt() {
-  local D="$OUT/ckpt" steps=30 model="--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8" tokens what="the 10.8M model"
+  local D="$OUT/ckpt" steps=20 model="--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8" tokens what="the 10.8M model"
   local modes=("none|--ckpt-every 0" "sync|--ckpt-every 10 --no-ckpt-async" "async|--ckpt-every 10 --ckpt-async")
   [ "$QUICK" = 1 ] && { steps=20; model="--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4"; what="a small model"; }
   mkdir -p "$D"

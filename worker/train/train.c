@@ -199,7 +199,9 @@ static int solo_eval(solo_job_t *j) {
 }
 
 /* The background checkpoint write, if one is pending: joined when it has ended, or with `wait`
- * (1: the end of the run; 2: the next checkpoint is due, and a wait is logged with its length). Its failure
+ * (1: the end of the run; 2: the end of the step after the checkpoint's -- a checkpoint completes
+ * by then, so a crash loses at most one step more than with synchronous checkpoints -- or the
+ * next checkpoint is due; a wait of 1 ms or more is logged with its length). Its failure
  * fails the job here, at a step boundary. 0 or -1. */
 static int solo_ckpt_poll(solo_job_t *j, int64_t step, int wait) {
   if (!j->ckw || !ckpt_async_pending(j->ckw) || (!wait && ckpt_async_busy(j->ckw))) return 0;
@@ -211,8 +213,8 @@ static int solo_ckpt_poll(solo_job_t *j, int64_t step, int wait) {
     snprintf(j->err, sizeof j->err, "the background write of checkpoint %s failed: %s", dir, msg);
     return -1;
   }
-  if (!j->c.quiet && busy && wait == 2)
-    strata_info("step %lld: waited %.3f s for the background write of %s (one write in flight)",
+  if (!j->c.quiet && busy && wait == 2 && waited_s >= 0.001)
+    strata_info("step %lld: waited %.3f s for the background write of %s to complete",
                 (long long)step, waited_s, dir);
   if (!j->c.quiet) strata_info("checkpoint %s", dir);
   return 0;
@@ -269,7 +271,7 @@ static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
                 (long long)step, (long long)c->steps, s->loss, s->lr, s->grad_norm,
                 s->tokens_per_s, eta);
   }
-  if (solo_ckpt_poll(j, step, 0)) return -1; /* a background write that has ended */
+  if (solo_ckpt_poll(j, step, 2)) return -1; /* the checkpoint of an earlier step */
   if (due.ckpt && solo_checkpoint(j, step, s->loss)) return -1;
   return 0;
 }

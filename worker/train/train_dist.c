@@ -308,9 +308,10 @@ static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
  * -> rank 0 starts the commit in its background writer (the checkpoint appears only after every
  * rank's write succeeded); the commit done -> the checkpoint is complete; a failure anywhere ->
  * rank 0 removes the temporary directory and every rank fails. With `wait` it blocks until the
- * checkpoint is complete or failed (1: the end of the run; 2: the next checkpoint is due -- one
- * write in flight -- and rank 0 logs how long it waited). `step` is the boundary's step. 0 or
- * -1. */
+ * checkpoint is complete or failed (1: the end of the run; 2: the end of the step after the
+ * checkpoint's, or the next checkpoint is due -- one write in flight -- and rank 0 logs a wait
+ * of 1 ms or more). Without, it returns at once while a write runs. `step` is the boundary's
+ * step. 0 or -1. */
 static int poll_checkpoint(dist_job_t *j, int64_t step, int wait) {
   const double t0 = strata_now_s();
   while (j->ck_phase != CK_IDLE) {
@@ -356,8 +357,8 @@ static int poll_checkpoint(dist_job_t *j, int64_t step, int wait) {
       if (j->wrank == 0 && !j->c.quiet) {
         const double waited_s = strata_now_s() - t0;
         if (wait == 2 && waited_s >= 0.001)
-          strata_info("step %lld: waited %.3f s for the background write of %s (one write in "
-                      "flight)", (long long)step, waited_s, j->ck_dir);
+          strata_info("step %lld: waited %.3f s for the background write of %s to complete",
+                      (long long)step, waited_s, j->ck_dir);
         strata_info("checkpoint %s", j->ck_dir);
       }
     }
@@ -765,7 +766,9 @@ static int dist_report(dist_job_t *j, int64_t step, const dist_step_t *st) {
 static int dist_step_end(dist_job_t *j, int64_t step) {
   const train_config_t *c = &j->c;
   train_due_t due = train_step_due(c, step);
-  if (poll_checkpoint(j, step, 0)) return -1; /* a background checkpoint in flight */
+  /* a checkpoint in flight is from an earlier step: it completes by the end of the step after
+   * it, so a crash loses at most one step more than with synchronous checkpoints */
+  if (poll_checkpoint(j, step, 2)) return -1;
   if (due.eval) {
     double val = NAN;
     rank_status_op(RS_EVAL, -1);
