@@ -29,6 +29,8 @@
 #             clients, session time to first token (launch/http_bench.sh)
 #   tokenizer GPT-2 BPE encoding MB/s on English prose against npm's js-tiktoken in the same
 #             run (launch/tokenizer_bench.sh; without node and npm its row says so)
+#   ckpt      `strata train` of the 10.8M model without periodic checkpoints, with synchronous
+#             (--no-ckpt-async) and with asynchronous checkpoints every 10 steps, interleaved
 # PyTorch figures need Debian's python3-torch for /usr/bin/python3; without it the run says
 # so in its output and in the tables, and measures everything else.
 #
@@ -62,7 +64,7 @@ STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
 BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
-ALL_SECTIONS="coll train gemm ddp tp scaling simulate simacc infer serve tokenizer"
+ALL_SECTIONS="coll train gemm ddp tp scaling simulate simacc infer serve tokenizer ckpt"
 QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
@@ -675,7 +677,7 @@ title() {
     ddp) echo "Data parallelism against PyTorch DDP, pipeline bubble" ;; simulate) echo "Simulated devices" ;;
     tp) echo "Tensor parallelism against data parallelism" ;;
     simacc) echo "Simulated against measured step time" ;; infer) echo "Inference" ;; serve) echo "Serving over HTTP" ;;
-    tokenizer) echo "Tokenizer" ;; gemm) echo "GEMM backends" ;;
+    tokenizer) echo "Tokenizer" ;; gemm) echo "GEMM backends" ;; ckpt) echo "Asynchronous checkpoints" ;;
   esac
 }
 
@@ -708,6 +710,69 @@ section_tokenizer() {
       "$OUT/bench_tokenizer.csv"
   } >> "$OUT/bench_tokenizer.md"
   block_commands tokenizer
+}
+
+# ---- ckpt ------------------------------------------------------------------------------------
+# Three modes per repeat, one after the other (their order rotates over the repeats): no periodic
+# checkpoint, --no-ckpt-async and --ckpt-async every 10 steps. tokens/s = steps x batch x seq_len
+# over the wall time of the whole `strata train` process, so start-up, the end-of-run validation and
+# the final checkpoint (written in every mode) count alike in all three.
+section_ckpt() {
+  local D="$OUT/ckpt" steps=20 model="--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8" tokens what="the 10.8M model"
+  local modes=("none|--ckpt-every 0" "sync|--ckpt-every 10 --no-ckpt-async" "async|--ckpt-every 10 --ckpt-async")
+  [ "$QUICK" = 1 ] && { steps=20; model="--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4"; what="a small model"; }
+  mkdir -p "$D"
+  tokens=$(awk -v m="$model" -v s="$steps" 'BEGIN { n = split(m, a, " "); for (i = 1; i < n; i++) { if (a[i] == "--ctx") t = a[i + 1]; if (a[i] == "--batch") b = a[i + 1] } print s * b * t }')
+  echo "repeat,mode,wall_s,tokens_per_s,load1,train_s,ckpt_main_s" > "$OUT/bench_ckpt.csv"
+  local rep k i name flags f t0 t1
+  for rep in $(seq 1 "$REPEATS"); do
+    for k in 0 1 2; do
+      i=$(((k + rep - 1) % 3)); name="${modes[$i]%%|*}"; flags="${modes[$i]#*|}"
+      f="$D/${name}_r$rep.txt"; rm -rf "$D/run_$name"
+      t0=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      run_to "$f" env OPENBLAS_NUM_THREADS=1 "$STRATA" train $model --steps "$steps" --eval-tokens 2048 \
+        --log-every 10 $flags --out "$D/run_$name" || continue
+      t1=$(date +%s.%N)
+      # the main thread's time in the periodic checkpoints (not the final one): the trace's
+      # "checkpoint" slices (sync: the whole write; async: the snapshot) plus the waits at the end
+      # of the step after one (async); and the summed step time of report.json
+      main=$("$PY" -c 'import json, re, sys
+t = json.load(open(sys.argv[1])); ev = t["traceEvents"] if isinstance(t, dict) else t
+s = sum(e["dur"] for e in ev if e.get("name") == "checkpoint" and e["args"]["step"] < int(sys.argv[3])) / 1e6
+s += sum(float(x) for k, x in re.findall(r"step (\d+): waited ([0-9.]+) s", open(sys.argv[2]).read()))
+print("%.4f" % s)' "$D/run_$name/trace.json" "$f" "$steps" 2>/dev/null || echo "")
+      awk -v r="$rep" -v n="$name" -v a="$t0" -v b="$t1" -v tk="$tokens" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+        -v ts="$(sed -n 's/.*"train_s": *\([0-9.e+-]*\).*/\1/p' "$D/run_$name/report.json")" -v m="$main" \
+        'BEGIN { printf "%s,%s,%.3f,%.1f,%s,%s,%s\n", r, n, b - a, tk / (b - a), l, ts, m }' >> "$OUT/bench_ckpt.csv"
+    done
+  done
+  block_head ckpt
+  {
+    echo "\`strata train $model\` ($what), $steps steps on the shipped corpus, one"
+    echo "BLAS thread; per repeat three runs one after the other (order rotating): no periodic checkpoint,"
+    echo "a synchronous checkpoint every 10 steps (\`--no-ckpt-async\`) and an asynchronous one"
+    echo "(\`--ckpt-async\`). Every run also writes its final checkpoint (at step $steps). tokens/s over the"
+    echo "whole process's wall time; ratios against the no-checkpoint run of the same repeat. Load: the"
+    echo "1-minute load average after each run (2 cores). The last column is measured inside each run, so"
+    echo "load swings between runs cancel: the main thread's seconds in the periodic checkpoints (trace.json's"
+    echo "\"checkpoint\" slices -- sync: the whole write, async: the host snapshot -- plus, async, the logged"
+    echo "wait at the end of the step after one) over report.json's summed step time (train_s). It does"
+    echo "not see the background writer competing with the steps for a core (that shows in the steps)."
+    echo
+    echo "| mode | tokens/s | / no checkpoint, same repeat | goal | load average | main thread in the periodic checkpoints / step time, same run |"
+    echo "|---|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 { v[$1, $2] = $4; all[$2] = all[$2] " " $4; ld[$2] = ld[$2] " " $5; rep[$1] = 1
+               if ($6 > 0 && $7 != "") mt[$2] = mt[$2] " " 100 * $7 / $6 }
+      END { n = split("none sync async", m, " ")
+            for (i = 1; i <= n; i++) { k = m[i]; R = ""
+              for (r in rep) if ((r, "none") in v && (r, k) in v && v[r, "none"] > 0) R = R " " v[r, k] / v[r, "none"]
+              goal = (k == "async" && R != "") ? (med(R) >= 0.95 ? "cost <= 5%: met" : "cost <= 5%: **not met**") : ""
+              printf "| %s | %s | %s | %s | %s | %s |\n", (k == "none" ? "no periodic checkpoint" : k == "sync" ? "sync every 10" : "async every 10"),
+                mr(all[k], "%.0f"), (k == "none" ? "1" : mr(R, "%.3f")), goal, mr(ld[k], "%.1f"), (k == "none" ? "-" : mr(mt[k], "%.2f%%")) } }' "$OUT/bench_ckpt.csv"
+  } >> "$OUT/bench_ckpt.md"
+  block_commands ckpt
 }
 
 # ---- run -------------------------------------------------------------------------------------

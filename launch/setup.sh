@@ -19,9 +19,10 @@ STRATA_PACKAGES=(
   # Slurm batch-script tests (tests/slurm.cmake): a throw-away single-node cluster. Slurm's
   # mpi/pmix plugin dlopens libpmix.so, which only libpmix-dev provides.
   slurmd slurmctld slurm-client munge libpmix-dev
-  # the namespace cluster of the multi-node tests (tests/cluster/: ip, tc, nsenter, unshare) and
-  # the HTTP wire-format tests (curl, jq)
-  iproute2 util-linux curl jq
+  # the namespace cluster of the multi-node tests (tests/cluster/: ip, tc, nsenter, unshare, and
+  # nft for packet loss) and the HTTP wire-format tests (curl, jq); jq also reads strata simulate
+  # --json in launch/restart.sh
+  iproute2 util-linux nftables curl jq
 )
 
 strata_install_packages() {

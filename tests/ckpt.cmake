@@ -45,3 +45,29 @@ if(STRATA_FUZZ)
     set_tests_properties(ckpt_${fz} PROPERTIES LABELS "fuzz" TIMEOUT 900)
   endforeach()
 endif()
+
+# Asynchronous checkpoints of whole runs (tests/ckpt/ckpt_async.sh): async and synchronous files
+# byte-identical, exact resume from an async checkpoint, a kill inside the background writer or
+# while it runs, a failed background write -- on one rank and under mpirun (np 2: --pp 2, np 3:
+# --dp 3 --zero 1, np 4: --tp 2 --pp 2).
+string(JOIN " " CKPT_MPIRUN_LINE ${STRATA_MPIRUN})
+function(ckpt_async_test name)
+  add_test(NAME ckpt_async_${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/ckpt/ckpt_async.sh
+           $<TARGET_FILE:strata> ${ARGN})
+  set_tests_properties(ckpt_async_${name} PROPERTIES LABELS "mpi;reliability" TIMEOUT 240
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;CKPT_MPIRUN=${CKPT_MPIRUN_LINE}")
+endfunction()
+foreach(np 1 2 3 4)
+  ckpt_async_test(same_np${np} same ${np})
+endforeach()
+ckpt_async_test(resume_np1 resume 1)
+ckpt_async_test(resume_np3 resume 3)
+#               name                       case     NP rank op
+ckpt_async_test(kill_checkpoint_np1        kill     1  0 checkpoint)
+ckpt_async_test(kill_checkpoint_np2        kill     2  1 checkpoint)
+ckpt_async_test(kill_checkpoint_np4        kill     4  2 checkpoint)
+ckpt_async_test(kill_commit_np3            kill     3  0 commit)
+ckpt_async_test(killstep_np3               killstep 3  2)
+ckpt_async_test(error_np1                  error    1)
+ckpt_async_test(error_np2                  error    2)
+ckpt_async_test(error_np3                  error    3)

@@ -36,7 +36,7 @@ ns_record() { echo "$*" >>"$NS_CLUSTER_DIR/created"; }
 
 ns_cluster_require() {
   local c missing=()
-  for c in ip tc nsenter unshare munged slurmctld slurmd srun sinfo; do
+  for c in ip tc nft nsenter unshare munged slurmctld slurmd srun sinfo; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
   if [ ${#missing[@]} -ne 0 ]; then
@@ -155,6 +155,24 @@ ns_cluster_shape() {
 
 ns_cluster_link() {
   ip link set "${NS_CLUSTER_VETH[$(( $1 - 1 ))]}" "$2"
+}
+
+# ns_cluster_loss K PERCENT: node K drops PERCENT % of the packets it sends, at random (an
+# nftables rule in its own namespace: `numgen random mod 100 < PERCENT drop`; this kernel has
+# no netem), counted (nft list table inet strata_loss); 0 removes the rule. Goes away with the
+# namespace.
+ns_cluster_loss() {
+  local k="$1" p="$2"
+  ns_cluster_exec "$k" nft delete table inet strata_loss 2>/dev/null || true
+  [ "$p" -gt 0 ] || return 0
+  ns_cluster_exec "$k" nft -f - <<EOF
+table inet strata_loss {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    numgen random mod 100 < $p counter drop
+  }
+}
+EOF
 }
 
 ns_cluster_exec() {

@@ -5,7 +5,8 @@
 #
 #   1. `strata train` on 3 nodes x 2 ranks with srun --mpi=pmix: pipeline stages inside a node
 #      and data parallelism across nodes (--pp 2 --dp 3), then tensor parallelism inside a node
-#      (--tp 2 --dp 3): 50 steps each, per-step losses within 1e-4 relative of one rank alone.
+#      (--tp 2 --dp 3), and --pp 2 --dp 3 again while n2 drops 2% of its packets (nftables):
+#      50 steps each, per-step losses within 1e-4 relative of one rank alone.
 #   2. `strata bench allreduce` on 3 nodes, the library's algorithms and MPI_Allreduce
 #      (--algo mpi) in the same job step: every size correct (#wrong 0).
 #   3. `strata serve` on n1, queried over HTTP from n2's namespace: /health and a completion.
@@ -31,8 +32,10 @@ step_srun() { timeout 240 srun --mpi=pmix --time=5 "$@"; }
 # 1. training across nodes against one rank
 model=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 12 --steps 50 --log-every 100)
 "$strata" train "${model[@]}" --out "$dir/ref" >"$dir/ref.log" 2>&1 || fail "the one-rank run failed: $(tail -3 "$dir/ref.log")"
-for layout in "pp2:--pp 2 --dp 3" "tp2:--tp 2 --dp 3"; do
+for layout in "pp2:--pp 2 --dp 3" "tp2:--tp 2 --dp 3" "loss:--pp 2 --dp 3"; do
   name="${layout%%:*}"
+  # loss: n2 drops 2% of the packets it sends; TCP retransmits them, slower but no less exact
+  if [ "$name" = loss ]; then ns_cluster_loss 2 2 || fail "nft could not add the packet-loss rule"; fi
   # shellcheck disable=SC2206
   flags=(${layout#*:})
   step_srun -N 3 -n 6 --ntasks-per-node=2 "$strata" train "${model[@]}" "${flags[@]}" --microbatches 2 \
@@ -43,6 +46,10 @@ for layout in "pp2:--pp 2 --dp 3" "tp2:--tp 2 --dp 3"; do
     fail "$name: per-step losses differ from the one-rank run by more than 1e-4"
   echo "[cluster-test] train $name on 3 nodes x 2 ranks: losses match one rank; $(grep -o 'done: .*tokens/s' "$dir/$name.log")"
 done
+dropped=$(ns_cluster_exec 2 nft list table inet strata_loss 2>/dev/null | grep -oE 'packets [0-9]+' | grep -oE '[0-9]+')
+ns_cluster_loss 2 0
+[ "${dropped:-0}" -gt 0 ] || fail "loss: no packet of n2 was dropped (nft counter ${dropped:-missing})"
+echo "[cluster-test] loss: n2 dropped $dropped packets during that run"
 # the ranks really were on three hosts: MPI saw three node names
 step_srun -N 3 -n 6 --ntasks-per-node=2 hostname 2>/dev/null | sort -u | paste -sd' ' - | grep -qx "n1 n2 n3" ||
   fail "tasks did not run on n1, n2 and n3"

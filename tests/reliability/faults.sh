@@ -19,7 +19,7 @@
 #        RANK (stage s, replica d), which rank Q waited on, was at step STEP during OPERATION"); the job
 #        exits non-zero, leaves no process, and `strata report RUN` (exit 1: unfinished) shows
 #        the failed rank's last state.
-#   resume SEED  P=2 x D=1: a rank chosen from SEED is SIGKILLed at a step in 3..11 chosen from SEED,
+#   resume SEED  P=2 x D=1: a rank chosen from SEED is SIGKILLed at a step in 4..11 chosen from SEED,
 #        resumed with --resume auto (--keep 2): the losses of every step and the final weights
 #        and AdamW moments equal the uninterrupted run bit for bit; --keep left 2 checkpoints.
 set -euo pipefail
@@ -128,7 +128,9 @@ report)
   ;;
 resume)
   SEED="$1"; RANDOM="$SEED"
-  K=$((3 + RANDOM % 9)); R=$((RANDOM % 2)) # step 3..11: ckpt-00000002 exists to resume from
+  # step 4..11: ckpt-00000002 exists to resume from (an asynchronous checkpoint of step S is
+  # complete by the end of step S + 1)
+  K=$((4 + RANDOM % 8)); R=$((RANDOM % 2))
   echo "seed $SEED: killing rank $R at step $K" >&2
   L=(train "${TINY[@]}" --steps 12 --pp 2 --dp 1 --ckpt-every 2 --keep 2)
   rc=$(mpi 2 "" "${L[@]}" --out "$W/ref"); [ "$rc" -eq 0 ] || fail "reference run failed"

@@ -186,15 +186,16 @@ case "$case_name" in
     ;;
 
   restart_repeats)
-    # the fault fires in every launch at step 3 (no attempt=): the first restart fails at the
-    # same step, and the loop stops there instead of using up --max-restarts
-    out="$(STRATA_FAULT="exit:rank=1:step=3:code=3" "$run" --strata "$strata" -n 2 --max-restarts 5 \
+    # the fault fires in every launch at step 4 (no attempt=): the first restart fails at the
+    # same step, and the loop stops there instead of using up --max-restarts (step 4: the
+    # asynchronous checkpoint of step 2 is complete by the end of step 3)
+    out="$(STRATA_FAULT="exit:rank=1:step=4:code=3" "$run" --strata "$strata" -n 2 --max-restarts 5 \
            --run-dir "$tmp/run" -- train --dp 2 --steps 6 --ckpt-every 2 --layers 1 --heads 2 --dim 32 \
            --ctx 16 --batch 4 2>&1)"; rc=$?
     echo "$out" | grep -E "strata-run|strata: rank"
     [ $rc -ne 0 ] || fail "a failure that repeats must end the job non-zero"
-    contains "$out" "restart 1 of 5: rank 1 (stage 0, replica 1) failed at step 3; relaunching from checkpoint step 2" "the first restart"
-    contains "$out" "the job failed at step 3 again, as in the previous launch; not restarting" "the repeat is named"
+    contains "$out" "restart 1 of 5: rank 1 (stage 0, replica 1) failed at step 4; relaunching from checkpoint step 2" "the first restart"
+    contains "$out" "the job failed at step 4 again, as in the previous launch; not restarting" "the repeat is named"
     lacks "$out" "restart 2 of 5" "no second restart"
     ;;
 

@@ -2,7 +2,9 @@
  *
  * Hooks (fault_point) sit at step boundaries in train_dist.c, inside the gradient all-reduce
  * wait (grad_sync.c), inside pipeline receives (pipeline.c) and in checkpoint writing
- * (checkpoint.c). The environment is read lazily on the first hook: until then fault_armed_
+ * (checkpoint.c, run by the background writer of ckpt_async.c with asynchronous checkpoints:
+ * fault_set_thread_step gives that thread the checkpoint's step). The environment is read
+ * lazily on the first hook: until then fault_armed_
  * is 1 so that the first call parses; afterwards it is 1 only if a valid fault targets this
  * process's rank.
  */
@@ -25,7 +27,7 @@ int fault_armed_ = 1; /* first call parses STRATA_FAULT */
 
 static int parsed;
 static fault_spec_t spec;
-static int64_t cur_step = -1;
+static _Thread_local int64_t cur_step = -1; /* per thread: a background checkpoint writer has its own */
 int64_t fault_step_ = -1;
 
 static const char *site_names[] = {"step", "allreduce", "recv", "checkpoint", "commit", "session_save"};
@@ -112,6 +114,8 @@ static void parse_env(void) {
   }
   fault_armed_ = 1;
 }
+
+void fault_set_thread_step(int64_t step) { cur_step = step; }
 
 void fault_report_failure(const char *what, const char *msg) {
   char text[1200];

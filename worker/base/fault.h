@@ -18,8 +18,12 @@
  *           step        at the start of the step (default)
  *           allreduce   inside the data-parallel gradient all-reduce wait
  *           recv        inside a pipeline receive (activations or gradients)
- *           checkpoint  in the middle of writing the rank's checkpoint shard
- *           commit      on the coordinator, before the checkpoint directory is renamed
+ *           checkpoint  in the middle of writing the rank's checkpoint shard (after its weights
+ *                       file, before its optimizer file); with asynchronous checkpoints
+ *                       (--ckpt-async, the default) this is inside the background writer
+ *                       thread while training goes on, and step=S is the checkpoint's step
+ *           commit      on the coordinator, before the checkpoint directory is renamed (also
+ *                       in the background writer with --ckpt-async; step=S as above)
  *           session_save  serving/inference: before the rank writes its part of a session
  *                       turn; step=S counts this rank's session saves (1 = the first)
  *
@@ -57,6 +61,10 @@ static inline void fault_point(fault_site_t site, int64_t step) {
   if (site == FAULT_AT_STEP) fault_step_ = step;
   if (fault_armed_) fault_point_slow(site, step);
 }
+
+/* Sets the step the calling thread's fault points use when given step -1 (a background checkpoint
+ * writer: the step of the checkpoint it writes, not the main thread's current step). */
+void fault_set_thread_step(int64_t step);
 
 /* Prints the failure of this rank as "[strata rR] error: WHAT: rank R: step S: MSG" (or
  * "before the first step"), S being the step last marked by fault_point(FAULT_AT_STEP). MSG

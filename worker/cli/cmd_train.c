@@ -23,7 +23,10 @@ static const char *usage_text =
     "the same set on every layout; RUN/val.jsonl records each evaluation.\n"
     "The run directory (--out) receives steps.jsonl, report.json, report.pb, trace.json (Chrome\n"
     "trace: open in Perfetto) and checkpoints ckpt-<step>/\n"
-    "(Hugging Face config.json + safetensors, AdamW moments, train_state.pb).\n"
+    "(Hugging Face config.json + safetensors, AdamW moments, train_state.pb). A checkpoint is\n"
+    "copied to host memory at the step boundary and written in the background during the next\n"
+    "step, complete at its end (--no-ckpt-async: before the next step); it is atomic and verified\n"
+    "either way, and the job waits for the last one before exiting.\n"
     "--resume DIR|auto continues a run bit-identically (auto: the newest valid checkpoint in --out);\n"
     "the checkpoint's model and data order are kept, and --steps may extend the run.\n"
     "Text data is bytes (vocabulary 256) unless --tokenizer gpt2|DIR names a BPE tokenizer: the\n"
@@ -63,6 +66,7 @@ int cmd_train(int argc, char **argv) {
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
   const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL;
+  int ckpt_async = 0, no_ckpt_async = 0;
   /* flags whose presence matters: resume compares them with the checkpoint */
   int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
       g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
@@ -101,6 +105,10 @@ int cmd_train(int argc, char **argv) {
        .min = 0, .max = 0x1p63, .given = &g_seed},
       {"--ckpt-every", NULL, ARG_INT, &c.ckpt_every, "K", "checkpoint every K steps (default 0: only at the end)",
        .min = 0, .max = TRAIN_MAX_COUNT},
+      {"--ckpt-async", NULL, ARG_FLAG, &ckpt_async, NULL,
+       "write checkpoints in the background from a host snapshot; training goes on (the default)"},
+      {"--no-ckpt-async", NULL, ARG_FLAG, &no_ckpt_async, NULL,
+       "write each checkpoint before the next step (synchronous)"},
       {"--keep", NULL, ARG_INT, &c.keep, "K", "keep only the newest K checkpoints (default 0: all)",
        .min = 0, .max = 1 << 20},
       {"--resume", NULL, ARG_STRING, &c.resume, "DIR|auto", "continue from a checkpoint directory, or the newest in --out"},
@@ -159,6 +167,11 @@ int cmd_train(int argc, char **argv) {
     strata_error("train: --eval-only scores a checkpoint: add --resume DIR (or --resume auto)");
     return 2;
   }
+  if (ckpt_async && no_ckpt_async) {
+    strata_error("train: --ckpt-async and --no-ckpt-async contradict each other; pass one");
+    return 2;
+  }
+  c.ckpt_async = !no_ckpt_async;
   c.recompute = (int)recompute_mode;
   if (schedule) c.schedule = (int)sched_kind;
   if (transport) c.transport = (int)transport_kind;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "ckpt_async.h"
 #include "data.h"
 #include "env.h"
 #include "gemm.h"
@@ -49,6 +50,7 @@ typedef struct {
   double last_loss, val_loss;
   trace_buf_t trace;         /* RUN/trace.json's slices, times since origin_s */
   double origin_s;
+  ckpt_async_t *ckw;         /* the background checkpoint writer (--ckpt-async), or NULL */
 } solo_job_t;
 
 /* One step's figures, for its record and its progress line. */
@@ -196,15 +198,50 @@ static int solo_eval(solo_job_t *j) {
   return 0;
 }
 
-/* RUN/ckpt-<step> with the model, the AdamW moments and the training state. 0 or -1. */
+/* The background checkpoint write, if one is pending: joined when it has ended, or with `wait`
+ * (1: the end of the run; 2: the end of the step after the checkpoint's -- a checkpoint completes
+ * by then, so a crash loses at most one step more than with synchronous checkpoints -- or the
+ * next checkpoint is due; a wait of 1 ms or more is logged with its length). Its failure
+ * fails the job here, at a step boundary. 0 or -1. */
+static int solo_ckpt_poll(solo_job_t *j, int64_t step, int wait) {
+  if (!j->ckw || !ckpt_async_pending(j->ckw) || (!wait && ckpt_async_busy(j->ckw))) return 0;
+  const int busy = ckpt_async_busy(j->ckw);
+  char dir[4200], msg[1024];
+  snprintf(dir, sizeof dir, "%s", ckpt_async_dir(j->ckw));
+  double waited_s = 0;
+  if (ckpt_async_join(j->ckw, &waited_s, msg, sizeof msg)) {
+    snprintf(j->err, sizeof j->err, "the background write of checkpoint %s failed: %s", dir, msg);
+    return -1;
+  }
+  if (!j->c.quiet && busy && wait == 2 && waited_s >= 0.001)
+    strata_info("step %lld: waited %.3f s for the background write of %s to complete",
+                (long long)step, waited_s, dir);
+  if (!j->c.quiet) strata_info("checkpoint %s", dir);
+  return 0;
+}
+
+/* RUN/ckpt-<step> with the model, the AdamW moments and the training state: written before the
+ * next step (--no-ckpt-async), or copied to the host snapshot and written in the background
+ * once the previous background write is complete. 0 or -1. */
 static int solo_checkpoint(solo_job_t *j, int64_t step, double loss) {
   const train_config_t *c = &j->c;
   char dir[4200];
   ckpt_step_dir(dir, sizeof dir, c->out_dir, (uint64_t)step);
+  if (c->ckpt_async && solo_ckpt_poll(j, step, 2)) return -1;
   train_state_fill(j->state, c, j->data_path, (uint64_t)step, j->tokens_seen, loss, 1, 1,
                    &c->model.layers);
   rank_status_op(RS_CHECKPOINT, -1);
   double tc = strata_now_s();
+  if (c->ckpt_async) {
+    if ((!j->ckw && ckpt_async_create(&j->ckw, j->err, sizeof j->err)) ||
+        ckpt_async_snapshot(j->ckw, j->m->params, j->opt->m, j->opt->v, j->m->num_params, j->err,
+                            sizeof j->err) ||
+        ckpt_async_save(j->ckw, dir, j->m, j->state, c->out_dir, c->keep, step, j->err,
+                        sizeof j->err))
+      return -1;
+    trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
+    return 0;
+  }
   if (ckpt_save(dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err)) return -1;
   trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
   if (c->keep > 0 && ckpt_prune(c->out_dir, c->keep, j->err, sizeof j->err) < 0) return -1;
@@ -234,6 +271,7 @@ static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
                 (long long)step, (long long)c->steps, s->loss, s->lr, s->grad_norm,
                 s->tokens_per_s, eta);
   }
+  if (solo_ckpt_poll(j, step, 2)) return -1; /* the checkpoint of an earlier step */
   if (due.ckpt && solo_checkpoint(j, step, s->loss)) return -1;
   return 0;
 }
@@ -286,6 +324,7 @@ static int solo_write_report_pb(solo_job_t *j, double tokens_per_s, char *err, s
 static int solo_finish(solo_job_t *j) {
   const train_config_t *c = &j->c;
   if (c->eval_every == 0 && solo_eval(j)) return -1;
+  if (solo_ckpt_poll(j, j->step, 1)) return -1; /* the last checkpoint is complete before exit */
   double tokens_per_s =
       j->train_s > 0 ? (double)c->batch * j->T * (double)(j->step - j->start_step) / j->train_s : 0;
   char vl[96];
@@ -309,6 +348,7 @@ static int solo_finish(solo_job_t *j) {
 }
 
 static void solo_free(solo_job_t *j) {
+  ckpt_async_free(j->ckw); /* joined before the model it reads is freed */
   runlog_lines_close(&j->steps_log, j->err, sizeof j->err); /* still open only on a failed run */
   trace_buf_free(&j->trace);
   runlog_lines_close(&j->val_log, j->err, sizeof j->err);

@@ -47,6 +47,9 @@ typedef struct {
   const char *resume;      /* checkpoint dir, "auto", or NULL */
   int ckpt_every;          /* steps between checkpoints; 0: only at the end */
   int keep;                /* checkpoints kept (0: all) */
+  int ckpt_async;          /* 1: a checkpoint is a host snapshot written in the background
+                              (ckpt_async.h; --ckpt-async, the default); 0: written before
+                              the next step (--no-ckpt-async) */
   int log_every;           /* steps between progress lines */
   int eval_every;          /* steps between validation evaluations (0: only at the end) */
   int64_t eval_tokens;     /* held-out tokens per evaluation (validation.h: the same set on

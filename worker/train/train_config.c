@@ -29,6 +29,7 @@ void train_config_default(train_config_t *c) {
   c->opt.warmup_steps = 100;
   c->out_dir = "runs/train";
   c->ckpt_every = 0;
+  c->ckpt_async = 1;
   c->keep = 0;
   c->log_every = 10;
   c->eval_every = 0;

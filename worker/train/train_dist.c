@@ -33,6 +33,7 @@
 
 #include "calibrate.h"
 #include "checkpoint.h"
+#include "ckpt_async.h"
 #include "strata/coll.h"
 #include "coordinator.h"
 #include "data.h"
@@ -99,7 +100,16 @@ typedef struct {
   double sync_wait_s;       /* the previous step's wait in the report gather */
   uint64_t sent0, recv0;    /* traffic counters at the previous step's end */
   double tp_busy0;          /* seconds inside TP collectives at the step's start */
+  /* asynchronous checkpoints (--ckpt-async): this rank's background writer and the checkpoint in
+   * flight, the same on every rank: CK_IDLE, CK_SHARDS (stages writing into ck_tmp), CK_COMMIT
+   * (rank 0 committing ck_tmp as ck_dir); ck_state is rank 0's record of it */
+  ckpt_async_t *ckw;
+  int ck_phase;
+  char ck_tmp[4 * TRAIN_PATH_WORDS], ck_dir[4200];
+  strata_train_state_t *ck_state;
 } dist_job_t;
+
+enum { CK_IDLE, CK_SHARDS, CK_COMMIT };
 
 static void comms_traffic(const comms_t *cm, uint64_t *sent, uint64_t *recvd) {
   coll_comm_t *all[6] = {cm->world, cm->tp, cm->pipe, cm->dp, cm->tied, cm->rep};
@@ -156,18 +166,23 @@ static int run_eval(dist_job_t *j, double *val) {
   return 0;
 }
 
-/* Rank 0 commits the checkpoint in `tmp` as `dir` with the training state, and prunes. 0 or -1. */
-static int commit_checkpoint(dist_job_t *j, const char *tmp, const char *dir, uint64_t step,
-                             double loss) {
+/* The training state a checkpoint of `step` records on this layout. */
+static void fill_state(const dist_job_t *j, strata_train_state_t *st, uint64_t step, double loss) {
   const layout_t *lay = j->lay;
-  strata_train_state_t *st = calloc(1, sizeof *st);
-  if (!st) return strata_fail(j->err, sizeof j->err, "out of memory");
   int stage_layers[LAYOUT_MAX_STAGES];
   for (int i = 0; i < lay->pp; i++) stage_layers[i] = layout_stage_layers(lay, i);
   train_state_fill(st, &j->c, j->data_path, step, j->tokens_seen, loss, lay->pp, lay->dp,
                    stage_layers); /* and lay->tp, from the configuration */
+}
+
+/* Rank 0 commits the checkpoint in `tmp` as `dir` with the training state, and prunes. 0 or -1. */
+static int commit_checkpoint(dist_job_t *j, const char *tmp, const char *dir, uint64_t step,
+                             double loss) {
+  strata_train_state_t *st = calloc(1, sizeof *st);
+  if (!st) return strata_fail(j->err, sizeof j->err, "out of memory");
+  fill_state(j, st, step, loss);
   int rc = 0;
-  if (ckpt_commit(tmp, dir, &j->c.model, st, lay->pp, j->err, sizeof j->err)) {
+  if (ckpt_commit(tmp, dir, &j->c.model, st, j->lay->pp, j->err, sizeof j->err)) {
     ckpt_abort(tmp);
     rc = -1;
   } else if (j->c.keep > 0 && ckpt_prune(j->c.out_dir, j->c.keep, j->err, sizeof j->err) < 0) {
@@ -179,20 +194,31 @@ static int commit_checkpoint(dist_job_t *j, const char *tmp, const char *dir, ui
 
 /* Replica 0's part of a checkpoint: the stage's whole tensors into tmp. With T > 1 the T ranks
  * all-gather their parts of the parameters and of both moments (collective over the TP group)
- * and t = 0 assembles and writes them; a failure on any TP rank fails every one. 0 or -1. */
-static int write_shard(dist_job_t *j, const char *tmp) {
+ * and t = 0 assembles and writes them; a failure on any TP rank fails every one. With --ckpt-async
+ * the tensors go into the background writer's snapshot and its thread writes them (t = 0; the
+ * caller joins it). 0 or -1. */
+static int write_shard(dist_job_t *j, const char *tmp, uint64_t step) {
   char *err = j->err;
   const size_t errlen = sizeof j->err;
   gpt2_model_t *m = j->m;
-  const int T = j->lay->tp;
+  const int T = j->lay->tp, P = j->lay->pp;
+  ckpt_async_t *w = j->c.ckpt_async ? j->ckw : NULL;
+  if (T == 1 && !w)
+    return ckpt_write_shard(tmp, m, j->full_m, j->full_v, j->stage, P, err, errlen);
   if (T == 1)
-    return ckpt_write_shard(tmp, m, j->full_m, j->full_v, j->stage, j->lay->pp, err, errlen);
+    return ckpt_async_snapshot(w, m->params, j->full_m, j->full_v, m->num_params, err, errlen) ||
+                   ckpt_async_shard(w, tmp, m, 0, j->stage, P, (int64_t)step, err, errlen)
+               ? -1 : 0;
   const size_t n = m->num_params, nf = ckpt_full_numel(m);
   float *parts = malloc(sizeof(float) * n * (size_t)T + 1);
-  float *full = j->tp_rank == 0 ? malloc(sizeof(float) * 3 * nf + 1) : NULL;
-  int ok = parts && (j->tp_rank != 0 || full);
-  if (!ok) snprintf(err, errlen, "checkpoint: out of memory for the %d tensor-parallel parts of %zu "
-                    "parameters", T, n);
+  float *full = j->tp_rank == 0 && !w ? malloc(sizeof(float) * 3 * nf + 1) : NULL;
+  float *dst[3] = {full, full ? full + nf : NULL, full ? full + 2 * nf : NULL};
+  int ok = parts && (j->tp_rank != 0 || w || full);
+  if (!ok)
+    snprintf(err, errlen, "checkpoint: out of memory for the %d tensor-parallel parts of %zu "
+             "parameters", T, n);
+  else if (j->tp_rank == 0 && w && ckpt_async_buffers(w, nf, &dst[0], &dst[1], &dst[2], err, errlen))
+    ok = 0;
   const float *src[3] = {m->params, j->full_m, j->full_v};
   for (int a = 0; a < 3; a++) {
     int32_t v = ok;
@@ -211,30 +237,32 @@ static int write_shard(dist_job_t *j, const char *tmp) {
       ok = 0;
       break;
     }
-    if (full && ckpt_assemble_full(m, parts, full + (size_t)a * nf, err, errlen)) ok = 0;
+    if (dst[a] && ckpt_assemble_full(m, parts, dst[a], err, errlen)) ok = 0;
   }
-  if (ok && full && ckpt_write_shard_full(tmp, m, full, full + nf, full + 2 * nf, j->stage,
-                                          j->lay->pp, err, errlen))
+  if (ok && full && ckpt_write_shard_full(tmp, m, dst[0], dst[1], dst[2], j->stage, P, err, errlen))
+    ok = 0;
+  if (ok && w && j->tp_rank == 0 &&
+      ckpt_async_shard(w, tmp, m, 1, j->stage, P, (int64_t)step, err, errlen))
     ok = 0;
   free(parts);
   free(full);
   return ok ? 0 : -1;
 }
 
-/* Collective checkpoint of step `step` into RUN/ckpt-<step>: rank 0 creates the temporary
- * directory and tells everyone its name, replica 0 of every stage writes its shard (whole
- * tensors, write_shard), rank 0 commits; every rank learns of any failure. */
-static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
+/* The first half of a collective checkpoint of `step` into RUN/ckpt-<step> (dir): the moments
+ * gathered, rank 0 creates the temporary directory and tells everyone its name (tmp, 4 *
+ * TRAIN_PATH_WORDS bytes), replica 0 of every stage writes its shard (whole tensors,
+ * write_shard) or, with --ckpt-async, starts its background write; every rank learns of any
+ * failure (rank 0 then removes tmp). 0 or -1. */
+static int begin_checkpoint(dist_job_t *j, uint64_t step, const char *dir, char *tmp) {
   coll_comm_t *world = j->cm.world;
   char *err = j->err;
   const size_t errlen = sizeof j->err;
-  char dir[4200];
-  ckpt_step_dir(dir, sizeof dir, j->c.out_dir, step);
   int ok = grad_sync_gather_moments(j->gs, j->full_m, j->full_v, err, errlen) == 0;
   int32_t words[TRAIN_PATH_WORDS];
   memset(words, 0, sizeof words);
-  char *tmp = (char *)words;
-  if (j->wrank == 0 && ok && ckpt_begin(dir, tmp, sizeof words, err, errlen)) ok = 0;
+  char *path = (char *)words;
+  if (j->wrank == 0 && ok && ckpt_begin(dir, path, sizeof words, err, errlen)) ok = 0;
   if (!all_ok(world, ok)) {
     if (ok) snprintf(err, errlen, "checkpoint %s: another rank failed (see its message)", dir);
     return -1;
@@ -243,19 +271,120 @@ static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
     snprintf(err, errlen, "checkpoint path broadcast failed: %s", coll_last_error(world));
     return -1;
   }
-  tmp[sizeof words - 1] = '\0';
-  if (j->replica == 0 && write_shard(j, tmp)) ok = 0;
+  path[sizeof words - 1] = '\0';
+  memcpy(tmp, path, sizeof words);
+  if (j->replica == 0 && write_shard(j, tmp, step)) ok = 0;
   if (!all_ok(world, ok)) {
+    char ignored[1024]; /* the failure that counts is the one all_ok reported */
+    ckpt_async_join(j->ckw, NULL, ignored, sizeof ignored); /* a background write just started */
+    all_ok(world, 1); /* ... has ended on every rank before tmp is removed */
     if (j->wrank == 0) ckpt_abort(tmp);
     if (ok) snprintf(err, errlen, "checkpoint %s: a stage failed to write its shard (see its message)", dir);
     return -1;
   }
+  return 0;
+}
+
+/* Collective checkpoint of step `step` into RUN/ckpt-<step>, before the next step: begin, then
+ * rank 0 commits; every rank learns of any failure. */
+static int save_checkpoint(dist_job_t *j, uint64_t step, double loss) {
+  char dir[4200], tmp[4 * TRAIN_PATH_WORDS];
+  ckpt_step_dir(dir, sizeof dir, j->c.out_dir, step);
+  if (begin_checkpoint(j, step, dir, tmp)) return -1;
+  int ok = 1;
   if (j->wrank == 0 && commit_checkpoint(j, tmp, dir, step, loss)) ok = 0;
-  if (!all_ok(world, ok)) {
-    if (ok) snprintf(err, errlen, "checkpoint %s: the coordinator failed to commit it", dir);
+  if (!all_ok(j->cm.world, ok)) {
+    if (ok) snprintf(j->err, sizeof j->err, "checkpoint %s: the coordinator failed to commit it", dir);
     return -1;
   }
   if (j->wrank == 0 && !j->c.quiet) strata_info("checkpoint %s", dir);
+  return 0;
+}
+
+/* The asynchronous checkpoint in flight (--ckpt-async), advanced at a step boundary. Collective:
+ * every rank calls it at the same boundaries (ck_phase is the same everywhere). Each rank says
+ * whether its background write is running (0), failed (1) or done / not a writer (2); the MIN
+ * over the world decides, so nothing is decided while any write still runs: all shards written
+ * -> rank 0 starts the commit in its background writer (the checkpoint appears only after every
+ * rank's write succeeded); the commit done -> the checkpoint is complete; a failure anywhere ->
+ * rank 0 removes the temporary directory and every rank fails. With `wait` it blocks until the
+ * checkpoint is complete or failed (1: the end of the run; 2: the end of the step after the
+ * checkpoint's, or the next checkpoint is due -- one write in flight -- and rank 0 logs a wait
+ * of 1 ms or more). Without, it returns at once while a write runs. `step` is the boundary's
+ * step. 0 or -1. */
+static int poll_checkpoint(dist_job_t *j, int64_t step, int wait) {
+  const double t0 = strata_now_s();
+  while (j->ck_phase != CK_IDLE) {
+    char msg[1024] = "";
+    int32_t v = 2;
+    if (ckpt_async_pending(j->ckw)) {
+      if (!wait && ckpt_async_busy(j->ckw)) v = 0;
+      else v = ckpt_async_join(j->ckw, NULL, msg, sizeof msg) ? 1 : 2;
+    }
+    if (coll_allreduce(&v, &v, 1, COLL_I32, COLL_MIN, j->cm.world) != COLL_OK) {
+      snprintf(j->err, sizeof j->err, "checkpoint %s: agreement on its background writes failed: %s",
+               j->ck_dir, coll_last_error(j->cm.world));
+      return -1;
+    }
+    if (v == 0) return 0; /* still running somewhere: the next boundary looks again */
+    if (v == 1) {
+      if (j->wrank == 0 && j->ck_phase == CK_SHARDS) ckpt_abort(j->ck_tmp);
+      if (*msg)
+        snprintf(j->err, sizeof j->err, "the background write of checkpoint %s failed: %s",
+                 j->ck_dir, msg);
+      else
+        snprintf(j->err, sizeof j->err, "the background write of checkpoint %s failed on another "
+                 "rank (see its message)", j->ck_dir);
+      j->ck_phase = CK_IDLE;
+      return -1;
+    }
+    if (j->ck_phase == CK_SHARDS) {
+      int ok = j->wrank != 0 ||
+               ckpt_async_commit(j->ckw, j->ck_tmp, j->ck_dir, &j->c.model, j->ck_state, j->lay->pp,
+                                 j->c.out_dir, j->c.keep, (int64_t)j->ck_state->step, j->err,
+                                 sizeof j->err) == 0;
+      if (!ok) ckpt_abort(j->ck_tmp); /* rank 0 only */
+      if (!all_ok(j->cm.world, ok)) {
+        if (ok) snprintf(j->err, sizeof j->err, "checkpoint %s: the coordinator failed to start "
+                         "its commit (see its message)", j->ck_dir);
+        j->ck_phase = CK_IDLE;
+        return -1;
+      }
+      j->ck_phase = CK_COMMIT;
+      if (!wait) return 0;
+    } else {
+      j->ck_phase = CK_IDLE;
+      if (j->wrank == 0 && !j->c.quiet) {
+        const double waited_s = strata_now_s() - t0;
+        if (wait == 2 && waited_s >= 0.001)
+          strata_info("step %lld: waited %.3f s for the background write of %s to complete",
+                      (long long)step, waited_s, j->ck_dir);
+        strata_info("checkpoint %s", j->ck_dir);
+      }
+    }
+  }
+  return 0;
+}
+
+/* --ckpt-async: the checkpoint of step `step` once the previous one is complete: the host
+ * snapshot and the background writes started (begin_checkpoint), rank 0's training state kept
+ * for the commit; poll_checkpoint finishes it at later step boundaries. 0 or -1. */
+static int save_checkpoint_async(dist_job_t *j, uint64_t step, double loss) {
+  if (poll_checkpoint(j, (int64_t)step, 2)) return -1;
+  int ok = j->ckw || ckpt_async_create(&j->ckw, j->err, sizeof j->err) == 0;
+  if (ok && !j->ck_state && !(j->ck_state = calloc(1, sizeof *j->ck_state))) {
+    snprintf(j->err, sizeof j->err, "out of memory for a checkpoint's training state");
+    ok = 0;
+  }
+  if (!all_ok(j->cm.world, ok)) {
+    if (ok) snprintf(j->err, sizeof j->err, "checkpoint of step %llu: another rank failed (see its "
+                     "message)", (unsigned long long)step);
+    return -1;
+  }
+  ckpt_step_dir(j->ck_dir, sizeof j->ck_dir, j->c.out_dir, step);
+  fill_state(j, j->ck_state, step, loss);
+  if (begin_checkpoint(j, step, j->ck_dir, j->ck_tmp)) return -1;
+  j->ck_phase = CK_SHARDS;
   return 0;
 }
 
@@ -637,6 +766,9 @@ static int dist_report(dist_job_t *j, int64_t step, const dist_step_t *st) {
 static int dist_step_end(dist_job_t *j, int64_t step) {
   const train_config_t *c = &j->c;
   train_due_t due = train_step_due(c, step);
+  /* a checkpoint in flight is from an earlier step: it completes by the end of the step after
+   * it, so a crash loses at most one step more than with synchronous checkpoints */
+  if (poll_checkpoint(j, step, 2)) return -1;
   if (due.eval) {
     double val = NAN;
     rank_status_op(RS_EVAL, -1);
@@ -650,7 +782,10 @@ static int dist_step_end(dist_job_t *j, int64_t step) {
   if (due.ckpt) {
     double tc = coord_now(j->co);
     rank_status_op(RS_CHECKPOINT, -1);
-    if (save_checkpoint(j, (uint64_t)step, isfinite(j->last_loss) ? j->last_loss : 0)) return -1;
+    const double loss = isfinite(j->last_loss) ? j->last_loss : 0;
+    if (c->ckpt_async ? save_checkpoint_async(j, (uint64_t)step, loss)
+                      : save_checkpoint(j, (uint64_t)step, loss))
+      return -1;
     coord_trace(j->co, TRACE_CKPT, -1, tc, coord_now(j->co));
   }
   return 0;
@@ -660,11 +795,14 @@ static int dist_step_end(dist_job_t *j, int64_t step) {
 
 static int dist_finish(dist_job_t *j) {
   rank_status_op(RS_FINISH, -1);
+  if (poll_checkpoint(j, j->c.steps, 1)) return TRAIN_FAILED; /* complete before the exit */
   sim_clock_report(&j->simc, j->cm.world, j->c.quiet);
   return coord_finish(j->co, j->err, sizeof j->err) ? TRAIN_FAILED : TRAIN_OK;
 }
 
 static void dist_free(dist_job_t *j) {
+  ckpt_async_free(j->ckw); /* joined before the model it reads is freed */
+  free(j->ck_state);
   coord_free(j->co);
   sim_clock_free(&j->simc);
   free(j->mem_model);
