@@ -561,13 +561,20 @@ int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per
 }
 
 void device_describe(const device_t *d, char *buf, size_t len) {
-  snprintf(
-      buf, len,
-      "%s: fp32 %.4g / bf16 %.4g / fp8 %.4g TFLOP/s, HBM %.1f GiB @ %.0f GB/s, %d chips/instance, "
-      "intra %.0f GB/s %.1f us, inter %.0f GB/s/instance %.1f us",
-      d->name, d->peak_flops[DEV_FP32] / T12, d->peak_flops[DEV_BF16] / T12,
-      d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->chips_per_instance,
-      d->intra_Bps / G9, d->intra_lat_s / US, d->inter_Bps / G9, d->inter_lat_s / US);
+  if (d->chips_per_instance >= DEVICE_ONE_MACHINE) /* the cpu profile: every rank on this machine */
+    snprintf(buf, len,
+             "%s: fp32 %.4g / bf16 %.4g / fp8 %.4g TFLOP/s, RAM %.1f GiB @ %.0f GB/s, every rank on "
+             "this machine, links %.0f GB/s %.1f us",
+             d->name, d->peak_flops[DEV_FP32] / T12, d->peak_flops[DEV_BF16] / T12,
+             d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->intra_Bps / G9,
+             d->intra_lat_s / US);
+  else
+    snprintf(buf, len,
+             "%s: fp32 %.4g / bf16 %.4g / fp8 %.4g TFLOP/s, HBM %.1f GiB @ %.0f GB/s, %d chips/instance, "
+             "intra %.0f GB/s %.1f us, inter %.0f GB/s/instance %.1f us",
+             d->name, d->peak_flops[DEV_FP32] / T12, d->peak_flops[DEV_BF16] / T12,
+             d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->chips_per_instance,
+             d->intra_Bps / G9, d->intra_lat_s / US, d->inter_Bps / G9, d->inter_lat_s / US);
   size_t n = strlen(buf);
   if (d->op_overhead_s > 0 && n < len)
     snprintf(buf + n, len - n, ", %.3g us per op", d->op_overhead_s / US);
