@@ -66,9 +66,25 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   char path[4200];
   snprintf(path, sizeof path, "%s/report.json", c->out_dir);
   json_object *o = json_object_new_object();
+  /* the one-rank layout, under the keys a distributed run's report uses */
   runlog_json_add(o, "world_size", json_object_new_int(1));
+  runlog_json_add(o, "tp", json_object_new_int(1));
+  runlog_json_add(o, "sequence_parallel", json_object_new_boolean(0));
+  runlog_json_add(o, "recompute", runlog_json_str("none"));
   runlog_json_add(o, "pp", json_object_new_int(1));
   runlog_json_add(o, "dp", json_object_new_int(1));
+  runlog_json_add(o, "microbatches", json_object_new_int(c->microbatches));
+  runlog_json_add(o, "zero", json_object_new_int(0));
+  json_object *layout = json_object_new_object(), *ranks = json_object_new_array(),
+              *r0 = json_object_new_object();
+  runlog_json_add(r0, "rank", json_object_new_int(0));
+  runlog_json_add(r0, "t", json_object_new_int(0));
+  runlog_json_add(r0, "stage", json_object_new_int(0));
+  runlog_json_add(r0, "replica", json_object_new_int(0));
+  if (ranks && r0) json_object_array_add(ranks, r0);
+  else json_object_put(r0);
+  runlog_json_add(layout, "ranks", ranks);
+  runlog_json_add(o, "layout", layout);
   strata_model_cfg_t mc = train_model_cfg(&j->m->cfg);
   runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->m->num_params));
   strata_train_cfg_t tc;
