@@ -24,7 +24,8 @@ strata_last_step() {
 strata_newest_ckpt_step() {
   local d n=0 s
   for d in "$1"/ckpt-[0-9]*; do
-    [ -d "$d" ] || continue
+    # only committed ones: ckpt-<digits> (a write in progress or cut short has a suffix)
+    [ -d "$d" ] && [[ "${d##*/ckpt-}" =~ ^[0-9]+$ ]] || continue
     s=$((10#${d##*/ckpt-}))
     [ "$s" -gt "$n" ] && n=$s
   done

@@ -57,7 +57,8 @@ check() {
   [ -d "$run" ] || fail "$name: no run directory in $job_out"
   grep -q "node n$node is lost" "$job_out" || fail "$name: the restart did not name n$node as lost: $(grep -E 'restart|node' "$job_out")"
   lost=$(grep -oE '[0-9]+ finished step\(s\) lost' "$job_out" | head -n 1 | grep -oE '^[0-9]+')
-  [ -n "$lost" ] && [ "$lost" -le $every ] || fail "$name: $lost steps lost, more than --ckpt-every $every"
+  [ -n "$lost" ] && [ "$lost" -le $every ] ||
+    fail "$name: ${lost:-?} steps lost, more than --ckpt-every $every: $(grep -E 'restart|lost|checkpoint' "$job_out" | tail -n 12)"
   ranks=$(grep -oE '"rank": [0-9]+' "$run/report.json" | wc -l)
   [ "$ranks" -eq 4 ] || fail "$name: the restarted job ran on $ranks ranks, expected 4 (2 nodes x 2)"
   # per-step losses, the last record of each step (a restart recomputes the lost ones)
