@@ -79,7 +79,7 @@ done
 [ $up -eq 1 ] || fail "strata serve on n1 did not answer n2: $(tail -5 "$dir/serve.log")"
 reply=$(ns_cluster_exec 2 curl -sf "http://$addr/v1/completions" -H 'Content-Type: application/json' \
         -d '{"prompt": "The ", "max_tokens": 8, "temperature": 0}') || fail "completion from n2 failed"
-echo "$reply" | grep -q '"completion_tokens": *8' || fail "the completion did not return 8 tokens: $reply"
+grep -q '"completion_tokens": *8' <<<"$reply" || fail "the completion did not return 8 tokens: $reply"
 echo "[cluster-test] serve on n1 answered n2: $(echo "$reply" | grep -o '"text": *"[^"]*"' | head -1)"
 kill -TERM "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
 

@@ -70,7 +70,7 @@ expect2() { # expect2 NP PATTERN ARGS...: exit 2, PATTERN in the output, printed
   local np="$1" pat="$2"; shift 2
   set +e; out=$(mpi "$np" "$STRATA" train "${TINY[@]}" --steps 2 --out "$W/bad" "$@" 2>&1); rc=$?; set -e
   [ "$rc" -eq 2 ] || fail "expected exit 2, got $rc for: $* :: $out"
-  echo "$out" | grep -q -- "$pat" || fail "expected '$pat' for: $* :: $out"
+  grep -q -- "$pat" <<<"$out" || fail "expected '$pat' for: $* :: $out"
   [ "$(echo "$out" | grep -c 'error: train:')" -eq 1 ] || fail "the error should be printed once: $out"
   echo "ok: $* -> $(echo "$out" | grep 'error: train:')"
 }
@@ -126,9 +126,9 @@ progress)
   echo "$out"
   if echo "$out" | grep -E '^\[strata r[1-9]' ; then fail "a rank other than 0 printed"; fi
   [ "$(echo "$out" | grep -c '^\[strata r0\] step [0-9]*/6 | loss')" -eq 6 ] || fail "expected 6 progress lines"
-  echo "$out" | grep -Eq '^\[strata r0\] step 6/6 \| loss [0-9.]+ \| [0-9]+ tok/s \| comm [0-9]+% \| idle [0-9]+% \| ETA ' || fail "progress line format"
-  echo "$out" | grep -q 'r3=(0,1,1)' || fail "the rank map was not printed"
-  echo "$out" | grep -Eq '^stage 1: layers 2-3 \(2\)' || fail "the stage layers were not printed"
+  grep -Eq '^\[strata r0\] step 6/6 \| loss [0-9.]+ \| [0-9]+ tok/s \| comm [0-9]+% \| idle [0-9]+% \| ETA ' <<<"$out" || fail "progress line format"
+  grep -q 'r3=(0,1,1)' <<<"$out" || fail "the rank map was not printed"
+  grep -Eq '^stage 1: layers 2-3 \(2\)' <<<"$out" || fail "the stage layers were not printed"
   "$TOOL" json "$W/p/report.json" world_size pp dp final_loss tokens_per_s stages layout config model || fail "report.json"
   grep -q '"world_size": 4' "$W/p/report.json" && grep -q '"pp": 2' "$W/p/report.json" && grep -q '"dp": 2' "$W/p/report.json" || fail "report.json sizes"
   [ "$(wc -l < "$W/p/steps.jsonl")" -eq 6 ] || fail "steps.jsonl lines"
@@ -204,8 +204,8 @@ tp)
   grep -q "\"rank $((NP - 1)) (t $((T - 1)), stage $((P - 1)), replica $((D - 1)))\"" "$W/dist/trace.json" ||
     fail "trace.json does not name the last rank's (t, stage, replica)"
   rpt=$("$STRATA" report "$W/dist")
-  echo "$rpt" | grep -q "layout: world $NP = tp $T x pp $P x dp $D" || fail "strata report: no T x P x D layout line"
-  echo "$rpt" | grep -q "rank $((NP - 1)): t $((T - 1)), stage $((P - 1)), replica $((D - 1))" || fail "strata report: rank map without t"
+  grep -q "layout: world $NP = tp $T x pp $P x dp $D" <<<"$rpt" || fail "strata report: no T x P x D layout line"
+  grep -q "rank $((NP - 1)): t $((T - 1)), stage $((P - 1)), replica $((D - 1))" <<<"$rpt" || fail "strata report: rank map without t"
   if printf '%s\n' "$@" | grep -qx -- --recompute; then
     # the same layout without recomputation: the same numbers bit for bit, more activation memory
     args=(); skip=0

@@ -19,7 +19,7 @@ bad() {
   local out code=0
   out=$(timeout -k 5 120 "$@" 2>&1) || code=$?
   [ "$code" -eq "${WANT:-2}" ] || fail "'$*' exited $code, expected 2; output: $out"
-  echo "$out" | grep -Eq -- "$pat" || fail "'$*': message lacks /$pat/: $out"
+  grep -Eq -- "$pat" <<<"$out" || fail "'$*': message lacks /$pat/: $out"
   echo "ok: $(echo "$out" | grep -m1 error)"
   n=$((n + 1))
 }

@@ -123,7 +123,7 @@ report)
   echo "$rep" >&2
   [ "$rrc" -eq 1 ] || fail "strata report of the unfinished run exited $rrc, expected 1"
   [ "$ACT" = hang ] ||
-    echo "$rep" | grep -Eq "^  rank $R \(stage $((R % P)), replica $((R / P)), pid [0-9]+\): step $S, $OPERATION: no final state" ||
+    grep -Eq "^  rank $R \(stage $((R % P)), replica $((R / P)), pid [0-9]+\): step $S, $OPERATION: no final state" <<<"$rep" ||
     fail "strata report does not show rank $R's last state"
   ;;
 resume)

@@ -35,8 +35,8 @@ status() { # status PORT RAW_REQUEST_FILE: the HTTP status code of the reply
 if start; then
   grep -q "listening on http://127.0.0.1:8080" "$W/out.txt" || fail "default is not 127.0.0.1:8080: $(cat "$W/out.txt")"
   socks=$(ss -ltnpH 2>/dev/null | grep "pid=$PID," || true)
-  echo "$socks" | grep -q "127.0.0.1:8080" || fail "no socket on 127.0.0.1:8080: $socks"
-  echo "$socks" | grep -Eq "(0\.0\.0\.0|\*|\[::\]):8080" && fail "serve listens on a wildcard address: $socks"
+  grep -q "127.0.0.1:8080" <<<"$socks" || fail "no socket on 127.0.0.1:8080: $socks"
+  grep -Eq "(0\.0\.0\.0|\*|\[::\]):8080" <<<"$socks" && fail "serve listens on a wildcard address: $socks"
   stop
 else
   grep -q "127.0.0.1:8080" "$W/out.txt" || fail "default listen address is not loopback: $(cat "$W/out.txt")"

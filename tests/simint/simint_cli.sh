@@ -85,7 +85,7 @@ agree)
     b=$(grep -o '"step_s": *[-0-9.eE+]*' "$out.sim" | head -1 | sed 's/.*: *//')
     line=$(grep "simulated clock carried on the run" "$out.log") || { cat "$out.log"; fail "no carried-clock line"; }
     c=$(echo "$line" | sed 's/.*on the run: step \([-0-9.eE+]*\) s.*/\1/')
-    echo "$line" | grep -q "the same every step" || fail "P$p D$d M$mm: the carried step differs between steps: $line"
+    grep -q "the same every step" <<<"$line" || fail "P$p D$d M$mm: the carried step differs between steps: $line"
     relerr_ok "$c" "$b" 1e-9 || fail "P$p D$d M$mm $sched zero $zero $dev $tr: carried clock $c s != simulate step_s $b s"
     a=$(num "$out/report.json" sim_step_s)
     relerr_ok "$a" "$b" 1e-5 || fail "P$p D$d M$mm $sched zero $zero $dev: report.json sim_step_s $a != simulate step_s $b"

@@ -230,7 +230,7 @@ case "$case_name" in
     [ -n "$port" ] || { cat "$out"; fail "serve job did not print its port"; }
     health="$(curl -s --max-time 30 "http://127.0.0.1:$port/health")"
     echo "[slurm-test] /health: $health"
-    echo "$health" | grep -q '"ranks":2,"stages":2' || fail "/health does not report 2 ranks and 2 stages: $health"
+    grep -q '"ranks":2,"stages":2' <<<"$health" || fail "/health does not report 2 ranks and 2 stages: $health"
     reply="$(curl -s --max-time 60 -w ' HTTP%{http_code}' "http://127.0.0.1:$port/v1/completions" \
              -d '{"prompt":"Hello","max_tokens":5,"temperature":0,"session":"slurm1"}')"
     echo "[slurm-test] completion: $reply"

@@ -10,6 +10,8 @@
 #                vocabulary is GPT-2's byte-to-character map (an independent Python reference);
 #                with Python's `transformers` installed, AutoTokenizer loads the directory and
 #                round-trips text byte for byte (else that part says it is skipped)
+#   config       --config: a published GPT-2 config.json at a small width (flags win, vocab 50257
+#                brings GPT-2's tokenizer), a config alone, and bad configs refused with exit 2
 #   badflags     bad flags and configurations are refused with exit 2 and a message
 set -euo pipefail
 STRATA="$1"; CASE="$2"
@@ -43,7 +45,7 @@ resume)
   cmp "$W/full/ckpt-00000012/optimizer.safetensors" "$W/resumed/ckpt-00000012/optimizer.safetensors" || fail "resumed moments differ"
   # --resume auto picks the newest valid checkpoint in --out and refuses to go nowhere.
   out=$("$STRATA" train --quiet --resume auto --out "$W/full" 2>&1) && fail "resume at the final step should fail"
-  echo "$out" | grep -q "already at --steps" || fail "unexpected message: $out"
+  grep -q "already at --steps" <<<"$out" || fail "unexpected message: $out"
   "$STRATA" train --quiet --resume auto --steps 14 --out "$W/full"
   [ -d "$W/full/ckpt-00000014" ] || fail "resume auto did not continue to step 14"
   ;;
@@ -52,7 +54,7 @@ eval)
   val=$(sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$W/a/report.json")
   grep -q '"val_tokens": 256' "$W/a/report.json" || fail "report.json lacks val_tokens 256"
   out=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --batch 3 --json)
-  echo "$out" | grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val"\}$' \
+  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val"\}$' <<<"$out" \
     || fail "unexpected eval output: $out"
   loss=$(echo "$out" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')
   bits=$(echo "$out" | sed -E 's/.*"bits": ([0-9.]+).*/\1/')
@@ -67,10 +69,10 @@ eval)
   # must at least be a finite loss below uniform + 1.
   awk -v l="$loss" 'BEGIN { exit !(l > 0 && l < 6.6) }' || fail "implausible loss $loss"
   text=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256)
-  echo "$text" | grep -q "nats/byte (.* bits/byte) over 256 tokens (8 sequences of 32) of the validation split" \
+  grep -q "nats/byte (.* bits/byte) over 256 tokens (8 sequences of 32) of the validation split" <<<"$text" \
     || fail "unexpected eval text: $text"
   tr=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --split train --json)
-  echo "$tr" | grep -q '"split": "train"' || fail "unexpected --split train output: $tr"
+  grep -q '"split": "train"' <<<"$tr" || fail "unexpected --split train output: $tr"
   [ "$(echo "$tr" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')" != "$loss" ] || fail "--split train scored the validation split"
   "$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --split test 2> "$W/err.txt" && fail "--split test accepted"
   grep -q -- "--split must be val or train, got 'test'" "$W/err.txt" || fail "unexpected --split error: $(cat "$W/err.txt")"
@@ -117,7 +119,7 @@ badflags)
     local pat="$1"; shift
     set +e; out=$("$STRATA" "$@" 2>&1); code=$?; set -e
     [ "$code" -eq 2 ] || fail "'$*' exited $code, expected 2 (output: $out)"
-    echo "$out" | grep -q -- "$pat" || fail "'$*' message lacks '$pat': $out"
+    grep -q -- "$pat" <<<"$out" || fail "'$*' message lacks '$pat': $out"
   }
   expect_fail "unknown flag '--bogus'" train --bogus 1
   expect_fail "--steps must be an integer in \[1, 1000000000\], got 'ten'" train --steps ten
@@ -131,6 +133,40 @@ badflags)
   expect_fail "eval-only scores a checkpoint: add --resume" train --eval-only --out "$W/x"
   expect_fail "less than one sequence of 32 tokens" train "${SMALL[@]}" --eval-tokens 31 --out "$W/x"
   expect_fail "config.json\|No such file\|cannot" eval --checkpoint "$W/nothing"
+  ;;
+config)
+  # GPT-2 small's published config.json (Hugging Face "gpt2"), at a small width: the flags win,
+  # vocab_size 50257 brings GPT-2's tokenizer for the text corpus
+  cat >"$W/gpt2.json" <<'EOF'
+{"activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "bos_token_id": 50256,
+ "eos_token_id": 50256, "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024,
+ "n_embd": 768, "n_head": 12, "n_inner": null, "n_layer": 12, "n_positions": 1024, "vocab_size": 50257}
+EOF
+  "$STRATA" train --config "$W/gpt2.json" --layers 2 --dim 32 --heads 2 --ctx 16 --batch 2 --steps 2 \
+    --eval-tokens 64 --quiet --out "$W/g" 2>"$W/g.err"
+  got=$(sed -n 's/.*"\(n_layer\|n_head\|n_embd\|n_positions\|vocab_size\)": \([0-9]*\).*/\1=\2/p' "$W"/g/ckpt-*/config.json | sort | paste -sd' ' -)
+  [ "$got" = "n_embd=32 n_head=2 n_layer=2 n_positions=16 vocab_size=50257" ] || fail "--config with flags: $got"
+  grep -q "encoded with GPT-2's shipped BPE tokenizer" "$W/g.err" || fail "vocab_size 50257 did not bring GPT-2's tokenizer: $(cat "$W/g.err")"
+  # a config alone sets every dimension
+  printf '{"model_type": "gpt2", "n_layer": 3, "n_head": 2, "n_embd": 24, "n_positions": 8, "vocab_size": 256}\n' >"$W/tiny.json"
+  "$STRATA" train --config "$W/tiny.json" --batch 2 --steps 1 --eval-tokens 32 --quiet --out "$W/t"
+  got=$(sed -n 's/.*"\(n_layer\|n_head\|n_embd\|n_positions\|vocab_size\)": \([0-9]*\).*/\1=\2/p' "$W"/t/ckpt-*/config.json | sort | paste -sd' ' -)
+  [ "$got" = "n_embd=24 n_head=2 n_layer=3 n_positions=8 vocab_size=256" ] || fail "--config alone: $got"
+  # bad configs: exit 2 and one sentence naming the problem
+  bad() { # bad JSON PATTERN
+    printf '%s\n' "$1" >"$W/bad.json"
+    set +e; out=$("$STRATA" train --config "$W/bad.json" --steps 1 --out "$W/b" 2>&1); code=$?; set -e
+    [ "$code" -eq 2 ] || fail "config $1: exit $code, expected 2: $out"
+    grep -q -- "$2" <<<"$out" || fail "config $1: message lacks '$2': $out"
+    [ ! -e "$W/b" ] || fail "config $1: a refused run wrote $W/b"
+  }
+  bad '{"model_type": "llama", "hidden_size": 64}' '"model_type" is "llama"'
+  bad '{"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 16, "vocab_size": 1000}' 'vocab_size 1000'
+  bad '{"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 32, "n_positions": 16, "vocab_size": 256, "n_inner": 100}' 'n_inner 100'
+  bad '{"model_type": "gpt2", "n_layer": 2, "n_head": 3, "n_embd": 32, "n_positions": 16, "vocab_size": 256}' 'not divisible'
+  bad '{"model_type": "gpt2", "n_layer": 2' 'not a JSON object'
+  set +e; out=$("$STRATA" train --config "$W/none.json" --steps 1 --out "$W/n" 2>&1); code=$?; set -e
+  [ "$code" -eq 2 ] && grep -q "cannot open" <<<"$out" || fail "a missing --config: exit $code: $out"
   ;;
 *) fail "unknown case $CASE" ;;
 esac

@@ -231,15 +231,22 @@ static int cfg_int(json_object *o, const char *key, int *out, const char *path, 
 
 int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen) {
   char path[CKPT_PATH_MAX];
-  int rc = -1;
-  char *text = NULL;
-  json_object *o = NULL;
-  json_tokener *tok = NULL;
   join(path, sizeof path, dir, CKPT_CONFIG_FILE);
   FILE *fp = strata_fopen_regular(path);
   if (!fp)
     return strata_fail(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
                        dir, CKPT_CONFIG_FILE, strerror(errno));
+  fclose(fp);
+  return ckpt_read_config_file(path, cfg, err, errlen);
+}
+
+int ckpt_read_config_file(const char *path, gpt2_config_t *cfg, char *err, size_t errlen) {
+  int rc = -1;
+  char *text = NULL;
+  json_object *o = NULL;
+  json_tokener *tok = NULL;
+  FILE *fp = strata_fopen_regular(path);
+  if (!fp) return strata_fail(err, errlen, "config '%s': cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fileno(fp), &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > CKPT_MAX_CONFIG_BYTES) {
     strata_fail(err, errlen, "config '%s': empty or larger than %u bytes", path, CKPT_MAX_CONFIG_BYTES);
@@ -263,7 +270,9 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
   json_object *v;
   if (!json_object_object_get_ex(o, "model_type", &v) || !json_object_is_type(v, json_type_string) ||
       strcmp(json_object_get_string(v), "gpt2") != 0) {
-    strata_fail(err, errlen, "config '%s': \"model_type\" must be \"gpt2\"", path);
+    strata_fail(err, errlen, "config '%s': \"model_type\" is %s%s%s; Strata's models are GPT-2 (\"gpt2\") so far",
+                path, v && json_object_is_type(v, json_type_string) ? "\"" : "",
+                v ? json_object_get_string(v) : "missing", v && json_object_is_type(v, json_type_string) ? "\"" : "");
     goto exit;
   }
   if (cfg_int(o, "vocab_size", &cfg->vocab, path, err, errlen) ||
@@ -293,6 +302,11 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
              path, a ? a : "?");
       goto exit;
     }
+  }
+  if (json_object_object_get_ex(o, "n_inner", &v) && v && json_object_get_int64(v) != 4LL * cfg->dim) {
+    strata_fail(err, errlen, "config '%s': n_inner %lld is not supported; Strata's GPT-2 MLP is 4 x n_embd = %d "
+                "(null or absent)", path, (long long)json_object_get_int64(v), 4 * cfg->dim);
+    goto exit;
   }
   if (json_object_object_get_ex(o, "tie_word_embeddings", &v) && !json_object_get_boolean(v)) {
     strata_fail(err, errlen, "config '%s': tie_word_embeddings false is not supported (Strata ties lm_head to wte)",

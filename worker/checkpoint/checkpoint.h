@@ -115,6 +115,9 @@ int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
 /* Reads DIR/config.json into cfg; validates model_type "gpt2", positive sizes, n_embd divisible
  * by n_head, and (when present) layer_norm_epsilon 1e-5, activation gelu_new, tied embeddings. */
 int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen);
+/* The same for a config.json at `path` (a Hugging Face GPT-2 config, e.g. `strata train
+ * --config FILE`); also refuses an n_inner other than 4 x n_embd. */
+int ckpt_read_config_file(const char *path, gpt2_config_t *cfg, char *err, size_t errlen);
 
 /* Writes a config.json for cfg at `path` (fsync'd): Hugging Face GPT-2 keys, with bos_token_id
  * and eos_token_id = ckpt_special_token(vocab). */

@@ -37,7 +37,7 @@ int cmd_eval(int argc, char **argv) {
       {"--batch", NULL, ARG_INT, &B, "B", "sequences per forward pass: memory only, the loss does not depend on it (default 8)",
        .min = 1, .max = 1 << 20},
       {"--seq-len", NULL, ARG_INT, &T, "T", "tokens per sequence (default: the model's context)", .min = 1, .max = 1 << 20},
-      {"--threads", NULL, ARG_INT, &threads, "N", "BLAS threads (default 1)", .min = 1, .max = 1024},
+      {"--threads", NULL, ARG_INT, &threads, "N", "GEMM threads (OpenBLAS and oneDNN; default 1)", .min = 1, .max = 1024},
       {"--json", NULL, ARG_FLAG, &json, NULL, "print the result as JSON"},
   };
   int rc = args_parse("eval", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),

@@ -685,7 +685,7 @@ int cmd_infer(int argc, char **argv) {
       {"--session-mem-mb", NULL, ARG_DOUBLE, &f.mem_mb, "MB", "KV cache MiB per stage for idle sessions (default 1024)",
        .env = "STRATA_INFER_SESSION_MEM_MB"},
       {"--max-batch", NULL, ARG_INT, &f.max_batch, "N", "sequences in flight (default 16)", .env = "STRATA_INFER_MAX_BATCH"},
-      {"--threads", NULL, ARG_INT, &f.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
+      {"--threads", NULL, ARG_INT, &f.threads, "N", "GEMM threads per rank (OpenBLAS and oneDNN) (default 1)", .min = 1, .max = 1024},
       {"--no-kv-cache", NULL, ARG_FLAG, &f.no_kv, NULL, "benchmark baseline: recompute the whole context for every token"},
       {"--list-sessions", NULL, ARG_FLAG, &f.list, NULL, "list the sessions in the session directory"},
       {"--delete-session", NULL, ARG_STRING, &f.delete_id, "ID", "delete a session's files"},

@@ -273,7 +273,7 @@ int cmd_serve(int argc, char **argv) {
        .env = "STRATA_INFER_SESSION_DISK_MB"},
       {"--max-batch", NULL, ARG_INT, &max_batch, "N", "sequences in flight in the engine (default 16)",
        .env = "STRATA_INFER_MAX_BATCH", .given = &g_batch},
-      {"--threads", NULL, ARG_INT, &eo.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
+      {"--threads", NULL, ARG_INT, &eo.threads, "N", "GEMM threads per rank (OpenBLAS and oneDNN) (default 1)", .min = 1, .max = 1024},
       {"--fake-batch", NULL, ARG_INT, &fo.max_batch, "N", "fake backend: sequences per step (default 8)",
        .min = 1, .max = 1 << 20},
       {"--fake-max-pending", NULL, ARG_INT, &fo.max_pending, "N", "fake backend: pending sequences; more -> 429 (default 256)",

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "data_tokenizer.h"
 #include "log.h"
+#include "tokenizer.h"
 #include "train.h"
 
 static const char *usage_text =
@@ -33,6 +34,10 @@ static const char *usage_text =
     "text is then encoded at start-up (<|endoftext|> first, exactly the tokens of the shard strata\n"
     "tokenize --in FILE writes) and the model's vocabulary is the tokenizer's (50257 for gpt2, the\n"
     "shipped GPT-2 vocabulary). --resume of a BPE model encodes text with the checkpoint's tokenizer.\n"
+    "--config FILE.json starts from a published GPT-2 shape (a Hugging Face config.json: n_layer,\n"
+    "n_head, n_embd, n_positions; vocab_size 50257 implies --tokenizer gpt2, 256 bytes); --layers,\n"
+    "--heads, --dim and --ctx given beside it win, so `--config gpt2.json --dim 128 --heads 4` is\n"
+    "GPT-2 small's depth at a small width.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -57,6 +62,36 @@ static const char *usage_text =
  * real limits (memory, the layout, the data) are checked where they are known. */
 #define TRAIN_MAX_COUNT 1e9 /* steps, warm-up, every-K intervals */
 
+/* --config FILE.json: the shape of a Hugging Face GPT-2 config for every one of --layers, --heads,
+ * --dim and --ctx not given (marked given, so a resume compares them); vocab_size 50257 means
+ * GPT-2's tokenizer for text data (--tokenizer gpt2 unless another is named), 256 bytes. 0, or 2
+ * after one sentence. */
+static int apply_model_config(const char *path, gpt2_config_t *m, const char **tokenizer, int *g_layers,
+                              int *g_heads, int *g_dim, int *g_ctx) {
+  gpt2_config_t hc;
+  char err[600];
+  if (ckpt_read_config_file(path, &hc, err, sizeof err)) {
+    strata_error("train: --config: %s", err);
+    return 2;
+  }
+  if (hc.vocab == TOK_GPT2_VOCAB) {
+    if (!*tokenizer) *tokenizer = "gpt2";
+  } else if (hc.vocab != 256) {
+    strata_error("train: --config %s: vocab_size %d is neither 256 (bytes) nor 50257 (GPT-2's tokenizer); "
+                 "set one of those", path, hc.vocab);
+    return 2;
+  } else if (*tokenizer) {
+    strata_error("train: --config %s has vocab_size 256 (bytes) but --tokenizer %s was given; drop one",
+                 path, *tokenizer);
+    return 2;
+  }
+  if (!*g_layers) m->layers = hc.layers, *g_layers = 1;
+  if (!*g_heads) m->heads = hc.heads, *g_heads = 1;
+  if (!*g_dim) m->dim = hc.dim, *g_dim = 1;
+  if (!*g_ctx) m->ctx = hc.ctx, *g_ctx = 1;
+  return 0;
+}
+
 /* Long for its flag table; the rest records which flags were given (resume compares them with
  * the checkpoint) and picks the loop. */
 int cmd_train(int argc, char **argv) {
@@ -65,7 +100,7 @@ int cmd_train(int argc, char **argv) {
   double lr = c.opt.lr, wd = c.opt.weight_decay, clip = c.opt.grad_clip, min_lr_ratio = c.opt.min_lr_ratio;
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
-  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL;
+  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL;
   int ckpt_async = 0, no_ckpt_async = 0;
   /* flags whose presence matters: resume compares them with the checkpoint */
   int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
@@ -74,6 +109,9 @@ int cmd_train(int argc, char **argv) {
       {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes; BPE tokens with --tokenizer) or llm.c token shard (default: data/fortunes.txt)"},
       {"--tokenizer", NULL, ARG_STRING, &tokenizer, "gpt2|DIR",
        "encode text --data with a BPE tokenizer: gpt2 (the shipped vocabulary) or a directory as strata tokenize takes"},
+      {"--config", NULL, ARG_STRING, &config, "FILE.json",
+       "model shape from a Hugging Face GPT-2 config.json (n_layer, n_head, n_embd, n_positions, vocab_size); "
+       "--layers/--heads/--dim/--ctx override it"},
       {"--out", NULL, ARG_STRING, &c.out_dir, "DIR", "run directory (default runs/train)"},
       {"--steps", NULL, ARG_INT64, &c.steps, "N", "optimizer steps in total (default 2000; resume: the checkpoint's)",
        .min = 1, .max = TRAIN_MAX_COUNT, .given = &g_steps},
@@ -122,7 +160,7 @@ int cmd_train(int argc, char **argv) {
        .min = 1, .max = 0x1p40},
       {"--log-every", NULL, ARG_INT, &c.log_every, "K", "progress line every K steps (default 10)",
        .min = 1, .max = TRAIN_MAX_COUNT},
-      {"--threads", NULL, ARG_INT, &c.threads, "N", "BLAS threads per rank (default 1)", .min = 1, .max = 1024},
+      {"--threads", NULL, ARG_INT, &c.threads, "N", "GEMM threads per rank (OpenBLAS and oneDNN) (default 1)", .min = 1, .max = 1024},
       {"--quiet", NULL, ARG_FLAG, &c.quiet, NULL, "no progress lines"},
       {"--verbose", NULL, ARG_FLAG, &c.verbose, NULL, "details in the banner (every figure of the simulated device)"},
       {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads (default 1)",
@@ -172,6 +210,8 @@ int cmd_train(int argc, char **argv) {
     return 2;
   }
   c.ckpt_async = !no_ckpt_async;
+  if (config && (rc = apply_model_config(config, &c.model, &tokenizer, &g_layers, &g_heads, &g_dim, &g_ctx)))
+    return rc;
   c.recompute = (int)recompute_mode;
   if (schedule) c.schedule = (int)sched_kind;
   if (transport) c.transport = (int)transport_kind;

@@ -94,7 +94,7 @@ typedef struct {
   double heartbeat_s;     /* rank 0 sends a heartbeat after this long without a plan (> 0) */
   double liveness_s;      /* a rank silent for this long is dead: the job ends naming it
                              (> heartbeat_s) */
-  int threads;            /* BLAS threads per rank */
+  int threads;            /* GEMM threads per rank */
   int recompute;          /* benchmark baseline: no KV cache reuse, every round recomputes the
                              whole context (sessions then only keep tokens) */
   int tp;                 /* T: tensor-parallel ranks per stage (--tp; 0 or 1 = none); T divides

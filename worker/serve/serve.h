@@ -225,7 +225,7 @@ typedef struct {
   const char *session_dir; /* where sessions live; NULL = sessions off */
   double session_mem_mb;   /* idle-session KV budget per stage; < 0 = engine default */
   int max_batch;           /* sequences in flight; <= 0 = engine default */
-  int threads;             /* BLAS threads per rank; <= 0 = engine default */
+  int threads;             /* GEMM threads per rank; <= 0 = engine default */
   double session_disk_mb;  /* MiB committed sessions may take on disk, all stages; 0 = no quota */
   int tp;                  /* tensor-parallel ranks per stage (--tp); <= 0 = 1 */
 } serve_engine_opts_t;

@@ -54,7 +54,7 @@ typedef struct {
   int eval_every;          /* steps between validation evaluations (0: only at the end) */
   int64_t eval_tokens;     /* held-out tokens per evaluation (validation.h: the same set on
                               every layout and micro-batch count) */
-  int threads;             /* BLAS threads per rank */
+  int threads;             /* GEMM threads per rank */
   int quiet;               /* no progress lines */
   int eval_only;           /* with resume: the checkpoint's validation loss on this layout, no
                               training and no run files but the status record (--eval-only) */
