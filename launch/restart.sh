@@ -3,16 +3,7 @@
 # relaunch a failed training job from its newest checkpoint.
 
 # strata_train_out DEFAULT ARGS...: the --out of a `strata train` command line (ARGS), else DEFAULT.
-strata_train_out() {
-  local out="$1" prev="" a
-  shift
-  for a in "$@"; do
-    [ "$prev" = --out ] && out="$a"
-    [[ "$a" == --out=* ]] && out="${a#--out=}"
-    prev="$a"
-  done
-  echo "$out"
-}
+strata_train_out() { strata_flag_value out "$@"; }
 
 # The last step a training run finished (OUT/steps.jsonl), 0 if none.
 strata_last_step() {

@@ -98,16 +98,6 @@ static int sp_ln_grads(gpt2_model_t *m, float *g, float **dst, int k, int C) {
 /* ---------------------------------------------------------------------------------------- */
 /* forward */
 
-/* Are the n ids (tokens or targets, named by `what`) all in [0, V)? Says which is not. */
-static int in_vocab(const char *what, const int32_t *ids, size_t n, int V) {
-  for (size_t i = 0; i < n; i++)
-    if (ids[i] < 0 || ids[i] >= V) {
-      strata_error("gpt2_forward: %s %d at position %zu is outside the vocabulary [0, %d)", what, ids[i], i, V);
-      return 0;
-    }
-  return 1;
-}
-
 void gpt2_vocab_lookup(const gpt2_model_t *m, const int32_t *tokens, size_t N, float *out) {
   const gpt2_impl_t *s = gpt2_impl_of(m);
   const int C = m->cfg.dim;
@@ -205,7 +195,7 @@ static int head_loss(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *targets, fl
   const size_t N = (size_t)a->B * a->T;
   a->have_targets = targets != NULL;
   if (!targets) return 0;
-  if (!in_vocab("target", targets, N, m->cfg.vocab)) return -1;
+  if (!nn_ids_in_vocab("gpt2_forward", "target", targets, N, m->cfg.vocab)) return -1;
   memcpy(a->targets, targets, sizeof(int32_t) * N);
   for (size_t i = 0; i < N; i++) a->lse[i] = nn_max_of(a->logits + i * Vl, nv);
   if (s->tp > 1 &&
@@ -246,7 +236,7 @@ float gpt2_forward(gpt2_model_t *m, gpt2_acts_t *a, const int32_t *tokens, const
   if (gpt2_acts_usable(m, a, "gpt2_forward")) return NAN;
   gpt2_acts_bind_head(m, a);
   if (m->range.has_embed) {
-    if (!in_vocab("token", tokens, N, m->cfg.vocab)) return NAN;
+    if (!nn_ids_in_vocab("gpt2_forward", "token", tokens, N, m->cfg.vocab)) return NAN;
     memcpy(a->tokens, tokens, sizeof(int32_t) * N);
     if (embed_forward(m, a, tokens)) return NAN;
   } else {

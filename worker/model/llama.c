@@ -506,16 +506,6 @@ static void layer_forward(llama_model_t *m, int l, llama_layer_acts_t *L, const 
   linear_forward(L->res3, C, L->hact, P->w_down, N, Fh, C, 1.0f);
 }
 
-/* Are the n ids (named by `what`) all in [0, V)? Logs the first that is not. */
-static int ids_valid(const char *what, const int32_t *ids, size_t n, int V) {
-  for (size_t i = 0; i < n; i++)
-    if (ids[i] < 0 || ids[i] >= V) {
-      strata_error("llama_forward: %s %d at position %zu is outside the vocabulary [0, %d)", what, ids[i], i, V);
-      return 0;
-    }
-  return 1;
-}
-
 /* Per-position cross-entropy lse - logit[target], keeping each row's log-sum-exp; mean into *loss. */
 static float cross_entropy(llama_model_t *m, llama_acts_t *a) {
   llama_impl_t *s = impl_of(m);
@@ -541,7 +531,9 @@ float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, co
     strata_error("llama_forward: tokens is NULL (give the batch's B x T token ids)");
     return NAN;
   }
-  if (!ids_valid("token", tokens, N, V) || (targets && !ids_valid("target", targets, N, V))) return NAN;
+  if (!nn_ids_in_vocab("llama_forward", "token", tokens, N, V) ||
+      (targets && !nn_ids_in_vocab("llama_forward", "target", targets, N, V)))
+    return NAN;
   memcpy(a->tokens, tokens, sizeof(int32_t) * N);
   for (size_t r = 0; r < N; r++) memcpy(a->x0 + r * C, m->embed + (size_t)tokens[r] * C, sizeof(float) * C);
   const float *x = a->x0;

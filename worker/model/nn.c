@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "log.h"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -415,4 +416,13 @@ void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, con
     gemm_f32(0, 0, n, hs, L, 1.0f, sc, L, vc + h * hs, C,
                 0.0f, y + h * hs, C);
   }
+}
+
+int nn_ids_in_vocab(const char *caller, const char *what, const int32_t *ids, size_t n, int V) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= V) {
+      strata_error("%s: %s %d at position %zu is outside the vocabulary [0, %d)", caller, what, ids[i], i, V);
+      return 0;
+    }
+  return 1;
 }

@@ -10,8 +10,12 @@
 #define STRATA_NN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* out = GELU_tanh(x), n elements (out may equal x). */
+/* Are the n ids (tokens or targets, named by `what`) all in [0, V)? Logs the first that is not,
+ * as "CALLER: WHAT ID at position I is outside the vocabulary [0, V)". */
+int nn_ids_in_vocab(const char *caller, const char *what, const int32_t *ids, size_t n, int V);
 void nn_gelu_forward(float *out, const float *x, size_t n);
 /* dout *= d(GELU)/dx (x), in place, n elements. */
 void nn_gelu_backward(float *dout, const float *x, size_t n);
