@@ -203,6 +203,12 @@ case "$case_name" in
     [ "$state" = FAILED ] || fail "train job with STRATA_MAX_RESTARTS=many ended $state, expected FAILED"
     scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad STRATA_MAX_RESTARTS: exit code is not 2"
     expect_line "$out" "^\\[train\\] error: STRATA_MAX_RESTARTS='many' is not an integer in \\[0, 1000\\]" "bad restart count message"
+    id="$(STRATA_MIN_NODES=2 submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
+    state="$(slurm_wait_job "$id" "$job_timeout_s")"
+    out="$tmp/submit/strata-train-$id.out"; cat "$out"
+    [ "$state" = FAILED ] || fail "train job with STRATA_MIN_NODES=2 on 1 node ended $state, expected FAILED"
+    scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad STRATA_MIN_NODES: exit code is not 2"
+    expect_line "$out" "^\\[train\\] error: STRATA_MIN_NODES='2' is not an integer in \\[1, 1\\]" "bad minimum node count message"
     unset STRATA_CHECKPOINT
     id="$(submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/serve.sbatch")" || exit 1
     state="$(slurm_wait_job "$id" "$job_timeout_s")"
