@@ -313,7 +313,7 @@ section_train() {
     gemm=384
   fi
   local D="$OUT/train"; mkdir -p "$D"
-  echo "run,model,impl,params,tokens_per_s,gflops,peak_rss_mib" > "$OUT/bench_train.csv"
+  echo "run,model,impl,params,tokens_per_s,gflops,peak_rss_mib,cpu_tokens_per_s" > "$OUT/bench_train.csv"
   echo "run,gemm_n,gflops" > "$D/gemm.csv"
   [ -n "$TORCH" ] || echo "benchmarks.sh: train: $(torch_note)"
   for rep in $(seq 1 "$REPEATS"); do
@@ -322,15 +322,15 @@ section_train() {
       f="$D/strata_${name// /_}_r$rep.txt"
       # shellcheck disable=SC2086
       run_to "$f" env OPENBLAS_NUM_THREADS=1 "$GB" $flags --steps "${steps% *}" --warmup "${steps#* }" &&
-        sed -n 's/.*params=\([0-9]*\).*/\1/p; s/.*tokens\/s=\([0-9.]*\) GFLOP\/s=\([0-9.]*\).*peak_rss=\([0-9.]*\).*/\1 \2 \3/p' "$f" |
-        paste -sd' ' | awk -v r="$rep" -v n="$name" '{ printf "%s,%s,strata,%s,%s,%s,%s\n", r, n, $1, $2, $3, $4 }' >> "$OUT/bench_train.csv"
+        sed -n 's/.*params=\([0-9]*\).*/\1/p; s/.*tokens\/s=\([0-9.]*\) GFLOP\/s=\([0-9.]*\) cpu_tokens\/s=\([0-9.]*\).*peak_rss=\([0-9.]*\).*/\1 \2 \4 \3/p' "$f" |
+        paste -sd' ' | awk -v r="$rep" -v n="$name" '{ printf "%s,%s,strata,%s,%s,%s,%s,%s\n", r, n, $1, $2, $3, $4, $5 }' >> "$OUT/bench_train.csv"
       if [ -n "$TORCH" ]; then
         f="$D/torch_${name// /_}_r$rep.txt"
         # shellcheck disable=SC2086
         run_to "$f" env OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/launch/torch_train_bench.py" $flags --vocab 256 \
           --steps "${steps% *}" --warmup "${steps#* }" &&
-          sed -n 's/.*params=\([0-9]*\) .*tokens\/s=\([0-9.]*\) .*peak_rss=\([0-9.]*\).*/\1 \2 \3/p' "$f" |
-          awk -v r="$rep" -v n="$name" '{ printf "%s,%s,torch,%s,%s,,%s\n", r, n, $1, $2, $3 }' >> "$OUT/bench_train.csv"
+          sed -n 's/.*params=\([0-9]*\) .* tokens\/s=\([0-9.]*\) cpu_tokens\/s=\([0-9.]*\) .*peak_rss=\([0-9.]*\).*/\1 \2 \4 \3/p' "$f" |
+          awk -v r="$rep" -v n="$name" '{ printf "%s,%s,torch,%s,%s,,%s,%s\n", r, n, $1, $2, $3, $4 }' >> "$OUT/bench_train.csv"
       fi
     done
     f="$D/gemm_r$rep.txt"
@@ -341,22 +341,26 @@ section_train() {
   {
     echo "One thread each (\`OPENBLAS_NUM_THREADS=1\`; PyTorch \`torch.set_num_threads(1)\`), random tokens,"
     echo "vocabulary 256, whole steps (forward, backward, AdamW); tokens/s over the timed steps after the"
-    echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat. The"
+    echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat, of"
+    echo "wall-clock tokens/s and of tokens per second of the process's CPU time (which other work on a"
+    echo "shared machine disturbs less; on a quiet one the two agree). The"
     echo "Llama row is worker/model/llama.c against the same Llama in plain PyTorch (RMSNorm, rotary"
     echo "positions, SwiGLU of --ffn, grouped-query attention with --kv-heads, untied head)."
     [ -n "$TORCH" ] || { echo; torch_note; }
     echo
-    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of GEMM peak) | peak RSS Strata / PyTorch |"
-    echo "|---|---|---|---|---|---|"
+    echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | same, per CPU second | Strata GFLOP/s (share of GEMM peak) | peak RSS Strata / PyTorch |"
+    echo "|---|---|---|---|---|---|---|"
     awk -F, -v GEMM="$D/gemm.csv" "$AWKLIB"'
       BEGIN { while ((getline l < GEMM) > 0) { split(l, g, ","); if (g[3] + 0 > 0) P = P " " g[3] } }
       NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-               if ($3 == "strata") { s[k] = s[k] " " $5; gf[k] = gf[k] " " $6; rs[k] = rs[k] " " $7; sv[k, $1] = $5; pa[k] = $4 }
-               else { t[k] = t[k] " " $5; rt[k] = rt[k] " " $7; tv[k, $1] = $5 } }
-      END { for (i = 1; i <= n; i++) { k = order[i]; R = ""
-              for (key in sv) { split(key, kk, SUBSEP); if (kk[1] == k && (k, kk[2]) in tv && tv[k, kk[2]] > 0) R = R " " sv[key] / tv[k, kk[2]] }
-              printf "| %s (%.1fM parameters) | %s | %s | %s | %s (%.0f%%) | %.0f / %s MiB |\n", k, pa[k] / 1e6, mr(s[k], "%.0f"),
-                (t[k] == "" ? "not measured" : mr(t[k], "%.0f")), (R == "" ? "-" : mr(R, "%.2f")), mr(gf[k], "%.1f"),
+               if ($3 == "strata") { s[k] = s[k] " " $5; gf[k] = gf[k] " " $6; rs[k] = rs[k] " " $7; sv[k, $1] = $5; sc[k, $1] = $8; pa[k] = $4 }
+               else { t[k] = t[k] " " $5; rt[k] = rt[k] " " $7; tv[k, $1] = $5; tc[k, $1] = $8 } }
+      END { for (i = 1; i <= n; i++) { k = order[i]; R = RC = ""
+              for (key in sv) { split(key, kk, SUBSEP); if (kk[1] != k || !((k, kk[2]) in tv)) continue
+                if (tv[k, kk[2]] > 0) R = R " " sv[key] / tv[k, kk[2]]
+                if (tc[k, kk[2]] > 0) RC = RC " " sc[key] / tc[k, kk[2]] }
+              printf "| %s (%.1fM parameters) | %s | %s | %s | %s | %s (%.0f%%) | %.0f / %s MiB |\n", k, pa[k] / 1e6, mr(s[k], "%.0f"),
+                (t[k] == "" ? "not measured" : mr(t[k], "%.0f")), (R == "" ? "-" : mr(R, "%.2f")), (RC == "" ? "-" : mr(RC, "%.2f")), mr(gf[k], "%.1f"),
                 (P == "" ? 0 : 100 * med(gf[k]) / med(P)), med(rs[k]), (rt[k] == "" ? "-" : sprintf("%.0f", med(rt[k]))) }
             if (P != "") printf "\nSingle-thread GEMM peak (`gemm_f32`, the library `STRATA_GEMM` picks) on %s^3: %s GFLOP/s.\n", G, mr(P, "%.1f") }' G="$gemm" "$OUT/bench_train.csv"
   } >> "$OUT/bench_train.md"
