@@ -24,6 +24,7 @@
 #include "strata_proto.h"
 #include "trace_json.h"
 #include "train_loop.h"
+#include "train_model.h"
 #include "util.h"
 #include "validation.h"
 
@@ -33,8 +34,7 @@ typedef struct {
   char err[1024];            /* the message of the failing phase */
   data_set_t *ds;
   const char *data_path;     /* c.data_path or the default corpus */
-  gpt2_model_t *m;
-  gpt2_acts_t *acts;         /* activations of one micro-batch (mb x T) */
+  train_model_t tm;          /* GPT-2 or Llama, activations of one micro-batch (mb x T) */
   adamw_t *opt;
   int32_t *inputs, *targets; /* one micro-batch, mb x T tokens */
   int mb, T;                 /* sequences per micro-batch, tokens per sequence */
@@ -85,8 +85,9 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   else json_object_put(r0);
   runlog_json_add(layout, "ranks", ranks);
   runlog_json_add(o, "layout", layout);
-  strata_model_cfg_t mc = train_model_cfg(&j->m->cfg);
-  runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->m->num_params));
+  strata_model_cfg_t mc = train_model_cfg(&c->model);
+  runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->tm.num_params));
+  runlog_json_add(o, "arch", runlog_json_str(ckpt_arch_name((ckpt_arch_t)c->arch)));
   strata_train_cfg_t tc;
   train_config_to_state(&tc, c, j->data_path);
   runlog_json_add(o, "config", train_config_json(&tc, "microbatches", c->microbatches));
@@ -119,12 +120,16 @@ static int solo_setup(solo_job_t *j) {
     return TRAIN_BAD_CONFIG;
   if (valset_size(j->ds, DATA_VAL, c->eval_tokens, c->seq_len, &j->val_seqs, j->err, sizeof j->err))
     return TRAIN_BAD_CONFIG;
-  gpt2_range_t all = {0, c->model.layers, 1, 1};
-  if (gpt2_create(&c->model, all, &j->m, j->err, sizeof j->err)) return TRAIN_BAD_CONFIG;
   j->mb = c->batch / c->microbatches;
   j->T = c->seq_len;
-  if (gpt2_acts_create(j->m, j->mb, j->T, &j->acts, j->err, sizeof j->err)) return TRAIN_FAILED;
-  if (adamw_create(0, j->m->num_params, &j->opt, j->err, sizeof j->err)) return TRAIN_FAILED;
+  if (c->arch == CKPT_ARCH_LLAMA) {
+    c->llama = train_llama_config(&c->model, &c->llama);
+    c->ckpt_async = 0; /* the background writer (ckpt_async.h) saves GPT-2 models only */
+  }
+  int mrc = train_model_create(&j->tm, (ckpt_arch_t)c->arch, &c->model, &c->llama, j->mb, j->T,
+                               j->err, sizeof j->err);
+  if (mrc) return mrc == -1 ? TRAIN_BAD_CONFIG : TRAIN_FAILED;
+  if (adamw_create(0, j->tm.num_params, &j->opt, j->err, sizeof j->err)) return TRAIN_FAILED;
   j->inputs = malloc(sizeof(int32_t) * (size_t)j->mb * j->T);
   j->targets = malloc(sizeof(int32_t) * (size_t)j->mb * j->T);
   if (!j->inputs || !j->targets) {
@@ -132,14 +137,14 @@ static int solo_setup(solo_job_t *j) {
     return TRAIN_FAILED;
   }
   if (c->resume) {
-    if (ckpt_load(j->resume_dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err))
+    if (train_model_load(&j->tm, j->resume_dir, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err))
       return TRAIN_FAILED;
     j->start_step = (int64_t)j->state->step;
     j->tokens_seen = j->state->tokens_seen;
     j->opt->t = j->start_step;
     strata_info("resumed from %s at step %lld", j->resume_dir, (long long)j->start_step);
   } else {
-    gpt2_init_params(j->m, c->seed);
+    train_model_init(&j->tm, c->seed);
   }
   if (rank_status_open(c->out_dir, 0, 1, 0, 0, j->err, sizeof j->err)) /* RUN/status/rank-0 */
     strata_warn("%s; no status record", j->err);
@@ -153,11 +158,15 @@ static int solo_setup(solo_job_t *j) {
   env_read_int("STRATA_TRACE_MAX_EVENTS", 200000, &cap, NULL, 0);
   j->trace.max = cap > 0 ? (size_t)cap : 0;
   j->origin_s = strata_now_s();
+  char llama[160] = "";
+  if (c->arch == CKPT_ARCH_LLAMA)
+    snprintf(llama, sizeof llama, "Llama (%d kv heads, ffn %d, rms_norm_eps %g, rope_theta %g), ",
+             c->llama.kv_heads, c->llama.ffn, c->llama.rms_norm_eps, c->llama.rope_theta);
   if (!c->quiet)
-    strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
-                "batch %d x %d tokens, %lld steps, data %s",
+    strata_info("model: %s%d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
+                "batch %d x %d tokens, %lld steps, data %s", llama,
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
-                j->m->num_params, c->batch, j->T, (long long)c->steps, j->data_path);
+                j->tm.num_params, c->batch, j->T, (long long)c->steps, j->data_path);
   return TRAIN_OK;
 }
 
@@ -167,7 +176,7 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
   const train_config_t *c = &j->c;
   double t0 = strata_now_s();
   rank_status_step(step + 1);
-  gpt2_zero_grad(j->m);
+  train_model_zero_grad(&j->tm);
   double loss = 0;
   for (int mi = 0; mi < c->microbatches; mi++) {
     if (data_fetch(j->ds, DATA_TRAIN, c->seed, (uint64_t)step, c->batch, j->T, mi * j->mb, j->mb,
@@ -175,20 +184,20 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
       return -1;
     rank_status_op(RS_PIPE_FWD, mi);
     double tf = strata_now_s();
-    loss += gpt2_forward(j->m, j->acts, j->inputs, NULL, j->targets);
+    loss += train_model_forward(&j->tm, j->inputs, j->targets);
     double tb = strata_now_s();
     trace_buf_add(&j->trace, "fwd", 0, mi, step + 1, tf - j->origin_s, tb - j->origin_s);
     rank_status_op(RS_PIPE_BWD, mi);
-    gpt2_backward(j->m, j->acts, NULL, 1.0f / (float)c->microbatches, NULL);
+    train_model_backward(&j->tm, 1.0f / (float)c->microbatches);
     trace_buf_add(&j->trace, "bwd", 0, mi, step + 1, tb - j->origin_s, strata_now_s() - j->origin_s);
   }
   loss /= c->microbatches;
-  double ss = adamw_sum_squares(j->m->grads, j->m->num_params);
+  double ss = adamw_sum_squares(j->tm.grads, j->tm.num_params);
   float scale = adamw_clip_scale(ss, c->opt.grad_clip);
   float lr = adamw_lr_at(&c->opt, step); /* rounded to float: train_dist.c does the same */
   rank_status_op(RS_OPTIMIZER, -1);
   double to = strata_now_s();
-  adamw_step(j->opt, &c->opt, j->m->params, j->m->grads, j->m->tensors, j->m->num_tensors, lr,
+  adamw_step(j->opt, &c->opt, j->tm.params, j->tm.grads, j->tm.tensors, j->tm.num_tensors, lr,
              scale);
   trace_buf_add(&j->trace, "optim", 0, -1, step + 1, to - j->origin_s, strata_now_s() - j->origin_s);
   double dt = strata_now_s() - t0;
@@ -207,7 +216,7 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
 /* The validation loss into j->val_loss, and its line in val.jsonl (when training). 0 or -1. */
 static int solo_eval(solo_job_t *j) {
   rank_status_op(RS_EVAL, -1);
-  if (valset_loss(j->m, j->acts, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
+  if (valset_loss(&j->tm, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
                   j->targets, &j->val_loss, j->err, sizeof j->err))
     return -1;
   if (!j->c.eval_only) train_val_log_append(&j->val_log, j->step, j->val_loss, j->val_seqs * j->T);
@@ -250,15 +259,15 @@ static int solo_checkpoint(solo_job_t *j, int64_t step, double loss) {
   double tc = strata_now_s();
   if (c->ckpt_async) {
     if ((!j->ckw && ckpt_async_create(&j->ckw, j->err, sizeof j->err)) ||
-        ckpt_async_snapshot(j->ckw, j->m->params, j->opt->m, j->opt->v, j->m->num_params, j->err,
+        ckpt_async_snapshot(j->ckw, j->tm.params, j->opt->m, j->opt->v, j->tm.num_params, j->err,
                             sizeof j->err) ||
-        ckpt_async_save(j->ckw, dir, j->m, j->state, c->out_dir, c->keep, step, j->err,
+        ckpt_async_save(j->ckw, dir, j->tm.gpt, j->state, c->out_dir, c->keep, step, j->err,
                         sizeof j->err))
       return -1;
     trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
     return 0;
   }
-  if (ckpt_save(dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err)) return -1;
+  if (train_model_save(&j->tm, dir, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err)) return -1;
   trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
   if (c->keep > 0 && ckpt_prune(c->out_dir, c->keep, j->err, sizeof j->err) < 0) return -1;
   if (!c->quiet) strata_info("checkpoint %s", dir);
@@ -316,7 +325,7 @@ static int solo_write_report_pb(solo_job_t *j, double tokens_per_s, char *err, s
   if (rr) {
     strata_run_report_init(rr);
     rr->world_size = 1;
-    rr->model = train_model_cfg(&j->m->cfg);
+    rr->model = train_model_cfg(&j->c.model);
     train_config_to_state(&rr->train, &j->c, j->data_path);
     rr->layout.tp = rr->layout.pp = rr->layout.dp = 1;
     rr->layout.n_stage_layers = 1;
@@ -328,7 +337,7 @@ static int solo_write_report_pb(solo_job_t *j, double tokens_per_s, char *err, s
     rr->n_stages = 1;
     rr->stages[0] = (strata_stage_summary_t){.stage = 0, .layer_begin = 0,
                                              .layer_end = j->c.model.layers,
-                                             .params = j->m->num_params, .compute_s = j->train_s};
+                                             .params = j->tm.num_params, .compute_s = j->train_s};
     rc = run_report_pb_write(j->c.out_dir, rr, err, errlen);
     free(rr);
   }
@@ -371,8 +380,7 @@ static void solo_free(solo_job_t *j) {
   free(j->inputs);
   free(j->targets);
   adamw_free(j->opt);
-  gpt2_acts_free(j->acts);
-  gpt2_free(j->m);
+  train_model_free(&j->tm);
   data_close(j->ds);
   free(j->state);
 }

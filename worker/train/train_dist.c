@@ -399,6 +399,12 @@ static int dist_configure(dist_job_t *j) {
   if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path, err,
                     errlen))
     return TRAIN_BAD_CONFIG;
+  if (c->arch == CKPT_ARCH_LLAMA) { /* --arch llama, or a resumed Llama checkpoint */
+    snprintf(err, errlen, "a Llama model (--arch llama) trains on one rank only so far: run strata "
+             "train without mpirun and without the distributed flags (--tp, --pp, --dp, --zero, "
+             "--schedule, --device, ...)");
+    return TRAIN_BAD_CONFIG;
+  }
   if (c->tp < 1 || c->pp < 1 || c->dp < 1) {
     snprintf(err, errlen, "--tp, --pp and --dp must be at least 1 (got --tp %d --pp %d --dp %d)",
              c->tp, c->pp, c->dp);
