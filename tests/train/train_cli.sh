@@ -25,7 +25,8 @@
 #   llama_eval     eval of a Llama checkpoint equals train's validation loss (1e-6), and so does
 #                  train --eval-only
 #   llama_config   --config with a Hugging Face LlamaConfig (flags win), and bad ones (exit 2)
-#   llama_badflags Llama flags without --arch llama, distributed flags with it, bad shapes: exit 2
+#   llama_badflags Llama flags without --arch llama, pipeline flags or a --dp without its ranks
+#                  with it, bad shapes: exit 2
 set -euo pipefail
 STRATA="$1"; CASE="$2"
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
@@ -304,8 +305,9 @@ llama_badflags)
   expect_fail "--kv-heads applies to Llama models only; add --arch llama" train --kv-heads 2 --out "$W/x"
   expect_fail "--rope-theta applies to Llama models only" train --rope-theta 5e5 --out "$W/x"
   expect_fail "--arch must be gpt or llama, got 'mamba'" train --arch mamba --out "$W/x"
-  expect_fail "--arch llama trains on one rank only" train "${LLAMA[@]}" --dp 2 --out "$W/x"
-  expect_fail "--arch llama trains on one rank only" train "${LLAMA[@]}" --zero 1 --out "$W/x"
+  expect_fail "--arch llama with --dp 2 needs mpirun -np 2" train "${LLAMA[@]}" --dp 2 --out "$W/x"
+  expect_fail "--pp is not supported with --arch llama, which is data-parallel only" train "${LLAMA[@]}" --pp 2 --out "$W/x"
+  expect_fail "--schedule is not supported with --arch llama" train "${LLAMA[@]}" --schedule 1f1b --out "$W/x"
   expect_fail "kv_heads" train "${LLAMA[@]}" --kv-heads 3 --out "$W/x"
   expect_fail "--rms-norm-eps must be" train "${LLAMA[@]}" --rms-norm-eps 0 --out "$W/x"
   ;;

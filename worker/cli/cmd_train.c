@@ -296,12 +296,20 @@ int cmd_train(int argc, char **argv) {
                           transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
                           c.sequence_parallel || recompute;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
-  if (distributed && c.arch == CKPT_ARCH_LLAMA) {
-    strata_error("train: --arch llama trains on one rank only so far (no --tp, --pp, --dp, --zero, "
-                 "--schedule, --device or mpirun -np > 1); drop the distributed flags or use --arch gpt");
+  /* a Llama model is data-parallel only (train.c): its replicas run the one-rank loop */
+  const char *no_llama = c.tp != 1 ? "--tp" : c.pp != 1 ? "--pp" : schedule ? "--schedule"
+                         : c.stage_layers ? "--stage-layers" : c.sequence_parallel ? "--sequence-parallel"
+                         : recompute ? "--recompute" : c.device || c.device_mem ? "--device" : NULL;
+  if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
+    strata_error("train: %s is not supported with --arch llama, which is data-parallel only "
+                 "(--dp D --zero 0|1 under mpirun -np D); drop %s or use --arch gpt", no_llama, no_llama);
+    rc = 2;
+  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.dp) {
+    strata_error("train: --arch llama with --dp %d needs mpirun -np %d (the job's rank count is %d)",
+                 c.dp, c.dp, world);
     rc = 2;
   } else {
-    rc = distributed ? train_run_dist(&c) : train_run(&c);
+    rc = distributed && c.arch != CKPT_ARCH_LLAMA ? train_run_dist(&c) : train_run(&c);
   }
   data_tokenizer_remove();
   return rc;

@@ -400,9 +400,9 @@ static int dist_configure(dist_job_t *j) {
                     errlen))
     return TRAIN_BAD_CONFIG;
   if (c->arch == CKPT_ARCH_LLAMA) { /* --arch llama, or a resumed Llama checkpoint */
-    snprintf(err, errlen, "a Llama model (--arch llama) trains on one rank only so far: run strata "
-             "train without mpirun and without the distributed flags (--tp, --pp, --dp, --zero, "
-             "--schedule, --device, ...)");
+    snprintf(err, errlen, "checkpoint %s holds a Llama model: resume it with --arch llama, which "
+             "trains data-parallel only (--dp, --zero; no --tp, --pp, --schedule, --device)",
+             j->resume_dir);
     return TRAIN_BAD_CONFIG;
   }
   if (c->tp < 1 || c->pp < 1 || c->dp < 1) {
