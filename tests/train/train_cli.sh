@@ -25,6 +25,9 @@
 #   llama_eval     eval of a Llama checkpoint equals train's validation loss (1e-6), and so does
 #                  train --eval-only
 #   llama_config   --config with a Hugging Face LlamaConfig (flags win), and bad ones (exit 2)
+#   llama_infer    infer of a Llama checkpoint: greedy token ids equal the plain loop's
+#                  (llama_loop --greedy), a seeded sample repeats, --session exits 2, and
+#                  serve refuses a Llama checkpoint (exit 2)
 #   llama_badflags Llama flags without --arch llama, pipeline flags or a --dp without its ranks
 #                  with it, bad shapes: exit 2
 set -euo pipefail
@@ -294,6 +297,24 @@ JSON
   bad "{$L, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}}" 'rope_scaling is not supported'
   bad '{"model_type": "llama", "hidden_size": 64}' 'missing or non-integer "vocab_size"'
   bad "{$L}" 'is a Llama model (model_type "llama") but --arch gpt was given' --arch gpt
+  ;;
+llama_infer)
+  "$STRATA" train "${LLAMA[@]}" --steps 20 --lr 0.01 --warmup 2 --out "$W/a"
+  CK="$W/a/ckpt-00000020"
+  got=$("$STRATA" infer --checkpoint "$CK" --prompt "The " --max-tokens 12 --json | sed -E 's/.*"token_ids": \[([0-9, ]*)\].*/\1/; s/ //g')
+  want=$("$3" --greedy "$CK" "The " 12)
+  [ "$got" = "$want" ] || fail "greedy tokens $got, the plain loop's $want"
+  s1=$("$STRATA" infer --checkpoint "$CK" --prompt "The " --max-tokens 12 --temperature 0.8 --top-k 40 --seed 3 --json)
+  s2=$("$STRATA" infer --checkpoint "$CK" --prompt "The " --max-tokens 12 --temperature 0.8 --top-k 40 --seed 3 --json)
+  [ "$(sed -E 's/.*"token_ids": (\[[^]]*\]).*/\1/' <<<"$s1")" = "$(sed -E 's/.*"token_ids": (\[[^]]*\]).*/\1/' <<<"$s2")" ] \
+    || fail "the same seed sampled differently: $s1 / $s2"
+  grep -q '"tokens": 12, .*"context_tokens": 16' <<<"$s1" || fail "unexpected infer --json: $s1"
+  set +e; out=$("$STRATA" infer --checkpoint "$CK" --prompt "x" --max-tokens 4 --session s1 2>&1); code=$?; set -e
+  [ "$code" -eq 2 ] && grep -q "a Llama checkpoint generates on one rank without sessions" <<<"$out" \
+    || fail "--session with a Llama checkpoint: exit $code: $out"
+  set +e; out=$("$STRATA" serve --checkpoint "$CK" --listen 127.0.0.1:0 2>&1); code=$?; set -e
+  [ "$code" -eq 2 ] && grep -q "is a Llama model (config.json model_type \"llama\"); this command reads GPT-2 models only" <<<"$out" \
+    || fail "serve of a Llama checkpoint: exit $code: $out"
   ;;
 llama_badflags)
   expect_fail() { # expect_fail PATTERN ARGS...: exit code 2 and PATTERN in stderr
