@@ -37,6 +37,22 @@ SMALL=(--layers 2 --heads 2 --dim 32 --ctx 32 --batch 4 --quiet --eval-tokens 12
 LLAMA=(--arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --quiet --eval-tokens 128)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }
+expect_fail() { # expect_fail PATTERN ARGS...: `strata ARGS` exits 2 with PATTERN in its output
+  local pat="$1"; shift
+  set +e; out=$("$STRATA" "$@" 2>&1); code=$?; set -e
+  [ "$code" -eq 2 ] || fail "'$*' exited $code, expected 2 (output: $out)"
+  grep -q -- "$pat" <<<"$out" || fail "'$*' message lacks '$pat': $out"
+}
+# resume_12 FLAGS...: a 12-step run checkpointed at 6, resumed from step 6 into $W/resumed,
+# continues bit-identically (losses, weights, moments)
+resume_12() {
+  "$STRATA" train "$@" --steps 12 --ckpt-every 6 --warmup 3 --out "$W/full"
+  "$STRATA" train --quiet --resume "$W/full/ckpt-00000006" --out "$W/resumed"
+  diff <(losses "$W/full/steps.jsonl" | tail -6) <(losses "$W/resumed/steps.jsonl") || fail "resumed losses differ"
+  for f in model.safetensors optimizer.safetensors config.json; do
+    cmp "$W/full/ckpt-00000012/$f" "$W/resumed/ckpt-00000012/$f" || fail "resumed $f differs"
+  done
+}
 
 case "$CASE" in
 determinism)
@@ -56,11 +72,7 @@ determinism)
 resume)
   # --warmup 3: the resumed steps run on the cosine decay, whose floor comes from the
   # checkpoint's min_lr / lr; AdamW's betas, eps and weight decay come from it too.
-  "$STRATA" train "${SMALL[@]}" --steps 12 --ckpt-every 6 --warmup 3 --out "$W/full"
-  "$STRATA" train --quiet --resume "$W/full/ckpt-00000006" --out "$W/resumed"
-  diff <(losses "$W/full/steps.jsonl" | tail -6) <(losses "$W/resumed/steps.jsonl") || fail "resumed losses differ"
-  cmp "$W/full/ckpt-00000012/model.safetensors" "$W/resumed/ckpt-00000012/model.safetensors" || fail "resumed weights differ"
-  cmp "$W/full/ckpt-00000012/optimizer.safetensors" "$W/resumed/ckpt-00000012/optimizer.safetensors" || fail "resumed moments differ"
+  resume_12 "${SMALL[@]}"
   # --resume auto picks the newest valid checkpoint in --out and refuses to go nowhere.
   out=$("$STRATA" train --quiet --resume auto --out "$W/full" 2>&1) && fail "resume at the final step should fail"
   grep -q "already at --steps" <<<"$out" || fail "unexpected message: $out"
@@ -133,12 +145,6 @@ print("hfconfig: AutoTokenizer round trip ok")
 PY
   ;;
 badflags)
-  expect_fail() { # expect_fail PATTERN ARGS...: exit code 2 and PATTERN in stderr
-    local pat="$1"; shift
-    set +e; out=$("$STRATA" "$@" 2>&1); code=$?; set -e
-    [ "$code" -eq 2 ] || fail "'$*' exited $code, expected 2 (output: $out)"
-    grep -q -- "$pat" <<<"$out" || fail "'$*' message lacks '$pat': $out"
-  }
   expect_fail "unknown flag '--bogus'" train --bogus 1
   expect_fail "--steps must be an integer in \[1, 1000000000\], got 'ten'" train --steps ten
   expect_fail "needs a value" train --steps
@@ -236,22 +242,11 @@ print("llama_ckpt: config.json and", len(got), "tensors ok")
 PY
   ;;
 llama_resume)
-  "$STRATA" train "${LLAMA[@]}" --steps 12 --ckpt-every 6 --warmup 3 --out "$W/full"
-  "$STRATA" train --quiet --resume "$W/full/ckpt-00000006" --out "$W/resumed"
-  diff <(losses "$W/full/steps.jsonl" | tail -6) <(losses "$W/resumed/steps.jsonl") || fail "resumed losses differ"
-  cmp "$W/full/ckpt-00000012/model.safetensors" "$W/resumed/ckpt-00000012/model.safetensors" || fail "resumed weights differ"
-  cmp "$W/full/ckpt-00000012/optimizer.safetensors" "$W/resumed/ckpt-00000012/optimizer.safetensors" || fail "resumed moments differ"
-  cmp "$W/full/ckpt-00000012/config.json" "$W/resumed/ckpt-00000012/config.json" || fail "resumed config.json differs"
-  expect_resume_fail() { # expect_resume_fail PATTERN ARGS...
-    local pat="$1"; shift
-    set +e; out=$("$STRATA" train --quiet "$@" 2>&1); code=$?; set -e
-    [ "$code" -eq 2 ] || fail "'$*' exited $code, expected 2 (output: $out)"
-    grep -q -- "$pat" <<<"$out" || fail "'$*' message lacks '$pat': $out"
-  }
-  expect_resume_fail "--arch gpt differs from checkpoint .*'s llama" --arch gpt --resume "$W/full/ckpt-00000006" --out "$W/x"
-  expect_resume_fail "--kv-heads 4 differs from checkpoint .*'s 2" --arch llama --kv-heads 4 --resume "$W/full/ckpt-00000006" --out "$W/x"
+  resume_12 "${LLAMA[@]}"
+  expect_fail "--arch gpt differs from checkpoint .*'s llama" train --quiet --arch gpt --resume "$W/full/ckpt-00000006" --out "$W/x"
+  expect_fail "--kv-heads 4 differs from checkpoint .*'s 2" train --quiet --arch llama --kv-heads 4 --resume "$W/full/ckpt-00000006" --out "$W/x"
   "$STRATA" train "${SMALL[@]}" --steps 2 --out "$W/gpt"
-  expect_resume_fail "--arch llama differs from checkpoint .*'s gpt" --arch llama --resume "$W/gpt/ckpt-00000002" --steps 3 --out "$W/x"
+  expect_fail "--arch llama differs from checkpoint .*'s gpt" train --quiet --arch llama --resume "$W/gpt/ckpt-00000002" --steps 3 --out "$W/x"
   ;;
 llama_eval)
   "$STRATA" train "${LLAMA[@]}" --steps 4 --eval-tokens 256 --out "$W/a"
@@ -317,12 +312,6 @@ llama_infer)
     || fail "serve of a Llama checkpoint: exit $code: $out"
   ;;
 llama_badflags)
-  expect_fail() { # expect_fail PATTERN ARGS...: exit code 2 and PATTERN in stderr
-    local pat="$1"; shift
-    set +e; out=$("$STRATA" "$@" 2>&1); code=$?; set -e
-    [ "$code" -eq 2 ] || fail "'$*' exited $code, expected 2 (output: $out)"
-    grep -q -- "$pat" <<<"$out" || fail "'$*' message lacks '$pat': $out"
-  }
   expect_fail "--kv-heads applies to Llama models only; add --arch llama" train --kv-heads 2 --out "$W/x"
   expect_fail "--rope-theta applies to Llama models only" train --rope-theta 5e5 --out "$W/x"
   expect_fail "--arch must be gpt or llama, got 'mamba'" train --arch mamba --out "$W/x"

@@ -125,24 +125,22 @@ oom:
 
 /* ------------------------------------------------------------------ config.json */
 
-int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen) {
-  int rc = -1;
+/* A config.json object with its architecture and model_type, for config_write to complete. */
+static json_object *config_begin(const char *architecture, const char *model_type) {
   json_object *o = json_object_new_object();
   json_object *arch = json_object_new_array();
-  json_object_array_add(arch, json_object_new_string("GPT2LMHeadModel"));
+  json_object_array_add(arch, json_object_new_string(architecture));
   json_object_object_add(o, "architectures", arch);
-  json_object_object_add(o, "model_type", json_object_new_string("gpt2"));
-  json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
-  json_object_object_add(o, "n_positions", json_object_new_int(cfg->ctx));
-  json_object_object_add(o, "n_ctx", json_object_new_int(cfg->ctx));
-  json_object_object_add(o, "n_embd", json_object_new_int(cfg->dim));
-  json_object_object_add(o, "n_layer", json_object_new_int(cfg->layers));
-  json_object_object_add(o, "n_head", json_object_new_int(cfg->heads));
-  json_object_object_add(o, "layer_norm_epsilon", json_object_new_double_s(CKPT_LAYER_NORM_EPS, "1e-05"));
-  json_object_object_add(o, "activation_function", json_object_new_string("gelu_new"));
-  json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(1));
+  json_object_object_add(o, "model_type", json_object_new_string(model_type));
+  return o;
+}
+
+/* Adds torch_dtype and the bos / eos ids of the vocabulary, writes o to path (fsync'd) and
+ * frees it. 0 or -1. */
+static int config_write(json_object *o, int vocab, const char *path, char *err, size_t errlen) {
+  int rc = -1;
   json_object_object_add(o, "torch_dtype", json_object_new_string("float32"));
-  const int special = ckpt_special_token(cfg->vocab);
+  const int special = ckpt_special_token(vocab);
   json_object_object_add(o, "bos_token_id", json_object_new_int(special));
   json_object_object_add(o, "eos_token_id", json_object_new_int(special));
   size_t len;
@@ -152,6 +150,20 @@ int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, siz
   else rc = strata_write_synced("config", path, js, len, "\n", err, errlen);
   json_object_put(o);
   return rc;
+}
+
+int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen) {
+  json_object *o = config_begin("GPT2LMHeadModel", "gpt2");
+  json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
+  json_object_object_add(o, "n_positions", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "n_ctx", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "n_embd", json_object_new_int(cfg->dim));
+  json_object_object_add(o, "n_layer", json_object_new_int(cfg->layers));
+  json_object_object_add(o, "n_head", json_object_new_int(cfg->heads));
+  json_object_object_add(o, "layer_norm_epsilon", json_object_new_double_s(CKPT_LAYER_NORM_EPS, "1e-05"));
+  json_object_object_add(o, "activation_function", json_object_new_string("gelu_new"));
+  json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(1));
+  return config_write(o, cfg->vocab, path, err, errlen);
 }
 
 int ckpt_special_token(int vocab) { return vocab > CKPT_GPT2_EOT ? CKPT_GPT2_EOT : 0; }
@@ -431,12 +443,7 @@ static json_object *json_exact_double(double x) {
 const char *ckpt_arch_name(ckpt_arch_t arch) { return arch == CKPT_ARCH_LLAMA ? "llama" : "gpt"; }
 
 int ckpt_write_llama_config(const char *path, const llama_config_t *cfg, char *err, size_t errlen) {
-  int rc = -1;
-  json_object *o = json_object_new_object();
-  json_object *arch = json_object_new_array();
-  json_object_array_add(arch, json_object_new_string("LlamaForCausalLM"));
-  json_object_object_add(o, "architectures", arch);
-  json_object_object_add(o, "model_type", json_object_new_string("llama"));
+  json_object *o = config_begin("LlamaForCausalLM", "llama");
   json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
   json_object_object_add(o, "max_position_embeddings", json_object_new_int(cfg->ctx));
   json_object_object_add(o, "hidden_size", json_object_new_int(cfg->dim));
@@ -452,17 +459,7 @@ int ckpt_write_llama_config(const char *path, const llama_config_t *cfg, char *e
   json_object_object_add(o, "attention_bias", json_object_new_boolean(0));
   json_object_object_add(o, "mlp_bias", json_object_new_boolean(0));
   json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(0));
-  json_object_object_add(o, "torch_dtype", json_object_new_string("float32"));
-  const int special = ckpt_special_token(cfg->vocab);
-  json_object_object_add(o, "bos_token_id", json_object_new_int(special));
-  json_object_object_add(o, "eos_token_id", json_object_new_int(special));
-  size_t len;
-  const char *js = json_object_to_json_string_length(
-      o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  if (!js) strata_fail(err, errlen, "config '%s': out of memory for its text", path);
-  else rc = strata_write_synced("config", path, js, len, "\n", err, errlen);
-  json_object_put(o);
-  return rc;
+  return config_write(o, cfg->vocab, path, err, errlen);
 }
 
 /* ------------------------------------------------------------------ writing */
