@@ -15,8 +15,11 @@
  * Distributed (train_run_dist, train_dist.c): under mpirun with --tp T --pp P --dp D the same
  * loop runs as a P-stage pipeline (pipeline.h) whose every stage is split over T tensor-parallel
  * ranks (gpt2.h), replicated D times, gradients reduced in buckets overlapping backward
- * (grad_sync.h), reports gathered by rank 0 (coordinator.h). For the same seed, model and global
- * batch every layout computes the same losses as one rank (up to float summation order).
+ * (grad_sync.h), reports gathered by rank 0 (coordinator.h). A Llama model (arch
+ * CKPT_ARCH_LLAMA) is not a pipeline shard: it runs train_run, also under mpirun as --dp D
+ * replicas of the whole model (train.c; train_run_dist refuses it). For the same seed, model
+ * and global batch every layout computes the same losses as one rank (up to float summation
+ * order).
  * Determinism: the same configuration gives bit-identical losses; a run resumed from the
  * checkpoint of step k continues bit-identically to the uninterrupted run (all state that
  * influences later steps -- weights, moments, step count -- is in the checkpoint, and the
