@@ -14,7 +14,7 @@
 set -uo pipefail
 STRATA="$1"
 SRC="$2"
-MIN_FLAGS=81
+MIN_FLAGS=85
 COMMANDS=(train eval infer serve bench simulate report tokenize)
 # Values a flag's help documents as meaningful although outside its range: "FLAG VALUE" -> reason.
 declare -A SKIP=()

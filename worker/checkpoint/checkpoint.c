@@ -125,24 +125,22 @@ oom:
 
 /* ------------------------------------------------------------------ config.json */
 
-int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen) {
-  int rc = -1;
+/* A config.json object with its architecture and model_type, for config_write to complete. */
+static json_object *config_begin(const char *architecture, const char *model_type) {
   json_object *o = json_object_new_object();
   json_object *arch = json_object_new_array();
-  json_object_array_add(arch, json_object_new_string("GPT2LMHeadModel"));
+  json_object_array_add(arch, json_object_new_string(architecture));
   json_object_object_add(o, "architectures", arch);
-  json_object_object_add(o, "model_type", json_object_new_string("gpt2"));
-  json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
-  json_object_object_add(o, "n_positions", json_object_new_int(cfg->ctx));
-  json_object_object_add(o, "n_ctx", json_object_new_int(cfg->ctx));
-  json_object_object_add(o, "n_embd", json_object_new_int(cfg->dim));
-  json_object_object_add(o, "n_layer", json_object_new_int(cfg->layers));
-  json_object_object_add(o, "n_head", json_object_new_int(cfg->heads));
-  json_object_object_add(o, "layer_norm_epsilon", json_object_new_double_s(CKPT_LAYER_NORM_EPS, "1e-05"));
-  json_object_object_add(o, "activation_function", json_object_new_string("gelu_new"));
-  json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(1));
+  json_object_object_add(o, "model_type", json_object_new_string(model_type));
+  return o;
+}
+
+/* Adds torch_dtype and the bos / eos ids of the vocabulary, writes o to path (fsync'd) and
+ * frees it. 0 or -1. */
+static int config_write(json_object *o, int vocab, const char *path, char *err, size_t errlen) {
+  int rc = -1;
   json_object_object_add(o, "torch_dtype", json_object_new_string("float32"));
-  const int special = ckpt_special_token(cfg->vocab);
+  const int special = ckpt_special_token(vocab);
   json_object_object_add(o, "bos_token_id", json_object_new_int(special));
   json_object_object_add(o, "eos_token_id", json_object_new_int(special));
   size_t len;
@@ -152,6 +150,20 @@ int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, siz
   else rc = strata_write_synced("config", path, js, len, "\n", err, errlen);
   json_object_put(o);
   return rc;
+}
+
+int ckpt_write_config(const char *path, const gpt2_config_t *cfg, char *err, size_t errlen) {
+  json_object *o = config_begin("GPT2LMHeadModel", "gpt2");
+  json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
+  json_object_object_add(o, "n_positions", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "n_ctx", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "n_embd", json_object_new_int(cfg->dim));
+  json_object_object_add(o, "n_layer", json_object_new_int(cfg->layers));
+  json_object_object_add(o, "n_head", json_object_new_int(cfg->heads));
+  json_object_object_add(o, "layer_norm_epsilon", json_object_new_double_s(CKPT_LAYER_NORM_EPS, "1e-05"));
+  json_object_object_add(o, "activation_function", json_object_new_string("gelu_new"));
+  json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(1));
+  return config_write(o, cfg->vocab, path, err, errlen);
 }
 
 int ckpt_special_token(int vocab) { return vocab > CKPT_GPT2_EOT ? CKPT_GPT2_EOT : 0; }
@@ -229,22 +241,110 @@ static int cfg_int(json_object *o, const char *key, int *out, const char *path, 
   return 0;
 }
 
-int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen) {
-  char path[CKPT_PATH_MAX];
-  join(path, sizeof path, dir, CKPT_CONFIG_FILE);
-  FILE *fp = strata_fopen_regular(path);
-  if (!fp)
-    return strata_fail(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
-                       dir, CKPT_CONFIG_FILE, strerror(errno));
-  fclose(fp);
-  return ckpt_read_config_file(path, cfg, err, errlen);
+/* A number of a config.json (integer or floating point) into *out; absent: `dflt` (NAN: required). */
+static int cfg_double(json_object *o, const char *key, double dflt, double *out, const char *path,
+                      char *err, size_t errlen) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, key, &v) || !v) {
+    if (isnan(dflt)) return strata_fail(err, errlen, "config '%s': missing \"%s\"", path, key);
+    *out = dflt;
+    return 0;
+  }
+  if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+    return strata_fail(err, errlen, "config '%s': \"%s\" is not a number", path, key);
+  *out = json_object_get_double(v);
+  return 0;
 }
 
-int ckpt_read_config_file(const char *path, gpt2_config_t *cfg, char *err, size_t errlen) {
+/* The GPT-2 keys of a config.json (model_type "gpt2") into cfg. 0 or -1. */
+static int parse_gpt2_config(json_object *o, const char *path, gpt2_config_t *cfg, char *err,
+                             size_t errlen) {
+  json_object *v;
+  if (cfg_int(o, "vocab_size", &cfg->vocab, path, err, errlen) ||
+      cfg_int(o, "n_positions", &cfg->ctx, path, err, errlen) ||
+      cfg_int(o, "n_embd", &cfg->dim, path, err, errlen) ||
+      cfg_int(o, "n_layer", &cfg->layers, path, err, errlen) ||
+      cfg_int(o, "n_head", &cfg->heads, path, err, errlen))
+    return -1;
+  if (cfg->dim % cfg->heads != 0)
+    return strata_fail(err, errlen, "config '%s': n_embd %d is not divisible by n_head %d", path,
+                       cfg->dim, cfg->heads);
+  if (json_object_object_get_ex(o, "layer_norm_epsilon", &v)) {
+    double eps = json_object_get_double(v);
+    if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
+        fabs(eps - CKPT_LAYER_NORM_EPS) > 1e-12)
+      return strata_fail(err, errlen, "config '%s': layer_norm_epsilon %g is not supported; Strata's GPT-2 uses 1e-05",
+                         path, eps);
+  }
+  if (json_object_object_get_ex(o, "activation_function", &v)) {
+    const char *a = json_object_get_string(v);
+    if (!a || (strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh")))
+      return strata_fail(err, errlen, "config '%s': activation_function \"%s\" is not supported; expected \"gelu_new\"",
+                         path, a ? a : "?");
+  }
+  if (json_object_object_get_ex(o, "n_inner", &v) && v && json_object_get_int64(v) != 4LL * cfg->dim)
+    return strata_fail(err, errlen, "config '%s': n_inner %lld is not supported; Strata's GPT-2 MLP is 4 x n_embd = %d "
+                       "(null or absent)", path, (long long)json_object_get_int64(v), 4 * cfg->dim);
+  if (json_object_object_get_ex(o, "tie_word_embeddings", &v) && !json_object_get_boolean(v))
+    return strata_fail(err, errlen, "config '%s': tie_word_embeddings false is not supported (Strata ties lm_head to wte)",
+                       path);
+  return 0;
+}
+
+/* The LlamaConfig keys of a config.json (model_type "llama") into cfg, with Hugging Face's
+ * defaults for the optional ones (num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6,
+ * rope_theta 10000, tie_word_embeddings false); refuses what llama.h does not compute. 0 or -1. */
+static int parse_llama_config(json_object *o, const char *path, llama_config_t *cfg, char *err,
+                              size_t errlen) {
+  json_object *v;
+  memset(cfg, 0, sizeof *cfg);
+  if (cfg_int(o, "vocab_size", &cfg->vocab, path, err, errlen) ||
+      cfg_int(o, "max_position_embeddings", &cfg->ctx, path, err, errlen) ||
+      cfg_int(o, "hidden_size", &cfg->dim, path, err, errlen) ||
+      cfg_int(o, "intermediate_size", &cfg->ffn, path, err, errlen) ||
+      cfg_int(o, "num_hidden_layers", &cfg->layers, path, err, errlen) ||
+      cfg_int(o, "num_attention_heads", &cfg->heads, path, err, errlen))
+    return -1;
+  cfg->kv_heads = cfg->heads;
+  if (json_object_object_get_ex(o, "num_key_value_heads", &v) && v &&
+      cfg_int(o, "num_key_value_heads", &cfg->kv_heads, path, err, errlen))
+    return -1;
+  if (cfg_double(o, "rms_norm_eps", 1e-6, &cfg->rms_norm_eps, path, err, errlen) ||
+      cfg_double(o, "rope_theta", 1e4, &cfg->rope_theta, path, err, errlen))
+    return -1;
+  if (json_object_object_get_ex(o, "tie_word_embeddings", &v) && json_object_get_boolean(v))
+    return strata_fail(err, errlen, "config '%s': tie_word_embeddings true is not supported: Strata's Llama "
+                       "has its own lm_head.weight; set \"tie_word_embeddings\": false", path);
+  if (json_object_object_get_ex(o, "rope_scaling", &v) && v)
+    return strata_fail(err, errlen, "config '%s': rope_scaling is not supported (Strata's Llama uses plain "
+                       "RoPE); set \"rope_scaling\": null", path);
+  if (json_object_object_get_ex(o, "hidden_act", &v) && v &&
+      strcmp(json_object_get_string(v), "silu") != 0)
+    return strata_fail(err, errlen, "config '%s': hidden_act \"%s\" is not supported; Strata's Llama MLP "
+                       "is SwiGLU (\"silu\")", path, json_object_get_string(v));
+  const char *biases[] = {"attention_bias", "mlp_bias"};
+  for (int i = 0; i < 2; i++)
+    if (json_object_object_get_ex(o, biases[i], &v) && json_object_get_boolean(v))
+      return strata_fail(err, errlen, "config '%s': %s true is not supported (Strata's Llama has no "
+                         "biases); set it false", path, biases[i]);
+  if (json_object_object_get_ex(o, "head_dim", &v) && v &&
+      json_object_get_int64(v) * cfg->heads != cfg->dim)
+    return strata_fail(err, errlen, "config '%s': head_dim %lld is not hidden_size / num_attention_heads = "
+                       "%d / %d; Strata's Llama needs that", path, (long long)json_object_get_int64(v),
+                       cfg->dim, cfg->heads);
+  char msg[400];
+  if (llama_config_check(cfg, msg, sizeof msg))
+    return strata_fail(err, errlen, "config '%s': %s", path, msg);
+  return 0;
+}
+
+int ckpt_read_model_config_file(const char *path, ckpt_model_config_t *cfg, char *err,
+                                size_t errlen) {
   int rc = -1;
   char *text = NULL;
   json_object *o = NULL;
   json_tokener *tok = NULL;
+  memset(cfg, 0, sizeof *cfg);
   FILE *fp = strata_fopen_regular(path);
   if (!fp) return strata_fail(err, errlen, "config '%s': cannot open: %s", path, strerror(errno));
   struct stat st;
@@ -268,49 +368,19 @@ int ckpt_read_config_file(const char *path, gpt2_config_t *cfg, char *err, size_
     goto exit;
   }
   json_object *v;
-  if (!json_object_object_get_ex(o, "model_type", &v) || !json_object_is_type(v, json_type_string) ||
-      strcmp(json_object_get_string(v), "gpt2") != 0) {
-    strata_fail(err, errlen, "config '%s': \"model_type\" is %s%s%s; Strata's models are GPT-2 (\"gpt2\") so far",
-                path, v && json_object_is_type(v, json_type_string) ? "\"" : "",
-                v ? json_object_get_string(v) : "missing", v && json_object_is_type(v, json_type_string) ? "\"" : "");
-    goto exit;
-  }
-  if (cfg_int(o, "vocab_size", &cfg->vocab, path, err, errlen) ||
-      cfg_int(o, "n_positions", &cfg->ctx, path, err, errlen) ||
-      cfg_int(o, "n_embd", &cfg->dim, path, err, errlen) ||
-      cfg_int(o, "n_layer", &cfg->layers, path, err, errlen) ||
-      cfg_int(o, "n_head", &cfg->heads, path, err, errlen))
-    goto exit;
-  if (cfg->dim % cfg->heads != 0) {
-    strata_fail(err, errlen, "config '%s': n_embd %d is not divisible by n_head %d", path, cfg->dim,
-           cfg->heads);
-    goto exit;
-  }
-  if (json_object_object_get_ex(o, "layer_norm_epsilon", &v)) {
-    double eps = json_object_get_double(v);
-    if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
-        fabs(eps - CKPT_LAYER_NORM_EPS) > 1e-12) {
-      strata_fail(err, errlen, "config '%s': layer_norm_epsilon %g is not supported; Strata's GPT-2 uses 1e-05",
-             path, eps);
-      goto exit;
-    }
-  }
-  if (json_object_object_get_ex(o, "activation_function", &v)) {
-    const char *a = json_object_get_string(v);
-    if (!a || (strcmp(a, "gelu_new") && strcmp(a, "gelu_pytorch_tanh"))) {
-      strata_fail(err, errlen, "config '%s': activation_function \"%s\" is not supported; expected \"gelu_new\"",
-             path, a ? a : "?");
-      goto exit;
-    }
-  }
-  if (json_object_object_get_ex(o, "n_inner", &v) && v && json_object_get_int64(v) != 4LL * cfg->dim) {
-    strata_fail(err, errlen, "config '%s': n_inner %lld is not supported; Strata's GPT-2 MLP is 4 x n_embd = %d "
-                "(null or absent)", path, (long long)json_object_get_int64(v), 4 * cfg->dim);
-    goto exit;
-  }
-  if (json_object_object_get_ex(o, "tie_word_embeddings", &v) && !json_object_get_boolean(v)) {
-    strata_fail(err, errlen, "config '%s': tie_word_embeddings false is not supported (Strata ties lm_head to wte)",
-           path);
+  const char *type = json_object_object_get_ex(o, "model_type", &v) && json_object_is_type(v, json_type_string)
+                         ? json_object_get_string(v) : NULL;
+  if (type && !strcmp(type, "gpt2")) {
+    cfg->arch = CKPT_ARCH_GPT2;
+    if (parse_gpt2_config(o, path, &cfg->shape, err, errlen)) goto exit;
+  } else if (type && !strcmp(type, "llama")) {
+    cfg->arch = CKPT_ARCH_LLAMA;
+    if (parse_llama_config(o, path, &cfg->llama, err, errlen)) goto exit;
+    cfg->shape = (gpt2_config_t){cfg->llama.vocab, cfg->llama.ctx, cfg->llama.layers,
+                                 cfg->llama.heads, cfg->llama.dim};
+  } else {
+    strata_fail(err, errlen, "config '%s': \"model_type\" is %s%s%s; Strata's models are GPT-2 (\"gpt2\") "
+                "and Llama (\"llama\")", path, type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
     goto exit;
   }
   rc = 0;
@@ -320,6 +390,76 @@ exit:
   free(text);
   fclose(fp);
   return rc;
+}
+
+/* The GPT-2 shape of a config read by ckpt_read_model_config(_file), or -1 for a Llama one. */
+static int gpt2_only(const char *where, const ckpt_model_config_t *mc, gpt2_config_t *cfg, char *err,
+                     size_t errlen) {
+  if (mc->arch != CKPT_ARCH_GPT2)
+    return strata_fail(err, errlen, "'%s' is a Llama model (config.json model_type \"llama\"); this "
+                       "command reads GPT-2 models only (strata train --arch llama, eval and infer "
+                       "take Llama models)", where);
+  *cfg = mc->shape;
+  return 0;
+}
+
+int ckpt_read_config_file(const char *path, gpt2_config_t *cfg, char *err, size_t errlen) {
+  ckpt_model_config_t mc;
+  if (ckpt_read_model_config_file(path, &mc, err, errlen)) return -1;
+  return gpt2_only(path, &mc, cfg, err, errlen);
+}
+
+int ckpt_read_model_config(const char *dir, ckpt_model_config_t *cfg, char *err, size_t errlen) {
+  char path[CKPT_PATH_MAX];
+  join(path, sizeof path, dir, CKPT_CONFIG_FILE);
+  FILE *fp = strata_fopen_regular(path);
+  if (!fp)
+    return strata_fail(err, errlen, "checkpoint '%s': cannot open %s: %s (is this a checkpoint directory?)",
+                       dir, CKPT_CONFIG_FILE, strerror(errno));
+  fclose(fp);
+  return ckpt_read_model_config_file(path, cfg, err, errlen);
+}
+
+int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errlen) {
+  ckpt_model_config_t mc;
+  if (ckpt_read_model_config(dir, &mc, err, errlen)) return -1;
+  return gpt2_only(dir, &mc, cfg, err, errlen);
+}
+
+/* A double as the shortest decimal text that reads back as the same double. */
+static json_object *json_exact_double(double x) {
+  char num[40];
+  if (x == floor(x) && fabs(x) < 1e15) { /* 10000.0, as Python writes it */
+    snprintf(num, sizeof num, "%.1f", x);
+    return json_object_new_double_s(x, num);
+  }
+  for (int digits = 1; digits <= 17; digits++) {
+    snprintf(num, sizeof num, "%.*g", digits, x);
+    if (strtod(num, NULL) == x) break;
+  }
+  return json_object_new_double_s(x, num);
+}
+
+const char *ckpt_arch_name(ckpt_arch_t arch) { return arch == CKPT_ARCH_LLAMA ? "llama" : "gpt"; }
+
+int ckpt_write_llama_config(const char *path, const llama_config_t *cfg, char *err, size_t errlen) {
+  json_object *o = config_begin("LlamaForCausalLM", "llama");
+  json_object_object_add(o, "vocab_size", json_object_new_int(cfg->vocab));
+  json_object_object_add(o, "max_position_embeddings", json_object_new_int(cfg->ctx));
+  json_object_object_add(o, "hidden_size", json_object_new_int(cfg->dim));
+  json_object_object_add(o, "intermediate_size", json_object_new_int(cfg->ffn));
+  json_object_object_add(o, "num_hidden_layers", json_object_new_int(cfg->layers));
+  json_object_object_add(o, "num_attention_heads", json_object_new_int(cfg->heads));
+  json_object_object_add(o, "num_key_value_heads", json_object_new_int(cfg->kv_heads));
+  json_object_object_add(o, "head_dim", json_object_new_int(cfg->dim / cfg->heads));
+  json_object_object_add(o, "rms_norm_eps", json_exact_double(cfg->rms_norm_eps));
+  json_object_object_add(o, "rope_theta", json_exact_double(cfg->rope_theta));
+  json_object_object_add(o, "rope_scaling", NULL);
+  json_object_object_add(o, "hidden_act", json_object_new_string("silu"));
+  json_object_object_add(o, "attention_bias", json_object_new_boolean(0));
+  json_object_object_add(o, "mlp_bias", json_object_new_boolean(0));
+  json_object_object_add(o, "tie_word_embeddings", json_object_new_boolean(0));
+  return config_write(o, cfg->vocab, path, err, errlen);
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -374,9 +514,27 @@ int ckpt_assemble_full(const gpt2_model_t *m, const float *parts, float *full, c
   return 0;
 }
 
+/* The tensors a checkpoint writes or reads: a model's catalogue and flat parameters, of either
+ * family (a GPT-2 shard, a whole Llama model). */
+typedef struct {
+  const gpt2_tensor_t *tensors;
+  int num_tensors;
+  float *params;
+  int has_embed; /* 0: a later GPT-2 stage, whose tied wte.weight stage 0 writes */
+  int tp_rank;
+} tensor_set_t;
+
+static tensor_set_t gpt2_set(const gpt2_model_t *m) {
+  return (tensor_set_t){m->tensors, m->num_tensors, m->params, m->range.has_embed, m->range.tp_rank};
+}
+
+static tensor_set_t llama_set(const llama_model_t *m) {
+  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, 0};
+}
+
 /* Writes the shard's tensors from flat buffers: whole tensors (`full`: tensor i at the sum of the
  * full_numel before it, full_shape) or this rank's parts (m's layout and shapes). */
-static int write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *params,
+static int write_shard(const char *tmp_dir, const tensor_set_t *m, const float *params,
                        const float *exp_avg, const float *exp_avg_sq, int full, int stage,
                        int num_stages, char *err, size_t errlen) {
   int rc = -1, n = 0;
@@ -396,7 +554,7 @@ static int write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *
     const gpt2_tensor_t *t = &m->tensors[i];
     const size_t off = full ? foff : t->offset;
     foff += t->full_numel;
-    if (strcmp(t->name, "wte.weight") == 0 && !m->range.has_embed) continue; /* stage 0 writes it */
+    if (strcmp(t->name, "wte.weight") == 0 && !m->has_embed) continue; /* stage 0 writes it */
     w[n] = (st_tensor_desc_t){.name = t->name, .dtype = ST_F32, .ndim = t->ndim,
                               .data = params + off};
     for (int d = 0; d < t->ndim; d++) w[n].shape[d] = full ? t->full_shape[d] : t->shape[d];
@@ -444,13 +602,15 @@ int ckpt_write_shard(const char *tmp_dir, const gpt2_model_t *m, const float *ex
     return strata_fail(err, errlen, "checkpoint: stage %d is 1/%d of a tensor-parallel group; gather "
                        "its whole tensors (ckpt_assemble_full) and use ckpt_write_shard_full",
                        stage, m->range.tp_size);
-  return write_shard(tmp_dir, m, m->params, exp_avg, exp_avg_sq, 0, stage, num_stages, err, errlen);
+  const tensor_set_t ts = gpt2_set(m);
+  return write_shard(tmp_dir, &ts, m->params, exp_avg, exp_avg_sq, 0, stage, num_stages, err, errlen);
 }
 
 int ckpt_write_shard_full(const char *tmp_dir, const gpt2_model_t *m, const float *params,
                           const float *exp_avg, const float *exp_avg_sq, int stage,
                           int num_stages, char *err, size_t errlen) {
-  return write_shard(tmp_dir, m, params, exp_avg, exp_avg_sq, 1, stage, num_stages, err, errlen);
+  const tensor_set_t ts = gpt2_set(m);
+  return write_shard(tmp_dir, &ts, params, exp_avg, exp_avg_sq, 1, stage, num_stages, err, errlen);
 }
 
 /* Builds and writes model.safetensors.index.json from the stage files in tmp_dir. */
@@ -538,8 +698,11 @@ static int publish(const char *tmp_dir, const char *dir, char *err, size_t errle
   return 0;
 }
 
-int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
-                strata_train_state_t *state, int num_stages, char *err, size_t errlen) {
+/* ckpt_commit of either family: cfg is the shape (vocab, ctx, layers, heads, dim) the training
+ * state and the tokenizer take; llama, when given, the Llama configuration config.json holds. */
+static int commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
+                  const llama_config_t *llama, strata_train_state_t *state, int num_stages,
+                  char *err, size_t errlen) {
   char path[CKPT_PATH_MAX], fname[128];
   char **names = NULL;
   int n = 0, rc = -1;
@@ -555,7 +718,8 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
   if (num_stages > 1 && write_index(tmp_dir, num_stages, err, errlen) != 0) return -1;
   fault_point(FAULT_AT_COMMIT, -1);
   join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
-  if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
+  if ((llama ? ckpt_write_llama_config(path, llama, err, errlen) : ckpt_write_config(path, cfg, err, errlen)) != 0)
+    return -1;
   if (ckpt_write_bpe_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
   if (ckpt_write_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
   if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0)
@@ -595,6 +759,27 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
 exit:
   free_names(names, n);
   return rc;
+}
+
+int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
+                strata_train_state_t *state, int num_stages, char *err, size_t errlen) {
+  return commit(tmp_dir, dir, cfg, NULL, state, num_stages, err, errlen);
+}
+
+int ckpt_save_llama(const char *dir, const llama_model_t *m, const float *exp_avg,
+                    const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen) {
+  char tmp[CKPT_PATH_MAX];
+  const llama_config_t *lc = &m->cfg;
+  const gpt2_config_t shape = {lc->vocab, lc->ctx, lc->layers, lc->heads, lc->dim};
+  const tensor_set_t ts = llama_set(m);
+  if (ckpt_begin(dir, tmp, sizeof tmp, err, errlen) != 0) return -1;
+  state->layout.pp = 1;
+  if (write_shard(tmp, &ts, m->params, exp_avg, exp_avg_sq, 0, 0, 1, err, errlen) != 0 ||
+      commit(tmp, dir, &shape, lc, state, 1, err, errlen) != 0) {
+    ckpt_abort(tmp);
+    return -1;
+  }
+  return 0;
 }
 
 int ckpt_save(const char *dir, const gpt2_model_t *m, const float *exp_avg,
@@ -753,12 +938,51 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
   return 0;
 }
 
-int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_sq,
-              strata_train_state_t *state_out, char *err, size_t errlen) {
+/* Same shapes can still hide another configuration (heads, ctx, and for Llama kv_heads, eps,
+ * theta): compares the checkpoint's config.json with the model. 0, or -1 with a message. */
+typedef int (*config_check_fn)(const char *dir, const ckpt_model_config_t *cc, const void *model,
+                               char *err, size_t errlen);
+
+static int gpt2_config_same(const char *dir, const ckpt_model_config_t *c, const void *model,
+                            char *err, size_t errlen) {
+  const gpt2_config_t *mc = &((const gpt2_model_t *)model)->cfg, *cc = &c->shape;
+  if (cc->vocab != mc->vocab || cc->ctx != mc->ctx || cc->layers != mc->layers ||
+      cc->heads != mc->heads || cc->dim != mc->dim)
+    return strata_fail(err, errlen,
+                       "checkpoint '%s' is a model with vocab=%d ctx=%d layers=%d heads=%d dim=%d, but "
+                       "the model has vocab=%d ctx=%d layers=%d heads=%d dim=%d: use matching --layers "
+                       "--heads --dim --ctx (and data of the same vocabulary)",
+                       dir, cc->vocab, cc->ctx, cc->layers, cc->heads, cc->dim, mc->vocab, mc->ctx,
+                       mc->layers, mc->heads, mc->dim);
+  return 0;
+}
+
+static int llama_config_same(const char *dir, const ckpt_model_config_t *c, const void *model,
+                             char *err, size_t errlen) {
+  const llama_config_t *mc = &((const llama_model_t *)model)->cfg, *cc = &c->llama;
+  if (cc->vocab != mc->vocab || cc->ctx != mc->ctx || cc->layers != mc->layers ||
+      cc->heads != mc->heads || cc->kv_heads != mc->kv_heads || cc->dim != mc->dim ||
+      cc->ffn != mc->ffn || cc->rms_norm_eps != mc->rms_norm_eps || cc->rope_theta != mc->rope_theta)
+    return strata_fail(err, errlen,
+                       "checkpoint '%s' is a Llama model with vocab=%d ctx=%d layers=%d heads=%d "
+                       "kv_heads=%d dim=%d ffn=%d rms_norm_eps=%g rope_theta=%g, but the model has "
+                       "vocab=%d ctx=%d layers=%d heads=%d kv_heads=%d dim=%d ffn=%d rms_norm_eps=%g "
+                       "rope_theta=%g: use the checkpoint's shape", dir, cc->vocab, cc->ctx,
+                       cc->layers, cc->heads, cc->kv_heads, cc->dim, cc->ffn, cc->rms_norm_eps,
+                       cc->rope_theta, mc->vocab, mc->ctx, mc->layers, mc->heads, mc->kv_heads,
+                       mc->dim, mc->ffn, mc->rms_norm_eps, mc->rope_theta);
+  return 0;
+}
+
+/* ckpt_load of either family: the tensors of ts (and moments), after config.json names the
+ * family `arch` and check accepts its configuration. */
+static int load(const char *dir, const tensor_set_t *m, ckpt_arch_t arch, config_check_fn check,
+                const void *model, float *exp_avg, float *exp_avg_sq,
+                strata_train_state_t *state_out, char *err, size_t errlen) {
   int rc = -1;
   open_set_t set = {0};
   st_index_t *idx = NULL;
-  gpt2_config_t cc;
+  ckpt_model_config_t cc;
   char path[CKPT_PATH_MAX];
   strata_train_state_t *state = malloc(sizeof *state);
   if (!state) return strata_fail(err, errlen, "checkpoint: out of memory for the train state");
@@ -767,7 +991,14 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
     goto exit;
   }
   if (ckpt_read_state(dir, state, 1, err, errlen) != 0) goto exit;
-  if (ckpt_read_config(dir, &cc, err, errlen) != 0) goto exit;
+  if (ckpt_read_model_config(dir, &cc, err, errlen) != 0) goto exit;
+  if (cc.arch != arch) {
+    strata_fail(err, errlen, "checkpoint '%s' holds a %s model but a %s model was asked to load it: "
+                "pass --arch %s (or use a %s checkpoint)", dir,
+                cc.arch == CKPT_ARCH_LLAMA ? "Llama" : "GPT-2", arch == CKPT_ARCH_LLAMA ? "Llama" : "GPT-2",
+                ckpt_arch_name(cc.arch), arch == CKPT_ARCH_LLAMA ? "Llama" : "GPT-2");
+    goto exit;
+  }
   set.files = calloc((size_t)state->n_files + 1, sizeof *set.files);
   set.names = calloc((size_t)state->n_files + 1, sizeof *set.names);
   if (!set.files || !set.names) {
@@ -804,7 +1035,7 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
     for (int i = 0; i < m->num_tensors; i++) {
       const gpt2_tensor_t *t = &m->tensors[i];
       char mname[160];
-      const int tr = m->range.tp_rank;
+      const int tr = m->tp_rank;
       if (take(dir, &set, CKPT_MODEL_PREFIX, t->name, t, tr, pass ? m->params + t->offset : NULL,
                err, errlen) != 0)
         goto exit;
@@ -818,19 +1049,7 @@ int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_s
                err, errlen) != 0)
         goto exit;
     }
-    if (pass == 0) { /* same shapes can still hide another configuration (heads, ctx) */
-      const gpt2_config_t *mc = &m->cfg;
-      if (cc.vocab != mc->vocab || cc.ctx != mc->ctx || cc.layers != mc->layers ||
-          cc.heads != mc->heads || cc.dim != mc->dim) {
-        strata_fail(err, errlen,
-               "checkpoint '%s' is a model with vocab=%d ctx=%d layers=%d heads=%d dim=%d, but "
-               "the model has vocab=%d ctx=%d layers=%d heads=%d dim=%d: use matching --layers "
-               "--heads --dim --ctx (and data of the same vocabulary)",
-               dir, cc.vocab, cc.ctx, cc.layers, cc.heads, cc.dim, mc->vocab, mc->ctx, mc->layers,
-               mc->heads, mc->dim);
-        goto exit;
-      }
-    }
+    if (pass == 0 && check(dir, &cc, model, err, errlen)) goto exit;
   }
   if (state_out) *state_out = *state;
   rc = 0;
@@ -839,6 +1058,20 @@ exit:
   open_set_free(&set);
   free(state);
   return rc;
+}
+
+int ckpt_load(const char *dir, gpt2_model_t *m, float *exp_avg, float *exp_avg_sq,
+              strata_train_state_t *state_out, char *err, size_t errlen) {
+  const tensor_set_t ts = gpt2_set(m);
+  return load(dir, &ts, CKPT_ARCH_GPT2, gpt2_config_same, m, exp_avg, exp_avg_sq, state_out, err,
+              errlen);
+}
+
+int ckpt_load_llama(const char *dir, llama_model_t *m, float *exp_avg, float *exp_avg_sq,
+                    strata_train_state_t *state_out, char *err, size_t errlen) {
+  const tensor_set_t ts = llama_set(m);
+  return load(dir, &ts, CKPT_ARCH_LLAMA, llama_config_same, m, exp_avg, exp_avg_sq, state_out, err,
+              errlen);
 }
 
 /* ------------------------------------------------------------------ run directories */

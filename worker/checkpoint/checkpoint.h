@@ -47,6 +47,15 @@
  * tensor-parallel shard takes its slice of each whole tensor). It refuses a
  * checkpoint of another model shape naming the tensor and both shapes, a dtype other than F32,
  * or a missing tensor. Tensor names may also carry HF's "transformer." prefix.
+ *
+ * Llama (llama.h, strata train --arch llama): a whole model on one rank, saved by ckpt_save_llama
+ * and read by ckpt_load_llama into the same layout: config.json with LlamaConfig keys
+ * (model_type "llama", architectures ["LlamaForCausalLM"], hidden_size, intermediate_size,
+ * num_attention_heads, num_key_value_heads, num_hidden_layers, rms_norm_eps, rope_theta,
+ * max_position_embeddings, vocab_size, tie_word_embeddings false), model.safetensors with
+ * LlamaForCausalLM's tensor names ([out, in] weights, as nn.Linear), optimizer.safetensors and
+ * train_state.pb as above (its ModelConfig holds vocab, ctx, layers, heads, dim; config.json the
+ * rest). A loader of one family refuses a checkpoint of the other in one sentence.
  * Every function returns 0 or -1 with a message in err naming the file and the problem.
  */
 #ifndef STRATA_CHECKPOINT_H
@@ -56,6 +65,7 @@
 #include <stdint.h>
 
 #include "gpt2.h"
+#include "llama.h"
 #include "strata_proto.h"
 
 #define CKPT_CONFIG_FILE "config.json"
@@ -120,6 +130,35 @@ int ckpt_read_config(const char *dir, gpt2_config_t *cfg, char *err, size_t errl
 /* The same for a config.json at `path` (a Hugging Face GPT-2 config, e.g. `strata train
  * --config FILE`); also refuses an n_inner other than 4 x n_embd. */
 int ckpt_read_config_file(const char *path, gpt2_config_t *cfg, char *err, size_t errlen);
+
+/* The model family of a config.json. */
+typedef enum { CKPT_ARCH_GPT2 = 0, CKPT_ARCH_LLAMA = 1 } ckpt_arch_t;
+/* "gpt" or "llama": the value of strata train's --arch. */
+const char *ckpt_arch_name(ckpt_arch_t arch);
+
+typedef struct {
+  ckpt_arch_t arch;
+  gpt2_config_t shape;  /* vocab, ctx, layers, heads, dim (either family) */
+  llama_config_t llama; /* arch LLAMA: the whole configuration */
+} ckpt_model_config_t;
+
+/* Reads a config.json of either family: model_type "gpt2" (the checks of ckpt_read_config_file)
+ * or "llama" (LlamaConfig keys; num_key_value_heads defaults to num_attention_heads, rms_norm_eps
+ * to 1e-6 and rope_theta to 10000 as in Hugging Face; tie_word_embeddings true, rope_scaling,
+ * biases, a hidden_act other than silu and what llama_config_check refuses are refused).
+ * ckpt_read_config(_file) refuse a Llama config in one sentence. */
+int ckpt_read_model_config_file(const char *path, ckpt_model_config_t *cfg, char *err, size_t errlen);
+int ckpt_read_model_config(const char *dir, ckpt_model_config_t *cfg, char *err, size_t errlen);
+
+/* Writes a Llama config.json (the keys above, bos / eos as ckpt_special_token) at path. */
+int ckpt_write_llama_config(const char *path, const llama_config_t *cfg, char *err, size_t errlen);
+
+/* ckpt_save and ckpt_load of a whole Llama model (moments in m's flat layout, or NULL). Loading
+ * refuses a GPT-2 checkpoint, another shape, or another kv_heads / ffn / eps / theta. */
+int ckpt_save_llama(const char *dir, const llama_model_t *m, const float *exp_avg,
+                    const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen);
+int ckpt_load_llama(const char *dir, llama_model_t *m, float *exp_avg, float *exp_avg_sq,
+                    strata_train_state_t *state_out, char *err, size_t errlen);
 
 /* Writes a config.json for cfg at `path` (fsync'd): Hugging Face GPT-2 keys, with bos_token_id
  * and eos_token_id = ckpt_special_token(vocab). */

@@ -11,7 +11,7 @@
 #include "data.h"
 #include "data_tokenizer.h"
 #include "gemm.h"
-#include "gpt2.h"
+#include "train_model.h"
 #include "log.h"
 #include "validation.h"
 
@@ -21,7 +21,8 @@ static const char *usage_text =
     "same set strata train's validation loss scores. --split val (default) is the held-out split:\n"
     "the last 10% of a single file, or NAME_val.bin beside NAME_train.bin; --split train the rest.\n"
     "A BPE model (vocabulary not 256) reads a text FILE through its checkpoint's tokenizer, as\n"
-    "strata train --tokenizer does. Prints nats and bits per byte (per token for token shards); with --json\n"
+    "strata train --tokenizer does. A GPT-2 or Llama checkpoint (the family is config.json's\n"
+    "model_type). Prints nats and bits per byte (per token for token shards); with --json\n"
     "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ...}.";
 
 int cmd_eval(int argc, char **argv) {
@@ -62,13 +63,14 @@ int cmd_eval(int argc, char **argv) {
   gemm_set_threads(threads);
 
   char err[1024];
+  ckpt_model_config_t mc;
   gpt2_config_t cfg;
-  gpt2_model_t *m = NULL;
-  gpt2_acts_t *a = NULL;
+  train_model_t tm = {0};
   data_set_t *ds = NULL;
   int32_t *in = NULL, *tg = NULL;
   rc = 1;
-  if (ckpt_read_config(ckpt, &cfg, err, sizeof err)) goto fail;
+  if (ckpt_read_model_config(ckpt, &mc, err, sizeof err)) goto fail; /* GPT-2 or Llama */
+  cfg = mc.shape;
   if (T == 0) T = cfg.ctx; /* --seq-len not given */
   if (T > cfg.ctx) {
     snprintf(err, sizeof err, "--seq-len %d exceeds the model's context %d", T, cfg.ctx);
@@ -87,10 +89,9 @@ int cmd_eval(int argc, char **argv) {
   int64_t seqs = 0;
   if (valset_size(ds, split, tokens, T, &seqs, err, sizeof err)) goto fail;
   if (B > seqs) B = (int)seqs; /* no forward pass larger than the set */
-  gpt2_range_t all = {0, cfg.layers, 1, 1};
-  if (gpt2_create(&cfg, all, &m, err, sizeof err)) goto fail;
-  if (ckpt_load(ckpt, m, NULL, NULL, NULL, err, sizeof err)) goto fail;
-  if (gpt2_acts_create(m, B, T, &a, err, sizeof err)) goto fail;
+  if (train_model_create(&tm, mc.arch, &cfg, &mc.llama, B, T, err, sizeof err) ||
+      train_model_load(&tm, ckpt, NULL, NULL, NULL, err, sizeof err))
+    goto fail;
   in = malloc(sizeof(int32_t) * (size_t)B * T);
   tg = malloc(sizeof(int32_t) * (size_t)B * T);
   if (!in || !tg) {
@@ -98,7 +99,7 @@ int cmd_eval(int argc, char **argv) {
     goto fail;
   }
   double loss = 0;
-  if (valset_loss(m, a, B, ds, split, seqs, T, in, tg, &loss, err, sizeof err)) goto fail;
+  if (valset_loss(&tm, B, ds, split, seqs, T, in, tg, &loss, err, sizeof err)) goto fail;
   long long scored = (long long)(seqs * T);
   if (json) {
     printf("{\"loss\": %.9g, \"bits\": %.9g, \"tokens\": %lld, \"sequences\": %lld, "
@@ -119,8 +120,7 @@ fail:
 out:
   free(in);
   free(tg);
-  gpt2_acts_free(a);
-  gpt2_free(m);
+  train_model_free(&tm);
   data_close(ds);
   data_tokenizer_remove();
   return rc;

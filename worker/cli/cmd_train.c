@@ -42,6 +42,12 @@ static const char *usage_text =
     "n_head, n_embd, n_positions; vocab_size 50257 implies --tokenizer gpt2, 256 bytes); --layers,\n"
     "--heads, --dim and --ctx given beside it win, so `--config gpt2.json --dim 128 --heads 4` is\n"
     "GPT-2 small's depth at a small width.\n"
+    "--arch llama trains a Llama model (RMSNorm, RoPE, SwiGLU, grouped-query attention, untied\n"
+    "lm_head) with --kv-heads, --ffn (default 8/3 x --dim rounded up to a multiple of 64),\n"
+    "--rms-norm-eps and --rope-theta; --config also takes a Hugging Face LlamaConfig (model_type\n"
+    "llama, tie_word_embeddings false). Llama trains on one rank or data-parallel only (mpirun -np D\n"
+    "... --dp D [--zero 1]); its checkpoints are Hugging Face LlamaForCausalLM directories, written\n"
+    "synchronously, and --resume takes the family from them.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -66,16 +72,30 @@ static const char *usage_text =
  * real limits (memory, the layout, the data) are checked where they are known. */
 #define TRAIN_MAX_COUNT 1e9 /* steps, warm-up, every-K intervals */
 
-/* --config FILE.json: the shape of a Hugging Face GPT-2 config for every one of --layers, --heads,
- * --dim and --ctx not given (marked given, so a resume compares them); vocab_size 50257 means
- * GPT-2's tokenizer for text data (--tokenizer gpt2 unless another is named), 256 bytes. 0, or 2
- * after one sentence. */
-static int apply_model_config(const char *path, gpt2_config_t *m, const char **tokenizer, int *g_layers,
-                              int *g_heads, int *g_dim, int *g_ctx) {
-  gpt2_config_t hc;
+/* The flags --config fills when they are not given (each marked given then, so a resume
+ * compares it with the checkpoint). */
+typedef struct {
+  int layers, heads, dim, ctx, arch, kv_heads, ffn, rms_norm_eps, rope_theta;
+} model_given_t;
+
+/* --config FILE.json: the shape of a Hugging Face GPT-2 or Llama config for every one of --layers,
+ * --heads, --dim and --ctx not given (and the family, and for Llama --kv-heads, --ffn,
+ * --rms-norm-eps, --rope-theta); vocab_size 50257 means GPT-2's tokenizer for text data
+ * (--tokenizer gpt2 unless another is named), 256 bytes. 0, or 2 after one sentence. */
+static int apply_model_config(const char *path, train_config_t *c, const char **tokenizer,
+                              model_given_t *g) {
+  ckpt_model_config_t mc;
+  gpt2_config_t hc, *m = &c->model;
   char err[600];
-  if (ckpt_read_config_file(path, &hc, err, sizeof err)) {
+  if (ckpt_read_model_config_file(path, &mc, err, sizeof err)) {
     strata_error("train: --config: %s", err);
+    return 2;
+  }
+  hc = mc.shape;
+  if (g->arch && c->arch != (int)mc.arch) {
+    strata_error("train: --config %s is a %s model (model_type \"%s\") but --arch %s was given; drop one",
+                 path, mc.arch == CKPT_ARCH_LLAMA ? "Llama" : "GPT-2",
+                 mc.arch == CKPT_ARCH_LLAMA ? "llama" : "gpt2", ckpt_arch_name((ckpt_arch_t)c->arch));
     return 2;
   }
   if (hc.vocab == TOK_GPT2_VOCAB) {
@@ -89,10 +109,19 @@ static int apply_model_config(const char *path, gpt2_config_t *m, const char **t
                  path, *tokenizer);
     return 2;
   }
-  if (!*g_layers) m->layers = hc.layers, *g_layers = 1;
-  if (!*g_heads) m->heads = hc.heads, *g_heads = 1;
-  if (!*g_dim) m->dim = hc.dim, *g_dim = 1;
-  if (!*g_ctx) m->ctx = hc.ctx, *g_ctx = 1;
+  if (!g->layers) m->layers = hc.layers, g->layers = 1;
+  if (!g->heads) m->heads = hc.heads, g->heads = 1;
+  if (!g->dim) m->dim = hc.dim, g->dim = 1;
+  if (!g->ctx) m->ctx = hc.ctx, g->ctx = 1;
+  c->arch = (int)mc.arch;
+  g->arch = 1;
+  if (mc.arch == CKPT_ARCH_LLAMA) {
+    llama_config_t *l = &c->llama;
+    if (!g->kv_heads) l->kv_heads = mc.llama.kv_heads, g->kv_heads = 1;
+    if (!g->ffn) l->ffn = mc.llama.ffn, g->ffn = 1;
+    if (!g->rms_norm_eps) l->rms_norm_eps = mc.llama.rms_norm_eps, g->rms_norm_eps = 1;
+    if (!g->rope_theta) l->rope_theta = mc.llama.rope_theta, g->rope_theta = 1;
+  }
   return 0;
 }
 
@@ -119,15 +148,16 @@ int cmd_train(int argc, char **argv) {
   const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL;
   int ckpt_async = 0, no_ckpt_async = 0;
   /* flags whose presence matters: resume compares them with the checkpoint */
-  int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
-      g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
+  model_given_t g = {0};
+  const char *arch = NULL;
+  int g_steps = 0, g_batch = 0, g_seq_len = 0, g_seed = 0, g_lr = 0, g_warmup = 0, g_min_lr = 0, g_wd = 0, g_clip = 0;
   arg_spec_t specs[] = {
       {"--data", NULL, ARG_STRING, &c.data_path, "FILE", "text file (bytes; BPE tokens with --tokenizer) or llm.c token shard (default: data/fortunes.txt)"},
       {"--tokenizer", NULL, ARG_STRING, &tokenizer, "gpt2|DIR",
        "encode text --data with a BPE tokenizer: gpt2 (the shipped vocabulary) or a directory as strata tokenize takes"},
       {"--config", NULL, ARG_STRING, &config, "FILE.json",
-       "model shape from a Hugging Face GPT-2 config.json (n_layer, n_head, n_embd, n_positions, vocab_size); "
-       "--layers/--heads/--dim/--ctx override it"},
+       "model from a Hugging Face GPT-2 config.json (n_layer, n_head, n_embd, n_positions, vocab_size) or "
+       "LlamaConfig (model_type llama: sets --arch llama); --layers/--heads/--dim/--ctx and the Llama flags override it"},
       {"--out", NULL, ARG_STRING, &c.out_dir, "DIR", "run directory (default runs/train)"},
       {"--steps", NULL, ARG_INT64, &c.steps, "N", "optimizer steps in total (default 2000; resume: the checkpoint's)",
        .min = 1, .max = TRAIN_MAX_COUNT, .given = &g_steps},
@@ -137,14 +167,26 @@ int cmd_train(int argc, char **argv) {
        .min = 1, .max = 1 << 20, .given = &c.microbatches_given},
       {"--seq-len", NULL, ARG_INT, &c.seq_len, "T", "tokens per sequence (default: --ctx)",
        .min = 1, .max = 1 << 20, .given = &g_seq_len},
+      {"--arch", NULL, ARG_STRING, &arch, "gpt|llama",
+       "model family: GPT-2 (default) or Llama (RMSNorm, RoPE, SwiGLU, grouped-query attention, untied "
+       "lm_head; one rank; resume: the checkpoint's)", .given = &g.arch},
+      {"--kv-heads", NULL, ARG_INT, &c.llama.kv_heads, "N",
+       "Llama key/value heads; must divide --heads (default: --heads)", .min = 1, .max = 4096, .given = &g.kv_heads},
+      {"--ffn", NULL, ARG_INT, &c.llama.ffn, "F",
+       "Llama MLP width (intermediate_size; default 8/3 x --dim rounded up to a multiple of 64)",
+       .min = 1, .max = 1 << 22, .given = &g.ffn},
+      {"--rms-norm-eps", NULL, ARG_DOUBLE, &c.llama.rms_norm_eps, "EPS", "Llama RMSNorm epsilon (default 1e-5)",
+       .min = 0, .max = 1, .open = ARG_OPEN_MIN, .given = &g.rms_norm_eps},
+      {"--rope-theta", NULL, ARG_DOUBLE, &c.llama.rope_theta, "THETA", "Llama RoPE base (default 10000)",
+       .min = 0, .max = 1e12, .open = ARG_OPEN_MIN, .given = &g.rope_theta},
       {"--layers", NULL, ARG_INT, &c.model.layers, "L", "transformer blocks (default 4)",
-       .min = 1, .max = 4096, .given = &g_layers},
+       .min = 1, .max = 4096, .given = &g.layers},
       {"--heads", NULL, ARG_INT, &c.model.heads, "H", "attention heads; must divide --dim (default 4)",
-       .min = 1, .max = 4096, .given = &g_heads},
+       .min = 1, .max = 4096, .given = &g.heads},
       {"--dim", NULL, ARG_INT, &c.model.dim, "C", "embedding width (default 128)",
-       .min = 1, .max = 1 << 20, .given = &g_dim},
+       .min = 1, .max = 1 << 20, .given = &g.dim},
       {"--ctx", NULL, ARG_INT, &c.model.ctx, "T", "maximum context length (default 128)",
-       .min = 1, .max = 1 << 20, .given = &g_ctx},
+       .min = 1, .max = 1 << 20, .given = &g.ctx},
       {"--lr", NULL, ARG_DOUBLE, &lr, "LR", "peak learning rate (default 3e-3)",
        .min = 0, .max = 100, .open = ARG_OPEN_MIN, .given = &g_lr},
       {"--warmup", NULL, ARG_INT, &warmup, "N", "linear warm-up steps (default 100)",
@@ -226,19 +268,33 @@ int cmd_train(int argc, char **argv) {
     return 2;
   }
   c.ckpt_async = !no_ckpt_async;
-  if (config && (rc = apply_model_config(config, &c.model, &tokenizer, &g_layers, &g_heads, &g_dim, &g_ctx)))
-    return rc;
+  if (arch) {
+    if (strcmp(arch, "gpt") && strcmp(arch, "llama")) {
+      strata_error("train: --arch must be gpt or llama, got '%s'", arch);
+      return 2;
+    }
+    c.arch = strcmp(arch, "llama") ? CKPT_ARCH_GPT2 : CKPT_ARCH_LLAMA;
+  }
+  if (config && (rc = apply_model_config(config, &c, &tokenizer, &g))) return rc;
+  const char *llama_flag = g.kv_heads ? "--kv-heads" : g.ffn ? "--ffn" : g.rms_norm_eps ? "--rms-norm-eps"
+                           : g.rope_theta ? "--rope-theta" : NULL;
+  if (llama_flag && c.arch != CKPT_ARCH_LLAMA) {
+    strata_error("train: %s applies to Llama models only; add --arch llama", llama_flag);
+    return 2;
+  }
   c.recompute = (int)recompute_mode;
   if (schedule) c.schedule = (int)sched_kind;
   if (transport) c.transport = (int)transport_kind;
   const unsigned given_bits[][2] = {
-      {(unsigned)g_steps, TRAIN_GIVEN_STEPS},   {(unsigned)g_layers, TRAIN_GIVEN_LAYERS},
-      {(unsigned)g_heads, TRAIN_GIVEN_HEADS},   {(unsigned)g_dim, TRAIN_GIVEN_DIM},
-      {(unsigned)g_ctx, TRAIN_GIVEN_CTX},       {(unsigned)g_batch, TRAIN_GIVEN_BATCH},
+      {(unsigned)g_steps, TRAIN_GIVEN_STEPS},   {(unsigned)g.layers, TRAIN_GIVEN_LAYERS},
+      {(unsigned)g.heads, TRAIN_GIVEN_HEADS},   {(unsigned)g.dim, TRAIN_GIVEN_DIM},
+      {(unsigned)g.ctx, TRAIN_GIVEN_CTX},       {(unsigned)g_batch, TRAIN_GIVEN_BATCH},
       {(unsigned)g_seq_len, TRAIN_GIVEN_SEQ_LEN}, {(unsigned)g_seed, TRAIN_GIVEN_SEED},
       {(unsigned)g_lr, TRAIN_GIVEN_LR},         {(unsigned)g_warmup, TRAIN_GIVEN_WARMUP},
       {(unsigned)g_min_lr, TRAIN_GIVEN_MIN_LR_RATIO}, {(unsigned)g_wd, TRAIN_GIVEN_WEIGHT_DECAY},
-      {(unsigned)g_clip, TRAIN_GIVEN_GRAD_CLIP},
+      {(unsigned)g_clip, TRAIN_GIVEN_GRAD_CLIP},  {(unsigned)g.arch, TRAIN_GIVEN_ARCH},
+      {(unsigned)g.kv_heads, TRAIN_GIVEN_KV_HEADS}, {(unsigned)g.ffn, TRAIN_GIVEN_FFN},
+      {(unsigned)g.rms_norm_eps, TRAIN_GIVEN_RMS_NORM_EPS}, {(unsigned)g.rope_theta, TRAIN_GIVEN_ROPE_THETA},
   };
   for (size_t i = 0; i < sizeof given_bits / sizeof given_bits[0]; i++)
     if (given_bits[i][0]) c.given |= given_bits[i][1];
@@ -266,7 +322,21 @@ int cmd_train(int argc, char **argv) {
                           transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
                           c.sequence_parallel || recompute;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
-  rc = distributed ? train_run_dist(&c) : train_run(&c);
+  /* a Llama model is data-parallel only (train.c): its replicas run the one-rank loop */
+  const char *no_llama = c.tp != 1 ? "--tp" : c.pp != 1 ? "--pp" : schedule ? "--schedule"
+                         : c.stage_layers ? "--stage-layers" : c.sequence_parallel ? "--sequence-parallel"
+                         : recompute ? "--recompute" : c.device || c.device_mem ? "--device" : NULL;
+  if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
+    strata_error("train: %s is not supported with --arch llama, which is data-parallel only "
+                 "(--dp D --zero 0|1 under mpirun -np D); drop %s or use --arch gpt", no_llama, no_llama);
+    rc = 2;
+  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.dp) {
+    strata_error("train: --arch llama with --dp %d needs mpirun -np %d (the job's rank count is %d)",
+                 c.dp, c.dp, world);
+    rc = 2;
+  } else {
+    rc = distributed && c.arch != CKPT_ARCH_LLAMA ? train_run_dist(&c) : train_run(&c);
+  }
   data_tokenizer_remove();
   return rc;
 }

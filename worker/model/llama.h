@@ -35,7 +35,9 @@
  * tensors), so adamw_step and the gradient-norm helpers of adamw.h apply unchanged.
  *
  * Scope: the whole model on one rank. Pipeline ranges, tensor parallelism, recomputation and
- * the KV-cache forward of gpt2.h do not exist here yet.
+ * the KV-cache forward of gpt2.h do not exist here yet. `strata train --arch llama` trains it
+ * (worker/train/train_model.h), on one rank or as data-parallel replicas of the whole model, and
+ * checkpoint.h saves and loads it by its Hugging Face names; `strata eval` scores it.
  *
  * Activations of one batch live in a llama_acts_t; the gradients of activations live in
  * scratch owned by the model (one thread per model). Gradients accumulate (+=) over backward

@@ -3,10 +3,21 @@
  * stays separate on purpose: it is the plain reference the distributed loop's equivalence tests
  * (tests/dist) compare every layout against, with no pipeline, bucketing or coordinator. What
  * the two share is the bookkeeping around the step (train_loop.h: what is due after a step, its
- * record in steps.jsonl, the ETA, the training state of a checkpoint). */
+ * record in steps.jsonl, the ETA, the training state of a checkpoint).
+ *
+ * A Llama model (train_model.h) is not a pipeline shard, so its data parallelism lives here:
+ * with --dp D under mpirun -np D every rank holds the whole model and runs this loop on its
+ * replica's rows of the global batch (batch / D, in --microbatches micro-batches), the flat
+ * gradient buffer is averaged over the replicas with one coll_allreduce, and every rank then
+ * takes the same clip factor and AdamW step, so the replicas stay identical. --zero 1 shards
+ * the AdamW moments: rank r updates the slice [r*S, r*S + S) of the parameters (S = ceil(N / D))
+ * and an all-gather rebuilds them (AdamW is elementwise: the same update as without ZeRO).
+ * Rank 0 writes the run directory (steps, reports, checkpoints: the moments all-gathered
+ * first); validation is computed on every rank (the same numbers everywhere). */
 #include "train.h"
 
 #include <math.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +32,11 @@
 #include "run_report.h"
 #include "runlog.h"
 #include "schedule.h"
+#include "strata/coll.h"
 #include "strata_proto.h"
 #include "trace_json.h"
 #include "train_loop.h"
+#include "train_model.h"
 #include "util.h"
 #include "validation.h"
 
@@ -33,8 +46,7 @@ typedef struct {
   char err[1024];            /* the message of the failing phase */
   data_set_t *ds;
   const char *data_path;     /* c.data_path or the default corpus */
-  gpt2_model_t *m;
-  gpt2_acts_t *acts;         /* activations of one micro-batch (mb x T) */
+  train_model_t tm;          /* GPT-2 or Llama, activations of one micro-batch (mb x T) */
   adamw_t *opt;
   int32_t *inputs, *targets; /* one micro-batch, mb x T tokens */
   int mb, T;                 /* sequences per micro-batch, tokens per sequence */
@@ -51,6 +63,12 @@ typedef struct {
   trace_buf_t trace;         /* RUN/trace.json's slices, times since origin_s */
   double origin_s;
   ckpt_async_t *ckw;         /* the background checkpoint writer (--ckpt-async), or NULL */
+  /* Llama data parallelism (--dp D > 1; see the top of the file) */
+  coll_comm_t *dp;           /* the D replicas, NULL on one rank */
+  int rank, D;               /* this replica, replicas (1 on one rank) */
+  size_t zS;                 /* ZeRO-1: parameters per rank's slice, ceil(N / D) */
+  float *zsend, *zrecv;      /* ZeRO-1: S and D x S floats for the all-gathers */
+  float *full_m, *full_v;    /* ZeRO-1: whole moments for checkpoints and resume */
 } solo_job_t;
 
 /* One step's figures, for its record and its progress line. */
@@ -67,14 +85,14 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   snprintf(path, sizeof path, "%s/report.json", c->out_dir);
   json_object *o = json_object_new_object();
   /* the one-rank layout, under the keys a distributed run's report uses */
-  runlog_json_add(o, "world_size", json_object_new_int(1));
+  runlog_json_add(o, "world_size", json_object_new_int(j->D));
   runlog_json_add(o, "tp", json_object_new_int(1));
   runlog_json_add(o, "sequence_parallel", json_object_new_boolean(0));
   runlog_json_add(o, "recompute", runlog_json_str("none"));
   runlog_json_add(o, "pp", json_object_new_int(1));
-  runlog_json_add(o, "dp", json_object_new_int(1));
+  runlog_json_add(o, "dp", json_object_new_int(j->D));
   runlog_json_add(o, "microbatches", json_object_new_int(c->microbatches));
-  runlog_json_add(o, "zero", json_object_new_int(0));
+  runlog_json_add(o, "zero", json_object_new_int(c->zero));
   json_object *layout = json_object_new_object(), *ranks = json_object_new_array(),
               *r0 = json_object_new_object();
   runlog_json_add(r0, "rank", json_object_new_int(0));
@@ -85,8 +103,9 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   else json_object_put(r0);
   runlog_json_add(layout, "ranks", ranks);
   runlog_json_add(o, "layout", layout);
-  strata_model_cfg_t mc = train_model_cfg(&j->m->cfg);
-  runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->m->num_params));
+  strata_model_cfg_t mc = train_model_cfg(&c->model);
+  runlog_json_add(o, "model", train_model_json(&mc, (int64_t)j->tm.num_params));
+  runlog_json_add(o, "arch", runlog_json_str(ckpt_arch_name((ckpt_arch_t)c->arch)));
   strata_train_cfg_t tc;
   train_config_to_state(&tc, c, j->data_path);
   runlog_json_add(o, "config", train_config_json(&tc, "microbatches", c->microbatches));
@@ -103,6 +122,73 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   return rc;
 }
 
+/* --dp D: the replicas' communicator (MPI_COMM_WORLD, whose size must be D). 0, or -1 with a
+ * message. */
+static int dp_connect(solo_job_t *j) {
+  coll_config_t cc = coll_config_default();
+  cc.transport = (coll_transport_kind_t)j->c.transport;
+  if (j->c.ofi_provider) cc.ofi_provider = j->c.ofi_provider;
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  MPI_Comm_rank(MPI_COMM_WORLD, &j->rank);
+  if (world != j->c.dp)
+    return strata_fail(j->err, sizeof j->err, "--dp %d needs mpirun -np %d (the job's rank count is %d)",
+                       j->c.dp, j->c.dp, world);
+  if (coll_comm_create(MPI_COMM_WORLD, &cc, &j->dp) != COLL_OK)
+    return strata_fail(j->err, sizeof j->err, "cannot create the data-parallel communicator (see "
+                       "the message above; --transport mpi|ofi)");
+  j->D = world;
+  return 0;
+}
+
+/* The optimizer: AdamW over all parameters, or with ZeRO-1 over this rank's slice (and the
+ * all-gather buffers). 0 or -1. */
+static int dp_setup(solo_job_t *j) {
+  const size_t n = j->tm.num_params;
+  if (!j->dp || !j->c.zero) return adamw_create(0, n, &j->opt, j->err, sizeof j->err);
+  j->zS = (n + (size_t)j->D - 1) / (size_t)j->D;
+  const size_t begin = j->zS * (size_t)j->rank < n ? j->zS * (size_t)j->rank : n;
+  const size_t count = begin + j->zS < n ? j->zS : n - begin;
+  j->zsend = calloc(j->zS, sizeof(float));
+  j->zrecv = calloc(j->zS * (size_t)j->D, sizeof(float));
+  j->full_m = calloc(n, sizeof(float));
+  j->full_v = calloc(n, sizeof(float));
+  if (!j->zsend || !j->zrecv || !j->full_m || !j->full_v)
+    return strata_fail(j->err, sizeof j->err, "out of memory for the ZeRO-1 buffers of %zu "
+                       "parameters", n);
+  return adamw_create(begin, count, &j->opt, j->err, sizeof j->err);
+}
+
+/* Agreement of the replicas on ok (1) / failed (0). */
+static int dp_all_ok(solo_job_t *j, int ok) {
+  int32_t v = ok ? 1 : 0;
+  if (coll_allreduce(&v, &v, 1, COLL_I32, COLL_MIN, j->dp) != COLL_OK) return 0;
+  return v == 1;
+}
+
+/* The replicas' mean gradient (in place) and mean loss. 0, or -1 with a message. */
+static int dp_average(solo_job_t *j, double *loss) {
+  if (coll_allreduce(j->tm.grads, j->tm.grads, j->tm.num_params, COLL_F32, COLL_AVG, j->dp) != COLL_OK ||
+      coll_allreduce(loss, loss, 1, COLL_F64, COLL_SUM, j->dp) != COLL_OK)
+    return strata_fail(j->err, sizeof j->err, "gradient all-reduce failed: %s", coll_last_error(j->dp));
+  *loss /= j->D;
+  return 0;
+}
+
+/* ZeRO-1: every rank's slice of the flat array x (N floats; this rank's slice current) into
+ * every rank's x. 0, or -1 with a message. */
+static int dp_gather(solo_job_t *j, float *x) {
+  const size_t n = j->tm.num_params;
+  memcpy(j->zsend, x + j->opt->begin, sizeof(float) * j->opt->count);
+  if (coll_allgather(j->zsend, j->zrecv, j->zS, COLL_F32, j->dp) != COLL_OK)
+    return strata_fail(j->err, sizeof j->err, "ZeRO-1 all-gather failed: %s", coll_last_error(j->dp));
+  for (int r = 0; r < j->D; r++) { /* slice r at r * S, the last one shorter */
+    const size_t b = j->zS * (size_t)r;
+    if (b < n) memcpy(x + b, j->zrecv + b, sizeof(float) * (b + j->zS < n ? j->zS : n - b));
+  }
+  return 0;
+}
+
 /* Set-up: configuration (TRAIN_BAD_CONFIG on bad input), the model, its optimizer and buffers,
  * the weights (initialised, or loaded with --resume), the status record and steps.jsonl. */
 static int solo_setup(solo_job_t *j) {
@@ -110,21 +196,25 @@ static int solo_setup(solo_job_t *j) {
   if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path,
                     j->err, sizeof j->err))
     return TRAIN_BAD_CONFIG;
-  if (c->batch < 1 || c->microbatches < 1 || c->batch % c->microbatches) {
-    snprintf(j->err, sizeof j->err, "--batch %d must be a positive multiple of --microbatches %d",
-             c->batch, c->microbatches);
+  if (c->batch < 1 || c->microbatches < 1 || c->batch % (c->microbatches * j->D)) {
+    snprintf(j->err, sizeof j->err, "--batch %d must be a positive multiple of --microbatches %d%s",
+             c->batch, c->microbatches, j->D > 1 ? " x --dp" : "");
     return TRAIN_BAD_CONFIG;
   }
   if (data_check_batch(j->ds, DATA_TRAIN, c->batch, c->seq_len, j->err, sizeof j->err))
     return TRAIN_BAD_CONFIG;
   if (valset_size(j->ds, DATA_VAL, c->eval_tokens, c->seq_len, &j->val_seqs, j->err, sizeof j->err))
     return TRAIN_BAD_CONFIG;
-  gpt2_range_t all = {0, c->model.layers, 1, 1};
-  if (gpt2_create(&c->model, all, &j->m, j->err, sizeof j->err)) return TRAIN_BAD_CONFIG;
-  j->mb = c->batch / c->microbatches;
+  j->mb = c->batch / (c->microbatches * j->D);
   j->T = c->seq_len;
-  if (gpt2_acts_create(j->m, j->mb, j->T, &j->acts, j->err, sizeof j->err)) return TRAIN_FAILED;
-  if (adamw_create(0, j->m->num_params, &j->opt, j->err, sizeof j->err)) return TRAIN_FAILED;
+  if (c->arch == CKPT_ARCH_LLAMA) {
+    c->llama = train_llama_config(&c->model, &c->llama);
+    c->ckpt_async = 0; /* the background writer (ckpt_async.h) saves GPT-2 models only */
+  }
+  int mrc = train_model_create(&j->tm, (ckpt_arch_t)c->arch, &c->model, &c->llama, j->mb, j->T,
+                               j->err, sizeof j->err);
+  if (mrc) return mrc == -1 ? TRAIN_BAD_CONFIG : TRAIN_FAILED;
+  if (dp_setup(j)) return TRAIN_FAILED;
   j->inputs = malloc(sizeof(int32_t) * (size_t)j->mb * j->T);
   j->targets = malloc(sizeof(int32_t) * (size_t)j->mb * j->T);
   if (!j->inputs || !j->targets) {
@@ -132,32 +222,41 @@ static int solo_setup(solo_job_t *j) {
     return TRAIN_FAILED;
   }
   if (c->resume) {
-    if (ckpt_load(j->resume_dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err))
+    if (train_model_load(&j->tm, j->resume_dir, j->zS ? j->full_m : j->opt->m,
+                         j->zS ? j->full_v : j->opt->v, j->state, j->err, sizeof j->err))
       return TRAIN_FAILED;
+    if (j->zS) { /* this rank's slice of the whole moments */
+      memcpy(j->opt->m, j->full_m + j->opt->begin, sizeof(float) * j->opt->count);
+      memcpy(j->opt->v, j->full_v + j->opt->begin, sizeof(float) * j->opt->count);
+    }
     j->start_step = (int64_t)j->state->step;
     j->tokens_seen = j->state->tokens_seen;
     j->opt->t = j->start_step;
     strata_info("resumed from %s at step %lld", j->resume_dir, (long long)j->start_step);
   } else {
-    gpt2_init_params(j->m, c->seed);
+    train_model_init(&j->tm, c->seed);
   }
-  if (rank_status_open(c->out_dir, 0, 1, 0, 0, j->err, sizeof j->err)) /* RUN/status/rank-0 */
+  if (rank_status_open(c->out_dir, j->rank, j->D, 0, j->rank, j->err, sizeof j->err)) /* RUN/status/rank-R */
     strata_warn("%s; no status record", j->err);
   char steps_path[4200];
   snprintf(steps_path, sizeof steps_path, "%s/steps.jsonl", c->out_dir);
   /* A fresh run starts a fresh log; a resumed run appends after its checkpoint's step. */
-  if (!c->eval_only && (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err) ||
+  if (!c->eval_only && j->rank == 0 && (runlog_lines_open(&j->steps_log, steps_path, c->resume != NULL, j->err, sizeof j->err) ||
                         train_val_log_open(&j->val_log, c->out_dir, c->resume != NULL, j->err, sizeof j->err)))
     return TRAIN_FAILED;
   int64_t cap; /* a bad value is refused by strata at start-up (worker/base/env.c) */
   env_read_int("STRATA_TRACE_MAX_EVENTS", 200000, &cap, NULL, 0);
   j->trace.max = cap > 0 ? (size_t)cap : 0;
   j->origin_s = strata_now_s();
+  char llama[160] = "";
+  if (c->arch == CKPT_ARCH_LLAMA)
+    snprintf(llama, sizeof llama, "Llama (%d kv heads, ffn %d, rms_norm_eps %g, rope_theta %g), ",
+             c->llama.kv_heads, c->llama.ffn, c->llama.rms_norm_eps, c->llama.rope_theta);
   if (!c->quiet)
-    strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
-                "batch %d x %d tokens, %lld steps, data %s",
+    strata_info("model: %s%d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
+                "batch %d x %d tokens, %lld steps, data %s", llama,
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
-                j->m->num_params, c->batch, j->T, (long long)c->steps, j->data_path);
+                j->tm.num_params, c->batch, j->T, (long long)c->steps, j->data_path);
   return TRAIN_OK;
 }
 
@@ -167,29 +266,32 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
   const train_config_t *c = &j->c;
   double t0 = strata_now_s();
   rank_status_step(step + 1);
-  gpt2_zero_grad(j->m);
+  train_model_zero_grad(&j->tm);
   double loss = 0;
   for (int mi = 0; mi < c->microbatches; mi++) {
-    if (data_fetch(j->ds, DATA_TRAIN, c->seed, (uint64_t)step, c->batch, j->T, mi * j->mb, j->mb,
-                   j->inputs, j->targets, j->err, sizeof j->err))
+    if (data_fetch(j->ds, DATA_TRAIN, c->seed, (uint64_t)step, c->batch, j->T,
+                   j->rank * (c->batch / j->D) + mi * j->mb, j->mb, j->inputs, j->targets, j->err,
+                   sizeof j->err))
       return -1;
     rank_status_op(RS_PIPE_FWD, mi);
     double tf = strata_now_s();
-    loss += gpt2_forward(j->m, j->acts, j->inputs, NULL, j->targets);
+    loss += train_model_forward(&j->tm, j->inputs, j->targets);
     double tb = strata_now_s();
     trace_buf_add(&j->trace, "fwd", 0, mi, step + 1, tf - j->origin_s, tb - j->origin_s);
     rank_status_op(RS_PIPE_BWD, mi);
-    gpt2_backward(j->m, j->acts, NULL, 1.0f / (float)c->microbatches, NULL);
+    train_model_backward(&j->tm, 1.0f / (float)c->microbatches);
     trace_buf_add(&j->trace, "bwd", 0, mi, step + 1, tb - j->origin_s, strata_now_s() - j->origin_s);
   }
   loss /= c->microbatches;
-  double ss = adamw_sum_squares(j->m->grads, j->m->num_params);
+  if (j->dp && dp_average(j, &loss)) return -1;
+  double ss = adamw_sum_squares(j->tm.grads, j->tm.num_params);
   float scale = adamw_clip_scale(ss, c->opt.grad_clip);
   float lr = adamw_lr_at(&c->opt, step); /* rounded to float: train_dist.c does the same */
   rank_status_op(RS_OPTIMIZER, -1);
   double to = strata_now_s();
-  adamw_step(j->opt, &c->opt, j->m->params, j->m->grads, j->m->tensors, j->m->num_tensors, lr,
+  adamw_step(j->opt, &c->opt, j->tm.params, j->tm.grads, j->tm.tensors, j->tm.num_tensors, lr,
              scale);
+  if (j->zS && dp_gather(j, j->tm.params)) return -1;
   trace_buf_add(&j->trace, "optim", 0, -1, step + 1, to - j->origin_s, strata_now_s() - j->origin_s);
   double dt = strata_now_s() - t0;
   j->train_s += dt;
@@ -207,10 +309,10 @@ static int solo_step(solo_job_t *j, int64_t step, solo_step_t *out) {
 /* The validation loss into j->val_loss, and its line in val.jsonl (when training). 0 or -1. */
 static int solo_eval(solo_job_t *j) {
   rank_status_op(RS_EVAL, -1);
-  if (valset_loss(j->m, j->acts, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
+  if (valset_loss(&j->tm, j->mb, j->ds, DATA_VAL, j->val_seqs, j->T, j->inputs,
                   j->targets, &j->val_loss, j->err, sizeof j->err))
     return -1;
-  if (!j->c.eval_only) train_val_log_append(&j->val_log, j->step, j->val_loss, j->val_seqs * j->T);
+  if (!j->c.eval_only && j->rank == 0) train_val_log_append(&j->val_log, j->step, j->val_loss, j->val_seqs * j->T);
   return 0;
 }
 
@@ -244,21 +346,34 @@ static int solo_checkpoint(solo_job_t *j, int64_t step, double loss) {
   char dir[4200];
   ckpt_step_dir(dir, sizeof dir, c->out_dir, (uint64_t)step);
   if (c->ckpt_async && solo_ckpt_poll(j, step, 2)) return -1;
-  train_state_fill(j->state, c, j->data_path, (uint64_t)step, j->tokens_seen, loss, 1, 1,
+  train_state_fill(j->state, c, j->data_path, (uint64_t)step, j->tokens_seen, loss, 1, j->D,
                    &c->model.layers);
   rank_status_op(RS_CHECKPOINT, -1);
   double tc = strata_now_s();
   if (c->ckpt_async) {
     if ((!j->ckw && ckpt_async_create(&j->ckw, j->err, sizeof j->err)) ||
-        ckpt_async_snapshot(j->ckw, j->m->params, j->opt->m, j->opt->v, j->m->num_params, j->err,
+        ckpt_async_snapshot(j->ckw, j->tm.params, j->opt->m, j->opt->v, j->tm.num_params, j->err,
                             sizeof j->err) ||
-        ckpt_async_save(j->ckw, dir, j->m, j->state, c->out_dir, c->keep, step, j->err,
+        ckpt_async_save(j->ckw, dir, j->tm.gpt, j->state, c->out_dir, c->keep, step, j->err,
                         sizeof j->err))
       return -1;
     trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
     return 0;
   }
-  if (ckpt_save(dir, j->m, j->opt->m, j->opt->v, j->state, j->err, sizeof j->err)) return -1;
+  if (j->zS) { /* every rank: the whole moments, for rank 0 to write */
+    memcpy(j->full_m + j->opt->begin, j->opt->m, sizeof(float) * j->opt->count);
+    memcpy(j->full_v + j->opt->begin, j->opt->v, sizeof(float) * j->opt->count);
+    if (dp_gather(j, j->full_m) || dp_gather(j, j->full_v)) return -1;
+  }
+  int ok = j->rank != 0 || train_model_save(&j->tm, dir, j->zS ? j->full_m : j->opt->m,
+                                            j->zS ? j->full_v : j->opt->v, j->state, j->err,
+                                            sizeof j->err) == 0;
+  if (j->dp && !dp_all_ok(j, ok)) {
+    if (ok) snprintf(j->err, sizeof j->err, "checkpoint %s: rank 0 failed to write it", dir);
+    return -1;
+  }
+  if (!ok) return -1;
+  if (j->rank != 0) return 0;
   trace_buf_add(&j->trace, "checkpoint", 0, -1, step, tc - j->origin_s, strata_now_s() - j->origin_s);
   if (c->keep > 0 && ckpt_prune(c->out_dir, c->keep, j->err, sizeof j->err) < 0) return -1;
   if (!c->quiet) strata_info("checkpoint %s", dir);
@@ -271,7 +386,8 @@ static int solo_step_end(solo_job_t *j, int64_t step, const solo_step_t *s) {
   const train_config_t *c = &j->c;
   json_object *rec = train_step_record(step, s->loss, s->lr, s->grad_norm, s->tokens_per_s, s->step_s);
   run_step_add_comm(rec, &(run_step_comm_t){0, 0, 0, 0, 0, NAN}); /* one rank: no communication */
-  runlog_steps_append(&j->steps_log, step, rec); /* a failure warns once; the run goes on */
+  if (j->rank == 0) runlog_steps_append(&j->steps_log, step, rec); /* a failure warns once; the run goes on */
+  else json_object_put(rec);
   train_due_t due = train_step_due(c, step);
   if (train_every(step, c->eval_every)) {
     if (solo_eval(j)) return -1;
@@ -315,10 +431,11 @@ static int solo_write_report_pb(solo_job_t *j, double tokens_per_s, char *err, s
   int rc = -1;
   if (rr) {
     strata_run_report_init(rr);
-    rr->world_size = 1;
-    rr->model = train_model_cfg(&j->m->cfg);
+    rr->world_size = j->D;
+    rr->model = train_model_cfg(&j->c.model);
     train_config_to_state(&rr->train, &j->c, j->data_path);
-    rr->layout.tp = rr->layout.pp = rr->layout.dp = 1;
+    rr->layout.tp = rr->layout.pp = 1;
+    rr->layout.dp = j->D;
     rr->layout.n_stage_layers = 1;
     rr->layout.stage_layers[0] = j->c.model.layers;
     rr->steps = (uint64_t)j->step;
@@ -328,7 +445,7 @@ static int solo_write_report_pb(solo_job_t *j, double tokens_per_s, char *err, s
     rr->n_stages = 1;
     rr->stages[0] = (strata_stage_summary_t){.stage = 0, .layer_begin = 0,
                                              .layer_end = j->c.model.layers,
-                                             .params = j->m->num_params, .compute_s = j->train_s};
+                                             .params = j->tm.num_params, .compute_s = j->train_s};
     rc = run_report_pb_write(j->c.out_dir, rr, err, errlen);
     free(rr);
   }
@@ -349,6 +466,7 @@ static int solo_finish(solo_job_t *j) {
     strata_info("done: %lld steps, final loss %.4f, validation loss %s over %lld held-out tokens, "
                 "%.0f tokens/s", (long long)j->step, j->last_loss, vl,
                 (long long)(j->val_seqs * j->T), tokens_per_s);
+  if (j->rank != 0) return 0; /* rank 0 writes the run directory */
   int steps_log_complete = runlog_steps_close(&j->steps_log) & runlog_steps_close(&j->val_log);
   int trace_written = solo_write_trace(j);
   char pb_err[RUNLOG_PATH_MAX + 256];
@@ -371,8 +489,12 @@ static void solo_free(solo_job_t *j) {
   free(j->inputs);
   free(j->targets);
   adamw_free(j->opt);
-  gpt2_acts_free(j->acts);
-  gpt2_free(j->m);
+  train_model_free(&j->tm);
+  free(j->zsend);
+  free(j->zrecv);
+  free(j->full_m);
+  free(j->full_v);
+  coll_comm_destroy(j->dp);
   data_close(j->ds);
   free(j->state);
 }
@@ -387,7 +509,15 @@ int train_run(const train_config_t *cin) {
   }
   j->c = *cin;
   /* one rank: no sharding, and its micro-batches run one after another (the checkpoint says so) */
-  j->c.zero = 0;
+  j->D = 1;
+  if (j->c.dp > 1 && dp_connect(j)) {
+    strata_error("train: %s", j->err);
+    free(j->state);
+    free(j);
+    return TRAIN_FAILED;
+  }
+  if (j->D == 1) j->c.zero = 0;
+  if (j->rank != 0) j->c.quiet = 1; /* rank 0 speaks for the replicas */
   j->c.schedule = SCHED_GPIPE;
   j->steps_log.fd = -1;
   j->val_log.fd = -1;
@@ -406,7 +536,8 @@ int train_run(const train_config_t *cin) {
     } else {
       char vl[96];
       valset_format_loss(vl, sizeof vl, j->val_loss, j->c.model.vocab);
-      strata_info("checkpoint %s: validation loss %.9f over %lld held-out tokens (%s; one rank, "
+      if (j->rank == 0)
+        strata_info("checkpoint %s: validation loss %.9f over %lld held-out tokens (%s; one rank, "
                   "%d micro-batches)", j->resume_dir, j->val_loss, (long long)(j->val_seqs * j->T),
                   vl, j->c.microbatches);
     }

@@ -15,8 +15,11 @@
  * Distributed (train_run_dist, train_dist.c): under mpirun with --tp T --pp P --dp D the same
  * loop runs as a P-stage pipeline (pipeline.h) whose every stage is split over T tensor-parallel
  * ranks (gpt2.h), replicated D times, gradients reduced in buckets overlapping backward
- * (grad_sync.h), reports gathered by rank 0 (coordinator.h). For the same seed, model and global
- * batch every layout computes the same losses as one rank (up to float summation order).
+ * (grad_sync.h), reports gathered by rank 0 (coordinator.h). A Llama model (arch
+ * CKPT_ARCH_LLAMA) is not a pipeline shard: it runs train_run, also under mpirun as --dp D
+ * replicas of the whole model (train.c; train_run_dist refuses it). For the same seed, model
+ * and global batch every layout computes the same losses as one rank (up to float summation
+ * order).
  * Determinism: the same configuration gives bit-identical losses; a run resumed from the
  * checkpoint of step k continues bit-identically to the uninterrupted run (all state that
  * influences later steps -- weights, moments, step count -- is in the checkpoint, and the
@@ -31,10 +34,17 @@
 #include "adamw.h"
 #include "data.h"
 #include "gpt2.h"
+#include "llama.h"
 #include "strata_proto.h"
 
 typedef struct {
-  gpt2_config_t model;     /* vocab is set from the data when 0 */
+  gpt2_config_t model;     /* vocab is set from the data when 0; for Llama: vocab, ctx, layers,
+                              heads (query heads) and dim (hidden_size) */
+  int arch;                /* ckpt_arch_t: CKPT_ARCH_GPT2 (--arch gpt, the default) or
+                              CKPT_ARCH_LLAMA (--arch llama: one rank only, train.c) */
+  llama_config_t llama;    /* --arch llama: kv_heads (0: heads), ffn (0: 8/3 x dim rounded up to
+                              a multiple of 64), rms_norm_eps, rope_theta; the shape is `model`'s
+                              (train_llama_config) */
   int batch;               /* global sequences per step (--batch) */
   int seq_len;             /* T: tokens per sequence (defaults to model.ctx) */
   int microbatches;        /* M: micro-batches per step */
@@ -94,6 +104,11 @@ typedef struct {
 #define TRAIN_GIVEN_MIN_LR_RATIO (1u << 10)
 #define TRAIN_GIVEN_WEIGHT_DECAY (1u << 11)
 #define TRAIN_GIVEN_GRAD_CLIP (1u << 12)
+#define TRAIN_GIVEN_ARCH (1u << 13)
+#define TRAIN_GIVEN_KV_HEADS (1u << 14)
+#define TRAIN_GIVEN_FFN (1u << 15)
+#define TRAIN_GIVEN_RMS_NORM_EPS (1u << 16)
+#define TRAIN_GIVEN_ROPE_THETA (1u << 17)
 
 /* The defaults `strata train` documents (tiny model, default corpus). */
 void train_config_default(train_config_t *c);
@@ -113,7 +128,9 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
 /* The configuration steps both loops take, identical on every rank so all reach the same verdict
  * without communication: creates c->out_dir; with c->resume, finds the checkpoint ("auto": the
  * newest valid one under out_dir) into resume_dir, reads its training state into *state and
- * applies it to c (train_config_from_state); opens the data (*data_path: c->data_path or the
+ * applies it to c (train_config_from_state, and the checkpoint's family and Llama settings from
+ * its config.json: a family or Llama setting given on the command line must equal the
+ * checkpoint's); opens the data (*data_path: c->data_path or the
  * default corpus) into *ds; sets the vocabulary from the data and seq_len from the context when
  * 0; checks the vocabulary, seq_len, --steps (at least 1, and beyond a resumed checkpoint's
  * step) and the AdamW hyperparameters (decay_steps defaults to steps). Returns 0, or -1 with a

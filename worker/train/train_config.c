@@ -20,6 +20,8 @@
 void train_config_default(train_config_t *c) {
   memset(c, 0, sizeof *c);
   c->model = (gpt2_config_t){.vocab = 0, .ctx = 128, .layers = 4, .heads = 4, .dim = 128};
+  c->arch = CKPT_ARCH_GPT2;
+  c->llama = (llama_config_t){.kv_heads = 0, .ffn = 0, .rms_norm_eps = 1e-5, .rope_theta = 1e4};
   c->batch = 16;
   c->seq_len = 0;
   c->microbatches = 1;
@@ -87,6 +89,55 @@ static double ckpt_min_lr_ratio(const strata_train_state_t *state) {
   return state->train.lr > 0 && state->train.min_lr >= 0 ? state->train.min_lr / state->train.lr : 0;
 }
 
+/* The first of n settings given on the command line (given bits) that differs from the
+ * checkpoint's: 0, or -1 with "--layers 3 differs from checkpoint DIR's 2; ..." in err. */
+static int settings_agree(const resume_setting_t *settings, size_t n, unsigned given,
+                          const char *ckpt_dir, char *err, size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    const resume_setting_t *st = &settings[i];
+    if (!(given & st->bit) || setting_equal(st)) continue;
+    char gv[40], ckpt[40];
+    if (st->integer) {
+      snprintf(gv, sizeof gv, "%lld", (long long)st->gi);
+      snprintf(ckpt, sizeof ckpt, "%lld", (long long)st->ci);
+    } else {
+      snprintf(gv, sizeof gv, "%.6g", st->gd); /* the digits the comparison looks at */
+      snprintf(ckpt, sizeof ckpt, "%.6g", st->cd);
+    }
+    snprintf(err, errlen, "%s %s differs from checkpoint %s's %s: a resumed run keeps the checkpoint's "
+             "model and training settings; drop %s or pass %s", st->flag, gv, ckpt_dir, ckpt,
+             st->flag, ckpt);
+    return -1;
+  }
+  return 0;
+}
+
+/* Resume: the model family and the Llama settings of the checkpoint's config.json. 0 or -1. */
+static int model_from_ckpt(train_config_t *c, const char *ckpt_dir, char *err, size_t errlen) {
+  ckpt_model_config_t mc;
+  if (ckpt_read_model_config(ckpt_dir, &mc, err, errlen)) return -1;
+  if ((c->given & TRAIN_GIVEN_ARCH) && c->arch != (int)mc.arch) {
+    snprintf(err, errlen, "--arch %s differs from checkpoint %s's %s (config.json model_type \"%s\"): "
+             "a resumed run keeps the checkpoint's model; drop --arch or pass --arch %s",
+             ckpt_arch_name((ckpt_arch_t)c->arch), ckpt_dir, ckpt_arch_name(mc.arch),
+             mc.arch == CKPT_ARCH_LLAMA ? "llama" : "gpt2", ckpt_arch_name(mc.arch));
+    return -1;
+  }
+  c->arch = (int)mc.arch;
+  if (mc.arch != CKPT_ARCH_LLAMA) return 0;
+  const llama_config_t *l = &mc.llama, *g = &c->llama;
+  const resume_setting_t settings[] = {
+      {TRAIN_GIVEN_KV_HEADS, "--kv-heads", 1, g->kv_heads, l->kv_heads, 0, 0},
+      {TRAIN_GIVEN_FFN, "--ffn", 1, g->ffn, l->ffn, 0, 0},
+      {TRAIN_GIVEN_RMS_NORM_EPS, "--rms-norm-eps", 0, 0, 0, g->rms_norm_eps, l->rms_norm_eps},
+      {TRAIN_GIVEN_ROPE_THETA, "--rope-theta", 0, 0, 0, g->rope_theta, l->rope_theta},
+  };
+  if (settings_agree(settings, sizeof settings / sizeof settings[0], c->given, ckpt_dir, err, errlen))
+    return -1;
+  c->llama = *l;
+  return 0;
+}
+
 int train_config_from_state(train_config_t *c, const strata_train_state_t *state,
                             const char *ckpt_dir, char *err, size_t errlen) {
   const strata_train_cfg_t *t = &state->train;
@@ -105,22 +156,8 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
       {TRAIN_GIVEN_WEIGHT_DECAY, "--weight-decay", 0, 0, 0, c->opt.weight_decay, t->weight_decay},
       {TRAIN_GIVEN_GRAD_CLIP, "--grad-clip", 0, 0, 0, c->opt.grad_clip, t->grad_clip},
   };
-  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
-    const resume_setting_t *st = &settings[i];
-    if (!(c->given & st->bit) || setting_equal(st)) continue;
-    char given[40], ckpt[40];
-    if (st->integer) {
-      snprintf(given, sizeof given, "%lld", (long long)st->gi);
-      snprintf(ckpt, sizeof ckpt, "%lld", (long long)st->ci);
-    } else {
-      snprintf(given, sizeof given, "%.6g", st->gd); /* the digits the comparison looks at */
-      snprintf(ckpt, sizeof ckpt, "%.6g", st->cd);
-    }
-    snprintf(err, errlen, "%s %s differs from checkpoint %s's %s: a resumed run keeps the checkpoint's "
-             "model and training settings; drop %s or pass %s", st->flag, given, ckpt_dir, ckpt,
-             st->flag, ckpt);
+  if (settings_agree(settings, sizeof settings / sizeof settings[0], c->given, ckpt_dir, err, errlen))
     return -1;
-  }
   c->model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
                              state->model.heads, state->model.dim};
   c->batch = t->batch;
@@ -165,7 +202,9 @@ int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_d
       snprintf(resume_dir, resume_len, "%s", c->resume);
     }
     if (ckpt_read_state(resume_dir, state, 1, err, errlen)) return -1;
-    if (train_config_from_state(c, state, resume_dir, err, errlen)) return -1;
+    if (train_config_from_state(c, state, resume_dir, err, errlen) ||
+        model_from_ckpt(c, resume_dir, err, errlen))
+      return -1;
     if (!strcmp(c->resume, "auto") && strata_log_rank() <= 0) /* also with --quiet: the choice */
       strata_info("train: --resume auto: resuming from %s (step %llu)", resume_dir,
                   (unsigned long long)state->step);

@@ -399,6 +399,12 @@ static int dist_configure(dist_job_t *j) {
   if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path, err,
                     errlen))
     return TRAIN_BAD_CONFIG;
+  if (c->arch == CKPT_ARCH_LLAMA) { /* --arch llama, or a resumed Llama checkpoint */
+    snprintf(err, errlen, "checkpoint %s holds a Llama model: resume it with --arch llama, which "
+             "trains data-parallel only (--dp, --zero; no --tp, --pp, --schedule, --device)",
+             j->resume_dir);
+    return TRAIN_BAD_CONFIG;
+  }
   if (c->tp < 1 || c->pp < 1 || c->dp < 1) {
     snprintf(err, errlen, "--tp, --pp and --dp must be at least 1 (got --tp %d --pp %d --dp %d)",
              c->tp, c->pp, c->dp);

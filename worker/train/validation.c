@@ -43,22 +43,25 @@ int valset_fetch(const data_set_t *ds, data_split_t split, int64_t seqs, int T, 
   return 0;
 }
 
-double valset_loss_sum(const gpt2_acts_t *a, int rows, int T) {
-  const float *l = gpt2_losses(a);
+static double losses_sum(const float *l, int rows, int T) {
   double sum = 0;
   for (size_t i = 0; i < (size_t)rows * (size_t)T; i++) sum += l[i];
   return sum;
 }
 
-int valset_loss(gpt2_model_t *m, gpt2_acts_t *a, int width, const data_set_t *ds,
+double valset_loss_sum(const gpt2_acts_t *a, int rows, int T) {
+  return losses_sum(gpt2_losses(a), rows, T);
+}
+
+int valset_loss(train_model_t *m, int width, const data_set_t *ds,
                 data_split_t split, int64_t seqs, int T, int32_t *in, int32_t *tg, double *loss,
                 char *err, size_t errlen) {
   double sum = 0;
   for (int64_t first = 0; first < seqs; first += width) {
     int rows = 0;
     if (valset_fetch(ds, split, seqs, T, first, width, in, tg, &rows, err, errlen)) return -1;
-    (void)gpt2_forward(m, a, in, NULL, tg);
-    sum += valset_loss_sum(a, rows, T);
+    (void)train_model_forward(m, in, tg);
+    sum += losses_sum(train_model_losses(m), rows, T);
   }
   *loss = sum / ((double)seqs * T);
   return 0;

@@ -15,7 +15,7 @@
  *    int64_t seqs;
  *    if (valset_size(ds, DATA_VAL, 65536, T, &seqs, err, sizeof err)) fail(err);
  *    double loss;
- *    if (valset_loss(m, acts, width, ds, DATA_VAL, seqs, T, in, tg, &loss, err, sizeof err)) ...
+ *    if (valset_loss(tm, width, ds, DATA_VAL, seqs, T, in, tg, &loss, err, sizeof err)) ...
  *    valset_format_loss(buf, sizeof buf, loss, data_vocab(ds));  // "1.8712 nats/byte (2.6996 bits/byte)"
  * Distributed (train_dist.c): valset_fetch the rows of each micro-batch, forward them through the
  * pipeline, sum the first `rows` sequences' losses, all-reduce the sum and divide by S x T. */
@@ -27,6 +27,7 @@
 
 #include "data.h"
 #include "gpt2.h"
+#include "train_model.h"
 
 /* Held-out tokens an evaluation scores unless told otherwise (--eval-tokens, strata eval's
  * --tokens): 512 sequences of 128, a quarter of the shipped corpus's held-out tenth. */
@@ -47,9 +48,10 @@ int valset_fetch(const data_set_t *ds, data_split_t split, int64_t seqs, int T, 
  * in double (a must have been forwarded with targets, on a model with the head). */
 double valset_loss_sum(const gpt2_acts_t *a, int rows, int T);
 
-/* The set's mean loss on a whole model (one rank, every layer and the head) whose activations
- * a hold `width` sequences of T; in / tg are (width, T) scratch. 0, or -1 with a message. */
-int valset_loss(gpt2_model_t *m, gpt2_acts_t *a, int width, const data_set_t *ds,
+/* The set's mean loss on a whole model of either family (one rank, train_model.h) whose
+ * activations hold `width` sequences of T; in / tg are (width, T) scratch. 0, or -1 with a
+ * message. */
+int valset_loss(train_model_t *m, int width, const data_set_t *ds,
                 data_split_t split, int64_t seqs, int T, int32_t *in, int32_t *tg, double *loss,
                 char *err, size_t errlen);
 
