@@ -3,7 +3,9 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "bf16.h"
 #include "env.h"
 #include "gemm_backend.h"
 #include "log.h"
@@ -20,7 +22,9 @@ static const gemm_backend_ops_t *const backends[GEMM_NBACKENDS] = {
  * to AVX2, oneDNN uses AVX-512): oneDNN is faster on every product of the models measured, from
  * the 10.8M model's (about 2x) down to one decoded token (M = 1) and 16 x 32 x 32 blocks.
  * Below GEMM_AUTO_MIN_MNK_ONEDNN multiply-adds the two were within the noise of a loaded
- * machine, and OpenBLAS keeps those. */
+ * machine, and OpenBLAS keeps those. bf16 products follow the same rule: oneDNN's bf16 kernel
+ * for the large ones, the rounded-input path on OpenBLAS for the small ones (where rounding
+ * costs as much as the product). */
 #define GEMM_AUTO_MIN_MNK_ONEDNN (16.0 * 32 * 32)
 
 static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
@@ -41,6 +45,81 @@ static void gemm_read_env(void) {
   gemm_selected = w > 0 && w < GEMM_NBACKENDS ? (gemm_backend_t)w : GEMM_AUTO;
 }
 
+/* Per-thread scratch for rounded inputs: two slots (A and B), grown as needed, freed when the
+ * thread exits. */
+typedef struct {
+  void *p[2];
+  size_t bytes[2];
+} gemm_scratch_t;
+
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+
+static void scratch_free(void *v) {
+  gemm_scratch_t *s = v;
+  free(s->p[0]);
+  free(s->p[1]);
+  free(s);
+}
+
+static void scratch_key_make(void) {
+  if (pthread_key_create(&scratch_key, scratch_free)) {
+    strata_error("gemm: pthread_key_create failed: no scratch for bf16 products; report it with this line");
+    abort();
+  }
+}
+
+static void *scratch_get(int slot, size_t bytes) {
+  pthread_once(&scratch_once, scratch_key_make);
+  gemm_scratch_t *s = pthread_getspecific(scratch_key);
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    if (!s || pthread_setspecific(scratch_key, s)) goto oom;
+  }
+  if (s->bytes[slot] < bytes) {
+    void *p = realloc(s->p[slot], bytes);
+    if (!p) goto oom;
+    s->p[slot] = p;
+    s->bytes[slot] = bytes;
+  }
+  return s->p[slot];
+oom:
+  strata_error("gemm: out of memory for %zu bytes of bf16-rounded inputs; use a smaller micro-batch", bytes);
+  abort();
+}
+
+const float *gemm_round_f32(int slot, const float *X, int rows, int cols, int ld) {
+  float *d = scratch_get(slot, sizeof(float) * (size_t)rows * cols + 1);
+  for (int r = 0; r < rows; r++) {
+    const float *x = X + (size_t)r * ld;
+    float *o = d + (size_t)r * cols;
+    for (int c = 0; c < cols; c++) o[c] = bf16_round_rne(x[c]);
+  }
+  return d;
+}
+
+const uint16_t *gemm_round_bf16(int slot, const float *X, int rows, int cols, int ld) {
+  uint16_t *d = scratch_get(slot, sizeof(uint16_t) * (size_t)rows * cols + 2);
+  for (int r = 0; r < rows; r++) {
+    const float *x = X + (size_t)r * ld;
+    uint16_t *o = d + (size_t)r * cols;
+    for (int c = 0; c < cols; c++) o[c] = bf16_bits_rne(x[c]);
+  }
+  return d;
+}
+
+const char *gemm_dtype_name(gemm_dtype_t dt) { return dt == GEMM_BF16 ? "bf16" : "fp32"; }
+
+int gemm_bf16_path(gemm_backend_t b, char *desc, size_t len) {
+  if (b == GEMM_AUTO) b = GEMM_ONEDNN;
+  int native = backends[b]->bf16_native();
+  if (desc)
+    snprintf(desc, len, "%s", native ? "oneDNN dnnl_gemm_bf16bf16f32"
+                              : b == GEMM_ONEDNN ? "inputs rounded to bf16, dnnl_sgemm (no oneDNN bf16 kernel here)"
+                                                 : "inputs rounded to bf16, cblas_sgemm");
+  return native;
+}
+
 gemm_backend_t gemm_rule(gemm_dtype_t dt, int transA, int transB, int M, int N, int K) {
   (void)dt, (void)transA, (void)transB;
   return (double)M * N * K >= GEMM_AUTO_MIN_MNK_ONEDNN ? GEMM_ONEDNN : GEMM_OPENBLAS;
@@ -51,12 +130,17 @@ gemm_backend_t gemm_choose(gemm_dtype_t dt, int transA, int transB, int M, int N
   return gemm_selected != GEMM_AUTO ? gemm_selected : gemm_rule(dt, transA, transB, M, N, K);
 }
 
+/* K == 0: no products, C = beta C, the same on every backend (oneDNN would leave C). */
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+}
+
 void gemm_f32_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) { /* no products: C = beta C, the same on every backend (oneDNN would leave C) */
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+  if (K <= 0) {
+    scale_c(M, N, beta, C, ldc);
     return;
   }
   backends[b]->f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -68,6 +152,30 @@ void gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const fl
               beta, C, ldc);
 }
 
+void gemm_bf16_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) { /* oneDNN's bf16 kernel keeps a NaN of C at alpha 0, beta 0 */
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  backends[b]->bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+  gemm_bf16_on(gemm_choose(GEMM_BF16, transA, transB, M, N, K), transA, transB, M, N, K, alpha, A, lda, B, ldb,
+               beta, C, ldc);
+}
+
+void gemm_mm(gemm_dtype_t dt, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc) {
+  if (dt == GEMM_BF16)
+    gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm_f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void gemm_set_threads(int n) {
   gemm_threads = n > 0 ? n : 1;
   for (int b = 1; b < GEMM_NBACKENDS; b++) backends[b]->set_threads(gemm_threads);
@@ -75,14 +183,15 @@ void gemm_set_threads(int n) {
 
 void gemm_backend_describe(char *buf, size_t len) {
   pthread_once(&gemm_once, gemm_read_env);
-  char ob[128], dn[128];
+  char ob[128], dn[128], bf[96];
   backends[GEMM_OPENBLAS]->version(ob, sizeof ob);
   backends[GEMM_ONEDNN]->version(dn, sizeof dn);
   const char *plural = gemm_threads == 1 ? "" : "s";
+  gemm_bf16_path(gemm_selected, bf, sizeof bf);
   if (gemm_selected == GEMM_AUTO)
-    snprintf(buf, len, "gemm: STRATA_GEMM=auto: %s for fp32 products of M*N*K >= %.0f, %s below; %d thread%s",
-             dn, GEMM_AUTO_MIN_MNK_ONEDNN, ob, gemm_threads, plural);
+    snprintf(buf, len, "gemm: STRATA_GEMM=auto: %s for products of M*N*K >= %.0f, %s below; %d thread%s; "
+             "bf16 products: %s", dn, GEMM_AUTO_MIN_MNK_ONEDNN, ob, gemm_threads, plural, bf);
   else
-    snprintf(buf, len, "gemm: STRATA_GEMM=%s: %s for every product; %d thread%s", gemm_backend_name(gemm_selected),
-             gemm_selected == GEMM_ONEDNN ? dn : ob, gemm_threads, plural);
+    snprintf(buf, len, "gemm: STRATA_GEMM=%s: %s for every product; %d thread%s; bf16 products: %s",
+             gemm_backend_name(gemm_selected), gemm_selected == GEMM_ONEDNN ? dn : ob, gemm_threads, plural, bf);
 }

@@ -94,6 +94,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gemm.h"
 #include "strata/coll.h"
 
 typedef struct {
@@ -264,6 +265,14 @@ gpt2_recompute_t gpt2_get_recompute(const gpt2_model_t *m);
 const char *gpt2_recompute_name(gpt2_recompute_t mode); /* "none", "selective", "full" */
 /* Parses "none" | "selective" | "full"; 0, or -1 if unknown. */
 int gpt2_parse_recompute(const char *s, gpt2_recompute_t *out);
+
+/* ---- Precision of the matrix products ----
+ * GEMM_F32 (the default) or GEMM_BF16: every matrix product of the shard (the linear layers,
+ * the attention products, the logits, forward and backward, and the KV-cache forward) rounds
+ * its inputs to bf16 and accumulates in fp32, as PyTorch's bf16 autocast does; parameters,
+ * gradients, LayerNorm, softmax, GELU and the loss stay fp32. Takes effect at the next call. */
+void gpt2_set_matmul_dtype(gpt2_model_t *m, gemm_dtype_t dt);
+gemm_dtype_t gpt2_get_matmul_dtype(const gpt2_model_t *m);
 
 /* ---- Activations ---- */
 
