@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "data_tokenizer.h"
 #include "log.h"
+#include "memory_model.h"
 #include "tokenizer.h"
 #include "train.h"
 
@@ -38,6 +39,11 @@ static const char *usage_text =
     "n_head, n_embd, n_positions; vocab_size 50257 implies --tokenizer gpt2, 256 bytes); --layers,\n"
     "--heads, --dim and --ctx given beside it win, so `--config gpt2.json --dim 128 --heads 4` is\n"
     "GPT-2 small's depth at a small width.\n"
+    "--precision bf16 runs every matrix product (linear layers, attention, logits; forward and\n"
+    "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
+    "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
+    "keeps the weights in bf16, rounded stochastically after each update from (seed, step, element),\n"
+    "the same on every layout. The checkpoint records the precision; a resume keeps it.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -100,7 +106,8 @@ int cmd_train(int argc, char **argv) {
   double lr = c.opt.lr, wd = c.opt.weight_decay, clip = c.opt.grad_clip, min_lr_ratio = c.opt.min_lr_ratio;
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
-  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL;
+  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL,
+             *precision = NULL;
   int ckpt_async = 0, no_ckpt_async = 0;
   /* flags whose presence matters: resume compares them with the checkpoint */
   int g_steps = 0, g_layers = 0, g_heads = 0, g_dim = 0, g_ctx = 0, g_batch = 0, g_seq_len = 0,
@@ -139,6 +146,9 @@ int cmd_train(int argc, char **argv) {
        .env = "STRATA_WEIGHT_DECAY", .given = &g_wd},
       {"--grad-clip", NULL, ARG_DOUBLE, &clip, "NORM", "clip gradients to this global L2 norm, 0 = off (default 1)",
        .env = "STRATA_GRAD_CLIP", .given = &g_clip},
+      {"--precision", NULL, ARG_STRING, &precision, "fp32|bf16|bf16-sr",
+       "fp32 (default); bf16: matrix products in bf16 with fp32 accumulation, fp32 master weights and "
+       "AdamW moments; bf16-sr: bf16 products and bf16 weights updated with stochastic rounding (no master copy)"},
       {"--seed", NULL, ARG_INT64, &seed, "S", "seed of the initialisation and the data order (default 1337)",
        .min = 0, .max = 0x1p63, .given = &g_seed},
       {"--ckpt-every", NULL, ARG_INT, &c.ckpt_every, "K", "checkpoint every K steps (default 0: only at the end)",
@@ -200,6 +210,15 @@ int cmd_train(int argc, char **argv) {
   if (recompute && gpt2_parse_recompute(recompute, &recompute_mode)) {
     strata_error("train: --recompute must be none, selective or full, got '%s'", recompute);
     return 2;
+  }
+  if (precision) {
+    mem_precision_t p;
+    if (memory_parse_precision(precision, &p)) {
+      strata_error("train: --precision must be fp32, bf16 or bf16-sr, got '%s'", precision);
+      return 2;
+    }
+    c.precision = (int)p;
+    c.given |= TRAIN_GIVEN_PRECISION;
   }
   if (c.eval_only && !c.resume) {
     strata_error("train: --eval-only scores a checkpoint: add --resume DIR (or --resume auto)");

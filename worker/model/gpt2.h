@@ -247,6 +247,10 @@ int gpt2_tensor_slice(const gpt2_tensor_t *t, int tp_rank, const float *full, fl
  * that rank's part (same numel on every rank) assembles the whole logical tensor, so a
  * checkpoint writer gathers parts and never needs the split rules. Returns 0, or -1. */
 int gpt2_tensor_unslice(const gpt2_tensor_t *t, int tp_rank, const float *local, float *full);
+/* The index in the logical tensor (row-major full_shape) of element i of TP rank tp_rank's
+ * local part, or -1 for a padding element of the vocabulary (the inverse map of
+ * gpt2_tensor_slice, one element at a time). */
+int64_t gpt2_tensor_full_index(const gpt2_tensor_t *t, int tp_rank, size_t i);
 /* Logits of `rows` positions from every TP rank, as coll_allgather of each rank's local
  * (rows, Vp/tp) block leaves them (tp blocks in rank order), into full (rows, V): the
  * vocabulary order of tp = 1, padding columns dropped. At tp = 1 a plain copy. */

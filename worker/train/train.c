@@ -17,6 +17,7 @@
 #include "env.h"
 #include "gemm.h"
 #include "log.h"
+#include "memory_model.h"
 #include "rank_status.h"
 #include "run_report.h"
 #include "runlog.h"
@@ -141,6 +142,7 @@ static int solo_setup(solo_job_t *j) {
   } else {
     gpt2_init_params(j->m, c->seed);
   }
+  train_apply_precision(j->m, j->opt, c->precision, c->seed, !c->resume);
   if (rank_status_open(c->out_dir, 0, 1, 0, 0, j->err, sizeof j->err)) /* RUN/status/rank-0 */
     strata_warn("%s; no status record", j->err);
   char steps_path[4200];
@@ -155,9 +157,10 @@ static int solo_setup(solo_job_t *j) {
   j->origin_s = strata_now_s();
   if (!c->quiet)
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
-                "batch %d x %d tokens, %lld steps, data %s",
+                "batch %d x %d tokens, %lld steps, precision %s, data %s",
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
-                j->m->num_params, c->batch, j->T, (long long)c->steps, j->data_path);
+                j->m->num_params, c->batch, j->T, (long long)c->steps,
+                memory_precision_name((mem_precision_t)c->precision), j->data_path);
   return TRAIN_OK;
 }
 
@@ -394,7 +397,7 @@ int train_run(const train_config_t *cin) {
   j->val_loss = NAN;
   gemm_set_threads(j->c.threads > 0 ? j->c.threads : 1);
   if (!j->c.quiet) {
-    char gemm[320];
+    char gemm[480];
     gemm_backend_describe(gemm, sizeof gemm);
     strata_info("%s", gemm);
   }

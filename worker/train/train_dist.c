@@ -489,12 +489,13 @@ static int dist_connect(dist_job_t *j) {
   if (j->wrank == 0 && !c->quiet) {
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %lld parameters; "
                 "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, sequence parallelism "
-                "%s, recompute %s, transport %s, data %s",
+                "%s, recompute %s, precision %s, transport %s, data %s",
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
                 (long long)layout_params_total(&j->lay->model), c->batch, c->seq_len,
                 (long long)c->steps, schedule_kind_name((sched_kind_t)c->schedule), c->zero,
                 gpt2_sequence_parallel(j->m) ? "on" : "off",
                 gpt2_recompute_name((gpt2_recompute_t)c->recompute),
+                memory_precision_name((mem_precision_t)c->precision),
                 coll_transport_name(cm->world), j->data_path);
     layout_print(j->lay, stderr);
     fflush(stderr);
@@ -503,13 +504,16 @@ static int dist_connect(dist_job_t *j) {
 }
 
 /* The simulation's options of this run: its schedule, ZeRO, buckets, sequence parallelism and
- * recomputation, fp32 compute and Strata's memory accounting. */
+ * recomputation, the precision trained and Strata's memory accounting. */
 static sim_options_t run_sim_options(const train_config_t *c) {
   sim_options_t o = sim_options_default();
   o.kind = (sched_kind_t)c->schedule;
   o.zero = c->zero;
   o.bucket_bytes = c->bucket_mb * 1048576.0;
-  o.dtype = DEV_FP32; /* Strata computes in fp32 */
+  /* the device's clock and optimizer / gradient costs in the precision trained, as simulate
+   * --precision counts them; the memory stays Strata's accounting of its own buffers */
+  o.dtype = c->precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
+  o.precision = (mem_precision_t)c->precision;
   o.sequence_parallel = c->sequence_parallel && c->tp > 1;
   o.recompute = (mem_recompute_t)c->recompute; /* the same three modes, in the same order */
   return o;
@@ -590,6 +594,7 @@ static int dist_runtime(dist_job_t *j) {
   } else {
     gpt2_init_params(j->m, c->seed);
   }
+  train_apply_precision(j->m, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
   return TRAIN_OK;
 }
 
@@ -862,7 +867,7 @@ int train_run_dist(const train_config_t *cin) {
   MPI_Comm_size(MPI_COMM_WORLD, &j->wsize);
   gemm_set_threads(j->c.threads > 0 ? j->c.threads : 1);
   if (j->wrank == 0 && !j->c.quiet) {
-    char gemm[320];
+    char gemm[480];
     gemm_backend_describe(gemm, sizeof gemm);
     strata_info("%s", gemm);
   }
