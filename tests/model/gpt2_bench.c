@@ -4,7 +4,8 @@
  * and optimizer, tokens per second of process CPU time (less sensitive to a busy machine than
  * wall time), and peak RSS. Compare with launch/torch_train_bench.py on the same flags.
  * Products go through worker/model/gemm.h on --threads threads (default 1), so STRATA_GEMM picks
- * the library as in `strata train`.
+ * the library as in `strata train`; --precision bf16 runs them on bf16 inputs (gemm_bf16) and
+ * bf16-sr also keeps the weights in bf16 with stochastic rounding, as strata train --precision.
  * With --gemm-peak N it instead times gemm_f32 on N x N x N matrices (the library's ceiling).
  * With --gemm-shapes it times every backend on the model's matrix products (the forward's NN,
  * the backward's NT for the input gradient and TN for the weight gradient, one attention block
@@ -138,7 +139,9 @@ static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
 int main(int argc, char **argv) {
   int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0, shapes = 0, threads = 1;
   int64_t seed = 1;
+  const char *precision = "fp32";
   arg_spec_t specs[] = {
+      {"--precision", NULL, ARG_STRING, &precision, "P", "fp32 | bf16 | bf16-sr (fp32)"},
       {"--layers", NULL, ARG_INT, &L, "L", "transformer blocks (4)"},
       {"--heads", NULL, ARG_INT, &H, "H", "attention heads (4)"},
       {"--dim", NULL, ARG_INT, &C, "C", "embedding width (128)"},
@@ -158,6 +161,11 @@ int main(int argc, char **argv) {
   gemm_set_threads(threads);
   if (gemm > 0) return gemm_peak(gemm, 5);
   if (shapes) return gemm_shapes(H, C, T, B, V, 64);
+  int bf16 = !strcmp(precision, "bf16"), sr = !strcmp(precision, "bf16-sr");
+  if (!bf16 && !sr && strcmp(precision, "fp32")) {
+    fprintf(stderr, "gpt2_bench: --precision must be fp32, bf16 or bf16-sr, got '%s'\n", precision);
+    return 2;
+  }
   if (steps <= 0 || warmup < 0) {
     fprintf(stderr, "gpt2_bench: --steps must be > 0 and --warmup >= 0\n");
     return 2;
@@ -175,6 +183,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   gpt2_init_params(m, (uint64_t)seed);
+  gpt2_set_matmul_dtype(m, bf16 || sr ? GEMM_BF16 : GEMM_F32);
+  if (sr) {
+    adamw_set_stochastic_rounding(opt, (uint64_t)seed, 0);
+    bf16_round_params(m->params, m->num_params);
+  }
   adamw_hparams_t hp;
   adamw_hparams_default(&hp);
   int32_t *tok = malloc(sizeof(int32_t) * (B * T + 1));
@@ -206,8 +219,8 @@ int main(int argc, char **argv) {
   }
   double tokens = (double)steps * B * T;
   double flops = gpt2_train_flops(m, B, T) * steps;
-  printf("gpt2_bench params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d loss=%.4f\n", m->num_params, L, H, C, T, B,
-         V, steps, loss);
+  printf("gpt2_bench params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d precision=%s loss=%.4f\n", m->num_params, L,
+         H, C, T, B, V, steps, precision, loss);
   printf("ms/step=%.1f (forward %.1f, backward %.1f, adamw %.1f) tokens/s=%.0f GFLOP/s=%.1f "
          "cpu_tokens/s=%.0f activations=%.1f MiB peak_rss=%.1f MiB\n",
          1e3 * t_all / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, 1e3 * t_opt / steps, tokens / t_all,

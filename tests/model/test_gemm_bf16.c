@@ -164,6 +164,17 @@ static void check_stability(void) {
   CHECK_TRUE(memcmp(c, other, sizeof(float) * M * N) == 0);
   CHECK_TRUE(strcmp(gemm_dtype_name(GEMM_BF16), "bf16") == 0 && strcmp(gemm_dtype_name(GEMM_F32), "fp32") == 0);
   CHECK_EQ_INT(gemm_bf16_path(GEMM_OPENBLAS, NULL, 0), 0);
+  /* rows of 37 values (two 16-wide vector blocks and a scalar tail): ties round to even, a NaN
+   * stays NaN, on every backend */
+  for (int b = 1; b < GEMM_NBACKENDS; b++) {
+    float row[37], ones[37], out = 0;
+    for (int i = 0; i < 37; i++) row[i] = 1.0f + 0x1p-8f, ones[i] = 1.0f; /* each rounds to 1 */
+    gemm_bf16_on((gemm_backend_t)b, 0, 1, 1, 1, 37, 1.0f, row, 37, ones, 37, 0.0f, &out, 1);
+    CHECK_TRUE(out == 37.0f);
+    row[20] = NAN;
+    gemm_bf16_on((gemm_backend_t)b, 0, 1, 1, 1, 37, 1.0f, row, 37, ones, 37, 0.0f, &out, 1);
+    CHECK_TRUE(isnan(out));
+  }
   free(a), free(bb), free(c), free(first), free(other), free(f32), free(src_a), free(src_b);
 }
 

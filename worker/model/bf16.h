@@ -25,11 +25,12 @@ static inline float bf16_bits_f32(uint32_t u) {
   return x;
 }
 
+/* Branch-free (a select), so that loops over arrays vectorise. */
 static inline uint16_t bf16_bits_rne(float x) {
   uint32_t u = bf16_f32_bits(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
+  uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
+  uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? u | 0x00400000u : rounded; /* NaN: quiet it */
+  return (uint16_t)(r >> 16);
 }
 
 static inline float bf16_to_f32(uint16_t b) { return bf16_bits_f32((uint32_t)b << 16); }
