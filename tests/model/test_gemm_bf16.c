@@ -2,14 +2,12 @@
  *  - rounding: round-to-nearest-even on exact ties (both directions), NaN stays NaN,
  *    infinities stay, overflow past the largest bf16 gives infinity; stochastic rounding lands on
  *    one of the two neighbours and is unbiased over many draws;
- *  - every backend (oneDNN's bf16 kernel or its fallback, the OpenBLAS rounded-input path) and
- *    auto against a double-precision triple loop over the bf16-rounded inputs: all four
- *    transposes, sizes 1..65 and one past the kernels' blocks, alpha / beta / padded leading
- *    dimensions, beta 0 over NaN, K = 0; the inputs are left unchanged;
+ *  - (every backend against a double-precision reference on bf16-rounded inputs: test_gemm.c)
  *  - the same product is bit-identical at other addresses and on a rerun;
  *  - the backends agree with each other within fp32 summation error, and the bf16 product of
  *    unrounded inputs differs from the fp32 one (the rounding happened);
- *  - gemm_mm dispatches by dtype, and the path each backend takes is named.
+ *  - gemm_mm dispatches by dtype, and the path each backend takes is named; rows longer than a
+ *    vector block round ties to even and keep a NaN on every backend.
  */
 #include <math.h>
 #include <stdio.h>
@@ -52,75 +50,6 @@ static void check_rounding(void) {
 }
 
 static const char *who(int b) { return gemm_backend_name((gemm_backend_t)b); }
-
-static void run(int b, int ta, int tb, int M, int N, int K, float alpha, float beta, int pad, int *bad, rng_t *s) {
-  int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
-  size_t na = (size_t)(ta ? K : M) * lda + 1, nb = (size_t)(tb ? N : K) * ldb + 1, nc = (size_t)M * ldc + 1;
-  float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb), *C = malloc(sizeof(float) * nc),
-        *C0 = malloc(sizeof(float) * nc), *A0 = malloc(sizeof(float) * na), *B0 = malloc(sizeof(float) * nb);
-  for (size_t i = 0; i < na; i++) A[i] = frand(s);
-  for (size_t i = 0; i < nb; i++) B[i] = frand(s);
-  for (size_t i = 0; i < nc; i++) C0[i] = beta == 0 ? NAN : frand(s);
-  for (int i = 0; i < M; i++)
-    for (int j = N; j < ldc; j++) C0[(size_t)i * ldc + j] = 7.0f;
-  memcpy(C, C0, sizeof(float) * nc);
-  memcpy(A0, A, sizeof(float) * na);
-  memcpy(B0, B, sizeof(float) * nb);
-  if (b == GEMM_AUTO)
-    gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  else
-    gemm_bf16_on((gemm_backend_t)b, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  if (memcmp(A, A0, sizeof(float) * na) || memcmp(B, B0, sizeof(float) * nb))
-    test_fail(__FILE__, __LINE__, "%s: the inputs were changed", who(b));
-  for (int i = 0; i < M; i++) {
-    for (int j = 0; j < N; j++) {
-      double sum = 0, sa = 0;
-      for (int k = 0; k < K; k++) {
-        double a = bf16_round_rne(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-        double bb = bf16_round_rne(tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
-        sum += a * bb;
-        sa += fabs(a * bb);
-      }
-      double c0 = beta == 0 ? 0 : beta * C0[(size_t)i * ldc + j];
-      double ref = alpha * sum + c0, bound = fabs(alpha) * sa + fabs(c0);
-      double c = C[(size_t)i * ldc + j], tol = 4e-6 * bound * sqrt((double)K + 1) + 1e-30;
-      if (!(fabs(c - ref) <= tol) && (*bad)++ < 5)
-        test_fail(__FILE__, __LINE__, "%s bf16 %c%c M=%d N=%d K=%d alpha=%g beta=%g pad=%d: C[%d][%d] = %.9g, expected %.9g within %.3g",
-                  who(b), ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, pad, i, j, c, ref, tol);
-    }
-    for (int j = N; j < ldc; j++)
-      if (C[(size_t)i * ldc + j] != 7.0f && (*bad)++ < 5)
-        test_fail(__FILE__, __LINE__, "%s bf16: padding column %d of row %d written", who(b), j, i);
-  }
-  test_checks++;
-  free(A), free(B), free(C), free(C0), free(A0), free(B0);
-}
-
-static void check_against_reference(void) {
-  static const int sizes[] = {1, 3, 17, 65};
-  static const float alphas[] = {1.0f, -0.5f, 0.0f}, betas[] = {0.0f, 1.0f, 0.25f};
-  rng_t s;
-  rng_seed(&s, 42, 3);
-  for (int b = 0; b < GEMM_NBACKENDS; b++) {
-    int bad = 0;
-    for (int t = 0; t < 4; t++)
-      for (int mi = 0; mi < 4; mi++)
-        for (int ni = 0; ni < 4; ni++)
-          for (int ki = 0; ki < 4; ki++) {
-            int v = mi + ni + ki + t;
-            run(b, t >> 1, t & 1, sizes[mi], sizes[ni], sizes[ki], alphas[v % 3], betas[(v / 3) % 3], v % 2 ? 3 : 0,
-                &bad, &s);
-          }
-    for (int t = 0; t < 4; t++) {
-      run(b, t >> 1, t & 1, 130, 67, 259, 1.0f, 0.0f, 5, &bad, &s);
-      run(b, t >> 1, t & 1, 5, 7, 0, 1.0f, 0.25f, 1, &bad, &s);
-      run(b, t >> 1, t & 1, 4, 6, 0, 1.0f, 0.0f, 0, &bad, &s);
-    }
-    char path[128];
-    int native = gemm_bf16_path((gemm_backend_t)b, path, sizeof path);
-    printf("%s: bf16 through %s (%s): %d mismatches\n", who(b), path, native ? "native" : "fallback", bad);
-  }
-}
 
 /* Bit-identical at other addresses and on a rerun; backends agree; bf16 differs from fp32. */
 static void check_stability(void) {
@@ -185,7 +114,11 @@ int main(void) {
   printf("%s\n", line);
   CHECK_TRUE(strstr(line, "bf16 products: ") != NULL);
   check_rounding();
-  check_against_reference();
+  for (int b = 1; b < GEMM_NBACKENDS; b++) {
+    char path[128];
+    int native = gemm_bf16_path((gemm_backend_t)b, path, sizeof path);
+    printf("%s: bf16 through %s (%s)\n", who(b), path, native ? "native" : "fallback");
+  }
   check_stability();
   return test_finish("gemm_bf16");
 }

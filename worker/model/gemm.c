@@ -161,44 +161,43 @@ static void scale_c(int M, int N, float beta, float *C, int ldc) {
     for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
 }
 
-void gemm_f32_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+/* Every product, on backend b in precision dt. */
+static void product_on(gemm_dtype_t dt, gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
+  /* no products (K == 0, or alpha == 0 in bf16, where oneDNN's kernel keeps a NaN of C at beta 0) */
+  if (K <= 0 || (dt == GEMM_BF16 && alpha == 0.0f)) {
     scale_c(M, N, beta, C, ldc);
     return;
   }
-  backends[b]->f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-              const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm_f32_on(gemm_choose(GEMM_F32, transA, transB, M, N, K), transA, transB, M, N, K, alpha, A, lda, B, ldb,
-              beta, C, ldc);
-}
-
-void gemm_bf16_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || alpha == 0.0f) { /* oneDNN's bf16 kernel keeps a NaN of C at alpha 0, beta 0 */
-    scale_c(M, N, beta, C, ldc);
-    return;
-  }
-  backends[b]->bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-               const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm_bf16_on(gemm_choose(GEMM_BF16, transA, transB, M, N, K), transA, transB, M, N, K, alpha, A, lda, B, ldb,
-               beta, C, ldc);
+  (dt == GEMM_BF16 ? backends[b]->bf16 : backends[b]->f32)(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                                           ldc);
 }
 
 void gemm_mm(gemm_dtype_t dt, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
              const float *B, int ldb, float beta, float *C, int ldc) {
-  if (dt == GEMM_BF16)
-    gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  else
-    gemm_f32(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  product_on(dt, gemm_choose(dt, transA, transB, M, N, K), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+             ldc);
+}
+
+void gemm_f32_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  product_on(GEMM_F32, b, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_bf16_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  product_on(GEMM_BF16, b, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+  gemm_mm(GEMM_F32, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+  gemm_mm(GEMM_BF16, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_set_threads(int n) {
