@@ -54,7 +54,7 @@ eval)
   val=$(sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$W/a/report.json")
   grep -q '"val_tokens": 256' "$W/a/report.json" || fail "report.json lacks val_tokens 256"
   out=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --batch 3 --json)
-  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val"\}$' <<<"$out" \
+  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val", "precision": "fp32"\}$' <<<"$out" \
     || fail "unexpected eval output: $out"
   loss=$(echo "$out" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')
   bits=$(echo "$out" | sed -E 's/.*"bits": ([0-9.]+).*/\1/')
