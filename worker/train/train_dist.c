@@ -523,12 +523,19 @@ _Static_assert((int)MEM_RECOMPUTE_NONE == (int)GPT2_RECOMPUTE_NONE &&
                    (int)MEM_RECOMPUTE_FULL == (int)GPT2_RECOMPUTE_FULL,
                "the memory model's recompute modes must follow the model's");
 
+/* The cpu profile's calibration in bf16: the GEMM rate of the bf16 products the run multiplies. */
+static void bf16_matmul(int M, int N, int K, const float *a, const float *b, float *c) {
+  gemm_bf16(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+}
+
 /* The simulated device: resolution (all ranks agree), the memory fit (a job that does not fit
- * is bad input), the simulated clock. */
+ * is bad input), the simulated clock. The cpu profile is measured in the run's precision. */
 static int dist_device(dist_job_t *j) {
   const train_config_t *c = &j->c;
   const sim_options_t so = run_sim_options(c);
   const mem_options_t mo = sim_mem_options(&so);
+  calibrate_set_matmul_dtype(train_matmul_dtype(c->precision));
+  if (c->precision != MEM_PREC_FP32) device_set_matmul(bf16_matmul);
   if (sim_clock_resolve_device(c->device, (double)c->device_mem, j->cm.world, j->lay, c->seq_len,
                                so.sequence_parallel && j->lay->tp > 1, calibrate_layer_time, &j->dev,
                                j->err, sizeof j->err))
