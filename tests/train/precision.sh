@@ -68,6 +68,9 @@ loss)
   bf16_only "$W/bf16-sr/ckpt-00000030/model.safetensors" || fail "bf16-sr weights are not bf16"
   ! bf16_only "$W/bf16/ckpt-00000030/model.safetensors" > /dev/null || fail "bf16 master weights hold bf16 values only"
   grep -q 'bf16-sr' "$W/bf16-sr/ckpt-00000030/train_state.pb" || fail "the checkpoint does not record bf16-sr"
+  for p in fp32 bf16 bf16-sr; do
+    grep -q "\"precision\": \"$p\"" "$W/$p/report.json" || fail "report.json does not record $p"
+  done
   ;;
 resume)
   for p in bf16 bf16-sr; do
@@ -127,6 +130,7 @@ layout)
   "$STRATA" train "${TINY[@]}" --heads 4 --steps 20 --precision "$PREC" --out "$W/ref"
   "${MPIRUN[@]}" -np "$NP" "$STRATA" train "${TINY[@]}" --heads 4 --steps 20 --precision "$PREC" --out "$W/dist" "$@"
   [ "$(wc -l < "$W/dist/steps.jsonl")" -eq 20 ] || fail "expected 20 lines in steps.jsonl"
+  grep -q "\"precision\": \"$PREC\"" "$W/dist/report.json" || fail "report.json does not record $PREC"
   paste -d' ' <(losses "$W/ref/steps.jsonl") <(losses "$W/dist/steps.jsonl") |
     awk -v tol="$LOSS_RTOL" '{ d = $1 - $2; if (d < 0) d = -d; if (d / $1 > max) max = d / $1
            if (!(d <= tol * $1)) { printf "step %d: single-rank loss %s, layout %s: more than %s apart\n", NR, $1, $2, tol; bad = 1 } }
