@@ -7,8 +7,8 @@
 #             MPI_Allreduce and a blocking MPI_Sendrecv ring in the same mpirun, np 2 and 4;
 #             the ofi transport (shm provider) against the mpi transport, np 2
 #             (build/tests/coll_bench_allreduce; `strata bench --algo auto` names auto's choice)
-#   train     single-rank training against PyTorch on one thread, runs alternating
-#             (build/tests/gpt2_bench, launch/torch_train_bench.py); the GEMM peak
+#   train     single-rank training against PyTorch on one thread, runs alternating, GPT-2 and
+#             Llama (build/tests/gpt2_bench, launch/torch_train_bench.py); the GEMM peak
 #   gemm      the GEMM backends (worker/model/gemm.h: OpenBLAS, oneDNN) on one thread at the
 #             10.8M model's products, which wins where and what auto picks; training tokens/s
 #             of that model on each backend, runs alternating (build/tests/gpt2_bench
@@ -304,10 +304,12 @@ section_train() {
   local GB="$BUILD/tests/gpt2_bench" rep name flags steps f gemm
   [ -x "$GB" ] || { echo "benchmarks.sh: $GB missing (cmake --build build --target gpt2_bench)" >&2; FAIL=1; return 1; }
   local models=("10.8M model|--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8|5 2"
-                "tiny default|--layers 4 --heads 4 --dim 128 --ctx 128 --batch 8|20 2")
+                "tiny default|--layers 4 --heads 4 --dim 128 --ctx 128 --batch 8|20 2"
+                "Llama at the 10.8M shape|--arch llama --layers 6 --heads 6 --kv-heads 2 --dim 384 --ffn 1024 --ctx 256 --batch 8|5 2")
   gemm=2048
   if [ "$QUICK" = 1 ]; then
-    models=("small|--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4|3 1" "tiny default|--layers 4 --heads 4 --dim 128 --ctx 128 --batch 8|3 1")
+    models=("small|--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4|3 1" "tiny default|--layers 4 --heads 4 --dim 128 --ctx 128 --batch 8|3 1"
+            "Llama small|--arch llama --layers 2 --heads 2 --kv-heads 1 --dim 64 --ffn 160 --ctx 64 --batch 4|3 1")
     gemm=384
   fi
   local D="$OUT/train"; mkdir -p "$D"
@@ -339,7 +341,9 @@ section_train() {
   {
     echo "One thread each (\`OPENBLAS_NUM_THREADS=1\`; PyTorch \`torch.set_num_threads(1)\`), random tokens,"
     echo "vocabulary 256, whole steps (forward, backward, AdamW); tokens/s over the timed steps after the"
-    echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat."
+    echo "warm-up. Strata and PyTorch alternate within each repeat; the ratio is taken per repeat. The"
+    echo "Llama row is worker/model/llama.c against the same Llama in plain PyTorch (RMSNorm, rotary"
+    echo "positions, SwiGLU of --ffn, grouped-query attention with --kv-heads, untied head)."
     [ -n "$TORCH" ] || { echo; torch_note; }
     echo
     echo "| model | Strata tokens/s | PyTorch tokens/s | Strata / PyTorch, same repeat | Strata GFLOP/s (share of GEMM peak) | peak RSS Strata / PyTorch |"

@@ -1,4 +1,5 @@
-/* gpt2_bench.c -- single-rank training throughput of worker/model/gpt2.c + worker/model/adamw.c: times
+/* gpt2_bench.c -- single-rank training throughput of worker/model/gpt2.c (or, with --arch llama,
+ * worker/model/llama.c: --kv-heads, --ffn) + worker/model/adamw.c: times
  * whole steps (forward, backward, AdamW) on random tokens and prints tokens/s, the GEMM
  * GFLOP/s achieved (gpt2_train_flops / step time), the split of a step into forward, backward
  * and optimizer, tokens per second of process CPU time (less sensitive to a busy machine than
@@ -16,6 +17,7 @@
  * first from product to product).
  *
  *   build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8 --steps 10
+ *   build/tests/gpt2_bench --arch llama --layers 6 --heads 6 --kv-heads 2 --dim 384 --ffn 1024 --ctx 256 --batch 8
  *   build/tests/gpt2_bench --gemm-peak 2048
  *   build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8 --gemm-shapes
  * A benchmark, not a test: registered as a build target only. */
@@ -29,6 +31,7 @@
 #include "args.h"
 #include "gemm.h"
 #include "gpt2.h"
+#include "llama.h"
 #include "rng.h"
 
 static double now_s(void) {
@@ -136,13 +139,81 @@ static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
   return 0;
 }
 
+/* One model family behind the timing loop: its flat parameters, gradients and catalogue for
+ * AdamW, and one forward (mean loss) + backward of B x T tokens. */
+typedef struct {
+  gpt2_model_t *g;
+  gpt2_acts_t *ga;
+  llama_model_t *l;
+  llama_acts_t *la;
+  float *params, *grads;
+  gpt2_tensor_t *tensors;
+  int num_tensors;
+  size_t num_params;
+  double flops; /* training FLOPs of one step */
+  double acts_mib;
+} bench_model_t;
+
+static int bench_model_create(const char *arch, int V, int T, int L, int H, int KVH, int C, int F, int B,
+                              uint64_t seed, bench_model_t *bm, char *err, size_t errlen) {
+  memset(bm, 0, sizeof *bm);
+  if (!strcmp(arch, "llama")) {
+    llama_config_t lc = {.vocab = V, .ctx = T, .layers = L, .heads = H, .kv_heads = KVH ? KVH : H, .dim = C,
+                         .ffn = F ? F : 4 * C, .rms_norm_eps = 1e-5, .rope_theta = 1e4};
+    if (llama_create(&lc, &bm->l, err, errlen) || llama_acts_create(bm->l, B, T, &bm->la, err, errlen)) return -1;
+    llama_init_params(bm->l, seed);
+    bm->params = bm->l->params, bm->grads = bm->l->grads, bm->tensors = bm->l->tensors;
+    bm->num_tensors = bm->l->num_tensors, bm->num_params = bm->l->num_params;
+    bm->flops = llama_train_flops(bm->l, B, T);
+    return 0;
+  }
+  if (strcmp(arch, "gpt")) {
+    snprintf(err, errlen, "--arch %s: use gpt or llama", arch);
+    return -1;
+  }
+  gpt2_config_t gc = {.vocab = V, .ctx = T, .layers = L, .heads = H, .dim = C};
+  gpt2_range_t range = {0, L, 1, 1};
+  if (gpt2_create(&gc, range, &bm->g, err, errlen) || gpt2_acts_create(bm->g, B, T, &bm->ga, err, errlen)) return -1;
+  gpt2_init_params(bm->g, seed);
+  bm->params = bm->g->params, bm->grads = bm->g->grads, bm->tensors = bm->g->tensors;
+  bm->num_tensors = bm->g->num_tensors, bm->num_params = bm->g->num_params;
+  bm->flops = gpt2_train_flops(bm->g, B, T);
+  bm->acts_mib = gpt2_acts_bytes(bm->ga) / 1048576.0;
+  return 0;
+}
+
+static float bench_forward(bench_model_t *bm, const int32_t *tok) {
+  return bm->l ? llama_forward(bm->l, bm->la, tok, tok + 1) : gpt2_forward(bm->g, bm->ga, tok, NULL, tok + 1);
+}
+
+static void bench_backward(bench_model_t *bm) {
+  if (bm->l) {
+    llama_zero_grad(bm->l);
+    llama_backward(bm->l, bm->la, 1.0f);
+  } else {
+    gpt2_zero_grad(bm->g);
+    gpt2_backward(bm->g, bm->ga, NULL, 1.0f, NULL);
+  }
+}
+
+static void bench_model_free(bench_model_t *bm) {
+  llama_acts_free(bm->la);
+  llama_free(bm->l);
+  gpt2_acts_free(bm->ga);
+  gpt2_free(bm->g);
+}
+
 int main(int argc, char **argv) {
   int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0, shapes = 0, threads = 1;
+  int KVH = 0, F = 0;
   int64_t seed = 1;
-  const char *precision = "fp32";
+  const char *arch = "gpt", *precision = "fp32";
   arg_spec_t specs[] = {
-      {"--precision", NULL, ARG_STRING, &precision, "P", "fp32 | bf16 | bf16-sr (fp32)"},
+      {"--arch", NULL, ARG_STRING, &arch, "gpt|llama", "model family (gpt)"},
+      {"--precision", NULL, ARG_STRING, &precision, "P", "gpt: fp32 | bf16 | bf16-sr (fp32)"},
       {"--layers", NULL, ARG_INT, &L, "L", "transformer blocks (4)"},
+      {"--kv-heads", NULL, ARG_INT, &KVH, "N", "llama: key / value heads (the heads)"},
+      {"--ffn", NULL, ARG_INT, &F, "F", "llama: SwiGLU hidden width (4 x dim)"},
       {"--heads", NULL, ARG_INT, &H, "H", "attention heads (4)"},
       {"--dim", NULL, ARG_INT, &C, "C", "embedding width (128)"},
       {"--ctx", NULL, ARG_INT, &T, "T", "context = sequence length (128)"},
@@ -166,27 +237,29 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gpt2_bench: --precision must be fp32, bf16 or bf16-sr, got '%s'\n", precision);
     return 2;
   }
+  if ((bf16 || sr) && strcmp(arch, "gpt")) {
+    fprintf(stderr, "gpt2_bench: --precision %s is GPT-2's (strata train); drop it with --arch %s\n", precision, arch);
+    return 2;
+  }
   if (steps <= 0 || warmup < 0) {
     fprintf(stderr, "gpt2_bench: --steps must be > 0 and --warmup >= 0\n");
     return 2;
   }
 
-  gpt2_config_t cfg = {.vocab = V, .ctx = T, .layers = L, .heads = H, .dim = C};
-  gpt2_range_t range = {0, L, 1, 1};
-  gpt2_model_t *m = NULL;
-  gpt2_acts_t *a = NULL;
+  bench_model_t bm;
   adamw_t *opt = NULL;
   char err[256];
-  if (gpt2_create(&cfg, range, &m, err, sizeof err) != 0 || gpt2_acts_create(m, B, T, &a, err, sizeof err) != 0 ||
-      adamw_create(0, m->num_params, &opt, err, sizeof err) != 0) {
+  if (bench_model_create(arch, V, T, L, H, KVH, C, F, B, (uint64_t)seed, &bm, err, sizeof err) != 0 ||
+      adamw_create(0, bm.num_params, &opt, err, sizeof err) != 0) {
     fprintf(stderr, "gpt2_bench: %s\n", err);
     return 2;
   }
-  gpt2_init_params(m, (uint64_t)seed);
-  gpt2_set_matmul_dtype(m, bf16 || sr ? GEMM_BF16 : GEMM_F32);
-  if (sr) {
-    adamw_set_stochastic_rounding(opt, (uint64_t)seed, 0);
-    bf16_round_params(m->params, m->num_params);
+  if (bm.g) {
+    gpt2_set_matmul_dtype(bm.g, bf16 || sr ? GEMM_BF16 : GEMM_F32);
+    if (sr) {
+      adamw_set_stochastic_rounding(opt, (uint64_t)seed, 0);
+      bf16_round_params(bm.params, bm.num_params);
+    }
   }
   adamw_hparams_t hp;
   adamw_hparams_default(&hp);
@@ -199,13 +272,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < B * T + 1; i++) tok[i] = (int32_t)rng_below(&r, V);
     double c0 = cpu_s();
     double t0 = now_s();
-    loss = gpt2_forward(m, a, tok, NULL, tok + 1);
+    loss = bench_forward(&bm, tok);
     double t1 = now_s();
-    gpt2_zero_grad(m);
-    gpt2_backward(m, a, NULL, 1.0f, NULL);
+    bench_backward(&bm);
     double t2 = now_s();
-    double ss = adamw_sum_squares(m->grads, m->num_params);
-    adamw_step(opt, &hp, m->params, m->grads, m->tensors, m->num_tensors, adamw_lr_at(&hp, s),
+    double ss = adamw_sum_squares(bm.grads, bm.num_params);
+    adamw_step(opt, &hp, bm.params, bm.grads, bm.tensors, bm.num_tensors, adamw_lr_at(&hp, s),
                adamw_clip_scale(ss, hp.grad_clip));
     double t3 = now_s();
     double c3 = cpu_s();
@@ -218,16 +290,17 @@ int main(int argc, char **argv) {
     }
   }
   double tokens = (double)steps * B * T;
-  double flops = gpt2_train_flops(m, B, T) * steps;
-  printf("gpt2_bench params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d precision=%s loss=%.4f\n", m->num_params, L,
-         H, C, T, B, V, steps, precision, loss);
+  double flops = bm.flops * steps;
+  char acts[32] = "n/a"; /* llama.h does not count its activation bytes */
+  if (bm.g) snprintf(acts, sizeof acts, "%.1f", bm.acts_mib);
+  printf("gpt2_bench arch=%s params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d precision=%s loss=%.4f\n", arch,
+         bm.num_params, L, H, C, T, B, V, steps, precision, loss);
   printf("ms/step=%.1f (forward %.1f, backward %.1f, adamw %.1f) tokens/s=%.0f GFLOP/s=%.1f "
-         "cpu_tokens/s=%.0f activations=%.1f MiB peak_rss=%.1f MiB\n",
+         "cpu_tokens/s=%.0f activations=%s MiB peak_rss=%.1f MiB\n",
          1e3 * t_all / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, 1e3 * t_opt / steps, tokens / t_all,
-         flops / t_all / 1e9, tokens / c_all, gpt2_acts_bytes(a) / 1048576.0, peak_rss_mib());
+         flops / t_all / 1e9, tokens / c_all, acts, peak_rss_mib());
   free(tok);
   adamw_free(opt);
-  gpt2_acts_free(a);
-  gpt2_free(m);
+  bench_model_free(&bm);
   return 0;
 }

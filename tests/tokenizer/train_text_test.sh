@@ -9,6 +9,8 @@
 #     tokenizer: its steps 4-5 equal the uninterrupted run's;
 #   - `strata eval` of that checkpoint on the .txt scores train's validation loss (1e-6: the
 #     same set through the same forward pass, one rank);
+#   - a tokenizer directory of its own travels in every checkpoint, through infer and a resume;
+#     with a token shard of another vocabulary it exits 2;
 #   - a --tokenizer directory without vocabulary files exits 2 naming it.
 # Exit 77 (skipped) without jq.
 set -u
@@ -54,6 +56,38 @@ A=$(jq -c '.loss' "$W/res2/steps.jsonl" | tail -2 | tr '\n' ' '); B=$(jq -c '.lo
 grep -q "encoded with the tokenizer of checkpoint" "$W/eval.log" || fail "eval does not name the tokenizer: $(cat "$W/eval.log")"
 jq -e -s '(.[0].loss - .[1].val_loss | fabs) < 1e-6 and .[0].tokens == .[1].val_tokens' "$W/eval.json" "$W/txt1/report.json" \
   > /dev/null || fail "eval $(cat "$W/eval.json") differs from train's validation $(jq -c '[.val_loss, .val_tokens]' "$W/txt1/report.json")"
+
+# a tokenizer of its own (GPT-2's 256 byte tokens, its first 100 merges, <|endoftext|> = 356):
+# every checkpoint carries it (byte-identical files), infer prints text through it, a resume
+# without --tokenizer keeps it, and a shard of GPT-2 ids with it exits 2 (vocabularies differ)
+mkdir -p "$W/tok"
+head -n 101 "$SRC/data/gpt2/vocab.bpe" > "$W/tok/merges.txt"
+tail -n +2 "$W/tok/merges.txt" | awk '{print $1 $2}' | jq -R . | jq -s . > "$W/merged.json"
+jq -c --slurpfile m "$W/merged.json" 'with_entries(select(.value < 256)) +
+  ($m[0] | to_entries | map({key: .value, value: (256 + .key)}) | from_entries) + {"<|endoftext|>": 356}' \
+  "$SRC/data/gpt2/encoder.json" > "$W/tok/vocab.json" || fail "making the small tokenizer"
+"$S" train --data "$W/text.txt" --tokenizer "$W/tok" "${MODEL[@]}" --steps 4 --ckpt-every 2 --out "$W/own" \
+  > "$W/own.log" 2>&1 || fail "train --tokenizer DIR: $(tail -3 "$W/own.log")"
+for f in vocab.json merges.txt; do
+  cmp -s "$W/tok/$f" "$W/own/ckpt-00000004/$f" || fail "the checkpoint does not carry the tokenizer's $f"
+done
+jq -e '.vocab_size == 357' "$W/own/ckpt-00000004/config.json" > /dev/null || fail "vocab_size is not the tokenizer's 357"
+jq -e '.tokenizer_class == "GPT2Tokenizer"' "$W/own/ckpt-00000004/tokenizer_config.json" > /dev/null \
+  || fail "no GPT2Tokenizer tokenizer_config.json in the checkpoint"
+"$S" infer --checkpoint "$W/own/ckpt-00000004" --prompt "The cat" --max-tokens 4 --json > "$W/own.json" 2> "$W/own_infer.log" \
+  || fail "infer on the carried tokenizer: $(cat "$W/own_infer.log")"
+jq -e '.prompt_tokens > 0 and .prompt_tokens < 7 and (.token_ids | length) == 4 and all(.token_ids[]; . < 357)
+       and (.text | type) == "string" and (.text | length) > 0' "$W/own.json" > /dev/null \
+  || fail "infer did not take and return text through the carried tokenizer: $(cat "$W/own.json")"
+"$S" train --data "$W/text.txt" --resume "$W/own/ckpt-00000002" --out "$W/own2" > "$W/own2.log" 2>&1 \
+  || fail "resume with the carried tokenizer: $(tail -3 "$W/own2.log")"
+cmp -s "$W/tok/merges.txt" "$W/own2/ckpt-00000004/merges.txt" || fail "the resumed run's checkpoint lost the tokenizer"
+A=$(jq -c '.loss' "$W/own2/steps.jsonl" | tr '\n' ' '); B=$(jq -c '.loss' "$W/own/steps.jsonl" | tail -2 | tr '\n' ' ')
+[ "$A" = "$B" ] || fail "resumed with the carried tokenizer: steps 3-4 '$A', uninterrupted '$B'"
+"$S" train --data "$W/shard_train.bin" --tokenizer "$W/tok" "${MODEL[@]}" --steps 1 --out "$W/ownbin" > "$W/ownbin.log" 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q "tokenizer has 357 tokens but the model's vocabulary is 50257" "$W/ownbin.log" \
+  || fail "a GPT-2 shard with a 357-token tokenizer: exit $rc: $(cat "$W/ownbin.log")"
 
 mkdir -p "$W/empty"
 "$S" train --data "$W/text.txt" --tokenizer "$W/empty" --steps 1 > "$W/bad.log" 2>&1

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "datapath.h"
+#include "ckpt_tokenizer.h"
 #include "fault.h"
 #include "log.h"
 #include "safetensors.h"
@@ -538,46 +538,6 @@ static int publish(const char *tmp_dir, const char *dir, char *err, size_t errle
   return 0;
 }
 
-/* A vocabulary-50257 (GPT-2) checkpoint carries GPT-2's tokenizer, as a Hugging Face gpt2
- * directory does: the shipped data/gpt2/ files as vocab.json and merges.txt, and
- * tokenizer_config.json, so `infer` and Hugging Face tools turn text into its tokens and back.
- * Without the shipped files (a broken install) it warns and writes none. */
-#define CKPT_GPT2_VOCAB 50257 /* GPT-2's vocabulary: such a checkpoint carries its tokenizer */
-
-static int write_gpt2_tokenizer(const char *tmp_dir, const gpt2_config_t *cfg, char *err, size_t errlen) {
-  static const char *const src[2] = {"data/gpt2/encoder.json", "data/gpt2/vocab.bpe"};
-  static const char *const dst[2] = {"vocab.json", "merges.txt"};
-  char from[CKPT_PATH_MAX], to[CKPT_PATH_MAX];
-  for (int i = 0; i < 2; i++) {
-    if (strata_data_path(src[i], from, sizeof from) != 0) {
-      strata_warn("checkpoint: the shipped GPT-2 vocabulary '%s' is missing, so the checkpoint carries no tokenizer", from);
-      return 0;
-    }
-  }
-  for (int i = 0; i < 2; i++) {
-    strata_data_path(src[i], from, sizeof from);
-    FILE *f = strata_fopen_regular(from);
-    struct stat st;
-    char *buf = NULL;
-    int ok = f && fstat(fileno(f), &st) == 0 && (buf = malloc((size_t)st.st_size + 1)) &&
-             fread(buf, 1, (size_t)st.st_size, f) == (size_t)st.st_size;
-    if (f) fclose(f);
-    join(to, sizeof to, tmp_dir, dst[i]);
-    int rc = ok ? strata_write_synced("checkpoint tokenizer", to, buf, (size_t)st.st_size, NULL, err, errlen)
-                : strata_fail(err, errlen, "checkpoint: cannot read the shipped GPT-2 vocabulary '%s'", from);
-    free(buf);
-    if (rc) return -1;
-  }
-  char conf[512];
-  int n = snprintf(conf, sizeof conf,
-                   "{\"tokenizer_class\": \"GPT2Tokenizer\", \"model_max_length\": %d, \"bos_token\": "
-                   "\"<|endoftext|>\", \"eos_token\": \"<|endoftext|>\", \"unk_token\": \"<|endoftext|>\", "
-                   "\"add_prefix_space\": false}\n",
-                   cfg->ctx);
-  join(to, sizeof to, tmp_dir, "tokenizer_config.json");
-  return strata_write_synced("checkpoint tokenizer", to, conf, (size_t)n, NULL, err, errlen);
-}
-
 int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
                 strata_train_state_t *state, int num_stages, char *err, size_t errlen) {
   char path[CKPT_PATH_MAX], fname[128];
@@ -596,7 +556,7 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
   fault_point(FAULT_AT_COMMIT, -1);
   join(path, sizeof path, tmp_dir, CKPT_CONFIG_FILE);
   if (ckpt_write_config(path, cfg, err, errlen) != 0) return -1;
-  if (cfg->vocab == CKPT_GPT2_VOCAB && write_gpt2_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
+  if (ckpt_write_bpe_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
   if (ckpt_write_tokenizer(tmp_dir, cfg, err, errlen) != 0) return -1;
   if (list_files(tmp_dir, CKPT_STATE_FILE, &names, &n) != 0)
     return strata_fail(err, errlen, "checkpoint: cannot list '%s': %s", tmp_dir, strerror(errno));

@@ -10,8 +10,10 @@
  *   model.safetensors.index.json     {"metadata": {"total_size": N}, "weight_map": {...}}
  *   optimizer.safetensors            AdamW moments "exp_avg.<name>", "exp_avg_sq.<name>" (F32), or
  *   optimizer-0000s-of-0000P.safetensors per stage (optional: only when moments are saved)
- *   vocab.json, merges.txt,          a vocabulary-50257 model's tokenizer: GPT-2's (the shipped
- *   tokenizer_config.json            data/gpt2/ files), as a Hugging Face gpt2 directory has it
+ *   vocab.json, merges.txt,          a BPE model's tokenizer (ckpt_tokenizer.h): the one it was
+ *   tokenizer_config.json            trained with (train --tokenizer DIR; tokenizer.json instead
+ *                                    of vocab.json + merges.txt when DIR has that), else GPT-2's
+ *                                    shipped data/gpt2/ files for a vocabulary of 50257
  *   train_state.pb                   TrainState protobuf (proto/train_state.proto): step, data
  *                                    seed and position, RNG state, full config, layout, and the
  *                                    size + XXH64 of every other file above.

@@ -7,9 +7,11 @@
 
 #include "args.h"
 #include "checkpoint.h"
+#include "ckpt_tokenizer.h"
 #include "strata/coll.h"
 #include "schedule.h"
 #include "commands.h"
+#include "data.h"
 #include "data_tokenizer.h"
 #include "log.h"
 #include "memory_model.h"
@@ -35,6 +37,8 @@ static const char *usage_text =
     "text is then encoded at start-up (<|endoftext|> first, exactly the tokens of the shard strata\n"
     "tokenize --in FILE writes) and the model's vocabulary is the tokenizer's (50257 for gpt2, the\n"
     "shipped GPT-2 vocabulary). --resume of a BPE model encodes text with the checkpoint's tokenizer.\n"
+    "Checkpoints carry the tokenizer trained with (DIR's files). With a token shard, --tokenizer\n"
+    "names the tokenizer of its ids (its vocabulary must be the model's).\n"
     "--config FILE.json starts from a published GPT-2 shape (a Hugging Face config.json: n_layer,\n"
     "n_head, n_embd, n_positions; vocab_size 50257 implies --tokenizer gpt2, 256 bytes); --layers,\n"
     "--heads, --dim and --ctx given beside it win, so `--config gpt2.json --dim 128 --heads 4` is\n"
@@ -100,6 +104,18 @@ static int apply_model_config(const char *path, gpt2_config_t *m, const char **t
 
 /* Long for its flag table; the rest records which flags were given (resume compares them with
  * the checkpoint) and picks the loop. */
+/* The tokenizer every checkpoint of this run carries (ckpt_tokenizer.h): --tokenizer DIR's, or
+ * the resumed checkpoint's own; GPT-2's shipped one needs nothing here. 0, or 2 after saying why. */
+static int carry_tokenizer(const char *flag, const char *ckpt) {
+  char err[1024];
+  const int vocab = data_tokenizer_vocab();
+  const char *dir = flag && strcmp(flag, "gpt2") ? flag : !flag && ckpt[0] && vocab ? ckpt : NULL;
+  if (!dir || ckpt_carry_tokenizer(dir, vocab, err, sizeof err) == 0) return 0;
+  if (dir == ckpt && vocab == DATA_GPT2_VOCAB) return 0; /* an older GPT-2 checkpoint without its files */
+  strata_error("train: %s%s", flag ? "--tokenizer: " : "", err);
+  return 2;
+}
+
 int cmd_train(int argc, char **argv) {
   train_config_t c;
   train_config_default(&c);
@@ -258,6 +274,10 @@ int cmd_train(int argc, char **argv) {
   if (c.resume && strcmp(c.resume, "auto")) snprintf(ckpt, sizeof ckpt, "%s", c.resume);
   else if (c.resume && ckpt_find_latest(c.out_dir, ckpt, sizeof ckpt, cerr, sizeof cerr)) ckpt[0] = '\0';
   if ((rc = data_tokenizer_install("train", tokenizer, ckpt[0] ? ckpt : NULL))) return rc;
+  if ((rc = carry_tokenizer(tokenizer, ckpt))) {
+    data_tokenizer_remove();
+    return rc;
+  }
   if (cli_mpi_start()) return 1;
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);

@@ -70,6 +70,8 @@ int data_tokenizer_install(const char *cmd, const char *flag, const char *ckpt) 
   return 0;
 }
 
+int data_tokenizer_vocab(void) { return dt.tok ? tok_vocab_size(dt.tok) : 0; }
+
 void data_tokenizer_remove(void) {
   data_set_text_encoder(NULL);
   tok_free(dt.tok);

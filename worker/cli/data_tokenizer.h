@@ -19,6 +19,9 @@
  * reports it where it reads the checkpoint. */
 int data_tokenizer_install(const char *cmd, const char *flag, const char *ckpt);
 
+/* Vocabulary of the installed tokenizer; 0 when none is installed. */
+int data_tokenizer_vocab(void);
+
 /* Removes the encoder and frees the tokenizer. */
 void data_tokenizer_remove(void);
 

@@ -563,8 +563,8 @@ int device_pingpong_coll(void *ctx, size_t bytes, int iters, double *seconds_per
 void device_describe(const device_t *d, char *buf, size_t len) {
   if (d->chips_per_instance >= DEVICE_ONE_MACHINE) /* the cpu profile: every rank on this machine */
     snprintf(buf, len,
-             "%s: fp32 %.4g / bf16 %.4g / fp8 %.4g TFLOP/s, RAM %.1f GiB @ %.0f GB/s, every rank on "
-             "this machine, links %.0f GB/s %.1f us",
+             "%s: fp32 %.4g / bf16 %.4g / fp8 %.4g TFLOP/s, RAM %.1f GiB @ %.4g GB/s, every rank on "
+             "this machine, links %.4g GB/s %.1f us",
              d->name, d->peak_flops[DEV_FP32] / T12, d->peak_flops[DEV_BF16] / T12,
              d->peak_flops[DEV_FP8] / T12, d->hbm_bytes / GIB, d->hbm_Bps / G9, d->intra_Bps / G9,
              d->intra_lat_s / US);

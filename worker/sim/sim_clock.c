@@ -147,6 +147,11 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
      * that every simulated time is multiplied by f = max(1, R / C) (STRATA_SIM_TIMESHARE=0:
      * dedicated cores assumed) */
     int local = coll_node_size(world);
+    /* STRATA_SIM_HOST_RANKS: the job's ranks that really share these cores when MPI sees
+     * separate hosts on one machine (tests/cluster's network namespaces: one hostname each) */
+    int64_t host_ranks = 0;
+    if (env_read_int("STRATA_SIM_HOST_RANKS", 0, &host_ranks, NULL, 0) == 0 && host_ranks > 0)
+      local = (int)host_ranks;
     const int timeshare = env_switch("STRATA_SIM_TIMESHARE", 1);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     double f = lay && cores > 0 && local > cores && timeshare ? (double)local / (double)cores : 1;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "ckpt_tokenizer.h"
 #include "data.h"
 #include "env.h"
 #include "grad_sync.h"
@@ -201,6 +202,13 @@ int train_prepare(train_config_t *c, strata_train_state_t *state, char *resume_d
   if (data_vocab(*ds) > c->model.vocab) {
     snprintf(err, errlen, "data '%s' has vocabulary %d but the model's is %d", *data_path,
              data_vocab(*ds), c->model.vocab);
+    return -1;
+  }
+  const int tok_vocab = ckpt_carried_tokenizer_vocab();
+  if (tok_vocab && tok_vocab != c->model.vocab) {
+    snprintf(err, errlen, "the tokenizer has %d tokens but the model's vocabulary is %d (data '%s'%s): "
+             "name the tokenizer the data was made with", tok_vocab, c->model.vocab, *data_path,
+             c->resume ? ", checkpoint" : "");
     return -1;
   }
   if (c->seq_len == 0) c->seq_len = c->model.ctx;
