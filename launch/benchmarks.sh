@@ -373,7 +373,8 @@ section_gemm() {
   [ -x "$GB" ] || { echo "benchmarks.sh: $GB missing (cmake --build build --target gpt2_bench)" >&2; FAIL=1; return 1; }
   local model="--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8" steps=5 warmup=2
   [ "$QUICK" = 1 ] && { model="--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4"; steps=3; warmup=1; }
-  local backends=(openblas onednn auto)
+  # bf16: STRATA_GEMM=auto with --precision bf16 (bf16 products, fp32 accumulation)
+  local backends=(openblas onednn auto bf16) pflag
   mkdir -p "$D"
   echo "run,name,op,M,N,K,openblas,onednn,auto" > "$OUT/bench_gemm.csv"
   echo "run,backend,tokens_per_s,gflops,cpu_tokens_per_s,load1" > "$D/train.csv"
@@ -385,11 +386,12 @@ section_gemm() {
       sed "s/^/$rep,/" >> "$OUT/bench_gemm.csv"
     # the backends' training runs in a different order each repeat
     order=()
-    for k in 0 1 2; do order+=("${backends[$(((k + rep) % 3))]}"); done
+    for k in 0 1 2 3; do order+=("${backends[$(((k + rep) % 4))]}"); done
     for b in "${order[@]}"; do
       f="$D/train_${b}_r$rep.txt"
+      pflag="fp32"; [ "$b" = bf16 ] && pflag="bf16"
       # shellcheck disable=SC2086
-      run_to "$f" env STRATA_GEMM="$b" "$GB" $model --steps "$steps" --warmup "$warmup" &&
+      run_to "$f" env STRATA_GEMM="${b/bf16/auto}" "$GB" $model --steps "$steps" --warmup "$warmup" --precision "$pflag" &&
         sed -n 's/.* tokens\/s=\([0-9.]*\) GFLOP\/s=\([0-9.]*\) cpu_tokens\/s=\([0-9.]*\).*/\1 \2 \3/p' "$f" |
         awk -v r="$rep" -v b="$b" -v l="$(cut -d' ' -f1 /proc/loadavg)" '{ print r "," b "," $1 "," $2 "," $3 "," l }' >> "$D/train.csv"
     done
@@ -412,7 +414,8 @@ section_gemm() {
                 mr(r[k], "%.2f"), (med(r[k]) >= 1 ? "oneDNN" : "OpenBLAS"), au[k] } }' "$OUT/bench_gemm.csv"
     echo
     echo "Training, \`STRATA_GEMM=B gpt2_bench $model --steps $steps --warmup $warmup\` (forward, backward,"
-    echo "AdamW; tokens/s after the warm-up), the three backends alternating within each repeat. CPU"
+    echo "AdamW; tokens/s after the warm-up), the three backends and bf16 (\`STRATA_GEMM=auto\` with"
+    echo "\`--precision bf16\`: bf16 products, fp32 accumulation) alternating within each repeat. CPU"
     echo "tokens/s (per second of the process's CPU time) is less sensitive to a loaded machine than"
     echo "wall-clock tokens/s. Model GFLOP/s is gpt2_train_flops per second of CPU time; its share is of"
     echo "the fastest library's rate on the weight products of the same repeat (the median over the"
@@ -427,12 +430,17 @@ section_gemm() {
       NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1 }; tv[k, $1] = $3; t[k] = t[k] " " $3; ld[k] = ld[k] " " $6
                cv[k, $1] = $5; c[k] = c[k] " " $5; cg = $3 > 0 ? $4 * $5 / $3 : 0; gf[k] = gf[k] " " cg
                if ($1 in peak && peak[$1] > 0) sh[k] = sh[k] " " 100 * cg / peak[$1] }
-      END { split("openblas onednn auto", names, " ")
-            for (i = 1; i <= 3; i++) { k = names[i]; if (!(k in seen)) continue; R = ""; RC = ""
+      END { split("openblas onednn auto bf16", names, " ")
+            for (i = 1; i <= 4; i++) { k = names[i]; if (!(k in seen)) continue; R = ""; RC = ""
               for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == k && ("openblas", kk[2]) in tv && tv["openblas", kk[2]] > 0) {
                 R = R " " tv[key] / tv["openblas", kk[2]]; RC = RC " " cv[key] / cv["openblas", kk[2]] } }
               printf "| %s | %s | %s | %s | %s | %s | %s%% | %s |\n", k, mr(t[k], "%.0f"), mr(R, "%.2f"), mr(c[k], "%.0f"), mr(RC, "%.2f"),
                 mr(gf[k], "%.1f"), mr(sh[k], "%.0f"), mr(ld[k], "%.1f") } }' "$D/train.csv"
+    awk -F, "$AWKLIB"'
+      NR > 1 { tv[$2, $1] = $3; cv[$2, $1] = $5 }
+      END { for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == "bf16" && ("auto", kk[2]) in tv && tv["auto", kk[2]] > 0) {
+              R = R " " tv[key] / tv["auto", kk[2]]; RC = RC " " cv[key] / cv["auto", kk[2]] } }
+            if (R != "") printf "\nbf16 / fp32 (auto), same repeat: tokens/s %s, CPU tokens/s %s.\n", mr(R, "%.2f"), mr(RC, "%.2f") }' "$D/train.csv"
   } >> "$OUT/bench_gemm.md"
   block_commands gemm
 }

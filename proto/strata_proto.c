@@ -216,6 +216,7 @@ void proto_train_to_msg(const strata_train_cfg_t *c, Strata__TrainConfig *msg) {
   msg->schedule = (char *)c->schedule;
   msg->seed = c->seed;
   msg->data_path = (char *)c->data_path;
+  msg->precision = (char *)c->precision;
 }
 
 void proto_layout_to_msg(const strata_layout_t *c, Strata__Layout *msg) {
@@ -254,7 +255,8 @@ int proto_train_from_msg(const Strata__TrainConfig *t, strata_train_cfg_t *c, co
   c->zero = t->zero;
   c->seed = t->seed;
   if (proto_copy_str(c->schedule, sizeof c->schedule, t->schedule, what, "train.schedule", err, errlen) ||
-      proto_copy_str(c->data_path, sizeof c->data_path, t->data_path, what, "train.data_path", err, errlen))
+      proto_copy_str(c->data_path, sizeof c->data_path, t->data_path, what, "train.data_path", err, errlen) ||
+      proto_copy_str(c->precision, sizeof c->precision, t->precision, what, "train.precision", err, errlen))
     return -1;
   return 0;
 }

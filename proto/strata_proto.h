@@ -46,6 +46,7 @@ typedef struct {
   char schedule[STRATA_NAME_MAX];  /* "gpipe" | "1f1b" | "" */
   uint64_t seed;                   /* initialisation seed */
   char data_path[STRATA_PATH_MAX]; /* training data as given on the command line */
+  char precision[16];              /* "fp32" | "bf16" | "bf16-sr" | "" (older files: fp32) */
 } strata_train_cfg_t;
 
 typedef struct {

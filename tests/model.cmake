@@ -16,6 +16,9 @@ strata_add_test(model_adamw test_adamw)
 # tests again on each backend alone (STRATA_GEMM), so neither library is only covered by auto.
 strata_test_exe(test_gemm ${MODEL_TEST_DIR}/test_gemm.c)
 strata_add_test(model_gemm test_gemm)
+# bf16 products (gemm_bf16: oneDNN's bf16 kernel, the rounded-input fallback) and bf16 rounding
+strata_test_exe(test_gemm_bf16 ${MODEL_TEST_DIR}/test_gemm_bf16.c)
+strata_add_test(model_gemm_bf16 test_gemm_bf16)
 foreach(backend openblas onednn)
   foreach(t parity sharded microbatch grad_ready determinism tp_units)
     strata_add_test(model_gemm_${backend}_${t} test_gpt2_${t})

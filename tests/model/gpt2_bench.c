@@ -5,7 +5,8 @@
  * and optimizer, tokens per second of process CPU time (less sensitive to a busy machine than
  * wall time), and peak RSS. Compare with launch/torch_train_bench.py on the same flags.
  * Products go through worker/model/gemm.h on --threads threads (default 1), so STRATA_GEMM picks
- * the library as in `strata train`.
+ * the library as in `strata train`; --precision bf16 runs them on bf16 inputs (gemm_bf16) and
+ * bf16-sr also keeps the weights in bf16 with stochastic rounding, as strata train --precision.
  * With --gemm-peak N it instead times gemm_f32 on N x N x N matrices (the library's ceiling).
  * With --gemm-shapes it times every backend on the model's matrix products (the forward's NN,
  * the backward's NT for the input gradient and TN for the weight gradient, one attention block
@@ -206,9 +207,10 @@ int main(int argc, char **argv) {
   int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0, shapes = 0, threads = 1;
   int KVH = 0, F = 0;
   int64_t seed = 1;
-  const char *arch = "gpt";
+  const char *arch = "gpt", *precision = "fp32";
   arg_spec_t specs[] = {
       {"--arch", NULL, ARG_STRING, &arch, "gpt|llama", "model family (gpt)"},
+      {"--precision", NULL, ARG_STRING, &precision, "P", "gpt: fp32 | bf16 | bf16-sr (fp32)"},
       {"--layers", NULL, ARG_INT, &L, "L", "transformer blocks (4)"},
       {"--kv-heads", NULL, ARG_INT, &KVH, "N", "llama: key / value heads (the heads)"},
       {"--ffn", NULL, ARG_INT, &F, "F", "llama: SwiGLU hidden width (4 x dim)"},
@@ -230,6 +232,15 @@ int main(int argc, char **argv) {
   gemm_set_threads(threads);
   if (gemm > 0) return gemm_peak(gemm, 5);
   if (shapes) return gemm_shapes(H, C, T, B, V, 64);
+  int bf16 = !strcmp(precision, "bf16"), sr = !strcmp(precision, "bf16-sr");
+  if (!bf16 && !sr && strcmp(precision, "fp32")) {
+    fprintf(stderr, "gpt2_bench: --precision must be fp32, bf16 or bf16-sr, got '%s'\n", precision);
+    return 2;
+  }
+  if ((bf16 || sr) && strcmp(arch, "gpt")) {
+    fprintf(stderr, "gpt2_bench: --precision %s is GPT-2's (strata train); drop it with --arch %s\n", precision, arch);
+    return 2;
+  }
   if (steps <= 0 || warmup < 0) {
     fprintf(stderr, "gpt2_bench: --steps must be > 0 and --warmup >= 0\n");
     return 2;
@@ -242,6 +253,13 @@ int main(int argc, char **argv) {
       adamw_create(0, bm.num_params, &opt, err, sizeof err) != 0) {
     fprintf(stderr, "gpt2_bench: %s\n", err);
     return 2;
+  }
+  if (bm.g) {
+    gpt2_set_matmul_dtype(bm.g, bf16 || sr ? GEMM_BF16 : GEMM_F32);
+    if (sr) {
+      adamw_set_stochastic_rounding(opt, (uint64_t)seed, 0);
+      bf16_round_params(bm.params, bm.num_params);
+    }
   }
   adamw_hparams_t hp;
   adamw_hparams_default(&hp);
@@ -275,8 +293,8 @@ int main(int argc, char **argv) {
   double flops = bm.flops * steps;
   char acts[32] = "n/a"; /* llama.h does not count its activation bytes */
   if (bm.g) snprintf(acts, sizeof acts, "%.1f", bm.acts_mib);
-  printf("gpt2_bench arch=%s params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d loss=%.4f\n", arch, bm.num_params, L,
-         H, C, T, B, V, steps, loss);
+  printf("gpt2_bench arch=%s params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d precision=%s loss=%.4f\n", arch,
+         bm.num_params, L, H, C, T, B, V, steps, precision, loss);
   printf("ms/step=%.1f (forward %.1f, backward %.1f, adamw %.1f) tokens/s=%.0f GFLOP/s=%.1f "
          "cpu_tokens/s=%.0f activations=%s MiB peak_rss=%.1f MiB\n",
          1e3 * t_all / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, 1e3 * t_opt / steps, tokens / t_all,

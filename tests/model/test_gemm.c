@@ -1,4 +1,6 @@
-/* test_gemm.c -- gemm.h: every backend, and auto, against a double-precision triple loop.
+/* test_gemm.c -- gemm.h: every backend, and auto, against a double-precision triple loop, in fp32
+ * and in bf16 (gemm_bf16: the reference multiplies the bf16-rounded inputs; the inputs are left
+ * unchanged).
  *  - all four transpose combinations at sizes 1, 3, 17, 65 (and one product past the kernels'
  *    block sizes), leading dimensions above the minimum, alpha 1 / -0.5 / 0, beta 0 / 1 / 0.25;
  *    beta 0 overwrites a C full of NaN; the padding columns of C (ldc > N) are never written;
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "env.h"
 #include "gemm.h"
 #include "rng.h"
@@ -42,7 +45,11 @@ static void ref_gemm(int ta, int tb, int M, int N, int K, double alpha, const fl
 
 static const char *who(int b) { return b == GEMM_AUTO ? "auto" : gemm_backend_name((gemm_backend_t)b); }
 
-static void run(int b, int ta, int tb, int M, int N, int K, float alpha, float beta, int pad, int *bad, rng_t *s) {
+/* One product on backend b (GEMM_AUTO: gemm_f32 / gemm_bf16) in precision dt against the
+ * double-precision reference; for bf16 the reference multiplies the bf16-rounded inputs, and the
+ * caller's inputs must come back unchanged. */
+static void run(gemm_dtype_t dt, int b, int ta, int tb, int M, int N, int K, float alpha, float beta, int pad, int *bad,
+                rng_t *s) {
   int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
   size_t na = (size_t)(ta ? K : M) * lda + 1, nb = (size_t)(tb ? N : K) * ldb + 1, nc = (size_t)M * ldc + 1;
   float *A = malloc(sizeof(float) * na), *B = malloc(sizeof(float) * nb), *C = malloc(sizeof(float) * nc),
@@ -54,19 +61,27 @@ static void run(int b, int ta, int tb, int M, int N, int K, float alpha, float b
   for (int i = 0; i < M; i++) /* the padding columns: a marker that must survive */
     for (int j = N; j < ldc; j++) C0[(size_t)i * ldc + j] = 7.0f;
   memcpy(C, C0, sizeof(float) * nc);
-  ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc, ref, bound);
+  float *Ar = malloc(sizeof(float) * na), *Br = malloc(sizeof(float) * nb);
+  for (size_t i = 0; i < na; i++) Ar[i] = dt == GEMM_BF16 ? bf16_round_rne(A[i]) : A[i];
+  for (size_t i = 0; i < nb; i++) Br[i] = dt == GEMM_BF16 ? bf16_round_rne(B[i]) : B[i];
+  ref_gemm(ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, beta, C0, ldc, ref, bound);
   if (b == GEMM_AUTO)
-    gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_mm(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   else
-    gemm_f32_on((gemm_backend_t)b, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    (dt == GEMM_BF16 ? gemm_bf16_on : gemm_f32_on)((gemm_backend_t)b, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                                   ldc);
+  for (size_t i = 0; i < na; i++) /* the rounding works on copies */
+    if (dt == GEMM_BF16 && Ar[i] != bf16_round_rne(A[i]) && (*bad)++ < 5)
+      test_fail(__FILE__, __LINE__, "%s bf16: input A[%zu] was changed", who(b), i);
+  free(Ar), free(Br);
   for (int i = 0; i < M; i++) {
     for (int j = 0; j < N; j++) {
       double c = C[(size_t)i * ldc + j], r = ref[(size_t)i * N + j];
       double tol = 4e-6 * bound[(size_t)i * N + j] * sqrt((double)K + 1) + 1e-30;
       if (!(fabs(c - r) <= tol)) {
         if ((*bad)++ < 5)
-          test_fail(__FILE__, __LINE__, "%s %c%c M=%d N=%d K=%d alpha=%g beta=%g pad=%d: C[%d][%d] = %.9g, expected %.9g within %.3g",
-                    who(b), ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, pad, i, j, c, r, tol);
+          test_fail(__FILE__, __LINE__, "%s %s %c%c M=%d N=%d K=%d alpha=%g beta=%g pad=%d: C[%d][%d] = %.9g, expected %.9g within %.3g",
+                    who(b), gemm_dtype_name(dt), ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, pad, i, j, c, r, tol);
       }
     }
     for (int j = N; j < ldc; j++)
@@ -78,7 +93,7 @@ static void run(int b, int ta, int tb, int M, int N, int K, float alpha, float b
   free(A), free(B), free(C), free(C0), free(ref), free(bound);
 }
 
-static void check_against_reference(void) {
+static void check_against_reference(gemm_dtype_t dt) {
   static const int sizes[] = {1, 3, 17, 65};
   static const float alphas[] = {1.0f, -0.5f, 0.0f}, betas[] = {0.0f, 1.0f, 0.25f};
   rng_t s;
@@ -90,20 +105,20 @@ static void check_against_reference(void) {
         for (int ni = 0; ni < 4; ni++)
           for (int ki = 0; ki < 4; ki++) {
             int v = mi + ni + ki + t; /* alpha, beta and padding vary across the grid */
-            run(b, t >> 1, t & 1, sizes[mi], sizes[ni], sizes[ki], alphas[v % 3], betas[(v / 3) % 3], v % 2 ? 3 : 0,
+            run(dt, b, t >> 1, t & 1, sizes[mi], sizes[ni], sizes[ki], alphas[v % 3], betas[(v / 3) % 3], v % 2 ? 3 : 0,
                 &bad, &s);
           }
     for (int t = 0; t < 4; t++) {
-      run(b, t >> 1, t & 1, 130, 67, 259, 1.0f, 0.0f, 5, &bad, &s);
-      run(b, t >> 1, t & 1, 5, 7, 0, 1.0f, 0.25f, 1, &bad, &s); /* K = 0: C = beta C */
-      run(b, t >> 1, t & 1, 4, 6, 0, 1.0f, 0.0f, 0, &bad, &s);  /* K = 0, beta 0: zeros over NaN */
+      run(dt, b, t >> 1, t & 1, 130, 67, 259, 1.0f, 0.0f, 5, &bad, &s);
+      run(dt, b, t >> 1, t & 1, 5, 7, 0, 1.0f, 0.25f, 1, &bad, &s); /* K = 0: C = beta C */
+      run(dt, b, t >> 1, t & 1, 4, 6, 0, 1.0f, 0.0f, 0, &bad, &s);  /* K = 0, beta 0: zeros over NaN */
     }
     /* M = 0 and N = 0: nothing is written, whatever the pointers hold */
     float c[4] = {1, 2, 3, 4}, a[4] = {1, 1, 1, 1};
     gemm_f32_on(b == GEMM_AUTO ? GEMM_OPENBLAS : (gemm_backend_t)b, 0, 0, 0, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2);
     gemm_f32(0, 0, 2, 0, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2);
     CHECK_TRUE(c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4);
-    printf("%s: %d mismatches\n", who(b), bad);
+    printf("%s %s: %d mismatches\n", who(b), gemm_dtype_name(dt), bad);
   }
 }
 
@@ -181,7 +196,8 @@ int main(void) {
   gemm_backend_describe(line, sizeof line);
   printf("%s\n", line);
   CHECK_TRUE(strncmp(line, "gemm: STRATA_GEMM=", 18) == 0);
-  check_against_reference();
+  check_against_reference(GEMM_F32);
+  check_against_reference(GEMM_BF16);
   check_address_independence();
   check_rule();
   check_env_words();

@@ -84,7 +84,7 @@ eval)
   val=$(sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$W/a/report.json")
   grep -q '"val_tokens": 256' "$W/a/report.json" || fail "report.json lacks val_tokens 256"
   out=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --batch 3 --json)
-  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val"\}$' <<<"$out" \
+  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val", "precision": "fp32"\}$' <<<"$out" \
     || fail "unexpected eval output: $out"
   loss=$(echo "$out" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')
   bits=$(echo "$out" | sed -E 's/.*"bits": ([0-9.]+).*/\1/')
@@ -252,7 +252,7 @@ llama_eval)
   "$STRATA" train "${LLAMA[@]}" --steps 4 --eval-tokens 256 --out "$W/a"
   val=$(sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$W/a/report.json")
   out=$("$STRATA" eval --checkpoint "$W/a/ckpt-00000004" --tokens 256 --batch 3 --json)
-  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val"\}$' <<<"$out" \
+  grep -Eq '^\{"loss": [0-9.]+, "bits": [0-9.]+, "tokens": 256, "sequences": 8, "seq_len": 32, "split": "val", "precision": "fp32"\}$' <<<"$out" \
     || fail "unexpected eval output: $out"
   loss=$(echo "$out" | sed -E 's/.*"loss": ([0-9.]+).*/\1/')
   awk -v a="$loss" -v b="$val" 'BEGIN { d = a - b; exit !(d < 1e-6 && d > -1e-6) }' \
@@ -320,6 +320,10 @@ llama_badflags)
   expect_fail "--schedule is not supported with --arch llama" train "${LLAMA[@]}" --schedule 1f1b --out "$W/x"
   expect_fail "kv_heads" train "${LLAMA[@]}" --kv-heads 3 --out "$W/x"
   expect_fail "--rms-norm-eps must be" train "${LLAMA[@]}" --rms-norm-eps 0 --out "$W/x"
+  expect_fail "--precision is not supported with --arch llama" train "${LLAMA[@]}" --precision bf16 --out "$W/x"
+  "$STRATA" train "${LLAMA[@]}" --steps 1 --out "$W/l1" > /dev/null 2>&1 || fail "a one-step Llama run failed"
+  expect_fail "--precision bf16 differs from checkpoint" train --resume "$W/l1/ckpt-00000001" --steps 2 --precision bf16 --out "$W/x"
+  expect_fail "--precision bf16 is for GPT-2 checkpoints" eval --checkpoint "$W/l1/ckpt-00000001" --precision bf16
   ;;
 *) fail "unknown case $CASE" ;;
 esac

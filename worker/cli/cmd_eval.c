@@ -13,6 +13,7 @@
 #include "gemm.h"
 #include "train_model.h"
 #include "log.h"
+#include "memory_model.h"
 #include "validation.h"
 
 static const char *usage_text =
@@ -23,10 +24,13 @@ static const char *usage_text =
     "A BPE model (vocabulary not 256) reads a text FILE through its checkpoint's tokenizer, as\n"
     "strata train --tokenizer does. A GPT-2 or Llama checkpoint (the family is config.json's\n"
     "model_type). Prints nats and bits per byte (per token for token shards); with --json\n"
-    "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ...}.";
+    "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ..., \"precision\": ...}.\n"
+    "--precision bf16 (or bf16-sr: the same forward) runs a GPT-2 model's matrix products on\n"
+    "bf16-rounded inputs with fp32 accumulation, as strata train --precision bf16 does; any\n"
+    "checkpoint loads in any precision (its tensors are fp32; a bf16-sr run's hold bf16 values).";
 
 int cmd_eval(int argc, char **argv) {
-  const char *ckpt = NULL, *data_path = NULL, *split_name = "val";
+  const char *ckpt = NULL, *data_path = NULL, *split_name = "val", *precision = "fp32";
   int B = 8, T = 0, json = 0, threads = 1;
   int64_t tokens = VALSET_TOKENS_DEFAULT;
   arg_spec_t specs[] = {
@@ -39,6 +43,8 @@ int cmd_eval(int argc, char **argv) {
        .min = 1, .max = 1 << 20},
       {"--seq-len", NULL, ARG_INT, &T, "T", "tokens per sequence (default: the model's context)", .min = 1, .max = 1 << 20},
       {"--threads", NULL, ARG_INT, &threads, "N", "GEMM threads (OpenBLAS and oneDNN; default 1)", .min = 1, .max = 1024},
+      {"--precision", NULL, ARG_STRING, &precision, "fp32|bf16|bf16-sr",
+       "matrix products in fp32 (default) or on bf16-rounded inputs with fp32 accumulation"},
       {"--json", NULL, ARG_FLAG, &json, NULL, "print the result as JSON"},
   };
   int rc = args_parse("eval", usage_text, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
@@ -47,6 +53,11 @@ int cmd_eval(int argc, char **argv) {
   data_split_t split = DATA_VAL;
   if (valset_parse_split(split_name, &split)) {
     strata_error("eval: --split must be val or train, got '%s'", split_name);
+    return 2;
+  }
+  mem_precision_t prec;
+  if (memory_parse_precision(precision, &prec)) {
+    strata_error("eval: --precision must be fp32, bf16 or bf16-sr, got '%s'", precision);
     return 2;
   }
   if (!ckpt) {
@@ -92,6 +103,13 @@ int cmd_eval(int argc, char **argv) {
   if (train_model_create(&tm, mc.arch, &cfg, &mc.llama, B, T, err, sizeof err) ||
       train_model_load(&tm, ckpt, NULL, NULL, NULL, err, sizeof err))
     goto fail;
+  if (tm.gpt) {
+    gpt2_set_matmul_dtype(tm.gpt, prec == MEM_PREC_FP32 ? GEMM_F32 : GEMM_BF16);
+  } else if (prec != MEM_PREC_FP32) {
+    snprintf(err, sizeof err, "--precision %s is for GPT-2 checkpoints; a Llama model evaluates in fp32: drop --precision",
+             precision);
+    goto fail;
+  }
   in = malloc(sizeof(int32_t) * (size_t)B * T);
   tg = malloc(sizeof(int32_t) * (size_t)B * T);
   if (!in || !tg) {
@@ -103,8 +121,8 @@ int cmd_eval(int argc, char **argv) {
   long long scored = (long long)(seqs * T);
   if (json) {
     printf("{\"loss\": %.9g, \"bits\": %.9g, \"tokens\": %lld, \"sequences\": %lld, "
-           "\"seq_len\": %d, \"split\": \"%s\"}\n", loss, loss / M_LN2, scored, (long long)seqs, T,
-           split_name);
+           "\"seq_len\": %d, \"split\": \"%s\", \"precision\": \"%s\"}\n", loss, loss / M_LN2, scored,
+           (long long)seqs, T, split_name, precision);
   } else {
     char vl[96];
     valset_format_loss(vl, sizeof vl, loss, cfg.vocab);

@@ -14,6 +14,7 @@
 #include "data.h"
 #include "data_tokenizer.h"
 #include "log.h"
+#include "memory_model.h"
 #include "tokenizer.h"
 #include "train.h"
 
@@ -48,6 +49,11 @@ static const char *usage_text =
     "llama, tie_word_embeddings false). Llama trains on one rank or data-parallel only (mpirun -np D\n"
     "... --dp D [--zero 1]); its checkpoints are Hugging Face LlamaForCausalLM directories, written\n"
     "synchronously, and --resume takes the family from them.\n"
+    "--precision bf16 (GPT-2) runs every matrix product (linear layers, attention, logits; forward and\n"
+    "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
+    "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
+    "keeps the weights in bf16, rounded stochastically after each update from (seed, step, element),\n"
+    "the same on every layout. The checkpoint records the precision; a resume keeps it.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -145,7 +151,8 @@ int cmd_train(int argc, char **argv) {
   double lr = c.opt.lr, wd = c.opt.weight_decay, clip = c.opt.grad_clip, min_lr_ratio = c.opt.min_lr_ratio;
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
-  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL;
+  const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL,
+             *precision = NULL;
   int ckpt_async = 0, no_ckpt_async = 0;
   /* flags whose presence matters: resume compares them with the checkpoint */
   model_given_t g = {0};
@@ -197,6 +204,9 @@ int cmd_train(int argc, char **argv) {
        .env = "STRATA_WEIGHT_DECAY", .given = &g_wd},
       {"--grad-clip", NULL, ARG_DOUBLE, &clip, "NORM", "clip gradients to this global L2 norm, 0 = off (default 1)",
        .env = "STRATA_GRAD_CLIP", .given = &g_clip},
+      {"--precision", NULL, ARG_STRING, &precision, "fp32|bf16|bf16-sr",
+       "fp32 (default); bf16: matrix products in bf16 with fp32 accumulation, fp32 master weights and "
+       "AdamW moments; bf16-sr: bf16 products and bf16 weights updated with stochastic rounding (no master copy)"},
       {"--seed", NULL, ARG_INT64, &seed, "S", "seed of the initialisation and the data order (default 1337)",
        .min = 0, .max = 0x1p63, .given = &g_seed},
       {"--ckpt-every", NULL, ARG_INT, &c.ckpt_every, "K", "checkpoint every K steps (default 0: only at the end)",
@@ -258,6 +268,15 @@ int cmd_train(int argc, char **argv) {
   if (recompute && gpt2_parse_recompute(recompute, &recompute_mode)) {
     strata_error("train: --recompute must be none, selective or full, got '%s'", recompute);
     return 2;
+  }
+  if (precision) {
+    mem_precision_t p;
+    if (memory_parse_precision(precision, &p)) {
+      strata_error("train: --precision must be fp32, bf16 or bf16-sr, got '%s'", precision);
+      return 2;
+    }
+    c.precision = (int)p;
+    c.given |= TRAIN_GIVEN_PRECISION;
   }
   if (c.eval_only && !c.resume) {
     strata_error("train: --eval-only scores a checkpoint: add --resume DIR (or --resume auto)");
@@ -325,7 +344,8 @@ int cmd_train(int argc, char **argv) {
   /* a Llama model is data-parallel only (train.c): its replicas run the one-rank loop */
   const char *no_llama = c.tp != 1 ? "--tp" : c.pp != 1 ? "--pp" : schedule ? "--schedule"
                          : c.stage_layers ? "--stage-layers" : c.sequence_parallel ? "--sequence-parallel"
-                         : recompute ? "--recompute" : c.device || c.device_mem ? "--device" : NULL;
+                         : recompute ? "--recompute" : c.device || c.device_mem ? "--device"
+                         : c.precision != MEM_PREC_FP32 ? "--precision" : NULL;
   if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
     strata_error("train: %s is not supported with --arch llama, which is data-parallel only "
                  "(--dp D --zero 0|1 under mpirun -np D); drop %s or use --arch gpt", no_llama, no_llama);

@@ -2,6 +2,8 @@
  * (contract in adamw.h). The arithmetic follows torch 1.13's _single_tensor_adamw in order and
  * precision: bias corrections in double, the per-element update in float. */
 #include "adamw.h"
+#include "bf16.h"
+#include "rng.h"
 
 #include "env.h"
 #include "log.h"
@@ -197,6 +199,27 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n, double
 #endif
 }
 
+void adamw_set_stochastic_rounding(adamw_t *o, uint64_t seed, int tp_rank) {
+  o->sr = 1;
+  o->sr_seed = seed;
+  o->sr_tp_rank = tp_rank;
+}
+
+void bf16_round_params(float *params, size_t n) {
+  for (size_t i = 0; i < n; i++) params[i] = bf16_round_rne(params[i]);
+}
+
+/* Stochastic rounding of local elements [a, b) of tensor t (a, b relative to the tensor). */
+static void round_sr(const adamw_t *o, const gpt2_tensor_t *t, float *p, size_t a, size_t b) {
+  const uint64_t base = rng_mix64(o->sr_seed ^ rng_mix64((uint64_t)o->t ^ rng_hash_str(t->name)));
+  for (size_t i = a; i < b; i++) {
+    int64_t f = t->tp_size > 1 ? gpt2_tensor_full_index(t, o->sr_tp_rank, i) : (int64_t)i;
+    if (f < 0) continue; /* vocabulary padding: stays zero */
+    uint64_t r = rng_mix64(base + (uint64_t)f * 0x9e3779b97f4a7c15ull);
+    p[i] = bf16_round_sr(p[i], (uint32_t)(r >> 48));
+  }
+}
+
 void adamw_step(adamw_t *o, const adamw_hparams_t *hp, float *params, const float *grads,
                 const gpt2_tensor_t *tensors, int num_tensors, double lr, float grad_scale) {
   o->t++;
@@ -209,5 +232,6 @@ void adamw_step(adamw_t *o, const adamw_hparams_t *hp, float *params, const floa
     double wd = tensors[i].decay ? hp->weight_decay : 0.0;
     adamw_update(params + a, grads + a, o->m + (a - lo), o->v + (a - lo), b - a, lr, hp->beta1, hp->beta2,
                  hp->eps, wd, grad_scale, o->t);
+    if (o->sr) round_sr(o, &tensors[i], params + tensors[i].offset, a - tensors[i].offset, b - tensors[i].offset);
   }
 }

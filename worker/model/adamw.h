@@ -57,6 +57,9 @@ typedef struct {
   float *m;      /* (count) first moments */
   float *v;      /* (count) second moments */
   int64_t t;     /* steps taken (bias correction uses t after increment) */
+  int sr;        /* 1: weights are bf16, stochastically rounded after each update (below) */
+  uint64_t sr_seed;
+  int sr_tp_rank; /* the shard's tensor-parallel rank (maps local elements to logical ones) */
 } adamw_t;
 
 /* Fills the documented defaults, then applies environment overrides STRATA_LR,
@@ -69,6 +72,18 @@ int adamw_hparams_check(const adamw_hparams_t *hp, char *err, size_t errlen);
 /* Zeroed moments for [begin, begin + count). */
 int adamw_create(size_t begin, size_t count, adamw_t **out, char *err, size_t errlen);
 void adamw_free(adamw_t *o);
+
+/* bf16 weights with stochastic rounding (--precision bf16-sr): after each update, every updated
+ * element is rounded to bf16 (bf16.h's bf16_round_sr), rounding up with probability equal to
+ * its distance from the lower bf16 neighbour, from random bits that depend only on (seed, the
+ * step o->t, the tensor's name, the element's index in the logical tp = 1 tensor). So every
+ * layout -- pipeline stages, tensor-parallel slices, ZeRO-1 slices, both copies of a tied wte --
+ * rounds each logical weight the same way, and a resumed run (o->t from the checkpoint) draws
+ * the same bits. The weights must start as bf16 values (bf16_round_params). tp_rank: the
+ * shard's tensor-parallel rank (0 without TP). */
+void adamw_set_stochastic_rounding(adamw_t *o, uint64_t seed, int tp_rank);
+/* Rounds n weights to bf16 (round-to-nearest-even): the starting point of bf16-sr training. */
+void bf16_round_params(float *params, size_t n);
 
 /* Learning rate of step `step` (0-based) under the schedule above. */
 double adamw_lr_at(const adamw_hparams_t *hp, int64_t step);

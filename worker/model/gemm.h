@@ -28,9 +28,11 @@
 
 #include <stddef.h>
 
-/* Element precision of a product. Only fp32 is implemented; a bf16 entry will take bf16 A and B
- * with an fp32 C and get its own row in each backend. */
-typedef enum { GEMM_F32 = 0 } gemm_dtype_t;
+/* Element precision of a product's inputs. GEMM_BF16: A and B are rounded to bfloat16
+ * (round-to-nearest-even, bf16.h) and multiplied with fp32 accumulation into an fp32 C, as
+ * PyTorch's bf16 autocast does. A product of two bf16 values is exact in fp32, so the result is
+ * the fp32 sum of exact products: backends differ only in summation order. */
+typedef enum { GEMM_F32 = 0, GEMM_BF16 = 1 } gemm_dtype_t;
 
 typedef enum {
   GEMM_AUTO = 0,     /* per shape, gemm_choose */
@@ -50,6 +52,26 @@ void gemm_f32(int transA, int transB, int M, int N, int K, float alpha, const fl
 void gemm_f32_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The same contract with GEMM_BF16 inputs: A and B stay fp32 arrays in memory and are rounded
+ * to bf16 on the way in (the caller's arrays are not changed); C is fp32. On oneDNN this is
+ * dnnl_gemm_bf16bf16f32 (the avx512_bf16 instructions where the CPU has them); on OpenBLAS,
+ * or when that oneDNN entry is missing or refuses the machine, the portable path: the inputs
+ * are rounded into fp32 copies and multiplied by the fp32 product (gemm_bf16_path says which). */
+void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+void gemm_bf16_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* gemm_f32 or gemm_bf16 by dt: what the models call, with the precision they were set to. */
+void gemm_mm(gemm_dtype_t dt, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+
+/* How backend b computes bf16 products on this machine: 1 with oneDNN's bf16 kernel, 0 through
+ * rounded fp32 inputs; desc (may be NULL) gets one phrase, e.g. "oneDNN dnnl_gemm_bf16bf16f32". */
+int gemm_bf16_path(gemm_backend_t b, char *desc, size_t len);
+
+/* "fp32", "bf16". */
+const char *gemm_dtype_name(gemm_dtype_t dt);
+
 /* The backend gemm_f32 uses for this product under the current STRATA_GEMM. */
 gemm_backend_t gemm_choose(gemm_dtype_t dt, int transA, int transB, int M, int N, int K);
 /* The built-in per-shape rule alone (what auto means). */
@@ -61,7 +83,8 @@ void gemm_set_threads(int n);
 /* "openblas", "onednn", "auto". */
 const char *gemm_backend_name(gemm_backend_t b);
 /* One line saying what STRATA_GEMM selects and the libraries' versions, e.g.
- * "gemm: auto (oneDNN 2.6.3 where M*N*K >= ..., else OpenBLAS 0.3.21), 1 thread". */
+ * "gemm: auto (oneDNN 2.6.3 where M*N*K >= ..., else OpenBLAS 0.3.21), 1 thread", and how its
+ * bf16 products are computed. */
 void gemm_backend_describe(char *buf, size_t len);
 
 #endif /* STRATA_GEMM_H */

@@ -7,14 +7,27 @@
 #define STRATA_GEMM_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
   const char *name; /* as STRATA_GEMM spells it */
   void (*f32)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
+  /* gemm.h's gemm_bf16 contract (inputs rounded to bf16, fp32 accumulation and C) */
+  void (*bf16)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc);
+  int (*bf16_native)(void);                   /* 1: a bf16 kernel of the library, 0: rounded fp32 */
   void (*set_threads)(int n);                 /* n >= 1 */
   void (*version)(char *buf, size_t len);     /* "OpenBLAS 0.3.21 (Haswell)" */
 } gemm_backend_ops_t;
+
+/* gemm.c: op(X)'s storage (rows x cols of X as stored, leading dimension ld) rounded to bf16,
+ * packed contiguous (leading dimension cols) into this thread's scratch slot 0 or 1, as fp32
+ * values (gemm_round_f32) or as bf16 bits (gemm_round_bf16). The scratch stays valid until the
+ * thread's next call with the same slot. Out of memory aborts with one line (a product has no
+ * error return). */
+const float *gemm_round_f32(int slot, const float *X, int rows, int cols, int ld);
+const uint16_t *gemm_round_bf16(int slot, const float *X, int rows, int cols, int ld);
 
 extern const gemm_backend_ops_t gemm_openblas_ops;
 extern const gemm_backend_ops_t gemm_onednn_ops;

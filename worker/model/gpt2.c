@@ -166,6 +166,10 @@ int gpt2_stream_rows(const gpt2_model_t *m, int B, int T) {
   return (int)gpt2_region_rows((size_t)B * T, gpt2_impl_of(m)->tp, gpt2_impl_of(m)->sp);
 }
 
+void gpt2_set_matmul_dtype(gpt2_model_t *m, gemm_dtype_t dt) { gpt2_impl_of(m)->mm = dt; }
+
+gemm_dtype_t gpt2_get_matmul_dtype(const gpt2_model_t *m) { return gpt2_impl_of(m)->mm; }
+
 int gpt2_set_recompute(gpt2_model_t *m, gpt2_recompute_t mode) {
   if (mode != GPT2_RECOMPUTE_NONE && mode != GPT2_RECOMPUTE_SELECTIVE && mode != GPT2_RECOMPUTE_FULL) return -1;
   gpt2_impl_of(m)->recompute = mode;

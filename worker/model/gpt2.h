@@ -94,6 +94,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gemm.h"
 #include "strata/coll.h"
 
 typedef struct {
@@ -246,6 +247,10 @@ int gpt2_tensor_slice(const gpt2_tensor_t *t, int tp_rank, const float *full, fl
  * that rank's part (same numel on every rank) assembles the whole logical tensor, so a
  * checkpoint writer gathers parts and never needs the split rules. Returns 0, or -1. */
 int gpt2_tensor_unslice(const gpt2_tensor_t *t, int tp_rank, const float *local, float *full);
+/* The index in the logical tensor (row-major full_shape) of element i of TP rank tp_rank's
+ * local part, or -1 for a padding element of the vocabulary (the inverse map of
+ * gpt2_tensor_slice, one element at a time). */
+int64_t gpt2_tensor_full_index(const gpt2_tensor_t *t, int tp_rank, size_t i);
 /* Logits of `rows` positions from every TP rank, as coll_allgather of each rank's local
  * (rows, Vp/tp) block leaves them (tp blocks in rank order), into full (rows, V): the
  * vocabulary order of tp = 1, padding columns dropped. At tp = 1 a plain copy. */
@@ -264,6 +269,14 @@ gpt2_recompute_t gpt2_get_recompute(const gpt2_model_t *m);
 const char *gpt2_recompute_name(gpt2_recompute_t mode); /* "none", "selective", "full" */
 /* Parses "none" | "selective" | "full"; 0, or -1 if unknown. */
 int gpt2_parse_recompute(const char *s, gpt2_recompute_t *out);
+
+/* ---- Precision of the matrix products ----
+ * GEMM_F32 (the default) or GEMM_BF16: every matrix product of the shard (the linear layers,
+ * the attention products, the logits, forward and backward, and the KV-cache forward) rounds
+ * its inputs to bf16 and accumulates in fp32, as PyTorch's bf16 autocast does; parameters,
+ * gradients, LayerNorm, softmax, GELU and the loss stay fp32. Takes effect at the next call. */
+void gpt2_set_matmul_dtype(gpt2_model_t *m, gemm_dtype_t dt);
+gemm_dtype_t gpt2_get_matmul_dtype(const gpt2_model_t *m);
 
 /* ---- Activations ---- */
 

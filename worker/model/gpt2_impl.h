@@ -47,6 +47,7 @@ typedef struct {
   coll_comm_t *comm;     /* TP communicator (gpt2_set_tp; NULL at tp = 1) */
   int sp;                /* sequence parallelism on (tp > 1 only) */
   gpt2_recompute_t recompute; /* mode for activations created from now on */
+  gemm_dtype_t mm;       /* precision of every matrix product (gpt2_set_matmul_dtype) */
   /* scratch shared by all micro-batches: one allocation, sized for what cap covers (the largest
    * activation sets created so far; the optional parts once one needing them was created) */
   float *mem;

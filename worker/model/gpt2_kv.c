@@ -21,10 +21,10 @@ static int kv_row_parallel(gpt2_model_t *m, float *x, const float *inp, const fl
   gpt2_impl_t *s = m->impl;
   const int C = m->cfg.dim;
   if (s->tp == 1) {
-    nn_matmul_forward(x, inp, w, bias, N, K, C, 1);
+    nn_matmul_forward(x, inp, w, bias, N, K, C, 1, s->mm);
     return 0;
   }
-  gemm_f32(0, 0, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, part, C);
+  gemm_mm(s->mm, 0, 0, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, part, C);
   if (gpt2_coll_check(m, coll_allreduce(part, part, N * C, COLL_F32, COLL_SUM, s->comm), "all-reduce")) return -1;
   for (size_t r = 0; r < N; r++)
     for (int i = 0; i < C; i++) x[r * C + i] = x[r * C + i] + bias[i] + part[r * C + i];
@@ -105,7 +105,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   for (int l = 0; l < nl; l++) {
     const gpt2_layer_t *P = &m->layer[l];
     nn_layernorm_forward(ln, mean, rstd, x, P->ln1_w, P->ln1_b, N, C);
-    nn_matmul_forward(qkv, ln, P->attn_w, P->attn_b, N, C, 3 * Cl, 0);
+    nn_matmul_forward(qkv, ln, P->attn_w, P->attn_b, N, C, 3 * Cl, 0, s->mm);
     size_t r = 0;
     for (int q = 0; q < nseq; q++) {
       const gpt2_kv_seq_t *sq = &seqs[q];
@@ -114,12 +114,12 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
         memcpy(kc + (size_t)(sq->pos0 + t) * Cl, qkv + (r + t) * 3 * Cl + Cl, sizeof(float) * Cl);
         memcpy(vc + (size_t)(sq->pos0 + t) * Cl, qkv + (r + t) * 3 * Cl + 2 * Cl, sizeof(float) * Cl);
       }
-      nn_attention_kv(atty + r * Cl, sc, qkv + r * 3 * Cl, kc, vc, sq->n_new, sq->pos0, Cl, Hl);
+      nn_attention_kv(atty + r * Cl, sc, qkv + r * 3 * Cl, kc, vc, sq->n_new, sq->pos0, Cl, Hl, s->mm);
       r += (size_t)sq->n_new;
     }
     if (kv_row_parallel(m, x, atty, P->attn_proj_w, P->attn_proj_b, N, Cl, part)) goto coll_fail;
     nn_layernorm_forward(ln, mean2, rstd2, x, P->ln2_w, P->ln2_b, N, C);
-    nn_matmul_forward(fch, ln, P->fc_w, P->fc_b, N, C, 4 * Cl, 0);
+    nn_matmul_forward(fch, ln, P->fc_w, P->fc_b, N, C, 4 * Cl, 0, s->mm);
     nn_gelu_forward(fch, fch, N * 4 * Cl);
     if (kv_row_parallel(m, x, fch, P->fc_proj_w, P->fc_proj_b, N, 4 * Cl, part)) goto coll_fail;
   }
@@ -140,7 +140,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     }
     nn_layernorm_forward(ln, mean, rstd, sel, m->lnf_w, m->lnf_b, rows, C);
     if (nv > 0)
-      gemm_f32(0, 1, (int)rows, nv, C, 1.0f, ln, C, m->wte, C, 0.0f, out,
+      gemm_mm(s->mm, 0, 1, (int)rows, nv, C, 1.0f, ln, C, m->wte, C, 0.0f, out,
                   Vl);
     for (size_t i = 0; i < rows; i++)
       for (int j = nv; j < Vl; j++) out[i * Vl + j] = -INFINITY;

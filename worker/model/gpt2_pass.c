@@ -53,10 +53,10 @@ static int row_parallel_forward(gpt2_model_t *m, float *out, const float *res, c
   const int C = m->cfg.dim;
   if (s->tp == 1) {
     memcpy(out, res, sizeof(float) * N * C);
-    nn_matmul_forward(out, inp, w, bias, N, K, C, 1);
+    nn_matmul_forward(out, inp, w, bias, N, K, C, 1, s->mm);
     return 0;
   }
-  gemm_f32(0, 0, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, s->part, C);
+  gemm_mm(s->mm, 0, 0, (int)N, C, K, 1.0f, inp, K, w, C, 0.0f, s->part, C);
   size_t rows = gpt2_region_rows(N, s->tp, sp);
   float *sum = s->part + (sp ? (size_t)s->t * rows * C : 0);
   coll_result_t rc = sp ? coll_reduce_scatter(s->part, sum, rows * C, COLL_F32, COLL_SUM, s->comm)
@@ -148,8 +148,8 @@ static int layer_forward(gpt2_model_t *m, int l, gpt2_layer_acts_t *L, const flo
     if (gather_rows(m, L->ln1, s->lnfull, rows, C)) return -1;
     ln = s->lnfull;
   }
-  nn_matmul_forward(L->qkv, ln, P->attn_w, P->attn_b, N, C, 3 * Cl, 0);
-  nn_attention_forward(L->atty, L->att, s->patt, L->qkv, B, T, Cl, s->Hl, s->attn_block);
+  nn_matmul_forward(L->qkv, ln, P->attn_w, P->attn_b, N, C, 3 * Cl, 0, s->mm);
+  nn_attention_forward(L->atty, L->att, s->patt, L->qkv, B, T, Cl, s->Hl, s->attn_block, s->mm);
   if (row_parallel_forward(m, L->res2, x, L->atty, P->attn_proj_w, P->attn_proj_b, N, Cl, sp)) return -1;
   nn_layernorm_forward(L->ln2, L->ln2_mean, L->ln2_rstd, L->res2, P->ln2_w, P->ln2_b, rows, C);
   ln = L->ln2;
@@ -157,7 +157,7 @@ static int layer_forward(gpt2_model_t *m, int l, gpt2_layer_acts_t *L, const flo
     if (gather_rows(m, L->ln2, s->lnfull, rows, C)) return -1;
     ln = s->lnfull;
   }
-  nn_matmul_forward(L->fch, ln, P->fc_w, P->fc_b, N, C, 4 * Cl, 0);
+  nn_matmul_forward(L->fch, ln, P->fc_w, P->fc_b, N, C, 4 * Cl, 0, s->mm);
   nn_gelu_forward(L->fch_gelu, L->fch, N * 4 * Cl);
   return row_parallel_forward(m, L->res3, L->res2, L->fch_gelu, P->fc_proj_w, P->fc_proj_b, N, 4 * Cl, sp);
 }
@@ -178,7 +178,7 @@ static int head_logits(gpt2_model_t *m, gpt2_acts_t *a, const float *x) {
     nn_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->lnf_w, m->lnf_b, N, C);
   }
   if (nv > 0)
-    gemm_f32(0, 1, (int)N, nv, C, 1.0f, a->lnf, C, m->wte, C, 0.0f,
+    gemm_mm(s->mm, 0, 1, (int)N, nv, C, 1.0f, a->lnf, C, m->wte, C, 0.0f,
                 a->logits, Vl);
   for (size_t i = 0; i < N; i++)
     for (int j = nv; j < Vl; j++) a->logits[i * Vl + j] = -INFINITY;
@@ -290,9 +290,9 @@ static int head_backward(gpt2_model_t *m, gpt2_acts_t *a, const float *x_last, f
     if (tl >= 0 && tl < nv) lg[tl] -= dscale;
   }
   if (nv > 0) {
-    gemm_f32(0, 0, (int)N, C, nv, 1.0f, a->logits, Vl, m->wte, C, 0.0f,
+    gemm_mm(s->mm, 0, 0, (int)N, C, nv, 1.0f, a->logits, Vl, m->wte, C, 0.0f,
                 s->dln, C);
-    gemm_f32(1, 0, nv, C, (int)N, 1.0f, a->logits, Vl, a->lnf, C, 1.0f,
+    gemm_mm(s->mm, 1, 0, nv, C, (int)N, 1.0f, a->logits, Vl, a->lnf, C, 1.0f,
                 m->g_wte, C);
   } else {
     memset(s->dln, 0, sizeof(float) * N * C);
@@ -331,14 +331,14 @@ static int layer_backward(gpt2_model_t *m, int l, const gpt2_layer_acts_t *L, co
     if (gather_rows(m, dres, s->part, rows, C)) return -1;
     dfull = s->part;
   }
-  nn_matmul_backward(s->dbig, G->fc_proj_w, G->fc_proj_b, dfull, L->fch_gelu, P->fc_proj_w, N, 4 * Cl, C);
+  nn_matmul_backward(s->dbig, G->fc_proj_w, G->fc_proj_b, dfull, L->fch_gelu, P->fc_proj_w, N, 4 * Cl, C, s->mm);
   nn_gelu_backward(s->dbig, L->fch, N * 4 * Cl);
   ln = L->ln2;
   if (sp) {
     if (gather_rows(m, L->ln2, s->lnfull, rows, C)) return -1;
     ln = s->lnfull;
   }
-  nn_matmul_backward(s->dln, G->fc_w, G->fc_b, s->dbig, ln, P->fc_w, N, C, 4 * Cl);
+  nn_matmul_backward(s->dln, G->fc_w, G->fc_b, s->dbig, ln, P->fc_w, N, C, 4 * Cl, s->mm);
   float *dln = f_backward(m, s->dln, N, sp);
   if (!dln) return -1;
   nn_layernorm_backward(dres, g_ln2_w, g_ln2_b, dln, L->res2, P->ln2_w, L->ln2_mean, L->ln2_rstd, rows, C);
@@ -347,14 +347,14 @@ static int layer_backward(gpt2_model_t *m, int l, const gpt2_layer_acts_t *L, co
     if (gather_rows(m, dres, s->part, rows, C)) return -1;
     dfull = s->part;
   }
-  nn_matmul_backward(s->datty, G->attn_proj_w, G->attn_proj_b, dfull, L->atty, P->attn_proj_w, N, Cl, C);
-  nn_attention_backward(s->dbig, s->datt, s->patt, s->datty, L->qkv, L->att, B, T, Cl, s->Hl, s->attn_block);
+  nn_matmul_backward(s->datty, G->attn_proj_w, G->attn_proj_b, dfull, L->atty, P->attn_proj_w, N, Cl, C, s->mm);
+  nn_attention_backward(s->dbig, s->datt, s->patt, s->datty, L->qkv, L->att, B, T, Cl, s->Hl, s->attn_block, s->mm);
   ln = L->ln1;
   if (sp) {
     if (gather_rows(m, L->ln1, s->lnfull, rows, C)) return -1;
     ln = s->lnfull;
   }
-  nn_matmul_backward(s->dln, G->attn_w, G->attn_b, s->dbig, ln, P->attn_w, N, C, 3 * Cl);
+  nn_matmul_backward(s->dln, G->attn_w, G->attn_b, s->dbig, ln, P->attn_w, N, C, 3 * Cl, s->mm);
   if (!(dln = f_backward(m, s->dln, N, sp))) return -1;
   nn_layernorm_backward(dres, g_ln1_w, g_ln1_b, dln, x, P->ln1_w, L->ln1_mean, L->ln1_rstd, rows, C);
   if (!sp) return 0;

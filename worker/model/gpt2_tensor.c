@@ -215,6 +215,15 @@ int gpt2_tensor_unslice(const gpt2_tensor_t *t, int tp_rank, const float *local,
   return 0;
 }
 
+int64_t gpt2_tensor_full_index(const gpt2_tensor_t *t, int tp_rank, size_t i) {
+  split_map_t s = split_map(t, tp_rank);
+  size_t r = i / s.LW, c = i % s.LW;
+  int64_t f = full_row(&s, r);
+  if (f < 0) return -1;
+  size_t j = c / s.len;
+  return f * (int64_t)s.FW + (int64_t)(s.src[j] + (c - s.dst[j]));
+}
+
 void gpt2_logits_assemble(const gpt2_model_t *m, const float *gathered, size_t rows, float *full) {
   const int V = m->cfg.vocab, tp = m->range.tp_size, Vl = gpt2_local_vocab(m);
   for (size_t r = 0; r < rows; r++)

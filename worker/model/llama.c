@@ -495,7 +495,7 @@ static void layer_forward(llama_model_t *m, int l, llama_layer_acts_t *L, const 
   const float eps = (float)m->cfg.rms_norm_eps;
   rmsnorm_forward(L->n1, L->rstd1, x, P->attn_norm, N, C, eps);
   qkv_forward(m, P, L, B, T);
-  nn_attention_forward(L->atty, L->att, NULL, L->qkv, B, T, C, m->cfg.heads, s->attn_block);
+  nn_attention_forward(L->atty, L->att, NULL, L->qkv, B, T, C, m->cfg.heads, s->attn_block, GEMM_F32);
   memcpy(L->res2, x, sizeof(float) * N * C);
   linear_forward(L->res2, C, L->atty, P->wo, N, C, C, 1.0f);
   rmsnorm_forward(L->n2, L->rstd2, L->res2, P->mlp_norm, N, C, eps);
@@ -592,7 +592,7 @@ static void layer_backward(llama_model_t *m, int l, const llama_layer_acts_t *L,
   rmsnorm_backward(s->dres, G->mlp_norm, s->dn, L->res2, P->mlp_norm, L->rstd2, N, C);
   /* attention */
   linear_backward(s->datty, 0.0f, G->wo, s->dres, C, L->atty, P->wo, N, C, C);
-  nn_attention_backward(s->dqkv, s->datt, NULL, s->datty, L->qkv, L->att, B, T, C, m->cfg.heads, s->attn_block);
+  nn_attention_backward(s->dqkv, s->datt, NULL, s->datty, L->qkv, L->att, B, T, C, m->cfg.heads, s->attn_block, GEMM_F32);
   qkv_backward(m, l, L, B, T);
   rmsnorm_backward(s->dres, G->attn_norm, s->dn, x, P->attn_norm, L->rstd1, N, C);
 }

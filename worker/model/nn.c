@@ -289,24 +289,24 @@ void nn_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
 
 /* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias; if accumulate, out += instead of =. */
 void nn_matmul_forward(float *out, const float *inp, const float *w, const float *bias, size_t N,
-                           int IC, int OC, int accumulate) {
+                           int IC, int OC, int accumulate, gemm_dtype_t dt) {
   if (!accumulate) {
     for (size_t r = 0; r < N; r++) memcpy(out + r * OC, bias, sizeof(float) * OC);
   } else {
     for (size_t r = 0; r < N; r++) nn_add_to(out + r * OC, bias, OC);
   }
-  gemm_f32(0, 0, (int)N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f,
+  gemm_mm(dt, 0, 0, (int)N, OC, IC, 1.0f, inp, IC, w, OC, 1.0f,
               out, OC);
 }
 
 /* Given dout (N, OC): dw (IC, OC) += inp^T dout, db += column sums of dout, and
  * dinp (N, IC) = dout w^T (overwritten; skipped when dinp is NULL). */
 void nn_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, size_t N, int IC, int OC) {
+                            const float *w, size_t N, int IC, int OC, gemm_dtype_t dt) {
   if (dinp)
-    gemm_f32(0, 1, (int)N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
+    gemm_mm(dt, 0, 1, (int)N, IC, OC, 1.0f, dout, OC, w, OC, 0.0f,
                 dinp, IC);
-  gemm_f32(1, 0, IC, OC, (int)N, 1.0f, inp, IC, dout, OC, 1.0f,
+  gemm_mm(dt, 1, 0, IC, OC, (int)N, 1.0f, inp, IC, dout, OC, 1.0f,
               dw, OC);
   for (size_t r = 0; r < N; r++) nn_add_to(db, dout + r * OC, OC);
 }
@@ -316,8 +316,8 @@ void nn_matmul_backward(float *dinp, float *dw, float *db, const float *dout, co
  * first query / key (row stride C3). Forward and recomputation share this code, so recomputed
  * probabilities are bit-identical to the forward's. */
 static void probs_block(float *P, const float *q, const float *k, int i0, int i1, int T, int C3, int hs,
-                        float scale) {
-  gemm_f32(0, 1, i1 - i0, i1, hs, scale, q + (size_t)i0 * C3, C3, k,
+                        float scale, gemm_dtype_t dt) {
+  gemm_mm(dt, 0, 1, i1 - i0, i1, hs, scale, q + (size_t)i0 * C3, C3, k,
               C3, 0.0f, P + (size_t)i0 * T, T);
   for (int i = i0; i < i1; i++) {
     float *p = P + (size_t)i * T;
@@ -329,7 +329,7 @@ static void probs_block(float *P, const float *q, const float *k, int i0, int i1
 }
 
 void nn_attention_forward(float *out, float *att, float *pscratch, const float *qkv, int B, int T, int C,
-                          int H, int blk) {
+                          int H, int blk, gemm_dtype_t dt) {
   int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
   for (int b = 0; b < B; b++) {
@@ -341,8 +341,8 @@ void nn_attention_forward(float *out, float *att, float *pscratch, const float *
       float *y = out + (size_t)b * T * C + h * hs;
       for (int i0 = 0; i0 < T; i0 += blk) {
         int i1 = i0 + blk < T ? i0 + blk : T;
-        probs_block(P, q, k, i0, i1, T, C3, hs, scale);
-        gemm_f32(0, 0, i1 - i0, hs, i1, 1.0f, P + (size_t)i0 * T, T,
+        probs_block(P, q, k, i0, i1, T, C3, hs, scale, dt);
+        gemm_mm(dt, 0, 0, i1 - i0, hs, i1, 1.0f, P + (size_t)i0 * T, T,
                     v, C3, 0.0f, y + (size_t)i0 * C, C);
       }
     }
@@ -350,7 +350,7 @@ void nn_attention_forward(float *out, float *att, float *pscratch, const float *
 }
 
 void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int H, int blk) {
+                           const float *att, int B, int T, int C, int H, int blk, gemm_dtype_t dt) {
   int hs = C / H, C3 = 3 * C;
   float scale = 1.0f / sqrtf((float)hs);
   for (int b = 0; b < B; b++) {
@@ -365,7 +365,7 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
       const float *dy = dout + (size_t)b * T * C + h * hs;
       if (!att)
         for (int i0 = 0; i0 < T; i0 += blk)
-          probs_block(pscratch, q, k, i0, i0 + blk < T ? i0 + blk : T, T, C3, hs, scale);
+          probs_block(pscratch, q, k, i0, i0 + blk < T ? i0 + blk : T, T, C3, hs, scale, dt);
       for (int t = 0; t < T; t++) {
         memset(dk + (size_t)t * C3, 0, sizeof(float) * hs);
         memset(dv + (size_t)t * C3, 0, sizeof(float) * hs);
@@ -376,10 +376,10 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
         const float *Pb = P + (size_t)i0 * T;
         float *dPb = datt + (size_t)i0 * T;
         /* dP = dY V^T over keys [0, i1) */
-        gemm_f32(0, 1, rows, i1, hs, 1.0f, dy + (size_t)i0 * C, C,
+        gemm_mm(dt, 0, 1, rows, i1, hs, 1.0f, dy + (size_t)i0 * C, C,
                     v, C3, 0.0f, dPb, T);
         /* dV[0, i1) += P^T dY */
-        gemm_f32(1, 0, i1, hs, rows, 1.0f, Pb, T,
+        gemm_mm(dt, 1, 0, i1, hs, rows, 1.0f, Pb, T,
                     dy + (size_t)i0 * C, C, 1.0f, dv, C3);
         /* softmax backward in place: dS = P * (dP - sum(P * dP)) */
         for (int i = i0; i < i1; i++) {
@@ -389,9 +389,9 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
           for (int j = i + 1; j < i1; j++) dp[j] = 0.0f;
         }
         /* dQ[i0, i1) = scale dS K; dK[0, i1) += scale dS^T Q */
-        gemm_f32(0, 0, rows, hs, i1, scale, dPb, T, k, C3, 0.0f,
+        gemm_mm(dt, 0, 0, rows, hs, i1, scale, dPb, T, k, C3, 0.0f,
                     dq + (size_t)i0 * C3, C3);
-        gemm_f32(1, 0, i1, hs, rows, scale, dPb, T,
+        gemm_mm(dt, 1, 0, i1, hs, rows, scale, dPb, T,
                     q + (size_t)i0 * C3, C3, 1.0f, dk, C3);
       }
     }
@@ -399,11 +399,11 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
 }
 
 void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, const float *vc, int n, int pos0,
-                     int C, int H) {
+                     int C, int H, gemm_dtype_t dt) {
   const int hs = C / H, C3 = 3 * C, L = pos0 + n;
   const float scale = 1.0f / sqrtf((float)hs);
   for (int h = 0; h < H; h++) {
-    gemm_f32(0, 1, n, L, hs, scale, qkv + h * hs, C3,
+    gemm_mm(dt, 0, 1, n, L, hs, scale, qkv + h * hs, C3,
                 kc + h * hs, C, 0.0f, sc, L);
     for (int i = 0; i < n; i++) {
       float *p = sc + (size_t)i * L;
@@ -413,7 +413,7 @@ void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, con
       nn_scale_by(p, valid, 1.0f / s);
       for (int j = valid; j < L; j++) p[j] = 0.0f;
     }
-    gemm_f32(0, 0, n, hs, L, 1.0f, sc, L, vc + h * hs, C,
+    gemm_mm(dt, 0, 0, n, hs, L, 1.0f, sc, L, vc + h * hs, C,
                 0.0f, y + h * hs, C);
   }
 }

@@ -5,12 +5,16 @@
  * Conventions: N rows of width C; weights in Hugging Face Conv1D layout [in, out]; outputs
  * overwrite unless a comment says they accumulate (+=). Results depend only on the inputs and
  * the shapes (never on buffer addresses), which keeps recomputation bit-identical.
+ * The kernels with matrix products take their precision dt (gemm.h): GEMM_BF16 rounds the
+ * products' inputs to bf16 and accumulates in fp32; everything else stays fp32.
  */
 #ifndef STRATA_NN_H
 #define STRATA_NN_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "gemm.h"
 
 /* out = GELU_tanh(x), n elements (out may equal x). */
 /* Are the n ids (tokens or targets, named by `what`) all in [0, V)? Logs the first that is not,
@@ -37,11 +41,11 @@ void nn_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
 
 /* out (N, OC) = inp (N, IC) @ w (IC, OC) + bias; if accumulate, out += instead of =. */
 void nn_matmul_forward(float *out, const float *inp, const float *w, const float *bias, size_t N, int IC,
-                       int OC, int accumulate);
+                       int OC, int accumulate, gemm_dtype_t dt);
 /* Given dout (N, OC): dw (IC, OC) += inp^T dout, db += column sums of dout, and
  * dinp (N, IC) = dout w^T (overwritten; skipped when dinp is NULL). */
 void nn_matmul_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                        const float *w, size_t N, int IC, int OC);
+                        const float *w, size_t N, int IC, int OC, gemm_dtype_t dt);
 
 /* Causal multi-head attention of H heads of width C/H: qkv (B, T, 3C) laid out [q | k | v]
  * (each C wide, head h at columns h*C/H) -> out (B, T, C), scaled by 1/sqrt(C/H). Row block
@@ -50,16 +54,16 @@ void nn_matmul_backward(float *dinp, float *dw, float *db, const float *dout, co
  * valid in columns [0, i]); with att NULL each head's probabilities go through pscratch (T, T)
  * and are not kept (selective recomputation). */
 void nn_attention_forward(float *out, float *att, float *pscratch, const float *qkv, int B, int T, int C,
-                          int H, int blk);
+                          int H, int blk, gemm_dtype_t dt);
 /* Backward of nn_attention_forward: dqkv (B, T, 3C) is overwritten from dout (B, T, C).
  * datt is (T, T) scratch. att as the forward kept it, or NULL: then each head's probabilities
  * are recomputed into pscratch (T, T) from qkv with the forward's code, bit for bit. */
 void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int H, int blk);
+                           const float *att, int B, int T, int C, int H, int blk, gemm_dtype_t dt);
 /* Causal attention of one sequence's n new rows against its KV cache, one head at a time:
  * qkv (n, 3C) of the new rows (their keys and values already in the cache at [pos0, pos0+n));
  * kc, vc (cap, C) this layer's cache; y (n, C) out; sc (n, pos0+n) scratch. */
 void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, const float *vc, int n, int pos0,
-                     int C, int H);
+                     int C, int H, gemm_dtype_t dt);
 
 #endif /* STRATA_NN_H */

@@ -22,6 +22,10 @@ static int all_ok(int ok, coll_comm_t *c) {
   return v != 0;
 }
 
+static gemm_dtype_t cal_dtype = GEMM_F32;
+
+void calibrate_set_matmul_dtype(gemm_dtype_t dt) { cal_dtype = dt; }
+
 double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int sp, coll_comm_t *tp_comm) {
   char err[256];
   const int C = lm->dim;
@@ -42,6 +46,7 @@ double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int 
   }
   if (!all_ok(ok, tp > 1 ? tp_comm : NULL)) goto out;
   gpt2_init_params(m, 7);
+  gpt2_set_matmul_dtype(m, cal_dtype);
   for (size_t i = 0; i < nact; i++) {
     x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     dy[i] = 1e-3f * x[(i * 7) % nact];

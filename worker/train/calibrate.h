@@ -5,6 +5,7 @@
 #ifndef STRATA_CALIBRATE_H
 #define STRATA_CALIBRATE_H
 
+#include "gemm.h"
 #include "layout.h"
 #include "strata/coll.h"
 
@@ -14,5 +15,7 @@
  * parallel when sp; collective over tp_comm (NULL when tp = 1). The median, not the best: the
  * run it stands for meets the same interference. */
 double calibrate_layer_time(const layout_model_t *m, int b, int T, int tp, int sp, coll_comm_t *tp_comm);
+/* The precision of the timed layer's matrix products (gemm.h; GEMM_F32 until set): the run's. */
+void calibrate_set_matmul_dtype(gemm_dtype_t dt);
 
 #endif /* STRATA_CALIBRATE_H */

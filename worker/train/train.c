@@ -28,6 +28,7 @@
 #include "env.h"
 #include "gemm.h"
 #include "log.h"
+#include "memory_model.h"
 #include "rank_status.h"
 #include "run_report.h"
 #include "runlog.h"
@@ -93,6 +94,7 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   runlog_json_add(o, "dp", json_object_new_int(j->D));
   runlog_json_add(o, "microbatches", json_object_new_int(c->microbatches));
   runlog_json_add(o, "zero", json_object_new_int(c->zero));
+  runlog_json_add(o, "precision", runlog_json_str(memory_precision_name((mem_precision_t)c->precision)));
   json_object *layout = json_object_new_object(), *ranks = json_object_new_array(),
               *r0 = json_object_new_object();
   runlog_json_add(r0, "rank", json_object_new_int(0));
@@ -236,6 +238,13 @@ static int solo_setup(solo_job_t *j) {
   } else {
     train_model_init(&j->tm, c->seed);
   }
+  if (j->tm.gpt) {
+    train_apply_precision(j->tm.gpt, j->opt, c->precision, c->seed, !c->resume);
+  } else if (c->precision != MEM_PREC_FP32) {
+    snprintf(j->err, sizeof j->err, "--precision %s is for GPT-2 models; a Llama model trains in fp32: drop --precision",
+             memory_precision_name((mem_precision_t)c->precision));
+    return TRAIN_BAD_CONFIG;
+  }
   if (rank_status_open(c->out_dir, j->rank, j->D, 0, j->rank, j->err, sizeof j->err)) /* RUN/status/rank-R */
     strata_warn("%s; no status record", j->err);
   char steps_path[4200];
@@ -254,9 +263,10 @@ static int solo_setup(solo_job_t *j) {
              c->llama.kv_heads, c->llama.ffn, c->llama.rms_norm_eps, c->llama.rope_theta);
   if (!c->quiet)
     strata_info("model: %s%d layers, %d heads, width %d, context %d, vocab %d: %zu parameters; "
-                "batch %d x %d tokens, %lld steps, data %s", llama,
+                "batch %d x %d tokens, %lld steps, precision %s, data %s", llama,
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
-                j->tm.num_params, c->batch, j->T, (long long)c->steps, j->data_path);
+                j->tm.num_params, c->batch, j->T, (long long)c->steps,
+                memory_precision_name((mem_precision_t)c->precision), j->data_path);
   return TRAIN_OK;
 }
 
@@ -524,7 +534,7 @@ int train_run(const train_config_t *cin) {
   j->val_loss = NAN;
   gemm_set_threads(j->c.threads > 0 ? j->c.threads : 1);
   if (!j->c.quiet) {
-    char gemm[320];
+    char gemm[480];
     gemm_backend_describe(gemm, sizeof gemm);
     strata_info("%s", gemm);
   }

@@ -83,6 +83,10 @@ typedef struct {
   const char *ofi_provider; /* libfabric provider or NULL (--ofi-provider) */
   double bucket_mb;        /* all-reduce bucket size in MiB (--bucket-mb) */
   int zero;                /* ZeRO stage 0 or 1 (--zero) */
+  int precision;           /* mem_precision_t (memory_model.h) of --precision: MEM_PREC_FP32 (the
+                              default), MEM_PREC_BF16 (bf16 matrix products, fp32 master weights
+                              and moments) or MEM_PREC_BF16_SR (bf16 products and bf16 weights
+                              updated with stochastic rounding, fp32 moments) */
   /* simulated accelerator (distributed loop; sim_clock.h) */
   const char *device;      /* trn1|trn2|trn3|h100|cpu|FILE.json; NULL: cpu (calibrated) */
   size_t device_mem;       /* bytes of device memory (--device-mem); 0: the profile's HBM */
@@ -109,6 +113,15 @@ typedef struct {
 #define TRAIN_GIVEN_FFN (1u << 15)
 #define TRAIN_GIVEN_RMS_NORM_EPS (1u << 16)
 #define TRAIN_GIVEN_ROPE_THETA (1u << 17)
+#define TRAIN_GIVEN_PRECISION (1u << 18)
+
+/* The matrix-product precision of a training precision (mem_precision_t): GEMM_BF16 for bf16
+ * and bf16-sr, GEMM_F32 for fp32. */
+gemm_dtype_t train_matmul_dtype(int precision);
+/* Sets up m and its optimizer state (NULL: none, as in evaluation) for the precision: the
+ * product precision; with bf16-sr, o's stochastic rounding and, when round_params, the weights
+ * rounded to bf16 (a fresh initialisation; a loaded bf16-sr checkpoint holds bf16 already). */
+void train_apply_precision(gpt2_model_t *m, adamw_t *o, int precision, uint64_t seed, int round_params);
 
 /* The defaults `strata train` documents (tiny model, default corpus). */
 void train_config_default(train_config_t *c);

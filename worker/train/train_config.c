@@ -12,6 +12,7 @@
 #include "env.h"
 #include "grad_sync.h"
 #include "log.h"
+#include "memory_model.h"
 #include "schedule.h"
 #include "train.h"
 #include "util.h"
@@ -48,6 +49,16 @@ void train_config_default(train_config_t *c) {
   /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/base/env.c) */
   env_read_double("STRATA_BUCKET_MB", GRAD_SYNC_BUCKET_MB_DEFAULT, &c->bucket_mb, NULL, 0);
   c->zero = 0;
+  c->precision = MEM_PREC_FP32;
+}
+
+gemm_dtype_t train_matmul_dtype(int precision) { return precision == MEM_PREC_FP32 ? GEMM_F32 : GEMM_BF16; }
+
+void train_apply_precision(gpt2_model_t *m, adamw_t *o, int precision, uint64_t seed, int round_params) {
+  gpt2_set_matmul_dtype(m, train_matmul_dtype(precision));
+  if (precision != MEM_PREC_BF16_SR) return;
+  if (o) adamw_set_stochastic_rounding(o, seed, m->range.tp_rank);
+  if (round_params) bf16_round_params(m->params, m->num_params);
 }
 
 void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {
@@ -68,6 +79,7 @@ void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const
   t->zero = c->zero;
   snprintf(t->schedule, sizeof t->schedule, "%s", schedule_kind_name((sched_kind_t)c->schedule));
   snprintf(t->data_path, sizeof t->data_path, "%s", data_path);
+  snprintf(t->precision, sizeof t->precision, "%s", memory_precision_name((mem_precision_t)c->precision));
 }
 
 /* One model or training setting a resumed run takes from its checkpoint. */
@@ -156,6 +168,19 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
       {TRAIN_GIVEN_WEIGHT_DECAY, "--weight-decay", 0, 0, 0, c->opt.weight_decay, t->weight_decay},
       {TRAIN_GIVEN_GRAD_CLIP, "--grad-clip", 0, 0, 0, c->opt.grad_clip, t->grad_clip},
   };
+  /* the precision: "" in checkpoints written before it was recorded, which trained in fp32 */
+  mem_precision_t ckpt_prec = MEM_PREC_FP32;
+  if (t->precision[0] && memory_parse_precision(t->precision, &ckpt_prec)) {
+    snprintf(err, errlen, "checkpoint %s records precision '%s', which this strata does not know (fp32, "
+             "bf16, bf16-sr); resume it with the strata that wrote it", ckpt_dir, t->precision);
+    return -1;
+  }
+  if ((c->given & TRAIN_GIVEN_PRECISION) && c->precision != (int)ckpt_prec) {
+    const char *given = memory_precision_name((mem_precision_t)c->precision), *had = memory_precision_name(ckpt_prec);
+    snprintf(err, errlen, "--precision %s differs from checkpoint %s's %s: a resumed run keeps the checkpoint's "
+             "precision; drop --precision or pass %s", given, ckpt_dir, had, had);
+    return -1;
+  }
   if (settings_agree(settings, sizeof settings / sizeof settings[0], c->given, ckpt_dir, err, errlen))
     return -1;
   c->model = (gpt2_config_t){state->model.vocab, state->model.ctx, state->model.layers,
@@ -164,6 +189,7 @@ int train_config_from_state(train_config_t *c, const strata_train_state_t *state
   c->seq_len = t->seq_len;
   if (!c->microbatches_given) c->microbatches = t->microbatches;
   c->seed = t->seed;
+  c->precision = (int)ckpt_prec;
   /* Doubles, unrounded: a cast to float turns beta1 0.9 into 0.89999998 and changes every
    * update after a resume (a build that does not fold the cast away shows it, e.g. the sanitizer
    * build). min_lr / lr may differ from the original ratio in the last bit, but lr * ratio, the

@@ -495,12 +495,13 @@ static int dist_connect(dist_job_t *j) {
   if (j->wrank == 0 && !c->quiet) {
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %lld parameters; "
                 "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, sequence parallelism "
-                "%s, recompute %s, transport %s, data %s",
+                "%s, recompute %s, precision %s, transport %s, data %s",
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
                 (long long)layout_params_total(&j->lay->model), c->batch, c->seq_len,
                 (long long)c->steps, schedule_kind_name((sched_kind_t)c->schedule), c->zero,
                 gpt2_sequence_parallel(j->m) ? "on" : "off",
                 gpt2_recompute_name((gpt2_recompute_t)c->recompute),
+                memory_precision_name((mem_precision_t)c->precision),
                 coll_transport_name(cm->world), j->data_path);
     layout_print(j->lay, stderr);
     fflush(stderr);
@@ -509,13 +510,16 @@ static int dist_connect(dist_job_t *j) {
 }
 
 /* The simulation's options of this run: its schedule, ZeRO, buckets, sequence parallelism and
- * recomputation, fp32 compute and Strata's memory accounting. */
+ * recomputation, the precision trained and Strata's memory accounting. */
 static sim_options_t run_sim_options(const train_config_t *c) {
   sim_options_t o = sim_options_default();
   o.kind = (sched_kind_t)c->schedule;
   o.zero = c->zero;
   o.bucket_bytes = c->bucket_mb * 1048576.0;
-  o.dtype = DEV_FP32; /* Strata computes in fp32 */
+  /* the device's clock and optimizer / gradient costs in the precision trained, as simulate
+   * --precision counts them; the memory stays Strata's accounting of its own buffers */
+  o.dtype = c->precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
+  o.precision = (mem_precision_t)c->precision;
   o.sequence_parallel = c->sequence_parallel && c->tp > 1;
   o.recompute = (mem_recompute_t)c->recompute; /* the same three modes, in the same order */
   return o;
@@ -525,12 +529,19 @@ _Static_assert((int)MEM_RECOMPUTE_NONE == (int)GPT2_RECOMPUTE_NONE &&
                    (int)MEM_RECOMPUTE_FULL == (int)GPT2_RECOMPUTE_FULL,
                "the memory model's recompute modes must follow the model's");
 
+/* The cpu profile's calibration in bf16: the GEMM rate of the bf16 products the run multiplies. */
+static void bf16_matmul(int M, int N, int K, const float *a, const float *b, float *c) {
+  gemm_bf16(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+}
+
 /* The simulated device: resolution (all ranks agree), the memory fit (a job that does not fit
- * is bad input), the simulated clock. */
+ * is bad input), the simulated clock. The cpu profile is measured in the run's precision. */
 static int dist_device(dist_job_t *j) {
   const train_config_t *c = &j->c;
   const sim_options_t so = run_sim_options(c);
   const mem_options_t mo = sim_mem_options(&so);
+  calibrate_set_matmul_dtype(train_matmul_dtype(c->precision));
+  if (c->precision != MEM_PREC_FP32) device_set_matmul(bf16_matmul);
   if (sim_clock_resolve_device(c->device, (double)c->device_mem, j->cm.world, j->lay, c->seq_len,
                                so.sequence_parallel && j->lay->tp > 1, calibrate_layer_time, &j->dev,
                                j->err, sizeof j->err))
@@ -596,6 +607,7 @@ static int dist_runtime(dist_job_t *j) {
   } else {
     gpt2_init_params(j->m, c->seed);
   }
+  train_apply_precision(j->m, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
   return TRAIN_OK;
 }
 
@@ -868,7 +880,7 @@ int train_run_dist(const train_config_t *cin) {
   MPI_Comm_size(MPI_COMM_WORLD, &j->wsize);
   gemm_set_threads(j->c.threads > 0 ? j->c.threads : 1);
   if (j->wrank == 0 && !j->c.quiet) {
-    char gemm[320];
+    char gemm[480];
     gemm_backend_describe(gemm, sizeof gemm);
     strata_info("%s", gemm);
   }
