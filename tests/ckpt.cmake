@@ -71,3 +71,9 @@ ckpt_async_test(killstep_np3               killstep 3  2)
 ckpt_async_test(error_np1                  error    1)
 ckpt_async_test(error_np2                  error    2)
 ckpt_async_test(error_np3                  error    3)
+
+# A Llama checkpoint read by a Hugging Face-convention PyTorch program gives strata eval's loss
+# (tests/ckpt/hf_llama_eval.py; skipped without Debian's python3-torch).
+add_test(NAME ckpt_hf_llama_eval COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/ckpt/hf_llama_check.sh
+         $<TARGET_FILE:strata> ${PROJECT_SOURCE_DIR} ${CMAKE_BINARY_DIR}/ckpt_hf_llama_eval)
+set_tests_properties(ckpt_hf_llama_eval PROPERTIES LABELS "unit" TIMEOUT 300 SKIP_RETURN_CODE 77)
