@@ -32,6 +32,7 @@
 #include "gemm.h"
 #include "gpt2.h"
 #include "llama.h"
+#include "train_model.h"
 #include "rng.h"
 
 static double now_s(void) {
@@ -139,70 +140,6 @@ static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
   return 0;
 }
 
-/* One model family behind the timing loop: its flat parameters, gradients and catalogue for
- * AdamW, and one forward (mean loss) + backward of B x T tokens. */
-typedef struct {
-  gpt2_model_t *g;
-  gpt2_acts_t *ga;
-  llama_model_t *l;
-  llama_acts_t *la;
-  float *params, *grads;
-  gpt2_tensor_t *tensors;
-  int num_tensors;
-  size_t num_params;
-  double flops; /* training FLOPs of one step */
-  double acts_mib;
-} bench_model_t;
-
-static int bench_model_create(const char *arch, int V, int T, int L, int H, int KVH, int C, int F, int B,
-                              uint64_t seed, bench_model_t *bm, char *err, size_t errlen) {
-  memset(bm, 0, sizeof *bm);
-  if (!strcmp(arch, "llama")) {
-    llama_config_t lc = {.vocab = V, .ctx = T, .layers = L, .heads = H, .kv_heads = KVH ? KVH : H, .dim = C,
-                         .ffn = F ? F : 4 * C, .rms_norm_eps = 1e-5, .rope_theta = 1e4};
-    if (llama_create(&lc, &bm->l, err, errlen) || llama_acts_create(bm->l, B, T, &bm->la, err, errlen)) return -1;
-    llama_init_params(bm->l, seed);
-    bm->params = bm->l->params, bm->grads = bm->l->grads, bm->tensors = bm->l->tensors;
-    bm->num_tensors = bm->l->num_tensors, bm->num_params = bm->l->num_params;
-    bm->flops = llama_train_flops(bm->l, B, T);
-    return 0;
-  }
-  if (strcmp(arch, "gpt")) {
-    snprintf(err, errlen, "--arch %s: use gpt or llama", arch);
-    return -1;
-  }
-  gpt2_config_t gc = {.vocab = V, .ctx = T, .layers = L, .heads = H, .dim = C};
-  gpt2_range_t range = {0, L, 1, 1};
-  if (gpt2_create(&gc, range, &bm->g, err, errlen) || gpt2_acts_create(bm->g, B, T, &bm->ga, err, errlen)) return -1;
-  gpt2_init_params(bm->g, seed);
-  bm->params = bm->g->params, bm->grads = bm->g->grads, bm->tensors = bm->g->tensors;
-  bm->num_tensors = bm->g->num_tensors, bm->num_params = bm->g->num_params;
-  bm->flops = gpt2_train_flops(bm->g, B, T);
-  bm->acts_mib = gpt2_acts_bytes(bm->ga) / 1048576.0;
-  return 0;
-}
-
-static float bench_forward(bench_model_t *bm, const int32_t *tok) {
-  return bm->l ? llama_forward(bm->l, bm->la, tok, tok + 1) : gpt2_forward(bm->g, bm->ga, tok, NULL, tok + 1);
-}
-
-static void bench_backward(bench_model_t *bm) {
-  if (bm->l) {
-    llama_zero_grad(bm->l);
-    llama_backward(bm->l, bm->la, 1.0f);
-  } else {
-    gpt2_zero_grad(bm->g);
-    gpt2_backward(bm->g, bm->ga, NULL, 1.0f, NULL);
-  }
-}
-
-static void bench_model_free(bench_model_t *bm) {
-  llama_acts_free(bm->la);
-  llama_free(bm->l);
-  gpt2_acts_free(bm->ga);
-  gpt2_free(bm->g);
-}
-
 int main(int argc, char **argv) {
   int L = 4, H = 4, C = 128, T = 128, B = 8, V = 256, steps = 10, warmup = 2, gemm = 0, shapes = 0, threads = 1;
   int KVH = 0, F = 0;
@@ -226,7 +163,7 @@ int main(int argc, char **argv) {
       {"--gemm-peak", NULL, ARG_INT, &gemm, "N", "only time sgemm N x N x N and exit"},
       {"--gemm-shapes", NULL, ARG_FLAG, &shapes, NULL, "only time every GEMM backend on the model's products and exit"},
   };
-  int rc = args_parse("gpt2_bench", "Single-rank GPT-2 training throughput (forward + backward + AdamW).",
+  int rc = args_parse("gpt2_bench", "Single-rank GPT-2 or Llama training throughput (forward + backward + AdamW).",
                       argc, argv, specs, (int)(sizeof specs / sizeof specs[0]), NULL, NULL);
   if (rc != 0) return rc > 0 ? 0 : 2;
   gemm_set_threads(threads);
@@ -246,19 +183,28 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  bench_model_t bm;
+  if (strcmp(arch, "gpt") && strcmp(arch, "llama")) {
+    fprintf(stderr, "gpt2_bench: --arch must be gpt or llama, got '%s'\n", arch);
+    return 2;
+  }
+  const ckpt_arch_t family = strcmp(arch, "llama") ? CKPT_ARCH_GPT2 : CKPT_ARCH_LLAMA;
+  gpt2_config_t shape = {.vocab = V, .ctx = T, .layers = L, .heads = H, .dim = C};
+  llama_config_t lc = {.kv_heads = KVH, .ffn = F ? F : 4 * C, .rms_norm_eps = 1e-5, .rope_theta = 1e4};
+  lc = train_llama_config(&shape, &lc);
+  train_model_t tm;
   adamw_t *opt = NULL;
   char err[256];
-  if (bench_model_create(arch, V, T, L, H, KVH, C, F, B, (uint64_t)seed, &bm, err, sizeof err) != 0 ||
-      adamw_create(0, bm.num_params, &opt, err, sizeof err) != 0) {
+  if (train_model_create(&tm, family, &shape, &lc, B, T, err, sizeof err) != 0 ||
+      adamw_create(0, tm.num_params, &opt, err, sizeof err) != 0) {
     fprintf(stderr, "gpt2_bench: %s\n", err);
     return 2;
   }
-  if (bm.g) {
-    gpt2_set_matmul_dtype(bm.g, bf16 || sr ? GEMM_BF16 : GEMM_F32);
+  train_model_init(&tm, (uint64_t)seed);
+  if (tm.gpt) {
+    gpt2_set_matmul_dtype(tm.gpt, bf16 || sr ? GEMM_BF16 : GEMM_F32);
     if (sr) {
       adamw_set_stochastic_rounding(opt, (uint64_t)seed, 0);
-      bf16_round_params(bm.params, bm.num_params);
+      bf16_round_params(tm.params, tm.num_params);
     }
   }
   adamw_hparams_t hp;
@@ -272,12 +218,13 @@ int main(int argc, char **argv) {
     for (int i = 0; i < B * T + 1; i++) tok[i] = (int32_t)rng_below(&r, V);
     double c0 = cpu_s();
     double t0 = now_s();
-    loss = bench_forward(&bm, tok);
+    loss = (float)train_model_forward(&tm, tok, tok + 1);
     double t1 = now_s();
-    bench_backward(&bm);
+    train_model_zero_grad(&tm);
+    train_model_backward(&tm, 1.0f);
     double t2 = now_s();
-    double ss = adamw_sum_squares(bm.grads, bm.num_params);
-    adamw_step(opt, &hp, bm.params, bm.grads, bm.tensors, bm.num_tensors, adamw_lr_at(&hp, s),
+    double ss = adamw_sum_squares(tm.grads, tm.num_params);
+    adamw_step(opt, &hp, tm.params, tm.grads, tm.tensors, tm.num_tensors, adamw_lr_at(&hp, s),
                adamw_clip_scale(ss, hp.grad_clip));
     double t3 = now_s();
     double c3 = cpu_s();
@@ -290,17 +237,17 @@ int main(int argc, char **argv) {
     }
   }
   double tokens = (double)steps * B * T;
-  double flops = bm.flops * steps;
+  double flops = (tm.gpt ? gpt2_train_flops(tm.gpt, B, T) : llama_train_flops(tm.llama, B, T)) * steps;
   char acts[32] = "n/a"; /* llama.h does not count its activation bytes */
-  if (bm.g) snprintf(acts, sizeof acts, "%.1f", bm.acts_mib);
+  if (tm.gpt) snprintf(acts, sizeof acts, "%.1f", gpt2_acts_bytes(tm.gpt_acts) / 1048576.0);
   printf("gpt2_bench arch=%s params=%zu L=%d H=%d C=%d T=%d B=%d V=%d steps=%d precision=%s loss=%.4f\n", arch,
-         bm.num_params, L, H, C, T, B, V, steps, precision, loss);
+         tm.num_params, L, H, C, T, B, V, steps, precision, loss);
   printf("ms/step=%.1f (forward %.1f, backward %.1f, adamw %.1f) tokens/s=%.0f GFLOP/s=%.1f "
          "cpu_tokens/s=%.0f activations=%s MiB peak_rss=%.1f MiB\n",
          1e3 * t_all / steps, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps, 1e3 * t_opt / steps, tokens / t_all,
          flops / t_all / 1e9, tokens / c_all, acts, peak_rss_mib());
   free(tok);
   adamw_free(opt);
-  bench_model_free(&bm);
+  train_model_free(&tm);
   return 0;
 }
