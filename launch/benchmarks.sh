@@ -31,6 +31,8 @@
 #             run (launch/tokenizer_bench.sh; without node and npm its row says so)
 #   ckpt      `strata train` of the 10.8M model without periodic checkpoints, with synchronous
 #             (--no-ckpt-async) and with asynchronous checkpoints every 10 steps, interleaved
+#   precision the demo's training for 500 steps in fp32, bf16 and bf16-sr: validation loss and
+#             tokens/s against fp32 in the same repeat
 # PyTorch figures need Debian's python3-torch for /usr/bin/python3; without it the run says
 # so in its output and in the tables, and measures everything else.
 #
@@ -64,7 +66,7 @@ STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
 BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
-ALL_SECTIONS="coll train gemm ddp tp scaling simulate simacc infer serve tokenizer ckpt"
+ALL_SECTIONS="coll train gemm ddp tp scaling simulate simacc infer serve tokenizer ckpt precision"
 QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
@@ -694,6 +696,7 @@ title() {
     tp) echo "Tensor parallelism against data parallelism" ;;
     simacc) echo "Simulated against measured step time" ;; infer) echo "Inference" ;; serve) echo "Serving over HTTP" ;;
     tokenizer) echo "Tokenizer" ;; gemm) echo "GEMM backends" ;; ckpt) echo "Asynchronous checkpoints" ;;
+    precision) echo "Mixed precision: validation loss and speed" ;;
   esac
 }
 
@@ -789,6 +792,53 @@ print("%.4f" % s)' "$D/run_$name/trace.json" "$f" "$steps" 2>/dev/null || echo "
                 mr(all[k], "%.0f"), (k == "none" ? "1" : mr(R, "%.3f")), goal, mr(ld[k], "%.1f"), (k == "none" ? "-" : mr(mt[k], "%.2f%%")) } }' "$OUT/bench_ckpt.csv"
   } >> "$OUT/bench_ckpt.md"
   block_commands ckpt
+}
+
+# ---- precision -------------------------------------------------------------------------------
+# The demo's model and layout (strata train's defaults on 4 ranks: 2 stages x 2 replicas, 1F1B, 2
+# micro-batches) for 500 steps in each --precision, one after the other (the order rotating over
+# the repeats): the validation loss at the end (the same every repeat: the runs are deterministic)
+# and tokens/s, both against fp32's of the same repeat.
+section_precision() {
+  local D="$OUT/precision" steps=500 rep k i p f
+  local precs=(fp32 bf16 bf16-sr)
+  [ "$QUICK" = 1 ] && steps=20
+  mkdir -p "$D"
+  echo "repeat,precision,val_loss,tokens_per_s,load1" > "$OUT/bench_precision.csv"
+  for rep in $(seq 1 "$REPEATS"); do
+    for k in 0 1 2; do
+      i=$(((k + rep - 1) % 3)); p="${precs[$i]}"; f="$D/${p}_r$rep.txt"; rm -rf "$D/run_$p"
+      run_to "$f" "${MPIRUN[@]}" -np 4 "$STRATA" train --pp 2 --dp 2 --microbatches 2 --schedule 1f1b \
+        --precision "$p" --steps "$steps" --log-every 100 --out "$D/run_$p" || continue
+      awk -v r="$rep" -v p="$p" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+        -v vl="$(sed -n 's/.*"val_loss": *\([0-9.e+-]*\).*/\1/p' "$D/run_$p/report.json")" \
+        -v ts="$(sed -n 's/.*"tokens_per_s": *\([0-9.e+-]*\).*/\1/p' "$D/run_$p/report.json")" \
+        'BEGIN { printf "%s,%s,%s,%s,%s\n", r, p, vl, ts, l }' >> "$OUT/bench_precision.csv"
+    done
+  done
+  block_head precision
+  {
+    echo "\`strata train\` of the demo (its default model on 4 ranks, P=2 x D=2, 1F1B, M=2) on the shipped"
+    echo "corpus for $steps steps in each precision, the three one after the other in each repeat (order"
+    echo "rotating). Validation loss: report.json's \`val_loss\` at the end (65,536 held-out tokens);"
+    echo "relative difference and tokens/s ratio against the fp32 run of the same repeat. Goals: bf16"
+    echo "within 2% of fp32's validation loss, bf16-sr within 4%."
+    echo
+    echo "| precision | validation loss (nats/byte) | vs fp32, relative | goal | tokens/s | / fp32, same repeat | load average |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 && $3 != "" { v[$1, $2] = $3; t[$1, $2] = $4; vl[$2] = vl[$2] " " $3; ts[$2] = ts[$2] " " $4; ld[$2] = ld[$2] " " $5; rep[$1] = 1 }
+      END { n = split("fp32 bf16 bf16-sr", m, " ")
+            for (i = 1; i <= n; i++) { k = m[i]; D = R = ""
+              for (r in rep) if ((r, "fp32") in v && (r, k) in v && v[r, "fp32"] > 0) {
+                D = D " " (v[r, k] - v[r, "fp32"]) / v[r, "fp32"]; if (t[r, "fp32"] > 0) R = R " " t[r, k] / t[r, "fp32"] }
+              lim = (k == "bf16" ? 0.02 : 0.04); d = med(D); ad = d < 0 ? -d : d
+              goal = (k == "fp32" || D == "") ? "" : sprintf("within %d%%: %s", 100 * lim, ad <= lim ? "met" : "**not met**")
+              printf "| %s | %s | %s | %s | %s | %s | %s |\n", k, (vl[k] == "" ? "not measured" : mr(vl[k], "%.4f")),
+                (k == "fp32" ? "-" : mr(D, "%+.4f")), goal, mr(ts[k], "%.0f"), (k == "fp32" ? "1" : mr(R, "%.2f")), mr(ld[k], "%.1f") } }' \
+      "$OUT/bench_precision.csv"
+  } >> "$OUT/bench_precision.md"
+  block_commands precision
 }
 
 # ---- run -------------------------------------------------------------------------------------
