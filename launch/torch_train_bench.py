@@ -9,7 +9,8 @@ thread (torch.set_num_threads(1)), and prints tokens/s over the timed steps (wal
 per second of process CPU time, which a busy machine disturbs less), so it can be
 compared with `gpt2_bench` (tests/model/gpt2_bench.c) on the same model, batch and context.
 
-Usage (Debian python3-torch; not needed by the build or the tests):
+Usage (Debian python3-torch; not needed by the build or the tests; --precision bf16 runs the
+forward under bf16 autocast):
   /usr/bin/python3 launch/torch_train_bench.py --layers 6 --heads 6 --dim 384 --ctx 256 \
       --batch 8 --vocab 256 --steps 10 [--warmup 2]
   /usr/bin/python3 launch/torch_train_bench.py --arch llama --layers 6 --heads 6 --kv-heads 2 \
@@ -154,6 +155,8 @@ class Llama(nn.Module):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=("gpt", "llama"), default="gpt")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: the forward under torch.autocast('cpu', torch.bfloat16), fp32 weights and AdamW")
     ap.add_argument("--kv-heads", type=int, default=0, help="llama: key / value heads (default: --heads)")
     ap.add_argument("--ffn", type=int, default=0, help="llama: SwiGLU hidden width (default: 4 x --dim)")
     ap.add_argument("--layers", type=int, default=4)
@@ -185,14 +188,15 @@ def main():
             t0 = time.perf_counter()
             c0 = time.process_time()
         idx = torch.randint(0, a.vocab, (a.batch, a.ctx + 1), generator=g)
-        loss = model(idx[:, :-1], idx[:, 1:])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = model(idx[:, :-1], idx[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     dt = time.perf_counter() - t0
     dc = time.process_time() - c0
     toks = a.steps * a.batch * a.ctx
-    print(f"torch {torch.__version__} arch={a.arch} threads={a.threads} params={nparams} L={a.layers} H={a.heads} "
+    print(f"torch {torch.__version__} arch={a.arch} precision={a.precision} threads={a.threads} params={nparams} L={a.layers} H={a.heads} "
           f"C={a.dim} T={a.ctx} B={a.batch} V={a.vocab} steps={a.steps} loss={loss.item():.4f} "
           f"ms/step={1e3 * dt / a.steps:.1f} tokens/s={toks / dt:.0f} cpu_tokens/s={toks / dc:.0f} "
           f"peak_rss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
