@@ -188,27 +188,26 @@ case "$case_name" in
     expect_line "$out" '^\[bench\] finished: exit 0;' "finished line"
     ;;
   bad_config)
-    # A layout that does not fit the job, a restart count that is not a number, and a serve job
+    # A layout that does not fit the job, a restart count that is not a number, a minimum node
+    # count above the job's nodes, and a serve job
     # without a checkpoint: each job must stop early (exit 2, state FAILED) with a message that
     # names the fix.
-    id="$(STRATA_PP=3 submit --ntasks=2 --ntasks-per-node=2 --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
-    state="$(slurm_wait_job "$id" "$job_timeout_s")"
-    out="$tmp/submit/strata-train-$id.out"; cat "$out"
-    [ "$state" = FAILED ] || fail "train job with STRATA_PP=3 on 2 tasks ended $state, expected FAILED"
-    scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad layout: exit code is not 2"
-    expect_line "$out" '^\[train\] error: STRATA_PP=3 does not divide the 2 tasks' "bad layout message"
-    id="$(STRATA_MAX_RESTARTS=many submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
-    state="$(slurm_wait_job "$id" "$job_timeout_s")"
-    out="$tmp/submit/strata-train-$id.out"; cat "$out"
-    [ "$state" = FAILED ] || fail "train job with STRATA_MAX_RESTARTS=many ended $state, expected FAILED"
-    scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad STRATA_MAX_RESTARTS: exit code is not 2"
-    expect_line "$out" "^\\[train\\] error: STRATA_MAX_RESTARTS='many' is not an integer in \\[0, 1000\\]" "bad restart count message"
-    id="$(STRATA_MIN_NODES=2 submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
-    state="$(slurm_wait_job "$id" "$job_timeout_s")"
-    out="$tmp/submit/strata-train-$id.out"; cat "$out"
-    [ "$state" = FAILED ] || fail "train job with STRATA_MIN_NODES=2 on 1 node ended $state, expected FAILED"
-    scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with a bad STRATA_MIN_NODES: exit code is not 2"
-    expect_line "$out" "^\\[train\\] error: STRATA_MIN_NODES='2' is not an integer in \\[1, 1\\]" "bad minimum node count message"
+    # bad_train_job VAR=VALUE NTASKS WHAT REGEX: train.sbatch with VAR=VALUE on NTASKS tasks (one
+    # node) ends FAILED with exit code 2 and a line matching REGEX
+    bad_train_job() {
+      local setting="$1" ntasks="$2" what="$3" re="$4" id state out
+      id="$(export "$setting"; submit --ntasks="$ntasks" --ntasks-per-node="$ntasks" --time=5 "$src/launch/slurm/train.sbatch")" || exit 1
+      state="$(slurm_wait_job "$id" "$job_timeout_s")"
+      out="$tmp/submit/strata-train-$id.out"; cat "$out"
+      [ "$state" = FAILED ] || fail "train job with $setting on $ntasks task(s) ended $state, expected FAILED"
+      scontrol show job "$id" | grep -q ' ExitCode=2:0' || fail "train job with $setting ($what): exit code is not 2"
+      expect_line "$out" "$re" "$what message"
+    }
+    bad_train_job STRATA_PP=3 2 "bad layout" '^\[train\] error: STRATA_PP=3 does not divide the 2 tasks'
+    bad_train_job STRATA_MAX_RESTARTS=many 1 "bad restart count" \
+      "^\\[train\\] error: STRATA_MAX_RESTARTS='many' is not an integer in \\[0, 1000\\]"
+    bad_train_job STRATA_MIN_NODES=2 1 "bad minimum node count" \
+      "^\\[train\\] error: STRATA_MIN_NODES='2' is not an integer in \\[1, 1\\]"
     unset STRATA_CHECKPOINT
     id="$(submit --ntasks=1 --ntasks-per-node=1 --time=5 "$src/launch/slurm/serve.sbatch")" || exit 1
     state="$(slurm_wait_job "$id" "$job_timeout_s")"
