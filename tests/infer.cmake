@@ -1,7 +1,9 @@
-# Inference area (worker/model/gpt2.c gpt2_forward_kv, kv_cache.c, sampler.c, infer.c, cmd_infer.c).
+# Inference area (worker/model/gpt2_kv.c gpt2_forward_kv, llama_kv.c llama_forward_kv, kv_cache.c, sampler.c, infer.c, cmd_infer.c).
 set(INFER_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/infer)
 strata_test_exe(test_infer_kv_forward ${INFER_TEST_DIR}/test_kv_forward.c)
 strata_add_test(infer_kv_forward test_infer_kv_forward)
+strata_test_exe(test_infer_llama_kv_forward ${INFER_TEST_DIR}/test_llama_kv_forward.c)
+strata_add_test(infer_llama_kv_forward test_infer_llama_kv_forward)
 strata_test_exe(test_infer_sampler ${INFER_TEST_DIR}/test_sampler.c)
 strata_add_test(infer_sampler test_infer_sampler)
 
