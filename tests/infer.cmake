@@ -24,6 +24,9 @@ infer_cli_test(infer_bad_input_errors errors FIXTURES_REQUIRED infer_ckpt)
 # Tensor parallelism (--tp T, world = T x P) on the 4-head checkpoint of infer_setup_checkpoint.
 infer_cli_test(infer_tp_greedy_same_for_T_1_2_4_x_P_1_2 tp FIXTURES_REQUIRED infer_ckpt)
 infer_cli_test(infer_tp_bad_layouts tp_errors FIXTURES_REQUIRED infer_ckpt)
+# A Llama checkpoint through the engine against a whole-sequence llama_forward per token.
+infer_cli_test(infer_llama_greedy_equals_recompute llama)
+set_property(TEST infer_llama_greedy_equals_recompute APPEND PROPERTY ENVIRONMENT "STRATA_LLAMA_LOOP=$<TARGET_FILE:llama_loop>")
 
 # The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
 strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)
