@@ -173,6 +173,7 @@ static int llama_open(const char *ckpt_dir, const ckpt_model_config_t *mc, const
   if (st->layer_begin != 0 || st->layer_end != mc->llama.layers || !st->has_embed || !st->has_head || st->tp_size > 1)
     return strata_fail(err, errlen, "internal: a Llama model loads whole, not layers [%d, %d) of %d",
                        st->layer_begin, st->layer_end, mc->llama.layers);
+  /* the whole model: a stage of layers would be built here from st (llama_range_t) */
   llama_model_t *m = NULL;
   if (llama_create(&mc->llama, &m, err, errlen) || ckpt_load_llama(ckpt_dir, m, NULL, NULL, NULL, err, errlen)) {
     llama_free(m);

@@ -8,8 +8,9 @@
  *          T > 1 slices each whole tensor of the checkpoint into its part; the cache holds the
  *          rank's heads (C / T wide).
  *   Llama  one rank, the whole model (llama.h): P = 1 and T = 1; the cache holds the kv heads
- *          (kv_heads * head size wide). The stage's layer range already reaches llama_create,
- *          so pipeline stages need only a range constructor and a range load.
+ *          (kv_heads * head size wide). llama_forward_kv already honours a model's layer range
+ *          (llama_range_t), so pipeline stages need only the stage's model built and loaded in
+ *          llama_open (a range constructor) and llama_check_layout to allow P > 1.
  *
  * Usage (every rank of the job, with its stage):
  *    if (infer_model_check_layout(&mc, world, tp, err, sizeof err)) ...  // before anything else
