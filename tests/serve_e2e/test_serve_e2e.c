@@ -24,7 +24,8 @@
  *             `strata infer` (whose Llama tokens tests/infer checks against a whole-sequence
  *             recompute) with exact usage counts and the model named strata-llama-L2-C64; a chat
  *             completion answers with an assistant message and consistent usage; a session's
- *             follow-up equals the stateless request with the whole history.
+ *             follow-up equals the stateless request with the whole history; 2 ranks exit 2
+ *             saying to run on one rank.
  * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
  *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
 #include <dirent.h>
@@ -636,6 +637,7 @@ static void case_llama(void) {
   CHECK_EQ_INT(ni, MAXT);
   CHECK_TRUE(same(got, ng, ids, ni));
   stop(&s);
+  expect_bad_layout(2, "", "a Llama checkpoint generates on one rank");
 }
 
 /* The per-rank wrapper of CASE signal: runs PROGRAM ARGS..., records its exit code in
