@@ -1,7 +1,9 @@
-# Inference area (worker/model/gpt2.c gpt2_forward_kv, kv_cache.c, sampler.c, infer.c, cmd_infer.c).
+# Inference area (worker/model/gpt2_kv.c gpt2_forward_kv, llama_kv.c llama_forward_kv, kv_cache.c, sampler.c, infer.c, cmd_infer.c).
 set(INFER_TEST_DIR ${CMAKE_CURRENT_SOURCE_DIR}/infer)
 strata_test_exe(test_infer_kv_forward ${INFER_TEST_DIR}/test_kv_forward.c)
 strata_add_test(infer_kv_forward test_infer_kv_forward)
+strata_test_exe(test_infer_llama_kv_forward ${INFER_TEST_DIR}/test_llama_kv_forward.c)
+strata_add_test(infer_llama_kv_forward test_infer_llama_kv_forward)
 strata_test_exe(test_infer_sampler ${INFER_TEST_DIR}/test_sampler.c)
 strata_add_test(infer_sampler test_infer_sampler)
 
@@ -22,6 +24,9 @@ infer_cli_test(infer_bad_input_errors errors FIXTURES_REQUIRED infer_ckpt)
 # Tensor parallelism (--tp T, world = T x P) on the 4-head checkpoint of infer_setup_checkpoint.
 infer_cli_test(infer_tp_greedy_same_for_T_1_2_4_x_P_1_2 tp FIXTURES_REQUIRED infer_ckpt)
 infer_cli_test(infer_tp_bad_layouts tp_errors FIXTURES_REQUIRED infer_ckpt)
+# A Llama checkpoint through the engine against a whole-sequence llama_forward per token.
+infer_cli_test(infer_llama_greedy_equals_recompute llama)
+set_property(TEST infer_llama_greedy_equals_recompute APPEND PROPERTY ENVIRONMENT "STRATA_LLAMA_LOOP=$<TARGET_FILE:llama_loop>")
 
 # The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
 strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)

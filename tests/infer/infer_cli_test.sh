@@ -13,6 +13,11 @@
 #            repeats across layouts
 #   tp_errors --tp not dividing the heads, a world that is not T x P, more stages than layers:
 #            exit 2 with one sentence naming the numbers
+#   llama    a tiny trained Llama checkpoint (GQA: 4 heads, 2 kv heads; ctx 32) through the engine:
+#            the greedy tokens of 3 prompts batched together (one up to the context's end) equal
+#            a recompute of the whole sequence per token with llama_forward (tests/train/llama_loop
+#            --greedy, $STRATA_LLAMA_LOOP), and --no-kv-cache; a seeded sample equals its
+#            --no-kv-cache run and --max-batch 1; mpirun -np 2 and --tp 2 are refused (exit 2)
 set -u
 CASE=$1; S=$2; W=$3; shift 3; MPI=("$@")
 SRC=${STRATA_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -143,6 +148,31 @@ tp)
   cmp -s <(ids "$W/tps1.jsonl") <(ids "$W/tps4.jsonl") || fail "seeded sampling: T=1 and T=2 x P=2 differ"
   cmp -s <(ids "$W/tps1.jsonl") <(ids "$W/tps4b.jsonl") || fail "seeded sampling: T=1 and T=4 differ"
   cmp -s <(ids "$W/tps1.jsonl") <(ids "$W/tp_t1_p1.jsonl") && fail "seeded sampling gave the greedy tokens"
+  ;;
+llama)
+  LL=${STRATA_LLAMA_LOOP:?set STRATA_LLAMA_LOOP to the llama_loop test program}
+  rm -rf "$W/llama" && mkdir -p "$W/llama"
+  "$S" train --arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --steps 80 --lr 0.01 \
+    --warmup 2 --quiet --eval-tokens 128 --out "$W/llama/run" || fail "strata train --arch llama"
+  CKL=$W/llama/run/ckpt-00000080
+  printf '%s\n' '{"prompt": "The "}' '{"prompt": "and so it", "max_tokens": 12}' '{"prompt": "x", "max_tokens": 31}' > "$W/llama/p.jsonl"
+  run 1 --checkpoint "$CKL" --prompts "$W/llama/p.jsonl" --max-tokens 20 --json > "$W/llama/kv.jsonl" || fail "llama infer"
+  ids "$W/llama/kv.jsonl" | tr -d ' ' > "$W/llama/kv.ids"
+  { "$LL" --greedy "$CKL" "The " 20; "$LL" --greedy "$CKL" "and so it" 12; "$LL" --greedy "$CKL" "x" 31; } > "$W/llama/ref.ids" \
+    || fail "llama_loop --greedy"
+  cat "$W/llama/kv.ids"
+  diff "$W/llama/ref.ids" "$W/llama/kv.ids" || fail "KV-cache greedy tokens differ from the whole-sequence recompute"
+  test "$(tr -c '0-9\n' '\n' < "$W/llama/kv.ids" | grep -v '^$' | sort -u | wc -l)" -ge 3 \
+    || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
+  run 1 --checkpoint "$CKL" --prompts "$W/llama/p.jsonl" --max-tokens 20 --json --no-kv-cache > "$W/llama/nokv.jsonl" || fail "--no-kv-cache"
+  cmp -s <(ids "$W/llama/nokv.jsonl" | tr -d ' ') "$W/llama/kv.ids" || fail "--no-kv-cache differs"
+  sample() { run 1 --checkpoint "$CKL" --prompts "$W/llama/p.jsonl" --max-tokens 20 --temperature 1 --seed 5 --json "$@" | sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p'; }
+  a=$(sample); b=$(sample --no-kv-cache); c=$(sample --max-batch 1)
+  test -n "$a" && test "$a" = "$b" && test "$a" = "$c" || fail "seeded samples differ: $a / $b / $c"
+  out=$(run 2 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
+  test $code -ne 0 && grep -q "a Llama checkpoint generates on one rank" <<<"$out" || fail "np 2: exit $code: $out"
+  out=$(run 1 --checkpoint "$CKL" --prompt "x" --max-tokens 2 --tp 2 2>&1); code=$?
+  test $code -eq 2 && grep -q "run it on one rank" <<<"$out" || fail "--tp 2: exit $code: $out"
   ;;
 tp_errors)
   expect() { # expect NP CODE PATTERN ARGS... : exit CODE and stderr matches PATTERN

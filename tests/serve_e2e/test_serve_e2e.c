@@ -20,6 +20,12 @@
  *             that never left memory and the stateless request; one part file per (stage, t);
  *             /v1/sessions lists the layout; a server at --tp 1 answers the session with 409
  *             naming --tp 2; 3 ranks at --tp 2, and --tp 3 of 4 heads, exit 2 naming the numbers.
+ *   llama     a tiny trained Llama checkpoint (one rank): a greedy completion and its stream equal
+ *             `strata infer` (whose Llama tokens tests/infer checks against a whole-sequence
+ *             recompute) with exact usage counts and the model named strata-llama-L2-C64; a chat
+ *             completion answers with an assistant message and consistent usage; a session's
+ *             follow-up equals the stateless request with the whole history; 2 ranks exit 2
+ *             saying to run on one rank.
  * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
  *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
 #include <dirent.h>
@@ -568,6 +574,72 @@ static void case_signal(void) {
   stop_mpirun(&s, SIGINT, prefix);
 }
 
+
+/* "KEY":N in body, or -1. */
+static long json_int(const char *body, const char *key) {
+  char k[64];
+  snprintf(k, sizeof k, "\"%s\":", key);
+  const char *p = body ? strstr(body, k) : NULL;
+  return p ? atol(p + strlen(k)) : -1;
+}
+
+/* CASE llama (see the top of the file). */
+static void case_llama(void) {
+  train_model("--arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --steps 80 --lr 0.01 "
+              "--warmup 2 --eval-tokens 128 --quiet");
+  server_t s;
+  start(&s, NULL, NULL);
+  int tok[64], ids[64], got[256];
+  http_reply_t r;
+  const char *greedy = "{\"prompt\":\"Hello world\",\"max_tokens\":10,\"temperature\":0";
+  char body[256];
+  snprintf(body, sizeof body, "%s}", greedy);
+  post(s.port, body, &r);
+  CHECK_EQ_INT(r.status, 200);
+  int nt = str_ids("Hello world", tok), ni = reference(tok, nt, ids), ng = texts(r.body, got);
+  CHECK_EQ_INT(ni, MAXT);
+  CHECK_TRUE(same(got, ng, ids, ni));
+  CHECK_EQ_INT(json_int(r.body, "prompt_tokens"), 11);
+  CHECK_EQ_INT(json_int(r.body, "completion_tokens"), 10);
+  CHECK_EQ_INT(json_int(r.body, "total_tokens"), 21);
+  CHECK_TRUE(r.body && strstr(r.body, "\"model\":\"strata-llama-L2-C64\""));
+  hc_reply_free(&r);
+  snprintf(body, sizeof body, "%s,\"stream\":true}", greedy);
+  post(s.port, body, &r);
+  CHECK_EQ_INT(r.status, 200);
+  ng = texts(r.body, got);
+  CHECK_TRUE(same(got, ng, ids, ni));
+  hc_reply_free(&r);
+
+  const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":6,\"temperature\":0}";
+  hc_request(s.port, "POST", "/v1/chat/completions", chat, strlen(chat), 60, &r);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_TRUE(r.body && strstr(r.body, "\"object\":\"chat.completion\"") && strstr(r.body, "\"role\":\"assistant\""));
+  long pt = json_int(r.body, "prompt_tokens");
+  CHECK_TRUE(pt > 2);
+  CHECK_EQ_INT(json_int(r.body, "completion_tokens"), 6);
+  CHECK_EQ_INT(json_int(r.body, "total_tokens"), pt + 6);
+  if (r.status != 200) fprintf(stderr, "chat: %s\n", r.body ? r.body : "");
+  hc_reply_free(&r);
+
+  /* session: two turns, then the stateless request with the whole history */
+  int hist[256], nh = str_ids("Hi there", hist);
+  post(s.port, "{\"prompt\":\"Hi there\",\"max_tokens\":6,\"temperature\":0,\"session\":\"l1\"}", &r);
+  CHECK_EQ_INT(r.status, 200);
+  nh += texts(r.body, hist + nh);
+  hc_reply_free(&r);
+  post(s.port, "{\"prompt\":\" more\",\"max_tokens\":10,\"temperature\":0,\"session\":\"l1\"}", &r);
+  CHECK_EQ_INT(r.status, 200);
+  ng = texts(r.body, got);
+  hc_reply_free(&r);
+  nh += str_ids(" more", hist + nh);
+  ni = reference(hist, nh, ids);
+  CHECK_EQ_INT(ni, MAXT);
+  CHECK_TRUE(same(got, ng, ids, ni));
+  stop(&s);
+  expect_bad_layout(2, "", "a Llama checkpoint generates on one rank");
+}
+
 /* The per-rank wrapper of CASE signal: runs PROGRAM ARGS..., records its exit code in
  * EXIT_PREFIX.<rank> (atomically) and exits with it. It survives SIGTERM/SIGINT itself (a no-op
  * handler, reset to the default in the child by exec), so it outlives the program to record. */
@@ -615,7 +687,7 @@ static int wrap_main(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "wrap")) return wrap_main(argc, argv);
   if (harness_args(argc, argv)) {
-    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp NP WORKDIR STRATA MPIRUN [ARGS...]\n");
+    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp|llama NP WORKDIR STRATA MPIRUN [ARGS...]\n");
     return 2;
   }
   const char *which = argv[1];
@@ -623,6 +695,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(which, "overload")) case_overload();
   else if (!strcmp(which, "signal")) case_signal();
   else if (!strcmp(which, "tp")) case_tp();
+  else if (!strcmp(which, "llama")) case_llama();
   else {
     fprintf(stderr, "unknown case '%s'\n", which);
     return 2;

@@ -12,6 +12,10 @@
 #   tp        --tp 2 x P = 2 (np 4, the 4-head checkpoint): turn 1 in one process, turns 2 and 3 each in
 #             a new one equal the same turns in one uninterrupted process and the stateless request;
 #             one part file per (stage, t); restoring at --tp 1 or --tp 4 is refused naming --tp 2 (exit 2)
+#   llama     a tiny Llama checkpoint (trained here; GQA, a cache of the kv heads): turn 1 in one
+#             process, turns 2 (greedy) and 3 (seeded sample) each in a new one, restored from disk,
+#             equal the stateless request with the whole history as one prompt; the session of the
+#             Llama checkpoint is refused by a GPT-2 one (another model, exit 2)
 set -u
 CASE=$1; S=$2; W0=$3; shift 3; MPI=("$@")
 CK=$W0/run/ckpt-00000200
@@ -22,8 +26,14 @@ run() { local np=$1; shift; timeout 120 "${MPI[@]}" -np "$np" "$S" infer "$@"; }
 ids() { sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p' "$1" | tr -d ' '; }
 field() { sed -n "s/.*\"$2\": \"\\{0,1\\}\\([^\",]*\\).*/\\1/p" "$1"; }
 tok() { printf '%s' "$1" | od -An -tu1 | tr -s ' \n' ',,' | sed 's/^,//; s/,$//'; }
-test -f "$CK/model.safetensors" || fail "no checkpoint at $CK (run infer_setup_checkpoint first)"
 rm -rf "$W" && mkdir -p "$W"
+if [ "$CASE" = llama ]; then
+  "$S" train --arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --steps 80 --lr 0.01 \
+    --warmup 2 --quiet --eval-tokens 128 --out "$W/llama" || fail "strata train --arch llama"
+  CKG=$CK
+  CK=$W/llama/ckpt-00000080
+fi
+test -f "$CK/model.safetensors" || fail "no checkpoint at $CK (run infer_setup_checkpoint first)"
 SD=$W/sessions
 
 # stateless reference: the tokens generated after HISTORY_IDS (comma list)
@@ -173,6 +183,25 @@ tp)
   done
   grep -m1 "saved by" "$W/err.txt"
   r --max-tokens 3 > "$W/t4.jsonl" || fail "the session is still usable at --tp 2 x 2"
+  ;;
+llama)
+  run 1 --checkpoint "$CK" --session L --prompt "Hello" --max-tokens 6 --session-dir "$SD" --json > "$W/t1.jsonl" || fail "turn 1"
+  test "$(field "$W/t1.jsonl" session_source)" = new || fail "turn 1 should create the session"
+  run 1 --checkpoint "$CK" --session L --prompt " and" --max-tokens 8 --session-dir "$SD" --json > "$W/t2.jsonl" || fail "turn 2"
+  test "$(field "$W/t2.jsonl" session_source)" = disk || fail "turn 2 was not restored from disk"
+  test "$(sed -n 's/.*"cached_tokens": \([0-9]*\).*/\1/p' "$W/t2.jsonl")" = 10 || fail "turn 2 should reuse 5 + 6 - 1 = 10 positions"
+  h2="$(tok Hello),$(ids "$W/t1.jsonl"),$(tok ' and')"
+  ref=$(stateless "$h2" 8)
+  echo "llama turn 2: $(ids "$W/t2.jsonl") | stateless $ref"
+  test "$(ids "$W/t2.jsonl")" = "$ref" || fail "restored Llama follow-up differs from the stateless request"
+  run 1 --checkpoint "$CK" --session L --prompt " so" --max-tokens 6 --temperature 1 --seed 3 --session-dir "$SD" --json > "$W/t3.jsonl" || fail "turn 3"
+  ref=$(stateless "$h2,$(ids "$W/t2.jsonl"),$(tok ' so')" 6 --temperature 1 --seed 3)
+  echo "llama turn 3: $(ids "$W/t3.jsonl") | stateless $ref"
+  test "$(ids "$W/t3.jsonl")" = "$ref" || fail "sampled Llama follow-up differs from the stateless request"
+  if test -f "$CKG/model.safetensors"; then
+    out=$(run 1 --checkpoint "$CKG" --session L --prompt "x" --max-tokens 2 --session-dir "$SD" 2>&1); code=$?
+    test $code -eq 2 || fail "a GPT-2 checkpoint continuing the Llama session: exit $code: $out"
+  fi
   ;;
 *) fail "unknown case $CASE" ;;
 esac

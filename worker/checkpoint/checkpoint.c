@@ -397,7 +397,7 @@ static int gpt2_only(const char *where, const ckpt_model_config_t *mc, gpt2_conf
                      size_t errlen) {
   if (mc->arch != CKPT_ARCH_GPT2)
     return strata_fail(err, errlen, "'%s' is a Llama model (config.json model_type \"llama\"); this "
-                       "command reads GPT-2 models only (strata train --arch llama, eval and infer "
+                       "command reads GPT-2 models only (strata train --arch llama, eval, infer and serve "
                        "take Llama models)", where);
   *cfg = mc->shape;
   return 0;

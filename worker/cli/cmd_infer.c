@@ -26,7 +26,6 @@
 #include "strata/coll.h"
 #include "commands.h"
 #include "infer.h"
-#include "llama.h"
 #include "log.h"
 #include "rng.h"
 #include "session.h"
@@ -58,9 +57,8 @@ static const char *usage_text =
     "--session-dir (default: <checkpoint>/../sessions): a follow-up appends its prompt to the\n"
     "history without recomputing it; a session restores only with the --tp and P that saved it.\n"
     "--list-sessions and --delete-session ID manage them.\n"
-    "A Llama checkpoint (strata train --arch llama) generates on one rank, one prompt after another,\n"
-    "without a KV cache (the forward pass is recomputed over the whole sequence for every token),\n"
-    "sessions or --tp; the sampling flags and --json are the same.";
+    "A Llama checkpoint (strata train --arch llama) generates the same way (KV cache, batching,\n"
+    "sessions, every flag) but on one rank only: no pipeline stages and no --tp.";
 
 typedef struct {
   int32_t *tok;
@@ -545,7 +543,7 @@ static int gather_prompts(const infer_flags_t *f, const arg_spec_t *specs, int n
  * every prompt and steps the engine until all are done (results through on_done; *done = 1,
  * the results are to be printed), the others serve their stages. 0, 1 or 2 (the engine refused
  * the checkpoint or a prompt); only rank 0 reports bad input. */
-static int run_engine(infer_flags_t *f, const char *sdir, const gpt2_config_t *cfg, prompts_t *ps,
+static int run_engine(infer_flags_t *f, const char *sdir, const ckpt_model_config_t *mc, prompts_t *ps,
                       int *done) {
   int rank = 0, world = 1, rc = 0;
   *done = 0;
@@ -560,7 +558,7 @@ static int run_engine(infer_flags_t *f, const char *sdir, const gpt2_config_t *c
     rc = code;                                               \
     goto out;                                                \
   } while (0)
-  if (infer_check_layout(cfg, world, f->tp, err, sizeof err)) FAIL(2, "%s", err);
+  if (infer_check_layout(mc, world, f->tp, err, sizeof err)) FAIL(2, "%s", err);
   coll_config_t ccfg = coll_config_default();
   if (ccfg.env_error) FAIL(2, "%s", ccfg.env_error);
   coll_result_t cr = coll_comm_create(MPI_COMM_WORLD, &ccfg, &comm);
@@ -603,77 +601,6 @@ out:
 /* Rank 0: every result in input order; the exit code from rc (the engine's) and the failed
  * prompts: a bad request or a session that cannot be restored is bad input (2), a failed save
  * or an internal error is not (1). */
-/* A Llama checkpoint (config.json model_type "llama"): one rank, no KV cache and no sessions --
- * every new token recomputes the forward pass over the whole sequence so far (llama.h has no
- * cached forward), then the sampler picks from the last position's logits. Fills each prompt's
- * result as the engine's on_done does. 0, or 2 (bad input) / 1 after saying why. */
-static int run_llama(const infer_flags_t *f, const llama_config_t *lc, prompts_t *ps) {
-  int world = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  if (world != 1 || f->tp != 1 || f->session || f->no_kv) {
-    strata_error("infer: a Llama checkpoint generates on one rank without sessions or --tp "
-                 "(it recomputes the sequence for every token); drop %s",
-                 world != 1 ? "mpirun -np > 1" : f->tp != 1 ? "--tp" : f->session ? "--session" : "--no-kv-cache");
-    return 2;
-  }
-  char err[1024];
-  llama_model_t *m = NULL;
-  int rc = 0;
-  if (llama_create(lc, &m, err, sizeof err) || ckpt_load_llama(f->ckpt, m, NULL, NULL, NULL, err, sizeof err)) {
-    strata_error("infer: %s", err);
-    llama_free(m);
-    return 2;
-  }
-  const int V = lc->vocab;
-  for (int i = 0; i < ps->n && rc == 0; i++) {
-    prompt_t *p = &ps->v[i];
-    int32_t *seq = malloc(sizeof(int32_t) * (size_t)(p->n_tok + p->max_tokens + 1));
-    p->out = malloc(sizeof(int32_t) * (size_t)(p->max_tokens + 1));
-    if (!seq || !p->out) {
-      free(seq);
-      strata_error("infer: out of memory for prompt %d", i + 1);
-      rc = 1;
-      break;
-    }
-    memcpy(seq, p->tok, sizeof(int32_t) * (size_t)p->n_tok);
-    sampler_t s;
-    sampler_init(&s, &p->sp);
-    const double t0 = strata_now_s();
-    int n = p->n_tok;
-    p->ok = 1;
-    for (int k = 0; k < p->max_tokens; k++) { /* gather_prompts kept n_tok + max_tokens <= ctx */
-      llama_acts_t *a = NULL;
-      if (llama_acts_create(m, 1, n, &a, err, sizeof err)) {
-        p->ok = 0;
-        p->kind = INFER_ERR_INTERNAL;
-        snprintf(p->error, sizeof p->error, "%s", err);
-        break;
-      }
-      (void)llama_forward(m, a, seq, NULL);
-      const int tok = sampler_next(&s, llama_logits(a) + (size_t)(n - 1) * V, V);
-      llama_acts_free(a);
-      if (tok < 0) {
-        p->ok = 0;
-        p->kind = INFER_ERR_INTERNAL;
-        snprintf(p->error, sizeof p->error, "out of memory in the sampler");
-        break;
-      }
-      if (k == 0) p->ttft_s = strata_now_s() - t0;
-      seq[n++] = tok;
-      p->out[p->n_out++] = tok;
-    }
-    sampler_free(&s);
-    free(seq);
-    p->done = 1;
-    p->context = n;
-    p->source = "none";
-    p->total_s = strata_now_s() - t0;
-    p->tps = p->total_s > 0 ? p->n_out / p->total_s : 0;
-  }
-  llama_free(m);
-  return rc;
-}
-
 static int print_results(const prompts_t *ps, int vocab, int json, int rc) {
   for (int i = 0; i < ps->n; i++) {
     print_result(&ps->v[i], i, vocab, json);
@@ -715,7 +642,7 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
   if (nsrc != 1 && !(nsrc == 0 && f->session))
     INFER_FAIL(2, "give exactly one of --prompt TEXT, --prompt-tokens 1,2,3 or --prompts FILE.jsonl");
   if (f->session && session_id_validate(f->session, err, sizeof err)) INFER_FAIL(2, "--session: %s", err);
-  ckpt_model_config_t mc; /* GPT-2 (the engine) or Llama (run_llama) */
+  ckpt_model_config_t mc; /* GPT-2 or Llama: the engine runs either */
   if (ckpt_read_model_config(f->ckpt, &mc, err, sizeof err)) INFER_FAIL(2, "%s", err);
   gpt2_config_t cfg = mc.shape;
   if (tok_load_model(f->ckpt, cfg.vocab, &bpe_tok, err, sizeof err)) INFER_FAIL(2, "%s", err);
@@ -725,12 +652,7 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
   if (rc == 0 && cli_mpi_start()) rc = 1;
   if (rc == 0) {
     int done = 0;
-    if (mc.arch == CKPT_ARCH_LLAMA) {
-      rc = run_llama(f, &mc.llama, &ps);
-      done = rc == 0;
-    } else {
-      rc = run_engine(f, sdir, &cfg, &ps, &done);
-    }
+    rc = run_engine(f, sdir, &mc, &ps, &done);
     if (done) rc = print_results(&ps, cfg.vocab, f->json, rc);
   }
   free_prompts(&ps);

@@ -102,6 +102,7 @@ static const char *usage_text =
     "Serve a checkpoint over HTTP (rank 0; the ranks hold P pipeline stages of T tensor-parallel ranks):\n"
     "  mpirun -np T*P strata serve --checkpoint DIR [--tp T] [--listen 127.0.0.1:8080]\n"
     "--tp T splits every stage's matrices by attention heads over T ranks (T divides the heads).\n"
+    "A GPT-2 checkpoint serves on any such layout; a Llama one (strata train --arch llama) on one rank.\n"
     "Endpoints (OpenAI's API): POST /v1/completions, POST /v1/chat/completions (messages through\n"
     "--chat-template FILE, default \"{role}: {content}\\n\" ... \"assistant:\"), GET /v1/models[/ID]; with\n"
     "n, stop, logprobs, echo, penalties, seed, stream_options; parameters it does not implement get\n"
@@ -137,15 +138,15 @@ static int check_engine_input(const char *ckpt, const char *sdir, int world, int
   int rc = 0;
   if (rank == 0) {
     char err[1024];
-    gpt2_config_t cfg;
+    ckpt_model_config_t mc; /* GPT-2 or Llama */
     strata_train_state_t *st = malloc(sizeof *st);
     if (!st) {
       strata_error("serve: out of memory");
       rc = 1;
-    } else if (ckpt_read_config(ckpt, &cfg, err, sizeof err) || ckpt_read_state(ckpt, st, 1, err, sizeof err)) {
+    } else if (ckpt_read_model_config(ckpt, &mc, err, sizeof err) || ckpt_read_state(ckpt, st, 1, err, sizeof err)) {
       strata_error("serve: --checkpoint: %s", err);
       rc = 2;
-    } else if (infer_check_layout(&cfg, world, tp, err, sizeof err)) {
+    } else if (infer_check_layout(&mc, world, tp, err, sizeof err)) {
       strata_error("serve: %s", err);
       rc = 2;
     } else if (sdir && session_make_dir(sdir, err, sizeof err)) {

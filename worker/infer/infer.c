@@ -48,6 +48,7 @@
 #include "env.h"
 #include "fault.h"
 #include "gemm.h"
+#include "infer_model.h"
 #include "kv_cache.h"
 #include "layout.h"
 #include "log.h"
@@ -120,11 +121,12 @@ struct infer_engine {
   int P, T;                  /* pipeline stages, tensor-parallel ranks per stage */
   int stage, t;              /* this rank's stage and tensor-parallel rank */
   coll_comm_t *tp_comm;      /* T > 1: the stage's T ranks, ordered by t */
-  gpt2_config_t cfg;
-  gpt2_model_t *model;
+  ckpt_model_config_t mc;    /* the checkpoint's family and configuration */
+  gpt2_config_t cfg;         /* its shape (mc.shape): vocab, ctx, layers, heads, dim */
+  infer_model_t *model;      /* this rank's part (infer_model.h) */
   layout_t lay;
-  int Cl;                    /* KV width of this rank's heads: C / T */
-  int Vl;                    /* logits columns of this rank (last stage): gpt2_local_vocab */
+  int Cl;                    /* KV width of this rank: C / T of GPT-2's heads, Llama's kv heads */
+  int Vl;                    /* logits columns of this rank (last stage): infer_model_local_vocab */
   int nl;                    /* this stage's layers */
   int max_nl;                /* the largest stage's layers (for the memory budget) */
   infer_opts_t opts;
@@ -213,6 +215,7 @@ infer_opts_t infer_opts_default(void) {
 
 const char *infer_engine_error(const infer_engine_t *e) { return e->err; }
 const gpt2_config_t *infer_engine_config(const infer_engine_t *e) { return &e->cfg; }
+const char *infer_engine_family(const infer_engine_t *e) { return e->mc.arch == CKPT_ARCH_LLAMA ? "llama" : "gpt2"; }
 
 /* ------------------------------------------------------------------ heartbeat (rank 0) */
 
@@ -274,63 +277,14 @@ static void engine_free(infer_engine_t *e) {
   free(e->pend);
   free(e->votes);
   session_store_free(e->store);
-  gpt2_free(e->model);
+  infer_model_free(e->model);
   coll_comm_destroy(e->tp_comm);
   pthread_mutex_destroy(&e->mu);
   free(e);
 }
 
-int infer_check_layout(const gpt2_config_t *cfg, int world, int tp, char *err, size_t errlen) {
-  if (tp < 1)
-    return strata_fail(err, errlen, "--tp %d must be >= 1", tp);
-  if (cfg->heads % tp)
-    return strata_fail(err, errlen,
-                       "--tp %d does not divide the model's %d attention heads: each tensor-parallel rank "
-                       "holds heads / T of them; use a --tp that divides %d",
-                       tp, cfg->heads, cfg->heads);
-  if (world % tp)
-    return strata_fail(err, errlen,
-                       "%d ranks cannot be split into --tp %d tensor-parallel ranks x P pipeline stages "
-                       "(world = T x P); launch a multiple of %d ranks (mpirun -np %d x P)",
-                       world, tp, tp, tp);
-  if (world / tp > cfg->layers)
-    return strata_fail(err, errlen,
-                       "%d ranks with --tp %d make %d pipeline stages but the model has only %d layers: every "
-                       "stage needs at least one layer; use mpirun -np %d or fewer",
-                       world, tp, world / tp, cfg->layers, tp * cfg->layers);
-  return 0;
-}
-
-/* Loads this rank's shard from the checkpoint. At T > 1 the checkpoint holds whole tensors: a
- * whole (tp = 1) copy of the stage is loaded and each tensor sliced into this rank's part
- * (gpt2_tensor_slice); the copy is freed at once. */
-static int load_weights(const char *ckpt_dir, gpt2_model_t *m, char *err, size_t errlen) {
-  if (m->range.tp_size <= 1) return ckpt_load(ckpt_dir, m, NULL, NULL, NULL, err, errlen);
-  gpt2_range_t whole = m->range;
-  whole.tp_rank = 0;
-  whole.tp_size = 1;
-  gpt2_model_t *full = NULL;
-  int rc = -1;
-  if (gpt2_create(&m->cfg, whole, &full, err, errlen) || ckpt_load(ckpt_dir, full, NULL, NULL, NULL, err, errlen))
-    goto out;
-  if (full->num_tensors != m->num_tensors) {
-    strata_fail(err, errlen, "internal: the whole stage has %d tensors, the tensor-parallel part %d",
-                full->num_tensors, m->num_tensors);
-    goto out;
-  }
-  for (int i = 0; i < m->num_tensors; i++) {
-    const gpt2_tensor_t *tl = &m->tensors[i], *tf = &full->tensors[i];
-    if (strcmp(tl->name, tf->name) || tf->numel != tl->full_numel ||
-        gpt2_tensor_slice(tl, m->range.tp_rank, full->params + tf->offset, m->params + tl->offset)) {
-      strata_fail(err, errlen, "internal: cannot slice tensor %s for tensor-parallel rank %d of %d", tl->name,
-                  m->range.tp_rank, m->range.tp_size);
-      goto out;
-    }
-  }
-  rc = 0;
-out:
-  gpt2_free(full);
-  return rc;
+int infer_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen) {
+  return infer_model_check_layout(mc, world, tp, err, errlen);
 }
 
 int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opts_t *opts,
@@ -374,8 +328,9 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
     goto fail;
   }
   gemm_set_threads(opts->threads > 0 ? opts->threads : 1);
-  if (ckpt_read_config(ckpt_dir, &e->cfg, err, errlen)) goto fail;
-  if (infer_check_layout(&e->cfg, e->world, e->T, err, errlen)) goto fail;
+  if (ckpt_read_model_config(ckpt_dir, &e->mc, err, errlen)) goto fail;
+  e->cfg = e->mc.shape;
+  if (infer_check_layout(&e->mc, e->world, e->T, err, errlen)) goto fail;
   layout_model_t lm = {e->cfg.vocab, e->cfg.ctx, e->cfg.layers, e->cfg.heads, e->cfg.dim};
   char lerr[512];
   if (layout_init(&e->lay, &lm, e->world, e->T, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
@@ -383,8 +338,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
     goto fail;
   }
   int s = e->stage;
-  gpt2_range_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1, .tp_rank = e->t,
-                    .tp_size = e->T};
+  infer_stage_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1, e->t, e->T};
   e->nl = r.layer_end - r.layer_begin;
   for (int i = 0; i < e->P; i++)
     if (layout_stage_layers(&e->lay, i) > e->max_nl) e->max_nl = layout_stage_layers(&e->lay, i);
@@ -395,11 +349,9 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
       goto fail;
     }
   }
-  if (gpt2_create(&e->cfg, r, &e->model, err, errlen)) goto fail;
-  if (gpt2_set_tp(e->model, e->tp_comm, 0, err, errlen)) goto fail;
-  e->Cl = gpt2_local_dim(e->model);
-  e->Vl = gpt2_local_vocab(e->model);
-  if (load_weights(ckpt_dir, e->model, err, errlen)) goto fail;
+  if (infer_model_open(ckpt_dir, &e->mc, &r, e->tp_comm, &e->model, err, errlen)) goto fail;
+  e->Cl = infer_model_kv_width(e->model);
+  e->Vl = infer_model_local_vocab(e->model);
   memset(&e->hdr, 0, sizeof e->hdr);
   if (session_model_id(ckpt_dir, &e->cfg, &e->hdr.model_id, err, errlen)) goto fail;
   e->hdr.vocab = e->cfg.vocab;
@@ -607,7 +559,7 @@ static int whole_logits(infer_engine_t *e, float *y, int nseq, float **full) {
     return strata_fail(e->err, sizeof e->err, "gathering the logits over the %d tensor-parallel ranks: %s: %s",
                        e->T, coll_result_string(cr), coll_last_error(e->tp_comm));
   }
-  gpt2_logits_assemble(e->model, all, (size_t)nseq, f);
+  infer_model_logits_assemble(e->model, all, (size_t)nseq, f);
   free(all);
   *full = f;
   return 0;
@@ -653,7 +605,7 @@ static int run_group(infer_engine_t *e, run_t *R, int g, int nseq, const int32_t
   float *y = malloc(sizeof(float) * out_floats);
   if (!y)
     return strata_fail(e->err, sizeof e->err, "out of memory for the output of a round (%zu floats)", out_floats);
-  if (gpt2_forward_kv(e->model, R->seqs, nseq, R->tok, R->x, y, 1, e->err, sizeof e->err)) {
+  if (infer_model_forward_kv(e->model, R->seqs, nseq, R->tok, R->x, y, 1, e->err, sizeof e->err)) {
     free(y);
     return -1;
   }

@@ -1,7 +1,13 @@
-/* infer.h -- the sharded generation engine: a GPT-2 split into P pipeline stages of T
+/* infer.h -- the sharded generation engine: a transformer split into P pipeline stages of T
  * tensor-parallel ranks each (world = T x P ranks, rank = stage * T + t, layers balanced as in
  * training with D = 1), a KV cache per sequence per rank, continuous batching of concurrent
  * requests, and persistent sessions.
+ *
+ * Model families. The checkpoint's config.json picks the family (infer_model.h): GPT-2 runs on
+ * any layout below; a Llama checkpoint (strata train --arch llama) runs on one rank (P = 1,
+ * T = 1; infer_check_layout refuses more), with everything else the same: the KV cache (Llama's
+ * holds only the kv heads, kv_heads * head size wide, keys after RoPE), continuous batching,
+ * sampling and sessions.
  *
  * Roles. Rank 0 is the coordinator and stage 0: it holds the request queue, decides every
  * round, embeds tokens, and receives the sampled tokens. Stage s > 0 receives the residual
@@ -75,6 +81,7 @@
 #include <stdint.h>
 
 #include "strata/coll.h"
+#include "checkpoint.h"
 #include "gpt2.h"
 #include "sampler.h"
 
@@ -163,12 +170,13 @@ typedef void (*infer_done_fn)(void *ctx, uint64_t id, const infer_result_t *res)
 
 typedef struct infer_engine infer_engine_t;
 
-/* The layout check of infer_engine_create, for callers that refuse bad input early: T >= 1
- * divides the model's heads and the world, and world / T stages <= layers. 0, or -1 with one
- * sentence naming the numbers and the fix. */
-int infer_check_layout(const gpt2_config_t *cfg, int world, int tp, char *err, size_t errlen);
+/* The layout check of infer_engine_create, for callers that refuse bad input early (mc from
+ * ckpt_read_model_config): GPT-2: T >= 1 divides the model's heads and the world, and world / T
+ * stages <= layers; Llama: one rank, T = 1. 0, or -1 with one sentence naming the numbers and
+ * the fix. */
+int infer_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen);
 
-/* Collective over comm (every rank): reads DIR/config.json, splits the layers over
+/* Collective over comm (every rank): reads DIR/config.json (GPT-2 or Llama), splits the layers over
  * coll_size(comm) / opts.tp stages of opts.tp ranks (layout balancing, D = 1), loads this
  * rank's part from the checkpoint and identifies the model for sessions. Fails (same message on
  * every rank) for a missing or bad checkpoint, a bad layout (infer_check_layout), or bad
@@ -240,7 +248,9 @@ typedef struct {
 } infer_stats_t;
 void infer_engine_stats(infer_engine_t *e, infer_stats_t *out);
 
-/* Model shape and this rank's stage (any rank). */
+/* Model shape (vocab, ctx, layers, heads, dim; either family) (any rank). */
 const gpt2_config_t *infer_engine_config(const infer_engine_t *e);
+/* The model family: "gpt2" or "llama" (any rank). */
+const char *infer_engine_family(const infer_engine_t *e);
 
 #endif /* STRATA_INFER_H */

@@ -2,7 +2,9 @@
  *
  * A cache covers the stage's layers [layer_begin, layer_end) and up to `cap` positions:
  * k and v are (nl, cap, C) floats (layer-major, row t of layer l at ((l * cap) + t) * C), the
- * layout gpt2_forward_kv (gpt2.h) reads and appends to. n_pos counts the positions whose keys
+ * layout gpt2_forward_kv (gpt2.h) and llama_forward_kv (llama.h) read and append to. The width
+ * C is the model's cache width: C / T of GPT-2's heads on a tensor-parallel rank, kv_heads x
+ * head size for Llama (grouped-query attention caches only the kv heads). n_pos counts the positions whose keys
  * and values are filled ([0, n_pos)). Storage is allocated once at create for `cap` positions
  * (the model's context), so no reallocation happens during decode.
  *
@@ -20,7 +22,7 @@
 
 typedef struct {
   int nl;     /* layers of the stage */
-  int C;      /* embedding width */
+  int C;      /* floats per position per layer (the model's cache width) */
   int cap;    /* positions of storage */
   int n_pos;  /* positions filled */
   float *k;   /* (nl, cap, C) */

@@ -8,6 +8,7 @@
  * value gradients back to its kv head.
  */
 #include "llama.h"
+#include "llama_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -202,6 +203,7 @@ int llama_create(const llama_config_t *cfg, llama_model_t **out, char *err, size
     return strata_fail(err, errlen, "out of memory for the Llama model's state");
   }
   m->cfg = *cfg;
+  m->range = (llama_range_t){0, cfg->layers, 1, 1};
   m->impl = s;
   s->hs = cfg->dim / cfg->heads;
   s->Ckv = cfg->kv_heads * s->hs;
@@ -431,21 +433,22 @@ static void rmsnorm_backward(float *dinp, float *dw, const float *dout, const fl
   }
 }
 
-/* Rotates `heads` heads of size hs in each of N rows (row stride ld) by position r % T,
- * rotate-half convention; sign -1 applies the inverse rotation (the backward: the transpose). */
-static void rope_apply(const llama_impl_t *s, float *x, int ld, size_t N, int T, int heads, float sign) {
+/* Rotates `heads` heads of size hs of one row v by position pos, rotate-half convention; sign
+ * -1 applies the inverse rotation (the backward: the transpose). */
+static void rope_row(const llama_impl_t *s, float *v, int heads, size_t pos, float sign) {
   const int hs = s->hs, half = hs / 2;
-  for (size_t r = 0; r < N; r++) {
-    const float *c = s->rope_cos + (r % (size_t)T) * half, *sn = s->rope_sin + (r % (size_t)T) * half;
-    for (int h = 0; h < heads; h++) {
-      float *v = x + r * ld + (size_t)h * hs;
-      for (int i = 0; i < half; i++) {
-        float a = v[i], b = v[i + half], si = sign * sn[i];
-        v[i] = a * c[i] - b * si;
-        v[i + half] = b * c[i] + a * si;
-      }
+  const float *c = s->rope_cos + pos * half, *sn = s->rope_sin + pos * half;
+  for (int h = 0; h < heads; h++, v += hs)
+    for (int i = 0; i < half; i++) {
+      float a = v[i], b = v[i + half], si = sign * sn[i];
+      v[i] = a * c[i] - b * si;
+      v[i + half] = b * c[i] + a * si;
     }
-  }
+}
+
+/* rope_row on each of N rows (row stride ld) at position r % T. */
+static void rope_apply(const llama_impl_t *s, float *x, int ld, size_t N, int T, int heads, float sign) {
+  for (size_t r = 0; r < N; r++) rope_row(s, x + r * ld, heads, r % (size_t)T, sign);
 }
 
 /* out (n) = silu(gate) * up, silu(g) = g / (1 + exp(-g)). */
@@ -462,6 +465,13 @@ static void swiglu_backward(float *dgate, float *dup, const float *dout, const f
     dgate[i] = d * up[i] * sig * (1.0f + g * (1.0f - sig));
   }
 }
+
+/* The kernels llama_kv.c shares (llama_impl.h). */
+void llama_rmsnorm(float *out, float *rstd, const float *inp, const float *w, size_t N, int C, float eps) {
+  rmsnorm_forward(out, rstd, inp, w, N, C, eps);
+}
+void llama_swiglu(float *out, const float *gate, const float *up, size_t n) { swiglu_forward(out, gate, up, n); }
+void llama_rope_at(const llama_model_t *m, float *v, int heads, int pos) { rope_row(impl_of(m), v, heads, (size_t)pos, 1.0f); }
 
 /* ---------------------------------------------------------------------------------------- */
 /* forward */

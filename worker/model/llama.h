@@ -34,8 +34,8 @@
  * The catalogue uses gpt2_tensor_t (split NONE, replicated, tp_size 1; decay = 1 on the 2-D
  * tensors), so adamw_step and the gradient-norm helpers of adamw.h apply unchanged.
  *
- * Scope: the whole model on one rank. Pipeline ranges, tensor parallelism, recomputation and
- * the KV-cache forward of gpt2.h do not exist here yet. `strata train --arch llama` trains it
+ * Scope: the whole model on one rank. Pipeline ranges, tensor parallelism and recomputation do
+ * not exist here yet; generation with a KV cache is llama_forward_kv (llama_kv.c). `strata train --arch llama` trains it
  * (worker/train/train_model.h), on one rank or as data-parallel replicas of the whole model, and
  * checkpoint.h saves and loads it by its Hugging Face names; `strata eval` scores it.
  *
@@ -75,6 +75,14 @@ typedef struct {
   double rope_theta;   /* RoPE base (HF rope_theta, e.g. 10000 or 500000) */
 } llama_config_t;
 
+/* The part of the model one pipeline stage owns (global layer indices). */
+typedef struct {
+  int layer_begin; /* first layer owned (global index) */
+  int layer_end;   /* one past the last layer owned */
+  int has_embed;   /* owns model.embed_tokens, consumes tokens */
+  int has_head;    /* owns model.norm and lm_head, produces logits and loss */
+} llama_range_t;
+
 typedef struct {
   float *attn_norm;  /* (C) input_layernorm.weight */
   float *wq;         /* (C, C) self_attn.q_proj.weight [out, in] */
@@ -89,6 +97,7 @@ typedef struct {
 
 typedef struct llama_model {
   llama_config_t cfg;
+  llama_range_t range; /* the layers and ends this model holds (llama_create: all) */
   size_t num_params;      /* elements in params / grads */
   float *params;          /* flat, layout above */
   float *grads;           /* flat, same layout */
@@ -148,5 +157,29 @@ int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale);
 /* Training FLOPs of one forward + backward of B x T tokens: 6 per parameter of the matrix
  * products per token plus attention (Q K^T and P V over T positions, x3 with backward). */
 double llama_train_flops(const llama_model_t *m, int B, int T);
+
+/* ---- Generation with a KV cache (inference; see worker/infer/infer.h) ----
+ * The cache of one sequence is a gpt2_kv_seq_t (gpt2.h) whose rows are Ckv = llama_kv_dim(m)
+ * = kv_heads * hs wide, not C: with grouped-query attention only the kv heads are cached. k
+ * and v are (nl, cap, Ckv), nl = range.layer_end - range.layer_begin, row t of local layer l at
+ * k + ((size_t)l * cap + t) * Ckv. Keys are stored after RoPE at their absolute positions (new
+ * row i of a sequence sits at position pos0 + i), so a cached key is never rotated again. */
+int llama_kv_dim(const llama_model_t *m);
+
+/* Incremental forward of nseq sequences at once over the model's range, gpt2_forward_kv's
+ * contract: the rows of all sequences (N = sum of n_new) go through the matrix products
+ * together; attention runs per sequence over its cached keys plus the new ones (causal).
+ * Inputs, rows in sequence order: range.has_embed: tokens (N); otherwise x_in (N, C) (the
+ * residual stream from the previous stage). Output: !has_head: out (N, C), the residual stream
+ * leaving the range; has_head: logits into out, all N rows (N, V) when last_only == 0, else the
+ * last new position of each sequence only (nseq, V). The call appends the new positions' keys
+ * and values to each cache (pos0 + n_new <= cap and <= cfg.ctx). The result for a position
+ * equals llama_forward on the whole prefix up to float rounding (within 1e-4 on logits in the
+ * tests). 0, or -1 with a message in err (bad token, position past the context or the cache,
+ * out of memory). Not thread-safe per model. */
+int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
+                     const float *x_in, float *out, int last_only, char *err, size_t errlen);
+/* FLOPs of a forward of n_new positions after pos0 cached ones (matmuls + attention + head). */
+double llama_forward_kv_flops(const llama_model_t *m, int n_new, int pos0);
 
 #endif /* STRATA_LLAMA_H */

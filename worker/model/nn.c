@@ -398,13 +398,13 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
   }
 }
 
-void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, const float *vc, int n, int pos0,
-                     int C, int H, gemm_dtype_t dt) {
-  const int hs = C / H, C3 = 3 * C, L = pos0 + n;
+void nn_attention_kv_grouped(float *y, float *sc, const float *q, int ldq, const float *kc, const float *vc,
+                             int ldkv, int n, int pos0, int H, int KVH, int hs, gemm_dtype_t dt) {
+  const int L = pos0 + n, rep = H / KVH, ldy = H * hs;
   const float scale = 1.0f / sqrtf((float)hs);
   for (int h = 0; h < H; h++) {
-    gemm_mm(dt, 0, 1, n, L, hs, scale, qkv + h * hs, C3,
-                kc + h * hs, C, 0.0f, sc, L);
+    const size_t kvo = (size_t)(h / rep) * hs; /* the kv head query head h reads */
+    gemm_mm(dt, 0, 1, n, L, hs, scale, q + h * hs, ldq, kc + kvo, ldkv, 0.0f, sc, L);
     for (int i = 0; i < n; i++) {
       float *p = sc + (size_t)i * L;
       int valid = pos0 + i + 1; /* row i sees keys [0, pos0 + i] */
@@ -413,9 +413,13 @@ void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, con
       nn_scale_by(p, valid, 1.0f / s);
       for (int j = valid; j < L; j++) p[j] = 0.0f;
     }
-    gemm_mm(dt, 0, 0, n, hs, L, 1.0f, sc, L, vc + h * hs, C,
-                0.0f, y + h * hs, C);
+    gemm_mm(dt, 0, 0, n, hs, L, 1.0f, sc, L, vc + kvo, ldkv, 0.0f, y + h * hs, ldy);
   }
+}
+
+void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, const float *vc, int n, int pos0,
+                     int C, int H, gemm_dtype_t dt) {
+  nn_attention_kv_grouped(y, sc, qkv, 3 * C, kc, vc, C, n, pos0, H, H, C / H, dt);
 }
 
 int nn_ids_in_vocab(const char *caller, const char *what, const int32_t *ids, size_t n, int V) {

@@ -65,5 +65,10 @@ void nn_attention_backward(float *dqkv, float *datt, float *pscratch, const floa
  * kc, vc (cap, C) this layer's cache; y (n, C) out; sc (n, pos0+n) scratch. */
 void nn_attention_kv(float *y, float *sc, const float *qkv, const float *kc, const float *vc, int n, int pos0,
                      int C, int H, gemm_dtype_t dt);
+/* The same with grouped-query attention and any row strides: H query heads of width hs in q
+ * (n rows, stride ldq), KVH key / value heads (KVH divides H; query head h reads kv head
+ * h / (H / KVH)) in kc, vc (rows of stride ldkv); y (n, H * hs) out. */
+void nn_attention_kv_grouped(float *y, float *sc, const float *q, int ldq, const float *kc, const float *vc,
+                             int ldkv, int n, int pos0, int H, int KVH, int hs, gemm_dtype_t dt);
 
 #endif /* STRATA_NN_H */

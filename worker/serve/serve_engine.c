@@ -315,7 +315,8 @@ static void se_stats(void *impl, serve_backend_stats_t *out) {
   out->session_disk_quota_bytes = (int64_t)st.session_disk_quota_bytes;
   out->session_disk_evictions = (int64_t)st.session_disk_evictions;
   out->session_save_failures = (int64_t)st.session_save_failures;
-  snprintf(out->model, sizeof out->model, "strata-gpt2-L%d-C%d", s->cfg.layers, s->cfg.dim);
+  snprintf(out->model, sizeof out->model, "strata-%s-L%d-C%d", infer_engine_family(s->eng), s->cfg.layers,
+           s->cfg.dim);
 }
 
 static int se_sessions_json(void *impl, char **json_out, char *err, size_t errlen) {

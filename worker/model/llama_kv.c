@@ -1,0 +1,162 @@
+/* llama_kv.c -- the Llama forward with a KV cache, for generation (see llama_forward_kv in
+ * llama.h): the new rows of several sequences go through the matrix products together, then
+ * each sequence's new queries and keys are rotated at their absolute positions, its new keys
+ * and values appended to its cache (kv_heads wide: grouped-query attention caches only the kv
+ * heads) and its attention run against the cache. The layer kernels are llama.c's
+ * (llama_impl.h), so this pass computes what llama_forward computes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buffer.h"
+#include "gemm.h"
+#include "llama.h"
+#include "llama_impl.h"
+#include "nn.h"
+#include "util.h"
+
+int llama_kv_dim(const llama_model_t *m) { return m->cfg.kv_heads * (m->cfg.dim / m->cfg.heads); }
+
+/* out (N, nout) = inp (N, nin) @ w^T for w (nout, nin) [out, in]; beta 1 adds to out. */
+static void linear(float *out, const float *inp, const float *w, size_t N, int nin, int nout, float beta) {
+  gemm_f32(0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, nout);
+}
+
+/* The caches' slices: positions within the cache and the context, caches present. 0, or -1
+ * with a message; *N_out the rows of the call, *max_scores the largest score block. */
+static int check_seqs(const llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, int nl, size_t *N_out,
+                      size_t *max_scores, char *err, size_t errlen) {
+  size_t N = 0, ms = 0;
+  for (int q = 0; q < nseq; q++) {
+    const gpt2_kv_seq_t *sq = &seqs[q];
+    if (sq->n_new < 1 || sq->pos0 < 0 || sq->pos0 + sq->n_new > sq->cap || sq->pos0 + sq->n_new > m->cfg.ctx ||
+        (nl > 0 && (!sq->k || !sq->v)))
+      return strata_fail(err, errlen,
+                         "llama_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
+                         "or the model's context (%d)",
+                         q, sq->pos0, sq->pos0 + sq->n_new, sq->cap, m->cfg.ctx);
+    N += (size_t)sq->n_new;
+    size_t sc = (size_t)sq->n_new * (size_t)(sq->pos0 + sq->n_new);
+    if (sc > ms) ms = sc;
+  }
+  *N_out = N;
+  *max_scores = ms;
+  return 0;
+}
+
+/* Scratch of one call, carved from one allocation. */
+typedef struct {
+  float *x;     /* (N, C) residual stream */
+  float *n;     /* (N, C) RMSNorm output */
+  float *rstd;  /* (N) its 1/rms (unused) */
+  float *q;     /* (N, C) queries, rotated */
+  float *k, *v; /* (N, Ckv) new keys (rotated) and values */
+  float *atty;  /* (N, C) attention output; the head's selected rows */
+  float *gate;  /* (N, F) gate_proj, then silu(gate) * up */
+  float *up;    /* (N, F) up_proj */
+  float *sc;    /* (max_scores) one head's attention scores */
+  float *mem;
+} kv_scratch_t;
+
+static int scratch_alloc(kv_scratch_t *s, size_t N, int C, int Ckv, int F, size_t max_scores) {
+  const size_t floats = N * (4 * (size_t)C + 2 * (size_t)Ckv + 2 * (size_t)F + 1) + max_scores;
+  s->mem = buffer_alloc(sizeof(float) * floats, 0);
+  if (!s->mem) return -1;
+  s->x = s->mem;
+  s->n = s->x + N * C;
+  s->q = s->n + N * C;
+  s->atty = s->q + N * C;
+  s->k = s->atty + N * C;
+  s->v = s->k + N * Ckv;
+  s->gate = s->v + N * Ckv;
+  s->up = s->gate + N * F;
+  s->rstd = s->up + N * F;
+  s->sc = s->rstd + N;
+  return 0;
+}
+
+/* One decoder layer (local index l) over the N rows in s->x, appending to every cache. */
+static void layer_kv(llama_model_t *m, int l, const gpt2_kv_seq_t *seqs, int nseq, kv_scratch_t *s, size_t N) {
+  const llama_layer_t *P = &m->layer[l];
+  const int C = m->cfg.dim, H = m->cfg.heads, KVH = m->cfg.kv_heads, F = m->cfg.ffn;
+  const int hs = C / H, Ckv = KVH * hs;
+  const float eps = (float)m->cfg.rms_norm_eps;
+  llama_rmsnorm(s->n, s->rstd, s->x, P->attn_norm, N, C, eps);
+  linear(s->q, s->n, P->wq, N, C, C, 0.0f);
+  linear(s->k, s->n, P->wk, N, C, Ckv, 0.0f);
+  linear(s->v, s->n, P->wv, N, C, Ckv, 0.0f);
+  size_t r = 0;
+  for (int q = 0; q < nseq; q++) {
+    const gpt2_kv_seq_t *sq = &seqs[q];
+    float *kc = sq->k + (size_t)l * sq->cap * Ckv, *vc = sq->v + (size_t)l * sq->cap * Ckv;
+    for (int t = 0; t < sq->n_new; t++) {
+      const int pos = sq->pos0 + t;
+      llama_rope_at(m, s->q + (r + t) * C, H, pos);
+      llama_rope_at(m, s->k + (r + t) * Ckv, KVH, pos);
+      memcpy(kc + (size_t)pos * Ckv, s->k + (r + t) * Ckv, sizeof(float) * Ckv);
+      memcpy(vc + (size_t)pos * Ckv, s->v + (r + t) * Ckv, sizeof(float) * Ckv);
+    }
+    nn_attention_kv_grouped(s->atty + r * C, s->sc, s->q + r * C, C, kc, vc, Ckv, sq->n_new, sq->pos0, H, KVH, hs,
+                            GEMM_F32);
+    r += (size_t)sq->n_new;
+  }
+  linear(s->x, s->atty, P->wo, N, C, C, 1.0f);
+  llama_rmsnorm(s->n, s->rstd, s->x, P->mlp_norm, N, C, eps);
+  linear(s->gate, s->n, P->w_gate, N, C, F, 0.0f);
+  linear(s->up, s->n, P->w_up, N, C, F, 0.0f);
+  llama_swiglu(s->gate, s->gate, s->up, N * F);
+  linear(s->x, s->gate, P->w_down, N, F, C, 1.0f);
+}
+
+/* The head: the wanted rows of s->x (every row, or each sequence's last) through model.norm
+ * and lm_head into out (rows, V). */
+static void head_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, kv_scratch_t *s, int last_only,
+                    float *out) {
+  const int C = m->cfg.dim, V = m->cfg.vocab;
+  size_t rows = 0, r = 0;
+  for (int q = 0; q < nseq; q++) {
+    const size_t take = last_only ? 1 : (size_t)seqs[q].n_new;
+    memcpy(s->atty + rows * C, s->x + (r + seqs[q].n_new - take) * C, sizeof(float) * C * take);
+    rows += take;
+    r += (size_t)seqs[q].n_new;
+  }
+  llama_rmsnorm(s->n, s->rstd, s->atty, m->norm, rows, C, (float)m->cfg.rms_norm_eps);
+  linear(out, s->n, m->lm_head, rows, C, V, 0.0f);
+}
+
+int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
+                     const float *x_in, float *out, int last_only, char *err, size_t errlen) {
+  const int C = m->cfg.dim, V = m->cfg.vocab;
+  const int nl = m->range.layer_end - m->range.layer_begin;
+  size_t N = 0, max_scores = 0;
+  if (nseq < 1 || !seqs || !out || (m->range.has_embed ? !tokens : !x_in))
+    return strata_fail(err, errlen, "llama_forward_kv: no sequences, or a NULL %s / out",
+                       m->range.has_embed ? "tokens" : "x_in");
+  if (check_seqs(m, seqs, nseq, nl, &N, &max_scores, err, errlen)) return -1;
+  if (m->range.has_embed)
+    for (size_t r = 0; r < N; r++)
+      if (tokens[r] < 0 || tokens[r] >= V)
+        return strata_fail(err, errlen, "llama_forward_kv: token %d is outside the vocabulary [0, %d)", tokens[r], V);
+  kv_scratch_t s;
+  if (scratch_alloc(&s, N, C, llama_kv_dim(m), m->cfg.ffn, max_scores))
+    return strata_fail(err, errlen, "llama_forward_kv: out of memory (%zu rows)", N);
+  if (m->range.has_embed) {
+    for (size_t r = 0; r < N; r++) memcpy(s.x + r * C, m->embed + (size_t)tokens[r] * C, sizeof(float) * C);
+  } else {
+    memcpy(s.x, x_in, sizeof(float) * N * C);
+  }
+  for (int l = 0; l < nl; l++) layer_kv(m, l, seqs, nseq, &s, N);
+  if (m->range.has_head) head_kv(m, seqs, nseq, &s, last_only, out);
+  else memcpy(out, s.x, sizeof(float) * N * C);
+  free(s.mem);
+  return 0;
+}
+
+double llama_forward_kv_flops(const llama_model_t *m, int n_new, int pos0) {
+  const double C = m->cfg.dim, Ckv = llama_kv_dim(m), F = m->cfg.ffn, V = m->cfg.vocab;
+  const int nl = m->range.layer_end - m->range.layer_begin;
+  double mm = nl * 2.0 * n_new * (2.0 * C * C + 2.0 * Ckv * C + 3.0 * F * C);
+  double attn = nl * 4.0 * C * (double)n_new * (pos0 + n_new); /* Q K^T and P V */
+  double head = m->range.has_head ? 2.0 * C * V : 0.0;       /* the last position's logits */
+  return mm + attn + head;
+}
