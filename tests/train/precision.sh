@@ -11,10 +11,15 @@
 #            to step 12 (losses, weights, moments), keeping the precision without the flag; a
 #            resume with another --precision is refused (exit 2, one sentence); eval reads the
 #            bf16-sr checkpoint in every precision
-#   bad      --precision fp16 for train and eval: exit 2 with one sentence naming the value
+#   bad      --precision fp16 for train and eval, --grad-dtype fp16 for train: exit 2 with one
+#            sentence naming the value
+#   gradbytes --dp 2 under mpirun with --grad-dtype fp32 and bf16: the bf16 run's bytes_sent
+#            (steps.jsonl, summed) are half the fp32 run's (within 1%: the one-double norm
+#            all-reduce is not halved); report.json records the grad dtype
 #   layout PREC NP FLAGS...  the layout (under mpirun) trains 20 steps in PREC; per-step losses
 #            equal the single-rank PREC run's within LOSS_RTOL, gradient norms within NORM_RTOL
-#            and weights within WEIGHT_TOL (below); bf16-sr's weights are bf16 on every layout
+#            and weights within WEIGHT_TOL (below); bf16-sr's weights are bf16 on every layout;
+#            with --grad-dtype bf16 among FLAGS, report.json records it
 set -euo pipefail
 STRATA="$1"; TOOL="$2"; CASE="$3"; shift 3
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
@@ -113,6 +118,24 @@ bad)
     [ "$(wc -l <<<"$out")" -eq 1 ] || fail "$cmd: expected one line: $out"
     echo "ok: $cmd --precision fp16 -> $out"
   done
+  set +e
+  out=$("$STRATA" train "${TINY[@]}" --steps 1 --grad-dtype fp16 --out "$W/g" 2>&1); rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || fail "--grad-dtype fp16: exit $rc, expected 2: $out"
+  grep -qF "train: --grad-dtype must be fp32 or bf16, got 'fp16'" <<<"$out" || fail "--grad-dtype: unexpected message: $out"
+  [ "$(wc -l <<<"$out")" -eq 1 ] || fail "--grad-dtype: expected one line: $out"
+  echo "ok: --grad-dtype fp16 -> $out"
+  ;;
+gradbytes)
+  read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
+  for g in fp32 bf16; do
+    "${MPIRUN[@]}" -np 2 "$STRATA" train "${TINY[@]}" --steps 5 --dp 2 --grad-dtype "$g" --out "$W/$g"
+    grep -q "\"grad_dtype\": \"$g\"" "$W/$g/report.json" || fail "report.json does not record --grad-dtype $g"
+  done
+  sent() { sed -E 's/.*"bytes_sent": ([0-9]*),.*/\1/' "$1" | awk '{ s += $1 } END { print s }'; }
+  b32=$(sent "$W/fp32/steps.jsonl"); b16=$(sent "$W/bf16/steps.jsonl")
+  awk -v a="$b32" -v b="$b16" 'BEGIN { r = b / a; printf "bytes sent over 5 steps: fp32 %d, bf16 %d (ratio %.4f)\n", a, b, r
+                                       exit !(r > 0.495 && r < 0.505) }' || fail "bf16 gradients do not halve the bytes sent"
   ;;
 layout)
   read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
@@ -131,6 +154,9 @@ layout)
   "${MPIRUN[@]}" -np "$NP" "$STRATA" train "${TINY[@]}" --heads 4 --steps 20 --precision "$PREC" --out "$W/dist" "$@"
   [ "$(wc -l < "$W/dist/steps.jsonl")" -eq 20 ] || fail "expected 20 lines in steps.jsonl"
   grep -q "\"precision\": \"$PREC\"" "$W/dist/report.json" || fail "report.json does not record $PREC"
+  if [[ " $* " == *" --grad-dtype bf16 "* ]]; then
+    grep -q '"grad_dtype": "bf16"' "$W/dist/report.json" || fail "report.json does not record --grad-dtype bf16"
+  fi
   paste -d' ' <(losses "$W/ref/steps.jsonl") <(losses "$W/dist/steps.jsonl") |
     awk -v tol="$LOSS_RTOL" '{ d = $1 - $2; if (d < 0) d = -d; if (d / $1 > max) max = d / $1
            if (!(d <= tol * $1)) { printf "step %d: single-rank loss %s, layout %s: more than %s apart\n", NR, $1, $2, tol; bad = 1 } }

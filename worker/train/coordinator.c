@@ -387,6 +387,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "schedule", runlog_json_str(t->schedule));
   runlog_json_add(o, "zero", json_object_new_int(t->zero));
   runlog_json_add(o, "precision", runlog_json_str(t->precision));
+  runlog_json_add(o, "grad_dtype", runlog_json_str(c->info.grad_dtype ? c->info.grad_dtype : "fp32"));
   runlog_json_add(o, "transport", runlog_json_str(c->info.transport));
   runlog_json_add(o, "bucket_mb", runlog_json_num(c->info.bucket_mb, "%g"));
   runlog_json_add(o, "model", train_model_json(m, layout_params_total(&lay->model)));

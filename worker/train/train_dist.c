@@ -575,7 +575,8 @@ static int dist_runtime(dist_job_t *j) {
   const int T = c->seq_len;
   comms_t *cm = &j->cm;
   coll_comm_t *norm = c->zero ? cm->world : cm->rep ? cm->rep : cm->pipe;
-  if (grad_sync_create(j->m, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, &j->gs, err, errlen))
+  if (grad_sync_create(j->m, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, c->grad_bf16 ? COLL_BF16 : COLL_F32,
+                       &j->gs, err, errlen))
     return TRAIN_FAILED;
   if (pipeline_create(j->m, cm->pipe, (sched_kind_t)c->schedule, j->lay->micro,
                       j->lay->micro_batch, T, &j->pl, err, errlen))
@@ -664,6 +665,7 @@ static int dist_coordinator(dist_job_t *j) {
                        .quiet = c->quiet,
                        .append = c->resume != NULL,
                        .bucket_mb = c->bucket_mb,
+                       .grad_dtype = c->grad_bf16 ? "bf16" : "fp32",
                        .sequence_parallel = gpt2_sequence_parallel(j->m),
                        .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute)};
   train_config_to_state(&info.train, c, j->data_path);
