@@ -520,6 +520,7 @@ static sim_options_t run_sim_options(const train_config_t *c) {
    * --precision counts them; the memory stays Strata's accounting of its own buffers */
   o.dtype = c->precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
   o.precision = (mem_precision_t)c->precision;
+  o.grad_bf16 = c->grad_bf16;
   o.sequence_parallel = c->sequence_parallel && c->tp > 1;
   o.recompute = (mem_recompute_t)c->recompute; /* the same three modes, in the same order */
   return o;
