@@ -16,8 +16,9 @@
 #   bad      --precision fp16 for train and eval, --grad-dtype fp16 for train: exit 2 with one
 #            sentence naming the value
 #   gradbytes --dp 2 under mpirun with --grad-dtype fp32 and bf16: the bf16 run's bytes_sent
-#            (steps.jsonl, summed) are half the fp32 run's (within 1%: the one-double norm
-#            all-reduce is not halved); report.json records the grad dtype
+#            (report.json's total, equal to the sum of steps.jsonl's) are half the fp32 run's
+#            (within 1%: the one-double norm all-reduce is not halved); report.json records the
+#            grad dtype
 #   layout PREC NP FLAGS...  the layout (under mpirun) trains 20 steps in PREC; per-step losses
 #            equal the single-rank PREC run's within LOSS_RTOL, gradient norms within NORM_RTOL
 #            and weights within WEIGHT_TOL (below); bf16-sr's weights are bf16 on every layout;
@@ -158,7 +159,12 @@ gradbytes)
     grep -q "\"grad_dtype\": \"$g\"" "$W/$g/report.json" || fail "report.json does not record --grad-dtype $g"
   done
   sent() { sed -E 's/.*"bytes_sent": ([0-9]*),.*/\1/' "$1" | awk '{ s += $1 } END { print s }'; }
-  b32=$(sent "$W/fp32/steps.jsonl"); b16=$(sent "$W/bf16/steps.jsonl")
+  total() { sed -nE 's/.*"bytes_sent": ([0-9]*).*/\1/p' "$1"; }
+  for g in fp32 bf16; do
+    [ "$(total "$W/$g/report.json")" = "$(sent "$W/$g/steps.jsonl")" ] ||
+      fail "report.json bytes_sent $(total "$W/$g/report.json") is not the steps' sum $(sent "$W/$g/steps.jsonl")"
+  done
+  b32=$(total "$W/fp32/report.json"); b16=$(total "$W/bf16/report.json")
   awk -v a="$b32" -v b="$b16" 'BEGIN { r = b / a; printf "bytes sent over 5 steps: fp32 %d, bf16 %d (ratio %.4f)\n", a, b, r
                                        exit !(r > 0.495 && r < 0.505) }' || fail "bf16 gradients do not halve the bytes sent"
   ;;
