@@ -62,3 +62,12 @@ endforeach()
 strata_add_test(model_llama_attn_blocks test_llama)
 set_tests_properties(model_llama_attn_blocks PROPERTIES
                      ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_ATTN_BLOCK_ROWS=5")
+# bf16 products against PyTorch (tests/fixtures/gpt2_bf16.bin: Strata's bf16 policy written out
+# in PyTorch, and PyTorch's CPU bf16 autocast), on each backend's bf16 path
+strata_test_exe(test_gpt2_bf16_parity ${MODEL_TEST_DIR}/test_gpt2_bf16_parity.c ${MODEL_TEST_DIR}/gpt2_fixture.c)
+strata_add_test(model_gpt2_bf16_parity test_gpt2_bf16_parity)
+foreach(backend openblas onednn)
+  strata_add_test(model_gemm_${backend}_bf16_parity test_gpt2_bf16_parity)
+  set_tests_properties(model_gemm_${backend}_bf16_parity PROPERTIES
+                       ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_GEMM=${backend}")
+endforeach()

@@ -2,7 +2,8 @@
 # bf16 losses close to fp32's and deterministic, bf16-sr weights exactly bf16, bit-identical
 # resume in both, a resume in another precision refused, bad values refused; and layouts under
 # mpirun (DP 2 and 3, ZeRO-1, PP 2, TP 2 x PP 2) against the single-rank run of the same
-# precision within bf16 tolerances. The bf16 GEMM itself: model_gemm_bf16 (tests/model.cmake).
+# precision within bf16 tolerances, and with the data-parallel gradients reduced in bf16
+# (--grad-dtype bf16: the same tolerances, half the bytes sent). The bf16 GEMM itself: model_gemm_bf16 (tests/model.cmake).
 string(JOIN " " PRECISION_MPIRUN_LINE ${STRATA_MPIRUN})
 function(precision_test name label)
   add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/train/precision.sh $<TARGET_FILE:strata>
@@ -19,3 +20,7 @@ precision_test(dist_precision_bf16_d3_zero   mpi layout bf16 3 --dp 3 --zero 1)
 precision_test(dist_precision_bf16_p2        mpi layout bf16 2 --pp 2 --microbatches 2 --schedule 1f1b)
 precision_test(dist_precision_bf16sr_d3_zero mpi layout bf16-sr 3 --dp 3 --zero 1)
 precision_test(dist_precision_bf16sr_t2p2    mpi layout bf16-sr 4 --tp 2 --pp 2)
+# --grad-dtype bf16: the DP reductions in bf16 (half the bytes) within the same tolerances
+precision_test(dist_grad_bf16_d2             mpi layout fp32 2 --dp 2 --grad-dtype bf16)
+precision_test(dist_grad_bf16_d3_zero        mpi layout bf16 3 --dp 3 --zero 1 --grad-dtype bf16)
+precision_test(dist_grad_bf16_bytes          mpi gradbytes)

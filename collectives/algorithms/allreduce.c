@@ -17,7 +17,9 @@
  * chunks later -- with more chunks than slots every rank would wait on its successor.)
  *
  * 16-bit types (bf16, fp16) are converted to an fp32 work vector, reduced in fp32, and rounded
- * once (nearest even) into recv at the end. */
+ * once (nearest even) into recv at the end; with cfg.wire16 the algorithms run on the 16-bit
+ * values themselves (each reduction widens, reduces and rounds: reduce.c), so 16-bit values
+ * travel. COLL_ALGO_MPI keeps the fp32 work vector (MPI has no bf16 type). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,11 +313,11 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   if (coll_valid_args(comm, "allreduce", dtype, (int)op, count, send, recv)) return COLL_ERR_ARG;
   if ((unsigned)algo >= COLL_ALGO_COUNT)
     return coll_set_error(comm, COLL_ERR_ARG, "allreduce: invalid algorithm %d", (int)algo);
-  int is16 = coll_is_16bit(dtype);
-  coll_dtype_t wt = is16 ? COLL_F32 : dtype;
-  size_t esz = coll_dtype_size(wt), p = (size_t)comm->size;
-  size_t chunk_bytes;
+  size_t chunk_bytes, p = (size_t)comm->size;
   algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, &chunk_bytes);
+  int is16 = coll_is_16bit(dtype) && !(comm->cfg.wire16 && algo != COLL_ALGO_MPI); /* fp32 work */
+  coll_dtype_t wt = is16 ? COLL_F32 : dtype;
+  size_t esz = coll_dtype_size(wt);
   coll_layout_t L;
   coll_layout_init(&L, count / p, count % p, esz, chunk_bytes);
   size_t check_b = ALIGN64(coll_check_scratch_bytes(comm));

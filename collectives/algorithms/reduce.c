@@ -1,6 +1,7 @@
-/* reduce.c -- the reduction kernels (every op for fp32, fp64, int32, int64), the AVG
- * division, and the bf16 / fp16 <-> fp32 conversions (round to nearest even) used to reduce
- * 16-bit types in fp32 and round once at the end.
+/* reduce.c -- the reduction kernels (every op for fp32, fp64, int32, int64; bf16 and fp16
+ * widened to fp32, reduced and rounded back, for the cfg.wire16 path), the AVG division, and
+ * the bf16 / fp16 <-> fp32 conversions (round to nearest even) used to reduce 16-bit types in
+ * fp32 and round once at the end.
  *
  * The loops are kept plain (restrict pointers, one expression per element) so the compiler
  * vectorises them; GCC's -O2 uses the "very cheap" vectoriser cost model, which refuses loops
@@ -107,9 +108,26 @@ static int sum_f32_stream(float *d, const float *a, const float *b, size_t n) {
 #endif
 }
 
+/* 16-bit operands (cfg.wire16): each element widened to fp32, reduced, rounded back to the
+ * 16-bit type. d may alias a or b exactly (each element is read before it is written). */
+static void reduce16(uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n, coll_dtype_t dtype,
+                     coll_op_t op) {
+  int bf = dtype == COLL_BF16;
+  for (size_t i = 0; i < n; i++) {
+    float x = bf ? coll_bf16_to_float(a[i]) : coll_half_to_float(a[i]);
+    float y = bf ? coll_bf16_to_float(b[i]) : coll_half_to_float(b[i]);
+    float r = op == COLL_PROD ? x * y : op == COLL_MIN ? MINF(x, y) : op == COLL_MAX ? MAXF(x, y) : x + y;
+    d[i] = bf ? coll_float_to_bf16(r) : coll_float_to_half(r);
+  }
+}
+
 void coll_reduce_kernel(void *dst, const void *a, const void *b, size_t n, coll_dtype_t dtype,
                         coll_op_t op, int stream) {
   if (n == 0) return;
+  if (coll_is_16bit(dtype)) {
+    reduce16(dst, a, b, n, dtype, op);
+    return;
+  }
   if (stream && dtype == COLL_F32 && (op == COLL_SUM || op == COLL_AVG) && sum_f32_stream(dst, a, b, n))
     return;
   switch (dtype) {
@@ -136,6 +154,16 @@ void coll_scale_kernel(void *buf, size_t n, coll_dtype_t dtype, int divisor) {
   case COLL_I64: {
     int64_t *p = buf;
     for (size_t i = 0; i < n; i++) p[i] /= divisor;
+    break;
+  }
+  case COLL_BF16: {
+    uint16_t *p = buf;
+    for (size_t i = 0; i < n; i++) p[i] = coll_float_to_bf16(coll_bf16_to_float(p[i]) / (float)divisor);
+    break;
+  }
+  case COLL_F16: {
+    uint16_t *p = buf;
+    for (size_t i = 0; i < n; i++) p[i] = coll_float_to_half(coll_half_to_float(p[i]) / (float)divisor);
     break;
   }
   default: {

@@ -14,7 +14,7 @@ coll_result_t coll_reduce_scatter(const void *send, void *recv, size_t recvcount
   if (!comm) return COLL_ERR_ARG;
   if (coll_valid_args(comm, "reduce_scatter", dtype, (int)op, recvcount, send, recv))
     return COLL_ERR_ARG;
-  int is16 = coll_is_16bit(dtype);
+  int is16 = coll_is_16bit(dtype) && !comm->cfg.wire16; /* fp32 work vector (allreduce.c) */
   coll_dtype_t wt = is16 ? COLL_F32 : dtype;
   size_t esz = coll_dtype_size(wt), p = (size_t)comm->size, total = recvcount * p;
   coll_layout_t L;

@@ -61,6 +61,7 @@ static const strnum_env_t coll_env_vars[] = {
     {"STRATA_COLL_PROGRESS_SLEEP_US", {STRNUM_INT, 0, 999999, 0}, NULL, "progress thread's idle sleep"},
     {"STRATA_COLL_HUGEPAGES", {STRNUM_INT, 0, 1, 0}, NULL, "0: coll_mem_alloc gives no huge-page advice"},
     {"STRATA_COLL_YIELD", {STRNUM_INT, 0, 1, 0}, "auto", "sched_yield() in idle polls"},
+    {"STRATA_COLL_WIRE16", {STRNUM_INT, 0, 1, 0}, NULL, "1: 16-bit reductions send 16-bit values"},
     {"STRATA_OFI_MAX_MSG_BYTES", {STRNUM_BYTES, 1, 1024 * GIB, 0}, NULL, "ofi: cap on one fragment"},
     {"STRATA_OFI_FORCE_MR", {STRNUM_INT, 0, 1, 0}, NULL, "ofi: 1 registers every buffer"},
 };
@@ -102,6 +103,7 @@ coll_config_t coll_config_default(void) {
   cfg.progress_thread = 0;
   cfg.pipeline_depth = COLL_DEFAULT_PIPELINE_DEPTH;
   cfg.yield_idle = -1;
+  cfg.wire16 = 0;
   cfg.stream_bytes = COLL_DEFAULT_STREAM_BYTES;
   cfg.eager_bytes = COLL_DEFAULT_EAGER_BYTES;
   cfg.rabenseifner_max_bytes = COLL_DEFAULT_RABENSEIFNER_MAX_BYTES;
@@ -123,6 +125,7 @@ coll_config_t coll_config_default(void) {
   if (env_number(&cfg, "STRATA_COLL_RABENSEIFNER_MAX", &x) == 1) cfg.rabenseifner_max_bytes = (size_t)x.i;
   if (env_number(&cfg, "STRATA_COLL_EAGER_BYTES", &x) == 1) cfg.eager_bytes = (size_t)x.i;
   if (env_number(&cfg, "STRATA_COLL_PIPELINE_DEPTH", &x) == 1) cfg.pipeline_depth = (int)x.i;
+  if (env_number(&cfg, "STRATA_COLL_WIRE16", &x) == 1) cfg.wire16 = (int)x.i;
   int rc = env_number(&cfg, "STRATA_COLL_STREAM_BYTES", &x);
   if (rc == 1) cfg.stream_bytes = (size_t)x.i;
   else if (rc == 2) cfg.stream_bytes = SIZE_MAX; /* off */
@@ -336,6 +339,10 @@ void coll_comm_destroy(coll_comm_t *comm) {
 int coll_rank(const coll_comm_t *comm) { return comm ? comm->rank : -1; }
 int coll_size(const coll_comm_t *comm) { return comm ? comm->size : 0; }
 const coll_config_t *coll_comm_config(const coll_comm_t *comm) { return comm ? &comm->cfg : NULL; }
+
+void coll_comm_set_wire16(coll_comm_t *comm, int on) {
+  if (comm) comm->cfg.wire16 = on != 0;
+}
 int coll_world_rank(const coll_comm_t *comm, int rank) {
   if (!comm || rank < 0 || rank >= comm->size) return -1;
   return comm->world_ranks[rank];

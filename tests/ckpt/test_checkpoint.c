@@ -1,5 +1,6 @@
 /* test_checkpoint.c -- checkpoint directories as a specification: a save / load round trip
- * restores every parameter and AdamW moment bit for bit along with the training state; a
+ * restores every parameter and AdamW moment bit for bit along with the training state (bf16
+ * weights stored as BF16 tensors too); a
  * checkpoint written by 2 pipeline stages loads into 1 and into 3 stages (resharding by tensor
  * name, wte written once); the directory has the HF file set and config keys; corrupted, missing
  * or foreign files are refused naming the file or tensor; a tensor-parallel shard's parts
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "checkpoint.h"
 #include "gpt2.h"
 #include "rng.h"
@@ -193,6 +195,52 @@ static void test_round_trip(gpt2_model_t *full, float *m1, float *m2) {
 }
 
 /* Two pipeline stages write; one and three stages read. */
+/* bf16 weights (gpt2_model_t.bf16_params, a bf16-sr run): stored as BF16 tensors, half the
+ * bytes of F32, the moments F32; the load widens them back bit-exactly, also onto a 2-stage
+ * model. A tensor holding a value that is not a bf16 stays F32 (nothing is lost). */
+static void test_bf16_weights(const gpt2_model_t *full, float *m1, float *m2) {
+  char err[1024], dir[512], p[600];
+  gpt2_model_t *b = make(&CFG, 0, 3, 1, 1);
+  for (size_t i = 0; i < b->num_params; i++) b->params[i] = bf16_round_rne(full->params[i]);
+  const gpt2_tensor_t *odd = gpt2_find_tensor(b, "h.1.ln_2.bias");
+  b->params[odd->offset + 3] = 0.1f; /* not a bf16 */
+  b->bf16_params = 1;
+  strata_train_state_t *s = malloc(sizeof *s);
+  state_for(s, 10, 1);
+  snprintf(dir, sizeof dir, "%s", tpath("bf16/ckpt-00000010"));
+  CHECK_EQ_INT(ckpt_save(dir, b, m1, m2, s, err, sizeof err), 0);
+  st_file_t *f = NULL, *o = NULL;
+  snprintf(p, sizeof p, "%s/model.safetensors", dir);
+  CHECK_EQ_INT(st_open(p, &f, err, sizeof err), 0);
+  snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+  CHECK_EQ_INT(st_open(p, &o, err, sizeof err), 0);
+  if (f && o) {
+    uint64_t bytes = 0;
+    for (int i = 0; i < f->num_tensors; i++) {
+      const st_tensor_t *t = &f->tensors[i];
+      CHECK_EQ_INT(t->dtype, strcmp(t->name, odd->name) ? ST_BF16 : ST_F32);
+      bytes += t->end - t->begin;
+    }
+    CHECK_TRUE(bytes == 2 * (b->num_params - odd->numel) + 4 * odd->numel);
+    for (int i = 0; i < o->num_tensors; i++) CHECK_EQ_INT(o->tensors[i].dtype, ST_F32);
+  }
+  st_close(f);
+  st_close(o);
+  gpt2_model_t *m = make(&CFG, 0, 3, 1, 1), *s1 = make(&CFG, 2, 3, 0, 1);
+  float *l1 = fcalloc(m->num_params), *l2 = fcalloc(m->num_params);
+  CHECK_EQ_INT(ckpt_load(dir, m, l1, l2, NULL, err, sizeof err), 0);
+  CHECK_TRUE(memcmp(m->params, b->params, b->num_params * sizeof(float)) == 0);
+  CHECK_TRUE(memcmp(l1, m1, b->num_params * sizeof(float)) == 0);
+  CHECK_EQ_INT(ckpt_load(dir, s1, NULL, NULL, NULL, err, sizeof err), 0);
+  check_same(s1, NULL, NULL, b, NULL, NULL);
+  gpt2_free(m);
+  gpt2_free(s1);
+  gpt2_free(b);
+  free(l1);
+  free(l2);
+  free(s);
+}
+
 static void test_reshard(gpt2_model_t *full, float *m1, float *m2) {
   char err[1024], tmp[1024], dir[512];
   snprintf(dir, sizeof dir, "%s", tpath("run/ckpt-00000020"));
@@ -553,6 +601,7 @@ int main(void) {
   float *m1 = fcalloc(full->num_params), *m2 = fcalloc(full->num_params);
   fill_moments(full, m1, m2);
   test_round_trip(full, m1, m2);
+  test_bf16_weights(full, m1, m2);
   test_reshard(full, m1, m2);
   test_tensor_parallel(full, m1, m2);
   test_refusals();

@@ -9,6 +9,10 @@
  *   timeout      one rank never joins: the others get COLL_ERR_TIMEOUT naming it (2 s timeout)
  *   idle         coll_wait_for: a receive that waits past the 1 s timeout without spinning
  *   mismatch     cfg.check on, ranks pass different counts / dtypes: COLL_ERR_MISMATCH everywhere
+ *   wire16       cfg.wire16 (coll_comm_set_wire16): bf16 / fp16 all-reduce in every algorithm and
+ *                reduce-scatter, every op, exact results as in ops (integer partial sums are
+ *                exact in 16 bits, so rounding each hop changes nothing here), and exactly half
+ *                the bytes of the same calls with the fp32 work vector (MPI's algorithm excepted)
  *   units        16-bit conversions against PyTorch's bit patterns, config parsing
  *   tune         the decision table: written by coll_tune_save, loaded by coll_comm_create, auto
  *                follows it (algorithm and chunk) with exact results in every algorithm it
@@ -309,6 +313,49 @@ static void mode_ops(coll_comm_t *c) {
     run_broadcast(c, COLL_F32, 1000003, ip, p / 2);
     run_broadcast(c, COLL_I64, 4194304, ip, p - 1);
   }
+  CHECK_OK(coll_barrier(c), c);
+}
+
+/* Bytes this rank sent during one all-reduce (or, with algo < 0, reduce-scatter) of n. */
+static uint64_t sent_by(coll_comm_t *c, int algo, coll_dtype_t t, size_t n) {
+  uint64_t s0 = 0, s1 = 0, r;
+  coll_traffic(c, &s0, &r);
+  if (algo < 0) run_reduce_scatter(c, t, COLL_AVG, n, 0);
+  else run_allreduce(c, (coll_algo_t)algo, t, COLL_SUM, n, 0);
+  coll_traffic(c, &s1, &r);
+  return s1 - s0;
+}
+
+static void mode_wire16(coll_comm_t *c) {
+  int p = coll_size(c);
+  size_t small[] = {0, 1, (size_t)(p - 1), (size_t)(p + 1), 4099};
+  const coll_algo_t algos[] = {COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_RABENSEIFNER, COLL_ALGO_AUTO};
+  const coll_dtype_t t16[] = {COLL_BF16, COLL_F16};
+  /* bytes: the same calls with the fp32 work vector, then 16-bit values */
+  uint64_t off_ring = sent_by(c, COLL_ALGO_RING, COLL_BF16, 1000003), off_rd = sent_by(c, COLL_ALGO_RD, COLL_BF16, 4099);
+  uint64_t off_rs = sent_by(c, -1, COLL_BF16, 100003);
+  coll_comm_set_wire16(c, 1);
+  CHECK_EQ_INT(coll_comm_config(c)->wire16, 1);
+  uint64_t on_ring = sent_by(c, COLL_ALGO_RING, COLL_BF16, 1000003), on_rd = sent_by(c, COLL_ALGO_RD, COLL_BF16, 4099);
+  uint64_t on_rs = sent_by(c, -1, COLL_BF16, 100003);
+  if (R == 0)
+    printf("bytes sent, fp32 work vector -> 16-bit wire: ring %llu -> %llu, rd %llu -> %llu, reduce-scatter %llu -> %llu\n",
+           (unsigned long long)off_ring, (unsigned long long)on_ring, (unsigned long long)off_rd,
+           (unsigned long long)on_rd, (unsigned long long)off_rs, (unsigned long long)on_rs);
+  CHECK_TRUE(2 * on_ring == off_ring && 2 * on_rd == off_rd && 2 * on_rs == off_rs);
+  CHECK_TRUE(p == 1 || on_ring > 0);
+  for (int a = 0; a < 4; a++)
+    for (int k = 0; k < 2; k++)
+      for (int op = 0; op < COLL_OP_COUNT; op++)
+        for (size_t s = 0; s < sizeof small / sizeof small[0]; s++)
+          for (int ip = 0; ip < 2; ip++) run_allreduce(c, algos[a], t16[k], (coll_op_t)op, small[s], ip);
+  for (int k = 0; k < 2; k++)
+    for (int op = 0; op < COLL_OP_COUNT; op++)
+      for (size_t s = 0; s < sizeof small / sizeof small[0]; s++)
+        for (int ip = 0; ip < 2; ip++) run_reduce_scatter(c, t16[k], (coll_op_t)op, small[s], ip);
+  run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_AVG, 4194304, 1);
+  run_allreduce(c, COLL_ALGO_MPI, COLL_BF16, COLL_AVG, 4099, 0); /* MPI keeps the fp32 vector */
+  run_reduce_scatter(c, COLL_BF16, COLL_AVG, 4194304 / (size_t)p, 1);
   CHECK_OK(coll_barrier(c), c);
 }
 
@@ -925,6 +972,7 @@ int main(int argc, char **argv) {
       else if (!strcmp(mode, "p2p")) mode_p2p(c);
       else if (!strcmp(mode, "split")) mode_split(c);
       else if (!strcmp(mode, "nonblocking")) mode_nonblocking(c);
+      else if (!strcmp(mode, "wire16")) mode_wire16(c);
       else test_fail(__FILE__, __LINE__, "unknown mode '%s' (ops, p2p, split, nonblocking, timeout, mismatch, units)", mode);
       uint64_t s = 0, rv = 0;
       coll_traffic(c, &s, &rv);

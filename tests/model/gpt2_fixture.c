@@ -76,8 +76,10 @@ bad:
   return -1;
 }
 
-int fx_load(fx_t *fx) {
-  if (fx_load_file(fx, "tests/fixtures/gpt2_small.bin")) return -1;
+int fx_load(fx_t *fx) { return fx_load_gpt2(fx, "tests/fixtures/gpt2_small.bin"); }
+
+int fx_load_gpt2(fx_t *fx, const char *rel) {
+  if (fx_load_file(fx, rel)) return -1;
   const fx_record_t *c = fx_find(fx, "config");
   if (!c || c->numel != 7) goto bad;
   const int32_t *cv = c->data;
@@ -88,7 +90,7 @@ int fx_load(fx_t *fx) {
   fx->targets = fx_find(fx, "targets")->data;
   return 0;
 bad:
-  fprintf(stderr, "gpt2_small.bin: no GPT-2 config record of 7 values\n");
+  fprintf(stderr, "%s: no GPT-2 config record of 7 values\n", rel);
   return -1;
 }
 

@@ -31,6 +31,9 @@ typedef struct {
 
 /* Loads the fixture at $STRATA_SOURCE_DIR/tests/fixtures/gpt2_small.bin; 0 on success. */
 int fx_load(fx_t *fx);
+/* The same for the GPT-2 fixture at $STRATA_SOURCE_DIR/<rel> (a config record of 7 values,
+ * tokens, targets); 0 on success. */
+int fx_load_gpt2(fx_t *fx, const char *rel);
 /* Loads the records of any STRATAFX fixture at $STRATA_SOURCE_DIR/<rel> (cfg, B, T, tokens and
  * targets left zero); 0 on success. */
 int fx_load_file(fx_t *fx, const char *rel);

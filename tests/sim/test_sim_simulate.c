@@ -105,6 +105,7 @@ static void test_simulated_allreduce_equals_ring_formula(void) {
       c[0].regions = &reg;
       c[0].nregions = 1;
       c[0].param_bytes = n;
+      c[0].gather_bytes = n;
       sim_options_t o = sim_options_default();
       o.bucket_bytes = 1e18;
       sim_result_t r;
@@ -214,6 +215,48 @@ static void test_whole_model_is_consistent(void) {
   }
 }
 
+/* --grad-dtype bf16 (grad_bf16): the DP gradient reductions carry 2 bytes per gradient instead
+ * of fp32's 4 -- every bucket region and ZeRO's reduce-scatter halve, the ZeRO all-gather of the
+ * parameters and the optimizer keep fp32's -- and the simulated step gets no longer. bf16-sr
+ * already reduces 2-byte gradients: there grad_bf16 changes nothing. */
+static void test_grad_bf16_halves_gradient_bytes(void) {
+  layout_model_t m;
+  layout_model_preset("gpt2", &m);
+  device_t d;
+  device_builtin("trn2", &d);
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 4, 1, 2, 2, 2, 8, NULL, err, sizeof err), 0);
+  for (int z = 0; z < 2; z++)
+    for (int p = MEM_PREC_FP32; p <= MEM_PREC_BF16_SR; p++) {
+      sim_options_t o = sim_options_default();
+      o.zero = z;
+      o.precision = (mem_precision_t)p;
+      sim_stage_cost_t *c32 = NULL, *c16 = NULL;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c32), 0);
+      o.grad_bf16 = 1;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c16), 0);
+      if (!c32 || !c16) return;
+      const double f = p == MEM_PREC_BF16_SR ? 1 : 0.5;
+      for (int s = 0; s < 2; s++) {
+        CHECK_NEAR(c16[s].param_bytes, f * c32[s].param_bytes, 1e-9 * c32[s].param_bytes);
+        CHECK_NEAR(c16[s].gather_bytes, c32[s].gather_bytes, 0);
+        CHECK_NEAR(c16[s].opt_s, c32[s].opt_s, 0);
+        CHECK_EQ_INT(c16[s].nregions, c32[s].nregions);
+        for (int i = 0; i < c32[s].nregions; i++)
+          CHECK_NEAR(c16[s].regions[i].bytes, f * c32[s].regions[i].bytes, 1e-9 * c32[s].regions[i].bytes);
+      }
+      sim_result_t r32, r16;
+      CHECK_EQ_INT(sim_run(&lay, &d, c32, &o, &r32, err, sizeof err), 0);
+      CHECK_EQ_INT(sim_run(&lay, &d, c16, &o, &r16, err, sizeof err), 0);
+      CHECK_TRUE(r16.step_s <= r32.step_s);
+      sim_result_free(&r32);
+      sim_result_free(&r16);
+      sim_costs_free(c32, 2);
+      sim_costs_free(c16, 2);
+    }
+}
+
 static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
   layout_model_t m;
   layout_model_preset("gpt2", &m);
@@ -287,5 +330,6 @@ int main(void) {
   test_overlap_hides_all_but_last_bucket();
   test_whole_model_is_consistent();
   test_1f1b_keeps_fewer_in_flight_than_gpipe();
+  test_grad_bf16_halves_gradient_bytes();
   return test_finish("sim_simulate");
 }

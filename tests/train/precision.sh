@@ -5,16 +5,24 @@
 #   loss     30 steps of a tiny model: the bf16 loss stays within 2% of fp32's at every step from
 #            the 10th and bf16-sr's within 3%; two bf16 runs and two bf16-sr runs are bit-identical
 #            (losses and weights); the start-up lines name the precision and the bf16 path; a
-#            bf16-sr checkpoint holds bf16 values only (low 16 bits of every fp32 zero), a bf16
-#            one fp32 master weights; report and checkpoint record the precision
+#            bf16-sr checkpoint stores its weights as BF16 tensors (model.safetensors about half
+#            the fp32 run's bytes) and its AdamW moments as F32, a bf16 one F32 master weights
+#            that are not all bf16 values; report and checkpoint record the precision
 #   resume   bf16 and bf16-sr runs resumed from their step-6 checkpoints continue bit-identically
 #            to step 12 (losses, weights, moments), keeping the precision without the flag; a
 #            resume with another --precision is refused (exit 2, one sentence); eval reads the
-#            bf16-sr checkpoint in every precision
-#   bad      --precision fp16 for train and eval: exit 2 with one sentence naming the value
+#            bf16-sr checkpoint (BF16 weights) in every precision, fp32's loss within 1% of
+#            bf16-sr's, and infer generates from it
+#   bad      --precision fp16 for train and eval, --grad-dtype fp16 for train: exit 2 with one
+#            sentence naming the value
+#   gradbytes --dp 2 under mpirun with --grad-dtype fp32 and bf16: the bf16 run's bytes_sent
+#            (report.json's total, equal to the sum of steps.jsonl's) are half the fp32 run's
+#            (within 1%: the one-double norm all-reduce is not halved); report.json records the
+#            grad dtype
 #   layout PREC NP FLAGS...  the layout (under mpirun) trains 20 steps in PREC; per-step losses
 #            equal the single-rank PREC run's within LOSS_RTOL, gradient norms within NORM_RTOL
-#            and weights within WEIGHT_TOL (below); bf16-sr's weights are bf16 on every layout
+#            and weights within WEIGHT_TOL (below); bf16-sr's weights are bf16 on every layout;
+#            with --grad-dtype bf16 among FLAGS, report.json records it
 set -euo pipefail
 STRATA="$1"; TOOL="$2"; CASE="$3"; shift 3
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
@@ -22,7 +30,8 @@ LOUD=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 24 --lr 3e-3 --warmup 5 --s
 TINY=("${LOUD[@]}" --quiet)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }
-# bf16_only FILE.safetensors: 0 when every fp32 value of the file is exactly a bf16
+# bf16_only FILE.safetensors: 0 when every value of the file is exactly a bf16 (BF16 tensors,
+# and F32 tensors whose low 16 bits are zero)
 bf16_only() {
   python3 - "$1" <<'PY'
 import json, struct, sys
@@ -31,13 +40,22 @@ n = struct.unpack('<Q', d[:8])[0]
 h = json.loads(d[8:8 + n])
 bad = 0
 for k, v in h.items():
-    if k == '__metadata__':
+    if k == '__metadata__' or v['dtype'] == 'BF16':
         continue
     a, b = v['data_offsets']
     words = struct.unpack('<%dI' % ((b - a) // 4), d[8 + n + a:8 + n + b])
     bad += sum(1 for w in words if w & 0xffff)
 print('%d values not bf16' % bad)
 sys.exit(1 if bad else 0)
+PY
+}
+# dtypes FILE.safetensors: its tensors' dtypes, sorted and unique, space-separated
+dtypes() {
+  python3 - "$1" <<'PY'
+import json, struct, sys
+d = open(sys.argv[1], 'rb').read()
+h = json.loads(d[8:8 + struct.unpack('<Q', d[:8])[0]])
+print(' '.join(sorted({v['dtype'] for k, v in h.items() if k != '__metadata__'})))
 PY
 }
 
@@ -67,6 +85,13 @@ loss)
   awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f - 0.5) }' || fail "bf16 loss did not fall ($first -> $last)"
   bf16_only "$W/bf16-sr/ckpt-00000030/model.safetensors" || fail "bf16-sr weights are not bf16"
   ! bf16_only "$W/bf16/ckpt-00000030/model.safetensors" > /dev/null || fail "bf16 master weights hold bf16 values only"
+  [ "$(dtypes "$W/bf16-sr/ckpt-00000030/model.safetensors")" = BF16 ] ||
+    fail "bf16-sr model.safetensors holds $(dtypes "$W/bf16-sr/ckpt-00000030/model.safetensors"), expected BF16 only"
+  [ "$(dtypes "$W/bf16-sr/ckpt-00000030/optimizer.safetensors")" = F32 ] || fail "bf16-sr moments are not F32"
+  [ "$(dtypes "$W/bf16/ckpt-00000030/model.safetensors")" = F32 ] || fail "bf16 master weights are not F32"
+  s32=$(stat -c %s "$W/fp32/ckpt-00000030/model.safetensors"); s16=$(stat -c %s "$W/bf16-sr/ckpt-00000030/model.safetensors")
+  awk -v a="$s32" -v b="$s16" 'BEGIN { printf "model.safetensors: fp32 %d bytes, bf16-sr %d bytes\n", a, b; exit !(b < 0.52 * a && b > 0.48 * a) }' ||
+    fail "the bf16-sr model.safetensors is not about half the fp32 one"
   grep -q 'bf16-sr' "$W/bf16-sr/ckpt-00000030/train_state.pb" || fail "the checkpoint does not record bf16-sr"
   for p in fp32 bf16 bf16-sr; do
     grep -q "\"precision\": \"$p\"" "$W/$p/report.json" || fail "report.json does not record $p"
@@ -99,8 +124,14 @@ resume)
     grep -q "\"precision\": \"$p\"" "$W/e.$p" || fail "eval --json lacks the precision: $(cat "$W/e.$p")"
   done
   l32=$(sed -E 's/.*"loss": ([^,]*),.*/\1/' "$W/e.fp32"); l16=$(sed -E 's/.*"loss": ([^,]*),.*/\1/' "$W/e.bf16")
+  lsr=$(sed -E 's/.*"loss": ([^,]*),.*/\1/' "$W/e.bf16-sr")
   awk -v a="$l32" -v b="$l16" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.01 * a && d > 0) }' ||
     fail "eval fp32 loss $l32 and bf16 loss $l16: expected different but within 1%"
+  # bf16-sr evaluates with bf16 products, as bf16 does: the same loss
+  [ "$lsr" = "$l16" ] || fail "eval bf16-sr loss $lsr differs from bf16's $l16"
+  "$STRATA" infer --checkpoint "$W/bf16-sr/ckpt-00000012" --prompt "The " --max-tokens 8 --temperature 0 --json > "$W/inf" ||
+    fail "infer from the bf16-sr checkpoint exited $?"
+  grep -q '"tokens": 8' "$W/inf" || fail "infer did not generate 8 tokens: $(cat "$W/inf")"
   ;;
 bad)
   for cmd in train eval; do
@@ -113,6 +144,29 @@ bad)
     [ "$(wc -l <<<"$out")" -eq 1 ] || fail "$cmd: expected one line: $out"
     echo "ok: $cmd --precision fp16 -> $out"
   done
+  set +e
+  out=$("$STRATA" train "${TINY[@]}" --steps 1 --grad-dtype fp16 --out "$W/g" 2>&1); rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || fail "--grad-dtype fp16: exit $rc, expected 2: $out"
+  grep -qF "train: --grad-dtype must be fp32 or bf16, got 'fp16'" <<<"$out" || fail "--grad-dtype: unexpected message: $out"
+  [ "$(wc -l <<<"$out")" -eq 1 ] || fail "--grad-dtype: expected one line: $out"
+  echo "ok: --grad-dtype fp16 -> $out"
+  ;;
+gradbytes)
+  read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
+  for g in fp32 bf16; do
+    "${MPIRUN[@]}" -np 2 "$STRATA" train "${TINY[@]}" --steps 5 --dp 2 --grad-dtype "$g" --out "$W/$g"
+    grep -q "\"grad_dtype\": \"$g\"" "$W/$g/report.json" || fail "report.json does not record --grad-dtype $g"
+  done
+  sent() { sed -E 's/.*"bytes_sent": ([0-9]*),.*/\1/' "$1" | awk '{ s += $1 } END { print s }'; }
+  total() { sed -nE 's/.*"bytes_sent": ([0-9]*).*/\1/p' "$1"; }
+  for g in fp32 bf16; do
+    [ "$(total "$W/$g/report.json")" = "$(sent "$W/$g/steps.jsonl")" ] ||
+      fail "report.json bytes_sent $(total "$W/$g/report.json") is not the steps' sum $(sent "$W/$g/steps.jsonl")"
+  done
+  b32=$(total "$W/fp32/report.json"); b16=$(total "$W/bf16/report.json")
+  awk -v a="$b32" -v b="$b16" 'BEGIN { r = b / a; printf "bytes sent over 5 steps: fp32 %d, bf16 %d (ratio %.4f)\n", a, b, r
+                                       exit !(r > 0.495 && r < 0.505) }' || fail "bf16 gradients do not halve the bytes sent"
   ;;
 layout)
   read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
@@ -131,6 +185,9 @@ layout)
   "${MPIRUN[@]}" -np "$NP" "$STRATA" train "${TINY[@]}" --heads 4 --steps 20 --precision "$PREC" --out "$W/dist" "$@"
   [ "$(wc -l < "$W/dist/steps.jsonl")" -eq 20 ] || fail "expected 20 lines in steps.jsonl"
   grep -q "\"precision\": \"$PREC\"" "$W/dist/report.json" || fail "report.json does not record $PREC"
+  if [[ " $* " == *" --grad-dtype bf16 "* ]]; then
+    grep -q '"grad_dtype": "bf16"' "$W/dist/report.json" || fail "report.json does not record --grad-dtype bf16"
+  fi
   paste -d' ' <(losses "$W/ref/steps.jsonl") <(losses "$W/dist/steps.jsonl") |
     awk -v tol="$LOSS_RTOL" '{ d = $1 - $2; if (d < 0) d = -d; if (d / $1 > max) max = d / $1
            if (!(d <= tol * $1)) { printf "step %d: single-rank loss %s, layout %s: more than %s apart\n", NR, $1, $2, tol; bad = 1 } }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "ckpt_tokenizer.h"
 #include "fault.h"
 #include "log.h"
@@ -522,14 +523,27 @@ typedef struct {
   float *params;
   int has_embed; /* 0: a later GPT-2 stage, whose tied wte.weight stage 0 writes */
   int tp_rank;
+  int bf16;      /* 1: the weights are bf16 values (gpt2_model_t.bf16_params): written as BF16 */
 } tensor_set_t;
 
 static tensor_set_t gpt2_set(const gpt2_model_t *m) {
-  return (tensor_set_t){m->tensors, m->num_tensors, m->params, m->range.has_embed, m->range.tp_rank};
+  return (tensor_set_t){m->tensors, m->num_tensors, m->params, m->range.has_embed, m->range.tp_rank,
+                        m->bf16_params};
 }
 
 static tensor_set_t llama_set(const llama_model_t *m) {
-  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, 0};
+  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, 0, 0};
+}
+
+/* The n values at src as bf16 bits into dst when every one is exactly a bf16 (its low 16 bits
+ * zero, so the narrowing loses nothing); 0 then, -1 (dst partly written) otherwise. */
+static int narrow_exact(uint16_t *dst, const float *src, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u = bf16_f32_bits(src[i]);
+    if (u & 0xffffu) return -1;
+    dst[i] = (uint16_t)(u >> 16);
+  }
+  return 0;
 }
 
 /* Writes the shard's tensors from flat buffers: whole tensors (`full`: tensor i at the sum of the
@@ -545,7 +559,14 @@ static int write_shard(const char *tmp_dir, const tensor_set_t *m, const float *
   st_tensor_desc_t *w = calloc((size_t)m->num_tensors + 1, sizeof *w);
   st_tensor_desc_t *o = calloc(2 * (size_t)m->num_tensors + 1, sizeof *o);
   char (*names)[2][96] = calloc((size_t)m->num_tensors + 1, sizeof *names);
-  if (!w || !o || !names) {
+  uint16_t *b16 = NULL; /* bf16 weights: their narrowed copy, tensor by tensor */
+  size_t b16_used = 0;
+  if (m->bf16) {
+    size_t total = 0;
+    for (int i = 0; i < m->num_tensors; i++) total += full ? m->tensors[i].full_numel : m->tensors[i].numel;
+    b16 = malloc(sizeof(uint16_t) * (total + 1));
+  }
+  if (!w || !o || !names || (m->bf16 && !b16)) {
     strata_fail(err, errlen, "checkpoint: out of memory for the descriptors of %d tensors", m->num_tensors);
     goto exit;
   }
@@ -561,12 +582,20 @@ static int write_shard(const char *tmp_dir, const tensor_set_t *m, const float *
     if (exp_avg) {
       snprintf(names[n][0], sizeof names[n][0], "exp_avg.%s", t->name);
       snprintf(names[n][1], sizeof names[n][1], "exp_avg_sq.%s", t->name);
-      o[2 * n] = w[n];
+      o[2 * n] = w[n]; /* the moments stay F32 */
       o[2 * n].name = names[n][0];
       o[2 * n].data = exp_avg + off;
       o[2 * n + 1] = w[n];
       o[2 * n + 1].name = names[n][1];
       o[2 * n + 1].data = exp_avg_sq + off;
+    }
+    /* bf16 weights as BF16: half the bytes, widened back exactly by the loader. A tensor that
+     * is not all bf16 values (never expected) stays F32, so nothing is ever lost. */
+    const size_t numel = full ? t->full_numel : t->numel;
+    if (b16 && narrow_exact(b16 + b16_used, params + off, numel) == 0) {
+      w[n].dtype = ST_BF16;
+      w[n].data = b16 + b16_used;
+      b16_used += numel;
     }
     n++;
   }
@@ -593,6 +622,7 @@ exit:
   free(w);
   free(o);
   free(names);
+  free(b16);
   return rc;
 }
 
@@ -929,10 +959,28 @@ static int take(const char *dir, const open_set_t *s, const char *prefix, const 
     return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' has shape %s in %s but %s in the model: "
                        "the checkpoint is of another model shape",
                        dir, ck_name, cs, file, ms);
-  if (c->dtype != ST_F32)
-    return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 only", dir,
-                       ck_name, file, st_dtype_name(c->dtype));
-  if (dst && gpt2_tensor_slice(t, t->tp_size > 1 ? tp_rank : 0, (const float *)c->data, dst))
+  if (c->dtype != ST_F32 && c->dtype != ST_BF16)
+    return strata_fail(err, errlen, "checkpoint '%s': tensor '%s' in %s is %s; Strata loads F32 and BF16 only",
+                       dir, ck_name, file, st_dtype_name(c->dtype));
+  if (!dst) return 0;
+  float *wide = NULL; /* BF16: the tensor widened to fp32 (exact) */
+  const float *src = (const float *)c->data;
+  if (c->dtype == ST_BF16) {
+    wide = malloc(sizeof(float) * (c->numel + 1));
+    if (!wide)
+      return strata_fail(err, errlen, "checkpoint '%s': out of memory widening '%s' (%llu values)", dir, ck_name,
+                         (unsigned long long)c->numel);
+    const unsigned char *b = c->data; /* not necessarily 2-byte aligned */
+    for (uint64_t i = 0; i < c->numel; i++) {
+      uint16_t h;
+      memcpy(&h, b + 2 * i, 2);
+      wide[i] = bf16_to_f32(h);
+    }
+    src = wide;
+  }
+  int rc = gpt2_tensor_slice(t, t->tp_size > 1 ? tp_rank : 0, src, dst);
+  free(wide);
+  if (rc)
     return strata_fail(err, errlen, "checkpoint '%s': tensor-parallel rank %d is outside the "
                        "model's %d", dir, tp_rank, t->tp_size);
   return 0;

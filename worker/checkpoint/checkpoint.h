@@ -5,7 +5,10 @@
  *                                    n_embd, n_layer, n_head, layer_norm_epsilon 1e-5,
  *                                    activation_function "gelu_new", tie_word_embeddings true,
  *                                    architectures ["GPT2LMHeadModel"])
- *   model.safetensors                weights of a one-stage run (HF names and [in, out] layout), or
+ *   model.safetensors                weights of a one-stage run (HF names and [in, out] layout; F32,
+ *                                    or BF16 when gpt2_model_t.bf16_params says they are bf16
+ *                                    values, as in a bf16-sr run: each tensor narrowed only if
+ *                                    every value is exactly a bf16, else F32), or
  *   model-0000s-of-0000P.safetensors one file per pipeline stage s (the tensors it owns), plus
  *   model.safetensors.index.json     {"metadata": {"total_size": N}, "weight_map": {...}}
  *   optimizer.safetensors            AdamW moments "exp_avg.<name>", "exp_avg_sq.<name>" (F32), or
@@ -45,8 +48,8 @@
  * with the recorded size and XXH64; the weights are present) and then copies each tensor of the
  * given shard by name, whatever layout wrote it (resume onto another tp x pp x dp works; a
  * tensor-parallel shard takes its slice of each whole tensor). It refuses a
- * checkpoint of another model shape naming the tensor and both shapes, a dtype other than F32,
- * or a missing tensor. Tensor names may also carry HF's "transformer." prefix.
+ * checkpoint of another model shape naming the tensor and both shapes, a dtype other than F32
+ * or BF16 (BF16 is widened to fp32 exactly), or a missing tensor. Tensor names may also carry HF's "transformer." prefix.
  *
  * Llama (llama.h, strata train --arch llama): a whole model on one rank, saved by ckpt_save_llama
  * and read by ckpt_load_llama into the same layout: config.json with LlamaConfig keys

@@ -27,7 +27,8 @@ static const char *usage_text =
     "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ..., \"precision\": ...}.\n"
     "--precision bf16 (or bf16-sr: the same forward) runs a GPT-2 model's matrix products on\n"
     "bf16-rounded inputs with fp32 accumulation, as strata train --precision bf16 does; any\n"
-    "checkpoint loads in any precision (its tensors are fp32; a bf16-sr run's hold bf16 values).";
+    "checkpoint loads in any precision (its tensors are F32, or BF16 for a bf16-sr run's weights,\n"
+    "widened to fp32 exactly).";
 
 int cmd_eval(int argc, char **argv) {
   const char *ckpt = NULL, *data_path = NULL, *split_name = "val", *precision = "fp32";

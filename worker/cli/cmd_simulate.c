@@ -77,6 +77,7 @@ static void model_json(json_object *o, const sim_job_t *j) {
   json_object_object_add(o, "device", json_object_new_string(j->dev.name));
   json_object_object_add(o, "dtype", json_object_new_string(device_dtype_name(j->opt.dtype)));
   json_object_object_add(o, "precision", json_object_new_string(memory_precision_name(j->opt.precision)));
+  json_object_object_add(o, "grad_dtype", json_object_new_string(j->opt.grad_bf16 || j->opt.precision == MEM_PREC_BF16_SR ? "bf16" : "fp32"));
   json_object_object_add(o, "attention", json_object_new_string(j->opt.fused_attention ? "fused" : "unfused"));
   json_object_object_add(o, "projection", json_object_new_boolean(j->dev.projection));
   json_object_object_add(o, "capacity_bytes", json_object_new_double(j->capacity_bytes));
@@ -529,7 +530,7 @@ free_all:
 /* The command line of `strata simulate`. */
 typedef struct {
   const char *trace, *model, *device, *schedule, *dtype, *stage_layers, *recompute;
-  const char *arch, *precision, *attention, *validate;
+  const char *arch, *precision, *attention, *validate, *grad_dtype;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par;
   const char *memory;
@@ -591,6 +592,13 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     }
     if (!f->dtype) dtype = j->opt.precision == MEM_PREC_FP32 ? "fp32" : "bf16";
     j->opt.memory = MEM_ACCOUNT_MIXED; /* the precision's bytes per parameter */
+  }
+  if (f->grad_dtype) {
+    if (strcmp(f->grad_dtype, "fp32") && strcmp(f->grad_dtype, "bf16")) {
+      strata_error("simulate: --grad-dtype must be fp32 or bf16, got '%s'", f->grad_dtype);
+      return 2;
+    }
+    j->opt.grad_bf16 = !strcmp(f->grad_dtype, "bf16");
   }
   if (device_parse_dtype(dtype, &j->opt.dtype)) {
     strata_error("simulate: --dtype '%s' unknown (use bf16, fp32 or fp8)", dtype);
@@ -713,6 +721,9 @@ int cmd_simulate(int argc, char **argv) {
       {"--precision", NULL, ARG_STRING, &f.precision, "P",
        "fp32 | bf16 (fp32 master weights and Adam moments) | bf16-sr (bf16 weights with "
        "stochastic rounding, no master copy): optimizer time, gradient bytes and memory"},
+      {"--grad-dtype", NULL, ARG_STRING, &f.grad_dtype, "fp32|bf16",
+       "bytes of the data-parallel gradient reductions: bf16 = 2 per gradient, as strata train "
+       "--grad-dtype bf16 (default: the precision's: 4, bf16-sr 2)"},
       {"--attention", NULL, ARG_STRING, &f.attention, "K",
        "fused (flash-style) | unfused (default: fused with --precision or --memory mixed where "
        "the device has a fused-kernel figure; unfused for Strata's own fp32 run)"},

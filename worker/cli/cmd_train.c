@@ -53,7 +53,9 @@ static const char *usage_text =
     "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
     "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
     "keeps the weights in bf16, rounded stochastically after each update from (seed, step, element),\n"
-    "the same on every layout. The checkpoint records the precision; a resume keeps it.\n"
+    "the same on every layout, and its checkpoints store the weights as BF16 safetensors (half the\n"
+    "bytes; moments F32; every loader widens them exactly). The checkpoint records the precision;\n"
+    "a resume keeps it.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -65,7 +67,10 @@ static const char *usage_text =
     "  over the P stages balanced by compute (or --stage-layers 3,3,2); --batch is the global\n"
     "  batch and must divide by D x M. Gradients are all-reduced in buckets of --bucket-mb MiB\n"
     "  (default 4, env STRATA_BUCKET_MB) as backward finishes them; --zero 1 shards the optimizer\n"
-    "  over replicas. Rank 0 prints the layout and the progress; trace.json has a compute and a\n"
+    "  over replicas. --grad-dtype bf16 reduces the gradients over the replicas in bf16 (half the\n"
+    "  bytes: report.json's bytes_sent; fp32 sums rounded to bf16 at each hop, widened back to fp32\n"
+    "  for clipping and AdamW); not recorded in checkpoints: pass it again to resume bit-identically.\n"
+    "  Rank 0 prints the layout and the progress; trace.json has a compute and a\n"
     "  communication track per rank. Checkpoints hold whole tensors: resume works onto any\n"
     "  T x P x D layout.\n"
     "  Simulated accelerator: --device trn1|trn2|trn3|h100|cpu|FILE.json (default cpu, calibrated\n"
@@ -152,7 +157,7 @@ int cmd_train(int argc, char **argv) {
   int warmup = c.opt.warmup_steps;
   int64_t seed = (int64_t)c.seed;
   const char *schedule = NULL, *transport = NULL, *recompute = NULL, *tokenizer = NULL, *config = NULL,
-             *precision = NULL;
+             *precision = NULL, *grad_dtype = NULL;
   int ckpt_async = 0, no_ckpt_async = 0;
   /* flags whose presence matters: resume compares them with the checkpoint */
   model_given_t g = {0};
@@ -207,6 +212,9 @@ int cmd_train(int argc, char **argv) {
       {"--precision", NULL, ARG_STRING, &precision, "fp32|bf16|bf16-sr",
        "fp32 (default); bf16: matrix products in bf16 with fp32 accumulation, fp32 master weights and "
        "AdamW moments; bf16-sr: bf16 products and bf16 weights updated with stochastic rounding (no master copy)"},
+      {"--grad-dtype", NULL, ARG_STRING, &grad_dtype, "fp32|bf16",
+       "dtype of the data-parallel gradient all-reduce / reduce-scatter (default fp32); bf16 halves its "
+       "bytes, reduced with fp32 sums rounded to bf16 and widened back to fp32 for AdamW"},
       {"--seed", NULL, ARG_INT64, &seed, "S", "seed of the initialisation and the data order (default 1337)",
        .min = 0, .max = 0x1p63, .given = &g_seed},
       {"--ckpt-every", NULL, ARG_INT, &c.ckpt_every, "K", "checkpoint every K steps (default 0: only at the end)",
@@ -278,6 +286,13 @@ int cmd_train(int argc, char **argv) {
     c.precision = (int)p;
     c.given |= TRAIN_GIVEN_PRECISION;
   }
+  if (grad_dtype) {
+    if (strcmp(grad_dtype, "fp32") != 0 && strcmp(grad_dtype, "bf16") != 0) {
+      strata_error("train: --grad-dtype must be fp32 or bf16, got '%s'", grad_dtype);
+      return 2;
+    }
+    c.grad_bf16 = strcmp(grad_dtype, "bf16") == 0;
+  }
   if (c.eval_only && !c.resume) {
     strata_error("train: --eval-only scores a checkpoint: add --resume DIR (or --resume auto)");
     return 2;
@@ -339,13 +354,13 @@ int cmd_train(int argc, char **argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   const int distributed = world > 1 || c.tp != 1 || c.pp != 1 || c.dp != 1 || schedule ||
                           transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
-                          c.sequence_parallel || recompute;
+                          c.sequence_parallel || recompute || c.grad_bf16;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
   /* a Llama model is data-parallel only (train.c): its replicas run the one-rank loop */
   const char *no_llama = c.tp != 1 ? "--tp" : c.pp != 1 ? "--pp" : schedule ? "--schedule"
                          : c.stage_layers ? "--stage-layers" : c.sequence_parallel ? "--sequence-parallel"
                          : recompute ? "--recompute" : c.device || c.device_mem ? "--device"
-                         : c.precision != MEM_PREC_FP32 ? "--precision" : NULL;
+                         : c.precision != MEM_PREC_FP32 ? "--precision" : c.grad_bf16 ? "--grad-dtype bf16" : NULL;
   if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
     strata_error("train: %s is not supported with --arch llama, which is data-parallel only "
                  "(--dp D --zero 0|1 under mpirun -np D); drop %s or use --arch gpt", no_llama, no_llama);

@@ -191,6 +191,8 @@ typedef struct gpt2_model {
    * With sequence parallelism a region is reported after its TP all-reduce. */
   void (*grad_ready)(void *ctx, size_t offset, size_t count);
   void *grad_ready_ctx;
+  int bf16_params;         /* 1: every parameter holds exactly a bf16 value (bf16-sr training
+                              keeps them so): checkpoints store them as BF16 (0 by default) */
   void *impl;              /* private state and scratch (gpt2.c) */
 } gpt2_model_t;
 

@@ -1,6 +1,7 @@
 /* grad_sync.c -- bucketed data-parallel gradient all-reduce overlapped with backward, the tied
  * wte sum, the global gradient norm and the (ZeRO-1) optimizer update (see grad_sync.h). */
 #include "grad_sync.h"
+#include "bf16.h"
 #include "fault.h"
 #include "rank_status.h"
 #include "util.h"
@@ -15,6 +16,9 @@ struct grad_sync {
   coll_comm_t *dp, *tied, *norm; /* see grad_sync_create; tied may be NULL */
   int D, drank;                  /* DP group size and this rank's index in it */
   int zero;                      /* ZeRO-1 on */
+  coll_dtype_t wire;             /* COLL_F32, or COLL_BF16: data-parallel reductions in bf16 */
+  uint16_t *g16;                 /* COLL_BF16: the shard's gradients (ZeRO: padded to D*S) as
+                                    bf16, the buffer the DP collectives reduce */
   size_t n;                      /* shard elements */
   size_t bucket_elems;           /* bucket threshold in floats */
   int wte_separate;              /* 1: wte is tied across stages, reduced after backward */
@@ -27,6 +31,7 @@ struct grad_sync {
   size_t pend_lo, pend_hi;       /* open bucket [pend_lo, pend_hi) (empty when equal) */
   size_t covered;                /* elements handed to bucket all-reduces this step */
   coll_request_t **req;          /* in-flight bucket all-reduces */
+  size_t *req_lo, *req_n;        /* each bucket's flat range (to widen it back from g16) */
   int *req_done;
   double *req_t0, *req_t1;       /* monotonic start / completion seconds of each bucket */
   int n_req, cap_req;
@@ -39,6 +44,24 @@ struct grad_sync {
   grad_sync_stats_t stats;
   const step_hooks_t *hooks;     /* the simulated clock (and trace), or NULL */
 };
+
+/* bf16 gradient reduction: n fp32 values rounded (nearest even) to bf16 and back. */
+static void to_bf16(uint16_t *dst, const float *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = bf16_bits_rne(src[i]);
+}
+static void from_bf16(float *dst, const uint16_t *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+}
+
+/* Averages n gradients at g over the DP group, in the wire dtype (blocking). */
+static coll_result_t dp_average(grad_sync_t *gs, float *g, size_t n) {
+  if (gs->wire == COLL_F32) return coll_allreduce(g, g, n, COLL_F32, COLL_AVG, gs->dp);
+  uint16_t *h = gs->g16 + (g - gs->m->grads);
+  to_bf16(h, g, n);
+  coll_result_t rc = coll_allreduce(h, h, n, COLL_BF16, COLL_AVG, gs->dp);
+  if (rc == COLL_OK) from_bf16(g, h, n);
+  return rc;
+}
 
 /* Starts the all-reduce of the open bucket. */
 static void flush_bucket(grad_sync_t *gs) {
@@ -53,7 +76,13 @@ static void flush_bucket(grad_sync_t *gs) {
   }
   float *g = gs->m->grads + lo;
   coll_request_t *r = NULL;
-  coll_result_t rc = coll_iallreduce(g, g, cnt, COLL_F32, COLL_AVG, gs->dp, &r);
+  coll_result_t rc;
+  if (gs->wire == COLL_BF16) { /* widened back into g when it completes (grad_sync_finish) */
+    to_bf16(gs->g16 + lo, g, cnt);
+    rc = coll_iallreduce(gs->g16 + lo, gs->g16 + lo, cnt, COLL_BF16, COLL_AVG, gs->dp, &r);
+  } else {
+    rc = coll_iallreduce(g, g, cnt, COLL_F32, COLL_AVG, gs->dp, &r);
+  }
   if (rc != COLL_OK) {
     snprintf(gs->cb_err, sizeof gs->cb_err, "bucket all-reduce of %zu floats failed: %s", cnt,
              coll_last_error(gs->dp));
@@ -64,10 +93,12 @@ static void flush_bucket(grad_sync_t *gs) {
   gs->req_done[gs->n_req] = 0;
   gs->req_t0[gs->n_req] = strata_now_s();
   gs->req_t1[gs->n_req] = 0;
+  gs->req_lo[gs->n_req] = lo;
+  gs->req_n[gs->n_req] = cnt;
   gs->req[gs->n_req++] = r;
   gs->covered += cnt;
   gs->stats.buckets++;
-  hook_clock_bucket(gs->hooks, (double)cnt * sizeof(float));
+  hook_clock_bucket(gs->hooks, (double)cnt * coll_dtype_size(gs->wire));
 }
 
 /* Drives in-flight bucket all-reduces (cheap when nothing is pending). */
@@ -102,10 +133,13 @@ static void on_grad_ready(void *ctx, size_t offset, size_t count) {
 }
 
 int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
-                     double bucket_mb, int zero, grad_sync_t **out, char *err, size_t errlen) {
+                     double bucket_mb, int zero, coll_dtype_t grad_dtype, grad_sync_t **out, char *err,
+                     size_t errlen) {
   *out = NULL;
   if (!(bucket_mb > 0))
     return strata_fail(err, errlen, "--bucket-mb must be positive (got %g)", bucket_mb);
+  if (grad_dtype != COLL_F32 && grad_dtype != COLL_BF16)
+    return strata_fail(err, errlen, "gradient reductions are fp32 or bf16, not %s", coll_dtype_name(grad_dtype));
   grad_sync_t *gs = calloc(1, sizeof *gs);
   if (!gs) goto oom;
   gs->m = m;
@@ -115,6 +149,7 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
   gs->D = coll_size(dp);
   gs->drank = coll_rank(dp);
   gs->zero = zero;
+  gs->wire = gs->D > 1 ? grad_dtype : COLL_F32;
   gs->n = m->num_params;
   size_t be = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
   gs->bucket_elems = be ? be : 1;
@@ -143,7 +178,9 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
   gs->req_done = calloc((size_t)gs->cap_req, sizeof *gs->req_done);
   gs->req_t0 = calloc((size_t)gs->cap_req, sizeof(double));
   gs->req_t1 = calloc((size_t)gs->cap_req, sizeof(double));
-  if (!gs->req || !gs->req_done || !gs->req_t0 || !gs->req_t1) goto oom;
+  gs->req_lo = calloc((size_t)gs->cap_req, sizeof(size_t));
+  gs->req_n = calloc((size_t)gs->cap_req, sizeof(size_t));
+  if (!gs->req || !gs->req_done || !gs->req_t0 || !gs->req_t1 || !gs->req_lo || !gs->req_n) goto oom;
   if (zero) {
     gs->slice = (gs->n + (size_t)gs->D - 1) / (size_t)gs->D;
     gs->begin = gs->slice * (size_t)gs->drank;
@@ -155,6 +192,11 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
   } else {
     gs->begin = 0;
     gs->count = gs->n;
+  }
+  if (gs->wire == COLL_BF16) {
+    gs->g16 = calloc(zero ? gs->slice * (size_t)gs->D + 1 : gs->n + 1, sizeof(uint16_t));
+    if (!gs->g16) goto oom;
+    coll_comm_set_wire16(dp, 1); /* bf16 on the wire, not the fp32 work vector */
   }
   if (adamw_create(gs->begin, gs->count, &gs->opt, err, errlen)) {
     grad_sync_free(gs);
@@ -183,6 +225,9 @@ void grad_sync_free(grad_sync_t *gs) {
   free(gs->req_done);
   free(gs->req_t0);
   free(gs->req_t1);
+  free(gs->req_lo);
+  free(gs->req_n);
+  free(gs->g16);
   free(gs->gpad);
   free(gs->ppad);
   adamw_free(gs->opt);
@@ -229,6 +274,8 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
       snprintf(gs->cb_err, sizeof gs->cb_err, "bucket all-reduce failed: %s", coll_last_error(gs->dp));
       gs->cb_failed = 1;
     }
+    if (r == COLL_OK && gs->wire == COLL_BF16)
+      from_bf16(g + gs->req_lo[i], gs->g16 + gs->req_lo[i], gs->req_n[i]);
   }
   gs->n_last = gs->n_req;
   gs->n_req = 0;
@@ -258,8 +305,7 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
       snprintf(err, errlen, "tied wte gradient sum failed: %s", coll_last_error(gs->tied));
       goto exit;
     }
-    if (!gs->zero && gs->D > 1 &&
-        coll_allreduce(gw, gw, gs->wte_n, COLL_F32, COLL_AVG, gs->dp) != COLL_OK) {
+    if (!gs->zero && gs->D > 1 && dp_average(gs, gw, gs->wte_n) != COLL_OK) {
       snprintf(err, errlen, "wte gradient all-reduce failed: %s", coll_last_error(gs->dp));
       goto exit;
     }
@@ -271,7 +317,16 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
     memset(gs->gpad + gs->n, 0, (S * (size_t)gs->D - gs->n) * sizeof(float));
     if (gs->D > 1) {
       float *mine = gs->gpad + S * (size_t)gs->drank;
-      if (coll_reduce_scatter(gs->gpad, mine, S, COLL_F32, COLL_SUM, gs->dp) != COLL_OK) {
+      coll_result_t r;
+      if (gs->wire == COLL_BF16) {
+        uint16_t *mine16 = gs->g16 + S * (size_t)gs->drank;
+        to_bf16(gs->g16, gs->gpad, S * (size_t)gs->D);
+        r = coll_reduce_scatter(gs->g16, mine16, S, COLL_BF16, COLL_SUM, gs->dp);
+        if (r == COLL_OK) from_bf16(mine, mine16, S);
+      } else {
+        r = coll_reduce_scatter(gs->gpad, mine, S, COLL_F32, COLL_SUM, gs->dp);
+      }
+      if (r != COLL_OK) {
         snprintf(err, errlen, "gradient reduce-scatter failed: %s", coll_last_error(gs->dp));
         goto exit;
       }
@@ -358,5 +413,6 @@ void grad_sync_set_hooks(grad_sync_t *gs, const step_hooks_t *h) { gs->hooks = h
 size_t grad_sync_alloc_bytes(const grad_sync_t *gs) {
   size_t b = 2 * sizeof(float) * (gs->count ? gs->count : 1);
   if (gs->gpad) b += 2 * sizeof(float) * (gs->slice * (size_t)gs->D + 1);
+  if (gs->g16) b += sizeof(uint16_t) * ((gs->gpad ? gs->slice * (size_t)gs->D : gs->n) + 1);
   return b;
 }

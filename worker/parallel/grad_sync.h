@@ -21,6 +21,14 @@
  * data-parallel group; each rank updates the 1/D slice [r*S, r*S + S) of the parameters with
  * AdamW moments for that slice only; the parameters are all-gathered afterwards.
  *
+ * Gradient dtype. COLL_F32 reduces the fp32 gradients as they are. COLL_BF16 (--grad-dtype
+ * bf16) rounds each bucket (or the ZeRO-padded shard) to bf16 (nearest even), reduces bf16
+ * values over the DP group with 16-bit values on the wire (coll_comm_set_wire16 on dp: half the
+ * bytes; each partial sum computed in fp32 and rounded to bf16, as NCCL does) and widens the
+ * result back into the fp32 gradients, so the norm, clipping and AdamW stay fp32. The tied-wte
+ * sum between the pipeline's ends stays fp32 (it is not data-parallel traffic). D == 1 moves
+ * nothing and rounds nothing.
+ *
  * Global norm. Each rank sums the squares of the gradients it owns -- the whole shard
  * (ZeRO off; the wte copy of the last stage excluded, so wte counts once) or its slice (ZeRO) --
  * and the sums are all-reduced over the `norm` communicator passed at creation (the replica's
@@ -65,10 +73,12 @@ typedef struct {
 
 /* dp: the data-parallel group of this shard (size D, may be 1); tied: the 2-rank {stage 0,
  * stage P-1} communicator of this replica (and TP rank), or NULL (P == 1, or a middle stage);
- * norm: the communicator the squared norms are summed over (see above). bucket_mb > 0. zero: 0 or 1. Installs the
- * model's grad_ready callback. Returns 0, or -1 with a message. */
+ * norm: the communicator the squared norms are summed over (see above). bucket_mb > 0. zero: 0 or 1.
+ * grad_dtype: COLL_F32 or COLL_BF16 ("Gradient dtype" above; with COLL_BF16 and D > 1 this
+ * sets dp's wire16). Installs the model's grad_ready callback. Returns 0, or -1 with a message. */
 int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
-                     double bucket_mb, int zero, grad_sync_t **out, char *err, size_t errlen);
+                     double bucket_mb, int zero, coll_dtype_t grad_dtype, grad_sync_t **out, char *err,
+                     size_t errlen);
 void grad_sync_free(grad_sync_t *gs);
 
 /* The simulated clock this gradient sync reports to (NULL: none); h must outlive gs. */

@@ -438,7 +438,7 @@ void sim_clock_update_done(sim_clock_t *sc) {
   sc->t += c->opt_s;
   if (sc->zero && sc->lay.dp > 1)
     sync_max(sc, sc->dp,
-             device_allgather_time(&sc->dev, sc->dp_ranks, sc->lay.dp, c->param_bytes));
+             device_allgather_time(&sc->dev, sc->dp_ranks, sc->lay.dp, c->gather_bytes));
   sc->overhead_s += strata_now_s() - t0;
 }
 

@@ -266,6 +266,8 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     rc_s = lf0, rc_flops = lfl;
   double opt_bytes, opt_flops, E;
   sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
+  const double E_param = E; /* the ZeRO all-gather's parameters */
+  if (opt->grad_bf16) E = 2;
   double C = m->dim, t = tp, Vp = layout_padded_vocab(m->vocab, tp);
   const int tied = layout_model_tied(m);
   double n_act = (double)b * T * C * device_dtype_size(dt); /* a TP collective's array */
@@ -295,6 +297,7 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
                    : device_op_time(dev, DEV_FP32, opt_flops * opt_params, opt_bytes * opt_params);
     /* ZeRO-1 reduce-scatters and all-gathers the padded shard: D x ceil(params / D) floats */
     c->param_bytes = opt->zero ? E * opt_params * lay->dp : E * params;
+    c->gather_bytes = opt->zero ? E_param * opt_params * lay->dp : E_param * params;
     c->tied_bytes = (P > 1 && tied && (first || last)) ? E * Vp * C / t : 0;
     c->regions = calloc((size_t)k + 4, sizeof(sim_region_t));
     if (!c->regions) {
@@ -720,7 +723,7 @@ static void sim_optimizer(sim_t *s) {
   for (int g = 0; g < s->P * s->T; g++) {
     const int st = g / s->T;
     double all = sim_group_ready(s, st, g % s->T);
-    double end = all + device_allgather_time(s->dev, s->group, s->D, s->costs[st].param_bytes);
+    double end = all + device_allgather_time(s->dev, s->group, s->D, s->costs[st].gather_bytes);
     for (int d = 0; d < s->D; d++) {
       s->final_t[s->group[d]] = end;
       record(s, s->group[d], SIM_EV_ALLGATHER, -1, all, end);

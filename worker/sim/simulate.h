@@ -61,6 +61,9 @@ typedef struct {
   mem_recompute_t recompute; /* activation recomputation: none, selective, full */
   mem_precision_t precision; /* training precision (optimizer time, gradient bytes, memory);
                                 NONE: Strata's fp32 optimizer and gradients */
+  int grad_bf16;             /* 1: the DP gradient reductions (buckets, ZeRO-1's reduce-scatter)
+                                carry bf16, 2 bytes per gradient (--grad-dtype bf16, as strata
+                                train's); 0 (default): the precision's gradient bytes */
   int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
                                 traffic or scores kept); 0: unfused */
   int interference;          /* 1: overlapped DP buckets slow the backward they overlap by the
@@ -125,8 +128,11 @@ typedef struct {
                                   bwd includes recomputation) */
   double act_bytes;            /* activation (and its gradient) message size */
   double opt_s;                /* optimizer step time (already divided for ZeRO-1) */
-  double param_bytes;          /* ZeRO-1: the padded shard in fp32, 4 ceil(params/D) D bytes
-                                  (reduce-scatter and all-gather size); else 4 params */
+  double param_bytes;          /* ZeRO-1: the padded shard's gradients, E ceil(params/D) D bytes
+                                  (the reduce-scatter; E the gradient bytes); else E params */
+  double gather_bytes;         /* ZeRO-1: the padded shard's parameters all-gathered after the
+                                  update (the precision's bytes per element, also with
+                                  grad_bf16) */
   double tied_bytes;           /* wte gradient bytes exchanged first <-> last stage (0: none);
                                   with D > 1 and no ZeRO then all-reduced in the DP group */
   int nregions;

@@ -51,6 +51,7 @@ struct coord {
   double train_s;          /* summed slowest-rank step seconds */
   double wall_sum_s, comm_sum_s, tp_comm_sum_s; /* over ranks and steps: step, comm, TP comm */
   double tokens;           /* tokens processed in this invocation */
+  uint64_t bytes_sent, bytes_recv; /* transport bytes of all ranks over this invocation's steps */
   double last_loss;
   double val_loss;         /* NaN until an evaluation ran */
   int64_t val_tokens;      /* held-out tokens it scored (0 until then) */
@@ -231,6 +232,8 @@ int coord_step(coord_t *c, const strata_step_report_t *mine_in, double step_s, d
   c->comm_sum_s += comm;
   c->tp_comm_sum_s += tp_comm;
   c->tokens += (double)tokens;
+  c->bytes_sent += sent;
+  c->bytes_recv += recvd;
   c->steps_done++;
   c->sim_train_s += sim_s;
   c->sim_last_step_s = sim_s;
@@ -387,6 +390,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "schedule", runlog_json_str(t->schedule));
   runlog_json_add(o, "zero", json_object_new_int(t->zero));
   runlog_json_add(o, "precision", runlog_json_str(t->precision));
+  runlog_json_add(o, "grad_dtype", runlog_json_str(c->info.grad_dtype ? c->info.grad_dtype : "fp32"));
   runlog_json_add(o, "transport", runlog_json_str(c->info.transport));
   runlog_json_add(o, "bucket_mb", runlog_json_num(c->info.bucket_mb, "%g"));
   runlog_json_add(o, "model", train_model_json(m, layout_params_total(&lay->model)));
@@ -463,6 +467,10 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "tp_comm_share", runlog_json_num(ws > 0 ? c->tp_comm_sum_s / ws : 0, "%.4f"));
   runlog_json_add(o, "dp_comm_share",
                   runlog_json_num(ws > 0 ? (c->comm_sum_s - c->tp_comm_sum_s) / ws : 0, "%.4f"));
+  /* every rank's transport bytes over the steps (steps.jsonl has each step's): what the layout,
+   * ZeRO and --grad-dtype cost on the wire */
+  runlog_json_add(o, "bytes_sent", json_object_new_uint64(c->bytes_sent));
+  runlog_json_add(o, "bytes_recv", json_object_new_uint64(c->bytes_recv));
   runlog_json_add(o, "train_s", runlog_json_num(c->train_s, "%.6g"));
   runlog_json_add(o, "wall_s", runlog_json_num(wall, "%.6g"));
   runlog_json_add(o, "steps_log_complete", json_object_new_boolean(c->steps_log_complete));

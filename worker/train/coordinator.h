@@ -58,6 +58,7 @@ typedef struct {
   int quiet;                  /* no progress lines */
   int append;                 /* append to steps.jsonl (resume) */
   double bucket_mb;
+  const char *grad_dtype;     /* report.json: grad_dtype ("fp32", "bf16": --grad-dtype) */
   int sequence_parallel;      /* report.json: sequence_parallel */
   const char *recompute;      /* report.json: recompute ("none", "selective", "full") */
 } coord_info_t;

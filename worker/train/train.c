@@ -95,6 +95,7 @@ static int write_report(solo_job_t *j, double tokens_per_s, int steps_log_comple
   runlog_json_add(o, "microbatches", json_object_new_int(c->microbatches));
   runlog_json_add(o, "zero", json_object_new_int(c->zero));
   runlog_json_add(o, "precision", runlog_json_str(memory_precision_name((mem_precision_t)c->precision)));
+  runlog_json_add(o, "grad_dtype", runlog_json_str("fp32")); /* --grad-dtype bf16 is refused here */
   json_object *layout = json_object_new_object(), *ranks = json_object_new_array(),
               *r0 = json_object_new_object();
   runlog_json_add(r0, "rank", json_object_new_int(0));

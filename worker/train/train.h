@@ -83,6 +83,8 @@ typedef struct {
   const char *ofi_provider; /* libfabric provider or NULL (--ofi-provider) */
   double bucket_mb;        /* all-reduce bucket size in MiB (--bucket-mb) */
   int zero;                /* ZeRO stage 0 or 1 (--zero) */
+  int grad_bf16;           /* 1: the data-parallel gradient reductions in bf16 (--grad-dtype bf16;
+                              grad_sync.h); 0: fp32 (the default) */
   int precision;           /* mem_precision_t (memory_model.h) of --precision: MEM_PREC_FP32 (the
                               default), MEM_PREC_BF16 (bf16 matrix products, fp32 master weights
                               and moments) or MEM_PREC_BF16_SR (bf16 products and bf16 weights

@@ -59,6 +59,7 @@ void train_apply_precision(gpt2_model_t *m, adamw_t *o, int precision, uint64_t 
   if (precision != MEM_PREC_BF16_SR) return;
   if (o) adamw_set_stochastic_rounding(o, seed, m->range.tp_rank);
   if (round_params) bf16_round_params(m->params, m->num_params);
+  m->bf16_params = round_params || o; /* bf16 values from here on (or loaded as such) */
 }
 
 void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {

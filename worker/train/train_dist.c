@@ -520,6 +520,7 @@ static sim_options_t run_sim_options(const train_config_t *c) {
    * --precision counts them; the memory stays Strata's accounting of its own buffers */
   o.dtype = c->precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
   o.precision = (mem_precision_t)c->precision;
+  o.grad_bf16 = c->grad_bf16;
   o.sequence_parallel = c->sequence_parallel && c->tp > 1;
   o.recompute = (mem_recompute_t)c->recompute; /* the same three modes, in the same order */
   return o;
@@ -575,7 +576,8 @@ static int dist_runtime(dist_job_t *j) {
   const int T = c->seq_len;
   comms_t *cm = &j->cm;
   coll_comm_t *norm = c->zero ? cm->world : cm->rep ? cm->rep : cm->pipe;
-  if (grad_sync_create(j->m, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, &j->gs, err, errlen))
+  if (grad_sync_create(j->m, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, c->grad_bf16 ? COLL_BF16 : COLL_F32,
+                       &j->gs, err, errlen))
     return TRAIN_FAILED;
   if (pipeline_create(j->m, cm->pipe, (sched_kind_t)c->schedule, j->lay->micro,
                       j->lay->micro_batch, T, &j->pl, err, errlen))
@@ -664,6 +666,7 @@ static int dist_coordinator(dist_job_t *j) {
                        .quiet = c->quiet,
                        .append = c->resume != NULL,
                        .bucket_mb = c->bucket_mb,
+                       .grad_dtype = c->grad_bf16 ? "bf16" : "fp32",
                        .sequence_parallel = gpt2_sequence_parallel(j->m),
                        .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute)};
   train_config_to_state(&info.train, c, j->data_path);

@@ -56,7 +56,11 @@ typedef enum {
 
 typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, COLL_DTYPE_COUNT } coll_dtype_t;
 /* AVG divides the sum by the communicator size (integers: truncating division). 16-bit
- * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end. */
+ * floating types are reduced in fp32 and rounded once (round-to-nearest-even) at the end, with
+ * fp32 values on the wire; with cfg.wire16 (coll_comm_set_wire16) all-reduce (except
+ * COLL_ALGO_MPI) and reduce-scatter send 16-bit values instead -- half the bytes, as NCCL does:
+ * each partial result is computed in fp32 from two 16-bit operands and rounded back to 16
+ * bits (so a sum over p ranks is rounded up to p - 1 times, plus once for AVG's division). */
 typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
 /* AUTO: the decision table's rule for this communicator's size and transport and the call's
  * dtype when it has one ("Decision table" below); otherwise the built-in rules: recursive
@@ -96,6 +100,8 @@ typedef struct {
                                       (non-temporal) stores; default 8M; "off" = never */
   int yield_idle;                  /* STRATA_COLL_YIELD=0|1; sched_yield() in idle polls;
                                       default -1 = auto (yes when ranks outnumber cores) */
+  int wire16;                      /* STRATA_COLL_WIRE16=0|1: 16-bit reductions send 16-bit
+                                      values (see coll_op_t); default 0 */
   const char *env_error;           /* set by coll_config_default when a STRATA_COLL_* value
                                       is invalid; coll_comm_create then fails with it */
   const char *tune_file;           /* STRATA_COLL_TUNE_FILE; the decision table AUTO follows
@@ -130,6 +136,9 @@ MPI_Comm coll_mpi_comm(const coll_comm_t *comm); /* the bootstrap communicator *
 const char *coll_transport_name(const coll_comm_t *comm); /* "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
 /* The configuration in effect, defaults resolved (e.g. chunk_bytes is the transport's). */
 const coll_config_t *coll_comm_config(const coll_comm_t *comm);
+/* Sets cfg.wire16 of comm (0 or 1) for its calls from now on; every rank of comm must set the
+ * same value. Communicators split from comm later inherit it. */
+void coll_comm_set_wire16(coll_comm_t *comm, int on);
 /* The message of the last failed call on this communicator ("" if none). */
 const char *coll_last_error(const coll_comm_t *comm);
 /* Bytes this rank has sent / received through the transport since creation. */
