@@ -341,21 +341,28 @@ int cmd_train(int argc, char **argv) {
                           transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
                           c.sequence_parallel || recompute;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
-  /* a Llama model is data-parallel only (train.c): its replicas run the one-rank loop */
-  const char *no_llama = c.tp != 1 ? "--tp" : c.pp != 1 ? "--pp" : schedule ? "--schedule"
-                         : c.stage_layers ? "--stage-layers" : c.sequence_parallel ? "--sequence-parallel"
+  /* a Llama model runs the one-rank loop (train.c; --dp D replicas of the whole model), or the
+   * pipeline (train_dist.c) with --pp, --schedule or --stage-layers; never tensor-parallel */
+  const int llama_pipe = c.pp != 1 || schedule || c.stage_layers;
+  const char *no_llama = c.tp != 1 ? NULL : c.sequence_parallel ? "--sequence-parallel"
                          : recompute ? "--recompute" : c.device || c.device_mem ? "--device"
                          : c.precision != MEM_PREC_FP32 ? "--precision" : NULL;
-  if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
-    strata_error("train: %s is not supported with --arch llama, which is data-parallel only "
-                 "(--dp D --zero 0|1 under mpirun -np D); drop %s or use --arch gpt", no_llama, no_llama);
+  if (c.arch == CKPT_ARCH_LLAMA && c.tp != 1) {
+    strata_error("train: --tp is not supported with --arch llama (a Llama model has no tensor-parallel "
+                 "split); drop --tp and split it with --pp P and --dp D instead");
     rc = 2;
-  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.dp) {
-    strata_error("train: --arch llama with --dp %d needs mpirun -np %d (the job's rank count is %d)",
-                 c.dp, c.dp, world);
+  } else if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
+    strata_error("train: %s is not supported with --arch llama, which trains in fp32 with --pp P and "
+                 "--dp D [--zero 1] only; drop %s or use --arch gpt", no_llama, no_llama);
+    rc = 2;
+  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.pp * c.dp) {
+    char pp[32] = "";
+    if (c.pp != 1) snprintf(pp, sizeof pp, "--pp %d x ", c.pp);
+    strata_error("train: --arch llama with %s--dp %d needs mpirun -np %d (the job's rank count is %d)", pp,
+                 c.dp, c.pp * c.dp, world);
     rc = 2;
   } else {
-    rc = distributed && c.arch != CKPT_ARCH_LLAMA ? train_run_dist(&c) : train_run(&c);
+    rc = distributed && (c.arch != CKPT_ARCH_LLAMA || llama_pipe) ? train_run_dist(&c) : train_run(&c);
   }
   data_tokenizer_remove();
   return rc;
