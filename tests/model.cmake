@@ -62,3 +62,6 @@ endforeach()
 strata_add_test(model_llama_attn_blocks test_llama)
 set_tests_properties(model_llama_attn_blocks PROPERTIES
                      ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_ATTN_BLOCK_ROWS=5")
+# Llama pipeline stages (llama_create_range): chains of stages against the whole model.
+strata_test_exe(test_llama_range ${MODEL_TEST_DIR}/test_llama_range.c)
+strata_add_test(model_llama_range test_llama_range)

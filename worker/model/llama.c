@@ -650,9 +650,14 @@ int llama_stage_backward(llama_model_t *m, llama_acts_t *a, const float *dx_out,
   llama_impl_t *s = impl_of(m);
   const int B = a->B, T = a->T, C = m->cfg.dim, V = m->cfg.vocab;
   const size_t N = (size_t)B * T;
-  if (!a->forward_done || (!m->range.has_head && !dx_out)) {
-    strata_error("llama_backward: no forward pass %s to differentiate (call llama_forward with targets "
-                 "first; each forward allows one backward)", m->range.has_head ? "with targets" : "and dx_out");
+  if (!a->forward_done) {
+    strata_error("llama_backward: no forward pass with targets to differentiate (call llama_forward with "
+                 "targets first; each forward allows one backward)");
+    return -1;
+  }
+  if (!m->range.has_head && !dx_out) {
+    strata_error("llama_backward: a stage without the head needs dx_out, the gradient of its output from "
+                 "the next stage");
     return -1;
   }
   a->forward_done = 0;
