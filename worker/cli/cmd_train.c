@@ -46,9 +46,11 @@ static const char *usage_text =
     "--arch llama trains a Llama model (RMSNorm, RoPE, SwiGLU, grouped-query attention, untied\n"
     "lm_head) with --kv-heads, --ffn (default 8/3 x --dim rounded up to a multiple of 64),\n"
     "--rms-norm-eps and --rope-theta; --config also takes a Hugging Face LlamaConfig (model_type\n"
-    "llama, tie_word_embeddings false). Llama trains on one rank or data-parallel only (mpirun -np D\n"
-    "... --dp D [--zero 1]); its checkpoints are Hugging Face LlamaForCausalLM directories, written\n"
-    "synchronously, and --resume takes the family from them.\n"
+    "llama, tie_word_embeddings false). Llama trains on one rank, data-parallel (mpirun -np D ...\n"
+    "--dp D [--zero 1]) or pipelined (mpirun -np PxD ... --pp P [--dp D] [--zero 1] [--schedule]\n"
+    "[--microbatches M]), never with --tp; its checkpoints are Hugging Face LlamaForCausalLM\n"
+    "directories (one safetensors file per stage when pipelined), written synchronously, and\n"
+    "--resume takes the family from them onto any layout.\n"
     "--precision bf16 (GPT-2) runs every matrix product (linear layers, attention, logits; forward and\n"
     "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
     "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
@@ -231,7 +233,7 @@ int cmd_train(int argc, char **argv) {
       {"--threads", NULL, ARG_INT, &c.threads, "N", "GEMM threads per rank (OpenBLAS and oneDNN) (default 1)", .min = 1, .max = 1024},
       {"--quiet", NULL, ARG_FLAG, &c.quiet, NULL, "no progress lines"},
       {"--verbose", NULL, ARG_FLAG, &c.verbose, NULL, "details in the banner (every figure of the simulated device)"},
-      {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads (default 1)",
+      {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads; GPT-2 only (default 1)",
        .min = 1, .max = 4096},
       {"--sequence-parallel", NULL, ARG_FLAG, &c.sequence_parallel, NULL,
        "split the LayerNorm/residual rows over the --tp ranks too (needs --tp >= 2)"},
@@ -357,7 +359,7 @@ int cmd_train(int argc, char **argv) {
     rc = 2;
   } else if (c.arch == CKPT_ARCH_LLAMA && world != c.pp * c.dp) {
     char pp[32] = "";
-    if (c.pp != 1) snprintf(pp, sizeof pp, "--pp %d x ", c.pp);
+    if (c.pp != 1) snprintf(pp, sizeof pp, "--pp %d ", c.pp);
     strata_error("train: --arch llama with %s--dp %d needs mpirun -np %d (the job's rank count is %d)", pp,
                  c.dp, c.pp * c.dp, world);
     rc = 2;
