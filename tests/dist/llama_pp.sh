@@ -9,6 +9,8 @@
 #           losses of --eval-every 10 within 1e-6; the P = 2 checkpoint is a LlamaForCausalLM
 #           directory (config.json, per-stage safetensors and their index naming each of the 39
 #           tensors once) that `strata eval` on one rank scores exactly as the one-rank run's
+#           and, with /usr/bin/python3's torch, tests/ckpt/hf_llama_eval.py (Hugging Face's
+#           sharded-index reading) within 1e-4 relative, as ckpt_hf_llama_eval does
 #   resume  a P = 2 checkpoint of step 6 resumed on one rank, and a one-rank checkpoint resumed
 #           at P = 3, continue exactly as the uninterrupted runs (diff of the printed losses:
 #           the same operations on the same restored weights and moments, no reduction)
@@ -58,6 +60,16 @@ equiv)
   e2=$("$STRATA" eval --checkpoint "$C" --tokens 1024 --json)
   e1=$("$STRATA" eval --checkpoint "$W/one/ckpt-00000020" --tokens 1024 --json)
   [ "$e1" = "$e2" ] || fail "strata eval of the P = 2 checkpoint ($e2) differs from the one-rank one ($e1)"
+  # a Hugging Face-convention reader of the sharded directory (index -> shards) gives the same loss
+  if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    st=$("$STRATA" eval --checkpoint "$C" --split train --tokens 512 --seq-len 32 --json | sed -E 's/.*"loss": ([0-9.e-]+).*/\1/')
+    hf=$(/usr/bin/python3 "${STRATA_SOURCE_DIR:?}/tests/ckpt/hf_llama_eval.py" "$C" "$STRATA_SOURCE_DIR/data/fortunes.txt" 32 16) \
+      || fail "hf_llama_eval.py cannot read the P = 2 checkpoint: $hf"
+    awk -v a="$st" -v b="$hf" 'BEGIN { d = (a - b) / b; exit !(d < 1e-4 && d > -1e-4) }' \
+      || fail "strata eval $st and the Hugging Face reading $hf of the P = 2 checkpoint differ beyond 1e-4"
+  else
+    echo "note: /usr/bin/python3 has no torch; the Hugging Face reading of the P = 2 checkpoint is not checked"
+  fi
   ;;
 resume)
   "${MPIRUN[@]}" -np 2 "$STRATA" train "${LLAMA[@]}" --steps 12 --ckpt-every 6 --pp 2 --out "$W/f2"
