@@ -5,7 +5,8 @@
  * the gradient of every parameter. Splits: three stages of 1, 2 and 1 layers; two stages of 2;
  * and a last stage that holds only the head (no layers). Also: a stage's catalogue holds only its
  * tensors under their global Hugging Face names, its initial weights equal the whole model's
- * (init depends on seed and name only), missing inputs and bad ranges are refused.
+ * (init depends on seed and name only), missing inputs and bad ranges are refused, and the
+ * grad_ready callback reports the stage's gradients as contiguous regions from the last down.
  *
  * Tolerances. A chain runs the same float32 operations on the same values in the same order
  * as the whole model (the residual stream is copied between stages, never re-rounded), so the
@@ -171,9 +172,64 @@ static void test_bad_ranges_and_missing_inputs_fail(void) {
   llama_free(m);
 }
 
+/* grad_ready's regions of one backward, in call order. */
+typedef struct {
+  size_t off[64], cnt[64];
+  int n;
+} regions_t;
+
+static void record(void *ctx, size_t offset, size_t count) {
+  regions_t *r = ctx;
+  if (r->n < 64) {
+    r->off[r->n] = offset;
+    r->cnt[r->n] = count;
+  }
+  r->n++;
+}
+
+/* The regions tile the stage's flat gradients exactly once, in decreasing offset order (the
+ * contract grad_sync.h's buckets rely on), one per layer plus one per end the stage holds. */
+static void check_grad_ready(llama_range_t range) {
+  llama_model_t *m = NULL;
+  llama_acts_t *a = NULL;
+  char err[256];
+  regions_t r = {.n = 0};
+  CHECK_EQ_INT(llama_create_range(&cfg, range, &m, err, sizeof err), 0);
+  if (!m) return;
+  llama_init_params(m, SEED);
+  CHECK_EQ_INT(llama_acts_create(m, B, T, &a, err, sizeof err), 0);
+  static float x[N * 16], dx[N * 16];
+  int32_t tok[N];
+  for (int i = 0; i < N; i++) tok[i] = i % cfg.vocab;
+  for (int i = 0; i < N * 16; i++) x[i] = 0.05f * (float)((i % 5) - 2);
+  m->grad_ready = record;
+  m->grad_ready_ctx = &r;
+  if (a) {
+    llama_stage_forward(m, a, range.has_embed ? tok : NULL, range.has_embed ? NULL : x, range.has_head ? tok : NULL);
+    CHECK_EQ_INT(llama_stage_backward(m, a, range.has_head ? NULL : x, 1.0f, range.has_embed ? NULL : dx), 0);
+  }
+  CHECK_EQ_INT(r.n, (range.layer_end - range.layer_begin) + range.has_embed + range.has_head);
+  size_t end = m->num_params;
+  for (int i = 0; i < r.n && i < 64; i++) {
+    CHECK_EQ_INT(r.off[i] + r.cnt[i], end);
+    end = r.off[i];
+  }
+  CHECK_EQ_INT(end, 0);
+  llama_acts_free(a);
+  llama_free(m);
+}
+
+static void test_grad_ready_tiles_the_shard_backwards(void) {
+  check_grad_ready((llama_range_t){0, 4, 1, 1});
+  check_grad_ready((llama_range_t){1, 3, 0, 0});
+  check_grad_ready((llama_range_t){3, 4, 0, 1});
+  check_grad_ready((llama_range_t){0, 1, 1, 0});
+}
+
 int main(void) {
   test_stage_chains_equal_the_whole_model();
   test_stage_catalogue_holds_its_tensors_by_global_name();
   test_bad_ranges_and_missing_inputs_fail();
+  test_grad_ready_tiles_the_shard_backwards();
   return test_finish("model_llama_range");
 }

@@ -645,6 +645,13 @@ static void layer_backward(llama_model_t *m, int l, const llama_layer_acts_t *L,
   rmsnorm_backward(s->dres, G->attn_norm, s->dn, x, P->attn_norm, L->rstd1, N, C);
 }
 
+/* Reports the gradients of catalogue entries [first, first + n) as final (grad_ready). */
+static void report_ready(const llama_model_t *m, int first, int n) {
+  if (!m->grad_ready || n <= 0) return;
+  const gpt2_tensor_t *a = &m->tensors[first], *b = &m->tensors[first + n - 1];
+  m->grad_ready(m->grad_ready_ctx, a->offset, b->offset + b->numel - a->offset);
+}
+
 int llama_stage_backward(llama_model_t *m, llama_acts_t *a, const float *dx_out, float loss_scale,
                          float *dx_in) {
   llama_impl_t *s = impl_of(m);
@@ -673,14 +680,19 @@ int llama_stage_backward(llama_model_t *m, llama_acts_t *a, const float *dx_out,
     linear_backward(s->dn, 0.0f, m->g_lm_head, a->logits, V, a->nf, m->lm_head, N, C, V);
     memset(s->dres, 0, sizeof(float) * N * C);
     rmsnorm_backward(s->dres, m->g_norm, s->dn, a->out, m->norm, a->rstdf, N, C);
+    report_ready(m, m->num_tensors - 2, 2);
   } else {
     memcpy(s->dres, dx_out, sizeof(float) * N * C);
   }
-  for (int l = local_layers(m) - 1; l >= 0; l--)
+  const int first_layer = m->range.has_embed; /* catalogue index of the first layer's first tensor */
+  for (int l = local_layers(m) - 1; l >= 0; l--) {
     layer_backward(m, l, &a->layer[l], l > 0 ? a->layer[l - 1].res3 : a->x0, B, T);
-  if (m->range.has_embed)
+    report_ready(m, first_layer + l * LLAMA_LAYER_TENSORS, LLAMA_LAYER_TENSORS);
+  }
+  if (m->range.has_embed) {
     for (size_t r = 0; r < N; r++) nn_add_to(m->g_embed + (size_t)a->tokens[r] * C, s->dres + r * C, C);
-  else if (dx_in)
+    report_ready(m, 0, 1);
+  } else if (dx_in)
     memcpy(dx_in, s->dres, sizeof(float) * N * C);
   return 0;
 }

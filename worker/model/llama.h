@@ -123,6 +123,11 @@ typedef struct llama_model {
   llama_layer_t *g_layer;
   float *g_norm;
   float *g_lm_head;
+  /* Called during llama_stage_backward each time a contiguous region of grads is final for
+   * this backward call: norm + lm_head, then each layer from the last, then embed_tokens
+   * (decreasing offsets); offset and count in elements. NULL: not called. */
+  void (*grad_ready)(void *ctx, size_t offset, size_t count);
+  void *grad_ready_ctx;
   void *impl;             /* private: RoPE tables, scratch (llama.c) */
 } llama_model_t;
 

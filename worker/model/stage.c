@@ -60,10 +60,15 @@ static int l_backward(void *m, void *a, const float *dx_out, float loss_scale, f
   return llama_stage_backward(m, a, dx_out, loss_scale, dx_in);
 }
 static void l_zero_grad(void *m) { llama_zero_grad(m); }
+static void l_set_grad_ready(void *model, stage_grad_ready_fn fn, void *ctx) {
+  llama_model_t *m = model;
+  m->grad_ready = fn;
+  m->grad_ready_ctx = ctx;
+}
 
 const stage_ops_t stage_llama_ops = {"llama", l_acts_create, l_acts_free, l_acts_bytes, l_scratch_bytes,
                                      l_stream_rows, l_forward, l_output, l_losses, l_backward,
-                                     l_zero_grad, NULL};
+                                     l_zero_grad, l_set_grad_ready};
 
 stage_model_t stage_of_llama(llama_model_t *m) {
   return (stage_model_t){&stage_llama_ops, m, m->params, m->grads, m->num_params, m->tensors,

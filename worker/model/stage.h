@@ -11,10 +11,10 @@
  * (has_head); output is the residual stream a non-last stage sends; backward takes its gradient
  * dx_out (not on the last stage) and fills d(x_in) (not on the first).
  *
- * Gradient-ready callbacks: GPT-2 reports each finished region of gradients during backward
- * (gpt2_model_t.grad_ready), so the bucketed all-reduce overlaps it; the Llama table's
- * set_grad_ready is NULL: a Llama stage reports nothing and its whole shard is reduced after
- * backward (grad_sync_finish).
+ * Gradient-ready callbacks: both families report each finished region of gradients during
+ * backward, in decreasing offset order (gpt2_model_t.grad_ready: a layer, ln_f, the embeddings;
+ * llama_model_t.grad_ready: norm + lm_head, a layer, embed_tokens), so the bucketed all-reduce
+ * of grad_sync.h overlaps the rest of backward for either.
  *
  * Usage:
  *    stage_model_t sm = stage_of_llama(m);     // or stage_of_gpt2(g)
@@ -46,7 +46,7 @@ typedef struct {
   const float *(*losses)(const void *acts);
   int (*backward)(void *model, void *acts, const float *dx_out, float loss_scale, float *dx_in);
   void (*zero_grad)(void *model);
-  /* installs (fn NULL: removes) the gradient-ready callback; NULL when the family has none */
+  /* installs (fn NULL: removes) the gradient-ready callback */
   void (*set_grad_ready)(void *model, stage_grad_ready_fn fn, void *ctx);
 } stage_ops_t;
 

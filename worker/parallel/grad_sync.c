@@ -162,7 +162,7 @@ int grad_sync_create(const stage_model_t *m, coll_comm_t *dp, coll_comm_t *tied,
     grad_sync_free(gs);
     return -1;
   }
-  if (m->ops->set_grad_ready) m->ops->set_grad_ready(m->model, on_grad_ready, gs);
+  m->ops->set_grad_ready(m->model, on_grad_ready, gs);
   *out = gs;
   return 0;
 oom:
@@ -174,7 +174,7 @@ oom:
 
 void grad_sync_free(grad_sync_t *gs) {
   if (!gs) return;
-  if (gs->m.ops && gs->m.ops->set_grad_ready) gs->m.ops->set_grad_ready(gs->m.model, NULL, NULL);
+  if (gs->m.ops) gs->m.ops->set_grad_ready(gs->m.model, NULL, NULL);
   for (int i = 0; i < gs->n_req; i++) coll_wait(gs->req[i]);
   free(gs->skip);
   free(gs->req);
@@ -216,8 +216,6 @@ int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
   int rc = -1;
   double t0 = strata_now_s(), wait_s = 0;
   float *g = gs->m.grads;
-  /* a family without gradient-ready callbacks (Llama): the whole shard is one region now */
-  if (!gs->m.ops->set_grad_ready) on_grad_ready(gs, 0, gs->n);
   flush_bucket(gs);
   rank_status_op(RS_ALLREDUCE, gs->n_req > 0 ? 0 : -1); /* RUN/status/rank-R */
   fault_point(FAULT_AT_ALLREDUCE, -1);

@@ -3,15 +3,14 @@
  * gradient norm, and the optimizer update (plain or ZeRO-1).
  *
  * Buckets (ZeRO off). The shard's flat gradient buffer is cut into buckets while the backward
- * pass of the step's LAST micro-batch runs: the model's grad_ready callback (GPT-2's; stage.h)
- * reports each region of gradients as it becomes final (layer by layer, in decreasing offset order); consecutive
+ * pass of the step's LAST micro-batch runs: the model's grad_ready callback (either family;
+ * stage.h) reports each region of gradients as it becomes final (layer by layer, in decreasing offset order); consecutive
  * regions are merged into the open bucket, and as soon as the bucket holds at least
  * bucket_bytes (--bucket-mb, default GRAD_SYNC_BUCKET_MB_DEFAULT, env STRATA_BUCKET_MB) a
  * non-blocking all-reduce (COLL_AVG) of it starts in the stage's data-parallel group, so
  * reduction overlaps the rest of backward. Every later callback drives the in-flight
  * all-reduces forward (coll_test). Every replica of a stage has the same shard, hence the same
  * callbacks and the same bucket boundaries: the collectives are started in the same order.
- * A Llama stage has no callback: its whole shard is averaged in grad_sync_finish, after backward.
  *
  * Tied embeddings (P > 1). Stage 0 and stage P-1 each hold wte. Its gradient is not bucketed:
  * after backward the two copies' gradients are summed over a 2-rank communicator per replica
@@ -67,8 +66,7 @@ typedef struct {
 /* m: the stage's model (stage.h; copied, the model must outlive gs). dp: the data-parallel group of this shard (size D, may be 1); tied: the 2-rank {stage 0,
  * stage P-1} communicator of this replica (and TP rank), or NULL (P == 1, or a middle stage);
  * norm: the communicator the squared norms are summed over (see above). bucket_mb > 0. zero: 0 or 1. Installs the
- * model's grad_ready callback (a family without one, Llama, has its whole shard reduced by
- * grad_sync_finish). Returns 0, or -1 with a message. */
+ * model's grad_ready callback. Returns 0, or -1 with a message. */
 int grad_sync_create(const stage_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
                      double bucket_mb, int zero, grad_sync_t **out, char *err, size_t errlen);
 void grad_sync_free(grad_sync_t *gs);
