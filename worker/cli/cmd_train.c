@@ -344,10 +344,10 @@ int cmd_train(int argc, char **argv) {
                           c.sequence_parallel || recompute;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
   /* a Llama model runs the one-rank loop (train.c; --dp D replicas of the whole model), or the
-   * pipeline (train_dist.c) with --pp, --schedule or --stage-layers; never tensor-parallel */
-  const int llama_pipe = c.pp != 1 || schedule || c.stage_layers;
-  const char *no_llama = c.tp != 1 ? NULL : c.sequence_parallel ? "--sequence-parallel"
-                         : recompute ? "--recompute" : c.device || c.device_mem ? "--device"
+   * pipeline (train_dist.c) with --pp, --schedule, --stage-layers or a simulated --device; never
+   * tensor-parallel */
+  const int llama_pipe = c.pp != 1 || schedule || c.stage_layers || c.device || c.device_mem;
+  const char *no_llama = c.sequence_parallel ? "--sequence-parallel" : recompute ? "--recompute"
                          : c.precision != MEM_PREC_FP32 ? "--precision" : NULL;
   if (c.arch == CKPT_ARCH_LLAMA && c.tp != 1) {
     strata_error("train: --tp is not supported with --arch llama (a Llama model has no tensor-parallel "

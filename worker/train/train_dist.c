@@ -439,6 +439,12 @@ static int dist_configure(dist_job_t *j) {
     return TRAIN_BAD_CONFIG;
   }
   layout_model_t lm = {c->model.vocab, c->model.ctx, c->model.layers, c->model.heads, c->model.dim};
+  if (c->arch == CKPT_ARCH_LLAMA) { /* the stage balance, memory and simulated device of Llama's shapes */
+    c->llama = train_llama_config(&c->model, &c->llama);
+    lm.arch = LAYOUT_ARCH_LLAMA;
+    lm.kv_heads = c->llama.kv_heads;
+    lm.ffn = c->llama.ffn;
+  }
   if (layout_init(j->lay, &lm, j->wsize, c->tp, c->pp, c->dp, c->microbatches, c->batch,
                   c->stage_layers, err, errlen))
     return TRAIN_BAD_CONFIG;
@@ -467,7 +473,6 @@ static int dist_configure(dist_job_t *j) {
     strata_warn("%s; no status record", err);
   const int lb = j->lay->layer_begin[j->stage], le = j->lay->layer_begin[j->stage + 1];
   if (c->arch == CKPT_ARCH_LLAMA) {
-    c->llama = train_llama_config(&c->model, &c->llama);
     if (llama_create_range(&c->llama, (llama_range_t){lb, le, j->stage == 0, j->stage == P - 1}, &j->lm,
                            err, errlen))
       return TRAIN_BAD_CONFIG;
@@ -518,8 +523,7 @@ static int dist_connect(dist_job_t *j) {
   if (j->m && gpt2_set_tp(j->m, cm->tp, c->sequence_parallel, j->err, sizeof j->err)) return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
     if (j->lm)
-      strata_info("Llama: %d kv heads, ffn %d, rms_norm_eps %g, rope_theta %g (the parameter count "
-                  "and the simulated device below use GPT-2's shapes)", c->llama.kv_heads,
+      strata_info("Llama: %d kv heads, ffn %d, rms_norm_eps %g, rope_theta %g", c->llama.kv_heads,
                   c->llama.ffn, c->llama.rms_norm_eps, c->llama.rope_theta);
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %lld parameters; "
                 "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, sequence parallelism "
