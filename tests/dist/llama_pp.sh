@@ -51,7 +51,8 @@ equiv)
       END { exit bad || NR != 2 }' || fail "$r: validation losses differ: $(paste "$W/$r.val" "$W/one.val")"
   done
   "${DIST_TOOL:?}" trace "$W/buckets/trace.json" 4 overlap || fail "no bucket all-reduce overlapped backward"
-  grep -q '"pp": 3' "$W/p3/report.json" || fail "report.json lacks the layout: $(cat "$W/p3/report.json")"
+  grep -q '"pp": 3' "$W/p3/report.json" && grep -q '"arch": "llama"' "$W/p3/report.json" \
+    && grep -q '"params": 229952' "$W/p3/report.json" || fail "report.json lacks the layout: $(cat "$W/p3/report.json")"
   ;;
 resume)
   "${MPIRUN[@]}" -np 2 "$STRATA" train "${LLAMA[@]}" --steps 12 --ckpt-every 6 --pp 2 --out "$W/f2"

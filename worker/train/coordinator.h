@@ -60,6 +60,7 @@ typedef struct {
   double bucket_mb;
   int sequence_parallel;      /* report.json: sequence_parallel */
   const char *recompute;      /* report.json: recompute ("none", "selective", "full") */
+  const char *arch;           /* report.json: arch, the model family ("gpt", "llama"); NULL: none */
 } coord_info_t;
 
 typedef struct coord coord_t;

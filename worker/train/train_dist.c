@@ -700,7 +700,8 @@ static int dist_coordinator(dist_job_t *j) {
                        .append = c->resume != NULL,
                        .bucket_mb = c->bucket_mb,
                        .sequence_parallel = j->m && gpt2_sequence_parallel(j->m),
-                       .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute)};
+                       .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute),
+                       .arch = ckpt_arch_name((ckpt_arch_t)c->arch)};
   train_config_to_state(&info.train, c, j->data_path);
   if (coord_create(j->cm.world, &info, &j->co, j->err, sizeof j->err)) return TRAIN_FAILED;
   coord_step_hooks(j->co, &j->hooks);
