@@ -51,9 +51,18 @@ dist_test(dist_tp_t2p2d2_zero_sp        tp   8 2 2 2 4 gpipe 1 mpi --sequence-pa
 dist_test(dist_tp_resume_relayout tpresume)
 dist_test(dist_tp_bad_layouts tpbad)
 
-# --arch llama: data parallelism and ZeRO-1 of a whole Llama model per rank (train.c).
-foreach(case equiv resume)
-  add_test(NAME dist_llama_${case} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/dist/llama_dp.sh $<TARGET_FILE:strata> ${case})
-  set_tests_properties(dist_llama_${case} PROPERTIES LABELS "mpi" TIMEOUT 300
-    ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;DIST_MPIRUN=${DIST_MPIRUN_LINE}")
+# --arch llama: data parallelism and ZeRO-1 of a whole Llama model per rank (train.c), and
+# pipeline stages (train_dist.c; llama_pp.sh: equivalence, resume across P, the checkpoint
+# directory, --tp refused).
+foreach(script_case dp:equiv dp:resume pp:equiv pp:resume pp:ckpt pp:tp)
+  string(REPLACE ":" ";" parts ${script_case})
+  list(GET parts 0 script)
+  list(GET parts 1 case)
+  set(name dist_llama_${case})
+  if(script STREQUAL "pp")
+    set(name dist_llama_pp_${case})
+  endif()
+  add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/dist/llama_${script}.sh $<TARGET_FILE:strata> ${case})
+  set_tests_properties(${name} PROPERTIES LABELS "mpi" TIMEOUT 300
+    ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;DIST_MPIRUN=${DIST_MPIRUN_LINE};DIST_TOOL=$<TARGET_FILE:dist_tool>")
 endforeach()

@@ -71,3 +71,6 @@ foreach(backend openblas onednn)
   set_tests_properties(model_gemm_${backend}_bf16_parity PROPERTIES
                        ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};STRATA_GEMM=${backend}")
 endforeach()
+# Llama pipeline stages (llama_create_range): chains of stages against the whole model.
+strata_test_exe(test_llama_range ${MODEL_TEST_DIR}/test_llama_range.c)
+strata_add_test(model_llama_range test_llama_range)

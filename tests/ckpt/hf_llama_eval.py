@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """hf_llama_eval.py -- scores a Strata Llama checkpoint the way a Hugging Face program reads one.
 
-Loads DIR/config.json (LlamaConfig keys) and DIR/model.safetensors by tensor name with a plain
-safetensors reader (8-byte header length, JSON header, raw little-endian data), checks that the
+Loads DIR/config.json (LlamaConfig keys) and DIR/model.safetensors -- or, for a pipelined run's
+checkpoint, the files DIR/model.safetensors.index.json's weight_map names, as Hugging Face's
+sharded loading does -- by tensor name with a plain safetensors reader (8-byte header length,
+JSON header, raw little-endian data), checks that the
 names and [out, in] shapes are exactly LlamaForCausalLM's, and computes the mean cross-entropy
 of the first S sequences of T tokens of a byte file -- sequence i reads bytes [i*T, i*T + T + 1)
 -- with the plain-PyTorch Llama of tests/fixtures/make_llama_fixture.py (Hugging Face's math:
@@ -44,6 +46,22 @@ def read_safetensors(path):
     return out
 
 
+def read_weights(ckpt):
+    """Every tensor of the checkpoint: model.safetensors, or the shards its index maps."""
+    index = os.path.join(ckpt, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return read_safetensors(os.path.join(ckpt, "model.safetensors"))
+    with open(index) as f:
+        weight_map = json.load(f)["weight_map"]
+    out = {}
+    for shard in sorted(set(weight_map.values())):
+        for name, t in read_safetensors(os.path.join(ckpt, shard)).items():
+            if weight_map.get(name) != shard:
+                sys.exit(f"{ckpt}/{shard} holds {name}, which the index maps to {weight_map.get(name)}")
+            out[name] = t
+    return out
+
+
 def interleaved_rope_tables(T, hs, theta):
     """GPT-J / Meta's original convention: adjacent pairs (2i, 2i+1) rotate by angle i."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs, 2, dtype=torch.float64) / hs))
@@ -68,7 +86,7 @@ def main():
         sys.exit(f"{ckpt}/config.json is not an untied LlamaForCausalLM config: {cfg}")
     V, C, L = cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]
     H, KVH, Fh = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"]
-    ps = read_safetensors(os.path.join(ckpt, "model.safetensors"))
+    ps = read_weights(ckpt)
     want = dict(ref.param_shapes(V, L, H, KVH, C, Fh))
     got = {k: tuple(v.shape) for k, v in ps.items()}
     if got != want:

@@ -796,12 +796,28 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
   return commit(tmp_dir, dir, cfg, NULL, state, num_stages, err, errlen);
 }
 
+int ckpt_write_shard_llama(const char *tmp_dir, const llama_model_t *m, const float *exp_avg,
+                           const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
+  const tensor_set_t ts = llama_set(m);
+  return write_shard(tmp_dir, &ts, m->params, exp_avg, exp_avg_sq, 0, stage, num_stages, err, errlen);
+}
+
+int ckpt_commit_llama(const char *tmp_dir, const char *dir, const llama_config_t *cfg,
+                      strata_train_state_t *state, int num_stages, char *err, size_t errlen) {
+  const gpt2_config_t shape = {cfg->vocab, cfg->ctx, cfg->layers, cfg->heads, cfg->dim};
+  return commit(tmp_dir, dir, &shape, cfg, state, num_stages, err, errlen);
+}
+
 int ckpt_save_llama(const char *dir, const llama_model_t *m, const float *exp_avg,
                     const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen) {
   char tmp[CKPT_PATH_MAX];
   const llama_config_t *lc = &m->cfg;
   const gpt2_config_t shape = {lc->vocab, lc->ctx, lc->layers, lc->heads, lc->dim};
   const tensor_set_t ts = llama_set(m);
+  if (!m->range.has_embed || !m->range.has_head || m->range.layer_begin != 0 ||
+      m->range.layer_end != lc->layers)
+    return strata_fail(err, errlen, "checkpoint: ckpt_save_llama needs a model that owns every layer; "
+                       "pipeline stages use ckpt_write_shard_llama + ckpt_commit_llama");
   if (ckpt_begin(dir, tmp, sizeof tmp, err, errlen) != 0) return -1;
   state->layout.pp = 1;
   if (write_shard(tmp, &ts, m->params, exp_avg, exp_avg_sq, 0, 0, 1, err, errlen) != 0 ||

@@ -51,8 +51,11 @@
  * checkpoint of another model shape naming the tensor and both shapes, a dtype other than F32
  * or BF16 (BF16 is widened to fp32 exactly), or a missing tensor. Tensor names may also carry HF's "transformer." prefix.
  *
- * Llama (llama.h, strata train --arch llama): a whole model on one rank, saved by ckpt_save_llama
- * and read by ckpt_load_llama into the same layout: config.json with LlamaConfig keys
+ * Llama (llama.h, strata train --arch llama): a whole model on one rank, saved by ckpt_save_llama,
+ * or pipeline stages (llama_create_range), each writing its own tensors with
+ * ckpt_write_shard_llama and the coordinator committing with ckpt_commit_llama (the files of a
+ * GPT-2 pipeline checkpoint, above); ckpt_load_llama reads the tensors a model (or stage) holds
+ * from either form, by name: config.json with LlamaConfig keys
  * (model_type "llama", architectures ["LlamaForCausalLM"], hidden_size, intermediate_size,
  * num_attention_heads, num_key_value_heads, num_hidden_layers, rms_norm_eps, rope_theta,
  * max_position_embeddings, vocab_size, tie_word_embeddings false), model.safetensors with
@@ -162,6 +165,13 @@ int ckpt_save_llama(const char *dir, const llama_model_t *m, const float *exp_av
                     const float *exp_avg_sq, strata_train_state_t *state, char *err, size_t errlen);
 int ckpt_load_llama(const char *dir, llama_model_t *m, float *exp_avg, float *exp_avg_sq,
                     strata_train_state_t *state_out, char *err, size_t errlen);
+/* ckpt_write_shard and ckpt_commit of Llama pipeline stages: stage `stage` of num_stages writes
+ * the tensors it holds (and their moments, or NULL), the coordinator commits with the whole
+ * model's configuration (config.json as ckpt_save_llama writes it). */
+int ckpt_write_shard_llama(const char *tmp_dir, const llama_model_t *m, const float *exp_avg,
+                           const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen);
+int ckpt_commit_llama(const char *tmp_dir, const char *dir, const llama_config_t *cfg,
+                      strata_train_state_t *state, int num_stages, char *err, size_t errlen);
 
 /* Writes a config.json for cfg at `path` (fsync'd): Hugging Face GPT-2 keys, with bos_token_id
  * and eos_token_id = ckpt_special_token(vocab). */

@@ -46,9 +46,11 @@ static const char *usage_text =
     "--arch llama trains a Llama model (RMSNorm, RoPE, SwiGLU, grouped-query attention, untied\n"
     "lm_head) with --kv-heads, --ffn (default 8/3 x --dim rounded up to a multiple of 64),\n"
     "--rms-norm-eps and --rope-theta; --config also takes a Hugging Face LlamaConfig (model_type\n"
-    "llama, tie_word_embeddings false). Llama trains on one rank or data-parallel only (mpirun -np D\n"
-    "... --dp D [--zero 1]); its checkpoints are Hugging Face LlamaForCausalLM directories, written\n"
-    "synchronously, and --resume takes the family from them.\n"
+    "llama, tie_word_embeddings false). Llama trains on one rank, data-parallel (mpirun -np D ...\n"
+    "--dp D [--zero 1]) or pipelined (mpirun -np PxD ... --pp P [--dp D] [--zero 1] [--schedule]\n"
+    "[--microbatches M]), never with --tp; its checkpoints are Hugging Face LlamaForCausalLM\n"
+    "directories (one safetensors file per stage when pipelined), written synchronously, and\n"
+    "--resume takes the family from them onto any layout.\n"
     "--precision bf16 (GPT-2) runs every matrix product (linear layers, attention, logits; forward and\n"
     "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
     "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
@@ -239,7 +241,7 @@ int cmd_train(int argc, char **argv) {
       {"--threads", NULL, ARG_INT, &c.threads, "N", "GEMM threads per rank (OpenBLAS and oneDNN) (default 1)", .min = 1, .max = 1024},
       {"--quiet", NULL, ARG_FLAG, &c.quiet, NULL, "no progress lines"},
       {"--verbose", NULL, ARG_FLAG, &c.verbose, NULL, "details in the banner (every figure of the simulated device)"},
-      {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads (default 1)",
+      {"--tp", NULL, ARG_INT, &c.tp, "T", "tensor-parallel ranks per stage; must divide --heads; GPT-2 only (default 1)",
        .min = 1, .max = 4096},
       {"--sequence-parallel", NULL, ARG_FLAG, &c.sequence_parallel, NULL,
        "split the LayerNorm/residual rows over the --tp ranks too (needs --tp >= 2)"},
@@ -356,21 +358,29 @@ int cmd_train(int argc, char **argv) {
                           transport || c.stage_layers || c.zero != 0 || c.device || c.device_mem ||
                           c.sequence_parallel || recompute || c.grad_bf16;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
-  /* a Llama model is data-parallel only (train.c): its replicas run the one-rank loop */
-  const char *no_llama = c.tp != 1 ? "--tp" : c.pp != 1 ? "--pp" : schedule ? "--schedule"
-                         : c.stage_layers ? "--stage-layers" : c.sequence_parallel ? "--sequence-parallel"
-                         : recompute ? "--recompute" : c.device || c.device_mem ? "--device"
-                         : c.precision != MEM_PREC_FP32 ? "--precision" : c.grad_bf16 ? "--grad-dtype bf16" : NULL;
-  if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
-    strata_error("train: %s is not supported with --arch llama, which is data-parallel only "
-                 "(--dp D --zero 0|1 under mpirun -np D); drop %s or use --arch gpt", no_llama, no_llama);
+  /* a Llama model runs the one-rank loop (train.c; --dp D replicas of the whole model), or the
+   * pipeline (train_dist.c) with --pp, --schedule, --stage-layers or a simulated --device; never
+   * tensor-parallel */
+  const int llama_pipe = c.pp != 1 || schedule || c.stage_layers || c.device || c.device_mem;
+  const char *no_llama = c.sequence_parallel ? "--sequence-parallel" : recompute ? "--recompute"
+                         : c.precision != MEM_PREC_FP32 ? "--precision"
+                         : c.grad_bf16 ? "--grad-dtype bf16" : NULL;
+  if (c.arch == CKPT_ARCH_LLAMA && c.tp != 1) {
+    strata_error("train: --tp is not supported with --arch llama (a Llama model has no tensor-parallel "
+                 "split); drop --tp and split it with --pp P and --dp D instead");
     rc = 2;
-  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.dp) {
-    strata_error("train: --arch llama with --dp %d needs mpirun -np %d (the job's rank count is %d)",
-                 c.dp, c.dp, world);
+  } else if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
+    strata_error("train: %s is not supported with --arch llama, which trains in fp32 with --pp P and "
+                 "--dp D [--zero 1] only; drop %s or use --arch gpt", no_llama, no_llama);
+    rc = 2;
+  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.pp * c.dp) {
+    char pp[32] = "";
+    if (c.pp != 1) snprintf(pp, sizeof pp, "--pp %d ", c.pp);
+    strata_error("train: --arch llama with %s--dp %d needs mpirun -np %d (the job's rank count is %d)", pp,
+                 c.dp, c.pp * c.dp, world);
     rc = 2;
   } else {
-    rc = distributed && c.arch != CKPT_ARCH_LLAMA ? train_run_dist(&c) : train_run(&c);
+    rc = distributed && (c.arch != CKPT_ARCH_LLAMA || llama_pipe) ? train_run_dist(&c) : train_run(&c);
   }
   data_tokenizer_remove();
   return rc;

@@ -47,9 +47,11 @@ struct llama_acts {
   float *mem;             /* the one allocation the float buffers view into */
   int32_t *tokens;        /* (N) copy of the input tokens */
   int32_t *targets;       /* (N) copy of the targets */
-  int forward_done;       /* a forward with targets ran since the last backward */
+  size_t bytes;           /* the allocation and token copies (llama_acts_bytes) */
+  int forward_done;       /* a forward to differentiate ran since the last backward */
   float *x0;              /* (N, C) embeddings */
-  llama_layer_acts_t *layer; /* [L] */
+  llama_layer_acts_t *layer; /* [layers held] */
+  float *out;             /* (N, C) the residual stream leaving the last layer held (or x0) */
   float *nf, *rstdf;      /* (N, C), (N) final norm output and 1/rms */
   float *logits;          /* (N, V); overwritten by d(loss)/d(logits) in backward */
   float *lse;             /* (N) log-sum-exp of each logits row */
@@ -151,28 +153,33 @@ static size_t catalogue(llama_model_t *m) {
   const int64_t V = m->cfg.vocab, C = m->cfg.dim;
   size_t off = 0;
   char nm[64];
-  add_tensor(m, &off, "model.embed_tokens.weight", V, C);
-  for (int l = 0; l < m->cfg.layers; l++)
+  if (m->range.has_embed) add_tensor(m, &off, "model.embed_tokens.weight", V, C);
+  for (int l = m->range.layer_begin; l < m->range.layer_end; l++)
     for (int i = 0; i < LLAMA_LAYER_TENSORS; i++) {
       snprintf(nm, sizeof nm, "model.layers.%d.%s", l, layer_tensors[i].suffix);
       add_tensor(m, &off, nm, unit(m, layer_tensors[i].d0), unit(m, layer_tensors[i].d1));
     }
-  add_tensor(m, &off, "model.norm.weight", C, 0);
-  add_tensor(m, &off, "lm_head.weight", V, C);
+  if (m->range.has_head) {
+    add_tensor(m, &off, "model.norm.weight", C, 0);
+    add_tensor(m, &off, "lm_head.weight", V, C);
+  }
   return off;
 }
 
-/* Points the typed views at their tensors inside base (params or grads). */
+/* Layers the model holds. */
+static int local_layers(const llama_model_t *m) { return m->range.layer_end - m->range.layer_begin; }
+
+/* Points the typed views at their tensors inside base (params or grads), in catalogue order;
+ * the ends the model does not hold stay NULL. */
 static void bind_views(const llama_model_t *m, float *base, float **embed, llama_layer_t *layer, float **norm,
                        float **lm_head) {
   const gpt2_tensor_t *t = m->tensors;
-  *embed = base + t[0].offset;
-  for (int l = 0; l < m->cfg.layers; l++)
+  *embed = m->range.has_embed ? base + (t++)->offset : NULL;
+  for (int l = 0; l < local_layers(m); l++)
     for (int i = 0; i < LLAMA_LAYER_TENSORS; i++)
-      *(float **)((char *)&layer[l] + layer_tensors[i].view) =
-          base + t[1 + l * LLAMA_LAYER_TENSORS + i].offset;
-  *norm = base + t[m->num_tensors - 2].offset;
-  *lm_head = base + t[m->num_tensors - 1].offset;
+      *(float **)((char *)&layer[l] + layer_tensors[i].view) = base + (t++)->offset;
+  *norm = m->range.has_head ? base + (t++)->offset : NULL;
+  *lm_head = m->range.has_head ? base + t->offset : NULL;
 }
 
 /* cos / sin of t * theta^(-2i/hs) for t < ctx, i < hs/2 (computed in double, stored float). */
@@ -193,8 +200,16 @@ static int rope_tables(llama_model_t *m) {
 }
 
 int llama_create(const llama_config_t *cfg, llama_model_t **out, char *err, size_t errlen) {
+  return llama_create_range(cfg, (llama_range_t){0, cfg->layers, 1, 1}, out, err, errlen);
+}
+
+int llama_create_range(const llama_config_t *cfg, llama_range_t range, llama_model_t **out, char *err,
+                       size_t errlen) {
   *out = NULL;
   if (llama_config_check(cfg, err, errlen)) return -1;
+  if (range.layer_begin < 0 || range.layer_end < range.layer_begin || range.layer_end > cfg->layers)
+    return strata_fail(err, errlen, "layer range [%d, %d) is not within the model's %d layers: choose "
+                       "0 <= begin <= end <= layers", range.layer_begin, range.layer_end, cfg->layers);
   llama_model_t *m = calloc(1, sizeof *m);
   llama_impl_t *s = calloc(1, sizeof *s);
   if (!m || !s) {
@@ -203,16 +218,17 @@ int llama_create(const llama_config_t *cfg, llama_model_t **out, char *err, size
     return strata_fail(err, errlen, "out of memory for the Llama model's state");
   }
   m->cfg = *cfg;
-  m->range = (llama_range_t){0, cfg->layers, 1, 1};
+  m->range = range;
   m->impl = s;
   s->hs = cfg->dim / cfg->heads;
   s->Ckv = cfg->kv_heads * s->hs;
   int64_t blk;
   if (env_read_int("STRATA_ATTN_BLOCK_ROWS", LLAMA_ATTN_BLOCK_ROWS_DEFAULT, &blk, err, errlen)) goto free_model;
   s->attn_block = (int)blk;
-  m->tensors = calloc(3 + (size_t)LLAMA_LAYER_TENSORS * cfg->layers, sizeof *m->tensors);
-  m->layer = calloc((size_t)cfg->layers, sizeof *m->layer);
-  m->g_layer = calloc((size_t)cfg->layers, sizeof *m->g_layer);
+  const size_t nl = (size_t)local_layers(m);
+  m->tensors = calloc(3 + LLAMA_LAYER_TENSORS * nl, sizeof *m->tensors);
+  m->layer = calloc(nl + 1, sizeof *m->layer);
+  m->g_layer = calloc(nl + 1, sizeof *m->g_layer);
   s->row = buffer_alloc(sizeof(float) * (size_t)cfg->vocab, 0);
   if (!m->tensors || !m->layer || !m->g_layer || !s->row || rope_tables(m)) goto oom;
   m->num_params = catalogue(m);
@@ -267,7 +283,8 @@ const gpt2_tensor_t *llama_find_tensor(const llama_model_t *m, const char *name)
 void llama_zero_grad(llama_model_t *m) { memset(m->grads, 0, sizeof(float) * m->num_params); }
 
 double llama_train_flops(const llama_model_t *m, int B, int T) {
-  const double C = m->cfg.dim, Ckv = impl_of(m)->Ckv, Fh = m->cfg.ffn, V = m->cfg.vocab, L = m->cfg.layers;
+  const double C = m->cfg.dim, Ckv = impl_of(m)->Ckv, Fh = m->cfg.ffn, L = local_layers(m);
+  const double V = m->range.has_head ? m->cfg.vocab : 0;
   const double tokens = (double)B * T;
   double matmul_params = L * (2.0 * C * C + 2.0 * Ckv * C + 3.0 * Fh * C) + V * C;
   double attn = L * 12.0 * C * (double)T * tokens; /* Q K^T and P V: 4 T C per token forward, x3 */
@@ -285,11 +302,11 @@ double llama_train_flops(const llama_model_t *m, int B, int T) {
 
 /* Carves a's float buffers out of base (NULL: only counts); returns the floats needed. */
 static size_t acts_layout(const llama_model_t *m, llama_acts_t *a, float *base) {
-  const size_t N = (size_t)a->B * a->T, C = m->cfg.dim, Fh = m->cfg.ffn, V = m->cfg.vocab;
-  const size_t H = m->cfg.heads, T = a->T;
+  const size_t N = (size_t)a->B * a->T, C = m->cfg.dim, Fh = m->cfg.ffn;
+  const size_t H = m->cfg.heads, T = a->T, Nh = m->range.has_head ? N : 0, V = m->cfg.vocab;
   size_t o = 0, *off = &o;
-  TAKE(a->x0, N * C);
-  for (int l = 0; l < m->cfg.layers; l++) {
+  TAKE(a->x0, N * C); /* the embeddings, or the received residual stream */
+  for (int l = 0; l < local_layers(m); l++) {
     llama_layer_acts_t *L = &a->layer[l];
     TAKE(L->n1, N * C);
     TAKE(L->rstd1, N);
@@ -304,11 +321,11 @@ static size_t acts_layout(const llama_model_t *m, llama_acts_t *a, float *base) 
     TAKE(L->hact, N * Fh);
     TAKE(L->res3, N * C);
   }
-  TAKE(a->nf, N * C);
-  TAKE(a->rstdf, N);
-  TAKE(a->logits, N * V);
-  TAKE(a->lse, N);
-  TAKE(a->losses, N);
+  TAKE(a->nf, Nh * C);
+  TAKE(a->rstdf, Nh);
+  TAKE(a->logits, Nh * V);
+  TAKE(a->lse, Nh);
+  TAKE(a->losses, Nh);
   return o;
 }
 
@@ -359,13 +376,16 @@ int llama_acts_create(llama_model_t *m, int B, int T, llama_acts_t **out, char *
   if (!a) goto oom;
   a->B = B;
   a->T = T;
-  a->layer = calloc((size_t)m->cfg.layers, sizeof *a->layer);
+  a->layer = calloc((size_t)local_layers(m) + 1, sizeof *a->layer);
   a->tokens = calloc((size_t)B * T, sizeof(int32_t));
   a->targets = calloc((size_t)B * T, sizeof(int32_t));
   if (!a->layer || !a->tokens || !a->targets) goto oom;
-  a->mem = buffer_alloc(sizeof(float) * acts_layout(m, a, NULL), 1);
+  a->bytes = sizeof(float) * acts_layout(m, a, NULL);
+  a->mem = buffer_alloc(a->bytes, 1);
   if (!a->mem) goto oom;
+  a->bytes += 2 * sizeof(int32_t) * (size_t)B * T;
   acts_layout(m, a, a->mem);
+  a->out = local_layers(m) > 0 ? a->layer[local_layers(m) - 1].res3 : a->x0;
   if (scratch_reserve(m, (size_t)B * T, T)) goto oom;
   *out = a;
   return 0;
@@ -381,6 +401,18 @@ void llama_acts_free(llama_acts_t *a) {
   free(a->tokens);
   free(a->targets);
   free(a);
+}
+
+size_t llama_acts_bytes(const llama_acts_t *a) { return a->bytes; }
+
+size_t llama_scratch_bytes(const llama_model_t *m) {
+  llama_impl_t *s = impl_of(m), probe = *s;
+  return s->mem ? sizeof(float) * scratch_layout(m, &probe, NULL, s->cap_N, s->cap_T) : 0;
+}
+
+int llama_stream_rows(const llama_model_t *m, int B, int T) {
+  (void)m;
+  return B * T;
 }
 
 const float *llama_logits(const llama_acts_t *a) { return a->logits; }
@@ -533,23 +565,32 @@ static float cross_entropy(llama_model_t *m, llama_acts_t *a) {
   return (float)(total / (double)N);
 }
 
-float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, const int32_t *targets) {
-  const int B = a->B, T = a->T, C = m->cfg.dim, V = m->cfg.vocab;
+float llama_stage_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, const float *x_in,
+                          const int32_t *targets) {
+  const int B = a->B, T = a->T, C = m->cfg.dim, V = m->cfg.vocab, nl = local_layers(m);
   const size_t N = (size_t)B * T;
   a->forward_done = 0;
-  if (!tokens) {
-    strata_error("llama_forward: tokens is NULL (give the batch's B x T token ids)");
+  if (m->range.has_embed ? !tokens : !x_in) {
+    strata_error("llama_forward: %s is NULL (give the batch's %s)", m->range.has_embed ? "tokens" : "x_in",
+                 m->range.has_embed ? "B x T token ids" : "residual stream from the previous stage");
     return NAN;
   }
-  if (!nn_ids_in_vocab("llama_forward", "token", tokens, N, V) ||
-      (targets && !nn_ids_in_vocab("llama_forward", "target", targets, N, V)))
-    return NAN;
-  memcpy(a->tokens, tokens, sizeof(int32_t) * N);
-  for (size_t r = 0; r < N; r++) memcpy(a->x0 + r * C, m->embed + (size_t)tokens[r] * C, sizeof(float) * C);
+  if (m->range.has_embed && !nn_ids_in_vocab("llama_forward", "token", tokens, N, V)) return NAN;
+  if (m->range.has_head && targets && !nn_ids_in_vocab("llama_forward", "target", targets, N, V)) return NAN;
+  if (m->range.has_embed) {
+    memcpy(a->tokens, tokens, sizeof(int32_t) * N);
+    for (size_t r = 0; r < N; r++) memcpy(a->x0 + r * C, m->embed + (size_t)tokens[r] * C, sizeof(float) * C);
+  } else {
+    memcpy(a->x0, x_in, sizeof(float) * N * C);
+  }
   const float *x = a->x0;
-  for (int l = 0; l < m->cfg.layers; l++) {
+  for (int l = 0; l < nl; l++) {
     layer_forward(m, l, &a->layer[l], x, B, T);
     x = a->layer[l].res3;
+  }
+  if (!m->range.has_head) {
+    a->forward_done = 1;
+    return 0.0f;
   }
   rmsnorm_forward(a->nf, a->rstdf, x, m->norm, N, C, (float)m->cfg.rms_norm_eps);
   linear_forward(a->logits, V, a->nf, m->lm_head, N, C, V, 0.0f);
@@ -558,6 +599,12 @@ float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, co
   a->forward_done = 1;
   return cross_entropy(m, a);
 }
+
+float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, const int32_t *targets) {
+  return llama_stage_forward(m, a, tokens, NULL, targets);
+}
+
+const float *llama_output(const llama_acts_t *a) { return a->out; }
 
 /* ---------------------------------------------------------------------------------------- */
 /* backward */
@@ -607,7 +654,15 @@ static void layer_backward(llama_model_t *m, int l, const llama_layer_acts_t *L,
   rmsnorm_backward(s->dres, G->attn_norm, s->dn, x, P->attn_norm, L->rstd1, N, C);
 }
 
-int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale) {
+/* Reports the gradients of catalogue entries [first, first + n) as final (grad_ready). */
+static void report_ready(const llama_model_t *m, int first, int n) {
+  if (!m->grad_ready || n <= 0) return;
+  const gpt2_tensor_t *a = &m->tensors[first], *b = &m->tensors[first + n - 1];
+  m->grad_ready(m->grad_ready_ctx, a->offset, b->offset + b->numel - a->offset);
+}
+
+int llama_stage_backward(llama_model_t *m, llama_acts_t *a, const float *dx_out, float loss_scale,
+                         float *dx_in) {
   llama_impl_t *s = impl_of(m);
   const int B = a->B, T = a->T, C = m->cfg.dim, V = m->cfg.vocab;
   const size_t N = (size_t)B * T;
@@ -616,21 +671,41 @@ int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale) {
                  "targets first; each forward allows one backward)");
     return -1;
   }
-  a->forward_done = 0;
-  /* head: dlogits = (softmax - onehot) * loss_scale / N, in place */
-  const float dscale = loss_scale / (float)N;
-  for (size_t i = 0; i < N; i++) {
-    float *lg = a->logits + i * V;
-    nn_exp_shift_sum(lg, V, a->lse[i]);
-    nn_scale_by(lg, V, dscale);
-    lg[a->targets[i]] -= dscale;
+  if (!m->range.has_head && !dx_out) {
+    strata_error("llama_backward: a stage without the head needs dx_out, the gradient of its output from "
+                 "the next stage");
+    return -1;
   }
-  const float *x_last = m->cfg.layers > 0 ? a->layer[m->cfg.layers - 1].res3 : a->x0;
-  linear_backward(s->dn, 0.0f, m->g_lm_head, a->logits, V, a->nf, m->lm_head, N, C, V);
-  memset(s->dres, 0, sizeof(float) * N * C);
-  rmsnorm_backward(s->dres, m->g_norm, s->dn, x_last, m->norm, a->rstdf, N, C);
-  for (int l = m->cfg.layers - 1; l >= 0; l--)
+  a->forward_done = 0;
+  if (m->range.has_head) {
+    /* head: dlogits = (softmax - onehot) * loss_scale / N, in place */
+    const float dscale = loss_scale / (float)N;
+    for (size_t i = 0; i < N; i++) {
+      float *lg = a->logits + i * V;
+      nn_exp_shift_sum(lg, V, a->lse[i]);
+      nn_scale_by(lg, V, dscale);
+      lg[a->targets[i]] -= dscale;
+    }
+    linear_backward(s->dn, 0.0f, m->g_lm_head, a->logits, V, a->nf, m->lm_head, N, C, V);
+    memset(s->dres, 0, sizeof(float) * N * C);
+    rmsnorm_backward(s->dres, m->g_norm, s->dn, a->out, m->norm, a->rstdf, N, C);
+    report_ready(m, m->num_tensors - 2, 2);
+  } else {
+    memcpy(s->dres, dx_out, sizeof(float) * N * C);
+  }
+  const int first_layer = m->range.has_embed; /* catalogue index of the first layer's first tensor */
+  for (int l = local_layers(m) - 1; l >= 0; l--) {
     layer_backward(m, l, &a->layer[l], l > 0 ? a->layer[l - 1].res3 : a->x0, B, T);
-  for (size_t r = 0; r < N; r++) nn_add_to(m->g_embed + (size_t)a->tokens[r] * C, s->dres + r * C, C);
+    report_ready(m, first_layer + l * LLAMA_LAYER_TENSORS, LLAMA_LAYER_TENSORS);
+  }
+  if (m->range.has_embed) {
+    for (size_t r = 0; r < N; r++) nn_add_to(m->g_embed + (size_t)a->tokens[r] * C, s->dres + r * C, C);
+    report_ready(m, 0, 1);
+  } else if (dx_in)
+    memcpy(dx_in, s->dres, sizeof(float) * N * C);
   return 0;
+}
+
+int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale) {
+  return llama_stage_backward(m, a, NULL, loss_scale, NULL);
 }

@@ -34,10 +34,21 @@
  * The catalogue uses gpt2_tensor_t (split NONE, replicated, tp_size 1; decay = 1 on the 2-D
  * tensors), so adamw_step and the gradient-norm helpers of adamw.h apply unchanged.
  *
- * Scope: the whole model on one rank. Pipeline ranges, tensor parallelism and recomputation do
- * not exist here yet; generation with a KV cache is llama_forward_kv (llama_kv.c). `strata train --arch llama` trains it
- * (worker/train/train_model.h), on one rank or as data-parallel replicas of the whole model, and
- * checkpoint.h saves and loads it by its Hugging Face names; `strata eval` scores it.
+ * Pipeline stages (llama_create_range), as gpt2.h's ranges: a stage owns layers [layer_begin,
+ * layer_end) and, when has_embed, model.embed_tokens (it turns tokens into the residual stream)
+ * and, when has_head, model.norm and lm_head (it computes the logits and the loss). The catalogue
+ * holds only the owned tensors, in the same order and with their global names
+ * (model.layers.<global l>....), so a stage's weights after llama_init_params equal the whole
+ * model's and a checkpoint loads into any split by name. Between stages the residual stream
+ * travels as a plain (B*T, C) float buffer (llama_stream_rows rows), and its gradient likewise:
+ * llama_stage_forward takes it as x_in without has_embed and llama_output gives it without
+ * has_head; llama_stage_backward takes its gradient dx_out without has_head and returns d(x_in)
+ * without has_embed. llama_forward / llama_backward are the whole model's calls.
+ * Generation with a KV cache is llama_forward_kv (llama_kv.c), over the same ranges. Tensor
+ * parallelism and recomputation do not exist here.
+ * `strata train --arch llama` trains it (worker/train/train_model.h on one rank or as
+ * data-parallel replicas; worker/parallel/pipeline.h through stage.h with --pp), checkpoint.h
+ * saves and loads it by its Hugging Face names; `strata eval` scores it.
  *
  * Activations of one batch live in a llama_acts_t; the gradients of activations live in
  * scratch owned by the model (one thread per model). Gradients accumulate (+=) over backward
@@ -104,15 +115,20 @@ typedef struct llama_model {
   gpt2_tensor_t *tensors; /* catalogue in flat-buffer order, HF names */
   int num_tensors;
   /* typed views into params */
-  float *embed;           /* (V, C) model.embed_tokens.weight */
-  llama_layer_t *layer;   /* [L] */
-  float *norm;            /* (C) model.norm.weight */
-  float *lm_head;         /* (V, C) lm_head.weight */
+  float *embed;           /* (V, C) model.embed_tokens.weight; NULL without range.has_embed */
+  llama_layer_t *layer;   /* [layer_end - layer_begin], local index l - range.layer_begin */
+  float *norm;            /* (C) model.norm.weight; NULL without range.has_head */
+  float *lm_head;         /* (V, C) lm_head.weight; NULL without range.has_head */
   /* the same views into grads */
   float *g_embed;
   llama_layer_t *g_layer;
   float *g_norm;
   float *g_lm_head;
+  /* Called during llama_stage_backward each time a contiguous region of grads is final for
+   * this backward call: norm + lm_head, then each layer from the last, then embed_tokens
+   * (decreasing offsets); offset and count in elements. NULL: not called. */
+  void (*grad_ready)(void *ctx, size_t offset, size_t count);
+  void *grad_ready_ctx;
   void *impl;             /* private: RoPE tables, scratch (llama.c) */
 } llama_model_t;
 
@@ -126,6 +142,10 @@ int llama_config_check(const llama_config_t *cfg, char *err, size_t errlen);
 /* Builds the model with zeroed parameters and gradients (llama_config_check first). 0, or -1
  * with a message in err. */
 int llama_create(const llama_config_t *cfg, llama_model_t **out, char *err, size_t errlen);
+/* The same for one pipeline stage: layers [range.layer_begin, range.layer_end) within
+ * [0, cfg->layers] (possibly none) and the ends the range names. 0, or -1 with a message. */
+int llama_create_range(const llama_config_t *cfg, llama_range_t range, llama_model_t **out, char *err,
+                       size_t errlen);
 void llama_free(llama_model_t *m);
 
 /* HF LlamaPreTrainedModel initialisation: every 2-D tensor N(0, 0.02), RMSNorm weights 1. Each
@@ -149,13 +169,36 @@ const float *llama_logits(const llama_acts_t *a);
 /* Per-position cross-entropy (B, T) of the last forward with targets. */
 const float *llama_losses(const llama_acts_t *a);
 
+/* A pipeline stage's forward, as gpt2_forward: tokens (B, T) when has_embed, else x_in
+ * (llama_stream_rows, C), the residual stream of the previous stage; targets (B, T) when
+ * has_head (may be NULL: logits only). Returns the mean cross-entropy when has_head and
+ * targets, else 0; NAN on a bad id or a missing input (logged). */
+float llama_stage_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, const float *x_in,
+                          const int32_t *targets);
+/* Residual stream leaving the stage (llama_stream_rows, C): valid after a forward without has_head. */
+const float *llama_output(const llama_acts_t *a);
+/* Rows of C the residual stream between stages holds for B x T tokens: B*T. */
+int llama_stream_rows(const llama_model_t *m, int B, int T);
+
 void llama_zero_grad(llama_model_t *m);
 /* Backward of the last forward with targets: grads += d(loss * loss_scale)/d(params). Each
  * forward allows one backward. 0, or -1 (logged) without such a forward. */
 int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale);
+/* A pipeline stage's backward of the last llama_stage_forward, as gpt2_backward: with has_head
+ * the loss gradient is loss_scale / (B*T) per position (dx_out ignored; the forward must have
+ * had targets), otherwise dx_out (llama_stream_rows, C) is the gradient of llama_output. Without
+ * has_embed, dx_in (may be NULL) receives the gradient of x_in. grads +=. 0, or -1 (logged). */
+int llama_stage_backward(llama_model_t *m, llama_acts_t *a, const float *dx_out, float loss_scale,
+                         float *dx_in);
 
-/* Training FLOPs of one forward + backward of B x T tokens: 6 per parameter of the matrix
- * products per token plus attention (Q K^T and P V over T positions, x3 with backward). */
+/* Bytes of one batch's activation storage, and of the model's scratch (activation gradients of
+ * one backward, sized by the largest llama_acts_create so far). */
+size_t llama_acts_bytes(const llama_acts_t *a);
+size_t llama_scratch_bytes(const llama_model_t *m);
+
+/* Training FLOPs of one forward + backward of B x T tokens over the layers (and lm_head) the
+ * model holds: 6 per parameter of the matrix products per token plus attention (Q K^T and P V
+ * over T positions, x3 with backward). */
 double llama_train_flops(const llama_model_t *m, int B, int T);
 
 /* ---- Generation with a KV cache (inference; see worker/infer/infer.h) ----

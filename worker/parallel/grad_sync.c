@@ -12,7 +12,7 @@
 #include <time.h>
 
 struct grad_sync {
-  gpt2_model_t *m;
+  stage_model_t m;               /* the shard (copied): flat buffers, catalogue, calls */
   coll_comm_t *dp, *tied, *norm; /* see grad_sync_create; tied may be NULL */
   int D, drank;                  /* DP group size and this rank's index in it */
   int zero;                      /* ZeRO-1 on */
@@ -56,7 +56,7 @@ static void from_bf16(float *dst, const uint16_t *src, size_t n) {
 /* Averages n gradients at g over the DP group, in the wire dtype (blocking). */
 static coll_result_t dp_average(grad_sync_t *gs, float *g, size_t n) {
   if (gs->wire == COLL_F32) return coll_allreduce(g, g, n, COLL_F32, COLL_AVG, gs->dp);
-  uint16_t *h = gs->g16 + (g - gs->m->grads);
+  uint16_t *h = gs->g16 + (g - gs->m.grads);
   to_bf16(h, g, n);
   coll_result_t rc = coll_allreduce(h, h, n, COLL_BF16, COLL_AVG, gs->dp);
   if (rc == COLL_OK) from_bf16(g, h, n);
@@ -74,7 +74,7 @@ static void flush_bucket(grad_sync_t *gs) {
     gs->cb_failed = 1;
     return;
   }
-  float *g = gs->m->grads + lo;
+  float *g = gs->m.grads + lo;
   coll_request_t *r = NULL;
   coll_result_t rc;
   if (gs->wire == COLL_BF16) { /* widened back into g when it completes (grad_sync_finish) */
@@ -132,7 +132,7 @@ static void on_grad_ready(void *ctx, size_t offset, size_t count) {
   if (gs->pend_hi - gs->pend_lo >= gs->bucket_elems) flush_bucket(gs);
 }
 
-int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
+int grad_sync_create(const stage_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
                      double bucket_mb, int zero, coll_dtype_t grad_dtype, grad_sync_t **out, char *err,
                      size_t errlen) {
   *out = NULL;
@@ -142,7 +142,7 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
     return strata_fail(err, errlen, "gradient reductions are fp32 or bf16, not %s", coll_dtype_name(grad_dtype));
   grad_sync_t *gs = calloc(1, sizeof *gs);
   if (!gs) goto oom;
-  gs->m = m;
+  gs->m = *m;
   gs->dp = dp;
   gs->tied = tied;
   gs->norm = norm;
@@ -153,7 +153,9 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
   gs->n = m->num_params;
   size_t be = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
   gs->bucket_elems = be ? be : 1;
-  const gpt2_tensor_t *wte = gpt2_find_tensor(m, "wte.weight");
+  const gpt2_tensor_t *wte = NULL; /* GPT-2's tied embedding (Llama has none) */
+  for (int i = 0; i < m->num_tensors && !wte; i++)
+    if (!strcmp(m->tensors[i].name, "wte.weight")) wte = &m->tensors[i];
   if (wte) {
     gs->wte_off = wte->offset;
     gs->wte_n = wte->numel;
@@ -161,10 +163,10 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
   gs->wte_separate = tied != NULL && wte != NULL;
   gs->skip = calloc(2 * (size_t)m->num_tensors + 2, sizeof *gs->skip);
   if (!gs->skip) goto oom;
-  const int wte_is_copy = gs->wte_separate && !m->range.has_embed;
+  const int wte_is_copy = gs->wte_separate && !m->has_embed;
   for (int i = 0; i < m->num_tensors; i++) { /* catalogue order = flat order */
     const gpt2_tensor_t *t = &m->tensors[i];
-    if (!((wte_is_copy && t == wte) || (t->replicated && m->range.tp_rank > 0))) continue;
+    if (!((wte_is_copy && t == wte) || (t->replicated && m->tp_rank > 0))) continue;
     if (gs->n_skip > 0 && gs->skip[2 * gs->n_skip - 1] == t->offset) { /* merge adjacent */
       gs->skip[2 * gs->n_skip - 1] += t->numel;
       continue;
@@ -202,8 +204,7 @@ int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_c
     grad_sync_free(gs);
     return -1;
   }
-  m->grad_ready = on_grad_ready;
-  m->grad_ready_ctx = gs;
+  m->ops->set_grad_ready(m->model, on_grad_ready, gs);
   *out = gs;
   return 0;
 oom:
@@ -215,10 +216,7 @@ oom:
 
 void grad_sync_free(grad_sync_t *gs) {
   if (!gs) return;
-  if (gs->m && gs->m->grad_ready_ctx == gs) {
-    gs->m->grad_ready = NULL;
-    gs->m->grad_ready_ctx = NULL;
-  }
+  if (gs->m.ops) gs->m.ops->set_grad_ready(gs->m.model, NULL, NULL);
   for (int i = 0; i < gs->n_req; i++) coll_wait(gs->req[i]);
   free(gs->skip);
   free(gs->req);
@@ -262,7 +260,7 @@ static double owned_sumsq(const grad_sync_t *gs, const float *g, size_t lo, size
 int grad_sync_finish(grad_sync_t *gs, double *sumsq, char *err, size_t errlen) {
   int rc = -1;
   double t0 = strata_now_s(), wait_s = 0;
-  float *g = gs->m->grads;
+  float *g = gs->m.grads;
   flush_bucket(gs);
   rank_status_op(RS_ALLREDUCE, gs->n_req > 0 ? 0 : -1); /* RUN/status/rank-R */
   fault_point(FAULT_AT_ALLREDUCE, -1);
@@ -359,7 +357,7 @@ exit:
 
 int grad_sync_update(grad_sync_t *gs, const adamw_hparams_t *hp, double lr, float scale, char *err,
                      size_t errlen) {
-  gpt2_model_t *m = gs->m;
+  stage_model_t *m = &gs->m;
   if (!gs->zero) {
     adamw_step(gs->opt, hp, m->params, m->grads, m->tensors, m->num_tensors, lr, scale);
     return 0;

@@ -3,8 +3,8 @@
  * gradient norm, and the optimizer update (plain or ZeRO-1).
  *
  * Buckets (ZeRO off). The shard's flat gradient buffer is cut into buckets while the backward
- * pass of the step's LAST micro-batch runs: gpt2's grad_ready callback reports each region of
- * gradients as it becomes final (layer by layer, in decreasing offset order); consecutive
+ * pass of the step's LAST micro-batch runs: the model's grad_ready callback (either family;
+ * stage.h) reports each region of gradients as it becomes final (layer by layer, in decreasing offset order); consecutive
  * regions are merged into the open bucket, and as soon as the bucket holds at least
  * bucket_bytes (--bucket-mb, default GRAD_SYNC_BUCKET_MB_DEFAULT, env STRATA_BUCKET_MB) a
  * non-blocking all-reduce (COLL_AVG) of it starts in the stage's data-parallel group, so
@@ -53,7 +53,7 @@
 
 #include "adamw.h"
 #include "strata/coll.h"
-#include "gpt2.h"
+#include "stage.h"
 #include "step_hooks.h"
 
 #define GRAD_SYNC_BUCKET_MB_DEFAULT 4.0 /* MiB per bucket; PyTorch DDP uses 25 (1 for the first) */
@@ -71,12 +71,12 @@ typedef struct {
   int buckets;         /* buckets all-reduced during backward */
 } grad_sync_stats_t;
 
-/* dp: the data-parallel group of this shard (size D, may be 1); tied: the 2-rank {stage 0,
+/* m: the stage's model (stage.h; copied, the model must outlive gs). dp: the data-parallel group of this shard (size D, may be 1); tied: the 2-rank {stage 0,
  * stage P-1} communicator of this replica (and TP rank), or NULL (P == 1, or a middle stage);
  * norm: the communicator the squared norms are summed over (see above). bucket_mb > 0. zero: 0 or 1.
  * grad_dtype: COLL_F32 or COLL_BF16 ("Gradient dtype" above; with COLL_BF16 and D > 1 this
  * sets dp's wire16). Installs the model's grad_ready callback. Returns 0, or -1 with a message. */
-int grad_sync_create(gpt2_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
+int grad_sync_create(const stage_model_t *m, coll_comm_t *dp, coll_comm_t *tied, coll_comm_t *norm,
                      double bucket_mb, int zero, coll_dtype_t grad_dtype, grad_sync_t **out, char *err,
                      size_t errlen);
 void grad_sync_free(grad_sync_t *gs);

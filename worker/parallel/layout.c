@@ -484,7 +484,8 @@ void layout_print(const layout_t *lay, FILE *f) {
     fprintf(f, "stage %d: layers %d-%d (%d)%s%s, ", s, lay->layer_begin[s],
             lay->layer_begin[s + 1] - 1, layout_stage_layers(lay, s), s == 0 ? " + embeddings" : "",
             s == lay->pp - 1
-                ? (lay->pp > 1 ? " + ln_f/logits/loss (+ tied wte copy)" : " + ln_f/logits/loss")
+                ? (!layout_model_tied(&lay->model) ? " + norm/lm_head/loss"
+                   : lay->pp > 1 ? " + ln_f/logits/loss (+ tied wte copy)" : " + ln_f/logits/loss")
                 : "");
     print_count(f, layout_stage_params(lay, s));
     if (lay->tp > 1) {

@@ -22,14 +22,15 @@ _Static_assert(RS_PIPE_FWD - RS_PIPE_RECV_ACT == SCHED_FWD - SCHED_RECV_ACT &&
 #define PIPELINE_EVAL_TAG ((1 << 23) + 1)
 
 struct pipeline {
-  gpt2_model_t *m;
+  stage_model_t sm;            /* the stage's model and its family's calls */
+  const stage_ops_t *ops;      /* sm.ops */
   coll_comm_t *pipe;
   int P, stage, M, mb, T, C;
   size_t nact;                 /* floats of one micro-batch's residual stream message */
   sched_action_t *actions;
   int n_actions;
   int slots;                   /* K: activation slots */
-  gpt2_acts_t **acts;          /* [K] */
+  void **acts;                 /* [K] the family's activations */
   float *x_in;                 /* (rows, C) received activation (stage > 0) */
   float *dx_out;               /* (rows, C) received output gradient (stage < P-1) */
   float **dx_in;               /* [K] (rows, C) input gradients to send (stage > 0) */
@@ -38,19 +39,20 @@ struct pipeline {
   const step_hooks_t *hooks;   /* the trace and the simulated clock, or NULL */
 };
 
-int pipeline_create(gpt2_model_t *m, coll_comm_t *pipe, sched_kind_t kind, int M, int mb, int T,
+int pipeline_create(const stage_model_t *sm, coll_comm_t *pipe, sched_kind_t kind, int M, int mb, int T,
                     pipeline_t **out, char *err, size_t errlen) {
   *out = NULL;
   pipeline_t *pl = calloc(1, sizeof *pl);
   if (!pl) goto oom;
-  pl->m = m;
+  pl->sm = *sm;
+  pl->ops = sm->ops;
   pl->pipe = pipe;
   pl->P = coll_size(pipe);
   pl->stage = coll_rank(pipe);
   pl->M = M;
   pl->mb = mb;
   pl->T = T;
-  pl->C = m->cfg.dim;
+  pl->C = sm->dim;
   pl->actions = calloc((size_t)SCHED_MAX_ACTIONS(M), sizeof *pl->actions);
   if (!pl->actions) goto oom;
   if (schedule_build(kind, pl->P, M, pl->stage, pl->actions, &pl->n_actions)) {
@@ -66,9 +68,9 @@ int pipeline_create(gpt2_model_t *m, coll_comm_t *pipe, sched_kind_t kind, int M
   pl->act_req = calloc((size_t)pl->slots, sizeof *pl->act_req);
   pl->grad_req = calloc((size_t)pl->slots, sizeof *pl->grad_req);
   if (!pl->acts || !pl->dx_in || !pl->act_req || !pl->grad_req) goto oom;
-  const size_t nact = pl->nact = (size_t)gpt2_stream_rows(m, mb, T) * pl->C;
+  const size_t nact = pl->nact = (size_t)pl->ops->stream_rows(sm->model, mb, T) * pl->C;
   for (int k = 0; k < pl->slots; k++) {
-    if (gpt2_acts_create(m, mb, T, &pl->acts[k], err, errlen)) {
+    if (pl->ops->acts_create(sm->model, mb, T, &pl->acts[k], err, errlen)) {
       pipeline_free(pl);
       return -1;
     }
@@ -90,7 +92,7 @@ void pipeline_free(pipeline_t *pl) {
   for (int k = 0; k < pl->slots; k++) {
     if (pl->act_req && pl->act_req[k]) coll_wait(pl->act_req[k]);
     if (pl->grad_req && pl->grad_req[k]) coll_wait(pl->grad_req[k]);
-    if (pl->acts) gpt2_acts_free(pl->acts[k]);
+    if (pl->acts) pl->ops->acts_free(pl->acts[k]);
     if (pl->dx_in) free(pl->dx_in[k]);
   }
   free(pl->acts);
@@ -107,7 +109,7 @@ void pipeline_set_hooks(pipeline_t *pl, const step_hooks_t *h) { pl->hooks = h; 
 
 size_t pipeline_acts_in_flight_bytes(const pipeline_t *pl) {
   size_t b = 0;
-  for (int k = 0; k < pl->slots; k++) b += gpt2_acts_bytes(pl->acts[k]);
+  for (int k = 0; k < pl->slots; k++) b += pl->ops->acts_bytes(pl->acts[k]);
   return b;
 }
 
@@ -164,7 +166,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       if (complete(pl, &pl->act_req[k], st, err, errlen)) return -1;
       t0 = strata_now_s();
       t0c = hook_now(h);
-      float loss = gpt2_forward(pl->m, pl->acts[k], first ? tokens + (size_t)j * ntok : NULL,
+      float loss = pl->ops->forward(pl->sm.model, pl->acts[k], first ? tokens + (size_t)j * ntok : NULL,
                                 first ? NULL : pl->x_in, last ? targets + (size_t)j * ntok : NULL);
       hook_clock_fwd(h);
       if (last) {
@@ -177,7 +179,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
     }
     case SCHED_SEND_ACT:
       hook_clock_send(h, 1, j, tag); /* the clock goes first: the data implies it */
-      rc = coll_isend(gpt2_output(pl->acts[k]), nact, COLL_F32, pl->stage + 1, tag, pl->pipe,
+      rc = coll_isend(pl->ops->output(pl->acts[k]), nact, COLL_F32, pl->stage + 1, tag, pl->pipe,
                       &pl->act_req[k]);
       hook_trace(h, TRACE_SEND, j, t0c);
       break;
@@ -188,7 +190,7 @@ int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
       hook_clock_bwd_begin(h, j == pl->M - 1);
       t0 = strata_now_s();
       t0c = hook_now(h);
-      if (gpt2_backward(pl->m, pl->acts[k], last ? NULL : pl->dx_out, loss_scale,
+      if (pl->ops->backward(pl->sm.model, pl->acts[k], last ? NULL : pl->dx_out, loss_scale,
                         first ? NULL : pl->dx_in[k]))
         return strata_fail(err, errlen, "backward of micro-batch %d (stage %d) failed (see the "
                            "message above)", j, pl->stage);
@@ -224,15 +226,15 @@ int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
   if (!first && coll_recv(pl->x_in, nact, COLL_F32, pl->stage - 1, PIPELINE_EVAL_TAG, pl->pipe) != COLL_OK)
     return strata_fail(err, errlen, "evaluation: receiving activations from stage %d failed: %s",
                        pl->stage - 1, coll_last_error(pl->pipe));
-  (void)gpt2_forward(pl->m, pl->acts[0], first ? tokens : NULL, first ? NULL : pl->x_in,
+  (void)pl->ops->forward(pl->sm.model, pl->acts[0], first ? tokens : NULL, first ? NULL : pl->x_in,
                      last ? targets : NULL);
   if (last) { /* in double, position by position: the same sum however the rows are grouped */
-    const float *l = gpt2_losses(pl->acts[0]);
+    const float *l = pl->ops->losses(pl->acts[0]);
     double sum = 0;
     for (size_t i = 0; i < (size_t)rows * pl->T; i++) sum += l[i];
     *loss_sum = sum;
   }
-  if (!last && coll_send(gpt2_output(pl->acts[0]), nact, COLL_F32, pl->stage + 1, PIPELINE_EVAL_TAG,
+  if (!last && coll_send(pl->ops->output(pl->acts[0]), nact, COLL_F32, pl->stage + 1, PIPELINE_EVAL_TAG,
                          pl->pipe) != COLL_OK)
     return strata_fail(err, errlen, "evaluation: sending activations to stage %d failed: %s", pl->stage + 1,
                        coll_last_error(pl->pipe));

@@ -1,13 +1,14 @@
 /* pipeline.h -- executes one pipeline stage's share of a training step: the schedule's actions
  * (schedule.h) over the stage's model shard, with activations and their gradients travelling
- * to the neighbour stages through the collectives library.
+ * to the neighbour stages through the collectives library. The shard is a stage_model_t
+ * (stage.h): a GPT-2 shard or a Llama stage, driven through its family's table of calls.
  *
  * Buffers. A stage keeps K = schedule_max_in_flight(...) micro-batches of activations
- * (gpt2_acts_t), micro-batch j in slot j % K (forwards and backwards both run in micro-batch
+ * (the family's activations), micro-batch j in slot j % K (forwards and backwards both run in micro-batch
  * order, so the live micro-batches are always K consecutive ones). Received activations and
- * received output gradients go to one buffer each (gpt2 copies them in at once); the input
+ * received output gradients go to one buffer each (the model copies them in at once); the input
  * gradient sent back to stage - 1 has a buffer per slot. A message is the residual stream of
- * one micro-batch, gpt2_stream_rows(m, mb, T) rows of C floats: all mb x T rows, or with
+ * one micro-batch, stream_rows(model, mb, T) rows of C floats: all mb x T rows, or with
  * tensor-parallel sequence parallelism this TP rank's 1/T of them. With tensor parallelism the
  * pipeline communicator joins the same TP rank t of every stage, so t talks to t.
  *
@@ -29,7 +30,7 @@
 #include <stdint.h>
 
 #include "strata/coll.h"
-#include "gpt2.h"
+#include "stage.h"
 #include "grad_sync.h"
 #include "schedule.h"
 #include "step_hooks.h"
@@ -44,15 +45,16 @@ typedef struct {
   int n_loss;       /* micro-batches whose loss is in loss_sum */
 } pipeline_stats_t;
 
-/* pipe: the replica's pipeline group, ordered by stage (rank = stage). M micro-batches of mb
- * sequences of T tokens. 0, or -1 with a message. */
-int pipeline_create(gpt2_model_t *m, coll_comm_t *pipe, sched_kind_t kind, int M, int mb, int T,
+/* sm: the stage's model (copied; the model must outlive the pipeline). pipe: the replica's
+ * pipeline group, ordered by stage (rank = stage). M micro-batches of mb sequences of T tokens.
+ * 0, or -1 with a message. */
+int pipeline_create(const stage_model_t *sm, coll_comm_t *pipe, sched_kind_t kind, int M, int mb, int T,
                     pipeline_t **out, char *err, size_t errlen);
 void pipeline_free(pipeline_t *pl);
 
 /* Runs one step's schedule. tokens (M*mb, T) is used on stage 0, targets (M*mb, T) on the last
  * stage (micro-batch j = rows [j*mb, j*mb + mb)). gs may be NULL (no data parallelism).
- * Gradients accumulate into m->grads (zero them before). Fills *st. */
+ * Gradients accumulate into the model's grads (zero them before). Fills *st. */
 int pipeline_step(pipeline_t *pl, const int32_t *tokens, const int32_t *targets, grad_sync_t *gs,
                   pipeline_stats_t *st, char *err, size_t errlen);
 
@@ -69,8 +71,8 @@ int pipeline_eval(pipeline_t *pl, const int32_t *tokens, const int32_t *targets,
 
 /* Bytes of activation storage this stage holds (all slots and message buffers). */
 size_t pipeline_act_bytes(const pipeline_t *pl);
-/* The activations of the K micro-batches in flight alone (gpt2_acts_bytes of every slot, in the
- * model's recompute mode); add gpt2_scratch_bytes for the stage's activation peak. */
+/* The activations of the K micro-batches in flight alone (acts_bytes of every slot, in the
+ * model's recompute mode); add the model's scratch_bytes for the stage's activation peak. */
 size_t pipeline_acts_in_flight_bytes(const pipeline_t *pl);
 
 #endif /* STRATA_PIPELINE_H */

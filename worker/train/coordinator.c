@@ -394,6 +394,7 @@ static json_object *report_json(const coord_t *c, double tps, double wall, int64
   runlog_json_add(o, "transport", runlog_json_str(c->info.transport));
   runlog_json_add(o, "bucket_mb", runlog_json_num(c->info.bucket_mb, "%g"));
   runlog_json_add(o, "model", train_model_json(m, layout_params_total(&lay->model)));
+  if (c->info.arch) runlog_json_add(o, "arch", runlog_json_str(c->info.arch));
   runlog_json_add(o, "config", train_config_json(t, "micro_batch", lay->micro_batch));
   json_object *layout = json_object_new_object(), *ranks = json_object_new_array();
   for (int r = 0; ranks && r < lay->world; r++) {

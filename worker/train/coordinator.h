@@ -61,6 +61,7 @@ typedef struct {
   const char *grad_dtype;     /* report.json: grad_dtype ("fp32", "bf16": --grad-dtype) */
   int sequence_parallel;      /* report.json: sequence_parallel */
   const char *recompute;      /* report.json: recompute ("none", "selective", "full") */
+  const char *arch;           /* report.json: arch, the model family ("gpt", "llama"); NULL: none */
 } coord_info_t;
 
 typedef struct coord coord_t;

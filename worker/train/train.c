@@ -5,8 +5,8 @@
  * the two share is the bookkeeping around the step (train_loop.h: what is due after a step, its
  * record in steps.jsonl, the ETA, the training state of a checkpoint).
  *
- * A Llama model (train_model.h) is not a pipeline shard, so its data parallelism lives here:
- * with --dp D under mpirun -np D every rank holds the whole model and runs this loop on its
+ * A Llama model (train_model.h) without --pp has its data parallelism here (with --pp it runs
+ * in train_dist.c as pipeline stages): with --dp D under mpirun -np D every rank holds the whole model and runs this loop on its
  * replica's rows of the global batch (batch / D, in --microbatches micro-batches), the flat
  * gradient buffer is averaged over the replicas with one coll_allreduce, and every rank then
  * takes the same clip factor and AdamW step, so the replicas stay identical. --zero 1 shards

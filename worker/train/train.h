@@ -16,8 +16,9 @@
  * loop runs as a P-stage pipeline (pipeline.h) whose every stage is split over T tensor-parallel
  * ranks (gpt2.h), replicated D times, gradients reduced in buckets overlapping backward
  * (grad_sync.h), reports gathered by rank 0 (coordinator.h). A Llama model (arch
- * CKPT_ARCH_LLAMA) is not a pipeline shard: it runs train_run, also under mpirun as --dp D
- * replicas of the whole model (train.c; train_run_dist refuses it). For the same seed, model
+ * CKPT_ARCH_LLAMA) runs train_run, also under mpirun as --dp D replicas of the whole model
+ * (train.c), or train_run_dist as P stages of llama_create_range x D replicas (no tensor
+ * parallelism: train_run_dist refuses --tp for it). For the same seed, model
  * and global batch every layout computes the same losses as one rank (up to float summation
  * order).
  * Determinism: the same configuration gives bit-identical losses; a run resumed from the
@@ -41,7 +42,8 @@ typedef struct {
   gpt2_config_t model;     /* vocab is set from the data when 0; for Llama: vocab, ctx, layers,
                               heads (query heads) and dim (hidden_size) */
   int arch;                /* ckpt_arch_t: CKPT_ARCH_GPT2 (--arch gpt, the default) or
-                              CKPT_ARCH_LLAMA (--arch llama: one rank only, train.c) */
+                              CKPT_ARCH_LLAMA (--arch llama: train.c, or train_dist.c
+                              with --pp) */
   llama_config_t llama;    /* --arch llama: kv_heads (0: heads), ffn (0: 8/3 x dim rounded up to
                               a multiple of 64), rms_norm_eps, rope_theta; the shape is `model`'s
                               (train_llama_config) */

@@ -1,6 +1,8 @@
 /* train_dist.c -- the distributed training job: T tensor-parallel ranks x P pipeline stages x D
  * data-parallel replicas over MPI_COMM_WORLD (see train.h, layout.h for the rank map,
- * pipeline.h, grad_sync.h, coordinator.h).
+ * pipeline.h, grad_sync.h, coordinator.h). A stage's model is a GPT-2 shard (gpt2.h) or, with
+ * --arch llama, a Llama stage (llama_create_range; T = 1, fp32, synchronous checkpoints of its
+ * own tensors), both driven through stage.h.
  *
  * Communicators of rank (t, stage s, replica d): the TP group of (s, d) (the T ranks that split
  * the stage's matrices, ordered by t; only when T > 1), the pipeline of (t, d) (stage s talks to
@@ -50,6 +52,7 @@
 #include "strata_proto.h"
 #include "train.h"
 #include "train_loop.h"
+#include "train_model.h"
 #include "util.h"
 #include "validation.h"
 
@@ -82,7 +85,9 @@ typedef struct {
   const char *data_path;    /* c.data_path or the default corpus */
   strata_train_state_t *state; /* the resumed checkpoint's training state */
   char resume_dir[4096];
-  gpt2_model_t *m;          /* the stage's shard of the model */
+  gpt2_model_t *m;          /* the stage's shard of the model (GPT-2), or NULL */
+  llama_model_t *lm;        /* the stage's layers of a Llama model (--arch llama), or NULL */
+  stage_model_t sm;         /* whichever it is, behind its family's calls (stage.h) */
   grad_sync_t *gs;
   pipeline_t *pl;
   coord_t *co;
@@ -182,7 +187,8 @@ static int commit_checkpoint(dist_job_t *j, const char *tmp, const char *dir, ui
   if (!st) return strata_fail(j->err, sizeof j->err, "out of memory");
   fill_state(j, st, step, loss);
   int rc = 0;
-  if (ckpt_commit(tmp, dir, &j->c.model, st, j->lay->pp, j->err, sizeof j->err)) {
+  if (j->lm ? ckpt_commit_llama(tmp, dir, &j->c.llama, st, j->lay->pp, j->err, sizeof j->err)
+            : ckpt_commit(tmp, dir, &j->c.model, st, j->lay->pp, j->err, sizeof j->err)) {
     ckpt_abort(tmp);
     rc = -1;
   } else if (j->c.keep > 0 && ckpt_prune(j->c.out_dir, j->c.keep, j->err, sizeof j->err) < 0) {
@@ -203,6 +209,8 @@ static int write_shard(dist_job_t *j, const char *tmp, uint64_t step) {
   gpt2_model_t *m = j->m;
   const int T = j->lay->tp, P = j->lay->pp;
   ckpt_async_t *w = j->c.ckpt_async ? j->ckw : NULL;
+  if (j->lm) /* whole tensors (T = 1), written synchronously */
+    return ckpt_write_shard_llama(tmp, j->lm, j->full_m, j->full_v, j->stage, P, err, errlen);
   if (T == 1 && !w)
     return ckpt_write_shard(tmp, m, j->full_m, j->full_v, j->stage, P, err, errlen);
   if (T == 1)
@@ -390,6 +398,18 @@ static int save_checkpoint_async(dist_job_t *j, uint64_t step, double loss) {
 
 /* ---- set-up ---- */
 
+/* What a Llama model (llama.h: no tensor parallelism, recomputation or bf16) cannot run here;
+ * Llama checkpoints are written synchronously. 0, or -1 with the message. */
+static int dist_llama_check(train_config_t *c, char *err, size_t errlen) {
+  const char *flag = c->tp != 1 ? "--tp" : c->sequence_parallel ? "--sequence-parallel"
+                     : c->recompute ? "--recompute" : c->precision != MEM_PREC_FP32 ? "--precision" : NULL;
+  if (flag)
+    return strata_fail(err, errlen, "%s is not supported for a Llama model, which trains in fp32 "
+                       "with --pp and --dp only: drop %s", flag, flag);
+  c->ckpt_async = 0; /* the background writer (ckpt_async.h) saves GPT-2 models only */
+  return 0;
+}
+
 /* The same checks on every rank, from the same inputs (flags, checkpoint, data), so every rank
  * reaches the same verdict without communication; then the stage's model shard. */
 static int dist_configure(dist_job_t *j) {
@@ -399,12 +419,7 @@ static int dist_configure(dist_job_t *j) {
   if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path, err,
                     errlen))
     return TRAIN_BAD_CONFIG;
-  if (c->arch == CKPT_ARCH_LLAMA) { /* --arch llama, or a resumed Llama checkpoint */
-    snprintf(err, errlen, "checkpoint %s holds a Llama model: resume it with --arch llama, which "
-             "trains data-parallel only (--dp, --zero; no --tp, --pp, --schedule, --device)",
-             j->resume_dir);
-    return TRAIN_BAD_CONFIG;
-  }
+  if (c->arch == CKPT_ARCH_LLAMA && dist_llama_check(c, err, errlen)) return TRAIN_BAD_CONFIG;
   if (c->tp < 1 || c->pp < 1 || c->dp < 1) {
     snprintf(err, errlen, "--tp, --pp and --dp must be at least 1 (got --tp %d --pp %d --dp %d)",
              c->tp, c->pp, c->dp);
@@ -424,6 +439,12 @@ static int dist_configure(dist_job_t *j) {
     return TRAIN_BAD_CONFIG;
   }
   layout_model_t lm = {c->model.vocab, c->model.ctx, c->model.layers, c->model.heads, c->model.dim};
+  if (c->arch == CKPT_ARCH_LLAMA) { /* the stage balance, memory and simulated device of Llama's shapes */
+    c->llama = train_llama_config(&c->model, &c->llama);
+    lm.arch = LAYOUT_ARCH_LLAMA;
+    lm.kv_heads = c->llama.kv_heads;
+    lm.ffn = c->llama.ffn;
+  }
   if (layout_init(j->lay, &lm, j->wsize, c->tp, c->pp, c->dp, c->microbatches, c->batch,
                   c->stage_layers, err, errlen))
     return TRAIN_BAD_CONFIG;
@@ -450,11 +471,19 @@ static int dist_configure(dist_job_t *j) {
   j->rows = c->batch / j->lay->dp;
   if (rank_status_open(c->out_dir, j->wrank, j->wsize, j->stage, j->replica, err, errlen))
     strata_warn("%s; no status record", err);
-  gpt2_range_t range = {j->lay->layer_begin[j->stage], j->lay->layer_begin[j->stage + 1],
-                        j->stage == 0, j->stage == P - 1, .tp_rank = j->tp_rank,
-                        .tp_size = j->lay->tp};
-  if (gpt2_create(&c->model, range, &j->m, err, errlen)) return TRAIN_BAD_CONFIG;
-  if (gpt2_set_recompute(j->m, (gpt2_recompute_t)c->recompute)) {
+  const int lb = j->lay->layer_begin[j->stage], le = j->lay->layer_begin[j->stage + 1];
+  if (c->arch == CKPT_ARCH_LLAMA) {
+    if (llama_create_range(&c->llama, (llama_range_t){lb, le, j->stage == 0, j->stage == P - 1}, &j->lm,
+                           err, errlen))
+      return TRAIN_BAD_CONFIG;
+    j->sm = stage_of_llama(j->lm);
+  } else {
+    gpt2_range_t range = {lb, le, j->stage == 0, j->stage == P - 1, .tp_rank = j->tp_rank,
+                          .tp_size = j->lay->tp};
+    if (gpt2_create(&c->model, range, &j->m, err, errlen)) return TRAIN_BAD_CONFIG;
+    j->sm = stage_of_gpt2(j->m);
+  }
+  if (j->m && gpt2_set_recompute(j->m, (gpt2_recompute_t)c->recompute)) {
     snprintf(err, errlen, "--recompute: unknown mode %d (none, selective or full)", c->recompute);
     return TRAIN_BAD_CONFIG;
   }
@@ -491,15 +520,18 @@ static int dist_connect(dist_job_t *j) {
              coll_last_error(cm->world));
     return TRAIN_FAILED;
   }
-  if (gpt2_set_tp(j->m, cm->tp, c->sequence_parallel, j->err, sizeof j->err)) return TRAIN_FAILED;
+  if (j->m && gpt2_set_tp(j->m, cm->tp, c->sequence_parallel, j->err, sizeof j->err)) return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
+    if (j->lm)
+      strata_info("Llama: %d kv heads, ffn %d, rms_norm_eps %g, rope_theta %g", c->llama.kv_heads,
+                  c->llama.ffn, c->llama.rms_norm_eps, c->llama.rope_theta);
     strata_info("model: %d layers, %d heads, width %d, context %d, vocab %d: %lld parameters; "
                 "batch %d x %d tokens, %lld steps, %s schedule, ZeRO-%d, sequence parallelism "
                 "%s, recompute %s, precision %s, transport %s, data %s",
                 c->model.layers, c->model.heads, c->model.dim, c->model.ctx, c->model.vocab,
                 (long long)layout_params_total(&j->lay->model), c->batch, c->seq_len,
                 (long long)c->steps, schedule_kind_name((sched_kind_t)c->schedule), c->zero,
-                gpt2_sequence_parallel(j->m) ? "on" : "off",
+                j->m && gpt2_sequence_parallel(j->m) ? "on" : "off",
                 gpt2_recompute_name((gpt2_recompute_t)c->recompute),
                 memory_precision_name((mem_precision_t)c->precision),
                 coll_transport_name(cm->world), j->data_path);
@@ -576,10 +608,10 @@ static int dist_runtime(dist_job_t *j) {
   const int T = c->seq_len;
   comms_t *cm = &j->cm;
   coll_comm_t *norm = c->zero ? cm->world : cm->rep ? cm->rep : cm->pipe;
-  if (grad_sync_create(j->m, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, c->grad_bf16 ? COLL_BF16 : COLL_F32,
+  if (grad_sync_create(&j->sm, cm->dp, cm->tied, norm, c->bucket_mb, c->zero, c->grad_bf16 ? COLL_BF16 : COLL_F32,
                        &j->gs, err, errlen))
     return TRAIN_FAILED;
-  if (pipeline_create(j->m, cm->pipe, (sched_kind_t)c->schedule, j->lay->micro,
+  if (pipeline_create(&j->sm, cm->pipe, (sched_kind_t)c->schedule, j->lay->micro,
                       j->lay->micro_batch, T, &j->pl, err, errlen))
     return TRAIN_FAILED;
   if (sim_clock_attach(&j->simc, cm->world, cm->pipe, cm->dp, cm->tied, err, errlen))
@@ -587,7 +619,7 @@ static int dist_runtime(dist_job_t *j) {
   sim_clock_step_hooks(&j->simc, &j->hooks); /* and the trace once the coordinator exists */
   pipeline_set_hooks(j->pl, &j->hooks);
   grad_sync_set_hooks(j->gs, &j->hooks);
-  const size_t np = j->m->num_params ? j->m->num_params : 1;
+  const size_t np = j->sm.num_params ? j->sm.num_params : 1;
   j->inputs = malloc(sizeof(int32_t) * (size_t)j->rows * T);
   j->targets = malloc(sizeof(int32_t) * (size_t)j->rows * T);
   j->eval_in = malloc(sizeof(int32_t) * (size_t)j->lay->micro_batch * T);
@@ -599,17 +631,20 @@ static int dist_runtime(dist_job_t *j) {
     return TRAIN_FAILED;
   }
   if (c->resume) {
-    if (ckpt_load(j->resume_dir, j->m, j->full_m, j->full_v, NULL, err, errlen))
+    if (j->lm ? ckpt_load_llama(j->resume_dir, j->lm, j->full_m, j->full_v, NULL, err, errlen)
+              : ckpt_load(j->resume_dir, j->m, j->full_m, j->full_v, NULL, err, errlen))
       return TRAIN_FAILED;
     grad_sync_set_moments(j->gs, j->full_m, j->full_v);
     grad_sync_optimizer(j->gs)->t = j->start_step;
     if (j->wrank == 0 && !c->quiet)
       strata_info("resumed from %s at step %lld (layout %d x %d x %d)", j->resume_dir,
                   (long long)j->start_step, j->lay->tp, j->lay->pp, j->lay->dp);
+  } else if (j->lm) {
+    llama_init_params(j->lm, c->seed);
   } else {
     gpt2_init_params(j->m, c->seed);
   }
-  train_apply_precision(j->m, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
+  if (j->m) train_apply_precision(j->m, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
   return TRAIN_OK;
 }
 
@@ -628,8 +663,8 @@ static int dist_memory_report(dist_job_t *j) {
     return TRAIN_FAILED;
   }
   j->mem_acts = j->mem_alloc + P;
-  const double scratch = (double)gpt2_scratch_bytes(j->m);
-  j->mem_alloc[j->stage] = 2.0 * sizeof(float) * (double)j->m->num_params +
+  const double scratch = (double)j->sm.ops->scratch_bytes(j->sm.model);
+  j->mem_alloc[j->stage] = 2.0 * sizeof(float) * (double)j->sm.num_params +
                            (double)grad_sync_alloc_bytes(j->gs) + (double)pipeline_act_bytes(j->pl) +
                            scratch;
   j->mem_acts[j->stage] = (double)pipeline_acts_in_flight_bytes(j->pl) + scratch;
@@ -667,8 +702,9 @@ static int dist_coordinator(dist_job_t *j) {
                        .append = c->resume != NULL,
                        .bucket_mb = c->bucket_mb,
                        .grad_dtype = c->grad_bf16 ? "bf16" : "fp32",
-                       .sequence_parallel = gpt2_sequence_parallel(j->m),
-                       .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute)};
+                       .sequence_parallel = j->m && gpt2_sequence_parallel(j->m),
+                       .recompute = gpt2_recompute_name((gpt2_recompute_t)c->recompute),
+                       .arch = ckpt_arch_name((ckpt_arch_t)c->arch)};
   train_config_to_state(&info.train, c, j->data_path);
   if (coord_create(j->cm.world, &info, &j->co, j->err, sizeof j->err)) return TRAIN_FAILED;
   coord_step_hooks(j->co, &j->hooks);
@@ -697,7 +733,7 @@ static int dist_step(dist_job_t *j, int64_t step, dist_step_t *st) {
   fault_point(FAULT_AT_STEP, step + 1);
   st->t0_s = strata_now_s();
   coll_busy(j->cm.tp, &j->tp_busy0, NULL); /* evaluation and checkpoints are not the step's */
-  gpt2_zero_grad(j->m);
+  j->sm.ops->zero_grad(j->sm.model);
   if ((j->stage == 0 || j->stage == P - 1) &&
       data_fetch(j->ds, DATA_TRAIN, c->seed, (uint64_t)step, c->batch, T, j->replica * j->rows,
                  j->rows, j->inputs, j->targets, j->err, sizeof j->err))
@@ -837,6 +873,7 @@ static void dist_free(dist_job_t *j) {
   free(j->full_m);
   free(j->full_v);
   gpt2_free(j->m);
+  llama_free(j->lm);
   data_close(j->ds);
   coll_comm_destroy(j->cm.rep);
   coll_comm_destroy(j->cm.tied);
