@@ -27,6 +27,8 @@ infer_cli_test(infer_tp_bad_layouts tp_errors FIXTURES_REQUIRED infer_ckpt)
 # A Llama checkpoint through the engine against a whole-sequence llama_forward per token.
 infer_cli_test(infer_llama_greedy_equals_recompute llama)
 set_property(TEST infer_llama_greedy_equals_recompute APPEND PROPERTY ENVIRONMENT "STRATA_LLAMA_LOOP=$<TARGET_FILE:llama_loop>")
+# A Llama checkpoint in P = 1..4 pipeline stages: the same tokens on every P.
+infer_cli_test(infer_llama_pp_greedy_same_for_P_1_2_3_4 llama_pp)
 
 # The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
 strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)

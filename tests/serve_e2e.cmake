@@ -8,8 +8,9 @@
 #                         on disk and a restarted server continues it as an uninterrupted one would
 #   serve_e2e_tp2_np4     --tp 2 x P=2: concurrent clients get the one-process answer, a session
 #                         continues across a restart as an uninterrupted one, --tp 1 gets 409
-#   serve_e2e_llama_np1   a Llama checkpoint: completions (also streamed) equal `strata infer` with
-#                         exact usage counts, a chat completion, a session follow-up
+#   serve_e2e_llama_np1/np2  a Llama checkpoint on one rank and in 2 pipeline stages: completions
+#                         (also streamed) equal one-process `strata infer` with exact usage
+#                         counts, a chat completion, a session follow-up; --tp 2 exits 2
 strata_test_exe(test_serve_e2e ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_e2e.c
                 ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/serve_harness.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
 target_include_directories(test_serve_e2e PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/serve)
@@ -26,6 +27,7 @@ serve_e2e_test(serve_e2e_overload overload 2)
 serve_e2e_test(serve_e2e_signal signal 2)
 serve_e2e_test(serve_e2e_tp2_np4 tp 4)
 serve_e2e_test(serve_e2e_llama_np1 llama 1)
+serve_e2e_test(serve_e2e_llama_np2 llama 2)
 
 # launch/slurm/serve.sbatch on the throw-away Slurm cluster (tests/slurm/cluster.sh): start,
 # /health, one completion, scancel. Label "slurm", shares the cluster lock with tests/slurm.cmake.

@@ -169,10 +169,33 @@ llama)
   sample() { run 1 --checkpoint "$CKL" --prompts "$W/llama/p.jsonl" --max-tokens 20 --temperature 1 --seed 5 --json "$@" | sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p'; }
   a=$(sample); b=$(sample --no-kv-cache); c=$(sample --max-batch 1)
   test -n "$a" && test "$a" = "$b" && test "$a" = "$c" || fail "seeded samples differ: $a / $b / $c"
-  out=$(run 2 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
-  test $code -ne 0 && grep -q "a Llama checkpoint generates on one rank" <<<"$out" || fail "np 2: exit $code: $out"
-  out=$(run 1 --checkpoint "$CKL" --prompt "x" --max-tokens 2 --tp 2 2>&1); code=$?
-  test $code -eq 2 && grep -q "run it on one rank" <<<"$out" || fail "--tp 2: exit $code: $out"
+  ;;
+llama_pp)
+  # A 4-layer Llama checkpoint in P = 1, 2, 3, 4 pipeline stages: the same greedy tokens and the
+  # same seeded samples (every stage loads its layers by name; the stream between stages is
+  # exact), and the layouts a Llama checkpoint cannot take refused.
+  rm -rf "$W/llama_pp" && mkdir -p "$W/llama_pp"
+  "$S" train --arch llama --layers 4 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --steps 80 --lr 0.01 \
+    --warmup 2 --quiet --eval-tokens 128 --out "$W/llama_pp/run" || fail "strata train --arch llama"
+  CKL=$W/llama_pp/run/ckpt-00000080
+  printf '%s\n' '{"prompt": "The "}' '{"prompt": "and so it", "max_tokens": 12}' '{"prompt": "x", "max_tokens": 31}' \
+    '{"prompt": "on the", "temperature": 1, "seed": 7}' > "$W/llama_pp/p.jsonl"
+  for np in 1 2 3 4; do
+    run $np --checkpoint "$CKL" --prompts "$W/llama_pp/p.jsonl" --max-tokens 20 --json > "$W/llama_pp/p$np.jsonl" \
+      || fail "llama infer -np $np"
+    ids "$W/llama_pp/p$np.jsonl" > "$W/llama_pp/p$np.ids"
+    test "$(wc -l < "$W/llama_pp/p$np.ids")" -eq 4 || fail "-np $np: expected 4 completions"
+    echo "P=$np: $(head -c 120 "$W/llama_pp/p$np.ids" | tr '\n' '|')"
+    [ $np -eq 1 ] || diff "$W/llama_pp/p1.ids" "$W/llama_pp/p$np.ids" || fail "P=$np tokens differ from P=1"
+  done
+  test "$(tr -c '0-9\n' '\n' < "$W/llama_pp/p1.ids" | grep -v '^$' | sort -u | wc -l)" -ge 3 \
+    || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
+  out=$(run 5 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
+  test $code -eq 2 && grep -q "5 ranks make 5 pipeline stages but the model has only 4 layers" <<<"$out" \
+    || fail "np 5: exit $code: $out"
+  out=$(run 2 --checkpoint "$CKL" --prompt "x" --max-tokens 2 --tp 2 2>&1); code=$?
+  test $code -eq 2 && grep -q "a Llama checkpoint generates without tensor parallelism" <<<"$out" \
+    || fail "--tp 2: exit $code: $out"
   ;;
 tp_errors)
   expect() { # expect NP CODE PATTERN ARGS... : exit CODE and stderr matches PATTERN

@@ -20,12 +20,12 @@
  *             that never left memory and the stateless request; one part file per (stage, t);
  *             /v1/sessions lists the layout; a server at --tp 1 answers the session with 409
  *             naming --tp 2; 3 ranks at --tp 2, and --tp 3 of 4 heads, exit 2 naming the numbers.
- *   llama     a tiny trained Llama checkpoint (one rank): a greedy completion and its stream equal
+ *   llama     a tiny trained Llama checkpoint (NP pipeline stages): a greedy completion and its stream equal
  *             `strata infer` (whose Llama tokens tests/infer checks against a whole-sequence
  *             recompute) with exact usage counts and the model named strata-llama-L2-C64; a chat
  *             completion answers with an assistant message and consistent usage; a session's
- *             follow-up equals the stateless request with the whole history; 2 ranks exit 2
- *             saying to run on one rank.
+ *             follow-up equals the stateless request with the whole history; --tp 2 exits 2
+ *             saying Llama generation has no tensor parallelism.
  * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
  *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
 #include <dirent.h>
@@ -637,7 +637,7 @@ static void case_llama(void) {
   CHECK_EQ_INT(ni, MAXT);
   CHECK_TRUE(same(got, ng, ids, ni));
   stop(&s);
-  expect_bad_layout(2, "", "a Llama checkpoint generates on one rank");
+  expect_bad_layout(2, "--tp 2", "a Llama checkpoint generates without tensor parallelism");
 }
 
 /* The per-rank wrapper of CASE signal: runs PROGRAM ARGS..., records its exit code in

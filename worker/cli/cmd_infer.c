@@ -58,7 +58,7 @@ static const char *usage_text =
     "history without recomputing it; a session restores only with the --tp and P that saved it.\n"
     "--list-sessions and --delete-session ID manage them.\n"
     "A Llama checkpoint (strata train --arch llama) generates the same way (KV cache, batching,\n"
-    "sessions, every flag) but on one rank only: no pipeline stages and no --tp.";
+    "sessions, every flag, pipeline stages: mpirun -np P) but without --tp.";
 
 typedef struct {
   int32_t *tok;

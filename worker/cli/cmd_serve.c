@@ -102,7 +102,7 @@ static const char *usage_text =
     "Serve a checkpoint over HTTP (rank 0; the ranks hold P pipeline stages of T tensor-parallel ranks):\n"
     "  mpirun -np T*P strata serve --checkpoint DIR [--tp T] [--listen 127.0.0.1:8080]\n"
     "--tp T splits every stage's matrices by attention heads over T ranks (T divides the heads).\n"
-    "A GPT-2 checkpoint serves on any such layout; a Llama one (strata train --arch llama) on one rank.\n"
+    "A GPT-2 checkpoint serves on any such layout; a Llama one (strata train --arch llama) on P stages, --tp 1.\n"
     "Endpoints (OpenAI's API): POST /v1/completions, POST /v1/chat/completions (messages through\n"
     "--chat-template FILE, default \"{role}: {content}\\n\" ... \"assistant:\"), GET /v1/models[/ID]; with\n"
     "n, stop, logprobs, echo, penalties, seed, stream_options; parameters it does not implement get\n"

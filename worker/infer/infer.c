@@ -332,6 +332,11 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   e->cfg = e->mc.shape;
   if (infer_check_layout(&e->mc, e->world, e->T, err, errlen)) goto fail;
   layout_model_t lm = {e->cfg.vocab, e->cfg.ctx, e->cfg.layers, e->cfg.heads, e->cfg.dim};
+  if (e->mc.arch == CKPT_ARCH_LLAMA) { /* stages balanced by Llama's shapes, as training splits them */
+    lm.arch = LAYOUT_ARCH_LLAMA;
+    lm.kv_heads = e->mc.llama.kv_heads;
+    lm.ffn = e->mc.llama.ffn;
+  }
   char lerr[512];
   if (layout_init(&e->lay, &lm, e->world, e->T, e->P, 1, 1, 1, NULL, lerr, sizeof lerr)) {
     snprintf(err, errlen, "cannot split the model over %d ranks: %s", e->world, lerr);

@@ -157,25 +157,30 @@ static const infer_family_t gpt2_family = {gpt2_check_layout, gpt2_open, gpt2_fr
 /* ------------------------------------------------------------------ Llama */
 
 static int llama_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen) {
-  (void)mc;
-  if (world != 1 || tp != 1)
+  if (tp != 1)
     return strata_fail(err, errlen,
-                       "a Llama checkpoint generates on one rank without tensor parallelism (its pipeline stages "
-                       "and --tp are not implemented yet), but this job has %d ranks and --tp %d: run it on one "
-                       "rank (mpirun -np 1, or no mpirun) with --tp 1",
-                       world, tp);
+                       "--tp %d: a Llama checkpoint generates without tensor parallelism (its tensor-parallel "
+                       "split is not implemented for generation); use --tp 1 and split it into pipeline stages "
+                       "with mpirun -np P",
+                       tp);
+  if (world > mc->llama.layers)
+    return strata_fail(err, errlen,
+                       "%d ranks make %d pipeline stages but the model has only %d layers: every stage needs at "
+                       "least one layer; use mpirun -np %d or fewer",
+                       world, world, mc->llama.layers, mc->llama.layers);
   return 0;
 }
 
+/* This rank's stage: the layers and ends of st (llama_create_range), loaded by name from the
+ * checkpoint (ckpt_load_llama reads only the tensors the stage holds). */
 static int llama_open(const char *ckpt_dir, const ckpt_model_config_t *mc, const infer_stage_t *st,
                       coll_comm_t *tp_comm, void **model, int *kv_width, int *local_vocab, char *err, size_t errlen) {
   (void)tp_comm;
-  if (st->layer_begin != 0 || st->layer_end != mc->llama.layers || !st->has_embed || !st->has_head || st->tp_size > 1)
-    return strata_fail(err, errlen, "internal: a Llama model loads whole, not layers [%d, %d) of %d",
-                       st->layer_begin, st->layer_end, mc->llama.layers);
-  /* the whole model: a stage of layers would be built here from st (llama_range_t) */
+  if (st->tp_size > 1) return strata_fail(err, errlen, "internal: a Llama stage has no tensor-parallel split");
+  llama_range_t r = {st->layer_begin, st->layer_end, st->has_embed, st->has_head};
   llama_model_t *m = NULL;
-  if (llama_create(&mc->llama, &m, err, errlen) || ckpt_load_llama(ckpt_dir, m, NULL, NULL, NULL, err, errlen)) {
+  if (llama_create_range(&mc->llama, r, &m, err, errlen) ||
+      ckpt_load_llama(ckpt_dir, m, NULL, NULL, NULL, err, errlen)) {
     llama_free(m);
     return -1;
   }

@@ -7,10 +7,9 @@
  *   GPT-2  pipeline stages and tensor parallelism (gpt2.h): a stage loads its layers, and at
  *          T > 1 slices each whole tensor of the checkpoint into its part; the cache holds the
  *          rank's heads (C / T wide).
- *   Llama  one rank, the whole model (llama.h): P = 1 and T = 1; the cache holds the kv heads
- *          (kv_heads * head size wide). llama_forward_kv already honours a model's layer range
- *          (llama_range_t), so pipeline stages need only the stage's model built and loaded in
- *          llama_open (a range constructor) and llama_check_layout to allow P > 1.
+ *   Llama  pipeline stages without tensor parallelism (llama.h: llama_create_range, T = 1): a
+ *          stage loads its layers by name; the cache holds the kv heads (kv_heads * head size
+ *          wide).
  *
  * Usage (every rank of the job, with its stage):
  *    if (infer_model_check_layout(&mc, world, tp, err, sizeof err)) ...  // before anything else
@@ -39,7 +38,8 @@ typedef struct {
 typedef struct infer_model infer_model_t;
 
 /* Whether the family of mc runs on `world` ranks of `tp` tensor-parallel ranks per stage
- * (GPT-2: T divides the heads and the world, at least a layer per stage; Llama: one rank).
+ * (GPT-2: T divides the heads and the world, at least a layer per stage; Llama: T = 1, at
+ * least a layer per stage).
  * 0, or -1 with one sentence naming the numbers and the fix. */
 int infer_model_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen);
 
