@@ -126,7 +126,9 @@ typedef struct {
  *  ROWS        the first dimension in tp contiguous blocks (attn.c_proj and mlp.c_proj weights).
  *  VOCAB_ROWS  wte: rank t holds rows [t*Vp/tp, (t+1)*Vp/tp) of the vocabulary padded to
  *              Vp = gpt2_padded_vocab(V, tp); local rows at or past V are padding (zero).
- * At tp = 1 every tensor is whole whatever its kind. */
+ * At tp = 1 every tensor is whole whatever its kind. Llama's catalogue (llama.h) uses the same
+ * kinds on its [out, in] weights: ROWS for the column-parallel products, COLS for the
+ * row-parallel ones, VOCAB_ROWS for embed_tokens and lm_head. */
 typedef enum {
   GPT2_SPLIT_NONE = 0,
   GPT2_SPLIT_COLS,

@@ -5,7 +5,9 @@
  * exp / max / scale helpers of the cross-entropy, are nn.c's kernels shared with GPT-2: the
  * grouped keys and values are broadcast to every query head (HF repeat_kv) into the packed
  * [q | k | v] rows nn_attention_forward takes, and the backward sums each group's key and
- * value gradients back to its kv head.
+ * value gradients back to its kv head. With tensor parallelism (llama.h) the same kernels run on
+ * the rank's heads, SwiGLU columns and vocabulary rows, with the TP all-reduces of Megatron's
+ * f and g around them (tp_allreduce).
  */
 #include "llama.h"
 #include "llama_impl.h"
@@ -675,8 +677,7 @@ static int embed_forward(llama_model_t *m, llama_acts_t *a, const int32_t *token
 static void head_logits(llama_model_t *m, llama_acts_t *a, size_t N) {
   llama_impl_t *s = impl_of(m);
   const int Vl = s->Vl, nv = s->vvalid;
-  if (nv > 0) gemm_f32(0, 1, (int)N, nv, m->cfg.dim, 1.0f, a->nf, m->cfg.dim, m->lm_head, m->cfg.dim, 0.0f,
-                       a->logits, Vl);
+  if (nv > 0) linear_forward(a->logits, Vl, a->nf, m->lm_head, N, m->cfg.dim, nv, 0.0f);
   for (size_t i = 0; i < N; i++)
     for (int j = nv; j < Vl; j++) a->logits[i * Vl + j] = -INFINITY;
 }

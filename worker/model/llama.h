@@ -70,8 +70,9 @@
  * the same loss and holds the same residual stream (B*T rows of C: the stream between pipeline
  * stages is whole on every TP rank). Per layer: 2 all-reduces of (B*T, C) forward, 2 backward.
  * `strata train --arch llama` trains it (worker/train/train_model.h on one rank or as
- * data-parallel replicas; worker/parallel/pipeline.h through stage.h with --pp), checkpoint.h
- * saves and loads it by its Hugging Face names; `strata eval` scores it.
+ * data-parallel replicas; worker/parallel/pipeline.h through stage.h with --tp and --pp),
+ * checkpoint.h saves and loads it by its Hugging Face names (whole tensors whatever the
+ * tensor-parallel split); `strata eval` scores it.
  *
  * Activations of one batch live in a llama_acts_t; the gradients of activations live in
  * scratch owned by the model (one thread per model). Gradients accumulate (+=) over backward
