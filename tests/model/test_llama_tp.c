@@ -11,7 +11,9 @@
  *    pipeline stages chained on one rank (the residual stream and its gradient passed between
  *    them, whole on every TP rank);
  *  - the catalogue's split kinds: q/k/v and gate/up ROWS, o_proj and down_proj COLS,
- *    embed_tokens and lm_head VOCAB_ROWS, the norms NONE (replicated);
+ *    embed_tokens and lm_head VOCAB_ROWS, the norms NONE (replicated); the parameters a rank
+ *    holds equal the layout's count for it (layout_rank_params, what the simulator and the
+ *    memory plan use), whole and as two stages;
  *  - bad input: a tp that does not divide kv_heads (the message names kv_heads), a missing
  *    communicator (forward NaN), a communicator of another rank, generation at tp > 1. */
 #include <math.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout.h"
 #include "llama.h"
 #include "strata/coll.h"
 #include "test_util.h"
@@ -155,6 +158,18 @@ static void check_splits(void) {
     if (!t) continue;
     CHECK_EQ_INT(t->split, want[i].split);
     CHECK_EQ_INT(t->replicated, want[i].split == GPT2_SPLIT_NONE);
+  }
+  char err[256];
+  for (int pp = 1; pp <= 2; pp++) { /* the layout's per-rank count of each stage */
+    layout_t lay;
+    layout_model_t lm = {cfg.vocab, cfg.ctx, cfg.layers, cfg.heads, cfg.dim, LAYOUT_ARCH_LLAMA, cfg.kv_heads, cfg.ffn};
+    CHECK_EQ_INT(layout_init(&lay, &lm, tp * pp, tp, pp, 1, 1, 2, NULL, err, sizeof err), 0);
+    for (int s = 0; s < pp; s++) {
+      llama_model_t *st = make(lay.layer_begin[s], lay.layer_begin[s + 1], rank, tp, comm);
+      if (!st) continue;
+      CHECK_EQ_INT((int)layout_rank_params(&lay, s), (int)st->num_params);
+      llama_free(st);
+    }
   }
   const gpt2_tensor_t *k = llama_find_tensor(m, "model.layers.0.self_attn.k_proj.weight");
   CHECK_EQ_INT((int)k->shape[0], cfg.kv_heads * (cfg.dim / cfg.heads) / tp);
