@@ -51,16 +51,17 @@ dist_test(dist_tp_t2p2d2_zero_sp        tp   8 2 2 2 4 gpipe 1 mpi --sequence-pa
 dist_test(dist_tp_resume_relayout tpresume)
 dist_test(dist_tp_bad_layouts tpbad)
 
-# --arch llama: data parallelism and ZeRO-1 of a whole Llama model per rank (train.c), and
-# pipeline stages (train_dist.c; llama_pp.sh: equivalence, resume across P, the checkpoint
-# directory, --tp refused).
-foreach(script_case dp:equiv dp:resume pp:equiv pp:resume pp:ckpt pp:tp)
+# --arch llama: data parallelism and ZeRO-1 of a whole Llama model per rank (train.c), pipeline
+# stages (train_dist.c; llama_pp.sh: equivalence, resume across P, the checkpoint directory) and
+# tensor parallelism (llama_tp.sh: T = 2, 2 x 2 pipelined, 2 x 2 data-parallel with ZeRO-1 and
+# 2 x 3 against one rank, resume across T, a --tp that does not divide --kv-heads refused).
+foreach(script_case dp:equiv dp:resume pp:equiv pp:resume pp:ckpt tp:equiv tp:dp tp:odd tp:resume tp:bad)
   string(REPLACE ":" ";" parts ${script_case})
   list(GET parts 0 script)
   list(GET parts 1 case)
   set(name dist_llama_${case})
-  if(script STREQUAL "pp")
-    set(name dist_llama_pp_${case})
+  if(NOT script STREQUAL "dp")
+    set(name dist_llama_${script}_${case})
   endif()
   add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/dist/llama_${script}.sh $<TARGET_FILE:strata> ${case})
   set_tests_properties(${name} PROPERTIES LABELS "mpi" TIMEOUT 300

@@ -17,7 +17,6 @@
 #           one rank scores exactly as the one-rank run's checkpoint and, with /usr/bin/python3's
 #           torch, tests/ckpt/hf_llama_eval.py (Hugging Face's sharded-index reading) within 1e-4
 #           relative, as ckpt_hf_llama_eval does
-#   tp      --tp with --arch llama exits 2 with one sentence naming the flag and the fix
 set -euo pipefail
 STRATA="$1"; CASE="$2"
 read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
@@ -88,13 +87,6 @@ ckpt)
   else
     echo "note: /usr/bin/python3 has no torch; the Hugging Face reading of the P = 2 checkpoint is not checked"
   fi
-  ;;
-tp)
-  set +e; out=$("${MPIRUN[@]}" -np 2 "$STRATA" train "${LLAMA[@]}" --steps 2 --tp 2 --out "$W/x" 2>&1); code=$?; set -e
-  [ "$code" -eq 2 ] || fail "--tp 2 --arch llama exited $code, expected 2 (output: $out)"
-  grep -q -- "--tp is not supported with --arch llama .*; drop --tp and split it with --pp P and --dp D" <<<"$out" \
-    || fail "the --tp refusal does not name the problem and the fix: $out"
-  [ ! -e "$W/x/steps.jsonl" ] || fail "a refused job trained"
   ;;
 *) fail "unknown case $CASE" ;;
 esac

@@ -311,7 +311,7 @@ llama_badflags)
   expect_fail "--arch must be gpt or llama, got 'mamba'" train --arch mamba --out "$W/x"
   expect_fail "--arch llama with --dp 2 needs mpirun -np 2" train "${LLAMA[@]}" --dp 2 --out "$W/x"
   expect_fail "--arch llama with --pp 2 --dp 1 needs mpirun -np 2 (the job's rank count is 1)" train "${LLAMA[@]}" --pp 2 --out "$W/x"
-  expect_fail "--tp is not supported with --arch llama" train "${LLAMA[@]}" --tp 2 --out "$W/x"
+  expect_fail "--arch llama with --tp 2 --dp 1 needs mpirun -np 2 (the job's rank count is 1)" train "${LLAMA[@]}" --tp 2 --out "$W/x"
   expect_fail "--recompute is not supported with --arch llama" train "${LLAMA[@]}" --recompute full --out "$W/x"
   expect_fail "kv_heads" train "${LLAMA[@]}" --kv-heads 3 --out "$W/x"
   expect_fail "--rms-norm-eps must be" train "${LLAMA[@]}" --rms-norm-eps 0 --out "$W/x"

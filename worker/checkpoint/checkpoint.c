@@ -494,25 +494,31 @@ void ckpt_abort(const char *tmp_dir) {
   if (tmp_dir && *tmp_dir) rm_flat_dir(tmp_dir);
 }
 
-size_t ckpt_full_numel(const gpt2_model_t *m) {
+size_t ckpt_tensors_full_numel(const gpt2_tensor_t *tensors, int num_tensors) {
   size_t n = 0;
-  for (int i = 0; i < m->num_tensors; i++) n += m->tensors[i].full_numel;
+  for (int i = 0; i < num_tensors; i++) n += tensors[i].full_numel;
   return n;
+}
+
+size_t ckpt_full_numel(const gpt2_model_t *m) { return ckpt_tensors_full_numel(m->tensors, m->num_tensors); }
+
+int ckpt_assemble_tensors(const gpt2_tensor_t *tensors, int num_tensors, size_t num_params, const float *parts,
+                          float *full, char *err, size_t errlen) {
+  size_t off = 0;
+  for (int i = 0; i < num_tensors; i++) {
+    const gpt2_tensor_t *t = &tensors[i];
+    for (int r = 0; r < t->tp_size; r++)
+      if (gpt2_tensor_unslice(t, r, parts + (size_t)r * num_params + t->offset, full + off))
+        return strata_fail(err, errlen, "checkpoint: cannot assemble tensor '%s' from tensor-parallel "
+                           "rank %d of %d", t->name, r, t->tp_size);
+    off += t->full_numel;
+  }
+  return 0;
 }
 
 int ckpt_assemble_full(const gpt2_model_t *m, const float *parts, float *full, char *err,
                        size_t errlen) {
-  const int tp = m->range.tp_size;
-  size_t off = 0;
-  for (int i = 0; i < m->num_tensors; i++) {
-    const gpt2_tensor_t *t = &m->tensors[i];
-    for (int r = 0; r < tp; r++)
-      if (gpt2_tensor_unslice(t, r, parts + (size_t)r * m->num_params + t->offset, full + off))
-        return strata_fail(err, errlen, "checkpoint: cannot assemble tensor '%s' from tensor-parallel "
-                           "rank %d of %d", t->name, r, tp);
-    off += t->full_numel;
-  }
-  return 0;
+  return ckpt_assemble_tensors(m->tensors, m->num_tensors, m->num_params, parts, full, err, errlen);
 }
 
 /* The tensors a checkpoint writes or reads: a model's catalogue and flat parameters, of either
@@ -532,7 +538,7 @@ static tensor_set_t gpt2_set(const gpt2_model_t *m) {
 }
 
 static tensor_set_t llama_set(const llama_model_t *m) {
-  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, 0, 0};
+  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, m->range.tp_rank, 0};
 }
 
 /* The n values at src as bf16 bits into dst when every one is exactly a bf16 (its low 16 bits
@@ -799,7 +805,18 @@ int ckpt_commit(const char *tmp_dir, const char *dir, const gpt2_config_t *cfg,
 int ckpt_write_shard_llama(const char *tmp_dir, const llama_model_t *m, const float *exp_avg,
                            const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen) {
   const tensor_set_t ts = llama_set(m);
+  if (m->range.tp_size > 1)
+    return strata_fail(err, errlen, "checkpoint: stage %d is split over %d tensor-parallel ranks; gather "
+                       "its tensors (ckpt_assemble_tensors) and write them with ckpt_write_shard_full_llama",
+                       stage, m->range.tp_size);
   return write_shard(tmp_dir, &ts, m->params, exp_avg, exp_avg_sq, 0, stage, num_stages, err, errlen);
+}
+
+int ckpt_write_shard_full_llama(const char *tmp_dir, const llama_model_t *m, const float *params,
+                                const float *exp_avg, const float *exp_avg_sq, int stage, int num_stages,
+                                char *err, size_t errlen) {
+  const tensor_set_t ts = llama_set(m);
+  return write_shard(tmp_dir, &ts, params, exp_avg, exp_avg_sq, 1, stage, num_stages, err, errlen);
 }
 
 int ckpt_commit_llama(const char *tmp_dir, const char *dir, const llama_config_t *cfg,
@@ -815,9 +832,9 @@ int ckpt_save_llama(const char *dir, const llama_model_t *m, const float *exp_av
   const gpt2_config_t shape = {lc->vocab, lc->ctx, lc->layers, lc->heads, lc->dim};
   const tensor_set_t ts = llama_set(m);
   if (!m->range.has_embed || !m->range.has_head || m->range.layer_begin != 0 ||
-      m->range.layer_end != lc->layers)
-    return strata_fail(err, errlen, "checkpoint: ckpt_save_llama needs a model that owns every layer; "
-                       "pipeline stages use ckpt_write_shard_llama + ckpt_commit_llama");
+      m->range.layer_end != lc->layers || m->range.tp_size > 1)
+    return strata_fail(err, errlen, "checkpoint: ckpt_save_llama needs a whole model (every layer, tp = 1); "
+                       "pipeline stages and tensor-parallel ranks use ckpt_write_shard_llama + ckpt_commit_llama");
   if (ckpt_begin(dir, tmp, sizeof tmp, err, errlen) != 0) return -1;
   state->layout.pp = 1;
   if (write_shard(tmp, &ts, m->params, exp_avg, exp_avg_sq, 0, 0, 1, err, errlen) != 0 ||

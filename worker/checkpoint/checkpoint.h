@@ -109,6 +109,11 @@ size_t ckpt_full_numel(const gpt2_model_t *m);
  * full receives ckpt_full_numel(m) floats. 0, or -1 with a message. */
 int ckpt_assemble_full(const gpt2_model_t *m, const float *parts, float *full, char *err,
                        size_t errlen);
+/* The same two for any family's catalogue (a GPT-2 shard or a Llama stage): tensors[0..n) with
+ * num_params local elements per rank, each tensor's tp_size parts. */
+size_t ckpt_tensors_full_numel(const gpt2_tensor_t *tensors, int num_tensors);
+int ckpt_assemble_tensors(const gpt2_tensor_t *tensors, int num_tensors, size_t num_params, const float *parts,
+                          float *full, char *err, size_t errlen);
 /* ckpt_write_shard from whole tensors: params, exp_avg, exp_avg_sq (the moments may be NULL) in
  * the full layout, written with the logical shapes. Any tp_size. */
 int ckpt_write_shard_full(const char *tmp_dir, const gpt2_model_t *m, const float *params,
@@ -167,9 +172,15 @@ int ckpt_load_llama(const char *dir, llama_model_t *m, float *exp_avg, float *ex
                     strata_train_state_t *state_out, char *err, size_t errlen);
 /* ckpt_write_shard and ckpt_commit of Llama pipeline stages: stage `stage` of num_stages writes
  * the tensors it holds (and their moments, or NULL), the coordinator commits with the whole
- * model's configuration (config.json as ckpt_save_llama writes it). */
+ * model's configuration (config.json as ckpt_save_llama writes it). A tensor-parallel stage
+ * (tp_size > 1) gathers its parts over the TP group (ckpt_assemble_tensors) and one rank writes
+ * the whole tensors with ckpt_write_shard_full_llama, as ckpt_write_shard_full; ckpt_load_llama
+ * takes a tensor-parallel rank's part of each whole tensor, so any tp x pp layout resumes any. */
 int ckpt_write_shard_llama(const char *tmp_dir, const llama_model_t *m, const float *exp_avg,
                            const float *exp_avg_sq, int stage, int num_stages, char *err, size_t errlen);
+int ckpt_write_shard_full_llama(const char *tmp_dir, const llama_model_t *m, const float *params,
+                                const float *exp_avg, const float *exp_avg_sq, int stage, int num_stages,
+                                char *err, size_t errlen);
 int ckpt_commit_llama(const char *tmp_dir, const char *dir, const llama_config_t *cfg,
                       strata_train_state_t *state, int num_stages, char *err, size_t errlen);
 

@@ -47,10 +47,12 @@ static const char *usage_text =
     "lm_head) with --kv-heads, --ffn (default 8/3 x --dim rounded up to a multiple of 64),\n"
     "--rms-norm-eps and --rope-theta; --config also takes a Hugging Face LlamaConfig (model_type\n"
     "llama, tie_word_embeddings false). Llama trains on one rank, data-parallel (mpirun -np D ...\n"
-    "--dp D [--zero 1]) or pipelined (mpirun -np PxD ... --pp P [--dp D] [--zero 1] [--schedule]\n"
-    "[--microbatches M]), never with --tp; its checkpoints are Hugging Face LlamaForCausalLM\n"
-    "directories (one safetensors file per stage when pipelined), written synchronously, and\n"
-    "--resume takes the family from them onto any layout.\n"
+    "--dp D [--zero 1]), tensor-parallel and pipelined (mpirun -np TxPxD ... [--tp T] [--pp P]\n"
+    "[--dp D] [--zero 1] [--schedule] [--microbatches M]; T divides --heads, --kv-heads and --ffn:\n"
+    "q/k/v and gate/up split by rows, o_proj and down_proj by columns, embed_tokens and lm_head by\n"
+    "vocabulary); its checkpoints are Hugging Face LlamaForCausalLM directories of whole tensors\n"
+    "(one safetensors file per stage when pipelined), written synchronously, and --resume takes\n"
+    "the family from them onto any layout.\n"
     "--precision bf16 (GPT-2) runs every matrix product (linear layers, attention, logits; forward and\n"
     "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
     "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
@@ -359,25 +361,22 @@ int cmd_train(int argc, char **argv) {
                           c.sequence_parallel || recompute || c.grad_bf16;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
   /* a Llama model runs the one-rank loop (train.c; --dp D replicas of the whole model), or the
-   * pipeline (train_dist.c) with --pp, --schedule, --stage-layers or a simulated --device; never
-   * tensor-parallel */
-  const int llama_pipe = c.pp != 1 || schedule || c.stage_layers || c.device || c.device_mem;
+   * distributed job (train_dist.c) with --tp, --pp, --schedule, --stage-layers or a simulated
+   * --device */
+  const int llama_pipe = c.tp != 1 || c.pp != 1 || schedule || c.stage_layers || c.device || c.device_mem;
   const char *no_llama = c.sequence_parallel ? "--sequence-parallel" : recompute ? "--recompute"
                          : c.precision != MEM_PREC_FP32 ? "--precision"
                          : c.grad_bf16 ? "--grad-dtype bf16" : NULL;
-  if (c.arch == CKPT_ARCH_LLAMA && c.tp != 1) {
-    strata_error("train: --tp is not supported with --arch llama (a Llama model has no tensor-parallel "
-                 "split); drop --tp and split it with --pp P and --dp D instead");
+  if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
+    strata_error("train: %s is not supported with --arch llama, which trains in fp32 with --tp T, --pp P "
+                 "and --dp D [--zero 1] only; drop %s or use --arch gpt", no_llama, no_llama);
     rc = 2;
-  } else if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
-    strata_error("train: %s is not supported with --arch llama, which trains in fp32 with --pp P and "
-                 "--dp D [--zero 1] only; drop %s or use --arch gpt", no_llama, no_llama);
-    rc = 2;
-  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.pp * c.dp) {
-    char pp[32] = "";
+  } else if (c.arch == CKPT_ARCH_LLAMA && world != c.tp * c.pp * c.dp) {
+    char tp[32] = "", pp[32] = "";
+    if (c.tp != 1) snprintf(tp, sizeof tp, "--tp %d ", c.tp);
     if (c.pp != 1) snprintf(pp, sizeof pp, "--pp %d ", c.pp);
-    strata_error("train: --arch llama with %s--dp %d needs mpirun -np %d (the job's rank count is %d)", pp,
-                 c.dp, c.pp * c.dp, world);
+    strata_error("train: --arch llama with %s%s--dp %d needs mpirun -np %d (the job's rank count is %d)", tp, pp,
+                 c.dp, c.tp * c.pp * c.dp, world);
     rc = 2;
   } else {
     rc = distributed && (c.arch != CKPT_ARCH_LLAMA || llama_pipe) ? train_run_dist(&c) : train_run(&c);

@@ -126,7 +126,9 @@ typedef struct {
  *  ROWS        the first dimension in tp contiguous blocks (attn.c_proj and mlp.c_proj weights).
  *  VOCAB_ROWS  wte: rank t holds rows [t*Vp/tp, (t+1)*Vp/tp) of the vocabulary padded to
  *              Vp = gpt2_padded_vocab(V, tp); local rows at or past V are padding (zero).
- * At tp = 1 every tensor is whole whatever its kind. */
+ * At tp = 1 every tensor is whole whatever its kind. Llama's catalogue (llama.h) uses the same
+ * kinds on its [out, in] weights: ROWS for the column-parallel products, COLS for the
+ * row-parallel ones, VOCAB_ROWS for embed_tokens and lm_head. */
 typedef enum {
   GPT2_SPLIT_NONE = 0,
   GPT2_SPLIT_COLS,
@@ -240,6 +242,12 @@ int gpt2_sequence_parallel(const gpt2_model_t *m); /* 1 when on (and tp > 1) */
  * with sequence parallelism (this rank's contiguous block t of the B*T flattened positions). */
 int gpt2_stream_rows(const gpt2_model_t *m, int B, int T);
 
+/* Fills catalogue entry t (zeroed first) for the logical tensor `name` of shape (d0[, d1])
+ * (ndim 1 or 2) split as `split` over tp ranks (NONE when tp <= 1): full and local shapes and
+ * sizes, replicated, decay, at element `offset` of the flat buffers. Both families build their
+ * catalogues with it, so the split rules below hold for GPT-2 and Llama tensors alike. */
+void gpt2_tensor_describe(gpt2_tensor_t *t, const char *name, int ndim, int64_t d0, int64_t d1, int decay,
+                          gpt2_split_t split, int tp, size_t offset);
 /* Copies this rank's part of a logical tensor: full (t->full_numel, row-major full_shape) ->
  * local (t->numel, row-major shape) for TP rank tp_rank of t->tp_size; local padding rows of
  * the vocabulary are zeroed. Returns 0, or -1 when tp_rank is out of range. */

@@ -60,11 +60,8 @@ int gpt2_vocab_offset(const gpt2_model_t *m) { return m->range.tp_rank * gpt2_lo
 /* ---------------------------------------------------------------------------------------- */
 /* catalogue */
 
-/* Appends a tensor of logical shape (d0[, d1]) split as `split` over the model's TP group. */
-static void add_tensor(gpt2_model_t *m, size_t *off, const char *name, int ndim, int64_t d0, int64_t d1,
-                       int decay, gpt2_split_t split) {
-  const int tp = m->range.tp_size;
-  gpt2_tensor_t *t = &m->tensors[m->num_tensors++];
+void gpt2_tensor_describe(gpt2_tensor_t *t, const char *name, int ndim, int64_t d0, int64_t d1, int decay,
+                          gpt2_split_t split, int tp, size_t offset) {
   memset(t, 0, sizeof *t);
   snprintf(t->name, sizeof t->name, "%s", name);
   t->ndim = ndim;
@@ -90,8 +87,15 @@ static void add_tensor(gpt2_model_t *m, size_t *off, const char *name, int ndim,
   t->shape[0] = l0;
   t->shape[1] = l1;
   t->numel = (size_t)l0 * (ndim == 2 ? (size_t)l1 : 1);
-  t->offset = *off;
+  t->offset = offset;
   t->decay = decay;
+}
+
+/* Appends a tensor of logical shape (d0[, d1]) split as `split` over the model's TP group. */
+static void add_tensor(gpt2_model_t *m, size_t *off, const char *name, int ndim, int64_t d0, int64_t d1,
+                       int decay, gpt2_split_t split) {
+  gpt2_tensor_t *t = &m->tensors[m->num_tensors++];
+  gpt2_tensor_describe(t, name, ndim, d0, d1, decay, split, m->range.tp_size, *off);
   *off += t->numel;
 }
 

@@ -31,8 +31,9 @@
  *       mlp.gate_proj.weight (F, C)  mlp.up_proj.weight (F, C)  mlp.down_proj.weight (C, F)
  *     model.norm.weight (C)
  *     lm_head.weight (V, C)
- * The catalogue uses gpt2_tensor_t (split NONE, replicated, tp_size 1; decay = 1 on the 2-D
- * tensors), so adamw_step and the gradient-norm helpers of adamw.h apply unchanged.
+ * The catalogue uses gpt2_tensor_t (decay = 1 on the 2-D tensors; split kinds below), so
+ * adamw_step, the gradient-norm helpers of adamw.h, gradient sync, ZeRO and the checkpoint's
+ * gather-on-save / slice-on-load (gpt2_tensor_slice / gpt2_tensor_unslice) apply unchanged.
  *
  * Pipeline stages (llama_create_range), as gpt2.h's ranges: a stage owns layers [layer_begin,
  * layer_end) and, when has_embed, model.embed_tokens (it turns tokens into the residual stream)
@@ -44,11 +45,34 @@
  * llama_stage_forward takes it as x_in without has_embed and llama_output gives it without
  * has_head; llama_stage_backward takes its gradient dx_out without has_head and returns d(x_in)
  * without has_embed. llama_forward / llama_backward are the whole model's calls.
- * Generation with a KV cache is llama_forward_kv (llama_kv.c), over the same ranges. Tensor
- * parallelism and recomputation do not exist here.
+ * Generation with a KV cache is llama_forward_kv (llama_kv.c), over the same ranges, at tp = 1.
+ * Recomputation and sequence parallelism do not exist here.
+ *
+ * Tensor parallelism (Megatron-LM, Shoeybi et al. 2019; as gpt2.h). A model made with
+ * range.tp_size = tp > 1 and range.tp_rank = t (tp divides heads, kv_heads and ffn) holds, in the
+ * same flat order and with Hugging Face [out, in] weights, so column-parallel means a split of
+ * the rows (GPT2_SPLIT_ROWS) and row-parallel a split of the columns (GPT2_SPLIT_COLS):
+ *     q_proj (C/tp, C)          query heads [t*H/tp, (t+1)*H/tp)             ROWS
+ *     k_proj, v_proj (Ckv/tp, C) kv heads [t*KV/tp, (t+1)*KV/tp): the kv heads
+ *                               of this rank's query heads                   ROWS
+ *     o_proj (C, C/tp)          the input columns of this rank's heads       COLS
+ *     gate_proj, up_proj (F/tp, C) rows [t*F/tp, (t+1)*F/tp)                  ROWS
+ *     down_proj (C, F/tp)       the matching input columns                    COLS
+ *     embed_tokens, lm_head (Vp/tp, C) rows [t*Vp/tp, (t+1)*Vp/tp) of the vocabulary padded to
+ *                               Vp = gpt2_padded_vocab(V, tp); rows >= V zero  VOCAB_ROWS
+ *     the RMSNorm weights       replicated, identical on every TP rank        NONE
+ * The TP group's communicator is given with llama_set_tp after creation. Megatron's f and g:
+ * o_proj and down_proj products are partial sums all-reduced in forward before the residual
+ * add (g); the gradients of the RMSNorm outputs feeding q/k/v, gate/up and lm_head are
+ * all-reduced in backward (f). The embedding looks up zeros for tokens outside the rank's rows
+ * and all-reduces. The loss is vocabulary-parallel: logits (B, T, Vp/tp) stay local; the row
+ * maxima are all-reduced (MAX), then the exp-sums and target logits (SUM); every TP rank returns
+ * the same loss and holds the same residual stream (B*T rows of C: the stream between pipeline
+ * stages is whole on every TP rank). Per layer: 2 all-reduces of (B*T, C) forward, 2 backward.
  * `strata train --arch llama` trains it (worker/train/train_model.h on one rank or as
- * data-parallel replicas; worker/parallel/pipeline.h through stage.h with --pp), checkpoint.h
- * saves and loads it by its Hugging Face names; `strata eval` scores it.
+ * data-parallel replicas; worker/parallel/pipeline.h through stage.h with --tp and --pp),
+ * checkpoint.h saves and loads it by its Hugging Face names (whole tensors whatever the
+ * tensor-parallel split); `strata eval` scores it.
  *
  * Activations of one batch live in a llama_acts_t; the gradients of activations live in
  * scratch owned by the model (one thread per model). Gradients accumulate (+=) over backward
@@ -92,6 +116,9 @@ typedef struct {
   int layer_end;   /* one past the last layer owned */
   int has_embed;   /* owns model.embed_tokens, consumes tokens */
   int has_head;    /* owns model.norm and lm_head, produces logits and loss */
+  int tp_rank;     /* t: this model's tensor-parallel rank, 0 <= t < tp_size */
+  int tp_size;     /* tp: tensor-parallel ranks splitting the layers; 0 means 1; divides heads,
+                      kv_heads and ffn. llama_create_range stores it normalised (>= 1) */
 } llama_range_t;
 
 typedef struct {
@@ -115,10 +142,10 @@ typedef struct llama_model {
   gpt2_tensor_t *tensors; /* catalogue in flat-buffer order, HF names */
   int num_tensors;
   /* typed views into params */
-  float *embed;           /* (V, C) model.embed_tokens.weight; NULL without range.has_embed */
+  float *embed;           /* (Vp/tp, C) model.embed_tokens.weight rows; NULL without range.has_embed */
   llama_layer_t *layer;   /* [layer_end - layer_begin], local index l - range.layer_begin */
   float *norm;            /* (C) model.norm.weight; NULL without range.has_head */
-  float *lm_head;         /* (V, C) lm_head.weight; NULL without range.has_head */
+  float *lm_head;         /* (Vp/tp, C) lm_head.weight rows; NULL without range.has_head */
   /* the same views into grads */
   float *g_embed;
   llama_layer_t *g_layer;
@@ -143,13 +170,21 @@ int llama_config_check(const llama_config_t *cfg, char *err, size_t errlen);
  * with a message in err. */
 int llama_create(const llama_config_t *cfg, llama_model_t **out, char *err, size_t errlen);
 /* The same for one pipeline stage: layers [range.layer_begin, range.layer_end) within
- * [0, cfg->layers] (possibly none) and the ends the range names. 0, or -1 with a message. */
+ * [0, cfg->layers] (possibly none) and the ends the range names, and with range.tp_size > 1
+ * tensor-parallel rank range.tp_rank's part of them (tp must divide heads, kv_heads and ffn;
+ * the message names the one it does not). 0, or -1 with a message. */
 int llama_create_range(const llama_config_t *cfg, llama_range_t range, llama_model_t **out, char *err,
                        size_t errlen);
+/* Sets the tensor-parallel group: tp's ranks are the model's TP ranks in tp_rank order
+ * (coll_size == range.tp_size and coll_rank == range.tp_rank, checked). The model keeps the
+ * pointer (the caller keeps the communicator alive). Required before any forward when tp > 1;
+ * tp may be NULL at tp = 1. 0, or -1 with a message in err. */
+int llama_set_tp(llama_model_t *m, coll_comm_t *tp, char *err, size_t errlen);
 void llama_free(llama_model_t *m);
 
 /* HF LlamaPreTrainedModel initialisation: every 2-D tensor N(0, 0.02), RMSNorm weights 1. Each
- * tensor's values depend only on (seed, tensor name). */
+ * logical tensor's values depend only on (seed, tensor name) and a tensor-parallel rank keeps
+ * its part (padding rows zero), so every layout starts from the weights of tp = 1. */
 void llama_init_params(llama_model_t *m, uint64_t seed);
 
 /* Tensor by Hugging Face name, NULL if absent. */
@@ -164,7 +199,8 @@ void llama_acts_free(llama_acts_t *a);
  * and keeps what llama_backward needs; with targets NULL computes the logits only and returns
  * 0. NAN on a bad token or target id (logged with its index). */
 float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, const int32_t *targets);
-/* Logits (B, T, V) of the last forward (overwritten by llama_backward). */
+/* Logits (B, T, Vp/tp) of the last forward: this rank's vocabulary columns (all V at tp = 1),
+ * padding columns -INFINITY (overwritten by llama_backward). */
 const float *llama_logits(const llama_acts_t *a);
 /* Per-position cross-entropy (B, T) of the last forward with targets. */
 const float *llama_losses(const llama_acts_t *a);
@@ -198,7 +234,7 @@ size_t llama_scratch_bytes(const llama_model_t *m);
 
 /* Training FLOPs of one forward + backward of B x T tokens over the layers (and lm_head) the
  * model holds: 6 per parameter of the matrix products per token plus attention (Q K^T and P V
- * over T positions, x3 with backward). */
+ * over T positions, x3 with backward); this rank's part at tp > 1 (its unpadded vocabulary). */
 double llama_train_flops(const llama_model_t *m, int B, int T);
 
 /* ---- Generation with a KV cache (inference; see worker/infer/infer.h) ----
@@ -218,8 +254,8 @@ int llama_kv_dim(const llama_model_t *m);
  * last new position of each sequence only (nseq, V). The call appends the new positions' keys
  * and values to each cache (pos0 + n_new <= cap and <= cfg.ctx). The result for a position
  * equals llama_forward on the whole prefix up to float rounding (within 1e-4 on logits in the
- * tests). 0, or -1 with a message in err (bad token, position past the context or the cache,
- * out of memory). Not thread-safe per model. */
+ * tests). A tensor-parallel model (tp > 1) is refused. 0, or -1 with a message in err (bad
+ * token, position past the context or the cache, out of memory). Not thread-safe per model. */
 int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
                      const float *x_in, float *out, int last_only, char *err, size_t errlen);
 /* FLOPs of a forward of n_new positions after pos0 cached ones (matmuls + attention + head). */

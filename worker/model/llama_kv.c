@@ -132,6 +132,10 @@ int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, cons
   if (nseq < 1 || !seqs || !out || (m->range.has_embed ? !tokens : !x_in))
     return strata_fail(err, errlen, "llama_forward_kv: no sequences, or a NULL %s / out",
                        m->range.has_embed ? "tokens" : "x_in");
+  if (m->range.tp_size > 1)
+    return strata_fail(err, errlen, "llama_forward_kv: generation runs a whole (tp = 1) model, this one is "
+                       "tensor-parallel rank %d of %d: create it without range.tp_size", m->range.tp_rank,
+                       m->range.tp_size);
   if (check_seqs(m, seqs, nseq, nl, &N, &max_scores, err, errlen)) return -1;
   if (m->range.has_embed)
     for (size_t r = 0; r < N; r++)

@@ -72,5 +72,6 @@ const stage_ops_t stage_llama_ops = {"llama", l_acts_create, l_acts_free, l_acts
 
 stage_model_t stage_of_llama(llama_model_t *m) {
   return (stage_model_t){&stage_llama_ops, m, m->params, m->grads, m->num_params, m->tensors,
-                         m->num_tensors, m->cfg.dim, m->range.has_embed, m->range.has_head, 0};
+                         m->num_tensors, m->cfg.dim, m->range.has_embed, m->range.has_head,
+                         m->range.tp_rank};
 }

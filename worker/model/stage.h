@@ -59,7 +59,7 @@ typedef struct {
   int num_tensors;
   int dim;                      /* C: width of the residual stream */
   int has_embed, has_head;      /* the stage consumes tokens / produces the loss */
-  int tp_rank;                  /* tensor-parallel rank (0 for Llama) */
+  int tp_rank;                  /* tensor-parallel rank */
 } stage_model_t;
 
 extern const stage_ops_t stage_gpt2_ops;

@@ -1,8 +1,8 @@
 /* train_dist.c -- the distributed training job: T tensor-parallel ranks x P pipeline stages x D
  * data-parallel replicas over MPI_COMM_WORLD (see train.h, layout.h for the rank map,
  * pipeline.h, grad_sync.h, coordinator.h). A stage's model is a GPT-2 shard (gpt2.h) or, with
- * --arch llama, a Llama stage (llama_create_range; T = 1, fp32, synchronous checkpoints of its
- * own tensors), both driven through stage.h.
+ * --arch llama, a Llama stage (llama_create_range with its TP rank; fp32, synchronous
+ * checkpoints), both driven through stage.h.
  *
  * Communicators of rank (t, stage s, replica d): the TP group of (s, d) (the T ranks that split
  * the stage's matrices, ordered by t; only when T > 1), the pipeline of (t, d) (stage s talks to
@@ -209,7 +209,7 @@ static int write_shard(dist_job_t *j, const char *tmp, uint64_t step) {
   gpt2_model_t *m = j->m;
   const int T = j->lay->tp, P = j->lay->pp;
   ckpt_async_t *w = j->c.ckpt_async ? j->ckw : NULL;
-  if (j->lm) /* whole tensors (T = 1), written synchronously */
+  if (j->lm && T == 1) /* whole tensors, written synchronously */
     return ckpt_write_shard_llama(tmp, j->lm, j->full_m, j->full_v, j->stage, P, err, errlen);
   if (T == 1 && !w)
     return ckpt_write_shard(tmp, m, j->full_m, j->full_v, j->stage, P, err, errlen);
@@ -217,7 +217,7 @@ static int write_shard(dist_job_t *j, const char *tmp, uint64_t step) {
     return ckpt_async_snapshot(w, m->params, j->full_m, j->full_v, m->num_params, err, errlen) ||
                    ckpt_async_shard(w, tmp, m, 0, j->stage, P, (int64_t)step, err, errlen)
                ? -1 : 0;
-  const size_t n = m->num_params, nf = ckpt_full_numel(m);
+  const size_t n = j->sm.num_params, nf = ckpt_tensors_full_numel(j->sm.tensors, j->sm.num_tensors);
   float *parts = malloc(sizeof(float) * n * (size_t)T + 1);
   float *full = j->tp_rank == 0 && !w ? malloc(sizeof(float) * 3 * nf + 1) : NULL;
   float *dst[3] = {full, full ? full + nf : NULL, full ? full + 2 * nf : NULL};
@@ -227,7 +227,7 @@ static int write_shard(dist_job_t *j, const char *tmp, uint64_t step) {
              "parameters", T, n);
   else if (j->tp_rank == 0 && w && ckpt_async_buffers(w, nf, &dst[0], &dst[1], &dst[2], err, errlen))
     ok = 0;
-  const float *src[3] = {m->params, j->full_m, j->full_v};
+  const float *src[3] = {j->sm.params, j->full_m, j->full_v};
   for (int a = 0; a < 3; a++) {
     int32_t v = ok;
     if (coll_allreduce(&v, &v, 1, COLL_I32, COLL_MIN, j->cm.tp) != COLL_OK) {
@@ -245,9 +245,11 @@ static int write_shard(dist_job_t *j, const char *tmp, uint64_t step) {
       ok = 0;
       break;
     }
-    if (dst[a] && ckpt_assemble_full(m, parts, dst[a], err, errlen)) ok = 0;
+    if (dst[a] && ckpt_assemble_tensors(j->sm.tensors, j->sm.num_tensors, n, parts, dst[a], err, errlen)) ok = 0;
   }
-  if (ok && full && ckpt_write_shard_full(tmp, m, dst[0], dst[1], dst[2], j->stage, P, err, errlen))
+  if (ok && full &&
+      (j->lm ? ckpt_write_shard_full_llama(tmp, j->lm, dst[0], dst[1], dst[2], j->stage, P, err, errlen)
+             : ckpt_write_shard_full(tmp, m, dst[0], dst[1], dst[2], j->stage, P, err, errlen)))
     ok = 0;
   if (ok && w && j->tp_rank == 0 &&
       ckpt_async_shard(w, tmp, m, 1, j->stage, P, (int64_t)step, err, errlen))
@@ -398,14 +400,24 @@ static int save_checkpoint_async(dist_job_t *j, uint64_t step, double loss) {
 
 /* ---- set-up ---- */
 
-/* What a Llama model (llama.h: no tensor parallelism, recomputation or bf16) cannot run here;
- * Llama checkpoints are written synchronously. 0, or -1 with the message. */
+/* What a Llama model (llama.h: no sequence parallelism, recomputation or bf16) cannot run
+ * here, and a --tp that does not divide its heads, kv heads and ffn; Llama checkpoints are
+ * written synchronously. 0, or -1 with the message. */
 static int dist_llama_check(train_config_t *c, char *err, size_t errlen) {
-  const char *flag = c->tp != 1 ? "--tp" : c->sequence_parallel ? "--sequence-parallel"
+  const char *flag = c->sequence_parallel ? "--sequence-parallel"
                      : c->recompute ? "--recompute" : c->precision != MEM_PREC_FP32 ? "--precision" : NULL;
   if (flag)
     return strata_fail(err, errlen, "%s is not supported for a Llama model, which trains in fp32 "
-                       "with --pp and --dp only: drop %s", flag, flag);
+                       "with --tp, --pp and --dp only: drop %s", flag, flag);
+  const struct {
+    const char *flag;
+    int v;
+  } div[] = {{"--heads", c->model.heads}, {"--kv-heads", c->llama.kv_heads}, {"--ffn", c->llama.ffn}};
+  for (size_t i = 0; c->tp > 1 && i < sizeof div / sizeof div[0]; i++)
+    if (div[i].v % c->tp != 0)
+      return strata_fail(err, errlen, "--tp %d does not divide %s %d: each tensor-parallel rank holds an "
+                         "equal share of them; choose a --tp that divides %d (or change %s)", c->tp, div[i].flag,
+                         div[i].v, div[i].v, div[i].flag);
   c->ckpt_async = 0; /* the background writer (ckpt_async.h) saves GPT-2 models only */
   return 0;
 }
@@ -419,7 +431,6 @@ static int dist_configure(dist_job_t *j) {
   if (train_prepare(c, j->state, j->resume_dir, sizeof j->resume_dir, &j->ds, &j->data_path, err,
                     errlen))
     return TRAIN_BAD_CONFIG;
-  if (c->arch == CKPT_ARCH_LLAMA && dist_llama_check(c, err, errlen)) return TRAIN_BAD_CONFIG;
   if (c->tp < 1 || c->pp < 1 || c->dp < 1) {
     snprintf(err, errlen, "--tp, --pp and --dp must be at least 1 (got --tp %d --pp %d --dp %d)",
              c->tp, c->pp, c->dp);
@@ -441,6 +452,7 @@ static int dist_configure(dist_job_t *j) {
   layout_model_t lm = {c->model.vocab, c->model.ctx, c->model.layers, c->model.heads, c->model.dim};
   if (c->arch == CKPT_ARCH_LLAMA) { /* the stage balance, memory and simulated device of Llama's shapes */
     c->llama = train_llama_config(&c->model, &c->llama);
+    if (dist_llama_check(c, err, errlen)) return TRAIN_BAD_CONFIG;
     lm.arch = LAYOUT_ARCH_LLAMA;
     lm.kv_heads = c->llama.kv_heads;
     lm.ffn = c->llama.ffn;
@@ -473,8 +485,8 @@ static int dist_configure(dist_job_t *j) {
     strata_warn("%s; no status record", err);
   const int lb = j->lay->layer_begin[j->stage], le = j->lay->layer_begin[j->stage + 1];
   if (c->arch == CKPT_ARCH_LLAMA) {
-    if (llama_create_range(&c->llama, (llama_range_t){lb, le, j->stage == 0, j->stage == P - 1}, &j->lm,
-                           err, errlen))
+    llama_range_t range = {lb, le, j->stage == 0, j->stage == P - 1, j->tp_rank, j->lay->tp};
+    if (llama_create_range(&c->llama, range, &j->lm, err, errlen))
       return TRAIN_BAD_CONFIG;
     j->sm = stage_of_llama(j->lm);
   } else {
@@ -521,6 +533,7 @@ static int dist_connect(dist_job_t *j) {
     return TRAIN_FAILED;
   }
   if (j->m && gpt2_set_tp(j->m, cm->tp, c->sequence_parallel, j->err, sizeof j->err)) return TRAIN_FAILED;
+  if (j->lm && llama_set_tp(j->lm, cm->tp, j->err, sizeof j->err)) return TRAIN_FAILED;
   if (j->wrank == 0 && !c->quiet) {
     if (j->lm)
       strata_info("Llama: %d kv heads, ffn %d, rms_norm_eps %g, rope_theta %g", c->llama.kv_heads,
