@@ -65,7 +65,7 @@ resume)
     [ "$code" -eq 2 ] || fail "'$*' exited $code, expected 2 (output: $out)"
     grep -q -- "$pat" <<<"$out" || fail "'$*' message lacks '$pat': $out"
   }
-  expect_fail "--tp is not supported with --arch llama" "${MPIRUN[@]}" -np 2 "$STRATA" train "${LLAMA[@]}" --tp 2 --out "$W/x"
+  expect_fail "--sequence-parallel is not supported with --arch llama" "${MPIRUN[@]}" -np 2 "$STRATA" train "${LLAMA[@]}" --tp 2 --sequence-parallel --out "$W/x"
   expect_fail "--dp 3 needs mpirun -np 3 (the job's rank count is 2)" "${MPIRUN[@]}" -np 2 "$STRATA" train "${LLAMA[@]}" --dp 3 --out "$W/x"
   ;;
 *) fail "unknown case $CASE" ;;
