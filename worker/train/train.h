@@ -36,6 +36,7 @@
 #include "data.h"
 #include "gpt2.h"
 #include "llama.h"
+#include "stage.h"
 #include "strata_proto.h"
 
 typedef struct {
@@ -122,10 +123,12 @@ typedef struct {
 /* The matrix-product precision of a training precision (mem_precision_t): GEMM_BF16 for bf16
  * and bf16-sr, GEMM_F32 for fp32. */
 gemm_dtype_t train_matmul_dtype(int precision);
-/* Sets up m and its optimizer state (NULL: none, as in evaluation) for the precision: the
- * product precision; with bf16-sr, o's stochastic rounding and, when round_params, the weights
- * rounded to bf16 (a fresh initialisation; a loaded bf16-sr checkpoint holds bf16 already). */
-void train_apply_precision(gpt2_model_t *m, adamw_t *o, int precision, uint64_t seed, int round_params);
+/* Sets up a model of either family (sm: stage_of_gpt2 / stage_of_llama) and its optimizer state
+ * (NULL: none, as in evaluation) for the precision: the product precision; with bf16-sr, o's
+ * stochastic rounding and, when round_params, the weights rounded to bf16 (a fresh
+ * initialisation; a loaded bf16-sr checkpoint holds bf16 already), and the model marked as
+ * holding bf16 weights (its checkpoints store them as BF16). */
+void train_apply_precision(const stage_model_t *sm, adamw_t *o, int precision, uint64_t seed, int round_params);
 
 /* The defaults `strata train` documents (tiny model, default corpus). */
 void train_config_default(train_config_t *c);

@@ -398,14 +398,14 @@ static int save_checkpoint_async(dist_job_t *j, uint64_t step, double loss) {
 
 /* ---- set-up ---- */
 
-/* What a Llama model (llama.h: no tensor parallelism, recomputation or bf16) cannot run here;
+/* What a Llama model (llama.h: no tensor parallelism or recomputation) cannot run here;
  * Llama checkpoints are written synchronously. 0, or -1 with the message. */
 static int dist_llama_check(train_config_t *c, char *err, size_t errlen) {
   const char *flag = c->tp != 1 ? "--tp" : c->sequence_parallel ? "--sequence-parallel"
-                     : c->recompute ? "--recompute" : c->precision != MEM_PREC_FP32 ? "--precision" : NULL;
+                     : c->recompute ? "--recompute" : NULL;
   if (flag)
-    return strata_fail(err, errlen, "%s is not supported for a Llama model, which trains in fp32 "
-                       "with --pp and --dp only: drop %s", flag, flag);
+    return strata_fail(err, errlen, "%s is not supported for a Llama model, which trains with --pp "
+                       "and --dp only: drop %s", flag, flag);
   c->ckpt_async = 0; /* the background writer (ckpt_async.h) saves GPT-2 models only */
   return 0;
 }
@@ -644,7 +644,7 @@ static int dist_runtime(dist_job_t *j) {
   } else {
     gpt2_init_params(j->m, c->seed);
   }
-  if (j->m) train_apply_precision(j->m, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
+  train_apply_precision(&j->sm, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
   return TRAIN_OK;
 }
 
