@@ -17,8 +17,9 @@
  * ranks (gpt2.h), replicated D times, gradients reduced in buckets overlapping backward
  * (grad_sync.h), reports gathered by rank 0 (coordinator.h). A Llama model (arch
  * CKPT_ARCH_LLAMA) runs train_run, also under mpirun as --dp D replicas of the whole model
- * (train.c), or train_run_dist as P stages of llama_create_range x D replicas (no tensor
- * parallelism: train_run_dist refuses --tp for it). For the same seed, model
+ * (train.c), or train_run_dist as P stages of llama_create_range x D replicas (with --pp, or
+ * --grad-dtype bf16, whose bf16 reductions are grad_sync.h's; no tensor parallelism:
+ * train_run_dist refuses --tp for it). For the same seed, model
  * and global batch every layout computes the same losses as one rank (up to float summation
  * order).
  * Determinism: the same configuration gives bit-identical losses; a run resumed from the

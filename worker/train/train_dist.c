@@ -1,8 +1,8 @@
 /* train_dist.c -- the distributed training job: T tensor-parallel ranks x P pipeline stages x D
  * data-parallel replicas over MPI_COMM_WORLD (see train.h, layout.h for the rank map,
  * pipeline.h, grad_sync.h, coordinator.h). A stage's model is a GPT-2 shard (gpt2.h) or, with
- * --arch llama, a Llama stage (llama_create_range; T = 1, fp32, synchronous checkpoints of its
- * own tensors), both driven through stage.h.
+ * --arch llama, a Llama stage (llama_create_range; T = 1, synchronous checkpoints of its own
+ * tensors), both driven through stage.h.
  *
  * Communicators of rank (t, stage s, replica d): the TP group of (s, d) (the T ranks that split
  * the stage's matrices, ordered by t; only when T > 1), the pipeline of (t, d) (stage s talks to
