@@ -1,8 +1,8 @@
 /* dist_tool.c -- checks for the distributed-training tests (tests/dist/dist_cli.sh), in C so
  * the test suite needs no Python.
  *
- *   dist_tool diff DIR_A DIR_B TOL     loads both checkpoints (any layout: the loader reshards by
- *                                      tensor name) into a one-stage model and prints the
+ *   dist_tool diff DIR_A DIR_B TOL     loads both checkpoints (GPT-2 or Llama, any layout: the
+ *                                      loader reshards by tensor name) into a one-stage model and prints the
  *                                      largest absolute weight difference and the tensor holding
  *                                      it; exit 0 if it is <= TOL, 1 otherwise.
  *   dist_tool losses A.jsonl B.jsonl RELTOL [SKIP_A]
@@ -28,49 +28,75 @@
 
 #include "checkpoint.h"
 #include "gpt2.h"
+#include "llama.h"
+#include "stage.h"
 #include "strata_proto.h"
 #include "test_util.h"
 
-static int load_full(const char *dir, gpt2_model_t **out) {
+/* A whole checkpoint of either family (config.json's model_type) as one model, viewed through
+ * stage.h's family-neutral fields (flat params, tensor catalogue). */
+static int load_full(const char *dir, stage_model_t *out) {
   char err[1024];
-  gpt2_config_t cfg;
-  if (ckpt_read_config(dir, &cfg, err, sizeof err)) {
-    fprintf(stderr, "dist_tool: %s\n", err);
-    return -1;
-  }
-  gpt2_range_t all = {0, cfg.layers, 1, 1};
-  if (gpt2_create(&cfg, all, out, err, sizeof err) ||
-      ckpt_load(dir, *out, NULL, NULL, NULL, err, sizeof err)) {
-    fprintf(stderr, "dist_tool: %s\n", err);
-    return -1;
+  ckpt_model_config_t mc;
+  if (ckpt_read_model_config(dir, &mc, err, sizeof err)) goto fail;
+  if (mc.arch == CKPT_ARCH_LLAMA) {
+    llama_model_t *m = NULL;
+    if (llama_create(&mc.llama, &m, err, sizeof err)) goto fail;
+    *out = stage_of_llama(m);
+    if (ckpt_load_llama(dir, m, NULL, NULL, NULL, err, sizeof err)) goto fail;
+  } else {
+    gpt2_model_t *m = NULL;
+    if (gpt2_create(&mc.shape, (gpt2_range_t){0, mc.shape.layers, 1, 1}, &m, err, sizeof err)) goto fail;
+    *out = stage_of_gpt2(m);
+    if (ckpt_load(dir, m, NULL, NULL, NULL, err, sizeof err)) goto fail;
   }
   return 0;
+fail:
+  fprintf(stderr, "dist_tool: %s\n", err);
+  return -1;
+}
+
+static void free_full(stage_model_t *m) {
+  if (!m->model) return;
+  if (m->ops == &stage_llama_ops) llama_free(m->model);
+  else gpt2_free(m->model);
+}
+
+static const gpt2_tensor_t *find_tensor(const stage_model_t *m, const char *name) {
+  for (int t = 0; t < m->num_tensors; t++)
+    if (!strcmp(m->tensors[t].name, name)) return &m->tensors[t];
+  return NULL;
 }
 
 static int cmd_diff(const char *a, const char *b, double tol) {
-  gpt2_model_t *ma = NULL, *mb = NULL;
-  if (load_full(a, &ma) || load_full(b, &mb)) return 2;
-  if (ma->num_params != mb->num_params) {
-    fprintf(stderr, "dist_tool: different model sizes %zu and %zu\n", ma->num_params, mb->num_params);
-    return 1;
+  stage_model_t ma = {0}, mb = {0};
+  int rc = 2;
+  if (load_full(a, &ma) || load_full(b, &mb)) goto exit;
+  rc = 1;
+  if (ma.ops != mb.ops || ma.num_params != mb.num_params) {
+    fprintf(stderr, "dist_tool: different models (%s, %zu parameters; %s, %zu)\n", ma.ops->family,
+            ma.num_params, mb.ops->family, mb.num_params);
+    goto exit;
   }
   double worst = 0;
   int worst_t = 0;
-  for (int t = 0; t < ma->num_tensors; t++) {
-    const gpt2_tensor_t *ta = &ma->tensors[t];
-    const gpt2_tensor_t *tb = gpt2_find_tensor(mb, ta->name);
+  for (int t = 0; t < ma.num_tensors; t++) {
+    const gpt2_tensor_t *ta = &ma.tensors[t];
+    const gpt2_tensor_t *tb = find_tensor(&mb, ta->name);
     for (size_t i = 0; i < ta->numel; i++) {
-      double d = fabs((double)ma->params[ta->offset + i] - (double)mb->params[tb->offset + i]);
+      double d = fabs((double)ma.params[ta->offset + i] - (double)mb.params[tb->offset + i]);
       if (!(d <= worst)) {
         worst = d;
         worst_t = t;
       }
     }
   }
-  printf("max abs weight diff %.3g (tensor %s), tolerance %.3g\n", worst, ma->tensors[worst_t].name, tol);
-  gpt2_free(ma);
-  gpt2_free(mb);
-  return worst <= tol ? 0 : 1;
+  printf("max abs weight diff %.3g (tensor %s), tolerance %.3g\n", worst, ma.tensors[worst_t].name, tol);
+  rc = worst <= tol ? 0 : 1;
+exit:
+  free_full(&ma);
+  free_full(&mb);
+  return rc;
 }
 
 /* Reads the `key` values of a steps.jsonl into vals (capacity cap); returns the count or -1. */

@@ -210,3 +210,12 @@ double fx_max_abs(const float *a, size_t n) {
     if (fabs(a[i]) > mx) mx = fabs(a[i]);
   return mx;
 }
+
+double fx_rel_l2(const float *x, const float *ref, size_t n) {
+  double d = 0, s = 0;
+  for (size_t i = 0; i < n; i++) {
+    d += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
+    s += (double)ref[i] * ref[i];
+  }
+  return sqrt(d / s);
+}

@@ -61,5 +61,7 @@ int fx_adamw_hparams(const fx_t *fx, const char *name, adamw_hparams_t *hp);
 /* max |a - b| over n floats. */
 double fx_max_abs_diff(const float *a, const float *b, size_t n);
 double fx_max_abs(const float *a, size_t n);
+/* Relative L2 error ||x - ref|| / ||ref|| over n floats (double sums). */
+double fx_rel_l2(const float *x, const float *ref, size_t n);
 
 #endif

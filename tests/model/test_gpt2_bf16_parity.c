@@ -81,15 +81,6 @@ static int run(const fx_t *fx, gemm_dtype_t dt, gpt2_model_t **mout, result_t *r
   return 0;
 }
 
-static double rel_l2(const float *x, const float *ref, size_t n) {
-  double d = 0, s = 0;
-  for (size_t i = 0; i < n; i++) {
-    d += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
-    s += (double)ref[i] * ref[i];
-  }
-  return sqrt(d / s);
-}
-
 typedef struct {
   double loss, logits, grad_worst, grad_all; /* grad_all: over all gradients at once */
   const char *worst;
@@ -109,7 +100,7 @@ static errs_t errors_of(const fx_t *fx, const gpt2_model_t *m, const result_t *r
     return e;
   }
   e.loss = fabs((double)r->loss - loss[0]) / fabs(loss[0]);
-  e.logits = rel_l2(r->logits, logits, nlog);
+  e.logits = fx_rel_l2(r->logits, logits, nlog);
   double d = 0, s = 0;
   e.worst = "";
   for (int i = 0; i < m->num_tensors; i++) {
@@ -121,7 +112,7 @@ static errs_t errors_of(const fx_t *fx, const gpt2_model_t *m, const result_t *r
       test_fail(__FILE__, __LINE__, "fixture lacks %s of %zu values", nm, t->numel);
       continue;
     }
-    double ei = rel_l2(r->grads + t->offset, g, n);
+    double ei = fx_rel_l2(r->grads + t->offset, g, n);
     if (!(ei <= e.grad_worst)) {
       e.grad_worst = ei;
       e.worst = t->name;

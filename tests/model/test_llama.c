@@ -5,7 +5,9 @@
  * of every parameter, and the losses of three AdamW steps (adamw.c on the Llama catalogue).
  * Also: causality (a prefix run gives the same logits), gradient accumulation under a loss
  * scale, the catalogue's Hugging Face names and [out, in] shapes, configuration errors, bad
- * token ids, backward without forward, and initialisation.
+ * token ids, backward without forward, and initialisation. And the bf16 matrix products
+ * (llama_set_matmul_dtype) against tests/fixtures/llama_bf16.bin (make_llama_bf16_fixture.py:
+ * Strata's bf16 policy written out in PyTorch; tolerances at the test).
  *
  * Tolerances. The reference is float64 on float32 weights, so every gap is this model's float32
  * rounding. Loss: 1e-5 absolute. Logits: 1e-5 relative to max(1, max |logit|). Gradients:
@@ -124,6 +126,92 @@ static void test_forward_backward_match_pytorch(const fx_t *fx, const char *pref
   CHECK_EQ_INT(llama_backward(m, a, 1.0f), -1);
   llama_acts_free(a);
   llama_free(m);
+}
+
+/* ---- bf16 products (llama_set_matmul_dtype GEMM_BF16) against llama_bf16.bin's policy/ ---- */
+
+typedef struct {
+  double loss, logits;   /* relative error of the loss, relative L2 error of the logits */
+  double grad_all;       /* relative L2 error of all gradients together */
+  double grad_worst;     /* the largest relative L2 error of one tensor's gradient */
+  char worst[96];        /* the tensor of grad_worst */
+} policy_errs_t;
+
+/* One forward and backward of the "policy/" case with the products in dt; its errors against
+ * the fixture. 0, or -1 (a failed check) when the case does not load. */
+static int policy_errors(const fx_t *fx, gemm_dtype_t dt, policy_errs_t *e) {
+  lcase_t c;
+  llama_model_t *m;
+  llama_acts_t *a;
+  memset(e, 0, sizeof *e);
+  if (case_setup(fx, "policy/", &c, &m, &a)) return -1;
+  llama_set_matmul_dtype(m, dt);
+  CHECK_EQ_INT(llama_get_matmul_dtype(m), dt);
+  float loss = llama_forward(m, a, c.tokens, c.targets);
+  size_t nlog;
+  const float *ref_loss = rec_floats(fx, &c, "loss", NULL), *ref_logits = rec_floats(fx, &c, "logits", &nlog);
+  e->loss = fabs((double)loss - ref_loss[0]) / fabs(ref_loss[0]);
+  e->logits = fx_rel_l2(llama_logits(a), ref_logits, nlog);
+  llama_zero_grad(m);
+  CHECK_EQ_INT(llama_backward(m, a, 1.0f), 0);
+  double d2 = 0, s2 = 0;
+  for (int i = 0; i < m->num_tensors; i++) {
+    const gpt2_tensor_t *t = &m->tensors[i];
+    char nm[128];
+    size_t n = 0;
+    snprintf(nm, sizeof nm, "grad/%s", t->name);
+    const float *g = rec_floats(fx, &c, nm, &n);
+    CHECK_TRUE(g && n == t->numel);
+    double ei = g && n == t->numel ? fx_rel_l2(m->grads + t->offset, g, n) : INFINITY;
+    if (!(ei <= e->grad_worst)) {
+      e->grad_worst = ei;
+      snprintf(e->worst, sizeof e->worst, "%s", t->name);
+    }
+    for (size_t j = 0; g && j < n; j++) {
+      double dj = (double)m->grads[t->offset + j] - g[j];
+      d2 += dj * dj;
+      s2 += (double)g[j] * g[j];
+    }
+  }
+  e->grad_all = sqrt(d2 / s2);
+  llama_acts_free(a);
+  llama_free(m);
+  return 0;
+}
+
+/* Tolerances. The reference computes the same exact bf16 x bf16 products and differs only in
+ * the fp32 summation order. Without a bf16 rounding flip (an intermediate another order puts
+ * across a rounding boundary: the next product's input moves by 2^-8) every error is ~1e-7,
+ * as for GPT-2 (test_gpt2_bf16_parity.c); with one, measured on this fixture with OpenBLAS
+ * (STRATA_GEMM=openblas): loss 6e-7, logits 1.2e-4, all gradients 1.1e-3, the worst tensor
+ * (a k_proj) 3.6e-3. The bounds take one flip with a margin: loss 2e-6, logits 3e-4, all
+ * gradients 3e-3, one tensor 1e-2. fp32 products miss the loss and logits bounds by 10x or
+ * more (measured: 2.8e-5, 3.6e-3), so the test tells bf16 from fp32. */
+#define POLICY_LOSS_RTOL 2e-6
+#define POLICY_LOGITS_RTOL 3e-4
+#define POLICY_GRADS_RTOL 3e-3
+#define POLICY_TENSOR_RTOL 1e-2
+
+static void test_bf16_products_match_policy(void) {
+  fx_t fx;
+  if (fx_load_file(&fx, "tests/fixtures/llama_bf16.bin") != 0) {
+    CHECK_TRUE(0);
+    return;
+  }
+  policy_errs_t b, f;
+  if (policy_errors(&fx, GEMM_BF16, &b) == 0 && policy_errors(&fx, GEMM_F32, &f) == 0) {
+    printf("bf16 products vs policy: loss %.2e  logits %.2e  gradients: all %.2e, worst tensor %.2e (%s)\n",
+           b.loss, b.logits, b.grad_all, b.grad_worst, b.worst);
+    printf("fp32 products vs policy: loss %.2e  logits %.2e  gradients: all %.2e, worst tensor %.2e (%s)\n",
+           f.loss, f.logits, f.grad_all, f.grad_worst, f.worst);
+    CHECK_TRUE(b.loss <= POLICY_LOSS_RTOL);
+    CHECK_TRUE(b.logits <= POLICY_LOGITS_RTOL);
+    CHECK_TRUE(b.grad_all <= POLICY_GRADS_RTOL);
+    CHECK_TRUE(b.grad_worst <= POLICY_TENSOR_RTOL);
+    CHECK_TRUE(f.loss > 10 * POLICY_LOSS_RTOL);
+    CHECK_TRUE(f.logits > 10 * POLICY_LOGITS_RTOL);
+  }
+  fx_free(&fx);
 }
 
 static void test_adamw_steps_match_pytorch(const fx_t *fx, const char *prefix) {
@@ -339,6 +427,7 @@ int main(void) {
   }
   test_prefix_logits_and_loss_scale(&fx);
   fx_free(&fx);
+  test_bf16_products_match_policy();
   test_catalogue_uses_hf_names_and_out_in_shapes();
   test_bad_configurations_are_named();
   test_bad_ids_and_missing_forward_fail();

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `strata train --precision fp32|bf16|bf16-sr` and `strata eval --precision`. Usage:
 #   precision.sh STRATA DIST_TOOL CASE [ARGS...]    ($DIST_MPIRUN: the mpirun command line)
+# $PRECISION_ARCH (default gpt): the model family every run trains (--arch), so each case below
+# holds for GPT-2 and for Llama with the same tolerances.
 # Cases
 #   loss     30 steps of a tiny model: the bf16 loss stays within 2% of fp32's at every step from
 #            the 10th and bf16-sr's within 3%; two bf16 runs and two bf16-sr runs are bit-identical
@@ -26,7 +28,11 @@
 set -euo pipefail
 STRATA="$1"; TOOL="$2"; CASE="$3"; shift 3
 W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
-LOUD=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 24 --lr 3e-3 --warmup 5 --seed 11 --eval-tokens 128)
+# The Llama model at GPT-2's lr 3e-3 has loss spikes (steps 12 and 19) where the bf16 gradient
+# norm moves by 2-3% under any change of fp32 summation order, even on one rank (STRATA_GEMM=
+# openblas against onednn); at 2e-3 it has none and every layout stays within NORM_RTOL.
+LR=3e-3; [ "${PRECISION_ARCH:-gpt}" = llama ] && LR=2e-3
+LOUD=(--arch "${PRECISION_ARCH:-gpt}" --layers 4 --heads 2 --dim 32 --ctx 16 --batch 24 --lr "$LR" --warmup 5 --seed 11 --eval-tokens 128)
 TINY=("${LOUD[@]}" --quiet)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }

@@ -529,7 +529,7 @@ typedef struct {
   float *params;
   int has_embed; /* 0: a later GPT-2 stage, whose tied wte.weight stage 0 writes */
   int tp_rank;
-  int bf16;      /* 1: the weights are bf16 values (gpt2_model_t.bf16_params): written as BF16 */
+  int bf16;      /* 1: the weights are bf16 values (the model's bf16_params): written as BF16 */
 } tensor_set_t;
 
 static tensor_set_t gpt2_set(const gpt2_model_t *m) {
@@ -538,7 +538,7 @@ static tensor_set_t gpt2_set(const gpt2_model_t *m) {
 }
 
 static tensor_set_t llama_set(const llama_model_t *m) {
-  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, m->range.tp_rank, 0};
+  return (tensor_set_t){m->tensors, m->num_tensors, m->params, 1, m->range.tp_rank, m->bf16_params};
 }
 
 /* The n values at src as bf16 bits into dst when every one is exactly a bf16 (its low 16 bits

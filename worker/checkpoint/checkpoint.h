@@ -6,7 +6,7 @@
  *                                    activation_function "gelu_new", tie_word_embeddings true,
  *                                    architectures ["GPT2LMHeadModel"])
  *   model.safetensors                weights of a one-stage run (HF names and [in, out] layout; F32,
- *                                    or BF16 when gpt2_model_t.bf16_params says they are bf16
+ *                                    or BF16 when the model's bf16_params says they are bf16
  *                                    values, as in a bf16-sr run: each tensor narrowed only if
  *                                    every value is exactly a bf16, else F32), or
  *   model-0000s-of-0000P.safetensors one file per pipeline stage s (the tensors it owns), plus

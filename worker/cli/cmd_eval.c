@@ -11,6 +11,8 @@
 #include "data.h"
 #include "data_tokenizer.h"
 #include "gemm.h"
+#include "stage.h"
+#include "train.h"
 #include "train_model.h"
 #include "log.h"
 #include "memory_model.h"
@@ -25,7 +27,7 @@ static const char *usage_text =
     "strata train --tokenizer does. A GPT-2 or Llama checkpoint (the family is config.json's\n"
     "model_type). Prints nats and bits per byte (per token for token shards); with --json\n"
     "{\"loss\": ..., \"bits\": ..., \"tokens\": ..., \"split\": ..., \"precision\": ...}.\n"
-    "--precision bf16 (or bf16-sr: the same forward) runs a GPT-2 model's matrix products on\n"
+    "--precision bf16 (or bf16-sr: the same forward) runs the model's (GPT-2 or Llama) matrix products on\n"
     "bf16-rounded inputs with fp32 accumulation, as strata train --precision bf16 does; any\n"
     "checkpoint loads in any precision (its tensors are F32, or BF16 for a bf16-sr run's weights,\n"
     "widened to fp32 exactly).";
@@ -104,13 +106,8 @@ int cmd_eval(int argc, char **argv) {
   if (train_model_create(&tm, mc.arch, &cfg, &mc.llama, B, T, err, sizeof err) ||
       train_model_load(&tm, ckpt, NULL, NULL, NULL, err, sizeof err))
     goto fail;
-  if (tm.gpt) {
-    gpt2_set_matmul_dtype(tm.gpt, prec == MEM_PREC_FP32 ? GEMM_F32 : GEMM_BF16);
-  } else if (prec != MEM_PREC_FP32) {
-    snprintf(err, sizeof err, "--precision %s is for GPT-2 checkpoints; a Llama model evaluates in fp32: drop --precision",
-             precision);
-    goto fail;
-  }
+  const stage_model_t sm = tm.gpt ? stage_of_gpt2(tm.gpt) : stage_of_llama(tm.llama);
+  train_apply_precision(&sm, NULL, (int)prec, 0, 0); /* the products only: no optimizer, weights as loaded */
   in = malloc(sizeof(int32_t) * (size_t)B * T);
   tg = malloc(sizeof(int32_t) * (size_t)B * T);
   if (!in || !tg) {

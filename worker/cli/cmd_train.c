@@ -53,13 +53,13 @@ static const char *usage_text =
     "vocabulary); its checkpoints are Hugging Face LlamaForCausalLM directories of whole tensors\n"
     "(one safetensors file per stage when pipelined), written synchronously, and --resume takes\n"
     "the family from them onto any layout.\n"
-    "--precision bf16 (GPT-2) runs every matrix product (linear layers, attention, logits; forward and\n"
-    "backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master weights, AdamW\n"
-    "moments, LayerNorm, softmax, GELU and the loss (bf16 autocast + fp32 optimizer); bf16-sr also\n"
-    "keeps the weights in bf16, rounded stochastically after each update from (seed, step, element),\n"
-    "the same on every layout, and its checkpoints store the weights as BF16 safetensors (half the\n"
-    "bytes; moments F32; every loader widens them exactly). The checkpoint records the precision;\n"
-    "a resume keeps it.\n"
+    "--precision bf16 (GPT-2 and Llama) runs every matrix product (linear layers, attention, logits;\n"
+    "forward and backward) on bf16-rounded inputs with fp32 accumulation, keeping fp32 master\n"
+    "weights, AdamW moments, LayerNorm / RMSNorm, RoPE, softmax, GELU / SwiGLU and the loss (bf16\n"
+    "autocast + fp32 optimizer); bf16-sr also keeps the weights in bf16, rounded stochastically\n"
+    "after each update from (seed, step, element), the same on every layout, and its checkpoints\n"
+    "store the weights as BF16 safetensors (half the bytes; moments F32; every loader widens them\n"
+    "exactly). The checkpoint records the precision; a resume keeps it.\n"
     "\n"
     "Distributed: mpirun -np N strata train [--tp T] --pp P --dp D [--microbatches M]\n"
     "  [--schedule gpipe|1f1b] [--sequence-parallel] [--recompute none|selective|full]\n"
@@ -361,14 +361,13 @@ int cmd_train(int argc, char **argv) {
                           c.sequence_parallel || recompute || c.grad_bf16;
   if (c.resume && !c.microbatches_given && !distributed) c.microbatches = 1; /* train_run takes the checkpoint's */
   /* a Llama model runs the one-rank loop (train.c; --dp D replicas of the whole model), or the
-   * distributed job (train_dist.c) with --tp, --pp, --schedule, --stage-layers or a simulated
-   * --device */
-  const int llama_pipe = c.tp != 1 || c.pp != 1 || schedule || c.stage_layers || c.device || c.device_mem;
-  const char *no_llama = c.sequence_parallel ? "--sequence-parallel" : recompute ? "--recompute"
-                         : c.precision != MEM_PREC_FP32 ? "--precision"
-                         : c.grad_bf16 ? "--grad-dtype bf16" : NULL;
+   * distributed job (train_dist.c) with --tp, --pp, --schedule, --stage-layers, a simulated
+   * --device or --grad-dtype bf16 (grad_sync.h's bf16 reductions) */
+  const int llama_pipe = c.tp != 1 || c.pp != 1 || schedule || c.stage_layers || c.device || c.device_mem ||
+                         c.grad_bf16;
+  const char *no_llama = c.sequence_parallel ? "--sequence-parallel" : recompute ? "--recompute" : NULL;
   if (c.arch == CKPT_ARCH_LLAMA && no_llama) {
-    strata_error("train: %s is not supported with --arch llama, which trains in fp32 with --tp T, --pp P "
+    strata_error("train: %s is not supported with --arch llama, which trains with --tp T, --pp P "
                  "and --dp D [--zero 1] only; drop %s or use --arch gpt", no_llama, no_llama);
     rc = 2;
   } else if (c.arch == CKPT_ARCH_LLAMA && world != c.tp * c.pp * c.dp) {

@@ -69,6 +69,7 @@ typedef struct {
   int Cq, Ckv;          /* local query width Hl * hs, local key / value width KVl * hs */
   int Fl;               /* local SwiGLU width ffn/tp */
   int Vl, voff, vvalid; /* local vocabulary rows (Vp/tp), id of row 0, rows below V */
+  gemm_dtype_t mm;       /* precision of every matrix product (llama_set_matmul_dtype) */
   int attn_block;       /* query rows per attention block */
   float *rope_cos, *rope_sin; /* (ctx, hs/2) cos and sin of t * inv_freq[i] */
   /* scratch for the largest batch created so far (one allocation) */
@@ -371,6 +372,10 @@ const gpt2_tensor_t *llama_find_tensor(const llama_model_t *m, const char *name)
 
 void llama_zero_grad(llama_model_t *m) { memset(m->grads, 0, sizeof(float) * m->num_params); }
 
+void llama_set_matmul_dtype(llama_model_t *m, gemm_dtype_t dt) { impl_of(m)->mm = dt; }
+
+gemm_dtype_t llama_get_matmul_dtype(const llama_model_t *m) { return impl_of(m)->mm; }
+
 double llama_train_flops(const llama_model_t *m, int B, int T) {
   const llama_impl_t *s = impl_of(m);
   const double C = m->cfg.dim, Cq = s->Cq, Ckv = s->Ckv, Fh = s->Fl, L = local_layers(m);
@@ -514,18 +519,20 @@ const float *llama_losses(const llama_acts_t *a) { return a->losses; }
 /* ---------------------------------------------------------------------------------------- */
 /* kernels */
 
-/* out (N, nout) (row stride ldo) = inp (N, nin) @ w^T for w (nout, nin) [out, in]; beta 1 adds to out. */
-static void linear_forward(float *out, int ldo, const float *inp, const float *w, size_t N, int nin, int nout,
-                           float beta) {
-  gemm_f32(0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, ldo);
+/* out (N, nout) (row stride ldo) = inp (N, nin) @ w^T for w (nout, nin) [out, in]; beta 1 adds to out.
+ * In the model's matmul precision, as every product below. */
+static void linear_forward(const llama_model_t *m, float *out, int ldo, const float *inp, const float *w,
+                           size_t N, int nin, int nout, float beta) {
+  gemm_mm(impl_of(m)->mm, 0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, ldo);
 }
 
 /* Given dout (N, nout) (row stride ldd): dw (nout, nin) += dout^T inp, and dinp (N, nin) = dout w
  * (beta 0) or += (beta 1). */
-static void linear_backward(float *dinp, float beta, float *dw, const float *dout, int ldd, const float *inp,
-                            const float *w, size_t N, int nin, int nout) {
-  gemm_f32(0, 0, (int)N, nin, nout, 1.0f, dout, ldd, w, nin, beta, dinp, nin);
-  gemm_f32(1, 0, nout, nin, (int)N, 1.0f, dout, ldd, inp, nin, 1.0f, dw, nin);
+static void linear_backward(const llama_model_t *m, float *dinp, float beta, float *dw, const float *dout, int ldd,
+                            const float *inp, const float *w, size_t N, int nin, int nout) {
+  const gemm_dtype_t dt = impl_of(m)->mm;
+  gemm_mm(dt, 0, 0, (int)N, nin, nout, 1.0f, dout, ldd, w, nin, beta, dinp, nin);
+  gemm_mm(dt, 1, 0, nout, nin, (int)N, 1.0f, dout, ldd, inp, nin, 1.0f, dw, nin);
 }
 
 /* out (N, C) = w * x * rsqrt(mean(x^2) + eps) per row; saves the reciprocal rms in rstd (N). */
@@ -610,9 +617,9 @@ static void qkv_forward(llama_model_t *m, const llama_layer_t *P, llama_layer_ac
   const int C = m->cfg.dim, H = s->Hl, KVH = s->KVl, hs = s->hs, Ckv = s->Ckv, Cq = s->Cq;
   const size_t N = (size_t)B * T;
   const int rep = H / KVH;
-  linear_forward(L->qkv, 3 * Cq, L->n1, P->wq, N, C, Cq, 0.0f);
-  linear_forward(s->kv, 2 * Ckv, L->n1, P->wk, N, C, Ckv, 0.0f);
-  linear_forward(s->kv + Ckv, 2 * Ckv, L->n1, P->wv, N, C, Ckv, 0.0f);
+  linear_forward(m, L->qkv, 3 * Cq, L->n1, P->wq, N, C, Cq, 0.0f);
+  linear_forward(m, s->kv, 2 * Ckv, L->n1, P->wk, N, C, Ckv, 0.0f);
+  linear_forward(m, s->kv + Ckv, 2 * Ckv, L->n1, P->wv, N, C, Ckv, 0.0f);
   rope_apply(s, L->qkv, 3 * Cq, N, T, H, 1.0f);
   rope_apply(s, s->kv, 2 * Ckv, N, T, KVH, 1.0f);
   for (size_t r = 0; r < N; r++)
@@ -632,10 +639,10 @@ static int row_parallel_forward(llama_model_t *m, float *out, const float *res, 
   const int C = m->cfg.dim;
   if (s->tp == 1) {
     memcpy(out, res, sizeof(float) * N * C);
-    linear_forward(out, C, inp, w, N, nin, C, 1.0f);
+    linear_forward(m, out, C, inp, w, N, nin, C, 1.0f);
     return 0;
   }
-  linear_forward(s->part, C, inp, w, N, nin, C, 0.0f);
+  linear_forward(m, s->part, C, inp, w, N, nin, C, 0.0f);
   if (tp_allreduce(m, s->part, N * C, COLL_SUM)) return -1;
   for (size_t i = 0; i < N * C; i++) out[i] = res[i] + s->part[i];
   return 0;
@@ -649,11 +656,11 @@ static int layer_forward(llama_model_t *m, int l, llama_layer_acts_t *L, const f
   const float eps = (float)m->cfg.rms_norm_eps;
   rmsnorm_forward(L->n1, L->rstd1, x, P->attn_norm, N, C, eps);
   qkv_forward(m, P, L, B, T);
-  nn_attention_forward(L->atty, L->att, NULL, L->qkv, B, T, s->Cq, s->Hl, s->attn_block, GEMM_F32);
+  nn_attention_forward(L->atty, L->att, NULL, L->qkv, B, T, s->Cq, s->Hl, s->attn_block, s->mm);
   if (row_parallel_forward(m, L->res2, x, L->atty, P->wo, N, s->Cq)) return -1;
   rmsnorm_forward(L->n2, L->rstd2, L->res2, P->mlp_norm, N, C, eps);
-  linear_forward(L->gate, Fh, L->n2, P->w_gate, N, C, Fh, 0.0f);
-  linear_forward(L->up, Fh, L->n2, P->w_up, N, C, Fh, 0.0f);
+  linear_forward(m, L->gate, Fh, L->n2, P->w_gate, N, C, Fh, 0.0f);
+  linear_forward(m, L->up, Fh, L->n2, P->w_up, N, C, Fh, 0.0f);
   swiglu_forward(L->hact, L->gate, L->up, N * Fh);
   return row_parallel_forward(m, L->res3, L->res2, L->hact, P->w_down, N, Fh);
 }
@@ -677,7 +684,7 @@ static int embed_forward(llama_model_t *m, llama_acts_t *a, const int32_t *token
 static void head_logits(llama_model_t *m, llama_acts_t *a, size_t N) {
   llama_impl_t *s = impl_of(m);
   const int Vl = s->Vl, nv = s->vvalid;
-  if (nv > 0) linear_forward(a->logits, Vl, a->nf, m->lm_head, N, m->cfg.dim, nv, 0.0f);
+  if (nv > 0) linear_forward(m, a->logits, Vl, a->nf, m->lm_head, N, m->cfg.dim, nv, 0.0f);
   for (size_t i = 0; i < N; i++)
     for (int j = nv; j < Vl; j++) a->logits[i * Vl + j] = -INFINITY;
 }
@@ -776,9 +783,9 @@ static void qkv_backward(llama_model_t *m, int l, const llama_layer_acts_t *L, i
     }
   rope_apply(s, s->dqkv, 3 * Cq, N, T, H, -1.0f);
   rope_apply(s, s->kv, 2 * Ckv, N, T, KVH, -1.0f);
-  linear_backward(s->dn, 0.0f, G->wq, s->dqkv, 3 * Cq, L->n1, P->wq, N, C, Cq);
-  linear_backward(s->dn, 1.0f, G->wk, s->kv, 2 * Ckv, L->n1, P->wk, N, C, Ckv);
-  linear_backward(s->dn, 1.0f, G->wv, s->kv + Ckv, 2 * Ckv, L->n1, P->wv, N, C, Ckv);
+  linear_backward(m, s->dn, 0.0f, G->wq, s->dqkv, 3 * Cq, L->n1, P->wq, N, C, Cq);
+  linear_backward(m, s->dn, 1.0f, G->wk, s->kv, 2 * Ckv, L->n1, P->wk, N, C, Ckv);
+  linear_backward(m, s->dn, 1.0f, G->wv, s->kv + Ckv, 2 * Ckv, L->n1, P->wv, N, C, Ckv);
 }
 
 /* s->dres (N, C) holds d(loss)/d(layer output) and becomes d(loss)/d(x); x is the layer's input.
@@ -792,16 +799,16 @@ static int layer_backward(llama_model_t *m, int l, const llama_layer_acts_t *L, 
   const int C = m->cfg.dim, Fh = s->Fl;
   const size_t N = (size_t)B * T;
   /* MLP: d(hact) into dup, then split in place into dgate and dup */
-  linear_backward(s->dup, 0.0f, G->w_down, s->dres, C, L->hact, P->w_down, N, Fh, C);
+  linear_backward(m, s->dup, 0.0f, G->w_down, s->dres, C, L->hact, P->w_down, N, Fh, C);
   swiglu_backward(s->dgate, s->dup, s->dup, L->gate, L->up, N * Fh);
-  linear_backward(s->dn, 0.0f, G->w_gate, s->dgate, Fh, L->n2, P->w_gate, N, C, Fh);
-  linear_backward(s->dn, 1.0f, G->w_up, s->dup, Fh, L->n2, P->w_up, N, C, Fh);
+  linear_backward(m, s->dn, 0.0f, G->w_gate, s->dgate, Fh, L->n2, P->w_gate, N, C, Fh);
+  linear_backward(m, s->dn, 1.0f, G->w_up, s->dup, Fh, L->n2, P->w_up, N, C, Fh);
   if (tp_allreduce(m, s->dn, N * C, COLL_SUM)) return -1;
   rmsnorm_backward(s->dres, G->mlp_norm, s->dn, L->res2, P->mlp_norm, L->rstd2, N, C);
   /* attention */
-  linear_backward(s->datty, 0.0f, G->wo, s->dres, C, L->atty, P->wo, N, s->Cq, C);
+  linear_backward(m, s->datty, 0.0f, G->wo, s->dres, C, L->atty, P->wo, N, s->Cq, C);
   nn_attention_backward(s->dqkv, s->datt, NULL, s->datty, L->qkv, L->att, B, T, s->Cq, s->Hl, s->attn_block,
-                        GEMM_F32);
+                        s->mm);
   qkv_backward(m, l, L, B, T);
   if (tp_allreduce(m, s->dn, N * C, COLL_SUM)) return -1;
   rmsnorm_backward(s->dres, G->attn_norm, s->dn, x, P->attn_norm, L->rstd1, N, C);
@@ -823,7 +830,7 @@ static int head_backward(llama_model_t *m, llama_acts_t *a, float loss_scale) {
     int tl = a->targets[i] - s->voff;
     if (tl >= 0 && tl < s->vvalid) lg[tl] -= dscale;
   }
-  linear_backward(s->dn, 0.0f, m->g_lm_head, a->logits, Vl, a->nf, m->lm_head, N, C, Vl);
+  linear_backward(m, s->dn, 0.0f, m->g_lm_head, a->logits, Vl, a->nf, m->lm_head, N, C, Vl);
   if (tp_allreduce(m, s->dn, N * C, COLL_SUM)) return -1;
   memset(s->dres, 0, sizeof(float) * N * C);
   rmsnorm_backward(s->dres, m->g_norm, s->dn, a->out, m->norm, a->rstdf, N, C);

@@ -1,7 +1,8 @@
 /* llama.h -- a Llama-family decoder on CBLAS, whole model on one rank: forward (logits and mean
  * cross-entropy), backward (the gradient of every parameter) and, through adamw.h, AdamW.
  *
- * The model is Hugging Face LlamaForCausalLM's math, in float32:
+ * The model is Hugging Face LlamaForCausalLM's math, in float32 (or with bf16 matrix products,
+ * llama_set_matmul_dtype):
  *     x = embed_tokens[token]
  *     per layer:  h = x + o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n))),
  *                     n = input_layernorm(x)
@@ -69,6 +70,8 @@
  * maxima are all-reduced (MAX), then the exp-sums and target logits (SUM); every TP rank returns
  * the same loss and holds the same residual stream (B*T rows of C: the stream between pipeline
  * stages is whole on every TP rank). Per layer: 2 all-reduces of (B*T, C) forward, 2 backward.
+ * The matrix products run in fp32 or, with llama_set_matmul_dtype, on bf16-rounded inputs
+ * (strata train / eval --precision).
  * `strata train --arch llama` trains it (worker/train/train_model.h on one rank or as
  * data-parallel replicas; worker/parallel/pipeline.h through stage.h with --tp and --pp),
  * checkpoint.h saves and loads it by its Hugging Face names (whole tensors whatever the
@@ -96,6 +99,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gemm.h" /* gemm_dtype_t: the precision of the matrix products */
 #include "gpt2.h" /* gpt2_tensor_t: the tensor catalogue entry shared by the model families */
 
 typedef struct {
@@ -156,7 +160,9 @@ typedef struct llama_model {
    * (decreasing offsets); offset and count in elements. NULL: not called. */
   void (*grad_ready)(void *ctx, size_t offset, size_t count);
   void *grad_ready_ctx;
-  void *impl;             /* private: RoPE tables, scratch (llama.c) */
+  int bf16_params;        /* 1: every parameter holds exactly a bf16 value (bf16-sr training
+                             keeps them so): checkpoints store them as BF16 (0 by default) */
+  void *impl;             /* private: RoPE tables, scratch, matmul precision (llama.c) */
 } llama_model_t;
 
 typedef struct llama_acts llama_acts_t; /* activations of one batch (opaque) */
@@ -217,6 +223,16 @@ const float *llama_output(const llama_acts_t *a);
 int llama_stream_rows(const llama_model_t *m, int B, int T);
 
 void llama_zero_grad(llama_model_t *m);
+
+/* ---- Precision of the matrix products ----
+ * GEMM_F32 (the default) or GEMM_BF16, GPT-2's policy (gpt2_set_matmul_dtype): every matrix
+ * product of llama_stage_forward / llama_stage_backward -- q/k/v/o, gate/up/down and lm_head,
+ * forward and both backward products, and the attention's Q K^T and P V (nn.c's kernels) --
+ * rounds its inputs to bf16 and accumulates in fp32, as PyTorch's bf16 autocast does;
+ * parameters, gradients, RMSNorm, RoPE, softmax, SwiGLU's silu and the loss stay fp32. The
+ * cached forward (llama_forward_kv) keeps fp32 products. Takes effect at the next call. */
+void llama_set_matmul_dtype(llama_model_t *m, gemm_dtype_t dt);
+gemm_dtype_t llama_get_matmul_dtype(const llama_model_t *m);
 /* Backward of the last forward with targets: grads += d(loss * loss_scale)/d(params). Each
  * forward allows one backward. 0, or -1 (logged) without such a forward. */
 int llama_backward(llama_model_t *m, llama_acts_t *a, float loss_scale);

@@ -29,9 +29,15 @@ static void g_set_grad_ready(void *model, stage_grad_ready_fn fn, void *ctx) {
   m->grad_ready_ctx = ctx;
 }
 
+static void g_set_precision(void *model, gemm_dtype_t dt, int bf16_params) {
+  gpt2_model_t *m = model;
+  gpt2_set_matmul_dtype(m, dt);
+  m->bf16_params = bf16_params;
+}
+
 const stage_ops_t stage_gpt2_ops = {"gpt2", g_acts_create, g_acts_free, g_acts_bytes, g_scratch_bytes,
                                     g_stream_rows, g_forward, g_output, g_losses, g_backward,
-                                    g_zero_grad, g_set_grad_ready};
+                                    g_zero_grad, g_set_grad_ready, g_set_precision};
 
 stage_model_t stage_of_gpt2(gpt2_model_t *m) {
   return (stage_model_t){&stage_gpt2_ops, m, m->params, m->grads, m->num_params, m->tensors,
@@ -66,9 +72,15 @@ static void l_set_grad_ready(void *model, stage_grad_ready_fn fn, void *ctx) {
   m->grad_ready_ctx = ctx;
 }
 
+static void l_set_precision(void *model, gemm_dtype_t dt, int bf16_params) {
+  llama_model_t *m = model;
+  llama_set_matmul_dtype(m, dt);
+  m->bf16_params = bf16_params;
+}
+
 const stage_ops_t stage_llama_ops = {"llama", l_acts_create, l_acts_free, l_acts_bytes, l_scratch_bytes,
                                      l_stream_rows, l_forward, l_output, l_losses, l_backward,
-                                     l_zero_grad, l_set_grad_ready};
+                                     l_zero_grad, l_set_grad_ready, l_set_precision};
 
 stage_model_t stage_of_llama(llama_model_t *m) {
   return (stage_model_t){&stage_llama_ops, m, m->params, m->grads, m->num_params, m->tensors,

@@ -48,6 +48,9 @@ typedef struct {
   void (*zero_grad)(void *model);
   /* installs (fn NULL: removes) the gradient-ready callback */
   void (*set_grad_ready)(void *model, stage_grad_ready_fn fn, void *ctx);
+  /* the precision of the matrix products (gpt2_set_matmul_dtype / llama_set_matmul_dtype) and
+   * whether the weights hold bf16 values only (the model's bf16_params: BF16 checkpoints) */
+  void (*set_precision)(void *model, gemm_dtype_t dt, int bf16_params);
 } stage_ops_t;
 
 typedef struct {

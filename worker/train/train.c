@@ -239,13 +239,8 @@ static int solo_setup(solo_job_t *j) {
   } else {
     train_model_init(&j->tm, c->seed);
   }
-  if (j->tm.gpt) {
-    train_apply_precision(j->tm.gpt, j->opt, c->precision, c->seed, !c->resume);
-  } else if (c->precision != MEM_PREC_FP32) {
-    snprintf(j->err, sizeof j->err, "--precision %s is for GPT-2 models; a Llama model trains in fp32: drop --precision",
-             memory_precision_name((mem_precision_t)c->precision));
-    return TRAIN_BAD_CONFIG;
-  }
+  const stage_model_t sm = j->tm.gpt ? stage_of_gpt2(j->tm.gpt) : stage_of_llama(j->tm.llama);
+  train_apply_precision(&sm, j->opt, c->precision, c->seed, !c->resume);
   if (rank_status_open(c->out_dir, j->rank, j->D, 0, j->rank, j->err, sizeof j->err)) /* RUN/status/rank-R */
     strata_warn("%s; no status record", j->err);
   char steps_path[4200];

@@ -18,7 +18,8 @@
  * (grad_sync.h), reports gathered by rank 0 (coordinator.h). A Llama model (arch
  * CKPT_ARCH_LLAMA) runs train_run, also under mpirun as --dp D replicas of the whole model
  * (train.c), or train_run_dist as T x P x D ranks of llama_create_range (tensor-parallel as
- * GPT-2, without sequence parallelism or recomputation). For the same seed, model
+ * GPT-2, without sequence parallelism or recomputation; also for --grad-dtype bf16, whose bf16
+ * reductions are grad_sync.h's). For the same seed, model
  * and global batch every layout computes the same losses as one rank (up to float summation
  * order).
  * Determinism: the same configuration gives bit-identical losses; a run resumed from the
@@ -36,6 +37,7 @@
 #include "data.h"
 #include "gpt2.h"
 #include "llama.h"
+#include "stage.h"
 #include "strata_proto.h"
 
 typedef struct {
@@ -122,10 +124,12 @@ typedef struct {
 /* The matrix-product precision of a training precision (mem_precision_t): GEMM_BF16 for bf16
  * and bf16-sr, GEMM_F32 for fp32. */
 gemm_dtype_t train_matmul_dtype(int precision);
-/* Sets up m and its optimizer state (NULL: none, as in evaluation) for the precision: the
- * product precision; with bf16-sr, o's stochastic rounding and, when round_params, the weights
- * rounded to bf16 (a fresh initialisation; a loaded bf16-sr checkpoint holds bf16 already). */
-void train_apply_precision(gpt2_model_t *m, adamw_t *o, int precision, uint64_t seed, int round_params);
+/* Sets up a model of either family (sm: stage_of_gpt2 / stage_of_llama) and its optimizer state
+ * (NULL: none, as in evaluation) for the precision: the product precision; with bf16-sr, o's
+ * stochastic rounding and, when round_params, the weights rounded to bf16 (a fresh
+ * initialisation; a loaded bf16-sr checkpoint holds bf16 already), and the model marked as
+ * holding bf16 weights (its checkpoints store them as BF16). */
+void train_apply_precision(const stage_model_t *sm, adamw_t *o, int precision, uint64_t seed, int round_params);
 
 /* The defaults `strata train` documents (tiny model, default corpus). */
 void train_config_default(train_config_t *c);

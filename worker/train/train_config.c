@@ -54,12 +54,12 @@ void train_config_default(train_config_t *c) {
 
 gemm_dtype_t train_matmul_dtype(int precision) { return precision == MEM_PREC_FP32 ? GEMM_F32 : GEMM_BF16; }
 
-void train_apply_precision(gpt2_model_t *m, adamw_t *o, int precision, uint64_t seed, int round_params) {
-  gpt2_set_matmul_dtype(m, train_matmul_dtype(precision));
-  if (precision != MEM_PREC_BF16_SR) return;
-  if (o) adamw_set_stochastic_rounding(o, seed, m->range.tp_rank);
-  if (round_params) bf16_round_params(m->params, m->num_params);
-  m->bf16_params = round_params || o; /* bf16 values from here on (or loaded as such) */
+void train_apply_precision(const stage_model_t *sm, adamw_t *o, int precision, uint64_t seed, int round_params) {
+  const int sr = precision == MEM_PREC_BF16_SR;
+  if (sr && o) adamw_set_stochastic_rounding(o, seed, sm->tp_rank);
+  if (sr && round_params) bf16_round_params(sm->params, sm->num_params);
+  /* bf16 values from here on (or loaded as such) */
+  sm->ops->set_precision(sm->model, train_matmul_dtype(precision), sr && (round_params || o));
 }
 
 void train_config_to_state(strata_train_cfg_t *t, const train_config_t *c, const char *data_path) {

@@ -1,7 +1,7 @@
 /* train_dist.c -- the distributed training job: T tensor-parallel ranks x P pipeline stages x D
  * data-parallel replicas over MPI_COMM_WORLD (see train.h, layout.h for the rank map,
  * pipeline.h, grad_sync.h, coordinator.h). A stage's model is a GPT-2 shard (gpt2.h) or, with
- * --arch llama, a Llama stage (llama_create_range with its TP rank; fp32, synchronous
+ * --arch llama, a Llama stage (llama_create_range with its TP rank; synchronous
  * checkpoints), both driven through stage.h.
  *
  * Communicators of rank (t, stage s, replica d): the TP group of (s, d) (the T ranks that split
@@ -400,14 +400,14 @@ static int save_checkpoint_async(dist_job_t *j, uint64_t step, double loss) {
 
 /* ---- set-up ---- */
 
-/* What a Llama model (llama.h: no sequence parallelism, recomputation or bf16) cannot run
+/* What a Llama model (llama.h: no sequence parallelism or recomputation) cannot run
  * here, and a --tp that does not divide its heads, kv heads and ffn; Llama checkpoints are
  * written synchronously. 0, or -1 with the message. */
 static int dist_llama_check(train_config_t *c, char *err, size_t errlen) {
   const char *flag = c->sequence_parallel ? "--sequence-parallel"
-                     : c->recompute ? "--recompute" : c->precision != MEM_PREC_FP32 ? "--precision" : NULL;
+                     : c->recompute ? "--recompute" : NULL;
   if (flag)
-    return strata_fail(err, errlen, "%s is not supported for a Llama model, which trains in fp32 "
+    return strata_fail(err, errlen, "%s is not supported for a Llama model, which trains "
                        "with --tp, --pp and --dp only: drop %s", flag, flag);
   const struct {
     const char *flag;
@@ -657,7 +657,7 @@ static int dist_runtime(dist_job_t *j) {
   } else {
     gpt2_init_params(j->m, c->seed);
   }
-  if (j->m) train_apply_precision(j->m, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
+  train_apply_precision(&j->sm, grad_sync_optimizer(j->gs), c->precision, c->seed, !c->resume);
   return TRAIN_OK;
 }
 
