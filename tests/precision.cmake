@@ -33,5 +33,6 @@ precision_test(dist_llama_precision_bf16_d3_zero  mpi layout bf16 3 --dp 3 --zer
 precision_test(dist_llama_precision_bf16_p2       mpi layout bf16 2 --pp 2 --microbatches 2 --schedule 1f1b)
 precision_test(dist_llama_precision_bf16sr_d3_zero mpi layout bf16-sr 3 --dp 3 --zero 1)
 precision_test(dist_llama_precision_bf16sr_p2     mpi layout bf16-sr 2 --pp 2)
+precision_test(dist_llama_precision_bf16sr_t2p2   mpi layout bf16-sr 4 --tp 2 --pp 2)
 precision_test(dist_llama_grad_bf16_d2            mpi layout fp32 2 --dp 2 --grad-dtype bf16)
 set(PRECISION_ARCH "")
