@@ -4,6 +4,8 @@ strata_test_exe(test_infer_kv_forward ${INFER_TEST_DIR}/test_kv_forward.c)
 strata_add_test(infer_kv_forward test_infer_kv_forward)
 strata_test_exe(test_infer_llama_kv_forward ${INFER_TEST_DIR}/test_llama_kv_forward.c)
 strata_add_test(infer_llama_kv_forward test_infer_llama_kv_forward)
+strata_test_exe(test_infer_kv_bf16 ${INFER_TEST_DIR}/test_kv_bf16.c)
+strata_add_test(infer_kv_bf16 test_infer_kv_bf16)
 strata_test_exe(test_infer_sampler ${INFER_TEST_DIR}/test_sampler.c)
 strata_add_test(infer_sampler test_infer_sampler)
 
