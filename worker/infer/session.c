@@ -446,7 +446,7 @@ static int check_header(const char *path, const session_header_t *h, const sessi
   }
   if (h->kv_bf16 != e->kv_bf16) {
     snprintf(err, errlen,
-             "%s holds a %s KV cache but this job runs in %s; resume the session with --precision %s, or delete it",
+             "%s holds a %s KV cache but this job runs in %s (resume the session with --precision %s)",
              path, h->kv_bf16 ? "bf16" : "fp32", e->kv_bf16 ? "bf16" : "fp32", h->kv_bf16 ? "bf16" : "fp32");
     return SESSION_MISMATCH;
   }
