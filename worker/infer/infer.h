@@ -30,6 +30,13 @@
  * wide). The checkpoint holds whole tensors; each rank loads its stage and slices its part, so
  * any checkpoint serves on any T dividing the heads. The heartbeat covers every rank.
  *
+ * Precision (opts.bf16, --precision bf16). Every rank's KV caches are bf16 (kv_cache.h: half
+ * the bytes in infer_stats_t.kv_cache_bytes, the session memory budget and the session files,
+ * which record it so that a bf16 session resumes only in bf16: SESSION_MISMATCH, a conflict,
+ * otherwise) and a GPT-2 stage's matrix products take bf16-rounded inputs (gpt2_set_matmul_dtype;
+ * a Llama stage's stay fp32). Rank 0 logs the path once (infer_precision_describe). fp32, the
+ * default, computes exactly what it did before bf16 existed.
+ *
  * One round (infer_engine_step) advances every in-flight sequence by one token: a sequence
  * that has just been admitted feeds its whole uncached prompt (prefill), the others their last
  * sampled token (decode). Sequences are spread over P groups (a sequence keeps its group) that
