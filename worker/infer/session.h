@@ -34,7 +34,7 @@
  * token is in the context but has not been through the model yet).
  * Commit record format: session_commit_t's fixed part, then for each part (in rank order
  * s * T + t) uint64 checksum and uint64 bytes of its file, then an XXH64 trailer.
- * Files written before tensor parallelism existed read as T = 1 (the fields were zero padding).
+ * Files of an older format version (2: before the KV precision was recorded) are refused by version.
  * Reading refuses a file of another model (identity = hash of the checkpoint's config and the
  * XXH64 of its weight files, from train_state.pb), of another stage or tensor-parallel layout
  * (a KV cache split over T ranks by heads is not re-sliced for another T), of another KV
