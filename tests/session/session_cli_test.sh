@@ -75,12 +75,11 @@ bf16)
   ref=$(stateless "$(tok Hello),$(ids "$W/t1.jsonl"),$(tok ' and then')" 10 --precision bf16)
   echo "bf16 restored: $(ids "$W/t2.jsonl") | stateless bf16 $ref | fp32 turn 1 $(ids "$W/f1.jsonl") bf16 turn 1 $(ids "$W/t1.jsonl")"
   test "$(ids "$W/t2.jsonl")" = "$ref" || fail "bf16 restored follow-up differs from the stateless bf16 request"
-  # stage 1's part holds no tokens: header (96) + KV + checksum (8); s16 has 12 positions after
-  # turn 2, s32 12 after turn 1 + (nothing more): compare per position
+  # stage 1's part holds no tokens: header (96) + KV + checksum (8); s16 has had two turns, s32
+  # one, so compare the KV bytes per cached position (context - 1: the last token is not cached)
   n16=$(stat -c %s "$SD/s16.stage1-of-2.kv"); n32=$(stat -c %s "$SD/s32.stage1-of-2.kv")
   p16=$(sed -n 's/.*"context_tokens": \([0-9]*\).*/\1/p' "$W/t2.jsonl"); p32=$(sed -n 's/.*"context_tokens": \([0-9]*\).*/\1/p' "$W/f1.jsonl")
   echo "part files: bf16 $n16 bytes ($p16 tokens), fp32 $n32 bytes ($p32 tokens)"
-  # KV bytes per position (n_kv = context - 1): fp32 twice bf16
   test $(( (n32 - 104) * (p16 - 1) )) = $(( 2 * (n16 - 104) * (p32 - 1) )) || fail "bf16 part file is not half the fp32 one per position"
   run 2 "${b[@]}" --session s16 --prompt " more" --max-tokens 2 > "$W/x.jsonl" 2> "$W/x.err" && fail "fp32 resumed a bf16 session"
   grep -q -- "--precision bf16" "$W/x.err" || { cat "$W/x.err"; fail "the refusal does not name --precision bf16"; }
