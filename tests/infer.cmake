@@ -4,6 +4,8 @@ strata_test_exe(test_infer_kv_forward ${INFER_TEST_DIR}/test_kv_forward.c)
 strata_add_test(infer_kv_forward test_infer_kv_forward)
 strata_test_exe(test_infer_llama_kv_forward ${INFER_TEST_DIR}/test_llama_kv_forward.c)
 strata_add_test(infer_llama_kv_forward test_infer_llama_kv_forward)
+strata_test_exe(test_infer_kv_bf16 ${INFER_TEST_DIR}/test_kv_bf16.c)
+strata_add_test(infer_kv_bf16 test_infer_kv_bf16)
 strata_test_exe(test_infer_sampler ${INFER_TEST_DIR}/test_sampler.c)
 strata_add_test(infer_sampler test_infer_sampler)
 
@@ -24,6 +26,8 @@ infer_cli_test(infer_bad_input_errors errors FIXTURES_REQUIRED infer_ckpt)
 # Tensor parallelism (--tp T, world = T x P) on the 4-head checkpoint of infer_setup_checkpoint.
 infer_cli_test(infer_tp_greedy_same_for_T_1_2_4_x_P_1_2 tp FIXTURES_REQUIRED infer_ckpt)
 infer_cli_test(infer_tp_bad_layouts tp_errors FIXTURES_REQUIRED infer_ckpt)
+# --precision bf16 (bf16 products, bf16 KV cache) on P = 1, 2 and --tp 2.
+infer_cli_test(infer_bf16_same_for_P_1_2_and_tp_2 bf16 FIXTURES_REQUIRED infer_ckpt)
 # A Llama checkpoint through the engine against a whole-sequence llama_forward per token.
 infer_cli_test(infer_llama_greedy_equals_recompute llama)
 set_property(TEST infer_llama_greedy_equals_recompute APPEND PROPERTY ENVIRONMENT "STRATA_LLAMA_LOOP=$<TARGET_FILE:llama_loop>")

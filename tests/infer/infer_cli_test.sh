@@ -18,6 +18,9 @@
 #            a recompute of the whole sequence per token with llama_forward (tests/train/llama_loop
 #            --greedy, $STRATA_LLAMA_LOOP), and --no-kv-cache; a seeded sample equals its
 #            --no-kv-cache run and --max-batch 1; mpirun -np 2 and --tp 2 are refused (exit 2)
+#   bf16     --precision bf16: greedy tokens of the 5 prompts identical on P = 1 and P = 2 and at
+#            --tp 2 (4-head checkpoint, T = 1 vs T = 2), the first token of each prompt equal to
+#            fp32's; the path is logged once ("precision bf16: ..."); --precision fp16 is refused
 set -u
 CASE=$1; S=$2; W=$3; shift 3; MPI=("$@")
 SRC=${STRATA_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -68,6 +71,24 @@ layouts)
   run 2 --checkpoint "$CK" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json --no-kv-cache \
     > "$W/greedy_nokv.jsonl" || fail "--no-kv-cache exited $?"
   cmp -s "$W/greedy_np1.ids" <(ids "$W/greedy_nokv.jsonl") || fail "KV cache and full recompute differ"
+  ;;
+bf16)
+  P5=(--prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json)
+  run 1 --checkpoint "$CK" "${P5[@]}" > "$W/b_fp32.jsonl" || fail "fp32 run"
+  run 1 --checkpoint "$CK" "${P5[@]}" --precision bf16 > "$W/b_p1.jsonl" 2> "$W/b_p1.err" || fail "bf16 np 1"
+  run 2 --checkpoint "$CK" "${P5[@]}" --precision bf16 > "$W/b_p2.jsonl" || fail "bf16 np 2"
+  run 1 --checkpoint "$CKT" "${P5[@]}" --precision bf16 > "$W/b_t1.jsonl" || fail "bf16 4-head np 1"
+  run 2 --tp 2 --checkpoint "$CKT" "${P5[@]}" --precision bf16 > "$W/b_t2.jsonl" || fail "bf16 --tp 2"
+  test "$(ids "$W/b_p1.jsonl" | wc -l)" = 5 || fail "bf16: expected 5 results"
+  echo "fp32: $(ids "$W/b_fp32.jsonl" | head -1)"
+  echo "bf16: $(ids "$W/b_p1.jsonl" | head -1)"
+  cmp -s <(ids "$W/b_p1.jsonl") <(ids "$W/b_p2.jsonl") || fail "bf16 greedy tokens differ between P=1 and P=2"
+  cmp -s <(ids "$W/b_t1.jsonl") <(ids "$W/b_t2.jsonl") || fail "bf16 greedy tokens differ between T=1 and T=2"
+  cmp -s <(ids "$W/b_fp32.jsonl" | cut -d, -f1) <(ids "$W/b_p1.jsonl" | cut -d, -f1) \
+    || fail "bf16's first token differs from fp32's for some prompt"
+  test "$(grep -c 'precision bf16: .*bf16 KV cache' "$W/b_p1.err")" = 1 || { cat "$W/b_p1.err"; fail "the bf16 path is not logged once"; }
+  run 1 --checkpoint "$CK" --prompt hi --precision fp16 2> "$W/b_bad.err" && fail "--precision fp16 accepted"
+  grep -q "precision must be fp32 or bf16" "$W/b_bad.err" || { cat "$W/b_bad.err"; fail "no sentence for --precision fp16"; }
   ;;
 seeded)
   common=(--checkpoint "$CK" --prompts "$SRC/tests/infer/prompts.jsonl" --max-tokens 16 --json

@@ -26,6 +26,9 @@
  *             completion answers with an assistant message and consistent usage; a session's
  *             follow-up equals the stateless request with the whole history; --tp 2 exits 2
  *             saying Llama generation has no tensor parallelism.
+ *   bf16      --precision bf16: a greedy completion (a new session's first turn) equals `strata
+ *             infer --precision bf16`, and the KV gauge of /metrics after it (the session's
+ *             resident cache) is half an fp32 server's after the same request.
  * Usage: test_serve_e2e CASE NP WORKDIR STRATA MPIRUN [MPIRUN ARGS...]
  *        test_serve_e2e wrap EXIT_PREFIX PROGRAM ARGS...   (the per-rank wrapper of `signal`) */
 #include <dirent.h>
@@ -62,10 +65,11 @@ static int infer_ids(const char *out, int line, int *ids) {
   return n;
 }
 
-/* Greedy reference from `strata infer` (one process, no MPI) for prompt token ids. */
-static int reference(const int *tok, int n, int *ids) {
+/* Greedy reference from `strata infer` (one process, no MPI, with extra flags) for prompt token ids. */
+static int reference_with(const char *flags, const int *tok, int n, int *ids) {
   char cmd[16384];
-  int k = snprintf(cmd, sizeof cmd, "%s infer --checkpoint %s --max-tokens %d --json --prompt-tokens ", strata, ckpt, MAXT);
+  int k = snprintf(cmd, sizeof cmd, "%s infer --checkpoint %s --max-tokens %d --json %s --prompt-tokens ", strata,
+                   ckpt, MAXT, flags);
   for (int i = 0; i < n; i++) k += snprintf(cmd + k, sizeof cmd - k, "%s%d", i ? "," : "", tok[i]);
   snprintf(cmd + k, sizeof cmd - k, " 2>/dev/null");
   char *o = run(cmd);
@@ -73,6 +77,8 @@ static int reference(const int *tok, int n, int *ids) {
   free(o);
   return r;
 }
+
+static int reference(const int *tok, int n, int *ids) { return reference_with("", tok, n, ids); }
 
 /* Decodes the JSON string after `"text":"` at p into code points; returns the count. */
 static int decode_text(const char *p, int *cp) {
@@ -640,6 +646,41 @@ static void case_llama(void) {
   expect_bad_layout(2, "--tp 2", "a Llama checkpoint generates without tensor parallelism");
 }
 
+/* One greedy completion of "Hello world" in a new session (whose cache stays resident) on a
+ * server started with `extra`: its text into got (returns the count) and the KV gauge of
+ * /metrics after it into *kv. */
+static int hello_and_kv(const char *const *extra, const char *session, int *got, long *kv) {
+  server_t s;
+  start(&s, extra, NULL);
+  http_reply_t r;
+  char body[256];
+  snprintf(body, sizeof body, "{\"prompt\":\"Hello world\",\"max_tokens\":10,\"temperature\":0,\"session\":\"%s\"}",
+           session);
+  post(s.port, body, &r);
+  CHECK_EQ_INT(r.status, 200);
+  int n = texts(r.body, got);
+  hc_reply_free(&r);
+  /* the gauges are sampled periodically: wait (bounded) for the first sample after the request */
+  for (int i = 0; i < 200 && (*kv = metric(s.port, "strata_kv_cache_bytes")) <= 0; i++) usleep(50000);
+  stop(&s);
+  return n;
+}
+
+static void case_bf16(void) {
+  train_checkpoint();
+  int tok[64], ids[64], got[256], got32[256];
+  long kv16, kv32;
+  const char *const bf16[] = {"--precision", "bf16", NULL};
+  int ng32 = hello_and_kv(NULL, "kv32", got32, &kv32), ng = hello_and_kv(bf16, "kv16", got, &kv16);
+  int nt = str_ids("Hello world", tok), ni = reference_with("--precision bf16", tok, nt, ids);
+  CHECK_EQ_INT(ni, MAXT);
+  CHECK_TRUE(same(got, ng, ids, ni));
+  CHECK_EQ_INT(ng32, MAXT);
+  printf("bf16: KV gauge %ld bytes, fp32 %ld\n", kv16, kv32);
+  CHECK_TRUE(kv16 > 0);
+  CHECK_EQ_INT(2 * kv16, kv32);
+}
+
 /* The per-rank wrapper of CASE signal: runs PROGRAM ARGS..., records its exit code in
  * EXIT_PREFIX.<rank> (atomically) and exits with it. It survives SIGTERM/SIGINT itself (a no-op
  * handler, reset to the default in the child by exec), so it outlives the program to record. */
@@ -687,7 +728,7 @@ static int wrap_main(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "wrap")) return wrap_main(argc, argv);
   if (harness_args(argc, argv)) {
-    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp|llama NP WORKDIR STRATA MPIRUN [ARGS...]\n");
+    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp|llama|bf16 NP WORKDIR STRATA MPIRUN [ARGS...]\n");
     return 2;
   }
   const char *which = argv[1];
@@ -696,6 +737,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(which, "signal")) case_signal();
   else if (!strcmp(which, "tp")) case_tp();
   else if (!strcmp(which, "llama")) case_llama();
+  else if (!strcmp(which, "bf16")) case_bf16();
   else {
     fprintf(stderr, "unknown case '%s'\n", which);
     return 2;

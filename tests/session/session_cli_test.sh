@@ -12,6 +12,10 @@
 #   tp        --tp 2 x P = 2 (np 4, the 4-head checkpoint): turn 1 in one process, turns 2 and 3 each in
 #             a new one equal the same turns in one uninterrupted process and the stateless request;
 #             one part file per (stage, t); restoring at --tp 1 or --tp 4 is refused naming --tp 2 (exit 2)
+#   bf16      --precision bf16 (P = 2): turn 1 in one process, turn 2 in a new one (restored from disk)
+#             equals the stateless bf16 request with the whole history; the bf16 part files hold
+#             half the KV bytes of the fp32 session's; resuming the bf16 session with --precision
+#             fp32 is refused naming --precision bf16 (exit != 0)
 #   llama     a tiny Llama checkpoint (trained here; GQA, a cache of the kv heads): turn 1 in one
 #             process, turns 2 (greedy) and 3 (seeded sample) each in a new one, restored from disk,
 #             equal the stateless request with the whole history as one prompt; the session of the
@@ -61,6 +65,25 @@ followup)
     test "$t3" = "$ref" || fail "np $np: sampled follow-up differs from stateless"
     ls "$SD$np" | grep -q "chat1.stage$((np-1))-of-$np.kv" || fail "np $np: no session file per stage"
   done
+  ;;
+bf16)
+  b=(--checkpoint "$CK" --session-dir "$SD" --json)
+  run 2 "${b[@]}" --precision bf16 --session s16 --prompt "Hello" --max-tokens 8 > "$W/t1.jsonl" || fail "bf16 turn 1"
+  run 2 "${b[@]}" --session s32 --prompt "Hello" --max-tokens 8 > "$W/f1.jsonl" || fail "fp32 turn 1"
+  run 2 "${b[@]}" --precision bf16 --session s16 --prompt " and then" --max-tokens 10 > "$W/t2.jsonl" || fail "bf16 turn 2"
+  test "$(field "$W/t2.jsonl" session_source)" = disk || fail "bf16 turn 2 was not restored from disk"
+  ref=$(stateless "$(tok Hello),$(ids "$W/t1.jsonl"),$(tok ' and then')" 10 --precision bf16)
+  echo "bf16 restored: $(ids "$W/t2.jsonl") | stateless bf16 $ref | fp32 turn 1 $(ids "$W/f1.jsonl") bf16 turn 1 $(ids "$W/t1.jsonl")"
+  test "$(ids "$W/t2.jsonl")" = "$ref" || fail "bf16 restored follow-up differs from the stateless bf16 request"
+  # stage 1's part holds no tokens: header (96) + KV + checksum (8); s16 has had two turns, s32
+  # one, so compare the KV bytes per cached position (context - 1: the last token is not cached)
+  n16=$(stat -c %s "$SD/s16.stage1-of-2.kv"); n32=$(stat -c %s "$SD/s32.stage1-of-2.kv")
+  p16=$(sed -n 's/.*"context_tokens": \([0-9]*\).*/\1/p' "$W/t2.jsonl"); p32=$(sed -n 's/.*"context_tokens": \([0-9]*\).*/\1/p' "$W/f1.jsonl")
+  echo "part files: bf16 $n16 bytes ($p16 tokens), fp32 $n32 bytes ($p32 tokens)"
+  test $(( (n32 - 104) * (p16 - 1) )) = $(( 2 * (n16 - 104) * (p32 - 1) )) || fail "bf16 part file is not half the fp32 one per position"
+  run 2 "${b[@]}" --session s16 --prompt " more" --max-tokens 2 > "$W/x.jsonl" 2> "$W/x.err" && fail "fp32 resumed a bf16 session"
+  grep -q -- "--precision bf16" "$W/x.err" || { cat "$W/x.err"; fail "the refusal does not name --precision bf16"; }
+  echo "refused: $(grep -m1 -- '--precision bf16' "$W/x.err")"
   ;;
 restart)
   run 2 --checkpoint "$CK" --session s-restart --prompt "Hello" --max-tokens 8 --session-dir "$SD" --json > "$W/t1.jsonl" || fail "turn 1"

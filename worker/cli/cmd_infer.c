@@ -58,7 +58,11 @@ static const char *usage_text =
     "history without recomputing it; a session restores only with the --tp and P that saved it.\n"
     "--list-sessions and --delete-session ID manage them.\n"
     "A Llama checkpoint (strata train --arch llama) generates the same way (KV cache, batching,\n"
-    "sessions, every flag, pipeline stages: mpirun -np P) but without --tp.";
+    "sessions, every flag, pipeline stages: mpirun -np P) but without --tp.\n"
+    "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs a GPT-2 model's matrix products on\n"
+    "bf16-rounded inputs with fp32 accumulation (a Llama model's stay fp32) and keeps the KV cache in\n"
+    "bf16: half the memory and half the session files. The path taken is logged at start. A session\n"
+    "saved in one precision resumes only in that precision.";
 
 typedef struct {
   int32_t *tok;
@@ -475,7 +479,7 @@ static int manage_sessions(const char *sdir, const char *delete_id, int list, in
 /* The command line of `strata infer`. */
 typedef struct {
   const char *ckpt, *prompt, *prompts_path, *prompt_tokens;
-  const char *session, *session_dir, *delete_id;
+  const char *session, *session_dir, *delete_id, *precision;
   int max_tokens, top_k, json, list, threads, no_kv, seed_given, tp;
   double temperature, top_p;
   int64_t seed;
@@ -637,6 +641,8 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
     return manage_sessions(sdir, f->delete_id, f->list, f->json, rank);
   }
   if (f->opts.env_error) INFER_FAIL(2, "%s", f->opts.env_error);
+  if (infer_parse_precision(f->precision, &f->opts.bf16))
+    INFER_FAIL(2, "--precision must be fp32 or bf16 (bf16-sr generates as bf16), got '%s'", f->precision);
   if (!f->ckpt) INFER_FAIL(2, "--checkpoint DIR is required (a directory written by strata train, e.g. runs/train/ckpt-00000300)");
   int nsrc = (f->prompt != NULL) + (f->prompts_path != NULL) + (f->prompt_tokens != NULL);
   if (nsrc != 1 && !(nsrc == 0 && f->session))
@@ -663,13 +669,16 @@ static int infer_job(infer_flags_t *f, const arg_spec_t *specs, int nspecs) {
 #undef INFER_FAIL
 
 int cmd_infer(int argc, char **argv) {
-  infer_flags_t f = {.max_tokens = 32, .threads = 1, .tp = 1, .top_p = 1.0, .opts = infer_opts_default()};
+  infer_flags_t f = {.max_tokens = 32, .threads = 1, .tp = 1, .top_p = 1.0, .precision = "fp32",
+                     .opts = infer_opts_default()};
   f.mem_mb = f.opts.session_mem_mb;
   f.max_batch = f.opts.max_batch;
   arg_spec_t specs[] = {
       {"--checkpoint", NULL, ARG_STRING, &f.ckpt, "DIR", "checkpoint directory (required)"},
       {"--tp", NULL, ARG_INT, &f.tp, "T", "tensor-parallel ranks per pipeline stage (default 1); ranks = T x P",
        .min = 1, .max = 1 << 16},
+      {"--precision", NULL, ARG_STRING, &f.precision, "fp32|bf16",
+       "fp32 (default), or bf16: bf16 matrix products (GPT-2) and a bf16 KV cache (see above)"},
       {"--prompt", NULL, ARG_STRING, &f.prompt, "TEXT", "one prompt as text (byte-level models, BPE models with a tokenizer)"},
       {"--prompt-tokens", NULL, ARG_STRING, &f.prompt_tokens, "1,2,3", "one prompt as token ids"},
       {"--prompts", NULL, ARG_STRING, &f.prompts_path, "FILE", "JSON lines of prompts (see above)"},

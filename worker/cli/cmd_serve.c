@@ -128,6 +128,10 @@ static const char *usage_text =
     "oldest one still sending its request; when every one is being served it gets 503. Requests with\n"
     "ambiguous framing (two Content-Lengths, Content-Length with Transfer-Encoding, a NUL in the path,\n"
     "more than 64 query parameters) get 400 and the connection is closed. HEAD works on GET endpoints.\n"
+    "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs a GPT-2 model's matrix products on\n"
+    "bf16-rounded inputs with fp32 accumulation (a Llama model's stay fp32) and keeps every KV cache in\n"
+    "bf16: half the bytes, which the KV gauge of /metrics and --session-mem-mb count. The path taken is\n"
+    "logged at start; a session saved in one precision resumes only in that precision (409 otherwise).\n"
     "--backend fake serves a deterministic fake model (one rank; for tests and load generation).";
 
 /* Rank 0 checks what every rank is about to load, and all ranks take its verdict: 0, or 2 after
@@ -230,7 +234,7 @@ int cmd_serve(int argc, char **argv) {
   o.version = STRATA_VERSION;
   fake_backend_opts_t fo;
   fake_backend_opts_default(&fo);
-  const char *ckpt = NULL, *backend = "engine", *session_dir = NULL;
+  const char *ckpt = NULL, *backend = "engine", *session_dir = NULL, *precision = "fp32";
   /* session_mem_mb < 0, max_batch 0: the engine's defaults (STRATA_INFER_*) */
   serve_engine_opts_t eo = {NULL, -1.0, 0, 1, infer_opts_default().session_disk_mb, 1};
   int no_sessions = 0, g_mem = 0, g_batch = 0;
@@ -241,6 +245,8 @@ int cmd_serve(int argc, char **argv) {
       {"--checkpoint", NULL, ARG_STRING, &ckpt, "DIR", "checkpoint directory to serve"},
       {"--tp", NULL, ARG_INT, &eo.tp, "T", "tensor-parallel ranks per pipeline stage (default 1); ranks = T x P",
        .min = 1, .max = 1 << 16},
+      {"--precision", NULL, ARG_STRING, &precision, "fp32|bf16",
+       "fp32 (default), or bf16: bf16 matrix products (GPT-2) and a bf16 KV cache (see above)"},
       {"--listen", NULL, ARG_STRING, &o.listen, "HOST:PORT", "address (default 127.0.0.1:8080; PORT 0 = any free port)"},
       {"--backend", NULL, ARG_STRING, &backend, "NAME", "engine (default) or fake (deterministic test model)"},
       {"--chat-template", NULL, ARG_STRING, &o.chat_template, "FILE",
@@ -288,6 +294,10 @@ int cmd_serve(int argc, char **argv) {
   if (rc) return rc > 0 ? 0 : 2;
   if (g_mem) eo.session_mem_mb = session_mem_mb;
   if (g_batch) eo.max_batch = max_batch;
+  if (infer_parse_precision(precision, &eo.bf16)) {
+    strata_error("serve: --precision must be fp32 or bf16 (bf16-sr serves as bf16), got '%s'", precision);
+    return 2;
+  }
   char err[512] = "";
   /* Bad input is refused here, before MPI starts (every rank alike). A port out of range or a
    * host that is not an address is bad input (2); an address in use or not on this host is found

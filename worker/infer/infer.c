@@ -283,6 +283,27 @@ static void engine_free(infer_engine_t *e) {
   free(e);
 }
 
+int infer_parse_precision(const char *s, int *bf16) {
+  if (!strcmp(s, "fp32")) *bf16 = 0;
+  else if (!strcmp(s, "bf16") || !strcmp(s, "bf16-sr")) *bf16 = 1;
+  else return -1;
+  return 0;
+}
+
+void infer_precision_describe(int bf16, int arch, char *buf, size_t len) {
+  if (!bf16) {
+    snprintf(buf, len, "precision fp32: fp32 matrix products, fp32 KV cache");
+    return;
+  }
+  char path[128] = "fp32 matrix products (a Llama model's products stay fp32)";
+  if (arch != CKPT_ARCH_LLAMA) {
+    char how[96]; /* the backend of a large product: what the model's big matrices take */
+    gemm_bf16_path(gemm_choose(GEMM_BF16, 0, 0, 4096, 4096, 4096), how, sizeof how);
+    snprintf(path, sizeof path, "bf16 matrix products by %s", how);
+  }
+  snprintf(buf, len, "precision bf16: %s, bf16 KV cache", path);
+}
+
 int infer_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen) {
   return infer_model_check_layout(mc, world, tp, err, errlen);
 }
@@ -343,7 +364,8 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
     goto fail;
   }
   int s = e->stage;
-  infer_stage_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1, e->t, e->T};
+  infer_stage_t r = {e->lay.layer_begin[s], e->lay.layer_begin[s + 1], s == 0, s == e->P - 1, e->t, e->T,
+                     opts->bf16};
   e->nl = r.layer_end - r.layer_begin;
   for (int i = 0; i < e->P; i++)
     if (layout_stage_layers(&e->lay, i) > e->max_nl) e->max_nl = layout_stage_layers(&e->lay, i);
@@ -370,6 +392,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
   e->hdr.tp_size = (int16_t)e->T;
   e->hdr.layer_begin = r.layer_begin;
   e->hdr.layer_end = r.layer_end;
+  e->hdr.kv_bf16 = opts->bf16 ? 1 : 0;
   if (opts->session_dir && *opts->session_dir) {
     snprintf(e->session_dir, sizeof e->session_dir, "%s", opts->session_dir);
     e->sessions_enabled = 1;
@@ -393,6 +416,11 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
       session_store_open(e->session_dir, (uint64_t)(opts->session_disk_mb * 1024.0 * 1024.0), &e->store, err,
                          errlen))
     goto fail;
+  if (e->rank == 0 && opts->bf16) { /* fp32 runs log nothing new: their output stays as it was */
+    char how[256];
+    infer_precision_describe(1, e->mc.arch, how, sizeof how);
+    strata_info("%s", how);
+  }
   if (e->rank == 0 && e->world > 1 && start_heartbeat(e, err, errlen)) goto fail;
   e->last_plan_s = strata_now_s();
   e->next_id = 1;
@@ -456,7 +484,7 @@ static const int32_t *get_str(const int32_t *p, char *out, size_t cap) {
 /* ------------------------------------------------------------------ execution (every rank) */
 
 static int slot_open(infer_engine_t *e, slot_t *sl) {
-  if (!sl->cache && kv_cache_create(e->nl, e->Cl, e->cfg.ctx, &sl->cache, e->err, sizeof e->err))
+  if (!sl->cache && kv_cache_create_dtype(e->nl, e->Cl, e->cfg.ctx, e->opts.bf16, &sl->cache, e->err, sizeof e->err))
     return -1;
   kv_cache_reset(sl->cache);
   sl->state = SLOT_ACTIVE;
@@ -1307,7 +1335,7 @@ static int load_session(infer_engine_t *e, req_node_t *r, int s, int32_t **hist,
   char err[1024];
   slot_t *sl = &e->slots[s];
   session_status_t st = SESSION_IO;
-  if (kv_cache_create(e->nl, e->Cl, e->cfg.ctx, &sl->cache, err, sizeof err) == 0)
+  if (kv_cache_create_dtype(e->nl, e->Cl, e->cfg.ctx, e->opts.bf16, &sl->cache, err, sizeof err) == 0)
     st = session_read_stage(e->session_dir, r->session, &e->hdr, e->rec, sl->cache, hist, n_hist, err, sizeof err);
   if (st != SESSION_OK) {
     kv_cache_free(sl->cache);
@@ -1548,8 +1576,8 @@ static void plan_session_delete(infer_engine_t *e, const char *id) {
 static uint64_t save_bytes(const infer_engine_t *e, const slot_t *sl) {
   uint64_t b = 0;
   for (int k = 0; k < e->world; k++)
-    b += session_file_bytes(k == 0 ? sl->n_tokens : 0, sl->cache->n_pos, layout_stage_layers(&e->lay, k / e->T),
-                            e->Cl);
+    b += session_file_bytes_dtype(k == 0 ? sl->n_tokens : 0, sl->cache->n_pos,
+                                  layout_stage_layers(&e->lay, k / e->T), e->Cl, sl->cache->bf16);
   return b + session_commit_bytes(e->world);
 }
 
@@ -1687,7 +1715,7 @@ static int finish_slots(infer_engine_t *e, const int *act, int nact) {
     sl->cancelled = 0;
     sl->save_failed = 0;
   }
-  size_t per_slot = 2 * sizeof(float) * (size_t)e->max_nl * e->cfg.ctx * e->Cl;
+  size_t per_slot = 2 * (e->opts.bf16 ? sizeof(uint16_t) : sizeof(float)) * (size_t)e->max_nl * e->cfg.ctx * e->Cl;
   double budget = e->opts.session_mem_mb * 1024.0 * 1024.0;
   while (count_idle(e) > 0 && (double)count_idle(e) * (double)per_slot > budget) evict_lru(e);
   return flush_msg(e);

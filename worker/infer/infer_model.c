@@ -135,6 +135,7 @@ static int gpt2_open(const char *ckpt_dir, const ckpt_model_config_t *mc, const 
     gpt2_free(m);
     return -1;
   }
+  gpt2_set_matmul_dtype(m, st->bf16 ? GEMM_BF16 : GEMM_F32);
   *kv_width = gpt2_local_dim(m);
   *local_vocab = gpt2_local_vocab(m);
   *model = m;

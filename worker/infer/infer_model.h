@@ -13,7 +13,7 @@
  *
  * Usage (every rank of the job, with its stage):
  *    if (infer_model_check_layout(&mc, world, tp, err, sizeof err)) ...  // before anything else
- *    infer_stage_t st = {layer_begin, layer_end, stage == 0, stage == P - 1, t, T};
+ *    infer_stage_t st = {layer_begin, layer_end, stage == 0, stage == P - 1, t, T, bf16};
  *    infer_model_t *m; infer_model_open(ckpt_dir, &mc, &st, tp_comm, &m, err, sizeof err);
  *    kv_cache_create(nl, infer_model_kv_width(m), mc.shape.ctx, &cache, ...);
  *    infer_model_forward_kv(m, seqs, nseq, tokens, x_in, out, 1, err, sizeof err);
@@ -33,6 +33,7 @@ typedef struct {
   int layer_begin, layer_end; /* the stage's layers (global indices) */
   int has_embed, has_head;    /* the first stage (takes tokens) / the last (makes logits) */
   int tp_rank, tp_size;       /* this rank in the stage's tensor-parallel group */
+  int bf16;                   /* GPT-2: matrix products on bf16-rounded inputs (Llama: ignored) */
 } infer_stage_t;
 
 typedef struct infer_model infer_model_t;

@@ -7,6 +7,10 @@
  * head size for Llama (grouped-query attention caches only the kv heads). n_pos counts the positions whose keys
  * and values are filled ([0, n_pos)). Storage is allocated once at create for `cap` positions
  * (the model's context), so no reallocation happens during decode.
+ * A bf16 cache (kv_cache_create_dtype with bf16 = 1, for --precision bf16) stores the same
+ * layout as uint16 bf16 bit patterns in k16 / v16 (k and v are NULL): half the bytes, which
+ * kv_cache_bytes, kv_cache_used_bytes and the session memory budget see. The forward rounds
+ * keys and values to bf16 when it appends them (gpt2_kv_seq_t).
  *
  * Usage
  *    kv_cache_t *c; kv_cache_create(nl, C, cfg.ctx, &c, err, sizeof err);
@@ -17,6 +21,7 @@
 #define STRATA_KV_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gpt2.h"
 
@@ -27,10 +32,17 @@ typedef struct {
   int n_pos;  /* positions filled */
   float *k;   /* (nl, cap, C) */
   float *v;   /* (nl, cap, C) */
+  int bf16;   /* 1: the cache is k16 / v16 (bf16), not k / v */
+  uint16_t *k16; /* (nl, cap, C) bf16 keys of a bf16 cache */
+  uint16_t *v16; /* (nl, cap, C) */
 } kv_cache_t;
 
 /* Allocates an empty cache (n_pos = 0). 0, or -1 with a message in err. */
 int kv_cache_create(int nl, int C, int cap, kv_cache_t **out, char *err, size_t errlen);
+/* The same, of bf16 storage when bf16 is 1 (fp32 when 0). */
+int kv_cache_create_dtype(int nl, int C, int cap, int bf16, kv_cache_t **out, char *err, size_t errlen);
+/* Bytes of one stored element: 4 (fp32) or 2 (bf16). */
+size_t kv_cache_elem_bytes(const kv_cache_t *c);
 void kv_cache_free(kv_cache_t *c); /* NULL is a no-op */
 /* Bytes of storage (both k and v, all cap positions). */
 size_t kv_cache_bytes(const kv_cache_t *c);

@@ -20,9 +20,9 @@
 #include "util.h"
 
 static const char session_magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'K', 'V'};
-/* tp_rank and tp_size took what was padding before saved_unix_s: the header (and so the
- * format) kept its size, and older files read as T = 1 */
-_Static_assert(sizeof(session_header_t) == 88, "the session header's size is part of the file format");
+/* tp_rank and tp_size took what was padding before saved_unix_s; version 3 added kv_bf16 (and
+ * a reserved word) at the end: version 2 files (88 bytes of header) are refused by version */
+_Static_assert(sizeof(session_header_t) == 96, "the session header's size is part of the file format");
 
 int session_id_validate(const char *id, char *err, size_t errlen) {
   size_t n = id ? strlen(id) : 0;
@@ -118,8 +118,13 @@ fail:
 }
 
 uint64_t session_file_bytes(int n_tokens, int n_kv, int nl, int C) {
+  return session_file_bytes_dtype(n_tokens, n_kv, nl, C, 0);
+}
+
+uint64_t session_file_bytes_dtype(int n_tokens, int n_kv, int nl, int C, int bf16) {
   return sizeof(session_header_t) + sizeof(int32_t) * (uint64_t)n_tokens +
-         2 * sizeof(float) * (uint64_t)n_kv * (uint64_t)C * (uint64_t)nl + sizeof(uint64_t);
+         2 * (bf16 ? sizeof(uint16_t) : sizeof(float)) * (uint64_t)n_kv * (uint64_t)C * (uint64_t)nl +
+         sizeof(uint64_t);
 }
 
 static void fsync_dir(const char *dir) {
@@ -213,6 +218,8 @@ session_status_t session_write_stage(const char *dir, const char *id, const sess
   h.n_kv = c->n_pos;
   h.saved_unix_s = (int64_t)time(NULL);
   h.generation = generation;
+  h.kv_bf16 = c->bf16;
+  h.reserved = 0;
   atomic_file_t a;
   if (af_open(&a, path)) {
     *errno_out = errno;
@@ -221,10 +228,11 @@ session_status_t session_write_stage(const char *dir, const char *id, const sess
   }
   af_write(&a, &h, sizeof h);
   if (n_tokens) af_write(&a, tokens, sizeof(int32_t) * (size_t)n_tokens);
-  size_t row = (size_t)c->n_pos * c->C;
+  size_t row = (size_t)c->n_pos * c->C, eb = kv_cache_elem_bytes(c);
   for (int l = 0; l < c->nl; l++) {
-    af_write(&a, c->k + (size_t)l * c->cap * c->C, sizeof(float) * row);
-    af_write(&a, c->v + (size_t)l * c->cap * c->C, sizeof(float) * row);
+    size_t at = (size_t)l * c->cap * c->C;
+    af_write(&a, c->bf16 ? (const void *)(c->k16 + at) : (const void *)(c->k + at), eb * row);
+    af_write(&a, c->bf16 ? (const void *)(c->v16 + at) : (const void *)(c->v + at), eb * row);
   }
   if (af_commit(&a, dir, path, sum_out)) {
     *errno_out = errno;
@@ -436,6 +444,12 @@ static int check_header(const char *path, const session_header_t *h, const sessi
              e->stages, e->layer_begin, e->layer_end, e->tp_rank, tp_of(e->tp_size));
     return SESSION_MISMATCH;
   }
+  if (h->kv_bf16 != e->kv_bf16) {
+    snprintf(err, errlen,
+             "%s holds a %s KV cache but this job runs in %s (resume the session with --precision %s)",
+             path, h->kv_bf16 ? "bf16" : "fp32", e->kv_bf16 ? "bf16" : "fp32", h->kv_bf16 ? "bf16" : "fp32");
+    return SESSION_MISMATCH;
+  }
   if (h->n_kv < 0 || h->n_tokens < 0 || h->n_kv > h->ctx || h->n_tokens > h->ctx) {
     snprintf(err, errlen, "%s is corrupt: %d tokens, %d cached positions, context %d", path,
              h->n_tokens, h->n_kv, h->ctx);
@@ -469,8 +483,14 @@ static session_status_t read_stage_file(const char *path, const session_header_t
   st = (session_status_t)check_header(path, &h, expect, err, errlen);
   if (st != SESSION_OK) goto out;
   st = SESSION_CORRUPT;
-  size_t row = (size_t)h.n_kv * c->C;
-  size_t want = (size_t)session_file_bytes(h.n_tokens, h.n_kv, c->nl, c->C);
+  if (h.kv_bf16 != c->bf16) {
+    snprintf(err, errlen, "session file %s holds a %s KV cache, the cache to fill is %s", path,
+             h.kv_bf16 ? "bf16" : "fp32", c->bf16 ? "bf16" : "fp32");
+    st = SESSION_MISMATCH;
+    goto out;
+  }
+  size_t row = (size_t)h.n_kv * c->C, eb = kv_cache_elem_bytes(c);
+  size_t want = (size_t)session_file_bytes_dtype(h.n_tokens, h.n_kv, c->nl, c->C, c->bf16);
   if (len != want) {
     snprintf(err, errlen, "session file %s has %zu bytes, expected %zu for %d tokens and %d positions (truncated?)",
              path, len, want, h.n_tokens, h.n_kv);
@@ -508,10 +528,11 @@ static session_status_t read_stage_file(const char *path, const session_header_t
   }
   p += sizeof(int32_t) * (size_t)h.n_tokens;
   for (int l = 0; l < c->nl; l++) {
-    memcpy(c->k + (size_t)l * c->cap * c->C, p, sizeof(float) * row);
-    p += sizeof(float) * row;
-    memcpy(c->v + (size_t)l * c->cap * c->C, p, sizeof(float) * row);
-    p += sizeof(float) * row;
+    size_t at = (size_t)l * c->cap * c->C;
+    memcpy(c->bf16 ? (void *)(c->k16 + at) : (void *)(c->k + at), p, eb * row);
+    p += eb * row;
+    memcpy(c->bf16 ? (void *)(c->v16 + at) : (void *)(c->v + at), p, eb * row);
+    p += eb * row;
   }
   c->n_pos = h.n_kv;
   st = SESSION_OK;

@@ -22,9 +22,11 @@
  * (session_discard_next) or overwritten by the next save.
  * Stage file format (little-endian, version SESSION_FORMAT_VERSION):
  *     header  session_header_t (magic "STRATAKV", version, model identity, model shape, stage,
- *             stages, layer range, n_tokens, n_kv, tensor-parallel rank and size, generation)
+ *             stages, layer range, n_tokens, n_kv, tensor-parallel rank and size, generation,
+ *             the KV element type: fp32 or bf16)
  *     tokens  int32[n_tokens]   the whole context so far (part (0, 0) only; 0 elsewhere)
- *     kv      for each layer of the stage: K float[n_kv * Cl], then V float[n_kv * Cl], where
+ *     kv      for each layer of the stage: K [n_kv * Cl], then V [n_kv * Cl] (float, or uint16
+ *             bf16 bit patterns in a --precision bf16 job's file: half the bytes), where
  *             Cl is the cache width: C / T of a GPT-2 part's heads (gpt2_local_dim), kv_heads x
  *             head size of a Llama model (llama_kv_dim)
  *     trailer uint64 XXH64 (seed 0) of every byte before it (the file's checksum)
@@ -32,10 +34,11 @@
  * token is in the context but has not been through the model yet).
  * Commit record format: session_commit_t's fixed part, then for each part (in rank order
  * s * T + t) uint64 checksum and uint64 bytes of its file, then an XXH64 trailer.
- * Files written before tensor parallelism existed read as T = 1 (the fields were zero padding).
+ * Files of an older format version (2: before the KV precision was recorded) are refused by version.
  * Reading refuses a file of another model (identity = hash of the checkpoint's config and the
  * XXH64 of its weight files, from train_state.pb), of another stage or tensor-parallel layout
- * (a KV cache split over T ranks by heads is not re-sliced for another T), of another
+ * (a KV cache split over T ranks by heads is not re-sliced for another T), of another KV
+ * precision (a bf16 session is resumed with --precision bf16 only: not converted), of another
  * generation or checksum than the commit record names, or whose bytes fail the checksum, and
  * says which (session_status_t) and why (err).
  */
@@ -49,7 +52,7 @@
 #include "kv_cache.h"
 
 #define SESSION_ID_MAX 64
-#define SESSION_FORMAT_VERSION 2
+#define SESSION_FORMAT_VERSION 3
 #define SESSION_MAX_PARTS 256             /* part files (T x P) a commit record can name */
 #define SESSION_DIR_DEFAULT "sessions" /* used when neither --session-dir nor a checkpoint parent */
 
@@ -67,6 +70,8 @@ typedef struct {
   int16_t tp_size;      /* T: tensor-parallel ranks per stage; 0 (older files) means 1 */
   int64_t saved_unix_s; /* wall-clock time of the save (informational) */
   uint64_t generation;  /* the turn this file belongs to (1 = the session's first save) */
+  int32_t kv_bf16;      /* 1: the K/V are bf16 (uint16) of a --precision bf16 job; 0: fp32 */
+  int32_t reserved;     /* 0 */
 } session_header_t;
 
 /* The commit record of a session: which generation is durable, and each part's file. */
@@ -116,12 +121,14 @@ int session_make_dir(const char *dir, char *err, size_t errlen);
 /* Bytes of a part file holding n_tokens tokens and n_kv positions of nl layers of width C (the
  * part's KV width, C / T). */
 uint64_t session_file_bytes(int n_tokens, int n_kv, int nl, int C);
+/* The same for a part whose K/V are bf16 when bf16 is 1. */
+uint64_t session_file_bytes_dtype(int n_tokens, int n_kv, int nl, int C, int bf16);
 /* Bytes of the commit record of a session of `parts` part files (stages x T). */
 uint64_t session_commit_bytes(int parts);
 
 /* Phase 1: writes part (hdr->stage, hdr->tp_rank)'s .kv.next for turn `generation` atomically.
  * tokens may be NULL when n_tokens == 0; the cache's first c->n_pos positions are stored. hdr
- * supplies model_id, shape, stage, stages, the layer range, tp_rank and tp_size. On success returns SESSION_OK with the
+ * supplies model_id, shape, stage, stages, the layer range, tp_rank and tp_size (kv_bf16 comes from c). On success returns SESSION_OK with the
  * file's checksum and size; on failure SESSION_IO with *errno_out and err. */
 session_status_t session_write_stage(const char *dir, const char *id, const session_header_t *hdr,
                                      uint64_t generation, const int32_t *tokens, int n_tokens,
@@ -141,7 +148,7 @@ int session_promote(const char *dir, const char *id, int stage, int stages, int 
 void session_discard_next(const char *dir, const char *id, int stage, int stages, int t, int tp);
 
 /* Reads part (expect->stage, expect->tp_rank) of the committed turn rec->generation into c (c->n_pos =
- * n_kv; its capacity must suffice) and, when tokens_out is non-NULL, the tokens into a malloc'd
+ * n_kv; its capacity must suffice; its element type must be the file's, else SESSION_MISMATCH) and, when tokens_out is non-NULL, the tokens into a malloc'd
  * array. Takes the .kv, or the .kv.next when that is the one the record names (and promotes
  * it). Verifies header, generation, size and checksum against rec. SESSION_OK, or another
  * status with err naming the file and the reason. */

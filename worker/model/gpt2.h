@@ -356,14 +356,30 @@ double gpt2_recompute_flops(const gpt2_model_t *m, int B, int T);
  * cache holds, for each layer of the shard, the keys and values of positions [0, pos0) of this
  * rank's heads: k and v are (nl, cap, Cl) with nl = layer_end - layer_begin and
  * Cl = gpt2_local_dim(m) (C at tp = 1), row t of layer l at k + ((size_t)l * cap + t) * Cl. The
- * call appends the keys and values of the new positions (pos0 + n_new <= cap and <= cfg.ctx). */
+ * call appends the keys and values of the new positions (pos0 + n_new <= cap and <= cfg.ctx).
+ * A bf16 cache sets k16 / v16 (same layout, uint16 bf16 bit patterns) instead of k / v: the new
+ * keys and values are rounded to bf16 (round-to-nearest-even, bf16.h) when appended, and
+ * attention reads the cached rows widened back to fp32 -- the new positions' own keys and
+ * values included, so a prefill and a decode see the same rounded cache. */
 typedef struct {
   int n_new;  /* new positions in this call (>= 1) */
   int pos0;   /* positions already cached (the first new token sits at position pos0) */
-  float *k;   /* (nl, cap, Cl) cached keys */
+  float *k;   /* (nl, cap, Cl) cached keys (fp32 cache; NULL for a bf16 one) */
   float *v;   /* (nl, cap, Cl) cached values */
   int cap;    /* positions the cache has room for */
+  uint16_t *k16; /* (nl, cap, Cl) bf16 cached keys (bf16 cache; NULL for an fp32 one) */
+  uint16_t *v16; /* (nl, cap, Cl) bf16 cached values */
 } gpt2_kv_seq_t;
+
+/* The KV step both families' cached forwards share: appends the n_new rows of new keys and
+ * values (row r at k_new + r * ld_new, W floats) to layer l of sq's cache (width W), and points
+ * *kc / *vc at the layer's fp32 rows [0, pos0 + n_new) -- the cache itself when it is fp32,
+ * else `wide` (2 * (pos0 + n_new) * W floats of scratch) holding them widened from bf16. */
+void gpt2_kv_append(const gpt2_kv_seq_t *sq, int l, int W, const float *k_new, const float *v_new, size_t ld_new,
+                    float *wide, const float **kc, const float **vc);
+/* Floats of `wide` scratch gpt2_kv_append needs for the largest of these sequences (0 when
+ * every cache is fp32). */
+size_t gpt2_kv_wide_floats(const gpt2_kv_seq_t *seqs, int nseq, int W);
 
 /* Incremental forward of nseq sequences at once over the shard: the rows of all sequences
  * (N = sum of n_new) go through the matrix products together; attention runs per sequence

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "buffer.h"
 #include "gemm.h"
 #include "gpt2.h"
@@ -60,6 +61,45 @@ static int kv_embed(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   return 0;
 }
 
+/* Whether sq names a cache (fp32 or bf16, both arrays). */
+static int has_cache(const gpt2_kv_seq_t *sq) { return (sq->k && sq->v) || (sq->k16 && sq->v16); }
+
+void gpt2_kv_append(const gpt2_kv_seq_t *sq, int l, int W, const float *k_new, const float *v_new, size_t ld_new,
+                    float *wide, const float **kc, const float **vc) {
+  const size_t layer = (size_t)l * sq->cap * W, n = (size_t)(sq->pos0 + sq->n_new) * W;
+  if (!sq->k16) {
+    float *k = sq->k + layer, *v = sq->v + layer;
+    for (int t = 0; t < sq->n_new; t++) {
+      memcpy(k + (size_t)(sq->pos0 + t) * W, k_new + t * ld_new, sizeof(float) * W);
+      memcpy(v + (size_t)(sq->pos0 + t) * W, v_new + t * ld_new, sizeof(float) * W);
+    }
+    *kc = k;
+    *vc = v;
+    return;
+  }
+  uint16_t *k = sq->k16 + layer, *v = sq->v16 + layer;
+  for (int t = 0; t < sq->n_new; t++)
+    for (int i = 0; i < W; i++) {
+      k[(size_t)(sq->pos0 + t) * W + i] = bf16_bits_rne(k_new[t * ld_new + i]);
+      v[(size_t)(sq->pos0 + t) * W + i] = bf16_bits_rne(v_new[t * ld_new + i]);
+    }
+  for (size_t i = 0; i < n; i++) {
+    wide[i] = bf16_to_f32(k[i]);
+    wide[n + i] = bf16_to_f32(v[i]);
+  }
+  *kc = wide;
+  *vc = wide + n;
+}
+
+size_t gpt2_kv_wide_floats(const gpt2_kv_seq_t *seqs, int nseq, int W) {
+  size_t most = 0;
+  for (int q = 0; q < nseq; q++) {
+    size_t f = seqs[q].k16 ? 2 * (size_t)(seqs[q].pos0 + seqs[q].n_new) * W : 0;
+    if (f > most) most = f;
+  }
+  return most;
+}
+
 int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
                     const float *x_in, float *out, int last_only, char *err, size_t errlen) {
   gpt2_impl_t *s = m->impl;
@@ -77,7 +117,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   for (int q = 0; q < nseq; q++) {
     const gpt2_kv_seq_t *sq = &seqs[q];
     if (sq->n_new < 1 || sq->pos0 < 0 || sq->pos0 + sq->n_new > sq->cap || sq->pos0 + sq->n_new > m->cfg.ctx ||
-        (nl > 0 && (!sq->k || !sq->v)))
+        (nl > 0 && !has_cache(sq)))
       return strata_fail(err, errlen,
                          "gpt2_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
                          "or the model's context (%d)",
@@ -86,13 +126,15 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     size_t sc = (size_t)sq->n_new * (size_t)(sq->pos0 + sq->n_new);
     if (sc > max_scores) max_scores = sc;
   }
-  /* scratch: x (N,C), ln (N,C), qkv (N,3Cl), atty (N,Cl), fch (N,4Cl), scores, and at tp > 1
-   * the partial sums of a row-parallel product (N,C) */
-  size_t floats = N * (2 * (size_t)C + 8 * (size_t)Cl) + max_scores + (s->tp > 1 ? N * C : 0);
+  /* scratch: x (N,C), ln (N,C), qkv (N,3Cl), atty (N,Cl), fch (N,4Cl), scores, at tp > 1 the
+   * partial sums of a row-parallel product (N,C), and a bf16 cache's widened rows */
+  const size_t nwide = gpt2_kv_wide_floats(seqs, nseq, Cl);
+  size_t floats = N * (2 * (size_t)C + 8 * (size_t)Cl) + max_scores + (s->tp > 1 ? N * C : 0) + nwide;
   mem = buffer_alloc(sizeof(float) * floats, 0);
   if (!mem) return strata_fail(err, errlen, "gpt2_forward_kv: out of memory (%zu rows)", N);
   float *x = mem, *ln = x + N * C, *qkv = ln + N * C, *atty = qkv + N * 3 * Cl, *fch = atty + N * Cl;
   float *sc = fch + N * 4 * Cl, *part = s->tp > 1 ? sc + max_scores : NULL;
+  float *wide = sc + max_scores + (s->tp > 1 ? N * C : 0);
   float *mean = qkv, *rstd = qkv + N; /* LayerNorm statistics are not needed: reuse qkv space */
   float *mean2 = fch, *rstd2 = fch + N;
 
@@ -109,11 +151,8 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
     size_t r = 0;
     for (int q = 0; q < nseq; q++) {
       const gpt2_kv_seq_t *sq = &seqs[q];
-      float *kc = sq->k + (size_t)l * sq->cap * Cl, *vc = sq->v + (size_t)l * sq->cap * Cl;
-      for (int t = 0; t < sq->n_new; t++) {
-        memcpy(kc + (size_t)(sq->pos0 + t) * Cl, qkv + (r + t) * 3 * Cl + Cl, sizeof(float) * Cl);
-        memcpy(vc + (size_t)(sq->pos0 + t) * Cl, qkv + (r + t) * 3 * Cl + 2 * Cl, sizeof(float) * Cl);
-      }
+      const float *kc, *vc;
+      gpt2_kv_append(sq, l, Cl, qkv + r * 3 * Cl + Cl, qkv + r * 3 * Cl + 2 * Cl, 3 * (size_t)Cl, wide, &kc, &vc);
       nn_attention_kv(atty + r * Cl, sc, qkv + r * 3 * Cl, kc, vc, sq->n_new, sq->pos0, Cl, Hl, s->mm);
       r += (size_t)sq->n_new;
     }

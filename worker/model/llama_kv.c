@@ -30,7 +30,7 @@ static int check_seqs(const llama_model_t *m, const gpt2_kv_seq_t *seqs, int nse
   for (int q = 0; q < nseq; q++) {
     const gpt2_kv_seq_t *sq = &seqs[q];
     if (sq->n_new < 1 || sq->pos0 < 0 || sq->pos0 + sq->n_new > sq->cap || sq->pos0 + sq->n_new > m->cfg.ctx ||
-        (nl > 0 && (!sq->k || !sq->v)))
+        (nl > 0 && !((sq->k && sq->v) || (sq->k16 && sq->v16))))
       return strata_fail(err, errlen,
                          "llama_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
                          "or the model's context (%d)",
@@ -55,11 +55,12 @@ typedef struct {
   float *gate;  /* (N, F) gate_proj, then silu(gate) * up */
   float *up;    /* (N, F) up_proj */
   float *sc;    /* (max_scores) one head's attention scores */
+  float *wide;  /* a bf16 cache's rows widened for attention (gpt2_kv_wide_floats) */
   float *mem;
 } kv_scratch_t;
 
-static int scratch_alloc(kv_scratch_t *s, size_t N, int C, int Ckv, int F, size_t max_scores) {
-  const size_t floats = N * (4 * (size_t)C + 2 * (size_t)Ckv + 2 * (size_t)F + 1) + max_scores;
+static int scratch_alloc(kv_scratch_t *s, size_t N, int C, int Ckv, int F, size_t max_scores, size_t nwide) {
+  const size_t floats = N * (4 * (size_t)C + 2 * (size_t)Ckv + 2 * (size_t)F + 1) + max_scores + nwide;
   s->mem = buffer_alloc(sizeof(float) * floats, 0);
   if (!s->mem) return -1;
   s->x = s->mem;
@@ -72,6 +73,7 @@ static int scratch_alloc(kv_scratch_t *s, size_t N, int C, int Ckv, int F, size_
   s->up = s->gate + N * F;
   s->rstd = s->up + N * F;
   s->sc = s->rstd + N;
+  s->wide = s->sc + max_scores;
   return 0;
 }
 
@@ -88,14 +90,13 @@ static void layer_kv(llama_model_t *m, int l, const gpt2_kv_seq_t *seqs, int nse
   size_t r = 0;
   for (int q = 0; q < nseq; q++) {
     const gpt2_kv_seq_t *sq = &seqs[q];
-    float *kc = sq->k + (size_t)l * sq->cap * Ckv, *vc = sq->v + (size_t)l * sq->cap * Ckv;
     for (int t = 0; t < sq->n_new; t++) {
       const int pos = sq->pos0 + t;
       llama_rope_at(m, s->q + (r + t) * C, H, pos);
       llama_rope_at(m, s->k + (r + t) * Ckv, KVH, pos);
-      memcpy(kc + (size_t)pos * Ckv, s->k + (r + t) * Ckv, sizeof(float) * Ckv);
-      memcpy(vc + (size_t)pos * Ckv, s->v + (r + t) * Ckv, sizeof(float) * Ckv);
     }
+    const float *kc, *vc;
+    gpt2_kv_append(sq, l, Ckv, s->k + r * Ckv, s->v + r * Ckv, (size_t)Ckv, s->wide, &kc, &vc);
     nn_attention_kv_grouped(s->atty + r * C, s->sc, s->q + r * C, C, kc, vc, Ckv, sq->n_new, sq->pos0, H, KVH, hs,
                             GEMM_F32);
     r += (size_t)sq->n_new;
@@ -142,7 +143,8 @@ int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, cons
       if (tokens[r] < 0 || tokens[r] >= V)
         return strata_fail(err, errlen, "llama_forward_kv: token %d is outside the vocabulary [0, %d)", tokens[r], V);
   kv_scratch_t s;
-  if (scratch_alloc(&s, N, C, llama_kv_dim(m), m->cfg.ffn, max_scores))
+  if (scratch_alloc(&s, N, C, llama_kv_dim(m), m->cfg.ffn, max_scores,
+                    gpt2_kv_wide_floats(seqs, nseq, llama_kv_dim(m))))
     return strata_fail(err, errlen, "llama_forward_kv: out of memory (%zu rows)", N);
   if (m->range.has_embed) {
     for (size_t r = 0; r < N; r++) memcpy(s.x + r * C, m->embed + (size_t)tokens[r] * C, sizeof(float) * C);

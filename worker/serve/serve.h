@@ -228,6 +228,7 @@ typedef struct {
   int threads;             /* GEMM threads per rank; <= 0 = engine default */
   double session_disk_mb;  /* MiB committed sessions may take on disk, all stages; 0 = no quota */
   int tp;                  /* tensor-parallel ranks per stage (--tp); <= 0 = 1 */
+  int bf16;                /* --precision bf16 (infer_opts_t.bf16); 0 = fp32 */
 } serve_engine_opts_t;
 typedef struct {
   /* rank 0: loads the checkpoint across all ranks (collective with `worker` on the others) and

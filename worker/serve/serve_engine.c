@@ -77,6 +77,7 @@ static int engine_make(const char *ckpt, const serve_engine_opts_t *so, coll_com
     o.session_dir = so->session_dir;
     o.session_disk_mb = so->session_disk_mb;
     o.tp = so->tp > 0 ? so->tp : 1;
+    o.bf16 = so->bf16;
   }
   if (infer_engine_create(ckpt, *comm, &o, eng, err, errlen)) {
     coll_comm_destroy(*comm);
