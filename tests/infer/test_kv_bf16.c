@@ -7,11 +7,13 @@
  * MIN_EFFECT. Layer 0's cached keys and values are exactly the bf16 round-to-nearest-even of an
  * fp32 cache's (layer 0's input does not depend on the cache). A bf16 cache takes half the
  * bytes of an fp32 one.
- * Llama (its products stay fp32; only its cache is bf16): the same against llama_forward in
- * fp32, within TOL_REL of the largest |logit| (weights scaled up as in infer_llama_kv_forward:
- * logits of several units): a bf16 key or value carries a relative error up to 2^-9, which
- * attention and the later layers carry into the logits; and more than MIN_EFFECT away from
- * the fp32 cache's logits. Measured worst: printed. */
+ * Llama, fp32 products with a bf16 cache: against llama_forward in fp32, within TOL_REL of the
+ * largest |logit| (weights scaled up as in infer_llama_kv_forward: logits of several units): a
+ * bf16 key or value carries a relative error up to 2^-9, which attention and the later layers
+ * carry into the logits; and more than MIN_EFFECT away from the fp32 cache's logits. Llama with
+ * bf16 products (llama_set_matmul_dtype, as --precision bf16 sets it) and a bf16 cache: against
+ * llama_forward with bf16 products within TOL_SAME of the largest |logit|, as GPT-2 (the
+ * attention products round K and V to bf16 anyway). Measured worst: printed. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +185,17 @@ static void check_llama(void) {
          "cache %.3g\n", d16, big, effect);
   CHECK_NEAR(d16, 0.0, TOL_REL * big);
   CHECK_TRUE(effect > MIN_EFFECT);
+  /* bf16 products: the bf16 cache equals the bf16 whole-sequence forward */
+  llama_set_matmul_dtype(m, GEMM_BF16);
+  if (llama_acts_create(m, 1, T, &a, err, sizeof err)) test_fail(__FILE__, __LINE__, "%s", err);
+  llama_forward(m, a, tok, NULL);
+  float *kvb = llama_kv(m, tok, T, 6, 1);
+  double db = max_diff(kvb, llama_logits(a), (size_t)T * V), eb = max_diff(kvb, ref, (size_t)T * V);
+  printf("llama bf16 products: max |logit diff| bf16 cache vs bf16 full forward %.3g; vs fp32 %.3g\n", db, eb);
+  CHECK_NEAR(db, 0.0, TOL_SAME * fmax(1.0, big));
+  CHECK_TRUE(eb > MIN_EFFECT);
+  llama_acts_free(a);
+  free(kvb);
   free(ref);
   free(kv16);
   free(kv32);

@@ -59,8 +59,8 @@ static const char *usage_text =
     "--list-sessions and --delete-session ID manage them.\n"
     "A Llama checkpoint (strata train --arch llama) generates the same way (KV cache, batching,\n"
     "sessions, every flag, pipeline stages: mpirun -np P) but without --tp.\n"
-    "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs a GPT-2 model's matrix products on\n"
-    "bf16-rounded inputs with fp32 accumulation (a Llama model's stay fp32) and keeps the KV cache in\n"
+    "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs every matrix product (GPT-2 or\n"
+    "Llama) on bf16-rounded inputs with fp32 accumulation and keeps the KV cache in\n"
     "bf16: half the memory and half the session files. The path taken is logged at start. A session\n"
     "saved in one precision resumes only in that precision.";
 

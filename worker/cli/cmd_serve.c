@@ -128,8 +128,8 @@ static const char *usage_text =
     "oldest one still sending its request; when every one is being served it gets 503. Requests with\n"
     "ambiguous framing (two Content-Lengths, Content-Length with Transfer-Encoding, a NUL in the path,\n"
     "more than 64 query parameters) get 400 and the connection is closed. HEAD works on GET endpoints.\n"
-    "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs a GPT-2 model's matrix products on\n"
-    "bf16-rounded inputs with fp32 accumulation (a Llama model's stay fp32) and keeps every KV cache in\n"
+    "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs every matrix product (GPT-2 or\n"
+    "Llama) on bf16-rounded inputs with fp32 accumulation and keeps every KV cache in\n"
     "bf16: half the bytes, which the KV gauge of /metrics and --session-mem-mb count. The path taken is\n"
     "logged at start; a session saved in one precision resumes only in that precision (409 otherwise).\n"
     "--backend fake serves a deterministic fake model (one rank; for tests and load generation).";

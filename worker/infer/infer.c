@@ -290,18 +290,14 @@ int infer_parse_precision(const char *s, int *bf16) {
   return 0;
 }
 
-void infer_precision_describe(int bf16, int arch, char *buf, size_t len) {
+void infer_precision_describe(int bf16, char *buf, size_t len) {
   if (!bf16) {
     snprintf(buf, len, "precision fp32: fp32 matrix products, fp32 KV cache");
     return;
   }
-  char path[128] = "fp32 matrix products (a Llama model's products stay fp32)";
-  if (arch != CKPT_ARCH_LLAMA) {
-    char how[96]; /* the backend of a large product: what the model's big matrices take */
-    gemm_bf16_path(gemm_choose(GEMM_BF16, 0, 0, 4096, 4096, 4096), how, sizeof how);
-    snprintf(path, sizeof path, "bf16 matrix products by %s", how);
-  }
-  snprintf(buf, len, "precision bf16: %s, bf16 KV cache", path);
+  char how[96]; /* the backend of a large product: what the model's big matrices take */
+  gemm_bf16_path(gemm_choose(GEMM_BF16, 0, 0, 4096, 4096, 4096), how, sizeof how);
+  snprintf(buf, len, "precision bf16: bf16 matrix products by %s, bf16 KV cache", how);
 }
 
 int infer_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen) {
@@ -418,7 +414,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
     goto fail;
   if (e->rank == 0 && opts->bf16) { /* fp32 runs log nothing new: their output stays as it was */
     char how[256];
-    infer_precision_describe(1, e->mc.arch, how, sizeof how);
+    infer_precision_describe(1, how, sizeof how);
     strata_info("%s", how);
   }
   if (e->rank == 0 && e->world > 1 && start_heartbeat(e, err, errlen)) goto fail;

@@ -33,8 +33,8 @@
  * Precision (opts.bf16, --precision bf16). Every rank's KV caches are bf16 (kv_cache.h: half
  * the bytes in infer_stats_t.kv_cache_bytes, the session memory budget and the session files,
  * which record it so that a bf16 session resumes only in bf16: SESSION_MISMATCH, a conflict,
- * otherwise) and a GPT-2 stage's matrix products take bf16-rounded inputs (gpt2_set_matmul_dtype;
- * a Llama stage's stay fp32). Rank 0 logs the path once (infer_precision_describe). fp32, the
+ * otherwise) and every stage's matrix products take bf16-rounded inputs (gpt2_set_matmul_dtype,
+ * llama_set_matmul_dtype). Rank 0 logs the path once (infer_precision_describe). fp32, the
  * default, computes exactly what it did before bf16 existed.
  *
  * One round (infer_engine_step) advances every in-flight sequence by one token: a sequence
@@ -113,9 +113,9 @@ typedef struct {
                              whole context (sessions then only keep tokens) */
   int tp;                 /* T: tensor-parallel ranks per stage (--tp; 0 or 1 = none); T divides
                              the heads and the number of ranks */
-  int bf16;               /* --precision bf16: every matrix product of a GPT-2 forward on
-                             bf16-rounded inputs with fp32 accumulation (gpt2_set_matmul_dtype;
-                             a Llama model's products stay fp32), and every KV cache stored as bf16
+  int bf16;               /* --precision bf16: every matrix product of the forward on
+                             bf16-rounded inputs with fp32 accumulation (gpt2_set_matmul_dtype,
+                             llama_set_matmul_dtype), and every KV cache stored as bf16
                              (kv_cache.h: half the bytes, in kv_cache_bytes, the session memory
                              budget and the session files, which record it: a bf16 session resumes
                              only with bf16). 0 (default) = fp32 throughout */
@@ -129,10 +129,9 @@ infer_opts_t infer_opts_default(void);
 /* Parses --precision for generation: "fp32" -> 0, "bf16" -> 1, and "bf16-sr" -> 1 (stochastic
  * rounding is a training mode; its forward is bf16's). 0, or -1 for anything else. */
 int infer_parse_precision(const char *s, int *bf16);
-/* One line naming the path --precision takes on this machine for a checkpoint of family arch
- * (CKPT_ARCH_*), e.g. "precision bf16: oneDNN dnnl_gemm_bf16bf16f32 matrix products, bf16 KV
+/* One line naming the path --precision takes on this machine, e.g. "precision bf16: oneDNN dnnl_gemm_bf16bf16f32 matrix products, bf16 KV
  * cache" or "precision fp32: fp32 matrix products, fp32 KV cache", for the log at start. */
-void infer_precision_describe(int bf16, int arch, char *buf, size_t len);
+void infer_precision_describe(int bf16, char *buf, size_t len);
 
 /* One generated token's log-probabilities (sampler_logprobs, on the last stage's full logits). */
 #define INFER_TOP_LOGPROBS_MAX SAMPLER_TOP_LOGPROBS_MAX

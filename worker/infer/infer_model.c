@@ -185,6 +185,7 @@ static int llama_open(const char *ckpt_dir, const ckpt_model_config_t *mc, const
     llama_free(m);
     return -1;
   }
+  llama_set_matmul_dtype(m, st->bf16 ? GEMM_BF16 : GEMM_F32);
   *kv_width = llama_kv_dim(m);
   *local_vocab = m->cfg.vocab;
   *model = m;

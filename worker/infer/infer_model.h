@@ -33,7 +33,7 @@ typedef struct {
   int layer_begin, layer_end; /* the stage's layers (global indices) */
   int has_embed, has_head;    /* the first stage (takes tokens) / the last (makes logits) */
   int tp_rank, tp_size;       /* this rank in the stage's tensor-parallel group */
-  int bf16;                   /* GPT-2: matrix products on bf16-rounded inputs (Llama: ignored) */
+  int bf16;                   /* matrix products on bf16-rounded inputs */
 } infer_stage_t;
 
 typedef struct infer_model infer_model_t;

@@ -230,7 +230,7 @@ void llama_zero_grad(llama_model_t *m);
  * forward and both backward products, and the attention's Q K^T and P V (nn.c's kernels) --
  * rounds its inputs to bf16 and accumulates in fp32, as PyTorch's bf16 autocast does;
  * parameters, gradients, RMSNorm, RoPE, softmax, SwiGLU's silu and the loss stay fp32. The
- * cached forward (llama_forward_kv) keeps fp32 products. Takes effect at the next call. */
+ * cached forward (llama_forward_kv) follows the same setting. Takes effect at the next call. */
 void llama_set_matmul_dtype(llama_model_t *m, gemm_dtype_t dt);
 gemm_dtype_t llama_get_matmul_dtype(const llama_model_t *m);
 /* Backward of the last forward with targets: grads += d(loss * loss_scale)/d(params). Each

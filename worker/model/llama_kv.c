@@ -17,9 +17,11 @@
 
 int llama_kv_dim(const llama_model_t *m) { return m->cfg.kv_heads * (m->cfg.dim / m->cfg.heads); }
 
-/* out (N, nout) = inp (N, nin) @ w^T for w (nout, nin) [out, in]; beta 1 adds to out. */
-static void linear(float *out, const float *inp, const float *w, size_t N, int nin, int nout, float beta) {
-  gemm_f32(0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, nout);
+/* out (N, nout) = inp (N, nin) @ w^T for w (nout, nin) [out, in]; beta 1 adds to out. In the
+ * model's matrix-product precision (llama_set_matmul_dtype), as training runs it. */
+static void linear(const llama_model_t *m, float *out, const float *inp, const float *w, size_t N, int nin,
+                   int nout, float beta) {
+  gemm_mm(llama_get_matmul_dtype(m), 0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, nout);
 }
 
 /* The caches' slices: positions within the cache and the context, caches present. 0, or -1
@@ -84,9 +86,9 @@ static void layer_kv(llama_model_t *m, int l, const gpt2_kv_seq_t *seqs, int nse
   const int hs = C / H, Ckv = KVH * hs;
   const float eps = (float)m->cfg.rms_norm_eps;
   llama_rmsnorm(s->n, s->rstd, s->x, P->attn_norm, N, C, eps);
-  linear(s->q, s->n, P->wq, N, C, C, 0.0f);
-  linear(s->k, s->n, P->wk, N, C, Ckv, 0.0f);
-  linear(s->v, s->n, P->wv, N, C, Ckv, 0.0f);
+  linear(m, s->q, s->n, P->wq, N, C, C, 0.0f);
+  linear(m, s->k, s->n, P->wk, N, C, Ckv, 0.0f);
+  linear(m, s->v, s->n, P->wv, N, C, Ckv, 0.0f);
   size_t r = 0;
   for (int q = 0; q < nseq; q++) {
     const gpt2_kv_seq_t *sq = &seqs[q];
@@ -98,15 +100,15 @@ static void layer_kv(llama_model_t *m, int l, const gpt2_kv_seq_t *seqs, int nse
     const float *kc, *vc;
     gpt2_kv_append(sq, l, Ckv, s->k + r * Ckv, s->v + r * Ckv, (size_t)Ckv, s->wide, &kc, &vc);
     nn_attention_kv_grouped(s->atty + r * C, s->sc, s->q + r * C, C, kc, vc, Ckv, sq->n_new, sq->pos0, H, KVH, hs,
-                            GEMM_F32);
+                            llama_get_matmul_dtype(m));
     r += (size_t)sq->n_new;
   }
-  linear(s->x, s->atty, P->wo, N, C, C, 1.0f);
+  linear(m, s->x, s->atty, P->wo, N, C, C, 1.0f);
   llama_rmsnorm(s->n, s->rstd, s->x, P->mlp_norm, N, C, eps);
-  linear(s->gate, s->n, P->w_gate, N, C, F, 0.0f);
-  linear(s->up, s->n, P->w_up, N, C, F, 0.0f);
+  linear(m, s->gate, s->n, P->w_gate, N, C, F, 0.0f);
+  linear(m, s->up, s->n, P->w_up, N, C, F, 0.0f);
   llama_swiglu(s->gate, s->gate, s->up, N * F);
-  linear(s->x, s->gate, P->w_down, N, F, C, 1.0f);
+  linear(m, s->x, s->gate, P->w_down, N, F, C, 1.0f);
 }
 
 /* The head: the wanted rows of s->x (every row, or each sequence's last) through model.norm
@@ -122,7 +124,7 @@ static void head_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, kv_sc
     r += (size_t)seqs[q].n_new;
   }
   llama_rmsnorm(s->n, s->rstd, s->atty, m->norm, rows, C, (float)m->cfg.rms_norm_eps);
-  linear(out, s->n, m->lm_head, rows, C, V, 0.0f);
+  linear(m, out, s->n, m->lm_head, rows, C, V, 0.0f);
 }
 
 int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
