@@ -21,7 +21,9 @@
 #   llama_pp the same model with 4 layers: greedy tokens and a seeded sample identical for P = 1..4;
 #            P > layers refused (exit 2)
 #   llama_tp a 2-layer Llama (4 heads, 2 kv heads): greedy tokens and a seeded sample identical for
-#            T = 1, T = 2 and T = 2 x P = 2; --tp 4 (does not divide the 2 kv heads) refused (exit 2)
+#            T = 1, T = 2 and T = 2 x P = 2; a --tp 2 session restored in a new process equals the
+#            stateless request and is refused at --tp 1; --tp 4 (does not divide the 2 kv heads)
+#            refused (exit 2)
 #   bf16     --precision bf16: greedy tokens of the 5 prompts identical on P = 1 and P = 2 and at
 #            --tp 2 (4-head checkpoint, T = 1 vs T = 2), the first token of each prompt equal to
 #            fp32's; the path is logged once ("precision bf16: ..."); --precision fp16 is refused
@@ -216,7 +218,7 @@ llama_pp)
   test "$(tr -c '0-9\n' '\n' < "$W/llama_pp/p1.ids" | grep -v '^$' | sort -u | wc -l)" -ge 3 \
     || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
   out=$(run 5 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
-  test $code -eq 2 && grep -q "5 ranks make 5 pipeline stages but the model has only 4 layers" <<<"$out" \
+  test $code -eq 2 && grep -q "5 ranks with --tp 1 make 5 pipeline stages but the model has only 4 layers" <<<"$out" \
     || fail "np 5: exit $code: $out"
   ;;
 llama_tp)
@@ -242,6 +244,21 @@ llama_tp)
   done
   test "$(tr -c '0-9\n' '\n' < "$W/llama_tp/n1t1.ids" | grep -v '^$' | sort -u | wc -l)" -ge 3 \
     || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
+  # a session at --tp 2: one part file per TP rank; turn 2 (sampled), restored from disk in a new
+  # process, equals the stateless --tp 1 request of the whole history; --tp 1 cannot restore it
+  SD=$W/llama_tp/sessions
+  sess() { run 2 --tp 2 --checkpoint "$CKL" --session s --session-dir "$SD" --json "$@"; }
+  src() { sed -n 's/.*"session_source": "\([a-z]*\)".*/\1/p' "$1"; }
+  sess --prompt-tokens 84,104,101,32 --max-tokens 6 > "$W/llama_tp/s1.jsonl" || fail "session turn 1"
+  sess --prompt-tokens 97,110,100 --max-tokens 8 --temperature 1 --seed 3 > "$W/llama_tp/s2.jsonl" || fail "session turn 2"
+  test "$(src "$W/llama_tp/s1.jsonl")$(src "$W/llama_tp/s2.jsonl")" = newdisk || fail "turn 2 not restored from disk"
+  for t in 0 1; do test -f "$SD/s.stage0-of-1.tp$t-of-2.kv" || fail "no part file of tp rank $t"; done
+  h="84,104,101,32,$(ids "$W/llama_tp/s1.jsonl" | tr -d ' '),97,110,100"
+  ref=$(run 1 --checkpoint "$CKL" --prompt-tokens "$h" --max-tokens 8 --temperature 1 --seed 3 --json | sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p')
+  echo "session turn 2 at --tp 2: $(ids "$W/llama_tp/s2.jsonl") | stateless --tp 1: $ref"
+  test -n "$ref" && test "$(ids "$W/llama_tp/s2.jsonl")" = "$ref" || fail "restored --tp 2 turn differs from the stateless request"
+  out=$(run 1 --checkpoint "$CKL" --session s --session-dir "$SD" --prompt-tokens 32 --max-tokens 2 2>&1); code=$?
+  test $code -eq 2 && grep -q "restore it with --tp 2" <<<"$out" || fail "--tp 1 restoring a --tp 2 session: exit $code: $out"
   out=$(run 4 --tp 4 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
   test $code -eq 2 && grep -q -- "--tp 4 does not divide the Llama model's 2 key / value heads" <<<"$out" \
     || fail "--tp 4: exit $code: $out"
