@@ -4,6 +4,9 @@ strata_test_exe(test_infer_kv_forward ${INFER_TEST_DIR}/test_kv_forward.c)
 strata_add_test(infer_kv_forward test_infer_kv_forward)
 strata_test_exe(test_infer_llama_kv_forward ${INFER_TEST_DIR}/test_llama_kv_forward.c)
 strata_add_test(infer_llama_kv_forward test_infer_llama_kv_forward)
+# Llama generation at tp = np = 2 against tp = 1 (one stage and two chained stages per rank).
+strata_test_exe(test_infer_llama_kv_tp ${INFER_TEST_DIR}/test_llama_kv_tp.c)
+strata_add_mpi_test(infer_llama_kv_tp_np2 2 $<TARGET_FILE:test_infer_llama_kv_tp>)
 strata_test_exe(test_infer_kv_bf16 ${INFER_TEST_DIR}/test_kv_bf16.c)
 strata_add_test(infer_kv_bf16 test_infer_kv_bf16)
 strata_test_exe(test_infer_sampler ${INFER_TEST_DIR}/test_sampler.c)
@@ -33,6 +36,8 @@ infer_cli_test(infer_llama_greedy_equals_recompute llama)
 set_property(TEST infer_llama_greedy_equals_recompute APPEND PROPERTY ENVIRONMENT "STRATA_LLAMA_LOOP=$<TARGET_FILE:llama_loop>")
 # A Llama checkpoint in P = 1..4 pipeline stages: the same tokens on every P.
 infer_cli_test(infer_llama_pp_greedy_same_for_P_1_2_3_4 llama_pp)
+# The same at --tp 2 (and 2 x 2 stages) against --tp 1; --tp 4 with 2 kv heads refused.
+infer_cli_test(infer_llama_tp_greedy_same_for_T_1_2_x_P_1_2 llama_tp)
 
 # The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
 strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)

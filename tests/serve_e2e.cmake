@@ -10,7 +10,8 @@
 #                         continues across a restart as an uninterrupted one, --tp 1 gets 409
 #   serve_e2e_llama_np1/np2  a Llama checkpoint on one rank and in 2 pipeline stages: completions
 #                         (also streamed) equal one-process `strata infer` with exact usage
-#                         counts, a chat completion, a session follow-up; --tp 2 exits 2
+#                         counts, a chat completion, a session follow-up; --tp 3 exits 2
+#   serve_e2e_llama_tp2_np2  the same Llama checkpoint at --tp 2: the one-process answers
 #   serve_e2e_bf16_np1    --precision bf16: the `strata infer --precision bf16` answer, half the KV gauge
 strata_test_exe(test_serve_e2e ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/test_serve_e2e.c
                 ${CMAKE_CURRENT_SOURCE_DIR}/serve_e2e/serve_harness.c ${CMAKE_CURRENT_SOURCE_DIR}/serve/http_client.c)
@@ -29,6 +30,7 @@ serve_e2e_test(serve_e2e_signal signal 2)
 serve_e2e_test(serve_e2e_tp2_np4 tp 4)
 serve_e2e_test(serve_e2e_llama_np1 llama 1)
 serve_e2e_test(serve_e2e_llama_np2 llama 2)
+serve_e2e_test(serve_e2e_llama_tp2_np2 llama_tp2 2)
 serve_e2e_test(serve_e2e_bf16_np1 bf16 1)
 
 # launch/slurm/serve.sbatch on the throw-away Slurm cluster (tests/slurm/cluster.sh): start,

@@ -17,7 +17,13 @@
 #            the greedy tokens of 3 prompts batched together (one up to the context's end) equal
 #            a recompute of the whole sequence per token with llama_forward (tests/train/llama_loop
 #            --greedy, $STRATA_LLAMA_LOOP), and --no-kv-cache; a seeded sample equals its
-#            --no-kv-cache run and --max-batch 1; mpirun -np 2 and --tp 2 are refused (exit 2)
+#            --no-kv-cache run and --max-batch 1
+#   llama_pp the same model with 4 layers: greedy tokens and a seeded sample identical for P = 1..4;
+#            P > layers refused (exit 2)
+#   llama_tp a 2-layer Llama (4 heads, 2 kv heads): greedy tokens and a seeded sample identical for
+#            T = 1, T = 2 and T = 2 x P = 2; a --tp 2 session restored in a new process equals the
+#            stateless request and is refused at --tp 1; --tp 4 (does not divide the 2 kv heads)
+#            refused (exit 2)
 #   bf16     --precision bf16: greedy tokens of the 5 prompts identical on P = 1 and P = 2 and at
 #            --tp 2 (4-head checkpoint, T = 1 vs T = 2), the first token of each prompt equal to
 #            fp32's; the path is logged once ("precision bf16: ..."); --precision fp16 is refused
@@ -212,11 +218,50 @@ llama_pp)
   test "$(tr -c '0-9\n' '\n' < "$W/llama_pp/p1.ids" | grep -v '^$' | sort -u | wc -l)" -ge 3 \
     || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
   out=$(run 5 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
-  test $code -eq 2 && grep -q "5 ranks make 5 pipeline stages but the model has only 4 layers" <<<"$out" \
+  test $code -eq 2 && grep -q "5 ranks with --tp 1 make 5 pipeline stages but the model has only 4 layers" <<<"$out" \
     || fail "np 5: exit $code: $out"
-  out=$(run 2 --checkpoint "$CKL" --prompt "x" --max-tokens 2 --tp 2 2>&1); code=$?
-  test $code -eq 2 && grep -q "a Llama checkpoint generates without tensor parallelism" <<<"$out" \
-    || fail "--tp 2: exit $code: $out"
+  ;;
+llama_tp)
+  # A 2-layer Llama checkpoint at --tp 1, --tp 2 and --tp 2 x 2 stages: the same greedy tokens
+  # and seeded samples (each rank loads its heads, SwiGLU columns and vocabulary rows; the
+  # logits are gathered whole before sampling), and a --tp that does not divide the kv heads
+  # refused.
+  rm -rf "$W/llama_tp" && mkdir -p "$W/llama_tp"
+  "$S" train --arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --steps 80 --lr 0.01 \
+    --warmup 2 --quiet --eval-tokens 128 --out "$W/llama_tp/run" || fail "strata train --arch llama"
+  CKL=$W/llama_tp/run/ckpt-00000080
+  printf '%s\n' '{"prompt": "The "}' '{"prompt": "and so it", "max_tokens": 12}' '{"prompt": "x", "max_tokens": 31}' \
+    '{"prompt": "on the", "temperature": 1, "seed": 7}' > "$W/llama_tp/p.jsonl"
+  for layout in "1 1" "2 2" "4 2"; do
+    set -- $layout; np=$1; tp=$2
+    run $np --tp $tp --checkpoint "$CKL" --prompts "$W/llama_tp/p.jsonl" --max-tokens 20 --json \
+      > "$W/llama_tp/n${np}t$tp.jsonl" || fail "llama infer -np $np --tp $tp"
+    ids "$W/llama_tp/n${np}t$tp.jsonl" > "$W/llama_tp/n${np}t$tp.ids"
+    test "$(wc -l < "$W/llama_tp/n${np}t$tp.ids")" -eq 4 || fail "-np $np --tp $tp: expected 4 completions"
+    echo "np $np --tp $tp: $(head -c 120 "$W/llama_tp/n${np}t$tp.ids" | tr '\n' '|')"
+    [ $np -eq 1 ] || diff "$W/llama_tp/n1t1.ids" "$W/llama_tp/n${np}t$tp.ids" \
+      || fail "-np $np --tp $tp tokens differ from --tp 1"
+  done
+  test "$(tr -c '0-9\n' '\n' < "$W/llama_tp/n1t1.ids" | grep -v '^$' | sort -u | wc -l)" -ge 3 \
+    || fail "fewer than 3 distinct tokens: model too weak for a meaningful comparison"
+  # a session at --tp 2: one part file per TP rank; turn 2 (sampled), restored from disk in a new
+  # process, equals the stateless --tp 1 request of the whole history; --tp 1 cannot restore it
+  SD=$W/llama_tp/sessions
+  sess() { run 2 --tp 2 --checkpoint "$CKL" --session s --session-dir "$SD" --json "$@"; }
+  src() { sed -n 's/.*"session_source": "\([a-z]*\)".*/\1/p' "$1"; }
+  sess --prompt-tokens 84,104,101,32 --max-tokens 6 > "$W/llama_tp/s1.jsonl" || fail "session turn 1"
+  sess --prompt-tokens 97,110,100 --max-tokens 8 --temperature 1 --seed 3 > "$W/llama_tp/s2.jsonl" || fail "session turn 2"
+  test "$(src "$W/llama_tp/s1.jsonl")$(src "$W/llama_tp/s2.jsonl")" = newdisk || fail "turn 2 not restored from disk"
+  for t in 0 1; do test -f "$SD/s.stage0-of-1.tp$t-of-2.kv" || fail "no part file of tp rank $t"; done
+  h="84,104,101,32,$(ids "$W/llama_tp/s1.jsonl" | tr -d ' '),97,110,100"
+  ref=$(run 1 --checkpoint "$CKL" --prompt-tokens "$h" --max-tokens 8 --temperature 1 --seed 3 --json | sed -n 's/.*"token_ids": \[\([^]]*\)\].*/\1/p')
+  echo "session turn 2 at --tp 2: $(ids "$W/llama_tp/s2.jsonl") | stateless --tp 1: $ref"
+  test -n "$ref" && test "$(ids "$W/llama_tp/s2.jsonl")" = "$ref" || fail "restored --tp 2 turn differs from the stateless request"
+  out=$(run 1 --checkpoint "$CKL" --session s --session-dir "$SD" --prompt-tokens 32 --max-tokens 2 2>&1); code=$?
+  test $code -eq 2 && grep -q "restore it with --tp 2" <<<"$out" || fail "--tp 1 restoring a --tp 2 session: exit $code: $out"
+  out=$(run 4 --tp 4 --checkpoint "$CKL" --prompt "x" --max-tokens 2 2>&1); code=$?
+  test $code -eq 2 && grep -q -- "--tp 4 does not divide the Llama model's 2 key / value heads" <<<"$out" \
+    || fail "--tp 4: exit $code: $out"
   ;;
 tp_errors)
   expect() { # expect NP CODE PATTERN ARGS... : exit CODE and stderr matches PATTERN

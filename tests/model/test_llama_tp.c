@@ -15,7 +15,8 @@
  *    holds equal the layout's count for it (layout_rank_params, what the simulator and the
  *    memory plan use), whole and as two stages;
  *  - bad input: a tp that does not divide kv_heads (the message names kv_heads), a missing
- *    communicator (forward NaN), a communicator of another rank, generation at tp > 1. */
+ *    communicator (forward NaN, generation refused naming llama_set_tp), a communicator of another
+ *    rank. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -196,7 +197,7 @@ static void check_bad_input(void) {
   gpt2_kv_seq_t seq = {.n_new = 1, .pos0 = 0, .cap = 4};
   float out[1];
   CHECK_EQ_INT(llama_forward_kv(m, &seq, 1, tokens, NULL, out, 0, err, sizeof err), -1);
-  CHECK_TRUE(strstr(err, "tensor-parallel") != NULL);
+  CHECK_TRUE(strstr(err, "llama_set_tp") != NULL);
   llama_acts_free(a);
   llama_free(m);
   /* a communicator whose rank is not the model's */

@@ -24,8 +24,9 @@
  *             `strata infer` (whose Llama tokens tests/infer checks against a whole-sequence
  *             recompute) with exact usage counts and the model named strata-llama-L2-C64; a chat
  *             completion answers with an assistant message and consistent usage; a session's
- *             follow-up equals the stateless request with the whole history; --tp 2 exits 2
- *             saying Llama generation has no tensor parallelism.
+ *             follow-up equals the stateless request with the whole history; --tp 3 (of 4
+ *             heads) exits 2 naming the numbers.
+ *   llama_tp2 the same with --tp 2 (NP = 2 x P): the answers of the one-process `strata infer`.
  *   bf16      --precision bf16: a greedy completion (a new session's first turn) equals `strata
  *             infer --precision bf16`, and the KV gauge of /metrics after it (the session's
  *             resident cache) is half an fp32 server's after the same request.
@@ -589,12 +590,12 @@ static long json_int(const char *body, const char *key) {
   return p ? atol(p + strlen(k)) : -1;
 }
 
-/* CASE llama (see the top of the file). */
-static void case_llama(void) {
+/* CASE llama and llama_tp2 (see the top of the file): the server started with `extra`. */
+static void case_llama(const char *const *extra) {
   train_model("--arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 4 --steps 80 --lr 0.01 "
               "--warmup 2 --eval-tokens 128 --quiet");
   server_t s;
-  start(&s, NULL, NULL);
+  start(&s, extra, NULL);
   int tok[64], ids[64], got[256];
   http_reply_t r;
   const char *greedy = "{\"prompt\":\"Hello world\",\"max_tokens\":10,\"temperature\":0";
@@ -643,7 +644,7 @@ static void case_llama(void) {
   CHECK_EQ_INT(ni, MAXT);
   CHECK_TRUE(same(got, ng, ids, ni));
   stop(&s);
-  expect_bad_layout(2, "--tp 2", "a Llama checkpoint generates without tensor parallelism");
+  expect_bad_layout(2, "--tp 3", "--tp 3 does not divide the Llama model's 4 attention heads");
 }
 
 /* One greedy completion of "Hello world" in a new session (whose cache stays resident) on a
@@ -728,7 +729,7 @@ static int wrap_main(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "wrap")) return wrap_main(argc, argv);
   if (harness_args(argc, argv)) {
-    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp|llama|bf16 NP WORKDIR STRATA MPIRUN [ARGS...]\n");
+    fprintf(stderr, "usage: test_serve_e2e basic|overload|signal|tp|llama|llama_tp2|bf16 NP WORKDIR STRATA MPIRUN [ARGS...]\n");
     return 2;
   }
   const char *which = argv[1];
@@ -736,7 +737,8 @@ int main(int argc, char **argv) {
   else if (!strcmp(which, "overload")) case_overload();
   else if (!strcmp(which, "signal")) case_signal();
   else if (!strcmp(which, "tp")) case_tp();
-  else if (!strcmp(which, "llama")) case_llama();
+  else if (!strcmp(which, "llama")) case_llama(NULL);
+  else if (!strcmp(which, "llama_tp2")) case_llama((const char *const[]){"--tp", "2", NULL});
   else if (!strcmp(which, "bf16")) case_bf16();
   else {
     fprintf(stderr, "unknown case '%s'\n", which);

@@ -58,7 +58,7 @@ static const char *usage_text =
     "history without recomputing it; a session restores only with the --tp and P that saved it.\n"
     "--list-sessions and --delete-session ID manage them.\n"
     "A Llama checkpoint (strata train --arch llama) generates the same way (KV cache, batching,\n"
-    "sessions, every flag, pipeline stages: mpirun -np P) but without --tp.\n"
+    "sessions, every flag, pipeline stages, --tp T: T also divides its kv heads and SwiGLU width).\n"
     "--precision bf16 (default fp32; bf16-sr is taken as bf16) runs every matrix product (GPT-2 or\n"
     "Llama) on bf16-rounded inputs with fp32 accumulation and keeps the KV cache in\n"
     "bf16: half the memory and half the session files. The path taken is logged at start. A session\n"

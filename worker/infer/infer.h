@@ -3,11 +3,11 @@
  * training with D = 1), a KV cache per sequence per rank, continuous batching of concurrent
  * requests, and persistent sessions.
  *
- * Model families. The checkpoint's config.json picks the family (infer_model.h): GPT-2 runs on
- * any layout below; a Llama checkpoint (strata train --arch llama) runs in P pipeline stages
- * without tensor parallelism (T = 1; infer_check_layout refuses more), with everything else the
- * same: the KV cache (Llama's holds only the kv heads, kv_heads * head size wide, keys after
- * RoPE), continuous batching, sampling and sessions.
+ * Model families. The checkpoint's config.json picks the family (infer_model.h): GPT-2 and a
+ * Llama checkpoint (strata train --arch llama) both run on any layout below that the model's
+ * shapes allow (Llama: T also divides the kv heads and the SwiGLU width), with everything else
+ * the same: the KV cache (Llama's holds only the rank's kv heads, kv_heads / T * head size wide,
+ * keys after RoPE), continuous batching, sampling and sessions.
  *
  * Roles. Rank 0 is the coordinator and stage 0: it holds the request queue, decides every
  * round, embeds tokens, and receives the sampled tokens. Stage s > 0 receives the residual
@@ -191,9 +191,9 @@ typedef void (*infer_done_fn)(void *ctx, uint64_t id, const infer_result_t *res)
 typedef struct infer_engine infer_engine_t;
 
 /* The layout check of infer_engine_create, for callers that refuse bad input early (mc from
- * ckpt_read_model_config): GPT-2: T >= 1 divides the model's heads and the world, and world / T
- * stages <= layers; Llama: T = 1 and world stages <= layers. 0, or -1 with one sentence naming the numbers and
- * the fix. */
+ * ckpt_read_model_config): T >= 1 divides the model's heads (Llama: also its kv heads and SwiGLU
+ * width) and the world, and world / T stages <= layers. 0, or -1 with one sentence naming the
+ * numbers and the fix. */
 int infer_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen);
 
 /* Collective over comm (every rank): reads DIR/config.json (GPT-2 or Llama), splits the layers over

@@ -157,37 +157,48 @@ static const infer_family_t gpt2_family = {gpt2_check_layout, gpt2_open, gpt2_fr
 
 /* ------------------------------------------------------------------ Llama */
 
+/* The layout rules of Llama training (llama_create_range): T divides the query heads, the kv
+ * heads and the SwiGLU width, T divides the world, every stage has a layer. */
 static int llama_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen) {
-  if (tp != 1)
+  const llama_config_t *c = &mc->llama;
+  const struct {
+    const char *what;
+    int v;
+  } div[] = {{"attention heads", c->heads}, {"key / value heads", c->kv_heads}, {"SwiGLU width (ffn)", c->ffn}};
+  for (int i = 0; i < 3; i++)
+    if (div[i].v % tp)
+      return strata_fail(err, errlen,
+                         "--tp %d does not divide the Llama model's %d %s: each tensor-parallel rank holds 1/T "
+                         "of them; use a --tp that divides %d",
+                         tp, div[i].v, div[i].what, div[i].v);
+  if (world % tp)
     return strata_fail(err, errlen,
-                       "--tp %d: a Llama checkpoint generates without tensor parallelism (its tensor-parallel "
-                       "split is not implemented for generation); use --tp 1 and split it into pipeline stages "
-                       "with mpirun -np P",
-                       tp);
-  if (world > mc->llama.layers)
+                       "%d ranks cannot be split into --tp %d tensor-parallel ranks x P pipeline stages "
+                       "(world = T x P); launch a multiple of %d ranks (mpirun -np %d x P)",
+                       world, tp, tp, tp);
+  if (world / tp > c->layers)
     return strata_fail(err, errlen,
-                       "%d ranks make %d pipeline stages but the model has only %d layers: every stage needs at "
-                       "least one layer; use mpirun -np %d or fewer",
-                       world, world, mc->llama.layers, mc->llama.layers);
+                       "%d ranks with --tp %d make %d pipeline stages but the model has only %d layers: every "
+                       "stage needs at least one layer; use mpirun -np %d or fewer",
+                       world, tp, world / tp, c->layers, tp * c->layers);
   return 0;
 }
 
-/* This rank's stage: the layers and ends of st (llama_create_range), loaded by name from the
- * checkpoint (ckpt_load_llama reads only the tensors the stage holds). */
+/* This rank's part: the layers and ends of st and its tensor-parallel rank
+ * (llama_create_range), loaded by name from the checkpoint (ckpt_load_llama reads only the
+ * tensors the stage holds and slices each whole tensor into the rank's part). */
 static int llama_open(const char *ckpt_dir, const ckpt_model_config_t *mc, const infer_stage_t *st,
                       coll_comm_t *tp_comm, void **model, int *kv_width, int *local_vocab, char *err, size_t errlen) {
-  (void)tp_comm;
-  if (st->tp_size > 1) return strata_fail(err, errlen, "internal: a Llama stage has no tensor-parallel split");
-  llama_range_t r = {st->layer_begin, st->layer_end, st->has_embed, st->has_head};
+  llama_range_t r = {st->layer_begin, st->layer_end, st->has_embed, st->has_head, st->tp_rank, st->tp_size};
   llama_model_t *m = NULL;
-  if (llama_create_range(&mc->llama, r, &m, err, errlen) ||
+  if (llama_create_range(&mc->llama, r, &m, err, errlen) || llama_set_tp(m, tp_comm, err, errlen) ||
       ckpt_load_llama(ckpt_dir, m, NULL, NULL, NULL, err, errlen)) {
     llama_free(m);
     return -1;
   }
   llama_set_matmul_dtype(m, st->bf16 ? GEMM_BF16 : GEMM_F32);
   *kv_width = llama_kv_dim(m);
-  *local_vocab = m->cfg.vocab;
+  *local_vocab = llama_local_vocab(m);
   *model = m;
   return 0;
 }
@@ -199,9 +210,8 @@ static int llama_fwd(void *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t
   return llama_forward_kv(m, seqs, nseq, tokens, x_in, out, last_only, err, errlen);
 }
 
-/* One rank holds the whole vocabulary: the gathered logits are already whole. */
 static void llama_assemble(const void *m, const float *gathered, size_t rows, float *full) {
-  memcpy(full, gathered, sizeof(float) * rows * ((const llama_model_t *)m)->cfg.vocab);
+  llama_logits_assemble(m, gathered, rows, full);
 }
 
 static const infer_family_t llama_family = {llama_check_layout, llama_open, llama_free_model, llama_fwd,

@@ -7,8 +7,9 @@
  *   GPT-2  pipeline stages and tensor parallelism (gpt2.h): a stage loads its layers, and at
  *          T > 1 slices each whole tensor of the checkpoint into its part; the cache holds the
  *          rank's heads (C / T wide).
- *   Llama  pipeline stages without tensor parallelism (llama.h: llama_create_range, T = 1): a
- *          stage loads its layers by name; the cache holds the kv heads (kv_heads * head size
+ *   Llama  pipeline stages and tensor parallelism (llama.h: llama_create_range): a stage loads
+ *          its layers by name, at T > 1 each whole tensor sliced into the rank's part
+ *          (ckpt_load_llama); the cache holds the rank's kv heads (kv_heads / T * head size
  *          wide).
  *
  * Usage (every rank of the job, with its stage):
@@ -39,7 +40,7 @@ typedef struct {
 typedef struct infer_model infer_model_t;
 
 /* Whether the family of mc runs on `world` ranks of `tp` tensor-parallel ranks per stage
- * (GPT-2: T divides the heads and the world, at least a layer per stage; Llama: T = 1, at
+ * (T divides the heads -- Llama: also the kv heads and the SwiGLU width -- and the world, at
  * least a layer per stage).
  * 0, or -1 with one sentence naming the numbers and the fix. */
 int infer_model_check_layout(const ckpt_model_config_t *mc, int world, int tp, char *err, size_t errlen);
@@ -52,7 +53,8 @@ void infer_model_free(infer_model_t *m); /* NULL is a no-op */
 
 /* Floats per position per layer of this rank's KV cache (kv_cache_create's width). */
 int infer_model_kv_width(const infer_model_t *m);
-/* Logits columns this rank's forward_kv writes per row (the last stage): V at T = 1. */
+/* Logits columns this rank's forward_kv writes per row (the last stage): its slice of the
+ * padded vocabulary, gpt2_padded_vocab(V, T) / T (V at T = 1). */
 int infer_model_local_vocab(const infer_model_t *m);
 
 /* The family's cached forward (gpt2_forward_kv / llama_forward_kv: the same contract). */

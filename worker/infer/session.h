@@ -27,8 +27,8 @@
  *     tokens  int32[n_tokens]   the whole context so far (part (0, 0) only; 0 elsewhere)
  *     kv      for each layer of the stage: K [n_kv * Cl], then V [n_kv * Cl] (float, or uint16
  *             bf16 bit patterns in a --precision bf16 job's file: half the bytes), where
- *             Cl is the cache width: C / T of a GPT-2 part's heads (gpt2_local_dim), kv_heads x
- *             head size of a Llama model (llama_kv_dim)
+ *             Cl is the cache width: C / T of a GPT-2 part's heads (gpt2_local_dim), kv_heads / T
+ *             x head size of a Llama part's kv heads (llama_kv_dim)
  *     trailer uint64 XXH64 (seed 0) of every byte before it (the file's checksum)
  * n_kv <= n_tokens: the keys and values of the first n_kv context positions (the last sampled
  * token is in the context but has not been through the model yet).

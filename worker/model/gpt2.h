@@ -265,6 +265,9 @@ int64_t gpt2_tensor_full_index(const gpt2_tensor_t *t, int tp_rank, size_t i);
  * (rows, Vp/tp) block leaves them (tp blocks in rank order), into full (rows, V): the
  * vocabulary order of tp = 1, padding columns dropped. At tp = 1 a plain copy. */
 void gpt2_logits_assemble(const gpt2_model_t *m, const float *gathered, size_t rows, float *full);
+/* The same for any model family's vocabulary-parallel logits: V = vocab split tp ways
+ * (gpt2_padded_vocab(vocab, tp) / tp columns per rank); llama_logits_assemble uses it. */
+void gpt2_vocab_logits_assemble(int vocab, int tp, const float *gathered, size_t rows, float *full);
 
 /* ---- Activation recomputation ---- */
 typedef enum {

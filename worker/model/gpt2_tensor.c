@@ -229,7 +229,11 @@ int64_t gpt2_tensor_full_index(const gpt2_tensor_t *t, int tp_rank, size_t i) {
 }
 
 void gpt2_logits_assemble(const gpt2_model_t *m, const float *gathered, size_t rows, float *full) {
-  const int V = m->cfg.vocab, tp = m->range.tp_size, Vl = gpt2_local_vocab(m);
+  gpt2_vocab_logits_assemble(m->cfg.vocab, m->range.tp_size, gathered, rows, full);
+}
+
+void gpt2_vocab_logits_assemble(int V, int tp, const float *gathered, size_t rows, float *full) {
+  const int Vl = gpt2_padded_vocab(V, tp) / tp;
   for (size_t r = 0; r < rows; r++)
     for (int q = 0; q < tp; q++) {
       int valid = V - q * Vl < Vl ? V - q * Vl : Vl;

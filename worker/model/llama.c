@@ -508,6 +508,12 @@ size_t llama_scratch_bytes(const llama_model_t *m) {
   return s->mem ? sizeof(float) * scratch_layout(m, &probe, NULL, s->cap_N, s->cap_T) : 0;
 }
 
+int llama_local_vocab(const llama_model_t *m) { return impl_of(m)->Vl; }
+
+void llama_logits_assemble(const llama_model_t *m, const float *gathered, size_t rows, float *full) {
+  gpt2_vocab_logits_assemble(m->cfg.vocab, impl_of(m)->tp, gathered, rows, full);
+}
+
 int llama_stream_rows(const llama_model_t *m, int B, int T) {
   (void)m;
   return B * T;
@@ -604,6 +610,10 @@ void llama_rmsnorm(float *out, float *rstd, const float *inp, const float *w, si
 }
 void llama_swiglu(float *out, const float *gate, const float *up, size_t n) { swiglu_forward(out, gate, up, n); }
 void llama_rope_at(const llama_model_t *m, float *v, int heads, int pos) { rope_row(impl_of(m), v, heads, (size_t)pos, 1.0f); }
+void llama_tp_part(const llama_model_t *m, llama_tp_part_t *p) {
+  const llama_impl_t *s = impl_of(m);
+  *p = (llama_tp_part_t){s->tp, s->comm != NULL, s->hs, s->Hl, s->KVl, s->Cq, s->Ckv, s->Fl, s->Vl, s->vvalid};
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* forward */
@@ -632,19 +642,20 @@ static void qkv_forward(llama_model_t *m, const llama_layer_t *P, llama_layer_ac
 }
 
 /* out (N, C) = res (N, C) + inp (N, nin) @ w^T for a row-parallel w (C, nin): at tp > 1 each
- * rank's product is a partial sum, all-reduced (Megatron's g) before the residual add. 0 or -1. */
-static int row_parallel_forward(llama_model_t *m, float *out, const float *res, const float *inp, const float *w,
-                                size_t N, int nin) {
+ * rank's product is a partial sum in part (N, C), all-reduced (Megatron's g) before the
+ * residual add. out may be res. 0 or -1. */
+int llama_row_parallel(llama_model_t *m, float *out, const float *res, const float *inp, const float *w, size_t N,
+                       int nin, float *part) {
   llama_impl_t *s = impl_of(m);
   const int C = m->cfg.dim;
   if (s->tp == 1) {
-    memcpy(out, res, sizeof(float) * N * C);
+    if (out != res) memcpy(out, res, sizeof(float) * N * C);
     linear_forward(m, out, C, inp, w, N, nin, C, 1.0f);
     return 0;
   }
-  linear_forward(m, s->part, C, inp, w, N, nin, C, 0.0f);
-  if (tp_allreduce(m, s->part, N * C, COLL_SUM)) return -1;
-  for (size_t i = 0; i < N * C; i++) out[i] = res[i] + s->part[i];
+  linear_forward(m, part, C, inp, w, N, nin, C, 0.0f);
+  if (tp_allreduce(m, part, N * C, COLL_SUM)) return -1;
+  for (size_t i = 0; i < N * C; i++) out[i] = res[i] + part[i];
   return 0;
 }
 
@@ -657,36 +668,36 @@ static int layer_forward(llama_model_t *m, int l, llama_layer_acts_t *L, const f
   rmsnorm_forward(L->n1, L->rstd1, x, P->attn_norm, N, C, eps);
   qkv_forward(m, P, L, B, T);
   nn_attention_forward(L->atty, L->att, NULL, L->qkv, B, T, s->Cq, s->Hl, s->attn_block, s->mm);
-  if (row_parallel_forward(m, L->res2, x, L->atty, P->wo, N, s->Cq)) return -1;
+  if (llama_row_parallel(m, L->res2, x, L->atty, P->wo, N, s->Cq, s->part)) return -1;
   rmsnorm_forward(L->n2, L->rstd2, L->res2, P->mlp_norm, N, C, eps);
   linear_forward(m, L->gate, Fh, L->n2, P->w_gate, N, C, Fh, 0.0f);
   linear_forward(m, L->up, Fh, L->n2, P->w_up, N, C, Fh, 0.0f);
   swiglu_forward(L->hact, L->gate, L->up, N * Fh);
-  return row_parallel_forward(m, L->res3, L->res2, L->hact, P->w_down, N, Fh);
+  return llama_row_parallel(m, L->res3, L->res2, L->hact, P->w_down, N, Fh, s->part);
 }
 
-/* Embeddings of the tokens into a->x0. Vocabulary-parallel at tp > 1: a rank looks up the
+/* x (N, C) = the embeddings of the tokens. Vocabulary-parallel at tp > 1: a rank looks up the
  * tokens in its rows and zeros for the others, then the TP group all-reduces. 0 or -1. */
-static int embed_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, size_t N) {
+int llama_embed(llama_model_t *m, const int32_t *tokens, size_t N, float *x) {
   llama_impl_t *s = impl_of(m);
   const int C = m->cfg.dim;
   for (size_t r = 0; r < N; r++) {
     int v = tokens[r] - s->voff;
     if (v >= 0 && v < s->vvalid)
-      memcpy(a->x0 + r * C, m->embed + (size_t)v * C, sizeof(float) * C);
+      memcpy(x + r * C, m->embed + (size_t)v * C, sizeof(float) * C);
     else
-      memset(a->x0 + r * C, 0, sizeof(float) * C);
+      memset(x + r * C, 0, sizeof(float) * C);
   }
-  return tp_allreduce(m, a->x0, N * C, COLL_SUM);
+  return tp_allreduce(m, x, N * C, COLL_SUM);
 }
 
-/* Logits (N, Vl) of this rank's vocabulary columns from a->nf; padding columns -INFINITY. */
-static void head_logits(llama_model_t *m, llama_acts_t *a, size_t N) {
-  llama_impl_t *s = impl_of(m);
+/* logits (N, Vl) of this rank's vocabulary columns from nf (N, C); padding columns -INFINITY. */
+void llama_head_logits(const llama_model_t *m, float *logits, const float *nf, size_t N) {
+  const llama_impl_t *s = impl_of(m);
   const int Vl = s->Vl, nv = s->vvalid;
-  if (nv > 0) linear_forward(m, a->logits, Vl, a->nf, m->lm_head, N, m->cfg.dim, nv, 0.0f);
+  if (nv > 0) linear_forward(m, logits, Vl, nf, m->lm_head, N, m->cfg.dim, nv, 0.0f);
   for (size_t i = 0; i < N; i++)
-    for (int j = nv; j < Vl; j++) a->logits[i * Vl + j] = -INFINITY;
+    for (int j = nv; j < Vl; j++) logits[i * Vl + j] = -INFINITY;
 }
 
 /* Per-position cross-entropy lse - logit[target], keeping each row's log-sum-exp; the mean into
@@ -731,7 +742,7 @@ float llama_stage_forward(llama_model_t *m, llama_acts_t *a, const int32_t *toke
   if (m->range.has_head && targets && !nn_ids_in_vocab("llama_forward", "target", targets, N, V)) return NAN;
   if (m->range.has_embed) {
     memcpy(a->tokens, tokens, sizeof(int32_t) * N);
-    if (embed_forward(m, a, tokens, N)) return NAN;
+    if (llama_embed(m, tokens, N, a->x0)) return NAN;
   } else {
     memcpy(a->x0, x_in, sizeof(float) * N * C);
   }
@@ -745,7 +756,7 @@ float llama_stage_forward(llama_model_t *m, llama_acts_t *a, const int32_t *toke
     return 0.0f;
   }
   rmsnorm_forward(a->nf, a->rstdf, x, m->norm, N, C, (float)m->cfg.rms_norm_eps);
-  head_logits(m, a, N);
+  llama_head_logits(m, a->logits, a->nf, N);
   if (!targets) return 0.0f;
   memcpy(a->targets, targets, sizeof(int32_t) * N);
   float loss;

@@ -46,7 +46,8 @@
  * llama_stage_forward takes it as x_in without has_embed and llama_output gives it without
  * has_head; llama_stage_backward takes its gradient dx_out without has_head and returns d(x_in)
  * without has_embed. llama_forward / llama_backward are the whole model's calls.
- * Generation with a KV cache is llama_forward_kv (llama_kv.c), over the same ranges, at tp = 1.
+ * Generation with a KV cache is llama_forward_kv (llama_kv.c), over the same ranges and
+ * tensor-parallel splits.
  * Recomputation and sequence parallelism do not exist here.
  *
  * Tensor parallelism (Megatron-LM, Shoeybi et al. 2019; as gpt2.h). A model made with
@@ -208,6 +209,12 @@ float llama_forward(llama_model_t *m, llama_acts_t *a, const int32_t *tokens, co
 /* Logits (B, T, Vp/tp) of the last forward: this rank's vocabulary columns (all V at tp = 1),
  * padding columns -INFINITY (overwritten by llama_backward). */
 const float *llama_logits(const llama_acts_t *a);
+/* Vp/tp: rows of the local embed_tokens and lm_head, columns of the logits (V at tp = 1). */
+int llama_local_vocab(const llama_model_t *m);
+/* gpt2_logits_assemble for a Llama model: every TP rank's (rows, Vp/tp) logits as
+ * coll_allgather leaves them (tp blocks in rank order) into full (rows, V) in the vocabulary's
+ * order, padding columns dropped. At tp = 1 a plain copy. */
+void llama_logits_assemble(const llama_model_t *m, const float *gathered, size_t rows, float *full);
 /* Per-position cross-entropy (B, T) of the last forward with targets. */
 const float *llama_losses(const llama_acts_t *a);
 
@@ -255,7 +262,8 @@ double llama_train_flops(const llama_model_t *m, int B, int T);
 
 /* ---- Generation with a KV cache (inference; see worker/infer/infer.h) ----
  * The cache of one sequence is a gpt2_kv_seq_t (gpt2.h) whose rows are Ckv = llama_kv_dim(m)
- * = kv_heads * hs wide, not C: with grouped-query attention only the kv heads are cached. k
+ * = kv_heads / tp * hs wide, not C: with grouped-query attention only the kv heads are cached,
+ * and a tensor-parallel rank caches only its own kv heads (kv_heads * hs at tp = 1). k
  * and v are (nl, cap, Ckv), nl = range.layer_end - range.layer_begin, row t of local layer l at
  * k + ((size_t)l * cap + t) * Ckv. Keys are stored after RoPE at their absolute positions (new
  * row i of a sequence sits at position pos0 + i), so a cached key is never rotated again. */
@@ -266,15 +274,22 @@ int llama_kv_dim(const llama_model_t *m);
  * together; attention runs per sequence over its cached keys plus the new ones (causal).
  * Inputs, rows in sequence order: range.has_embed: tokens (N); otherwise x_in (N, C) (the
  * residual stream from the previous stage). Output: !has_head: out (N, C), the residual stream
- * leaving the range; has_head: logits into out, all N rows (N, V) when last_only == 0, else the
- * last new position of each sequence only (nseq, V). The call appends the new positions' keys
- * and values to each cache (pos0 + n_new <= cap and <= cfg.ctx). The result for a position
- * equals llama_forward on the whole prefix up to float rounding (within 1e-4 on logits in the
- * tests). A tensor-parallel model (tp > 1) is refused. 0, or -1 with a message in err (bad
- * token, position past the context or the cache, out of memory). Not thread-safe per model. */
+ * leaving the range; has_head: logits into out, all N rows (N, Vl) when last_only == 0, else the
+ * last new position of each sequence only (nseq, Vl), Vl = llama_local_vocab(m) (V at tp = 1).
+ * The call appends the new positions' keys and values to each cache (pos0 + n_new <= cap and
+ * <= cfg.ctx). The result for a position equals llama_forward on the whole prefix up to float
+ * rounding (within 1e-4 on logits in the tests).
+ * Tensor parallelism (tp > 1, llama_set_tp first; every TP rank calls with the same sequences
+ * and inputs): a rank runs its query and kv heads and its SwiGLU columns, the embedding and the
+ * o_proj / down_proj partial sums are all-reduced as in llama_forward, so x_in and the stream
+ * out are whole (N, C) on every TP rank; the logits are the rank's vocabulary slice, padding
+ * columns -INFINITY: the caller all-gathers them and assembles with llama_logits_assemble.
+ * 0, or -1 with a message in err (bad token, position past the context or the cache, out of
+ * memory, no TP communicator, a failed all-reduce). Not thread-safe per model. */
 int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const int32_t *tokens,
                      const float *x_in, float *out, int last_only, char *err, size_t errlen);
-/* FLOPs of a forward of n_new positions after pos0 cached ones (matmuls + attention + head). */
+/* FLOPs of a forward of n_new positions after pos0 cached ones (matmuls + attention + head):
+ * this rank's part at tp > 1. */
 double llama_forward_kv_flops(const llama_model_t *m, int n_new, int pos0);
 
 #endif /* STRATA_LLAMA_H */
