@@ -73,6 +73,10 @@ STRATA_TEST_PACKAGES=(clang libclang-rt-14-dev)
 #               dist_llama_tp_equiv, dist_llama_precision_bf16sr_t2p2, dist_grad_bf16_*,
 #               infer_kv_bf16, infer_llama_kv_tp_np2, session_llama, session_bf16,
 #               serve_e2e_llama_np1, serve_e2e_bf16_np1, coll_wire16_np2
+#   coll_ops_np4, dist_tp_t2d2_zero_tcp, dist_equiv_p2d2m1_tcp, dist_llama_equiv  50-70 s each
+#               under ASan; the same algorithms at np2-np3 (coll_ops_np[23]), ZeRO with TP
+#               (dist_tp_t2d2_buckets_selective), the tcp path (ofi_coll_ops_tcp_np2) and Llama's
+#               data parallelism (dist_llama_tp_equiv, dist_llama_pp_ckpt) stay
 # (all of these run in the normal suite)
 # Leak reports from Open MPI / PMIx / hwloc / libfabric start-up are suppressed
 # (tests/lsan.supp); Strata's own leaks are not.
@@ -87,7 +91,7 @@ if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
   export LSAN_OPTIONS="suppressions=$STRATA_ROOT/tests/lsan.supp:print_suppressions=0"
   export OMPI_MCA_mca_base_component_disable_dlclose=1
-  ctest_suite "$ASAN_BUILD" -j "${STRATA_ASAN_JOBS:-2}" -E "${STRATA_ASAN_EXCLUDE:-^(slurm_.*|ofi_coll_p2p_tcp_np4|coll_ops_np8|ofi_coll_ops_(shm|tcp)_np[58]|dist_equiv_p4d3m2_gpipe|dist_tp_t2p2d2_shm|cli_exit_codes|cli_numeric_(flags|env)|scaling_quick|infer_tp_greedy_same_for_T_1_2_4_x_P_1_2|dist_tp_t4_sp_selective|dist_tp_t2p2_1f1b_shm|ofi_coll_ops_tcp_np4|coll_ops_smallchunk_np3|coll_ops_np5|ofi_coll_ops_shm_np4|dist_equiv_p3d2m4_1f1b_shm|dist_tp_t2p2d2_zero_sp|coll_direct_shm_probe_np[0-9]+|simint_agree|simint_mem|launch_benchmarks|launch_demo|launch_restart_after_kill|dist_eval_layouts|dist_llama_resume|serve_e2e_tp2_np4|ofi_coll_ops_tcp_np3|dist_llama_pp_(equiv|resume)|dist_llama_tp_(dp|odd|resume)|train_llama_precision_.*|dist_llama_precision_(bf16|bf16sr)_(d3_zero|p2)|dist_llama_grad_bf16_d2|infer_llama_greedy_equals_recompute|infer_llama_(pp|tp)_greedy_.*|infer_bf16_same_.*|serve_e2e_llama_np2|serve_e2e_llama_tp2_np2|coll_wire16_np[34])\$}" -LE fuzz \
+  ctest_suite "$ASAN_BUILD" -j "${STRATA_ASAN_JOBS:-2}" -E "${STRATA_ASAN_EXCLUDE:-^(slurm_.*|ofi_coll_p2p_tcp_np4|coll_ops_np8|ofi_coll_ops_(shm|tcp)_np[58]|dist_equiv_p4d3m2_gpipe|dist_tp_t2p2d2_shm|cli_exit_codes|cli_numeric_(flags|env)|scaling_quick|infer_tp_greedy_same_for_T_1_2_4_x_P_1_2|dist_tp_t4_sp_selective|dist_tp_t2p2_1f1b_shm|ofi_coll_ops_tcp_np4|coll_ops_smallchunk_np3|coll_ops_np5|ofi_coll_ops_shm_np4|dist_equiv_p3d2m4_1f1b_shm|dist_tp_t2p2d2_zero_sp|coll_direct_shm_probe_np[0-9]+|simint_agree|simint_mem|launch_benchmarks|launch_demo|launch_restart_after_kill|dist_eval_layouts|dist_llama_resume|serve_e2e_tp2_np4|ofi_coll_ops_tcp_np3|dist_llama_pp_(equiv|resume)|dist_llama_tp_(dp|odd|resume)|train_llama_precision_.*|dist_llama_precision_(bf16|bf16sr)_(d3_zero|p2)|dist_llama_grad_bf16_d2|infer_llama_greedy_equals_recompute|infer_llama_(pp|tp)_greedy_.*|infer_bf16_same_.*|serve_e2e_llama_np2|serve_e2e_llama_tp2_np2|coll_wire16_np[34]|coll_ops_np4|dist_tp_t2d2_zero_tcp|dist_equiv_p2d2m1_tcp|dist_llama_equiv)\$}" -LE fuzz \
      --timeout 900
   unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS OMPI_MCA_mca_base_component_disable_dlclose
 fi
