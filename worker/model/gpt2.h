@@ -380,6 +380,13 @@ typedef struct {
  * else `wide` (2 * (pos0 + n_new) * W floats of scratch) holding them widened from bf16. */
 void gpt2_kv_append(const gpt2_kv_seq_t *sq, int l, int W, const float *k_new, const float *v_new, size_t ld_new,
                     float *wide, const float **kc, const float **vc);
+/* The check both families' cached forwards make of their sequences (`who` names the caller in
+ * the message): each appends 1 or more positions that fit its cache (cap) and the model's
+ * context ctx, and has a cache when the shard holds layers (nl > 0). 0 with *N the rows of the
+ * call and *max_scores the largest per-sequence score block (n_new x (pos0 + n_new)), or -1
+ * with a message naming the sequence. */
+int gpt2_kv_check_seqs(const char *who, const gpt2_kv_seq_t *seqs, int nseq, int nl, int ctx, size_t *N,
+                       size_t *max_scores, char *err, size_t errlen);
 /* Floats of `wide` scratch gpt2_kv_append needs for the largest of these sequences (0 when
  * every cache is fp32). */
 size_t gpt2_kv_wide_floats(const gpt2_kv_seq_t *seqs, int nseq, int W);

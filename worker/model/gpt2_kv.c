@@ -64,6 +64,26 @@ static int kv_embed(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
 /* Whether sq names a cache (fp32 or bf16, both arrays). */
 static int has_cache(const gpt2_kv_seq_t *sq) { return (sq->k && sq->v) || (sq->k16 && sq->v16); }
 
+int gpt2_kv_check_seqs(const char *who, const gpt2_kv_seq_t *seqs, int nseq, int nl, int ctx, size_t *N,
+                       size_t *max_scores, char *err, size_t errlen) {
+  size_t rows = 0, ms = 0;
+  for (int q = 0; q < nseq; q++) {
+    const gpt2_kv_seq_t *sq = &seqs[q];
+    if (sq->n_new < 1 || sq->pos0 < 0 || sq->pos0 + sq->n_new > sq->cap || sq->pos0 + sq->n_new > ctx ||
+        (nl > 0 && !has_cache(sq)))
+      return strata_fail(err, errlen,
+                         "%s: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
+                         "or the model's context (%d)",
+                         who, q, sq->pos0, sq->pos0 + sq->n_new, sq->cap, ctx);
+    rows += (size_t)sq->n_new;
+    size_t sc = (size_t)sq->n_new * (size_t)(sq->pos0 + sq->n_new);
+    if (sc > ms) ms = sc;
+  }
+  *N = rows;
+  *max_scores = ms;
+  return 0;
+}
+
 void gpt2_kv_append(const gpt2_kv_seq_t *sq, int l, int W, const float *k_new, const float *v_new, size_t ld_new,
                     float *wide, const float **kc, const float **vc) {
   const size_t layer = (size_t)l * sq->cap * W, n = (size_t)(sq->pos0 + sq->n_new) * W;
@@ -114,18 +134,7 @@ int gpt2_forward_kv(gpt2_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, const 
   if (s->tp > 1 && !s->comm)
     return strata_fail(err, errlen, "gpt2_forward_kv: a shard of tensor-parallel size %d has no communicator: "
                        "call gpt2_set_tp first", s->tp);
-  for (int q = 0; q < nseq; q++) {
-    const gpt2_kv_seq_t *sq = &seqs[q];
-    if (sq->n_new < 1 || sq->pos0 < 0 || sq->pos0 + sq->n_new > sq->cap || sq->pos0 + sq->n_new > m->cfg.ctx ||
-        (nl > 0 && !has_cache(sq)))
-      return strata_fail(err, errlen,
-                         "gpt2_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
-                         "or the model's context (%d)",
-                         q, sq->pos0, sq->pos0 + sq->n_new, sq->cap, m->cfg.ctx);
-    N += (size_t)sq->n_new;
-    size_t sc = (size_t)sq->n_new * (size_t)(sq->pos0 + sq->n_new);
-    if (sc > max_scores) max_scores = sc;
-  }
+  if (gpt2_kv_check_seqs("gpt2_forward_kv", seqs, nseq, nl, m->cfg.ctx, &N, &max_scores, err, errlen)) return -1;
   /* scratch: x (N,C), ln (N,C), qkv (N,3Cl), atty (N,Cl), fch (N,4Cl), scores, at tp > 1 the
    * partial sums of a row-parallel product (N,C), and a bf16 cache's widened rows */
   const size_t nwide = gpt2_kv_wide_floats(seqs, nseq, Cl);

@@ -31,28 +31,6 @@ static void linear(const llama_model_t *m, float *out, const float *inp, const f
   gemm_mm(llama_get_matmul_dtype(m), 0, 1, (int)N, nout, nin, 1.0f, inp, nin, w, nin, beta, out, nout);
 }
 
-/* The caches' slices: positions within the cache and the context, caches present. 0, or -1
- * with a message; *N_out the rows of the call, *max_scores the largest score block. */
-static int check_seqs(const llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, int nl, size_t *N_out,
-                      size_t *max_scores, char *err, size_t errlen) {
-  size_t N = 0, ms = 0;
-  for (int q = 0; q < nseq; q++) {
-    const gpt2_kv_seq_t *sq = &seqs[q];
-    if (sq->n_new < 1 || sq->pos0 < 0 || sq->pos0 + sq->n_new > sq->cap || sq->pos0 + sq->n_new > m->cfg.ctx ||
-        (nl > 0 && !((sq->k && sq->v) || (sq->k16 && sq->v16))))
-      return strata_fail(err, errlen,
-                         "llama_forward_kv: sequence %d: positions [%d, %d) do not fit the cache (%d positions) "
-                         "or the model's context (%d)",
-                         q, sq->pos0, sq->pos0 + sq->n_new, sq->cap, m->cfg.ctx);
-    N += (size_t)sq->n_new;
-    size_t sc = (size_t)sq->n_new * (size_t)(sq->pos0 + sq->n_new);
-    if (sc > ms) ms = sc;
-  }
-  *N_out = N;
-  *max_scores = ms;
-  return 0;
-}
-
 /* Scratch of one call, carved from one allocation (local widths of a TP rank: Cq, Ckv, Fl). */
 typedef struct {
   float *x;     /* (N, C) residual stream */
@@ -151,7 +129,7 @@ int llama_forward_kv(llama_model_t *m, const gpt2_kv_seq_t *seqs, int nseq, cons
   if (p.tp > 1 && !p.has_comm)
     return strata_fail(err, errlen, "llama_forward_kv: a model of tensor-parallel size %d has no communicator: "
                        "call llama_set_tp first", p.tp);
-  if (check_seqs(m, seqs, nseq, nl, &N, &max_scores, err, errlen)) return -1;
+  if (gpt2_kv_check_seqs("llama_forward_kv", seqs, nseq, nl, m->cfg.ctx, &N, &max_scores, err, errlen)) return -1;
   if (m->range.has_embed)
     for (size_t r = 0; r < N; r++)
       if (tokens[r] < 0 || tokens[r] >= V)
