@@ -32,12 +32,14 @@ infer_cli_test(infer_tp_bad_layouts tp_errors FIXTURES_REQUIRED infer_ckpt)
 # --precision bf16 (bf16 products, bf16 KV cache) on P = 1, 2 and --tp 2.
 infer_cli_test(infer_bf16_same_for_P_1_2_and_tp_2 bf16 FIXTURES_REQUIRED infer_ckpt)
 # A Llama checkpoint through the engine against a whole-sequence llama_forward per token.
-infer_cli_test(infer_llama_greedy_equals_recompute llama)
+# The Llama cases train their own checkpoints but share INFER_WORK, which infer_setup_checkpoint
+# empties first: they require its fixture so they run after it, never while it clears the directory.
+infer_cli_test(infer_llama_greedy_equals_recompute llama FIXTURES_REQUIRED infer_ckpt)
 set_property(TEST infer_llama_greedy_equals_recompute APPEND PROPERTY ENVIRONMENT "STRATA_LLAMA_LOOP=$<TARGET_FILE:llama_loop>")
 # A Llama checkpoint in P = 1..4 pipeline stages: the same tokens on every P.
-infer_cli_test(infer_llama_pp_greedy_same_for_P_1_2_3_4 llama_pp)
+infer_cli_test(infer_llama_pp_greedy_same_for_P_1_2_3_4 llama_pp FIXTURES_REQUIRED infer_ckpt)
 # The same at --tp 2 (and 2 x 2 stages) against --tp 1; --tp 4 with 2 kv heads refused.
-infer_cli_test(infer_llama_tp_greedy_same_for_T_1_2_x_P_1_2 llama_tp)
+infer_cli_test(infer_llama_tp_greedy_same_for_T_1_2_x_P_1_2 llama_tp FIXTURES_REQUIRED infer_ckpt)
 
 # The engine API the HTTP server calls (infer.h), on 1 and 2 ranks.
 strata_test_exe(test_infer_engine_api ${INFER_TEST_DIR}/test_engine_api.c)
