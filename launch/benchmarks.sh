@@ -7,6 +7,9 @@
 #             MPI_Allreduce and a blocking MPI_Sendrecv ring in the same mpirun, np 2 and 4;
 #             the ofi transport (shm provider) against the mpi transport, np 2
 #             (build/tests/coll_bench_allreduce; `strata bench --algo auto` names auto's choice)
+#   tune      `strata bench allreduce --tune` for np 2, 3 and 4, then auto with that table against
+#             every fixed algorithm and chunk and MPI_Allreduce, 1 KiB to 256 MiB, and in place
+#             against out of place (the same input every call, and rewritten before each call)
 #   train     single-rank training against PyTorch on one thread, runs alternating, GPT-2 and
 #             Llama (build/tests/gpt2_bench, launch/torch_train_bench.py); the GEMM peak
 #   gemm      the GEMM backends (worker/model/gemm.h: OpenBLAS, oneDNN) on one thread at the
@@ -66,7 +69,7 @@ STRATA="$BUILD/bin/strata"
 PY="${PYTHON:-/usr/bin/python3}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/launch/results}"
 BENCHMARKS_MD="${BENCHMARKS_MD:-$ROOT/BENCHMARKS.md}"
-ALL_SECTIONS="coll train gemm ddp tp scaling simulate simacc infer serve tokenizer ckpt precision"
+ALL_SECTIONS="coll tune train gemm ddp tp scaling simulate simacc infer serve tokenizer ckpt precision"
 QUICK=0; PUBLISH=0; ONLY=""; REPEATS=""; OUT=""
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 die2() { echo "benchmarks.sh: $*" >&2; exit 2; }
@@ -301,6 +304,89 @@ section_coll() {
   block_commands coll
 }
 
+# ---- tune: the decision table of `strata bench allreduce --tune`, and in place -------------
+# tune_csv RUN NP MODE FILE: coll_bench_allreduce's table as run,np,mode,column,bytes,time_us
+# (an in-place column is named after its out-of-place one with _ip).
+tune_csv() {
+  awk -v run="$1" -v np="$2" -v mode="$3" '
+    /^ *bytes/ { n = 0; for (i = 2; i <= NF; i++) { if ($i == "ip") name[n] = name[n] "_ip"; else name[++n] = $i } nc = n; next }
+    /^ *[0-9]/ { gsub(/[()]/, " "); for (k = 1; k <= nc; k++) printf "%s,%s,%s,%s,%s,%s\n", run, np, mode, name[k], $1, $(2 * k + 1) }' "$4"
+}
+section_tune() {
+  local minb=1K maxb=256M it=(-n 10 -w 2) nps=(2 3 4) np rep f
+  [ "$QUICK" = 1 ] && { maxb=1M; it=(-n 3 -w 1); nps=(2 3); }
+  local CB="$BUILD/tests/coll_bench_allreduce" D="$OUT/tune"
+  [ -x "$CB" ] || { echo "benchmarks.sh: $CB missing (cmake --build build --target coll_bench_allreduce)" >&2; FAIL=1; return 1; }
+  mkdir -p "$D"
+  local T="$OUT/coll_tune.txt"
+  rm -f "$T"
+  echo "run,np,mode,column,bytes,time_us" > "$OUT/bench_tune.csv"
+  for np in "${nps[@]}"; do # one table, rules for each rank count, measured before the comparisons
+    run_to "$D/tune_np$np.txt" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE \
+      "$STRATA" bench allreduce -b "$minb" -e "$maxb" --tune || return 1
+  done
+  for rep in $(seq 1 "$REPEATS"); do
+    for np in "${nps[@]}"; do
+      f="$D/np${np}_r$rep.txt"
+      run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b "$minb" -e "$maxb" -f 4 \
+        "${it[@]}" -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 && tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv"
+      f="$D/np${np}_fresh_r$rep.txt"
+      run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b 1M -e "$maxb" -f 4 \
+        "${it[@]}" -a auto -i 1 -r 1 && tune_csv "$rep" "$np" fresh "$f" >> "$OUT/bench_tune.csv"
+    done
+  done
+  block_head tune
+  {
+    echo "\`strata bench allreduce --tune\` wrote one decision table (rules for 2, 3 and 4 ranks, mpi"
+    echo "transport, fp32) at the start; then each repeat ran \`coll_bench_allreduce\` with that table"
+    echo "(\`STRATA_COLL_TUNE_FILE\`): \`auto\` beside every fixed algorithm and chunk (ring and"
+    echo "Rabenseifner at 256 KiB, 512 KiB, 1 MiB and 2 MiB chunks, recursive doubling) and"
+    echo "\`MPI_Allreduce\`, out of place and in place, fp32 sum; each time is the median of the timed"
+    echo "iterations of one run. \"auto / best fixed\" is auto's time over the fastest fixed column's at"
+    echo "that size, out of place, within a run (goal <= 1.05); \"MPI / auto\" is MPI_Allreduce's time"
+    echo "over auto's (goal >= 1.0); both as the median [range] over the repeats."
+    echo
+    echo "| np | size | auto runs | auto time | best fixed (its name in the first repeat) | auto / best fixed | goal <= 1.05 | MPI / auto | goal >= 1 |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    awk -F, -v TB="$T" "$AWKLIB"'
+      BEGIN { while ((getline l < TB) > 0) { if (l ~ /^[0-9]/) { split(l, w, " "); k = w[1]; nr[k]++; rf[k, nr[k]] = w[4]; ra[k, nr[k]] = w[5] (w[6] > 0 ? "/" w[6] / 1024 "K" : "") } } }
+      function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b >= rf[np, i]) a = ra[np, i]; return a }
+      NR > 1 && $3 == "same" { t[$1, $2, $5, $4] = $6; runs[$1] = 1; if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
+      END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; A = R = M = ""; bn = ""
+              for (r in runs) { if (!((r, np, b, "auto") in t)) continue; best = -1
+                for (q in t) { split(q, z, SUBSEP); if (z[1] != r || z[2] != np || z[3] != b || z[4] ~ /^(auto|mpi)/ || z[4] ~ /_ip$/) continue
+                  if (best < 0 || t[q] < best) { best = t[q]; nm = z[4] } }
+                if (r == 1) bn = nm
+                A = A " " t[r, np, b, "auto"]; if (best > 0) R = R " " t[r, np, b, "auto"] / best
+                if (t[r, np, b, "auto"] > 0) M = M " " t[r, np, b, "mpi"] / t[r, np, b, "auto"] }
+              printf "| %d | %s | %s | %s us | %s | %s | %s (%d of %d) | %s | %s (%d of %d) |\n", np, human(b), rule(np, b), mr(A, "%.1f"), bn,
+                mr(R, "%.2f"), (med(R) <= 1.05 ? "met" : "**not met**"), cnt(R, "le", 1.05), nval(R),
+                mr(M, "%.2f"), (med(M) >= 1 ? "met" : "**not met**"), cnt(M, "ge", 1), nval(M) } }' "$OUT/bench_tune.csv"
+    echo
+    echo "In place against out of place, auto, from 1 MiB: \"same input\" is the convention above (and"
+    echo "nccl-tests'): out of place reduces the same unchanged buffer every iteration, so a peer may"
+    echo "read it from its own cache, while in place reduces the previous result; \"fresh input\""
+    echo "(\`-r 1\`) rewrites the input before every call, untimed, as backward writes a gradient"
+    echo "before data parallelism reduces it in place. Time in place over time out of place, median"
+    echo "[range] over the repeats (goal <= 1.05):"
+    echo
+    echo "| np | size | same input | fresh input |"
+    echo "|---|---|---|---|"
+    awk -F, "$AWKLIB"'
+      NR > 1 && $5 >= 1048576 && ($4 == "auto" || $4 == "auto_ip") { t[$1, $2, $3, $5, $4] = $6; runs[$1] = 1
+        if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
+      END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; S = F = ""
+              for (r in runs) { if (t[r, np, "same", b, "auto"] > 0) S = S " " t[r, np, "same", b, "auto_ip"] / t[r, np, "same", b, "auto"]
+                                if (t[r, np, "fresh", b, "auto"] > 0) F = F " " t[r, np, "fresh", b, "auto_ip"] / t[r, np, "fresh", b, "auto"] }
+              printf "| %d | %s | %s | %s |\n", np, human(b), mr(S, "%.2f"), mr(F, "%.2f") } }' "$OUT/bench_tune.csv"
+    echo
+    echo "The decision table this run wrote:"
+    echo
+    grep -v '^#' "$T" | sed 's/^/    /'
+  } >> "$OUT/bench_tune.md"
+  block_commands tune
+}
+
 # ---- train -----------------------------------------------------------------------------------
 section_train() {
   local GB="$BUILD/tests/gpt2_bench" rep name flags steps f gemm
@@ -378,13 +464,14 @@ section_gemm() {
   # bf16: STRATA_GEMM=auto with --precision bf16 (bf16 products, fp32 accumulation)
   local backends=(openblas onednn auto bf16) pflag
   mkdir -p "$D"
-  echo "run,name,op,M,N,K,openblas,onednn,auto" > "$OUT/bench_gemm.csv"
+  echo "run,name,op,M,N,K,openblas,onednn,auto,bf16,bf16_kernel" > "$OUT/bench_gemm.csv"
   echo "run,backend,tokens_per_s,gflops,cpu_tokens_per_s,load1" > "$D/train.csv"
   for rep in $(seq 1 "$REPEATS"); do
     f="$D/shapes_r$rep.txt"
     # shellcheck disable=SC2086
     run_to "$f" "$GB" $model --gemm-shapes &&
-      sed -n 's/^gemm name=\([^ ]*\) op=\([^ ]*\) M=\([0-9]*\) N=\([0-9]*\) K=\([0-9]*\) openblas=\([0-9.]*\) onednn=\([0-9.]*\) auto=\([a-z]*\)$/\1,\2,\3,\4,\5,\6,\7,\8/p' "$f" |
+      awk '/^gemm name=/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+             print v["name"] "," v["op"] "," v["M"] "," v["N"] "," v["K"] "," v["openblas"] "," v["onednn"] "," v["auto"] "," v["bf16"] "," v["bf16_kernel"] }' "$f" |
       sed "s/^/$rep,/" >> "$OUT/bench_gemm.csv"
     # the backends' training runs in a different order each repeat
     order=()
@@ -406,14 +493,14 @@ section_gemm() {
     echo "libraries back to back for each product; \"oneDNN / OpenBLAS\" is taken within a repeat. \"auto\""
     echo "is what \`STRATA_GEMM=auto\` (the default) picks for that shape."
     echo
-    echo "| product | op | M x N x K | OpenBLAS GFLOP/s | oneDNN GFLOP/s | oneDNN / OpenBLAS, same repeat | faster | auto |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| product | op | M x N x K | OpenBLAS GFLOP/s | oneDNN GFLOP/s | oneDNN / OpenBLAS, same repeat | faster | auto | bf16 (gemm_bf16) | bf16 kernel alone |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     awk -F, "$AWKLIB"'
       NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k; op[k] = $3; dims[k] = $4 " x " $5 " x " $6; au[k] = $9 }
-               o[k] = o[k] " " $7; d[k] = d[k] " " $8; if ($7 > 0) r[k] = r[k] " " $8 / $7 }
+               o[k] = o[k] " " $7; d[k] = d[k] " " $8; if ($7 > 0) r[k] = r[k] " " $8 / $7; h[k] = h[k] " " $10; hk[k] = hk[k] " " $11 }
       END { for (i = 1; i <= n; i++) { k = order[i]
-              printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", k, op[k], dims[k], mr(o[k], "%.1f"), mr(d[k], "%.1f"),
-                mr(r[k], "%.2f"), (med(r[k]) >= 1 ? "oneDNN" : "OpenBLAS"), au[k] } }' "$OUT/bench_gemm.csv"
+              printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", k, op[k], dims[k], mr(o[k], "%.1f"), mr(d[k], "%.1f"),
+                mr(r[k], "%.2f"), (med(r[k]) >= 1 ? "oneDNN" : "OpenBLAS"), au[k], mr(h[k], "%.1f"), mr(hk[k], "%.1f") } }' "$OUT/bench_gemm.csv"
     echo
     echo "Training, \`STRATA_GEMM=B gpt2_bench $model --steps $steps --warmup $warmup\` (forward, backward,"
     echo "AdamW; tokens/s after the warm-up), the three backends and bf16 (\`STRATA_GEMM=auto\` with"
@@ -421,17 +508,18 @@ section_gemm() {
     echo "tokens/s (per second of the process's CPU time) is less sensitive to a loaded machine than"
     echo "wall-clock tokens/s. Model GFLOP/s is gpt2_train_flops per second of CPU time; its share is of"
     echo "the fastest library's rate on the weight products of the same repeat (the median over the"
-    echo "twelve forward and backward products of the faster library on each), CPU time both."
+    echo "twelve forward and backward products of the faster library on each), CPU time both; for the"
+    echo "bf16 row, of oneDNN's bf16 kernel alone on those products (inputs already in bf16)."
     echo
-    echo "| STRATA_GEMM | tokens/s | / openblas, same repeat | CPU tokens/s | / openblas, same repeat | model GFLOP/s (CPU time) | share of the fastest GEMM rate | load average (1 min) |"
+    echo "| STRATA_GEMM | tokens/s | / openblas, same repeat | CPU tokens/s | / openblas, same repeat | model GFLOP/s (CPU time) | share of the fastest GEMM rate (bf16: of the bf16 kernel) | load average (1 min) |"
     echo "|---|---|---|---|---|---|---|---|"
     awk -F, -v SH="$OUT/bench_gemm.csv" "$AWKLIB"'
       BEGIN { while ((getline l < SH) > 0) { split(l, g, ","); if (g[1] == "run" || g[2] !~ /^(d_)?(qkv|attn_proj|fc|fc_proj)(_in|_w)?$/) continue
-                best = g[7] > g[8] ? g[7] : g[8]; rl[g[1]] = rl[g[1]] " " best }
-              for (r in rl) peak[r] = med(rl[r]) }
+                best = g[7] > g[8] ? g[7] : g[8]; rl[g[1]] = rl[g[1]] " " best; bl[g[1]] = bl[g[1]] " " g[11] }
+              for (r in rl) { peak[r] = med(rl[r]); bpeak[r] = med(bl[r]) } }
       NR > 1 { k = $2; if (!(k in seen)) { seen[k] = 1 }; tv[k, $1] = $3; t[k] = t[k] " " $3; ld[k] = ld[k] " " $6
                cv[k, $1] = $5; c[k] = c[k] " " $5; cg = $3 > 0 ? $4 * $5 / $3 : 0; gf[k] = gf[k] " " cg
-               if ($1 in peak && peak[$1] > 0) sh[k] = sh[k] " " 100 * cg / peak[$1] }
+               pk = k == "bf16" ? bpeak[$1] : peak[$1]; if (pk > 0) sh[k] = sh[k] " " 100 * cg / pk }
       END { split("openblas onednn auto bf16", names, " ")
             for (i = 1; i <= 4; i++) { k = names[i]; if (!(k in seen)) continue; R = ""; RC = ""
               for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == k && ("openblas", kk[2]) in tv && tv["openblas", kk[2]] > 0) {

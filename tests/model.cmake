@@ -33,6 +33,7 @@ endforeach()
 strata_add_test(model_gemm_train ${MODEL_TEST_DIR}/gemm_train.sh $<TARGET_FILE:strata>)
 # Benchmark (not a test): gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8
 strata_test_exe(gpt2_bench ${MODEL_TEST_DIR}/gpt2_bench.c)
+target_link_libraries(gpt2_bench PRIVATE strata_dnnl) # --gemm-shapes times oneDNN's bf16 kernel alone
 # The fixture's T = 16 fits in one attention block at the default block size; rerun the parity
 # test with 5-row blocks so the multi-block causal path (and a partial last block) is checked.
 strata_add_test(model_gpt2_parity_attn_blocks test_gpt2_parity)

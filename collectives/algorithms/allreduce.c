@@ -330,7 +330,9 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
            coll_dtype_name(dtype), coll_op_name(op));
   coll_request_t *req = coll_req_new(comm, name, 1, check_b + work_b + algo_b);
   if (!req) return COLL_ERR_NOMEM;
-  req->stream_stores = count * esz >= comm->cfg.stream_bytes;
+  /* In place, the result is the next call's input, which a peer reads; left dirty in this
+   * core's cache it is read at a fraction of memory speed (reduce.c), so it streams at any size. */
+  req->stream_stores = count * esz >= comm->cfg.stream_bytes || (send == recv && comm->cfg.stream_bytes != SIZE_MAX);
   char *area = req->scratch, *work = area + check_b, *tmp = work + work_b;
   coll_s_check(req, area, OPK_ALLREDUCE, count, (int)dtype, (int)op, -1, (int)algo);
   const void *src = send;

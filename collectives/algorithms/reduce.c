@@ -85,8 +85,9 @@ KERNELS(max_i64, int64_t, MAXF(x, y))
  * arithmetic is the same single add per element as the plain loop: results are bit-identical.
  * In place (d == a or d == b, as an in-place all-reduce reduces) takes the same path: each
  * group of 8 elements is loaded before it is stored, so exact aliasing is safe; only a partial
- * overlap would not be, and no schedule produces one. Excluding it made in-place all-reduce
- * keep cached stores (np=2 ring, 16 MiB: 0.84x of out of place in one run, collectives/README.md). */
+ * overlap would not be, and no schedule produces one. An in-place all-reduce asks for streaming
+ * stores at every size: its result is the next call's input, which a peer reads
+ * (collectives/README.md, "In place"). */
 #define NT_MIN_ELEMS 4096
 
 static int sum_f32_stream(float *d, const float *a, const float *b, size_t n) {

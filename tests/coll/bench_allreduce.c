@@ -2,14 +2,18 @@
  * collectives library (chunk size, pipeline depth, rd threshold). Not a test: `strata bench`
  * is the user-facing benchmark. fp32 sum, out of place, sizes from -b to -e bytes (x2), and
  * for each size the median over -n timed iterations (after -w warm-ups) of:
- *   ring, rd, rh (Rabenseifner), mpi (MPI_Allreduce), and sendrecv (a plain ring of blocking MPI_Sendrecv,
- *   reduce-scatter + all-gather, the "what users already have" baseline).
+ *   ring, rd, rh (Rabenseifner), mpi (MPI_Allreduce), sendrecv (a plain ring of blocking MPI_Sendrecv,
+ *   reduce-scatter + all-gather, the "what users already have" baseline), and auto (what
+ *   --algo auto runs: a communicator of its own without an explicit chunk, so a decision table
+ *   from STRATA_COLL_TUNE_FILE applies as it does in training).
  * Prints time (us) and busbw = bytes / time * 2(p-1)/p in GB/s.
  *   mpirun -np 2 build/tests/coll_bench_allreduce -b 1K -e 64M -f 2 -n 20 -w 5 [-a ring,mpi]
  *   [-m min|median] [-c 256K,ofi:1M (one column per
  *   transport and chunk size for ring / rh)] [-i 1: every column in place too (send = recv, which
  *   holds the previous result: no refill between iterations, as in `strata bench`), as an "ip"
- *   column beside it] */
+ *   column beside it] [-r 1: before each iteration, untimed, this rank writes new values into the
+ *   call's input (send, or recv in place), as backward writes a gradient before it is reduced; by
+ *   default the out-of-place input never changes, so a peer may read it from its own cache] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +54,11 @@ static void sendrecv_ring(const float *send, float *recv, size_t n, float *tmp, 
   }
 }
 
+/* Input values that change with the iteration and stay small (no overflow in place). */
+static void fill(float *x, size_t n, int rank, int it) {
+  for (size_t i = 0; i < n; i++) x[i] = (float)((i + (size_t)rank + (size_t)(it + 8)) % 7);
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -60,10 +69,11 @@ int main(int argc, char **argv) {
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   size_t minb = 1024, maxb = 64u << 20;
   int iters = 20, warm = 5, factor = 2;
-  const char *algos = "ring,rd,rh,mpi,sendrecv";
+  const char *algos = "ring,rd,rh,mpi,sendrecv"; /* auto on request */
   const char *chunks = NULL; /* -c 256K,1M: one communicator per chunk size, compared in one run */
   int use_min = 0; /* -m min: best of the iterations (robust on a shared machine) */
   int inplace_too = 0; /* -i 1: an in-place column beside each */
+  int refresh = 0;     /* -r 1: new input values before each iteration */
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "-b")) minb = parse_size(argv[i + 1]);
     else if (!strcmp(argv[i], "-e")) maxb = parse_size(argv[i + 1]);
@@ -74,8 +84,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-c")) chunks = argv[i + 1];
     else if (!strcmp(argv[i], "-m")) use_min = !strcmp(argv[i + 1], "min");
     else if (!strcmp(argv[i], "-i")) inplace_too = atoi(argv[i + 1]) != 0;
+    else if (!strcmp(argv[i], "-r")) refresh = atoi(argv[i + 1]) != 0;
   }
-  enum { MAXC = 8, NALG = 5 };
+  enum { MAXC = 8, NALG = 6 };
   coll_config_t cfg = coll_config_default();
   coll_comm_t *cs[MAXC];
   size_t cbytes[MAXC];
@@ -98,6 +109,8 @@ int main(int argc, char **argv) {
     ck.transport = ctrans[k];
     if (coll_comm_create(MPI_COMM_WORLD, &ck, &cs[k]) != COLL_OK) MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  coll_comm_t *autoc; /* chunk_bytes 0: auto takes a tuning table's chunk, or the default */
+  if (coll_comm_create(MPI_COMM_WORLD, &cfg, &autoc) != COLL_OK) MPI_Abort(MPI_COMM_WORLD, 1);
   int p = coll_size(cs[0]), r = coll_rank(cs[0]);
   size_t maxn = maxb / 4;
   float *send = coll_mem_alloc(maxn * 4 + 64), *recv = coll_mem_alloc(maxn * 4 + 64),
@@ -105,16 +118,18 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < maxn; i++) send[i] = (float)((i + (size_t)r) % 7);
   memset(recv, 0, maxn * 4);
   memset(tmp, 0, maxn * 4);
-  const char *names[NALG] = {"ring", "rd", "mpi", "sendrecv", "rh"};
+  const char *names[NALG] = {"ring", "rd", "mpi", "sendrecv", "rh", "auto"};
   const coll_algo_t ids[NALG] = {COLL_ALGO_RING, COLL_ALGO_RD, COLL_ALGO_MPI, COLL_ALGO_AUTO,
-                                 COLL_ALGO_RABENSEIFNER};
-  /* Chunk size only matters to our own algorithms; the baselines get one column. */
-  const int chunked[NALG] = {1, 0, 0, 0, 1};
+                                 COLL_ALGO_RABENSEIFNER, COLL_ALGO_AUTO};
+  /* Chunk size only matters to our own algorithms; the baselines and auto get one column. */
+  const int chunked[NALG] = {1, 0, 0, 0, 1, 0};
   int use[NALG];
   for (int a = 0; a < NALG; a++) use[a] = strstr(algos, names[a]) != NULL;
   if (r == 0) {
-    printf("# np=%d transport=%s depth=%d  busbw GB/s (time us), %s of %d\n", p,
-           coll_transport_name(cs[0]), cfg.pipeline_depth, use_min ? "min" : "median", iters);
+    printf("# np=%d transport=%s depth=%d  busbw GB/s (time us), %s of %d%s\n", p,
+           coll_transport_name(cs[0]), cfg.pipeline_depth, use_min ? "min" : "median", iters,
+           refresh ? ", input rewritten before each call" : "");
+    if (use[5]) printf("# auto: %s\n", coll_tune_describe(autoc));
     printf("%12s", "bytes");
     for (int a = 0; a < NALG; a++)
       for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
@@ -138,8 +153,9 @@ int main(int argc, char **argv) {
     for (int a = 0; a < NALG; a++)
       for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
         for (int ip = 0; ip <= inplace_too; ip++) {
-        coll_comm_t *c = cs[k];
+        coll_comm_t *c = a == 5 ? autoc : cs[k];
         for (int it = -warm; it < iters; it++) {
+          if (refresh) fill(ip ? recv : send, n, r, it); /* untimed, as backward writes a gradient */
           MPI_Barrier(MPI_COMM_WORLD);
           double t0 = MPI_Wtime();
           coll_result_t rc = COLL_OK;
@@ -168,6 +184,7 @@ int main(int argc, char **argv) {
   coll_mem_free(recv);
   coll_mem_free(tmp);
   for (int k = 0; k < nc; k++) coll_comm_destroy(cs[k]);
+  coll_comm_destroy(autoc);
   MPI_Finalize();
   return 0;
 }

@@ -11,10 +11,12 @@
  * With --gemm-shapes it times every backend on the model's matrix products (the forward's NN,
  * the backward's NT for the input gradient and TN for the weight gradient, one attention block
  * of each kind, the logits, one token of KV-cache decoding) and prints one line per product:
- *   gemm name=fc op=NN M=2048 N=1536 K=384 openblas=110.2 onednn=212.9 auto=onednn
+ *   gemm name=fc op=NN M=2048 N=1536 K=384 openblas=110.2 onednn=212.9 auto=onednn bf16=380.1 bf16_kernel=421.7
  * (GFLOP per second of the thread's CPU time, median of 5 calls each, so a machine shared with
  * other processes lowers it less than wall-clock time would; the backends alternate which goes
- * first from product to product).
+ * first from product to product). bf16 is gemm_bf16 on oneDNN as the model calls it (fp32
+ * inputs rounded to bf16, then the product); bf16_kernel is oneDNN's dnnl_gemm_bf16bf16f32 alone
+ * on inputs already in bf16, the library's rate (0 where libdnnl has no bf16 kernel).
  *
  *   build/tests/gpt2_bench --layers 6 --heads 6 --dim 384 --ctx 256 --batch 8 --steps 10
  *   build/tests/gpt2_bench --arch llama --layers 6 --heads 6 --kv-heads 2 --dim 384 --ffn 1024 --ctx 256 --batch 8
@@ -27,8 +29,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include "adamw.h"
 #include "args.h"
+#include "bf16.h"
 #include "gemm.h"
 #include "gpt2.h"
 #include "llama.h"
@@ -99,6 +104,29 @@ static double time_product(gemm_backend_t b, int ta, int tb, int M, int N, int K
   return 2.0 * M * N * (double)K / t[2] / 1e9;
 }
 
+/* oneDNN's bf16 kernel (as gemm_onednn.c declares it: exported, not in the public headers). */
+extern dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N, dnnl_dim_t K,
+                                           float alpha, const uint16_t *A, dnnl_dim_t lda, const uint16_t *B,
+                                           dnnl_dim_t ldb, float beta, float *C, dnnl_dim_t ldc)
+    __attribute__((weak));
+
+/* GFLOP/s per second of this thread's CPU time, as time_product: gemm_bf16 on oneDNN (kernel
+ * == 0), or the bf16 kernel alone on the pre-rounded A16 / B16 (kernel == 1; 0 without it). */
+static double time_product_bf16(int kernel, int ta, int tb, int M, int N, int K, const float *A, const float *B,
+                                const uint16_t *A16, const uint16_t *B16, float *C) {
+  if (kernel && !dnnl_gemm_bf16bf16f32) return 0;
+  double t[6];
+  for (int r = 0; r < 6; r++) { /* the first call is untimed */
+    double t0 = thread_cpu_s();
+    if (kernel)
+      dnnl_gemm_bf16bf16f32(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A16, ta ? M : K, B16, tb ? K : N, 0.0f, C, N);
+    else gemm_bf16_on(GEMM_ONEDNN, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+    t[r] = thread_cpu_s() - t0;
+  }
+  qsort(t + 1, 5, sizeof t[0], cmp_double);
+  return 2.0 * M * N * (double)K / t[3] / 1e9;
+}
+
 /* Every backend on the matrix products of one training step of the model (see the header). */
 static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
   const int BT = B * T, hs = C / H;
@@ -121,10 +149,14 @@ static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
     most = a > most ? a : most, most = b > most ? b : most, most = c > most ? c : most;
   }
   float *A = malloc(sizeof(float) * most), *Bm = malloc(sizeof(float) * most), *Cm = malloc(sizeof(float) * most);
-  if (!A || !Bm || !Cm) return 1;
+  uint16_t *A16 = malloc(sizeof(uint16_t) * most), *B16 = malloc(sizeof(uint16_t) * most);
+  if (!A || !Bm || !Cm || !A16 || !B16) return 1;
   rng_t r;
   rng_seed(&r, 1, rng_hash_str("gpt2_bench gemm"));
-  for (size_t i = 0; i < most; i++) A[i] = rng_uniform(&r) - 0.5f, Bm[i] = rng_uniform(&r) - 0.5f;
+  for (size_t i = 0; i < most; i++) {
+    A[i] = rng_uniform(&r) - 0.5f, Bm[i] = rng_uniform(&r) - 0.5f;
+    A16[i] = bf16_bits_rne(A[i]), B16[i] = bf16_bits_rne(Bm[i]);
+  }
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
     double gf[GEMM_NBACKENDS] = {0};
     for (int k = 1; k < GEMM_NBACKENDS; k++) { /* alternate which backend goes first */
@@ -134,9 +166,13 @@ static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
     printf("gemm name=%s op=%c%c M=%d N=%d K=%d", p[i].name, p[i].ta ? 'T' : 'N', p[i].tb ? 'T' : 'N', p[i].M, p[i].N,
            p[i].K);
     for (int b = 1; b < GEMM_NBACKENDS; b++) printf(" %s=%.1f", gemm_backend_name((gemm_backend_t)b), gf[b]);
-    printf(" auto=%s\n", gemm_backend_name(gemm_rule(GEMM_F32, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K)));
+    printf(" auto=%s", gemm_backend_name(gemm_rule(GEMM_F32, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K)));
+    for (int kernel = 0; kernel < 2; kernel++)
+      printf(" %s=%.1f", kernel ? "bf16_kernel" : "bf16",
+             time_product_bf16(kernel, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, Bm, A16, B16, Cm));
+    printf("\n");
   }
-  free(A), free(Bm), free(Cm);
+  free(A), free(Bm), free(Cm), free(A16), free(B16);
   return 0;
 }
 

@@ -44,7 +44,7 @@ awk -F, 'NR > 1 && !($2 >= 1 && $3 >= 1 && $6 > 0 && $7 > 0 && $8 > 0 && $8 < 1 
 grep -q "^strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512,4,16,16,0," "$csv" ||
   fail "bench_simulate.csv: the gpt2-xl pp 4 run is not pp 4 x dp 16, M=16, ZeRO-0"
 M="$OUT/BENCHMARKS.md"
-for name in env coll train ddp tp simulate simacc infer serve tokenizer; do
+for name in env coll tune train gemm ddp tp simulate simacc infer serve tokenizer; do
   for e in begin end; do
     [ "$(grep -cF "<!-- benchmarks.sh:$e $name -->" "$M")" = 1 ] || fail "the copy does not have exactly one '$e $name' marker"
   done

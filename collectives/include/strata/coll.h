@@ -97,7 +97,8 @@ typedef struct {
                                       them under the transport's eager limit); 0 = never */
   size_t stream_bytes;             /* STRATA_COLL_STREAM_BYTES; all-reduce / reduce-scatter of at
                                       least this many bytes write their reductions with streaming
-                                      (non-temporal) stores; default 8M; "off" = never */
+                                      (non-temporal) stores (an in-place all-reduce at any
+                                      size); default 8M; "off" = never */
   int yield_idle;                  /* STRATA_COLL_YIELD=0|1; sched_yield() in idle polls;
                                       default -1 = auto (yes when ranks outnumber cores) */
   int wire16;                      /* STRATA_COLL_WIRE16=0|1: 16-bit reductions send 16-bit
