@@ -5,7 +5,7 @@ strata_add_test(infer_kv_forward test_infer_kv_forward)
 strata_test_exe(test_infer_llama_kv_forward ${INFER_TEST_DIR}/test_llama_kv_forward.c)
 strata_add_test(infer_llama_kv_forward test_infer_llama_kv_forward)
 # Llama generation at tp = np = 2 against tp = 1 (one stage and two chained stages per rank).
-strata_test_exe(test_infer_llama_kv_tp ${INFER_TEST_DIR}/test_llama_kv_tp.c)
+strata_test_exe(test_infer_llama_kv_tp ${INFER_TEST_DIR}/test_llama_kv_tp.c ${CMAKE_CURRENT_SOURCE_DIR}/model/llama_tp_util.c)
 strata_add_mpi_test(infer_llama_kv_tp_np2 2 $<TARGET_FILE:test_infer_llama_kv_tp>)
 strata_test_exe(test_infer_kv_bf16 ${INFER_TEST_DIR}/test_kv_bf16.c)
 strata_add_test(infer_kv_bf16 test_infer_kv_bf16)

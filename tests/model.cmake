@@ -77,5 +77,5 @@ strata_test_exe(test_llama_range ${MODEL_TEST_DIR}/test_llama_range.c)
 strata_add_test(model_llama_range test_llama_range)
 # Llama tensor parallelism (llama_create_range with tp_rank / tp_size): tp = np = 2 against the
 # whole model, one stage and two chained stages; split kinds; bad input.
-strata_test_exe(test_llama_tp ${MODEL_TEST_DIR}/test_llama_tp.c)
+strata_test_exe(test_llama_tp ${MODEL_TEST_DIR}/test_llama_tp.c ${MODEL_TEST_DIR}/llama_tp_util.c)
 strata_add_mpi_test(model_llama_tp_np2 2 $<TARGET_FILE:test_llama_tp>)

@@ -13,17 +13,9 @@
 #           --dp that is not the rank count exit 2 with one sentence
 set -euo pipefail
 STRATA="$1"; CASE="$2"
-read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
-W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/llama_common.sh"
 LLAMA=(--arch llama --layers 2 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 12 --quiet
        --eval-tokens 256 --lr 0.01 --warmup 2)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }
-val() { sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$1"; }
-close() { # close A B TOL: |A - B| <= TOL * |B| for every line pair
-  paste "$1" "$2" | awk -v tol="$3" '{ d = $1 - $2; if (d < 0) d = -d; b = $2 < 0 ? -$2 : $2;
-    if (!(d <= tol * b)) { print "line " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad || NR == 0 }'
-}
 
 case "$CASE" in
 equiv)
@@ -36,7 +28,7 @@ equiv)
     losses "$W/$r/steps.jsonl" > "$W/$r.txt"
     [ "$(wc -l < "$W/$r.txt")" -eq 20 ] || fail "$r: $(wc -l < "$W/$r.txt") steps recorded, expected 20"
     close "$W/$r.txt" "$W/one.txt" 1e-4 || fail "$r: losses differ from one rank beyond 1e-4"
-    awk -v a="$(val "$W/$r/report.json")" -v b="$(val "$W/one/report.json")" \
+    awk -v a="$(vals "$W/$r/report.json")" -v b="$(vals "$W/one/report.json")" \
       'BEGIN { d = a - b; exit !(d < 1e-6 && d > -1e-6) }' || fail "$r: validation loss differs"
   done
   diff "$W/d3.txt" "$W/z3.txt" || fail "ZeRO-1 changed the losses of --dp 3"

@@ -19,17 +19,9 @@
 #           relative, as ckpt_hf_llama_eval does
 set -euo pipefail
 STRATA="$1"; CASE="$2"
-read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
-W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/llama_common.sh"
 LLAMA=(--arch llama --layers 4 --heads 4 --kv-heads 2 --dim 64 --ctx 32 --batch 8 --microbatches 2
        --quiet --eval-tokens 256 --lr 0.01 --warmup 2)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }
-vals() { sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$1"; }
-close() { # close A B TOL: |A - B| <= TOL * |B| for every line pair
-  paste "$1" "$2" | awk -v tol="$3" '{ d = $1 - $2; if (d < 0) d = -d; b = $2 < 0 ? -$2 : $2;
-    if (!(d <= tol * b)) { print "line " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad || NR == 0 }'
-}
 
 case "$CASE" in
 equiv)

@@ -17,17 +17,9 @@
 #   bad      --tp 4 with --kv-heads 2 exits 2 with one sentence naming both numbers and the fix
 set -euo pipefail
 STRATA="$1"; CASE="$2"
-read -r -a MPIRUN <<< "${DIST_MPIRUN:?DIST_MPIRUN must hold the mpirun command line}"
-W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/llama_common.sh"
 LLAMA=(--arch llama --layers 4 --heads 4 --kv-heads 2 --dim 64 --ffn 128 --ctx 32 --batch 8 --microbatches 2
        --quiet --eval-tokens 256 --lr 0.01 --warmup 2)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-losses() { sed -E 's/.*"loss": ([^,]*),.*/\1/' "$1"; }
-vals() { sed -nE 's/.*"val_loss": ([0-9.e-]+).*/\1/p' "$1"; }
-close() { # close A B TOL: |A - B| <= TOL * |B| for every line pair
-  paste "$1" "$2" | awk -v tol="$3" '{ d = $1 - $2; if (d < 0) d = -d; b = $2 < 0 ? -$2 : $2;
-    if (!(d <= tol * b)) { print "line " NR ": " $1 " vs " $2; bad = 1 } } END { exit bad || NR == 0 }'
-}
 # equal_to_one NAME NP FLAGS...: a 20-step run on NP ranks against the one-rank run
 equal_to_one() {
   local name="$1" np="$2"; shift 2

@@ -17,6 +17,7 @@
 
 #include "kv_cache.h"
 #include "llama.h"
+#include "model/llama_tp_util.h"
 #include "rng.h"
 #include "strata/coll.h"
 #include "test_util.h"
@@ -33,15 +34,8 @@ static const llama_config_t cfg = {.vocab = 300, .ctx = 24, .layers = 2, .heads 
 /* Layers [lb, le) of TP rank t of n, with init's weights scaled up (as test_llama_kv_forward:
  * logits that vary by several units, so a wrong head or position shows). */
 static llama_model_t *make(int lb, int le, int t, int n, coll_comm_t *c) {
-  char err[256];
-  llama_model_t *m = NULL;
-  llama_range_t r = {lb, le, lb == 0, le == cfg.layers, t, n};
-  if (llama_create_range(&cfg, r, &m, err, sizeof err) || llama_set_tp(m, c, err, sizeof err)) {
-    test_fail(__FILE__, __LINE__, "model [%d, %d) rank %d of %d: %s", lb, le, t, n, err);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  llama_init_params(m, SEED);
-  for (size_t i = 0; i < m->num_params; i++) m->params[i] *= 4.0f;
+  llama_model_t *m = llama_tp_test_model(&cfg, lb, le, t, n, c, SEED, 4.0f);
+  if (!m) MPI_Abort(MPI_COMM_WORLD, 1);
   return m;
 }
 
@@ -206,22 +200,11 @@ static void check_no_comm(void) {
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  coll_config_t cc = coll_config_default();
-  if (coll_comm_create(MPI_COMM_WORLD, &cc, &comm) != COLL_OK) {
-    fprintf(stderr, "coll_comm_create failed\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  comm = llama_tp_test_begin(&argc, &argv);
   tp = coll_size(comm);
   rank = coll_rank(comm);
-  test_set_rank(rank);
   check_layout(1);
   check_layout(2);
   if (tp > 1) check_no_comm();
-  int failed = test_failures, any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  coll_comm_destroy(comm);
-  int rc = test_finish("infer_llama_kv_tp");
-  MPI_Finalize();
-  return any ? 1 : rc;
+  return llama_tp_test_end(comm, "infer_llama_kv_tp");
 }

@@ -25,6 +25,7 @@
 
 #include "layout.h"
 #include "llama.h"
+#include "model/llama_tp_util.h"
 #include "strata/coll.h"
 #include "test_util.h"
 
@@ -41,16 +42,7 @@ static const llama_config_t cfg = {.vocab = 300, .ctx = 16, .layers = 2, .heads 
 static int32_t tokens[B * T], targets[B * T];
 
 static llama_model_t *make(int lb, int le, int t, int n, coll_comm_t *c) {
-  char err[256];
-  llama_model_t *m = NULL;
-  llama_range_t r = {lb, le, lb == 0, le == cfg.layers, t, n};
-  if (llama_create_range(&cfg, r, &m, err, sizeof err) || llama_set_tp(m, c, err, sizeof err)) {
-    test_fail(__FILE__, __LINE__, "model [%d, %d) rank %d of %d: %s", lb, le, t, n, err);
-    llama_free(m);
-    return NULL;
-  }
-  llama_init_params(m, SEED);
-  return m;
+  return llama_tp_test_model(&cfg, lb, le, t, n, c, SEED, 1.0f);
 }
 
 /* Forward + backward through a chain of stages of one rank (the first has the embedding, the
@@ -207,15 +199,9 @@ static void check_bad_input(void) {
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  coll_config_t cc = coll_config_default();
-  if (coll_comm_create(MPI_COMM_WORLD, &cc, &comm) != COLL_OK) {
-    fprintf(stderr, "coll_comm_create failed\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  comm = llama_tp_test_begin(&argc, &argv);
   tp = coll_size(comm);
   rank = coll_rank(comm);
-  test_set_rank(rank);
   for (int i = 0; i < B * T; i++) { /* ids over the whole vocabulary, so every rank owns some */
     tokens[i] = (int32_t)((i * 97 + 13) % cfg.vocab);
     targets[i] = (int32_t)((i * 61 + 29) % cfg.vocab);
@@ -230,10 +216,5 @@ int main(int argc, char **argv) {
   check_bad_input();
   free(ref_logits);
   llama_free(ref);
-  int failed = test_failures, any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  coll_comm_destroy(comm);
-  int rc = test_finish("test_llama_tp");
-  MPI_Finalize();
-  return any ? 1 : rc;
+  return llama_tp_test_end(comm, "test_llama_tp");
 }
