@@ -54,14 +54,16 @@ static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *
   return n;
 }
 
-/* The fastest candidate at `bytes` into *best with its time; also the times of MPI_Allreduce
- * and of what the built-in rules pick (the candidate like `builtin`), for the printed ratios.
- * 0, or -1 on a failure. */
+/* The fastest candidate at `bytes` (out-of-place plus in-place time) into *best with its time;
+ * also the times of MPI_Allreduce and of what the built-in rules pick (the candidate like
+ * `builtin`), for the printed ratios, and the fastest out of place and in place alone (by_place,
+ * which a single rule per size has to trade off). 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
-                     size_t bytes, const candidate_t *builtin, candidate_t *best, double us[3]) {
+                     size_t bytes, const candidate_t *builtin, candidate_t *best, double us[3],
+                     candidate_t by_place[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
   int n = candidates_at(bytes, all, nall, cs), iters[TUNE_MAX_CANDIDATES];
-  double t[TUNE_MAX_CANDIDATES];
+  double t[TUNE_MAX_CANDIDATES], tp[TUNE_MAX_CANDIDATES][2];
   size_t count = bytes / coll_dtype_size(b->dtype);
   for (int i = 0; i < n; i++) { /* warm-up; its time sets the iterations of a round */
     double w = 0;
@@ -72,7 +74,7 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     }
     int k = w > 0 ? (int)(TUNE_ROUND_S / w) : b->iters;
     iters[i] = k < TUNE_MIN_ITERS ? TUNE_MIN_ITERS : k > b->iters ? b->iters : k;
-    t[i] = -1;
+    t[i] = tp[i][0] = tp[i][1] = -1;
   }
   for (int round = 0; round < TUNE_ROUNDS; round++)
     for (int i = 0; i < n; i++) {
@@ -81,13 +83,19 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
         double s = time_runs(b, &cs[i], sbuf, rbuf, count, ip, iters[i]);
         if (s < 0) return -1;
         sum += s;
+        if (tp[i][ip] < 0 || s < tp[i][ip]) tp[i][ip] = s;
       }
       if (t[i] < 0 || sum < t[i]) t[i] = sum;
     }
-  int bi = 0;
-  for (int i = 1; i < n; i++)
+  int bi = 0, bp[2] = {0, 0};
+  for (int i = 1; i < n; i++) {
     if (t[i] < t[bi]) bi = i;
+    for (int ip = 0; ip < 2; ip++)
+      if (tp[i][ip] < tp[bp[ip]][ip]) bp[ip] = i;
+  }
   *best = cs[bi];
+  by_place[0] = cs[bp[0]];
+  by_place[1] = cs[bp[1]];
   us[0] = t[bi] * 1e6;
   us[1] = us[2] = -1;
   for (int i = 0; i < n; i++) {
@@ -148,9 +156,9 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
     printf("# time: out of place + in place; ratios: the fastest's speed over MPI_Allreduce's and over "
-           "the built-in rules' choice\n");
-    printf("# %10s  %-13s %10s  %10s  %8s  %8s\n", "size (B)", "algo", "chunk (B)", "time (us)", "vs mpi",
-           "vs built-in");
+           "the built-in rules' choice; then the fastest out of place alone and in place alone (algo/chunk)\n");
+    printf("# %10s  %-13s %10s  %10s  %8s  %11s  %-18s  %s\n", "size (B)", "algo", "chunk (B)", "time (us)",
+           "vs mpi", "vs built-in", "out of place", "in place");
     fflush(stdout);
   }
   size_t prev = (size_t)-1, dflt_chunk = coll_comm_config(b->comm)->chunk_bytes;
@@ -165,10 +173,16 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
           builtin.chunk_bytes = builtin.algo == COLL_ALGO_RING || builtin.algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
         }
       double us[3];
-      if (tune_size(b, all, nall, sbuf, rbuf, s, &builtin, &best, us)) goto out;
+      candidate_t by_place[2];
+      if (tune_size(b, all, nall, sbuf, rbuf, s, &builtin, &best, us, by_place)) goto out;
       if (b->rank == 0) {
-        printf("  %10zu  %-13s %10zu  %10.2f  %8.2f  %8.2f\n", s, coll_algo_name(best.algo), best.chunk_bytes,
-               us[0], us[1] > 0 ? us[1] / us[0] : 0.0, us[2] > 0 ? us[2] / us[0] : 0.0);
+        char place[2][32];
+        for (int ip = 0; ip < 2; ip++) /* ring/512K, or rd */
+          snprintf(place[ip], sizeof place[ip], by_place[ip].chunk_bytes ? "%s/%zuK" : "%s",
+                   coll_algo_name(by_place[ip].algo), by_place[ip].chunk_bytes >> 10);
+        printf("  %10zu  %-13s %10zu  %10.2f  %8.2f  %11.2f  %-18s  %s\n", s, coll_algo_name(best.algo),
+               best.chunk_bytes, us[0], us[1] > 0 ? us[1] / us[0] : 0.0, us[2] > 0 ? us[2] / us[0] : 0.0,
+               place[0], place[1]);
         fflush(stdout);
       }
       int same = nrules && rules[nrules - 1].algo == best.algo && rules[nrules - 1].chunk_bytes == best.chunk_bytes;

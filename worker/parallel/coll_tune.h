@@ -25,7 +25,8 @@
 #define COLL_TUNE_RD_MAX_BYTES ((size_t)64 << 20)
 
 /* Collective. Measures as above, prints the chosen rule per size with its speed over
- * MPI_Allreduce's and over the built-in rules' choice (rank 0, stdout), writes the
+ * MPI_Allreduce's and over the built-in rules' choice, and the fastest candidate out of place
+ * alone and in place alone, which one rule per size trades off (rank 0, stdout); writes the
  * table to `path` (rank 0). cfg is the benchmark communicator's configuration (the candidates'
  * communicators are built from it with their chunk size and without a table). 0, or -1 with the
  * reason said (every rank returns the same). */
