@@ -37,6 +37,10 @@ model=(--layers 4 --heads 2 --dim 32 --ctx 16 --batch 12 --log-every 100)
 "$strata" train "${model[@]}" --steps $steps --out "$dir/ref" >"$dir/ref.log" 2>&1 ||
   fail "the one-rank run failed: $(tail -3 "$dir/ref.log")"
 
+# job_ranks: this test's strata ranks (train.sbatch runs `strata train --out $STRATA_RUN_ROOT/...`);
+# other tests of a parallel ctest run their own strata train processes beside it
+job_ranks() { pgrep -af "$strata train --out $dir/runs/"; }
+
 # submit NAME [ENV=VALUE...]: train.sbatch on 3 nodes x 2 ranks (P = 2 inside a node, D = 3 across)
 # with restarts, in the background; sets job_pid and job_out.
 submit() {
@@ -72,8 +76,7 @@ check() {
   "$dist_tool" losses "$dir/ref.steps" "$dir/$name.steps" 1e-4 >"$dir/$name.cmp" 2>&1 ||
     fail "$name: per-step losses differ from the one-rank run: $(cat "$dir/$name.cmp")"
   # the cut-off node's ranks cannot hear that the job ended: they are the teardown's to stop
-  [ "$name" = linkdown ] || ! pgrep -f "$strata train" >/dev/null ||
-    fail "$name: strata processes left behind: $(pgrep -af "$strata train")"
+  [ "$name" = linkdown ] || ! job_ranks >/dev/null || fail "$name: strata processes left behind: $(job_ranks)"
   echo "[node-loss] $name: n$node lost, $lost step(s) recomputed, $(grep -o 'continuing on.*' "$job_out" | head -n 1);" \
        "$(head -n 1 "$dir/$name.cmp")"
 }
@@ -116,5 +119,5 @@ check linkdown 3
 echo "[node-loss] linkdown: the ranks' time-out errors named host n3 $took s after its link went down (STRATA_COLL_TIMEOUT_S=$timeout_s); the job's end named n3 as lost"
 ns_cluster_link 3 up || true
 ns_cluster_down "$dir/c"
-! pgrep -f "$strata train" >/dev/null || fail "strata processes outlived the cluster: $(pgrep -af "$strata train")"
+! job_ranks >/dev/null || fail "strata processes outlived the cluster: $(job_ranks)"
 echo "[node-loss] PASS"
