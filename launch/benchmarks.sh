@@ -312,6 +312,29 @@ tune_csv() {
     /^ *bytes/ { n = 0; for (i = 2; i <= NF; i++) { if ($i == "ip") name[n] = name[n] "_ip"; else name[++n] = $i } nc = n; next }
     /^ *[0-9]/ { gsub(/[()]/, " "); for (k = 1; k <= nc; k++) printf "%s,%s,%s,%s,%s,%s\n", run, np, mode, name[k], $1, $(2 * k + 1) }' "$4"
 }
+# tune_table PLACE TABLE CSV: the markdown rows of auto against the best fixed column and MPI,
+# out of place (PLACE out) or in place (in: the CSV's _ip columns), with the table's rule.
+tune_table() {
+  echo "| np | size | auto runs | auto time | best fixed (its name in the first repeat) | auto / best fixed | goal <= 1.05 | MPI / auto | goal >= 1 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  awk -F, -v PL="$1" -v TB="$2" "$AWKLIB"'
+    BEGIN { S = PL == "in" ? "_ip" : ""
+            while ((getline l < TB) > 0) { if (l ~ /^[0-9]/) { split(l, w, " "); if (w[4] != PL) continue; k = w[1]; nr[k]++
+                                                               rf[k, nr[k]] = w[5]; ra[k, nr[k]] = w[6] (w[7] > 0 ? "/" w[7] / 1024 "K" : "") } } }
+    function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b >= rf[np, i]) a = ra[np, i]; return a }
+    NR > 1 && $3 == "same" { t[$1, $2, $5, $4] = $6; runs[$1] = 1; if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
+    END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; A = R = M = ""; bn = ""
+            for (r in runs) { if (!((r, np, b, "auto" S) in t)) continue; best = -1
+              for (q in t) { split(q, z, SUBSEP); if (z[1] != r || z[2] != np || z[3] != b || z[4] ~ /^(auto|mpi)/) continue
+                if ((S == "") == (z[4] ~ /_ip$/)) continue
+                if (best < 0 || t[q] < best) { best = t[q]; nm = z[4] } }
+              if (r == 1) { bn = nm; sub(/_ip$/, "", bn) }
+              A = A " " t[r, np, b, "auto" S]; if (best > 0) R = R " " t[r, np, b, "auto" S] / best
+              if (t[r, np, b, "auto" S] > 0) M = M " " t[r, np, b, "mpi" S] / t[r, np, b, "auto" S] }
+            printf "| %d | %s | %s | %s us | %s | %s | %s (%d of %d) | %s | %s (%d of %d) |\n", np, human(b), rule(np, b), mr(A, "%.1f"), bn,
+              mr(R, "%.2f"), (med(R) <= 1.05 ? "met" : "**not met**"), cnt(R, "le", 1.05), nval(R),
+              mr(M, "%.2f"), (med(M) >= 1 ? "met" : "**not met**"), cnt(M, "ge", 1), nval(M) } }' "$3"
+}
 section_tune() {
   local minb=1K maxb=256M it=(-n 10 -w 2) nps=(2 3 4) np rep f
   [ "$QUICK" = 1 ] && { maxb=1M; it=(-n 3 -w 1); nps=(2 3); }
@@ -343,25 +366,17 @@ section_tune() {
     echo "Rabenseifner at 256 KiB, 512 KiB, 1 MiB and 2 MiB chunks, recursive doubling) and"
     echo "\`MPI_Allreduce\`, out of place and in place, fp32 sum; each time is the median of the timed"
     echo "iterations of one run. \"auto / best fixed\" is auto's time over the fastest fixed column's at"
-    echo "that size, out of place, within a run (goal <= 1.05); \"MPI / auto\" is MPI_Allreduce's time"
-    echo "over auto's (goal >= 1.0); both as the median [range] over the repeats."
+    echo "that size and placement, within a run (goal <= 1.05); \"MPI / auto\" is MPI_Allreduce's time"
+    echo "over auto's (goal >= 1.0); both as the median [range] over the repeats. \"auto runs\" is the"
+    echo "table's rule for that size and placement."
     echo
-    echo "| np | size | auto runs | auto time | best fixed (its name in the first repeat) | auto / best fixed | goal <= 1.05 | MPI / auto | goal >= 1 |"
-    echo "|---|---|---|---|---|---|---|---|---|"
-    awk -F, -v TB="$T" "$AWKLIB"'
-      BEGIN { while ((getline l < TB) > 0) { if (l ~ /^[0-9]/) { split(l, w, " "); k = w[1]; nr[k]++; rf[k, nr[k]] = w[4]; ra[k, nr[k]] = w[5] (w[6] > 0 ? "/" w[6] / 1024 "K" : "") } } }
-      function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b >= rf[np, i]) a = ra[np, i]; return a }
-      NR > 1 && $3 == "same" { t[$1, $2, $5, $4] = $6; runs[$1] = 1; if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
-      END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; A = R = M = ""; bn = ""
-              for (r in runs) { if (!((r, np, b, "auto") in t)) continue; best = -1
-                for (q in t) { split(q, z, SUBSEP); if (z[1] != r || z[2] != np || z[3] != b || z[4] ~ /^(auto|mpi)/ || z[4] ~ /_ip$/) continue
-                  if (best < 0 || t[q] < best) { best = t[q]; nm = z[4] } }
-                if (r == 1) bn = nm
-                A = A " " t[r, np, b, "auto"]; if (best > 0) R = R " " t[r, np, b, "auto"] / best
-                if (t[r, np, b, "auto"] > 0) M = M " " t[r, np, b, "mpi"] / t[r, np, b, "auto"] }
-              printf "| %d | %s | %s | %s us | %s | %s | %s (%d of %d) | %s | %s (%d of %d) |\n", np, human(b), rule(np, b), mr(A, "%.1f"), bn,
-                mr(R, "%.2f"), (med(R) <= 1.05 ? "met" : "**not met**"), cnt(R, "le", 1.05), nval(R),
-                mr(M, "%.2f"), (med(M) >= 1 ? "met" : "**not met**"), cnt(M, "ge", 1), nval(M) } }' "$OUT/bench_tune.csv"
+    echo "Out of place:"
+    echo
+    tune_table out "$T" "$OUT/bench_tune.csv"
+    echo
+    echo "In place (the in-place columns of the same runs, against the fastest fixed column in place):"
+    echo
+    tune_table in "$T" "$OUT/bench_tune.csv"
     echo
     echo "In place against out of place, auto, from 1 MiB: \"same input\" is the convention above (and"
     echo "nccl-tests'): out of place reduces the same unchanged buffer every iteration, so a peer may"

@@ -59,25 +59,25 @@ static coll_algo_t builtin_algo(const coll_comm_t *comm, size_t bytes) {
 /* AUTO follows the decision table where it has a rule (tune.c); its chunk size is used unless
  * the caller set one. */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
-                              coll_dtype_t dtype, size_t *chunk_bytes) {
+                              coll_dtype_t dtype, int in_place, size_t *chunk_bytes) {
   *chunk_bytes = comm->cfg.chunk_bytes;
   if (algo != COLL_ALGO_AUTO) return algo;
-  const coll_tune_rule_t *rule = coll_tune_lookup(comm, bytes, dtype);
+  const coll_tune_rule_t *rule = coll_tune_lookup(comm, bytes, dtype, in_place);
   if (!rule) return builtin_algo(comm, bytes);
   if (rule->chunk_bytes && !comm->chunk_explicit) *chunk_bytes = rule->chunk_bytes;
   return rule->algo;
 }
 
 coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype,
-                                       size_t *chunk_bytes) {
+                                       int in_place, size_t *chunk_bytes) {
   size_t chunk = 0;
-  coll_algo_t a = comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, &chunk) : COLL_ALGO_RING;
+  coll_algo_t a = comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, in_place, &chunk) : COLL_ALGO_RING;
   if (chunk_bytes) *chunk_bytes = chunk;
   return a;
 }
 
 coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes) {
-  return coll_allreduce_auto_choice(comm, bytes, COLL_F32, NULL);
+  return coll_allreduce_auto_choice(comm, bytes, COLL_F32, 0, NULL);
 }
 
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op,
@@ -314,7 +314,7 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   if ((unsigned)algo >= COLL_ALGO_COUNT)
     return coll_set_error(comm, COLL_ERR_ARG, "allreduce: invalid algorithm %d", (int)algo);
   size_t chunk_bytes, p = (size_t)comm->size;
-  algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, &chunk_bytes);
+  algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, send == recv, &chunk_bytes);
   int is16 = coll_is_16bit(dtype) && !(comm->cfg.wire16 && algo != COLL_ALGO_MPI); /* fp32 work */
   coll_dtype_t wt = is16 ? COLL_F32 : dtype;
   size_t esz = coll_dtype_size(wt);

@@ -158,8 +158,9 @@ coll_result_t coll_tune_load(coll_comm_t *c, char *err, size_t errlen);
 /* A split communicator takes its parent's table (not collective). */
 coll_result_t coll_tune_inherit(coll_comm_t *c, const coll_comm_t *parent, char *err, size_t errlen);
 void coll_tune_free(coll_comm_t *c);
-/* The rule for an all-reduce of `bytes` of dtype on c, or NULL (the built-in rules apply). */
-const coll_tune_rule_t *coll_tune_lookup(const coll_comm_t *c, size_t bytes, coll_dtype_t dtype);
+/* The rule for an all-reduce of `bytes` of dtype on c, out of place (in_place 0) or in place,
+ * or NULL (the built-in rules apply). */
+const coll_tune_rule_t *coll_tune_lookup(const coll_comm_t *c, size_t bytes, coll_dtype_t dtype, int in_place);
 
 /* ---- request.c: building schedules ---- */
 /* New request for `comm` with a name for messages; collectives get the next sequence number.
@@ -267,10 +268,11 @@ size_t coll_rh_scratch_bytes(const coll_comm_t *comm, size_t count, size_t esz, 
 void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, size_t count,
                              coll_dtype_t dtype, coll_op_t op, size_t chunk_bytes, void *scratch);
 
-/* Resolves AUTO for an all-reduce of `bytes` of dtype: the algorithm, and the chunk size it
- * runs with in *chunk_bytes (the decision table's or the communicator's). */
+/* Resolves AUTO for an all-reduce of `bytes` of dtype, out of place or in place: the
+ * algorithm, and the chunk size it runs with in *chunk_bytes (the decision table's or the
+ * communicator's). */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
-                              coll_dtype_t dtype, size_t *chunk_bytes);
+                              coll_dtype_t dtype, int in_place, size_t *chunk_bytes);
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op_or_neg,
                     size_t count, const void *a, const void *b);
 

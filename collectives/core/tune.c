@@ -1,6 +1,7 @@
 /* tune.c -- the all-reduce decision table (coll.h, "Decision table"): its path, reading and
- * checking it, writing it (merged with the rules already there), loading it into a
- * communicator and looking a size up in it.
+ * checking it (format version 2, and version 1 whose rules hold for both placements), writing
+ * it (merged with the rules already there), loading it into a communicator and looking a size
+ * up in it.
  *
  * The format is plain text rather than JSON because this library links only MPI and libfabric
  * (DESIGN.md); a parser of whitespace-separated fields is all it needs. collectives/README.md
@@ -19,7 +20,7 @@
 #include "strata/strnum.h"
 
 #define TUNE_MAGIC "strata-coll-tune"
-#define TUNE_VERSION 1
+#define TUNE_VERSION 2 /* written; version 1 (no placement field) is still read */
 #define TUNE_MAX_FILE_BYTES (1 << 20) /* a table of every key measured is a few KiB */
 #define TUNE_MAX_RULES 4096
 #define TUNE_MAX_RANKS (1 << 20)
@@ -49,17 +50,30 @@ static int tune_fail(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static int same_key(const coll_tune_rule_t *a, const coll_tune_rule_t *b) {
-  return a->ranks == b->ranks && a->dtype == b->dtype && !strcmp(a->transport, b->transport);
+  return a->ranks == b->ranks && a->dtype == b->dtype && a->in_place == b->in_place &&
+         !strcmp(a->transport, b->transport);
 }
 
-/* One rule line into *r: 0, or -1 with what is wrong (without the line number) in err. */
-static int parse_rule(char *line, coll_tune_rule_t *r, char *err, size_t errlen) {
-  char *f[6];
-  int nf = 0;
+static const char *place_name(int in_place) { return in_place ? "in" : "out"; }
+
+/* One rule line of a version `ver` table into *r: 0, or -1 with what is wrong (without the
+ * line number) in err. A version 1 line has no placement; *r is then out of place. */
+static int parse_rule(char *line, int ver, coll_tune_rule_t *r, char *err, size_t errlen) {
+  enum { MAXF = 7 };
+  char *f[MAXF];
+  int nf = 0, want = ver == 1 ? 6 : 7;
   for (char *save = NULL, *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save))
-    if (nf++ < 6) f[nf - 1] = t;
-  if (nf != 6)
-    return tune_fail(err, errlen, "expected 6 fields (ranks transport dtype from_bytes algo chunk_bytes), got %d", nf);
+    if (nf++ < MAXF) f[nf - 1] = t;
+  if (nf != want)
+    return tune_fail(err, errlen, "expected %d fields (ranks transport dtype %sfrom_bytes algo chunk_bytes), got %d",
+                     want, ver == 1 ? "" : "placement ", nf);
+  r->in_place = 0;
+  if (ver != 1) { /* the placement field out of the way: f[3..5] as in version 1 */
+    if (strcmp(f[3], "out") && strcmp(f[3], "in"))
+      return tune_fail(err, errlen, "placement '%s' is not 'out' or 'in'", f[3]);
+    r->in_place = !strcmp(f[3], "in");
+    memmove(&f[3], &f[4], 3 * sizeof f[0]);
+  }
   const strnum_range_t ranks_r = {STRNUM_INT, 1, TUNE_MAX_RANKS, 0};
   const strnum_range_t from_r = {STRNUM_BYTES, 0, 1024.0 * 1024 * 1024 * 1024, 0};
   const strnum_range_t chunk_r = {STRNUM_BYTES, 0, 1024.0 * 1024 * 1024, 0};
@@ -86,7 +100,7 @@ static int tune_parse(char *text, coll_tune_rule_t **rules, int *n, char *err, s
   *rules = NULL;
   *n = 0;
   coll_tune_rule_t *rs = NULL;
-  int nr = 0, cap = 0, lineno = 0, seen_magic = 0;
+  int nr = 0, cap = 0, lineno = 0, ver = 0;
   char msg[256];
   for (char *line = text, *next; line; line = next) {
     next = strchr(line, '\n');
@@ -95,25 +109,23 @@ static int tune_parse(char *text, coll_tune_rule_t **rules, int *n, char *err, s
     char *s = line;
     while (*s == ' ' || *s == '\t' || *s == '\r') s++;
     if (!*s || *s == '#') continue;
-    if (!seen_magic) {
-      int ver = 0;
+    if (!ver) {
       char tail = 0;
       if (sscanf(s, TUNE_MAGIC " %d %c", &ver, &tail) != 1) {
         free(rs);
         return tune_fail(err, errlen, "is malformed: line %d is not '" TUNE_MAGIC " %d'", lineno, TUNE_VERSION);
       }
-      if (ver != TUNE_VERSION) {
+      if (ver != 1 && ver != TUNE_VERSION) {
         free(rs);
-        return tune_fail(err, errlen, "is format version %d, and this library reads version %d", ver, TUNE_VERSION);
+        return tune_fail(err, errlen, "is format version %d, and this library reads versions 1 and %d", ver, TUNE_VERSION);
       }
-      seen_magic = 1;
       continue;
     }
-    if (nr == TUNE_MAX_RULES) {
+    if (nr + 2 > TUNE_MAX_RULES) {
       free(rs);
       return tune_fail(err, errlen, "has more than %d rules", TUNE_MAX_RULES);
     }
-    if (nr == cap) {
+    if (nr + 2 > cap) { /* room for a version 1 rule and its in-place copy */
       cap = cap ? 2 * cap : 64;
       coll_tune_rule_t *g = realloc(rs, (size_t)cap * sizeof *rs);
       if (!g) {
@@ -122,23 +134,28 @@ static int tune_parse(char *text, coll_tune_rule_t **rules, int *n, char *err, s
       }
       rs = g;
     }
-    if (parse_rule(s, &rs[nr], msg, sizeof msg)) {
+    if (parse_rule(s, ver, &rs[nr], msg, sizeof msg)) {
       free(rs);
       return tune_fail(err, errlen, "is malformed: line %d: %s", lineno, msg);
     }
     for (int i = nr - 1; i >= 0; i--) /* the previous rule of the same key */
       if (same_key(&rs[i], &rs[nr])) {
         if (rs[i].from_bytes >= rs[nr].from_bytes) {
-          tune_fail(err, errlen, "is malformed: line %d: from_bytes %zu does not increase over the previous rule for %d ranks, %s, %s",
-                    lineno, rs[nr].from_bytes, rs[nr].ranks, rs[nr].transport, coll_dtype_name(rs[nr].dtype));
+          tune_fail(err, errlen, "is malformed: line %d: from_bytes %zu does not increase over the previous rule for %d ranks, %s, %s%s",
+                    lineno, rs[nr].from_bytes, rs[nr].ranks, rs[nr].transport, coll_dtype_name(rs[nr].dtype),
+                    ver == 1 ? "" : rs[nr].in_place ? ", in place" : ", out of place");
           free(rs);
           return -1;
         }
         break;
       }
     nr++;
+    if (ver == 1) { /* a version 1 rule holds in place too */
+      rs[nr] = rs[nr - 1];
+      rs[nr++].in_place = 1;
+    }
   }
-  if (!seen_magic) return tune_fail(err, errlen, "is empty");
+  if (!ver) return tune_fail(err, errlen, "is empty");
   *rules = rs;
   *n = nr;
   return 0;
@@ -192,6 +209,7 @@ static int rule_order(const void *a, const void *b) {
   int c = strcmp(x->transport, y->transport);
   if (c) return c;
   if (x->dtype != y->dtype) return x->dtype < y->dtype ? -1 : 1;
+  if (x->in_place != y->in_place) return x->in_place < y->in_place ? -1 : 1;
   return x->from_bytes < y->from_bytes ? -1 : x->from_bytes > y->from_bytes;
 }
 
@@ -207,8 +225,9 @@ coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, in
   if (!path || n < 0 || (n && !rules)) return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: no path or no rules");
   for (int i = 0; i < n; i++)
     if (rules[i].algo == COLL_ALGO_AUTO || (unsigned)rules[i].algo >= COLL_ALGO_COUNT || rules[i].ranks < 1 ||
-        (unsigned)rules[i].dtype >= COLL_DTYPE_COUNT || !rules[i].transport[0] || strchr(rules[i].transport, ' '))
-      return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: rule %d is invalid (algorithm auto, no transport or a bad rank count)", i);
+        (unsigned)rules[i].dtype >= COLL_DTYPE_COUNT || !rules[i].transport[0] || strchr(rules[i].transport, ' ') ||
+        (rules[i].in_place != 0 && rules[i].in_place != 1))
+      return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: rule %d is invalid (algorithm auto, no transport, a bad rank count or placement)", i);
   if (read_file(path, &text, &len, msg, sizeof msg) > 0 && tune_parse(text, &old, &nold, msg, sizeof msg))
     nold = 0; /* a malformed table is replaced */
   all = malloc(((size_t)nold + (size_t)n + 1) * sizeof *all);
@@ -247,10 +266,10 @@ coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, in
   }
   fprintf(f, TUNE_MAGIC " %d\n", TUNE_VERSION);
   fprintf(f, "# written by strata bench --tune; collectives/README.md (\"Tuning\") describes it\n");
-  fprintf(f, "# ranks transport dtype from_bytes algo chunk_bytes\n");
+  fprintf(f, "# ranks transport dtype placement from_bytes algo chunk_bytes\n");
   for (int i = 0; i < nall; i++)
-    fprintf(f, "%d %s %s %zu %s %zu\n", all[i].ranks, all[i].transport, coll_dtype_name(all[i].dtype),
-            all[i].from_bytes, coll_algo_name(all[i].algo), all[i].chunk_bytes);
+    fprintf(f, "%d %s %s %s %zu %s %zu\n", all[i].ranks, all[i].transport, coll_dtype_name(all[i].dtype),
+            place_name(all[i].in_place), all[i].from_bytes, coll_algo_name(all[i].algo), all[i].chunk_bytes);
   int bad = ferror(f);
   if (fclose(f) || bad || rename(tmp, path)) {
     res = coll_err(err, errlen, COLL_ERR_ARG, "writing the tuning table %s failed (%s); set STRATA_COLL_TUNE_FILE to a writable path",
@@ -351,10 +370,11 @@ void coll_tune_free(coll_comm_t *c) {
   c->ntune = c->ntune_all = 0;
 }
 
-const coll_tune_rule_t *coll_tune_lookup(const coll_comm_t *c, size_t bytes, coll_dtype_t dtype) {
+const coll_tune_rule_t *coll_tune_lookup(const coll_comm_t *c, size_t bytes, coll_dtype_t dtype, int in_place) {
   const coll_tune_rule_t *hit = NULL;
-  for (int i = 0; i < c->ntune; i++) /* rules of a dtype are in increasing from_bytes */
-    if (c->tune[i].dtype == dtype && c->tune[i].from_bytes <= bytes) hit = &c->tune[i];
+  for (int i = 0; i < c->ntune; i++) /* rules of a key are in increasing from_bytes */
+    if (c->tune[i].dtype == dtype && c->tune[i].in_place == !!in_place && c->tune[i].from_bytes <= bytes)
+      hit = &c->tune[i];
   return hit;
 }
 

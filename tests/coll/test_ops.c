@@ -794,9 +794,10 @@ static void mode_units(void) {
 
 /* ---------------------------------------------------------------- tune */
 
-static coll_comm_t *tune_comm(const char *table, size_t chunk_bytes) {
+static coll_comm_t *tune_comm_checked(const char *table, size_t chunk_bytes, int check) {
   coll_config_t cfg = coll_config_default();
   cfg.tune_file = table;
+  cfg.check = check;
   cfg.chunk_bytes = chunk_bytes;
   cfg.algo = COLL_ALGO_AUTO;
   coll_comm_t *c = NULL;
@@ -804,13 +805,16 @@ static coll_comm_t *tune_comm(const char *table, size_t chunk_bytes) {
   return c;
 }
 
-static coll_tune_rule_t tune_rule(int ranks, const char *transport, coll_dtype_t t, size_t from,
+static coll_comm_t *tune_comm(const char *table, size_t chunk_bytes) { return tune_comm_checked(table, chunk_bytes, 0); }
+
+static coll_tune_rule_t tune_rule(int ranks, const char *transport, coll_dtype_t t, int in_place, size_t from,
                                   coll_algo_t algo, size_t chunk) {
   coll_tune_rule_t r;
   memset(&r, 0, sizeof r);
   r.ranks = ranks;
   snprintf(r.transport, sizeof r.transport, "%s", transport);
   r.dtype = t;
+  r.in_place = in_place;
   r.from_bytes = from;
   r.algo = algo;
   r.chunk_bytes = chunk;
@@ -830,13 +834,26 @@ static void tune_write_text(const char *path, const char *text) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
-static void check_choice(coll_comm_t *c, size_t bytes, coll_dtype_t t, coll_algo_t algo, size_t chunk) {
+static void check_choice_at(coll_comm_t *c, size_t bytes, coll_dtype_t t, int in_place, coll_algo_t algo,
+                            size_t chunk) {
   size_t got_chunk = 0;
-  coll_algo_t got = coll_allreduce_auto_choice(c, bytes, t, &got_chunk);
+  coll_algo_t got = coll_allreduce_auto_choice(c, bytes, t, in_place, &got_chunk);
   test_checks++;
   if (got != algo || got_chunk != chunk)
-    test_fail(__FILE__, __LINE__, "auto at %zu B of %s: %s with %zu-byte chunks, expected %s with %zu",
-              bytes, coll_dtype_name(t), coll_algo_name(got), got_chunk, coll_algo_name(algo), chunk);
+    test_fail(__FILE__, __LINE__, "auto at %zu B of %s %s: %s with %zu-byte chunks, expected %s with %zu",
+              bytes, coll_dtype_name(t), in_place ? "in place" : "out of place", coll_algo_name(got), got_chunk,
+              coll_algo_name(algo), chunk);
+}
+
+static void check_choice(coll_comm_t *c, size_t bytes, coll_dtype_t t, coll_algo_t algo, size_t chunk) {
+  check_choice_at(c, bytes, t, 0, algo, chunk);
+}
+
+/* Both placements follow the built-in rules (plain has no table) at sizes 0 and 1 B to 64 MiB. */
+static void check_builtin(coll_comm_t *c, coll_comm_t *plain, coll_dtype_t t, size_t dflt_chunk) {
+  for (int ip = 0; ip < 2; ip++)
+    for (size_t b = 0; b <= (64u << 20); b = b ? b * 4 : 1)
+      check_choice_at(c, b, t, ip, coll_allreduce_auto_choice(plain, b, t, ip, NULL), dflt_chunk);
 }
 
 static void mode_tune(void) {
@@ -849,18 +866,24 @@ static void mode_tune(void) {
   const char *tn = coll_transport_name(plain);
   size_t dflt_chunk = coll_comm_config(plain)->chunk_bytes;
   CHECK_TRUE(strstr(coll_tune_describe(plain), "built-in rules") != NULL);
-  /* Round trip: the rules below, every algorithm at least once, written and loaded. */
+  /* Round trip: the rules below, every algorithm at least once in each placement, written (in
+   * another order than the file's) and loaded. */
   coll_tune_rule_t rules[] = {
-      tune_rule(P, tn, COLL_F32, 0, COLL_ALGO_RD, 0),
-      tune_rule(P, tn, COLL_F32, 4096, COLL_ALGO_RING, 4096),
-      tune_rule(P, tn, COLL_F32, 65536, COLL_ALGO_RABENSEIFNER, 8192),
-      tune_rule(P, tn, COLL_F32, 1 << 20, COLL_ALGO_MPI, 0),
-      tune_rule(P, tn, COLL_F32, 4 << 20, COLL_ALGO_RING, 0),
-      tune_rule(P, tn, COLL_BF16, 0, COLL_ALGO_RING, 1024),
+      tune_rule(P, tn, COLL_F32, 1, 0, COLL_ALGO_RING, 2048),
+      tune_rule(P, tn, COLL_F32, 1, 8192, COLL_ALGO_MPI, 0),
+      tune_rule(P, tn, COLL_F32, 1, 65536, COLL_ALGO_RD, 0),
+      tune_rule(P, tn, COLL_F32, 1, 1 << 20, COLL_ALGO_RABENSEIFNER, 4096),
+      tune_rule(P, tn, COLL_F32, 0, 0, COLL_ALGO_RD, 0),
+      tune_rule(P, tn, COLL_F32, 0, 4096, COLL_ALGO_RING, 4096),
+      tune_rule(P, tn, COLL_F32, 0, 65536, COLL_ALGO_RABENSEIFNER, 8192),
+      tune_rule(P, tn, COLL_F32, 0, 1 << 20, COLL_ALGO_MPI, 0),
+      tune_rule(P, tn, COLL_F32, 0, 4 << 20, COLL_ALGO_RING, 0),
+      tune_rule(P, tn, COLL_BF16, 0, 0, COLL_ALGO_RING, 1024),
   };
+  const int nrules = (int)(sizeof rules / sizeof rules[0]);
   char err[512] = "";
   if (R == 0) {
-    CHECK_EQ_INT(coll_tune_save(path, rules, 6, err, sizeof err), COLL_OK);
+    CHECK_EQ_INT(coll_tune_save(path, rules, nrules, err, sizeof err), COLL_OK);
     if (err[0]) printf("coll_tune_save: %s\n", err);
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -873,9 +896,13 @@ static void mode_tune(void) {
     check_choice(c, 2 << 20, COLL_F32, COLL_ALGO_MPI, dflt_chunk);
     check_choice(c, 8 << 20, COLL_F32, COLL_ALGO_RING, dflt_chunk);
     check_choice(c, 10, COLL_BF16, COLL_ALGO_RING, 1024);
+    check_choice_at(c, 100, COLL_F32, 1, COLL_ALGO_RING, 2048); /* in place: rules of its own */
+    check_choice_at(c, 8192, COLL_F32, 1, COLL_ALGO_MPI, dflt_chunk);
+    check_choice_at(c, 70000, COLL_F32, 1, COLL_ALGO_RD, dflt_chunk);
+    check_choice_at(c, 64 << 20, COLL_F32, 1, COLL_ALGO_RABENSEIFNER, 4096);
+    check_choice_at(c, 100, COLL_BF16, 1, coll_allreduce_auto_choice(plain, 100, COLL_BF16, 1, NULL), dflt_chunk);
     CHECK_EQ_INT(coll_allreduce_auto_algo(c, 70000), COLL_ALGO_RABENSEIFNER);
-    for (size_t b = 0; b <= (64u << 20); b = b ? b * 4 : 1) /* fp64 has no rules: built-in */
-      check_choice(c, b, COLL_F64, coll_allreduce_auto_choice(plain, b, COLL_F64, NULL), dflt_chunk);
+    check_builtin(c, plain, COLL_F64, dflt_chunk); /* fp64 has no rules: built-in */
     /* Every algorithm the table picks, exact, in and out of place (sizes inside each rule). */
     const size_t counts[] = {1, (size_t)P + 1, 4099, 30001, 300007, 1100003};
     for (int k = 0; k < 6; k++)
@@ -884,10 +911,29 @@ static void mode_tune(void) {
         run_allreduce(c, COLL_ALGO_AUTO, COLL_F32, COLL_AVG, counts[k], ip);
       }
     run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_SUM, 5003, 1);
+    run_allreduce(c, COLL_ALGO_AUTO, COLL_BF16, COLL_SUM, 5003, 0);
     coll_comm_t *sub = NULL; /* a split of the same size keeps the table */
     CHECK_EQ_INT(coll_comm_split(c, 0, R, &sub), COLL_OK);
     if (sub) check_choice(sub, 5000, COLL_F32, COLL_ALGO_RING, 4096);
     coll_comm_destroy(sub);
+    coll_comm_destroy(c);
+  }
+  /* The placement decides the algorithm that runs: with the call check on, ranks calling at
+   * 4099 floats (16396 B: out of place ring, in place mpi) with different placements disagree
+   * on the algorithm, and every rank reports it. */
+  if (P >= 2 && (c = tune_comm_checked(path, 0, 1))) {
+    float *x = calloc(4099, sizeof *x), *y = calloc(4099, sizeof *y);
+    if (x && y) {
+      coll_result_t rc = coll_allreduce(x, R == P - 1 ? x : y, 4099, COLL_F32, COLL_SUM, c);
+      CHECK_EQ_INT(rc, COLL_ERR_MISMATCH);
+      test_checks++;
+      if (!strstr(coll_last_error(c), "mpi") || !strstr(coll_last_error(c), "ring"))
+        test_fail(__FILE__, __LINE__, "the mismatch does not name both algorithms: %s", coll_last_error(c));
+      for (int ip = 0; ip < 2; ip++) /* alike on every rank, it passes */
+        CHECK_OK(coll_allreduce(x, ip ? x : y, 4099, COLL_F32, COLL_SUM, c), c);
+    }
+    free(x);
+    free(y);
     coll_comm_destroy(c);
   }
   /* An explicit chunk size wins over the table's. */
@@ -898,7 +944,7 @@ static void mode_tune(void) {
   }
   /* Saving another key keeps these rules; saving this key again replaces them. */
   if (R == 0) {
-    coll_tune_rule_t other = tune_rule(P + 1, tn, COLL_F32, 0, COLL_ALGO_MPI, 0);
+    coll_tune_rule_t other = tune_rule(P + 1, tn, COLL_F32, 0, 0, COLL_ALGO_MPI, 0);
     CHECK_EQ_INT(coll_tune_save(path, &other, 1, err, sizeof err), COLL_OK);
   }
   MPI_Barrier(MPI_COMM_WORLD);
@@ -907,25 +953,43 @@ static void mode_tune(void) {
     coll_comm_destroy(c);
   }
   if (R == 0) {
-    coll_tune_rule_t again = tune_rule(P, tn, COLL_F32, 0, COLL_ALGO_MPI, 0);
+    coll_tune_rule_t again = tune_rule(P, tn, COLL_F32, 0, 0, COLL_ALGO_MPI, 0);
     CHECK_EQ_INT(coll_tune_save(path, &again, 1, err, sizeof err), COLL_OK);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if ((c = tune_comm(path, 0))) {
     check_choice(c, 5000, COLL_F32, COLL_ALGO_MPI, dflt_chunk);
     check_choice(c, 10, COLL_BF16, COLL_ALGO_RING, 1024); /* bf16 rules kept */
+    check_choice_at(c, 100, COLL_F32, 1, COLL_ALGO_RING, 2048); /* and in-place rules, another key */
+    coll_comm_destroy(c);
+  }
+  /* A version 1 table (no placement) is read, and its rules hold in both placements. */
+  char v1[512];
+  snprintf(v1, sizeof v1, "strata-coll-tune 1\n# ranks transport dtype from_bytes algo chunk_bytes\n"
+           "%d %s float 0 mpi 0\n%d %s float 4096 ring 4096\n", P, tn, P, tn);
+  tune_write_text(path, v1);
+  if ((c = tune_comm(path, 0))) {
+    CHECK_TRUE(strstr(coll_tune_describe(c), "(4 rules for") != NULL);
+    for (int ip = 0; ip < 2; ip++) {
+      check_choice_at(c, 100, COLL_F32, ip, COLL_ALGO_MPI, dflt_chunk);
+      check_choice_at(c, 5000, COLL_F32, ip, COLL_ALGO_RING, 4096);
+    }
     coll_comm_destroy(c);
   }
   /* Malformed and other-version tables: ignored, built-in rules. */
-  for (int k = 0; k < 7; k++) {
+  for (int k = 0; k < 11; k++) {
     char text[512]; /* the rules are this communicator's, so only the error keeps them out */
     switch (k) {
-    case 0: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float zero ring 0\n", P, tn); break;
-    case 1: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 0 ring 0 extra\n", P, tn); break;
-    case 2: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 10 ring 0\n%d %s float 10 rd 0\n", P, tn, P, tn); break;
-    case 3: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 0 auto 0\n", P, tn); break;
-    case 4: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float 0 ring 0\n", P, tn); break;
+    case 0: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float out zero ring 0\n", P, tn); break;
+    case 1: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float in 0 ring 0 extra\n", P, tn); break;
+    case 2: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float in 10 ring 0\n%d %s float in 10 rd 0\n", P, tn, P, tn); break;
+    case 3: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float out 0 auto 0\n", P, tn); break;
+    case 4: snprintf(text, sizeof text, "strata-coll-tune 3\n%d %s float out 0 ring 0\n", P, tn); break;
     case 5: snprintf(text, sizeof text, "{\"rules\": []}\n"); break;
+    case 6: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float 0 ring 0\n", P, tn); break; /* version 1 line */
+    case 7: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float both 0 ring 0\n", P, tn); break;
+    case 8: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float out 0 ring 0\n", P, tn); break; /* version 2 line */
+    case 9: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 10 ring 0\n%d %s float 10 rd 0\n", P, tn, P, tn); break;
     default: text[0] = 0; break;
     }
     tune_write_text(path, text);
@@ -933,8 +997,7 @@ static void mode_tune(void) {
       test_checks++;
       if (!strstr(coll_tune_describe(c), "is invalid"))
         test_fail(__FILE__, __LINE__, "table %d: described as '%s'", k, coll_tune_describe(c));
-      for (size_t b = 0; b <= (64u << 20); b = b ? b * 4 : 1)
-        check_choice(c, b, COLL_F32, coll_allreduce_auto_choice(plain, b, COLL_F32, NULL), dflt_chunk);
+      check_builtin(c, plain, COLL_F32, dflt_chunk);
       coll_comm_destroy(c);
     }
   }

@@ -296,17 +296,18 @@ static int measure(const coll_bench_t *b, char *sbuf, char *rbuf, size_t count, 
 }
 
 /* "# auto: rd from 0 B, rabenseifner from 262144 B, ring from 16777216 B": where auto changes
- * algorithm on this communicator, found by doubling the size up to 1 TiB and bisecting each
- * change to the exact byte (the thresholds need not be powers of two). */
-static void print_auto_switches(const coll_comm_t *comm) {
-  coll_algo_t prev = coll_allreduce_auto_algo(comm, 0);
-  printf("# auto: %s from 0 B", coll_algo_name(prev));
+ * algorithm on this communicator for the benchmark's dtype, out of place ("# auto:") or in
+ * place ("# auto in place:"), found by doubling the size up to 1 TiB and bisecting each change
+ * to the exact byte (the thresholds need not be powers of two). */
+static void print_auto_switches(const coll_comm_t *comm, coll_dtype_t dtype, int in_place) {
+  coll_algo_t prev = coll_allreduce_auto_choice(comm, 0, dtype, in_place, NULL);
+  printf("# auto%s: %s from 0 B", in_place ? " in place" : "", coll_algo_name(prev));
   for (size_t lo = 0, hi = 1; hi <= ((size_t)1 << 40); lo = hi, hi *= 2) {
-    coll_algo_t a = coll_allreduce_auto_algo(comm, hi);
+    coll_algo_t a = coll_allreduce_auto_choice(comm, hi, dtype, in_place, NULL);
     if (a == prev) continue;
     while (hi - lo > 1) { /* auto(lo) == prev, auto(hi) == a */
       size_t mid = lo + (hi - lo) / 2;
-      if (coll_allreduce_auto_algo(comm, mid) == prev) lo = mid;
+      if (coll_allreduce_auto_choice(comm, mid, dtype, in_place, NULL) == prev) lo = mid;
       else hi = mid;
     }
     printf(", %s from %zu B", coll_algo_name(a), hi);
@@ -326,7 +327,8 @@ static void print_header(const coll_bench_t *b) {
   printf("#\n# Using devices\n%s", b->devices ? b->devices : "");
   printf("# strata bench %s: ranks %d transport %s algo %s\n", op_names[b->op], b->nranks,
          coll_transport_name(b->comm), coll_algo_name(b->algo));
-  if (b->op == COLL_BENCH_ALLREDUCE && b->algo == COLL_ALGO_AUTO) print_auto_switches(b->comm);
+  if (b->op == COLL_BENCH_ALLREDUCE && b->algo == COLL_ALGO_AUTO)
+    for (int ip = 0; ip < 2; ip++) print_auto_switches(b->comm, b->dtype, ip);
   if (b->op == COLL_BENCH_ALLREDUCE) printf("# tuning: %s\n", coll_tune_describe(b->comm));
   printf("#\n");
   printf("# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place          \n",
@@ -353,7 +355,7 @@ static json_object *row_json(const coll_bench_t *b, size_t bytes, int inplace, d
   json_object_object_add(o, "algo", json_object_new_string(coll_algo_name(b->algo)));
   if (b->op == COLL_BENCH_ALLREDUCE) /* what ran: auto resolved for this size */
     json_object_object_add(o, "algo_used", json_object_new_string(coll_algo_name(
-        b->algo == COLL_ALGO_AUTO ? coll_allreduce_auto_algo(b->comm, bytes) : b->algo)));
+        b->algo == COLL_ALGO_AUTO ? coll_allreduce_auto_choice(b->comm, bytes, b->dtype, inplace, NULL) : b->algo)));
   json_object_object_add(o, "inplace", json_object_new_boolean(inplace));
   json_object_object_add(o, "time_us", json_object_new_double(time_us));
   json_object_object_add(o, "algbw_gbs", json_object_new_double(algbw));

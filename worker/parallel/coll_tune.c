@@ -54,16 +54,21 @@ static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *
   return n;
 }
 
-/* The fastest candidate at `bytes` (out-of-place plus in-place time) into *best with its time;
- * also the times of MPI_Allreduce and of what the built-in rules pick (the candidate like
- * `builtin`), for the printed ratios, and the fastest out of place and in place alone (by_place,
- * which a single rule per size has to trade off). 0, or -1 on a failure. */
+/* One placement's outcome at one size: the fastest candidate and its mean time, and the
+ * times of MPI_Allreduce and of what the built-in rules pick (-1 when not measured), in us. */
+typedef struct {
+  candidate_t best;
+  double us, mpi_us, builtin_us;
+} placement_result_t;
+
+/* Measures every candidate at `bytes` out of place and in place, interleaved, and fills
+ * res[0] (out of place) and res[1] (in place); builtin[ip] is the candidate the built-in rules
+ * pick. 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
-                     size_t bytes, const candidate_t *builtin, candidate_t *best, double us[3],
-                     candidate_t by_place[2]) {
+                     size_t bytes, const candidate_t builtin[2], placement_result_t res[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
   int n = candidates_at(bytes, all, nall, cs), iters[TUNE_MAX_CANDIDATES];
-  double t[TUNE_MAX_CANDIDATES], tp[TUNE_MAX_CANDIDATES][2];
+  double t[TUNE_MAX_CANDIDATES][2];
   size_t count = bytes / coll_dtype_size(b->dtype);
   for (int i = 0; i < n; i++) { /* warm-up; its time sets the iterations of a round */
     double w = 0;
@@ -74,33 +79,27 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     }
     int k = w > 0 ? (int)(TUNE_ROUND_S / w) : b->iters;
     iters[i] = k < TUNE_MIN_ITERS ? TUNE_MIN_ITERS : k > b->iters ? b->iters : k;
-    t[i] = tp[i][0] = tp[i][1] = -1;
+    t[i][0] = t[i][1] = -1;
   }
   for (int round = 0; round < TUNE_ROUNDS; round++)
-    for (int i = 0; i < n; i++) {
-      double sum = 0;
+    for (int i = 0; i < n; i++)
       for (int ip = 0; ip < 2; ip++) {
         double s = time_runs(b, &cs[i], sbuf, rbuf, count, ip, iters[i]);
         if (s < 0) return -1;
-        sum += s;
-        if (tp[i][ip] < 0 || s < tp[i][ip]) tp[i][ip] = s;
+        if (t[i][ip] < 0 || s < t[i][ip]) t[i][ip] = s;
       }
-      if (t[i] < 0 || sum < t[i]) t[i] = sum;
+  for (int ip = 0; ip < 2; ip++) {
+    int bi = 0;
+    for (int i = 1; i < n; i++)
+      if (t[i][ip] < t[bi][ip]) bi = i;
+    placement_result_t *r = &res[ip];
+    r->best = cs[bi];
+    r->us = t[bi][ip] * 1e6;
+    r->mpi_us = r->builtin_us = -1;
+    for (int i = 0; i < n; i++) {
+      if (cs[i].algo == COLL_ALGO_MPI) r->mpi_us = t[i][ip] * 1e6;
+      if (cs[i].algo == builtin[ip].algo && cs[i].chunk_bytes == builtin[ip].chunk_bytes) r->builtin_us = t[i][ip] * 1e6;
     }
-  int bi = 0, bp[2] = {0, 0};
-  for (int i = 1; i < n; i++) {
-    if (t[i] < t[bi]) bi = i;
-    for (int ip = 0; ip < 2; ip++)
-      if (tp[i][ip] < tp[bp[ip]][ip]) bp[ip] = i;
-  }
-  *best = cs[bi];
-  by_place[0] = cs[bp[0]];
-  by_place[1] = cs[bp[1]];
-  us[0] = t[bi] * 1e6;
-  us[1] = us[2] = -1;
-  for (int i = 0; i < n; i++) {
-    if (cs[i].algo == COLL_ALGO_MPI) us[1] = t[i] * 1e6;
-    if (cs[i].algo == builtin->algo && cs[i].chunk_bytes == builtin->chunk_bytes) us[2] = t[i] * 1e6;
   }
   return 0;
 }
@@ -139,6 +138,41 @@ static size_t tune_next_size(const coll_bench_t *b, size_t size, size_t unit) {
   return s <= size ? size + 1 : s;
 }
 
+/* Appends the rule "from `from` on, c" for one placement unless the placement's last rule
+ * already says c (equal neighbours merge). 0, or -1 out of memory. */
+static int add_rule(const coll_bench_t *b, coll_tune_rule_t **rules, int *n, int *cap, int in_place,
+                    size_t from, const candidate_t *c) {
+  for (int i = *n - 1; i >= 0; i--)
+    if ((*rules)[i].in_place == in_place) {
+      if ((*rules)[i].algo == c->algo && (*rules)[i].chunk_bytes == c->chunk_bytes) return 0;
+      break;
+    }
+  if (*n == *cap) {
+    *cap = *cap ? 2 * *cap : 32;
+    coll_tune_rule_t *g = realloc(*rules, (size_t)*cap * sizeof **rules);
+    if (!g) return -1;
+    *rules = g;
+  }
+  coll_tune_rule_t *r = &(*rules)[(*n)++];
+  memset(r, 0, sizeof *r);
+  r->ranks = b->nranks;
+  snprintf(r->transport, sizeof r->transport, "%s", coll_transport_name(b->comm));
+  r->dtype = b->dtype;
+  r->in_place = in_place;
+  r->from_bytes = from;
+  r->algo = c->algo;
+  r->chunk_bytes = c->chunk_bytes;
+  return 0;
+}
+
+static void print_placement(const placement_result_t *r) {
+  char name[32]; /* ring/512K, or rd */
+  snprintf(name, sizeof name, r->best.chunk_bytes ? "%s/%zuK" : "%s", coll_algo_name(r->best.algo),
+           r->best.chunk_bytes >> 10);
+  printf("  %-17s %10.2f  %6.2f  %11.2f", name, r->us, r->mpi_us > 0 ? r->mpi_us / r->us : 0.0,
+         r->builtin_us > 0 ? r->builtin_us / r->us : 0.0);
+}
+
 int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path) {
   candidate_t all[2 + 2 * TUNE_NCHUNKS];
   int nall = 0, rc = -1, nrules = 0, cap = 0;
@@ -155,56 +189,41 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            "%d candidates (rd, mpi, ring and rabenseifner x chunks 256K-2M)\n",
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
-    printf("# time: out of place + in place; ratios: the fastest's speed over MPI_Allreduce's and over "
-           "the built-in rules' choice; then the fastest out of place alone and in place alone (algo/chunk)\n");
-    printf("# %10s  %-13s %10s  %10s  %8s  %11s  %-18s  %s\n", "size (B)", "algo", "chunk (B)", "time (us)",
-           "vs mpi", "vs built-in", "out of place", "in place");
+    printf("# per placement: the fastest candidate (algo/chunk), its mean time, and its speed over "
+           "MPI_Allreduce's and over the built-in rules' choice\n");
+    printf("# %10s  %-17s %10s  %6s  %11s  %-17s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
+           "vs mpi", "vs built-in", "in place", "time (us)", "vs mpi", "vs built-in");
     fflush(stdout);
   }
+  int measured = 0;
   size_t prev = (size_t)-1, dflt_chunk = coll_comm_config(b->comm)->chunk_bytes;
   for (size_t size = b->minbytes;; size = tune_next_size(b, size, unit)) {
     size_t s = size - size % unit;
     if (s && s != prev) {
-      candidate_t best, builtin = {COLL_ALGO_RING, 0, NULL};
-      size_t bchunk = 0;
+      candidate_t builtin[2] = {{COLL_ALGO_RING, 0, NULL}, {COLL_ALGO_RING, 0, NULL}};
       for (int i = 0; i < nall; i++) /* the communicator with the transport's default chunk */
-        if (all[i].algo == COLL_ALGO_RING && all[i].chunk_bytes == dflt_chunk) {
-          builtin.algo = coll_allreduce_auto_choice(all[i].comm, s, b->dtype, &bchunk);
-          builtin.chunk_bytes = builtin.algo == COLL_ALGO_RING || builtin.algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
-        }
-      double us[3];
-      candidate_t by_place[2];
-      if (tune_size(b, all, nall, sbuf, rbuf, s, &builtin, &best, us, by_place)) goto out;
+        if (all[i].algo == COLL_ALGO_RING && all[i].chunk_bytes == dflt_chunk)
+          for (int ip = 0; ip < 2; ip++) {
+            size_t bchunk = 0;
+            builtin[ip].algo = coll_allreduce_auto_choice(all[i].comm, s, b->dtype, ip, &bchunk);
+            builtin[ip].chunk_bytes =
+                builtin[ip].algo == COLL_ALGO_RING || builtin[ip].algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
+          }
+      placement_result_t res[2];
+      if (tune_size(b, all, nall, sbuf, rbuf, s, builtin, res)) goto out;
       if (b->rank == 0) {
-        char place[2][32];
-        for (int ip = 0; ip < 2; ip++) /* ring/512K, or rd */
-          snprintf(place[ip], sizeof place[ip], by_place[ip].chunk_bytes ? "%s/%zuK" : "%s",
-                   coll_algo_name(by_place[ip].algo), by_place[ip].chunk_bytes >> 10);
-        printf("  %10zu  %-13s %10zu  %10.2f  %8.2f  %11.2f  %-18s  %s\n", s, coll_algo_name(best.algo),
-               best.chunk_bytes, us[0], us[1] > 0 ? us[1] / us[0] : 0.0, us[2] > 0 ? us[2] / us[0] : 0.0,
-               place[0], place[1]);
+        printf("  %10zu", s);
+        print_placement(&res[0]);
+        print_placement(&res[1]);
+        printf("\n");
         fflush(stdout);
       }
-      int same = nrules && rules[nrules - 1].algo == best.algo && rules[nrules - 1].chunk_bytes == best.chunk_bytes;
-      if (!same) {
-        if (nrules == cap) {
-          cap = cap ? 2 * cap : 32;
-          coll_tune_rule_t *g = realloc(rules, (size_t)cap * sizeof *rules);
-          if (!g) {
-            strata_error("bench --tune: out of memory for the rules");
-            goto out; /* every rank grows the same array, so all fail alike */
-          }
-          rules = g;
+      for (int ip = 0; ip < 2; ip++)
+        if (add_rule(b, &rules, &nrules, &cap, ip, measured ? s : 0, &res[ip].best)) {
+          strata_error("bench --tune: out of memory for the rules");
+          goto out; /* every rank grows the same array, so all fail alike */
         }
-        coll_tune_rule_t *r = &rules[nrules++];
-        memset(r, 0, sizeof *r);
-        r->ranks = b->nranks;
-        snprintf(r->transport, sizeof r->transport, "%s", coll_transport_name(b->comm));
-        r->dtype = b->dtype;
-        r->from_bytes = nrules == 1 ? 0 : s;
-        r->algo = best.algo;
-        r->chunk_bytes = best.chunk_bytes;
-      }
+      measured++;
     }
     prev = s;
     if (size >= b->maxbytes) break;

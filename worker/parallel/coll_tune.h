@@ -8,10 +8,10 @@
  * measured only when the next smaller one does not already hold the whole vector). At each size
  * every candidate runs a warm-up, then 3 interleaved rounds of `iters` iterations out of place
  * and `iters` in place (fewer iterations when one takes long: about 20 ms a round at most, at
- * least 2); its time is the smaller round's sum of the two placements' means (max over ranks).
- * The fastest candidate of each size holds from that size up to the next measured size, the
- * first from 0 B; equal neighbours are merged. Rules already in the file for other (ranks,
- * transport, dtype) keys are kept.
+ * least 2); its time in each placement is its fastest round's mean (max over ranks). Out of
+ * place and in place get rules of their own: the fastest candidate of each size and placement
+ * holds from that size up to the next measured size, the first from 0 B; equal neighbours are
+ * merged. Rules already in the file for other (ranks, transport, dtype) keys are kept.
  *
  * Usage (every rank; b as for coll_bench_run, b->comm the communicator measured)
  *    if (coll_tune_run(&b, &cfg, path) != 0) ... failed (said on the rank that failed) ...
@@ -24,10 +24,9 @@
 
 #define COLL_TUNE_RD_MAX_BYTES ((size_t)64 << 20)
 
-/* Collective. Measures as above, prints the chosen rule per size with its speed over
- * MPI_Allreduce's and over the built-in rules' choice, and the fastest candidate out of place
- * alone and in place alone, which one rule per size trades off (rank 0, stdout); writes the
- * table to `path` (rank 0). cfg is the benchmark communicator's configuration (the candidates'
+/* Collective. Measures as above, prints per size and placement the chosen candidate, its time,
+ * and its speed over MPI_Allreduce's and over the built-in rules' choice (rank 0, stdout);
+ * writes the table to `path` (rank 0). cfg is the benchmark communicator's configuration (the candidates'
  * communicators are built from it with their chunk size and without a table). 0, or -1 with the
  * reason said (every rank returns the same). */
 int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path);

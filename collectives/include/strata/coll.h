@@ -63,7 +63,7 @@ typedef enum { COLL_F32 = 0, COLL_F64, COLL_BF16, COLL_F16, COLL_I32, COLL_I64, 
  * bits (so a sum over p ranks is rounded up to p - 1 times, plus once for AVG's division). */
 typedef enum { COLL_SUM = 0, COLL_PROD, COLL_MIN, COLL_MAX, COLL_AVG, COLL_OP_COUNT } coll_op_t;
 /* AUTO: the decision table's rule for this communicator's size and transport and the call's
- * dtype when it has one ("Decision table" below); otherwise the built-in rules: recursive
+ * dtype and placement (in place or not) when it has one ("Decision table" below); otherwise the built-in rules: recursive
  * doubling below cfg.rd_threshold_bytes; from there Rabenseifner below
  * cfg.rabenseifner_max_bytes when the rank count is a power of two above 2; the pipelined ring
  * otherwise (coll_allreduce_auto_algo says which).
@@ -166,13 +166,14 @@ int coll_parse_transport(const char *s, coll_transport_kind_t *out);
 /* recv[i] = op over ranks of send[i], i < count. Uses comm's configured algorithm. */
 coll_result_t coll_allreduce(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                              coll_op_t op, coll_comm_t *comm);
-/* The algorithm AUTO runs for an all-reduce of `bytes` of fp32 on comm (never AUTO itself). */
+/* The algorithm AUTO runs for an out-of-place all-reduce of `bytes` of fp32 on comm (never
+ * AUTO itself). */
 coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes);
-/* The same for any dtype, with the ring / Rabenseifner chunk it would use in *chunk_bytes
- * (may be NULL): the decision table's rule when comm has one for (its size, its transport,
- * dtype), else the built-in rules. */
+/* The same for any dtype, out of place (in_place 0) or in place (1), with the ring /
+ * Rabenseifner chunk it would use in *chunk_bytes (may be NULL): the decision table's rule
+ * when comm has one for (its size, its transport, dtype, placement), else the built-in rules. */
 coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype,
-                                       size_t *chunk_bytes);
+                                       int in_place, size_t *chunk_bytes);
 /* Same, with an explicit algorithm (the benchmark's --algo). */
 coll_result_t coll_allreduce_algo(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                                   coll_op_t op, coll_algo_t algo, coll_comm_t *comm);
@@ -245,21 +246,28 @@ void coll_mem_free(void *p);
 
 /* ---- Decision table (`strata bench --tune` writes it; coll_comm_create reads it) ----
  * A text file of rules, one per line: for communicators of `ranks` ranks over `transport`, an
- * all-reduce of `dtype` of at least from_bytes (up to the next rule's from_bytes) runs `algo`
- * with chunks of chunk_bytes. AUTO follows it where it has a rule and the built-in thresholds
- * elsewhere; an explicit algorithm, and an explicit cfg.chunk_bytes, take precedence.
- *    strata-coll-tune 1
- *    # ranks transport dtype from_bytes algo chunk_bytes
- *    2 mpi float 0 rd 0
- *    2 mpi float 1048576 ring 524288
- * Lines starting with '#' and blank lines are ignored; rules of one (ranks, transport, dtype)
- * are in increasing from_bytes. coll_comm_create reads it on rank 0 and broadcasts it, so every
- * rank follows the same table; a malformed table, or one of another format version, is
- * reported by rank 0 in one sentence on stderr and ignored. */
+ * all-reduce of `dtype` out of place (`out`) or in place (`in`, send == recv) of at least
+ * from_bytes (up to the next rule's from_bytes of the same key) runs `algo` with chunks of
+ * chunk_bytes. The two placements have rules of their own because the input of an in-place
+ * call is a buffer this rank has just written, which changes which algorithm is fastest.
+ * AUTO follows it where it has a rule and the built-in thresholds elsewhere; an explicit
+ * algorithm, and an explicit cfg.chunk_bytes, take precedence.
+ *    strata-coll-tune 2
+ *    # ranks transport dtype placement from_bytes algo chunk_bytes
+ *    2 mpi float out 0 rd 0
+ *    2 mpi float out 1048576 ring 524288
+ *    2 mpi float in 0 rd 0
+ *    2 mpi float in 262144 ring 524288
+ * Lines starting with '#' and blank lines are ignored; rules of one (ranks, transport, dtype,
+ * placement) are in increasing from_bytes. A version 1 table (six fields, no placement) is
+ * still read: each of its rules holds for both placements. coll_comm_create reads it on rank 0
+ * and broadcasts it, so every rank follows the same table; a malformed table, or one of
+ * another format version, is reported by rank 0 in one sentence on stderr and ignored. */
 typedef struct {
   int ranks;              /* communicator size */
   char transport[32];     /* coll_transport_name(): "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
   coll_dtype_t dtype;
+  int in_place;           /* 1: the rule is for in-place calls (send == recv), 0: out of place */
   size_t from_bytes;      /* the rule holds from this size up to the next rule's */
   coll_algo_t algo;       /* never COLL_ALGO_AUTO */
   size_t chunk_bytes;     /* ring / Rabenseifner chunk; 0 = the communicator's */
@@ -270,7 +278,7 @@ typedef struct {
  * -1 when the table is turned off ("off") or no path can be formed (no HOME). */
 int coll_tune_path(const coll_config_t *cfg, char *buf, size_t len);
 /* Writes rules[0..n) (rules of one key in increasing from_bytes) to path, keeping the rules of
- * other (ranks, transport, dtype) keys already in a valid file there (a malformed one is
+ * other (ranks, transport, dtype, placement) keys already in a valid file there (a malformed one is
  * replaced); creates the directory; replaces the file atomically. COLL_OK, or an error with
  * one sentence in err. */
 coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, int n, char *err,
