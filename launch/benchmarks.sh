@@ -313,14 +313,17 @@ tune_csv() {
     /^ *[0-9]/ { gsub(/[()]/, " "); for (k = 1; k <= nc; k++) printf "%s,%s,%s,%s,%s,%s\n", run, np, mode, name[k], $1, $(2 * k + 1) }' "$4"
 }
 # tune_table PLACE TABLE CSV: the markdown rows of auto against the best fixed column and MPI,
-# out of place (PLACE out) or in place (in: the CSV's _ip columns), with the table's rule.
+# out of place (PLACE out) or in place (in: the CSV's _ip columns), with the table's rule (the
+# JSON table as coll_tune_save writes it: one rule object per line).
 tune_table() {
   echo "| np | size | auto runs | auto time | best fixed (its name in the first repeat) | auto / best fixed | goal <= 1.05 | MPI / auto | goal >= 1 |"
   echo "|---|---|---|---|---|---|---|---|---|"
   awk -F, -v PL="$1" -v TB="$2" "$AWKLIB"'
+    function jv(l, key,   m) { if (!match(l, "\"" key "\": *(\"[^\"]*\"|[0-9]+)")) return ""; m = substr(l, RSTART, RLENGTH)
+                                 sub(/^"[^"]*": */, "", m); gsub(/"/, "", m); return m }
     BEGIN { S = PL == "in" ? "_ip" : ""
-            while ((getline l < TB) > 0) { if (l ~ /^[0-9]/) { split(l, w, " "); if (w[4] != PL) continue; k = w[1]; nr[k]++
-                                                               rf[k, nr[k]] = w[5]; ra[k, nr[k]] = w[6] (w[7] > 0 ? "/" w[7] / 1024 "K" : "") } } }
+            while ((getline l < TB) > 0) { if (l !~ /"ranks"/ || jv(l, "placement") != PL) continue; k = jv(l, "ranks"); nr[k]++; c = jv(l, "chunk_bytes")
+                                           rf[k, nr[k]] = jv(l, "from_bytes"); ra[k, nr[k]] = jv(l, "algo") (c > 0 ? "/" c / 1024 "K" : "") } }
     function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b >= rf[np, i]) a = ra[np, i]; return a }
     NR > 1 && $3 == "same" { t[$1, $2, $5, $4] = $6; runs[$1] = 1; if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
     END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; A = R = M = ""; bn = ""
@@ -341,7 +344,7 @@ section_tune() {
   local CB="$BUILD/tests/coll_bench_allreduce" D="$OUT/tune"
   [ -x "$CB" ] || { echo "benchmarks.sh: $CB missing (cmake --build build --target coll_bench_allreduce)" >&2; FAIL=1; return 1; }
   mkdir -p "$D"
-  local T="$OUT/coll_tune.txt"
+  local T="$OUT/coll_tune.json"
   rm -f "$T"
   echo "run,np,mode,column,bytes,time_us" > "$OUT/bench_tune.csv"
   for np in "${nps[@]}"; do # one table, rules for each rank count, measured before the comparisons
@@ -397,7 +400,7 @@ section_tune() {
     echo
     echo "The decision table this run wrote:"
     echo
-    grep -v '^#' "$T" | sed 's/^/    /'
+    sed 's/^/    /' "$T"
   } >> "$OUT/bench_tune.md"
   block_commands tune
 }

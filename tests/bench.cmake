@@ -68,7 +68,7 @@ strata_bench_test(bench_allreduce_auto_threshold_np3 3 allreduce 4 1024 4096 4
 # one-sentence warning (tests/bench/check_tune.cmake); the table lives in the build tree.
 string(REPLACE ";" " " mpirun_string "${STRATA_MPIRUN}")
 foreach(np 2 3)
-  set(table ${CMAKE_CURRENT_BINARY_DIR}/bench_tune_np${np}/coll_tune.txt)
+  set(table ${CMAKE_CURRENT_BINARY_DIR}/bench_tune_np${np}/coll_tune.json)
   add_test(NAME bench_tune_np${np} COMMAND ${CMAKE_COMMAND} "-DMPIRUN=${mpirun_string}"
            -DSTRATA=$<TARGET_FILE:strata> -DNP=${np} -DTABLE=${table}
            -DJSON=${CMAKE_CURRENT_BINARY_DIR}/bench_tune_np${np}.json

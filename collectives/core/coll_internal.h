@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "strata/coll.h"
@@ -148,6 +149,19 @@ coll_result_t coll_set_error(coll_comm_t *comm, coll_result_t rc, const char *fm
 void *coll_scratch_get(coll_comm_t *comm, size_t bytes, size_t *cap);
 void coll_scratch_put(coll_comm_t *comm, void *buf, size_t bytes);
 double coll_now_s(void);
+
+/* ---- tune_file.c: the decision table's file format ---- */
+/* Parses a table of len bytes (text, NUL-terminated, is modified): JSON of format version 2,
+ * or the text of version 1 (each of its rules added for both placements). 0 with *rules
+ * (malloc'd, or NULL) and *n, every key's rules in increasing from_bytes; -1 with a predicate
+ * about the file in err ("is malformed: rules[3] has no \"algo\""). */
+int coll_tune_parse(char *text, size_t len, coll_tune_rule_t **rules, int *n, char *err, size_t errlen);
+/* Writes rules[0..n) to f as a version 2 table: 0, or -1 on a write error. */
+int coll_tune_write(FILE *f, const coll_tune_rule_t *rules, int n);
+/* 1 when a and b have the same key (ranks, transport, dtype, placement). */
+int coll_tune_same_key(const coll_tune_rule_t *a, const coll_tune_rule_t *b);
+/* Formats a message into err and returns -1. */
+int coll_tune_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- tune.c: the decision table ---- */
 /* Collective over c: rank 0 reads the table at coll_tune_path and broadcasts it; every rank

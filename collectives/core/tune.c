@@ -1,14 +1,9 @@
-/* tune.c -- the all-reduce decision table (coll.h, "Decision table"): its path, reading and
- * checking it (format version 2, and version 1 whose rules hold for both placements), writing
- * it (merged with the rules already there), loading it into a communicator and looking a size
- * up in it.
- *
- * The format is plain text rather than JSON because this library links only MPI and libfabric
- * (DESIGN.md); a parser of whitespace-separated fields is all it needs. collectives/README.md
- * ("Tuning") describes the file.
+/* tune.c -- the all-reduce decision table (coll.h, "Decision table"): its path, saving it
+ * (merged with the rules already there, replaced atomically), loading it into a communicator
+ * and looking a call up in it. tune_file.c has the file format; collectives/README.md
+ * ("Tuning") describes it.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +12,8 @@
 
 #include "checks.h"
 #include "coll_internal.h"
-#include "strata/strnum.h"
 
-#define TUNE_MAGIC "strata-coll-tune"
-#define TUNE_VERSION 2 /* written; version 1 (no placement field) is still read */
-#define TUNE_MAX_FILE_BYTES (1 << 20) /* a table of every key measured is a few KiB */
-#define TUNE_MAX_RULES 4096
-#define TUNE_MAX_RANKS (1 << 20)
+#define TUNE_MAX_FILE_BYTES (1 << 20) /* a table of every key measured is some 100 KiB */
 
 int coll_tune_path(const coll_config_t *cfg, char *buf, size_t len) {
   const char *f = cfg && cfg->tune_file ? cfg->tune_file : getenv("STRATA_COLL_TUNE_FILE");
@@ -33,132 +23,11 @@ int coll_tune_path(const coll_config_t *cfg, char *buf, size_t len) {
     n = snprintf(buf, len, "%s", f);
   } else {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) n = snprintf(buf, len, "%s/strata/coll_tune.txt", xdg);
-    else if (home && *home) n = snprintf(buf, len, "%s/.cache/strata/coll_tune.txt", home);
+    if (xdg && *xdg) n = snprintf(buf, len, "%s/strata/coll_tune.json", xdg);
+    else if (home && *home) n = snprintf(buf, len, "%s/.cache/strata/coll_tune.json", home);
     else return -1;
   }
   return n > 0 && (size_t)n < len ? 0 : -1;
-}
-
-static int tune_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int tune_fail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-static int same_key(const coll_tune_rule_t *a, const coll_tune_rule_t *b) {
-  return a->ranks == b->ranks && a->dtype == b->dtype && a->in_place == b->in_place &&
-         !strcmp(a->transport, b->transport);
-}
-
-static const char *place_name(int in_place) { return in_place ? "in" : "out"; }
-
-/* One rule line of a version `ver` table into *r: 0, or -1 with what is wrong (without the
- * line number) in err. A version 1 line has no placement; *r is then out of place. */
-static int parse_rule(char *line, int ver, coll_tune_rule_t *r, char *err, size_t errlen) {
-  enum { MAXF = 7 };
-  char *f[MAXF];
-  int nf = 0, want = ver == 1 ? 6 : 7;
-  for (char *save = NULL, *t = strtok_r(line, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save))
-    if (nf++ < MAXF) f[nf - 1] = t;
-  if (nf != want)
-    return tune_fail(err, errlen, "expected %d fields (ranks transport dtype %sfrom_bytes algo chunk_bytes), got %d",
-                     want, ver == 1 ? "" : "placement ", nf);
-  r->in_place = 0;
-  if (ver != 1) { /* the placement field out of the way: f[3..5] as in version 1 */
-    if (strcmp(f[3], "out") && strcmp(f[3], "in"))
-      return tune_fail(err, errlen, "placement '%s' is not 'out' or 'in'", f[3]);
-    r->in_place = !strcmp(f[3], "in");
-    memmove(&f[3], &f[4], 3 * sizeof f[0]);
-  }
-  const strnum_range_t ranks_r = {STRNUM_INT, 1, TUNE_MAX_RANKS, 0};
-  const strnum_range_t from_r = {STRNUM_BYTES, 0, 1024.0 * 1024 * 1024 * 1024, 0};
-  const strnum_range_t chunk_r = {STRNUM_BYTES, 0, 1024.0 * 1024 * 1024, 0};
-  strnum_value_t v;
-  if (strnum_check("ranks", f[0], &ranks_r, &v, err, errlen)) return -1;
-  r->ranks = (int)v.i;
-  if (strlen(f[1]) >= sizeof r->transport)
-    return tune_fail(err, errlen, "transport '%s' is longer than %zu characters", f[1], sizeof r->transport - 1);
-  snprintf(r->transport, sizeof r->transport, "%s", f[1]);
-  if (coll_parse_dtype(f[2], &r->dtype)) return tune_fail(err, errlen, "unknown dtype '%s'", f[2]);
-  if (strnum_check("from_bytes", f[3], &from_r, &v, err, errlen)) return -1;
-  r->from_bytes = (size_t)v.i;
-  if (coll_parse_algo(f[4], &r->algo) || r->algo == COLL_ALGO_AUTO)
-    return tune_fail(err, errlen, "algorithm '%s' is not one of ring, rd, rabenseifner, mpi", f[4]);
-  if (strnum_check("chunk_bytes", f[5], &chunk_r, &v, err, errlen)) return -1;
-  if (v.i && v.i < 64) return tune_fail(err, errlen, "chunk_bytes must be 0 or at least 64, got %s", f[5]);
-  r->chunk_bytes = (size_t)v.i;
-  return 0;
-}
-
-/* Parses a whole table (text is modified). 0 with *rules (malloc'd, or NULL) and *n; -1 with a
- * predicate about the file in err ("is malformed: line 3: ..."). */
-static int tune_parse(char *text, coll_tune_rule_t **rules, int *n, char *err, size_t errlen) {
-  *rules = NULL;
-  *n = 0;
-  coll_tune_rule_t *rs = NULL;
-  int nr = 0, cap = 0, lineno = 0, ver = 0;
-  char msg[256];
-  for (char *line = text, *next; line; line = next) {
-    next = strchr(line, '\n');
-    if (next) *next++ = 0;
-    lineno++;
-    char *s = line;
-    while (*s == ' ' || *s == '\t' || *s == '\r') s++;
-    if (!*s || *s == '#') continue;
-    if (!ver) {
-      char tail = 0;
-      if (sscanf(s, TUNE_MAGIC " %d %c", &ver, &tail) != 1) {
-        free(rs);
-        return tune_fail(err, errlen, "is malformed: line %d is not '" TUNE_MAGIC " %d'", lineno, TUNE_VERSION);
-      }
-      if (ver != 1 && ver != TUNE_VERSION) {
-        free(rs);
-        return tune_fail(err, errlen, "is format version %d, and this library reads versions 1 and %d", ver, TUNE_VERSION);
-      }
-      continue;
-    }
-    if (nr + 2 > TUNE_MAX_RULES) {
-      free(rs);
-      return tune_fail(err, errlen, "has more than %d rules", TUNE_MAX_RULES);
-    }
-    if (nr + 2 > cap) { /* room for a version 1 rule and its in-place copy */
-      cap = cap ? 2 * cap : 64;
-      coll_tune_rule_t *g = realloc(rs, (size_t)cap * sizeof *rs);
-      if (!g) {
-        free(rs);
-        return tune_fail(err, errlen, "cannot be read (out of memory)");
-      }
-      rs = g;
-    }
-    if (parse_rule(s, ver, &rs[nr], msg, sizeof msg)) {
-      free(rs);
-      return tune_fail(err, errlen, "is malformed: line %d: %s", lineno, msg);
-    }
-    for (int i = nr - 1; i >= 0; i--) /* the previous rule of the same key */
-      if (same_key(&rs[i], &rs[nr])) {
-        if (rs[i].from_bytes >= rs[nr].from_bytes) {
-          tune_fail(err, errlen, "is malformed: line %d: from_bytes %zu does not increase over the previous rule for %d ranks, %s, %s%s",
-                    lineno, rs[nr].from_bytes, rs[nr].ranks, rs[nr].transport, coll_dtype_name(rs[nr].dtype),
-                    ver == 1 ? "" : rs[nr].in_place ? ", in place" : ", out of place");
-          free(rs);
-          return -1;
-        }
-        break;
-      }
-    nr++;
-    if (ver == 1) { /* a version 1 rule holds in place too */
-      rs[nr] = rs[nr - 1];
-      rs[nr++].in_place = 1;
-    }
-  }
-  if (!ver) return tune_fail(err, errlen, "is empty");
-  *rules = rs;
-  *n = nr;
-  return 0;
 }
 
 /* The file into a NUL-terminated buffer: 1 with *text, 0 when it does not exist, -1 with err. */
@@ -168,24 +37,24 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
   FILE *f = fopen(path, "rb");
   if (!f) {
     if (errno == ENOENT) return 0;
-    return tune_fail(err, errlen, "cannot be opened (%s)", strerror(errno));
+    return coll_tune_fail(err, errlen, "cannot be opened (%s)", strerror(errno));
   }
   char *buf = malloc(TUNE_MAX_FILE_BYTES + 1);
   if (!buf) {
     fclose(f);
-    return tune_fail(err, errlen, "cannot be read (out of memory)");
+    return coll_tune_fail(err, errlen, "cannot be read (out of memory)");
   }
   size_t n = fread(buf, 1, TUNE_MAX_FILE_BYTES + 1, f);
   int bad = ferror(f);
   fclose(f);
   if (bad || n > TUNE_MAX_FILE_BYTES) {
     free(buf);
-    return tune_fail(err, errlen, bad ? "cannot be read" : "is larger than %d bytes", TUNE_MAX_FILE_BYTES);
+    return coll_tune_fail(err, errlen, bad ? "cannot be read" : "is larger than %d bytes", TUNE_MAX_FILE_BYTES);
   }
   buf[n] = 0;
   if (strlen(buf) != n) {
     free(buf);
-    return tune_fail(err, errlen, "is not a text file (it holds a NUL byte)");
+    return coll_tune_fail(err, errlen, "is not a text file (it holds a NUL byte)");
   }
   *text = buf;
   *len = n;
@@ -225,10 +94,10 @@ coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, in
   if (!path || n < 0 || (n && !rules)) return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: no path or no rules");
   for (int i = 0; i < n; i++)
     if (rules[i].algo == COLL_ALGO_AUTO || (unsigned)rules[i].algo >= COLL_ALGO_COUNT || rules[i].ranks < 1 ||
-        (unsigned)rules[i].dtype >= COLL_DTYPE_COUNT || !rules[i].transport[0] || strchr(rules[i].transport, ' ') ||
+        (unsigned)rules[i].dtype >= COLL_DTYPE_COUNT || !rules[i].transport[0] || strpbrk(rules[i].transport, " \t\"\\") ||
         (rules[i].in_place != 0 && rules[i].in_place != 1))
       return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: rule %d is invalid (algorithm auto, no transport, a bad rank count or placement)", i);
-  if (read_file(path, &text, &len, msg, sizeof msg) > 0 && tune_parse(text, &old, &nold, msg, sizeof msg))
+  if (read_file(path, &text, &len, msg, sizeof msg) > 0 && coll_tune_parse(text, len, &old, &nold, msg, sizeof msg))
     nold = 0; /* a malformed table is replaced */
   all = malloc(((size_t)nold + (size_t)n + 1) * sizeof *all);
   if (!all) {
@@ -237,7 +106,7 @@ coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, in
   }
   for (int i = 0; i < nold; i++) { /* keep the rules of keys not measured now */
     int replaced = 0;
-    for (int j = 0; j < n && !replaced; j++) replaced = same_key(&old[i], &rules[j]);
+    for (int j = 0; j < n && !replaced; j++) replaced = coll_tune_same_key(&old[i], &rules[j]);
     if (!replaced) all[nall++] = old[i];
   }
   for (int j = 0; j < n; j++) all[nall++] = rules[j];
@@ -264,13 +133,7 @@ coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, in
                    tmp, strerror(errno));
     goto out;
   }
-  fprintf(f, TUNE_MAGIC " %d\n", TUNE_VERSION);
-  fprintf(f, "# written by strata bench --tune; collectives/README.md (\"Tuning\") describes it\n");
-  fprintf(f, "# ranks transport dtype placement from_bytes algo chunk_bytes\n");
-  for (int i = 0; i < nall; i++)
-    fprintf(f, "%d %s %s %s %zu %s %zu\n", all[i].ranks, all[i].transport, coll_dtype_name(all[i].dtype),
-            place_name(all[i].in_place), all[i].from_bytes, coll_algo_name(all[i].algo), all[i].chunk_bytes);
-  int bad = ferror(f);
+  int bad = coll_tune_write(f, all, nall);
   if (fclose(f) || bad || rename(tmp, path)) {
     res = coll_err(err, errlen, COLL_ERR_ARG, "writing the tuning table %s failed (%s); set STRATA_COLL_TUNE_FILE to a writable path",
                    path, strerror(errno));
@@ -334,7 +197,7 @@ coll_result_t coll_tune_load(coll_comm_t *c, char *err, size_t errlen) {
     }
     MPICHECKGOTO(MPI_Bcast(text, (int)hdr[1], MPI_CHAR, 0, c->mpi), res, out, "MPI_Bcast(tuning table)");
     text[hdr[1]] = 0;
-    if (tune_parse(text, &c->tune_all, &c->ntune_all, msg, sizeof msg)) hdr[0] = -1;
+    if (coll_tune_parse(text, (size_t)hdr[1], &c->tune_all, &c->ntune_all, msg, sizeof msg)) hdr[0] = -1;
   }
   if (hdr[0] == -1) {
     if (c->rank == 0)

@@ -4,13 +4,15 @@
 #   -DTABLE=<file> -DJSON=<file> -P check_tune.cmake   (STRATA_COLL_TUNE_FILE=TABLE is set)
 # Checks:
 #  1. --tune exits 0, says "# wrote N rules for NP ranks, mpi, float to TABLE", and TABLE is
-#     "strata-coll-tune 2" followed by N rules "NP mpi float PLACE FROM ALGO CHUNK", those of
-#     each placement (out, in) starting from 0;
+#     JSON with "format": "strata-coll-tune", "version": 2 and N rules {ranks NP, transport mpi,
+#     dtype float, placement, from_bytes, algo, chunk_bytes}, those of each placement (out, in)
+#     starting from 0;
 #  2. a plain run prints "# tuning: table TABLE (N rules for NP ranks over mpi)" and each JSON
 #     row's algo_used is the algorithm of the last rule of its placement whose FROM is at most
 #     its size;
-#  3. with a malformed line appended, the run still passes, rank 0 alone prints the one-sentence
-#     warning naming TABLE and the line, and the header says the built-in rules are used.
+#  3. with a rule's placement removed, the run still passes, rank 0 alone prints the
+#     one-sentence warning naming TABLE and the rule, and the header says the built-in rules are
+#     used.
 cmake_minimum_required(VERSION 3.19)
 separate_arguments(mpirun UNIX_COMMAND "${MPIRUN}")
 set(sizes -b 1K -e 64K -f 8 -n 2 -w 1)
@@ -30,24 +32,30 @@ set(nrules ${CMAKE_MATCH_1})
 if(NOT CMAKE_MATCH_2 STREQUAL "${TABLE}")
   message(FATAL_ERROR "bench --tune wrote '${CMAKE_MATCH_2}', expected '${TABLE}'")
 endif()
-file(STRINGS "${TABLE}" lines)
-list(GET lines 0 first)
-if(NOT first STREQUAL "strata-coll-tune 2")
-  message(FATAL_ERROR "the table starts with '${first}'")
+file(READ "${TABLE}" table)
+string(JSON format ERROR_VARIABLE jerr GET "${table}" format)
+string(JSON version ERROR_VARIABLE jerr2 GET "${table}" version)
+if(jerr OR jerr2 OR NOT format STREQUAL "strata-coll-tune" OR NOT version EQUAL 2)
+  message(FATAL_ERROR "the table is not a version 2 decision table:\n${table}")
 endif()
+string(JSON nr LENGTH "${table}" rules)
 set(places "")
 set(froms "")
 set(algos "")
-foreach(l ${lines})
-  if(l MATCHES "^#" OR l STREQUAL "strata-coll-tune 2")
-    continue()
+math(EXPR last_r "${nr} - 1")
+foreach(i RANGE ${last_r})
+  string(JSON rule GET "${table}" rules ${i})
+  foreach(key ranks transport dtype placement from_bytes algo chunk_bytes)
+    string(JSON v_${key} GET "${rule}" ${key})
+  endforeach()
+  if(NOT v_ranks EQUAL NP OR NOT v_transport STREQUAL "mpi" OR NOT v_dtype STREQUAL "float" OR
+     NOT v_placement MATCHES "^(out|in)$" OR NOT v_from_bytes MATCHES "^[0-9]+$" OR
+     NOT v_algo MATCHES "^(rd|ring|rabenseifner|mpi)$" OR NOT v_chunk_bytes MATCHES "^[0-9]+$")
+    message(FATAL_ERROR "bad rule ${rule}")
   endif()
-  if(NOT l MATCHES "^${NP} mpi float (out|in) ([0-9]+) (rd|ring|rabenseifner|mpi) ([0-9]+)$")
-    message(FATAL_ERROR "bad rule line '${l}'")
-  endif()
-  list(APPEND places ${CMAKE_MATCH_1})
-  list(APPEND froms ${CMAKE_MATCH_2})
-  list(APPEND algos ${CMAKE_MATCH_3})
+  list(APPEND places ${v_placement})
+  list(APPEND froms ${v_from_bytes})
+  list(APPEND algos ${v_algo})
 endforeach()
 list(LENGTH froms n)
 if(NOT n EQUAL nrules)
@@ -99,7 +107,8 @@ foreach(i RANGE ${last})
   endif()
 endforeach()
 
-file(APPEND "${TABLE}" "${NP} mpi float out 1M ring\n")
+string(JSON bad REMOVE "${table}" rules 0 placement)
+file(WRITE "${TABLE}" "${bad}")
 execute_process(COMMAND ${mpirun} -np ${NP} ${STRATA} bench allreduce ${sizes}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}\n${err}")
@@ -111,7 +120,7 @@ list(LENGTH warnings nwarn)
 if(NOT nwarn EQUAL 1)
   message(FATAL_ERROR "expected one warning about the table, got ${nwarn}")
 endif()
-if(NOT err MATCHES "\\[strata r0\\] warning: the collectives tuning table [^\n]* is malformed: line [0-9]+: expected 7 fields \\(ranks transport dtype placement from_bytes algo chunk_bytes\\), got 6, so it is ignored and auto uses the built-in rules")
+if(NOT err MATCHES "\\[strata r0\\] warning: the collectives tuning table [^\n]* is malformed: rules\\[0\\] has no \"placement\", so it is ignored and auto uses the built-in rules")
   message(FATAL_ERROR "the warning is not the expected sentence")
 endif()
 string(FIND "${out}" "# tuning: built-in rules (table ${TABLE} is invalid)\n" at)

@@ -856,11 +856,19 @@ static void check_builtin(coll_comm_t *c, coll_comm_t *plain, coll_dtype_t t, si
       check_choice_at(c, b, t, ip, coll_allreduce_auto_choice(plain, b, t, ip, NULL), dflt_chunk);
 }
 
+/* One rule of a version 2 table for this rank count and transport tn, its other fields as given
+ * (JSON text, so a test can put a wrong type there), then `extra` (", \"key\": value" or ""). */
+static void json_rule(char *buf, size_t len, const char *tn, const char *from, const char *place, const char *algo,
+                      const char *chunk, const char *extra) {
+  snprintf(buf, len, "{\"ranks\": %d, \"transport\": \"%s\", \"dtype\": \"float\", \"placement\": \"%s\", "
+           "\"from_bytes\": %s, \"algo\": \"%s\", \"chunk_bytes\": %s%s}", P, tn, place, from, algo, chunk, extra);
+}
+
 static void mode_tune(void) {
   char path[256];
   long id = (long)getpid();
   MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-  snprintf(path, sizeof path, "/tmp/strata_coll_tune_test_%ld/coll_tune.txt", id); /* dir made by save */
+  snprintf(path, sizeof path, "/tmp/strata_coll_tune_test_%ld/coll_tune.json", id); /* dir made by save */
   coll_comm_t *plain = tune_comm("off", 0);
   if (!plain) return;
   const char *tn = coll_transport_name(plain);
@@ -976,22 +984,47 @@ static void mode_tune(void) {
     }
     coll_comm_destroy(c);
   }
+  /* A hand-written version 2 table: blanks, a comment, members in another order. */
+  char ok_only[256], hand[512];
+  json_rule(ok_only, sizeof ok_only, tn, "10", "in", "ring", "0", "");
+  snprintf(hand, sizeof hand, "\n  {\"rules\": [ %s ],\n   \"comment\": \"by hand\", \"version\": 2,\n"
+           "   \"format\": \"strata-coll-tune\"}\n\n", ok_only);
+  tune_write_text(path, hand);
+  if ((c = tune_comm(path, 0))) {
+    CHECK_TRUE(strstr(coll_tune_describe(c), "(1 rules for") != NULL);
+    check_choice_at(c, 100, COLL_F32, 1, COLL_ALGO_RING, dflt_chunk);
+    check_choice_at(c, 9, COLL_F32, 1, coll_allreduce_auto_choice(plain, 9, COLL_F32, 1, NULL), dflt_chunk);
+    check_choice_at(c, 100, COLL_F32, 0, coll_allreduce_auto_choice(plain, 100, COLL_F32, 0, NULL), dflt_chunk);
+    coll_comm_destroy(c);
+  }
   /* Malformed and other-version tables: ignored, built-in rules. */
-  for (int k = 0; k < 11; k++) {
-    char text[512]; /* the rules are this communicator's, so only the error keeps them out */
+  char ok[256], bad[256];
+  json_rule(ok, sizeof ok, tn, "10", "in", "ring", "0", "");
+  for (int k = 0; k < 18; k++) {
+    char text[1024]; /* the rules are this communicator's, so only the error keeps them out */
+    const char *head = "{\"format\": \"strata-coll-tune\", \"version\": 2, \"rules\": ";
+    bad[0] = 0;
     switch (k) {
-    case 0: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float out zero ring 0\n", P, tn); break;
-    case 1: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float in 0 ring 0 extra\n", P, tn); break;
-    case 2: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float in 10 ring 0\n%d %s float in 10 rd 0\n", P, tn, P, tn); break;
-    case 3: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float out 0 auto 0\n", P, tn); break;
-    case 4: snprintf(text, sizeof text, "strata-coll-tune 3\n%d %s float out 0 ring 0\n", P, tn); break;
-    case 5: snprintf(text, sizeof text, "{\"rules\": []}\n"); break;
-    case 6: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float 0 ring 0\n", P, tn); break; /* version 1 line */
-    case 7: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float both 0 ring 0\n", P, tn); break;
-    case 8: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float out 0 ring 0\n", P, tn); break; /* version 2 line */
+    case 0: json_rule(bad, sizeof bad, tn, "\"10\"", "in", "ring", "0", ""); break;  /* a string for a number */
+    case 1: json_rule(bad, sizeof bad, tn, "10", "in", "ring", "0", ", \"extra\": 1"); break;
+    case 2: snprintf(text, sizeof text, "%s[%s, %s]}", head, ok, ok); break; /* from_bytes does not increase */
+    case 3: json_rule(bad, sizeof bad, tn, "10", "in", "auto", "0", ""); break;
+    case 4: snprintf(text, sizeof text, "{\"format\": \"strata-coll-tune\", \"version\": 3, \"rules\": [%s]}", ok); break;
+    case 5: snprintf(text, sizeof text, "{\"rules\": [%s]}", ok); break; /* no format */
+    case 6: snprintf(text, sizeof text, "%s[{\"ranks\": %d, \"transport\": \"%s\", \"dtype\": \"float\"}]}", head, P, tn); break;
+    case 7: json_rule(bad, sizeof bad, tn, "10", "both", "ring", "0", ""); break;
+    case 8: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float out 0 ring 0\n", P, tn); break; /* 7 fields */
     case 9: snprintf(text, sizeof text, "strata-coll-tune 1\n%d %s float 10 ring 0\n%d %s float 10 rd 0\n", P, tn, P, tn); break;
+    case 10: snprintf(text, sizeof text, "%s[%s", head, ok); break;         /* cut short */
+    case 11: snprintf(text, sizeof text, "%s[%s]} x", head, ok); break;     /* text after the object */
+    case 12: snprintf(text, sizeof text, "%s%s}", head, ok); break;         /* rules not an array */
+    case 13: json_rule(bad, sizeof bad, tn, "1.5", "in", "ring", "0", ""); break;
+    case 14: json_rule(bad, sizeof bad, tn, "10", "in", "ring", "32", ""); break;
+    case 15: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float in 0 ring 0\n", P, tn); break; /* text, version 2 */
+    case 16: snprintf(text, sizeof text, "[%s]", ok); break;                /* not an object */
     default: text[0] = 0; break;
     }
+    if (bad[0]) snprintf(text, sizeof text, "%s[%s]}", head, bad);
     tune_write_text(path, text);
     if ((c = tune_comm(path, 0))) {
       test_checks++;

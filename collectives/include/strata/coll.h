@@ -245,24 +245,25 @@ void *coll_mem_alloc(size_t bytes);
 void coll_mem_free(void *p);
 
 /* ---- Decision table (`strata bench --tune` writes it; coll_comm_create reads it) ----
- * A text file of rules, one per line: for communicators of `ranks` ranks over `transport`, an
- * all-reduce of `dtype` out of place (`out`) or in place (`in`, send == recv) of at least
+ * A JSON file of rules: for communicators of `ranks` ranks over `transport`, an all-reduce of
+ * `dtype` out of place (placement "out") or in place ("in", send == recv) of at least
  * from_bytes (up to the next rule's from_bytes of the same key) runs `algo` with chunks of
  * chunk_bytes. The two placements have rules of their own because the input of an in-place
  * call is a buffer this rank has just written, which changes which algorithm is fastest.
  * AUTO follows it where it has a rule and the built-in thresholds elsewhere; an explicit
  * algorithm, and an explicit cfg.chunk_bytes, take precedence.
- *    strata-coll-tune 2
- *    # ranks transport dtype placement from_bytes algo chunk_bytes
- *    2 mpi float out 0 rd 0
- *    2 mpi float out 1048576 ring 524288
- *    2 mpi float in 0 rd 0
- *    2 mpi float in 262144 ring 524288
- * Lines starting with '#' and blank lines are ignored; rules of one (ranks, transport, dtype,
- * placement) are in increasing from_bytes. A version 1 table (six fields, no placement) is
- * still read: each of its rules holds for both placements. coll_comm_create reads it on rank 0
- * and broadcasts it, so every rank follows the same table; a malformed table, or one of
- * another format version, is reported by rank 0 in one sentence on stderr and ignored. */
+ *    {"format": "strata-coll-tune", "version": 2, "rules": [
+ *      {"ranks": 2, "transport": "mpi", "dtype": "float", "placement": "out",
+ *       "from_bytes": 0, "algo": "rd", "chunk_bytes": 0},
+ *      {"ranks": 2, "transport": "mpi", "dtype": "float", "placement": "out",
+ *       "from_bytes": 1048576, "algo": "ring", "chunk_bytes": 524288}]}
+ * Rules of one (ranks, transport, dtype, placement) are in increasing from_bytes. A table of
+ * format version 1 (text, earlier releases: "strata-coll-tune 1", then "ranks transport dtype
+ * from_bytes algo chunk_bytes" lines) is still read, each of its rules holding for both
+ * placements. coll_comm_create reads the file on rank 0 and broadcasts it, so every rank
+ * follows the same table; a malformed table, or one of another format version, is reported by
+ * rank 0 in one sentence on stderr and ignored. Every rank of one call must pass the same
+ * placement (as MPI_IN_PLACE must be used by all ranks or none). */
 typedef struct {
   int ranks;              /* communicator size */
   char transport[32];     /* coll_transport_name(): "mpi", "ofi:shm", "ofi:tcp;ofi_rxm" */
@@ -274,7 +275,7 @@ typedef struct {
 } coll_tune_rule_t;
 
 /* The table's path into buf: cfg->tune_file, else $STRATA_COLL_TUNE_FILE, else
- * $XDG_CACHE_HOME/strata/coll_tune.txt, else $HOME/.cache/strata/coll_tune.txt. Returns 0, or
+ * $XDG_CACHE_HOME/strata/coll_tune.json, else $HOME/.cache/strata/coll_tune.json. Returns 0, or
  * -1 when the table is turned off ("off") or no path can be formed (no HOME). */
 int coll_tune_path(const coll_config_t *cfg, char *buf, size_t len);
 /* Writes rules[0..n) (rules of one key in increasing from_bytes) to path, keeping the rules of
