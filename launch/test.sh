@@ -63,8 +63,11 @@ STRATA_TEST_PACKAGES=(clang libclang-rt-14-dev)
 #               infer_bf16_same_*, infer_seeded_sampling_reproducible, serve_e2e_tp2_np4,
 #               serve_e2e_llama_np2/tp2_np2, serve_e2e_overload, serve_bpe_text, session_llama,
 #               session_followup, session_bf16 (infer_engine_api_*, infer_kv_bf16,
-#               infer_llama_kv_tp_np2, infer_sampler, serve_e2e_np1/np2, serve_e2e_llama_np1,
-#               serve_e2e_bf16_np1, serve_overload, session_tp and the other session_* stay)
+#               infer_llama_kv_tp_np2, infer_sampler, serve_e2e_np2, serve_e2e_llama_np1,
+#               serve_e2e_bf16_np1, serve_overload, session_tp and the other session_* stay);
+#               serve_e2e_np1: serve_e2e_np2 runs the same case through the same HTTP server
+#               (rank 0's, whatever P), and one-stage serving stays in serve_e2e_llama_np1,
+#               serve_e2e_bf16_np1 and infer_engine_api_np1 (continuous batching at P = 1)
 #   one rank count of families that keep another: ckpt_async_*_np2, ckpt_async_same_np4,
 #               ckpt_async_kill_checkpoint_np1/np4 (np1 and np3 stay, with kill_commit_np3 and
 #               killstep_np3), rel_full_disk_*_np2 (np1, np3 stay), rel_resume_exact_seed*
@@ -99,7 +102,7 @@ if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
     'dist_llama_precision_(bf16|bf16sr)_(d3_zero|p2)' 'dist_llama_grad_bf16_d2' 'train_llama_precision_.*'
     'infer_tp_greedy_same_for_T_1_2_4_x_P_1_2' 'infer_tp_bad_layouts' 'infer_greedy_same_for_P_1_2_3_4'
     'infer_llama_greedy_equals_recompute' 'infer_llama_(pp|tp)_greedy_.*' 'infer_bf16_same_.*'
-    'serve_e2e_tp2_np4' 'serve_e2e_llama_np2' 'serve_e2e_llama_tp2_np2' 'serve_bpe_text'
+    'serve_e2e_np1' 'serve_e2e_tp2_np4' 'serve_e2e_llama_np2' 'serve_e2e_llama_tp2_np2' 'serve_bpe_text'
     'session_followup' 'session_bf16' 'tokenizer_train_text'
     'dist_tp_t2p2_gpipe_full' 'dist_tp_t2_sp_full' 'dist_progress_rank0_only' 'dist_equiv_p2d1m4_1f1b'
     'dist_llama_precision_bf16sr_t2p2' 'session_llama' 'serve_e2e_overload' 'model_gemm_train'
