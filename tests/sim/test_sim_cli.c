@@ -319,9 +319,9 @@ static void test_validate(const char *csv) {
   CHECK_TRUE(h && sscanf(h, "held-out: %d jobs, geometric-mean error %lf%%, largest %lf%%", &jobs,
                          &geo, &worst) == 3);
   CHECK_EQ_INT(jobs, 18);
-  /* reached when written: 15.7% and 51.2% (the Trainium rows); fail if the model drifts */
-  CHECK_TRUE(geo > 0 && geo <= 17);
-  CHECK_TRUE(worst <= 55);
+  /* reached when written: 11.4% and 29.0% (Llama 3 405B at 16K); fail if the model drifts */
+  CHECK_TRUE(geo > 0 && geo <= 12.5);
+  CHECK_TRUE(worst <= 30);
   CHECK_TRUE(strstr(out, "megatron21-1008b") != NULL && strstr(out, "nxd-llama3.1-70b") != NULL);
   free(out);
   snprintf(args, sizeof args, "--validate %s --explain", csv);

@@ -39,14 +39,17 @@ int device_parse_dtype(const char *s, device_dtype_t *out) {
 #define US 1e-6
 
 /* The efficiency figures of a GPU (NVIDIA) and of a Trainium profile; sources and which are
- * assumptions: SIMULATION.md and devices/NAME.json. */
+ * assumptions: SIMULATION.md and devices/NAME.json. Trainium's intra-instance bus efficiency is
+ * nccom-test's measured busbw per rank (52.8 GB/s; a rank is one NeuronCore) over one
+ * NeuronCore's share of its chip's NeuronLink-v2 (384 / 2 GB/s): per chip, two cores move
+ * twice a core's busbw over the whole link, the same fraction. */
 #define GPU_EFF(mm, units, attn, hbm, intra_bus, inter_bus)                                       \
   .op_overhead_s = 3 * US, .mm_eff = (mm), .mm_tile_m = 256, .mm_tile_n = 128, .mm_units = (units), \
   .attn_fused_eff = (attn), .hbm_eff = (hbm), .intra_bus_eff = (intra_bus),                        \
   .inter_bus_eff = (inter_bus), .coll_base_s = 8 * US, .coll_auto = 1, .overlap_slowdown = 0.1
 #define TRN_EFF(units)                                                                            \
   .op_overhead_s = 2 * US, .mm_eff = 0.8, .mm_tile_m = 128, .mm_tile_n = 512, .mm_units = (units), \
-  .attn_fused_eff = 0.5, .hbm_eff = 0.8, .intra_bus_eff = 52.8 / 384, .inter_bus_eff = 0.75,       \
+  .attn_fused_eff = 0.5, .hbm_eff = 0.8, .intra_bus_eff = 52.8 / 192, .inter_bus_eff = 0.75,       \
   .coll_base_s = 55 * US, .coll_auto = 1, .overlap_slowdown = 0.1
 
 int device_builtin(const char *name, device_t *out) {
