@@ -323,8 +323,8 @@ tune_table() {
                                  sub(/^"[^"]*": */, "", m); gsub(/"/, "", m); return m }
     BEGIN { S = PL == "in" ? "_ip" : ""
             while ((getline l < TB) > 0) { if (l !~ /"ranks"/ || jv(l, "placement") != PL) continue; k = jv(l, "ranks"); nr[k]++; c = jv(l, "chunk_bytes")
-                                           rf[k, nr[k]] = jv(l, "from_bytes"); ra[k, nr[k]] = jv(l, "algo") (c > 0 ? "/" c / 1024 "K" : "") } }
-    function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b >= rf[np, i]) a = ra[np, i]; return a }
+                                           rf[k, nr[k]] = jv(l, "from_bytes") + 0; ra[k, nr[k]] = jv(l, "algo") (c > 0 ? "/" c / 1024 "K" : "") } }
+    function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b + 0 >= rf[np, i]) a = ra[np, i]; return a }
     NR > 1 && $3 == "same" { t[$1, $2, $5, $4] = $6; runs[$1] = 1; if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
     END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; A = R = M = ""; bn = ""
             for (r in runs) { if (!((r, np, b, "auto" S) in t)) continue; best = -1

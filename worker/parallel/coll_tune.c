@@ -61,33 +61,32 @@ typedef struct {
   double us, mpi_us, builtin_us;
 } placement_result_t;
 
-/* Measures every candidate at `bytes` out of place and in place, interleaved, and fills
- * res[0] (out of place) and res[1] (in place); builtin[ip] is the candidate the built-in rules
- * pick. 0, or -1 on a failure. */
+/* Measures every candidate at `bytes` out of place, then in place, and fills res[0] (out of
+ * place) and res[1] (in place); builtin[ip] is the candidate the built-in rules pick. Each
+ * placement's rounds run back to back, the candidates interleaved, as a benchmark (and a
+ * training step) calls one placement many times in a row: interleaving in-place calls would
+ * change what an out-of-place call finds in the caches. 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
                      size_t bytes, const candidate_t builtin[2], placement_result_t res[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
   int n = candidates_at(bytes, all, nall, cs), iters[TUNE_MAX_CANDIDATES];
   double t[TUNE_MAX_CANDIDATES][2];
   size_t count = bytes / coll_dtype_size(b->dtype);
-  for (int i = 0; i < n; i++) { /* warm-up; its time sets the iterations of a round */
-    double w = 0;
-    for (int ip = 0; ip < 2; ip++) {
-      double s = time_runs(b, &cs[i], sbuf, rbuf, count, ip, 1);
-      if (s < 0) return -1;
-      w += s;
+  for (int ip = 0; ip < 2; ip++) {
+    for (int i = 0; i < n; i++) { /* warm-up; its time sets the iterations of a round */
+      double w = time_runs(b, &cs[i], sbuf, rbuf, count, ip, 1);
+      if (w < 0) return -1;
+      int k = w > 0 ? (int)(TUNE_ROUND_S / 2 / w) : b->iters;
+      iters[i] = k < TUNE_MIN_ITERS ? TUNE_MIN_ITERS : k > b->iters ? b->iters : k;
+      t[i][ip] = -1;
     }
-    int k = w > 0 ? (int)(TUNE_ROUND_S / w) : b->iters;
-    iters[i] = k < TUNE_MIN_ITERS ? TUNE_MIN_ITERS : k > b->iters ? b->iters : k;
-    t[i][0] = t[i][1] = -1;
-  }
-  for (int round = 0; round < TUNE_ROUNDS; round++)
-    for (int i = 0; i < n; i++)
-      for (int ip = 0; ip < 2; ip++) {
+    for (int round = 0; round < TUNE_ROUNDS; round++)
+      for (int i = 0; i < n; i++) {
         double s = time_runs(b, &cs[i], sbuf, rbuf, count, ip, iters[i]);
         if (s < 0) return -1;
         if (t[i][ip] < 0 || s < t[i][ip]) t[i][ip] = s;
       }
+  }
   for (int ip = 0; ip < 2; ip++) {
     int bi = 0;
     for (int i = 1; i < n; i++)

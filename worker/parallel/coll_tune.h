@@ -6,9 +6,9 @@
  * Candidates: rd (up to COLL_TUNE_RD_MAX_BYTES: it needs a scratch copy of the vector), mpi
  * (MPI_Allreduce), and ring and Rabenseifner with chunks of 256K, 512K, 1M and 2M (a chunk is
  * measured only when the next smaller one does not already hold the whole vector). At each size
- * every candidate runs a warm-up, then 3 interleaved rounds of `iters` iterations out of place
- * and `iters` in place (fewer iterations when one takes long: about 20 ms a round at most, at
- * least 2); its time in each placement is its fastest round's mean (max over ranks). Out of
+ * and placement (out of place first, then in place) every candidate runs a warm-up, then 3
+ * rounds, the candidates interleaved, of `iters` iterations (fewer when one takes long: about
+ * 10 ms a round at most, at least 2); its time is its fastest round's mean (max over ranks). Out of
  * place and in place get rules of their own: the fastest candidate of each size and placement
  * holds from that size up to the next measured size, the first from 0 B; equal neighbours are
  * merged. Rules already in the file for other (ranks, transport, dtype) keys are kept.
