@@ -10,7 +10,8 @@
 
 #define TUNE_ROUNDS 3
 #define TUNE_ROUND_S 0.02 /* a round of one candidate lasts about this long at most */
-#define TUNE_MIN_ITERS 2
+#define TUNE_MIN_ITERS 3
+#define TUNE_MAX_ITERS 200 /* timed calls of one round at most */
 #define TUNE_MAX_CANDIDATES 16
 
 static const size_t tune_chunks[] = {256u << 10, 512u << 10, 1u << 20, 2u << 20};
@@ -29,17 +30,28 @@ static int tune_failed(const coll_bench_t *b, int bad, const char *msg) {
   return 1;
 }
 
-/* Mean seconds of one all-reduce over `iters` runs, max over ranks (-1 on a failure). */
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median seconds of one all-reduce over `iters` calls, each started together after a barrier
+ * and timed as its slowest rank's (-1 on a failure): how coll_bench_allreduce times, and how a
+ * training step meets one, its ranks arriving together after their compute. */
 static double time_runs(const coll_bench_t *b, const candidate_t *c, char *sbuf, char *rbuf,
                         size_t count, int inplace, int iters) {
-  coll_result_t rc = COLL_OK;
-  b->rt.barrier(b->rt.ctx);
-  double t0 = strata_now_s();
-  for (int i = 0; i < iters && rc == COLL_OK; i++)
-    rc = coll_allreduce_algo(inplace ? rbuf : sbuf, rbuf, count, b->dtype, b->redop, c->algo, c->comm);
-  double mine = (strata_now_s() - t0) / iters;
-  if (tune_failed(b, rc != COLL_OK, coll_last_error(c->comm))) return -1;
-  return b->rt.max_f64(b->rt.ctx, mine);
+  double t[TUNE_MAX_ITERS];
+  if (iters > TUNE_MAX_ITERS) iters = TUNE_MAX_ITERS;
+  for (int i = 0; i < iters; i++) {
+    b->rt.barrier(b->rt.ctx);
+    double t0 = strata_now_s();
+    coll_result_t rc = coll_allreduce_algo(inplace ? rbuf : sbuf, rbuf, count, b->dtype, b->redop, c->algo, c->comm);
+    double mine = strata_now_s() - t0;
+    if (tune_failed(b, rc != COLL_OK, coll_last_error(c->comm))) return -1;
+    t[i] = b->rt.max_f64(b->rt.ctx, mine);
+  }
+  qsort(t, (size_t)iters, sizeof t[0], cmp_double);
+  return t[iters / 2];
 }
 
 /* The candidates worth measuring at `bytes` (see coll_tune.h). */

@@ -7,8 +7,9 @@
  * (MPI_Allreduce), and ring and Rabenseifner with chunks of 256K, 512K, 1M and 2M (a chunk is
  * measured only when the next smaller one does not already hold the whole vector). At each size
  * and placement (out of place first, then in place) every candidate runs a warm-up, then 3
- * rounds, the candidates interleaved, of `iters` iterations (fewer when one takes long: about
- * 10 ms a round at most, at least 2); its time is its fastest round's mean (max over ranks). Out of
+ * rounds, the candidates interleaved, of `iters` calls (fewer when one takes long: about 10 ms
+ * a round at most, at least 3); each call starts after a barrier and counts as its slowest
+ * rank's time, a round's time is its median call, and the candidate's its fastest round's. Out of
  * place and in place get rules of their own: the fastest candidate of each size and placement
  * holds from that size up to the next measured size, the first from 0 B; equal neighbours are
  * merged. Rules already in the file for other (ranks, transport, dtype) keys are kept.
