@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -63,3 +64,10 @@ FILE *strata_fopen_regular(const char *path) {
   }
   return fopen(path, "rb");
 }
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+void strata_sort_doubles(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }

@@ -27,4 +27,7 @@ int strata_write_synced(const char *what, const char *path, const void *buf, siz
  * NULL with errno set (EINVAL for a non-regular file). */
 FILE *strata_fopen_regular(const char *path);
 
+/* Sorts v[0..n) in increasing order (for medians of timings). */
+void strata_sort_doubles(double *v, size_t n);
+
 #endif

@@ -9,7 +9,7 @@
 #include "util.h"
 
 #define TUNE_ROUNDS 3
-#define TUNE_ROUND_S 0.02 /* a round of one candidate lasts about this long at most */
+#define TUNE_ROUND_S 0.01 /* a round of one candidate in one placement lasts about this long at most */
 #define TUNE_MIN_ITERS 3
 #define TUNE_MAX_ITERS 200 /* timed calls of one round at most */
 #define TUNE_MAX_CANDIDATES 16
@@ -30,11 +30,6 @@ static int tune_failed(const coll_bench_t *b, int bad, const char *msg) {
   return 1;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* Median seconds of one all-reduce over `iters` calls, each started together after a barrier
  * and timed as its slowest rank's (-1 on a failure): how coll_bench_allreduce times, and how a
  * training step meets one, its ranks arriving together after their compute. */
@@ -50,7 +45,7 @@ static double time_runs(const coll_bench_t *b, const candidate_t *c, char *sbuf,
     if (tune_failed(b, rc != COLL_OK, coll_last_error(c->comm))) return -1;
     t[i] = b->rt.max_f64(b->rt.ctx, mine);
   }
-  qsort(t, (size_t)iters, sizeof t[0], cmp_double);
+  strata_sort_doubles(t, (size_t)iters);
   return t[iters / 2];
 }
 
@@ -66,8 +61,9 @@ static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *
   return n;
 }
 
-/* One placement's outcome at one size: the fastest candidate and its mean time, and the
- * times of MPI_Allreduce and of what the built-in rules pick (-1 when not measured), in us. */
+/* One placement's outcome at one size: the fastest candidate and its time, and the times of
+ * MPI_Allreduce and of what the built-in rules pick (-1 when not measured), in us; each time
+ * is the median call of the candidate's best round. */
 typedef struct {
   candidate_t best;
   double us, mpi_us, builtin_us;
@@ -88,7 +84,7 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     for (int i = 0; i < n; i++) { /* warm-up; its time sets the iterations of a round */
       double w = time_runs(b, &cs[i], sbuf, rbuf, count, ip, 1);
       if (w < 0) return -1;
-      int k = w > 0 ? (int)(TUNE_ROUND_S / 2 / w) : b->iters;
+      int k = w > 0 ? (int)(TUNE_ROUND_S / w) : b->iters;
       iters[i] = k < TUNE_MIN_ITERS ? TUNE_MIN_ITERS : k > b->iters ? b->iters : k;
       t[i][ip] = -1;
     }
@@ -200,7 +196,7 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            "%d candidates (rd, mpi, ring and rabenseifner x chunks 256K-2M)\n",
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
-    printf("# per placement: the fastest candidate (algo/chunk), its mean time, and its speed over "
+    printf("# per placement: the fastest candidate (algo/chunk), its time (median call), and its speed over "
            "MPI_Allreduce's and over the built-in rules' choice\n");
     printf("# %10s  %-17s %10s  %6s  %11s  %-17s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
            "vs mpi", "vs built-in", "in place", "time (us)", "vs mpi", "vs built-in");

@@ -10,11 +10,6 @@
 
 #define CAL_LAYER_REPS 15 /* timed runs; the first, untimed, warms the caches */
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* 1 when every rank of c (NULL: this rank alone) says ok, else 0 (also on a failed exchange). */
 static int all_ok(int ok, coll_comm_t *c) {
   int32_t v = ok;
@@ -57,7 +52,7 @@ double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int 
     gpt2_backward(m, a, dy, 1.0f, dx);
     if (r > 0) t[r - 1] = strata_now_s() - t0;
   }
-  qsort(t, CAL_LAYER_REPS, sizeof t[0], cmp_double);
+  strata_sort_doubles(t, CAL_LAYER_REPS);
   result = t[CAL_LAYER_REPS / 2];
 out:
   gpt2_acts_free(a);

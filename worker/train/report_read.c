@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 double report_json_num(json_object *o, const char *key, double dflt) {
   json_object *v;
@@ -21,17 +22,12 @@ double report_json_num(json_object *o, const char *key, double dflt) {
   return json_object_get_double(v);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static double median(const double *v, int n) {
   if (n <= 0) return NAN;
   double *t = malloc((size_t)n * sizeof *t);
   if (!t) return NAN;
   memcpy(t, v, (size_t)n * sizeof *t);
-  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  strata_sort_doubles(t, (size_t)n);
   double m = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
   free(t);
   return m;
