@@ -7,11 +7,13 @@
 #       (ring, rd and rabenseifner [allreduce only], auto), with MPI's own collective (--algo mpi) as baseline,
 #       on 2 and 4 ranks        -> coll.csv, busbw_<op>_np<N>.png
 #   (b) training strong scaling (fixed global batch) and weak scaling (batch proportional to
-#       ranks) over 1, 2, 4 ranks, layouts dp only, pp only, pp x dp
+#       ranks) over 1, 2, 4 ranks, layouts dp only, pp only, pp x dp, tp only (T = 2), tp x dp
+#       and tp x pp
 #                               -> train.csv, strong_scaling.png, weak_scaling.png
 #   (c) time breakdown (compute / communication / pipeline idle) per layout, from the strong
 #       runs' steps.jsonl comm_share / idle_share  -> breakdown.csv, breakdown.png
-#   (d) measured vs simulated step time per layout, when report.json has sim_step_s
+#   (d) measured vs simulated step time per layout, when report.json has sim_step_s (the
+#       calibrated cpu profile), with the error and whether it is within 10%
 #                               -> sim_vs_measured.csv, sim_vs_measured.png
 #   (e) --ddp: the PyTorch DDP comparison (launch/ddp_bench.sh; slow) -> ddp.txt
 #   and summary.md: Markdown tables of the key figures, the exact commands, the environment.
@@ -130,7 +132,7 @@ done
 # ---- (b) training scaling ----------------------------------------------------------------
 echo "== training scaling (${MODEL[*]}, $STEPS steps, strong batch $BATCH, weak batch $WBATCH per rank)"
 TRAIN="$OUT/train.csv"
-echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max" > "$TRAIN"
+echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max,tp" > "$TRAIN"
 CTX="$(printf '%s\n' "${MODEL[@]}" | awk 'p { print; exit } $0 == "--ctx" { p = 1 }')"
 # launch/lib/stats.sh: tokens/s from the median step after the warm-up, with the spread over the
 # steps; median step_s; mean shares
@@ -138,28 +140,31 @@ tps_spread() { strata_tps_spread "$1" "$WARMUP" "$(( $2 * CTX ))"; }
 med() { strata_step_median "$1" "$WARMUP"; }
 share() { strata_share "$1" "$WARMUP" "$2"; }
 simstep() { grep -o '"sim_step_s": *[0-9.eE+-]*' "$1" 2>/dev/null | head -1 | sed 's/.*: *//' || true; }
-LAYOUTS="1x1:single 1x2:dp 2x1:pp 1x4:dp 4x1:pp 2x2:ppxdp"
+# TxPxD:family (tensor-parallel x pipeline stages x replicas); names leave out tp1
+LAYOUTS="1x1x1:single 1x1x2:dp 1x2x1:pp 2x1x1:tp 1x1x4:dp 1x4x1:pp 1x2x2:ppxdp 2x1x2:tpxdp 2x2x1:tpxpp"
 for mode in strong weak; do
   base=""
   for lay in $LAYOUTS; do
-    pd="${lay%%:*}"; fam="${lay##*:}"; pp="${pd%x*}"; dp="${pd#*x}"; n=$(( pp * dp ))
+    tpd="${lay%%:*}"; fam="${lay##*:}"
+    IFS=x read -r tp pp dp <<< "$tpd"; n=$(( tp * pp * dp ))
+    name="pp${pp}xdp${dp}"; [ "$tp" -gt 1 ] && name="tp${tp}x$name"
     if [ "$mode" = strong ]; then b=$BATCH; else b=$(( WBATCH * n )); fi
     m=1; if [ "$pp" -gt 1 ]; then m=$(( 2 * pp )); while [ $(( b / dp % m )) -ne 0 ] && [ "$m" -gt 1 ]; do m=$(( m - 1 )); done; fi
-    rd="$OUT/runs/${mode}_pp${pp}_dp${dp}"
+    rd="$OUT/runs/${mode}_tp${tp}_pp${pp}_dp${dp}"
     rm -rf "$rd"
     args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-tokens 128 --out "$rd")
     if [ "$n" -gt 1 ]; then
-      run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
+      run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --tp "$tp" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
     else
       run "$STRATA" "${args[@]}" || continue
     fi
     read -r t tmin tmax <<< "$(tps_spread "$rd/steps.jsonl" "$b")"
     if [ "$n" = 1 ]; then base="$t"; fi
     eff="$(awk -v t="$t" -v b="$base" -v n="$n" 'BEGIN { if (b > 0) printf "%.3f", t / (n * b); else print "" }')"
-    echo "$mode,pp${pp}xdp${dp},$fam,$n,$pp,$dp,$b,$m,$t,$eff,$(med "$rd/steps.jsonl"),$(share "$rd/steps.jsonl" comm_share),$(share "$rd/steps.jsonl" idle_share),$(simstep "$rd/report.json"),$tmin,$tmax" >> "$TRAIN"
+    echo "$mode,$name,$fam,$n,$pp,$dp,$b,$m,$t,$eff,$(med "$rd/steps.jsonl"),$(share "$rd/steps.jsonl" comm_share),$(share "$rd/steps.jsonl" idle_share),$(simstep "$rd/report.json"),$tmin,$tmax,$tp" >> "$TRAIN"
   done
   files=""; titles=""
-  for fam in dp pp ppxdp; do
+  for fam in dp pp ppxdp tp tpxdp tpxpp; do
     d="$OUT/data/${mode}_${fam}.dat"
     awk -F, -v mo="$mode" -v f="$fam" 'NR > 1 && $1 == mo && ($3 == f || $3 == "single") { print $4, $9, $10 }' "$TRAIN" > "$d"
     files="$files $d"; titles="$titles $fam"
@@ -172,8 +177,8 @@ echo "layout,ranks,compute_share,comm_share,idle_share" > "$OUT/breakdown.csv"
 awk -F, 'NR > 1 && $1 == "strong" { c = 1 - $12 - $13; printf "%s,%s,%.4f,%s,%s\n", $2, $4, c, $12, $13 }' "$TRAIN" >> "$OUT/breakdown.csv"
 awk -F, 'NR > 1 { print $1, $3, $4, $5 }' "$OUT/breakdown.csv" > "$OUT/data/breakdown.dat"
 gnuplot -e "out='$OUT/breakdown.png'; data='$OUT/data/breakdown.dat'" "$PLOTS/breakdown.gp"
-echo "mode,layout,ranks,measured_step_s,sim_step_s,ratio" > "$OUT/sim_vs_measured.csv"
-awk -F, 'NR > 1 && $14 != "" && $14 > 0 { printf "%s,%s,%s,%s,%s,%.3f\n", $1, $2, $4, $11, $14, $11 / $14 }' "$TRAIN" >> "$OUT/sim_vs_measured.csv"
+echo "mode,layout,ranks,measured_step_s,sim_step_s,ratio,error_pct" > "$OUT/sim_vs_measured.csv"
+awk -F, 'NR > 1 && $14 != "" && $14 > 0 && $11 > 0 { printf "%s,%s,%s,%s,%s,%.3f,%.1f\n", $1, $2, $4, $11, $14, $11 / $14, 100 * ($14 - $11) / $11 }' "$TRAIN" >> "$OUT/sim_vs_measured.csv"
 if [ "$(wc -l < "$OUT/sim_vs_measured.csv")" -gt 1 ]; then
   awk -F, 'NR > 1 && $1 == "strong" { print $2, $4, $5 }' "$OUT/sim_vs_measured.csv" > "$OUT/data/sim.dat"
   [ -s "$OUT/data/sim.dat" ] && gnuplot -e "out='$OUT/sim_vs_measured.png'; data='$OUT/data/sim.dat'" "$PLOTS/simvsmeas.gp"
@@ -266,9 +271,13 @@ S="$OUT/summary.md"
     echo
     echo "## Measured vs simulated step time"
     echo
-    echo "| mode | layout | ranks | measured (s) | simulated (s) | measured / simulated |"
-    echo "|---|---|---|---|---|---|"
-    awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$OUT/sim_vs_measured.csv"
+    echo "Simulated: the run's report.json \`sim_step_s\` (the calibrated cpu profile, one chip per rank,"
+    echo "slowed by ranks / cores where ranks share cores); error = (simulated - measured) / measured."
+    echo
+    echo "| mode | layout | ranks | measured (s) | simulated (s) | measured / simulated | error | within 10% |"
+    echo "|---|---|---|---|---|---|---|---|"
+    awk -F, 'NR > 1 { e = $7 < 0 ? -$7 : $7; printf "| %s | %s | %s | %s | %s | %s | %+.1f%% | %s |\n", $1, $2, $3, $4, $5, $6, $7, (e <= 10 ? "yes" : "no") }' "$OUT/sim_vs_measured.csv"
+    awk -F, 'NR > 1 { n++; e = $7 < 0 ? -$7 : $7; if (e <= 10) k++ } END { printf "\nWithin 10%%: %d of %d layouts.\n", k, n }' "$OUT/sim_vs_measured.csv"
   fi
   if [ "$DDP" = 1 ] && [ -f "$OUT/ddp.txt" ]; then
     echo

@@ -2,8 +2,10 @@
 # check_scaling.sh STRATA OUT -- runs launch/scaling.sh --quick --out OUT and checks its outputs:
 # coll.csv has the right columns, rows for every op x transport x algorithm (rd for allreduce
 # only; the --algo mpi baseline on the mpi transport), numeric positive busbw and wrong == 0 in
-# every row; train.csv has a row per mode x layout with tokens/s > 0 and efficiency 1 for one
-# rank; breakdown.csv shares sum to 1; every PNG starts with the PNG magic bytes; summary.md has
+# every row; train.csv has a row per mode x layout (tensor-parallel ones included) with
+# tokens/s > 0 and efficiency 1 for one rank; sim_vs_measured.csv's ratio and error agree with
+# its step times and summary.md marks each layout within 10% or not; breakdown.csv shares sum
+# to 1; every PNG starts with the PNG magic bytes; summary.md has
 # its sections and the exact commands.
 set -uo pipefail
 STRATA="$1"; OUT="$2"
@@ -32,13 +34,13 @@ for combo in mpi/rd ofi:shm/rd; do
 done
 
 # train.csv
-TH="mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max"
+TH="mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max,tp"
 [ "$(head -1 "$OUT/train.csv")" = "$TH" ] || fail "train.csv header is '$(head -1 "$OUT/train.csv")'"
 for mode in strong weak; do
-  for lay in pp1xdp1 pp1xdp2 pp2xdp1 pp1xdp4 pp4xdp1 pp2xdp2; do
+  for lay in pp1xdp1 pp1xdp2 pp2xdp1 pp1xdp4 pp4xdp1 pp2xdp2 tp2xpp1xdp1 tp2xpp1xdp2 tp2xpp2xdp1; do
     row="$(awk -F, -v m="$mode" -v l="$lay" '$1 == m && $2 == l' "$OUT/train.csv")"
     [ -n "$row" ] || { fail "train.csv has no $mode $lay row"; continue; }
-    awk -F, '{ exit !($9 + 0 > 0 && $11 + 0 > 0 && $4 == $5 * $6) }' <<< "$row" || fail "train.csv row '$row': tokens/s or step time not positive, or ranks != pp x dp"
+    awk -F, '{ exit !($9 + 0 > 0 && $11 + 0 > 0 && $4 == $17 * $5 * $6) }' <<< "$row" || fail "train.csv row '$row': tokens/s or step time not positive, or ranks != tp x pp x dp"
     # the median between the slowest and the fastest step's tokens/s
     awk -F, '{ exit !($15 + 0 > 0 && $15 <= $9 + 0.1 && $9 <= $16 + 0.1) }' <<< "$row" || fail "train.csv row '$row': tokens/s not within [min, max]"
   done
@@ -54,7 +56,19 @@ awk -F, 'NR > 1 { if ($2 == "pp1xdp1") b[$1] = $9; r[NR] = $0 }
 
 # breakdown.csv
 [ "$(head -1 "$OUT/breakdown.csv")" = "layout,ranks,compute_share,comm_share,idle_share" ] || fail "breakdown.csv header"
-[ "$(($(wc -l < "$OUT/breakdown.csv") - 1))" = 6 ] || fail "breakdown.csv should have 6 layouts"
+[ "$(($(wc -l < "$OUT/breakdown.csv") - 1))" = 9 ] || fail "breakdown.csv should have 9 layouts"
+
+# sim_vs_measured.csv: every multi-rank run (the calibrated cpu profile), ratio and error
+# recomputed from the two step times; summary.md's verdict per layout follows the error
+[ "$(head -1 "$OUT/sim_vs_measured.csv")" = "mode,layout,ranks,measured_step_s,sim_step_s,ratio,error_pct" ] || fail "sim_vs_measured.csv header"
+[ "$(($(wc -l < "$OUT/sim_vs_measured.csv") - 1))" = 16 ] || fail "sim_vs_measured.csv should have 16 rows (8 multi-rank layouts x 2 modes)"
+awk -F, 'NR > 1 { r = $4 / $5; e = 100 * ($5 - $4) / $4; if (r - $6 > 0.001 || $6 - r > 0.001 || e - $7 > 0.051 || $7 - e > 0.051) { print "bad row: " $0; bad = 1 } } END { exit bad }' "$OUT/sim_vs_measured.csv" || fail "sim_vs_measured.csv ratio or error does not match its step times"
+while IFS=, read -r mode lay ranks meas sim ratio err; do
+  [ "$mode" = mode ] && continue
+  want=no; awk -v e="$err" 'BEGIN { exit !(e <= 10 && e >= -10) }' && want=yes
+  grep -qE "^\| $mode \| $lay \| $ranks \| .* \| $want \|\$" "$OUT/summary.md" || fail "summary.md lacks '$mode $lay ... $want' (error $err%)"
+done < "$OUT/sim_vs_measured.csv"
+grep -qE "^Within 10%: [0-9]+ of 16 layouts\.$" "$OUT/summary.md" || fail "summary.md lacks the within-10% count"
 awk -F, 'NR > 1 { s = $3 + $4 + $5; if (s < 0.999 || s > 1.001 || $3 < 0) exit 1 }' "$OUT/breakdown.csv" || fail "breakdown shares do not sum to 1"
 
 # PNGs
@@ -67,7 +81,7 @@ done
 # summary.md
 for s in "## Environment" "| CPU |" "| load average at start |" "| load average at the end |" \
          "tokens/s median [slowest-fastest step]" "| Open MPI |" "| libfabric |" "## Collectives" \
-         "## Training scaling" "| strong | pp2xdp2 | 4 |" "## Commands" "bench allreduce -b 1K -e 64K" "--pp 2 --dp 2"; do
+         "## Training scaling" "| strong | pp2xdp2 | 4 |" "| weak | tp2xpp2xdp1 | 4 |" "## Commands" "bench allreduce -b 1K -e 64K" "--tp 1 --pp 2 --dp 2" "--tp 2 --pp 1 --dp 2"; do
   grep -qF -- "$s" "$OUT/summary.md" || fail "summary.md lacks '$s'"
 done
 # a load average above the core count at the start is warned about

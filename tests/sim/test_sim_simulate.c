@@ -148,6 +148,19 @@ static void test_overlap_hides_all_but_last_bucket(void) {
   CHECK_NEAR(r.stages[0].exposed_comm_s, 0.5, 1e-12);
   CHECK_NEAR(r.stages[0].comm_busy_s, 2.0, 1e-12);
   sim_result_free(&r);
+  /* interference: the first three buckets run 0.5 s each beside backward (the last starts at
+   * its end), so backward ends at 4 + 1.5 x overlap_slowdown; the step is the later of that and
+   * the last bucket (4.5); without the interference term, 4.5 (rows: slowdown, term, step) */
+  const double slow[][3] = {{1, 1, 5.5}, {0.5, 1, 4.75}, {0.2, 1, 4.5}, {1, 0, 4.5}};
+  for (int i = 0; i < 4; i++) {
+    d.overlap_slowdown = slow[i][0];
+    o.interference = (int)slow[i][1];
+    CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+    CHECK_NEAR(r.step_s, slow[i][2], 1e-12);
+    sim_result_free(&r);
+  }
+  o.interference = 1;
+  d.overlap_slowdown = 0;
   o.overlap = 0;
   CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
   CHECK_NEAR(r.step_s, 6.0, 1e-12);

@@ -7,7 +7,8 @@
 #           layout that fits; a capacity just above the model's peak trains.
 #   agree   for every layout of the distributed-training tests (tests/dist.cmake: P 1-4, D 1-3,
 #           M 1/2/4, GPipe and 1F1B, ZeRO on and off, mpi / ofi shm / ofi tcp transports) on
-#           trn2, h100 and trn1: the clock CARRIED on the run (pipeline messages, DP bucket MAX
+#           trn2, h100, trn1 and h100 with overlap_slowdown 1 (small buckets, where the
+#           interference of overlapped buckets decides the step): the clock CARRIED on the run (pipeline messages, DP bucket MAX
 #           exchanges, tied wte, norm, ZeRO collectives; rank 0's "simulated clock carried on
 #           the run: step X s" line, %.17g, max over ranks and the same every step) equals
 #           `strata simulate --json`'s step_s for the same model, layout, schedule, ZeRO,
@@ -71,17 +72,23 @@ fit)
   echo "ok fit"
   ;;
 agree)
+  # "slow": h100 whose overlapped buckets cost backward their whole time (overlap_slowdown 1,
+  # as the cpu profile's), so that the interference term decides the step
+  sed 's/"name": "h100"/"name": "slow"/; s/"overlap_slowdown": 0.1,/"overlap_slowdown": 1,/' \
+    "$(dirname "$0")/../../worker/sim/devices/h100.json" >"$W/slow.json"
+  grep -q '"overlap_slowdown": 1,' "$W/slow.json" || fail "could not write the slow device profile"
   # NP P D M schedule zero device bucket transport [extra]
   while read -r np p d mm sched zero dev bucket tr extra; do
-    out="$W/a$np$p$d$mm$zero$sched"
+    out="$W/a$np$p$d$mm$zero$sched$dev"
     transport_flags "$tr"
+    devarg="$dev"; [ "$dev" = slow ] && devarg="$W/slow.json"
     # shellcheck disable=SC2086
     mpi "$np" "$STRATA" train "${MODEL[@]}" --steps 2 --pp "$p" --dp "$d" --microbatches "$mm" \
-      --schedule "$sched" --zero "$zero" --device "$dev" --bucket-mb "$bucket" "${TRF[@]}" $extra \
+      --schedule "$sched" --zero "$zero" --device "$devarg" --bucket-mb "$bucket" "${TRF[@]}" $extra \
       --out "$out" --log-every 1 >"$out.log" 2>&1 || { cat "$out.log"; fail "train $np $p $d $mm failed"; }
     # shellcheck disable=SC2086
     "$STRATA" simulate "${SIMMODEL[@]}" --pp "$p" --dp "$d" --microbatches "$mm" --schedule "$sched" \
-      --zero "$zero" --device "$dev" --dtype fp32 --bucket-mb "$bucket" $extra --json >"$out.sim"
+      --zero "$zero" --device "$devarg" --dtype fp32 --bucket-mb "$bucket" $extra --json >"$out.sim"
     b=$(grep -o '"step_s": *[-0-9.eE+]*' "$out.sim" | head -1 | sed 's/.*: *//')
     line=$(grep "simulated clock carried on the run" "$out.log") || { cat "$out.log"; fail "no carried-clock line"; }
     c=$(echo "$line" | sed 's/.*on the run: step \([-0-9.eE+]*\) s.*/\1/')
@@ -101,6 +108,7 @@ agree)
   done <<'LAYOUTS'
 1 1 1 1 gpipe 0 trn2 4 mpi
 2 1 2 2 1f1b 0 trn2 0.02 mpi
+2 1 2 2 1f1b 0 slow 0.02 mpi
 3 1 3 1 gpipe 1 h100 4 mpi
 2 2 1 4 1f1b 0 trn2 4 mpi
 4 2 2 2 gpipe 1 trn2 4 shm

@@ -626,13 +626,12 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     strata_error("simulate: --memory '%s' unknown (use strata or mixed)", f->memory);
     return 2;
   }
-  /* A production job (--precision or --memory mixed) runs the device's fused attention and its
-   * overlapped reductions slow the compute; Strata's own run (--memory strata, what strata
-   * train's carried clock models) has unfused kernels and no interference term. */
+  /* A production job (--precision or --memory mixed) runs the device's fused attention;
+   * Strata's own run (--memory strata, what strata train's carried clock models) has unfused
+   * kernels. Both have overlapped reductions slow the compute (sim_options_default). */
   const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
   j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
   if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
-  j->opt.interference = production;
   j->opt.zero = f->zero;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;

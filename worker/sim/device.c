@@ -485,6 +485,9 @@ int device_calibrate_cpu(device_t *out) {
   out->intra_Bps = out->inter_Bps = copy_Bps;
   out->intra_lat_s = out->inter_lat_s = 1 * US;
   out->reduce_Bps = copy_Bps / 1.5; /* reduce reads two operands and writes one */
+  /* no copy engine: the core that computes backward also moves and sums the overlapped
+   * buckets (grad_sync.c drives them from backward's callbacks), so their time adds to it */
+  out->overlap_slowdown = 1;
   rc = 0;
 free_bufs:
   free(a);

@@ -44,8 +44,10 @@ static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, in
  * transformer layer of the model (micro-batch b x T; with tensor parallelism its own 1/tp of
  * the layer, with the real collectives over its TP group) forward + backward at the same time
  * as the others, as in the run (the caller's layer_time runs the model: this folder does not).
- * The overhead is what the mean of the ranks' times exceeds the layer's roofline and its
- * modelled TP communication by, spread over the layer's forward and backward ops (>= 0); time
+ * The overhead is what the slowest rank's time exceeds the layer's roofline and its modelled TP
+ * communication by, spread over the layer's forward and backward ops (>= 0): the simulated
+ * chips are alike, and a step waits for its slowest rank at every DP, TP and pipeline
+ * exchange, so the chip they stand for runs at that rank's speed; time
  * sharing (more ranks than cores) is divided out first, since resolve scales every figure by
  * it afterwards. It carries what the roofline does not see: Strata's small ops do not reach it
  * (loop set-up, cache misses, the sgemm of a 32-wide matrix), ranks sharing the caches and
@@ -72,9 +74,9 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, doubl
   double t = layer_time(lm, b, T, tp, sp, group);
   coll_comm_destroy(group);
   double msg[2] = {t >= 0 ? t : 0, t >= 0 ? 0 : 1};
-  if (coll_allreduce(msg, msg, 2, COLL_F64, COLL_SUM, world) != COLL_OK || msg[1] != 0) return -1;
-  double mean = msg[0] / coll_size(world) / (timeshare > 1 ? timeshare : 1);
-  double ov = (mean - roof - layer_tp_comm_s(d, lay, sp, b, T)) / (2.0 * n);
+  if (coll_allreduce(msg, msg, 2, COLL_F64, COLL_MAX, world) != COLL_OK || msg[1] != 0) return -1;
+  double slowest = msg[0] / (timeshare > 1 ? timeshare : 1);
+  double ov = (slowest - roof - layer_tp_comm_s(d, lay, sp, b, T)) / (2.0 * n);
   d->op_overhead_s = ov > 0 && isfinite(ov) ? ov : 0;
   return 0;
 }
@@ -409,12 +411,18 @@ void sim_clock_sync_done(sim_clock_t *sc) {
   const layout_t *lay = &sc->lay;
   const sim_stage_cost_t *c = &sc->costs[sc->stage];
   const int P = lay->pp, D = lay->dp;
-  /* the buckets, in start order on the DP group's link timeline */
+  /* the buckets, in start order on the DP group's link timeline; the part of each that runs
+   * beside backward slows it by the device's overlap_slowdown (as simulate.c's sim_bucket; the
+   * replicas' clocks are equal, so this rank's end of backward is the group's) */
+  double interf = 0;
   for (int b = 0; b < sc->nb; b++) {
     if (wait_req(sc, &sc->b_req[b], sc->dp)) return;
     double start = sc->b_max[b] > sc->comm_free ? sc->b_max[b] : sc->comm_free;
     sc->comm_free = start + device_allreduce_time(&sc->dev, sc->dp_ranks, D, sc->b_bytes[b]);
+    double ov = (sc->comm_free < sc->end_bwd ? sc->comm_free : sc->end_bwd) - start;
+    if (ov > 0 && sc->opt.interference) interf += sc->dev.overlap_slowdown * ov;
   }
+  sc->t += interf;
   if (sc->comm_free > sc->t) sc->t = sc->comm_free;
   if (c->tied_bytes > 0 && P > 1) {
     int r0 = layout_rank(lay, sc->tp_rank, 0, sc->replica),

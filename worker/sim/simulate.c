@@ -28,7 +28,7 @@ sim_options_t sim_options_default(void) {
   o.memory = MEM_ACCOUNT_STRATA;
   o.precision = MEM_PREC_NONE;
   o.fused_attention = 0;
-  o.interference = 0;
+  o.interference = 1;
   return o;
 }
 

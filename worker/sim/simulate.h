@@ -66,9 +66,9 @@ typedef struct {
                                 train's); 0 (default): the precision's gradient bytes */
   int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
                                 traffic or scores kept); 0: unfused */
-  int interference;          /* 1: overlapped DP buckets slow the backward they overlap by the
-                                device's overlap_slowdown; 0 (default, and the carried clock of
-                                strata train): they do not */
+  int interference;          /* 1 (default, and the carried clock of strata train): overlapped
+                                DP buckets slow the backward they overlap by the device's
+                                overlap_slowdown; 0: they do not */
 } sim_options_t;
 
 /* Optimizer bytes moved and FLOPs per parameter, and the gradient bytes per parameter the DP
