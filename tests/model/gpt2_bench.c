@@ -39,6 +39,7 @@
 #include "llama.h"
 #include "train_model.h"
 #include "rng.h"
+#include "util.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -78,30 +79,10 @@ static int gemm_peak(int n, int reps) {
   return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static double thread_cpu_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* GFLOP/s of backend b on one product per second of this thread's CPU time (one thread: robust
- * to other processes sharing the cores), the median of 5 timed calls after one untimed. */
-static double time_product(gemm_backend_t b, int ta, int tb, int M, int N, int K, const float *A, const float *B,
-                           float *C) {
-  double t[5];
-  gemm_f32_on(b, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
-  for (int r = 0; r < 5; r++) {
-    double t0 = thread_cpu_s();
-    gemm_f32_on(b, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
-    t[r] = thread_cpu_s() - t0;
-  }
-  qsort(t, 5, sizeof t[0], cmp_double);
-  return 2.0 * M * N * (double)K / t[2] / 1e9;
 }
 
 /* oneDNN's bf16 kernel (as gemm_onednn.c declares it: exported, not in the public headers). */
@@ -110,21 +91,44 @@ extern dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t 
                                            dnnl_dim_t ldb, float beta, float *C, dnnl_dim_t ldc)
     __attribute__((weak));
 
-/* GFLOP/s per second of this thread's CPU time, as time_product: gemm_bf16 on oneDNN (kernel
- * == 0), or the bf16 kernel alone on the pre-rounded A16 / B16 (kernel == 1; 0 without it). */
-static double time_product_bf16(int kernel, int ta, int tb, int M, int N, int K, const float *A, const float *B,
-                                const uint16_t *A16, const uint16_t *B16, float *C) {
-  if (kernel && !dnnl_gemm_bf16bf16f32) return 0;
-  double t[6];
-  for (int r = 0; r < 6; r++) { /* the first call is untimed */
+/* One product of the table C = op(A) op(B): fp32 on backend b (PROD_F32), gemm_bf16 on oneDNN
+ * as the model calls it (PROD_BF16), or oneDNN's bf16 kernel alone on the pre-rounded A16 / B16
+ * (PROD_BF16_KERNEL). */
+typedef enum { PROD_F32, PROD_BF16, PROD_BF16_KERNEL } prod_kind_t;
+typedef struct {
+  prod_kind_t kind;
+  gemm_backend_t b;
+  int ta, tb, M, N, K;
+  const float *A, *B;
+  const uint16_t *A16, *B16;
+  float *C;
+} product_t;
+
+static void run_product(const product_t *p) {
+  const int lda = p->ta ? p->M : p->K, ldb = p->tb ? p->K : p->N;
+  if (p->kind == PROD_F32)
+    gemm_f32_on(p->b, p->ta, p->tb, p->M, p->N, p->K, 1.0f, p->A, lda, p->B, ldb, 0.0f, p->C, p->N);
+  else if (p->kind == PROD_BF16)
+    gemm_bf16_on(GEMM_ONEDNN, p->ta, p->tb, p->M, p->N, p->K, 1.0f, p->A, lda, p->B, ldb, 0.0f, p->C, p->N);
+  else
+    dnnl_gemm_bf16bf16f32(p->ta ? 'T' : 'N', p->tb ? 'T' : 'N', p->M, p->N, p->K, 1.0f, p->A16, lda, p->B16, ldb,
+                          0.0f, p->C, p->N);
+}
+
+/* GFLOP/s of one product per second of this thread's CPU time (one thread: robust to other
+ * processes sharing the cores), the median of 5 timed calls after one untimed; 0 for the bf16
+ * kernel where oneDNN does not export it. */
+static double time_product(const product_t *p) {
+  if (p->kind == PROD_BF16_KERNEL && !dnnl_gemm_bf16bf16f32) return 0;
+  double t[5];
+  run_product(p);
+  for (int r = 0; r < 5; r++) {
     double t0 = thread_cpu_s();
-    if (kernel)
-      dnnl_gemm_bf16bf16f32(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A16, ta ? M : K, B16, tb ? K : N, 0.0f, C, N);
-    else gemm_bf16_on(GEMM_ONEDNN, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+    run_product(p);
     t[r] = thread_cpu_s() - t0;
   }
-  qsort(t + 1, 5, sizeof t[0], cmp_double);
-  return 2.0 * M * N * (double)K / t[3] / 1e9;
+  strata_sort_doubles(t, 5);
+  return 2.0 * p->M * p->N * (double)p->K / t[2] / 1e9;
 }
 
 /* Every backend on the matrix products of one training step of the model (see the header). */
@@ -161,15 +165,18 @@ static int gemm_shapes(int H, int C, int T, int B, int V, int blk) {
     double gf[GEMM_NBACKENDS] = {0};
     for (int k = 1; k < GEMM_NBACKENDS; k++) { /* alternate which backend goes first */
       int b = i % 2 ? GEMM_NBACKENDS - k : k;
-      gf[b] = time_product((gemm_backend_t)b, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, Bm, Cm);
+      product_t f32 = {PROD_F32, (gemm_backend_t)b, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, Bm, A16, B16, Cm};
+      gf[b] = time_product(&f32);
     }
     printf("gemm name=%s op=%c%c M=%d N=%d K=%d", p[i].name, p[i].ta ? 'T' : 'N', p[i].tb ? 'T' : 'N', p[i].M, p[i].N,
            p[i].K);
     for (int b = 1; b < GEMM_NBACKENDS; b++) printf(" %s=%.1f", gemm_backend_name((gemm_backend_t)b), gf[b]);
     printf(" auto=%s", gemm_backend_name(gemm_rule(GEMM_F32, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K)));
-    for (int kernel = 0; kernel < 2; kernel++)
-      printf(" %s=%.1f", kernel ? "bf16_kernel" : "bf16",
-             time_product_bf16(kernel, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, Bm, A16, B16, Cm));
+    for (int kernel = 0; kernel < 2; kernel++) {
+      product_t bf = {kernel ? PROD_BF16_KERNEL : PROD_BF16, GEMM_ONEDNN, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K,
+                      A, Bm, A16, B16, Cm};
+      printf(" %s=%.1f", kernel ? "bf16_kernel" : "bf16", time_product(&bf));
+    }
     printf("\n");
   }
   free(A), free(Bm), free(Cm), free(A16), free(B16);
