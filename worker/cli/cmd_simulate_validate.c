@@ -159,7 +159,6 @@ static int val_row(char **f, int line, const char *path, val_row_t *out, int exp
   opt.sequence_parallel = !strcmp(f[C_SP], "yes") || !strcmp(f[C_SP], "1");
   opt.fused_attention = *f[C_ATTN] ? !strcmp(f[C_ATTN], "fused") : dev.attn_fused_eff > 0;
   opt.zero = zero;
-  opt.interference = 1;
   char *e;
   double meas = strtod(f[C_MEAS], &e);
   if (e == f[C_MEAS] || *e || !(meas > 0))
