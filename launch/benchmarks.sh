@@ -23,7 +23,8 @@
 #             (launch/tp_bench.sh)
 #   scaling   launch/scaling.sh: `strata bench` sweeps of every op, transport and algorithm
 #             with --algo mpi as baseline, strong and weak training scaling, time breakdown,
-#             measured against simulated step time (its own block of BENCHMARKS.md)
+#             measured against simulated step time, each training layout run --repeats times
+#             (its own block of BENCHMARKS.md)
 #   simulate  `strata simulate` predictions (deterministic, under a second each)
 #   simacc    simulated against measured step time per layout (launch/sim_vs_measured.sh)
 #   infer     decode with and without the KV cache, session time to first token
@@ -632,7 +633,7 @@ section_tp() {
 
 # ---- scaling ---------------------------------------------------------------------------------
 section_scaling() {
-  local args=(--out "$OUT/scaling")
+  local args=(--out "$OUT/scaling" --repeats "$REPEATS")
   [ "$QUICK" = 1 ] && args+=(--quick)
   [ "$PUBLISH" = 1 ] && args+=(--publish)
   run_to "$OUT/logs/scaling_sh.txt" env STRATA_BIN="$STRATA" RESULTS_DIR="$RESULTS_DIR" BENCHMARKS_MD="$BENCHMARKS_MD" \

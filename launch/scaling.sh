@@ -18,9 +18,12 @@
 #   (e) --ddp: the PyTorch DDP comparison (launch/ddp_bench.sh; slow) -> ddp.txt
 #   and summary.md: Markdown tables of the key figures, the exact commands, the environment.
 #
-# Usage: launch/scaling.sh [--quick] [--ddp] [--out DIR] [--steps N] [--publish]
+# Usage: launch/scaling.sh [--quick] [--ddp] [--out DIR] [--steps N] [--repeats N] [--publish]
 #   --quick   tiny sizes, 2 ranks for the sweeps, a 4-layer toy model (well under a minute)
 #   --out DIR output directory (default scaling-YYYYmmdd-HHMMSS)
+#   --repeats N  runs of every training layout (default 1): its step time is the median of the
+#             runs' median steps, its simulated step the median of theirs, with the range over
+#             the runs beside each (one run cannot tell a layout's error from the machine's noise)
 #   --publish after the run, copy summary.md, the CSVs and the PNGs to launch/results/ and
 #             replace the scaling part of BENCHMARKS.md (between its `scaling.sh:begin` and
 #             `scaling.sh:end` markers) with summary.md, image links pointing at launch/results/
@@ -37,7 +40,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/lib/stats.sh"
 STRATA="${STRATA_BIN:-${STRATA_BUILD:-$ROOT/build}/bin/strata}"
-QUICK=0; DDP=0; OUT=""; STEPS=""; PUBLISH=0
+QUICK=0; DDP=0; OUT=""; STEPS=""; PUBLISH=0; REPEATS=1
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,11 +50,15 @@ while [ $# -gt 0 ]; do
     --out) [ $# -ge 2 ] || { echo "scaling.sh: --out needs a directory" >&2; exit 2; }; OUT="$2"; shift ;;
     --out=*) OUT="${1#--out=}" ;;
     --steps) [ $# -ge 2 ] || { echo "scaling.sh: --steps needs a number" >&2; exit 2; }; STEPS="$2"; shift ;;
+    --repeats) [ $# -ge 2 ] || { echo "scaling.sh: --repeats needs a number" >&2; exit 2; }; REPEATS="$2"; shift ;;
+    --repeats=*) REPEATS="${1#--repeats=}" ;;
     -h|--help) usage; exit 0 ;;
     *) echo "scaling.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+case "$REPEATS" in ''|*[!0-9]*) echo "scaling.sh: --repeats must be an integer in [1, 100], got '$REPEATS'" >&2; exit 2 ;; esac
+[ "$REPEATS" -ge 1 ] && [ "$REPEATS" -le 100 ] || { echo "scaling.sh: --repeats must be an integer in [1, 100], got '$REPEATS'" >&2; exit 2; }
 [ -x "$STRATA" ] || { echo "scaling.sh: strata binary $STRATA not found: build first (cmake --build build) or set STRATA_BIN" >&2; exit 2; }
 command -v gnuplot >/dev/null || { echo "scaling.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 2; }
 OUT="${OUT:-scaling-$(date -u +%Y%m%d-%H%M%S)}"
@@ -130,16 +137,33 @@ for np in $NPS; do
 done
 
 # ---- (b) training scaling ----------------------------------------------------------------
-echo "== training scaling (${MODEL[*]}, $STEPS steps, strong batch $BATCH, weak batch $WBATCH per rank)"
+echo "== training scaling (${MODEL[*]}, $STEPS steps, strong batch $BATCH, weak batch $WBATCH per rank, $REPEATS run(s) each)"
 TRAIN="$OUT/train.csv"
-echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max,tp" > "$TRAIN"
+echo "mode,layout,family,ranks,pp,dp,batch,microbatches,tokens_per_s,efficiency,step_s_median,comm_share,idle_share,sim_step_s,tokens_per_s_min,tokens_per_s_max,tp,runs,step_s_run_min,step_s_run_max,sim_step_s_run_min,sim_step_s_run_max,error_pct_run_min,error_pct_run_max" > "$TRAIN"
 CTX="$(printf '%s\n' "${MODEL[@]}" | awk 'p { print; exit } $0 == "--ctx" { p = 1 }')"
-# launch/lib/stats.sh: tokens/s from the median step after the warm-up, with the spread over the
-# steps; median step_s; mean shares
-tps_spread() { strata_tps_spread "$1" "$WARMUP" "$(( $2 * CTX ))"; }
+# launch/lib/stats.sh: a run's median step after the warm-up, its mean shares
 med() { strata_step_median "$1" "$WARMUP"; }
 share() { strata_share "$1" "$WARMUP" "$2"; }
 simstep() { grep -o '"sim_step_s": *[0-9.eE+-]*' "$1" 2>/dev/null | head -1 | sed 's/.*: *//' || true; }
+# layout_row RUNS_FILE STEPS_FILE TOKENS: from the runs' "median_step sim comm idle" lines (sim
+# "-" when a run has none) and every step time of every run, "step tokens/s tokens/s_min
+# tokens/s_max comm idle sim runs step_min step_max sim_min sim_max err_min err_max": the median
+# of the runs' median steps and of their simulated steps ("-" without one), tokens/s from it with
+# the slowest and fastest step of any run, mean shares, and the ranges over the runs (the error
+# of each run against its own simulation, which calibrates anew)
+layout_row() {
+  awk -v tok="$3" -v sf="$2" '
+    function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+                                       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    { n++; st[n] = $1; c += $3; id += $4
+      if ($2 != "-" && $2 + 0 > 0 && $1 > 0) { k++; sim[k] = $2; e = 100 * ($2 - $1) / $1; if (k == 1 || e < elo) elo = e; if (k == 1 || e > ehi) ehi = e } }
+    END { if (n == 0) exit 1
+          m = median(st, n); lo = st[1]; hi = st[n]
+          while ((getline x < sf) > 0) if (x > 0) { if (!fs || x < fs) fs = x; if (x > ss) ss = x }
+          if (m <= 0 || ss <= 0) { printf "0 0 0 0 0 0 - %d 0 0 - - - -\n", n; exit }
+          if (k) { sm = median(sim, k); printf "%s %.1f %.1f %.1f %.4f %.4f %s %d %s %s %s %s %.1f %.1f\n", m, tok / m, tok / ss, tok / fs, c / n, id / n, sm, n, lo, hi, sim[1], sim[k], elo, ehi }
+          else printf "%s %.1f %.1f %.1f %.4f %.4f - %d %s %s - - - -\n", m, tok / m, tok / ss, tok / fs, c / n, id / n, n, lo, hi }' "$1"
+}
 # TxPxD:family (tensor-parallel x pipeline stages x replicas); names leave out tp1
 LAYOUTS="1x1x1:single 1x1x2:dp 1x2x1:pp 2x1x1:tp 1x1x4:dp 1x4x1:pp 1x2x2:ppxdp 2x1x2:tpxdp 2x2x1:tpxpp"
 for mode in strong weak; do
@@ -150,18 +174,26 @@ for mode in strong weak; do
     name="pp${pp}xdp${dp}"; [ "$tp" -gt 1 ] && name="tp${tp}x$name"
     if [ "$mode" = strong ]; then b=$BATCH; else b=$(( WBATCH * n )); fi
     m=1; if [ "$pp" -gt 1 ]; then m=$(( 2 * pp )); while [ $(( b / dp % m )) -ne 0 ] && [ "$m" -gt 1 ]; do m=$(( m - 1 )); done; fi
-    rd="$OUT/runs/${mode}_tp${tp}_pp${pp}_dp${dp}"
-    rm -rf "$rd"
-    args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-tokens 128 --out "$rd")
-    if [ "$n" -gt 1 ]; then
-      run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --tp "$tp" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
-    else
-      run "$STRATA" "${args[@]}" || continue
-    fi
-    read -r t tmin tmax <<< "$(tps_spread "$rd/steps.jsonl" "$b")"
+    runs="$OUT/data/runs_${mode}_$name.txt"; steps="$OUT/data/steps_${mode}_$name.txt"; : > "$runs"; : > "$steps"
+    for r in $(seq 1 "$REPEATS"); do
+      rd="$OUT/runs/${mode}_tp${tp}_pp${pp}_dp${dp}"; [ "$REPEATS" -gt 1 ] && rd="${rd}_r$r"
+      rm -rf "$rd"
+      args=(train "${MODEL[@]}" --batch "$b" --steps "$STEPS" --quiet --eval-tokens 128 --out "$rd")
+      if [ "$n" -gt 1 ]; then
+        run "${MPIRUN[@]}" -np "$n" "$STRATA" "${args[@]}" --tp "$tp" --pp "$pp" --dp "$dp" --microbatches "$m" --schedule 1f1b || continue
+      else
+        run "$STRATA" "${args[@]}" || continue
+      fi
+      sim="$(simstep "$rd/report.json")"
+      echo "$(med "$rd/steps.jsonl") ${sim:--} $(share "$rd/steps.jsonl" comm_share) $(share "$rd/steps.jsonl" idle_share)" >> "$runs"
+      strata_step_times "$rd/steps.jsonl" "$WARMUP" >> "$steps"
+    done
+    [ -s "$runs" ] || continue
+    read -r st t tmin tmax cs is sim nr slo shi simlo simhi elo ehi <<< "$(layout_row "$runs" "$steps" "$(( b * CTX ))")" || continue
+    [ "$sim" = - ] && sim="" simlo="" simhi="" elo="" ehi=""
     if [ "$n" = 1 ]; then base="$t"; fi
     eff="$(awk -v t="$t" -v b="$base" -v n="$n" 'BEGIN { if (b > 0) printf "%.3f", t / (n * b); else print "" }')"
-    echo "$mode,$name,$fam,$n,$pp,$dp,$b,$m,$t,$eff,$(med "$rd/steps.jsonl"),$(share "$rd/steps.jsonl" comm_share),$(share "$rd/steps.jsonl" idle_share),$(simstep "$rd/report.json"),$tmin,$tmax,$tp" >> "$TRAIN"
+    echo "$mode,$name,$fam,$n,$pp,$dp,$b,$m,$t,$eff,$st,$cs,$is,$sim,$tmin,$tmax,$tp,$nr,$slo,$shi,$simlo,$simhi,$elo,$ehi" >> "$TRAIN"
   done
   files=""; titles=""
   for fam in dp pp ppxdp tp tpxdp tpxpp; do
@@ -177,8 +209,9 @@ echo "layout,ranks,compute_share,comm_share,idle_share" > "$OUT/breakdown.csv"
 awk -F, 'NR > 1 && $1 == "strong" { c = 1 - $12 - $13; printf "%s,%s,%.4f,%s,%s\n", $2, $4, c, $12, $13 }' "$TRAIN" >> "$OUT/breakdown.csv"
 awk -F, 'NR > 1 { print $1, $3, $4, $5 }' "$OUT/breakdown.csv" > "$OUT/data/breakdown.dat"
 gnuplot -e "out='$OUT/breakdown.png'; data='$OUT/data/breakdown.dat'" "$PLOTS/breakdown.gp"
-echo "mode,layout,ranks,measured_step_s,sim_step_s,ratio,error_pct" > "$OUT/sim_vs_measured.csv"
-awk -F, 'NR > 1 && $14 != "" && $14 > 0 && $11 > 0 { printf "%s,%s,%s,%s,%s,%.3f,%.1f\n", $1, $2, $4, $11, $14, $11 / $14, 100 * ($14 - $11) / $11 }' "$TRAIN" >> "$OUT/sim_vs_measured.csv"
+# the error of the medians, with the range of the runs' own errors
+echo "mode,layout,ranks,measured_step_s,sim_step_s,ratio,error_pct,runs,error_pct_run_min,error_pct_run_max" > "$OUT/sim_vs_measured.csv"
+awk -F, 'NR > 1 && $14 != "" && $14 > 0 && $11 > 0 { printf "%s,%s,%s,%s,%s,%.3f,%.1f,%s,%s,%s\n", $1, $2, $4, $11, $14, $11 / $14, 100 * ($14 - $11) / $11, $18, $23, $24 }' "$TRAIN" >> "$OUT/sim_vs_measured.csv"
 if [ "$(wc -l < "$OUT/sim_vs_measured.csv")" -gt 1 ]; then
   awk -F, 'NR > 1 && $1 == "strong" { print $2, $4, $5 }' "$OUT/sim_vs_measured.csv" > "$OUT/data/sim.dat"
   [ -s "$OUT/data/sim.dat" ] && gnuplot -e "out='$OUT/sim_vs_measured.png'; data='$OUT/data/sim.dat'" "$PLOTS/simvsmeas.gp"
@@ -196,7 +229,7 @@ S="$OUT/summary.md"
 {
   echo "# Strata scaling benchmarks"
   echo
-  echo "Generated by \`launch/scaling.sh$( [ "$QUICK" = 1 ] && echo " --quick")$( [ "$DDP" = 1 ] && echo " --ddp")\` on $START_DATE."
+  echo "Generated by \`launch/scaling.sh$( [ "$QUICK" = 1 ] && echo " --quick")$( [ "$DDP" = 1 ] && echo " --ddp")$( [ "$REPEATS" -gt 1 ] && echo " --repeats $REPEATS")\` on $START_DATE."
   echo
   echo "## Environment"
   echo
@@ -262,8 +295,9 @@ S="$OUT/summary.md"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   awk -F, 'NR > 1 { printf "| %s | %s | %s | %s | %s | %.0f [%.0f-%.0f] | %s | %s | %.1f%% | %.1f%% | %s |\n", $1, $2, $4, $7, $8, $9, $15, $16, $10, $11, 100 * $12, 100 * $13, ($14 == "" ? "-" : $14) }' "$TRAIN"
   echo
-  echo "tokens/s = tokens per step / median step time after the warm-up, with the range over the steps"
-  echo "(launch/lib/stats.sh). Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode)."
+  echo "tokens/s = tokens per step / median step time after the warm-up (with $REPEATS run(s) per layout, the"
+  echo "median of the runs' median steps), with the range over every step of every run (launch/lib/stats.sh)."
+  echo "Efficiency = tokens/s / (ranks x 1-rank tokens/s of the same mode)."
   echo "All ranks share $(nproc) cores: beyond $(nproc) ranks the runs are oversubscribed and the efficiency measures the cores, not Strata."
   echo
   for f in strong_scaling.png weak_scaling.png breakdown.png sim_vs_measured.png; do [ -f "$OUT/$f" ] && echo "![${f%.png}]($f)"; done
@@ -273,10 +307,14 @@ S="$OUT/summary.md"
     echo
     echo "Simulated: the run's report.json \`sim_step_s\` (the calibrated cpu profile, one chip per rank,"
     echo "slowed by ranks / cores where ranks share cores); error = (simulated - measured) / measured."
+    echo "$REPEATS run(s) per layout: measured is the median of the runs' median steps, simulated the median"
+    echo "of their simulated steps (each run calibrates its own profile), and the range is that of the"
+    echo "runs' own errors."
     echo
-    echo "| mode | layout | ranks | measured (s) | simulated (s) | measured / simulated | error | within 10% |"
+    echo "| mode | layout | ranks | measured (s) | simulated (s) | measured / simulated | error [range over runs] | within 10% |"
     echo "|---|---|---|---|---|---|---|---|"
-    awk -F, 'NR > 1 { e = $7 < 0 ? -$7 : $7; printf "| %s | %s | %s | %s | %s | %s | %+.1f%% | %s |\n", $1, $2, $3, $4, $5, $6, $7, (e <= 10 ? "yes" : "no") }' "$OUT/sim_vs_measured.csv"
+    awk -F, 'NR > 1 { e = $7 < 0 ? -$7 : $7; r = ($8 > 1 && $9 != "") ? sprintf(" [%+.1f..%+.1f]", $9, $10) : ""
+                      printf "| %s | %s | %s | %s | %s | %s | %+.1f%%%s | %s |\n", $1, $2, $3, $4, $5, $6, $7, r, (e <= 10 ? "yes" : "no") }' "$OUT/sim_vs_measured.csv"
     awk -F, 'NR > 1 { n++; e = $7 < 0 ? -$7 : $7; if (e <= 10) k++ } END { printf "\nWithin 10%%: %d of %d layouts.\n", k, n }' "$OUT/sim_vs_measured.csv"
   fi
   if [ "$DDP" = 1 ] && [ -f "$OUT/ddp.txt" ]; then
