@@ -35,7 +35,7 @@ set_tests_properties(sim_cli_bad_layout PROPERTIES
 
 # The cpu profile's link calibration over the collectives library (2 ranks).
 strata_test_exe(test_sim_calibrate_mpi ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_calibrate_mpi.c)
-strata_add_mpi_test(sim_calibrate_link_mpi 2 ${CMAKE_BINARY_DIR}/tests/test_sim_calibrate_mpi)
+strata_add_mpi_test(sim_calibrate_mpi 2 ${CMAKE_BINARY_DIR}/tests/test_sim_calibrate_mpi)
 
 # The clock carried on a tensor-parallel run equals the event simulation (T = 2 and 3, P = 2).
 strata_test_exe(test_sim_clock_tp_mpi ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_clock_tp_mpi.c)

@@ -1,11 +1,50 @@
 /* Two ranks: device_calibrate_link over the collectives library (device_pingpong_coll) fits a
- * positive latency and bandwidth and every rank gets the same figures. */
+ * positive latency and bandwidth and every rank gets the same figures; and the cpu profile's
+ * per-op overhead comes from the layer time taken by the wall clock on dedicated cores, by CPU
+ * time where the ranks time-share the cores (STRATA_SIM_HOST_RANKS), not divided by the
+ * time-sharing factor then. */
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "strata/coll.h"
 #include "device.h"
+#include "sim_clock.h"
 #include "test_util.h"
+
+#define FAKE_LAYER_S 0.5 /* far above the tiny layer's roofline: the overhead is nearly all of it */
+
+static int seen_cpu_time = -1; /* the cpu_time flag of the last call */
+
+static double fake_layer_time(const layout_model_t *m, int b, int T, int tp, int sp, coll_comm_t *tp_comm,
+                              int cpu_time) {
+  (void)m, (void)b, (void)T, (void)tp, (void)sp, (void)tp_comm;
+  seen_cpu_time = cpu_time;
+  return FAKE_LAYER_S;
+}
+
+/* Resolves the cpu profile of a 1-layer model on 2 replicas with STRATA_SIM_HOST_RANKS = host
+ * ranks, and checks the flag layer_time got, the time-sharing factor and the overhead: f x
+ * (FAKE_LAYER_S - roofline) / (2 ops), the roofline under 0.1% of it. */
+static void check_overhead(coll_comm_t *world, long host_ranks, int want_cpu_time, double want_f) {
+  char v[32], err[256];
+  snprintf(v, sizeof v, "%ld", host_ranks);
+  setenv("STRATA_SIM_HOST_RANKS", v, 1);
+  layout_model_t m = {64, 16, 1, 2, 32, 0, 0, 0};
+  layout_t lay;
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 1, 2, 1, 2, NULL, err, sizeof err), 0);
+  device_t d;
+  seen_cpu_time = -1;
+  CHECK_EQ_INT(sim_clock_resolve_device("cpu", 0, world, &lay, 16, 0, fake_layer_time, &d, err, sizeof err), 0);
+  CHECK_EQ_INT(seen_cpu_time, want_cpu_time);
+  CHECK_NEAR(d.timeshare > 1 ? d.timeshare : 1, want_f, 1e-12);
+  layout_op_t ops[LAYOUT_MAX_OPS];
+  int n = layout_layer_ops_tp(&m, 1, 16, 1, 0, ops);
+  double want = want_f * FAKE_LAYER_S / (2.0 * n);
+  CHECK_NEAR(d.op_overhead_s, want, 1e-3 * want);
+  unsetenv("STRATA_SIM_HOST_RANKS");
+}
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
@@ -27,9 +66,12 @@ int main(int argc, char **argv) {
     MPI_Bcast(r0, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     CHECK_NEAR(mine[0], r0[0], 0);
     CHECK_NEAR(mine[1], r0[1], 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    check_overhead(world, 1, 0, 1.0);         /* dedicated cores: the wall clock */
+    check_overhead(world, 2 * cores, 1, 2.0); /* twice the cores: CPU time, f = 2 */
     coll_comm_destroy(world);
   }
-  int rc = test_finish("sim_calibrate_link_mpi");
+  int rc = test_finish("sim_calibrate_mpi");
   MPI_Finalize();
   return rc;
 }

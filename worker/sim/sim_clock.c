@@ -47,9 +47,12 @@ static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, in
  * The overhead is what the slowest rank's time exceeds the layer's roofline and its modelled TP
  * communication by, spread over the layer's forward and backward ops (>= 0): the simulated
  * chips are alike, and a step waits for its slowest rank at every DP, TP and pipeline
- * exchange, so the chip they stand for runs at that rank's speed; time
- * sharing (more ranks than cores) is divided out first, since resolve scales every figure by
- * it afterwards. It carries what the roofline does not see: Strata's small ops do not reach it
+ * exchange, so the chip they stand for runs at that rank's speed. Where ranks time-share the
+ * cores (timeshare > 1) the layer is timed by each rank's CPU time, the work a core of its own
+ * would do (resolve scales every figure by timeshare afterwards): timed by the wall clock, a
+ * run of a few milliseconds against the scheduler's slices of about as long either keeps its
+ * core or waits a slice, so the median lands on either mode (measured on 4 ranks over 2 cores,
+ * micro-batch 2: wall medians 2.6-7.0 ms per rank, CPU time 2.3-2.9 ms, alone 2.5 ms). It carries what the roofline does not see: Strata's small ops do not reach it
  * (loop set-up, cache misses, the sgemm of a 32-wide matrix), ranks sharing the caches and
  * memory, and collectives of small arrays costing more than the ring model's steps. Skipped
  * (0) when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
@@ -71,12 +74,11 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, doubl
   coll_comm_t *group = NULL;
   if (tp > 1 && coll_comm_split(world, coll_rank(world) / tp, coll_rank(world), &group) != COLL_OK)
     return -1;
-  double t = layer_time(lm, b, T, tp, sp, group);
+  double t = layer_time(lm, b, T, tp, sp, group, timeshare > 1);
   coll_comm_destroy(group);
   double msg[2] = {t >= 0 ? t : 0, t >= 0 ? 0 : 1};
   if (coll_allreduce(msg, msg, 2, COLL_F64, COLL_MAX, world) != COLL_OK || msg[1] != 0) return -1;
-  double slowest = msg[0] / (timeshare > 1 ? timeshare : 1);
-  double ov = (slowest - roof - layer_tp_comm_s(d, lay, sp, b, T)) / (2.0 * n);
+  double ov = (msg[0] - roof - layer_tp_comm_s(d, lay, sp, b, T)) / (2.0 * n);
   d->op_overhead_s = ov > 0 && isfinite(ov) ? ov : 0;
   return 0;
 }
