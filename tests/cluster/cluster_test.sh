@@ -29,6 +29,10 @@ ns_cluster_shape 1gbit || fail "tc could not shape the links"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_tcp_if_include="$NS_CLUSTER_SUBNET.0/24"
 export OMPI_MCA_oob_tcp_if_include="$NS_CLUSTER_SUBNET.0/24" FI_TCP_IFACE=eth0 STRATA_COLL_TIMEOUT_S=60
+# Each node claims the machine's 2 cores, so Open MPI sees no oversubscription and its waiting
+# ranks spin; the 3 nodes' ranks share 2 cores, so they yield instead (a 6-rank training: 17-40 s
+# spinning, 4-5 s yielding). Step 3 keeps the spinning it was calibrated with (sim_yield0).
+export OMPI_MCA_mpi_yield_when_idle=1
 # bounded: a stuck step fails the test and the trap tears the cluster down (6 steps x 240 s
 # stay below ctest's TIMEOUT, whose kill would skip the trap)
 step_srun() { timeout 240 srun --mpi=pmix --time=5 "$@"; }
@@ -109,8 +113,9 @@ sim_device() {
       printf "  \"reduce_gbps\": %.6g, \"op_overhead_us\": %s, \"coll_latency_us\": %s }\n", hbm / 3, op, cs
     }' <<<"$line"
 }
+sim_yield0() { OMPI_MCA_mpi_yield_when_idle=0 "$@"; }
 sim_bench() {
-  step_srun -N 3 -n 3 "$strata" bench allreduce -b 4 -e 4M -f 1024 -n 20 -w 2 >"$dir/sim-bench-$1.txt" 2>&1 ||
+  sim_yield0 step_srun -N 3 -n 3 "$strata" bench allreduce -b 4 -e 4M -f 1024 -n 20 -w 2 >"$dir/sim-bench-$1.txt" 2>&1 ||
     fail "simulate: bench for the link failed: $(tail -5 "$dir/sim-bench-$1.txt")"
 }
 # sim_attempt K: bench, train, bench, then the prediction with the measured link (x1) and with a
@@ -121,7 +126,7 @@ sim_attempt() {
   local k="$1" measured meas meas_min meas_max meas_n scale pred err
   # the link measured just before and just after the training
   sim_bench "before$k"
-  STRATA_SIM_HOST_RANKS=3 step_srun -N 3 -n 3 --ntasks-per-node=1 "$strata" train "${sim_model[@]}" --steps 25 \
+  STRATA_SIM_HOST_RANKS=3 sim_yield0 step_srun -N 3 -n 3 --ntasks-per-node=1 "$strata" train "${sim_model[@]}" --steps 25 \
     --log-every 100 --verbose --out "$dir/simnet$k" >"$dir/simnet$k.log" 2>&1 ||
     fail "simulate: srun train failed: $(grep -m 3 -E 'error|rank [0-9]+:' "$dir/simnet$k.log"; tail -3 "$dir/simnet$k.log")"
   sim_bench "after$k"
