@@ -38,8 +38,10 @@ STRATA_TEST_PACKAGES=(clang libclang-rt-14-dev)
 # A test runs about 4.6x as long under the sanitizers (the slow unwinder records every
 # allocation's stack; the Open MPI suppressions need it), so the stage leaves out, in
 # local_asan_skip below (all of these run in the normal suite):
-#   slurm_      a throw-away Slurm cluster runs the job under slurmstepd, which does not get the
-#               ASan runtime's environment (and the namespace-cluster tests need root services)
+#   slurm_, serve_e2e_slurm  a throw-away Slurm cluster runs the job under slurmstepd, which does
+#               not get the ASan runtime's environment (and the namespace-cluster tests need root
+#               services); serve_e2e_slurm's `strata serve` runs under ASan in serve_e2e_np2
+#   arch_*      include-layer checks and probe compiles of the sources: no Strata code runs
 #   fuzz        libFuzzer targets exist only in the clang fuzz build (stage b)
 #   install_*, launch_*, scaling_quick, simint_*  packaging, the launch and benchmark scripts,
 #               and strata runs compared with the simulator: the strata code they drive runs
@@ -90,7 +92,7 @@ if [ "${STRATA_TEST_ASAN:-1}" != 0 ]; then
   export OMPI_MCA_mca_base_component_disable_dlclose=1
   # What leaves the stage and why: the comment above stage (a).
   local_asan_skip=(
-    'slurm_.*' 'install_.*' 'launch_benchmarks' 'launch_demo' 'launch_restart_after_kill' 'scaling_quick'
+    'slurm_.*' 'serve_e2e_slurm' 'arch_.*' 'install_.*' 'launch_.*' 'scaling_quick'
     'simint_agree' 'simint_mem' 'cli_exit_codes' 'cli_numeric_(flags|env)'
     'coll_ops_np[458]' 'coll_ops_smallchunk_np3' 'coll_wire16_np[34]' 'coll_direct_shm_probe_np[0-9]+'
     'ofi_coll_ops_(shm|tcp)_np[458]' 'ofi_coll_ops_tcp_np3' 'ofi_coll_p2p_tcp_np4'
