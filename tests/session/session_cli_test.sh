@@ -130,14 +130,22 @@ manage)
   run 1 --delete-session dflt --checkpoint "$CK" > /dev/null || fail "delete default"
   ;;
 invalid)
-  for id in "../x" "a/b" "" "$(printf 'a%.0s' $(seq 1 65))" "x y" "é"; do
-    run 1 --checkpoint "$CK" --session "$id" --prompt "Hi" --max-tokens 2 --session-dir "$SD" > /dev/null 2> "$W/err.txt"
+  # invalid_id ID K: both refusals of ID (own error file K); the IDs are independent and each run
+  # is mostly mpirun start-up, so they run side by side
+  invalid_id() {
+    local id="$1" err="$W/err-$2.txt" rc
+    run 1 --checkpoint "$CK" --session "$id" --prompt "Hi" --max-tokens 2 --session-dir "$SD" > /dev/null 2> "$err"
     rc=$?
     test $rc -ne 0 || fail "session ID '$id' accepted"
-    grep -q "invalid session ID" "$W/err.txt" || { cat "$W/err.txt"; fail "no clear message for '$id'"; }
-    run 1 --delete-session "$id" --session-dir "$SD" 2> "$W/err.txt" && fail "delete accepted '$id'"
-    grep -q "invalid session ID" "$W/err.txt" || fail "delete: no clear message for '$id'"
+    grep -q "invalid session ID" "$err" || { cat "$err"; fail "no clear message for '$id'"; }
+    run 1 --delete-session "$id" --session-dir "$SD" 2> "$err" && fail "delete accepted '$id'"
+    grep -q "invalid session ID" "$err" || fail "delete: no clear message for '$id'"
+  }
+  k=0; pids=()
+  for id in "../x" "a/b" "" "$(printf 'a%.0s' $(seq 1 65))" "x y" "é"; do
+    k=$((k + 1)); invalid_id "$id" "$k" & pids+=($!)
   done
+  for p in "${pids[@]}"; do wait "$p" || exit 1; done
   printf '{"prompt": "x", "session": "../evil"}\n' > "$W/bad.jsonl"
   run 1 --checkpoint "$CK" --prompts "$W/bad.jsonl" --session-dir "$SD" 2> "$W/err.txt" && fail "JSONL ID accepted"
   grep -q "line 1: invalid session ID" "$W/err.txt" || fail "JSONL: no clear message"
