@@ -109,29 +109,35 @@ seeded)
   test "$(ids "$W/s42a.jsonl" | wc -l)" = 5 || fail "expected 5 results"
   ;;
 errors)
+  # The cases are independent and mostly mpirun start-up: each runs in the background with its own
+  # files (err-PID), and the case ends when all have passed.
   expect() { # expect NP PATTERN ARGS... : exit != 0 and stderr matches PATTERN
     local np=$1 pat=$2; shift 2
-    run "$np" "$@" > "$W/err.out" 2> "$W/err.txt"
+    local e="$W/err-$BASHPID"
+    run "$np" "$@" > "$e.out" 2> "$e.txt"
     local rc=$?
     test $rc -ne 0 || fail "exit 0 for: $*"
     test $rc -ne 124 || fail "timed out (hang) for: $*"
-    grep -q -- "$pat" "$W/err.txt" || { cat "$W/err.txt"; fail "stderr lacks '$pat' for: $*"; }
-    echo "ok ($rc): $(grep -m1 -- "$pat" "$W/err.txt")"
+    grep -q -- "$pat" "$e.txt" || { cat "$e.txt"; fail "stderr lacks '$pat' for: $*"; }
+    echo "ok ($rc): $(grep -m1 -- "$pat" "$e.txt")"
+    rm -f "$e.out" "$e.txt"
   }
-  expect 1 "config.json" --checkpoint "$W/nonexistent" --prompt hi
-  expect 2 "config.json" --checkpoint "$W/nonexistent" --prompt hi
   printf '{"prompt": "ok"}\n{"prompt": "bad" \n' > "$W/bad.jsonl"
-  expect 1 "bad.jsonl line 2" --checkpoint "$CK" --prompts "$W/bad.jsonl"
   printf '{"prompt": "ok"}\n{"prompt": "x", "max_tokens": "many"}\n' > "$W/bad2.jsonl"
-  expect 2 "line 2: field \"max_tokens\"" --checkpoint "$CK" --prompts "$W/bad2.jsonl"
   printf '{"promt": "typo"}\n' > "$W/bad3.jsonl"
-  expect 1 "unknown field \"promt\"" --checkpoint "$CK" --prompts "$W/bad3.jsonl"
   long=$(printf 'x%.0s' $(seq 1 60))
-  expect 1 "exceeds the model's context of 64" --checkpoint "$CK" --prompt "$long" --max-tokens 10
-  expect 5 "only 4 layers" --checkpoint "$CK" --prompt hi
-  expect 1 "--top-p must be a number in (0, 1], got '1.5'" --checkpoint "$CK" --prompt hi --top-p 1.5 --temperature 1
-  expect 1 "exactly one of" --checkpoint "$CK"
-  expect 1 "vocabulary" --checkpoint "$CK" --prompt-tokens 1,300
+  pids=()
+  expect 1 "config.json" --checkpoint "$W/nonexistent" --prompt hi & pids+=($!)
+  expect 2 "config.json" --checkpoint "$W/nonexistent" --prompt hi & pids+=($!)
+  expect 1 "bad.jsonl line 2" --checkpoint "$CK" --prompts "$W/bad.jsonl" & pids+=($!)
+  expect 2 "line 2: field \"max_tokens\"" --checkpoint "$CK" --prompts "$W/bad2.jsonl" & pids+=($!)
+  expect 1 "unknown field \"promt\"" --checkpoint "$CK" --prompts "$W/bad3.jsonl" & pids+=($!)
+  expect 1 "exceeds the model's context of 64" --checkpoint "$CK" --prompt "$long" --max-tokens 10 & pids+=($!)
+  expect 5 "only 4 layers" --checkpoint "$CK" --prompt hi & pids+=($!)
+  expect 1 "--top-p must be a number in (0, 1], got '1.5'" --checkpoint "$CK" --prompt hi --top-p 1.5 --temperature 1 & pids+=($!)
+  expect 1 "exactly one of" --checkpoint "$CK" & pids+=($!)
+  expect 1 "vocabulary" --checkpoint "$CK" --prompt-tokens 1,300 & pids+=($!)
+  for p in "${pids[@]}"; do wait "$p" || exit 1; done
   ;;
 tp)
   test -f "$CKT/model.safetensors" || fail "no checkpoint at $CKT (run infer_setup_checkpoint first)"
