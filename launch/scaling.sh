@@ -57,8 +57,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case "$REPEATS" in ''|*[!0-9]*) echo "scaling.sh: --repeats must be an integer in [1, 100], got '$REPEATS'" >&2; exit 2 ;; esac
-[ "$REPEATS" -ge 1 ] && [ "$REPEATS" -le 100 ] || { echo "scaling.sh: --repeats must be an integer in [1, 100], got '$REPEATS'" >&2; exit 2; }
+[[ "$REPEATS" =~ ^[0-9]{1,3}$ ]] && [ "$REPEATS" -ge 1 ] && [ "$REPEATS" -le 100 ] ||
+  { echo "scaling.sh: --repeats must be an integer in [1, 100], got '$REPEATS'" >&2; exit 2; }
 [ -x "$STRATA" ] || { echo "scaling.sh: strata binary $STRATA not found: build first (cmake --build build) or set STRATA_BIN" >&2; exit 2; }
 command -v gnuplot >/dev/null || { echo "scaling.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 2; }
 OUT="${OUT:-scaling-$(date -u +%Y%m%d-%H%M%S)}"

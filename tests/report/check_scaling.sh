@@ -12,6 +12,7 @@
 set -uo pipefail
 STRATA="$1"; OUT="$2"
 ROOT="${STRATA_SOURCE_DIR:?STRATA_SOURCE_DIR must point at the source tree}"
+source "$ROOT/launch/lib/stats.sh" # strata_step_median: a run's median step, as scaling.sh takes it
 fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 rm -rf "$OUT"
@@ -55,7 +56,7 @@ for mode in strong weak; do
     rf="$OUT/data/runs_${mode}_$lay.txt"
     [ "$(wc -l < "$rf" 2>/dev/null)" = 2 ] || { fail "$rf should have 2 runs"; continue; }
     for r in 1 2; do
-      rm1="$(source "$ROOT/launch/lib/stats.sh"; strata_step_median "$OUT/runs/${mode}_tp${tpn}_pp${pp}_dp${dp}_r$r/steps.jsonl" 2)"
+      rm1="$(strata_step_median "$OUT/runs/${mode}_tp${tpn}_pp${pp}_dp${dp}_r$r/steps.jsonl" 2)"
       awk -v a="$rm1" -v b="$(sed -n "${r}p" "$rf" | cut -d' ' -f1)" 'BEGIN { exit !(a == b && a > 0) }' || fail "$rf run $r: median step is not the run's own ($rm1)"
     done
     awk -F, -v rf="$rf" 'function near(a, b) { return (a - b) ^ 2 <= (1e-5 * b) ^ 2 }
