@@ -22,6 +22,8 @@ rel_test(rel_fault_hang_allreduce_np3  faults.sh fault     3 1 3 hang 1 2 allred
 rel_test(rel_fault_hang_recv_np2       faults.sh fault     2 2 1 hang 1 2 recv)
 rel_test(rel_fault_hang_recv_np3       faults.sh fault     3 3 1 hang 2 3 recv)
 rel_test(rel_fault_exit_np3            faults.sh fault     3 1 3 exit 0 4 step)
+# kill:host=this host where only rank 0 arrives (op=commit): rank 0 takes the host's 2 others with it
+rel_test(rel_fault_kill_host_np3       faults.sh hostkill  3 1 3)
 # the failure line of launch/strata-run (rank, step, operation) from the ranks' status records
 rel_test(rel_report_kill_step_np2      faults.sh report    2 2 1 kill 1 3 step "step start")
 rel_test(rel_report_kill_allreduce_np3 faults.sh report    3 1 3 kill 2 3 allreduce "gradient all-reduce bucket 0")

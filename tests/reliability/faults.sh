@@ -19,6 +19,13 @@
 #        RANK (stage s, replica d), which rank Q waited on, was at step STEP during OPERATION"); the job
 #        exits non-zero, leaves no process, and `strata report RUN` (exit 1: unfinished) shows
 #        the failed rank's last state.
+#   hostkill NP P D   a host-scoped kill takes every rank of the host at once: all NP ranks run on
+#        this host and STRATA_FAULT="kill:host=$(hostname):step=4:op=commit" (checkpoints every 2
+#        steps) fires where only the coordinator ever arrives (before it renames ckpt-00000004), so
+#        the other ranks never reach the point themselves -- the extreme of a node-local rank that
+#        lags behind. The job ends non-zero, rank 0 says it killed the NP-1 others, and every
+#        rank's status record has no final state (died by SIGKILL; a rank the launcher stopped
+#        afterwards would say "stopped by signal 15"); no process is left behind.
 #   resume SEED  P=2 x D=1: a rank chosen from SEED is SIGKILLed at a step in 4..11 chosen from SEED,
 #        resumed with --resume auto (--keep 2): the losses of every step and the final weights
 #        and AdamW moments equal the uninterrupted run bit for bit; --keep left 2 checkpoints.
@@ -125,6 +132,22 @@ report)
   [ "$ACT" = hang ] ||
     grep -Eq "^  rank $R \(stage $((R % P)), replica $((R / P)), pid [0-9]+\): step $S, $OPERATION: no final state" <<<"$rep" ||
     fail "strata report does not show rank $R's last state"
+  ;;
+hostkill)
+  NP="$1"; P="$2"; D="$3"; H="$(hostname)"
+  rc=$(mpi "$NP" "kill:host=$H:step=4:op=commit" train "${TINY[@]}" --steps 12 --pp "$P" --dp "$D" \
+    --ckpt-every 2 --out "$W/run")
+  [ "$rc" -ne 0 ] || fail "the job exited 0 after a host kill"
+  grep -q "fault: injecting kill at step 4 in commit" "$W/out.txt" || fail "fault was not injected"
+  no_leftovers
+  set +e; rep=$("$STRATA" report "$W/run" 2>&1); set -e
+  echo "$rep" >&2
+  for ((q = 0; q < NP; q++)); do
+    grep -Eq "^  rank $q \(stage [0-9]+, replica [0-9]+, pid [0-9]+\): .*: no final state" <<<"$rep" ||
+      fail "rank $q did not die with the host (its last state: $(grep -E "^  rank $q " <<<"$rep"))"
+  done
+  grep -Fq "[rank 0] fault: killed $((NP - 1)) other rank(s) of this job on host $H, now this one" "$W/out.txt" ||
+    fail "rank 0 did not kill the $((NP - 1)) other ranks of host $H"
   ;;
 resume)
   SEED="$1"; RANDOM="$SEED"

@@ -8,8 +8,13 @@
  *           hang  the rank stops making progress forever (sleeps; like a stuck device)
  *           exit  the rank calls _exit(N) (default N = 1) without finalising MPI
  *   rank=R  the MPI world rank that fails (default 0)
- *   host=H  instead of rank=R: every rank on the host named H (gethostname) fails at once, as
- *           when a node is lost (the namespace cluster's nodes are n1, n2, ...)
+ *   host=H  instead of rank=R: the ranks on the host named H (gethostname; the namespace
+ *           cluster's nodes are n1, n2, ...). With kill, the whole host is lost at once: the
+ *           first of them to reach the fault point SIGKILLs the job's other ranks on that host
+ *           (found in /proc: the same executable, host and STRATA_FAULT, and the same launch --
+ *           PMIX_NAMESPACE, OMPI_MCA_ess_base_jobid, SLURM_JOB_ID, SLURM_STEP_ID), then itself,
+ *           whether or not they would reach the point. With hang or exit, each rank on H fails
+ *           when it reaches the point itself.
  *   step=S  the 1-based training step in which it fails (default: the first point reached)
  *   attempt=N  only in launch N of the job: launch/strata-run --max-restarts exports
  *           STRATA_ATTEMPT (0 for the first launch, 1 for the first restart, ...); unset
