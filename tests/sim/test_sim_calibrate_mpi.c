@@ -2,7 +2,8 @@
  * positive latency and bandwidth and every rank gets the same figures; and the cpu profile's
  * per-op overhead comes from the layer time taken by the wall clock on dedicated cores, by CPU
  * time where the ranks time-share the cores (STRATA_SIM_HOST_RANKS), not divided by the
- * time-sharing factor then. */
+ * time-sharing factor then, and how fast a computing rank runs while 1 or 2 of them compute
+ * (the sharing rates; none on dedicated cores or with STRATA_SIM_SHARE=0). */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +15,18 @@
 #include "test_util.h"
 
 #define FAKE_LAYER_S 0.5 /* far above the tiny layer's roofline: the overhead is nearly all of it */
+#define FAKE_BUSY_S 0.01
 
-static int seen_cpu_time = -1; /* the cpu_time flag of the last call */
+static int seen_cpu_time = -1; /* the cpu_time flag of the first call (the overhead's) */
 
+/* Claims FAKE_LAYER_S, having computed for FAKE_BUSY_S of wall time (the sharing rates are the
+ * CPU time of the call over its wall time). */
 static double fake_layer_time(const layout_model_t *m, int b, int T, int tp, int sp, coll_comm_t *tp_comm,
                               int cpu_time) {
   (void)m, (void)b, (void)T, (void)tp, (void)sp, (void)tp_comm;
-  seen_cpu_time = cpu_time;
+  if (seen_cpu_time < 0) seen_cpu_time = cpu_time;
+  volatile double x = 0;
+  for (double t0 = MPI_Wtime(); MPI_Wtime() - t0 < FAKE_BUSY_S;) x += 1;
   return FAKE_LAYER_S;
 }
 
@@ -43,6 +49,17 @@ static void check_overhead(coll_comm_t *world, long host_ranks, int want_cpu_tim
   int n = layout_layer_ops_tp(&m, 1, 16, 1, 0, ops);
   double want = want_f * FAKE_LAYER_S / (2.0 * n);
   CHECK_NEAR(d.op_overhead_s, want, 1e-3 * want);
+  /* time-shared: the sharing rates of 1 and 2 computing ranks (this job's 2 ranks), each the
+   * part of a core the computing ranks got, so in (0, 1]; dedicated cores: none */
+  if (want_f > 1) {
+    CHECK_EQ_INT(d.share_ranks, 2);
+    for (int k = 1; k <= 2; k++) CHECK_TRUE(d.share_rate[k] > 0 && d.share_rate[k] <= 1);
+    CHECK_TRUE(d.share_rate[3] == 0);
+    setenv("STRATA_SIM_SHARE", "0", 1); /* the R / C slowing alone */
+    CHECK_EQ_INT(sim_clock_resolve_device("cpu", 0, world, &lay, 16, 0, fake_layer_time, &d, err, sizeof err), 0);
+    unsetenv("STRATA_SIM_SHARE");
+  }
+  CHECK_EQ_INT(d.share_ranks, 0);
   unsetenv("STRATA_SIM_HOST_RANKS");
 }
 

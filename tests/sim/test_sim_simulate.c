@@ -2,7 +2,8 @@
  * (m+p-1)(f+b) for uniform stages with free links; a simulated DP all-reduce equals the ring
  * formula; ZeRO-1 is reduce-scatter + all-gather; bucketed overlap hides all but the last
  * bucket; activation transfers add alpha-beta time on the critical path; whole-model runs are
- * self-consistent (tokens/s, shares sum to 1, model FLOPs). */
+ * self-consistent (tokens/s, shares sum to 1, model FLOPs); ranks time-sharing cores follow a
+ * hand-worked processor-sharing schedule. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,7 +335,64 @@ static void test_recorded_timeline(void) {
   free(c);
 }
 
+/* Ranks time-sharing a host's cores (share_ranks): with share_rate[k] = 1 / f for every k the
+ * shared schedule is the private clocks' (each compute takes its scaled cost); with a core
+ * each alone and half a core each when both compute, the 2-stage GPipe of 2 micro-batches
+ * (f = 2, stage costs F = 1, B = 2, i.e. 0.5 and 1 s of a core's work) follows the hand
+ * schedule: F0 alone 0.5; F1 on stage 0 beside F0 on stage 1 at half speed to 1.5; F1 on
+ * stage 1 alone to 2; its first B alone to 3; the two stages' B at half speed to 5; the last B
+ * alone to 6 (against (M + P - 1)(F + B) = 9 without sharing). */
+static void test_time_shared_pipeline(void) {
+  layout_model_t m = {64, 8, 16, 2, 16};
+  char err[256];
+  const struct { int P, M; sched_kind_t kind; } cases[] = {{2, 4, SCHED_GPIPE}, {4, 8, SCHED_1F1B}, {3, 5, SCHED_1F1B}};
+  for (int i = 0; i < 3; i++) {
+    layout_t lay;
+    CHECK_EQ_INT(layout_init(&lay, &m, cases[i].P, 1, cases[i].P, 1, cases[i].M, cases[i].M, NULL, err, sizeof err), 0);
+    device_t d = free_links();
+    d.intra_lat_s = 0.1;
+    d.intra_Bps = 1000;
+    sim_options_t o = sim_options_default();
+    o.kind = cases[i].kind;
+    sim_stage_cost_t *c = uniform_costs(cases[i].P, 1.0, 2.0, 50);
+    sim_result_t priv, shared;
+    CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &priv, err, sizeof err), 0);
+    d.timeshare = 2;
+    d.share_ranks = cases[i].P;
+    for (int k = 1; k <= d.share_ranks; k++) d.share_rate[k] = 0.5;
+    CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &shared, err, sizeof err), 0);
+    CHECK_NEAR(shared.step_s, priv.step_s, 1e-9 * priv.step_s);
+    CHECK_NEAR(shared.pipeline_idle_share, priv.pipeline_idle_share, 1e-9);
+    sim_result_free(&priv);
+    sim_result_free(&shared);
+    free(c);
+  }
+  layout_t lay;
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 1, 2, 2, NULL, err, sizeof err), 0);
+  device_t d = free_links();
+  d.timeshare = 2;
+  d.share_ranks = 2;
+  d.share_rate[1] = 1;
+  d.share_rate[2] = 0.5;
+  sim_options_t o = sim_options_default();
+  o.kind = SCHED_GPIPE;
+  o.record_events = 1;
+  sim_stage_cost_t *c = uniform_costs(2, 1.0, 2.0, 0);
+  sim_result_t r;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+  CHECK_NEAR(r.step_s, 6.0, 1e-12);
+  double busy[2] = {0, 0};
+  for (int e = 0; e < r.nevents; e++)
+    if (r.events[e].kind == SIM_EV_FWD || r.events[e].kind == SIM_EV_BWD)
+      busy[r.events[e].rank] += r.events[e].end_s - r.events[e].start_s;
+  CHECK_NEAR(busy[0], 0.5 + 1 + 2 + 1, 1e-12); /* F0, F1 shared, B shared, B alone */
+  CHECK_NEAR(busy[1], 1 + 0.5 + 1 + 2, 1e-12); /* F0 shared, F1 alone, B alone, B shared */
+  sim_result_free(&r);
+  free(c);
+}
+
 int main(void) {
+  test_time_shared_pipeline();
   test_recorded_timeline();
   test_bubble_closed_form(SCHED_GPIPE);
   test_bubble_closed_form(SCHED_1F1B);

@@ -55,6 +55,7 @@ static const strnum_env_t env_vars[] = {
     {"STRATA_SIM_OP_OVERHEAD", INT_RANGE(0, 1), NULL, "0: no per-op overhead in the cpu device (roofline only)"},
     {"STRATA_SIM_COLL_LAT", INT_RANGE(0, 1), NULL, "0: collective step latency = the link's (ideal ring)"},
     {"STRATA_SIM_TIMESHARE", INT_RANGE(0, 1), NULL, "0: assume dedicated cores when ranks outnumber them"},
+    {"STRATA_SIM_SHARE", INT_RANGE(0, 1), NULL, "0: time-shared ranks slowed by ranks / cores throughout"},
     {"STRATA_SIM_HOST_RANKS", INT_RANGE(0, 1 << 20), NULL,
      "ranks of the job sharing this host's cores (0: those MPI places on the node)"},
     {"STRATA_SIM_CARRY", INT_RANGE(0, 1), NULL, "0: replay the simulated step only (measures the overhead)"},

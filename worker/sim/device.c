@@ -590,6 +590,16 @@ void device_describe(const device_t *d, char *buf, size_t len) {
   n = strlen(buf);
   if (d->timeshare > 1 && n < len)
     snprintf(buf + n, len - n, ", time-shared %.3gx (ranks per core)", d->timeshare);
+  int m = d->share_ranks < DEV_SHARE_MAX ? d->share_ranks : DEV_SHARE_MAX;
+  for (int k = 1; k <= m && d->timeshare > 1; k++) {
+    n = strlen(buf);
+    if (n < len)
+      snprintf(buf + n, len - n, "%s%.3g", k == 1 ? "; a computing rank gets a core x " : " / ",
+               d->share_rate[k]);
+  }
+  n = strlen(buf);
+  if (m > 0 && d->timeshare > 1 && n < len)
+    snprintf(buf + n, len - n, " with 1..%d of the host's %d ranks computing", m, d->share_ranks);
 }
 
 /* A rate with a readable unit: "38.2 GFLOP/s", "667 TFLOP/s". */

@@ -37,6 +37,8 @@ typedef enum { DEV_FP32 = 0, DEV_BF16 = 1, DEV_FP8 = 2, DEV_DTYPE_COUNT } device
 
 #define DEVICE_ONE_MACHINE (1 << 20) /* chips_per_instance of the calibrated `cpu` device */
 
+#define DEV_SHARE_MAX 16 /* ranks per host whose sharing rate is measured */
+
 typedef struct {
   char name[64];
   double peak_flops[DEV_DTYPE_COUNT]; /* dense FLOP/s per compute dtype */
@@ -57,6 +59,13 @@ typedef struct {
   double timeshare;                   /* cpu in strata train: > 1 when the job's ranks outnumber
                                          the host's cores; every figure above is already scaled
                                          by it (informational; 0 or 1: dedicated) */
+  /* ---- time-shared cores (cpu in strata train, measured at start-up; share_ranks 0: none):
+   * the pipeline phase then runs the ranks of a host as processes sharing its cores
+   * (simulate.c, SIMULATION.md "Time sharing") */
+  int share_ranks;                    /* consecutive world ranks that share one host's cores */
+  double share_rate[DEV_SHARE_MAX + 1]; /* [k], k = 1..share_ranks: the fraction of a core a
+                                           computing rank gets while k of its host's ranks compute
+                                           and the others wait in the collectives library */
   /* ---- efficiency model (SIMULATION.md "Efficiency model"): every field 0 = the ideal
    * roofline and ring, factors of 1 -- the cpu profile and JSON files without these fields */
   double mm_eff;            /* fraction of peak a large GEMM reaches (cuBLAS / NKI microbenchmarks) */

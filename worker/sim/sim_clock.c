@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "env.h"
@@ -16,6 +17,7 @@
 
 #define SIM_CLOCK_DEV_WORDS ((sizeof(device_t) + 3) / 4)
 #define CAL_COLL_REPS 30 /* one-double all-reduces timed for the collective step latency */
+#define CAL_SHARE_ROUNDS 3 /* rounds per number of computing ranks for the sharing rates */
 
 /* A 0|1 STRATA_SIM_* switch (worker/base/env.c; strata refuses a bad value at start-up). */
 static int env_switch(const char *name, int dflt) {
@@ -56,9 +58,10 @@ static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, in
  * (loop set-up, cache misses, the sgemm of a 32-wide matrix), ranks sharing the caches and
  * memory, and collectives of small arrays costing more than the ring model's steps. Skipped
  * (0) when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
- * measuring it would be slow). Collective over world; d must be the same on every rank. */
+ * measuring it would be slow; *timed = 0). Collective over world; d must be the same on every
+ * rank. */
 static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, double timeshare,
-                                 sim_layer_time_fn layer_time, coll_comm_t *world) {
+                                 sim_layer_time_fn layer_time, coll_comm_t *world, int *timed) {
   const layout_model_t *lm = &lay->model;
   const int b = lay->micro_batch, T = lm->ctx, tp = lay->tp > 1 ? lay->tp : 1;
   layout_op_t ops[LAYOUT_MAX_OPS];
@@ -70,7 +73,9 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, doubl
     roof += device_op_time(&d0, DEV_FP32, ops[i].flops, ops[i].elems * MEM_ELEM_BYTES) +
             device_op_time(&d0, DEV_FP32, 2 * ops[i].flops, 2 * ops[i].elems * MEM_ELEM_BYTES);
   d->op_overhead_s = 0;
+  *timed = 0;
   if (n == 0 || roof > 0.02 || !layer_time) return 0;
+  *timed = 1;
   coll_comm_t *group = NULL;
   if (tp > 1 && coll_comm_split(world, coll_rank(world) / tp, coll_rank(world), &group) != COLL_OK)
     return -1;
@@ -80,6 +85,88 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, doubl
   if (coll_allreduce(msg, msg, 2, COLL_F64, COLL_MAX, world) != COLL_OK || msg[1] != 0) return -1;
   double ov = (msg[0] - roof - layer_tp_comm_s(d, lay, sp, b, T)) / (2.0 * n);
   d->op_overhead_s = ov > 0 && isfinite(ov) ? ov : 0;
+  return 0;
+}
+
+/* This thread's CPU time in seconds. */
+static double thread_cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* An all-reduce whose waiting ranks sleep between polls (coll_wait_for) rather than yield: a
+ * rank that only yields stays runnable, and the kernel then balances the cores as if it
+ * computed (two computing ranks may share one core while the other runs two pollers). Bounded
+ * by the communicator's time-out (twice at most: a sleeping wait, then coll_wait's). */
+static coll_result_t sleeping_allreduce(void *buf, size_t n, coll_dtype_t dt, coll_op_t op,
+                                        coll_comm_t *c) {
+  coll_request_t *req = NULL;
+  coll_result_t rc = coll_iallreduce(buf, buf, n, dt, op, c, &req);
+  int done = 0;
+  for (double waited = 0; rc == COLL_OK && !done; waited += 1) {
+    if (waited > coll_comm_config(c)->timeout_s) return coll_wait(req); /* times out, named */
+    rc = coll_wait_for(req, 1.0, &done);
+  }
+  return rc;
+}
+
+/* Time-shared cores: how fast a computing rank runs while k of the H ranks sharing its host's
+ * cores compute, k = 1..H (H <= DEV_SHARE_MAX measured). Host groups are H consecutive world
+ * ranks; in round k the first k of every group run layer_time (this rank's whole layer) and
+ * the others sleep in the group's all-reduce that collects the result. The rate is the CPU time the k ranks got over k
+ * times the round's span on the host's clock (first start to last end): the share of a core
+ * each got, less what the waiting ranks' polls, the scheduler's switches and an uneven share
+ * took (a rank's own CPU time over its own wall time would overstate it: the first to finish
+ * leaves the others a core). Averaged over the groups; the median of CAL_SHARE_ROUNDS rounds
+ * per k, taken in turn (k = 1..H, then again) so that a passing load spoils one of each. Left unmeasured (share_ranks 0: the
+ * pipeline keeps the R / C slowing) when a call takes under a millisecond (no real layer).
+ * Collective over world. */
+static int calibrate_share_rates(device_t *d, const layout_t *lay, int host_ranks,
+                                 sim_layer_time_fn layer_time, coll_comm_t *world) {
+  const int rank = coll_rank(world), size = coll_size(world);
+  const int H = host_ranks < size ? host_ranks : size, local = rank % H;
+  const int kmax = H < DEV_SHARE_MAX ? H : DEV_SHARE_MAX, groups = (size + H - 1) / H;
+  const layout_model_t *lm = &lay->model;
+  coll_comm_t *host = NULL;
+  if (coll_comm_split(world, rank / H, rank, &host) != COLL_OK) return -1;
+  double rate[DEV_SHARE_MAX + 1][CAL_SHARE_ROUNDS] = {{0}};
+  int ok = 1, rc = 0;
+  for (int i = 0; i < CAL_SHARE_ROUNDS * kmax && rc == 0; i++) {
+    const int k = 1 + i % kmax;
+    double cpu[2] = {0, 0}, span[2] = {-INFINITY, -INFINITY}; /* {CPU s, short calls}; {-start, end} */
+    if (local < k) {
+      double c0 = thread_cpu_s(), w0 = strata_now_s();
+      double t = layer_time(lm, lay->micro_batch, lm->ctx, 1, 0, NULL, 0);
+      double w1 = strata_now_s();
+      cpu[0] = thread_cpu_s() - c0;
+      cpu[1] = t < 0 || w1 - w0 < 1e-3;
+      span[0] = -w0, span[1] = w1;
+    }
+    double r[2] = {0, 0};
+    if (sleeping_allreduce(cpu, 2, COLL_F64, COLL_SUM, host) != COLL_OK ||
+        coll_allreduce(span, span, 2, COLL_F64, COLL_MAX, host) != COLL_OK) {
+      rc = -1;
+      break;
+    }
+    int n = size - rank / H * H < k ? size - rank / H * H : k; /* this group's computing ranks */
+    if (local == 0 && span[0] + span[1] > 0) r[0] = cpu[0] / (n * (span[0] + span[1]));
+    r[1] = local == 0 ? cpu[1] : 0;
+    if (coll_allreduce(r, r, 2, COLL_F64, COLL_SUM, world) != COLL_OK) {
+      rc = -1;
+      break;
+    }
+    if (r[1] > 0) ok = 0;
+    rate[k][i / kmax] = r[0] / groups;
+  }
+  coll_comm_destroy(host);
+  if (rc || !ok) return rc;
+  d->share_ranks = H;
+  for (int k = 1; k <= kmax; k++) {
+    strata_sort_doubles(rate[k], CAL_SHARE_ROUNDS);
+    double m = rate[k][CAL_SHARE_ROUNDS / 2];
+    d->share_rate[k] = m < 1 ? m : 1;
+  }
   return 0;
 }
 
@@ -162,6 +249,7 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
     /* the per-op overhead: every rank times a layer (rank 0's profile so far is shared first,
      * so that every rank takes the same decisions) */
     const int op_overhead = env_switch("STRATA_SIM_OP_OVERHEAD", 1); /* 0: roofline only */
+    int timed = 0; /* a layer was timed (the sharing rates are measured the same way) */
     if (lay && op_overhead) {
       memcpy(words, &d, sizeof d);
       if (coll_broadcast(words, SIM_CLOCK_DEV_WORDS, COLL_I32, 0, world) != COLL_OK) {
@@ -169,11 +257,19 @@ int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *w
         return -1;
       }
       memcpy(&d, words, sizeof d);
-      if (calibrate_op_overhead(&d, lay, sp, f, layer_time, world)) {
+      if (calibrate_op_overhead(&d, lay, sp, f, layer_time, world, &timed)) {
         snprintf(err, errlen, "calibrating the cpu device profile's per-op overhead failed (use "
                  "STRATA_SIM_OP_OVERHEAD=0, --device trn2 or a JSON profile instead)");
         return -1;
       }
+    }
+    /* time sharing measured: the ranks sharing a host compute at once at the measured rates */
+    const int share = env_switch("STRATA_SIM_SHARE", 1);
+    if (lay && f > 1 && share && timed &&
+        calibrate_share_rates(&d, lay, local, layer_time, world)) {
+      snprintf(err, errlen, "measuring how the ranks share the cores failed: %s (use "
+               "STRATA_SIM_SHARE=0 to slow every rank by ranks / cores instead)", coll_last_error(world));
+      return -1;
     }
     if (rank == 0 && f > 1) {
       for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] /= f;
@@ -264,6 +360,9 @@ int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, col
   const layout_t *lay = &sc->lay;
   const int T = lay->tp, P = lay->pp, D = lay->dp, M = lay->micro, N = lay->world;
   if (!env_switch("STRATA_SIM_CARRY", 1)) return 0; /* 0: replay only (to measure the overhead) */
+  /* time-shared cores (share_ranks): a rank's speed depends on which of its host's ranks compute
+   * at the moment, which one clock per rank cannot see; the step is the event simulation's */
+  if (sc->dev.share_ranks > 0 && sc->dev.timeshare > 1) return 0;
   sc->stage = layout_stage_of(lay, sc->rank);
   sc->replica = layout_replica_of(lay, sc->rank);
   sc->tp_rank = layout_tp_of(lay, sc->rank);

@@ -56,7 +56,10 @@ typedef double (*sim_layer_time_fn)(const layout_model_t *m, int b, int T, int t
  * STRATA_SIM_SQUARE_PEAK=1 keeps the square-384 figure. Other specs (trn1/trn2/trn3/h100/FILE.json) are resolved on every rank alike.
  * The per-op overhead comes from layer_time (NULL: none), which every rank runs at once, each
  * on its own tensor-parallel share of the layer (lay->tp; sequence parallel when sp), as in the
- * run. device_mem > 0 overrides the HBM capacity. 0, or -1 with a message (identical on every
+ * run. Where the job's ranks outnumber the host's cores, every rank also runs layer_time in
+ * rounds (the first k of a host's ranks at once, k = 1..R) for the sharing rates the
+ * simulation's pipeline phase uses (STRATA_SIM_SHARE=0: not measured). device_mem > 0
+ * overrides the HBM capacity. 0, or -1 with a message (identical on every
  * rank for a bad spec). */
 int sim_clock_resolve_device(const char *spec, double device_mem, coll_comm_t *world, const layout_t *lay,
                              int T, int sp, sim_layer_time_fn layer_time, device_t *out, char *err,
@@ -102,7 +105,8 @@ int sim_clock_init(sim_clock_t *sc, const layout_t *lay, const device_t *dev, sc
  * dp: the D ranks of its DP group (same stage and t); tied: {stage 0, stage P-1} of the same t
  * and replica, or NULL. The gradient norm's group (the replica's T x P model-parallel ranks,
  * ZeRO-1: the world) is derived from world and the layout. Without it the clock advances by
- * the replayed simulation (res.step_s). 0 or -1. */
+ * the replayed simulation (res.step_s); so it does on time-shared cores (dev.share_ranks > 0:
+ * a rank's speed depends on which others compute), where attach is a no-op. 0 or -1. */
 int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, coll_comm_t *dp,
                      coll_comm_t *tied, char *err, size_t errlen);
 /* Ends the step: returns this rank's simulated step seconds (carried clock, else the replay)

@@ -1,7 +1,8 @@
 /* simulate.c -- the discrete-event simulation of one training step (contract in simulate.h,
  * the model in SIMULATION.md). Ranks advance through their schedules on private clocks; a
  * rank blocked on a receive sleeps until the matching send is posted (worklist), so the cost
- * is linear in the number of actions. The data-parallel phase is then computed per stage from
+ * is linear in the number of actions. Ranks time-sharing a host's cores advance on one clock
+ * from event to event instead (processor sharing, sim_pipeline_shared). The data-parallel phase is then computed per stage from
  * the recorded backward times. */
 #include "simulate.h"
 #include "env.h"
@@ -568,12 +569,150 @@ static void sim_run_rank(sim_t *s, int r) {
   }
 }
 
+/* ---- the pipeline phase on time-shared cores ----
+ * The cpu profile of a job whose ranks outnumber the host's cores (device share_ranks > 0):
+ * every cost is the dedicated work times f = R / C (sim_clock.c scales the profile), but a
+ * rank only needs a core while it computes. The ranks of a host (share_ranks consecutive
+ * ranks) therefore advance on one global clock, and while k of them compute each progresses
+ * at share_rate[k] of a core (measured at start-up: about min(1, C / k), less the cost of
+ * sharing), so the other stages' work runs faster in a rank's bubble. Messages keep their
+ * scaled link times. */
+enum { SH_RUN, SH_COMPUTE, SH_BLOCKED, SH_WAIT, SH_DONE };
+
+typedef struct {
+  int *state;  /* [N] SH_* */
+  double *work; /* [N] computing: dedicated seconds left */
+  double *wake; /* [N] waiting: the awaited message's arrival */
+  double *start; /* [N] computing: when it started */
+  double *rate;  /* [N] computing: fraction of a core it gets now */
+  int *k;        /* [hosts] its computing ranks */
+} shared_t;
+
+/* The rate of a computing rank while k of its host's ranks compute; beyond the measured k,
+ * the largest measured k's delivered cores spread over k; unmeasured: the R / C slowing. */
+static double share_rate(const device_t *d, int k) {
+  int m = d->share_ranks < DEV_SHARE_MAX ? d->share_ranks : DEV_SHARE_MAX;
+  double r = k <= m ? d->share_rate[k] : d->share_rate[m] * m / k;
+  return r > 0 ? r : 1 / d->timeshare;
+}
+
+/* The arrival of the message rank r's next action receives (-1: not sent yet). */
+static double shared_arrival(const sim_t *s, int r) {
+  const sched_action_t *a = &s->acts[layout_stage_of(s->lay, r)][s->st[r].pc];
+  return (a->op == SCHED_RECV_ACT ? s->act_arr : s->grad_arr)[(size_t)r * s->M + a->micro];
+}
+
+/* Runs rank r's actions at time now until it starts a compute, waits for a message (not yet
+ * sent, or arriving later) or ends its schedule. */
+static void shared_run_rank(sim_t *s, shared_t *h, int r, double now) {
+  rank_state_t *q = &s->st[r];
+  int stage = layout_stage_of(s->lay, r);
+  const sim_stage_cost_t *c = &s->costs[stage];
+  q->t = now;
+  for (; q->pc < s->nacts[stage]; q->pc++) {
+    const sched_action_t *a = &s->acts[stage][q->pc];
+    if (a->op == SCHED_FWD || a->op == SCHED_BWD) {
+      if (a->op == SCHED_BWD && q->pc == s->last_bwd[stage]) q->last_bwd_start = now;
+      h->work[r] = (a->op == SCHED_FWD ? c->fwd_s : c->bwd_s) / s->dev->timeshare;
+      h->start[r] = now;
+      h->state[r] = SH_COMPUTE;
+      return;
+    }
+    if (a->op == SCHED_SEND_ACT || a->op == SCHED_SEND_GRAD) {
+      sim_send(s, r, a, c);
+      continue;
+    }
+    double at = shared_arrival(s, r);
+    if (at < 0 || at > now) {
+      h->state[r] = at < 0 ? SH_BLOCKED : SH_WAIT;
+      h->wake[r] = at;
+      return;
+    }
+  }
+  h->state[r] = SH_DONE;
+}
+
+/* Runs every rank that can act at `now` until none can (a send may let a blocked one on). */
+static void shared_settle(sim_t *s, shared_t *h, double now) {
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (int r = 0; r < s->N; r++) {
+      if (h->state[r] == SH_BLOCKED) {
+        h->wake[r] = shared_arrival(s, r);
+        if (h->wake[r] >= 0) h->state[r] = SH_WAIT;
+      }
+      if (h->state[r] == SH_RUN || (h->state[r] == SH_WAIT && h->wake[r] <= now)) {
+        shared_run_rank(s, h, r, now);
+        changed = 1;
+      }
+    }
+  }
+}
+
+/* The pipeline phase with processor sharing: from event to event (a compute ending, a message
+ * arriving) every computing rank progresses at its host's current rate. 0, or -1 out of
+ * memory (a deadlock is reported by the caller). */
+static int sim_pipeline_shared(sim_t *s, char *err, size_t errlen) {
+  const int N = s->N, H = s->dev->share_ranks, hosts = (N + H - 1) / H;
+  shared_t h = {calloc((size_t)N, sizeof(int)), calloc((size_t)N, sizeof(double)),
+                calloc((size_t)N, sizeof(double)), calloc((size_t)N, sizeof(double)),
+                calloc((size_t)N, sizeof(double)), calloc((size_t)hosts, sizeof(int))};
+  int rc = 0;
+  if (!h.state || !h.work || !h.wake || !h.start || !h.rate || !h.k) {
+    rc = strata_fail(err, errlen, "simulate: out of memory (%d ranks)", N);
+    goto out;
+  }
+  for (double now = 0;;) {
+    shared_settle(s, &h, now);
+    memset(h.k, 0, sizeof(int) * (size_t)hosts);
+    for (int r = 0; r < N; r++)
+      if (h.state[r] == SH_COMPUTE) h.k[r / H]++;
+    double dt = INFINITY;
+    int first = -1; /* the rank whose compute ends first */
+    for (int r = 0; r < N; r++) {
+      if (h.state[r] == SH_COMPUTE) {
+        h.rate[r] = share_rate(s->dev, h.k[r / H]);
+        if (h.work[r] / h.rate[r] < dt) dt = h.work[r] / h.rate[r], first = r;
+      } else if (h.state[r] == SH_WAIT && h.wake[r] - now < dt) {
+        dt = h.wake[r] - now, first = -1;
+      }
+    }
+    if (!isfinite(dt)) break; /* every rank done, or a deadlock */
+    now += dt;
+    for (int r = 0; r < N; r++) {
+      if (h.state[r] != SH_COMPUTE) continue;
+      h.work[r] -= h.rate[r] * dt;
+      if (r != first && h.work[r] > 1e-12 * dt) continue;
+      rank_state_t *q = &s->st[r];
+      int stage = layout_stage_of(s->lay, r);
+      const sched_action_t *a = &s->acts[stage][q->pc];
+      record(s, r, a->op == SCHED_FWD ? SIM_EV_FWD : SIM_EV_BWD, a->micro, h.start[r], now);
+      q->busy += now - h.start[r];
+      if (q->pc == s->last_bwd[stage]) q->end_bwd = now;
+      q->t = now;
+      q->pc++;
+      h.state[r] = SH_RUN;
+    }
+  }
+out:
+  free(h.state);
+  free(h.work);
+  free(h.wake);
+  free(h.start);
+  free(h.rate);
+  free(h.k);
+  return rc;
+}
+
 /* The pipeline phase: a worklist of runnable ranks; a rank blocked on a receive sleeps until
  * the matching send is posted. 0, or -1 when a schedule deadlocks. */
 static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
-  s->nwork = 0;
-  for (int r = s->N - 1; r >= 0; r--) s->work[s->nwork++] = r;
-  while (s->nwork > 0) sim_run_rank(s, s->work[--s->nwork]);
+  if (s->dev->share_ranks > 0 && s->dev->timeshare > 1) {
+    if (sim_pipeline_shared(s, err, errlen)) return -1;
+  } else {
+    for (int r = s->N - 1; r >= 0; r--) s->work[s->nwork++] = r;
+    while (s->nwork > 0) sim_run_rank(s, s->work[--s->nwork]);
+  }
   for (int r = 0; r < s->N; r++)
     if (s->st[r].pc < s->nacts[layout_stage_of(s->lay, r)])
       return strata_fail(err, errlen,
