@@ -305,8 +305,9 @@ S="$OUT/summary.md"
     echo
     echo "## Measured vs simulated step time"
     echo
-    echo "Simulated: the run's report.json \`sim_step_s\` (the calibrated cpu profile, one chip per rank,"
-    echo "slowed by ranks / cores where ranks share cores); error = (simulated - measured) / measured."
+    echo "Simulated: the run's report.json \`sim_step_s\` (the calibrated cpu profile, one chip per rank;"
+    echo "where ranks share cores, the pipeline's compute shares them at the rates measured at start-up);"
+    echo "error = (simulated - measured) / measured."
     echo "$REPEATS run(s) per layout: measured is the median of the runs' median steps, simulated the median"
     echo "of their simulated steps (each run calibrates its own profile), and the range is that of the"
     echo "runs' own errors."
