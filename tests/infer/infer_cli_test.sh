@@ -137,7 +137,9 @@ errors)
   expect 1 "--top-p must be a number in (0, 1], got '1.5'" --checkpoint "$CK" --prompt hi --top-p 1.5 --temperature 1 & pids+=($!)
   expect 1 "exactly one of" --checkpoint "$CK" & pids+=($!)
   expect 1 "vocabulary" --checkpoint "$CK" --prompt-tokens 1,300 & pids+=($!)
-  for p in "${pids[@]}"; do wait "$p" || exit 1; done
+  # every case to its end (none left writing into $W as it is removed), then the verdict
+  failed=0; for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ "$failed" -eq 0 ] || exit 1
   ;;
 tp)
   test -f "$CKT/model.safetensors" || fail "no checkpoint at $CKT (run infer_setup_checkpoint first)"

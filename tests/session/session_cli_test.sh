@@ -145,7 +145,9 @@ invalid)
   for id in "../x" "a/b" "" "$(printf 'a%.0s' $(seq 1 65))" "x y" "é"; do
     k=$((k + 1)); invalid_id "$id" "$k" & pids+=($!)
   done
-  for p in "${pids[@]}"; do wait "$p" || exit 1; done
+  # every case to its end (none left writing into $W as it is removed), then the verdict
+  failed=0; for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  [ "$failed" -eq 0 ] || exit 1
   printf '{"prompt": "x", "session": "../evil"}\n' > "$W/bad.jsonl"
   run 1 --checkpoint "$CK" --prompts "$W/bad.jsonl" --session-dir "$SD" 2> "$W/err.txt" && fail "JSONL ID accepted"
   grep -q "line 1: invalid session ID" "$W/err.txt" || fail "JSONL: no clear message"
