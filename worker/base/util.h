@@ -8,6 +8,8 @@
 
 /* Seconds on the monotonic clock (for durations, never for dates). */
 double strata_now_s(void);
+/* The calling thread's CPU time in seconds (the work it got done, whoever else ran). */
+double strata_thread_cpu_s(void);
 
 /* Formats a message into err (when err and errlen are non-zero) and returns -1, so error
  * paths read `return strata_fail(err, errlen, "what went wrong: %s", why);`. */

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "env.h"
@@ -88,13 +87,6 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, doubl
   return 0;
 }
 
-/* This thread's CPU time in seconds. */
-static double thread_cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* An all-reduce whose waiting ranks sleep between polls (coll_wait_for) rather than yield: a
  * rank that only yields stays runnable, and the kernel then balances the cores as if it
  * computed (two computing ranks may share one core while the other runs two pollers). Bounded
@@ -114,13 +106,14 @@ static coll_result_t sleeping_allreduce(void *buf, size_t n, coll_dtype_t dt, co
 /* Time-shared cores: how fast a computing rank runs while k of the H ranks sharing its host's
  * cores compute, k = 1..H (H <= DEV_SHARE_MAX measured). Host groups are H consecutive world
  * ranks; in round k the first k of every group run layer_time (this rank's whole layer) and
- * the others sleep in the group's all-reduce that collects the result. The rate is the CPU time the k ranks got over k
- * times the round's span on the host's clock (first start to last end): the share of a core
+ * the others sleep in the group's all-reduce that collects the result. The rate is the CPU
+ * time the k ranks got over k times the round's span on the host's clock (first start to last end): the share of a core
  * each got, less what the waiting ranks' polls, the scheduler's switches and an uneven share
  * took (a rank's own CPU time over its own wall time would overstate it: the first to finish
  * leaves the others a core). Averaged over the groups; the median of CAL_SHARE_ROUNDS rounds
- * per k, taken in turn (k = 1..H, then again) so that a passing load spoils one of each. Left unmeasured (share_ranks 0: the
- * pipeline keeps the R / C slowing) when a call takes under a millisecond (no real layer).
+ * per k, taken in turn (k = 1..H, then again) so that a passing load spoils one of each.
+ * Left unmeasured (share_ranks 0: the pipeline keeps the R / C slowing) when a call takes
+ * under a millisecond (no real layer).
  * Collective over world. */
 static int calibrate_share_rates(device_t *d, const layout_t *lay, int host_ranks,
                                  sim_layer_time_fn layer_time, coll_comm_t *world) {
@@ -136,10 +129,10 @@ static int calibrate_share_rates(device_t *d, const layout_t *lay, int host_rank
     const int k = 1 + i % kmax;
     double cpu[2] = {0, 0}, span[2] = {-INFINITY, -INFINITY}; /* {CPU s, short calls}; {-start, end} */
     if (local < k) {
-      double c0 = thread_cpu_s(), w0 = strata_now_s();
+      double c0 = strata_thread_cpu_s(), w0 = strata_now_s();
       double t = layer_time(lm, lay->micro_batch, lm->ctx, 1, 0, NULL, 0);
       double w1 = strata_now_s();
-      cpu[0] = thread_cpu_s() - c0;
+      cpu[0] = strata_thread_cpu_s() - c0;
       cpu[1] = t < 0 || w1 - w0 < 1e-3;
       span[0] = -w0, span[1] = w1;
     }

@@ -4,7 +4,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "gpt2.h"
 #include "util.h"
@@ -21,13 +20,6 @@ static int all_ok(int ok, coll_comm_t *c) {
 static gemm_dtype_t cal_dtype = GEMM_F32;
 
 void calibrate_set_matmul_dtype(gemm_dtype_t dt) { cal_dtype = dt; }
-
-/* This thread's CPU time in seconds. */
-static double thread_cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int sp, coll_comm_t *tp_comm,
                             int cpu_time) {
@@ -55,7 +47,7 @@ double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int 
     x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     dy[i] = 1e-3f * x[(i * 7) % nact];
   }
-  double (*clock_s)(void) = cpu_time ? thread_cpu_s : strata_now_s;
+  double (*clock_s)(void) = cpu_time ? strata_thread_cpu_s : strata_now_s;
   for (int r = 0; r <= CAL_LAYER_REPS; r++) {
     double t0 = clock_s();
     gpt2_forward(m, a, NULL, x, NULL);
