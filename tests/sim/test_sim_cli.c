@@ -258,6 +258,13 @@ static void test_bad_input_exits_2(void) {
   expect_usage_error("--pp 4 --stage-layers 1,1", "--pp is 4");
   expect_usage_error("--dim 100 --heads 12", "not divisible by heads");
   expect_usage_error("--frob", "unknown flag");
+  expect_usage_error("--nodes 8 --pp 4 --virtual-stages 2 --schedule gpipe", "needs --schedule 1f1b");
+  expect_usage_error("--nodes 8 --pp 1 --virtual-stages 2", "needs a pipeline");
+  expect_usage_error("--nodes 8 --pp 4 --batch 48 --microbatches 6 --virtual-stages 2",
+                     "choose --microbatches 4 or 8");
+  expect_usage_error("--model gpt2 --nodes 4 --pp 4 --stage-layers 3,3,3,3 --virtual-stages 4",
+                     "use --virtual-stages 3 or fewer");
+  expect_usage_error("--nodes 8 --pp 4 --virtual-stages 0", "--virtual-stages must be");
   expect_usage_error("--nodes 64 --batch 7 --sweep", "no layout of 64 nodes");
 }
 
@@ -301,6 +308,21 @@ static void test_presets_precision(void) {
                        "NOTE: trn4 is a projection");
   expect_ok_containing("--model gpt2 --device a100 --nodes 8 --batch 64 --explain",
                        "pipeline bubble");
+  /* interleaving: the default M becomes a multiple of P, the bubble shrinks, the header says so */
+  o = run_json("--model gpt2 --device a100 --nodes 4 --pp 4 --stage-layers 3,3,3,3 --batch 24 --json");
+  json_object *o2 = run_json("--model gpt2 --device a100 --nodes 4 --pp 4 --stage-layers 3,3,3,3 --batch 24 "
+                             "--virtual-stages 2 --json");
+  CHECK_NEAR(num(o, "microbatches"), 12, 0);
+  CHECK_NEAR(num(o2, "microbatches"), 12, 0);
+  CHECK_NEAR(num(o2, "virtual_stages"), 2, 0);
+  CHECK_TRUE(num(o2, "pipeline_idle_share") < num(o, "pipeline_idle_share"));
+  json_object_put(o);
+  json_object_put(o2);
+  expect_usage_error("--model gpt2 --device a100 --nodes 4 --pp 4 --stage-layers 3,3,3,3 --batch 6 "
+                     "--virtual-stages 2", "multiple of --pp 4");
+  expect_ok_containing("--model gpt2 --device a100 --nodes 4 --pp 4 --stage-layers 3,3,3,3 --batch 16 "
+                       "--virtual-stages 3",
+                       "1f1b interleaved, 3 chunks per stage");
   expect_usage_error("--precision fp16", "--precision 'fp16' unknown (use fp32, bf16 or bf16-sr)");
   expect_usage_error("--model gpt2 --arch llama --kv-heads 4 --tp 6 --nodes 6", "key/value heads");
   expect_usage_error("--arch mamba", "--arch 'mamba' unknown (use gpt or llama)");
@@ -319,9 +341,9 @@ static void test_validate(const char *csv) {
   CHECK_TRUE(h && sscanf(h, "held-out: %d jobs, geometric-mean error %lf%%, largest %lf%%", &jobs,
                          &geo, &worst) == 3);
   CHECK_EQ_INT(jobs, 18);
-  /* reached when written: 11.4% and 29.0% (Llama 3 405B at 16K); fail if the model drifts */
-  CHECK_TRUE(geo > 0 && geo <= 12.5);
-  CHECK_TRUE(worst <= 30);
+  /* reached when written: 10.7% and 27.7% (Llama 3.1 70B on trn1); fail if the model drifts */
+  CHECK_TRUE(geo > 0 && geo <= 12);
+  CHECK_TRUE(worst <= 29);
   CHECK_TRUE(strstr(out, "megatron21-1008b") != NULL && strstr(out, "nxd-llama3.1-70b") != NULL);
   free(out);
   snprintf(args, sizeof args, "--validate %s --explain", csv);
@@ -366,6 +388,36 @@ static void test_validate(const char *csv) {
   snprintf(args, sizeof args, "--validate %s", path);
   expect_ok_containing(args, "informing constants: 1 jobs");
   expect_ok_containing(args, "all: 2 jobs");
+  /* the optional virtual_stages column before source: an interleaved job, and a bad value */
+  const char *hdr_v = "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,"
+                      "dp,global_batch,micro_batch,precision,recompute,sequence_parallel,attention,"
+                      "zero,measured,unit,flop_convention,role,virtual_stages,source\n";
+  f = fopen(path, "w");
+  fputs(hdr_v, f);
+  fputs("v1,gpt2-medium,,,,,,,,,a100,8,1,4,2,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,1,me, a, b\n", f);
+  fputs("v2,gpt2-medium,,,,,,,,,a100,8,1,4,2,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,3,me\n", f);
+  fclose(f);
+  rc = run(args, &out);
+  CHECK_EQ_INT(rc, 0);
+  double e1 = 0, e2 = 0;
+  const char *r1 = strstr(out, "\nv1 "), *r2 = strstr(out, "\nv2 ");
+  CHECK_TRUE(r1 && r2);
+  if (r1 && r2) { /* M = 32 over 4 stages: the bubble is small, but 3 chunks make it smaller */
+    CHECK_TRUE(sscanf(r1, " v1 held-out %*f %*f %lf%%", &e1) == 1);
+    CHECK_TRUE(sscanf(r2, " v2 held-out %*f %*f %lf%%", &e2) == 1);
+    CHECK_TRUE(e2 > e1);
+  }
+  free(out);
+  f = fopen(path, "w");
+  fputs(hdr_v, f);
+  fputs("v,gpt2,,,,,,,,,a100,8,1,4,2,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,x,me\n", f);
+  fclose(f);
+  expect_usage_error(args, "virtual_stages 'x'");
+  f = fopen(path, "w");
+  fputs(hdr_v, f);
+  fputs("v,gpt2-medium,,,,,,,,,a100,8,1,4,2,68,1,bf16,none,no,,0,1000000,tokens/s,,held-out,2,me\n", f);
+  fclose(f);
+  expect_usage_error(args, "multiple of --pp 4");
   remove(path);
 }
 

@@ -152,6 +152,73 @@ static void test_bad_arguments(void) {
   CHECK_EQ_INT(schedule_parse_kind("zb", &k), -1);
 }
 
+/* Megatron-LM's interleaved 1F1B: every (chunk, micro-batch) forward and backward once, each
+ * backward after its forward, in-flight count equal to the closed form, deadlock-free with
+ * buffered sends, and V = 1 exactly 1F1B. */
+static void test_interleaved_schedule(void) {
+  char err[256];
+  for (int P = 2; P <= 6; P++)
+    for (int V = 1; V <= 4; V++)
+      for (int M = P; M <= 3 * P; M += P) {
+        for (int s = 0; s < P; s++) {
+          sched_action_t *a = malloc(sizeof *a * SCHED_MAX_ACTIONS(M * V)), *b = NULL;
+          int n = 0, seen_f[128] = {0}, seen_b[128] = {0}, fpos[128], live = 0;
+          CHECK_EQ_INT(schedule_build_interleaved(P, M, V, s, a, &n), 0);
+          for (int i = 0; i < n; i++) {
+            int key = a[i].chunk * M + a[i].micro;
+            CHECK_TRUE(a[i].chunk >= 0 && a[i].chunk < V && key < 128);
+            if (a[i].op == SCHED_FWD) seen_f[key]++, fpos[key] = i, live++;
+            if (a[i].op == SCHED_BWD) {
+              CHECK_TRUE(seen_f[key] == 1 && fpos[key] < i);
+              seen_b[key]++, live--;
+            }
+          }
+          CHECK_EQ_INT(live, 0);
+          for (int k = 0; k < M * V; k++) CHECK_TRUE(seen_f[k] == 1 && seen_b[k] == 1);
+          CHECK_EQ_INT(schedule_max_in_flight(a, n), schedule_in_flight_interleaved(P, M, V, s));
+          if (V == 1) { /* the same list as 1F1B */
+            int nb = 0;
+            b = malloc(sizeof *b * SCHED_MAX_ACTIONS(M));
+            CHECK_EQ_INT(schedule_build(SCHED_1F1B, P, M, s, b, &nb), 0);
+            CHECK_EQ_INT(nb, n);
+            for (int i = 0; i < n && i < nb; i++)
+              CHECK_TRUE(a[i].op == b[i].op && a[i].micro == b[i].micro && a[i].peer == b[i].peer);
+          }
+          free(a);
+          free(b);
+        }
+        if (schedule_check_interleaved(P, M, V, 0, err, sizeof err))
+          test_fail(__FILE__, __LINE__, "interleaved P=%d M=%d V=%d: %s", P, M, V, err);
+      }
+  /* rank 0 keeps P + (P - 1) / V stages' worth of activations (Korthikanti et al. 2022,
+   * section 4.2.3: the interleaved schedule's factor 1 + (P - 1) / (P V)) */
+  CHECK_EQ_INT(schedule_in_flight_interleaved(4, 8, 2, 0), 4 * 2 + 3);
+  CHECK_EQ_INT(schedule_in_flight_interleaved(8, 16, 4, 0), 8 * 4 + 7);
+  CHECK_EQ_INT(schedule_in_flight_interleaved(4, 8, 2, 3), 2 * 0 + 4 + 1);
+  CHECK_EQ_INT(schedule_in_flight_interleaved(4, 4, 2, 0), 8); /* M = P: all forwards first */
+  /* the chunk order of rank 0, P = 2, V = 2, M = 4: forwards m0 m1 of chunk 0, m0 m1 of chunk 1,
+   * then m2 m3 of chunk 0 ... */
+  sched_action_t a[SCHED_MAX_ACTIONS(8)];
+  int n = 0, f = 0;
+  const int want_chunk[8] = {0, 0, 1, 1, 0, 0, 1, 1}, want_micro[8] = {0, 1, 0, 1, 2, 3, 2, 3};
+  CHECK_EQ_INT(schedule_build_interleaved(2, 4, 2, 0, a, &n), 0);
+  for (int i = 0; i < n; i++)
+    if (a[i].op == SCHED_FWD && f < 8) {
+      CHECK_EQ_INT(a[i].chunk, want_chunk[f]);
+      CHECK_EQ_INT(a[i].micro, want_micro[f]);
+      f++;
+    }
+  CHECK_EQ_INT(f, 8);
+  /* rank 1's chunk 0 sends on to rank 0's chunk 1 */
+  CHECK_EQ_INT(schedule_build_interleaved(2, 4, 2, 1, a, &n), 0);
+  CHECK_TRUE(a[0].op == SCHED_RECV_ACT && a[1].op == SCHED_FWD && a[2].op == SCHED_SEND_ACT);
+  CHECK_EQ_INT(a[2].peer, 0);
+  CHECK_EQ_INT(a[2].chunk, 0);
+  /* bad arguments: M not a multiple of P, one stage */
+  CHECK_EQ_INT(schedule_build_interleaved(4, 6, 2, 0, a, &n), -1);
+  CHECK_EQ_INT(schedule_build_interleaved(1, 4, 2, 0, a, &n), -1);
+}
+
 int main(void) {
   test_gpipe_order();
   test_1f1b_order_matches_reference();
@@ -160,5 +227,6 @@ int main(void) {
   test_deadlock_free_with_buffered_sends();
   test_checker_detects_deadlocks();
   test_bad_arguments();
+  test_interleaved_schedule();
   return test_finish("sim_schedule");
 }

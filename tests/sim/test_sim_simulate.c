@@ -391,8 +391,105 @@ static void test_time_shared_pipeline(void) {
   free(c);
 }
 
+/* Interleaved 1F1B with free links and uniform chunk passes: the step is M (f + b) + (P - 1)
+ * (f + b) / V (Narayanan et al. SC21, section 2.2.2: the bubble shrinks V-fold), the same with
+ * time-shared clocks at rates 1 / f; rank 0 keeps 1 + (P - 1) / (P V) times 1F1B's activations
+ * (Korthikanti et al. 2022, section 4.2.3); and the conditions are refused in one sentence. */
+static void test_interleaved_schedule(void) {
+  layout_model_t m = {64, 8, 16, 2, 16};
+  char err[256];
+  device_t d = free_links();
+  const int Ps[] = {2, 3, 4, 8}, Vs[] = {1, 2, 3, 4};
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++)
+      for (int k = 1; k <= 4; k *= 2) {
+        int P = Ps[i], V = Vs[j], M = k * P;
+        layout_t lay;
+        CHECK_EQ_INT(layout_init(&lay, &m, P, 1, P, 1, M, M, NULL, err, sizeof err), 0);
+        sim_options_t o = sim_options_default();
+        o.vstages = V;
+        sim_stage_cost_t *c = uniform_costs(P, 1.0, 2.0, 100);
+        sim_result_t r;
+        CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+        double want = M * 3.0 + (P - 1) * 3.0 / V;
+        if (fabs(r.step_s - want) > 1e-9)
+          test_fail(__FILE__, __LINE__, "P=%d V=%d M=%d: step %.6f, expected %.6f", P, V, M, r.step_s, want);
+        CHECK_NEAR(r.pipeline_idle_share, (P - 1) * 3.0 / V / want, 1e-9);
+        sim_result_free(&r);
+        if (P == 4 && V == 2) { /* the same on one time-shared host at rates 1 / 2 */
+          device_t h = free_links();
+          h.timeshare = 2;
+          h.share_ranks = P;
+          for (int q = 1; q <= P; q++) h.share_rate[q] = 0.5;
+          CHECK_EQ_INT(sim_run(&lay, &h, c, &o, &r, err, sizeof err), 0);
+          CHECK_NEAR(r.step_s, want, 1e-9 * want);
+          sim_result_free(&r);
+        }
+        free(c);
+      }
+  { /* the timeline names each pass's chunk: 2 ranks x 2 chunks x 2 micro-batches x (F, B) */
+    layout_t lay;
+    CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 2, 1, 2, 2, NULL, err, sizeof err), 0);
+    sim_options_t o = sim_options_default();
+    o.vstages = 2;
+    o.record_events = 1;
+    sim_stage_cost_t *c = uniform_costs(2, 1.0, 2.0, 0);
+    sim_result_t r;
+    CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+    int passes[2][2] = {{0, 0}, {0, 0}};
+    for (int e = 0; e < r.nevents; e++)
+      if (r.events[e].kind == SIM_EV_FWD || r.events[e].kind == SIM_EV_BWD) {
+        CHECK_TRUE(r.events[e].chunk == 0 || r.events[e].chunk == 1);
+        CHECK_NEAR(r.events[e].end_s - r.events[e].start_s, r.events[e].kind == SIM_EV_FWD ? 0.5 : 1.0, 1e-12);
+        if (r.events[e].chunk == 0 || r.events[e].chunk == 1) passes[r.events[e].rank][r.events[e].chunk]++;
+      }
+    for (int q = 0; q < 4; q++) CHECK_EQ_INT(passes[q / 2][q % 2], 4);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CHECK_EQ_INT(sim_write_chrome_trace(&r, f, 1, "x"), 0);
+    fclose(f);
+    CHECK_TRUE(buf && strstr(buf, "\"fwd m1 c1\"") && strstr(buf, "\"bwd m0 c0\""));
+    free(buf);
+    sim_result_free(&r);
+    free(c);
+  }
+  layout_model_t g;
+  layout_model_preset("gpt2", &g);
+  device_t t;
+  device_builtin("trn1", &t);
+  layout_t lay;
+  CHECK_EQ_INT(layout_init(&lay, &g, 4, 1, 4, 1, 16, 32, "3,3,3,3", err, sizeof err), 0);
+  sim_options_t o = sim_options_default();
+  sim_result_t a, b;
+  CHECK_EQ_INT(sim_simulate(&lay, &t, &o, t.hbm_bytes, &a, err, sizeof err), 0);
+  o.vstages = 2;
+  if (sim_simulate(&lay, &t, &o, t.hbm_bytes, &b, err, sizeof err)) test_fail(__FILE__, __LINE__, "%s", err);
+  CHECK_EQ_INT(b.stages[0].mem.in_flight, 11);
+  CHECK_NEAR(b.stages[0].mem.activations_bytes / a.stages[0].mem.activations_bytes, 1 + 3.0 / 8, 1e-12);
+  CHECK_TRUE(b.step_s < a.step_s);
+  sim_result_free(&a);
+  sim_result_free(&b);
+  /* refused: GPipe, no pipeline, M not a multiple of P, fewer layers than chunks */
+  struct { int pp, micro, V; sched_kind_t kind; const char *says; } bad[] = {
+      {4, 16, 2, SCHED_GPIPE, "--schedule 1f1b"}, {1, 4, 2, SCHED_1F1B, "--pp 2 or more"},
+      {4, 6, 2, SCHED_1F1B, "multiple of --pp 4"}, {4, 16, 4, SCHED_1F1B, "has 3 layer(s)"},
+      {4, 16, 0, SCHED_1F1B, "at least 1"}};
+  for (int i = 0; i < 5; i++) {
+    CHECK_EQ_INT(layout_init(&lay, &g, bad[i].pp, 1, bad[i].pp, 1, bad[i].micro, 2 * bad[i].micro,
+                             bad[i].pp == 4 ? "3,3,3,3" : NULL, err, sizeof err), 0);
+    o = sim_options_default();
+    o.kind = bad[i].kind;
+    o.vstages = bad[i].V;
+    err[0] = 0;
+    CHECK_EQ_INT(sim_simulate(&lay, &t, &o, t.hbm_bytes, &a, err, sizeof err), -1);
+    if (!strstr(err, bad[i].says)) test_fail(__FILE__, __LINE__, "case %d: %s", i, err);
+  }
+}
+
 int main(void) {
   test_time_shared_pipeline();
+  test_interleaved_schedule();
   test_recorded_timeline();
   test_bubble_closed_form(SCHED_GPIPE);
   test_bubble_closed_form(SCHED_1F1B);

@@ -84,6 +84,7 @@ static void model_json(json_object *o, const sim_job_t *j) {
   json_object_object_add(o, "nodes", json_object_new_int(j->nodes));
   json_object_object_add(o, "batch", json_object_new_int(j->batch));
   json_object_object_add(o, "schedule", json_object_new_string(schedule_kind_name(j->opt.kind)));
+  json_object_object_add(o, "virtual_stages", json_object_new_int(j->opt.vstages));
   json_object_object_add(o, "memory_accounting",
                          json_object_new_string(memory_accounting_name(j->opt.memory)));
 }
@@ -231,12 +232,15 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
            lay->tp, j->opt.sequence_parallel ? "on" : "off", memory_recompute_name(j->opt.recompute));
   else if (j->opt.recompute != MEM_RECOMPUTE_NONE)
     printf("recomputation %s\n", memory_recompute_name(j->opt.recompute));
+  char vs[64] = "";
+  if (j->opt.vstages > 1 && lay->pp > 1)
+    snprintf(vs, sizeof vs, " interleaved, %d chunks per stage", j->opt.vstages);
   if (j->opt.zero)
-    printf("schedule: %s, ZeRO-%d: gradient reduce-scatter after backward\n",
-           schedule_kind_name(j->opt.kind), j->opt.zero);
+    printf("schedule: %s%s, ZeRO-%d: gradient reduce-scatter after backward\n",
+           schedule_kind_name(j->opt.kind), vs, j->opt.zero);
   else
-    printf("schedule: %s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
-           schedule_kind_name(j->opt.kind), j->opt.zero, j->opt.bucket_bytes / 1048576.0,
+    printf("schedule: %s%s, ZeRO-%d, bucket %.1f MiB, all-reduce %s backward\n",
+           schedule_kind_name(j->opt.kind), vs, j->opt.zero, j->opt.bucket_bytes / 1048576.0,
            j->opt.overlap ? "overlapped with" : "after");
   layout_print(lay, stdout);
   /* per stage and rank: fwd/bwd of one micro-batch (TP communication included), then over the
@@ -388,6 +392,8 @@ static int sweep_layout(const layout_t *lay, void *ctx) {
       int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
       for (int rc = rc_lo; rc <= rc_hi; rc++) {
         sim_options_t o = j->opt;
+        if (lay->pp == 1) o.vstages = 1; /* no pipeline to interleave */
+        else if (o.vstages > 1 && sim_check_options(lay, &o, NULL, 0)) return 0; /* not this P, M */
         o.zero = z;
         o.sequence_parallel = sp;
         o.recompute = (mem_recompute_t)rc;
@@ -445,10 +451,13 @@ static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nr
 
 static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nrows, int best) {
   char b1[32], b2[32];
-  printf("sweep: %s on %d x %s (%s), global batch %d sequences of %d tokens, schedule %s, "
+  char vs[64] = "";
+  if (j->opt.vstages > 1)
+    snprintf(vs, sizeof vs, " interleaved (%d chunks per stage where P > 1)", j->opt.vstages);
+  printf("sweep: %s on %d x %s (%s), global batch %d sequences of %d tokens, schedule %s%s, "
          "capacity %s per device\n",
          j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
-         j->model.ctx, schedule_kind_name(j->opt.kind),
+         j->model.ctx, schedule_kind_name(j->opt.kind), vs,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
   printf("%4s %5s %5s %5s %4s %3s %9s %10s %13s %7s %7s %6s %8s %9s %11s %5s\n", "tp", "pp", "dp",
          "M", "zero", "sp", "recompute", "step_s", "tokens/s", "MFU%", "HFU%", "tp%", "idle%",
@@ -463,9 +472,11 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
            i == best ? "  <- best" : "");
   if (best >= 0) {
     const sweep_row_t *w = &rows[best];
-    printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s --tp %d%s%s%s: %.0f "
+    char vflag[48] = "";
+    if (j->opt.vstages > 1 && w->pp > 1) snprintf(vflag, sizeof vflag, " --virtual-stages %d", j->opt.vstages);
+    printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s%s --tp %d%s%s%s: %.0f "
            "tokens/s, MFU %.1f%%, peak %s per device\n",
-           w->pp, w->dp, w->micro, w->zero, schedule_kind_name(j->opt.kind), w->tp,
+           w->pp, w->dp, w->micro, w->zero, schedule_kind_name(j->opt.kind), vflag, w->tp,
            w->sp ? " --sequence-parallel" : "", w->rc != MEM_RECOMPUTE_NONE ? " --recompute " : "",
            w->rc != MEM_RECOMPUTE_NONE ? memory_recompute_name(w->rc) : "", w->tokens_per_s,
            100 * w->mfu, memory_format_bytes(w->peak, b1, sizeof b1));
@@ -532,7 +543,7 @@ typedef struct {
   const char *trace, *model, *device, *schedule, *dtype, *stage_layers, *recompute;
   const char *arch, *precision, *attention, *validate, *grad_dtype;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
-  int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par;
+  int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par, vstages;
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
@@ -633,6 +644,7 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
   if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
   j->opt.zero = f->zero;
+  j->opt.vstages = f->vstages;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
   if (f->g_bucket) j->opt.bucket_bytes = f->bucket_mb * 1048576.0;
@@ -690,16 +702,19 @@ static int resolve_nodes(int tp, int *nodes, int *pp, int *dp) {
   return 0;
 }
 
-/* The default micro-batch count: the largest divisor of batch / D up to 4P. */
-static int default_micro(int batch, int pp, int dp) {
-  int per = dp > 0 && batch % dp == 0 ? batch / dp : 1, micro = 1;
+/* The default micro-batch count: the largest divisor of batch / D up to 4P (interleaved: a
+ * multiple of P when one divides batch / D). */
+static int default_micro(int batch, int pp, int dp, int vstages) {
+  int per = dp > 0 && batch % dp == 0 ? batch / dp : 1, micro = 1, interleavable = 0;
+  for (int m = 1; m <= per && m <= 4 * pp; m++)
+    if (per % m == 0 && vstages > 1 && m % pp == 0) interleavable = m;
   for (int m = 1; m <= per && m <= 4 * pp; m++)
     if (per % m == 0) micro = m;
-  return micro;
+  return interleavable ? interleavable : micro;
 }
 
 int cmd_simulate(int argc, char **argv) {
-  sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512, .tp = 1};
+  sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512, .tp = 1, .vstages = 1};
   arg_spec_t specs[] = {
       {"--model", NULL, ARG_STRING, &f.model, "NAME", "a preset: " PRESET_LIST " (default gpt2)"},
       {"--arch", NULL, ARG_STRING, &f.arch, "A",
@@ -743,6 +758,10 @@ int cmd_simulate(int argc, char **argv) {
       {"--microbatches", NULL, ARG_INT, &f.micro, "M", "micro-batches per step (default: the largest divisor of "
        "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &f.g_micro},
       {"--schedule", NULL, ARG_STRING, &f.schedule, "S", "gpipe|1f1b (default 1f1b)"},
+      {"--virtual-stages", NULL, ARG_INT, &f.vstages, "V",
+       "interleaved 1F1B (Megatron-LM's virtual pipeline): V chunks of layers per stage, the "
+       "bubble V times smaller; needs --pp > 1, 1f1b and M a multiple of P (default 1)",
+       .min = 1, .max = 1 << 10},
       {"--zero", NULL, ARG_INT, &f.zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
       {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
@@ -795,6 +814,6 @@ int cmd_simulate(int argc, char **argv) {
     j.sweep_rc = f.g_recompute;
     return run_sweep(&j, f.as_json);
   }
-  j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp);
+  j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp, f.vstages);
   return run_one(&j, f.as_json);
 }

@@ -102,8 +102,8 @@ typedef struct {
 } val_row_t;
 
 /* One row: the job, simulated. 0, or -1 with a message naming the row and field. */
-static int val_row(char **f, int line, const char *path, val_row_t *out, int explain, char *err,
-                   size_t errlen) {
+static int val_row(char **f, const char *vstages, int line, const char *path, val_row_t *out,
+                   int explain, char *err, size_t errlen) {
   layout_model_t m;
   const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
   snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
@@ -159,6 +159,10 @@ static int val_row(char **f, int line, const char *path, val_row_t *out, int exp
   opt.sequence_parallel = !strcmp(f[C_SP], "yes") || !strcmp(f[C_SP], "1");
   opt.fused_attention = *f[C_ATTN] ? !strcmp(f[C_ATTN], "fused") : dev.attn_fused_eff > 0;
   opt.zero = zero;
+  if (int_field(vstages, &opt.vstages) || opt.vstages < 1)
+    return snprintf(err, errlen, "%s:%d: virtual_stages '%s' is not a whole number >= 1", path,
+                    line, vstages),
+           -1;
   char *e;
   double meas = strtod(f[C_MEAS], &e);
   if (e == f[C_MEAS] || *e || !(meas > 0))
@@ -235,22 +239,25 @@ int sim_validate_csv(const char *path, int explain) {
   }
   val_row_t *v = calloc(VAL_MAX_ROWS, sizeof *v);
   char line[4096], err[1024];
-  int n = 0, lineno = 0, header = 0, rc = 0;
+  int n = 0, lineno = 0, header = 0, rc = 0, has_vs = 0;
   while (v && fgets(line, sizeof line, fp)) {
     lineno++;
     char *p = line;
     while (*p == ' ') p++;
     if (*p == '#' || *p == '\n' || *p == '\0') continue;
     char *f[VAL_MAX_FIELDS];
-    int nf = split_csv(p, f, C_COUNT);
+    int nf = split_csv(p, f, C_COUNT + (header ? has_vs : 1));
     if (!header) {
+      /* an optional virtual_stages column before source (interleaved pipeline schedules) */
+      has_vs = nf > C_SOURCE && !strcmp(f[C_SOURCE], "virtual_stages");
+      if (has_vs) f[C_SOURCE] = nf > C_SOURCE + 1 ? f[C_SOURCE + 1] : "";
       for (int c = 0; c < C_COUNT; c++)
         if (c >= nf || strcmp(f[c], COLS[c])) {
           strata_error("simulate --validate: %s:%d: the header's column %d must be '%s' (columns: "
                        "name, preset, arch, layers, dim, heads, kv_heads, ffn, vocab, ctx, device, "
                        "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
                        "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
-                       "source)",
+                       "[virtual_stages,] source)",
                        path, lineno, c + 1, COLS[c]);
           rc = 2;
           goto done;
@@ -258,8 +265,9 @@ int sim_validate_csv(const char *path, int explain) {
       header = 1;
       continue;
     }
-    if (nf < C_COUNT) {
-      strata_error("simulate --validate: %s:%d: %d columns, expected %d", path, lineno, nf, C_COUNT);
+    if (nf < C_COUNT + has_vs) {
+      strata_error("simulate --validate: %s:%d: %d columns, expected %d", path, lineno, nf,
+                   C_COUNT + has_vs);
       rc = 2;
       goto done;
     }
@@ -268,7 +276,9 @@ int sim_validate_csv(const char *path, int explain) {
       rc = 2;
       goto done;
     }
-    if (val_row(f, lineno, path, &v[n], explain, err, sizeof err)) {
+    const char *vstages = "";
+    if (has_vs) vstages = f[C_SOURCE], f[C_SOURCE] = f[C_SOURCE + 1];
+    if (val_row(f, vstages, lineno, path, &v[n], explain, err, sizeof err)) {
       strata_error("simulate --validate: %s", err);
       rc = 2;
       goto done;

@@ -39,7 +39,7 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out) {
 
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
   mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32,
-                     MEM_PREC_NONE, 0};
+                     MEM_PREC_NONE, 0, 1};
   return o;
 }
 
@@ -185,8 +185,10 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
     out->grads_bytes = E * params;
     out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / lay->dp) : params);
   }
-  out->in_flight = schedule_in_flight(o->kind, lay->pp, lay->micro, s);
-  out->activations_bytes = memory_stage_act_bytes(lay, s, o) * out->in_flight;
+  const int V = o->vstages > 1 && lay->pp > 1 ? o->vstages : 1;
+  out->in_flight = V > 1 ? schedule_in_flight_interleaved(lay->pp, lay->micro, V, s)
+                         : schedule_in_flight(o->kind, lay->pp, lay->micro, s);
+  out->activations_bytes = memory_stage_act_bytes(lay, s, o) * out->in_flight / V;
   out->workspace_bytes = workspace_bytes(lay, o, sp, s == lay->pp - 1);
   double comm = 0, A = mixed ? device_dtype_size(o->dtype) : E, G = mixed ? 2 : E;
   if (lay->pp > 1) {

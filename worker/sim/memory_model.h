@@ -10,7 +10,9 @@
  *   parameters   4 * params(s)      params(s) = layout_rank_params: 1/t of the split matrices
  *   gradients    4 * params(s)
  *   optimizer    8 * params(s)  (AdamW m and v)        ZeRO-1: 8 * ceil(params(s) / D)
- *   activations  4 * acts(s) * in_flight               in_flight: GPipe M, 1F1B min(M, P - s)
+ *   activations  4 * acts(s) * in_flight / V           in_flight: GPipe M, 1F1B min(M, P - s),
+ *                interleaved 1F1B with V chunks (vstages) schedule_in_flight_interleaved's chunk
+ *                micro-batches, 1/V of the stage's each (V = 1 otherwise)
  *   workspace    4 * ((2/r + 5/t) b T C + T^2)   the backward scratch gpt2.c keeps once per
  *                rank: dres, dln (b,T,C; replicated), datty (b,T,C), dbig (b,T,4C), datt (T,T);
  *                + selective recomputation: one layer's att (b,H/t,T,T); + full recomputation:
@@ -114,6 +116,8 @@ typedef struct {
   device_dtype_t dtype;      /* mixed precision: the activations' element type */
   mem_precision_t precision; /* mixed accounting: bytes per parameter (NONE: 2 + 2 + 12) */
   int fused_attention;       /* mixed: 1 = flash-style attention keeps no (B, H, T, T) scores */
+  int vstages;               /* > 1: interleaved 1F1B with that many chunks per stage (each
+                                in-flight chunk micro-batch keeps 1/vstages of the stage's) */
 } mem_options_t;
 /* Strata's run: Strata's fp32 accounting, no sequence parallelism, no recomputation. */
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes);
@@ -127,7 +131,7 @@ typedef struct {
   double comm_bytes;
   double kv_cache_bytes; /* 0 in training */
   double total_bytes;
-  int in_flight; /* micro-batches of activations kept */
+  int in_flight; /* micro-batches of activations kept (interleaved: chunk micro-batches) */
 } mem_stage_t;
 
 /* Activation elements of one layer for b sequences of T tokens (16bTC + 4bT + bHT^2). */

@@ -17,6 +17,7 @@
 sim_options_t sim_options_default(void) {
   sim_options_t o;
   o.kind = SCHED_1F1B;
+  o.vstages = 1;
   o.zero = 0;
   o.overlap = 1;
   double mb; /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/base/env.c) */
@@ -41,6 +42,7 @@ mem_options_t sim_mem_options(const sim_options_t *opt) {
   m.dtype = opt->dtype;
   m.precision = opt->precision;
   m.fused_attention = opt->fused_attention;
+  m.vstages = opt->vstages;
   return m;
 }
 
@@ -72,11 +74,36 @@ int sim_check_tp(const layout_model_t *m, int tp, int sequence_parallel, char *e
   return 0;
 }
 
+/* The interleaved schedule's conditions (Megatron-LM's): 1F1B, P > 1, M a multiple of P, and
+ * a layer or more per chunk. */
+static int sim_check_vstages(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
+  const int V = opt->vstages, P = lay->pp;
+  if (V < 1)
+    return strata_fail(err, errlen, "--virtual-stages must be at least 1 (1: no interleaving)");
+  if (V == 1) return 0;
+  if (opt->kind != SCHED_1F1B)
+    return strata_fail(err, errlen, "--virtual-stages %d needs --schedule 1f1b (the interleaved "
+                       "schedule is 1F1B's); drop --schedule gpipe or set --virtual-stages 1", V);
+  if (P < 2)
+    return strata_fail(err, errlen, "--virtual-stages %d needs a pipeline (--pp 2 or more); set "
+                       "--virtual-stages 1 without one", V);
+  if (lay->micro % P)
+    return strata_fail(err, errlen, "--virtual-stages %d needs the micro-batches (%d) to be a "
+                       "multiple of --pp %d; choose --microbatches %d or %d", V, lay->micro, P,
+                       lay->micro / P * P > 0 ? lay->micro / P * P : P, (lay->micro / P + 1) * P);
+  for (int s = 0; s < P; s++)
+    if (layout_stage_layers(lay, s) < V)
+      return strata_fail(err, errlen, "--virtual-stages %d splits each stage into %d chunks of "
+                         "layers, but stage %d has %d layer(s); use --virtual-stages %d or fewer",
+                         V, V, s, layout_stage_layers(lay, s), layout_stage_layers(lay, s));
+  return 0;
+}
+
 int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
   if (sim_check_tp(&lay->model, lay->tp, opt->sequence_parallel, err, errlen)) return -1;
   if ((unsigned)opt->recompute >= MEM_RECOMPUTE_COUNT)
     return strata_fail(err, errlen, "recompute must be none, selective or full");
-  return 0;
+  return sim_check_vstages(lay, opt, err, errlen);
 }
 
 void sim_pipe_link(const layout_t *lay, const device_t *dev, int rank, int peer, double *lat_s,
@@ -381,7 +408,9 @@ int sim_write_chrome_trace(const sim_result_t *res, FILE *f, int pid, const char
     const sim_event_t *e = &res->events[i];
     int compute = e->kind == SIM_EV_FWD || e->kind == SIM_EV_BWD || e->kind == SIM_EV_OPTIMIZER;
     char name[64];
-    if (e->micro >= 0)
+    if (e->chunk >= 0)
+      snprintf(name, sizeof name, "%s m%d c%d", sim_event_name(e->kind), e->micro, e->chunk);
+    else if (e->micro >= 0)
       snprintf(name, sizeof name, "%s %s%d", sim_event_name(e->kind),
                e->kind == SIM_EV_DP_REDUCE ? "bucket " : "m", e->micro);
     else
@@ -423,11 +452,13 @@ typedef struct {
   const sim_options_t *opt;
   sim_result_t *res;
   int T, P, D, M, N;     /* tensor-parallel ranks, stages, replicas, micro-batches, ranks */
+  int V;                 /* model chunks per stage (interleaved schedule), else 1 */
   int ecap, rec_fail;    /* res->events capacity; 1 once recording ran out of memory */
   sched_action_t **acts; /* [P] the stage's schedule */
   int *nacts, *last_bwd; /* [P] its length, the index of its final backward */
   rank_state_t *st;      /* [N] */
-  double *act_arr, *grad_arr; /* [N x M] arrival of activations / gradients, -1: not yet sent */
+  double *act_arr, *grad_arr; /* [N x V x M] arrival of activations / gradients, -1: not yet
+                                 sent (msg_slot) */
   int *work, nwork;      /* runnable ranks (a stack) */
   double *interf; /* [P x T] compute lost to the overlapped buckets (overlap_slowdown) */
   double *comm_done, *comm_busy; /* [P x T] end of the bucket reductions of the DP group of
@@ -452,7 +483,15 @@ static void record(sim_t *s, int rank, sim_event_kind_t kind, int micro, double 
     res->events = e;
     s->ecap = ncap;
   }
-  res->events[res->nevents++] = (sim_event_t){rank, kind, micro, start, end};
+  res->events[res->nevents++] = (sim_event_t){rank, kind, micro, start, end, -1};
+}
+
+/* record() for a schedule action's interval, naming its chunk when the schedule interleaves. */
+static void record_action(sim_t *s, int rank, sim_event_kind_t kind, const sched_action_t *a,
+                          double start, double end) {
+  int n = s->res->nevents;
+  record(s, rank, kind, a->micro, start, end);
+  if (s->V > 1 && s->res->nevents > n) s->res->events[n].chunk = a->chunk;
 }
 
 static void sim_free(sim_t *s) {
@@ -482,8 +521,8 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->nacts = calloc((size_t)P, sizeof(int));
   s->last_bwd = calloc((size_t)P, sizeof(int));
   s->st = calloc((size_t)N, sizeof *s->st);
-  s->act_arr = malloc(sizeof(double) * (size_t)N * M);
-  s->grad_arr = malloc(sizeof(double) * (size_t)N * M);
+  s->act_arr = malloc(sizeof(double) * (size_t)N * s->V * M);
+  s->grad_arr = malloc(sizeof(double) * (size_t)N * s->V * M);
   s->work = malloc(sizeof(int) * (size_t)N * 2 + sizeof(int));
   s->comm_done = calloc((size_t)P * T, sizeof(double));
   s->comm_busy = calloc((size_t)P * T, sizeof(double));
@@ -500,26 +539,41 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
       !s->norm_grp || !s->norm_wait || !s->res->stages)
     return strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
   for (int st = 0; st < P; st++) {
-    s->acts[st] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M));
-    if (!s->acts[st] || schedule_build(s->opt->kind, P, M, st, s->acts[st], &s->nacts[st]))
+    s->acts[st] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M * s->V));
+    if (!s->acts[st] ||
+        (s->V > 1 ? schedule_build_interleaved(P, M, s->V, st, s->acts[st], &s->nacts[st])
+                  : schedule_build(s->opt->kind, P, M, st, s->acts[st], &s->nacts[st])))
       return strata_fail(err, errlen, "simulate: cannot build the %s schedule for stage %d",
                          schedule_kind_name(s->opt->kind), st);
     s->last_bwd[st] = -1;
     for (int i = 0; i < s->nacts[st]; i++)
       if (s->acts[st][i].op == SCHED_BWD) s->last_bwd[st] = i;
   }
-  for (size_t i = 0; i < (size_t)N * M; i++) s->act_arr[i] = s->grad_arr[i] = -1;
+  for (size_t i = 0; i < (size_t)N * s->V * M; i++) s->act_arr[i] = s->grad_arr[i] = -1;
   return 0;
 }
 
-/* A send of rank r to the same tensor-parallel rank of the next (previous) stage, T ranks on:
+/* The arrival slot of (rank r, chunk, micro-batch) in act_arr / grad_arr. */
+static size_t msg_slot(const sim_t *s, int r, int chunk, int micro) {
+  return ((size_t)r * (size_t)s->V + (size_t)chunk) * (size_t)s->M + (size_t)micro;
+}
+
+/* A chunk pass's compute time: a stage's forward or backward split evenly over its V chunks. */
+static double pass_s(const sim_t *s, const sim_stage_cost_t *c, sched_op_t op) {
+  return (op == SCHED_FWD ? c->fwd_s : c->bwd_s) / s->V;
+}
+
+/* A send of rank r to the same tensor-parallel rank of the next (previous) stage, T ranks on
+ * (interleaved: the last stage's chunk v sends on to the first stage's chunk v + 1, and back):
  * the message leaves when the link in its direction is free and arrives latency + bytes /
  * bandwidth later (the slowest link between the two TP groups: sim_pipe_link); a rank blocked
  * on it becomes runnable. */
 static void sim_send(sim_t *s, int r, const sched_action_t *a, const sim_stage_cost_t *c) {
   rank_state_t *q = &s->st[r];
-  int fwd = a->op == SCHED_SEND_ACT;
-  int dst = fwd ? r + s->T : r - s->T;
+  const int fwd = a->op == SCHED_SEND_ACT, stage = layout_stage_of(s->lay, r), wrap = s->P * s->T;
+  int dst = fwd ? r + s->T : r - s->T, chunk = a->chunk;
+  if (fwd && stage == s->P - 1) dst -= wrap, chunk++;
+  if (!fwd && stage == 0) dst += wrap, chunk--;
   double lat, bw;
   sim_pipe_link(s->lay, s->dev, r, dst, &lat, &bw);
   double *free_t = fwd ? &q->link_next_free : &q->link_prev_free;
@@ -527,8 +581,8 @@ static void sim_send(sim_t *s, int r, const sched_action_t *a, const sim_stage_c
   double wire = c->act_bytes / bw;
   *free_t = start + wire;
   double *arr = fwd ? s->act_arr : s->grad_arr;
-  arr[(size_t)dst * s->M + a->micro] = start + lat + wire;
-  record(s, r, fwd ? SIM_EV_SEND_ACT : SIM_EV_SEND_GRAD, a->micro, start, start + lat + wire);
+  arr[msg_slot(s, dst, chunk, a->micro)] = start + lat + wire;
+  record_action(s, r, fwd ? SIM_EV_SEND_ACT : SIM_EV_SEND_GRAD, a, start, start + lat + wire);
   if (s->st[dst].blocked) {
     s->st[dst].blocked = 0;
     s->work[s->nwork++] = dst;
@@ -545,20 +599,22 @@ static void sim_run_rank(sim_t *s, int r) {
     const sched_action_t *a = &s->acts[stage][q->pc];
     int last = q->pc == s->last_bwd[stage];
     if (a->op == SCHED_FWD) {
-      record(s, r, SIM_EV_FWD, a->micro, q->t, q->t + c->fwd_s);
-      q->t += c->fwd_s;
-      q->busy += c->fwd_s;
+      double d = pass_s(s, c, a->op);
+      record_action(s, r, SIM_EV_FWD, a, q->t, q->t + d);
+      q->t += d;
+      q->busy += d;
     } else if (a->op == SCHED_BWD) {
+      double d = pass_s(s, c, a->op);
       if (last) q->last_bwd_start = q->t;
-      record(s, r, SIM_EV_BWD, a->micro, q->t, q->t + c->bwd_s);
-      q->t += c->bwd_s;
-      q->busy += c->bwd_s;
+      record_action(s, r, SIM_EV_BWD, a, q->t, q->t + d);
+      q->t += d;
+      q->busy += d;
       if (last) q->end_bwd = q->t;
     } else if (a->op == SCHED_SEND_ACT || a->op == SCHED_SEND_GRAD) {
       sim_send(s, r, a, c);
     } else { /* receive */
       double *arr = a->op == SCHED_RECV_ACT ? s->act_arr : s->grad_arr;
-      double at = arr[(size_t)r * s->M + a->micro];
+      double at = arr[msg_slot(s, r, a->chunk, a->micro)];
       if (at < 0) {
         q->blocked = 1;
         return;
@@ -599,7 +655,7 @@ static double share_rate(const device_t *d, int k) {
 /* The arrival of the message rank r's next action receives (-1: not sent yet). */
 static double shared_arrival(const sim_t *s, int r) {
   const sched_action_t *a = &s->acts[layout_stage_of(s->lay, r)][s->st[r].pc];
-  return (a->op == SCHED_RECV_ACT ? s->act_arr : s->grad_arr)[(size_t)r * s->M + a->micro];
+  return (a->op == SCHED_RECV_ACT ? s->act_arr : s->grad_arr)[msg_slot(s, r, a->chunk, a->micro)];
 }
 
 /* Runs rank r's actions at time now until it starts a compute, waits for a message (not yet
@@ -613,7 +669,7 @@ static void shared_run_rank(sim_t *s, shared_t *h, int r, double now) {
     const sched_action_t *a = &s->acts[stage][q->pc];
     if (a->op == SCHED_FWD || a->op == SCHED_BWD) {
       if (a->op == SCHED_BWD && q->pc == s->last_bwd[stage]) q->last_bwd_start = now;
-      h->work[r] = (a->op == SCHED_FWD ? c->fwd_s : c->bwd_s) / s->dev->timeshare;
+      h->work[r] = pass_s(s, c, a->op) / s->dev->timeshare;
       h->start[r] = now;
       h->state[r] = SH_COMPUTE;
       return;
@@ -686,7 +742,7 @@ static int sim_pipeline_shared(sim_t *s, char *err, size_t errlen) {
       rank_state_t *q = &s->st[r];
       int stage = layout_stage_of(s->lay, r);
       const sched_action_t *a = &s->acts[stage][q->pc];
-      record(s, r, a->op == SCHED_FWD ? SIM_EV_FWD : SIM_EV_BWD, a->micro, h.start[r], now);
+      record_action(s, r, a->op == SCHED_FWD ? SIM_EV_FWD : SIM_EV_BWD, a, h.start[r], now);
       q->busy += now - h.start[r];
       if (q->pc == s->last_bwd[stage]) q->end_bwd = now;
       q->t = now;
@@ -926,7 +982,8 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
             const sim_options_t *opt, sim_result_t *res, char *err, size_t errlen) {
   memset(res, 0, sizeof *res);
   sim_t s = {.lay = lay, .dev = dev, .costs = costs, .opt = opt, .res = res,
-             .T = lay->tp, .P = lay->pp, .D = lay->dp, .M = lay->micro, .N = lay->world};
+             .T = lay->tp, .P = lay->pp, .D = lay->dp, .M = lay->micro, .N = lay->world,
+             .V = opt->vstages > 1 && lay->pp > 1 ? opt->vstages : 1};
   int rc = sim_setup(&s, err, errlen);
   if (rc == 0) rc = sim_pipeline(&s, err, errlen);
   if (rc == 0) {

@@ -50,6 +50,9 @@
 
 typedef struct {
   sched_kind_t kind;    /* GPipe or 1F1B */
+  int vstages;          /* > 1: Megatron-LM's interleaved 1F1B, that many model chunks per stage
+                           (needs kind 1F1B, P > 1, M a multiple of P and at least vstages
+                           layers per stage); 1: none */
   int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather */
   int overlap;          /* 1: bucket reduction overlaps the remaining backward */
   double bucket_bytes;  /* gradient bucket size, bytes */
@@ -174,6 +177,7 @@ typedef struct {
   int micro;      /* micro-batch (FWD, BWD, SEND_*), bucket index (DP_REDUCE), else -1 */
   double start_s; /* from the start of the step */
   double end_s;
+  int chunk;      /* the interleaved schedule's model chunk (FWD, BWD, SEND_*), else -1 */
 } sim_event_t;
 
 const char *sim_event_name(sim_event_kind_t k); /* "fwd", "bwd", "send_act", ... */
