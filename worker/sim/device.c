@@ -89,6 +89,8 @@ int device_builtin(const char *name, device_t *out) {
 
 int device_has_eff(const device_t *d) { return d->mm_eff > 0; }
 
+int device_time_shared(const device_t *d) { return d->share_ranks > 0 && d->timeshare > 1; }
+
 double device_matmul_eff(const device_t *d, double m, double n, double k, double count) {
   (void)k;
   if (!device_has_eff(d) || !(m >= 1) || !(n >= 1)) return 1;

@@ -86,6 +86,9 @@ typedef struct {
 
 /* 1 when the profile carries an efficiency model (mm_eff > 0), 0 for the ideal roofline. */
 int device_has_eff(const device_t *d);
+/* 1 when the job's ranks time-share a host's cores with measured sharing rates (the pipeline
+ * then runs on one clock per host: simulate.c), 0 otherwise. */
+int device_time_shared(const device_t *d);
 /* Achievable fraction of peak of `count` independent GEMMs C(m x n) = A(m x k) B(k x n):
  * mm_eff x tile quantisation (m n / (ceil(m/tm) tm ceil(n/tn) tn)) x wave quantisation
  * (tiles / (ceil(tiles / units) units)). 1 without an efficiency model. */

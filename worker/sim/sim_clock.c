@@ -355,7 +355,7 @@ int sim_clock_attach(sim_clock_t *sc, coll_comm_t *world, coll_comm_t *pipe, col
   if (!env_switch("STRATA_SIM_CARRY", 1)) return 0; /* 0: replay only (to measure the overhead) */
   /* time-shared cores (share_ranks): a rank's speed depends on which of its host's ranks compute
    * at the moment, which one clock per rank cannot see; the step is the event simulation's */
-  if (sc->dev.share_ranks > 0 && sc->dev.timeshare > 1) return 0;
+  if (device_time_shared(&sc->dev)) return 0;
   sc->stage = layout_stage_of(lay, sc->rank);
   sc->replica = layout_replica_of(lay, sc->rank);
   sc->tp_rank = layout_tp_of(lay, sc->rank);

@@ -763,7 +763,7 @@ out:
 /* The pipeline phase: a worklist of runnable ranks; a rank blocked on a receive sleeps until
  * the matching send is posted. 0, or -1 when a schedule deadlocks. */
 static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
-  if (s->dev->share_ranks > 0 && s->dev->timeshare > 1) {
+  if (device_time_shared(s->dev)) {
     if (sim_pipeline_shared(s, err, errlen)) return -1;
   } else {
     for (int r = s->N - 1; r >= 0; r--) s->work[s->nwork++] = r;
