@@ -152,9 +152,7 @@ simstep() { grep -o '"sim_step_s": *[0-9.eE+-]*' "$1" 2>/dev/null | head -1 | se
 # the slowest and fastest step of any run, mean shares, and the ranges over the runs (the error
 # of each run against its own simulation, which calibrates anew)
 layout_row() {
-  awk -v tok="$3" -v sf="$2" '
-    function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-                                       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+  awk -v tok="$3" -v sf="$2" "$STRATA_MEDIAN_AWK"'
     { n++; st[n] = $1; c += $3; id += $4
       if ($2 != "-" && $2 + 0 > 0 && $1 > 0) { k++; sim[k] = $2; e = 100 * ($2 - $1) / $1; if (k == 1 || e < elo) elo = e; if (k == 1 || e > ehi) ehi = e } }
     END { if (n == 0) exit 1

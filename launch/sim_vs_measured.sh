@@ -19,6 +19,7 @@
 #        (model flags), MPIRUN (the mpirun command line), MAXRANKS (skip layouts with more
 #        ranks, e.g. MAXRANKS=$(nproc) for only the dedicated-core comparisons)
 set -euo pipefail
+source "$(dirname "$0")/lib/stats.sh"
 STRATA="${1:-$(dirname "$0")/../build/bin/strata}"
 STEPS="${STEPS:-20}"
 REPS="${REPS:-3}"
@@ -30,7 +31,6 @@ W="$(mktemp -d)"; trap 'rm -rf "$W"' EXIT
 echo "# $(nproc) cores, load average: $(cut -d" " -f1-3 /proc/loadavg); $STEPS steps x $REPS runs; model: ${MODEL[*]}"
 printf "%-26s %5s %12s %12s %8s %15s %12s %12s %8s %s\n" layout ranks meas_step_s sim_step_s err% err_range% \
   meas_comp_s sim_comp_s err% "op_us/coll_us"
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 while read -r np p d mm sched zero extra; do
   tp=$(echo "$extra" | sed -n 's/.*--tp \([0-9]*\).*/\1/p')
   rest=$(echo "$extra" | sed 's/--tp [0-9]*//; s/^ *//; s/ *$//')
@@ -43,7 +43,7 @@ while read -r np p d mm sched zero extra; do
   "${MPI[@]}" -np "$np" "$STRATA" train "${MODEL[@]}" --steps "$STEPS" --pp "$p" --dp "$d" \
     --microbatches "$mm" --schedule "$sched" --zero "$zero" $extra --device cpu --log-every 100000 \
     --out "$out" </dev/null >"$out.log" 2>&1 || { echo "$name: run failed"; cat "$out.log"; continue; }
-  meas=$(grep -o '"step_s": [0-9.eE+-]*' "$out/steps.jsonl" | sed 's/.*: //' | tail -n +3 | median)
+  meas=$(grep -o '"step_s": [0-9.eE+-]*' "$out/steps.jsonl" | sed 's/.*: //' | tail -n +3 | strata_median)
   sim=$(grep -o '"sim_step_s": [0-9.eE+-]*' "$out/report.json" | head -1 | sed 's/.*: //')
   steps=$(grep -o '"steps_done": [0-9]*' "$out/report.json" | sed 's/.*: //')
   mc=$(grep -o '"compute_s": [0-9.eE+-]*' "$out/report.json" | sed 's/.*: //' |
@@ -55,8 +55,8 @@ while read -r np p d mm sched zero extra; do
         sed 's/ us per op//; s/collective step //; s/ us//' | paste -sd/ -) || cal=0
   done
   [ -s "$W/runs" ] || continue
-  meas=$(awk '{ print $1 }' "$W/runs" | median); sim=$(awk '{ print $2 }' "$W/runs" | median)
-  mc=$(awk '{ print $3 }' "$W/runs" | median); sc=$(awk '{ print $4 }' "$W/runs" | median)
+  meas=$(awk '{ print $1 }' "$W/runs" | strata_median); sim=$(awk '{ print $2 }' "$W/runs" | strata_median)
+  mc=$(awk '{ print $3 }' "$W/runs" | strata_median); sc=$(awk '{ print $4 }' "$W/runs" | strata_median)
   tag=""; [ "$np" -gt "$CORES" ] && tag=" oversub"
   range=$(awk '{ e = 100 * ($2 - $1) / $1; if (NR == 1 || e < lo) lo = e; if (NR == 1 || e > hi) hi = e }
                END { printf "%.1f..%.1f", lo, hi }' "$W/runs")

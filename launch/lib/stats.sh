@@ -1,5 +1,5 @@
 # launch/lib/stats.sh -- the figures every benchmark script derives the same way; sourced by
-# launch/ddp_bench.sh, launch/tp_bench.sh and launch/scaling.sh (bash).
+# launch/ddp_bench.sh, launch/tp_bench.sh, launch/scaling.sh and launch/sim_vs_measured.sh (bash).
 #
 # Training figures come from a run's steps.jsonl, skipping the first WARMUP steps, and are
 # medians: one slow step (a page fault storm, another job's burst) moves a mean but not them.
@@ -8,6 +8,11 @@
 #   strata_tps_spread FILE WARMUP TOKENS "MEDIAN MIN MAX" tokens/s (MIN from the slowest step,
 #                                        MAX from the fastest)
 #   strata_share FILE WARMUP KEY         mean of a per-step share (comm_share, idle_share)
+# Medians:
+#   strata_median                        the median of the numbers on stdin, one per line (0 when
+#                                        there are none)
+#   STRATA_MEDIAN_AWK                    awk source of median(a, n): sorts a[1..n] in place and
+#                                        returns its median; put it first in an awk program
 # Over rounds of a benchmark:
 #   STRATA_MED_AWK                       awk source of med(k): the values v[k, 1..cnt[k]] as
 #                                        "median [min-max]" ("none" when there are none); put it
@@ -22,10 +27,11 @@ strata_step_times() {
   awk -v w="$2" 'NR > w { s = $0; if (sub(/.*"step_s": */, "", s)) { sub(/[,}].*/, "", s); print s } }' "$1"
 }
 
-strata_step_median() {
-  strata_step_times "$1" "$2" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+strata_median() {
+  sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
+
+strata_step_median() { strata_step_times "$1" "$2" | strata_median; }
 
 strata_tps_spread() {
   strata_step_times "$1" "$2" | sort -g |
@@ -43,12 +49,20 @@ strata_share() {
 }
 
 # shellcheck disable=SC2016
-STRATA_MED_AWK='
-function med(k,   n, i, j, t) {
+STRATA_MEDIAN_AWK='
+function median(a, n,   i, j, t) {
+  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+  return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}'
+
+# shellcheck disable=SC2016
+STRATA_MED_AWK="$STRATA_MEDIAN_AWK"'
+function med(k,   n, i, a, m) {
   n = cnt[k]
-  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[k, j] < v[k, i]) { t = v[k, i]; v[k, i] = v[k, j]; v[k, j] = t }
   if (n == 0) return "none"
-  return sprintf("%g [%g-%g]", (n % 2 ? v[k, (n + 1) / 2] : (v[k, n / 2] + v[k, n / 2 + 1]) / 2), v[k, 1], v[k, n])
+  for (i = 1; i <= n; i++) a[i] = v[k, i]
+  m = median(a, n)
+  return sprintf("%g [%g-%g]", m, a[1], a[n])
 }'
 
 strata_load_warning() {
