@@ -438,7 +438,6 @@ typedef struct {
   double link_next_free; /* when its link towards stage + 1 is free */
   double link_prev_free; /* towards stage - 1 */
   double busy;           /* compute seconds */
-  double last_bwd_start; /* start of its final backward */
   double end_bwd;        /* end of its final backward */
 } rank_state_t;
 
@@ -456,6 +455,9 @@ typedef struct {
   int ecap, rec_fail;    /* res->events capacity; 1 once recording ran out of memory */
   sched_action_t **acts; /* [P] the stage's schedule */
   int *nacts, *last_bwd; /* [P] its length, the index of its final backward */
+  int *chunk_last_bwd;   /* [P x V] the index of each chunk's final backward */
+  double *chunk_bwd_start; /* [N x V] when rank r's final backward pass of chunk c started (the
+                              gradients of the chunk's layers are final during it) */
   rank_state_t *st;      /* [N] */
   double *act_arr, *grad_arr; /* [N x V x M] arrival of activations / gradients, -1: not yet
                                  sent (msg_slot) */
@@ -500,6 +502,8 @@ static void sim_free(sim_t *s) {
   free(s->acts);
   free(s->nacts);
   free(s->last_bwd);
+  free(s->chunk_last_bwd);
+  free(s->chunk_bwd_start);
   free(s->st);
   free(s->act_arr);
   free(s->grad_arr);
@@ -520,6 +524,8 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->acts = calloc((size_t)P, sizeof *s->acts);
   s->nacts = calloc((size_t)P, sizeof(int));
   s->last_bwd = calloc((size_t)P, sizeof(int));
+  s->chunk_last_bwd = calloc((size_t)P * s->V, sizeof(int));
+  s->chunk_bwd_start = calloc((size_t)N * s->V, sizeof(double));
   s->st = calloc((size_t)N, sizeof *s->st);
   s->act_arr = malloc(sizeof(double) * (size_t)N * s->V * M);
   s->grad_arr = malloc(sizeof(double) * (size_t)N * s->V * M);
@@ -534,7 +540,7 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->norm_wait = calloc((size_t)N, sizeof(double));
   s->res->stages = calloc((size_t)P, sizeof *s->res->stages);
   s->res->pp = P;
-  if (!s->acts || !s->nacts || !s->last_bwd || !s->st || !s->act_arr || !s->grad_arr ||
+  if (!s->acts || !s->nacts || !s->last_bwd || !s->chunk_last_bwd || !s->chunk_bwd_start || !s->st || !s->act_arr || !s->grad_arr ||
       !s->work || !s->comm_done || !s->comm_busy || !s->interf || !s->opt_start || !s->final_t || !s->group ||
       !s->norm_grp || !s->norm_wait || !s->res->stages)
     return strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
@@ -547,10 +553,30 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
                          schedule_kind_name(s->opt->kind), st);
     s->last_bwd[st] = -1;
     for (int i = 0; i < s->nacts[st]; i++)
-      if (s->acts[st][i].op == SCHED_BWD) s->last_bwd[st] = i;
+      if (s->acts[st][i].op == SCHED_BWD) s->last_bwd[st] = s->chunk_last_bwd[st * s->V + s->acts[st][i].chunk] = i;
   }
   for (size_t i = 0; i < (size_t)N * s->V * M; i++) s->act_arr[i] = s->grad_arr[i] = -1;
   return 0;
+}
+
+/* Notes when rank r (of `stage`) starts the final backward pass of a chunk (action a at pc). */
+static void note_final_pass(sim_t *s, int r, int stage, const sched_action_t *a, double now) {
+  if (a->op == SCHED_BWD && s->st[r].pc == s->chunk_last_bwd[stage * s->V + a->chunk])
+    s->chunk_bwd_start[(size_t)r * s->V + a->chunk] = now;
+}
+
+/* When a gradient region final `off` into a stage's backward (sim_region_t.ready_s) is ready on
+ * rank r: the final backward pass of the chunk holding it (the stage's layers split evenly over
+ * its V chunks, backward running the last chunk first) plus the offset into that pass. */
+static double region_ready(const sim_t *s, int r, const sim_stage_cost_t *c, double off) {
+  const int V = s->V;
+  int j = 0; /* the chunk, counted in backward order */
+  double pass = c->bwd_s / V;
+  if (V > 1 && pass > 0) {
+    j = (int)ceil(off / pass) - 1;
+    j = j < 0 ? 0 : j > V - 1 ? V - 1 : j;
+  }
+  return s->chunk_bwd_start[(size_t)r * V + (V - 1 - j)] + off - j * pass;
 }
 
 /* The arrival slot of (rank r, chunk, micro-batch) in act_arr / grad_arr. */
@@ -598,6 +624,7 @@ static void sim_run_rank(sim_t *s, int r) {
   while (q->pc < s->nacts[stage]) {
     const sched_action_t *a = &s->acts[stage][q->pc];
     int last = q->pc == s->last_bwd[stage];
+    note_final_pass(s, r, stage, a, q->t);
     if (a->op == SCHED_FWD) {
       double d = pass_s(s, c, a->op);
       record_action(s, r, SIM_EV_FWD, a, q->t, q->t + d);
@@ -605,7 +632,6 @@ static void sim_run_rank(sim_t *s, int r) {
       q->busy += d;
     } else if (a->op == SCHED_BWD) {
       double d = pass_s(s, c, a->op);
-      if (last) q->last_bwd_start = q->t;
       record_action(s, r, SIM_EV_BWD, a, q->t, q->t + d);
       q->t += d;
       q->busy += d;
@@ -668,7 +694,7 @@ static void shared_run_rank(sim_t *s, shared_t *h, int r, double now) {
   for (; q->pc < s->nacts[stage]; q->pc++) {
     const sched_action_t *a = &s->acts[stage][q->pc];
     if (a->op == SCHED_FWD || a->op == SCHED_BWD) {
-      if (a->op == SCHED_BWD && q->pc == s->last_bwd[stage]) q->last_bwd_start = now;
+      note_final_pass(s, r, stage, a, now);
       h->work[r] = pass_s(s, c, a->op) / s->dev->timeshare;
       h->start[r] = now;
       h->state[r] = SH_COMPUTE;
@@ -779,14 +805,14 @@ static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
 }
 
 /* One bucket of `bytes` in stage st's DP group: it starts when every replica has finished its
- * part (offset `off` into the last backward with overlap, else the end of backward) and the
- * group's timeline is free. Returns the timeline's new free time. */
+ * part (offset `off` into the final backward with overlap, region_ready, else the end of
+ * backward) and the group's timeline is free. Returns the timeline's new free time. */
 static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off, int at_end,
                          double free_t, double *busy, double *interf) {
   double ready = 0, end_bwd = 0;
   for (int d = 0; d < s->D; d++) {
     const rank_state_t *q = &s->st[s->group[d]];
-    double t = (s->opt->overlap && !at_end) ? q->last_bwd_start + off : q->end_bwd;
+    double t = (s->opt->overlap && !at_end) ? region_ready(s, s->group[d], &s->costs[st], off) : q->end_bwd;
     if (t > q->end_bwd) t = q->end_bwd;
     if (t > ready) ready = t;
     if (q->end_bwd > end_bwd) end_bwd = q->end_bwd;
