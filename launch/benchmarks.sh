@@ -642,13 +642,14 @@ section_scaling() {
 }
 
 # ---- simulate --------------------------------------------------------------------------------
-# sim_fields FILE: "pp dp microbatches zero step_s tokens_per_s mfu peak_mem_bytes" of
-# `strata simulate --json` (one key per line), from the "best" layout of a sweep.
+# sim_fields FILE: "pp dp microbatches zero step_s tokens_per_s mfu peak_mem_bytes tp
+# virtual_stages sequence_parallel recompute" of `strata simulate --json` (one key per line), from
+# the "best" layout of a sweep.
 sim_fields() {
-  awk 'BEGIN { split("pp dp microbatches zero step_s tokens_per_s mfu peak_mem_bytes", K, " ") }
+  awk 'BEGIN { n = split("pp dp microbatches zero step_s tokens_per_s mfu peak_mem_bytes tp virtual_stages sequence_parallel recompute", K, " ") }
        /"best":/ { best = 1; delete v }
        { line = $0; gsub(/[ ",]/, "", line); split(line, kv, ":"); if (!(kv[1] in v)) v[kv[1]] = kv[2] }
-       END { for (i = 1; i <= 8; i++) printf "%s%s", v[K[i]], (i < 8 ? " " : "\n") }' "$1"
+       END { for (i = 1; i <= n; i++) printf "%s%s", v[K[i]], (i < n ? " " : "\n") }' "$1"
 }
 section_simulate() {
   local D="$OUT/simulate" i=0 c f
@@ -657,7 +658,7 @@ section_simulate() {
               "--model gpt2-xl --device trn2 --nodes 64 --sweep"
               "--model 7b --device trn2 --nodes 256 --batch 1024 --sweep"
               "--model 7b --device trn2 --nodes 1024 --batch 2048 --sweep")
-  echo "command,pp,dp,microbatches,zero,step_s,tokens_per_s,mfu,peak_mem_bytes" > "$OUT/bench_simulate.csv"
+  echo "command,pp,dp,microbatches,zero,step_s,tokens_per_s,mfu,peak_mem_bytes,tp,virtual_stages,sequence_parallel,recompute" > "$OUT/bench_simulate.csv"
   for c in "${cmds[@]}"; do
     i=$((i + 1)); f="$D/sim$i.json"
     # shellcheck disable=SC2086
@@ -670,7 +671,7 @@ section_simulate() {
     echo
     echo "| command | layout | step | tokens/s | MFU | memory per device |"
     echo "|---|---|---|---|---|---|"
-    awk -F, 'NR > 1 { printf "| `%s` | pp %s x dp %s, M=%s, ZeRO-%s | %.4f s | %.2fM | %.1f%% | %.2f GiB |\n", $1, $2, $3, $4, $5, $6, $7 / 1e6, 100 * $8, $9 / 1073741824 }' \
+    awk -F, 'NR > 1 { printf "| `%s` | tp %s x pp %s x dp %s, M=%s%s, ZeRO-%s%s%s | %.4f s | %.2fM | %.1f%% | %.2f GiB |\n", $1, $10, $2, $3, $4, ($11 > 1 ? ", V=" $11 : ""), $5, ($12 == "true" ? ", SP" : ""), ($13 != "none" && $13 != "" ? ", recompute " $13 : ""), $6, $7 / 1e6, 100 * $8, $9 / 1073741824 }' \
       "$OUT/bench_simulate.csv"
   } >> "$OUT/bench_simulate.md"
 }

@@ -113,7 +113,7 @@ strata_shrink_layout() {
   sim=("$strata" simulate --arch gpt --layers "$layers" --heads "$heads" --dim "$dim"
        --ctx "$(strata_flag_value seq-len "$ctx" "$@")" --vocab "$vocab" --nodes "$ranks"
        --batch "$(strata_flag_value batch 16 "$@")" --device "$(strata_flag_value device cpu "$@")"
-       --schedule "$(strata_flag_value schedule gpipe "$@")" --sweep --json)
+       --schedule "$(strata_flag_value schedule gpipe "$@")" --virtual-stages 1 --sweep --json)
   local mem; mem=$(strata_flag_value device-mem "" "$@")
   [ -z "$mem" ] || sim+=(--device-mem "$mem")
   row=$("${sim[@]}" 2>&1 | jq -ec '[.rows[] | select(.fits)][0]' 2>/dev/null) || {

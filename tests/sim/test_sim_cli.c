@@ -105,10 +105,30 @@ static void test_sweep_sorted_and_best(void) {
     if (first_fit < 0 && json_object_get_boolean(f)) first_fit = (int)i;
   }
   CHECK_TRUE(first_fit >= 0);
+  /* interleaving is tried: every V of 1, 2, 4 appears, and only with a pipeline */
+  int seen[5] = {0};
+  for (size_t i = 0; i < n; i++) {
+    json_object *r = json_object_array_get_idx(rows, i);
+    int v = (int)num(r, "virtual_stages");
+    CHECK_TRUE(v == 1 || v == 2 || v == 4);
+    if (v == 1 || v == 2 || v == 4) seen[v]++;
+    if (v > 1) CHECK_TRUE(num(r, "pp") > 1 && (int)num(r, "microbatches") % (int)num(r, "pp") == 0);
+  }
+  CHECK_TRUE(seen[1] && seen[2] && seen[4]);
   CHECK_TRUE(json_object_object_get_ex(o, "best", &best) && best);
   if (first_fit >= 0 && best)
     CHECK_NEAR(num(best, "tokens_per_s"),
                num(json_object_array_get_idx(rows, (size_t)first_fit), "tokens_per_s"), 0);
+  json_object_put(o);
+}
+
+/* A given --virtual-stages holds the sweep to it (1: no interleaved rows). */
+static void test_sweep_holds_virtual_stages(void) {
+  json_object *o = run_json("--model gpt2-xl --device trn2 --nodes 64 --sweep --virtual-stages 1 --json"), *rows;
+  if (!o) return;
+  CHECK_TRUE(json_object_object_get_ex(o, "rows", &rows));
+  for (size_t i = 0; i < json_object_array_length(rows); i++)
+    CHECK_NEAR(num(json_object_array_get_idx(rows, i), "virtual_stages"), 1, 0);
   json_object_put(o);
 }
 
@@ -432,6 +452,7 @@ int main(int argc, char **argv) {
   setenv("ASAN_OPTIONS", "detect_leaks=0", 0);
   test_xl_on_64_trn2();
   test_sweep_sorted_and_best();
+  test_sweep_holds_virtual_stages();
   test_device_mem_override_reports_fit();
   test_json_and_cpu_devices();
   test_trace_file_is_json();

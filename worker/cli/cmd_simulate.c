@@ -28,8 +28,9 @@ typedef struct {
   double capacity_bytes;
   sim_options_t opt;
   int nodes, tp, pp, dp, micro, batch;
-  int sweep_tp, sweep_sp, sweep_rc; /* --sweep: the given --tp / --sequence-parallel / --recompute
-                                       hold those fixed (else every value is tried) */
+  int sweep_tp, sweep_sp, sweep_rc, sweep_vs; /* --sweep: the given --tp / --sequence-parallel /
+                                                 --recompute / --virtual-stages hold those fixed
+                                                 (else every value is tried) */
   const char *stage_layers;
   const char *trace_path; /* --trace: write the simulated timeline here */
   int explain;            /* --explain: print the time breakdown */
@@ -52,13 +53,15 @@ static const char *USAGE =
     "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
     "is T consecutive ranks (one instance's fast link when T fits an instance; a larger T is\n"
     "warned about). --sequence-parallel (T > 1, ctx divisible by T) and --recompute\n"
-    "none|selective|full (Korthikanti et al. 2022). --microbatches M (default: the largest\n"
-    "divisor of batch/D up to 4P); --batch is the global batch in sequences (default 512).\n"
+    "none|selective|full (Korthikanti et al. 2022). --virtual-stages V: Megatron-LM's\n"
+    "interleaved 1F1B. --microbatches M (default: the largest divisor of batch/D up to 4P, with\n"
+    "V > 1 a multiple of P); --batch is the global batch in sequences (default 512).\n"
     "Memory: --memory strata (default) counts Strata's own fp32 buffers, --memory mixed\n"
     "Megatron-style mixed precision in --dtype (worker/sim/SIMULATION.md). --sweep tries every\n"
     "T dividing the heads up to an instance's chips (beyond it, with a warning, only when none\n"
-    "of those fits), P, D, M, ZeRO, sequence parallelism and the least recomputation that fits;\n"
-    "a given --tp, --sequence-parallel or --recompute is held fixed. Bucket size default 25 MiB\n"
+    "of those fits), P, D, M, interleaving (--virtual-stages 1, 2, 4), ZeRO, sequence parallelism\n"
+    "and the least recomputation that fits; a given --tp, --sequence-parallel, --recompute or\n"
+    "--virtual-stages is held fixed. Bucket size default 25 MiB\n"
     "(env STRATA_BUCKET_MB). Exit status 2 on invalid input.";
 
 static void model_json(json_object *o, const sim_job_t *j) {
@@ -310,7 +313,7 @@ free_lay:
 }
 
 typedef struct {
-  int tp, pp, dp, micro, zero, sp;
+  int tp, pp, dp, micro, vs, zero, sp;
   mem_recompute_t rc;
   double step_s, tokens_per_s, mfu, hfu, tp_share, idle, exposed, peak;
   int fits;
@@ -354,6 +357,7 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
                                      lay->pp,
                                      lay->dp,
                                      lay->micro,
+                                     lay->pp > 1 ? o->vstages : 1,
                                      o->zero,
                                      o->sequence_parallel,
                                      o->recompute,
@@ -385,22 +389,30 @@ static int sweep_layout(const layout_t *lay, void *ctx) {
   sweep_ctx_t *c = ctx;
   const sim_job_t *j = c->j;
   const int T = lay->tp;
-  for (int sp = j->sweep_sp ? 1 : 0; sp <= (T > 1); sp++) {
-    if (sp && j->model.ctx % T) continue;
-    for (int z = 0; z <= (lay->dp > 1); z++) {
-      int rc_lo = j->sweep_rc ? (int)j->opt.recompute : 0;
-      int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
-      for (int rc = rc_lo; rc <= rc_hi; rc++) {
-        sim_options_t o = j->opt;
-        if (lay->pp == 1) o.vstages = 1; /* no pipeline to interleave */
-        else if (o.vstages > 1 && sim_check_options(lay, &o, NULL, 0)) return 0; /* not this P, M */
-        o.zero = z;
-        o.sequence_parallel = sp;
-        o.recompute = (mem_recompute_t)rc;
-        int fits = 0;
-        if (sweep_add(j, lay, &o, c->rows, &fits)) return 1;
-        c->any_fits |= fits;
-        if (fits) break;
+  /* interleaving: a given --virtual-stages alone, else 1, 2 and 4 chunks where they apply */
+  const int tried[] = {1, 2, 4}, nv = j->sweep_vs ? 1 : 3;
+  for (int vi = 0; vi < nv; vi++) {
+    sim_options_t o = j->opt;
+    o.vstages = j->sweep_vs ? j->opt.vstages : tried[vi];
+    if (lay->pp == 1 && o.vstages > 1) { /* no pipeline to interleave: once, plain */
+      if (vi > 0) continue;
+      o.vstages = 1;
+    }
+    if (o.vstages > 1 && sim_check_options(lay, &o, NULL, 0)) continue; /* not this P, M, L */
+    for (int sp = j->sweep_sp ? 1 : 0; sp <= (T > 1); sp++) {
+      if (sp && j->model.ctx % T) continue;
+      for (int z = 0; z <= (lay->dp > 1); z++) {
+        int rc_lo = j->sweep_rc ? (int)j->opt.recompute : 0;
+        int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
+        for (int rc = rc_lo; rc <= rc_hi; rc++) {
+          o.zero = z;
+          o.sequence_parallel = sp;
+          o.recompute = (mem_recompute_t)rc;
+          int fits = 0;
+          if (sweep_add(j, lay, &o, c->rows, &fits)) return 1;
+          c->any_fits |= fits;
+          if (fits) break;
+        }
       }
     }
   }
@@ -427,6 +439,7 @@ static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nr
     json_object_object_add(e, "pp", json_object_new_int(rows[i].pp));
     json_object_object_add(e, "dp", json_object_new_int(rows[i].dp));
     json_object_object_add(e, "microbatches", json_object_new_int(rows[i].micro));
+    json_object_object_add(e, "virtual_stages", json_object_new_int(rows[i].vs));
     json_object_object_add(e, "zero", json_object_new_int(rows[i].zero));
     json_object_object_add(e, "sequence_parallel", json_object_new_boolean(rows[i].sp));
     json_object_object_add(e, "recompute", json_object_new_string(memory_recompute_name(rows[i].rc)));
@@ -451,20 +464,19 @@ static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nr
 
 static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nrows, int best) {
   char b1[32], b2[32];
-  char vs[64] = "";
-  if (j->opt.vstages > 1)
-    snprintf(vs, sizeof vs, " interleaved (%d chunks per stage where P > 1)", j->opt.vstages);
+  char vs[80] = ", interleaving 1, 2 or 4 chunks per stage (V) where P > 1";
+  if (j->sweep_vs) snprintf(vs, sizeof vs, ", %d chunks per stage (V) where P > 1", j->opt.vstages);
   printf("sweep: %s on %d x %s (%s), global batch %d sequences of %d tokens, schedule %s%s, "
          "capacity %s per device\n",
          j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
          j->model.ctx, schedule_kind_name(j->opt.kind), vs,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
-  printf("%4s %5s %5s %5s %4s %3s %9s %10s %13s %7s %7s %6s %8s %9s %11s %5s\n", "tp", "pp", "dp",
-         "M", "zero", "sp", "recompute", "step_s", "tokens/s", "MFU%", "HFU%", "tp%", "idle%",
+  printf("%4s %5s %5s %5s %2s %4s %3s %9s %10s %13s %7s %7s %6s %8s %9s %11s %5s\n", "tp", "pp",
+         "dp", "M", "V", "zero", "sp", "recompute", "step_s", "tokens/s", "MFU%", "HFU%", "tp%", "idle%",
          "exposed%", "peak_mem", "fits");
   for (int i = 0; i < nrows; i++)
-    printf("%4d %5d %5d %5d %4d %3s %9s %10.4f %13.0f %7.1f %7.1f %6.1f %8.1f %9.1f %11s %5s%s\n",
-           rows[i].tp, rows[i].pp, rows[i].dp, rows[i].micro, rows[i].zero,
+    printf("%4d %5d %5d %5d %2d %4d %3s %9s %10.4f %13.0f %7.1f %7.1f %6.1f %8.1f %9.1f %11s %5s%s\n",
+           rows[i].tp, rows[i].pp, rows[i].dp, rows[i].micro, rows[i].vs, rows[i].zero,
            rows[i].sp ? "on" : "-", memory_recompute_name(rows[i].rc), rows[i].step_s,
            rows[i].tokens_per_s, 100 * rows[i].mfu, 100 * rows[i].hfu, 100 * rows[i].tp_share,
            100 * rows[i].idle, 100 * rows[i].exposed,
@@ -473,7 +485,7 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
   if (best >= 0) {
     const sweep_row_t *w = &rows[best];
     char vflag[48] = "";
-    if (j->opt.vstages > 1 && w->pp > 1) snprintf(vflag, sizeof vflag, " --virtual-stages %d", j->opt.vstages);
+    if (w->vs > 1) snprintf(vflag, sizeof vflag, " --virtual-stages %d", w->vs);
     printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s%s --tp %d%s%s%s: %.0f "
            "tokens/s, MFU %.1f%%, peak %s per device\n",
            w->pp, w->dp, w->micro, w->zero, schedule_kind_name(j->opt.kind), vflag, w->tp,
@@ -547,6 +559,7 @@ typedef struct {
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
+  int g_vstages;
   double bucket_mb;
   size_t device_mem;
 } sim_flags_t;
@@ -761,7 +774,7 @@ int cmd_simulate(int argc, char **argv) {
       {"--virtual-stages", NULL, ARG_INT, &f.vstages, "V",
        "interleaved 1F1B (Megatron-LM's virtual pipeline): V chunks of layers per stage, the "
        "bubble V times smaller; needs --pp > 1, 1f1b and M a multiple of P (default 1)",
-       .min = 1, .max = 1 << 10},
+       .min = 1, .max = 1 << 10, .given = &f.g_vstages},
       {"--zero", NULL, ARG_INT, &f.zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
       {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
@@ -812,6 +825,7 @@ int cmd_simulate(int argc, char **argv) {
     j.sweep_tp = f.g_tp;
     j.sweep_sp = f.seq_par;
     j.sweep_rc = f.g_recompute;
+    j.sweep_vs = f.g_vstages;
     return run_sweep(&j, f.as_json);
   }
   j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp, f.vstages);
