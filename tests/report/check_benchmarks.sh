@@ -37,9 +37,9 @@ mkdir -p "$OUT/results"
 BENCHMARKS_MD="$OUT/BENCHMARKS.md" RESULTS_DIR="$OUT/results" "$B" --quick --only simulate --publish --out "$OUT/run" ||
   fail "benchmarks.sh --quick --only simulate --publish exited $?"
 csv="$OUT/run/bench_simulate.csv"
-[ "$(head -1 "$csv")" = "command,pp,dp,microbatches,zero,step_s,tokens_per_s,mfu,peak_mem_bytes" ] || fail "bench_simulate.csv header: '$(head -1 "$csv")'"
+[ "$(head -1 "$csv")" = "command,pp,dp,microbatches,zero,step_s,tokens_per_s,mfu,peak_mem_bytes,tp,virtual_stages,sequence_parallel,recompute" ] || fail "bench_simulate.csv header: '$(head -1 "$csv")'"
 [ "$(($(wc -l < "$csv") - 1))" = 4 ] || fail "bench_simulate.csv should have 4 rows"
-awk -F, 'NR > 1 && !($2 >= 1 && $3 >= 1 && $6 > 0 && $7 > 0 && $8 > 0 && $8 < 1 && $9 > 0) { bad = 1; print "bad row: " $0 } END { exit bad }' "$csv" ||
+awk -F, 'NR > 1 && !($2 >= 1 && $3 >= 1 && $6 > 0 && $7 > 0 && $8 > 0 && $8 < 1 && $9 > 0 && $10 >= 1 && $11 >= 1 && ($12 == "true" || $12 == "false") && $13 != "") { bad = 1; print "bad row: " $0 } END { exit bad }' "$csv" ||
   fail "bench_simulate.csv has a row with a non-positive figure or an MFU outside (0, 1)"
 grep -q "^strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512,4,16,16,0," "$csv" ||
   fail "bench_simulate.csv: the gpt2-xl pp 4 run is not pp 4 x dp 16, M=16, ZeRO-0"
@@ -53,6 +53,8 @@ done
 block() { awk -v n="$2" 'index($0, "<!-- benchmarks.sh:begin " n " -->") == 1 { p = 1; next } index($0, "<!-- benchmarks.sh:end " n " -->") == 1 { p = 0 } p' "$1"; }
 block "$M" simulate | grep -q 'Measured by `launch/benchmarks.sh --quick`' || fail "the simulate block was not rewritten from the run"
 block "$M" simulate | grep -qF '| `strata simulate --model 7b --device trn2 --nodes 1024 --batch 2048 --sweep` |' || fail "the simulate block lacks the 7b sweep row"
+block "$M" simulate | grep -qF '| `strata simulate --model gpt2-xl --device trn2 --nodes 64 --pp 4 --batch 512` | tp 1 x pp 4 x dp 16, M=16, ZeRO-0 |' ||
+  fail "the simulate block's gpt2-xl pp 4 row does not name tp 1 x pp 4 x dp 16, M=16, ZeRO-0"
 block "$M" env | grep -q "^| OPENBLAS_CORETYPE | " || fail "the env block lacks OPENBLAS_CORETYPE"
 block "$M" env | grep -q "^| git commit | " || fail "the env block lacks the git commit"
 # everything outside the two published blocks is unchanged
