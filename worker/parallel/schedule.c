@@ -114,6 +114,12 @@ int schedule_build_interleaved(int P, int M, int V, int stage, sched_action_t *a
   return 0;
 }
 
+int schedule_build_v(sched_kind_t kind, int P, int M, int V, int stage, sched_action_t *acts, int *n) {
+  if (V > 1 && kind != SCHED_1F1B) return -1;
+  return V > 1 ? schedule_build_interleaved(P, M, V, stage, acts, n)
+               : schedule_build(kind, P, M, stage, acts, n);
+}
+
 int schedule_in_flight_interleaved(int P, int M, int V, int stage) {
   if (V == 1) return schedule_in_flight(SCHED_1F1B, P, M, stage);
   int total = M * V, w = interleaved_warmup(P, M, V, stage);
@@ -267,8 +273,7 @@ static int check_built(sched_kind_t kind, int P, int M, int V, int rendezvous, c
       strata_fail(err, errlen, "out of memory for the schedule of stage %d (%d micro-batches)", s, M);
       goto free_all;
     }
-    if (V > 1 ? schedule_build_interleaved(P, M, V, s, acts[s], &n[s])
-              : schedule_build(kind, P, M, s, acts[s], &n[s])) {
+    if (schedule_build_v(kind, P, M, V, s, acts[s], &n[s])) {
       strata_fail(err, errlen, "cannot build schedule (P %d, M %d, V %d)", P, M, V);
       goto free_all;
     }

@@ -75,6 +75,10 @@ int schedule_build(sched_kind_t kind, int P, int M, int stage, sched_action_t *a
  * P < 2 with V > 1, or M not a multiple of P with V > 1). */
 int schedule_build_interleaved(int P, int M, int V, int stage, sched_action_t *acts, int *n);
 
+/* The list for a simulated job's schedule: V > 1 the interleaved one (kind must be 1F1B),
+ * else schedule_build(kind). Same capacity and returns as those. */
+int schedule_build_v(sched_kind_t kind, int P, int M, int V, int stage, sched_action_t *acts, int *n);
+
 /* Largest number of micro-batches whose forward has run but whose backward has not, over the
  * action list (the activations a stage must keep). */
 int schedule_max_in_flight(const sched_action_t *acts, int n);

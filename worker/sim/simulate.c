@@ -546,9 +546,7 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
     return strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
   for (int st = 0; st < P; st++) {
     s->acts[st] = malloc(sizeof(sched_action_t) * (size_t)SCHED_MAX_ACTIONS(M * s->V));
-    if (!s->acts[st] ||
-        (s->V > 1 ? schedule_build_interleaved(P, M, s->V, st, s->acts[st], &s->nacts[st])
-                  : schedule_build(s->opt->kind, P, M, st, s->acts[st], &s->nacts[st])))
+    if (!s->acts[st] || schedule_build_v(s->opt->kind, P, M, s->V, st, s->acts[st], &s->nacts[st]))
       return strata_fail(err, errlen, "simulate: cannot build the %s schedule for stage %d",
                          schedule_kind_name(s->opt->kind), st);
     s->last_bwd[st] = -1;
