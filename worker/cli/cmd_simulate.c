@@ -357,7 +357,7 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
                                      lay->pp,
                                      lay->dp,
                                      lay->micro,
-                                     lay->pp > 1 ? o->vstages : 1,
+                                     o->vstages,
                                      o->zero,
                                      o->sequence_parallel,
                                      o->recompute,
@@ -719,10 +719,11 @@ static int resolve_nodes(int tp, int *nodes, int *pp, int *dp) {
  * multiple of P when one divides batch / D). */
 static int default_micro(int batch, int pp, int dp, int vstages) {
   int per = dp > 0 && batch % dp == 0 ? batch / dp : 1, micro = 1, interleavable = 0;
-  for (int m = 1; m <= per && m <= 4 * pp; m++)
-    if (per % m == 0 && vstages > 1 && m % pp == 0) interleavable = m;
-  for (int m = 1; m <= per && m <= 4 * pp; m++)
-    if (per % m == 0) micro = m;
+  for (int m = 1; m <= per && m <= 4 * pp; m++) {
+    if (per % m) continue;
+    micro = m;
+    if (vstages > 1 && m % pp == 0) interleavable = m;
+  }
   return interleavable ? interleavable : micro;
 }
 

@@ -247,10 +247,12 @@ int sim_validate_csv(const char *path, int explain) {
     if (*p == '#' || *p == '\n' || *p == '\0') continue;
     char *f[VAL_MAX_FIELDS];
     int nf = split_csv(p, f, C_COUNT + (header ? has_vs : 1));
+    /* an optional virtual_stages column before source (interleaved pipeline schedules): taken
+     * out, so that the other columns keep their places */
+    if (!header) has_vs = nf > C_SOURCE && !strcmp(f[C_SOURCE], "virtual_stages");
+    const char *vstages = "";
+    if (has_vs) vstages = f[C_SOURCE], f[C_SOURCE] = nf > C_SOURCE + 1 ? f[C_SOURCE + 1] : "";
     if (!header) {
-      /* an optional virtual_stages column before source (interleaved pipeline schedules) */
-      has_vs = nf > C_SOURCE && !strcmp(f[C_SOURCE], "virtual_stages");
-      if (has_vs) f[C_SOURCE] = nf > C_SOURCE + 1 ? f[C_SOURCE + 1] : "";
       for (int c = 0; c < C_COUNT; c++)
         if (c >= nf || strcmp(f[c], COLS[c])) {
           strata_error("simulate --validate: %s:%d: the header's column %d must be '%s' (columns: "
@@ -276,8 +278,6 @@ int sim_validate_csv(const char *path, int explain) {
       rc = 2;
       goto done;
     }
-    const char *vstages = "";
-    if (has_vs) vstages = f[C_SOURCE], f[C_SOURCE] = f[C_SOURCE + 1];
     if (val_row(f, vstages, lineno, path, &v[n], explain, err, sizeof err)) {
       strata_error("simulate --validate: %s", err);
       rc = 2;

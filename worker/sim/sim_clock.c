@@ -107,11 +107,12 @@ static coll_result_t sleeping_allreduce(void *buf, size_t n, coll_dtype_t dt, co
  * cores compute, k = 1..H (H <= DEV_SHARE_MAX measured). Host groups are H consecutive world
  * ranks; in round k the first k of every group run layer_time (this rank's whole layer) and
  * the others sleep in the group's all-reduce that collects the result. The rate is the CPU
- * time the k ranks got over k times the round's span on the host's clock (first start to last end): the share of a core
- * each got, less what the waiting ranks' polls, the scheduler's switches and an uneven share
- * took (a rank's own CPU time over its own wall time would overstate it: the first to finish
- * leaves the others a core). Averaged over the groups; the median of CAL_SHARE_ROUNDS rounds
- * per k, taken in turn (k = 1..H, then again) so that a passing load spoils one of each.
+ * time the k ranks got over k times the round's span on the host's clock (first start to last
+ * end): the share of a core each got, less what the waiting ranks' polls, the scheduler's
+ * switches and an uneven share took (a rank's own CPU time over its own wall time would
+ * overstate it: the first to finish leaves the others a core). Averaged over the groups; the
+ * median of CAL_SHARE_ROUNDS rounds per k, taken in turn (k = 1..H, then again) so that a
+ * passing load spoils one of each.
  * Left unmeasured (share_ranks 0: the pipeline keeps the R / C slowing) when a call takes
  * under a millisecond (no real layer).
  * Collective over world. */

@@ -622,7 +622,6 @@ static void sim_run_rank(sim_t *s, int r) {
   while (q->pc < s->nacts[stage]) {
     const sched_action_t *a = &s->acts[stage][q->pc];
     int last = q->pc == s->last_bwd[stage];
-    note_final_pass(s, r, stage, a, q->t);
     if (a->op == SCHED_FWD) {
       double d = pass_s(s, c, a->op);
       record_action(s, r, SIM_EV_FWD, a, q->t, q->t + d);
@@ -630,6 +629,7 @@ static void sim_run_rank(sim_t *s, int r) {
       q->busy += d;
     } else if (a->op == SCHED_BWD) {
       double d = pass_s(s, c, a->op);
+      note_final_pass(s, r, stage, a, q->t);
       record_action(s, r, SIM_EV_BWD, a, q->t, q->t + d);
       q->t += d;
       q->busy += d;
