@@ -267,6 +267,50 @@ static void test_whole_model_is_consistent(void) {
   }
 }
 
+/* Megatron's dropout in the mixed accounting of a GPT model: on a memory-bound roofline device
+ * each layer's forward moves 2.5 more passes over the (b, H, T, T) probabilities (read, write,
+ * a 1-byte mask) and a half-element mask in each of the two residual kernels (sequence-split
+ * with SP); backward twice that; Llama models and Strata's own accounting have none. And the
+ * unfused attention's own score traffic: four passes (the QK^T kernel's write, the softmax's
+ * read and write, att@V's read). */
+static void test_dropout_and_score_traffic(void) {
+  device_t d = free_links();
+  for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] = 1e30;
+  d.hbm_Bps = 1e9;
+  const char *presets[] = {"gpt2", "llama2-7b"};
+  for (int a = 0; a < 2; a++)
+    for (int sp = 0; sp < 2; sp++) {
+      layout_model_t m;
+      layout_model_preset(presets[a], &m);
+      m.layers = 2, m.ctx = 64;
+      const int tp = 2, b = 3;
+      layout_op_t ops[LAYOUT_MAX_OPS];
+      int n = layout_layer_ops_tp(&m, b, m.ctx, tp, sp, ops);
+      double H = m.heads, T = m.ctx, C = m.dim, kv = C / H * layout_model_kv_heads(&m);
+      for (int i = 0; i < n; i++)
+        if (!strcmp(ops[i].name, "attention")) {
+          CHECK_NEAR(ops[i].scores_elems, 4 * b * H * T * T / tp, 0);
+          CHECK_NEAR(ops[i].elems, (2 * b * T * C + 2 * b * T * kv) / tp + 4 * b * H * T * T / tp, 1e-6);
+        }
+      layout_t lay;
+      char err[256];
+      CHECK_EQ_INT(layout_init(&lay, &m, tp, tp, 1, 1, 1, b, NULL, err, sizeof err), 0);
+      sim_options_t o = sim_options_default();
+      o.dtype = DEV_BF16;
+      o.sequence_parallel = sp;
+      sim_stage_cost_t *own = NULL, *mixed = NULL;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &own), 0);
+      o.memory = MEM_ACCOUNT_MIXED;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &mixed), 0);
+      if (!own || !mixed) return;
+      double extra = a ? 0 : m.layers * 2 * (2.5 * b * H * T * T / tp + 2 * 0.5 * b * T * C / (sp ? tp : 1)) / d.hbm_Bps;
+      CHECK_NEAR(mixed[0].fwd_s - own[0].fwd_s, extra, 1e-9 * own[0].fwd_s);
+      CHECK_NEAR(mixed[0].bwd_s - own[0].bwd_s, 2 * extra, 1e-9 * own[0].bwd_s);
+      sim_costs_free(own, 1);
+      sim_costs_free(mixed, 1);
+    }
+}
+
 /* --grad-dtype bf16 (grad_bf16): the DP gradient reductions carry 2 bytes per gradient instead
  * of fp32's 4 -- every bucket region and ZeRO's reduce-scatter halve, the ZeRO all-gather of the
  * parameters and the optimizer keep fp32's -- and the simulated step gets no longer. bf16-sr
@@ -538,5 +582,6 @@ int main(void) {
   test_whole_model_is_consistent();
   test_1f1b_keeps_fewer_in_flight_than_gpipe();
   test_grad_bf16_halves_gradient_bytes();
+  test_dropout_and_score_traffic();
   return test_finish("sim_simulate");
 }

@@ -155,9 +155,11 @@ int layout_layer_ops_tp(const layout_model_t *m, int B, int T, int tp, int sp, l
   /* rotary positions on q and k: a rotation of each pair, ~3 flops per element, read + write */
   if (!gpt) n = add_op(ops, n, "rope", 3 * N * (C + kv) / t, 2 * N * (C + kv) / t);
   /* QK^T and att@V over the lower triangle: 2 matmuls x 2 flops x (pairs x head dim) x heads,
-   * plus scale/max/exp/sum/normalise ~5 flops per score. llm.c stores preatt and att (B,H,T,T).
-   * Each tensor-parallel rank holds H / tp whole heads (and kv_heads / tp key/value heads). */
-  double scores = 2 * Bd * H * Td * Td / t;
+   * plus scale/max/exp/sum/normalise ~5 flops per score. Unfused, the (B, H, T, T) scores pass
+   * through memory four times: written by the QK^T kernel, read and written by the softmax
+   * (llm.c's preatt and att), read by att@V. Each tensor-parallel rank holds H / tp whole
+   * heads (and kv_heads / tp key/value heads). */
+  double scores = 4 * Bd * H * Td * Td / t;
   n = add_op(ops, n, "attention", (4 * Bd * tri * C + 5 * Bd * H * tri) / t,
              (N * C + 2 * N * kv + N * C) / t + scores); /* reads q, k, v; writes y */
   ops[n - 1].mm_m = Td, ops[n - 1].mm_n = Td, ops[n - 1].mm_k = C / H;

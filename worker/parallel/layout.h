@@ -101,7 +101,8 @@ typedef struct {
   /* For the simulator's efficiency model (0 for elementwise ops): a matmul's forward GEMM
    * C(m x n) = A(m x k) B(k x n) on one rank; for "attention" the per-(sequence, head) score
    * GEMM (m = n = T, k = head dim) and count = sequences x heads on the rank; scores_elems is
-   * the part of elems that is the (B, H, T, T) score matrices (absent from a fused kernel). */
+   * the part of elems that is traffic of the (B, H, T, T) score matrices (4 passes: absent
+   * from a fused kernel). */
   double mm_m, mm_n, mm_k, mm_count;
   double scores_elems;
 } layout_op_t;

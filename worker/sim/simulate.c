@@ -267,6 +267,24 @@ static int tp_comm(const layout_t *lay, const device_t *dev, int s, int sp, doub
   return 0;
 }
 
+/* Megatron-LM's dropout traffic in a GPT layer's ops (p = 0.1 by default; the masks are in
+ * Korthikanti et al.'s activation count, which the mixed memory accounting uses): on the
+ * attention probabilities a kernel of its own reads and writes them and writes a 1-byte mask,
+ * 2.5 more passes over the scores (inside a fused attention kernel: none); the two hidden
+ * dropouts are fused into the bias-dropout-add kernels (the residual ops), whose only extra
+ * traffic is the mask, half an element each. Llama models train without dropout. */
+static void add_dropout(layout_op_t *ops, int n, double b, double H, double T, double C, double tp,
+                        double rows) {
+  for (int i = 0; i < n; i++) {
+    if (ops[i].scores_elems > 0) {
+      double d = 2.5 * b * H * T * T / tp;
+      ops[i].elems += d, ops[i].scores_elems += d;
+    }
+    if (!strcmp(ops[i].name, "residual1") || !strcmp(ops[i].name, "residual2"))
+      ops[i].elems += 0.5 * rows * C;
+  }
+}
+
 int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                     sim_stage_cost_t **costs_out) {
   const layout_model_t *m = &lay->model;
@@ -278,6 +296,8 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   layout_op_t lops[LAYOUT_MAX_OPS], eops[LAYOUT_MAX_OPS], hops[LAYOUT_MAX_OPS];
   int nl = layout_layer_ops_tp(m, b, T, tp, sp, lops), ne = layout_embed_ops_tp(m, b, T, tp, sp, eops),
       nh = layout_head_ops_tp(m, b, T, tp, sp, hops);
+  if (opt->memory == MEM_ACCOUNT_MIXED && m->arch == LAYOUT_ARCH_GPT)
+    add_dropout(lops, nl, b, m->heads, T, m->dim, tp, sp ? (double)b * T / tp : (double)b * T);
   /* the math of one micro-batch on one rank (roofline) */
   const int fz = opt->fused_attention;
   double lf0 = ops_time(dev, dt, lops, nl, 1, fz), lb0 = ops_time(dev, dt, lops, nl, 2, fz);
