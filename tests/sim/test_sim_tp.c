@@ -3,7 +3,8 @@
  * equal Korthikanti et al. 2022's formulas (mixed accounting) and the tensor-by-tensor count
  * of Strata's fp32 buffers split over t ranks; the per-layer TP collectives cost the ring
  * formula on the TP group's link (bytes / bandwidth + latency); recomputation adds exactly one
- * attention forward (selective) or one layer forward (full) per layer to backward; parameters
+ * attention forward (selective), one attention and MLP forward with the MLP's collectives
+ * (selective-mlp) or one layer forward (full) per layer to backward; parameters
  * and optimizer state per rank follow layout_rank_params (ZeRO-1 still / D); the simulated
  * step carries the TP time; the fit suggestion turns to TP only when no TP-free layout fits. */
 #include <math.h>
@@ -27,6 +28,10 @@ static void test_korthikanti_bytes_per_mode(void) {
   CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 1, MEM_RECOMPUTE_SELECTIVE), sbh * 34 / t, 0);
   CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 0, MEM_RECOMPUTE_SELECTIVE),
              sbh * (10 + 24 / t), 0);
+  /* selective-mlp: the MLP's fc and GELU outputs (8 + 8 sbh/t) go too */
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 1, MEM_RECOMPUTE_SELECTIVE_MLP), sbh * 18 / t, 0);
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 0, MEM_RECOMPUTE_SELECTIVE_MLP),
+             sbh * (10 + 8 / t), 0);
   CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 1, 0, MEM_RECOMPUTE_FULL), 2 * sbh, 0);
   CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 2048, 8, 0, MEM_RECOMPUTE_FULL), 2 * sbh, 0);
   /* with SP the kept layer input is the sequence-split one */
@@ -55,6 +60,33 @@ static void test_korthikanti_bytes_per_mode(void) {
   CHECK_NEAR(ms.optimizer_bytes, 12 * p, 0);
 }
 
+/* A Llama 3 8B layer (h = 4096, 8 of 32 heads for keys and values, F = 14336; s = 8192, b = 1,
+ * t = 32, SP): replicated norm and block inputs 8 sbh/t; split q 2, k and v 4 x 1/4, the output
+ * projection's input 2, gate, up and product 6 x 3.5 = 21 sbh/t; selective-mlp keeps the
+ * first 13 of those 34 sbh/t. Every mode keeps no more than the one before it, both families. */
+static void test_llama_bytes_and_mode_order(void) {
+  layout_model_t m;
+  CHECK_EQ_INT(layout_model_preset("llama3-8b", &m), 0);
+  const double sbh = 8192.0 * 4096, t = 32;
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 8192, 32, 1, MEM_RECOMPUTE_SELECTIVE), sbh * 34 / t, 1e-3);
+  CHECK_NEAR(memory_layer_act_bytes_mixed(&m, 1, 8192, 32, 1, MEM_RECOMPUTE_SELECTIVE_MLP), sbh * 13 / t,
+             1e-3);
+  const char *presets[] = {"llama3-8b", "gpt2"};
+  for (int p = 0; p < 2; p++)
+    for (int sp = 0; sp < 2; sp++) {
+      CHECK_EQ_INT(layout_model_preset(presets[p], &m), 0);
+      for (int rc = 1; rc < MEM_RECOMPUTE_COUNT; rc++) {
+        CHECK_TRUE(memory_layer_act_bytes_mixed(&m, 1, 1024, 4, sp, (mem_recompute_t)rc) <
+                   memory_layer_act_bytes_mixed(&m, 1, 1024, 4, sp, (mem_recompute_t)(rc - 1)));
+        CHECK_TRUE(memory_layer_act_elems_tp(&m, 1, 1024, 4, sp, (mem_recompute_t)rc) <
+                   memory_layer_act_elems_tp(&m, 1, 1024, 4, sp, (mem_recompute_t)(rc - 1)));
+      }
+    }
+  mem_recompute_t r;
+  CHECK_EQ_INT(memory_parse_recompute("selective-mlp", &r), 0);
+  CHECK_EQ_INT(r, MEM_RECOMPUTE_SELECTIVE_MLP);
+}
+
 /* Strata's fp32 buffers split over t = 2 ranks (tiny model V=64, T=8, L=2, H=2, C=16; b = 2):
  * replicated ln1, res2, ln2, res3 (b,T,C) and four (b,T) LayerNorm statistics; split qkv
  * (b,T,3C), att (b,H,T,T), atty (b,T,C), fch and fch_gelu (b,T,4C). */
@@ -66,6 +98,8 @@ static void test_strata_fp32_split(void) {
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_NONE), 2752, 0);
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 1, MEM_RECOMPUTE_NONE), repl / t + split + att, 0);
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_SELECTIVE), repl + split, 0);
+  CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_SELECTIVE_MLP),
+             repl + (3 + 1) * bTC / t, 0); /* fch and fch_gelu recomputed */
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 0, MEM_RECOMPUTE_FULL), bTC, 0);
   CHECK_NEAR(memory_layer_act_elems_tp(&m, 2, 8, 2, 1, MEM_RECOMPUTE_FULL), bTC / t, 0);
   /* The head stage under full recomputation keeps each layer's input, the stage input, the
@@ -149,7 +183,8 @@ static void test_tp_comm_per_layer(void) {
       sim_stage_cost_t *c = NULL;
       CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
       if (!c) return;
-      const double rcf = rc == MEM_RECOMPUTE_FULL ? 2 * ar : 0; /* full: the forward again */
+      /* full: the forward's collectives again; selective-mlp: the MLP's (half of them) */
+      const double rcf = rc == MEM_RECOMPUTE_FULL ? 2 * ar : rc == MEM_RECOMPUTE_SELECTIVE_MLP ? ar : 0;
       const int k0 = layout_stage_layers(&lay, 0), k1 = layout_stage_layers(&lay, 1),
                 k2 = layout_stage_layers(&lay, 2);
       CHECK_NEAR(c[1].fwd_tp_s, k1 * 2 * ar, 1e-15);
@@ -192,6 +227,8 @@ static double layer_flops(double t) {
          40 * N * C / t;
 }
 static double attention_flops(double t) { return (4 * 2 * 136 * 32.0 + 5 * 2 * 4 * 136.0) / t; }
+/* The MLP's: fc and fcproj 16 N C^2 / t, GELU 40 N C / t. */
+static double mlp_flops(double t) { return (16 * 32 * 32 * 32.0 + 40 * 32 * 32.0) / t; }
 
 static void test_recompute_flops(void) {
   device_t d = one_link();
@@ -209,15 +246,17 @@ static void test_recompute_flops(void) {
     const int k = layout_stage_layers(&lay, 1);
     CHECK_NEAR(c[1].fwd_flops, k * layer_flops(4), 1e-6);
     if (rc == 0) fwd_none = c[1].fwd_flops;
-    double extra = rc == MEM_RECOMPUTE_SELECTIVE ? attention_flops(4)
-                   : rc == MEM_RECOMPUTE_FULL    ? layer_flops(4)
-                                                 : 0;
+    double extra = rc == MEM_RECOMPUTE_SELECTIVE       ? attention_flops(4)
+                   : rc == MEM_RECOMPUTE_SELECTIVE_MLP ? attention_flops(4) + mlp_flops(4)
+                   : rc == MEM_RECOMPUTE_FULL          ? layer_flops(4)
+                                                       : 0;
     CHECK_NEAR(c[1].fwd_flops, fwd_none, 0); /* forward unchanged */
     CHECK_NEAR(c[1].bwd_flops - 2 * c[1].fwd_flops, k * extra, 1e-6);
     /* HFU's FLOPs: the model's (T = 1 count) plus L x M x D recomputations */
-    double t1 = rc == MEM_RECOMPUTE_SELECTIVE ? attention_flops(1)
-                : rc == MEM_RECOMPUTE_FULL    ? layer_flops(1)
-                                              : 0;
+    double t1 = rc == MEM_RECOMPUTE_SELECTIVE       ? attention_flops(1)
+                : rc == MEM_RECOMPUTE_SELECTIVE_MLP ? attention_flops(1) + mlp_flops(1)
+                : rc == MEM_RECOMPUTE_FULL          ? layer_flops(1)
+                                                    : 0;
     CHECK_NEAR(sim_step_flops(&lay, (mem_recompute_t)rc) - sim_step_flops(&lay, MEM_RECOMPUTE_NONE),
                6 * 2 * 1 * t1, 1e-6);
     sim_result_t r;
@@ -295,6 +334,7 @@ static void test_suggestion_turns_to_tp(void) {
 }
 
 int main(void) {
+  test_llama_bytes_and_mode_order();
   test_korthikanti_bytes_per_mode();
   test_strata_fp32_split();
   test_rank_state_divided_by_t();

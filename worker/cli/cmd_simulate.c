@@ -53,7 +53,8 @@ static const char *USAGE =
     "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
     "is T consecutive ranks (one instance's fast link when T fits an instance; a larger T is\n"
     "warned about). --sequence-parallel (T > 1, ctx divisible by T) and --recompute\n"
-    "none|selective|full (Korthikanti et al. 2022). --virtual-stages V: Megatron-LM's\n"
+    "none|selective|selective-mlp|full (Korthikanti et al. 2022; selective-mlp also re-runs the\n"
+    "MLP, as NeuronX Distributed does). --virtual-stages V: Megatron-LM's\n"
     "interleaved 1F1B. --microbatches M (default: the largest divisor of batch/D up to 4P, with\n"
     "V > 1 a multiple of P); --batch is the global batch in sequences (default 512).\n"
     "Memory: --memory strata (default) counts Strata's own fp32 buffers, --memory mixed\n"
@@ -637,7 +638,7 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     return 2;
   }
   if (f->recompute && memory_parse_recompute(f->recompute, &j->opt.recompute)) {
-    strata_error("simulate: --recompute '%s' unknown (use none, selective or full)", f->recompute);
+    strata_error("simulate: --recompute '%s' unknown (use none, selective, selective-mlp or full)", f->recompute);
     return 2;
   }
   if (f->memory && f->precision && strcmp(f->memory, "mixed")) {
@@ -768,7 +769,7 @@ int cmd_simulate(int argc, char **argv) {
       {"--sequence-parallel", NULL, ARG_FLAG, &f.seq_par, NULL,
        "split LayerNorm/residual regions over the T ranks (needs --tp > 1)"},
       {"--recompute", NULL, ARG_STRING, &f.recompute, "R",
-       "activation recomputation none|selective|full (default none)", .given = &f.g_recompute},
+       "activation recomputation none|selective|selective-mlp|full (default none)", .given = &f.g_recompute},
       {"--microbatches", NULL, ARG_INT, &f.micro, "M", "micro-batches per step (default: the largest divisor of "
        "batch / D up to 4 P)", .min = 1, .max = 1 << 24, .given = &f.g_micro},
       {"--schedule", NULL, ARG_STRING, &f.schedule, "S", "gpipe|1f1b (default 1f1b)"},

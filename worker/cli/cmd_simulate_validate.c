@@ -153,7 +153,7 @@ static int val_row(char **f, const char *vstages, int line, const char *path, va
            -1;
   opt.dtype = opt.precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
   if (*f[C_RC] && memory_parse_recompute(f[C_RC], &opt.recompute))
-    return snprintf(err, errlen, "%s:%d: recompute '%s' (use none, selective or full)", path,
+    return snprintf(err, errlen, "%s:%d: recompute '%s' (use none, selective, selective-mlp or full)", path,
                     line, f[C_RC]),
            -1;
   opt.sequence_parallel = !strcmp(f[C_SP], "yes") || !strcmp(f[C_SP], "1");

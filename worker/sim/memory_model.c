@@ -11,6 +11,7 @@
 const char *memory_recompute_name(mem_recompute_t r) {
   return r == MEM_RECOMPUTE_NONE        ? "none"
          : r == MEM_RECOMPUTE_SELECTIVE ? "selective"
+         : r == MEM_RECOMPUTE_SELECTIVE_MLP ? "selective-mlp"
          : r == MEM_RECOMPUTE_FULL      ? "full"
                                         : "?";
 }
@@ -72,9 +73,10 @@ double memory_layer_act_elems_tp(const layout_model_t *m, int b, int T, int tp, 
   double bT = (double)b * T, C = m->dim, H = m->heads, t = tp, r = sp ? t : 1;
   if (rc == MEM_RECOMPUTE_FULL) return bT * C / r; /* the layer input */
   /* replicated (1/t with sequence parallelism): ln1, res2, ln2, res3 and the four LayerNorm
-   * statistics; split: qkv, atty, fch, fch_gelu (12 bTC) and att (bHT^2) */
-  double e = (4 / r + 12 / t) * bT * C + 4 * bT / r;
-  if (rc == MEM_RECOMPUTE_SELECTIVE) return e;
+   * statistics; split: qkv, atty, fch, fch_gelu (12 bTC; the MLP's 8 bTC recomputed with
+   * selective-mlp) and att (bHT^2) */
+  double e = (4 / r + (rc == MEM_RECOMPUTE_SELECTIVE_MLP ? 4 : 12) / t) * bT * C + 4 * bT / r;
+  if (rc == MEM_RECOMPUTE_SELECTIVE || rc == MEM_RECOMPUTE_SELECTIVE_MLP) return e;
   return e + (double)b * H * (double)T * T / t;
 }
 
@@ -82,17 +84,21 @@ double memory_layer_act_bytes_mixed(const layout_model_t *m, int b, int T, int t
                                     mem_recompute_t rc) {
   double s = T, h = m->dim, a = m->heads, t = tp, sbh = s * b * h;
   if (rc == MEM_RECOMPUTE_FULL) return sp ? 2 * sbh / t : 2 * sbh;
+  const int mlp = rc == MEM_RECOMPUTE_SELECTIVE_MLP, no_scores = mlp || rc == MEM_RECOMPUTE_SELECTIVE;
   if (m->arch == LAYOUT_ARCH_LLAMA) {
     /* Korthikanti et al.'s count for a Llama layer (no dropout): replicated (1/t with SP) the
      * two norms' and the two blocks' inputs, 8 sbh; split q 2, k and v 4 kv/h, the output
-     * projection's input 2, gate, up and their product 6F/h; the softmax output 2as/h */
+     * projection's input 2, gate, up and their product 6F/h (recomputed from the MLP's input
+     * with selective-mlp); the softmax output 2as/h */
     double g = (double)layout_model_kv_heads(m) / m->heads, F = layout_model_ffn(m);
-    double split = 2 + 4 * g + 2 + 6 * F / h;
+    double split = 2 + 4 * g + 2 + (mlp ? 0 : 6 * F / h);
     double lin = (sp ? 8 / t : 8) + split / t;
-    return sbh * (lin + (rc == MEM_RECOMPUTE_SELECTIVE ? 0 : 2 * a * s / (h * t)));
+    return sbh * (lin + (no_scores ? 0 : 2 * a * s / (h * t)));
   }
-  double linear = sp ? 34 / t : 10 + 24 / t;
-  double scores = rc == MEM_RECOMPUTE_SELECTIVE ? 0 : 5 * a * s / (h * t);
+  /* GPT: the MLP's split 16 sbh/t (fc output 8, GELU output 8) is recomputed with selective-mlp;
+   * its input 2 sbh and the dropout mask after it stay */
+  double linear = (sp ? 34 / t : 10 + 24 / t) - (mlp ? 16 / t : 0);
+  double scores = no_scores ? 0 : 5 * a * s / (h * t);
   return sbh * (linear + scores);
 }
 
@@ -152,10 +158,14 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
   double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
   double E = mixed ? device_dtype_size(o->dtype) : MEM_ELEM_BYTES;
   double w = E * ((2 / r + 5 / t) * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
-  if (o->recompute == MEM_RECOMPUTE_SELECTIVE && !(mixed && o->fused_attention))
-    /* one layer's recomputed attention scores */
+  const int sel = o->recompute == MEM_RECOMPUTE_SELECTIVE || o->recompute == MEM_RECOMPUTE_SELECTIVE_MLP;
+  if (sel && !(mixed && o->fused_attention)) /* one layer's recomputed attention scores */
     w += mixed ? mixed_scale(o->dtype) * 5 * b * m->heads * T * T / t
                : E * b * m->heads * T * T / t;
+  if (o->recompute == MEM_RECOMPUTE_SELECTIVE_MLP) /* and its recomputed MLP activations */
+    w += mixed ? mixed_scale(o->dtype) * b * T * C *
+                     (m->arch == LAYOUT_ARCH_LLAMA ? 6 * layout_model_ffn(m) / C : 16) / t
+               : E * 8 * b * T * C / t;
   else if (o->recompute == MEM_RECOMPUTE_FULL) /* one layer's recomputed activations */
     w += mixed ? mixed_scale(o->dtype) *
                      memory_layer_act_bytes_mixed(m, lay->micro_batch, m->ctx, lay->tp, sp,

@@ -15,7 +15,8 @@
  *                micro-batches, 1/V of the stage's each (V = 1 otherwise)
  *   workspace    4 * ((2/r + 5/t) b T C + T^2)   the backward scratch gpt2.c keeps once per
  *                rank: dres, dln (b,T,C; replicated), datty (b,T,C), dbig (b,T,4C), datt (T,T);
- *                + selective recomputation: one layer's att (b,H/t,T,T); + full recomputation:
+ *                + selective recomputation: one layer's att (b,H/t,T,T) (selective-mlp: and its
+ *                fch, fch_gelu); + full recomputation:
  *                one layer's activations (the layer being recomputed), and on the last
  *                stage ln_f and the logits slice, which full recomputation re-runs for one
  *                micro-batch at a time instead of keeping them per micro-batch
@@ -33,8 +34,8 @@
  *              qkv (b,T,3C), att (b,H,T,T), atty (b,T,C), fch (b,T,4C), fch_gelu (b,T,4C) --
  *              1/t (whole heads, column-parallel outputs)
  *              = (4/r + 12/t) bTC + 4bT/r + bHT^2/t  (16 bTC + 4 bT + bHT^2 when t = 1);
- *              selective recomputation drops att; full recomputation keeps the layer input
- *              bTC/r only
+ *              selective recomputation drops att, selective-mlp also fch and fch_gelu;
+ *              full recomputation keeps the layer input bTC/r only
  *   stage input: x0 (b,T,C)/r -- the embedding output on stage 0, the received activation
  *              elsewhere; tokens, targets (b,T) int32 copies
  *   head (last stage): lnf (b,T,C)/r, lnf_mean, lnf_rstd (b,T)/r, logits (b,T,Vp/t), lse (b,T),
@@ -49,12 +50,13 @@
  *   none       sbh (10 + 24/t + 5as/(ht))    (t = 1: sbh (34 + 5as/h))
  *   + SP       sbh (34/t + 5as/(ht))
  *   selective  the 5as/(ht) term dropped     (TP + SP + selective: sbh 34/t)
+ *   selective-mlp  and the MLP's 16 sbh/t (Llama: gate, up, product 6F/h sbh/t) too
  *   full       2sbh (the layer input; 2sbh/t with SP, whose input is sequence-split)
  * plus on the last stage ln_f and the fp32 logits, 4sbh/r + 4sbVp/t (Korthikanti et al. 4.3;
  * with full recomputation only the fp32 log-sum-exp and loss per position, 8sb, and the rest
  * in the workspace);
- * workspace: the backward scratch above in the dtype, + one layer's scores (selective) or one
- * layer's activations (full); comm: pipeline buffers 2 sbh/r in the dtype, the tied wte
+ * workspace: the backward scratch above in the dtype, + one layer's scores (selective; and its
+ * MLP activations with selective-mlp) or one layer's activations (full); comm: pipeline buffers 2 sbh/r in the dtype, the tied wte
  * exchange 2 Vp C / t, the DP bucket without ZeRO (ZeRO-1 reduce-scatters in place).
  *
  * How the two relate, per layer at t = 1: Korthikanti et al. count sbh (34 + 5as/h) bytes of
@@ -79,12 +81,20 @@
 
 #define MEM_ELEM_BYTES 4 /* fp32 storage */
 
-/* Activation recomputation (Korthikanti et al. 2022): none; selective (the attention scores
- * and softmax are recomputed in backward, not kept); full (only each layer's input is kept, the
+/* Activation recomputation, in increasing amount (Korthikanti et al. 2022): none; selective (the
+ * attention scores and softmax are recomputed in backward, not kept); selective-mlp (the same
+ * and the MLP, from its input: NeuronX Distributed's recomputation of CoreAttention and the MLP
+ * module, whose forward collectives run again); full (only each layer's input is kept, the
  * whole layer forward is run again in backward). */
-typedef enum { MEM_RECOMPUTE_NONE = 0, MEM_RECOMPUTE_SELECTIVE = 1, MEM_RECOMPUTE_FULL = 2 } mem_recompute_t;
-#define MEM_RECOMPUTE_COUNT 3
-const char *memory_recompute_name(mem_recompute_t r); /* "none", "selective", "full" */
+typedef enum {
+  MEM_RECOMPUTE_NONE = 0,
+  MEM_RECOMPUTE_SELECTIVE = 1,
+  MEM_RECOMPUTE_SELECTIVE_MLP = 2,
+  MEM_RECOMPUTE_FULL = 3
+} mem_recompute_t;
+#define MEM_RECOMPUTE_COUNT 4
+/* "none", "selective", "selective-mlp", "full" */
+const char *memory_recompute_name(mem_recompute_t r);
 int memory_parse_recompute(const char *s, mem_recompute_t *out); /* 0, or -1 if unknown */
 
 /* Which bytes are counted (the header above). */

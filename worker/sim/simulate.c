@@ -102,7 +102,7 @@ static int sim_check_vstages(const layout_t *lay, const sim_options_t *opt, char
 int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
   if (sim_check_tp(&lay->model, lay->tp, opt->sequence_parallel, err, errlen)) return -1;
   if ((unsigned)opt->recompute >= MEM_RECOMPUTE_COUNT)
-    return strata_fail(err, errlen, "recompute must be none, selective or full");
+    return strata_fail(err, errlen, "recompute must be none, selective, selective-mlp or full");
   return sim_check_vstages(lay, opt, err, errlen);
 }
 
@@ -153,7 +153,22 @@ double sim_narayanan_flops(const layout_t *lay, mem_recompute_t rc) {
     return 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
   if (rc == MEM_RECOMPUTE_SELECTIVE) /* one more forward of the attention matmuls: 4 B s^2 h per layer */
     return model + 4 * B * s * s * l * h;
+  if (rc == MEM_RECOMPUTE_SELECTIVE_MLP) /* and of the MLP's two matmuls: 16 B s h^2 per layer */
+    return model + 4 * B * s * s * l * h + 16 * B * s * l * h * h;
   return model;
+}
+
+/* Whether backward re-runs the forward op `name` of a layer under recomputation rc: every op
+ * (full), the attention (selective), the attention and the MLP's ops (selective-mlp: the MLP
+ * module from its input, without the norm before it). */
+static int recomputed(mem_recompute_t rc, const char *name) {
+  static const char *const mlp[] = {"fc", "gelu", "fcproj", "gate_up", "swiglu", "down"};
+  if (rc == MEM_RECOMPUTE_FULL) return 1;
+  if (rc == MEM_RECOMPUTE_NONE) return 0;
+  if (!strcmp(name, "attention")) return 1;
+  for (size_t i = 0; rc == MEM_RECOMPUTE_SELECTIVE_MLP && i < sizeof mlp / sizeof mlp[0]; i++)
+    if (!strcmp(name, mlp[i])) return 1;
+  return 0;
 }
 
 double sim_step_flops(const layout_t *lay, mem_recompute_t rc) {
@@ -162,8 +177,7 @@ double sim_step_flops(const layout_t *lay, mem_recompute_t rc) {
   int n = layout_layer_ops(m, lay->micro_batch, m->ctx, ops);
   double extra = 0; /* per layer and micro-batch */
   for (int i = 0; i < n; i++)
-    if (rc == MEM_RECOMPUTE_FULL || (rc == MEM_RECOMPUTE_SELECTIVE && !strcmp(ops[i].name, "attention")))
-      extra += ops[i].flops;
+    if (recomputed(rc, ops[i].name)) extra += ops[i].flops;
   double f = 0;
   for (int s = 0; s < lay->pp; s++)
     f += layout_stage_train_flops(lay, s, lay->micro_batch) + layout_stage_layers(lay, s) * extra;
@@ -198,13 +212,6 @@ static double ops_time(const device_t *dev, device_dtype_t dt, const layout_op_t
   double t = 0;
   for (int i = 0; i < n; i++) t += op_time(dev, dt, &ops[i], mult, fused);
   return t;
-}
-
-/* The op named `name` in ops[0..n) (the attention, for selective recomputation), or NULL. */
-static const layout_op_t *find_op(const layout_op_t *ops, int n, const char *name) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(ops[i].name, name)) return &ops[i];
-  return NULL;
 }
 
 /* AdamW per parameter: ~12 flops; reads p, g, m, v and writes p, m, v in fp32 (28 bytes). */
@@ -305,13 +312,11 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   double hf0 = ops_time(dev, dt, hops, nh, 1, fz), hb0 = ops_time(dev, dt, hops, nh, 2, fz);
   double lfl = layout_ops_flops(lops, nl), efl = layout_ops_flops(eops, ne),
          hfl = layout_ops_flops(hops, nh);
-  /* recomputation in backward: the attention's forward (selective) or the layer's (full) */
-  const layout_op_t *att = find_op(lops, nl, "attention");
+  /* recomputation in backward: the forward of the ops it re-runs */
   double rc_s = 0, rc_flops = 0;
-  if (opt->recompute == MEM_RECOMPUTE_SELECTIVE && att)
-    rc_s = ops_time(dev, dt, att, 1, 1, fz), rc_flops = att->flops;
-  else if (opt->recompute == MEM_RECOMPUTE_FULL)
-    rc_s = lf0, rc_flops = lfl;
+  for (int i = 0; i < nl; i++)
+    if (recomputed(opt->recompute, lops[i].name))
+      rc_s += ops_time(dev, dt, &lops[i], 1, 1, fz), rc_flops += lops[i].flops;
   double opt_bytes, opt_flops, E;
   sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
   const double E_param = E; /* the ZeRO all-gather's parameters */
@@ -327,8 +332,11 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
       sim_costs_free(costs, P);
       return -1;
     }
-    /* full recomputation runs the layer's forward again, communication included */
-    double rc_tp = opt->recompute == MEM_RECOMPUTE_FULL ? tc.layer_f : 0;
+    /* full recomputation runs the layer's forward again, communication included; selective-mlp
+     * the MLP's half of it (SP: its all-gather and reduce-scatter; else its all-reduce) */
+    double rc_tp = opt->recompute == MEM_RECOMPUTE_FULL            ? tc.layer_f
+                   : opt->recompute == MEM_RECOMPUTE_SELECTIVE_MLP ? tc.layer_f / 2
+                                                                    : 0;
     double lf = lf0 + tc.layer_f, lb = lb0 + tc.layer_b + rc_s + rc_tp;
     double ef = ef0 + tc.embed_f, eb = eb0 + tc.embed_b, hf = hf0 + tc.head_f, hb = hb0 + tc.head_b;
     c->fwd_s = k * lf + (first ? ef : 0) + (last ? hf : 0);
