@@ -472,11 +472,11 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
          j->model_name, j->nodes, j->dev.name, device_dtype_name(j->opt.dtype), j->batch,
          j->model.ctx, schedule_kind_name(j->opt.kind), vs,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2));
-  printf("%4s %5s %5s %5s %2s %4s %3s %9s %10s %13s %7s %7s %6s %8s %9s %11s %5s\n", "tp", "pp",
+  printf("%4s %5s %5s %5s %2s %4s %3s %13s %10s %13s %7s %7s %6s %8s %9s %11s %5s\n", "tp", "pp",
          "dp", "M", "V", "zero", "sp", "recompute", "step_s", "tokens/s", "MFU%", "HFU%", "tp%", "idle%",
          "exposed%", "peak_mem", "fits");
   for (int i = 0; i < nrows; i++)
-    printf("%4d %5d %5d %5d %2d %4d %3s %9s %10.4f %13.0f %7.1f %7.1f %6.1f %8.1f %9.1f %11s %5s%s\n",
+    printf("%4d %5d %5d %5d %2d %4d %3s %13s %10.4f %13.0f %7.1f %7.1f %6.1f %8.1f %9.1f %11s %5s%s\n",
            rows[i].tp, rows[i].pp, rows[i].dp, rows[i].micro, rows[i].vs, rows[i].zero,
            rows[i].sp ? "on" : "-", memory_recompute_name(rows[i].rc), rows[i].step_s,
            rows[i].tokens_per_s, 100 * rows[i].mfu, 100 * rows[i].hfu, 100 * rows[i].tp_share,
