@@ -82,6 +82,22 @@ static void test_llama_bytes_and_mode_order(void) {
                    memory_layer_act_elems_tp(&m, 1, 1024, 4, sp, (mem_recompute_t)(rc - 1)));
       }
     }
+  /* the workspace holds one layer's recomputed MLP activations on top of selective's: bf16
+   * mixed GPT with SP 16 sbh/t bytes (gpt2, b = 1, T = 1024, t = 4, one stage) */
+  CHECK_EQ_INT(layout_model_preset("gpt2", &m), 0);
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &m, 4, 4, 1, 1, 1, 1, NULL, err, sizeof err), 0);
+  mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+  o.accounting = MEM_ACCOUNT_MIXED;
+  o.dtype = DEV_BF16;
+  o.sequence_parallel = 1;
+  mem_stage_t sel, mlp;
+  o.recompute = MEM_RECOMPUTE_SELECTIVE;
+  memory_stage_opt(&lay, 0, &o, &sel);
+  o.recompute = MEM_RECOMPUTE_SELECTIVE_MLP;
+  memory_stage_opt(&lay, 0, &o, &mlp);
+  CHECK_NEAR(mlp.workspace_bytes - sel.workspace_bytes, 1024.0 * 768 * 16 / 4, 1e-6);
   mem_recompute_t r;
   CHECK_EQ_INT(memory_parse_recompute("selective-mlp", &r), 0);
   CHECK_EQ_INT(r, MEM_RECOMPUTE_SELECTIVE_MLP);

@@ -64,6 +64,11 @@ void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, d
   *weights = b[i][0], *grads = b[i][1], *optimizer = b[i][2];
 }
 
+/* Whether rc recomputes the attention scores in backward rather than keeping them. */
+static int scores_recomputed(mem_recompute_t rc) {
+  return rc == MEM_RECOMPUTE_SELECTIVE || rc == MEM_RECOMPUTE_SELECTIVE_MLP;
+}
+
 double memory_layer_act_elems(const layout_model_t *m, int b, int T) {
   return memory_layer_act_elems_tp(m, b, T, 1, 0, MEM_RECOMPUTE_NONE);
 }
@@ -76,7 +81,7 @@ double memory_layer_act_elems_tp(const layout_model_t *m, int b, int T, int tp, 
    * statistics; split: qkv, atty, fch, fch_gelu (12 bTC; the MLP's 8 bTC recomputed with
    * selective-mlp) and att (bHT^2) */
   double e = (4 / r + (rc == MEM_RECOMPUTE_SELECTIVE_MLP ? 4 : 12) / t) * bT * C + 4 * bT / r;
-  if (rc == MEM_RECOMPUTE_SELECTIVE || rc == MEM_RECOMPUTE_SELECTIVE_MLP) return e;
+  if (scores_recomputed(rc)) return e;
   return e + (double)b * H * (double)T * T / t;
 }
 
@@ -84,7 +89,7 @@ double memory_layer_act_bytes_mixed(const layout_model_t *m, int b, int T, int t
                                     mem_recompute_t rc) {
   double s = T, h = m->dim, a = m->heads, t = tp, sbh = s * b * h;
   if (rc == MEM_RECOMPUTE_FULL) return sp ? 2 * sbh / t : 2 * sbh;
-  const int mlp = rc == MEM_RECOMPUTE_SELECTIVE_MLP, no_scores = mlp || rc == MEM_RECOMPUTE_SELECTIVE;
+  const int mlp = rc == MEM_RECOMPUTE_SELECTIVE_MLP, no_scores = scores_recomputed(rc);
   if (m->arch == LAYOUT_ARCH_LLAMA) {
     /* Korthikanti et al.'s count for a Llama layer (no dropout): replicated (1/t with SP) the
      * two norms' and the two blocks' inputs, 8 sbh; split q 2, k and v 4 kv/h, the output
@@ -158,20 +163,21 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
   double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
   double E = mixed ? device_dtype_size(o->dtype) : MEM_ELEM_BYTES;
   double w = E * ((2 / r + 5 / t) * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
-  const int sel = o->recompute == MEM_RECOMPUTE_SELECTIVE || o->recompute == MEM_RECOMPUTE_SELECTIVE_MLP;
-  if (sel && !(mixed && o->fused_attention)) /* one layer's recomputed attention scores */
+  const int mb = lay->micro_batch, ctx = m->ctx, tp = lay->tp;
+  if (scores_recomputed(o->recompute) && !(mixed && o->fused_attention))
+    /* one layer's recomputed attention scores */
     w += mixed ? mixed_scale(o->dtype) * 5 * b * m->heads * T * T / t
                : E * b * m->heads * T * T / t;
-  if (o->recompute == MEM_RECOMPUTE_SELECTIVE_MLP) /* and its recomputed MLP activations */
-    w += mixed ? mixed_scale(o->dtype) * b * T * C *
-                     (m->arch == LAYOUT_ARCH_LLAMA ? 6 * layout_model_ffn(m) / C : 16) / t
-               : E * 8 * b * T * C / t;
-  else if (o->recompute == MEM_RECOMPUTE_FULL) /* one layer's recomputed activations */
+  if (o->recompute == MEM_RECOMPUTE_SELECTIVE_MLP) /* and its recomputed MLP activations: what
+                                                      selective-mlp keeps less than selective */
     w += mixed ? mixed_scale(o->dtype) *
-                     memory_layer_act_bytes_mixed(m, lay->micro_batch, m->ctx, lay->tp, sp,
-                                                  MEM_RECOMPUTE_NONE)
-               : E * memory_layer_act_elems_tp(m, lay->micro_batch, m->ctx, lay->tp, sp,
-                                               MEM_RECOMPUTE_NONE);
+                     (memory_layer_act_bytes_mixed(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE) -
+                      memory_layer_act_bytes_mixed(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE_MLP))
+               : E * (memory_layer_act_elems_tp(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE) -
+                      memory_layer_act_elems_tp(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE_MLP));
+  else if (o->recompute == MEM_RECOMPUTE_FULL) /* one layer's recomputed activations */
+    w += mixed ? mixed_scale(o->dtype) * memory_layer_act_bytes_mixed(m, mb, ctx, tp, sp, MEM_RECOMPUTE_NONE)
+               : E * memory_layer_act_elems_tp(m, mb, ctx, tp, sp, MEM_RECOMPUTE_NONE);
   if (head && o->recompute == MEM_RECOMPUTE_FULL)
     w += E * (b * T * C + 2 * b * T / r) + 4.0 * b * T * layout_padded_vocab(m->vocab, lay->tp) / t;
   return w;
