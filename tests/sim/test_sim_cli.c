@@ -389,6 +389,8 @@ static void test_validate(const char *csv) {
        "global_batch 60 is not a multiple of dp 8"},
       {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000,tokens/s,,maybe,me\n",
        "role 'maybe'"},
+      {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,most,no,,0,1000,tokens/s,,held-out,me\n",
+       "recompute 'most' (use none, selective, selective-mlp or full)"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     FILE *f = fopen(path, "w");
