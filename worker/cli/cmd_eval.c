@@ -60,7 +60,7 @@ int cmd_eval(int argc, char **argv) {
   }
   mem_precision_t prec;
   if (memory_parse_precision(precision, &prec)) {
-    strata_error("eval: --precision must be fp32, bf16 or bf16-sr, got '%s'", precision);
+    strata_error("eval: --precision must be " MEM_PRECISION_CHOICES ", got '%s'", precision);
     return 2;
   }
   if (!ckpt) {

@@ -612,7 +612,7 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   const char *dtype = f->dtype ? f->dtype : strcmp(j->dev.name, "cpu") ? "bf16" : "fp32";
   if (f->precision) {
     if (memory_parse_precision(f->precision, &j->opt.precision)) {
-      strata_error("simulate: --precision '%s' unknown (use fp32, bf16 or bf16-sr)", f->precision);
+      strata_error("simulate: --precision '%s' unknown (use " MEM_PRECISION_CHOICES ")", f->precision);
       return 2;
     }
     if (!f->dtype) dtype = j->opt.precision == MEM_PREC_FP32 ? "fp32" : "bf16";
@@ -638,7 +638,7 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     return 2;
   }
   if (f->recompute && memory_parse_recompute(f->recompute, &j->opt.recompute)) {
-    strata_error("simulate: --recompute '%s' unknown (use none, selective, selective-mlp or full)", f->recompute);
+    strata_error("simulate: --recompute '%s' unknown (use " MEM_RECOMPUTE_CHOICES ")", f->recompute);
     return 2;
   }
   if (f->memory && f->precision && strcmp(f->memory, "mixed")) {

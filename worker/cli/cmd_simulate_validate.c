@@ -148,12 +148,12 @@ static int val_row(char **f, const char *vstages, int line, const char *path, va
   opt.memory = MEM_ACCOUNT_MIXED;
   opt.precision = MEM_PREC_BF16;
   if (*f[C_PREC] && memory_parse_precision(f[C_PREC], &opt.precision))
-    return snprintf(err, errlen, "%s:%d: precision '%s' (use fp32, bf16 or bf16-sr)", path, line,
+    return snprintf(err, errlen, "%s:%d: precision '%s' (use " MEM_PRECISION_CHOICES ")", path, line,
                     f[C_PREC]),
            -1;
   opt.dtype = opt.precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;
   if (*f[C_RC] && memory_parse_recompute(f[C_RC], &opt.recompute))
-    return snprintf(err, errlen, "%s:%d: recompute '%s' (use none, selective, selective-mlp or full)", path,
+    return snprintf(err, errlen, "%s:%d: recompute '%s' (use " MEM_RECOMPUTE_CHOICES ")", path,
                     line, f[C_RC]),
            -1;
   opt.sequence_parallel = !strcmp(f[C_SP], "yes") || !strcmp(f[C_SP], "1");

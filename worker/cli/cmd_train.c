@@ -284,7 +284,7 @@ int cmd_train(int argc, char **argv) {
   if (precision) {
     mem_precision_t p;
     if (memory_parse_precision(precision, &p)) {
-      strata_error("train: --precision must be fp32, bf16 or bf16-sr, got '%s'", precision);
+      strata_error("train: --precision must be " MEM_PRECISION_CHOICES ", got '%s'", precision);
       return 2;
     }
     c.precision = (int)p;

@@ -96,6 +96,8 @@ typedef enum {
 /* "none", "selective", "selective-mlp", "full" */
 const char *memory_recompute_name(mem_recompute_t r);
 int memory_parse_recompute(const char *s, mem_recompute_t *out); /* 0, or -1 if unknown */
+/* The accepted values, for error messages (kept beside the names in memory_model.c). */
+#define MEM_RECOMPUTE_CHOICES "none, selective, selective-mlp or full"
 
 /* Which bytes are counted (the header above). */
 typedef enum { MEM_ACCOUNT_STRATA = 0, MEM_ACCOUNT_MIXED = 1 } mem_accounting_t;
@@ -112,6 +114,7 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out); /* 0, or -1 i
 typedef enum { MEM_PREC_NONE = 0, MEM_PREC_FP32, MEM_PREC_BF16, MEM_PREC_BF16_SR } mem_precision_t;
 const char *memory_precision_name(mem_precision_t p); /* "none", "fp32", "bf16", "bf16-sr" */
 int memory_parse_precision(const char *s, mem_precision_t *out); /* 0, or -1 if unknown */
+#define MEM_PRECISION_CHOICES "fp32, bf16 or bf16-sr" /* what --precision accepts */
 /* Bytes per parameter of the weights, the gradients and the optimizer state under p. */
 void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer);
 

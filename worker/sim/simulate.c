@@ -102,7 +102,7 @@ static int sim_check_vstages(const layout_t *lay, const sim_options_t *opt, char
 int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, size_t errlen) {
   if (sim_check_tp(&lay->model, lay->tp, opt->sequence_parallel, err, errlen)) return -1;
   if ((unsigned)opt->recompute >= MEM_RECOMPUTE_COUNT)
-    return strata_fail(err, errlen, "recompute must be none, selective, selective-mlp or full");
+    return strata_fail(err, errlen, "recompute must be " MEM_RECOMPUTE_CHOICES);
   return sim_check_vstages(lay, opt, err, errlen);
 }
 
