@@ -98,6 +98,11 @@ static void test_llama_bytes_and_mode_order(void) {
   o.recompute = MEM_RECOMPUTE_SELECTIVE_MLP;
   memory_stage_opt(&lay, 0, &o, &mlp);
   CHECK_NEAR(mlp.workspace_bytes - sel.workspace_bytes, 1024.0 * 768 * 16 / 4, 1e-6);
+  /* the error messages' phrases name every value the parsers take */
+  for (int i = 0; i < MEM_RECOMPUTE_COUNT; i++)
+    CHECK_TRUE(strstr(MEM_RECOMPUTE_CHOICES, memory_recompute_name((mem_recompute_t)i)) != NULL);
+  for (int i = MEM_PREC_FP32; i <= MEM_PREC_BF16_SR; i++)
+    CHECK_TRUE(strstr(MEM_PRECISION_CHOICES, memory_precision_name((mem_precision_t)i)) != NULL);
   mem_recompute_t r;
   CHECK_EQ_INT(memory_parse_recompute("selective-mlp", &r), 0);
   CHECK_EQ_INT(r, MEM_RECOMPUTE_SELECTIVE_MLP);

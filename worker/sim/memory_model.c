@@ -129,6 +129,14 @@ double memory_stage_act_elems(const layout_t *lay, int s) {
 /* sizeof(dtype) / 2: Korthikanti et al.'s formulas count 2-byte activations. */
 static double mixed_scale(device_dtype_t dt) { return device_dtype_size(dt) / 2.0; }
 
+/* One layer's kept activations per micro-batch, bytes, under o's accounting with rc. */
+static double layer_act_bytes(const layout_t *lay, const mem_options_t *o, int sp, mem_recompute_t rc) {
+  const layout_model_t *m = &lay->model;
+  if (o->accounting == MEM_ACCOUNT_MIXED)
+    return mixed_scale(o->dtype) * memory_layer_act_bytes_mixed(m, lay->micro_batch, m->ctx, lay->tp, sp, rc);
+  return MEM_ELEM_BYTES * memory_layer_act_elems_tp(m, lay->micro_batch, m->ctx, lay->tp, sp, rc);
+}
+
 double memory_stage_act_bytes(const layout_t *lay, int s, const mem_options_t *o) {
   const int sp = o->sequence_parallel && lay->tp > 1;
   if (o->accounting != MEM_ACCOUNT_MIXED)
@@ -139,8 +147,7 @@ double memory_stage_act_bytes(const layout_t *lay, int s, const mem_options_t *o
   /* a fused (flash) attention keeps no scores: the selective count without recomputing */
   mem_recompute_t rc = o->fused_attention && o->recompute == MEM_RECOMPUTE_NONE
                            ? MEM_RECOMPUTE_SELECTIVE : o->recompute;
-  double e = layout_stage_layers(lay, s) *
-             memory_layer_act_bytes_mixed(m, b, T, lay->tp, sp, rc) * mixed_scale(o->dtype);
+  double e = layout_stage_layers(lay, s) * layer_act_bytes(lay, o, sp, rc);
   if (s == lay->pp - 1 && o->recompute == MEM_RECOMPUTE_FULL) /* fp32 lse and losses */
     e += 8.0 * T * b;
   else if (s == lay->pp - 1) /* ln_f input and output in the dtype, the fp32 logits slice */
@@ -163,21 +170,16 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
   double b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp, r = sp ? t : 1;
   double E = mixed ? device_dtype_size(o->dtype) : MEM_ELEM_BYTES;
   double w = E * ((2 / r + 5 / t) * b * T * C + T * T); /* dres, dln, datty, dbig (4C), datt */
-  const int mb = lay->micro_batch, ctx = m->ctx, tp = lay->tp;
   if (scores_recomputed(o->recompute) && !(mixed && o->fused_attention))
     /* one layer's recomputed attention scores */
     w += mixed ? mixed_scale(o->dtype) * 5 * b * m->heads * T * T / t
                : E * b * m->heads * T * T / t;
   if (o->recompute == MEM_RECOMPUTE_SELECTIVE_MLP) /* and its recomputed MLP activations: what
                                                       selective-mlp keeps less than selective */
-    w += mixed ? mixed_scale(o->dtype) *
-                     (memory_layer_act_bytes_mixed(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE) -
-                      memory_layer_act_bytes_mixed(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE_MLP))
-               : E * (memory_layer_act_elems_tp(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE) -
-                      memory_layer_act_elems_tp(m, mb, ctx, tp, sp, MEM_RECOMPUTE_SELECTIVE_MLP));
+    w += layer_act_bytes(lay, o, sp, MEM_RECOMPUTE_SELECTIVE) -
+         layer_act_bytes(lay, o, sp, MEM_RECOMPUTE_SELECTIVE_MLP);
   else if (o->recompute == MEM_RECOMPUTE_FULL) /* one layer's recomputed activations */
-    w += mixed ? mixed_scale(o->dtype) * memory_layer_act_bytes_mixed(m, mb, ctx, tp, sp, MEM_RECOMPUTE_NONE)
-               : E * memory_layer_act_elems_tp(m, mb, ctx, tp, sp, MEM_RECOMPUTE_NONE);
+    w += layer_act_bytes(lay, o, sp, MEM_RECOMPUTE_NONE);
   if (head && o->recompute == MEM_RECOMPUTE_FULL)
     w += E * (b * T * C + 2 * b * T / r) + 4.0 * b * T * layout_padded_vocab(m->vocab, lay->tp) / t;
   return w;

@@ -96,7 +96,7 @@ typedef enum {
 /* "none", "selective", "selective-mlp", "full" */
 const char *memory_recompute_name(mem_recompute_t r);
 int memory_parse_recompute(const char *s, mem_recompute_t *out); /* 0, or -1 if unknown */
-/* The accepted values, for error messages (kept beside the names in memory_model.c). */
+/* The names above as one phrase, for error messages (test sim_tp checks it lists each). */
 #define MEM_RECOMPUTE_CHOICES "none, selective, selective-mlp or full"
 
 /* Which bytes are counted (the header above). */
@@ -114,7 +114,7 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out); /* 0, or -1 i
 typedef enum { MEM_PREC_NONE = 0, MEM_PREC_FP32, MEM_PREC_BF16, MEM_PREC_BF16_SR } mem_precision_t;
 const char *memory_precision_name(mem_precision_t p); /* "none", "fp32", "bf16", "bf16-sr" */
 int memory_parse_precision(const char *s, mem_precision_t *out); /* 0, or -1 if unknown */
-#define MEM_PRECISION_CHOICES "fp32, bf16 or bf16-sr" /* what --precision accepts */
+#define MEM_PRECISION_CHOICES "fp32, bf16 or bf16-sr" /* what --precision accepts (sim_tp checks) */
 /* Bytes per parameter of the weights, the gradients and the optimizer state under p. */
 void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer);
 
