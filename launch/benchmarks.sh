@@ -356,7 +356,7 @@ section_tune() {
     for np in "${nps[@]}"; do
       f="$D/np${np}_r$rep.txt"
       run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b "$minb" -e "$maxb" -f 4 \
-        "${it[@]}" -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 && tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv"
+        "${it[@]}" -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 -I 1 && tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv"
       f="$D/np${np}_fresh_r$rep.txt"
       run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b 1M -e "$maxb" -f 4 \
         "${it[@]}" -a auto -i 1 -r 1 && tune_csv "$rep" "$np" fresh "$f" >> "$OUT/bench_tune.csv"
@@ -369,7 +369,10 @@ section_tune() {
     echo "(\`STRATA_COLL_TUNE_FILE\`): \`auto\` beside every fixed algorithm and chunk (ring and"
     echo "Rabenseifner at 256 KiB, 512 KiB, 1 MiB and 2 MiB chunks, recursive doubling) and"
     echo "\`MPI_Allreduce\`, out of place and in place, fp32 sum; each time is the median of the timed"
-    echo "iterations of one run. \"auto / best fixed\" is auto's time over the fastest fixed column's at"
+    echo "iterations of one run, the columns of a placement taking turns call by call in a new random"
+    echo "order each round (\`-I 1\`), so a slow spell of the shared machine falls on every column compared,"
+    echo "not on one (in place, the columns start from zeros). \"auto / best fixed\" is auto's time over"
+    echo "the fastest fixed column's at"
     echo "that size and placement, within a run (goal <= 1.05); \"MPI / auto\" is MPI_Allreduce's time"
     echo "over auto's (goal >= 1.0); both as the median [range] over the repeats. \"auto runs\" is the"
     echo "table's rule for that size and placement."

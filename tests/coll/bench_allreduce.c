@@ -13,8 +13,13 @@
  *   holds the previous result: no refill between iterations, as in `strata bench`), as an "ip"
  *   column beside it] [-r 1: before each iteration, untimed, this rank writes new values into the
  *   call's input (send, or recv in place), as backward writes a gradient before it is reduced; by
- *   default the out-of-place input never changes, so a peer may read it from its own cache] */
+ *   default the out-of-place input never changes, so a peer may read it from its own cache]
+ *   [-I 1: interleaved: each iteration is one call of every column of a placement, in a new
+ *   random order each time (out of place, then in place, as separate rounds) rather than each
+ *   column's iterations back to back, so a slow spell of a shared machine falls on all the
+ *   columns it is compared across and no column always follows the same one] */
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +64,38 @@ static void fill(float *x, size_t n, int rank, int it) {
   for (size_t i = 0; i < n; i++) x[i] = (float)((i + (size_t)rank + (size_t)(it + 8)) % 7);
 }
 
+/* One timed call of column algorithm `a` (3: the MPI_Sendrecv ring) after a barrier: the slowest
+ * rank's seconds. With `refresh` the call's input is rewritten first, untimed. */
+static double time_call(int a, coll_comm_t *c, coll_algo_t id, float *send, float *recv, float *tmp, size_t n,
+                        int ip, int refresh, int r, int it) {
+  if (refresh) fill(ip ? recv : send, n, r, it); /* as backward writes a gradient */
+  MPI_Barrier(MPI_COMM_WORLD);
+  double t0 = MPI_Wtime();
+  coll_result_t rc = COLL_OK;
+  if (a == 3) sendrecv_ring(send, recv, n, tmp, MPI_COMM_WORLD);
+  else rc = coll_allreduce_algo(ip ? recv : send, recv, n, COLL_F32, COLL_SUM, id, c);
+  double dt = MPI_Wtime() - t0;
+  if (rc != COLL_OK) {
+    fprintf(stderr, "[r%d] %s\n", r, coll_last_error(c));
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return dt;
+}
+
+/* A new random order of a[0..n) (Fisher-Yates over splitmix64): the interleaved columns take
+ * turns in a new order each round, so none always follows the same one. */
+static void shuffle(int *a, int n, uint64_t *state) {
+  for (int i = n - 1; i > 0; i--) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    int j = (int)(z % (uint64_t)(i + 1)), x = a[i];
+    a[i] = a[j], a[j] = x;
+  }
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -74,6 +111,7 @@ int main(int argc, char **argv) {
   int use_min = 0; /* -m min: best of the iterations (robust on a shared machine) */
   int inplace_too = 0; /* -i 1: an in-place column beside each */
   int refresh = 0;     /* -r 1: new input values before each iteration */
+  int interleave = 0;  /* -I 1: the columns of a placement take turns, one call each */
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "-b")) minb = parse_size(argv[i + 1]);
     else if (!strcmp(argv[i], "-e")) maxb = parse_size(argv[i + 1]);
@@ -85,6 +123,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-m")) use_min = !strcmp(argv[i + 1], "min");
     else if (!strcmp(argv[i], "-i")) inplace_too = atoi(argv[i + 1]) != 0;
     else if (!strcmp(argv[i], "-r")) refresh = atoi(argv[i + 1]) != 0;
+    else if (!strcmp(argv[i], "-I")) interleave = atoi(argv[i + 1]) != 0;
   }
   enum { MAXC = 8, NALG = 6 };
   coll_config_t cfg = coll_config_default();
@@ -145,40 +184,52 @@ int main(int argc, char **argv) {
       }
     printf("\n");
   }
-  double *t = malloc(sizeof(double) * (size_t)(iters > 0 ? iters : 1));
+  /* The columns in header order: algorithm index, communicator index, placement. */
+  int ncol = 0, col_a[NALG * MAXC * 2], col_k[NALG * MAXC * 2], col_ip[NALG * MAXC * 2];
+  for (int a = 0; a < NALG; a++)
+    for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
+      for (int ip = 0; ip <= inplace_too; ip++) col_a[ncol] = a, col_k[ncol] = k, col_ip[ncol++] = ip;
+  if (iters < 1) iters = 1;
+  double *t = malloc(sizeof(double) * (size_t)iters * (size_t)(ncol ? ncol : 1));
+  double *med = malloc(sizeof(double) * (size_t)(ncol ? ncol : 1));
+  int order[NALG * MAXC * 2];
+  for (int c = 0; c < ncol; c++) order[c] = c;
+  if (!t || !med) MPI_Abort(MPI_COMM_WORLD, 1);
   if (factor < 2) factor = 2;
   for (size_t bytes = minb; bytes <= maxb; bytes *= (size_t)factor) {
     size_t n = bytes / 4;
-    if (r == 0) printf("%12zu", bytes);
-    for (int a = 0; a < NALG; a++)
-      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
-        for (int ip = 0; ip <= inplace_too; ip++) {
-        coll_comm_t *c = a == 5 ? autoc : cs[k];
-        for (int it = -warm; it < iters; it++) {
-          if (refresh) fill(ip ? recv : send, n, r, it); /* untimed, as backward writes a gradient */
-          MPI_Barrier(MPI_COMM_WORLD);
-          double t0 = MPI_Wtime();
-          coll_result_t rc = COLL_OK;
-          if (a == 3) sendrecv_ring(send, recv, n, tmp, MPI_COMM_WORLD);
-          else rc = coll_allreduce_algo(ip ? recv : send, recv, n, COLL_F32, COLL_SUM, ids[a], c);
-          double dt = MPI_Wtime() - t0;
-          if (rc != COLL_OK) {
-            fprintf(stderr, "[r%d] %s\n", r, coll_last_error(c));
-            MPI_Abort(MPI_COMM_WORLD, 1);
-          }
-          MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-          if (it >= 0) t[it] = dt;
+    /* Column by column in header order, or (-I 1) per placement a round of each of its columns
+     * per iteration, in a new order each round; in place those start from zeros (sums of zeros
+     * stay zeros, where a few hundred in-place sums of the previous result would reach inf). */
+    for (int b0 = 0; b0 < (interleave ? inplace_too + 1 : ncol); b0++) {
+      int ip = interleave ? b0 : col_ip[b0], c0 = interleave ? 0 : b0, c1 = interleave ? ncol : b0 + 1;
+      if (interleave && ip) memset(recv, 0, n * 4);
+      uint64_t seed = bytes * 2 + (uint64_t)ip; /* the same on every rank */
+      for (int it = -warm; it < iters; it++) {
+        if (interleave) shuffle(order, ncol, &seed);
+        for (int o = c0; o < c1; o++) {
+          int c = interleave ? order[o] : o;
+          if (col_ip[c] != ip) continue;
+          double dt = time_call(col_a[c], col_a[c] == 5 ? autoc : cs[col_k[c]], ids[col_a[c]], send, recv, tmp, n, ip,
+                                refresh, r, it);
+          if (it >= 0) t[(size_t)c * (size_t)iters + (size_t)it] = dt;
         }
-        qsort(t, (size_t)iters, sizeof *t, cmp_d);
-        double med = use_min ? t[0] : t[iters / 2];
-        double busbw = (double)bytes / med / 1e9 * 2.0 * (p - 1) / p;
-        if (r == 0) printf(" %10.2f (%9.1f)", busbw, med * 1e6);
       }
+    }
+    for (int c = 0; c < ncol; c++) {
+      double *tc = t + (size_t)c * (size_t)iters;
+      qsort(tc, (size_t)iters, sizeof *tc, cmp_d);
+      med[c] = use_min ? tc[0] : tc[iters / 2];
+    }
     if (r == 0) {
+      printf("%12zu", bytes);
+      for (int c = 0; c < ncol; c++)
+        printf(" %10.2f (%9.1f)", (double)bytes / med[c] / 1e9 * 2.0 * (p - 1) / p, med[c] * 1e6);
       printf("\n");
       fflush(stdout);
     }
   }
+  free(med);
   free(t);
   coll_mem_free(send);
   coll_mem_free(recv);

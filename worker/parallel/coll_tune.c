@@ -6,12 +6,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "rng.h"
 #include "util.h"
 
-#define TUNE_ROUNDS 3
-#define TUNE_ROUND_S 0.01 /* a round of one candidate in one placement lasts about this long at most */
-#define TUNE_MIN_ITERS 3
-#define TUNE_MAX_ITERS 200 /* timed calls of one round at most */
+#define TUNE_ROUNDS 3      /* calls of a candidate: up to 3 x -n ... */
+#define TUNE_BUDGET_S 0.03 /* ... or about this long a candidate and placement, */
+#define TUNE_MIN_CALLS 9   /* ... but at least this many */
+#define TUNE_MAX_CALLS 200
 #define TUNE_MAX_CANDIDATES 16
 
 static const size_t tune_chunks[] = {256u << 10, 512u << 10, 1u << 20, 2u << 20};
@@ -30,23 +31,17 @@ static int tune_failed(const coll_bench_t *b, int bad, const char *msg) {
   return 1;
 }
 
-/* Median seconds of one all-reduce over `iters` calls, each started together after a barrier
- * and timed as its slowest rank's (-1 on a failure): how coll_bench_allreduce times, and how a
- * training step meets one, its ranks arriving together after their compute. */
-static double time_runs(const coll_bench_t *b, const candidate_t *c, char *sbuf, char *rbuf,
-                        size_t count, int inplace, int iters) {
-  double t[TUNE_MAX_ITERS];
-  if (iters > TUNE_MAX_ITERS) iters = TUNE_MAX_ITERS;
-  for (int i = 0; i < iters; i++) {
-    b->rt.barrier(b->rt.ctx);
-    double t0 = strata_now_s();
-    coll_result_t rc = coll_allreduce_algo(inplace ? rbuf : sbuf, rbuf, count, b->dtype, b->redop, c->algo, c->comm);
-    double mine = strata_now_s() - t0;
-    if (tune_failed(b, rc != COLL_OK, coll_last_error(c->comm))) return -1;
-    t[i] = b->rt.max_f64(b->rt.ctx, mine);
-  }
-  strata_sort_doubles(t, (size_t)iters);
-  return t[iters / 2];
+/* Seconds of one all-reduce started together after a barrier and timed as its slowest rank's
+ * (-1 on a failure): how coll_bench_allreduce times, and how a training step meets one, its
+ * ranks arriving together after their compute. */
+static double time_call(const coll_bench_t *b, const candidate_t *c, char *sbuf, char *rbuf, size_t count,
+                        int inplace) {
+  b->rt.barrier(b->rt.ctx);
+  double t0 = strata_now_s();
+  coll_result_t rc = coll_allreduce_algo(inplace ? rbuf : sbuf, rbuf, count, b->dtype, b->redop, c->algo, c->comm);
+  double mine = strata_now_s() - t0;
+  if (tune_failed(b, rc != COLL_OK, coll_last_error(c->comm))) return -1;
+  return b->rt.max_f64(b->rt.ctx, mine);
 }
 
 /* The candidates worth measuring at `bytes` (see coll_tune.h). */
@@ -63,37 +58,53 @@ static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *
 
 /* One placement's outcome at one size: the fastest candidate and its time, and the times of
  * MPI_Allreduce and of what the built-in rules pick (-1 when not measured), in us; each time
- * is the median call of the candidate's best round. */
+ * is the candidate's median call. */
 typedef struct {
   candidate_t best;
   double us, mpi_us, builtin_us;
 } placement_result_t;
 
 /* Measures every candidate at `bytes` out of place, then in place, and fills res[0] (out of
- * place) and res[1] (in place); builtin[ip] is the candidate the built-in rules pick. Each
- * placement's rounds run back to back, the candidates interleaved, as a benchmark (and a
- * training step) calls one placement many times in a row: interleaving in-place calls would
- * change what an out-of-place call finds in the caches. 0, or -1 on a failure. */
+ * place) and res[1] (in place); builtin[ip] is the candidate the built-in rules pick. Within a
+ * placement the candidates take turns call by call (a round is one call of each, in a new random
+ * order each round), so a slow spell of the shared machine falls on all of them, no candidate
+ * finds the caches as its own previous call left them (which a training step's all-reduce never
+ * does either), and none always follows the same one. A candidate's
+ * time is its median call. The placements run apart: in-place calls between out-of-place ones
+ * would change what those find in the caches. 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
                      size_t bytes, const candidate_t builtin[2], placement_result_t res[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
-  int n = candidates_at(bytes, all, nall, cs), iters[TUNE_MAX_CANDIDATES];
+  int n = candidates_at(bytes, all, nall, cs);
+  double calls[TUNE_MAX_CANDIDATES][TUNE_MAX_CALLS]; /* 25 KiB */
   double t[TUNE_MAX_CANDIDATES][2];
   size_t count = bytes / coll_dtype_size(b->dtype);
   for (int ip = 0; ip < 2; ip++) {
-    for (int i = 0; i < n; i++) { /* warm-up; its time sets the iterations of a round */
-      double w = time_runs(b, &cs[i], sbuf, rbuf, count, ip, 1);
+    double warm = 0; /* one warm-up call each; their sum sets the number of rounds */
+    for (int i = 0; i < n; i++) {
+      double w = time_call(b, &cs[i], sbuf, rbuf, count, ip);
       if (w < 0) return -1;
-      int k = w > 0 ? (int)(TUNE_ROUND_S / w) : b->iters;
-      iters[i] = k < TUNE_MIN_ITERS ? TUNE_MIN_ITERS : k > b->iters ? b->iters : k;
-      t[i][ip] = -1;
+      warm += w;
     }
-    for (int round = 0; round < TUNE_ROUNDS; round++)
-      for (int i = 0; i < n; i++) {
-        double s = time_runs(b, &cs[i], sbuf, rbuf, count, ip, iters[i]);
-        if (s < 0) return -1;
-        if (t[i][ip] < 0 || s < t[i][ip]) t[i][ip] = s;
+    int most = TUNE_ROUNDS * b->iters < TUNE_MAX_CALLS ? TUNE_ROUNDS * b->iters : TUNE_MAX_CALLS;
+    int rounds = warm > 0 ? (int)(TUNE_BUDGET_S * n / warm) : most;
+    rounds = rounds < TUNE_MIN_CALLS ? TUNE_MIN_CALLS : rounds > most ? most : rounds;
+    rng_t order_rng; /* the same stream on every rank: they call the candidates in one order */
+    rng_seed(&order_rng, bytes, (uint64_t)ip);
+    int order[TUNE_MAX_CANDIDATES];
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int k = 0; k < rounds; k++) {
+      for (int i = n - 1; i > 0; i--) { /* a new order each round: no candidate always follows the same one */
+        int j = (int)rng_below(&order_rng, (uint64_t)i + 1), x = order[i];
+        order[i] = order[j], order[j] = x;
       }
+      for (int i = 0; i < n; i++)
+        if ((calls[order[i]][k] = time_call(b, &cs[order[i]], sbuf, rbuf, count, ip)) < 0) return -1;
+    }
+    for (int i = 0; i < n; i++) {
+      strata_sort_doubles(calls[i], (size_t)rounds);
+      t[i][ip] = calls[i][rounds / 2];
+    }
   }
   for (int ip = 0; ip < 2; ip++) {
     int bi = 0;

@@ -6,10 +6,11 @@
  * Candidates: rd (up to COLL_TUNE_RD_MAX_BYTES: it needs a scratch copy of the vector), mpi
  * (MPI_Allreduce), and ring and Rabenseifner with chunks of 256K, 512K, 1M and 2M (a chunk is
  * measured only when the next smaller one does not already hold the whole vector). At each size
- * and placement (out of place first, then in place) every candidate runs a warm-up, then 3
- * rounds, the candidates interleaved, of `iters` calls (fewer when one takes long: about 10 ms
- * a round at most, at least 3); each call starts after a barrier and counts as its slowest
- * rank's time, a round's time is its median call, and the candidate's its fastest round's. Out of
+ * and placement (out of place first, then in place) every candidate runs a warm-up call, then
+ * the candidates take turns call by call, in a new random order each round (the same on every
+ * rank), for up to 3 x `iters` rounds (fewer when the calls take
+ * long: about 30 ms of each candidate, at least 9 rounds); each call starts after a barrier and
+ * counts as its slowest rank's time, and a candidate's time is its median call. Out of
  * place and in place get rules of their own: the fastest candidate of each size and placement
  * holds from that size up to the next measured size, the first from 0 B; equal neighbours are
  * merged. Rules already in the file for other (ranks, transport, dtype) keys are kept.
