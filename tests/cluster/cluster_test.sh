@@ -47,7 +47,8 @@ for layout in "pp2:--pp 2 --dp 3" "tp2:--tp 2 --dp 3" "loss:--pp 2 --dp 3"; do
   # shellcheck disable=SC2206
   flags=(${layout#*:})
   step_srun -N 3 -n 6 --ntasks-per-node=2 "$strata" train "${model[@]}" "${flags[@]}" --microbatches 2 \
-    --out "$dir/$name" >"$dir/$name.log" 2>&1 || fail "$name: srun train failed: $(tail -5 "$dir/$name.log")"
+    --out "$dir/$name" >"$dir/$name.log" 2>&1 ||
+    fail "$name: srun train failed: $(grep -vE '^(srun|slurmstepd)' "$dir/$name.log" | tail -8; grep -E '^(srun|slurmstepd)' "$dir/$name.log" | tail -4)"
   hosts=$(grep -oE '"rank": [0-9]+' "$dir/$name/report.json" | wc -l)
   [ "$hosts" -eq 6 ] || fail "$name: report.json lists $hosts ranks, expected 6"
   "$dist_tool" losses "$dir/ref/steps.jsonl" "$dir/$name/steps.jsonl" 1e-4 ||
