@@ -372,10 +372,9 @@ section_tune() {
     echo "iterations of one run, the columns of a placement taking turns call by call in a new random"
     echo "order each round (\`-I 1\`), so a slow spell of the shared machine falls on every column compared,"
     echo "not on one (in place, the columns start from zeros). \"auto / best fixed\" is auto's time over"
-    echo "the fastest fixed column's at"
-    echo "that size and placement, within a run (goal <= 1.05); \"MPI / auto\" is MPI_Allreduce's time"
-    echo "over auto's (goal >= 1.0); both as the median [range] over the repeats. \"auto runs\" is the"
-    echo "table's rule for that size and placement."
+    echo "the fastest fixed column's at that size and placement, within a run (goal <= 1.05); \"MPI /"
+    echo "auto\" is MPI_Allreduce's time over auto's (goal >= 1.0); both as the median [range] over the"
+    echo "repeats. \"auto runs\" is the table's rule for that size and placement."
     echo
     echo "Out of place:"
     echo
