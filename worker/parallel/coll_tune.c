@@ -69,9 +69,9 @@ typedef struct {
  * placement the candidates take turns call by call (a round is one call of each, in a new random
  * order each round), so a slow spell of the shared machine falls on all of them, no candidate
  * finds the caches as its own previous call left them (which a training step's all-reduce never
- * does either), and none always follows the same one. A candidate's
- * time is its median call. The placements run apart: in-place calls between out-of-place ones
- * would change what those find in the caches. 0, or -1 on a failure. */
+ * does either), and none always follows the same one. A candidate's time is its median call.
+ * The placements run apart: in-place calls between out-of-place ones would change what those
+ * find in the caches. 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
                      size_t bytes, const candidate_t builtin[2], placement_result_t res[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
@@ -94,7 +94,7 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     int order[TUNE_MAX_CANDIDATES];
     for (int i = 0; i < n; i++) order[i] = i;
     for (int k = 0; k < rounds; k++) {
-      for (int i = n - 1; i > 0; i--) { /* a new order each round: no candidate always follows the same one */
+      for (int i = n - 1; i > 0; i--) { /* a new order each round (Fisher-Yates) */
         int j = (int)rng_below(&order_rng, (uint64_t)i + 1), x = order[i];
         order[i] = order[j], order[j] = x;
       }
