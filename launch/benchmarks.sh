@@ -8,7 +8,8 @@
 #             the ofi transport (shm provider) against the mpi transport, np 2
 #             (build/tests/coll_bench_allreduce; `strata bench --algo auto` names auto's choice)
 #   tune      `strata bench allreduce --tune` for np 2, 3 and 4, then auto with that table against
-#             every fixed algorithm and chunk and MPI_Allreduce, 1 KiB to 256 MiB, and in place
+#             every fixed algorithm and chunk and MPI_Allreduce, 1 KiB to 256 MiB (also against
+#             the best column chosen on half the calls, timed on the other half), and in place
 #             against out of place (the same input every call, and rewritten before each call)
 #   train     single-rank training against PyTorch on one thread, runs alternating, GPT-2 and
 #             Llama (build/tests/gpt2_bench, launch/torch_train_bench.py); the GEMM peak
@@ -339,6 +340,35 @@ tune_table() {
               mr(R, "%.2f"), (med(R) <= 1.05 ? "met" : "**not met**"), cnt(R, "le", 1.05), nval(R),
               mr(M, "%.2f"), (med(M) >= 1 ? "met" : "**not met**"), cnt(M, "ge", 1), nval(M) } }' "$3"
 }
+# tune_split CALLS: the markdown rows of auto against the best fixed column chosen on half the
+# calls and timed on the other half, out of place and in place (CALLS: run,np,bytes,column,call,
+# time_us, every timed call of the "same" runs). The fastest of ten medians is biased low: with
+# candidates within noise of one another, the one that drew its fastest calls wins. Choosing on
+# the even calls and timing on the odd ones (and the other way round; the geometric mean of the
+# two ratios) removes that bias, as cross-validation does.
+tune_split() {
+  echo "| np | size | out of place: auto / best fixed, chosen on half | goal <= 1.05 | in place: auto / best fixed, chosen on half | goal <= 1.05 |"
+  echo "|---|---|---|---|---|---|"
+  awk -F, "$AWKLIB"'
+    NR > 1 { h = $5 % 2; v[$1, $2, $3, $4, h] = v[$1, $2, $3, $4, h] " " $6; runs[$1] = 1
+             if (!(($1, $2, $3, $4) in hasc)) { hasc[$1, $2, $3, $4] = 1; cols[$1, $2, $3] = cols[$1, $2, $3] " " $4 }
+             if (!(($2, $3) in seen)) { seen[$2, $3] = 1; key[++nk] = $2 SUBSEP $3 } }
+    # ratio(r, np, b, S): auto over the fixed column fastest on the other half, both timed on one
+    # half, as the geometric mean over the two ways of splitting ("" when a column is missing).
+    function ratio(r, np, b, S,   nc, c, i, h, best, bm, m, p, q) {
+      nc = split(cols[r, np, b], c, " "); p = 1
+      for (h = 0; h < 2; h++) { best = ""; bm = -1
+        for (i = 1; i <= nc; i++) { if (c[i] ~ /^(auto|mpi)/ || (S == "") == (c[i] ~ /_ip$/)) continue
+          m = med(v[r, np, b, c[i], h]) + 0; if (bm < 0 || m < bm) { bm = m; best = c[i] } }
+        if (best == "" || !((r, np, b, "auto" S, 1 - h) in v)) return ""
+        q = med(v[r, np, b, best, 1 - h]) + 0; if (q <= 0) return ""
+        p *= (med(v[r, np, b, "auto" S, 1 - h]) + 0) / q }
+      return sqrt(p) }
+    function cell(np, b, S,   r, x, L) { L = ""; for (r in runs) { x = ratio(r, np, b, S); if (x != "") L = L " " x }
+      return sprintf("%s | %s (%d of %d)", mr(L, "%.2f"), (nval(L) && med(L) <= 1.05 ? "met" : "**not met**"), cnt(L, "le", 1.05), nval(L)) }
+    END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP)
+            printf "| %d | %s | %s | %s |\n", kk[1], human(kk[2]), cell(kk[1], kk[2], ""), cell(kk[1], kk[2], "_ip") } }' "$1"
+}
 section_tune() {
   local minb=1K maxb=256M it=(-n 10 -w 2) nps=(2 3 4) np rep f
   [ "$QUICK" = 1 ] && { maxb=1M; it=(-n 3 -w 1); nps=(2 3); }
@@ -348,6 +378,7 @@ section_tune() {
   local T="$OUT/coll_tune.json"
   rm -f "$T"
   echo "run,np,mode,column,bytes,time_us" > "$OUT/bench_tune.csv"
+  echo "run,np,bytes,column,call,time_us" > "$OUT/bench_tune_calls.csv"
   for np in "${nps[@]}"; do # one table, rules for each rank count, measured before the comparisons
     run_to "$D/tune_np$np.txt" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE \
       "$STRATA" bench allreduce -b "$minb" -e "$maxb" --tune || return 1
@@ -356,7 +387,8 @@ section_tune() {
     for np in "${nps[@]}"; do
       f="$D/np${np}_r$rep.txt"
       run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b "$minb" -e "$maxb" -f 4 \
-        "${it[@]}" -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 -I 1 && tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv"
+        "${it[@]}" -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 -I 1 -R "$D/calls.csv" && tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv" &&
+        sed "1d; s/^/$rep,$np,/" "$D/calls.csv" >> "$OUT/bench_tune_calls.csv"
       f="$D/np${np}_fresh_r$rep.txt"
       run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b 1M -e "$maxb" -f 4 \
         "${it[@]}" -a auto -i 1 -r 1 && tune_csv "$rep" "$np" fresh "$f" >> "$OUT/bench_tune.csv"
@@ -383,6 +415,14 @@ section_tune() {
     echo "In place (the in-place columns of the same runs, against the fastest fixed column in place):"
     echo
     tune_table in "$T" "$OUT/bench_tune.csv"
+    echo
+    echo "The same runs, the best fixed column chosen on half the calls: the fastest of ten medians is"
+    echo "biased low (among columns within noise of one another, the one that drew the quickest calls"
+    echo "wins), so here the fixed column fastest over the even rounds is timed on the odd rounds, auto"
+    echo "on the odd rounds too, and the other way round; the figure is the geometric mean of the two"
+    echo "ratios, median [range] over the repeats (every call in bench_tune_calls.csv):"
+    echo
+    tune_split "$OUT/bench_tune_calls.csv"
     echo
     echo "In place against out of place, auto, from 1 MiB: \"same input\" is the convention above (and"
     echo "nccl-tests'): out of place reduces the same unchanged buffer every iteration, so a peer may"
@@ -984,7 +1024,7 @@ if [ "$PUBLISH" = 1 ]; then
     [ "$s" = scaling ] && continue # scaling.sh --publish has written its own part
     [ -f "$OUT/bench_$s.md" ] || { echo "benchmarks.sh: --publish: no figures for section $s: its block is left as it was" >&2; continue; }
     cp "$OUT/bench_$s.md" "$RESULTS_DIR/"
-    for c in "$OUT"/bench_"$s".csv "$OUT"/bench_bubble.csv; do
+    for c in "$OUT"/bench_"$s".csv "$OUT"/bench_"$s"_calls.csv "$OUT"/bench_bubble.csv; do
       case "$c" in *bench_bubble.csv) [ "$s" = ddp ] || continue ;; esac
       [ -f "$c" ] && cp "$c" "$RESULTS_DIR/"
     done

@@ -7,6 +7,8 @@
 #  bench_<op>_ofi_shm_np3      : every op over the ofi transport (shm provider)
 #  bench_allreduce_<dtype>_<op>: data types and reductions (exact expected values)
 #  bench_bad_*                 : bad flags exit 2 with a message naming the problem
+#  bench_tune_np<N>            : --tune writes a decision table the next run follows
+#  test_tune_pick              : the tuner's choice among candidates within noise of one another
 #  bench_nccl_sample           : nccl-tests' printf formats reproduce real nccl-tests output
 #  bench_nccl_format_*         : strata bench's header, device lines, table and footer match that
 #                                output character by character (tests/bench/nccl_format_check.c)
@@ -63,6 +65,10 @@ strata_bench_test(bench_allreduce_auto_np3 3 allreduce 4 65536 1048576 4 ""
 strata_bench_test(bench_allreduce_auto_threshold_np3 3 allreduce 4 1024 4096 4
                   "STRATA_COLL_RD_THRESHOLD=300K" "-DAUTO_LINE=rd from 0 B, ring from 307200 B"
                   -- --algo auto)
+
+# The tuner's choice between candidates within noise of one another (coll_tune_pick).
+strata_test_exe(test_tune_pick bench/test_tune_pick.c)
+strata_add_test(test_tune_pick $<TARGET_FILE:test_tune_pick>)
 
 # --tune writes the decision table, the next run follows it, a malformed one is ignored with a
 # one-sentence warning (tests/bench/check_tune.cmake); the table lives in the build tree.

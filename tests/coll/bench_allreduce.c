@@ -17,7 +17,11 @@
  *   [-I 1: interleaved: each iteration is one call of every column of a placement, in a new
  *   random order each time (out of place, then in place, as separate rounds) rather than each
  *   column's iterations back to back, so a slow spell of a shared machine falls on all the
- *   columns it is compared across and no column always follows the same one] */
+ *   columns it is compared across and no column always follows the same one] [-R FILE: rank 0 also
+ *   writes every timed call there, one CSV line "bytes,column,call,time_us" (the column named as
+ *   in the header, "_ip" for in place; call counts rounds from 0), for estimates the medians
+ *   alone cannot give, such as choosing the best column on half the calls and timing it on the
+ *   other half] */
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -96,6 +100,14 @@ static void shuffle(int *a, int n, uint64_t *state) {
   }
 }
 
+/* A column's name as the header prints it: ring/512K, ring/ofi1024K, rd, mpi; in place with
+ * `ip_suffix` appended. */
+static void col_name(char *out, size_t cap, const char *algo, int chunked, const char *transport,
+                     size_t chunk_bytes, int ip, const char *ip_suffix) {
+  if (chunked) snprintf(out, cap, "%s/%s%zuK%s", algo, transport, chunk_bytes >> 10, ip ? ip_suffix : "");
+  else snprintf(out, cap, "%s%s", algo, ip ? ip_suffix : "");
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -112,6 +124,7 @@ int main(int argc, char **argv) {
   int inplace_too = 0; /* -i 1: an in-place column beside each */
   int refresh = 0;     /* -r 1: new input values before each iteration */
   int interleave = 0;  /* -I 1: the columns of a placement take turns, one call each */
+  const char *raw_path = NULL; /* -R FILE: every timed call */
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "-b")) minb = parse_size(argv[i + 1]);
     else if (!strcmp(argv[i], "-e")) maxb = parse_size(argv[i + 1]);
@@ -124,6 +137,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-i")) inplace_too = atoi(argv[i + 1]) != 0;
     else if (!strcmp(argv[i], "-r")) refresh = atoi(argv[i + 1]) != 0;
     else if (!strcmp(argv[i], "-I")) interleave = atoi(argv[i + 1]) != 0;
+    else if (!strcmp(argv[i], "-R")) raw_path = argv[i + 1];
   }
   enum { MAXC = 8, NALG = 6 };
   coll_config_t cfg = coll_config_default();
@@ -174,12 +188,8 @@ int main(int argc, char **argv) {
       for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
         for (int ip = 0; ip <= inplace_too; ip++) {
         char col[48];
-        if (chunked[a])
-          snprintf(col, sizeof col, "%s/%s%zuK", names[a],
-                   ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "",
-                   coll_comm_config(cs[k])->chunk_bytes >> 10);
-        else snprintf(col, sizeof col, "%s", names[a]);
-        if (ip) strcat(col, " ip");
+        col_name(col, sizeof col, names[a], chunked[a], ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "",
+                 coll_comm_config(cs[k])->chunk_bytes, ip, " ip");
         printf(" %22s", col);
       }
     printf("\n");
@@ -189,6 +199,12 @@ int main(int argc, char **argv) {
   for (int a = 0; a < NALG; a++)
     for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
       for (int ip = 0; ip <= inplace_too; ip++) col_a[ncol] = a, col_k[ncol] = k, col_ip[ncol++] = ip;
+  FILE *raw = NULL;
+  if (raw_path && r == 0 && !(raw = fopen(raw_path, "w"))) {
+    fprintf(stderr, "coll_bench_allreduce: cannot write %s (-R); give a writable path\n", raw_path);
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  }
+  if (raw) fprintf(raw, "bytes,column,call,time_us\n");
   if (iters < 1) iters = 1;
   double *t = malloc(sizeof(double) * (size_t)iters * (size_t)(ncol ? ncol : 1));
   double *med = malloc(sizeof(double) * (size_t)(ncol ? ncol : 1));
@@ -213,6 +229,14 @@ int main(int argc, char **argv) {
           double dt = time_call(col_a[c], col_a[c] == 5 ? autoc : cs[col_k[c]], ids[col_a[c]], send, recv, tmp, n, ip,
                                 refresh, r, it);
           if (it >= 0) t[(size_t)c * (size_t)iters + (size_t)it] = dt;
+          if (it >= 0 && raw) {
+            char col[48];
+            int k = col_k[c];
+            col_name(col, sizeof col, names[col_a[c]], chunked[col_a[c]],
+                     ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "", coll_comm_config(cs[k])->chunk_bytes,
+                     ip, "_ip");
+            fprintf(raw, "%zu,%s,%d,%.3f\n", bytes, col, it, dt * 1e6);
+          }
         }
       }
     }
@@ -228,6 +252,10 @@ int main(int argc, char **argv) {
       printf("\n");
       fflush(stdout);
     }
+  }
+  if (raw && fclose(raw)) {
+    fprintf(stderr, "coll_bench_allreduce: writing %s (-R) failed; check the disk\n", raw_path);
+    MPI_Abort(MPI_COMM_WORLD, 2);
   }
   free(med);
   free(t);

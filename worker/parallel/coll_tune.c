@@ -56,16 +56,30 @@ static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *
   return n;
 }
 
-/* One placement's outcome at one size: the fastest candidate and its time, and the times of
+/* One placement's outcome at one size: the chosen candidate and its time, and the times of
  * MPI_Allreduce and of what the built-in rules pick (-1 when not measured), in us; each time
- * is the candidate's median call. */
+ * is the candidate's median call. kept: the choice is the previous size's, not the fastest but
+ * within noise of it (coll_tune_pick). */
 typedef struct {
   candidate_t best;
   double us, mpi_us, builtin_us;
+  int kept;
 } placement_result_t;
 
+static int same_candidate(const candidate_t *a, const candidate_t *b) {
+  return a->algo == b->algo && a->chunk_bytes == b->chunk_bytes;
+}
+
+int coll_tune_pick(int n, const double *med, const double *q3, int prev) {
+  int bi = 0;
+  for (int i = 1; i < n; i++)
+    if (med[i] < med[bi]) bi = i;
+  return prev >= 0 && prev < n && med[prev] <= q3[bi] ? prev : bi;
+}
+
 /* Measures every candidate at `bytes` out of place, then in place, and fills res[0] (out of
- * place) and res[1] (in place); builtin[ip] is the candidate the built-in rules pick. Within a
+ * place) and res[1] (in place) with coll_tune_pick's choice; builtin[ip] is the candidate the built-in
+ * rules pick, prev[ip] the previous size's choice (NULL at the first size). Within a
  * placement the candidates take turns call by call (a round is one call of each, in a new random
  * order each round), so a slow spell of the shared machine falls on all of them, no candidate
  * finds the caches as its own previous call left them (which a training step's all-reduce never
@@ -73,11 +87,11 @@ typedef struct {
  * The placements run apart: in-place calls between out-of-place ones would change what those
  * find in the caches. 0, or -1 on a failure. */
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
-                     size_t bytes, const candidate_t builtin[2], placement_result_t res[2]) {
+                     size_t bytes, const candidate_t builtin[2], const candidate_t *prev, placement_result_t res[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
   int n = candidates_at(bytes, all, nall, cs);
   double calls[TUNE_MAX_CANDIDATES][TUNE_MAX_CALLS]; /* 25 KiB */
-  double t[TUNE_MAX_CANDIDATES][2];
+  double t[2][TUNE_MAX_CANDIDATES], q3[2][TUNE_MAX_CANDIDATES]; /* median and upper-quartile call */
   size_t count = bytes / coll_dtype_size(b->dtype);
   for (int ip = 0; ip < 2; ip++) {
     double warm = 0; /* one warm-up call each; their sum sets the number of rounds */
@@ -103,20 +117,23 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     }
     for (int i = 0; i < n; i++) {
       strata_sort_doubles(calls[i], (size_t)rounds);
-      t[i][ip] = calls[i][rounds / 2];
+      t[ip][i] = calls[i][rounds / 2];
+      q3[ip][i] = calls[i][(3 * rounds) / 4];
     }
   }
   for (int ip = 0; ip < 2; ip++) {
-    int bi = 0;
-    for (int i = 1; i < n; i++)
-      if (t[i][ip] < t[bi][ip]) bi = i;
     placement_result_t *r = &res[ip];
+    int pi = -1; /* the previous size's choice among this size's candidates */
+    for (int i = 0; prev && i < n; i++)
+      if (same_candidate(&cs[i], &prev[ip])) pi = i;
+    int bi = coll_tune_pick(n, t[ip], q3[ip], pi);
+    r->kept = bi == pi && bi != coll_tune_pick(n, t[ip], q3[ip], -1);
     r->best = cs[bi];
-    r->us = t[bi][ip] * 1e6;
+    r->us = t[ip][bi] * 1e6;
     r->mpi_us = r->builtin_us = -1;
     for (int i = 0; i < n; i++) {
-      if (cs[i].algo == COLL_ALGO_MPI) r->mpi_us = t[i][ip] * 1e6;
-      if (cs[i].algo == builtin[ip].algo && cs[i].chunk_bytes == builtin[ip].chunk_bytes) r->builtin_us = t[i][ip] * 1e6;
+      if (cs[i].algo == COLL_ALGO_MPI) r->mpi_us = t[ip][i] * 1e6;
+      if (same_candidate(&cs[i], &builtin[ip])) r->builtin_us = t[ip][i] * 1e6;
     }
   }
   return 0;
@@ -184,10 +201,11 @@ static int add_rule(const coll_bench_t *b, coll_tune_rule_t **rules, int *n, int
 }
 
 static void print_placement(const placement_result_t *r) {
-  char name[32]; /* ring/512K, or rd */
-  snprintf(name, sizeof name, r->best.chunk_bytes ? "%s/%zuK" : "%s", coll_algo_name(r->best.algo),
-           r->best.chunk_bytes >> 10);
-  printf("  %-17s %10.2f  %6.2f  %11.2f", name, r->us, r->mpi_us > 0 ? r->mpi_us / r->us : 0.0,
+  char name[32]; /* ring/512K, or rd; "=" marks a kept previous choice */
+  int len = snprintf(name, sizeof name, r->best.chunk_bytes ? "%s/%zuK" : "%s", coll_algo_name(r->best.algo),
+                     r->best.chunk_bytes >> 10);
+  if (r->kept && len > 0 && (size_t)len + 2 < sizeof name) strcat(name, " =");
+  printf("  %-19s %10.2f  %6.2f  %11.2f", name, r->us, r->mpi_us > 0 ? r->mpi_us / r->us : 0.0,
          r->builtin_us > 0 ? r->builtin_us / r->us : 0.0);
 }
 
@@ -207,13 +225,15 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            "%d candidates (rd, mpi, ring and rabenseifner x chunks 256K-2M)\n",
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
-    printf("# per placement: the fastest candidate (algo/chunk), its time (median call), and its speed over "
+    printf("# per placement: the chosen candidate (algo/chunk; \" =\": the previous size's, kept as its median "
+           "call is within the fastest's upper quartile), its time (median call), and its speed over "
            "MPI_Allreduce's and over the built-in rules' choice\n");
-    printf("# %10s  %-17s %10s  %6s  %11s  %-17s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
+    printf("# %10s  %-19s %10s  %6s  %11s  %-19s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
            "vs mpi", "vs built-in", "in place", "time (us)", "vs mpi", "vs built-in");
     fflush(stdout);
   }
   int measured = 0;
+  candidate_t chosen[2]; /* the previous size's choices, once measured */
   size_t prev = (size_t)-1, dflt_chunk = coll_comm_config(b->comm)->chunk_bytes;
   for (size_t size = b->minbytes;; size = tune_next_size(b, size, unit)) {
     size_t s = size - size % unit;
@@ -228,7 +248,8 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
                 builtin[ip].algo == COLL_ALGO_RING || builtin[ip].algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
           }
       placement_result_t res[2];
-      if (tune_size(b, all, nall, sbuf, rbuf, s, builtin, res)) goto out;
+      if (tune_size(b, all, nall, sbuf, rbuf, s, builtin, measured ? chosen : NULL, res)) goto out;
+      chosen[0] = res[0].best, chosen[1] = res[1].best;
       if (b->rank == 0) {
         printf("  %10zu", s);
         print_placement(&res[0]);

@@ -11,9 +11,11 @@
  * rank), for up to 3 x `iters` rounds (fewer when the calls take
  * long: about 30 ms of each candidate, at least 9 rounds); each call starts after a barrier and
  * counts as its slowest rank's time, and a candidate's time is its median call. Out of
- * place and in place get rules of their own: the fastest candidate of each size and placement
- * holds from that size up to the next measured size, the first from 0 B; equal neighbours are
- * merged. Rules already in the file for other (ranks, transport, dtype) keys are kept.
+ * place and in place get rules of their own: the candidate chosen at each size and placement
+ * (coll_tune_pick: the fastest, or the previous size's choice when that is within noise of the
+ * fastest) holds from that size up to the next measured size, the first from 0 B; equal
+ * neighbours are merged. Rules already in the file for other (ranks, transport, dtype) keys are
+ * kept.
  *
  * Usage (every rank; b as for coll_bench_run, b->comm the communicator measured)
  *    if (coll_tune_run(&b, &cfg, path) != 0) ... failed (said on the rank that failed) ...
@@ -32,5 +34,13 @@
  * communicators are built from it with their chunk size and without a table). 0, or -1 with the
  * reason said (every rank returns the same). */
 int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path);
+
+/* The choice among n candidates at one size and placement, from each one's median call med[i]
+ * and upper-quartile call q3[i]: the fastest median, unless `prev` (the index of the previous
+ * size's choice, or -1) has a median no slower than the fastest's upper quartile. Candidates
+ * within noise of one another trade places from run to run and size to size; keeping the
+ * previous choice then costs less than the fastest's own spread and spares the table a rule that
+ * is one noisy draw. Ties go to the lowest index. */
+int coll_tune_pick(int n, const double *med, const double *q3, int prev);
 
 #endif /* STRATA_COLL_TUNE_H */

@@ -1,0 +1,31 @@
+/* test_tune_pick.c -- coll_tune_pick (worker/parallel/coll_tune.h): the tuner's choice at one
+ * size is the fastest median, unless the previous size's choice has a median within the fastest's
+ * upper quartile. */
+#include "coll_tune.h"
+#include "test_util.h"
+
+int main(void) {
+  /* Three candidates: medians 10, 11, 13 us; upper quartiles 12, 12.5, 14. */
+  const double med[3] = {10, 11, 13}, q3[3] = {12, 12.5, 14};
+  CHECK_EQ_INT(coll_tune_pick(3, med, q3, -1), 0); /* first size: the fastest */
+  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 0), 0);  /* the previous choice is the fastest */
+  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 1), 1);  /* 11 <= 12: within noise, kept */
+  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 2), 0);  /* 13 > 12: clearly slower, replaced */
+  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 3), 0);  /* not a candidate at this size */
+
+  /* The bound is the fastest's quartile, not the previous choice's own: a noisy previous choice
+   * with a wide spread is still replaced when its median is beyond the fastest's spread. */
+  const double med2[2] = {20, 23}, q3_2[2] = {22, 40};
+  CHECK_EQ_INT(coll_tune_pick(2, med2, q3_2, 1), 0);
+  /* Equal to the quartile is within it. */
+  const double med3[2] = {20, 22}, q3_3[2] = {22, 22};
+  CHECK_EQ_INT(coll_tune_pick(2, med3, q3_3, 1), 1);
+
+  /* The fastest is found wherever it stands; ties go to the lowest index. */
+  const double med4[4] = {9, 7, 8, 7}, q3_4[4] = {9, 7.5, 9, 8};
+  CHECK_EQ_INT(coll_tune_pick(4, med4, q3_4, -1), 1);
+  CHECK_EQ_INT(coll_tune_pick(4, med4, q3_4, 3), 3); /* a tie with the fastest is within noise */
+  CHECK_EQ_INT(coll_tune_pick(4, med4, q3_4, 2), 1); /* 8 > 7.5 */
+  CHECK_EQ_INT(coll_tune_pick(1, med4, q3_4, 0), 0); /* one candidate */
+  return test_finish("test_tune_pick");
+}
