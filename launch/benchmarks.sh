@@ -370,8 +370,11 @@ tune_split() {
             printf "| %d | %s | %s | %s |\n", kk[1], human(kk[2]), cell(kk[1], kk[2], ""), cell(kk[1], kk[2], "_ip") } }' "$1"
 }
 section_tune() {
-  local minb=1K maxb=256M it=(-n 10 -w 2) nps=(2 3 4) np rep f
-  [ "$QUICK" = 1 ] && { maxb=1M; it=(-n 3 -w 1); nps=(2 3); }
+  # The comparisons' size ranges and timed calls per column: 40 up to 16 MiB, where a call is
+  # short and its time often two-valued (a scheduler wake-up apart), 10 above (a call takes
+  # 10-100 ms there).
+  local minb=1K maxb=256M ranges=("1K 16M 40" "64M 256M 10") nps=(2 3 4) np rep f rg b e n
+  [ "$QUICK" = 1 ] && { maxb=1M; ranges=("1K 1M 3"); nps=(2 3); }
   local CB="$BUILD/tests/coll_bench_allreduce" D="$OUT/tune"
   [ -x "$CB" ] || { echo "benchmarks.sh: $CB missing (cmake --build build --target coll_bench_allreduce)" >&2; FAIL=1; return 1; }
   mkdir -p "$D"
@@ -385,13 +388,17 @@ section_tune() {
   done
   for rep in $(seq 1 "$REPEATS"); do
     for np in "${nps[@]}"; do
-      f="$D/np${np}_r$rep.txt"
-      run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b "$minb" -e "$maxb" -f 4 \
-        "${it[@]}" -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 -I 1 -R "$D/calls.csv" && tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv" &&
-        sed "1d; s/^/$rep,$np,/" "$D/calls.csv" >> "$OUT/bench_tune_calls.csv"
-      f="$D/np${np}_fresh_r$rep.txt"
-      run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b 1M -e "$maxb" -f 4 \
-        "${it[@]}" -a auto -i 1 -r 1 && tune_csv "$rep" "$np" fresh "$f" >> "$OUT/bench_tune.csv"
+      for rg in "${ranges[@]}"; do
+        read -r b e n <<< "$rg"
+        f="$D/np${np}_${b}_r$rep.txt"
+        run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b "$b" -e "$e" -f 4 \
+          -n "$n" -w 2 -a auto,ring,rd,rh,mpi -c 256K,512K,1M,2M -i 1 -I 1 -R "$D/calls.csv" &&
+          tune_csv "$rep" "$np" same "$f" >> "$OUT/bench_tune.csv" && sed "1d; s/^/$rep,$np,/" "$D/calls.csv" >> "$OUT/bench_tune_calls.csv"
+        [ "$b" = 1K ] && b=1M # in place against out of place from 1 MiB
+        f="$D/np${np}_${b}_fresh_r$rep.txt"
+        run_to "$f" env STRATA_COLL_TUNE_FILE="$T" "${MPIRUN[@]}" -np "$np" -x STRATA_COLL_TUNE_FILE "$CB" -b "$b" -e "$e" -f 4 \
+          -n "$n" -w 2 -a auto -i 1 -r 1 && tune_csv "$rep" "$np" fresh "$f" >> "$OUT/bench_tune.csv"
+      done
     done
   done
   block_head tune
@@ -401,7 +408,9 @@ section_tune() {
     echo "(\`STRATA_COLL_TUNE_FILE\`): \`auto\` beside every fixed algorithm and chunk (ring and"
     echo "Rabenseifner at 256 KiB, 512 KiB, 1 MiB and 2 MiB chunks, recursive doubling) and"
     echo "\`MPI_Allreduce\`, out of place and in place, fp32 sum; each time is the median of the timed"
-    echo "iterations of one run, the columns of a placement taking turns call by call in a new random"
+    echo "calls of one run (40 a column up to 16 MiB, 10 above; with 10, a column's median at 256 KiB"
+    echo "on 2 ranks jumps between two values about 10 us apart as 5 of its calls fall on one or the"
+    echo "other), the columns of a placement taking turns call by call in a new random"
     echo "order each round (\`-I 1\`), so a slow spell of the shared machine falls on every column compared,"
     echo "not on one (in place, the columns start from zeros). \"auto / best fixed\" is auto's time over"
     echo "the fastest fixed column's at that size and placement, within a run (goal <= 1.05); \"MPI /"
@@ -416,11 +425,11 @@ section_tune() {
     echo
     tune_table in "$T" "$OUT/bench_tune.csv"
     echo
-    echo "The same runs, the best fixed column chosen on half the calls: the fastest of ten medians is"
+    echo "The same runs, the best fixed column chosen on half the calls: the fastest of nine medians is"
     echo "biased low (among columns within noise of one another, the one that drew the quickest calls"
     echo "wins), so here the fixed column fastest over the even rounds is timed on the odd rounds, auto"
     echo "on the odd rounds too, and the other way round; the figure is the geometric mean of the two"
-    echo "ratios, median [range] over the repeats (every call in bench_tune_calls.csv):"
+    echo "ratios, median [range] over the repeats (every call: bench_tune_calls.csv.gz):"
     echo
     tune_split "$OUT/bench_tune_calls.csv"
     echo
@@ -1024,10 +1033,12 @@ if [ "$PUBLISH" = 1 ]; then
     [ "$s" = scaling ] && continue # scaling.sh --publish has written its own part
     [ -f "$OUT/bench_$s.md" ] || { echo "benchmarks.sh: --publish: no figures for section $s: its block is left as it was" >&2; continue; }
     cp "$OUT/bench_$s.md" "$RESULTS_DIR/"
-    for c in "$OUT"/bench_"$s".csv "$OUT"/bench_"$s"_calls.csv "$OUT"/bench_bubble.csv; do
+    for c in "$OUT"/bench_"$s".csv "$OUT"/bench_bubble.csv; do
       case "$c" in *bench_bubble.csv) [ "$s" = ddp ] || continue ;; esac
       [ -f "$c" ] && cp "$c" "$RESULTS_DIR/"
     done
+    c="$OUT/bench_${s}_calls.csv" # every timed call, where a section keeps them: compressed
+    [ -f "$c" ] && gzip -9 -n -c "$c" > "$RESULTS_DIR/bench_${s}_calls.csv.gz"
     awk -v name="$s" -v f="$OUT/bench_$s.md" '
       index($0, "<!-- benchmarks.sh:begin " name " -->") == 1 { print; while ((getline l < f) > 0) print l; skip = 1; next }
       index($0, "<!-- benchmarks.sh:end " name " -->") == 1 { skip = 0 }

@@ -1,31 +1,37 @@
 /* test_tune_pick.c -- coll_tune_pick (worker/parallel/coll_tune.h): the tuner's choice at one
  * size is the fastest median, unless the previous size's choice has a median within the fastest's
- * upper quartile. */
+ * median's confidence interval. */
 #include "coll_tune.h"
 #include "test_util.h"
 
 int main(void) {
-  /* Three candidates: medians 10, 11, 13 us; upper quartiles 12, 12.5, 14. */
-  const double med[3] = {10, 11, 13}, q3[3] = {12, 12.5, 14};
-  CHECK_EQ_INT(coll_tune_pick(3, med, q3, -1), 0); /* first size: the fastest */
-  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 0), 0);  /* the previous choice is the fastest */
-  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 1), 1);  /* 11 <= 12: within noise, kept */
-  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 2), 0);  /* 13 > 12: clearly slower, replaced */
-  CHECK_EQ_INT(coll_tune_pick(3, med, q3, 3), 0);  /* not a candidate at this size */
+  /* Three candidates: medians 10, 11, 13 us; their confidence intervals' upper ends 12, 12.5, 14. */
+  const double med[3] = {10, 11, 13}, hi[3] = {12, 12.5, 14};
+  CHECK_EQ_INT(coll_tune_pick(3, med, hi, -1), 0); /* first size: the fastest */
+  CHECK_EQ_INT(coll_tune_pick(3, med, hi, 0), 0);  /* the previous choice is the fastest */
+  CHECK_EQ_INT(coll_tune_pick(3, med, hi, 1), 1);  /* 11 <= 12: within noise, kept */
+  CHECK_EQ_INT(coll_tune_pick(3, med, hi, 2), 0);  /* 13 > 12: clearly slower, replaced */
+  CHECK_EQ_INT(coll_tune_pick(3, med, hi, 3), 0);  /* not a candidate at this size */
 
-  /* The bound is the fastest's quartile, not the previous choice's own: a noisy previous choice
-   * with a wide spread is still replaced when its median is beyond the fastest's spread. */
-  const double med2[2] = {20, 23}, q3_2[2] = {22, 40};
-  CHECK_EQ_INT(coll_tune_pick(2, med2, q3_2, 1), 0);
-  /* Equal to the quartile is within it. */
-  const double med3[2] = {20, 22}, q3_3[2] = {22, 22};
-  CHECK_EQ_INT(coll_tune_pick(2, med3, q3_3, 1), 1);
+  /* The bound is the fastest's interval, not the previous choice's own: a noisy previous choice
+   * with a wide interval is still replaced when its median is beyond the fastest's. */
+  const double med2[2] = {20, 23}, hi_2[2] = {22, 40};
+  CHECK_EQ_INT(coll_tune_pick(2, med2, hi_2, 1), 0);
+  /* Equal to the bound is within it. */
+  const double med3[2] = {20, 22}, hi_3[2] = {22, 22};
+  CHECK_EQ_INT(coll_tune_pick(2, med3, hi_3, 1), 1);
 
   /* The fastest is found wherever it stands; ties go to the lowest index. */
-  const double med4[4] = {9, 7, 8, 7}, q3_4[4] = {9, 7.5, 9, 8};
-  CHECK_EQ_INT(coll_tune_pick(4, med4, q3_4, -1), 1);
-  CHECK_EQ_INT(coll_tune_pick(4, med4, q3_4, 3), 3); /* a tie with the fastest is within noise */
-  CHECK_EQ_INT(coll_tune_pick(4, med4, q3_4, 2), 1); /* 8 > 7.5 */
-  CHECK_EQ_INT(coll_tune_pick(1, med4, q3_4, 0), 0); /* one candidate */
+  const double med4[4] = {9, 7, 8, 7}, hi_4[4] = {9, 7.5, 9, 8};
+  CHECK_EQ_INT(coll_tune_pick(4, med4, hi_4, -1), 1);
+  CHECK_EQ_INT(coll_tune_pick(4, med4, hi_4, 3), 3); /* a tie with the fastest is within noise */
+  CHECK_EQ_INT(coll_tune_pick(4, med4, hi_4, 2), 1); /* 8 > 7.5 */
+  CHECK_EQ_INT(coll_tune_pick(1, med4, hi_4, 0), 0); /* one candidate */
+
+  /* The median's 95% interval: ceil(n/2 + 0.98 sqrt(n)), within 1..n. */
+  CHECK_EQ_INT(coll_tune_median_upper_rank(1), 1);
+  CHECK_EQ_INT(coll_tune_median_upper_rank(9), 8);    /* 4.5 + 2.94 */
+  CHECK_EQ_INT(coll_tune_median_upper_rank(60), 38);  /* 30 + 7.59 */
+  CHECK_EQ_INT(coll_tune_median_upper_rank(200), 114); /* 100 + 13.86 */
   return test_finish("test_tune_pick");
 }

@@ -1,6 +1,7 @@
 /* coll_tune.c -- `strata bench allreduce --tune` (see coll_tune.h). */
 #include "coll_tune.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +71,16 @@ static int same_candidate(const candidate_t *a, const candidate_t *b) {
   return a->algo == b->algo && a->chunk_bytes == b->chunk_bytes;
 }
 
-int coll_tune_pick(int n, const double *med, const double *q3, int prev) {
+int coll_tune_pick(int n, const double *med, const double *med_hi, int prev) {
   int bi = 0;
   for (int i = 1; i < n; i++)
     if (med[i] < med[bi]) bi = i;
-  return prev >= 0 && prev < n && med[prev] <= q3[bi] ? prev : bi;
+  return prev >= 0 && prev < n && med[prev] <= med_hi[bi] ? prev : bi;
+}
+
+int coll_tune_median_upper_rank(int n) {
+  int k = (int)ceil(n / 2.0 + 0.98 * sqrt((double)n));
+  return k < 1 ? 1 : k > n ? n : k;
 }
 
 /* Measures every candidate at `bytes` out of place, then in place, and fills res[0] (out of
@@ -91,7 +97,7 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
   candidate_t cs[TUNE_MAX_CANDIDATES];
   int n = candidates_at(bytes, all, nall, cs);
   double calls[TUNE_MAX_CANDIDATES][TUNE_MAX_CALLS]; /* 25 KiB */
-  double t[2][TUNE_MAX_CANDIDATES], q3[2][TUNE_MAX_CANDIDATES]; /* median and upper-quartile call */
+  double t[2][TUNE_MAX_CANDIDATES], hi[2][TUNE_MAX_CANDIDATES]; /* median call, its confidence bound */
   size_t count = bytes / coll_dtype_size(b->dtype);
   for (int ip = 0; ip < 2; ip++) {
     double warm = 0; /* one warm-up call each; their sum sets the number of rounds */
@@ -118,7 +124,7 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     for (int i = 0; i < n; i++) {
       strata_sort_doubles(calls[i], (size_t)rounds);
       t[ip][i] = calls[i][rounds / 2];
-      q3[ip][i] = calls[i][(3 * rounds) / 4];
+      hi[ip][i] = calls[i][coll_tune_median_upper_rank(rounds) - 1];
     }
   }
   for (int ip = 0; ip < 2; ip++) {
@@ -126,8 +132,8 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     int pi = -1; /* the previous size's choice among this size's candidates */
     for (int i = 0; prev && i < n; i++)
       if (same_candidate(&cs[i], &prev[ip])) pi = i;
-    int bi = coll_tune_pick(n, t[ip], q3[ip], pi);
-    r->kept = bi == pi && bi != coll_tune_pick(n, t[ip], q3[ip], -1);
+    int bi = coll_tune_pick(n, t[ip], hi[ip], pi);
+    r->kept = bi == pi && bi != coll_tune_pick(n, t[ip], hi[ip], -1);
     r->best = cs[bi];
     r->us = t[ip][bi] * 1e6;
     r->mpi_us = r->builtin_us = -1;
@@ -226,8 +232,8 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
     printf("# per placement: the chosen candidate (algo/chunk; \" =\": the previous size's, kept as its median "
-           "call is within the fastest's upper quartile), its time (median call), and its speed over "
-           "MPI_Allreduce's and over the built-in rules' choice\n");
+           "call is within the 95%% confidence interval of the fastest's), its time (median call), and its speed "
+           "over MPI_Allreduce's and over the built-in rules' choice\n");
     printf("# %10s  %-19s %10s  %6s  %11s  %-19s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
            "vs mpi", "vs built-in", "in place", "time (us)", "vs mpi", "vs built-in");
     fflush(stdout);

@@ -12,8 +12,8 @@
  * long: about 30 ms of each candidate, at least 9 rounds); each call starts after a barrier and
  * counts as its slowest rank's time, and a candidate's time is its median call. Out of
  * place and in place get rules of their own: the candidate chosen at each size and placement
- * (coll_tune_pick: the fastest, or the previous size's choice when that is within noise of the
- * fastest) holds from that size up to the next measured size, the first from 0 B; equal
+ * (coll_tune_pick: the fastest, or the previous size's choice when its median is within the 95%
+ * confidence interval of the fastest's) holds from that size up to the next measured size, the first from 0 B; equal
  * neighbours are merged. Rules already in the file for other (ranks, transport, dtype) keys are
  * kept.
  *
@@ -36,11 +36,17 @@
 int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path);
 
 /* The choice among n candidates at one size and placement, from each one's median call med[i]
- * and upper-quartile call q3[i]: the fastest median, unless `prev` (the index of the previous
- * size's choice, or -1) has a median no slower than the fastest's upper quartile. Candidates
- * within noise of one another trade places from run to run and size to size; keeping the
- * previous choice then costs less than the fastest's own spread and spares the table a rule that
- * is one noisy draw. Ties go to the lowest index. */
-int coll_tune_pick(int n, const double *med, const double *q3, int prev);
+ * and the upper end med_hi[i] of the 95% confidence interval of that median: the fastest
+ * median, unless `prev` (the index of the previous size's choice, or -1) has a median no slower
+ * than the fastest's med_hi, so that the calls cannot tell the two apart. Candidates within
+ * noise of one another trade places from run to run and size to size; keeping the previous
+ * choice then spares the table a rule that is one noisy draw. Ties go to the lowest index. */
+int coll_tune_pick(int n, const double *med, const double *med_hi, int prev);
+
+/* The 1-based rank, among n >= 1 sorted samples, of the upper end of the distribution-free 95%
+ * confidence interval of their median: the count of samples below the median is binomial (n,
+ * 1/2), so the interval runs between the order statistics n/2 -+ 1.96 sqrt(n) / 2 (the normal
+ * approximation; Conover, Practical Nonparametric Statistics, the sign test's interval). */
+int coll_tune_median_upper_rank(int n);
 
 #endif /* STRATA_COLL_TUNE_H */
