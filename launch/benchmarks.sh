@@ -342,7 +342,7 @@ tune_table() {
 }
 # tune_split CALLS: the markdown rows of auto against the best fixed column chosen on half the
 # calls and timed on the other half, out of place and in place (CALLS: run,np,bytes,column,call,
-# time_us, every timed call of the "same" runs). The fastest of ten medians is biased low: with
+# time_us, every timed call of the "same" runs). The fastest of nine medians is biased low: with
 # candidates within noise of one another, the one that drew its fastest calls wins. Choosing on
 # the even calls and timing on the odd ones (and the other way round; the geometric mean of the
 # two ratios) removes that bias, as cross-validation does.

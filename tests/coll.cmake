@@ -41,6 +41,14 @@ endforeach()
 add_executable(coll_bench_allreduce ${CMAKE_CURRENT_SOURCE_DIR}/coll/bench_allreduce.c)
 target_link_libraries(coll_bench_allreduce PRIVATE strata_coll)
 set_target_properties(coll_bench_allreduce PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+# A -R file it cannot write is named, with exit status 2 (the pattern matches only the exit-2
+# path of expect_exit2.cmake; run as a singleton, without mpirun).
+set(bench_raw_bad_args "-b 1K -e 1K -n 1 -w 0 -a ring -R /nonexistent-strata-dir/calls.csv")
+add_test(NAME coll_bench_allreduce_bad_raw COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:coll_bench_allreduce>
+         "-DARGS=${bench_raw_bad_args}" -P ${CMAKE_CURRENT_SOURCE_DIR}/bench/expect_exit2.cmake)
+set_tests_properties(coll_bench_allreduce_bad_raw PROPERTIES LABELS "unit" TIMEOUT 60
+  PASS_REGULAR_EXPRESSION "exit status 2: coll_bench_allreduce: cannot write /nonexistent-strata-dir/calls.csv \\(-R\\); give a writable path"
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 # An experiment beside the tuning tool, not a test: the direct shared-memory all-reduce that
 # collectives/README.md ("A direct shared-memory all-reduce") measures against MPI_Allreduce.
 add_executable(coll_direct_shm_probe ${CMAKE_CURRENT_SOURCE_DIR}/coll/direct_shm_probe.c)

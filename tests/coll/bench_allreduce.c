@@ -100,14 +100,6 @@ static void shuffle(int *a, int n, uint64_t *state) {
   }
 }
 
-/* A column's name as the header prints it: ring/512K, ring/ofi1024K, rd, mpi; in place with
- * `ip_suffix` appended. */
-static void col_name(char *out, size_t cap, const char *algo, int chunked, const char *transport,
-                     size_t chunk_bytes, int ip, const char *ip_suffix) {
-  if (chunked) snprintf(out, cap, "%s/%s%zuK%s", algo, transport, chunk_bytes >> 10, ip ? ip_suffix : "");
-  else snprintf(out, cap, "%s%s", algo, ip ? ip_suffix : "");
-}
-
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -178,27 +170,34 @@ int main(int argc, char **argv) {
   const int chunked[NALG] = {1, 0, 0, 0, 1, 0};
   int use[NALG];
   for (int a = 0; a < NALG; a++) use[a] = strstr(algos, names[a]) != NULL;
+  /* The columns in header order: algorithm index, communicator index, placement, and the name
+   * without its placement (ring/512K, ring/ofi1024K, rd, mpi; in place adds " ip" in the header
+   * and "_ip" in the -R file). */
+  int ncol = 0, col_a[NALG * MAXC * 2], col_k[NALG * MAXC * 2], col_ip[NALG * MAXC * 2];
+  char col_name[NALG * MAXC * 2][48];
+  for (int a = 0; a < NALG; a++)
+    for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
+      for (int ip = 0; ip <= inplace_too; ip++) {
+        if (chunked[a])
+          snprintf(col_name[ncol], sizeof col_name[ncol], "%s/%s%zuK", names[a],
+                   ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "",
+                   coll_comm_config(cs[k])->chunk_bytes >> 10);
+        else snprintf(col_name[ncol], sizeof col_name[ncol], "%s", names[a]);
+        col_a[ncol] = a, col_k[ncol] = k, col_ip[ncol++] = ip;
+      }
   if (r == 0) {
     printf("# np=%d transport=%s depth=%d  busbw GB/s (time us), %s of %d%s\n", p,
            coll_transport_name(cs[0]), cfg.pipeline_depth, use_min ? "min" : "median", iters,
            refresh ? ", input rewritten before each call" : "");
     if (use[5]) printf("# auto: %s\n", coll_tune_describe(autoc));
     printf("%12s", "bytes");
-    for (int a = 0; a < NALG; a++)
-      for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
-        for (int ip = 0; ip <= inplace_too; ip++) {
-        char col[48];
-        col_name(col, sizeof col, names[a], chunked[a], ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "",
-                 coll_comm_config(cs[k])->chunk_bytes, ip, " ip");
-        printf(" %22s", col);
-      }
+    for (int c = 0; c < ncol; c++) {
+      char col[48];
+      snprintf(col, sizeof col, "%s%s", col_name[c], col_ip[c] ? " ip" : "");
+      printf(" %22s", col);
+    }
     printf("\n");
   }
-  /* The columns in header order: algorithm index, communicator index, placement. */
-  int ncol = 0, col_a[NALG * MAXC * 2], col_k[NALG * MAXC * 2], col_ip[NALG * MAXC * 2];
-  for (int a = 0; a < NALG; a++)
-    for (int k = 0; use[a] && k < (chunked[a] ? nc : 1); k++)
-      for (int ip = 0; ip <= inplace_too; ip++) col_a[ncol] = a, col_k[ncol] = k, col_ip[ncol++] = ip;
   FILE *raw = NULL;
   if (raw_path && r == 0 && !(raw = fopen(raw_path, "w"))) {
     fprintf(stderr, "coll_bench_allreduce: cannot write %s (-R); give a writable path\n", raw_path);
@@ -229,14 +228,7 @@ int main(int argc, char **argv) {
           double dt = time_call(col_a[c], col_a[c] == 5 ? autoc : cs[col_k[c]], ids[col_a[c]], send, recv, tmp, n, ip,
                                 refresh, r, it);
           if (it >= 0) t[(size_t)c * (size_t)iters + (size_t)it] = dt;
-          if (it >= 0 && raw) {
-            char col[48];
-            int k = col_k[c];
-            col_name(col, sizeof col, names[col_a[c]], chunked[col_a[c]],
-                     ctrans[k] != cfg.transport ? coll_transport_name(cs[k]) : "", coll_comm_config(cs[k])->chunk_bytes,
-                     ip, "_ip");
-            fprintf(raw, "%zu,%s,%d,%.3f\n", bytes, col, it, dt * 1e6);
-          }
+          if (it >= 0 && raw) fprintf(raw, "%zu,%s%s,%d,%.3f\n", bytes, col_name[c], ip ? "_ip" : "", it, dt * 1e6);
         }
       }
     }

@@ -133,7 +133,7 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
     for (int i = 0; prev && i < n; i++)
       if (same_candidate(&cs[i], &prev[ip])) pi = i;
     int bi = coll_tune_pick(n, t[ip], hi[ip], pi);
-    r->kept = bi == pi && bi != coll_tune_pick(n, t[ip], hi[ip], -1);
+    r->kept = bi != coll_tune_pick(n, t[ip], hi[ip], -1); /* not the fastest: the previous choice */
     r->best = cs[bi];
     r->us = t[ip][bi] * 1e6;
     r->mpi_us = r->builtin_us = -1;

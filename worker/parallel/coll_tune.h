@@ -13,9 +13,9 @@
  * counts as its slowest rank's time, and a candidate's time is its median call. Out of
  * place and in place get rules of their own: the candidate chosen at each size and placement
  * (coll_tune_pick: the fastest, or the previous size's choice when its median is within the 95%
- * confidence interval of the fastest's) holds from that size up to the next measured size, the first from 0 B; equal
- * neighbours are merged. Rules already in the file for other (ranks, transport, dtype) keys are
- * kept.
+ * confidence interval of the fastest's) holds from that size up to the next measured size, the
+ * first from 0 B; equal neighbours are merged. Rules already in the file for other (ranks,
+ * transport, dtype) keys are kept.
  *
  * Usage (every rank; b as for coll_bench_run, b->comm the communicator measured)
  *    if (coll_tune_run(&b, &cfg, path) != 0) ... failed (said on the rank that failed) ...
