@@ -37,6 +37,14 @@ foreach(np 2 3 4)
   strata_add_mpi_test(coll_tune_np${np} ${np} $<TARGET_FILE:coll_test_ops> tune)
 endforeach()
 
+# The scratch buffers' allocation (an internal function, so the library's private headers).
+add_executable(coll_test_scratch_mem ${CMAKE_CURRENT_SOURCE_DIR}/coll/test_scratch_mem.c ${CMAKE_CURRENT_SOURCE_DIR}/test_util.c)
+target_include_directories(coll_test_scratch_mem PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
+  ${PROJECT_SOURCE_DIR}/collectives/core ${PROJECT_SOURCE_DIR}/collectives/transports)
+target_link_libraries(coll_test_scratch_mem PRIVATE strata_coll)
+set_target_properties(coll_test_scratch_mem PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+strata_add_test(coll_scratch_mem $<TARGET_FILE:coll_test_scratch_mem>)
+
 # Tuning tool (not a test): all-reduce timings of ring / rd / mpi / a blocking sendrecv ring.
 add_executable(coll_bench_allreduce ${CMAKE_CURRENT_SOURCE_DIR}/coll/bench_allreduce.c)
 target_link_libraries(coll_bench_allreduce PRIVATE strata_coll)

@@ -145,10 +145,19 @@ struct coll_comm {
 /* Formats the communicator's last error (also returned for convenience). */
 coll_result_t coll_set_error(coll_comm_t *comm, coll_result_t rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* 64-byte aligned buffer of at least `bytes` (its real size in *cap); NULL on failure. */
+/* 64-byte aligned buffer of at least `bytes` (its real size in *cap), from the cache or from
+ * coll_mem_alloc_scratch; NULL on failure. */
 void *coll_scratch_get(coll_comm_t *comm, size_t bytes, size_t *cap);
 void coll_scratch_put(coll_comm_t *comm, void *buf, size_t bytes);
 double coll_now_s(void);
+
+/* ---- mem.c ---- */
+/* A scratch buffer of at least `bytes`, its real size in *cap: from COLL_SCRATCH_HUGE_MIN up
+ * whole 2 MiB-aligned huge pages, as coll_mem_alloc gives, else 64-byte aligned and exact (also
+ * when STRATA_COLL_HUGEPAGES or STRATA_COLL_SCRATCH_HUGEPAGES is 0). NULL on failure; release
+ * with free(). */
+#define COLL_SCRATCH_HUGE_MIN ((size_t)256 << 10)
+void *coll_mem_alloc_scratch(size_t bytes, size_t *cap);
 
 /* ---- tune_file.c: the decision table's file format ---- */
 /* Parses a table of len bytes (text, NUL-terminated, is modified): JSON of format version 2,

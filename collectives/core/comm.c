@@ -60,6 +60,7 @@ static const strnum_env_t coll_env_vars[] = {
     {"STRATA_COLL_PROGRESS_THREAD", {STRNUM_INT, 0, 1, 0}, NULL, "1: background progress thread"},
     {"STRATA_COLL_PROGRESS_SLEEP_US", {STRNUM_INT, 0, 999999, 0}, NULL, "progress thread's idle sleep"},
     {"STRATA_COLL_HUGEPAGES", {STRNUM_INT, 0, 1, 0}, NULL, "0: coll_mem_alloc gives no huge-page advice"},
+    {"STRATA_COLL_SCRATCH_HUGEPAGES", {STRNUM_INT, 0, 1, 0}, NULL, "0: scratch buffers exact, not whole huge pages"},
     {"STRATA_COLL_YIELD", {STRNUM_INT, 0, 1, 0}, "auto", "sched_yield() in idle polls"},
     {"STRATA_COLL_WIRE16", {STRNUM_INT, 0, 1, 0}, NULL, "1: 16-bit reductions send 16-bit values"},
     {"STRATA_OFI_MAX_MSG_BYTES", {STRNUM_BYTES, 1, 1024 * GIB, 0}, NULL, "ofi: cap on one fragment"},
@@ -132,9 +133,11 @@ coll_config_t coll_config_default(void) {
   rc = env_number(&cfg, "STRATA_COLL_YIELD", &x);
   if (rc == 1) cfg.yield_idle = (int)x.i;
   else if (rc == 2) cfg.yield_idle = -1; /* auto */
-  /* read where they act (coll_mem_alloc, the progress thread, the ofi transport), which have
-   * no way to report; checked here so a bad value is reported before anything starts */
+  /* read where they act (coll_mem_alloc, the scratch cache, the progress thread, the ofi
+   * transport), which have no way to report; checked here so a bad value is reported before
+   * anything starts */
   env_number(&cfg, "STRATA_COLL_HUGEPAGES", &x);
+  env_number(&cfg, "STRATA_COLL_SCRATCH_HUGEPAGES", &x);
   env_number(&cfg, "STRATA_COLL_PROGRESS_SLEEP_US", &x);
   env_number(&cfg, "STRATA_OFI_MAX_MSG_BYTES", &x);
   env_number(&cfg, "STRATA_OFI_FORCE_MR", &x);
@@ -382,10 +385,7 @@ void *coll_scratch_get(coll_comm_t *comm, size_t bytes, size_t *cap) {
     *cap = comm->cache_bytes[best];
     return p;
   }
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes)) return NULL;
-  *cap = bytes;
-  return p;
+  return coll_mem_alloc_scratch(bytes, cap);
 }
 
 void coll_scratch_put(coll_comm_t *comm, void *buf, size_t bytes) {

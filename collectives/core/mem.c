@@ -13,10 +13,12 @@
 
 #define HUGE_BYTES ((size_t)2 << 20)
 
-static int hugepages_wanted(void) {
+/* 1 unless the variable is set to 0 (an unset or bad value keeps the default, 1). */
+static int env_on(const char *name) {
   strnum_value_t v;
-  return !(coll_env_number("STRATA_COLL_HUGEPAGES", &v, NULL, 0) == 1 && v.i == 0);
+  return !(coll_env_number(name, &v, NULL, 0) == 1 && v.i == 0);
 }
+static int hugepages_wanted(void) { return env_on("STRATA_COLL_HUGEPAGES"); }
 
 void *coll_mem_alloc(size_t bytes) {
   void *p = NULL;
@@ -26,6 +28,26 @@ void *coll_mem_alloc(size_t bytes) {
 #ifdef MADV_HUGEPAGE
   if (hugepages_wanted()) (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: ignore failure */
 #endif
+  return p;
+}
+
+/* Scratch is where a ring or Rabenseifner step receives, where recursive doubling keeps its
+ * partner's half and a 16-bit reduction its fp32 copy that peers then read: the same
+ * process_vm_readv page walks as the user's buffers. Rounding up to whole huge pages costs at
+ * most 2 MiB a cached buffer (COLL_SCRATCH_CACHE of them a communicator). Measured in 8 pairs of
+ * runs (BENCHMARKS.md, "Scratch on huge pages"): 0.79-0.96 of the time at np=2 4-16 MiB, none
+ * beyond the noise on 3 ranks. */
+void *coll_mem_alloc_scratch(size_t bytes, size_t *cap) {
+  *cap = 0;
+  if (bytes >= COLL_SCRATCH_HUGE_MIN && hugepages_wanted() && env_on("STRATA_COLL_SCRATCH_HUGEPAGES")) {
+    size_t len = (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
+    void *p = coll_mem_alloc(len);
+    if (p) *cap = len;
+    return p;
+  }
+  void *p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 1)) return NULL;
+  *cap = bytes;
   return p;
 }
 
