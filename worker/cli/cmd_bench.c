@@ -138,7 +138,7 @@ static const char usage_text[] =
     "--tune (allreduce only; sizes default to -b 1K -e 256M) measures every algorithm and chunk\n"
     "size at each size for this rank count, transport and -d dtype, out of place and in place,\n"
     "and writes the fastest of each placement (or the previous size's choice where the calls\n"
-    "cannot tell it from the fastest) to the decision table that auto follows ($STRATA_COLL_TUNE_FILE, default\n"
+    "cannot tell it from the fastest and it is within 2% of it) to the decision table that auto follows ($STRATA_COLL_TUNE_FILE, default\n"
     "~/.cache/strata/coll_tune.json; rules for other rank counts, transports and dtypes are kept;\n"
     "collectives/README.md, \"Tuning\"). Put --tune last (Open MPI's mpirun reads a --tune FILE of\n"
     "its own anywhere in its arguments). The header's '# tuning:' line says which table auto used.\n"

@@ -75,7 +75,8 @@ int coll_tune_pick(int n, const double *med, const double *med_hi, int prev) {
   int bi = 0;
   for (int i = 1; i < n; i++)
     if (med[i] < med[bi]) bi = i;
-  return prev >= 0 && prev < n && med[prev] <= med_hi[bi] ? prev : bi;
+  int keep = prev >= 0 && prev < n && med[prev] <= med_hi[bi] && med[prev] <= (1 + COLL_TUNE_KEEP_SLACK) * med[bi];
+  return keep ? prev : bi;
 }
 
 int coll_tune_median_upper_rank(int n) {
@@ -232,7 +233,7 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
     printf("# per placement: the chosen candidate (algo/chunk; \" =\": the previous size's, kept as its median "
-           "call is within the 95%% confidence interval of the fastest's), its time (median call), and its speed "
+           "call is within the 95%% confidence interval of the fastest's and 2%% of it), its time (median call), and its speed "
            "over MPI_Allreduce's and over the built-in rules' choice\n");
     printf("# %10s  %-19s %10s  %6s  %11s  %-19s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
            "vs mpi", "vs built-in", "in place", "time (us)", "vs mpi", "vs built-in");

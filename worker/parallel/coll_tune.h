@@ -13,7 +13,7 @@
  * counts as its slowest rank's time, and a candidate's time is its median call. Out of
  * place and in place get rules of their own: the candidate chosen at each size and placement
  * (coll_tune_pick: the fastest, or the previous size's choice when its median is within the 95%
- * confidence interval of the fastest's) holds from that size up to the next measured size, the
+ * confidence interval of the fastest's and 2% of it) holds from that size up to the next measured size, the
  * first from 0 B; equal neighbours are merged. Rules already in the file for other (ranks,
  * transport, dtype) keys are kept.
  *
@@ -38,9 +38,13 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
 /* The choice among n candidates at one size and placement, from each one's median call med[i]
  * and the upper end med_hi[i] of the 95% confidence interval of that median: the fastest
  * median, unless `prev` (the index of the previous size's choice, or -1) has a median no slower
- * than the fastest's med_hi, so that the calls cannot tell the two apart. Candidates within
- * noise of one another trade places from run to run and size to size; keeping the previous
- * choice then spares the table a rule that is one noisy draw. Ties go to the lowest index. */
+ * than the fastest's med_hi, so that the calls cannot tell the two apart, and no more than
+ * COLL_TUNE_KEEP_SLACK above the fastest's median. Candidates within noise of one another trade
+ * places from run to run and size to size; keeping the previous choice then spares the table a
+ * rule that is one noisy draw. The slack bounds what keeping may cost where few calls make the
+ * interval wide (nine calls of 30 ms at 256 MiB: up to the 8th of the 9), a small share of the 5%
+ * that auto may lose to the best fixed choice. Ties go to the lowest index. */
+#define COLL_TUNE_KEEP_SLACK 0.02
 int coll_tune_pick(int n, const double *med, const double *med_hi, int prev);
 
 /* The 1-based rank, among n >= 1 sorted samples, of the upper end of the distribution-free 95%
