@@ -20,15 +20,25 @@ static int env_on(const char *name) {
 }
 static int hugepages_wanted(void) { return env_on("STRATA_COLL_HUGEPAGES"); }
 
+static size_t whole_huge_pages(size_t bytes) { return (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES; }
+
+/* `len` bytes (a multiple of HUGE_BYTES) aligned to a huge page, advised onto huge pages when
+ * `advise` is set. */
+static void *huge_alloc(size_t len, int advise) {
+  void *p = NULL;
+  if (posix_memalign(&p, HUGE_BYTES, len) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  if (advise) (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: ignore failure */
+#else
+  (void)advise;
+#endif
+  return p;
+}
+
 void *coll_mem_alloc(size_t bytes) {
   void *p = NULL;
   if (bytes < HUGE_BYTES) return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
-  size_t len = (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
-  if (posix_memalign(&p, HUGE_BYTES, len) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-  if (hugepages_wanted()) (void)madvise(p, len, MADV_HUGEPAGE); /* advice only: ignore failure */
-#endif
-  return p;
+  return huge_alloc(whole_huge_pages(bytes), hugepages_wanted());
 }
 
 /* Scratch is where a ring or Rabenseifner step receives, where recursive doubling keeps its
@@ -40,8 +50,8 @@ void *coll_mem_alloc(size_t bytes) {
 void *coll_mem_alloc_scratch(size_t bytes, size_t *cap) {
   *cap = 0;
   if (bytes >= COLL_SCRATCH_HUGE_MIN && hugepages_wanted() && env_on("STRATA_COLL_SCRATCH_HUGEPAGES")) {
-    size_t len = (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
-    void *p = coll_mem_alloc(len);
+    size_t len = whole_huge_pages(bytes);
+    void *p = huge_alloc(len, 1);
     if (p) *cap = len;
     return p;
   }

@@ -138,10 +138,11 @@ static const char usage_text[] =
     "--tune (allreduce only; sizes default to -b 1K -e 256M) measures every algorithm and chunk\n"
     "size at each size for this rank count, transport and -d dtype, out of place and in place,\n"
     "and writes the fastest of each placement (or the previous size's choice where the calls\n"
-    "cannot tell it from the fastest and it is within 2% of it) to the decision table that auto follows ($STRATA_COLL_TUNE_FILE, default\n"
-    "~/.cache/strata/coll_tune.json; rules for other rank counts, transports and dtypes are kept;\n"
-    "collectives/README.md, \"Tuning\"). Put --tune last (Open MPI's mpirun reads a --tune FILE of\n"
-    "its own anywhere in its arguments). The header's '# tuning:' line says which table auto used.\n"
+    "cannot tell it from the fastest and it is within 2% of it) to the decision table that auto\n"
+    "follows ($STRATA_COLL_TUNE_FILE, default ~/.cache/strata/coll_tune.json; rules for other\n"
+    "rank counts, transports and dtypes are kept; collectives/README.md, \"Tuning\"). Put --tune\n"
+    "last (Open MPI's mpirun reads a --tune FILE of its own anywhere in its arguments). The\n"
+    "header's '# tuning:' line says which table auto used.\n"
     "Exit status: 0 ok, 1 a collective failed or #wrong > 0, 2 bad flags.\n"
     "Example: mpirun -np 4 strata bench allreduce -b 1K -e 64M -f 2 --algo ring";
 
