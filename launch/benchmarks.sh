@@ -531,8 +531,10 @@ section_gemm() {
   [ -x "$GB" ] || { echo "benchmarks.sh: $GB missing (cmake --build build --target gpt2_bench)" >&2; FAIL=1; return 1; }
   local model="--layers 6 --heads 6 --dim 384 --ctx 256 --batch 8" steps=5 warmup=2
   [ "$QUICK" = 1 ] && { model="--layers 2 --heads 2 --dim 64 --ctx 64 --batch 4"; steps=3; warmup=1; }
-  # bf16: STRATA_GEMM=auto with --precision bf16 (bf16 products, fp32 accumulation)
+  # bf16: STRATA_GEMM=auto with --precision bf16 (bf16 products, fp32 accumulation);
+  # torch-bf16: PyTorch's bf16 autocast on the same model (launch/torch_train_bench.py)
   local backends=(openblas onednn auto bf16) pflag
+  [ -n "$TORCH" ] && backends+=(torch-bf16)
   mkdir -p "$D"
   echo "run,name,op,M,N,K,openblas,onednn,auto,bf16,bf16_kernel" > "$OUT/bench_gemm.csv"
   echo "run,backend,tokens_per_s,gflops,cpu_tokens_per_s,load1" > "$D/train.csv"
@@ -545,9 +547,17 @@ section_gemm() {
       sed "s/^/$rep,/" >> "$OUT/bench_gemm.csv"
     # the backends' training runs in a different order each repeat
     order=()
-    for k in 0 1 2 3; do order+=("${backends[$(((k + rep) % 4))]}"); done
+    for k in "${!backends[@]}"; do order+=("${backends[$(((k + rep) % ${#backends[@]}))]}"); done
     for b in "${order[@]}"; do
       f="$D/train_${b}_r$rep.txt"
+      if [ "$b" = torch-bf16 ]; then
+        # shellcheck disable=SC2086
+        run_to "$f" env OPENBLAS_NUM_THREADS=1 "$PY" "$ROOT/launch/torch_train_bench.py" $model --vocab 256 \
+          --steps "$steps" --warmup "$warmup" --precision bf16 &&
+          sed -n 's/.* tokens\/s=\([0-9.]*\) cpu_tokens\/s=\([0-9.]*\) .*/\1 \2/p' "$f" |
+          awk -v r="$rep" -v l="$(cut -d' ' -f1 /proc/loadavg)" '{ print r ",torch-bf16," $1 ",," $2 "," l }' >> "$D/train.csv"
+        continue
+      fi
       pflag="fp32"; [ "$b" = bf16 ] && pflag="bf16"
       # shellcheck disable=SC2086
       run_to "$f" env STRATA_GEMM="${b/bf16/auto}" "$GB" $model --steps "$steps" --warmup "$warmup" --precision "$pflag" &&
@@ -600,7 +610,11 @@ section_gemm() {
       NR > 1 { tv[$2, $1] = $3; cv[$2, $1] = $5 }
       END { for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == "bf16" && ("auto", kk[2]) in tv && tv["auto", kk[2]] > 0) {
               R = R " " tv[key] / tv["auto", kk[2]]; RC = RC " " cv[key] / cv["auto", kk[2]] } }
-            if (R != "") printf "\nbf16 / fp32 (auto), same repeat: tokens/s %s, CPU tokens/s %s.\n", mr(R, "%.2f"), mr(RC, "%.2f") }' "$D/train.csv"
+            if (R != "") printf "\nbf16 / fp32 (auto), same repeat: tokens/s %s, CPU tokens/s %s.\n", mr(R, "%.2f"), mr(RC, "%.2f")
+            for (key in tv) { split(key, kk, SUBSEP); if (kk[1] == "torch-bf16") { T = T " " tv[key]; TC = TC " " cv[key]
+              if (("bf16", kk[2]) in tv && tv[key] > 0) { P = P " " tv["bf16", kk[2]] / tv[key]; PC = PC " " cv["bf16", kk[2]] / cv[key] } } }
+            if (P != "") printf "\nPyTorch %s, the same model under bf16 autocast (fp32 weights and AdamW, `launch/torch_train_bench.py --precision bf16`, one thread): %s tokens/s, %s per CPU second; Strata bf16 / PyTorch bf16 autocast, same repeat: tokens/s %s, CPU tokens/s %s (goal >= 1.35: %s, %d of %d repeats).\n", TV, mr(T, "%.0f"), mr(TC, "%.0f"), mr(P, "%.2f"), mr(PC, "%.2f"), (med(P) >= 1.35 ? "met" : "**not met**"), cnt(P, "ge", 1.35), nval(P)
+            else if (TV == "") printf "\nPyTorch not installed: Strata bf16 was not compared with PyTorch bf16 autocast.\n" }' TV="$TORCH" "$D/train.csv"
   } >> "$OUT/bench_gemm.md"
   block_commands gemm
 }

@@ -104,24 +104,26 @@ typedef struct {
   float *C;
 } product_t;
 
-static void run_product(const product_t *p) {
+/* 0, or -1 when oneDNN's bf16 kernel refuses this CPU. */
+static int run_product(const product_t *p) {
   const int lda = p->ta ? p->M : p->K, ldb = p->tb ? p->K : p->N;
   if (p->kind == PROD_F32)
     gemm_f32_on(p->b, p->ta, p->tb, p->M, p->N, p->K, 1.0f, p->A, lda, p->B, ldb, 0.0f, p->C, p->N);
   else if (p->kind == PROD_BF16)
     gemm_bf16_on(GEMM_ONEDNN, p->ta, p->tb, p->M, p->N, p->K, 1.0f, p->A, lda, p->B, ldb, 0.0f, p->C, p->N);
   else
-    dnnl_gemm_bf16bf16f32(p->ta ? 'T' : 'N', p->tb ? 'T' : 'N', p->M, p->N, p->K, 1.0f, p->A16, lda, p->B16, ldb,
-                          0.0f, p->C, p->N);
+    return dnnl_gemm_bf16bf16f32(p->ta ? 'T' : 'N', p->tb ? 'T' : 'N', p->M, p->N, p->K, 1.0f, p->A16, lda, p->B16,
+                                 ldb, 0.0f, p->C, p->N) == dnnl_success ? 0 : -1;
+  return 0;
 }
 
 /* GFLOP/s of one product per second of this thread's CPU time (one thread: robust to other
  * processes sharing the cores), the median of 5 timed calls after one untimed; 0 for the bf16
- * kernel where oneDNN does not export it. */
+ * kernel where oneDNN does not export it or refuses the CPU. */
 static double time_product(const product_t *p) {
   if (p->kind == PROD_BF16_KERNEL && !dnnl_gemm_bf16bf16f32) return 0;
   double t[5];
-  run_product(p);
+  if (run_product(p)) return 0;
   for (int r = 0; r < 5; r++) {
     double t0 = thread_cpu_s();
     run_product(p);

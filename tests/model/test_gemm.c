@@ -192,7 +192,7 @@ static void check_env_words(void) {
 
 int main(void) {
   gemm_set_threads(1);
-  char line[320];
+  char line[480];
   gemm_backend_describe(line, sizeof line);
   printf("%s\n", line);
   CHECK_TRUE(strncmp(line, "gemm: STRATA_GEMM=", 18) == 0);

@@ -109,13 +109,13 @@ static void check_stability(void) {
 
 int main(void) {
   gemm_set_threads(1);
-  char line[400];
+  char line[480];
   gemm_backend_describe(line, sizeof line);
   printf("%s\n", line);
   CHECK_TRUE(strstr(line, "bf16 products: ") != NULL);
   check_rounding();
   for (int b = 1; b < GEMM_NBACKENDS; b++) {
-    char path[128];
+    char path[256];
     int native = gemm_bf16_path((gemm_backend_t)b, path, sizeof path);
     printf("%s: bf16 through %s (%s)\n", who(b), path, native ? "native" : "fallback");
   }

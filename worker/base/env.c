@@ -70,6 +70,8 @@ static const struct {
   const char *meaning;
 } env_choices[] = {
     {"STRATA_GEMM", {"auto", "openblas", "onednn"}, "matrix-product library of the model (worker/model/gemm.h): auto picks per shape from measurements (default auto)"},
+    {"STRATA_GEMM_BF16", {"auto", "kernel", "rounded"},
+     "how oneDNN computes bf16 products: kernel (its bf16 instructions), rounded (inputs rounded to bf16, fp32 product); auto: kernel except on Intel CPUs without AMX, where it is slower (default auto)"},
 };
 #define ENV_CHOICE_COUNT ((int)(sizeof env_choices / sizeof env_choices[0]))
 

@@ -295,7 +295,7 @@ void infer_precision_describe(int bf16, char *buf, size_t len) {
     snprintf(buf, len, "precision fp32: fp32 matrix products, fp32 KV cache");
     return;
   }
-  char how[96]; /* the backend of a large product: what the model's big matrices take */
+  char how[224]; /* the backend of a large product: what the model's big matrices take */
   gemm_bf16_path(gemm_choose(GEMM_BF16, 0, 0, 4096, 4096, 4096), how, sizeof how);
   snprintf(buf, len, "precision bf16: bf16 matrix products by %s, bf16 KV cache", how);
 }
@@ -413,7 +413,7 @@ int infer_engine_create(const char *ckpt_dir, coll_comm_t *comm, const infer_opt
                          errlen))
     goto fail;
   if (e->rank == 0 && opts->bf16) { /* fp32 runs log nothing new: their output stays as it was */
-    char how[256];
+    char how[320];
     infer_precision_describe(1, how, sizeof how);
     strata_info("%s", how);
   }

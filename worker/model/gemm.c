@@ -27,9 +27,10 @@ static const gemm_backend_ops_t *const backends[GEMM_NBACKENDS] = {
  * to AVX2, oneDNN uses AVX-512): oneDNN is faster on every product of the models measured, from
  * the 10.8M model's (about 2x) down to one decoded token (M = 1) and 16 x 32 x 32 blocks.
  * Below GEMM_AUTO_MIN_MNK_ONEDNN multiply-adds the two were within the noise of a loaded
- * machine, and OpenBLAS keeps those. bf16 products follow the same rule: oneDNN's bf16 kernel
- * for the large ones, the rounded-input path on OpenBLAS for the small ones (where rounding
- * costs as much as the product). */
+ * machine, and OpenBLAS keeps those. bf16 products follow the same rule: oneDNN for the large
+ * ones (its bf16 kernel, or rounded inputs and dnnl_sgemm where gemm_onednn.c finds the kernel
+ * slower), the rounded-input path on OpenBLAS for the small ones (where rounding costs as much
+ * as the product). */
 #define GEMM_AUTO_MIN_MNK_ONEDNN (16.0 * 32 * 32)
 
 static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
@@ -137,12 +138,21 @@ const char *gemm_dtype_name(gemm_dtype_t dt) { return dt == GEMM_BF16 ? "bf16" :
 
 int gemm_bf16_path(gemm_backend_t b, char *desc, size_t len) {
   if (b == GEMM_AUTO) b = GEMM_ONEDNN;
-  int native = backends[b]->bf16_native();
-  if (desc)
-    snprintf(desc, len, "%s", native ? "oneDNN dnnl_gemm_bf16bf16f32"
-                              : b == GEMM_ONEDNN ? "inputs rounded to bf16, dnnl_sgemm (no oneDNN bf16 kernel here)"
-                                                 : "inputs rounded to bf16, cblas_sgemm");
-  return native;
+  int path = backends[b]->bf16_path();
+  const char *why = path == GEMM_BF16_ROUNDED_FASTER
+                        ? " from 16 rows up, faster than oneDNN's bf16 kernel on an Intel CPU without AMX, the "
+                          "kernel below (STRATA_GEMM_BF16=kernel for every product)"
+                    : path == GEMM_BF16_ROUNDED_SET ? " (STRATA_GEMM_BF16=rounded)"
+                                                    : " (no oneDNN bf16 kernel here)";
+  if (desc) {
+    if (path == GEMM_BF16_KERNEL)
+      snprintf(desc, len, "oneDNN dnnl_gemm_bf16bf16f32");
+    else if (b == GEMM_ONEDNN)
+      snprintf(desc, len, "inputs rounded to bf16, dnnl_sgemm%s", why);
+    else
+      snprintf(desc, len, "inputs rounded to bf16, cblas_sgemm");
+  }
+  return path == GEMM_BF16_KERNEL;
 }
 
 gemm_backend_t gemm_rule(gemm_dtype_t dt, int transA, int transB, int M, int N, int K) {
@@ -207,7 +217,7 @@ void gemm_set_threads(int n) {
 
 void gemm_backend_describe(char *buf, size_t len) {
   pthread_once(&gemm_once, gemm_read_env);
-  char ob[128], dn[128], bf[96];
+  char ob[128], dn[128], bf[224];
   backends[GEMM_OPENBLAS]->version(ob, sizeof ob);
   backends[GEMM_ONEDNN]->version(dn, sizeof dn);
   const char *plural = gemm_threads == 1 ? "" : "s";

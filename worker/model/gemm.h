@@ -54,7 +54,9 @@ void gemm_f32_on(gemm_backend_t b, int transA, int transB, int M, int N, int K, 
 
 /* The same contract with GEMM_BF16 inputs: A and B stay fp32 arrays in memory and are rounded
  * to bf16 on the way in (the caller's arrays are not changed); C is fp32. On oneDNN this is
- * dnnl_gemm_bf16bf16f32 (the avx512_bf16 instructions where the CPU has them); on OpenBLAS,
+ * dnnl_gemm_bf16bf16f32 (the avx512_bf16 instructions where the CPU has them; except on an Intel
+ * CPU without AMX, where the rounded path below is faster, or as STRATA_GEMM_BF16=kernel|rounded
+ * says: gemm_onednn.c); on OpenBLAS,
  * or when that oneDNN entry is missing or refuses the machine, the portable path: the inputs
  * are rounded into fp32 copies and multiplied by the fp32 product (gemm_bf16_path says which). */
 void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,

@@ -9,6 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* How a backend computes bf16 products on this machine. */
+typedef enum {
+  GEMM_BF16_NO_KERNEL = 0,       /* rounded fp32 inputs: the library has no bf16 kernel here */
+  GEMM_BF16_KERNEL = 1,          /* the library's bf16 kernel */
+  GEMM_BF16_ROUNDED_FASTER = 2,  /* rounded fp32 inputs from 16 rows up, where the kernel is
+                                    slower on this CPU; the kernel below */
+  GEMM_BF16_ROUNDED_SET = 3,     /* rounded fp32 inputs: STRATA_GEMM_BF16=rounded */
+} gemm_bf16_path_t;
+
 typedef struct {
   const char *name; /* as STRATA_GEMM spells it */
   void (*f32)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
@@ -16,7 +25,7 @@ typedef struct {
   /* gemm.h's gemm_bf16 contract (inputs rounded to bf16, fp32 accumulation and C) */
   void (*bf16)(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc);
-  int (*bf16_native)(void);                   /* 1: a bf16 kernel of the library, 0: rounded fp32 */
+  int (*bf16_path)(void);                     /* a gemm_bf16_path_t */
   void (*set_threads)(int n);                 /* n >= 1 */
   void (*version)(char *buf, size_t len);     /* "OpenBLAS 0.3.21 (Haswell)" */
 } gemm_backend_ops_t;

@@ -11,8 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "env.h"
 #include "gemm_backend.h"
 #include "log.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 /* oneDNN's bf16 GEMM: exported by libdnnl (2.x) with dnnl_sgemm's row-major semantics, but not
  * declared in its public headers; declared weak here so a libdnnl without it leaves it NULL and
@@ -52,29 +57,63 @@ static void onednn_f32(int transA, int transB, int M, int N, int K, float alpha,
         "dnnl_sgemm", transA, transB, M, N, K, lda, ldb, ldc);
 }
 
-/* 1 when dnnl_gemm_bf16bf16f32 exists and runs on this CPU (oneDNN refuses machines without
- * AVX-512 with dnnl_unimplemented): probed once with a 1 x 1 x 1 product. */
+/* 1 on an Intel CPU without AMX-BF16. Such a core (Cooper Lake; Sapphire Rapids where AMX is
+ * not exposed, as in many virtual machines) issues vdpbf16ps at the fp32 FMA rate, so the bf16
+ * kernel has no more arithmetic throughput than dnnl_sgemm and its packing makes it slower:
+ * measured on a 2-core Sapphire Rapids guest, 73-85 GFLOP/s against dnnl_sgemm's 130-160 on the
+ * 10.8M model's products (BENCHMARKS.md, "GEMM backends"). On AMD Zen 4 the kernel ran at
+ * 2x dnnl_sgemm. A rule on the CPU's identity rather than a timing at start-up, so that every
+ * rank and every run computes a product the same way (gemm.h). Products of fewer than
+ * GEMM_BF16_ROUNDED_MIN_M rows (decoding a few tokens) keep the kernel: rounding the weight
+ * dominates them, and fp32 copies are twice the bytes of bf16 ones (same machine, N = 1536,
+ * K = 384: 1 row 6.9 against 3.8 GFLOP/s, 8 rows even, 16 rows 34.6 against 37.8, 64 rows 49.6
+ * against 64.0). */
+#define GEMM_BF16_ROUNDED_MIN_M 16
+static int intel_without_amx(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+  const int intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* "GenuineIntel" */
+  if (!intel || a < 7) return 0;
+  __cpuid_count(7, 0, a, b, c, d);
+  return !(d & (1u << 22)); /* CPUID.(7,0):EDX[22] AMX-BF16 */
+#else
+  return 0;
+#endif
+}
+
+/* How bf16 products run: GEMM_BF16_KERNEL when dnnl_gemm_bf16bf16f32 exists, runs on this CPU
+ * (oneDNN refuses machines without AVX-512 with dnnl_unimplemented; probed once with a 1 x 1 x 1
+ * product) and STRATA_GEMM_BF16 (auto: intel_without_amx) wants it. */
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static int bf16_kernel;
+static int bf16_path = GEMM_BF16_NO_KERNEL;
 
 static void probe(void) {
   if (!dnnl_gemm_bf16bf16f32) return;
   apply_threads();
   const uint16_t one = 0x3f80; /* 1.0 */
   float c = 0.0f;
-  bf16_kernel = dnnl_gemm_bf16bf16f32('N', 'N', 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1) == dnnl_success &&
-                c == 1.0f;
+  if (dnnl_gemm_bf16bf16f32('N', 'N', 1, 1, 1, 1.0f, &one, 1, &one, 1, 0.0f, &c, 1) != dnnl_success || c != 1.0f)
+    return;
+  int w;
+  char err[256];
+  if (env_read_choice("STRATA_GEMM_BF16", &w, err, sizeof err)) strata_error("%s; using auto", err);
+  if (w == 2)
+    bf16_path = GEMM_BF16_ROUNDED_SET;
+  else
+    bf16_path = w == 0 && intel_without_amx() ? GEMM_BF16_ROUNDED_FASTER : GEMM_BF16_KERNEL;
 }
 
-static int onednn_bf16_native(void) {
+static int onednn_bf16_path(void) {
   pthread_once(&probe_once, probe);
-  return bf16_kernel;
+  return bf16_path;
 }
 
 static void onednn_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                         const float *B, int ldb, float beta, float *C, int ldc) {
   int ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-  if (!onednn_bf16_native()) {
+  const int path = onednn_bf16_path();
+  if (path != GEMM_BF16_KERNEL && !(path == GEMM_BF16_ROUNDED_FASTER && M < GEMM_BF16_ROUNDED_MIN_M)) {
     onednn_f32(transA, transB, M, N, K, alpha, gemm_round_f32(0, A, ar, ac, lda), ac, gemm_round_f32(1, B, br, bc, ldb),
                bc, beta, C, ldc);
     return;
@@ -93,4 +132,4 @@ static void onednn_version(char *buf, size_t len) {
 }
 
 const gemm_backend_ops_t gemm_onednn_ops = {"onednn",        onednn_f32,     onednn_bf16,
-                                          onednn_bf16_native, onednn_threads, onednn_version};
+                                          onednn_bf16_path, onednn_threads, onednn_version};

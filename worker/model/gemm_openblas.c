@@ -20,7 +20,7 @@ static void openblas_bf16(int transA, int transB, int M, int N, int K, float alp
   openblas_f32(transA, transB, M, N, K, alpha, a, transA ? M : K, b, transB ? K : N, beta, C, ldc);
 }
 
-static int openblas_bf16_native(void) { return 0; }
+static int openblas_bf16_path(void) { return GEMM_BF16_NO_KERNEL; }
 
 static void openblas_threads(int n) { openblas_set_num_threads(n); }
 
@@ -34,4 +34,4 @@ static void openblas_version(char *buf, size_t len) {
 }
 
 const gemm_backend_ops_t gemm_openblas_ops = {"openblas",      openblas_f32,     openblas_bf16,
-                                            openblas_bf16_native, openblas_threads, openblas_version};
+                                            openblas_bf16_path, openblas_threads, openblas_version};
