@@ -13,7 +13,15 @@
  * carry into the logits; and more than MIN_EFFECT away from the fp32 cache's logits. Llama with
  * bf16 products (llama_set_matmul_dtype, as --precision bf16 sets it) and a bf16 cache: against
  * llama_forward with bf16 products within TOL_SAME of the largest |logit|, as GPT-2 (the
- * attention products round K and V to bf16 anyway). Measured worst: printed. */
+ * attention products round K and V to bf16 anyway). Measured worst: printed.
+ * TOL_SAME holds where the GEMM library computes a row of a product the same whether it is
+ * multiplied alone (decoding) or with the other rows (the whole sequence). Not every library
+ * and CPU does (oneDNN on a Sapphire Rapids core, OpenBLAS's Prescott kernels): a sum that
+ * differs in its last fp32 bit can round the next product's input to the neighbouring bf16
+ * value, and the logits then differ by about 1e-2. Where a comparison misses TOL_SAME,
+ * bf16_rows_invariant probes the model's product shapes: if they are not row-invariant the
+ * comparison is held to TOL_REL of the largest |logit| instead, with a note; if they are, it
+ * fails. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +47,49 @@ static double max_diff(const float *a, const float *b, size_t n) {
     if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
   }
   return worst;
+}
+
+/* 1 when gemm_bf16 gives each row of a T-row product (NN and NT) bit for bit what it gives that
+ * row alone, at every (K, N) of `kn` (n pairs). */
+static int bf16_rows_invariant(const int (*kn)[2], int n, int T) {
+  int same = 1;
+  for (int i = 0; i < n && same; i++) {
+    const int K = kn[i][0], N = kn[i][1];
+    float *A = malloc(sizeof(float) * T * K), *B = malloc(sizeof(float) * K * N), *all = malloc(sizeof(float) * T * N),
+          *one = malloc(sizeof(float) * N);
+    rng_t r;
+    rng_seed(&r, 5, (uint64_t)i);
+    for (int j = 0; j < T * K; j++) A[j] = rng_uniform(&r) - 0.5f;
+    for (int j = 0; j < K * N; j++) B[j] = rng_uniform(&r) - 0.5f;
+    for (int tb = 0; tb < 2 && same; tb++) {
+      const int ldb = tb ? K : N;
+      gemm_bf16(0, tb, T, N, K, 1.0f, A, K, B, ldb, 0.0f, all, N);
+      for (int row = 0; row < T && same; row++) {
+        gemm_bf16(0, tb, 1, N, K, 1.0f, A + (size_t)row * K, K, B, ldb, 0.0f, one, N);
+        same = memcmp(one, all + (size_t)row * N, sizeof(float) * N) == 0;
+      }
+    }
+    free(A), free(B), free(all), free(one);
+  }
+  return same;
+}
+
+/* Decoding's logits `d` away from the whole sequence's: within TOL_SAME (scaled to logits above
+ * 1), or, where this machine's products at the shapes `kn` are not row-invariant, within
+ * TOL_REL of the largest |logit| `big`, saying so. */
+static void check_decode(const char *what, double d, const int (*kn)[2], int n, int T, double big) {
+  if (d <= TOL_SAME * fmax(1.0, big)) {
+    CHECK_TRUE(1);
+    return;
+  }
+  if (bf16_rows_invariant(kn, n, T)) {
+    CHECK_NEAR(d, 0.0, TOL_SAME * fmax(1.0, big)); /* fails: the products give no reason to differ */
+    return;
+  }
+  printf("note: %s: this machine's bf16 products are not row-invariant (a row alone and within %d rows differ), "
+         "so decoding is held to %.3g (1/64 of the largest |logit|) instead of %.0e\n", what, T, TOL_REL * big,
+         TOL_SAME);
+  CHECK_NEAR(d, 0.0, TOL_REL * big);
 }
 
 static gpt2_model_t *gpt2_make(gpt2_range_t r, gemm_dtype_t dt) {
@@ -120,8 +171,12 @@ static void check_gpt2(void) {
   double d32 = max_diff(kv32, ref, (size_t)T * V), effect = max_diff(kv16, ref32, (size_t)T * V);
   printf("gpt2: max |logit diff| vs the bf16 full forward: bf16 cache %.3g (2 stages %.3g), fp32 cache %.3g; "
          "vs the fp32 full forward %.3g\n", d16, d16b, d32, effect);
-  CHECK_NEAR(d16, 0.0, TOL_SAME);
-  CHECK_NEAR(d16b, 0.0, TOL_SAME);
+  double big = 0;
+  for (size_t i = 0; i < (size_t)T * V; i++) big = fmax(big, fabs(ref[i]));
+  const int C = cfg.dim, hs = cfg.dim / cfg.heads;
+  const int kn[][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, V}, {hs, T}, {T, hs}};
+  check_decode("gpt2, one shard", d16, kn, (int)(sizeof kn / sizeof kn[0]), T, big);
+  check_decode("gpt2, two shards", d16b, kn, (int)(sizeof kn / sizeof kn[0]), T, big);
   CHECK_TRUE(effect > MIN_EFFECT);
   /* layer 0's keys and values: exactly the fp32 cache's rounded to nearest even */
   size_t n = (size_t)T * cfg.dim, bad = 0;
@@ -192,7 +247,9 @@ static void check_llama(void) {
   float *kvb = llama_kv(m, tok, T, 6, 1);
   double db = max_diff(kvb, llama_logits(a), (size_t)T * V), eb = max_diff(kvb, ref, (size_t)T * V);
   printf("llama bf16 products: max |logit diff| bf16 cache vs bf16 full forward %.3g; vs fp32 %.3g\n", db, eb);
-  CHECK_NEAR(db, 0.0, TOL_SAME * fmax(1.0, big));
+  const int C = lc.dim, hs = lc.dim / lc.heads, kvd = hs * lc.kv_heads;
+  const int kn[][2] = {{C, C}, {C, kvd}, {C, lc.ffn}, {lc.ffn, C}, {C, V}, {hs, T}, {T, hs}};
+  check_decode("llama", db, kn, (int)(sizeof kn / sizeof kn[0]), T, big);
   CHECK_TRUE(eb > MIN_EFFECT);
   llama_acts_free(a);
   free(kvb);
