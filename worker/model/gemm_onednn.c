@@ -60,11 +60,11 @@ static void onednn_f32(int transA, int transB, int M, int N, int K, float alpha,
 /* 1 on an Intel CPU without AMX-BF16. Such a core (Cooper Lake; Sapphire Rapids where AMX is
  * not exposed, as in many virtual machines) issues vdpbf16ps at the fp32 FMA rate, so the bf16
  * kernel has no more arithmetic throughput than dnnl_sgemm and its packing makes it slower:
- * measured on a 2-core Sapphire Rapids guest, 73-85 GFLOP/s against dnnl_sgemm's 130-160 on the
- * 10.8M model's products (BENCHMARKS.md, "GEMM backends"). On AMD Zen 4 the kernel ran at
- * 2x dnnl_sgemm. A rule on the CPU's identity rather than a timing at start-up, so that every
- * rank and every run computes a product the same way (gemm.h). Products of fewer than
- * GEMM_BF16_ROUNDED_MIN_M rows (decoding a few tokens) keep the kernel: rounding the weight
+ * measured on a 2-core Sapphire Rapids guest, 79-86 GFLOP/s against dnnl_sgemm's 114-160 on the
+ * 10.8M model's products (BENCHMARKS.md, "bf16 on an Intel CPU without AMX"). On AMD Zen 4 the
+ * kernel ran at 2x dnnl_sgemm. A rule on the CPU's identity rather than a timing at start-up,
+ * so that every rank and every run computes a product the same way (gemm.h). Products of fewer
+ * than GEMM_BF16_ROUNDED_MIN_M rows (decoding a few tokens) keep the kernel: rounding the weight
  * dominates them, and fp32 copies are twice the bytes of bf16 ones (same machine, N = 1536,
  * K = 384: 1 row 6.9 against 3.8 GFLOP/s, 8 rows even, 16 rows 34.6 against 37.8, 64 rows 49.6
  * against 64.0). */
