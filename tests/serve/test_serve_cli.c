@@ -80,11 +80,18 @@ static void pump(child_t *c, double wait_s, const char *needle) {
   }
 }
 
-/* Waits (bounded) for the child to exit; returns its exit code, or -1 (killed after WAIT_S). */
+/* Waits (bounded) for the child to exit; returns its exit code, or -1 (killed after WAIT_S).
+ * The bound is wall-clock time: once the child has closed its output, pump returns at once,
+ * and the exit itself may come later (under ASan, after the leak check). */
 static int reap(child_t *c) {
-  for (int i = 0; i < (int)(WAIT_S * 100); i++) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) > WAIT_S) break;
     int st;
     pump(c, 0.01, NULL);
+    usleep(1000);
     if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
       pump(c, 0.2, NULL);
       close(c->out_fd), close(c->err_fd);
