@@ -662,9 +662,12 @@ static void case_limits(void) {
   }
   close(slow3);
   close(slow4);
+  /* per_client first: each scrape comes from 127.0.0.1, and a scrape's kept-alive connection may
+   * still count as receiving when the next arrives (seen under ASan), so a third scrape could
+   * evict one of the first two by the per-client limit */
+  CHECK_EQ_INT(metric("strata_http_connections_evicted_total{limit=\"per_client\"}"), 0);
   CHECK_EQ_INT(metric("strata_http_connections_refused_total{limit=\"per_client\"}"), 1);
   CHECK_EQ_INT(metric("strata_http_connections_refused_total{limit=\"total\"}"), 1);
-  CHECK_EQ_INT(metric("strata_http_connections_evicted_total{limit=\"per_client\"}"), 0);
   /* slow3 and slow4; a just-answered connection that is still closing may be evicted too */
   CHECK_TRUE(metric("strata_http_connections_evicted_total{limit=\"total\"}") >= 2);
   server_down();
