@@ -1,6 +1,7 @@
 /* The event simulation against closed forms: GPipe and 1F1B bubble (p-1)/(m+p-1) and step
  * (m+p-1)(f+b) for uniform stages with free links; a simulated DP all-reduce equals the ring
- * formula; ZeRO-1 is reduce-scatter + all-gather; bucketed overlap hides all but the last
+ * formula; ZeRO-1 is reduce-scatter + all-gather, overlapped as Megatron-LM's distributed
+ * optimizer with zero_overlap; bucketed overlap hides all but the last
  * bucket; activation transfers add alpha-beta time on the critical path; whole-model runs are
  * self-consistent (tokens/s, shares sum to 1, model FLOPs); ranks time-sharing cores follow a
  * hand-worked processor-sharing schedule. */
@@ -193,6 +194,52 @@ static void test_overlap_hides_all_but_last_bucket(void) {
   CHECK_EQ_INT(nred, 2);
   sim_result_free(&r);
   free(c);
+}
+
+/* ZeRO-1 overlapped (zero_overlap, Megatron-LM's --overlap-grad-reduce --overlap-param-gather):
+ * D=2, M=1, backward 4 s with 4 regions of 0.5 MB final at 1, 2, 3, 4 s, buckets of 0.5 MB, no
+ * latency, 1 MB/s: a bucket's reduce-scatter takes 0.25 s, the 2 MB all-gather 1 s, its first
+ * bucket 0.25 s; the norm all-reduce (8 bytes over all N ranks) 2 (N-1)/N 8e-6 s.
+ *  - P=1, forward f: buckets done at 1.25 .. 4.25 after the forward; the gather brings the
+ *    first bucket by the forward's start (0.25 s late) and the whole stage by its end (1 - f
+ *    late): step f + 4.25 + norm + max(0.25, 1 - f): f = 2 -> 6.5, f = 0.5 -> 5.25.
+ *  - Strata's ZeRO-1 (no overlap), f = 2: 2 + 4, reduce-scatter of 2 MB 1 s, norm, all-gather
+ *    1 s: 8.
+ *  - P=2, f = 0.5 a stage: stage 0 forward 0-0.5, stage 1 0.5-1 and backward 1-5, stage 0
+ *    backward 5-9, its last bucket done at 9.25; stage 0's gather is 0.5 s late (1 - 0.5),
+ *    stage 1's not at all (its forward starts at 0.5 and ends at 1): step 9.75 + norm. */
+static void test_zero_overlap(void) {
+  layout_model_t m = {64, 8, 4, 2, 16};
+  device_t d = ring_device(0, 1e6);
+  layout_t lay;
+  char err[256];
+  sim_region_t reg[4] = {{5e5, 1, 0, 0}, {5e5, 2, 0, 0}, {5e5, 3, 0, 0}, {5e5, 4, 0, 0}};
+  const struct {
+    int P, overlap;
+    double f, step;
+  } cases[] = {{1, 1, 2.0, 6.5}, {1, 1, 0.5, 5.25}, {1, 0, 2.0, 8.0}, {2, 1, 0.5, 9.75}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int P = cases[k].P, N = 2 * P;
+    CHECK_EQ_INT(layout_init(&lay, &m, N, 1, P, 2, 1, 2, NULL, err, sizeof err), 0);
+    sim_stage_cost_t *c = uniform_costs(P, cases[k].f, 4.0, 0);
+    for (int st = 0; st < P; st++) {
+      c[st].regions = reg;
+      c[st].nregions = 4;
+      c[st].param_bytes = c[st].gather_bytes = 2e6;
+    }
+    sim_options_t o = sim_options_default();
+    o.zero = 1;
+    o.zero_overlap = cases[k].overlap;
+    o.bucket_bytes = 5e5;
+    d.overlap_slowdown = 0;
+    sim_result_t r;
+    CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
+    double norm = 2.0 * (N - 1) / N * 8 / 1e6;
+    CHECK_NEAR(r.step_s, cases[k].step + norm, 1e-9);
+    CHECK_NEAR(r.stages[0].comm_busy_s, 1.0, 1e-9); /* reduce-scatters: 4 x 0.25 s, or one of 1 s */
+    sim_result_free(&r);
+    free(c);
+  }
 }
 
 /* Interleaved buckets: P=2, D=2, M=2, V=2, no forward time, backward 4 s per micro-batch (2 s a
@@ -579,6 +626,7 @@ int main(void) {
   test_activation_transfer_on_critical_path();
   test_simulated_allreduce_equals_ring_formula();
   test_overlap_hides_all_but_last_bucket();
+  test_zero_overlap();
   test_whole_model_is_consistent();
   test_1f1b_keeps_fewer_in_flight_than_gpipe();
   test_grad_bf16_halves_gradient_bytes();

@@ -101,6 +101,7 @@ static void result_fields(json_object *o, const layout_t *lay, const sim_options
   json_object_object_add(o, "microbatches", json_object_new_int(lay->micro));
   json_object_object_add(o, "micro_batch", json_object_new_int(lay->micro_batch));
   json_object_object_add(o, "zero", json_object_new_int(opt->zero));
+  json_object_object_add(o, "zero_overlap", json_object_new_boolean(opt->zero && opt->zero_overlap));
   json_object_object_add(o, "sequence_parallel", json_object_new_boolean(opt->sequence_parallel));
   json_object_object_add(o, "recompute", json_object_new_string(memory_recompute_name(opt->recompute)));
   json_object_object_add(o, "step_s", json_object_new_double(r->step_s));
@@ -239,7 +240,12 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   char vs[64] = "";
   if (j->opt.vstages > 1 && lay->pp > 1)
     snprintf(vs, sizeof vs, " interleaved, %d chunks per stage", j->opt.vstages);
-  if (j->opt.zero)
+  if (j->opt.zero && j->opt.zero_overlap)
+    printf("schedule: %s%s, ZeRO-1 overlapped: bucket %.1f MiB reduce-scatters %s backward, "
+           "parameter all-gather beside the next forward\n",
+           schedule_kind_name(j->opt.kind), vs, j->opt.bucket_bytes / 1048576.0,
+           j->opt.overlap ? "overlapped with" : "after");
+  else if (j->opt.zero)
     printf("schedule: %s%s, ZeRO-%d: gradient reduce-scatter after backward\n",
            schedule_kind_name(j->opt.kind), vs, j->opt.zero);
   else
@@ -487,9 +493,10 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
     const sweep_row_t *w = &rows[best];
     char vflag[48] = "";
     if (w->vs > 1) snprintf(vflag, sizeof vflag, " --virtual-stages %d", w->vs);
-    printf("best: --pp %d --dp %d --microbatches %d --zero %d --schedule %s%s --tp %d%s%s%s: %.0f "
+    printf("best: --pp %d --dp %d --microbatches %d --zero %d%s --schedule %s%s --tp %d%s%s%s: %.0f "
            "tokens/s, MFU %.1f%%, peak %s per device\n",
-           w->pp, w->dp, w->micro, w->zero, schedule_kind_name(j->opt.kind), vflag, w->tp,
+           w->pp, w->dp, w->micro, w->zero, w->zero && j->opt.zero_overlap ? " --zero-overlap" : "",
+           schedule_kind_name(j->opt.kind), vflag, w->tp,
            w->sp ? " --sequence-parallel" : "", w->rc != MEM_RECOMPUTE_NONE ? " --recompute " : "",
            w->rc != MEM_RECOMPUTE_NONE ? memory_recompute_name(w->rc) : "", w->tokens_per_s,
            100 * w->mfu, memory_format_bytes(w->peak, b1, sizeof b1));
@@ -557,6 +564,7 @@ typedef struct {
   const char *arch, *precision, *attention, *validate, *grad_dtype;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par, vstages;
+  int zero_overlap;
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
@@ -657,7 +665,13 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
   j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
   if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
+  if (f->zero_overlap && !f->zero && !f->sweep) {
+    strata_error("simulate: --zero-overlap overlaps ZeRO-1's reduce-scatter and all-gather; add "
+                 "--zero 1 (or --sweep, whose ZeRO-1 layouts it then applies to)");
+    return 2;
+  }
   j->opt.zero = f->zero;
+  j->opt.zero_overlap = f->zero_overlap;
   j->opt.vstages = f->vstages;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
@@ -778,6 +792,10 @@ int cmd_simulate(int argc, char **argv) {
        "bubble V times smaller; needs --pp > 1, 1f1b and M a multiple of P (default 1)",
        .min = 1, .max = 1 << 10, .given = &f.g_vstages},
       {"--zero", NULL, ARG_INT, &f.zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
+      {"--zero-overlap", NULL, ARG_FLAG, &f.zero_overlap, NULL,
+       "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
+       "--overlap-param-gather: bucketed reduce-scatters overlapping backward, the parameter "
+       "all-gather overlapping the next forward (default: Strata's, both after)"},
       {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},

@@ -135,8 +135,11 @@ static int val_row(char **f, const char *vstages, int line, const char *path, va
       return snprintf(err, errlen, "%s:%d: column %s: '%s' is not a whole number", path, line,
                       COLS[c], f[c]),
              -1;
-  if (int_field(f[C_ZERO], &zero) || zero > 1)
-    return snprintf(err, errlen, "%s:%d: zero must be 0 or 1", path, line), -1;
+  int zero_overlap = !strcmp(f[C_ZERO], "1-overlap");
+  if (zero_overlap)
+    zero = 1;
+  else if (int_field(f[C_ZERO], &zero) || zero > 1)
+    return snprintf(err, errlen, "%s:%d: zero '%s' (use 0, 1 or 1-overlap)", path, line, f[C_ZERO]), -1;
   if (!dp && nodes && tp && pp) dp = nodes / (tp * pp);
   if (!nodes) nodes = tp * pp * dp;
   if (!batch || !mb || !dp || batch % (dp * mb))
@@ -159,6 +162,7 @@ static int val_row(char **f, const char *vstages, int line, const char *path, va
   opt.sequence_parallel = !strcmp(f[C_SP], "yes") || !strcmp(f[C_SP], "1");
   opt.fused_attention = *f[C_ATTN] ? !strcmp(f[C_ATTN], "fused") : dev.attn_fused_eff > 0;
   opt.zero = zero;
+  opt.zero_overlap = zero_overlap;
   if (int_field(vstages, &opt.vstages) || opt.vstages < 1)
     return snprintf(err, errlen, "%s:%d: virtual_stages '%s' is not a whole number >= 1", path,
                     line, vstages),

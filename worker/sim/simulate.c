@@ -19,6 +19,7 @@ sim_options_t sim_options_default(void) {
   o.kind = SCHED_1F1B;
   o.vstages = 1;
   o.zero = 0;
+  o.zero_overlap = 0;
   o.overlap = 1;
   double mb; /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/base/env.c) */
   env_read_double("STRATA_BUCKET_MB", SIM_DEFAULT_BUCKET_MB, &mb, NULL, 0);
@@ -486,6 +487,8 @@ typedef struct {
   int *chunk_last_bwd;   /* [P x V] the index of each chunk's final backward */
   double *chunk_bwd_start; /* [N x V] when rank r's final backward pass of chunk c started (the
                               gradients of the chunk's layers are final during it) */
+  double *chunk_fwd_first; /* [N x V] when rank r's first forward pass of chunk c started (its
+                              parameters are needed from then on), -1 before */
   rank_state_t *st;      /* [N] */
   double *act_arr, *grad_arr; /* [N x V x M] arrival of activations / gradients, -1: not yet
                                  sent (msg_slot) */
@@ -532,6 +535,7 @@ static void sim_free(sim_t *s) {
   free(s->last_bwd);
   free(s->chunk_last_bwd);
   free(s->chunk_bwd_start);
+  free(s->chunk_fwd_first);
   free(s->st);
   free(s->act_arr);
   free(s->grad_arr);
@@ -554,6 +558,7 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->last_bwd = calloc((size_t)P, sizeof(int));
   s->chunk_last_bwd = calloc((size_t)P * s->V, sizeof(int));
   s->chunk_bwd_start = calloc((size_t)N * s->V, sizeof(double));
+  s->chunk_fwd_first = malloc(sizeof(double) * (size_t)N * s->V);
   s->st = calloc((size_t)N, sizeof *s->st);
   s->act_arr = malloc(sizeof(double) * (size_t)N * s->V * M);
   s->grad_arr = malloc(sizeof(double) * (size_t)N * s->V * M);
@@ -568,7 +573,7 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
   s->norm_wait = calloc((size_t)N, sizeof(double));
   s->res->stages = calloc((size_t)P, sizeof *s->res->stages);
   s->res->pp = P;
-  if (!s->acts || !s->nacts || !s->last_bwd || !s->chunk_last_bwd || !s->chunk_bwd_start || !s->st || !s->act_arr || !s->grad_arr ||
+  if (!s->acts || !s->nacts || !s->last_bwd || !s->chunk_last_bwd || !s->chunk_bwd_start || !s->chunk_fwd_first || !s->st || !s->act_arr || !s->grad_arr ||
       !s->work || !s->comm_done || !s->comm_busy || !s->interf || !s->opt_start || !s->final_t || !s->group ||
       !s->norm_grp || !s->norm_wait || !s->res->stages)
     return strata_fail(err, errlen, "simulate: out of memory (%d ranks x %d micro-batches)", N, M);
@@ -582,13 +587,17 @@ static int sim_setup(sim_t *s, char *err, size_t errlen) {
       if (s->acts[st][i].op == SCHED_BWD) s->last_bwd[st] = s->chunk_last_bwd[st * s->V + s->acts[st][i].chunk] = i;
   }
   for (size_t i = 0; i < (size_t)N * s->V * M; i++) s->act_arr[i] = s->grad_arr[i] = -1;
+  for (size_t i = 0; i < (size_t)N * s->V; i++) s->chunk_fwd_first[i] = -1;
   return 0;
 }
 
-/* Notes when rank r (of `stage`) starts the final backward pass of a chunk (action a at pc). */
-static void note_final_pass(sim_t *s, int r, int stage, const sched_action_t *a, double now) {
+/* Notes when rank r (of `stage`) starts the first forward or the final backward pass of a
+ * chunk (action a at pc). */
+static void note_pass(sim_t *s, int r, int stage, const sched_action_t *a, double now) {
+  size_t i = (size_t)r * s->V + a->chunk;
   if (a->op == SCHED_BWD && s->st[r].pc == s->chunk_last_bwd[stage * s->V + a->chunk])
-    s->chunk_bwd_start[(size_t)r * s->V + a->chunk] = now;
+    s->chunk_bwd_start[i] = now;
+  if (a->op == SCHED_FWD && s->chunk_fwd_first[i] < 0) s->chunk_fwd_first[i] = now;
 }
 
 /* When a gradient region final `off` into a stage's backward (sim_region_t.ready_s) is ready on
@@ -652,12 +661,13 @@ static void sim_run_rank(sim_t *s, int r) {
     int last = q->pc == s->last_bwd[stage];
     if (a->op == SCHED_FWD) {
       double d = pass_s(s, c, a->op);
+      note_pass(s, r, stage, a, q->t);
       record_action(s, r, SIM_EV_FWD, a, q->t, q->t + d);
       q->t += d;
       q->busy += d;
     } else if (a->op == SCHED_BWD) {
       double d = pass_s(s, c, a->op);
-      note_final_pass(s, r, stage, a, q->t);
+      note_pass(s, r, stage, a, q->t);
       record_action(s, r, SIM_EV_BWD, a, q->t, q->t + d);
       q->t += d;
       q->busy += d;
@@ -720,7 +730,7 @@ static void shared_run_rank(sim_t *s, shared_t *h, int r, double now) {
   for (; q->pc < s->nacts[stage]; q->pc++) {
     const sched_action_t *a = &s->acts[stage][q->pc];
     if (a->op == SCHED_FWD || a->op == SCHED_BWD) {
-      note_final_pass(s, r, stage, a, now);
+      note_pass(s, r, stage, a, now);
       h->work[r] = pass_s(s, c, a->op) / s->dev->timeshare;
       h->start[r] = now;
       h->state[r] = SH_COMPUTE;
@@ -830,7 +840,7 @@ static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* One bucket of `bytes` in stage st's DP group: it starts when every replica has finished its
+/* One bucket of `bytes` in stage st's DP group (all-reduced; ZeRO-1: reduce-scattered): it starts when every replica has finished its
  * part (offset `off` into the final backward with overlap, region_ready, else the end of
  * backward) and the group's timeline is free. Returns the timeline's new free time. */
 static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off, int at_end,
@@ -844,7 +854,8 @@ static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off,
     if (q->end_bwd > end_bwd) end_bwd = q->end_bwd;
   }
   double start = ready > free_t ? ready : free_t;
-  double dur = device_allreduce_time(s->dev, s->group, s->D, bytes);
+  double dur = s->opt->zero ? device_reduce_scatter_time(s->dev, s->group, s->D, bytes)
+                            : device_allreduce_time(s->dev, s->group, s->D, bytes);
   *busy += dur;
   /* the part of the reduction that runs beside backward slows it (0 without the model) */
   double ov = (start + dur < end_bwd ? start + dur : end_bwd) - start;
@@ -857,7 +868,8 @@ static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off,
 /* Data-parallel reduction per DP group (stage, t) (one timeline each). The buckets of
  * grad_sync.c: regions in report order, the tied wte skipped; the open bucket starts when it
  * reaches bucket_bytes, or when the next region is not contiguous (brk), and the rest at the
- * end of backward. ZeRO-1 has no buckets (reduce-scatter after backward). */
+ * end of backward. Strata's ZeRO-1 has no buckets (reduce-scatter after backward); with
+ * zero_overlap its buckets are reduce-scattered. */
 static void sim_dp_buckets(sim_t *s) {
   const int D = s->D;
   for (int g = 0; g < s->P * s->T; g++) {
@@ -866,7 +878,7 @@ static void sim_dp_buckets(sim_t *s) {
     for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, tr, st, d);
     double free_t = 0, busy = 0, pend = 0;
     int bucket = 0, prev_brk = 0;
-    for (int i = 0; D > 1 && !s->opt->zero && i <= c->nregions; i++) {
+    for (int i = 0; D > 1 && (!s->opt->zero || s->opt->zero_overlap) && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
       double off = at_end ? 0 : c->regions[i].ready_s;
@@ -921,16 +933,19 @@ static double sim_group_ready(sim_t *s, int st, int tr) {
   return all;
 }
 
-/* After the tied sum, per DP group: its all-reduce (no ZeRO), or the ZeRO-1 reduce-scatter. */
+/* After the tied sum, per DP group: the tied sum's all-reduce (no ZeRO) or reduce-scatter
+ * (ZeRO-1 with zero_overlap: the rest went in buckets), or Strata's ZeRO-1 reduce-scatter of
+ * everything. */
 static void sim_dp_after(sim_t *s) {
-  const int D = s->D;
+  const int D = s->D, whole = s->opt->zero && !s->opt->zero_overlap;
   for (int g = 0; g < s->P * s->T && D > 1; g++) {
     const int st = g / s->T;
     const sim_stage_cost_t *c = &s->costs[st];
-    if (!s->opt->zero && !(c->tied_bytes > 0)) continue;
+    if (!whole && !(c->tied_bytes > 0)) continue;
     double all = sim_group_ready(s, st, g % s->T);
-    double dur = s->opt->zero ? device_reduce_scatter_time(s->dev, s->group, D, c->param_bytes)
-                              : device_allreduce_time(s->dev, s->group, D, c->tied_bytes);
+    double dur = whole        ? device_reduce_scatter_time(s->dev, s->group, D, c->param_bytes)
+                 : s->opt->zero ? device_reduce_scatter_time(s->dev, s->group, D, c->tied_bytes)
+                                : device_allreduce_time(s->dev, s->group, D, c->tied_bytes);
     for (int d = 0; d < D; d++) {
       s->final_t[s->group[d]] = all + dur;
       record(s, s->group[d], SIM_EV_DP_REDUCE, -1, all, all + dur);
@@ -958,7 +973,26 @@ static void sim_norm(sim_t *s) {
   }
 }
 
-/* AdamW on every rank, then the ZeRO-1 parameter all-gather per DP group. */
+/* How long rank r's forward would wait for a parameter all-gather of `dur` seconds overlapping
+ * it (zero_overlap; Megatron-LM's --overlap-param-gather): in the steady state the gather of
+ * the stage's parameters starts when the step does (the previous step's optimizer has just
+ * ended) and brings them chunk by chunk in forward order, each a 1/V share. A layer waits for
+ * its own parameters: the first bucket must be there when the rank's first forward starts,
+ * and each chunk by the end of the rank's first forward pass of it. */
+static double gather_wait(const sim_t *s, int r, const sim_stage_cost_t *c, double dur) {
+  const int V = s->V;
+  double chunk = c->gather_bytes / V, first = chunk < s->opt->bucket_bytes ? chunk : s->opt->bucket_bytes;
+  double wait = device_allgather_time(s->dev, s->group, s->D, first) - s->chunk_fwd_first[(size_t)r * V];
+  for (int v = 0; v < V; v++) {
+    double late = dur * (v + 1) / V - (s->chunk_fwd_first[(size_t)r * V + v] + pass_s(s, c, SCHED_FWD));
+    if (late > wait) wait = late;
+  }
+  return wait > 0 ? wait : 0;
+}
+
+/* AdamW on every rank, then the ZeRO-1 parameter all-gather per DP group: after AdamW, or with
+ * zero_overlap beside the next step's forward, where the step grows by the longest any rank
+ * would wait for it (a stage that starts late holds up its pipeline). */
 static void sim_optimizer(sim_t *s) {
   for (int r = 0; r < s->N; r++) {
     int st = layout_stage_of(s->lay, r);
@@ -967,15 +1001,24 @@ static void sim_optimizer(sim_t *s) {
     record(s, r, SIM_EV_OPTIMIZER, -1, s->opt_start[r], s->final_t[r]);
   }
   if (!(s->opt->zero && s->D > 1)) return;
+  double late = 0;
   for (int g = 0; g < s->P * s->T; g++) {
     const int st = g / s->T;
     double all = sim_group_ready(s, st, g % s->T);
-    double end = all + device_allgather_time(s->dev, s->group, s->D, s->costs[st].gather_bytes);
+    double dur = device_allgather_time(s->dev, s->group, s->D, s->costs[st].gather_bytes);
     for (int d = 0; d < s->D; d++) {
-      s->final_t[s->group[d]] = end;
-      record(s, s->group[d], SIM_EV_ALLGATHER, -1, all, end);
+      int r = s->group[d];
+      if (s->opt->zero_overlap) {
+        double w = gather_wait(s, r, &s->costs[st], dur);
+        if (w > late) late = w;
+        record(s, r, SIM_EV_ALLGATHER, -1, 0, dur); /* the next step's, drawn on this one */
+      } else {
+        s->final_t[r] = all + dur;
+        record(s, r, SIM_EV_ALLGATHER, -1, all, all + dur);
+      }
     }
   }
+  for (int r = 0; r < s->N && late > 0; r++) s->final_t[r] += late;
 }
 
 /* The result: the step time (the last rank done), throughput, MFU and HFU, and per stage the

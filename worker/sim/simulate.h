@@ -20,14 +20,16 @@
  *    finished that bucket's part of its last backward, on a per-group communication timeline
  *    that runs beside compute; without overlap all buckets wait for the end of backward.
  *    ZeRO-1: no buckets; one reduce-scatter of the padded shard after backward (and after the
- *    tied exchange), as grad_sync.c does.
+ *    tied exchange), as grad_sync.c does; with zero_overlap the buckets' reduce-scatters.
  *  - P > 1: the two copies of the tied wte (first and last stage) exchange their gradients
  *    point-to-point after the buckets; without ZeRO and D > 1 the sum is then all-reduced in
  *    the DP group.
  *  - The global gradient norm: an 8-byte all-reduce over the replica's T x P ranks (its
  *    model-parallel group; ZeRO-1: all ranks) synchronises the group before the optimizer.
  *  - Then AdamW on the stage's parameters (ZeRO-1: a 1/D slice, followed by an all-gather of
- *    the parameters). The step ends when the last rank is done.
+ *    the parameters; with zero_overlap the all-gather runs beside the next step's forward, and
+ *    the step grows by the most any rank's forward would wait for it). The step ends when the
+ *    last rank is done.
  * This is exactly what the carried clock of a real run (sim_clock.h) does, action by action,
  * so both give the same step time.
  * Data-parallel groups are (stage, t): the D ranks holding the same shard.
@@ -54,6 +56,11 @@ typedef struct {
                            (needs kind 1F1B, P > 1, M a multiple of P and at least vstages
                            layers per stage); 1: none */
   int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather */
+  int zero_overlap;     /* with zero 1: the reduce-scatter in buckets overlapping backward, as the
+                           all-reduce's, and the all-gather overlapping the next step's forward
+                           (Megatron-LM's distributed optimizer with --overlap-grad-reduce
+                           --overlap-param-gather); 0: Strata's ZeRO-1, one reduce-scatter after
+                           backward and the all-gather after AdamW */
   int overlap;          /* 1: bucket reduction overlaps the remaining backward */
   double bucket_bytes;  /* gradient bucket size, bytes */
   device_dtype_t dtype; /* compute dtype: peak FLOP/s and op / activation element size */
