@@ -207,7 +207,10 @@ static void test_overlap_hides_all_but_last_bucket(void) {
  *    1 s: 8.
  *  - P=2, f = 0.5 a stage: stage 0 forward 0-0.5, stage 1 0.5-1 and backward 1-5, stage 0
  *    backward 5-9, its last bucket done at 9.25; stage 0's gather is 0.5 s late (1 - 0.5),
- *    stage 1's not at all (its forward starts at 0.5 and ends at 1): step 9.75 + norm. */
+ *    stage 1's not at all (its forward starts at 0.5 and ends at 1): step 9.75 + norm.
+ *  - P=1, f = 2, overlap_slowdown 1: the three buckets reduced beside backward (0.25 s each)
+ *    move its end from 6 to 6.75, after the last bucket (6.25); the gather runs 0.75 s beside
+ *    the forward after its 0.25 s wait, which then ends 0.25 + 0.75 later: 6.75 + norm + 1. */
 static void test_zero_overlap(void) {
   layout_model_t m = {64, 8, 4, 2, 16};
   device_t d = ring_device(0, 1e6);
@@ -216,8 +219,9 @@ static void test_zero_overlap(void) {
   sim_region_t reg[4] = {{5e5, 1, 0, 0}, {5e5, 2, 0, 0}, {5e5, 3, 0, 0}, {5e5, 4, 0, 0}};
   const struct {
     int P, overlap;
-    double f, step;
-  } cases[] = {{1, 1, 2.0, 6.5}, {1, 1, 0.5, 5.25}, {1, 0, 2.0, 8.0}, {2, 1, 0.5, 9.75}};
+    double f, slowdown, step;
+  } cases[] = {{1, 1, 2.0, 0, 6.5}, {1, 1, 0.5, 0, 5.25}, {1, 0, 2.0, 0, 8.0}, {2, 1, 0.5, 0, 9.75},
+               {1, 1, 2.0, 1, 7.75}};
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     const int P = cases[k].P, N = 2 * P;
     CHECK_EQ_INT(layout_init(&lay, &m, N, 1, P, 2, 1, 2, NULL, err, sizeof err), 0);
@@ -231,7 +235,7 @@ static void test_zero_overlap(void) {
     o.zero = 1;
     o.zero_overlap = cases[k].overlap;
     o.bucket_bytes = 5e5;
-    d.overlap_slowdown = 0;
+    d.overlap_slowdown = cases[k].slowdown;
     sim_result_t r;
     CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
     double norm = 2.0 * (N - 1) / N * 8 / 1e6;

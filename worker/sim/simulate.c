@@ -973,13 +973,14 @@ static void sim_norm(sim_t *s) {
   }
 }
 
-/* How long rank r's forward would wait for a parameter all-gather of `dur` seconds overlapping
- * it (zero_overlap; Megatron-LM's --overlap-param-gather): in the steady state the gather of
- * the stage's parameters starts when the step does (the previous step's optimizer has just
- * ended) and brings them chunk by chunk in forward order, each a 1/V share. A layer waits for
- * its own parameters: the first bucket must be there when the rank's first forward starts,
- * and each chunk by the end of the rank's first forward pass of it. */
-static double gather_wait(const sim_t *s, int r, const sim_stage_cost_t *c, double dur) {
+/* How much later rank r's forward would end beside a parameter all-gather of `dur` seconds
+ * (zero_overlap; Megatron-LM's --overlap-param-gather): in the steady state the gather of the
+ * stage's parameters starts when the step does (the previous step's optimizer has just ended)
+ * and brings them chunk by chunk in forward order, each a 1/V share. A layer waits for its own
+ * parameters: the first bucket must be there when the rank's first forward starts, and each
+ * chunk by the end of the rank's first forward pass of it. The rest of the gather runs beside
+ * the rank's compute and slows it as an overlapped bucket does (overlap_slowdown). */
+static double gather_delay(const sim_t *s, int r, const sim_stage_cost_t *c, double dur) {
   const int V = s->V;
   double chunk = c->gather_bytes / V, first = chunk < s->opt->bucket_bytes ? chunk : s->opt->bucket_bytes;
   double wait = device_allgather_time(s->dev, s->group, s->D, first) - s->chunk_fwd_first[(size_t)r * V];
@@ -987,7 +988,9 @@ static double gather_wait(const sim_t *s, int r, const sim_stage_cost_t *c, doub
     double late = dur * (v + 1) / V - (s->chunk_fwd_first[(size_t)r * V + v] + pass_s(s, c, SCHED_FWD));
     if (late > wait) wait = late;
   }
-  return wait > 0 ? wait : 0;
+  if (wait < 0) wait = 0;
+  double beside = dur - s->chunk_fwd_first[(size_t)r * V] - wait;
+  return wait + (s->opt->interference && beside > 0 ? s->dev->overlap_slowdown * beside : 0);
 }
 
 /* AdamW on every rank, then the ZeRO-1 parameter all-gather per DP group: after AdamW, or with
@@ -1009,7 +1012,7 @@ static void sim_optimizer(sim_t *s) {
     for (int d = 0; d < s->D; d++) {
       int r = s->group[d];
       if (s->opt->zero_overlap) {
-        double w = gather_wait(s, r, &s->costs[st], dur);
+        double w = gather_delay(s, r, &s->costs[st], dur);
         if (w > late) late = w;
         record(s, r, SIM_EV_ALLGATHER, -1, 0, dur); /* the next step's, drawn on this one */
       } else {

@@ -28,10 +28,10 @@
  *    model-parallel group; ZeRO-1: all ranks) synchronises the group before the optimizer.
  *  - Then AdamW on the stage's parameters (ZeRO-1: a 1/D slice, followed by an all-gather of
  *    the parameters; with zero_overlap the all-gather runs beside the next step's forward, and
- *    the step grows by the most any rank's forward would wait for it). The step ends when the
- *    last rank is done.
- * This is exactly what the carried clock of a real run (sim_clock.h) does, action by action,
- * so both give the same step time.
+ *    the step grows by the most it delays any rank's forward: waiting, and sharing the
+ *    device). The step ends when the last rank is done.
+ * This (zero_overlap aside: Strata's own ZeRO-1 overlaps nothing) is exactly what the carried
+ * clock of a real run (sim_clock.h) does, action by action, so both give the same step time.
  * Data-parallel groups are (stage, t): the D ranks holding the same shard.
  * Per-rank time splits into compute + tensor-parallel communication + pipeline idle + exposed
  * (data-parallel) communication + optimizer; the shares reported are means over ranks of each
