@@ -123,10 +123,15 @@ int main(void) {
   CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 0, 1, 2, err, sizeof err), 0);
   CHECK_EQ_INT(session_read_stage(dir, "s1", &h1, &got, d, NULL, NULL, err, sizeof err), SESSION_STALE);
   CHECK_TRUE(strstr(err, "turn 2") && strstr(err, "turn 1"));
-  /* corruption: a flipped byte, a truncated file, a missing file */
+  /* corruption: a flipped byte, a truncated file, a missing file. A file saved again is another
+   * save (its header holds the time saved, which its checksum covers), so the record is
+   * committed again with the new checksum, as a turn's commit does. */
   c->n_pos = 11;
-  CHECK_EQ_INT(session_write_stage(dir, "s1", &h1, 1, NULL, 0, c, &sum2, &bytes2, &eno, err, sizeof err), SESSION_OK);
+  CHECK_EQ_INT(session_write_stage(dir, "s1", &h1, 1, NULL, 0, c, &rec.sum[1], &rec.bytes[1], &eno, err, sizeof err),
+               SESSION_OK);
   CHECK_EQ_INT(session_promote(dir, "s1", 1, 2, 0, 1, 1, err, sizeof err), 0);
+  CHECK_EQ_INT(session_commit_write(dir, "s1", &rec, &eno, err, sizeof err), 0);
+  CHECK_EQ_INT(session_commit_read(dir, "s1", &got, err, sizeof err), 0);
   CHECK_EQ_INT(session_read_stage(dir, "s1", &h1, &got, d, NULL, NULL, err, sizeof err), SESSION_OK);
   session_path(path, sizeof path, dir, "s1", 1, 2, 0, 1);
   FILE *f = fopen(path, "r+b");
