@@ -321,11 +321,12 @@ tune_table() {
   echo "| np | size | auto runs | auto time | best fixed (its name in the first repeat) | auto / best fixed | goal <= 1.05 | MPI / auto | goal >= 1 |"
   echo "|---|---|---|---|---|---|---|---|---|"
   awk -F, -v PL="$1" -v TB="$2" "$AWKLIB"'
-    function jv(l, key,   m) { if (!match(l, "\"" key "\": *(\"[^\"]*\"|[0-9]+)")) return ""; m = substr(l, RSTART, RLENGTH)
+    function jv(l, key,   m) { if (!match(l, "\"" key "\": *(\"[^\"]*\"|[0-9]+|true|false)")) return ""; m = substr(l, RSTART, RLENGTH)
                                  sub(/^"[^"]*": */, "", m); gsub(/"/, "", m); return m }
     BEGIN { S = PL == "in" ? "_ip" : ""
             while ((getline l < TB) > 0) { if (l !~ /"ranks"/ || jv(l, "placement") != PL) continue; k = jv(l, "ranks"); nr[k]++; c = jv(l, "chunk_bytes")
-                                           rf[k, nr[k]] = jv(l, "from_bytes") + 0; ra[k, nr[k]] = jv(l, "algo") (c > 0 ? "/" c / 1024 "K" : "") } }
+                                           rf[k, nr[k]] = jv(l, "from_bytes") + 0
+                                           ra[k, nr[k]] = jv(l, "algo") (c > 0 ? "/" c / 1024 "K" : "") (jv(l, "stream") == "true" ? "/nt" : "") } }
     function rule(np, b,   i, a) { a = "built-in"; for (i = 1; i <= nr[np]; i++) if (b + 0 >= rf[np, i]) a = ra[np, i]; return a }
     NR > 1 && $3 == "same" { t[$1, $2, $5, $4] = $6; runs[$1] = 1; if (!(($2, $5) in seen)) { seen[$2, $5] = 1; key[++nk] = $2 SUBSEP $5 } }
     END { for (i = 1; i <= nk; i++) { split(key[i], kk, SUBSEP); np = kk[1]; b = kk[2]; A = R = M = ""; bn = ""
@@ -415,7 +416,9 @@ section_tune() {
     echo "not on one (in place, the columns start from zeros). \"auto / best fixed\" is auto's time over"
     echo "the fastest fixed column's at that size and placement, within a run (goal <= 1.05); \"MPI /"
     echo "auto\" is MPI_Allreduce's time over auto's (goal >= 1.0); both as the median [range] over the"
-    echo "repeats. \"auto runs\" is the table's rule for that size and placement."
+    echo "repeats. \"auto runs\" is the table's rule for that size and placement (\"/nt\": its sums written"
+    echo "with streaming stores; the fixed columns stream as the built-in rules do: in place always,"
+    echo "out of place from 8 MiB)."
     echo
     echo "Out of place:"
     echo

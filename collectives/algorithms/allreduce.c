@@ -56,24 +56,43 @@ static coll_algo_t builtin_algo(const coll_comm_t *comm, size_t bytes) {
   return COLL_ALGO_RING;
 }
 
-/* AUTO follows the decision table where it has a rule (tune.c); its chunk size is used unless
- * the caller set one. */
+/* Streaming stores by cfg.stream_bytes: from that size, and in place at any size: the result
+ * is the next call's input, which a peer reads, and left dirty in this core's cache it is read
+ * at a fraction of memory speed on some hosts (reduce.c). Which way is faster depends on the
+ * host, so a decision table measures it per size (`stream`) where it has one. */
+static int builtin_streams(const coll_comm_t *comm, size_t bytes, int in_place) {
+  return bytes >= comm->cfg.stream_bytes || (in_place && comm->cfg.stream_bytes != SIZE_MAX);
+}
+
+/* AUTO follows the decision table where it has a rule (tune.c); its chunk size and streaming
+ * are used unless the caller set them. */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
-                              coll_dtype_t dtype, int in_place, size_t *chunk_bytes) {
+                              coll_dtype_t dtype, int in_place, size_t *chunk_bytes, int *streams) {
   *chunk_bytes = comm->cfg.chunk_bytes;
+  *streams = builtin_streams(comm, bytes, in_place);
   if (algo != COLL_ALGO_AUTO) return algo;
   const coll_tune_rule_t *rule = coll_tune_lookup(comm, bytes, dtype, in_place);
   if (!rule) return builtin_algo(comm, bytes);
   if (rule->chunk_bytes && !comm->chunk_explicit) *chunk_bytes = rule->chunk_bytes;
+  if (rule->stream >= 0 && !comm->stream_explicit) *streams = rule->stream;
   return rule->algo;
 }
 
 coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype,
                                        int in_place, size_t *chunk_bytes) {
   size_t chunk = 0;
-  coll_algo_t a = comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, in_place, &chunk) : COLL_ALGO_RING;
+  int streams;
+  coll_algo_t a = comm ? coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, in_place, &chunk, &streams)
+                       : COLL_ALGO_RING;
   if (chunk_bytes) *chunk_bytes = chunk;
   return a;
+}
+
+int coll_allreduce_auto_streams(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype, int in_place) {
+  size_t chunk;
+  int streams = 0;
+  if (comm) coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, in_place, &chunk, &streams);
+  return streams;
 }
 
 coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes) {
@@ -314,7 +333,8 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   if ((unsigned)algo >= COLL_ALGO_COUNT)
     return coll_set_error(comm, COLL_ERR_ARG, "allreduce: invalid algorithm %d", (int)algo);
   size_t chunk_bytes, p = (size_t)comm->size;
-  algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, send == recv, &chunk_bytes);
+  int streams;
+  algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, send == recv, &chunk_bytes, &streams);
   int is16 = coll_is_16bit(dtype) && !(comm->cfg.wire16 && algo != COLL_ALGO_MPI); /* fp32 work */
   coll_dtype_t wt = is16 ? COLL_F32 : dtype;
   size_t esz = coll_dtype_size(wt);
@@ -330,9 +350,7 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
            coll_dtype_name(dtype), coll_op_name(op));
   coll_request_t *req = coll_req_new(comm, name, 1, check_b + work_b + algo_b);
   if (!req) return COLL_ERR_NOMEM;
-  /* In place, the result is the next call's input, which a peer reads; left dirty in this
-   * core's cache it is read at a fraction of memory speed (reduce.c), so it streams at any size. */
-  req->stream_stores = count * esz >= comm->cfg.stream_bytes || (send == recv && comm->cfg.stream_bytes != SIZE_MAX);
+  req->stream_stores = streams;
   char *area = req->scratch, *work = area + check_b, *tmp = work + work_b;
   coll_s_check(req, area, OPK_ALLREDUCE, count, (int)dtype, (int)op, -1, (int)algo);
   const void *src = send;

@@ -134,6 +134,7 @@ struct coll_comm {
   int thread_running, thread_stop;
   int progress_sleep_us;    /* progress thread's sleep between idle polls (microseconds) */
   int chunk_explicit;       /* 1: the caller set cfg.chunk_bytes (the table's chunk is not used) */
+  int stream_explicit;      /* 1: the caller set cfg.stream_bytes (the table's stream is not used) */
   coll_tune_rule_t *tune_all; /* every rule of the decision table (tune.c), for splits */
   coll_tune_rule_t *tune;   /* the rules for this communicator's size and transport */
   int ntune_all, ntune;
@@ -292,10 +293,11 @@ void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, 
                              coll_dtype_t dtype, coll_op_t op, size_t chunk_bytes, void *scratch);
 
 /* Resolves AUTO for an all-reduce of `bytes` of dtype, out of place or in place: the
- * algorithm, and the chunk size it runs with in *chunk_bytes (the decision table's or the
- * communicator's). */
+ * algorithm, the chunk size it runs with in *chunk_bytes (the decision table's or the
+ * communicator's), and in *streams whether its fp32 sums use streaming stores (the table's
+ * rule, else cfg.stream_bytes). */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
-                              coll_dtype_t dtype, int in_place, size_t *chunk_bytes);
+                              coll_dtype_t dtype, int in_place, size_t *chunk_bytes, int *streams);
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op_or_neg,
                     size_t count, const void *a, const void *b);
 

@@ -239,6 +239,7 @@ static coll_result_t comm_init(MPI_Comm dup, const coll_config_t *cfg, const col
   c->yield_idle = cfg->yield_idle >= 0 ? cfg->yield_idle : node_oversubscribed(dup);
   c->tops = cfg->transport == COLL_TRANSPORT_OFI ? &coll_transport_ofi_ops : &coll_transport_mpi_ops;
   c->chunk_explicit = parent ? parent->chunk_explicit : cfg->chunk_bytes != 0;
+  c->stream_explicit = parent ? parent->stream_explicit : cfg->stream_bytes != COLL_DEFAULT_STREAM_BYTES;
   if (!c->cfg.chunk_bytes)
     c->cfg.chunk_bytes = cfg->transport == COLL_TRANSPORT_OFI ? COLL_DEFAULT_CHUNK_BYTES_OFI
                                                                : COLL_DEFAULT_CHUNK_BYTES_MPI;

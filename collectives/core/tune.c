@@ -95,8 +95,8 @@ coll_result_t coll_tune_save(const char *path, const coll_tune_rule_t *rules, in
   for (int i = 0; i < n; i++)
     if (rules[i].algo == COLL_ALGO_AUTO || (unsigned)rules[i].algo >= COLL_ALGO_COUNT || rules[i].ranks < 1 ||
         (unsigned)rules[i].dtype >= COLL_DTYPE_COUNT || !rules[i].transport[0] || strpbrk(rules[i].transport, " \t\"\\") ||
-        (rules[i].in_place != 0 && rules[i].in_place != 1))
-      return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: rule %d is invalid (algorithm auto, no transport, a bad rank count or placement)", i);
+        (rules[i].in_place != 0 && rules[i].in_place != 1) || rules[i].stream < -1 || rules[i].stream > 1)
+      return coll_err(err, errlen, COLL_ERR_ARG, "coll_tune_save: rule %d is invalid (algorithm auto, no transport, a bad rank count, placement or stream)", i);
   if (read_file(path, &text, &len, msg, sizeof msg) > 0 && coll_tune_parse(text, len, &old, &nold, msg, sizeof msg))
     nold = 0; /* a malformed table is replaced */
   all = malloc(((size_t)nold + (size_t)n + 1) * sizeof *all);

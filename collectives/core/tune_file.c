@@ -1,14 +1,15 @@
 /* tune_file.c -- the decision table's file format (coll.h, "Decision table";
- * collectives/README.md, "Tuning"): reading a table, JSON of format version 2 or the text of
- * version 1, into checked rules, and writing rules as version 2.
+ * collectives/README.md, "Tuning"): reading a table, JSON of format version 3 or 2 or the text
+ * of version 1, into checked rules, and writing rules as version 3.
  *
- * Version 2 is a JSON object parsed with json-c:
- *    {"format": "strata-coll-tune", "version": 2, "comment": "...",
+ * Version 3 is a JSON object parsed with json-c:
+ *    {"format": "strata-coll-tune", "version": 3, "comment": "...",
  *     "rules": [{"ranks": 2, "transport": "mpi", "dtype": "float", "placement": "out",
- *                "from_bytes": 0, "algo": "rd", "chunk_bytes": 0}, ...]}
- * Version 1 (earlier releases) is text: a "strata-coll-tune 1" line, then one rule per line,
- * "ranks transport dtype from_bytes algo chunk_bytes", '#' comments; it has no placement, so
- * each of its rules holds for both.
+ *                "from_bytes": 0, "algo": "rd", "chunk_bytes": 0, "stream": false}, ...]}
+ * "stream" is optional (absent: cfg.stream_bytes decides, stream -1); version 2 is the same
+ * without it. Version 1 (earlier releases) is text: a "strata-coll-tune 1" line, then one rule
+ * per line, "ranks transport dtype from_bytes algo chunk_bytes", '#' comments; it has no
+ * placement, so each of its rules holds for both.
  */
 #include <json-c/json.h>
 #include <stdarg.h>
@@ -106,6 +107,7 @@ static int parse_v1_line(char *line, coll_tune_rule_t *r, char *msg, size_t len)
   r->ranks = (int)ranks.i;
   r->from_bytes = (size_t)from.i;
   r->chunk_bytes = (size_t)chunk.i;
+  r->stream = -1;
   return 0;
 }
 
@@ -124,7 +126,7 @@ static int parse_v1(char *text, rules_t *rs, char *err, size_t errlen) {
       if (sscanf(s, TUNE_MAGIC " %d %c", &ver, &tail) != 1)
         return coll_tune_fail(err, errlen, "is malformed: line %d is neither JSON nor '" TUNE_MAGIC " 1'", lineno);
       if (ver != 1)
-        return coll_tune_fail(err, errlen, "is text of format version %d; this library reads JSON of version 2 and text of version 1", ver);
+        return coll_tune_fail(err, errlen, "is text of format version %d; this library reads JSON of versions 2 and 3 and text of version 1", ver);
       seen_magic = 1;
       continue;
     }
@@ -137,10 +139,13 @@ static int parse_v1(char *text, rules_t *rs, char *err, size_t errlen) {
   return seen_magic ? 0 : coll_tune_fail(err, errlen, "is empty");
 }
 
-/* ---- version 2: JSON ---- */
+/* ---- versions 2 and 3: JSON ---- */
 
-static const char *const rule_keys[] = {"ranks", "transport", "dtype", "placement", "from_bytes", "algo", "chunk_bytes"};
+/* A rule's keys: every one required but the last, "stream", which version 3 adds (optional). */
+static const char *const rule_keys[] = {"ranks", "transport", "dtype", "placement", "from_bytes", "algo", "chunk_bytes",
+                                        "stream"};
 #define NKEYS ((int)(sizeof rule_keys / sizeof rule_keys[0]))
+#define NREQUIRED (NKEYS - 1)
 
 /* The integer member `key` of o into *v, from lo to hi. */
 static int json_int(json_object *o, const char *key, long long lo, long long hi, long long *v, char *msg, size_t len) {
@@ -158,17 +163,19 @@ static int json_str(json_object *o, const char *key, const char **v, char *msg, 
   return 0;
 }
 
-/* One rule object into *r: 0, or -1 with what is wrong in msg. */
-static int parse_v2_rule(json_object *o, coll_tune_rule_t *r, char *msg, size_t len) {
+/* One rule object of a table of `version` into *r: 0, or -1 with what is wrong in msg. */
+static int parse_json_rule(json_object *o, int version, coll_tune_rule_t *r, char *msg, size_t len) {
   if (!json_object_is_type(o, json_type_object)) return coll_tune_fail(msg, len, "is not an object");
+  int nkeys = version >= 3 ? NKEYS : NREQUIRED;
   json_object_object_foreach(o, key, val) {
     (void)val;
     int known = 0;
-    for (int k = 0; k < NKEYS && !known; k++) known = !strcmp(key, rule_keys[k]);
+    for (int k = 0; k < nkeys && !known; k++) known = !strcmp(key, rule_keys[k]);
     if (!known)
-      return coll_tune_fail(msg, len, "unknown key \"%s\" (a rule has ranks, transport, dtype, placement, from_bytes, algo, chunk_bytes)", key);
+      return coll_tune_fail(msg, len, "unknown key \"%s\" (a rule has ranks, transport, dtype, placement, from_bytes, algo, chunk_bytes%s)",
+                            key, version >= 3 ? " and may have stream" : "");
   }
-  for (int k = 0; k < NKEYS; k++)
+  for (int k = 0; k < NREQUIRED; k++)
     if (!json_object_object_get_ex(o, rule_keys[k], NULL)) return coll_tune_fail(msg, len, "has no \"%s\"", rule_keys[k]);
   long long ranks, from, chunk;
   const char *transport, *dtype, *placement, *algo;
@@ -181,6 +188,13 @@ static int parse_v2_rule(json_object *o, coll_tune_rule_t *r, char *msg, size_t 
     return -1;
   if (strcmp(placement, "out") && strcmp(placement, "in"))
     return coll_tune_fail(msg, len, "\"placement\" must be \"out\" or \"in\", got \"%s\"", placement);
+  r->stream = -1;
+  json_object *st;
+  if (json_object_object_get_ex(o, "stream", &st)) {
+    if (!json_object_is_type(st, json_type_boolean))
+      return coll_tune_fail(msg, len, "\"stream\" must be true or false, got %s", json_object_to_json_string(st));
+    r->stream = json_object_get_boolean(st) ? 1 : 0;
+  }
   r->ranks = (int)ranks;
   r->from_bytes = (size_t)from;
   r->chunk_bytes = (size_t)chunk;
@@ -188,7 +202,7 @@ static int parse_v2_rule(json_object *o, coll_tune_rule_t *r, char *msg, size_t 
   return 0;
 }
 
-static int parse_v2(const char *text, size_t textlen, rules_t *rs, char *err, size_t errlen) {
+static int parse_json(const char *text, size_t textlen, rules_t *rs, char *err, size_t errlen) {
   json_tokener *tok = json_tokener_new();
   if (!tok) return coll_tune_fail(err, errlen, "cannot be read (out of memory)");
   json_object *doc = json_tokener_parse_ex(tok, text, (int)textlen);
@@ -222,9 +236,10 @@ static int parse_v2(const char *text, size_t textlen, rules_t *rs, char *err, si
       goto out;
     }
   }
+  int version = 0;
   if (!json_object_object_get_ex(doc, "version", &x) || !json_object_is_type(x, json_type_int) ||
-      json_object_get_int64(x) != 2) {
-    coll_tune_fail(err, errlen, "is format version %s; this library reads JSON of version 2 and text of version 1",
+      (version = (int)json_object_get_int64(x)) < 2 || version > 3) {
+    coll_tune_fail(err, errlen, "is format version %s; this library reads JSON of versions 2 and 3 and text of version 1",
          x ? json_object_to_json_string(x) : "(none)");
     goto out;
   }
@@ -234,7 +249,7 @@ static int parse_v2(const char *text, size_t textlen, rules_t *rs, char *err, si
   }
   for (size_t i = 0, n = json_object_array_length(x); i < n; i++) {
     coll_tune_rule_t r;
-    if (parse_v2_rule(json_object_array_get_idx(x, i), &r, msg, sizeof msg) || rules_add(rs, &r, msg, sizeof msg)) {
+    if (parse_json_rule(json_object_array_get_idx(x, i), version, &r, msg, sizeof msg) || rules_add(rs, &r, msg, sizeof msg)) {
       coll_tune_fail(err, errlen, "is malformed: rules[%zu] %s", i, msg);
       goto out;
     }
@@ -251,7 +266,7 @@ int coll_tune_parse(char *text, size_t len, coll_tune_rule_t **rules, int *n, ch
   *n = 0;
   const char *s = text; /* JSON starts with '{' (or '[', not a table); a version 1 table with its magic or '#' */
   while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
-  int rc = *s == '{' || *s == '[' ? parse_v2(text, len, &rs, err, errlen) : parse_v1(text, &rs, err, errlen);
+  int rc = *s == '{' || *s == '[' ? parse_json(text, len, &rs, err, errlen) : parse_v1(text, &rs, err, errlen);
   if (rc) {
     free(rs.r);
     return -1;
@@ -262,7 +277,7 @@ int coll_tune_parse(char *text, size_t len, coll_tune_rule_t **rules, int *n, ch
 }
 
 int coll_tune_write(FILE *f, const coll_tune_rule_t *rules, int n) {
-  fprintf(f, "{\n  \"format\": \"" TUNE_MAGIC "\",\n  \"version\": 2,\n"
+  fprintf(f, "{\n  \"format\": \"" TUNE_MAGIC "\",\n  \"version\": 3,\n"
              "  \"comment\": \"written by strata bench --tune; collectives/README.md (Tuning) describes it\",\n"
              "  \"rules\": [");
   for (int i = 0; i < n; i++) {
@@ -275,6 +290,7 @@ int coll_tune_write(FILE *f, const coll_tune_rule_t *rules, int n) {
     json_object_object_add(o, "from_bytes", json_object_new_int64((int64_t)rules[i].from_bytes));
     json_object_object_add(o, "algo", json_object_new_string(coll_algo_name(rules[i].algo)));
     json_object_object_add(o, "chunk_bytes", json_object_new_int64((int64_t)rules[i].chunk_bytes));
+    if (rules[i].stream >= 0) json_object_object_add(o, "stream", json_object_new_boolean(rules[i].stream));
     fprintf(f, "%s\n    %s", i ? "," : "", json_object_to_json_string_ext(o, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
   }

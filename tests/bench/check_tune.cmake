@@ -4,8 +4,9 @@
 #   -DTABLE=<file> -DJSON=<file> -P check_tune.cmake   (STRATA_COLL_TUNE_FILE=TABLE is set)
 # Checks:
 #  1. --tune exits 0, says "# wrote N rules for NP ranks, mpi, float to TABLE", and TABLE is
-#     JSON with "format": "strata-coll-tune", "version": 2 and N rules {ranks NP, transport mpi,
-#     dtype float, placement, from_bytes, algo, chunk_bytes}, those of each placement (out, in)
+#     JSON with "format": "strata-coll-tune", "version": 3 and N rules {ranks NP, transport mpi,
+#     dtype float, placement, from_bytes, algo, chunk_bytes, and stream (true/false) on every
+#     rule of Strata's own algorithms, none on mpi's}, those of each placement (out, in)
 #     starting from 0;
 #  2. a plain run prints "# tuning: table TABLE (N rules for NP ranks over mpi)" and each JSON
 #     row's algo_used is the algorithm of the last rule of its placement whose FROM is at most
@@ -35,8 +36,8 @@ endif()
 file(READ "${TABLE}" table)
 string(JSON format ERROR_VARIABLE jerr GET "${table}" format)
 string(JSON version ERROR_VARIABLE jerr2 GET "${table}" version)
-if(jerr OR jerr2 OR NOT format STREQUAL "strata-coll-tune" OR NOT version EQUAL 2)
-  message(FATAL_ERROR "the table is not a version 2 decision table:\n${table}")
+if(jerr OR jerr2 OR NOT format STREQUAL "strata-coll-tune" OR NOT version EQUAL 3)
+  message(FATAL_ERROR "the table is not a version 3 decision table:\n${table}")
 endif()
 string(JSON nr LENGTH "${table}" rules)
 set(places "")
@@ -52,6 +53,12 @@ foreach(i RANGE ${last_r})
      NOT v_placement MATCHES "^(out|in)$" OR NOT v_from_bytes MATCHES "^[0-9]+$" OR
      NOT v_algo MATCHES "^(rd|ring|rabenseifner|mpi)$" OR NOT v_chunk_bytes MATCHES "^[0-9]+$")
     message(FATAL_ERROR "bad rule ${rule}")
+  endif()
+  string(JSON v_stream ERROR_VARIABLE serr GET "${rule}" stream)
+  if(v_algo STREQUAL "mpi" AND NOT serr)
+    message(FATAL_ERROR "an mpi rule has a stream: ${rule}")
+  elseif(NOT v_algo STREQUAL "mpi" AND (serr OR NOT v_stream MATCHES "^(ON|OFF)$"))
+    message(FATAL_ERROR "rule without a true/false stream: ${rule}")
   endif()
   list(APPEND places ${v_placement})
   list(APPEND froms ${v_from_bytes})

@@ -807,6 +807,16 @@ static coll_comm_t *tune_comm_checked(const char *table, size_t chunk_bytes, int
 
 static coll_comm_t *tune_comm(const char *table, size_t chunk_bytes) { return tune_comm_checked(table, chunk_bytes, 0); }
 
+/* A communicator on `table` with cfg.stream_bytes set by the caller. */
+static coll_comm_t *tune_comm_stream(const char *table, size_t stream_bytes) {
+  coll_config_t cfg = coll_config_default();
+  cfg.tune_file = table;
+  cfg.stream_bytes = stream_bytes;
+  coll_comm_t *c = NULL;
+  CHECK_EQ_INT(coll_comm_create(MPI_COMM_WORLD, &cfg, &c), COLL_OK);
+  return c;
+}
+
 static coll_tune_rule_t tune_rule(int ranks, const char *transport, coll_dtype_t t, int in_place, size_t from,
                                   coll_algo_t algo, size_t chunk) {
   coll_tune_rule_t r;
@@ -818,6 +828,12 @@ static coll_tune_rule_t tune_rule(int ranks, const char *transport, coll_dtype_t
   r.from_bytes = from;
   r.algo = algo;
   r.chunk_bytes = chunk;
+  r.stream = -1; /* cfg.stream_bytes decides */
+  return r;
+}
+
+static coll_tune_rule_t with_stream(coll_tune_rule_t r, int stream) {
+  r.stream = stream;
   return r;
 }
 
@@ -879,10 +895,10 @@ static void mode_tune(void) {
   coll_tune_rule_t rules[] = {
       tune_rule(P, tn, COLL_F32, 1, 0, COLL_ALGO_RING, 2048),
       tune_rule(P, tn, COLL_F32, 1, 8192, COLL_ALGO_MPI, 0),
-      tune_rule(P, tn, COLL_F32, 1, 65536, COLL_ALGO_RD, 0),
+      with_stream(tune_rule(P, tn, COLL_F32, 1, 65536, COLL_ALGO_RD, 0), 0),
       tune_rule(P, tn, COLL_F32, 1, 1 << 20, COLL_ALGO_RABENSEIFNER, 4096),
       tune_rule(P, tn, COLL_F32, 0, 0, COLL_ALGO_RD, 0),
-      tune_rule(P, tn, COLL_F32, 0, 4096, COLL_ALGO_RING, 4096),
+      with_stream(tune_rule(P, tn, COLL_F32, 0, 4096, COLL_ALGO_RING, 4096), 1),
       tune_rule(P, tn, COLL_F32, 0, 65536, COLL_ALGO_RABENSEIFNER, 8192),
       tune_rule(P, tn, COLL_F32, 0, 1 << 20, COLL_ALGO_MPI, 0),
       tune_rule(P, tn, COLL_F32, 0, 4 << 20, COLL_ALGO_RING, 0),
@@ -911,6 +927,16 @@ static void mode_tune(void) {
     check_choice_at(c, 100, COLL_BF16, 1, coll_allreduce_auto_choice(plain, 100, COLL_BF16, 1, NULL), dflt_chunk);
     CHECK_EQ_INT(coll_allreduce_auto_algo(c, 70000), COLL_ALGO_RABENSEIFNER);
     check_builtin(c, plain, COLL_F64, dflt_chunk); /* fp64 has no rules: built-in */
+    /* streaming stores: the rule's where it says (true out of place at 5000 B, false in place at
+     * 70000 B), else cfg.stream_bytes as without a table (out of place from 8 MiB, in place
+     * always) */
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 5000, COLL_F32, 0), 1);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(plain, 5000, COLL_F32, 0), 0);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 70000, COLL_F32, 1), 0);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(plain, 70000, COLL_F32, 1), 1);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 100, COLL_F32, 1), 1);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 8 << 20, COLL_F32, 0), 1);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 2 << 20, COLL_F32, 0), 0);
     /* Every algorithm the table picks, exact, in and out of place (sizes inside each rule). */
     const size_t counts[] = {1, (size_t)P + 1, 4099, 30001, 300007, 1100003};
     for (int k = 0; k < 6; k++)
@@ -944,10 +970,21 @@ static void mode_tune(void) {
     free(y);
     coll_comm_destroy(c);
   }
-  /* An explicit chunk size wins over the table's. */
+  /* An explicit chunk size wins over the table's, and so does an explicit cfg.stream_bytes. */
   if ((c = tune_comm(path, 2048))) {
     check_choice(c, 5000, COLL_F32, COLL_ALGO_RING, 2048);
     run_allreduce(c, COLL_ALGO_AUTO, COLL_F32, COLL_SUM, 30001, 1);
+    coll_comm_destroy(c);
+  }
+  if ((c = tune_comm_stream(path, SIZE_MAX))) {
+    check_choice(c, 5000, COLL_F32, COLL_ALGO_RING, 4096);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 5000, COLL_F32, 0), 0);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 100, COLL_F32, 1), 0);
+    coll_comm_destroy(c);
+  }
+  if ((c = tune_comm_stream(path, 1000))) {
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 70000, COLL_F32, 1), 1);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(c, 999, COLL_F32, 0), 0);
     coll_comm_destroy(c);
   }
   /* Saving another key keeps these rules; saving this key again replaces them. */
@@ -1000,7 +1037,7 @@ static void mode_tune(void) {
   /* Malformed and other-version tables: ignored, built-in rules. */
   char ok[256], bad[256];
   json_rule(ok, sizeof ok, tn, "10", "in", "ring", "0", "");
-  for (int k = 0; k < 18; k++) {
+  for (int k = 0; k < 20; k++) {
     char text[1024]; /* the rules are this communicator's, so only the error keeps them out */
     const char *head = "{\"format\": \"strata-coll-tune\", \"version\": 2, \"rules\": ";
     bad[0] = 0;
@@ -1009,7 +1046,7 @@ static void mode_tune(void) {
     case 1: json_rule(bad, sizeof bad, tn, "10", "in", "ring", "0", ", \"extra\": 1"); break;
     case 2: snprintf(text, sizeof text, "%s[%s, %s]}", head, ok, ok); break; /* from_bytes does not increase */
     case 3: json_rule(bad, sizeof bad, tn, "10", "in", "auto", "0", ""); break;
-    case 4: snprintf(text, sizeof text, "{\"format\": \"strata-coll-tune\", \"version\": 3, \"rules\": [%s]}", ok); break;
+    case 4: snprintf(text, sizeof text, "{\"format\": \"strata-coll-tune\", \"version\": 4, \"rules\": [%s]}", ok); break;
     case 5: snprintf(text, sizeof text, "{\"rules\": [%s]}", ok); break; /* no format */
     case 6: snprintf(text, sizeof text, "%s[{\"ranks\": %d, \"transport\": \"%s\", \"dtype\": \"float\"}]}", head, P, tn); break;
     case 7: json_rule(bad, sizeof bad, tn, "10", "both", "ring", "0", ""); break;
@@ -1022,6 +1059,12 @@ static void mode_tune(void) {
     case 14: json_rule(bad, sizeof bad, tn, "10", "in", "ring", "32", ""); break;
     case 15: snprintf(text, sizeof text, "strata-coll-tune 2\n%d %s float in 0 ring 0\n", P, tn); break; /* text, version 2 */
     case 16: snprintf(text, sizeof text, "[%s]", ok); break;                /* not an object */
+    case 18: json_rule(bad, sizeof bad, tn, "10", "in", "ring", "0", ", \"stream\": true"); break; /* stream in version 2 */
+    case 19: /* version 3: stream must be a boolean */
+      json_rule(bad, sizeof bad, tn, "10", "in", "ring", "0", ", \"stream\": 1");
+      snprintf(text, sizeof text, "{\"format\": \"strata-coll-tune\", \"version\": 3, \"rules\": [%s]}", bad);
+      bad[0] = 0;
+      break;
     default: text[0] = 0; break;
     }
     if (bad[0]) snprintf(text, sizeof text, "%s[%s]}", head, bad);

@@ -14,7 +14,10 @@
 #define TUNE_BUDGET_S 0.03 /* ... or about this long a candidate and placement, */
 #define TUNE_MIN_CALLS 9   /* ... but at least this many */
 #define TUNE_MAX_CALLS 200
-#define TUNE_MAX_CANDIDATES 16
+#define TUNE_MAX_CANDIDATES 24
+/* Sums of fewer than 4096 floats never stream (reduce.c): below this many bytes a rank's
+ * pieces are that small, and the streaming variants are the same calls as the cached ones. */
+#define TUNE_STREAM_MIN_BYTES(nranks) ((size_t)(nranks) * 16384u)
 
 static const size_t tune_chunks[] = {256u << 10, 512u << 10, 1u << 20, 2u << 20};
 #define TUNE_NCHUNKS ((int)(sizeof tune_chunks / sizeof tune_chunks[0]))
@@ -22,8 +25,13 @@ static const size_t tune_chunks[] = {256u << 10, 512u << 10, 1u << 20, 2u << 20}
 typedef struct {
   coll_algo_t algo;
   size_t chunk_bytes; /* 0 for rd and mpi */
-  coll_comm_t *comm;  /* a communicator with this chunk size (shared by ring and rabenseifner) */
+  int stream;         /* 1: fp32 sums with streaming stores, 0: through the cache; -1 for mpi */
+  coll_comm_t *comm;  /* a communicator with this chunk size and streaming (shared by ring,
+                         rabenseifner and rd) */
 } candidate_t;
+
+/* The candidates' communicators: [streaming][chunk]. */
+typedef coll_comm_t *candidate_comms_t[2][TUNE_NCHUNKS];
 
 /* 1 when any rank failed; the failing rank says what failed. */
 static int tune_failed(const coll_bench_t *b, int bad, const char *msg) {
@@ -46,11 +54,12 @@ static double time_call(const coll_bench_t *b, const candidate_t *c, char *sbuf,
 }
 
 /* The candidates worth measuring at `bytes` (see coll_tune.h). */
-static int candidates_at(size_t bytes, candidate_t *all, int nall, candidate_t *out) {
+static int candidates_at(const coll_bench_t *b, size_t bytes, candidate_t *all, int nall, candidate_t *out) {
   int n = 0;
   for (int i = 0; i < nall; i++) {
     const candidate_t *c = &all[i];
     if (c->algo == COLL_ALGO_RD && bytes > COLL_TUNE_RD_MAX_BYTES) continue;
+    if (c->stream == 1 && bytes < TUNE_STREAM_MIN_BYTES(b->nranks)) continue;
     if (c->chunk_bytes > tune_chunks[0] && c->chunk_bytes / 2 >= bytes) continue; /* same as a smaller chunk */
     out[n++] = *c;
   }
@@ -68,7 +77,7 @@ typedef struct {
 } placement_result_t;
 
 static int same_candidate(const candidate_t *a, const candidate_t *b) {
-  return a->algo == b->algo && a->chunk_bytes == b->chunk_bytes;
+  return a->algo == b->algo && a->chunk_bytes == b->chunk_bytes && a->stream == b->stream;
 }
 
 int coll_tune_pick(int n, const double *med, const double *med_hi, int prev) {
@@ -96,7 +105,7 @@ int coll_tune_median_upper_rank(int n) {
 static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sbuf, char *rbuf,
                      size_t bytes, const candidate_t builtin[2], const candidate_t *prev, placement_result_t res[2]) {
   candidate_t cs[TUNE_MAX_CANDIDATES];
-  int n = candidates_at(bytes, all, nall, cs);
+  int n = candidates_at(b, bytes, all, nall, cs);
   double calls[TUNE_MAX_CANDIDATES][TUNE_MAX_CALLS]; /* 25 KiB */
   double t[2][TUNE_MAX_CANDIDATES], hi[2][TUNE_MAX_CANDIDATES]; /* median call, its confidence bound */
   size_t count = bytes / coll_dtype_size(b->dtype);
@@ -146,29 +155,43 @@ static int tune_size(const coll_bench_t *b, candidate_t *all, int nall, char *sb
   return 0;
 }
 
-/* The communicators of the candidates: one per chunk size, without a decision table. */
-static int make_candidates(const coll_bench_t *b, const coll_config_t *cfg, candidate_t *all, int *nall) {
+static void destroy_comms(candidate_comms_t comms) {
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < TUNE_NCHUNKS; k++) {
+      coll_comm_destroy(comms[s][k]);
+      comms[s][k] = NULL;
+    }
+}
+
+/* The communicators of the candidates, without a decision table: one per chunk size and
+ * streaming (cfg.stream_bytes 0: every sum streams; SIZE_MAX: none does). Strata's algorithms
+ * run both ways: which stores are faster depends on the host (collectives/README.md, "In
+ * place"). */
+static int make_candidates(const coll_bench_t *b, const coll_config_t *cfg, candidate_t *all, int *nall,
+                           candidate_comms_t comms) {
   int n = 0;
   coll_config_t c = *cfg;
   c.tune_file = "off";
   c.algo = COLL_ALGO_AUTO;
   MPI_Comm mpi = coll_mpi_comm(b->comm);
-  coll_comm_t *comms[TUNE_NCHUNKS] = {NULL};
-  int bad = 0;
-  for (int k = 0; k < TUNE_NCHUNKS && !bad; k++) {
-    c.chunk_bytes = tune_chunks[k];
-    bad = coll_comm_create(mpi, &c, &comms[k]) != COLL_OK; /* says why on stderr */
-    if (b->rt.max_int(b->rt.ctx, bad)) {
-      for (int j = 0; j <= k; j++) coll_comm_destroy(comms[j]);
-      if (b->rank == 0) strata_error("bench --tune: cannot create the candidates' communicators");
-      return -1;
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < TUNE_NCHUNKS; k++) {
+      c.chunk_bytes = tune_chunks[k];
+      c.stream_bytes = s ? 0 : SIZE_MAX;
+      int bad = coll_comm_create(mpi, &c, &comms[s][k]) != COLL_OK; /* says why on stderr */
+      if (b->rt.max_int(b->rt.ctx, bad)) {
+        destroy_comms(comms);
+        if (b->rank == 0) strata_error("bench --tune: cannot create the candidates' communicators");
+        return -1;
+      }
     }
-  }
-  all[n++] = (candidate_t){COLL_ALGO_RD, 0, comms[1]};
-  all[n++] = (candidate_t){COLL_ALGO_MPI, 0, comms[1]};
-  for (int k = 0; k < TUNE_NCHUNKS; k++) {
-    all[n++] = (candidate_t){COLL_ALGO_RING, tune_chunks[k], comms[k]};
-    all[n++] = (candidate_t){COLL_ALGO_RABENSEIFNER, tune_chunks[k], comms[k]};
+  all[n++] = (candidate_t){COLL_ALGO_MPI, 0, -1, comms[0][1]};
+  for (int s = 0; s < 2; s++) {
+    all[n++] = (candidate_t){COLL_ALGO_RD, 0, s, comms[s][1]};
+    for (int k = 0; k < TUNE_NCHUNKS; k++) {
+      all[n++] = (candidate_t){COLL_ALGO_RING, tune_chunks[k], s, comms[s][k]};
+      all[n++] = (candidate_t){COLL_ALGO_RABENSEIFNER, tune_chunks[k], s, comms[s][k]};
+    }
   }
   *nall = n;
   return 0;
@@ -186,7 +209,8 @@ static int add_rule(const coll_bench_t *b, coll_tune_rule_t **rules, int *n, int
                     size_t from, const candidate_t *c) {
   for (int i = *n - 1; i >= 0; i--)
     if ((*rules)[i].in_place == in_place) {
-      if ((*rules)[i].algo == c->algo && (*rules)[i].chunk_bytes == c->chunk_bytes) return 0;
+      if ((*rules)[i].algo == c->algo && (*rules)[i].chunk_bytes == c->chunk_bytes && (*rules)[i].stream == c->stream)
+        return 0;
       break;
     }
   if (*n == *cap) {
@@ -204,20 +228,28 @@ static int add_rule(const coll_bench_t *b, coll_tune_rule_t **rules, int *n, int
   r->from_bytes = from;
   r->algo = c->algo;
   r->chunk_bytes = c->chunk_bytes;
+  r->stream = c->stream;
   return 0;
 }
 
 static void print_placement(const placement_result_t *r) {
-  char name[32]; /* ring/512K, or rd; "=" marks a kept previous choice */
-  int len = snprintf(name, sizeof name, r->best.chunk_bytes ? "%s/%zuK" : "%s", coll_algo_name(r->best.algo),
-                     r->best.chunk_bytes >> 10);
+  char name[40], chunk[24] = ""; /* ring/512K, ring/512K/nt (streaming stores), rd/nt or mpi; "=": kept */
+  if (r->best.chunk_bytes) snprintf(chunk, sizeof chunk, "/%zuK", r->best.chunk_bytes >> 10);
+  int len = snprintf(name, sizeof name, "%s%s%s", coll_algo_name(r->best.algo), chunk, r->best.stream == 1 ? "/nt" : "");
   if (r->kept && len > 0 && (size_t)len + 2 < sizeof name) strcat(name, " =");
-  printf("  %-19s %10.2f  %6.2f  %11.2f", name, r->us, r->mpi_us > 0 ? r->mpi_us / r->us : 0.0,
+  printf("  %-24s %10.2f  %6.2f  %11.2f", name, r->us, r->mpi_us > 0 ? r->mpi_us / r->us : 0.0,
          r->builtin_us > 0 ? r->builtin_us / r->us : 0.0);
 }
 
+/* What the built-in rules stream (allreduce.c's builtin_streams, for the configuration the
+ * benchmark was given): from cfg.stream_bytes, and in place at any size. */
+static int builtin_stream(const coll_config_t *cfg, size_t bytes, int in_place) {
+  return bytes >= cfg->stream_bytes || (in_place && cfg->stream_bytes != SIZE_MAX);
+}
+
 int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path) {
-  candidate_t all[2 + 2 * TUNE_NCHUNKS];
+  candidate_t all[1 + 2 * (1 + 2 * TUNE_NCHUNKS)];
+  candidate_comms_t comms = {{NULL}};
   int nall = 0, rc = -1, nrules = 0, cap = 0;
   coll_tune_rule_t *rules = NULL;
   size_t unit = coll_dtype_size(b->dtype), maxr = b->maxbytes - b->maxbytes % unit;
@@ -226,16 +258,16 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
   if (tune_failed(b, !sbuf || !rbuf, "cannot allocate the two buffers of --maxbytes; lower it")) goto out;
   memset(sbuf, 0, alloc); /* zeros stay zeros through repeated in-place sums */
   memset(rbuf, 0, alloc);
-  if (make_candidates(b, cfg, all, &nall)) goto out;
+  if (make_candidates(b, cfg, all, &nall, comms)) goto out;
   if (b->rank == 0) {
     printf("# strata bench allreduce --tune: ranks %d transport %s dtype %s op %s sizes %zu..%zu B, "
-           "%d candidates (rd, mpi, ring and rabenseifner x chunks 256K-2M)\n",
+           "%d candidates (mpi; rd, ring and rabenseifner x chunks 256K-2M, each with cached or streaming stores)\n",
            b->nranks, coll_transport_name(b->comm), coll_dtype_name(b->dtype), coll_op_name(b->redop),
            b->minbytes, b->maxbytes, nall);
-    printf("# per placement: the chosen candidate (algo/chunk; \" =\": the previous size's, kept as its median "
+    printf("# per placement: the chosen candidate (algo/chunk, \"/nt\": streaming stores; \" =\": the previous size's, kept as its median "
            "call is within the 95%% confidence interval of the fastest's and 2%% of it), its time (median call), and its speed "
            "over MPI_Allreduce's and over the built-in rules' choice\n");
-    printf("# %10s  %-19s %10s  %6s  %11s  %-19s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
+    printf("# %10s  %-24s %10s  %6s  %11s  %-24s %10s  %6s  %11s\n", "size (B)", "out of place", "time (us)",
            "vs mpi", "vs built-in", "in place", "time (us)", "vs mpi", "vs built-in");
     fflush(stdout);
   }
@@ -245,14 +277,16 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
   for (size_t size = b->minbytes;; size = tune_next_size(b, size, unit)) {
     size_t s = size - size % unit;
     if (s && s != prev) {
-      candidate_t builtin[2] = {{COLL_ALGO_RING, 0, NULL}, {COLL_ALGO_RING, 0, NULL}};
+      candidate_t builtin[2] = {{COLL_ALGO_RING, 0, 0, NULL}, {COLL_ALGO_RING, 0, 0, NULL}};
       for (int i = 0; i < nall; i++) /* the communicator with the transport's default chunk */
-        if (all[i].algo == COLL_ALGO_RING && all[i].chunk_bytes == dflt_chunk)
+        if (all[i].algo == COLL_ALGO_RING && all[i].chunk_bytes == dflt_chunk && all[i].stream == 0)
           for (int ip = 0; ip < 2; ip++) {
             size_t bchunk = 0;
             builtin[ip].algo = coll_allreduce_auto_choice(all[i].comm, s, b->dtype, ip, &bchunk);
             builtin[ip].chunk_bytes =
                 builtin[ip].algo == COLL_ALGO_RING || builtin[ip].algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
+            builtin[ip].stream = builtin[ip].algo == COLL_ALGO_MPI ? -1
+                                 : s < TUNE_STREAM_MIN_BYTES(b->nranks) ? 0 : builtin_stream(cfg, s, ip);
           }
       placement_result_t res[2];
       if (tune_size(b, all, nall, sbuf, rbuf, s, builtin, measured ? chosen : NULL, res)) goto out;
@@ -284,7 +318,7 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
   }
   rc = 0;
 out:
-  for (int k = 0; k < TUNE_NCHUNKS && nall; k++) coll_comm_destroy(all[2 + 2 * k].comm);
+  destroy_comms(comms);
   free(rules);
   coll_mem_free(sbuf);
   coll_mem_free(rbuf);

@@ -5,7 +5,9 @@
  *
  * Candidates: rd (up to COLL_TUNE_RD_MAX_BYTES: it needs a scratch copy of the vector), mpi
  * (MPI_Allreduce), and ring and Rabenseifner with chunks of 256K, 512K, 1M and 2M (a chunk is
- * measured only when the next smaller one does not already hold the whole vector). At each size
+ * measured only when the next smaller one does not already hold the whole vector); rd, ring
+ * and Rabenseifner each with their fp32 sums written through the cache and with streaming
+ * stores (from 16 KiB per rank; below, no sum streams), and the rule records which. At each size
  * and placement (out of place first, then in place) every candidate runs a warm-up call, then
  * the candidates take turns call by call, in a new random order each round (the same on every
  * rank), for up to 3 x `iters` rounds (fewer when the calls take

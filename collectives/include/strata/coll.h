@@ -174,6 +174,10 @@ coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes);
  * when comm has one for (its size, its transport, dtype, placement), else the built-in rules. */
 coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype,
                                        int in_place, size_t *chunk_bytes);
+/* 1 when that AUTO all-reduce writes its fp32 sums with streaming (non-temporal) stores, 0 when
+ * through the cache: the table rule's "stream" when it has one (and cfg.stream_bytes was not
+ * set), else cfg.stream_bytes: from that size, and in place at any size. */
+int coll_allreduce_auto_streams(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype, int in_place);
 /* Same, with an explicit algorithm (the benchmark's --algo). */
 coll_result_t coll_allreduce_algo(const void *send, void *recv, size_t count, coll_dtype_t dtype,
                                   coll_op_t op, coll_algo_t algo, coll_comm_t *comm);
@@ -248,19 +252,20 @@ void coll_mem_free(void *p);
  * A JSON file of rules: for communicators of `ranks` ranks over `transport`, an all-reduce of
  * `dtype` out of place (placement "out") or in place ("in", send == recv) of at least
  * from_bytes (up to the next rule's from_bytes of the same key) runs `algo` with chunks of
- * chunk_bytes. The two placements have rules of their own because the input of an in-place
+ * chunk_bytes, its reductions writing with streaming stores or not (`stream`, optional: absent,
+ * cfg.stream_bytes decides). The two placements have rules of their own because the input of an in-place
  * call is a buffer this rank has just written, which changes which algorithm is fastest.
  * AUTO follows it where it has a rule and the built-in thresholds elsewhere; an explicit
- * algorithm, and an explicit cfg.chunk_bytes, take precedence.
- *    {"format": "strata-coll-tune", "version": 2, "rules": [
+ * algorithm, and an explicit cfg.chunk_bytes or cfg.stream_bytes, take precedence.
+ *    {"format": "strata-coll-tune", "version": 3, "rules": [
  *      {"ranks": 2, "transport": "mpi", "dtype": "float", "placement": "out",
- *       "from_bytes": 0, "algo": "rd", "chunk_bytes": 0},
+ *       "from_bytes": 0, "algo": "rd", "chunk_bytes": 0, "stream": false},
  *      {"ranks": 2, "transport": "mpi", "dtype": "float", "placement": "out",
- *       "from_bytes": 1048576, "algo": "ring", "chunk_bytes": 524288}]}
- * Rules of one (ranks, transport, dtype, placement) are in increasing from_bytes. A table of
- * format version 1 (text, earlier releases: "strata-coll-tune 1", then "ranks transport dtype
- * from_bytes algo chunk_bytes" lines) is still read, each of its rules holding for both
- * placements. coll_comm_create reads the file on rank 0 and broadcasts it, so every rank
+ *       "from_bytes": 1048576, "algo": "ring", "chunk_bytes": 524288, "stream": true}]}
+ * Rules of one (ranks, transport, dtype, placement) are in increasing from_bytes. Tables of
+ * format version 2 (the same without "stream") and 1 (text, earlier releases:
+ * "strata-coll-tune 1", then "ranks transport dtype from_bytes algo chunk_bytes" lines, each
+ * rule holding for both placements) are still read. coll_comm_create reads the file on rank 0 and broadcasts it, so every rank
  * follows the same table; a malformed table, or one of another format version, is reported by
  * rank 0 in one sentence on stderr and ignored. Every rank of one call must pass the same
  * placement (as MPI_IN_PLACE must be used by all ranks or none). */
@@ -272,6 +277,8 @@ typedef struct {
   size_t from_bytes;      /* the rule holds from this size up to the next rule's */
   coll_algo_t algo;       /* never COLL_ALGO_AUTO */
   size_t chunk_bytes;     /* ring / Rabenseifner chunk; 0 = the communicator's */
+  int stream;             /* 1: fp32 sums with streaming stores, 0: through the cache, -1: as
+                             cfg.stream_bytes says (tables before version 3) */
 } coll_tune_rule_t;
 
 /* The table's path into buf: cfg->tune_file, else $STRATA_COLL_TUNE_FILE, else
