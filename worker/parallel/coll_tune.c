@@ -283,6 +283,7 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
           for (int ip = 0; ip < 2; ip++) {
             size_t bchunk = 0;
             builtin[ip].algo = coll_allreduce_auto_choice(all[i].comm, s, b->dtype, ip, &bchunk);
+            while (bchunk > tune_chunks[0] && bchunk / 2 >= s) bchunk /= 2; /* the candidate measured for it */
             builtin[ip].chunk_bytes =
                 builtin[ip].algo == COLL_ALGO_RING || builtin[ip].algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
             builtin[ip].stream = builtin[ip].algo == COLL_ALGO_MPI ? -1
