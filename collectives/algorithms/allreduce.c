@@ -56,12 +56,20 @@ static coll_algo_t builtin_algo(const coll_comm_t *comm, size_t bytes) {
   return COLL_ALGO_RING;
 }
 
-/* Streaming stores by cfg.stream_bytes: from that size, and in place at any size: the result
- * is the next call's input, which a peer reads, and left dirty in this core's cache it is read
- * at a fraction of memory speed on some hosts (reduce.c). Which way is faster depends on the
- * host, so a decision table measures it per size (`stream`) where it has one. */
-static int builtin_streams(const coll_comm_t *comm, size_t bytes, int in_place) {
-  return bytes >= comm->cfg.stream_bytes || (in_place && comm->cfg.stream_bytes != SIZE_MAX);
+/* The dtype an all-reduce's reductions work in: 16-bit values are summed in fp32 unless they
+ * travel as 16 bits (wire16, Strata's own algorithms). */
+static coll_dtype_t work_dtype(const coll_comm_t *comm, coll_dtype_t dtype, coll_algo_t algo) {
+  return coll_is_16bit(dtype) && !(comm->cfg.wire16 && algo != COLL_ALGO_MPI) ? COLL_F32 : dtype;
+}
+
+/* Whether the sums of an all-reduce whose working data is `work_bytes` use streaming stores: the
+ * table rule's choice (rule_streams 0/1, coll_resolve_algo), else cfg.stream_bytes: from that
+ * size, and in place at any size: the result is the next call's input, which a peer reads, and
+ * left dirty in this core's cache it is read at a fraction of memory speed on some hosts
+ * (reduce.c). Which way is faster depends on the host, so a decision table measures it. */
+static int streams_for(const coll_comm_t *comm, int rule_streams, size_t work_bytes, int in_place) {
+  if (rule_streams >= 0) return rule_streams;
+  return work_bytes >= comm->cfg.stream_bytes || (in_place && comm->cfg.stream_bytes != SIZE_MAX);
 }
 
 /* AUTO follows the decision table where it has a rule (tune.c); its chunk size and streaming
@@ -69,7 +77,7 @@ static int builtin_streams(const coll_comm_t *comm, size_t bytes, int in_place) 
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
                               coll_dtype_t dtype, int in_place, size_t *chunk_bytes, int *streams) {
   *chunk_bytes = comm->cfg.chunk_bytes;
-  *streams = builtin_streams(comm, bytes, in_place);
+  *streams = -1;
   if (algo != COLL_ALGO_AUTO) return algo;
   const coll_tune_rule_t *rule = coll_tune_lookup(comm, bytes, dtype, in_place);
   if (!rule) return builtin_algo(comm, bytes);
@@ -89,10 +97,12 @@ coll_algo_t coll_allreduce_auto_choice(const coll_comm_t *comm, size_t bytes, co
 }
 
 int coll_allreduce_auto_streams(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype, int in_place) {
+  if (!comm) return 0;
   size_t chunk;
-  int streams = 0;
-  if (comm) coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, in_place, &chunk, &streams);
-  return streams;
+  int streams;
+  coll_algo_t a = coll_resolve_algo(comm, COLL_ALGO_AUTO, bytes, dtype, in_place, &chunk, &streams);
+  size_t work_bytes = bytes / coll_dtype_size(dtype) * coll_dtype_size(work_dtype(comm, dtype, a));
+  return streams_for(comm, streams, work_bytes, in_place);
 }
 
 coll_algo_t coll_allreduce_auto_algo(const coll_comm_t *comm, size_t bytes) {
@@ -335,8 +345,8 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
   size_t chunk_bytes, p = (size_t)comm->size;
   int streams;
   algo = coll_resolve_algo(comm, algo, count * coll_dtype_size(dtype), dtype, send == recv, &chunk_bytes, &streams);
-  int is16 = coll_is_16bit(dtype) && !(comm->cfg.wire16 && algo != COLL_ALGO_MPI); /* fp32 work */
-  coll_dtype_t wt = is16 ? COLL_F32 : dtype;
+  coll_dtype_t wt = work_dtype(comm, dtype, algo);
+  int is16 = wt != dtype; /* fp32 work */
   size_t esz = coll_dtype_size(wt);
   coll_layout_t L;
   coll_layout_init(&L, count / p, count % p, esz, chunk_bytes);
@@ -350,7 +360,7 @@ static coll_result_t allreduce_build(const void *send, void *recv, size_t count,
            coll_dtype_name(dtype), coll_op_name(op));
   coll_request_t *req = coll_req_new(comm, name, 1, check_b + work_b + algo_b);
   if (!req) return COLL_ERR_NOMEM;
-  req->stream_stores = streams;
+  req->stream_stores = streams_for(comm, streams, count * esz, send == recv);
   char *area = req->scratch, *work = area + check_b, *tmp = work + work_b;
   coll_s_check(req, area, OPK_ALLREDUCE, count, (int)dtype, (int)op, -1, (int)algo);
   const void *src = send;

@@ -294,8 +294,8 @@ void coll_build_rabenseifner(coll_request_t *req, const void *send, void *recv, 
 
 /* Resolves AUTO for an all-reduce of `bytes` of dtype, out of place or in place: the
  * algorithm, the chunk size it runs with in *chunk_bytes (the decision table's or the
- * communicator's), and in *streams whether its fp32 sums use streaming stores (the table's
- * rule, else cfg.stream_bytes). */
+ * communicator's), and in *streams the table rule's streaming (1 or 0), or -1 where
+ * cfg.stream_bytes decides (allreduce.c, streams_for). */
 coll_algo_t coll_resolve_algo(const coll_comm_t *comm, coll_algo_t algo, size_t bytes,
                               coll_dtype_t dtype, int in_place, size_t *chunk_bytes, int *streams);
 int coll_valid_args(coll_comm_t *comm, const char *opname, coll_dtype_t dtype, int op_or_neg,

@@ -937,6 +937,9 @@ static void mode_tune(void) {
     CHECK_EQ_INT(coll_allreduce_auto_streams(c, 100, COLL_F32, 1), 1);
     CHECK_EQ_INT(coll_allreduce_auto_streams(c, 8 << 20, COLL_F32, 0), 1);
     CHECK_EQ_INT(coll_allreduce_auto_streams(c, 2 << 20, COLL_F32, 0), 0);
+    /* cfg.stream_bytes counts the bytes the sums work on: bf16 is summed in fp32 */
+    CHECK_EQ_INT(coll_allreduce_auto_streams(plain, 5 << 20, COLL_F32, 0), 0);
+    CHECK_EQ_INT(coll_allreduce_auto_streams(plain, 5 << 20, COLL_BF16, 0), 1);
     /* Every algorithm the table picks, exact, in and out of place (sizes inside each rule). */
     const size_t counts[] = {1, (size_t)P + 1, 4099, 30001, 300007, 1100003};
     for (int k = 0; k < 6; k++)
