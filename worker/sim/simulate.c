@@ -840,9 +840,9 @@ static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* One bucket of `bytes` in stage st's DP group (all-reduced; ZeRO-1: reduce-scattered): it starts when every replica has finished its
- * part (offset `off` into the final backward with overlap, region_ready, else the end of
- * backward) and the group's timeline is free. Returns the timeline's new free time. */
+/* One bucket of `bytes` in stage st's DP group (all-reduced; ZeRO-1: reduce-scattered): it
+ * starts when every replica has finished its part (offset `off` into the final backward with
+ * overlap, region_ready, else the end of backward) and the group's timeline is free. Returns the timeline's new free time. */
 static double sim_bucket(sim_t *s, int st, int bucket, double bytes, double off, int at_end,
                          double free_t, double *busy, double *interf) {
   double ready = 0, end_bwd = 0;
