@@ -241,15 +241,23 @@ static void print_placement(const placement_result_t *r) {
          r->builtin_us > 0 ? r->builtin_us / r->us : 0.0);
 }
 
-/* What the built-in rules stream (allreduce.c's builtin_streams, for the configuration the
- * benchmark was given): from cfg.stream_bytes, and in place at any size. */
-static int builtin_stream(const coll_config_t *cfg, size_t bytes, int in_place) {
-  return bytes >= cfg->stream_bytes || (in_place && cfg->stream_bytes != SIZE_MAX);
+/* What the built-in rules (no decision table, the benchmark's configuration) run for one size
+ * and placement, asked of a communicator made for it: the algorithm, its chunk mapped to the
+ * candidate measured for it, and its stores. */
+static candidate_t builtin_choice(const coll_bench_t *b, coll_comm_t *builtin, size_t s, int in_place) {
+  size_t chunk = 0;
+  candidate_t c = {coll_allreduce_auto_choice(builtin, s, b->dtype, in_place, &chunk), 0, -1, NULL};
+  while (chunk > tune_chunks[0] && chunk / 2 >= s) chunk /= 2; /* a chunk over twice the vector: measured as the smaller one */
+  if (c.algo == COLL_ALGO_RING || c.algo == COLL_ALGO_RABENSEIFNER) c.chunk_bytes = chunk;
+  if (c.algo != COLL_ALGO_MPI)
+    c.stream = s < TUNE_STREAM_MIN_BYTES(b->nranks) ? 0 : coll_allreduce_auto_streams(builtin, s, b->dtype, in_place);
+  return c;
 }
 
 int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *path) {
   candidate_t all[1 + 2 * (1 + 2 * TUNE_NCHUNKS)];
   candidate_comms_t comms = {{NULL}};
+  coll_comm_t *builtin_comm = NULL;
   int nall = 0, rc = -1, nrules = 0, cap = 0;
   coll_tune_rule_t *rules = NULL;
   size_t unit = coll_dtype_size(b->dtype), maxr = b->maxbytes - b->maxbytes % unit;
@@ -259,6 +267,11 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
   memset(sbuf, 0, alloc); /* zeros stay zeros through repeated in-place sums */
   memset(rbuf, 0, alloc);
   if (make_candidates(b, cfg, all, &nall, comms)) goto out;
+  coll_config_t bc = *cfg; /* the built-in rules for the "vs built-in" column */
+  bc.tune_file = "off";
+  bc.algo = COLL_ALGO_AUTO;
+  int bad = coll_comm_create(coll_mpi_comm(b->comm), &bc, &builtin_comm) != COLL_OK; /* says why on stderr */
+  if (tune_failed(b, bad, "cannot create the built-in rules' communicator")) goto out;
   if (b->rank == 0) {
     printf("# strata bench allreduce --tune: ranks %d transport %s dtype %s op %s sizes %zu..%zu B, "
            "%d candidates (mpi; rd, ring and rabenseifner x chunks 256K-2M, each with cached or streaming stores)\n",
@@ -273,22 +286,11 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
   }
   int measured = 0;
   candidate_t chosen[2]; /* the previous size's choices, once measured */
-  size_t prev = (size_t)-1, dflt_chunk = coll_comm_config(b->comm)->chunk_bytes;
+  size_t prev = (size_t)-1;
   for (size_t size = b->minbytes;; size = tune_next_size(b, size, unit)) {
     size_t s = size - size % unit;
     if (s && s != prev) {
-      candidate_t builtin[2] = {{COLL_ALGO_RING, 0, 0, NULL}, {COLL_ALGO_RING, 0, 0, NULL}};
-      for (int i = 0; i < nall; i++) /* the communicator with the transport's default chunk */
-        if (all[i].algo == COLL_ALGO_RING && all[i].chunk_bytes == dflt_chunk && all[i].stream == 0)
-          for (int ip = 0; ip < 2; ip++) {
-            size_t bchunk = 0;
-            builtin[ip].algo = coll_allreduce_auto_choice(all[i].comm, s, b->dtype, ip, &bchunk);
-            while (bchunk > tune_chunks[0] && bchunk / 2 >= s) bchunk /= 2; /* the candidate measured for it */
-            builtin[ip].chunk_bytes =
-                builtin[ip].algo == COLL_ALGO_RING || builtin[ip].algo == COLL_ALGO_RABENSEIFNER ? bchunk : 0;
-            builtin[ip].stream = builtin[ip].algo == COLL_ALGO_MPI ? -1
-                                 : s < TUNE_STREAM_MIN_BYTES(b->nranks) ? 0 : builtin_stream(cfg, s, ip);
-          }
+      candidate_t builtin[2] = {builtin_choice(b, builtin_comm, s, 0), builtin_choice(b, builtin_comm, s, 1)};
       placement_result_t res[2];
       if (tune_size(b, all, nall, sbuf, rbuf, s, builtin, measured ? chosen : NULL, res)) goto out;
       chosen[0] = res[0].best, chosen[1] = res[1].best;
@@ -310,7 +312,7 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
     if (size >= b->maxbytes) break;
   }
   char err[512] = "";
-  int bad = b->rank == 0 && coll_tune_save(path, rules, nrules, err, sizeof err) != COLL_OK;
+  bad = b->rank == 0 && coll_tune_save(path, rules, nrules, err, sizeof err) != COLL_OK;
   if (tune_failed(b, bad, err)) goto out;
   if (b->rank == 0) {
     printf("# wrote %d rules for %d ranks, %s, %s to %s\n", nrules, b->nranks, coll_transport_name(b->comm),
@@ -320,6 +322,7 @@ int coll_tune_run(const coll_bench_t *b, const coll_config_t *cfg, const char *p
   rc = 0;
 out:
   destroy_comms(comms);
+  coll_comm_destroy(builtin_comm);
   free(rules);
   coll_mem_free(sbuf);
   coll_mem_free(rbuf);
