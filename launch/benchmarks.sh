@@ -268,7 +268,7 @@ section_coll() {
     echo "|---|---|---|---|---|---|---|---|"
     awk -F, -v AUTO="$D/auto.txt" "$AWKLIB"'
       BEGIN { while ((getline l < AUTO) > 0) { split(l, w, " "); np = w[1]; sub(/^[0-9]+ /, "", l); na[np] = split(l, parts, ", ")
-                for (i = 1; i <= na[np]; i++) { split(parts[i], q, " "); an[np, i] = q[1]; at[np, i] = q[3] } } }
+                for (i = 1; i <= na[np]; i++) { split(parts[i], q, " "); sub(/\/nt$/, "", q[1]); an[np, i] = q[1]; at[np, i] = q[3] } } }
       function algo(np, b,   i, a) { a = "ring"; for (i = 1; i <= na[np]; i++) if (b >= at[np, i]) a = an[np, i]; return a }
       NR > 1 && $3 == "mpi" { bw[$1, $2, $5, $4] = ($7 > 0 ? $5 / ($7 * 1e3) * 2 * ($2 - 1) / $2 : 0); us[$1, $2, $5, $4] = $7
                               runs[$1] = 1; nps[$2] = 1; sz[$5] = 1 }

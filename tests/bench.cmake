@@ -54,16 +54,17 @@ strata_bench_test(bench_allreduce_rd_np3 3 allreduce 4 1000 300000 7 "" -DALGO=r
 strata_bench_test(bench_allreduce_rabenseifner_np4 4 allreduce 4 1000 4000000 10 ""
                   -DALGO=rabenseifner -- --algo rabenseifner)
 # What auto runs per size with the default thresholds (rd below 256 KiB; Rabenseifner below
-# 16 MiB on 4 ranks; ring on 3), as the JSON's algo_used reports it.
+# 16 MiB on 4 ranks; ring on 3; streaming stores ("/nt") from 8 MiB out of place), as the JSON's
+# algo_used reports it.
 strata_bench_test(bench_allreduce_auto_np4 4 allreduce 4 65536 16777216 4 ""
                   -DALGO=auto "-DAUTO_EXPECT=65536:rd,262144:rabenseifner,4194304:rabenseifner,16777216:ring"
-                  "-DAUTO_LINE=rd from 0 B, rabenseifner from 262144 B, ring from 16777216 B"
+                  "-DAUTO_LINE=rd from 0 B, rabenseifner from 262144 B, rabenseifner/nt from 8388608 B, ring/nt from 16777216 B"
                   -- --algo auto)
 strata_bench_test(bench_allreduce_auto_np3 3 allreduce 4 65536 1048576 4 ""
                   -DALGO=auto "-DAUTO_EXPECT=65536:rd,262144:ring,1048576:ring" -- --algo auto)
 # A threshold that is not a power of two is reported to the byte.
 strata_bench_test(bench_allreduce_auto_threshold_np3 3 allreduce 4 1024 4096 4
-                  "STRATA_COLL_RD_THRESHOLD=300K" "-DAUTO_LINE=rd from 0 B, ring from 307200 B"
+                  "STRATA_COLL_RD_THRESHOLD=300K" "-DAUTO_LINE=rd from 0 B, ring from 307200 B, ring/nt from 8388608 B"
                   -- --algo auto)
 
 # The tuner's choice between candidates within noise of one another (coll_tune_pick).

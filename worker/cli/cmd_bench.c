@@ -134,7 +134,7 @@ static const char usage_text[] =
     "op, bytes, count, dtype, redop, root, ranks, transport, algo, inplace, time_us, algbw_gbs,\n"
     "busbw_gbs, wrong (null when not checked), and for allreduce algo_used (what auto ran at\n"
     "that size and placement; the table's header has '# auto:' and '# auto in place:' lines with\n"
-    "the switch points).\n"
+    "the switch points, '/nt' where the sums use streaming stores).\n"
     "--tune (allreduce only; sizes default to -b 1K -e 256M) measures every algorithm and chunk\n"
     "size, Strata's own with cached and with streaming stores, at each size for this rank count,\n"
     "transport and -d dtype, out of place and in place, and writes the fastest of each placement\n"

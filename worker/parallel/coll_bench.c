@@ -295,23 +295,32 @@ static int measure(const coll_bench_t *b, char *sbuf, char *rbuf, size_t count, 
   return 0;
 }
 
-/* "# auto: rd from 0 B, rabenseifner from 262144 B, ring from 16777216 B": where auto changes
- * algorithm on this communicator for the benchmark's dtype, out of place ("# auto:") or in
- * place ("# auto in place:"), found by doubling the size up to 1 TiB and bisecting each change
- * to the exact byte (the thresholds need not be powers of two). */
+/* What auto runs for one size: the algorithm x 2, + 1 where Strata's sums are asked to use
+ * streaming stores (reduce.c streams only blocks of 16 KiB and more; MPI_Allreduce has its own). */
+static int auto_key(const coll_comm_t *comm, size_t bytes, coll_dtype_t dtype, int in_place) {
+  coll_algo_t a = coll_allreduce_auto_choice(comm, bytes, dtype, in_place, NULL);
+  return 2 * (int)a + (a != COLL_ALGO_MPI && coll_allreduce_auto_streams(comm, bytes, dtype, in_place));
+}
+
+/* "# auto: rd from 0 B, rabenseifner from 262144 B, ring/nt from 16777216 B": where auto changes
+ * algorithm or stores ("/nt": streaming) on this communicator for the benchmark's dtype, out of
+ * place ("# auto:") or in place ("# auto in place:"), found by doubling the size up to 1 TiB and
+ * bisecting each change to the exact byte (the thresholds need not be powers of two). */
 static void print_auto_switches(const coll_comm_t *comm, coll_dtype_t dtype, int in_place) {
-  coll_algo_t prev = coll_allreduce_auto_choice(comm, 0, dtype, in_place, NULL);
-  printf("# auto%s: %s from 0 B", in_place ? " in place" : "", coll_algo_name(prev));
+  int prev = auto_key(comm, 0, dtype, in_place);
+  printf("# auto%s: %s%s from 0 B", in_place ? " in place" : "", coll_algo_name((coll_algo_t)(prev / 2)),
+         prev % 2 ? "/nt" : "");
   for (size_t lo = 0, hi = 1; hi <= ((size_t)1 << 40); lo = hi, hi *= 2) {
-    coll_algo_t a = coll_allreduce_auto_choice(comm, hi, dtype, in_place, NULL);
-    if (a == prev) continue;
-    while (hi - lo > 1) { /* auto(lo) == prev, auto(hi) == a */
+    int k = auto_key(comm, hi, dtype, in_place);
+    if (k == prev) continue;
+    while (hi - lo > 1) { /* key(lo) == prev, key(hi) == k */
       size_t mid = lo + (hi - lo) / 2;
-      if (coll_allreduce_auto_choice(comm, mid, dtype, in_place, NULL) == prev) lo = mid;
+      if (auto_key(comm, mid, dtype, in_place) == prev) lo = mid;
       else hi = mid;
     }
-    printf(", %s from %zu B", coll_algo_name(a), hi);
-    prev = a;
+    k = auto_key(comm, hi, dtype, in_place); /* the bisection may have found an earlier change */
+    printf(", %s%s from %zu B", coll_algo_name((coll_algo_t)(k / 2)), k % 2 ? "/nt" : "", hi);
+    prev = k;
   }
   printf("\n");
 }
