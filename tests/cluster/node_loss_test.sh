@@ -54,12 +54,16 @@ submit() {
   job_pid=$!
 }
 
+# story: what the job said of its failures and restarts (the ranks' errors included: a rank
+# that fails before the injected fault explains why no node was lost)
+story() { grep -E 'error|restart|node|lost|fault' "$job_out" | head -n 20 | paste -sd'|' -; }
+
 # check NAME NODE: the job finished every step on the two other nodes and matches one rank.
 check() {
   local name="$1" node="$2" run lost ranks
   run=$(sed -n 's/.*run dir \(.*\)$/\1/p' "$job_out" | head -n 1)
   [ -d "$run" ] || fail "$name: no run directory in $job_out"
-  grep -q "node n$node is lost" "$job_out" || fail "$name: the restart did not name n$node as lost: $(grep -E 'restart|node' "$job_out")"
+  grep -q "node n$node is lost" "$job_out" || fail "$name: the restart did not name n$node as lost: $(story)"
   lost=$(grep -oE '[0-9]+ finished step\(s\) lost' "$job_out" | head -n 1 | grep -oE '^[0-9]+')
   [ -n "$lost" ] && [ "$lost" -le $every ] ||
     fail "$name: ${lost:-?} steps lost, more than --ckpt-every $every: $(grep -E 'restart|lost|checkpoint' "$job_out" | tail -n 12)"
