@@ -239,6 +239,49 @@ static void test_tp_comm_per_layer(void) {
   sim_costs_free(c, lay.pp);
 }
 
+/* --tp-overlap (Megatron-LM's and NeuronX Distributed's column-parallel backward), in the two
+ * limits where the answer is closed-form. Compute so slow that every GEMM outlasts every
+ * collective: each column-parallel product's collectives hide (SP: a layer's backward exposes
+ * only the row-parallel products' two all-gathers, ar/2 each on this ring; without SP nothing;
+ * the head nothing), and the compute grows by overlap_slowdown x the hidden seconds (SP: per
+ * column-parallel product the input gathered again and its gradient reduce-scattered, ar;
+ * without SP its all-reduce, ar). Compute so fast that nothing hides: SP exposes the re-gathers
+ * as well (3 ar a layer, the head ar), without SP the same 2 ar as Strata's. */
+static void test_tp_overlap_limits(void) {
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &small, 12, 4, 3, 1, 2, 4, NULL, err, sizeof err), 0);
+  const double n = 2.0 * 16 * 32 * 2, ar = 2 * 3 * 1e-6 + 2 * 0.75 * n / 1e9;
+  for (int slow = 0; slow < 2; slow++)
+    for (int sp = 0; sp < 2; sp++) {
+      device_t d = one_link();
+      const double peak = slow ? 1e6 : 1e20;
+      for (int i = 0; i < DEV_DTYPE_COUNT; i++) d.peak_flops[i] = peak;
+      d.hbm_Bps = slow ? 1e12 : 1e20;
+      d.overlap_slowdown = 0.25;
+      sim_options_t o = sim_options_default();
+      o.sequence_parallel = sp;
+      sim_stage_cost_t *c0 = NULL, *c1 = NULL;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c0), 0);
+      o.tp_overlap = 1;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c1), 0);
+      if (!c0 || !c1) return;
+      const int k1 = layout_stage_layers(&lay, 1), k2 = layout_stage_layers(&lay, 2);
+      const double layer = slow ? (sp ? ar : 0) : (sp ? 3 * ar : 2 * ar);
+      const double head = slow ? 0 : (sp ? ar : ar);
+      /* (the fast limit's GEMMs take 1e-16 s, not 0: the tolerance is 1e-12 s) */
+      CHECK_NEAR(c1[1].bwd_tp_s, k1 * layer, 1e-12);
+      CHECK_NEAR(c1[2].bwd_tp_s - c1[1].bwd_tp_s / k1 * k2, head, 1e-12);
+      CHECK_NEAR(c1[1].fwd_tp_s, c0[1].fwd_tp_s, 0); /* the forward is unchanged */
+      /* the compute of a middle stage: unchanged, plus 0.25 x the hidden seconds */
+      const double hidden = slow ? 2 * ar : 0;
+      CHECK_NEAR((c1[1].bwd_s - c1[1].bwd_tp_s) - (c0[1].bwd_s - c0[1].bwd_tp_s), k1 * 0.25 * hidden,
+                 1e-12);
+      sim_costs_free(c0, lay.pp);
+      sim_costs_free(c1, lay.pp);
+    }
+}
+
 /* One layer's forward FLOPs on one of t ranks (b = 2, s = 16, C = 32, H = 4): LayerNorms
  * 8NC and residuals NC on every rank, the four matmuls 24 N C^2 / t, the causal attention
  * (4 b tri C + 5 b H tri) / t with tri = s(s+1)/2 = 136, GELU 40 N C / t. */
@@ -360,6 +403,7 @@ int main(void) {
   test_strata_fp32_split();
   test_rank_state_divided_by_t();
   test_tp_comm_per_layer();
+  test_tp_overlap_limits();
   test_recompute_flops();
   test_check_tp();
   test_tp_link_note();

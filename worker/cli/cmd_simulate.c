@@ -102,6 +102,7 @@ static void result_fields(json_object *o, const layout_t *lay, const sim_options
   json_object_object_add(o, "micro_batch", json_object_new_int(lay->micro_batch));
   json_object_object_add(o, "zero", json_object_new_int(opt->zero));
   json_object_object_add(o, "zero_overlap", json_object_new_boolean(opt->zero && opt->zero_overlap));
+  json_object_object_add(o, "tp_overlap", json_object_new_boolean(opt->tp_overlap));
   json_object_object_add(o, "sequence_parallel", json_object_new_boolean(opt->sequence_parallel));
   json_object_object_add(o, "recompute", json_object_new_string(memory_recompute_name(opt->recompute)));
   json_object_object_add(o, "step_s", json_object_new_double(r->step_s));
@@ -232,9 +233,14 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
          j->opt.fused_attention ? "fused" : "unfused");
   if (j->dev.projection) printf("NOTE: %s is a projection, not a shipped chip\n", j->dev.name);
   if (lay->tp > 1)
-    printf("tensor parallel: %d ranks per stage, sequence parallelism %s, recomputation %s; "
-           "per-layer collectives exposed (not overlapped)\n",
-           lay->tp, j->opt.sequence_parallel ? "on" : "off", memory_recompute_name(j->opt.recompute));
+    printf("tensor parallel: %d ranks per stage, sequence parallelism %s, recomputation %s; %s\n",
+           lay->tp, j->opt.sequence_parallel ? "on" : "off", memory_recompute_name(j->opt.recompute),
+           !j->opt.tp_overlap ? "per-layer collectives exposed (not overlapped)"
+           : j->opt.sequence_parallel
+               ? "column-parallel backward overlapped (input re-gathered beside the input-gradient "
+                 "GEMM, its gradient reduce-scattered beside the weight-gradient GEMM)"
+               : "column-parallel backward overlapped (input-gradient all-reduce beside the "
+                 "weight-gradient GEMM)");
   else if (j->opt.recompute != MEM_RECOMPUTE_NONE)
     printf("recomputation %s\n", memory_recompute_name(j->opt.recompute));
   char vs[64] = "";
@@ -493,10 +499,10 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
     const sweep_row_t *w = &rows[best];
     char vflag[48] = "";
     if (w->vs > 1) snprintf(vflag, sizeof vflag, " --virtual-stages %d", w->vs);
-    printf("best: --pp %d --dp %d --microbatches %d --zero %d%s --schedule %s%s --tp %d%s%s%s: %.0f "
+    printf("best: --pp %d --dp %d --microbatches %d --zero %d%s --schedule %s%s --tp %d%s%s%s%s: %.0f "
            "tokens/s, MFU %.1f%%, peak %s per device\n",
            w->pp, w->dp, w->micro, w->zero, w->zero && j->opt.zero_overlap ? " --zero-overlap" : "",
-           schedule_kind_name(j->opt.kind), vflag, w->tp,
+           schedule_kind_name(j->opt.kind), vflag, w->tp, w->tp > 1 && j->opt.tp_overlap ? " --tp-overlap" : "",
            w->sp ? " --sequence-parallel" : "", w->rc != MEM_RECOMPUTE_NONE ? " --recompute " : "",
            w->rc != MEM_RECOMPUTE_NONE ? memory_recompute_name(w->rc) : "", w->tokens_per_s,
            100 * w->mfu, memory_format_bytes(w->peak, b1, sizeof b1));
@@ -564,7 +570,7 @@ typedef struct {
   const char *arch, *precision, *attention, *validate, *grad_dtype;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par, vstages;
-  int zero_overlap;
+  int zero_overlap, tp_overlap;
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
@@ -672,6 +678,7 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   }
   j->opt.zero = f->zero;
   j->opt.zero_overlap = f->zero_overlap;
+  j->opt.tp_overlap = f->tp_overlap;
   j->opt.vstages = f->vstages;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
@@ -796,6 +803,11 @@ int cmd_simulate(int argc, char **argv) {
        "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
        "--overlap-param-gather: bucketed reduce-scatters overlapping backward, the parameter "
        "all-gather overlapping the next forward (default: Strata's, both after)"},
+      {"--tp-overlap", NULL, ARG_FLAG, &f.tp_overlap, NULL,
+       "the tensor-parallel backward as Megatron-LM and NeuronX Distributed run it: each "
+       "column-parallel product's input-gradient reduce-scatter (all-reduce without SP) beside "
+       "its weight-gradient GEMM and, with SP, its input gathered again beside the "
+       "input-gradient GEMM (default: Strata's, every TP collective exposed)"},
       {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},

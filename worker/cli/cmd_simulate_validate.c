@@ -102,8 +102,8 @@ typedef struct {
 } val_row_t;
 
 /* One row: the job, simulated. 0, or -1 with a message naming the row and field. */
-static int val_row(char **f, const char *vstages, int line, const char *path, val_row_t *out,
-                   int explain, char *err, size_t errlen) {
+static int val_row(char **f, const char *vstages, const char *tp_overlap, int line, const char *path,
+                   val_row_t *out, int explain, char *err, size_t errlen) {
   layout_model_t m;
   const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
   snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
@@ -167,6 +167,11 @@ static int val_row(char **f, const char *vstages, int line, const char *path, va
     return snprintf(err, errlen, "%s:%d: virtual_stages '%s' is not a whole number >= 1", path,
                     line, vstages),
            -1;
+  if (*tp_overlap && strcmp(tp_overlap, "0") && strcmp(tp_overlap, "1"))
+    return snprintf(err, errlen, "%s:%d: tp_overlap '%s' (use 0, 1 or leave it empty)", path, line,
+                    tp_overlap),
+           -1;
+  opt.tp_overlap = !strcmp(tp_overlap, "1");
   char *e;
   double meas = strtod(f[C_MEAS], &e);
   if (e == f[C_MEAS] || *e || !(meas > 0))
@@ -243,46 +248,59 @@ int sim_validate_csv(const char *path, int explain) {
   }
   val_row_t *v = calloc(VAL_MAX_ROWS, sizeof *v);
   char line[4096], err[1024];
-  int n = 0, lineno = 0, header = 0, rc = 0, has_vs = 0;
+  int n = 0, lineno = 0, header = 0, rc = 0, nopt = 0;
+  int vs_at = -1, tpo_at = -1; /* the optional columns' places, from the header */
   while (v && fgets(line, sizeof line, fp)) {
     lineno++;
     char *p = line;
     while (*p == ' ') p++;
     if (*p == '#' || *p == '\n' || *p == '\0') continue;
     char *f[VAL_MAX_FIELDS];
-    int nf = split_csv(p, f, C_COUNT + (header ? has_vs : 1));
-    /* an optional virtual_stages column before source (interleaved pipeline schedules): taken
-     * out, so that the other columns keep their places */
-    if (!header) has_vs = nf > C_SOURCE && !strcmp(f[C_SOURCE], "virtual_stages");
-    const char *vstages = "";
-    if (has_vs) vstages = f[C_SOURCE], f[C_SOURCE] = nf > C_SOURCE + 1 ? f[C_SOURCE + 1] : "";
+    int nf = split_csv(p, f, header ? C_COUNT + nopt : VAL_MAX_FIELDS);
     if (!header) {
-      for (int c = 0; c < C_COUNT; c++)
-        if (c >= nf || strcmp(f[c], COLS[c])) {
-          strata_error("simulate --validate: %s:%d: the header's column %d must be '%s' (columns: "
-                       "name, preset, arch, layers, dim, heads, kv_heads, ffn, vocab, ctx, device, "
-                       "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
-                       "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
-                       "[virtual_stages,] source)",
-                       path, lineno, c + 1, COLS[c]);
+      /* optional columns between role and source, each named once: virtual_stages
+       * (interleaved pipeline schedules) and tp_overlap (--tp-overlap) */
+      int c = 0;
+      while (c < C_SOURCE && c < nf && !strcmp(f[c], COLS[c])) c++;
+      int bad = c < C_SOURCE || nf < C_COUNT;
+      while (!bad && c < nf - 1) {
+        int *at = !strcmp(f[c], "virtual_stages") ? &vs_at : !strcmp(f[c], "tp_overlap") ? &tpo_at : NULL;
+        if (at && *at >= 0) {
+          strata_error("simulate --validate: %s:%d: the header names column '%s' twice", path, lineno, f[c]);
           rc = 2;
           goto done;
         }
+        if (!(bad = !at)) *at = c++;
+      }
+      if (!bad && c == nf - 1 && strcmp(f[c], COLS[C_SOURCE])) bad = 1;
+      if (bad) {
+        strata_error("simulate --validate: %s:%d: the header's column %d must be '%s' (columns: "
+                     "name, preset, arch, layers, dim, heads, kv_heads, ffn, vocab, ctx, device, "
+                     "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
+                     "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
+                     "[virtual_stages,] [tp_overlap,] source)",
+                     path, lineno, c + 1, c < C_SOURCE ? COLS[c] : c < nf - 1 ? "virtual_stages, tp_overlap or source" : "source");
+        rc = 2;
+        goto done;
+      }
+      nopt = nf - C_COUNT;
       header = 1;
       continue;
     }
-    if (nf < C_COUNT + has_vs) {
+    if (nf < C_COUNT + nopt) {
       strata_error("simulate --validate: %s:%d: %d columns, expected %d", path, lineno, nf,
-                   C_COUNT + has_vs);
+                   C_COUNT + nopt);
       rc = 2;
       goto done;
     }
+    const char *vstages = vs_at >= 0 ? f[vs_at] : "", *tpo = tpo_at >= 0 ? f[tpo_at] : "";
+    f[C_SOURCE] = f[C_COUNT + nopt - 1];
     if (n >= VAL_MAX_ROWS) {
       strata_error("simulate --validate: %s: more than %d jobs; split the file", path, VAL_MAX_ROWS);
       rc = 2;
       goto done;
     }
-    if (val_row(f, vstages, lineno, path, &v[n], explain, err, sizeof err)) {
+    if (val_row(f, vstages, tpo, lineno, path, &v[n], explain, err, sizeof err)) {
       strata_error("simulate --validate: %s", err);
       rc = 2;
       goto done;

@@ -238,6 +238,7 @@ void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops
  * backward without recomputation), the embedding and the head. */
 typedef struct {
   double layer_f, layer_b, embed_f, embed_b, head_f, head_b;
+  double ar, rs, ag; /* one collective of the activation array, seconds */
 } tp_comm_t;
 
 /* Stage s's TP communication: the slowest of its D groups (one per replica) for each
@@ -267,12 +268,32 @@ static int tp_comm(const layout_t *lay, const device_t *dev, int s, int sp, doub
     if (v[3] > ce) ce = v[3];
   }
   free(ranks);
+  out->ar = ar, out->rs = rs, out->ag = ag;
   out->layer_f = out->layer_b = sp ? 2 * (rs + ag) : 2 * ar;
   out->embed_f = sp ? rs : ar;
   out->embed_b = sp ? ag : 0;
   out->head_f = (sp ? ag : 0) + 3 * ce;
   out->head_b = sp ? rs : ar;
   return 0;
+}
+
+/* The backward TP communication of column-parallel products whose forward GEMMs take gemm[i]
+ * seconds, as Megatron-LM (since 2021) and NeuronX Distributed run it (--tp-overlap): the
+ * input-gradient GEMM and the weight-gradient GEMM each take about the forward's time; with
+ * sequence parallelism the product's input (kept as this rank's rows) is all-gathered again
+ * beside the input-gradient GEMM, and the input gradient reduce-scattered beside the
+ * weight-gradient GEMM; without it the input gradient's all-reduce runs beside the
+ * weight-gradient GEMM. Returns the exposed seconds; *hidden += the overlapped ones. */
+static double col_backward_tp(const tp_comm_t *tc, int sp, const double *gemm, int n, double *hidden) {
+  double exposed = 0;
+  for (int i = 0; i < n; i++) {
+    double c[2] = {sp ? tc->ag : 0, sp ? tc->rs : tc->ar}; /* beside the dX, the dW GEMM */
+    for (int k = 0; k < 2; k++) {
+      exposed += fmax(0, c[k] - gemm[i]);
+      *hidden += fmin(c[k], gemm[i]);
+    }
+  }
+  return exposed;
 }
 
 /* Megatron-LM's dropout traffic in a GPT layer's ops (p = 0.1 by default; the masks are in
@@ -318,6 +339,14 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   for (int i = 0; i < nl; i++)
     if (recomputed(opt->recompute, lops[i].name))
       rc_s += ops_time(dev, dt, &lops[i], 1, 1, fz), rc_flops += lops[i].flops;
+  /* the column-parallel products' forward GEMMs (--tp-overlap) */
+  double col_f[2] = {0, 0}, head_f = 0;
+  int ncol = 0;
+  for (int i = 0; i < nl && ncol < 2; i++)
+    if (!strcmp(lops[i].name, "qkv") || !strcmp(lops[i].name, "fc") || !strcmp(lops[i].name, "gate_up"))
+      col_f[ncol++] = op_time(dev, dt, &lops[i], 1, fz);
+  for (int i = 0; i < nh; i++)
+    if (!strcmp(hops[i].name, "logits")) head_f = op_time(dev, dt, &hops[i], 1, fz);
   double opt_bytes, opt_flops, E;
   sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
   const double E_param = E; /* the ZeRO all-gather's parameters */
@@ -338,8 +367,16 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     double rc_tp = opt->recompute == MEM_RECOMPUTE_FULL            ? tc.layer_f
                    : opt->recompute == MEM_RECOMPUTE_SELECTIVE_MLP ? tc.layer_f / 2
                                                                     : 0;
-    double lf = lf0 + tc.layer_f, lb = lb0 + tc.layer_b + rc_s + rc_tp;
-    double ef = ef0 + tc.embed_f, eb = eb0 + tc.embed_b, hf = hf0 + tc.head_f, hb = hb0 + tc.head_b;
+    double hidden_l = 0, hidden_h = 0; /* overlapped TP seconds (--tp-overlap) */
+    if (opt->tp_overlap && tp > 1) {
+      /* the row-parallel products' backward: the gathered output gradient (SP), else nothing */
+      tc.layer_b = (sp ? 2 * tc.ag : 0) + col_backward_tp(&tc, sp, col_f, ncol, &hidden_l);
+      tc.head_b = col_backward_tp(&tc, sp, &head_f, 1, &hidden_h);
+    }
+    const double slow = opt->interference ? dev->overlap_slowdown : 0;
+    double lf = lf0 + tc.layer_f, lb = lb0 + tc.layer_b + rc_s + rc_tp + slow * hidden_l;
+    double ef = ef0 + tc.embed_f, eb = eb0 + tc.embed_b, hf = hf0 + tc.head_f,
+           hb = hb0 + tc.head_b + slow * hidden_h;
     c->fwd_s = k * lf + (first ? ef : 0) + (last ? hf : 0);
     c->bwd_s = k * lb + (first ? eb : 0) + (last ? hb : 0);
     c->fwd_tp_s = k * tc.layer_f + (first ? tc.embed_f : 0) + (last ? tc.head_f : 0);

@@ -76,6 +76,11 @@ typedef struct {
                                 train's); 0 (default): the precision's gradient bytes */
   int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
                                 traffic or scores kept); 0: unfused */
+  int tp_overlap;            /* 1: the column-parallel backward as Megatron-LM and NeuronX
+                                Distributed run it (simulate.c col_backward_tp): SP re-gathers
+                                the input beside the input-gradient GEMM and the input gradient's
+                                reduce-scatter (all-reduce) runs beside the weight-gradient GEMM;
+                                0 (default): Strata's, every TP collective exposed */
   int interference;          /* 1 (default, and the carried clock of strata train): overlapped
                                 DP buckets slow the backward they overlap by the device's
                                 overlap_slowdown; 0: they do not */
