@@ -103,6 +103,13 @@ static void test_llama_bytes_and_mode_order(void) {
     CHECK_TRUE(strstr(MEM_RECOMPUTE_CHOICES, memory_recompute_name((mem_recompute_t)i)) != NULL);
   for (int i = MEM_PREC_FP32; i <= MEM_PREC_BF16_SR; i++)
     CHECK_TRUE(strstr(MEM_PRECISION_CHOICES, memory_precision_name((mem_precision_t)i)) != NULL);
+  for (int i = MEM_PREC_FP32; i <= MEM_PREC_FP8; i++)
+    CHECK_TRUE(strstr(MEM_SIM_PRECISION_CHOICES, memory_precision_name((mem_precision_t)i)) != NULL);
+  /* fp8 is the simulator's: strata train's parser refuses it */
+  mem_precision_t pr;
+  CHECK_EQ_INT(memory_parse_precision("fp8", &pr), -1);
+  CHECK_EQ_INT(memory_parse_sim_precision("fp8", &pr), 0);
+  CHECK_EQ_INT(pr, MEM_PREC_FP8);
   mem_recompute_t r;
   CHECK_EQ_INT(memory_parse_recompute("selective-mlp", &r), 0);
   CHECK_EQ_INT(r, MEM_RECOMPUTE_SELECTIVE_MLP);
@@ -282,6 +289,43 @@ static void test_tp_overlap_limits(void) {
     }
 }
 
+/* --precision fp8 against bf16 on one rank per stage (GPT layer, N = b s = 32 tokens, C = 32):
+ * the four GEMMs (24 N C^2 flops forward, twice that backward) run at the fp8 peak, here twice
+ * the bf16 one; each adds a cast-transpose kernel of 4 bytes per element -- forward of its
+ * input (qkv C, attproj C, fc C, fcproj 4C columns: 7 N C elements), backward of its output
+ * gradient (3C, C, 4C, C: 9 N C). With memory free only the math differs, with math free only
+ * the casts; the attention, the embedding and the head are the same in both. */
+static void test_fp8_gemms(void) {
+  layout_t lay;
+  char err[256];
+  CHECK_EQ_INT(layout_init(&lay, &small, 3, 1, 3, 1, 2, 4, NULL, err, sizeof err), 0);
+  const double N = 32, C = 32, gemm = 24 * N * C * C;
+  for (int math_free = 0; math_free < 2; math_free++) {
+    device_t d = one_link();
+    d.peak_flops[DEV_BF16] = math_free ? 1e30 : 1e12;
+    d.peak_flops[DEV_FP8] = math_free ? 1e30 : 2e12;
+    d.hbm_Bps = math_free ? 1e9 : 1e30;
+    sim_options_t o = sim_options_default();
+    o.precision = MEM_PREC_BF16;
+    sim_stage_cost_t *c0 = NULL, *c1 = NULL;
+    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c0), 0);
+    o.precision = MEM_PREC_FP8;
+    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c1), 0);
+    if (!c0 || !c1) return;
+    const int k1 = layout_stage_layers(&lay, 1), k2 = layout_stage_layers(&lay, 2);
+    const double df = math_free ? -4 * 7 * N * C / 1e9 : gemm / 2 / 1e12,
+                 db = math_free ? -4 * 9 * N * C / 1e9 : gemm / 1e12; /* bf16 - fp8, a layer */
+    CHECK_NEAR(c0[1].fwd_s - c1[1].fwd_s, k1 * df, 1e-9 * fabs(k1 * df));
+    CHECK_NEAR(c0[1].bwd_s - c1[1].bwd_s, k1 * db, 1e-9 * fabs(k1 * db));
+    CHECK_NEAR(c0[2].fwd_s - c1[2].fwd_s, k2 * df, 1e-9 * fabs(k2 * df)); /* the head: no change */
+    sim_costs_free(c0, lay.pp);
+    sim_costs_free(c1, lay.pp);
+  }
+  double w, g, opt;
+  memory_precision_bytes(MEM_PREC_FP8, &w, &g, &opt);
+  CHECK_TRUE(w == 3 && g == 4 && opt == 12);
+}
+
 /* One layer's forward FLOPs on one of t ranks (b = 2, s = 16, C = 32, H = 4): LayerNorms
  * 8NC and residuals NC on every rank, the four matmuls 24 N C^2 / t, the causal attention
  * (4 b tri C + 5 b H tri) / t with tri = s(s+1)/2 = 136, GELU 40 N C / t. */
@@ -404,6 +448,7 @@ int main(void) {
   test_rank_state_divided_by_t();
   test_tp_comm_per_layer();
   test_tp_overlap_limits();
+  test_fp8_gemms();
   test_recompute_flops();
   test_check_tp();
   test_tp_link_note();

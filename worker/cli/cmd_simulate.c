@@ -48,7 +48,7 @@ static const char *USAGE =
     "  strata simulate --model 7b --device trn2 --nodes 256 --sweep\n\n"
     "Model: --model PRESET (GPT-2, GPT-3, Llama 2 and 3 shapes; default gpt2), --arch gpt|llama,\n"
     "and --layers/--dim/--heads/--kv-heads/--ffn/--vocab/--ctx override it. --precision\n"
-    "fp32|bf16|bf16-sr, --attention fused|unfused. --explain shows where the time goes;\n"
+    "fp32|bf16|bf16-sr|fp8, --attention fused|unfused, --tp-overlap. --explain shows where the time goes;\n"
     "--validate FILE.csv predicts measured jobs (worker/sim/validation.csv). Layout: --nodes N = --tp T x --pp P x --dp D (T\n"
     "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
     "is T consecutive ranks (one instance's fast link when T fits an instance; a larger T is\n"
@@ -625,8 +625,8 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   /* Strata computes in fp32 */
   const char *dtype = f->dtype ? f->dtype : strcmp(j->dev.name, "cpu") ? "bf16" : "fp32";
   if (f->precision) {
-    if (memory_parse_precision(f->precision, &j->opt.precision)) {
-      strata_error("simulate: --precision '%s' unknown (use " MEM_PRECISION_CHOICES ")", f->precision);
+    if (memory_parse_sim_precision(f->precision, &j->opt.precision)) {
+      strata_error("simulate: --precision '%s' unknown (use " MEM_SIM_PRECISION_CHOICES ")", f->precision);
       return 2;
     }
     if (!f->dtype) dtype = j->opt.precision == MEM_PREC_FP32 ? "fp32" : "bf16";
@@ -770,7 +770,8 @@ int cmd_simulate(int argc, char **argv) {
        "a100|h100|trn1|trn1-core|trn2|trn3|trn4|cpu|FILE.json (default trn2)"},
       {"--precision", NULL, ARG_STRING, &f.precision, "P",
        "fp32 | bf16 (fp32 master weights and Adam moments) | bf16-sr (bf16 weights with "
-       "stochastic rounding, no master copy): optimizer time, gradient bytes and memory"},
+       "stochastic rounding, no master copy) | fp8 (bf16 with the layers' GEMMs in FP8, as "
+       "Transformer Engine runs them): optimizer time, gradient bytes and memory"},
       {"--grad-dtype", NULL, ARG_STRING, &f.grad_dtype, "fp32|bf16",
        "bytes of the data-parallel gradient reductions: bf16 = 2 per gradient, as strata train "
        "--grad-dtype bf16 (default: the precision's: 4, bf16-sr 2)"},

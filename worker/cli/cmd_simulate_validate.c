@@ -150,8 +150,8 @@ static int val_row(char **f, const char *vstages, const char *tp_overlap, int li
   sim_options_t opt = sim_options_default();
   opt.memory = MEM_ACCOUNT_MIXED;
   opt.precision = MEM_PREC_BF16;
-  if (*f[C_PREC] && memory_parse_precision(f[C_PREC], &opt.precision))
-    return snprintf(err, errlen, "%s:%d: precision '%s' (use " MEM_PRECISION_CHOICES ")", path, line,
+  if (*f[C_PREC] && memory_parse_sim_precision(f[C_PREC], &opt.precision))
+    return snprintf(err, errlen, "%s:%d: precision '%s' (use " MEM_SIM_PRECISION_CHOICES ")", path, line,
                     f[C_PREC]),
            -1;
   opt.dtype = opt.precision == MEM_PREC_FP32 ? DEV_FP32 : DEV_BF16;

@@ -46,7 +46,7 @@ mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
 
 const char *memory_precision_name(mem_precision_t p) {
   return p == MEM_PREC_NONE ? "none" : p == MEM_PREC_FP32 ? "fp32" : p == MEM_PREC_BF16 ? "bf16"
-         : p == MEM_PREC_BF16_SR ? "bf16-sr" : "?";
+         : p == MEM_PREC_BF16_SR ? "bf16-sr" : p == MEM_PREC_FP8 ? "fp8" : "?";
 }
 
 int memory_parse_precision(const char *s, mem_precision_t *out) {
@@ -58,9 +58,17 @@ int memory_parse_precision(const char *s, mem_precision_t *out) {
   return -1;
 }
 
+int memory_parse_sim_precision(const char *s, mem_precision_t *out) {
+  if (s && !strcmp(s, "fp8")) {
+    *out = MEM_PREC_FP8;
+    return 0;
+  }
+  return memory_parse_precision(s, out);
+}
+
 void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer) {
-  static const double b[4][3] = {{2, 2, 12}, {4, 4, 8}, {2, 4, 12}, {2, 2, 4}};
-  int i = p >= MEM_PREC_NONE && p <= MEM_PREC_BF16_SR ? (int)p : 0;
+  static const double b[5][3] = {{2, 2, 12}, {4, 4, 8}, {2, 4, 12}, {2, 2, 4}, {3, 4, 12}};
+  int i = p >= MEM_PREC_NONE && p <= MEM_PREC_FP8 ? (int)p : 0;
   *weights = b[i][0], *grads = b[i][1], *optimizer = b[i][2];
 }
 

@@ -111,10 +111,17 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out); /* 0, or -1 i
  * distributed-optimizer table: 18 bytes); BF16_SR -- Neuron's bf16 with stochastic rounding:
  * weights 2, gradients 2, Adam moments in bf16 4, no master copy. NONE: the accounting's own
  * (fp32 buffers, or mixed's 2 + 2 + 12). */
-typedef enum { MEM_PREC_NONE = 0, MEM_PREC_FP32, MEM_PREC_BF16, MEM_PREC_BF16_SR } mem_precision_t;
-const char *memory_precision_name(mem_precision_t p); /* "none", "fp32", "bf16", "bf16-sr" */
-int memory_parse_precision(const char *s, mem_precision_t *out); /* 0, or -1 if unknown */
+typedef enum { MEM_PREC_NONE = 0, MEM_PREC_FP32, MEM_PREC_BF16, MEM_PREC_BF16_SR, MEM_PREC_FP8 } mem_precision_t;
+const char *memory_precision_name(mem_precision_t p); /* "none", "fp32", "bf16", "bf16-sr", "fp8" */
+/* What strata train runs: fp32, bf16 or bf16-sr. 0, or -1 if unknown. */
+int memory_parse_precision(const char *s, mem_precision_t *out);
 #define MEM_PRECISION_CHOICES "fp32, bf16 or bf16-sr" /* what --precision accepts (sim_tp checks) */
+/* What strata simulate accounts: those and FP8 -- bf16 mixed precision whose transformer-layer
+ * GEMMs run in FP8 (Transformer Engine's recipe: E4M3 forward, E5M2 gradients), fp32 master
+ * weights and Adam moments as BF16, plus the FP8 copy of each weight the GEMMs read, kept across
+ * the step's micro-batches: weights 2 + 1, gradients 4, optimizer 12. */
+int memory_parse_sim_precision(const char *s, mem_precision_t *out);
+#define MEM_SIM_PRECISION_CHOICES "fp32, bf16, bf16-sr or fp8"
 /* Bytes per parameter of the weights, the gradients and the optimizer state under p. */
 void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer);
 

@@ -185,16 +185,32 @@ double sim_step_flops(const layout_t *lay, mem_recompute_t rc) {
   return f * lay->micro * lay->dp;
 }
 
+/* How the ops run: the attention fused (flash-style) or not, and the GEMMs in FP8. */
+enum { OP_FUSED_ATTENTION = 1, OP_FP8_GEMMS = 2 };
+
+/* An FP8 GEMM's cast kernel (--precision fp8, Transformer Engine's cast-transpose): forward,
+ * its bf16 input read once and written as FP8 and as FP8 transposed (for the weight gradient);
+ * backward, the same for its bf16 output gradient: 2 + 1 + 1 bytes per element, memory-bound. */
+static double fp8_cast_time(const device_t *dev, device_dtype_t dt, const layout_op_t *o, double mult) {
+  double elems = mult > 1 ? o->mm_m * o->mm_n * o->mm_count : o->mm_m * o->mm_k * o->mm_count;
+  return device_has_eff(dev) ? device_op_time_eff(dev, dt, 0, 4 * elems, 1) : device_op_time(dev, dt, 0, 4 * elems);
+}
+
 /* Time of one op (mult = 1 forward, 2 backward: twice the flops and bytes). Without an
  * efficiency model the roofline. With one: a GEMM at device_matmul_eff of its shape; the
  * attention fused (flash-style: at attn_fused_eff, without the score traffic) or unfused (its
  * score GEMMs at their shape's efficiency, then the softmax's traffic: separate kernels, the
- * times add); memory-bound ops at hbm_eff; each op pays the per-kernel overhead. */
+ * times add); memory-bound ops at hbm_eff; each op pays the per-kernel overhead. With
+ * OP_FP8_GEMMS the GEMMs (not the attention's) run at the FP8 rate, each with its cast kernel;
+ * everything else stays in dt. */
 static double op_time(const device_t *dev, device_dtype_t dt, const layout_op_t *o, double mult,
-                      int fused) {
+                      int kind) {
   const double E = device_dtype_size(dt), f = mult * o->flops, bytes = mult * o->elems * E;
-  if (!device_has_eff(dev)) return device_op_time(dev, dt, f, bytes);
-  if (o->scores_elems > 0 && fused)
+  const int gemm = o->mm_count > 0 && o->scores_elems == 0, fp8 = gemm && (kind & OP_FP8_GEMMS);
+  const device_dtype_t mt = fp8 ? DEV_FP8 : dt; /* the rate of the op's math */
+  const double cast = fp8 ? fp8_cast_time(dev, dt, o, mult) : 0;
+  if (!device_has_eff(dev)) return device_op_time(dev, mt, f, bytes) + cast;
+  if (o->scores_elems > 0 && (kind & OP_FUSED_ATTENTION))
     return device_op_time_eff(dev, dt, f, mult * (o->elems - o->scores_elems) * E,
                               dev->attn_fused_eff > 0
                                   ? dev->attn_fused_eff
@@ -204,14 +220,14 @@ static double op_time(const device_t *dev, device_dtype_t dt, const layout_op_t 
                               device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count)) +
            device_op_time_eff(dev, dt, 0, bytes, 1);
   double eff = o->mm_count > 0 ? device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count) : 1;
-  return device_op_time_eff(dev, dt, f, bytes, eff);
+  return device_op_time_eff(dev, mt, f, bytes, eff) + cast;
 }
 
 /* Time of an op list; backward = 2x forward flops and bytes. */
 static double ops_time(const device_t *dev, device_dtype_t dt, const layout_op_t *ops, int n,
-                       double mult, int fused) {
+                       double mult, int kind) {
   double t = 0;
-  for (int i = 0; i < n; i++) t += op_time(dev, dt, &ops[i], mult, fused);
+  for (int i = 0; i < n; i++) t += op_time(dev, dt, &ops[i], mult, kind);
   return t;
 }
 
@@ -226,6 +242,8 @@ void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops
   *grad_bytes = 4;
   if (p == MEM_PREC_BF16) /* + the bf16 copy of the updated fp32 master weights (the cast) */
     *opt_bytes = SIM_ADAMW_BYTES + 2;
+  else if (p == MEM_PREC_FP8) /* and the FP8 copy of each weight */
+    *opt_bytes = SIM_ADAMW_BYTES + 2 + 1;
   else if (p == MEM_PREC_BF16_SR) { /* everything bf16: 8 bytes read, 6 written; rounding
                                        adds a random draw and an add per written value */
     *opt_bytes = 14;
@@ -328,10 +346,14 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   if (opt->memory == MEM_ACCOUNT_MIXED && m->arch == LAYOUT_ARCH_GPT)
     add_dropout(lops, nl, b, m->heads, T, m->dim, tp, sp ? (double)b * T / tp : (double)b * T);
   /* the math of one micro-batch on one rank (roofline) */
-  const int fz = opt->fused_attention;
+  /* how the ops run: FP8 GEMMs in the transformer layers only (Megatron-LM's output layer is
+   * not a Transformer Engine module: the logits stay in dt) */
+  const int fz = (opt->fused_attention ? OP_FUSED_ATTENTION : 0) |
+                 (opt->precision == MEM_PREC_FP8 ? OP_FP8_GEMMS : 0),
+            fze = fz & ~OP_FP8_GEMMS;
   double lf0 = ops_time(dev, dt, lops, nl, 1, fz), lb0 = ops_time(dev, dt, lops, nl, 2, fz);
-  double ef0 = ops_time(dev, dt, eops, ne, 1, fz), eb0 = ops_time(dev, dt, eops, ne, 2, fz);
-  double hf0 = ops_time(dev, dt, hops, nh, 1, fz), hb0 = ops_time(dev, dt, hops, nh, 2, fz);
+  double ef0 = ops_time(dev, dt, eops, ne, 1, fze), eb0 = ops_time(dev, dt, eops, ne, 2, fze);
+  double hf0 = ops_time(dev, dt, hops, nh, 1, fze), hb0 = ops_time(dev, dt, hops, nh, 2, fze);
   double lfl = layout_ops_flops(lops, nl), efl = layout_ops_flops(eops, ne),
          hfl = layout_ops_flops(hops, nh);
   /* recomputation in backward: the forward of the ops it re-runs */
@@ -346,7 +368,7 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     if (!strcmp(lops[i].name, "qkv") || !strcmp(lops[i].name, "fc") || !strcmp(lops[i].name, "gate_up"))
       col_f[ncol++] = op_time(dev, dt, &lops[i], 1, fz);
   for (int i = 0; i < nh; i++)
-    if (!strcmp(hops[i].name, "logits")) head_f = op_time(dev, dt, &hops[i], 1, fz);
+    if (!strcmp(hops[i].name, "logits")) head_f = op_time(dev, dt, &hops[i], 1, fze);
   double opt_bytes, opt_flops, E;
   sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
   const double E_param = E; /* the ZeRO all-gather's parameters */
