@@ -129,7 +129,7 @@ sim_attempt() {
   sim_bench "before$k"
   STRATA_SIM_HOST_RANKS=3 sim_yield0 step_srun -N 3 -n 3 --ntasks-per-node=1 "$strata" train "${sim_model[@]}" --steps 25 \
     --log-every 100 --verbose --out "$dir/simnet$k" >"$dir/simnet$k.log" 2>&1 ||
-    fail "simulate: srun train failed: $(grep -m 3 -E 'error|rank [0-9]+:' "$dir/simnet$k.log"; tail -3 "$dir/simnet$k.log")"
+    fail "simulate: srun train failed: $(grep -vE '^(srun|slurmstepd)' "$dir/simnet$k.log" | grep -m 4 -E 'error|rank [0-9]+:|fail'; grep -vE '^(srun|slurmstepd)' "$dir/simnet$k.log" | tail -4; grep -E '^(srun|slurmstepd)' "$dir/simnet$k.log" | tail -2)"
   sim_bench "after$k"
   measured=$(grep -o '"step_s": [0-9.eE+-]*' "$dir/simnet$k/steps.jsonl" | awk 'NR > 5 { print $2 }' | sort -g |
              awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)], a[1], a[NR], NR }')
