@@ -266,7 +266,8 @@ int sim_validate_csv(const char *path, int explain) {
       while (!bad && c < nf - 1) {
         int *at = !strcmp(f[c], "virtual_stages") ? &vs_at : !strcmp(f[c], "tp_overlap") ? &tpo_at : NULL;
         if (at && *at >= 0) {
-          strata_error("simulate --validate: %s:%d: the header names column '%s' twice", path, lineno, f[c]);
+          strata_error("simulate --validate: %s:%d: the header names column '%s' twice", path,
+                       lineno, f[c]);
           rc = 2;
           goto done;
         }
@@ -279,7 +280,10 @@ int sim_validate_csv(const char *path, int explain) {
                      "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
                      "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
                      "[virtual_stages,] [tp_overlap,] source)",
-                     path, lineno, c + 1, c < C_SOURCE ? COLS[c] : c < nf - 1 ? "virtual_stages, tp_overlap or source" : "source");
+                     path, lineno, c + 1,
+                     c < C_SOURCE     ? COLS[c]
+                     : c < nf - 1     ? "virtual_stages, tp_overlap or source"
+                                      : "source");
         rc = 2;
         goto done;
       }

@@ -247,10 +247,13 @@ static void print_placement(const placement_result_t *r) {
 static candidate_t builtin_choice(const coll_bench_t *b, coll_comm_t *builtin, size_t s, int in_place) {
   size_t chunk = 0;
   candidate_t c = {coll_allreduce_auto_choice(builtin, s, b->dtype, in_place, &chunk), 0, -1, NULL};
-  while (chunk > tune_chunks[0] && chunk / 2 >= s) chunk /= 2; /* a chunk over twice the vector: measured as the smaller one */
+  /* a chunk over twice the vector is measured as the smaller one */
+  while (chunk > tune_chunks[0] && chunk / 2 >= s) chunk /= 2;
   if (c.algo == COLL_ALGO_RING || c.algo == COLL_ALGO_RABENSEIFNER) c.chunk_bytes = chunk;
   if (c.algo != COLL_ALGO_MPI)
-    c.stream = s < TUNE_STREAM_MIN_BYTES(b->nranks) ? 0 : coll_allreduce_auto_streams(builtin, s, b->dtype, in_place);
+    c.stream = s < TUNE_STREAM_MIN_BYTES(b->nranks)
+                   ? 0
+                   : coll_allreduce_auto_streams(builtin, s, b->dtype, in_place);
   return c;
 }
 

@@ -193,7 +193,8 @@ enum { OP_FUSED_ATTENTION = 1, OP_FP8_GEMMS = 2 };
  * backward, the same for its bf16 output gradient: 2 + 1 + 1 bytes per element, memory-bound. */
 static double fp8_cast_time(const device_t *dev, device_dtype_t dt, const layout_op_t *o, double mult) {
   double elems = mult > 1 ? o->mm_m * o->mm_n * o->mm_count : o->mm_m * o->mm_k * o->mm_count;
-  return device_has_eff(dev) ? device_op_time_eff(dev, dt, 0, 4 * elems, 1) : device_op_time(dev, dt, 0, 4 * elems);
+  return device_has_eff(dev) ? device_op_time_eff(dev, dt, 0, 4 * elems, 1)
+                             : device_op_time(dev, dt, 0, 4 * elems);
 }
 
 /* Time of one op (mult = 1 forward, 2 backward: twice the flops and bytes). Without an
