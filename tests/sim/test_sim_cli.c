@@ -430,34 +430,25 @@ static void test_validate(const char *csv) {
        "zero '2' (use 0, 1 or 1-overlap)"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    FILE *f = fopen(path, "w");
-    fputs(hdr, f);
-    fputs(bad[i].row, f);
-    fclose(f);
+    write_csv(path, hdr, bad[i].row);
     snprintf(args, sizeof args, "--validate %s", path);
     expect_usage_error(args, bad[i].needle);
   }
-  FILE *f = fopen(path, "w");
-  fputs("name,model\n", f);
-  fclose(f);
+  write_csv(path, "name,model\n", "");
   expect_usage_error(args, "column 2 must be 'preset'");
   /* a good file: tokens/s and sequences/s rows, the summary lines */
-  f = fopen(path, "w");
-  fputs(hdr, f);
-  fputs("# a comment\n", f);
-  fputs("a,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,me\n", f);
-  fputs("b,llama2-7b,,,,,,,,,h100,8,8,1,1,8,1,bf16-sr,full,yes,fused,0,10,sequences/s,,informs,me\n", f);
-  fclose(f);
+  write_csv(path, hdr,
+            "# a comment\n"
+            "a,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,me\n"
+            "b,llama2-7b,,,,,,,,,h100,8,8,1,1,8,1,bf16-sr,full,yes,fused,0,10,sequences/s,,informs,me\n");
   snprintf(args, sizeof args, "--validate %s", path);
   expect_ok_containing(args, "informing constants: 1 jobs");
   expect_ok_containing(args, "all: 2 jobs");
   /* zero 1-overlap: the same job with ZeRO-1's collectives overlapped is predicted faster (D =
    * 64 replicas of a small model: the reductions are most of the step) */
-  f = fopen(path, "w");
-  fputs(hdr, f);
-  fputs("z1,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,1,1000000,tokens/s,,held-out,me\n", f);
-  fputs("zo,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,1-overlap,1000000,tokens/s,,held-out,me\n", f);
-  fclose(f);
+  write_csv(path, hdr,
+            "z1,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,1,1000000,tokens/s,,held-out,me\n"
+            "zo,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,1-overlap,1000000,tokens/s,,held-out,me\n");
   double pz, po;
   CHECK_TRUE(two_predictions(args, "z1", "zo", &pz, &po) && po > 1.2 * pz);
   /* the optional virtual_stages column before source: an interleaved job, and a bad value */
@@ -514,16 +505,13 @@ static void test_tp_overlap_flag(void) {
   if (o0 && o1) {
     CHECK_TRUE(json_object_object_get_ex(o1, "tp_overlap", &v) && json_object_get_boolean(v));
     CHECK_TRUE(json_object_object_get_ex(o0, "tp_overlap", &v) && !json_object_get_boolean(v));
-    json_object *t0, *t1;
-    CHECK_TRUE(json_object_object_get_ex(o0, "tokens_per_s", &t0) &&
-               json_object_object_get_ex(o1, "tokens_per_s", &t1) &&
-               json_object_get_double(t1) > 1.02 * json_object_get_double(t0));
+    CHECK_TRUE(num(o1, "tokens_per_s") > 1.02 * num(o0, "tokens_per_s"));
   }
   json_object_put(o0);
   json_object_put(o1);
   expect_ok_containing("--model llama2-13b --device trn1-core --nodes 64 --tp 8 --sweep --tp-overlap "
                        "--precision bf16 --batch 64",
-                       "--tp-overlap");
+                       "--tp 8 --tp-overlap --sequence-parallel: ");
 }
 
 int main(int argc, char **argv) {

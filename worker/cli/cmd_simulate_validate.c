@@ -271,7 +271,11 @@ int sim_validate_csv(const char *path, int explain) {
           rc = 2;
           goto done;
         }
-        if (!(bad = !at)) *at = c++;
+        if (!at) {
+          bad = 1;
+          break;
+        }
+        *at = c++;
       }
       if (!bad && c == nf - 1 && strcmp(f[c], COLS[C_SOURCE])) bad = 1;
       if (bad) {
