@@ -278,6 +278,7 @@ static void test_bad_input_exits_2(void) {
   expect_usage_error("--model gpt5", "unknown --model 'gpt5'");
   expect_usage_error("--zero 2", "--zero must be an integer in [0, 1], got '2'");
   expect_usage_error("--zero-overlap", "--zero-overlap overlaps ZeRO-1's reduce-scatter and all-gather; add --zero 1");
+  expect_usage_error("--tp-overlap", "--tp-overlap overlaps tensor-parallel collectives, and --tp 1 has none");
   expect_usage_error("--dtype int4", "--dtype 'int4'");
   expect_usage_error("--pp 4 --stage-layers 1,1", "--pp is 4");
   expect_usage_error("--dim 100 --heads 12", "not divisible by heads");

@@ -808,7 +808,7 @@ int cmd_simulate(int argc, char **argv) {
        "the tensor-parallel backward as Megatron-LM and NeuronX Distributed run it: each "
        "column-parallel product's input-gradient reduce-scatter (all-reduce without SP) beside "
        "its weight-gradient GEMM and, with SP, its input gathered again beside the "
-       "input-gradient GEMM (default: Strata's, every TP collective exposed)"},
+       "input-gradient GEMM; needs --tp > 1 (default: Strata's, every TP collective exposed)"},
       {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},
@@ -841,6 +841,11 @@ int cmd_simulate(int argc, char **argv) {
   /* a --sweep without --tp tries every T (a --sequence-parallel one every T > 1) */
   if ((!f.sweep || f.g_tp) && sim_check_tp(&j.model, f.tp, f.seq_par, err, sizeof err)) {
     strata_error("simulate: %s", err);
+    return 2;
+  }
+  if (f.tp_overlap && f.tp < 2 && !f.sweep) {
+    strata_error("simulate: --tp-overlap overlaps tensor-parallel collectives, and --tp 1 has none; "
+                 "give --tp 2 or more (or --sweep, whose tensor-parallel layouts it then applies to)");
     return 2;
   }
   if (resolve_nodes(f.tp, &f.nodes, &f.pp, &f.dp)) return 2;
