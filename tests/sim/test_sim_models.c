@@ -131,6 +131,44 @@ static void test_precision_memory(void) {
   CHECK_NEAR(g32, 4, 0);
 }
 
+/* --precision fp8 keeps each FP8 GEMM's input as its 1-byte copy: per layer and s b h, the
+ * QKV and first MLP GEMMs' inputs (1 / r each, r = t with sequence parallelism), the output
+ * projection's (1 / t) and the second MLP GEMM's (GPT 4 / t, Llama F / h / t) a byte less than
+ * bf16; selective-mlp recomputes that last one, full recomputation keeps none of them. */
+static void test_fp8_activations(void) {
+  const struct {
+    const char *preset;
+    int tp, sp;
+    mem_recompute_t rc;
+    double per_sbh; /* bf16 - fp8 bytes of a layer, over s b h */
+  } t[] = {{"gpt3-1.3b", 1, 0, MEM_RECOMPUTE_NONE, 7},
+           {"gpt3-1.3b", 2, 1, MEM_RECOMPUTE_NONE, 3.5},
+           {"gpt3-1.3b", 2, 0, MEM_RECOMPUTE_NONE, 2 + 2.5},
+           {"gpt3-1.3b", 1, 0, MEM_RECOMPUTE_SELECTIVE_MLP, 3},
+           {"gpt3-1.3b", 2, 0, MEM_RECOMPUTE_FULL, 0},
+           {"llama2-7b", 1, 0, MEM_RECOMPUTE_NONE, 3 + 11008.0 / 4096},
+           {"llama2-7b", 2, 1, MEM_RECOMPUTE_SELECTIVE, (3 + 11008.0 / 4096) / 2}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    layout_model_t m;
+    layout_model_preset(t[i].preset, &m);
+    layout_t lay;
+    char err[256];
+    CHECK_EQ_INT(layout_init(&lay, &m, t[i].tp, t[i].tp, 1, 1, 1, 1, NULL, err, sizeof err), 0);
+    mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+    o.accounting = MEM_ACCOUNT_MIXED;
+    o.dtype = DEV_BF16;
+    o.fused_attention = 1;
+    o.sequence_parallel = t[i].sp;
+    o.recompute = t[i].rc;
+    o.precision = MEM_PREC_BF16;
+    double bf16 = memory_stage_act_bytes(&lay, 0, &o);
+    o.precision = MEM_PREC_FP8;
+    double fp8 = memory_stage_act_bytes(&lay, 0, &o);
+    double sbh = (double)m.ctx * m.dim;
+    CHECK_NEAR(bf16 - fp8, m.layers * t[i].per_sbh * sbh, 1e-9 * bf16);
+  }
+}
+
 /* The shipped JSON profiles hold exactly the built-in figures. */
 static void test_json_equals_builtin(const char *dir) {
   const char *names[] = {"a100", "h100", "trn1", "trn1-core", "trn2", "trn3", "trn4"};
@@ -142,11 +180,11 @@ static void test_json_equals_builtin(const char *dir) {
     CHECK_EQ_INT(device_builtin(names[i], &b), 0);
     const double a[] = {j.peak_flops[0], j.peak_flops[1], j.peak_flops[2], j.hbm_bytes, j.hbm_Bps,
                         j.intra_Bps, j.intra_lat_s, j.inter_Bps, j.inter_lat_s, j.op_overhead_s,
-                        j.mm_eff, j.attn_fused_eff, j.hbm_eff, j.intra_bus_eff, j.inter_bus_eff,
+                        j.mm_eff, j.mm_fp8_eff, j.attn_fused_eff, j.hbm_eff, j.intra_bus_eff, j.inter_bus_eff,
                         j.coll_base_s, j.overlap_slowdown};
     const double c[] = {b.peak_flops[0], b.peak_flops[1], b.peak_flops[2], b.hbm_bytes, b.hbm_Bps,
                         b.intra_Bps, b.intra_lat_s, b.inter_Bps, b.inter_lat_s, b.op_overhead_s,
-                        b.mm_eff, b.attn_fused_eff, b.hbm_eff, b.intra_bus_eff, b.inter_bus_eff,
+                        b.mm_eff, b.mm_fp8_eff, b.attn_fused_eff, b.hbm_eff, b.intra_bus_eff, b.inter_bus_eff,
                         b.coll_base_s, b.overlap_slowdown};
     for (size_t k = 0; k < sizeof a / sizeof a[0]; k++) CHECK_NEAR(a[k], c[k], 1e-9 * fabs(c[k]));
     CHECK_EQ_INT(j.chips_per_instance, b.chips_per_instance);
@@ -170,9 +208,20 @@ static void test_matmul_eff(void) {
   CHECK_NEAR(e, 0.8 * (2049.0 * 6912) / (9 * 256.0 * 6912) * (486.0 / 540), 1e-12);
   /* a small GEMM: one tile on 108 SMs */
   CHECK_NEAR(device_matmul_eff(&d, 64, 64, 64, 1), 0.8 * (64.0 * 64) / (256 * 128) / 108, 1e-12);
+  /* at the fp8 rate a profile's mm_fp8_efficiency replaces mm_efficiency, quantisation kept;
+   * without one (a100) the bf16 figure holds, and other dtypes never take it */
+  CHECK_NEAR(device_matmul_eff_dt(&d, DEV_FP8, 2049, 6912, 2048, 1), e, 1e-12);
+  device_t h;
+  device_builtin("h100", &h);
+  CHECK_NEAR(device_matmul_eff_dt(&h, DEV_FP8, 2049, 6912, 2048, 1),
+             device_matmul_eff(&h, 2049, 6912, 2048, 1) * 0.67 / 0.75, 1e-12);
+  CHECK_NEAR(device_matmul_eff_dt(&h, DEV_BF16, 2049, 6912, 2048, 1),
+             device_matmul_eff(&h, 2049, 6912, 2048, 1), 0);
   device_t z;
   memset(&z, 0, sizeof z);
+  z.mm_fp8_eff = 0.5; /* ignored without an efficiency model */
   CHECK_NEAR(device_matmul_eff(&z, 64, 64, 64, 1), 1, 0);
+  CHECK_NEAR(device_matmul_eff_dt(&z, DEV_FP8, 64, 64, 64, 1), 1, 0);
   CHECK_EQ_INT(device_has_eff(&z), 0);
 }
 
@@ -220,6 +269,7 @@ int main(int argc, char **argv) {
   test_preset_params();
   test_llama_ops();
   test_precision_memory();
+  test_fp8_activations();
   test_json_equals_builtin(argc > 1 ? argv[1] : "worker/sim/devices");
   test_matmul_eff();
   test_collectives();

@@ -295,6 +295,17 @@ static void test_tp_overlap_limits(void) {
  * input (qkv C, attproj C, fc C, fcproj 4C columns: 7 N C elements), backward of its output
  * gradient (3C, C, 4C, C: 9 N C). With memory free only the math differs, with math free only
  * the casts; the attention, the embedding and the head are the same in both. */
+/* The stage costs of lay on d under --precision bf16 (c0) and fp8 (c1); 0 when both built. */
+static int bf16_fp8_costs(const layout_t *lay, const device_t *d, sim_stage_cost_t **c0,
+                          sim_stage_cost_t **c1) {
+  sim_options_t o = sim_options_default();
+  o.precision = MEM_PREC_BF16;
+  CHECK_EQ_INT(sim_build_costs(lay, d, &o, c0), 0);
+  o.precision = MEM_PREC_FP8;
+  CHECK_EQ_INT(sim_build_costs(lay, d, &o, c1), 0);
+  return *c0 && *c1 ? 0 : -1;
+}
+
 static void test_fp8_gemms(void) {
   layout_t lay;
   char err[256];
@@ -305,19 +316,32 @@ static void test_fp8_gemms(void) {
     d.peak_flops[DEV_BF16] = math_free ? 1e30 : 1e12;
     d.peak_flops[DEV_FP8] = math_free ? 1e30 : 2e12;
     d.hbm_Bps = math_free ? 1e9 : 1e30;
-    sim_options_t o = sim_options_default();
-    o.precision = MEM_PREC_BF16;
     sim_stage_cost_t *c0 = NULL, *c1 = NULL;
-    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c0), 0);
-    o.precision = MEM_PREC_FP8;
-    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c1), 0);
-    if (!c0 || !c1) return;
+    if (bf16_fp8_costs(&lay, &d, &c0, &c1)) return;
     const int k1 = layout_stage_layers(&lay, 1), k2 = layout_stage_layers(&lay, 2);
     const double df = math_free ? -4 * 7 * N * C / 1e9 : gemm / 2 / 1e12,
                  db = math_free ? -4 * 9 * N * C / 1e9 : gemm / 1e12; /* bf16 - fp8, a layer */
     CHECK_NEAR(c0[1].fwd_s - c1[1].fwd_s, k1 * df, 1e-9 * fabs(k1 * df));
     CHECK_NEAR(c0[1].bwd_s - c1[1].bwd_s, k1 * db, 1e-9 * fabs(k1 * db));
     CHECK_NEAR(c0[2].fwd_s - c1[2].fwd_s, k2 * df, 1e-9 * fabs(k2 * df)); /* the head: no change */
+    sim_costs_free(c0, lay.pp);
+    sim_costs_free(c1, lay.pp);
+  }
+  /* with an efficiency model (no tile or wave quantisation, memory free) the FP8 GEMMs run at
+   * mm_fp8_eff of the fp8 peak: at half mm_eff and twice the peak they cost what bf16's do;
+   * without the figure (0) they take mm_eff, the bf16 time halved */
+  for (int own = 0; own < 2; own++) {
+    device_t d = one_link();
+    d.peak_flops[DEV_FP8] = 2e12;
+    d.hbm_Bps = 1e30;
+    d.mm_eff = 0.5;
+    d.mm_fp8_eff = own ? 0.25 : 0;
+    sim_stage_cost_t *c0 = NULL, *c1 = NULL;
+    if (bf16_fp8_costs(&lay, &d, &c0, &c1)) return;
+    const int k1 = layout_stage_layers(&lay, 1);
+    const double df = own ? 0 : gemm / 2 / 0.5e12; /* bf16 - fp8, a layer's forward */
+    CHECK_NEAR(c0[1].fwd_s - c1[1].fwd_s, k1 * df, 1e-9 * c0[1].fwd_s);
+    CHECK_NEAR(c0[1].bwd_s - c1[1].bwd_s, 2 * k1 * df, 1e-9 * c0[1].bwd_s);
     sim_costs_free(c0, lay.pp);
     sim_costs_free(c1, lay.pp);
   }

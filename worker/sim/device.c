@@ -74,7 +74,8 @@ int device_builtin(const char *name, device_t *out) {
        .projection = 1},
       {.name = "h100", .peak_flops = {67 * T12, 989 * T12, 1979 * T12}, .hbm_bytes = 80e9,
        .hbm_Bps = 3350 * G9, .chips_per_instance = 8, .intra_Bps = 450 * G9, .intra_lat_s = 2 * US,
-       .inter_Bps = 400 * G9, .inter_lat_s = 15 * US, GPU_EFF(0.75, 132, 0.35, 0.9, 0.8, 0.9)},
+       .inter_Bps = 400 * G9, .inter_lat_s = 15 * US, GPU_EFF(0.75, 132, 0.35, 0.9, 0.8, 0.9),
+       .mm_fp8_eff = 0.67},
       {.name = "a100", .peak_flops = {19.5 * T12, 312 * T12, 312 * T12}, .hbm_bytes = 80 * GIB,
        .hbm_Bps = 2039 * G9, .chips_per_instance = 8, .intra_Bps = 300 * G9, .intra_lat_s = 2 * US,
        .inter_Bps = 200 * G9, .inter_lat_s = 15 * US, GPU_EFF(0.8, 108, 0.6, 0.85, 0.78, 0.9)},
@@ -106,6 +107,12 @@ double device_matmul_eff(const device_t *d, double m, double n, double k, double
   return e;
 }
 
+double device_matmul_eff_dt(const device_t *d, device_dtype_t dt, double m, double n, double k,
+                            double count) {
+  double e = device_matmul_eff(d, m, n, k, count);
+  return dt == DEV_FP8 && d->mm_fp8_eff > 0 && device_has_eff(d) ? e * d->mm_fp8_eff / d->mm_eff : e;
+}
+
 int device_validate(const device_t *d, char *err, size_t errlen) {
   const struct {
     const char *field;
@@ -132,12 +139,12 @@ int device_validate(const device_t *d, char *err, size_t errlen) {
   if (!(d->coll_lat_s >= 0) || !isfinite(d->coll_lat_s))
     return strata_fail(err, errlen, "device '%s': coll_latency_us must be >= 0 (0 = the link's)",
                        d->name);
-  const double fr[] = {d->mm_eff, d->attn_fused_eff, d->hbm_eff, d->intra_bus_eff,
+  const double fr[] = {d->mm_eff, d->mm_fp8_eff, d->attn_fused_eff, d->hbm_eff, d->intra_bus_eff,
                        d->inter_bus_eff, d->overlap_slowdown};
   for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++)
     if (!(fr[i] >= 0 && fr[i] <= 1))
       return strata_fail(err, errlen,
-                         "device '%s': the efficiency fractions (mm_efficiency, "
+                         "device '%s': the efficiency fractions (mm_efficiency, mm_fp8_efficiency, "
                          "attention_fused_efficiency, hbm_efficiency, intra/inter_bus_efficiency, "
                          "overlap_slowdown) must lie in [0, 1]; 0 means none",
                          d->name);
@@ -226,6 +233,7 @@ int device_load_json(const char *path, device_t *out, char *err, size_t errlen) 
     double scale;
     double *dst;
   } eff[] = {{"mm_efficiency", 1, &out->mm_eff},
+             {"mm_fp8_efficiency", 1, &out->mm_fp8_eff},
              {"attention_fused_efficiency", 1, &out->attn_fused_eff},
              {"hbm_efficiency", 1, &out->hbm_eff},
              {"intra_bus_efficiency", 1, &out->intra_bus_eff},

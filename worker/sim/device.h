@@ -69,6 +69,8 @@ typedef struct {
   /* ---- efficiency model (SIMULATION.md "Efficiency model"): every field 0 = the ideal
    * roofline and ring, factors of 1 -- the cpu profile and JSON files without these fields */
   double mm_eff;            /* fraction of peak a large GEMM reaches (cuBLAS / NKI microbenchmarks) */
+  double mm_fp8_eff;        /* the same for a GEMM at the fp8 rate, its scaling bookkeeping
+                               included (0: mm_eff) */
   int mm_tile_m, mm_tile_n; /* output tile of the GEMM library: tile quantisation (0: none) */
   int mm_units;             /* tiles computed at once (SMs, NeuronCores): wave quantisation */
   double attn_fused_eff;    /* > 0: fused (flash) attention available, at this fraction of peak
@@ -93,6 +95,10 @@ int device_time_shared(const device_t *d);
  * mm_eff x tile quantisation (m n / (ceil(m/tm) tm ceil(n/tn) tn)) x wave quantisation
  * (tiles / (ceil(tiles / units) units)). 1 without an efficiency model. */
 double device_matmul_eff(const device_t *d, double m, double n, double k, double count);
+/* The same for a GEMM whose math runs in dt: at DEV_FP8 with mm_fp8_eff set, mm_fp8_eff takes
+ * mm_eff's place. */
+double device_matmul_eff_dt(const device_t *d, device_dtype_t dt, double m, double n, double k,
+                            double count);
 
 const char *device_dtype_name(device_dtype_t d); /* "fp32", "bf16", "fp8" */
 int device_dtype_size(device_dtype_t d);         /* bytes per element: 4, 2, 1 */

@@ -137,11 +137,31 @@ double memory_stage_act_elems(const layout_t *lay, int s) {
 /* sizeof(dtype) / 2: Korthikanti et al.'s formulas count 2-byte activations. */
 static double mixed_scale(device_dtype_t dt) { return device_dtype_size(dt) / 2.0; }
 
+/* The activation elements one layer keeps as FP8 copies under --precision fp8: Transformer
+ * Engine saves each FP8 GEMM's input for the weight gradient as the FP8 cast it multiplied
+ * (1 byte) rather than in the dtype. Per s b h: the QKV and first MLP GEMMs' inputs (the norms'
+ * outputs, 1 / r each), the output projection's input (1 / t) and the second MLP GEMM's (GPT:
+ * the GELU output, 4 / t; Llama: the SwiGLU product, F / h / t) -- that one only while the MLP
+ * is not recomputed. Full recomputation keeps only the layer's bf16 input. */
+static double fp8_saved_elems(const layout_model_t *m, int b, int T, int tp, int sp,
+                              mem_recompute_t rc) {
+  if (rc == MEM_RECOMPUTE_FULL) return 0;
+  double t = tp, r = sp ? t : 1, h = m->dim;
+  double mlp_out = rc == MEM_RECOMPUTE_SELECTIVE_MLP   ? 0
+                   : m->arch == LAYOUT_ARCH_LLAMA ? layout_model_ffn(m) / h
+                                                  : 4;
+  return (2 / r + (1 + mlp_out) / t) * b * T * h;
+}
+
 /* One layer's kept activations per micro-batch, bytes, under o's accounting with rc. */
 static double layer_act_bytes(const layout_t *lay, const mem_options_t *o, int sp, mem_recompute_t rc) {
   const layout_model_t *m = &lay->model;
-  if (o->accounting == MEM_ACCOUNT_MIXED)
-    return mixed_scale(o->dtype) * memory_layer_act_bytes_mixed(m, lay->micro_batch, m->ctx, lay->tp, sp, rc);
+  if (o->accounting == MEM_ACCOUNT_MIXED) {
+    double e = mixed_scale(o->dtype) * memory_layer_act_bytes_mixed(m, lay->micro_batch, m->ctx, lay->tp, sp, rc);
+    if (o->precision == MEM_PREC_FP8) /* those elements at 1 byte instead of the dtype's */
+      e -= (device_dtype_size(o->dtype) - 1) * fp8_saved_elems(m, lay->micro_batch, m->ctx, lay->tp, sp, rc);
+    return e;
+  }
   return MEM_ELEM_BYTES * memory_layer_act_elems_tp(m, lay->micro_batch, m->ctx, lay->tp, sp, rc);
 }
 

@@ -119,7 +119,8 @@ int memory_parse_precision(const char *s, mem_precision_t *out);
 /* What strata simulate accounts: those and FP8 -- bf16 mixed precision whose transformer-layer
  * GEMMs run in FP8 (Transformer Engine's recipe: E4M3 forward, E5M2 gradients), fp32 master
  * weights and Adam moments as BF16, plus the FP8 copy of each weight the GEMMs read, kept across
- * the step's micro-batches: weights 2 + 1, gradients 4, optimizer 12. */
+ * the step's micro-batches: weights 2 + 1, gradients 4, optimizer 12; the activations each FP8
+ * GEMM keeps for its weight gradient (its input) are its 1-byte FP8 copy. */
 int memory_parse_sim_precision(const char *s, mem_precision_t *out);
 #define MEM_SIM_PRECISION_CHOICES "fp32, bf16, bf16-sr or fp8"
 /* Bytes per parameter of the weights, the gradients and the optimizer state under p. */

@@ -202,8 +202,8 @@ static double fp8_cast_time(const device_t *dev, device_dtype_t dt, const layout
  * attention fused (flash-style: at attn_fused_eff, without the score traffic) or unfused (its
  * score GEMMs at their shape's efficiency, then the softmax's traffic: separate kernels, the
  * times add); memory-bound ops at hbm_eff; each op pays the per-kernel overhead. With
- * OP_FP8_GEMMS the GEMMs (not the attention's) run at the FP8 rate, each with its cast kernel;
- * everything else stays in dt. */
+ * OP_FP8_GEMMS the GEMMs (not the attention's) run at the FP8 rate and efficiency, each with
+ * its cast kernel; everything else stays in dt. */
 static double op_time(const device_t *dev, device_dtype_t dt, const layout_op_t *o, double mult,
                       int kind) {
   const double E = device_dtype_size(dt), f = mult * o->flops, bytes = mult * o->elems * E;
@@ -218,9 +218,10 @@ static double op_time(const device_t *dev, device_dtype_t dt, const layout_op_t 
                                   : device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count));
   if (o->scores_elems > 0)
     return device_op_time_eff(dev, dt, f, 0,
-                              device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count)) +
+                              device_matmul_eff_dt(dev, dt, o->mm_m, o->mm_n, o->mm_k, o->mm_count)) +
            device_op_time_eff(dev, dt, 0, bytes, 1);
-  double eff = o->mm_count > 0 ? device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count) : 1;
+  double eff =
+      o->mm_count > 0 ? device_matmul_eff_dt(dev, mt, o->mm_m, o->mm_n, o->mm_k, o->mm_count) : 1;
   return device_op_time_eff(dev, mt, f, bytes, eff) + cast;
 }
 
