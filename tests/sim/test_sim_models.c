@@ -117,6 +117,11 @@ static void test_precision_memory(void) {
     CHECK_NEAR(ms.params_bytes, t[i].w * P, 0);
     CHECK_NEAR(ms.grads_bytes, t[i].g * P, 0);
     CHECK_NEAR(ms.optimizer_bytes, t[i].o * P, 0);
+    /* --grad-dtype bf16: a bf16 gradient buffer, 2 bytes whatever the precision's */
+    o.grad_bf16 = 1;
+    memory_stage_opt(&lay, 0, &o, &ms);
+    CHECK_NEAR(ms.grads_bytes, 2 * P, 0);
+    CHECK_NEAR(ms.params_bytes, t[i].w * P, 0);
   }
   mem_precision_t p;
   CHECK_EQ_INT(memory_parse_precision("bf16-sr", &p), 0);

@@ -774,7 +774,8 @@ int cmd_simulate(int argc, char **argv) {
        "Transformer Engine runs them): optimizer time, gradient bytes and memory"},
       {"--grad-dtype", NULL, ARG_STRING, &f.grad_dtype, "fp32|bf16",
        "bytes of the data-parallel gradient reductions: bf16 = 2 per gradient, as strata train "
-       "--grad-dtype bf16 (default: the precision's: 4, bf16-sr 2)"},
+       "--grad-dtype bf16, and with --precision or --memory mixed of the gradient buffer "
+       "(default: the precision's: 4, bf16-sr 2)"},
       {"--attention", NULL, ARG_STRING, &f.attention, "K",
        "fused (flash-style) | unfused (default: fused with --precision or --memory mixed where "
        "the device has a fused-kernel figure; unfused for Strata's own fp32 run)"},

@@ -101,9 +101,16 @@ typedef struct {
   int fits;
 } val_row_t;
 
-/* One row: the job, simulated. 0, or -1 with a message naming the row and field. */
-static int val_row(char **f, const char *vstages, const char *tp_overlap, int line, const char *path,
-                   val_row_t *out, int explain, char *err, size_t errlen) {
+/* The optional columns, between role and source, each at most once and in any order. */
+enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_COUNT };
+static const char *const OPT_COLS[O_COUNT] = {"virtual_stages", "tp_overlap", "grad_dtype"};
+
+/* One row: the job, simulated (optv[o]: the optional column o's field, "" when absent). 0, or
+ * -1 with a message naming the row and field. */
+static int val_row(char **f, const char *const *optv, int line, const char *path, val_row_t *out,
+                   int explain, char *err, size_t errlen) {
+  const char *vstages = optv[O_VSTAGES], *tp_overlap = optv[O_TP_OVERLAP],
+             *grad_dtype = optv[O_GRAD_DTYPE];
   layout_model_t m;
   const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
   snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
@@ -172,6 +179,11 @@ static int val_row(char **f, const char *vstages, const char *tp_overlap, int li
                     tp_overlap),
            -1;
   opt.tp_overlap = !strcmp(tp_overlap, "1");
+  if (*grad_dtype && strcmp(grad_dtype, "fp32") && strcmp(grad_dtype, "bf16"))
+    return snprintf(err, errlen, "%s:%d: grad_dtype '%s' (use fp32, bf16 or leave it empty)", path,
+                    line, grad_dtype),
+           -1;
+  opt.grad_bf16 = !strcmp(grad_dtype, "bf16");
   char *e;
   double meas = strtod(f[C_MEAS], &e);
   if (e == f[C_MEAS] || *e || !(meas > 0))
@@ -249,7 +261,7 @@ int sim_validate_csv(const char *path, int explain) {
   val_row_t *v = calloc(VAL_MAX_ROWS, sizeof *v);
   char line[4096], err[1024];
   int n = 0, lineno = 0, header = 0, rc = 0, nopt = 0;
-  int vs_at = -1, tpo_at = -1; /* the optional columns' places, from the header */
+  int opt_at[O_COUNT] = {-1, -1, -1}; /* the optional columns' places, from the header */
   while (v && fgets(line, sizeof line, fp)) {
     lineno++;
     char *p = line;
@@ -259,12 +271,14 @@ int sim_validate_csv(const char *path, int explain) {
     int nf = split_csv(p, f, header ? C_COUNT + nopt : VAL_MAX_FIELDS);
     if (!header) {
       /* optional columns between role and source, each named once: virtual_stages
-       * (interleaved pipeline schedules) and tp_overlap (--tp-overlap) */
+       * (interleaved pipeline schedules), tp_overlap (--tp-overlap), grad_dtype (--grad-dtype) */
       int c = 0;
       while (c < C_SOURCE && c < nf && !strcmp(f[c], COLS[c])) c++;
       int bad = c < C_SOURCE || nf < C_COUNT;
       while (!bad && c < nf - 1) {
-        int *at = !strcmp(f[c], "virtual_stages") ? &vs_at : !strcmp(f[c], "tp_overlap") ? &tpo_at : NULL;
+        int *at = NULL;
+        for (int o = 0; o < O_COUNT && !at; o++)
+          if (!strcmp(f[c], OPT_COLS[o])) at = &opt_at[o];
         if (at && *at >= 0) {
           strata_error("simulate --validate: %s:%d: the header names column '%s' twice", path,
                        lineno, f[c]);
@@ -283,10 +297,10 @@ int sim_validate_csv(const char *path, int explain) {
                      "name, preset, arch, layers, dim, heads, kv_heads, ffn, vocab, ctx, device, "
                      "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
                      "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
-                     "[virtual_stages,] [tp_overlap,] source)",
+                     "[virtual_stages,] [tp_overlap,] [grad_dtype,] source)",
                      path, lineno, c + 1,
                      c < C_SOURCE     ? COLS[c]
-                     : c < nf - 1     ? "virtual_stages, tp_overlap or source"
+                     : c < nf - 1     ? "virtual_stages, tp_overlap, grad_dtype or source"
                                       : "source");
         rc = 2;
         goto done;
@@ -301,14 +315,15 @@ int sim_validate_csv(const char *path, int explain) {
       rc = 2;
       goto done;
     }
-    const char *vstages = vs_at >= 0 ? f[vs_at] : "", *tpo = tpo_at >= 0 ? f[tpo_at] : "";
+    const char *optv[O_COUNT];
+    for (int o = 0; o < O_COUNT; o++) optv[o] = opt_at[o] >= 0 ? f[opt_at[o]] : "";
     f[C_SOURCE] = f[C_COUNT + nopt - 1];
     if (n >= VAL_MAX_ROWS) {
       strata_error("simulate --validate: %s: more than %d jobs; split the file", path, VAL_MAX_ROWS);
       rc = 2;
       goto done;
     }
-    if (val_row(f, vstages, tpo, lineno, path, &v[n], explain, err, sizeof err)) {
+    if (val_row(f, optv, lineno, path, &v[n], explain, err, sizeof err)) {
       strata_error("simulate --validate: %s", err);
       rc = 2;
       goto done;

@@ -40,7 +40,7 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out) {
 
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
   mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32,
-                     MEM_PREC_NONE, 0, 1};
+                     MEM_PREC_NONE, 0, 1, 0};
   return o;
 }
 
@@ -223,6 +223,7 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
   if (mixed) { /* by precision; NONE: bf16 weights and gradients, fp32 master and moments */
     double wb, gb, ob;
     memory_precision_bytes(o->precision, &wb, &gb, &ob);
+    if (o->grad_bf16 && gb > 2) gb = 2;
     out->params_bytes = wb * params;
     out->grads_bytes = gb * params;
     out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);

@@ -139,6 +139,9 @@ typedef struct {
   int fused_attention;       /* mixed: 1 = flash-style attention keeps no (B, H, T, T) scores */
   int vstages;               /* > 1: interleaved 1F1B with that many chunks per stage (each
                                 in-flight chunk micro-batch keeps 1/vstages of the stage's) */
+  int grad_bf16;             /* mixed: the gradient buffer in bf16, 2 bytes per parameter
+                                (--grad-dtype bf16: Megatron-LM without fp32 gradient
+                                accumulation, NeMo's grad_sync_dtype bf16) */
 } mem_options_t;
 /* Strata's run: Strata's fp32 accounting, no sequence parallelism, no recomputation. */
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes);

@@ -44,6 +44,7 @@ mem_options_t sim_mem_options(const sim_options_t *opt) {
   m.precision = opt->precision;
   m.fused_attention = opt->fused_attention;
   m.vstages = opt->vstages;
+  m.grad_bf16 = opt->grad_bf16;
   return m;
 }
 

@@ -73,7 +73,8 @@ typedef struct {
                                 NONE: Strata's fp32 optimizer and gradients */
   int grad_bf16;             /* 1: the DP gradient reductions (buckets, ZeRO-1's reduce-scatter)
                                 carry bf16, 2 bytes per gradient (--grad-dtype bf16, as strata
-                                train's); 0 (default): the precision's gradient bytes */
+                                train's), and under the mixed accounting the gradient buffer is
+                                bf16; 0 (default): the precision's gradient bytes */
   int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
                                 traffic or scores kept); 0: unfused */
   int tp_overlap;            /* 1: the column-parallel backward as Megatron-LM and NeuronX
