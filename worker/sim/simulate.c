@@ -335,6 +335,19 @@ static void add_dropout(layout_op_t *ops, int n, double b, double H, double T, d
   }
 }
 
+/* Megatron-LM's vocabulary-parallel cross-entropy (Megatron-Core's tensor_parallel/
+ * cross_entropy.py, which NeMo and NeuronX Distributed port) on the rank's N x Vr logits: each
+ * step a kernel of its own, in fp32: forward the max (read 4 bytes a logit), the subtraction
+ * and the exponential (read and write 4 each), the sum (read 4) and the division (read and
+ * write 4), 32 bytes; backward the product with the loss gradient, 8; logits of E < 4 bytes
+ * are cast to fp32 first and their gradient back (E + 4 each way). The op list charges
+ * backward twice forward's bytes, so the total is spread as a third forward. */
+static void fp32_loss(layout_op_t *ops, int n, double N, double Vr, double E) {
+  double per_logit = 40 + (E < 4 ? 2 * (E + 4) : 0);
+  for (int i = 0; i < n; i++)
+    if (!strcmp(ops[i].name, "softmax_ce")) ops[i].elems = per_logit / 3 / E * N * Vr + 2 * N;
+}
+
 int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                     sim_stage_cost_t **costs_out) {
   const layout_model_t *m = &lay->model;
@@ -348,6 +361,8 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
       nh = layout_head_ops_tp(m, b, T, tp, sp, hops);
   if (opt->memory == MEM_ACCOUNT_MIXED && m->arch == LAYOUT_ARCH_GPT)
     add_dropout(lops, nl, b, m->heads, T, m->dim, tp, sp ? (double)b * T / tp : (double)b * T);
+  if (opt->memory == MEM_ACCOUNT_MIXED)
+    fp32_loss(hops, nh, (double)b * T, layout_padded_vocab(m->vocab, tp) / tp, device_dtype_size(dt));
   /* the math of one micro-batch on one rank (roofline) */
   /* how the ops run: FP8 GEMMs in the transformer layers only (Megatron-LM's output layer is
    * not a Transformer Engine module: the logits stay in dt) */
