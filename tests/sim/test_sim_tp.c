@@ -253,7 +253,13 @@ static void test_tp_comm_per_layer(void) {
  * the head nothing), and the compute grows by overlap_slowdown x the hidden seconds (SP: per
  * column-parallel product the input gathered again and its gradient reduce-scattered, ar;
  * without SP its all-reduce, ar). Compute so fast that nothing hides: SP exposes the re-gathers
- * as well (3 ar a layer, the head ar), without SP the same 2 ar as Strata's. */
+ * as well (3 ar a layer, the head ar), without SP the same 2 ar as Strata's. And userbuffers
+ * (--tp-comm-overlap, SP only): slow, every other collective pipelined in 4 chunks (T = 4 for
+ * the ring exchanges, 4 for the reduce-scatter pipeline) exposes a chunk, ar/8: a layer's
+ * forward 4 of them, ar/2, its backward the row-parallel products' two re-gathers, ar/4, and the
+ * compute grows by 0.25 x the 3/4 of each pipelined collective that hides (forward 1.5 ar,
+ * backward 0.75 ar + the column-parallel 2 ar); fast, nothing hides: 2 ar forward, 3 ar
+ * backward. Without SP it is --tp-overlap. */
 static void test_tp_overlap_limits(void) {
   layout_t lay;
   char err[256];
@@ -284,17 +290,23 @@ static void test_tp_overlap_limits(void) {
       const double hidden = slow ? 2 * ar : 0;
       CHECK_NEAR((c1[1].bwd_s - c1[1].bwd_tp_s) - (c0[1].bwd_s - c0[1].bwd_tp_s), k1 * 0.25 * hidden,
                  1e-12);
+      sim_stage_cost_t *c2 = NULL;
+      o.tp_overlap = SIM_TP_OVERLAP_UB;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c2), 0);
+      if (!c2) return;
+      const double uf = !sp ? c1[1].fwd_tp_s / k1 : slow ? ar / 2 : 2 * ar,
+                   ub = !sp ? c1[1].bwd_tp_s / k1 : slow ? ar / 4 : 3 * ar;
+      CHECK_NEAR(c2[1].fwd_tp_s, k1 * uf, 1e-12);
+      CHECK_NEAR(c2[1].bwd_tp_s, k1 * ub, 1e-12);
+      const double hf = sp && slow ? 1.5 * ar : 0, hb = sp ? (slow ? 2.75 * ar : 0) : hidden;
+      CHECK_NEAR((c2[1].fwd_s - c2[1].fwd_tp_s) - (c0[1].fwd_s - c0[1].fwd_tp_s), k1 * 0.25 * hf, 1e-12);
+      CHECK_NEAR((c2[1].bwd_s - c2[1].bwd_tp_s) - (c0[1].bwd_s - c0[1].bwd_tp_s), k1 * 0.25 * hb, 1e-12);
       sim_costs_free(c0, lay.pp);
       sim_costs_free(c1, lay.pp);
+      sim_costs_free(c2, lay.pp);
     }
 }
 
-/* --precision fp8 against bf16 on one rank per stage (GPT layer, N = b s = 32 tokens, C = 32):
- * the four GEMMs (24 N C^2 flops forward, twice that backward) run at the fp8 peak, here twice
- * the bf16 one; each adds a cast-transpose kernel of 4 bytes per element -- forward of its
- * input (qkv C, attproj C, fc C, fcproj 4C columns: 7 N C elements), backward of its output
- * gradient (3C, C, 4C, C: 9 N C). With memory free only the math differs, with math free only
- * the casts; the attention, the embedding and the head are the same in both. */
 /* The stage costs of lay on d under --precision bf16 (c0) and fp8 (c1); 0 when both built. */
 static int bf16_fp8_costs(const layout_t *lay, const device_t *d, sim_stage_cost_t **c0,
                           sim_stage_cost_t **c1) {
@@ -306,6 +318,12 @@ static int bf16_fp8_costs(const layout_t *lay, const device_t *d, sim_stage_cost
   return *c0 && *c1 ? 0 : -1;
 }
 
+/* --precision fp8 against bf16 on one rank per stage (GPT layer, N = b s = 32 tokens, C = 32):
+ * the four GEMMs (24 N C^2 flops forward, twice that backward) run at the fp8 peak, here twice
+ * the bf16 one; each adds a cast-transpose kernel of 4 bytes per element -- forward of its
+ * input (qkv C, attproj C, fc C, fcproj 4C columns: 7 N C elements), backward of its output
+ * gradient (3C, C, 4C, C: 9 N C). With memory free only the math differs, with math free only
+ * the casts; the attention, the embedding and the head are the same in both. */
 static void test_fp8_gemms(void) {
   layout_t lay;
   char err[256];

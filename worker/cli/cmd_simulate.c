@@ -48,7 +48,7 @@ static const char *USAGE =
     "  strata simulate --model 7b --device trn2 --nodes 256 --sweep\n\n"
     "Model: --model PRESET (GPT-2, GPT-3, Llama 2 and 3 shapes; default gpt2), --arch gpt|llama,\n"
     "and --layers/--dim/--heads/--kv-heads/--ffn/--vocab/--ctx override it. --precision\n"
-    "fp32|bf16|bf16-sr|fp8, --attention fused|unfused, --tp-overlap. --explain shows where the time goes;\n"
+    "fp32|bf16|bf16-sr|fp8, --attention fused|unfused, --tp-overlap, --tp-comm-overlap. --explain shows where the time goes;\n"
     "--validate FILE.csv predicts measured jobs (worker/sim/validation.csv). Layout: --nodes N = --tp T x --pp P x --dp D (T\n"
     "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
     "is T consecutive ranks (one instance's fast link when T fits an instance; a larger T is\n"
@@ -103,6 +103,8 @@ static void result_fields(json_object *o, const layout_t *lay, const sim_options
   json_object_object_add(o, "zero", json_object_new_int(opt->zero));
   json_object_object_add(o, "zero_overlap", json_object_new_boolean(opt->zero && opt->zero_overlap));
   json_object_object_add(o, "tp_overlap", json_object_new_boolean(opt->tp_overlap));
+  json_object_object_add(o, "tp_comm_overlap",
+                         json_object_new_boolean(opt->tp_overlap == SIM_TP_OVERLAP_UB && opt->sequence_parallel));
   json_object_object_add(o, "sequence_parallel", json_object_new_boolean(opt->sequence_parallel));
   json_object_object_add(o, "recompute", json_object_new_string(memory_recompute_name(opt->recompute)));
   json_object_object_add(o, "step_s", json_object_new_double(r->step_s));
@@ -236,6 +238,9 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
     printf("tensor parallel: %d ranks per stage, sequence parallelism %s, recomputation %s; %s\n",
            lay->tp, j->opt.sequence_parallel ? "on" : "off", memory_recompute_name(j->opt.recompute),
            !j->opt.tp_overlap ? "per-layer collectives exposed (not overlapped)"
+           : j->opt.tp_overlap == SIM_TP_OVERLAP_UB && j->opt.sequence_parallel
+               ? "every layer collective pipelined with its GEMM (userbuffers), the column-parallel "
+                 "backward's beside its GEMMs"
            : j->opt.sequence_parallel
                ? "column-parallel backward overlapped (input re-gathered beside the input-gradient "
                  "GEMM, its gradient reduce-scattered beside the weight-gradient GEMM)"
@@ -502,7 +507,10 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
     printf("best: --pp %d --dp %d --microbatches %d --zero %d%s --schedule %s%s --tp %d%s%s%s%s: %.0f "
            "tokens/s, MFU %.1f%%, peak %s per device\n",
            w->pp, w->dp, w->micro, w->zero, w->zero && j->opt.zero_overlap ? " --zero-overlap" : "",
-           schedule_kind_name(j->opt.kind), vflag, w->tp, w->tp > 1 && j->opt.tp_overlap ? " --tp-overlap" : "",
+           schedule_kind_name(j->opt.kind), vflag, w->tp,
+           w->tp < 2 || !j->opt.tp_overlap                          ? ""
+           : j->opt.tp_overlap == SIM_TP_OVERLAP_UB && w->sp ? " --tp-comm-overlap"
+                                                             : " --tp-overlap",
            w->sp ? " --sequence-parallel" : "", w->rc != MEM_RECOMPUTE_NONE ? " --recompute " : "",
            w->rc != MEM_RECOMPUTE_NONE ? memory_recompute_name(w->rc) : "", w->tokens_per_s,
            100 * w->mfu, memory_format_bytes(w->peak, b1, sizeof b1));
@@ -570,7 +578,7 @@ typedef struct {
   const char *arch, *precision, *attention, *validate, *grad_dtype;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par, vstages;
-  int zero_overlap, tp_overlap;
+  int zero_overlap, tp_overlap, tp_comm_overlap;
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
@@ -678,7 +686,9 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   }
   j->opt.zero = f->zero;
   j->opt.zero_overlap = f->zero_overlap;
-  j->opt.tp_overlap = f->tp_overlap;
+  j->opt.tp_overlap = f->tp_comm_overlap ? SIM_TP_OVERLAP_UB
+                      : f->tp_overlap    ? SIM_TP_OVERLAP_BACKWARD
+                                         : SIM_TP_OVERLAP_NONE;
   j->opt.vstages = f->vstages;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
@@ -810,6 +820,10 @@ int cmd_simulate(int argc, char **argv) {
        "column-parallel product's input-gradient reduce-scatter (all-reduce without SP) beside "
        "its weight-gradient GEMM and, with SP, its input gathered again beside the "
        "input-gradient GEMM; needs --tp > 1 (default: Strata's, every TP collective exposed)"},
+      {"--tp-comm-overlap", NULL, ARG_FLAG, &f.tp_comm_overlap, NULL,
+       "--tp-overlap and Transformer Engine's userbuffers (Megatron-LM --tp-comm-overlap): each "
+       "layer's all-gathers and reduce-scatters pipelined with their GEMMs in chunks, forward and "
+       "backward; needs --sequence-parallel (with --sweep: its sequence-parallel layouts)"},
       {"--batch", NULL, ARG_INT, &f.batch, "B", "global batch, sequences per step (default 512)", .min = 1, .max = 1 << 24},
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},
@@ -844,9 +858,16 @@ int cmd_simulate(int argc, char **argv) {
     strata_error("simulate: %s", err);
     return 2;
   }
-  if (f.tp_overlap && f.tp < 2 && !f.sweep) {
-    strata_error("simulate: --tp-overlap overlaps tensor-parallel collectives, and --tp 1 has none; "
-                 "give --tp 2 or more (or --sweep, whose tensor-parallel layouts it then applies to)");
+  if ((f.tp_overlap || f.tp_comm_overlap) && f.tp < 2 && !f.sweep) {
+    strata_error("simulate: %s overlaps tensor-parallel collectives, and --tp 1 has none; "
+                 "give --tp 2 or more (or --sweep, whose tensor-parallel layouts it then applies to)",
+                 f.tp_comm_overlap ? "--tp-comm-overlap" : "--tp-overlap");
+    return 2;
+  }
+  if (f.tp_comm_overlap && !f.seq_par && !f.sweep) {
+    strata_error("simulate: --tp-comm-overlap pipelines the sequence-parallel all-gathers and "
+                 "reduce-scatters (Megatron-LM requires sequence parallelism with it); add "
+                 "--sequence-parallel");
     return 2;
   }
   if (resolve_nodes(f.tp, &f.nodes, &f.pp, &f.dp)) return 2;

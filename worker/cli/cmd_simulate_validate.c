@@ -174,11 +174,13 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
     return snprintf(err, errlen, "%s:%d: virtual_stages '%s' is not a whole number >= 1", path,
                     line, vstages),
            -1;
-  if (*tp_overlap && strcmp(tp_overlap, "0") && strcmp(tp_overlap, "1"))
-    return snprintf(err, errlen, "%s:%d: tp_overlap '%s' (use 0, 1 or leave it empty)", path, line,
-                    tp_overlap),
+  if (*tp_overlap && strcmp(tp_overlap, "0") && strcmp(tp_overlap, "1") && strcmp(tp_overlap, "ub"))
+    return snprintf(err, errlen, "%s:%d: tp_overlap '%s' (use 0, 1, ub or leave it empty)", path,
+                    line, tp_overlap),
            -1;
-  opt.tp_overlap = !strcmp(tp_overlap, "1");
+  opt.tp_overlap = !strcmp(tp_overlap, "ub") ? SIM_TP_OVERLAP_UB
+                   : !strcmp(tp_overlap, "1") ? SIM_TP_OVERLAP_BACKWARD
+                                              : SIM_TP_OVERLAP_NONE;
   if (*grad_dtype && strcmp(grad_dtype, "fp32") && strcmp(grad_dtype, "bf16"))
     return snprintf(err, errlen, "%s:%d: grad_dtype '%s' (use fp32, bf16 or leave it empty)", path,
                     line, grad_dtype),

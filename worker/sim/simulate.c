@@ -317,6 +317,19 @@ static double col_backward_tp(const tp_comm_t *tc, int sp, const double *gemm, i
   return exposed;
 }
 
+/* A collective of c seconds pipelined with a GEMM of g seconds in k chunks, as Transformer
+ * Engine's userbuffers run them (--tp-comm-overlap; TE's initialize_ub defaults: ring exchange
+ * in T chunks for the all-gathers before the QKV and first MLP GEMMs and after the output
+ * gradients of the row-parallel ones, a pipeline of 4 for the reduce-scatters after the
+ * row-parallel forward GEMMs): each chunk's transfer runs beside another chunk's GEMM, so the
+ * longer stream sets the pace and one chunk of the shorter is exposed. Returns the seconds
+ * beyond the GEMM's; *hidden += the overlapped ones. */
+static double pipelined(double c, double g, int k, double *hidden) {
+  double lo = fmin(c, g);
+  *hidden += lo * (1 - 1.0 / k);
+  return fmax(c, g) + lo / k - g;
+}
+
 /* Megatron-LM's dropout traffic in a GPT layer's ops (p = 0.1 by default; the masks are in
  * Korthikanti et al.'s activation count, which the mixed memory accounting uses): on the
  * attention probabilities a kernel of its own reads and writes them and writes a 1-byte mask,
@@ -379,12 +392,16 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   for (int i = 0; i < nl; i++)
     if (recomputed(opt->recompute, lops[i].name))
       rc_s += ops_time(dev, dt, &lops[i], 1, 1, fz), rc_flops += lops[i].flops;
-  /* the column-parallel products' forward GEMMs (--tp-overlap) */
-  double col_f[2] = {0, 0}, head_f = 0;
-  int ncol = 0;
-  for (int i = 0; i < nl && ncol < 2; i++)
-    if (!strcmp(lops[i].name, "qkv") || !strcmp(lops[i].name, "fc") || !strcmp(lops[i].name, "gate_up"))
+  /* the column- and row-parallel products' forward GEMMs (--tp-overlap, --tp-comm-overlap) */
+  double col_f[2] = {0, 0}, row_f[2] = {0, 0}, head_f = 0;
+  int ncol = 0, nrow = 0;
+  for (int i = 0; i < nl; i++) {
+    const char *on = lops[i].name;
+    if (ncol < 2 && (!strcmp(on, "qkv") || !strcmp(on, "fc") || !strcmp(on, "gate_up")))
       col_f[ncol++] = op_time(dev, dt, &lops[i], 1, fz);
+    if (nrow < 2 && (!strcmp(on, "attproj") || !strcmp(on, "fcproj") || !strcmp(on, "down")))
+      row_f[nrow++] = op_time(dev, dt, &lops[i], 1, fz);
+  }
   for (int i = 0; i < nh; i++)
     if (!strcmp(hops[i].name, "logits")) head_f = op_time(dev, dt, &hops[i], 1, fze);
   double opt_bytes, opt_flops, E;
@@ -402,19 +419,33 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
       sim_costs_free(costs, P);
       return -1;
     }
+    double hidden_f = 0, hidden_l = 0, hidden_h = 0; /* overlapped TP seconds */
+    if (opt->tp_overlap && tp > 1) {
+      /* the row-parallel products' backward: the gathered output gradient (SP), else nothing;
+       * with userbuffers (SP) it is pipelined with their input-gradient GEMMs (about the
+       * forward's time), and the forward's all-gathers and reduce-scatters with theirs */
+      double row_b = sp ? 2 * tc.ag : 0;
+      if (opt->tp_overlap == SIM_TP_OVERLAP_UB && sp) {
+        double f = 0;
+        row_b = 0;
+        for (int i = 0; i < ncol; i++) f += pipelined(tc.ag, col_f[i], tp, &hidden_f);
+        for (int i = 0; i < nrow; i++) {
+          f += pipelined(tc.rs, row_f[i], 4, &hidden_f);
+          row_b += pipelined(tc.ag, row_f[i], tp, &hidden_l);
+        }
+        tc.layer_f = f;
+      }
+      tc.layer_b = row_b + col_backward_tp(&tc, sp, col_f, ncol, &hidden_l);
+      tc.head_b = col_backward_tp(&tc, sp, &head_f, 1, &hidden_h);
+    }
     /* full recomputation runs the layer's forward again, communication included; selective-mlp
      * the MLP's half of it (SP: its all-gather and reduce-scatter; else its all-reduce) */
     double rc_tp = opt->recompute == MEM_RECOMPUTE_FULL            ? tc.layer_f
                    : opt->recompute == MEM_RECOMPUTE_SELECTIVE_MLP ? tc.layer_f / 2
                                                                     : 0;
-    double hidden_l = 0, hidden_h = 0; /* overlapped TP seconds (--tp-overlap) */
-    if (opt->tp_overlap && tp > 1) {
-      /* the row-parallel products' backward: the gathered output gradient (SP), else nothing */
-      tc.layer_b = (sp ? 2 * tc.ag : 0) + col_backward_tp(&tc, sp, col_f, ncol, &hidden_l);
-      tc.head_b = col_backward_tp(&tc, sp, &head_f, 1, &hidden_h);
-    }
     const double slow = opt->interference ? dev->overlap_slowdown : 0;
-    double lf = lf0 + tc.layer_f, lb = lb0 + tc.layer_b + rc_s + rc_tp + slow * hidden_l;
+    double lf = lf0 + tc.layer_f + slow * hidden_f,
+           lb = lb0 + tc.layer_b + rc_s + rc_tp + slow * hidden_l;
     double ef = ef0 + tc.embed_f, eb = eb0 + tc.embed_b, hf = hf0 + tc.head_f,
            hb = hb0 + tc.head_b + slow * hidden_h;
     c->fwd_s = k * lf + (first ? ef : 0) + (last ? hf : 0);

@@ -77,11 +77,15 @@ typedef struct {
                                 bf16; 0 (default): the precision's gradient bytes */
   int fused_attention;       /* 1: flash-style attention (device attn_fused_eff, no T^2
                                 traffic or scores kept); 0: unfused */
-  int tp_overlap;            /* 1: the column-parallel backward as Megatron-LM and NeuronX
-                                Distributed run it (simulate.c col_backward_tp): SP re-gathers
-                                the input beside the input-gradient GEMM and the input gradient's
-                                reduce-scatter (all-reduce) runs beside the weight-gradient GEMM;
-                                0 (default): Strata's, every TP collective exposed */
+  int tp_overlap;            /* SIM_TP_OVERLAP_BACKWARD: the column-parallel backward as
+                                Megatron-LM and NeuronX Distributed run it (simulate.c
+                                col_backward_tp): SP re-gathers the input beside the
+                                input-gradient GEMM and the input gradient's reduce-scatter
+                                (all-reduce) runs beside the weight-gradient GEMM;
+                                SIM_TP_OVERLAP_UB: that and, with SP, Transformer Engine's
+                                userbuffers pipelining the other collectives with their GEMMs
+                                (Megatron-LM --tp-comm-overlap); NONE (default): Strata's,
+                                every TP collective exposed */
   int interference;          /* 1 (default, and the carried clock of strata train): overlapped
                                 DP buckets slow the backward they overlap by the device's
                                 overlap_slowdown; 0: they do not */
@@ -94,6 +98,7 @@ void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops
 
 /* Defaults: 1F1B, ZeRO 0, overlap on, 25 MiB buckets (env STRATA_BUCKET_MB overrides, in MiB),
  * bf16 compute, Strata's memory accounting, no sequence parallelism, no recomputation. */
+enum { SIM_TP_OVERLAP_NONE = 0, SIM_TP_OVERLAP_BACKWARD = 1, SIM_TP_OVERLAP_UB = 2 };
 sim_options_t sim_options_default(void);
 /* The memory model's options for a simulation's (schedule, ZeRO, bucket, SP, recompute, dtype). */
 mem_options_t sim_mem_options(const sim_options_t *opt);
