@@ -507,7 +507,40 @@ static void test_validate(const char *csv) {
   write_csv(path, hdr_g,
             "g,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,fp16,,me\n");
   expect_usage_error(args, "grad_dtype 'fp16' (use fp32, bf16 or leave it empty)");
+  /* the optional tie_embeddings column: an untied GPT-2 XL head adds its gradients to the
+   * reductions of the same job (slower); a value other than yes, no or empty is refused; a
+   * column name outside the set is answered with every name the header may hold there */
+  const char *hdr_e = "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,"
+                      "dp,global_batch,micro_batch,precision,recompute,sequence_parallel,attention,"
+                      "zero,measured,unit,flop_convention,role,tie_embeddings,source\n";
+  write_csv(path, hdr_e,
+            "e0,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,,me\n"
+            "e1,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,no,me\n");
+  double e0, e1;
+  CHECK_TRUE(two_predictions(args, "e0", "e1", &e0, &e1) && e1 < 0.98 * e0);
+  write_csv(path, hdr_e,
+            "e,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,untied,me\n");
+  expect_usage_error(args, "tie_embeddings 'untied' (use yes, no or leave it empty)");
+  write_csv(path,
+            "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,dp,global_batch,"
+            "micro_batch,precision,recompute,sequence_parallel,attention,zero,measured,unit,"
+            "flop_convention,role,tied,source\n",
+            "");
+  expect_usage_error(args, "column 27 must be 'virtual_stages, tp_overlap, grad_dtype, "
+                           "tie_embeddings or source' (columns: name, preset, arch,");
+  expect_usage_error(args, "role, [virtual_stages,] [tp_overlap,] [grad_dtype,] [tie_embeddings,] source)");
   remove(path);
+}
+
+/* Two JSON runs of the same job, `base` without and `with` with one option: the boolean `key`
+ * false then true, and the option faster by more than 2%. */
+static void check_faster_option(json_object *base, json_object *with, const char *key) {
+  json_object *v;
+  CHECK_TRUE(base && with);
+  if (!base || !with) return;
+  CHECK_TRUE(json_object_object_get_ex(with, key, &v) && json_object_get_boolean(v));
+  CHECK_TRUE(json_object_object_get_ex(base, key, &v) && !json_object_get_boolean(v));
+  CHECK_TRUE(num(with, "tokens_per_s") > 1.02 * num(base, "tokens_per_s"));
 }
 
 /* --tp-overlap: named in the text, true in the JSON, carried by --sweep's best line, and a
@@ -519,24 +552,14 @@ static void test_tp_overlap_flag(void) {
   snprintf(args, sizeof args, "%s --tp-overlap", job);
   expect_ok_containing(args, "column-parallel backward overlapped (input re-gathered beside the input-gradient GEMM");
   snprintf(args, sizeof args, "%s --json", job);
-  json_object *o0 = run_json(args), *v;
+  json_object *o0 = run_json(args);
   snprintf(args, sizeof args, "%s --tp-overlap --json", job);
   json_object *o1 = run_json(args);
-  CHECK_TRUE(o0 && o1);
-  if (o0 && o1) {
-    CHECK_TRUE(json_object_object_get_ex(o1, "tp_overlap", &v) && json_object_get_boolean(v));
-    CHECK_TRUE(json_object_object_get_ex(o0, "tp_overlap", &v) && !json_object_get_boolean(v));
-    CHECK_TRUE(num(o1, "tokens_per_s") > 1.02 * num(o0, "tokens_per_s"));
-  }
+  check_faster_option(o0, o1, "tp_overlap");
   /* --tp-comm-overlap: the forward's collectives pipelined too, faster again, named in the JSON */
   snprintf(args, sizeof args, "%s --tp-comm-overlap --json", job);
   json_object *o2 = run_json(args);
-  CHECK_TRUE(o1 && o2);
-  if (o1 && o2) {
-    CHECK_TRUE(json_object_object_get_ex(o2, "tp_comm_overlap", &v) && json_object_get_boolean(v));
-    CHECK_TRUE(json_object_object_get_ex(o1, "tp_comm_overlap", &v) && !json_object_get_boolean(v));
-    CHECK_TRUE(num(o2, "tokens_per_s") > 1.02 * num(o1, "tokens_per_s"));
-  }
+  check_faster_option(o1, o2, "tp_comm_overlap");
   json_object_put(o0);
   json_object_put(o1);
   json_object_put(o2);
@@ -552,6 +575,40 @@ static void test_tp_overlap_flag(void) {
   expect_ok_containing("--model llama2-13b --device trn1-core --nodes 64 --tp 8 --sweep --tp-comm-overlap "
                        "--precision bf16 --batch 64",
                        "--tp 8 --tp-comm-overlap --sequence-parallel: ");
+}
+
+/* --tie-embeddings: an untied GPT head adds vocab x dim parameters (and its gradients to the
+ * data-parallel reduction: slower where that is exposed), a tied Llama loses them; the text
+ * names the head; a value other than yes or no is refused. */
+static void test_tie_embeddings_flag(void) {
+  const char *job = "--model gpt3-1.3b --device a100 --nodes 16 --dp 16 --batch 64 --precision bf16 "
+                    "--no-overlap --json";
+  char args[512];
+  json_object *tied = run_json(job);
+  snprintf(args, sizeof args, "%s --tie-embeddings no", job);
+  json_object *untied = run_json(args);
+  CHECK_TRUE(tied && untied);
+  if (tied && untied) {
+    json_object *mt = NULL, *mu = NULL, *v;
+    CHECK_TRUE(json_object_object_get_ex(tied, "model", &mt) && json_object_object_get_ex(untied, "model", &mu));
+    CHECK_TRUE(json_object_object_get_ex(mt, "tie_embeddings", &v) && json_object_get_boolean(v));
+    CHECK_TRUE(json_object_object_get_ex(mu, "tie_embeddings", &v) && !json_object_get_boolean(v));
+    CHECK_NEAR(num(mu, "params") - num(mt, "params"), 50257.0 * 2048, 0);
+    CHECK_TRUE(num(untied, "tokens_per_s") < num(tied, "tokens_per_s"));
+  }
+  json_object_put(tied);
+  json_object_put(untied);
+  json_object *l = run_json("--model llama2-7b --device a100 --nodes 8 --tie-embeddings yes --json");
+  json_object *m = NULL, *v;
+  CHECK_TRUE(l && json_object_object_get_ex(l, "model", &m) &&
+             json_object_object_get_ex(m, "params", &v));
+  if (l && m) CHECK_NEAR(6738415616.0 - num(m, "params"), 32000.0 * 4096, 0);
+  json_object_put(l);
+  expect_ok_containing("--model gpt3-1.3b --device a100 --nodes 8 --tie-embeddings no",
+                       "V=50257, untied head)");
+  expect_ok_containing("--model gpt3-1.3b --device a100 --nodes 8", "V=50257, tied head)");
+  expect_usage_error("--model gpt3-1.3b --device a100 --nodes 8 --tie-embeddings untied",
+                     "--tie-embeddings 'untied' unknown (use yes or no)");
 }
 
 int main(int argc, char **argv) {
@@ -574,6 +631,7 @@ int main(int argc, char **argv) {
   test_bad_input_exits_2();
   test_presets_precision();
   test_tp_overlap_flag();
+  test_tie_embeddings_flag();
   if (argc > 2) test_validate(argv[2]);
   return test_finish("sim_cli");
 }

@@ -172,6 +172,20 @@ static void test_json_profile(void) {
   CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "intra_gbps must be a positive number") != NULL);
 
+  /* every efficiency fraction outside [0, 1] is refused, the FP8 GEMMs' among them */
+  const char *fractions[] = {"mm_efficiency", "mm_fp8_efficiency", "attention_fused_efficiency",
+                             "hbm_efficiency", "overlap_slowdown"};
+  for (size_t i = 0; i < sizeof fractions / sizeof fractions[0]; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, "{\"name\": \"x\", " GOOD_FIELDS ", \"%s\": 1.2}", fractions[i]);
+    p = write_tmp(text);
+    CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), -1);
+    CHECK_TRUE(strstr(err, "must lie in [0, 1]") != NULL);
+  }
+  p = write_tmp("{\"name\": \"x\", " GOOD_FIELDS ", \"mm_fp8_efficiency\": 0.6}");
+  CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), 0);
+  CHECK_NEAR(d.mm_fp8_eff, 0.6, 0);
+
   p = write_tmp("{\"name\": \"x\", " GOOD_FIELDS ", \"chips_per_instance\": 2.5}");
   CHECK_EQ_INT(device_load_json(p, &d, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "chips_per_instance") != NULL);

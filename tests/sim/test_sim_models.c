@@ -94,6 +94,71 @@ static void test_llama_ops(void) {
                0);
 }
 
+/* --tie-embeddings. Megatron-LM's H100 weak-scaling table (README, 2024-07, GPT with a
+ * 131072-token vocabulary) names its models by the untied count: 7.1B (30 layers, 4096) and
+ * 462B (112 layers, 18432), 6.58B and 459.0B tied. Whatever the family and the choice, the
+ * stages' parameters sum to the model's once the tied copy is taken off, and every rank's
+ * gradient regions add up to its parameters (the buckets the DP reduction sends). */
+static void test_tie_embeddings(void) {
+  const struct {
+    int layers, dim, heads;
+    double published;
+  } mt[] = {{30, 4096, 32, 7.1e9}, {112, 18432, 144, 462e9}};
+  for (int i = 0; i < 2; i++) {
+    layout_model_t m = {.vocab = 131072, .ctx = 4096, .layers = mt[i].layers,
+                        .heads = mt[i].heads, .dim = mt[i].dim, .tie = LAYOUT_TIE_UNTIED};
+    CHECK_TRUE(fabs(layout_params_total(&m) / mt[i].published - 1) < 0.005);
+    layout_model_t tied = m;
+    tied.tie = LAYOUT_TIE_ARCH;
+    CHECK_NEAR((double)(layout_params_total(&m) - layout_params_total(&tied)), 131072.0 * mt[i].dim, 0);
+  }
+  layout_model_t m;
+  layout_model_preset("llama3-8b", &m);
+  const int64_t llama_untied = layout_params_total(&m);
+  m.tie = LAYOUT_TIE_TIED;
+  CHECK_NEAR((double)(llama_untied - layout_params_total(&m)), 128256.0 * 4096, 0);
+  layout_tie_t t;
+  CHECK_EQ_INT(layout_parse_tie("no", &t), 0);
+  CHECK_EQ_INT(t, LAYOUT_TIE_UNTIED);
+  CHECK_EQ_INT(layout_parse_tie("yes", &t), 0);
+  CHECK_EQ_INT(t, LAYOUT_TIE_TIED);
+  CHECK_EQ_INT(layout_parse_tie("untied", &t), -1);
+  char err[256];
+  m.tie = 3;
+  CHECK_EQ_INT(layout_model_validate(&m, err, sizeof err), -1);
+
+  device_t dev;
+  CHECK_EQ_INT(device_resolve("h100", &dev, err, sizeof err), 0);
+  sim_options_t opt = sim_options_default();
+  const layout_arch_t archs[] = {LAYOUT_ARCH_GPT, LAYOUT_ARCH_LLAMA};
+  const int ties[] = {LAYOUT_TIE_ARCH, LAYOUT_TIE_TIED, LAYOUT_TIE_UNTIED};
+  const int shapes[][2] = {{1, 1}, {2, 1}, {1, 3}, {2, 2}}; /* T, P */
+  for (int a = 0; a < 2; a++)
+    for (int k = 0; k < 3; k++)
+      for (int sh = 0; sh < 4; sh++) {
+        layout_model_t mm = {1000, 32, 6, 4, 64, archs[a], 2, 0, ties[k]};
+        const int T = shapes[sh][0], P = shapes[sh][1];
+        layout_t lay;
+        CHECK_EQ_INT(layout_init(&lay, &mm, T * P, T, P, 1, 1, 1, NULL, err, sizeof err), 0);
+        int64_t sum = 0;
+        for (int s = 0; s < P; s++) sum += layout_stage_params(&lay, s);
+        const int copy = layout_model_tied(&mm) && P > 1;
+        CHECK_NEAR((double)(sum - layout_params_total(&mm)), copy ? 1000.0 * 64 : 0, 0);
+        sim_stage_cost_t *c;
+        CHECK_EQ_INT(sim_build_costs(&lay, &dev, &opt, &c), 0);
+        for (int s = 0; s < P; s++) {
+          double bytes = 0;
+          for (int r = 0; r < c[s].nregions; r++) bytes += c[s].regions[r].bytes;
+          if (fabs(bytes - 4.0 * (double)layout_rank_params(&lay, s)) > 0.5)
+            test_fail(__FILE__, __LINE__, "%s tie %d T %d P %d stage %d: regions %.0f bytes, params %lld",
+                      layout_arch_name(archs[a]), ties[k], T, P, s, bytes,
+                      (long long)layout_rank_params(&lay, s));
+          test_checks++;
+        }
+        sim_costs_free(c, P);
+      }
+}
+
 /* Bytes per parameter of each precision in the memory model (mixed accounting, one rank). */
 static void test_precision_memory(void) {
   layout_model_t m;
@@ -273,6 +338,7 @@ static void test_cpu_noop(void) {
 int main(int argc, char **argv) {
   test_preset_params();
   test_llama_ops();
+  test_tie_embeddings();
   test_precision_memory();
   test_fp8_activations();
   test_json_equals_builtin(argc > 1 ? argv[1] : "worker/sim/devices");

@@ -47,7 +47,7 @@ static const char *USAGE =
     "  strata simulate --model 7b --device trn1 --nodes 256 --tp 8 --pp 4 --dp 8\n"
     "  strata simulate --model 7b --device trn2 --nodes 256 --sweep\n\n"
     "Model: --model PRESET (GPT-2, GPT-3, Llama 2 and 3 shapes; default gpt2), --arch gpt|llama,\n"
-    "and --layers/--dim/--heads/--kv-heads/--ffn/--vocab/--ctx override it. --precision\n"
+    "and --layers/--dim/--heads/--kv-heads/--ffn/--vocab/--ctx/--tie-embeddings override it. --precision\n"
     "fp32|bf16|bf16-sr|fp8, --attention fused|unfused, --tp-overlap, --tp-comm-overlap. --explain shows where the time goes;\n"
     "--validate FILE.csv predicts measured jobs (worker/sim/validation.csv). Layout: --nodes N = --tp T x --pp P x --dp D (T\n"
     "default 1; give two of nodes, pp, dp); rank = (d*P + p)*T + t, so a tensor-parallel group\n"
@@ -76,6 +76,7 @@ static void model_json(json_object *o, const sim_job_t *j) {
   json_object_object_add(m, "arch", json_object_new_string(layout_arch_name((layout_arch_t)j->model.arch)));
   json_object_object_add(m, "kv_heads", json_object_new_int(layout_model_kv_heads(&j->model)));
   json_object_object_add(m, "ffn", json_object_new_int(layout_model_ffn(&j->model)));
+  json_object_object_add(m, "tie_embeddings", json_object_new_boolean(layout_model_tied(&j->model)));
   json_object_object_add(m, "params", json_object_new_int64(layout_params_total(&j->model)));
   json_object_object_add(o, "model", m);
   json_object_object_add(o, "device", json_object_new_string(j->dev.name));
@@ -222,11 +223,11 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
                            const char *fitmsg) {
   char dbuf[512], b1[32], b2[32];
   device_describe(&j->dev, dbuf, sizeof dbuf);
-  printf("model: %s (%s), %.3fB parameters (L=%d, H=%d, KV=%d, C=%d, F=%d, T=%d, V=%d)\n",
+  printf("model: %s (%s), %.3fB parameters (L=%d, H=%d, KV=%d, C=%d, F=%d, T=%d, V=%d, %s head)\n",
          j->model_name, layout_arch_name((layout_arch_t)j->model.arch),
          layout_params_total(&j->model) / 1e9, j->model.layers, j->model.heads,
          layout_model_kv_heads(&j->model), j->model.dim, layout_model_ffn(&j->model), j->model.ctx,
-         j->model.vocab);
+         j->model.vocab, layout_model_tied(&j->model) ? "tied" : "untied");
   printf("device: %s; compute dtype %s; memory %s; attention %s\n", dbuf,
          device_dtype_name(j->opt.dtype),
          j->opt.precision != MEM_PREC_NONE  ? memory_precision_name(j->opt.precision)
@@ -575,7 +576,7 @@ free_all:
 /* The command line of `strata simulate`. */
 typedef struct {
   const char *trace, *model, *device, *schedule, *dtype, *stage_layers, *recompute;
-  const char *arch, *precision, *attention, *validate, *grad_dtype;
+  const char *arch, *precision, *attention, *validate, *grad_dtype, *tie;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par, vstages;
   int zero_overlap, tp_overlap, tp_comm_overlap;
@@ -601,11 +602,17 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
     strata_error("simulate: --arch '%s' unknown (use gpt or llama)", f->arch);
     return 2;
   }
+  layout_tie_t tie = LAYOUT_TIE_ARCH;
+  if (f->tie && layout_parse_tie(f->tie, &tie)) {
+    strata_error("simulate: --tie-embeddings '%s' unknown (use yes or no)", f->tie);
+    return 2;
+  }
   if (f->g_layers || f->g_heads || f->g_dim || f->g_ctx || f->g_vocab || f->g_kv || f->g_ffn ||
-      (int)arch != j->model.arch) {
+      (int)arch != j->model.arch || f->tie) {
     if (!f->model) j->model_name = "custom";
     if ((int)arch != j->model.arch) j->model.kv_heads = j->model.ffn = 0; /* the family's defaults */
     j->model.arch = arch;
+    if (f->tie) j->model.tie = tie;
     if (f->g_layers) j->model.layers = f->layers;
     if (f->g_heads) j->model.heads = f->heads;
     if (f->g_dim) j->model.dim = f->dim;
@@ -766,6 +773,9 @@ int cmd_simulate(int argc, char **argv) {
       {"--arch", NULL, ARG_STRING, &f.arch, "A",
        "model family gpt (LayerNorm, GELU, tied head) | llama (RMSNorm, rotary, SwiGLU, GQA, "
        "untied head); default: the preset's"},
+      {"--tie-embeddings", NULL, ARG_STRING, &f.tie, "yes|no",
+       "whether the output head shares the token embedding (no: its own vocab x dim matrix, as "
+       "Megatron-LM's --untie-embeddings-and-output-weights); default: the family's"},
       {"--kv-heads", NULL, ARG_INT, &f.kv_heads, "K", "key/value heads (grouped-query attention)",
        .min = 1, .max = 1 << 16, .given = &f.g_kv},
       {"--ffn", NULL, ARG_INT, &f.ffn, "F", "MLP intermediate width (gpt default 4 x dim)",

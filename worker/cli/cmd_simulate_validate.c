@@ -102,15 +102,16 @@ typedef struct {
 } val_row_t;
 
 /* The optional columns, between role and source, each at most once and in any order. */
-enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_COUNT };
-static const char *const OPT_COLS[O_COUNT] = {"virtual_stages", "tp_overlap", "grad_dtype"};
+enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_TIE, O_COUNT };
+static const char *const OPT_COLS[O_COUNT] = {"virtual_stages", "tp_overlap", "grad_dtype",
+                                              "tie_embeddings"};
 
 /* One row: the job, simulated (optv[o]: the optional column o's field, "" when absent). 0, or
  * -1 with a message naming the row and field. */
 static int val_row(char **f, const char *const *optv, int line, const char *path, val_row_t *out,
                    int explain, char *err, size_t errlen) {
   const char *vstages = optv[O_VSTAGES], *tp_overlap = optv[O_TP_OVERLAP],
-             *grad_dtype = optv[O_GRAD_DTYPE];
+             *grad_dtype = optv[O_GRAD_DTYPE], *tie = optv[O_TIE];
   layout_model_t m;
   const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
   snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
@@ -130,6 +131,14 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
                       COLS[c], f[c]),
              -1;
   if (*f[C_DIM] && !*f[C_FFN] && m.arch == LAYOUT_ARCH_GPT) m.ffn = 0;
+  if (*tie) {
+    layout_tie_t t;
+    if (layout_parse_tie(tie, &t))
+      return snprintf(err, errlen, "%s:%d: tie_embeddings '%s' (use yes, no or leave it empty)",
+                      path, line, tie),
+             -1;
+    m.tie = t;
+  }
   if (layout_model_validate(&m, err, errlen)) return -1;
   device_t dev;
   char derr[512];
@@ -254,6 +263,22 @@ static int summary(const val_row_t *v, int n, int role, double *geo, double *wor
   return k;
 }
 
+/* The header's names for its error message, from COLS and OPT_COLS: every column in order
+ * with the optional ones bracketed ("name, ..., role, [virtual_stages,] ... source"), and the
+ * names allowed after role ("virtual_stages, ..., tie_embeddings or source"). */
+static void header_names(char *cols, size_t ncols, char *opts, size_t nopts) {
+  size_t a = 0, b = 0;
+  cols[0] = opts[0] = '\0';
+  for (int c = 0; c < C_SOURCE && a < ncols; c++)
+    a += (size_t)snprintf(cols + a, ncols - a, "%s, ", COLS[c]);
+  for (int o = 0; o < O_COUNT; o++) {
+    if (a < ncols) a += (size_t)snprintf(cols + a, ncols - a, "[%s,] ", OPT_COLS[o]);
+    if (b < nopts) b += (size_t)snprintf(opts + b, nopts - b, "%s, ", OPT_COLS[o]);
+  }
+  if (a < ncols) snprintf(cols + a, ncols - a, "%s", COLS[C_SOURCE]);
+  if (b >= 2 && b < nopts) snprintf(opts + b - 2, nopts - b + 2, " or %s", COLS[C_SOURCE]);
+}
+
 int sim_validate_csv(const char *path, int explain) {
   FILE *fp = fopen(path, "r");
   if (!fp) {
@@ -263,7 +288,8 @@ int sim_validate_csv(const char *path, int explain) {
   val_row_t *v = calloc(VAL_MAX_ROWS, sizeof *v);
   char line[4096], err[1024];
   int n = 0, lineno = 0, header = 0, rc = 0, nopt = 0;
-  int opt_at[O_COUNT] = {-1, -1, -1}; /* the optional columns' places, from the header */
+  int opt_at[O_COUNT]; /* the optional columns' places, from the header */
+  for (int o = 0; o < O_COUNT; o++) opt_at[o] = -1;
   while (v && fgets(line, sizeof line, fp)) {
     lineno++;
     char *p = line;
@@ -273,7 +299,8 @@ int sim_validate_csv(const char *path, int explain) {
     int nf = split_csv(p, f, header ? C_COUNT + nopt : VAL_MAX_FIELDS);
     if (!header) {
       /* optional columns between role and source, each named once: virtual_stages
-       * (interleaved pipeline schedules), tp_overlap (--tp-overlap), grad_dtype (--grad-dtype) */
+       * (interleaved pipeline schedules), tp_overlap (--tp-overlap), grad_dtype (--grad-dtype),
+       * tie_embeddings (--tie-embeddings) */
       int c = 0;
       while (c < C_SOURCE && c < nf && !strcmp(f[c], COLS[c])) c++;
       int bad = c < C_SOURCE || nf < C_COUNT;
@@ -295,15 +322,12 @@ int sim_validate_csv(const char *path, int explain) {
       }
       if (!bad && c == nf - 1 && strcmp(f[c], COLS[C_SOURCE])) bad = 1;
       if (bad) {
+        char cols[512], opts[256];
+        header_names(cols, sizeof cols, opts, sizeof opts);
         strata_error("simulate --validate: %s:%d: the header's column %d must be '%s' (columns: "
-                     "name, preset, arch, layers, dim, heads, kv_heads, ffn, vocab, ctx, device, "
-                     "nodes, tp, pp, dp, global_batch, micro_batch, precision, recompute, "
-                     "sequence_parallel, attention, zero, measured, unit, flop_convention, role, "
-                     "[virtual_stages,] [tp_overlap,] [grad_dtype,] source)",
+                     "%s)",
                      path, lineno, c + 1,
-                     c < C_SOURCE     ? COLS[c]
-                     : c < nf - 1     ? "virtual_stages, tp_overlap, grad_dtype or source"
-                                      : "source");
+                     c < C_SOURCE ? COLS[c] : c < nf - 1 ? opts : "source", cols);
         rc = 2;
         goto done;
       }

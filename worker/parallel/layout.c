@@ -18,9 +18,17 @@ int layout_parse_arch(const char *s, layout_arch_t *out) {
   return -1;
 }
 
+int layout_parse_tie(const char *s, layout_tie_t *out) {
+  if (s && !strcmp(s, "yes")) return *out = LAYOUT_TIE_TIED, 0;
+  if (s && !strcmp(s, "no")) return *out = LAYOUT_TIE_UNTIED, 0;
+  return -1;
+}
+
 int layout_model_kv_heads(const layout_model_t *m) { return m->kv_heads > 0 ? m->kv_heads : m->heads; }
 int layout_model_ffn(const layout_model_t *m) { return m->ffn > 0 ? m->ffn : 4 * m->dim; }
-int layout_model_tied(const layout_model_t *m) { return m->arch == LAYOUT_ARCH_GPT; }
+int layout_model_tied(const layout_model_t *m) {
+  return m->tie == LAYOUT_TIE_ARCH ? m->arch == LAYOUT_ARCH_GPT : m->tie == LAYOUT_TIE_TIED;
+}
 
 /* Shapes as published: GPT-2 (Radford et al. 2019 and its released checkpoints), GPT-3 (Brown
  * et al. 2020, Table 2.1; heads chosen so that the head dimension is 128 where the paper's
@@ -30,20 +38,20 @@ static const struct {
   const char *name;
   layout_model_t m;
 } presets[] = {
-    {"gpt2", {50257, 1024, 12, 12, 768, 0, 0, 0}},
-    {"gpt2-medium", {50257, 1024, 24, 16, 1024, 0, 0, 0}},
-    {"gpt2-large", {50257, 1024, 36, 20, 1280, 0, 0, 0}},
-    {"gpt2-xl", {50257, 1024, 48, 25, 1600, 0, 0, 0}},
-    {"gpt3-1.3b", {50257, 2048, 24, 16, 2048, 0, 0, 0}},
-    {"gpt3-6.7b", {50257, 2048, 32, 32, 4096, 0, 0, 0}},
-    {"gpt3-13b", {50257, 2048, 40, 40, 5120, 0, 0, 0}},
-    {"gpt3-175b", {50257, 2048, 96, 96, 12288, 0, 0, 0}},
-    {"llama2-7b", {32000, 4096, 32, 32, 4096, LAYOUT_ARCH_LLAMA, 32, 11008}},
-    {"llama2-13b", {32000, 4096, 40, 40, 5120, LAYOUT_ARCH_LLAMA, 40, 13824}},
-    {"llama2-70b", {32000, 4096, 80, 64, 8192, LAYOUT_ARCH_LLAMA, 8, 28672}},
-    {"llama3-8b", {128256, 8192, 32, 32, 4096, LAYOUT_ARCH_LLAMA, 8, 14336}},
-    {"llama3-70b", {128256, 8192, 80, 64, 8192, LAYOUT_ARCH_LLAMA, 8, 28672}},
-    {"7b", {50257, 2048, 32, 32, 4096, 0, 0, 0}},
+    {"gpt2", {50257, 1024, 12, 12, 768, 0, 0, 0, 0}},
+    {"gpt2-medium", {50257, 1024, 24, 16, 1024, 0, 0, 0, 0}},
+    {"gpt2-large", {50257, 1024, 36, 20, 1280, 0, 0, 0, 0}},
+    {"gpt2-xl", {50257, 1024, 48, 25, 1600, 0, 0, 0, 0}},
+    {"gpt3-1.3b", {50257, 2048, 24, 16, 2048, 0, 0, 0, 0}},
+    {"gpt3-6.7b", {50257, 2048, 32, 32, 4096, 0, 0, 0, 0}},
+    {"gpt3-13b", {50257, 2048, 40, 40, 5120, 0, 0, 0, 0}},
+    {"gpt3-175b", {50257, 2048, 96, 96, 12288, 0, 0, 0, 0}},
+    {"llama2-7b", {32000, 4096, 32, 32, 4096, LAYOUT_ARCH_LLAMA, 32, 11008, 0}},
+    {"llama2-13b", {32000, 4096, 40, 40, 5120, LAYOUT_ARCH_LLAMA, 40, 13824, 0}},
+    {"llama2-70b", {32000, 4096, 80, 64, 8192, LAYOUT_ARCH_LLAMA, 8, 28672, 0}},
+    {"llama3-8b", {128256, 8192, 32, 32, 4096, LAYOUT_ARCH_LLAMA, 8, 14336, 0}},
+    {"llama3-70b", {128256, 8192, 80, 64, 8192, LAYOUT_ARCH_LLAMA, 8, 28672, 0}},
+    {"7b", {50257, 2048, 32, 32, 4096, 0, 0, 0, 0}},
 };
 const char *const layout_model_preset_names[] = {
     "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-1.3b", "gpt3-6.7b", "gpt3-13b",
@@ -69,6 +77,8 @@ int layout_model_validate(const layout_model_t *m, char *err, size_t errlen) {
                        m->dim, m->heads);
   if (m->arch != LAYOUT_ARCH_GPT && m->arch != LAYOUT_ARCH_LLAMA)
     return strata_fail(err, errlen, "model: arch must be gpt or llama");
+  if (m->tie < LAYOUT_TIE_ARCH || m->tie > LAYOUT_TIE_UNTIED)
+    return strata_fail(err, errlen, "model: tie must be the family's, tied or untied");
   if (m->kv_heads < 0 || m->ffn < 0 || m->heads % layout_model_kv_heads(m))
     return strata_fail(err, errlen,
                        "model: kv_heads %d does not divide heads %d (each key/value head serves "
@@ -83,11 +93,14 @@ int64_t layout_params_per_layer(const layout_model_t *m) {
   return 4 * C * C + 2 * C * F + 9 * C + F;
 }
 int64_t layout_params_embed(const layout_model_t *m) {
-  return (int64_t)m->vocab * m->dim + (layout_model_tied(m) ? (int64_t)m->ctx * m->dim : 0);
+  return (int64_t)m->vocab * m->dim + (m->arch == LAYOUT_ARCH_GPT ? (int64_t)m->ctx * m->dim : 0);
+}
+/* the final norm's weights: LayerNorm 2C (weight and bias), RMSNorm C */
+static int64_t head_norm_params(const layout_model_t *m) {
+  return (m->arch == LAYOUT_ARCH_LLAMA ? 1 : 2) * (int64_t)m->dim;
 }
 int64_t layout_params_head(const layout_model_t *m) {
-  if (m->arch == LAYOUT_ARCH_LLAMA) return (int64_t)m->dim + (int64_t)m->vocab * m->dim;
-  return 2 * (int64_t)m->dim;
+  return head_norm_params(m) + (layout_model_tied(m) ? 0 : (int64_t)m->vocab * m->dim);
 }
 int64_t layout_params_total(const layout_model_t *m) {
   return layout_params_embed(m) + m->layers * layout_params_per_layer(m) + layout_params_head(m);
@@ -438,16 +451,9 @@ int64_t layout_rank_params(const layout_t *lay, int s) {
   const layout_model_t *m = &lay->model;
   const int64_t C = m->dim, T = lay->tp, Vp = layout_padded_vocab(m->vocab, lay->tp);
   int64_t p = layout_stage_layers(lay, s) * layout_rank_layer_params(m, lay->tp);
-  const int tied = layout_model_tied(m);
-  if (s == 0) p += Vp * C / T + (tied ? (int64_t)m->ctx * C : 0);
-  if (s == lay->pp - 1) {
-    if (tied) {
-      p += layout_params_head(m);
-      if (lay->pp > 1) p += Vp * C / T; /* tied wte copy */
-    } else {
-      p += C + Vp * C / T; /* final RMSNorm, the rank's lm_head rows */
-    }
-  }
+  if (s == 0) p += Vp * C / T + (m->arch == LAYOUT_ARCH_GPT ? (int64_t)m->ctx * C : 0);
+  if (s == lay->pp - 1) /* the final norm, and the rank's lm_head rows or the tied wte's copy */
+    p += head_norm_params(m) + (!layout_model_tied(m) || lay->pp > 1 ? Vp * C / T : 0);
   return p;
 }
 
@@ -486,8 +492,9 @@ void layout_print(const layout_t *lay, FILE *f) {
     fprintf(f, "stage %d: layers %d-%d (%d)%s%s, ", s, lay->layer_begin[s],
             lay->layer_begin[s + 1] - 1, layout_stage_layers(lay, s), s == 0 ? " + embeddings" : "",
             s == lay->pp - 1
-                ? (!layout_model_tied(&lay->model) ? " + norm/lm_head/loss"
-                   : lay->pp > 1 ? " + ln_f/logits/loss (+ tied wte copy)" : " + ln_f/logits/loss")
+                ? (!layout_model_tied(&lay->model) ? " + final norm/lm_head/loss"
+                   : lay->pp > 1 ? " + final norm/logits/loss (+ tied wte copy)"
+                                 : " + final norm/logits/loss")
                 : "");
     print_count(f, layout_stage_params(lay, s));
     if (lay->tp > 1) {

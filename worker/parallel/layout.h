@@ -47,9 +47,14 @@
 typedef enum { LAYOUT_ARCH_GPT = 0, LAYOUT_ARCH_LLAMA = 1 } layout_arch_t;
 const char *layout_arch_name(layout_arch_t a); /* "gpt", "llama" */
 int layout_parse_arch(const char *s, layout_arch_t *out); /* 0, or -1 if unknown */
+/* Whether the output head shares the token embedding: the family's own (GPT tied, LLAMA untied),
+ * or either one as chosen (Megatron-LM's --untie-embeddings-and-output-weights, Hugging Face's
+ * tie_word_embeddings). An untied head is its own V x C matrix on the last stage. */
+typedef enum { LAYOUT_TIE_ARCH = 0, LAYOUT_TIE_TIED = 1, LAYOUT_TIE_UNTIED = 2 } layout_tie_t;
+int layout_parse_tie(const char *s, layout_tie_t *out); /* "yes" tied, "no" untied; -1 otherwise */
 
 /* The model's shape. The first five fields mean what they mean in gpt2_config_t; the last
- * three are zero for Strata's own GPT-2 (gpt, kv_heads = heads, ffn = 4 dim). */
+ * four are zero for Strata's own GPT-2 (gpt, kv_heads = heads, ffn = 4 dim, tied head). */
 typedef struct {
   int vocab;  /* V: vocabulary size */
   int ctx;    /* T: sequence length used for training (= n_positions, wpe rows) */
@@ -59,10 +64,11 @@ typedef struct {
   int arch;   /* layout_arch_t (0: GPT) */
   int kv_heads; /* key/value heads (grouped-query attention), dividing heads; 0: = heads */
   int ffn;      /* MLP intermediate width F; 0: 4 C */
+  int tie;      /* layout_tie_t (0: the family's) */
 } layout_model_t;
 int layout_model_kv_heads(const layout_model_t *m); /* kv_heads, or heads when 0 */
 int layout_model_ffn(const layout_model_t *m);      /* ffn, or 4 dim when 0 */
-int layout_model_tied(const layout_model_t *m);    /* 1: the head shares wte (GPT) */
+int layout_model_tied(const layout_model_t *m);    /* 1: the head shares wte (GPT's default) */
 
 /* Presets (shapes and published parameter counts in worker/sim/SIMULATION.md): GPT-2 "gpt2"
  * (124M), "gpt2-medium", "gpt2-large", "gpt2-xl" (ctx 1024, vocab 50257); GPT-3 "gpt3-1.3b",
@@ -78,12 +84,13 @@ int layout_model_validate(const layout_model_t *m, char *err, size_t errlen);
 
 /* ---- Parameter counts (elements) ----
  * GPT: per layer 4C^2 + 2CF + 9C + F (12C^2 + 13C at F = 4C); embedding wte VC + wpe TC; head
- * ln_f 2C (the tied wte not counted again).
+ * ln_f 2C.
  * LLAMA (kv = kv_heads x C / H): per layer 2C^2 + 2C kv + 3CF + 2C; embedding VC; head the
- * final RMSNorm C + lm_head VC. */
+ * final RMSNorm C.
+ * Either family's head adds an untied lm_head VC (a tied one is wte, not counted again). */
 int64_t layout_params_per_layer(const layout_model_t *m);
 int64_t layout_params_embed(const layout_model_t *m);
-int64_t layout_params_head(const layout_model_t *m); /* GPT: no wte copy; LLAMA: with lm_head */
+int64_t layout_params_head(const layout_model_t *m); /* the final norm, + lm_head when untied */
 int64_t layout_params_total(const layout_model_t *m); /* the model, a tied wte counted once */
 
 /* ---- Per-op cost of one micro-batch of `tokens` = B*T tokens, FORWARD pass ----

@@ -474,9 +474,11 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
      * gradients: 1/T of the split matrices. */
     double t_off = 0;
     int n = 0;
-    if (last) { /* GPT: ln_f (the tied wte copy comes last); LLAMA: the norm and lm_head */
+    if (last) { /* the final norm (GPT's ln_f 2C, LLAMA's C) and an untied lm_head; a tied wte's
+                   copy comes last */
+      const double norm = m->arch == LAYOUT_ARCH_LLAMA ? C : 2 * C;
       t_off += hb;
-      c->regions[n] = (sim_region_t){tied ? E * 2 * C : E * (C + Vp * C / t), t_off, 0, tied && P > 1};
+      c->regions[n] = (sim_region_t){E * (norm + (tied ? 0 : Vp * C / t)), t_off, 0, tied && P > 1};
       n++;
     }
     for (int l = 0; l < k; l++) {
@@ -486,7 +488,7 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     }
     if (first) {
       t_off += eb;
-      if (tied) {
+      if (m->arch == LAYOUT_ARCH_GPT) { /* wpe */
         c->regions[n] = (sim_region_t){E * (double)m->ctx * C, t_off, 0, 0};
         n++;
       }
