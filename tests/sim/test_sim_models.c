@@ -188,6 +188,22 @@ static void test_precision_memory(void) {
     CHECK_NEAR(ms.grads_bytes, 2 * P, 0);
     CHECK_NEAR(ms.params_bytes, t[i].w * P, 0);
   }
+  /* fp8: bf16 weights, and each layer weight twice more as FP8 (row-wise and transposed), not
+   * the embedding or the head; per tensor-parallel rank and stage */
+  layout_t l2;
+  CHECK_EQ_INT(layout_init(&l2, &m, 4, 2, 2, 1, 1, 1, NULL, err, sizeof err), 0);
+  for (int s = 0; s < 2; s++) {
+    mem_options_t o = memory_options(SCHED_1F1B, 0, 25 << 20);
+    o.accounting = MEM_ACCOUNT_MIXED;
+    o.precision = MEM_PREC_FP8;
+    o.dtype = DEV_BF16;
+    mem_stage_t ms;
+    memory_stage_opt(&l2, s, &o, &ms);
+    const double Ps = (double)layout_rank_params(&l2, s);
+    const double Pl = layout_stage_layers(&l2, s) * ((12.0 * 2048 * 2048 + 7 * 2048) / 2 + 6 * 2048);
+    CHECK_NEAR(ms.params_bytes, 2 * Ps + 2 * Pl, 0);
+    CHECK_NEAR(ms.grads_bytes, 4 * Ps, 0);
+  }
   mem_precision_t p;
   CHECK_EQ_INT(memory_parse_precision("bf16-sr", &p), 0);
   CHECK_EQ_INT(p, MEM_PREC_BF16_SR);

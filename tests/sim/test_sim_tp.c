@@ -365,7 +365,7 @@ static void test_fp8_gemms(void) {
   }
   double w, g, opt;
   memory_precision_bytes(MEM_PREC_FP8, &w, &g, &opt);
-  CHECK_TRUE(w == 3 && g == 4 && opt == 12);
+  CHECK_TRUE(w == 2 && g == 4 && opt == 12);
 }
 
 /* One layer's forward FLOPs on one of t ranks (b = 2, s = 16, C = 32, H = 4): LayerNorms

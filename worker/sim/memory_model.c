@@ -67,7 +67,7 @@ int memory_parse_sim_precision(const char *s, mem_precision_t *out) {
 }
 
 void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer) {
-  static const double b[5][3] = {{2, 2, 12}, {4, 4, 8}, {2, 4, 12}, {2, 2, 4}, {3, 4, 12}};
+  static const double b[5][3] = {{2, 2, 12}, {4, 4, 8}, {2, 4, 12}, {2, 2, 4}, {2, 4, 12}};
   int i = p >= MEM_PREC_NONE && p <= MEM_PREC_FP8 ? (int)p : 0;
   *weights = b[i][0], *grads = b[i][1], *optimizer = b[i][2];
 }
@@ -225,6 +225,9 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
     memory_precision_bytes(o->precision, &wb, &gb, &ob);
     if (o->grad_bf16 && gb > 2) gb = 2;
     out->params_bytes = wb * params;
+    if (o->precision == MEM_PREC_FP8) /* the layers' FP8 weight copies, row-wise and transposed */
+      out->params_bytes += MEM_FP8_WEIGHT_COPY_BYTES * layout_stage_layers(lay, s) *
+                           (double)layout_rank_layer_params(m, lay->tp);
     out->grads_bytes = gb * params;
     out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);
   } else {

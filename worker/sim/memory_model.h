@@ -118,9 +118,12 @@ int memory_parse_precision(const char *s, mem_precision_t *out);
 #define MEM_PRECISION_CHOICES "fp32, bf16 or bf16-sr" /* what --precision accepts (sim_tp checks) */
 /* What strata simulate accounts: those and FP8 -- bf16 mixed precision whose transformer-layer
  * GEMMs run in FP8 (Transformer Engine's recipe: E4M3 forward, E5M2 gradients), fp32 master
- * weights and Adam moments as BF16, plus the FP8 copy of each weight the GEMMs read, kept across
- * the step's micro-batches: weights 2 + 1, gradients 4, optimizer 12; the activations each FP8
- * GEMM keeps for its weight gradient (its input) are its 1-byte FP8 copy. */
+ * weights and Adam moments as BF16, plus two FP8 copies of each layer weight the GEMMs read, kept
+ * across the step's micro-batches (Transformer Engine's weight workspace in training: the
+ * row-wise cast for the forward and its transpose for the input gradient): weights 2 (+ 2 per
+ * layer parameter), gradients 4, optimizer 12; the activations each FP8 GEMM keeps for its weight
+ * gradient (its input) are its 1-byte FP8 copy. */
+#define MEM_FP8_WEIGHT_COPY_BYTES 2.0
 int memory_parse_sim_precision(const char *s, mem_precision_t *out);
 #define MEM_SIM_PRECISION_CHOICES "fp32, bf16, bf16-sr or fp8"
 /* Bytes per parameter of the weights, the gradients and the optimizer state under p. */

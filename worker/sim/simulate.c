@@ -245,8 +245,9 @@ void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops
   *grad_bytes = 4;
   if (p == MEM_PREC_BF16) /* + the bf16 copy of the updated fp32 master weights (the cast) */
     *opt_bytes = SIM_ADAMW_BYTES + 2;
-  else if (p == MEM_PREC_FP8) /* and the FP8 copy of each weight */
-    *opt_bytes = SIM_ADAMW_BYTES + 2 + 1;
+  else if (p == MEM_PREC_FP8) /* and the FP8 copies of each weight (row-wise and transposed:
+                                  an upper bound, the embedding and head have none) */
+    *opt_bytes = SIM_ADAMW_BYTES + 2 + MEM_FP8_WEIGHT_COPY_BYTES;
   else if (p == MEM_PREC_BF16_SR) { /* everything bf16: 8 bytes read, 6 written; rounding
                                        adds a random draw and an add per written value */
     *opt_bytes = 14;
