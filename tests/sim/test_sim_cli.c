@@ -409,6 +409,33 @@ static void test_validate(const char *csv) {
   free(out);
   snprintf(args, sizeof args, "--validate %s --explain", csv);
   expect_ok_containing(args, "data-parallel communication (exposed)");
+  /* --json: the same jobs and summary as one document; each job's error is its predicted over
+   * measured tokens/s, its breakdown adds up to its step; other job flags are refused */
+  snprintf(args, sizeof args, "--validate %s --json --explain", csv);
+  json_object *vj = run_json(args), *arr = NULL, *ho = NULL;
+  CHECK_TRUE(vj && json_object_object_get_ex(vj, "jobs", &arr) &&
+             json_object_object_get_ex(vj, "held_out", &ho));
+  if (arr && ho) {
+    CHECK_EQ_INT((int)json_object_array_length(arr), 45);
+    CHECK_NEAR(num(ho, "jobs"), 45, 0);
+    CHECK_NEAR(100 * num(ho, "geomean_error"), geo, 0.05);
+    CHECK_NEAR(100 * num(ho, "largest_error"), worst, 0.05);
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+      json_object *j = json_object_array_get_idx(arr, i), *b = NULL;
+      CHECK_NEAR(num(j, "error"), num(j, "predicted_tokens_per_s") / num(j, "measured_tokens_per_s") - 1, 1e-12);
+      CHECK_TRUE(json_object_object_get_ex(j, "breakdown", &b));
+      if (b)
+        CHECK_NEAR(num(b, "compute_s") + num(b, "tp_comm_s") + num(b, "pipeline_bubble_s") +
+                       num(b, "dp_comm_s") + num(b, "optimizer_s"),
+                   num(j, "step_s"), 1e-6 * num(j, "step_s"));
+      CHECK_NEAR(num(j, "nodes"), num(j, "tp") * num(j, "pp") * num(j, "dp"), 0);
+    }
+  }
+  json_object_put(vj);
+  snprintf(args, sizeof args, "--validate %s --device h100", csv);
+  expect_usage_error(args, "--device does not apply to it");
+  snprintf(args, sizeof args, "--json --validate=%s --tp=2", csv);
+  expect_usage_error(args, "--tp does not apply to it");
   /* malformed files name the line and the problem */
   char path[64];
   snprintf(path, sizeof path, "/tmp/strata_val_%d.csv", (int)getpid());

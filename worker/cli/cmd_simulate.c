@@ -766,6 +766,23 @@ static int default_micro(int batch, int pp, int dp, int vstages) {
   return interleavable ? interleavable : micro;
 }
 
+/* The first flag of the command line that --validate does not take (it reads every job from
+ * its file: only --explain and --json apply), or NULL. */
+static const char *validate_other_flag(int argc, char **argv) {
+  static char name[64];
+  for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--", 2)) continue;
+    size_t len = strcspn(argv[i], "=");
+    snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), argv[i]);
+    if (!strcmp(name, "--validate")) {
+      i += argv[i][len] != '='; /* its value */
+      continue;
+    }
+    if (strcmp(name, "--explain") && strcmp(name, "--json")) return name;
+  }
+  return NULL;
+}
+
 int cmd_simulate(int argc, char **argv) {
   sim_flags_t f = {.device = "trn2", .schedule = "1f1b", .batch = 512, .tp = 1, .vstages = 1};
   arg_spec_t specs[] = {
@@ -847,17 +864,27 @@ int cmd_simulate(int argc, char **argv) {
        "try every T x P x D, M, ZeRO, SP and recomputation; rank by tokens/s"},
       {"--trace", NULL, ARG_STRING, &f.trace, "FILE",
        "write the simulated timeline (Chrome trace JSON)"},
-      {"--json", NULL, ARG_FLAG, &f.as_json, NULL, "print JSON"},
+      {"--json", NULL, ARG_FLAG, &f.as_json, NULL, "print JSON (with --validate: every job and the summaries)"},
       {"--explain", NULL, ARG_FLAG, &f.explain, NULL,
        "show where the step's time goes (compute, TP, pipeline bubble, DP, optimizer)"},
       {"--validate", NULL, ARG_STRING, &f.validate, "FILE.csv",
-       "predict every job of a CSV of measured runs and print the errors (worker/sim/validation.csv)"},
+       "predict every job of a CSV of measured runs and print the errors (worker/sim/validation.csv); "
+       "takes only --explain and --json beside it"},
   };
   int prc = args_parse("simulate", USAGE, argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
                        NULL, NULL);
   if (prc) return prc > 0 ? 0 : 2;
 
-  if (f.validate) return sim_validate_csv(f.validate, f.explain);
+  if (f.validate) {
+    const char *other = validate_other_flag(argc, argv);
+    if (other) {
+      strata_error("simulate: --validate takes every job's model, device and layout from %s; %s does "
+                   "not apply to it (drop it, or run the job without --validate)",
+                   f.validate, other);
+      return 2;
+    }
+    return sim_validate_csv(f.validate, f.explain, f.as_json);
+  }
   sim_job_t j;
   memset(&j, 0, sizeof j);
   if (job_from_flags(&f, &j)) return 2;

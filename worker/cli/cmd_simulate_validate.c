@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "device.h"
 #include "layout.h"
 #include "log.h"
@@ -95,10 +97,12 @@ static int flops_per_token(const char *conv, const layout_model_t *m, double *ou
 }
 
 typedef struct {
-  char name[64];
+  char name[64], device[32];
   int role; /* 0 held out, 1 informed a constant */
   double measured_tps, predicted_tps;
   int fits;
+  int nodes, tp, pp, dp, micro;
+  double step_s, shares[5]; /* compute, TP, pipeline bubble, DP, optimizer (sim_print_explain's) */
 } val_row_t;
 
 /* The optional columns, between role and source, each at most once and in any order. */
@@ -109,7 +113,7 @@ static const char *const OPT_COLS[O_COUNT] = {"virtual_stages", "tp_overlap", "g
 /* One row: the job, simulated (optv[o]: the optional column o's field, "" when absent). 0, or
  * -1 with a message naming the row and field. */
 static int val_row(char **f, const char *const *optv, int line, const char *path, val_row_t *out,
-                   int explain, char *err, size_t errlen) {
+                   int explain, char *err, size_t errlen) { /* explain: print the breakdown */
   const char *vstages = optv[O_VSTAGES], *tp_overlap = optv[O_TP_OVERLAP],
              *grad_dtype = optv[O_GRAD_DTYPE], *tie = optv[O_TIE];
   layout_model_t m;
@@ -235,6 +239,12 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
   } else {
     out->predicted_tps = r.tokens_per_s;
     out->fits = r.fits;
+    snprintf(out->device, sizeof out->device, "%s", dev.name);
+    out->nodes = nodes, out->tp = lay->tp, out->pp = lay->pp, out->dp = lay->dp;
+    out->micro = lay->micro, out->step_s = r.step_s;
+    const double sh[5] = {r.compute_share, r.tp_comm_share, r.pipeline_idle_share,
+                          r.exposed_comm_share, r.optimizer_share};
+    for (int i = 0; i < 5; i++) out->shares[i] = sh[i] < 0 && sh[i] > -1e-9 ? 0 : sh[i];
     if (explain) {
       printf("\n%s (%s on %d x %s):\n", out->name, preset, nodes, dev.name);
       sim_print_explain(lay, &r, stdout);
@@ -279,7 +289,52 @@ static void header_names(char *cols, size_t ncols, char *opts, size_t nopts) {
   if (b >= 2 && b < nopts) snprintf(opts + b - 2, nopts - b + 2, " or %s", COLS[C_SOURCE]);
 }
 
-int sim_validate_csv(const char *path, int explain) {
+/* A summary object: jobs, geometric-mean error and largest error (fractions) of the role's rows. */
+static json_object *summary_json(const val_row_t *v, int n, int role) {
+  double g, w;
+  int k = summary(v, n, role, &g, &w);
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "jobs", json_object_new_int(k));
+  json_object_object_add(o, "geomean_error", json_object_new_double(g));
+  json_object_object_add(o, "largest_error", json_object_new_double(w));
+  return o;
+}
+
+/* The whole result as one JSON document (--validate --json). */
+static void print_validate_json(const char *path, const val_row_t *v, int n) {
+  static const char *const part[5] = {"compute_s", "tp_comm_s", "pipeline_bubble_s", "dp_comm_s",
+                                      "optimizer_s"};
+  json_object *o = json_object_new_object(), *jobs = json_object_new_array();
+  json_object_object_add(o, "file", json_object_new_string(path));
+  for (int i = 0; i < n; i++) {
+    json_object *j = json_object_new_object(), *b = json_object_new_object();
+    json_object_object_add(j, "name", json_object_new_string(v[i].name));
+    json_object_object_add(j, "role", json_object_new_string(v[i].role ? "informs" : "held-out"));
+    json_object_object_add(j, "device", json_object_new_string(v[i].device));
+    json_object_object_add(j, "nodes", json_object_new_int(v[i].nodes));
+    json_object_object_add(j, "tp", json_object_new_int(v[i].tp));
+    json_object_object_add(j, "pp", json_object_new_int(v[i].pp));
+    json_object_object_add(j, "dp", json_object_new_int(v[i].dp));
+    json_object_object_add(j, "microbatches", json_object_new_int(v[i].micro));
+    json_object_object_add(j, "measured_tokens_per_s", json_object_new_double(v[i].measured_tps));
+    json_object_object_add(j, "predicted_tokens_per_s", json_object_new_double(v[i].predicted_tps));
+    json_object_object_add(j, "error", json_object_new_double(v[i].predicted_tps / v[i].measured_tps - 1));
+    json_object_object_add(j, "fits", json_object_new_boolean(v[i].fits));
+    json_object_object_add(j, "step_s", json_object_new_double(v[i].step_s));
+    for (int k = 0; k < 5; k++)
+      json_object_object_add(b, part[k], json_object_new_double(v[i].shares[k] * v[i].step_s));
+    json_object_object_add(j, "breakdown", b);
+    json_object_array_add(jobs, j);
+  }
+  json_object_object_add(o, "jobs", jobs);
+  json_object_object_add(o, "held_out", summary_json(v, n, 0));
+  json_object_object_add(o, "informs", summary_json(v, n, 1));
+  json_object_object_add(o, "all", summary_json(v, n, -1));
+  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  json_object_put(o);
+}
+
+int sim_validate_csv(const char *path, int explain, int as_json) {
   FILE *fp = fopen(path, "r");
   if (!fp) {
     strata_error("simulate --validate: cannot open %s (check the path)", path);
@@ -349,7 +404,7 @@ int sim_validate_csv(const char *path, int explain) {
       rc = 2;
       goto done;
     }
-    if (val_row(f, optv, lineno, path, &v[n], explain, err, sizeof err)) {
+    if (val_row(f, optv, lineno, path, &v[n], explain && !as_json, err, sizeof err)) {
       strata_error("simulate --validate: %s", err);
       rc = 2;
       goto done;
@@ -360,6 +415,10 @@ int sim_validate_csv(const char *path, int explain) {
     strata_error("simulate --validate: %s has no jobs (a header line and one row per measured job)",
                  path);
     rc = 2;
+    goto done;
+  }
+  if (as_json) {
+    print_validate_json(path, v, n);
     goto done;
   }
   printf("\n%-34s %-9s %14s %14s %8s %5s\n", "job", "role", "measured tok/s", "predicted",
