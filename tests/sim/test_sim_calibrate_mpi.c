@@ -18,31 +18,35 @@
 #define FAKE_BUSY_S 0.01
 
 static int seen_cpu_time = -1; /* the cpu_time flag of the first call (the overhead's) */
+static int seen_layers = -1;   /* and its layer count */
 
 /* Claims FAKE_LAYER_S, having computed for FAKE_BUSY_S of wall time (the sharing rates are the
  * CPU time of the call over its wall time). */
-static double fake_layer_time(const layout_model_t *m, int b, int T, int tp, int sp, coll_comm_t *tp_comm,
-                              int cpu_time) {
+static double fake_layer_time(const layout_model_t *m, int b, int T, int layers, int tp, int sp,
+                              coll_comm_t *tp_comm, int cpu_time) {
   (void)m, (void)b, (void)T, (void)tp, (void)sp, (void)tp_comm;
-  if (seen_cpu_time < 0) seen_cpu_time = cpu_time;
+  if (seen_cpu_time < 0) seen_cpu_time = cpu_time, seen_layers = layers;
   for (double t0 = MPI_Wtime(); MPI_Wtime() - t0 < FAKE_BUSY_S;) continue; /* the clock reads are the work */
   return FAKE_LAYER_S;
 }
 
-/* Resolves the cpu profile of a 1-layer model on 2 replicas with STRATA_SIM_HOST_RANKS = host
- * ranks, and checks the flag layer_time got, the time-sharing factor and the overhead: f x
- * (FAKE_LAYER_S - roofline) / (2 ops), the roofline under 0.1% of it. */
-static void check_overhead(coll_comm_t *world, long host_ranks, int want_cpu_time, double want_f) {
+/* Resolves the cpu profile of an L-layer model on 2 ranks (P stages, 2 / P replicas) with
+ * STRATA_SIM_HOST_RANKS = host ranks, and checks the flag layer_time got, that it was asked to
+ * time the rank's whole stage, the time-sharing factor and the overhead: f x (FAKE_LAYER_S -
+ * roofline) / (2 ops), the roofline under 0.1% of it. */
+static void check_overhead(coll_comm_t *world, long host_ranks, int want_cpu_time, double want_f,
+                           int L, int P) {
   char v[32], err[256];
   snprintf(v, sizeof v, "%ld", host_ranks);
   setenv("STRATA_SIM_HOST_RANKS", v, 1);
-  layout_model_t m = {64, 16, 1, 2, 32, 0, 0, 0};
+  layout_model_t m = {64, 16, L, 2, 32, 0, 0, 0, 0};
   layout_t lay;
-  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, 1, 2, 1, 2, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(&lay, &m, 2, 1, P, 2 / P, 1, 2, NULL, err, sizeof err), 0);
   device_t d;
   seen_cpu_time = -1;
   CHECK_EQ_INT(sim_clock_resolve_device("cpu", 0, world, &lay, 16, 0, fake_layer_time, &d, err, sizeof err), 0);
   CHECK_EQ_INT(seen_cpu_time, want_cpu_time);
+  CHECK_EQ_INT(seen_layers, layout_stage_layers(&lay, layout_stage_of(&lay, coll_rank(world))));
   CHECK_NEAR(d.timeshare > 1 ? d.timeshare : 1, want_f, 1e-12);
   layout_op_t ops[LAYOUT_MAX_OPS];
   int n = layout_layer_ops_tp(&m, 1, 16, 1, 0, ops);
@@ -83,8 +87,10 @@ int main(int argc, char **argv) {
     CHECK_NEAR(mine[0], r0[0], 0);
     CHECK_NEAR(mine[1], r0[1], 0);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    check_overhead(world, 1, 0, 1.0);         /* dedicated cores: the wall clock */
-    check_overhead(world, 2 * cores, 1, 2.0); /* twice the cores: CPU time, f = 2 */
+    check_overhead(world, 1, 0, 1.0, 1, 1);         /* dedicated cores: the wall clock */
+    check_overhead(world, 2 * cores, 1, 2.0, 1, 1); /* twice the cores: CPU time, f = 2 */
+    check_overhead(world, 1, 0, 1.0, 3, 1);         /* 3 layers on each replica */
+    check_overhead(world, 1, 0, 1.0, 5, 2);         /* 5 layers over 2 stages: each its own */
     coll_comm_destroy(world);
   }
   int rc = test_finish("sim_calibrate_mpi");

@@ -53,6 +53,8 @@ static const strnum_env_t env_vars[] = {
      "seconds between keep-alive comments of a quiet stream, 0 = none (default 1)"},
     {"STRATA_SIM_SQUARE_PEAK", INT_RANGE(0, 1), NULL, "1: calibrate the cpu device on square matrices only"},
     {"STRATA_SIM_OP_OVERHEAD", INT_RANGE(0, 1), NULL, "0: no per-op overhead in the cpu device (roofline only)"},
+    {"STRATA_SIM_STAGE_LAYERS", INT_RANGE(0, 1), NULL,
+     "0: time one layer for the per-op overhead, not the rank's stage of layers"},
     {"STRATA_SIM_COLL_LAT", INT_RANGE(0, 1), NULL, "0: collective step latency = the link's (ideal ring)"},
     {"STRATA_SIM_TIMESHARE", INT_RANGE(0, 1), NULL, "0: assume dedicated cores when ranks outnumber them"},
     {"STRATA_SIM_SHARE", INT_RANGE(0, 1), NULL, "0: time-shared ranks slowed by ranks / cores throughout"},

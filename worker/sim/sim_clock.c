@@ -41,10 +41,15 @@ static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, in
   return 2 * 2 * one;
 }
 
-/* The cpu profile's fixed cost per op, measured on the job's own shape: every rank runs one
- * transformer layer of the model (micro-batch b x T; with tensor parallelism its own 1/tp of
- * the layer, with the real collectives over its TP group) forward + backward at the same time
- * as the others, as in the run (the caller's layer_time runs the model: this folder does not).
+/* The cpu profile's fixed cost per op, measured on the job's own shape: every rank runs its
+ * stage's transformer layers (micro-batch b x T; with tensor parallelism its own 1/tp of each
+ * layer, with the real collectives over its TP group) forward through all, then backward, at
+ * the same time as the others, as in the run (the caller's layer_time runs the model: this
+ * folder does not), and takes the time per layer. The whole stage rather than one layer: a
+ * layer run alone finds its weights and activations still in the caches when its backward
+ * starts, as it does not in the run (measured on the scaling model, 4 layers on 2 replicas: 68-131
+ * us per op from one layer, 164-218 us from the four; the step predicted -6..-20% against
+ * -1..+7%). At most CAL_STACK_ROOF_S of roofline per timed run (at least one layer).
  * The overhead is what the slowest rank's time exceeds the layer's roofline and its modelled TP
  * communication by, spread over the layer's forward and backward ops (>= 0): the simulated
  * chips are alike, and a step waits for its slowest rank at every DP, TP and pipeline
@@ -59,6 +64,8 @@ static double layer_tp_comm_s(const device_t *d, const layout_t *lay, int sp, in
  * (0) when the layer's roofline is above 20 ms (a large model: the overhead is negligible and
  * measuring it would be slow; *timed = 0). Collective over world; d must be the same on every
  * rank. */
+#define CAL_STACK_ROOF_S 0.05 /* the most roofline one timed run of a stage's layers may have */
+
 static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, double timeshare,
                                  sim_layer_time_fn layer_time, coll_comm_t *world, int *timed) {
   const layout_model_t *lm = &lay->model;
@@ -75,10 +82,13 @@ static int calibrate_op_overhead(device_t *d, const layout_t *lay, int sp, doubl
   *timed = 0;
   if (n == 0 || roof > 0.02 || !layer_time) return 0;
   *timed = 1;
+  const int stage_layers = layout_stage_layers(lay, layout_stage_of(lay, coll_rank(world)));
+  const int cap = env_switch("STRATA_SIM_STAGE_LAYERS", 1) ? (int)(CAL_STACK_ROOF_S / roof) : 1;
+  const int k = stage_layers < cap ? stage_layers : cap > 1 ? cap : 1;
   coll_comm_t *group = NULL;
   if (tp > 1 && coll_comm_split(world, coll_rank(world) / tp, coll_rank(world), &group) != COLL_OK)
     return -1;
-  double t = layer_time(lm, b, T, tp, sp, group, timeshare > 1);
+  double t = layer_time(lm, b, T, k, tp, sp, group, timeshare > 1);
   coll_comm_destroy(group);
   double msg[2] = {t >= 0 ? t : 0, t >= 0 ? 0 : 1};
   if (coll_allreduce(msg, msg, 2, COLL_F64, COLL_MAX, world) != COLL_OK || msg[1] != 0) return -1;
@@ -131,7 +141,7 @@ static int calibrate_share_rates(device_t *d, const layout_t *lay, int host_rank
     double cpu[2] = {0, 0}, span[2] = {-INFINITY, -INFINITY}; /* {CPU s, short calls}; {-start, end} */
     if (local < k) {
       double c0 = strata_thread_cpu_s(), w0 = strata_now_s();
-      double t = layer_time(lm, lay->micro_batch, lm->ctx, 1, 0, NULL, 0);
+      double t = layer_time(lm, lay->micro_batch, lm->ctx, 1, 1, 0, NULL, 0);
       double w1 = strata_now_s();
       cpu[0] = strata_thread_cpu_s() - c0;
       cpu[1] = t < 0 || w1 - w0 < 1e-3;

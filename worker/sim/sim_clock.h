@@ -39,14 +39,17 @@
 #include "step_hooks.h"
 
 /* Seconds one transformer layer of model m takes forward + backward on this CPU for a micro-batch
- * of b sequences of T tokens (the median of several runs), or -1 on failure. With tp > 1 it is
- * one tensor-parallel rank's share of the layer (sequence parallel when sp), run with its real
- * collectives: collective over tp_comm, the tp ranks of one group ordered by t (NULL when
- * tp = 1). cpu_time: each run timed by the calling thread's CPU time instead of the wall clock
- * (asked for where the job's ranks time-share the cores). The caller runs the model
+ * of b sequences of T tokens (the median of several runs), or -1 on failure: `layers` of them
+ * are run as a pipeline stage runs them (forward through all, then backward through all) and
+ * the time is divided by `layers`, so that each layer's activations and weights are as far from
+ * the caches when its backward comes as in the run. With tp > 1 it is one tensor-parallel
+ * rank's share of the layer (sequence parallel when sp), run with its real collectives:
+ * collective over tp_comm, the tp ranks of one group ordered by t (NULL when tp = 1), all with
+ * the same `layers`. cpu_time: each run timed by the calling thread's CPU time instead of the
+ * wall clock (asked for where the job's ranks time-share the cores). The caller runs the model
  * (train/calibrate.c); the simulator only does the arithmetic. */
-typedef double (*sim_layer_time_fn)(const layout_model_t *m, int b, int T, int tp, int sp,
-                                    coll_comm_t *tp_comm, int cpu_time);
+typedef double (*sim_layer_time_fn)(const layout_model_t *m, int b, int T, int layers, int tp,
+                                    int sp, coll_comm_t *tp_comm, int cpu_time);
 
 /* Resolves --device on every rank of world (collective). "cpu" (or NULL): rank 0 measures sgemm
  * and memory bandwidth, all ranks measure the link (device_calibrate_link, needs >= 2 ranks;

@@ -1,5 +1,5 @@
-/* calibrate.c -- one transformer layer timed on this CPU, for the simulated cpu device's per-op
- * overhead (see calibrate.h and sim/sim_clock.c). */
+/* calibrate.c -- a stage's transformer layers timed on this CPU, for the simulated cpu device's
+ * per-op overhead (see calibrate.h and sim/sim_clock.c). */
 #include "calibrate.h"
 
 #include <math.h>
@@ -21,13 +21,14 @@ static gemm_dtype_t cal_dtype = GEMM_F32;
 
 void calibrate_set_matmul_dtype(gemm_dtype_t dt) { cal_dtype = dt; }
 
-double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int sp, coll_comm_t *tp_comm,
-                            int cpu_time) {
+double calibrate_layer_time(const layout_model_t *lm, int b, int T, int layers, int tp, int sp,
+                            coll_comm_t *tp_comm, int cpu_time) {
   char err[256];
   const int C = lm->dim;
   if (tp < 1) tp = 1;
-  gpt2_config_t cfg = {lm->vocab, lm->ctx, 1, lm->heads, C};
-  gpt2_range_t range = {0, 1, 0, 0, .tp_rank = tp > 1 ? coll_rank(tp_comm) : 0, .tp_size = tp};
+  if (layers < 1) layers = 1;
+  gpt2_config_t cfg = {lm->vocab, lm->ctx, layers, lm->heads, C};
+  gpt2_range_t range = {0, layers, 0, 0, .tp_rank = tp > 1 ? coll_rank(tp_comm) : 0, .tp_size = tp};
   gpt2_model_t *m = NULL;
   gpt2_acts_t *a = NULL;
   float *x = NULL, *dy = NULL, *dx = NULL;
@@ -55,7 +56,7 @@ double calibrate_layer_time(const layout_model_t *lm, int b, int T, int tp, int 
     if (r > 0) t[r - 1] = clock_s() - t0;
   }
   strata_sort_doubles(t, CAL_LAYER_REPS);
-  result = t[CAL_LAYER_REPS / 2];
+  result = t[CAL_LAYER_REPS / 2] / layers;
 out:
   gpt2_acts_free(a);
   gpt2_free(m);
