@@ -6,7 +6,9 @@
 #   1. `strata train` on 3 nodes x 2 ranks with srun --mpi=pmix: pipeline stages inside a node
 #      and data parallelism across nodes (--pp 2 --dp 3), then tensor parallelism inside a node
 #      (--tp 2 --dp 3), and --pp 2 --dp 3 again while n2 drops 2% of its packets (nftables):
-#      50 steps each, per-step losses within 1e-4 relative of one rank alone.
+#      50 steps each, per-step losses within 1e-4 relative of one rank alone. A job that Open
+#      MPI's TCP wire-up ends before Strata could fail ("Open MPI failed to TCP connect to a
+#      peer MPI process") is started once more, which the output says.
 #   2. `strata bench allreduce` on 3 nodes, the library's algorithms and MPI_Allreduce
 #      (--algo mpi) in the same job step: every size correct (#wrong 0).
 #   3. `strata simulate` against the measured step of --dp 3 on 3 nodes x 1 rank: the device
@@ -46,9 +48,23 @@ for layout in "pp2:--pp 2 --dp 3" "tp2:--tp 2 --dp 3" "loss:--pp 2 --dp 3"; do
   if [ "$name" = loss ]; then ns_cluster_loss 2 2 || fail "nft could not add the packet-loss rule"; fi
   # shellcheck disable=SC2206
   flags=(${layout#*:})
-  step_srun -N 3 -n 6 --ntasks-per-node=2 "$strata" train "${model[@]}" "${flags[@]}" --microbatches 2 \
-    --out "$dir/$name" >"$dir/$name.log" 2>&1 ||
-    fail "$name: srun train failed: $(grep -vE '^(srun|slurmstepd)' "$dir/$name.log" | tail -8; grep -E '^(srun|slurmstepd)' "$dir/$name.log" | tail -4)"
+  run_layout() {
+    step_srun -N 3 -n 6 --ntasks-per-node=2 "$strata" train "${model[@]}" "${flags[@]}" --microbatches 2 \
+      --out "$dir/$name" >"$dir/$name.log" 2>&1
+  }
+  # Open MPI 4.1's TCP BTL connects a pair of ranks at their first message; under this machine's
+  # load that connect can fail ("Open MPI failed to TCP connect to a peer MPI process", with a
+  # stale errno, EINPROGRESS), which srun then ends. That is the MPI library's wire-up, not
+  # Strata: such a run is started once more, saying so; any other failure fails the test.
+  if ! run_layout; then
+    grep -q "Open MPI failed to TCP connect to a peer MPI process" "$dir/$name.log" ||
+      fail "$name: srun train failed: $(grep -vE '^(srun|slurmstepd)' "$dir/$name.log" | tail -8; grep -E '^(srun|slurmstepd)' "$dir/$name.log" | tail -4)"
+    echo "[cluster-test] $name: Open MPI's TCP connect between two ranks failed ($(grep -m1 -oE 'connect\(\) to [0-9.:]+ failed' "$dir/$name.log")); running the job once more"
+    mv "$dir/$name.log" "$dir/$name.wireup.log"
+    rm -rf "${dir:?}/$name"
+    run_layout ||
+      fail "$name: srun train failed again: $(grep -vE '^(srun|slurmstepd)' "$dir/$name.log" | tail -8; grep -E '^(srun|slurmstepd)' "$dir/$name.log" | tail -4)"
+  fi
   hosts=$(grep -oE '"rank": [0-9]+' "$dir/$name/report.json" | wc -l)
   [ "$hosts" -eq 6 ] || fail "$name: report.json lists $hosts ranks, expected 6"
   "$dist_tool" losses "$dir/ref/steps.jsonl" "$dir/$name/steps.jsonl" 1e-4 ||
