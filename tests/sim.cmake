@@ -33,6 +33,10 @@ strata_add_test(sim_cli_bad_layout $<TARGET_FILE:strata> simulate --nodes 64 --p
 set_tests_properties(sim_cli_bad_layout PROPERTIES
                      PASS_REGULAR_EXPRESSION "error: simulate: --nodes 64 is not divisible by --pp 5")
 
+# The cpu profile's timed layers of either family (train/calibrate.c), one process.
+strata_test_exe(test_sim_calibrate_layer ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_calibrate_layer.c)
+strata_add_test(sim_calibrate_layer ${CMAKE_BINARY_DIR}/tests/test_sim_calibrate_layer)
+
 # The cpu profile's link calibration over the collectives library (2 ranks).
 strata_test_exe(test_sim_calibrate_mpi ${CMAKE_CURRENT_SOURCE_DIR}/sim/test_sim_calibrate_mpi.c)
 strata_add_mpi_test(sim_calibrate_mpi 2 ${CMAKE_BINARY_DIR}/tests/test_sim_calibrate_mpi)

@@ -1,7 +1,7 @@
 /* calibrate.h -- what the training run measures of this CPU for the simulated `cpu` device that
- * only running the model can tell (sim/sim_clock.h's sim_layer_time_fn): one transformer layer
- * forward and backward, timed; with tensor parallelism one rank's share of it, with its real
- * collectives. */
+ * only running the model can tell (sim/sim_clock.h's sim_layer_time_fn): a stage's transformer
+ * layers of the run's family (GPT-2 or Llama) forward and backward, timed; with tensor
+ * parallelism one rank's share of them, with its real collectives. */
 #ifndef STRATA_CALIBRATE_H
 #define STRATA_CALIBRATE_H
 
@@ -9,7 +9,8 @@
 #include "layout.h"
 #include "strata/coll.h"
 
-/* The median of CAL_LAYER_REPS timed runs (after a warm-up) of `layers` layers of model m,
+/* The median of CAL_LAYER_REPS timed runs (after a warm-up) of `layers` layers of model m (its
+ * arch: GPT-2's layers or Llama's; sp applies to GPT-2 only, as in training),
  * forward through all then backward through all (a pipeline stage's order), for a micro-batch of
  * b sequences of T tokens, divided by `layers`: seconds per layer; -1 if they cannot be built
  * (on any rank of tp_comm). tp > 1: tensor-parallel rank coll_rank(tp_comm) of tp, sequence
