@@ -235,6 +235,7 @@ static void test_zero_overlap(void) {
     o.zero = 1;
     o.zero_overlap = cases[k].overlap;
     o.bucket_bytes = 5e5;
+    o.bucket_given = 1;
     d.overlap_slowdown = cases[k].slowdown;
     sim_result_t r;
     CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &r, err, sizeof err), 0);
@@ -367,18 +368,24 @@ static void test_dropout_loss_and_score_traffic(void) {
     }
 }
 
+/* gpt2 on device `dev` over 2 stages x D replicas, 2 micro-batches of 2 sequences. */
+static void gpt2_two_stages(const char *dev, int D, device_t *d, layout_t *lay) {
+  layout_model_t m;
+  layout_model_preset("gpt2", &m);
+  device_builtin(dev, d);
+  char err[256];
+  CHECK_EQ_INT(layout_init(lay, &m, 2 * D, 1, 2, D, 2, 4 * D, NULL, err, sizeof err), 0);
+}
+
 /* --grad-dtype bf16 (grad_bf16): the DP gradient reductions carry 2 bytes per gradient instead
  * of fp32's 4 -- every bucket region and ZeRO's reduce-scatter halve, the ZeRO all-gather of the
  * parameters and the optimizer keep fp32's -- and the simulated step gets no longer. bf16-sr
  * already reduces 2-byte gradients: there grad_bf16 changes nothing. */
 static void test_grad_bf16_halves_gradient_bytes(void) {
-  layout_model_t m;
-  layout_model_preset("gpt2", &m);
   device_t d;
-  device_builtin("trn2", &d);
   layout_t lay;
   char err[256];
-  CHECK_EQ_INT(layout_init(&lay, &m, 4, 1, 2, 2, 2, 8, NULL, err, sizeof err), 0);
+  gpt2_two_stages("trn2", 2, &d, &lay);
   for (int z = 0; z < 2; z++)
     for (int p = MEM_PREC_FP32; p <= MEM_PREC_BF16_SR; p++) {
       sim_options_t o = sim_options_default();
@@ -407,6 +414,86 @@ static void test_grad_bf16_halves_gradient_bytes(void) {
       sim_costs_free(c32, 2);
       sim_costs_free(c16, 2);
     }
+}
+
+/* ZeRO-1's parameter all-gather carries the weights the forward reads: fp32's 4 bytes each, the
+ * bf16 copy's 2 under bf16, bf16-sr and fp8 (Megatron-LM's distributed optimizer and DeepSpeed
+ * gather the bf16 parameters after the fp32 update), while bf16's and fp8's reduce-scatter keeps
+ * fp32 gradients; a D x ceil(params / D) padded shard each. */
+static void test_zero_gathers_the_weights_bytes(void) {
+  device_t d;
+  layout_t lay;
+  gpt2_two_stages("h100", 3, &d, &lay);
+  const struct {
+    mem_precision_t p;
+    double weight, grad;
+  } t[] = {{MEM_PREC_NONE, 4, 4}, {MEM_PREC_FP32, 4, 4}, {MEM_PREC_BF16, 2, 4},
+           {MEM_PREC_BF16_SR, 2, 2}, {MEM_PREC_FP8, 2, 4}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    CHECK_NEAR(sim_precision_weight_bytes(t[i].p), t[i].weight, 0);
+    sim_options_t o = sim_options_default();
+    o.zero = 1;
+    o.precision = t[i].p;
+    sim_stage_cost_t *c = NULL;
+    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+    if (!c) return;
+    for (int s = 0; s < 2; s++) {
+      const double shard = 3 * ceil((double)layout_rank_params(&lay, s) / 3);
+      CHECK_NEAR(c[s].gather_bytes, t[i].weight * shard, 0);
+      CHECK_NEAR(c[s].param_bytes, t[i].grad * shard, 0);
+    }
+    sim_costs_free(c, 2);
+  }
+}
+
+/* The DP bucket reductions of `rank` in a run (bucket index >= 0; the tied sum's is -1). */
+static int count_buckets(const sim_result_t *r, int rank) {
+  int n = 0;
+  for (int i = 0; i < r->nevents; i++)
+    n += r->events[i].kind == SIM_EV_DP_REDUCE && r->events[i].rank == rank && r->events[i].micro >= 0;
+  return n;
+}
+
+/* ZeRO-1 overlapped without a bucket size asked for takes Megatron-Core's DDP buckets:
+ * max(40M, 1M x D) parameters on the first stage, one bucket on later stages; an asked-for size
+ * (bucket_given) is kept. gpt2 on P 2 x D 2 in bf16 (fp32 gradients: 4 bytes a parameter). */
+static void test_zero_overlap_takes_megatron_buckets(void) {
+  CHECK_NEAR(sim_megatron_bucket(0, 2), 4e7, 0);
+  CHECK_NEAR(sim_megatron_bucket(0, 40), 4e7, 0);
+  CHECK_NEAR(sim_megatron_bucket(0, 48), 4.8e7, 0);
+  CHECK_TRUE(isinf(sim_megatron_bucket(1, 48)));
+  device_t d;
+  layout_t lay;
+  char err[256];
+  gpt2_two_stages("h100", 2, &d, &lay);
+  sim_options_t o = sim_options_default();
+  o.zero = 1;
+  o.zero_overlap = 1;
+  o.precision = MEM_PREC_BF16;
+  o.record_events = 1;
+  sim_stage_cost_t *c = NULL;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+  if (!c) return;
+  sim_result_t mega, given, small;
+  o.bucket_given = 0;
+  CHECK_TRUE(sim_megatron_buckets(&o));
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &mega, err, sizeof err), 0);
+  o.bucket_given = 1;
+  CHECK_TRUE(!sim_megatron_buckets(&o));
+  o.bucket_bytes = 4e7 * 4;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &given, err, sizeof err), 0);
+  o.bucket_bytes = 25 * 1048576.0;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &small, err, sizeof err), 0);
+  /* rank (d P + p) T + t: rank 0 is stage 0, rank 1 stage 1 */
+  CHECK_EQ_INT(count_buckets(&mega, 0), count_buckets(&given, 0));
+  CHECK_TRUE(count_buckets(&mega, 0) >= 2);
+  CHECK_EQ_INT(count_buckets(&mega, 1), 1);
+  CHECK_TRUE(count_buckets(&given, 1) > 1);
+  CHECK_TRUE(count_buckets(&small, 0) > count_buckets(&mega, 0));
+  sim_result_free(&mega);
+  sim_result_free(&given);
+  sim_result_free(&small);
+  sim_costs_free(c, 2);
 }
 
 static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
@@ -639,6 +726,8 @@ int main(void) {
   test_whole_model_is_consistent();
   test_1f1b_keeps_fewer_in_flight_than_gpipe();
   test_grad_bf16_halves_gradient_bytes();
+  test_zero_gathers_the_weights_bytes();
+  test_zero_overlap_takes_megatron_buckets();
   test_dropout_loss_and_score_traffic();
   return test_finish("sim_simulate");
 }

@@ -62,8 +62,8 @@ static const char *USAGE =
     "T dividing the heads up to an instance's chips (beyond it, with a warning, only when none\n"
     "of those fits), P, D, M, interleaving (--virtual-stages 1, 2, 4), ZeRO, sequence parallelism\n"
     "and the least recomputation that fits; a given --tp, --sequence-parallel, --recompute or\n"
-    "--virtual-stages is held fixed. Bucket size default 25 MiB\n"
-    "(env STRATA_BUCKET_MB). Exit status 2 on invalid input.";
+    "--virtual-stages is held fixed. Bucket size default 25 MiB (env STRATA_BUCKET_MB; with\n"
+    "--zero-overlap Megatron-Core's buckets). Exit status 2 on invalid input.";
 
 static void model_json(json_object *o, const sim_job_t *j) {
   json_object *m = json_object_new_object();
@@ -210,7 +210,10 @@ static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_re
   json_object_object_add(o, "narayanan_flops", json_object_new_double(r->narayanan_flops));
   json_object_object_add(o, "rank_map", rank_map_json(lay));
   json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
-  json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
+  if (sim_megatron_buckets(&j->opt))
+    json_object_object_add(o, "bucket_params", json_object_new_double(sim_megatron_bucket(0, lay->dp)));
+  else
+    json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
   if (!r->fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
   json_object *st = json_object_new_array();
   for (int s = 0; s < lay->pp; s++) json_object_array_add(st, stage_json(lay, s, &r->stages[s]));
@@ -252,11 +255,16 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   char vs[64] = "";
   if (j->opt.vstages > 1 && lay->pp > 1)
     snprintf(vs, sizeof vs, " interleaved, %d chunks per stage", j->opt.vstages);
+  char bucket[128];
+  if (sim_megatron_buckets(&j->opt))
+    snprintf(bucket, sizeof bucket, "Megatron-Core buckets (%.0fM parameters%s)",
+             sim_megatron_bucket(0, lay->dp) / 1e6, lay->pp > 1 ? " on stage 0, one on later stages" : "");
+  else
+    snprintf(bucket, sizeof bucket, "bucket %.1f MiB", j->opt.bucket_bytes / 1048576.0);
   if (j->opt.zero && j->opt.zero_overlap)
-    printf("schedule: %s%s, ZeRO-1 overlapped: bucket %.1f MiB reduce-scatters %s backward, "
+    printf("schedule: %s%s, ZeRO-1 overlapped: %s reduce-scatters %s backward, "
            "parameter all-gather beside the next forward\n",
-           schedule_kind_name(j->opt.kind), vs, j->opt.bucket_bytes / 1048576.0,
-           j->opt.overlap ? "overlapped with" : "after");
+           schedule_kind_name(j->opt.kind), vs, bucket, j->opt.overlap ? "overlapped with" : "after");
   else if (j->opt.zero)
     printf("schedule: %s%s, ZeRO-%d: gradient reduce-scatter after backward\n",
            schedule_kind_name(j->opt.kind), vs, j->opt.zero);
@@ -699,7 +707,10 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   j->opt.vstages = f->vstages;
   j->opt.overlap = !f->no_overlap;
   j->opt.sequence_parallel = f->seq_par;
-  if (f->g_bucket) j->opt.bucket_bytes = f->bucket_mb * 1048576.0;
+  if (f->g_bucket) {
+    j->opt.bucket_bytes = f->bucket_mb * 1048576.0;
+    j->opt.bucket_given = 1;
+  }
   j->capacity_bytes = f->device_mem ? (double)f->device_mem : j->dev.hbm_bytes;
   return 0;
 }
@@ -840,8 +851,9 @@ int cmd_simulate(int argc, char **argv) {
       {"--zero", NULL, ARG_INT, &f.zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
       {"--zero-overlap", NULL, ARG_FLAG, &f.zero_overlap, NULL,
        "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
-       "--overlap-param-gather: bucketed reduce-scatters overlapping backward, the parameter "
-       "all-gather overlapping the next forward (default: Strata's, both after)"},
+       "--overlap-param-gather: bucketed reduce-scatters overlapping backward (Megatron-Core's "
+       "buckets unless --bucket-mb is given), the parameter all-gather overlapping the next "
+       "forward (default: Strata's, both after)"},
       {"--tp-overlap", NULL, ARG_FLAG, &f.tp_overlap, NULL,
        "the tensor-parallel backward as Megatron-LM and NeuronX Distributed run it: each "
        "column-parallel product's input-gradient reduce-scatter (all-reduce without SP) beside "
@@ -855,7 +867,8 @@ int cmd_simulate(int argc, char **argv) {
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},
       {"--bucket-mb", NULL, ARG_DOUBLE, &f.bucket_mb, "X",
-       "gradient bucket size in MiB (default 25)", .env = "STRATA_BUCKET_MB", .given = &f.g_bucket},
+       "gradient bucket size in MiB (default 25; with --zero-overlap Megatron-Core's: max(40M, 1M x D) "
+       "parameters on the first stage, one bucket on later ones)", .env = "STRATA_BUCKET_MB", .given = &f.g_bucket},
       {"--no-overlap", NULL, ARG_FLAG, &f.no_overlap, NULL,
        "all-reduce after backward instead of overlapped"},
       {"--device-mem", NULL, ARG_BYTES, &f.device_mem, "BYTES",

@@ -24,6 +24,7 @@ sim_options_t sim_options_default(void) {
   double mb; /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/base/env.c) */
   env_read_double("STRATA_BUCKET_MB", SIM_DEFAULT_BUCKET_MB, &mb, NULL, 0);
   o.bucket_bytes = mb * 1024 * 1024;
+  o.bucket_given = getenv("STRATA_BUCKET_MB") != NULL;
   o.dtype = DEV_BF16;
   o.record_events = 0;
   o.sequence_parallel = 0;
@@ -256,6 +257,18 @@ void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops
   }
 }
 
+int sim_megatron_buckets(const sim_options_t *o) {
+  return o->zero && o->zero_overlap && !o->bucket_given;
+}
+
+double sim_megatron_bucket(int stage, int D) {
+  return stage > 0 ? INFINITY : (D > 40 ? 1e6 * D : 4e7);
+}
+
+double sim_precision_weight_bytes(mem_precision_t p) {
+  return p == MEM_PREC_BF16 || p == MEM_PREC_BF16_SR || p == MEM_PREC_FP8 ? 2 : 4;
+}
+
 /* Tensor-parallel communication of one micro-batch, seconds: per layer forward / backward (the
  * backward without recomputation), the embedding and the head. */
 typedef struct {
@@ -407,7 +420,7 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     if (!strcmp(hops[i].name, "logits")) head_f = op_time(dev, dt, &hops[i], 1, fze);
   double opt_bytes, opt_flops, E;
   sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
-  const double E_param = E; /* the ZeRO all-gather's parameters */
+  const double E_param = sim_precision_weight_bytes(opt->precision); /* ZeRO's all-gather */
   if (opt->grad_bf16) E = 2;
   double C = m->dim, t = tp, Vp = layout_padded_vocab(m->vocab, tp);
   const int tied = layout_model_tied(m);
@@ -951,6 +964,16 @@ static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
   return 0;
 }
 
+/* Stage st's gradient bucket in bytes (weights: 0 for the gradients, 1 for the parameters'
+ * all-gather): bucket_bytes, or with zero_overlap and no size asked for, Megatron-Core's
+ * buckets of the stage's elements (its padded shard's bytes per element). */
+static double dp_bucket_bytes(const sim_t *s, int st, int weights) {
+  if (!sim_megatron_buckets(s->opt)) return s->opt->bucket_bytes;
+  const sim_stage_cost_t *c = &s->costs[st];
+  double elems = s->D * ceil((double)layout_rank_params(s->lay, st) / s->D);
+  return sim_megatron_bucket(st, s->D) * (weights ? c->gather_bytes : c->param_bytes) / elems;
+}
+
 /* One bucket of `bytes` in stage st's DP group (all-reduced; ZeRO-1: reduce-scattered): it
  * starts when every replica has finished its part (offset `off` into the final backward with
  * overlap, region_ready, else the end of backward) and the group's timeline is free. Returns the timeline's new free time. */
@@ -987,8 +1010,8 @@ static void sim_dp_buckets(sim_t *s) {
     const int st = g / s->T, tr = g % s->T;
     const sim_stage_cost_t *c = &s->costs[st];
     for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, tr, st, d);
-    double free_t = 0, busy = 0, pend = 0;
-    int bucket = 0, prev_brk = 0;
+    double free_t = 0, busy = 0, pend = 0, bucket_bytes = dp_bucket_bytes(s, st, 0);
+    int bucket = 0, prev_brk = 0, megatron = sim_megatron_buckets(s->opt);
     for (int i = 0; D > 1 && (!s->opt->zero || s->opt->zero_overlap) && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
@@ -1000,8 +1023,8 @@ static void sim_dp_buckets(sim_t *s) {
       }
       if (at_end) break;
       pend += c->regions[i].bytes;
-      prev_brk = c->regions[i].brk;
-      if (pend >= s->opt->bucket_bytes) {
+      prev_brk = c->regions[i].brk && !megatron; /* Megatron-Core: one contiguous buffer */
+      if (pend >= bucket_bytes) {
         free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
         pend = 0;
       }
@@ -1093,7 +1116,8 @@ static void sim_norm(sim_t *s) {
  * the rank's compute and slows it as an overlapped bucket does (overlap_slowdown). */
 static double gather_delay(const sim_t *s, int r, const sim_stage_cost_t *c, double dur) {
   const int V = s->V;
-  double chunk = c->gather_bytes / V, first = chunk < s->opt->bucket_bytes ? chunk : s->opt->bucket_bytes;
+  const double bucket = dp_bucket_bytes(s, layout_stage_of(s->lay, r), 1);
+  double chunk = c->gather_bytes / V, first = chunk < bucket ? chunk : bucket;
   double wait = device_allgather_time(s->dev, s->group, s->D, first) - s->chunk_fwd_first[(size_t)r * V];
   for (int v = 0; v < V; v++) {
     double late = dur * (v + 1) / V - (s->chunk_fwd_first[(size_t)r * V + v] + pass_s(s, c, SCHED_FWD));

@@ -48,6 +48,12 @@
 #include "schedule.h"
 
 #define SIM_DEFAULT_BUCKET_MB 25.0 /* PyTorch DDP's bucket size; STRATA_BUCKET_MB / --bucket-mb */
+
+/* Megatron-Core's DDP buckets (distributed_data_parallel.py), in parameters, for the DP group of
+ * pipeline stage `stage` with D replicas: max(40M, 1M x D) on the first stage ("large enough to
+ * remain bandwidth-bound"), unbounded (one bucket) on later stages, whose reduction is off the
+ * critical path. */
+double sim_megatron_bucket(int stage, int D);
 #define SIM_NORM_BYTES 8.0 /* the gradient-norm all-reduce: one double (grad_sync.c) */
 
 typedef struct {
@@ -63,6 +69,8 @@ typedef struct {
                            backward and the all-gather after AdamW */
   int overlap;          /* 1: bucket reduction overlaps the remaining backward */
   double bucket_bytes;  /* gradient bucket size, bytes */
+  int bucket_given;     /* 1: bucket_bytes was asked for (STRATA_BUCKET_MB, --bucket-mb); 0 with
+                           zero_overlap: Megatron-Core's buckets instead (sim_megatron_bucket) */
   device_dtype_t dtype; /* compute dtype: peak FLOP/s and op / activation element size */
   mem_accounting_t memory; /* memory_model.h: Strata's fp32 buffers (default) or mixed precision
                               in dtype */
@@ -95,11 +103,20 @@ typedef struct {
  * collectives carry, under a precision (SIMULATION.md "Precision"). */
 void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops,
                          double *grad_bytes);
+/* Bytes of one model weight as the forward reads it, which ZeRO-1's parameter all-gather
+ * carries: 2 under bf16, bf16-sr and fp8 (the bf16 copy that Megatron-LM's distributed
+ * optimizer and DeepSpeed's ZeRO gather after the fp32 update; fp8 casts after the gather),
+ * 4 under fp32 and Strata's own run. */
+double sim_precision_weight_bytes(mem_precision_t p);
 
 /* Defaults: 1F1B, ZeRO 0, overlap on, 25 MiB buckets (env STRATA_BUCKET_MB overrides, in MiB),
  * bf16 compute, Strata's memory accounting, no sequence parallelism, no recomputation. */
 enum { SIM_TP_OVERLAP_NONE = 0, SIM_TP_OVERLAP_BACKWARD = 1, SIM_TP_OVERLAP_UB = 2 };
 sim_options_t sim_options_default(void);
+
+/* 1 when the DP buckets are Megatron-Core's (sim_megatron_bucket): ZeRO-1 with zero_overlap and
+ * no bucket size asked for. */
+int sim_megatron_buckets(const sim_options_t *o);
 /* The memory model's options for a simulation's (schedule, ZeRO, bucket, SP, recompute, dtype). */
 mem_options_t sim_mem_options(const sim_options_t *opt);
 /* Checks tensor parallelism against the model: T divides the heads; sequence parallelism
