@@ -126,14 +126,6 @@ static void result_fields(json_object *o, const layout_t *lay, const sim_options
   json_object_object_add(o, "fits", json_object_new_boolean(r->fits));
 }
 
-static void print_json(json_object *o) {
-  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
-}
-
-/* Shares are differences of times; a rounding residue below zero prints as 0. */
-static double clamp0(double x) { return x < 0 && x > -1e-9 ? 0 : x; }
-
 /* Writes the simulated timeline of r to j->trace_path. 0, or -1 after saying why. */
 static int write_trace(const sim_job_t *j, const sim_result_t *r) {
   FILE *tf = fopen(j->trace_path, "w");
@@ -218,7 +210,7 @@ static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_re
   json_object *st = json_object_new_array();
   for (int s = 0; s < lay->pp; s++) json_object_array_add(st, stage_json(lay, s, &r->stages[s]));
   json_object_object_add(o, "stages", st);
-  print_json(o);
+  sim_print_json(o);
   json_object_put(o);
 }
 
@@ -291,10 +283,11 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   }
   printf("\nstep time %.4f s, %.0f tokens/s, MFU %.1f%%, HFU %.1f%%\n", r->step_s,
          r->tokens_per_s, 100 * r->mfu, 100 * r->hfu);
+  double sh[SIM_NSHARES];
+  sim_result_shares(r, sh);
   printf("time shares: compute %.1f%%, tensor-parallel communication %.1f%%, pipeline idle "
          "%.1f%%, exposed communication %.1f%%, optimizer %.1f%%\n",
-         100 * r->compute_share, 100 * r->tp_comm_share, 100 * clamp0(r->pipeline_idle_share),
-         100 * clamp0(r->exposed_comm_share), 100 * r->optimizer_share);
+         100 * sh[0], 100 * sh[1], 100 * sh[2], 100 * sh[3], 100 * sh[4]);
   printf("memory: peak %s per device (stage %d) of %s: %s\n",
          memory_format_bytes(r->peak_mem_bytes, b1, sizeof b1), r->worst_stage,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r->fits ? "fits" : "DOES NOT FIT");
@@ -380,6 +373,8 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
     rows->v = nr;
     rows->cap = cap;
   }
+  double sh[SIM_NSHARES];
+  sim_result_shares(&r, sh);
   rows->v[rows->n++] = (sweep_row_t){lay->tp,
                                      lay->pp,
                                      lay->dp,
@@ -392,9 +387,9 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
                                      r.tokens_per_s,
                                      r.mfu,
                                      r.hfu,
-                                     r.tp_comm_share,
-                                     clamp0(r.pipeline_idle_share),
-                                     clamp0(r.exposed_comm_share),
+                                     sh[1],
+                                     sh[2],
+                                     sh[3],
                                      r.peak_mem_bytes,
                                      r.fits};
   *fits = r.fits;
@@ -485,7 +480,7 @@ static void print_sweep_json(const sim_job_t *j, const sweep_row_t *rows, int nr
   json_object_object_add(o, "best",
                          best >= 0 ? json_object_get(json_object_array_get_idx(arr, (size_t)best))
                                    : NULL);
-  print_json(o);
+  sim_print_json(o);
   json_object_put(o);
 }
 

@@ -18,21 +18,21 @@
 #include "cmd_simulate_validate.h"
 
 void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out) {
-  const double st = r->step_s;
-  const struct {
-    const char *what;
-    double share;
-  } parts[] = {{"compute (the math of forward, backward, recomputation)", r->compute_share},
-               {"tensor-parallel communication (exposed)", r->tp_comm_share},
-               {"pipeline bubble (waiting for neighbours / the slowest rank)", r->pipeline_idle_share},
-               {"data-parallel communication (exposed)", r->exposed_comm_share},
-               {"optimizer", r->optimizer_share}};
-  fprintf(out, "where the time goes (mean over ranks, step %.4f s, T=%d P=%d D=%d, M=%d):\n", st,
-          lay->tp, lay->pp, lay->dp, lay->micro);
-  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-    double sh = parts[i].share < 0 && parts[i].share > -1e-9 ? 0 : parts[i].share;
-    fprintf(out, "  %-62s %10.4f s %6.1f%%\n", parts[i].what, sh * st, 100 * sh);
-  }
+  static const char *const what[SIM_NSHARES] = {
+      "compute (the math of forward, backward, recomputation)",
+      "tensor-parallel communication (exposed)",
+      "pipeline bubble (waiting for neighbours / the slowest rank)",
+      "data-parallel communication (exposed)", "optimizer"};
+  double sh[SIM_NSHARES];
+  sim_result_shares(r, sh);
+  fprintf(out, "where the time goes (mean over ranks, step %.4f s, T=%d P=%d D=%d, M=%d):\n",
+          r->step_s, lay->tp, lay->pp, lay->dp, lay->micro);
+  for (int i = 0; i < SIM_NSHARES; i++)
+    fprintf(out, "  %-62s %10.4f s %6.1f%%\n", what[i], sh[i] * r->step_s, 100 * sh[i]);
+}
+
+void sim_print_json(json_object *o) {
+  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 #define VAL_MAX_FIELDS 32
@@ -102,7 +102,7 @@ typedef struct {
   double measured_tps, predicted_tps;
   int fits;
   int nodes, tp, pp, dp, micro;
-  double step_s, shares[5]; /* compute, TP, pipeline bubble, DP, optimizer (sim_print_explain's) */
+  double step_s, shares[SIM_NSHARES]; /* sim_result_shares */
 } val_row_t;
 
 /* The optional columns, between role and source, each at most once and in any order. */
@@ -242,9 +242,7 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
     snprintf(out->device, sizeof out->device, "%s", dev.name);
     out->nodes = nodes, out->tp = lay->tp, out->pp = lay->pp, out->dp = lay->dp;
     out->micro = lay->micro, out->step_s = r.step_s;
-    const double sh[5] = {r.compute_share, r.tp_comm_share, r.pipeline_idle_share,
-                          r.exposed_comm_share, r.optimizer_share};
-    for (int i = 0; i < 5; i++) out->shares[i] = sh[i] < 0 && sh[i] > -1e-9 ? 0 : sh[i];
+    sim_result_shares(&r, out->shares);
     if (explain) {
       printf("\n%s (%s on %d x %s):\n", out->name, preset, nodes, dev.name);
       sim_print_explain(lay, &r, stdout);
@@ -302,7 +300,7 @@ static json_object *summary_json(const val_row_t *v, int n, int role) {
 
 /* The whole result as one JSON document (--validate --json). */
 static void print_validate_json(const char *path, const val_row_t *v, int n) {
-  static const char *const part[5] = {"compute_s", "tp_comm_s", "pipeline_bubble_s", "dp_comm_s",
+  static const char *const part[SIM_NSHARES] = {"compute_s", "tp_comm_s", "pipeline_bubble_s", "dp_comm_s",
                                       "optimizer_s"};
   json_object *o = json_object_new_object(), *jobs = json_object_new_array();
   json_object_object_add(o, "file", json_object_new_string(path));
@@ -321,7 +319,7 @@ static void print_validate_json(const char *path, const val_row_t *v, int n) {
     json_object_object_add(j, "error", json_object_new_double(v[i].predicted_tps / v[i].measured_tps - 1));
     json_object_object_add(j, "fits", json_object_new_boolean(v[i].fits));
     json_object_object_add(j, "step_s", json_object_new_double(v[i].step_s));
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < SIM_NSHARES; k++)
       json_object_object_add(b, part[k], json_object_new_double(v[i].shares[k] * v[i].step_s));
     json_object_object_add(j, "breakdown", b);
     json_object_array_add(jobs, j);
@@ -330,7 +328,7 @@ static void print_validate_json(const char *path, const val_row_t *v, int n) {
   json_object_object_add(o, "held_out", summary_json(v, n, 0));
   json_object_object_add(o, "informs", summary_json(v, n, 1));
   json_object_object_add(o, "all", summary_json(v, n, -1));
-  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  sim_print_json(o);
   json_object_put(o);
 }
 

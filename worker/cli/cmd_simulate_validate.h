@@ -1,9 +1,11 @@
-/* cmd_simulate_validate.h -- `strata simulate --validate FILE.csv` and the `--explain` time
- * breakdown (cmd_simulate_validate.c; the CSV format in worker/sim/SIMULATION.md). */
+/* cmd_simulate_validate.h -- `strata simulate --validate FILE.csv`, the `--explain` time
+ * breakdown and the JSON printer the simulate command shares (cmd_simulate_validate.c; the CSV format in worker/sim/SIMULATION.md). */
 #ifndef STRATA_CMD_SIMULATE_VALIDATE_H
 #define STRATA_CMD_SIMULATE_VALIDATE_H
 
 #include <stdio.h>
+
+#include <json-c/json.h>
 
 #include "layout.h"
 #include "simulate.h"
@@ -17,5 +19,7 @@ int sim_validate_csv(const char *path, int explain, int as_json);
 /* Where the step's time goes: compute, TP communication, pipeline bubble, DP communication,
  * optimizer (seconds and shares, means over ranks). */
 void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out);
+/* Prints a JSON document as every simulate output does (pretty, slashes unescaped). */
+void sim_print_json(json_object *o);
 
 #endif /* STRATA_CMD_SIMULATE_VALIDATE_H */

@@ -524,6 +524,12 @@ void sim_costs_free(sim_stage_cost_t *costs, int pp) {
   free(costs);
 }
 
+void sim_result_shares(const sim_result_t *r, double shares[SIM_NSHARES]) {
+  const double sh[SIM_NSHARES] = {r->compute_share, r->tp_comm_share, r->pipeline_idle_share,
+                                  r->exposed_comm_share, r->optimizer_share};
+  for (int i = 0; i < SIM_NSHARES; i++) shares[i] = sh[i] < 0 && sh[i] > -1e-9 ? 0 : sh[i];
+}
+
 void sim_result_free(sim_result_t *res) {
   if (!res) return;
   free(res->stages);

@@ -247,6 +247,12 @@ int sim_run(const layout_t *lay, const device_t *dev, const sim_stage_cost_t *co
 int sim_simulate(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                  double capacity_bytes, sim_result_t *res, char *err, size_t errlen);
 
+/* The step's five shares in sim_print_explain's order (compute, tensor-parallel communication,
+ * pipeline bubble, exposed data-parallel communication, optimizer); shares are differences of
+ * times, so a rounding residue below zero reads as 0. */
+#define SIM_NSHARES 5
+void sim_result_shares(const sim_result_t *r, double shares[SIM_NSHARES]);
+
 void sim_result_free(sim_result_t *res);
 
 /* Writes res->events as Chrome trace events (the JSON array form, opens in Perfetto /
