@@ -368,10 +368,10 @@ static void test_dropout_loss_and_score_traffic(void) {
     }
 }
 
-/* gpt2 on device `dev` over 2 stages x D replicas, 2 micro-batches of 2 sequences. */
-static void gpt2_two_stages(const char *dev, int D, device_t *d, layout_t *lay) {
+/* A GPT-2 preset on device `dev` over 2 stages x D replicas, 2 micro-batches of 2 sequences. */
+static void gpt2_two_stages(const char *preset, const char *dev, int D, device_t *d, layout_t *lay) {
   layout_model_t m;
-  layout_model_preset("gpt2", &m);
+  layout_model_preset(preset, &m);
   device_builtin(dev, d);
   char err[256];
   CHECK_EQ_INT(layout_init(lay, &m, 2 * D, 1, 2, D, 2, 4 * D, NULL, err, sizeof err), 0);
@@ -385,7 +385,7 @@ static void test_grad_bf16_halves_gradient_bytes(void) {
   device_t d;
   layout_t lay;
   char err[256];
-  gpt2_two_stages("trn2", 2, &d, &lay);
+  gpt2_two_stages("gpt2", "trn2", 2, &d, &lay);
   for (int z = 0; z < 2; z++)
     for (int p = MEM_PREC_FP32; p <= MEM_PREC_BF16_SR; p++) {
       sim_options_t o = sim_options_default();
@@ -423,7 +423,7 @@ static void test_grad_bf16_halves_gradient_bytes(void) {
 static void test_zero_gathers_the_weights_bytes(void) {
   device_t d;
   layout_t lay;
-  gpt2_two_stages("h100", 3, &d, &lay);
+  gpt2_two_stages("gpt2", "h100", 3, &d, &lay);
   const struct {
     mem_precision_t p;
     double weight, grad;
@@ -455,17 +455,18 @@ static int count_buckets(const sim_result_t *r, int rank) {
 }
 
 /* ZeRO-1 overlapped without a bucket size asked for takes Megatron-Core's DDP buckets:
- * max(40M, 1M x D) parameters on the first stage, one bucket on later stages; an asked-for size
- * (bucket_given) is kept. gpt2 on P 2 x D 2 in bf16 (fp32 gradients: 4 bytes a parameter). */
+ * max(40M, 1M x D) parameters on the first stage's first model chunk, one bucket on later stages
+ * and later chunks; an asked-for size (bucket_given) is kept. gpt2 on P 2 x D 2 in bf16 (fp32 gradients: 4 bytes a parameter). */
 static void test_zero_overlap_takes_megatron_buckets(void) {
-  CHECK_NEAR(sim_megatron_bucket(0, 2), 4e7, 0);
-  CHECK_NEAR(sim_megatron_bucket(0, 40), 4e7, 0);
-  CHECK_NEAR(sim_megatron_bucket(0, 48), 4.8e7, 0);
-  CHECK_TRUE(isinf(sim_megatron_bucket(1, 48)));
+  CHECK_NEAR(sim_megatron_bucket(0, 0, 2), 4e7, 0);
+  CHECK_NEAR(sim_megatron_bucket(0, 0, 40), 4e7, 0);
+  CHECK_NEAR(sim_megatron_bucket(0, 0, 48), 4.8e7, 0);
+  CHECK_TRUE(isinf(sim_megatron_bucket(1, 0, 48)));
+  CHECK_TRUE(isinf(sim_megatron_bucket(0, 1, 48)));
   device_t d;
   layout_t lay;
   char err[256];
-  gpt2_two_stages("h100", 2, &d, &lay);
+  gpt2_two_stages("gpt2", "h100", 2, &d, &lay);
   sim_options_t o = sim_options_default();
   o.zero = 1;
   o.zero_overlap = 1;
@@ -493,6 +494,19 @@ static void test_zero_overlap_takes_megatron_buckets(void) {
   sim_result_free(&mega);
   sim_result_free(&given);
   sim_result_free(&small);
+  sim_costs_free(c, 2);
+  /* interleaved gpt2-medium (2 chunks of 6 layers of 12.6M parameters a stage): each chunk has
+   * buckets of its own; stage 1's chunks one each, stage 0's chunk 1 one, its chunk 0 one of 4
+   * layers and one of the rest with wpe (one buffer cut at 40M: 4 buckets) */
+  gpt2_two_stages("gpt2-medium", "h100", 2, &d, &lay);
+  o.bucket_given = 0;
+  o.vstages = 2;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+  if (!c) return;
+  CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &mega, err, sizeof err), 0);
+  CHECK_EQ_INT(count_buckets(&mega, 1), 2);
+  CHECK_EQ_INT(count_buckets(&mega, 0), 3);
+  sim_result_free(&mega);
   sim_costs_free(c, 2);
 }
 

@@ -203,7 +203,7 @@ static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_re
   json_object_object_add(o, "rank_map", rank_map_json(lay));
   json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
   if (sim_megatron_buckets(&j->opt))
-    json_object_object_add(o, "bucket_params", json_object_new_double(sim_megatron_bucket(0, lay->dp)));
+    json_object_object_add(o, "bucket_params", json_object_new_double(sim_megatron_bucket(0, 0, lay->dp)));
   else
     json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
   if (!r->fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
@@ -250,7 +250,7 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   char bucket[128];
   if (sim_megatron_buckets(&j->opt))
     snprintf(bucket, sizeof bucket, "Megatron-Core buckets (%.0fM parameters%s)",
-             sim_megatron_bucket(0, lay->dp) / 1e6, lay->pp > 1 ? " on stage 0, one on later stages" : "");
+             sim_megatron_bucket(0, 0, lay->dp) / 1e6, lay->pp > 1 ? " on stage 0, one on later stages" : "");
   else
     snprintf(bucket, sizeof bucket, "bucket %.1f MiB", j->opt.bucket_bytes / 1048576.0);
   if (j->opt.zero && j->opt.zero_overlap)

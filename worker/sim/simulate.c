@@ -261,8 +261,8 @@ int sim_megatron_buckets(const sim_options_t *o) {
   return o->zero && o->zero_overlap && !o->bucket_given;
 }
 
-double sim_megatron_bucket(int stage, int D) {
-  return stage > 0 ? INFINITY : (D > 40 ? 1e6 * D : 4e7);
+double sim_megatron_bucket(int stage, int chunk, int D) {
+  return stage > 0 || chunk > 0 ? INFINITY : (D > 40 ? 1e6 * D : 4e7);
 }
 
 double sim_precision_weight_bytes(mem_precision_t p) {
@@ -730,18 +730,21 @@ static void note_pass(sim_t *s, int r, int stage, const sched_action_t *a, doubl
   if (a->op == SCHED_FWD && s->chunk_fwd_first[i] < 0) s->chunk_fwd_first[i] = now;
 }
 
+/* The chunk holding a gradient region final `off` into a stage's backward, counted in backward
+ * order (0: the last model chunk; the stage's layers split evenly over its V chunks). */
+static int region_chunk_back(const sim_t *s, const sim_stage_cost_t *c, double off) {
+  const double pass = c->bwd_s / s->V;
+  if (s->V == 1 || pass <= 0) return 0;
+  int j = (int)ceil(off / pass) - 1;
+  return j < 0 ? 0 : j > s->V - 1 ? s->V - 1 : j;
+}
+
 /* When a gradient region final `off` into a stage's backward (sim_region_t.ready_s) is ready on
  * rank r: the final backward pass of the chunk holding it (the stage's layers split evenly over
  * its V chunks, backward running the last chunk first) plus the offset into that pass. */
 static double region_ready(const sim_t *s, int r, const sim_stage_cost_t *c, double off) {
-  const int V = s->V;
-  int j = 0; /* the chunk, counted in backward order */
-  double pass = c->bwd_s / V;
-  if (V > 1 && pass > 0) {
-    j = (int)ceil(off / pass) - 1;
-    j = j < 0 ? 0 : j > V - 1 ? V - 1 : j;
-  }
-  return s->chunk_bwd_start[(size_t)r * V + (V - 1 - j)] + off - j * pass;
+  const int j = region_chunk_back(s, c, off);
+  return s->chunk_bwd_start[(size_t)r * s->V + (s->V - 1 - j)] + off - j * (c->bwd_s / s->V);
 }
 
 /* The arrival slot of (rank r, chunk, micro-batch) in act_arr / grad_arr. */
@@ -970,14 +973,14 @@ static int sim_pipeline(sim_t *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* Stage st's gradient bucket in bytes (weights: 0 for the gradients, 1 for the parameters'
- * all-gather): bucket_bytes, or with zero_overlap and no size asked for, Megatron-Core's
- * buckets of the stage's elements (its padded shard's bytes per element). */
-static double dp_bucket_bytes(const sim_t *s, int st, int weights) {
+/* The gradient bucket of stage st's model chunk `chunk` in bytes (weights: 0 for the gradients,
+ * 1 for the parameters' all-gather): bucket_bytes, or with zero_overlap and no size asked for,
+ * Megatron-Core's buckets of the stage's elements (its padded shard's bytes per element). */
+static double dp_bucket_bytes(const sim_t *s, int st, int chunk, int weights) {
   if (!sim_megatron_buckets(s->opt)) return s->opt->bucket_bytes;
   const sim_stage_cost_t *c = &s->costs[st];
   double elems = s->D * ceil((double)layout_rank_params(s->lay, st) / s->D);
-  return sim_megatron_bucket(st, s->D) * (weights ? c->gather_bytes : c->param_bytes) / elems;
+  return sim_megatron_bucket(st, chunk, s->D) * (weights ? c->gather_bytes : c->param_bytes) / elems;
 }
 
 /* One bucket of `bytes` in stage st's DP group (all-reduced; ZeRO-1: reduce-scattered): it
@@ -1016,21 +1019,24 @@ static void sim_dp_buckets(sim_t *s) {
     const int st = g / s->T, tr = g % s->T;
     const sim_stage_cost_t *c = &s->costs[st];
     for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, tr, st, d);
-    double free_t = 0, busy = 0, pend = 0, bucket_bytes = dp_bucket_bytes(s, st, 0);
-    int bucket = 0, prev_brk = 0, megatron = sim_megatron_buckets(s->opt);
+    double free_t = 0, busy = 0, pend = 0;
+    int bucket = 0, prev_brk = 0, megatron = sim_megatron_buckets(s->opt), open_chunk = 0;
     for (int i = 0; D > 1 && (!s->opt->zero || s->opt->zero_overlap) && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
       double off = at_end ? 0 : c->regions[i].ready_s;
+      /* Megatron-Core: each model chunk has buckets of its own */
+      int chunk = at_end ? open_chunk : s->V - 1 - region_chunk_back(s, c, off);
       /* before region i: it is not contiguous with the open bucket, or the end */
-      if (pend > 0 && (prev_brk || at_end)) {
+      if (pend > 0 && (prev_brk || at_end || (megatron && chunk != open_chunk))) {
         free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
         pend = 0;
       }
       if (at_end) break;
       pend += c->regions[i].bytes;
+      open_chunk = chunk;
       prev_brk = c->regions[i].brk && !megatron; /* Megatron-Core: one contiguous buffer */
-      if (pend >= bucket_bytes) {
+      if (pend >= dp_bucket_bytes(s, st, chunk, 0)) {
         free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
         pend = 0;
       }
@@ -1122,7 +1128,7 @@ static void sim_norm(sim_t *s) {
  * the rank's compute and slows it as an overlapped bucket does (overlap_slowdown). */
 static double gather_delay(const sim_t *s, int r, const sim_stage_cost_t *c, double dur) {
   const int V = s->V;
-  const double bucket = dp_bucket_bytes(s, layout_stage_of(s->lay, r), 1);
+  const double bucket = dp_bucket_bytes(s, layout_stage_of(s->lay, r), 0, 1);
   double chunk = c->gather_bytes / V, first = chunk < bucket ? chunk : bucket;
   double wait = device_allgather_time(s->dev, s->group, s->D, first) - s->chunk_fwd_first[(size_t)r * V];
   for (int v = 0; v < V; v++) {

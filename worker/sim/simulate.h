@@ -49,11 +49,12 @@
 
 #define SIM_DEFAULT_BUCKET_MB 25.0 /* PyTorch DDP's bucket size; STRATA_BUCKET_MB / --bucket-mb */
 
-/* Megatron-Core's DDP buckets (distributed_data_parallel.py), in parameters, for the DP group of
- * pipeline stage `stage` with D replicas: max(40M, 1M x D) on the first stage ("large enough to
- * remain bandwidth-bound"), unbounded (one bucket) on later stages, whose reduction is off the
- * critical path. */
-double sim_megatron_bucket(int stage, int D);
+/* Megatron-Core's DDP buckets (distributed_data_parallel.py; training.py), in parameters, for
+ * model chunk `chunk` (interleaved schedule; else 0) of pipeline stage `stage` with D replicas:
+ * max(40M, 1M x D) for the first chunk of the first stage ("large enough to remain
+ * bandwidth-bound"), unbounded (one bucket) on later stages and later chunks, whose reduction
+ * overlaps compute anyway. */
+double sim_megatron_bucket(int stage, int chunk, int D);
 #define SIM_NORM_BYTES 8.0 /* the gradient-norm all-reduce: one double (grad_sync.c) */
 
 typedef struct {
