@@ -633,6 +633,27 @@ static void test_zero_overlap_buckets(void) {
   expect_ok_containing(args, "bucket 25.0 MiB reduce-scatters");
 }
 
+/* --explain lists each op as the simulation times it: a qkv row with its times, FLOPs and a
+ * share of peak below 100%, the head's logits, and the recomputed attention marked. */
+static void test_explain_op_table(void) {
+  char *out;
+  CHECK_EQ_INT(run("--model gpt3-1.3b --device h100 --nodes 8 --tp 2 --dp 4 --batch 32 --precision bf16 "
+                   "--recompute selective --explain", &out), 0);
+  const char *t = strstr(out, "each op on one rank");
+  CHECK_TRUE(t != NULL);
+  const char *q = t ? strstr(t, "  layer      qkv ") : NULL;
+  double fwd = 0, bwd = 0, gflop = 0, tfs = 0, share = 0;
+  CHECK_TRUE(q && sscanf(q, "  layer qkv %lf %lf %lf %lf %lf%%", &fwd, &bwd, &gflop, &tfs, &share) == 5);
+  CHECK_TRUE(fwd > 0 && bwd > fwd && share > 10 && share < 100);
+  /* 2 x tokens x C x 3C / T, a micro-batch of 2 sequences (8 a replica in 4): 2 x 4096 x 2048 x 6144 / 2 */
+  CHECK_NEAR(gflop, 2.0 * 4096 * 2048 * 6144 / 2 / 1e9, 0.01);
+  CHECK_TRUE(t && strstr(t, "  head       logits ") != NULL);
+  const char *a = t ? strstr(t, "  layer      attention ") : NULL;
+  const char *eol = a ? strchr(a, '\n') : NULL;
+  CHECK_TRUE(eol && eol[-1] == '*' && strstr(t, "* run again in backward") != NULL);
+  free(out);
+}
+
 static void test_tie_embeddings_flag(void) {
   const char *job = "--model gpt3-1.3b --device a100 --nodes 16 --dp 16 --batch 64 --precision bf16 "
                     "--no-overlap --json";
@@ -686,6 +707,7 @@ int main(int argc, char **argv) {
   test_tp_overlap_flag();
   test_tie_embeddings_flag();
   test_zero_overlap_buckets();
+  test_explain_op_table();
   if (argc > 2) test_validate(argv[2]);
   return test_finish("sim_cli");
 }

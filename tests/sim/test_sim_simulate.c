@@ -368,13 +368,19 @@ static void test_dropout_loss_and_score_traffic(void) {
     }
 }
 
-/* A GPT-2 preset on device `dev` over 2 stages x D replicas, 2 micro-batches of 2 sequences. */
-static void gpt2_two_stages(const char *preset, const char *dev, int D, device_t *d, layout_t *lay) {
+/* A preset on device `dev` laid out T x P x D with `micro` micro-batches of a global `batch`. */
+static void preset_on(const char *preset, const char *dev, int T, int P, int D, int micro, int batch,
+                      device_t *d, layout_t *lay) {
   layout_model_t m;
   layout_model_preset(preset, &m);
   device_builtin(dev, d);
   char err[256];
-  CHECK_EQ_INT(layout_init(lay, &m, 2 * D, 1, 2, D, 2, 4 * D, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(layout_init(lay, &m, T * P * D, T, P, D, micro, batch, NULL, err, sizeof err), 0);
+}
+
+/* A GPT-2 preset on device `dev` over 2 stages x D replicas, 2 micro-batches of 2 sequences. */
+static void gpt2_two_stages(const char *preset, const char *dev, int D, device_t *d, layout_t *lay) {
+  preset_on(preset, dev, 1, 2, D, 2, 4 * D, d, lay);
 }
 
 /* --grad-dtype bf16 (grad_bf16): the DP gradient reductions carry 2 bytes per gradient instead
@@ -508,6 +514,41 @@ static void test_zero_overlap_takes_megatron_buckets(void) {
   CHECK_EQ_INT(count_buckets(&mega, 0), 3);
   sim_result_free(&mega);
   sim_costs_free(c, 2);
+}
+
+/* sim_op_times lists the ops the costs add up: on one stage without tensor parallelism, the
+ * stage's forward is layers x the layer's ops + the embedding's + the head's, and so is its
+ * backward (no recomputation); selective recomputation marks only the attention. */
+static void test_op_times_add_up_to_the_stage(void) {
+  device_t d;
+  layout_t lay;
+  preset_on("gpt3-1.3b", "h100", 1, 1, 2, 2, 8, &d, &lay);
+  sim_options_t o = sim_options_default();
+  o.precision = MEM_PREC_BF16;
+  o.memory = MEM_ACCOUNT_MIXED;
+  o.fused_attention = 1;
+  sim_op_time_t ops[3 * LAYOUT_MAX_OPS];
+  int n = sim_op_times(&lay, &d, &o, ops, (int)(sizeof ops / sizeof ops[0]));
+  CHECK_TRUE(n > 3);
+  double f = 0, b = 0;
+  int heads = 0;
+  for (int i = 0; i < n; i++) {
+    double k = strcmp(ops[i].part, "layer") ? 1 : lay.model.layers;
+    f += k * ops[i].fwd_s, b += k * ops[i].bwd_s;
+    heads += !strcmp(ops[i].part, "head") && !strcmp(ops[i].name, "logits");
+    CHECK_TRUE(ops[i].bwd_s > ops[i].fwd_s && !ops[i].recomputed);
+  }
+  CHECK_EQ_INT(heads, 1);
+  sim_stage_cost_t *c = NULL;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c), 0);
+  if (!c) return;
+  CHECK_NEAR(c[0].fwd_s, f, 1e-12 * f);
+  CHECK_NEAR(c[0].bwd_s, b, 1e-12 * b);
+  sim_costs_free(c, 1);
+  o.recompute = MEM_RECOMPUTE_SELECTIVE;
+  n = sim_op_times(&lay, &d, &o, ops, (int)(sizeof ops / sizeof ops[0]));
+  for (int i = 0; i < n; i++) CHECK_EQ_INT(ops[i].recomputed, !strcmp(ops[i].name, "attention"));
+  CHECK_EQ_INT(sim_op_times(&lay, &d, &o, ops, 2), 2);
 }
 
 static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
@@ -742,6 +783,7 @@ int main(void) {
   test_grad_bf16_halves_gradient_bytes();
   test_zero_gathers_the_weights_bytes();
   test_zero_overlap_takes_megatron_buckets();
+  test_op_times_add_up_to_the_stage();
   test_dropout_loss_and_score_traffic();
   return test_finish("sim_simulate");
 }

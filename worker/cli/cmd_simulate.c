@@ -33,7 +33,7 @@ typedef struct {
                                                  (else every value is tried) */
   const char *stage_layers;
   const char *trace_path; /* --trace: write the simulated timeline here */
-  int explain;            /* --explain: print the time breakdown */
+  int explain;            /* --explain: print the time breakdown and the op table */
 } sim_job_t;
 
 #define PRESET_LIST                                                                               \
@@ -292,7 +292,10 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
          memory_format_bytes(r->peak_mem_bytes, b1, sizeof b1), r->worst_stage,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r->fits ? "fits" : "DOES NOT FIT");
   if (!r->fits) printf("%s\n", fitmsg);
-  if (j->explain) sim_print_explain(lay, r, stdout);
+  if (j->explain) {
+    sim_print_explain(lay, r, stdout);
+    sim_print_op_table(lay, &j->dev, &j->opt, stdout);
+  }
 }
 
 /* One layout: simulate, optionally write its timeline, print the result. 0, 1 or 2 (a layout
@@ -874,7 +877,8 @@ int cmd_simulate(int argc, char **argv) {
        "write the simulated timeline (Chrome trace JSON)"},
       {"--json", NULL, ARG_FLAG, &f.as_json, NULL, "print JSON (with --validate: every job and the summaries)"},
       {"--explain", NULL, ARG_FLAG, &f.explain, NULL,
-       "show where the step's time goes (compute, TP, pipeline bubble, DP, optimizer)"},
+       "show where the step's time goes (compute, TP, pipeline bubble, DP, optimizer) and each op's "
+       "time, achieved TFLOP/s and GB/s"},
       {"--validate", NULL, ARG_STRING, &f.validate, "FILE.csv",
        "predict every job of a CSV of measured runs and print the errors (worker/sim/validation.csv); "
        "takes only --explain and --json beside it"},

@@ -31,6 +31,24 @@ void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out) {
     fprintf(out, "  %-62s %10.4f s %6.1f%%\n", what[i], sh[i] * r->step_s, 100 * sh[i]);
 }
 
+void sim_print_op_table(const layout_t *lay, const device_t *dev, const sim_options_t *opt, FILE *out) {
+  sim_op_time_t ops[3 * LAYOUT_MAX_OPS];
+  int n = sim_op_times(lay, dev, opt, ops, (int)(sizeof ops / sizeof ops[0])), rc = 0;
+  const double peak = dev->peak_flops[opt->dtype];
+  fprintf(out, "each op on one rank, one micro-batch (every layer of a stage; the embedding on the first "
+               "stage, the head on the last; before TP communication):\n");
+  fprintf(out, "  %-10s %-12s %10s %11s %10s %9s %8s %9s\n", "part", "op", "fwd ms", "bwd ms", "fwd GFLOP",
+          "TFLOP/s", "of peak", "GB/s");
+  for (int i = 0; i < n; i++) {
+    const sim_op_time_t *o = &ops[i];
+    const double tf = o->fwd_s > 0 ? o->flops / o->fwd_s / 1e12 : 0, gbs = o->fwd_s > 0 ? o->bytes / o->fwd_s / 1e9 : 0;
+    rc |= o->recomputed;
+    fprintf(out, "  %-10s %-12s %10.3f %11.3f %10.2f %9.1f %7.1f%% %9.0f%s\n", o->part, o->name, o->fwd_s * 1e3,
+            o->bwd_s * 1e3, o->flops / 1e9, tf, peak > 0 ? 100 * tf * 1e12 / peak : 0, gbs, o->recomputed ? " *" : "");
+  }
+  if (rc) fprintf(out, "  * run again in backward (recomputation)\n");
+}
+
 void sim_print_json(json_object *o) {
   printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }

@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 
+#include "device.h"
 #include "layout.h"
 #include "simulate.h"
 
@@ -19,6 +20,10 @@ int sim_validate_csv(const char *path, int explain, int as_json);
 /* Where the step's time goes: compute, TP communication, pipeline bubble, DP communication,
  * optimizer (seconds and shares, means over ranks). */
 void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out);
+/* Each op of a layer, the embedding and the head as the simulation times it (sim_op_times):
+ * forward and backward time, forward FLOPs, achieved TFLOP/s, share of the dtype's peak and
+ * GB/s, recomputed ops marked. */
+void sim_print_op_table(const layout_t *lay, const device_t *dev, const sim_options_t *opt, FILE *out);
 /* Prints a JSON document as every simulate output does (pretty, slashes unescaped). */
 void sim_print_json(json_object *o);
 

@@ -375,6 +375,53 @@ static void fp32_loss(layout_op_t *ops, int n, double N, double Vr, double E) {
     if (!strcmp(ops[i].name, "softmax_ce")) ops[i].elems = per_logit / 3 / E * N * Vr + 2 * N;
 }
 
+/* One rank's ops of one micro-batch as the costs time them: a layer's (lops), the embedding's
+ * (eops) and the head's (hops), with the mixed accounting's dropout and fp32 loss; *fz and *fze
+ * how the layer's and the embedding's / head's ops run (op_time's kind). */
+typedef struct {
+  layout_op_t lops[LAYOUT_MAX_OPS], eops[LAYOUT_MAX_OPS], hops[LAYOUT_MAX_OPS];
+  int nl, ne, nh, fz, fze;
+} stage_ops_t;
+
+static void stage_ops(const layout_t *lay, const sim_options_t *opt, stage_ops_t *o) {
+  const layout_model_t *m = &lay->model;
+  int b = lay->micro_batch, T = m->ctx, tp = lay->tp, sp = opt->sequence_parallel && tp > 1;
+  o->nl = layout_layer_ops_tp(m, b, T, tp, sp, o->lops);
+  o->ne = layout_embed_ops_tp(m, b, T, tp, sp, o->eops);
+  o->nh = layout_head_ops_tp(m, b, T, tp, sp, o->hops);
+  if (opt->memory == MEM_ACCOUNT_MIXED && m->arch == LAYOUT_ARCH_GPT)
+    add_dropout(o->lops, o->nl, b, m->heads, T, m->dim, tp, sp ? (double)b * T / tp : (double)b * T);
+  if (opt->memory == MEM_ACCOUNT_MIXED)
+    fp32_loss(o->hops, o->nh, (double)b * T, layout_padded_vocab(m->vocab, tp) / tp,
+              device_dtype_size(opt->dtype));
+  /* FP8 GEMMs in the transformer layers only (Megatron-LM's output layer is not a Transformer
+   * Engine module: the logits stay in the compute dtype) */
+  o->fz = (opt->fused_attention ? OP_FUSED_ATTENTION : 0) | (opt->precision == MEM_PREC_FP8 ? OP_FP8_GEMMS : 0);
+  o->fze = o->fz & ~OP_FP8_GEMMS;
+}
+
+int sim_op_times(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
+                 sim_op_time_t *out, int max) {
+  stage_ops_t so;
+  stage_ops(lay, opt, &so);
+  const struct {
+    const char *part;
+    const layout_op_t *ops;
+    int n, kind;
+  } parts[] = {{"layer", so.lops, so.nl, so.fz}, {"embedding", so.eops, so.ne, so.fze}, {"head", so.hops, so.nh, so.fze}};
+  int n = 0;
+  for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
+    for (int i = 0; i < parts[p].n && n < max; i++, n++) {
+      const layout_op_t *o = &parts[p].ops[i];
+      /* a fused attention kernel keeps its score matrices on chip */
+      double elems = o->elems - ((parts[p].kind & OP_FUSED_ATTENTION) ? o->scores_elems : 0);
+      out[n] = (sim_op_time_t){o->name, parts[p].part, op_time(dev, opt->dtype, o, 1, parts[p].kind),
+                               op_time(dev, opt->dtype, o, 2, parts[p].kind), o->flops,
+                               elems * device_dtype_size(opt->dtype), recomputed(opt->recompute, o->name) && p == 0};
+    }
+  return n;
+}
+
 int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                     sim_stage_cost_t **costs_out) {
   const layout_model_t *m = &lay->model;
@@ -383,19 +430,11 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   device_dtype_t dt = opt->dtype;
   sim_stage_cost_t *costs = calloc((size_t)P, sizeof *costs);
   if (!costs) return -1;
-  layout_op_t lops[LAYOUT_MAX_OPS], eops[LAYOUT_MAX_OPS], hops[LAYOUT_MAX_OPS];
-  int nl = layout_layer_ops_tp(m, b, T, tp, sp, lops), ne = layout_embed_ops_tp(m, b, T, tp, sp, eops),
-      nh = layout_head_ops_tp(m, b, T, tp, sp, hops);
-  if (opt->memory == MEM_ACCOUNT_MIXED && m->arch == LAYOUT_ARCH_GPT)
-    add_dropout(lops, nl, b, m->heads, T, m->dim, tp, sp ? (double)b * T / tp : (double)b * T);
-  if (opt->memory == MEM_ACCOUNT_MIXED)
-    fp32_loss(hops, nh, (double)b * T, layout_padded_vocab(m->vocab, tp) / tp, device_dtype_size(dt));
+  stage_ops_t so;
+  stage_ops(lay, opt, &so);
+  const layout_op_t *lops = so.lops, *eops = so.eops, *hops = so.hops;
+  const int nl = so.nl, ne = so.ne, nh = so.nh, fz = so.fz, fze = so.fze;
   /* the math of one micro-batch on one rank (roofline) */
-  /* how the ops run: FP8 GEMMs in the transformer layers only (Megatron-LM's output layer is
-   * not a Transformer Engine module: the logits stay in dt) */
-  const int fz = (opt->fused_attention ? OP_FUSED_ATTENTION : 0) |
-                 (opt->precision == MEM_PREC_FP8 ? OP_FP8_GEMMS : 0),
-            fze = fz & ~OP_FP8_GEMMS;
   double lf0 = ops_time(dev, dt, lops, nl, 1, fz), lb0 = ops_time(dev, dt, lops, nl, 2, fz);
   double ef0 = ops_time(dev, dt, eops, ne, 1, fze), eb0 = ops_time(dev, dt, eops, ne, 2, fze);
   double hf0 = ops_time(dev, dt, hops, nh, 1, fze), hb0 = ops_time(dev, dt, hops, nh, 2, fze);

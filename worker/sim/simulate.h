@@ -178,6 +178,22 @@ typedef struct {
   sim_region_t *regions; /* backward order; bytes sum to the stage's gradients */
 } sim_stage_cost_t;
 
+/* One op as sim_build_costs times it, on one rank for one micro-batch (--explain's table). */
+typedef struct {
+  const char *name;  /* the op list's name: "qkv", "attention", "gelu", "logits", ... */
+  const char *part;  /* "layer" (each transformer layer), "embedding" or "head" */
+  double fwd_s;      /* forward seconds */
+  double bwd_s;      /* backward seconds (twice the forward's work) */
+  double flops;      /* forward FLOPs */
+  double bytes;      /* forward bytes read and written */
+  int recomputed;    /* 1: backward runs the forward again first (the options' recompute) */
+} sim_op_time_t;
+
+/* The ops of a layer, the embedding and the head in that order (at most max); returns the count.
+ * Their times are the ones sim_build_costs adds up (before TP communication and overlaps). */
+int sim_op_times(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
+                 sim_op_time_t *out, int max);
+
 /* Builds costs[0..P) for the layout on the device (free with sim_costs_free). 0 ok, -1 OOM. */
 int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                     sim_stage_cost_t **costs);
