@@ -652,6 +652,22 @@ static void test_explain_op_table(void) {
   const char *eol = a ? strchr(a, '\n') : NULL;
   CHECK_TRUE(eol && eol[-1] == '*' && strstr(t, "* run again in backward") != NULL);
   free(out);
+  /* the JSON's ops: the same table, qkv's forward FLOPs as the text's */
+  json_object *o = run_json("--model gpt3-1.3b --device h100 --nodes 8 --tp 2 --dp 4 --batch 32 --precision bf16 "
+                            "--recompute selective --json");
+  json_object *ops = NULL;
+  CHECK_TRUE(o && json_object_object_get_ex(o, "ops", &ops) && json_object_array_length(ops) > 3);
+  int found = 0;
+  for (size_t i = 0; ops && i < json_object_array_length(ops); i++) {
+    json_object *x = json_object_array_get_idx(ops, i), *nm;
+    if (json_object_object_get_ex(x, "name", &nm) && !strcmp(json_object_get_string(nm), "qkv")) {
+      found = 1;
+      CHECK_NEAR(num(x, "flops"), gflop * 1e9, 0.01e9);
+      CHECK_NEAR(num(x, "fwd_s") * 1e3, fwd, 0.001);
+    }
+  }
+  CHECK_TRUE(found);
+  json_object_put(o);
 }
 
 static void test_tie_embeddings_flag(void) {

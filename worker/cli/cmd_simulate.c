@@ -191,6 +191,25 @@ static json_object *rank_map_json(const layout_t *lay) {
   return o;
 }
 
+/* The op table of --explain (sim_op_times): seconds, FLOPs and bytes of one micro-batch. */
+static json_object *ops_json(const layout_t *lay, const sim_job_t *j) {
+  sim_op_time_t ops[3 * LAYOUT_MAX_OPS];
+  int n = sim_op_times(lay, &j->dev, &j->opt, ops, (int)(sizeof ops / sizeof ops[0]));
+  json_object *a = json_object_new_array();
+  for (int i = 0; i < n; i++) {
+    json_object *x = json_object_new_object();
+    json_object_object_add(x, "part", json_object_new_string(ops[i].part));
+    json_object_object_add(x, "name", json_object_new_string(ops[i].name));
+    json_object_object_add(x, "fwd_s", json_object_new_double(ops[i].fwd_s));
+    json_object_object_add(x, "bwd_s", json_object_new_double(ops[i].bwd_s));
+    json_object_object_add(x, "flops", json_object_new_double(ops[i].flops));
+    json_object_object_add(x, "bytes", json_object_new_double(ops[i].bytes));
+    json_object_object_add(x, "recomputed", json_object_new_boolean(ops[i].recomputed));
+    json_object_array_add(a, x);
+  }
+  return a;
+}
+
 static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_result_t *r,
                            const char *fitmsg) {
   json_object *o = json_object_new_object();
@@ -210,6 +229,7 @@ static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_re
   json_object *st = json_object_new_array();
   for (int s = 0; s < lay->pp; s++) json_object_array_add(st, stage_json(lay, s, &r->stages[s]));
   json_object_object_add(o, "stages", st);
+  json_object_object_add(o, "ops", ops_json(lay, j));
   sim_print_json(o);
   json_object_put(o);
 }
