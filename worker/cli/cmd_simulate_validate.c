@@ -124,16 +124,16 @@ typedef struct {
 } val_row_t;
 
 /* The optional columns, between role and source, each at most once and in any order. */
-enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_TIE, O_COUNT };
+enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_TIE, O_DP_OVERLAP, O_COUNT };
 static const char *const OPT_COLS[O_COUNT] = {"virtual_stages", "tp_overlap", "grad_dtype",
-                                              "tie_embeddings"};
+                                              "tie_embeddings", "dp_overlap"};
 
 /* One row: the job, simulated (optv[o]: the optional column o's field, "" when absent). 0, or
  * -1 with a message naming the row and field. */
 static int val_row(char **f, const char *const *optv, int line, const char *path, val_row_t *out,
                    int explain, char *err, size_t errlen) { /* explain: print the breakdown */
   const char *vstages = optv[O_VSTAGES], *tp_overlap = optv[O_TP_OVERLAP],
-             *grad_dtype = optv[O_GRAD_DTYPE], *tie = optv[O_TIE];
+             *grad_dtype = optv[O_GRAD_DTYPE], *tie = optv[O_TIE], *dp_overlap = optv[O_DP_OVERLAP];
   layout_model_t m;
   const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
   snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
@@ -201,6 +201,11 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
   opt.fused_attention = *f[C_ATTN] ? !strcmp(f[C_ATTN], "fused") : dev.attn_fused_eff > 0;
   opt.zero = zero;
   opt.zero_overlap = zero_overlap;
+  if (*dp_overlap && strcmp(dp_overlap, "0") && strcmp(dp_overlap, "1"))
+    return snprintf(err, errlen, "%s:%d: dp_overlap '%s' (use 0, 1 or leave it empty)", path, line,
+                    dp_overlap),
+           -1;
+  opt.overlap = strcmp(dp_overlap, "0") != 0; /* 0: the gradient buckets after backward */
   if (int_field(vstages, &opt.vstages) || opt.vstages < 1)
     return snprintf(err, errlen, "%s:%d: virtual_stages '%s' is not a whole number >= 1", path,
                     line, vstages),
