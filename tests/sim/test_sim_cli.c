@@ -555,9 +555,9 @@ static void test_validate(const char *csv) {
             "flop_convention,role,tied,source\n",
             "");
   expect_usage_error(args, "column 27 must be 'virtual_stages, tp_overlap, grad_dtype, "
-                           "tie_embeddings, dp_overlap or source' (columns: name, preset, arch,");
+                           "tie_embeddings, dp_overlap, bucket_mb or source' (columns: name, preset, arch,");
   expect_usage_error(args, "role, [virtual_stages,] [tp_overlap,] [grad_dtype,] [tie_embeddings,] "
-                           "[dp_overlap,] source)");
+                           "[dp_overlap,] [bucket_mb,] source)");
   /* the optional dp_overlap column: 0 reduces the gradients after backward (slower where the
    * all-reduce is a large part of the step), a value other than 0, 1 or empty is refused */
   const char *hdr_d = "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,"
@@ -571,6 +571,20 @@ static void test_validate(const char *csv) {
   write_csv(path, hdr_d,
             "d,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,no,me\n");
   expect_usage_error(args, "dp_overlap 'no' (use 0, 1 or leave it empty)");
+  /* the optional bucket_mb column: the job's bucket size, also under 1-overlap (Megatron-Core's
+   * buckets otherwise): 1 MiB buckets pay a ring's latency many times more (slower); a size
+   * outside (0, 1024] is refused */
+  const char *hdr_b = "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,"
+                      "dp,global_batch,micro_batch,precision,recompute,sequence_parallel,attention,"
+                      "zero,measured,unit,flop_convention,role,bucket_mb,source\n";
+  write_csv(path, hdr_b,
+            "b0,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,1-overlap,1000000,tokens/s,,held-out,,me\n"
+            "b1,gpt2-xl,,,,,,,,,h100,64,1,1,64,64,1,bf16,none,no,,1-overlap,1000000,tokens/s,,held-out,1,me\n");
+  double b0, b1;
+  CHECK_TRUE(two_predictions(args, "b0", "b1", &b0, &b1) && b1 < 0.98 * b0);
+  write_csv(path, hdr_b,
+            "b,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,0,1000000,tokens/s,,held-out,0,me\n");
+  expect_usage_error(args, "bucket_mb '0' (use a size in MiB in (0, 1024] or leave it empty)");
   remove(path);
 }
 

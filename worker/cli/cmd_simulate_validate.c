@@ -53,7 +53,7 @@ void sim_print_json(json_object *o) {
   printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
-#define VAL_MAX_FIELDS 32
+#define VAL_MAX_FIELDS 40
 #define VAL_MAX_ROWS 1024
 
 /* Splits a CSV line in place on commas (no quoting); the last column takes the rest of the
@@ -124,16 +124,17 @@ typedef struct {
 } val_row_t;
 
 /* The optional columns, between role and source, each at most once and in any order. */
-enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_TIE, O_DP_OVERLAP, O_COUNT };
+enum { O_VSTAGES, O_TP_OVERLAP, O_GRAD_DTYPE, O_TIE, O_DP_OVERLAP, O_BUCKET_MB, O_COUNT };
 static const char *const OPT_COLS[O_COUNT] = {"virtual_stages", "tp_overlap", "grad_dtype",
-                                              "tie_embeddings", "dp_overlap"};
+                                              "tie_embeddings", "dp_overlap", "bucket_mb"};
 
 /* One row: the job, simulated (optv[o]: the optional column o's field, "" when absent). 0, or
  * -1 with a message naming the row and field. */
 static int val_row(char **f, const char *const *optv, int line, const char *path, val_row_t *out,
                    int explain, char *err, size_t errlen) { /* explain: print the breakdown */
   const char *vstages = optv[O_VSTAGES], *tp_overlap = optv[O_TP_OVERLAP],
-             *grad_dtype = optv[O_GRAD_DTYPE], *tie = optv[O_TIE], *dp_overlap = optv[O_DP_OVERLAP];
+             *grad_dtype = optv[O_GRAD_DTYPE], *tie = optv[O_TIE], *dp_overlap = optv[O_DP_OVERLAP],
+             *bucket_mb = optv[O_BUCKET_MB];
   layout_model_t m;
   const char *preset = *f[C_PRESET] ? f[C_PRESET] : "gpt2";
   snprintf(out->name, sizeof out->name, "%s", f[C_NAME]);
@@ -206,6 +207,16 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
                     dp_overlap),
            -1;
   opt.overlap = strcmp(dp_overlap, "0") != 0; /* 0: the gradient buckets after backward */
+  if (*bucket_mb) { /* the job's gradient bucket, MiB (--bucket-mb) */
+    char *e;
+    double mib = strtod(bucket_mb, &e);
+    if (*e || !(mib > 0 && mib <= 1024))
+      return snprintf(err, errlen, "%s:%d: bucket_mb '%s' (use a size in MiB in (0, 1024] or leave it empty)",
+                      path, line, bucket_mb),
+             -1;
+    opt.bucket_bytes = mib * 1048576.0;
+    opt.bucket_given = 1;
+  }
   if (int_field(vstages, &opt.vstages) || opt.vstages < 1)
     return snprintf(err, errlen, "%s:%d: virtual_stages '%s' is not a whole number >= 1", path,
                     line, vstages),
