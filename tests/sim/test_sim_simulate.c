@@ -512,6 +512,15 @@ static void test_zero_overlap_takes_megatron_buckets(void) {
   CHECK_EQ_INT(sim_run(&lay, &d, c, &o, &mega, err, sizeof err), 0);
   CHECK_EQ_INT(count_buckets(&mega, 1), 2);
   CHECK_EQ_INT(count_buckets(&mega, 0), 3);
+  /* stage 1's chunk-1 bucket starts when that chunk's final backward pass has ended, before the
+   * stage's last pass (chunk 0's) begins, not when chunk 0's first gradients are ready */
+  double first_bucket = -1, last_bwd = -1;
+  for (int i = 0; i < mega.nevents; i++) {
+    const sim_event_t *e = &mega.events[i];
+    if (e->rank == 1 && e->kind == SIM_EV_DP_REDUCE && e->micro == 0) first_bucket = e->start_s;
+    if (e->rank == 1 && e->kind == SIM_EV_BWD && e->start_s > last_bwd) last_bwd = e->start_s;
+  }
+  CHECK_TRUE(first_bucket >= 0 && first_bucket <= last_bwd + 1e-12);
   sim_result_free(&mega);
   sim_costs_free(c, 2);
 }

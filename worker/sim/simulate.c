@@ -1058,22 +1058,25 @@ static void sim_dp_buckets(sim_t *s) {
     const int st = g / s->T, tr = g % s->T;
     const sim_stage_cost_t *c = &s->costs[st];
     for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, tr, st, d);
-    double free_t = 0, busy = 0, pend = 0;
+    double free_t = 0, busy = 0, pend = 0, last_off = 0;
     int bucket = 0, prev_brk = 0, megatron = sim_megatron_buckets(s->opt), open_chunk = 0;
     for (int i = 0; D > 1 && (!s->opt->zero || s->opt->zero_overlap) && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
       double off = at_end ? 0 : c->regions[i].ready_s;
-      /* Megatron-Core: each model chunk has buckets of its own */
+      /* Megatron-Core: each model chunk has buckets of its own; a chunk's last one starts when
+       * its own last region is ready */
       int chunk = at_end ? open_chunk : s->V - 1 - region_chunk_back(s, c, off);
+      int chunk_ends = megatron && !at_end && chunk != open_chunk;
       /* before region i: it is not contiguous with the open bucket, or the end */
-      if (pend > 0 && (prev_brk || at_end || (megatron && chunk != open_chunk))) {
-        free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
+      if (pend > 0 && (prev_brk || at_end || chunk_ends)) {
+        free_t = sim_bucket(s, st, bucket++, pend, chunk_ends ? last_off : off, at_end, free_t, &busy,
+                            &s->interf[g]);
         pend = 0;
       }
       if (at_end) break;
       pend += c->regions[i].bytes;
-      open_chunk = chunk;
+      open_chunk = chunk, last_off = off;
       prev_brk = c->regions[i].brk && !megatron; /* Megatron-Core: one contiguous buffer */
       if (pend >= dp_bucket_bytes(s, st, chunk, 0)) {
         free_t = sim_bucket(s, st, bucket++, pend, off, at_end, free_t, &busy, &s->interf[g]);
