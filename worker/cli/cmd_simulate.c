@@ -222,7 +222,8 @@ static void print_one_json(const sim_job_t *j, const layout_t *lay, const sim_re
   json_object_object_add(o, "rank_map", rank_map_json(lay));
   json_object_object_add(o, "overlap", json_object_new_boolean(j->opt.overlap));
   if (sim_megatron_buckets(&j->opt))
-    json_object_object_add(o, "bucket_params", json_object_new_double(sim_megatron_bucket(0, 0, lay->dp)));
+    json_object_object_add(o, "bucket_params",
+                           json_object_new_double(sim_megatron_bucket(0, 0, lay->dp)));
   else
     json_object_object_add(o, "bucket_bytes", json_object_new_double(j->opt.bucket_bytes));
   if (!r->fits) json_object_object_add(o, "fit_message", json_object_new_string(fitmsg));
@@ -270,7 +271,8 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   char bucket[128];
   if (sim_megatron_buckets(&j->opt))
     snprintf(bucket, sizeof bucket, "Megatron-Core buckets (%.0fM parameters%s)",
-             sim_megatron_bucket(0, 0, lay->dp) / 1e6, lay->pp > 1 ? " on stage 0, one on later stages" : "");
+             sim_megatron_bucket(0, 0, lay->dp) / 1e6,
+             lay->pp > 1 ? " on stage 0, one on later stages" : "");
   else
     snprintf(bucket, sizeof bucket, "bucket %.1f MiB", j->opt.bucket_bytes / 1048576.0);
   if (j->opt.zero && j->opt.zero_overlap)
@@ -307,7 +309,8 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   sim_result_shares(r, sh);
   printf("time shares: compute %.1f%%, tensor-parallel communication %.1f%%, pipeline idle "
          "%.1f%%, exposed communication %.1f%%, optimizer %.1f%%\n",
-         100 * sh[0], 100 * sh[1], 100 * sh[2], 100 * sh[3], 100 * sh[4]);
+         100 * sh[SIM_SHARE_COMPUTE], 100 * sh[SIM_SHARE_TP], 100 * sh[SIM_SHARE_BUBBLE],
+         100 * sh[SIM_SHARE_DP], 100 * sh[SIM_SHARE_OPTIMIZER]);
   printf("memory: peak %s per device (stage %d) of %s: %s\n",
          memory_format_bytes(r->peak_mem_bytes, b1, sizeof b1), r->worst_stage,
          memory_format_bytes(j->capacity_bytes, b2, sizeof b2), r->fits ? "fits" : "DOES NOT FIT");
@@ -410,9 +413,9 @@ static int sweep_add(const sim_job_t *j, const layout_t *lay, const sim_options_
                                      r.tokens_per_s,
                                      r.mfu,
                                      r.hfu,
-                                     sh[1],
-                                     sh[2],
-                                     sh[3],
+                                     sh[SIM_SHARE_TP],
+                                     sh[SIM_SHARE_BUBBLE],
+                                     sh[SIM_SHARE_DP],
                                      r.peak_mem_bytes,
                                      r.fits};
   *fits = r.fits;
@@ -885,8 +888,9 @@ int cmd_simulate(int argc, char **argv) {
       {"--stage-layers", NULL, ARG_STRING, &f.stage_layers, "LIST",
        "explicit layers per stage, e.g. 3,3,2"},
       {"--bucket-mb", NULL, ARG_DOUBLE, &f.bucket_mb, "X",
-       "gradient bucket size in MiB (default 25; with --zero-overlap Megatron-Core's: max(40M, 1M x D) "
-       "parameters on the first stage, one bucket on later ones)", .env = "STRATA_BUCKET_MB", .given = &f.g_bucket},
+       "gradient bucket size in MiB (default 25; with --zero-overlap Megatron-Core's: "
+       "max(40M, 1M x D) parameters on the first stage, one bucket on later ones)",
+       .env = "STRATA_BUCKET_MB", .given = &f.g_bucket},
       {"--no-overlap", NULL, ARG_FLAG, &f.no_overlap, NULL,
        "all-reduce after backward instead of overlapped"},
       {"--device-mem", NULL, ARG_BYTES, &f.device_mem, "BYTES",

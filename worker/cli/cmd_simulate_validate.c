@@ -31,26 +31,30 @@ void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out) {
     fprintf(out, "  %-62s %10.4f s %6.1f%%\n", what[i], sh[i] * r->step_s, 100 * sh[i]);
 }
 
-void sim_print_op_table(const layout_t *lay, const device_t *dev, const sim_options_t *opt, FILE *out) {
+void sim_print_op_table(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
+                        FILE *out) {
   sim_op_time_t ops[3 * LAYOUT_MAX_OPS];
   int n = sim_op_times(lay, dev, opt, ops, (int)(sizeof ops / sizeof ops[0])), rc = 0;
   const double peak = dev->peak_flops[opt->dtype];
-  fprintf(out, "each op on one rank, one micro-batch (every layer of a stage; the embedding on the first "
-               "stage, the head on the last; before TP communication):\n");
-  fprintf(out, "  %-10s %-12s %10s %11s %10s %9s %8s %9s\n", "part", "op", "fwd ms", "bwd ms", "fwd GFLOP",
-          "TFLOP/s", "of peak", "GB/s");
+  fprintf(out, "each op on one rank, one micro-batch (every layer of a stage; the embedding on "
+               "the first stage, the head on the last; before TP communication):\n");
+  fprintf(out, "  %-10s %-12s %10s %11s %10s %9s %8s %9s\n", "part", "op", "fwd ms", "bwd ms",
+          "fwd GFLOP", "TFLOP/s", "of peak", "GB/s");
   for (int i = 0; i < n; i++) {
     const sim_op_time_t *o = &ops[i];
-    const double tf = o->fwd_s > 0 ? o->flops / o->fwd_s / 1e12 : 0, gbs = o->fwd_s > 0 ? o->bytes / o->fwd_s / 1e9 : 0;
+    const double tf = o->fwd_s > 0 ? o->flops / o->fwd_s / 1e12 : 0,
+                 gbs = o->fwd_s > 0 ? o->bytes / o->fwd_s / 1e9 : 0;
     rc |= o->recomputed;
-    fprintf(out, "  %-10s %-12s %10.3f %11.3f %10.2f %9.1f %7.1f%% %9.0f%s\n", o->part, o->name, o->fwd_s * 1e3,
-            o->bwd_s * 1e3, o->flops / 1e9, tf, peak > 0 ? 100 * tf * 1e12 / peak : 0, gbs, o->recomputed ? " *" : "");
+    fprintf(out, "  %-10s %-12s %10.3f %11.3f %10.2f %9.1f %7.1f%% %9.0f%s\n", o->part, o->name,
+            o->fwd_s * 1e3, o->bwd_s * 1e3, o->flops / 1e9, tf, peak > 0 ? 100 * tf * 1e12 / peak : 0,
+            gbs, o->recomputed ? " *" : "");
   }
   if (rc) fprintf(out, "  * run again in backward (recomputation)\n");
 }
 
 void sim_print_json(json_object *o) {
-  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+  printf("%s\n",
+         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 #define VAL_MAX_FIELDS 40
@@ -211,7 +215,8 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
     char *e;
     double mib = strtod(bucket_mb, &e);
     if (*e || !(mib > 0 && mib <= 1024))
-      return snprintf(err, errlen, "%s:%d: bucket_mb '%s' (use a size in MiB in (0, 1024] or leave it empty)",
+      return snprintf(err, errlen,
+                      "%s:%d: bucket_mb '%s' (use a size in MiB in (0, 1024] or leave it empty)",
                       path, line, bucket_mb),
              -1;
     opt.bucket_bytes = mib * 1048576.0;
@@ -334,8 +339,8 @@ static json_object *summary_json(const val_row_t *v, int n, int role) {
 
 /* The whole result as one JSON document (--validate --json). */
 static void print_validate_json(const char *path, const val_row_t *v, int n) {
-  static const char *const part[SIM_NSHARES] = {"compute_s", "tp_comm_s", "pipeline_bubble_s", "dp_comm_s",
-                                      "optimizer_s"};
+  static const char *const part[SIM_NSHARES] = {"compute_s", "tp_comm_s", "pipeline_bubble_s",
+                                                "dp_comm_s", "optimizer_s"};
   json_object *o = json_object_new_object(), *jobs = json_object_new_array();
   json_object_object_add(o, "file", json_object_new_string(path));
   for (int i = 0; i < n; i++) {

@@ -1,5 +1,6 @@
 /* cmd_simulate_validate.h -- `strata simulate --validate FILE.csv`, the `--explain` time
- * breakdown and the JSON printer the simulate command shares (cmd_simulate_validate.c; the CSV format in worker/sim/SIMULATION.md). */
+ * breakdown and op table, and the JSON printer the simulate command shares
+ * (cmd_simulate_validate.c; the CSV format in worker/sim/SIMULATION.md). */
 #ifndef STRATA_CMD_SIMULATE_VALIDATE_H
 #define STRATA_CMD_SIMULATE_VALIDATE_H
 
@@ -23,7 +24,8 @@ void sim_print_explain(const layout_t *lay, const sim_result_t *r, FILE *out);
 /* Each op of a layer, the embedding and the head as the simulation times it (sim_op_times):
  * forward and backward time, forward FLOPs, achieved TFLOP/s, share of the dtype's peak and
  * GB/s, recomputed ops marked. */
-void sim_print_op_table(const layout_t *lay, const device_t *dev, const sim_options_t *opt, FILE *out);
+void sim_print_op_table(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
+                        FILE *out);
 /* Prints a JSON document as every simulate output does (pretty, slashes unescaped). */
 void sim_print_json(json_object *o);
 

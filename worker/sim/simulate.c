@@ -396,7 +396,8 @@ static void stage_ops(const layout_t *lay, const sim_options_t *opt, stage_ops_t
               device_dtype_size(opt->dtype));
   /* FP8 GEMMs in the transformer layers only (Megatron-LM's output layer is not a Transformer
    * Engine module: the logits stay in the compute dtype) */
-  o->fz = (opt->fused_attention ? OP_FUSED_ATTENTION : 0) | (opt->precision == MEM_PREC_FP8 ? OP_FP8_GEMMS : 0);
+  o->fz = (opt->fused_attention ? OP_FUSED_ATTENTION : 0) |
+          (opt->precision == MEM_PREC_FP8 ? OP_FP8_GEMMS : 0);
   o->fze = o->fz & ~OP_FP8_GEMMS;
 }
 
@@ -408,16 +409,22 @@ int sim_op_times(const layout_t *lay, const device_t *dev, const sim_options_t *
     const char *part;
     const layout_op_t *ops;
     int n, kind;
-  } parts[] = {{"layer", so.lops, so.nl, so.fz}, {"embedding", so.eops, so.ne, so.fze}, {"head", so.hops, so.nh, so.fze}};
+  } parts[] = {{"layer", so.lops, so.nl, so.fz},
+               {"embedding", so.eops, so.ne, so.fze},
+               {"head", so.hops, so.nh, so.fze}};
   int n = 0;
   for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++)
     for (int i = 0; i < parts[p].n && n < max; i++, n++) {
       const layout_op_t *o = &parts[p].ops[i];
       /* a fused attention kernel keeps its score matrices on chip */
       double elems = o->elems - ((parts[p].kind & OP_FUSED_ATTENTION) ? o->scores_elems : 0);
-      out[n] = (sim_op_time_t){o->name, parts[p].part, op_time(dev, opt->dtype, o, 1, parts[p].kind),
-                               op_time(dev, opt->dtype, o, 2, parts[p].kind), o->flops,
-                               elems * device_dtype_size(opt->dtype), recomputed(opt->recompute, o->name) && p == 0};
+      out[n] = (sim_op_time_t){o->name,
+                               parts[p].part,
+                               op_time(dev, opt->dtype, o, 1, parts[p].kind),
+                               op_time(dev, opt->dtype, o, 2, parts[p].kind),
+                               o->flops,
+                               elems * device_dtype_size(opt->dtype),
+                               p == 0 && recomputed(opt->recompute, o->name)};
     }
   return n;
 }

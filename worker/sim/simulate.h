@@ -267,7 +267,14 @@ int sim_simulate(const layout_t *lay, const device_t *dev, const sim_options_t *
 /* The step's five shares in sim_print_explain's order (compute, tensor-parallel communication,
  * pipeline bubble, exposed data-parallel communication, optimizer); shares are differences of
  * times, so a rounding residue below zero reads as 0. */
-#define SIM_NSHARES 5
+enum {
+  SIM_SHARE_COMPUTE,
+  SIM_SHARE_TP,
+  SIM_SHARE_BUBBLE,
+  SIM_SHARE_DP,
+  SIM_SHARE_OPTIMIZER,
+  SIM_NSHARES
+};
 void sim_result_shares(const sim_result_t *r, double shares[SIM_NSHARES]);
 
 void sim_result_free(sim_result_t *res);
