@@ -659,6 +659,14 @@ static void test_zero_overlap_buckets(void) {
   expect_ok_containing(job, "Megatron-Core buckets (48M parameters on stage 0, one on later stages)");
   snprintf(args, sizeof args, "%s --bucket-mb 25", job);
   expect_ok_containing(args, "bucket 25.0 MiB reduce-scatters");
+  snprintf(args, sizeof args, "%s --virtual-stages 2", job);
+  expect_ok_containing(args, "(48M parameters on stage 0's first chunk, one on every other chunk)");
+  /* STRATA_BUCKET_MB asks for a size as --bucket-mb does; empty, it is unset (env.h) */
+  setenv("STRATA_BUCKET_MB", "10", 1);
+  expect_ok_containing(job, "bucket 10.0 MiB reduce-scatters");
+  setenv("STRATA_BUCKET_MB", "", 1);
+  expect_ok_containing(job, "Megatron-Core buckets (48M parameters");
+  unsetenv("STRATA_BUCKET_MB");
 }
 
 /* --explain lists each op as the simulation times it: a qkv row with its times, FLOPs and a

@@ -272,7 +272,9 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
   if (sim_megatron_buckets(&j->opt))
     snprintf(bucket, sizeof bucket, "Megatron-Core buckets (%.0fM parameters%s)",
              sim_megatron_bucket(0, 0, lay->dp) / 1e6,
-             lay->pp > 1 ? " on stage 0, one on later stages" : "");
+             j->opt.vstages > 1 && lay->pp > 1 ? " on stage 0's first chunk, one on every other chunk"
+             : lay->pp > 1                     ? " on stage 0, one on later stages"
+                                               : "");
   else
     snprintf(bucket, sizeof bucket, "bucket %.1f MiB", j->opt.bucket_bytes / 1048576.0);
   if (j->opt.zero && j->opt.zero_overlap)

@@ -22,9 +22,9 @@ sim_options_t sim_options_default(void) {
   o.zero_overlap = 0;
   o.overlap = 1;
   double mb; /* a bad STRATA_BUCKET_MB is refused by strata at start-up (worker/base/env.c) */
-  env_read_double("STRATA_BUCKET_MB", SIM_DEFAULT_BUCKET_MB, &mb, NULL, 0);
-  o.bucket_bytes = mb * 1024 * 1024;
-  o.bucket_given = getenv("STRATA_BUCKET_MB") != NULL;
+  env_read_double("STRATA_BUCKET_MB", NAN, &mb, NULL, 0); /* NAN: unset or empty */
+  o.bucket_given = !isnan(mb);
+  o.bucket_bytes = (o.bucket_given ? mb : SIM_DEFAULT_BUCKET_MB) * 1024 * 1024;
   o.dtype = DEV_BF16;
   o.record_events = 0;
   o.sequence_parallel = 0;

@@ -49,12 +49,6 @@
 
 #define SIM_DEFAULT_BUCKET_MB 25.0 /* PyTorch DDP's bucket size; STRATA_BUCKET_MB / --bucket-mb */
 
-/* Megatron-Core's DDP buckets (distributed_data_parallel.py; training.py), in parameters, for
- * model chunk `chunk` (interleaved schedule; else 0) of pipeline stage `stage` with D replicas:
- * max(40M, 1M x D) for the first chunk of the first stage ("large enough to remain
- * bandwidth-bound"), unbounded (one bucket) on later stages and later chunks, whose reduction
- * overlaps compute anyway. */
-double sim_megatron_bucket(int stage, int chunk, int D);
 #define SIM_NORM_BYTES 8.0 /* the gradient-norm all-reduce: one double (grad_sync.c) */
 
 typedef struct {
@@ -118,6 +112,12 @@ sim_options_t sim_options_default(void);
 /* 1 when the DP buckets are Megatron-Core's (sim_megatron_bucket): ZeRO-1 with zero_overlap and
  * no bucket size asked for. */
 int sim_megatron_buckets(const sim_options_t *o);
+/* Megatron-Core's DDP buckets (distributed_data_parallel.py; training.py), in parameters, for
+ * model chunk `chunk` (interleaved schedule; else 0) of pipeline stage `stage` with D replicas:
+ * max(40M, 1M x D) for the first chunk of the first stage ("large enough to remain
+ * bandwidth-bound"), unbounded (one bucket) on later stages and later chunks, whose reduction
+ * overlaps compute anyway. */
+double sim_megatron_bucket(int stage, int chunk, int D);
 /* The memory model's options for a simulation's (schedule, ZeRO, bucket, SP, recompute, dtype). */
 mem_options_t sim_mem_options(const sim_options_t *opt);
 /* Checks tensor parallelism against the model: T divides the heads; sequence parallelism
