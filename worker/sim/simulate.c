@@ -15,7 +15,7 @@
 #include <string.h>
 
 sim_options_t sim_options_default(void) {
-  sim_options_t o;
+  sim_options_t o = {0}; /* every field not set below is off (grad_bf16, tp_overlap) */
   o.kind = SCHED_1F1B;
   o.vstages = 1;
   o.zero = 0;
