@@ -199,6 +199,15 @@ static double fp8_cast_time(const device_t *dev, device_dtype_t dt, const layout
                              : device_op_time(dev, dt, 0, 4 * elems);
 }
 
+/* A fused (flash-style) attention's FLOPs: its backward keeps no scores, so it computes them
+ * again from Q and K before the four products of the gradients: five score-sized GEMMs against
+ * the forward's two, 2.5x the forward's FLOPs (Dao 2023, FlashAttention-2; its repository's
+ * benchmarks/benchmark_flash_attention.py counts a backward as 2.5 forwards, and the device
+ * profiles' attn_fused_eff is measured in that count). */
+static double fused_attention_flops(double fwd_flops, double mult) {
+  return mult > 1 ? 1.25 * mult * fwd_flops : mult * fwd_flops;
+}
+
 /* Time of one op (mult = 1 forward, 2 backward: twice the flops and bytes). Without an
  * efficiency model the roofline. With one: a GEMM at device_matmul_eff of its shape; the
  * attention fused (flash-style: at attn_fused_eff, without the score traffic) or unfused (its
@@ -214,7 +223,8 @@ static double op_time(const device_t *dev, device_dtype_t dt, const layout_op_t 
   const double cast = fp8 ? fp8_cast_time(dev, dt, o, mult) : 0;
   if (!device_has_eff(dev)) return device_op_time(dev, mt, f, bytes) + cast;
   if (o->scores_elems > 0 && (kind & OP_FUSED_ATTENTION))
-    return device_op_time_eff(dev, dt, f, mult * (o->elems - o->scores_elems) * E,
+    return device_op_time_eff(dev, dt, fused_attention_flops(o->flops, mult),
+                              mult * (o->elems - o->scores_elems) * E,
                               dev->attn_fused_eff > 0
                                   ? dev->attn_fused_eff
                                   : device_matmul_eff(dev, o->mm_m, o->mm_n, o->mm_k, o->mm_count));

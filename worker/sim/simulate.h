@@ -183,7 +183,7 @@ typedef struct {
   const char *name;  /* the op list's name: "qkv", "attention", "gelu", "logits", ... */
   const char *part;  /* "layer" (each transformer layer), "embedding" or "head" */
   double fwd_s;      /* forward seconds */
-  double bwd_s;      /* backward seconds (twice the forward's work) */
+  double bwd_s;      /* backward seconds (twice the forward's work; 2.5x a fused attention's) */
   double flops;      /* forward FLOPs */
   double bytes;      /* forward bytes read and written */
   int recomputed;    /* 1: backward runs the forward again first (the options' recompute) */
