@@ -451,29 +451,31 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   stage_ops(lay, opt, &so);
   const layout_op_t *lops = so.lops, *eops = so.eops, *hops = so.hops;
   const int nl = so.nl, ne = so.ne, nh = so.nh, fz = so.fz, fze = so.fze;
-  /* the math of one micro-batch on one rank (roofline) */
-  double lf0 = ops_time(dev, dt, lops, nl, 1, fz), lb0 = ops_time(dev, dt, lops, nl, 2, fz);
+  /* the math of one micro-batch on one rank (roofline); each forward op timed once, as the
+   * recomputation and the TP overlaps below pick single ops from the same times */
+  double lt[LAYOUT_MAX_OPS], ht[LAYOUT_MAX_OPS], lf0 = 0, hf0 = 0;
+  for (int i = 0; i < nl; i++) lf0 += lt[i] = op_time(dev, dt, &lops[i], 1, fz);
+  for (int i = 0; i < nh; i++) hf0 += ht[i] = op_time(dev, dt, &hops[i], 1, fze);
+  double lb0 = ops_time(dev, dt, lops, nl, 2, fz), hb0 = ops_time(dev, dt, hops, nh, 2, fze);
   double ef0 = ops_time(dev, dt, eops, ne, 1, fze), eb0 = ops_time(dev, dt, eops, ne, 2, fze);
-  double hf0 = ops_time(dev, dt, hops, nh, 1, fze), hb0 = ops_time(dev, dt, hops, nh, 2, fze);
   double lfl = layout_ops_flops(lops, nl), efl = layout_ops_flops(eops, ne),
          hfl = layout_ops_flops(hops, nh);
   /* recomputation in backward: the forward of the ops it re-runs */
   double rc_s = 0, rc_flops = 0;
   for (int i = 0; i < nl; i++)
-    if (recomputed(opt->recompute, lops[i].name))
-      rc_s += ops_time(dev, dt, &lops[i], 1, 1, fz), rc_flops += lops[i].flops;
+    if (recomputed(opt->recompute, lops[i].name)) rc_s += lt[i], rc_flops += lops[i].flops;
   /* the column- and row-parallel products' forward GEMMs (--tp-overlap, --tp-comm-overlap) */
   double col_f[2] = {0, 0}, row_f[2] = {0, 0}, head_f = 0;
   int ncol = 0, nrow = 0;
   for (int i = 0; i < nl; i++) {
     const char *on = lops[i].name;
     if (ncol < 2 && (!strcmp(on, "qkv") || !strcmp(on, "fc") || !strcmp(on, "gate_up")))
-      col_f[ncol++] = op_time(dev, dt, &lops[i], 1, fz);
+      col_f[ncol++] = lt[i];
     if (nrow < 2 && (!strcmp(on, "attproj") || !strcmp(on, "fcproj") || !strcmp(on, "down")))
-      row_f[nrow++] = op_time(dev, dt, &lops[i], 1, fz);
+      row_f[nrow++] = lt[i];
   }
   for (int i = 0; i < nh; i++)
-    if (!strcmp(hops[i].name, "logits")) head_f = op_time(dev, dt, &hops[i], 1, fze);
+    if (!strcmp(hops[i].name, "logits")) head_f = ht[i];
   double opt_bytes, opt_flops, E;
   sim_precision_costs(opt->precision, &opt_bytes, &opt_flops, &E); /* E: gradient bytes */
   const double E_param = sim_precision_weight_bytes(opt->precision); /* ZeRO's all-gather */
