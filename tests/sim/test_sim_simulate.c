@@ -578,6 +578,88 @@ static void test_op_times_add_up_to_the_stage(void) {
   }
 }
 
+/* The forward and backward of one layer of lay as sim_op_times lists them (T = 1: no TP). */
+static void layer_times(const layout_t *lay, const device_t *d, const sim_options_t *o, double *f,
+                        double *b) {
+  sim_op_time_t ops[3 * LAYOUT_MAX_OPS];
+  int n = sim_op_times(lay, d, o, ops, (int)(sizeof ops / sizeof ops[0]));
+  *f = *b = 0;
+  for (int i = 0; i < n; i++)
+    if (!strcmp(ops[i].part, "layer")) *f += ops[i].fwd_s, *b += ops[i].bwd_s;
+}
+
+/* ZeRO-3 (FSDP FULL_SHARD), gpt3-1.3b over 8 replicas, 2 micro-batches: every micro-batch each
+ * layer's bf16 parameters are gathered before its forward and its backward and its fp32
+ * gradients reduce-scattered after its backward, the root unit's (embedding, head) with the first
+ * layer's. Inside an h100 instance a layer's gather hides behind the previous layer's compute, so
+ * the exposed time is exactly the first gather of each pass and the last reduce-scatter; over a
+ * 1 GB/s link the rest shows too. No reduction or gather at the end of the step; the exposed
+ * time counts as data-parallel communication; weights and gradients are split 8 ways but for
+ * two layers' weights and one layer's gradients. */
+static void test_full_shard(void) {
+  device_t d;
+  layout_t lay;
+  char err[256];
+  preset_on("gpt3-1.3b", "h100", 1, 1, 8, 2, 32, &d, &lay);
+  sim_options_t o = sim_options_default();
+  o.precision = MEM_PREC_BF16;
+  o.memory = MEM_ACCOUNT_MIXED;
+  o.fused_attention = 1;
+  const int L = lay.model.layers;
+  const double lp = (double)layout_rank_layer_params(&lay.model, 1),
+               params = (double)layout_rank_params(&lay, 0), x = params - L * lp;
+  int ranks[8];
+  for (int i = 0; i < 8; i++) ranks[i] = layout_rank(&lay, 0, 0, i);
+  for (int slow_link = 0; slow_link < 2; slow_link++) {
+    if (slow_link) d.chips_per_instance = 1, d.inter_Bps = 1e9;
+    double f, b;
+    layer_times(&lay, &d, &o, &f, &b);
+    double ag = device_allgather_time(&d, ranks, 8, 2 * lp),
+           ag1 = device_allgather_time(&d, ranks, 8, 2 * (lp + x)),
+           rs = device_reduce_scatter_time(&d, ranks, 8, 4 * lp),
+           rs1 = device_reduce_scatter_time(&d, ranks, 8, 4 * (lp + x));
+    CHECK_TRUE(slow_link ? ag > f : ag < f);
+    sim_stage_cost_t *c1 = NULL, *c3 = NULL;
+    o.zero = 1;
+    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c1), 0);
+    o.zero = MEM_ZERO_FULL_SHARD;
+    CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c3), 0);
+    if (!c1 || !c3) return;
+    CHECK_NEAR(c1[0].fwd_dp_s + c1[0].bwd_dp_s, 0, 0);
+    CHECK_NEAR(c3[0].fwd_dp_s, ag1 + (L - 1) * fmax(0, ag - f), 1e-9 * c3[0].fwd_dp_s);
+    CHECK_NEAR(c3[0].bwd_dp_s, ag + (L - 1) * fmax(0, ag + rs - b) + rs1, 1e-9 * c3[0].bwd_dp_s);
+    /* the hidden gathers slow the compute they run beside */
+    CHECK_NEAR(c3[0].fwd_s - c1[0].fwd_s,
+               c3[0].fwd_dp_s + d.overlap_slowdown * (L - 1) * fmin(ag, f), 1e-9 * c3[0].fwd_s);
+    o.record_events = 1;
+    sim_result_t r;
+    CHECK_EQ_INT(sim_run(&lay, &d, c3, &o, &r, err, sizeof err), 0);
+    int step_end = 0;
+    for (int i = 0; i < r.nevents; i++)
+      step_end += r.events[i].kind == SIM_EV_DP_REDUCE || r.events[i].kind == SIM_EV_ALLGATHER;
+    CHECK_EQ_INT(step_end, 0);
+    /* two micro-batches' exposed gathers, and the gradient norm's tiny all-reduce */
+    double dp = 2 * (c3[0].fwd_dp_s + c3[0].bwd_dp_s), shown = r.exposed_comm_share * r.step_s;
+    CHECK_TRUE(shown >= dp * (1 - 1e-9) && shown < dp + 1e-3);
+    sim_result_free(&r);
+    o.record_events = 0;
+    sim_costs_free(c1, 1);
+    sim_costs_free(c3, 1);
+  }
+  mem_stage_t m1, m3;
+  o.zero = 1;
+  mem_options_t mo = sim_mem_options(&o);
+  memory_stage_opt(&lay, 0, &mo, &m1);
+  o.zero = MEM_ZERO_FULL_SHARD;
+  mo = sim_mem_options(&o);
+  memory_stage_opt(&lay, 0, &mo, &m3);
+  CHECK_NEAR(m1.params_bytes, 2 * params, 0);
+  CHECK_NEAR(m3.params_bytes, 2 * (ceil(params / 8) + 2 * lp + x), 0);
+  CHECK_NEAR(m3.grads_bytes, 4 * (ceil(params / 8) + lp + x), 0);
+  CHECK_NEAR(m3.optimizer_bytes, m1.optimizer_bytes, 0);
+  CHECK_TRUE(m3.total_bytes < m1.total_bytes);
+}
+
 static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
   layout_model_t m;
   layout_model_preset("gpt2", &m);
@@ -811,6 +893,7 @@ int main(void) {
   test_zero_gathers_the_weights_bytes();
   test_zero_overlap_takes_megatron_buckets();
   test_op_times_add_up_to_the_stage();
+  test_full_shard();
   test_dropout_loss_and_score_traffic();
   return test_finish("sim_simulate");
 }

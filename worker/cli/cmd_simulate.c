@@ -60,7 +60,7 @@ static const char *USAGE =
     "Memory: --memory strata (default) counts Strata's own fp32 buffers, --memory mixed\n"
     "Megatron-style mixed precision in --dtype (worker/sim/SIMULATION.md). --sweep tries every\n"
     "T dividing the heads up to an instance's chips (beyond it, with a warning, only when none\n"
-    "of those fits), P, D, M, interleaving (--virtual-stages 1, 2, 4), ZeRO, sequence parallelism\n"
+    "of those fits), P, D, M, interleaving (--virtual-stages 1, 2, 4), ZeRO 0 and 1, sequence parallelism\n"
     "and the least recomputation that fits; a given --tp, --sequence-parallel, --recompute or\n"
     "--virtual-stages is held fixed. Bucket size default 25 MiB (env STRATA_BUCKET_MB; with\n"
     "--zero-overlap Megatron-Core's buckets). Exit status 2 on invalid input.";
@@ -277,7 +277,12 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
                                                : "");
   else
     snprintf(bucket, sizeof bucket, "bucket %.1f MiB", j->opt.bucket_bytes / 1048576.0);
-  if (j->opt.zero && j->opt.zero_overlap)
+  if (j->opt.zero == MEM_ZERO_FULL_SHARD)
+    printf("schedule: %s%s, ZeRO-3 (FSDP FULL_SHARD): each layer's parameters gathered before its "
+           "forward and its backward, its gradients reduce-scattered after its backward, every "
+           "micro-batch, the next layer's gather beside the compute\n",
+           schedule_kind_name(j->opt.kind), vs);
+  else if (j->opt.zero && j->opt.zero_overlap)
     printf("schedule: %s%s, ZeRO-1 overlapped: %s reduce-scatters %s backward, "
            "parameter all-gather beside the next forward\n",
            schedule_kind_name(j->opt.kind), vs, bucket, j->opt.overlap ? "overlapped with" : "after");
@@ -717,6 +722,18 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
   j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
   if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
+  if (f->zero == 2) {
+    strata_error("simulate: --zero 2 (gradients sharded, parameters whole) is not modelled; use "
+                 "--zero 1 (optimizer state sharded) or --zero 3 (FSDP FULL_SHARD: parameters, "
+                 "gradients and optimizer state)");
+    return 2;
+  }
+  if (f->zero == MEM_ZERO_FULL_SHARD && (f->zero_overlap || f->sweep)) {
+    strata_error("simulate: --zero 3 gathers and reduce-scatters layer by layer, beside the compute; "
+                 "drop %s (it applies to ZeRO-1)",
+                 f->zero_overlap ? "--zero-overlap" : "--sweep, which tries ZeRO 0 and 1,");
+    return 2;
+  }
   if (f->zero_overlap && !f->zero && !f->sweep) {
     strata_error("simulate: --zero-overlap overlaps ZeRO-1's reduce-scatter and all-gather; add "
                  "--zero 1 (or --sweep, whose ZeRO-1 layouts it then applies to)");
@@ -871,7 +888,11 @@ int cmd_simulate(int argc, char **argv) {
        "interleaved 1F1B (Megatron-LM's virtual pipeline): V chunks of layers per stage, the "
        "bubble V times smaller; needs --pp > 1, 1f1b and M a multiple of P (default 1)",
        .min = 1, .max = 1 << 10, .given = &f.g_vstages},
-      {"--zero", NULL, ARG_INT, &f.zero, "0|1", "ZeRO-1 optimizer sharding (default 0)", .min = 0, .max = 1},
+      {"--zero", NULL, ARG_INT, &f.zero, "0|1|3",
+       "1: ZeRO-1, the optimizer state sharded over the replicas; 3: ZeRO-3 as PyTorch FSDP's "
+       "FULL_SHARD, parameters and gradients too, gathered and reduce-scattered layer by layer "
+       "every micro-batch (default 0)",
+       .min = 0, .max = 3},
       {"--zero-overlap", NULL, ARG_FLAG, &f.zero_overlap, NULL,
        "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
        "--overlap-param-gather: bucketed reduce-scatters overlapping backward (Megatron-Core's "

@@ -213,6 +213,21 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
   return w;
 }
 
+/* ZeRO-3 (FSDP FULL_SHARD) on stage s with wb / gb bytes per parameter of weights and
+ * gradients: each rank keeps its 1/D shard of both, plus, while it computes, two layers'
+ * parameters whole (the one computing and the next, gathered ahead) and one layer's gradients
+ * before their reduce-scatter; the root unit (embedding, head) stays whole from its forward to
+ * its backward. With D = 1 nothing is split. Replaces the whole-model weights and gradients
+ * already in out (an FP8 job's weight copies stay as counted). */
+static void full_shard_bytes(const layout_t *lay, int s, double wb, double gb, mem_stage_t *out) {
+  const double params = (double)layout_rank_params(lay, s), D = lay->dp;
+  if (D <= 1) return;
+  const double lp = (double)layout_rank_layer_params(&lay->model, lay->tp);
+  const double root = params - layout_stage_layers(lay, s) * lp, shard = ceil(params / D);
+  out->params_bytes += wb * (shard + 2 * lp + root - params);
+  out->grads_bytes += gb * (shard + lp + root - params);
+}
+
 void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_stage_t *out) {
   const layout_model_t *m = &lay->model;
   const int mixed = o->accounting == MEM_ACCOUNT_MIXED, sp = o->sequence_parallel && lay->tp > 1;
@@ -230,10 +245,12 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
                            (double)layout_rank_layer_params(m, lay->tp);
     out->grads_bytes = gb * params;
     out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);
+    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, wb, gb, out);
   } else {
     out->params_bytes = E * params;
     out->grads_bytes = E * params;
     out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / lay->dp) : params);
+    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, E, E, out);
   }
   const int V = o->vstages > 1 && lay->pp > 1 ? o->vstages : 1;
   out->in_flight = V > 1 ? schedule_in_flight_interleaved(lay->pp, lay->micro, V, s)
@@ -246,7 +263,9 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
     if ((s == 0 || s == lay->pp - 1) && layout_model_tied(m))
       comm += G * Vp * C / t; /* tied wte exchange */
   }
-  if (o->zero && !mixed) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
+  if (o->zero == MEM_ZERO_FULL_SHARD) /* the gathers' and reduce-scatters' buffers: counted above */
+    ;
+  else if (o->zero && !mixed) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
     comm += 2 * E * ceil(params / lay->dp) * lay->dp;
   else if (!o->zero && lay->dp > 1)
     comm += o->bucket_bytes < out->grads_bytes ? o->bucket_bytes : out->grads_bytes;
@@ -307,11 +326,13 @@ static void suggest_try(const layout_t *lay, const layout_t *cand, const mem_opt
   const int sp_lo = vary ? 0 : (T > 1 ? o->sequence_parallel : 0);
   const int sp_hi = vary ? (T > 1) : sp_lo;
   const int rc_lo = vary ? 0 : (int)o->recompute, rc_hi = vary ? MEM_RECOMPUTE_COUNT - 1 : rc_lo;
+  /* ZeRO 0 and 1 (what strata train runs); a ZeRO-3 job keeps its ZeRO-3 */
+  const int z_lo = o->zero == MEM_ZERO_FULL_SHARD ? o->zero : 0, z_hi = z_lo ? z_lo : 1;
   for (int sp = sp_lo; sp <= sp_hi; sp++) {
     if (sp && cand->model.ctx % T) continue; /* the sequence must split evenly */
     for (int rc = rc_lo; rc <= rc_hi; rc++)
       for (int k = 0; k < 2; k++)
-        for (int z = 0; z < 2; z++) {
+        for (int z = z_lo; z <= z_hi; z++) {
           mem_options_t c = *o;
           c.kind = (sched_kind_t)k;
           c.zero = z;
@@ -434,9 +455,10 @@ int memory_fit_check_opt(const layout_t *lay, const mem_options_t *o, const mem_
   } else {
     snprintf(msg + n, msglen - (size_t)n,
              "No layout of %d nodes with global batch %d fits (tried every T x P x D with T "
-             "dividing the %d heads, micro-batch count, GPipe/1F1B and ZeRO 0/1%s): use more "
+             "dividing the %d heads, micro-batch count, GPipe/1F1B and %s%s): use more "
              "nodes, a smaller batch or a smaller model.",
              lay->world, lay->batch, lay->model.heads,
+             o->zero == MEM_ZERO_FULL_SHARD ? "ZeRO-3" : "ZeRO 0/1",
              vary ? ", sequence parallelism and recomputation" : "");
   }
   return -1;

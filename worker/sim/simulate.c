@@ -411,6 +411,40 @@ static void stage_ops(const layout_t *lay, const sim_options_t *opt, stage_ops_t
   o->fze = o->fz & ~OP_FP8_GEMMS;
 }
 
+/* ZeRO-3 as PyTorch FSDP's FULL_SHARD runs it (MEM_ZERO_FULL_SHARD) on stage s, one micro-batch
+ * of k layers of f / b seconds each (forward / backward, TP included). Each layer is a unit: its
+ * parameters (w bytes on a rank, in the weights' dtype) are all-gathered over the stage's DP group
+ * before its forward and again before its backward (the forward freed them), its gradients
+ * (g bytes) reduce-scattered after its backward. The root unit (embedding, final norm, head: xw
+ * and xg bytes) is gathered with the first layer and stays whole through backward; its
+ * gradients are reduce-scattered with the first layer's, last. FSDP issues the next unit's
+ * gather when a unit starts (forward and backward prefetch), so a layer's gather -- in backward
+ * with the reduce-scatter of the layer after it, on the same link -- runs beside the previous
+ * layer's compute; the first gather of each pass and the last reduce-scatter are exposed.
+ * out: exposed forward and backward seconds, then the forward's and the backward's overlapped
+ * seconds (their interference). 0 ok, -1 OOM. */
+static int full_shard_comm(const layout_t *lay, const device_t *dev, int s, int k, double f,
+                           double b, double w, double g, double xw, double xg, double out[4]) {
+  const int D = lay->dp;
+  int *ranks = malloc(sizeof(int) * (size_t)D);
+  if (!ranks) return -1;
+  double ag = 0, ag_first = 0, rs = 0, rs_last = 0; /* the slowest of the stage's T groups */
+  for (int t = 0; t < lay->tp; t++) {
+    for (int d = 0; d < D; d++) ranks[d] = layout_rank(lay, t, s, d);
+    double v[4] = {device_allgather_time(dev, ranks, D, w), device_allgather_time(dev, ranks, D, w + xw),
+                   device_reduce_scatter_time(dev, ranks, D, g),
+                   device_reduce_scatter_time(dev, ranks, D, g + xg)};
+    ag = fmax(ag, v[0]), ag_first = fmax(ag_first, v[1]), rs = fmax(rs, v[2]), rs_last = fmax(rs_last, v[3]);
+  }
+  free(ranks);
+  const double between = k > 1 ? k - 1 : 0; /* the gathers that run beside a layer's compute */
+  out[0] = ag_first + between * fmax(0, ag - f);
+  out[1] = ag + between * fmax(0, ag + rs - b) + rs_last;
+  out[2] = between * fmin(ag, f);
+  out[3] = between * fmin(ag + rs, b);
+  return 0;
+}
+
 int sim_op_times(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                  sim_op_time_t *out, int max) {
   stage_ops_t so;
@@ -528,6 +562,17 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     c->bwd_flops = 2 * c->fwd_flops + k * rc_flops;
     c->act_bytes = (double)b * T * C * device_dtype_size(dt) / (sp ? t : 1);
     double params = (double)layout_rank_params(lay, s);
+    c->fwd_dp_s = c->bwd_dp_s = 0;
+    if (opt->zero == MEM_ZERO_FULL_SHARD && lay->dp > 1) {
+      double lp = (double)layout_rank_layer_params(m, tp), x = params - k * lp, z[4];
+      if (full_shard_comm(lay, dev, s, k, lf, lb, E_param * lp, E * lp, E_param * x, E * x, z)) {
+        sim_costs_free(costs, P);
+        return -1;
+      }
+      c->fwd_dp_s = z[0], c->bwd_dp_s = z[1];
+      c->fwd_s += z[0] + slow * z[2];
+      c->bwd_s += z[1] + slow * z[3];
+    }
     double opt_params = opt->zero ? ceil(params / lay->dp) : params;
     c->opt_s = device_has_eff(dev)
                    ? device_op_time_eff(dev, DEV_FP32, opt_flops * opt_params, opt_bytes * opt_params, 1)
@@ -1079,7 +1124,9 @@ static void sim_dp_buckets(sim_t *s) {
     for (int d = 0; d < D; d++) s->group[d] = layout_rank(s->lay, tr, st, d);
     double free_t = 0, busy = 0, pend = 0, last_off = 0;
     int bucket = 0, prev_brk = 0, megatron = sim_megatron_buckets(s->opt), open_chunk = 0;
-    for (int i = 0; D > 1 && (!s->opt->zero || s->opt->zero_overlap) && i <= c->nregions; i++) {
+    const int buckets = D > 1 && (!s->opt->zero || s->opt->zero_overlap) &&
+                        s->opt->zero != MEM_ZERO_FULL_SHARD; /* ZeRO-3: per layer, in the costs */
+    for (int i = 0; buckets && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
       double off = at_end ? 0 : c->regions[i].ready_s;
@@ -1145,6 +1192,7 @@ static double sim_group_ready(sim_t *s, int st, int tr) {
  * everything. */
 static void sim_dp_after(sim_t *s) {
   const int D = s->D, whole = s->opt->zero && !s->opt->zero_overlap;
+  if (s->opt->zero == MEM_ZERO_FULL_SHARD) return; /* every gradient reduce-scattered by its layer */
   for (int g = 0; g < s->P * s->T && D > 1; g++) {
     const int st = g / s->T;
     const sim_stage_cost_t *c = &s->costs[st];
@@ -1211,7 +1259,8 @@ static void sim_optimizer(sim_t *s) {
     s->final_t[r] = s->opt_start[r] + s->costs[st].opt_s;
     record(s, r, SIM_EV_OPTIMIZER, -1, s->opt_start[r], s->final_t[r]);
   }
-  if (!(s->opt->zero && s->D > 1)) return;
+  if (!(s->opt->zero && s->D > 1) || s->opt->zero == MEM_ZERO_FULL_SHARD) return; /* ZeRO-3 gathers
+                                                                                   per layer */
   double late = 0;
   for (int g = 0; g < s->P * s->T; g++) {
     const int st = g / s->T;
@@ -1263,9 +1312,10 @@ static void sim_results(sim_t *s) {
                      (s->final_t[r] - s->opt_start[r] - opt_s);
     double idle = step - s->st[r].busy - exposed - opt_s;
     double tp_s = s->M * (c->fwd_tp_s + c->bwd_tp_s); /* inside busy: the math waits for it */
-    sr->compute_s += (s->st[r].busy - tp_s) / (D * T);
+    double dp_s = s->M * (c->fwd_dp_s + c->bwd_dp_s);  /* ZeRO-3's exposed gathers, likewise */
+    sr->compute_s += (s->st[r].busy - tp_s - dp_s) / (D * T);
     sr->tp_comm_s += tp_s / (D * T);
-    sr->exposed_comm_s += exposed / (D * T);
+    sr->exposed_comm_s += (exposed + dp_s) / (D * T);
     sr->idle_s += idle / (D * T);
     sr->optimizer_s = opt_s;
     sr->fwd_s = c->fwd_s;

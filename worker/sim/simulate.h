@@ -56,7 +56,11 @@ typedef struct {
   int vstages;          /* > 1: Megatron-LM's interleaved 1F1B, that many model chunks per stage
                            (needs kind 1F1B, P > 1, M a multiple of P and at least vstages
                            layers per stage); 1: none */
-  int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather */
+  int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather;
+                           MEM_ZERO_FULL_SHARD (3): ZeRO-3 as PyTorch FSDP's FULL_SHARD runs it,
+                           parameters, gradients and optimizer state split D ways, each layer's
+                           parameters gathered for its forward and again for its backward and
+                           its gradients reduce-scattered, every micro-batch (full_shard_comm) */
   int zero_overlap;     /* with zero 1: the reduce-scatter in buckets overlapping backward, as the
                            all-reduce's, and the all-gather overlapping the next step's forward
                            (Megatron-LM's distributed optimizer with --overlap-grad-reduce
@@ -163,6 +167,8 @@ typedef struct {
   double fwd_s, bwd_s;         /* time of one micro-batch: compute, TP communication and (bwd)
                                   recomputation */
   double fwd_tp_s, bwd_tp_s;   /* the tensor-parallel communication inside fwd_s / bwd_s */
+  double fwd_dp_s, bwd_dp_s;   /* ZeRO-3: the exposed part of the layers' parameter gathers and
+                                  gradient reduce-scatters inside fwd_s / bwd_s (0 otherwise) */
   double fwd_flops, bwd_flops; /* FLOPs one rank executes per micro-batch (the op counts;
                                   bwd includes recomputation) */
   double act_bytes;            /* activation (and its gradient) message size */
