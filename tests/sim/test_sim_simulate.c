@@ -654,7 +654,16 @@ static void test_full_shard(void) {
   mo = sim_mem_options(&o);
   memory_stage_opt(&lay, 0, &mo, &m3);
   CHECK_NEAR(m1.params_bytes, 2 * params, 0);
+  /* bf16 with an fp32 master copy: the shard is the master copy (in the optimizer's 12 bytes),
+   * the bf16 weights exist only gathered */
+  CHECK_NEAR(m3.params_bytes, 2 * (2 * lp + x), 0);
+  o.precision = MEM_PREC_BF16_SR; /* no master copy: the shard is the bf16 weights themselves */
+  mo = sim_mem_options(&o);
+  memory_stage_opt(&lay, 0, &mo, &m3);
   CHECK_NEAR(m3.params_bytes, 2 * (ceil(params / 8) + 2 * lp + x), 0);
+  o.precision = MEM_PREC_BF16;
+  mo = sim_mem_options(&o);
+  memory_stage_opt(&lay, 0, &mo, &m3);
   CHECK_NEAR(m3.grads_bytes, 4 * (ceil(params / 8) + lp + x), 0);
   CHECK_NEAR(m3.optimizer_bytes, m1.optimizer_bytes, 0);
   CHECK_TRUE(m3.total_bytes < m1.total_bytes);

@@ -217,14 +217,17 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
  * gradients: each rank keeps its 1/D shard of both, plus, while it computes, two layers'
  * parameters whole (the one computing and the next, gathered ahead) and one layer's gradients
  * before their reduce-scatter; the root unit (embedding, head) stays whole from its forward to
- * its backward. With D = 1 nothing is split. Replaces the whole-model weights and gradients
- * already in out (an FP8 job's weight copies stay as counted). */
-static void full_shard_bytes(const layout_t *lay, int s, double wb, double gb, mem_stage_t *out) {
+ * its backward. With a master copy in the optimizer state (master: bf16 mixed precision) the
+ * shard is that fp32 copy, FSDP's sharded parameter, and the compute dtype exists only
+ * gathered (FSDP's param_dtype). With D = 1 nothing is split. Replaces the whole-model weights
+ * and gradients already in out (an FP8 job's weight copies stay as counted). */
+static void full_shard_bytes(const layout_t *lay, int s, double wb, double gb, int master,
+                             mem_stage_t *out) {
   const double params = (double)layout_rank_params(lay, s), D = lay->dp;
   if (D <= 1) return;
   const double lp = (double)layout_rank_layer_params(&lay->model, lay->tp);
   const double root = params - layout_stage_layers(lay, s) * lp, shard = ceil(params / D);
-  out->params_bytes += wb * (shard + 2 * lp + root - params);
+  out->params_bytes += wb * ((master ? 0 : shard) + 2 * lp + root - params);
   out->grads_bytes += gb * (shard + lp + root - params);
 }
 
@@ -245,12 +248,12 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
                            (double)layout_rank_layer_params(m, lay->tp);
     out->grads_bytes = gb * params;
     out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);
-    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, wb, gb, out);
+    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, wb, gb, ob >= 12, out);
   } else {
     out->params_bytes = E * params;
     out->grads_bytes = E * params;
     out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / lay->dp) : params);
-    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, E, E, out);
+    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, E, E, 0, out);
   }
   const int V = o->vstages > 1 && lay->pp > 1 ? o->vstages : 1;
   out->in_flight = V > 1 ? schedule_in_flight_interleaved(lay->pp, lay->micro, V, s)
