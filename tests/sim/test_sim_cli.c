@@ -403,10 +403,10 @@ static void test_validate(const char *csv) {
   CHECK_TRUE(h && sscanf(h, "held-out: %d jobs, geometric-mean error %lf%%, largest %lf%%", &jobs,
                          &geo, &worst) == 3);
   CHECK_EQ_INT(jobs, 53);
-  /* reached when written: 13.6% and 52.2% (MosaicML's MPT-13B on 8 H100); fail if the model
+  /* reached when written: 13.5% and 50.8% (MosaicML's MPT-13B on 8 H100); fail if the model
    * drifts */
-  CHECK_TRUE(geo > 0 && geo <= 13.8);
-  CHECK_TRUE(worst <= 53);
+  CHECK_TRUE(geo > 0 && geo <= 13.7);
+  CHECK_TRUE(worst <= 51.5);
   CHECK_TRUE(strstr(out, "megatron21-1008b") != NULL && strstr(out, "nxd-llama3.1-70b") != NULL &&
              strstr(out, "nemo-gpt3-175b") != NULL && strstr(out, "nemo-h100-llama2-70b") != NULL);
   free(out);

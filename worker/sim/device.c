@@ -46,7 +46,7 @@ int device_parse_dtype(const char *s, device_dtype_t *out) {
 #define GPU_EFF(mm, units, attn, hbm, intra_bus, inter_bus)                                       \
   .op_overhead_s = 3 * US, .mm_eff = (mm), .mm_tile_m = 256, .mm_tile_n = 128, .mm_units = (units), \
   .attn_fused_eff = (attn), .hbm_eff = (hbm), .intra_bus_eff = (intra_bus),                        \
-  .inter_bus_eff = (inter_bus), .coll_base_s = 8 * US, .coll_auto = 1, .overlap_slowdown = 0.1
+  .inter_bus_eff = (inter_bus), .coll_base_s = 8 * US, .coll_auto = 1, .overlap_slowdown = 16.0 / (units)
 #define TRN_EFF(units)                                                                            \
   .op_overhead_s = 2 * US, .mm_eff = 0.8, .mm_tile_m = 128, .mm_tile_n = 512, .mm_units = (units), \
   .attn_fused_eff = 0.5, .hbm_eff = 0.8, .intra_bus_eff = 52.8 / 192, .inter_bus_eff = 0.75,       \
