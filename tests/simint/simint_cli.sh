@@ -74,7 +74,7 @@ fit)
 agree)
   # "slow": h100 whose overlapped buckets cost backward their whole time (overlap_slowdown 1,
   # as the cpu profile's), so that the interference term decides the step
-  sed 's/"name": "h100"/"name": "slow"/; s/"overlap_slowdown": 0.1,/"overlap_slowdown": 1,/' \
+  sed 's/"name": "h100"/"name": "slow"/; s/"overlap_slowdown": [0-9.e-]*,/"overlap_slowdown": 1,/' \
     "$(dirname "$0")/../../worker/sim/devices/h100.json" >"$W/slow.json"
   grep -q '"overlap_slowdown": 1,' "$W/slow.json" || fail "could not write the slow device profile"
   # NP P D M schedule zero device bucket transport [extra]
