@@ -673,7 +673,7 @@ static void test_zero_overlap_buckets(void) {
 }
 
 /* --zero 3 (FSDP FULL_SHARD): the schedule line says so, the JSON carries zero 3, the job that
- * does not fit under ZeRO-1 fits, and the layer-by-layer traffic is data-parallel communication;
+ * needs less memory than under ZeRO-1, and the layer-by-layer traffic is data-parallel communication;
  * a validation row may say zero 3. */
 static void test_full_shard_flag(void) {
   const char *job = "--model gpt3-6.7b --device h100 --nodes 8 --dp 8 --batch 48 --microbatches 1 "
