@@ -277,9 +277,12 @@ static void test_bad_input_exits_2(void) {
   expect_usage_error("--schedule zb", "--schedule 'zb'");
   expect_usage_error("--model gpt5", "unknown --model 'gpt5'");
   expect_usage_error("--zero 4", "--zero must be an integer in [0, 3], got '4'");
-  expect_usage_error("--zero 2", "--zero 2 (gradients sharded, parameters whole) is not modelled");
-  expect_usage_error("--nodes 8 --zero 3 --zero-overlap", "drop --zero-overlap (it applies to ZeRO-1)");
+  expect_usage_error("--nodes 8 --zero 3 --zero-overlap", "--zero 3 reduce-scatters every micro-batch's "
+                     "gradients beside its backward; drop --zero-overlap (it applies to ZeRO-1)");
   expect_usage_error("--nodes 8 --zero 3 --sweep", "drop --sweep, which tries ZeRO 0 and 1,");
+  expect_usage_error("--nodes 8 --zero 2 --zero-overlap", "--zero 2 reduce-scatters every micro-batch's "
+                     "gradients beside its backward; drop --zero-overlap");
+  expect_usage_error("--nodes 8 --zero 2 --sweep", "drop --sweep, which tries ZeRO 0 and 1,");
   expect_usage_error("--zero-overlap", "--zero-overlap overlaps ZeRO-1's reduce-scatter and all-gather; add --zero 1");
   expect_usage_error("--tp-overlap", "--tp-overlap overlaps tensor-parallel collectives, and --tp 1 has none");
   expect_usage_error("--dtype int4", "--dtype 'int4'");
@@ -458,8 +461,8 @@ static void test_validate(const char *csv) {
        "role 'maybe'"},
       {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,most,no,,0,1000,tokens/s,,held-out,me\n",
        "recompute 'most' (use none, selective, selective-mlp or full)"},
-      {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,2,1000,tokens/s,,held-out,me\n",
-       "zero '2' (use 0, 1, 1-overlap or 3)"},
+      {"x,gpt2,,,,,,,,,a100,8,1,1,8,64,1,bf16,none,no,,4,1000,tokens/s,,held-out,me\n",
+       "zero '4' (use 0, 1, 1-overlap, 2 or 3)"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     write_csv(path, hdr, bad[i].row);
@@ -672,9 +675,10 @@ static void test_zero_overlap_buckets(void) {
   unsetenv("STRATA_BUCKET_MB");
 }
 
-/* --zero 3 (FSDP FULL_SHARD): the schedule line says so, the JSON carries zero 3, the job that
- * needs less memory than under ZeRO-1, and the layer-by-layer traffic is data-parallel communication;
- * a validation row may say zero 3. */
+/* --zero 3 (FSDP FULL_SHARD) and --zero 2 (DeepSpeed stage 2): the schedule lines say so, the JSON
+ * carries the stage, the job needs less memory under ZeRO-2 than ZeRO-1 and less under ZeRO-3
+ * still, and the per-micro-batch traffic is data-parallel communication; a validation row may say
+ * zero 2 or 3. */
 static void test_full_shard_flag(void) {
   const char *job = "--model gpt3-6.7b --device h100 --nodes 8 --dp 8 --batch 48 --microbatches 1 "
                     "--precision bf16";
@@ -685,23 +689,34 @@ static void test_full_shard_flag(void) {
   json_object *z3 = run_json(args);
   snprintf(args, sizeof args, "%s --zero 1 --json", job);
   json_object *z1 = run_json(args);
-  CHECK_TRUE(z3 && z1);
-  if (z3 && z1) {
+  snprintf(args, sizeof args, "%s --zero 2 --json", job);
+  json_object *z2 = run_json(args);
+  CHECK_TRUE(z3 && z2 && z1);
+  if (z3 && z2 && z1) {
     CHECK_NEAR(num(z3, "zero"), 3, 0);
-    CHECK_TRUE(num(z3, "peak_mem_bytes") < num(z1, "peak_mem_bytes"));
-    CHECK_TRUE(num(z3, "exposed_comm_share") > 0);
+    CHECK_NEAR(num(z2, "zero"), 2, 0);
+    /* ZeRO-2 splits the gradients as well as ZeRO-1's optimizer state, ZeRO-3 the weights too */
+    CHECK_TRUE(num(z3, "peak_mem_bytes") < num(z2, "peak_mem_bytes"));
+    CHECK_TRUE(num(z2, "peak_mem_bytes") < num(z1, "peak_mem_bytes"));
+    CHECK_TRUE(num(z3, "exposed_comm_share") > 0 && num(z2, "exposed_comm_share") > 0);
   }
   json_object_put(z3);
+  json_object_put(z2);
   json_object_put(z1);
+  snprintf(args, sizeof args, "%s --zero 2 --bucket-mb 100", job);
+  expect_ok_containing(args, "ZeRO-2 (DeepSpeed stage 2): every micro-batch's gradients "
+                             "reduce-scattered in 100.0 MiB buckets");
   char path[64];
   snprintf(path, sizeof path, "/tmp/strata_val_z3_%d.csv", (int)getpid());
   write_csv(path,
             "name,preset,arch,layers,dim,heads,kv_heads,ffn,vocab,ctx,device,nodes,tp,pp,dp,"
             "global_batch,micro_batch,precision,recompute,sequence_parallel,attention,zero,measured,"
             "unit,flop_convention,role,source\n",
-            "fsdp,gpt3-6.7b,,,,,,,,,h100,8,1,1,8,48,6,bf16,none,no,fused,3,10000,tokens/s,,held-out,me\n");
+            "fsdp,gpt3-6.7b,,,,,,,,,h100,8,1,1,8,48,6,bf16,none,no,fused,3,10000,tokens/s,,held-out,me\n"
+            "zero2,gpt3-6.7b,,,,,,,,,h100,8,1,1,8,48,6,bf16,none,no,fused,2,10000,tokens/s,,held-out,me\n");
   snprintf(args, sizeof args, "--validate %s", path);
   expect_ok_containing(args, "fsdp ");
+  expect_ok_containing(args, "zero2 ");
   unlink(path);
 }
 

@@ -588,6 +588,17 @@ static void layer_times(const layout_t *lay, const device_t *d, const sim_option
     if (!strcmp(ops[i].part, "layer")) *f += ops[i].fwd_s, *b += ops[i].bwd_s;
 }
 
+/* The sharded-data-parallel tests' job: gpt3-1.3b on 8 h100 replicas, 2 micro-batches of 32
+ * sequences' batch, bf16 mixed precision with fused attention; ranks: the DP group. */
+static void sharded_job(device_t *d, layout_t *lay, sim_options_t *o, int ranks[8]) {
+  preset_on("gpt3-1.3b", "h100", 1, 1, 8, 2, 32, d, lay);
+  *o = sim_options_default();
+  o->precision = MEM_PREC_BF16;
+  o->memory = MEM_ACCOUNT_MIXED;
+  o->fused_attention = 1;
+  for (int i = 0; i < 8; i++) ranks[i] = layout_rank(lay, 0, 0, i);
+}
+
 /* ZeRO-3 (FSDP FULL_SHARD), gpt3-1.3b over 8 replicas, 2 micro-batches: every micro-batch each
  * layer's bf16 parameters are gathered before its forward and its backward and its fp32
  * gradients reduce-scattered after its backward, the root unit's (embedding, head) with the first
@@ -600,16 +611,12 @@ static void test_full_shard(void) {
   device_t d;
   layout_t lay;
   char err[256];
-  preset_on("gpt3-1.3b", "h100", 1, 1, 8, 2, 32, &d, &lay);
-  sim_options_t o = sim_options_default();
-  o.precision = MEM_PREC_BF16;
-  o.memory = MEM_ACCOUNT_MIXED;
-  o.fused_attention = 1;
+  sim_options_t o;
+  int ranks[8];
+  sharded_job(&d, &lay, &o, ranks);
   const int L = lay.model.layers;
   const double lp = (double)layout_rank_layer_params(&lay.model, 1),
                params = (double)layout_rank_params(&lay, 0), x = params - L * lp;
-  int ranks[8];
-  for (int i = 0; i < 8; i++) ranks[i] = layout_rank(&lay, 0, 0, i);
   for (int slow_link = 0; slow_link < 2; slow_link++) {
     if (slow_link) d.chips_per_instance = 1, d.inter_Bps = 1e9;
     double f, b;
@@ -667,6 +674,88 @@ static void test_full_shard(void) {
   CHECK_NEAR(m3.grads_bytes, 4 * (ceil(params / 8) + lp + x), 0);
   CHECK_NEAR(m3.optimizer_bytes, m1.optimizer_bytes, 0);
   CHECK_TRUE(m3.total_bytes < m1.total_bytes);
+}
+
+/* ZeRO-2 (DeepSpeed stage 2), gpt3-1.3b over 8 replicas, 2 micro-batches: every micro-batch's
+ * fp32 gradients are reduce-scattered in buckets of whole layers during its backward, each beside
+ * the backward of the layers filling the next bucket, the last bucket (with the root's gradients)
+ * exposed; with 25 MiB buckets a layer a bucket, with 3 layers' worth three. No reduction at the
+ * end of the step, the parameters' all-gather after AdamW; the weights stay whole, the gradients
+ * and optimizer state are split 8 ways, plus one bucket whole. */
+static void test_shard_grads(void) {
+  device_t d;
+  layout_t lay;
+  char err[256];
+  sim_options_t o;
+  int ranks[8];
+  sharded_job(&d, &lay, &o, ranks);
+  const int L = lay.model.layers;
+  const double lp = (double)layout_rank_layer_params(&lay.model, 1),
+               params = (double)layout_rank_params(&lay, 0), x = params - L * lp;
+  for (int slow_link = 0; slow_link < 2; slow_link++) {
+    if (slow_link) d.chips_per_instance = 1, d.inter_Bps = 1e9;
+    for (int j = 1; j <= 3; j += 2) {
+      o.bucket_bytes = j == 1 ? SIM_DEFAULT_BUCKET_MB * 1048576 : 3 * 4 * lp + 1;
+      double f, b;
+      layer_times(&lay, &d, &o, &f, &b);
+      const int n = (L + j - 1) / j, tail = L - (n - 1) * j;
+      double rs = device_reduce_scatter_time(&d, ranks, 8, 4 * j * lp),
+             rs1 = device_reduce_scatter_time(&d, ranks, 8, 4 * (tail * lp + x));
+      CHECK_TRUE(slow_link ? rs > j * b : rs < j * b);
+      sim_stage_cost_t *c1 = NULL, *c2 = NULL;
+      o.zero = 1;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c1), 0);
+      o.zero = MEM_ZERO_SHARD_GRADS;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c2), 0);
+      if (!c1 || !c2) return;
+      CHECK_NEAR(c2[0].fwd_dp_s, 0, 0);
+      CHECK_NEAR(c2[0].fwd_s, c1[0].fwd_s, 0);
+      double exposed = (n - 1) * fmax(0, rs - j * b) + rs1;
+      CHECK_NEAR(c2[0].bwd_dp_s, exposed, 1e-9 * exposed);
+      /* the hidden reductions slow the backward they run beside */
+      CHECK_NEAR(c2[0].bwd_s - c1[0].bwd_s, exposed + d.overlap_slowdown * (n - 1) * fmin(rs, j * b),
+                 1e-9 * c2[0].bwd_s);
+      CHECK_NEAR(c2[0].opt_s, c1[0].opt_s, 0);
+      /* without overlap (DeepSpeed's overlap_comm off) every bucket holds up the backward */
+      sim_stage_cost_t *c0 = NULL;
+      o.overlap = 0;
+      CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &c0), 0);
+      o.overlap = 1;
+      if (!c0) return;
+      CHECK_NEAR(c0[0].bwd_dp_s, (n - 1) * rs + rs1, 1e-9 * c0[0].bwd_dp_s);
+      CHECK_NEAR(c0[0].bwd_s - c1[0].bwd_s, c0[0].bwd_dp_s, 1e-9 * c0[0].bwd_s);
+      sim_costs_free(c0, 1);
+      o.record_events = 1;
+      sim_result_t r;
+      CHECK_EQ_INT(sim_run(&lay, &d, c2, &o, &r, err, sizeof err), 0);
+      int reduce = 0, gather = 0;
+      for (int i = 0; i < r.nevents; i++)
+        reduce += r.events[i].kind == SIM_EV_DP_REDUCE, gather += r.events[i].kind == SIM_EV_ALLGATHER;
+      CHECK_EQ_INT(reduce, 0);
+      CHECK_EQ_INT(gather, 8);
+      /* two micro-batches' exposed reductions, the gather, and the norm's tiny all-reduce */
+      double ag = device_allgather_time(&d, ranks, 8, c2[0].gather_bytes);
+      double dp = 2 * c2[0].bwd_dp_s + ag, shown = r.exposed_comm_share * r.step_s;
+      CHECK_TRUE(shown >= dp * (1 - 1e-9) && shown < dp + 1e-3);
+      sim_result_free(&r);
+      o.record_events = 0;
+      sim_costs_free(c1, 1);
+      sim_costs_free(c2, 1);
+    }
+  }
+  mem_stage_t m1, m2;
+  o.bucket_bytes = SIM_DEFAULT_BUCKET_MB * 1048576;
+  o.zero = 1;
+  mem_options_t mo = sim_mem_options(&o);
+  memory_stage_opt(&lay, 0, &mo, &m1);
+  o.zero = MEM_ZERO_SHARD_GRADS;
+  mo = sim_mem_options(&o);
+  memory_stage_opt(&lay, 0, &mo, &m2);
+  CHECK_NEAR(m2.params_bytes, 2 * params, 0);
+  CHECK_NEAR(m2.grads_bytes, 4 * ceil(params / 8), 0);
+  CHECK_NEAR(m2.optimizer_bytes, m1.optimizer_bytes, 0);
+  CHECK_NEAR(m2.comm_bytes, o.bucket_bytes, 0);
+  CHECK_TRUE(m2.total_bytes < m1.total_bytes);
 }
 
 static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
@@ -903,6 +992,7 @@ int main(void) {
   test_zero_overlap_takes_megatron_buckets();
   test_op_times_add_up_to_the_stage();
   test_full_shard();
+  test_shard_grads();
   test_dropout_loss_and_score_traffic();
   return test_finish("sim_simulate");
 }

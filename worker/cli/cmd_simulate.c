@@ -282,6 +282,10 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
            "forward and its backward, its gradients reduce-scattered after its backward, every "
            "micro-batch, the next layer's gather beside the compute\n",
            schedule_kind_name(j->opt.kind), vs);
+  else if (j->opt.zero == MEM_ZERO_SHARD_GRADS)
+    printf("schedule: %s%s, ZeRO-2 (DeepSpeed stage 2): every micro-batch's gradients "
+           "reduce-scattered in %.1f MiB buckets beside its backward, parameter all-gather after AdamW\n",
+           schedule_kind_name(j->opt.kind), vs, j->opt.bucket_bytes / 1048576.0);
   else if (j->opt.zero && j->opt.zero_overlap)
     printf("schedule: %s%s, ZeRO-1 overlapped: %s reduce-scatters %s backward, "
            "parameter all-gather beside the next forward\n",
@@ -722,16 +726,10 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
   j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
   if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
-  if (f->zero == 2) {
-    strata_error("simulate: --zero 2 (gradients sharded, parameters whole) is not modelled; use "
-                 "--zero 1 (optimizer state sharded) or --zero 3 (FSDP FULL_SHARD: parameters, "
-                 "gradients and optimizer state)");
-    return 2;
-  }
-  if (f->zero == MEM_ZERO_FULL_SHARD && (f->zero_overlap || f->sweep)) {
-    strata_error("simulate: --zero 3 gathers and reduce-scatters layer by layer, beside the compute; "
-                 "drop %s (it applies to ZeRO-1)",
-                 f->zero_overlap ? "--zero-overlap" : "--sweep, which tries ZeRO 0 and 1,");
+  if (f->zero >= MEM_ZERO_SHARD_GRADS && (f->zero_overlap || f->sweep)) {
+    strata_error("simulate: --zero %d reduce-scatters every micro-batch's gradients beside its "
+                 "backward; drop %s (it applies to ZeRO-1)",
+                 f->zero, f->zero_overlap ? "--zero-overlap" : "--sweep, which tries ZeRO 0 and 1,");
     return 2;
   }
   if (f->zero_overlap && !f->zero && !f->sweep) {
@@ -888,10 +886,11 @@ int cmd_simulate(int argc, char **argv) {
        "interleaved 1F1B (Megatron-LM's virtual pipeline): V chunks of layers per stage, the "
        "bubble V times smaller; needs --pp > 1, 1f1b and M a multiple of P (default 1)",
        .min = 1, .max = 1 << 10, .given = &f.g_vstages},
-      {"--zero", NULL, ARG_INT, &f.zero, "0|1|3",
-       "1: ZeRO-1, the optimizer state sharded over the replicas; 3: ZeRO-3 as PyTorch FSDP's "
-       "FULL_SHARD, parameters and gradients too, gathered and reduce-scattered layer by layer "
-       "every micro-batch (default 0)",
+      {"--zero", NULL, ARG_INT, &f.zero, "0|1|2|3",
+       "1: ZeRO-1, the optimizer state sharded over the replicas; 2: ZeRO-2 as DeepSpeed runs it, "
+       "the gradients too, reduce-scattered in --bucket-mb buckets during every micro-batch's "
+       "backward; 3: ZeRO-3 as PyTorch FSDP's FULL_SHARD, the parameters too, gathered and "
+       "reduce-scattered layer by layer every micro-batch (default 0)",
        .min = 0, .max = 3},
       {"--zero-overlap", NULL, ARG_FLAG, &f.zero_overlap, NULL,
        "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
@@ -915,7 +914,8 @@ int cmd_simulate(int argc, char **argv) {
        "max(40M, 1M x D) parameters on the first stage, one bucket on later ones)",
        .env = "STRATA_BUCKET_MB", .given = &f.g_bucket},
       {"--no-overlap", NULL, ARG_FLAG, &f.no_overlap, NULL,
-       "all-reduce after backward instead of overlapped"},
+       "all-reduce after backward instead of overlapped (--zero 2: each bucket's reduce-scatter "
+       "holds up the backward, DeepSpeed's overlap_comm off)"},
       {"--device-mem", NULL, ARG_BYTES, &f.device_mem, "BYTES",
        "override the device memory capacity (e.g. 16G)", .min = 1, .max = 0x1p50},
       {"--sweep", NULL, ARG_FLAG, &f.sweep, NULL,

@@ -181,8 +181,8 @@ static int val_row(char **f, const char *const *optv, int line, const char *path
   int zero_overlap = !strcmp(f[C_ZERO], "1-overlap");
   if (zero_overlap)
     zero = 1;
-  else if (int_field(f[C_ZERO], &zero) || (zero > 1 && zero != MEM_ZERO_FULL_SHARD))
-    return snprintf(err, errlen, "%s:%d: zero '%s' (use 0, 1, 1-overlap or 3)", path, line, f[C_ZERO]), -1;
+  else if (int_field(f[C_ZERO], &zero) || zero < 0 || zero > MEM_ZERO_FULL_SHARD)
+    return snprintf(err, errlen, "%s:%d: zero '%s' (use 0, 1, 1-overlap, 2 or 3)", path, line, f[C_ZERO]), -1;
   if (!dp && nodes && tp && pp) dp = nodes / (tp * pp);
   if (!nodes) nodes = tp * pp * dp;
   if (!batch || !mb || !dp || batch % (dp * mb))

@@ -248,11 +248,13 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
                            (double)layout_rank_layer_params(m, lay->tp);
     out->grads_bytes = gb * params;
     out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);
+    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = gb * ceil(params / lay->dp);
     if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, wb, gb, ob >= 12, out);
   } else {
     out->params_bytes = E * params;
     out->grads_bytes = E * params;
     out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / lay->dp) : params);
+    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = E * ceil(params / lay->dp);
     if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, E, E, 0, out);
   }
   const int V = o->vstages > 1 && lay->pp > 1 ? o->vstages : 1;
@@ -268,6 +270,9 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
   }
   if (o->zero == MEM_ZERO_FULL_SHARD) /* the gathers' and reduce-scatters' buffers: counted above */
     ;
+  else if (o->zero == MEM_ZERO_SHARD_GRADS && lay->dp > 1) /* the bucket being reduced (DeepSpeed's
+                                                               reduce_bucket_size), whole */
+    comm += fmin(o->bucket_bytes, out->grads_bytes * lay->dp);
   else if (o->zero && !mixed) /* grad_sync.c's padded gradient and parameter buffers: D x ceil(params / D) each */
     comm += 2 * E * ceil(params / lay->dp) * lay->dp;
   else if (!o->zero && lay->dp > 1)
@@ -329,8 +334,8 @@ static void suggest_try(const layout_t *lay, const layout_t *cand, const mem_opt
   const int sp_lo = vary ? 0 : (T > 1 ? o->sequence_parallel : 0);
   const int sp_hi = vary ? (T > 1) : sp_lo;
   const int rc_lo = vary ? 0 : (int)o->recompute, rc_hi = vary ? MEM_RECOMPUTE_COUNT - 1 : rc_lo;
-  /* ZeRO 0 and 1 (what strata train runs); a ZeRO-3 job keeps its ZeRO-3 */
-  const int z_lo = o->zero == MEM_ZERO_FULL_SHARD ? o->zero : 0, z_hi = z_lo ? z_lo : 1;
+  /* ZeRO 0 and 1 (what strata train runs); a ZeRO-2 or ZeRO-3 job keeps its ZeRO stage */
+  const int z_lo = o->zero >= MEM_ZERO_SHARD_GRADS ? o->zero : 0, z_hi = z_lo ? z_lo : 1;
   for (int sp = sp_lo; sp <= sp_hi; sp++) {
     if (sp && cand->model.ctx % T) continue; /* the sequence must split evenly */
     for (int rc = rc_lo; rc <= rc_hi; rc++)
@@ -461,7 +466,9 @@ int memory_fit_check_opt(const layout_t *lay, const mem_options_t *o, const mem_
              "dividing the %d heads, micro-batch count, GPipe/1F1B and %s%s): use more "
              "nodes, a smaller batch or a smaller model.",
              lay->world, lay->batch, lay->model.heads,
-             o->zero == MEM_ZERO_FULL_SHARD ? "ZeRO-3" : "ZeRO 0/1",
+             o->zero == MEM_ZERO_FULL_SHARD    ? "ZeRO-3"
+             : o->zero == MEM_ZERO_SHARD_GRADS ? "ZeRO-2"
+                                               : "ZeRO 0/1",
              vary ? ", sequence parallelism and recomputation" : "");
   }
   return -1;

@@ -129,14 +129,18 @@ int memory_parse_sim_precision(const char *s, mem_precision_t *out);
 /* Bytes per parameter of the weights, the gradients and the optimizer state under p. */
 void memory_precision_bytes(mem_precision_t p, double *weights, double *grads, double *optimizer);
 
-/* mem_options_t.zero (and sim_options_t.zero) for ZeRO-3 as PyTorch FSDP's FULL_SHARD runs it;
- * ZeRO-2 is not modelled. */
+/* mem_options_t.zero (and sim_options_t.zero) for ZeRO-2 as DeepSpeed runs it (the optimizer
+ * state and the gradients split D ways, the parameters whole) and for ZeRO-3 as PyTorch FSDP's
+ * FULL_SHARD runs it (the parameters split too). */
+#define MEM_ZERO_SHARD_GRADS 2
 #define MEM_ZERO_FULL_SHARD 3
 
 /* What the memory of a layout depends on besides the layout itself. */
 typedef struct {
   sched_kind_t kind;         /* GPipe or 1F1B (micro-batches in flight) */
   int zero;                  /* 0; 1: ZeRO-1, the optimizer state split D ways;
+                                MEM_ZERO_SHARD_GRADS: ZeRO-2, the gradients too, plus one
+                                reduction bucket (bucket_bytes) whole;
                                 MEM_ZERO_FULL_SHARD: ZeRO-3 (FSDP FULL_SHARD), the parameters and
                                 gradients too, with two layers' parameters whole at a time (the
                                 one computing and the one prefetched) and one layer's gradients */

@@ -445,6 +445,32 @@ static int full_shard_comm(const layout_t *lay, const device_t *dev, int s, int 
   return 0;
 }
 
+/* ZeRO-2 as DeepSpeed runs it (MEM_ZERO_SHARD_GRADS) on stage s, one micro-batch's backward of k
+ * layers of b seconds each: every micro-batch, not only the last, the gradients go in buckets of
+ * `bucket` bytes (whole layers of g bytes, at least one) that are reduce-scattered over the stage's
+ * DP group as they fill, each beside the backward of the layers filling the next; the last bucket,
+ * which takes the root's gradients (embedding, final norm, head: xg bytes), is exposed. Without
+ * overlap (DeepSpeed's overlap_comm off) every bucket's reduction holds up the backward.
+ * out: exposed and overlapped seconds. 0 ok, -1 OOM. */
+static int grad_shard_comm(const layout_t *lay, const device_t *dev, int s, int k, double b,
+                           double g, double xg, double bucket, int overlap, double out[2]) {
+  const int D = lay->dp;
+  const int j = g > 0 && bucket > g ? (int)fmin(k, floor(bucket / g)) : 1; /* layers a bucket */
+  const int n = (k + j - 1) / j, tail = k - (n - 1) * j;                 /* buckets, last's layers */
+  int *ranks = malloc(sizeof(int) * (size_t)D);
+  if (!ranks) return -1;
+  double rs = 0, rs_last = 0; /* the slowest of the stage's T groups */
+  for (int t = 0; t < lay->tp; t++) {
+    for (int d = 0; d < D; d++) ranks[d] = layout_rank(lay, t, s, d);
+    rs = fmax(rs, device_reduce_scatter_time(dev, ranks, D, j * g));
+    rs_last = fmax(rs_last, device_reduce_scatter_time(dev, ranks, D, tail * g + xg));
+  }
+  free(ranks);
+  out[0] = (n - 1) * (overlap ? fmax(0, rs - j * b) : rs) + rs_last;
+  out[1] = overlap ? (n - 1) * fmin(rs, j * b) : 0;
+  return 0;
+}
+
 int sim_op_times(const layout_t *lay, const device_t *dev, const sim_options_t *opt,
                  sim_op_time_t *out, int max) {
   stage_ops_t so;
@@ -572,6 +598,15 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
       c->fwd_dp_s = z[0], c->bwd_dp_s = z[1];
       c->fwd_s += z[0] + slow * z[2];
       c->bwd_s += z[1] + slow * z[3];
+    } else if (opt->zero == MEM_ZERO_SHARD_GRADS && lay->dp > 1) {
+      double lp = (double)layout_rank_layer_params(m, tp), z[2];
+      if (grad_shard_comm(lay, dev, s, k, lb, E * lp, E * (params - k * lp), opt->bucket_bytes,
+                          opt->overlap, z)) {
+        sim_costs_free(costs, P);
+        return -1;
+      }
+      c->bwd_dp_s = z[0];
+      c->bwd_s += z[0] + slow * z[1];
     }
     double opt_params = opt->zero ? ceil(params / lay->dp) : params;
     c->opt_s = device_has_eff(dev)
@@ -1125,7 +1160,7 @@ static void sim_dp_buckets(sim_t *s) {
     double free_t = 0, busy = 0, pend = 0, last_off = 0;
     int bucket = 0, prev_brk = 0, megatron = sim_megatron_buckets(s->opt), open_chunk = 0;
     const int buckets = D > 1 && (!s->opt->zero || s->opt->zero_overlap) &&
-                        s->opt->zero != MEM_ZERO_FULL_SHARD; /* ZeRO-3: per layer, in the costs */
+                        s->opt->zero < MEM_ZERO_SHARD_GRADS; /* ZeRO-2 and 3: in the costs */
     for (int i = 0; buckets && i <= c->nregions; i++) {
       int at_end = i == c->nregions;
       if (!at_end && c->regions[i].skip) continue;
@@ -1192,7 +1227,8 @@ static double sim_group_ready(sim_t *s, int st, int tr) {
  * everything. */
 static void sim_dp_after(sim_t *s) {
   const int D = s->D, whole = s->opt->zero && !s->opt->zero_overlap;
-  if (s->opt->zero == MEM_ZERO_FULL_SHARD) return; /* every gradient reduce-scattered by its layer */
+  if (s->opt->zero >= MEM_ZERO_SHARD_GRADS) return; /* ZeRO-2 and 3: every gradient reduce-scattered
+                                                      in its micro-batch's backward (the costs) */
   for (int g = 0; g < s->P * s->T && D > 1; g++) {
     const int st = g / s->T;
     const sim_stage_cost_t *c = &s->costs[st];

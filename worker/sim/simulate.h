@@ -21,6 +21,8 @@
  *    that runs beside compute; without overlap all buckets wait for the end of backward.
  *    ZeRO-1: no buckets; one reduce-scatter of the padded shard after backward (and after the
  *    tied exchange), as grad_sync.c does; with zero_overlap the buckets' reduce-scatters.
+ *    ZeRO-2 and ZeRO-3 reduce-scatter every micro-batch's gradients inside its backward: their
+ *    exposed and overlapped seconds are part of the pass's cost, and nothing is left for here.
  *  - P > 1: the two copies of the tied wte (first and last stage) exchange their gradients
  *    point-to-point after the buckets; without ZeRO and D > 1 the sum is then all-reduced in
  *    the DP group.
@@ -57,7 +59,10 @@ typedef struct {
                            (needs kind 1F1B, P > 1, M a multiple of P and at least vstages
                            layers per stage); 1: none */
   int zero;             /* 0: all-reduce + full AdamW; 1: reduce-scatter, 1/D AdamW, all-gather;
-                           MEM_ZERO_FULL_SHARD (3): ZeRO-3 as PyTorch FSDP's FULL_SHARD runs it,
+                           MEM_ZERO_SHARD_GRADS (2): ZeRO-2 as DeepSpeed runs it, every
+                           micro-batch's gradients reduce-scattered in buckets of bucket_bytes
+                           during its backward (grad_shard_comm), then 1/D AdamW and the
+                           all-gather; MEM_ZERO_FULL_SHARD (3): ZeRO-3 as PyTorch FSDP's FULL_SHARD runs it,
                            parameters, gradients and optimizer state split D ways, each layer's
                            parameters gathered for its forward and again for its backward and
                            its gradients reduce-scattered, every micro-batch (full_shard_comm) */
