@@ -94,8 +94,8 @@ strata_flag_value() {
 
 # strata_shrink_layout STRATA RANKS CKPT ARGS... -- the layout flags for `strata train` ARGS on
 # RANKS ranks, one per line: the fastest layout that fits the device memory in `strata simulate
-# --sweep`, for the model of checkpoint CKPT (its config.json; "" for the flags and strata
-# train's defaults) on the command's --device, --device-mem, --batch, --seq-len and --schedule.
+# --sweep` among those strata train runs (ZeRO 0 or 1), for the model of checkpoint CKPT (its
+# config.json; "" for the flags and strata train's defaults) on the command's --device, --device-mem, --batch, --seq-len and --schedule.
 # The global batch is the command's, so the loss curve continues as before (the sweep divides
 # it into more micro-batches when there are fewer replicas). Returns 1, saying why, when no
 # layout of RANKS ranks fits.
@@ -116,7 +116,8 @@ strata_shrink_layout() {
        --schedule "$(strata_flag_value schedule gpipe "$@")" --virtual-stages 1 --sweep --json)
   local mem; mem=$(strata_flag_value device-mem "" "$@")
   [ -z "$mem" ] || sim+=(--device-mem "$mem")
-  row=$("${sim[@]}" 2>&1 | jq -ec '[.rows[] | select(.fits)][0]' 2>/dev/null) || {
+  # strata train runs ZeRO 0 and 1: the sweep's ZeRO-2 and ZeRO-3 rows are not candidates
+  row=$("${sim[@]}" 2>&1 | jq -ec '[.rows[] | select(.fits and .zero <= 1)][0]' 2>/dev/null) || {
     echo "[restart] error: no layout of $ranks rank(s) fits this job (strata simulate --sweep: $("${sim[@]}" 2>&1 | tail -n 1))" >&2
     return 1
   }

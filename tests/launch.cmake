@@ -1,7 +1,7 @@
 # launch/strata-run, the local launch wrapper: flags it adds (dry run), usage errors, and real
 # one- and two-rank runs through it (tests/slurm/strata_run_test.sh). Label "launch".
 foreach(case dry_run_flags bad_input train_one_rank bench_two_ranks train_two_ranks restart_after_kill
-             restart_repeats)
+             restart_repeats shrink_layout)
   add_test(NAME launch_${case}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/slurm/strata_run_test.sh ${case})
   set_tests_properties(launch_${case} PROPERTIES LABELS "launch" TIMEOUT 300 SKIP_RETURN_CODE 77

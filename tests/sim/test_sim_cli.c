@@ -122,6 +122,33 @@ static void test_sweep_sorted_and_best(void) {
   json_object_put(o);
 }
 
+/* The sweep tries ZeRO 0 to 3 where D > 1 (only 0 where D = 1), --zero-overlap only on ZeRO-1's
+ * rows' best line; a given --zero holds it. */
+static void test_sweep_zero_stages(void) {
+  const char *job = "--model gpt3-1.3b --device h100 --nodes 8 --batch 48 --precision bf16 --sweep --json";
+  json_object *o = run_json(job), *rows;
+  int seen[4] = {0};
+  if (o && json_object_object_get_ex(o, "rows", &rows))
+    for (size_t i = 0; i < json_object_array_length(rows); i++) {
+      json_object *r = json_object_array_get_idx(rows, i);
+      int z = (int)num(r, "zero");
+      CHECK_TRUE(z >= 0 && z <= 3);
+      if (z >= 0 && z <= 3) seen[z]++;
+      if (num(r, "dp") == 1) CHECK_EQ_INT(z, 0);
+    }
+  CHECK_TRUE(seen[0] && seen[1] && seen[2] && seen[3]);
+  json_object_put(o);
+  char args[256];
+  snprintf(args, sizeof args, "%s --zero 2", job);
+  o = run_json(args);
+  CHECK_TRUE(o && json_object_object_get_ex(o, "rows", &rows) && json_object_array_length(rows) > 0);
+  for (size_t i = 0; o && i < json_object_array_length(rows); i++) {
+    json_object *r = json_object_array_get_idx(rows, i);
+    CHECK_NEAR(num(r, "zero"), num(r, "dp") > 1 ? 2 : 0, 0);
+  }
+  json_object_put(o);
+}
+
 /* A given --virtual-stages holds the sweep to it (1: no interleaved rows). */
 static void test_sweep_holds_virtual_stages(void) {
   json_object *o = run_json("--model gpt2-xl --device trn2 --nodes 64 --sweep --virtual-stages 1 --json"), *rows;
@@ -211,15 +238,20 @@ static void test_tp_7b_trn1(void) {
                        "--tp 32 is larger than a trn1 instance (16 chips)");
 }
 
-/* gpt2 on 8 trn1 chips with 1 GiB each: no T = 1 layout fits (any recomputation); the sweep
- * finds one with T > 1, and the single run's fit message suggests one. */
+/* gpt2 on 8 trn1 chips with 1 GiB each: under ZeRO 0 or 1 no T = 1 layout fits (any
+ * recomputation); the sweep held to --zero 1 finds one with T > 1, the single run's fit message
+ * suggests one, and the sweep free to shard the weights (ZeRO-3) fits T = 1. */
 static void test_sweep_needs_tp(void) {
   const char *args = "--model gpt2 --device trn1 --nodes 8 --batch 8 --device-mem 1G";
   char a[256];
   snprintf(a, sizeof a, "%s --sweep --json", args);
-  json_object *o = run_json(a);
+  json_object *o = run_json(a), *rows, *best, *f;
+  CHECK_TRUE(o && json_object_object_get_ex(o, "best", &best) && best);
+  if (o && best) CHECK_TRUE(num(best, "tp") == 1 && num(best, "zero") == 3);
+  json_object_put(o);
+  snprintf(a, sizeof a, "%s --sweep --zero 1 --json", args);
+  o = run_json(a);
   if (!o) return;
-  json_object *rows, *best, *f;
   CHECK_TRUE(json_object_object_get_ex(o, "rows", &rows));
   size_t n = json_object_array_length(rows);
   int t1 = 0, tn = 0;
@@ -279,10 +311,8 @@ static void test_bad_input_exits_2(void) {
   expect_usage_error("--zero 4", "--zero must be an integer in [0, 3], got '4'");
   expect_usage_error("--nodes 8 --zero 3 --zero-overlap", "--zero 3 reduce-scatters every micro-batch's "
                      "gradients beside its backward; drop --zero-overlap (it applies to ZeRO-1)");
-  expect_usage_error("--nodes 8 --zero 3 --sweep", "drop --sweep, which tries ZeRO 0 and 1,");
   expect_usage_error("--nodes 8 --zero 2 --zero-overlap", "--zero 2 reduce-scatters every micro-batch's "
                      "gradients beside its backward; drop --zero-overlap");
-  expect_usage_error("--nodes 8 --zero 2 --sweep", "drop --sweep, which tries ZeRO 0 and 1,");
   expect_usage_error("--zero-overlap", "--zero-overlap overlaps ZeRO-1's reduce-scatter and all-gather; add --zero 1");
   expect_usage_error("--tp-overlap", "--tp-overlap overlaps tensor-parallel collectives, and --tp 1 has none");
   expect_usage_error("--dtype int4", "--dtype 'int4'");
@@ -800,6 +830,7 @@ int main(int argc, char **argv) {
   test_xl_on_64_trn2();
   test_sweep_sorted_and_best();
   test_sweep_holds_virtual_stages();
+  test_sweep_zero_stages();
   test_device_mem_override_reports_fit();
   test_json_and_cpu_devices();
   test_trace_file_is_json();

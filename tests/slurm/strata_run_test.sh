@@ -16,6 +16,8 @@
 #   restart_after_kill --max-restarts: a rank of 3 killed mid-run in the first launch; the job
 #                  resumes from its newest checkpoint and ends with the uninterrupted final loss.
 #   restart_repeats --max-restarts: a failure at the same step twice stops the restarts.
+#   shrink_layout  the layout a shrinking restart picks (restart.sh strata_shrink_layout) is one
+#                  strata train runs: ZeRO 0 or 1 where the sweep's fastest is ZeRO-3.
 # Environment (set by ctest): STRATA_SOURCE_DIR, STRATA_BIN.
 set -uo pipefail
 
@@ -185,6 +187,17 @@ case "$case_name" in
     [ -n "$ref_loss" ] && [ "$ref_loss" = "$got_loss" ] || fail "final loss '$got_loss' differs from the uninterrupted '$ref_loss'"
     ;;
 
+  shrink_layout)
+    job=(--device h100 --batch 48 --layers 24 --dim 2048 --heads 16 --seq-len 2048)
+    sweep=$("$strata" simulate --arch gpt --layers 24 --heads 16 --dim 2048 --ctx 2048 --vocab 256 \
+            --nodes 8 --batch 48 --device h100 --schedule gpipe --virtual-stages 1 --sweep --json |
+            jq -c '[.rows[] | select(.fits)][0].zero')
+    [ "$sweep" = 3 ] || fail "the sweep's fastest fitting row should be ZeRO-3 here (got '$sweep')"
+    out=$(source "$src/launch/restart.sh"; strata_shrink_layout "$strata" 8 "" "${job[@]}" | tr '\n' ' ') ||
+      fail "strata_shrink_layout exited $?"
+    contains "$out" "--tp 1 --pp 1 --dp 8 " "the shrunk layout"
+    grep -qE -- "--zero [01] " <<<"$out" || fail "the shrunk layout's ZeRO is one strata train runs: $out"
+    ;;
   restart_repeats)
     # the fault fires in every launch at step 4 (no attempt=): the first restart fails at the
     # same step, and the loop stops there instead of using up --max-restarts (step 4: the

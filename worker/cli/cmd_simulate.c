@@ -28,8 +28,9 @@ typedef struct {
   double capacity_bytes;
   sim_options_t opt;
   int nodes, tp, pp, dp, micro, batch;
-  int sweep_tp, sweep_sp, sweep_rc, sweep_vs; /* --sweep: the given --tp / --sequence-parallel /
-                                                 --recompute / --virtual-stages hold those fixed
+  int sweep_tp, sweep_sp, sweep_rc, sweep_vs, sweep_zero; /* --sweep: the given --tp /
+                                                 --sequence-parallel / --recompute /
+                                                 --virtual-stages / --zero hold those fixed
                                                  (else every value is tried) */
   const char *stage_layers;
   const char *trace_path; /* --trace: write the simulated timeline here */
@@ -60,9 +61,9 @@ static const char *USAGE =
     "Memory: --memory strata (default) counts Strata's own fp32 buffers, --memory mixed\n"
     "Megatron-style mixed precision in --dtype (worker/sim/SIMULATION.md). --sweep tries every\n"
     "T dividing the heads up to an instance's chips (beyond it, with a warning, only when none\n"
-    "of those fits), P, D, M, interleaving (--virtual-stages 1, 2, 4), ZeRO 0 and 1, sequence parallelism\n"
-    "and the least recomputation that fits; a given --tp, --sequence-parallel, --recompute or\n"
-    "--virtual-stages is held fixed. Bucket size default 25 MiB (env STRATA_BUCKET_MB; with\n"
+    "of those fits), P, D, M, interleaving (--virtual-stages 1, 2, 4), ZeRO 0 to 3, sequence parallelism\n"
+    "and the least recomputation that fits; a given --tp, --sequence-parallel, --recompute,\n"
+    "--virtual-stages or --zero is held fixed. Bucket size default 25 MiB (env STRATA_BUCKET_MB; with\n"
     "--zero-overlap Megatron-Core's buckets). Exit status 2 on invalid input.";
 
 static void model_json(json_object *o, const sim_job_t *j) {
@@ -102,7 +103,7 @@ static void result_fields(json_object *o, const layout_t *lay, const sim_options
   json_object_object_add(o, "microbatches", json_object_new_int(lay->micro));
   json_object_object_add(o, "micro_batch", json_object_new_int(lay->micro_batch));
   json_object_object_add(o, "zero", json_object_new_int(opt->zero));
-  json_object_object_add(o, "zero_overlap", json_object_new_boolean(opt->zero && opt->zero_overlap));
+  json_object_object_add(o, "zero_overlap", json_object_new_boolean(opt->zero == 1 && opt->zero_overlap));
   json_object_object_add(o, "tp_overlap", json_object_new_boolean(opt->tp_overlap));
   json_object_object_add(o, "tp_comm_overlap",
                          json_object_new_boolean(opt->tp_overlap == SIM_TP_OVERLAP_UB && opt->sequence_parallel));
@@ -441,7 +442,7 @@ typedef struct {
   int any_fits;
 } sweep_ctx_t;
 
-/* One sweep layout: with D > 1 ZeRO 0 and 1, with T > 1 sequence parallelism off and on, and
+/* One sweep layout: with D > 1 ZeRO 0, 1, 2 and 3 (--zero-overlap for ZeRO-1's), with T > 1 sequence parallelism off and on, and
  * recomputation none, then selective, then full until one fits (more recomputation is only
  * slower); a given --sequence-parallel / --recompute is held fixed. 0, or 1 after saying why. */
 static int sweep_layout(const layout_t *lay, void *ctx) {
@@ -460,11 +461,14 @@ static int sweep_layout(const layout_t *lay, void *ctx) {
     if (o.vstages > 1 && sim_check_options(lay, &o, NULL, 0)) continue; /* not this P, M, L */
     for (int sp = j->sweep_sp ? 1 : 0; sp <= (T > 1); sp++) {
       if (sp && j->model.ctx % T) continue;
-      for (int z = 0; z <= (lay->dp > 1); z++) {
+      const int z_lo = j->sweep_zero && lay->dp > 1 ? j->opt.zero : 0;
+      const int z_hi = lay->dp == 1 ? 0 : j->sweep_zero ? z_lo : MEM_ZERO_FULL_SHARD;
+      for (int z = z_lo; z <= z_hi; z++) {
         int rc_lo = j->sweep_rc ? (int)j->opt.recompute : 0;
         int rc_hi = j->sweep_rc ? rc_lo : MEM_RECOMPUTE_COUNT - 1;
         for (int rc = rc_lo; rc <= rc_hi; rc++) {
           o.zero = z;
+          o.zero_overlap = z == 1 && j->opt.zero_overlap;
           o.sequence_parallel = sp;
           o.recompute = (mem_recompute_t)rc;
           int fits = 0;
@@ -547,7 +551,7 @@ static void print_sweep_text(const sim_job_t *j, const sweep_row_t *rows, int nr
     if (w->vs > 1) snprintf(vflag, sizeof vflag, " --virtual-stages %d", w->vs);
     printf("best: --pp %d --dp %d --microbatches %d --zero %d%s --schedule %s%s --tp %d%s%s%s%s: %.0f "
            "tokens/s, MFU %.1f%%, peak %s per device\n",
-           w->pp, w->dp, w->micro, w->zero, w->zero && j->opt.zero_overlap ? " --zero-overlap" : "",
+           w->pp, w->dp, w->micro, w->zero, w->zero == 1 && j->opt.zero_overlap ? " --zero-overlap" : "",
            schedule_kind_name(j->opt.kind), vflag, w->tp,
            w->tp < 2 || !j->opt.tp_overlap                          ? ""
            : j->opt.tp_overlap == SIM_TP_OVERLAP_UB && w->sp ? " --tp-comm-overlap"
@@ -623,7 +627,7 @@ typedef struct {
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
-  int g_vstages;
+  int g_vstages, g_zero;
   double bucket_mb;
   size_t device_mem;
 } sim_flags_t;
@@ -726,10 +730,10 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
   const int production = j->opt.memory == MEM_ACCOUNT_MIXED;
   j->opt.fused_attention = production && j->dev.attn_fused_eff > 0;
   if (f->attention) j->opt.fused_attention = !strcmp(f->attention, "fused");
-  if (f->zero >= MEM_ZERO_SHARD_GRADS && (f->zero_overlap || f->sweep)) {
+  if (f->zero >= MEM_ZERO_SHARD_GRADS && f->zero_overlap) {
     strata_error("simulate: --zero %d reduce-scatters every micro-batch's gradients beside its "
-                 "backward; drop %s (it applies to ZeRO-1)",
-                 f->zero, f->zero_overlap ? "--zero-overlap" : "--sweep, which tries ZeRO 0 and 1,");
+                 "backward; drop --zero-overlap (it applies to ZeRO-1)",
+                 f->zero);
     return 2;
   }
   if (f->zero_overlap && !f->zero && !f->sweep) {
@@ -891,7 +895,7 @@ int cmd_simulate(int argc, char **argv) {
        "the gradients too, reduce-scattered in --bucket-mb buckets during every micro-batch's "
        "backward; 3: ZeRO-3 as PyTorch FSDP's FULL_SHARD, the parameters too, gathered and "
        "reduce-scattered layer by layer every micro-batch (default 0)",
-       .min = 0, .max = 3},
+       .min = 0, .max = 3, .given = &f.g_zero},
       {"--zero-overlap", NULL, ARG_FLAG, &f.zero_overlap, NULL,
        "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
        "--overlap-param-gather: bucketed reduce-scatters overlapping backward (Megatron-Core's "
@@ -982,6 +986,7 @@ int cmd_simulate(int argc, char **argv) {
     j.sweep_sp = f.seq_par;
     j.sweep_rc = f.g_recompute;
     j.sweep_vs = f.g_vstages;
+    j.sweep_zero = f.g_zero;
     return run_sweep(&j, f.as_json);
   }
   j.micro = f.g_micro ? f.micro : default_micro(f.batch, f.pp, f.dp, f.vstages);

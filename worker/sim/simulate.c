@@ -268,7 +268,7 @@ void sim_precision_costs(mem_precision_t p, double *opt_bytes, double *opt_flops
 }
 
 int sim_megatron_buckets(const sim_options_t *o) {
-  return o->zero && o->zero_overlap && !o->bucket_given;
+  return o->zero == 1 && o->zero_overlap && !o->bucket_given;
 }
 
 double sim_megatron_bucket(int stage, int chunk, int D) {
