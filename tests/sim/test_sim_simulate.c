@@ -758,6 +758,30 @@ static void test_shard_grads(void) {
   CHECK_TRUE(m2.total_bytes < m1.total_bytes);
 }
 
+/* The model states per device against the ZeRO paper's formulas (Rajbhandari et al. 2020,
+ * section 5 and Figure 1: mixed-precision Adam with K = 12 bytes of optimizer state a parameter
+ * and 2-byte gradients): (2 + 2 + K) Psi without ZeRO, 2 Psi + 2 Psi + K Psi / Nd with the
+ * optimizer state partitioned (ZeRO-1), 2 Psi + (2 + K) Psi / Nd with the gradients too
+ * (ZeRO-2); gpt3-6.7b over Nd = 64 replicas, bf16 with bf16 gradients. */
+static void test_zero_states_match_the_paper(void) {
+  device_t d;
+  layout_t lay;
+  preset_on("gpt3-6.7b", "a100", 1, 1, 64, 1, 64, &d, &lay);
+  sim_options_t o = sim_options_default();
+  o.precision = MEM_PREC_BF16;
+  o.memory = MEM_ACCOUNT_MIXED;
+  o.grad_bf16 = 1;
+  const double psi = (double)layout_rank_params(&lay, 0), nd = 64;
+  const double want[3] = {16 * psi, 4 * psi + 12 * psi / nd, 2 * psi + 14 * psi / nd};
+  for (int z = 0; z < 3; z++) {
+    o.zero = z;
+    mem_options_t mo = sim_mem_options(&o);
+    mem_stage_t m;
+    memory_stage_opt(&lay, 0, &mo, &m);
+    CHECK_NEAR(m.params_bytes + m.grads_bytes + m.optimizer_bytes, want[z], 1e-6 * want[z]);
+  }
+}
+
 static void test_1f1b_keeps_fewer_in_flight_than_gpipe(void) {
   layout_model_t m;
   layout_model_preset("gpt2", &m);
@@ -993,6 +1017,7 @@ int main(void) {
   test_op_times_add_up_to_the_stage();
   test_full_shard();
   test_shard_grads();
+  test_zero_states_match_the_paper();
   test_dropout_loss_and_score_traffic();
   return test_finish("sim_simulate");
 }
