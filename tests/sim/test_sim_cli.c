@@ -733,6 +733,26 @@ static void test_full_shard_flag(void) {
   json_object_put(z3);
   json_object_put(z2);
   json_object_put(z1);
+  /* HYBRID_SHARD: named, in the JSON, more memory than sharding over all 8 */
+  snprintf(args, sizeof args, "%s --zero 3 --shard-group 4", job);
+  expect_ok_containing(args, "ZeRO-3 hybrid (FSDP HYBRID_SHARD): shards over 4 replicas, 2 copies");
+  snprintf(args, sizeof args, "%s --zero 3 --shard-group 4 --json", job);
+  json_object *h = run_json(args);
+  snprintf(args, sizeof args, "%s --zero 3 --json", job);
+  json_object *f8 = run_json(args);
+  CHECK_TRUE(h && f8);
+  if (h && f8) {
+    CHECK_NEAR(num(h, "shard_group"), 4, 0);
+    CHECK_TRUE(num(h, "peak_mem_bytes") > num(f8, "peak_mem_bytes"));
+  }
+  json_object_put(h);
+  json_object_put(f8);
+  snprintf(args, sizeof args, "%s --zero 3 --shard-group 3", job);
+  expect_usage_error(args, "--shard-group 3 needs --zero 3 and must divide --dp 8");
+  snprintf(args, sizeof args, "%s --zero 1 --shard-group 4", job);
+  expect_usage_error(args, "--shard-group 4 needs --zero 3");
+  snprintf(args, sizeof args, "%s --shard-group 4 --sweep", job);
+  expect_usage_error(args, "--shard-group fixes a ZeRO-3 layout's shard; drop it with --sweep");
   snprintf(args, sizeof args, "%s --zero 2 --bucket-mb 100", job);
   expect_ok_containing(args, "ZeRO-2 (DeepSpeed stage 2): every micro-batch's gradients "
                              "reduce-scattered in 100.0 MiB buckets");

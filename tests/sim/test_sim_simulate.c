@@ -588,6 +588,12 @@ static void layer_times(const layout_t *lay, const device_t *d, const sim_option
     if (!strcmp(ops[i].part, "layer")) *f += ops[i].fwd_s, *b += ops[i].bwd_s;
 }
 
+/* Stage 0's memory under the simulation options o. */
+static void stage0_mem(const layout_t *lay, const sim_options_t *o, mem_stage_t *m) {
+  mem_options_t mo = sim_mem_options(o);
+  memory_stage_opt(lay, 0, &mo, m);
+}
+
 /* The sharded-data-parallel tests' job: gpt3-1.3b on 8 h100 replicas, 2 micro-batches of 32
  * sequences' batch, bf16 mixed precision with fused attention; ranks: the DP group. */
 static void sharded_job(device_t *d, layout_t *lay, sim_options_t *o, int ranks[8]) {
@@ -655,22 +661,18 @@ static void test_full_shard(void) {
   }
   mem_stage_t m1, m3;
   o.zero = 1;
-  mem_options_t mo = sim_mem_options(&o);
-  memory_stage_opt(&lay, 0, &mo, &m1);
+  stage0_mem(&lay, &o, &m1);
   o.zero = MEM_ZERO_FULL_SHARD;
-  mo = sim_mem_options(&o);
-  memory_stage_opt(&lay, 0, &mo, &m3);
+  stage0_mem(&lay, &o, &m3);
   CHECK_NEAR(m1.params_bytes, 2 * params, 0);
   /* bf16 with an fp32 master copy: the shard is the master copy (in the optimizer's 12 bytes),
    * the bf16 weights exist only gathered */
   CHECK_NEAR(m3.params_bytes, 2 * (2 * lp + x), 0);
   o.precision = MEM_PREC_BF16_SR; /* no master copy: the shard is the bf16 weights themselves */
-  mo = sim_mem_options(&o);
-  memory_stage_opt(&lay, 0, &mo, &m3);
+  stage0_mem(&lay, &o, &m3);
   CHECK_NEAR(m3.params_bytes, 2 * (ceil(params / 8) + 2 * lp + x), 0);
   o.precision = MEM_PREC_BF16;
-  mo = sim_mem_options(&o);
-  memory_stage_opt(&lay, 0, &mo, &m3);
+  stage0_mem(&lay, &o, &m3);
   CHECK_NEAR(m3.grads_bytes, 4 * (ceil(params / 8) + lp + x), 0);
   CHECK_NEAR(m3.optimizer_bytes, m1.optimizer_bytes, 0);
   CHECK_TRUE(m3.total_bytes < m1.total_bytes);
@@ -746,16 +748,76 @@ static void test_shard_grads(void) {
   mem_stage_t m1, m2;
   o.bucket_bytes = SIM_DEFAULT_BUCKET_MB * 1048576;
   o.zero = 1;
-  mem_options_t mo = sim_mem_options(&o);
-  memory_stage_opt(&lay, 0, &mo, &m1);
+  stage0_mem(&lay, &o, &m1);
   o.zero = MEM_ZERO_SHARD_GRADS;
-  mo = sim_mem_options(&o);
-  memory_stage_opt(&lay, 0, &mo, &m2);
+  stage0_mem(&lay, &o, &m2);
   CHECK_NEAR(m2.params_bytes, 2 * params, 0);
   CHECK_NEAR(m2.grads_bytes, 4 * ceil(params / 8), 0);
   CHECK_NEAR(m2.optimizer_bytes, m1.optimizer_bytes, 0);
   CHECK_NEAR(m2.comm_bytes, o.bucket_bytes, 0);
   CHECK_TRUE(m2.total_bytes < m1.total_bytes);
+}
+
+/* ZeRO-3 with a shard group (FSDP HYBRID_SHARD), gpt3-1.3b over 16 h100 replicas (two
+ * instances) sharded over 8: the gathers and reduce-scatters stay in an instance, and each
+ * layer's gradient shard (1/8 of its fp32 gradients) is then all-reduced between the two copies,
+ * on the reduce-scatter's chain (over a 2 GB/s network: longer than a layer's backward, which the
+ * gathers and reduce-scatters alone are not); the states split 8 ways, not 16. A group of all 16 is
+ * FULL_SHARD exactly; a group not dividing D is refused. */
+static void test_hybrid_shard(void) {
+  device_t d;
+  layout_t lay;
+  char err[256];
+  preset_on("gpt3-1.3b", "h100", 1, 1, 16, 2, 64, &d, &lay);
+  sim_options_t o = sim_options_default();
+  o.precision = MEM_PREC_BF16;
+  o.memory = MEM_ACCOUNT_MIXED;
+  o.fused_attention = 1;
+  o.zero = MEM_ZERO_FULL_SHARD;
+  const int L = lay.model.layers;
+  const double lp = (double)layout_rank_layer_params(&lay.model, 1),
+               params = (double)layout_rank_params(&lay, 0), x = params - L * lp;
+  int grp[8], reps[2] = {layout_rank(&lay, 0, 0, 0), layout_rank(&lay, 0, 0, 8)};
+  for (int i = 0; i < 8; i++) grp[i] = layout_rank(&lay, 0, 0, i);
+  d.inter_Bps = 2e9; /* a slow network between the instances: the copies' all-reduce shows */
+  double f, b;
+  layer_times(&lay, &d, &o, &f, &b);
+  double ag = device_allgather_time(&d, grp, 8, 2 * lp), rs = device_reduce_scatter_time(&d, grp, 8, 4 * lp),
+         rs1 = device_reduce_scatter_time(&d, grp, 8, 4 * (lp + x)),
+         ar = device_allreduce_time(&d, reps, 2, 4 * lp / 8),
+         ar1 = device_allreduce_time(&d, reps, 2, 4 * (lp + x) / 8);
+  sim_stage_cost_t *full = NULL, *hyb = NULL, *all = NULL;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &full), 0);
+  o.shard_group = 8;
+  CHECK_EQ_INT(sim_check_options(&lay, &o, err, sizeof err), 0);
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &hyb), 0);
+  o.shard_group = 16;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &all), 0);
+  if (!full || !hyb || !all) return;
+  double want = ag + (L - 1) * fmax(0, ag + rs + ar - b) + rs1 + ar1;
+  CHECK_TRUE(ag + rs < b && ag + rs + ar > b);
+  CHECK_NEAR(hyb[0].bwd_dp_s, want, 1e-9 * want);
+  CHECK_NEAR(all[0].bwd_dp_s, full[0].bwd_dp_s, 0);
+  CHECK_NEAR(all[0].fwd_s, full[0].fwd_s, 0);
+  /* AdamW on twice the shard (less the per-kernel overhead) */
+  CHECK_NEAR((hyb[0].opt_s - d.op_overhead_s) / (full[0].opt_s - d.op_overhead_s), 2, 1e-6);
+  sim_costs_free(full, 1);
+  sim_costs_free(hyb, 1);
+  sim_costs_free(all, 1);
+  mem_stage_t m8, m16;
+  o.shard_group = 8;
+  stage0_mem(&lay, &o, &m8);
+  o.shard_group = 0;
+  stage0_mem(&lay, &o, &m16);
+  CHECK_NEAR(m8.optimizer_bytes, 12 * ceil(params / 8), 0);
+  CHECK_NEAR(m16.optimizer_bytes, 12 * ceil(params / 16), 0);
+  CHECK_NEAR(m8.grads_bytes, 4 * (ceil(params / 8) + lp + x), 0);
+  o.shard_group = 3;
+  CHECK_EQ_INT(sim_check_options(&lay, &o, err, sizeof err), -1);
+  CHECK_TRUE(strstr(err, "--shard-group 3 needs --zero 3 and must divide --dp 16") != NULL);
+  o.shard_group = 8;
+  o.zero = 1;
+  CHECK_EQ_INT(sim_check_options(&lay, &o, err, sizeof err), -1);
 }
 
 /* The model states per device against the ZeRO paper's formulas (Rajbhandari et al. 2020,
@@ -775,9 +837,8 @@ static void test_zero_states_match_the_paper(void) {
   const double want[3] = {16 * psi, 4 * psi + 12 * psi / nd, 2 * psi + 14 * psi / nd};
   for (int z = 0; z < 3; z++) {
     o.zero = z;
-    mem_options_t mo = sim_mem_options(&o);
     mem_stage_t m;
-    memory_stage_opt(&lay, 0, &mo, &m);
+    stage0_mem(&lay, &o, &m);
     CHECK_NEAR(m.params_bytes + m.grads_bytes + m.optimizer_bytes, want[z], 1e-6 * want[z]);
   }
 }
@@ -1018,6 +1079,7 @@ int main(void) {
   test_full_shard();
   test_shard_grads();
   test_zero_states_match_the_paper();
+  test_hybrid_shard();
   test_dropout_loss_and_score_traffic();
   return test_finish("sim_simulate");
 }

@@ -104,6 +104,7 @@ static void result_fields(json_object *o, const layout_t *lay, const sim_options
   json_object_object_add(o, "micro_batch", json_object_new_int(lay->micro_batch));
   json_object_object_add(o, "zero", json_object_new_int(opt->zero));
   json_object_object_add(o, "zero_overlap", json_object_new_boolean(opt->zero == 1 && opt->zero_overlap));
+  json_object_object_add(o, "shard_group", json_object_new_int(opt->shard_group));
   json_object_object_add(o, "tp_overlap", json_object_new_boolean(opt->tp_overlap));
   json_object_object_add(o, "tp_comm_overlap",
                          json_object_new_boolean(opt->tp_overlap == SIM_TP_OVERLAP_UB && opt->sequence_parallel));
@@ -278,7 +279,13 @@ static void print_one_text(const sim_job_t *j, const layout_t *lay, const sim_re
                                                : "");
   else
     snprintf(bucket, sizeof bucket, "bucket %.1f MiB", j->opt.bucket_bytes / 1048576.0);
-  if (j->opt.zero == MEM_ZERO_FULL_SHARD)
+  if (j->opt.zero == MEM_ZERO_FULL_SHARD && j->opt.shard_group && j->opt.shard_group < lay->dp)
+    printf("schedule: %s%s, ZeRO-3 hybrid (FSDP HYBRID_SHARD): shards over %d replicas, %d copies; "
+           "each layer's parameters gathered before its forward and its backward, its gradients "
+           "reduce-scattered in the shard group and all-reduced over the copies, every "
+           "micro-batch, the next layer's gather beside the compute\n",
+           schedule_kind_name(j->opt.kind), vs, j->opt.shard_group, lay->dp / j->opt.shard_group);
+  else if (j->opt.zero == MEM_ZERO_FULL_SHARD)
     printf("schedule: %s%s, ZeRO-3 (FSDP FULL_SHARD): each layer's parameters gathered before its "
            "forward and its backward, its gradients reduce-scattered after its backward, every "
            "micro-batch, the next layer's gather beside the compute\n",
@@ -623,7 +630,7 @@ typedef struct {
   const char *arch, *precision, *attention, *validate, *grad_dtype, *tie;
   int layers, heads, dim, ctx, vocab, kv_heads, ffn, explain;
   int nodes, tp, pp, dp, micro, zero, batch, sweep, as_json, no_overlap, seq_par, vstages;
-  int zero_overlap, tp_overlap, tp_comm_overlap;
+  int zero_overlap, tp_overlap, tp_comm_overlap, shard_group;
   const char *memory;
   /* which of them the command line set (the model preset and the layout fill in the rest) */
   int g_layers, g_heads, g_dim, g_ctx, g_vocab, g_micro, g_bucket, g_tp, g_recompute, g_kv, g_ffn;
@@ -741,8 +748,14 @@ static int job_from_flags(const sim_flags_t *f, sim_job_t *j) {
                  "--zero 1 (or --sweep, whose ZeRO-1 layouts it then applies to)");
     return 2;
   }
+  if (f->shard_group && f->sweep) {
+    strata_error("simulate: --shard-group fixes a ZeRO-3 layout's shard; drop it with --sweep "
+                 "(whose ZeRO-3 rows shard over every replica)");
+    return 2;
+  }
   j->opt.zero = f->zero;
   j->opt.zero_overlap = f->zero_overlap;
+  j->opt.shard_group = f->shard_group;
   j->opt.tp_overlap = f->tp_comm_overlap ? SIM_TP_OVERLAP_UB
                       : f->tp_overlap    ? SIM_TP_OVERLAP_BACKWARD
                                          : SIM_TP_OVERLAP_NONE;
@@ -896,6 +909,11 @@ int cmd_simulate(int argc, char **argv) {
        "backward; 3: ZeRO-3 as PyTorch FSDP's FULL_SHARD, the parameters too, gathered and "
        "reduce-scattered layer by layer every micro-batch (default 0)",
        .min = 0, .max = 3, .given = &f.g_zero},
+      {"--shard-group", NULL, ARG_INT, &f.shard_group, "S",
+       "with --zero 3: shard over S replicas and keep D / S copies (FSDP's HYBRID_SHARD: gathers "
+       "and reduce-scatters among S, usually one instance, each shard then all-reduced over the "
+       "copies); S divides --dp (default: all D, FULL_SHARD)",
+       .min = 1, .max = 1 << 24},
       {"--zero-overlap", NULL, ARG_FLAG, &f.zero_overlap, NULL,
        "ZeRO-1 as Megatron-LM's distributed optimizer with --overlap-grad-reduce and "
        "--overlap-param-gather: bucketed reduce-scatters overlapping backward (Megatron-Core's "

@@ -40,8 +40,12 @@ int memory_parse_accounting(const char *s, mem_accounting_t *out) {
 
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
   mem_options_t o = {kind, zero, bucket_bytes, 0, MEM_RECOMPUTE_NONE, MEM_ACCOUNT_STRATA, DEV_FP32,
-                     MEM_PREC_NONE, 0, 1, 0};
+                     MEM_PREC_NONE, 0, 1, 0, 0};
   return o;
+}
+
+int memory_shard_ranks(const layout_t *lay, const mem_options_t *o) {
+  return o->zero == MEM_ZERO_FULL_SHARD && o->shard_group > 0 ? o->shard_group : lay->dp;
 }
 
 const char *memory_precision_name(mem_precision_t p) {
@@ -219,11 +223,12 @@ static double workspace_bytes(const layout_t *lay, const mem_options_t *o, int s
  * before their reduce-scatter; the root unit (embedding, head) stays whole from its forward to
  * its backward. With a master copy in the optimizer state (master: bf16 mixed precision) the
  * shard is that fp32 copy, FSDP's sharded parameter, and the compute dtype exists only
- * gathered (FSDP's param_dtype). With D = 1 nothing is split. Replaces the whole-model weights
+ * gathered (FSDP's param_dtype). D: the ranks a shard spans (memory_shard_ranks); with D = 1
+ * nothing is split. Replaces the whole-model weights
  * and gradients already in out (an FP8 job's weight copies stay as counted). */
-static void full_shard_bytes(const layout_t *lay, int s, double wb, double gb, int master,
+static void full_shard_bytes(const layout_t *lay, int s, double D, double wb, double gb, int master,
                              mem_stage_t *out) {
-  const double params = (double)layout_rank_params(lay, s), D = lay->dp;
+  const double params = (double)layout_rank_params(lay, s);
   if (D <= 1) return;
   const double lp = (double)layout_rank_layer_params(&lay->model, lay->tp);
   const double root = params - layout_stage_layers(lay, s) * lp, shard = ceil(params / D);
@@ -236,7 +241,7 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
   const int mixed = o->accounting == MEM_ACCOUNT_MIXED, sp = o->sequence_parallel && lay->tp > 1;
   double E = MEM_ELEM_BYTES, b = lay->micro_batch, T = m->ctx, C = m->dim, t = lay->tp,
          r = sp ? t : 1, Vp = layout_padded_vocab(m->vocab, lay->tp);
-  double params = (double)layout_rank_params(lay, s);
+  double params = (double)layout_rank_params(lay, s), Z = memory_shard_ranks(lay, o);
   memset(out, 0, sizeof *out);
   if (mixed) { /* by precision; NONE: bf16 weights and gradients, fp32 master and moments */
     double wb, gb, ob;
@@ -247,15 +252,15 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
       out->params_bytes += MEM_FP8_WEIGHT_COPY_BYTES * layout_stage_layers(lay, s) *
                            (double)layout_rank_layer_params(m, lay->tp);
     out->grads_bytes = gb * params;
-    out->optimizer_bytes = ob * (o->zero ? ceil(params / lay->dp) : params);
-    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = gb * ceil(params / lay->dp);
-    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, wb, gb, ob >= 12, out);
+    out->optimizer_bytes = ob * (o->zero ? ceil(params / Z) : params);
+    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = gb * ceil(params / Z);
+    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, Z, wb, gb, ob >= 12, out);
   } else {
     out->params_bytes = E * params;
     out->grads_bytes = E * params;
-    out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / lay->dp) : params);
-    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = E * ceil(params / lay->dp);
-    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, E, E, 0, out);
+    out->optimizer_bytes = 2 * E * (o->zero ? ceil(params / Z) : params);
+    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = E * ceil(params / Z);
+    if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, Z, E, E, 0, out);
   }
   const int V = o->vstages > 1 && lay->pp > 1 ? o->vstages : 1;
   out->in_flight = V > 1 ? schedule_in_flight_interleaved(lay->pp, lay->micro, V, s)

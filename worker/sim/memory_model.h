@@ -156,7 +156,13 @@ typedef struct {
   int grad_bf16;             /* mixed: the gradient buffer in bf16, 2 bytes per parameter
                                 (--grad-dtype bf16: Megatron-LM without fp32 gradient
                                 accumulation, NeMo's grad_sync_dtype bf16) */
+  int shard_group;           /* ZeRO-3: the replicas a shard is split over (FSDP HYBRID_SHARD:
+                                S dividing D, the states split S ways and replicated D / S times);
+                                0: all D (FULL_SHARD) */
 } mem_options_t;
+/* The replicas the sharded states of o are split over: o's shard group under ZeRO-3 when one is
+ * set, else D. */
+int memory_shard_ranks(const layout_t *lay, const mem_options_t *o);
 /* Strata's run: Strata's fp32 accounting, no sequence parallelism, no recomputation. */
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes);
 

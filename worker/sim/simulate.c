@@ -46,6 +46,7 @@ mem_options_t sim_mem_options(const sim_options_t *opt) {
   m.fused_attention = opt->fused_attention;
   m.vstages = opt->vstages;
   m.grad_bf16 = opt->grad_bf16;
+  m.shard_group = opt->shard_group;
   return m;
 }
 
@@ -106,6 +107,12 @@ int sim_check_options(const layout_t *lay, const sim_options_t *opt, char *err, 
   if (sim_check_tp(&lay->model, lay->tp, opt->sequence_parallel, err, errlen)) return -1;
   if ((unsigned)opt->recompute >= MEM_RECOMPUTE_COUNT)
     return strata_fail(err, errlen, "recompute must be " MEM_RECOMPUTE_CHOICES);
+  if (opt->shard_group && (opt->zero != MEM_ZERO_FULL_SHARD || opt->shard_group < 1 ||
+                           lay->dp % opt->shard_group))
+    return strata_fail(err, errlen,
+                       "--shard-group %d needs --zero 3 and must divide --dp %d (the replicas a "
+                       "shard spans; the D / S groups hold copies)",
+                       opt->shard_group, lay->dp);
   return sim_check_vstages(lay, opt, err, errlen);
 }
 
@@ -421,27 +428,35 @@ static void stage_ops(const layout_t *lay, const sim_options_t *opt, stage_ops_t
  * gather when a unit starts (forward and backward prefetch), so a layer's gather -- in backward
  * with the reduce-scatter of the layer after it, on the same link -- runs beside the previous
  * layer's compute; the first gather of each pass and the last reduce-scatter are exposed.
- * out: exposed forward and backward seconds, then the forward's and the backward's overlapped
+ * With a shard group of S < D replicas (FSDP's HYBRID_SHARD) the gathers and reduce-scatters run
+ * in it and each layer's gradient shard is then all-reduced over the D / S groups, on the same
+ * chain. out: exposed forward and backward seconds, then the forward's and the backward's overlapped
  * seconds (their interference). 0 ok, -1 OOM. */
-static int full_shard_comm(const layout_t *lay, const device_t *dev, int s, int k, double f,
+static int full_shard_comm(const layout_t *lay, const device_t *dev, int s, int S, int k, double f,
                            double b, double w, double g, double xw, double xg, double out[4]) {
-  const int D = lay->dp;
-  int *ranks = malloc(sizeof(int) * (size_t)D);
+  const int D = lay->dp, R = D / S;
+  int *ranks = malloc(sizeof(int) * (size_t)D), *reps = ranks + S;
   if (!ranks) return -1;
-  double ag = 0, ag_first = 0, rs = 0, rs_last = 0; /* the slowest of the stage's T groups */
+  /* the slowest of the stage's T groups: gathers and reduce-scatters in the first shard group,
+   * the shards' all-reduce over the replicas' (d = 0, S, 2S, ...) */
+  double ag = 0, ag_first = 0, rs = 0, rs_last = 0, ar = 0, ar_last = 0;
   for (int t = 0; t < lay->tp; t++) {
-    for (int d = 0; d < D; d++) ranks[d] = layout_rank(lay, t, s, d);
-    double v[4] = {device_allgather_time(dev, ranks, D, w), device_allgather_time(dev, ranks, D, w + xw),
-                   device_reduce_scatter_time(dev, ranks, D, g),
-                   device_reduce_scatter_time(dev, ranks, D, g + xg)};
+    for (int d = 0; d < S; d++) ranks[d] = layout_rank(lay, t, s, d);
+    for (int r = 0; r < R; r++) reps[r] = layout_rank(lay, t, s, r * S);
+    double v[6] = {device_allgather_time(dev, ranks, S, w), device_allgather_time(dev, ranks, S, w + xw),
+                   device_reduce_scatter_time(dev, ranks, S, g),
+                   device_reduce_scatter_time(dev, ranks, S, g + xg),
+                   R > 1 ? device_allreduce_time(dev, reps, R, g / S) : 0,
+                   R > 1 ? device_allreduce_time(dev, reps, R, (g + xg) / S) : 0};
     ag = fmax(ag, v[0]), ag_first = fmax(ag_first, v[1]), rs = fmax(rs, v[2]), rs_last = fmax(rs_last, v[3]);
+    ar = fmax(ar, v[4]), ar_last = fmax(ar_last, v[5]);
   }
   free(ranks);
   const double between = k > 1 ? k - 1 : 0; /* the gathers that run beside a layer's compute */
   out[0] = ag_first + between * fmax(0, ag - f);
-  out[1] = ag + between * fmax(0, ag + rs - b) + rs_last;
+  out[1] = ag + between * fmax(0, ag + rs + ar - b) + rs_last + ar_last;
   out[2] = between * fmin(ag, f);
-  out[3] = between * fmin(ag + rs, b);
+  out[3] = between * fmin(ag + rs + ar, b);
   return 0;
 }
 
@@ -542,6 +557,8 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
   if (opt->grad_bf16) E = 2;
   double C = m->dim, t = tp, Vp = layout_padded_vocab(m->vocab, tp);
   const int tied = layout_model_tied(m);
+  const mem_options_t mo = sim_mem_options(opt);
+  const int Z = memory_shard_ranks(lay, &mo); /* the replicas a ZeRO shard spans */
   double n_act = (double)b * T * C * device_dtype_size(dt); /* a TP collective's array */
   for (int s = 0; s < P; s++) {
     sim_stage_cost_t *c = &costs[s];
@@ -591,7 +608,7 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
     c->fwd_dp_s = c->bwd_dp_s = 0;
     if (opt->zero == MEM_ZERO_FULL_SHARD && lay->dp > 1) {
       double lp = (double)layout_rank_layer_params(m, tp), x = params - k * lp, z[4];
-      if (full_shard_comm(lay, dev, s, k, lf, lb, E_param * lp, E * lp, E_param * x, E * x, z)) {
+      if (full_shard_comm(lay, dev, s, Z, k, lf, lb, E_param * lp, E * lp, E_param * x, E * x, z)) {
         sim_costs_free(costs, P);
         return -1;
       }
@@ -608,13 +625,13 @@ int sim_build_costs(const layout_t *lay, const device_t *dev, const sim_options_
       c->bwd_dp_s = z[0];
       c->bwd_s += z[0] + slow * z[1];
     }
-    double opt_params = opt->zero ? ceil(params / lay->dp) : params;
+    double opt_params = opt->zero ? ceil(params / Z) : params;
     c->opt_s = device_has_eff(dev)
                    ? device_op_time_eff(dev, DEV_FP32, opt_flops * opt_params, opt_bytes * opt_params, 1)
                    : device_op_time(dev, DEV_FP32, opt_flops * opt_params, opt_bytes * opt_params);
     /* ZeRO-1 reduce-scatters and all-gathers the padded shard: D x ceil(params / D) floats */
-    c->param_bytes = opt->zero ? E * opt_params * lay->dp : E * params;
-    c->gather_bytes = opt->zero ? E_param * opt_params * lay->dp : E_param * params;
+    c->param_bytes = opt->zero ? E * opt_params * Z : E * params;
+    c->gather_bytes = opt->zero ? E_param * opt_params * Z : E_param * params;
     c->tied_bytes = (P > 1 && tied && (first || last)) ? E * Vp * C / t : 0;
     c->regions = calloc((size_t)k + 4, sizeof(sim_region_t));
     if (!c->regions) {

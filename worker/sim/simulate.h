@@ -98,6 +98,10 @@ typedef struct {
                                 userbuffers pipelining the other collectives with their GEMMs
                                 (Megatron-LM --tp-comm-overlap); NONE (default): Strata's,
                                 every TP collective exposed */
+  int shard_group;           /* with zero MEM_ZERO_FULL_SHARD: the replicas a shard spans, S
+                                dividing D (FSDP's HYBRID_SHARD: gathered and reduce-scattered
+                                among S, each shard then all-reduced over the D / S groups, every
+                                micro-batch); 0 (default): all D, FULL_SHARD */
   int interference;          /* 1 (default, and the carried clock of strata train): overlapped
                                 DP buckets slow the backward they overlap by the device's
                                 overlap_slowdown; 0: they do not */
