@@ -45,7 +45,10 @@ mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes) {
 }
 
 int memory_shard_ranks(const layout_t *lay, const mem_options_t *o) {
-  return o->zero == MEM_ZERO_FULL_SHARD && o->shard_group > 0 ? o->shard_group : lay->dp;
+  /* a group that does not divide D (a memory suggestion's other layout) shards over all D */
+  return o->zero == MEM_ZERO_FULL_SHARD && o->shard_group > 0 && lay->dp % o->shard_group == 0
+             ? o->shard_group
+             : lay->dp;
 }
 
 const char *memory_precision_name(mem_precision_t p) {

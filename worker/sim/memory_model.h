@@ -161,7 +161,7 @@ typedef struct {
                                 0: all D (FULL_SHARD) */
 } mem_options_t;
 /* The replicas the sharded states of o are split over: o's shard group under ZeRO-3 when one is
- * set, else D. */
+ * set and divides D, else D. */
 int memory_shard_ranks(const layout_t *lay, const mem_options_t *o);
 /* Strata's run: Strata's fp32 accounting, no sequence parallelism, no recomputation. */
 mem_options_t memory_options(sched_kind_t kind, int zero, double bucket_bytes);
