@@ -812,6 +812,20 @@ static void test_hybrid_shard(void) {
   CHECK_NEAR(m8.optimizer_bytes, 12 * ceil(params / 8), 0);
   CHECK_NEAR(m16.optimizer_bytes, 12 * ceil(params / 16), 0);
   CHECK_NEAR(m8.grads_bytes, 4 * (ceil(params / 8) + lp + x), 0);
+  /* a group of one: nothing sharded, every layer's gradients all-reduced over all 16 copies */
+  o.shard_group = 1;
+  CHECK_EQ_INT(sim_check_options(&lay, &o, err, sizeof err), 0);
+  sim_stage_cost_t *one = NULL;
+  CHECK_EQ_INT(sim_build_costs(&lay, &d, &o, &one), 0);
+  int every[16];
+  for (int i = 0; i < 16; i++) every[i] = layout_rank(&lay, 0, 0, i);
+  if (one) {
+    double ar16 = device_allreduce_time(&d, every, 16, 4 * lp), ar16x = device_allreduce_time(&d, every, 16, 4 * (lp + x));
+    CHECK_NEAR(one[0].bwd_dp_s, (L - 1) * fmax(0, ar16 - b) + ar16x, 1e-9 * one[0].bwd_dp_s);
+  }
+  sim_costs_free(one, 1);
+  stage0_mem(&lay, &o, &m8);
+  CHECK_NEAR(m8.optimizer_bytes, 12 * params, 0);
   o.shard_group = 3;
   CHECK_EQ_INT(sim_check_options(&lay, &o, err, sizeof err), -1);
   CHECK_TRUE(strstr(err, "--shard-group 3 needs --zero 3 and must divide --dp 16") != NULL);

@@ -435,8 +435,9 @@ static void stage_ops(const layout_t *lay, const sim_options_t *opt, stage_ops_t
 static int full_shard_comm(const layout_t *lay, const device_t *dev, int s, int S, int k, double f,
                            double b, double w, double g, double xw, double xg, double out[4]) {
   const int D = lay->dp, R = D / S;
-  int *ranks = malloc(sizeof(int) * (size_t)D), *reps = ranks + S;
+  int *ranks = malloc(sizeof(int) * (size_t)(S + R)); /* the shard group, then the copies */
   if (!ranks) return -1;
+  int *reps = ranks + S;
   /* the slowest of the stage's T groups: gathers and reduce-scatters in the first shard group,
    * the shards' all-reduce over the replicas' (d = 0, S, 2S, ...) */
   double ag = 0, ag_first = 0, rs = 0, rs_last = 0, ar = 0, ar_last = 0;
