@@ -449,9 +449,10 @@ typedef struct {
   int any_fits;
 } sweep_ctx_t;
 
-/* One sweep layout: with D > 1 ZeRO 0, 1, 2 and 3 (--zero-overlap for ZeRO-1's), with T > 1 sequence parallelism off and on, and
- * recomputation none, then selective, then full until one fits (more recomputation is only
- * slower); a given --sequence-parallel / --recompute is held fixed. 0, or 1 after saying why. */
+/* One sweep layout: with D > 1 ZeRO 0, 1, 2 and 3 (--zero-overlap on ZeRO-1's), with T > 1
+ * sequence parallelism off and on, and recomputation none, then selective, then full until one
+ * fits (more recomputation is only slower); a given --sequence-parallel / --recompute / --zero
+ * is held fixed. 0, or 1 after saying why. */
 static int sweep_layout(const layout_t *lay, void *ctx) {
   sweep_ctx_t *c = ctx;
   const sim_job_t *j = c->j;

@@ -256,7 +256,11 @@ void memory_stage_opt(const layout_t *lay, int s, const mem_options_t *o, mem_st
                            (double)layout_rank_layer_params(m, lay->tp);
     out->grads_bytes = gb * params;
     out->optimizer_bytes = ob * (o->zero ? ceil(params / Z) : params);
-    if (o->zero == MEM_ZERO_SHARD_GRADS) out->grads_bytes = gb * ceil(params / Z);
+    /* DeepSpeed's stage 2 with 16-bit weights and an fp32 master keeps the 16-bit gradient
+     * partition its reductions fill and that partition's fp32 copy the optimizer steps on:
+     * 2 + 4 bytes a parameter over D (its estimate_zero2_model_states_mem_needs: 2 + 18 / D) */
+    if (o->zero == MEM_ZERO_SHARD_GRADS)
+      out->grads_bytes = (wb == 2 && ob >= 12 ? 2 + 4 : gb) * ceil(params / Z);
     if (o->zero == MEM_ZERO_FULL_SHARD) full_shard_bytes(lay, s, Z, wb, gb, ob >= 12, out);
   } else {
     out->params_bytes = E * params;
