@@ -118,7 +118,7 @@ strata_shrink_layout() {
   [ -z "$mem" ] || sim+=(--device-mem "$mem")
   # strata train runs ZeRO 0 and 1: the sweep's ZeRO-2 and ZeRO-3 rows are not candidates
   row=$("${sim[@]}" 2>&1 | jq -ec '[.rows[] | select(.fits and .zero <= 1)][0]' 2>/dev/null) || {
-    echo "[restart] error: no layout of $ranks rank(s) fits this job (strata simulate --sweep: $("${sim[@]}" 2>&1 | tail -n 1))" >&2
+    echo "[restart] error: no layout of $ranks rank(s) that strata train runs (ZeRO 0 or 1) fits this job (strata simulate --sweep: $("${sim[@]}" 2>&1 | tail -n 1))" >&2
     return 1
   }
   jq -r '"--tp", .tp, "--pp", .pp, "--dp", .dp, "--microbatches", .microbatches, "--zero", .zero,

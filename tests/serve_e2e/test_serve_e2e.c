@@ -192,6 +192,13 @@ static void case_basic(void) {
 
   /* 8 concurrent clients */
   concurrent_clients(s.port);
+  /* batching: whether the clients' requests overlapped depends on how the machine schedules
+   * them, but one request's 3 choices enter the engine together (the serve loop submits all of
+   * a job's choices before its next step), so the gauge below shows more than one in flight
+   * whatever the load */
+  post(s.port, "{\"prompt\":\"Hello world\",\"max_tokens\":10,\"temperature\":0,\"n\":3}", &r);
+  CHECK_EQ_INT(r.status, 200);
+  hc_reply_free(&r);
   usleep(1200000); /* the server samples backend stats periodically */
   hc_request(s.port, "GET", "/health", NULL, 0, 30, &r);
   CHECK_EQ_INT(r.status, 200);
