@@ -18,10 +18,12 @@ strata_rank_failures() {
   [ -d "$dir/status" ] || return 0
   local named=""
   if [ -n "$log" ] && [ -f "$log" ]; then
-    # mpirun's "process rank Q ... exited on signal", srun's "task Q: Killed" or "tasks A-B:
-    # Killed" before srun starts terminating the step (after that, its kills are its own)
+    # mpirun's "process rank Q ... exited on signal" and its "Process name: [[J,K],Q]" of the
+    # first process that exited non-zero, srun's "task Q: Killed" or "tasks A-B: Killed" before
+    # srun starts terminating the step (after that, its kills are its own)
     named=$(awk '/_step_signal: Terminating/ { exit } { print }' "$log" |
-            grep -oE "process rank [0-9]+ with PID [0-9]+ on node [^ ]+ exited on signal [0-9]+|tasks? [0-9]+(-[0-9]+)?: (Killed|Terminated|Segmentation fault|Aborted)" |
+            grep -oE "process rank [0-9]+ with PID [0-9]+ on node [^ ]+ exited on signal [0-9]+|Process name: +\[\[[0-9]+,[0-9]+\],[0-9]+\]|tasks? [0-9]+(-[0-9]+)?: (Killed|Terminated|Segmentation fault|Aborted)" |
+            sed -E 's/^Process name: +\[\[[0-9]+,[0-9]+\],([0-9]+)\]$/rank \1/' |
             grep -oE "(rank|tasks?) [0-9]+(-[0-9]+)?" | grep -oE "[0-9]+(-[0-9]+)?$" |
             awk -F- '{ for (q = $1; q <= ($2 == "" ? $1 : $2); q++) print q }' | sort -u || true)
   fi

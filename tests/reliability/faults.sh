@@ -18,7 +18,9 @@
 #        "strata: rank Q (...) failed at step K during ...: ... rank RANK ..." and "strata: rank
 #        RANK (stage s, replica d), which rank Q waited on, was at step STEP during OPERATION"); the job
 #        exits non-zero, leaves no process, and `strata report RUN` (exit 1: unfinished) shows
-#        the failed rank's last state.
+#        the failed rank's last state. exit: with a stopped rank's final state removed (the
+#        launcher can kill it before it writes one) the rank mpirun named is still the only one
+#        reported dead.
 #   hostkill NP P D   a host-scoped kill takes every rank of the host at once: all NP ranks run on
 #        this host and STRATA_FAULT="kill:host=$(hostname):step=4:op=commit" (checkpoints every 2
 #        steps) fires where only the coordinator ever arrives (before it renames ckpt-00000004), so
@@ -132,6 +134,19 @@ report)
   [ "$ACT" = hang ] ||
     grep -Eq "^  rank $R \(stage $((R % P)), replica $((R / P)), pid [0-9]+\): step $S, $OPERATION: no final state" <<<"$rep" ||
     fail "strata report does not show rank $R's last state"
+  if [ "$ACT" = exit ]; then
+    # the race the launcher can win: a rank it stops may die before writing its final state.
+    # mpirun named the rank that exited first ("Process name: [[..,R]"), so that one alone is
+    # reported dead and the unreported one counts as stopped
+    for f in "$W/run/status"/rank-*; do
+      [ "$f" = "$W/run/status/rank-$R" ] || { sed -i '3s/.*/state/' "$f"; break; }
+    done
+    again=$(source "$STRATA_SOURCE_DIR/launch/rank_failures.sh"; strata_rank_failures "$W/run" 1 "$W/out.txt" 2>&1)
+    echo "$again" >&2
+    grep -Fxq "$line" <<<"$again" || fail "no line '$line' once a stopped rank's state is missing"
+    [ "$(grep -c '^strata: rank .* died' <<<"$again")" -eq 1 ] ||
+      fail "a rank the launcher stopped, without a final state, was reported dead"
+  fi
   ;;
 hostkill)
   NP="$1"; P="$2"; D="$3"; H="$(hostname)"
